@@ -1,0 +1,119 @@
+/* xq_kernel.h: kernel providers are devices. A provider owns memory on its
+ * device, runs the ops the engine needs, and executes quantized weights in
+ * the layouts it advertises. The engine asks `supports_op` before it
+ * dispatches (as ggml's supports_op) and falls back (dequantize-on-load, or
+ * another provider) otherwise.
+ *
+ * Conventions: all tensors are row-major; shape[] slowest first; strides in
+ * elements (0 = contiguous). A Linear is y[M,N] = x[M,K] · W[N,K]^T (+ bias).
+ */
+#ifndef XQUANT_XQ_KERNEL_H
+#define XQUANT_XQ_KERNEL_H
+
+#include "xq_tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A tensor in the provider's memory (for the CPU provider, host memory). */
+typedef struct xq_device_tensor {
+  uint32_t struct_size;
+  xq_dtype dtype;
+  uint32_t ndim;
+  uint32_t reserved;
+  int64_t shape[4];
+  int64_t strides[4]; /* elements; all zero = contiguous */
+  void* data;         /* device pointer */
+} xq_device_tensor;
+
+/* A quantized weight prepared (packed) by a provider in its native layout. */
+typedef struct xq_qweight xq_qweight;
+
+typedef enum xq_op_type {
+  /* dst[M,N] = src[0][M,K] · src[1][N,K]^T (+ src[2][N] bias if data != NULL) */
+  XQ_OP_MATMUL = 1,
+  /* dst[M,N] = act(src[0][M,K]) · dequant(qweight)^T (+ src[2] bias); the
+   * activation quantization of the qweight's act_scheme is applied. */
+  XQ_OP_QMATMUL = 2,
+  /* dst[N,K] (F32/BF16/F16) = dequant(qweight) */
+  XQ_OP_DEQUANTIZE = 3,
+  /* dst[M,D] = src[0][M,D] / sqrt(mean(src0^2) + f[0]) * src[1][D] */
+  XQ_OP_RMS_NORM = 4,
+  /* in place on src[0] = dst: [T, H, D] rotated at positions src[1] (I32 [T]);
+   * i[0] = pairing (0 = half-split "neox", 1 = adjacent "norm"), i[1] =
+   * rotary dims, f[0] = theta base, f[1] = position scale (linear scaling);
+   * src[2] optional F32 [rot/2] frequency divisors (llama3 rope_freqs). */
+  XQ_OP_ROPE = 5,
+  /* dst[T, H, D] = softmax(q·k^T * f[0] + causal mask) · v with q = src[0]
+   * [T, H, D], k = src[1] [S, KVH, D], v = src[2] [S, KVH, D] (GQA: head h
+   * reads kv head h / (H / KVH)); query t sits at absolute position i[0] + t
+   * and sees keys 0..i[0]+t. */
+  XQ_OP_ATTENTION = 6,
+  /* dst = silu(src[0]) * src[1] (elementwise, same shape) */
+  XQ_OP_SWIGLU = 7,
+  /* dst = src[0] + src[1] (elementwise; src[1] may be [N] broadcast on rows) */
+  XQ_OP_ADD = 8,
+  /* dst[T, D] = src[0][ids, :] with ids = src[1] (I32 [T]) */
+  XQ_OP_GET_ROWS = 9,
+  /* dst = src[0] * src[1] elementwise (src[1] may be [N] broadcast on rows) */
+  XQ_OP_MUL = 10,
+  /* dst[M,K] I8 + dst2 scales: per-token (i[0]=0) or static (i[0]=1, f[0]
+   * scale) activation quantization; dst2 = src[1] F32 [M] */
+  XQ_OP_QUANTIZE_ACT = 11,
+  /* dst = src[0] converted to dst.dtype */
+  XQ_OP_CONVERT = 12
+} xq_op_type;
+
+typedef struct xq_op {
+  uint32_t struct_size;
+  xq_op_type type;
+  xq_device_tensor dst;
+  xq_device_tensor src[4]; /* unused slots have data == NULL */
+  const xq_qweight* qweight;
+  double f[8];
+  int64_t i[8];
+} xq_op;
+
+typedef struct xq_kernel_vtable {
+  uint32_t struct_size;
+  uint32_t reserved;
+  /* 0 = unusable on this machine (e.g. no GPU); higher is preferred.
+   * `why` (may be NULL) receives a static message explaining the score. */
+  uint32_t (*score)(void* state, const char** why);
+
+  /* Memory. */
+  xq_status (*alloc)(void* state, uint64_t nbytes, void** out_ptr);
+  void (*free)(void* state, void* ptr);
+  xq_status (*upload)(void* state, void* dst_device, const void* src_host, uint64_t nbytes);
+  xq_status (*download)(void* state, void* dst_host, const void* src_device, uint64_t nbytes);
+  xq_status (*synchronize)(void* state);
+
+  /* Ops. supports_op returns 1 when run_op would run `op` (shapes, dtypes,
+   * qweight layout), 0 otherwise; it never fails. */
+  uint32_t (*supports_op)(void* state, const xq_op* op);
+  xq_status (*run_op)(void* state, const xq_op* op);
+
+  /* Quantized weights: pack `q` (borrowed) into the provider's native layout
+   * on its device. XQ_ERR_UNSUPPORTED when the scheme is not advertised. */
+  xq_status (*qweight_prepare)(void* state, const xq_quant_tensor* q, xq_qweight** out);
+  void (*qweight_release)(void* state, xq_qweight* w); /* accepts NULL */
+  /* Static name of the layout `w` is stored in, e.g. "cpu-int8-rows". */
+  const char* (*qweight_layout)(void* state, const xq_qweight* w);
+} xq_kernel_vtable;
+
+#ifdef __cplusplus
+}
+#endif
+
+#if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
+XQ_STATIC_ASSERT(sizeof(xq_device_tensor) == 88, "xq_device_tensor size changed");
+XQ_STATIC_ASSERT(offsetof(xq_device_tensor, data) == 80, "xq_device_tensor.data moved");
+XQ_STATIC_ASSERT(offsetof(xq_op, dst) == 8, "xq_op.dst moved");
+XQ_STATIC_ASSERT(offsetof(xq_op, qweight) == 448, "xq_op.qweight moved");
+XQ_STATIC_ASSERT(offsetof(xq_op, i) == 520, "xq_op.i moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, run_op) == 64, "kernel.run_op moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_layout) == 88, "kernel.qweight_layout moved");
+#endif
+
+#endif /* XQUANT_XQ_KERNEL_H */

@@ -1,0 +1,92 @@
+/* xq_tensor.h: the two tensor shapes that cross the ABI.
+ *
+ * xq_tensor_view: a borrowed dense tensor (row-major, contiguous).
+ * xq_quant_tensor: the canonical quantized tensor, the lingua franca between
+ * algorithms (produce it), formats (pack/unpack it) and kernel providers
+ * (consume it or pre-pack it into their own layout).
+ */
+#ifndef XQUANT_XQ_TENSOR_H
+#define XQUANT_XQ_TENSOR_H
+
+#include "xq_abi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A dense, row-major, contiguous tensor. shape[] is slowest-first (PyTorch
+ * order): a Linear weight is [out, in]. Borrowed unless a call says otherwise. */
+typedef struct xq_tensor_view {
+  uint32_t struct_size;
+  xq_dtype dtype;
+  uint32_t ndim;
+  uint32_t reserved;
+  int64_t shape[XQ_MAX_DIMS];
+  void* data;      /* const for inputs; writable where a call says so */
+  uint64_t nbytes; /* of data */
+} xq_tensor_view;
+
+typedef enum xq_granularity {
+  XQ_GRAN_TENSOR = 1,  /* one scale for the whole tensor */
+  XQ_GRAN_CHANNEL = 2, /* one scale per output row */
+  XQ_GRAN_GROUP = 3,   /* per row, per `group_size` consecutive input columns;
+                          the last group of a row may be shorter (ragged) */
+  XQ_GRAN_BLOCK = 4    /* 2-D tiles; reserved, no plugin of 1.0 produces it */
+} xq_granularity;
+
+typedef enum xq_act_scheme {
+  XQ_ACT_NONE = 0,          /* weight-only (e.g. W4A16) */
+  XQ_ACT_STATIC_TENSOR = 1, /* activations quantized with input_scale */
+  XQ_ACT_DYNAMIC_TOKEN = 2  /* activations quantized per row at run time */
+} xq_act_scheme;
+
+/* The canonical quantized weight of one Linear, logical shape [rows=out,
+ * cols=in]. Dequantized value:
+ *     w[r][c] = (codes[r][c] - zp[r][g]) * scales[r][g],  g = group of c
+ * with g = g_idx[c] when g_idx is set, else c / group_size (0 for TENSOR and
+ * CHANNEL). For TENSOR granularity scales/zero_points hold one element, for
+ * the others rows * n_groups elements, row-major.
+ *
+ * Codes are always signed: [-2^(bits-1), 2^(bits-1)-1], one int8 per
+ * element, unpacked. Zero points live in the same signed domain (an unsigned
+ * AWQ zero z in [0, 2^bits) is z - 2^(bits-1) here); NULL for symmetric.
+ * Scales hold values already representable in `scale_dtype` (the dtype a
+ * format stores them in), so a write/read round trip is exact.
+ *
+ * Ownership: when a plugin fills this as an output, every buffer comes from
+ * host->alloc and the host frees it. When it is an input it is borrowed. */
+typedef struct xq_quant_tensor {
+  uint32_t struct_size;
+  uint32_t bits;      /* 2..8 */
+  uint32_t symmetric; /* 1: zero_points is NULL */
+  xq_granularity granularity;
+  int64_t rows;
+  int64_t cols;
+  int64_t group_size; /* GROUP: columns per group; CHANNEL/TENSOR: cols */
+  int64_t n_groups;   /* per row: ceil(cols / group_size); 1 for CHANNEL/TENSOR */
+  int8_t* codes;       /* [rows * cols] */
+  float* scales;       /* [rows * n_groups], or [1] for TENSOR */
+  int8_t* zero_points; /* same count as scales, or NULL */
+  int32_t* g_idx;      /* [cols] (act-order) or NULL */
+  xq_dtype scale_dtype;        /* F32, F16 or BF16 */
+  xq_act_scheme act_scheme;    /* how activations feeding this Linear are quantized */
+  uint32_t act_bits;           /* 8 when act_scheme != NONE */
+  float input_scale;           /* XQ_ACT_STATIC_TENSOR: activation scale */
+} xq_quant_tensor;
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
+XQ_STATIC_ASSERT(offsetof(xq_tensor_view, shape) == 16, "xq_tensor_view.shape moved");
+XQ_STATIC_ASSERT(offsetof(xq_tensor_view, data) == 80, "xq_tensor_view.data moved");
+XQ_STATIC_ASSERT(sizeof(xq_tensor_view) == 96, "xq_tensor_view size changed");
+XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, rows) == 16, "xq_quant_tensor.rows moved");
+XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, codes) == 48, "xq_quant_tensor.codes moved");
+XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, g_idx) == 72, "xq_quant_tensor.g_idx moved");
+XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, scale_dtype) == 80, "xq_quant_tensor.scale_dtype moved");
+XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, input_scale) == 92, "xq_quant_tensor.input_scale moved");
+#endif
+
+#endif /* XQUANT_XQ_TENSOR_H */

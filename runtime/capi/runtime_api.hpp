@@ -1,0 +1,45 @@
+// runtime_api.hpp: what an xq_runtime handle of the C API (xquant.h) is,
+// and the helper that turns C++ exceptions into a status + last error at
+// that boundary. Shared by runtime_api.cpp and model_api.cpp.
+#pragma once
+
+#include "core/error.hpp"
+#include "core/runtime.hpp"
+
+#include <xquant/xquant.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+struct xq_runtime {
+  std::unique_ptr<xquant::Runtime> runtime;
+  std::vector<std::string> plugin_json;  // cached one-line descriptions
+};
+
+namespace xquant::capi {
+
+// Runs `body`; any exception becomes a status with its message recorded for
+// xq_last_error(). Never lets an exception out.
+template <class F>
+xq_status boundary(F&& body) noexcept {
+  try {
+    set_last_error("");
+    body();
+    return XQ_OK;
+  } catch (const Error& e) {
+    set_last_error(e.what());
+    return e.status();
+  } catch (const std::bad_alloc&) {
+    set_last_error("out of memory");
+    return XQ_ERR_OUT_OF_MEMORY;
+  } catch (const std::exception& e) {
+    set_last_error(e.what());
+    return XQ_ERR_INTERNAL;
+  } catch (...) {
+    set_last_error("unknown exception");
+    return XQ_ERR_INTERNAL;
+  }
+}
+
+}  // namespace xquant::capi

@@ -1,0 +1,88 @@
+// cmd_inspect.cpp: `xquant inspect PATH [--json]`: which loader opened the
+// checkpoint, whether a format plugin recognises it as quantized, the
+// canonical configuration, the quantization config, and every stored
+// tensor with dtype and shape.
+#include "cli/args.hpp"
+#include "cli/commands.hpp"
+#include "core/dtype.hpp"
+#include "model/checkpoint.hpp"
+#include "model/linear_modules.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+
+namespace xquant::cli {
+
+namespace {
+
+nlohmann::json value_json(const KvValue& v) {
+  switch (v.type()) {
+    case XQ_VALUE_BOOL: return v.as_bool();
+    case XQ_VALUE_INT: return v.as_int();
+    case XQ_VALUE_FLOAT: return v.as_float();
+    case XQ_VALUE_STRING: return v.as_string();
+    case XQ_VALUE_INT_ARRAY: return v.as_ints();
+    case XQ_VALUE_FLOAT_ARRAY: return v.as_floats();
+    case XQ_VALUE_STRING_ARRAY: return v.as_strings();
+    default: return nullptr;
+  }
+}
+
+// Keys too bulky for a listing (vocabularies, raw JSON documents).
+bool bulky(const std::string& key, const KvValue& v) {
+  if (key == "config_json" || key == "quantization_config" || key == "tokenizer.huggingface_json") return true;
+  return (v.type() == XQ_VALUE_STRING_ARRAY || v.type() == XQ_VALUE_FLOAT_ARRAY || v.type() == XQ_VALUE_INT_ARRAY) &&
+         v.view().count > 16;
+}
+
+}  // namespace
+
+int cmd_inspect(const RuntimeOptions& options, int argc, char** argv) {
+  Args args("inspect", "Show a checkpoint: loader, quantization format and config, and its tensors.",
+            {{"json", "", "print JSON"}, {"loader", "NAME", "loader plugin (default: detected)"}}, {"PATH"});
+  if (!args.parse(argc, argv)) return 0;
+  Runtime runtime(options);
+  auto cp = Checkpoint::open(runtime, args.positionals()[0], args.get_or("loader", ""));
+  const Kv& cfg = cp->config();
+  nlohmann::json qcfg;
+  if (const auto* q = cfg.find("quantization_config"))
+    qcfg = nlohmann::json::parse(q->as_string(), nullptr, /*allow_exceptions=*/false);
+  size_t n_linear = linear_modules(*cp).size();
+
+  if (args.flag("json")) {
+    nlohmann::json j;
+    j["path"] = cp->path().string();
+    j["loader"] = cp->loader().name();
+    j["quantization_format"] = cp->quant_format() ? nlohmann::json(cp->quant_format()->name()) : nlohmann::json();
+    j["quantization_config"] = qcfg;
+    nlohmann::json c = nlohmann::json::object();
+    for (const auto& [k, v] : cfg.values)
+      c[k] = bulky(k, v) ? nlohmann::json(v.to_string()) : value_json(v);
+    j["config"] = c;
+    j["tensors"] = nlohmann::json::array();
+    for (const auto& t : cp->tensors())
+      j["tensors"].push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"storage", t.storage_type},
+                              {"shape", t.shape}, {"nbytes", t.nbytes}});
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  uint64_t total = 0;
+  for (const auto& t : cp->tensors()) total += t.nbytes;
+  std::printf("path:        %s\n", cp->path().string().c_str());
+  std::printf("loader:      %s\n", cp->loader().name().c_str());
+  std::printf("format:      %s\n", cp->quant_format() ? cp->quant_format()->name().c_str() : "dense (not quantized)");
+  std::printf("tensors:     %zu (%.2f MB), %zu Linear weights stored dense\n", cp->tensors().size(), total / 1e6, n_linear);
+  std::printf("\nconfig:\n");
+  for (const auto& [k, v] : cfg.values)
+    if (!bulky(k, v)) std::printf("  %-40s %s\n", k.c_str(), v.to_string().c_str());
+    else std::printf("  %-40s %s\n", k.c_str(), v.type() == XQ_VALUE_STRING ? fmt::format("({} chars)", v.as_string().size()).c_str() : v.to_string().c_str());
+  if (!qcfg.is_null()) std::printf("\nquantization_config:\n%s\n", qcfg.dump(2).c_str());
+  std::printf("\n%-60s %-8s %-8s %s\n", "tensor", "dtype", "storage", "shape");
+  for (const auto& t : cp->tensors())
+    std::printf("%-60s %-8s %-8s %s\n", t.name.c_str(), dtype_name(t.dtype), t.storage_type.c_str(), t.shape_text().c_str());
+  return 0;
+}
+
+}  // namespace xquant::cli

@@ -1,0 +1,92 @@
+// main.cpp: the xquant command line. Parses the options every subcommand
+// shares (-v, -q, --threads, --plugin-path), dispatches, and turns errors
+// into a message on stderr and a non-zero exit.
+#include "cli/args.hpp"
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+#include <xquant/xq_abi.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using namespace xquant;
+using namespace xquant::cli;
+
+namespace {
+
+const Command kCommands[] = {
+    {"run", "run a pipeline (YAML)", cmd_run},
+    {"quantize", "quantize a model (shorthand that builds a pipeline)", cmd_quantize},
+    {"inspect", "show a checkpoint's format, tensors and quantization config", cmd_inspect},
+    {"plugins", "list loaded plugins (and skipped ones with the reason)", cmd_plugins},
+};
+
+void print_help() {
+  std::printf("xquant %s: LLM quantization with plugins behind a stable C ABI\n\n", XQUANT_VERSION);
+  std::printf("usage: xquant [-v|-q] [--threads N] [--plugin-path DIR] <command> [options]\n\ncommands:\n");
+  for (const auto& c : kCommands) std::printf("  %-10s %s\n", c.name, c.summary);
+  std::printf("\n'xquant <command> --help' describes each command.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  RuntimeOptions options;
+  std::vector<char*> rest;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "-v" || a == "--verbose") {
+        options.log_level = XQ_LOG_DEBUG;
+      } else if (a == "-q" || a == "--quiet") {
+        options.log_level = XQ_LOG_WARN;
+      } else if (a == "--threads" || a == "--plugin-path") {
+        if (i + 1 >= argc) throw UsageError(fmt::format("option '{}' needs a value", a));
+        std::string v = argv[++i];
+        if (a == "--threads") {
+          try {
+            int n = std::stoi(v);
+            if (n < 0) throw std::invalid_argument("negative");
+            options.threads = static_cast<unsigned>(n);
+          } catch (const std::exception&) {
+            throw UsageError(fmt::format("--threads expects a non-negative integer, got '{}'", v));
+          }
+        } else {
+          options.plugin_dirs.emplace_back(v);
+        }
+      } else {
+        rest.push_back(argv[i]);
+      }
+    }
+    set_log_level(options.log_level);
+    if (rest.empty() || std::strcmp(rest[0], "--help") == 0 || std::strcmp(rest[0], "-h") == 0 ||
+        std::strcmp(rest[0], "help") == 0) {
+      print_help();
+      return rest.empty() ? 2 : 0;
+    }
+    if (std::strcmp(rest[0], "--version") == 0) {
+      std::printf("xquant %s (ABI %u.%u)\n", XQUANT_VERSION, XQ_ABI_MAJOR(XQ_ABI_VERSION), XQ_ABI_MINOR(XQ_ABI_VERSION));
+      return 0;
+    }
+    std::string name = rest[0];
+    for (const auto& c : kCommands)
+      if (name == c.name) return c.run(options, static_cast<int>(rest.size()) - 1, rest.data() + 1);
+    std::vector<std::string> names;
+    for (const auto& c : kCommands) names.emplace_back(c.name);
+    std::string near = nearest(name, names);
+    throw UsageError(fmt::format("unknown command '{}'{}", name, near.empty() ? "" : fmt::format("; did you mean '{}'?", near)));
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "xquant: %s\n(see 'xquant --help')\n", e.what());
+    return 2;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "xquant: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "xquant: internal error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,52 @@
+#include "cli/report_print.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace xquant::cli {
+
+void print_report(const RunReport& r, bool json) {
+  if (json) {
+    nlohmann::json j;
+    j["output"] = r.output.string();
+    j["format"] = r.format;
+    j["seconds"] = r.seconds;
+    j["tensors_written"] = r.tensors_written;
+    j["input_bytes"] = r.input_bytes;
+    j["dense_linears"] = r.dense_linears;
+    j["layers"] = nlohmann::json::array();
+    for (const auto& l : r.layers)
+      j["layers"].push_back({{"module", l.module}, {"algorithm", l.algorithm}, {"scheme", l.scheme},
+                             {"shape", {l.rows, l.cols}}, {"rel_error", l.rel_error}});
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  size_t width = 6;
+  for (const auto& l : r.layers) width = std::max(width, l.module.size());
+  std::printf("%-*s  %-10s  %-24s  %-12s  %s\n", static_cast<int>(width), "module", "algorithm", "scheme", "shape",
+              "rel. error");
+  double worst = 0, sum = 0;
+  for (const auto& l : r.layers) {
+    std::printf("%-*s  %-10s  %-24s  %-12s  %.5f\n", static_cast<int>(width), l.module.c_str(), l.algorithm.c_str(),
+                l.scheme.c_str(), fmt::format("{}x{}", l.rows, l.cols).c_str(), l.rel_error);
+    worst = std::max(worst, l.rel_error);
+    sum += l.rel_error;
+  }
+  std::printf("\n%zu Linear modules quantized (mean rel. error %.5f, worst %.5f), %zu left dense%s\n", r.layers.size(),
+              r.layers.empty() ? 0.0 : sum / static_cast<double>(r.layers.size()), worst, r.dense_linears.size(),
+              r.dense_linears.empty() ? "" : fmt::format(" ({})", fmt::join(r.dense_linears, ", ")).c_str());
+  std::printf("wrote %s checkpoint %s (%llu tensors) in %.2f s\n", r.format.c_str(), r.output.string().c_str(),
+              static_cast<unsigned long long>(r.tensors_written), r.seconds);
+}
+
+int run_parsed_pipeline(const RuntimeOptions& options, Pipeline& pipeline, bool json) {
+  Runtime runtime(options);
+  RunReport report = run_pipeline(runtime, pipeline);
+  print_report(report, json);
+  return 0;
+}
+
+}  // namespace xquant::cli

@@ -1,0 +1,21 @@
+// dtype.hpp: names and sizes of xq_dtype, conversion of element buffers.
+#pragma once
+
+#include <xquant/xq_abi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace xquant {
+
+const char* dtype_name(xq_dtype t);        // "F32", "BF16", ... (safetensors spelling)
+xq_dtype dtype_from_name(const std::string& name);  // XQ_DTYPE_INVALID if unknown
+size_t dtype_size(xq_dtype t);             // bytes per element; 0 for BLOCKS/INVALID
+
+// Converts n elements of src (F32/F16/BF16/F64/I8..I64/U8..) to float.
+void convert_to_f32(xq_dtype src_type, const void* src, float* dst, size_t n);
+// Converts n floats to dst_type (F32/F16/BF16).
+void convert_from_f32(const float* src, xq_dtype dst_type, void* dst, size_t n);
+
+}  // namespace xquant

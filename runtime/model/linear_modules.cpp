@@ -1,0 +1,20 @@
+#include "model/linear_modules.hpp"
+
+namespace xquant {
+
+std::string linear_module_of(const TensorEntry& t) {
+  const std::string suffix = ".weight";
+  if (t.shape.size() != 2 || t.name.size() <= suffix.size() || !t.name.ends_with(suffix)) return "";
+  std::string module = t.name.substr(0, t.name.size() - suffix.size());
+  if (module == "lm_head" || module.ends_with("_proj")) return module;
+  return "";
+}
+
+std::vector<std::string> linear_modules(const Checkpoint& cp) {
+  std::vector<std::string> out;
+  for (const auto& t : cp.tensors())
+    if (auto m = linear_module_of(t); !m.empty()) out.push_back(m);
+  return out;
+}
+
+}  // namespace xquant

@@ -1,0 +1,256 @@
+// parse.cpp: YAML text -> Pipeline, checking the schema of docs/pipeline.md.
+#include "core/error.hpp"
+#include "pipeline/pipeline.hpp"
+#include "pipeline/yaml_checker.hpp"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace xquant {
+
+namespace {
+
+const std::vector<std::string> kTopKeys = {"model", "plugins", "calibration", "quantize", "ignore", "output"};
+const std::vector<std::string> kModelKeys = {"path", "loader"};
+const std::vector<std::string> kPluginKeys = {"paths"};
+const std::vector<std::string> kCalibKeys = {"text", "samples", "seq_len", "seed"};
+const std::vector<std::string> kRuleKeys = {"targets", "ignore", "algorithm", "weights", "activations", "params"};
+const std::vector<std::string> kWeightKeys = {"bits", "symmetric", "strategy", "group_size", "scale_dtype"};
+const std::vector<std::string> kActKeys = {"bits", "dynamic", "strategy"};
+const std::vector<std::string> kOutputKeys = {"format", "path", "params"};
+
+fs::path resolve(const fs::path& base, const std::string& p) {
+  fs::path path(p);
+  return path.is_absolute() ? path : (base / path).lexically_normal();
+}
+
+std::vector<TargetPattern> parse_targets(YamlChecker& c, const YAML::Node& node, const std::string& path) {
+  std::vector<TargetPattern> out;
+  YAML::Node list = node;
+  if (node.IsScalar()) {  // a single target is accepted without brackets
+    list = YAML::Node(YAML::NodeType::Sequence);
+    list.push_back(node);
+  }
+  if (!c.expect_sequence(list, path)) return out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::string key = fmt::format("{}[{}]", path, i);
+    auto s = c.get_string(list[i], key);
+    if (!s) continue;
+    TargetPattern t;
+    t.text = *s;
+    if (s->rfind("re:", 0) == 0) {
+      t.is_regex = true;
+      try {
+        t.regex = std::regex(s->substr(3), std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        c.error(list[i], key, fmt::format("invalid regular expression '{}': {}", s->substr(3), e.what()));
+        continue;
+      }
+    } else if (*s == "Linear") {
+      t.is_class = true;
+    } else if (s->empty()) {
+      c.error(list[i], key, "empty target");
+      continue;
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+void parse_weights(YamlChecker& c, const YAML::Node& node, const std::string& path, WeightScheme& w) {
+  if (!c.expect_map(node, path)) return;
+  c.check_keys(node, path, kWeightKeys);
+  if (node["bits"]) {
+    if (auto v = c.get_int(node["bits"], path + ".bits", 2, 8)) w.bits = static_cast<int>(*v);
+  } else {
+    c.error(node, path, "missing 'bits' (2..8)");
+  }
+  if (node["symmetric"])
+    if (auto v = c.get_bool(node["symmetric"], path + ".symmetric")) w.symmetric = *v;
+  bool has_group = static_cast<bool>(node["group_size"]);
+  std::string strategy = has_group ? "group" : "channel";
+  if (node["strategy"])
+    if (auto v = c.get_choice(node["strategy"], path + ".strategy", {"tensor", "channel", "group"})) strategy = *v;
+  w.granularity = strategy == "tensor" ? XQ_GRAN_TENSOR : strategy == "channel" ? XQ_GRAN_CHANNEL : XQ_GRAN_GROUP;
+  if (w.granularity == XQ_GRAN_GROUP) {
+    if (!has_group) {
+      c.error(node, path, "strategy 'group' needs 'group_size'");
+    } else if (auto v = c.get_int(node["group_size"], path + ".group_size", 1, 1 << 20)) {
+      w.group_size = *v;
+    }
+  } else if (has_group) {
+    c.error(node["group_size"], path + ".group_size", fmt::format("group_size only applies to strategy 'group', not '{}'", strategy));
+  }
+  if (node["scale_dtype"])
+    if (auto v = c.get_choice(node["scale_dtype"], path + ".scale_dtype", {"auto", "float32", "float16", "bfloat16"}))
+      w.scale_dtype = *v;
+}
+
+void parse_activations(YamlChecker& c, const YAML::Node& node, const std::string& path, ActivationScheme& a) {
+  if (!c.expect_map(node, path)) return;
+  c.check_keys(node, path, kActKeys);
+  a.enabled = true;
+  if (node["bits"])
+    if (auto v = c.get_int(node["bits"], path + ".bits", 8, 8)) a.bits = static_cast<int>(*v);
+  if (node["strategy"])
+    if (auto v = c.get_choice(node["strategy"], path + ".strategy", {"token", "tensor"})) a.strategy = *v;
+  a.dynamic = a.strategy == "token";
+  if (node["dynamic"])
+    if (auto v = c.get_bool(node["dynamic"], path + ".dynamic")) a.dynamic = *v;
+  if (a.strategy == "token" && !a.dynamic)
+    c.error(node, path, "per-token activation scales are dynamic (computed at run time); use strategy 'tensor' for a static scale");
+  if (a.strategy == "tensor" && a.dynamic)
+    c.error(node, path, "strategy 'tensor' with dynamic: true is not supported; use 'token' for dynamic activations");
+}
+
+}  // namespace
+
+Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display_name, const fs::path& base_dir) {
+  YamlChecker c(display_name);
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::ParserException& e) {
+    throw Error(XQ_ERR_INVALID_ARGUMENT, fmt::format("invalid pipeline:\n  {}:{}:{}: YAML syntax error: {}", display_name,
+                                                     e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+  Pipeline p;
+  p.file = display_name;
+  p.base_dir = base_dir;
+  if (!root.IsMap()) {
+    c.error(root, "(top level)", "a pipeline is a mapping with keys model, quantize, output, ...");
+    c.throw_if_errors();
+  }
+  c.check_keys(root, "", kTopKeys);
+
+  // model
+  if (auto m = root["model"]; !m) {
+    c.error(root, "model", "missing 'model' (model: {path: ...})");
+  } else if (m.IsScalar()) {
+    p.model_path = resolve(base_dir, m.Scalar());
+  } else if (c.expect_map(m, "model")) {
+    c.check_keys(m, "model", kModelKeys);
+    if (!m["path"]) c.error(m, "model", "missing 'path'");
+    else if (auto s = c.get_string(m["path"], "model.path")) p.model_path = resolve(base_dir, *s);
+    if (m["loader"])
+      if (auto s = c.get_string(m["loader"], "model.loader")) {
+        p.loader = *s;
+        p.loader_mark = c.mark(m["loader"], "model.loader");
+      }
+  }
+
+  // plugins
+  if (auto pl = root["plugins"]) {
+    if (c.expect_map(pl, "plugins")) {
+      c.check_keys(pl, "plugins", kPluginKeys);
+      if (pl["paths"] && c.expect_sequence(pl["paths"], "plugins.paths"))
+        for (size_t i = 0; i < pl["paths"].size(); ++i)
+          if (auto s = c.get_string(pl["paths"][i], fmt::format("plugins.paths[{}]", i)))
+            p.plugin_paths.push_back(resolve(base_dir, *s));
+    }
+  }
+
+  // calibration
+  if (auto cal = root["calibration"]) {
+    p.calibration.mark = c.mark(cal, "calibration");
+    if (c.expect_map(cal, "calibration")) {
+      c.check_keys(cal, "calibration", kCalibKeys);
+      p.calibration.enabled = true;
+      if (!cal["text"]) c.error(cal, "calibration", "missing 'text' (a text file of calibration data)");
+      else if (auto s = c.get_string(cal["text"], "calibration.text")) p.calibration.text = resolve(base_dir, *s);
+      if (cal["samples"])
+        if (auto v = c.get_int(cal["samples"], "calibration.samples", 1, 1 << 20)) p.calibration.samples = *v;
+      if (cal["seq_len"])
+        if (auto v = c.get_int(cal["seq_len"], "calibration.seq_len", 2, 1 << 20)) p.calibration.seq_len = *v;
+      if (cal["seed"])
+        if (auto v = c.get_int(cal["seed"], "calibration.seed", 0, INT64_MAX)) p.calibration.seed = static_cast<uint64_t>(*v);
+    }
+  }
+
+  // quantize
+  if (auto q = root["quantize"]; !q) {
+    c.error(root, "quantize", "missing 'quantize' (a list of rules)");
+  } else {
+    YAML::Node rules = q;
+    if (q.IsMap()) {  // a single rule is accepted without the list
+      rules = YAML::Node(YAML::NodeType::Sequence);
+      rules.push_back(q);
+    }
+    if (c.expect_sequence(rules, "quantize")) {
+      if (rules.size() == 0) c.error(rules, "quantize", "needs at least one rule");
+      for (size_t i = 0; i < rules.size(); ++i) {
+        std::string path = fmt::format("quantize[{}]", i);
+        const YAML::Node& r = rules[i];
+        if (!c.expect_map(r, path)) continue;
+        c.check_keys(r, path, kRuleKeys);
+        QuantRule rule;
+        rule.mark = c.mark(r, path);
+        if (!r["algorithm"]) c.error(r, path, "missing 'algorithm' (e.g. rtn)");
+        else if (auto s = c.get_string(r["algorithm"], path + ".algorithm")) {
+          rule.algorithm = *s;
+          rule.algorithm_mark = c.mark(r["algorithm"], path + ".algorithm");
+        }
+        if (r["targets"]) rule.targets = parse_targets(c, r["targets"], path + ".targets");
+        else rule.targets = parse_targets(c, YAML::Load("[Linear]"), path + ".targets");
+        if (r["ignore"]) rule.ignore = parse_targets(c, r["ignore"], path + ".ignore");
+        if (!r["weights"]) c.error(r, path, "missing 'weights' (e.g. {bits: 4, group_size: 128})");
+        else parse_weights(c, r["weights"], path + ".weights", rule.weights);
+        if (r["activations"]) parse_activations(c, r["activations"], path + ".activations", rule.activations);
+        if (rule.activations.enabled && rule.weights.bits != 8)
+          c.error(r["activations"], path + ".activations", "activation quantization (W8A8) needs 8-bit weights");
+        if (r["params"]) {
+          if (c.expect_map(r["params"], path + ".params")) rule.params = r["params"];
+        }
+        p.rules.push_back(std::move(rule));
+      }
+    }
+  }
+  if (auto ig = root["ignore"]) p.ignore = parse_targets(c, ig, "ignore");
+
+  // output
+  if (auto o = root["output"]; !o) {
+    c.error(root, "output", "missing 'output' (output: {format: compressed-tensors, path: ...})");
+  } else if (c.expect_map(o, "output")) {
+    c.check_keys(o, "output", kOutputKeys);
+    p.output_mark = c.mark(o, "output");
+    p.format_mark = c.mark(o["format"] ? o["format"] : o, "output.format");
+    if (o["format"])
+      if (auto s = c.get_string(o["format"], "output.format")) p.output_format = *s;
+    if (!o["path"]) c.error(o, "output", "missing 'path' (the output folder)");
+    else if (auto s = c.get_string(o["path"], "output.path")) p.output_path = resolve(base_dir, *s);
+    if (o["params"] && c.expect_map(o["params"], "output.params")) p.output_params = o["params"];
+  }
+
+  // Cross-field checks that need no plugins.
+  std::error_code ec;
+  if (!p.model_path.empty() && !fs::exists(p.model_path, ec))
+    c.error(root["model"], "model.path", fmt::format("'{}' does not exist", p.model_path.string()));
+  if (p.calibration.enabled && !p.calibration.text.empty() && !fs::is_regular_file(p.calibration.text, ec))
+    c.error(root["calibration"]["text"], "calibration.text", fmt::format("'{}' is not a file", p.calibration.text.string()));
+  if (!p.output_path.empty() && !p.model_path.empty() &&
+      fs::weakly_canonical(p.output_path, ec) == fs::weakly_canonical(p.model_path, ec))
+    c.error(root["output"]["path"], "output.path", "the output folder must not be the model's own folder");
+  c.throw_if_errors();
+  return p;
+}
+
+Pipeline parse_pipeline_file(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) fail(XQ_ERR_NOT_FOUND, "cannot read pipeline '{}'", file.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  fs::path base = fs::absolute(file).parent_path();
+  return parse_pipeline_text(ss.str(), file.string(), base);
+}
+
+bool TargetPattern::matches(const std::string& module) const {
+  if (is_class) return true;  // callers only ask about Linear modules
+  if (is_regex) return std::regex_search(module, regex, std::regex_constants::match_continuous);
+  return module == text;
+}
+
+}  // namespace xquant

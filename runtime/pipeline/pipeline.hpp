@@ -1,0 +1,111 @@
+// pipeline.hpp: a validated pipeline plan, the typed form of a YAML file.
+//
+// parse_pipeline() checks the whole file (syntax, keys, types, ranges,
+// regexes) and reports every problem at once, each as
+// "file:line:column: key.path: message", unknown keys with the nearest
+// valid one. validate_with_plugins() then checks what needs the loaded
+// plugins (names exist, params match each plugin's declared params). Both
+// run before any heavy work. docs/pipeline.md is the reference.
+#pragma once
+
+#include "core/kv.hpp"
+
+#include <xquant/xq_tensor.h>
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+namespace xquant {
+
+class Runtime;
+
+// Where a value came from, for messages after parsing.
+struct SourceMark {
+  std::string file;
+  int line = 0;    // 1-based
+  int column = 0;  // 1-based
+  std::string key;  // e.g. "quantize[0].weights.bits"
+  std::string text() const;  // "file:line:col: key"
+};
+
+// One entry of targets/ignore: "Linear" (every Linear), an exact module
+// name, or "re:<regex>" (matched from the start of the name, as Python's
+// re.match in compressed-tensors/llm-compressor).
+struct TargetPattern {
+  std::string text;
+  bool is_class = false;
+  bool is_regex = false;
+  std::regex regex;
+  bool matches(const std::string& module) const;
+};
+
+struct WeightScheme {
+  int bits = 4;
+  bool symmetric = true;
+  xq_granularity granularity = XQ_GRAN_GROUP;
+  int64_t group_size = 128;
+  std::string scale_dtype = "auto";  // auto | float32 | float16 | bfloat16
+};
+
+struct ActivationScheme {
+  bool enabled = false;
+  int bits = 8;
+  bool dynamic = true;             // per token at run time
+  std::string strategy = "token";  // token | tensor
+};
+
+struct QuantRule {
+  std::string algorithm;
+  SourceMark algorithm_mark;
+  std::vector<TargetPattern> targets;
+  std::vector<TargetPattern> ignore;
+  WeightScheme weights;
+  ActivationScheme activations;
+  YAML::Node params;  // checked against the plugin's xq_param_spec list
+  Kv validated_params;
+  SourceMark mark;
+};
+
+struct CalibrationSpec {
+  bool enabled = false;
+  std::filesystem::path text;
+  int64_t samples = 128;
+  int64_t seq_len = 512;
+  uint64_t seed = 0;
+  SourceMark mark;
+};
+
+struct Pipeline {
+  std::filesystem::path file;      // "<string>" for string pipelines
+  std::filesystem::path base_dir;  // relative paths resolve here
+  std::filesystem::path model_path;
+  std::string loader;  // empty: detected by probe
+  SourceMark loader_mark;
+  std::vector<std::filesystem::path> plugin_paths;
+  CalibrationSpec calibration;
+  std::vector<QuantRule> rules;
+  std::vector<TargetPattern> ignore;
+  std::string output_format = "compressed-tensors";
+  SourceMark format_mark;
+  std::filesystem::path output_path;
+  YAML::Node output_params;
+  Kv validated_output_params;
+  SourceMark output_mark;
+};
+
+// Parses and checks a pipeline; throws Error(XQ_ERR_INVALID_ARGUMENT) listing
+// every problem. `display_name` names the source in messages.
+Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display_name,
+                             const std::filesystem::path& base_dir);
+Pipeline parse_pipeline_file(const std::filesystem::path& file);
+
+// Checks plugin names and params against the loaded plugins; fills the
+// validated_* Kvs (defaults included). Throws listing every problem.
+void validate_with_plugins(Pipeline& pipeline, Runtime& runtime);
+
+}  // namespace xquant

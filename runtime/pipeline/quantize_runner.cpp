@@ -1,0 +1,221 @@
+#include "pipeline/quantize_runner.hpp"
+
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/memory.hpp"
+#include "core/progress.hpp"
+#include "model/checkpoint.hpp"
+#include "model/linear_modules.hpp"
+#include "plugins/call.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+
+namespace fs = std::filesystem;
+
+namespace xquant {
+
+std::string describe_scheme(const WeightScheme& w, const ActivationScheme& a) {
+  std::string g = w.granularity == XQ_GRAN_TENSOR    ? "tensor"
+                  : w.granularity == XQ_GRAN_CHANNEL ? "channel"
+                                                     : fmt::format("group{}", w.group_size);
+  std::string s = fmt::format("int{} {} {}", w.bits, w.symmetric ? "sym" : "asym", g);
+  if (a.enabled) s += fmt::format(" a{} {}", a.bits, a.dynamic ? "dynamic-token" : "static-tensor");
+  return s;
+}
+
+namespace {
+
+xq_dtype scale_dtype_for(const WeightScheme& w, const Kv& config) {
+  std::string name = w.scale_dtype;
+  if (name == "auto") name = config.get_string("torch_dtype", "float32");
+  if (name == "bfloat16") return XQ_DTYPE_BF16;
+  if (name == "float16") return XQ_DTYPE_F16;
+  return XQ_DTYPE_F32;
+}
+
+// Owns a format writer; aborts it unless finished.
+class WriterGuard {
+ public:
+  WriterGuard(LoadedPlugin& plugin, void* handle) : plugin_(plugin), handle_(handle) {}
+  ~WriterGuard() {
+    if (handle_) plugin_.format().writer_abort(handle_);
+  }
+  void* get() const { return handle_; }
+  void finish() {
+    void* h = handle_;
+    handle_ = nullptr;  // finish frees the writer, also on failure
+    check_plugin_call(plugin_.format().writer_finish(h), fmt::format("{}: finishing the checkpoint", plugin_.name()));
+  }
+
+ private:
+  LoadedPlugin& plugin_;
+  void* handle_;
+};
+
+struct Assignment {
+  const QuantRule* rule = nullptr;
+  LoadedPlugin* algorithm = nullptr;
+};
+
+}  // namespace
+
+RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
+  auto t0 = std::chrono::steady_clock::now();
+  for (const auto& dir : p.plugin_paths) runtime.plugins().load_dir(dir);
+  validate_with_plugins(p, runtime);
+
+  auto cp = Checkpoint::open(runtime, p.model_path, p.loader);
+  logger().info("model: {} ({} loader, {} tensors, architecture {})", p.model_path.string(), cp->loader().name(),
+                cp->tensors().size(), cp->config().get_string("architecture", "unknown"));
+  if (cp->quant_format())
+    fail(XQ_ERR_UNSUPPORTED, "'{}' is already a quantized {} checkpoint; quantize from the unquantized model",
+         p.model_path.string(), cp->quant_format()->name());
+
+  // Assign each Linear to the first rule that targets it (global ignore and
+  // the rule's own ignore win).
+  std::map<std::string, Assignment> assigned;
+  std::vector<std::string> dense;
+  std::vector<bool> rule_used(p.rules.size(), false);
+  for (const auto& module : linear_modules(*cp)) {
+    bool ignored = false;
+    for (const auto& t : p.ignore) ignored = ignored || t.matches(module);
+    Assignment a;
+    if (!ignored) {
+      for (size_t i = 0; i < p.rules.size() && !a.rule; ++i) {
+        const auto& r = p.rules[i];
+        bool hit = false, skip = false;
+        for (const auto& t : r.targets) hit = hit || t.matches(module);
+        for (const auto& t : r.ignore) skip = skip || t.matches(module);
+        if (hit && !skip) {
+          a.rule = &r;
+          a.algorithm = runtime.plugins().find(XQ_PLUGIN_ALGORITHM, r.algorithm);
+          rule_used[i] = true;
+        }
+      }
+    }
+    if (a.rule) assigned[module] = a;
+    else dense.push_back(module);
+  }
+  for (size_t i = 0; i < p.rules.size(); ++i)
+    if (!rule_used[i]) logger().warn("{}: this rule matched no Linear module", p.rules[i].mark.text());
+  if (assigned.empty())
+    fail(XQ_ERR_INVALID_ARGUMENT, "no Linear module of '{}' matched the quantize rules (Linear modules: {})",
+         p.model_path.string(), fmt::join(linear_modules(*cp), ", "));
+
+  for (const auto& [module, a] : assigned) {
+    uint32_t needs = a.algorithm->algorithm().needs(a.algorithm->state, &a.rule->validated_params);
+    if (needs != 0)
+      fail(XQ_ERR_UNSUPPORTED,
+           "{}: algorithm '{}' needs calibration statistics, which the streaming runner does not collect",
+           a.rule->mark.text(), a.rule->algorithm);
+    if (a.rule->activations.enabled && !a.rule->activations.dynamic)
+      fail(XQ_ERR_UNSUPPORTED, "{}: static activation scales need calibration, which the streaming runner does not collect",
+           a.rule->mark.text());
+  }
+
+  // Open the writer.
+  LoadedPlugin& format = runtime.plugins().require(XQ_PLUGIN_FORMAT, p.output_format);
+  std::vector<const char*> ignored_c;
+  for (const auto& m : dense) ignored_c.push_back(m.c_str());
+  ignored_c.push_back(nullptr);
+  std::string out_dir = p.output_path.string(), source = p.model_path.string();
+  xq_writer_options wo{};
+  wo.struct_size = sizeof(wo);
+  wo.out_dir = out_dir.c_str();
+  wo.source_path = source.c_str();
+  wo.model_config = &cp->config();
+  wo.params = &p.validated_output_params;
+  wo.ignored_modules = ignored_c.data();
+  void* handle = nullptr;
+  check_plugin_call(format.format().writer_open(format.state, &wo, &handle),
+                    fmt::format("{}: opening '{}' for writing", format.name(), out_dir));
+  WriterGuard writer(format, handle);
+
+  RunReport report;
+  report.output = p.output_path;
+  report.format = format.name();
+  report.dense_linears = dense;
+  const auto& tensors = cp->tensors();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorEntry& t = tensors[i];
+    Progress::report("quantize", i, tensors.size());
+    report.input_bytes += t.nbytes;
+    if (t.name == "rope_freqs.weight") continue;  // GGUF-only; HF derives it from rope_scaling
+    std::string module = linear_module_of(t);
+    auto it = module.empty() ? assigned.end() : assigned.find(module);
+    if (it == assigned.end()) {
+      if (t.dtype == XQ_DTYPE_BLOCKS) {  // block-quantized source tensor: store it dequantized
+        std::vector<float> data = cp->read_f32(t);
+        xq_tensor_view v{};
+        v.struct_size = sizeof(v);
+        v.dtype = XQ_DTYPE_F32;
+        v.ndim = static_cast<uint32_t>(t.shape.size());
+        for (size_t d = 0; d < t.shape.size(); ++d) v.shape[d] = t.shape[d];
+        v.data = data.data();
+        v.nbytes = data.size() * sizeof(float);
+        check_plugin_call(format.format().writer_add_dense(writer.get(), t.name.c_str(), &v),
+                          fmt::format("{}: writing '{}'", format.name(), t.name));
+      } else {
+        xq_tensor_view v = cp->raw(t);
+        check_plugin_call(format.format().writer_add_dense(writer.get(), t.name.c_str(), &v),
+                          fmt::format("{}: writing '{}'", format.name(), t.name));
+      }
+      ++report.tensors_written;
+      continue;
+    }
+    const QuantRule& rule = *it->second.rule;
+    LoadedPlugin& algo = *it->second.algorithm;
+    std::vector<float> w = cp->read_f32(t);
+    report.quantized_input_bytes += w.size() * sizeof(float);
+
+    xq_linear_input in{};
+    in.struct_size = sizeof(in);
+    in.name = module.c_str();
+    in.weight.struct_size = sizeof(in.weight);
+    in.weight.dtype = XQ_DTYPE_F32;
+    in.weight.ndim = 2;
+    in.weight.shape[0] = t.shape[0];
+    in.weight.shape[1] = t.shape[1];
+    in.weight.data = w.data();
+    in.weight.nbytes = w.size() * sizeof(float);
+    in.bias.struct_size = sizeof(in.bias);
+    in.scheme.struct_size = sizeof(in.scheme);
+    in.scheme.bits = static_cast<uint32_t>(rule.weights.bits);
+    in.scheme.symmetric = rule.weights.symmetric ? 1 : 0;
+    in.scheme.granularity = rule.weights.granularity;
+    in.scheme.group_size = rule.weights.granularity == XQ_GRAN_GROUP ? rule.weights.group_size : t.shape[1];
+    in.scheme.scale_dtype = scale_dtype_for(rule.weights, cp->config());
+    in.scheme.act_scheme = rule.activations.enabled ? XQ_ACT_DYNAMIC_TOKEN : XQ_ACT_NONE;
+    in.scheme.act_bits = rule.activations.enabled ? static_cast<uint32_t>(rule.activations.bits) : 0;
+
+    xq_layer_group group{};
+    group.struct_size = sizeof(group);
+    group.name = module.c_str();
+    group.n_linears = 1;
+    group.linears = &in;
+    group.prev_norm.struct_size = sizeof(group.prev_norm);
+    xq_linear_output out{};
+    out.struct_size = sizeof(out);
+    out.quant.struct_size = sizeof(out.quant);
+    xq_status s = algo.algorithm().quantize(algo.state, &rule.validated_params, &group, &out);
+    QuantTensor q(out.quant);  // owns whatever was attached, also on failure
+    check_plugin_call(s, fmt::format("{}: quantizing '{}'", algo.name(), module));
+    check_plugin_call(format.format().writer_add_quantized(writer.get(), module.c_str(), &q.get()),
+                      fmt::format("{}: writing '{}'", format.name(), module));
+    ++report.tensors_written;
+    report.layers.push_back({module, algo.name(), describe_scheme(rule.weights, rule.activations), t.shape[0],
+                             t.shape[1], out.rel_error});
+    logger().debug("{}: {} {} rel. error {:.5f}", module, algo.name(), report.layers.back().scheme, out.rel_error);
+  }
+  Progress::report("quantize", tensors.size(), tensors.size());
+  writer.finish();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return report;
+}
+
+}  // namespace xquant

@@ -1,0 +1,41 @@
+// quantize_runner.hpp: executes a validated pipeline: open the model,
+// assign every Linear to a rule (or leave it dense), then stream tensors one
+// at a time: read (mmap) -> quantize (algorithm plugin) -> write (format
+// plugin). Peak memory is a few tensors whatever the model size. Any
+// failure aborts the writer, which removes everything it wrote.
+#pragma once
+
+#include "core/runtime.hpp"
+#include "pipeline/pipeline.hpp"
+
+#include <string>
+#include <vector>
+
+namespace xquant {
+
+struct LayerReport {
+  std::string module;
+  std::string algorithm;
+  std::string scheme;  // e.g. "int4 sym group128"
+  int64_t rows = 0, cols = 0;
+  double rel_error = 0;  // ||W - W_hat|| / ||W||
+};
+
+struct RunReport {
+  std::filesystem::path output;
+  std::string format;
+  std::vector<LayerReport> layers;
+  std::vector<std::string> dense_linears;  // Linear modules left unquantized
+  uint64_t tensors_written = 0;
+  uint64_t input_bytes = 0;      // bytes of the tensors read
+  uint64_t quantized_input_bytes = 0;  // F32 bytes given to algorithms
+  double seconds = 0;
+};
+
+// Loads the pipeline's own plugin folders, validates against the plugins,
+// and runs it.
+RunReport run_pipeline(Runtime& runtime, Pipeline& pipeline);
+
+std::string describe_scheme(const WeightScheme& w, const ActivationScheme& a);
+
+}  // namespace xquant

@@ -1,0 +1,92 @@
+// host_api.cpp: the xq_host_api table each plugin receives. `ctx` is the
+// plugin's LoadedPlugin record, so log lines and errors name the plugin.
+#include "core/error.hpp"
+#include "core/kv.hpp"
+#include "core/log.hpp"
+#include "core/memory.hpp"
+#include "core/progress.hpp"
+#include "core/thread_pool.hpp"
+#include "plugins/registry.hpp"
+
+namespace xquant {
+
+namespace {
+
+LoadedPlugin& self(void* ctx) { return *static_cast<LoadedPlugin*>(ctx); }
+
+void host_log(void* ctx, xq_log_level level, const char* message) {
+  logger().log(to_spdlog(level), "[{}] {}", self(ctx).name(), message ? message : "");
+}
+void* host_alloc_fn(void*, size_t nbytes) { return host_alloc(nbytes); }
+void host_free_fn(void*, void* p) { host_free(p); }
+
+xq_status host_set_error(void* ctx, xq_status status, const char* message) {
+  set_last_error(fmt::format("{}: {}", self(ctx).name(), message ? message : status_name(status)));
+  return status;
+}
+
+xq_status host_progress(void* ctx, const char* task, uint64_t done, uint64_t total) {
+  Progress::report(fmt::format("{}: {}", self(ctx).name(), task ? task : ""), done, total);
+  return XQ_OK;
+}
+
+xq_kv* host_kv_create(void*) { return new (std::nothrow) xq_kv(); }
+void host_kv_destroy(void*, xq_kv* kv) { delete kv; }
+
+xq_status host_kv_set(void* ctx, xq_kv* kv, const char* key, const xq_value* value) {
+  if (!kv || !key || !value) return host_set_error(ctx, XQ_ERR_INVALID_ARGUMENT, "kv_set: null argument");
+  try {
+    kv->set(key, KvValue::from_view(*value));
+    return XQ_OK;
+  } catch (const std::bad_alloc&) {
+    return host_set_error(ctx, XQ_ERR_OUT_OF_MEMORY, "kv_set: out of memory");
+  }
+}
+
+xq_status host_kv_get(void*, const xq_kv* kv, const char* key, xq_value* out) {
+  if (!kv || !key || !out) return XQ_ERR_INVALID_ARGUMENT;
+  const KvValue* v = kv->find(key);
+  if (!v) return XQ_ERR_NOT_FOUND;
+  *out = v->view();
+  return XQ_OK;
+}
+
+uint64_t host_kv_count(void*, const xq_kv* kv) { return kv ? kv->values.size() : 0; }
+
+const char* host_kv_key_at(void*, const xq_kv* kv, uint64_t index) {
+  if (!kv || index >= kv->values.size()) return nullptr;
+  auto it = kv->values.begin();
+  std::advance(it, static_cast<long>(index));
+  return it->first.c_str();
+}
+
+void host_parallel_for(void* ctx, uint64_t n, uint64_t grain, xq_range_fn fn, void* user) {
+  self(ctx).pool->parallel_for(n, grain, [&](uint64_t b, uint64_t e) { fn(user, b, e); });
+}
+
+uint32_t host_num_threads(void* ctx) { return self(ctx).pool->size(); }
+
+}  // namespace
+
+void init_host_api(LoadedPlugin& plugin) {
+  xq_host_api& h = plugin.host;
+  h = xq_host_api{};
+  h.struct_size = sizeof(xq_host_api);
+  h.abi_version = plugin.abi_version;
+  h.ctx = &plugin;
+  h.log = host_log;
+  h.alloc = host_alloc_fn;
+  h.free = host_free_fn;
+  h.set_error = host_set_error;
+  h.progress = host_progress;
+  h.kv_create = host_kv_create;
+  h.kv_destroy = host_kv_destroy;
+  h.kv_set = host_kv_set;
+  h.kv_get = host_kv_get;
+  h.kv_count = host_kv_count;
+  h.kv_key_at = host_kv_key_at;
+  h.parallel_for = host_parallel_for;
+  h.num_threads = host_num_threads;
+}
+
+}  // namespace xquant

@@ -1,0 +1,232 @@
+// plugin.hpp: turns a C++ class into a plugin's C vtable.
+//
+// A plugin writes a class per kind (see sdk/examples/ and plugins/*) and
+// gets the init/shutdown functions and the vtable from the adapters here.
+// Every callback runs inside `guard`: exceptions become status codes with the
+// message recorded through the host, never an exception across the boundary.
+// All tables are constant-initialised (no constructors run at dlopen).
+//
+//   class MyAlgorithm : public xquant::sdk::PluginBase { ... };
+//   constexpr xq_plugin_descriptor kDescriptor = xquant::sdk::describe<MyAlgorithm>(
+//       XQ_PLUGIN_ALGORITHM, "name", "1.0.0", "what it does", caps, params,
+//       &xquant::sdk::AlgorithmAdapter<MyAlgorithm>::vtable);
+//   XQ_SDK_ENTRY(kDescriptor)
+#pragma once
+
+#include <xquant/sdk/host.hpp>
+#include <xquant/xq_algorithm.h>
+#include <xquant/xq_format.h>
+#include <xquant/xq_kernel.h>
+#include <xquant/xq_loader.h>
+
+#include <memory>
+
+namespace xquant::sdk {
+
+// Base of every plugin instance: holds the host table for the plugin's life.
+struct PluginBase {
+  explicit PluginBase(const Host& h) : host(h) {}
+  virtual ~PluginBase() = default;
+  Host host;
+  uint32_t abi_version = XQ_ABI_VERSION;
+};
+
+template <class Impl>
+struct Lifecycle {
+  static xq_status init(const xq_host_api* api, uint32_t abi_version, void** out_state) noexcept {
+    Host host(api);
+    return guard(host, [&] {
+      auto impl = std::make_unique<Impl>(host);
+      impl->abi_version = abi_version;
+      *out_state = impl.release();
+    });
+  }
+  static void shutdown(void* state) noexcept { delete static_cast<Impl*>(state); }
+};
+
+template <class Impl>
+constexpr xq_plugin_descriptor describe(xq_plugin_kind kind, const char* name, const char* version,
+                                        const char* description, const char* const* capabilities,
+                                        const xq_param_spec* params, const void* vtable) {
+  return xq_plugin_descriptor{sizeof(xq_plugin_descriptor),
+                              XQ_ABI_VERSION_1_0,
+                              XQ_ABI_VERSION,
+                              kind,
+                              name,
+                              version,
+                              description,
+                              capabilities,
+                              params,
+                              &Lifecycle<Impl>::init,
+                              &Lifecycle<Impl>::shutdown,
+                              vtable};
+}
+
+#define XQ_SDK_ENTRY(descriptor)                                                                 \
+  extern "C" XQ_PLUGIN_EXPORT const xq_plugin_descriptor* xquant_plugin_entry(uint32_t host_min, \
+                                                                              uint32_t host_max) { \
+    if (XQ_ABI_MAJOR(host_max) != XQ_ABI_MAJOR((descriptor).abi_max) ||                          \
+        host_max < (descriptor).abi_min || host_min > (descriptor).abi_max)                      \
+      return nullptr;                                                                            \
+    return &(descriptor);                                                                        \
+  }
+
+// ---- algorithm -------------------------------------------------------------
+// Impl provides:
+//   uint32_t needs(const KvReader& params);
+//   void quantize(const KvReader& params, xq_layer_group& group, xq_linear_output* outs);
+template <class Impl>
+struct AlgorithmAdapter {
+  static uint32_t needs(void* state, const xq_kv* params) noexcept {
+    auto* self = static_cast<Impl*>(state);
+    uint32_t bits = 0;
+    (void)guard(self->host, [&] { bits = self->needs(KvReader(self->host, params)); });
+    return bits;
+  }
+  static xq_status quantize(void* state, const xq_kv* params, xq_layer_group* group,
+                            xq_linear_output* outs) noexcept {
+    auto* self = static_cast<Impl*>(state);
+    return guard(self->host, [&] { self->quantize(KvReader(self->host, params), *group, outs); });
+  }
+  static constexpr xq_algorithm_vtable vtable{sizeof(xq_algorithm_vtable), 0, &needs, &quantize};
+};
+
+// ---- loader ----------------------------------------------------------------
+// Impl provides:
+//   uint32_t probe(const std::string& path) noexcept-safe;
+//   std::unique_ptr<Impl::Model> open(const std::string& path);
+// Impl::Model derives from ModelBase and provides config(const KvWriter&),
+// tensor_count(), tensor_info(i, xq_tensor_info&), read(i, dtype, dst, n),
+// raw(i, xq_tensor_view&) and read_quantized(i, xq_quant_tensor&) (may throw
+// Error(XQ_ERR_UNSUPPORTED)).
+struct ModelBase {
+  explicit ModelBase(const Host& h) : host(h) {}
+  virtual ~ModelBase() = default;
+  Host host;
+};
+
+template <class Impl>
+struct LoaderAdapter {
+  using Model = typename Impl::Model;
+  static uint32_t probe(void* state, const char* path) noexcept {
+    auto* self = static_cast<Impl*>(state);
+    uint32_t score = 0;
+    (void)guard(self->host, [&] { score = self->probe(path); });
+    return score;
+  }
+  static xq_status open(void* state, const char* path, void** out) noexcept {
+    auto* self = static_cast<Impl*>(state);
+    return guard(self->host, [&] { *out = self->open(path).release(); });
+  }
+  static void close(void* model) noexcept { delete static_cast<Model*>(model); }
+  static xq_status config(void* model, xq_kv* out) noexcept {
+    auto* m = static_cast<Model*>(model);
+    return guard(m->host, [&] { m->config(KvWriter(m->host, out)); });
+  }
+  static uint64_t tensor_count(void* model) noexcept { return static_cast<Model*>(model)->tensor_count(); }
+  static xq_status tensor_info(void* model, uint64_t i, xq_tensor_info* out) noexcept {
+    auto* m = static_cast<Model*>(model);
+    return guard(m->host, [&] {
+      xq_tensor_info info{};
+      info.struct_size = sizeof(info);
+      m->tensor_info(i, info);
+      *out = info;
+    });
+  }
+  static xq_status read(void* model, uint64_t i, xq_dtype dtype, void* dst, uint64_t n) noexcept {
+    auto* m = static_cast<Model*>(model);
+    return guard(m->host, [&] { m->read(i, dtype, dst, n); });
+  }
+  static xq_status raw(void* model, uint64_t i, xq_tensor_view* out) noexcept {
+    auto* m = static_cast<Model*>(model);
+    return guard(m->host, [&] {
+      xq_tensor_view v{};
+      v.struct_size = sizeof(v);
+      m->raw(i, v);
+      *out = v;
+    });
+  }
+  static xq_status read_quantized(void* model, uint64_t i, xq_quant_tensor* out) noexcept {
+    auto* m = static_cast<Model*>(model);
+    return guard(m->host, [&] {
+      xq_quant_tensor q{};
+      q.struct_size = sizeof(q);
+      m->read_quantized(i, q);
+      *out = q;
+    });
+  }
+  static constexpr xq_loader_vtable vtable{sizeof(xq_loader_vtable), 0, &probe, &open, &close, &config,
+                                           &tensor_count, &tensor_info, &read, &raw, &read_quantized};
+};
+
+// ---- format ----------------------------------------------------------------
+// Impl provides:
+//   std::unique_ptr<Impl::Writer> open_writer(const xq_writer_options&);
+//   uint32_t detect(const KvReader& model_config);
+//   void read_module(const KvReader& config, const xq_tensor_source&, const char* module, xq_quant_tensor&);
+// Impl::Writer derives from WriterBase and provides add_dense(name, view),
+// add_quantized(module, q), finish() and abort() (abort must not throw).
+struct WriterBase {
+  explicit WriterBase(const Host& h) : host(h) {}
+  virtual ~WriterBase() = default;
+  Host host;
+};
+
+template <class Impl>
+struct FormatAdapter {
+  using Writer = typename Impl::Writer;
+  static xq_status writer_open(void* state, const xq_writer_options* o, void** out) noexcept {
+    auto* self = static_cast<Impl*>(state);
+    return guard(self->host, [&] { *out = self->open_writer(*o).release(); });
+  }
+  static xq_status add_dense(void* w, const char* name, const xq_tensor_view* t) noexcept {
+    auto* writer = static_cast<Writer*>(w);
+    return guard(writer->host, [&] { writer->add_dense(name, *t); });
+  }
+  static xq_status add_quantized(void* w, const char* module, const xq_quant_tensor* q) noexcept {
+    auto* writer = static_cast<Writer*>(w);
+    return guard(writer->host, [&] { writer->add_quantized(module, *q); });
+  }
+  static xq_status finish(void* w) noexcept {
+    std::unique_ptr<Writer> writer(static_cast<Writer*>(w));
+    xq_status s = guard(writer->host, [&] { writer->finish(); });
+    if (s != XQ_OK) writer->abort();
+    return s;
+  }
+  static void abort(void* w) noexcept {
+    std::unique_ptr<Writer> writer(static_cast<Writer*>(w));
+    if (writer) writer->abort();
+  }
+  static uint32_t detect(void* state, const xq_kv* config) noexcept {
+    auto* self = static_cast<Impl*>(state);
+    uint32_t score = 0;
+    (void)guard(self->host, [&] { score = self->detect(KvReader(self->host, config)); });
+    return score;
+  }
+  static xq_status read_module(void* state, const xq_kv* config, const xq_tensor_source* src, const char* module,
+                               xq_quant_tensor* out) noexcept {
+    auto* self = static_cast<Impl*>(state);
+    return guard(self->host, [&] {
+      xq_quant_tensor q{};
+      q.struct_size = sizeof(q);
+      self->read_module(KvReader(self->host, config), *src, module, q);
+      *out = q;
+    });
+  }
+  static constexpr xq_format_vtable vtable{sizeof(xq_format_vtable), 0, &writer_open, &add_dense, &add_quantized,
+                                           &finish, &abort, &detect, &read_module};
+};
+
+// Frees the host-allocated buffers of a quant tensor (used on error paths).
+inline void release_quant_tensor(const Host& host, xq_quant_tensor& q) {
+  host.free(q.codes);
+  host.free(q.scales);
+  host.free(q.zero_points);
+  host.free(q.g_idx);
+  q.codes = nullptr;
+  q.scales = nullptr;
+  q.zero_points = nullptr;
+  q.g_idx = nullptr;
+}
+
+}  // namespace xquant::sdk
