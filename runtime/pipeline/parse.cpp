@@ -189,10 +189,16 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
         c.check_keys(r, path, kRuleKeys);
         QuantRule rule;
         rule.mark = c.mark(r, path);
-        if (!r["algorithm"]) c.error(r, path, "missing 'algorithm' (e.g. rtn)");
-        else if (auto s = c.get_string(r["algorithm"], path + ".algorithm")) {
-          rule.algorithm = *s;
-          rule.algorithm_mark = c.mark(r["algorithm"], path + ".algorithm");
+        if (!r["algorithm"]) {
+          c.error(r, path, "missing 'algorithm' (e.g. rtn)");
+        } else if (r["algorithm"].IsSequence()) {
+          for (size_t k = 0; k < r["algorithm"].size(); ++k) {
+            std::string key = fmt::format("{}.algorithm[{}]", path, k);
+            if (auto s = c.get_string(r["algorithm"][k], key)) rule.stages.push_back({*s, c.mark(r["algorithm"][k], key), {}, {}});
+          }
+          if (rule.stages.empty()) c.error(r["algorithm"], path + ".algorithm", "needs at least one algorithm");
+        } else if (auto s = c.get_string(r["algorithm"], path + ".algorithm")) {
+          rule.stages.push_back({*s, c.mark(r["algorithm"], path + ".algorithm"), {}, {}});
         }
         if (r["targets"]) rule.targets = parse_targets(c, r["targets"], path + ".targets");
         else rule.targets = parse_targets(c, YAML::Load("[Linear]"), path + ".targets");
@@ -202,8 +208,17 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
         if (r["activations"]) parse_activations(c, r["activations"], path + ".activations", rule.activations);
         if (rule.activations.enabled && rule.weights.bits != 8)
           c.error(r["activations"], path + ".activations", "activation quantization (W8A8) needs 8-bit weights");
-        if (r["params"]) {
-          if (c.expect_map(r["params"], path + ".params")) rule.params = r["params"];
+        if (r["params"] && c.expect_map(r["params"], path + ".params")) {
+          if (rule.stages.size() == 1) {
+            rule.stages[0].params = r["params"];
+          } else {  // a chain: params are keyed by algorithm name
+            std::vector<std::string> names;
+            for (const auto& st : rule.stages) names.push_back(st.name);
+            c.check_keys(r["params"], path + ".params", names);
+            for (auto& st : rule.stages)
+              if (r["params"][st.name] && c.expect_map(r["params"][st.name], path + ".params." + st.name))
+                st.params = r["params"][st.name];
+          }
         }
         p.rules.push_back(std::move(rule));
       }
@@ -245,6 +260,12 @@ Pipeline parse_pipeline_file(const fs::path& file) {
   ss << in.rdbuf();
   fs::path base = fs::absolute(file).parent_path();
   return parse_pipeline_text(ss.str(), file.string(), base);
+}
+
+std::string QuantRule::algorithm_names() const {
+  std::string out;
+  for (const auto& s : stages) out += (out.empty() ? "" : "+") + s.name;
+  return out;
 }
 
 bool TargetPattern::matches(const std::string& module) const {

@@ -59,16 +59,24 @@ struct ActivationScheme {
   std::string strategy = "token";  // token | tensor
 };
 
+// One algorithm of a rule. A rule may chain several (`algorithm:
+// [smoothquant, gptq]`): every stage but the last only transforms the
+// weights (rescaling), the last quantizes.
+struct AlgorithmStage {
+  std::string name;
+  SourceMark mark;
+  YAML::Node params;  // checked against the plugin's xq_param_spec list
+  Kv validated_params;
+};
+
 struct QuantRule {
-  std::string algorithm;
-  SourceMark algorithm_mark;
+  std::vector<AlgorithmStage> stages;
   std::vector<TargetPattern> targets;
   std::vector<TargetPattern> ignore;
   WeightScheme weights;
   ActivationScheme activations;
-  YAML::Node params;  // checked against the plugin's xq_param_spec list
-  Kv validated_params;
   SourceMark mark;
+  std::string algorithm_names() const;  // "smoothquant+gptq"
 };
 
 struct CalibrationSpec {

@@ -7,6 +7,7 @@
 #include "core/progress.hpp"
 #include "model/checkpoint.hpp"
 #include "model/linear_modules.hpp"
+#include "pipeline/stages.hpp"
 #include "plugins/call.hpp"
 
 #include <fmt/format.h>
@@ -59,7 +60,6 @@ class WriterGuard {
 
 struct Assignment {
   const QuantRule* rule = nullptr;
-  LoadedPlugin* algorithm = nullptr;
 };
 
 }  // namespace
@@ -93,7 +93,6 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
         for (const auto& t : r.ignore) skip = skip || t.matches(module);
         if (hit && !skip) {
           a.rule = &r;
-          a.algorithm = runtime.plugins().find(XQ_PLUGIN_ALGORITHM, r.algorithm);
           rule_used[i] = true;
         }
       }
@@ -108,11 +107,10 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
          p.model_path.string(), fmt::join(linear_modules(*cp), ", "));
 
   for (const auto& [module, a] : assigned) {
-    uint32_t needs = a.algorithm->algorithm().needs(a.algorithm->state, &a.rule->validated_params);
-    if (needs != 0)
+    if (rule_needs(runtime, *a.rule) != 0)
       fail(XQ_ERR_UNSUPPORTED,
            "{}: algorithm '{}' needs calibration statistics, which the streaming runner does not collect",
-           a.rule->mark.text(), a.rule->algorithm);
+           a.rule->mark.text(), a.rule->algorithm_names());
     if (a.rule->activations.enabled && !a.rule->activations.dynamic)
       fail(XQ_ERR_UNSUPPORTED, "{}: static activation scales need calibration, which the streaming runner does not collect",
            a.rule->mark.text());
@@ -169,7 +167,6 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
       continue;
     }
     const QuantRule& rule = *it->second.rule;
-    LoadedPlugin& algo = *it->second.algorithm;
     std::vector<float> w = cp->read_f32(t);
     report.quantized_input_bytes += w.size() * sizeof(float);
 
@@ -184,14 +181,7 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
     in.weight.data = w.data();
     in.weight.nbytes = w.size() * sizeof(float);
     in.bias.struct_size = sizeof(in.bias);
-    in.scheme.struct_size = sizeof(in.scheme);
-    in.scheme.bits = static_cast<uint32_t>(rule.weights.bits);
-    in.scheme.symmetric = rule.weights.symmetric ? 1 : 0;
-    in.scheme.granularity = rule.weights.granularity;
-    in.scheme.group_size = rule.weights.granularity == XQ_GRAN_GROUP ? rule.weights.group_size : t.shape[1];
-    in.scheme.scale_dtype = scale_dtype_for(rule.weights, cp->config());
-    in.scheme.act_scheme = rule.activations.enabled ? XQ_ACT_DYNAMIC_TOKEN : XQ_ACT_NONE;
-    in.scheme.act_bits = rule.activations.enabled ? static_cast<uint32_t>(rule.activations.bits) : 0;
+    in.scheme = scheme_of(rule, t.shape[1], scale_dtype_for(rule.weights, cp->config()));
 
     xq_layer_group group{};
     group.struct_size = sizeof(group);
@@ -199,18 +189,15 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
     group.n_linears = 1;
     group.linears = &in;
     group.prev_norm.struct_size = sizeof(group.prev_norm);
-    xq_linear_output out{};
-    out.struct_size = sizeof(out);
-    out.quant.struct_size = sizeof(out.quant);
-    xq_status s = algo.algorithm().quantize(algo.state, &rule.validated_params, &group, &out);
-    QuantTensor q(out.quant);  // owns whatever was attached, also on failure
-    check_plugin_call(s, fmt::format("{}: quantizing '{}'", algo.name(), module));
-    check_plugin_call(format.format().writer_add_quantized(writer.get(), module.c_str(), &q.get()),
+    group.role = "linear";
+    GroupResult result = run_stages(runtime, rule, group);
+    check_plugin_call(format.format().writer_add_quantized(writer.get(), module.c_str(), &result.quant[0].get()),
                       fmt::format("{}: writing '{}'", format.name(), module));
     ++report.tensors_written;
-    report.layers.push_back({module, algo.name(), describe_scheme(rule.weights, rule.activations), t.shape[0],
-                             t.shape[1], out.rel_error});
-    logger().debug("{}: {} {} rel. error {:.5f}", module, algo.name(), report.layers.back().scheme, out.rel_error);
+    report.layers.push_back({module, rule.algorithm_names(), describe_scheme(rule.weights, rule.activations),
+                             t.shape[0], t.shape[1], result.rel_error[0]});
+    logger().debug("{}: {} {} rel. error {:.5f}", module, rule.algorithm_names(), report.layers.back().scheme,
+                   result.rel_error[0]);
   }
   Progress::report("quantize", tensors.size(), tensors.size());
   writer.finish();

@@ -119,8 +119,12 @@ void validate_with_plugins(Pipeline& p, Runtime& rt) {
   if (!p.loader.empty()) require_plugin(c, rt, XQ_PLUGIN_LOADER, p.loader, p.loader_mark);
   for (size_t i = 0; i < p.rules.size(); ++i) {
     auto& rule = p.rules[i];
-    if (auto* plugin = require_plugin(c, rt, XQ_PLUGIN_ALGORITHM, rule.algorithm, rule.algorithm_mark))
-      validate_params(c, *plugin, rule.params, fmt::format("quantize[{}].params", i), rule.params, rule.validated_params);
+    for (auto& st : rule.stages) {
+      std::string path = rule.stages.size() == 1 ? fmt::format("quantize[{}].params", i)
+                                                 : fmt::format("quantize[{}].params.{}", i, st.name);
+      if (auto* plugin = require_plugin(c, rt, XQ_PLUGIN_ALGORITHM, st.name, st.mark))
+        validate_params(c, *plugin, st.params, path, st.params, st.validated_params);
+    }
   }
   if (auto* fmt_plugin = require_plugin(c, rt, XQ_PLUGIN_FORMAT, p.output_format, p.format_mark))
     validate_params(c, *fmt_plugin, p.output_params, "output.params", p.output_params, p.validated_output_params);

@@ -2,6 +2,7 @@
 // plugin's LoadedPlugin record, so log lines and errors name the plugin.
 #include "core/error.hpp"
 #include "core/kv.hpp"
+#include "core/linalg.hpp"
 #include "core/log.hpp"
 #include "core/memory.hpp"
 #include "core/progress.hpp"
@@ -66,6 +67,38 @@ void host_parallel_for(void* ctx, uint64_t n, uint64_t grain, xq_range_fn fn, vo
 
 uint32_t host_num_threads(void* ctx) { return self(ctx).pool->size(); }
 
+// Runs a linear-algebra call, turning a thrown Error into status + message.
+template <class F>
+xq_status linalg_call(void* ctx, F&& f) {
+  try {
+    f();
+    return XQ_OK;
+  } catch (const Error& e) {
+    return host_set_error(ctx, e.status(), e.what());
+  } catch (const std::bad_alloc&) {
+    return host_set_error(ctx, XQ_ERR_OUT_OF_MEMORY, "out of memory");
+  }
+}
+
+xq_status host_sgemm(void* ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                     int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  return linalg_call(ctx, [&] { linalg::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
+}
+xq_status host_ssyrk(void* ctx, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, float beta, float* c,
+                     int64_t ldc) {
+  return linalg_call(ctx, [&] { linalg::ssyrk(n, k, alpha, a, lda, beta, c, ldc); });
+}
+xq_status host_spotrf(void* ctx, int upper, int64_t n, float* a, int64_t lda) {
+  return linalg_call(ctx, [&] { linalg::spotrf(upper, n, a, lda); });
+}
+xq_status host_spotri(void* ctx, int upper, int64_t n, float* a, int64_t lda) {
+  return linalg_call(ctx, [&] { linalg::spotri(upper, n, a, lda); });
+}
+xq_status host_strsm(void* ctx, int left, int upper, int trans, int64_t m, int64_t n, const float* t, int64_t ldt,
+                     float* b, int64_t ldb) {
+  return linalg_call(ctx, [&] { linalg::strsm(left, upper, trans, m, n, t, ldt, b, ldb); });
+}
+
 }  // namespace
 
 void init_host_api(LoadedPlugin& plugin) {
@@ -87,6 +120,11 @@ void init_host_api(LoadedPlugin& plugin) {
   h.kv_key_at = host_kv_key_at;
   h.parallel_for = host_parallel_for;
   h.num_threads = host_num_threads;
+  h.sgemm = host_sgemm;
+  h.ssyrk = host_ssyrk;
+  h.spotrf = host_spotrf;
+  h.spotri = host_spotri;
+  h.strsm = host_strsm;
 }
 
 }  // namespace xquant

@@ -35,7 +35,8 @@ std::string valid(const std::string& extra = "") {
 TEST(PipelineParse, ValidPipelineBecomesAPlan) {
   Pipeline p = parse_pipeline_text(valid("ignore: [lm_head, 're:.*down_proj']\n"), "p.yaml", ".");
   ASSERT_EQ(p.rules.size(), 1u);
-  EXPECT_EQ(p.rules[0].algorithm, "rtn");
+  ASSERT_EQ(p.rules[0].stages.size(), 1u);
+  EXPECT_EQ(p.rules[0].stages[0].name, "rtn");
   EXPECT_EQ(p.rules[0].weights.bits, 4);
   EXPECT_EQ(p.rules[0].weights.granularity, XQ_GRAN_GROUP);
   EXPECT_EQ(p.rules[0].weights.group_size, 32);
@@ -112,4 +113,17 @@ TEST(PipelineParse, W8A8NeedsEightBitWeights) {
 TEST(PipelineParse, OutputMustNotOverwriteTheModel) {
   std::string e = error_of("model: {path: " + kModel + "}\nquantize: [{algorithm: rtn, weights: {bits: 4}}]\noutput: {path: " + kModel + "}\n");
   EXPECT_NE(e.find("must not be the model's own folder"), std::string::npos) << e;
+}
+
+TEST(PipelineParse, AlgorithmChainsTakeParamsPerStage) {
+  Pipeline p = parse_pipeline_text("model: {path: " + kModel + "}\nquantize:\n  - algorithm: [smoothquant, gptq]\n"
+                                   "    weights: {bits: 8}\n    params: {smoothquant: {alpha: 0.8}, gptq: {act_order: true}}\n"
+                                   "output: {path: /tmp/o}\n", "p.yaml", ".");
+  ASSERT_EQ(p.rules[0].stages.size(), 2u);
+  EXPECT_EQ(p.rules[0].algorithm_names(), "smoothquant+gptq");
+  EXPECT_EQ(p.rules[0].stages[0].params["alpha"].as<double>(), 0.8);
+  EXPECT_TRUE(p.rules[0].stages[1].params["act_order"].as<bool>());
+  std::string e = error_of("model: {path: " + kModel + "}\nquantize:\n  - algorithm: [smoothquant, gptq]\n"
+                           "    weights: {bits: 8}\n    params: {gtpq: {}}\noutput: {path: /tmp/o}\n");
+  EXPECT_NE(e.find("quantize[0].params.gtpq: unknown key 'gtpq'; did you mean 'gptq'?"), std::string::npos) << e;
 }

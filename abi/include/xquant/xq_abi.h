@@ -188,6 +188,30 @@ typedef struct xq_host_api {
    * `fn` must not throw or call back into parallel_for. */
   void (*parallel_for)(void* ctx, uint64_t n, uint64_t grain, xq_range_fn fn, void* user);
   uint32_t (*num_threads)(void* ctx);
+
+  /* Dense F32 linear algebra on the host's compute device (a BLAS/LAPACK on
+   * CPU), so algorithms (GPTQ, AWQ) do their heavy lifting where the host
+   * chooses. All matrices row-major with leading dimensions in elements.
+   * Invalid shapes return XQ_ERR_INVALID_ARGUMENT with a message. */
+  /* C[m,n] = alpha * op(A) * op(B) + beta * C; op = transpose when trans_* != 0. */
+  xq_status (*sgemm)(void* ctx, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                     const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                     int64_t ldc);
+  /* C[n,n] = alpha * A^T A + beta * C for A[k,n] (both triangles written):
+   * Hessian accumulation X^T X. */
+  xq_status (*ssyrk)(void* ctx, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, float beta,
+                     float* c, int64_t ldc);
+  /* In place: A[n,n] symmetric positive definite -> its Cholesky factor,
+   * upper (A = U^T U) when upper != 0, else lower (A = L L^T); the other
+   * triangle is zeroed. XQ_ERR_INVALID_ARGUMENT (message names the failing
+   * pivot) when A is not positive definite, A unchanged then. */
+  xq_status (*spotrf)(void* ctx, int upper, int64_t n, float* a, int64_t lda);
+  /* In place: the Cholesky factor (as spotrf left it) -> A^-1 (full symmetric). */
+  xq_status (*spotri)(void* ctx, int upper, int64_t n, float* a, int64_t lda);
+  /* B[m,n] <- op(T)^-1 B (left != 0) or B op(T)^-1 (left == 0) for a
+   * triangular T (upper != 0: upper), op = transpose when trans != 0. */
+  xq_status (*strsm)(void* ctx, int left, int upper, int trans, int64_t m, int64_t n, const float* t,
+                     int64_t ldt, float* b, int64_t ldb);
 } xq_host_api;
 
 /* ---- the plugin descriptor -------------------------------------------- */
@@ -257,6 +281,8 @@ XQ_STATIC_ASSERT(offsetof(xq_host_api, set_error) == 40, "xq_host_api.set_error 
 XQ_STATIC_ASSERT(offsetof(xq_host_api, kv_create) == 56, "xq_host_api.kv_create moved");
 XQ_STATIC_ASSERT(offsetof(xq_host_api, parallel_for) == 104, "xq_host_api.parallel_for moved");
 XQ_STATIC_ASSERT(offsetof(xq_host_api, num_threads) == 112, "xq_host_api.num_threads moved");
+XQ_STATIC_ASSERT(offsetof(xq_host_api, sgemm) == 120, "xq_host_api.sgemm moved");
+XQ_STATIC_ASSERT(offsetof(xq_host_api, strsm) == 152, "xq_host_api.strsm moved");
 XQ_STATIC_ASSERT(offsetof(xq_plugin_descriptor, name) == 16, "descriptor.name moved");
 XQ_STATIC_ASSERT(offsetof(xq_plugin_descriptor, init) == 56, "descriptor.init moved");
 XQ_STATIC_ASSERT(offsetof(xq_plugin_descriptor, vtable) == 72, "descriptor.vtable moved");

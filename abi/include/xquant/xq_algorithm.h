@@ -70,6 +70,24 @@ typedef struct xq_linear_output {
   double rel_error;      /* ||W - W_hat||_F / ||W||_F over the original W */
 } xq_linear_output;
 
+/* Lets an algorithm run the module a group feeds, to measure the module's
+ * output error (AWQ compares the whole self_attn or mlp block) on the
+ * group's calibration inputs. Provided by the host when the pipeline has
+ * calibration data; NULL otherwise. */
+typedef struct xq_group_forward {
+  uint32_t struct_size;
+  uint32_t reserved;
+  void* ctx;
+  int64_t n_tokens;     /* calibration rows the module runs on */
+  int64_t in_features;  /* width of the group's shared input */
+  int64_t out_features; /* width of the compared module's output */
+  const float* input;   /* [n_tokens, in_features]: the linears' shared input */
+  /* Runs the compared module with linear i's weight replaced by weights[i]
+   * (F32, same shape as linears[i].weight; NULL keeps the current one) and
+   * writes its output [n_tokens, out_features] to `out`. */
+  xq_status (*run)(void* ctx, const float* const* weights, float* out);
+} xq_group_forward;
+
 typedef struct xq_layer_group {
   uint32_t struct_size;
   uint32_t reserved;
@@ -79,6 +97,11 @@ typedef struct xq_layer_group {
   /* The RMSNorm (or other op) feeding all linears; F32 [in], writable, or
    * data == NULL when the group has no shared preceding norm. */
   xq_tensor_view prev_norm;
+  /* What this group is, for algorithms with per-role rules (AWQ skips the
+   * clip search on q/k): "attn_qkv", "attn_o", "mlp_gate_up", "mlp_down",
+   * or "linear" for a lone Linear. */
+  const char* role;
+  const xq_group_forward* forward; /* NULL without calibration */
 } xq_layer_group;
 
 typedef struct xq_algorithm_vtable {
@@ -88,7 +111,11 @@ typedef struct xq_algorithm_vtable {
   uint32_t (*needs)(void* state, const xq_kv* params);
   /* Quantizes every linear of `group` into outs[i] (n_linears entries,
    * struct_size preset by the host). On failure the host frees whatever
-   * buffers were already attached to outs. */
+   * buffers were already attached to outs.
+   * A transform-only algorithm (SmoothQuant before another quantizer)
+   * rescales linears[i].weight / prev_norm in place and leaves
+   * outs[i].quant.codes NULL; the host then hands the rescaled weights to
+   * the next algorithm of the rule. */
   xq_status (*quantize)(void* state, const xq_kv* params, xq_layer_group* group,
                         xq_linear_output* outs);
 } xq_algorithm_vtable;
@@ -104,6 +131,8 @@ XQ_STATIC_ASSERT(offsetof(xq_linear_input, weight) == 16, "linear_input.weight m
 XQ_STATIC_ASSERT(offsetof(xq_linear_input, stats) == 208, "linear_input.stats moved");
 XQ_STATIC_ASSERT(offsetof(xq_linear_output, rel_error) == 104, "linear_output.rel_error moved");
 XQ_STATIC_ASSERT(offsetof(xq_layer_group, linears) == 24, "layer_group.linears moved");
+XQ_STATIC_ASSERT(offsetof(xq_layer_group, role) == 128, "layer_group.role moved");
+XQ_STATIC_ASSERT(offsetof(xq_group_forward, run) == 48, "group_forward.run moved");
 XQ_STATIC_ASSERT(offsetof(xq_algorithm_vtable, quantize) == 16, "algorithm.quantize moved");
 #endif
 

@@ -1,0 +1,33 @@
+// stages.hpp: running a rule's algorithm chain on one layer group.
+//
+// Every stage but the last must only transform (rescale weights/norm in
+// place and return no codes); the last must quantize every linear. Shared by
+// the streaming runner (data-free rules) and the calibrated runner.
+#pragma once
+
+#include "core/memory.hpp"
+#include "core/runtime.hpp"
+#include "pipeline/pipeline.hpp"
+
+#include <xquant/xq_algorithm.h>
+
+#include <vector>
+
+namespace xquant {
+
+struct GroupResult {
+  std::vector<QuantTensor> quant;  // one per linear
+  std::vector<double> rel_error;
+};
+
+// Union of the XQ_NEED_* bits of the rule's stages.
+uint32_t rule_needs(Runtime& runtime, const QuantRule& rule);
+
+// Fills each linear's scheme from the rule (scale dtype resolved by the
+// caller) and runs the stages. Throws with the failing stage named.
+GroupResult run_stages(Runtime& runtime, const QuantRule& rule, xq_layer_group& group);
+
+// The xq_quant_scheme a rule asks for.
+xq_quant_scheme scheme_of(const QuantRule& rule, int64_t cols, xq_dtype scale_dtype);
+
+}  // namespace xquant
