@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <memory>
 
 namespace fs = std::filesystem;
 
@@ -60,6 +61,7 @@ class WriterGuard {
 
 struct Assignment {
   const QuantRule* rule = nullptr;
+  WeightScheme weights;  // the rule's, or its per-channel fallback
 };
 
 }  // namespace
@@ -100,6 +102,16 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
     if (a.rule) assigned[module] = a;
     else dense.push_back(module);
   }
+  LoadedPlugin& format = runtime.plugins().require(XQ_PLUGIN_FORMAT, p.output_format);
+  const bool takes_ragged = format.has_capability("ragged-groups");
+  for (auto& [module, a] : assigned) {
+    std::string why;
+    a.weights = effective_weights(a.rule->weights, cp->require(module + ".weight").shape[1], takes_ragged, &why);
+    if (!why.empty()) logger().warn("{}: {}", module, why);
+  }
+  // A tied lm_head has no tensor of its own but is a Linear to vLLM and
+  // compressed-tensors: list it as ignored, as llm-compressor does.
+  if (cp->config().get_bool("tie_word_embeddings", false) && !cp->find("lm_head.weight")) dense.push_back("lm_head");
   for (size_t i = 0; i < p.rules.size(); ++i)
     if (!rule_used[i]) logger().warn("{}: this rule matched no Linear module", p.rules[i].mark.text());
   if (assigned.empty())
@@ -117,7 +129,6 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
   }
 
   // Open the writer.
-  LoadedPlugin& format = runtime.plugins().require(XQ_PLUGIN_FORMAT, p.output_format);
   std::vector<const char*> ignored_c;
   for (const auto& m : dense) ignored_c.push_back(m.c_str());
   ignored_c.push_back(nullptr);
@@ -139,6 +150,8 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
   report.format = format.name();
   report.dense_linears = dense;
   const auto& tensors = cp->tensors();
+  std::unique_ptr<float[]> weight_buffer;
+  size_t weight_capacity = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorEntry& t = tensors[i];
     Progress::report("quantize", i, tensors.size());
@@ -167,8 +180,16 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
       continue;
     }
     const QuantRule& rule = *it->second.rule;
-    std::vector<float> w = cp->read_f32(t);
-    report.quantized_input_bytes += w.size() * sizeof(float);
+    // One buffer reused for every tensor: no per-tensor allocation, zeroing
+    // or page faults (they cost more than the quantization itself).
+    const size_t numel = static_cast<size_t>(t.numel());
+    if (numel > weight_capacity) {
+      weight_buffer.reset(new float[numel]);
+      weight_capacity = numel;
+    }
+    float* w = weight_buffer.get();
+    cp->read(t, XQ_DTYPE_F32, w, numel * sizeof(float));
+    report.quantized_input_bytes += numel * sizeof(float);
 
     xq_linear_input in{};
     in.struct_size = sizeof(in);
@@ -178,10 +199,11 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
     in.weight.ndim = 2;
     in.weight.shape[0] = t.shape[0];
     in.weight.shape[1] = t.shape[1];
-    in.weight.data = w.data();
-    in.weight.nbytes = w.size() * sizeof(float);
+    in.weight.data = w;
+    in.weight.nbytes = numel * sizeof(float);
     in.bias.struct_size = sizeof(in.bias);
-    in.scheme = scheme_of(rule, t.shape[1], scale_dtype_for(rule.weights, cp->config()));
+    const WeightScheme& weights = it->second.weights;
+    in.scheme = scheme_of(weights, rule.activations, t.shape[1], scale_dtype_for(weights, cp->config()));
 
     xq_layer_group group{};
     group.struct_size = sizeof(group);
@@ -194,7 +216,7 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
     check_plugin_call(format.format().writer_add_quantized(writer.get(), module.c_str(), &result.quant[0].get()),
                       fmt::format("{}: writing '{}'", format.name(), module));
     ++report.tensors_written;
-    report.layers.push_back({module, rule.algorithm_names(), describe_scheme(rule.weights, rule.activations),
+    report.layers.push_back({module, rule.algorithm_names(), describe_scheme(weights, rule.activations),
                              t.shape[0], t.shape[1], result.rel_error[0]});
     logger().debug("{}: {} {} rel. error {:.5f}", module, rule.algorithm_names(), report.layers.back().scheme,
                    result.rel_error[0]);

@@ -16,19 +16,30 @@ uint32_t rule_needs(Runtime& runtime, const QuantRule& rule) {
   return needs;
 }
 
-xq_quant_scheme scheme_of(const QuantRule& rule, int64_t cols, xq_dtype scale_dtype) {
+xq_quant_scheme scheme_of(const WeightScheme& w, const ActivationScheme& a, int64_t cols, xq_dtype scale_dtype) {
   xq_quant_scheme s{};
   s.struct_size = sizeof(s);
-  s.bits = static_cast<uint32_t>(rule.weights.bits);
-  s.symmetric = rule.weights.symmetric ? 1 : 0;
-  s.granularity = rule.weights.granularity;
-  s.group_size = rule.weights.granularity == XQ_GRAN_GROUP ? rule.weights.group_size : cols;
+  s.bits = static_cast<uint32_t>(w.bits);
+  s.symmetric = w.symmetric ? 1 : 0;
+  s.granularity = w.granularity;
+  s.group_size = w.granularity == XQ_GRAN_GROUP ? w.group_size : cols;
   s.scale_dtype = scale_dtype;
-  if (rule.activations.enabled) {
-    s.act_scheme = rule.activations.dynamic ? XQ_ACT_DYNAMIC_TOKEN : XQ_ACT_STATIC_TENSOR;
-    s.act_bits = static_cast<uint32_t>(rule.activations.bits);
+  if (a.enabled) {
+    s.act_scheme = a.dynamic ? XQ_ACT_DYNAMIC_TOKEN : XQ_ACT_STATIC_TENSOR;
+    s.act_bits = static_cast<uint32_t>(a.bits);
   }
   return s;
+}
+
+WeightScheme effective_weights(const WeightScheme& w, int64_t cols, bool format_takes_ragged, std::string* why) {
+  if (w.granularity != XQ_GRAN_GROUP || cols % w.group_size == 0 || format_takes_ragged) return w;
+  WeightScheme out = w;
+  out.granularity = XQ_GRAN_CHANNEL;
+  if (why)
+    *why = fmt::format("{} input columns are not a multiple of group_size {} and the output format stores whole "
+                       "groups only: per-channel instead",
+                       cols, w.group_size);
+  return out;
 }
 
 GroupResult run_stages(Runtime& runtime, const QuantRule& rule, xq_layer_group& group) {

@@ -27,7 +27,12 @@ uint32_t rule_needs(Runtime& runtime, const QuantRule& rule);
 // caller) and runs the stages. Throws with the failing stage named.
 GroupResult run_stages(Runtime& runtime, const QuantRule& rule, xq_layer_group& group);
 
-// The xq_quant_scheme a rule asks for.
-xq_quant_scheme scheme_of(const QuantRule& rule, int64_t cols, xq_dtype scale_dtype);
+// The xq_quant_scheme for weights `w` and activations `a`.
+xq_quant_scheme scheme_of(const WeightScheme& w, const ActivationScheme& a, int64_t cols, xq_dtype scale_dtype);
+
+// The weight scheme a module of `cols` input columns gets: the rule's, or
+// per-channel when the groups would be ragged and the output format cannot
+// store ragged groups (capability "ragged-groups"). `why` says so then.
+WeightScheme effective_weights(const WeightScheme& w, int64_t cols, bool format_takes_ragged, std::string* why);
 
 }  // namespace xquant

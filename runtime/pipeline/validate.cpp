@@ -86,8 +86,9 @@ void validate_params(YamlChecker& c, const LoadedPlugin& plugin, const YAML::Nod
   }
   if (!specs) return;
   for (const auto* s = specs; s->name; ++s) {
-    YAML::Node given = params && params.IsMap() ? params[s->name] : YAML::Node();
-    if (given) {
+    const bool is_map = params && params.IsMap();
+    const YAML::Node given = is_map ? YAML::Node(params[s->name]) : YAML::Node();
+    if (is_map && given && !given.IsNull()) {
       if (auto v = convert(c, given, path + "." + s->name, s->type)) out.set(s->name, *v);
     } else if (s->default_value) {
       YamlChecker defaults(plugin.path.string());

@@ -46,7 +46,7 @@ TEST(RtnMath, SymmetricInt4GroupWithRaggedLastGroup) {
     r2 += double(w[c]) * w[c];
   }
   EXPECT_NEAR(e.diff2, d2, 1e-6 * d2);  // float vs double dequantization
-  EXPECT_NEAR(e.ref2, r2, 1e-9);
+  EXPECT_NEAR(e.ref2, r2, 1e-6 * r2);  // float lanes, then double
 }
 
 TEST(RtnMath, AsymmetricInt4ExtendsRangeToZero) {
