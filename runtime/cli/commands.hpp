@@ -20,5 +20,8 @@ int cmd_run(const RuntimeOptions&, int, char**);
 int cmd_quantize(const RuntimeOptions&, int, char**);
 int cmd_inspect(const RuntimeOptions&, int, char**);
 int cmd_plugins(const RuntimeOptions&, int, char**);
+int cmd_tokenize(const RuntimeOptions&, int, char**);
+int cmd_eval(const RuntimeOptions&, int, char**);
+int cmd_generate(const RuntimeOptions&, int, char**);
 
 }  // namespace xquant::cli

@@ -23,6 +23,9 @@ const Command kCommands[] = {
     {"quantize", "quantize a model (shorthand that builds a pipeline)", cmd_quantize},
     {"inspect", "show a checkpoint's format, tensors and quantization config", cmd_inspect},
     {"plugins", "list loaded plugins (and skipped ones with the reason)", cmd_plugins},
+    {"tokenize", "print the token ids of a text with a model's tokenizer", cmd_tokenize},
+    {"eval", "perplexity of a text file with the inference engine", cmd_eval},
+    {"generate", "generate text from a prompt with the inference engine", cmd_generate},
 };
 
 void print_help() {

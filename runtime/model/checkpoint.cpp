@@ -121,8 +121,11 @@ xq_tensor_view Checkpoint::raw(const TensorEntry& t) const {
 
 QuantTensor Checkpoint::read_quantized(const TensorEntry& t) const {
   const auto& vt = loader_->loader();
-  if (!vt.read_quantized || !t.has_quantized)
-    fail(XQ_ERR_UNSUPPORTED, "tensor '{}' ({}) is not available as a quantized tensor", t.name, t.storage_type);
+  // The loader explains why a tensor is not canonical (e.g. GGUF Q4_1's
+  // float minimum), so ask it rather than answering for it.
+  if (!vt.read_quantized)
+    fail(XQ_ERR_UNSUPPORTED, "tensor '{}' ({}): the {} loader reads no quantized tensors", t.name, t.storage_type,
+         loader_->name());
   xq_quant_tensor q{};
   q.struct_size = sizeof(q);
   check_plugin_call(vt.read_quantized(handle_, t.index, &q), fmt::format("reading quantized tensor '{}'", t.name));

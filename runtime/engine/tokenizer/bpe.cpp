@@ -1,0 +1,226 @@
+// bpe.cpp: the byte-level BPE tokenizer (GGUF tokenizer.model "gpt2", and HF
+// tokenizer.json BPE models), reproducing llama.cpp's llm_tokenizer_bpe:
+// the text is split by the pre-tokenizer regexes (PCRE2, UTF + UCP; each
+// regex splits the pieces of the previous one and unmatched gaps are kept),
+// every piece is mapped byte -> unicode (GPT-2 table), then adjacent symbols
+// are merged by lowest merge rank (ties: leftmost first). With
+// ignore_merges (llama3), a piece that is a token as a whole is taken as is.
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "core/error.hpp"
+#include "engine/tokenizer/tokenizer_impl.hpp"
+
+#include <memory>
+#include <queue>
+
+namespace xquant::tok {
+
+namespace {
+
+struct CodeDeleter {
+  void operator()(pcre2_code* c) const { pcre2_code_free(c); }
+};
+struct MatchDeleter {
+  void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
+};
+
+class BpeTokenizer final : public Tokenizer {
+ public:
+  BpeTokenizer(Vocab v, const std::vector<std::string>& merges, const std::vector<std::string>& regexes, bool ignore_merges)
+      : v_(std::move(v)), ignore_merges_(ignore_merges) {
+    for (size_t i = 0; i < merges.size(); ++i) {
+      const std::string& m = merges[i];
+      size_t pos = m.find(' ', 1);  // the first space after the first symbol
+      if (pos == std::string::npos) fail(XQ_ERR_MALFORMED, "tokenizer: merge {} ('{}') has no space", i, m);
+      ranks_.emplace(m.substr(0, pos) + '\0' + m.substr(pos + 1), static_cast<int>(i));
+    }
+    for (const std::string& re : regexes) {
+      int err = 0;
+      PCRE2_SIZE at = 0;
+      pcre2_code* c = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(re.c_str()), PCRE2_ZERO_TERMINATED,
+                                    PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &at, nullptr);
+      if (!c) {
+        PCRE2_UCHAR buf[256];
+        pcre2_get_error_message(err, buf, sizeof(buf));
+        fail(XQ_ERR_INVALID_ARGUMENT, "tokenizer: pre-tokenizer regex '{}' does not compile at {}: {}", re, at,
+             reinterpret_cast<const char*>(buf));
+      }
+      pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);  // best effort; the interpreter is the fallback
+      regexes_.emplace_back(c);
+    }
+  }
+
+  std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const override {
+    std::vector<int32_t> out;
+    if (add_bos && v_.bos >= 0) out.push_back(v_.bos);
+    for (const Fragment& f : partition_special(v_, text, parse_special)) {
+      if (f.token >= 0) out.push_back(f.token);
+      else tokenize(f.text, out);
+    }
+    return out;
+  }
+
+  std::string token_to_piece(int32_t id, bool render_special) const override {
+    check(id);
+    const std::string& t = v_.tokens[id];
+    switch (v_.type(id)) {
+      case kNormal: {
+        std::string s;
+        if (!unicode_to_bytes(t, &s)) return t;  // not byte-level text: show it as stored
+        return s;
+      }
+      case kUserDefined: return t;
+      case kControl: case kUnknown: return render_special ? t : std::string();
+      default: return std::string();
+    }
+  }
+
+  std::string decode(const std::vector<int32_t>& ids, bool render_special) const override {
+    std::string out;
+    for (int32_t id : ids) out += token_to_piece(id, render_special);
+    return out;
+  }
+
+  const std::string& token_text(int32_t id) const override {
+    check(id);
+    return v_.tokens[id];
+  }
+  Kind kind() const override { return Kind::Bpe; }
+  int32_t vocab_size() const override { return static_cast<int32_t>(v_.tokens.size()); }
+  int32_t bos_id() const override { return v_.bos; }
+  int32_t eos_id() const override { return v_.eos; }
+  bool is_eog(int32_t id) const override {
+    if (id < 0 || static_cast<size_t>(id) >= v_.tokens.size()) return false;
+    if (id == v_.eos || id == v_.eot || id == v_.eom) return true;
+    if (v_.type(id) != kControl) return false;
+    const std::string& t = v_.tokens[id];
+    return t == "<|eot_id|>" || t == "<|im_end|>" || t == "<|end|>" || t == "<|endoftext|>" || t == "<|eom_id|>" ||
+           t == "<end_of_turn>" || t == "<EOT>";
+  }
+  bool add_bos_by_default() const override { return v_.add_bos; }
+
+ private:
+  void check(int32_t id) const {
+    if (id < 0 || static_cast<size_t>(id) >= v_.tokens.size())
+      fail(XQ_ERR_INVALID_ARGUMENT, "tokenizer: token id {} out of range (vocabulary of {})", id, v_.tokens.size());
+  }
+
+  // Pre-tokenization: byte ranges of `text`, each regex refining the last.
+  std::vector<std::string_view> split(std::string_view text) const {
+    std::vector<std::string_view> pieces{text};
+    std::unique_ptr<pcre2_match_data, MatchDeleter> md;
+    for (const auto& re : regexes_) {
+      md.reset(pcre2_match_data_create_from_pattern(re.get(), nullptr));
+      std::vector<std::string_view> next;
+      for (std::string_view p : pieces) {
+        size_t start = 0, prev = 0;
+        while (start < p.size()) {
+          int rc = pcre2_match(re.get(), reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(), start, 0, md.get(), nullptr);
+          if (rc < 0) break;  // no more matches (or invalid UTF-8 beyond: left as a gap)
+          PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
+          size_t ms = ov[0], me = ov[1];
+          if (me == ms) {  // empty match: step one character
+            start = ms + utf8_len(static_cast<unsigned char>(p[ms]));
+            continue;
+          }
+          if (ms > prev) next.push_back(p.substr(prev, ms - prev));
+          next.push_back(p.substr(ms, me - ms));
+          prev = start = me;
+        }
+        if (prev < p.size()) next.push_back(p.substr(prev));
+      }
+      pieces.swap(next);
+    }
+    return pieces;
+  }
+
+  int rank(const std::string& l, const std::string& r) const {
+    auto it = ranks_.find(l + '\0' + r);
+    return it == ranks_.end() ? -1 : it->second;
+  }
+
+  struct Symbol {
+    int prev, next;
+    size_t off, n;
+  };
+  struct Bigram {
+    int left, right;
+    int rank;
+    std::string text;
+  };
+  struct ByRank {
+    bool operator()(const Bigram& l, const Bigram& r) const {
+      return l.rank > r.rank || (l.rank == r.rank && l.left > r.left);
+    }
+  };
+
+  void tokenize(std::string_view text, std::vector<int32_t>& out) const {
+    for (std::string_view raw : split(text)) {
+      std::string word;
+      for (unsigned char c : raw) word += byte_to_unicode(c);
+      std::vector<Symbol> sym;
+      if (ignore_merges_ && v_.find(word) >= 0) {
+        out.push_back(v_.find(word));
+        continue;
+      }
+      for (size_t off = 0; off < word.size();) {
+        size_t n = std::min(utf8_len(static_cast<unsigned char>(word[off])), word.size() - off);
+        int idx = static_cast<int>(sym.size());
+        sym.push_back({idx - 1, off + n == word.size() ? -1 : idx + 1, off, n});
+        off += n;
+      }
+      std::priority_queue<Bigram, std::vector<Bigram>, ByRank> q;
+      auto add = [&](int l, int r) {
+        if (l < 0 || r < 0) return;
+        std::string lt = word.substr(sym[l].off, sym[l].n), rt = word.substr(sym[r].off, sym[r].n);
+        int rk = rank(lt, rt);
+        if (rk < 0) return;
+        q.push({l, r, rk, lt + rt});
+      };
+      for (int i = 1; i < static_cast<int>(sym.size()); ++i) add(i - 1, i);
+      while (!q.empty()) {
+        Bigram b = q.top();
+        q.pop();
+        Symbol& l = sym[b.left];
+        Symbol& r = sym[b.right];
+        if (l.n == 0 || r.n == 0) continue;
+        if (word.compare(l.off, l.n + r.n, b.text) != 0 || l.off + l.n != r.off) continue;  // stale
+        l.n += r.n;
+        r.n = 0;
+        l.next = r.next;
+        if (r.next >= 0) sym[r.next].prev = b.left;
+        add(l.prev, b.left);
+        add(b.left, l.next);
+      }
+      for (const Symbol& s : sym) {
+        if (s.n == 0) continue;
+        std::string_view piece = std::string_view(word).substr(s.off, s.n);
+        int32_t id = v_.find(piece);
+        if (id >= 0) {
+          out.push_back(id);
+          continue;
+        }
+        // No token for the merged text: single bytes that are tokens (as llama.cpp).
+        for (char c : piece) {
+          int32_t bid = v_.find(std::string(1, c));
+          if (bid >= 0) out.push_back(bid);
+        }
+      }
+    }
+  }
+
+  Vocab v_;
+  bool ignore_merges_;
+  std::unordered_map<std::string, int> ranks_;
+  std::vector<std::unique_ptr<pcre2_code, CodeDeleter>> regexes_;
+};
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> make_bpe(Vocab vocab, std::vector<std::string> merges, std::vector<std::string> regexes,
+                                    bool ignore_merges) {
+  return std::make_unique<BpeTokenizer>(std::move(vocab), merges, regexes, ignore_merges);
+}
+
+}  // namespace xquant::tok
