@@ -8,3 +8,11 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh "$@"
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 ./scripts/test-sdk.sh
+# Interop with the real compressed-tensors package (PyPI; pulls torch, ~6 GB):
+# run when the machine has the room, otherwise say it was skipped.
+free_kb=$(df -Pk "${XDG_CACHE_HOME:-$HOME/.cache}" 2>/dev/null | awk 'NR==2 {print $4}' || echo 0)
+if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && [ "${free_kb:-0}" -gt $((12 * 1024 * 1024)) ]; then
+  tests/interop/ct_interop.sh build
+else
+  echo "test: compressed-tensors interop skipped (XQUANT_SKIP_INTEROP=1 or under 12 GB free); run tests/interop/ct_interop.sh build"
+fi

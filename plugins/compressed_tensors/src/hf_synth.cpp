@@ -1,0 +1,58 @@
+// hf_synth.cpp: a Hugging Face config.json from the canonical model keys,
+// for sources without one (GGUF). vLLM and transformers pick the model class
+// from "architectures", so only the families xquant runs are accepted.
+#include "writer.hpp"
+
+namespace xquant::ct {
+
+nlohmann::json synthesize_hf_config(const SourceModel& m, const std::string& torch_dtype) {
+  auto str = [&](const char* k) -> std::string {
+    auto it = m.strings.find(k);
+    return it == m.strings.end() ? std::string() : it->second;
+  };
+  const std::string arch = str("architecture");
+  std::string cls;
+  if (arch == "llama") cls = "LlamaForCausalLM";
+  else if (arch == "mistral") cls = "MistralForCausalLM";
+  else if (arch == "qwen2") cls = "Qwen2ForCausalLM";
+  else if (arch == "qwen3") cls = "Qwen3ForCausalLM";
+  else
+    throw sdk::Error(XQ_ERR_UNSUPPORTED, "the source has no config.json and its architecture '" + arch +
+                                             "' has no Hugging Face config this writer can synthesise "
+                                             "(llama, mistral, qwen2, qwen3)");
+  nlohmann::json c;
+  c["architectures"] = {cls};
+  c["model_type"] = arch;
+  for (const char* k : {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                        "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings", "bos_token_id",
+                        "eos_token_id"}) {
+    auto it = m.ints.find(k);
+    if (it != m.ints.end()) c[k] = it->second;
+  }
+  for (const char* k : {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"})
+    if (!c.contains(k))
+      throw sdk::Error(XQ_ERR_INVALID_ARGUMENT,
+                       std::string("the source has no config.json and lacks the canonical key '") + k + "'");
+  for (const char* k : {"rms_norm_eps", "rope_theta"}) {
+    if (auto it = m.floats.find(k); it != m.floats.end()) c[k] = it->second;
+    else if (auto jt = m.ints.find(k); jt != m.ints.end()) c[k] = static_cast<double>(jt->second);
+  }
+  for (const char* k : {"tie_word_embeddings", "attention_bias"})
+    if (auto it = m.ints.find(k); it != m.ints.end()) c[k] = it->second != 0;
+  if (arch == "qwen2") c.erase("attention_bias");  // hard-wired there, not a config key
+  if (arch == "qwen2" || arch == "qwen3") c["use_sliding_window"] = false;
+  c["hidden_act"] = "silu";
+  c["torch_dtype"] = str("torch_dtype").empty() ? torch_dtype : str("torch_dtype");
+  if (!str("rope_scaling.type").empty()) {
+    nlohmann::json rs;
+    rs["rope_type"] = str("rope_scaling.type");
+    for (const char* k : {"factor", "low_freq_factor", "high_freq_factor"})
+      if (auto it = m.floats.find(std::string("rope_scaling.") + k); it != m.floats.end()) rs[k] = it->second;
+    if (auto it = m.ints.find("rope_scaling.original_max_position_embeddings"); it != m.ints.end())
+      rs["original_max_position_embeddings"] = it->second;
+    c["rope_scaling"] = rs;
+  }
+  return c;
+}
+
+}  // namespace xquant::ct

@@ -1,0 +1,449 @@
+// writer.cpp: see writer.hpp.
+#include "writer.hpp"
+
+#include "packing.hpp"
+#include "scheme.hpp"
+
+#include <xquant/sdk/half.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace xquant::ct {
+namespace {
+
+constexpr const char* kModelKeys[] = {
+    "architecture", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings", "rms_norm_eps", "rope_theta",
+    "tie_word_embeddings", "attention_bias", "rope_scaling.type", "rope_scaling.factor",
+    "rope_scaling.low_freq_factor", "rope_scaling.high_freq_factor", "rope_scaling.original_max_position_embeddings",
+    "bos_token_id", "eos_token_id", "torch_dtype", "config_json", "tokenizer.huggingface_json"};
+
+// Files a HF checkpoint folder carries beside the weights and config.json.
+constexpr const char* kCompanions[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                       "generation_config.json", "tokenizer.model", "vocab.json", "merges.txt",
+                                       "vocab.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
+                                       "preprocessor_config.json"};
+
+const char* st_dtype(xq_dtype t, const std::string& what) {
+  const char* n = sdk::safetensors::dtype_name(t);
+  if (!n) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, what + ": dtype has no safetensors equivalent");
+  return n;
+}
+
+const char* torch_dtype_name(xq_dtype t) {
+  switch (t) {
+    case XQ_DTYPE_F32: return "float32";
+    case XQ_DTYPE_F16: return "float16";
+    case XQ_DTYPE_BF16: return "bfloat16";
+    default: return "";
+  }
+}
+
+// Scales in their stored dtype; they must already be representable there
+// (xq_tensor.h), so a write/read round trip is bit-exact.
+std::vector<unsigned char> encode_scales(const float* s, int64_t n, xq_dtype t, const std::string& module) {
+  std::vector<unsigned char> out;
+  if (t == XQ_DTYPE_F32) {
+    out.resize(static_cast<size_t>(n) * 4);
+    std::memcpy(out.data(), s, out.size());
+    return out;
+  }
+  if (t != XQ_DTYPE_F16 && t != XQ_DTYPE_BF16)
+    throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "module '" + module + "': scale_dtype must be F32, F16 or BF16");
+  out.resize(static_cast<size_t>(n) * 2);
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h = t == XQ_DTYPE_F16 ? sdk::f32_to_f16(s[i]) : sdk::f32_to_bf16(s[i]);
+    float back = t == XQ_DTYPE_F16 ? sdk::f16_to_f32(h) : sdk::bf16_to_f32(h);
+    if (!(back == s[i]) && !(std::isnan(back) && std::isnan(s[i])))
+      throw sdk::Error(XQ_ERR_INVALID_ARGUMENT,
+                       sdk::format("module '%s': scale %d (%.9g) is not representable in %s", module.c_str(),
+                                   static_cast<int>(i), s[i], t == XQ_DTYPE_F16 ? "F16" : "BF16"));
+    std::memcpy(out.data() + 2 * i, &h, 2);
+  }
+  return out;
+}
+
+template <class T>
+std::vector<unsigned char> bytes_of(const T* p, size_t n) {
+  std::vector<unsigned char> out(n * sizeof(T));
+  if (n) std::memcpy(out.data(), p, out.size());
+  return out;
+}
+
+void validate(const xq_quant_tensor& q, const std::string& m) {
+  auto fail = [&](const std::string& what) {
+    throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "module '" + m + "': " + what);
+  };
+  if (q.bits < 2 || q.bits > 8) fail("bits must be 2..8, got " + std::to_string(q.bits));
+  if (q.rows <= 0 || q.cols <= 0) fail("rows and cols must be positive");
+  if (!q.codes || !q.scales) fail("codes and scales are required");
+  if (q.granularity == XQ_GRAN_GROUP) {
+    if (q.group_size <= 0) fail("group granularity needs a positive group_size");
+    if (q.n_groups != (q.cols + q.group_size - 1) / q.group_size)
+      fail("n_groups " + std::to_string(q.n_groups) + " != ceil(cols / group_size)");
+  } else if (q.granularity == XQ_GRAN_CHANNEL || q.granularity == XQ_GRAN_TENSOR) {
+    if (q.n_groups != 1) fail("channel/tensor granularity needs n_groups == 1");
+  } else {
+    fail("granularity " + std::to_string(q.granularity) + " is not supported by compressed-tensors output");
+  }
+  if (!q.symmetric && !q.zero_points) fail("asymmetric tensor without zero_points");
+  if (q.act_scheme != XQ_ACT_NONE && q.act_bits != 8) fail("only 8-bit activation quantization is supported");
+  if (q.act_scheme != XQ_ACT_NONE && q.act_scheme != XQ_ACT_STATIC_TENSOR && q.act_scheme != XQ_ACT_DYNAMIC_TOKEN)
+    fail("unknown activation scheme");
+  const int lo = -(1 << (q.bits - 1)), hi = (1 << (q.bits - 1)) - 1;
+  for (int64_t i = 0; i < q.rows * q.cols; ++i)
+    if (q.codes[i] < lo || q.codes[i] > hi)
+      fail("code " + std::to_string(q.codes[i]) + " at element " + std::to_string(i) + " is outside [" +
+           std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  int64_t ns = q.granularity == XQ_GRAN_TENSOR ? 1 : q.rows * q.n_groups;
+  if (!q.symmetric)
+    for (int64_t i = 0; i < ns; ++i)
+      if (q.zero_points[i] < lo || q.zero_points[i] > hi)
+        fail("zero point " + std::to_string(q.zero_points[i]) + " is outside the " + std::to_string(q.bits) +
+             "-bit range");
+  if (q.g_idx)
+    for (int64_t c = 0; c < q.cols; ++c)
+      if (q.g_idx[c] < 0 || q.g_idx[c] >= q.n_groups) fail("g_idx[" + std::to_string(c) + "] is not a valid group");
+  if (q.g_idx && q.granularity != XQ_GRAN_GROUP) fail("g_idx needs group granularity");
+}
+
+// model.safetensors, its index, or a shard "model-<digits>-of-<digits>.safetensors".
+bool is_model_file(const std::string& name) {
+  if (name == "model.safetensors" || name == "model.safetensors.index.json") return true;
+  const std::string pre = "model-", mid = "-of-", suf = ".safetensors";
+  if (name.size() <= pre.size() + mid.size() + suf.size() || name.compare(0, pre.size(), pre) != 0 ||
+      name.compare(name.size() - suf.size(), suf.size(), suf) != 0)
+    return false;
+  std::string core = name.substr(pre.size(), name.size() - pre.size() - suf.size());
+  size_t at = core.find(mid);
+  if (at == std::string::npos || at == 0 || at + mid.size() == core.size()) return false;
+  auto digits = [](const std::string& s) { return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }); };
+  return digits(core.substr(0, at)) && digits(core.substr(at + mid.size()));
+}
+
+void fsync_file(const fs::path& p) {
+  sdk::safetensors::Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd || ::fsync(fd.get()) != 0)
+    throw sdk::Error(XQ_ERR_IO, p.string() + ": fsync failed: " + std::strerror(errno));
+}
+
+}  // namespace
+
+Writer::Writer(const sdk::Host& host, const xq_writer_options& o) : sdk::WriterBase(host) {
+  if (!o.out_dir || !*o.out_dir) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "compressed-tensors writer: no out_dir");
+  out_dir_ = o.out_dir;
+  if (o.source_path) source_ = o.source_path;
+  sdk::KvReader params(host, o.params);
+  if (auto v = params.get("allow_ragged_groups"); v && v->type == XQ_VALUE_BOOL) allow_ragged_ = v->i != 0;
+  if (auto v = params.get("max_shard_bytes"); v && v->type == XQ_VALUE_INT) {
+    if (v->i < 0) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "max_shard_bytes must be >= 0");
+    max_shard_bytes_ = v->i;
+  }
+  sdk::KvReader cfg(host, o.model_config);
+  for (const char* k : kModelKeys) {
+    auto v = cfg.get(k);
+    if (!v) continue;
+    model_.types[k] = v->type;
+    if (v->type == XQ_VALUE_INT || v->type == XQ_VALUE_BOOL) model_.ints[k] = v->i;
+    else if (v->type == XQ_VALUE_FLOAT) model_.floats[k] = v->f;
+    else if (v->type == XQ_VALUE_STRING) model_.strings[k] = v->s;
+  }
+  if (model_.strings.count("config_json")) {
+    model_.config_json = model_.strings["config_json"];
+    try {
+      if (!nlohmann::json::parse(model_.config_json).is_object()) throw std::runtime_error("not an object");
+    } catch (const std::exception& e) {
+      throw sdk::Error(XQ_ERR_MALFORMED, std::string("source config_json is not a JSON object: ") + e.what());
+    }
+  } else {
+    // Fail before any work when no HF config can be synthesised.
+    (void)synthesize_hf_config(model_, "float16");
+  }
+  if (model_.strings.count("tokenizer.huggingface_json")) model_.tokenizer_json = model_.strings["tokenizer.huggingface_json"];
+  for (const char* const* p = o.ignored_modules; p && *p; ++p)
+    if (ignored_.insert(*p).second) ignored_order_.push_back(*p);
+
+  std::error_code ec;
+  if (!fs::exists(out_dir_, ec)) {
+    fs::create_directories(out_dir_, ec);
+    if (ec) throw sdk::Error(XQ_ERR_IO, "cannot create '" + out_dir_.string() + "': " + ec.message());
+    created_dir_ = true;
+  } else if (!fs::is_directory(out_dir_, ec)) {
+    throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "'" + out_dir_.string() + "' exists and is not a directory");
+  }
+  shards_.push_back(std::make_unique<sdk::safetensors::Writer>(out_dir_ / "model.safetensors"));
+  shards_.back()->add_metadata("format", "pt");
+}
+
+Writer::~Writer() { abort(); }
+
+void Writer::make_room(const std::vector<std::string>& names, uint64_t total) {
+  for (const auto& s : shards_)
+    for (const auto& n : names)
+      if (s->has(n)) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "tensor '" + n + "' was already written");
+  // A new shard starts when this batch would overflow a non-empty one; a
+  // module's tensors stay together in one shard.
+  if (max_shard_bytes_ > 0 && shards_.back()->tensor_count() > 0 &&
+      shards_.back()->data_bytes() + total > static_cast<uint64_t>(max_shard_bytes_)) {
+    // A placeholder name; finish() renames shards once their count is known.
+    shards_.push_back(std::make_unique<sdk::safetensors::Writer>(
+        out_dir_ / ("model-shard" + std::to_string(shards_.size()) + ".safetensors")));
+    shards_.back()->add_metadata("format", "pt");
+  }
+}
+
+void Writer::write_tensors(const std::vector<Pending>& tensors) {
+  uint64_t total = 0;
+  std::vector<std::string> names;
+  for (const auto& t : tensors) {
+    total += t.bytes.size();
+    names.push_back(t.name);
+  }
+  make_room(names, total);
+  for (const auto& t : tensors) shards_.back()->add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
+}
+
+void Writer::add_dense(const char* name_c, const xq_tensor_view& t) {
+  if (done_) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "writer already finished");
+  std::string name = name_c;
+  const char* dt = st_dtype(t.dtype, "tensor '" + name + "'");
+  if (t.ndim > XQ_MAX_DIMS) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "tensor '" + name + "': too many dimensions");
+  std::vector<int64_t> shape(t.shape, t.shape + t.ndim);
+  if (t.nbytes && !t.data) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "tensor '" + name + "': no data");
+  // The view's bytes go straight to the shard (no intermediate copy).
+  make_room({name}, t.nbytes);
+  shards_.back()->add(name, dt, shape, t.data, t.nbytes);
+
+  static constexpr const char kSuffix[] = ".weight";
+  if (t.ndim == 2 && name.size() > 7 && name.compare(name.size() - 7, 7, kSuffix) == 0 &&
+      name.find("embed") == std::string::npos)
+    dense_linears_.insert(name.substr(0, name.size() - 7));
+  if (name == "model.embed_tokens.weight") embed_dtype_ = torch_dtype_name(t.dtype);
+}
+
+void Writer::add_quantized(const char* module_c, const xq_quant_tensor& q) {
+  if (done_) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "writer already finished");
+  const std::string m = module_c;
+  validate(q, m);
+  // compressed-tensors (>= 0.20 refuses in dequantize) and vLLM's kernels
+  // need whole groups; xquant's own reader handles ragged ones.
+  if (q.granularity == XQ_GRAN_GROUP && q.cols % q.group_size != 0 && !allow_ragged_)
+    throw sdk::Error(XQ_ERR_UNSUPPORTED,
+                     sdk::format("module '%s': %lld input columns are not a multiple of group_size %lld; "
+                                 "compressed-tensors and vLLM require whole groups (use a group size that divides "
+                                 "%lld, per-channel, or ignore the module; the output param "
+                                 "allow_ragged_groups: true writes it anyway, for xquant's own reader)",
+                                 m.c_str(), static_cast<long long>(q.cols), static_cast<long long>(q.group_size),
+                                 static_cast<long long>(q.cols)));
+  if (ignored_.count(m))
+    throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "module '" + m + "' is in the ignore list but was given quantized");
+  if (quantized_.count(m)) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "module '" + m + "' was already written");
+  const int64_t O = q.rows, I = q.cols;
+  const int64_t ns = q.granularity == XQ_GRAN_TENSOR ? 1 : O * q.n_groups;
+  const char* sdt = st_dtype(q.scale_dtype, "module '" + m + "' scales");
+  std::vector<int64_t> scale_shape =
+      q.granularity == XQ_GRAN_TENSOR ? std::vector<int64_t>{1} : std::vector<int64_t>{O, q.n_groups};
+
+  std::vector<Pending> out;
+  const std::string format = format_of(q);
+  if (format == std::string("int-quantized")) {
+    // Unpacked int8 codes (int-quantized/naive layout).
+    out.push_back({m + ".weight", "I8", {O, I}, bytes_of(q.codes, static_cast<size_t>(O * I))});
+    out.push_back({m + ".weight_scale", sdt, scale_shape, encode_scales(q.scales, ns, q.scale_dtype, m)});
+    if (!q.symmetric) out.push_back({m + ".weight_zero_point", "I8", scale_shape, bytes_of(q.zero_points, ns)});
+    if (q.act_scheme == XQ_ACT_STATIC_TENSOR)
+      out.push_back({m + ".input_scale", "F32", {1}, bytes_of(&q.input_scale, 1)});
+  } else {
+    const int64_t words = packed_words(I, q.bits, false);
+    std::vector<uint32_t> packed(static_cast<size_t>(O * words), 0u);
+    for (int64_t r = 0; r < O; ++r) pack_run(q.codes + r * I, 1, I, q.bits, false, packed.data() + r * words, 1);
+    out.push_back({m + ".weight_packed", "I32", {O, words}, bytes_of(packed.data(), packed.size())});
+    out.push_back({m + ".weight_scale", sdt, scale_shape, encode_scales(q.scales, ns, q.scale_dtype, m)});
+    const int64_t shape[2] = {O, I};
+    out.push_back({m + ".weight_shape", "I64", {2}, bytes_of(shape, 2)});
+    if (!q.symmetric) {
+      if (q.granularity == XQ_GRAN_TENSOR) {
+        // The library packs zero points only for group/channel.
+        out.push_back({m + ".weight_zero_point", "I8", {1}, bytes_of(q.zero_points, 1)});
+      } else {
+        const int64_t G = q.n_groups, zw = packed_words(O, q.bits, false);
+        std::vector<uint32_t> zp(static_cast<size_t>(zw * G), 0u);
+        for (int64_t g = 0; g < G; ++g) pack_run(q.zero_points + g, G, O, q.bits, false, zp.data() + g, G);
+        out.push_back({m + ".weight_zero_point", "I32", {zw, G}, bytes_of(zp.data(), zp.size())});
+      }
+    }
+    if (q.g_idx) out.push_back({m + ".weight_g_idx", "I32", {I}, bytes_of(q.g_idx, static_cast<size_t>(I))});
+  }
+  write_tensors(out);
+  quantized_.insert(m);
+  if (first_scale_dtype_.empty()) first_scale_dtype_ = torch_dtype_name(q.scale_dtype);
+
+  nlohmann::json wa = weight_args_json(q), aa = activation_args_json(q);
+  auto it = std::find_if(groups_.begin(), groups_.end(), [&](const Group& g) {
+    return g.weights == wa && g.activations == aa && g.format == format;
+  });
+  if (it == groups_.end()) {
+    groups_.push_back(Group{wa, aa, format, {}});
+    it = groups_.end() - 1;
+  }
+  it->modules.push_back(m);
+}
+
+nlohmann::json Writer::quantization_config() const {
+  // Linears written dense but not in the ignore list still have to be
+  // ignored, or a "Linear" target would claim them.
+  std::vector<std::string> ignore = ignored_order_;
+  for (const auto& d : dense_linears_)
+    if (!quantized_.count(d) && !ignored_.count(d)) ignore.push_back(d);
+
+  nlohmann::json groups = nlohmann::json::object();
+  std::set<std::string> formats;
+  for (size_t i = 0; i < groups_.size(); ++i) {
+    const Group& g = groups_[i];
+    nlohmann::json s;
+    if (groups_.size() == 1) {
+      s["targets"] = {"Linear"};  // the llm-compressor shape of a uniform scheme
+    } else {
+      std::vector<std::string> names = g.modules;
+      std::sort(names.begin(), names.end());
+      s["targets"] = names;
+    }
+    s["weights"] = g.weights;
+    s["input_activations"] = g.activations;
+    s["output_activations"] = nullptr;
+    s["format"] = g.format;
+    groups["group_" + std::to_string(i)] = s;
+    formats.insert(g.format);
+  }
+  nlohmann::json qc;
+  qc["config_groups"] = groups;
+  qc["format"] = formats.size() == 1 ? *formats.begin() : std::string("mixed-precision");
+  qc["global_compression_ratio"] = nullptr;
+  qc["ignore"] = ignore;
+  qc["kv_cache_scheme"] = nullptr;
+  qc["quant_method"] = "compressed-tensors";
+  qc["quantization_status"] = "compressed";
+  qc["sparsity_config"] = nlohmann::json::object();
+  qc["transform_config"] = nlohmann::json::object();
+  qc["version"] = kWriterVersion;
+  return qc;
+}
+
+std::vector<fs::path> Writer::companion_sources() const {
+  std::vector<fs::path> out;
+  if (source_.empty()) return out;
+  std::error_code ec;
+  fs::path dir;
+  if (fs::is_directory(source_, ec)) dir = source_;
+  else if (source_.extension() == ".safetensors" || source_.filename() == "model.safetensors.index.json")
+    dir = source_.parent_path();
+  else
+    return out;  // e.g. a GGUF file: its folder is not a HF checkpoint
+  for (const char* name : kCompanions)
+    if (fs::is_regular_file(dir / name, ec)) out.push_back(dir / name);
+  return out;
+}
+
+fs::path Writer::temp_path(const std::string& final_name) {
+  return out_dir_ / sdk::format(".%s.%ld.tmp", final_name.c_str(), static_cast<long>(::getpid()));
+}
+
+void Writer::write_temp_file(const std::string& final_name, const std::string& content) {
+  fs::path tmp = temp_path(final_name);
+  staged_.emplace_back(tmp, out_dir_ / final_name);
+  std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+  f.write(content.data(), static_cast<std::streamsize>(content.size()));
+  f.close();
+  if (!f) throw sdk::Error(XQ_ERR_IO, tmp.string() + ": write failed");
+  fsync_file(tmp);
+}
+
+void Writer::finish() {
+  if (done_) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "writer already finished");
+  // Shard names are final only now that their count is known.
+  const size_t n = shards_.size();
+  std::vector<std::string> shard_names;
+  for (size_t i = 0; i < n; ++i) {
+    std::string name = n == 1 ? std::string("model.safetensors")
+                              : sdk::format("model-%05zu-of-%05zu.safetensors", i + 1, n);
+    shards_[i]->set_final_path(out_dir_ / name);
+    shards_[i]->stage();
+    shard_names.push_back(name);
+  }
+  if (n > 1) {
+    nlohmann::json index;
+    uint64_t total = 0;
+    nlohmann::json wm = nlohmann::json::object();
+    for (size_t i = 0; i < n; ++i) {
+      total += shards_[i]->data_bytes();
+      for (const auto& t : shards_[i]->names()) wm[t] = shard_names[i];
+    }
+    index["metadata"] = {{"total_size", total}};
+    index["weight_map"] = wm;
+    write_temp_file("model.safetensors.index.json", index.dump(2) + "\n");
+  }
+
+  nlohmann::json config;
+  std::string dtype = embed_dtype_.empty() ? first_scale_dtype_ : embed_dtype_;
+  if (!model_.config_json.empty()) config = nlohmann::json::parse(model_.config_json);
+  else config = synthesize_hf_config(model_, dtype.empty() ? "float16" : dtype);
+  config.erase("compression_config");
+  if (!quantized_.empty()) config["quantization_config"] = quantization_config();
+  else config.erase("quantization_config");
+  write_temp_file("config.json", config.dump(2) + "\n");
+
+  bool have_tokenizer_json = false;
+  for (const auto& src : companion_sources()) {
+    fs::path tmp = temp_path(src.filename().string());
+    staged_.emplace_back(tmp, out_dir_ / src.filename());
+    std::error_code ec;
+    fs::copy_file(src, tmp, fs::copy_options::overwrite_existing, ec);
+    if (ec) throw sdk::Error(XQ_ERR_IO, "cannot copy '" + src.string() + "': " + ec.message());
+    fsync_file(tmp);
+    if (src.filename() == "tokenizer.json") have_tokenizer_json = true;
+  }
+  if (!have_tokenizer_json && !model_.tokenizer_json.empty()) write_temp_file("tokenizer.json", model_.tokenizer_json);
+
+  // Everything is durable under temporary names; now make it visible.
+  std::set<std::string> new_names(shard_names.begin(), shard_names.end());
+  for (const auto& [tmp, fin] : staged_) new_names.insert(fin.filename().string());
+  std::vector<fs::path> stale;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out_dir_, ec)) {
+    std::string name = e.path().filename().string();
+    if (is_model_file(name) && !new_names.count(name)) stale.push_back(e.path());
+  }
+  for (auto& s : shards_) s->commit();
+  // config.json last: its presence marks a complete checkpoint.
+  std::stable_partition(staged_.begin(), staged_.end(),
+                        [](const auto& p) { return p.second.filename() != "config.json"; });
+  for (const auto& [tmp, fin] : staged_) {
+    fs::rename(tmp, fin, ec);
+    if (ec) throw sdk::Error(XQ_ERR_IO, "cannot rename '" + tmp.string() + "' to '" + fin.string() + "': " + ec.message());
+  }
+  staged_.clear();
+  for (const auto& s : stale) fs::remove(s, ec);
+  sdk::safetensors::Writer::fsync_dir(out_dir_);
+  done_ = true;
+  host.info(sdk::format("wrote %zu quantized modules to %s (%zu shard%s)", quantized_.size(), out_dir_.c_str(), n,
+                        n == 1 ? "" : "s"));
+}
+
+void Writer::abort() noexcept {
+  if (done_) return;
+  for (auto& s : shards_) s->abort();
+  shards_.clear();
+  for (const auto& [tmp, fin] : staged_) ::unlink(tmp.c_str());
+  staged_.clear();
+  if (created_dir_) {
+    std::error_code ec;
+    if (fs::is_empty(out_dir_, ec)) fs::remove(out_dir_, ec);
+  }
+  done_ = true;
+}
+
+}  // namespace xquant::ct

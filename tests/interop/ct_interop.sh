@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# ct_interop.sh: checks xquant's compressed-tensors output against the
+# reference library (compressed-tensors + transformers, CPU) on stories260K.
+#
+#   tests/interop/ct_interop.sh [BUILD_DIR]      (default: build)
+#
+# The Python side lives in a venv OUTSIDE the repo, reused across runs:
+#   ${XQUANT_INTEROP_VENV:-${XDG_CACHE_HOME:-~/.cache}/xquant-interop}
+# Only PyPI is reachable (no download.pytorch.org), so `torch` comes from
+# PyPI with its CUDA wheels: ~5.6 GB on disk; measured 73 s to install on the
+# 2-core dev machine (torch 2.15.0, compressed-tensors 0.20.0,
+# transformers 5.24.0). The checks themselves take ~20 s.
+# Exit status: 0 when every check passes (see ct_interop.py for the list).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+build="$(cd "${1:-$repo/build}" && pwd)"
+xquant="$build/bin/xquant"
+model="${XQUANT_SHARED_DIR:-$repo/../shared}/models/stories260K-hf"
+venv="${XQUANT_INTEROP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant-interop}"
+# The version whose layout (dense packing, >= 0.18) the writer follows.
+ct_version="${XQUANT_CT_VERSION:-0.20.0}"
+
+[[ -x "$xquant" ]] || { echo "ct_interop: $xquant not found; build the xquant_cli target first" >&2; exit 2; }
+[[ -d "$model" ]] || { echo "ct_interop: model folder $model not found" >&2; exit 2; }
+
+if ! "$venv/bin/python" -c "import compressed_tensors, torch, transformers, safetensors, numpy" 2>/dev/null; then
+  echo "ct_interop: creating $venv (compressed-tensors==$ct_version + PyPI torch, a large download)"
+  python3 -m venv "$venv"
+  start=$(date +%s)
+  "$venv/bin/pip" install --quiet --progress-bar off "compressed-tensors==$ct_version" numpy
+  echo "ct_interop: pip install took $(( $(date +%s) - start )) s"
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-ct-interop.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+"$venv/bin/python" "$here/ct_interop.py" --xquant "$xquant" --model "$model" --work "$work"
