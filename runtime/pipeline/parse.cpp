@@ -17,7 +17,7 @@ namespace {
 const std::vector<std::string> kTopKeys = {"model", "plugins", "calibration", "quantize", "ignore", "output"};
 const std::vector<std::string> kModelKeys = {"path", "loader"};
 const std::vector<std::string> kPluginKeys = {"paths"};
-const std::vector<std::string> kCalibKeys = {"text", "samples", "seq_len", "seed"};
+const std::vector<std::string> kCalibKeys = {"text", "samples", "seq_len", "seed", "tokenizer"};
 const std::vector<std::string> kRuleKeys = {"targets", "ignore", "algorithm", "weights", "activations", "params"};
 const std::vector<std::string> kWeightKeys = {"bits", "symmetric", "strategy", "group_size", "scale_dtype"};
 const std::vector<std::string> kActKeys = {"bits", "dynamic", "strategy"};
@@ -162,6 +162,8 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
       p.calibration.enabled = true;
       if (!cal["text"]) c.error(cal, "calibration", "missing 'text' (a text file of calibration data)");
       else if (auto s = c.get_string(cal["text"], "calibration.text")) p.calibration.text = resolve(base_dir, *s);
+      if (cal["tokenizer"])
+        if (auto s = c.get_string(cal["tokenizer"], "calibration.tokenizer")) p.calibration.tokenizer = resolve(base_dir, *s);
       if (cal["samples"])
         if (auto v = c.get_int(cal["samples"], "calibration.samples", 1, 1 << 20)) p.calibration.samples = *v;
       if (cal["seq_len"])

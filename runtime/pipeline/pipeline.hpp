@@ -82,6 +82,7 @@ struct QuantRule {
 struct CalibrationSpec {
   bool enabled = false;
   std::filesystem::path text;
+  std::filesystem::path tokenizer;  // a checkpoint whose vocabulary to use ("" = the model's own)
   int64_t samples = 128;
   int64_t seq_len = 512;
   uint64_t seed = 0;

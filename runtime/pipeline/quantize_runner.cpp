@@ -7,6 +7,7 @@
 #include "core/progress.hpp"
 #include "model/checkpoint.hpp"
 #include "model/linear_modules.hpp"
+#include "pipeline/calibrated_runner.hpp"
 #include "pipeline/stages.hpp"
 #include "plugins/call.hpp"
 
@@ -59,10 +60,7 @@ class WriterGuard {
   void* handle_;
 };
 
-struct Assignment {
-  const QuantRule* rule = nullptr;
-  WeightScheme weights;  // the rule's, or its per-channel fallback
-};
+using Assignment = ModuleAssignment;
 
 }  // namespace
 
@@ -118,15 +116,10 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
     fail(XQ_ERR_INVALID_ARGUMENT, "no Linear module of '{}' matched the quantize rules (Linear modules: {})",
          p.model_path.string(), fmt::join(linear_modules(*cp), ", "));
 
-  for (const auto& [module, a] : assigned) {
-    if (rule_needs(runtime, *a.rule) != 0)
-      fail(XQ_ERR_UNSUPPORTED,
-           "{}: algorithm '{}' needs calibration statistics, which the streaming runner does not collect",
-           a.rule->mark.text(), a.rule->algorithm_names());
-    if (a.rule->activations.enabled && !a.rule->activations.dynamic)
-      fail(XQ_ERR_UNSUPPORTED, "{}: static activation scales need calibration, which the streaming runner does not collect",
-           a.rule->mark.text());
-  }
+  bool calibrated = false;
+  for (const auto& [module, a] : assigned)
+    calibrated = calibrated || rule_needs(runtime, *a.rule) != 0 ||
+                 (a.rule->activations.enabled && !a.rule->activations.dynamic);
 
   // Open the writer.
   std::vector<const char*> ignored_c;
@@ -149,6 +142,12 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
   report.output = p.output_path;
   report.format = format.name();
   report.dense_linears = dense;
+  if (calibrated) {
+    run_calibrated(runtime, p, *cp, assigned, format, writer.get(), report);
+    writer.finish();
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return report;
+  }
   const auto& tensors = cp->tensors();
   std::unique_ptr<float[]> weight_buffer;
   size_t weight_capacity = 0;
