@@ -5,8 +5,10 @@
 # benchmark against PyTorch. Logs and tables land in $OUT (default
 # ./gpu-suite-out). Usage:
 #   scripts/gpu-suite.sh [all|test|bench] 
-# Env: XQ_CUDA_BUILD (build dir, default build-cuda), XQ_SANITIZE=1,
-#      XQ_TEST_FILTER (gtest filter), XQ_BENCH_ARGS (extra bench args).
+# Env: XQ_CUDA_BUILD (build dir, default build-cuda; used when it runs here,
+#      else the suite builds in build-cuda-device, needing googletest source in
+#      .gtest/ when GTest is not installed), XQ_SANITIZE=1 (memcheck subset),
+#      XQ_PROFILE=1 (ncu on W4A16 M=1/64), XQ_TEST_FILTER, XQ_BENCH_ARGS.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/gpu-suite-out}
@@ -33,7 +35,7 @@ else
   NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   gen=(); command -v ninja > /dev/null && gen=(-G Ninja)
   cmake -S "$ROOT/plugins/cuda/standalone" -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_CUDA_COMPILER="$NVCC" -DXQ_GTEST_SRC="$ROOT/.gtest" > "$OUT/configure.log" 2>&1 ||
+    -DCMAKE_CUDA_COMPILER="$NVCC" -DXQ_GTEST_SRC="$ROOT/.gtest" -DXQUANT_CUDA_PTXAS_VERBOSE=ON > "$OUT/configure.log" 2>&1 ||
     { tail -30 "$OUT/configure.log"; exit 1; }
   cmake --build "$BUILD" -j"$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
   grep -E "stack frame|spill" "$OUT/build.log" | grep -v " 0 bytes stack frame, 0 bytes spill" | sort | uniq -c | head
@@ -61,5 +63,12 @@ if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
   python3 "$ROOT/bench/cuda/bench_cuda.py" --shim "$BUILD/$SHIM_REL" --plugin "$BUILD/$PLUGIN_REL" --out "$OUT" \
     ${XQ_BENCH_ARGS:-} > "$OUT/bench.log" 2>&1 || status=1
   grep -vE '^  \{' "$OUT/bench.log" | tail -60
+fi
+if [ "${XQ_PROFILE:-0}" = 1 ] && command -v ncu > /dev/null; then
+  ncu --clock-control none --kernel-name regex:k_w4_gemm --launch-count 2 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
+    --section LaunchStats python3 "$ROOT/bench/cuda/profile_w4.py" "$BUILD/$SHIM_REL" "$BUILD/$PLUGIN_REL" \
+    > "$OUT/ncu.txt" 2>&1
+  grep -E "k_w4_gemm|DRAM Throughput|Memory Throughput|Duration|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Stall|Warp Cycles Per Issued|L2 Hit|Mem Busy|Max Bandwidth" "$OUT/ncu.txt" | head -60
 fi
 exit $status

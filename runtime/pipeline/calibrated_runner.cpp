@@ -91,8 +91,9 @@ struct LayerForward {
       model->layer_forward(layer, y, n, {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}});
       at += n;
     }
+    // Copy back into the same buffers: the group's weight views point there.
     for (size_t i = 0; i < linears.size(); ++i)
-      if (!saved[i].empty()) lw.linears[static_cast<size_t>(linears[i])].w = std::move(saved[i]);
+      if (!saved[i].empty()) std::copy(saved[i].begin(), saved[i].end(), lw.linears[static_cast<size_t>(linears[i])].w.begin());
   }
 };
 

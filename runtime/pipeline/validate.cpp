@@ -123,8 +123,15 @@ void validate_with_plugins(Pipeline& p, Runtime& rt) {
     for (auto& st : rule.stages) {
       std::string path = rule.stages.size() == 1 ? fmt::format("quantize[{}].params", i)
                                                  : fmt::format("quantize[{}].params.{}", i, st.name);
-      if (auto* plugin = require_plugin(c, rt, XQ_PLUGIN_ALGORITHM, st.name, st.mark))
+      if (auto* plugin = require_plugin(c, rt, XQ_PLUGIN_ALGORITHM, st.name, st.mark)) {
         validate_params(c, *plugin, st.params, path, st.params, st.validated_params);
+        // In a chain every stage but the last only transforms: a plugin that
+        // can do either (a `quantize` param) is told so unless the user said.
+        const bool last = &st == &rule.stages.back();
+        const bool user_set = st.params && st.params.IsMap() && st.params["quantize"];
+        if (!last && !user_set && st.validated_params.has("quantize"))
+          st.validated_params.set("quantize", KvValue::boolean(false));
+      }
     }
   }
   if (auto* fmt_plugin = require_plugin(c, rt, XQ_PLUGIN_FORMAT, p.output_format, p.format_mark))

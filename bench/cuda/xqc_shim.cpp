@@ -1,0 +1,147 @@
+// xqc_shim.cpp: a tiny C shared library that lets the Python benchmark drive
+// the *built plugin* (dlopen + vtable, the same path the engine takes) on
+// raw device pointers owned by PyTorch, so our kernels and PyTorch's are
+// timed in one process on the same (legacy default) stream.
+#include <dlfcn.h>
+#include <xquant/xq_kernel.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace {
+thread_local std::string g_err;
+const xq_kernel_vtable* g_vt = nullptr;
+void* g_state = nullptr;
+xq_host_api g_host{};
+std::string g_why;
+
+xq_device_tensor t2(int dtype, int64_t r, int64_t c, void* p) {
+  xq_device_tensor t{};
+  t.struct_size = sizeof(t);
+  t.dtype = static_cast<xq_dtype>(dtype);
+  t.ndim = 2;
+  t.shape[0] = r;
+  t.shape[1] = c;
+  t.data = p;
+  return t;
+}
+xq_device_tensor t1(int dtype, int64_t n, void* p) {
+  xq_device_tensor t = t2(dtype, n, 1, p);
+  t.ndim = 1;
+  t.shape[1] = 0;
+  return t;
+}
+xq_op op0(xq_op_type type) {
+  xq_op o{};
+  o.struct_size = sizeof(o);
+  o.type = type;
+  return o;
+}
+}  // namespace
+
+extern "C" {
+
+__attribute__((visibility("default"))) const char* xqc_last_error() { return g_err.c_str(); }
+__attribute__((visibility("default"))) const char* xqc_why() { return g_why.c_str(); }
+
+// Returns the provider's score (0 = unusable), -1 when loading failed.
+__attribute__((visibility("default"))) int xqc_init(const char* plugin_path) {
+  g_host.struct_size = sizeof(g_host);
+  g_host.abi_version = XQ_ABI_VERSION;
+  g_host.log = [](void*, xq_log_level, const char*) {};
+  g_host.alloc = [](void*, size_t n) -> void* { return std::aligned_alloc(64, (n + 63) / 64 * 64); };
+  g_host.free = [](void*, void* p) { std::free(p); };
+  g_host.set_error = [](void*, xq_status s, const char* m) {
+    g_err = m ? m : "";
+    return s;
+  };
+  g_host.progress = [](void*, const char*, uint64_t, uint64_t) { return XQ_OK; };
+  g_host.kv_get = [](void*, const xq_kv*, const char*, xq_value*) { return XQ_ERR_NOT_FOUND; };
+  g_host.parallel_for = [](void*, uint64_t n, uint64_t, xq_range_fn fn, void* u) { fn(u, 0, n); };
+  g_host.num_threads = [](void*) -> uint32_t { return 1; };
+  void* lib = dlopen(plugin_path, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    g_err = dlerror();
+    return -1;
+  }
+  auto entry = reinterpret_cast<xq_plugin_entry_fn>(dlsym(lib, XQ_PLUGIN_ENTRY_SYMBOL));
+  const xq_plugin_descriptor* d = entry ? entry(XQ_ABI_VERSION, XQ_ABI_VERSION) : nullptr;
+  if (!d || d->init(&g_host, XQ_ABI_VERSION, &g_state) != XQ_OK) return -1;
+  g_vt = static_cast<const xq_kernel_vtable*>(d->vtable);
+  const char* why = nullptr;
+  const int s = static_cast<int>(g_vt->score(g_state, &why));
+  g_why = why ? why : "";
+  return s;
+}
+
+// Canonical host arrays -> prepared weight. group 0 = per-channel.
+// act: 0 = W4A16 (bits 4), 2 = W8A8 dynamic per-token, 1 = static.
+__attribute__((visibility("default"))) void* xqc_prepare(const int8_t* codes, const float* scales, const int8_t* zp,
+                                                         int64_t N, int64_t K, int64_t group, int bits, int act,
+                                                         float input_scale) {
+  xq_quant_tensor q{};
+  q.struct_size = sizeof(q);
+  q.bits = static_cast<uint32_t>(bits);
+  q.symmetric = zp ? 0 : 1;
+  q.granularity = group ? XQ_GRAN_GROUP : XQ_GRAN_CHANNEL;
+  q.rows = N;
+  q.cols = K;
+  q.group_size = group ? group : K;
+  q.n_groups = group ? (K + group - 1) / group : 1;
+  q.codes = const_cast<int8_t*>(codes);
+  q.scales = const_cast<float*>(scales);
+  q.zero_points = const_cast<int8_t*>(zp);
+  q.scale_dtype = XQ_DTYPE_F32;
+  q.act_scheme = static_cast<xq_act_scheme>(act);
+  q.act_bits = act ? 8 : 0;
+  q.input_scale = input_scale;
+  xq_qweight* w = nullptr;
+  if (g_vt->qweight_prepare(g_state, &q, &w) != XQ_OK) return nullptr;
+  return w;
+}
+
+__attribute__((visibility("default"))) void xqc_release(void* w) {
+  g_vt->qweight_release(g_state, static_cast<xq_qweight*>(w));
+}
+
+// y[M,N] = x[M,K] . W^T through QMATMUL. force: 0 auto, 1 fused, 2 dequant+GEMM.
+__attribute__((visibility("default"))) int xqc_qmatmul(void* w, void* x, void* y, int64_t M, int64_t N, int64_t K,
+                                                       int dtype, int out_dtype, int force) {
+  xq_op o = op0(XQ_OP_QMATMUL);
+  o.qweight = static_cast<xq_qweight*>(w);
+  o.src[0] = t2(dtype, M, K, x);
+  o.dst = t2(out_dtype, M, N, y);
+  o.i[7] = force;
+  return g_vt->run_op(g_state, &o);
+}
+
+// MATMUL with I8/F8/BF16 operands; vec: scales (device f32 [M+N]) else fx, fw.
+__attribute__((visibility("default"))) int xqc_matmul(void* x, void* w, void* y, int64_t M, int64_t N, int64_t K,
+                                                      int dtype, int out_dtype, int vec, void* scales, float fx,
+                                                      float fw) {
+  xq_op o = op0(XQ_OP_MATMUL);
+  o.src[0] = t2(dtype, M, K, x);
+  o.src[1] = t2(dtype, N, K, w);
+  o.dst = t2(out_dtype, M, N, y);
+  if (vec) {
+    o.i[0] = 1;
+    o.src[3] = t1(XQ_DTYPE_F32, M + N, scales);
+  } else {
+    o.f[0] = fx;
+    o.f[1] = fw;
+  }
+  return g_vt->run_op(g_state, &o);
+}
+
+__attribute__((visibility("default"))) int xqc_quantize_act(void* x, void* q, void* scales, int64_t M, int64_t K,
+                                                            int in_dtype, int out_dtype) {
+  xq_op o = op0(XQ_OP_QUANTIZE_ACT);
+  o.src[0] = t2(in_dtype, M, K, x);
+  o.src[1] = t1(XQ_DTYPE_F32, M, scales);
+  o.dst = t2(out_dtype, M, K, q);
+  return g_vt->run_op(g_state, &o);
+}
+
+__attribute__((visibility("default"))) int xqc_synchronize() { return g_vt->synchronize(g_state); }
+}

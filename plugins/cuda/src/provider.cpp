@@ -1,0 +1,614 @@
+// provider.cpp: validation, dispatch and weight preparation of the `cuda`
+// kernel provider. Every op is checked by one function per op family that
+// both supports_op (answer only) and run_op (throws XQ_ERR_UNSUPPORTED with
+// the same message) use, so the two can never disagree.
+#include "provider.hpp"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+namespace xqcuda {
+
+using xquant::sdk::Error;
+using xquant::sdk::format;
+
+#define XQ_CK(expr)                                                                                   \
+  do {                                                                                                \
+    cudaError_t _e = (expr);                                                                          \
+    if (_e != cudaSuccess)                                                                            \
+      throw Error(XQ_ERR_DEVICE, format("cuda: %s failed: %s", #expr, cudaGetErrorString(_e)));      \
+  } while (0)
+
+void* Scratch::get(size_t need) {
+  if (need == 0) need = 16;
+  if (need <= bytes) return ptr;
+  if (ptr) {
+    cudaDeviceSynchronize();  // earlier kernels may still read the old buffer
+    cudaFree(ptr);
+    ptr = nullptr;
+    bytes = 0;
+  }
+  size_t want = std::max(need, bytes + bytes / 2);
+  if (cudaMalloc(&ptr, want) != cudaSuccess) {
+    cudaGetLastError();
+    ptr = nullptr;
+    if (cudaMalloc(&ptr, need) != cudaSuccess) {
+      cudaGetLastError();
+      throw Error(XQ_ERR_OUT_OF_MEMORY, format("cuda: scratch allocation of %zu bytes failed", need));
+    }
+    want = need;
+  }
+  bytes = want;
+  return ptr;
+}
+
+void Scratch::release() {
+  if (ptr) cudaFree(ptr);
+  ptr = nullptr;
+  bytes = 0;
+}
+
+namespace {
+
+constexpr cudaStream_t kStream = nullptr;  // legacy default stream
+constexpr size_t kLtWorkspace = 32u << 20;
+
+bool to_dtype(xq_dtype t, DType* out) {
+  switch (t) {
+    case XQ_DTYPE_F32: *out = DType::F32; return true;
+    case XQ_DTYPE_F16: *out = DType::F16; return true;
+    case XQ_DTYPE_BF16: *out = DType::BF16; return true;
+    case XQ_DTYPE_I8: *out = DType::I8; return true;
+    case XQ_DTYPE_I32: *out = DType::I32; return true;
+    case XQ_DTYPE_F8_E4M3: *out = DType::F8E4M3; return true;
+    default: return false;
+  }
+}
+
+const char* dtype_name(xq_dtype t) {
+  switch (t) {
+    case XQ_DTYPE_F32: return "F32";
+    case XQ_DTYPE_F16: return "F16";
+    case XQ_DTYPE_BF16: return "BF16";
+    case XQ_DTYPE_I8: return "I8";
+    case XQ_DTYPE_I32: return "I32";
+    case XQ_DTYPE_F8_E4M3: return "F8_E4M3";
+    default: return "other";
+  }
+}
+
+bool present(const xq_device_tensor& t) { return t.data != nullptr; }
+
+bool contiguous(const xq_device_tensor& t) {
+  if (t.ndim == 0 || t.ndim > 4) return false;
+  bool all_zero = true;
+  for (uint32_t i = 0; i < t.ndim; ++i) all_zero = all_zero && t.strides[i] == 0;
+  if (all_zero) return true;
+  int64_t expect = 1;
+  for (int i = static_cast<int>(t.ndim) - 1; i >= 0; --i) {
+    if (t.shape[i] != 1 && t.strides[i] != expect) return false;
+    expect *= t.shape[i];
+  }
+  return true;
+}
+
+int64_t last_dim(const xq_device_tensor& t) { return t.ndim ? t.shape[t.ndim - 1] : 0; }
+int64_t leading(const xq_device_tensor& t) {
+  int64_t r = 1;
+  for (uint32_t i = 0; i + 1 < t.ndim; ++i) r *= t.shape[i];
+  return t.ndim ? r : 0;
+}
+int64_t numel(const xq_device_tensor& t) { return leading(t) * last_dim(t); }
+
+bool fail_why(std::string* why, const std::string& msg) {
+  if (why) *why = msg;
+  return false;
+}
+
+bool is_half(xq_dtype t) { return t == XQ_DTYPE_BF16 || t == XQ_DTYPE_F16; }
+bool is_float(xq_dtype t) { return t == XQ_DTYPE_BF16 || t == XQ_DTYPE_F16 || t == XQ_DTYPE_F32; }
+
+bool check_bias(const xq_op& op, int64_t N, std::string* why) {
+  const xq_device_tensor& b = op.src[2];
+  if (!present(b)) return true;
+  if (!is_float(b.dtype)) return fail_why(why, format("cuda: bias dtype %s unsupported (F32/F16/BF16)", dtype_name(b.dtype)));
+  if (numel(b) != N || !contiguous(b)) return fail_why(why, format("cuda: bias must be a contiguous [%lld] vector", (long long)N));
+  return true;
+}
+
+}  // namespace
+
+Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
+  cudaError_t e = cudaGetDeviceCount(&device_count_);
+  if (e != cudaSuccess || device_count_ == 0) {
+    why_ = std::string("no CUDA device: ") + (e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount returned 0");
+    cudaGetLastError();
+    device_count_ = 0;
+    return;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess || cudaSetDevice(0) != cudaSuccess) {
+    why_ = "no CUDA device: device 0 could not be queried";
+    cudaGetLastError();
+    device_count_ = 0;
+    return;
+  }
+  sm_count_ = prop.multiProcessorCount;
+  cc_major_ = prop.major;
+  cc_minor_ = prop.minor;
+  if (cc_major_ < 8) {
+    why_ = format("CUDA device %s has compute capability %d.%d; the cuda provider needs 8.0 or newer", prop.name,
+                  cc_major_, cc_minor_);
+    device_count_ = 0;
+    return;
+  }
+  lt_ok_ = lt_.load(&lt_why_);
+  if (const char* env = std::getenv("XQUANT_CUDA_W4_FUSED_MAX_M")) w4_fused_max_m_ = std::max(1L, std::atol(env));
+  why_ = format("CUDA device %s (sm_%d%d, %d SMs)%s%s", prop.name, cc_major_, cc_minor_, sm_count_,
+                lt_ok_ ? "" : "; ", lt_ok_ ? "" : lt_why_.c_str());
+}
+
+Provider::~Provider() {
+  if (device_count_ == 0) return;
+  cudaDeviceSynchronize();
+  for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_}) s->release();
+}
+
+uint32_t Provider::score(const char** why) {
+  if (why) *why = why_.c_str();
+  if (device_count_ == 0) return 0;
+  return 100;
+}
+
+void Provider::require_device() const {
+  if (device_count_ == 0) throw Error(XQ_ERR_DEVICE, "cuda provider unusable: " + why_);
+}
+
+void Provider::alloc(uint64_t nbytes, void** out) {
+  require_device();
+  void* p = nullptr;
+  if (cudaMalloc(&p, nbytes ? nbytes : 1) != cudaSuccess) {
+    cudaGetLastError();
+    throw Error(XQ_ERR_OUT_OF_MEMORY, format("cuda: cudaMalloc of %llu bytes failed", (unsigned long long)nbytes));
+  }
+  *out = p;
+}
+
+void Provider::free(void* p) {
+  if (p && device_count_) cudaFree(p);
+}
+
+void Provider::upload(void* dst, const void* src, uint64_t n) {
+  require_device();
+  XQ_CK(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice));
+}
+
+void Provider::download(void* dst, const void* src, uint64_t n) {
+  require_device();
+  XQ_CK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost));
+}
+
+void Provider::synchronize() {
+  require_device();
+  XQ_CK(cudaDeviceSynchronize());
+}
+
+// ---- validation -------------------------------------------------------------
+
+bool Provider::check_qmatmul(const xq_op& op, std::string* why) {
+  const xq_qweight* w = op.qweight;
+  if (!w) return fail_why(why, "cuda: QMATMUL needs a qweight");
+  const xq_device_tensor &x = op.src[0], &y = op.dst;
+  if (!present(x) || !present(y)) return fail_why(why, "cuda: QMATMUL needs src[0] and dst");
+  if (!contiguous(x) || !contiguous(y)) return fail_why(why, "cuda: QMATMUL needs contiguous tensors");
+  if (last_dim(x) != w->K || last_dim(y) != w->N || leading(x) != leading(y))
+    return fail_why(why, format("cuda: QMATMUL shape mismatch: x [%lld,%lld], weight [%lld,%lld], dst [%lld,%lld]",
+                                (long long)leading(x), (long long)last_dim(x), (long long)w->N, (long long)w->K,
+                                (long long)leading(y), (long long)last_dim(y)));
+  if (leading(x) < 1) return fail_why(why, "cuda: QMATMUL with M = 0");
+  if (!is_half(x.dtype)) return fail_why(why, format("cuda: QMATMUL activations must be BF16 or F16, got %s", dtype_name(x.dtype)));
+  if (w->kind == xq_qweight::Kind::W4) {
+    if (y.dtype != x.dtype)
+      return fail_why(why, format("cuda: %s QMATMUL writes the activation dtype (%s), not %s", kLayoutW4,
+                                  dtype_name(x.dtype), dtype_name(y.dtype)));
+  } else {
+    if (!is_float(y.dtype)) return fail_why(why, format("cuda: %s QMATMUL output must be F32/F16/BF16", kLayoutW8));
+    if (!lt_ok_) return fail_why(why, "cuda: " + std::string(kLayoutW8) + " needs cuBLASLt: " + lt_why_);
+  }
+  return check_bias(op, w->N, why);
+}
+
+bool Provider::check_matmul(const xq_op& op, std::string* why) {
+  const xq_device_tensor &a = op.src[0], &b = op.src[1], &y = op.dst;
+  if (!present(a) || !present(b) || !present(y)) return fail_why(why, "cuda: MATMUL needs src[0], src[1] and dst");
+  if (!contiguous(a) || !contiguous(b) || !contiguous(y)) return fail_why(why, "cuda: MATMUL needs contiguous tensors");
+  if (b.ndim != 2) return fail_why(why, "cuda: MATMUL weight must be 2-D [N,K]");
+  const int64_t M = leading(a), K = last_dim(a), N = b.shape[0];
+  if (b.shape[1] != K || last_dim(y) != N || leading(y) != M || M < 1)
+    return fail_why(why, "cuda: MATMUL shape mismatch (x [M,K], w [N,K], dst [M,N])");
+  if (a.dtype != b.dtype) return fail_why(why, "cuda: MATMUL operands must share a dtype");
+  if (!lt_ok_) return fail_why(why, "cuda: MATMUL needs cuBLASLt: " + lt_why_);
+  if (is_half(a.dtype)) {
+    if (y.dtype != a.dtype) return fail_why(why, "cuda: BF16/F16 MATMUL writes the operand dtype");
+    if (K % 8 != 0 || N % 8 != 0) return fail_why(why, format("cuda: MATMUL needs K and N multiples of 8 (K=%lld N=%lld)", (long long)K, (long long)N));
+  } else if (a.dtype == XQ_DTYPE_I8 || a.dtype == XQ_DTYPE_F8_E4M3) {
+    if (!is_float(y.dtype)) return fail_why(why, "cuda: INT8/FP8 MATMUL output must be F32/F16/BF16");
+    if (K % 16 != 0 || N % 16 != 0)
+      return fail_why(why, format("cuda: INT8/FP8 MATMUL needs K and N multiples of 16 (K=%lld N=%lld)", (long long)K, (long long)N));
+    if (op.i[0] == 1) {
+      const xq_device_tensor& s = op.src[3];
+      if (!present(s) || s.dtype != XQ_DTYPE_F32 || numel(s) != M + N)
+        return fail_why(why, "cuda: MATMUL i[0]=1 needs src[3] F32 [M+N] (per-token then per-channel scales)");
+    } else if (op.i[0] != 0) {
+      return fail_why(why, "cuda: MATMUL i[0] must be 0 (per-tensor f[0], f[1]) or 1 (vector scales in src[3])");
+    }
+  } else {
+    return fail_why(why, format("cuda: MATMUL dtype %s unsupported", dtype_name(a.dtype)));
+  }
+  return check_bias(op, N, why);
+}
+
+bool Provider::supports(const xq_op& op, std::string* why) {
+  if (device_count_ == 0) return fail_why(why, "cuda provider unusable: " + why_);
+  switch (op.type) {
+    case XQ_OP_QMATMUL: return check_qmatmul(op, why);
+    case XQ_OP_MATMUL: return check_matmul(op, why);
+    case XQ_OP_DEQUANTIZE: {
+      const xq_qweight* w = op.qweight;
+      if (!w) return fail_why(why, "cuda: DEQUANTIZE needs a qweight");
+      const xq_device_tensor& y = op.dst;
+      if (!present(y) || !contiguous(y) || !is_float(y.dtype) || leading(y) != w->N || last_dim(y) != w->K)
+        return fail_why(why, format("cuda: DEQUANTIZE needs a contiguous F32/F16/BF16 dst [%lld,%lld]", (long long)w->N, (long long)w->K));
+      return true;
+    }
+    case XQ_OP_QUANTIZE_ACT: {
+      const xq_device_tensor &x = op.src[0], &q = op.dst;
+      if (!present(x) || !present(q) || !contiguous(x) || !contiguous(q)) return fail_why(why, "cuda: QUANTIZE_ACT needs contiguous src[0] and dst");
+      if (!is_float(x.dtype)) return fail_why(why, "cuda: QUANTIZE_ACT input must be F32/F16/BF16");
+      if (q.dtype != XQ_DTYPE_I8 && q.dtype != XQ_DTYPE_F8_E4M3) return fail_why(why, "cuda: QUANTIZE_ACT output must be I8 or F8_E4M3");
+      if (leading(x) != leading(q) || last_dim(x) != last_dim(q) || leading(x) < 1) return fail_why(why, "cuda: QUANTIZE_ACT shape mismatch");
+      if (op.i[0] == 0) {
+        const xq_device_tensor& s = op.src[1];
+        if (!present(s) || s.dtype != XQ_DTYPE_F32 || numel(s) != leading(x))
+          return fail_why(why, "cuda: per-token QUANTIZE_ACT needs src[1] F32 [M] for the scales");
+      } else if (op.i[0] == 1) {
+        if (!(op.f[0] > 0.0)) return fail_why(why, "cuda: static QUANTIZE_ACT needs f[0] > 0");
+      } else {
+        return fail_why(why, "cuda: QUANTIZE_ACT i[0] must be 0 (per-token) or 1 (static)");
+      }
+      return true;
+    }
+    default: return fail_why(why, format("cuda: op %d is not provided", static_cast<int>(op.type)));
+  }
+}
+
+// ---- run --------------------------------------------------------------------
+
+void Provider::run(const xq_op& op) {
+  std::string why;
+  if (!supports(op, &why)) throw Error(device_count_ ? XQ_ERR_UNSUPPORTED : XQ_ERR_DEVICE, why);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  switch (op.type) {
+    case XQ_OP_QMATMUL:
+      if (op.qweight->kind == xq_qweight::Kind::W4) run_qmatmul_w4(op);
+      else run_qmatmul_w8(op);
+      break;
+    case XQ_OP_MATMUL: run_matmul(op); break;
+    case XQ_OP_DEQUANTIZE: run_dequantize(op); break;
+    case XQ_OP_QUANTIZE_ACT: run_quantize_act(op); break;
+    default: break;
+  }
+}
+
+const void* Provider::bias_as(const xq_device_tensor& b, DType want, int64_t n) {
+  if (!present(b)) return nullptr;
+  DType have;
+  to_dtype(b.dtype, &have);
+  if (have == want) return b.data;
+  void* dst = s_bias_.get(static_cast<size_t>(n) * 4);
+  XQ_CK(convert(b.data, have, dst, want, n, kStream));
+  return dst;
+}
+
+void Provider::lt_gemm(const LtGemmShape& s, const void* W, const void* x, void* D, float alpha, const void* bias,
+                       const float* w_scale, const float* x_scale) {
+  std::string err;
+  void* ws = s_ws_.get(kLtWorkspace);
+  const int rc = lt_.gemm(s, W, x, D, alpha, bias, w_scale, x_scale, ws, kLtWorkspace, kStream, &err);
+  if (rc == 1) throw Error(XQ_ERR_UNSUPPORTED, "cuda: " + err);
+  if (rc != 0) throw Error(XQ_ERR_DEVICE, "cuda: " + err);
+}
+
+void Provider::run_qmatmul_w4(const xq_op& op) {
+  const xq_qweight& w = *op.qweight;
+  const xq_device_tensor &x = op.src[0], &y = op.dst;
+  DType T;
+  to_dtype(x.dtype, &T);
+  const bool is_f16 = T == DType::F16;
+  const int64_t M = leading(x), K = w.K, N = w.N;
+  const uint2* sz = is_f16 ? w.sz_f16 : w.sz_bf16;
+  const int64_t force = op.i[7];  // provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt
+  const bool fused = force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);
+  DType bias_t = DType::F32;
+  if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
+  if (fused) {
+    const int64_t K_pad = w.L.chunks * 64;
+    const void* xs = x.data;
+    int64_t ldx = K;
+    if (w.perm || K != K_pad || (reinterpret_cast<uintptr_t>(x.data) % 16) != 0) {
+      void* buf = s_x_.get(static_cast<size_t>(M * K_pad) * 2);
+      XQ_CK(gather_columns(x.data, T, M, K, K, w.perm, buf, K_pad, kStream));
+      xs = buf;
+      ldx = K_pad;
+    }
+    const W4GemmPlan plan = w4_gemm_plan(w.L, M, sm_count_);
+    float* part = plan.workspace_floats ? static_cast<float*>(s_part_.get(plan.workspace_floats * 4)) : nullptr;
+    XQ_CK(w4_gemm(w.L, plan, w.qw, sz, is_f16, xs, ldx, M, y.data, T, op.src[2].data, bias_t, part, kStream));
+    return;
+  }
+  void* wd = s_w_.get(static_cast<size_t>(N * K) * 2);
+  XQ_CK(w4_dequant(w.L, w.qw, sz, is_f16, nullptr, wd, T, K, kStream));
+  const void* xg = x.data;
+  if (w.perm) {
+    void* buf = s_x_.get(static_cast<size_t>(M * K) * 2);
+    XQ_CK(gather_columns(x.data, T, M, K, K, w.perm, buf, K, kStream));
+    xg = buf;
+  }
+  const void* bias = bias_as(op.src[2], T, N);
+  LtGemmShape s{is_f16 ? GemmKind::F16 : GemmKind::BF16, M, N, K, T, bias != nullptr, false};
+  lt_gemm(s, wd, xg, y.data, 1.f, bias, nullptr, nullptr);
+}
+
+void Provider::run_qmatmul_w8(const xq_op& op) {
+  const xq_qweight& w = *op.qweight;
+  const xq_device_tensor &x = op.src[0], &y = op.dst;
+  DType T, Y;
+  to_dtype(x.dtype, &T);
+  to_dtype(y.dtype, &Y);
+  const int64_t M = leading(x), K = w.K, N = w.N;
+  void* xq = s_x_.get(static_cast<size_t>(M * K));
+  float* sa = nullptr;
+  float sa_const = w.input_scale;
+  if (w.act == XQ_ACT_DYNAMIC_TOKEN) {
+    sa = static_cast<float*>(s_scale_.get(static_cast<size_t>(M) * 4));
+    XQ_CK(quantize_act(x.data, T, M, K, xq, DType::I8, sa, 0.f, kStream));
+  } else {
+    XQ_CK(quantize_act(x.data, T, M, K, xq, DType::I8, nullptr, w.input_scale, kStream));
+  }
+  void* acc = s_acc_.get(static_cast<size_t>(M * N) * 4);
+  lt_gemm(LtGemmShape{GemmKind::I8, M, N, K, DType::I32, false, false}, w.w8, xq, acc, 1.f, nullptr, nullptr, nullptr);
+  DType bias_t = DType::F32;
+  if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
+  XQ_CK(scale_epilogue(acc, DType::I32, M, N, sa, sa_const, w.sw, 1.f, op.src[2].data, bias_t, y.data, Y, kStream));
+}
+
+void Provider::run_matmul(const xq_op& op) {
+  const xq_device_tensor &a = op.src[0], &b = op.src[1], &y = op.dst;
+  const int64_t M = leading(a), K = last_dim(a), N = b.shape[0];
+  DType A, Y;
+  to_dtype(a.dtype, &A);
+  to_dtype(y.dtype, &Y);
+  DType bias_t = DType::F32;
+  if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
+  if (A == DType::BF16 || A == DType::F16) {
+    const void* bias = bias_as(op.src[2], A, N);
+    lt_gemm(LtGemmShape{A == DType::F16 ? GemmKind::F16 : GemmKind::BF16, M, N, K, A, bias != nullptr, false}, b.data,
+            a.data, y.data, 1.f, bias, nullptr, nullptr);
+    return;
+  }
+  const bool vec = op.i[0] == 1;
+  const float* sx = vec ? static_cast<const float*>(op.src[3].data) : nullptr;
+  const float* sw = vec ? sx + M : nullptr;
+  const float fx = vec ? 1.f : static_cast<float>(op.f[0] > 0 ? op.f[0] : 1.0);
+  const float fw = vec ? 1.f : static_cast<float>(op.f[1] > 0 ? op.f[1] : 1.0);
+  if (A == DType::I8) {
+    void* acc = s_acc_.get(static_cast<size_t>(M * N) * 4);
+    lt_gemm(LtGemmShape{GemmKind::I8, M, N, K, DType::I32, false, false}, b.data, a.data, acc, 1.f, nullptr, nullptr,
+            nullptr);
+    XQ_CK(scale_epilogue(acc, DType::I32, M, N, sx, fx, sw, fw, op.src[2].data, bias_t, y.data, Y, kStream));
+    return;
+  }
+  // FP8: per-tensor scales fold into alpha; vector scales use cuBLASLt's
+  // outer-vector mode when this cuBLASLt has it on this GPU, else an F32
+  // accumulator plus our epilogue.
+  if (!vec || fp8_outer_ok_) {
+    const void* bias = bias_as(op.src[2], Y, N);
+    LtGemmShape s{GemmKind::FP8, M, N, K, Y, bias != nullptr, vec};
+    std::string err;
+    void* ws = s_ws_.get(kLtWorkspace);
+    const int rc = lt_.gemm(s, b.data, a.data, y.data, fx * fw, bias, sw, sx, ws, kLtWorkspace, kStream, &err);
+    if (rc == 0) return;
+    if (rc != 1 || !vec) throw Error(rc == 1 ? XQ_ERR_UNSUPPORTED : XQ_ERR_DEVICE, "cuda: " + err);
+    fp8_outer_ok_ = false;
+    host.warn("cuBLASLt has no outer-vector FP8 scaling here (" + err + "); using a scaled epilogue pass");
+  }
+  // Fallback: unscaled FP8 GEMM into dst's 16-bit type (or F32), then our
+  // epilogue applies sa[m] * sw[n] (+ bias) in place: one extra pass over y.
+  lt_gemm(LtGemmShape{GemmKind::FP8, M, N, K, Y, false, false}, b.data, a.data, y.data, 1.f, nullptr, nullptr, nullptr);
+  XQ_CK(scale_epilogue(y.data, Y, M, N, sx, 1.f, sw, 1.f, op.src[2].data, bias_t, y.data, Y, kStream));
+}
+
+void Provider::run_dequantize(const xq_op& op) {
+  const xq_qweight& w = *op.qweight;
+  DType Y;
+  to_dtype(op.dst.dtype, &Y);
+  if (w.kind == xq_qweight::Kind::W4) {
+    const bool f16 = Y == DType::F16 || (Y == DType::F32 && w.f32_dequant_uses_f16);
+    XQ_CK(w4_dequant(w.L, w.qw, f16 ? w.sz_f16 : w.sz_bf16, f16, w.perm, op.dst.data, Y, w.K, kStream));
+  } else {
+    XQ_CK(dequant_rows(w.w8, DType::I8, w.N, w.K, w.sw, 1.f, op.dst.data, Y, kStream));
+  }
+}
+
+void Provider::run_quantize_act(const xq_op& op) {
+  DType X, Q;
+  to_dtype(op.src[0].dtype, &X);
+  to_dtype(op.dst.dtype, &Q);
+  const int64_t M = leading(op.src[0]), K = last_dim(op.src[0]);
+  if (op.i[0] == 0) {
+    XQ_CK(quantize_act(op.src[0].data, X, M, K, op.dst.data, Q, static_cast<float*>(op.src[1].data), 0.f, kStream));
+  } else {
+    XQ_CK(quantize_act(op.src[0].data, X, M, K, op.dst.data, Q, nullptr, static_cast<float>(op.f[0]), kStream));
+  }
+}
+
+// ---- weights ------------------------------------------------------------------
+
+namespace {
+
+// Device buffer owned for the duration of prepare.
+struct DevTmp {
+  void* p = nullptr;
+  ~DevTmp() {
+    if (p) cudaFree(p);
+  }
+};
+
+template <class T>
+T* upload_tmp(DevTmp& t, const T* host, size_t count) {
+  XQ_CK(cudaMalloc(&t.p, std::max<size_t>(count * sizeof(T), 16)));
+  XQ_CK(cudaMemcpy(t.p, host, count * sizeof(T), cudaMemcpyHostToDevice));
+  return static_cast<T*>(t.p);
+}
+
+}  // namespace
+
+xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
+  require_device();
+  if (q.struct_size < offsetof(xq_quant_tensor, input_scale) + sizeof(float))
+    throw Error(XQ_ERR_INVALID_ARGUMENT, "cuda: xq_quant_tensor too old (struct_size)");
+  if (!q.codes || !q.scales || q.rows <= 0 || q.cols <= 0)
+    throw Error(XQ_ERR_INVALID_ARGUMENT, "cuda: quant tensor without codes/scales or with an empty shape");
+  const int64_t N = q.rows, K = q.cols;
+  const int64_t G = q.granularity == XQ_GRAN_TENSOR ? 1 : q.n_groups;
+  // Scales and zero points per row ([N][G]); TENSOR broadcasts its one value.
+  std::vector<float> scales(static_cast<size_t>(N * G));
+  std::vector<int8_t> zps;
+  for (int64_t r = 0; r < N; ++r)
+    for (int64_t g = 0; g < G; ++g)
+      scales[r * G + g] = q.granularity == XQ_GRAN_TENSOR ? q.scales[0] : q.scales[r * G + g];
+  if (!q.symmetric && q.zero_points) {
+    zps.resize(scales.size());
+    for (int64_t r = 0; r < N; ++r)
+      for (int64_t g = 0; g < G; ++g)
+        zps[r * G + g] = q.granularity == XQ_GRAN_TENSOR ? q.zero_points[0] : q.zero_points[r * G + g];
+  }
+  auto w = std::make_unique<xq_qweight>();
+  w->N = N;
+  w->K = K;
+  w->act = q.act_scheme;
+  w->input_scale = q.input_scale;
+
+  if (q.act_scheme == XQ_ACT_NONE) {
+    if (q.bits < 2 || q.bits > 4)
+      throw Error(XQ_ERR_UNSUPPORTED, format("cuda: weight-only %u-bit weights unsupported (%s takes 2-4 bits)", q.bits, kLayoutW4));
+    int gs_shift = 31;
+    if (q.granularity == XQ_GRAN_GROUP && G > 1) {
+      const int64_t gs = q.group_size;
+      if (gs < 16 || (gs & (gs - 1)) != 0)
+        throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %s needs a power-of-two group size >= 16, got %lld", kLayoutW4, (long long)gs));
+      gs_shift = 0;
+      while ((int64_t{1} << gs_shift) < gs) ++gs_shift;
+      if (G != (K + gs - 1) / gs) throw Error(XQ_ERR_INVALID_ARGUMENT, "cuda: n_groups != ceil(cols / group_size)");
+    } else if (q.granularity == XQ_GRAN_BLOCK) {
+      throw Error(XQ_ERR_UNSUPPORTED, "cuda: block granularity unsupported");
+    }
+    for (int64_t i = 0; i < N * K; ++i)
+      if (q.codes[i] < -8 || q.codes[i] > 7)
+        throw Error(XQ_ERR_INVALID_ARGUMENT, format("cuda: code %d outside the 4-bit range at %lld", q.codes[i], (long long)i));
+    for (int8_t z : zps)
+      if (z < -64 || z > 64) throw Error(XQ_ERR_UNSUPPORTED, format("cuda: zero point %d outside [-64, 64]", z));
+    // Act-order: sort columns by group so each group is contiguous.
+    std::vector<int32_t> perm;
+    if (q.g_idx && gs_shift < 31) {
+      bool trivial = true;
+      for (int64_t c = 0; c < K; ++c) trivial = trivial && q.g_idx[c] == (c >> gs_shift);
+      if (!trivial) {
+        perm.resize(static_cast<size_t>(K));
+        std::iota(perm.begin(), perm.end(), 0);
+        std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return q.g_idx[a] < q.g_idx[b]; });
+        for (int64_t c = 0; c < K; ++c)
+          if (q.g_idx[perm[c]] != (c >> gs_shift))
+            throw Error(XQ_ERR_UNSUPPORTED,
+                        format("cuda: act-order g_idx must give every group exactly group_size columns (group %d at sorted column %lld)",
+                               q.g_idx[perm[c]], (long long)c));
+      }
+    }
+    bool scales_fit_f16 = true;
+    for (float s : scales) scales_fit_f16 = scales_fit_f16 && std::fabs(s) < 65504.f && (s == 0.f || std::fabs(s) >= 6.2e-5f);
+    w->kind = xq_qweight::Kind::W4;
+    w->layout = kLayoutW4;
+    w->f32_dequant_uses_f16 = q.scale_dtype == XQ_DTYPE_F16 || (q.scale_dtype == XQ_DTYPE_F32 && scales_fit_f16);
+    W4Layout& L = w->L;
+    L.N = N;
+    L.K = K;
+    L.n_tiles = (N + 15) / 16;
+    L.n_blocks = (L.n_tiles + 7) / 8;
+    L.chunks = (K + 63) / 64;
+    L.n_groups = G;
+    L.gs_shift = gs_shift;
+    DevTmp t_codes, t_scales, t_zp;
+    const int8_t* d_codes = upload_tmp(t_codes, q.codes, static_cast<size_t>(N * K));
+    const float* d_scales = upload_tmp(t_scales, scales.data(), scales.size());
+    const int8_t* d_zp = zps.empty() ? nullptr : upload_tmp(t_zp, zps.data(), zps.size());
+    try {
+      XQ_CK(cudaMalloc(&w->qw, static_cast<size_t>(L.n_blocks * 8 * L.chunks * 32) * sizeof(uint4)));
+      XQ_CK(cudaMalloc(&w->sz_bf16, static_cast<size_t>(G * L.n_blocks * 64) * sizeof(uint2)));
+      XQ_CK(cudaMalloc(&w->sz_f16, static_cast<size_t>(G * L.n_blocks * 64) * sizeof(uint2)));
+      if (!perm.empty()) {
+        XQ_CK(cudaMalloc(&w->perm, perm.size() * sizeof(int32_t)));
+        XQ_CK(cudaMemcpy(w->perm, perm.data(), perm.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
+      }
+      XQ_CK(w4_pack(L, d_codes, w->perm, w->qw, kStream));
+      XQ_CK(w4_pack_scales(L, d_scales, d_zp, w->sz_bf16, w->sz_f16, kStream));
+      XQ_CK(cudaDeviceSynchronize());
+    } catch (...) {
+      release(w.release());
+      throw;
+    }
+    return w.release();
+  }
+
+  if (q.act_scheme != XQ_ACT_DYNAMIC_TOKEN && q.act_scheme != XQ_ACT_STATIC_TENSOR)
+    throw Error(XQ_ERR_UNSUPPORTED, format("cuda: activation scheme %d unsupported", static_cast<int>(q.act_scheme)));
+  if (q.act_bits != 8) throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %u-bit activations unsupported (W8A8 only)", q.act_bits));
+  if (q.bits < 2 || q.bits > 8 || !zps.empty() || q.g_idx)
+    throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %s takes symmetric 2-8 bit weights without act-order", kLayoutW8));
+  if (q.granularity != XQ_GRAN_CHANNEL && q.granularity != XQ_GRAN_TENSOR)
+    throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %s takes per-channel or per-tensor weight scales", kLayoutW8));
+  if (K % 16 != 0 || N % 16 != 0)
+    throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %s needs K and N multiples of 16 (cuBLASLt INT8), got [%lld,%lld]", kLayoutW8, (long long)N, (long long)K));
+  if (q.act_scheme == XQ_ACT_STATIC_TENSOR && !(q.input_scale > 0.f))
+    throw Error(XQ_ERR_INVALID_ARGUMENT, "cuda: static activation scheme needs input_scale > 0");
+  w->kind = xq_qweight::Kind::W8;
+  w->layout = kLayoutW8;
+  try {
+    XQ_CK(cudaMalloc(&w->w8, static_cast<size_t>(N * K)));
+    XQ_CK(cudaMemcpy(w->w8, q.codes, static_cast<size_t>(N * K), cudaMemcpyHostToDevice));
+    XQ_CK(cudaMalloc(&w->sw, static_cast<size_t>(N) * 4));
+    XQ_CK(cudaMemcpy(w->sw, scales.data(), static_cast<size_t>(N) * 4, cudaMemcpyHostToDevice));
+  } catch (...) {
+    release(w.release());
+    throw;
+  }
+  return w.release();
+}
+
+void Provider::release(xq_qweight* w) {
+  if (!w) return;
+  if (device_count_) {
+    cudaDeviceSynchronize();
+    for (void* p : {static_cast<void*>(w->qw), static_cast<void*>(w->sz_bf16), static_cast<void*>(w->sz_f16),
+                    static_cast<void*>(w->perm), static_cast<void*>(w->w8), static_cast<void*>(w->sw)})
+      if (p) cudaFree(p);
+  }
+  delete w;
+}
+
+}  // namespace xqcuda

@@ -1,0 +1,92 @@
+// provider.hpp: the `cuda` kernel provider's state and operations, in C++.
+// plugin.cpp wraps it into the C vtable; tests and the bench shim use it
+// through that vtable. One provider drives device 0 on the legacy default
+// stream (so PyTorch and the bench time our kernels on the same stream).
+#pragma once
+
+#include <xquant/sdk/host.hpp>
+#include <xquant/sdk/plugin.hpp>
+#include <xquant/xq_kernel.h>
+
+#include <mutex>
+#include <string>
+
+#include "cublaslt.hpp"
+#include "kernels.hpp"
+
+// The provider's packed weight (opaque to the host).
+struct xq_qweight {
+  enum class Kind { W4, W8 } kind = Kind::W4;
+  int64_t N = 0, K = 0;
+  const char* layout = "";
+  // W4 ("cuda-w4a16-mma")
+  xqcuda::W4Layout L;
+  uint4* qw = nullptr;
+  uint2* sz_bf16 = nullptr;
+  uint2* sz_f16 = nullptr;
+  int32_t* perm = nullptr;  // act-order: native column c = canonical column perm[c]
+  bool f32_dequant_uses_f16 = false;
+  // W8 ("cuda-w8a8-int8-nk")
+  int8_t* w8 = nullptr;  // [N][K]
+  float* sw = nullptr;   // [N]
+  xq_act_scheme act = XQ_ACT_NONE;
+  float input_scale = 0.f;
+};
+
+namespace xqcuda {
+
+inline constexpr const char* kLayoutW4 = "cuda-w4a16-mma";
+inline constexpr const char* kLayoutW8 = "cuda-w8a8-int8-nk";
+
+// A grow-only device buffer.
+struct Scratch {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  void* get(size_t need);
+  void release();
+};
+
+class Provider : public xquant::sdk::PluginBase {
+ public:
+  explicit Provider(const xquant::sdk::Host& h);
+  ~Provider() override;
+
+  uint32_t score(const char** why);
+  void alloc(uint64_t nbytes, void** out);
+  void free(void* p);
+  void upload(void* dst, const void* src, uint64_t n);
+  void download(void* dst, const void* src, uint64_t n);
+  void synchronize();
+  bool supports(const xq_op& op, std::string* why);
+  void run(const xq_op& op);
+  xq_qweight* prepare(const xq_quant_tensor& q);
+  void release(xq_qweight* w);
+  const char* layout(const xq_qweight* w) const { return w ? w->layout : ""; }
+
+ private:
+  void require_device() const;
+  bool check_qmatmul(const xq_op& op, std::string* why);
+  bool check_matmul(const xq_op& op, std::string* why);
+  void run_qmatmul_w4(const xq_op& op);
+  void run_qmatmul_w8(const xq_op& op);
+  void run_matmul(const xq_op& op);
+  void run_dequantize(const xq_op& op);
+  void run_quantize_act(const xq_op& op);
+  void lt_gemm(const LtGemmShape& s, const void* W, const void* x, void* D, float alpha, const void* bias,
+               const float* w_scale, const float* x_scale);
+  const void* bias_as(const xq_device_tensor& b, DType want, int64_t n);
+
+  int device_count_ = 0;
+  int sm_count_ = 0;
+  int cc_major_ = 0, cc_minor_ = 0;
+  std::string why_;
+  std::string lt_why_;
+  bool lt_ok_ = false;
+  bool fp8_outer_ok_ = true;
+  int64_t w4_fused_max_m_ = 128;
+  CublasLt lt_;
+  std::recursive_mutex mu_;
+  Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_;
+};
+
+}  // namespace xqcuda
