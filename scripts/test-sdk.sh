@@ -15,8 +15,10 @@ cmake --install build --prefix "$prefix" > /dev/null
 
 cmake -S sdk/examples/rtn_mse -B "$work/rtn-mse" -DCMAKE_PREFIX_PATH="$prefix" > /dev/null
 cmake --build "$work/rtn-mse" > /dev/null
-"$prefix/bin/xquant" --plugin-path "$work/rtn-mse/plugins" plugins | grep -q '^rtn-mse ' \
-  || { echo "test-sdk: installed xquant does not list the out-of-tree plugin"; exit 1; }
+# (grep reads files, not pipes: with pipefail an early-exiting grep -q
+# would fail the producer with SIGPIPE.)
+"$prefix/bin/xquant" --plugin-path "$work/rtn-mse/plugins" plugins > "$work/plugins.txt"
+grep -q '^rtn-mse ' "$work/plugins.txt" || { echo "test-sdk: installed xquant does not list the out-of-tree plugin"; exit 1; }
 
 model="$root/../shared/models/stories260K-hf"
 cat > "$work/oot.yaml" <<YAML
@@ -29,8 +31,8 @@ quantize:
 ignore: [lm_head]
 output: {path: $work/out-rtn-mse}
 YAML
-"$prefix/bin/xquant" -q run --json "$work/oot.yaml" > "$work/oot.json"
-"$prefix/bin/xquant" -q quantize --model "$model" --bits 4 --group-size 32 --out "$work/out-rtn" --json > "$work/rtn.json"
+"$prefix/bin/xquant" -q run --json "$work/oot.yaml" > "$work/oot.json" 2> "$work/oot.log"
+"$prefix/bin/xquant" -q quantize --model "$model" --bits 4 --group-size 32 --out "$work/out-rtn" --json > "$work/rtn.json" 2> "$work/rtn.log"
 python3 - "$work/oot.json" "$work/rtn.json" <<'PY'
 import json, sys
 mse = {l["module"]: l["rel_error"] for l in json.load(open(sys.argv[1]))["layers"]}
@@ -41,8 +43,8 @@ assert not worse, f"rtn-mse error above rtn on {worse}"
 print(f"test-sdk: out-of-tree rtn-mse ran on {len(mse)} modules; mean rel. error "
       f"{sum(mse.values())/len(mse):.5f} vs rtn {sum(rtn.values())/len(rtn):.5f}")
 PY
-"$prefix/bin/xquant" -q inspect "$work/out-rtn-mse" | grep -q 'weight_packed' \
-  || { echo "test-sdk: rtn-mse output has no packed weights"; exit 1; }
+"$prefix/bin/xquant" -q inspect "$work/out-rtn-mse" > "$work/inspect.txt"
+grep -q 'weight_packed' "$work/inspect.txt" || { echo "test-sdk: rtn-mse output has no packed weights"; exit 1; }
 
 "$prefix/bin/embed_pipeline" "$work/oot.yaml" > /dev/null
 if "$prefix/bin/embed_pipeline" "$work/missing.yaml" 2> "$work/err.txt"; then

@@ -30,4 +30,19 @@ output: {{path: {out}}}
         assert "unknown key 'extra'" in str(e), str(e)
     else:
         raise AssertionError("a pipeline with an unknown key must raise")
+    # The engine through the same API: greedy generation and perplexity.
+    gguf = os.path.join(os.path.dirname(model), "stories260K", "stories260K.gguf")
+    with rt.open_model(gguf) as m:
+        text = m.generate("", n_tokens=16)
+        assert text.startswith("Once upon a time"), text
+        text_path = os.path.join(os.path.dirname(os.path.dirname(model)), "data", "tinystories",
+                                 "tinystories_val.subset.txt")
+        r = m.perplexity(text_path, ctx=256, max_tokens=2048)
+        assert r["tokens_scored"] > 1000 and 1.0 < r["perplexity"] < 20.0, r
+    try:
+        rt.open_model(os.path.join(work, "no-such-model"))
+    except xquant.XquantError as e:
+        assert e.status_name == "not found", (e.status_name, str(e))
+    else:
+        raise AssertionError("opening a missing model must raise")
 print(f"python sdk: ok (xquant {xquant.version()})")
