@@ -9,6 +9,8 @@
 #include "pipeline/stages.hpp"
 #include "plugins/call.hpp"
 
+#include <xquant/sdk/half.hpp>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -186,6 +188,11 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
     ++report.tensors_written;
   }
 
+  // A layer's quantized tensors are written when the whole layer is done: a
+  // later group may still rescale the rows of an earlier one (AWQ's
+  // v->o and up->down groups divide the previous Linear's output rows).
+  std::vector<std::pair<std::string, QuantTensor>> pending;
+
   CalibrationOptions co;
   co.sequential_groups = true;
   co.seed = p.calibration.seed;
@@ -307,6 +314,37 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
              "give every Linear of the group the same rule",
              rule->mark.text(), rule->algorithm_names(), group_name);
 
+      // A rescaled previous Linear that is already quantized: its output
+      // rows were divided by s in the engine copy; divide its per-row scales
+      // the same way so the checkpoint stays equivalent ((q - z) * scale / s).
+      if (prev && prev_cols && *prev != prev_before) {
+        const int prev_index = g == LayerDesc::kAttnOut ? LayerDesc::kV : LayerDesc::kUp;
+        const std::string& prev_module = desc.linears[static_cast<size_t>(prev_index)].module;
+        for (auto& [name, q] : pending) {
+          if (name != prev_module) continue;
+          for (int64_t r = 0; r < prev_rows; ++r) {
+            // s_r from the row's largest element (exact enough: one division each).
+            int64_t best = r * prev_cols;
+            for (int64_t c = r * prev_cols; c < (r + 1) * prev_cols; ++c)
+              if (std::fabs(prev_before[static_cast<size_t>(c)]) > std::fabs(prev_before[static_cast<size_t>(best)])) best = c;
+            float before = prev_before[static_cast<size_t>(best)], after = (*prev)[static_cast<size_t>(best)];
+            if (before == 0.0f || after == 0.0f) continue;
+            const float inv_s = after / before;
+            const int64_t ng = q->granularity == XQ_GRAN_TENSOR ? 0 : q->n_groups;
+            if (ng == 0)
+              fail(XQ_ERR_UNSUPPORTED, "{}: cannot rescale the rows of per-tensor quantized '{}'", group_name, name);
+            for (int64_t k = 0; k < ng; ++k) {
+              float& sc = q->scales[r * ng + k];
+              sc *= inv_s;
+              if (q->scale_dtype == XQ_DTYPE_F16) sc = sdk::round_to_f16(sc);
+              else if (q->scale_dtype == XQ_DTYPE_BF16) sc = sdk::round_to_bf16(sc);
+            }
+          }
+          // The engine copy follows the stored tensor exactly.
+          for (int64_t r = 0; r < q->rows; ++r) q.dequantize_row(r, prev->data() + r * q->cols);
+        }
+      }
+
       for (size_t i = 0; i < members.size(); ++i) {
         QuantTensor& q = result.quant[i];
         if (static_acts && rule->activations.enabled && !rule->activations.dynamic) {
@@ -324,19 +362,24 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
           q->act_bits = 8;
           q->input_scale = amax > 0 ? amax / 127.0f : 1.0f;
         }
-        check_plugin_call(format.format().writer_add_quantized(writer, names[i].c_str(), &q.get()),
-                          fmt::format("{}: writing '{}'", format.name(), names[i]));
-        ++report.tensors_written;
         LinearWeights& w = lw.linears[static_cast<size_t>(members[i])];
         report.quantized_input_bytes += w.w.size() * sizeof(float);
         for (int64_t r = 0; r < q->rows; ++r) q.dequantize_row(r, w.w.data() + r * q->cols);
         report.layers.push_back({names[i], rule->algorithm_names(), describe_scheme(schemes[i], rule->activations),
                                  q->rows, q->cols, result.rel_error[i]});
+        pending.emplace_back(names[i], std::move(q));
       }
     }
 
     if (g + 1 < static_cast<int>(desc.groups.size())) return;
-    // The layer is done: its dense tensors, rescaled where an algorithm did.
+    // The layer is done: its quantized tensors, then its dense tensors
+    // (rescaled where an algorithm did).
+    for (auto& [name, q] : pending) {
+      check_plugin_call(format.format().writer_add_quantized(writer, name.c_str(), &q.get()),
+                        fmt::format("{}: writing '{}'", format.name(), name));
+      ++report.tensors_written;
+    }
+    pending.clear();
     auto emit = [&](const std::string& name, const std::vector<float>* current) {
       if (name.empty()) return;
       if (const TensorEntry* t = source.find(name)) {
