@@ -61,10 +61,33 @@ void spotrf(bool upper, int64_t n, float* a, int64_t lda) {
   check_ld(lda, n, "lda");
   int in = as_int(n, "n"), ild = as_int(lda, "lda"), info = 0;
   char uplo = lapack_uplo(upper);
-  std::vector<float> backup(a, a + (n ? (n - 1) * lda + n : 0));
+  // "A unchanged on failure" without a second n x n copy (GPTQ's Hessians
+  // are the largest matrices the host handles): LAPACK only writes the
+  // requested triangle, so for a symmetric A (the contract) the other
+  // triangle still holds the original and only the diagonal needs a backup.
+  // A non-symmetric A gets the full copy.
+  bool symmetric = true;
+  for (int64_t i = 0; i < n && symmetric; ++i)
+    for (int64_t j = i + 1; j < n; ++j)
+      if (a[i * lda + j] != a[j * lda + i]) {
+        symmetric = false;
+        break;
+      }
+  std::vector<float> backup;
+  if (symmetric) {
+    backup.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) backup[i] = a[i * lda + i];
+  } else {
+    backup.assign(a, a + (n ? (n - 1) * lda + n : 0));
+  }
   spotrf_(&uplo, &in, a, &ild, &info);
   if (info != 0) {
-    std::copy(backup.begin(), backup.end(), a);
+    if (symmetric) {
+      for (int64_t i = 0; i < n; ++i) a[i * lda + i] = backup[i];
+      mirror(!upper, n, a, lda);  // the untouched triangle restores the written one
+    } else {
+      std::copy(backup.begin(), backup.end(), a);
+    }
     if (info > 0)
       fail(XQ_ERR_INVALID_ARGUMENT, "Cholesky failed: the leading minor of order {} of the {}x{} matrix is not positive definite",
            info, n, n);

@@ -37,14 +37,6 @@ xq_tensor_view f32_view(std::vector<float>& v, std::initializer_list<int64_t> sh
   return t;
 }
 
-xq_dtype scale_dtype_for(const WeightScheme& w, const Kv& config) {
-  std::string name = w.scale_dtype;
-  if (name == "auto") name = config.get_string("torch_dtype", "float32");
-  if (name == "bfloat16") return XQ_DTYPE_BF16;
-  if (name == "float16") return XQ_DTYPE_F16;
-  return XQ_DTYPE_F32;
-}
-
 // The forward callback of one group: reruns the whole decoder layer on a
 // few calibration samples with candidate weights. For the MLP groups the
 // change of the layer output equals the change of the module output (the

@@ -33,14 +33,6 @@ std::string describe_scheme(const WeightScheme& w, const ActivationScheme& a) {
 
 namespace {
 
-xq_dtype scale_dtype_for(const WeightScheme& w, const Kv& config) {
-  std::string name = w.scale_dtype;
-  if (name == "auto") name = config.get_string("torch_dtype", "float32");
-  if (name == "bfloat16") return XQ_DTYPE_BF16;
-  if (name == "float16") return XQ_DTYPE_F16;
-  return XQ_DTYPE_F32;
-}
-
 // Owns a format writer; aborts it unless finished.
 class WriterGuard {
  public:

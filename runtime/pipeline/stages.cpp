@@ -31,6 +31,14 @@ xq_quant_scheme scheme_of(const WeightScheme& w, const ActivationScheme& a, int6
   return s;
 }
 
+xq_dtype scale_dtype_for(const WeightScheme& w, const Kv& config) {
+  std::string name = w.scale_dtype;
+  if (name == "auto") name = config.get_string("torch_dtype", "float32");
+  if (name == "bfloat16") return XQ_DTYPE_BF16;
+  if (name == "float16") return XQ_DTYPE_F16;
+  return XQ_DTYPE_F32;
+}
+
 WeightScheme effective_weights(const WeightScheme& w, int64_t cols, bool format_takes_ragged, std::string* why) {
   if (w.granularity != XQ_GRAN_GROUP || cols % w.group_size == 0 || format_takes_ragged) return w;
   WeightScheme out = w;

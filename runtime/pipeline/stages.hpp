@@ -30,6 +30,9 @@ GroupResult run_stages(Runtime& runtime, const QuantRule& rule, xq_layer_group& 
 // The xq_quant_scheme for weights `w` and activations `a`.
 xq_quant_scheme scheme_of(const WeightScheme& w, const ActivationScheme& a, int64_t cols, xq_dtype scale_dtype);
 
+// The dtype scales are stored in: the scheme's, "auto" = the model's torch_dtype.
+xq_dtype scale_dtype_for(const WeightScheme& w, const Kv& config);
+
 // The weight scheme a module of `cols` input columns gets: the rule's, or
 // per-channel when the groups would be ragged and the output format cannot
 // store ragged groups (capability "ragged-groups"). `why` says so then.

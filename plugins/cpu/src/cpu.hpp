@@ -1,0 +1,76 @@
+// cpu.hpp: shared declarations of the `cpu` kernel provider.
+//
+// The provider's device memory is host memory, so a device tensor's data is a
+// plain pointer. Every op validates its operands in one place (`check_*`),
+// used both by supports_op (which must be honest) and by run_op (which must
+// never run on operands it would mis-read). Only contiguous row-major tensors
+// are accepted: the engine allocates every activation contiguously, and
+// refusing strided views keeps every kernel simple and verifiable.
+#pragma once
+
+#include <xquant/sdk/host.hpp>
+#include <xquant/xq_kernel.h>
+
+#include <cstdint>
+#include <vector>
+
+// The provider's prepared quantized weight ("cpu-int8-group" layout): one
+// int8 code per element, columns permuted so every group is a contiguous
+// column range (identity unless the canonical tensor had act-order g_idx),
+// f32 scales and zero points expanded to [rows * n_groups].
+struct xq_qweight {
+  int64_t rows = 0, cols = 0, n_groups = 0;
+  uint32_t bits = 0;
+  std::vector<int8_t> codes;         // [rows * cols], permuted column order
+  std::vector<float> scales;         // [rows * n_groups]
+  std::vector<float> zeros;          // [rows * n_groups] or empty (symmetric)
+  std::vector<int64_t> group_begin;  // [n_groups + 1] column ranges (permuted order)
+  std::vector<int32_t> perm;         // permuted column j reads input column perm[j]; empty = identity
+  xq_act_scheme act_scheme = XQ_ACT_NONE;
+  float input_scale = 0.0f;
+};
+
+namespace xquant::cpu {
+
+using sdk::Error;
+using sdk::Host;
+
+int64_t numel(const xq_device_tensor& t);
+bool is_contiguous(const xq_device_tensor& t);
+// Rows = product of all dims but the last; cols = last dim.
+int64_t rows_of(const xq_device_tensor& t);
+int64_t cols_of(const xq_device_tensor& t);
+bool present(const xq_device_tensor& t);  // data != NULL
+
+// Throws Error(XQ_ERR_UNSUPPORTED / XQ_ERR_INVALID_ARGUMENT) naming what is
+// wrong with `op`; returns normally when run_op can execute it.
+void check_op(const xq_op& op);
+
+// Dense ops (dense_ops.cpp).
+void run_matmul(const Host& host, const xq_op& op);
+void run_rms_norm(const Host& host, const xq_op& op);
+void run_rope(const Host& host, const xq_op& op);
+void run_attention(const Host& host, const xq_op& op);
+void run_swiglu(const Host& host, const xq_op& op);
+void run_add_mul(const Host& host, const xq_op& op, bool mul);
+void run_get_rows(const Host& host, const xq_op& op);
+void run_quantize_act(const Host& host, const xq_op& op);
+void run_convert(const Host& host, const xq_op& op);
+void check_dense(const xq_op& op);
+
+// Quantized weights (qweight.cpp).
+xq_qweight* prepare_qweight(const xq_quant_tensor& q);
+void check_quant(const xq_op& op);
+void run_qmatmul(const Host& host, const xq_op& op);
+void run_dequantize(const Host& host, const xq_op& op);
+
+// Per-token int8 activation quantization shared by QUANTIZE_ACT and W8A8
+// QMATMUL: q = clamp(round(x / s), -127, 127) with s = max|x| / 127 (s = 1
+// for an all-zero row), or with the static scale s when static_scale > 0
+// (then clamped to [-128, 127]). Returns s.
+// Dot product of k floats (vectorized; used by the decode GEMV).
+float dot_f32(const float* w, const float* x, int64_t k);
+
+float quantize_row_i8(const float* x, int64_t k, int8_t* q, float static_scale);
+
+}  // namespace xquant::cpu

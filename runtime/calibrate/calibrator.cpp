@@ -1,0 +1,219 @@
+// calibrator.cpp: layer-by-layer calibration capture (see calibrator.hpp).
+#include "calibrate/calibrator.hpp"
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/progress.hpp"
+#include "engine/tokenizer/tokenizer.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+namespace xquant {
+
+xq_linear_stats InputStats::view() const {
+  xq_linear_stats s{};
+  s.struct_size = sizeof(s);
+  s.cols = cols;
+  s.tokens = tokens;
+  s.absmax = absmax.empty() ? nullptr : absmax.data();
+  s.mean_abs = mean_abs.empty() ? nullptr : mean_abs.data();
+  s.sum_sq = sum_sq.empty() ? nullptr : sum_sq.data();
+  s.hessian = hessian.empty() ? nullptr : hessian.data();
+  s.samples = samples.empty() ? nullptr : samples.data();
+  s.n_samples = n_samples;
+  return s;
+}
+
+const InputStats& LayerStats::for_linear(int linear) const {
+  for (size_t g = 0; g < desc->groups.size(); ++g)
+    for (int l : desc->groups[g].linears)
+      if (l == linear) return groups[g];
+  fail(XQ_ERR_INVALID_ARGUMENT, "layer {} has no linear #{}", layer, linear);
+}
+
+LayerwiseCalibrator::LayerwiseCalibrator(Model& model, std::vector<std::vector<int32_t>> samples)
+    : model_(model), samples_(std::move(samples)) {
+  if (samples_.empty()) fail(XQ_ERR_INVALID_ARGUMENT, "calibration needs at least one sample");
+  for (size_t i = 0; i < samples_.size(); ++i)
+    if (samples_[i].empty()) fail(XQ_ERR_INVALID_ARGUMENT, "calibration sample #{} is empty", i);
+}
+
+std::vector<std::vector<int32_t>> LayerwiseCalibrator::samples_from_text(Model& model, const std::string& text,
+                                                                         int64_t n_samples, int64_t seq_len,
+                                                                         uint64_t seed) {
+  if (n_samples <= 0 || seq_len <= 0) fail(XQ_ERR_INVALID_ARGUMENT, "calibration: samples and seq_len must be positive");
+  const Tokenizer& tok = model.tokenizer();
+  std::vector<int32_t> ids;
+  int32_t bos = tok.bos_id() >= 0 ? tok.bos_id() : model.arch().bos_id;
+  if (bos >= 0) ids.push_back(bos);
+  auto body = tok.encode(text, false, false);
+  ids.insert(ids.end(), body.begin(), body.end());
+  if (ids.size() < 2) fail(XQ_ERR_INVALID_ARGUMENT, "calibration text gives fewer than 2 tokens");
+  std::vector<std::vector<int32_t>> out;
+  if (static_cast<int64_t>(ids.size()) <= seq_len) {
+    out.push_back(ids);
+    return out;
+  }
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> start(0, static_cast<int64_t>(ids.size()) - seq_len);
+  for (int64_t i = 0; i < n_samples; ++i) {
+    int64_t s = start(rng);
+    out.emplace_back(ids.begin() + s, ids.begin() + s + seq_len);
+  }
+  return out;
+}
+
+namespace {
+
+// Accumulates one group's statistics over input rows (double where sums run long).
+struct Accumulator {
+  InputStats* st = nullptr;
+  uint32_t needs = 0;
+  std::vector<double> sum_abs, sum_sq;
+  uint64_t seen = 0;  // rows offered to the reservoir
+  std::mt19937_64 rng;
+  int64_t cap = 0;
+
+  void init(InputStats& s, int64_t cols, uint32_t n, int64_t max_rows, uint64_t seed) {
+    st = &s;
+    needs = n;
+    s.cols = cols;
+    if (n & XQ_NEED_ABSMAX) s.absmax.assign(static_cast<size_t>(cols), 0.0f);
+    if (n & XQ_NEED_MEAN_ABS) sum_abs.assign(static_cast<size_t>(cols), 0.0);
+    if (n & XQ_NEED_SUM_SQ) sum_sq.assign(static_cast<size_t>(cols), 0.0);
+    if (n & XQ_NEED_HESSIAN) s.hessian.assign(static_cast<size_t>(cols * cols), 0.0f);
+    cap = (n & XQ_NEED_SAMPLES) ? max_rows : 0;
+    rng.seed(seed);
+  }
+
+  void add(ThreadPool& pool, const float* x, int64_t rows, int64_t cols) {
+    st->tokens += static_cast<uint64_t>(rows);
+    if (needs & (XQ_NEED_ABSMAX | XQ_NEED_MEAN_ABS | XQ_NEED_SUM_SQ)) {
+      pool.parallel_for(static_cast<uint64_t>(cols), 64, [&](uint64_t b, uint64_t e) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const float* xr = x + r * cols;
+          for (uint64_t c = b; c < e; ++c) {
+            float v = xr[c], a = std::fabs(v);
+            if (!st->absmax.empty()) st->absmax[c] = std::max(st->absmax[c], a);
+            if (!sum_abs.empty()) sum_abs[c] += a;
+            if (!sum_sq.empty()) sum_sq[c] += static_cast<double>(v) * v;
+          }
+        }
+      });
+    }
+    if (needs & XQ_NEED_HESSIAN)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(cols), static_cast<int>(cols),
+                  static_cast<int>(rows), 1.0f, x, static_cast<int>(cols), x, static_cast<int>(cols), 1.0f,
+                  st->hessian.data(), static_cast<int>(cols));
+    if (cap > 0) {
+      // Reservoir sampling (Algorithm R): a uniform sample of all rows seen.
+      for (int64_t r = 0; r < rows; ++r, ++seen) {
+        int64_t slot = -1;
+        if (st->n_samples < cap) {
+          slot = st->n_samples++;
+          st->samples.resize(static_cast<size_t>(st->n_samples * cols));
+        } else {
+          std::uniform_int_distribution<uint64_t> d(0, seen);
+          uint64_t j = d(rng);
+          if (j < static_cast<uint64_t>(cap)) slot = static_cast<int64_t>(j);
+        }
+        if (slot >= 0) std::memcpy(st->samples.data() + slot * cols, x + r * cols, static_cast<size_t>(cols) * sizeof(float));
+      }
+    }
+  }
+
+  void finish() {
+    if (!sum_abs.empty()) {
+      st->mean_abs.resize(sum_abs.size());
+      for (size_t c = 0; c < sum_abs.size(); ++c)
+        st->mean_abs[c] = st->tokens ? static_cast<float>(sum_abs[c] / static_cast<double>(st->tokens)) : 0.0f;
+    }
+    if (!sum_sq.empty()) {
+      st->sum_sq.resize(sum_sq.size());
+      for (size_t c = 0; c < sum_sq.size(); ++c) st->sum_sq[c] = static_cast<float>(sum_sq[c]);
+    }
+  }
+};
+
+}  // namespace
+
+void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const CalibrationOptions& options) {
+  const Architecture& a = model_.arch();
+  const int64_t H = a.hidden;
+  for (int64_t l = 0; l < a.n_layers; ++l)
+    for (const auto& lw : model_.layer(static_cast<int>(l)).linears)
+      if (lw.q)
+        fail(XQ_ERR_INVALID_ARGUMENT,
+             "calibration needs float weights but '{}' is held quantized by the provider; open the model with "
+             "ModelOptions::dequantize_all",
+             lw.desc->module);
+  // Hidden states of every sample at the current layer's input.
+  std::vector<int64_t> offset(samples_.size() + 1, 0);
+  int64_t max_len = 0;
+  for (size_t s = 0; s < samples_.size(); ++s) {
+    offset[s + 1] = offset[s] + static_cast<int64_t>(samples_[s].size());
+    max_len = std::max<int64_t>(max_len, static_cast<int64_t>(samples_[s].size()));
+  }
+  std::vector<float> X(static_cast<size_t>(offset.back() * H));
+  for (size_t s = 0; s < samples_.size(); ++s)
+    model_.embed(samples_[s].data(), static_cast<int64_t>(samples_[s].size()), X.data() + offset[s] * H);
+  // One layer's K/V scratch for the longest sample (samples run one at a time).
+  std::vector<float> kbuf(static_cast<size_t>(max_len * a.n_kv_heads * a.head_dim)), vbuf(kbuf.size());
+  std::vector<float> tmp;
+  ThreadPool& pool = model_.runtime().pool();
+
+  const bool propagate = options.propagate_updated || options.sequential_groups;
+  for (int64_t l = 0; l < a.n_layers; ++l) {
+    const LayerDesc& desc = a.layers[static_cast<size_t>(l)];
+    // One statistics pass per group in sequential mode, one for all groups otherwise.
+    const int passes = options.sequential_groups ? static_cast<int>(desc.groups.size()) : 1;
+    for (int pass = 0; pass < passes; ++pass) {
+      const int only = options.sequential_groups ? pass : -1;
+      LayerStats stats;
+      stats.layer = static_cast<int>(l);
+      stats.desc = &desc;
+      stats.active_group = only;
+      stats.layer_input = X.data();
+      stats.offsets = &offset;
+      stats.groups.resize(desc.groups.size());
+      std::vector<Accumulator> acc(desc.groups.size());
+      for (size_t g = 0; g < desc.groups.size(); ++g) {
+        if (only >= 0 && static_cast<int>(g) != only) continue;
+        int64_t cols = desc.linears[static_cast<size_t>(desc.groups[g].linears.front())].in;
+        acc[g].init(stats.groups[g], cols, needs, options.max_sample_rows, options.seed + 7919 * (l * 16 + g));
+      }
+      GroupInputTap tap = [&](int g, const float* x, int64_t rows, int64_t cols) {
+        if (only < 0 || g == only) acc[static_cast<size_t>(g)].add(pool, x, rows, cols);
+      };
+      // Statistics (and, when not propagating updates, the outputs).
+      for (size_t s = 0; s < samples_.size(); ++s) {
+        int64_t n = offset[s + 1] - offset[s];
+        float* xs = X.data() + offset[s] * H;
+        float* run_on = xs;
+        if (propagate) {
+          tmp.assign(xs, xs + n * H);
+          run_on = tmp.data();
+        }
+        model_.layer_forward(static_cast<int>(l), run_on, n, {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}}, tap);
+      }
+      for (size_t g = 0; g < acc.size(); ++g)
+        if (acc[g].st) acc[g].finish();
+      if (callback) callback(static_cast<int>(l), stats, model_.layer(static_cast<int>(l)));
+    }
+    // The next layer's inputs through the (possibly updated) layer.
+    if (propagate)
+      for (size_t s = 0; s < samples_.size(); ++s) {
+        int64_t n = offset[s + 1] - offset[s];
+        model_.layer_forward(static_cast<int>(l), X.data() + offset[s] * H, n,
+                             {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}});
+      }
+    Progress::report("calibration", static_cast<uint64_t>(l + 1), static_cast<uint64_t>(a.n_layers));
+  }
+}
+
+}  // namespace xquant
