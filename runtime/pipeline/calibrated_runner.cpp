@@ -91,6 +91,59 @@ struct LayerForward {
   }
 };
 
+// The op feeding a group that an algorithm may rescale: the norm for
+// q/k/v and gate/up; v_proj for o (only without GQA and biases, AWQ's
+// rule); up_proj for down. `values` is NULL when there is none.
+struct PrevOp {
+  std::vector<float>* values = nullptr;
+  int64_t rows = 0, cols = 0;  // cols 0: a 1-D norm
+};
+
+PrevOp prev_op_of(const LayerDesc& desc, LayerWeights& lw, int group) {
+  PrevOp p;
+  if (group == LayerDesc::kAttnIn) {
+    p.values = &lw.input_norm;
+  } else if (group == LayerDesc::kMlpIn) {
+    p.values = &lw.post_norm;
+  } else {
+    const int prev = group == LayerDesc::kAttnOut ? LayerDesc::kV : LayerDesc::kUp;
+    const int self = group == LayerDesc::kAttnOut ? LayerDesc::kO : LayerDesc::kDown;
+    auto& w = lw.linears[static_cast<size_t>(prev)];
+    if (w.desc->out == desc.linears[static_cast<size_t>(self)].in && w.bias.empty()) {
+      p.values = &w.w;
+      p.rows = w.desc->out;
+      p.cols = w.desc->in;
+    }
+  }
+  return p;
+}
+
+// A previous Linear that is already quantized had its output rows divided
+// by s in the engine copy (before -> after); divide its per-row scales the
+// same way so the written checkpoint stays equivalent ((q - z) * scale / s),
+// then make the engine copy the exact dequantization of what is stored.
+void fold_row_rescale(QuantTensor& q, const std::vector<float>& before, std::vector<float>& after, int64_t rows,
+                      int64_t cols, const std::string& group_name) {
+  if (q->granularity == XQ_GRAN_TENSOR)
+    fail(XQ_ERR_UNSUPPORTED, "{}: cannot rescale the rows of a per-tensor quantized Linear", group_name);
+  const int64_t ng = q->n_groups;
+  for (int64_t r = 0; r < rows; ++r) {
+    // 1/s_r from the row's largest element (one rounding away from exact).
+    int64_t best = r * cols;
+    for (int64_t c = r * cols; c < (r + 1) * cols; ++c)
+      if (std::fabs(before[static_cast<size_t>(c)]) > std::fabs(before[static_cast<size_t>(best)])) best = c;
+    const float b = before[static_cast<size_t>(best)], a = after[static_cast<size_t>(best)];
+    if (b == 0.0f || a == 0.0f) continue;
+    for (int64_t k = 0; k < ng; ++k) {
+      float& sc = q->scales[r * ng + k];
+      sc *= a / b;
+      if (q->scale_dtype == XQ_DTYPE_F16) sc = sdk::round_to_f16(sc);
+      else if (q->scale_dtype == XQ_DTYPE_BF16) sc = sdk::round_to_bf16(sc);
+    }
+  }
+  for (int64_t r = 0; r < q->rows; ++r) q.dequantize_row(r, after.data() + r * q->cols);
+}
+
 // Writes a layer tensor: as stored when the engine's float copy still equals
 // the source, else the engine's (rescaled) values in the source dtype.
 void write_dense(const Checkpoint& cp, LoadedPlugin& format, void* writer, const TensorEntry& t,
@@ -203,30 +256,9 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
     }
     for (auto& [rule, members] : by_rule) {
       const bool whole_group = members.size() == gd.linears.size();
-      // The preceding op the algorithm may rescale: the norm for q/k/v and
-      // gate/up; v_proj for o (only without GQA and biases, AWQ's rule);
-      // up_proj for down.
-      std::vector<float>* prev = nullptr;
-      std::initializer_list<int64_t> prev_shape = {0};
-      int64_t prev_rows = 0, prev_cols = 0;
-      if (g == LayerDesc::kAttnIn) prev = &lw.input_norm;
-      else if (g == LayerDesc::kMlpIn) prev = &lw.post_norm;
-      else if (g == LayerDesc::kAttnOut) {
-        auto& v = lw.linears[LayerDesc::kV];
-        if (v.desc->out == desc.linears[LayerDesc::kO].in && v.bias.empty()) {
-          prev = &v.w;
-          prev_rows = v.desc->out;
-          prev_cols = v.desc->in;
-        }
-      } else if (g == LayerDesc::kMlpOut) {
-        auto& up = lw.linears[LayerDesc::kUp];
-        if (up.bias.empty()) {
-          prev = &up.w;
-          prev_rows = up.desc->out;
-          prev_cols = up.desc->in;
-        }
-      }
-      (void)prev_shape;
+      PrevOp prev_op = prev_op_of(desc, lw, g);
+      std::vector<float>* prev = prev_op.values;
+      const int64_t prev_rows = prev_op.rows, prev_cols = prev_op.cols;
       std::vector<float> prev_before = prev ? *prev : std::vector<float>();
 
       std::vector<xq_linear_input> inputs(members.size());
@@ -306,35 +338,11 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
              "give every Linear of the group the same rule",
              rule->mark.text(), rule->algorithm_names(), group_name);
 
-      // A rescaled previous Linear that is already quantized: its output
-      // rows were divided by s in the engine copy; divide its per-row scales
-      // the same way so the checkpoint stays equivalent ((q - z) * scale / s).
       if (prev && prev_cols && *prev != prev_before) {
         const int prev_index = g == LayerDesc::kAttnOut ? LayerDesc::kV : LayerDesc::kUp;
         const std::string& prev_module = desc.linears[static_cast<size_t>(prev_index)].module;
-        for (auto& [name, q] : pending) {
-          if (name != prev_module) continue;
-          for (int64_t r = 0; r < prev_rows; ++r) {
-            // s_r from the row's largest element (exact enough: one division each).
-            int64_t best = r * prev_cols;
-            for (int64_t c = r * prev_cols; c < (r + 1) * prev_cols; ++c)
-              if (std::fabs(prev_before[static_cast<size_t>(c)]) > std::fabs(prev_before[static_cast<size_t>(best)])) best = c;
-            float before = prev_before[static_cast<size_t>(best)], after = (*prev)[static_cast<size_t>(best)];
-            if (before == 0.0f || after == 0.0f) continue;
-            const float inv_s = after / before;
-            const int64_t ng = q->granularity == XQ_GRAN_TENSOR ? 0 : q->n_groups;
-            if (ng == 0)
-              fail(XQ_ERR_UNSUPPORTED, "{}: cannot rescale the rows of per-tensor quantized '{}'", group_name, name);
-            for (int64_t k = 0; k < ng; ++k) {
-              float& sc = q->scales[r * ng + k];
-              sc *= inv_s;
-              if (q->scale_dtype == XQ_DTYPE_F16) sc = sdk::round_to_f16(sc);
-              else if (q->scale_dtype == XQ_DTYPE_BF16) sc = sdk::round_to_bf16(sc);
-            }
-          }
-          // The engine copy follows the stored tensor exactly.
-          for (int64_t r = 0; r < q->rows; ++r) q.dequantize_row(r, prev->data() + r * q->cols);
-        }
+        for (auto& [name, q] : pending)
+          if (name == prev_module) fold_row_rescale(q, prev_before, *prev, prev_rows, prev_cols, group_name);
       }
 
       for (size_t i = 0; i < members.size(); ++i) {
