@@ -87,7 +87,7 @@ if [ "$which" = smollm2 ] || [ "$which" = all ]; then
     n="${SMOL_EVAL_TOKENS:-8192}"
     cal=(--samples "${SMOL_CAL_SAMPLES:-32}" --seq-len 512 --seed 0)
     header "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized; calibration: WikiText-2 test first half, ${SMOL_CAL_SAMPLES:-32} x 512 tokens; evaluation: second half, first $n tokens, ctx 512)"
-    ev() { row "$1" "$smol" "" "$work/wcalib.txt" "$work/weval.txt" 512 "$n" "${@:2}"; }
+    ev() { row "$1" "$smol" "$smol" "$work/wcalib.txt" "$work/weval.txt" 512 "$n" "${@:2}"; }
     ev f32 float
     for b in 4 3; do
       ev "rtn w${b} channel sym" --bits $b --strategy channel "${cal[@]}"

@@ -260,7 +260,11 @@ void Writer::add_quantized(const char* module_c, const xq_quant_tensor& q) {
   } else {
     const int64_t words = packed_words(I, q.bits, false);
     std::vector<uint32_t> packed(static_cast<size_t>(O * words), 0u);
-    for (int64_t r = 0; r < O; ++r) pack_run(q.codes + r * I, 1, I, q.bits, false, packed.data() + r * words, 1);
+    // Rows pack independently: spread them over the host's threads.
+    host.parallel_for(static_cast<uint64_t>(O), 16, [&](uint64_t b, uint64_t e) {
+      for (auto r = static_cast<int64_t>(b); r < static_cast<int64_t>(e); ++r)
+        pack_run(q.codes + r * I, 1, I, q.bits, false, packed.data() + r * words, 1);
+    });
     out.push_back({m + ".weight_packed", "I32", {O, words}, bytes_of(packed.data(), packed.size())});
     out.push_back({m + ".weight_scale", sdt, scale_shape, encode_scales(q.scales, ns, q.scale_dtype, m)});
     const int64_t shape[2] = {O, I};
