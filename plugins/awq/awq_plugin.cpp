@@ -1,0 +1,404 @@
+// awq_plugin.cpp: the `awq` algorithm plugin, activation-aware weight
+// quantization (reference §B3; AutoAWQ quantizer.py / llm-awq auto_scale.py,
+// auto_clip.py). Per layer group (linears sharing an input, fed by prev op):
+//
+// 1. Scale search (only when the group has a prev op to fold into):
+//    x_mean[j] = mean |x_j| (stats.mean_abs); w_mean[j] = mean over all rows
+//    of all linears of |W[r, j]| / (max |W| of its quantization group + 1e-6);
+//    y_ref = the compared module's output (group->forward) with FP weights;
+//    for ratio = i / n_grid, i = 0..n_grid-1:
+//      s = x_mean^ratio / (w_mean^(1-ratio) + 1e-4)   (duo scaling; else x_mean^ratio)
+//      s = max(s, 1e-4);  s /= sqrt(max(s) * min(s))
+//      loss = mean (y_ref - module(Q(W * s) / s))^2
+//    plus the identity s = 1 evaluated first (as llm-compressor does), so
+//    the result is never worse than not scaling. Keep the best s.
+// 2. Apply: prev op /= s (a 1-D norm weight, or the OUTPUT rows of a
+//    previous Linear given as a 2-D [cols, *] view), W[:, j] *= s_j.
+// 3. Clip search for every linear except q/k projections: on ~clip_tokens
+//    input rows (stats.samples / s, strided), for each (row, group) try
+//    max_val = max|w| * (1 - i/clip_n_grid), i < clip_max_shrink * clip_n_grid,
+//    clamp, fake-quantize, and keep the max_val that minimises
+//    mean_t (sum_{c in group} x_tc (q_rc - w_rc))^2; clamp W to it.
+// 4. Quantize with RTN under the rule's scheme (default W4 g128 asymmetric
+//    comes from the rule), or with `quantize: false` stop after 3
+//    (transform-only: codes left NULL for the rule's next algorithm).
+//
+// Q is the compressed-tensors quantizer of sdk/quantizer.hpp (the one that
+// writes the checkpoint), not AutoAWQ's raw min/max one, so the search
+// optimises exactly what is stored.
+#include <xquant/sdk/plugin.hpp>
+#include <xquant/sdk/quantizer.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace xquant::sdk;
+
+struct Options {
+  int64_t n_grid = 20;
+  bool duo_scaling = true;
+  bool clip = true;
+  double clip_max_shrink = 0.5;
+  int64_t clip_n_grid = 20;
+  int64_t clip_tokens = 512;
+  bool quantize = true;
+};
+
+// AutoAWQ skips the clip search for q and k: their errors are judged by the
+// attention scores, not by their own outputs (names containing q_, k_,
+// query, key or a fused qkv).
+bool is_query_or_key(const char* name) {
+  std::string s = name ? name : "";
+  const size_t dot = s.rfind('.');
+  if (dot != std::string::npos) s = s.substr(dot + 1);
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s.rfind("q_", 0) == 0 || s.rfind("k_", 0) == 0 || s.find("query") != std::string::npos ||
+         s.find("key") != std::string::npos || s.find("qkv") != std::string::npos;
+}
+
+class AwqAlgorithm : public PluginBase {
+ public:
+  using PluginBase::PluginBase;
+
+  uint32_t needs(const KvReader&) { return XQ_NEED_MEAN_ABS | XQ_NEED_SAMPLES | XQ_NEED_ABSMAX; }
+
+  void quantize(const KvReader& params, xq_layer_group& group, xq_linear_output* outs) {
+    Options o;
+    o.n_grid = params.get_int("n_grid", 20);
+    o.duo_scaling = params.get_bool("duo_scaling", true);
+    o.clip = params.get_bool("clip", true);
+    o.clip_max_shrink = params.get_float("clip_max_shrink", 0.5);
+    o.clip_n_grid = params.get_int("clip_n_grid", 20);
+    o.clip_tokens = params.get_int("clip_tokens", 512);
+    o.quantize = params.get_bool("quantize", true);
+    if (o.n_grid < 1 || o.clip_n_grid < 1 || o.clip_tokens < 1 || !(o.clip_max_shrink >= 0 && o.clip_max_shrink < 1))
+      fail(XQ_ERR_INVALID_ARGUMENT,
+           format("%s: awq needs n_grid, clip_n_grid, clip_tokens >= 1 and 0 <= clip_max_shrink < 1", group.name));
+    if (group.n_linears == 0) fail(XQ_ERR_INVALID_ARGUMENT, format("%s: the group has no linears", group.name));
+    for (uint64_t i = 0; i < group.n_linears; ++i) quant::check_weight(group.linears[i]);
+    const int64_t cols = group.linears[0].weight.shape[1];
+    std::vector<quant::Scheme> schemes;
+    for (uint64_t i = 0; i < group.n_linears; ++i) {
+      const xq_linear_input& in = group.linears[i];
+      if (in.weight.shape[1] != cols)
+        fail(XQ_ERR_INVALID_ARGUMENT, format("%s: %s has %lld inputs, %s has %lld; an AWQ group shares its input",
+                                             group.name, in.name, static_cast<long long>(in.weight.shape[1]),
+                                             group.linears[0].name, static_cast<long long>(cols)));
+      if (!in.stats || !in.stats->mean_abs || in.stats->cols != cols)
+        fail(XQ_ERR_INVALID_ARGUMENT,
+             format("%s: awq needs calibration (mean |x| of the %lld inputs); none was given", in.name,
+                    static_cast<long long>(cols)));
+      schemes.push_back(quant::scheme_from(in.scheme, in.name));
+    }
+
+    // Originals, for rel_error in the unscaled basis.
+    std::vector<std::vector<float>> originals;
+    for (uint64_t i = 0; i < group.n_linears; ++i) {
+      const float* w = static_cast<const float*>(group.linears[i].weight.data);
+      originals.emplace_back(w, w + group.linears[i].weight.shape[0] * cols);
+    }
+
+    std::vector<float> s(static_cast<size_t>(cols), 1.0f);
+    const bool has_prev = group.prev_norm.data != nullptr;
+    if (has_prev) {
+      check_prev(group, cols);
+      if (!group.forward || !group.forward->run)
+        fail(XQ_ERR_INVALID_ARGUMENT,
+             format("%s: awq needs calibration (the host's forward of the compared module); none was given",
+                    group.name));
+      s = search_scales(group, schemes, o, cols);
+      apply_scales(group, s, cols);
+    } else {
+      host.debug(format("%s: no prev op to fold scales into; clip and quantize only", group.name));
+    }
+
+    const bool skip_qk = group.role && std::string(group.role) == "attn_qkv";
+    for (uint64_t i = 0; i < group.n_linears; ++i) {
+      const xq_linear_input& in = group.linears[i];
+      if (!o.clip || (skip_qk && is_query_or_key(in.name)) || schemes[i].granularity == XQ_GRAN_TENSOR) continue;
+      if (!in.stats->samples || in.stats->n_samples <= 0)
+        fail(XQ_ERR_INVALID_ARGUMENT,
+             format("%s: the awq clip search needs sampled input rows; none were given (or set clip: false)", in.name));
+      clip_linear(in, schemes[i], s, o, cols);
+    }
+
+    if (!o.quantize) {
+      for (uint64_t i = 0; i < group.n_linears; ++i) outs[i].rel_error = 0.0;
+      return;  // transform-only
+    }
+    for (uint64_t i = 0; i < group.n_linears; ++i)
+      quantize_one(group.linears[i], schemes[i], s, originals[i].data(), cols, outs[i]);
+  }
+
+ private:
+  static void check_prev(const xq_layer_group& group, int64_t cols) {
+    const xq_tensor_view& p = group.prev_norm;
+    if (p.dtype != XQ_DTYPE_F32 || (p.ndim != 1 && p.ndim != 2) || p.shape[0] != cols)
+      fail(XQ_ERR_INVALID_ARGUMENT,
+           format("%s: prev op must be F32 [%lld] (a norm) or [%lld, in] (a previous Linear's weight)", group.name,
+                  static_cast<long long>(cols), static_cast<long long>(cols)));
+  }
+
+  // w_mean[j]: |W| normalised by its quantization group's max, averaged over
+  // all rows of all linears (AutoAWQ / llm-compressor _compute_layer_means).
+  static std::vector<double> weight_means(const xq_layer_group& group, const std::vector<quant::Scheme>& schemes,
+                                          int64_t cols) {
+    std::vector<double> sum(static_cast<size_t>(cols), 0.0);
+    int64_t total_rows = 0;
+    for (uint64_t i = 0; i < group.n_linears; ++i) {
+      const float* w = static_cast<const float*>(group.linears[i].weight.data);
+      const int64_t rows = group.linears[i].weight.shape[0];
+      const quant::Scheme& sc = schemes[i];
+      if (sc.granularity == XQ_GRAN_TENSOR) {
+        float m = 0.0f;
+        for (int64_t e = 0; e < rows * cols; ++e) m = std::max(m, std::fabs(w[e]));
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < cols; ++j) sum[j] += std::fabs(w[r * cols + j]) / (m + 1e-6f);
+      } else {
+        const int64_t gs = sc.group_cols(cols);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c0 = 0; c0 < cols; c0 += gs) {
+            const int64_t n = std::min(gs, cols - c0);
+            float m = 0.0f;
+            for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(w[r * cols + c0 + j]));
+            for (int64_t j = 0; j < n; ++j) sum[c0 + j] += std::fabs(w[r * cols + c0 + j]) / (m + 1e-6f);
+          }
+      }
+      total_rows += rows;
+    }
+    for (auto& v : sum) v /= static_cast<double>(total_rows);
+    return sum;
+  }
+
+  std::vector<float> run_forward(const xq_layer_group& group, const std::vector<const float*>& weights) {
+    const xq_group_forward& f = *group.forward;
+    std::vector<float> y(static_cast<size_t>(f.n_tokens * f.out_features));
+    xq_status st = f.run(f.ctx, weights.data(), y.data());
+    if (st != XQ_OK) fail(st, format("%s: the host's forward of the compared module failed", group.name));
+    return y;
+  }
+
+  std::vector<float> search_scales(const xq_layer_group& group, const std::vector<quant::Scheme>& schemes,
+                                   const Options& o, int64_t cols) {
+    const xq_group_forward& f = *group.forward;
+    if (f.n_tokens <= 0 || f.out_features <= 0)
+      fail(XQ_ERR_INVALID_ARGUMENT, format("%s: the forward runs on %lld tokens with %lld outputs", group.name,
+                                           static_cast<long long>(f.n_tokens), static_cast<long long>(f.out_features)));
+    if (f.in_features != cols)
+      fail(XQ_ERR_INVALID_ARGUMENT, format("%s: the forward's input width %lld differs from the linears' %lld",
+                                           group.name, static_cast<long long>(f.in_features),
+                                           static_cast<long long>(cols)));
+    const uint64_t n = group.n_linears;
+    std::vector<const float*> fp(n);
+    for (uint64_t i = 0; i < n; ++i) fp[i] = static_cast<const float*>(group.linears[i].weight.data);
+    const std::vector<float> y_ref = run_forward(group, fp);
+
+    std::vector<double> x_mean(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; ++j) x_mean[j] = group.linears[0].stats->mean_abs[j];
+    const std::vector<double> w_mean = o.duo_scaling ? weight_means(group, schemes, cols) : std::vector<double>();
+
+    std::vector<std::vector<float>> scratch(n);
+    std::vector<const float*> trial(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      scratch[i].resize(static_cast<size_t>(group.linears[i].weight.shape[0] * cols));
+      trial[i] = scratch[i].data();
+    }
+    auto loss_of = [&](const std::vector<float>& s) {
+      for (uint64_t i = 0; i < n; ++i) {
+        const int64_t rows = group.linears[i].weight.shape[0];
+        const float* w = fp[i];
+        float* out = scratch[i].data();
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < cols; ++j) out[r * cols + j] = w[r * cols + j] * s[j];
+        quant::fake_quantize(host, schemes[i], out, rows, cols, out);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < cols; ++j) out[r * cols + j] /= s[j];
+      }
+      const std::vector<float> y = run_forward(group, trial);
+      double acc = 0;
+      for (size_t e = 0; e < y.size(); ++e) {
+        const double d = static_cast<double>(y_ref[e]) - y[e];
+        acc += d * d;
+      }
+      return acc / static_cast<double>(y.size());
+    };
+
+    std::vector<float> best(static_cast<size_t>(cols), 1.0f);
+    double best_loss = loss_of(best);  // identity first
+    const double identity_loss = best_loss;
+    double best_ratio = -1;  // -1: identity
+    if (!std::isfinite(best_loss)) best_loss = std::numeric_limits<double>::infinity();
+    std::vector<float> s(static_cast<size_t>(cols));
+    for (int64_t g = 0; g < o.n_grid; ++g) {
+      const double ratio = static_cast<double>(g) / static_cast<double>(o.n_grid);
+      double smax = 0, smin = std::numeric_limits<double>::infinity();
+      std::vector<double> sd(static_cast<size_t>(cols));
+      for (int64_t j = 0; j < cols; ++j) {
+        double v = o.duo_scaling ? std::pow(x_mean[j], ratio) / (std::pow(w_mean[j], 1.0 - ratio) + 1e-4)
+                                 : std::pow(x_mean[j], ratio);
+        v = std::max(v, 1e-4);
+        sd[j] = v;
+        smax = std::max(smax, v);
+        smin = std::min(smin, v);
+      }
+      const double norm = std::sqrt(smax * smin);
+      for (int64_t j = 0; j < cols; ++j) {
+        const float v = static_cast<float>(sd[j] / norm);
+        s[j] = std::isfinite(v) && v > 0.0f ? v : 1.0f;
+      }
+      const double loss = loss_of(s);
+      host.progress("awq scale search", static_cast<uint64_t>(g + 1), static_cast<uint64_t>(o.n_grid));
+      if (std::isfinite(loss) && loss < best_loss) {
+        best_loss = loss;
+        best = s;
+        best_ratio = ratio;
+      }
+    }
+    if (!std::isfinite(best_loss))
+      fail(XQ_ERR_INVALID_ARGUMENT,
+           format("%s: no finite loss in the AWQ scale search (NaN or inf in the module's output?)", group.name));
+    host.debug(format("%s: AWQ best ratio %s, loss %.6g (identity %.6g)", group.name,
+                      best_ratio < 0 ? "identity" : format("%.2f", best_ratio).c_str(), best_loss, identity_loss));
+    return best;
+  }
+
+  static void apply_scales(xq_layer_group& group, const std::vector<float>& s, int64_t cols) {
+    xq_tensor_view& p = group.prev_norm;
+    float* pd = static_cast<float*>(p.data);
+    if (p.ndim == 1) {
+      for (int64_t j = 0; j < cols; ++j) pd[j] /= s[j];
+    } else {  // a previous Linear [cols, in]: its output row j feeds input column j
+      const int64_t in = p.shape[1];
+      for (int64_t j = 0; j < cols; ++j)
+        for (int64_t c = 0; c < in; ++c) pd[j * in + c] /= s[j];
+    }
+    for (uint64_t i = 0; i < group.n_linears; ++i) {
+      float* w = static_cast<float*>(group.linears[i].weight.data);
+      const int64_t rows = group.linears[i].weight.shape[0];
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j) w[r * cols + j] *= s[j];
+    }
+  }
+
+  // The clip search of one (already scaled) linear; clamps its weight in place.
+  void clip_linear(const xq_linear_input& in, const quant::Scheme& sc, const std::vector<float>& s, const Options& o,
+                   int64_t cols) {
+    const xq_host_api* api = host.api();
+    const int64_t rows = in.weight.shape[0];
+    float* w = static_cast<float*>(in.weight.data);
+    const int64_t gs = sc.group_cols(cols), ng = sc.groups(cols);
+    // Tokens: every step-th sample (AutoAWQ's n_sample_token stride), scaled by 1/s.
+    const int64_t ns = in.stats->n_samples;
+    const int64_t step = std::max<int64_t>(1, ns / o.clip_tokens);
+    const int64_t T = (ns + step - 1) / step;
+    const int64_t n_shrink = static_cast<int64_t>(o.clip_max_shrink * static_cast<double>(o.clip_n_grid));
+    if (n_shrink <= 1) return;  // only i = 0 (no clipping) would be tried
+
+    std::vector<float> xg(static_cast<size_t>(T * gs)), d(static_cast<size_t>(rows * gs)),
+        e(static_cast<size_t>(T * rows)), org_max(static_cast<size_t>(rows)), best_max(static_cast<size_t>(rows));
+    std::vector<double> best_err(static_cast<size_t>(rows)), acc(static_cast<size_t>(rows));
+    for (int64_t g = 0; g < ng; ++g) {
+      const int64_t c0 = g * gs, n = std::min(gs, cols - c0);
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < n; ++j) xg[t * n + j] = in.stats->samples[(t * step) * cols + c0 + j] / s[c0 + j];
+      for (int64_t r = 0; r < rows; ++r) {
+        float m = 0.0f;
+        for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(w[r * cols + c0 + j]));
+        org_max[r] = m;
+        best_max[r] = m;
+        best_err[r] = std::numeric_limits<double>::infinity();
+      }
+      for (int64_t i = 0; i < n_shrink; ++i) {
+        const float shrink = 1.0f - static_cast<float>(i) / static_cast<float>(o.clip_n_grid);
+        host.parallel_for(static_cast<uint64_t>(rows), 32, [&](uint64_t rb, uint64_t re) {
+          std::vector<float> tmp(static_cast<size_t>(n));
+          for (int64_t r = static_cast<int64_t>(rb); r < static_cast<int64_t>(re); ++r) {
+            const float mv = org_max[r] * shrink;
+            const float* src = w + r * cols + c0;
+            for (int64_t j = 0; j < n; ++j) tmp[j] = std::clamp(src[j], -mv, mv);
+            quant::Params p = quant::choose_span(sc, tmp.data(), n);
+            quant::quantize_span(tmp.data(), n, p, sc.qmin(), sc.qmax(), nullptr, tmp.data());
+            for (int64_t j = 0; j < n; ++j) d[r * n + j] = tmp[j] - src[j];
+          }
+        });
+        // E[T, rows] = Xg[T, n] * D[rows, n]^T: each token's partial-dot error.
+        xq_status st = api->sgemm(api->ctx, 0, 1, T, rows, n, 1.0f, xg.data(), n, d.data(), n, 0.0f, e.data(), rows);
+        if (st != XQ_OK) fail(st, format("%s: the AWQ clip search's sgemm failed", in.name));
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t r = 0; r < rows; ++r) acc[r] += static_cast<double>(e[t * rows + r]) * e[t * rows + r];
+        for (int64_t r = 0; r < rows; ++r) {
+          const double err = acc[r] / static_cast<double>(T);
+          if (err < best_err[r]) {
+            best_err[r] = err;
+            best_max[r] = org_max[r] * shrink;
+          }
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        float* row = w + r * cols + c0;
+        for (int64_t j = 0; j < n; ++j) row[j] = std::clamp(row[j], -best_max[r], best_max[r]);
+      }
+    }
+  }
+
+  void quantize_one(const xq_linear_input& in, const quant::Scheme& sc, const std::vector<float>& s,
+                    const float* original, int64_t cols, xq_linear_output& out) {
+    const int64_t rows = in.weight.shape[0];
+    const float* w = static_cast<const float*>(in.weight.data);
+    std::vector<float> deq(static_cast<size_t>(rows * cols));
+    xq_quant_tensor q{};
+    q.struct_size = sizeof(q);
+    try {
+      quant::rtn_matrix(host, sc, in.scheme, w, rows, cols, q, deq.data());
+      quant::ErrorSums e;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j) {
+          const double ref = original[r * cols + j];
+          const double dd = ref - deq[r * cols + j] / s[j];
+          e.diff2 += dd * dd;
+          e.ref2 += ref * ref;
+        }
+      if (in.scheme.act_scheme == XQ_ACT_STATIC_TENSOR) {
+        if (!in.stats->absmax)
+          fail(XQ_ERR_INVALID_ARGUMENT, format("%s: static activation scales need the input absmax", in.name));
+        q.input_scale = quant::static_input_scale(in.stats->absmax, s.data(), cols, in.scheme.act_bits, sc.scale_dtype);
+      }
+      out.quant = q;
+      out.rel_error = e.rel();
+    } catch (...) {
+      release_quant_tensor(host, q);
+      throw;
+    }
+  }
+};
+
+constexpr xq_param_spec kParams[] = {
+    {"n_grid", XQ_VALUE_INT, "20", "scale-search grid: ratio = i / n_grid, i < n_grid (plus the identity)"},
+    {"duo_scaling", XQ_VALUE_BOOL, "true", "s = x_mean^r / (w_mean^(1-r) + 1e-4) (AutoAWQ); false: s = x_mean^r"},
+    {"clip", XQ_VALUE_BOOL, "true", "run the weight clip search (never on q/k projections)"},
+    {"clip_max_shrink", XQ_VALUE_FLOAT, "0.5", "clip search tries max|w| * (1 - i/clip_n_grid) for i < this * clip_n_grid"},
+    {"clip_n_grid", XQ_VALUE_INT, "20", "clip search grid"},
+    {"clip_tokens", XQ_VALUE_INT, "512", "input rows the clip search uses (strided over the samples)"},
+    {"quantize", XQ_VALUE_BOOL, "true",
+     "true: scale, clip and RTN-quantize; false: scale and clip only (transform-only, codes left NULL)"},
+    {nullptr, XQ_VALUE_NONE, nullptr, nullptr}};
+
+constexpr const char* kCapabilities[] = {"bits:2-8",          "symmetric",           "asymmetric",
+                                         "granularity:channel", "granularity:group", "transform",
+                                         "needs:forward",     nullptr};
+
+constexpr xq_plugin_descriptor kDescriptor = describe<AwqAlgorithm>(
+    XQ_PLUGIN_ALGORITHM, "awq", "1.0.0",
+    "AWQ: activation-aware per-channel scale search (duo scaling) and weight clipping, then RTN", kCapabilities,
+    kParams, &AlgorithmAdapter<AwqAlgorithm>::vtable);
+
+}  // namespace
+
+XQ_SDK_ENTRY(kDescriptor)
