@@ -5,6 +5,9 @@
 
 #include <fmt/format.h>
 
+#include <memory>
+#include <vector>
+
 namespace xquant {
 
 uint32_t rule_needs(Runtime& runtime, const QuantRule& rule) {
@@ -50,12 +53,67 @@ WeightScheme effective_weights(const WeightScheme& w, int64_t cols, bool format_
   return out;
 }
 
+namespace {
+
+// Statistics of an input that a transform divided by s (the preceding norm
+// rescaled by 1/s): x' = x / s, so absmax, mean|x| and samples scale by 1/s,
+// sum x^2 by 1/s^2 and the Hessian by 1/(s_j s_k).
+struct RescaledStats {
+  std::vector<float> absmax, mean_abs, sum_sq, hessian, samples;
+  xq_linear_stats view{};
+
+  RescaledStats(const xq_linear_stats& st, const std::vector<double>& s) : view(st) {
+    const int64_t n = st.cols;
+    auto scale = [&](const float* src, std::vector<float>& dst, int power) {
+      if (!src) return (const float*)nullptr;
+      dst.assign(src, src + n);
+      for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<float>(dst[j] / (power == 2 ? s[j] * s[j] : s[j]));
+      return static_cast<const float*>(dst.data());
+    };
+    view.absmax = scale(st.absmax, absmax, 1);
+    view.mean_abs = scale(st.mean_abs, mean_abs, 1);
+    view.sum_sq = scale(st.sum_sq, sum_sq, 2);
+    if (st.hessian) {
+      hessian.assign(st.hessian, st.hessian + n * n);
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t k = 0; k < n; ++k) hessian[j * n + k] = static_cast<float>(hessian[j * n + k] / (s[j] * s[k]));
+      view.hessian = hessian.data();
+    }
+    if (st.samples) {
+      samples.assign(st.samples, st.samples + st.n_samples * n);
+      for (int64_t r = 0; r < st.n_samples; ++r)
+        for (int64_t j = 0; j < n; ++j) samples[r * n + j] = static_cast<float>(samples[r * n + j] / s[j]);
+      view.samples = samples.data();
+    }
+  }
+};
+
+}  // namespace
+
 GroupResult run_stages(Runtime& runtime, const QuantRule& rule, xq_layer_group& group) {
   const size_t n = group.n_linears;
+  // Stats handed to later stages after a transform rescaled the input.
+  std::vector<std::unique_ptr<RescaledStats>> rescaled;
+  std::vector<const xq_linear_stats*> original(n);
+  for (size_t i = 0; i < n; ++i) original[i] = group.linears[i].stats;
+  // The caller's group never points at our temporary statistics afterwards.
+  struct Restore {
+    xq_layer_group& g;
+    std::vector<const xq_linear_stats*>& o;
+    ~Restore() {
+      for (size_t i = 0; i < o.size(); ++i) g.linears[i].stats = o[i];
+    }
+  } restore{group, original};
   for (size_t k = 0; k < rule.stages.size(); ++k) {
     const AlgorithmStage& st = rule.stages[k];
     const bool last = k + 1 == rule.stages.size();
     LoadedPlugin& algo = runtime.plugins().require(XQ_PLUGIN_ALGORITHM, st.name);
+    const bool norm_fed = group.prev_norm.data && group.prev_norm.ndim == 1;
+    std::vector<float> norm_before;
+    if (norm_fed && !last) {
+      const float* p = static_cast<const float*>(group.prev_norm.data);
+      norm_before.assign(p, p + group.prev_norm.shape[0]);
+    }
     std::vector<xq_linear_output> outs(n);
     for (auto& o : outs) {
       o.struct_size = sizeof(o);
@@ -78,6 +136,24 @@ GroupResult run_stages(Runtime& runtime, const QuantRule& rule, xq_layer_group& 
              rule.mark.text(), st.name, group.linears[i].name, rule.algorithm_names());
     }
     if (last) return r;
+    // A transform that rescaled the norm by 1/s changed the input every
+    // linear sees: the next stage gets statistics of x / s.
+    if (!norm_before.empty()) {
+      const float* after = static_cast<const float*>(group.prev_norm.data);
+      std::vector<double> s(norm_before.size(), 1.0);
+      bool changed = false;
+      for (size_t j = 0; j < s.size(); ++j)
+        if (norm_before[j] != 0.0f && after[j] != 0.0f && norm_before[j] != after[j]) {
+          s[j] = static_cast<double>(norm_before[j]) / after[j];
+          changed = true;
+        }
+      if (changed)
+        for (size_t i = 0; i < n; ++i)
+          if (group.linears[i].stats && group.linears[i].stats->cols == static_cast<int64_t>(s.size())) {
+            rescaled.push_back(std::make_unique<RescaledStats>(*group.linears[i].stats, s));
+            group.linears[i].stats = &rescaled.back()->view;
+          }
+    }
   }
   fail(XQ_ERR_INTERNAL, "rule without algorithms");
 }
