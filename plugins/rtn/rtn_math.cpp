@@ -107,12 +107,15 @@ void choose_qparams(const Scheme& s, float lo, float hi, float* scale, int8_t* z
   } else {
     sc = (hi - lo) / static_cast<float>(qmax - qmin);
   }
-  sc = store_round(sc, s.scale_dtype);
-  if (sc == 0.0f || !std::isfinite(sc)) sc = sc == 0.0f ? dtype_eps(s.scale_dtype) : sc;
+  if (sc == 0.0f) sc = dtype_eps(s.scale_dtype);
+  // As compressed-tensors: the zero point from the scale as computed, then
+  // the scale rounded to its storage dtype (the codes use the stored one).
   if (!s.symmetric) {
     float z = round_even(static_cast<float>(qmin) - lo / sc);
     zp = static_cast<int>(std::clamp(z, static_cast<float>(qmin), static_cast<float>(qmax)));
   }
+  sc = store_round(sc, s.scale_dtype);
+  if (sc == 0.0f) sc = dtype_eps(s.scale_dtype);
   *scale = sc;
   if (zero_point) *zero_point = static_cast<int8_t>(zp);
 }

@@ -6,10 +6,12 @@
 //   asymmetric: scale = (max - min) / (2^b - 1), zp = clamp(round(qmin - min/scale))
 //   q = clamp(round(x / scale + zp), qmin, qmax), qmin = -2^(b-1), qmax = 2^(b-1)-1
 //
-// round is half-to-even (torch.round). Each scale is first rounded to the
-// dtype it will be stored in, and the codes are computed with that stored
-// scale, so the checkpoint dequantizes to exactly what we measured. A zero
-// scale becomes that dtype's epsilon (as compressed-tensors does).
+// round is half-to-even (torch.round). The zero point comes from the scale
+// as computed; the scale is then rounded to the dtype it will be stored in
+// and the codes are computed with that stored scale, so the checkpoint
+// dequantizes to exactly what we measured (sdk/quantizer.hpp, used by the
+// calibration algorithms, does the same). A zero scale becomes that dtype's
+// epsilon (as compressed-tensors does).
 //
 // Kept free of the plugin ABI so the tests can call it directly.
 #pragma once
