@@ -56,6 +56,7 @@ int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
              {"samples", "N", "calibration windows (default 128)"},
              {"seq-len", "L", "tokens per calibration window (default 512)"},
              {"seed", "S", "calibration sampling seed (default 0)"},
+             {"tokenizer", "PATH", "calibration: take the vocabulary from this checkpoint (e.g. a GGUF)"},
              {"act-order", "", "gptq: quantize columns in decreasing Hessian-diagonal order"},
              {"damp", "F", "gptq: dampening fraction of the mean Hessian diagonal (default 0.01)"},
              {"alpha", "F", "smoothquant: migration strength (default 0.5)"},
@@ -101,6 +102,7 @@ int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
     y << YAML::Key << "samples" << YAML::Value << args.get_int("samples", 128);
     y << YAML::Key << "seq_len" << YAML::Value << args.get_int("seq-len", 512);
     y << YAML::Key << "seed" << YAML::Value << args.get_int("seed", 0);
+    if (auto t = args.get("tokenizer")) y << YAML::Key << "tokenizer" << YAML::Value << *t;
     y << YAML::EndMap;
   }
   y << YAML::Key << "quantize" << YAML::Value << YAML::BeginSeq << YAML::BeginMap;
