@@ -10,9 +10,9 @@
 #include "model/linear_modules.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/quantize_runner.hpp"
-#include "rtn_math.hpp"
 
 #include <nlohmann/json.hpp>
+#include <xquant/sdk/quantizer.hpp>
 
 #include <gtest/gtest.h>
 
@@ -86,7 +86,7 @@ TEST(Quickstart, RealModelEndToEnd) {
   EXPECT_EQ(channel, 1);
   EXPECT_EQ(cfg["ignore"], nlohmann::json::array({"lm_head"}));
 
-  rtn::Scheme scheme;
+  sdk::quant::Scheme scheme;
   scheme.bits = 4;
   scheme.symmetric = true;
   scheme.granularity = XQ_GRAN_GROUP;
@@ -103,14 +103,14 @@ TEST(Quickstart, RealModelEndToEnd) {
     ASSERT_EQ(q->get().cols, cols);
     // down_proj has 172 input columns: compressed-tensors stores whole groups
     // only, so the runner falls back to per-channel there.
-    rtn::Scheme s = scheme;
+    sdk::quant::Scheme s = scheme;
     if (cols % 32 != 0) s.granularity = XQ_GRAN_CHANNEL;
     EXPECT_EQ(q->get().granularity, s.granularity) << module;
-    const int64_t ng = rtn::groups_per_row(s, cols);
+    const int64_t ng = s.groups(cols);
     ASSERT_EQ(q->get().n_groups, ng);
     std::vector<int8_t> codes(rows * cols);
     std::vector<float> scales(rows * ng);
-    rtn::quantize_rows(s, w.data(), cols, 0, rows, codes.data(), scales.data(), nullptr);
+    sdk::quant::rtn_rows_sums(s, w.data(), cols, 0, rows, codes.data(), scales.data(), nullptr);
     ASSERT_EQ(std::memcmp(codes.data(), q->get().codes, codes.size()), 0) << module;
     for (size_t i = 0; i < scales.size(); ++i) ASSERT_EQ(scales[i], q->get().scales[i]) << module << " scale " << i;
     ++checked;

@@ -1,10 +1,10 @@
-// test_rtn_math.cpp: RTN arithmetic against hand-computed cases: the
+// test_rtn_math.cpp: the RTN arithmetic of sdk/quantizer.hpp (what the rtn
+// plugin and the calibration algorithms quantize with) against hand-computed cases: the
 // compressed-tensors denominators (amax/7.5, (max-min)/15), half-to-even
 // rounding, clamping, zero points, the ragged last group, scales rounded to
 // their storage dtype, zero rows.
-#include "rtn_math.hpp"
-
 #include <xquant/sdk/half.hpp>
+#include <xquant/sdk/quantizer.hpp>
 
 #include <gtest/gtest.h>
 
@@ -12,7 +12,7 @@
 #include <random>
 #include <vector>
 
-using namespace xquant::rtn;
+using namespace xquant::sdk::quant;
 
 namespace {
 Scheme scheme(int bits, bool sym, xq_granularity g, int64_t gs = 0, xq_dtype sd = XQ_DTYPE_F32) {
@@ -30,10 +30,10 @@ TEST(RtnMath, SymmetricInt4GroupWithRaggedLastGroup) {
   // One row of 6 columns, groups of 4: [1, -2, 3, .5] and the ragged [.6, -.3].
   std::vector<float> w = {1.0f, -2.0f, 3.0f, 0.5f, 0.6f, -0.3f};
   auto s = scheme(4, true, XQ_GRAN_GROUP, 4);
-  ASSERT_EQ(groups_per_row(s, 6), 2);
+  ASSERT_EQ(s.groups(6), 2);
   std::vector<int8_t> codes(6);
   std::vector<float> scales(2);
-  ErrorSums e = quantize_rows(s, w.data(), 6, 0, 1, codes.data(), scales.data(), nullptr);
+  ErrorSums e = rtn_rows_sums(s, w.data(), 6, 0, 1, codes.data(), scales.data(), nullptr);
   EXPECT_FLOAT_EQ(scales[0], 3.0f / 7.5f);  // amax / ((2^4 - 1) / 2)
   EXPECT_FLOAT_EQ(scales[1], 0.6f / 7.5f);
   // 1/.4 = 2.5 -> 2 (half to even); -2/.4 = -5; 3/.4 = 7.5 -> 7 (clamped at
@@ -55,7 +55,7 @@ TEST(RtnMath, AsymmetricInt4ExtendsRangeToZero) {
   auto s = scheme(4, false, XQ_GRAN_CHANNEL);
   std::vector<int8_t> codes(4), zp(1);
   std::vector<float> scales(1);
-  quantize_rows(s, w.data(), 4, 0, 1, codes.data(), scales.data(), zp.data());
+  rtn_rows_sums(s, w.data(), 4, 0, 1, codes.data(), scales.data(), zp.data());
   EXPECT_FLOAT_EQ(scales[0], 3.0f / 15.0f);
   EXPECT_EQ(zp[0], -8);
   EXPECT_EQ(codes, (std::vector<int8_t>{-6, -3, 2, 7}));  // round(x/.2 - 8): -5.5 -> -6 (even)
@@ -66,7 +66,7 @@ TEST(RtnMath, AsymmetricInt4ZeroPoint) {
   auto s = scheme(4, false, XQ_GRAN_CHANNEL);
   std::vector<int8_t> codes(4), zp(1);
   std::vector<float> scales(1);
-  quantize_rows(s, w.data(), 4, 0, 1, codes.data(), scales.data(), zp.data());
+  rtn_rows_sums(s, w.data(), 4, 0, 1, codes.data(), scales.data(), zp.data());
   EXPECT_FLOAT_EQ(scales[0], 0.2f);
   EXPECT_EQ(zp[0], -3);  // round(-8 - (-1 / .2))
   EXPECT_EQ(codes, (std::vector<int8_t>{-8, -6, 7, 2}));
@@ -78,7 +78,7 @@ TEST(RtnMath, Int8PerChannelUses127Point5) {
   auto s = scheme(8, true, XQ_GRAN_CHANNEL);
   std::vector<int8_t> codes(8);
   std::vector<float> scales(2);
-  quantize_rows(s, w.data(), 4, 0, 2, codes.data(), scales.data(), nullptr);
+  rtn_rows_sums(s, w.data(), 4, 0, 2, codes.data(), scales.data(), nullptr);
   EXPECT_FLOAT_EQ(scales[0], 2.55f / 127.5f);
   EXPECT_EQ(codes[0], -128);  // the negative extreme reaches qmin exactly
   EXPECT_EQ(codes[1], static_cast<int8_t>(std::nearbyint(1.0f / scales[0])));
@@ -92,7 +92,7 @@ TEST(RtnMath, TensorGranularityHasOneScale) {
   auto s = scheme(2, true, XQ_GRAN_TENSOR);
   std::vector<int8_t> codes(6);
   float scale = 0;
-  quantize_tensor(s, w.data(), 2, 3, codes.data(), &scale, nullptr);
+  rtn_tensor_sums(s, w.data(), 2, 3, codes.data(), &scale, nullptr);
   EXPECT_FLOAT_EQ(scale, 0.7f / 1.5f);  // 2-bit: amax / ((4 - 1) / 2)
   for (int c = 0; c < 6; ++c) {
     EXPECT_GE(codes[c], -2);
@@ -111,7 +111,7 @@ TEST(RtnMath, ScalesAreRoundedToTheirStorageDtype) {
     auto s = scheme(4, false, XQ_GRAN_GROUP, 32, sd);
     std::vector<int8_t> codes(w.size()), zp(rows * 3);
     std::vector<float> scales(rows * 3);
-    quantize_rows(s, w.data(), cols, 0, rows, codes.data(), scales.data(), zp.data());
+    rtn_rows_sums(s, w.data(), cols, 0, rows, codes.data(), scales.data(), zp.data());
     for (float sc : scales) {
       float stored = sd == XQ_DTYPE_BF16 ? xquant::sdk::round_to_bf16(sc) : xquant::sdk::round_to_f16(sc);
       EXPECT_EQ(sc, stored);
@@ -135,11 +135,11 @@ TEST(RtnMath, RandomMatricesStayWithinHalfAStep) {
     std::vector<float> w(rows * cols);
     for (auto& x : w) x = ud(rng);
     auto s = scheme(bits, true, XQ_GRAN_GROUP, 64);
-    const int ng = static_cast<int>(groups_per_row(s, cols));
+    const int ng = static_cast<int>(s.groups(cols));
     ASSERT_EQ(ng, 3);
     std::vector<int8_t> codes(w.size());
     std::vector<float> scales(rows * ng);
-    quantize_rows(s, w.data(), cols, 0, rows, codes.data(), scales.data(), nullptr);
+    rtn_rows_sums(s, w.data(), cols, 0, rows, codes.data(), scales.data(), nullptr);
     for (int r = 0; r < rows; ++r)
       for (int c = 0; c < cols; ++c) {
         float sc = scales[r * ng + c / 64];

@@ -23,6 +23,7 @@
 #include <xquant/xq_algorithm.h>
 
 #include <algorithm>
+#include <mutex>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -131,13 +132,23 @@ inline Params choose(const Scheme& s, float lo, float hi) {
 }
 
 // Parameters of n values (min/max over them).
+// The loops below keep 8 independent lanes so that they vectorise without
+// -ffast-math (a float reduction may not be reordered otherwise).
+constexpr int kLanes = 8;
+
 inline Params choose_span(const Scheme& s, const float* x, int64_t n) {
-  float lo = 0.0f, hi = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    lo = std::min(lo, x[i]);
-    hi = std::max(hi, x[i]);
+  float lo[kLanes] = {}, hi[kLanes] = {};  // the range always includes 0
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      lo[l] = std::min(lo[l], x[i + l]);
+      hi[l] = std::max(hi[l], x[i + l]);
+    }
+  for (; i < n; ++i) {
+    lo[0] = std::min(lo[0], x[i]);
+    hi[0] = std::max(hi[0], x[i]);
   }
-  return choose(s, lo, hi);
+  return choose(s, *std::min_element(lo, lo + kLanes), *std::max_element(hi, hi + kLanes));
 }
 
 // The code of x (as float) under p.
@@ -187,6 +198,60 @@ inline void rtn_rows(const Scheme& s, const float* w, int64_t cols, int64_t r0, 
                     deq ? deq + r * cols + c0 : nullptr);
     }
   }
+}
+
+// Quantizes n values with one p into codes and returns the squared-error
+// sums of x against its dequantization (float lanes per call, one group at
+// most a few thousand values; added to double totals once).
+inline ErrorSums quantize_span_sums(const float* x, int64_t n, const Params& p, int qmin, int qmax, int8_t* codes) {
+  const float fmin = static_cast<float>(qmin), fmax = static_cast<float>(qmax);
+  float d2[kLanes] = {}, r2[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const float v = x[i + l], q = code(v, p, fmin, fmax), d = v - dequant(q, p);
+      codes[i + l] = static_cast<int8_t>(q);
+      d2[l] += d * d;
+      r2[l] += v * v;
+    }
+  for (; i < n; ++i) {
+    const float v = x[i], q = code(v, p, fmin, fmax), d = v - dequant(q, p);
+    codes[i] = static_cast<int8_t>(q);
+    d2[0] += d * d;
+    r2[0] += v * v;
+  }
+  ErrorSums e;
+  for (int l = 0; l < kLanes; ++l) {
+    e.diff2 += d2[l];
+    e.ref2 += r2[l];
+  }
+  return e;
+}
+
+// rtn_rows without a dequantized copy: codes, scales, zero points (NULL
+// when symmetric) and the error sums of the rows.
+inline ErrorSums rtn_rows_sums(const Scheme& s, const float* w, int64_t cols, int64_t r0, int64_t r1, int8_t* codes,
+                               float* scales, int8_t* zero_points) {
+  const int64_t gs = s.group_cols(cols), ng = s.groups(cols);
+  ErrorSums e;
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t g = 0; g < ng; ++g) {
+      const int64_t c0 = g * gs, n = std::min(gs, cols - c0);  // the last group may be ragged
+      const Params p = choose_span(s, w + r * cols + c0, n);
+      scales[r * ng + g] = p.scale;
+      if (zero_points) zero_points[r * ng + g] = static_cast<int8_t>(p.zp);
+      e.add(quantize_span_sums(w + r * cols + c0, n, p, s.qmin(), s.qmax(), codes + r * cols + c0));
+    }
+  return e;
+}
+
+// TENSOR granularity: one scale (and zero point) for the whole matrix.
+inline ErrorSums rtn_tensor_sums(const Scheme& s, const float* w, int64_t rows, int64_t cols, int8_t* codes,
+                                 float* scale, int8_t* zero_point) {
+  const Params p = choose_span(s, w, rows * cols);
+  *scale = p.scale;
+  if (zero_point) *zero_point = static_cast<int8_t>(p.zp);
+  return quantize_span_sums(w, rows * cols, p, s.qmin(), s.qmax(), codes);
 }
 
 // Fake-quantizes w [rows, cols] into out (may alias w) with any granularity,
