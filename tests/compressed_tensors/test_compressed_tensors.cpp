@@ -15,6 +15,8 @@
 #include <xquant/sdk/half.hpp>
 #include <xquant/sdk/safetensors.hpp>
 
+#include "test_files.hpp"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -43,35 +45,10 @@ Runtime& runtime() {
 
 LoadedPlugin& format_plugin() { return runtime().plugins().require(XQ_PLUGIN_FORMAT, "compressed-tensors"); }
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("xq-ct-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& s) const { return path_ / s; }
 
- private:
-  fs::path path_;
-};
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_text(const fs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << s;
-}
+using test::TempDir;
+std::string read_text(const fs::path& p) { return test::read_file(p); }
+void write_text(const fs::path& p, const std::string& s) { test::write_file(p, s); }
 
 std::set<std::string> listing(const fs::path& dir) {
   std::set<std::string> out;

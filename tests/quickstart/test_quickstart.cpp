@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <xquant/sdk/quantizer.hpp>
 
+#include "test_files.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -28,13 +30,7 @@ namespace {
 
 const fs::path kModel = fs::path(XQUANT_SHARED_DIR) / "models" / "stories260K-hf";
 
-struct TempDir {
-  fs::path path;
-  TempDir() : path(fs::temp_directory_path() / ("xquant-qs-" + std::to_string(::getpid()) + "-" + std::to_string(rand()))) {
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using test::TempDir;
 
 RuntimeOptions quiet() {
   RuntimeOptions o;
@@ -48,7 +44,7 @@ TEST(Quickstart, RealModelEndToEnd) {
   Runtime rt(quiet());
   TempDir tmp;
   Pipeline p = parse_pipeline_file(fs::path(XQUANT_SOURCE_DIR) / "examples" / "quickstart.yaml");
-  p.output_path = tmp.path / "out";
+  p.output_path = tmp.path() / "out";
   RunReport report = run_pipeline(rt, p);
 
   // 5 layers x 7 Linears, lm_head absent (tied) so nothing else.
@@ -135,13 +131,13 @@ TEST(Quickstart, FailedRunLeavesNoOutput) {
   TempDir tmp;
   // group_size 0 cannot be expressed in YAML (rejected), so make the writer
   // fail instead: the output path is an existing regular file.
-  fs::path blocker = tmp.path / "not-a-folder";
+  fs::path blocker = tmp.path() / "not-a-folder";
   std::ofstream(blocker) << "x";
   Pipeline p = parse_pipeline_text("model: {path: " + kModel.string() + "}\nquantize: [{algorithm: rtn, weights: {bits: 4}}]\n"
-                                   "output: {path: " + (blocker / "out").string() + "}\n", "p.yaml", tmp.path);
+                                   "output: {path: " + (blocker / "out").string() + "}\n", "p.yaml", tmp.path());
   EXPECT_THROW(run_pipeline(rt, p), Error);
   EXPECT_FALSE(fs::exists(blocker / "out"));
   size_t entries = 0;
-  for ([[maybe_unused]] const auto& e : fs::directory_iterator(tmp.path)) ++entries;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(tmp.path())) ++entries;
   EXPECT_EQ(entries, 1u);  // only the blocker itself
 }

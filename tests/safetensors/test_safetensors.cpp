@@ -12,6 +12,8 @@
 #include <xquant/sdk/half.hpp>
 #include <xquant/sdk/safetensors.hpp>
 
+#include "test_files.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -36,35 +38,10 @@ Runtime& runtime() {
   return *rt;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("xq-st-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& s) const { return path_ / s; }
 
- private:
-  fs::path path_;
-};
-
-std::string bytes_of_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_file(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using test::TempDir;
+using test::write_file;
+std::string bytes_of_file(const fs::path& p) { return test::read_file(p); }
 
 // u64 length + header text (as is, no padding) + data.
 std::string raw_file(const std::string& header, const std::string& data, uint64_t claimed = UINT64_MAX) {
