@@ -212,7 +212,7 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
         model_.layer_forward(static_cast<int>(l), X.data() + offset[s] * H, n,
                              {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}});
       }
-    Progress::report("calibration", static_cast<uint64_t>(l + 1), static_cast<uint64_t>(a.n_layers));
+    Progress::report("calibration", static_cast<uint64_t>(l + 1), static_cast<uint64_t>(a.n_layers), "layers");
   }
 }
 
