@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,9 @@ int main(int argc, char** argv) {
             throw UsageError(fmt::format("--threads expects a non-negative integer, got '{}'", v));
           }
         } else {
+          std::error_code ec;
+          if (!std::filesystem::is_directory(v, ec))
+            throw UsageError(fmt::format("--plugin-path '{}': no such folder", v));
           options.plugin_dirs.emplace_back(v);
         }
       } else {
