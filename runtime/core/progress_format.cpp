@@ -26,8 +26,9 @@ std::string format_rate(double per_second, const std::string& unit) {
     per_second /= 1e3;
     suffix = "k";
   }
-  // Three significant digits whatever the magnitude.
-  int decimals = per_second >= 100 ? 0 : per_second >= 10 ? 1 : per_second >= 1 ? 2 : 3;
+  // Three significant digits whatever the magnitude (at most 4 decimals).
+  int magnitude = per_second > 0 ? static_cast<int>(std::floor(std::log10(per_second))) : 0;
+  int decimals = std::clamp(2 - magnitude, 0, 4);
   return fmt::format("{:.{}f}{}{}", per_second, decimals, suffix, per);
 }
 

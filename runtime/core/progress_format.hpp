@@ -19,7 +19,8 @@ struct ProgressState {
 
 // "7s", "3m05s", "2h04m"; "--" for a negative or non-finite value.
 std::string format_duration(double seconds);
-// Items per second with 3 significant digits: "12.3 layers/s", "0.250 tensors/s", "1.20k tokens/s".
+// Items per second with 3 significant digits: "12.3 layers/s", "0.250 tensors/s", "1.20k tokens/s"
+// (at most 4 decimals).
 std::string format_rate(double per_second, const std::string& unit);
 // The rate since the first report; < 0 while it cannot be measured yet.
 double progress_rate(const ProgressState& s);
