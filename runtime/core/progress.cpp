@@ -17,6 +17,7 @@ namespace xquant {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr double kKeepFinishedLine = 1.0;  // seconds
 
 // Each task keeps its own clock: the runners nest tasks (a plugin's "gptq"
 // blocks inside the host's "calibration" layers), and switching between them
@@ -52,7 +53,9 @@ void draw_on_terminal(Tracker& t, const ProgressState& s, bool finished, Clock::
   if (!finished && now - t.last_draw < std::chrono::milliseconds(100)) return;
   t.last_draw = now;
   std::fprintf(stderr, "\r\033[K%s", render_progress_bar_line(s).c_str());
-  if (finished) std::fputc('\n', stderr);
+  // A finished step keeps its line when it took long enough to matter; a
+  // short one (a plugin's per-Linear step) is erased so the screen stays calm.
+  if (finished) std::fputs(s.elapsed >= kKeepFinishedLine ? "\n" : "\r\033[K", stderr);
   std::fflush(stderr);
 }
 

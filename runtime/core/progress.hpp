@@ -1,7 +1,8 @@
 // progress.hpp: progress of long steps on stderr.
 //
 // On a terminal: one line with a bar, the rate and the ETA, redrawn in place
-// at most ~10 times a second. Otherwise (CI logs): a plain line every 10% so
+// at most ~10 times a second; a finished step's line stays when it took a
+// second or more, shorter ones are erased. Otherwise (CI logs): a plain line every 10% so
 // logs stay short. Silent below info level (-q). The wording is
 // progress_format.hpp's.
 //
