@@ -82,3 +82,33 @@ TEST(CliQuantize, CalibrationDefaultsAreThePipelinesNotRepeated) {
 }
 
 }  // namespace
+
+namespace {
+
+const std::string kVocab = std::string(XQUANT_SHARED_DIR) + "/models/stories260K/stories260K.gguf";
+
+std::vector<std::string> gptq_on(const fs::path& text, const fs::path& out) {
+  return {XQUANT_CLI, "quantize", "--model", kModel, "--tokenizer", kVocab, "--out", out.string(),
+          "--algorithm", "gptq", "--group-size", "32", "--calibration", text.string(), "--samples", "8", "--seq-len", "128"};
+}
+
+TEST(CliCalibration, ATwoByteTextIsRefusedBeforeAnythingIsWritten) {
+  TempDir dir("xquant-cli-cal");
+  xquant::test::write_file(dir / "two.txt", "hi");
+  auto r = run_process(gptq_on(dir / "two.txt", dir / "out"));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("calibration: the text gives 3 tokens, fewer than the 16"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+TEST(CliCalibration, ARepeatedPassageIsWarnedAbout) {
+  TempDir dir("xquant-cli-cal");
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "The cat sat on the mat. ";
+  xquant::test::write_file(dir / "repeated.txt", text);
+  auto r = run_process(gptq_on(dir / "repeated.txt", dir / "out"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("calibration: 8 of 8 windows are repeats"), std::string::npos) << r.err;
+}
+
+}  // namespace
