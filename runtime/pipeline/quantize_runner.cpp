@@ -145,7 +145,7 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
   size_t weight_capacity = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorEntry& t = tensors[i];
-    Progress::report("quantize", i, tensors.size());
+    Progress::report("quantize", i, tensors.size(), "tensors");
     report.input_bytes += t.nbytes;
     if (t.name == "rope_freqs.weight") continue;  // GGUF-only; HF derives it from rope_scaling
     std::string module = linear_module_of(t);
@@ -212,7 +212,7 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
     logger().debug("{}: {} {} rel. error {:.5f}", module, rule.algorithm_names(), report.layers.back().scheme,
                    result.rel_error[0]);
   }
-  Progress::report("quantize", tensors.size(), tensors.size());
+  Progress::report("quantize", tensors.size(), tensors.size(), "tensors");
   writer.finish();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;
