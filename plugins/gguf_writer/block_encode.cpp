@@ -313,6 +313,25 @@ void q6_k_block(const float* x, uint8_t* b) {
     }
 }
 
+// For d*q + m = s*(c - z) with q = c + k, any k that keeps every q of the
+// block in 0..top works, with m = -s*(z + k). Prefer a k whose m is an f16
+// exactly (then the block is lossless); else the grid's middle, `fallback`.
+int exact_min_shift(const int8_t* c, float s, int z, int top, int fallback) {
+  int cmin = c[0], cmax = c[0];
+  for (int j = 1; j < kQK; ++j) {
+    cmin = std::min<int>(cmin, c[j]);
+    cmax = std::max<int>(cmax, c[j]);
+  }
+  auto exact = [&](int k) {
+    const float m = -s * static_cast<float>(z + k);  // exact in f32: an f16 times a 6-bit integer
+    return f16_to_f32(f32_to_f16(m)) == m;
+  };
+  if (fallback + cmin >= 0 && fallback + cmax <= top && exact(fallback)) return fallback;
+  for (int k = -cmin; k + cmax <= top; ++k)
+    if (exact(k)) return k;
+  return fallback;
+}
+
 }  // namespace
 
 bool can_encode(uint32_t type) {
@@ -345,10 +364,14 @@ void encode_codes(uint32_t type, const int8_t* codes, const float* scales, const
     uint8_t* b = out + g * ti->type_size;
     const int8_t* c = codes + g * kQK;
     const float s = scales[g];
+    int shift = off;
+    if (type == kQ4_1 || type == kQ5_1) {
+      shift = exact_min_shift(c, s, zeros[g], type == kQ4_1 ? 15 : 31, off);
+      put_f16(b + 2, -s * static_cast<float>(zeros[g] + shift));
+    }
     int q[kQK];
-    for (int j = 0; j < kQK; ++j) q[j] = c[j] + off;
+    for (int j = 0; j < kQK; ++j) q[j] = c[j] + shift;
     put_f16(b, s);
-    if (type == kQ4_1 || type == kQ5_1) put_f16(b + 2, -s * static_cast<float>(zeros[g] + off));
     switch (type) {
       case kQ8_0: for (int j = 0; j < kQK; ++j) b[2 + j] = static_cast<uint8_t>(c[j]); break;
       case kQ4_0: pack_q4(q, b + 2); break;
