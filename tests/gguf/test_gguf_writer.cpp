@@ -325,6 +325,41 @@ TEST(GgufWriter, Q4_KRequantizesWithinItsErrorAndFallsBackForShortRows) {
   EXPECT_GT(c.worst_rel, 0.0);
 }
 
+TEST(GgufWriter, AnHfBpeTokenizerBecomesGgufVocabulary) {
+  test::TempDir dir("xquant-gguf-writer");
+  // The HF copy plus a small byte-level BPE tokenizer.json (Llama 3 split).
+  const fs::path model = dir / "model";
+  fs::create_directories(model);
+  for (const char* f : {"config.json", "model.safetensors"}) fs::create_symlink(kHf / f, model / f);
+  const std::string tokenizer = R"({
+    "added_tokens": [{"id": 5, "content": "<|end|>", "special": true},
+                     {"id": 6, "content": "<tool>", "special": false}],
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+      {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}"},
+       "behavior": "Isolated", "invert": false},
+      {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]},
+    "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|end|>", "type_id": 0}},
+                                                               {"Sequence": {"id": "A", "type_id": 0}}]},
+    "model": {"type": "BPE", "vocab": {"h": 0, "i": 1, "hi": 2, "\u0120": 3, "\u0120hi": 4},
+              "merges": [["h", "i"], "\u0120 hi"]}})";
+  test::write_file(model / "tokenizer.json", tokenizer);
+  ASSERT_EQ(quantize(model, kInt8Sym, "gguf", dir / "out.gguf"), "");
+  gg::File f((dir / "out.gguf").string());
+  EXPECT_EQ(f.find("tokenizer.ggml.model")->s, "gpt2");
+  EXPECT_EQ(f.find("tokenizer.ggml.pre")->s, "llama-bpe");
+  EXPECT_EQ(f.find("tokenizer.ggml.tokens")->strings,
+            (std::vector<std::string>{"h", "i", "hi", "\xC4\xA0", "\xC4\xA0hi", "<|end|>", "<tool>"}));
+  EXPECT_EQ(f.find("tokenizer.ggml.token_type")->ints, (std::vector<int64_t>{1, 1, 1, 1, 1, 3, 4}));
+  EXPECT_EQ(f.find("tokenizer.ggml.merges")->strings, (std::vector<std::string>{"h i", "\xC4\xA0 hi"}));
+  EXPECT_EQ(f.find("tokenizer.ggml.add_bos_token")->i, 1);
+  EXPECT_EQ(f.find("tokenizer.ggml.bos_token_id")->i, 1);  // config.json's
+  // A unigram (SentencePiece) tokenizer.json is refused by name.
+  test::write_file(model / "tokenizer.json", R"({"model": {"type": "Unigram", "vocab": [["a", 0.0]]}})");
+  const std::string e = quantize(model, kInt8Sym, "gguf", dir / "out2.gguf");
+  EXPECT_NE(e.find("only BPE"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(dir / "out2.gguf"));
+}
+
 TEST(GgufWriter, BadRequestsFailClearlyAndLeaveNoFile) {
   test::TempDir dir("xquant-gguf-writer");
   std::string e = quantize(kGguf, kInt4Asym, "gguf", dir / "x.gguf", "{type: Q4_0, exact: true}");
