@@ -299,6 +299,18 @@ TEST(GgufWriter, Q4_0FromInt4SymG32IsLosslessAndReadsBackAsTheSameCodes) {
   expect_same_generation(dir / "q4.gguf", dir / "ct");
 }
 
+TEST(GgufWriter, GroupsOfSeveralBlocksAreExactQ4_0Too) {
+  // One scale per 64 columns is one scale repeated over two 32-blocks.
+  test::TempDir dir("xquant-gguf-writer");
+  const char* g64 = "{bits: 4, symmetric: true, group_size: 64, scale_dtype: float16}";
+  ASSERT_EQ(quantize(kGguf, g64, "gguf", dir / "q4.gguf", "{type: Q4_0, exact: true}"), "");
+  ASSERT_EQ(quantize(kGguf, g64, "compressed-tensors", dir / "ct"), "");
+  EXPECT_EQ(tensor_type(dir / "q4.gguf", "blk.0.attn_output.weight"), gg::kQ4_0);
+  const Compared c = compare_with_ct(dir / "q4.gguf", dir / "ct");
+  EXPECT_EQ(c.modules, 35);
+  EXPECT_EQ(c.exact, c.modules);
+}
+
 TEST(GgufWriter, Q4_1FromInt4AsymG32KeepsTheCodes) {
   test::TempDir dir("xquant-gguf-writer");
   ASSERT_EQ(quantize(kGguf, kInt4Asym, "gguf", dir / "q41.gguf", "{type: Q4_1}"), "");

@@ -170,6 +170,8 @@ def main():
          {r"ffn_gate": "Q5_1"}, stories_gguf),
         ("q4_k", wide, "{bits: 8, symmetric: true, strategy: channel}", "{type: Q4_K, " + tok + "}",
          {r"blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight": "Q4_K", r"^output\.": "F32"}, wide_hp),
+        ("q4_0-g128", wide, "{bits: 4, symmetric: true, group_size: 128, scale_dtype: float16}",
+         "{type: Q4_0, exact: true, " + tok + "}", {r"ffn_down": "Q4_0"}, wide_hp),
         ("q5_k", wide, "{bits: 8, symmetric: true, strategy: channel}", "{type: Q5_K, " + tok + "}",
          {r"ffn_down": "Q5_K"}, wide_hp),
         ("q6_k", wide, "{bits: 8, symmetric: true, strategy: channel}", "{type: Q6_K, " + tok + "}",
