@@ -86,6 +86,28 @@ std::vector<float> to_f32(const xq_tensor_view& t, uint64_t n) {
   return out;
 }
 
+// The canonical tensor's own consistency: counts and indices that the
+// conversion below relies on (a plugin bug upstream must not become an
+// out-of-bounds read here).
+void validate(const char* module, const xq_quant_tensor& q) {
+  auto bad = [&](const std::string& why) {
+    throw Error(XQ_ERR_INVALID_ARGUMENT, format("gguf writer: quantized tensor '%s': %s", module, why.c_str()));
+  };
+  if (!q.codes || !q.scales || q.rows <= 0 || q.cols <= 0) bad("no codes or scales, or an empty shape");
+  if (q.bits < 2 || q.bits > 8) bad(format("%u bits (2..8 expected)", q.bits));
+  if (!q.symmetric && !q.zero_points) bad("asymmetric without zero points");
+  if (q.granularity == XQ_GRAN_GROUP) {
+    if (q.group_size <= 0 || q.n_groups != (q.cols + q.group_size - 1) / q.group_size)
+      bad(format("group_size %lld and n_groups %lld do not fit %lld columns", static_cast<long long>(q.group_size),
+                 static_cast<long long>(q.n_groups), static_cast<long long>(q.cols)));
+    if (q.g_idx)
+      for (int64_t c = 0; c < q.cols; ++c)
+        if (q.g_idx[c] < 0 || q.g_idx[c] >= q.n_groups) bad(format("g_idx[%lld] = %d is no group", static_cast<long long>(c), q.g_idx[c]));
+  } else if (q.granularity != XQ_GRAN_CHANNEL && q.granularity != XQ_GRAN_TENSOR) {
+    bad("granularity has no GGUF form (tensor, channel or group expected)");
+  }
+}
+
 const char* scheme_text(const xq_quant_tensor& q, std::string* buf) {
   *buf = format("int%u %s %s", q.bits, q.symmetric ? "sym" : "asym",
                 q.granularity == XQ_GRAN_GROUP ? format("g%lld", static_cast<long long>(q.group_size)).c_str()
@@ -180,8 +202,6 @@ Writer::Target Writer::plan(const xq_quant_tensor& q, uint32_t wanted) const {
   else if (q.granularity == XQ_GRAN_GROUP && q.group_size % 32 != 0)
     t.why_not = format("%s blocks are 32 columns with one scale, and group %lld does not split into them", name,
                        static_cast<long long>(q.group_size));
-  else if (q.granularity == XQ_GRAN_BLOCK)
-    t.why_not = "2-D block granularity has no GGUF form";
   t.from_codes = t.why_not.empty();
   return t;
 }
@@ -237,6 +257,7 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
   const auto g = gguf_tensor_name(hf);
   if (!g)
     throw Error(XQ_ERR_UNSUPPORTED, format("gguf writer: Linear '%s' has no GGUF name that llama.cpp reads", module));
+  validate(module, q);
   if (q.act_scheme != XQ_ACT_NONE)
     host.warn(format("gguf: %s: GGUF has no activation quantization; only the weights are written", g->name.c_str()));
   const Target t = plan(q, wanted_type_);

@@ -16,7 +16,10 @@
 #include "gguf_types.hpp"
 #include "test_files.hpp"
 
+#include "core/error.hpp"
+#include "core/kv.hpp"
 #include "core/runtime.hpp"
+#include "plugins/call.hpp"
 #include "engine/evaluate.hpp"
 #include "engine/model.hpp"
 #include "model/checkpoint.hpp"
@@ -388,6 +391,77 @@ TEST(GgufWriter, BadRequestsFailClearlyAndLeaveNoFile) {
   EXPECT_NE(e.find("tokenizer"), std::string::npos) << e;
   // Nothing written, no temporaries left.
   EXPECT_TRUE(fs::is_empty(dir.path()));
+}
+
+// ---- the plugin called directly ---------------------------------------------------
+
+// A writer opened on the `gguf` format plugin with stories260K's config.
+class DirectWriter {
+ public:
+  explicit DirectWriter(const fs::path& out) : out_(out.string()), source_(kGguf.string()) {
+    cp_ = Checkpoint::open(rt(), kGguf);
+    xq_writer_options o{};
+    o.struct_size = sizeof(o);
+    o.out_dir = out_.c_str();
+    o.source_path = source_.c_str();
+    o.model_config = &cp_->config();
+    o.params = &params_;
+    const char* none[] = {nullptr};
+    o.ignored_modules = none;
+    check_plugin_call(plugin().format().writer_open(plugin().state, &o, &w_), "writer_open");
+  }
+  ~DirectWriter() { plugin().format().writer_abort(w_); }
+  // "" or the error message.
+  std::string add(const char* module, const xq_quant_tensor& q) {
+    try {
+      check_plugin_call(plugin().format().writer_add_quantized(w_, module, &q), "add_quantized");
+      return "";
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  }
+
+ private:
+  static LoadedPlugin& plugin() { return rt().plugins().require(XQ_PLUGIN_FORMAT, "gguf"); }
+  std::string out_, source_;
+  std::unique_ptr<Checkpoint> cp_;
+  Kv params_;
+  void* w_ = nullptr;
+};
+
+TEST(GgufWriterPlugin, InconsistentCanonicalTensorsAreRefusedNotRead) {
+  test::TempDir dir("xquant-gguf-writer");
+  std::vector<int8_t> codes(64 * 64, 1);
+  std::vector<float> scales(64 * 2, 0.01f);
+  std::vector<int32_t> g_idx(64, 0);
+  g_idx[9] = 7;  // only groups 0 and 1 exist
+  xq_quant_tensor q{};
+  q.struct_size = sizeof(q);
+  q.bits = 4;
+  q.symmetric = 1;
+  q.granularity = XQ_GRAN_GROUP;
+  q.rows = 64;
+  q.cols = 64;
+  q.group_size = 32;
+  q.n_groups = 2;
+  q.codes = codes.data();
+  q.scales = scales.data();
+  q.scale_dtype = XQ_DTYPE_F32;
+  {
+    DirectWriter w(dir / "x.gguf");
+    EXPECT_EQ(w.add("model.layers.0.self_attn.o_proj", q), "");  // the consistent tensor goes in
+    q.g_idx = g_idx.data();
+    std::string e = w.add("model.layers.0.mlp.up_proj", q);
+    EXPECT_NE(e.find("g_idx[9] = 7"), std::string::npos) << e;
+    q.g_idx = nullptr;
+    q.group_size = 0;
+    e = w.add("model.layers.0.mlp.up_proj", q);
+    EXPECT_NE(e.find("group_size 0"), std::string::npos) << e;
+    q.group_size = 32;
+    e = w.add("model.layers.0.mlp.router", q);
+    EXPECT_NE(e.find("no GGUF name"), std::string::npos) << e;
+  }
+  EXPECT_TRUE(fs::is_empty(dir.path()));  // aborted: no file, no temporaries
 }
 
 }  // namespace
