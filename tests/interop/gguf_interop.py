@@ -57,26 +57,33 @@ def write_safetensors(path, tensors):
     Path(path).write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-def make_wide_llama(folder):
-    """A 2-layer random Llama whose Linear rows are 256 or 512 wide (whole K-quant super-blocks)."""
+def make_wide_model(folder, arch="llama"):
+    """A 2-layer random decoder whose Linear rows are 256 or 512 wide (whole K-quant super-blocks).
+    qwen2 adds q/k/v biases; qwen3 adds q/k norms and a head_dim (128) that is not hidden/heads."""
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 256,
-           "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+    h, f, heads, kv_heads = 256, 512, 4, 2
+    hd = 128 if arch == "qwen3" else h // heads
+    cfg = {"architectures": ["x"], "model_type": arch, "hidden_size": h, "intermediate_size": f,
+           "num_hidden_layers": 2, "num_attention_heads": heads, "num_key_value_heads": kv_heads, "head_dim": hd,
            "vocab_size": 512, "max_position_embeddings": 512, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
            "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32"}
     (folder / "config.json").write_text(json.dumps(cfg))
     rng = np.random.default_rng(13)
-    h, f, kv = 256, 512, 2 * 64
     t = {"model.embed_tokens.weight": rng.normal(0, 0.02, (512, h)), "model.norm.weight": np.ones(h),
          "lm_head.weight": rng.normal(0, 0.02, (512, h))}
     for i in range(2):
         p = f"model.layers.{i}."
         t[p + "input_layernorm.weight"] = 1 + rng.normal(0, 0.1, h)
         t[p + "post_attention_layernorm.weight"] = 1 + rng.normal(0, 0.1, h)
-        for name, shape in (("self_attn.q_proj", (h, h)), ("self_attn.k_proj", (kv, h)), ("self_attn.v_proj", (kv, h)),
-                            ("self_attn.o_proj", (h, h)), ("mlp.gate_proj", (f, h)), ("mlp.up_proj", (f, h)),
-                            ("mlp.down_proj", (h, f))):
+        for name, shape in (("self_attn.q_proj", (heads * hd, h)), ("self_attn.k_proj", (kv_heads * hd, h)),
+                            ("self_attn.v_proj", (kv_heads * hd, h)), ("self_attn.o_proj", (h, heads * hd)),
+                            ("mlp.gate_proj", (f, h)), ("mlp.up_proj", (f, h)), ("mlp.down_proj", (h, f))):
             t[p + name + ".weight"] = rng.normal(0, 0.02, shape)
+            if arch == "qwen2" and name[-6:] in ("q_proj", "k_proj", "v_proj"):
+                t[p + name + ".bias"] = rng.normal(0, 0.02, shape[0])
+        if arch == "qwen3":
+            t[p + "self_attn.q_norm.weight"] = 1 + rng.normal(0, 0.1, hd)
+            t[p + "self_attn.k_norm.weight"] = 1 + rng.normal(0, 0.1, hd)
     write_safetensors(folder / "model.safetensors", t)
 
 
@@ -99,10 +106,13 @@ def field(reader, key):
 
 def check_file(name, path, dump_tool, expect_types, tokens, hparams):
     reader = GGUFReader(str(path))
-    check(field(reader, "general.architecture") == "llama", f"{name}: general.architecture")
+    arch = hparams.get("arch", "llama")
+    check(field(reader, "general.architecture") == arch, f"{name}: general.architecture")
     for k, v in hparams.items():
-        got = field(reader, "llama." + k)
-        check(got is not None and abs(float(got) - float(v)) <= 1e-6 * abs(float(v)), f"{name}: llama.{k} = {got}, want {v}")
+        if k == "arch":
+            continue
+        got = field(reader, f"{arch}.{k}")
+        check(got is not None and abs(float(got) - float(v)) <= 1e-6 * abs(float(v)), f"{name}: {arch}.{k} = {got}, want {v}")
     check(field(reader, "tokenizer.ggml.tokens") == tokens, f"{name}: tokenizer.ggml.tokens differ from the source's")
     ours_path = path.with_suffix(".ours.safetensors")
     subprocess.run([dump_tool, str(path), str(ours_path)], check=True)
@@ -140,7 +150,10 @@ def main():
     gguf_src = Path(a.shared) / "models/stories260K/stories260K.gguf"
     hf_src = Path(a.shared) / "models/stories260K-hf"
     wide = work / "wide-llama"
-    make_wide_llama(wide)
+    make_wide_model(wide)
+    qwen2, qwen3 = work / "wide-qwen2", work / "wide-qwen3"
+    make_wide_model(qwen2, "qwen2")
+    make_wide_model(qwen3, "qwen3")
     tokens = field(GGUFReader(str(gguf_src)), "tokenizer.ggml.tokens")
     stories = {"embedding_length": 64, "block_count": 5, "feed_forward_length": 172, "attention.head_count": 8,
                "attention.head_count_kv": 4, "attention.layer_norm_rms_epsilon": 1e-5}
@@ -149,6 +162,8 @@ def main():
     stories_hf = dict(stories, context_length=512)
     wide_hp = {"embedding_length": 256, "block_count": 2, "feed_forward_length": 512, "attention.head_count": 4,
                "attention.head_count_kv": 2, "attention.layer_norm_rms_epsilon": 1e-5}
+    qwen2_hp = dict(wide_hp, arch="qwen2")
+    qwen3_hp = dict(wide_hp, arch="qwen3", **{"attention.key_length": 128, "attention.value_length": 128})
     tok = f"tokenizer: {gguf_src}"
     cases = [
         # name, source, weights, params, {tensor-name regex: type}, hparams
@@ -174,6 +189,10 @@ def main():
          "{type: Q4_0, exact: true, " + tok + "}", {r"ffn_down": "Q4_0"}, wide_hp),
         ("q5_k", wide, "{bits: 8, symmetric: true, strategy: channel}", "{type: Q5_K, " + tok + "}",
          {r"ffn_down": "Q5_K"}, wide_hp),
+        ("qwen2-q4_0", qwen2, "{bits: 4, symmetric: true, group_size: 32, scale_dtype: float16}",
+         "{exact: true, " + tok + "}", {r"attn_q\.weight": "Q4_0", r"attn_q\.bias": "F32"}, qwen2_hp),
+        ("qwen3-q8_0", qwen3, "{bits: 8, symmetric: true, group_size: 32, scale_dtype: float16}",
+         "{exact: true, " + tok + "}", {r"attn_output": "Q8_0", r"attn_q_norm": "F32"}, qwen3_hp),
         ("q6_k", wide, "{bits: 8, symmetric: true, strategy: channel}", "{type: Q6_K, " + tok + "}",
          {r"attn_output": "Q6_K"}, wide_hp),
     ]
