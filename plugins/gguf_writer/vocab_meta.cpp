@@ -58,7 +58,8 @@ std::string pre_tokenizer_name(const nlohmann::json& pre, const std::string& whe
 
 }  // namespace
 
-void write_hf_tokenizer(Emitter& out, const std::string& text, const std::string& where, int64_t bos, int64_t eos) {
+void write_hf_tokenizer(Emitter& out, const std::string& text, const std::string& where, int64_t bos, int64_t eos,
+                        const std::string& tokenizer_config_json) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
@@ -120,7 +121,21 @@ void write_hf_tokenizer(Emitter& out, const std::string& text, const std::string
         !pp["single"].empty() && pp["single"][0].contains("SpecialToken"))
       add_bos = true;
   }
+  nlohmann::json tc;
+  if (!tokenizer_config_json.empty()) {
+    try {
+      tc = nlohmann::json::parse(tokenizer_config_json);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(XQ_ERR_MALFORMED, where + ": the tokenizer_config.json beside it is not valid JSON: " + e.what());
+    }
+  }
+  if (tc.is_object() && tc.contains("add_bos_token") && tc["add_bos_token"].is_boolean())
+    add_bos = tc["add_bos_token"].get<bool>();
   out.set("tokenizer.ggml.add_bos_token", bool_value(add_bos));
+  if (tc.is_object() && tc.contains("add_eos_token") && tc["add_eos_token"].is_boolean())
+    out.set("tokenizer.ggml.add_eos_token", bool_value(tc["add_eos_token"].get<bool>()));
+  if (tc.is_object() && tc.contains("chat_template") && tc["chat_template"].is_string())
+    out.set("tokenizer.chat_template", str_value(tc["chat_template"].get<std::string>()));
 }
 
 }  // namespace xquant::gguf

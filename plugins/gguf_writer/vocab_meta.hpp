@@ -21,7 +21,10 @@ bool copy_gguf_tokenizer(Emitter& out, const std::string& path);
 
 // Writes the vocabulary of `tokenizer_json` (text of a tokenizer.json);
 // `where` names its origin in errors. bos/eos: -1 when unknown.
+// `tokenizer_config_json` (text of tokenizer_config.json, may be empty)
+// supplies the chat template and add_bos_token / add_eos_token, as
+// convert_hf_to_gguf.py's SpecialVocab reads them.
 void write_hf_tokenizer(Emitter& out, const std::string& tokenizer_json, const std::string& where, int64_t bos,
-                        int64_t eos);
+                        int64_t eos, const std::string& tokenizer_config_json = "");
 
 }  // namespace xquant::gguf

@@ -42,6 +42,13 @@ std::string read_text(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// The text of the tokenizer_config.json beside a tokenizer.json, "" if none.
+std::string tokenizer_config_beside(const std::filesystem::path& tokenizer_json) {
+  const std::filesystem::path p = tokenizer_json.parent_path() / "tokenizer_config.json";
+  std::error_code ec;
+  return std::filesystem::is_regular_file(p, ec) ? read_text(p) : std::string();
+}
+
 // Canonical dequantization, w = (code - zero) * scale, one row.
 void dequantize_canonical(const xq_quant_tensor& q, int64_t r, float* out) {
   for (int64_t c = 0; c < q.cols; ++c) {
@@ -151,7 +158,7 @@ void Writer::write_tokenizer(const xq_writer_options& o, const sdk::KvReader& co
       return;
     }
     const std::filesystem::path json = std::filesystem::is_directory(p) ? p / "tokenizer.json" : p;
-    write_hf_tokenizer(*out_, read_text(json), json.string(), bos, eos);
+    write_hf_tokenizer(*out_, read_text(json), json.string(), bos, eos, tokenizer_config_beside(json));
   };
   if (params.has("tokenizer")) return from_path(params.get_string("tokenizer"));
   const std::string source = o.source_path ? o.source_path : "";
@@ -160,7 +167,7 @@ void Writer::write_tokenizer(const xq_writer_options& o, const sdk::KvReader& co
     return;
   if (config.has("tokenizer.huggingface_json"))
     return write_hf_tokenizer(*out_, config.get_string("tokenizer.huggingface_json"), source + " (tokenizer.json)",
-                              bos, eos);
+                              bos, eos, tokenizer_config_beside(std::filesystem::path(source) / "tokenizer.json"));
   throw Error(XQ_ERR_INVALID_ARGUMENT,
               "gguf writer: '" + source + "' carries no tokenizer, and llama.cpp cannot run a GGUF without one; "
               "set output.params.tokenizer to a .gguf file, a tokenizer.json or a folder holding one");

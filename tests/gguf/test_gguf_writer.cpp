@@ -368,6 +368,15 @@ TEST(GgufWriter, AnHfBpeTokenizerBecomesGgufVocabulary) {
   EXPECT_EQ(f.find("tokenizer.ggml.merges")->strings, (std::vector<std::string>{"h i", "\xC4\xA0 hi"}));
   EXPECT_EQ(f.find("tokenizer.ggml.add_bos_token")->i, 1);
   EXPECT_EQ(f.find("tokenizer.ggml.bos_token_id")->i, 1);  // config.json's
+  EXPECT_FALSE(f.find("tokenizer.chat_template"));
+  // tokenizer_config.json beside it: the chat template, and its add_bos_token wins.
+  test::write_file(model / "tokenizer_config.json",
+                   R"({"add_bos_token": false, "add_eos_token": true, "chat_template": "{{ messages }}"})");
+  ASSERT_EQ(quantize(model, kInt8Sym, "gguf", dir / "out.gguf"), "");
+  gg::File g((dir / "out.gguf").string());
+  EXPECT_EQ(g.find("tokenizer.ggml.add_bos_token")->i, 0);
+  EXPECT_EQ(g.find("tokenizer.ggml.add_eos_token")->i, 1);
+  EXPECT_EQ(g.find("tokenizer.chat_template")->s, "{{ messages }}");
   // A unigram (SentencePiece) tokenizer.json is refused by name.
   test::write_file(model / "tokenizer.json", R"({"model": {"type": "Unigram", "vocab": [["a", 0.0]]}})");
   const std::string e = quantize(model, kInt8Sym, "gguf", dir / "out2.gguf");
