@@ -129,9 +129,9 @@ TEST(GgufBlockEncode, Q4_1PicksACodeOffsetWhoseMinIsAnF16) {
 
 // Runs an RTN pipeline on `source`; returns "" or the error text.
 std::string quantize(const fs::path& source, const std::string& weights, const std::string& format,
-                     const fs::path& out, const std::string& params = "") {
-  std::string yaml = "model:\n  path: " + source.string() +
-                     "\nquantize:\n  - targets: [Linear]\n    algorithm: rtn\n    weights: " + weights +
+                     const fs::path& out, const std::string& params = "", const std::string& targets = "[Linear]") {
+  std::string yaml = "model:\n  path: " + source.string() + "\nquantize:\n  - targets: " + targets +
+                     "\n    algorithm: rtn\n    weights: " + weights +
                      "\nignore: [lm_head]\noutput:\n  format: " + format + "\n  path: " + out.string() + "\n";
   if (!params.empty()) yaml += "  params: " + params + "\n";
   xq_runtime* r = nullptr;
@@ -279,6 +279,27 @@ TEST(GgufWriter, Q8_0FromInt8SymG32IsLosslessFromTheHfCopy) {
   // The HF copy's weights went through the llama Q/K permutation: the engine
   // reading the GGUF (which undoes it) must match the checkpoint.
   expect_same_generation(dir / "q8.gguf", dir / "ct");
+}
+
+TEST(GgufWriter, DenseTensorsFromTheHfCopyAreTheBytesLlamaCppsConverterWrote) {
+  // stories260K.gguf came from llama.cpp's converter and the HF copy from it:
+  // writing the HF copy back must give the same bytes, q/k rows included.
+  test::TempDir dir("xquant-gguf-writer");
+  ASSERT_EQ(quantize(kHf, "{bits: 8, symmetric: true, strategy: channel}", "gguf", dir / "hf.gguf",
+                     "{tokenizer: " + kGguf.string() + "}", "[\"re:.*down_proj\"]"),
+            "");
+  gg::File out((dir / "hf.gguf").string()), src(kGguf.string());
+  int compared = 0;
+  for (const auto& u : out.tensors()) {
+    if (u.name.find("ffn_down") != std::string::npos) continue;  // quantized
+    for (const auto& t : src.tensors())
+      if (t.name == u.name) {
+        ASSERT_EQ(u.nbytes, t.nbytes) << t.name;
+        EXPECT_EQ(std::memcmp(out.tensor_data(u), src.tensor_data(t), t.nbytes), 0) << t.name;
+        ++compared;
+      }
+  }
+  EXPECT_EQ(compared, 2 + 5 * 8);  // token_embd, output_norm; per layer q, k, v, o, gate, up and two norms
 }
 
 TEST(GgufWriter, Q4_0FromInt4SymG32IsLosslessAndReadsBackAsTheSameCodes) {
