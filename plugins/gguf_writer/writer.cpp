@@ -62,6 +62,58 @@ void dequantize_canonical(const xq_quant_tensor& q, int64_t r, float* out) {
   }
 }
 
+// One row of codes as blocks of `type`: one scale (and zero) per 32 columns.
+void encode_row_codes(const xq_quant_tensor& q, uint32_t type, int64_t r, uint8_t* out) {
+  const int64_t nb = q.cols / 32;
+  std::vector<float> sc(static_cast<size_t>(nb));
+  std::vector<int8_t> zp(static_cast<size_t>(nb));
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t k = q.granularity == XQ_GRAN_TENSOR    ? 0
+                      : q.granularity == XQ_GRAN_CHANNEL ? r
+                                                         : r * q.n_groups + b * 32 / q.group_size;
+    sc[b] = q.scales[k];
+    zp[b] = q.zero_points ? q.zero_points[k] : 0;
+  }
+  encode_codes(type, q.codes + r * q.cols, sc.data(), zp.data(), q.cols, out);
+}
+
+struct Agreement {
+  bool exact = true;  // every decoded value equals ours
+  double rel = 0;     // ||decoded - ours|| / ||ours||
+};
+
+// Decodes `bytes` (rows of `type`) with the loader's decoders and compares
+// them with `ours`.
+Agreement compare_decoded(const sdk::Host& host, uint32_t type, const std::vector<uint8_t>& bytes,
+                          const std::vector<float>& ours, int64_t rows, int64_t cols) {
+  const TypeInfo* ti = type_info(type);
+  const uint64_t row_bytes = static_cast<uint64_t>(cols / ti->block_size) * ti->type_size;
+  std::vector<double> err2(static_cast<size_t>(rows)), ref2(static_cast<size_t>(rows));
+  std::vector<char> same(static_cast<size_t>(rows), 1);
+  host.parallel_for(static_cast<uint64_t>(rows), 16, [&](uint64_t b, uint64_t e) {
+    std::vector<float> back(static_cast<size_t>(cols));
+    for (uint64_t r = b; r < e; ++r) {
+      dequantize_row(type, bytes.data() + r * row_bytes, back.data(), cols);
+      for (int64_t c = 0; c < cols; ++c) {
+        const float w = ours[r * cols + c];
+        const double d = double(back[c]) - w;
+        same[r] = same[r] && back[c] == w;
+        err2[r] += d * d;
+        ref2[r] += double(w) * w;
+      }
+    }
+  });
+  Agreement a;
+  double e = 0, n = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    a.exact = a.exact && same[r];
+    e += err2[r];
+    n += ref2[r];
+  }
+  a.rel = n > 0 ? std::sqrt(e / n) : std::sqrt(e);
+  return a;
+}
+
 // Bytes of `rows` rows of `cols` floats in float type t.
 std::vector<uint8_t> encode_float_rows(uint32_t t, const float* x, int64_t n) {
   const size_t es = t == kF32 ? 4 : 2;
@@ -274,26 +326,17 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
   const int64_t rows = q.rows, cols = q.cols;
   const uint64_t row_bytes = static_cast<uint64_t>(cols / ti->block_size) * ti->type_size;
   std::vector<float> canonical(static_cast<size_t>(rows * cols));
-  for (int64_t r = 0; r < rows; ++r) dequantize_canonical(q, r, canonical.data() + r * cols);
+  host.parallel_for(static_cast<uint64_t>(rows), 16, [&](uint64_t b, uint64_t e) {
+    for (uint64_t r = b; r < e; ++r) dequantize_canonical(q, static_cast<int64_t>(r), canonical.data() + r * cols);
+  });
 
   std::vector<uint8_t> bytes(static_cast<size_t>(row_bytes * rows));
   if (is_float_type(t.type)) {
     bytes = encode_float_rows(t.type, canonical.data(), rows * cols);
   } else if (t.from_codes) {
-    // One scale (and zero) per 32-column block of the row.
-    const int64_t nb = cols / 32;
-    std::vector<float> sc(static_cast<size_t>(nb));
-    std::vector<int8_t> zp(static_cast<size_t>(nb));
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t b = 0; b < nb; ++b) {
-        const int64_t k = q.granularity == XQ_GRAN_TENSOR ? 0
-                          : q.granularity == XQ_GRAN_CHANNEL ? r
-                                                             : r * q.n_groups + b * 32 / q.group_size;
-        sc[b] = q.scales[k];
-        zp[b] = q.zero_points ? q.zero_points[k] : 0;
-      }
-      encode_codes(t.type, q.codes + r * cols, sc.data(), zp.data(), cols, bytes.data() + r * row_bytes);
-    }
+    host.parallel_for(static_cast<uint64_t>(rows), 16, [&](uint64_t b, uint64_t e) {
+      for (uint64_t r = b; r < e; ++r) encode_row_codes(q, t.type, static_cast<int64_t>(r), bytes.data() + r * row_bytes);
+    });
   } else {
     if (require_exact_)
       throw Error(XQ_ERR_UNSUPPORTED, format("gguf writer: %s (%s) cannot be written to %s without requantizing: %s "
@@ -306,20 +349,9 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
   }
 
   // Decode what will be stored and compare with our dequantization.
-  std::vector<float> back(static_cast<size_t>(cols));
-  double err2 = 0, ref2 = 0;
-  bool exact = true;
-  for (int64_t r = 0; r < rows; ++r) {
-    if (!dequantize_row(t.type, bytes.data() + r * row_bytes, back.data(), cols))
-      throw Error(XQ_ERR_INTERNAL, format("gguf writer: cannot decode %s", ti->name));
-    for (int64_t c = 0; c < cols; ++c) {
-      const double w = canonical[r * cols + c], d = back[c] - w;
-      exact = exact && back[c] == canonical[r * cols + c];
-      err2 += d * d;
-      ref2 += w * w;
-    }
-  }
-  const double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  const Agreement a = compare_decoded(host, t.type, bytes, canonical, rows, cols);
+  const bool exact = a.exact;
+  const double rel = a.rel;
   if (require_exact_ && !exact)
     throw Error(XQ_ERR_UNSUPPORTED,
                 format("gguf writer: %s (%s) is not exact as %s (relative error %.3g): %s (param exact: true)", module,
