@@ -101,7 +101,36 @@ Value i32s_value(const std::vector<int64_t>& i) {
   return v;
 }
 
-Emitter::Emitter(std::filesystem::path final_path) : final_(std::move(final_path)) {}
+// Temporaries of this final file left by a writer that was killed before it
+// could abort (".<file>.<pid>.<n>.data|.tmp", as temp_name makes them): those
+// of dead processes go; a live process's are left alone. The safetensors
+// writers do the same for theirs (sdk/safetensors.hpp remove_stale_temporaries).
+void remove_stale_temporaries(const std::filesystem::path& final_path) {
+  const std::string prefix = "." + final_path.filename().string() + ".";
+  std::error_code ec;
+  const std::filesystem::path dir = final_path.has_parent_path() ? final_path.parent_path() : ".";
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec) return;
+  for (const auto& entry : it) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || !entry.is_regular_file(ec)) continue;
+    std::string rest = name.substr(prefix.size());  // "<pid>.<n>.data"
+    const size_t dot1 = rest.find('.'), dot2 = dot1 == std::string::npos ? dot1 : rest.find('.', dot1 + 1);
+    if (dot2 == std::string::npos) continue;
+    const std::string pid = rest.substr(0, dot1), n = rest.substr(dot1 + 1, dot2 - dot1 - 1), suffix = rest.substr(dot2);
+    auto digits = [](const std::string& v) {
+      return !v.empty() && v.size() <= 10 && v.find_first_not_of("0123456789") == std::string::npos;
+    };
+    if (!digits(pid) || !digits(n) || (suffix != ".data" && suffix != ".tmp")) continue;
+    const long p = std::stol(pid);
+    if (p <= 0 || p == static_cast<long>(::getpid()) || st::process_alive(p)) continue;
+    std::filesystem::remove(entry.path(), ec);
+  }
+}
+
+Emitter::Emitter(std::filesystem::path final_path) : final_(std::move(final_path)) {
+  remove_stale_temporaries(final_);
+}
 
 std::filesystem::path Emitter::temp_name(const char* suffix) const {
   static std::atomic<uint64_t> counter{0};

@@ -5,7 +5,8 @@
 // general.alignment); finish() writes header, metadata and tensor infos to a
 // second temporary file, appends the data, fsyncs it and renames it over the
 // final path. abort() (and the destructor, unless finished) removes both
-// temporaries, so a failed run leaves nothing behind. Metadata values are
+// temporaries, so a failed run leaves nothing behind; temporaries of this file
+// that a killed process left are removed when the next Emitter opens. Metadata values are
 // gguf::Value (the parser's own type), written with the type they carry.
 #pragma once
 

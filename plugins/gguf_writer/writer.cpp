@@ -190,14 +190,22 @@ Writer::Writer(const sdk::Host& h, const xq_writer_options& o) : WriterBase(h) {
   n_head_kv_ = config.get_int("num_key_value_heads", n_head_);
 
   std::error_code ec;
-  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
-  if (ec) throw Error(XQ_ERR_IO, path.parent_path().string() + ": cannot create: " + ec.message());
-  out_ = std::make_unique<Emitter>(path);
-  write_hparams(*out_, arch_, config);
-  write_tokenizer(o, config);
-  if (auto factors = llama3_rope_factors(config); !factors.empty())
-    out_->add_tensor("rope_freqs.weight", kF32, {static_cast<int64_t>(factors.size())}, factors.data(),
-                     factors.size() * sizeof(float));
+  if (path.has_parent_path() && !std::filesystem::exists(path.parent_path(), ec)) {
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) throw Error(XQ_ERR_IO, path.parent_path().string() + ": cannot create: " + ec.message());
+    created_dir_ = path.parent_path();
+  }
+  try {
+    out_ = std::make_unique<Emitter>(path);
+    write_hparams(*out_, arch_, config);
+    write_tokenizer(o, config);
+    if (auto factors = llama3_rope_factors(config); !factors.empty())
+      out_->add_tensor("rope_freqs.weight", kF32, {static_cast<int64_t>(factors.size())}, factors.data(),
+                       factors.size() * sizeof(float));
+  } catch (...) {
+    abort();  // no writer handle exists yet for the host to abort
+    throw;
+  }
 }
 
 void Writer::write_tokenizer(const xq_writer_options& o, const sdk::KvReader& config) {
@@ -371,6 +379,8 @@ void Writer::finish() {
 
 void Writer::abort() noexcept {
   if (out_) out_->abort();
+  std::error_code ec;
+  if (!created_dir_.empty()) std::filesystem::remove(created_dir_, ec);  // only if still empty
 }
 
 }  // namespace xquant::gguf

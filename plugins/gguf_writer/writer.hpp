@@ -15,6 +15,7 @@
 
 #include <xquant/sdk/plugin.hpp>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -41,6 +42,7 @@ class Writer : public sdk::WriterBase {
             uint32_t ndim, const std::vector<uint8_t>& bytes);
 
   std::unique_ptr<Emitter> out_;
+  std::filesystem::path created_dir_;  // the output's folder, when this writer made it
   std::string arch_;
   int64_t n_head_ = 0, n_head_kv_ = 0;
   uint32_t wanted_type_ = 0;  // UINT32_MAX: auto

@@ -29,6 +29,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <random>
 
@@ -419,8 +422,30 @@ TEST(GgufWriter, BadRequestsFailClearlyAndLeaveNoFile) {
   EXPECT_NE(e.find(".gguf"), std::string::npos) << e;
   e = quantize(kHf, kInt4Sym, "gguf", dir / "x.gguf");
   EXPECT_NE(e.find("tokenizer"), std::string::npos) << e;
+  // A folder the writer made for the file goes too when the run fails.
+  e = quantize(kGguf, kInt4Asym, "gguf", dir / "new" / "x.gguf", "{type: Q4_0, exact: true}");
+  EXPECT_NE(e.find("zero point"), std::string::npos) << e;
+  e = quantize(kHf, kInt4Sym, "gguf", dir / "new" / "x.gguf");  // fails while opening
+  EXPECT_NE(e.find("tokenizer"), std::string::npos) << e;
   // Nothing written, no temporaries left.
   EXPECT_TRUE(fs::is_empty(dir.path()));
+}
+
+TEST(GgufWriter, TemporariesOfAKilledWriterAreRemovedByTheNextOne) {
+  test::TempDir dir("xquant-gguf-writer");
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);  // a pid that no process has now
+  const std::string dead = std::to_string(child), live = std::to_string(::getpid());
+  const std::vector<std::string> stale = {".q4.gguf." + dead + ".0.data", ".q4.gguf." + dead + ".1.tmp"};
+  const std::vector<std::string> kept = {".q4.gguf." + live + ".7.data",      // a live writer's
+                                         ".other.gguf." + dead + ".0.data",   // another file's
+                                         ".q4.gguf." + dead + ".0.partial"};  // not our pattern
+  for (const auto& n : stale) test::write_file(dir / n, "partial");
+  for (const auto& n : kept) test::write_file(dir / n, "keep");
+  ASSERT_EQ(quantize(kGguf, kInt4Sym, "gguf", dir / "q4.gguf"), "");
+  for (const auto& n : stale) EXPECT_FALSE(fs::exists(dir / n)) << n;
+  for (const auto& n : kept) EXPECT_EQ(test::read_file(dir / n), "keep") << n;
 }
 
 // ---- the plugin called directly ---------------------------------------------------
