@@ -186,6 +186,10 @@ Writer::Writer(const sdk::Host& h, const xq_writer_options& o) : WriterBase(h) {
   wanted_type_ = type_by_name(params.get_string("type", "auto"));
   require_exact_ = params.get_bool("exact", false);
   arch_ = gguf_architecture(config.get_string("architecture", "(none)"));
+  model_name_ = config.get_string("gguf.general.name", std::filesystem::path(o.source_path ? o.source_path : "model")
+                                                          .filename()
+                                                          .replace_extension()
+                                                          .string());
   n_head_ = config.get_int("num_attention_heads", 0);
   n_head_kv_ = config.get_int("num_key_value_heads", n_head_);
 
@@ -197,6 +201,7 @@ Writer::Writer(const sdk::Host& h, const xq_writer_options& o) : WriterBase(h) {
   }
   try {
     out_ = std::make_unique<Emitter>(path);
+    out_->set("general.name", str_value(model_name_));
     write_hparams(*out_, arch_, config);
     write_tokenizer(o, config);
     if (auto factors = llama3_rope_factors(config); !factors.empty())
@@ -368,10 +373,42 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
   host.info(format("gguf: %s: %s %s (from %s)%s", g->name.c_str(), exact ? "exact" : "requantized", ti->name,
                    scheme.c_str(), exact ? "" : format(", relative error %.3g", rel).c_str()));
   ++(exact ? exact_ : requantized_);
+  ++linear_types_[t.type];
   emit(g->name, g->base, t.type, rows, cols, 2, bytes);
 }
 
+namespace {
+
+// llama.cpp's llama_ftype for the type most Linears have (general.file_type,
+// which llama.cpp shows as the model's "file type"; K-quants as the _S mix).
+int64_t file_type_of(uint32_t t) {
+  switch (t) {
+    case kF32: return 0;
+    case kF16: return 1;
+    case kQ4_0: return 2;
+    case kQ4_1: return 3;
+    case kQ8_0: return 7;
+    case kQ5_0: return 8;
+    case kQ5_1: return 9;
+    case kQ4_K: return 14;
+    case kQ5_K: return 16;
+    case kQ6_K: return 18;
+    case kBF16: return 32;
+    default: return 0;
+  }
+}
+
+}  // namespace
+
 void Writer::finish() {
+  uint32_t main_type = kF32;
+  size_t most = 0;
+  for (const auto& [type, n] : linear_types_)
+    if (n > most) {
+      most = n;
+      main_type = type;
+    }
+  out_->set("general.file_type", u32_value(file_type_of(main_type)));
   out_->finish();
   host.info(format("gguf: wrote %s: %zu quantized weights exact, %zu requantized, %zu dense tensors",
                    out_->final_path().c_str(), exact_, requantized_, dense_));

@@ -16,6 +16,7 @@
 #include <xquant/sdk/plugin.hpp>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -43,11 +44,12 @@ class Writer : public sdk::WriterBase {
 
   std::unique_ptr<Emitter> out_;
   std::filesystem::path created_dir_;  // the output's folder, when this writer made it
-  std::string arch_;
+  std::string arch_, model_name_;
   int64_t n_head_ = 0, n_head_kv_ = 0;
   uint32_t wanted_type_ = 0;  // UINT32_MAX: auto
   bool require_exact_ = false;
   size_t exact_ = 0, requantized_ = 0, dense_ = 0;
+  std::map<uint32_t, size_t> linear_types_;  // GGUF type -> quantized Linears written in it
 };
 
 }  // namespace xquant::gguf

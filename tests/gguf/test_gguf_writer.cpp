@@ -239,6 +239,8 @@ TEST(GgufWriter, F32IsTheCanonicalDequantizationAndCarriesTheGgufMetadata) {
   gg::File out((dir / "f32.gguf").string()), src(kGguf.string());
   EXPECT_EQ(out.version(), 3u);
   EXPECT_EQ(meta_string(dir / "f32.gguf", "general.architecture"), "llama");
+  EXPECT_EQ(meta_string(dir / "f32.gguf", "general.name"), "llama");  // the source's
+  EXPECT_EQ(out.find("general.file_type")->i, 0);                      // all F32
   for (const char* k : {"llama.context_length", "llama.embedding_length", "llama.block_count",
                         "llama.feed_forward_length", "llama.attention.head_count", "llama.attention.head_count_kv"})
     ASSERT_TRUE(out.find(k) && src.find(k) && out.find(k)->i == src.find(k)->i) << k;
@@ -310,6 +312,7 @@ TEST(GgufWriter, Q4_0FromInt4SymG32IsLosslessAndReadsBackAsTheSameCodes) {
   ASSERT_EQ(quantize(kGguf, kInt4Sym, "gguf", dir / "q4.gguf", "{exact: true}"), "");
   ASSERT_EQ(quantize(kGguf, kInt4Sym, "compressed-tensors", dir / "ct"), "");
   EXPECT_EQ(tensor_type(dir / "q4.gguf", "blk.2.ffn_up.weight"), gg::kQ4_0);
+  EXPECT_EQ(gg::File((dir / "q4.gguf").string()).find("general.file_type")->i, 2);  // LLAMA_FTYPE_MOSTLY_Q4_0
   const Compared c = compare_with_ct(dir / "q4.gguf", dir / "ct");
   EXPECT_EQ(c.exact, c.modules);
   // Our loader reads Q4_0 as canonical codes: the very codes and scales we wrote.
