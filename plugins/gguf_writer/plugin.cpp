@@ -20,9 +20,15 @@ class Format : public sdk::PluginBase {
   }
 };
 
-constexpr const char* kCapabilities[] = {"write:gguf", "types:F32,F16,BF16,Q8_0,Q4_0,Q4_1,Q5_0,Q5_1,Q4_K,Q5_K,Q6_K",
-                                         "exact:int<=4 sym->Q4_0,int<=5 sym->Q5_0,int<=8 sym->Q8_0,"
-                                         "int<=4 asym->Q4_1,int<=5 asym->Q5_1",
+// Capability strings are space-free tokens (`xquant plugins` lists them
+// separated by spaces): which codes each block type holds exactly.
+constexpr const char* kCapabilities[] = {"write:gguf",
+                                         "types:F32,F16,BF16,Q8_0,Q4_0,Q4_1,Q5_0,Q5_1,Q4_K,Q5_K,Q6_K",
+                                         "exact:Q4_0=int2-4-sym",
+                                         "exact:Q5_0=int5-sym",
+                                         "exact:Q8_0=int6-8-sym",
+                                         "exact:Q4_1=int2-4-asym",
+                                         "exact:Q5_1=int5-asym",
                                          nullptr};
 
 constexpr xq_param_spec kParams[] = {
