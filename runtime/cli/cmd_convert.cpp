@@ -257,6 +257,11 @@ int cmd_convert(const RuntimeOptions& options, int argc, char** argv) {
   // The writer: Linears the source stores dense stay dense (and are listed
   // as such in the output's quantization_config).
   std::vector<std::string> dense = linear_modules(*cp);
+  // A tied lm_head has no tensor of its own but is a Linear to vLLM and
+  // transformers: list it as dense, as `xquant quantize` does.
+  if (cp->config().get_bool("tie_word_embeddings", false) && !cp->find("lm_head.weight") &&
+      !quantized_module(*cp, "lm_head"))
+    dense.push_back("lm_head");
   std::vector<const char*> ignored;
   for (const auto& m : dense)
     if (!quantized_module(*cp, m)) ignored.push_back(m.c_str());
