@@ -190,3 +190,16 @@ TEST_F(Convert, RefusesWhatTheTargetCannotHoldAndWritesNothing) {
   EXPECT_NE(r.err.find("'gptq' has no parameter 'bits'"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(path("refused")));
 }
+
+TEST_F(Convert, InspectShowsTheAwqAndGptqSpecifics) {
+  convert("gptq-asym-ct", "inspect-gptq", "gptq");
+  auto r = run_cli({"inspect", path("inspect-gptq").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("GPTQ v1: 4-bit, group_size 32, sym false, desc_act true"), std::string::npos) << r.out;
+  convert("rtn-sym-ct", "inspect-awq", "awq");
+  r = run_cli({"inspect", path("inspect-awq").string(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["quantization_format"], "awq");
+  EXPECT_NE(j["format_specifics"].get<std::string>().find("nibble order 0,2,4,6,1,3,5,7"), std::string::npos);
+}
