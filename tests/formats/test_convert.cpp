@@ -203,3 +203,17 @@ TEST_F(Convert, InspectShowsTheAwqAndGptqSpecifics) {
   EXPECT_EQ(j["quantization_format"], "awq");
   EXPECT_NE(j["format_specifics"].get<std::string>().find("nibble order 0,2,4,6,1,3,5,7"), std::string::npos);
 }
+
+// A GGUF Q4_0 weight is symmetric 4-bit groups of 32 with an F16 scale: AWQ
+// and GPTQ hold it exactly, so the converted model computes the same logits.
+TEST_F(Convert, GgufQ4_0ConvertsToAwqAndGptqExactly) {
+  auto r = run_cli({"convert", "--model", path("rtn-sym-ct").string(), "--out", path("q4_0.gguf").string(), "--format",
+                    "gguf", "--param", "type=Q4_0,tokenizer=" + kVocab.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const std::string format : {"awq", "gptq"}) {
+    auto report = convert("q4_0.gguf", "q4_0-" + format, format);
+    EXPECT_EQ(report["linears"], 20);
+    EXPECT_EQ(report["exact"], 20) << report.dump(1);
+    expect_same_logits(path("q4_0.gguf"), path("q4_0-" + format));
+  }
+}
