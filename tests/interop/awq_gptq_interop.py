@@ -162,12 +162,16 @@ def main():
             # 1. transformers parses it.
             if fmt == "awq":
                 cfg = AwqConfig.from_dict(dict(qc))
-                got = (cfg.bits, cfg.group_size, cfg.zero_point, str(getattr(cfg.version, "value", cfg.version)).lower(),
+                # transformers 5 keeps `version` as `format`; 4.x as `version` (an AWQLinearVersion enum).
+                version = getattr(cfg, "version", None) or getattr(cfg, "format", None)
+                got = (cfg.bits, cfg.group_size, cfg.zero_point, str(getattr(version, "value", version)).lower(),
                        sorted(cfg.modules_to_not_convert or []))
                 want = (4, 32, True, "gemm", sorted(qc["modules_to_not_convert"]))
             else:
                 cfg = GPTQConfig.from_dict(dict(qc))
-                got = (cfg.bits, cfg.group_size, cfg.desc_act, cfg.sym, getattr(cfg, "checkpoint_format", qc["checkpoint_format"]))
+                # transformers 5 keeps checkpoint_format as `format`; 4.x as `checkpoint_format`.
+                fmt_seen = getattr(cfg, "checkpoint_format", None) or getattr(cfg, "format", None)
+                got = (cfg.bits, cfg.group_size, cfg.desc_act, cfg.sym, fmt_seen)
                 want = (4, 32, alg == "gptq", sym, "gptq_v2" if param else "gptq")
             ok = got == want
             checks += 1
