@@ -288,10 +288,11 @@ int cmd_convert(const RuntimeOptions& options, int argc, char** argv) {
 
   auto out = Checkpoint::open(runtime, out_path);
   std::vector<Outcome> report;
-  size_t n_exact = 0;
+  size_t n_exact = 0, n_broken = 0;
   for (const auto& m : linears) {
     report.push_back(verify(*cp, *out, m));
     n_exact += report.back().exact ? 1 : 0;
+    n_broken += report.back().result.rfind("MISMATCH", 0) == 0 ? 1 : 0;
   }
   if (args.flag("json")) {
     nlohmann::json j{{"model", source}, {"out", out_path}, {"format", *args.get("format")},
@@ -302,7 +303,7 @@ int cmd_convert(const RuntimeOptions& options, int argc, char** argv) {
       j["tensors"].push_back({{"module", o.module}, {"source", o.source}, {"result", o.result}, {"exact", o.exact},
                               {"max_abs_error", o.max_abs}, {"rel_rms_error", o.rel_rms}});
     std::printf("%s\n", j.dump(2).c_str());
-    return 0;
+    return n_broken ? 1 : 0;
   }
   std::printf("%-36s %-24s %s\n", "module", "source scheme", "result");
   for (const auto& o : report)
@@ -312,7 +313,8 @@ int cmd_convert(const RuntimeOptions& options, int argc, char** argv) {
                     : fmt::format(": max |dw| {:.3g}, rel. RMS {:.3g}", o.max_abs, o.rel_rms).c_str());
   std::printf("\n%s: %zu quantized Linears, %zu exact, %zu not exact\n", out_path.c_str(), linears.size(), n_exact,
               linears.size() - n_exact);
-  return 0;
+  if (n_broken) std::fprintf(stderr, "xquant: error: %zu Linears of '%s' do not match the source's shape\n", n_broken, out_path.c_str());
+  return n_broken ? 1 : 0;
 }
 
 }  // namespace xquant::cli
