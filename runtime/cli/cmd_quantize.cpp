@@ -4,7 +4,7 @@
 // `xquant run`.
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
-#include "cli/report_print.hpp"
+#include "cli/run_parsed_pipeline.hpp"
 #include "pipeline/pipeline.hpp"
 
 #include <yaml-cpp/yaml.h>
@@ -65,6 +65,7 @@ int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
              {"format", "NAME", "output format plugin (default compressed-tensors)"},
              {"loader", "NAME", "loader plugin (default: detected)"},
              {"json", "", "print the report as JSON"},
+             {"resume", "", "continue a killed calibrated run from its last finished layer (docs/pipeline.md)"},
              {"print-pipeline", "", "print the equivalent pipeline YAML and exit"}});
   if (!args.parse(argc, argv)) return 0;
 
@@ -141,6 +142,7 @@ int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
     return 0;
   }
   Pipeline pipeline = parse_pipeline_text(y.c_str(), "<xquant quantize options>", std::filesystem::current_path());
+  pipeline.resume = args.flag("resume");
   return run_parsed_pipeline(options, pipeline, args.flag("json"));
 }
 
