@@ -3,14 +3,13 @@
 // same bytes as an uninterrupted run; a checkpoint of another run is
 // refused; a half-written layer file is ignored. And the output does not
 // depend on the thread count. All through the real CLI on stories260K.
+#include "cli_process.hpp"
 #include "test_files.hpp"
 
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -21,6 +20,9 @@
 
 namespace fs = std::filesystem;
 using xquant::test::read_file;
+using xquant::test::run_cli;
+using xquant::test::spawn;
+using xquant::test::wait_exit;
 using xquant::test::TempDir;
 using xquant::test::write_file;
 
@@ -36,30 +38,6 @@ std::string pipeline_yaml(const std::string& algorithm, int samples, const fs::p
          "quantize:\n  - {algorithm: " + algorithm + ", weights: {bits: 4, group_size: 32}}\n" +
          "ignore: [lm_head]\noutput: {path: " + out.string() + "}\n";
 }
-
-// The CLI started with `args`; stdout and stderr go to `log`.
-pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    std::vector<char*> argv{const_cast<char*>(XQUANT_CLI)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(XQUANT_CLI, argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-int run_cli(const std::vector<std::string>& args, const fs::path& log) { return wait_exit(spawn(args, log)); }
 
 // Every file of a checkpoint folder but hidden ones (a killed run's writer
 // temporaries), with its bytes.
