@@ -223,9 +223,9 @@ class LayerQuantizer {
     return by_rule;
   }
 
-  // Runs `rule`'s chain on its `members` of group g, then keeps their
-  // quantized tensors for the layer's flush and puts the dequantized
-  // weights back so later groups and layers see the quantized model.
+  // Runs `rule`'s chain on its `members` of group g (with the op feeding
+  // the group and a forward callback), folds a rescaling of an already
+  // quantized previous Linear, and keeps the results.
   void quantize_group(int layer, int g, const QuantRule& rule, const std::vector<int>& members, const LayerStats& stats,
                       LayerWeights& lw) {
     const LayerDesc& desc = model_.arch().layers[static_cast<size_t>(layer)];
@@ -234,30 +234,14 @@ class LayerQuantizer {
     const PrevOp prev = prev_op_of(desc, lw, g);
     const std::vector<float> prev_before = prev.values ? *prev.values : std::vector<float>();
 
-    std::vector<xq_linear_input> inputs(members.size());
-    std::vector<xq_linear_stats> views(members.size());
-    std::vector<std::string> names(members.size());
-    std::vector<WeightScheme> schemes(members.size());
-    for (size_t i = 0; i < members.size(); ++i) {
-      LinearWeights& w = lw.linears[static_cast<size_t>(members[i])];
-      names[i] = w.desc->module;
-      schemes[i] = rules_.assigned.at(names[i]).weights;
-      views[i] = in_stats.view();
-      xq_linear_input& in = inputs[i];
-      in.struct_size = sizeof(in);
-      in.name = names[i].c_str();
-      in.weight = f32_view(w.w, {w.desc->out, w.desc->in});
-      in.bias = f32_view(w.bias, {w.desc->out});
-      in.stats = &views[i];
-      in.scheme = scheme_of(schemes[i], rule.activations, w.desc->in, scale_dtype_for(schemes[i], source_.config()));
-    }
+    GroupInputs in = group_inputs(rule, members, in_stats, lw);
     GroupForward forward(model_, layer, g, members, stats);
     const std::string group_name = fmt::format("model.layers.{}.{}", layer, kRoles[g]);
     xq_layer_group group{};
     group.struct_size = sizeof(group);
     group.name = group_name.c_str();
-    group.n_linears = inputs.size();
-    group.linears = inputs.data();
+    group.n_linears = in.linears.size();
+    group.linears = in.linears.data();
     group.prev_norm.struct_size = sizeof(group.prev_norm);
     if (prev.values)
       group.prev_norm = prev.cols ? f32_view(*prev.values, {prev.rows, prev.cols})
@@ -275,15 +259,57 @@ class LayerQuantizer {
     if (rescaled && prev.cols) fold_into_previous_op(desc, g, prev, prev_before, group_name);
     const std::vector<float> divisor = input_divisors(prev, prev_before, in_stats.cols);
 
+    keep_quantized(rule, members, in, in_stats, divisor, result, lw);
+  }
+
+  // The ABI inputs of a rule's members of a group: views of the engine's
+  // weights (algorithms update them in place), the group's input
+  // statistics, each member's scheme.
+  struct GroupInputs {
+    std::vector<std::string> names;
+    std::vector<WeightScheme> schemes;
+    std::vector<xq_linear_stats> stats;
+    std::vector<xq_linear_input> linears;  // point into the vectors above
+  };
+  GroupInputs group_inputs(const QuantRule& rule, const std::vector<int>& members, const InputStats& in_stats,
+                           LayerWeights& lw) const {
+    GroupInputs in;
+    in.names.resize(members.size());
+    in.schemes.resize(members.size());
+    in.stats.resize(members.size());
+    in.linears.resize(members.size());
+    for (size_t i = 0; i < members.size(); ++i) {
+      LinearWeights& w = lw.linears[static_cast<size_t>(members[i])];
+      in.names[i] = w.desc->module;
+      in.schemes[i] = rules_.assigned.at(in.names[i]).weights;
+      in.stats[i] = in_stats.view();
+      xq_linear_input& li = in.linears[i];
+      li.struct_size = sizeof(li);
+      li.name = in.names[i].c_str();
+      li.weight = f32_view(w.w, {w.desc->out, w.desc->in});
+      li.bias = f32_view(w.bias, {w.desc->out});
+      li.stats = &in.stats[i];
+      li.scheme =
+          scheme_of(in.schemes[i], rule.activations, w.desc->in, scale_dtype_for(in.schemes[i], source_.config()));
+    }
+    return in;
+  }
+
+  // Keeps the group's quantized tensors for the layer's flush (with their
+  // static input scale) and puts the dequantized weights back into the
+  // engine, so later groups and layers see the quantized model.
+  void keep_quantized(const QuantRule& rule, const std::vector<int>& members, const GroupInputs& in,
+                      const InputStats& in_stats, const std::vector<float>& divisor, GroupResult& result,
+                      LayerWeights& lw) {
     for (size_t i = 0; i < members.size(); ++i) {
       QuantTensor& q = result.quant[i];
       if (static_activations(rule)) set_static_input_scale(q, rule, in_stats, divisor);
       LinearWeights& w = lw.linears[static_cast<size_t>(members[i])];
       report_.quantized_input_bytes += w.w.size() * sizeof(float);
       for (int64_t r = 0; r < q->rows; ++r) q.dequantize_row(r, w.w.data() + r * q->cols);
-      report_.layers.push_back({names[i], rule.algorithm_names(), describe_scheme(schemes[i], rule.activations),
+      report_.layers.push_back({in.names[i], rule.algorithm_names(), describe_scheme(in.schemes[i], rule.activations),
                                 q->rows, q->cols, result.rel_error[i]});
-      pending_.emplace_back(names[i], std::move(q));
+      pending_.emplace_back(in.names[i], std::move(q));
     }
   }
 

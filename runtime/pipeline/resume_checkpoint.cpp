@@ -291,6 +291,11 @@ void replay_tensor(ByteReader& r, OutputWriter& writer) {
   writer.add_quantized(name, q);
 }
 
+bool is_whole(const fs::path& file) {
+  size_t size = 0;
+  return read_whole(file, &size).has_value();
+}
+
 }  // namespace
 
 fs::path resume_dir(const Pipeline& p) {
@@ -359,6 +364,14 @@ fs::path ResumeCheckpoint::layer_file(int layer) const { return dir_ / fmt::form
 
 void ResumeCheckpoint::start_fresh() {
   std::error_code ec;
+  // Never remove a folder that is not ours (one a kill caught while writing
+  // run.txt still is).
+  const bool ours = !fs::exists(dir_, ec) || fs::is_empty(dir_, ec) || fs::exists(dir_ / kRunFile, ec) ||
+                    fs::exists(dir_ / (std::string(kRunFile) + kTmpSuffix), ec);
+  if (!ours)
+    fail(XQ_ERR_INVALID_ARGUMENT,
+         "'{}' exists and is not an xquant resume checkpoint; the run keeps its checkpoint there: move it away",
+         dir_.string());
   fs::remove_all(dir_, ec);
   fs::create_directories(dir_, ec);
   if (ec) fail(XQ_ERR_IO, "cannot create the resume checkpoint folder '{}': {}", dir_.string(), ec.message());
@@ -369,6 +382,20 @@ void ResumeCheckpoint::start_fresh() {
 }
 
 void ResumeCheckpoint::load() {
+  require_same_run();
+  const int last = read_hidden_file();
+  int whole = -1;  // layers 0..whole have whole files
+  while (whole < last && is_whole(layer_file(whole + 1))) ++whole;
+  if (whole < last) {
+    logger().warn("resume: layer {}'s checkpoint is missing or damaged; starting from layer 0", whole + 1);
+    hidden_.clear();
+  }
+  next_layer_ = whole < last ? 0 : last + 1;
+  logger().info("resume: {} finished layer{} in '{}'; continuing at layer {}", next_layer_, next_layer_ == 1 ? "" : "s",
+                dir_.string(), next_layer_);
+}
+
+void ResumeCheckpoint::require_same_run() const {
   size_t size = 0;
   auto run = read_whole(dir_ / kRunFile, &size);
   const std::string want = fmt::format("{:016x}\n", fingerprint_);
@@ -378,37 +405,26 @@ void ResumeCheckpoint::load() {
          "cannot resume: the checkpoint in '{}' was made by a different run (fingerprint {}, this run {}): the "
          "pipeline, the model or the calibration data changed; remove that folder or run without --resume",
          dir_.string(), have.substr(0, 16), want.substr(0, 16));
-  // The hidden states after the last finished layer, and every layer up to it whole.
-  auto hidden = read_whole(dir_ / kHiddenFile, &size);
-  int last = -1;
-  if (hidden) {
-    try {
-      ByteReader r(reinterpret_cast<const char*>(hidden->data()), size);
-      char magic[8];
-      for (char& c : magic) c = r.value<char>();
-      if (std::memcmp(magic, kHiddenMagic, 8) == 0 && r.value<uint64_t>() == fingerprint_) {
-        const int layer = r.value<int32_t>();
-        uint64_t n = 0;
-        const void* data = r.blob(&n);
-        hidden_.resize(static_cast<size_t>(n / sizeof(float)));
-        std::memcpy(hidden_.data(), data, static_cast<size_t>(n));
-        last = layer;
-      }
-    } catch (const Error&) {
-      last = -1;
-    }
+}
+
+int ResumeCheckpoint::read_hidden_file() {
+  size_t size = 0;
+  auto buf = read_whole(dir_ / kHiddenFile, &size);
+  if (!buf) return -1;
+  try {
+    ByteReader r(reinterpret_cast<const char*>(buf->data()), size);
+    char magic[8];
+    for (char& c : magic) c = r.value<char>();
+    if (std::memcmp(magic, kHiddenMagic, 8) != 0 || r.value<uint64_t>() != fingerprint_) return -1;
+    const int layer = r.value<int32_t>();
+    uint64_t n = 0;
+    const void* data = r.blob(&n);
+    hidden_.resize(static_cast<size_t>(n / sizeof(float)));
+    std::memcpy(hidden_.data(), data, static_cast<size_t>(n));
+    return layer;
+  } catch (const Error&) {
+    return -1;
   }
-  for (int l = 0; l <= last; ++l) {
-    size_t layer_size = 0;
-    if (!read_whole(layer_file(l), &layer_size)) {
-      logger().warn("resume: layer {}'s checkpoint is missing or damaged; starting from layer 0", l);
-      last = -1;
-    }
-  }
-  if (last < 0) hidden_.clear();
-  next_layer_ = last + 1;
-  logger().info("resume: {} finished layer{} in '{}'; continuing at layer {}", next_layer_, next_layer_ == 1 ? "" : "s",
-                dir_.string(), next_layer_);
 }
 
 void ResumeCheckpoint::replay(int layer, OutputWriter& writer, RunReport& report) const {
@@ -459,6 +475,17 @@ void ResumeCheckpoint::record(OutputWriter& writer) {
 }
 
 void ResumeCheckpoint::commit_layer(int layer, const std::vector<float>& next_input, const RunReport& report) {
+  // The layer first: a kill between the two files leaves hidden.bin at the
+  // previous layer, and the resumed run redoes this one.
+  write_layer_file(layer, report);
+  write_hidden_file(layer, next_input);
+  recorded_.clear();
+  recorded_count_ = 0;
+  report_mark_ = report.layers.size();
+  bytes_mark_ = report.quantized_input_bytes;
+}
+
+void ResumeCheckpoint::write_layer_file(int layer, const RunReport& report) const {
   ByteWriter head;
   head.bytes().append(kLayerMagic, 8);
   head.value(fingerprint_);
@@ -475,32 +502,25 @@ void ResumeCheckpoint::commit_layer(int layer, const std::vector<float>& next_in
     head.value(line.rel_error);
   }
   head.value(recorded_count_);
-  // The recorded blobs were aligned relative to their own start: keep the
-  // tensors 8-byte aligned in the file too.
+  head.align();  // the records are 8-byte aligned from their own start
+  AtomicFile f(layer_file(layer));
+  f.write(head.bytes().data(), head.bytes().size());
+  f.write(recorded_.data(), recorded_.size());
+  f.commit();
+}
+
+void ResumeCheckpoint::write_hidden_file(int layer, const std::vector<float>& next_input) const {
+  ByteWriter head;
+  head.bytes().append(kHiddenMagic, 8);
+  head.value(fingerprint_);
+  head.value(static_cast<int32_t>(layer));
+  const uint64_t n = next_input.size() * sizeof(float);
+  head.value(n);
   head.align();
-  {
-    AtomicFile f(layer_file(layer));
-    f.write(head.bytes().data(), head.bytes().size());
-    f.write(recorded_.data(), recorded_.size());
-    f.commit();
-  }
-  {
-    ByteWriter h;
-    h.bytes().append(kHiddenMagic, 8);
-    h.value(fingerprint_);
-    h.value(static_cast<int32_t>(layer));
-    const uint64_t n = next_input.size() * sizeof(float);
-    h.value(n);
-    h.align();
-    AtomicFile f(dir_ / kHiddenFile);
-    f.write(h.bytes().data(), h.bytes().size());
-    f.write(next_input.data(), static_cast<size_t>(n));
-    f.commit();
-  }
-  recorded_.clear();
-  recorded_count_ = 0;
-  report_mark_ = report.layers.size();
-  bytes_mark_ = report.quantized_input_bytes;
+  AtomicFile f(dir_ / kHiddenFile);
+  f.write(head.bytes().data(), head.bytes().size());
+  f.write(next_input.data(), static_cast<size_t>(n));
+  f.commit();
 }
 
 }  // namespace xquant

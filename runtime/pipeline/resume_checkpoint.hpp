@@ -64,6 +64,10 @@ class ResumeCheckpoint {
   std::filesystem::path layer_file(int layer) const;
   void start_fresh();
   void load();
+  void require_same_run() const;
+  int read_hidden_file();  // the layer hidden.bin follows, -1 when none is whole
+  void write_layer_file(int layer, const RunReport& report) const;
+  void write_hidden_file(int layer, const std::vector<float>& next_input) const;
 
   std::filesystem::path dir_;
   uint64_t fingerprint_ = 0;
