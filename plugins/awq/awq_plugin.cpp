@@ -387,7 +387,8 @@ constexpr xq_param_spec kParams[] = {
 
 constexpr const char* kCapabilities[] = {"bits:2-8",          "symmetric",           "asymmetric",
                                          "granularity:channel", "granularity:group", "transform",
-                                         "needs:forward",     nullptr};
+                                         "needs:forward",     "scheme-default:symmetric=false",
+                                         "scheme-default:group_size=128", nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = describe<AwqAlgorithm>(
     XQ_PLUGIN_ALGORITHM, "awq", "1.0.0",

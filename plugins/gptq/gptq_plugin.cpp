@@ -364,7 +364,8 @@ constexpr xq_param_spec kParams[] = {
 
 constexpr const char* kCapabilities[] = {"bits:2-8",          "symmetric",        "asymmetric",
                                          "granularity:tensor", "granularity:channel", "granularity:group",
-                                         "act-order",         "needs:hessian",    nullptr};
+                                         "act-order",         "needs:hessian",    "scheme-default:group_size=128",
+                                         nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = describe<GptqAlgorithm>(
     XQ_PLUGIN_ALGORITHM, "gptq", "1.0.0",

@@ -174,7 +174,7 @@ constexpr xq_param_spec kParams[] = {
 
 constexpr const char* kCapabilities[] = {"bits:2-8", "symmetric", "asymmetric", "granularity:tensor",
                                          "granularity:channel", "granularity:group", "transform", "needs:absmax",
-                                         nullptr};
+                                         "scheme-default:bits=8", "scheme-default:activations=dynamic", nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = describe<SmoothQuantAlgorithm>(
     XQ_PLUGIN_ALGORITHM, "smoothquant", "1.0.0",

@@ -1,6 +1,7 @@
 // calibrator.cpp: layer-by-layer calibration capture (see calibrator.hpp).
 #include "calibrate/calibrator.hpp"
 
+#include "calibrate/input_checks.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
@@ -57,7 +58,7 @@ std::vector<std::vector<int32_t>> LayerwiseCalibrator::samples_from_text(Model& 
   std::vector<std::vector<int32_t>> out;
   if (static_cast<int64_t>(ids.size()) <= seq_len) {
     out.push_back(ids);
-    return out;
+    return checked_calibration_samples(model, ids, std::move(out));
   }
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> start(0, static_cast<int64_t>(ids.size()) - seq_len);
@@ -65,7 +66,7 @@ std::vector<std::vector<int32_t>> LayerwiseCalibrator::samples_from_text(Model& 
     int64_t s = start(rng);
     out.emplace_back(ids.begin() + s, ids.begin() + s + seq_len);
   }
-  return out;
+  return checked_calibration_samples(model, ids, std::move(out));
 }
 
 namespace {
@@ -231,7 +232,7 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
                              {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}});
       }
     if (options.after_layer) options.after_layer(static_cast<int>(l), X);
-    Progress::report("calibration", static_cast<uint64_t>(l + 1), static_cast<uint64_t>(a.n_layers));
+    Progress::report("calibration", static_cast<uint64_t>(l + 1), static_cast<uint64_t>(a.n_layers), "layers");
   }
 }
 

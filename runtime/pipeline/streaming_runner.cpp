@@ -95,7 +95,7 @@ void run_streaming(Runtime& runtime, const Checkpoint& source, const RuleAssignm
   WeightBuffer buffer;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorEntry& t = tensors[i];
-    Progress::report("quantize", i, tensors.size());
+    Progress::report("quantize", i, tensors.size(), "tensors");
     report.input_bytes += t.nbytes;
     if (t.name == "rope_freqs.weight") continue;  // GGUF-only; HF derives it from rope_scaling
     const std::string module = linear_module_of(t);
@@ -103,7 +103,7 @@ void run_streaming(Runtime& runtime, const Checkpoint& source, const RuleAssignm
     if (it == rules.assigned.end()) write_dense(source, t, writer);
     else quantize_linear(runtime, source, t, module, it->second, buffer, writer, report);
   }
-  Progress::report("quantize", tensors.size(), tensors.size());
+  Progress::report("quantize", tensors.size(), tensors.size(), "tensors");
 }
 
 }  // namespace xquant
