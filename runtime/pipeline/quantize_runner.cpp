@@ -57,8 +57,12 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
   report.output = p.output_path;
   report.format = format.name();
   report.dense_linears = rules.dense;
-  if (rules.calibrated) run_calibrated(runtime, p, *source, rules, writer, report);
-  else run_streaming(runtime, *source, rules, writer, report);
+  if (rules.calibrated) {
+    run_calibrated(runtime, p, *source, rules, writer, report);
+  } else {
+    if (p.resume) logger().info("resume: a data-free run streams tensor by tensor and keeps no checkpoint");
+    run_streaming(runtime, *source, rules, writer, report);
+  }
   writer.finish();
   if (rules.calibrated) remove_resume_checkpoint(p);
   report.tensors_written = writer.tensors_written();
