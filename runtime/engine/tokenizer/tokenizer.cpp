@@ -135,20 +135,13 @@ std::vector<Fragment> partition_special(const Vocab& vocab, std::string_view tex
 
 namespace {
 
-const char* kGpt2Regex = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
-const char* kLlama3Regex =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-const char* kQwen2Regex =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
 int32_t id_or(const Kv& c, const char* key, int32_t fallback, size_t n) {
   int64_t v = c.get_int(key, fallback);
   return v >= 0 && static_cast<size_t>(v) < n ? static_cast<int32_t>(v) : -1;
 }
 
-Vocab vocab_from_config(const Kv& c, bool spm) {
+// `pre` (BPE only) supplies llama.cpp's per-pre-tokenizer defaults.
+Vocab vocab_from_config(const Kv& c, bool spm, const PreTokenizer* pre = nullptr) {
   Vocab v;
   const KvValue* toks = c.find("tokenizer.tokens");
   if (!toks || toks->type() != XQ_VALUE_STRING_ARRAY)
@@ -168,13 +161,13 @@ Vocab vocab_from_config(const Kv& c, bool spm) {
     for (int64_t x : t->as_ints()) v.types.push_back(static_cast<int32_t>(x));
   }
   // llama.cpp's defaults when the file names no special ids.
-  v.bos = id_or(c, "tokenizer.bos_token_id", spm ? 1 : 11, n);
+  v.bos = id_or(c, "tokenizer.bos_token_id", spm ? 1 : (pre && pre->no_bos ? -1 : 11), n);
   v.eos = id_or(c, "tokenizer.eos_token_id", spm ? 2 : 11, n);
   v.unk = id_or(c, "tokenizer.unknown_token_id", spm ? 0 : -1, n);
   v.pad = id_or(c, "tokenizer.padding_token_id", -1, n);
   v.eot = id_or(c, "tokenizer.eot_token_id", -1, n);
   v.eom = id_or(c, "tokenizer.eom_token_id", -1, n);
-  v.add_bos = c.get_bool("tokenizer.add_bos_token", spm);
+  v.add_bos = c.get_bool("tokenizer.add_bos_token", spm || (pre && pre->add_bos));
   v.add_space_prefix = c.get_bool("tokenizer.add_space_prefix", spm);
   v.finish();
   return v;
@@ -182,26 +175,28 @@ Vocab vocab_from_config(const Kv& c, bool spm) {
 
 }  // namespace
 
-// Regex list per tokenizer.pre, as llama.cpp's llm_tokenizer_bpe chooses.
-// Returns false for an unknown name.
-bool pre_regexes(const std::string& pre, std::vector<std::string>* out, bool* ignore_merges) {
-  *ignore_merges = false;
-  if (pre == "gpt2" || pre == "gpt-2" || pre == "mpt" || pre == "olmo" || pre == "jais") {
-    *out = {kGpt2Regex};
-  } else if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3" || pre == "dbrx" || pre == "smaug-bpe") {
-    *out = {kLlama3Regex};
-    *ignore_merges = true;
-  } else if (pre == "qwen2" || pre == "stablelm2") {
-    *out = {kQwen2Regex};
-  } else if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "command-r" || pre == "codeshell") {
-    *out = {"\\p{N}", kGpt2Regex};
-  } else if (pre == "default") {
-    *out = {"[\\p{P}\\$\\+<=>\\^~\\|]+", kGpt2Regex, "\\p{N}+", "[0-9][0-9][0-9]"};
-  } else {
-    return false;
-  }
-  return true;
+namespace {
+
+// The pre-tokenizer a "gpt2" vocabulary names; a missing or empty
+// tokenizer.pre is llama.cpp's "default".
+PreTokenizer pre_tokenizer_from_config(const Kv& config) {
+  std::string name = config.get_string("tokenizer.pre", "");
+  if (name.empty()) name = "default";
+  PreTokenizerLookup found = find_pre_tokenizer(name);
+  if (found.status == PreTokenizerLookup::kNotByteLevel)
+    fail(XQ_ERR_UNSUPPORTED,
+         "tokenizer: pre-tokenizer 'tokenizer.pre' = '{}' is not supported: its BPE works on raw UTF-8 with "
+         "escaped spaces or whitespace words, not on byte-level pieces",
+         name);
+  if (found.status == PreTokenizerLookup::kUnknown)
+    fail(XQ_ERR_UNSUPPORTED,
+         "tokenizer: pre-tokenizer 'tokenizer.pre' = '{}' is not supported ({} names known to llama.cpp are, "
+         "e.g. gpt-2, llama-bpe, qwen2, deepseek-v3, gpt-4o, default)",
+         name, pre_tokenizer_names().size());
+  return found.pre;
 }
+
+}  // namespace
 
 }  // namespace tok
 
@@ -209,19 +204,14 @@ std::unique_ptr<Tokenizer> Tokenizer::from_config(const Kv& config) {
   const std::string model = config.get_string("tokenizer.model", "");
   if (model == "llama") return tok::make_spm(tok::vocab_from_config(config, true));
   if (model == "gpt2") {
-    tok::Vocab v = tok::vocab_from_config(config, false);
+    const tok::PreTokenizer pre = tok::pre_tokenizer_from_config(config);
+    tok::Vocab v = tok::vocab_from_config(config, false, &pre);
     std::vector<std::string> merges;
     if (const KvValue* m = config.find("tokenizer.merges")) {
       if (m->type() != XQ_VALUE_STRING_ARRAY) fail(XQ_ERR_MALFORMED, "tokenizer: 'tokenizer.merges' must be a string array");
       merges = m->as_strings();
     }
-    const std::string pre = config.get_string("tokenizer.pre", "default");
-    std::vector<std::string> regexes;
-    bool ignore_merges = false;
-    if (!tok::pre_regexes(pre, &regexes, &ignore_merges))
-      fail(XQ_ERR_UNSUPPORTED, "tokenizer: pre-tokenizer 'tokenizer.pre' = '{}' is not supported "
-           "(gpt2, llama-bpe, qwen2, smollm, default)", pre);
-    return tok::make_bpe(std::move(v), std::move(merges), std::move(regexes), ignore_merges);
+    return tok::make_bpe(std::move(v), std::move(merges), tok::RegexSplitter(pre.regexes), pre.ignore_merges);
   }
   if (const KvValue* j = config.find("tokenizer.huggingface_json"); j && j->type() == XQ_VALUE_STRING)
     return tok::from_hf_json(j->as_string(), config);

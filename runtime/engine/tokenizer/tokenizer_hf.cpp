@@ -85,7 +85,7 @@ std::unique_ptr<Tokenizer> from_hf_json(const std::string& text, const Kv& confi
   v.add_bos = config.get_bool("tokenizer.add_bos_token", false);
   v.add_space_prefix = false;
   v.finish();
-  return make_bpe(std::move(v), std::move(merges), std::move(regexes), model.value("ignore_merges", false));
+  return make_bpe(std::move(v), std::move(merges), RegexSplitter(regexes), model.value("ignore_merges", false));
 }
 
 }  // namespace xquant::tok

@@ -54,13 +54,46 @@ const std::string& byte_to_unicode(uint8_t b);
 // Inverse over a whole token text; false when a code point has no byte.
 bool unicode_to_bytes(std::string_view text, std::string* out);
 
-// The regex list llama.cpp uses for a tokenizer.pre name; false if unknown.
-bool pre_regexes(const std::string& pre, std::vector<std::string>* out, bool* ignore_merges);
+// A byte-level BPE pre-tokenizer (pre_tokenizer.cpp): the regexes that
+// split text into the pieces BPE merges within, and the vocabulary defaults
+// llama.cpp ties to its tokenizer.pre name.
+struct PreTokenizer {
+  std::vector<std::string> regexes;  // PCRE2 syntax, applied in order
+  bool ignore_merges = false;        // a piece that is a token is taken whole
+  bool add_bos = false;              // tokenizer.add_bos_token's default
+  bool no_bos = false;               // no BOS id unless the config names one
+  std::string family;                // the shared regex list's name (llama.cpp's PRE_TYPE)
+};
+
+struct PreTokenizerLookup {
+  enum Status { kFound, kUnknown, kNotByteLevel } status = kUnknown;
+  PreTokenizer pre;
+};
+
+// The pre-tokenizer for a tokenizer.pre name, as llama.cpp maps it.
+PreTokenizerLookup find_pre_tokenizer(std::string_view name);
+// Every name find_pre_tokenizer() resolves, sorted.
+std::vector<std::string> pre_tokenizer_names();
+
+// Splits text with a list of regexes the way llama.cpp's unicode_regex_split
+// does (regex_split.cpp): each regex splits every piece the previous one
+// left, matches and the gaps between them both become pieces, and an empty
+// match is a cut. Throws XQ_ERR_INVALID_ARGUMENT for a regex PCRE2 rejects.
+class RegexSplitter {
+ public:
+  explicit RegexSplitter(const std::vector<std::string>& regexes);
+  ~RegexSplitter();
+  RegexSplitter(RegexSplitter&&) noexcept;
+  RegexSplitter& operator=(RegexSplitter&&) noexcept;
+  std::vector<std::string_view> split(std::string_view text) const;
+
+ private:
+  struct Compiled;
+  std::vector<Compiled> regexes_;
+};
 
 std::unique_ptr<Tokenizer> make_spm(Vocab vocab);
-// `regexes` are applied in sequence (each splits the pieces of the previous,
-// keeping unmatched gaps), as llama.cpp's unicode_regex_split does.
-std::unique_ptr<Tokenizer> make_bpe(Vocab vocab, std::vector<std::string> merges, std::vector<std::string> regexes,
+std::unique_ptr<Tokenizer> make_bpe(Vocab vocab, std::vector<std::string> merges, RegexSplitter splitter,
                                     bool ignore_merges);
 
 }  // namespace xquant::tok
