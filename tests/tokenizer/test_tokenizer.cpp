@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -31,9 +32,9 @@ struct Case {
   std::vector<int32_t> ids;
 };
 
-// Exactly test-tokenizer-0's read_tests().
-std::vector<Case> read_cases(const std::string& vocab) {
-  const std::string raw = slurp(kDir + vocab + ".inp");
+// Exactly test-tokenizer-0's read_tests(), for `dir` + `vocab` (.inp/.out).
+std::vector<Case> read_cases(const std::string& vocab, const std::string& dir = kDir) {
+  const std::string raw = slurp(dir + vocab + ".inp");
   std::vector<std::string> inputs;
   const std::string sep = "\n__ggml_vocab_test__\n";
   for (size_t pos = 0; pos < raw.size();) {
@@ -45,7 +46,7 @@ std::vector<Case> read_cases(const std::string& vocab) {
     inputs.push_back(raw.substr(pos, next - pos));
     pos = next + sep.size();
   }
-  std::ifstream out(kDir + vocab + ".out");
+  std::ifstream out(dir + vocab + ".out");
   std::vector<Case> cases;
   size_t i = 0;
   for (std::string line; std::getline(out, line); ++i) {
@@ -70,14 +71,13 @@ xquant::Runtime& runtime() {
   return rt;
 }
 
-class Vectors : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(Vectors, ReproducesLlamaCpp) {
-  const std::string vocab = GetParam();
-  auto ckpt = xquant::Checkpoint::open(runtime(), kDir + vocab);
+// Encodes every input of `vocab`'s vectors (no BOS, special texts not
+// parsed, as test-tokenizer-0 does) and reports each line that differs.
+void expect_vectors_reproduced(const std::string& dir, const std::string& vocab) {
+  auto ckpt = xquant::Checkpoint::open(runtime(), dir + vocab);
   EXPECT_TRUE(ckpt->tensors().empty());  // vocabulary-only file
   auto tok = xquant::Tokenizer::from_config(ckpt->config());
-  const auto cases = read_cases(vocab);
+  const auto cases = read_cases(vocab, dir);
   ASSERT_GT(cases.size(), 30u);
   size_t passed = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -90,6 +90,10 @@ TEST_P(Vectors, ReproducesLlamaCpp) {
   std::printf("%s: %zu/%zu vectors passed\n", vocab.c_str(), passed, cases.size());
   EXPECT_EQ(passed, cases.size());
 }
+
+class Vectors : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Vectors, ReproducesLlamaCpp) { expect_vectors_reproduced(kDir, GetParam()); }
 
 TEST_P(Vectors, DecodeInvertsEncode) {
   const std::string vocab = GetParam();
@@ -144,6 +148,21 @@ TEST_P(Vectors, RoundTripsRealText) {
 
 INSTANTIATE_TEST_SUITE_P(Vocabs, Vectors, ::testing::Values("ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf"),
                          [](const auto& info) { return info.param.find("spm") != std::string::npos ? std::string("llama_spm") : std::string("gpt2"); });
+
+// llama.cpp's vectors for the other vocabularies of its models/ folder
+// (BPE with the llama-bpe, qwen2, qwen35, deepseek-llm, deepseek-coder,
+// falcon, mpt, starcoder, refact and command-r pre-tokenizers, and the phi-3
+// SentencePiece vocabulary), fetched by tests/tokenizer/fetch-llama-vocabs.sh
+// into the folder $XQUANT_LLAMA_VOCABS names.
+TEST(LlamaCppVocabularies, ReproduceTheirVectors) {
+  const char* dir = std::getenv("XQUANT_LLAMA_VOCABS");
+  if (!dir || !*dir) GTEST_SKIP() << "XQUANT_LLAMA_VOCABS is not set (run tests/tokenizer/fetch-llama-vocabs.sh)";
+  for (const char* vocab : {"command-r", "deepseek-coder", "deepseek-llm", "falcon", "gpt-2", "llama-bpe", "llama-spm",
+                            "mpt", "phi-3", "qwen2", "qwen35", "refact", "starcoder"}) {
+    SCOPED_TRACE(vocab);
+    expect_vectors_reproduced(std::string(dir) + "/", std::string("ggml-vocab-") + vocab + ".gguf");
+  }
+}
 
 TEST(Tokenizer, SpmByteFallbackAndSpaces) {
   auto ckpt = xquant::Checkpoint::open(runtime(), kDir + "ggml-vocab-llama-spm.gguf");
