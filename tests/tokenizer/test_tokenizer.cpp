@@ -200,6 +200,46 @@ TEST(Tokenizer, HuggingFaceJsonBpe) {
   EXPECT_TRUE(tok->is_eog(7));
 }
 
+// tokenizer.json pre-tokenizers that do not split the way a regex list does,
+// and malformed structure: clear errors, not a different tokenization or a
+// crash.
+TEST(Tokenizer, HuggingFaceJsonErrorsAreClear) {
+  auto build = [](const nlohmann::json& j) {
+    xquant::Kv cfg;
+    cfg.set("tokenizer.huggingface_json", xquant::KvValue::string(j.dump()));
+    return xquant::Tokenizer::from_config(cfg);
+  };
+  auto status_of = [&](const nlohmann::json& j, const std::string& expect_in_message) {
+    try {
+      build(j);
+    } catch (const xquant::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(expect_in_message), std::string::npos) << e.what();
+      return e.status();
+    }
+    ADD_FAILURE() << "no error for " << j.dump();
+    return XQ_OK;
+  };
+  nlohmann::json ok;
+  ok["model"] = {{"type", "BPE"}, {"vocab", {{"a", 0}}}, {"merges", nlohmann::json::array()}};
+  ok["decoder"] = {{"type", "ByteLevel"}};
+  EXPECT_NO_THROW(build(ok));
+  nlohmann::json j = ok;
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\s+"}}}, {"behavior", "Removed"}};
+  EXPECT_EQ(status_of(j, "behavior 'Removed'"), XQ_ERR_UNSUPPORTED);
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\s+"}}}, {"behavior", "Isolated"}, {"invert", true}};
+  EXPECT_EQ(status_of(j, "invert"), XQ_ERR_UNSUPPORTED);
+  j["pre_tokenizer"] = {{"type", "Metaspace"}};
+  EXPECT_EQ(status_of(j, "'Metaspace'"), XQ_ERR_UNSUPPORTED);
+  j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}};
+  EXPECT_EQ(status_of(j, "add_prefix_space"), XQ_ERR_UNSUPPORTED);
+  j = ok;
+  j["model"]["vocab"] = {{"a", "zero"}};
+  EXPECT_EQ(status_of(j, "unexpected structure"), XQ_ERR_MALFORMED);
+  j["model"]["vocab"] = {{"a", 4000000000000}};
+  EXPECT_EQ(status_of(j, "too large"), XQ_ERR_MALFORMED);
+  EXPECT_EQ(status_of(nlohmann::json::array({1, 2}), "not a JSON object"), XQ_ERR_MALFORMED);
+}
+
 TEST(Tokenizer, MissingVocabularyIsAClearError) {
   xquant::Kv cfg;
   try {
