@@ -176,6 +176,17 @@ TEST(Tokenizer, SpmByteFallbackAndSpaces) {
   EXPECT_EQ(tok->decode(ids), "\xf0\x9f\xa6\x99");
 }
 
+// Invalid UTF-8 reaches byte-level BPE as llama.cpp's unicode_cpts_from_utf8
+// reads it: a stray byte is U+FFFD, an overlong form its code point.
+TEST(Tokenizer, BpeReadsInvalidUtf8AsLlamaCpp) {
+  auto ckpt = xquant::Checkpoint::open(runtime(), kDir + "ggml-vocab-gpt-2.gguf");
+  auto tok = xquant::Tokenizer::from_config(ckpt->config());
+  EXPECT_EQ(tok->encode("a\xff b"), tok->encode("a\xef\xbf\xbd b"));
+  EXPECT_EQ(tok->encode("x\xe4\xb8"), tok->encode("x\xef\xbf\xbd\xef\xbf\xbd"));  // truncated: one U+FFFD per byte
+  EXPECT_EQ(tok->encode(std::string("\xc0\x80", 2)), tok->encode(std::string(1, '\0')));
+  EXPECT_EQ(tok->encode("\xf7\xbf\xbf\xbf"), tok->encode("\xef\xbf\xbd"));  // past U+10FFFF
+}
+
 // A tiny byte-level BPE from tokenizer.json: vocab of bytes for "abc " plus
 // merges, checked by hand.
 TEST(Tokenizer, HuggingFaceJsonBpe) {

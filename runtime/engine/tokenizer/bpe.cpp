@@ -101,7 +101,8 @@ class BpeTokenizer final : public Tokenizer {
     }
   };
 
-  void tokenize(std::string_view text, std::vector<int32_t>& out) const {
+  void tokenize(std::string_view raw_text, std::vector<int32_t>& out) const {
+    const std::string text = utf8_as_llama_reads(raw_text);
     for (std::string_view raw : splitter_.split(text)) {
       std::string word;
       for (unsigned char c : raw) word += byte_to_unicode(c);

@@ -41,6 +41,31 @@ std::string codepoint_to_utf8(uint32_t cp) {
   return s;
 }
 
+std::string utf8_as_llama_reads(std::string_view text) {
+  static const std::string kReplacement = codepoint_to_utf8(0xFFFD);
+  std::string out;
+  out.reserve(text.size());
+  auto cont = [&](size_t i) { return i < text.size() && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80; };
+  for (size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    // unicode_cpt_from_utf8: the lead byte's high bits give the length; all
+    // continuation bytes must be 10xxxxxx; nothing else is checked.
+    size_t n = c < 0x80 ? 1 : c < 0xC0 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 0;
+    for (size_t k = 1; k < n; ++k)
+      if (!cont(i + k)) n = 0;
+    if (n == 0) {  // llama.cpp skips one byte and reads U+FFFD
+      out += kReplacement;
+      ++i;
+      continue;
+    }
+    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+    out += cp > 0x10FFFF ? kReplacement : codepoint_to_utf8(cp);
+    i += n;
+  }
+  return out;
+}
+
 namespace {
 // GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves,
 // the other 68 bytes to U+0100.. in byte order.

@@ -49,6 +49,13 @@ std::vector<Fragment> partition_special(const Vocab& vocab, std::string_view tex
 // Byte length of the UTF-8 sequence starting with `lead` (1 for stray bytes).
 size_t utf8_len(unsigned char lead);
 std::string codepoint_to_utf8(uint32_t cp);
+// The text as llama.cpp's unicode_cpts_from_utf8 reads it before BPE
+// pre-tokenization (src/unicode.cpp), re-encoded: each byte that does not
+// start a sequence it accepts becomes U+FFFD, and what it accepts is
+// re-encoded in shortest form (so an overlong C0 80 becomes 00). Code points
+// past U+10FFFF, on which llama.cpp throws, also become U+FFFD. Valid UTF-8
+// comes back unchanged.
+std::string utf8_as_llama_reads(std::string_view text);
 // GPT-2 byte-level mapping: each byte -> one printable code point (as UTF-8).
 const std::string& byte_to_unicode(uint8_t b);
 // Inverse over a whole token text; false when a code point has no byte.
