@@ -101,8 +101,9 @@ constexpr const char* kSpark25 = XQ_DEEPSEEK3_HEAD "|[\\r\\n]|\\s+(?!\\S)|\\s+";
   "[\\x{4E00}-\\x{9FFF}\\x{3400}-\\x{4DBF}\\x{20000}-\\x{2A6DF}\\x{2A700}-\\x{2B73F}\\x{2B740}-" \
   "\\x{2B81F}\\x{2B820}-\\x{2CEAF}\\x{2CEB0}-\\x{2EBEF}\\x{F900}-\\x{FAFF}\\x{2F800}-\\x{2FA1F}]"
 // Kimi K2 as unicode_regex_split_custom_kimi_k2 implements it: Han runs,
-// then words of non-Han letters (marks and case not distinguished) with an
-// optional contraction, then the Llama 3 tail.
+// then words of non-Han letters of any case (tokenizer.json's classes also
+// hold marks; the splitter does not) with an optional contraction, then the
+// Llama 3 tail.
 constexpr const char* kKimiK2 = XQ_HAN "+|[^\\r\\n\\p{L}\\p{N}]?(?:(?!" XQ_HAN ")\\p{L})+" XQ_CONTRACTIONS
                                        "?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
