@@ -107,6 +107,26 @@ def names(src):
     return out
 
 
+def compact_json(doc):
+    """JSON with one name, text or split per line (diffs stay readable)."""
+    one = lambda v: json.dumps(v, ensure_ascii=False, sort_keys=True)
+    lines = ["{", f' "source": {one(doc["source"])},', ' "texts": [']
+    lines += [f"  {one(t)}," for t in doc["texts"]]
+    lines[-1] = lines[-1].rstrip(",")
+    lines += [" ],", ' "names": {']
+    lines += [f"  {one(n)}: {one(v)}," for n, v in sorted(doc["names"].items())]
+    lines[-1] = lines[-1].rstrip(",")
+    lines += [" },", ' "splits": {']
+    for t, cases in sorted(doc["splits"].items()):
+        lines.append(f"  {one(t)}: [")
+        lines += [f"   {one(c)}," for c in cases]
+        lines[-1] = lines[-1].rstrip(",")
+        lines.append("  ],")
+    lines[-1] = lines[-1].rstrip(",")
+    lines += [" }", "}"]
+    return "\n".join(lines)
+
+
 def main():
     sdist = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser(f"~/.cache/xquant/llama_cpp_python-{VERSION}.tar.gz")
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,8 +157,7 @@ def main():
                      "(unicode_regex_split, byte_encode=false); empty pieces dropped",
            "texts": TEXTS, "names": aliases, "splits": splits}
     with open(OUT, "w", encoding="utf-8") as f:
-        json.dump(doc, f, ensure_ascii=False, indent=1, sort_keys=True)
-        f.write("\n")
+        f.write(compact_json(doc) + "\n")
     print(f"{OUT}: {len(aliases)} names, {len(splits)} regex lists, {len(TEXTS)} texts")
 
 
