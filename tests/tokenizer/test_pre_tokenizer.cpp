@@ -114,6 +114,18 @@ TEST(RegexSplitter, DollarMatchesOnlyAtTheEnd) {
   EXPECT_EQ(split(RegexSplitter({"\\s+$"}), "a \n"), (std::vector<std::string>{"a", " \n"}));
 }
 
+TEST(RegexSplitter, MatchFailureIsAnErrorNotAGap) {
+  // Catastrophic backtracking reaches PCRE2's match limit.
+  const RegexSplitter s({"(?:a|aa)+$"});
+  try {
+    s.split(std::string(60, 'a') + "b");
+    FAIL() << "expected an error";
+  } catch (const xquant::Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_UNSUPPORTED);
+    EXPECT_NE(std::string(e.what()).find("regex 1 of 1"), std::string::npos) << e.what();
+  }
+}
+
 TEST(RegexSplitter, BadRegexIsAClearError) {
   try {
     RegexSplitter({"(unclosed"});

@@ -111,8 +111,14 @@ std::vector<std::string_view> RegexSplitter::split(std::string_view text) const 
       uint32_t options = 0;
       while (start <= p.size()) {
         int rc = pcre2_match(re.code.get(), subject, p.size(), start, options, md.get(), nullptr);
+        if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {  // e.g. the match limit: never a silent gap
+          PCRE2_UCHAR buf[256];
+          pcre2_get_error_message(rc, buf, sizeof(buf));
+          fail(XQ_ERR_UNSUPPORTED, "tokenizer: pre-tokenizer regex {} of {} failed at byte {} of a {}-byte piece: {}",
+               &re - regexes_.data() + 1, regexes_.size(), start, p.size(), reinterpret_cast<const char*>(buf));
+        }
         if (rc < 0) {
-          if (options == 0 || start >= p.size()) break;  // no more matches (or invalid UTF-8 beyond: a gap)
+          if (options == 0 || start >= p.size()) break;  // no more matches (invalid UTF-8 is not matched: a gap)
           // No non-empty match right after an empty one: move one character on.
           options = 0;
           start += utf8_len(static_cast<unsigned char>(p[start]));
