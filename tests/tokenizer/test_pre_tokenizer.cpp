@@ -114,6 +114,22 @@ TEST(RegexSplitter, DollarMatchesOnlyAtTheEnd) {
   EXPECT_EQ(split(RegexSplitter({"\\s+$"}), "a \n"), (std::vector<std::string>{"a", " \n"}));
 }
 
+// Long runs outgrow PCRE2's default 32 KiB JIT stack with the lookahead-heavy
+// lists; they must still split, not turn into one unsplit gap.
+TEST(RegexSplitter, LongRunsSplit) {
+  const std::string letters(50000, 'A');
+  for (const char* name : {"gpt-4o", "tekken", "kimi-k2", "exaone-moe"}) {
+    const RegexSplitter s(find_pre_tokenizer(name).pre.regexes);
+    EXPECT_EQ(split(s, letters + "1"), (std::vector<std::string>{letters, "1"})) << name;
+  }
+  // afmoe's digit groups: "x" joins the first group (50000 = 3 * 16666 + 2).
+  const RegexSplitter digits({find_pre_tokenizer("afmoe").pre.regexes.at(0)});
+  const auto pieces = split(digits, "x" + std::string(50000, '1'));
+  ASSERT_EQ(pieces.size(), 16667u);
+  EXPECT_EQ(pieces.front(), "x11");
+  EXPECT_EQ(pieces.back(), "111");
+}
+
 TEST(RegexSplitter, MatchFailureIsAnErrorNotAGap) {
   // Catastrophic backtracking reaches PCRE2's match limit.
   const RegexSplitter s({"(?:a|aa)+$"});

@@ -111,8 +111,10 @@ constexpr const char* kKimiK2 = XQ_HAN "+|[^\\r\\n\\p{L}\\p{N}]?(?:(?!" XQ_HAN "
 // used for afmoe and tiny_aya). That splitter emits each group from the end
 // of the previous one, so the text before a run joins its first group
 // ("ab12345" -> "ab12" "345"); \G anchors each match where the last ended.
+// Inside a run (after a digit) the rest is whole groups of 3, taken without
+// the lookahead, so that a long run costs linear time as in llama.cpp.
 constexpr const char* kDigitsFromRight =
-    "\\G\\P{N}*(?:\\p{N}{1,2}(?=(?:\\p{N}{3})*(?!\\p{N}))|\\p{N}{3})";
+    "\\G(?:(?<=\\p{N})\\p{N}{3}|\\P{N}*(?:\\p{N}{1,2}(?=(?:\\p{N}{3})*(?!\\p{N}))|\\p{N}{3}))";
 
 const std::map<std::string, PreTokenizer, std::less<>>& families() {
   static const std::map<std::string, PreTokenizer, std::less<>> f = {

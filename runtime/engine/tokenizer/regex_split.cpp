@@ -68,6 +68,17 @@ struct CodeDeleter {
 struct MatchDeleter {
   void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
 };
+struct ContextDeleter {
+  void operator()(pcre2_match_context* c) const { pcre2_match_context_free(c); }
+};
+struct JitStackDeleter {
+  void operator()(pcre2_jit_stack* s) const { pcre2_jit_stack_free(s); }
+};
+
+// The JIT's stack: PCRE2's default 32 KiB overflows on long letter runs with
+// the lookahead-heavy regexes (gpt-4o, tekken, kimi-k2); memory is reserved,
+// not touched, up to the maximum.
+constexpr size_t kJitStackStart = 32 * 1024, kJitStackMax = 64 * 1024 * 1024;
 
 }  // namespace
 
@@ -102,6 +113,12 @@ std::vector<std::string_view> RegexSplitter::split(std::string_view text) const 
   std::vector<std::string_view> pieces;
   if (text.empty()) return pieces;
   pieces.push_back(text);
+  // Per call, so that one splitter may serve several threads.
+  std::unique_ptr<pcre2_jit_stack, JitStackDeleter> jit_stack(
+      pcre2_jit_stack_create(kJitStackStart, kJitStackMax, nullptr));
+  std::unique_ptr<pcre2_match_context, ContextDeleter> context(pcre2_match_context_create(nullptr));
+  if (!jit_stack || !context) fail(XQ_ERR_OUT_OF_MEMORY, "tokenizer: cannot allocate the regex match stack");
+  pcre2_jit_stack_assign(context.get(), nullptr, jit_stack.get());
   for (const Compiled& re : regexes_) {
     std::unique_ptr<pcre2_match_data, MatchDeleter> md(pcre2_match_data_create_from_pattern(re.code.get(), nullptr));
     std::vector<std::string_view> next;
@@ -110,7 +127,9 @@ std::vector<std::string_view> RegexSplitter::split(std::string_view text) const 
       size_t start = 0, prev = 0;
       uint32_t options = 0;
       while (start <= p.size()) {
-        int rc = pcre2_match(re.code.get(), subject, p.size(), start, options, md.get(), nullptr);
+        int rc = pcre2_match(re.code.get(), subject, p.size(), start, options, md.get(), context.get());
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT)  // deeper than the JIT stack: the interpreter keeps its frames on the heap
+          rc = pcre2_match(re.code.get(), subject, p.size(), start, options | PCRE2_NO_JIT, md.get(), context.get());
         if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {  // e.g. the match limit: never a silent gap
           PCRE2_UCHAR buf[256];
           pcre2_get_error_message(rc, buf, sizeof(buf));
