@@ -11,7 +11,7 @@ set -euo pipefail
 cache="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant}"
 dest="$cache/llama-vocabs"
 # The vocabularies test_tokenizer runs (BPE and SPM ones with vectors).
-vocabs=(command-r deepseek-coder deepseek-llm falcon gpt-2 llama-bpe llama-spm mpt phi-3 qwen2 qwen35 refact starcoder)
+vocabs=(command-r deepseek-coder deepseek-llm falcon gemma-4 gpt-2 llama-bpe llama-spm mpt phi-3 qwen2 qwen35 refact starcoder)
 complete() {
   for v in "${vocabs[@]}"; do
     for ext in "" .inp .out; do [[ -s "$dest/ggml-vocab-$v.gguf$ext" ]] || return 1; done

@@ -89,6 +89,9 @@ void expect_vectors_reproduced(const std::string& dir, const std::string& vocab)
   }
   std::printf("%s: %zu/%zu vectors passed\n", vocab.c_str(), passed, cases.size());
   EXPECT_EQ(passed, cases.size());
+  // Byte-level and SentencePiece-style BPE decode losslessly.
+  if (tok->kind() == xquant::Tokenizer::Kind::Bpe)
+    for (const Case& c : cases) EXPECT_EQ(tok->decode(c.ids), c.text) << vocab;
 }
 
 class Vectors : public ::testing::TestWithParam<std::string> {};
@@ -151,14 +154,14 @@ INSTANTIATE_TEST_SUITE_P(Vocabs, Vectors, ::testing::Values("ggml-vocab-llama-sp
 
 // llama.cpp's vectors for the other vocabularies of its models/ folder
 // (BPE with the llama-bpe, qwen2, qwen35, deepseek-llm, deepseek-coder,
-// falcon, mpt, starcoder, refact and command-r pre-tokenizers, and the phi-3
-// SentencePiece vocabulary), fetched by tests/tokenizer/fetch-llama-vocabs.sh
+// falcon, mpt, starcoder, refact and command-r pre-tokenizers, Gemma 4's
+// SentencePiece-style BPE, and the phi-3 SentencePiece vocabulary), fetched by tests/tokenizer/fetch-llama-vocabs.sh
 // into the folder $XQUANT_LLAMA_VOCABS names.
 TEST(LlamaCppVocabularies, ReproduceTheirVectors) {
   const char* dir = std::getenv("XQUANT_LLAMA_VOCABS");
   if (!dir || !*dir) GTEST_SKIP() << "XQUANT_LLAMA_VOCABS is not set (run tests/tokenizer/fetch-llama-vocabs.sh)";
-  for (const char* vocab : {"command-r", "deepseek-coder", "deepseek-llm", "falcon", "gpt-2", "llama-bpe", "llama-spm",
-                            "mpt", "phi-3", "qwen2", "qwen35", "refact", "starcoder"}) {
+  for (const char* vocab : {"command-r", "deepseek-coder", "deepseek-llm", "falcon", "gemma-4", "gpt-2", "llama-bpe",
+                            "llama-spm", "mpt", "phi-3", "qwen2", "qwen35", "refact", "starcoder"}) {
     SCOPED_TRACE(vocab);
     expect_vectors_reproduced(std::string(dir) + "/", std::string("ggml-vocab-") + vocab + ".gguf");
   }

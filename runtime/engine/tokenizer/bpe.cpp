@@ -16,8 +16,8 @@ namespace {
 
 class BpeTokenizer final : public Tokenizer {
  public:
-  BpeTokenizer(Vocab v, const std::vector<std::string>& merges, RegexSplitter splitter, bool ignore_merges)
-      : v_(std::move(v)), ignore_merges_(ignore_merges), splitter_(std::move(splitter)) {
+  BpeTokenizer(Vocab v, const std::vector<std::string>& merges, const PreTokenizer& pre)
+      : v_(std::move(v)), pre_(pre), splitter_(pre.regexes) {
     for (size_t i = 0; i < merges.size(); ++i) {
       const std::string& m = merges[i];
       size_t pos = m.find(' ', 1);  // the first space after the first symbol
@@ -42,9 +42,11 @@ class BpeTokenizer final : public Tokenizer {
     switch (v_.type(id)) {
       case kNormal: {
         std::string s;
+        if (pre_.escape_whitespace) return unescape_whitespace(t);
         if (!unicode_to_bytes(t, &s)) return t;  // not byte-level text: show it as stored
         return s;
       }
+      case kByte: return byte_token_value(t);
       case kUserDefined: return t;
       case kControl: case kUnknown: return render_special ? t : std::string();
       default: return std::string();
@@ -101,13 +103,28 @@ class BpeTokenizer final : public Tokenizer {
     }
   };
 
+  // The text as llama.cpp's BPE session sees it: UTF-8 as unicode.cpp reads
+  // it, spaces escaped for SentencePiece-style vocabularies
+  // (llama_escape_whitespace in llama_vocab::impl::tokenize).
+  std::string session_text(std::string_view raw_text) const {
+    std::string text = utf8_as_llama_reads(raw_text);
+    if (!pre_.escape_whitespace) return text;
+    std::string escaped;
+    for (char c : text) escaped += c == ' ' ? std::string("\xe2\x96\x81") : std::string(1, c);
+    return escaped;
+  }
+
   void tokenize(std::string_view raw_text, std::vector<int32_t>& out) const {
-    const std::string text = utf8_as_llama_reads(raw_text);
+    const std::string text = session_text(raw_text);
     for (std::string_view raw : splitter_.split(text)) {
       std::string word;
-      for (unsigned char c : raw) word += byte_to_unicode(c);
+      if (pre_.byte_level)
+        for (unsigned char c : raw) word += byte_to_unicode(c);
+      else
+        word = raw;
       std::vector<Symbol> sym;
-      if (ignore_merges_ && v_.find(word) >= 0) {
+      const bool newlines_only = word.find_first_not_of('\n') == std::string::npos;
+      if ((pre_.ignore_merges || (pre_.whole_newline_words && newlines_only)) && v_.find(word) >= 0) {
         out.push_back(v_.find(word));
         continue;
       }
@@ -148,9 +165,10 @@ class BpeTokenizer final : public Tokenizer {
           out.push_back(id);
           continue;
         }
-        // No token for the merged text: single bytes that are tokens (as llama.cpp).
+        // No token for the merged text: its bytes that are tokens (as
+        // llama.cpp): the byte's own text, or <0xXX> for raw UTF-8 pieces.
         for (char c : piece) {
-          int32_t bid = v_.find(std::string(1, c));
+          int32_t bid = v_.find(pre_.byte_level ? std::string(1, c) : byte_token_text(static_cast<uint8_t>(c)));
           if (bid >= 0) out.push_back(bid);
         }
       }
@@ -158,16 +176,15 @@ class BpeTokenizer final : public Tokenizer {
   }
 
   Vocab v_;
-  bool ignore_merges_;
+  PreTokenizer pre_;
   std::unordered_map<std::string, int> ranks_;
   RegexSplitter splitter_;
 };
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> make_bpe(Vocab vocab, std::vector<std::string> merges, RegexSplitter splitter,
-                                    bool ignore_merges) {
-  return std::make_unique<BpeTokenizer>(std::move(vocab), merges, std::move(splitter), ignore_merges);
+std::unique_ptr<Tokenizer> make_bpe(Vocab vocab, std::vector<std::string> merges, const PreTokenizer& pre) {
+  return std::make_unique<BpeTokenizer>(std::move(vocab), merges, pre);
 }
 
 }  // namespace xquant::tok

@@ -116,6 +116,21 @@ constexpr const char* kKimiK2 = XQ_HAN "+|[^\\r\\n\\p{L}\\p{N}]?(?:(?!" XQ_HAN "
 constexpr const char* kDigitsFromRight =
     "\\G(?:(?<=\\p{N})\\p{N}{3}|\\P{N}*(?:\\p{N}{1,2}(?=(?:\\p{N}{3})*(?!\\p{N}))|\\p{N}{3}))";
 
+PreTokenizer sentencepiece_style() {
+  PreTokenizer p;
+  p.regexes = {kNewlines};
+  p.byte_level = false;
+  p.escape_whitespace = true;
+  return p;
+}
+
+PreTokenizer gemma4() {
+  PreTokenizer p = sentencepiece_style();
+  p.whole_newline_words = true;
+  p.add_bos = p.force_add_bos = true;
+  return p;
+}
+
 const std::map<std::string, PreTokenizer, std::less<>>& families() {
   static const std::map<std::string, PreTokenizer, std::less<>> f = {
       {"default", {{"[\\p{P}\\$\\+<=>\\^~\\|]+", kGpt2, "\\p{N}+", "[0-9][0-9][0-9]"}}},
@@ -193,6 +208,11 @@ const std::map<std::string, PreTokenizer, std::less<>>& families() {
       {"exaone-moe",
        {{XQ_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?(?:\\p{L}\\p{M}*(?: \\p{L}\\p{M}*)*)+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]?"
                          "|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+"}}},
+      // SentencePiece-style BPE on raw UTF-8 (the byte_encode = false lists);
+      // gemma4 also takes a newline run that is a token whole and always
+      // adds BOS (llama.cpp's "workaround for Gemma 4" in load()).
+      {"gemma4", gemma4()},
+      {"sarvam-moe", sentencepiece_style()},
       {"minicpm5",
        {{"\\p{N}{1,3}", XQ_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}+| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+"
                                         "|\\s+(?!\\S)|\\s+"},
@@ -264,14 +284,17 @@ const std::map<std::string, Alias, std::less<>>& aliases() {
       {"afmoe", {"afmoe"}},
       {"laguna", {"laguna"}},
       {"exaone-moe", {"exaone-moe"}},
+      // GEMMA4, SARVAM_MOE
+      {"gemma4", {"gemma4"}}, {"granite-embed-multi-311m", {"gemma4"}},
+      {"sarvam-moe", {"sarvam-moe"}},
   };
   return a;
 }
 
-// Names llama.cpp knows whose tokenizers are not byte-level BPE with a
-// regex pre-split (SentencePiece-style BPE on raw UTF-8 with escaped
-// spaces, or whitespace splitting with a normalizer): refused by name.
-constexpr const char* kNotByteLevel[] = {"gemma4", "granite-embed-multi-311m", "sarvam-moe", "whitespace"};
+// Names llama.cpp knows whose tokenizers are not BPE over a regex pre-split
+// (jina-embeddings-v2-base-zh's whitespace words with a BERT-style
+// normalizer): refused by name.
+constexpr const char* kNotByteLevel[] = {"whitespace"};
 
 }  // namespace
 

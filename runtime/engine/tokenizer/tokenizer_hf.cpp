@@ -103,7 +103,10 @@ std::unique_ptr<Tokenizer> bpe_from_json(const nlohmann::json& j, const Kv& conf
   v.add_bos = config.get_bool("tokenizer.add_bos_token", false);
   v.add_space_prefix = false;
   v.finish();
-  return make_bpe(std::move(v), std::move(merges), RegexSplitter(regexes), model.value("ignore_merges", false));
+  PreTokenizer pre;
+  pre.regexes = std::move(regexes);
+  pre.ignore_merges = model.value("ignore_merges", false);
+  return make_bpe(std::move(v), std::move(merges), pre);
 }
 
 }  // namespace

@@ -56,6 +56,12 @@ std::string codepoint_to_utf8(uint32_t cp);
 // past U+10FFFF, on which llama.cpp throws, also become U+FFFD. Valid UTF-8
 // comes back unchanged.
 std::string utf8_as_llama_reads(std::string_view text);
+// Byte tokens of SentencePiece-style vocabularies: "<0xAB>" for 0xAB, and
+// back (empty when `text` is not such a token).
+std::string byte_token_text(uint8_t b);
+std::string byte_token_value(std::string_view text);
+// U+2581 -> ' ' (llama.cpp's llama_unescape_whitespace).
+std::string unescape_whitespace(std::string_view text);
 // GPT-2 byte-level mapping: each byte -> one printable code point (as UTF-8).
 const std::string& byte_to_unicode(uint8_t b);
 // Inverse over a whole token text; false when a code point has no byte.
@@ -70,6 +76,13 @@ struct PreTokenizer {
   bool add_bos = false;              // tokenizer.add_bos_token's default
   bool no_bos = false;               // no BOS id unless the config names one
   std::string family;                // the shared regex list's name (llama.cpp's PRE_TYPE)
+  // SentencePiece-style BPE (llama.cpp's gemma4 and sarvam-moe types): spaces
+  // become U+2581 before the split, pieces stay raw UTF-8 (no GPT-2 byte
+  // symbols) and bytes without a token fall back to <0xXX> tokens.
+  bool byte_level = true;
+  bool escape_whitespace = false;
+  bool whole_newline_words = false;  // gemma4: a run of newlines that is a token is taken whole
+  bool force_add_bos = false;        // gemma4: BOS whatever tokenizer.add_bos_token says
 };
 
 struct PreTokenizerLookup {
@@ -100,7 +113,6 @@ class RegexSplitter {
 };
 
 std::unique_ptr<Tokenizer> make_spm(Vocab vocab);
-std::unique_ptr<Tokenizer> make_bpe(Vocab vocab, std::vector<std::string> merges, RegexSplitter splitter,
-                                    bool ignore_merges);
+std::unique_ptr<Tokenizer> make_bpe(Vocab vocab, std::vector<std::string> merges, const PreTokenizer& pre);
 
 }  // namespace xquant::tok
