@@ -6,8 +6,12 @@
 #include "core/log.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
 
+#include <xquant/sdk/half.hpp>
+
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <strings.h>
 
 namespace xquant {
 
@@ -47,6 +51,11 @@ std::unique_ptr<Model> Model::open(Runtime& runtime, const fs::path& path, const
 
 Model::Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOptions& options)
     : runtime_(runtime), options_(options), checkpoint_(std::move(cp)) {
+  if (const char* e = std::getenv("XQUANT_DEVICE_WEIGHTS")) {
+    if (strcasecmp(e, "bf16") == 0) options_.device_weights = XQ_DTYPE_BF16;
+    else if (strcasecmp(e, "f32") == 0) options_.device_weights = XQ_DTYPE_F32;
+    else fail(XQ_ERR_INVALID_ARGUMENT, "XQUANT_DEVICE_WEIGHTS must be f32 or bf16, got '{}'", e);
+  }
   arch_ = Architecture::from_config(checkpoint_->config());
   kernels_ = std::make_unique<Kernels>(runtime_.plugins().require(XQ_PLUGIN_KERNEL_PROVIDER, options_.provider));
 }
@@ -130,8 +139,18 @@ bool Model::choose_qmatmul_act(LinearWeights& lw) const {
 void Model::upload_weights() {
   const Kernels& k = *kernels_;
   auto up = [&](const std::vector<float>& v, const char* what) { return upload_copy(k, v.data(), v.size(), what); };
+  const bool bf16 = options_.device_weights == XQ_DTYPE_BF16;
   auto up_linear = [&](LinearWeights& lw) {
-    if (!lw.w.empty()) {
+    if (!lw.w.empty() && bf16 && bf16_matmul_runs(lw)) {
+      std::vector<uint16_t> h(lw.w.size());
+      for (size_t i = 0; i < h.size(); ++i) h[i] = sdk::f32_to_bf16(lw.w[i]);
+      lw.dw = upload_copy(k, h.data(), h.size(), "a BF16 Linear weight");
+      lw.act = XQ_DTYPE_BF16;
+      lw.bytes = h.size() * 2;
+      lw.layout = "bf16";
+      lw.w.clear();
+      lw.w.shrink_to_fit();
+    } else if (!lw.w.empty()) {
       lw.dw = up(lw.w, "a Linear weight");
       lw.w.clear();
       lw.w.shrink_to_fit();
@@ -151,6 +170,17 @@ void Model::upload_weights() {
     for (auto& lw : l.linears) up_linear(lw);
   }
   up_linear(lm_head_);
+}
+
+bool Model::bf16_matmul_runs(const LinearWeights& lw) const {
+  static float probe[1];
+  const int64_t out = lw.desc->out ? lw.desc->out : arch_.vocab, in = lw.desc->in ? lw.desc->in : arch_.hidden;
+  xq_op op = Kernels::op(XQ_OP_MATMUL);
+  op.src[0] = dtensor(XQ_DTYPE_BF16, {1, in}, probe);
+  op.src[1] = dtensor(XQ_DTYPE_BF16, {out, in}, probe);
+  if (lw.desc->bias) op.src[2] = f32({out}, probe);
+  op.dst = dtensor(XQ_DTYPE_BF16, {1, out}, probe);
+  return kernels_->supports(op);
 }
 
 void* Model::scratch(Slot s, uint64_t bytes) const {
@@ -259,17 +289,18 @@ uint64_t Model::weight_bytes_per_token() const {
 void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float* y, const char* what) const {
   const int64_t out = lw.desc->out ? lw.desc->out : arch_.vocab, in = lw.desc->in ? lw.desc->in : arch_.hidden;
   const float* bias = at(lw.bias, lw.dbias);
-  if (lw.q && lw.act != XQ_DTYPE_F32) {
-    // The provider's quantized GEMM takes 16-bit activations: convert in and out.
+  if (lw.act != XQ_DTYPE_F32) {
+    // The provider's GEMM takes 16-bit activations: convert in and out.
     void* xb = scratch(kLinearIn, static_cast<uint64_t>(rows * in) * 2);
     void* yb = scratch(kLinearOut, static_cast<uint64_t>(rows * out) * 2);
     xq_op cin = Kernels::op(XQ_OP_CONVERT);
     cin.src[0] = f32({rows * in}, x);
     cin.dst = dtensor(lw.act, {rows * in}, xb);
     kernels_->run(cin, "CONVERT (Linear input)");
-    xq_op op = Kernels::op(XQ_OP_QMATMUL);
+    xq_op op = Kernels::op(lw.q ? XQ_OP_QMATMUL : XQ_OP_MATMUL);
     op.src[0] = dtensor(lw.act, {rows, in}, xb);
-    op.qweight = lw.q;
+    if (lw.q) op.qweight = lw.q;
+    else op.src[1] = dtensor(lw.act, {out, in}, lw.dw.data());
     if (bias) op.src[2] = f32({out}, bias);
     op.dst = dtensor(lw.act, {rows, out}, yb);
     kernels_->run(op, what);

@@ -44,6 +44,11 @@ struct ModelOptions {
   // Where the tokenizer comes from when the checkpoint has no vocabulary
   // (e.g. stories260K-hf): another checkpoint's path; "" = the model's own.
   std::filesystem::path tokenizer_from;
+  // Dense Linear weights on a device provider: F32 (exact against `cpu`), or
+  // BF16 (half the bytes; MATMUL then takes BF16 activations, converted
+  // around the call). The environment variable XQUANT_DEVICE_WEIGHTS=bf16
+  // sets BF16 for tools that do not expose this option (the CLI).
+  xq_dtype device_weights = XQ_DTYPE_F32;
 };
 
 // One Linear's weights as the engine runs them.
@@ -54,8 +59,9 @@ struct LinearWeights {
   // Device providers: w and bias uploaded (w is then dropped on the host).
   DeviceBuffer dw, dbias;
   xq_qweight* q = nullptr;  // provider-prepared quantized weight
-  // Activation dtype q's QMATMUL takes on this provider: F32, or BF16 (the
-  // engine converts its F32 activations around the call).
+  // Activation dtype q's QMATMUL (or dw's MATMUL) takes on this provider:
+  // F32, or BF16 (the engine converts its F32 activations around the call).
+  // dw holds BF16 weights when act is BF16 and q is null.
   xq_dtype act = XQ_DTYPE_F32;
   std::string layout;       // q's layout name, or "f32"
   uint64_t bytes = 0;       // bytes a forward pass reads for this weight
@@ -161,6 +167,7 @@ class Model {
   void load_weights();
   LinearWeights load_linear(const LinearDesc& d);
   bool choose_qmatmul_act(LinearWeights& lw) const;
+  bool bf16_matmul_runs(const LinearWeights& lw) const;
   void upload_weights();
   std::vector<float> read_vector(const std::string& name, int64_t expect) const;
 

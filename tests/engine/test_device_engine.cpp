@@ -175,3 +175,46 @@ TEST(DeviceEngine, CompressedTensorsW4A16GeneratesOnTheGpu) {
   std::printf("W4A16 perplexity cpu %.5f cuda %.5f\n", pc.perplexity, pg.perplexity);
   fs::remove_all(out.parent_path());
 }
+
+// Decode speed at batch 1 (opt-in: --gtest_also_run_disabled_tests). Reads
+// XQUANT_BENCH_MODELS = "label:path:weights,..." (weights f32 or bf16: the
+// dense Linears' device dtype) and XQUANT_BENCH_COPY_GBS (the device-to-device
+// copy bandwidth measured in the same run, GB/s, read + write); prints per
+// model the decode tokens/s after a 128-token prompt, the weight bytes a step
+// reads, and that time's share of the HBM floor. Token-level: no tokenizer.
+TEST(DeviceEngine, DISABLED_DecodeSpeedAtBatch1) {
+  const char* spec = std::getenv("XQUANT_BENCH_MODELS");
+  if (!spec) GTEST_SKIP() << "XQUANT_BENCH_MODELS not set";
+  const char* bw = std::getenv("XQUANT_BENCH_COPY_GBS");
+  const double copy_gbs = bw ? std::atof(bw) : 0.0;
+  std::stringstream ss(spec);
+  std::string item;
+  std::printf("%-10s %12s %12s %10s %10s %8s\n", "model", "weights GB", "decode t/s", "ms/token", "floor ms", "% floor");
+  while (std::getline(ss, item, ',')) {
+    const auto a = item.find(':'), b = item.rfind(':');
+    ASSERT_TRUE(a != std::string::npos && b > a) << item;
+    const std::string label = item.substr(0, a), path = item.substr(a + 1, b - a - 1), weights = item.substr(b + 1);
+    ::setenv("XQUANT_DEVICE_WEIGHTS", weights.c_str(), 1);
+    std::string why;
+    auto m = open_on(path, "cuda", &why);
+    ::unsetenv("XQUANT_DEVICE_WEIGHTS");
+    if (!m) GTEST_SKIP() << why;
+    std::vector<int32_t> prompt(128);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 13) % m->arch().vocab);
+    GenerateOptions o;
+    o.n_tokens = 256;
+    o.stop_at_eog = false;
+    GenerateOptions warm;
+    warm.n_tokens = 8;
+    warm.stop_at_eog = false;
+    generate_tokens(*m, std::vector<int32_t>(prompt.begin(), prompt.begin() + 8), warm);  // plans, handles, buffers
+    auto r = generate_tokens(*m, prompt, o);
+    ASSERT_EQ(r.tokens.size(), 256u);
+    const double tps = 255.0 / r.decode_seconds;
+    const double gb = static_cast<double>(m->weight_bytes_per_token()) / 1e9;
+    const double floor_ms = copy_gbs > 0 ? gb / copy_gbs * 1e3 : 0.0;  // weights read once at the copy rate
+    std::printf("%-10s %12.3f %12.1f %10.3f %10.3f %7.1f%%  (%d quantized Linears, %d dequantized; prefill %.1f ms)\n",
+                label.c_str(), gb, tps, 1e3 / tps, floor_ms, floor_ms > 0 ? floor_ms * tps / 10.0 : 0.0,
+                m->quantized_linears(), m->dequantized_linears(), r.prefill_seconds * 1e3);
+  }
+}
