@@ -6,6 +6,7 @@
 // Every test skips when the cuda provider is not built or has no GPU here.
 #include "core/error.hpp"
 #include "core/runtime.hpp"
+#include "plugins/registry.hpp"
 #include "engine/evaluate.hpp"
 #include "engine/model.hpp"
 
@@ -81,6 +82,50 @@ double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 }  // namespace
+
+// Runs everywhere the cuda provider is built: without a usable GPU (CI), a
+// model on it is refused at open with the provider's reason, before any
+// weight is read.
+TEST(DeviceEngine, ProviderWithoutADeviceIsRefusedAtOpenWithItsReason) {
+  LoadedPlugin* p = rt().plugins().find(XQ_PLUGIN_KERNEL_PROVIDER, "cuda");
+  if (!p) GTEST_SKIP() << "the cuda provider is not built";
+  const char* why = nullptr;
+  if (p->kernel().score(p->state, &why) > 0) GTEST_SKIP() << "a GPU is present: " << (why ? why : "");
+  ModelOptions o;
+  o.provider = "cuda";
+  try {
+    Model::open(rt(), kGguf, o);
+    FAIL() << "opened a model on a provider with score 0";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_DEVICE);
+    EXPECT_NE(std::string(e.what()).find("cannot run on this machine"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DeviceEngine, UnknownDeviceWeightsSettingIsRefused) {
+  ::setenv("XQUANT_DEVICE_WEIGHTS", "fp8", 1);
+  try {
+    Model::open(rt(), kGguf);
+    ::unsetenv("XQUANT_DEVICE_WEIGHTS");
+    FAIL() << "XQUANT_DEVICE_WEIGHTS=fp8 accepted";
+  } catch (const Error& e) {
+    ::unsetenv("XQUANT_DEVICE_WEIGHTS");
+    EXPECT_EQ(e.status(), XQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("XQUANT_DEVICE_WEIGHTS"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DeviceEngine, LayerTapsAreRefusedOnTheDevice) {
+  REQUIRE_GPU_MODEL(g);
+  KvCache c(*g, 4);
+  float* x = nullptr;  // never reached: the tap is refused first
+  try {
+    g->layer_forward(0, x, 1, {SequenceSpan{0, 1, 0, c.k(0), c.v(0)}}, [](int, const float*, int64_t, int64_t) {});
+    FAIL() << "a host tap ran on device activations";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_UNSUPPORTED);
+  }
+}
 
 TEST(DeviceEngine, GreedyTextEqualsCpuForTheFirst64Tokens) {
   REQUIRE_GPU_MODEL(g);
