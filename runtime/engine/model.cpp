@@ -8,6 +8,7 @@
 
 #include <xquant/sdk/half.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -186,8 +187,9 @@ bool Model::bf16_matmul_runs(const LinearWeights& lw) const {
 void* Model::scratch(Slot s, uint64_t bytes) const {
   DeviceBuffer& b = scratch_[s];
   if (b.bytes() < bytes) {
+    const uint64_t grown = std::max<uint64_t>(bytes, b.bytes() + b.bytes() / 2);
     b.reset();  // the provider's free waits for work still reading it
-    b = DeviceBuffer(*kernels_, std::max<uint64_t>(bytes, b.bytes() + b.bytes() / 2), "engine activations");
+    b = DeviceBuffer(*kernels_, grown, "engine activations");
   }
   return b.data();
 }
