@@ -1,0 +1,114 @@
+// qkernels_avx2.cpp: the AVX2 + FMA kernels. Every function carries its own
+// target attribute (no per-file -mavx2), so nothing here can leak AVX2 code
+// into functions an AVX-less CPU would run; dispatch (qkernels_dispatch.cpp)
+// only hands this table out when the CPU reports avx2 and fma.
+//
+// The integer INT4 path follows llama.cpp's ggml_vec_dot_q4_0_q8_0 for AVX2
+// (ggml-cpu/arch/x86/quants.c): nibbles widened to 32 bytes, then
+// _mm256_maddubs_epi16 (u8 x s8, pairs; 2 * 15 * 128 cannot saturate) and
+// _mm256_madd_epi16 against ones. INT8 codes are signed on both sides, where
+// maddubs could saturate, so they are widened to int16 and use madd_epi16.
+#include "qkernels.hpp"
+
+#include <immintrin.h>
+
+#define XQ_AVX2 __attribute__((target("avx2,fma")))
+
+namespace xquant::cpu {
+namespace {
+
+XQ_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+XQ_AVX2 inline int32_t hsum(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 16 packed bytes -> 32 unsigned nibbles in column order (low lane: columns 0..15).
+XQ_AVX2 inline __m256i unpack_nibbles(const uint8_t* p) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i m = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+}
+
+// Exact int32 lanes of one block: sum u * a (u unsigned nibbles).
+XQ_AVX2 inline __m256i block4_i8(const uint8_t* w, const int8_t* a) {
+  __m256i p = _mm256_maddubs_epi16(unpack_nibbles(w), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+XQ_AVX2 inline __m256i widen16(const int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// Exact int32 lanes of one block: sum c * a (both signed int8).
+XQ_AVX2 inline __m256i block8_i8(const int8_t* w, const int8_t* a) {
+  return _mm256_add_epi32(_mm256_madd_epi16(widen16(w), widen16(a)),
+                          _mm256_madd_epi16(widen16(w + 16), widen16(a + 16)));
+}
+
+XQ_AVX2 float dot4_f32(const uint8_t* w, const float* x, int64_t nblk) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  const __m128i m = _mm_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nblk; ++b, w += 16, x += kBlock) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+    const __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(x), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), acc1);
+    acc2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), _mm256_loadu_ps(x + 16), acc2);
+    acc3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), acc3);
+  }
+  return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+}
+
+XQ_AVX2 float dot8_f32(const int8_t* w, const float* x, int64_t nblk) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nblk; ++b, w += kBlock, x += kBlock) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+    const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(x), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), acc1);
+    acc2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(x + 16), acc2);
+    acc3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), acc3);
+  }
+  return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+}
+
+XQ_AVX2 int32_t dot4_i8(const uint8_t* w, const int8_t* a, int64_t nblk) {
+  __m256i acc = _mm256_setzero_si256();
+  for (int64_t b = 0; b < nblk; ++b) acc = _mm256_add_epi32(acc, block4_i8(w + b * 16, a + b * kBlock));
+  return hsum(acc);
+}
+
+XQ_AVX2 int32_t dot8_i8(const int8_t* w, const int8_t* a, int64_t nblk) {
+  __m256i acc = _mm256_setzero_si256();
+  for (int64_t b = 0; b < nblk; ++b) acc = _mm256_add_epi32(acc, block8_i8(w + b * kBlock, a + b * kBlock));
+  return hsum(acc);
+}
+
+XQ_AVX2 float dot4_q8(const uint8_t* w, const int8_t* a, const float* sa, int64_t nblk) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nblk; ++b)
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(sa[b]), _mm256_cvtepi32_ps(block4_i8(w + b * 16, a + b * kBlock)), acc);
+  return hsum(acc);
+}
+
+XQ_AVX2 float dot8_q8(const int8_t* w, const int8_t* a, const float* sa, int64_t nblk) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nblk; ++b)
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(sa[b]), _mm256_cvtepi32_ps(block8_i8(w + b * kBlock, a + b * kBlock)), acc);
+  return hsum(acc);
+}
+
+}  // namespace
+
+const QKernels kAvx2Kernels{"avx2", &dot4_f32, &dot8_f32, &dot4_i8, &dot8_i8, &dot4_q8, &dot8_q8};
+
+}  // namespace xquant::cpu
