@@ -265,7 +265,7 @@ void expect_qmatmul_matches_reference(Isa isa, const char* gemv_mode) {
       auto y = qmatmul(qw, x, M, N, K);
       // Which activations the provider multiplies: W8A8 always int8 per
       // token; weight-only decode (M <= 4) per-block int8 in q8 mode.
-      Act act = cs.w8a8 ? Act::i8_token : (q8 && M <= 4) ? Act::q8_blocks : Act::f32;
+      Act act = cs.w8a8 ? Act::i8_token : (q8 && M <= qw.w->gemv_max_rows) ? Act::q8_blocks : Act::f32;
       double worst = 0;
       for (int64_t m = 0; m < M; ++m) {
         auto xa = act_image(c, &x[m * K], act);
@@ -282,6 +282,13 @@ void expect_qmatmul_matches_reference(Isa isa, const char* gemv_mode) {
                              << (cs.w8a8 ? " w8a8" : "") << " M " << M;
     }
   }
+}
+
+TEST(CpuQMatmul, FusedGemvForEveryRowCountMatchesReference) {
+  // XQUANT_CPU_GEMV_ROWS=64: M = 17 also takes the decode kernels.
+  ScopedEnv rows("XQUANT_CPU_GEMV_ROWS", "64");
+  expect_qmatmul_matches_reference(cpu::selected_isa(), "f32");
+  expect_qmatmul_matches_reference(cpu::selected_isa(), "q8");
 }
 
 TEST(CpuQMatmul, ScalarMatchesReference) {
@@ -311,6 +318,11 @@ TEST(CpuQMatmul, ForcingAnUnknownPathIsAnError) {
   }
   {
     ScopedEnv e("XQUANT_CPU_GEMV", "fast");
+    QW qw(c.t);
+    EXPECT_EQ(qw.status, XQ_ERR_INVALID_ARGUMENT);
+  }
+  {
+    ScopedEnv e("XQUANT_CPU_GEMV_ROWS", "0");
     QW qw(c.t);
     EXPECT_EQ(qw.status, XQ_ERR_INVALID_ARGUMENT);
   }

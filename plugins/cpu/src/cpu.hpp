@@ -40,6 +40,7 @@ struct xq_qweight {
   float input_scale = 0.0f;
   const xquant::cpu::QKernels* kernels = nullptr;  // chosen at prepare (qkernels_dispatch.cpp)
   bool gemv_q8 = false;              // weight-only decode quantizes activations per 32-block
+  int64_t gemv_max_rows = 4;         // weight-only calls with at most this many rows use the fused GEMV
   uint64_t bytes() const { return codes.size() + 4 * (scales.size() + zeros.size()); }
 };
 

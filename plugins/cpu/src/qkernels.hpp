@@ -63,5 +63,10 @@ Isa selected_isa();
 // 32-column block, integer dot products). An unknown value throws.
 enum class GemvMode { f32, q8 };
 GemvMode selected_gemv_mode();
+// Weight-only calls with at most this many activation rows take the fused
+// GEMV; more rows dequantize a tile and call SGEMM. From XQUANT_CPU_GEMV_ROWS
+// (default 4; a large value runs prefill, and so perplexity, through the
+// decode kernels). A value that is not a positive integer throws.
+int64_t selected_gemv_max_rows();
 
 }  // namespace xquant::cpu

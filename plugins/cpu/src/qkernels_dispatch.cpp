@@ -61,4 +61,15 @@ GemvMode selected_gemv_mode() {
   throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, std::string("cpu provider: XQUANT_CPU_GEMV=") + env + " is not f32 or q8");
 }
 
+int64_t selected_gemv_max_rows() {
+  const char* env = std::getenv("XQUANT_CPU_GEMV_ROWS");
+  if (!env || !*env) return 4;
+  char* end = nullptr;
+  long long v = std::strtoll(env, &end, 10);
+  if (*end || v <= 0)
+    throw sdk::Error(XQ_ERR_INVALID_ARGUMENT,
+                     std::string("cpu provider: XQUANT_CPU_GEMV_ROWS=") + env + " is not a positive integer");
+  return static_cast<int64_t>(v);
+}
+
 }  // namespace xquant::cpu

@@ -2,7 +2,7 @@
 // quantized tensor into the layout its kernels stream (qkernels.hpp: INT4 two
 // codes per byte, INT8 one, every group padded to whole 32-column blocks),
 // DEQUANTIZE, and QMATMUL:
-//   - weight-only decode (M <= 4): a fused GEMV per output row, either float
+//   - weight-only decode (M <= 4, XQUANT_CPU_GEMV_ROWS): a fused GEMV per output row, either float
 //     FMAs on unpacked codes (exact up to float rounding; the default) or,
 //     with XQUANT_CPU_GEMV=q8, the activation row quantized once per call to
 //     int8 with one scale per 32-column block and integer dot products (as
@@ -154,6 +154,7 @@ xq_qweight* prepare_qweight(const xq_quant_tensor& q) {
   w->input_scale = q.input_scale;
   w->kernels = &kernels_of(selected_isa());
   w->gemv_q8 = selected_gemv_mode() == GemvMode::q8;
+  w->gemv_max_rows = selected_gemv_max_rows();
   const int lo = -(1 << (q.bits - 1)), hi = (1 << (q.bits - 1)) - 1;
 
   // Column order and group ranges.
@@ -381,7 +382,7 @@ void run_qmatmul(const Host& host, const xq_op& op) {
   if (M == 0) return;
   const float* x = gather_padded(w, static_cast<const float*>(op.src[0].data), M, scratch().x);
   if (w.act_scheme != XQ_ACT_NONE) qmatmul_w8a8(host, w, x, M, y, bias);
-  else if (M <= 4) qgemv_weight_only(host, w, x, M, y, bias);
+  else if (M <= w.gemv_max_rows) qgemv_weight_only(host, w, x, M, y, bias);
   else qgemm_weight_only(host, w, x, M, y, bias);
 }
 
