@@ -1,7 +1,8 @@
 // qkernels_avx512.cpp: the AVX-512 kernels (F + BW + VL + VNNI). Float paths
 // use 512-bit FMAs (16 columns per instruction); integer paths use VNNI's
 // vpdpbusd (u8 x s8, four products summed into int32 without intermediate
-// saturation) on 256-bit vectors, one 32-column block per instruction.
+// saturation) on 512-bit vectors, two 32-column blocks per instruction (an
+// odd last block on 256 bits).
 // Signed INT8 codes become unsigned by adding 128 (xor 0x80); the extra
 // 128 * sum(a) is computed with a second vpdpbusd and subtracted, so every
 // integer result is exact. Per-function target attributes, as in
@@ -21,13 +22,6 @@ XQ_AVX512 inline int32_t hsum(__m256i v) {
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
   return _mm_cvtsi128_si32(s);
-}
-
-XQ_AVX512 inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 XQ_AVX512 inline __m256i unpack_nibbles(const uint8_t* p) {
@@ -74,35 +68,69 @@ XQ_AVX512 float dot8_f32(const int8_t* w, const float* x, int64_t nblk) {
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+// Two consecutive INT4 blocks (32 packed bytes) -> 64 unsigned nibbles in
+// column order: 128-bit lanes [low b, high b, low b+1, high b+1].
+XQ_AVX512 inline __m512i unpack_nibbles2(const uint8_t* p) {
+  const __m256i v = load256(p);
+  const __m256i m = _mm256_set1_epi8(0x0F);
+  const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m)),
+                                       _mm256_and_si256(_mm256_srli_epi16(v, 4), m), 1);
+  return _mm512_shuffle_i64x2(u, u, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+// Exact int32 lanes of two blocks (lanes 0..7 block b, 8..15 block b + 1).
+XQ_AVX512 inline __m512i block4_i8x2(const uint8_t* w, const int8_t* a) {
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack_nibbles2(w), _mm512_loadu_si512(a));
+}
+XQ_AVX512 inline __m512i block8_i8x2(const int8_t* w, const int8_t* a) {
+  const __m512i c80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i av = _mm512_loadu_si512(a);
+  __m512i pos = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(_mm512_loadu_si512(w), c80), av);
+  return _mm512_sub_epi32(pos, _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, av));
+}
+
+// The two blocks' activation scales, one per 256-bit half.
+XQ_AVX512 inline __m512 scales2(const float* sa) {
+  return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(sa[0]), _mm512_set1_ps(sa[1]));
+}
+
 XQ_AVX512 int32_t dot4_i8(const uint8_t* w, const int8_t* a, int64_t nblk) {
-  __m256i acc = _mm256_setzero_si256();
-  for (int64_t b = 0; b < nblk; ++b) acc = _mm256_dpbusd_epi32(acc, unpack_nibbles(w + b * 16), load256(a + b * kBlock));
-  return hsum(acc);
+  __m512i acc = _mm512_setzero_si512();
+  int64_t b = 0;
+  for (; b + 2 <= nblk; b += 2)
+    acc = _mm512_dpbusd_epi32(acc, unpack_nibbles2(w + b * 16), _mm512_loadu_si512(a + b * kBlock));
+  int32_t s = _mm512_reduce_add_epi32(acc);
+  if (b < nblk) s += hsum(block4_i8(w + b * 16, a + b * kBlock));
+  return s;
 }
 
 XQ_AVX512 int32_t dot8_i8(const int8_t* w, const int8_t* a, int64_t nblk) {
-  const __m256i c80 = _mm256_set1_epi8(static_cast<char>(0x80));
-  __m256i pos = _mm256_setzero_si256(), off = _mm256_setzero_si256();
-  for (int64_t b = 0; b < nblk; ++b) {
-    const __m256i av = load256(a + b * kBlock);
-    pos = _mm256_dpbusd_epi32(pos, _mm256_xor_si256(load256(w + b * kBlock), c80), av);
-    off = _mm256_dpbusd_epi32(off, c80, av);
-  }
-  return hsum(_mm256_sub_epi32(pos, off));
+  __m512i acc = _mm512_setzero_si512();
+  int64_t b = 0;
+  for (; b + 2 <= nblk; b += 2) acc = _mm512_add_epi32(acc, block8_i8x2(w + b * kBlock, a + b * kBlock));
+  int32_t s = _mm512_reduce_add_epi32(acc);
+  if (b < nblk) s += hsum(block8_i8(w + b * kBlock, a + b * kBlock));
+  return s;
 }
 
 XQ_AVX512 float dot4_q8(const uint8_t* w, const int8_t* a, const float* sa, int64_t nblk) {
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nblk; ++b)
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(sa[b]), _mm256_cvtepi32_ps(block4_i8(w + b * 16, a + b * kBlock)), acc);
-  return hsum(acc);
+  __m512 acc = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nblk; b += 2)
+    acc = _mm512_fmadd_ps(scales2(sa + b), _mm512_cvtepi32_ps(block4_i8x2(w + b * 16, a + b * kBlock)), acc);
+  float s = _mm512_reduce_add_ps(acc);
+  if (b < nblk) s += sa[b] * static_cast<float>(hsum(block4_i8(w + b * 16, a + b * kBlock)));
+  return s;
 }
 
 XQ_AVX512 float dot8_q8(const int8_t* w, const int8_t* a, const float* sa, int64_t nblk) {
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nblk; ++b)
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(sa[b]), _mm256_cvtepi32_ps(block8_i8(w + b * kBlock, a + b * kBlock)), acc);
-  return hsum(acc);
+  __m512 acc = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nblk; b += 2)
+    acc = _mm512_fmadd_ps(scales2(sa + b), _mm512_cvtepi32_ps(block8_i8x2(w + b * kBlock, a + b * kBlock)), acc);
+  float s = _mm512_reduce_add_ps(acc);
+  if (b < nblk) s += sa[b] * static_cast<float>(hsum(block8_i8(w + b * kBlock, a + b * kBlock)));
+  return s;
 }
 
 }  // namespace
