@@ -70,6 +70,14 @@ std::vector<int8_t> rnd_i8(size_t n, int lo = -128, int hi = 127) {
 
 // ---------------------------------------------------------------- kernels
 
+// Random groups of 1..5 blocks covering nblk blocks; bb as the kernels take it.
+std::vector<int64_t> random_groups(int64_t nblk) {
+  std::uniform_int_distribution<int64_t> d(1, 5);
+  std::vector<int64_t> bb{0};
+  while (bb.back() < nblk) bb.push_back(std::min(nblk, bb.back() + d(rng)));
+  return bb;
+}
+
 void expect_kernels_match_scalar(Isa isa) {
   const cpu::QKernels& ref = cpu::kScalarKernels;
   const cpu::QKernels& k = cpu::kernels_of(isa);
@@ -77,21 +85,38 @@ void expect_kernels_match_scalar(Isa isa) {
     const int64_t n = nblk * kBlock;
     auto w4v = rnd_i8(static_cast<size_t>(nblk * 16));  // any byte is two valid nibbles
     std::vector<uint8_t> w4(w4v.begin(), w4v.end());
-    auto w8 = rnd_i8(static_cast<size_t>(n));             // the full int8 range, -128 included
-    auto a = rnd_i8(static_cast<size_t>(n));              // -128 included (static activation scales reach it)
+    auto w8 = rnd_i8(static_cast<size_t>(n));  // the full int8 range, -128 included
+    auto a = rnd_i8(static_cast<size_t>(n));   // -128 included (static activation scales reach it)
     auto x = rnd_f(static_cast<size_t>(n));
     auto sa = rnd_f(static_cast<size_t>(nblk));
-    EXPECT_EQ(k.dot4_i8(w4.data(), a.data(), nblk), ref.dot4_i8(w4.data(), a.data(), nblk)) << nblk << " blocks";
-    EXPECT_EQ(k.dot8_i8(w8.data(), a.data(), nblk), ref.dot8_i8(w8.data(), a.data(), nblk)) << nblk << " blocks";
-    // Float results: summation order differs; bound by float rounding of the
-    // sum of |terms| (each term at most 255 * 1 per column).
-    const float tol = 1e-5f * 128.0f * static_cast<float>(n);
-    EXPECT_NEAR(k.dot4_f32(w4.data(), x.data(), nblk), ref.dot4_f32(w4.data(), x.data(), nblk), tol) << nblk;
-    EXPECT_NEAR(k.dot8_f32(w8.data(), x.data(), nblk), ref.dot8_f32(w8.data(), x.data(), nblk), tol) << nblk;
-    EXPECT_NEAR(k.dot4_q8(w4.data(), a.data(), sa.data(), nblk), ref.dot4_q8(w4.data(), a.data(), sa.data(), nblk),
-                tol * 128.0f) << nblk;
-    EXPECT_NEAR(k.dot8_q8(w8.data(), a.data(), sa.data(), nblk), ref.dot8_q8(w8.data(), a.data(), sa.data(), nblk),
-                tol * 128.0f) << nblk;
+    for (auto bb : {std::vector<int64_t>{0, nblk}, random_groups(nblk)}) {
+      const int64_t G = static_cast<int64_t>(bb.size()) - 1;
+      auto s = rnd_f(static_cast<size_t>(G));
+      std::vector<float> ones(static_cast<size_t>(G), 1.0f);
+      std::string where = std::to_string(nblk) + " blocks in " + std::to_string(G) + " groups";
+      if (nblk <= 4) {
+        // Unit scales and |dot| < 2^24: integer paths exact, bit for bit.
+        EXPECT_EQ(k.dot4_i8(w4.data(), a.data(), bb.data(), G, ones.data()),
+                  ref.dot4_i8(w4.data(), a.data(), bb.data(), G, ones.data())) << where;
+        EXPECT_EQ(k.dot8_i8(w8.data(), a.data(), bb.data(), G, ones.data()),
+                  ref.dot8_i8(w8.data(), a.data(), bb.data(), G, ones.data())) << where;
+      }
+      // Otherwise summation order differs: bound by float rounding of the sum
+      // of |terms| (each at most 255 * 128 per column).
+      const float tol = 1e-5f * 255.0f * 128.0f * static_cast<float>(n);
+      EXPECT_NEAR(k.dot4_f32(w4.data(), x.data(), bb.data(), G, s.data()),
+                  ref.dot4_f32(w4.data(), x.data(), bb.data(), G, s.data()), tol / 128) << where;
+      EXPECT_NEAR(k.dot8_f32(w8.data(), x.data(), bb.data(), G, s.data()),
+                  ref.dot8_f32(w8.data(), x.data(), bb.data(), G, s.data()), tol / 128) << where;
+      EXPECT_NEAR(k.dot4_i8(w4.data(), a.data(), bb.data(), G, s.data()),
+                  ref.dot4_i8(w4.data(), a.data(), bb.data(), G, s.data()), tol) << where;
+      EXPECT_NEAR(k.dot8_i8(w8.data(), a.data(), bb.data(), G, s.data()),
+                  ref.dot8_i8(w8.data(), a.data(), bb.data(), G, s.data()), tol) << where;
+      EXPECT_NEAR(k.dot4_q8(w4.data(), a.data(), sa.data(), bb.data(), G, s.data()),
+                  ref.dot4_q8(w4.data(), a.data(), sa.data(), bb.data(), G, s.data()), tol) << where;
+      EXPECT_NEAR(k.dot8_q8(w8.data(), a.data(), sa.data(), bb.data(), G, s.data()),
+                  ref.dot8_q8(w8.data(), a.data(), sa.data(), bb.data(), G, s.data()), tol) << where;
+    }
   }
 }
 
@@ -102,11 +127,13 @@ TEST(CpuQKernels, ScalarReferenceIsWhatItSays) {
   for (int i = 0; i < 16; ++i) w4[i] = static_cast<uint8_t>(i | ((15 - i) << 4));
   a[3] = 2;   // column 3: low nibble of byte 3 = 3
   a[19] = 5;  // column 19: high nibble of byte 3 = 12
-  EXPECT_EQ(cpu::kScalarKernels.dot4_i8(w4.data(), a.data(), 1), 3 * 2 + 12 * 5);
+  const int64_t bb[2] = {0, 1};
+  const float s = 0.5f;
+  EXPECT_FLOAT_EQ(cpu::kScalarKernels.dot4_i8(w4.data(), a.data(), bb, 1, &s), 0.5f * (3 * 2 + 12 * 5));
   std::vector<float> x(kBlock, 0.0f);
   x[0] = 1.5f;   // low nibble of byte 0 = 0
   x[16] = 0.5f;  // high nibble of byte 0 = 15
-  EXPECT_FLOAT_EQ(cpu::kScalarKernels.dot4_f32(w4.data(), x.data(), 1), 7.5f);
+  EXPECT_FLOAT_EQ(cpu::kScalarKernels.dot4_f32(w4.data(), x.data(), bb, 1, &s), 0.5f * 7.5f);
 }
 
 TEST(CpuQKernels, Avx2MatchesScalar) {

@@ -13,15 +13,22 @@
 // The activations handed to a kernel are in the same padded column order
 // (zeros in the padding), so padding never needs a tail loop.
 //
-// Every function sums over `nblk` consecutive blocks:
-//   dot4_* : sum of u * x over the unsigned nibbles u (the caller subtracts
-//            (8 + zero point) * sum(x) per group);
-//   dot8_* : sum of c * x over the signed codes c;
-//   *_f32  : x is float, float accumulation (the W*A16 path);
-//   *_i8   : x is int8, exact int32 result (W8A8 with a per-token scale);
-//   *_q8   : x is int8 with one float scale per block (sa[b]); returns
-//            sum_b sa[b] * (exact int32 block dot), as llama.cpp's
-//            ggml_vec_dot_q4_0_q8_0 (ggml-cpu/arch/x86/quants.c) does.
+// Every function computes one packed row's dot product with one activation
+// row, group by group: bb[0..G] are the groups' block ranges (absolute block
+// indices into w and x), s[g] the group's weight scale, and the result is
+//   sum_g s[g] * (sum over the group's columns of v * x)
+// where v is the unsigned nibble u = code + 8 (dot4_*) or the signed code c
+// (dot8_*). The caller subtracts sum_g s[g] * (8 + zero_g or zero_g) * sum(x
+// of group g), so zero points and the nibble offset cost nothing per column.
+//   *_f32 : x is float, float accumulation (the W*A16 path);
+//   *_i8  : x is int8 with one scale for the row, applied by the caller (W8A8
+//           per token); each group's dot product is exact int32;
+//   *_q8  : x is int8 with one float scale per block (sa[b]), each block's
+//           dot exact int32 then scaled by s[g] * sa[b], as llama.cpp's
+//           ggml_vec_dot_q4_0_q8_0 (ggml-cpu/arch/x86/quants.c) does.
+// Keeping the group loop inside the kernel leaves one horizontal sum and one
+// indirect call per row, which matters for small groups (g32: one block per
+// group).
 #pragma once
 
 #include <cstdint>
@@ -32,12 +39,12 @@ inline constexpr int64_t kBlock = 32;  // columns per block
 
 struct QKernels {
   const char* name;
-  float (*dot4_f32)(const uint8_t* w, const float* x, int64_t nblk);
-  float (*dot8_f32)(const int8_t* w, const float* x, int64_t nblk);
-  int32_t (*dot4_i8)(const uint8_t* w, const int8_t* a, int64_t nblk);
-  int32_t (*dot8_i8)(const int8_t* w, const int8_t* a, int64_t nblk);
-  float (*dot4_q8)(const uint8_t* w, const int8_t* a, const float* sa, int64_t nblk);
-  float (*dot8_q8)(const int8_t* w, const int8_t* a, const float* sa, int64_t nblk);
+  float (*dot4_f32)(const uint8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s);
+  float (*dot8_f32)(const int8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s);
+  float (*dot4_i8)(const uint8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s);
+  float (*dot8_i8)(const int8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s);
+  float (*dot4_q8)(const uint8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s);
+  float (*dot8_q8)(const int8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s);
 };
 
 enum class Isa { scalar, avx2, avx512 };

@@ -54,57 +54,78 @@ XQ_AVX2 inline __m256i block8_i8(const int8_t* w, const int8_t* a) {
                           _mm256_madd_epi16(widen16(w + 16), widen16(a + 16)));
 }
 
-XQ_AVX2 float dot4_f32(const uint8_t* w, const float* x, int64_t nblk) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+XQ_AVX2 float dot4_f32(const uint8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s) {
   const __m128i m = _mm_set1_epi8(0x0F);
-  for (int64_t b = 0; b < nblk; ++b, w += 16, x += kBlock) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
-    const __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(x), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), acc1);
-    acc2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), _mm256_loadu_ps(x + 16), acc2);
-    acc3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), acc3);
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      const float* xb = x + b * kBlock;
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * 16));
+      const __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(xb), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(xb + 8), a1);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), _mm256_loadu_ps(xb + 16), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(xb + 24), a1);
+    }
+    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_add_ps(a0, a1), tot);
   }
-  return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+  return hsum(tot);
 }
 
-XQ_AVX2 float dot8_f32(const int8_t* w, const float* x, int64_t nblk) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nblk; ++b, w += kBlock, x += kBlock) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
-    const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(x), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), acc1);
-    acc2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(x + 16), acc2);
-    acc3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), acc3);
+XQ_AVX2 float dot8_f32(const int8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s) {
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      const float* xb = x + b * kBlock;
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kBlock));
+      const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(xb), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(xb + 8), a1);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(xb + 16), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(xb + 24), a1);
+    }
+    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_add_ps(a0, a1), tot);
   }
-  return hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+  return hsum(tot);
 }
 
-XQ_AVX2 int32_t dot4_i8(const uint8_t* w, const int8_t* a, int64_t nblk) {
-  __m256i acc = _mm256_setzero_si256();
-  for (int64_t b = 0; b < nblk; ++b) acc = _mm256_add_epi32(acc, block4_i8(w + b * 16, a + b * kBlock));
-  return hsum(acc);
+XQ_AVX2 float dot4_i8(const uint8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m256i d = _mm256_setzero_si256();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) d = _mm256_add_epi32(d, block4_i8(w + b * 16, a + b * kBlock));
+    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_cvtepi32_ps(d), tot);
+  }
+  return hsum(tot);
 }
 
-XQ_AVX2 int32_t dot8_i8(const int8_t* w, const int8_t* a, int64_t nblk) {
-  __m256i acc = _mm256_setzero_si256();
-  for (int64_t b = 0; b < nblk; ++b) acc = _mm256_add_epi32(acc, block8_i8(w + b * kBlock, a + b * kBlock));
-  return hsum(acc);
+XQ_AVX2 float dot8_i8(const int8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m256i d = _mm256_setzero_si256();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) d = _mm256_add_epi32(d, block8_i8(w + b * kBlock, a + b * kBlock));
+    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_cvtepi32_ps(d), tot);
+  }
+  return hsum(tot);
 }
 
-XQ_AVX2 float dot4_q8(const uint8_t* w, const int8_t* a, const float* sa, int64_t nblk) {
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nblk; ++b)
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(sa[b]), _mm256_cvtepi32_ps(block4_i8(w + b * 16, a + b * kBlock)), acc);
-  return hsum(acc);
+XQ_AVX2 float dot4_q8(const uint8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s) {
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b)
+      tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g] * sa[b]), _mm256_cvtepi32_ps(block4_i8(w + b * 16, a + b * kBlock)), tot);
+  return hsum(tot);
 }
 
-XQ_AVX2 float dot8_q8(const int8_t* w, const int8_t* a, const float* sa, int64_t nblk) {
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nblk; ++b)
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(sa[b]), _mm256_cvtepi32_ps(block8_i8(w + b * kBlock, a + b * kBlock)), acc);
-  return hsum(acc);
+XQ_AVX2 float dot8_q8(const int8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s) {
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b)
+      tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g] * sa[b]),
+                            _mm256_cvtepi32_ps(block8_i8(w + b * kBlock, a + b * kBlock)), tot);
+  return hsum(tot);
 }
 
 }  // namespace

@@ -17,13 +17,6 @@
 namespace xquant::cpu {
 namespace {
 
-XQ_AVX512 inline int32_t hsum(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
-
 XQ_AVX512 inline __m256i unpack_nibbles(const uint8_t* p) {
   const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   const __m128i m = _mm_set1_epi8(0x0F);
@@ -45,27 +38,37 @@ XQ_AVX512 inline __m256i block8_i8(const int8_t* w, const int8_t* a) {
   return _mm256_sub_epi32(pos, _mm256_dpbusd_epi32(_mm256_setzero_si256(), c80, av));
 }
 
-XQ_AVX512 float dot4_f32(const uint8_t* w, const float* x, int64_t nblk) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+XQ_AVX512 float dot4_f32(const uint8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s) {
   const __m128i m = _mm_set1_epi8(0x0F);
-  for (int64_t b = 0; b < nblk; ++b, w += 16, x += kBlock) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
-    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, m))), _mm512_loadu_ps(x), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), m))),
-                           _mm512_loadu_ps(x + 16), acc1);
+  __m512 tot = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      const float* xb = x + b * kBlock;
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * 16));
+      a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, m))), _mm512_loadu_ps(xb), a0);
+      a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), m))),
+                           _mm512_loadu_ps(xb + 16), a1);
+    }
+    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_add_ps(a0, a1), tot);
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  return _mm512_reduce_add_ps(tot);
 }
 
-XQ_AVX512 float dot8_f32(const int8_t* w, const float* x, int64_t nblk) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nblk; ++b, w += kBlock, x += kBlock) {
-    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
-    const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16));
-    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), _mm512_loadu_ps(x), acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), _mm512_loadu_ps(x + 16), acc1);
+XQ_AVX512 float dot8_f32(const int8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s) {
+  __m512 tot = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      const float* xb = x + b * kBlock;
+      const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * kBlock));
+      const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * kBlock + 16));
+      a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), _mm512_loadu_ps(xb), a0);
+      a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), _mm512_loadu_ps(xb + 16), a1);
+    }
+    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_add_ps(a0, a1), tot);
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  return _mm512_reduce_add_ps(tot);
 }
 
 // Two consecutive INT4 blocks (32 packed bytes) -> 64 unsigned nibbles in
@@ -94,43 +97,65 @@ XQ_AVX512 inline __m512 scales2(const float* sa) {
   return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(sa[0]), _mm512_set1_ps(sa[1]));
 }
 
-XQ_AVX512 int32_t dot4_i8(const uint8_t* w, const int8_t* a, int64_t nblk) {
-  __m512i acc = _mm512_setzero_si512();
-  int64_t b = 0;
-  for (; b + 2 <= nblk; b += 2)
-    acc = _mm512_dpbusd_epi32(acc, unpack_nibbles2(w + b * 16), _mm512_loadu_si512(a + b * kBlock));
-  int32_t s = _mm512_reduce_add_epi32(acc);
-  if (b < nblk) s += hsum(block4_i8(w + b * 16, a + b * kBlock));
-  return s;
+// Integer paths: pairs of blocks within a group on 512 bits, an odd last
+// block of the group on 256 bits; per-group int32 sums scaled by s[g].
+XQ_AVX512 float dot4_i8(const uint8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
+  __m512 tot = _mm512_setzero_ps();
+  __m256 tail = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i d = _mm512_setzero_si512();
+    int64_t b = bb[g];
+    for (; b + 2 <= bb[g + 1]; b += 2)
+      d = _mm512_dpbusd_epi32(d, unpack_nibbles2(w + b * 16), _mm512_loadu_si512(a + b * kBlock));
+    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_cvtepi32_ps(d), tot);
+    if (b < bb[g + 1])
+      tail = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_cvtepi32_ps(block4_i8(w + b * 16, a + b * kBlock)), tail);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(tot, _mm512_zextps256_ps512(tail)));
 }
 
-XQ_AVX512 int32_t dot8_i8(const int8_t* w, const int8_t* a, int64_t nblk) {
-  __m512i acc = _mm512_setzero_si512();
-  int64_t b = 0;
-  for (; b + 2 <= nblk; b += 2) acc = _mm512_add_epi32(acc, block8_i8x2(w + b * kBlock, a + b * kBlock));
-  int32_t s = _mm512_reduce_add_epi32(acc);
-  if (b < nblk) s += hsum(block8_i8(w + b * kBlock, a + b * kBlock));
-  return s;
+XQ_AVX512 float dot8_i8(const int8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
+  __m512 tot = _mm512_setzero_ps();
+  __m256 tail = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i d = _mm512_setzero_si512();
+    int64_t b = bb[g];
+    for (; b + 2 <= bb[g + 1]; b += 2) d = _mm512_add_epi32(d, block8_i8x2(w + b * kBlock, a + b * kBlock));
+    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_cvtepi32_ps(d), tot);
+    if (b < bb[g + 1])
+      tail = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_cvtepi32_ps(block8_i8(w + b * kBlock, a + b * kBlock)), tail);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(tot, _mm512_zextps256_ps512(tail)));
 }
 
-XQ_AVX512 float dot4_q8(const uint8_t* w, const int8_t* a, const float* sa, int64_t nblk) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t b = 0;
-  for (; b + 2 <= nblk; b += 2)
-    acc = _mm512_fmadd_ps(scales2(sa + b), _mm512_cvtepi32_ps(block4_i8x2(w + b * 16, a + b * kBlock)), acc);
-  float s = _mm512_reduce_add_ps(acc);
-  if (b < nblk) s += sa[b] * static_cast<float>(hsum(block4_i8(w + b * 16, a + b * kBlock)));
-  return s;
+XQ_AVX512 float dot4_q8(const uint8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s) {
+  __m512 tot = _mm512_setzero_ps();
+  __m256 tail = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    const __m512 sg = _mm512_set1_ps(s[g]);
+    int64_t b = bb[g];
+    for (; b + 2 <= bb[g + 1]; b += 2)
+      tot = _mm512_fmadd_ps(_mm512_mul_ps(sg, scales2(sa + b)), _mm512_cvtepi32_ps(block4_i8x2(w + b * 16, a + b * kBlock)), tot);
+    if (b < bb[g + 1])
+      tail = _mm256_fmadd_ps(_mm256_set1_ps(s[g] * sa[b]), _mm256_cvtepi32_ps(block4_i8(w + b * 16, a + b * kBlock)), tail);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(tot, _mm512_zextps256_ps512(tail)));
 }
 
-XQ_AVX512 float dot8_q8(const int8_t* w, const int8_t* a, const float* sa, int64_t nblk) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t b = 0;
-  for (; b + 2 <= nblk; b += 2)
-    acc = _mm512_fmadd_ps(scales2(sa + b), _mm512_cvtepi32_ps(block8_i8x2(w + b * kBlock, a + b * kBlock)), acc);
-  float s = _mm512_reduce_add_ps(acc);
-  if (b < nblk) s += sa[b] * static_cast<float>(hsum(block8_i8(w + b * kBlock, a + b * kBlock)));
-  return s;
+XQ_AVX512 float dot8_q8(const int8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s) {
+  __m512 tot = _mm512_setzero_ps();
+  __m256 tail = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    const __m512 sg = _mm512_set1_ps(s[g]);
+    int64_t b = bb[g];
+    for (; b + 2 <= bb[g + 1]; b += 2)
+      tot = _mm512_fmadd_ps(_mm512_mul_ps(sg, scales2(sa + b)),
+                            _mm512_cvtepi32_ps(block8_i8x2(w + b * kBlock, a + b * kBlock)), tot);
+    if (b < bb[g + 1])
+      tail = _mm256_fmadd_ps(_mm256_set1_ps(s[g] * sa[b]),
+                             _mm256_cvtepi32_ps(block8_i8(w + b * kBlock, a + b * kBlock)), tail);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(tot, _mm512_zextps256_ps512(tail)));
 }
 
 }  // namespace

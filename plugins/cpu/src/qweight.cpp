@@ -281,6 +281,7 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
       qsum[m * G + g] = s;
     }
   }
+  const int64_t* bb = w.block_begin.data();
   host.parallel_for(static_cast<uint64_t>(N), 8, [&](uint64_t b, uint64_t e) {
     for (uint64_t n = b; n < e; ++n) {
       const uint8_t* c = row_codes(w, static_cast<int64_t>(n));
@@ -288,13 +289,9 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
       const float* z = w.zeros.empty() ? nullptr : w.zeros.data() + n * G;
       for (int64_t m = 0; m < M; ++m) {
         const int8_t* a = qx + m * Kp;
-        float acc = 0.0f;
-        for (int64_t g = 0; g < G; ++g) {
-          const int64_t b0 = w.block_begin[g], nb = w.block_begin[g + 1] - b0;
-          const int32_t dot = w.int4 ? k.dot4_i8(c + b0 * 16, a + b0 * kBlock, nb)
-                                     : k.dot8_i8(reinterpret_cast<const int8_t*>(c) + b0 * kBlock, a + b0 * kBlock, nb);
-          acc += s[g] * (static_cast<float>(dot) - group_offset(w, z, g) * static_cast<float>(qsum[m * G + g]));
-        }
+        float acc = w.int4 ? k.dot4_i8(c, a, bb, G, s) : k.dot8_i8(reinterpret_cast<const int8_t*>(c), a, bb, G, s);
+        if (w.int4 || z)
+          for (int64_t g = 0; g < G; ++g) acc -= s[g] * group_offset(w, z, g) * static_cast<float>(qsum[m * G + g]);
         y[m * N + n] = sx[m] * acc + (bias ? bias[n] : 0.0f);
       }
     }
@@ -326,6 +323,7 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
       xsum[m * G + g] = s;
     }
   }
+  const int64_t* bb = w.block_begin.data();
   host.parallel_for(static_cast<uint64_t>(N), 16, [&](uint64_t b, uint64_t e) {
     for (uint64_t n = b; n < e; ++n) {
       const uint8_t* c = row_codes(w, static_cast<int64_t>(n));
@@ -333,20 +331,17 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
       const float* s = w.scales.data() + n * G;
       const float* z = w.zeros.empty() ? nullptr : w.zeros.data() + n * G;
       for (int64_t m = 0; m < M; ++m) {
-        float acc = 0.0f;
-        for (int64_t g = 0; g < G; ++g) {
-          const int64_t b0 = w.block_begin[g], nb = w.block_begin[g + 1] - b0;
-          float dot;
-          if (qx) {
-            const int8_t* a = qx + m * Kp + b0 * kBlock;
-            const float* sb = sa + m * nblk + b0;
-            dot = w.int4 ? k.dot4_q8(c + b0 * 16, a, sb, nb) : k.dot8_q8(c8 + b0 * kBlock, a, sb, nb);
-          } else {
-            const float* a = x + m * Kp + b0 * kBlock;
-            dot = w.int4 ? k.dot4_f32(c + b0 * 16, a, nb) : k.dot8_f32(c8 + b0 * kBlock, a, nb);
-          }
-          acc += s[g] * (dot - group_offset(w, z, g) * xsum[m * G + g]);
+        float acc;
+        if (qx) {
+          const int8_t* a = qx + m * Kp;
+          const float* sb = sa + m * nblk;
+          acc = w.int4 ? k.dot4_q8(c, a, sb, bb, G, s) : k.dot8_q8(c8, a, sb, bb, G, s);
+        } else {
+          const float* a = x + m * Kp;
+          acc = w.int4 ? k.dot4_f32(c, a, bb, G, s) : k.dot8_f32(c8, a, bb, G, s);
         }
+        if (w.int4 || z)
+          for (int64_t g = 0; g < G; ++g) acc -= s[g] * group_offset(w, z, g) * xsum[m * G + g];
         y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
       }
     }
