@@ -92,23 +92,23 @@ XQ_AVX2 float dot8_f32(const int8_t* w, const float* x, const int64_t* bb, int64
 }
 
 XQ_AVX2 float dot4_i8(const uint8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
-  __m256 tot = _mm256_setzero_ps();
+  float tot = 0.0f;
   for (int64_t g = 0; g < G; ++g) {
     __m256i d = _mm256_setzero_si256();
     for (int64_t b = bb[g]; b < bb[g + 1]; ++b) d = _mm256_add_epi32(d, block4_i8(w + b * 16, a + b * kBlock));
-    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_cvtepi32_ps(d), tot);
+    tot += s[g] * static_cast<float>(hsum(d));
   }
-  return hsum(tot);
+  return tot;
 }
 
 XQ_AVX2 float dot8_i8(const int8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
-  __m256 tot = _mm256_setzero_ps();
+  float tot = 0.0f;
   for (int64_t g = 0; g < G; ++g) {
     __m256i d = _mm256_setzero_si256();
     for (int64_t b = bb[g]; b < bb[g + 1]; ++b) d = _mm256_add_epi32(d, block8_i8(w + b * kBlock, a + b * kBlock));
-    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_cvtepi32_ps(d), tot);
+    tot += s[g] * static_cast<float>(hsum(d));
   }
-  return hsum(tot);
+  return tot;
 }
 
 XQ_AVX2 float dot4_q8(const uint8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s) {

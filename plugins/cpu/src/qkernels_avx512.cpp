@@ -97,35 +97,33 @@ XQ_AVX512 inline __m512 scales2(const float* sa) {
   return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(sa[0]), _mm512_set1_ps(sa[1]));
 }
 
-// Integer paths: pairs of blocks within a group on 512 bits, an odd last
-// block of the group on 256 bits; per-group int32 sums scaled by s[g].
+// Integer per-token paths: pairs of blocks within a group on 512 bits, an
+// odd last block on 256 bits, the group's exact int32 sum reduced before it
+// is scaled, in the scalar reference's order, so W8A8 results are bit-equal
+// to it (a float-order difference would flip later int8 activation roundings).
 XQ_AVX512 float dot4_i8(const uint8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
-  __m512 tot = _mm512_setzero_ps();
-  __m256 tail = _mm256_setzero_ps();
+  float tot = 0.0f;
   for (int64_t g = 0; g < G; ++g) {
     __m512i d = _mm512_setzero_si512();
     int64_t b = bb[g];
     for (; b + 2 <= bb[g + 1]; b += 2)
       d = _mm512_dpbusd_epi32(d, unpack_nibbles2(w + b * 16), _mm512_loadu_si512(a + b * kBlock));
-    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_cvtepi32_ps(d), tot);
-    if (b < bb[g + 1])
-      tail = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_cvtepi32_ps(block4_i8(w + b * 16, a + b * kBlock)), tail);
+    if (b < bb[g + 1]) d = _mm512_add_epi32(d, _mm512_zextsi256_si512(block4_i8(w + b * 16, a + b * kBlock)));
+    tot += s[g] * static_cast<float>(_mm512_reduce_add_epi32(d));
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(tot, _mm512_zextps256_ps512(tail)));
+  return tot;
 }
 
 XQ_AVX512 float dot8_i8(const int8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
-  __m512 tot = _mm512_setzero_ps();
-  __m256 tail = _mm256_setzero_ps();
+  float tot = 0.0f;
   for (int64_t g = 0; g < G; ++g) {
     __m512i d = _mm512_setzero_si512();
     int64_t b = bb[g];
     for (; b + 2 <= bb[g + 1]; b += 2) d = _mm512_add_epi32(d, block8_i8x2(w + b * kBlock, a + b * kBlock));
-    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_cvtepi32_ps(d), tot);
-    if (b < bb[g + 1])
-      tail = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_cvtepi32_ps(block8_i8(w + b * kBlock, a + b * kBlock)), tail);
+    if (b < bb[g + 1]) d = _mm512_add_epi32(d, _mm512_zextsi256_si512(block8_i8(w + b * kBlock, a + b * kBlock)));
+    tot += s[g] * static_cast<float>(_mm512_reduce_add_epi32(d));
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(tot, _mm512_zextps256_ps512(tail)));
+  return tot;
 }
 
 XQ_AVX512 float dot4_q8(const uint8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s) {
