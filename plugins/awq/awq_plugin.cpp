@@ -365,11 +365,6 @@ class AwqAlgorithm : public PluginBase {
           e.diff2 += dd * dd;
           e.ref2 += ref * ref;
         }
-      if (in.scheme.act_scheme == XQ_ACT_STATIC_TENSOR) {
-        if (!in.stats->absmax)
-          fail(XQ_ERR_INVALID_ARGUMENT, format("%s: static activation scales need the input absmax", in.name));
-        q.input_scale = quant::static_input_scale(in.stats->absmax, s.data(), cols, in.scheme.act_bits, sc.scale_dtype);
-      }
       out.quant = q;
       out.rel_error = e.rel();
     } catch (...) {

@@ -23,7 +23,7 @@ int cmd_eval(const RuntimeOptions& options, int argc, char** argv) {
              {"text", "FILE", "UTF-8 text to score", true},
              {"ctx", "N", "window length in tokens (default 512)"},
              {"max-tokens", "M", "score only the first M tokens of the text (0 = all)"},
-             {"provider", "NAME", "kernel provider (default cpu)"},
+             {"provider", "NAME", "kernel provider: cpu (default) or cuda (NVIDIA GPU)"},
              {"tokenizer", "PATH", "take the vocabulary from another checkpoint (e.g. a GGUF)"},
              {"json", "", "print a JSON object"}});
   if (!args.parse(argc, argv)) return 0;

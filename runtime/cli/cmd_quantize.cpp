@@ -68,6 +68,7 @@ std::vector<OptionSpec> quantize_options(const PluginRegistry& plugins) {
           {"format", "NAME", "output format plugin (default compressed-tensors)"},
           {"loader", "NAME", "loader plugin (default: detected)"},
           {"json", "", "print the report as JSON"},
+          {"resume", "", "continue a killed calibrated run from its last finished layer (docs/pipeline.md)"},
           {"print-pipeline", "", "print the equivalent pipeline YAML and exit"}};
 }
 
@@ -213,6 +214,7 @@ int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
     std::printf("%s\n", yaml.c_str());
     return 0;
   }
+  pipeline.resume = args.flag("resume");
   print_report(run_pipeline(runtime, pipeline), args.flag("json"));
   return 0;
 }

@@ -3,12 +3,8 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 
-// Boost 1.74's library_info.hpp uses std::vector/std::string without
-// including them.
-#include <string>
-#include <vector>
+#include "plugins/elf_symbols.hpp"
 
-#include <boost/dll/library_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
 #include <dlfcn.h>
@@ -134,8 +130,7 @@ bool PluginRegistry::load_file(const fs::path& file) {
   // Look for the entry symbol before dlopen, so a library that is not a
   // plugin never runs its static initialisers in our process.
   try {
-    boost::dll::library_info info(file);
-    auto symbols = info.symbols();
+    auto symbols = exported_dynamic_symbols(file);
     if (std::find(symbols.begin(), symbols.end(), XQ_PLUGIN_ENTRY_SYMBOL) == symbols.end()) {
       skip(file, fmt::format("no exported entry symbol '{}' (not an xquant plugin, or built without XQ_SDK_ENTRY)",
                              XQ_PLUGIN_ENTRY_SYMBOL));
