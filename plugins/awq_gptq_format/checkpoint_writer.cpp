@@ -3,9 +3,10 @@
 
 #include <xquant/sdk/half.hpp>
 
-#include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 
 namespace fs = std::filesystem;
 

@@ -9,6 +9,7 @@
 
 #include <xquant/sdk/plugin.hpp>
 
+#include <cctype>
 #include <memory>
 #include <mutex>
 

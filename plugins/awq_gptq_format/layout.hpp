@@ -55,9 +55,8 @@ nlohmann::json settings_json(const Settings& s, const std::vector<std::string>& 
 // Values per int32 word.
 inline int64_t pack_factor(uint32_t bits) { return 32 / bits; }
 
-// AWQ's bit slot -> column within a word, and its inverse.
+// AWQ's bit slot -> column within a word (AutoAWQ's order_map).
 inline constexpr int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
-inline constexpr int kAwqSlotOf[8] = {0, 4, 1, 5, 2, 6, 3, 7};
 
 // Packs the unsigned values u[r][c] (r < n_rows, c < n_cols, row-major) of
 // a matrix whose columns are packed `pack_factor` to a word:
