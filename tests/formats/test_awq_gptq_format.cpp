@@ -162,9 +162,13 @@ void expect_same(const xq_quant_tensor& want, const xq_quant_tensor& got) {
   EXPECT_EQ(std::memcmp(got.codes, want.codes, n), 0);
   EXPECT_EQ(std::memcmp(got.scales, want.scales, ns * 4), 0);
   ASSERT_EQ(got.zero_points == nullptr, want.zero_points == nullptr);
-  if (want.zero_points) EXPECT_EQ(std::memcmp(got.zero_points, want.zero_points, ns), 0);
+  if (want.zero_points) {
+    EXPECT_EQ(std::memcmp(got.zero_points, want.zero_points, ns), 0);
+  }
   ASSERT_EQ(got.g_idx == nullptr, want.g_idx == nullptr);
-  if (want.g_idx) EXPECT_EQ(std::memcmp(got.g_idx, want.g_idx, static_cast<size_t>(want.cols) * 4), 0);
+  if (want.g_idx) {
+    EXPECT_EQ(std::memcmp(got.g_idx, want.g_idx, static_cast<size_t>(want.cols) * 4), 0);
+  }
 }
 
 void round_trip(const std::string& format, const Spec& spec, const Kv& params = {}) {
@@ -399,7 +403,7 @@ TEST(AwqGptqReaders, MalformedTensorsFailNamingTheTensor) {
   has(read_error("gptq", [&](auto& ts, auto&) { ts[3] = make<int32_t>(m + ".g_idx", "I32", {31}, 0); }),
       m + ".g_idx': must be I32 [32]");
   has(read_error("gptq",
-                 [&](auto& ts, auto& qc) {
+                 [&](auto& ts, auto&) {
                    ts[3] = make<int32_t>(m + ".g_idx", "I32", {64}, 0);
                    for (int i = 0; i < 64; ++i) {
                      int32_t g = (i % 2);

@@ -109,9 +109,13 @@ void expect_same_canonical(const fs::path& a_path, const fs::path& b_path) {
       EXPECT_EQ(std::memcmp(x.codes, y.codes, static_cast<size_t>(x.rows * x.cols)), 0) << m;
       EXPECT_EQ(std::memcmp(x.scales, y.scales, ns * 4), 0) << m;
       ASSERT_EQ(x.zero_points == nullptr, y.zero_points == nullptr) << m;
-      if (x.zero_points) EXPECT_EQ(std::memcmp(x.zero_points, y.zero_points, ns), 0) << m;
+      if (x.zero_points) {
+        EXPECT_EQ(std::memcmp(x.zero_points, y.zero_points, ns), 0) << m;
+      }
       ASSERT_EQ(x.g_idx == nullptr, y.g_idx == nullptr) << m;
-      if (x.g_idx) EXPECT_EQ(std::memcmp(x.g_idx, y.g_idx, static_cast<size_t>(x.cols) * 4), 0) << m;
+      if (x.g_idx) {
+        EXPECT_EQ(std::memcmp(x.g_idx, y.g_idx, static_cast<size_t>(x.cols) * 4), 0) << m;
+      }
       ++n;
     }
   EXPECT_EQ(n, 20);
