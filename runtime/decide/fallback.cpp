@@ -123,9 +123,9 @@ FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, 
     res.missed = fmt::format("{} {:.5g} > target {:.5g} with every group at the top of the ladder",
                              spec.metric, spec.metric == "ppl" ? last.ppl : last.kld, res.target);
   }
-  // Leave the engine as the final configuration.
-  for (size_t i = 0; i < groups.size(); ++i)
-    set_group_weights(model, groups[i], rung_weights(groups[i], ladder[res.rung_of_group[i]], original[i]));
+  // The engine holds the float model again (what the written checkpoint is
+  // made from is the runner's business).
+  for (size_t i = 0; i < groups.size(); ++i) set_group_weights(model, groups[i], original[i]);
   return res;
 }
 

@@ -50,6 +50,7 @@ uint64_t rung_bytes(const GroupProfile& g, Rung r);
 std::vector<Sensitivity> measure_sensitivity(Model& model, const std::vector<GroupProfile>& groups,
                                              const std::vector<Rung>& ladder, const HeldOutEvaluator& eval);
 
+// Expects the float weights in the engine and leaves them there.
 FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, const std::vector<Rung>& ladder,
                          const std::vector<Sensitivity>& sensitivity, const HeldOutEvaluator& eval,
                          const AccuracySpec& spec);
