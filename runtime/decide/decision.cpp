@@ -21,6 +21,12 @@ namespace xquant::decide {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Measured sensitivity costs one evaluation per group and rung, the largest
+// part of the decision's time; it ranks groups, so it runs on the first
+// kSensitivityTokens evaluation tokens only (the fallback's steps and the
+// final numbers use all of them).
+constexpr size_t kSensitivityTokens = 2048;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 const QuantRule& the_automatic_rule(const Pipeline& p) {
@@ -258,7 +264,13 @@ Decision decide(Runtime& rt, const Pipeline& p) {
   t1 = Clock::now();
   const std::vector<Rung> ladder = ladder_of(d);
   for (Rung r : ladder) d.ladder.push_back(rung_name(r, d.bits));
-  d.sensitivity = measure_sensitivity(model, d.groups, ladder, *d.evaluator);
+  std::vector<int32_t> tokens = eval_tokens(model, evaluation, p.accuracy.max_tokens);
+  if (tokens.size() > kSensitivityTokens) {
+    tokens.resize(kSensitivityTokens);
+    d.notes.push_back(fmt::format("measured sensitivity on the first {} evaluation tokens", kSensitivityTokens));
+  }
+  const HeldOutEvaluator ranking(model, std::move(tokens), ctx);
+  d.sensitivity = measure_sensitivity(model, d.groups, ladder, ranking);
   std::vector<double> proxy, measured;
   for (const auto& s : d.sensitivity) {
     proxy.push_back(s.proxy);
