@@ -157,7 +157,7 @@ class GroupTrial {
     };
     try {
       const auto t0 = std::chrono::steady_clock::now();
-      GroupResult result = quantize(rule, desc, lw, in, prev);
+      GroupResult result = quantize(rule, lw, in, prev);
       c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const std::vector<double> divisor = input_divisors(prev, prev_before, in.cols);
       double reference = 0;
@@ -184,8 +184,7 @@ class GroupTrial {
 
  private:
   // The same group the calibrated runner builds (pipeline/calibrated_runner.cpp).
-  GroupResult quantize(const QuantRule& rule, const LayerDesc& desc, LayerWeights& lw, const InputStats& in,
-                       const PrevOp& prev) {
+  GroupResult quantize(const QuantRule& rule, LayerWeights& lw, const InputStats& in, const PrevOp& prev) {
     const size_t n = members_.size();
     std::vector<std::string> names(n);
     std::vector<xq_linear_stats> st(n);
@@ -216,7 +215,6 @@ class GroupTrial {
                                   : f32_view(*prev.values, {int64_t(prev.values->size())});
     group.role = kRoles[g_];
     group.forward = forward.abi();
-    (void)desc;
     return run_stages(runtime_, rule, group);
   }
 
