@@ -9,6 +9,7 @@
 
 #include "plugins/registry.hpp"
 
+#include <xquant/sdk/tensor.hpp>
 #include <xquant/xq_kernel.h>
 
 #include <initializer_list>
@@ -16,10 +17,9 @@
 
 namespace xquant {
 
-// A contiguous device tensor over host memory.
-xq_device_tensor dtensor(xq_dtype dtype, std::initializer_list<int64_t> shape, const void* data);
+// A contiguous F32 device tensor over host memory (sdk::device_tensor for the others).
 inline xq_device_tensor f32(std::initializer_list<int64_t> shape, const float* data) {
-  return dtensor(XQ_DTYPE_F32, shape, data);
+  return sdk::device_tensor(XQ_DTYPE_F32, shape, data);
 }
 
 class Kernels {

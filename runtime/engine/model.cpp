@@ -173,7 +173,7 @@ void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float*
 void Model::embed(const int32_t* ids, int64_t n, float* out) const {
   xq_op op = Kernels::op(XQ_OP_GET_ROWS);
   op.src[0] = f32({arch_.vocab, arch_.hidden}, embed_.data());
-  op.src[1] = dtensor(XQ_DTYPE_I32, {n}, ids);
+  op.src[1] = sdk::device_tensor(XQ_DTYPE_I32, {n}, ids);
   op.dst = f32({n, arch_.hidden}, out);
   kernels_->run(op, "GET_ROWS (embeddings)");
 }
@@ -232,7 +232,7 @@ void Model::layer_forward(int layer, float* x, int64_t rows, const std::vector<S
     xq_op op = Kernels::op(XQ_OP_ROPE);
     op.dst = f32({rows, which ? KVH : NH, HD}, which ? kk.data() : q.data());
     op.src[0] = op.dst;
-    op.src[1] = dtensor(XQ_DTYPE_I32, {rows}, pos.data());
+    op.src[1] = sdk::device_tensor(XQ_DTYPE_I32, {rows}, pos.data());
     if (!rope_factors_.empty()) op.src[2] = f32({HD / 2}, rope_factors_.data());
     op.i[0] = static_cast<int64_t>(a.pairing);
     op.i[1] = HD;

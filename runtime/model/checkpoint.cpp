@@ -129,7 +129,7 @@ QuantTensor Checkpoint::read_quantized(const TensorEntry& t) const {
   xq_quant_tensor q{};
   q.struct_size = sizeof(q);
   check_plugin_call(vt.read_quantized(handle_, t.index, &q), fmt::format("reading quantized tensor '{}'", t.name));
-  return QuantTensor(q);
+  return adopt_quant_tensor(q);
 }
 
 namespace {
@@ -166,7 +166,7 @@ std::optional<QuantTensor> Checkpoint::read_module(const std::string& module) co
     return std::nullopt;
   }
   check_plugin_call(s, fmt::format("{}: reading quantized module '{}'", quant_format_->name(), module));
-  return QuantTensor(q);
+  return adopt_quant_tensor(q);
 }
 
 }  // namespace xquant

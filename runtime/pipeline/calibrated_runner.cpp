@@ -324,9 +324,9 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
       group.name = group_name.c_str();
       group.n_linears = inputs.size();
       group.linears = inputs.data();
-      group.prev_norm.struct_size = sizeof(group.prev_norm);
+      group.prev_op.struct_size = sizeof(group.prev_op);
       if (prev) {
-        group.prev_norm = prev_cols ? f32_view(*prev, {prev_rows, prev_cols}) : f32_view(*prev, {int64_t(prev->size())});
+        group.prev_op = prev_cols ? f32_view(*prev, {prev_rows, prev_cols}) : f32_view(*prev, {int64_t(prev->size())});
       }
       group.role = kRoles[g];
       group.forward = &gf;

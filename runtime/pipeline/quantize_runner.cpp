@@ -201,7 +201,7 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
     group.name = module.c_str();
     group.n_linears = 1;
     group.linears = &in;
-    group.prev_norm.struct_size = sizeof(group.prev_norm);
+    group.prev_op.struct_size = sizeof(group.prev_op);
     group.role = "linear";
     GroupResult result = run_stages(runtime, rule, group);
     check_plugin_call(format.format().writer_add_quantized(writer.get(), module.c_str(), &result.quant[0].get()),
