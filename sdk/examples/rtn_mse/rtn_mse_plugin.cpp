@@ -5,10 +5,11 @@
 // 1 - max_shrink and keeps the one with the least squared weight error
 // (the data-free cousin of AWQ's clip search and llama.cpp's make_qx_quants).
 // Written only against the installed xquant SDK: the C++ class below becomes
-// the C vtable through xquant::sdk::AlgorithmAdapter, and exceptions become
-// status codes.
+// the C vtable through xquant::sdk::AlgorithmAdapter, exceptions become
+// status codes, and sdk::QuantTensor owns the output until it is handed over.
 #include <xquant/sdk/half.hpp>
 #include <xquant/sdk/plugin.hpp>
+#include <xquant/sdk/quantizer.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -86,9 +87,8 @@ class RtnMse : public PluginBase {
 
     QuantTensor owner(host);  // frees the buffers if anything below throws
     xq_quant_tensor& q = owner.get();
-    q.codes = host.alloc<int8_t>(static_cast<size_t>(rows * cols));
-    q.scales = host.alloc<float>(static_cast<size_t>(rows * ng));
-    if (!sym) q.zero_points = host.alloc<int8_t>(static_cast<size_t>(rows * ng));
+    // The SDK allocates the canonical tensor's buffers and fills its metadata.
+    quant::alloc_quant(host, quant::scheme_from(sc, in.name), sc, rows, cols, q);
     double d2 = 0, r2 = 0;
     std::mutex m;
     host.parallel_for(static_cast<uint64_t>(rows), 8, [&](uint64_t b, uint64_t e) {
@@ -127,16 +127,6 @@ class RtnMse : public PluginBase {
       d2 += ld2;
       r2 += lr2;
     });
-    q.bits = sc.bits;
-    q.symmetric = sym ? 1 : 0;
-    q.granularity = sc.granularity;
-    q.rows = rows;
-    q.cols = cols;
-    q.group_size = gs;
-    q.n_groups = ng;
-    q.scale_dtype = sc.scale_dtype;
-    q.act_scheme = sc.act_scheme;
-    q.act_bits = sc.act_bits;
     out.quant = owner.release();
     out.rel_error = r2 > 0 ? std::sqrt(d2 / r2) : 0.0;
   }
