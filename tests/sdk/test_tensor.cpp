@@ -145,3 +145,21 @@ TEST(SdkQuantTensor, DequantizesARowWithGroupsAndZeroPoints) {
   EXPECT_FLOAT_EQ(row[2], (2 - 1) * 2.0f);
   EXPECT_FLOAT_EQ(row[3], (3 - 1) * 2.0f);
 }
+
+TEST(SdkDeviceShapes, CountsRowsColsAndContiguity) {
+  float x = 0;
+  xq_device_tensor t = sdk::device_tensor(XQ_DTYPE_F32, {2, 3, 4}, &x);
+  EXPECT_EQ(sdk::numel(t), 24);
+  EXPECT_EQ(sdk::rows_of(t), 6);
+  EXPECT_EQ(sdk::cols_of(t), 4);
+  EXPECT_TRUE(sdk::is_contiguous(t));  // strides all zero
+  t.strides[0] = 12;
+  t.strides[1] = 4;
+  t.strides[2] = 1;
+  EXPECT_TRUE(sdk::is_contiguous(t));
+  t.strides[1] = 8;  // a row gap
+  EXPECT_FALSE(sdk::is_contiguous(t));
+  t.ndim = 5;  // more dims than the struct holds: never read past shape[3]
+  EXPECT_FALSE(sdk::is_contiguous(t));
+  EXPECT_EQ(sdk::numel(t), 24 * t.shape[3]);
+}

@@ -73,26 +73,11 @@ bool to_dtype(xq_dtype t, DType* out) {
 
 bool present(const xq_device_tensor& t) { return t.data != nullptr; }
 
-bool contiguous(const xq_device_tensor& t) {
-  if (t.ndim == 0 || t.ndim > 4) return false;
-  bool all_zero = true;
-  for (uint32_t i = 0; i < t.ndim; ++i) all_zero = all_zero && t.strides[i] == 0;
-  if (all_zero) return true;
-  int64_t expect = 1;
-  for (int i = static_cast<int>(t.ndim) - 1; i >= 0; --i) {
-    if (t.shape[i] != 1 && t.strides[i] != expect) return false;
-    expect *= t.shape[i];
-  }
-  return true;
-}
-
-int64_t last_dim(const xq_device_tensor& t) { return t.ndim ? t.shape[t.ndim - 1] : 0; }
-int64_t leading(const xq_device_tensor& t) {
-  int64_t r = 1;
-  for (uint32_t i = 0; i + 1 < t.ndim; ++i) r *= t.shape[i];
-  return t.ndim ? r : 0;
-}
-int64_t numel(const xq_device_tensor& t) { return leading(t) * last_dim(t); }
+// The SDK's shape helpers (sdk/tensor.hpp); a 0-D tensor is no operand here.
+bool contiguous(const xq_device_tensor& t) { return t.ndim != 0 && xquant::sdk::is_contiguous(t); }
+int64_t last_dim(const xq_device_tensor& t) { return t.ndim ? xquant::sdk::cols_of(t) : 0; }
+int64_t leading(const xq_device_tensor& t) { return t.ndim ? xquant::sdk::rows_of(t) : 0; }
+int64_t numel(const xq_device_tensor& t) { return t.ndim ? xquant::sdk::numel(t) : 0; }
 
 bool fail_why(std::string* why, const std::string& msg) {
   if (why) *why = msg;

@@ -93,6 +93,37 @@ inline xq_device_tensor device_tensor(xq_dtype dtype, std::initializer_list<int6
   return t;
 }
 
+// Shape questions about a device tensor, shared by the kernel providers.
+// Element count (1 for ndim 0).
+inline int64_t numel(const xq_device_tensor& t) noexcept {
+  int64_t n = 1;
+  for (uint32_t d = 0; d < t.ndim && d < 4; ++d) n *= t.shape[d];
+  return n;
+}
+// Rows = product of all dims but the last; cols = the last dim (1 for ndim 0).
+inline int64_t rows_of(const xq_device_tensor& t) noexcept {
+  int64_t n = 1;
+  for (uint32_t d = 0; d + 1 < t.ndim && d < 4; ++d) n *= t.shape[d];
+  return n;
+}
+inline int64_t cols_of(const xq_device_tensor& t) noexcept {
+  return t.ndim && t.ndim <= 4 ? t.shape[t.ndim - 1] : 1;
+}
+// Row-major contiguous: strides all zero, or equal to the packed strides
+// (a dim of size 1 may carry any stride).
+inline bool is_contiguous(const xq_device_tensor& t) noexcept {
+  if (t.ndim > 4) return false;
+  bool all_zero = true;
+  for (uint32_t d = 0; d < t.ndim; ++d) all_zero = all_zero && t.strides[d] == 0;
+  if (all_zero) return true;
+  int64_t expect = 1;
+  for (int d = static_cast<int>(t.ndim) - 1; d >= 0; --d) {
+    if (t.shape[d] != 1 && t.strides[d] != expect) return false;
+    expect *= t.shape[d];
+  }
+  return true;
+}
+
 // An op of `type` with every struct_size set and no operands yet.
 inline xq_op make_op(xq_op_type type) {
   xq_op op = make_struct<xq_op>();
