@@ -70,46 +70,44 @@ TEST(SdkViews, DeviceTensorAndOp) {
   EXPECT_EQ(sdk::make_struct<xq_layer_group>().struct_size, sizeof(xq_layer_group));
 }
 
-namespace {
-void fill(const sdk::Host& host, xq_quant_tensor& q) {
-  q.rows = 2;
-  q.cols = 4;
-  q.granularity = XQ_GRAN_GROUP;
-  q.group_size = 2;
-  q.n_groups = 2;
-  q.codes = host.alloc<int8_t>(8);
-  q.scales = host.alloc<float>(4);
-  q.zero_points = host.alloc<int8_t>(4);
-  for (int i = 0; i < 8; ++i) q.codes[i] = static_cast<int8_t>(i - 4);
-  for (int i = 0; i < 4; ++i) {
-    q.scales[i] = 0.5f * static_cast<float>(i + 1);
-    q.zero_points[i] = 1;
-  }
-}
-}  // namespace
-
-TEST(SdkQuantTensor, FreesItsBuffersThroughTheHost) {
+// A fake host and a 2x4 group-quantized tensor allocated through it.
+class SdkQuantTensor : public ::testing::Test {
+ protected:
   FakeHost fake;
-  sdk::Host host(&fake.api);
-  {
-    sdk::QuantTensor q(host);
-    fill(host, q.get());
-    EXPECT_EQ(fake.allocs, 3);
+  sdk::Host host{&fake.api};
+
+  sdk::QuantTensor filled() {
+    sdk::QuantTensor t(host);
+    xq_quant_tensor& q = t.get();
+    q.rows = 2;
+    q.cols = 4;
+    q.granularity = XQ_GRAN_GROUP;
+    q.group_size = 2;
+    q.n_groups = 2;
+    q.codes = host.alloc<int8_t>(8);
+    q.scales = host.alloc<float>(4);
+    q.zero_points = host.alloc<int8_t>(4);
+    for (int i = 0; i < 8; ++i) q.codes[i] = static_cast<int8_t>(i - 4);
+    for (int i = 0; i < 4; ++i) {
+      q.scales[i] = 0.5f * static_cast<float>(i + 1);
+      q.zero_points[i] = 1;
+    }
+    return t;
   }
+};
+
+TEST_F(SdkQuantTensor, FreesItsBuffersThroughTheHost) {
+  { sdk::QuantTensor q = filled(); }
+  EXPECT_EQ(fake.allocs, 3);
   EXPECT_EQ(fake.frees, 3);
 }
 
-TEST(SdkQuantTensor, ReleaseHandsTheBuffersOver) {
-  FakeHost fake;
-  sdk::Host host(&fake.api);
-  xq_quant_tensor out{};
-  {
-    sdk::QuantTensor q(host);
-    fill(host, q.get());
-    out = q.release();
-    EXPECT_EQ(q->codes, nullptr);
-    EXPECT_EQ(q->struct_size, sizeof(xq_quant_tensor));
-  }
+TEST_F(SdkQuantTensor, ReleaseHandsTheBuffersOver) {
+  sdk::QuantTensor q = filled();
+  xq_quant_tensor out = q.release();
+  EXPECT_EQ(q->codes, nullptr);
+  EXPECT_EQ(q->struct_size, sizeof(xq_quant_tensor));
+  q.reset();
   EXPECT_EQ(fake.frees, 0);
   ASSERT_NE(out.codes, nullptr);
   sdk::QuantTensor back(out, fake.api.free, fake.api.ctx);
@@ -117,12 +115,9 @@ TEST(SdkQuantTensor, ReleaseHandsTheBuffersOver) {
   EXPECT_EQ(fake.frees, 3);
 }
 
-TEST(SdkQuantTensor, MovesOwnershipOnce) {
-  FakeHost fake;
-  sdk::Host host(&fake.api);
+TEST_F(SdkQuantTensor, MovesOwnershipOnce) {
   {
-    sdk::QuantTensor a(host);
-    fill(host, a.get());
+    sdk::QuantTensor a = filled();
     sdk::QuantTensor b(std::move(a));
     sdk::QuantTensor c;
     c = std::move(b);
@@ -132,11 +127,8 @@ TEST(SdkQuantTensor, MovesOwnershipOnce) {
   EXPECT_EQ(fake.frees, 3);
 }
 
-TEST(SdkQuantTensor, DequantizesARowWithGroupsAndZeroPoints) {
-  FakeHost fake;
-  sdk::Host host(&fake.api);
-  sdk::QuantTensor q(host);
-  fill(host, q.get());
+TEST_F(SdkQuantTensor, DequantizesARowWithGroupsAndZeroPoints) {
+  sdk::QuantTensor q = filled();
   float row[4];
   q.dequantize_row(1, row);
   // row 1: codes 0..3, groups {0,1} -> scales[2]=1.5, scales[3]=2.0, zp 1
