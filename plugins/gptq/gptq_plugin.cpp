@@ -249,11 +249,6 @@ class GptqAlgorithm : public PluginBase {
         d2 += d * d;
         r2 += ref * ref;
       }
-    if (in.scheme.act_scheme == XQ_ACT_STATIC_TENSOR) {
-      if (!st->absmax)
-        fail(XQ_ERR_INVALID_ARGUMENT, format("%s: static activation scales need the input absmax", in.name));
-      q.input_scale = quant::static_input_scale(st->absmax, nullptr, cols, in.scheme.act_bits, sc.scale_dtype);
-    }
     out.quant = owner.release();
     out.rel_error = r2 > 0 ? std::sqrt(d2 / r2) : 0.0;
     host.info(format("%s: GPTQ objective %.6g, rel. weight error %.5f (damp %g%s%s, %lld dead columns; "
@@ -364,7 +359,8 @@ constexpr xq_param_spec kParams[] = {
 
 constexpr const char* kCapabilities[] = {"bits:2-8",          "symmetric",        "asymmetric",
                                          "granularity:tensor", "granularity:channel", "granularity:group",
-                                         "act-order",         "needs:hessian",    nullptr};
+                                         "act-order",         "needs:hessian",    "scheme-default:group_size=128",
+                                         nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = describe<GptqAlgorithm>(
     XQ_PLUGIN_ALGORITHM, "gptq", "1.0.0",

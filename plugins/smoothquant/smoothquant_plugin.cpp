@@ -154,12 +154,6 @@ class SmoothQuantAlgorithm : public PluginBase {
           e.ref2 += static_cast<double>(original[r * cols + j]) * original[r * cols + j];
         }
     }
-    if (in.scheme.act_scheme == XQ_ACT_STATIC_TENSOR) {
-      if (!in.stats || !in.stats->absmax)
-        fail(XQ_ERR_INVALID_ARGUMENT, format("%s: static activation scales need the input absmax", in.name));
-      q.input_scale = quant::static_input_scale(in.stats->absmax, s.empty() ? nullptr : s.data(), cols,
-                                                in.scheme.act_bits, sc.scale_dtype);
-    }
     out.quant = owner.release();
     out.rel_error = e.rel();
   }
@@ -175,7 +169,7 @@ constexpr xq_param_spec kParams[] = {
 
 constexpr const char* kCapabilities[] = {"bits:2-8", "symmetric", "asymmetric", "granularity:tensor",
                                          "granularity:channel", "granularity:group", "transform", "needs:absmax",
-                                         nullptr};
+                                         "scheme-default:bits=8", "scheme-default:activations=dynamic", nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = describe<SmoothQuantAlgorithm>(
     XQ_PLUGIN_ALGORITHM, "smoothquant", "1.0.0",
