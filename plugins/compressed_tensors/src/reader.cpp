@@ -33,7 +33,7 @@ struct View {
 
 std::optional<View> find(const xq_tensor_source& src, const std::string& name) {
   View out;
-  out.v.struct_size = sizeof(out.v);
+  out.v = sdk::make_struct<xq_tensor_view>();
   xq_status s = src.find(src.ctx, name.c_str(), &out.v);
   if (s == XQ_ERR_NOT_FOUND) return std::nullopt;
   if (s != XQ_OK) throw sdk::Error(s, "cannot read stored tensor '" + name + "'");

@@ -129,8 +129,7 @@ struct LoaderAdapter {
   static xq_status tensor_info(void* model, uint64_t i, xq_tensor_info* out) noexcept {
     auto* m = static_cast<Model*>(model);
     return guard(m->host, [&] {
-      xq_tensor_info info{};
-      info.struct_size = sizeof(info);
+      auto info = make_struct<xq_tensor_info>();
       m->tensor_info(i, info);
       *out = info;
     });
@@ -142,8 +141,7 @@ struct LoaderAdapter {
   static xq_status raw(void* model, uint64_t i, xq_tensor_view* out) noexcept {
     auto* m = static_cast<Model*>(model);
     return guard(m->host, [&] {
-      xq_tensor_view v{};
-      v.struct_size = sizeof(v);
+      auto v = make_struct<xq_tensor_view>();
       m->raw(i, v);
       *out = v;
     });
