@@ -162,8 +162,7 @@ int run(const fs::path& dir, const std::string& algo, unsigned threads) {
   if (plugin == "awq") fwd = read_raw<float>(dir / "fwd_input.f32", static_cast<size_t>(awq_t * cols));
   std::vector<float> norm(static_cast<size_t>(cols), 1.0f);
 
-  xq_linear_stats st{};
-  st.struct_size = sizeof(st);
+  auto st = xquant::sdk::make_struct<xq_linear_stats>();
   st.cols = cols;
   st.tokens = static_cast<uint64_t>(tokens);
   st.hessian = xtx.empty() ? nullptr : xtx.data();
@@ -171,18 +170,11 @@ int run(const fs::path& dir, const std::string& algo, unsigned threads) {
   st.mean_abs = mean_abs.empty() ? nullptr : mean_abs.data();
   st.samples = samples.empty() ? nullptr : samples.data();
   st.n_samples = samples.empty() ? 0 : ns;
-  xq_linear_input in{};
-  in.struct_size = sizeof(in);
+  auto in = xquant::sdk::make_struct<xq_linear_input>();
   in.name = "bench.fc";
-  in.weight.struct_size = sizeof(in.weight);
-  in.weight.dtype = XQ_DTYPE_F32;
-  in.weight.ndim = 2;
-  in.weight.shape[0] = rows;
-  in.weight.shape[1] = cols;
-  in.weight.data = w.data();
-  in.weight.nbytes = w.size() * 4;
+  in.weight = xquant::sdk::f32_view(w, {rows, cols});
   in.stats = &st;
-  in.scheme.struct_size = sizeof(in.scheme);
+  in.scheme = xquant::sdk::make_struct<xq_quant_scheme>();
   const bool w8 = plugin == "smoothquant";  // SmoothQuant's W8A8; the others W4 g128 (sym, as llm-compressor's W4A16)
   in.scheme.bits = w8 ? 8 : 4;
   in.scheme.symmetric = 1;
@@ -193,8 +185,7 @@ int run(const fs::path& dir, const std::string& algo, unsigned threads) {
   in.scheme.act_bits = w8 ? 8 : 0;
 
   ForwardCtx fctx{fwd.data(), awq_t, rows, cols};
-  xq_group_forward f{};
-  f.struct_size = sizeof(f);
+  auto f = xquant::sdk::make_struct<xq_group_forward>();
   f.ctx = &fctx;
   f.n_tokens = awq_t;
   f.in_features = cols;
@@ -207,19 +198,11 @@ int run(const fs::path& dir, const std::string& algo, unsigned threads) {
     return XQ_OK;
   };
 
-  xq_layer_group g{};
-  g.struct_size = sizeof(g);
+  auto g = xquant::sdk::make_struct<xq_layer_group>();
   g.name = "bench";
   g.n_linears = 1;
   g.linears = &in;
-  g.prev_norm.struct_size = sizeof(g.prev_norm);
-  if (plugin == "awq" || plugin == "smoothquant") {
-    g.prev_norm.dtype = XQ_DTYPE_F32;
-    g.prev_norm.ndim = 1;
-    g.prev_norm.shape[0] = cols;
-    g.prev_norm.data = norm.data();
-    g.prev_norm.nbytes = norm.size() * 4;
-  }
+  g.prev_op = plugin == "awq" || plugin == "smoothquant" ? xquant::sdk::f32_view(norm, {cols}) : xquant::sdk::empty_view();
   g.role = plugin == "awq" ? "mlp_down" : "linear";
   g.forward = plugin == "awq" ? &f : nullptr;
   xq_kv params;
@@ -227,13 +210,12 @@ int run(const fs::path& dir, const std::string& algo, unsigned threads) {
   if (algo == "gptq-actorder") params.set("act_order", xquant::KvValue::boolean(true));
 
   const long rss_before = status_kb("VmRSS:");
-  xq_linear_output o{};
-  o.struct_size = sizeof(o);
-  o.quant.struct_size = sizeof(o.quant);
+  auto o = xquant::sdk::make_struct<xq_linear_output>();
+  o.quant = xquant::sdk::make_struct<xq_quant_tensor>();
   auto t0 = std::chrono::steady_clock::now();
   xq_status s = p.algorithm().quantize(p.state, &params, &g, &o);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  xquant::QuantTensor q(o.quant);
+  xquant::QuantTensor q = xquant::adopt_quant_tensor(o.quant);
   if (s != XQ_OK) {
     std::fprintf(stderr, "%s failed\n", algo.c_str());
     return 1;

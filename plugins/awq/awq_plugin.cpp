@@ -105,7 +105,7 @@ class AwqAlgorithm : public PluginBase {
     }
 
     std::vector<float> s(static_cast<size_t>(cols), 1.0f);
-    const bool has_prev = group.prev_norm.data != nullptr;
+    const bool has_prev = group.prev_op.data != nullptr;
     if (has_prev) {
       check_prev(group, cols);
       if (!group.forward || !group.forward->run)
@@ -138,7 +138,7 @@ class AwqAlgorithm : public PluginBase {
 
  private:
   static void check_prev(const xq_layer_group& group, int64_t cols) {
-    const xq_tensor_view& p = group.prev_norm;
+    const xq_tensor_view& p = group.prev_op;
     if (p.dtype != XQ_DTYPE_F32 || (p.ndim != 1 && p.ndim != 2) || p.shape[0] != cols)
       fail(XQ_ERR_INVALID_ARGUMENT,
            format("%s: prev op must be F32 [%lld] (a norm) or [%lld, in] (a previous Linear's weight)", group.name,
@@ -269,7 +269,7 @@ class AwqAlgorithm : public PluginBase {
   }
 
   static void apply_scales(xq_layer_group& group, const std::vector<float>& s, int64_t cols) {
-    xq_tensor_view& p = group.prev_norm;
+    xq_tensor_view& p = group.prev_op;
     float* pd = static_cast<float*>(p.data);
     if (p.ndim == 1) {
       for (int64_t j = 0; j < cols; ++j) pd[j] /= s[j];
@@ -353,24 +353,19 @@ class AwqAlgorithm : public PluginBase {
     const int64_t rows = in.weight.shape[0];
     const float* w = static_cast<const float*>(in.weight.data);
     std::vector<float> deq(static_cast<size_t>(rows * cols));
-    xq_quant_tensor q{};
-    q.struct_size = sizeof(q);
-    try {
-      quant::rtn_matrix(host, sc, in.scheme, w, rows, cols, q, deq.data());
-      quant::ErrorSums e;
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < cols; ++j) {
-          const double ref = original[r * cols + j];
-          const double dd = ref - deq[r * cols + j] / s[j];
-          e.diff2 += dd * dd;
-          e.ref2 += ref * ref;
-        }
-      out.quant = q;
-      out.rel_error = e.rel();
-    } catch (...) {
-      release_quant_tensor(host, q);
-      throw;
-    }
+    QuantTensor owner(host);  // frees the buffers if anything below throws
+    xq_quant_tensor& q = owner.get();
+    quant::rtn_matrix(host, sc, in.scheme, w, rows, cols, q, deq.data());
+    quant::ErrorSums e;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < cols; ++j) {
+        const double ref = original[r * cols + j];
+        const double dd = ref - deq[r * cols + j] / s[j];
+        e.diff2 += dd * dd;
+        e.ref2 += ref * ref;
+      }
+    out.quant = owner.release();
+    out.rel_error = e.rel();
   }
 };
 

@@ -343,45 +343,38 @@ void GgufModel::read_quantized(uint64_t i, xq_quant_tensor& q) const {
   if (t.n_dims < 1 || e.row_elems < 32)
     throw Error(XQ_ERR_UNSUPPORTED, format("%s: tensor '%s': a canonical quantized tensor needs a 2-D weight", file_.path().c_str(), e.name.c_str()));
   const int64_t rows = t.rows(), cols = t.ne[0], ng = cols / 32;
-  xq_quant_tensor out{};
-  out.struct_size = sizeof(out);
-  out.bits = t.type == kQ8_0 ? 8 : 4;
-  out.symmetric = 1;
-  out.granularity = XQ_GRAN_GROUP;
-  out.rows = rows;
-  out.cols = cols;
-  out.group_size = 32;
-  out.n_groups = ng;
-  out.scale_dtype = XQ_DTYPE_F16;
-  out.act_scheme = XQ_ACT_NONE;
-  try {
-    out.codes = host.alloc<int8_t>(static_cast<size_t>(rows * cols));
-    out.scales = host.alloc<float>(static_cast<size_t>(rows * ng));
-    const uint8_t* src = file_.tensor_data(t);
-    const uint64_t tsz = type_info(t.type)->type_size;
-    for (int64_t r = 0; r < rows; ++r) {
-      const uint8_t* row = src + source_row(e, r) * e.row_bytes;
-      for (int64_t g = 0; g < ng; ++g) {
-        const uint8_t* b = row + g * tsz;
-        uint16_t d;
-        std::memcpy(&d, b, 2);
-        out.scales[r * ng + g] = sdk::f16_to_f32(d);
-        int8_t* c = out.codes + r * cols + g * 32;
-        if (t.type == kQ8_0) {
-          std::memcpy(c, b + 2, 32);
-        } else {
-          for (int j = 0; j < 16; ++j) {
-            c[j] = static_cast<int8_t>((b[2 + j] & 0xF) - 8);
-            c[j + 16] = static_cast<int8_t>((b[2 + j] >> 4) - 8);
-          }
+  // q is owned by LoaderAdapter::read_quantized, which frees its buffers if this throws.
+  q.bits = t.type == kQ8_0 ? 8 : 4;
+  q.symmetric = 1;
+  q.granularity = XQ_GRAN_GROUP;
+  q.rows = rows;
+  q.cols = cols;
+  q.group_size = 32;
+  q.n_groups = ng;
+  q.scale_dtype = XQ_DTYPE_F16;
+  q.act_scheme = XQ_ACT_NONE;
+  q.codes = host.alloc<int8_t>(static_cast<size_t>(rows * cols));
+  q.scales = host.alloc<float>(static_cast<size_t>(rows * ng));
+  const uint8_t* src = file_.tensor_data(t);
+  const uint64_t tsz = type_info(t.type)->type_size;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* row = src + source_row(e, r) * e.row_bytes;
+    for (int64_t g = 0; g < ng; ++g) {
+      const uint8_t* b = row + g * tsz;
+      uint16_t d;
+      std::memcpy(&d, b, 2);
+      q.scales[r * ng + g] = sdk::f16_to_f32(d);
+      int8_t* c = q.codes + r * cols + g * 32;
+      if (t.type == kQ8_0) {
+        std::memcpy(c, b + 2, 32);
+      } else {
+        for (int j = 0; j < 16; ++j) {
+          c[j] = static_cast<int8_t>((b[2 + j] & 0xF) - 8);
+          c[j + 16] = static_cast<int8_t>((b[2 + j] >> 4) - 8);
         }
       }
     }
-  } catch (...) {
-    sdk::release_quant_tensor(host, out);
-    throw;
   }
-  q = out;
 }
 
 void GgufModel::config(const sdk::KvWriter& out) const {

@@ -208,58 +208,53 @@ class GptqAlgorithm : public PluginBase {
     const double damp = inverse_factor(in, o, hscale, perm, dead, U);
     const double factor_s = std::chrono::duration<double>(Clock::now() - t_factor).count();
 
-    xq_quant_tensor q{};
-    q.struct_size = sizeof(q);
-    try {
-      quant::alloc_quant(host, sc, in.scheme, rows, cols, q);
-      // Up-front parameters on the original W: TENSOR, CHANNEL, static groups.
-      if (sc.granularity == XQ_GRAN_TENSOR) {
-        quant::Params p = quant::choose_span(sc, w_in, rows * cols);
-        q.scales[0] = p.scale;
-        if (q.zero_points) q.zero_points[0] = static_cast<int8_t>(p.zp);
-      } else if (!grouped || static_groups) {
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t g = 0; g < ng; ++g) {
-            const int64_t c0 = g * gs;
-            quant::Params p = quant::choose_span(sc, w_in + r * cols + c0, std::min(gs, cols - c0));
-            q.scales[r * ng + g] = p.scale;
-            if (q.zero_points) q.zero_points[r * ng + g] = static_cast<int8_t>(p.zp);
-          }
-      }
-      // The working W: permuted columns, dead ones zeroed.
-      std::vector<float> W(static_cast<size_t>(rows * cols));
+    QuantTensor owner(host);  // frees the buffers if anything below throws
+    xq_quant_tensor& q = owner.get();
+    quant::alloc_quant(host, sc, in.scheme, rows, cols, q);
+    // Up-front parameters on the original W: TENSOR, CHANNEL, static groups.
+    if (sc.granularity == XQ_GRAN_TENSOR) {
+      quant::Params p = quant::choose_span(sc, w_in, rows * cols);
+      q.scales[0] = p.scale;
+      if (q.zero_points) q.zero_points[0] = static_cast<int8_t>(p.zp);
+    } else if (!grouped || static_groups) {
       for (int64_t r = 0; r < rows; ++r)
-        for (int64_t k = 0; k < cols; ++k) W[r * cols + k] = dead[perm[k]] ? 0.0f : w_in[r * cols + perm[k]];
-
-      const bool write_gidx = grouped && o.act_order && !static_groups;
-      if (write_gidx) {
-        q.g_idx = host.alloc<int32_t>(static_cast<size_t>(cols));
-        for (int64_t k = 0; k < cols; ++k) q.g_idx[perm[k]] = static_cast<int32_t>(k / gs);
-      }
-
-      const auto t_loop = Clock::now();
-      const double loss = run_blocks(sc, o, rows, cols, gs, ng, grouped, static_groups, perm, U, W, q);
-      const double loop_s = std::chrono::duration<double>(Clock::now() - t_loop).count();
-
-      // rel_error against the caller's W, with W_hat un-permuted.
-      double d2 = 0, r2 = 0;
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t k = 0; k < cols; ++k) {
-          const double ref = w_in[r * cols + perm[k]];
-          const double d = ref - W[r * cols + k];
-          d2 += d * d;
-          r2 += ref * ref;
+        for (int64_t g = 0; g < ng; ++g) {
+          const int64_t c0 = g * gs;
+          quant::Params p = quant::choose_span(sc, w_in + r * cols + c0, std::min(gs, cols - c0));
+          q.scales[r * ng + g] = p.scale;
+          if (q.zero_points) q.zero_points[r * ng + g] = static_cast<int8_t>(p.zp);
         }
-      out.quant = q;
-      out.rel_error = r2 > 0 ? std::sqrt(d2 / r2) : 0.0;
-      host.info(format("%s: GPTQ objective %.6g, rel. weight error %.5f (damp %g%s%s, %lld dead columns; "
-                       "factorisation %.2f s, column loop %.2f s)",
-                       in.name, loss, out.rel_error, damp, o.act_order ? ", act_order" : "",
-                       static_groups ? ", static groups" : "", static_cast<long long>(n_dead), factor_s, loop_s));
-    } catch (...) {
-      release_quant_tensor(host, q);
-      throw;
     }
+    // The working W: permuted columns, dead ones zeroed.
+    std::vector<float> W(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < cols; ++k) W[r * cols + k] = dead[perm[k]] ? 0.0f : w_in[r * cols + perm[k]];
+
+    const bool write_gidx = grouped && o.act_order && !static_groups;
+    if (write_gidx) {
+      q.g_idx = host.alloc<int32_t>(static_cast<size_t>(cols));
+      for (int64_t k = 0; k < cols; ++k) q.g_idx[perm[k]] = static_cast<int32_t>(k / gs);
+    }
+
+    const auto t_loop = Clock::now();
+    const double loss = run_blocks(sc, o, rows, cols, gs, ng, grouped, static_groups, perm, U, W, q);
+    const double loop_s = std::chrono::duration<double>(Clock::now() - t_loop).count();
+
+    // rel_error against the caller's W, with W_hat un-permuted.
+    double d2 = 0, r2 = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < cols; ++k) {
+        const double ref = w_in[r * cols + perm[k]];
+        const double d = ref - W[r * cols + k];
+        d2 += d * d;
+        r2 += ref * ref;
+      }
+    out.quant = owner.release();
+    out.rel_error = r2 > 0 ? std::sqrt(d2 / r2) : 0.0;
+    host.info(format("%s: GPTQ objective %.6g, rel. weight error %.5f (damp %g%s%s, %lld dead columns; "
+                     "factorisation %.2f s, column loop %.2f s)",
+                     in.name, loss, out.rel_error, damp, o.act_order ? ", act_order" : "",
+                     static_groups ? ", static groups" : "", static_cast<long long>(n_dead), factor_s, loop_s));
   }
 
   // The lazy-batch loop. W (permuted) holds the dequantized result on return;

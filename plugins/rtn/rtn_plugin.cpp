@@ -28,28 +28,23 @@ class RtnAlgorithm : public PluginBase {
     const quant::Scheme s = quant::scheme_from(in.scheme, in.name);
     const int64_t rows = in.weight.shape[0], cols = in.weight.shape[1];
     const float* w = static_cast<const float*>(in.weight.data);
-    xq_quant_tensor q{};
-    q.struct_size = sizeof(q);
-    try {
-      quant::alloc_quant(host, s, in.scheme, rows, cols, q);
-      quant::ErrorSums total;
-      if (s.granularity == XQ_GRAN_TENSOR) {
-        total = quant::rtn_tensor_sums(s, w, rows, cols, q.codes, q.scales, q.zero_points);
-      } else {
-        std::mutex m;
-        host.parallel_for(static_cast<uint64_t>(rows), 16, [&](uint64_t b, uint64_t e) {
-          auto part = quant::rtn_rows_sums(s, w, cols, static_cast<int64_t>(b), static_cast<int64_t>(e), q.codes,
-                                           q.scales, q.zero_points);
-          std::lock_guard<std::mutex> lock(m);
-          total.add(part);
-        });
-      }
-      out.quant = q;
-      out.rel_error = total.rel();
-    } catch (...) {
-      release_quant_tensor(host, q);
-      throw;
+    QuantTensor owner(host);  // frees the buffers if anything below throws
+    xq_quant_tensor& q = owner.get();
+    quant::alloc_quant(host, s, in.scheme, rows, cols, q);
+    quant::ErrorSums total;
+    if (s.granularity == XQ_GRAN_TENSOR) {
+      total = quant::rtn_tensor_sums(s, w, rows, cols, q.codes, q.scales, q.zero_points);
+    } else {
+      std::mutex m;
+      host.parallel_for(static_cast<uint64_t>(rows), 16, [&](uint64_t b, uint64_t e) {
+        auto part = quant::rtn_rows_sums(s, w, cols, static_cast<int64_t>(b), static_cast<int64_t>(e), q.codes,
+                                         q.scales, q.zero_points);
+        std::lock_guard<std::mutex> lock(m);
+        total.add(part);
+      });
     }
+    out.quant = owner.release();
+    out.rel_error = total.rel();
   }
 };
 

@@ -9,10 +9,10 @@
 //                                                 share the input)
 //   w_j   = max(max over all rows of all linears |W[:, j]|, 1e-5)
 //   s_j   = max(act_j^alpha / w_j^(1 - alpha), 1e-5)
-//   prev_norm[j] /= s_j;   W[:, j] *= s_j  for every linear of the group
+//   prev_op[j] /= s_j;   W[:, j] *= s_j  for every linear of the group
 //
 // so Linear(Norm(x)) is unchanged in exact arithmetic. Groups without a 1-D
-// prev_norm (o_proj, down_proj, lone linears) are not smoothed (SmoothQuant
+// prev_op (o_proj, down_proj, lone linears) are not smoothed (SmoothQuant
 // and llm-compressor's default mappings leave them alone).
 //
 // Then, with `quantize: true` (default), it quantizes every linear with RTN
@@ -56,10 +56,10 @@ class SmoothQuantAlgorithm : public PluginBase {
     // The original weights, for rel_error in the unsmoothed basis.
     std::vector<std::vector<float>> originals;
     std::vector<float> s;  // empty: not smoothed
-    const bool smooth = group.prev_norm.data != nullptr && group.prev_norm.ndim == 1;
+    const bool smooth = group.prev_op.data != nullptr && group.prev_op.ndim == 1;
     if (smooth) {
-      if (group.prev_norm.dtype != XQ_DTYPE_F32 || group.prev_norm.shape[0] != cols)
-        fail(XQ_ERR_INVALID_ARGUMENT, format("%s: prev_norm must be F32 [%lld]", group.name, static_cast<long long>(cols)));
+      if (group.prev_op.dtype != XQ_DTYPE_F32 || group.prev_op.shape[0] != cols)
+        fail(XQ_ERR_INVALID_ARGUMENT, format("%s: prev_op must be F32 [%lld]", group.name, static_cast<long long>(cols)));
       const std::vector<float> act = merged_absmax(group, cols);
       s = factors(group, act.data(), cols, alpha);
       if (do_quantize)
@@ -71,7 +71,7 @@ class SmoothQuantAlgorithm : public PluginBase {
       host.debug(format("%s: smoothed %llu linears (alpha %.3f)", group.name,
                         static_cast<unsigned long long>(group.n_linears), alpha));
     } else {
-      host.debug(format("%s: no 1-D prev_norm, not smoothed", group.name));
+      host.debug(format("%s: no 1-D prev_op, not smoothed", group.name));
     }
 
     if (!do_quantize) {
@@ -126,7 +126,7 @@ class SmoothQuantAlgorithm : public PluginBase {
   }
 
   static void fold(xq_layer_group& group, const std::vector<float>& s, int64_t cols) {
-    float* norm = static_cast<float*>(group.prev_norm.data);
+    float* norm = static_cast<float*>(group.prev_op.data);
     for (int64_t j = 0; j < cols; ++j) norm[j] /= s[j];
     for (uint64_t i = 0; i < group.n_linears; ++i) {
       float* w = static_cast<float*>(group.linears[i].weight.data);
@@ -142,25 +142,20 @@ class SmoothQuantAlgorithm : public PluginBase {
     const int64_t rows = in.weight.shape[0];
     const float* w = static_cast<const float*>(in.weight.data);
     std::vector<float> deq(static_cast<size_t>(rows * cols));
-    xq_quant_tensor q{};
-    q.struct_size = sizeof(q);
-    try {
-      quant::ErrorSums e = quant::rtn_matrix(host, sc, in.scheme, w, rows, cols, q, deq.data());
-      if (original) {  // the error in the original basis: W vs W_hat / s
-        e = {};
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t j = 0; j < cols; ++j) {
-            double d = static_cast<double>(original[r * cols + j]) - deq[r * cols + j] / s[j];
-            e.diff2 += d * d;
-            e.ref2 += static_cast<double>(original[r * cols + j]) * original[r * cols + j];
-          }
-      }
-      out.quant = q;
-      out.rel_error = e.rel();
-    } catch (...) {
-      release_quant_tensor(host, q);
-      throw;
+    QuantTensor owner(host);  // frees the buffers if anything below throws
+    xq_quant_tensor& q = owner.get();
+    quant::ErrorSums e = quant::rtn_matrix(host, sc, in.scheme, w, rows, cols, q, deq.data());
+    if (original) {  // the error in the original basis: W vs W_hat / s
+      e = {};
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j) {
+          double d = static_cast<double>(original[r * cols + j]) - deq[r * cols + j] / s[j];
+          e.diff2 += d * d;
+          e.ref2 += static_cast<double>(original[r * cols + j]) * original[r * cols + j];
+        }
     }
+    out.quant = owner.release();
+    out.rel_error = e.rel();
   }
 
 };

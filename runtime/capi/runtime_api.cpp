@@ -43,6 +43,8 @@ XQ_API const char* xq_version(void) { return XQUANT_VERSION; }
 
 XQ_API const char* xq_last_error(void) { return last_error().c_str(); }
 
+XQ_API const char* xq_status_string(xq_status status) { return status_name(status); }
+
 XQ_API xq_status xq_runtime_create(const xq_runtime_options* options, xq_runtime** out) {
   return capi::boundary([&] {
     if (!out) throw Error(XQ_ERR_INVALID_ARGUMENT, "xq_runtime_create: out is NULL");

@@ -20,26 +20,12 @@ struct xq_runtime {
 namespace xquant::capi {
 
 // Runs `body`; any exception becomes a status with its message recorded for
-// xq_last_error(). Never lets an exception out.
+// xq_last_error() (sdk::call_with_status, the one mapping). Never lets an
+// exception out.
 template <class F>
 xq_status boundary(F&& body) noexcept {
-  try {
-    set_last_error("");
-    body();
-    return XQ_OK;
-  } catch (const Error& e) {
-    set_last_error(e.what());
-    return e.status();
-  } catch (const std::bad_alloc&) {
-    set_last_error("out of memory");
-    return XQ_ERR_OUT_OF_MEMORY;
-  } catch (const std::exception& e) {
-    set_last_error(e.what());
-    return XQ_ERR_INTERNAL;
-  } catch (...) {
-    set_last_error("unknown exception");
-    return XQ_ERR_INTERNAL;
-  }
+  set_last_error("");
+  return sdk::call_with_status(record_last_error, std::forward<F>(body));
 }
 
 }  // namespace xquant::capi

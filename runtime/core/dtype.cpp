@@ -8,44 +8,6 @@
 
 namespace xquant {
 
-const char* dtype_name(xq_dtype t) {
-  switch (t) {
-    case XQ_DTYPE_F32: return "F32";
-    case XQ_DTYPE_F16: return "F16";
-    case XQ_DTYPE_BF16: return "BF16";
-    case XQ_DTYPE_F64: return "F64";
-    case XQ_DTYPE_I8: return "I8";
-    case XQ_DTYPE_U8: return "U8";
-    case XQ_DTYPE_I16: return "I16";
-    case XQ_DTYPE_U16: return "U16";
-    case XQ_DTYPE_I32: return "I32";
-    case XQ_DTYPE_U32: return "U32";
-    case XQ_DTYPE_I64: return "I64";
-    case XQ_DTYPE_U64: return "U64";
-    case XQ_DTYPE_BOOL: return "BOOL";
-    case XQ_DTYPE_F8_E4M3: return "F8_E4M3";
-    case XQ_DTYPE_F8_E5M2: return "F8_E5M2";
-    case XQ_DTYPE_BLOCKS: return "BLOCKS";
-    default: return "INVALID";
-  }
-}
-
-xq_dtype dtype_from_name(const std::string& name) {
-  for (int t = XQ_DTYPE_F32; t <= XQ_DTYPE_BLOCKS; ++t)
-    if (name == dtype_name(static_cast<xq_dtype>(t))) return static_cast<xq_dtype>(t);
-  return XQ_DTYPE_INVALID;
-}
-
-size_t dtype_size(xq_dtype t) {
-  switch (t) {
-    case XQ_DTYPE_F64: case XQ_DTYPE_I64: case XQ_DTYPE_U64: return 8;
-    case XQ_DTYPE_F32: case XQ_DTYPE_I32: case XQ_DTYPE_U32: return 4;
-    case XQ_DTYPE_F16: case XQ_DTYPE_BF16: case XQ_DTYPE_I16: case XQ_DTYPE_U16: return 2;
-    case XQ_DTYPE_I8: case XQ_DTYPE_U8: case XQ_DTYPE_BOOL: case XQ_DTYPE_F8_E4M3: case XQ_DTYPE_F8_E5M2: return 1;
-    default: return 0;
-  }
-}
-
 namespace {
 template <class T>
 void widen(const void* src, float* dst, size_t n) {

@@ -1,6 +1,8 @@
-// dtype.hpp: names and sizes of xq_dtype, conversion of element buffers.
+// dtype.hpp: names and sizes of xq_dtype (the SDK table), conversion of
+// element buffers.
 #pragma once
 
+#include <xquant/sdk/dtype.hpp>
 #include <xquant/xq_abi.h>
 
 #include <cstddef>
@@ -9,9 +11,10 @@
 
 namespace xquant {
 
-const char* dtype_name(xq_dtype t);        // "F32", "BF16", ... (safetensors spelling)
-xq_dtype dtype_from_name(const std::string& name);  // XQ_DTYPE_INVALID if unknown
-size_t dtype_size(xq_dtype t);             // bytes per element; 0 for BLOCKS/INVALID
+// Names and sizes: the SDK's one table (sdk/dtype.hpp).
+using sdk::dtype_from_name;  // XQ_DTYPE_INVALID if unknown
+using sdk::dtype_name;       // "F32", "BF16", ... (safetensors spelling)
+using sdk::dtype_size;       // bytes per element; 0 for BLOCKS/INVALID
 
 // Converts n elements of src (F32/F16/BF16/F64/I8..I64/U8..) to float.
 void convert_to_f32(xq_dtype src_type, const void* src, float* dst, size_t n);

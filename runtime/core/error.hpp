@@ -2,8 +2,9 @@
 //
 // Inside the runtime, failures are exceptions of one type (xquant::Error, the
 // SDK's type, so plugins and runtime share one concept) carrying an
-// xq_status. At every C boundary (plugin host API, xquant.h) they become a
-// status plus a thread-local message readable with last_error().
+// xq_status. At every C boundary (plugin host API, xquant.h, callbacks handed
+// to plugins) sdk::call_with_status turns them into a status plus, through
+// record_last_error, a thread-local message readable with last_error().
 #pragma once
 
 #include <xquant/sdk/host.hpp>
@@ -15,6 +16,7 @@
 namespace xquant {
 
 using sdk::Error;
+using sdk::status_name;
 
 template <class... Args>
 [[noreturn]] void fail(xq_status status, fmt::format_string<Args...> f, Args&&... args) {
@@ -25,6 +27,8 @@ template <class... Args>
 void set_last_error(const std::string& message);
 const std::string& last_error();
 
-const char* status_name(xq_status status);
+// The recorder for sdk::call_with_status at the runtime's own boundaries:
+// keeps the message as this thread's last error and returns the status.
+xq_status record_last_error(xq_status status, const char* message);
 
 }  // namespace xquant

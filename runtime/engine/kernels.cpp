@@ -6,17 +6,6 @@
 
 namespace xquant {
 
-xq_device_tensor dtensor(xq_dtype dtype, std::initializer_list<int64_t> shape, const void* data) {
-  xq_device_tensor t{};
-  t.struct_size = sizeof(t);
-  t.dtype = dtype;
-  t.ndim = static_cast<uint32_t>(shape.size());
-  int i = 0;
-  for (int64_t s : shape) t.shape[i++] = s;
-  t.data = const_cast<void*>(data);
-  return t;
-}
-
 Kernels::Kernels(LoadedPlugin& plugin) : plugin_(&plugin) {
   if (plugin.kind() != XQ_PLUGIN_KERNEL_PROVIDER)
     fail(XQ_ERR_INVALID_ARGUMENT, "plugin '{}' is not a kernel provider", plugin.name());
@@ -49,12 +38,7 @@ void Kernels::download(void* dst, const void* src, uint64_t nbytes) const {
                     fmt::format("kernel provider '{}' downloading {} bytes", plugin_->name(), nbytes));
 }
 
-xq_op Kernels::op(xq_op_type type) {
-  xq_op o{};
-  o.struct_size = sizeof(o);
-  o.type = type;
-  return o;
-}
+xq_op Kernels::op(xq_op_type type) { return sdk::make_op(type); }
 
 bool Kernels::supports(const xq_op& op) const { return plugin_->kernel().supports_op(plugin_->state, &op) != 0; }
 

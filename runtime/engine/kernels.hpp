@@ -11,6 +11,7 @@
 
 #include "plugins/registry.hpp"
 
+#include <xquant/sdk/tensor.hpp>
 #include <xquant/xq_kernel.h>
 
 #include <cstdint>
@@ -22,7 +23,7 @@ namespace xquant {
 // A contiguous tensor over provider memory (host memory for host providers).
 xq_device_tensor dtensor(xq_dtype dtype, std::initializer_list<int64_t> shape, const void* data);
 inline xq_device_tensor f32(std::initializer_list<int64_t> shape, const float* data) {
-  return dtensor(XQ_DTYPE_F32, shape, data);
+  return sdk::device_tensor(XQ_DTYPE_F32, shape, data);
 }
 
 class Kernels {

@@ -55,8 +55,7 @@ Checkpoint::Checkpoint(Runtime& runtime, fs::path path, LoadedPlugin& loader, vo
     uint64_t n = vt.tensor_count(handle_);
     tensors_.reserve(n);
     for (uint64_t i = 0; i < n; ++i) {
-      xq_tensor_info info{};
-      info.struct_size = sizeof(info);
+      auto info = sdk::make_struct<xq_tensor_info>();
       check_plugin_call(vt.tensor_info(handle_, i, &info), fmt::format("reading tensor #{} info", i));
       TensorEntry e;
       e.index = i;
@@ -113,8 +112,7 @@ std::vector<float> Checkpoint::read_f32(const TensorEntry& t) const {
 }
 
 xq_tensor_view Checkpoint::raw(const TensorEntry& t) const {
-  xq_tensor_view v{};
-  v.struct_size = sizeof(v);
+  auto v = sdk::make_struct<xq_tensor_view>();
   check_plugin_call(loader_->loader().raw(handle_, t.index, &v), fmt::format("mapping tensor '{}'", t.name));
   return v;
 }
@@ -126,10 +124,9 @@ QuantTensor Checkpoint::read_quantized(const TensorEntry& t) const {
   if (!vt.read_quantized)
     fail(XQ_ERR_UNSUPPORTED, "tensor '{}' ({}): the {} loader reads no quantized tensors", t.name, t.storage_type,
          loader_->name());
-  xq_quant_tensor q{};
-  q.struct_size = sizeof(q);
+  auto q = sdk::make_struct<xq_quant_tensor>();
   check_plugin_call(vt.read_quantized(handle_, t.index, &q), fmt::format("reading quantized tensor '{}'", t.name));
-  return QuantTensor(q);
+  return adopt_quant_tensor(q);
 }
 
 namespace {
@@ -137,19 +134,12 @@ xq_status source_find(void* ctx, const char* name, xq_tensor_view* out) {
   const auto* cp = static_cast<const Checkpoint*>(ctx);
   const TensorEntry* t = cp->find(name);
   if (!t) return XQ_ERR_NOT_FOUND;
-  try {
-    *out = cp->raw(*t);
-    return XQ_OK;
-  } catch (const Error& e) {
-    set_last_error(e.what());
-    return e.status();
-  }
+  return sdk::call_with_status(record_last_error, [&] { *out = cp->raw(*t); });
 }
 }  // namespace
 
 xq_tensor_source Checkpoint::tensor_source() const {
-  xq_tensor_source src{};
-  src.struct_size = sizeof(src);
+  auto src = sdk::make_struct<xq_tensor_source>();
   src.ctx = const_cast<Checkpoint*>(this);
   src.find = source_find;
   return src;
@@ -158,15 +148,14 @@ xq_tensor_source Checkpoint::tensor_source() const {
 std::optional<QuantTensor> Checkpoint::read_module(const std::string& module) const {
   if (!quant_format_) return std::nullopt;
   xq_tensor_source src = tensor_source();
-  xq_quant_tensor q{};
-  q.struct_size = sizeof(q);
+  auto q = sdk::make_struct<xq_quant_tensor>();
   xq_status s = quant_format_->format().read_module(quant_format_->state, &config_, &src, module.c_str(), &q);
   if (s == XQ_ERR_NOT_FOUND) {
     set_last_error("");
     return std::nullopt;
   }
   check_plugin_call(s, fmt::format("{}: reading quantized module '{}'", quant_format_->name(), module));
-  return QuantTensor(q);
+  return adopt_quant_tensor(q);
 }
 
 }  // namespace xquant

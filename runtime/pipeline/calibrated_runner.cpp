@@ -243,9 +243,9 @@ class LayerQuantizer {
     group.name = group_name.c_str();
     group.n_linears = in.linears.size();
     group.linears = in.linears.data();
-    group.prev_norm.struct_size = sizeof(group.prev_norm);
+    group.prev_op.struct_size = sizeof(group.prev_op);
     if (prev.values)
-      group.prev_norm = prev.cols ? f32_view(*prev.values, {prev.rows, prev.cols})
+      group.prev_op = prev.cols ? f32_view(*prev.values, {prev.rows, prev.cols})
                                   : f32_view(*prev.values, {int64_t(prev.values->size())});
     group.role = kRoles[g];
     group.forward = forward.abi();

@@ -108,11 +108,11 @@ GroupResult run_stages(Runtime& runtime, const QuantRule& rule, xq_layer_group& 
     const AlgorithmStage& st = rule.stages[k];
     const bool last = k + 1 == rule.stages.size();
     LoadedPlugin& algo = runtime.plugins().require(XQ_PLUGIN_ALGORITHM, st.name);
-    const bool norm_fed = group.prev_norm.data && group.prev_norm.ndim == 1;
+    const bool norm_fed = group.prev_op.data && group.prev_op.ndim == 1;
     std::vector<float> norm_before;
     if (norm_fed && !last) {
-      const float* p = static_cast<const float*>(group.prev_norm.data);
-      norm_before.assign(p, p + group.prev_norm.shape[0]);
+      const float* p = static_cast<const float*>(group.prev_op.data);
+      norm_before.assign(p, p + group.prev_op.shape[0]);
     }
     std::vector<xq_linear_output> outs(n);
     for (auto& o : outs) {
@@ -122,7 +122,7 @@ GroupResult run_stages(Runtime& runtime, const QuantRule& rule, xq_layer_group& 
     xq_status s = algo.algorithm().quantize(algo.state, &st.validated_params, &group, outs.data());
     GroupResult r;
     for (auto& o : outs) {
-      r.quant.emplace_back(o.quant);  // owns buffers, also on failure
+      r.quant.push_back(adopt_quant_tensor(o.quant));  // owns buffers, also on failure
       r.rel_error.push_back(o.rel_error);
     }
     check_plugin_call(s, fmt::format("{}: group '{}'", st.name, group.name ? group.name : "?"));
@@ -139,7 +139,7 @@ GroupResult run_stages(Runtime& runtime, const QuantRule& rule, xq_layer_group& 
     // A transform that rescaled the norm by 1/s changed the input every
     // linear sees: the next stage gets statistics of x / s.
     if (!norm_before.empty()) {
-      const float* after = static_cast<const float*>(group.prev_norm.data);
+      const float* after = static_cast<const float*>(group.prev_op.data);
       std::vector<double> s(norm_before.size(), 1.0);
       bool changed = false;
       for (size_t j = 0; j < s.size(); ++j)

@@ -77,7 +77,7 @@ void quantize_linear(Runtime& runtime, const Checkpoint& source, const TensorEnt
   group.name = module.c_str();
   group.n_linears = 1;
   group.linears = &in;
-  group.prev_norm.struct_size = sizeof(group.prev_norm);
+  group.prev_op.struct_size = sizeof(group.prev_op);
   group.role = "linear";
   GroupResult result = run_stages(runtime, rule, group);
   writer.add_quantized(module, result.quant[0].get());

@@ -26,6 +26,14 @@ xq_status host_set_error(void* ctx, xq_status status, const char* message) {
   return status;
 }
 
+// Runs the body of a host function a plugin called; what it throws becomes
+// a status and the plugin's recorded message (sdk::call_with_status).
+template <class F>
+xq_status host_call(void* ctx, F&& body) noexcept {
+  return sdk::call_with_status([ctx](xq_status s, const char* m) { return host_set_error(ctx, s, m); },
+                               std::forward<F>(body));
+}
+
 xq_status host_progress(void* ctx, const char* task, uint64_t done, uint64_t total) {
   try {  // report throws Error(XQ_ERR_CANCELLED) after a Ctrl-C; nothing may unwind into the plugin
     Progress::report(fmt::format("{}: {}", self(ctx).name(), task ? task : ""), done, total);
@@ -42,12 +50,7 @@ void host_kv_destroy(void*, xq_kv* kv) { delete kv; }
 
 xq_status host_kv_set(void* ctx, xq_kv* kv, const char* key, const xq_value* value) {
   if (!kv || !key || !value) return host_set_error(ctx, XQ_ERR_INVALID_ARGUMENT, "kv_set: null argument");
-  try {
-    kv->set(key, KvValue::from_view(*value));
-    return XQ_OK;
-  } catch (const std::bad_alloc&) {
-    return host_set_error(ctx, XQ_ERR_OUT_OF_MEMORY, "kv_set: out of memory");
-  }
+  return host_call(ctx, [&] { kv->set(key, KvValue::from_view(*value)); });
 }
 
 xq_status host_kv_get(void*, const xq_kv* kv, const char* key, xq_value* out) {
@@ -73,36 +76,23 @@ void host_parallel_for(void* ctx, uint64_t n, uint64_t grain, xq_range_fn fn, vo
 
 uint32_t host_num_threads(void* ctx) { return self(ctx).pool->size(); }
 
-// Runs a linear-algebra call, turning a thrown Error into status + message.
-template <class F>
-xq_status linalg_call(void* ctx, F&& f) {
-  try {
-    f();
-    return XQ_OK;
-  } catch (const Error& e) {
-    return host_set_error(ctx, e.status(), e.what());
-  } catch (const std::bad_alloc&) {
-    return host_set_error(ctx, XQ_ERR_OUT_OF_MEMORY, "out of memory");
-  }
-}
-
 xq_status host_sgemm(void* ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                      int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  return linalg_call(ctx, [&] { linalg::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
+  return host_call(ctx, [&] { linalg::sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
 }
 xq_status host_ssyrk(void* ctx, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, float beta, float* c,
                      int64_t ldc) {
-  return linalg_call(ctx, [&] { linalg::ssyrk(n, k, alpha, a, lda, beta, c, ldc); });
+  return host_call(ctx, [&] { linalg::ssyrk(n, k, alpha, a, lda, beta, c, ldc); });
 }
 xq_status host_spotrf(void* ctx, int upper, int64_t n, float* a, int64_t lda) {
-  return linalg_call(ctx, [&] { linalg::spotrf(upper, n, a, lda); });
+  return host_call(ctx, [&] { linalg::spotrf(upper, n, a, lda); });
 }
 xq_status host_spotri(void* ctx, int upper, int64_t n, float* a, int64_t lda) {
-  return linalg_call(ctx, [&] { linalg::spotri(upper, n, a, lda); });
+  return host_call(ctx, [&] { linalg::spotri(upper, n, a, lda); });
 }
 xq_status host_strsm(void* ctx, int left, int upper, int trans, int64_t m, int64_t n, const float* t, int64_t ldt,
                      float* b, int64_t ldb) {
-  return linalg_call(ctx, [&] { linalg::strsm(left, upper, trans, m, n, t, ldt, b, ldb); });
+  return host_call(ctx, [&] { linalg::strsm(left, upper, trans, m, n, t, ldt, b, ldb); });
 }
 
 }  // namespace

@@ -89,8 +89,7 @@ struct Linear {
     tokens = uint64_t(T);
   }
   xq_linear_input input() {
-    stats = xq_linear_stats{};
-    stats.struct_size = sizeof(stats);
+    stats = xquant::sdk::make_struct<xq_linear_stats>();
     stats.cols = cols;
     stats.tokens = tokens;
     stats.absmax = absmax.empty() ? nullptr : absmax.data();
@@ -98,17 +97,10 @@ struct Linear {
     stats.hessian = hessian.empty() ? nullptr : hessian.data();
     stats.samples = samples.empty() ? nullptr : samples.data();
     stats.n_samples = n_samples;
-    xq_linear_input in{};
-    in.struct_size = sizeof(in);
+    auto in = xquant::sdk::make_struct<xq_linear_input>();
     in.name = name.c_str();
-    in.weight.struct_size = sizeof(in.weight);
-    in.weight.dtype = XQ_DTYPE_F32;
-    in.weight.ndim = 2;
-    in.weight.shape[0] = rows;
-    in.weight.shape[1] = cols;
-    in.weight.data = w.data();
-    in.weight.nbytes = w.size() * sizeof(float);
-    in.bias.struct_size = sizeof(in.bias);
+    in.weight = xquant::sdk::f32_view(w, {rows, cols});
+    in.bias = xquant::sdk::empty_view();
     in.stats = with_stats ? &stats : nullptr;
     in.scheme = scheme;
     return in;
@@ -146,39 +138,26 @@ inline Result run(const std::string& algorithm, const Params& params, std::vecto
                   const xq_group_forward* forward = nullptr) {
   std::vector<xq_linear_input> ins;
   for (Linear* l : linears) ins.push_back(l->input());
-  xq_layer_group g{};
-  g.struct_size = sizeof(g);
+  auto g = xquant::sdk::make_struct<xq_layer_group>();
   g.name = "test.group";
   g.n_linears = ins.size();
   g.linears = ins.data();
-  g.prev_norm.struct_size = sizeof(g.prev_norm);
-  if (prev) {
-    g.prev_norm.dtype = XQ_DTYPE_F32;
-    g.prev_norm.data = prev->data();
-    g.prev_norm.nbytes = prev->size() * sizeof(float);
-    if (prev_in > 0) {
-      g.prev_norm.ndim = 2;
-      g.prev_norm.shape[0] = int64_t(prev->size()) / prev_in;
-      g.prev_norm.shape[1] = prev_in;
-    } else {
-      g.prev_norm.ndim = 1;
-      g.prev_norm.shape[0] = int64_t(prev->size());
-    }
-  }
+  g.prev_op = !prev         ? xquant::sdk::empty_view()
+              : prev_in > 0 ? xquant::sdk::f32_view(*prev, {int64_t(prev->size()) / prev_in, prev_in})
+                            : xquant::sdk::f32_view(*prev);
   g.role = role;
   g.forward = forward;
   std::vector<xq_linear_output> outs(ins.size());
   for (auto& o : outs) {
-    o = xq_linear_output{};
-    o.struct_size = sizeof(o);
-    o.quant.struct_size = sizeof(o.quant);
+    o = xquant::sdk::make_struct<xq_linear_output>();
+    o.quant = xquant::sdk::make_struct<xq_quant_tensor>();
   }
   xquant::LoadedPlugin& p = plugin(algorithm);
   Result r;
   r.status = p.algorithm().quantize(p.state, &params.kv, &g, outs.data());
   if (r.status != XQ_OK) r.error = xquant::last_error();
   for (auto& o : outs) {
-    r.quant.emplace_back(o.quant);
+    r.quant.push_back(xquant::adopt_quant_tensor(o.quant));
     r.rel_error.push_back(o.rel_error);
   }
   return r;

@@ -197,5 +197,5 @@ TEST(SmoothQuant, ErrorsNameTheProblem) {
   std::vector<float> wrong(5, 1.0f);
   r = run("smoothquant", Params(), {&l}, &wrong);
   EXPECT_EQ(r.status, XQ_ERR_INVALID_ARGUMENT);
-  EXPECT_NE(r.error.find("prev_norm"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("prev_op"), std::string::npos) << r.error;
 }

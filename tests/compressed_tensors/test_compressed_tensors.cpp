@@ -13,6 +13,7 @@
 #include "plugins/call.hpp"
 
 #include <xquant/sdk/half.hpp>
+#include <xquant/sdk/tensor.hpp>
 #include <xquant/sdk/safetensors.hpp>
 
 #include "test_files.hpp"
@@ -144,8 +145,7 @@ class CtWriter {
     if (max_shard > 0) params_.set("max_shard_bytes", KvValue::integer(max_shard));
     for (const auto& s : ignored_) ignored_ptrs_.push_back(s.c_str());
     ignored_ptrs_.push_back(nullptr);
-    xq_writer_options o{};
-    o.struct_size = sizeof(o);
+    auto o = xquant::sdk::make_struct<xq_writer_options>();
     out_ = out.string();
     source_ = source.string();
     o.out_dir = out_.c_str();
@@ -160,13 +160,7 @@ class CtWriter {
     if (w_) format_plugin().format().writer_abort(w_);
   }
   void dense(const std::string& name, std::vector<float> data, std::vector<int64_t> shape) {
-    xq_tensor_view v{};
-    v.struct_size = sizeof(v);
-    v.dtype = XQ_DTYPE_F32;
-    v.ndim = static_cast<uint32_t>(shape.size());
-    for (size_t i = 0; i < shape.size(); ++i) v.shape[i] = shape[i];
-    v.data = data.data();
-    v.nbytes = data.size() * 4;
+    xq_tensor_view v = xquant::sdk::tensor_view(XQ_DTYPE_F32, shape, data.data());
     check_plugin_call(format_plugin().format().writer_add_dense(w_, name.c_str(), &v), "add_dense " + name);
   }
   void quantized(const std::string& module, const xq_quant_tensor& q) {

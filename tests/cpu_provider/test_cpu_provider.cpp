@@ -8,6 +8,7 @@
 #include "plugins/registry.hpp"
 
 #include <xquant/sdk/half.hpp>
+#include <xquant/sdk/tensor.hpp>
 
 #include <gtest/gtest.h>
 
@@ -47,22 +48,10 @@ std::vector<float> rnd(size_t n, float lo = -1.0f, float hi = 1.0f) {
 }
 
 xq_device_tensor T(xq_dtype dt, std::initializer_list<int64_t> shape, const void* data) {
-  xq_device_tensor t{};
-  t.struct_size = sizeof(t);
-  t.dtype = dt;
-  t.ndim = static_cast<uint32_t>(shape.size());
-  int i = 0;
-  for (auto s : shape) t.shape[i++] = s;
-  t.data = const_cast<void*>(data);
-  return t;
+  return xquant::sdk::device_tensor(dt, shape, data);
 }
 
-xq_op Op(xq_op_type type) {
-  xq_op op{};
-  op.struct_size = sizeof(op);
-  op.type = type;
-  return op;
-}
+xq_op Op(xq_op_type type) { return xquant::sdk::make_op(type); }
 
 void expect_close(const std::vector<float>& got, const std::vector<double>& want, double tol, const char* what) {
   ASSERT_EQ(got.size(), want.size());

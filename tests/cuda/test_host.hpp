@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <xquant/sdk/half.hpp>
+#include <xquant/sdk/tensor.hpp>
 #include <xquant/xq_kernel.h>
 
 #include <algorithm>
@@ -135,30 +136,12 @@ struct DevBuf {
 };
 
 inline xq_device_tensor tensor2(xq_dtype t, int64_t rows, int64_t cols, void* data) {
-  xq_device_tensor d{};
-  d.struct_size = sizeof(d);
-  d.dtype = t;
-  d.ndim = 2;
-  d.shape[0] = rows;
-  d.shape[1] = cols;
-  d.data = data;
-  return d;
+  return xquant::sdk::device_tensor(t, {rows, cols}, data);
 }
 inline xq_device_tensor tensor1(xq_dtype t, int64_t n, void* data) {
-  xq_device_tensor d{};
-  d.struct_size = sizeof(d);
-  d.dtype = t;
-  d.ndim = 1;
-  d.shape[0] = n;
-  d.data = data;
-  return d;
+  return xquant::sdk::device_tensor(t, {n}, data);
 }
-inline xq_op make_op(xq_op_type type) {
-  xq_op op{};
-  op.struct_size = sizeof(op);
-  op.type = type;
-  return op;
-}
+using xquant::sdk::make_op;
 
 inline std::mt19937& rng() {
   static std::mt19937 g = [] {

@@ -12,6 +12,8 @@
 #include "core/runtime.hpp"
 #include "model/checkpoint.hpp"
 
+#include <xquant/sdk/tensor.hpp>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -414,8 +416,7 @@ TEST(GgufBuilt, ReadQuantizedQ8_0AndQ4_0) {
   auto& p = runtime().plugins().require(XQ_PLUGIN_LOADER, "gguf");
   void* h = nullptr;
   ASSERT_EQ(p.loader().open(p.state, f.path.c_str(), &h), XQ_OK);
-  xq_quant_tensor qt{};
-  qt.struct_size = sizeof(qt);
+  auto qt = xquant::sdk::make_struct<xq_quant_tensor>();
   const auto& v = ck->require("model.layers.0.self_attn.v_proj.weight");
   EXPECT_EQ(p.loader().read_quantized(h, v.index, &qt), XQ_ERR_UNSUPPORTED);
   const std::string msg = xquant::last_error();

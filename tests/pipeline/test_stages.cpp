@@ -6,6 +6,8 @@
 #include "pipeline/pipeline.hpp"
 #include "pipeline/stages.hpp"
 
+#include <xquant/sdk/tensor.hpp>
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,18 +19,6 @@ using namespace xquant;
 namespace {
 
 const std::string kModel = std::string(XQUANT_SHARED_DIR) + "/models/stories260K-hf";
-
-xq_tensor_view view(std::vector<float>& v, std::initializer_list<int64_t> shape) {
-  xq_tensor_view t{};
-  t.struct_size = sizeof(t);
-  t.dtype = XQ_DTYPE_F32;
-  t.ndim = static_cast<uint32_t>(shape.size());
-  int d = 0;
-  for (auto s : shape) t.shape[d++] = s;
-  t.data = v.data();
-  t.nbytes = v.size() * 4;
-  return t;
-}
 
 std::vector<float> hessian(const std::vector<float>& x, int64_t rows, int64_t cols) {
   std::vector<float> h(cols * cols, 0.0f);
@@ -65,25 +55,22 @@ TEST(Stages, SmoothQuantThenGptqSeesRescaledStatistics) {
     for (int64_t j = 0; j < cols; ++j) absmax[j] = std::max(absmax[j], std::fabs(x[t * cols + j]));
   std::vector<float> h = hessian(x, tokens, cols);
 
-  xq_linear_stats st{};
-  st.struct_size = sizeof(st);
+  auto st = sdk::make_struct<xq_linear_stats>();
   st.cols = cols;
   st.tokens = tokens;
   st.absmax = absmax.data();
   st.hessian = h.data();
   std::vector<float> w_chain = w, norm_chain = norm;
-  xq_linear_input in{};
-  in.struct_size = sizeof(in);
+  auto in = sdk::make_struct<xq_linear_input>();
   in.name = "test.proj";
-  in.weight = view(w_chain, {rows, cols});
+  in.weight = sdk::f32_view(w_chain, {rows, cols});
   in.stats = &st;
   in.scheme = scheme_of(p.rules[0].weights, p.rules[0].activations, cols, XQ_DTYPE_F32);
-  xq_layer_group g{};
-  g.struct_size = sizeof(g);
+  auto g = sdk::make_struct<xq_layer_group>();
   g.name = "test";
   g.n_linears = 1;
   g.linears = &in;
-  g.prev_norm = view(norm_chain, {cols});
+  g.prev_op = sdk::f32_view(norm_chain, {cols});
   g.role = "linear";
   GroupResult chain = run_stages(rt, p.rules[0], g);
   EXPECT_EQ(in.stats, &st);  // the caller's pointers are restored
@@ -101,11 +88,11 @@ TEST(Stages, SmoothQuantThenGptqSeesRescaledStatistics) {
   xq_linear_stats st2 = st;
   st2.hessian = hs.data();
   xq_linear_input in2 = in;
-  in2.weight = view(w_smoothed, {rows, cols});
+  in2.weight = sdk::f32_view(w_smoothed, {rows, cols});
   in2.stats = &st2;
   xq_layer_group g2 = g;
   g2.linears = &in2;
-  g2.prev_norm.data = nullptr;
+  g2.prev_op.data = nullptr;
   GroupResult direct = run_stages(rt, solo.rules[0], g2);
 
   ASSERT_EQ(chain.quant[0]->rows, rows);

@@ -45,4 +45,7 @@ output: {{path: {out}}}
         assert e.status_name == "not found", (e.status_name, str(e))
     else:
         raise AssertionError("opening a missing model must raise")
+# Status names come from the C API (xq_status_string), not a Python copy.
+assert xquant.status_string(7) == "out of memory", xquant.status_string(7)
+assert xquant.status_string(999) == "unknown status"
 print(f"python sdk: ok (xquant {xquant.version()})")

@@ -94,9 +94,12 @@ typedef struct xq_layer_group {
   const char* name;      /* e.g. "model.layers.0.attn_in" */
   uint64_t n_linears;
   xq_linear_input* linears;
-  /* The RMSNorm (or other op) feeding all linears; F32 [in], writable, or
-   * data == NULL when the group has no shared preceding norm. */
-  xq_tensor_view prev_norm;
+  /* The weight of the op whose output feeds all linears, writable, so a
+   * rescaling algorithm can fold 1/s into it: the preceding RMSNorm's F32
+   * [in], or the previous Linear's F32 [in, prev_in] rows (v_proj before
+   * o_proj, up_proj before down_proj); data == NULL when there is none.
+   * (Called prev_norm in earlier headers; same field, same offset.) */
+  xq_tensor_view prev_op;
   /* What this group is, for algorithms with per-role rules (AWQ skips the
    * clip search on q/k): "attn_qkv", "attn_o", "mlp_gate_up", "mlp_down",
    * or "linear" for a lone Linear. */
@@ -113,7 +116,7 @@ typedef struct xq_algorithm_vtable {
    * struct_size preset by the host). On failure the host frees whatever
    * buffers were already attached to outs.
    * A transform-only algorithm (SmoothQuant before another quantizer)
-   * rescales linears[i].weight / prev_norm in place and leaves
+   * rescales linears[i].weight / prev_op in place and leaves
    * outs[i].quant.codes NULL; the host then hands the rescaled weights to
    * the next algorithm of the rule. */
   xq_status (*quantize)(void* state, const xq_kv* params, xq_layer_group* group,
@@ -131,6 +134,7 @@ XQ_STATIC_ASSERT(offsetof(xq_linear_input, weight) == 16, "linear_input.weight m
 XQ_STATIC_ASSERT(offsetof(xq_linear_input, stats) == 208, "linear_input.stats moved");
 XQ_STATIC_ASSERT(offsetof(xq_linear_output, rel_error) == 104, "linear_output.rel_error moved");
 XQ_STATIC_ASSERT(offsetof(xq_layer_group, linears) == 24, "layer_group.linears moved");
+XQ_STATIC_ASSERT(offsetof(xq_layer_group, prev_op) == 32, "layer_group.prev_op moved");
 XQ_STATIC_ASSERT(offsetof(xq_layer_group, role) == 128, "layer_group.role moved");
 XQ_STATIC_ASSERT(offsetof(xq_group_forward, run) == 48, "group_forward.run moved");
 XQ_STATIC_ASSERT(offsetof(xq_algorithm_vtable, quantize) == 16, "algorithm.quantize moved");

@@ -51,6 +51,9 @@ typedef struct xq_runtime_options {
 XQ_API const char* xq_version(void);
 /* Thread-local message of the last failure on this thread ("" if none). */
 XQ_API const char* xq_last_error(void);
+/* A static, lower-case name of `status` ("ok", "not found", ...; "unknown
+ * status" for a value outside xq_status), for messages that format a code. */
+XQ_API const char* xq_status_string(xq_status status);
 
 /* `options` may be NULL (defaults). Plugins are discovered and loaded here. */
 XQ_API xq_status xq_runtime_create(const xq_runtime_options* options, xq_runtime** out);

@@ -5,6 +5,7 @@
 
 #include "packing.hpp"
 
+#include <xquant/sdk/dtype.hpp>
 #include <xquant/sdk/half.hpp>
 #include <xquant/sdk/plugin.hpp>
 
@@ -32,7 +33,7 @@ struct View {
 
 std::optional<View> find(const xq_tensor_source& src, const std::string& name) {
   View out;
-  out.v.struct_size = sizeof(out.v);
+  out.v = sdk::make_struct<xq_tensor_view>();
   xq_status s = src.find(src.ctx, name.c_str(), &out.v);
   if (s == XQ_ERR_NOT_FOUND) return std::nullopt;
   if (s != XQ_OK) throw sdk::Error(s, "cannot read stored tensor '" + name + "'");
@@ -41,18 +42,6 @@ std::optional<View> find(const xq_tensor_source& src, const std::string& name) {
 
 [[noreturn]] void bad(const std::string& module, const std::string& what) {
   throw sdk::Error(XQ_ERR_MALFORMED, "compressed-tensors module '" + module + "': " + what);
-}
-
-const char* dtype_text(xq_dtype t) {
-  switch (t) {
-    case XQ_DTYPE_F32: return "F32";
-    case XQ_DTYPE_F16: return "F16";
-    case XQ_DTYPE_BF16: return "BF16";
-    case XQ_DTYPE_I8: return "I8";
-    case XQ_DTYPE_I32: return "I32";
-    case XQ_DTYPE_I64: return "I64";
-    default: return "another dtype";
-  }
 }
 
 float float_at(const View& t, int64_t i) {
@@ -70,14 +59,6 @@ float float_at(const View& t, int64_t i) {
 }
 
 bool is_float(xq_dtype t) { return t == XQ_DTYPE_F32 || t == XQ_DTYPE_F16 || t == XQ_DTYPE_BF16; }
-
-// Host buffers released on any throw before ownership passes to `out`.
-struct Buffers {
-  const sdk::Host& host;
-  xq_quant_tensor q{};
-  explicit Buffers(const sdk::Host& h) : host(h) { q.struct_size = sizeof(q); }
-  ~Buffers() { sdk::release_quant_tensor(host, q); }
-};
 
 }  // namespace
 
@@ -122,12 +103,12 @@ void read_module(const sdk::Host& host, const QuantConfig& qc, const xq_tensor_s
   int64_t rows = 0, cols = 0;
   if (is_packed) {
     if (packed->v.dtype != XQ_DTYPE_I32 || packed->v.ndim != 2)
-      bad(module, "weight_packed must be a 2-D I32 tensor, got " + std::string(dtype_text(packed->v.dtype)) + " " +
+      bad(module, "weight_packed must be a 2-D I32 tensor, got " + std::string(sdk::dtype_name(packed->v.dtype)) + " " +
                       packed->shape_text());
     auto shape = find(src, module + ".weight_shape");
     if (!shape) bad(module, "weight_shape is missing");
     if (shape->numel() != 2 || (shape->v.dtype != XQ_DTYPE_I64 && shape->v.dtype != XQ_DTYPE_I32))
-      bad(module, "weight_shape must hold 2 integers, got " + std::string(dtype_text(shape->v.dtype)) + " " +
+      bad(module, "weight_shape must hold 2 integers, got " + std::string(sdk::dtype_name(shape->v.dtype)) + " " +
                       shape->shape_text());
     for (int k = 0; k < 2; ++k) {
       int64_t v;
@@ -165,8 +146,8 @@ void read_module(const sdk::Host& host, const QuantConfig& qc, const xq_tensor_s
                     (gran == XQ_GRAN_TENSOR ? std::string("[1]")
                                             : "[" + std::to_string(rows) + ", " + std::to_string(n_groups) + "]"));
 
-  Buffers b(host);
-  xq_quant_tensor& q = b.q;
+  sdk::QuantTensor owner(host);  // frees the buffers on any throw before `out` takes them
+  xq_quant_tensor& q = owner.get();
   q.bits = bits;
   q.symmetric = w.symmetric ? 1 : 0;
   q.granularity = gran;
@@ -212,7 +193,7 @@ void read_module(const sdk::Host& host, const QuantConfig& qc, const xq_tensor_s
           bad(module, "zero point " + std::to_string(q.zero_points[i]) + " is outside the " + std::to_string(bits) +
                           "-bit range");
     } else {
-      bad(module, "weight_zero_point has an unexpected layout: " + std::string(dtype_text(zp->v.dtype)) + " " +
+      bad(module, "weight_zero_point has an unexpected layout: " + std::string(sdk::dtype_name(zp->v.dtype)) + " " +
                       zp->shape_text());
     }
   } else {
@@ -222,7 +203,7 @@ void read_module(const sdk::Host& host, const QuantConfig& qc, const xq_tensor_s
   if (auto gi = find(src, module + ".weight_g_idx")) {
     if (gi->v.dtype != XQ_DTYPE_I32 || gi->numel() != cols)
       bad(module, "weight_g_idx must be I32 [" + std::to_string(cols) + "], got " +
-                      std::string(dtype_text(gi->v.dtype)) + " " + gi->shape_text());
+                      std::string(sdk::dtype_name(gi->v.dtype)) + " " + gi->shape_text());
     q.g_idx = host.alloc<int32_t>(static_cast<size_t>(cols));
     std::memcpy(q.g_idx, gi->bytes(), static_cast<size_t>(cols) * 4);
     for (int64_t c = 0; c < cols; ++c)
@@ -252,9 +233,7 @@ void read_module(const sdk::Host& host, const QuantConfig& qc, const xq_tensor_s
     }
   }
 
-  out = q;
-  b.q = xq_quant_tensor{};  // ownership passed to `out`
-  b.q.struct_size = sizeof(b.q);
+  out = owner.release();
 }
 
 }  // namespace xquant::ct

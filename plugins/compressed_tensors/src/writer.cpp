@@ -4,6 +4,7 @@
 #include "packing.hpp"
 #include "scheme.hpp"
 
+#include <xquant/sdk/dtype.hpp>
 #include <xquant/sdk/half.hpp>
 
 #include <algorithm>
@@ -32,15 +33,6 @@ const char* st_dtype(xq_dtype t, const std::string& what) {
   const char* n = sdk::safetensors::dtype_name(t);
   if (!n) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, what + ": dtype has no safetensors equivalent");
   return n;
-}
-
-const char* torch_dtype_name(xq_dtype t) {
-  switch (t) {
-    case XQ_DTYPE_F32: return "float32";
-    case XQ_DTYPE_F16: return "float16";
-    case XQ_DTYPE_BF16: return "bfloat16";
-    default: return "";
-  }
 }
 
 // Scales in their stored dtype; they must already be representable there
@@ -222,7 +214,7 @@ void Writer::add_dense(const char* name_c, const xq_tensor_view& t) {
   if (t.ndim == 2 && name.size() > 7 && name.compare(name.size() - 7, 7, kSuffix) == 0 &&
       name.find("embed") == std::string::npos)
     dense_linears_.insert(name.substr(0, name.size() - 7));
-  if (name == "model.embed_tokens.weight") embed_dtype_ = torch_dtype_name(t.dtype);
+  if (name == "model.embed_tokens.weight") embed_dtype_ = sdk::torch_dtype_name(t.dtype);
 }
 
 void Writer::add_quantized(const char* module_c, const xq_quant_tensor& q) {
@@ -284,7 +276,7 @@ void Writer::add_quantized(const char* module_c, const xq_quant_tensor& q) {
   }
   write_tensors(out);
   quantized_.insert(m);
-  if (first_scale_dtype_.empty()) first_scale_dtype_ = torch_dtype_name(q.scale_dtype);
+  if (first_scale_dtype_.empty()) first_scale_dtype_ = sdk::torch_dtype_name(q.scale_dtype);
 
   nlohmann::json wa = weight_args_json(q), aa = activation_args_json(q);
   auto it = std::find_if(groups_.begin(), groups_.end(), [&](const Group& g) {

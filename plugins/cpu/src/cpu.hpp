@@ -9,6 +9,7 @@
 #pragma once
 
 #include <xquant/sdk/host.hpp>
+#include <xquant/sdk/tensor.hpp>
 #include <xquant/xq_kernel.h>
 
 #include <cstdint>
@@ -49,11 +50,11 @@ namespace xquant::cpu {
 using sdk::Error;
 using sdk::Host;
 
-int64_t numel(const xq_device_tensor& t);
-bool is_contiguous(const xq_device_tensor& t);
-// Rows = product of all dims but the last; cols = last dim.
-int64_t rows_of(const xq_device_tensor& t);
-int64_t cols_of(const xq_device_tensor& t);
+// Shapes of device tensors: the SDK's (sdk/tensor.hpp).
+using sdk::cols_of;
+using sdk::is_contiguous;
+using sdk::numel;
+using sdk::rows_of;
 bool present(const xq_device_tensor& t);  // data != NULL
 
 // Throws Error(XQ_ERR_UNSUPPORTED / XQ_ERR_INVALID_ARGUMENT) naming what is

@@ -15,30 +15,6 @@ namespace xquant::cpu {
 
 using sdk::format;
 
-int64_t numel(const xq_device_tensor& t) {
-  int64_t n = 1;
-  for (uint32_t d = 0; d < t.ndim; ++d) n *= t.shape[d];
-  return n;
-}
-
-bool is_contiguous(const xq_device_tensor& t) {
-  bool all_zero = true;
-  for (uint32_t d = 0; d < t.ndim; ++d) all_zero = all_zero && t.strides[d] == 0;
-  if (all_zero) return true;
-  int64_t expect = 1;
-  for (int d = static_cast<int>(t.ndim) - 1; d >= 0; --d) {
-    if (t.shape[d] != 1 && t.strides[d] != expect) return false;
-    expect *= t.shape[d];
-  }
-  return true;
-}
-
-int64_t rows_of(const xq_device_tensor& t) {
-  int64_t n = 1;
-  for (uint32_t d = 0; d + 1 < t.ndim; ++d) n *= t.shape[d];
-  return n;
-}
-int64_t cols_of(const xq_device_tensor& t) { return t.ndim ? t.shape[t.ndim - 1] : 1; }
 bool present(const xq_device_tensor& t) { return t.data != nullptr; }
 
 namespace {

@@ -73,40 +73,13 @@ bool to_dtype(xq_dtype t, DType* out) {
   }
 }
 
-const char* dtype_name(xq_dtype t) {
-  switch (t) {
-    case XQ_DTYPE_F32: return "F32";
-    case XQ_DTYPE_F16: return "F16";
-    case XQ_DTYPE_BF16: return "BF16";
-    case XQ_DTYPE_I8: return "I8";
-    case XQ_DTYPE_I32: return "I32";
-    case XQ_DTYPE_F8_E4M3: return "F8_E4M3";
-    default: return "other";
-  }
-}
-
 bool present(const xq_device_tensor& t) { return t.data != nullptr; }
 
-bool contiguous(const xq_device_tensor& t) {
-  if (t.ndim == 0 || t.ndim > 4) return false;
-  bool all_zero = true;
-  for (uint32_t i = 0; i < t.ndim; ++i) all_zero = all_zero && t.strides[i] == 0;
-  if (all_zero) return true;
-  int64_t expect = 1;
-  for (int i = static_cast<int>(t.ndim) - 1; i >= 0; --i) {
-    if (t.shape[i] != 1 && t.strides[i] != expect) return false;
-    expect *= t.shape[i];
-  }
-  return true;
-}
-
-int64_t last_dim(const xq_device_tensor& t) { return t.ndim ? t.shape[t.ndim - 1] : 0; }
-int64_t leading(const xq_device_tensor& t) {
-  int64_t r = 1;
-  for (uint32_t i = 0; i + 1 < t.ndim; ++i) r *= t.shape[i];
-  return t.ndim ? r : 0;
-}
-int64_t numel(const xq_device_tensor& t) { return leading(t) * last_dim(t); }
+// The SDK's shape helpers (sdk/tensor.hpp); a 0-D tensor is no operand here.
+bool contiguous(const xq_device_tensor& t) { return t.ndim != 0 && xquant::sdk::is_contiguous(t); }
+int64_t last_dim(const xq_device_tensor& t) { return t.ndim ? xquant::sdk::cols_of(t) : 0; }
+int64_t leading(const xq_device_tensor& t) { return t.ndim ? xquant::sdk::rows_of(t) : 0; }
+int64_t numel(const xq_device_tensor& t) { return t.ndim ? xquant::sdk::numel(t) : 0; }
 
 bool fail_why(std::string* why, const std::string& msg) {
   if (why) *why = msg;
@@ -119,7 +92,7 @@ bool is_float(xq_dtype t) { return t == XQ_DTYPE_BF16 || t == XQ_DTYPE_F16 || t 
 bool check_bias(const xq_op& op, int64_t N, std::string* why) {
   const xq_device_tensor& b = op.src[2];
   if (!present(b)) return true;
-  if (!is_float(b.dtype)) return fail_why(why, format("cuda: bias dtype %s unsupported (F32/F16/BF16)", dtype_name(b.dtype)));
+  if (!is_float(b.dtype)) return fail_why(why, format("cuda: bias dtype %s unsupported (F32/F16/BF16)", xquant::sdk::dtype_name(b.dtype)));
   if (numel(b) != N || !contiguous(b)) return fail_why(why, format("cuda: bias must be a contiguous [%lld] vector", (long long)N));
   return true;
 }
@@ -172,14 +145,14 @@ void Provider::require_device() const {
   if (device_count_ == 0) throw Error(XQ_ERR_DEVICE, "cuda provider unusable: " + why_);
 }
 
-void Provider::alloc(uint64_t nbytes, void** out) {
+void* Provider::alloc(uint64_t nbytes) {
   require_device();
   void* p = nullptr;
   if (cudaMalloc(&p, nbytes ? nbytes : 1) != cudaSuccess) {
     cudaGetLastError();
     throw Error(XQ_ERR_OUT_OF_MEMORY, format("cuda: cudaMalloc of %llu bytes failed", (unsigned long long)nbytes));
   }
-  *out = p;
+  return p;
 }
 
 void Provider::free(void* p) {
@@ -214,11 +187,11 @@ bool Provider::check_qmatmul(const xq_op& op, std::string* why) {
                                 (long long)leading(x), (long long)last_dim(x), (long long)w->N, (long long)w->K,
                                 (long long)leading(y), (long long)last_dim(y)));
   if (leading(x) < 1) return fail_why(why, "cuda: QMATMUL with M = 0");
-  if (!is_half(x.dtype)) return fail_why(why, format("cuda: QMATMUL activations must be BF16 or F16, got %s", dtype_name(x.dtype)));
+  if (!is_half(x.dtype)) return fail_why(why, format("cuda: QMATMUL activations must be BF16 or F16, got %s", xquant::sdk::dtype_name(x.dtype)));
   if (w->kind == xq_qweight::Kind::W4) {
     if (y.dtype != x.dtype)
       return fail_why(why, format("cuda: %s QMATMUL writes the activation dtype (%s), not %s", kLayoutW4,
-                                  dtype_name(x.dtype), dtype_name(y.dtype)));
+                                  xquant::sdk::dtype_name(x.dtype), xquant::sdk::dtype_name(y.dtype)));
   } else {
     if (!is_float(y.dtype)) return fail_why(why, format("cuda: %s QMATMUL output must be F32/F16/BF16", kLayoutW8));
     if (!lt_ok_) return fail_why(why, "cuda: " + std::string(kLayoutW8) + " needs cuBLASLt: " + lt_why_);
@@ -253,7 +226,7 @@ bool Provider::check_matmul(const xq_op& op, std::string* why) {
       return fail_why(why, "cuda: MATMUL i[0] must be 0 (per-tensor f[0], f[1]) or 1 (vector scales in src[3])");
     }
   } else {
-    return fail_why(why, format("cuda: MATMUL dtype %s unsupported", dtype_name(a.dtype)));
+    return fail_why(why, format("cuda: MATMUL dtype %s unsupported", xquant::sdk::dtype_name(a.dtype)));
   }
   return check_bias(op, N, why);
 }

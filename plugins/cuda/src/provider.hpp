@@ -52,12 +52,12 @@ class Provider : public xquant::sdk::PluginBase {
   ~Provider() override;
 
   uint32_t score(const char** why);
-  void alloc(uint64_t nbytes, void** out);
+  void* alloc(uint64_t nbytes);
   void free(void* p);
   void upload(void* dst, const void* src, uint64_t n);
   void download(void* dst, const void* src, uint64_t n);
   void synchronize();
-  bool supports(const xq_op& op, std::string* why);
+  bool supports(const xq_op& op, std::string* why = nullptr);
   void run(const xq_op& op);
   xq_qweight* prepare(const xq_quant_tensor& q);
   void release(xq_qweight* w);

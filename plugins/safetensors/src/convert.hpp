@@ -6,6 +6,7 @@
 // integers are converted by value (I64/U64 beyond 2^24 round, as in torch).
 #pragma once
 
+#include <xquant/sdk/dtype.hpp>
 #include <xquant/sdk/half.hpp>
 #include <xquant/sdk/host.hpp>
 
@@ -16,15 +17,7 @@
 
 namespace xquant::st {
 
-inline size_t element_size(xq_dtype t) {
-  switch (t) {
-    case XQ_DTYPE_F32: case XQ_DTYPE_I32: case XQ_DTYPE_U32: return 4;
-    case XQ_DTYPE_F16: case XQ_DTYPE_BF16: case XQ_DTYPE_I16: case XQ_DTYPE_U16: return 2;
-    case XQ_DTYPE_F64: case XQ_DTYPE_I64: case XQ_DTYPE_U64: return 8;
-    case XQ_DTYPE_I8: case XQ_DTYPE_U8: case XQ_DTYPE_BOOL: case XQ_DTYPE_F8_E4M3: case XQ_DTYPE_F8_E5M2: return 1;
-    default: return 0;
-  }
-}
+inline size_t element_size(xq_dtype t) { return sdk::dtype_size(t); }
 
 // OCP FP8 E4M3 ("fn": no infinities, S.1111.111 is NaN), bias 7.
 inline float f8_e4m3_to_f32(uint8_t v) {

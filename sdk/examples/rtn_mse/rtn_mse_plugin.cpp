@@ -5,10 +5,11 @@
 // 1 - max_shrink and keeps the one with the least squared weight error
 // (the data-free cousin of AWQ's clip search and llama.cpp's make_qx_quants).
 // Written only against the installed xquant SDK: the C++ class below becomes
-// the C vtable through xquant::sdk::AlgorithmAdapter, and exceptions become
-// status codes.
+// the C vtable through xquant::sdk::AlgorithmAdapter, exceptions become
+// status codes, and sdk::QuantTensor owns the output until it is handed over.
 #include <xquant/sdk/half.hpp>
 #include <xquant/sdk/plugin.hpp>
+#include <xquant/sdk/quantizer.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -84,66 +85,50 @@ class RtnMse : public PluginBase {
     const bool sym = sc.symmetric != 0;
     const float* w = static_cast<const float*>(in.weight.data);
 
-    xq_quant_tensor q{};
-    q.struct_size = sizeof(q);
-    try {
-      q.codes = host.alloc<int8_t>(static_cast<size_t>(rows * cols));
-      q.scales = host.alloc<float>(static_cast<size_t>(rows * ng));
-      if (!sym) q.zero_points = host.alloc<int8_t>(static_cast<size_t>(rows * ng));
-      double d2 = 0, r2 = 0;
-      std::mutex m;
-      host.parallel_for(static_cast<uint64_t>(rows), 8, [&](uint64_t b, uint64_t e) {
-        double ld2 = 0, lr2 = 0;
-        for (int64_t r = static_cast<int64_t>(b); r < static_cast<int64_t>(e); ++r)
-          for (int64_t g = 0; g < ng; ++g) {
-            const float* x = w + r * cols + g * gs;
-            int64_t n = std::min(gs, cols - g * gs);
-            float lo = 0, hi = 0;
-            for (int64_t k = 0; k < n; ++k) {
-              lo = std::min(lo, x[k]);
-              hi = std::max(hi, x[k]);
-            }
-            Choice best = qparams(lo, hi, bits, sym, sc.scale_dtype);
-            double best_err = sq_error(x, n, best, bits);
-            for (int64_t s = 1; s <= grid; ++s) {
-              float f = static_cast<float>(1.0 - max_shrink * double(s) / double(grid));
-              Choice c = qparams(lo * f, hi * f, bits, sym, sc.scale_dtype);
-              double err = sq_error(x, n, c, bits);
-              if (err < best_err) {
-                best_err = err;
-                best = c;
-              }
-            }
-            q.scales[r * ng + g] = best.scale;
-            if (q.zero_points) q.zero_points[r * ng + g] = static_cast<int8_t>(best.zero);
-            const float qmin = -(1 << (bits - 1)), qmax = (1 << (bits - 1)) - 1;
-            for (int64_t k = 0; k < n; ++k) {
-              float code = std::clamp(round_even(x[k] / best.scale + best.zero), qmin, qmax);
-              q.codes[r * cols + g * gs + k] = static_cast<int8_t>(code);
-              lr2 += double(x[k]) * x[k];
-            }
-            ld2 += best_err;
+    QuantTensor owner(host);  // frees the buffers if anything below throws
+    xq_quant_tensor& q = owner.get();
+    // The SDK allocates the canonical tensor's buffers and fills its metadata.
+    quant::alloc_quant(host, quant::scheme_from(sc, in.name), sc, rows, cols, q);
+    double d2 = 0, r2 = 0;
+    std::mutex m;
+    host.parallel_for(static_cast<uint64_t>(rows), 8, [&](uint64_t b, uint64_t e) {
+      double ld2 = 0, lr2 = 0;
+      for (int64_t r = static_cast<int64_t>(b); r < static_cast<int64_t>(e); ++r)
+        for (int64_t g = 0; g < ng; ++g) {
+          const float* x = w + r * cols + g * gs;
+          int64_t n = std::min(gs, cols - g * gs);
+          float lo = 0, hi = 0;
+          for (int64_t k = 0; k < n; ++k) {
+            lo = std::min(lo, x[k]);
+            hi = std::max(hi, x[k]);
           }
-        std::lock_guard<std::mutex> lock(m);
-        d2 += ld2;
-        r2 += lr2;
-      });
-      q.bits = sc.bits;
-      q.symmetric = sym ? 1 : 0;
-      q.granularity = sc.granularity;
-      q.rows = rows;
-      q.cols = cols;
-      q.group_size = gs;
-      q.n_groups = ng;
-      q.scale_dtype = sc.scale_dtype;
-      q.act_scheme = sc.act_scheme;
-      q.act_bits = sc.act_bits;
-      out.quant = q;
-      out.rel_error = r2 > 0 ? std::sqrt(d2 / r2) : 0.0;
-    } catch (...) {
-      release_quant_tensor(host, q);
-      throw;
-    }
+          Choice best = qparams(lo, hi, bits, sym, sc.scale_dtype);
+          double best_err = sq_error(x, n, best, bits);
+          for (int64_t s = 1; s <= grid; ++s) {
+            float f = static_cast<float>(1.0 - max_shrink * double(s) / double(grid));
+            Choice c = qparams(lo * f, hi * f, bits, sym, sc.scale_dtype);
+            double err = sq_error(x, n, c, bits);
+            if (err < best_err) {
+              best_err = err;
+              best = c;
+            }
+          }
+          q.scales[r * ng + g] = best.scale;
+          if (q.zero_points) q.zero_points[r * ng + g] = static_cast<int8_t>(best.zero);
+          const float qmin = -(1 << (bits - 1)), qmax = (1 << (bits - 1)) - 1;
+          for (int64_t k = 0; k < n; ++k) {
+            float code = std::clamp(round_even(x[k] / best.scale + best.zero), qmin, qmax);
+            q.codes[r * cols + g * gs + k] = static_cast<int8_t>(code);
+            lr2 += double(x[k]) * x[k];
+          }
+          ld2 += best_err;
+        }
+      std::lock_guard<std::mutex> lock(m);
+      d2 += ld2;
+      r2 += lr2;
+    });
+    out.quant = owner.release();
+    out.rel_error = r2 > 0 ? std::sqrt(d2 / r2) : 0.0;
   }
 };
 

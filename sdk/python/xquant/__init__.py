@@ -21,13 +21,7 @@ import os
 from pathlib import Path
 from typing import List, Optional
 
-__all__ = ["XquantError", "Runtime", "Model", "library_path", "version"]
-
-_STATUS_NAMES = {
-    0: "ok", 1: "invalid argument", 2: "not found", 3: "type mismatch", 4: "unsupported",
-    5: "malformed input", 6: "I/O error", 7: "out of memory", 8: "ABI mismatch",
-    9: "cancelled", 10: "device error", 11: "internal error",
-}
+__all__ = ["XquantError", "Runtime", "Model", "library_path", "status_string", "version"]
 
 _LOG_LEVELS = {"trace": 0, "debug": 1, "info": 2, "warn": 3, "error": 4}
 
@@ -38,7 +32,7 @@ class XquantError(RuntimeError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-        self.status_name = _STATUS_NAMES.get(status, "unknown")
+        self.status_name = status_string(status)
 
 
 class _RuntimeOptions(ctypes.Structure):
@@ -77,6 +71,8 @@ def _load():
     lib = ctypes.CDLL(library_path())
     lib.xq_version.restype = ctypes.c_char_p
     lib.xq_last_error.restype = ctypes.c_char_p
+    lib.xq_status_string.argtypes = [ctypes.c_int]
+    lib.xq_status_string.restype = ctypes.c_char_p
     lib.xq_runtime_create.argtypes = [ctypes.POINTER(_RuntimeOptions), ctypes.POINTER(ctypes.c_void_p)]
     lib.xq_runtime_create.restype = ctypes.c_int
     lib.xq_runtime_destroy.argtypes = [ctypes.c_void_p]
@@ -111,7 +107,12 @@ def _load():
 def _check(status: int) -> None:
     if status != 0:
         msg = _load().xq_last_error().decode("utf-8", "replace")
-        raise XquantError(status, msg or _STATUS_NAMES.get(status, "error"))
+        raise XquantError(status, msg or status_string(status))
+
+
+def status_string(status: int) -> str:
+    """The runtime's name of an xq_status code (xq_status_string)."""
+    return _load().xq_status_string(status).decode()
 
 
 def version() -> str:

@@ -1,10 +1,11 @@
 // host.hpp: C++ conveniences over the host API table a plugin receives.
 //
-// Header-only; a plugin links nothing from the runtime. `Error` carries an
-// xq_status; `guard` turns any exception into that status plus the message
+// Header-only; a plugin links nothing from the runtime. `guard` turns any
+// exception into its status (error.hpp's call_with_status) plus the message
 // recorded with host->set_error, so no exception ever crosses the C boundary.
 #pragma once
 
+#include <xquant/sdk/error.hpp>
 #include <xquant/xq_abi.h>
 
 #include <atomic>
@@ -21,31 +22,6 @@
 #include <vector>
 
 namespace xquant::sdk {
-
-class Error : public std::runtime_error {
- public:
-  Error(xq_status status, const std::string& message) : std::runtime_error(message), status_(status) {}
-  xq_status status() const noexcept { return status_; }
-
- private:
-  xq_status status_;
-};
-
-// printf-style formatting into std::string (no fmt dependency in the SDK).
-inline std::string format(const char* fmt, ...) {
-  va_list args;
-  va_start(args, fmt);
-  va_list copy;
-  va_copy(copy, args);
-  int n = std::vsnprintf(nullptr, 0, fmt, copy);
-  va_end(copy);
-  std::string out(n > 0 ? static_cast<size_t>(n) : 0, '\0');
-  if (n > 0) std::vsnprintf(out.data(), out.size() + 1, fmt, args);
-  va_end(args);
-  return out;
-}
-
-[[noreturn]] inline void fail(xq_status status, const std::string& message) { throw Error(status, message); }
 
 class Host {
  public:
@@ -222,18 +198,8 @@ class KvWriter {
 // Runs `body` and converts every exception into a status + recorded message.
 template <class F>
 xq_status guard(const Host& host, F&& body) noexcept {
-  try {
-    body();
-    return XQ_OK;
-  } catch (const Error& e) {
-    return host.record(e.status(), e.what());
-  } catch (const std::bad_alloc&) {
-    return host.record(XQ_ERR_OUT_OF_MEMORY, "out of memory");
-  } catch (const std::exception& e) {
-    return host.record(XQ_ERR_INTERNAL, e.what());
-  } catch (...) {
-    return host.record(XQ_ERR_INTERNAL, "unknown exception");
-  }
+  return call_with_status([&](xq_status status, const char* message) { return host.record(status, message); },
+                          std::forward<F>(body));
 }
 
 }  // namespace xquant::sdk

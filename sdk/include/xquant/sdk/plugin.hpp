@@ -10,10 +10,12 @@
 //   constexpr xq_plugin_descriptor kDescriptor = xquant::sdk::describe<MyAlgorithm>(
 //       XQ_PLUGIN_ALGORITHM, "name", "1.0.0", "what it does", caps, params,
 //       &xquant::sdk::AlgorithmAdapter<MyAlgorithm>::vtable);
+//   (LoaderAdapter, FormatAdapter and KernelAdapter likewise for the other kinds.)
 //   XQ_SDK_ENTRY(kDescriptor)
 #pragma once
 
 #include <xquant/sdk/host.hpp>
+#include <xquant/sdk/tensor.hpp>
 #include <xquant/xq_algorithm.h>
 #include <xquant/xq_format.h>
 #include <xquant/xq_kernel.h>
@@ -127,8 +129,7 @@ struct LoaderAdapter {
   static xq_status tensor_info(void* model, uint64_t i, xq_tensor_info* out) noexcept {
     auto* m = static_cast<Model*>(model);
     return guard(m->host, [&] {
-      xq_tensor_info info{};
-      info.struct_size = sizeof(info);
+      auto info = make_struct<xq_tensor_info>();
       m->tensor_info(i, info);
       *out = info;
     });
@@ -140,19 +141,18 @@ struct LoaderAdapter {
   static xq_status raw(void* model, uint64_t i, xq_tensor_view* out) noexcept {
     auto* m = static_cast<Model*>(model);
     return guard(m->host, [&] {
-      xq_tensor_view v{};
-      v.struct_size = sizeof(v);
+      auto v = make_struct<xq_tensor_view>();
       m->raw(i, v);
       *out = v;
     });
   }
+  // The buffers are freed here if read_quantized throws after allocating some.
   static xq_status read_quantized(void* model, uint64_t i, xq_quant_tensor* out) noexcept {
     auto* m = static_cast<Model*>(model);
     return guard(m->host, [&] {
-      xq_quant_tensor q{};
-      q.struct_size = sizeof(q);
-      m->read_quantized(i, q);
-      *out = q;
+      QuantTensor q(m->host);
+      m->read_quantized(i, q.get());
+      *out = q.release();
     });
   }
   static constexpr xq_loader_vtable vtable{sizeof(xq_loader_vtable), 0, &probe, &open, &close, &config,
@@ -207,26 +207,92 @@ struct FormatAdapter {
                                xq_quant_tensor* out) noexcept {
     auto* self = static_cast<Impl*>(state);
     return guard(self->host, [&] {
-      xq_quant_tensor q{};
-      q.struct_size = sizeof(q);
-      self->read_module(KvReader(self->host, config), *src, module, q);
-      *out = q;
+      QuantTensor q(self->host);
+      self->read_module(KvReader(self->host, config), *src, module, q.get());
+      *out = q.release();
     });
   }
   static constexpr xq_format_vtable vtable{sizeof(xq_format_vtable), 0, &writer_open, &add_dense, &add_quantized,
                                            &finish, &abort, &detect, &read_module};
 };
 
-// Frees the host-allocated buffers of a quant tensor (used on error paths).
-inline void release_quant_tensor(const Host& host, xq_quant_tensor& q) {
-  host.free(q.codes);
-  host.free(q.scales);
-  host.free(q.zero_points);
-  host.free(q.g_idx);
-  q.codes = nullptr;
-  q.scales = nullptr;
-  q.zero_points = nullptr;
-  q.g_idx = nullptr;
-}
+// ---- kernel provider ---------------------------------------------------------
+// Impl provides (the C contract of each is in xq_kernel.h):
+//   uint32_t score(const char** why);               // 0 = unusable here
+//   void* alloc(uint64_t nbytes);  void free(void* p);   // free must not throw
+//   void upload(void* dst, const void* src, uint64_t n);
+//   void download(void* dst, const void* src, uint64_t n);
+//   void synchronize();
+//   bool supports(const xq_op& op);                 // may throw: counts as "no"
+//   void run(const xq_op& op);
+//   xq_qweight* prepare(const xq_quant_tensor& q);
+//   void release(xq_qweight* w);                    // accepts NULL, must not throw
+//   const char* layout(const xq_qweight* w);        // a static string
+// Entries that return no status (score, supports_op, free, qweight_release,
+// qweight_layout) answer "no" / do nothing when the Impl throws, as the ABI
+// says they never fail; NULL pointers the ABI forbids are refused with
+// XQ_ERR_INVALID_ARGUMENT before the Impl sees them.
+template <class Impl>
+struct KernelAdapter {
+  static Impl* self(void* state) noexcept { return static_cast<Impl*>(state); }
+  static uint32_t score(void* state, const char** why) noexcept {
+    if (why) *why = "no provider state";
+    uint32_t s = 0;
+    if (state) (void)call_with_status(ignore_message, [&] { s = self(state)->score(why); });
+    return s;
+  }
+  static xq_status alloc(void* state, uint64_t nbytes, void** out) noexcept {
+    return guard(self(state)->host, [&] {
+      if (!out) fail(XQ_ERR_INVALID_ARGUMENT, "alloc: out is NULL");
+      *out = self(state)->alloc(nbytes);
+    });
+  }
+  static void free(void* state, void* p) noexcept {
+    (void)call_with_status(ignore_message, [&] { self(state)->free(p); });
+  }
+  static xq_status upload(void* state, void* dst, const void* src, uint64_t n) noexcept {
+    return guard(self(state)->host, [&] {
+      if (n && (!dst || !src)) fail(XQ_ERR_INVALID_ARGUMENT, "upload: NULL pointer");
+      self(state)->upload(dst, src, n);
+    });
+  }
+  static xq_status download(void* state, void* dst, const void* src, uint64_t n) noexcept {
+    return guard(self(state)->host, [&] {
+      if (n && (!dst || !src)) fail(XQ_ERR_INVALID_ARGUMENT, "download: NULL pointer");
+      self(state)->download(dst, src, n);
+    });
+  }
+  static xq_status synchronize(void* state) noexcept {
+    return guard(self(state)->host, [&] { self(state)->synchronize(); });
+  }
+  static uint32_t supports_op(void* state, const xq_op* op) noexcept {
+    bool yes = false;
+    if (op) (void)call_with_status(ignore_message, [&] { yes = self(state)->supports(*op); });
+    return yes ? 1u : 0u;
+  }
+  static xq_status run_op(void* state, const xq_op* op) noexcept {
+    return guard(self(state)->host, [&] {
+      if (!op) fail(XQ_ERR_INVALID_ARGUMENT, "run_op: op is NULL");
+      self(state)->run(*op);
+    });
+  }
+  static xq_status qweight_prepare(void* state, const xq_quant_tensor* q, xq_qweight** out) noexcept {
+    return guard(self(state)->host, [&] {
+      if (!q || !out) fail(XQ_ERR_INVALID_ARGUMENT, "qweight_prepare: NULL argument");
+      *out = self(state)->prepare(*q);
+    });
+  }
+  static void qweight_release(void* state, xq_qweight* w) noexcept {
+    if (w) (void)call_with_status(ignore_message, [&] { self(state)->release(w); });
+  }
+  static const char* qweight_layout(void* state, const xq_qweight* w) noexcept {
+    const char* name = "";
+    (void)call_with_status(ignore_message, [&] { name = self(state)->layout(w); });
+    return name ? name : "";
+  }
+  static constexpr xq_kernel_vtable vtable{sizeof(xq_kernel_vtable), 0, &score, &alloc, &free, &upload, &download,
+                                           &synchronize, &supports_op, &run_op, &qweight_prepare, &qweight_release,
+                                           &qweight_layout};
+};
 
 }  // namespace xquant::sdk

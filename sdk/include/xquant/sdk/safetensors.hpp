@@ -30,6 +30,7 @@
 // whose process was killed are removed by the next writer into the folder.
 #pragma once
 
+#include <xquant/sdk/dtype.hpp>
 #include <xquant/sdk/host.hpp>
 #include <xquant/xq_abi.h>
 
@@ -84,12 +85,11 @@ inline const DtypeDesc* find_dtype(std::string_view name) {
   return nullptr;
 }
 
-// The safetensors name of an xquant element type (nullptr for BLOCKS/INVALID).
+// The safetensors name of an xquant element type (nullptr for BLOCKS/INVALID):
+// xquant's names are the safetensors spelling (sdk/dtype.hpp).
 inline const char* dtype_name(xq_dtype t) {
-  if (t == XQ_DTYPE_BLOCKS || t == XQ_DTYPE_INVALID) return nullptr;
-  for (const auto& d : kDtypes)
-    if (d.dtype == t) return d.name;
-  return nullptr;
+  const DtypeInfo* d = dtype_info(t);
+  return d && d->size != 0 ? d->name : nullptr;
 }
 
 inline constexpr uint64_t kMaxHeaderBytes = 100'000'000;
