@@ -19,7 +19,7 @@ struct ScratchFiles {
   std::set<std::string> paths;
   ~ScratchFiles() {
     std::error_code ec;
-    for (const auto& p : paths) fs::remove(p, ec);
+    for (const auto& p : paths) fs::remove_all(p, ec);
   }
 };
 
@@ -47,9 +47,23 @@ Runtime& fuzz_runtime() {
   return rt;
 }
 
+namespace {
+
+fs::path scratch_path(const std::string& suffix) {
+  return fs::temp_directory_path() / ("xquant-fuzz-" + std::to_string(::getpid()) + suffix);
+}
+
+}  // namespace
+
+fs::path scratch_folder(const std::string& suffix) {
+  const fs::path dir = scratch_path(suffix);
+  scratch_files().paths.insert(dir.string());
+  fs::create_directories(dir);
+  return dir;
+}
+
 std::string write_scratch(const uint8_t* data, size_t size, const std::string& suffix) {
-  const std::string path =
-      (fs::temp_directory_path() / ("xquant-fuzz-" + std::to_string(::getpid()) + suffix)).string();
+  const std::string path = scratch_path(suffix).string();
   scratch_files().paths.insert(path);
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));

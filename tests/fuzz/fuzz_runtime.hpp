@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 
 namespace xquant::fuzz {
@@ -17,5 +18,9 @@ Runtime& fuzz_runtime();
 // Writes `data` to this process's scratch file named for `suffix` (the same
 // file every call, removed at exit) and returns its path: loaders open paths.
 std::string write_scratch(const uint8_t* data, size_t size, const std::string& suffix);
+
+// This process's scratch folder named for `suffix`, created on first use and
+// removed with its contents at exit.
+std::filesystem::path scratch_folder(const std::string& suffix);
 
 }  // namespace xquant::fuzz

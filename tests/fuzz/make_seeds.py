@@ -6,6 +6,7 @@ libFuzzer mutates from there. Deterministic: rerunning rewrites the same
 bytes. Usage: tests/fuzz/make_seeds.py [CORPUS_DIR]
 """
 import json
+import re
 import os
 import struct
 import sys
@@ -117,8 +118,12 @@ def pipeline_seeds(corpus):
     t = "pipeline_yaml"
     for name in ("quickstart.yaml", "mixed-precision.yaml", "w8a8-dynamic.yaml"):
         with open(os.path.join(REPO, "examples", name), "rb") as f:
-            write(corpus, t, name, f.read())
-    write(corpus, t, "params.yaml", """model: {path: m, loader: gguf}
+            # Relative paths resolve in the target's scratch folder, which
+            # holds a `model` folder and a `calib.txt`.
+            text = f.read().decode()
+            text = re.sub(r"path: *\.\./\.\./shared/models/[^ ,}\n]*", "path: model", text)
+            write(corpus, t, name, text)
+    write(corpus, t, "params.yaml", """model: {path: model, loader: gguf}
 quantize:
   - algorithm: rtn
     targets: ["re:model\\\\.layers\\\\.[0-9]+\\\\.mlp\\\\..*"]

@@ -56,6 +56,15 @@ std::string outcome(const xquant::fuzz::Target& target, const fs::path& file) {
   return "escaped";
 }
 
+}  // namespace
+
+namespace xquant::fuzz {
+// gtest names the parameter in failure messages with this.
+void PrintTo(const Target& t, std::ostream* os) { *os << t.name; }
+}  // namespace xquant::fuzz
+
+namespace {
+
 class FuzzInputs : public ::testing::TestWithParam<xquant::fuzz::Target> {};
 
 TEST_P(FuzzInputs, RegressionsAreRefusedWithAClearError) {
@@ -69,9 +78,14 @@ TEST_P(FuzzInputs, SeedCorpusIsAcceptedOrRefusedCleanly) {
   const auto files = inputs_in(kFuzzDir / "corpus" / GetParam().name);
   EXPECT_FALSE(files.empty()) << "no seed corpus for " << GetParam().name;
   int accepted = 0;
-  for (const auto& file : files) accepted += outcome(GetParam(), file) == "accepted";
+  std::string outcomes;
+  for (const auto& file : files) {
+    const std::string got = outcome(GetParam(), file);
+    accepted += got == "accepted";
+    outcomes += "\n  " + file.filename().string() + ": " + got;
+  }
   // Seeds are mostly valid inputs: a parser that refuses them all is broken.
-  EXPECT_GT(accepted, 0) << GetParam().name << " accepted none of its seeds";
+  EXPECT_GT(accepted, 0) << GetParam().name << " accepted none of its seeds:" << outcomes;
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, FuzzInputs, ::testing::ValuesIn(xquant::fuzz::kTargets),

@@ -25,6 +25,8 @@ void collect_regexes(const nlohmann::json& pt, std::vector<std::string>* out) {
       // A literal: escape it for PCRE2.
       std::string s = "\\Q" + pat["String"].get<std::string>() + "\\E";
       out->push_back(s);
+    } else {
+      fail(XQ_ERR_MALFORMED, "tokenizer: tokenizer.json pre_tokenizer Split has no Regex or String pattern");
     }
   } else if (type == "ByteLevel") {
     if (pt.value("use_regex", true))
