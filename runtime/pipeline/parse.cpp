@@ -23,6 +23,16 @@ const std::vector<std::string> kWeightKeys = {"bits", "symmetric", "strategy", "
 const std::vector<std::string> kActKeys = {"bits", "dynamic", "strategy"};
 const std::vector<std::string> kOutputKeys = {"format", "path", "params"};
 
+// libstdc++'s default regex executor backtracks: a target like "re:.+*x"
+// takes exponential time on a module name (found by fuzzing). Its
+// __polynomial extension picks the Thompson-NFA executor, polynomial in the
+// name's length (bits/regex_constants.h); back-references then throw.
+#ifdef __GLIBCXX__
+constexpr auto kRegexSyntax = std::regex::ECMAScript | std::regex_constants::__polynomial;
+#else
+constexpr auto kRegexSyntax = std::regex::ECMAScript;
+#endif
+
 fs::path resolve(const fs::path& base, const std::string& p) {
   fs::path path(p);
   return path.is_absolute() ? path : (base / path).lexically_normal();
@@ -45,7 +55,7 @@ std::vector<TargetPattern> parse_targets(YamlChecker& c, const YAML::Node& node,
     if (s->rfind("re:", 0) == 0) {
       t.is_regex = true;
       try {
-        t.regex = std::regex(s->substr(3), std::regex::ECMAScript);
+        t.regex = std::regex(s->substr(3), kRegexSyntax);
       } catch (const std::regex_error& e) {
         c.error(list[i], key, fmt::format("invalid regular expression '{}': {}", s->substr(3), e.what()));
         continue;

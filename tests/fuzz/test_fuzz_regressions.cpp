@@ -1,8 +1,10 @@
 // test_fuzz_regressions.cpp: replays, through the same functions libFuzzer
 // drives (fuzz_targets.hpp), every committed input of every target:
-//   * tests/fuzz/regressions/<target>/: inputs that once crashed a parser or
-//     escaped it with the wrong exception; each must now be refused with an
-//     xquant::Error carrying a message;
+//   * tests/fuzz/regressions/<target>/: inputs that once crashed a parser,
+//     escaped it with the wrong exception or hung it; each must now be
+//     refused with an xquant::Error carrying a message, except those under
+//     regressions/<target>/accepted/, valid inputs that once hung or crashed
+//     a parser, which must now be accepted (a hang fails by ctest's timeout);
 //   * tests/fuzz/corpus/<target>/: the seed corpus; each must be accepted
 //     or refused with an xquant::Error, never anything else.
 // Runs in the ordinary (gcc) build, so CI replays them without clang.
@@ -72,6 +74,11 @@ TEST_P(FuzzInputs, RegressionsAreRefusedWithAClearError) {
     const std::string got = outcome(GetParam(), file);
     EXPECT_TRUE(got.rfind("error: ", 0) == 0 && got.size() > 7) << file << ": " << got;
   }
+}
+
+TEST_P(FuzzInputs, ValidRegressionsAreAccepted) {
+  for (const auto& file : inputs_in(kFuzzDir / "regressions" / GetParam().name / "accepted"))
+    EXPECT_EQ(outcome(GetParam(), file), "accepted") << file;
 }
 
 TEST_P(FuzzInputs, SeedCorpusIsAcceptedOrRefusedCleanly) {

@@ -7,6 +7,16 @@
 namespace xquant::ct {
 namespace {
 
+// libstdc++'s default regex executor backtracks: a target like "re:.+*x"
+// takes exponential time on a module name (found by fuzzing; the reader hung).
+// Its __polynomial extension picks the Thompson-NFA executor, polynomial in
+// the name's length (bits/regex_constants.h); back-references then throw.
+#ifdef __GLIBCXX__
+constexpr auto kRegexSyntax = std::regex::ECMAScript | std::regex_constants::__polynomial;
+#else
+constexpr auto kRegexSyntax = std::regex::ECMAScript;
+#endif
+
 [[noreturn]] void bad(const std::string& what) {
   throw sdk::Error(XQ_ERR_MALFORMED, "quantization_config: " + what);
 }
@@ -44,7 +54,7 @@ Matcher compile(const std::string& target, const std::string& where) {
   if (target.rfind("re:", 0) == 0) {
     m.kind = Matcher::kRegex;
     try {
-      m.re = std::regex(target.substr(3), std::regex::ECMAScript);
+      m.re = std::regex(target.substr(3), kRegexSyntax);
     } catch (const std::regex_error& e) {
       bad(where + ": invalid regex '" + target + "': " + e.what());
     }
