@@ -3,6 +3,8 @@
 #include "pipeline/pipeline.hpp"
 #include "pipeline/yaml_checker.hpp"
 
+#include <xquant/sdk/target_regex.hpp>
+
 #include <fmt/format.h>
 
 #include <fstream>
@@ -22,16 +24,6 @@ const std::vector<std::string> kRuleKeys = {"targets", "ignore", "algorithm", "w
 const std::vector<std::string> kWeightKeys = {"bits", "symmetric", "strategy", "group_size", "scale_dtype"};
 const std::vector<std::string> kActKeys = {"bits", "dynamic", "strategy"};
 const std::vector<std::string> kOutputKeys = {"format", "path", "params"};
-
-// libstdc++'s default regex executor backtracks: a target like "re:.+*x"
-// takes exponential time on a module name (found by fuzzing). Its
-// __polynomial extension picks the Thompson-NFA executor, polynomial in the
-// name's length (bits/regex_constants.h); back-references then throw.
-#ifdef __GLIBCXX__
-constexpr auto kRegexSyntax = std::regex::ECMAScript | std::regex_constants::__polynomial;
-#else
-constexpr auto kRegexSyntax = std::regex::ECMAScript;
-#endif
 
 fs::path resolve(const fs::path& base, const std::string& p) {
   fs::path path(p);
@@ -54,10 +46,9 @@ std::vector<TargetPattern> parse_targets(YamlChecker& c, const YAML::Node& node,
     t.text = *s;
     if (s->rfind("re:", 0) == 0) {
       t.is_regex = true;
-      try {
-        t.regex = std::regex(s->substr(3), kRegexSyntax);
-      } catch (const std::regex_error& e) {
-        c.error(list[i], key, fmt::format("invalid regular expression '{}': {}", s->substr(3), e.what()));
+      std::string why;
+      if (!sdk::compile_target_regex(s->substr(3), &t.regex, &why)) {
+        c.error(list[i], key, fmt::format("invalid regular expression '{}': {}", s->substr(3), why));
         continue;
       }
     } else if (*s == "Linear") {
@@ -282,7 +273,7 @@ std::string QuantRule::algorithm_names() const {
 
 bool TargetPattern::matches(const std::string& module) const {
   if (is_class) return true;  // callers only ask about Linear modules
-  if (is_regex) return std::regex_search(module, regex, std::regex_constants::match_continuous);
+  if (is_regex) return sdk::target_regex_matches(regex, module);
   return module == text;
 }
 
