@@ -324,7 +324,9 @@ void GgufModel::raw(uint64_t i, xq_tensor_view& v) const {
   if (it == permuted_.end()) {
     std::vector<uint8_t> buf(static_cast<size_t>(t.nbytes));
     const uint8_t* src = file_.tensor_data(t);
-    for (int64_t r = 0; r < e.rows; ++r)
+    // An empty tensor has no buffer: memcpy must not see its null pointer,
+    // even for 0 bytes (found by fuzzing).
+    for (int64_t r = 0; t.nbytes != 0 && r < e.rows; ++r)
       std::memcpy(buf.data() + r * e.row_bytes, src + source_row(e, r) * e.row_bytes, e.row_bytes);
     it = permuted_.emplace(i, std::move(buf)).first;
   }
