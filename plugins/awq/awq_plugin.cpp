@@ -1,5 +1,5 @@
 // awq_plugin.cpp: the `awq` algorithm plugin, activation-aware weight
-// quantization (reference §B3; AutoAWQ quantizer.py / llm-awq auto_scale.py,
+// quantization (AWQ, arXiv 2306.00978; AutoAWQ quantizer.py / llm-awq auto_scale.py,
 // auto_clip.py). Per layer group (linears sharing an input, fed by prev op):
 //
 // 1. Scale search (only when the group has a prev op to fold into):
@@ -365,11 +365,6 @@ class AwqAlgorithm : public PluginBase {
           e.diff2 += dd * dd;
           e.ref2 += ref * ref;
         }
-      if (in.scheme.act_scheme == XQ_ACT_STATIC_TENSOR) {
-        if (!in.stats->absmax)
-          fail(XQ_ERR_INVALID_ARGUMENT, format("%s: static activation scales need the input absmax", in.name));
-        q.input_scale = quant::static_input_scale(in.stats->absmax, s.data(), cols, in.scheme.act_bits, sc.scale_dtype);
-      }
       out.quant = q;
       out.rel_error = e.rel();
     } catch (...) {
@@ -392,7 +387,8 @@ constexpr xq_param_spec kParams[] = {
 
 constexpr const char* kCapabilities[] = {"bits:2-8",          "symmetric",           "asymmetric",
                                          "granularity:channel", "granularity:group", "transform",
-                                         "needs:forward",     nullptr};
+                                         "needs:forward",     "scheme-default:symmetric=false",
+                                         "scheme-default:group_size=128", nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = describe<AwqAlgorithm>(
     XQ_PLUGIN_ALGORITHM, "awq", "1.0.0",

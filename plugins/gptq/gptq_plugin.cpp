@@ -1,4 +1,4 @@
-// gptq_plugin.cpp: the `gptq` algorithm plugin (reference §B4; IST-DASLab
+// gptq_plugin.cpp: the `gptq` algorithm plugin (GPTQ, arXiv 2210.17323; IST-DASLab
 // gptq.py, as AutoGPTQ / GPTQModel / llm-compressor reproduce it).
 //
 // Per Linear W [rows, cols] with the calibration Hessian X^T X over N tokens:
@@ -250,11 +250,6 @@ class GptqAlgorithm : public PluginBase {
           d2 += d * d;
           r2 += ref * ref;
         }
-      if (in.scheme.act_scheme == XQ_ACT_STATIC_TENSOR) {
-        if (!st->absmax)
-          fail(XQ_ERR_INVALID_ARGUMENT, format("%s: static activation scales need the input absmax", in.name));
-        q.input_scale = quant::static_input_scale(st->absmax, nullptr, cols, in.scheme.act_bits, sc.scale_dtype);
-      }
       out.quant = q;
       out.rel_error = r2 > 0 ? std::sqrt(d2 / r2) : 0.0;
       host.info(format("%s: GPTQ objective %.6g, rel. weight error %.5f (damp %g%s%s, %lld dead columns; "
@@ -369,7 +364,8 @@ constexpr xq_param_spec kParams[] = {
 
 constexpr const char* kCapabilities[] = {"bits:2-8",          "symmetric",        "asymmetric",
                                          "granularity:tensor", "granularity:channel", "granularity:group",
-                                         "act-order",         "needs:hessian",    nullptr};
+                                         "act-order",         "needs:hessian",    "scheme-default:group_size=128",
+                                         nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = describe<GptqAlgorithm>(
     XQ_PLUGIN_ALGORITHM, "gptq", "1.0.0",

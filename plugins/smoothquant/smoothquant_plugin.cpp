@@ -1,4 +1,4 @@
-// smoothquant_plugin.cpp: the `smoothquant` algorithm plugin (reference §B2).
+// smoothquant_plugin.cpp: the `smoothquant` algorithm plugin (SmoothQuant, arXiv 2211.10438; mit-han-lab/smoothquant smooth.py).
 //
 // Migrates activation outliers into the weights of a layer group that shares
 // a preceding norm (input_layernorm -> q/k/v, post_attention_layernorm ->
@@ -155,12 +155,6 @@ class SmoothQuantAlgorithm : public PluginBase {
             e.ref2 += static_cast<double>(original[r * cols + j]) * original[r * cols + j];
           }
       }
-      if (in.scheme.act_scheme == XQ_ACT_STATIC_TENSOR) {
-        if (!in.stats || !in.stats->absmax)
-          fail(XQ_ERR_INVALID_ARGUMENT, format("%s: static activation scales need the input absmax", in.name));
-        q.input_scale = quant::static_input_scale(in.stats->absmax, s.empty() ? nullptr : s.data(), cols,
-                                                  in.scheme.act_bits, sc.scale_dtype);
-      }
       out.quant = q;
       out.rel_error = e.rel();
     } catch (...) {
@@ -180,7 +174,7 @@ constexpr xq_param_spec kParams[] = {
 
 constexpr const char* kCapabilities[] = {"bits:2-8", "symmetric", "asymmetric", "granularity:tensor",
                                          "granularity:channel", "granularity:group", "transform", "needs:absmax",
-                                         nullptr};
+                                         "scheme-default:bits=8", "scheme-default:activations=dynamic", nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = describe<SmoothQuantAlgorithm>(
     XQ_PLUGIN_ALGORITHM, "smoothquant", "1.0.0",

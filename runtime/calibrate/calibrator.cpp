@@ -1,6 +1,7 @@
 // calibrator.cpp: layer-by-layer calibration capture (see calibrator.hpp).
 #include "calibrate/calibrator.hpp"
 
+#include "calibrate/input_checks.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/progress.hpp"
@@ -57,7 +58,7 @@ std::vector<std::vector<int32_t>> LayerwiseCalibrator::samples_from_text(Model& 
   std::vector<std::vector<int32_t>> out;
   if (static_cast<int64_t>(ids.size()) <= seq_len) {
     out.push_back(ids);
-    return out;
+    return checked_calibration_samples(model, ids, std::move(out));
   }
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> start(0, static_cast<int64_t>(ids.size()) - seq_len);
@@ -65,7 +66,7 @@ std::vector<std::vector<int32_t>> LayerwiseCalibrator::samples_from_text(Model& 
     int64_t s = start(rng);
     out.emplace_back(ids.begin() + s, ids.begin() + s + seq_len);
   }
-  return out;
+  return checked_calibration_samples(model, ids, std::move(out));
 }
 
 namespace {
@@ -142,6 +143,26 @@ struct Accumulator {
 
 }  // namespace
 
+std::vector<float> LayerwiseCalibrator::first_hidden_states(const std::vector<int64_t>& offset,
+                                                            const CalibrationOptions& options, bool propagate) const {
+  const int64_t H = model_.arch().hidden;
+  const auto size = static_cast<size_t>(offset.back() * H);
+  if (options.first_layer < 0 || options.first_layer > model_.arch().n_layers)
+    fail(XQ_ERR_INVALID_ARGUMENT, "calibration: first layer {} outside 0..{}", options.first_layer,
+         model_.arch().n_layers);
+  if (options.first_layer > 0) {
+    if (!propagate) fail(XQ_ERR_INVALID_ARGUMENT, "calibration: starting at a later layer needs propagate_updated");
+    if (!options.first_input || options.first_input->size() != size)
+      fail(XQ_ERR_INVALID_ARGUMENT, "calibration: layer {}'s input holds {} values, the samples need {}",
+           options.first_layer, options.first_input ? options.first_input->size() : 0, size);
+    return std::move(*options.first_input);
+  }
+  std::vector<float> X(size);
+  for (size_t s = 0; s < samples_.size(); ++s)
+    model_.embed(samples_[s].data(), static_cast<int64_t>(samples_[s].size()), X.data() + offset[s] * H);
+  return X;
+}
+
 void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const CalibrationOptions& options) {
   const Architecture& a = model_.arch();
   const int64_t H = a.hidden;
@@ -159,16 +180,14 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
     offset[s + 1] = offset[s] + static_cast<int64_t>(samples_[s].size());
     max_len = std::max<int64_t>(max_len, static_cast<int64_t>(samples_[s].size()));
   }
-  std::vector<float> X(static_cast<size_t>(offset.back() * H));
-  for (size_t s = 0; s < samples_.size(); ++s)
-    model_.embed(samples_[s].data(), static_cast<int64_t>(samples_[s].size()), X.data() + offset[s] * H);
+  const bool propagate = options.propagate_updated || options.sequential_groups;
+  std::vector<float> X = first_hidden_states(offset, options, propagate);
   // One layer's K/V scratch for the longest sample (samples run one at a time).
   std::vector<float> kbuf(static_cast<size_t>(max_len * a.n_kv_heads * a.head_dim)), vbuf(kbuf.size());
   std::vector<float> tmp;
   ThreadPool& pool = model_.runtime().pool();
 
-  const bool propagate = options.propagate_updated || options.sequential_groups;
-  for (int64_t l = 0; l < a.n_layers; ++l) {
+  for (int64_t l = options.first_layer; l < a.n_layers; ++l) {
     const LayerDesc& desc = a.layers[static_cast<size_t>(l)];
     // One statistics pass per group in sequential mode, one for all groups otherwise.
     const int passes = options.sequential_groups ? static_cast<int>(desc.groups.size()) : 1;
@@ -212,7 +231,8 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
         model_.layer_forward(static_cast<int>(l), X.data() + offset[s] * H, n,
                              {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}});
       }
-    Progress::report("calibration", static_cast<uint64_t>(l + 1), static_cast<uint64_t>(a.n_layers));
+    if (options.after_layer) options.after_layer(static_cast<int>(l), X);
+    Progress::report("calibration", static_cast<uint64_t>(l + 1), static_cast<uint64_t>(a.n_layers), "layers");
   }
 }
 

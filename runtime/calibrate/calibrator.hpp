@@ -78,6 +78,15 @@ struct CalibrationOptions {
   // (q/k/v, o, gate/up, down), each group's inputs computed with the
   // earlier groups' weights already updated. Implies propagate_updated.
   bool sequential_groups = false;
+  // Resuming a run (pipeline/resume_checkpoint.hpp): start at layer
+  // `first_layer` with `first_input` as its input hidden states (all
+  // samples, as an earlier run's after_layer saw them; moved from) instead
+  // of the embeddings. Requires propagation.
+  int first_layer = 0;
+  std::vector<float>* first_input = nullptr;
+  // Called once layer l is done and the next layer's inputs (all samples,
+  // [total tokens, hidden]) are computed.
+  std::function<void(int layer, const std::vector<float>& next_input)> after_layer;
 };
 
 class LayerwiseCalibrator {
@@ -98,6 +107,10 @@ class LayerwiseCalibrator {
                                                              int64_t seq_len, uint64_t seed);
 
  private:
+  // The first layer's input: the embeddings, or options.first_input.
+  std::vector<float> first_hidden_states(const std::vector<int64_t>& offset, const CalibrationOptions& options,
+                                         bool propagate) const;
+
   Model& model_;
   std::vector<std::vector<int32_t>> samples_;
 };

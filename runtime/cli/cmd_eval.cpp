@@ -23,7 +23,7 @@ int cmd_eval(const RuntimeOptions& options, int argc, char** argv) {
              {"text", "FILE", "UTF-8 text to score", true},
              {"ctx", "N", "window length in tokens (default 512)"},
              {"max-tokens", "M", "score only the first M tokens of the text (0 = all)"},
-             {"provider", "NAME", "kernel provider (default cpu)"},
+             {"provider", "NAME", "kernel provider: cpu (default) or cuda (NVIDIA GPU)"},
              {"tokenizer", "PATH", "take the vocabulary from another checkpoint (e.g. a GGUF)"},
              {"json", "", "print a JSON object"}});
   if (!args.parse(argc, argv)) return 0;
@@ -43,7 +43,7 @@ int cmd_eval(const RuntimeOptions& options, int argc, char** argv) {
   mo.tokenizer_from = args.get_or("tokenizer", "");
   auto model = Model::open(runtime, *args.get("model"), mo);
   auto tokens = eval_tokens(*model, ss.str(), static_cast<uint64_t>(max_tokens));
-  auto r = perplexity(*model, tokens, ctx, [](uint64_t done, uint64_t total) { Progress::report("eval", done, total); });
+  auto r = perplexity(*model, tokens, ctx, [](uint64_t done, uint64_t total) { Progress::report("eval", done, total, "tokens"); });
   if (args.flag("json")) {
     nlohmann::json j{{"model", *args.get("model")},
                      {"text", text_path},

@@ -18,7 +18,7 @@ int cmd_generate(const RuntimeOptions& options, int argc, char** argv) {
              {"n", "N", "tokens to generate (default 64)", false, 'n'},
              {"temp", "T", "sampling temperature (default 0 = greedy)"},
              {"seed", "S", "sampling seed (default 0)"},
-             {"provider", "NAME", "kernel provider (default cpu)"},
+             {"provider", "NAME", "kernel provider: cpu (default) or cuda (NVIDIA GPU)"},
              {"tokenizer", "PATH", "take the vocabulary from another checkpoint (e.g. a GGUF)"},
              {"json", "", "print a JSON object (text, token ids, timings)"}});
   if (!args.parse(argc, argv)) return 0;

@@ -1,11 +1,19 @@
-// cmd_quantize.cpp: `xquant quantize --model PATH --bits N ... --out DIR`,
-// a shorthand that writes the equivalent pipeline YAML (shown with
+// cmd_quantize.cpp: `xquant quantize --model PATH --out DIR ...`, a
+// shorthand that writes the equivalent pipeline YAML (shown with
 // --print-pipeline) and runs it through the same validation and runner as
 // `xquant run`.
+//
+// It knows no algorithm by name: the plugin says which scheme it is used
+// with by default (scheme-default: capabilities, docs/abi.md), which params
+// it takes and their defaults (xq_param_spec), and whether it needs
+// calibration data (its `needs` bits, asked as the runner asks them).
+#include "cli/algorithm_info.hpp"
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "cli/report_print.hpp"
+#include "core/error.hpp"
 #include "pipeline/pipeline.hpp"
+#include "pipeline/stages.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -20,6 +28,9 @@ namespace xquant::cli {
 
 namespace {
 
+// The weight scheme when neither the user nor the algorithm says otherwise.
+constexpr int kDefaultBits = 4;
+
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -29,67 +40,94 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-}  // namespace
+std::vector<OptionSpec> quantize_options(const PluginRegistry& plugins) {
+  std::vector<std::string> algorithms;
+  for (LoadedPlugin* p : plugins.of_kind(XQ_PLUGIN_ALGORITHM)) algorithms.push_back(p->name());
+  const CalibrationSpec calibration_defaults;
+  return {{"model", "PATH", "checkpoint: HF folder, .safetensors or .gguf", true},
+          {"out", "DIR", "output folder", true},
+          {"algorithm", "NAME", fmt::format("algorithm plugin: {} (default rtn)", fmt::join(algorithms, " | "))},
+          {"bits", "N", fmt::format("weight bits, 2..8 (default: the algorithm's, else {}; 8 with W8A8)", kDefaultBits)},
+          {"group-size", "G", "quantize per group of G input columns (default: the algorithm's, else per channel)"},
+          {"strategy", "S", "tensor | channel | group"},
+          {"asym", "", "asymmetric (zero points)"},
+          {"sym", "", "symmetric (no zero points)"},
+          {"scale-dtype", "T", "auto | float32 | float16 | bfloat16 (default auto = the model's dtype)"},
+          {"w8a8", "MODE", "also quantize activations to int8: dynamic (per token) or static (per tensor)"},
+          {"calibration", "FILE", "calibration text (needed when the algorithm needs statistics, and by static W8A8)"},
+          {"samples", "N", fmt::format("calibration windows (default {})", calibration_defaults.samples)},
+          {"seq-len", "L", fmt::format("tokens per calibration window (default {})", calibration_defaults.seq_len)},
+          {"seed", "S", fmt::format("calibration sampling seed (default {})", calibration_defaults.seed)},
+          {"tokenizer", "PATH", "calibration: take the vocabulary from this checkpoint (e.g. a GGUF)"},
+          {"param", "K=V,...", "algorithm params (listed above with their defaults)"},
+          {"act-order", "", "shorthand for --param act_order=true (gptq)"},
+          {"damp", "F", "shorthand for --param damp=F (gptq)"},
+          {"alpha", "F", "shorthand for --param alpha=F (smoothquant)"},
+          {"targets", "LIST", "comma-separated targets (default Linear); 're:' prefix for regexes"},
+          {"ignore", "LIST", "comma-separated modules left dense (default lm_head)"},
+          {"format", "NAME", "output format plugin (default compressed-tensors)"},
+          {"loader", "NAME", "loader plugin (default: detected)"},
+          {"json", "", "print the report as JSON"},
+          {"resume", "", "continue a killed calibrated run from its last finished layer (docs/pipeline.md)"},
+          {"print-pipeline", "", "print the equivalent pipeline YAML and exit"}};
+}
 
-int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
-  Args args("quantize",
-            "Quantize a model's Linear weights and write a checkpoint. Builds the same pipeline\n"
-            "`xquant run` takes (see --print-pipeline). Defaults per algorithm (reference section B):\n"
-            "  rtn          4 bits, symmetric, per channel unless --group-size; data-free\n"
-            "  gptq         4 bits, symmetric, group 128, damp 0.01, block 128; --act-order to reorder\n"
-            "  awq          4 bits, asymmetric, group 128, grid 20, duo scaling, clip search\n"
-            "  smoothquant  W8A8: int8 per-channel weights, int8 dynamic per-token activations, alpha 0.5\n"
-            "gptq/awq/smoothquant need --calibration FILE (default 128 samples x 512 tokens, seed 0).\n"
-            "--w8a8 dynamic|static makes any algorithm W8A8 (8-bit per-channel weights; static needs calibration).\n"
-            "lm_head is left dense; the output format is compressed-tensors.",
-            {{"model", "PATH", "checkpoint: HF folder, .safetensors or .gguf", true},
-             {"out", "DIR", "output folder", true},
-             {"algorithm", "NAME", "rtn | gptq | awq | smoothquant | any algorithm plugin (default rtn)"},
-             {"bits", "N", "weight bits, 2..8"},
-             {"group-size", "G", "quantize per group of G input columns"},
-             {"strategy", "S", "tensor | channel | group"},
-             {"asym", "", "asymmetric (zero points)"},
-             {"sym", "", "symmetric (no zero points)"},
-             {"scale-dtype", "T", "auto | float32 | float16 | bfloat16 (default auto = the model's dtype)"},
-             {"w8a8", "MODE", "also quantize activations to int8: dynamic (per token) or static (per tensor)"},
-             {"calibration", "FILE", "calibration text (needed by gptq, awq, smoothquant, static W8A8)"},
-             {"samples", "N", "calibration windows (default 128)"},
-             {"seq-len", "L", "tokens per calibration window (default 512)"},
-             {"seed", "S", "calibration sampling seed (default 0)"},
-             {"tokenizer", "PATH", "calibration: take the vocabulary from this checkpoint (e.g. a GGUF)"},
-             {"act-order", "", "gptq: quantize columns in decreasing Hessian-diagonal order"},
-             {"damp", "F", "gptq: dampening fraction of the mean Hessian diagonal (default 0.01)"},
-             {"alpha", "F", "smoothquant: migration strength (default 0.5)"},
-             {"targets", "LIST", "comma-separated targets (default Linear); 're:' prefix for regexes"},
-             {"ignore", "LIST", "comma-separated modules left dense (default lm_head)"},
-             {"format", "NAME", "output format plugin (default compressed-tensors)"},
-             {"loader", "NAME", "loader plugin (default: detected)"},
-             {"json", "", "print the report as JSON"},
-             {"print-pipeline", "", "print the equivalent pipeline YAML and exit"}});
-  if (!args.parse(argc, argv)) return 0;
+std::string quantize_summary(const PluginRegistry& plugins) {
+  return "Quantize a model's Linear weights and write a checkpoint. Builds the same pipeline\n"
+         "`xquant run` takes (see --print-pipeline and docs/pipeline.md). The algorithm plugin\n"
+         "decides its default scheme, its params and whether it needs --calibration.\n"
+         "--w8a8 dynamic|static makes any algorithm W8A8 (8-bit per-channel weights; static needs calibration).\n"
+         "lm_head is left dense; the output format is compressed-tensors.\n\n"
+         "algorithms (from the loaded plugins; --plugin-path DIR adds more):\n" +
+         describe_algorithms(plugins);
+}
 
-  const std::string algorithm = args.get_or("algorithm", "rtn");
-  const bool data_free = algorithm == "rtn";
-  auto w8a8 = args.get("w8a8");
-  if (w8a8 && *w8a8 != "dynamic" && *w8a8 != "static")
-    throw UsageError("--w8a8 takes 'dynamic' or 'static', got '" + *w8a8 + "'");
+// The rule's weight and activation scheme: the user's options, else the
+// algorithm's declared defaults, else per-channel symmetric kDefaultBits.
+struct Scheme {
+  long long bits = kDefaultBits;
+  std::optional<bool> symmetric;
+  std::optional<long long> group_size;
+  std::optional<std::string> activations;  // "dynamic" | "static"
+};
+
+Scheme resolve_scheme(const Args& args, const SchemeDefaults& plugin) {
+  Scheme s;
+  if (auto w = args.get("w8a8")) {
+    if (*w != "dynamic" && *w != "static") throw UsageError("--w8a8 takes 'dynamic' or 'static', got '" + *w + "'");
+    s.activations = *w;
+  } else {
+    s.activations = plugin.activations;
+  }
   if (args.flag("asym") && args.flag("sym")) throw UsageError("--asym and --sym contradict each other");
-  const bool smooth = algorithm == "smoothquant";
-  const bool w8 = w8a8 || smooth;
-  // Per-algorithm defaults (section B of the reference).
-  long long bits = args.get_int("bits", w8 ? 8 : 4);
-  bool symmetric = algorithm == "awq" ? false : true;
-  if (args.flag("asym")) symmetric = false;
-  if (args.flag("sym")) symmetric = true;
-  std::optional<long long> group;
-  if (args.get("group-size")) group = args.get_int("group-size", 0);
-  else if ((algorithm == "gptq" || algorithm == "awq") && !w8 && !args.get("strategy")) group = 128;
-  if (w8 && bits != 8) throw UsageError("W8A8 (--w8a8 or smoothquant) needs --bits 8");
-  const bool needs_calibration = !data_free || (w8a8 && *w8a8 == "static");
-  if (needs_calibration && !args.get("calibration"))
-    throw UsageError(fmt::format("{} needs --calibration FILE (calibration text)",
-                                 data_free ? std::string("--w8a8 static") : "algorithm '" + algorithm + "'"));
+  const bool w8 = s.activations.has_value();
+  s.bits = args.get_int("bits", w8 ? 8 : plugin.bits.value_or(kDefaultBits));
+  if (w8 && s.bits != 8)
+    throw UsageError(fmt::format("W8A8 ({}) needs --bits 8", args.get("w8a8") ? "--w8a8" : "the algorithm's default"));
+  s.symmetric = plugin.symmetric;
+  if (args.flag("asym")) s.symmetric = false;
+  if (args.flag("sym")) s.symmetric = true;
+  if (args.get("group-size")) s.group_size = args.get_int("group-size", 0);
+  else if (!w8 && !args.get("strategy")) s.group_size = plugin.group_size;
+  return s;
+}
 
+std::vector<std::pair<std::string, std::string>> algorithm_params(const Args& args) {
+  std::vector<std::pair<std::string, std::string>> params;
+  if (auto list = args.get("param"))
+    for (const auto& item : split_list(*list)) {
+      auto eq = item.find('=');
+      if (eq == std::string::npos || eq == 0)
+        throw UsageError(fmt::format("--param expects KEY=VALUE[,KEY=VALUE...], got '{}'", item));
+      params.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+    }
+  if (args.flag("act-order")) params.emplace_back("act_order", "true");
+  if (auto d = args.get("damp")) params.emplace_back("damp", *d);
+  if (auto a = args.get("alpha")) params.emplace_back("alpha", *a);
+  return params;
+}
+
+std::string pipeline_yaml(const Args& args, const std::string& algorithm, const Scheme& scheme) {
   YAML::Emitter y;
   y << YAML::BeginMap;
   y << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "path" << YAML::Value
@@ -99,9 +137,9 @@ int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
   if (auto cal = args.get("calibration")) {
     y << YAML::Key << "calibration" << YAML::Value << YAML::BeginMap;
     y << YAML::Key << "text" << YAML::Value << *cal;
-    y << YAML::Key << "samples" << YAML::Value << args.get_int("samples", 128);
-    y << YAML::Key << "seq_len" << YAML::Value << args.get_int("seq-len", 512);
-    y << YAML::Key << "seed" << YAML::Value << args.get_int("seed", 0);
+    if (args.get("samples")) y << YAML::Key << "samples" << YAML::Value << args.get_int("samples", 0);
+    if (args.get("seq-len")) y << YAML::Key << "seq_len" << YAML::Value << args.get_int("seq-len", 0);
+    if (args.get("seed")) y << YAML::Key << "seed" << YAML::Value << args.get_int("seed", 0);
     if (auto t = args.get("tokenizer")) y << YAML::Key << "tokenizer" << YAML::Value << *t;
     y << YAML::EndMap;
   }
@@ -109,21 +147,18 @@ int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
   y << YAML::Key << "targets" << YAML::Value << YAML::Flow << split_list(args.get_or("targets", "Linear"));
   y << YAML::Key << "algorithm" << YAML::Value << algorithm;
   y << YAML::Key << "weights" << YAML::Value << YAML::BeginMap;
-  y << YAML::Key << "bits" << YAML::Value << bits;
-  y << YAML::Key << "symmetric" << YAML::Value << symmetric;
+  y << YAML::Key << "bits" << YAML::Value << scheme.bits;
+  if (scheme.symmetric) y << YAML::Key << "symmetric" << YAML::Value << *scheme.symmetric;
   if (auto s = args.get("strategy")) y << YAML::Key << "strategy" << YAML::Value << *s;
-  if (group) y << YAML::Key << "group_size" << YAML::Value << *group;
+  if (scheme.group_size) y << YAML::Key << "group_size" << YAML::Value << *scheme.group_size;
   if (auto t = args.get("scale-dtype")) y << YAML::Key << "scale_dtype" << YAML::Value << *t;
   y << YAML::EndMap;
-  if (w8) {
-    bool dynamic = !w8a8 || *w8a8 == "dynamic";
+  if (scheme.activations) {
     y << YAML::Key << "activations" << YAML::Value << YAML::BeginMap << YAML::Key << "bits" << YAML::Value << 8
-      << YAML::Key << "strategy" << YAML::Value << (dynamic ? "token" : "tensor") << YAML::EndMap;
+      << YAML::Key << "strategy" << YAML::Value << (*scheme.activations == "dynamic" ? "token" : "tensor")
+      << YAML::EndMap;
   }
-  std::vector<std::pair<std::string, std::string>> params;
-  if (args.flag("act-order")) params.emplace_back("act_order", "true");
-  if (auto d = args.get("damp")) params.emplace_back("damp", *d);
-  if (auto a = args.get("alpha")) params.emplace_back("alpha", *a);
+  auto params = algorithm_params(args);
   if (!params.empty()) {
     y << YAML::Key << "params" << YAML::Value << YAML::BeginMap;
     for (const auto& [k, v] : params) y << YAML::Key << k << YAML::Value << v;
@@ -135,13 +170,53 @@ int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
   y << YAML::Key << "format" << YAML::Value << args.get_or("format", "compressed-tensors");
   y << YAML::Key << "path" << YAML::Value << *args.get("out");
   y << YAML::EndMap << YAML::EndMap;
+  return y.c_str();
+}
+
+// Parses and validates the generated pipeline. Everything in it came from the
+// options, so what the checks refuse is a usage error.
+Pipeline checked_pipeline(const std::string& yaml, Runtime& runtime) {
+  try {
+    Pipeline p = parse_pipeline_text(yaml, "<xquant quantize options>", std::filesystem::current_path());
+    validate_with_plugins(p, runtime);
+    return p;
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+}
+
+// The runner's own question (rule_needs), asked before any heavy work.
+void require_calibration_if_needed(Runtime& runtime, const Pipeline& p, const std::string& algorithm) {
+  if (p.calibration.enabled) return;
+  for (const auto& rule : p.rules) {
+    if (rule_needs(runtime, rule) != 0)
+      throw UsageError(fmt::format("algorithm '{}' needs calibration statistics: give --calibration FILE (text)", algorithm));
+    if (rule.activations.enabled && !rule.activations.dynamic)
+      throw UsageError("static activation scales (--w8a8 static) need --calibration FILE (text)");
+  }
+}
+
+}  // namespace
+
+int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
+  Runtime runtime(options);
+  Args args("quantize", quantize_summary(runtime.plugins()), quantize_options(runtime.plugins()));
+  if (!args.parse(argc, argv)) return 0;
+
+  const std::string algorithm = args.get_or("algorithm", "rtn");
+  const LoadedPlugin& plugin = require_algorithm(runtime.plugins(), algorithm);
+  const Scheme scheme = resolve_scheme(args, scheme_defaults_of(plugin));
+  const std::string yaml = pipeline_yaml(args, algorithm, scheme);
+  Pipeline pipeline = checked_pipeline(yaml, runtime);
+  require_calibration_if_needed(runtime, pipeline, algorithm);
 
   if (args.flag("print-pipeline")) {
-    std::printf("%s\n", y.c_str());
+    std::printf("%s\n", yaml.c_str());
     return 0;
   }
-  Pipeline pipeline = parse_pipeline_text(y.c_str(), "<xquant quantize options>", std::filesystem::current_path());
-  return run_parsed_pipeline(options, pipeline, args.flag("json"));
+  pipeline.resume = args.flag("resume");
+  print_report(run_pipeline(runtime, pipeline), args.flag("json"));
+  return 0;
 }
 
 }  // namespace xquant::cli

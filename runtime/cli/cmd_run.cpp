@@ -2,7 +2,7 @@
 // then run it.
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
-#include "cli/report_print.hpp"
+#include "cli/run_parsed_pipeline.hpp"
 #include "pipeline/pipeline.hpp"
 
 #include <cstdio>
@@ -13,7 +13,8 @@ int cmd_run(const RuntimeOptions& options, int argc, char** argv) {
   Args args("run", "Run a pipeline: load -> quantize -> write, as the YAML file says (see docs/pipeline.md).\n"
                    "Relative paths in the file resolve against the file's own folder.",
             {{"json", "", "print the report as JSON"},
-             {"check", "", "validate the pipeline (and its plugins' params) without running it"}},
+             {"check", "", "validate the pipeline (and its plugins' params) without running it"},
+             {"resume", "", "continue a killed calibrated run from its last finished layer (docs/pipeline.md)"}},
             {"PIPELINE.yaml"});
   if (!args.parse(argc, argv)) return 0;
   Pipeline pipeline = parse_pipeline_file(args.positionals()[0]);
@@ -24,6 +25,7 @@ int cmd_run(const RuntimeOptions& options, int argc, char** argv) {
     std::printf("%s: ok\n", args.positionals()[0].c_str());
     return 0;
   }
+  pipeline.resume = args.flag("resume");
   return run_parsed_pipeline(options, pipeline, args.flag("json"));
 }
 

@@ -3,13 +3,16 @@
 // into a message on stderr and a non-zero exit.
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "core/cancel.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 
 #include <xquant/xq_abi.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -28,6 +31,13 @@ const Command kCommands[] = {
     {"generate", "generate text from a prompt with the inference engine", cmd_generate},
 };
 
+// After Ctrl-C (or SIGTERM) the run unwound and removed what it had written:
+// one line, and the shell's status for death by that signal (128 + signo).
+int report_interrupted() {
+  std::fprintf(stderr, "xquant: interrupted\n");
+  return 128 + (cancel_signal() != 0 ? cancel_signal() : SIGINT);
+}
+
 void print_help() {
   std::printf("xquant %s: LLM quantization with plugins behind a stable C ABI\n\n", XQUANT_VERSION);
   std::printf("usage: xquant [-v|-q] [--threads N] [--plugin-path DIR] <command> [options]\n\ncommands:\n");
@@ -38,6 +48,7 @@ void print_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  install_cancel_handlers();
   RuntimeOptions options;
   std::vector<char*> rest;
   try {
@@ -59,6 +70,9 @@ int main(int argc, char** argv) {
             throw UsageError(fmt::format("--threads expects a non-negative integer, got '{}'", v));
           }
         } else {
+          std::error_code ec;
+          if (!std::filesystem::is_directory(v, ec))
+            throw UsageError(fmt::format("--plugin-path '{}': no such folder", v));
           options.plugin_dirs.emplace_back(v);
         }
       } else {
@@ -86,9 +100,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "xquant: %s\n(see 'xquant --help')\n", e.what());
     return 2;
   } catch (const Error& e) {
+    if (e.status() == XQ_ERR_CANCELLED || cancel_requested()) return report_interrupted();
     std::fprintf(stderr, "xquant: error: %s\n", e.what());
     return 1;
   } catch (const std::exception& e) {
+    if (cancel_requested()) return report_interrupted();
     std::fprintf(stderr, "xquant: internal error: %s\n", e.what());
     return 1;
   }

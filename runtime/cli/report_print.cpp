@@ -1,3 +1,4 @@
+// report_print.cpp: see report_print.hpp.
 #include "cli/report_print.hpp"
 
 #include <fmt/format.h>
@@ -40,13 +41,6 @@ void print_report(const RunReport& r, bool json) {
               r.dense_linears.empty() ? "" : fmt::format(" ({})", fmt::join(r.dense_linears, ", ")).c_str());
   std::printf("wrote %s checkpoint %s (%llu tensors) in %.2f s\n", r.format.c_str(), r.output.string().c_str(),
               static_cast<unsigned long long>(r.tensors_written), r.seconds);
-}
-
-int run_parsed_pipeline(const RuntimeOptions& options, Pipeline& pipeline, bool json) {
-  Runtime runtime(options);
-  RunReport report = run_pipeline(runtime, pipeline);
-  print_report(report, json);
-  return 0;
 }
 
 }  // namespace xquant::cli

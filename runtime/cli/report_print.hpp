@@ -10,7 +10,4 @@ namespace xquant::cli {
 // Human table on stdout, or the JSON object with --json.
 void print_report(const RunReport& report, bool json);
 
-// Shared by run and quantize: runs a parsed pipeline and prints the report.
-int run_parsed_pipeline(const RuntimeOptions& options, Pipeline& pipeline, bool json);
-
 }  // namespace xquant::cli

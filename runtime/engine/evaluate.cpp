@@ -53,7 +53,7 @@ PerplexityResult perplexity(Model& model, const std::vector<int32_t>& tokens, in
   r.ctx = ctx;
   r.tokens_total = static_cast<uint64_t>(n);
   auto t0 = Clock::now();
-  KvCache cache(model.arch(), ctx);
+  KvCache cache(model, ctx);
   double total = 0;
   for (int64_t b = 0; b < n; b += ctx) {
     int64_t len = std::min(ctx, n - b);
@@ -85,7 +85,7 @@ GenerateResult generate_tokens(Model& model, const std::vector<int32_t>& prompt,
     if (t < 0 || t >= V) fail(XQ_ERR_INVALID_ARGUMENT, "generate: prompt token {} outside the vocabulary", t);
   GenerateResult r;
   r.prompt_tokens = prompt;
-  KvCache cache(model.arch(), static_cast<int64_t>(prompt.size()) + std::max<int64_t>(o.n_tokens, 1));
+  KvCache cache(model, static_cast<int64_t>(prompt.size()) + std::max<int64_t>(o.n_tokens, 1));
   std::mt19937_64 rng(o.seed);
   const Tokenizer* tok = nullptr;
   if (o.stop_at_eog) {

@@ -20,11 +20,33 @@ xq_device_tensor dtensor(xq_dtype dtype, std::initializer_list<int64_t> shape, c
 Kernels::Kernels(LoadedPlugin& plugin) : plugin_(&plugin) {
   if (plugin.kind() != XQ_PLUGIN_KERNEL_PROVIDER)
     fail(XQ_ERR_INVALID_ARGUMENT, "plugin '{}' is not a kernel provider", plugin.name());
-  if (!plugin.has_capability("memory:host"))
-    fail(XQ_ERR_UNSUPPORTED,
-         "kernel provider '{}' does not compute in host memory (capability memory:host); the engine keeps "
-         "activations on the host",
-         plugin.name());
+  host_memory_ = plugin.has_capability("memory:host");
+  if (!host_memory_) {
+    const char* why = nullptr;
+    if (plugin.kernel().score(plugin.state, &why) == 0)
+      fail(XQ_ERR_DEVICE, "kernel provider '{}' cannot run on this machine: {}", plugin.name(), why ? why : "score 0");
+  }
+}
+
+void* Kernels::alloc(uint64_t nbytes, const char* what) const {
+  void* p = nullptr;
+  check_plugin_call(plugin_->kernel().alloc(plugin_->state, nbytes, &p),
+                    fmt::format("kernel provider '{}' allocating {} bytes for {}", plugin_->name(), nbytes, what));
+  return p;
+}
+
+void Kernels::free(void* p) const {
+  if (p) plugin_->kernel().free(plugin_->state, p);
+}
+
+void Kernels::upload(void* dst, const void* src, uint64_t nbytes) const {
+  check_plugin_call(plugin_->kernel().upload(plugin_->state, dst, src, nbytes),
+                    fmt::format("kernel provider '{}' uploading {} bytes", plugin_->name(), nbytes));
+}
+
+void Kernels::download(void* dst, const void* src, uint64_t nbytes) const {
+  check_plugin_call(plugin_->kernel().download(plugin_->state, dst, src, nbytes),
+                    fmt::format("kernel provider '{}' downloading {} bytes", plugin_->name(), nbytes));
 }
 
 xq_op Kernels::op(xq_op_type type) {

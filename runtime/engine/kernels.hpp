@@ -3,20 +3,23 @@
 // Builds xq_op structs, asks supports_op before dispatching (so a provider
 // that cannot run an op is reported by name, never silently mis-run), and
 // turns a failing run_op into an Error carrying the provider's message.
-// The engine keeps activations in host memory, so it runs on providers whose
-// memory is host memory (capability "memory:host", e.g. `cpu`).
+// Memory goes through the provider too: a provider with capability
+// "memory:host" (e.g. `cpu`) computes on host pointers, any other (e.g.
+// `cuda`) on memory from its own alloc, filled with upload and read back
+// with download (DeviceBuffer below).
 #pragma once
 
 #include "plugins/registry.hpp"
 
 #include <xquant/xq_kernel.h>
 
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 
 namespace xquant {
 
-// A contiguous device tensor over host memory.
+// A contiguous tensor over provider memory (host memory for host providers).
 xq_device_tensor dtensor(xq_dtype dtype, std::initializer_list<int64_t> shape, const void* data);
 inline xq_device_tensor f32(std::initializer_list<int64_t> shape, const float* data) {
   return dtensor(XQ_DTYPE_F32, shape, data);
@@ -27,11 +30,19 @@ class Kernels {
   explicit Kernels(LoadedPlugin& plugin);
   LoadedPlugin& plugin() const { return *plugin_; }
   std::string name() const { return plugin_->name(); }
+  // True when the provider computes on host pointers ("memory:host").
+  bool host_memory() const { return host_memory_; }
 
   static xq_op op(xq_op_type type);
   bool supports(const xq_op& op) const;
   // Runs `op`; throws naming `what` when the provider rejects or fails it.
   void run(const xq_op& op, const char* what) const;
+
+  // Provider memory; every call throws with the provider's message on failure.
+  void* alloc(uint64_t nbytes, const char* what) const;
+  void free(void* p) const;
+  void upload(void* dst, const void* src, uint64_t nbytes) const;
+  void download(void* dst, const void* src, uint64_t nbytes) const;
 
   // nullptr when the provider does not run this scheme (the engine then
   // dequantizes on load); throws on other failures.
@@ -41,6 +52,51 @@ class Kernels {
 
  private:
   LoadedPlugin* plugin_;
+  bool host_memory_ = false;
 };
+
+// Memory owned through a provider's alloc/free (move-only). Empty when
+// default-constructed.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(const Kernels& k, uint64_t nbytes, const char* what)
+      : k_(&k), p_(k.alloc(nbytes, what)), bytes_(nbytes) {}
+  ~DeviceBuffer() { reset(); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : k_(o.k_), p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr, o.bytes_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      k_ = o.k_, p_ = o.p_, bytes_ = o.bytes_;
+      o.p_ = nullptr, o.bytes_ = 0;
+    }
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* data() const { return p_; }
+  float* f32() const { return static_cast<float*>(p_); }
+  uint64_t bytes() const { return bytes_; }
+  explicit operator bool() const { return p_ != nullptr; }
+  void reset() {
+    if (p_) k_->free(p_);
+    p_ = nullptr;
+    bytes_ = 0;
+  }
+
+ private:
+  const Kernels* k_ = nullptr;
+  void* p_ = nullptr;
+  uint64_t bytes_ = 0;
+};
+
+// A provider copy of a host array (uploaded once).
+template <class T>
+DeviceBuffer upload_copy(const Kernels& k, const T* host, size_t count, const char* what) {
+  DeviceBuffer b(k, count * sizeof(T), what);
+  if (count) k.upload(b.data(), host, count * sizeof(T));
+  return b;
+}
 
 }  // namespace xquant

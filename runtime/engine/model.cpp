@@ -6,18 +6,41 @@
 #include "core/log.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
 
+#include <xquant/sdk/half.hpp>
+
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <strings.h>
 
 namespace xquant {
 
 namespace fs = std::filesystem;
 
-KvCache::KvCache(const Architecture& arch, int64_t capacity) : capacity_(capacity) {
+void KvCache::init(const Architecture& arch, int64_t capacity) {
   if (capacity <= 0) fail(XQ_ERR_INVALID_ARGUMENT, "KV cache capacity must be positive (got {})", capacity);
-  size_t per = static_cast<size_t>(capacity * arch.n_kv_heads * arch.head_dim);
-  k_.assign(static_cast<size_t>(arch.n_layers), std::vector<float>(per));
-  v_.assign(static_cast<size_t>(arch.n_layers), std::vector<float>(per));
+  capacity_ = capacity;
+  per_layer_ = capacity * arch.n_kv_heads * arch.head_dim;
+}
+
+KvCache::KvCache(const Architecture& arch, int64_t capacity) {
+  init(arch, capacity);
+  host_.assign(static_cast<size_t>(2 * arch.n_layers * per_layer_), 0.0f);
+  base_ = host_.data();
+}
+
+KvCache::KvCache(const Model& model, int64_t capacity) {
+  init(model.arch(), capacity);
+  const uint64_t floats = static_cast<uint64_t>(2 * model.arch().n_layers * per_layer_);
+  if (model.kernels().host_memory()) {
+    host_.assign(floats, 0.0f);
+    base_ = host_.data();
+  } else {
+    owner_ = &model.kernels();
+    device_ = DeviceBuffer(model.kernels(), floats * sizeof(float), "the KV cache");
+    base_ = device_.f32();
+  }
 }
 
 std::unique_ptr<Model> Model::open(Runtime& runtime, const fs::path& path, const ModelOptions& options) {
@@ -29,6 +52,11 @@ std::unique_ptr<Model> Model::open(Runtime& runtime, const fs::path& path, const
 
 Model::Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOptions& options)
     : runtime_(runtime), options_(options), checkpoint_(std::move(cp)) {
+  if (const char* e = std::getenv("XQUANT_DEVICE_WEIGHTS")) {
+    if (strcasecmp(e, "bf16") == 0) options_.device_weights = XQ_DTYPE_BF16;
+    else if (strcasecmp(e, "f32") == 0) options_.device_weights = XQ_DTYPE_F32;
+    else fail(XQ_ERR_INVALID_ARGUMENT, "XQUANT_DEVICE_WEIGHTS must be f32 or bf16, got '{}'", e);
+  }
   arch_ = Architecture::from_config(checkpoint_->config());
   kernels_ = std::make_unique<Kernels>(runtime_.plugins().require(XQ_PLUGIN_KERNEL_PROVIDER, options_.provider));
 }
@@ -59,6 +87,11 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
     if (q.rows != d.out || q.cols != d.in)
       fail(XQ_ERR_MALFORMED, "quantized '{}' is [{}, {}], expected [{}, {}]", d.module, q.rows, q.cols, d.out, d.in);
     if (!options_.dequantize_all) lw.q = kernels_->prepare(q, d.module);
+    if (lw.q && !choose_qmatmul_act(lw)) {
+      logger().debug("{}: provider '{}' prepared the weight but runs no QMATMUL on it here", d.module, kernels_->name());
+      kernels_->release(lw.q);
+      lw.q = nullptr;
+    }
     if (lw.q) {
       lw.layout = kernels_->layout(lw.q);
       uint64_t ns = q.granularity == XQ_GRAN_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
@@ -81,6 +114,104 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
   if (!lw.w.empty()) lw.bytes = lw.w.size() * sizeof(float);
   if (d.bias) lw.bias = read_vector(d.bias_name(), d.out);
   return lw;
+}
+
+bool Model::choose_qmatmul_act(LinearWeights& lw) const {
+  // supports_op checks shapes and dtypes only; it never reads the data.
+  static float probe[1];
+  const int64_t out = lw.desc->out ? lw.desc->out : arch_.vocab, in = lw.desc->in ? lw.desc->in : arch_.hidden;
+  for (xq_dtype t : {XQ_DTYPE_F32, XQ_DTYPE_BF16}) {
+    xq_op op = Kernels::op(XQ_OP_QMATMUL);
+    op.qweight = lw.q;
+    op.src[0] = dtensor(t, {1, in}, probe);
+    op.dst = dtensor(t, {1, out}, probe);
+    if (lw.desc->bias) op.src[2] = f32({out}, probe);
+    if (kernels_->supports(op)) {
+      lw.act = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Device providers: one upload of every float weight; the big host copies
+// are dropped (the norms stay: they are small and weight_bytes_per_token
+// counts them).
+void Model::upload_weights() {
+  const Kernels& k = *kernels_;
+  auto up = [&](const std::vector<float>& v, const char* what) { return upload_copy(k, v.data(), v.size(), what); };
+  const bool bf16 = options_.device_weights == XQ_DTYPE_BF16;
+  auto up_linear = [&](LinearWeights& lw) {
+    if (!lw.w.empty() && bf16 && bf16_matmul_runs(lw)) {
+      std::vector<uint16_t> h(lw.w.size());
+      for (size_t i = 0; i < h.size(); ++i) h[i] = sdk::f32_to_bf16(lw.w[i]);
+      lw.dw = upload_copy(k, h.data(), h.size(), "a BF16 Linear weight");
+      lw.act = XQ_DTYPE_BF16;
+      lw.bytes = h.size() * 2;
+      lw.layout = "bf16";
+      lw.w.clear();
+      lw.w.shrink_to_fit();
+    } else if (!lw.w.empty()) {
+      lw.dw = up(lw.w, "a Linear weight");
+      lw.w.clear();
+      lw.w.shrink_to_fit();
+    }
+    if (!lw.bias.empty()) lw.dbias = up(lw.bias, "a Linear bias");
+  };
+  d_embed_ = up(embed_, "the embeddings");
+  embed_.clear();
+  embed_.shrink_to_fit();
+  d_final_norm_ = up(final_norm_, "the final norm");
+  if (!rope_factors_.empty()) d_rope_factors_ = up(rope_factors_, "the RoPE frequency factors");
+  for (auto& l : layers_) {
+    l.d_input_norm = up(l.input_norm, "a norm weight");
+    l.d_post_norm = up(l.post_norm, "a norm weight");
+    if (!l.q_norm.empty()) l.d_q_norm = up(l.q_norm, "a norm weight");
+    if (!l.k_norm.empty()) l.d_k_norm = up(l.k_norm, "a norm weight");
+    for (auto& lw : l.linears) up_linear(lw);
+  }
+  up_linear(lm_head_);
+}
+
+bool Model::bf16_matmul_runs(const LinearWeights& lw) const {
+  static float probe[1];
+  const int64_t out = lw.desc->out ? lw.desc->out : arch_.vocab, in = lw.desc->in ? lw.desc->in : arch_.hidden;
+  xq_op op = Kernels::op(XQ_OP_MATMUL);
+  op.src[0] = dtensor(XQ_DTYPE_BF16, {1, in}, probe);
+  op.src[1] = dtensor(XQ_DTYPE_BF16, {out, in}, probe);
+  if (lw.desc->bias) op.src[2] = f32({out}, probe);
+  op.dst = dtensor(XQ_DTYPE_BF16, {1, out}, probe);
+  return kernels_->supports(op);
+}
+
+void* Model::scratch(Slot s, uint64_t bytes) const {
+  DeviceBuffer& b = scratch_[s];
+  if (b.bytes() < bytes) {
+    const uint64_t grown = std::max<uint64_t>(bytes, b.bytes() + b.bytes() / 2);
+    b.reset();  // the provider's free waits for work still reading it
+    b = DeviceBuffer(*kernels_, grown, "engine activations");
+  }
+  return b.data();
+}
+
+float* Model::temp(Slot s, int64_t n, std::vector<float>& host) const {
+  if (!on_device()) {
+    host.resize(static_cast<size_t>(n));
+    return host.data();
+  }
+  return static_cast<float*>(scratch(s, static_cast<uint64_t>(n) * sizeof(float)));
+}
+
+void Model::copy_floats(float* dst, const float* src, int64_t n, const char* what) const {
+  if (n <= 0) return;
+  if (!on_device()) {
+    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+    return;
+  }
+  xq_op op = Kernels::op(XQ_OP_CONVERT);
+  op.src[0] = f32({n}, src);
+  op.dst = f32({n}, dst);
+  kernels_->run(op, what);
 }
 
 void Model::load_weights() {
@@ -112,7 +243,6 @@ void Model::load_weights() {
     if (!a.tie_embeddings) logger().warn("'{}' has no lm_head.weight: using the tied embeddings", checkpoint_->path().string());
     lm_head_.desc = &lm_desc;
     lm_head_.layout = "f32 (tied embeddings)";
-    lm_head_.bytes = embed_.size() * sizeof(float);
   }
   // RoPE: llama3 factors from the file (GGUF rope_freqs) or from the config.
   if (const TensorEntry* rf = checkpoint_->find("rope_freqs.weight")) {
@@ -122,6 +252,8 @@ void Model::load_weights() {
   } else {
     rope_factors_ = a.llama3_freq_factors();
   }
+  if (lm_head_.bytes == 0 && lm_head_.w.empty() && !lm_head_.q) lm_head_.bytes = embed_.size() * sizeof(float);
+  if (on_device()) upload_weights();
   if (n_dequantized_ > 0)
     logger().info("{} of {} quantized Linears dequantized to F32 on load (kernel provider '{}' does not run their scheme)",
                   n_dequantized_, n_dequantized_ + n_quantized_, kernels_->name());
@@ -158,24 +290,57 @@ uint64_t Model::weight_bytes_per_token() const {
 
 void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float* y, const char* what) const {
   const int64_t out = lw.desc->out ? lw.desc->out : arch_.vocab, in = lw.desc->in ? lw.desc->in : arch_.hidden;
+  const float* bias = at(lw.bias, lw.dbias);
+  if (lw.act != XQ_DTYPE_F32) {
+    // The provider's GEMM takes 16-bit activations: convert in and out.
+    void* xb = scratch(kLinearIn, static_cast<uint64_t>(rows * in) * 2);
+    void* yb = scratch(kLinearOut, static_cast<uint64_t>(rows * out) * 2);
+    xq_op cin = Kernels::op(XQ_OP_CONVERT);
+    cin.src[0] = f32({rows * in}, x);
+    cin.dst = dtensor(lw.act, {rows * in}, xb);
+    kernels_->run(cin, "CONVERT (Linear input)");
+    xq_op op = Kernels::op(lw.q ? XQ_OP_QMATMUL : XQ_OP_MATMUL);
+    op.src[0] = dtensor(lw.act, {rows, in}, xb);
+    if (lw.q) op.qweight = lw.q;
+    else op.src[1] = dtensor(lw.act, {out, in}, lw.dw.data());
+    if (bias) op.src[2] = f32({out}, bias);
+    op.dst = dtensor(lw.act, {rows, out}, yb);
+    kernels_->run(op, what);
+    xq_op cout = Kernels::op(XQ_OP_CONVERT);
+    cout.src[0] = dtensor(lw.act, {rows * out}, yb);
+    cout.dst = f32({rows * out}, y);
+    kernels_->run(cout, "CONVERT (Linear output)");
+    return;
+  }
   xq_op op = Kernels::op(lw.q ? XQ_OP_QMATMUL : XQ_OP_MATMUL);
   op.src[0] = f32({rows, in}, x);
   if (lw.q) {
     op.qweight = lw.q;
   } else {
-    op.src[1] = f32({out, in}, lw.w.empty() ? embed_.data() : lw.w.data());
+    const float* w = lw.dw ? lw.dw.f32() : !lw.w.empty() ? lw.w.data() : embedding();
+    op.src[1] = f32({out, in}, w);
   }
-  if (!lw.bias.empty()) op.src[2] = f32({out}, lw.bias.data());
+  if (bias) op.src[2] = f32({out}, bias);
   op.dst = f32({rows, out}, y);
   kernels_->run(op, what);
 }
 
-void Model::embed(const int32_t* ids, int64_t n, float* out) const {
+void Model::embed_ids(const int32_t* ids, int64_t n, float* out) const {
   xq_op op = Kernels::op(XQ_OP_GET_ROWS);
-  op.src[0] = f32({arch_.vocab, arch_.hidden}, embed_.data());
+  op.src[0] = f32({arch_.vocab, arch_.hidden}, embedding());
   op.src[1] = dtensor(XQ_DTYPE_I32, {n}, ids);
   op.dst = f32({n, arch_.hidden}, out);
   kernels_->run(op, "GET_ROWS (embeddings)");
+}
+
+void Model::embed(const int32_t* ids, int64_t n, float* out) const {
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= arch_.vocab)
+      fail(XQ_ERR_INVALID_ARGUMENT, "token #{} = {} is outside the vocabulary [0, {})", i, ids[i], arch_.vocab);
+  if (!on_device()) return embed_ids(ids, n, out);
+  void* d = scratch(kIds, static_cast<uint64_t>(n) * sizeof(int32_t));
+  kernels_->upload(d, ids, static_cast<uint64_t>(n) * sizeof(int32_t));
+  embed_ids(static_cast<const int32_t*>(d), n, out);
 }
 
 namespace {
@@ -200,26 +365,7 @@ void add_inplace(const Kernels& k, float* x, const float* y, int64_t rows, int64
 
 }  // namespace
 
-void Model::layer_forward(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
-                          const GroupInputTap& tap) const {
-  const auto& a = arch_;
-  const LayerWeights& W = layers_.at(static_cast<size_t>(layer));
-  const int64_t H = a.hidden, NH = a.n_heads, KVH = a.n_kv_heads, HD = a.head_dim, I = a.intermediate;
-  const Kernels& k = *kernels_;
-  std::vector<float> h(static_cast<size_t>(rows * H)), q(static_cast<size_t>(rows * NH * HD)),
-      kk(static_cast<size_t>(rows * KVH * HD)), vv(static_cast<size_t>(rows * KVH * HD)),
-      att(static_cast<size_t>(rows * NH * HD));
-
-  rms_norm(k, x, rows, H, W.input_norm.data(), a.rms_eps, h.data(), "RMS_NORM (input)");
-  if (tap) tap(LayerDesc::kAttnIn, h.data(), rows, H);
-  linear(W.linears[LayerDesc::kQ], h.data(), rows, q.data(), "q_proj");
-  linear(W.linears[LayerDesc::kK], h.data(), rows, kk.data(), "k_proj");
-  linear(W.linears[LayerDesc::kV], h.data(), rows, vv.data(), "v_proj");
-  if (a.qk_norm) {
-    rms_norm(k, q.data(), rows * NH, HD, W.q_norm.data(), a.rms_eps, q.data(), "RMS_NORM (q_norm)");
-    rms_norm(k, kk.data(), rows * KVH, HD, W.k_norm.data(), a.rms_eps, kk.data(), "RMS_NORM (k_norm)");
-  }
-  // RoPE at each row's absolute position in its sequence.
+std::vector<int32_t> Model::positions(const std::vector<SequenceSpan>& spans, int64_t rows) {
   std::vector<int32_t> pos(static_cast<size_t>(rows));
   int64_t covered = 0;
   for (const auto& s : spans) {
@@ -228,101 +374,171 @@ void Model::layer_forward(int layer, float* x, int64_t rows, const std::vector<S
     covered += s.n;
   }
   if (covered != rows) fail(XQ_ERR_INVALID_ARGUMENT, "sequence spans cover {} of {} rows", covered, rows);
+  return pos;
+}
+
+void Model::layer_forward(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
+                          const GroupInputTap& tap) const {
+  if (tap && on_device())
+    fail(XQ_ERR_UNSUPPORTED, "layer taps read activations in host memory; kernel provider '{}' keeps them on its device",
+         kernels_->name());
+  std::vector<int32_t> pos = positions(spans, rows);
+  const int32_t* p = pos.data();
+  if (on_device()) {
+    void* d = scratch(kPos, pos.size() * sizeof(int32_t));
+    kernels_->upload(d, pos.data(), pos.size() * sizeof(int32_t));
+    p = static_cast<const int32_t*>(d);
+  }
+  run_layer(layer, x, rows, spans, p, tap);
+}
+
+// One decoder layer over `rows` activation rows; `pos` (provider memory)
+// holds each row's absolute position. Temporaries are host vectors on host
+// providers and one reused provider buffer otherwise.
+void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans, const int32_t* pos,
+                      const GroupInputTap& tap) const {
+  const auto& a = arch_;
+  const LayerWeights& W = layers_.at(static_cast<size_t>(layer));
+  const int64_t H = a.hidden, NH = a.n_heads, KVH = a.n_kv_heads, HD = a.head_dim, I = a.intermediate;
+  const Kernels& k = *kernels_;
+  const int64_t n_h = rows * H, n_q = rows * NH * HD, n_kv = rows * KVH * HD, n_i = rows * I;
+  std::vector<float> host_tmp;
+  float* const base = temp(kLayerTmp, n_h + 2 * n_q + 2 * n_kv + 2 * n_i, host_tmp);
+  float* h = base;
+  float* q = h + n_h;
+  float* kk = q + n_q;
+  float* vv = kk + n_kv;
+  float* att = vv + n_kv;
+  float* g = att + n_q;
+  float* u = g + n_i;
+
+  rms_norm(k, x, rows, H, at(W.input_norm, W.d_input_norm), a.rms_eps, h, "RMS_NORM (input)");
+  if (tap) tap(LayerDesc::kAttnIn, h, rows, H);
+  linear(W.linears[LayerDesc::kQ], h, rows, q, "q_proj");
+  linear(W.linears[LayerDesc::kK], h, rows, kk, "k_proj");
+  linear(W.linears[LayerDesc::kV], h, rows, vv, "v_proj");
+  if (a.qk_norm) {
+    rms_norm(k, q, rows * NH, HD, at(W.q_norm, W.d_q_norm), a.rms_eps, q, "RMS_NORM (q_norm)");
+    rms_norm(k, kk, rows * KVH, HD, at(W.k_norm, W.d_k_norm), a.rms_eps, kk, "RMS_NORM (k_norm)");
+  }
+  // RoPE at each row's absolute position in its sequence.
   for (int which = 0; which < 2; ++which) {
     xq_op op = Kernels::op(XQ_OP_ROPE);
-    op.dst = f32({rows, which ? KVH : NH, HD}, which ? kk.data() : q.data());
+    op.dst = f32({rows, which ? KVH : NH, HD}, which ? kk : q);
     op.src[0] = op.dst;
-    op.src[1] = dtensor(XQ_DTYPE_I32, {rows}, pos.data());
-    if (!rope_factors_.empty()) op.src[2] = f32({HD / 2}, rope_factors_.data());
+    op.src[1] = dtensor(XQ_DTYPE_I32, {rows}, pos);
+    if (!rope_factors_.empty()) op.src[2] = f32({HD / 2}, at(rope_factors_, d_rope_factors_));
     op.i[0] = static_cast<int64_t>(a.pairing);
     op.i[1] = HD;
     op.f[0] = a.rope_theta;
     op.f[1] = a.rope_position_scale();
     k.run(op, "ROPE");
   }
-  const size_t kv_row = static_cast<size_t>(KVH * HD);
+  const int64_t kv_row = KVH * HD;
   for (const auto& s : spans) {
     if (s.n == 0) continue;
-    std::memcpy(s.k + s.pos0 * kv_row, kk.data() + s.row * kv_row, s.n * kv_row * sizeof(float));
-    std::memcpy(s.v + s.pos0 * kv_row, vv.data() + s.row * kv_row, s.n * kv_row * sizeof(float));
+    copy_floats(s.k + s.pos0 * kv_row, kk + s.row * kv_row, s.n * kv_row, "KV cache append (K)");
+    copy_floats(s.v + s.pos0 * kv_row, vv + s.row * kv_row, s.n * kv_row, "KV cache append (V)");
     xq_op op = Kernels::op(XQ_OP_ATTENTION);
-    op.src[0] = f32({s.n, NH, HD}, q.data() + s.row * NH * HD);
+    op.src[0] = f32({s.n, NH, HD}, q + s.row * NH * HD);
     op.src[1] = f32({s.pos0 + s.n, KVH, HD}, s.k);
     op.src[2] = f32({s.pos0 + s.n, KVH, HD}, s.v);
-    op.dst = f32({s.n, NH, HD}, att.data() + s.row * NH * HD);
+    op.dst = f32({s.n, NH, HD}, att + s.row * NH * HD);
     op.f[0] = 1.0 / std::sqrt(static_cast<double>(HD));
     op.i[0] = s.pos0;
     k.run(op, "ATTENTION");
   }
-  if (tap) tap(LayerDesc::kAttnOut, att.data(), rows, NH * HD);
-  linear(W.linears[LayerDesc::kO], att.data(), rows, h.data(), "o_proj");
-  add_inplace(k, x, h.data(), rows, H);
+  if (tap) tap(LayerDesc::kAttnOut, att, rows, NH * HD);
+  linear(W.linears[LayerDesc::kO], att, rows, h, "o_proj");
+  add_inplace(k, x, h, rows, H);
 
-  std::vector<float> g(static_cast<size_t>(rows * I)), u(static_cast<size_t>(rows * I));
-  rms_norm(k, x, rows, H, W.post_norm.data(), a.rms_eps, h.data(), "RMS_NORM (post-attention)");
-  if (tap) tap(LayerDesc::kMlpIn, h.data(), rows, H);
-  linear(W.linears[LayerDesc::kGate], h.data(), rows, g.data(), "gate_proj");
-  linear(W.linears[LayerDesc::kUp], h.data(), rows, u.data(), "up_proj");
+  rms_norm(k, x, rows, H, at(W.post_norm, W.d_post_norm), a.rms_eps, h, "RMS_NORM (post-attention)");
+  if (tap) tap(LayerDesc::kMlpIn, h, rows, H);
+  linear(W.linears[LayerDesc::kGate], h, rows, g, "gate_proj");
+  linear(W.linears[LayerDesc::kUp], h, rows, u, "up_proj");
   {
     xq_op op = Kernels::op(XQ_OP_SWIGLU);
-    op.src[0] = f32({rows, I}, g.data());
-    op.src[1] = f32({rows, I}, u.data());
+    op.src[0] = f32({rows, I}, g);
+    op.src[1] = f32({rows, I}, u);
     op.dst = op.src[0];
     k.run(op, "SWIGLU");
   }
-  if (tap) tap(LayerDesc::kMlpOut, g.data(), rows, I);
-  linear(W.linears[LayerDesc::kDown], g.data(), rows, h.data(), "down_proj");
-  add_inplace(k, x, h.data(), rows, H);
+  if (tap) tap(LayerDesc::kMlpOut, g, rows, I);
+  linear(W.linears[LayerDesc::kDown], g, rows, h, "down_proj");
+  add_inplace(k, x, h, rows, H);
 }
 
 void Model::logits_from_hidden(const float* x, int64_t rows, float* logits) const {
-  std::vector<float> h(static_cast<size_t>(rows * arch_.hidden));
-  rms_norm(*kernels_, x, rows, arch_.hidden, final_norm_.data(), arch_.rms_eps, h.data(), "RMS_NORM (final)");
-  linear(lm_head_, h.data(), rows, logits, "lm_head");
+  std::vector<float> host_tmp;
+  float* h = temp(kNormed, rows * arch_.hidden, host_tmp);
+  rms_norm(*kernels_, x, rows, arch_.hidden, at(final_norm_, d_final_norm_), arch_.rms_eps, h, "RMS_NORM (final)");
+  linear(lm_head_, h, rows, logits, "lm_head");
 }
 
 std::vector<float> Model::forward(const std::vector<SequenceInput>& batch) {
-  const int64_t H = arch_.hidden;
+  const int64_t H = arch_.hidden, V = arch_.vocab;
   int64_t rows = 0, out_rows = 0;
   for (const auto& s : batch) {
     if (!s.cache || !s.tokens || s.n <= 0) fail(XQ_ERR_INVALID_ARGUMENT, "forward: a sequence has no tokens or no cache");
     if (s.cache->size() + s.n > s.cache->capacity())
       fail(XQ_ERR_INVALID_ARGUMENT, "forward: {} tokens do not fit the KV cache ({} of {} used)", s.n, s.cache->size(),
            s.cache->capacity());
+    if (on_device() ? s.cache->kernels() != kernels_.get() : s.cache->kernels() != nullptr)
+      fail(XQ_ERR_INVALID_ARGUMENT, "forward: the KV cache is not in kernel provider '{}''s memory (make it with "
+           "KvCache(model, capacity))", kernels_->name());
     rows += s.n;
     out_rows += s.all_logits ? s.n : 1;
   }
   std::vector<int32_t> ids;
   ids.reserve(static_cast<size_t>(rows));
   for (const auto& s : batch) ids.insert(ids.end(), s.tokens, s.tokens + s.n);
-  std::vector<float> x(static_cast<size_t>(rows * H));
-  embed(ids.data(), rows, x.data());
+  std::vector<float> x_host;
+  float* x = temp(kX, rows * H, x_host);
+  embed(ids.data(), rows, x);
+
+  std::vector<SequenceSpan> spans;
+  int64_t row = 0;
+  for (const auto& s : batch) {
+    spans.push_back({row, s.n, s.cache->size(), nullptr, nullptr});
+    row += s.n;
+  }
+  std::vector<int32_t> pos = positions(spans, rows);
+  const int32_t* p = pos.data();
+  if (on_device()) {
+    void* d = scratch(kPos, pos.size() * sizeof(int32_t));
+    kernels_->upload(d, pos.data(), pos.size() * sizeof(int32_t));
+    p = static_cast<const int32_t*>(d);
+  }
   for (int64_t l = 0; l < arch_.n_layers; ++l) {
-    std::vector<SequenceSpan> spans;
-    int64_t row = 0;
-    for (const auto& s : batch) {
-      spans.push_back({row, s.n, s.cache->size(), s.cache->k(static_cast<int>(l)), s.cache->v(static_cast<int>(l))});
-      row += s.n;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      spans[i].k = batch[i].cache->k(static_cast<int>(l));
+      spans[i].v = batch[i].cache->v(static_cast<int>(l));
     }
-    layer_forward(static_cast<int>(l), x.data(), rows, spans);
+    run_layer(static_cast<int>(l), x, rows, spans, p, nullptr);
   }
   for (const auto& s : batch) s.cache->advance(s.n);
   // Only the rows whose logits were asked for go through lm_head.
-  std::vector<float> sel;
-  const float* hx = x.data();
+  const float* hx = x;
+  std::vector<float> sel_host;
   if (out_rows != rows) {
-    sel.resize(static_cast<size_t>(out_rows * H));
-    int64_t row = 0, o = 0;
+    float* sel = temp(kSelected, out_rows * H, sel_host);
+    int64_t r = 0, o = 0;
     for (const auto& s : batch) {
-      int64_t first = s.all_logits ? row : row + s.n - 1, count = s.all_logits ? s.n : 1;
-      std::memcpy(sel.data() + o * H, x.data() + first * H, static_cast<size_t>(count * H) * sizeof(float));
+      int64_t first = s.all_logits ? r : r + s.n - 1, count = s.all_logits ? s.n : 1;
+      copy_floats(sel + o * H, x + first * H, count * H, "CONVERT (select rows)");
       o += count;
-      row += s.n;
+      r += s.n;
     }
-    hx = sel.data();
+    hx = sel;
   }
-  std::vector<float> logits(static_cast<size_t>(out_rows * arch_.vocab));
-  logits_from_hidden(hx, out_rows, logits.data());
+  std::vector<float> logits(static_cast<size_t>(out_rows * V));
+  if (!on_device()) {
+    logits_from_hidden(hx, out_rows, logits.data());
+    return logits;
+  }
+  float* d_logits = static_cast<float*>(scratch(kLogits, logits.size() * sizeof(float)));
+  logits_from_hidden(hx, out_rows, d_logits);
+  kernels_->download(logits.data(), d_logits, logits.size() * sizeof(float));  // the step's one synchronisation
   return logits;
 }
 

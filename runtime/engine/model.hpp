@@ -6,6 +6,14 @@
 // Linears through QMATMUL when the provider prepares the canonical tensor in
 // its layout, dequantized to F32 on load otherwise (logged once per model).
 //
+// Memory: on a host-memory provider (`cpu`) weights, activations and the KV
+// cache are host arrays, exactly the vectors below. On a device provider
+// (`cuda`) every weight is uploaded once at load (quantized ones prepared in
+// the provider's layout), activations live in grow-only provider buffers
+// reused across steps, the KV cache is provider memory (KvCache(model, n)),
+// and a step uploads only its token ids and positions and downloads only the
+// logits rows asked for.
+//
 // Batching: forward() takes several sequences at once; their new tokens are
 // concatenated into one activation matrix so every Linear is one GEMM over
 // all of them, while attention runs per sequence against that sequence's
@@ -36,6 +44,11 @@ struct ModelOptions {
   // Where the tokenizer comes from when the checkpoint has no vocabulary
   // (e.g. stories260K-hf): another checkpoint's path; "" = the model's own.
   std::filesystem::path tokenizer_from;
+  // Dense Linear weights on a device provider: F32 (exact against `cpu`), or
+  // BF16 (half the bytes; MATMUL then takes BF16 activations, converted
+  // around the call). The environment variable XQUANT_DEVICE_WEIGHTS=bf16
+  // sets BF16 for tools that do not expose this option (the CLI).
+  xq_dtype device_weights = XQ_DTYPE_F32;
 };
 
 // One Linear's weights as the engine runs them.
@@ -43,7 +56,13 @@ struct LinearWeights {
   const LinearDesc* desc = nullptr;
   std::vector<float> w;     // [out, in] F32; empty when `q` runs it
   std::vector<float> bias;  // [out] or empty
+  // Device providers: w and bias uploaded (w is then dropped on the host).
+  DeviceBuffer dw, dbias;
   xq_qweight* q = nullptr;  // provider-prepared quantized weight
+  // Activation dtype q's QMATMUL (or dw's MATMUL) takes on this provider:
+  // F32, or BF16 (the engine converts its F32 activations around the call).
+  // dw holds BF16 weights when act is BF16 and q is null.
+  xq_dtype act = XQ_DTYPE_F32;
   std::string layout;       // q's layout name, or "f32"
   uint64_t bytes = 0;       // bytes a forward pass reads for this weight
 };
@@ -51,22 +70,36 @@ struct LinearWeights {
 struct LayerWeights {
   std::vector<float> input_norm, post_norm, q_norm, k_norm;
   std::vector<LinearWeights> linears;  // LayerDesc::linears order
+  // Device providers: copies of the norm weights.
+  DeviceBuffer d_input_norm, d_post_norm, d_q_norm, d_k_norm;
 };
 
-// Keys and values of one sequence for every layer: [capacity, kv_heads, head_dim] each.
+class Model;
+
+// Keys and values of one sequence for every layer: [capacity, kv_heads,
+// head_dim] each, in one allocation (layer l's K then V). Host memory, or
+// the memory of a model's provider. Paged KV replaces the contiguous
+// per-sequence rows with block tables later; k()/v() are the only readers.
 class KvCache {
  public:
-  KvCache(const Architecture& arch, int64_t capacity);
+  KvCache(const Architecture& arch, int64_t capacity);  // host memory
+  KvCache(const Model& model, int64_t capacity);        // the model's provider memory
   int64_t size() const { return size_; }
   int64_t capacity() const { return capacity_; }
   void clear() { size_ = 0; }
-  float* k(int layer) { return k_[static_cast<size_t>(layer)].data(); }
-  float* v(int layer) { return v_[static_cast<size_t>(layer)].data(); }
+  float* k(int layer) { return base_ + (2 * static_cast<int64_t>(layer)) * per_layer_; }
+  float* v(int layer) { return base_ + (2 * static_cast<int64_t>(layer) + 1) * per_layer_; }
   void advance(int64_t n) { size_ += n; }
+  // The provider whose memory holds it; nullptr for host memory.
+  const Kernels* kernels() const { return device_ ? owner_ : nullptr; }
 
  private:
-  int64_t capacity_, size_ = 0;
-  std::vector<std::vector<float>> k_, v_;
+  void init(const Architecture& arch, int64_t capacity);
+  int64_t capacity_ = 0, size_ = 0, per_layer_ = 0;
+  std::vector<float> host_;
+  DeviceBuffer device_;
+  const Kernels* owner_ = nullptr;
+  float* base_ = nullptr;
 };
 
 // One sequence of a batch: `n` new tokens appended to `cache`.
@@ -121,6 +154,8 @@ class Model {
                      const GroupInputTap& tap = nullptr) const;
   // Final norm + lm_head of `rows` hidden rows into logits [rows, vocab].
   void logits_from_hidden(const float* x, int64_t rows, float* logits) const;
+  // Pointers are host memory on host providers and provider memory on
+  // device providers (taps need host memory: host providers only).
   // Runs one Linear (y [rows, out] = x W^T + b).
   void linear(const LinearWeights& lw, const float* x, int64_t rows, float* y, const char* what) const;
 
@@ -131,7 +166,28 @@ class Model {
   Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOptions& options);
   void load_weights();
   LinearWeights load_linear(const LinearDesc& d);
+  bool choose_qmatmul_act(LinearWeights& lw) const;
+  bool bf16_matmul_runs(const LinearWeights& lw) const;
+  void upload_weights();
   std::vector<float> read_vector(const std::string& name, int64_t expect) const;
+
+  // Grow-only provider buffers of a device provider, one per use.
+  enum Slot { kLayerTmp, kX, kIds, kPos, kSelected, kNormed, kLogits, kLinearIn, kLinearOut, kSlots };
+  void* scratch(Slot s, uint64_t bytes) const;
+  // n floats of temporary memory: `host` resized on host providers, slot `s` otherwise.
+  float* temp(Slot s, int64_t n, std::vector<float>& host) const;
+  bool on_device() const { return !kernels_->host_memory(); }
+  // Where the provider reads a weight: its device copy, or the host vector.
+  static const float* at(const std::vector<float>& host, const DeviceBuffer& dev) {
+    return dev ? dev.f32() : host.data();
+  }
+  const float* embedding() const { return at(embed_, d_embed_); }
+  // dst[0..n) = src[0..n) floats within provider memory.
+  void copy_floats(float* dst, const float* src, int64_t n, const char* what) const;
+  void embed_ids(const int32_t* ids, int64_t n, float* out) const;  // ids in provider memory
+  void run_layer(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans, const int32_t* pos,
+                 const GroupInputTap& tap) const;
+  static std::vector<int32_t> positions(const std::vector<SequenceSpan>& spans, int64_t rows);
 
   Runtime& runtime_;
   ModelOptions options_;
@@ -143,7 +199,9 @@ class Model {
   LinearWeights lm_head_;  // w empty and q null when tied: embed_ is used
   std::unique_ptr<LinearDesc> lm_owned_;  // lm_head's description when the file has one
   std::vector<float> rope_factors_;
+  DeviceBuffer d_embed_, d_final_norm_, d_rope_factors_;
   std::vector<LayerWeights> layers_;
+  mutable DeviceBuffer scratch_[kSlots];
   int n_quantized_ = 0, n_dequantized_ = 0;
 };
 

@@ -1,3 +1,4 @@
+// calibrated_runner.cpp: see calibrated_runner.hpp.
 #include "pipeline/calibrated_runner.hpp"
 
 #include "calibrate/calibrator.hpp"
@@ -6,16 +7,19 @@
 #include "core/log.hpp"
 #include "engine/model.hpp"
 #include "model/linear_modules.hpp"
+#include "pipeline/group_forward.hpp"
+#include "pipeline/resume_checkpoint.hpp"
 #include "pipeline/stages.hpp"
-#include "plugins/call.hpp"
 
 #include <xquant/sdk/half.hpp>
+#include <xquant/sdk/quantizer.hpp>
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -36,60 +40,6 @@ xq_tensor_view f32_view(std::vector<float>& v, std::initializer_list<int64_t> sh
   t.nbytes = v.size() * sizeof(float);
   return t;
 }
-
-// The forward callback of one group: reruns the whole decoder layer on a
-// few calibration samples with candidate weights. For the MLP groups the
-// change of the layer output equals the change of the module output (the
-// residual carries the rest unchanged); for the attention groups it is the
-// attention output's change as seen through the MLP (docs/algorithms.md).
-struct LayerForward {
-  Model* model = nullptr;
-  int layer = 0;
-  std::vector<int> linears;               // LayerDesc linear index per group linear
-  const float* layer_input = nullptr;     // all samples
-  std::vector<int64_t> rows_of_sample;    // the samples used, their row ranges
-  std::vector<int64_t> first_row;
-  int64_t rows = 0;
-  std::vector<float> input;               // the group's input rows for those samples
-  std::vector<float> kbuf, vbuf, scratch;
-
-  static xq_status run(void* ctx, const float* const* weights, float* out) {
-    auto* self = static_cast<LayerForward*>(ctx);
-    try {
-      self->forward(weights, out);
-      return XQ_OK;
-    } catch (const Error& e) {
-      set_last_error(e.what());
-      return e.status();
-    } catch (const std::exception& e) {
-      set_last_error(e.what());
-      return XQ_ERR_INTERNAL;
-    }
-  }
-
-  void forward(const float* const* weights, float* out) {
-    LayerWeights& lw = model->layer(layer);
-    const int64_t H = model->arch().hidden;
-    std::vector<std::vector<float>> saved(linears.size());
-    for (size_t i = 0; i < linears.size(); ++i)
-      if (weights && weights[i]) {
-        auto& w = lw.linears[static_cast<size_t>(linears[i])].w;
-        saved[i] = w;
-        std::copy(weights[i], weights[i] + w.size(), w.begin());
-      }
-    int64_t at = 0;
-    for (size_t s = 0; s < rows_of_sample.size(); ++s) {
-      int64_t n = rows_of_sample[s];
-      float* y = out + at * H;
-      std::copy(layer_input + first_row[s] * H, layer_input + (first_row[s] + n) * H, y);
-      model->layer_forward(layer, y, n, {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}});
-      at += n;
-    }
-    // Copy back into the same buffers: the group's weight views point there.
-    for (size_t i = 0; i < linears.size(); ++i)
-      if (!saved[i].empty()) std::copy(saved[i].begin(), saved[i].end(), lw.linears[static_cast<size_t>(linears[i])].w.begin());
-  }
-};
 
 // The op feeding a group that an algorithm may rescale: the norm for
 // q/k/v and gate/up; v_proj for o (only without GQA and biases, AWQ's
@@ -146,8 +96,7 @@ void fold_row_rescale(QuantTensor& q, const std::vector<float>& before, std::vec
 
 // Writes a layer tensor: as stored when the engine's float copy still equals
 // the source, else the engine's (rescaled) values in the source dtype.
-void write_dense(const Checkpoint& cp, LoadedPlugin& format, void* writer, const TensorEntry& t,
-                 const std::vector<float>* current) {
+void write_dense(const Checkpoint& cp, OutputWriter& writer, const TensorEntry& t, const std::vector<float>* current) {
   std::vector<float> source;
   bool changed = false;
   if (current && t.dtype != XQ_DTYPE_BLOCKS) {
@@ -155,9 +104,7 @@ void write_dense(const Checkpoint& cp, LoadedPlugin& format, void* writer, const
     changed = source.size() == current->size() && !std::equal(source.begin(), source.end(), current->begin());
   }
   if (!changed && t.dtype != XQ_DTYPE_BLOCKS) {
-    xq_tensor_view v = cp.raw(t);
-    check_plugin_call(format.format().writer_add_dense(writer, t.name.c_str(), &v),
-                      fmt::format("{}: writing '{}'", format.name(), t.name));
+    writer.add_dense(t.name, cp.raw(t));
     return;
   }
   const std::vector<float>& values = changed ? *current : (source = cp.read_f32(t));
@@ -172,8 +119,7 @@ void write_dense(const Checkpoint& cp, LoadedPlugin& format, void* writer, const
   for (size_t d = 0; d < t.shape.size(); ++d) v.shape[d] = t.shape[d];
   v.data = bytes.data();
   v.nbytes = bytes.size();
-  check_plugin_call(format.format().writer_add_dense(writer, t.name.c_str(), &v),
-                    fmt::format("{}: writing '{}'", format.name(), t.name));
+  writer.add_dense(t.name, v);
 }
 
 std::string read_text(const std::filesystem::path& p) {
@@ -184,36 +130,33 @@ std::string read_text(const std::filesystem::path& p) {
   return ss.str();
 }
 
-}  // namespace
+bool static_activations(const QuantRule& rule) { return rule.activations.enabled && !rule.activations.dynamic; }
 
-void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& source,
-                    const std::map<std::string, ModuleAssignment>& assigned, LoadedPlugin& format, void* writer,
-                    RunReport& report) {
-  if (!p.calibration.enabled)
-    fail(XQ_ERR_INVALID_ARGUMENT, "{}: the rules need calibration statistics; add a calibration section "
-         "(calibration: {{text: FILE, samples: N, seq_len: L}})", p.file.string());
-  ModelOptions mo;
-  mo.dequantize_all = true;
-  mo.tokenizer_from = p.calibration.tokenizer;
-  auto model = Model::open(runtime, p.model_path, mo);
-  const Architecture& arch = model->arch();
-  auto samples = LayerwiseCalibrator::samples_from_text(*model, read_text(p.calibration.text), p.calibration.samples,
+// The XQ_NEED_* statistics of every rule in use (absmax for static
+// activation scales).
+uint32_t statistics_needed(Runtime& runtime, const RuleAssignment& rules) {
+  std::set<const QuantRule*> used;
+  for (const auto& [m, a] : rules.assigned) used.insert(a.rule);
+  uint32_t needs = 0;
+  for (const auto* r : used) {
+    needs |= rule_needs(runtime, *r);
+    if (static_activations(*r)) needs |= XQ_NEED_ABSMAX;
+  }
+  return needs;
+}
+
+std::vector<std::vector<int32_t>> calibration_samples(Model& model, const Pipeline& p) {
+  auto samples = LayerwiseCalibrator::samples_from_text(model, read_text(p.calibration.text), p.calibration.samples,
                                                         p.calibration.seq_len, p.calibration.seed);
   logger().info("calibration: {} samples x {} tokens from {}", samples.size(),
                 samples.empty() ? 0 : samples.front().size(), p.calibration.text.string());
+  return samples;
+}
 
-  uint32_t needs = 0;
-  bool static_acts = false;
-  std::set<const QuantRule*> rules;
-  for (const auto& [m, a] : assigned) rules.insert(a.rule);
-  for (const auto* r : rules) {
-    needs |= rule_needs(runtime, *r);
-    static_acts = static_acts || (r->activations.enabled && !r->activations.dynamic);
-  }
-  if (static_acts) needs |= XQ_NEED_ABSMAX;
-
-  // Tensors outside the decoder layers go first, as stored (lm_head only
-  // through a data-free rule: it has no calibrated inputs here).
+// Tensors outside the decoder layers go first, as stored (lm_head only
+// through a data-free rule: it has no calibrated inputs here).
+void write_tensors_outside_layers(const Checkpoint& source, const Architecture& arch, const RuleAssignment& rules,
+                                  OutputWriter& writer) {
   std::set<std::string> layer_tensors;
   for (const auto& L : arch.layers) {
     for (const auto& d : L.linears) {
@@ -226,176 +169,238 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
   for (const auto& t : source.tensors()) {
     if (layer_tensors.count(t.name) || t.name == "rope_freqs.weight") continue;
     std::string module = linear_module_of(t);
-    if (!module.empty() && assigned.count(module))
+    if (!module.empty() && rules.assigned.count(module))
       fail(XQ_ERR_UNSUPPORTED, "'{}' is outside the decoder layers; quantize it with a data-free rule (rtn) or ignore it",
            module);
-    write_dense(source, format, writer, t, nullptr);
-    ++report.tensors_written;
+    write_dense(source, writer, t, nullptr);
+  }
+}
+
+// Per input column j of a group, how much the transform of its preceding
+// op shrank x_j (x'_j = x_j / divisor_j), from the op's values before and
+// after: a norm's weight directly; a Linear's output row j through its
+// largest element (one rounding away from exact). Empty when unchanged.
+std::vector<float> input_divisors(const PrevOp& prev, const std::vector<float>& before, int64_t cols) {
+  std::vector<float> divisor;
+  if (!prev.values || *prev.values == before) return divisor;
+  const std::vector<float>& after = *prev.values;
+  divisor.assign(static_cast<size_t>(cols), 1.0f);
+  for (int64_t j = 0; j < cols; ++j) {
+    size_t at = static_cast<size_t>(j);
+    if (prev.cols) {  // row j of the previous Linear
+      at = static_cast<size_t>(j * prev.cols);
+      for (int64_t c = j * prev.cols; c < (j + 1) * prev.cols; ++c)
+        if (std::fabs(before[static_cast<size_t>(c)]) > std::fabs(before[at])) at = static_cast<size_t>(c);
+    }
+    if (before[at] != 0.0f && after[at] != 0.0f) divisor[static_cast<size_t>(j)] = std::fabs(before[at] / after[at]);
+  }
+  return divisor;
+}
+
+// The calibrator's callback: quantizes each Linear group of a layer with its
+// rules, folds rescalings into what is already quantized, and writes the
+// layer once its last group is done.
+class LayerQuantizer {
+ public:
+  LayerQuantizer(Runtime& runtime, const Checkpoint& source, const RuleAssignment& rules, Model& model,
+                 OutputWriter& writer, RunReport& report)
+      : runtime_(runtime), source_(source), rules_(rules), model_(model), writer_(writer), report_(report) {}
+
+  void on_group(int layer, LayerStats& stats, LayerWeights& lw) {
+    const LayerDesc& desc = model_.arch().layers[static_cast<size_t>(layer)];
+    const int g = stats.active_group;
+    for (auto& [rule, members] : members_by_rule(desc, g)) quantize_group(layer, g, *rule, members, stats, lw);
+    if (g + 1 == static_cast<int>(desc.groups.size())) flush_layer(desc, lw);
   }
 
-  // A layer's quantized tensors are written when the whole layer is done: a
-  // later group may still rescale the rows of an earlier one (AWQ's
-  // v->o and up->down groups divide the previous Linear's output rows).
-  std::vector<std::pair<std::string, QuantTensor>> pending;
-
-  CalibrationOptions co;
-  co.sequential_groups = true;
-  co.seed = p.calibration.seed;
-  LayerwiseCalibrator calibrator(*model, std::move(samples));
-  calibrator.run(needs, [&](int layer, LayerStats& stats, LayerWeights& lw) {
-    const LayerDesc& desc = arch.layers[static_cast<size_t>(layer)];
-    const int g = stats.active_group;
-    const LinearGroupDesc& gd = desc.groups[static_cast<size_t>(g)];
-    const InputStats& in_stats = stats.groups[static_cast<size_t>(g)];
-
-    // The linears of this group per rule (a group may mix rules or dense ones).
+ private:
+  // The linears of group g per rule (a group may mix rules or dense ones).
+  std::map<const QuantRule*, std::vector<int>> members_by_rule(const LayerDesc& desc, int g) const {
     std::map<const QuantRule*, std::vector<int>> by_rule;
-    for (int li : gd.linears) {
-      auto it = assigned.find(desc.linears[static_cast<size_t>(li)].module);
-      if (it != assigned.end()) by_rule[it->second.rule].push_back(li);
+    for (int li : desc.groups[static_cast<size_t>(g)].linears) {
+      auto it = rules_.assigned.find(desc.linears[static_cast<size_t>(li)].module);
+      if (it != rules_.assigned.end()) by_rule[it->second.rule].push_back(li);
     }
-    for (auto& [rule, members] : by_rule) {
-      const bool whole_group = members.size() == gd.linears.size();
-      PrevOp prev_op = prev_op_of(desc, lw, g);
-      std::vector<float>* prev = prev_op.values;
-      const int64_t prev_rows = prev_op.rows, prev_cols = prev_op.cols;
-      std::vector<float> prev_before = prev ? *prev : std::vector<float>();
+    return by_rule;
+  }
 
-      std::vector<xq_linear_input> inputs(members.size());
-      std::vector<xq_linear_stats> views(members.size());
-      std::vector<std::string> names(members.size());
-      std::vector<WeightScheme> schemes(members.size());
-      for (size_t i = 0; i < members.size(); ++i) {
-        LinearWeights& w = lw.linears[static_cast<size_t>(members[i])];
-        names[i] = w.desc->module;
-        schemes[i] = assigned.at(names[i]).weights;
-        views[i] = in_stats.view();
-        xq_linear_input& in = inputs[i];
-        in.struct_size = sizeof(in);
-        in.name = names[i].c_str();
-        in.weight = f32_view(w.w, {w.desc->out, w.desc->in});
-        in.bias = f32_view(w.bias, {w.desc->out});
-        in.stats = &views[i];
-        in.scheme = scheme_of(schemes[i], rule->activations, w.desc->in, scale_dtype_for(schemes[i], source.config()));
-      }
+  // Runs `rule`'s chain on its `members` of group g (with the op feeding
+  // the group and a forward callback), folds a rescaling of an already
+  // quantized previous Linear, and keeps the results.
+  void quantize_group(int layer, int g, const QuantRule& rule, const std::vector<int>& members, const LayerStats& stats,
+                      LayerWeights& lw) {
+    const LayerDesc& desc = model_.arch().layers[static_cast<size_t>(layer)];
+    const InputStats& in_stats = stats.groups[static_cast<size_t>(g)];
+    const bool whole_group = members.size() == desc.groups[static_cast<size_t>(g)].linears.size();
+    const PrevOp prev = prev_op_of(desc, lw, g);
+    const std::vector<float> prev_before = prev.values ? *prev.values : std::vector<float>();
 
-      // Forward callback on a few samples (up to ~512 rows).
-      LayerForward fwd;
-      fwd.model = model.get();
-      fwd.layer = layer;
-      fwd.linears = members;
-      fwd.layer_input = stats.layer_input;
-      const auto& off = *stats.offsets;
-      int64_t max_len = 0;
-      for (size_t s = 0; s + 1 < off.size() && fwd.rows < 512; ++s) {
-        int64_t n = off[s + 1] - off[s];
-        fwd.first_row.push_back(off[s]);
-        fwd.rows_of_sample.push_back(n);
-        fwd.rows += n;
-        max_len = std::max(max_len, n);
-      }
-      fwd.kbuf.resize(static_cast<size_t>(max_len * arch.n_kv_heads * arch.head_dim));
-      fwd.vbuf.resize(fwd.kbuf.size());
-      {  // the group's own input rows for those samples
-        const int64_t H = arch.hidden, cols = desc.linears[static_cast<size_t>(members[0])].in;
-        fwd.input.reserve(static_cast<size_t>(fwd.rows * cols));
-        std::vector<float> y;
-        for (size_t s = 0; s < fwd.rows_of_sample.size(); ++s) {
-          int64_t n = fwd.rows_of_sample[s];
-          y.assign(stats.layer_input + fwd.first_row[s] * H, stats.layer_input + (fwd.first_row[s] + n) * H);
-          model->layer_forward(layer, y.data(), n, {SequenceSpan{0, n, 0, fwd.kbuf.data(), fwd.vbuf.data()}},
-                               [&](int grp, const float* x, int64_t rows, int64_t c) {
-                                 if (grp == g) fwd.input.insert(fwd.input.end(), x, x + rows * c);
-                               });
-        }
-      }
-      xq_group_forward gf{};
-      gf.struct_size = sizeof(gf);
-      gf.ctx = &fwd;
-      gf.n_tokens = fwd.rows;
-      gf.in_features = desc.linears[static_cast<size_t>(members[0])].in;
-      gf.out_features = arch.hidden;
-      gf.input = fwd.input.data();
-      gf.run = &LayerForward::run;
+    GroupInputs in = group_inputs(rule, members, in_stats, lw);
+    GroupForward forward(model_, layer, g, members, stats);
+    const std::string group_name = fmt::format("model.layers.{}.{}", layer, kRoles[g]);
+    xq_layer_group group{};
+    group.struct_size = sizeof(group);
+    group.name = group_name.c_str();
+    group.n_linears = in.linears.size();
+    group.linears = in.linears.data();
+    group.prev_norm.struct_size = sizeof(group.prev_norm);
+    if (prev.values)
+      group.prev_norm = prev.cols ? f32_view(*prev.values, {prev.rows, prev.cols})
+                                  : f32_view(*prev.values, {int64_t(prev.values->size())});
+    group.role = kRoles[g];
+    group.forward = forward.abi();
+    GroupResult result = run_stages(runtime_, rule, group);
 
-      std::string group_name = fmt::format("model.layers.{}.{}", layer, kRoles[g]);
-      xq_layer_group group{};
-      group.struct_size = sizeof(group);
-      group.name = group_name.c_str();
-      group.n_linears = inputs.size();
-      group.linears = inputs.data();
-      group.prev_norm.struct_size = sizeof(group.prev_norm);
-      if (prev) {
-        group.prev_norm = prev_cols ? f32_view(*prev, {prev_rows, prev_cols}) : f32_view(*prev, {int64_t(prev->size())});
-      }
-      group.role = kRoles[g];
-      group.forward = &gf;
-      GroupResult result = run_stages(runtime, *rule, group);
+    const bool rescaled = prev.values && *prev.values != prev_before;
+    if (rescaled && !whole_group)
+      fail(XQ_ERR_UNSUPPORTED,
+           "{}: '{}' rescaled the op feeding {} but only part of that group is quantized by this rule; "
+           "give every Linear of the group the same rule",
+           rule.mark.text(), rule.algorithm_names(), group_name);
+    if (rescaled && prev.cols) fold_into_previous_op(desc, g, prev, prev_before, group_name);
+    const std::vector<float> divisor = input_divisors(prev, prev_before, in_stats.cols);
 
-      if (prev && !whole_group && *prev != prev_before)
-        fail(XQ_ERR_UNSUPPORTED,
-             "{}: '{}' rescaled the op feeding {} but only part of that group is quantized by this rule; "
-             "give every Linear of the group the same rule",
-             rule->mark.text(), rule->algorithm_names(), group_name);
+    keep_quantized(rule, members, in, in_stats, divisor, result, lw);
+  }
 
-      if (prev && prev_cols && *prev != prev_before) {
-        const int prev_index = g == LayerDesc::kAttnOut ? LayerDesc::kV : LayerDesc::kUp;
-        const std::string& prev_module = desc.linears[static_cast<size_t>(prev_index)].module;
-        for (auto& [name, q] : pending)
-          if (name == prev_module) fold_row_rescale(q, prev_before, *prev, prev_rows, prev_cols, group_name);
-      }
-
-      for (size_t i = 0; i < members.size(); ++i) {
-        QuantTensor& q = result.quant[i];
-        if (static_acts && rule->activations.enabled && !rule->activations.dynamic) {
-          // Static activation scale: max |x| over the calibration inputs, as
-          // the (possibly smoothed) input reaches this Linear: a norm
-          // rescaled by 1/s divides column j's absmax by s_j.
-          float amax = 0.0f;
-          for (int64_t c = 0; c < in_stats.cols; ++c) {
-            float a = in_stats.absmax[static_cast<size_t>(c)];
-            if (prev && !prev_cols && prev_before[static_cast<size_t>(c)] != 0.0f)
-              a *= std::fabs((*prev)[static_cast<size_t>(c)] / prev_before[static_cast<size_t>(c)]);
-            amax = std::max(amax, a);
-          }
-          q->act_scheme = XQ_ACT_STATIC_TENSOR;
-          q->act_bits = 8;
-          q->input_scale = amax > 0 ? amax / 127.0f : 1.0f;
-        }
-        LinearWeights& w = lw.linears[static_cast<size_t>(members[i])];
-        report.quantized_input_bytes += w.w.size() * sizeof(float);
-        for (int64_t r = 0; r < q->rows; ++r) q.dequantize_row(r, w.w.data() + r * q->cols);
-        report.layers.push_back({names[i], rule->algorithm_names(), describe_scheme(schemes[i], rule->activations),
-                                 q->rows, q->cols, result.rel_error[i]});
-        pending.emplace_back(names[i], std::move(q));
-      }
+  // The ABI inputs of a rule's members of a group: views of the engine's
+  // weights (algorithms update them in place), the group's input
+  // statistics, each member's scheme.
+  struct GroupInputs {
+    std::vector<std::string> names;
+    std::vector<WeightScheme> schemes;
+    std::vector<xq_linear_stats> stats;
+    std::vector<xq_linear_input> linears;  // point into the vectors above
+  };
+  GroupInputs group_inputs(const QuantRule& rule, const std::vector<int>& members, const InputStats& in_stats,
+                           LayerWeights& lw) const {
+    GroupInputs in;
+    in.names.resize(members.size());
+    in.schemes.resize(members.size());
+    in.stats.resize(members.size());
+    in.linears.resize(members.size());
+    for (size_t i = 0; i < members.size(); ++i) {
+      LinearWeights& w = lw.linears[static_cast<size_t>(members[i])];
+      in.names[i] = w.desc->module;
+      in.schemes[i] = rules_.assigned.at(in.names[i]).weights;
+      in.stats[i] = in_stats.view();
+      xq_linear_input& li = in.linears[i];
+      li.struct_size = sizeof(li);
+      li.name = in.names[i].c_str();
+      li.weight = f32_view(w.w, {w.desc->out, w.desc->in});
+      li.bias = f32_view(w.bias, {w.desc->out});
+      li.stats = &in.stats[i];
+      li.scheme =
+          scheme_of(in.schemes[i], rule.activations, w.desc->in, scale_dtype_for(in.schemes[i], source_.config()));
     }
+    return in;
+  }
 
-    if (g + 1 < static_cast<int>(desc.groups.size())) return;
-    // The layer is done: its quantized tensors, then its dense tensors
-    // (rescaled where an algorithm did).
-    for (auto& [name, q] : pending) {
-      check_plugin_call(format.format().writer_add_quantized(writer, name.c_str(), &q.get()),
-                        fmt::format("{}: writing '{}'", format.name(), name));
-      ++report.tensors_written;
+  // Keeps the group's quantized tensors for the layer's flush (with their
+  // static input scale) and puts the dequantized weights back into the
+  // engine, so later groups and layers see the quantized model.
+  void keep_quantized(const QuantRule& rule, const std::vector<int>& members, const GroupInputs& in,
+                      const InputStats& in_stats, const std::vector<float>& divisor, GroupResult& result,
+                      LayerWeights& lw) {
+    for (size_t i = 0; i < members.size(); ++i) {
+      QuantTensor& q = result.quant[i];
+      if (static_activations(rule)) set_static_input_scale(q, rule, in_stats, divisor);
+      LinearWeights& w = lw.linears[static_cast<size_t>(members[i])];
+      report_.quantized_input_bytes += w.w.size() * sizeof(float);
+      for (int64_t r = 0; r < q->rows; ++r) q.dequantize_row(r, w.w.data() + r * q->cols);
+      report_.layers.push_back({in.names[i], rule.algorithm_names(), describe_scheme(in.schemes[i], rule.activations),
+                                q->rows, q->cols, result.rel_error[i]});
+      pending_.emplace_back(in.names[i], std::move(q));
     }
-    pending.clear();
+  }
+
+  // The group's algorithm divided the output rows of the previous Linear
+  // (AWQ's v->o, up->down): that Linear is already quantized and waiting
+  // in pending_; rescale its stored scales to match.
+  void fold_into_previous_op(const LayerDesc& desc, int g, const PrevOp& prev, const std::vector<float>& before,
+                             const std::string& group_name) {
+    const int prev_index = g == LayerDesc::kAttnOut ? LayerDesc::kV : LayerDesc::kUp;
+    const std::string& prev_module = desc.linears[static_cast<size_t>(prev_index)].module;
+    for (auto& [name, q] : pending_)
+      if (name == prev_module) fold_row_rescale(q, before, *prev.values, prev.rows, prev.cols, group_name);
+  }
+
+  // The static activation scale: one formula (the sdk's, the
+  // compressed-tensors symmetric scale) over max |x| of the input as it
+  // reaches this Linear after every stage of the chain, here where the host
+  // sees the rescaled op (a stage's own scale would miss a later stage's
+  // rescaling).
+  static void set_static_input_scale(QuantTensor& q, const QuantRule& rule, const InputStats& in_stats,
+                                     const std::vector<float>& divisor) {
+    const auto bits = static_cast<uint32_t>(rule.activations.bits);
+    q->act_scheme = XQ_ACT_STATIC_TENSOR;
+    q->act_bits = bits;
+    q->input_scale = sdk::quant::static_input_scale(in_stats.absmax.data(), divisor.empty() ? nullptr : divisor.data(),
+                                                    in_stats.cols, bits, q->scale_dtype);
+  }
+
+  // The layer is done: its quantized tensors, then its dense tensors
+  // (rescaled where an algorithm did). Written only now because a later
+  // group may still rescale the rows of an earlier one.
+  void flush_layer(const LayerDesc& desc, LayerWeights& lw) {
+    for (auto& [name, q] : pending_) writer_.add_quantized(name, q.get());
+    pending_.clear();
     auto emit = [&](const std::string& name, const std::vector<float>* current) {
       if (name.empty()) return;
-      if (const TensorEntry* t = source.find(name)) {
-        write_dense(source, format, writer, *t, current);
-        ++report.tensors_written;
-      }
+      if (const TensorEntry* t = source_.find(name)) write_dense(source_, writer_, *t, current);
     };
     emit(desc.input_norm, &lw.input_norm);
     emit(desc.post_norm, &lw.post_norm);
     emit(desc.q_norm, &lw.q_norm);
     emit(desc.k_norm, &lw.k_norm);
     for (auto& w : lw.linears) {
-      if (!assigned.count(w.desc->module)) emit(w.desc->weight_name(), &w.w);
+      if (!rules_.assigned.count(w.desc->module)) emit(w.desc->weight_name(), &w.w);
       if (w.desc->bias) emit(w.desc->bias_name(), &w.bias);
     }
-  }, co);
+  }
+
+  Runtime& runtime_;
+  const Checkpoint& source_;
+  const RuleAssignment& rules_;
+  Model& model_;
+  OutputWriter& writer_;
+  RunReport& report_;
+  std::vector<std::pair<std::string, QuantTensor>> pending_;
+};
+
+}  // namespace
+
+void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& source, const RuleAssignment& rules,
+                    OutputWriter& writer, RunReport& report) {
+  if (!p.calibration.enabled)
+    fail(XQ_ERR_INVALID_ARGUMENT, "{}: the rules need calibration statistics; add a calibration section "
+         "(calibration: {{text: FILE, samples: N, seq_len: L}})", p.file.string());
+  ModelOptions mo;
+  mo.dequantize_all = true;
+  mo.tokenizer_from = p.calibration.tokenizer;
+  auto model = Model::open(runtime, p.model_path, mo);
+  auto samples = calibration_samples(*model, p);
+  const uint32_t needs = statistics_needed(runtime, rules);
+  write_tensors_outside_layers(source, model->arch(), rules, writer);
+
+  ResumeCheckpoint checkpoint(resume_dir(p), run_fingerprint(p, source, samples), p.resume);
+  for (int layer = 0; layer < checkpoint.next_layer(); ++layer) checkpoint.replay(layer, writer, report);
+  checkpoint.record(writer);
+
+  CalibrationOptions co;
+  co.sequential_groups = true;
+  co.seed = p.calibration.seed;
+  co.first_layer = checkpoint.next_layer();
+  std::vector<float> first_input = checkpoint.take_hidden();
+  co.first_input = &first_input;
+  co.after_layer = [&](int layer, const std::vector<float>& next_input) {
+    checkpoint.commit_layer(layer, next_input, report);
+  };
+  LayerQuantizer quantizer(runtime, source, rules, *model, writer, report);
+  LayerwiseCalibrator calibrator(*model, std::move(samples));
+  calibrator.run(
+      needs, [&](int layer, LayerStats& stats, LayerWeights& lw) { quantizer.on_group(layer, stats, lw); }, co);
+  writer.set_recorder({}, {});
 }
 
 }  // namespace xquant

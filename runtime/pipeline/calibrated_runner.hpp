@@ -9,27 +9,22 @@
 // the layer (AWQ's loss), writes the quantized tensors, and puts the
 // dequantized weights back so later groups and layers see the quantized
 // model. Memory is bounded by one layer's activations for all samples.
+// Every finished layer is checkpointed so that Pipeline::resume continues a
+// killed run from there (pipeline/resume_checkpoint.hpp).
 #pragma once
 
 #include "core/runtime.hpp"
 #include "model/checkpoint.hpp"
+#include "pipeline/output_writer.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/quantize_runner.hpp"
-
-#include <map>
-#include <string>
+#include "pipeline/rule_assignment.hpp"
 
 namespace xquant {
 
-struct ModuleAssignment {
-  const QuantRule* rule = nullptr;
-  WeightScheme weights;  // the rule's, or its per-channel fallback
-};
-
-// Writes every tensor of the checkpoint through `writer` (a format writer
-// handle of `format`), quantizing the assigned modules. Fills `report`.
-void run_calibrated(Runtime& runtime, const Pipeline& pipeline, const Checkpoint& source,
-                    const std::map<std::string, ModuleAssignment>& assigned, LoadedPlugin& format, void* writer,
-                    RunReport& report);
+// Writes every tensor of the checkpoint through `writer`, quantizing the
+// assigned modules. Fills `report` (all but the output summary).
+void run_calibrated(Runtime& runtime, const Pipeline& pipeline, const Checkpoint& source, const RuleAssignment& rules,
+                    OutputWriter& writer, RunReport& report);
 
 }  // namespace xquant

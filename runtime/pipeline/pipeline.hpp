@@ -105,6 +105,9 @@ struct Pipeline {
   YAML::Node output_params;
   Kv validated_output_params;
   SourceMark output_mark;
+  // Not from the YAML: a run option (`--resume`). Continue a killed
+  // calibrated run from its last finished layer (pipeline/resume_checkpoint.hpp).
+  bool resume = false;
 };
 
 // Parses and checks a pipeline; throws Error(XQ_ERR_INVALID_ARGUMENT) listing

@@ -1,8 +1,10 @@
-// quantize_runner.hpp: executes a validated pipeline: open the model,
-// assign every Linear to a rule (or leave it dense), then stream tensors one
-// at a time: read (mmap) -> quantize (algorithm plugin) -> write (format
-// plugin). Peak memory is a few tensors whatever the model size. Any
-// failure aborts the writer, which removes everything it wrote.
+// quantize_runner.hpp: executes a pipeline in named steps: validate (with
+// the plugins) -> open the model -> assign every Linear to a rule or leave it
+// dense (rule_assignment.hpp) -> open the format writer (output_writer.hpp)
+// -> dispatch: data-free rules stream tensor by tensor
+// (streaming_runner.hpp), rules that need statistics run layer by layer
+// through the engine (calibrated_runner.hpp). Any failure aborts the writer,
+// which removes everything it wrote.
 #pragma once
 
 #include "core/runtime.hpp"

@@ -27,7 +27,13 @@ xq_status host_set_error(void* ctx, xq_status status, const char* message) {
 }
 
 xq_status host_progress(void* ctx, const char* task, uint64_t done, uint64_t total) {
-  Progress::report(fmt::format("{}: {}", self(ctx).name(), task ? task : ""), done, total);
+  try {  // report throws Error(XQ_ERR_CANCELLED) after a Ctrl-C; nothing may unwind into the plugin
+    Progress::report(fmt::format("{}: {}", self(ctx).name(), task ? task : ""), done, total);
+  } catch (const Error& e) {
+    return host_set_error(ctx, e.status(), e.what());
+  } catch (const std::exception& e) {
+    return host_set_error(ctx, XQ_ERR_INTERNAL, e.what());
+  }
   return XQ_OK;
 }
 

@@ -14,10 +14,12 @@ TEST(CudaLoad, DescriptorAndCapabilities) {
   EXPECT_EQ(P.vt->struct_size, sizeof(xq_kernel_vtable));
   std::vector<std::string> caps;
   for (const char* const* c = P.desc->capabilities; c && *c; ++c) caps.emplace_back(*c);
-  for (const char* want : {"op:qmatmul", "op:matmul", "op:dequantize", "op:quantize_act", "layout:cuda-w4a16-mma",
-                           "layout:cuda-w8a8-int8-nk"})
+  for (const char* want : {"op:qmatmul", "op:matmul", "op:dequantize", "op:quantize_act", "op:get_rows", "op:rms_norm",
+                           "op:rope", "op:attention", "op:swiglu", "op:add", "op:mul", "op:convert",
+                           "layout:cuda-w4a16-mma", "layout:cuda-w8a8-int8-nk"})
     EXPECT_NE(std::find(caps.begin(), caps.end(), want), caps.end()) << want;
-  for (const std::string& c : caps) EXPECT_EQ(c.find("op:rms_norm"), std::string::npos);
+  // Device memory: the engine must never hand it host pointers.
+  EXPECT_EQ(std::find(caps.begin(), caps.end(), "memory:host"), caps.end());
 }
 
 TEST(CudaLoad, ScoreMatchesDevicePresence) {
@@ -61,7 +63,7 @@ TEST(CudaLoad, UnsupportedOpsAreRefused) {
   XQ_REQUIRE_GPU();
   auto& P = Plugin::get();
   DevBuf a(64 * 64 * 2);
-  xq_op op = make_op(XQ_OP_RMS_NORM);
+  xq_op op = make_op(static_cast<xq_op_type>(99));  // an op type no ABI version defines
   op.src[0] = tensor2(XQ_DTYPE_BF16, 64, 64, a.p);
   op.dst = op.src[0];
   EXPECT_EQ(P.vt->supports_op(P.state, &op), 0u);

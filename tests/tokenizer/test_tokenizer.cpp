@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -31,9 +32,9 @@ struct Case {
   std::vector<int32_t> ids;
 };
 
-// Exactly test-tokenizer-0's read_tests().
-std::vector<Case> read_cases(const std::string& vocab) {
-  const std::string raw = slurp(kDir + vocab + ".inp");
+// Exactly test-tokenizer-0's read_tests(), for `dir` + `vocab` (.inp/.out).
+std::vector<Case> read_cases(const std::string& vocab, const std::string& dir = kDir) {
+  const std::string raw = slurp(dir + vocab + ".inp");
   std::vector<std::string> inputs;
   const std::string sep = "\n__ggml_vocab_test__\n";
   for (size_t pos = 0; pos < raw.size();) {
@@ -45,7 +46,7 @@ std::vector<Case> read_cases(const std::string& vocab) {
     inputs.push_back(raw.substr(pos, next - pos));
     pos = next + sep.size();
   }
-  std::ifstream out(kDir + vocab + ".out");
+  std::ifstream out(dir + vocab + ".out");
   std::vector<Case> cases;
   size_t i = 0;
   for (std::string line; std::getline(out, line); ++i) {
@@ -70,14 +71,13 @@ xquant::Runtime& runtime() {
   return rt;
 }
 
-class Vectors : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(Vectors, ReproducesLlamaCpp) {
-  const std::string vocab = GetParam();
-  auto ckpt = xquant::Checkpoint::open(runtime(), kDir + vocab);
+// Encodes every input of `vocab`'s vectors (no BOS, special texts not
+// parsed, as test-tokenizer-0 does) and reports each line that differs.
+void expect_vectors_reproduced(const std::string& dir, const std::string& vocab) {
+  auto ckpt = xquant::Checkpoint::open(runtime(), dir + vocab);
   EXPECT_TRUE(ckpt->tensors().empty());  // vocabulary-only file
   auto tok = xquant::Tokenizer::from_config(ckpt->config());
-  const auto cases = read_cases(vocab);
+  const auto cases = read_cases(vocab, dir);
   ASSERT_GT(cases.size(), 30u);
   size_t passed = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -89,7 +89,14 @@ TEST_P(Vectors, ReproducesLlamaCpp) {
   }
   std::printf("%s: %zu/%zu vectors passed\n", vocab.c_str(), passed, cases.size());
   EXPECT_EQ(passed, cases.size());
+  // Byte-level and SentencePiece-style BPE decode losslessly.
+  if (tok->kind() == xquant::Tokenizer::Kind::Bpe)
+    for (const Case& c : cases) EXPECT_EQ(tok->decode(c.ids), c.text) << vocab;
 }
+
+class Vectors : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Vectors, ReproducesLlamaCpp) { expect_vectors_reproduced(kDir, GetParam()); }
 
 TEST_P(Vectors, DecodeInvertsEncode) {
   const std::string vocab = GetParam();
@@ -145,6 +152,21 @@ TEST_P(Vectors, RoundTripsRealText) {
 INSTANTIATE_TEST_SUITE_P(Vocabs, Vectors, ::testing::Values("ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf"),
                          [](const auto& info) { return info.param.find("spm") != std::string::npos ? std::string("llama_spm") : std::string("gpt2"); });
 
+// llama.cpp's vectors for the other vocabularies of its models/ folder
+// (BPE with the llama-bpe, qwen2, qwen35, deepseek-llm, deepseek-coder,
+// falcon, mpt, starcoder, refact and command-r pre-tokenizers, Gemma 4's
+// SentencePiece-style BPE, and the phi-3 SentencePiece vocabulary), fetched by tests/tokenizer/fetch-llama-vocabs.sh
+// into the folder $XQUANT_LLAMA_VOCABS names.
+TEST(LlamaCppVocabularies, ReproduceTheirVectors) {
+  const char* dir = std::getenv("XQUANT_LLAMA_VOCABS");
+  if (!dir || !*dir) GTEST_SKIP() << "XQUANT_LLAMA_VOCABS is not set (run tests/tokenizer/fetch-llama-vocabs.sh)";
+  for (const char* vocab : {"command-r", "deepseek-coder", "deepseek-llm", "falcon", "gemma-4", "gpt-2", "llama-bpe",
+                            "llama-spm", "mpt", "phi-3", "qwen2", "qwen35", "refact", "starcoder"}) {
+    SCOPED_TRACE(vocab);
+    expect_vectors_reproduced(std::string(dir) + "/", std::string("ggml-vocab-") + vocab + ".gguf");
+  }
+}
+
 TEST(Tokenizer, SpmByteFallbackAndSpaces) {
   auto ckpt = xquant::Checkpoint::open(runtime(), kDir + "ggml-vocab-llama-spm.gguf");
   auto tok = xquant::Tokenizer::from_config(ckpt->config());
@@ -155,6 +177,17 @@ TEST(Tokenizer, SpmByteFallbackAndSpaces) {
   EXPECT_EQ(tok->token_text(ids[1]), "<0xF0>");
   EXPECT_EQ(tok->token_to_piece(ids[1]), "\xf0");
   EXPECT_EQ(tok->decode(ids), "\xf0\x9f\xa6\x99");
+}
+
+// Invalid UTF-8 reaches byte-level BPE as llama.cpp's unicode_cpts_from_utf8
+// reads it: a stray byte is U+FFFD, an overlong form its code point.
+TEST(Tokenizer, BpeReadsInvalidUtf8AsLlamaCpp) {
+  auto ckpt = xquant::Checkpoint::open(runtime(), kDir + "ggml-vocab-gpt-2.gguf");
+  auto tok = xquant::Tokenizer::from_config(ckpt->config());
+  EXPECT_EQ(tok->encode("a\xff b"), tok->encode("a\xef\xbf\xbd b"));
+  EXPECT_EQ(tok->encode("x\xe4\xb8"), tok->encode("x\xef\xbf\xbd\xef\xbf\xbd"));  // truncated: one U+FFFD per byte
+  EXPECT_EQ(tok->encode(std::string("\xc0\x80", 2)), tok->encode(std::string(1, '\0')));
+  EXPECT_EQ(tok->encode("\xf7\xbf\xbf\xbf"), tok->encode("\xef\xbf\xbd"));  // past U+10FFFF
 }
 
 // A tiny byte-level BPE from tokenizer.json: vocab of bytes for "abc " plus
@@ -179,6 +212,46 @@ TEST(Tokenizer, HuggingFaceJsonBpe) {
   EXPECT_EQ(tok->decode(tok->encode("abc ab")), "abc ab");
   EXPECT_EQ(tok->encode("abc<|end|>", false, true), (std::vector<int32_t>{5, 7}));
   EXPECT_TRUE(tok->is_eog(7));
+}
+
+// tokenizer.json pre-tokenizers that do not split the way a regex list does,
+// and malformed structure: clear errors, not a different tokenization or a
+// crash.
+TEST(Tokenizer, HuggingFaceJsonErrorsAreClear) {
+  auto build = [](const nlohmann::json& j) {
+    xquant::Kv cfg;
+    cfg.set("tokenizer.huggingface_json", xquant::KvValue::string(j.dump()));
+    return xquant::Tokenizer::from_config(cfg);
+  };
+  auto status_of = [&](const nlohmann::json& j, const std::string& expect_in_message) {
+    try {
+      build(j);
+    } catch (const xquant::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(expect_in_message), std::string::npos) << e.what();
+      return e.status();
+    }
+    ADD_FAILURE() << "no error for " << j.dump();
+    return XQ_OK;
+  };
+  nlohmann::json ok;
+  ok["model"] = {{"type", "BPE"}, {"vocab", {{"a", 0}}}, {"merges", nlohmann::json::array()}};
+  ok["decoder"] = {{"type", "ByteLevel"}};
+  EXPECT_NO_THROW(build(ok));
+  nlohmann::json j = ok;
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\s+"}}}, {"behavior", "Removed"}};
+  EXPECT_EQ(status_of(j, "behavior 'Removed'"), XQ_ERR_UNSUPPORTED);
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\s+"}}}, {"behavior", "Isolated"}, {"invert", true}};
+  EXPECT_EQ(status_of(j, "invert"), XQ_ERR_UNSUPPORTED);
+  j["pre_tokenizer"] = {{"type", "Metaspace"}};
+  EXPECT_EQ(status_of(j, "'Metaspace'"), XQ_ERR_UNSUPPORTED);
+  j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}};
+  EXPECT_EQ(status_of(j, "add_prefix_space"), XQ_ERR_UNSUPPORTED);
+  j = ok;
+  j["model"]["vocab"] = {{"a", "zero"}};
+  EXPECT_EQ(status_of(j, "unexpected structure"), XQ_ERR_MALFORMED);
+  j["model"]["vocab"] = {{"a", 4000000000000}};
+  EXPECT_EQ(status_of(j, "too large"), XQ_ERR_MALFORMED);
+  EXPECT_EQ(status_of(nlohmann::json::array({1, 2}), "not a JSON object"), XQ_ERR_MALFORMED);
 }
 
 TEST(Tokenizer, MissingVocabularyIsAClearError) {

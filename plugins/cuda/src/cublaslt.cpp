@@ -106,6 +106,8 @@ std::shared_ptr<CublasLt::Plan> CublasLt::plan_for(const LtGemmShape& s, size_t 
   switch (s.kind) {
     case GemmKind::BF16: ab = CUDA_R_16BF; compute = CUBLAS_COMPUTE_32F; scale_t = CUDA_R_32F; break;
     case GemmKind::F16: ab = CUDA_R_16F; compute = CUBLAS_COMPUTE_32F; scale_t = CUDA_R_32F; break;
+    // Plain FP32 (no TF32): the engine's F32 path must match the CPU provider.
+    case GemmKind::F32: ab = CUDA_R_32F; compute = CUBLAS_COMPUTE_32F; scale_t = CUDA_R_32F; break;
     case GemmKind::I8: ab = CUDA_R_8I; compute = CUBLAS_COMPUTE_32I; scale_t = CUDA_R_32I; break;
     default: ab = CUDA_R_8F_E4M3; compute = CUBLAS_COMPUTE_32F; scale_t = CUDA_R_32F; break;
   }

@@ -17,7 +17,7 @@
 
 namespace xqcuda {
 
-enum class GemmKind : int { BF16 = 0, F16 = 1, I8 = 2, FP8 = 3 };
+enum class GemmKind : int { BF16 = 0, F16 = 1, I8 = 2, FP8 = 3, F32 = 4 };
 
 struct LtGemmShape {
   GemmKind kind;

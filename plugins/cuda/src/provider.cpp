@@ -4,6 +4,8 @@
 // the same message) use, so the two can never disagree.
 #include "provider.hpp"
 
+#include "decoder_ops.hpp"
+
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -234,7 +236,9 @@ bool Provider::check_matmul(const xq_op& op, std::string* why) {
     return fail_why(why, "cuda: MATMUL shape mismatch (x [M,K], w [N,K], dst [M,N])");
   if (a.dtype != b.dtype) return fail_why(why, "cuda: MATMUL operands must share a dtype");
   if (!lt_ok_) return fail_why(why, "cuda: MATMUL needs cuBLASLt: " + lt_why_);
-  if (is_half(a.dtype)) {
+  if (a.dtype == XQ_DTYPE_F32) {
+    if (y.dtype != XQ_DTYPE_F32) return fail_why(why, "cuda: F32 MATMUL writes F32");
+  } else if (is_half(a.dtype)) {
     if (y.dtype != a.dtype) return fail_why(why, "cuda: BF16/F16 MATMUL writes the operand dtype");
     if (K % 8 != 0 || N % 8 != 0) return fail_why(why, format("cuda: MATMUL needs K and N multiples of 8 (K=%lld N=%lld)", (long long)K, (long long)N));
   } else if (a.dtype == XQ_DTYPE_I8 || a.dtype == XQ_DTYPE_F8_E4M3) {
@@ -284,7 +288,9 @@ bool Provider::supports(const xq_op& op, std::string* why) {
       }
       return true;
     }
-    default: return fail_why(why, format("cuda: op %d is not provided", static_cast<int>(op.type)));
+    default:
+      if (is_decoder_op(op.type)) return check_decoder_op(op, why);
+      return fail_why(why, format("cuda: op %d is not provided", static_cast<int>(op.type)));
   }
 }
 
@@ -302,7 +308,9 @@ void Provider::run(const xq_op& op) {
     case XQ_OP_MATMUL: run_matmul(op); break;
     case XQ_OP_DEQUANTIZE: run_dequantize(op); break;
     case XQ_OP_QUANTIZE_ACT: run_quantize_act(op); break;
-    default: break;
+    default:
+      if (is_decoder_op(op.type)) run_decoder_op(op, kStream);
+      break;
   }
 }
 
@@ -328,7 +336,7 @@ void Provider::lt_gemm(const LtGemmShape& s, const void* W, const void* x, void*
 void Provider::run_qmatmul_w4(const xq_op& op) {
   const xq_qweight& w = *op.qweight;
   const xq_device_tensor &x = op.src[0], &y = op.dst;
-  DType T;
+  DType T{};
   to_dtype(x.dtype, &T);
   const bool is_f16 = T == DType::F16;
   const int64_t M = leading(x), K = w.K, N = w.N;
@@ -391,15 +399,15 @@ void Provider::run_qmatmul_w8(const xq_op& op) {
 void Provider::run_matmul(const xq_op& op) {
   const xq_device_tensor &a = op.src[0], &b = op.src[1], &y = op.dst;
   const int64_t M = leading(a), K = last_dim(a), N = b.shape[0];
-  DType A, Y;
+  DType A{}, Y{};
   to_dtype(a.dtype, &A);
   to_dtype(y.dtype, &Y);
   DType bias_t = DType::F32;
   if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
-  if (A == DType::BF16 || A == DType::F16) {
+  if (A == DType::BF16 || A == DType::F16 || A == DType::F32) {
     const void* bias = bias_as(op.src[2], A, N);
-    lt_gemm(LtGemmShape{A == DType::F16 ? GemmKind::F16 : GemmKind::BF16, M, N, K, A, bias != nullptr, false}, b.data,
-            a.data, y.data, 1.f, bias, nullptr, nullptr);
+    const GemmKind kind = A == DType::F32 ? GemmKind::F32 : A == DType::F16 ? GemmKind::F16 : GemmKind::BF16;
+    lt_gemm(LtGemmShape{kind, M, N, K, A, bias != nullptr, false}, b.data, a.data, y.data, 1.f, bias, nullptr, nullptr);
     return;
   }
   const bool vec = op.i[0] == 1;
@@ -436,7 +444,7 @@ void Provider::run_matmul(const xq_op& op) {
 
 void Provider::run_dequantize(const xq_op& op) {
   const xq_qweight& w = *op.qweight;
-  DType Y;
+  DType Y{};
   to_dtype(op.dst.dtype, &Y);
   if (w.kind == xq_qweight::Kind::W4) {
     const bool f16 = Y == DType::F16 || (Y == DType::F32 && w.f32_dequant_uses_f16);

@@ -1,13 +1,9 @@
 // bpe.cpp: the byte-level BPE tokenizer (GGUF tokenizer.model "gpt2", and HF
 // tokenizer.json BPE models), reproducing llama.cpp's llm_tokenizer_bpe:
-// the text is split by the pre-tokenizer regexes (PCRE2, UTF + UCP; each
-// regex splits the pieces of the previous one and unmatched gaps are kept),
-// every piece is mapped byte -> unicode (GPT-2 table), then adjacent symbols
-// are merged by lowest merge rank (ties: leftmost first). With
-// ignore_merges (llama3), a piece that is a token as a whole is taken as is.
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
+// the text is split by the pre-tokenizer's regexes (RegexSplitter), every
+// piece is mapped byte -> unicode (GPT-2 table), then adjacent symbols are
+// merged by lowest merge rank (ties: leftmost first). With ignore_merges
+// (llama3 and others), a piece that is a token as a whole is taken as is.
 #include "core/error.hpp"
 #include "engine/tokenizer/tokenizer_impl.hpp"
 
@@ -18,36 +14,15 @@ namespace xquant::tok {
 
 namespace {
 
-struct CodeDeleter {
-  void operator()(pcre2_code* c) const { pcre2_code_free(c); }
-};
-struct MatchDeleter {
-  void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
-};
-
 class BpeTokenizer final : public Tokenizer {
  public:
-  BpeTokenizer(Vocab v, const std::vector<std::string>& merges, const std::vector<std::string>& regexes, bool ignore_merges)
-      : v_(std::move(v)), ignore_merges_(ignore_merges) {
+  BpeTokenizer(Vocab v, const std::vector<std::string>& merges, const PreTokenizer& pre)
+      : v_(std::move(v)), pre_(pre), splitter_(pre.regexes) {
     for (size_t i = 0; i < merges.size(); ++i) {
       const std::string& m = merges[i];
       size_t pos = m.find(' ', 1);  // the first space after the first symbol
       if (pos == std::string::npos) fail(XQ_ERR_MALFORMED, "tokenizer: merge {} ('{}') has no space", i, m);
       ranks_.emplace(m.substr(0, pos) + '\0' + m.substr(pos + 1), static_cast<int>(i));
-    }
-    for (const std::string& re : regexes) {
-      int err = 0;
-      PCRE2_SIZE at = 0;
-      pcre2_code* c = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(re.c_str()), PCRE2_ZERO_TERMINATED,
-                                    PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &at, nullptr);
-      if (!c) {
-        PCRE2_UCHAR buf[256];
-        pcre2_get_error_message(err, buf, sizeof(buf));
-        fail(XQ_ERR_INVALID_ARGUMENT, "tokenizer: pre-tokenizer regex '{}' does not compile at {}: {}", re, at,
-             reinterpret_cast<const char*>(buf));
-      }
-      pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);  // best effort; the interpreter is the fallback
-      regexes_.emplace_back(c);
     }
   }
 
@@ -67,9 +42,11 @@ class BpeTokenizer final : public Tokenizer {
     switch (v_.type(id)) {
       case kNormal: {
         std::string s;
+        if (pre_.escape_whitespace) return unescape_whitespace(t);
         if (!unicode_to_bytes(t, &s)) return t;  // not byte-level text: show it as stored
         return s;
       }
+      case kByte: return byte_token_value(t);
       case kUserDefined: return t;
       case kControl: case kUnknown: return render_special ? t : std::string();
       default: return std::string();
@@ -106,35 +83,6 @@ class BpeTokenizer final : public Tokenizer {
       fail(XQ_ERR_INVALID_ARGUMENT, "tokenizer: token id {} out of range (vocabulary of {})", id, v_.tokens.size());
   }
 
-  // Pre-tokenization: byte ranges of `text`, each regex refining the last.
-  std::vector<std::string_view> split(std::string_view text) const {
-    std::vector<std::string_view> pieces{text};
-    std::unique_ptr<pcre2_match_data, MatchDeleter> md;
-    for (const auto& re : regexes_) {
-      md.reset(pcre2_match_data_create_from_pattern(re.get(), nullptr));
-      std::vector<std::string_view> next;
-      for (std::string_view p : pieces) {
-        size_t start = 0, prev = 0;
-        while (start < p.size()) {
-          int rc = pcre2_match(re.get(), reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(), start, 0, md.get(), nullptr);
-          if (rc < 0) break;  // no more matches (or invalid UTF-8 beyond: left as a gap)
-          PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
-          size_t ms = ov[0], me = ov[1];
-          if (me == ms) {  // empty match: step one character
-            start = ms + utf8_len(static_cast<unsigned char>(p[ms]));
-            continue;
-          }
-          if (ms > prev) next.push_back(p.substr(prev, ms - prev));
-          next.push_back(p.substr(ms, me - ms));
-          prev = start = me;
-        }
-        if (prev < p.size()) next.push_back(p.substr(prev));
-      }
-      pieces.swap(next);
-    }
-    return pieces;
-  }
-
   int rank(const std::string& l, const std::string& r) const {
     auto it = ranks_.find(l + '\0' + r);
     return it == ranks_.end() ? -1 : it->second;
@@ -155,12 +103,28 @@ class BpeTokenizer final : public Tokenizer {
     }
   };
 
-  void tokenize(std::string_view text, std::vector<int32_t>& out) const {
-    for (std::string_view raw : split(text)) {
+  // The text as llama.cpp's BPE session sees it: UTF-8 as unicode.cpp reads
+  // it, spaces escaped for SentencePiece-style vocabularies
+  // (llama_escape_whitespace in llama_vocab::impl::tokenize).
+  std::string session_text(std::string_view raw_text) const {
+    std::string text = utf8_as_llama_reads(raw_text);
+    if (!pre_.escape_whitespace) return text;
+    std::string escaped;
+    for (char c : text) escaped += c == ' ' ? std::string("\xe2\x96\x81") : std::string(1, c);
+    return escaped;
+  }
+
+  void tokenize(std::string_view raw_text, std::vector<int32_t>& out) const {
+    const std::string text = session_text(raw_text);
+    for (std::string_view raw : splitter_.split(text)) {
       std::string word;
-      for (unsigned char c : raw) word += byte_to_unicode(c);
+      if (pre_.byte_level)
+        for (unsigned char c : raw) word += byte_to_unicode(c);
+      else
+        word = raw;
       std::vector<Symbol> sym;
-      if (ignore_merges_ && v_.find(word) >= 0) {
+      const bool newlines_only = word.find_first_not_of('\n') == std::string::npos;
+      if ((pre_.ignore_merges || (pre_.whole_newline_words && newlines_only)) && v_.find(word) >= 0) {
         out.push_back(v_.find(word));
         continue;
       }
@@ -201,9 +165,10 @@ class BpeTokenizer final : public Tokenizer {
           out.push_back(id);
           continue;
         }
-        // No token for the merged text: single bytes that are tokens (as llama.cpp).
+        // No token for the merged text: its bytes that are tokens (as
+        // llama.cpp): the byte's own text, or <0xXX> for raw UTF-8 pieces.
         for (char c : piece) {
-          int32_t bid = v_.find(std::string(1, c));
+          int32_t bid = v_.find(pre_.byte_level ? std::string(1, c) : byte_token_text(static_cast<uint8_t>(c)));
           if (bid >= 0) out.push_back(bid);
         }
       }
@@ -211,16 +176,15 @@ class BpeTokenizer final : public Tokenizer {
   }
 
   Vocab v_;
-  bool ignore_merges_;
+  PreTokenizer pre_;
   std::unordered_map<std::string, int> ranks_;
-  std::vector<std::unique_ptr<pcre2_code, CodeDeleter>> regexes_;
+  RegexSplitter splitter_;
 };
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> make_bpe(Vocab vocab, std::vector<std::string> merges, std::vector<std::string> regexes,
-                                    bool ignore_merges) {
-  return std::make_unique<BpeTokenizer>(std::move(vocab), merges, regexes, ignore_merges);
+std::unique_ptr<Tokenizer> make_bpe(Vocab vocab, std::vector<std::string> merges, const PreTokenizer& pre) {
+  return std::make_unique<BpeTokenizer>(std::move(vocab), merges, pre);
 }
 
 }  // namespace xquant::tok

@@ -41,6 +41,55 @@ std::string codepoint_to_utf8(uint32_t cp) {
   return s;
 }
 
+std::string byte_token_text(uint8_t b) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  return {'<', '0', 'x', kHex[b >> 4], kHex[b & 15], '>'};
+}
+
+std::string byte_token_value(std::string_view text) {
+  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };
+  if (text.size() != 6 || text.substr(0, 3) != "<0x" || text[5] != '>' || hex(text[3]) < 0 || hex(text[4]) < 0) return {};
+  return std::string(1, static_cast<char>(hex(text[3]) * 16 + hex(text[4])));
+}
+
+std::string unescape_whitespace(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size();) {
+    if (text.compare(i, 3, "\xe2\x96\x81") == 0) {
+      out += ' ';
+      i += 3;
+    } else {
+      out += text[i++];
+    }
+  }
+  return out;
+}
+
+std::string utf8_as_llama_reads(std::string_view text) {
+  static const std::string kReplacement = codepoint_to_utf8(0xFFFD);
+  std::string out;
+  out.reserve(text.size());
+  auto cont = [&](size_t i) { return i < text.size() && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80; };
+  for (size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    // unicode_cpt_from_utf8: the lead byte's high bits give the length; all
+    // continuation bytes must be 10xxxxxx; nothing else is checked.
+    size_t n = c < 0x80 ? 1 : c < 0xC0 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 0;
+    for (size_t k = 1; k < n; ++k)
+      if (!cont(i + k)) n = 0;
+    if (n == 0) {  // llama.cpp skips one byte and reads U+FFFD
+      out += kReplacement;
+      ++i;
+      continue;
+    }
+    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+    out += cp > 0x10FFFF ? kReplacement : codepoint_to_utf8(cp);
+    i += n;
+  }
+  return out;
+}
+
 namespace {
 // GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves,
 // the other 68 bytes to U+0100.. in byte order.
@@ -135,20 +184,15 @@ std::vector<Fragment> partition_special(const Vocab& vocab, std::string_view tex
 
 namespace {
 
-const char* kGpt2Regex = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
-const char* kLlama3Regex =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-const char* kQwen2Regex =
-    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
 int32_t id_or(const Kv& c, const char* key, int32_t fallback, size_t n) {
   int64_t v = c.get_int(key, fallback);
   return v >= 0 && static_cast<size_t>(v) < n ? static_cast<int32_t>(v) : -1;
 }
 
-Vocab vocab_from_config(const Kv& c, bool spm) {
+// `pre` (BPE only) supplies llama.cpp's per-pre-tokenizer defaults;
+// `bpe_default_id` is the BOS/EOS id a BPE file without them gets (11 for
+// "gpt2", none for "gemma4").
+Vocab vocab_from_config(const Kv& c, bool spm, const PreTokenizer* pre = nullptr, int32_t bpe_default_id = 11) {
   Vocab v;
   const KvValue* toks = c.find("tokenizer.tokens");
   if (!toks || toks->type() != XQ_VALUE_STRING_ARRAY)
@@ -168,13 +212,13 @@ Vocab vocab_from_config(const Kv& c, bool spm) {
     for (int64_t x : t->as_ints()) v.types.push_back(static_cast<int32_t>(x));
   }
   // llama.cpp's defaults when the file names no special ids.
-  v.bos = id_or(c, "tokenizer.bos_token_id", spm ? 1 : 11, n);
-  v.eos = id_or(c, "tokenizer.eos_token_id", spm ? 2 : 11, n);
+  v.bos = id_or(c, "tokenizer.bos_token_id", spm ? 1 : (pre && pre->no_bos ? -1 : bpe_default_id), n);
+  v.eos = id_or(c, "tokenizer.eos_token_id", spm ? 2 : bpe_default_id, n);
   v.unk = id_or(c, "tokenizer.unknown_token_id", spm ? 0 : -1, n);
   v.pad = id_or(c, "tokenizer.padding_token_id", -1, n);
   v.eot = id_or(c, "tokenizer.eot_token_id", -1, n);
   v.eom = id_or(c, "tokenizer.eom_token_id", -1, n);
-  v.add_bos = c.get_bool("tokenizer.add_bos_token", spm);
+  v.add_bos = (pre && pre->force_add_bos) || c.get_bool("tokenizer.add_bos_token", spm || (pre && pre->add_bos));
   v.add_space_prefix = c.get_bool("tokenizer.add_space_prefix", spm);
   v.finish();
   return v;
@@ -182,51 +226,51 @@ Vocab vocab_from_config(const Kv& c, bool spm) {
 
 }  // namespace
 
-// Regex list per tokenizer.pre, as llama.cpp's llm_tokenizer_bpe chooses.
-// Returns false for an unknown name.
-bool pre_regexes(const std::string& pre, std::vector<std::string>* out, bool* ignore_merges) {
-  *ignore_merges = false;
-  if (pre == "gpt2" || pre == "gpt-2" || pre == "mpt" || pre == "olmo" || pre == "jais") {
-    *out = {kGpt2Regex};
-  } else if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3" || pre == "dbrx" || pre == "smaug-bpe") {
-    *out = {kLlama3Regex};
-    *ignore_merges = true;
-  } else if (pre == "qwen2" || pre == "stablelm2") {
-    *out = {kQwen2Regex};
-  } else if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "command-r" || pre == "codeshell") {
-    *out = {"\\p{N}", kGpt2Regex};
-  } else if (pre == "default") {
-    *out = {"[\\p{P}\\$\\+<=>\\^~\\|]+", kGpt2Regex, "\\p{N}+", "[0-9][0-9][0-9]"};
-  } else {
-    return false;
-  }
-  return true;
+namespace {
+
+// The pre-tokenizer a "gpt2" vocabulary names; a missing or empty
+// tokenizer.pre is llama.cpp's "default".
+PreTokenizer pre_tokenizer_from_config(const Kv& config) {
+  std::string name = config.get_string("tokenizer.pre", "");
+  if (name.empty()) name = "default";
+  PreTokenizerLookup found = find_pre_tokenizer(name);
+  if (found.status == PreTokenizerLookup::kNotByteLevel)
+    fail(XQ_ERR_UNSUPPORTED,
+         "tokenizer: pre-tokenizer 'tokenizer.pre' = '{}' is not supported: it splits whitespace words for a "
+         "normalizing tokenizer, not pieces for BPE",
+         name);
+  if (found.status == PreTokenizerLookup::kUnknown)
+    fail(XQ_ERR_UNSUPPORTED,
+         "tokenizer: pre-tokenizer 'tokenizer.pre' = '{}' is not supported ({} names known to llama.cpp are, "
+         "e.g. gpt-2, llama-bpe, qwen2, deepseek-v3, gpt-4o, default)",
+         name, pre_tokenizer_names().size());
+  return found.pre;
 }
+
+}  // namespace
 
 }  // namespace tok
 
 std::unique_ptr<Tokenizer> Tokenizer::from_config(const Kv& config) {
   const std::string model = config.get_string("tokenizer.model", "");
   if (model == "llama") return tok::make_spm(tok::vocab_from_config(config, true));
-  if (model == "gpt2") {
-    tok::Vocab v = tok::vocab_from_config(config, false);
+  // "gemma4" is llama.cpp's name for Gemma 4's BPE: always the gemma4
+  // pre-tokenizer, and no special ids unless the file names them.
+  if (model == "gpt2" || model == "gemma4") {
+    const bool gemma4 = model == "gemma4";
+    const tok::PreTokenizer pre = gemma4 ? tok::find_pre_tokenizer("gemma4").pre : tok::pre_tokenizer_from_config(config);
+    tok::Vocab v = tok::vocab_from_config(config, false, &pre, gemma4 ? -1 : 11);
     std::vector<std::string> merges;
     if (const KvValue* m = config.find("tokenizer.merges")) {
       if (m->type() != XQ_VALUE_STRING_ARRAY) fail(XQ_ERR_MALFORMED, "tokenizer: 'tokenizer.merges' must be a string array");
       merges = m->as_strings();
     }
-    const std::string pre = config.get_string("tokenizer.pre", "default");
-    std::vector<std::string> regexes;
-    bool ignore_merges = false;
-    if (!tok::pre_regexes(pre, &regexes, &ignore_merges))
-      fail(XQ_ERR_UNSUPPORTED, "tokenizer: pre-tokenizer 'tokenizer.pre' = '{}' is not supported "
-           "(gpt2, llama-bpe, qwen2, smollm, default)", pre);
-    return tok::make_bpe(std::move(v), std::move(merges), std::move(regexes), ignore_merges);
+    return tok::make_bpe(std::move(v), std::move(merges), pre);
   }
   if (const KvValue* j = config.find("tokenizer.huggingface_json"); j && j->type() == XQ_VALUE_STRING)
     return tok::from_hf_json(j->as_string(), config);
   if (model.empty()) fail(XQ_ERR_NOT_FOUND, "tokenizer: the model configuration has no tokenizer (no 'tokenizer.model' or 'tokenizer.huggingface_json')");
-  fail(XQ_ERR_UNSUPPORTED, "tokenizer: tokenizer.model '{}' is not supported (llama, gpt2)", model);
+  fail(XQ_ERR_UNSUPPORTED, "tokenizer: tokenizer.model '{}' is not supported (llama, gpt2, gemma4)", model);
 }
 
 }  // namespace xquant

@@ -2,12 +2,15 @@
 //
 // One small interface over the two vocabularies Llama-family checkpoints use,
 // built from the canonical model configuration (the "tokenizer.*" keys every
-// loader fills, see docs/abi.md / notes/common.md):
+// loader fills, see docs/abi.md):
 //   - "tokenizer.model" = "llama": SentencePiece-style (llama.cpp llm_tokenizer_spm:
 //     spaces escaped as U+2581, a leading U+2581 prepended, bigram merges by score,
 //     <0xXX> byte fallback);
 //   - "tokenizer.model" = "gpt2": byte-level BPE (regex pre-split chosen by
-//     "tokenizer.pre", byte->unicode mapping, merges by rank);
+//     "tokenizer.pre", any name llama.cpp knows, see pre_tokenizer.cpp;
+//     byte->unicode mapping, merges by rank);
+//   - "tokenizer.model" = "gemma4": SentencePiece-style BPE (spaces as U+2581,
+//     raw UTF-8 pieces, <0xXX> byte fallback);
 //   - otherwise, "tokenizer.huggingface_json" (a HF tokenizer.json) with a
 //     byte-level BPE model.
 // The engine and the CLI use only this header; implementations live beside it.

@@ -49,18 +49,70 @@ std::vector<Fragment> partition_special(const Vocab& vocab, std::string_view tex
 // Byte length of the UTF-8 sequence starting with `lead` (1 for stray bytes).
 size_t utf8_len(unsigned char lead);
 std::string codepoint_to_utf8(uint32_t cp);
+// The text as llama.cpp's unicode_cpts_from_utf8 reads it before BPE
+// pre-tokenization (src/unicode.cpp), re-encoded: each byte that does not
+// start a sequence it accepts becomes U+FFFD, and what it accepts is
+// re-encoded in shortest form (so an overlong C0 80 becomes 00). Code points
+// past U+10FFFF, on which llama.cpp throws, also become U+FFFD. Valid UTF-8
+// comes back unchanged.
+std::string utf8_as_llama_reads(std::string_view text);
+// Byte tokens of SentencePiece-style vocabularies: "<0xAB>" for 0xAB, and
+// back (empty when `text` is not such a token).
+std::string byte_token_text(uint8_t b);
+std::string byte_token_value(std::string_view text);
+// U+2581 -> ' ' (llama.cpp's llama_unescape_whitespace).
+std::string unescape_whitespace(std::string_view text);
 // GPT-2 byte-level mapping: each byte -> one printable code point (as UTF-8).
 const std::string& byte_to_unicode(uint8_t b);
 // Inverse over a whole token text; false when a code point has no byte.
 bool unicode_to_bytes(std::string_view text, std::string* out);
 
-// The regex list llama.cpp uses for a tokenizer.pre name; false if unknown.
-bool pre_regexes(const std::string& pre, std::vector<std::string>* out, bool* ignore_merges);
+// A byte-level BPE pre-tokenizer (pre_tokenizer.cpp): the regexes that
+// split text into the pieces BPE merges within, and the vocabulary defaults
+// llama.cpp ties to its tokenizer.pre name.
+struct PreTokenizer {
+  std::vector<std::string> regexes;  // PCRE2 syntax, applied in order
+  bool ignore_merges = false;        // a piece that is a token is taken whole
+  bool add_bos = false;              // tokenizer.add_bos_token's default
+  bool no_bos = false;               // no BOS id unless the config names one
+  std::string family;                // the shared regex list's name (llama.cpp's PRE_TYPE)
+  // SentencePiece-style BPE (llama.cpp's gemma4 and sarvam-moe types): spaces
+  // become U+2581 before the split, pieces stay raw UTF-8 (no GPT-2 byte
+  // symbols) and bytes without a token fall back to <0xXX> tokens.
+  bool byte_level = true;
+  bool escape_whitespace = false;
+  bool whole_newline_words = false;  // gemma4: a run of newlines that is a token is taken whole
+  bool force_add_bos = false;        // gemma4: BOS whatever tokenizer.add_bos_token says
+};
+
+struct PreTokenizerLookup {
+  enum Status { kFound, kUnknown, kNotByteLevel } status = kUnknown;
+  PreTokenizer pre;
+};
+
+// The pre-tokenizer for a tokenizer.pre name, as llama.cpp maps it.
+PreTokenizerLookup find_pre_tokenizer(std::string_view name);
+// Every name find_pre_tokenizer() resolves, sorted.
+std::vector<std::string> pre_tokenizer_names();
+
+// Splits text with a list of regexes the way llama.cpp's unicode_regex_split
+// does (regex_split.cpp): each regex splits every piece the previous one
+// left, matches and the gaps between them both become pieces, and an empty
+// match is a cut. Throws XQ_ERR_INVALID_ARGUMENT for a regex PCRE2 rejects.
+class RegexSplitter {
+ public:
+  explicit RegexSplitter(const std::vector<std::string>& regexes);
+  ~RegexSplitter();
+  RegexSplitter(RegexSplitter&&) noexcept;
+  RegexSplitter& operator=(RegexSplitter&&) noexcept;
+  std::vector<std::string_view> split(std::string_view text) const;
+
+ private:
+  struct Compiled;
+  std::vector<Compiled> regexes_;
+};
 
 std::unique_ptr<Tokenizer> make_spm(Vocab vocab);
-// `regexes` are applied in sequence (each splits the pieces of the previous,
-// keeping unmatched gaps), as llama.cpp's unicode_regex_split does.
-std::unique_ptr<Tokenizer> make_bpe(Vocab vocab, std::vector<std::string> merges, std::vector<std::string> regexes,
-                                    bool ignore_merges);
+std::unique_ptr<Tokenizer> make_bpe(Vocab vocab, std::vector<std::string> merges, const PreTokenizer& pre);
 
 }  // namespace xquant::tok

@@ -1,5 +1,5 @@
 // safetensors.hpp: a validating reader of safetensors headers and a
-// streaming, atomic safetensors writer (formats-and-algorithms.md §A1).
+// streaming, atomic safetensors writer (huggingface/safetensors README and safetensors/src/tensor.rs).
 //
 // Header-only because two plugins (the `safetensors` loader and the
 // `compressed-tensors` writer) and the tests that build malformed fixtures
@@ -26,7 +26,8 @@
 // descending (the reference enum order, i.e. widest/most-aligned first), then
 // name ascending, so every tensor is naturally aligned as in files written by
 // the `safetensors` Python package. `abort` (and the destructor of an
-// unfinished writer) removes every temporary.
+// unfinished writer) removes every temporary; the temporaries of a writer
+// whose process was killed are removed by the next writer into the folder.
 #pragma once
 
 #include <xquant/sdk/host.hpp>
@@ -35,6 +36,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -419,6 +421,70 @@ inline std::string build_header(const std::vector<TensorEntry>& tensors,
   return text;
 }
 
+// ---- temporaries of writers that died ---------------------------------------
+
+// A writer's temporaries are named ".<final file name>.<pid>.<n>.data" (the
+// appended tensor data) and ".<final file name>.<pid>.<n>.tmp" (the staged
+// file), see Writer::temp_name. A writer killed before it could abort
+// (kill -9, power loss) leaves them; the next writer into the folder removes
+// those whose process is gone (remove_stale_temporaries).
+struct TempFileName {
+  std::string final_name;  // "model.safetensors"
+  long pid = 0;
+  unsigned long long counter = 0;
+  std::string suffix;  // ".data" or ".tmp"
+};
+
+// Parses a temporary's file name; false for anything else. Only temporaries
+// of safetensors files match, so no other dot-file is ever taken for one.
+inline bool parse_temp_file_name(const std::string& name, TempFileName& out) {
+  std::string rest;
+  for (const char* suffix : {".data", ".tmp"}) {
+    std::string_view sv(suffix);
+    if (name.size() > sv.size() && name.compare(name.size() - sv.size(), sv.size(), sv) == 0) {
+      out.suffix = suffix;
+      rest = name.substr(0, name.size() - sv.size());
+    }
+  }
+  if (rest.empty() || rest[0] != '.') return false;
+  auto take_number = [&rest](unsigned long long& value) {
+    size_t dot = rest.rfind('.');
+    if (dot == std::string::npos || dot + 1 == rest.size() || rest.size() - dot - 1 > 19) return false;
+    for (size_t i = dot + 1; i < rest.size(); ++i)
+      if (rest[i] < '0' || rest[i] > '9') return false;
+    value = std::stoull(rest.substr(dot + 1));
+    rest.resize(dot);
+    return true;
+  };
+  unsigned long long pid = 0;
+  if (!take_number(out.counter) || !take_number(pid) || pid == 0 || pid > 0x7fffffffull) return false;
+  out.pid = static_cast<long>(pid);
+  out.final_name = rest.substr(1);
+  const std::string_view ext(".safetensors");
+  return out.final_name.size() > ext.size() &&
+         out.final_name.compare(out.final_name.size() - ext.size(), ext.size(), ext) == 0;
+}
+
+// Whether a process with this id exists (EPERM: it does, owned by another user).
+inline bool process_alive(long pid) { return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM; }
+
+// Removes the temporaries in `dir` left by writers whose process no longer
+// runs; a live process's (this one's included) are never touched. Returns
+// the paths removed. Best effort: an unreadable folder removes nothing.
+inline std::vector<std::filesystem::path> remove_stale_temporaries(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> removed;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir.empty() ? std::filesystem::path(".") : dir, ec);
+  if (ec) return removed;
+  for (const auto& entry : it) {
+    TempFileName t;
+    if (!entry.is_regular_file(ec) || !parse_temp_file_name(entry.path().filename().string(), t)) continue;
+    if (t.pid == static_cast<long>(::getpid()) || process_alive(t.pid)) continue;
+    if (std::filesystem::remove(entry.path(), ec)) removed.push_back(entry.path());
+  }
+  return removed;
+}
+
 class Writer {
  public:
   // `final_path` may be changed until finish (sharded writers learn their
@@ -578,6 +644,7 @@ class Writer {
   }
   void open_data() {
     if (data_fd_) return;
+    remove_stale_temporaries(final_.parent_path());  // left by an earlier run that was killed
     data_path_ = temp_name(".data");
     data_fd_ = Fd(::open(data_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!data_fd_) throw Error(XQ_ERR_IO, data_path_.string() + ": cannot create: " + detail::errno_text());

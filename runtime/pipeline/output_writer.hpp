@@ -1,0 +1,53 @@
+// output_writer.hpp: the format plugin's writer as the runners use it: one
+// open writer, tensors added one by one, finished once. Destroying it
+// unfinished aborts the writer, which removes everything it wrote, so a
+// failing run never leaves a half checkpoint under the final name.
+//
+// A recorder (set_recorder) sees every tensor added, in order: the resume
+// checkpoint of a calibrated run keeps a finished layer's writes with it
+// (pipeline/resume_checkpoint.hpp).
+#pragma once
+
+#include "core/kv.hpp"
+#include "plugins/registry.hpp"
+
+#include <xquant/xq_tensor.h>
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace xquant {
+
+class OutputWriter {
+ public:
+  using DenseRecorder = std::function<void(const std::string& name, const xq_tensor_view& view)>;
+  using QuantRecorder = std::function<void(const std::string& module, const xq_quant_tensor& q)>;
+
+  // Opens `format`'s writer on `out_dir`; `ignored_modules` are the Linear
+  // modules the checkpoint lists as left dense.
+  OutputWriter(LoadedPlugin& format, const std::filesystem::path& out_dir, const std::filesystem::path& source,
+               const Kv& model_config, const Kv& params, const std::vector<std::string>& ignored_modules);
+  ~OutputWriter();
+  OutputWriter(const OutputWriter&) = delete;
+  OutputWriter& operator=(const OutputWriter&) = delete;
+
+  void add_dense(const std::string& name, const xq_tensor_view& view);
+  void add_quantized(const std::string& module, const xq_quant_tensor& q);
+  // Writes the checkpoint under its final name; frees the writer also on failure.
+  void finish();
+
+  void set_recorder(DenseRecorder dense, QuantRecorder quant);
+  LoadedPlugin& format() const { return format_; }
+  uint64_t tensors_written() const { return tensors_written_; }
+
+ private:
+  LoadedPlugin& format_;
+  void* handle_ = nullptr;
+  uint64_t tensors_written_ = 0;
+  DenseRecorder record_dense_;
+  QuantRecorder record_quant_;
+};
+
+}  // namespace xquant

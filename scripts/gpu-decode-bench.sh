@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# gpu-decode-bench.sh XQUANT_CLI: batch-1 decode speed of the engine on the
+# `cuda` provider for a random-weight Llama-3.1-8B-shaped model with fewer
+# layers (LAYERS, default 8), generated here with torch (no download):
+# dense weights in F32 and BF16 on the GPU, and W4A16 g128 (RTN, quantized
+# here with `xquant quantize`), beside the HBM floor (weight bytes per token
+# over the device-to-device copy bandwidth measured in the same run).
+set -euo pipefail
+cli=${1:?usage: gpu-decode-bench.sh XQUANT_CLI}
+layers=${LAYERS:-8}
+dir=/tmp/gpueng-l31
+eng=$(dirname "$cli")/test_device_engine
+rm -rf $dir && mkdir -p $dir/bf16
+python3 - $dir/bf16 $layers <<'PY'
+import json, sys, torch
+from safetensors.torch import save_file
+out, L = sys.argv[1], int(sys.argv[2])
+H, I, NH, KVH, V, HD = 4096, 14336, 32, 8, 128256, 128
+cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": H, "intermediate_size": I,
+       "num_hidden_layers": L, "num_attention_heads": NH, "num_key_value_heads": KVH, "vocab_size": V,
+       "head_dim": HD, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 131072,
+       "rope_scaling": {"rope_type": "llama3", "type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                        "original_max_position_embeddings": 8192},
+       "tie_word_embeddings": False, "torch_dtype": "bfloat16", "bos_token_id": 128000, "eos_token_id": 128001,
+       "hidden_act": "silu", "attention_bias": False, "mlp_bias": False}
+json.dump(cfg, open(f"{out}/config.json", "w"), indent=1)
+g = torch.Generator(device="cuda").manual_seed(0)
+def w(*shape, std=0.02):
+    return (torch.randn(*shape, generator=g, device="cuda", dtype=torch.float32) * std).to(torch.bfloat16).cpu()
+t = {"model.embed_tokens.weight": w(V, H), "lm_head.weight": w(V, H), "model.norm.weight": torch.ones(H, dtype=torch.bfloat16)}
+for l in range(L):
+    p = f"model.layers.{l}."
+    t[p + "input_layernorm.weight"] = torch.ones(H, dtype=torch.bfloat16)
+    t[p + "post_attention_layernorm.weight"] = torch.ones(H, dtype=torch.bfloat16)
+    t[p + "self_attn.q_proj.weight"] = w(NH * HD, H)
+    t[p + "self_attn.k_proj.weight"] = w(KVH * HD, H)
+    t[p + "self_attn.v_proj.weight"] = w(KVH * HD, H)
+    t[p + "self_attn.o_proj.weight"] = w(H, NH * HD)
+    t[p + "mlp.gate_proj.weight"] = w(I, H)
+    t[p + "mlp.up_proj.weight"] = w(I, H)
+    t[p + "mlp.down_proj.weight"] = w(H, I)
+save_file(t, f"{out}/model.safetensors", metadata={"format": "pt"})
+print(f"wrote {L}-layer Llama-3.1-8B-shaped model, {sum(v.numel() for v in t.values())/1e9:.2f} G params")
+PY
+t=$(date +%s)
+"$cli" quantize --model $dir/bf16 --out $dir/w4a16-g128 --bits 4 --group-size 128 --sym 2>&1 | tail -2
+echo "quantize: $(( $(date +%s) - t )) s"
+gbs=$(python3 - <<'PY'
+import torch
+n = 4 << 30  # 4 GiB, far beyond L2
+a = torch.empty(n, dtype=torch.uint8, device="cuda"); a.random_(0, 255)
+b = torch.empty_like(a)
+for _ in range(3): b.copy_(a)
+ts = []
+for _ in range(20):
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record(); b.copy_(a); e.record(); e.synchronize(); ts.append(s.elapsed_time(e))
+ts.sort()
+print(f"{2 * n / (ts[len(ts) // 2] / 1e3) / 1e9:.0f}")
+PY
+)
+echo "device-to-device copy: $gbs GB/s (read + write, median of 20, 4 GiB)"
+XQUANT_BENCH_COPY_GBS=$gbs XQUANT_BENCH_MODELS="f32:$dir/bf16:f32,bf16:$dir/bf16:bf16,w4a16-g128:$dir/w4a16-g128:bf16" \
+  "$eng" --gtest_also_run_disabled_tests --gtest_filter='*DecodeSpeed*' 2>&1 | grep -Ev "^\[ (RUN|       OK) "

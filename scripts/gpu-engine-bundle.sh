@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# gpu-engine-bundle.sh DEST [CHECKPOINT_DIR...]: pack what scripts/gpu-engine-check.sh needs on a
+# GPU machine that lacks our Debian libraries and ../shared: the stripped
+# build (libxquant, plugins, the CLI, the GPU test binaries), the shared
+# libraries they load that are not part of a bare CUDA image, the
+# stories260K models and the TinyStories text. The build keeps its absolute
+# paths, so the check unpacks it at this worktree's path.
+set -euo pipefail
+dest=${1:?usage: gpu-engine-bundle.sh DEST_DIR [CHECKPOINT_DIR...]}
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$root/build
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/build/lib" "$stage/build/bin" "$stage/deps" "$stage/shared/models" "$stage/shared/data/tinystories"
+cp -a "$build/lib/." "$stage/build/lib/"
+bins=(xquant test_cuda_provider test_device_engine test_engine)
+for b in "${bins[@]}"; do
+  f=$(find "$build" -name "$b" -type f -perm -u+x | head -1)
+  [ -n "$f" ] || { echo "missing binary $b" >&2; exit 1; }
+  rel=${f#"$build/"}
+  mkdir -p "$stage/build/$(dirname "$rel")"
+  cp "$f" "$stage/build/$rel"
+done
+# Executables only: the plugin registry looks for the entry symbol in a
+# library's static symbol table (boost::dll::library_info), which strip removes.
+find "$stage/build" -type f -perm -u+x ! -name '*.so*' -exec strip --strip-unneeded {} + 2>/dev/null || true
+# Libraries outside glibc/libstdc++ that the binaries and plugins load.
+find "$stage/build" -type f \( -name '*.so*' -o -perm -u+x \) -print0 | xargs -0 ldd 2>/dev/null |
+  awk '/=> \//{print $3}' | sort -u |
+  grep -Ev '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libstdc\+\+|libgcc_s)\.so' |
+  grep -v "$stage" | grep -v "/libxquant" | while read -r lib; do cp -L "$lib" "$stage/deps/"; done
+cp -r /work/shared/models/stories260K /work/shared/models/stories260K-hf "$stage/shared/models/"
+cp /work/shared/data/tinystories/tinystories_val.subset.txt "$stage/shared/data/tinystories/"
+# Extra checkpoints made here (e.g. `xquant quantize ... --bits 4 --group-size 32`), by folder.
+for extra in "${@:2}"; do cp -r "$extra" "$stage/shared/models/"; done
+mkdir -p "$dest"
+tar -C "$stage" -cf - . | xz -T2 -6 > "$dest/bundle.tar.xz"
+ls -la "$dest/bundle.tar.xz"
+echo "build path: $root"

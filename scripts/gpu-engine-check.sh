@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# gpu-engine-check.sh [BUNDLE]: on a GPU machine, unpack the bundle made by
+# scripts/gpu-engine-bundle.sh (the build sits at the absolute path it was
+# built at, so its tests find plugins and ../shared as on the build machine),
+# then run in one go: the cuda provider's GPU suite (decoder ops against the
+# CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
+# and `xquant generate/eval --provider cuda` next to `--provider cpu`.
+# Logs land in $OUT (default /tmp/gpu-engine-out).
+set -uo pipefail
+bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
+wt=/work/wt-gpueng
+out=${OUT:-/tmp/gpu-engine-out}
+mkdir -p "$out" "$wt" /work/shared /tmp/gpueng
+t0=$(date +%s)
+tar -xJf "$bundle" -C /tmp/gpueng || exit 1
+rm -rf "$wt/build" && cp -a /tmp/gpueng/build "$wt/build"
+cp -a /tmp/gpueng/shared/. /work/shared/
+rm -f /tmp/gpueng/deps/libxquant*  # libxquant finds its plugins beside itself: only the build's copy
+export LD_LIBRARY_PATH=$wt/build/lib:/tmp/gpueng/deps
+b=$wt/build
+cli=$(find "$b" -name xquant -type f | head -1)
+ops=$(find "$b" -name test_cuda_provider -type f | head -1)
+eng=$(find "$b" -name test_device_engine -type f | head -1)
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$out/setup.log"
+echo "== missing libraries (should be none)" | tee -a "$out/setup.log"
+for f in "$cli" "$ops" "$eng" "$b"/lib/libxquant.so "$b"/lib/xquant/plugins/*.so; do ldd "$f" | grep "not found" | sed "s|^|$f: |"; done | tee -a "$out/setup.log"
+ldd "$cli" >> "$out/setup.log"
+echo "== cuda provider GPU suite"
+"$ops" 2>&1 | tee "$out/ops.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|tests ran" | tail -40
+echo "== device engine"
+"$eng" 2>&1 | tee "$out/engine.log" | grep -Ev "^\[ (RUN|       OK) " | tail -40
+echo "== CLI"
+gguf=/work/shared/models/stories260K/stories260K.gguf
+text=/work/shared/data/tinystories/tinystories_val.subset.txt
+j=/tmp/gpueng/json && mkdir -p $j
+for p in cpu cuda; do
+  "$cli" generate --model "$gguf" --prompt "Once upon a time" -n 64 --provider $p --json > $j/generate-$p.json 2> $j/generate-$p.err
+  echo "$p generate rc=$?"; tail -3 $j/generate-$p.err
+  "$cli" eval --model "$gguf" --text "$text" --ctx 256 --max-tokens 4096 --provider $p --json > $j/eval-$p.json 2> $j/eval-$p.err
+  echo "$p eval rc=$?"; tail -3 $j/eval-$p.err
+done
+python3 - $j <<'PY' 2>&1 | tee "$out/cli-summary.txt"
+import json, sys
+o = sys.argv[1]
+g = {p: json.load(open(f"{o}/generate-{p}.json")) for p in ("cpu", "cuda")}
+e = {p: json.load(open(f"{o}/eval-{p}.json")) for p in ("cpu", "cuda")}
+same = g["cpu"]["tokens"] == g["cuda"]["tokens"]
+print("greedy 64 tokens identical:", same, "| first diff at", next((i for i, (a, b) in enumerate(zip(g["cpu"]["tokens"], g["cuda"]["tokens"])) if a != b), None))
+print("cuda text:", g["cuda"]["text"][:300].replace("\n", " "))
+for p in ("cpu", "cuda"):
+    print(f"{p}: ppl {e[p]['perplexity']:.6f} over {e[p]['tokens_scored']} tokens, {e[p]['tokens_per_second']:.0f} tok/s eval, decode {g[p]['decode_tokens_per_second']:.0f} tok/s")
+print("ppl ratio cuda/cpu - 1 = %.2e" % (e["cuda"]["perplexity"] / e["cpu"]["perplexity"] - 1))
+PY
+w4=/tmp/gpueng/shared/models/stories260K-w4a16-g32
+if [ -d "$w4" ]; then
+  echo "== W4A16 compressed-tensors on cuda" | tee -a "$out/cli-summary.txt"
+  "$cli" generate --model "$w4" --tokenizer "$gguf" --prompt "Once upon a time" -n 64 --provider cuda 2>&1 | tee -a "$out/cli-summary.txt" | tail -8
+  for p in cuda cpu; do
+    echo "W4A16 eval on $p:" | tee -a "$out/cli-summary.txt"
+    "$cli" eval --model "$w4" --tokenizer "$gguf" --text "$text" --ctx 256 --max-tokens 4096 --provider $p 2>&1 | tee -a "$out/cli-summary.txt" | tail -4
+  done
+fi
+# Optional: the decode benchmark (scripts/gpu-decode-bench.sh) when present.
+if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench.log"; fi
+echo "== wall $(( $(date +%s) - t0 )) s"

@@ -1,0 +1,265 @@
+// test_device_engine.cpp: the engine on a device-memory kernel provider
+// (`cuda`) against the same engine on `cpu`, on the real stories260K
+// weights: greedy text identical for 64 tokens, perplexity within 0.5%,
+// prefill logits and batched decoding close, a host KV cache refused, and a
+// compressed-tensors W4A16 checkpoint (RTN int4 g32) generating on the GPU.
+// Every test skips when the cuda provider is not built or has no GPU here.
+#include "core/error.hpp"
+#include "core/runtime.hpp"
+#include "plugins/registry.hpp"
+#include "engine/evaluate.hpp"
+#include "engine/model.hpp"
+
+#include <xquant/xquant.h>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+using namespace xquant;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kShared = XQUANT_SHARED_DIR;
+const fs::path kGguf = kShared / "models/stories260K/stories260K.gguf";
+
+Runtime& rt() {
+  static Runtime r{RuntimeOptions{}};
+  return r;
+}
+
+// The model on `provider`, or nullptr with *why when that provider cannot run here.
+std::unique_ptr<Model> open_on(const fs::path& path, const std::string& provider, std::string* why,
+                               const fs::path& tokenizer_from = {}) {
+  ModelOptions o;
+  o.provider = provider;
+  o.tokenizer_from = tokenizer_from;
+  try {
+    return Model::open(rt(), path, o);
+  } catch (const Error& e) {
+    if (e.status() != XQ_ERR_DEVICE && e.status() != XQ_ERR_NOT_FOUND) throw;
+    *why = e.what();
+    return nullptr;
+  }
+}
+
+Model& cpu() {
+  static auto m = Model::open(rt(), kGguf);
+  return *m;
+}
+
+Model* gpu(std::string* why) {
+  static std::string reason;
+  static auto m = open_on(kGguf, "cuda", &reason);
+  *why = reason;
+  return m.get();
+}
+
+#define REQUIRE_GPU_MODEL(var)                                         \
+  std::string why_;                                                    \
+  Model* var = gpu(&why_);                                             \
+  if (!var) GTEST_SKIP() << "cuda provider unusable here: " << why_
+
+std::vector<int32_t> eval_ids(Model& m, uint64_t max_tokens) {
+  std::ifstream in(kShared / "data/tinystories/tinystories_val.subset.txt");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return eval_tokens(m, ss.str(), max_tokens);
+}
+
+double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+}  // namespace
+
+// Runs everywhere the cuda provider is built: without a usable GPU (CI), a
+// model on it is refused at open with the provider's reason, before any
+// weight is read.
+TEST(DeviceEngine, ProviderWithoutADeviceIsRefusedAtOpenWithItsReason) {
+  LoadedPlugin* p = rt().plugins().find(XQ_PLUGIN_KERNEL_PROVIDER, "cuda");
+  if (!p) GTEST_SKIP() << "the cuda provider is not built";
+  const char* why = nullptr;
+  if (p->kernel().score(p->state, &why) > 0) GTEST_SKIP() << "a GPU is present: " << (why ? why : "");
+  ModelOptions o;
+  o.provider = "cuda";
+  try {
+    Model::open(rt(), kGguf, o);
+    FAIL() << "opened a model on a provider with score 0";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_DEVICE);
+    EXPECT_NE(std::string(e.what()).find("cannot run on this machine"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DeviceEngine, UnknownDeviceWeightsSettingIsRefused) {
+  ::setenv("XQUANT_DEVICE_WEIGHTS", "fp8", 1);
+  try {
+    Model::open(rt(), kGguf);
+    ::unsetenv("XQUANT_DEVICE_WEIGHTS");
+    FAIL() << "XQUANT_DEVICE_WEIGHTS=fp8 accepted";
+  } catch (const Error& e) {
+    ::unsetenv("XQUANT_DEVICE_WEIGHTS");
+    EXPECT_EQ(e.status(), XQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("XQUANT_DEVICE_WEIGHTS"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DeviceEngine, LayerTapsAreRefusedOnTheDevice) {
+  REQUIRE_GPU_MODEL(g);
+  KvCache c(*g, 4);
+  float* x = nullptr;  // never reached: the tap is refused first
+  try {
+    g->layer_forward(0, x, 1, {SequenceSpan{0, 1, 0, c.k(0), c.v(0)}}, [](int, const float*, int64_t, int64_t) {});
+    FAIL() << "a host tap ran on device activations";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_UNSUPPORTED);
+  }
+}
+
+TEST(DeviceEngine, GreedyTextEqualsCpuForTheFirst64Tokens) {
+  REQUIRE_GPU_MODEL(g);
+  GenerateOptions o;
+  o.n_tokens = 64;
+  o.stop_at_eog = false;
+  auto rc = generate(cpu(), "Once upon a time", o);
+  auto rg = generate(*g, "Once upon a time", o);
+  ASSERT_EQ(rc.tokens.size(), 64u);
+  EXPECT_EQ(rg.tokens, rc.tokens);
+  EXPECT_EQ(rg.text, rc.text);
+  std::printf("cuda greedy: %s\n", rg.text.c_str());
+}
+
+TEST(DeviceEngine, PerplexityWithinHalfAPercentOfCpu) {
+  REQUIRE_GPU_MODEL(g);
+  const auto ids = eval_ids(cpu(), 2048);
+  const auto pc = perplexity(cpu(), ids, 256);
+  const auto pg = perplexity(*g, ids, 256);
+  EXPECT_EQ(pg.tokens_scored, pc.tokens_scored);
+  EXPECT_LE(std::fabs(pg.perplexity / pc.perplexity - 1.0), 0.005) << pg.perplexity << " vs " << pc.perplexity;
+  std::printf("perplexity cpu %.6f cuda %.6f (%llu tokens)\n", pc.perplexity, pg.perplexity,
+              static_cast<unsigned long long>(pc.tokens_scored));
+}
+
+TEST(DeviceEngine, PrefillLogitsAndBatchedDecodeMatchCpu) {
+  REQUIRE_GPU_MODEL(g);
+  const auto ids = eval_ids(cpu(), 41);
+  KvCache cc(cpu(), 64), gc(*g, 64);
+  const auto lc = cpu().forward({SequenceInput{&cc, ids.data(), 40, true}});
+  const auto lg = g->forward({SequenceInput{&gc, ids.data(), 40, true}});
+  ASSERT_EQ(lg.size(), lc.size());
+  EXPECT_LE(rel_diff(lg, lc), 1e-4);
+  // One more token for the prefilled sequence, batched with a fresh one of 7 tokens.
+  KvCache fresh_c(cpu(), 64), fresh_g(*g, 64);
+  const auto bc = cpu().forward({SequenceInput{&cc, ids.data() + 40, 1, false}, SequenceInput{&fresh_c, ids.data(), 7, false}});
+  const auto bg = g->forward({SequenceInput{&gc, ids.data() + 40, 1, false}, SequenceInput{&fresh_g, ids.data(), 7, false}});
+  ASSERT_EQ(bg.size(), bc.size());
+  EXPECT_LE(rel_diff(bg, bc), 1e-4);
+}
+
+TEST(DeviceEngine, RefusesAHostKvCache) {
+  REQUIRE_GPU_MODEL(g);
+  KvCache host(g->arch(), 8);
+  const int32_t tok = 1;
+  try {
+    g->forward({SequenceInput{&host, &tok, 1, false}});
+    FAIL() << "a host KV cache ran on the cuda provider";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("KvCache(model"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DeviceEngine, CompressedTensorsW4A16GeneratesOnTheGpu) {
+  REQUIRE_GPU_MODEL(g);
+  const fs::path out = fs::temp_directory_path() / ("xquant_device_test_" + std::to_string(::getpid())) / "w4a16-g32";
+  fs::remove_all(out);
+  const std::string yaml = "model:\n  path: " + (kShared / "models/stories260K-hf").string() +
+                           "\nquantize:\n  - targets: [Linear]\n    algorithm: rtn\n    weights:\n      bits: 4\n"
+                           "      symmetric: true\n      group_size: 32\nignore: [lm_head]\noutput:\n"
+                           "  format: compressed-tensors\n  path: " + out.string() + "\n";
+  xq_runtime* crt = nullptr;
+  ASSERT_EQ(xq_runtime_create(nullptr, &crt), XQ_OK) << xq_last_error();
+  ASSERT_EQ(xq_run_pipeline_string(crt, yaml.c_str(), nullptr), XQ_OK) << xq_last_error();
+  xq_runtime_destroy(crt);
+  std::string why;
+  auto q = open_on(out, "cuda", &why, kGguf);
+  ASSERT_TRUE(q) << why;
+  EXPECT_EQ(q->quantized_linears() + q->dequantized_linears(), 35);
+  std::printf("W4A16 on cuda: %d Linears through QMATMUL (layout %s, activations %s), %d dequantized on load\n",
+              q->quantized_linears(), q->layer(0).linears[0].layout.c_str(),
+              q->layer(0).linears[0].act == XQ_DTYPE_BF16 ? "BF16" : "F32", q->dequantized_linears());
+  ModelOptions mo;
+  mo.tokenizer_from = kGguf;
+  auto qc = Model::open(rt(), out, mo);
+  GenerateOptions o;
+  o.n_tokens = 32;
+  o.stop_at_eog = false;
+  auto rg = generate(*q, "Once upon a time", o);
+  auto rc = generate(*qc, "Once upon a time", o);
+  EXPECT_EQ(rg.tokens.size(), 32u);
+  std::printf("W4A16 cuda: %s\nW4A16 cpu:  %s\n", rg.text.c_str(), rc.text.c_str());
+  // BF16 activations on the GPU vs F32 on the CPU: logits within BF16 noise.
+  const auto ids = eval_ids(*qc, 33);
+  KvCache cc(*qc, 64), gc(*q, 64);
+  const auto lc = qc->forward({SequenceInput{&cc, ids.data(), 32, true}});
+  const auto lg = q->forward({SequenceInput{&gc, ids.data(), 32, true}});
+  EXPECT_LE(rel_diff(lg, lc), 3e-2);
+  const auto pc = perplexity(*qc, eval_ids(*qc, 1024), 256), pg = perplexity(*q, eval_ids(*qc, 1024), 256);
+  EXPECT_LE(std::fabs(pg.perplexity / pc.perplexity - 1.0), 0.02) << pg.perplexity << " vs " << pc.perplexity;
+  std::printf("W4A16 perplexity cpu %.5f cuda %.5f\n", pc.perplexity, pg.perplexity);
+  fs::remove_all(out.parent_path());
+}
+
+// Decode speed at batch 1 (opt-in: --gtest_also_run_disabled_tests). Reads
+// XQUANT_BENCH_MODELS = "label:path:weights,..." (weights f32 or bf16: the
+// dense Linears' device dtype) and XQUANT_BENCH_COPY_GBS (the device-to-device
+// copy bandwidth measured in the same run, GB/s, read + write); prints per
+// model the decode tokens/s after a 128-token prompt, the weight bytes a step
+// reads, and that time's share of the HBM floor. Token-level: no tokenizer.
+TEST(DeviceEngine, DISABLED_DecodeSpeedAtBatch1) {
+  const char* spec = std::getenv("XQUANT_BENCH_MODELS");
+  if (!spec) GTEST_SKIP() << "XQUANT_BENCH_MODELS not set";
+  const char* bw = std::getenv("XQUANT_BENCH_COPY_GBS");
+  const double copy_gbs = bw ? std::atof(bw) : 0.0;
+  std::stringstream ss(spec);
+  std::string item;
+  std::printf("%-10s %12s %12s %10s %10s %8s\n", "model", "weights GB", "decode t/s", "ms/token", "floor ms", "% floor");
+  while (std::getline(ss, item, ',')) {
+    const auto a = item.find(':'), b = item.rfind(':');
+    ASSERT_TRUE(a != std::string::npos && b > a) << item;
+    const std::string label = item.substr(0, a), path = item.substr(a + 1, b - a - 1), weights = item.substr(b + 1);
+    ::setenv("XQUANT_DEVICE_WEIGHTS", weights.c_str(), 1);
+    std::string why;
+    auto m = open_on(path, "cuda", &why);
+    ::unsetenv("XQUANT_DEVICE_WEIGHTS");
+    if (!m) GTEST_SKIP() << why;
+    std::vector<int32_t> prompt(128);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 7919 + 13) % m->arch().vocab);
+    GenerateOptions o;
+    o.n_tokens = 256;
+    o.stop_at_eog = false;
+    GenerateOptions warm;
+    warm.n_tokens = 8;
+    warm.stop_at_eog = false;
+    generate_tokens(*m, std::vector<int32_t>(prompt.begin(), prompt.begin() + 8), warm);  // plans, handles, buffers
+    auto r = generate_tokens(*m, prompt, o);
+    ASSERT_EQ(r.tokens.size(), 256u);
+    const double tps = 255.0 / r.decode_seconds;
+    const double gb = static_cast<double>(m->weight_bytes_per_token()) / 1e9;
+    const double floor_ms = copy_gbs > 0 ? gb / copy_gbs * 1e3 : 0.0;  // weights read once at the copy rate
+    std::printf("%-10s %12.3f %12.1f %10.3f %10.3f %7.1f%%  (%d quantized Linears, %d dequantized; prefill %.1f ms)\n",
+                label.c_str(), gb, tps, 1e3 / tps, floor_ms, floor_ms > 0 ? floor_ms * tps / 10.0 : 0.0,
+                m->quantized_linears(), m->dequantized_linears(), r.prefill_seconds * 1e3);
+  }
+}
