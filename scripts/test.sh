@@ -1,20 +1,50 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: build, every GoogleTest suite through
-# ctest (GPU suites skip without a GPU), then the installed-SDK checks
+# ctest (GPU suites skip without a GPU), the installed-SDK checks
 # (out-of-tree plugin built with find_package(xquant) and used by a pipeline,
-# the C example, the Python package). Exits non-zero on any failure.
+# the C example, the Python package), then the interop checks against the
+# real compressed-tensors package. Exits non-zero on any failure.
+#
+# The last lines of the output are a summary that names every check that did
+# not run and why (whether the run passed or failed), so a skipped check is
+# seen, not buried in the log.
+#   XQUANT_SKIP_INTEROP=1   skip the compressed-tensors interop on purpose
+#   (scripts/interop-decision.sh: when it runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+skipped=()  # "check: reason", one per check that did not run
+ctest_log=$(mktemp)
+summary() {
+  local rc=$?
+  # Tests ctest ran but that skipped themselves (GTEST_SKIP: no GPU, ...).
+  while IFS= read -r line; do skipped+=("ctest $line"); done < <(
+    sed -n 's/^[[:space:]]*[0-9]* - \(.*\) (Skipped)$/\1: skipped itself (see its output in the ctest log)/p' "$ctest_log")
+  rm -f "$ctest_log"
+  echo
+  echo "==================== test summary ===================="
+  [ "$rc" -eq 0 ] && echo "result: PASSED" || echo "result: FAILED (exit status $rc)"
+  if [ ${#skipped[@]} -eq 0 ]; then
+    echo "skipped: nothing"
+  else
+    echo "SKIPPED (${#skipped[@]}), these checks did NOT run:"
+    printf '  - %s\n' "${skipped[@]}"
+  fi
+  echo "======================================================"
+}
+trap summary EXIT
+
 ./scripts/setup.sh "$@"
-ctest --test-dir build --output-on-failure -j"$(nproc)"
+ctest --test-dir build --output-on-failure -j"$(nproc)" 2>&1 | tee "$ctest_log"
 ./scripts/test-sdk.sh
-# Interop with the real compressed-tensors package (PyPI; pulls torch, ~6 GB):
-# run when the machine has the room, otherwise say it was skipped.
-free_kb=$(df -Pk "${XDG_CACHE_HOME:-$HOME/.cache}" 2>/dev/null | awk 'NR==2 {print $4}' || echo 0)
-if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && [ "${free_kb:-0}" -gt $((12 * 1024 * 1024)) ]; then
+
+# Interop with the real compressed-tensors package, when the machine has the
+# room for its venv (scripts/interop-decision.sh says why not otherwise).
+decision=$(./scripts/interop-decision.sh)
+if [ "$decision" = run ]; then
   tests/interop/ct_interop.sh build
 else
-  echo "test: compressed-tensors interop skipped (XQUANT_SKIP_INTEROP=1 or under 12 GB free); run tests/interop/ct_interop.sh build"
+  skipped+=("compressed-tensors interop (tests/interop/ct_interop.sh): ${decision#skip: }")
 fi
 # AWQ/GPTQ outputs vs transformers' config classes and the upstream unpacking
 # rules (a light venv: transformers + numpy, no torch).

@@ -18,6 +18,7 @@
 #include <xquant/sdk/plugin.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -178,7 +179,9 @@ int64_t GgufModel::meta_int(const std::string& key, int64_t fallback) const {
   if (!v) return fallback;
   if (v->is_int()) return v->i;
   if (v->type == VType::ARRAY && !v->ints.empty()) return v->ints[0];  // per-layer arrays: first layer
-  if (v->is_float()) return static_cast<int64_t>(v->f);
+  // A float outside int64's range (or NaN) has no integer value; converting
+  // it would be undefined behaviour (found by fuzzing).
+  if (v->is_float() && std::isfinite(v->f) && std::fabs(v->f) < 9.2e18) return static_cast<int64_t>(v->f);
   throw Error(XQ_ERR_MALFORMED, format("%s: metadata '%s' at byte offset %llu must be an integer, found %s",
                                        file_.path().c_str(), key.c_str(), static_cast<unsigned long long>(v->offset),
                                        vtype_name(static_cast<uint32_t>(v->type))));
@@ -322,7 +325,9 @@ void GgufModel::raw(uint64_t i, xq_tensor_view& v) const {
   if (it == permuted_.end()) {
     std::vector<uint8_t> buf(static_cast<size_t>(t.nbytes));
     const uint8_t* src = file_.tensor_data(t);
-    for (int64_t r = 0; r < e.rows; ++r)
+    // An empty tensor has no buffer: memcpy must not see its null pointer,
+    // even for 0 bytes (found by fuzzing).
+    for (int64_t r = 0; t.nbytes != 0 && r < e.rows; ++r)
       std::memcpy(buf.data() + r * e.row_bytes, src + source_row(e, r) * e.row_bytes, e.row_bytes);
     it = permuted_.emplace(i, std::move(buf)).first;
   }

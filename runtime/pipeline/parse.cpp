@@ -3,6 +3,8 @@
 #include "pipeline/pipeline.hpp"
 #include "pipeline/yaml_checker.hpp"
 
+#include <xquant/sdk/target_regex.hpp>
+
 #include <fmt/format.h>
 
 #include <fstream>
@@ -46,10 +48,9 @@ std::vector<TargetPattern> parse_targets(YamlChecker& c, const YAML::Node& node,
     t.text = *s;
     if (s->rfind("re:", 0) == 0) {
       t.is_regex = true;
-      try {
-        t.regex = std::regex(s->substr(3), std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        c.error(list[i], key, fmt::format("invalid regular expression '{}': {}", s->substr(3), e.what()));
+      std::string why;
+      if (!sdk::compile_target_regex(s->substr(3), &t.regex, &why)) {
+        c.error(list[i], key, fmt::format("invalid regular expression '{}': {}", s->substr(3), why));
         continue;
       }
     } else if (*s == "Linear") {
@@ -327,7 +328,7 @@ std::string QuantRule::algorithm_names() const {
 
 bool TargetPattern::matches(const std::string& module) const {
   if (is_class) return true;  // callers only ask about Linear modules
-  if (is_regex) return std::regex_search(module, regex, std::regex_constants::match_continuous);
+  if (is_regex) return sdk::target_regex_matches(regex, module);
   return module == text;
 }
 

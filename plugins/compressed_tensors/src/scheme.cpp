@@ -1,6 +1,8 @@
 // scheme.cpp: see scheme.hpp.
 #include "scheme.hpp"
 
+#include <xquant/sdk/target_regex.hpp>
+
 #include <cctype>
 #include <cstdlib>
 
@@ -43,11 +45,9 @@ Matcher compile(const std::string& target, const std::string& where) {
   m.text = target;
   if (target.rfind("re:", 0) == 0) {
     m.kind = Matcher::kRegex;
-    try {
-      m.re = std::regex(target.substr(3), std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      bad(where + ": invalid regex '" + target + "': " + e.what());
-    }
+    std::string why;
+    if (!sdk::compile_target_regex(target.substr(3), &m.re, &why))
+      bad(where + ": invalid regex '" + target + "': " + why);
   } else if (target.find('.') == std::string::npos && !target.empty() &&
              std::isupper(static_cast<unsigned char>(target[0]))) {
     // A class name ("Linear"); module names are lower-case dotted paths.
@@ -64,7 +64,7 @@ bool Matcher::matches(const std::string& module) const {
   switch (kind) {
     case kExact: return module == text;
     // Python re.match: anchored at the start, not at the end.
-    case kRegex: return std::regex_search(module, re, std::regex_constants::match_continuous);
+    case kRegex: return sdk::target_regex_matches(re, module);
     // Only Linear modules are ever quantized here, so "Linear" (and
     // vLLM's LinearBase alias) matches every module asked about.
     case kClass: return text == "Linear" || text == "LinearBase";

@@ -54,6 +54,9 @@ void collect_regexes(const nlohmann::json& pt, std::vector<std::string>* out) {
 constexpr size_t kMaxTokenId = size_t{1} << 24;
 
 size_t token_id(const nlohmann::json& id) {
+  // get<size_t>() of a float out of range is undefined behaviour (found by
+  // fuzzing: an id of 2e23): only non-negative integers are ids.
+  if (!id.is_number_unsigned()) fail(XQ_ERR_MALFORMED, "tokenizer: tokenizer.json token id {} is not a non-negative integer", id.dump());
   const size_t v = id.get<size_t>();
   if (v >= kMaxTokenId) fail(XQ_ERR_MALFORMED, "tokenizer: tokenizer.json token id {} is too large", v);
   return v;

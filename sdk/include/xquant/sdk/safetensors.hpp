@@ -279,12 +279,13 @@ inline Header parse_header(const std::string& file, std::string_view json, uint6
                                      static_cast<unsigned long long>(t.begin), prev.c_str(),
                                      static_cast<unsigned long long>(expected)));
     }
-    // prod(shape) * bits without overflow.
-    unsigned __int128 nbits = t.bits;
-    for (auto d : t.shape) {
-      nbits *= static_cast<uint64_t>(d);
-      if (nbits > (static_cast<unsigned __int128>(1) << 100)) break;
-    }
+    // prod(shape) * bits, saturated at 2^67 bits (more bytes than a u64 can
+    // count, so it matches no data_offsets) before any product can wrap 128
+    // bits; a zero dimension makes it zero whatever the others are.
+    const unsigned __int128 cap = static_cast<unsigned __int128>(1) << 67;
+    unsigned __int128 nbits = std::count(t.shape.begin(), t.shape.end(), 0) ? 0 : t.bits;
+    for (auto d : t.shape)
+      nbits = nbits > cap / static_cast<uint64_t>(std::max<int64_t>(d, 1)) ? cap : nbits * static_cast<uint64_t>(d);
     if (nbits % 8 != 0)
       detail::malformed(file, "tensor '" + t.name + "': element count times " + std::to_string(t.bits) +
                                   " bits is not a whole number of bytes");
