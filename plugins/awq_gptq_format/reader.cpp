@@ -3,6 +3,7 @@
 
 #include <xquant/sdk/half.hpp>
 #include <xquant/sdk/plugin.hpp>
+#include <xquant/sdk/tensor.hpp>
 
 #include <cstring>
 #include <optional>
@@ -69,13 +70,6 @@ float float_at(const Stored& t, int64_t i) {
   return t.v.dtype == XQ_DTYPE_F16 ? sdk::f16_to_f32(h) : sdk::bf16_to_f32(h);
 }
 
-struct Buffers {
-  const sdk::Host& host;
-  xq_quant_tensor q{};
-  explicit Buffers(const sdk::Host& h) : host(h) { q.struct_size = sizeof(q); }
-  ~Buffers() { sdk::release_quant_tensor(host, q); }
-};
-
 }  // namespace
 
 void read_module(const sdk::Host& host, const Settings& s, const xq_tensor_source& src, const std::string& module,
@@ -105,8 +99,8 @@ void read_module(const sdk::Host& host, const Settings& s, const xq_tensor_sourc
   expect_2d(k, *scales, is_float(scales->v.dtype), "F16, BF16 or F32", n_groups, rows);
   expect_2d(k, *qzeros, qzeros->v.dtype == XQ_DTYPE_I32, "I32", n_groups, rows / per);
 
-  Buffers b(host);
-  xq_quant_tensor& q = b.q;
+  sdk::QuantTensor owner(host);  // frees the buffers if reading fails halfway
+  xq_quant_tensor& q = owner.get();
   q.bits = bits;
   q.granularity = channel ? XQ_GRAN_CHANNEL : XQ_GRAN_GROUP;
   q.rows = rows;
@@ -181,9 +175,7 @@ void read_module(const sdk::Host& host, const Settings& s, const xq_tensor_sourc
       }
     }
   }
-  out = q;
-  b.q = xq_quant_tensor{};  // ownership passed to `out`
-  b.q.struct_size = sizeof(b.q);
+  out = owner.release();  // ownership passed to `out`
 }
 
 }  // namespace xquant::hfq

@@ -5,7 +5,10 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "pipeline/group_forward.hpp"
+#include "pipeline/prev_op.hpp"
 #include "pipeline/stages.hpp"
+
+#include <xquant/sdk/tensor.hpp>
 
 #include <fmt/format.h>
 
@@ -19,64 +22,9 @@ namespace {
 
 const char* kRoles[] = {"attn_qkv", "attn_o", "mlp_gate_up", "mlp_down"};
 
-xq_tensor_view f32_view(std::vector<float>& v, std::initializer_list<int64_t> shape) {
-  xq_tensor_view t{};
-  t.struct_size = sizeof(t);
-  t.dtype = XQ_DTYPE_F32;
-  t.ndim = static_cast<uint32_t>(shape.size());
-  int d = 0;
-  for (auto s : shape) t.shape[d++] = s;
-  t.data = v.empty() ? nullptr : v.data();
-  t.nbytes = v.size() * sizeof(float);
-  return t;
-}
 
-// The op feeding a group that an algorithm may rescale, as the calibrated
-// runner hands it over (pipeline/calibrated_runner.cpp prev_op_of): the
-// norm for q/k/v and gate/up, v_proj for o and up_proj for down (when the
-// shapes allow and there is no bias).
-struct PrevOp {
-  std::vector<float>* values = nullptr;
-  int64_t rows = 0, cols = 0;  // cols 0: a 1-D norm
-};
 
-PrevOp prev_op_of(const LayerDesc& desc, LayerWeights& lw, int group) {
-  PrevOp p;
-  if (group == LayerDesc::kAttnIn) {
-    p.values = &lw.input_norm;
-  } else if (group == LayerDesc::kMlpIn) {
-    p.values = &lw.post_norm;
-  } else {
-    const int prev = group == LayerDesc::kAttnOut ? LayerDesc::kV : LayerDesc::kUp;
-    const int self = group == LayerDesc::kAttnOut ? LayerDesc::kO : LayerDesc::kDown;
-    auto& w = lw.linears[static_cast<size_t>(prev)];
-    if (w.desc->out == desc.linears[static_cast<size_t>(self)].in && w.bias.empty()) {
-      p.values = &w.w;
-      p.rows = w.desc->out;
-      p.cols = w.desc->in;
-    }
-  }
-  return p;
-}
 
-// d_j with x'_j = x_j / d_j after the algorithm rescaled the feeding op
-// (1 where unchanged): a norm's entry directly, a Linear's row through its
-// largest element.
-std::vector<double> input_divisors(const PrevOp& prev, const std::vector<float>& before, int64_t cols) {
-  std::vector<double> d(static_cast<size_t>(cols), 1.0);
-  if (!prev.values || *prev.values == before) return d;
-  const std::vector<float>& after = *prev.values;
-  for (int64_t j = 0; j < cols; ++j) {
-    size_t at = static_cast<size_t>(j);
-    if (prev.cols) {
-      at = static_cast<size_t>(j * prev.cols);
-      for (int64_t c = j * prev.cols; c < (j + 1) * prev.cols; ++c)
-        if (std::fabs(before[static_cast<size_t>(c)]) > std::fabs(before[at])) at = static_cast<size_t>(c);
-    }
-    if (before[at] != 0.0f && after[at] != 0.0f) d[static_cast<size_t>(j)] = std::fabs(before[at] / after[at]);
-  }
-  return d;
-}
 
 // tr(D H D^T) for D = a - b ([rows, cols]) and H [cols, cols].
 double weighted_error(const std::vector<float>& a, const std::vector<float>* b, const std::vector<float>& h,
@@ -159,14 +107,16 @@ class GroupTrial {
       const auto t0 = std::chrono::steady_clock::now();
       GroupResult result = quantize(rule, lw, in, prev);
       c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const std::vector<double> divisor = input_divisors(prev, prev_before, in.cols);
+      const std::vector<float> divisor = input_divisors(prev, prev_before, in.cols);
       double reference = 0;
       for (size_t i = 0; i < members_.size(); ++i) {
         QuantTensor& q = result.quant[i];
         std::vector<float> w(static_cast<size_t>(q->rows * q->cols));
         for (int64_t r = 0; r < q->rows; ++r) q.dequantize_row(r, w.data() + r * q->cols);
-        for (int64_t r = 0; r < q->rows; ++r)
-          for (int64_t j = 0; j < q->cols; ++j) w[r * q->cols + j] = static_cast<float>(w[r * q->cols + j] / divisor[j]);
+        if (!divisor.empty())  // undo the input rescale: compare in the original input's coordinates
+          for (int64_t r = 0; r < q->rows; ++r)
+            for (int64_t j = 0; j < q->cols; ++j)
+              w[r * q->cols + j] = static_cast<float>(w[r * q->cols + j] / static_cast<double>(divisor[j]));
         c.output_error += weighted_error(saved[i], &w, in.hessian, q->rows, q->cols);
         reference += weighted_error(saved[i], nullptr, in.hessian, q->rows, q->cols);
         c.bytes += stored_bytes(q.get());
@@ -197,8 +147,8 @@ class GroupTrial {
       st[i] = in.view();
       li[i].struct_size = sizeof(li[i]);
       li[i].name = names[i].c_str();
-      li[i].weight = f32_view(w.w, {w.desc->out, w.desc->in});
-      li[i].bias = f32_view(w.bias, {w.desc->out});
+      li[i].weight = sdk::f32_view(w.w, {w.desc->out, w.desc->in});
+      li[i].bias = sdk::f32_view(w.bias, {w.desc->out});
       li[i].stats = &st[i];
       li[i].scheme = scheme_of(ws, rule.activations, w.desc->in, scale_dtype_for(ws, model_.config()));
     }
@@ -209,10 +159,10 @@ class GroupTrial {
     group.name = group_name.c_str();
     group.n_linears = n;
     group.linears = li.data();
-    group.prev_norm.struct_size = sizeof(group.prev_norm);
+    group.prev_op = sdk::empty_view();
     if (prev.values)
-      group.prev_norm = prev.cols ? f32_view(*prev.values, {prev.rows, prev.cols})
-                                  : f32_view(*prev.values, {int64_t(prev.values->size())});
+      group.prev_op = prev.cols ? sdk::f32_view(*prev.values, {prev.rows, prev.cols})
+                                  : sdk::f32_view(*prev.values, {int64_t(prev.values->size())});
     group.role = kRoles[g_];
     group.forward = forward.abi();
     return run_stages(runtime_, rule, group);

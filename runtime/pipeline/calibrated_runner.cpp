@@ -8,11 +8,13 @@
 #include "engine/model.hpp"
 #include "model/linear_modules.hpp"
 #include "pipeline/group_forward.hpp"
+#include "pipeline/prev_op.hpp"
 #include "pipeline/resume_checkpoint.hpp"
 #include "pipeline/stages.hpp"
 
 #include <xquant/sdk/half.hpp>
 #include <xquant/sdk/quantizer.hpp>
+#include <xquant/sdk/tensor.hpp>
 
 #include <fmt/format.h>
 
@@ -29,44 +31,8 @@ namespace {
 
 const char* kRoles[] = {"attn_qkv", "attn_o", "mlp_gate_up", "mlp_down"};
 
-xq_tensor_view f32_view(std::vector<float>& v, std::initializer_list<int64_t> shape) {
-  xq_tensor_view t{};
-  t.struct_size = sizeof(t);
-  t.dtype = XQ_DTYPE_F32;
-  t.ndim = static_cast<uint32_t>(shape.size());
-  int d = 0;
-  for (auto s : shape) t.shape[d++] = s;
-  t.data = v.empty() ? nullptr : v.data();
-  t.nbytes = v.size() * sizeof(float);
-  return t;
-}
 
-// The op feeding a group that an algorithm may rescale: the norm for
-// q/k/v and gate/up; v_proj for o (only without GQA and biases, AWQ's
-// rule); up_proj for down. `values` is NULL when there is none.
-struct PrevOp {
-  std::vector<float>* values = nullptr;
-  int64_t rows = 0, cols = 0;  // cols 0: a 1-D norm
-};
 
-PrevOp prev_op_of(const LayerDesc& desc, LayerWeights& lw, int group) {
-  PrevOp p;
-  if (group == LayerDesc::kAttnIn) {
-    p.values = &lw.input_norm;
-  } else if (group == LayerDesc::kMlpIn) {
-    p.values = &lw.post_norm;
-  } else {
-    const int prev = group == LayerDesc::kAttnOut ? LayerDesc::kV : LayerDesc::kUp;
-    const int self = group == LayerDesc::kAttnOut ? LayerDesc::kO : LayerDesc::kDown;
-    auto& w = lw.linears[static_cast<size_t>(prev)];
-    if (w.desc->out == desc.linears[static_cast<size_t>(self)].in && w.bias.empty()) {
-      p.values = &w.w;
-      p.rows = w.desc->out;
-      p.cols = w.desc->in;
-    }
-  }
-  return p;
-}
 
 // A previous Linear that is already quantized had its output rows divided
 // by s in the engine copy (before -> after); divide its per-row scales the
@@ -176,26 +142,6 @@ void write_tensors_outside_layers(const Checkpoint& source, const Architecture& 
   }
 }
 
-// Per input column j of a group, how much the transform of its preceding
-// op shrank x_j (x'_j = x_j / divisor_j), from the op's values before and
-// after: a norm's weight directly; a Linear's output row j through its
-// largest element (one rounding away from exact). Empty when unchanged.
-std::vector<float> input_divisors(const PrevOp& prev, const std::vector<float>& before, int64_t cols) {
-  std::vector<float> divisor;
-  if (!prev.values || *prev.values == before) return divisor;
-  const std::vector<float>& after = *prev.values;
-  divisor.assign(static_cast<size_t>(cols), 1.0f);
-  for (int64_t j = 0; j < cols; ++j) {
-    size_t at = static_cast<size_t>(j);
-    if (prev.cols) {  // row j of the previous Linear
-      at = static_cast<size_t>(j * prev.cols);
-      for (int64_t c = j * prev.cols; c < (j + 1) * prev.cols; ++c)
-        if (std::fabs(before[static_cast<size_t>(c)]) > std::fabs(before[at])) at = static_cast<size_t>(c);
-    }
-    if (before[at] != 0.0f && after[at] != 0.0f) divisor[static_cast<size_t>(j)] = std::fabs(before[at] / after[at]);
-  }
-  return divisor;
-}
 
 // The calibrator's callback: quantizes each Linear group of a layer with its
 // rules, folds rescalings into what is already quantized, and writes the
@@ -245,8 +191,8 @@ class LayerQuantizer {
     group.linears = in.linears.data();
     group.prev_op.struct_size = sizeof(group.prev_op);
     if (prev.values)
-      group.prev_op = prev.cols ? f32_view(*prev.values, {prev.rows, prev.cols})
-                                  : f32_view(*prev.values, {int64_t(prev.values->size())});
+      group.prev_op = prev.cols ? sdk::f32_view(*prev.values, {prev.rows, prev.cols})
+                                  : sdk::f32_view(*prev.values, {int64_t(prev.values->size())});
     group.role = kRoles[g];
     group.forward = forward.abi();
     GroupResult result = run_stages(runtime_, rule, group);
@@ -287,8 +233,8 @@ class LayerQuantizer {
       xq_linear_input& li = in.linears[i];
       li.struct_size = sizeof(li);
       li.name = in.names[i].c_str();
-      li.weight = f32_view(w.w, {w.desc->out, w.desc->in});
-      li.bias = f32_view(w.bias, {w.desc->out});
+      li.weight = sdk::f32_view(w.w, {w.desc->out, w.desc->in});
+      li.bias = sdk::f32_view(w.bias, {w.desc->out});
       li.stats = &in.stats[i];
       li.scheme =
           scheme_of(in.schemes[i], rule.activations, w.desc->in, scale_dtype_for(in.schemes[i], source_.config()));
