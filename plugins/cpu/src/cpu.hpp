@@ -61,6 +61,12 @@ bool present(const xq_device_tensor& t);  // data != NULL
 // wrong with `op`; returns normally when run_op can execute it.
 void check_op(const xq_op& op);
 
+// c[m, n] = alpha * a[m, k] . b[n, k]^T (row-major, leading dimensions in
+// elements), split over the host pool in blocks of a fixed shape, so the
+// result does not depend on the thread count (dense_ops.cpp).
+void sgemm_nt_blocked(const Host& host, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                      const float* b, int64_t ldb, float* c, int64_t ldc);
+
 // Dense ops (dense_ops.cpp).
 void run_matmul(const Host& host, const xq_op& op);
 void run_rms_norm(const Host& host, const xq_op& op);

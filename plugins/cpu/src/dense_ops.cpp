@@ -213,6 +213,22 @@ void check_op(const xq_op& op) {
     check_dense(op);
 }
 
+void sgemm_nt_blocked(const Host& host, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                      const float* b, int64_t ldb, float* c, int64_t ldc) {
+  // Blocks of kSgemmBlockCols output columns, a fixed shape whatever the
+  // thread count; each is one single-threaded OpenBLAS call on a pool thread.
+  constexpr int64_t kSgemmBlockCols = 128;
+  const uint64_t blocks = static_cast<uint64_t>((n + kSgemmBlockCols - 1) / kSgemmBlockCols);
+  host.parallel_for(blocks, 1, [&](uint64_t b0, uint64_t b1) {
+    for (uint64_t blk = b0; blk < b1; ++blk) {
+      const int64_t j0 = static_cast<int64_t>(blk) * kSgemmBlockCols, nj = std::min(kSgemmBlockCols, n - j0);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(nj),
+                  static_cast<int>(k), alpha, a, static_cast<int>(lda), b + j0 * ldb, static_cast<int>(ldb), 0.0f,
+                  c + j0, static_cast<int>(ldc));
+    }
+  });
+}
+
 void run_matmul(const Host& host, const xq_op& op) {
   const auto& x = op.src[0];
   const auto& w = op.src[1];
@@ -234,9 +250,7 @@ void run_matmul(const Host& host, const xq_op& op) {
       for (uint64_t r = r0; r < r1; ++r) c[r] = dot_f32(b + r * k, a, k);
     });
   } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
-                static_cast<int>(k), 1.0f, a, static_cast<int>(k), b, static_cast<int>(k), 0.0f, c,
-                static_cast<int>(n));
+    sgemm_nt_blocked(host, m, n, k, 1.0f, a, k, b, k, c, n);
   }
   if (present(op.src[2])) {
     const float* bias = static_cast<const float*>(op.src[2].data);
@@ -332,23 +346,24 @@ void run_attention(const Host& host, const xq_op& op) {
   const int64_t n_keys = start + T;  // keys the last query sees
 
   if (T >= 16) {
-    // Prefill: per head, scores = Q_h K_kh^T and out_h = P V_kh as SGEMMs over
-    // strided head views (OpenBLAS threads), the causal softmax in between on
-    // our pool. The masked upper triangle costs 2x FLOPs at GEMM speed, far
-    // cheaper than scalar dot products.
-    std::vector<float> p(static_cast<size_t>(T * n_keys));
-    for (int64_t h = 0; h < H; ++h) {
-      int64_t kh = h / group;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(n_keys),
-                  static_cast<int>(D), scale, qd + h * D, static_cast<int>(H * D), kd + kh * D,
-                  static_cast<int>(KVH * D), 0.0f, p.data(), static_cast<int>(n_keys));
-      host.parallel_for(static_cast<uint64_t>(T), 8, [&](uint64_t b, uint64_t e) {
-        for (uint64_t t = b; t < e; ++t) softmax_causal(p.data() + t * n_keys, n_keys, start + static_cast<int64_t>(t));
-      });
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(T), static_cast<int>(D),
-                  static_cast<int>(n_keys), 1.0f, p.data(), static_cast<int>(n_keys), vd + kh * D,
-                  static_cast<int>(KVH * D), 0.0f, out + h * D, static_cast<int>(H * D));
-    }
+    // Prefill: one head per task: scores = Q_h K_kh^T, the causal softmax,
+    // out_h = P V_kh, as single-threaded SGEMMs over strided head views.
+    // The masked upper triangle costs 2x FLOPs at GEMM speed, far cheaper
+    // than scalar dot products; each head's arithmetic is the same whatever
+    // the thread count.
+    host.parallel_for(static_cast<uint64_t>(H), 1, [&](uint64_t h0, uint64_t h1) {
+      std::vector<float> p(static_cast<size_t>(T * n_keys));
+      for (int64_t h = static_cast<int64_t>(h0); h < static_cast<int64_t>(h1); ++h) {
+        int64_t kh = h / group;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T), static_cast<int>(n_keys),
+                    static_cast<int>(D), scale, qd + h * D, static_cast<int>(H * D), kd + kh * D,
+                    static_cast<int>(KVH * D), 0.0f, p.data(), static_cast<int>(n_keys));
+        for (int64_t t = 0; t < T; ++t) softmax_causal(p.data() + t * n_keys, n_keys, start + t);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(T), static_cast<int>(D),
+                    static_cast<int>(n_keys), 1.0f, p.data(), static_cast<int>(n_keys), vd + kh * D,
+                    static_cast<int>(KVH * D), 0.0f, out + h * D, static_cast<int>(H * D));
+      }
+    });
     return;
   }
 

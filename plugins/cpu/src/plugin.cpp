@@ -19,10 +19,12 @@ namespace {
 class CpuProvider : public sdk::PluginBase {
  public:
   explicit CpuProvider(const Host& h) : PluginBase(h) {
-    // OpenBLAS gets as many threads as the host pool: GEMMs run from the
-    // calling thread while our pool idles, so the two never oversubscribe.
-    unsigned n = host.num_threads();
-    openblas_set_num_threads(static_cast<int>(n ? n : 1));
+    // OpenBLAS runs single-threaded; our pool splits every SGEMM into blocks
+    // of fixed shape (sgemm_nt_blocked). OpenBLAS's own threading partitions
+    // by the thread count, which changed results in the last bits between
+    // --threads 1 and 2 (AWQ's forward passes picked different scales), and
+    // a run must write the same bytes whatever the thread count.
+    openblas_set_num_threads(1);
   }
 
   uint32_t score(const char** why) const {

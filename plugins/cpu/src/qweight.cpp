@@ -348,8 +348,8 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
   });
 }
 
-// Weight-only prefill: dequantize a tile of rows (in parallel) then one SGEMM
-// per tile from this thread, so OpenBLAS's own threads never nest in our pool.
+// Weight-only prefill: dequantize a tile of rows, then SGEMM it, both split
+// over our pool (sgemm_nt_blocked: fixed blocks, single-threaded OpenBLAS).
 void qgemm_weight_only(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias) {
   const int64_t N = w.rows, Kp = w.padded_cols;
   const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(N, (int64_t{4} << 20) / std::max<int64_t>(Kp, 1)));
@@ -359,8 +359,7 @@ void qgemm_weight_only(const Host& host, const xq_qweight& w, const float* x, in
     host.parallel_for(static_cast<uint64_t>(nt), 8, [&](uint64_t b, uint64_t e) {
       for (uint64_t r = b; r < e; ++r) dequant_row_padded(w, n0 + static_cast<int64_t>(r), wt + r * Kp);
     });
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(nt), static_cast<int>(Kp),
-                1.0f, x, static_cast<int>(Kp), wt, static_cast<int>(Kp), 0.0f, y + n0, static_cast<int>(N));
+    sgemm_nt_blocked(host, M, nt, Kp, 1.0f, x, Kp, wt, Kp, y + n0, N);
   }
   if (bias)
     for (int64_t m = 0; m < M; ++m)
