@@ -35,6 +35,13 @@ summary() {
 trap summary EXIT
 
 ./scripts/setup.sh "$@"
+# llama.cpp's tokenizer vectors for 14 more vocabularies (from the PyPI sdist
+# of llama-cpp-python, ~76 MB, cached outside the repo) for test_tokenizer.
+if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && vocabs=$(tests/tokenizer/fetch-llama-vocabs.sh); then
+  eval "$vocabs"
+else
+  skipped+=("llama.cpp vocabulary vectors (tests/tokenizer/fetch-llama-vocabs.sh): not fetched (XQUANT_SKIP_INTEROP=1 or the download failed)")
+fi
 ctest --test-dir build --output-on-failure -j"$(nproc)" 2>&1 | tee "$ctest_log"
 ./scripts/test-sdk.sh
 
@@ -46,10 +53,16 @@ if [ "$decision" = run ]; then
 else
   skipped+=("compressed-tensors interop (tests/interop/ct_interop.sh): ${decision#skip: }")
 fi
-# AWQ/GPTQ outputs vs transformers' config classes and the upstream unpacking
-# rules (a light venv: transformers + numpy, no torch).
-if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then
-  tests/interop/awq_gptq_interop.sh build
-else
-  echo "test: AWQ/GPTQ interop skipped (XQUANT_SKIP_INTEROP=1); run tests/interop/awq_gptq_interop.sh build"
-fi
+# Light interop venvs (no torch), cached outside the repo:
+#   AWQ/GPTQ outputs vs transformers' config classes and the upstream unpacking rules;
+#   every GGUF we write read back by llama.cpp's gguf-py.
+light_interop() {
+  local name=$1; shift
+  if [ "${XQUANT_SKIP_INTEROP:-0}" = 1 ]; then
+    skipped+=("$name ($*): XQUANT_SKIP_INTEROP=1")
+  else
+    "$@"
+  fi
+}
+light_interop "AWQ/GPTQ interop" tests/interop/awq_gptq_interop.sh build
+light_interop "GGUF interop" tests/interop/gguf_interop.sh build
