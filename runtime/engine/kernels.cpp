@@ -4,6 +4,8 @@
 #include "core/error.hpp"
 #include "plugins/call.hpp"
 
+#include <chrono>
+
 namespace xquant {
 
 xq_device_tensor dtensor(xq_dtype dtype, std::initializer_list<int64_t> shape, const void* data) {
@@ -59,8 +61,11 @@ xq_op Kernels::op(xq_op_type type) {
 bool Kernels::supports(const xq_op& op) const { return plugin_->kernel().supports_op(plugin_->state, &op) != 0; }
 
 void Kernels::run(const xq_op& op, const char* what) const {
-  check_plugin_call(plugin_->kernel().run_op(plugin_->state, &op),
-                    fmt::format("kernel provider '{}' running {}", plugin_->name(), what));
+  ++ops_run_;
+  const auto t0 = std::chrono::steady_clock::now();
+  const xq_status s = plugin_->kernel().run_op(plugin_->state, &op);
+  run_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (s != XQ_OK) check_plugin_call(s, fmt::format("kernel provider '{}' running {}", plugin_->name(), what));
 }
 
 xq_qweight* Kernels::prepare(const xq_quant_tensor& q, const std::string& name) const {

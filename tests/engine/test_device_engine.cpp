@@ -253,13 +253,21 @@ TEST(DeviceEngine, DISABLED_DecodeSpeedAtBatch1) {
     warm.n_tokens = 8;
     warm.stop_at_eog = false;
     generate_tokens(*m, std::vector<int32_t>(prompt.begin(), prompt.begin() + 8), warm);  // plans, handles, buffers
+    const uint64_t ops0 = m->kernels().ops_run();
+    const double launch0 = m->kernels().run_seconds();
     auto r = generate_tokens(*m, prompt, o);
     ASSERT_EQ(r.tokens.size(), 256u);
+    // 256 forward steps (the prefill and 255 decodes; one sequence, so the
+    // same op count each): the provider ops one decode step launches.
+    const double ops_per_step = static_cast<double>(m->kernels().ops_run() - ops0) / 256.0;
+    // Host time inside run_op per step (launch cost), against the decode step time.
+    const double launch_ms = (m->kernels().run_seconds() - launch0) / 256.0 * 1e3;
     const double tps = 255.0 / r.decode_seconds;
     const double gb = static_cast<double>(m->weight_bytes_per_token()) / 1e9;
     const double floor_ms = copy_gbs > 0 ? gb / copy_gbs * 1e3 : 0.0;  // weights read once at the copy rate
-    std::printf("%-10s %12.3f %12.1f %10.3f %10.3f %7.1f%%  (%d quantized Linears, %d dequantized; prefill %.1f ms)\n",
-                label.c_str(), gb, tps, 1e3 / tps, floor_ms, floor_ms > 0 ? floor_ms * tps / 10.0 : 0.0,
+    std::printf("%-10s %12.3f %12.1f %10.3f %10.3f %7.1f%%  (%.0f ops/step, %.3f ms/step in run_op; %d quantized Linears, %d dequantized; "
+                "prefill %.1f ms)\n",
+                label.c_str(), gb, tps, 1e3 / tps, floor_ms, floor_ms > 0 ? floor_ms * tps / 10.0 : 0.0, ops_per_step, launch_ms,
                 m->quantized_linears(), m->dequantized_linears(), r.prefill_seconds * 1e3);
   }
 }
