@@ -8,12 +8,14 @@
 #include "core/runtime.hpp"
 #include "plugins/registry.hpp"
 #include "engine/evaluate.hpp"
+#include "engine/op_profile.hpp"
 #include "engine/model.hpp"
 
 #include <xquant/xquant.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -269,5 +271,26 @@ TEST(DeviceEngine, DISABLED_DecodeSpeedAtBatch1) {
                 "prefill %.1f ms)\n",
                 label.c_str(), gb, tps, 1e3 / tps, floor_ms, floor_ms > 0 ? floor_ms * tps / 10.0 : 0.0, ops_per_step, launch_ms,
                 m->quantized_linears(), m->dequantized_linears(), r.prefill_seconds * 1e3);
+    // Where a decode step goes: 64 steps with a synchronisation after every op
+    // (engine/op_profile.hpp), per label: device time + one launch + one sync.
+    GenerateOptions prof;
+    prof.n_tokens = 65;
+    prof.stop_at_eog = false;
+    generate_tokens(*m, std::vector<int32_t>(prompt.begin(), prompt.begin() + 8), warm);
+    op_profile_take();
+    // On from the first token on: the 64 decode steps, not the prefill.
+    generate_tokens(*m, prompt, prof, [](int32_t) { op_profile_enable(true); });
+    op_profile_enable(false);
+    auto times = op_profile_take();
+    std::vector<std::pair<double, std::string>> by_time;
+    double total = 0;
+    for (const auto& [label, t] : times) {
+      by_time.push_back({t.seconds / 64.0 * 1e3, label + " x" + std::to_string(t.calls / 64)});
+      total += t.seconds / 64.0 * 1e3;
+    }
+    std::sort(by_time.rbegin(), by_time.rend());
+    std::printf("    per step, each op synchronised (%.3f ms in all):", total);
+    for (const auto& [ms, label] : by_time) std::printf(" %s %.3f;", label.c_str(), ms);
+    std::printf("\n");
   }
 }
