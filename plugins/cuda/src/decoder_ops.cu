@@ -79,8 +79,7 @@ __global__ void rope_kernel(void* data, DType t, int64_t T, int64_t H, int64_t D
 }
 
 // One block per (query t, head h): scores for keys 0..start+t into shared
-// memory (a warp per key), a block max and sum, then each thread owns
-// output dims. The block size must be a multiple of 32.
+// memory, a block max and sum, then each thread owns output dims.
 __global__ void attention_kernel(const void* q, const void* k, const void* v, DType dt, int64_t H, int64_t KVH,
                                  int64_t D, int64_t start, float scale, void* out, DType ot) {
   extern __shared__ float smem[];
@@ -91,21 +90,16 @@ __global__ void attention_kernel(const void* q, const void* k, const void* v, DT
   float* p = smem + D;   // nk
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) qs[i] = load_as_float(q, dt, (t * H + h) * D + i);
   __syncthreads();
-  // Scores: one warp per key, its lanes striding over the head dims, so a
-  // key row is read in coalesced pieces (a thread per key read rows
-  // KVH * D elements apart: one transaction per element).
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   float mx = -FLT_MAX;
-  for (int64_t s = warp; s < nk; s += warps) {
+  for (int64_t s = threadIdx.x; s < nk; s += blockDim.x) {
     const int64_t kr = (s * KVH + kh) * D;
     float d = 0.f;
-    for (int64_t i = lane; i < D; i += 32) d += qs[i] * load_as_float(k, dt, kr + i);
-    for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+    for (int64_t i = 0; i < D; ++i) d += qs[i] * load_as_float(k, dt, kr + i);
     d *= scale;
-    if (lane == 0) p[s] = d;
+    p[s] = d;
     mx = fmaxf(mx, d);
   }
-  mx = block_max(mx, red);  // its barriers also publish p[]
+  mx = block_max(mx, red);
   float sum = 0.f;
   for (int64_t s = threadIdx.x; s < nk; s += blockDim.x) {
     const float e = expf(p[s] - mx);
