@@ -198,9 +198,12 @@ TEST(DeviceEngine, CompressedTensorsW4A16GeneratesOnTheGpu) {
   auto q = open_on(out, "cuda", &why, kGguf);
   ASSERT_TRUE(q) << why;
   EXPECT_EQ(q->quantized_linears() + q->dequantized_linears(), 35);
-  std::printf("W4A16 on cuda: %d Linears through QMATMUL (layout %s, activations %s), %d dequantized on load\n",
-              q->quantized_linears(), q->layer(0).linears[0].layout.c_str(),
-              q->layer(0).linears[0].act == XQ_DTYPE_BF16 ? "BF16" : "F32", q->dequantized_linears());
+  // q_proj itself, or the q|k|v weight it was stacked into.
+  const LinearWeights& q0 = q->layer(0).qkv.desc ? q->layer(0).qkv : q->layer(0).linears[0];
+  std::printf("W4A16 on cuda: %d Linears through QMATMUL (layer 0 q_proj: %s, layout %s, activations %s), %d dequantized "
+              "on load\n",
+              q->quantized_linears(), q->layer(0).linears[0].layout.c_str(), q0.layout.c_str(),
+              q0.act == XQ_DTYPE_BF16 ? "BF16" : "F32", q->dequantized_linears());
   ModelOptions mo;
   mo.tokenizer_from = kGguf;
   auto qc = Model::open(rt(), out, mo);
