@@ -2,8 +2,9 @@
 # gpu-decode-bench.sh XQUANT_CLI: batch-1 decode speed of the engine on the
 # `cuda` provider for a random-weight Llama-3.1-8B-shaped model with fewer
 # layers (LAYERS, default 8), generated here with torch (no download):
-# dense weights in F32 and BF16 on the GPU, and W4A16 g128 (RTN, quantized
-# here with `xquant quantize`), beside the HBM floor (weight bytes per token
+# dense BF16 weights on the GPU, W4A16 g128 and W8A8 INT8
+# (dynamic per-token activations), both RTN, quantized here with
+# `xquant quantize`, beside the HBM floor (weight bytes per token
 # over the device-to-device copy bandwidth measured in the same run).
 set -euo pipefail
 cli=${1:?usage: gpu-decode-bench.sh XQUANT_CLI}
@@ -45,6 +46,9 @@ PY
 t=$(date +%s)
 "$cli" quantize --model $dir/bf16 --out $dir/w4a16-g128 --bits 4 --group-size 128 --sym 2>&1 | tail -2
 echo "quantize: $(( $(date +%s) - t )) s"
+t=$(date +%s)
+"$cli" quantize --model $dir/bf16 --out $dir/w8a8 --w8a8 dynamic --sym 2>&1 | tail -2
+echo "quantize W8A8: $(( $(date +%s) - t )) s"
 gbs=$(python3 - <<'PY'
 import torch
 n = 4 << 30  # 4 GiB, far beyond L2
@@ -60,5 +64,5 @@ print(f"{2 * n / (ts[len(ts) // 2] / 1e3) / 1e9:.0f}")
 PY
 )
 echo "device-to-device copy: $gbs GB/s (read + write, median of 20, 4 GiB)"
-XQUANT_BENCH_COPY_GBS=$gbs XQUANT_BENCH_MODELS="f32:$dir/bf16:f32,bf16:$dir/bf16:bf16,w4a16-g128:$dir/w4a16-g128:bf16" \
+XQUANT_BENCH_COPY_GBS=$gbs XQUANT_BENCH_MODELS="bf16:$dir/bf16:bf16,w4a16-g128:$dir/w4a16-g128:bf16,w8a8-int8:$dir/w8a8:bf16" \
   "$eng" --gtest_also_run_disabled_tests --gtest_filter='*DecodeSpeed*' 2>&1 | grep -Ev "^\[ (RUN|       OK) "

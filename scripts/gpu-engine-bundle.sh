@@ -33,6 +33,7 @@ cp -r /work/shared/models/stories260K /work/shared/models/stories260K-hf "$stage
 cp /work/shared/data/tinystories/tinystories_val.subset.txt "$stage/shared/data/tinystories/"
 # Extra checkpoints made here (e.g. `xquant quantize ... --bits 4 --group-size 32`), by folder.
 for extra in "${@:2}"; do cp -r "$extra" "$stage/shared/models/"; done
+echo "$root" > "$stage/build-root"
 mkdir -p "$dest"
 tar -C "$stage" -cf - . | xz -T2 -6 > "$dest/bundle.tar.xz"
 ls -la "$dest/bundle.tar.xz"

@@ -8,11 +8,13 @@
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
-wt=/work/wt-gpueng
 out=${OUT:-/tmp/gpu-engine-out}
-mkdir -p "$out" "$wt" /work/shared /tmp/gpueng
+mkdir -p "$out" /work/shared /tmp/gpueng
 t0=$(date +%s)
 tar -xJf "$bundle" -C /tmp/gpueng || exit 1
+# The worktree the bundle was built in (its build keeps absolute paths).
+wt=$(cat /tmp/gpueng/build-root 2>/dev/null || echo /work/wt-gpueng)
+mkdir -p "$wt"
 rm -rf "$wt/build" && cp -a /tmp/gpueng/build "$wt/build"
 cp -a /tmp/gpueng/shared/. /work/shared/
 rm -f /tmp/gpueng/deps/libxquant*  # libxquant finds its plugins beside itself: only the build's copy

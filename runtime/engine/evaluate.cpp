@@ -107,18 +107,28 @@ GenerateResult generate_tokens(Model& model, const std::vector<int32_t>& prompt,
       if ((acc += p[i]) >= x) return static_cast<int32_t>(i);
     return static_cast<int32_t>(V - 1);
   };
+  // Greedy: the model picks the id (on the device when it can), so a step
+  // brings back one id instead of a vocabulary of logits.
+  const bool greedy = o.temperature <= 0.0f;
+  std::vector<float> logits;
+  int32_t chosen = 0;
+  auto run = [&](const int32_t* ids, int64_t n) {
+    std::vector<SequenceInput> batch{SequenceInput{&cache, ids, n, false}};
+    if (greedy) chosen = model.forward_greedy(batch).at(0);
+    else logits = model.forward(batch);
+  };
   auto t0 = Clock::now();
-  auto logits = model.forward({SequenceInput{&cache, prompt.data(), static_cast<int64_t>(prompt.size()), false}});
+  run(prompt.data(), static_cast<int64_t>(prompt.size()));
   r.prefill_seconds = since(t0);
   t0 = Clock::now();
   for (int64_t i = 0; i < o.n_tokens; ++i) {
-    int32_t next = pick(logits.data());
+    int32_t next = greedy ? chosen : pick(logits.data());
     bool eog = tok ? tok->is_eog(next) : next == model.arch().eos_id;
     if (o.stop_at_eog && eog) break;
     r.tokens.push_back(next);
     if (on_token) on_token(next);
     if (i + 1 == o.n_tokens) break;
-    logits = model.forward({SequenceInput{&cache, &next, 1, false}});
+    run(&next, 1);
   }
   r.decode_seconds = since(t0);
   if (tok) r.text = tok->decode(r.tokens);

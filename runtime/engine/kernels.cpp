@@ -1,8 +1,13 @@
 // kernels.cpp: dispatching ops to a kernel provider plugin (kernels.hpp).
 #include "engine/kernels.hpp"
 
+#include "engine/op_profile.hpp"
+
 #include "core/error.hpp"
 #include "plugins/call.hpp"
+
+#include <chrono>
+#include <utility>
 
 namespace xquant {
 
@@ -43,8 +48,30 @@ xq_op Kernels::op(xq_op_type type) { return sdk::make_op(type); }
 bool Kernels::supports(const xq_op& op) const { return plugin_->kernel().supports_op(plugin_->state, &op) != 0; }
 
 void Kernels::run(const xq_op& op, const char* what) const {
-  check_plugin_call(plugin_->kernel().run_op(plugin_->state, &op),
-                    fmt::format("kernel provider '{}' running {}", plugin_->name(), what));
+  ++ops_run_;
+  const auto t0 = std::chrono::steady_clock::now();
+  const xq_status s = plugin_->kernel().run_op(plugin_->state, &op);
+  run_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (s != XQ_OK) check_plugin_call(s, fmt::format("kernel provider '{}' running {}", plugin_->name(), what));
+  if (op_profile_enabled()) {
+    check_plugin_call(plugin_->kernel().synchronize(plugin_->state),
+                      fmt::format("kernel provider '{}' synchronizing after {}", plugin_->name(), what));
+    op_profile_add(what, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+}
+
+namespace {
+bool g_profile = false;
+std::map<std::string, OpTime> g_profile_totals;
+}  // namespace
+
+void op_profile_enable(bool on) { g_profile = on; }
+bool op_profile_enabled() { return g_profile; }
+std::map<std::string, OpTime> op_profile_take() { return std::exchange(g_profile_totals, {}); }
+void op_profile_add(const char* label, double seconds) {
+  OpTime& t = g_profile_totals[label];
+  ++t.calls;
+  t.seconds += seconds;
 }
 
 xq_qweight* Kernels::prepare(const xq_quant_tensor& q, const std::string& name) const {

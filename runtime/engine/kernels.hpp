@@ -38,6 +38,11 @@ class Kernels {
   bool supports(const xq_op& op) const;
   // Runs `op`; throws naming `what` when the provider rejects or fails it.
   void run(const xq_op& op, const char* what) const;
+  // Ops run so far through run() (what a step costs in launches), and the
+  // host time spent inside the provider's run_op for them (validation and
+  // the enqueue of its kernels: on an asynchronous device, the launch cost).
+  uint64_t ops_run() const { return ops_run_; }
+  double run_seconds() const { return run_seconds_; }
 
   // Provider memory; every call throws with the provider's message on failure.
   void* alloc(uint64_t nbytes, const char* what) const;
@@ -54,6 +59,8 @@ class Kernels {
  private:
   LoadedPlugin* plugin_;
   bool host_memory_ = false;
+  mutable uint64_t ops_run_ = 0;
+  mutable double run_seconds_ = 0;
 };
 
 // Memory owned through a provider's alloc/free (move-only). Empty when

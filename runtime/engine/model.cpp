@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "engine/fuse.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -63,8 +64,11 @@ Model::Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOption
 
 Model::~Model() {
   if (!kernels_) return;
-  for (auto& l : layers_)
+  for (auto& l : layers_) {
     for (auto& lw : l.linears) kernels_->release(lw.q);
+    kernels_->release(l.qkv.q);
+    kernels_->release(l.gate_up.q);
+  }
   kernels_->release(lm_head_.q);
 }
 
@@ -94,8 +98,7 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
     }
     if (lw.q) {
       lw.layout = kernels_->layout(lw.q);
-      uint64_t ns = q.granularity == XQ_GRAN_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
-      lw.bytes = static_cast<uint64_t>(q.rows * q.cols) + ns * 4 * (q.zero_points ? 2 : 1);
+      lw.bytes = quantized_bytes(q);
       ++n_quantized_;
     } else {
       lw.w.resize(static_cast<size_t>(d.out * d.in));
@@ -113,6 +116,78 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
   }
   if (!lw.w.empty()) lw.bytes = lw.w.size() * sizeof(float);
   if (d.bias) lw.bias = read_vector(d.bias_name(), d.out);
+  return lw;
+}
+
+// What a step reads of a prepared quantized weight: one byte per code on a
+// host provider (`cpu-int8-group`), the packed bits on a device (the `cuda`
+// W4 and W8 layouts), plus one scale (and zero point) per group.
+uint64_t Model::quantized_bytes(const xq_quant_tensor& q) const {
+  const uint64_t codes = static_cast<uint64_t>(q.rows * q.cols);
+  const uint64_t ns = q.granularity == XQ_GRAN_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
+  return (on_device() ? (codes * q.bits + 7) / 8 : codes) + ns * 4 * (q.zero_points ? 2 : 1);
+}
+
+LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
+                                  const char* name) {
+  std::vector<const LinearDesc*> parts;
+  for (int i : members) parts.push_back(&d.linears[static_cast<size_t>(i)]);
+  auto desc = std::make_unique<LinearDesc>(*parts[0]);
+  desc->module = parts[0]->module + " (" + name + ")";
+  desc->out = 0;
+  for (const auto* p : parts) {
+    desc->out += p->out;
+    if (p->in != parts[0]->in || p->bias != parts[0]->bias) return {};
+  }
+  std::vector<std::optional<QuantTensor>> qs;
+  int n_quant = 0;
+  for (const auto* p : parts) {
+    const TensorEntry* te = checkpoint_->find(p->weight_name());
+    std::optional<QuantTensor> qt = checkpoint_->read_module(p->module);
+    if (!qt && te && te->has_quantized) qt = checkpoint_->read_quantized(*te);
+    if (!qt && !te) return {};  // load_linear reports the missing tensor
+    if (qt && (qt->get().rows != p->out || qt->get().cols != p->in)) return {};
+    n_quant += qt ? 1 : 0;
+    qs.push_back(std::move(qt));
+  }
+  if (n_quant != 0 && n_quant != static_cast<int>(parts.size())) return {};
+  LinearWeights lw;
+  lw.desc = desc.get();
+  if (n_quant) {
+    std::vector<const xq_quant_tensor*> qp;
+    for (auto& q : qs) qp.push_back(&q->get());
+    std::string why;
+    std::optional<QuantTensor> st = stack_rows(qp, &why);
+    if (!st) {
+      logger().debug("{}: {} not stacked: {}", parts[0]->module, name, why);
+      return {};
+    }
+    const xq_quant_tensor& q = st->get();
+    lw.q = kernels_->prepare(q, desc->module);
+    if (!lw.q) return {};
+    if (!choose_qmatmul_act(lw)) {
+      kernels_->release(lw.q);
+      return {};
+    }
+    lw.layout = kernels_->layout(lw.q);
+    lw.bytes = quantized_bytes(q);
+    n_quantized_ += static_cast<int>(parts.size());
+  } else {
+    for (const auto* p : parts) {
+      const TensorEntry& te = checkpoint_->require(p->weight_name());
+      if (te.shape.size() != 2 || te.shape[0] != p->out || te.shape[1] != p->in) return {};
+      std::vector<float> part = checkpoint_->read_f32(te);
+      lw.w.insert(lw.w.end(), part.begin(), part.end());
+    }
+    lw.layout = "f32";
+    lw.bytes = lw.w.size() * sizeof(float);
+  }
+  if (desc->bias)
+    for (const auto* p : parts) {
+      std::vector<float> b = read_vector(p->bias_name(), p->out);
+      lw.bias.insert(lw.bias.end(), b.begin(), b.end());
+    }
+  w.fused_desc.push_back(std::move(desc));
   return lw;
 }
 
@@ -169,6 +244,8 @@ void Model::upload_weights() {
     if (!l.q_norm.empty()) l.d_q_norm = up(l.q_norm, "a norm weight");
     if (!l.k_norm.empty()) l.d_k_norm = up(l.k_norm, "a norm weight");
     for (auto& lw : l.linears) up_linear(lw);
+    if (l.qkv.desc) up_linear(l.qkv);
+    if (l.gate_up.desc) up_linear(l.gate_up);
   }
   up_linear(lm_head_);
 }
@@ -231,7 +308,27 @@ void Model::load_weights() {
       w.q_norm = read_vector(d.q_norm, a.head_dim);
       w.k_norm = read_vector(d.k_norm, a.head_dim);
     }
-    for (const auto& ld : d.linears) w.linears.push_back(load_linear(ld));
+    w.linears.resize(d.linears.size());
+    std::vector<bool> loaded(d.linears.size(), false);
+    // Device providers run q|k|v and gate|up as one GEMM each when they stack.
+    if (on_device() && !options_.dequantize_all && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) {
+      w.qkv = load_stacked(d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, w, "q|k|v");
+      w.gate_up = load_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up");
+      if (!w.qkv.desc || !w.gate_up.desc) {  // both or neither: run_layer_stacked needs both
+        if (w.qkv.desc) kernels_->release(w.qkv.q);
+        if (w.gate_up.desc) kernels_->release(w.gate_up.q);
+        w.qkv = LinearWeights{};
+        w.gate_up = LinearWeights{};
+      } else {
+        for (int i : {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp}) {
+          w.linears[static_cast<size_t>(i)].desc = &d.linears[static_cast<size_t>(i)];
+          w.linears[static_cast<size_t>(i)].layout = i <= LayerDesc::kV ? "stacked into q|k|v" : "stacked into gate|up";
+          loaded[static_cast<size_t>(i)] = true;
+        }
+      }
+    }
+    for (size_t i = 0; i < d.linears.size(); ++i)
+      if (!loaded[i]) w.linears[i] = load_linear(d.linears[i]);
   }
   // lm_head: its own tensor when the file has one (even if config says tied).
   static const LinearDesc lm_desc{"lm_head", "lm_head", 0, 0, false};
@@ -284,6 +381,7 @@ uint64_t Model::weight_bytes_per_token() const {
   for (const auto& l : layers_) {
     b += (l.input_norm.size() + l.post_norm.size() + l.q_norm.size() + l.k_norm.size()) * 4;
     for (const auto& lw : l.linears) b += lw.bytes + lw.bias.size() * 4;
+    for (const LinearWeights* lw : {&l.qkv, &l.gate_up}) b += lw->bytes + lw->bias.size() * 4;
   }
   return b;
 }
@@ -389,7 +487,18 @@ void Model::layer_forward(int layer, float* x, int64_t rows, const std::vector<S
     kernels_->upload(d, pos.data(), pos.size() * sizeof(int32_t));
     p = static_cast<const int32_t*>(d);
   }
-  run_layer(layer, x, rows, spans, p, tap);
+  if (!on_device() || !stacked(layer)) return run_layer(layer, x, rows, spans, p, tap);
+  xq_dtype t = XQ_DTYPE_F32;
+  const void* addend = run_layer_stacked(layer, x, rows, spans, p, nullptr, XQ_DTYPE_F32, &t);
+  add_residual(x, addend, t, rows);
+}
+
+void Model::add_residual(float* x, const void* addend, xq_dtype t, int64_t rows) const {
+  xq_op op = Kernels::op(XQ_OP_ADD);
+  op.src[0] = f32({rows, arch_.hidden}, x);
+  op.src[1] = dtensor(t, {rows, arch_.hidden}, addend);
+  op.dst = op.src[0];
+  kernels_->run(op, "ADD (residual)");
 }
 
 // One decoder layer over `rows` activation rows; `pos` (provider memory)
@@ -468,6 +577,138 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
   add_inplace(k, x, h, rows, H);
 }
 
+namespace {
+
+uint64_t element_bytes(xq_dtype t) { return t == XQ_DTYPE_F32 ? 4 : 2; }
+
+// A [rows, cols] column slice starting at `data` of a row-major matrix with
+// `ld` elements per row.
+xq_device_tensor column_slice(xq_dtype t, int64_t rows, int64_t cols, int64_t ld, const void* data) {
+  xq_device_tensor v = dtensor(t, {rows, cols}, data);
+  v.strides[0] = ld;
+  v.strides[1] = 1;
+  return v;
+}
+
+}  // namespace
+
+// The device decode path. Per layer at batch 1: [ADD_]RMS_NORM writes the
+// q|k|v GEMM's input dtype directly; one GEMM for q|k|v; row-strided
+// CONVERTs take q to F32 and k, v straight into the F32 KV cache; ROPE on q
+// and on the new cache rows; ATTENTION writes o_proj's input dtype; o_proj;
+// ADD_RMS_NORM; one gate|up GEMM; SWIGLU over its two column halves writes
+// down_proj's input dtype; down_proj, whose output is the next layer's
+// pending residual addend. The residual stream x, q, the KV cache and
+// attention stay F32; GEMM inputs and outputs are in the dtype each Linear
+// takes (BF16 for BF16 and W4A16 weights), the same roundings as the
+// converting path of run_layer, minus its conversion ops.
+const void* Model::run_layer_stacked(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
+                                     const int32_t* pos, const void* pending, xq_dtype pending_dtype,
+                                     xq_dtype* out_dtype) const {
+  const auto& a = arch_;
+  const LayerWeights& W = layers_.at(static_cast<size_t>(layer));
+  const LinearWeights &QKV = W.qkv, &O = W.linears[LayerDesc::kO], &GU = W.gate_up, &D = W.linears[LayerDesc::kDown];
+  const int64_t H = a.hidden, NH = a.n_heads, KVH = a.n_kv_heads, HD = a.head_dim, I = a.intermediate;
+  const int64_t n_qkv = (NH + 2 * KVH) * HD;
+  const Kernels& k = *kernels_;
+  // Scratch: h (norm out), qkv, q (F32), att, o, gu, act; down's output in kPending.
+  const uint64_t b_h = rows * H * std::max(element_bytes(QKV.act), element_bytes(GU.act));
+  const uint64_t b_qkv = rows * n_qkv * element_bytes(QKV.act), b_q = rows * NH * HD * 4;
+  const uint64_t b_att = rows * NH * HD * element_bytes(O.act), b_o = rows * H * element_bytes(O.act);
+  const uint64_t b_gu = rows * 2 * I * element_bytes(GU.act), b_act = rows * I * element_bytes(D.act);
+  auto align = [](uint64_t n) { return (n + 255) / 256 * 256; };
+  char* base = static_cast<char*>(scratch(kLayerTmp, align(b_h) + align(b_qkv) + align(b_q) + align(b_att) +
+                                                         align(b_o) + align(b_gu) + align(b_act)));
+  char* h = base;
+  char* qkv = h + align(b_h);
+  float* q = reinterpret_cast<float*>(qkv + align(b_qkv));
+  char* att = reinterpret_cast<char*>(q) + align(b_q);
+  char* o = att + align(b_att);
+  char* gu = o + align(b_o);
+  char* act = gu + align(b_gu);
+
+  auto norm_into = [&](const void* addend, xq_dtype addend_t, const float* w, xq_dtype out_t, const char* what) {
+    xq_op op = Kernels::op(addend ? XQ_OP_ADD_RMS_NORM : XQ_OP_RMS_NORM);
+    op.src[0] = f32({rows, H}, x);
+    op.src[1] = f32({H}, w);
+    if (addend) op.src[2] = dtensor(addend_t, {rows, H}, addend);
+    op.dst = dtensor(out_t, {rows, H}, h);
+    op.f[0] = a.rms_eps;
+    k.run(op, what);
+  };
+  auto gemm = [&](const LinearWeights& lw, const void* in, void* out, const char* what) {
+    const int64_t n_out = lw.desc->out, n_in = lw.desc->in;
+    xq_op op = Kernels::op(lw.q ? XQ_OP_QMATMUL : XQ_OP_MATMUL);
+    op.src[0] = dtensor(lw.act, {rows, n_in}, in);
+    if (lw.q) op.qweight = lw.q;
+    else op.src[1] = dtensor(lw.act, {n_out, n_in}, lw.dw.data());
+    if (lw.dbias) op.src[2] = f32({n_out}, lw.dbias.f32());
+    op.dst = dtensor(lw.act, {rows, n_out}, out);
+    k.run(op, what);
+  };
+  auto convert = [&](const xq_device_tensor& src, xq_dtype dt, void* dst, const char* what) {
+    xq_op op = Kernels::op(XQ_OP_CONVERT);
+    op.src[0] = src;
+    op.dst = dtensor(dt, {src.shape[0], src.shape[1]}, dst);
+    k.run(op, what);
+  };
+  auto rope = [&](float* data, int64_t n, int64_t heads, const int32_t* p) {
+    xq_op op = Kernels::op(XQ_OP_ROPE);
+    op.dst = f32({n, heads, HD}, data);
+    op.src[0] = op.dst;
+    op.src[1] = dtensor(XQ_DTYPE_I32, {n}, p);
+    if (d_rope_factors_) op.src[2] = f32({HD / 2}, d_rope_factors_.f32());
+    op.i[0] = static_cast<int64_t>(a.pairing);
+    op.i[1] = HD;
+    op.f[0] = a.rope_theta;
+    op.f[1] = a.rope_position_scale();
+    k.run(op, "ROPE");
+  };
+
+  norm_into(pending, pending_dtype, W.d_input_norm.f32(), QKV.act, pending ? "ADD_RMS_NORM (input)" : "RMS_NORM (input)");
+  gemm(QKV, h, qkv, "q|k|v_proj");
+  const uint64_t e_qkv = element_bytes(QKV.act);
+  convert(column_slice(QKV.act, rows, NH * HD, n_qkv, qkv), XQ_DTYPE_F32, q, "CONVERT (q)");
+  if (a.qk_norm)
+    rms_norm(k, q, rows * NH, HD, W.d_q_norm.f32(), a.rms_eps, q, "RMS_NORM (q_norm)");
+  rope(q, rows, NH, pos);
+  const int64_t kv_row = KVH * HD;
+  for (const auto& s : spans) {
+    if (s.n == 0) continue;
+    const char* at = qkv + (s.row * n_qkv + NH * HD) * e_qkv;
+    float* kc = s.k + s.pos0 * kv_row;
+    convert(column_slice(QKV.act, s.n, kv_row, n_qkv, at), XQ_DTYPE_F32, kc, "KV cache append (K)");
+    convert(column_slice(QKV.act, s.n, kv_row, n_qkv, at + kv_row * e_qkv), XQ_DTYPE_F32, s.v + s.pos0 * kv_row,
+            "KV cache append (V)");
+    if (a.qk_norm) rms_norm(k, kc, s.n * KVH, HD, W.d_k_norm.f32(), a.rms_eps, kc, "RMS_NORM (k_norm)");
+    rope(kc, s.n, KVH, pos + s.row);
+    xq_op op = Kernels::op(XQ_OP_ATTENTION);
+    op.src[0] = f32({s.n, NH, HD}, q + s.row * NH * HD);
+    op.src[1] = f32({s.pos0 + s.n, KVH, HD}, s.k);
+    op.src[2] = f32({s.pos0 + s.n, KVH, HD}, s.v);
+    op.dst = dtensor(O.act, {s.n, NH, HD}, att + s.row * NH * HD * element_bytes(O.act));
+    op.f[0] = 1.0 / std::sqrt(static_cast<double>(HD));
+    op.i[0] = s.pos0;
+    k.run(op, "ATTENTION");
+  }
+  gemm(O, att, o, "o_proj");
+  norm_into(o, O.act, W.d_post_norm.f32(), GU.act, "ADD_RMS_NORM (post-attention)");
+  gemm(GU, h, gu, "gate|up_proj");
+  {
+    const uint64_t e = element_bytes(GU.act);
+    xq_op op = Kernels::op(XQ_OP_SWIGLU);
+    op.src[0] = column_slice(GU.act, rows, I, 2 * I, gu);
+    op.src[1] = column_slice(GU.act, rows, I, 2 * I, gu + I * e);
+    op.dst = dtensor(D.act, {rows, I}, act);
+    k.run(op, "SWIGLU");
+  }
+  // Taken only now: growing it earlier could free `pending` before it was read.
+  void* dn = scratch(kPending, rows * H * element_bytes(D.act));
+  gemm(D, act, dn, "down_proj");
+  *out_dtype = D.act;
+  return dn;
+}
+
 void Model::logits_from_hidden(const float* x, int64_t rows, float* logits) const {
   std::vector<float> host_tmp;
   float* h = temp(kNormed, rows * arch_.hidden, host_tmp);
@@ -476,6 +717,19 @@ void Model::logits_from_hidden(const float* x, int64_t rows, float* logits) cons
 }
 
 std::vector<float> Model::forward(const std::vector<SequenceInput>& batch) {
+  std::vector<float> logits;
+  step(batch, &logits, nullptr);
+  return logits;
+}
+
+std::vector<int32_t> Model::forward_greedy(const std::vector<SequenceInput>& batch) {
+  std::vector<float> logits;
+  std::vector<int32_t> ids;
+  step(batch, &logits, &ids);
+  return ids;
+}
+
+void Model::step(const std::vector<SequenceInput>& batch, std::vector<float>* logits_out, std::vector<int32_t>* ids_out) {
   const int64_t H = arch_.hidden, V = arch_.vocab;
   int64_t rows = 0, out_rows = 0;
   for (const auto& s : batch) {
@@ -492,16 +746,14 @@ std::vector<float> Model::forward(const std::vector<SequenceInput>& batch) {
   std::vector<int32_t> ids;
   ids.reserve(static_cast<size_t>(rows));
   for (const auto& s : batch) ids.insert(ids.end(), s.tokens, s.tokens + s.n);
-  std::vector<float> x_host;
-  float* x = temp(kX, rows * H, x_host);
-  embed(ids.data(), rows, x);
-
   std::vector<SequenceSpan> spans;
   int64_t row = 0;
   for (const auto& s : batch) {
     spans.push_back({row, s.n, s.cache->size(), nullptr, nullptr});
     row += s.n;
   }
+  // Positions and ids go up before any op of the step: a synchronous upload
+  // queued behind a kernel would wait for it.
   std::vector<int32_t> pos = positions(spans, rows);
   const int32_t* p = pos.data();
   if (on_device()) {
@@ -509,13 +761,26 @@ std::vector<float> Model::forward(const std::vector<SequenceInput>& batch) {
     kernels_->upload(d, pos.data(), pos.size() * sizeof(int32_t));
     p = static_cast<const int32_t*>(d);
   }
+  std::vector<float> x_host;
+  float* x = temp(kX, rows * H, x_host);
+  embed(ids.data(), rows, x);
+  // Stacked layers leave their last residual add to the next layer's norm.
+  const void* pending = nullptr;
+  xq_dtype pending_t = XQ_DTYPE_F32;
   for (int64_t l = 0; l < arch_.n_layers; ++l) {
     for (size_t i = 0; i < batch.size(); ++i) {
       spans[i].k = batch[i].cache->k(static_cast<int>(l));
       spans[i].v = batch[i].cache->v(static_cast<int>(l));
     }
+    if (on_device() && stacked(static_cast<int>(l))) {
+      pending = run_layer_stacked(static_cast<int>(l), x, rows, spans, p, pending, pending_t, &pending_t);
+      continue;
+    }
+    if (pending) add_residual(x, pending, pending_t, rows);
+    pending = nullptr;
     run_layer(static_cast<int>(l), x, rows, spans, p, nullptr);
   }
+  if (pending) add_residual(x, pending, pending_t, rows);
   for (const auto& s : batch) s.cache->advance(s.n);
   // Only the rows whose logits were asked for go through lm_head.
   const float* hx = x;
@@ -531,15 +796,37 @@ std::vector<float> Model::forward(const std::vector<SequenceInput>& batch) {
     }
     hx = sel;
   }
-  std::vector<float> logits(static_cast<size_t>(out_rows * V));
+  std::vector<float>& logits = *logits_out;
+  auto host_argmax = [&] {
+    ids_out->resize(static_cast<size_t>(out_rows));
+    for (int64_t r = 0; r < out_rows; ++r) {
+      const float* lg = logits.data() + r * V;
+      (*ids_out)[static_cast<size_t>(r)] = static_cast<int32_t>(std::max_element(lg, lg + V) - lg);
+    }
+  };
   if (!on_device()) {
+    logits.resize(static_cast<size_t>(out_rows * V));
     logits_from_hidden(hx, out_rows, logits.data());
-    return logits;
+    if (ids_out) host_argmax();
+    return;
   }
-  float* d_logits = static_cast<float*>(scratch(kLogits, logits.size() * sizeof(float)));
+  float* d_logits = static_cast<float*>(scratch(kLogits, static_cast<uint64_t>(out_rows * V) * sizeof(float)));
   logits_from_hidden(hx, out_rows, d_logits);
+  if (ids_out) {
+    xq_op op = Kernels::op(XQ_OP_ARGMAX);
+    op.src[0] = f32({out_rows, V}, d_logits);
+    void* d_ids = scratch(kIds_out, static_cast<uint64_t>(out_rows) * sizeof(int32_t));
+    op.dst = dtensor(XQ_DTYPE_I32, {out_rows}, d_ids);
+    if (kernels_->supports(op)) {
+      kernels_->run(op, "ARGMAX (greedy)");
+      ids_out->resize(static_cast<size_t>(out_rows));
+      kernels_->download(ids_out->data(), d_ids, ids_out->size() * sizeof(int32_t));  // the step's one synchronisation
+      return;
+    }
+  }
+  logits.resize(static_cast<size_t>(out_rows * V));
   kernels_->download(logits.data(), d_logits, logits.size() * sizeof(float));  // the step's one synchronisation
-  return logits;
+  if (ids_out) host_argmax();
 }
 
 }  // namespace xquant

@@ -70,6 +70,12 @@ struct LinearWeights {
 struct LayerWeights {
   std::vector<float> input_norm, post_norm, q_norm, k_norm;
   std::vector<LinearWeights> linears;  // LayerDesc::linears order
+  // Device providers: q|k|v and gate|up stacked along rows into one weight
+  // each (one GEMM per group), when their weights share a description (see
+  // engine/fuse.hpp). Then the members in `linears` keep only their desc
+  // (layout "stacked into ..."), and `fused_desc` owns the groups' descs.
+  LinearWeights qkv, gate_up;
+  std::vector<std::unique_ptr<LinearDesc>> fused_desc;
   // Device providers: copies of the norm weights.
   DeviceBuffer d_input_norm, d_post_norm, d_q_norm, d_k_norm;
 };
@@ -146,6 +152,10 @@ class Model {
   // Runs the new tokens of every sequence; returns logits rows (vocab floats
   // each) in batch order: n rows for all_logits items, 1 row otherwise.
   std::vector<float> forward(const std::vector<SequenceInput>& batch);
+  // The same step, returning for each of those logits rows the id of its
+  // largest logit (lowest id on ties: greedy sampling). On a device provider
+  // that runs XQ_OP_ARGMAX the argmax runs there and only the ids come back.
+  std::vector<int32_t> forward_greedy(const std::vector<SequenceInput>& batch);
 
   // ---- layer-level pieces (calibration) ----
   void embed(const int32_t* ids, int64_t n, float* out) const;  // out [n, hidden]
@@ -164,15 +174,22 @@ class Model {
 
  private:
   Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOptions& options);
+  // forward's body: logits into *logits, or (ids != null) their argmax per row.
+  void step(const std::vector<SequenceInput>& batch, std::vector<float>* logits, std::vector<int32_t>* ids);
   void load_weights();
   LinearWeights load_linear(const LinearDesc& d);
+  // The Linears `members` of layer desc `d` stacked into one (empty, desc
+  // null, when they cannot be: mixed or incompatible quantization).
+  LinearWeights load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
+                             const char* name);
   bool choose_qmatmul_act(LinearWeights& lw) const;
+  uint64_t quantized_bytes(const xq_quant_tensor& q) const;
   bool bf16_matmul_runs(const LinearWeights& lw) const;
   void upload_weights();
   std::vector<float> read_vector(const std::string& name, int64_t expect) const;
 
   // Grow-only provider buffers of a device provider, one per use.
-  enum Slot { kLayerTmp, kX, kIds, kPos, kSelected, kNormed, kLogits, kLinearIn, kLinearOut, kSlots };
+  enum Slot { kLayerTmp, kX, kIds, kPos, kSelected, kNormed, kLogits, kLinearIn, kLinearOut, kPending, kIds_out, kSlots };
   void* scratch(Slot s, uint64_t bytes) const;
   // n floats of temporary memory: `host` resized on host providers, slot `s` otherwise.
   float* temp(Slot s, int64_t n, std::vector<float>& host) const;
@@ -187,6 +204,16 @@ class Model {
   void embed_ids(const int32_t* ids, int64_t n, float* out) const;  // ids in provider memory
   void run_layer(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans, const int32_t* pos,
                  const GroupInputTap& tap) const;
+  // A layer whose q|k|v and gate|up run stacked (device providers): 13 ops
+  // at batch 1. `pending` (provider memory, `pending_dtype`), when not null,
+  // is the previous layer's last residual addend, added to x here (fused
+  // into the input norm); returns this layer's, left for the caller.
+  const void* run_layer_stacked(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
+                                const int32_t* pos, const void* pending, xq_dtype pending_dtype,
+                                xq_dtype* out_dtype) const;
+  // x [rows, hidden] F32 += addend (provider memory, dtype t).
+  void add_residual(float* x, const void* addend, xq_dtype t, int64_t rows) const;
+  bool stacked(int layer) const { return layers_[static_cast<size_t>(layer)].qkv.desc != nullptr; }
   static std::vector<int32_t> positions(const std::vector<SequenceSpan>& spans, int64_t rows);
 
   Runtime& runtime_;

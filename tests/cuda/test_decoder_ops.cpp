@@ -343,3 +343,131 @@ TEST(CudaDecoderOps, RefusesWhatItCannotRunWithAReason) {
   EXPECT_EQ(P.vt->run_op(P.state, &att), XQ_ERR_UNSUPPORTED);
   EXPECT_NE(g_last_error.find("too long"), std::string::npos) << g_last_error;
 }
+
+// ---- ops that shorten a decode step (fused_ops.cu) --------------------------
+// References are computed here on the host: the CPU provider has no
+// ADD_RMS_NORM or ARGMAX and refuses strided tensors.
+
+namespace {
+
+xq_device_tensor column_slice(xq_dtype t, int64_t rows, int64_t cols, int64_t ld, void* data) {
+  xq_device_tensor v = tensor(t, {rows, cols}, data);
+  v.strides[0] = ld;
+  v.strides[1] = 1;
+  return v;
+}
+
+void run_on_gpu(const xq_op& op) {
+  auto& P = Plugin::get();
+  ASSERT_EQ(P.vt->supports_op(P.state, &op), 1u) << g_last_error;
+  ASSERT_EQ(P.vt->run_op(P.state, &op), XQ_OK) << g_last_error;
+}
+
+}  // namespace
+
+TEST(CudaFusedOps, StridedConvertCopiesAColumnSliceExactly) {
+  XQ_REQUIRE_GPU();
+  const int64_t R = 9, LD = 48, C0 = 32, C = 8;  // the k slice of a [R, 48] q|k|v row
+  const auto m = random_vec(R * LD);
+  DevBuf src(m.size() * 4), dst(R * C * 4);
+  src.put(m);
+  dst.poison();
+  xq_op op = make_op(XQ_OP_CONVERT);
+  op.src[0] = column_slice(XQ_DTYPE_F32, R, C, LD, static_cast<float*>(src.p) + C0);
+  op.dst = tensor(XQ_DTYPE_F32, {R, C}, dst.p);
+  run_on_gpu(op);
+  const auto out = dst.get<float>(R * C);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < C; ++c) ASSERT_EQ(out[r * C + c], m[r * LD + C0 + c]) << r << "," << c;
+}
+
+TEST(CudaFusedOps, StridedSwigluReadsTheGateAndUpHalvesOfOneRow) {
+  XQ_REQUIRE_GPU();
+  const int64_t R = 5, I = 77;
+  const auto gu = random_vec(R * 2 * I);
+  DevBuf src(gu.size() * 4), dst(R * I * 4);
+  src.put(gu);
+  dst.poison();
+  xq_op op = make_op(XQ_OP_SWIGLU);
+  op.src[0] = column_slice(XQ_DTYPE_F32, R, I, 2 * I, src.p);
+  op.src[1] = column_slice(XQ_DTYPE_F32, R, I, 2 * I, static_cast<float*>(src.p) + I);
+  op.dst = tensor(XQ_DTYPE_F32, {R, I}, dst.p);
+  run_on_gpu(op);
+  const auto out = dst.get<float>(R * I);
+  std::vector<double> ref(R * I);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < I; ++c) {
+      const double g = gu[r * 2 * I + c], u = gu[r * 2 * I + I + c];
+      ref[r * I + c] = g / (1.0 + std::exp(-g)) * u;
+    }
+  EXPECT_LE(rel_error(out, ref), 1e-6);
+}
+
+TEST(CudaFusedOps, AddRmsNormUpdatesTheResidualAndNormsTheSum) {
+  XQ_REQUIRE_GPU();
+  for (int64_t D : {64, 4096}) {
+    const int64_t M = 3;
+    const auto x = random_vec(M * D), r = random_vec(M * D), w = random_vec(D, 0.5f, 1.5f);
+    std::vector<float> r_rounded;
+    const auto r_bf16 = bf16_bytes(r, &r_rounded);  // the addend as a BF16 GEMM output
+    DevBuf dx(x.size() * 4), dr(r_bf16.size()), dw(w.size() * 4), dy(M * D * 2);
+    dx.put(x), dr.put(r_bf16), dw.put(w);
+    dy.poison();
+    xq_op op = make_op(XQ_OP_ADD_RMS_NORM);
+    op.src[0] = tensor(XQ_DTYPE_F32, {M, D}, dx.p);
+    op.src[1] = tensor(XQ_DTYPE_F32, {D}, dw.p);
+    op.src[2] = tensor(XQ_DTYPE_BF16, {M, D}, dr.p);
+    op.dst = tensor(XQ_DTYPE_BF16, {M, D}, dy.p);
+    op.f[0] = 1e-5;
+    run_on_gpu(op);
+    const auto sum = dx.get<float>(M * D);
+    const auto y = bf16_to_f32(dy.get<uint8_t>(M * D * 2));
+    std::vector<double> ref(M * D);
+    for (int64_t m = 0; m < M; ++m) {
+      double ss = 0;
+      for (int64_t i = 0; i < D; ++i) {
+        const float s = x[m * D + i] + r_rounded[m * D + i];
+        ASSERT_EQ(sum[m * D + i], s) << "residual not updated in place at " << m << "," << i;
+        ss += double(s) * s;
+      }
+      const double inv = 1.0 / std::sqrt(ss / D + 1e-5);
+      for (int64_t i = 0; i < D; ++i) ref[m * D + i] = sum[m * D + i] * inv * w[i];
+    }
+    EXPECT_LE(rel_error(y, ref), 1e-2);  // BF16 output
+  }
+}
+
+TEST(CudaFusedOps, ArgmaxTakesTheLowestIdOnTiesAndSkipsNaN) {
+  XQ_REQUIRE_GPU();
+  const int64_t M = 4, N = 128256;
+  std::vector<float> x = random_vec(M * N);
+  x[0 * N + 5] = 10.f, x[0 * N + 70000] = 10.f;  // tie: 5 wins
+  x[1 * N + 128255] = 9.f;                       // last column
+  x[2 * N + 3] = NAN, x[2 * N + 4] = 7.f;        // NaN never wins
+  for (int64_t i = 0; i < N; ++i) x[3 * N + i] = -1e30f;
+  x[3 * N + 1234] = -1e29f;
+  DevBuf dx(x.size() * 4), di(M * 4);
+  dx.put(x);
+  di.poison();
+  xq_op op = make_op(XQ_OP_ARGMAX);
+  op.src[0] = tensor(XQ_DTYPE_F32, {M, N}, dx.p);
+  op.dst = tensor(XQ_DTYPE_I32, {M}, di.p);
+  run_on_gpu(op);
+  EXPECT_EQ(di.get<int32_t>(M), (std::vector<int32_t>{5, 128255, 4, 1234}));
+}
+
+TEST(CudaFusedOps, RefusesAliasedAddRmsNormAndNonI32Argmax) {
+  XQ_REQUIRE_GPU();
+  auto& P = Plugin::get();
+  DevBuf a(4096), b(4096), c(4096);
+  xq_op n = make_op(XQ_OP_ADD_RMS_NORM);
+  n.src[0] = tensor(XQ_DTYPE_F32, {2, 8}, a.p);
+  n.src[1] = tensor(XQ_DTYPE_F32, {8}, b.p);
+  n.src[2] = tensor(XQ_DTYPE_F32, {2, 8}, c.p);
+  n.dst = n.src[0];
+  EXPECT_EQ(P.vt->supports_op(P.state, &n), 0u);
+  xq_op am = make_op(XQ_OP_ARGMAX);
+  am.src[0] = tensor(XQ_DTYPE_F32, {2, 8}, a.p);
+  am.dst = tensor(XQ_DTYPE_F32, {2}, b.p);
+  EXPECT_EQ(P.vt->supports_op(P.state, &am), 0u);
+}

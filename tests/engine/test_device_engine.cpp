@@ -8,12 +8,14 @@
 #include "core/runtime.hpp"
 #include "plugins/registry.hpp"
 #include "engine/evaluate.hpp"
+#include "engine/op_profile.hpp"
 #include "engine/model.hpp"
 
 #include <xquant/xquant.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -196,9 +198,12 @@ TEST(DeviceEngine, CompressedTensorsW4A16GeneratesOnTheGpu) {
   auto q = open_on(out, "cuda", &why, kGguf);
   ASSERT_TRUE(q) << why;
   EXPECT_EQ(q->quantized_linears() + q->dequantized_linears(), 35);
-  std::printf("W4A16 on cuda: %d Linears through QMATMUL (layout %s, activations %s), %d dequantized on load\n",
-              q->quantized_linears(), q->layer(0).linears[0].layout.c_str(),
-              q->layer(0).linears[0].act == XQ_DTYPE_BF16 ? "BF16" : "F32", q->dequantized_linears());
+  // q_proj itself, or the q|k|v weight it was stacked into.
+  const LinearWeights& q0 = q->layer(0).qkv.desc ? q->layer(0).qkv : q->layer(0).linears[0];
+  std::printf("W4A16 on cuda: %d Linears through QMATMUL (layer 0 q_proj: %s, layout %s, activations %s), %d dequantized "
+              "on load\n",
+              q->quantized_linears(), q->layer(0).linears[0].layout.c_str(), q0.layout.c_str(),
+              q0.act == XQ_DTYPE_BF16 ? "BF16" : "F32", q->dequantized_linears());
   ModelOptions mo;
   mo.tokenizer_from = kGguf;
   auto qc = Model::open(rt(), out, mo);
@@ -253,13 +258,42 @@ TEST(DeviceEngine, DISABLED_DecodeSpeedAtBatch1) {
     warm.n_tokens = 8;
     warm.stop_at_eog = false;
     generate_tokens(*m, std::vector<int32_t>(prompt.begin(), prompt.begin() + 8), warm);  // plans, handles, buffers
+    const uint64_t ops0 = m->kernels().ops_run();
+    const double launch0 = m->kernels().run_seconds();
     auto r = generate_tokens(*m, prompt, o);
     ASSERT_EQ(r.tokens.size(), 256u);
+    // 256 forward steps (the prefill and 255 decodes; one sequence, so the
+    // same op count each): the provider ops one decode step launches.
+    const double ops_per_step = static_cast<double>(m->kernels().ops_run() - ops0) / 256.0;
+    // Host time inside run_op per step (launch cost), against the decode step time.
+    const double launch_ms = (m->kernels().run_seconds() - launch0) / 256.0 * 1e3;
     const double tps = 255.0 / r.decode_seconds;
     const double gb = static_cast<double>(m->weight_bytes_per_token()) / 1e9;
     const double floor_ms = copy_gbs > 0 ? gb / copy_gbs * 1e3 : 0.0;  // weights read once at the copy rate
-    std::printf("%-10s %12.3f %12.1f %10.3f %10.3f %7.1f%%  (%d quantized Linears, %d dequantized; prefill %.1f ms)\n",
-                label.c_str(), gb, tps, 1e3 / tps, floor_ms, floor_ms > 0 ? floor_ms * tps / 10.0 : 0.0,
+    std::printf("%-10s %12.3f %12.1f %10.3f %10.3f %7.1f%%  (%.0f ops/step, %.3f ms/step in run_op; %d quantized Linears, %d dequantized; "
+                "prefill %.1f ms)\n",
+                label.c_str(), gb, tps, 1e3 / tps, floor_ms, floor_ms > 0 ? floor_ms * tps / 10.0 : 0.0, ops_per_step, launch_ms,
                 m->quantized_linears(), m->dequantized_linears(), r.prefill_seconds * 1e3);
+    // Where a decode step goes: 64 steps with a synchronisation after every op
+    // (engine/op_profile.hpp), per label: device time + one launch + one sync.
+    GenerateOptions prof;
+    prof.n_tokens = 65;
+    prof.stop_at_eog = false;
+    generate_tokens(*m, std::vector<int32_t>(prompt.begin(), prompt.begin() + 8), warm);
+    op_profile_take();
+    // On from the first token on: the 64 decode steps, not the prefill.
+    generate_tokens(*m, prompt, prof, [](int32_t) { op_profile_enable(true); });
+    op_profile_enable(false);
+    auto times = op_profile_take();
+    std::vector<std::pair<double, std::string>> by_time;
+    double total = 0;
+    for (const auto& [label, t] : times) {
+      by_time.push_back({t.seconds / 64.0 * 1e3, label + " x" + std::to_string(t.calls / 64)});
+      total += t.seconds / 64.0 * 1e3;
+    }
+    std::sort(by_time.rbegin(), by_time.rend());
+    std::printf("    per step, each op synchronised (%.3f ms in all):", total);
+    for (const auto& [ms, label] : by_time) std::printf(" %s %.3f;", label.c_str(), ms);
+    std::printf("\n");
   }
 }

@@ -143,6 +143,21 @@ TEST(Engine, GgufAndHfGiveTheSameLogits) {
   EXPECT_EQ(h.tokens, g.tokens);
 }
 
+TEST(Engine, ForwardGreedyReturnsTheArgmaxOfEachLogitsRow) {
+  Model& m = gguf();
+  std::vector<int32_t> s1 = {1, 403, 407, 261, 378, 53}, s2 = {1, 68, 306};
+  const int64_t V = m.arch().vocab;
+  KvCache a1(m.arch(), 16), a2(m.arch(), 16), g1(m.arch(), 16), g2(m.arch(), 16);
+  auto logits = m.forward({{&a1, s1.data(), (int64_t)s1.size(), false}, {&a2, s2.data(), (int64_t)s2.size(), true}});
+  auto ids = m.forward_greedy({{&g1, s1.data(), (int64_t)s1.size(), false}, {&g2, s2.data(), (int64_t)s2.size(), true}});
+  ASSERT_EQ(ids.size(), 1 + s2.size());
+  for (size_t r = 0; r < ids.size(); ++r) {
+    const float* row = logits.data() + r * V;
+    EXPECT_EQ(ids[r], std::max_element(row, row + V) - row) << "row " << r;
+  }
+  EXPECT_EQ(g1.size(), (int64_t)s1.size());  // the caches advanced as forward's do
+}
+
 TEST(Engine, IncrementalDecodeAndBatchingMatchOnePass) {
   Model& m = gguf();
   std::vector<int32_t> s1 = {1, 403, 407, 261, 378, 53, 333, 407, 84, 291, 270, 313};

@@ -50,7 +50,9 @@ typedef enum xq_op_type {
    * reads kv head h / (H / KVH)); query t sits at absolute position i[0] + t
    * and sees keys 0..i[0]+t. */
   XQ_OP_ATTENTION = 6,
-  /* dst = silu(src[0]) * src[1] (elementwise, same shape) */
+  /* dst = silu(src[0]) * src[1] (elementwise, same shape). A provider may
+   * accept 2-D src[0]/src[1] with strides {ld, 1}: the gate and up halves of
+   * one fused GEMM output. */
   XQ_OP_SWIGLU = 7,
   /* dst = src[0] + src[1] (elementwise; src[1] may be [N] broadcast on rows) */
   XQ_OP_ADD = 8,
@@ -61,8 +63,16 @@ typedef enum xq_op_type {
   /* dst[M,K] I8 + dst2 scales: per-token (i[0]=0) or static (i[0]=1, f[0]
    * scale) activation quantization; dst2 = src[1] F32 [M] */
   XQ_OP_QUANTIZE_ACT = 11,
-  /* dst = src[0] converted to dst.dtype */
-  XQ_OP_CONVERT = 12
+  /* dst = src[0] converted to dst.dtype. A provider may accept a 2-D src
+   * with strides {ld, 1} (ld >= columns): a column slice of a wider matrix. */
+  XQ_OP_CONVERT = 12,
+  /* src[0] [M, D] += src[2] [M, D] in place (the residual stream), then dst
+   * [M, D] = RMS_NORM of the sum with weight src[1] [D] and eps f[0]: the
+   * residual add fused into the next norm. */
+  XQ_OP_ADD_RMS_NORM = 13,
+  /* dst I32 [M] = index of the largest element of each row of src[0] [M, N]
+   * (lowest index on ties; NaN never wins): greedy sampling on the device. */
+  XQ_OP_ARGMAX = 14
 } xq_op_type;
 
 typedef struct xq_op {

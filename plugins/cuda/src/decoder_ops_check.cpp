@@ -3,6 +3,7 @@
 // supports_op and run_op, so the two never disagree; the rules mirror the
 // CPU provider's (plugins/cpu/src/dense_ops.cpp check_dense) plus BF16/F16.
 #include "decoder_ops.hpp"
+#include "fused_ops.hpp"
 
 #include <xquant/sdk/host.hpp>
 
@@ -36,6 +37,14 @@ int64_t numel(const xq_device_tensor& t) {
 }
 int64_t rows_of(const xq_device_tensor& t) { return cols_of(t) ? numel(t) / cols_of(t) : 0; }
 
+// A 2-D [rows, cols] view whose rows sit `ld` elements apart (strides
+// {ld, 1}, ld >= cols): a column slice of a wider row-major matrix.
+bool row_strided(const xq_device_tensor& t) {
+  return t.ndim == 2 && t.strides[1] == 1 && t.strides[0] >= t.shape[1] && t.shape[1] > 0;
+}
+// Elements between row starts: the stride of a row-strided view, else cols.
+int64_t row_pitch(const xq_device_tensor& t) { return contiguous(t) ? cols_of(t) : t.strides[0]; }
+
 bool float_type(xq_dtype t, DType* out) {
   switch (t) {
     case XQ_DTYPE_F32: *out = DType::F32; return true;
@@ -60,6 +69,8 @@ const char* op_name(xq_op_type t) {
     case XQ_OP_ADD: return "ADD";
     case XQ_OP_MUL: return "MUL";
     case XQ_OP_CONVERT: return "CONVERT";
+    case XQ_OP_ADD_RMS_NORM: return "ADD_RMS_NORM";
+    case XQ_OP_ARGMAX: return "ARGMAX";
     default: return "?";
   }
 }
@@ -82,6 +93,14 @@ struct Need {
     if (!(*this)(contiguous(t), "tensors must be contiguous")) return false;
     return (*this)(float_type(t.dtype, &d), "float tensors must be F32, BF16 or F16");
   }
+  // Contiguous, or row-strided (row_strided above).
+  bool rows(const xq_device_tensor& t, const char* what) {
+    DType d;
+    if (!(*this)(present(t), what)) return false;
+    if (!(*this)(contiguous(t) || row_strided(t), "tensors must be contiguous or 2-D with strides {ld >= cols, 1}"))
+      return false;
+    return (*this)(float_type(t.dtype, &d), "float tensors must be F32, BF16 or F16");
+  }
 };
 
 }  // namespace
@@ -95,7 +114,9 @@ bool is_decoder_op(xq_op_type t) {
     case XQ_OP_SWIGLU:
     case XQ_OP_ADD:
     case XQ_OP_MUL:
-    case XQ_OP_CONVERT: return true;
+    case XQ_OP_CONVERT:
+    case XQ_OP_ADD_RMS_NORM:
+    case XQ_OP_ARGMAX: return true;
     default: return false;
   }
 }
@@ -156,6 +177,16 @@ bool check_decoder_op(const xq_op& op, std::string* why) {
       return need.ok;
     }
     case XQ_OP_SWIGLU:
+      if (row_strided(s[0]) || row_strided(s[1])) {  // gate and up: column slices of one GEMM output
+        need.rows(s[0], "src[0] is missing");
+        need.rows(s[1], "src[1] is missing");
+        need.tensor(d, "dst is missing");
+        need(s[0].ndim == 2 && s[1].ndim == 2 && s[0].shape[0] == s[1].shape[0] && s[0].shape[1] == s[1].shape[1],
+             "strided src[0] and src[1] must both be [rows, cols]");
+        need(numel(d) == numel(s[0]) && cols_of(d) == cols_of(s[0]), "dst must be [rows, cols]");
+        return need.ok;
+      }
+      [[fallthrough]];
     case XQ_OP_ADD:
     case XQ_OP_MUL: {
       need.tensor(s[0], "src[0] is missing");
@@ -168,9 +199,26 @@ bool check_decoder_op(const xq_op& op, std::string* why) {
       return need.ok;
     }
     case XQ_OP_CONVERT:
-      need.tensor(s[0], "src[0] is missing");
+      need.rows(s[0], "src[0] is missing");
       need.tensor(d, "dst is missing");
       need(numel(d) == numel(s[0]), "dst and src[0] sizes differ");
+      return need.ok;
+    case XQ_OP_ADD_RMS_NORM:
+      need.tensor(s[0], "src[0] (residual) is missing");
+      need.tensor(s[1], "src[1] (weight) is missing");
+      need.tensor(s[2], "src[2] (addend) is missing");
+      need.tensor(d, "dst is missing");
+      need(numel(s[1]) == cols_of(s[0]), "weight must have D elements");
+      need(numel(s[2]) == numel(s[0]), "src[2] must match src[0]");
+      need(numel(d) == numel(s[0]) && cols_of(d) == cols_of(s[0]), "dst must match src[0]");
+      need(d.data != s[0].data, "dst must not alias src[0] (src[0] keeps the sum)");
+      need(op.f[0] >= 0.0, "eps must be >= 0");
+      return need.ok;
+    case XQ_OP_ARGMAX:
+      need.tensor(s[0], "src[0] is missing");
+      need(present(d) && d.dtype == XQ_DTYPE_I32 && contiguous(d), "dst must be contiguous I32");
+      need(numel(d) == rows_of(s[0]), "dst must have one element per row of src[0]");
+      need(cols_of(s[0]) <= INT32_MAX, "rows longer than INT32_MAX");
       return need.ok;
     default: return need(false, "not a decoder op");
   }
@@ -202,6 +250,12 @@ void run_decoder_op(const xq_op& op, cudaStream_t stream) {
                     stream);
       break;
     case XQ_OP_SWIGLU:
+      if (row_strided(s[0]) || row_strided(s[1])) {
+        e = swiglu_rows(s[0].data, float_type(s[0].dtype), row_pitch(s[0]), s[1].data, float_type(s[1].dtype),
+                        row_pitch(s[1]), rows_of(s[0]), cols_of(s[0]), d.data, float_type(d.dtype), stream);
+        break;
+      }
+      [[fallthrough]];
     case XQ_OP_ADD:
     case XQ_OP_MUL: {
       const Binary b = op.type == XQ_OP_SWIGLU ? Binary::SwiGlu : op.type == XQ_OP_ADD ? Binary::Add : Binary::Mul;
@@ -210,7 +264,20 @@ void run_decoder_op(const xq_op& op, cudaStream_t stream) {
       break;
     }
     case XQ_OP_CONVERT:
-      e = convert(s[0].data, float_type(s[0].dtype), d.data, float_type(d.dtype), numel(d), stream);
+      if (row_strided(s[0]) && !contiguous(s[0]))
+        e = convert_rows(s[0].data, float_type(s[0].dtype), s[0].shape[0], s[0].shape[1], s[0].strides[0], d.data,
+                         float_type(d.dtype), stream);
+      else
+        e = convert(s[0].data, float_type(s[0].dtype), d.data, float_type(d.dtype), numel(d), stream);
+      break;
+    case XQ_OP_ADD_RMS_NORM:
+      e = add_rms_norm(s[0].data, float_type(s[0].dtype), s[2].data, float_type(s[2].dtype), s[1].data,
+                       float_type(s[1].dtype), rows_of(s[0]), cols_of(s[0]), static_cast<float>(op.f[0]), d.data,
+                       float_type(d.dtype), stream);
+      break;
+    case XQ_OP_ARGMAX:
+      e = argmax_rows(s[0].data, float_type(s[0].dtype), rows_of(s[0]), cols_of(s[0]), static_cast<int32_t*>(d.data),
+                      stream);
       break;
     default: break;
   }

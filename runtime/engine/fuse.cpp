@@ -1,0 +1,76 @@
+// fuse.cpp: stacking quantized Linear weights along rows (fuse.hpp).
+#include "engine/fuse.hpp"
+
+#include <cstring>
+
+namespace xquant {
+
+namespace {
+
+bool same_description(const xq_quant_tensor& a, const xq_quant_tensor& b, std::string* why) {
+  auto no = [&](const char* what) {
+    if (why) *why = what;
+    return false;
+  };
+  if (a.bits != b.bits) return no("bits differ");
+  if (a.symmetric != b.symmetric || (a.zero_points == nullptr) != (b.zero_points == nullptr))
+    return no("symmetry differs");
+  if (a.granularity != b.granularity || a.group_size != b.group_size || a.n_groups != b.n_groups)
+    return no("granularity or group size differs");
+  if (a.cols != b.cols) return no("columns differ");
+  if (a.scale_dtype != b.scale_dtype) return no("scale dtype differs");
+  if (a.act_scheme != b.act_scheme || a.act_bits != b.act_bits || a.input_scale != b.input_scale)
+    return no("activation scheme differs");
+  return true;
+}
+
+template <class T>
+T* stacked(const std::vector<const xq_quant_tensor*>& parts, T* xq_quant_tensor::*field, int64_t per_row) {
+  int64_t total = 0;
+  for (const auto* p : parts) total += p->rows * per_row;
+  T* out = static_cast<T*>(host_alloc(static_cast<size_t>(total) * sizeof(T)));
+  if (!out) return nullptr;
+  T* at = out;
+  for (const auto* p : parts) {
+    std::memcpy(at, p->*field, static_cast<size_t>(p->rows * per_row) * sizeof(T));
+    at += p->rows * per_row;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<QuantTensor> stack_rows(const std::vector<const xq_quant_tensor*>& parts, std::string* why) {
+  if (parts.empty()) {
+    if (why) *why = "nothing to stack";
+    return std::nullopt;
+  }
+  const xq_quant_tensor& first = *parts[0];
+  for (const auto* p : parts) {
+    if (!same_description(first, *p, why)) return std::nullopt;
+    if (p->g_idx) {
+      if (why) *why = "act-order g_idx (one column permutation per part)";
+      return std::nullopt;
+    }
+    if (p->granularity != XQ_GRAN_GROUP && p->granularity != XQ_GRAN_CHANNEL) {
+      if (why) *why = "per-tensor or block scales";
+      return std::nullopt;
+    }
+  }
+  xq_quant_tensor t = first;
+  t.rows = 0;
+  for (const auto* p : parts) t.rows += p->rows;
+  t.codes = nullptr, t.scales = nullptr, t.zero_points = nullptr, t.g_idx = nullptr;
+  QuantTensor out(t);
+  xq_quant_tensor& o = out.get();
+  o.codes = stacked(parts, &xq_quant_tensor::codes, first.cols);
+  o.scales = stacked(parts, &xq_quant_tensor::scales, first.n_groups);
+  if (first.zero_points) o.zero_points = stacked(parts, &xq_quant_tensor::zero_points, first.n_groups);
+  if (!o.codes || !o.scales || (first.zero_points && !o.zero_points)) {
+    if (why) *why = "out of host memory";
+    return std::nullopt;
+  }
+  return out;
+}
+
+}  // namespace xquant
