@@ -16,3 +16,10 @@ if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && [ "${free_kb:-0}" -gt $((12 * 1024 * 
 else
   echo "test: compressed-tensors interop skipped (XQUANT_SKIP_INTEROP=1 or under 12 GB free); run tests/interop/ct_interop.sh build"
 fi
+# The tokenizer.json synthesised for GGUF sources, read by HF tokenizers and
+# transformers (PyPI, no torch, ~60 MB venv); exit 3 means it could not install.
+if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then
+  tests/interop/tokenizer_interop.sh build || { rc=$?; [ "$rc" -eq 3 ] || exit "$rc"; echo "test: tokenizer interop NOT run (see above)"; }
+else
+  echo "test: tokenizer interop skipped (XQUANT_SKIP_INTEROP=1); run tests/interop/tokenizer_interop.sh build"
+fi

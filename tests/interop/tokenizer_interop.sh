@@ -31,8 +31,11 @@ done
 
 if ! "$venv/bin/python" -c "import tokenizers, transformers" 2>/dev/null; then
   echo "tokenizer_interop: creating $venv (tokenizers, transformers; no torch)"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --progress-bar off tokenizers transformers
+  # Exit 3 (not 1) when the packages cannot be installed, so callers can say
+  # the check did not run rather than that it failed.
+  python3 -m venv "$venv" || { echo "tokenizer_interop: NOT run: cannot create $venv" >&2; exit 3; }
+  "$venv/bin/pip" install --quiet --progress-bar off tokenizers transformers ||
+    { echo "tokenizer_interop: NOT run: pip could not install tokenizers/transformers" >&2; exit 3; }
 fi
 "$venv/bin/python" -c "import tokenizers, transformers; print('tokenizer_interop: tokenizers', tokenizers.__version__, 'transformers', transformers.__version__)"
 
