@@ -79,7 +79,7 @@ std::vector<std::string> corpus() {
 // The engine's tokenizer over only the synthesised tokenizer.json, with the
 // BOS/EOS ids the synthesised config.json carries.
 std::unique_ptr<xquant::Tokenizer> from_synthesized(const std::string& gguf) {
-  const auto v = xquant::ct::read_gguf_vocabulary(gguf);
+  const auto v = xquant::gguf::read_gguf_vocabulary(gguf);
   xquant::Kv kv;
   kv.set("tokenizer.huggingface_json", xquant::KvValue::string(xquant::sdk::hf_tokenizer::tokenizer_json(v).dump()));
   if (v.bos >= 0) kv.set("bos_token_id", xquant::KvValue::integer(v.bos));
@@ -162,7 +162,7 @@ TEST(TokenizerSynth, FetchedLlamaCppVocabs) {
 }
 
 TEST(TokenizerSynth, SpmFileShape) {
-  const auto v = xquant::ct::read_gguf_vocabulary(kShared + "/models/stories260K/stories260K.gguf");
+  const auto v = xquant::gguf::read_gguf_vocabulary(kShared + "/models/stories260K/stories260K.gguf");
   const auto j = xquant::sdk::hf_tokenizer::tokenizer_json(v);
   EXPECT_EQ(j["model"]["type"], "BPE");
   EXPECT_TRUE(j["model"]["byte_fallback"].get<bool>());

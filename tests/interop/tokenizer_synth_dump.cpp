@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    const auto v = xquant::ct::read_gguf_vocabulary(argv[1]);
+    const auto v = xquant::gguf::read_gguf_vocabulary(argv[1]);
     const std::filesystem::path out = argv[2];
     std::filesystem::create_directories(out);
     write_file(out / "tokenizer.json", xquant::sdk::hf_tokenizer::tokenizer_json(v).dump(2) + "\n");

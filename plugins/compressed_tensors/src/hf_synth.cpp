@@ -64,7 +64,7 @@ nlohmann::json synthesize_hf_config(const SourceModel& m, const std::string& tor
 namespace xquant::ct {
 
 std::map<std::string, std::string> synthesize_hf_tokenizer(const std::string& gguf_path) {
-  const sdk::hf_tokenizer::GgufVocabulary v = read_gguf_vocabulary(gguf_path);
+  const sdk::hf_tokenizer::GgufVocabulary v = gguf::read_gguf_vocabulary(gguf_path);
   std::map<std::string, std::string> files;
   try {
     files["tokenizer.json"] = sdk::hf_tokenizer::tokenizer_json(v).dump(2) + "\n";

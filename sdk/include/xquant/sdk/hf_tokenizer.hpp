@@ -3,8 +3,8 @@
 // HF-layout checkpoints whose source is a GGUF file (compressed-tensors, AWQ,
 // GPTQ). Header-only; include it from a plugin that links
 // nlohmann_json::nlohmann_json and fill GgufVocabulary from the source's
-// "tokenizer.ggml.*" keys (plugins/compressed_tensors/src/gguf_vocabulary.cpp
-// reads them with the gguf plugin's parser).
+// "tokenizer.ggml.*" keys (plugins/gguf/gguf_vocabulary.cpp reads them from a
+// GGUF file; compile it in with gguf_file.cpp and gguf_types.cpp).
 //
 // The files tokenize as llama.cpp does with the same vocabulary:
 //   - tokenizer.ggml.model "llama" (SentencePiece, llama.cpp's
