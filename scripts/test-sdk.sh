@@ -4,7 +4,10 @@
 #  2. the out-of-tree plugin sdk/examples/rtn_mse built with find_package(xquant)
 #     against that prefix, listed by the installed CLI, and run by a pipeline;
 #  3. the C example (links libxquant, includes only xquant.h) runs a pipeline;
-#  4. the Python package (ctypes) runs a pipeline and raises on a bad one.
+#  4. a C++ embedder, tests/sdk_consumer, built with find_package(xquant)
+#     against that prefix and linked to xquant::xquant alone, runs a pipeline
+#     and reports a bad one; the installed libxquant exports only xq_*;
+#  5. the Python package (ctypes) runs a pipeline and raises on a bad one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -51,6 +54,34 @@ if "$prefix/bin/embed_pipeline" "$work/missing.yaml" 2> "$work/err.txt"; then
   echo "test-sdk: the C example accepted a missing pipeline"; exit 1
 fi
 grep -q "cannot read pipeline" "$work/err.txt" || { echo "test-sdk: C example error message:"; cat "$work/err.txt"; exit 1; }
+
+cmake -S tests/sdk_consumer -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" > "$work/consumer-cmake.log" \
+  || { echo "test-sdk: find_package(xquant) failed for a C++ embedder:"; cat "$work/consumer-cmake.log"; exit 1; }
+cmake --build "$work/consumer" > "$work/consumer-build.log" \
+  || { echo "test-sdk: the C++ embedder did not build against xquant::xquant:"; cat "$work/consumer-build.log"; exit 1; }
+cat > "$work/consumer.yaml" <<YAML
+model: {path: $model}
+quantize:
+  - algorithm: rtn
+    weights: {bits: 4, group_size: 32}
+ignore: [lm_head]
+output: {path: $work/out-consumer}
+YAML
+"$work/consumer/sdk_consumer" "$work/consumer.yaml" > "$work/consumer.txt" 2> "$work/consumer.log" \
+  || { echo "test-sdk: the C++ embedder failed:"; cat "$work/consumer.log"; exit 1; }
+grep -q ', ok$' "$work/consumer.txt" || { echo "test-sdk: C++ embedder output:"; cat "$work/consumer.txt"; exit 1; }
+"$prefix/bin/xquant" -q inspect "$work/out-consumer" > "$work/consumer-inspect.txt"
+grep -q 'weight_packed' "$work/consumer-inspect.txt" || { echo "test-sdk: the C++ embedder wrote no packed weights"; exit 1; }
+if "$work/consumer/sdk_consumer" "$work/missing.yaml" 2> "$work/consumer-err.txt"; then
+  echo "test-sdk: the C++ embedder accepted a missing pipeline"; exit 1
+fi
+grep -q "cannot read pipeline" "$work/consumer-err.txt" || { echo "test-sdk: C++ embedder error message:"; cat "$work/consumer-err.txt"; exit 1; }
+lib=$(find "$prefix" -name libxquant.so -print -quit)
+nm -D --defined-only "$lib" > "$work/exports.txt"
+if grep -v ' xq_' "$work/exports.txt" > "$work/stray.txt"; then
+  echo "test-sdk: the installed libxquant exports more than the xq_* C API:"; head "$work/stray.txt"; exit 1
+fi
+echo "test-sdk: C++ embedder ran a pipeline through xquant::xquant; libxquant exports $(wc -l < "$work/exports.txt") xq_* symbols"
 
 PYTHONPATH="$prefix/share/xquant/python" python3 "$root/tests/python/test_sdk_python.py" "$model" "$work"
 echo "test-sdk: passed"

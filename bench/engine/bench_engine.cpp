@@ -14,6 +14,7 @@
 //
 //   bench_engine [--model PATH] [--threads 1,2] [--prefill 512] [--decode 64] [--json]
 // PATH defaults to $XQUANT_SMOLLM2_GGUF.
+#include "bandwidth.hpp"
 #include "core/runtime.hpp"
 #include "engine/model.hpp"
 
@@ -31,50 +32,13 @@
 #include <vector>
 
 using namespace xquant;
+using bench::copy_bandwidth;
+using bench::read_bandwidth;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
 double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-// Best of `reps` parallel memcpy passes over `bytes` bytes; returns bytes copied/s.
-double copy_bandwidth(ThreadPool& pool, size_t bytes, int reps) {
-  std::vector<char> src(bytes, 1), dst(bytes, 0);
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = Clock::now();
-    const uint64_t chunk = 1 << 20;
-    pool.parallel_for((bytes + chunk - 1) / chunk, 1, [&](uint64_t b, uint64_t e) {
-      size_t lo = b * chunk, hi = std::min<size_t>(bytes, e * chunk);
-      std::memcpy(dst.data() + lo, src.data() + lo, hi - lo);
-    });
-    best = std::min(best, secs(t0, Clock::now()));
-  }
-  volatile char sink = dst[bytes / 2];
-  (void)sink;
-  return static_cast<double>(bytes) / best;
-}
-
-// Best of `reps` parallel read passes (integer sums, vectorizable); bytes read/s.
-double read_bandwidth(ThreadPool& pool, size_t bytes, int reps) {
-  std::vector<uint64_t> buf(bytes / 8, 3);
-  double best = 1e30;
-  std::atomic<uint64_t> total{0};
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = Clock::now();
-    const uint64_t chunk = 1 << 17;  // 1 MiB of uint64
-    pool.parallel_for((buf.size() + chunk - 1) / chunk, 1, [&](uint64_t b, uint64_t e) {
-      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      size_t lo = b * chunk, hi = std::min<size_t>(buf.size(), e * chunk), i = lo;
-      for (; i + 4 <= hi; i += 4) s0 += buf[i], s1 += buf[i + 1], s2 += buf[i + 2], s3 += buf[i + 3];
-      for (; i < hi; ++i) s0 += buf[i];
-      total += s0 + s1 + s2 + s3;
-    });
-    best = std::min(best, secs(t0, Clock::now()));
-  }
-  if (total.load() == 1) std::printf("?");  // keeps the sums alive
-  return static_cast<double>(bytes) / best;
-}
 
 double sgemm_gflops(int m, int n, int k, int reps) {
   std::vector<float> a(static_cast<size_t>(m) * k, 0.5f), b(static_cast<size_t>(n) * k, 0.25f), c(static_cast<size_t>(m) * n);

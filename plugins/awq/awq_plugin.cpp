@@ -1,5 +1,5 @@
 // awq_plugin.cpp: the `awq` algorithm plugin, activation-aware weight
-// quantization (reference §B3; AutoAWQ quantizer.py / llm-awq auto_scale.py,
+// quantization (AWQ, arXiv 2306.00978; AutoAWQ quantizer.py / llm-awq auto_scale.py,
 // auto_clip.py). Per layer group (linears sharing an input, fed by prev op):
 //
 // 1. Scale search (only when the group has a prev op to fold into):

@@ -1,5 +1,5 @@
 // gguf_file.cpp: the GGUF container reader (see gguf_file.hpp). Follows
-// ggml's gguf.cpp rules (§A2.1 of shared/reference/formats-and-algorithms.md):
+// ggml's rules (ggml docs/gguf.md; src/gguf.cpp gguf_init_from_file_impl):
 // v1 rejected, nested arrays rejected, duplicate keys / tensor names rejected,
 // names under 64 bytes, n_dims <= 4, ne[0] a multiple of the block size,
 // offsets multiples of general.alignment (u32, power of two, default 32),

@@ -1,8 +1,8 @@
 // gguf_loader.cpp: the `gguf` loader plugin. Presents a GGUF file (llama,
 // qwen2, qwen3 architectures; Mistral arrives as llama) as the canonical
-// model view of notes/common.md: Hugging Face tensor names, PyTorch shapes
+// model view of docs/abi.md: Hugging Face tensor names, PyTorch shapes
 // (ne reversed), Q/K rows of NORM-RoPE (`llama`) files un-permuted back to
-// HF's half-split order (§A2.4), canonical config keys and the tokenizer
+// HF's half-split order (docs/references.md), canonical config keys and the tokenizer
 // vocabulary. Tensors stay in the read-only mmap; permutation and
 // dequantization happen per read. Vocabulary-only files (zero tensors) open
 // too, whatever their architecture, so tokenizers can be built from them.
@@ -133,7 +133,7 @@ struct Entry {
   // `row_bytes` bytes. A 1-D tensor (a bias) permutes single elements.
   int64_t rows = 0, row_elems = 0;
   uint64_t row_bytes = 0;
-  int64_t perm_heads = 0;  // >0: un-permute rows in this many heads (§A2.4)
+  int64_t perm_heads = 0;  // >0: un-permute rows in this many heads (convert_hf_to_gguf.py permute)
 };
 
 int64_t source_row(const Entry& e, int64_t r) {
@@ -216,7 +216,8 @@ void GgufModel::build() {
     e.rows = t.rows();
     e.row_elems = t.ne[0];
     e.row_bytes = t.row_bytes();
-    // NORM-RoPE files store q/k rows interleaved per head; undo it (§A2.4).
+    // NORM-RoPE files store q/k rows interleaved per head; undo it (llama.cpp
+    // convert_hf_to_gguf.py LlamaModel.permute; docs/references.md).
     if (arch_ == "llama" && (e.base == "attn_q" || e.base == "attn_k")) {
       const int64_t heads = e.base == "attn_q" ? n_head : n_head_kv;
       const TypeInfo* ti = type_info(t.type);

@@ -1,7 +1,7 @@
 // gguf_types.cpp: ggml type table and the block dequantizers (see
-// gguf_types.hpp). Layouts follow ggml-common.h / ggml-quants.c as written up
-// in shared/reference/formats-and-algorithms.md §A2.2; each decoder is a
-// plain per-element formula so it can be read against that text.
+// gguf_types.hpp). Layouts follow ggml's src/ggml-common.h (the block_*
+// structs) and src/ggml-quants.c (dequantize_row_*); each decoder is a
+// plain per-element formula so it can be read against that code.
 #include "gguf_types.hpp"
 
 #include <xquant/sdk/half.hpp>

@@ -1,4 +1,4 @@
-// gptq_plugin.cpp: the `gptq` algorithm plugin (reference §B4; IST-DASLab
+// gptq_plugin.cpp: the `gptq` algorithm plugin (GPTQ, arXiv 2210.17323; IST-DASLab
 // gptq.py, as AutoGPTQ / GPTQModel / llm-compressor reproduce it).
 //
 // Per Linear W [rows, cols] with the calibration Hessian X^T X over N tokens:

@@ -1,4 +1,4 @@
-// smoothquant_plugin.cpp: the `smoothquant` algorithm plugin (reference §B2).
+// smoothquant_plugin.cpp: the `smoothquant` algorithm plugin (SmoothQuant, arXiv 2211.10438; mit-han-lab/smoothquant smooth.py).
 //
 // Migrates activation outliers into the weights of a layer group that shares
 // a preceding norm (input_layernorm -> q/k/v, post_attention_layernorm ->

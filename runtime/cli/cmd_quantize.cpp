@@ -30,6 +30,10 @@ namespace {
 
 // The weight scheme when neither the user nor the algorithm says otherwise.
 constexpr int kDefaultBits = 4;
+// `--algorithm auto`: the decision engine (runtime/decide/), not a plugin.
+constexpr const char* kAutomatic = "auto";
+// Its default scheme: the W4 g128 symmetric.
+constexpr long long kAutomaticGroupSize = 128;
 
 std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
@@ -46,7 +50,8 @@ std::vector<OptionSpec> quantize_options(const PluginRegistry& plugins) {
   const CalibrationSpec calibration_defaults;
   return {{"model", "PATH", "checkpoint: HF folder, .safetensors or .gguf", true},
           {"out", "DIR", "output folder", true},
-          {"algorithm", "NAME", fmt::format("algorithm plugin: {} (default rtn)", fmt::join(algorithms, " | "))},
+          {"algorithm", "NAME", fmt::format("algorithm plugin: {} | auto (default rtn; auto: docs/decide.md)",
+                                            fmt::join(algorithms, " | "))},
           {"bits", "N", fmt::format("weight bits, 2..8 (default: the algorithm's, else {}; 8 with W8A8)", kDefaultBits)},
           {"group-size", "G", "quantize per group of G input columns (default: the algorithm's, else per channel)"},
           {"strategy", "S", "tensor | channel | group"},
@@ -69,6 +74,13 @@ std::vector<OptionSpec> quantize_options(const PluginRegistry& plugins) {
           {"loader", "NAME", "loader plugin (default: detected)"},
           {"json", "", "print the report as JSON"},
           {"resume", "", "continue a killed calibrated run from its last finished layer (docs/pipeline.md)"},
+          {"accuracy-text", "FILE", "--algorithm auto: held-out evaluation text (never the calibration text)"},
+          {"max-increase", "X", "--algorithm auto: accuracy target, e.g. 1% (ppl, relative) or 0.01 (kld, absolute)"},
+          {"metric", "M", "--algorithm auto: kld (default) | ppl"},
+          {"fallback", "LIST", "--algorithm auto: the ladder a sensitive layer group climbs (default int8,bf16)"},
+          {"max-tokens", "N", "--algorithm auto: evaluation tokens (default 32768)"},
+          {"report", "FILE", "--algorithm auto: the HTML report (JSON beside it; default OUT/decision-report.html)"},
+          {"explain", "", "--algorithm auto: print the decision and its evidence; write no weights"},
           {"print-pipeline", "", "print the equivalent pipeline YAML and exit"}};
 }
 
@@ -166,6 +178,16 @@ std::string pipeline_yaml(const Args& args, const std::string& algorithm, const 
   }
   y << YAML::EndMap << YAML::EndSeq;
   y << YAML::Key << "ignore" << YAML::Value << YAML::Flow << split_list(args.get_or("ignore", "lm_head"));
+  if (algorithm == kAutomatic && args.get("accuracy-text")) {
+    y << YAML::Key << "accuracy" << YAML::Value << YAML::BeginMap;
+    y << YAML::Key << "text" << YAML::Value << *args.get("accuracy-text");
+    if (auto m = args.get("metric")) y << YAML::Key << "metric" << YAML::Value << *m;
+    if (auto m = args.get("max-increase")) y << YAML::Key << "max_increase" << YAML::Value << *m;
+    if (auto f = args.get("fallback")) y << YAML::Key << "fallback" << YAML::Value << YAML::Flow << split_list(*f);
+    if (args.get("max-tokens")) y << YAML::Key << "max_tokens" << YAML::Value << args.get_int("max-tokens", 0);
+    y << YAML::EndMap;
+  }
+  if (auto r = args.get("report")) y << YAML::Key << "report" << YAML::Value << *r;
   y << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
   y << YAML::Key << "format" << YAML::Value << args.get_or("format", "compressed-tensors");
   y << YAML::Key << "path" << YAML::Value << *args.get("out");
@@ -196,6 +218,19 @@ void require_calibration_if_needed(Runtime& runtime, const Pipeline& p, const st
   }
 }
 
+// The decision engine's options make sense only with --algorithm auto, and
+// it measures candidates on calibration data.
+void require_automatic_options(const Args& args, bool automatic) {
+  for (const char* o : {"accuracy-text", "max-increase", "metric", "fallback", "max-tokens", "report", "explain"})
+    if (!automatic && (args.get(o) || args.flag(o)))
+      throw UsageError(fmt::format("--{} is an option of --algorithm auto", o));
+  if (automatic && !args.get("calibration"))
+    throw UsageError("--algorithm auto measures every candidate on calibration data: give --calibration FILE (text)");
+  if (automatic && !args.get("accuracy-text"))
+    for (const char* o : {"max-increase", "metric", "fallback", "max-tokens"})
+      if (args.get(o)) throw UsageError(fmt::format("--{} needs --accuracy-text FILE (held-out text)", o));
+}
+
 }  // namespace
 
 int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
@@ -204,8 +239,12 @@ int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
   if (!args.parse(argc, argv)) return 0;
 
   const std::string algorithm = args.get_or("algorithm", "rtn");
-  const LoadedPlugin& plugin = require_algorithm(runtime.plugins(), algorithm);
-  const Scheme scheme = resolve_scheme(args, scheme_defaults_of(plugin));
+  const bool automatic = algorithm == kAutomatic;
+  require_automatic_options(args, automatic);
+  SchemeDefaults defaults;
+  if (automatic) defaults.group_size = kAutomaticGroupSize;
+  else defaults = scheme_defaults_of(require_algorithm(runtime.plugins(), algorithm));
+  const Scheme scheme = resolve_scheme(args, defaults);
   const std::string yaml = pipeline_yaml(args, algorithm, scheme);
   Pipeline pipeline = checked_pipeline(yaml, runtime);
   require_calibration_if_needed(runtime, pipeline, algorithm);
@@ -215,7 +254,9 @@ int cmd_quantize(const RuntimeOptions& options, int argc, char** argv) {
     return 0;
   }
   pipeline.resume = args.flag("resume");
-  print_report(run_pipeline(runtime, pipeline), args.flag("json"));
+  pipeline.explain_only = args.flag("explain");
+  RunReport report = run_pipeline(runtime, pipeline);
+  if (!pipeline.explain_only) print_report(report, args.flag("json"));
   return 0;
 }
 

@@ -27,7 +27,8 @@ QuantTensor& QuantTensor::operator=(QuantTensor&& o) noexcept {
   if (this != &o) {
     reset();
     t_ = o.t_;
-    o.t_ = xq_quant_tensor{sizeof(xq_quant_tensor)};
+    o.t_ = xq_quant_tensor{};
+    o.t_.struct_size = sizeof(o.t_);
   }
   return *this;
 }

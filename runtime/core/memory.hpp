@@ -18,7 +18,7 @@ class QuantTensor {
   QuantTensor() { t_.struct_size = sizeof(t_); }
   explicit QuantTensor(const xq_quant_tensor& t) : t_(t) {}
   ~QuantTensor() { reset(); }
-  QuantTensor(QuantTensor&& o) noexcept : t_(o.t_) { o.t_ = xq_quant_tensor{sizeof(xq_quant_tensor)}; }
+  QuantTensor(QuantTensor&& o) noexcept : t_(o.t_) { o.t_ = xq_quant_tensor{}; o.t_.struct_size = sizeof(o.t_); }
   QuantTensor& operator=(QuantTensor&& o) noexcept;
   QuantTensor(const QuantTensor&) = delete;
   QuantTensor& operator=(const QuantTensor&) = delete;

@@ -40,7 +40,8 @@ Architecture Architecture::from_config(const Kv& c) {
   a.rms_eps = c.get_float("rms_norm_eps", 1e-5);
   a.rope_theta = c.get_float("rope_theta", 10000.0);
   a.tie_embeddings = c.get_bool("tie_word_embeddings", false);
-  // Qwen2 has q/k/v biases whatever the config says (A3); others follow attention_bias.
+  // Qwen2 has q/k/v biases whatever the config says (transformers
+  // modeling_qwen2.py Qwen2Attention); others follow attention_bias.
   a.qkv_bias = a.model_type == "qwen2" || c.get_bool("attention_bias", false);
   a.qk_norm = a.model_type == "qwen3";
   a.bos_id = static_cast<int32_t>(c.get_int("bos_token_id", c.get_int("tokenizer.bos_token_id", -1)));
@@ -89,8 +90,10 @@ Architecture Architecture::from_config(const Kv& c) {
 
 std::vector<float> Architecture::llama3_freq_factors() const {
   if (rope_scaling.type != "llama3") return {};
-  // Per A2.4: factor 1 for short wavelengths, `factor` for long ones, and a
-  // smooth blend between (the inverse of HF's inv_freq multiplier).
+  // As llama.cpp's convert_hf_to_gguf.py writes rope_freqs for llama3 (and
+  // transformers' modeling_rope_utils.py _compute_llama3_parameters): factor
+  // 1 for short wavelengths, `factor` for long ones, and a smooth blend
+  // between (the inverse of HF's inv_freq multiplier).
   const double f = rope_scaling.factor, lo = rope_scaling.low_freq_factor, hi = rope_scaling.high_freq_factor;
   const double orig = static_cast<double>(rope_scaling.original_max_position);
   std::vector<float> out(static_cast<size_t>(head_dim / 2));

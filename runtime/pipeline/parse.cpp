@@ -14,7 +14,9 @@ namespace xquant {
 
 namespace {
 
-const std::vector<std::string> kTopKeys = {"model", "plugins", "calibration", "quantize", "ignore", "output"};
+const std::vector<std::string> kTopKeys = {"model", "plugins", "calibration", "quantize", "ignore", "output",
+                                          "accuracy", "report"};
+const std::vector<std::string> kAccuracyKeys = {"text", "metric", "max_increase", "fallback", "max_tokens"};
 const std::vector<std::string> kModelKeys = {"path", "loader"};
 const std::vector<std::string> kPluginKeys = {"paths"};
 const std::vector<std::string> kCalibKeys = {"text", "samples", "seq_len", "seed", "tokenizer"};
@@ -105,6 +107,44 @@ void parse_activations(YamlChecker& c, const YAML::Node& node, const std::string
     c.error(node, path, "per-token activation scales are dynamic (computed at run time); use strategy 'tensor' for a static scale");
   if (a.strategy == "tensor" && a.dynamic)
     c.error(node, path, "strategy 'tensor' with dynamic: true is not supported; use 'token' for dynamic activations");
+}
+
+// `accuracy: {text, metric, max_increase, fallback, max_tokens}`.
+// max_increase takes a number or "N%" (N/100).
+void parse_accuracy(YamlChecker& c, const YAML::Node& a, const fs::path& base_dir, AccuracySpec& out) {
+  out.mark = c.mark(a, "accuracy");
+  if (!c.expect_map(a, "accuracy")) return;
+  c.check_keys(a, "accuracy", kAccuracyKeys);
+  out.enabled = true;
+  std::error_code ec;
+  if (!a["text"]) c.error(a, "accuracy", "missing 'text' (held-out evaluation text, not the calibration text)");
+  else if (auto s = c.get_string(a["text"], "accuracy.text")) {
+    out.text = resolve(base_dir, *s);
+    if (!fs::is_regular_file(out.text, ec)) c.error(a["text"], "accuracy.text", fmt::format("'{}' is not a file", out.text.string()));
+  }
+  if (a["metric"])
+    if (auto s = c.get_choice(a["metric"], "accuracy.metric", {"kld", "ppl"})) out.metric = *s;
+  if (a["max_increase"]) {
+    if (auto s = c.get_string(a["max_increase"], "accuracy.max_increase")) {
+      try {
+        size_t used = 0;
+        const bool percent = !s->empty() && s->back() == '%';
+        double v = std::stod(percent ? s->substr(0, s->size() - 1) : *s, &used);
+        if (used != s->size() - (percent ? 1 : 0) || !(v >= 0)) throw std::invalid_argument("");
+        out.max_increase = percent ? v / 100.0 : v;
+      } catch (const std::exception&) {
+        c.error(a["max_increase"], "accuracy.max_increase", fmt::format("expected a number >= 0 or 'N%', got '{}'", *s));
+      }
+    }
+  }
+  if (a["fallback"] && c.expect_sequence(a["fallback"], "accuracy.fallback")) {
+    out.fallback.clear();
+    for (size_t i = 0; i < a["fallback"].size(); ++i)
+      if (auto s = c.get_choice(a["fallback"][i], fmt::format("accuracy.fallback[{}]", i), {"int8", "bf16"}))
+        out.fallback.push_back(*s);
+  }
+  if (a["max_tokens"])
+    if (auto v = c.get_int(a["max_tokens"], "accuracy.max_tokens", 16, int64_t(1) << 30)) out.max_tokens = *v;
 }
 
 }  // namespace
@@ -199,7 +239,9 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
             if (auto s = c.get_string(r["algorithm"][k], key)) rule.stages.push_back({*s, c.mark(r["algorithm"][k], key), {}, {}});
           }
           if (rule.stages.empty()) c.error(r["algorithm"], path + ".algorithm", "needs at least one algorithm");
-        } else if (auto s = c.get_string(r["algorithm"], path + ".algorithm")) {
+        } else if (auto s = c.get_string(r["algorithm"], path + ".algorithm"); s && *s == "auto") {
+          rule.automatic = true;
+        } else if (s) {
           rule.stages.push_back({*s, c.mark(r["algorithm"], path + ".algorithm"), {}, {}});
         }
         if (r["targets"]) rule.targets = parse_targets(c, r["targets"], path + ".targets");
@@ -242,6 +284,12 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
     if (o["params"] && c.expect_map(o["params"], "output.params")) p.output_params = o["params"];
   }
 
+  if (auto a = root["accuracy"]) parse_accuracy(c, a, base_dir, p.accuracy);
+  if (auto r = root["report"])
+    if (auto s = c.get_string(r, "report")) p.report_path = resolve(base_dir, *s);
+  if (p.accuracy.enabled && !p.has_automatic_rule())
+    c.error(root["accuracy"], "accuracy", "an accuracy target needs a rule with 'algorithm: auto' (the decision engine)");
+
   // Cross-field checks that need no plugins.
   std::error_code ec;
   if (!p.model_path.empty() && !fs::exists(p.model_path, ec))
@@ -264,7 +312,14 @@ Pipeline parse_pipeline_file(const fs::path& file) {
   return parse_pipeline_text(ss.str(), file.string(), base);
 }
 
+bool Pipeline::has_automatic_rule() const {
+  for (const auto& r : rules)
+    if (r.automatic) return true;
+  return false;
+}
+
 std::string QuantRule::algorithm_names() const {
+  if (automatic) return "auto";
   std::string out;
   for (const auto& s : stages) out += (out.empty() ? "" : "+") + s.name;
   return out;

@@ -76,7 +76,23 @@ struct QuantRule {
   WeightScheme weights;
   ActivationScheme activations;
   SourceMark mark;
+  // `algorithm: auto`: the decision engine (runtime/decide/) picks the
+  // algorithm per layer group; stages is empty then.
+  bool automatic = false;
   std::string algorithm_names() const;  // "smoothquant+gptq"
+};
+
+// `accuracy:`: the target the decision engine falls back towards
+// (docs/decide.md). max_increase is relative for ppl (0.01 = 1%),
+// absolute for kld (nats).
+struct AccuracySpec {
+  bool enabled = false;
+  std::filesystem::path text;        // held-out evaluation text
+  std::string metric = "kld";        // kld | ppl
+  double max_increase = 0.01;
+  std::vector<std::string> fallback = {"int8", "bf16"};  // the ladder above the rule's bits
+  int64_t max_tokens = 32768;
+  SourceMark mark;
 };
 
 struct CalibrationSpec {
@@ -105,9 +121,15 @@ struct Pipeline {
   YAML::Node output_params;
   Kv validated_output_params;
   SourceMark output_mark;
+  AccuracySpec accuracy;
+  std::filesystem::path report_path;  // `report:` (HTML; the JSON beside it), "" = none
   // Not from the YAML: a run option (`--resume`). Continue a killed
   // calibrated run from its last finished layer (pipeline/resume_checkpoint.hpp).
   bool resume = false;
+  // Not from the YAML: `--explain`: an `auto` run prints its decision and
+  // evidence and writes no weights.
+  bool explain_only = false;
+  bool has_automatic_rule() const;
 };
 
 // Parses and checks a pipeline; throws Error(XQ_ERR_INVALID_ARGUMENT) listing

@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "decide/decision.hpp"
 #include "model/checkpoint.hpp"
 #include "pipeline/calibrated_runner.hpp"
 #include "pipeline/output_writer.hpp"
@@ -46,6 +47,9 @@ std::unique_ptr<Checkpoint> open_source(Runtime& runtime, const Pipeline& p) {
 }  // namespace
 
 RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
+  // `algorithm: auto`: the decision engine profiles, decides, and runs
+  // the concrete pipeline it derives through this same function.
+  if (p.has_automatic_rule()) return decide::run_automatic(runtime, p);
   const auto t0 = std::chrono::steady_clock::now();
   validate(runtime, p);
   auto source = open_source(runtime, p);

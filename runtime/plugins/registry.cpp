@@ -3,18 +3,16 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 
-// Boost 1.74's library_info.hpp uses std::vector/std::string without
-// including them.
-#include <string>
-#include <vector>
+#include "plugins/elf_symbols.hpp"
 
-#include <boost/dll/library_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
 #include <dlfcn.h>
+#include <sys/auxv.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -91,14 +89,31 @@ PluginRegistry::~PluginRegistry() {
     if (p->descriptor->shutdown) p->descriptor->shutdown(p->state);
 }
 
+namespace {
+
+// The plugins folder of the layout the runtime's code was installed with
+// (the build tree has the same one): <libdir>/xquant/plugins beside
+// libxquant, or <bindir>/../<libdir>/xquant/plugins when the static core is
+// linked into a program (the xquant CLI, the tests). dladdr names the file
+// holding this code; for a program that is argv[0], so /proc/self/exe is
+// read instead.
+std::optional<fs::path> plugin_dir_beside_runtime() {
+  Dl_info here{}, program{};
+  if (!dladdr(reinterpret_cast<void*>(&plugin_dir_beside_runtime), &here) || !here.dli_fname) return std::nullopt;
+  bool in_program = dladdr(reinterpret_cast<void*>(getauxval(AT_ENTRY)), &program) &&
+                    program.dli_fbase == here.dli_fbase;
+  if (!in_program) return fs::absolute(here.dli_fname).parent_path() / "xquant" / "plugins";
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return std::nullopt;
+  return exe.parent_path().parent_path() / XQUANT_PLUGIN_SUBDIR;
+}
+
+}  // namespace
+
 std::vector<fs::path> PluginRegistry::default_dirs() {
   std::vector<fs::path> dirs;
-  // Beside libxquant: <libdir>/xquant/plugins (build tree and install prefix).
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&PluginRegistry::default_dirs), &info) && info.dli_fname) {
-    fs::path lib = fs::absolute(info.dli_fname);
-    dirs.push_back(lib.parent_path() / "xquant" / "plugins");
-  }
+  if (auto beside = plugin_dir_beside_runtime()) dirs.push_back(*beside);
   if (const char* env = std::getenv("XQUANT_PLUGIN_PATH")) {
     std::stringstream ss(env);
     std::string item;
@@ -134,8 +149,7 @@ bool PluginRegistry::load_file(const fs::path& file) {
   // Look for the entry symbol before dlopen, so a library that is not a
   // plugin never runs its static initialisers in our process.
   try {
-    boost::dll::library_info info(file);
-    auto symbols = info.symbols();
+    auto symbols = exported_dynamic_symbols(file);
     if (std::find(symbols.begin(), symbols.end(), XQ_PLUGIN_ENTRY_SYMBOL) == symbols.end()) {
       skip(file, fmt::format("no exported entry symbol '{}' (not an xquant plugin, or built without XQ_SDK_ENTRY)",
                              XQ_PLUGIN_ENTRY_SYMBOL));

@@ -2,7 +2,8 @@
 // two-way ABI negotiation and the table of loaded plugins.
 //
 // Search order: the plugins folder beside libxquant (<libdir>/xquant/plugins,
-// the same in the build tree and in install prefixes), each folder of
+// the same in the build tree and in install prefixes; <bindir>/../<libdir>/
+// xquant/plugins for programs linking the static core), each folder of
 // XQUANT_PLUGIN_PATH, then folders added by the caller (a pipeline's own
 // `plugins.paths`). A file that is not a plugin, lacks the entry symbol,
 // shares no ABI version or fails init is skipped with a message naming the
@@ -55,7 +56,7 @@ class PluginRegistry {
   explicit PluginRegistry(ThreadPool& pool);
   ~PluginRegistry();
 
-  // The default folders (beside libxquant, then XQUANT_PLUGIN_PATH).
+  // The default folders (beside the runtime, then XQUANT_PLUGIN_PATH).
   static std::vector<std::filesystem::path> default_dirs();
   // Loads every shared library in `dir` (non-recursive, sorted by name).
   void load_dir(const std::filesystem::path& dir);

@@ -61,6 +61,7 @@ XQ_PLUGIN_EXPORT const xq_plugin_descriptor* xquant_plugin_entry(uint32_t host_m
   (void)host_min;
 #ifdef DECLINE
   (void)host_max;
+  (void)descriptor;
   return NULL;
 #else
   (void)host_max;
@@ -68,5 +69,5 @@ XQ_PLUGIN_EXPORT const xq_plugin_descriptor* xquant_plugin_entry(uint32_t host_m
 #endif
 }
 #else
-XQ_PLUGIN_EXPORT int some_other_symbol(void) { return (int)sizeof(descriptor) + (g_host ? 1 : 0); }
+XQ_PLUGIN_EXPORT int some_other_symbol(void) { return (int)descriptor.struct_size + (g_host ? 1 : 0); }
 #endif

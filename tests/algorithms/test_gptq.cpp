@@ -1,7 +1,7 @@
 // test_gptq.cpp: the gptq plugin through the registry: identity Hessian ==
 // RTN (a known property), lower output error than RTN on a correlated
 // Hessian, agreement with a literal transcription of the reference loop
-// (IST-DASLab gptq.py, §B4) incl. act-order and groups that straddle
+// (IST-DASLab/gptq gptq.py GPTQ.fasterquant) incl. act-order and groups that straddle
 // blocks, act-order g_idx consistency, static groups, ragged last group,
 // dead columns, automatic damping increase, and errors.
 #include "algo_harness.hpp"
@@ -199,7 +199,7 @@ TEST(Gptq, IdentityHessianEqualsRtn) {
       for (int64_t i = 0; i < 12 * 20; ++i) ASSERT_EQ(a.codes[i], b.codes[i]) << "sym " << sym << " i " << i;
       for (int64_t i = 0; i < 12 * a.n_groups; ++i) {
         ASSERT_EQ(a.scales[i], b.scales[i]) << i;
-        if (!sym) ASSERT_EQ(a.zero_points[i], b.zero_points[i]) << i;
+        if (!sym) { ASSERT_EQ(a.zero_points[i], b.zero_points[i]) << i; }
       }
       EXPECT_EQ(a.g_idx, nullptr);
       EXPECT_NEAR(rg.rel_error[0], rr.rel_error[0], 1e-9);

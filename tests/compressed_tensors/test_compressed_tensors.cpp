@@ -206,15 +206,15 @@ void expect_same(const xq_quant_tensor& a, const xq_quant_tensor& b, const std::
   ASSERT_EQ(a.n_groups, b.n_groups);
   EXPECT_EQ(a.scale_dtype, b.scale_dtype);
   EXPECT_EQ(a.act_scheme, b.act_scheme);
-  if (a.act_scheme != XQ_ACT_NONE) EXPECT_EQ(a.act_bits, b.act_bits);
-  if (a.act_scheme == XQ_ACT_STATIC_TENSOR) EXPECT_EQ(a.input_scale, b.input_scale);
+  if (a.act_scheme != XQ_ACT_NONE) { EXPECT_EQ(a.act_bits, b.act_bits); }
+  if (a.act_scheme == XQ_ACT_STATIC_TENSOR) { EXPECT_EQ(a.input_scale, b.input_scale); }
   EXPECT_EQ(std::memcmp(a.codes, b.codes, static_cast<size_t>(a.rows * a.cols)), 0) << "codes differ";
   int64_t ns = a.granularity == XQ_GRAN_TENSOR ? 1 : a.rows * a.n_groups;
   EXPECT_EQ(std::memcmp(a.scales, b.scales, static_cast<size_t>(ns) * 4), 0) << "scales differ (bitwise)";
   ASSERT_EQ(a.zero_points == nullptr, b.zero_points == nullptr);
-  if (a.zero_points) EXPECT_EQ(std::memcmp(a.zero_points, b.zero_points, static_cast<size_t>(ns)), 0) << "zero points differ";
+  if (a.zero_points) { EXPECT_EQ(std::memcmp(a.zero_points, b.zero_points, static_cast<size_t>(ns)), 0) << "zero points differ"; }
   ASSERT_EQ(a.g_idx == nullptr, b.g_idx == nullptr);
-  if (a.g_idx) EXPECT_EQ(std::memcmp(a.g_idx, b.g_idx, static_cast<size_t>(a.cols) * 4), 0) << "g_idx differs";
+  if (a.g_idx) { EXPECT_EQ(std::memcmp(a.g_idx, b.g_idx, static_cast<size_t>(a.cols) * 4), 0) << "g_idx differs"; }
 }
 
 nlohmann::json config_of(const fs::path& dir) { return nlohmann::json::parse(read_text(dir / "config.json")); }

@@ -1,5 +1,5 @@
-// block_encoders.hpp: test-side GGUF block encoders, written from the layout
-// text of §A2.2 (not from the plugin's decoders): the ggml reference
+// block_encoders.hpp: test-side GGUF block encoders, written from the block
+// layouts of ggml's src/ggml-common.h (not from the plugin's decoders): the ggml reference
 // quantizers for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, and packers for hand-chosen
 // K-quant fields (Q4_K/Q5_K/Q6_K). Each returns the block bytes and the
 // values a correct decoder must produce, computed by the plain formula.

@@ -1,5 +1,5 @@
 // gguf_builder.hpp: a tiny GGUF writer for the tests, written from the
-// container description (§A2.1) independently of the plugin's reader, so
+// container description (ggml docs/gguf.md) independently of the plugin's reader, so
 // the tests can make valid files and precisely broken ones (each field's
 // byte offset is recorded for the error-message checks).
 #pragma once

@@ -2,7 +2,7 @@
 // compiled into this test) against independent encoders: ggml's reference
 // quantizers for the legacy types and hand-packed K-quant super-blocks with
 // random 6-bit scales/mins, each checked element by element against the
-// plain formula of §A2.2.
+// plain formula of ggml's src/ggml-quants.c dequantize_row_*.
 #include "block_encoders.hpp"
 #include "gguf_types.hpp"
 

@@ -1,6 +1,6 @@
 // test_gguf_loader.cpp: the `gguf` loader plugin end to end through
 // Checkpoint: the real stories260K GGUF against its HF safetensors copy (every
-// tensor bit-identical after the Q/K un-permutation of §A2.4), hand-built
+// tensor bit-identical after the Q/K un-permutation, docs/references.md), hand-built
 // llama/qwen2 files with every block type (names, shapes, permutation of
 // quantized rows, read_quantized, F16/BF16 reads, config keys), and malformed
 // files, each of which must fail with a message naming file, field, offset.
@@ -206,7 +206,8 @@ TEST(GgufReal, VocabOnlyFilesOpen) {
 
 // ---- hand-built files ---------------------------------------------------------
 
-// HF row r of a head of 4 comes from GGUF row kFromGguf[r] (§A2.4 with hd = 4).
+// HF row r of a head of 4 comes from GGUF row kFromGguf[r] (HF row i = GGUF
+// row 2i, HF row i + hd/2 = GGUF row 2i+1 with hd = 4; docs/references.md).
 constexpr int kFromGguf[4] = {0, 2, 1, 3};
 
 struct Rows {
@@ -401,7 +402,7 @@ TEST(GgufBuilt, ReadQuantizedQ8_0AndQ4_0) {
     for (int64_t r = 0; r < qt->rows; ++r)
       for (int64_t c = 0; c < 64; ++c) {
         const int8_t code = qt->codes[r * 64 + c];
-        if (!q8) ASSERT_TRUE(code >= -8 && code <= 7);
+        if (!q8) { ASSERT_TRUE(code >= -8 && code <= 7); }
         const float s = qt->scales[r * 2 + c / 32];
         ASSERT_EQ(xquant::sdk::round_to_f16(s), s);
         ASSERT_EQ(code * s, dense[r * 64 + c]) << name << " " << r << "," << c;

@@ -21,7 +21,7 @@ through the relative damping).
 
 SmoothQuant. llm-compressor's _calculate_smoothing_scales uses
 2 * max|W_j| as the weight range (and the activation range max - min); the
-SmoothQuant paper / mit-han-lab smooth.py (our reference, §B2) use max|W_j|
+SmoothQuant paper (arXiv 2211.10438) / mit-han-lab smooth.py smooth_ln_fcs (our reference) use max|W_j|
 and max|X_j|. Fed the same activation statistic (our absmax), the two differ by
 exactly 2^(alpha - 1); the script checks s_ours == s_llmc * 2^(1 - alpha) and
 s_ours == the smooth.py formula, both to 1e-5 relative.

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """make_ct_fixture.py: a tiny checkpoint written by compressed-tensors itself.
 
-Ground truth for the xquant compressed-tensors READER (formats-and-algorithms
-§D.8: no sample files exist, so generate them with the reference library).
+Ground truth for the xquant compressed-tensors READER (no public sample
+checkpoint is small enough to commit, so generate one with the reference
+library, vllm-project/compressed-tensors).
 Writes into OUT_DIR (committed as tests/compressed_tensors/fixtures/ct-0.20.0):
   config.json        quantization_config exactly as ModelCompressor.update_config
                      writes it (model_dump + version/quant_method/...)

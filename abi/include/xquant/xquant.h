@@ -16,10 +16,23 @@
 extern "C" {
 #endif
 
-#if defined(_WIN32)
-#define XQ_API __declspec(dllimport)
+/* XQ_API marks what libxquant exports (as ggml.h's GGML_API does):
+ * XQ_SHARED is defined for the shared library and everything linking it
+ * (the xquant::xquant target carries it), XQ_BUILD only while libxquant
+ * itself compiles; its other symbols are hidden. Without XQ_SHARED (the
+ * static core) the declarations are plain. */
+#ifdef XQ_SHARED
+#if defined(_WIN32) && !defined(__MINGW32__)
+#ifdef XQ_BUILD
+#define XQ_API __declspec(dllexport) extern
 #else
-#define XQ_API __attribute__((visibility("default")))
+#define XQ_API __declspec(dllimport) extern
+#endif
+#else
+#define XQ_API __attribute__((visibility("default"))) extern
+#endif
+#else
+#define XQ_API extern
 #endif
 
 typedef struct xq_runtime xq_runtime;

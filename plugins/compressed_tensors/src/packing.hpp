@@ -1,7 +1,8 @@
 // packing.hpp: compressed-tensors int32 packing of signed b-bit codes.
 //
-// Two layouts exist (formats-and-algorithms.md §A4, verified against
-// compressed-tensors 0.20.0 pack_to_int32/unpack_from_int32):
+// Two layouts exist (compressed-tensors pack_to_int32/unpack_from_int32 in
+// compressed_tensors/compressors/pack_quantized/helpers.py, verified against
+// compressed-tensors 0.20.0):
 //   dense  (>= 0.18.0): element i sits at global bit i*b of the packed run,
 //                        LSB first, and may straddle two words;
 //   legacy (<= 0.17.x): 32/b elements per word, element i at bit (i % per)*b

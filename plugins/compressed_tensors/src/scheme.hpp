@@ -21,7 +21,7 @@
 
 namespace xquant::ct {
 
-// The version whose packing this writer follows (dense, §A4), written into
+// The version whose packing this writer follows (dense, see packing.hpp), written into
 // quantization_config.version.
 inline constexpr const char* kWriterVersion = "0.20.0";
 

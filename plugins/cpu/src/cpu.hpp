@@ -14,20 +14,34 @@
 #include <cstdint>
 #include <vector>
 
-// The provider's prepared quantized weight ("cpu-int8-group" layout): one
-// int8 code per element, columns permuted so every group is a contiguous
-// column range (identity unless the canonical tensor had act-order g_idx),
-// f32 scales and zero points expanded to [rows * n_groups].
+namespace xquant::cpu {
+struct QKernels;
+}
+
+// The provider's prepared quantized weight, packed as its kernels stream it
+// (the layout is described in qkernels.hpp): columns permuted so every group
+// is a contiguous column range (identity unless the canonical tensor had
+// act-order g_idx), each group padded with zero codes to whole 32-column
+// blocks, codes packed two per byte (bits <= 4) or one per byte (bits 5..8),
+// f32 scales and zero points per row and group.
 struct xq_qweight {
   int64_t rows = 0, cols = 0, n_groups = 0;
   uint32_t bits = 0;
-  std::vector<int8_t> codes;         // [rows * cols], permuted column order
+  bool int4 = false;                 // two codes per byte (else one signed byte per code)
+  int64_t padded_cols = 0;           // columns per row after padding each group to whole blocks
+  int64_t row_bytes = 0;             // bytes of codes per row: padded_cols / 2 or padded_cols
+  std::vector<uint8_t> codes;        // [rows * row_bytes]
   std::vector<float> scales;         // [rows * n_groups]
   std::vector<float> zeros;          // [rows * n_groups] or empty (symmetric)
-  std::vector<int64_t> group_begin;  // [n_groups + 1] column ranges (permuted order)
+  std::vector<int64_t> group_begin;  // [n_groups + 1] column ranges (permuted order, unpadded)
+  std::vector<int64_t> block_begin;  // [n_groups + 1] 32-column block ranges (padded order)
   std::vector<int32_t> perm;         // permuted column j reads input column perm[j]; empty = identity
   xq_act_scheme act_scheme = XQ_ACT_NONE;
   float input_scale = 0.0f;
+  const xquant::cpu::QKernels* kernels = nullptr;  // chosen at prepare (qkernels_dispatch.cpp)
+  bool gemv_q8 = false;              // weight-only decode quantizes activations per 32-block
+  int64_t gemv_max_rows = 4;         // weight-only calls with at most this many rows use the fused GEMV
+  uint64_t bytes() const { return codes.size() + 4 * (scales.size() + zeros.size()); }
 };
 
 namespace xquant::cpu {

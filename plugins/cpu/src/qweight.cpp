@@ -1,13 +1,24 @@
 // qweight.cpp: the `cpu` provider's quantized weights: packing a canonical
-// quantized tensor into the "cpu-int8-group" layout, DEQUANTIZE, and
-// QMATMUL (weight-only: fused GEMV for a few rows, dequantize-a-tile + SGEMM
-// for prefill; W8A8: activations quantized to int8 at run time and integer
-// dot products, so measured quality reflects real W8A8 numerics).
+// quantized tensor into the layout its kernels stream (qkernels.hpp: INT4 two
+// codes per byte, INT8 one, every group padded to whole 32-column blocks),
+// DEQUANTIZE, and QMATMUL:
+//   - weight-only decode (M <= 4, XQUANT_CPU_GEMV_ROWS): a fused GEMV per output row, either float
+//     FMAs on unpacked codes (exact up to float rounding; the default) or,
+//     with XQUANT_CPU_GEMV=q8, the activation row quantized once per call to
+//     int8 with one scale per 32-column block and integer dot products (as
+//     llama.cpp's Q4_0 x Q8_0 path);
+//   - weight-only prefill: dequantize a tile of rows + OpenBLAS SGEMM;
+//   - W8A8 (any M): activations quantized per token (or with the static
+//     scale) to int8 and exact int32 dot products per group, so measured
+//     quality reflects real W8A8 numerics.
+// Kernels come from the table chosen at prepare time (qkernels_dispatch.cpp).
 //
 // Act-order (g_idx) is handled once at prepare time: columns are permuted so
-// each group is a contiguous range, and the activation row is permuted the
-// same way at run time. Every kernel then loops over contiguous groups.
+// each group is a contiguous range, and the activation row is gathered into
+// the same (permuted, padded) order at run time. Every kernel then loops
+// over whole blocks of contiguous groups, with no tail.
 #include "cpu.hpp"
+#include "qkernels.hpp"
 
 #include <xquant/sdk/half.hpp>
 
@@ -29,36 +40,81 @@ namespace {
   throw Error(XQ_ERR_UNSUPPORTED, "cpu provider: quantized weight: " + why);
 }
 
-// Dequantizes row r of w into out[cols] (permuted column order).
-inline void dequant_row(const xq_qweight& w, int64_t r, float* out) {
-  const int8_t* c = w.codes.data() + r * w.cols;
+const uint8_t* row_codes(const xq_qweight& w, int64_t r) { return w.codes.data() + r * w.row_bytes; }
+
+// Byte and nibble of padded column p in an INT4 row (layout in qkernels.hpp).
+inline int64_t int4_byte(int64_t p) { return (p / kBlock) * 16 + (p % 16); }
+inline bool int4_high(int64_t p) { return p % kBlock >= 16; }
+
+// The signed code at padded column p of a packed row.
+inline int code_at(const xq_qweight& w, const uint8_t* row, int64_t p) {
+  if (!w.int4) return static_cast<int8_t>(row[p]);
+  uint8_t b = row[int4_byte(p)];
+  return (int4_high(p) ? b >> 4 : b & 0x0F) - 8;
+}
+
+// Dequantizes row r into out[padded_cols] (padded, permuted column order;
+// padding columns get a finite value that always meets a zero activation).
+void dequant_row_padded(const xq_qweight& w, int64_t r, float* out) {
+  const uint8_t* c = row_codes(w, r);
   const float* s = w.scales.data() + r * w.n_groups;
   const float* z = w.zeros.empty() ? nullptr : w.zeros.data() + r * w.n_groups;
   for (int64_t g = 0; g < w.n_groups; ++g) {
-    float sg = s[g], zg = z ? z[g] : 0.0f;
-    for (int64_t j = w.group_begin[g]; j < w.group_begin[g + 1]; ++j) out[j] = (static_cast<float>(c[j]) - zg) * sg;
+    const float sg = s[g], zg = z ? z[g] : 0.0f;
+    for (int64_t p = w.block_begin[g] * kBlock; p < w.block_begin[g + 1] * kBlock; ++p)
+      out[p] = (static_cast<float>(code_at(w, c, p)) - zg) * sg;
   }
 }
 
-// sum_j c[j] * x[j] over int8 codes, with four 4-wide float accumulators
-// (vector extensions) so the conversion and FMAs vectorize without fast-math.
-inline float dot_i8_f32(const int8_t* c, const float* x, int64_t n) {
-  typedef float v4f __attribute__((vector_size(16)));
-  typedef int8_t v4c __attribute__((vector_size(4)));
-  v4f a[4] = {{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}};
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16)
-    for (int u = 0; u < 4; ++u) {
-      v4c cc;
-      v4f xx;
-      std::memcpy(&cc, c + j + 4 * u, 4);
-      std::memcpy(&xx, x + j + 4 * u, 16);
-      a[u] += __builtin_convertvector(cc, v4f) * xx;
+// Per-calling-thread buffers of run_qmatmul, grown on demand and reused, so a
+// decode step allocates nothing once the largest shape has been seen.
+struct Scratch {
+  std::vector<float> x, xsum, sa, tile;
+  std::vector<int8_t> qa;
+  std::vector<int32_t> qsum;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+template <class T>
+T* sized(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// x [M, cols] in the weight's column order, padded with zeros: x itself when
+// that is already the case (no act-order, every group a whole number of blocks).
+const float* gather_padded(const xq_qweight& w, const float* x, int64_t M, std::vector<float>& buf) {
+  if (w.perm.empty() && w.padded_cols == w.cols) return x;
+  float* xp = sized(buf, M * w.padded_cols);
+  std::fill(xp, xp + M * w.padded_cols, 0.0f);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t g = 0; g < w.n_groups; ++g) {
+      float* dst = xp + m * w.padded_cols + w.block_begin[g] * kBlock - w.group_begin[g];
+      for (int64_t j = w.group_begin[g]; j < w.group_begin[g + 1]; ++j)
+        dst[j] = x[m * w.cols + (w.perm.empty() ? j : w.perm[j])];
     }
-  v4f s = (a[0] + a[1]) + (a[2] + a[3]);
-  float sum = (s[0] + s[1]) + (s[2] + s[3]);
-  for (; j < n; ++j) sum += static_cast<float>(c[j]) * x[j];
-  return sum;
+  return xp;
+}
+
+// Quantizes a padded activation row to int8 with one scale per 32-column
+// block (llama.cpp's quantize_row_q8_0: s = max|x| / 127, q = round(x / s)).
+void quantize_row_q8_blocks(const float* x, int64_t nblk, int8_t* q, float* sa) {
+  for (int64_t b = 0; b < nblk; ++b) {
+    const float* xb = x + b * kBlock;
+    float amax = 0.0f;
+    for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    sa[b] = amax / 127.0f;
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int i = 0; i < kBlock; ++i) q[b * kBlock + i] = static_cast<int8_t>(std::nearbyint(xb[i] * inv));
+  }
+}
+
+// What a group's code offset is: the kernels see unsigned nibbles (code + 8)
+// for INT4 and signed codes for INT8; the zero point adds to that.
+inline float group_offset(const xq_qweight& w, const float* z, int64_t g) {
+  return (w.int4 ? 8.0f : 0.0f) + (z ? z[g] : 0.0f);
 }
 
 }  // namespace
@@ -93,8 +149,12 @@ xq_qweight* prepare_qweight(const xq_quant_tensor& q) {
   w->cols = q.cols;
   w->n_groups = n_groups;
   w->bits = q.bits;
+  w->int4 = q.bits <= 4;
   w->act_scheme = q.act_scheme;
   w->input_scale = q.input_scale;
+  w->kernels = &kernels_of(selected_isa());
+  w->gemv_q8 = selected_gemv_mode() == GemvMode::q8;
+  w->gemv_max_rows = selected_gemv_max_rows();
   const int lo = -(1 << (q.bits - 1)), hi = (1 << (q.bits - 1)) - 1;
 
   // Column order and group ranges.
@@ -113,17 +173,34 @@ xq_qweight* prepare_qweight(const xq_quant_tensor& q) {
   } else {
     for (int64_t g = 0; g <= n_groups; ++g) w->group_begin[g] = std::min(q.cols, g * group_size);
   }
+  // Each group padded to whole blocks.
+  w->block_begin.assign(static_cast<size_t>(n_groups + 1), 0);
+  for (int64_t g = 0; g < n_groups; ++g)
+    w->block_begin[g + 1] = w->block_begin[g] + (w->group_begin[g + 1] - w->group_begin[g] + kBlock - 1) / kBlock;
+  w->padded_cols = w->block_begin[n_groups] * kBlock;
+  w->row_bytes = w->int4 ? w->padded_cols / 2 : w->padded_cols;
 
-  // Codes (permuted), range-checked so a corrupt tensor is reported, not run.
-  w->codes.resize(static_cast<size_t>(q.rows * q.cols));
+  // Codes (permuted, padded, packed), range-checked so a corrupt tensor is
+  // reported, not run. Padding holds code 0.
+  w->codes.assign(static_cast<size_t>(q.rows * w->row_bytes), w->int4 ? 0x88 : 0);
   for (int64_t r = 0; r < q.rows; ++r) {
     const int8_t* src = q.codes + r * q.cols;
-    int8_t* dst = w->codes.data() + r * q.cols;
-    for (int64_t j = 0; j < q.cols; ++j) {
-      int8_t v = src[w->perm.empty() ? j : w->perm[j]];
-      if (v < lo || v > hi)
-        bad(format("code %d at row %lld outside the %u-bit range [%d, %d]", v, static_cast<long long>(r), q.bits, lo, hi));
-      dst[j] = v;
+    uint8_t* dst = w->codes.data() + r * w->row_bytes;
+    for (int64_t g = 0; g < n_groups; ++g) {
+      const int64_t p0 = w->block_begin[g] * kBlock - w->group_begin[g];
+      for (int64_t j = w->group_begin[g]; j < w->group_begin[g + 1]; ++j) {
+        int8_t v = src[w->perm.empty() ? j : w->perm[j]];
+        if (v < lo || v > hi)
+          bad(format("code %d at row %lld outside the %u-bit range [%d, %d]", v, static_cast<long long>(r), q.bits, lo, hi));
+        const int64_t p = p0 + j;
+        if (!w->int4) {
+          dst[p] = static_cast<uint8_t>(v);
+        } else {
+          uint8_t& b = dst[int4_byte(p)];
+          const uint8_t u = static_cast<uint8_t>(v + 8);
+          b = int4_high(p) ? static_cast<uint8_t>((b & 0x0F) | (u << 4)) : static_cast<uint8_t>((b & 0xF0) | u);
+        }
+      }
     }
   }
   // Scales and zero points, expanded to [rows * n_groups].
@@ -165,122 +242,143 @@ void run_dequantize(const Host& host, const xq_op& op) {
   xq_dtype dt = op.dst.dtype;
   void* out = op.dst.data;
   host.parallel_for(static_cast<uint64_t>(w.rows), 8, [&](uint64_t b, uint64_t e) {
-    std::vector<float> row(static_cast<size_t>(w.cols));
     for (uint64_t r = b; r < e; ++r) {
-      dequant_row(w, static_cast<int64_t>(r), row.data());
-      for (int64_t j = 0; j < w.cols; ++j) {
-        int64_t c = w.perm.empty() ? j : w.perm[j];
-        int64_t i = static_cast<int64_t>(r) * w.cols + c;
-        if (dt == XQ_DTYPE_F32) static_cast<float*>(out)[i] = row[j];
-        else if (dt == XQ_DTYPE_F16) static_cast<uint16_t*>(out)[i] = sdk::f32_to_f16(row[j]);
-        else static_cast<uint16_t*>(out)[i] = sdk::f32_to_bf16(row[j]);
+      const uint8_t* c = row_codes(w, static_cast<int64_t>(r));
+      const float* s = w.scales.data() + r * w.n_groups;
+      const float* z = w.zeros.empty() ? nullptr : w.zeros.data() + r * w.n_groups;
+      for (int64_t g = 0; g < w.n_groups; ++g) {
+        const float sg = s[g], zg = z ? z[g] : 0.0f;
+        const int64_t p0 = w.block_begin[g] * kBlock - w.group_begin[g];
+        for (int64_t j = w.group_begin[g]; j < w.group_begin[g + 1]; ++j) {
+          // The same expression as the canonical (code - zp) * scale.
+          const float v = (static_cast<float>(code_at(w, c, p0 + j)) - zg) * sg;
+          const int64_t i = static_cast<int64_t>(r) * w.cols + (w.perm.empty() ? j : w.perm[j]);
+          if (dt == XQ_DTYPE_F32) static_cast<float*>(out)[i] = v;
+          else if (dt == XQ_DTYPE_F16) static_cast<uint16_t*>(out)[i] = sdk::f32_to_f16(v);
+          else static_cast<uint16_t*>(out)[i] = sdk::f32_to_bf16(v);
+        }
       }
     }
   });
 }
 
-void run_qmatmul(const Host& host, const xq_op& op) {
-  const xq_qweight& w = *op.qweight;
-  const int64_t M = rows_of(op.src[0]), K = w.cols, N = w.rows, G = w.n_groups;
-  const float* x = static_cast<const float*>(op.src[0].data);
-  float* y = static_cast<float*>(op.dst.data);
-  const float* bias = present(op.src[2]) ? static_cast<const float*>(op.src[2].data) : nullptr;
-  if (M == 0) return;
+namespace {
 
-  // Activations in the weight's (possibly permuted) column order.
-  std::vector<float> xp;
-  if (!w.perm.empty()) {
-    xp.resize(static_cast<size_t>(M * K));
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t j = 0; j < K; ++j) xp[m * K + j] = x[m * K + w.perm[j]];
-    x = xp.data();
-  }
-  const bool has_zero = !w.zeros.empty();
-
-  if (w.act_scheme != XQ_ACT_NONE) {
-    // W8A8: int8 activations (per token or static), int32 dot per group.
-    std::vector<int8_t> qx(static_cast<size_t>(M * K));
-    std::vector<float> sx(static_cast<size_t>(M));
-    std::vector<int32_t> qsum(has_zero ? static_cast<size_t>(M * G) : 0);
-    float st = w.act_scheme == XQ_ACT_STATIC_TENSOR ? w.input_scale : 0.0f;
-    for (int64_t m = 0; m < M; ++m) {
-      sx[m] = quantize_row_i8(x + m * K, K, qx.data() + m * K, st);
-      if (has_zero)
-        for (int64_t g = 0; g < G; ++g) {
-          int32_t s = 0;
-          for (int64_t j = w.group_begin[g]; j < w.group_begin[g + 1]; ++j) s += qx[m * K + j];
-          qsum[m * G + g] = s;
-        }
+// W8A8: int8 activations (per token or static), exact int32 dot per group.
+void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias) {
+  const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups;
+  const QKernels& k = *w.kernels;
+  Scratch& sc = scratch();
+  int8_t* qx = sized(sc.qa, M * Kp);
+  float* sx = sized(sc.sa, M);
+  int32_t* qsum = sized(sc.qsum, M * G);
+  const float st = w.act_scheme == XQ_ACT_STATIC_TENSOR ? w.input_scale : 0.0f;
+  for (int64_t m = 0; m < M; ++m) {
+    sx[m] = quantize_row_i8(x + m * Kp, Kp, qx + m * Kp, st);
+    for (int64_t g = 0; g < G; ++g) {
+      int32_t s = 0;
+      for (int64_t p = w.block_begin[g] * kBlock; p < w.block_begin[g + 1] * kBlock; ++p) s += qx[m * Kp + p];
+      qsum[m * G + g] = s;
     }
-    host.parallel_for(static_cast<uint64_t>(N), 8, [&](uint64_t b, uint64_t e) {
-      for (uint64_t n = b; n < e; ++n) {
-        const int8_t* c = w.codes.data() + n * K;
-        const float* s = w.scales.data() + n * G;
-        const float* z = has_zero ? w.zeros.data() + n * G : nullptr;
-        for (int64_t m = 0; m < M; ++m) {
-          const int8_t* a = qx.data() + m * K;
-          float acc = 0.0f;
-          for (int64_t g = 0; g < G; ++g) {
-            int32_t dot = 0;
-            for (int64_t j = w.group_begin[g]; j < w.group_begin[g + 1]; ++j)
-              dot += static_cast<int32_t>(a[j]) * static_cast<int32_t>(c[j]);
-            float v = static_cast<float>(dot);
-            if (z) v -= z[g] * static_cast<float>(qsum[m * G + g]);
-            acc += s[g] * v;
-          }
-          y[m * N + n] = sx[m] * acc + (bias ? bias[n] : 0.0f);
-        }
-      }
-    });
-    return;
   }
-
-  if (M <= 4) {
-    // Decode: fused GEMV over int8 codes (reads 1 byte per weight, not 4).
-    std::vector<float> xsum(has_zero ? static_cast<size_t>(M * G) : 0);
-    if (has_zero)
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t g = 0; g < G; ++g) {
-          float s = 0.0f;
-          for (int64_t j = w.group_begin[g]; j < w.group_begin[g + 1]; ++j) s += x[m * K + j];
-          xsum[m * G + g] = s;
-        }
-    host.parallel_for(static_cast<uint64_t>(N), 16, [&](uint64_t b, uint64_t e) {
-      for (uint64_t n = b; n < e; ++n) {
-        const int8_t* c = w.codes.data() + n * K;
-        const float* s = w.scales.data() + n * G;
-        const float* z = has_zero ? w.zeros.data() + n * G : nullptr;
-        for (int64_t m = 0; m < M; ++m) {
-          const float* a = x + m * K;
-          float acc = 0.0f;
-          for (int64_t g = 0; g < G; ++g) {
-            const int64_t gb = w.group_begin[g];
-            float dot = dot_i8_f32(c + gb, a + gb, w.group_begin[g + 1] - gb);
-            if (z) dot -= z[g] * xsum[m * G + g];
-            acc += s[g] * dot;
-          }
-          y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
-        }
+  const int64_t* bb = w.block_begin.data();
+  host.parallel_for(static_cast<uint64_t>(N), 8, [&](uint64_t b, uint64_t e) {
+    for (uint64_t n = b; n < e; ++n) {
+      const uint8_t* c = row_codes(w, static_cast<int64_t>(n));
+      const float* s = w.scales.data() + n * G;
+      const float* z = w.zeros.empty() ? nullptr : w.zeros.data() + n * G;
+      for (int64_t m = 0; m < M; ++m) {
+        const int8_t* a = qx + m * Kp;
+        float acc = w.int4 ? k.dot4_i8(c, a, bb, G, s) : k.dot8_i8(reinterpret_cast<const int8_t*>(c), a, bb, G, s);
+        if (w.int4 || z)
+          for (int64_t g = 0; g < G; ++g) acc -= s[g] * group_offset(w, z, g) * static_cast<float>(qsum[m * G + g]);
+        y[m * N + n] = sx[m] * acc + (bias ? bias[n] : 0.0f);
       }
-    });
-    return;
-  }
+    }
+  });
+}
 
-  // Prefill: dequantize a tile of rows (in parallel) then one SGEMM per tile
-  // from this thread, so OpenBLAS's own threads never nest in our pool.
-  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(N, (int64_t{4} << 20) / std::max<int64_t>(K, 1)));
-  std::vector<float> wt(static_cast<size_t>(tile * K));
+// Weight-only decode: one fused GEMV per output row over the packed codes.
+void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias) {
+  const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups, nblk = w.block_begin[G];
+  const QKernels& k = *w.kernels;
+  Scratch& sc = scratch();
+  // Per group: sum of the activations the offset multiplies (float path), or
+  // of their int8 images times the block scales (q8 path).
+  float* xsum = sized(sc.xsum, M * G);
+  int8_t* qx = w.gemv_q8 ? sized(sc.qa, M * Kp) : nullptr;
+  float* sa = w.gemv_q8 ? sized(sc.sa, M * nblk) : nullptr;
+  for (int64_t m = 0; m < M; ++m) {
+    if (qx) quantize_row_q8_blocks(x + m * Kp, nblk, qx + m * Kp, sa + m * nblk);
+    for (int64_t g = 0; g < G; ++g) {
+      float s = 0.0f;
+      for (int64_t b = w.block_begin[g]; b < w.block_begin[g + 1]; ++b)
+        if (qx) {
+          int32_t qs = 0;
+          for (int i = 0; i < kBlock; ++i) qs += qx[m * Kp + b * kBlock + i];
+          s += sa[m * nblk + b] * static_cast<float>(qs);
+        } else {
+          for (int i = 0; i < kBlock; ++i) s += x[m * Kp + b * kBlock + i];
+        }
+      xsum[m * G + g] = s;
+    }
+  }
+  const int64_t* bb = w.block_begin.data();
+  host.parallel_for(static_cast<uint64_t>(N), 16, [&](uint64_t b, uint64_t e) {
+    for (uint64_t n = b; n < e; ++n) {
+      const uint8_t* c = row_codes(w, static_cast<int64_t>(n));
+      const int8_t* c8 = reinterpret_cast<const int8_t*>(c);
+      const float* s = w.scales.data() + n * G;
+      const float* z = w.zeros.empty() ? nullptr : w.zeros.data() + n * G;
+      for (int64_t m = 0; m < M; ++m) {
+        float acc;
+        if (qx) {
+          const int8_t* a = qx + m * Kp;
+          const float* sb = sa + m * nblk;
+          acc = w.int4 ? k.dot4_q8(c, a, sb, bb, G, s) : k.dot8_q8(c8, a, sb, bb, G, s);
+        } else {
+          const float* a = x + m * Kp;
+          acc = w.int4 ? k.dot4_f32(c, a, bb, G, s) : k.dot8_f32(c8, a, bb, G, s);
+        }
+        if (w.int4 || z)
+          for (int64_t g = 0; g < G; ++g) acc -= s[g] * group_offset(w, z, g) * xsum[m * G + g];
+        y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
+      }
+    }
+  });
+}
+
+// Weight-only prefill: dequantize a tile of rows (in parallel) then one SGEMM
+// per tile from this thread, so OpenBLAS's own threads never nest in our pool.
+void qgemm_weight_only(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias) {
+  const int64_t N = w.rows, Kp = w.padded_cols;
+  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(N, (int64_t{4} << 20) / std::max<int64_t>(Kp, 1)));
+  float* wt = sized(scratch().tile, tile * Kp);
   for (int64_t n0 = 0; n0 < N; n0 += tile) {
     int64_t nt = std::min(tile, N - n0);
     host.parallel_for(static_cast<uint64_t>(nt), 8, [&](uint64_t b, uint64_t e) {
-      for (uint64_t r = b; r < e; ++r) dequant_row(w, n0 + static_cast<int64_t>(r), wt.data() + r * K);
+      for (uint64_t r = b; r < e; ++r) dequant_row_padded(w, n0 + static_cast<int64_t>(r), wt + r * Kp);
     });
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(nt), static_cast<int>(K),
-                1.0f, x, static_cast<int>(K), wt.data(), static_cast<int>(K), 0.0f, y + n0, static_cast<int>(N));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(nt), static_cast<int>(Kp),
+                1.0f, x, static_cast<int>(Kp), wt, static_cast<int>(Kp), 0.0f, y + n0, static_cast<int>(N));
   }
   if (bias)
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
+}
+
+}  // namespace
+
+void run_qmatmul(const Host& host, const xq_op& op) {
+  const xq_qweight& w = *op.qweight;
+  const int64_t M = rows_of(op.src[0]);
+  float* y = static_cast<float*>(op.dst.data);
+  const float* bias = present(op.src[2]) ? static_cast<const float*>(op.src[2].data) : nullptr;
+  if (M == 0) return;
+  const float* x = gather_padded(w, static_cast<const float*>(op.src[0].data), M, scratch().x);
+  if (w.act_scheme != XQ_ACT_NONE) qmatmul_w8a8(host, w, x, M, y, bias);
+  else if (M <= w.gemv_max_rows) qgemv_weight_only(host, w, x, M, y, bias);
+  else qgemm_weight_only(host, w, x, M, y, bias);
 }
 
 }  // namespace xquant::cpu

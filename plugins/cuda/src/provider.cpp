@@ -336,7 +336,7 @@ void Provider::lt_gemm(const LtGemmShape& s, const void* W, const void* x, void*
 void Provider::run_qmatmul_w4(const xq_op& op) {
   const xq_qweight& w = *op.qweight;
   const xq_device_tensor &x = op.src[0], &y = op.dst;
-  DType T;
+  DType T{};
   to_dtype(x.dtype, &T);
   const bool is_f16 = T == DType::F16;
   const int64_t M = leading(x), K = w.K, N = w.N;
@@ -399,7 +399,7 @@ void Provider::run_qmatmul_w8(const xq_op& op) {
 void Provider::run_matmul(const xq_op& op) {
   const xq_device_tensor &a = op.src[0], &b = op.src[1], &y = op.dst;
   const int64_t M = leading(a), K = last_dim(a), N = b.shape[0];
-  DType A, Y;
+  DType A{}, Y{};
   to_dtype(a.dtype, &A);
   to_dtype(y.dtype, &Y);
   DType bias_t = DType::F32;
@@ -444,7 +444,7 @@ void Provider::run_matmul(const xq_op& op) {
 
 void Provider::run_dequantize(const xq_op& op) {
   const xq_qweight& w = *op.qweight;
-  DType Y;
+  DType Y{};
   to_dtype(op.dst.dtype, &Y);
   if (w.kind == xq_qweight::Kind::W4) {
     const bool f16 = Y == DType::F16 || (Y == DType::F32 && w.f32_dequant_uses_f16);

@@ -2,7 +2,8 @@
 //
 // Kept apart from the container code because the mapping is the part that
 // changes with transformers versions (rope_parameters in v5, eos lists,
-// dtype vs torch_dtype); see formats-and-algorithms.md §A3.
+// dtype vs torch_dtype); see transformers' models/*/configuration_*.py and
+// modeling_rope_utils.py, and docs/abi.md for the canonical keys.
 #pragma once
 
 #include <xquant/sdk/host.hpp>

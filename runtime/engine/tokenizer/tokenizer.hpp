@@ -2,7 +2,7 @@
 //
 // One small interface over the two vocabularies Llama-family checkpoints use,
 // built from the canonical model configuration (the "tokenizer.*" keys every
-// loader fills, see docs/abi.md / notes/common.md):
+// loader fills, see docs/abi.md):
 //   - "tokenizer.model" = "llama": SentencePiece-style (llama.cpp llm_tokenizer_spm:
 //     spaces escaped as U+2581, a leading U+2581 prepended, bigram merges by score,
 //     <0xXX> byte fallback);

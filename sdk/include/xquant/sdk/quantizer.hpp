@@ -1,7 +1,7 @@
 // quantizer.hpp: the weight quantizer arithmetic shared by the calibration
 // algorithm plugins (smoothquant, awq, gptq), header-only because plugins
 // cannot link each other. It is the compressed-tensors arithmetic that the
-// rtn plugin implements (reference §A4/§B1), so every algorithm writes
+// rtn plugin implements (compressed_tensors/quantization/utils/helpers.py calculate_qparams), so every algorithm writes
 // tensors that dequantize exactly like rtn's:
 //
 //   the [lo, hi] range is extended to include 0;

@@ -1,5 +1,5 @@
 // safetensors.hpp: a validating reader of safetensors headers and a
-// streaming, atomic safetensors writer (formats-and-algorithms.md §A1).
+// streaming, atomic safetensors writer (huggingface/safetensors README and safetensors/src/tensor.rs).
 //
 // Header-only because two plugins (the `safetensors` loader and the
 // `compressed-tensors` writer) and the tests that build malformed fixtures

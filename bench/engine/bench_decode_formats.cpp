@@ -1,0 +1,173 @@
+// bench_decode_formats.cpp: decode speed of one model in several weight
+// formats, side by side in one run, as ratios to the first format, each
+// beside its memory-bandwidth floor. On a shared, loaded machine only
+// same-run ratios mean anything, so the formats are measured interleaved
+// (round r runs every format once; each keeps its best round) with the same
+// thread pool, prompt and token count.
+//
+//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME] ... \
+//       [--threads 1,2] [--decode 32] [--rounds 3] [--json]
+//
+// gemv=q8 / isa=NAME load that entry with XQUANT_CPU_GEMV / XQUANT_CPU_ISA
+// set (the cpu provider reads them when it prepares a weight), so the same
+// checkpoint can be compared across decode paths.
+//
+// Weight bytes per token: what the engine reports, with each quantized
+// Linear replaced by the bytes of the cpu provider's packed weight (codes +
+// scales + zero points, qweight.cpp), since the engine's estimate assumes one
+// byte per code. Floor = bytes per token / read bandwidth (a parallel read
+// stream, bandwidth.hpp); "% floor" = measured tok/s / floor tok/s.
+#include "bandwidth.hpp"
+#include "core/runtime.hpp"
+#include "cpu.hpp"
+#include "engine/model.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace xquant;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Entry {
+  std::string label, path, gemv, isa;
+  std::unique_ptr<Model> model;
+  uint64_t bytes_per_token = 0;
+  double best_tps = 0;
+};
+
+Entry parse_entry(const std::string& spec) {
+  Entry e;
+  auto eq = spec.find('=');
+  if (eq == std::string::npos) throw std::runtime_error("--model wants LABEL=PATH[,gemv=q8][,isa=NAME], got '" + spec + "'");
+  e.label = spec.substr(0, eq);
+  std::stringstream ss(spec.substr(eq + 1));
+  std::string item;
+  std::getline(ss, e.path, ',');
+  while (std::getline(ss, item, ',')) {
+    if (item.rfind("gemv=", 0) == 0) e.gemv = item.substr(5);
+    else if (item.rfind("isa=", 0) == 0) e.isa = item.substr(4);
+    else throw std::runtime_error("--model " + spec + ": unknown option '" + item + "'");
+  }
+  return e;
+}
+
+// Opens the entry's model with its provider settings in the environment.
+void open_entry(Runtime& rt, Entry& e) {
+  if (!e.gemv.empty()) setenv("XQUANT_CPU_GEMV", e.gemv.c_str(), 1);
+  if (!e.isa.empty()) setenv("XQUANT_CPU_ISA", e.isa.c_str(), 1);
+  e.model = Model::open(rt, e.path);
+  unsetenv("XQUANT_CPU_GEMV");
+  unsetenv("XQUANT_CPU_ISA");
+  uint64_t b = e.model->weight_bytes_per_token();
+  for (int i = 0; i < static_cast<int>(e.model->arch().layers.size()); ++i)
+    for (const auto& lw : e.model->layer(i).linears)
+      if (lw.q && lw.layout.rfind("cpu-", 0) == 0) b = b - lw.bytes + lw.q->bytes();
+  e.bytes_per_token = b;
+}
+
+// Tokens/s of `decode` single-token steps after a 16-token prompt.
+double decode_tps(Model& m, int64_t decode) {
+  const Architecture& a = m.arch();
+  std::vector<int32_t> ids(17);
+  for (int i = 0; i < 17; ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % a.vocab);
+  KvCache cache(a, 16 + decode + 1);
+  m.forward({SequenceInput{&cache, ids.data(), 16, false}});
+  int32_t tok = ids[16];
+  auto t0 = Clock::now();
+  for (int64_t i = 0; i < decode; ++i) {
+    auto lg = m.forward({SequenceInput{&cache, &tok, 1, false}});
+    tok = static_cast<int32_t>(std::max_element(lg.begin(), lg.end()) - lg.begin());
+  }
+  return static_cast<double>(decode) / bench::seconds_between(t0, Clock::now());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> specs;
+  std::vector<unsigned> threads = {1, 2};
+  int64_t decode = 32;
+  int rounds = 3;
+  bool json = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--model") specs.push_back(next());
+    else if (a == "--decode") decode = std::stoll(next());
+    else if (a == "--rounds") rounds = std::stoi(next());
+    else if (a == "--json") json = true;
+    else if (a == "--threads") {
+      threads.clear();
+      std::stringstream ss(next());
+      std::string t;
+      while (std::getline(ss, t, ',')) threads.push_back(static_cast<unsigned>(std::stoul(t)));
+    } else {
+      std::fprintf(stderr,
+                   "usage: bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME] ... [--threads 1,2] "
+                   "[--decode N] [--rounds R] [--json]\n");
+      return 2;
+    }
+  }
+  if (specs.empty()) {
+    std::fprintf(stderr, "bench_decode_formats: give at least one --model LABEL=PATH (the first is the reference)\n");
+    return 2;
+  }
+  nlohmann::json out = nlohmann::json::array();
+  FILE* text = json ? stderr : stdout;
+  try {
+    for (unsigned nt : threads) {
+      RuntimeOptions ro;
+      ro.threads = nt;
+      ro.log_level = XQ_LOG_ERROR;
+      Runtime rt(ro);
+      std::vector<Entry> entries;
+      for (const auto& s : specs) entries.push_back(parse_entry(s));
+      for (auto& e : entries) open_entry(rt, e);
+      for (auto& e : entries) decode_tps(*e.model, 4);  // warm-up
+      for (int r = 0; r < rounds; ++r)
+        for (auto& e : entries) e.best_tps = std::max(e.best_tps, decode_tps(*e.model, decode));
+      const double rbw = bench::read_bandwidth(rt.pool(), size_t{512} << 20, 5);
+      std::fprintf(text, "threads %u (read bandwidth %.2f GB/s; best of %d interleaved rounds of %lld tokens)\n", nt,
+                   rbw / 1e9, rounds, static_cast<long long>(decode));
+      std::fprintf(text, "  %-14s %10s %8s %10s %9s %10s %7s\n", "format", "MB/token", "x bytes", "decode t/s", "x first",
+                   "floor t/s", "%floor");
+      for (auto& e : entries) {
+        const double floor_tps = rbw / static_cast<double>(e.bytes_per_token);
+        std::fprintf(text, "  %-14s %10.1f %8.3f %10.2f %9.2f %10.2f %6.0f%%\n", e.label.c_str(), e.bytes_per_token / 1e6,
+                     static_cast<double>(e.bytes_per_token) / static_cast<double>(entries[0].bytes_per_token),
+                     e.best_tps, e.best_tps / entries[0].best_tps, floor_tps, 100.0 * e.best_tps / floor_tps);
+        out.push_back({{"threads", nt},
+                       {"format", e.label},
+                       {"path", e.path},
+                       {"weight_bytes_per_token", e.bytes_per_token},
+                       {"decode_tokens_per_s", e.best_tps},
+                       {"ratio_to_first", e.best_tps / entries[0].best_tps},
+                       {"read_bandwidth_gb_s", rbw / 1e9},
+                       {"read_floor_tokens_per_s", floor_tps},
+                       {"decode_vs_read_floor", e.best_tps / floor_tps}});
+      }
+      std::fflush(text);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_decode_formats: %s\n", e.what());
+    return 1;
+  }
+  if (json) std::printf("%s\n", out.dump(2).c_str());
+  return 0;
+}

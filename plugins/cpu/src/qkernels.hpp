@@ -1,0 +1,79 @@
+// qkernels.hpp: the inner products of the `cpu` provider's packed quantized
+// GEMV, one table per instruction set (scalar reference, AVX2, AVX-512 VNNI),
+// chosen at run time from what the CPU reports.
+//
+// Packed layout (prepare_qweight in qweight.cpp): each row's columns, in the
+// weight's permuted order, are cut into groups and every group is padded with
+// zero codes to whole blocks of 32 columns, so a group is a run of blocks:
+//   INT4 (bits 2..4): 16 bytes per block; byte i holds column i in its low
+//     nibble and column 16 + i in its high nibble, as the unsigned value
+//     code + 8 (0..15). This is llama.cpp's block_q4_0 nibble order
+//     (ggml-common.h), which lets one 16-byte load feed 32 lanes.
+//   INT8 (bits 5..8): 32 signed bytes per block, the codes themselves.
+// The activations handed to a kernel are in the same padded column order
+// (zeros in the padding), so padding never needs a tail loop.
+//
+// Every function computes one packed row's dot product with one activation
+// row, group by group: bb[0..G] are the groups' block ranges (absolute block
+// indices into w and x), s[g] the group's weight scale, and the result is
+//   sum_g s[g] * (sum over the group's columns of v * x)
+// where v is the unsigned nibble u = code + 8 (dot4_*) or the signed code c
+// (dot8_*). The caller subtracts sum_g s[g] * (8 + zero_g or zero_g) * sum(x
+// of group g), so zero points and the nibble offset cost nothing per column.
+//   *_f32 : x is float, float accumulation (the W*A16 path);
+//   *_i8  : x is int8 with one scale for the row, applied by the caller (W8A8
+//           per token); each group's dot product is exact int32;
+//   *_q8  : x is int8 with one float scale per block (sa[b]), each block's
+//           dot exact int32 then scaled by s[g] * sa[b], as llama.cpp's
+//           ggml_vec_dot_q4_0_q8_0 (ggml-cpu/arch/x86/quants.c) does.
+// Keeping the group loop inside the kernel leaves one horizontal sum and one
+// indirect call per row, which matters for small groups (g32: one block per
+// group).
+#pragma once
+
+#include <cstdint>
+
+namespace xquant::cpu {
+
+inline constexpr int64_t kBlock = 32;  // columns per block
+
+struct QKernels {
+  const char* name;
+  float (*dot4_f32)(const uint8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s);
+  float (*dot8_f32)(const int8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s);
+  float (*dot4_i8)(const uint8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s);
+  float (*dot8_i8)(const int8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s);
+  float (*dot4_q8)(const uint8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s);
+  float (*dot8_q8)(const int8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s);
+};
+
+enum class Isa { scalar, avx2, avx512 };
+
+// The kernel tables (qkernels_scalar.cpp, qkernels_avx2.cpp, qkernels_avx512.cpp).
+// The AVX2 table needs avx2 + fma; the AVX-512 one avx512f/bw/vl + avx512vnni.
+extern const QKernels kScalarKernels;
+extern const QKernels kAvx2Kernels;
+extern const QKernels kAvx512Kernels;
+
+// qkernels_dispatch.cpp.
+const char* isa_name(Isa isa);
+bool cpu_has(Isa isa);  // the running CPU can execute this table
+const QKernels& kernels_of(Isa isa);
+// The ISA the provider uses: the best the CPU has, or the one the
+// environment variable XQUANT_CPU_ISA (scalar | avx2 | avx512) forces; a
+// forced ISA the CPU lacks (or an unknown name) throws an Error naming it.
+Isa selected_isa();
+
+// How weight-only (W*A16) decode GEMVs take their activations, from
+// XQUANT_CPU_GEMV: f32 (default: float FMA, exact up to float rounding) or
+// q8 (the activation row quantized to int8 once per call, one scale per
+// 32-column block, integer dot products). An unknown value throws.
+enum class GemvMode { f32, q8 };
+GemvMode selected_gemv_mode();
+// Weight-only calls with at most this many activation rows take the fused
+// GEMV; more rows dequantize a tile and call SGEMM. From XQUANT_CPU_GEMV_ROWS
+// (default 4; a large value runs prefill, and so perplexity, through the
+// decode kernels). A value that is not a positive integer throws.
+int64_t selected_gemv_max_rows();
+
+}  // namespace xquant::cpu

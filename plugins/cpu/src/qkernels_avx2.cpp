@@ -1,0 +1,135 @@
+// qkernels_avx2.cpp: the AVX2 + FMA kernels. Every function carries its own
+// target attribute (no per-file -mavx2), so nothing here can leak AVX2 code
+// into functions an AVX-less CPU would run; dispatch (qkernels_dispatch.cpp)
+// only hands this table out when the CPU reports avx2 and fma.
+//
+// The integer INT4 path follows llama.cpp's ggml_vec_dot_q4_0_q8_0 for AVX2
+// (ggml-cpu/arch/x86/quants.c): nibbles widened to 32 bytes, then
+// _mm256_maddubs_epi16 (u8 x s8, pairs; 2 * 15 * 128 cannot saturate) and
+// _mm256_madd_epi16 against ones. INT8 codes are signed on both sides, where
+// maddubs could saturate, so they are widened to int16 and use madd_epi16.
+#include "qkernels.hpp"
+
+#include <immintrin.h>
+
+#define XQ_AVX2 __attribute__((target("avx2,fma")))
+
+namespace xquant::cpu {
+namespace {
+
+XQ_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+XQ_AVX2 inline int32_t hsum(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 16 packed bytes -> 32 unsigned nibbles in column order (low lane: columns 0..15).
+XQ_AVX2 inline __m256i unpack_nibbles(const uint8_t* p) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i m = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+}
+
+// Exact int32 lanes of one block: sum u * a (u unsigned nibbles).
+XQ_AVX2 inline __m256i block4_i8(const uint8_t* w, const int8_t* a) {
+  __m256i p = _mm256_maddubs_epi16(unpack_nibbles(w), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+XQ_AVX2 inline __m256i widen16(const int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// Exact int32 lanes of one block: sum c * a (both signed int8).
+XQ_AVX2 inline __m256i block8_i8(const int8_t* w, const int8_t* a) {
+  return _mm256_add_epi32(_mm256_madd_epi16(widen16(w), widen16(a)),
+                          _mm256_madd_epi16(widen16(w + 16), widen16(a + 16)));
+}
+
+XQ_AVX2 float dot4_f32(const uint8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s) {
+  const __m128i m = _mm_set1_epi8(0x0F);
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      const float* xb = x + b * kBlock;
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * 16));
+      const __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(xb), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(xb + 8), a1);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), _mm256_loadu_ps(xb + 16), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(xb + 24), a1);
+    }
+    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_add_ps(a0, a1), tot);
+  }
+  return hsum(tot);
+}
+
+XQ_AVX2 float dot8_f32(const int8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s) {
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      const float* xb = x + b * kBlock;
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kBlock));
+      const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(xb), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(xb + 8), a1);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(xb + 16), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(xb + 24), a1);
+    }
+    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), _mm256_add_ps(a0, a1), tot);
+  }
+  return hsum(tot);
+}
+
+XQ_AVX2 float dot4_i8(const uint8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
+  float tot = 0.0f;
+  for (int64_t g = 0; g < G; ++g) {
+    __m256i d = _mm256_setzero_si256();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) d = _mm256_add_epi32(d, block4_i8(w + b * 16, a + b * kBlock));
+    tot += s[g] * static_cast<float>(hsum(d));
+  }
+  return tot;
+}
+
+XQ_AVX2 float dot8_i8(const int8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
+  float tot = 0.0f;
+  for (int64_t g = 0; g < G; ++g) {
+    __m256i d = _mm256_setzero_si256();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) d = _mm256_add_epi32(d, block8_i8(w + b * kBlock, a + b * kBlock));
+    tot += s[g] * static_cast<float>(hsum(d));
+  }
+  return tot;
+}
+
+XQ_AVX2 float dot4_q8(const uint8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s) {
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b)
+      tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g] * sa[b]), _mm256_cvtepi32_ps(block4_i8(w + b * 16, a + b * kBlock)), tot);
+  return hsum(tot);
+}
+
+XQ_AVX2 float dot8_q8(const int8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s) {
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b)
+      tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g] * sa[b]),
+                            _mm256_cvtepi32_ps(block8_i8(w + b * kBlock, a + b * kBlock)), tot);
+  return hsum(tot);
+}
+
+}  // namespace
+
+const QKernels kAvx2Kernels{"avx2", &dot4_f32, &dot8_f32, &dot4_i8, &dot8_i8, &dot4_q8, &dot8_q8};
+
+}  // namespace xquant::cpu

@@ -1,0 +1,163 @@
+// qkernels_avx512.cpp: the AVX-512 kernels (F + BW + VL + VNNI). Float paths
+// use 512-bit FMAs (16 columns per instruction); integer paths use VNNI's
+// vpdpbusd (u8 x s8, four products summed into int32 without intermediate
+// saturation) on 512-bit vectors, two 32-column blocks per instruction (an
+// odd last block on 256 bits).
+// Signed INT8 codes become unsigned by adding 128 (xor 0x80); the extra
+// 128 * sum(a) is computed with a second vpdpbusd and subtracted, so every
+// integer result is exact. Per-function target attributes, as in
+// qkernels_avx2.cpp; dispatch hands this table out only when the CPU has all
+// four features.
+#include "qkernels.hpp"
+
+#include <immintrin.h>
+
+#define XQ_AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+namespace xquant::cpu {
+namespace {
+
+XQ_AVX512 inline __m256i unpack_nibbles(const uint8_t* p) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i m = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
+}
+
+XQ_AVX512 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Exact int32 lanes of one block, sum u * a.
+XQ_AVX512 inline __m256i block4_i8(const uint8_t* w, const int8_t* a) {
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_nibbles(w), load256(a));
+}
+
+// Exact int32 lanes of one block, sum c * a: (c + 128) * a - 128 * a.
+XQ_AVX512 inline __m256i block8_i8(const int8_t* w, const int8_t* a) {
+  const __m256i c80 = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m256i av = load256(a);
+  __m256i pos = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_xor_si256(load256(w), c80), av);
+  return _mm256_sub_epi32(pos, _mm256_dpbusd_epi32(_mm256_setzero_si256(), c80, av));
+}
+
+XQ_AVX512 float dot4_f32(const uint8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s) {
+  const __m128i m = _mm_set1_epi8(0x0F);
+  __m512 tot = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      const float* xb = x + b * kBlock;
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * 16));
+      a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, m))), _mm512_loadu_ps(xb), a0);
+      a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), m))),
+                           _mm512_loadu_ps(xb + 16), a1);
+    }
+    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_add_ps(a0, a1), tot);
+  }
+  return _mm512_reduce_add_ps(tot);
+}
+
+XQ_AVX512 float dot8_f32(const int8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s) {
+  __m512 tot = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      const float* xb = x + b * kBlock;
+      const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * kBlock));
+      const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * kBlock + 16));
+      a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), _mm512_loadu_ps(xb), a0);
+      a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), _mm512_loadu_ps(xb + 16), a1);
+    }
+    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_add_ps(a0, a1), tot);
+  }
+  return _mm512_reduce_add_ps(tot);
+}
+
+// Two consecutive INT4 blocks (32 packed bytes) -> 64 unsigned nibbles in
+// column order: 128-bit lanes [low b, high b, low b+1, high b+1].
+XQ_AVX512 inline __m512i unpack_nibbles2(const uint8_t* p) {
+  const __m256i v = load256(p);
+  const __m256i m = _mm256_set1_epi8(0x0F);
+  const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m)),
+                                       _mm256_and_si256(_mm256_srli_epi16(v, 4), m), 1);
+  return _mm512_shuffle_i64x2(u, u, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+// Exact int32 lanes of two blocks (lanes 0..7 block b, 8..15 block b + 1).
+XQ_AVX512 inline __m512i block4_i8x2(const uint8_t* w, const int8_t* a) {
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack_nibbles2(w), _mm512_loadu_si512(a));
+}
+XQ_AVX512 inline __m512i block8_i8x2(const int8_t* w, const int8_t* a) {
+  const __m512i c80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i av = _mm512_loadu_si512(a);
+  __m512i pos = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(_mm512_loadu_si512(w), c80), av);
+  return _mm512_sub_epi32(pos, _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, av));
+}
+
+// The two blocks' activation scales, one per 256-bit half.
+XQ_AVX512 inline __m512 scales2(const float* sa) {
+  return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(sa[0]), _mm512_set1_ps(sa[1]));
+}
+
+// Integer per-token paths: pairs of blocks within a group on 512 bits, an
+// odd last block on 256 bits, the group's exact int32 sum reduced before it
+// is scaled, in the scalar reference's order, so W8A8 results are bit-equal
+// to it (a float-order difference would flip later int8 activation roundings).
+XQ_AVX512 float dot4_i8(const uint8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
+  float tot = 0.0f;
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i d = _mm512_setzero_si512();
+    int64_t b = bb[g];
+    for (; b + 2 <= bb[g + 1]; b += 2)
+      d = _mm512_dpbusd_epi32(d, unpack_nibbles2(w + b * 16), _mm512_loadu_si512(a + b * kBlock));
+    if (b < bb[g + 1]) d = _mm512_add_epi32(d, _mm512_zextsi256_si512(block4_i8(w + b * 16, a + b * kBlock)));
+    tot += s[g] * static_cast<float>(_mm512_reduce_add_epi32(d));
+  }
+  return tot;
+}
+
+XQ_AVX512 float dot8_i8(const int8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
+  float tot = 0.0f;
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i d = _mm512_setzero_si512();
+    int64_t b = bb[g];
+    for (; b + 2 <= bb[g + 1]; b += 2) d = _mm512_add_epi32(d, block8_i8x2(w + b * kBlock, a + b * kBlock));
+    if (b < bb[g + 1]) d = _mm512_add_epi32(d, _mm512_zextsi256_si512(block8_i8(w + b * kBlock, a + b * kBlock)));
+    tot += s[g] * static_cast<float>(_mm512_reduce_add_epi32(d));
+  }
+  return tot;
+}
+
+XQ_AVX512 float dot4_q8(const uint8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s) {
+  __m512 tot = _mm512_setzero_ps();
+  __m256 tail = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    const __m512 sg = _mm512_set1_ps(s[g]);
+    int64_t b = bb[g];
+    for (; b + 2 <= bb[g + 1]; b += 2)
+      tot = _mm512_fmadd_ps(_mm512_mul_ps(sg, scales2(sa + b)), _mm512_cvtepi32_ps(block4_i8x2(w + b * 16, a + b * kBlock)), tot);
+    if (b < bb[g + 1])
+      tail = _mm256_fmadd_ps(_mm256_set1_ps(s[g] * sa[b]), _mm256_cvtepi32_ps(block4_i8(w + b * 16, a + b * kBlock)), tail);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(tot, _mm512_zextps256_ps512(tail)));
+}
+
+XQ_AVX512 float dot8_q8(const int8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s) {
+  __m512 tot = _mm512_setzero_ps();
+  __m256 tail = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    const __m512 sg = _mm512_set1_ps(s[g]);
+    int64_t b = bb[g];
+    for (; b + 2 <= bb[g + 1]; b += 2)
+      tot = _mm512_fmadd_ps(_mm512_mul_ps(sg, scales2(sa + b)),
+                            _mm512_cvtepi32_ps(block8_i8x2(w + b * kBlock, a + b * kBlock)), tot);
+    if (b < bb[g + 1])
+      tail = _mm256_fmadd_ps(_mm256_set1_ps(s[g] * sa[b]),
+                             _mm256_cvtepi32_ps(block8_i8(w + b * kBlock, a + b * kBlock)), tail);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(tot, _mm512_zextps256_ps512(tail)));
+}
+
+}  // namespace
+
+const QKernels kAvx512Kernels{"avx512", &dot4_f32, &dot8_f32, &dot4_i8, &dot8_i8, &dot4_q8, &dot8_q8};
+
+}  // namespace xquant::cpu

@@ -1,0 +1,330 @@
+// decision.cpp: see decision.hpp.
+#include "decide/decision.hpp"
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "decide/overlap.hpp"
+#include "decide/report.hpp"
+#include "engine/evaluate.hpp"
+#include "pipeline/stages.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <tuple>
+
+namespace xquant::decide {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Measured sensitivity costs one evaluation per group and rung, the largest
+// part of the decision's time; it ranks groups, so it runs on the first
+// kSensitivityTokens evaluation tokens only (the fallback's steps and the
+// final numbers use all of them).
+constexpr size_t kSensitivityTokens = 2048;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+const QuantRule& the_automatic_rule(const Pipeline& p) {
+  for (const auto& r : p.rules)
+    if (!r.automatic || p.rules.size() != 1)
+      fail(XQ_ERR_UNSUPPORTED,
+           "{}: 'algorithm: auto' must be the pipeline's only rule (the decision engine decides for every Linear it "
+           "targets; exclude modules with ignore)",
+           r.mark.text());
+  return p.rules.front();
+}
+
+bool targeted(const QuantRule& rule, const Pipeline& p, const std::string& module) {
+  bool hit = false;
+  for (const auto& t : rule.targets) hit = hit || t.matches(module);
+  for (const auto& t : rule.ignore) hit = hit && !t.matches(module);
+  for (const auto& t : p.ignore) hit = hit && !t.matches(module);
+  return hit;
+}
+
+bool w8a8_only(const LoadedPlugin& plugin) {
+  for (const auto& cap : plugin.capabilities())
+    if (cap.rfind("scheme-default:activations", 0) == 0) return true;
+  return false;
+}
+
+QuantRule rule_with(const QuantRule& base, const std::vector<std::string>& algorithms) {
+  QuantRule r = base;
+  r.automatic = false;
+  r.stages.clear();
+  for (const auto& a : algorithms) r.stages.push_back({a, base.mark, YAML::Node(), {}});
+  return r;
+}
+
+// Every algorithm plugin the registry has, rtn first (ties go to the
+// cheapest); W8A8-only ones (SmoothQuant) and the SmoothQuant -> GPTQ chain
+// only for a W8A8 request. Validated like any rule (defaults filled). The
+// int8 rung is the last rule: rtn, 8 bits, per channel.
+std::vector<QuantRule> candidate_rules(Runtime& rt, const Pipeline& p, const QuantRule& rule) {
+  std::vector<std::string> names;
+  for (LoadedPlugin* pl : rt.plugins().of_kind(XQ_PLUGIN_ALGORITHM))
+    if (!w8a8_only(*pl) || rule.activations.enabled) names.push_back(pl->name());
+  std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
+    return std::make_tuple(a != "rtn", a) < std::make_tuple(b != "rtn", b);
+  });
+  if (names.empty() || names.front() != "rtn")
+    fail(XQ_ERR_NOT_FOUND, "'algorithm: auto' needs the rtn algorithm plugin (the fallback ladder's int8 rung)");
+  Pipeline check = p;
+  check.rules.clear();
+  for (const auto& n : names) check.rules.push_back(rule_with(rule, {n}));
+  const bool has = [&](const char* n) { return std::count(names.begin(), names.end(), n) > 0; }("gptq");
+  if (rule.activations.enabled && has && std::count(names.begin(), names.end(), "smoothquant"))
+    check.rules.push_back(rule_with(rule, {"smoothquant", "gptq"}));
+  QuantRule int8 = rule_with(rule, {"rtn"});
+  int8.weights = WeightScheme{};
+  int8.weights.bits = 8;
+  int8.weights.granularity = XQ_GRAN_CHANNEL;
+  int8.weights.scale_dtype = rule.weights.scale_dtype;
+  int8.activations = ActivationScheme{};
+  check.rules.push_back(int8);
+  validate_with_plugins(check, rt);
+  return check.rules;
+}
+
+ProfilePlan plan_for(Runtime& rt, const Pipeline& p, const QuantRule& rule, const Model& model,
+                     std::vector<QuantRule> rules) {
+  LoadedPlugin& format = rt.plugins().require(XQ_PLUGIN_FORMAT, p.output_format);
+  const bool ragged = format.has_capability("ragged-groups");
+  ProfilePlan plan;
+  const Architecture& arch = model.arch();
+  for (const auto& L : arch.layers)
+    for (size_t g = 0; g < L.groups.size(); ++g)
+      for (int li : L.groups[g].linears) {
+        const LinearDesc& d = L.linears[static_cast<size_t>(li)];
+        if (!targeted(rule, p, d.module)) continue;
+        plan.members[{L.index, static_cast<int>(g)}].push_back(li);
+        std::string why;
+        plan.schemes[d.module] = effective_weights(rule.weights, d.in, ragged, &why);
+        if (!why.empty()) logger().debug("decide: {}: {}", d.module, why);
+      }
+  if (plan.members.empty())
+    fail(XQ_ERR_INVALID_ARGUMENT, "{}: 'algorithm: auto' matched no Linear inside the decoder layers", rule.mark.text());
+  plan.int8 = rules.back();
+  rules.pop_back();
+  plan.candidates = std::move(rules);
+  const auto& ladder = p.accuracy.fallback;
+  plan.want_int8 = p.accuracy.enabled && rule.weights.bits < 8 &&
+                   std::find(ladder.begin(), ladder.end(), "int8") != ladder.end();
+  plan.static_w8a8 = rule.activations.enabled && !rule.activations.dynamic;
+  return plan;
+}
+
+std::vector<Rung> ladder_of(const Decision& d) {
+  std::vector<Rung> ladder{Rung::Chosen};
+  for (const auto& step : d.accuracy.fallback) {
+    if (step == "int8" && d.bits < 8) ladder.push_back(Rung::Int8);
+    if (step == "bf16") ladder.push_back(Rung::Dense);
+  }
+  return ladder;
+}
+
+// Each fixed candidate everywhere, then `auto`, simulated in the float model.
+void simulate_variants(Model& model, Decision& d) {
+  std::vector<std::vector<std::vector<float>>> original;
+  for (const auto& g : d.groups) {
+    original.emplace_back();
+    for (int li : g.linears) original.back().push_back(model.layer(g.layer).linears[static_cast<size_t>(li)].w);
+  }
+  auto run = [&](const std::string& name, auto pick) {
+    VariantRow row{name, "simulated", 0, {}};
+    for (const auto& g : d.groups) {
+      const CandidateResult& c = pick(g);
+      if (!c.ok) return;
+      set_group_weights(model, g, c.weights);
+      row.bytes += c.bytes;
+    }
+    row.accuracy = d.evaluator->evaluate(model);
+    d.variants.push_back(row);
+  };
+  for (size_t k = 0; k < d.candidate_rules.size(); ++k)
+    run(d.candidate_rules[k].algorithm_names(), [&](const GroupProfile& g) -> const CandidateResult& { return g.candidates[k]; });
+  run("auto", [&](const GroupProfile& g) -> const CandidateResult& { return g.candidates[static_cast<size_t>(g.chosen)]; });
+  for (size_t i = 0; i < d.groups.size(); ++i) set_group_weights(model, d.groups[i], original[i]);
+}
+
+// One rule per (algorithm, rung, activation mode), naming its modules
+// exactly; dense groups join the ignore list.
+Pipeline concrete_pipeline(const Pipeline& p, Decision& d) {
+  Pipeline c = p;
+  c.rules.clear();
+  c.accuracy = AccuracySpec{};
+  c.report_path.clear();
+  std::map<std::tuple<int, std::string, bool>, QuantRule> rules;
+  for (size_t i = 0; i < d.groups.size(); ++i) {
+    const GroupProfile& g = d.groups[i];
+    const Rung r = d.fallback.ladder.empty() ? Rung::Chosen
+                                             : d.fallback.ladder[static_cast<size_t>(d.fallback.rung_of_group[i])];
+    if (r == Rung::Dense) {
+      d.dense_groups.push_back(g.name);
+      for (const auto& m : g.modules) c.ignore.push_back(TargetPattern{m, false, false, {}});
+      continue;
+    }
+    const QuantRule& base = r == Rung::Int8 ? d.int8_rule : d.candidate_rules[static_cast<size_t>(g.chosen)];
+    auto key = std::make_tuple(static_cast<int>(r), base.algorithm_names(), g.dynamic_activations);
+    auto it = rules.find(key);
+    if (it == rules.end()) {
+      QuantRule rule = base;
+      rule.targets.clear();
+      rule.ignore.clear();
+      if (g.dynamic_activations) {
+        rule.activations.dynamic = true;
+        rule.activations.strategy = "token";
+      }
+      it = rules.emplace(key, std::move(rule)).first;
+    }
+    for (const auto& m : g.modules) it->second.targets.push_back(TargetPattern{m, false, false, {}});
+  }
+  for (auto& [key, rule] : rules) {
+    std::vector<std::string> names;
+    for (const auto& t : rule.targets) names.push_back(t.text);
+    d.rules_written.push_back(fmt::format("{} {}: {}", rule.algorithm_names(),
+                                          describe_scheme(rule.weights, rule.activations), fmt::join(names, ", ")));
+    c.rules.push_back(std::move(rule));
+  }
+  return c;
+}
+
+uint64_t checkpoint_bytes(const std::filesystem::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.is_regular_file() && e.path().extension() == ".safetensors") total += e.file_size();
+  return total;
+}
+
+std::filesystem::path report_path_of(const Pipeline& p) {
+  if (!p.report_path.empty()) return p.report_path;
+  if (p.explain_only) return {};
+  return p.output_path / "decision-report.html";
+}
+
+}  // namespace
+
+Decision decide(Runtime& rt, const Pipeline& p) {
+  const auto t0 = Clock::now();
+  const QuantRule& rule = the_automatic_rule(p);
+  if (!p.calibration.enabled)
+    fail(XQ_ERR_INVALID_ARGUMENT,
+         "{}: 'algorithm: auto' measures every candidate on calibration data; add calibration: {{text: FILE}}",
+         rule.mark.text());
+  Decision d;
+  d.model = p.model_path.string();
+  d.calibration_text = p.calibration.text.string();
+  d.scheme = describe_scheme(rule.weights, rule.activations);
+  d.bits = rule.weights.bits;
+  d.accuracy = p.accuracy;
+  const std::string calibration = read_text_file(p.calibration.text, "calibration text");
+  std::string evaluation;
+  if (p.accuracy.enabled) {
+    d.evaluation_text = p.accuracy.text.string();
+    evaluation = read_text_file(p.accuracy.text, "accuracy text");
+    d.overlap = check_no_overlap(p.calibration.text, calibration, p.accuracy.text, evaluation);
+  }
+
+  ModelOptions mo;
+  mo.dequantize_all = true;
+  mo.tokenizer_from = p.calibration.tokenizer;
+  d.float_model = Model::open(rt, p.model_path, mo);
+  Model& model = *d.float_model;
+  d.candidate_rules = candidate_rules(rt, p, rule);
+  ProfilePlan plan = plan_for(rt, p, rule, model, d.candidate_rules);
+  d.int8_rule = d.candidate_rules.back();
+  d.candidate_rules.pop_back();
+  for (const auto& r : d.candidate_rules) d.candidates.push_back(r.algorithm_names());
+  auto samples = LayerwiseCalibrator::samples_from_text(model, calibration, p.calibration.samples,
+                                                        p.calibration.seq_len, p.calibration.seed);
+  d.groups = profile_groups(rt, model, std::move(samples), plan, p.calibration.seed);
+  for (const auto& g : d.groups)
+    for (size_t k = 0; k < g.candidates.size(); ++k)
+      if (g.candidates[k].algorithm == "gptq") d.seconds.gptq_algorithm += g.candidates[k].seconds;
+  d.seconds.profile = since(t0);
+  if (!p.accuracy.enabled) {
+    d.seconds.total = since(t0);
+    return d;
+  }
+
+  auto t1 = Clock::now();
+  const int64_t ctx = std::min<int64_t>(512, model.config().get_int("max_position_embeddings", 512));
+  d.evaluator = std::make_shared<HeldOutEvaluator>(model, eval_tokens(model, evaluation, p.accuracy.max_tokens), ctx);
+  d.reference = d.evaluator->reference_accuracy();
+  d.eval_tokens = d.evaluator->tokens();
+  simulate_variants(model, d);
+  d.seconds.evaluate = since(t1);
+
+  t1 = Clock::now();
+  const std::vector<Rung> ladder = ladder_of(d);
+  for (Rung r : ladder) d.ladder.push_back(rung_name(r, d.bits));
+  std::vector<int32_t> tokens = eval_tokens(model, evaluation, p.accuracy.max_tokens);
+  if (tokens.size() > kSensitivityTokens) {
+    tokens.resize(kSensitivityTokens);
+    d.notes.push_back(fmt::format("measured sensitivity on the first {} evaluation tokens", kSensitivityTokens));
+  }
+  const HeldOutEvaluator ranking(model, std::move(tokens), ctx);
+  d.sensitivity = measure_sensitivity(model, d.groups, ladder, ranking);
+  std::vector<double> proxy, measured;
+  for (const auto& s : d.sensitivity) {
+    proxy.push_back(s.proxy);
+    measured.push_back(s.measured_kld.front());
+  }
+  d.spearman_rho = spearman(proxy, measured);
+  d.seconds.sensitivity = since(t1);
+
+  t1 = Clock::now();
+  d.fallback = fall_back(model, d.groups, ladder, d.sensitivity, *d.evaluator, p.accuracy);
+  d.variants.push_back({"auto+fallback", "simulated", d.fallback.steps.back().bytes, d.fallback.steps.back().accuracy});
+  d.seconds.fallback = since(t1);
+  if (!d.fallback.met) d.notes.push_back("target missed: " + d.fallback.missed);
+  d.seconds.total = since(t0);
+  return d;
+}
+
+RunReport run_automatic(Runtime& rt, Pipeline& p) {
+  const auto t0 = Clock::now();
+  for (const auto& dir : p.plugin_paths) rt.plugins().load_dir(dir);
+  validate_with_plugins(p, rt);
+  Decision d = decide(rt, p);
+  Pipeline concrete = concrete_pipeline(p, d);
+  const std::filesystem::path report = report_path_of(p);
+  if (p.explain_only) {
+    std::fputs(explain(d).c_str(), stdout);
+    if (!report.empty()) write_report(d, report);
+    return RunReport{};
+  }
+
+  auto t1 = Clock::now();
+  RunReport run = run_pipeline(rt, concrete);
+  d.written = true;
+  d.output = p.output_path;
+  d.seconds.write = since(t1);
+  if (d.evaluator) {
+    ModelOptions mo;
+    mo.tokenizer_from = p.calibration.tokenizer;
+    auto written = Model::open(rt, p.output_path, mo);
+    VariantRow row{d.fallback.steps.size() > 1 ? "auto+fallback" : "auto", "written", checkpoint_bytes(p.output_path),
+                   d.evaluator->evaluate(*written)};
+    double target = 0;
+    if (!meets_target(row.accuracy, d.reference, p.accuracy, &target))
+      d.notes.push_back(fmt::format("the written checkpoint misses the target ({} {:.5g} > {:.5g}): the runner "
+                                    "quantizes layer by layer on quantized inputs, the decision on float inputs",
+                                    p.accuracy.metric, p.accuracy.metric == "ppl" ? row.accuracy.ppl : row.accuracy.kld,
+                                    target));
+    d.variants.push_back(row);
+  }
+  d.seconds.total = since(t0);
+  write_report(d, report);
+  logger().info("decide: report {} (+ .json)", report.string());
+  run.seconds = d.seconds.total;
+  return run;
+}
+
+}  // namespace xquant::decide

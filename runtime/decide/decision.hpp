@@ -1,0 +1,78 @@
+// decision.hpp: `algorithm: auto`, end to end (docs/decide.md):
+//   profile   every covered Linear group on the calibration text: activation
+//             statistics, each candidate algorithm's Hessian-weighted output
+//             error, the choice (lowest error) and why (profile.hpp);
+//   evaluate  with an `accuracy:` section, on held-out text against the float
+//             model: each fixed candidate and `auto` simulated in the float
+//             model, the measured sensitivity of every group, its Spearman rho
+//             against the proxy (evaluator.hpp, fallback.hpp);
+//   fall back the most damaging groups up the ladder until the target holds;
+//   write     the mixed-precision checkpoint through the ordinary runner
+//             (one rule per algorithm and rung, dense groups ignored), then
+//             evaluate what was written;
+//   report    JSON + self-contained HTML (report.hpp).
+#pragma once
+
+#include "core/runtime.hpp"
+#include "decide/evaluator.hpp"
+#include "decide/fallback.hpp"
+#include "decide/profile.hpp"
+#include "pipeline/pipeline.hpp"
+#include "pipeline/quantize_runner.hpp"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace xquant::decide {
+
+struct VariantRow {
+  std::string name;    // rtn, gptq, awq, auto, auto+fallback
+  std::string source;  // "simulated" (weights swapped into the float model) | "written" (the checkpoint reloaded)
+  uint64_t bytes = 0;  // weight bytes of the covered Linears (written: the checkpoint's files)
+  Accuracy accuracy;
+};
+
+struct Timings {
+  double profile = 0, evaluate = 0, sensitivity = 0, fallback = 0, write = 0, total = 0;
+  double gptq_algorithm = 0;  // seconds inside the gptq candidate, summed over groups
+};
+
+struct Decision {
+  std::string model, calibration_text, evaluation_text, overlap;
+  std::string scheme;  // the rule's, e.g. "int4 sym group128"
+  int bits = 4;
+  std::vector<std::string> candidates;
+  AccuracySpec accuracy;
+  Accuracy reference;
+  uint64_t eval_tokens = 0;
+  std::vector<GroupProfile> groups;
+  std::vector<Sensitivity> sensitivity;
+  double spearman_rho = 0;
+  std::vector<std::string> ladder;
+  FallbackResult fallback;
+  std::vector<VariantRow> variants;
+  std::vector<std::string> rules_written;  // the concrete pipeline, one line per rule
+  std::vector<std::string> dense_groups;
+  std::filesystem::path output;
+  bool written = false;
+  Timings seconds;
+  std::vector<std::string> notes;
+  // Kept for writing: the validated candidate rules, the int8 rung's rule,
+  // and (with an accuracy section) the float model and its evaluator.
+  std::vector<QuantRule> candidate_rules;
+  QuantRule int8_rule;
+  std::shared_ptr<Model> float_model;
+  std::shared_ptr<HeldOutEvaluator> evaluator;
+};
+
+// Runs an `auto` pipeline (Pipeline::has_automatic_rule). With
+// explain_only the decision is printed and nothing is written.
+RunReport run_automatic(Runtime& runtime, Pipeline& pipeline);
+
+// The decision without writing (the engine's first four steps); the tests
+// call this.
+Decision decide(Runtime& runtime, const Pipeline& pipeline);
+
+}  // namespace xquant::decide

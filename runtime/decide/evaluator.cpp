@@ -1,0 +1,107 @@
+// evaluator.cpp: see evaluator.hpp.
+#include "decide/evaluator.hpp"
+
+#include "core/error.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace xquant::decide {
+
+namespace {
+
+void log_softmax_row(const float* logits, int64_t n, float* out) {
+  const float mx = *std::max_element(logits, logits + n);
+  double z = 0;
+  for (int64_t i = 0; i < n; ++i) z += std::exp(static_cast<double>(logits[i]) - mx);
+  const double lz = std::log(z) + mx;
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(logits[i] - lz);
+}
+
+std::vector<double> ranks(const std::vector<double>& v) {
+  std::vector<size_t> order(v.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+  std::vector<double> r(v.size());
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i;
+    while (j + 1 < order.size() && v[order[j + 1]] == v[order[i]]) ++j;
+    for (size_t k = i; k <= j; ++k) r[order[k]] = (static_cast<double>(i) + static_cast<double>(j)) / 2.0;
+    i = j + 1;
+  }
+  return r;
+}
+
+}  // namespace
+
+HeldOutEvaluator::HeldOutEvaluator(Model& reference, std::vector<int32_t> tokens, int64_t ctx)
+    : tokens_(std::move(tokens)), ctx_(ctx), vocab_(reference.arch().vocab) {
+  if (tokens_.size() < 2) fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: the evaluation text has fewer than 2 tokens");
+  if (ctx_ < 2) fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: context {} is too short", ctx_);
+  reference_log_probs_ = log_probs(reference);
+  reference_ = evaluate(reference);
+}
+
+std::vector<float> HeldOutEvaluator::log_probs(Model& model) const {
+  if (model.arch().vocab != vocab_)
+    fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: vocabulary {} differs from the float model's {}", model.arch().vocab, vocab_);
+  const int64_t n = static_cast<int64_t>(tokens_.size());
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>((n - 1) * vocab_));
+  KvCache cache(model.arch(), ctx_);
+  for (int64_t b = 0; b < n; b += ctx_) {
+    const int64_t len = std::min(ctx_, n - b);
+    if (len < 2) break;
+    cache.clear();
+    auto logits = model.forward({SequenceInput{&cache, tokens_.data() + b, len, true}});
+    const size_t at = out.size();
+    out.resize(at + static_cast<size_t>((len - 1) * vocab_));
+    model.runtime().pool().parallel_for(static_cast<uint64_t>(len - 1), 8, [&](uint64_t s, uint64_t e) {
+      for (uint64_t j = s; j < e; ++j)
+        log_softmax_row(logits.data() + j * vocab_, vocab_, out.data() + at + j * vocab_);
+    });
+  }
+  return out;
+}
+
+Accuracy HeldOutEvaluator::evaluate(Model& model) const {
+  const std::vector<float> lq = log_probs(model);
+  const int64_t n = static_cast<int64_t>(tokens_.size());
+  Accuracy a;
+  double nll = 0, kl = 0;
+  int64_t pos = 0;
+  for (int64_t b = 0; b < n; b += ctx_) {
+    const int64_t len = std::min(ctx_, n - b);
+    if (len < 2) break;
+    for (int64_t j = 0; j + 1 < len; ++j, ++pos) {
+      const float* q = lq.data() + pos * vocab_;
+      const float* p = reference_log_probs_.data() + pos * vocab_;
+      nll -= q[tokens_[static_cast<size_t>(b + j + 1)]];
+      double k = 0;
+      for (int64_t v = 0; v < vocab_; ++v) k += std::exp(static_cast<double>(p[v])) * (p[v] - q[v]);
+      kl += std::max(0.0, k);
+    }
+  }
+  a.positions = static_cast<uint64_t>(pos);
+  a.mean_nll = nll / static_cast<double>(pos);
+  a.ppl = std::exp(a.mean_nll);
+  a.kld = kl / static_cast<double>(pos);
+  return a;
+}
+
+double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size() || a.size() < 2) return 0;
+  const auto ra = ranks(a), rb = ranks(b);
+  const double n = static_cast<double>(a.size());
+  const double ma = std::accumulate(ra.begin(), ra.end(), 0.0) / n, mb = std::accumulate(rb.begin(), rb.end(), 0.0) / n;
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < ra.size(); ++i) {
+    sab += (ra[i] - ma) * (rb[i] - mb);
+    saa += (ra[i] - ma) * (ra[i] - ma);
+    sbb += (rb[i] - mb) * (rb[i] - mb);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0;
+}
+
+}  // namespace xquant::decide

@@ -1,0 +1,47 @@
+// evaluator.hpp: end-to-end accuracy of a (simulated or written) quantized
+// model against the float model on held-out text: perplexity (the protocol
+// of engine/evaluate.hpp: consecutive windows, each from an empty cache) and
+// the mean KL divergence KL(P_float || P_quant) of the next-token
+// distributions, the metric llama.cpp's `perplexity --kl-divergence` and
+// ModelOpt report. The float model's log-probabilities are computed once
+// and compared position by position.
+#pragma once
+
+#include "engine/model.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace xquant::decide {
+
+struct Accuracy {
+  double ppl = 0, mean_nll = 0, kld = 0;
+  uint64_t positions = 0;
+};
+
+class HeldOutEvaluator {
+ public:
+  // `tokens` include the BOS (engine/evaluate.hpp eval_tokens); `reference`
+  // is the float model the KL divergence is taken against.
+  HeldOutEvaluator(Model& reference, std::vector<int32_t> tokens, int64_t ctx);
+
+  // Evaluates `model` (the reference itself with swapped weights, or
+  // another model of the same vocabulary).
+  Accuracy evaluate(Model& model) const;
+  const Accuracy& reference_accuracy() const { return reference_; }
+  uint64_t tokens() const { return tokens_.size(); }
+
+ private:
+  // log softmax of every scored position, window by window: [positions, vocab].
+  std::vector<float> log_probs(Model& model) const;
+
+  std::vector<int32_t> tokens_;
+  int64_t ctx_ = 0, vocab_ = 0;
+  std::vector<float> reference_log_probs_;
+  Accuracy reference_;
+};
+
+// Spearman's rank correlation (average ranks for ties); 0 when undefined.
+double spearman(const std::vector<double>& a, const std::vector<double>& b);
+
+}  // namespace xquant::decide

@@ -1,0 +1,323 @@
+// profile.cpp: see profile.hpp.
+#include "decide/profile.hpp"
+
+#include "core/dtype.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "pipeline/group_forward.hpp"
+#include "pipeline/stages.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace xquant::decide {
+
+namespace {
+
+const char* kRoles[] = {"attn_qkv", "attn_o", "mlp_gate_up", "mlp_down"};
+
+xq_tensor_view f32_view(std::vector<float>& v, std::initializer_list<int64_t> shape) {
+  xq_tensor_view t{};
+  t.struct_size = sizeof(t);
+  t.dtype = XQ_DTYPE_F32;
+  t.ndim = static_cast<uint32_t>(shape.size());
+  int d = 0;
+  for (auto s : shape) t.shape[d++] = s;
+  t.data = v.empty() ? nullptr : v.data();
+  t.nbytes = v.size() * sizeof(float);
+  return t;
+}
+
+// The op feeding a group that an algorithm may rescale, as the calibrated
+// runner hands it over (pipeline/calibrated_runner.cpp prev_op_of): the
+// norm for q/k/v and gate/up, v_proj for o and up_proj for down (when the
+// shapes allow and there is no bias).
+struct PrevOp {
+  std::vector<float>* values = nullptr;
+  int64_t rows = 0, cols = 0;  // cols 0: a 1-D norm
+};
+
+PrevOp prev_op_of(const LayerDesc& desc, LayerWeights& lw, int group) {
+  PrevOp p;
+  if (group == LayerDesc::kAttnIn) {
+    p.values = &lw.input_norm;
+  } else if (group == LayerDesc::kMlpIn) {
+    p.values = &lw.post_norm;
+  } else {
+    const int prev = group == LayerDesc::kAttnOut ? LayerDesc::kV : LayerDesc::kUp;
+    const int self = group == LayerDesc::kAttnOut ? LayerDesc::kO : LayerDesc::kDown;
+    auto& w = lw.linears[static_cast<size_t>(prev)];
+    if (w.desc->out == desc.linears[static_cast<size_t>(self)].in && w.bias.empty()) {
+      p.values = &w.w;
+      p.rows = w.desc->out;
+      p.cols = w.desc->in;
+    }
+  }
+  return p;
+}
+
+// d_j with x'_j = x_j / d_j after the algorithm rescaled the feeding op
+// (1 where unchanged): a norm's entry directly, a Linear's row through its
+// largest element.
+std::vector<double> input_divisors(const PrevOp& prev, const std::vector<float>& before, int64_t cols) {
+  std::vector<double> d(static_cast<size_t>(cols), 1.0);
+  if (!prev.values || *prev.values == before) return d;
+  const std::vector<float>& after = *prev.values;
+  for (int64_t j = 0; j < cols; ++j) {
+    size_t at = static_cast<size_t>(j);
+    if (prev.cols) {
+      at = static_cast<size_t>(j * prev.cols);
+      for (int64_t c = j * prev.cols; c < (j + 1) * prev.cols; ++c)
+        if (std::fabs(before[static_cast<size_t>(c)]) > std::fabs(before[at])) at = static_cast<size_t>(c);
+    }
+    if (before[at] != 0.0f && after[at] != 0.0f) d[static_cast<size_t>(j)] = std::fabs(before[at] / after[at]);
+  }
+  return d;
+}
+
+// tr(D H D^T) for D = a - b ([rows, cols]) and H [cols, cols].
+double weighted_error(const std::vector<float>& a, const std::vector<float>* b, const std::vector<float>& h,
+                      int64_t rows, int64_t cols) {
+  double total = 0;
+  std::vector<double> d(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < cols; ++j)
+      d[j] = static_cast<double>(a[r * cols + j]) - (b ? static_cast<double>((*b)[r * cols + j]) : 0.0);
+    for (int64_t j = 0; j < cols; ++j) {
+      if (d[j] == 0) continue;
+      double hd = 0;
+      const float* hj = h.data() + j * cols;
+      for (int64_t k = 0; k < cols; ++k) hd += hj[k] * d[k];
+      total += d[j] * hd;
+    }
+  }
+  return total;
+}
+
+ActivationProfile activation_profile(const InputStats& s) {
+  ActivationProfile a;
+  if (!s.absmax.empty()) {
+    std::vector<float> m = s.absmax;
+    std::nth_element(m.begin(), m.begin() + m.size() / 2, m.end());
+    const double median = m[m.size() / 2];
+    const double mx = *std::max_element(s.absmax.begin(), s.absmax.end());
+    a.max_over_median_absmax = median > 0 ? mx / median : 0;
+  }
+  if (s.n_samples > 0) {
+    const size_t n = s.samples.size();
+    double mean = 0;
+    for (float v : s.samples) mean += v;
+    mean /= static_cast<double>(n);
+    double m2 = 0, m4 = 0;
+    size_t over = 0;
+    for (float v : s.samples) {
+      const double c = v - mean, c2 = c * c;
+      m2 += c2;
+      m4 += c2 * c2;
+      if (std::fabs(v) > 6.0f) ++over;
+    }
+    m2 /= static_cast<double>(n);
+    m4 /= static_cast<double>(n);
+    a.excess_kurtosis = m2 > 0 ? m4 / (m2 * m2) - 3.0 : 0;
+    a.frac_over_6 = static_cast<double>(over) / static_cast<double>(n);
+  }
+  return a;
+}
+
+uint64_t stored_bytes(const xq_quant_tensor& q) {
+  const uint64_t codes = static_cast<uint64_t>(q.rows) * static_cast<uint64_t>(q.cols) * q.bits / 8;
+  const uint64_t n_scales = q.granularity == XQ_GRAN_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
+  return codes + n_scales * dtype_size(q.scale_dtype) + (q.zero_points ? n_scales : 0);
+}
+
+// Runs one rule on the group, scores it, and restores the engine's weights
+// and the feeding op exactly as they were.
+class GroupTrial {
+ public:
+  GroupTrial(Runtime& runtime, Model& model, const ProfilePlan& plan, int layer, int g, const std::vector<int>& members,
+             const LayerStats& stats)
+      : runtime_(runtime), model_(model), plan_(plan), layer_(layer), g_(g), members_(members), stats_(stats) {}
+
+  CandidateResult run(const QuantRule& rule) {
+    CandidateResult c;
+    c.algorithm = rule.algorithm_names();
+    const LayerDesc& desc = model_.arch().layers[static_cast<size_t>(layer_)];
+    LayerWeights& lw = model_.layer(layer_);
+    const InputStats& in = stats_.groups[static_cast<size_t>(g_)];
+    const PrevOp prev = prev_op_of(desc, lw, g_);
+    const std::vector<float> prev_before = prev.values ? *prev.values : std::vector<float>();
+    std::vector<std::vector<float>> saved;
+    for (int li : members_) saved.push_back(lw.linears[static_cast<size_t>(li)].w);
+    auto restore = [&] {
+      for (size_t i = 0; i < members_.size(); ++i) lw.linears[static_cast<size_t>(members_[i])].w = saved[i];
+      if (prev.values) *prev.values = prev_before;
+    };
+    try {
+      const auto t0 = std::chrono::steady_clock::now();
+      GroupResult result = quantize(rule, lw, in, prev);
+      c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const std::vector<double> divisor = input_divisors(prev, prev_before, in.cols);
+      double reference = 0;
+      for (size_t i = 0; i < members_.size(); ++i) {
+        QuantTensor& q = result.quant[i];
+        std::vector<float> w(static_cast<size_t>(q->rows * q->cols));
+        for (int64_t r = 0; r < q->rows; ++r) q.dequantize_row(r, w.data() + r * q->cols);
+        for (int64_t r = 0; r < q->rows; ++r)
+          for (int64_t j = 0; j < q->cols; ++j) w[r * q->cols + j] = static_cast<float>(w[r * q->cols + j] / divisor[j]);
+        c.output_error += weighted_error(saved[i], &w, in.hessian, q->rows, q->cols);
+        reference += weighted_error(saved[i], nullptr, in.hessian, q->rows, q->cols);
+        c.bytes += stored_bytes(q.get());
+        c.weights.push_back(std::move(w));
+      }
+      c.rel_output_error = reference > 0 ? c.output_error / reference : 0;
+      c.ok = std::isfinite(c.output_error);
+      if (!c.ok) c.error = "non-finite output error";
+    } catch (const Error& e) {
+      c.error = e.what();
+    }
+    restore();
+    return c;
+  }
+
+ private:
+  // The same group the calibrated runner builds (pipeline/calibrated_runner.cpp).
+  GroupResult quantize(const QuantRule& rule, LayerWeights& lw, const InputStats& in, const PrevOp& prev) {
+    const size_t n = members_.size();
+    std::vector<std::string> names(n);
+    std::vector<xq_linear_stats> st(n);
+    std::vector<xq_linear_input> li(n);
+    for (size_t i = 0; i < n; ++i) {
+      LinearWeights& w = lw.linears[static_cast<size_t>(members_[i])];
+      names[i] = w.desc->module;
+      WeightScheme ws = plan_.schemes.at(names[i]);
+      if (rule.weights.bits == 8 && ws.bits != 8) ws = rule.weights;  // the int8 rung's own scheme
+      st[i] = in.view();
+      li[i].struct_size = sizeof(li[i]);
+      li[i].name = names[i].c_str();
+      li[i].weight = f32_view(w.w, {w.desc->out, w.desc->in});
+      li[i].bias = f32_view(w.bias, {w.desc->out});
+      li[i].stats = &st[i];
+      li[i].scheme = scheme_of(ws, rule.activations, w.desc->in, scale_dtype_for(ws, model_.config()));
+    }
+    GroupForward forward(model_, layer_, g_, members_, stats_);
+    const std::string group_name = fmt::format("model.layers.{}.{}", layer_, kRoles[g_]);
+    xq_layer_group group{};
+    group.struct_size = sizeof(group);
+    group.name = group_name.c_str();
+    group.n_linears = n;
+    group.linears = li.data();
+    group.prev_norm.struct_size = sizeof(group.prev_norm);
+    if (prev.values)
+      group.prev_norm = prev.cols ? f32_view(*prev.values, {prev.rows, prev.cols})
+                                  : f32_view(*prev.values, {int64_t(prev.values->size())});
+    group.role = kRoles[g_];
+    group.forward = forward.abi();
+    return run_stages(runtime_, rule, group);
+  }
+
+  Runtime& runtime_;
+  Model& model_;
+  const ProfilePlan& plan_;
+  int layer_, g_;
+  const std::vector<int>& members_;
+  const LayerStats& stats_;
+};
+
+// The lowest measured output error wins; the reason lists every number.
+void choose(GroupProfile& gp) {
+  std::vector<int> order;
+  for (size_t i = 0; i < gp.candidates.size(); ++i)
+    if (gp.candidates[i].ok) order.push_back(static_cast<int>(i));
+  if (order.empty()) fail(XQ_ERR_INTERNAL, "{}: no candidate algorithm ran ({})", gp.name,
+                          gp.candidates.empty() ? "none available" : gp.candidates.front().error);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return gp.candidates[a].output_error < gp.candidates[b].output_error;
+  });
+  gp.chosen = order.front();
+  std::string why = "lowest Hessian-weighted output error:";
+  for (size_t k = 0; k < order.size(); ++k)
+    why += fmt::format("{} {} {:.4g} (rel {:.3g})", k ? " <=" : "", gp.candidates[order[k]].algorithm,
+                       gp.candidates[order[k]].output_error, gp.candidates[order[k]].rel_output_error);
+  for (const auto& c : gp.candidates)
+    if (!c.ok) why += fmt::format("; {} did not run: {}", c.algorithm, c.error);
+  gp.why = why;
+}
+
+}  // namespace
+
+// Thresholds: a static per-tensor scale is set by the largest channel, so
+// what matters is how far the largest channel sits above a typical one and
+// how heavy the tails are. Values as in docs/decide.md.
+bool activations_have_outliers(const ActivationProfile& a, std::string* evidence) {
+  constexpr double kMaxOverMedian = 20.0, kKurtosis = 10.0, kFracOver6 = 1e-3;
+  const bool outliers =
+      a.max_over_median_absmax > kMaxOverMedian || a.excess_kurtosis > kKurtosis || a.frac_over_6 > kFracOver6;
+  if (evidence)
+    *evidence = fmt::format("max/median channel absmax {:.1f} (limit {}), excess kurtosis {:.1f} (limit {}), "
+                            "|x|>6 fraction {:.2g} (limit {:g})",
+                            a.max_over_median_absmax, kMaxOverMedian, a.excess_kurtosis, kKurtosis, a.frac_over_6,
+                            kFracOver6);
+  return outliers;
+}
+
+void set_group_weights(Model& model, const GroupProfile& g, const std::vector<std::vector<float>>& weights) {
+  LayerWeights& lw = model.layer(g.layer);
+  for (size_t i = 0; i < g.linears.size(); ++i) {
+    auto& w = lw.linears[static_cast<size_t>(g.linears[i])].w;
+    if (weights[i].size() != w.size()) fail(XQ_ERR_INTERNAL, "{}: weight size mismatch", g.modules[i]);
+    std::copy(weights[i].begin(), weights[i].end(), w.begin());
+  }
+}
+
+std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::vector<std::vector<int32_t>> samples,
+                                         const ProfilePlan& plan, uint64_t seed) {
+  uint32_t needs = XQ_NEED_HESSIAN | XQ_NEED_ABSMAX | XQ_NEED_SAMPLES;
+  for (const auto& r : plan.candidates) needs |= rule_needs(runtime, r);
+  std::vector<GroupProfile> out;
+  CalibrationOptions co;
+  co.sequential_groups = true;  // one callback per group; the weights are restored, so inputs stay float
+  co.seed = seed;
+  LayerwiseCalibrator calibrator(model, std::move(samples));
+  calibrator.run(
+      needs,
+      [&](int layer, LayerStats& stats, LayerWeights& lw) {
+        const int g = stats.active_group;
+        auto it = plan.members.find({layer, g});
+        if (it == plan.members.end()) return;
+        GroupProfile gp;
+        gp.layer = layer;
+        gp.group = g;
+        gp.name = fmt::format("model.layers.{}.{}", layer, kRoles[g]);
+        gp.linears = it->second;
+        for (int li : gp.linears) {
+          const LinearWeights& w = lw.linears[static_cast<size_t>(li)];
+          gp.modules.push_back(w.desc->module);
+          gp.params += static_cast<uint64_t>(w.desc->out * w.desc->in);
+          const TensorEntry* t = model.checkpoint().find(w.desc->weight_name());
+          gp.dense_bytes += static_cast<uint64_t>(w.desc->out * w.desc->in) *
+                            (t && t->dtype != XQ_DTYPE_BLOCKS ? dtype_size(t->dtype) : 2);
+        }
+        gp.activations = activation_profile(stats.groups[static_cast<size_t>(g)]);
+        GroupTrial trial(runtime, model, plan, layer, g, gp.linears, stats);
+        for (const auto& rule : plan.candidates) gp.candidates.push_back(trial.run(rule));
+        choose(gp);
+        if (plan.want_int8) gp.int8 = trial.run(plan.int8);
+        if (plan.static_w8a8 && activations_have_outliers(gp.activations, &gp.activation_why)) {
+          gp.dynamic_activations = true;
+          gp.activation_why = "static per-tensor activation scale refused: " + gp.activation_why +
+                              "; dynamic per-token instead";
+        } else if (plan.static_w8a8) {
+          gp.activation_why = "static per-tensor activation scale kept: " + gp.activation_why;
+        }
+        logger().info("decide: {}: {} -> {}{}", gp.name, gp.why, gp.candidates[gp.chosen].algorithm,
+                      gp.activation_why.empty() ? "" : "; " + gp.activation_why);
+        out.push_back(std::move(gp));
+      },
+      co);
+  return out;
+}
+
+}  // namespace xquant::decide
