@@ -16,6 +16,13 @@ if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && [ "${free_kb:-0}" -gt $((12 * 1024 * 
 else
   echo "test: compressed-tensors interop skipped (XQUANT_SKIP_INTEROP=1 or under 12 GB free); run tests/interop/ct_interop.sh build"
 fi
+# AWQ/GPTQ outputs vs transformers' config classes and the upstream unpacking
+# rules (a light venv: transformers + numpy, no torch).
+if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then
+  tests/interop/awq_gptq_interop.sh build
+else
+  echo "test: AWQ/GPTQ interop skipped (XQUANT_SKIP_INTEROP=1); run tests/interop/awq_gptq_interop.sh build"
+fi
 # The tokenizer.json synthesised for GGUF sources, read by HF tokenizers and
 # transformers (PyPI, no torch, ~60 MB venv); exit 3 means it could not install.
 if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then

@@ -37,6 +37,29 @@ bool bulky(const std::string& key, const KvValue& v) {
          v.view().count > 16;
 }
 
+// What an AWQ or GPTQ checkpoint's quantization_config means for its
+// tensors (plugins/awq_gptq_format/layout.hpp describes the layouts).
+std::string awq_gptq_specifics(const std::string& format, const nlohmann::json& q, size_t n_qweight) {
+  if (!q.is_object()) return "";
+  auto get = [&](std::initializer_list<const char*> keys) {
+    for (const char* k : keys)
+      if (q.contains(k)) return q[k].dump();
+    return std::string("?");
+  };
+  if (format == "awq")
+    return fmt::format("AWQ GEMM: {}-bit, group_size {}, zero points stored (qzeros); qweight [in, out/8] with "
+                       "nibble order 0,2,4,6,1,3,5,7; {} quantized Linears",
+                       get({"bits", "w_bit"}), get({"group_size", "q_group_size"}), n_qweight);
+  if (format == "gptq") {
+    const bool v2 = q.value("checkpoint_format", std::string("gptq")) == "gptq_v2";
+    return fmt::format("GPTQ {}: {}-bit, group_size {}, sym {}, desc_act {} (g_idx); qweight [in/(32/bits), out]; "
+                       "qzeros hold {}; {} quantized Linears",
+                       v2 ? "v2" : "v1", get({"bits"}), get({"group_size"}), get({"sym"}), get({"desc_act"}),
+                       v2 ? "z" : "z - 1", n_qweight);
+  }
+  return "";
+}
+
 }  // namespace
 
 int cmd_inspect(const RuntimeOptions& options, int argc, char** argv) {
@@ -50,6 +73,10 @@ int cmd_inspect(const RuntimeOptions& options, int argc, char** argv) {
   if (const auto* q = cfg.find("quantization_config"))
     qcfg = nlohmann::json::parse(q->as_string(), nullptr, /*allow_exceptions=*/false);
   size_t n_linear = linear_modules(*cp).size();
+  size_t n_qweight = 0;
+  for (const auto& t : cp->tensors()) n_qweight += t.name.ends_with(".qweight") ? 1 : 0;
+  const std::string specifics =
+      cp->quant_format() ? awq_gptq_specifics(cp->quant_format()->name(), qcfg, n_qweight) : std::string();
 
   if (args.flag("json")) {
     nlohmann::json j;
@@ -57,6 +84,7 @@ int cmd_inspect(const RuntimeOptions& options, int argc, char** argv) {
     j["loader"] = cp->loader().name();
     j["quantization_format"] = cp->quant_format() ? nlohmann::json(cp->quant_format()->name()) : nlohmann::json();
     j["quantization_config"] = qcfg;
+    if (!specifics.empty()) j["format_specifics"] = specifics;
     nlohmann::json c = nlohmann::json::object();
     for (const auto& [k, v] : cfg.values)
       c[k] = bulky(k, v) ? nlohmann::json(v.to_string()) : value_json(v);
@@ -73,6 +101,7 @@ int cmd_inspect(const RuntimeOptions& options, int argc, char** argv) {
   std::printf("path:        %s\n", cp->path().string().c_str());
   std::printf("loader:      %s\n", cp->loader().name().c_str());
   std::printf("format:      %s\n", cp->quant_format() ? cp->quant_format()->name().c_str() : "dense (not quantized)");
+  if (!specifics.empty()) std::printf("             %s\n", specifics.c_str());
   std::printf("tensors:     %zu (%.2f MB), %zu Linear weights stored dense\n", cp->tensors().size(), total / 1e6, n_linear);
   std::printf("\nconfig:\n");
   for (const auto& [k, v] : cfg.values)

@@ -29,6 +29,7 @@ const Command kCommands[] = {
     {"tokenize", "print the token ids of a text with a model's tokenizer", cmd_tokenize},
     {"eval", "perplexity of a text file with the inference engine", cmd_eval},
     {"generate", "generate text from a prompt with the inference engine", cmd_generate},
+    {"convert", "rewrite a checkpoint in another format (awq, gptq, gguf, ...) without quantizing again", cmd_convert},
 };
 
 // After Ctrl-C (or SIGTERM) the run unwound and removed what it had written:

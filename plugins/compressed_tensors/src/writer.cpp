@@ -1,7 +1,6 @@
 // writer.cpp: see writer.hpp.
 #include "writer.hpp"
 
-#include "gguf_file.hpp"
 #include "packing.hpp"
 #include "scheme.hpp"
 
@@ -165,18 +164,9 @@ Writer::Writer(const sdk::Host& host, const xq_writer_options& o) : sdk::WriterB
     (void)synthesize_hf_config(model_, "float16");
   }
   if (model_.strings.count("tokenizer.huggingface_json")) model_.tokenizer_json = model_.strings["tokenizer.huggingface_json"];
-  if (model_.tokenizer_json.empty() && !source_.empty() && fs::is_regular_file(source_) &&
-      gguf::File::has_magic(source_.string())) {
-    // A GGUF source carries its vocabulary, not a tokenizer.json: write one
-    // so the checkpoint runs without --tokenizer. A vocabulary HF cannot
-    // express costs the tokenizer files, not the quantization.
-    try {
-      model_.synthesized_tokenizer_files = synthesize_hf_tokenizer(source_.string());
-    } catch (const sdk::Error& e) {
-      host.warn(std::string("compressed-tensors writer: no tokenizer.json is written (eval/generate will need "
-                            "--tokenizer): ") + e.what());
-    }
-  }
+  // A GGUF source carries its vocabulary, not a tokenizer.json: write one so
+  // the checkpoint runs without --tokenizer.
+  if (model_.tokenizer_json.empty()) model_.synthesized_tokenizer_files = tokenizer_files_for_gguf_source(host, source_);
   for (const char* const* p = o.ignored_modules; p && *p; ++p)
     if (ignored_.insert(*p).second) ignored_order_.push_back(*p);
 

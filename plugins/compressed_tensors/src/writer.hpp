@@ -44,6 +44,13 @@ nlohmann::json synthesize_hf_config(const SourceModel& m, const std::string& tor
 // expressed.
 std::map<std::string, std::string> synthesize_hf_tokenizer(const std::string& gguf_path);
 
+// What a HF-layout writer (this one, awq/gptq) writes for a source without a
+// tokenizer.json: when `source` is a GGUF file, the synthesised files; when
+// its vocabulary cannot be expressed, none, with a warning through `host`
+// naming why (the quantization is not lost for it).
+std::map<std::string, std::string> tokenizer_files_for_gguf_source(const sdk::Host& host,
+                                                                   const std::filesystem::path& source);
+
 class Writer : public sdk::WriterBase {
  public:
   Writer(const sdk::Host& host, const xq_writer_options& options);

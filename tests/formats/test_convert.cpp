@@ -1,0 +1,223 @@
+// test_convert.cpp: `xquant convert` between compressed-tensors, AWQ and
+// GPTQ on a real model.
+//
+// stories260K-hf's attention projections are quantized (4-bit, groups of 32)
+// by rtn, gptq (act-order) and awq to compressed-tensors with `xquant run`,
+// converted to awq / gptq (v1 and v2) and back, and every converted
+// checkpoint must give the same canonical tensors (codes, scales, zero
+// points, g_idx, bit for bit) and the same logits as the compressed-tensors
+// copy. The MLP stays dense: its width 172 is not a multiple of 8, which the
+// AWQ/GPTQ layouts need (convert refuses it, tested below).
+#include "core/error.hpp"
+#include "core/runtime.hpp"
+#include "engine/model.hpp"
+#include "model/checkpoint.hpp"
+
+#include "subprocess.hpp"
+#include "test_files.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+namespace fs = std::filesystem;
+using namespace xquant;
+
+namespace {
+
+const fs::path kShared = XQUANT_SHARED_DIR;
+const fs::path kModel = kShared / "models" / "stories260K-hf";
+const fs::path kVocab = kShared / "models" / "stories260K" / "stories260K.gguf";
+const fs::path kText = kShared / "data" / "tinystories" / "tinystories_val.subset.txt";
+
+Runtime& runtime() {
+  static Runtime* rt = [] {
+    RuntimeOptions o;
+    o.log_level = XQ_LOG_ERROR;
+    return new Runtime(o);
+  }();
+  return *rt;
+}
+
+test::ProcessResult run_cli(std::vector<std::string> args) {
+  args.insert(args.begin(), XQUANT_CLI);
+  return test::run_process(args);
+}
+
+class Convert : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir("xq-convert");
+    // algorithm, symmetric, params
+    const std::vector<std::tuple<std::string, bool, std::string>> runs = {
+        {"rtn", true, ""}, {"rtn", false, ""}, {"gptq", false, "params: {act_order: true}"}, {"awq", false, ""}};
+    for (const auto& [alg, sym, params] : runs) {
+      const std::string name = alg + (sym ? "-sym" : "-asym");
+      std::string yaml = "model: {path: " + kModel.string() + "}\nquantize:\n  - targets: [\"re:.*self_attn\\\\..*_proj$\"]\n" +
+                         "    algorithm: " + alg + "\n" + (params.empty() ? "" : "    " + params + "\n") +
+                         "    weights: {bits: 4, symmetric: " + (sym ? "true" : "false") + ", group_size: 32}\n" +
+                         "ignore: [\"re:.*mlp\\\\..*\", lm_head]\n" + "calibration: {text: " + kText.string() +
+                         ", samples: 4, seq_len: 64, tokenizer: " + kVocab.string() + "}\n" +
+                         "output: {format: compressed-tensors, path: " + (*dir_ / (name + "-ct")).string() + "}\n";
+      test::write_file(*dir_ / (name + ".yaml"), yaml);
+      auto r = run_cli({"run", (*dir_ / (name + ".yaml")).string()});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static fs::path path(const std::string& name) { return *dir_ / name; }
+
+  // Converts and returns the JSON report.
+  static nlohmann::json convert(const std::string& in, const std::string& out, const std::string& format,
+                                const std::string& param = "") {
+    std::vector<std::string> args = {"convert", "--model", path(in).string(), "--out", path(out).string(),
+                                     "--format", format, "--json"};
+    if (!param.empty()) args.insert(args.end(), {"--param", param});
+    auto r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json();
+  }
+
+  static test::TempDir* dir_;
+};
+test::TempDir* Convert::dir_ = nullptr;
+
+void expect_same_canonical(const fs::path& a_path, const fs::path& b_path) {
+  auto a = Checkpoint::open(runtime(), a_path), b = Checkpoint::open(runtime(), b_path);
+  int n = 0;
+  for (int layer = 0; layer < 5; ++layer)
+    for (const char* p : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
+      const std::string m = "model.layers." + std::to_string(layer) + ".self_attn." + p;
+      auto qa = a->read_module(m), qb = b->read_module(m);
+      ASSERT_TRUE(qa && qb) << m;
+      const xq_quant_tensor &x = qa->get(), &y = qb->get();
+      ASSERT_EQ(x.bits, y.bits) << m;
+      ASSERT_EQ(x.symmetric, y.symmetric) << m;
+      ASSERT_EQ(x.granularity, y.granularity) << m;
+      ASSERT_EQ(x.rows, y.rows) << m;
+      ASSERT_EQ(x.cols, y.cols) << m;
+      ASSERT_EQ(x.group_size, y.group_size) << m;
+      ASSERT_EQ(x.n_groups, y.n_groups) << m;
+      ASSERT_EQ(x.scale_dtype, y.scale_dtype) << m;
+      const size_t ns = static_cast<size_t>(x.rows * x.n_groups);
+      EXPECT_EQ(std::memcmp(x.codes, y.codes, static_cast<size_t>(x.rows * x.cols)), 0) << m;
+      EXPECT_EQ(std::memcmp(x.scales, y.scales, ns * 4), 0) << m;
+      ASSERT_EQ(x.zero_points == nullptr, y.zero_points == nullptr) << m;
+      if (x.zero_points) {
+        EXPECT_EQ(std::memcmp(x.zero_points, y.zero_points, ns), 0) << m;
+      }
+      ASSERT_EQ(x.g_idx == nullptr, y.g_idx == nullptr) << m;
+      if (x.g_idx) {
+        EXPECT_EQ(std::memcmp(x.g_idx, y.g_idx, static_cast<size_t>(x.cols) * 4), 0) << m;
+      }
+      ++n;
+    }
+  EXPECT_EQ(n, 20);
+}
+
+std::vector<float> logits(const fs::path& p) {
+  auto model = Model::open(runtime(), p);
+  KvCache cache(model->arch(), 32);
+  const std::vector<int32_t> tokens = {1, 403, 407, 261, 378, 285, 289, 310, 270, 264, 411, 316};
+  SequenceInput in;
+  in.cache = &cache;
+  in.tokens = tokens.data();
+  in.n = static_cast<int64_t>(tokens.size());
+  in.all_logits = true;
+  return model->forward({in});
+}
+
+void expect_same_logits(const fs::path& a, const fs::path& b) {
+  auto la = logits(a), lb = logits(b);
+  ASSERT_EQ(la.size(), lb.size());
+  EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * 4), 0) << a << " vs " << b;
+}
+
+}  // namespace
+
+TEST_F(Convert, AwqAndGptqHoldTheCompressedTensorsQuantizationExactly) {
+  for (const std::string name : {"rtn-sym", "rtn-asym", "awq-asym", "gptq-asym"}) {
+    std::vector<std::pair<std::string, std::string>> outs = {{"gptq", ""}, {"gptq", "checkpoint_format=gptq_v2"}};
+    if (name != "gptq-asym") outs.push_back({"awq", ""});  // act-order: AWQ has no g_idx
+    for (const auto& [format, param] : outs) {
+      SCOPED_TRACE(name + " -> " + format + " " + param);
+      const std::string out = name + "-" + format + (param.empty() ? "" : "-v2");
+      auto report = convert(name + "-ct", out, format, param);
+      EXPECT_EQ(report["linears"], 20);
+      EXPECT_EQ(report["exact"], 20);
+      expect_same_canonical(path(name + "-ct"), path(out));
+      expect_same_logits(path(name + "-ct"), path(out));
+      // And back: the compressed-tensors copy of the converted checkpoint.
+      auto back = convert(out, out + "-ct", "compressed-tensors");
+      EXPECT_EQ(back["exact"], 20);
+      expect_same_canonical(path(name + "-ct"), path(out + "-ct"));
+    }
+  }
+  auto qc = nlohmann::json::parse(test::read_file(path("gptq-asym-gptq") / "config.json"))["quantization_config"];
+  EXPECT_EQ(qc["desc_act"], true);
+  EXPECT_EQ(qc["sym"], false);
+  qc = nlohmann::json::parse(test::read_file(path("rtn-sym-awq") / "config.json"))["quantization_config"];
+  EXPECT_EQ(qc["modules_to_not_convert"].size(), 16u);  // 15 MLP Linears + lm_head
+}
+
+TEST_F(Convert, DenseOutputIsTheDequantizedWeights) {
+  auto report = convert("awq-asym-ct", "awq-asym-f32", "f32");
+  EXPECT_EQ(report["exact"], 20) << report.dump(1);
+  report = convert("awq-asym-ct", "awq-asym-f16", "f16");
+  ASSERT_EQ(report["tensors"].size(), 20u);
+  for (const auto& t : report["tensors"]) {
+    EXPECT_EQ(t["result"], "dense F16");
+    EXPECT_LT(t["max_abs_error"].get<double>(), 1e-2);
+  }
+}
+
+TEST_F(Convert, RefusesWhatTheTargetCannotHoldAndWritesNothing) {
+  auto r = run_cli({"convert", "--model", path("gptq-asym-ct").string(), "--out", path("refused").string(), "--format",
+                   "awq"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("cannot be stored in AWQ: act-order (g_idx)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("model.layers.0.self_attn"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("refused")));
+  r = run_cli({"convert", "--model", path("rtn-sym-ct").string(), "--out", path("refused").string(), "--format",
+              "gptq", "--param", "checkpoint_format=gptq_v3"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("checkpoint_format must be gptq or gptq_v2"), std::string::npos) << r.err;
+  r = run_cli({"convert", "--model", path("rtn-sym-ct").string(), "--out", path("refused").string(), "--format",
+              "gptq", "--param", "bits=4"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("'gptq' has no parameter 'bits'"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("refused")));
+}
+
+TEST_F(Convert, InspectShowsTheAwqAndGptqSpecifics) {
+  convert("gptq-asym-ct", "inspect-gptq", "gptq");
+  auto r = run_cli({"inspect", path("inspect-gptq").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("GPTQ v1: 4-bit, group_size 32, sym false, desc_act true"), std::string::npos) << r.out;
+  convert("rtn-sym-ct", "inspect-awq", "awq");
+  r = run_cli({"inspect", path("inspect-awq").string(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["quantization_format"], "awq");
+  EXPECT_NE(j["format_specifics"].get<std::string>().find("nibble order 0,2,4,6,1,3,5,7"), std::string::npos);
+}
+
+// A GGUF Q4_0 weight is symmetric 4-bit groups of 32 with an F16 scale: AWQ
+// and GPTQ hold it exactly, so the converted model computes the same logits.
+TEST_F(Convert, GgufQ4_0ConvertsToAwqAndGptqExactly) {
+  auto r = run_cli({"convert", "--model", path("rtn-sym-ct").string(), "--out", path("q4_0.gguf").string(), "--format",
+                    "gguf", "--param", "type=Q4_0,tokenizer=" + kVocab.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const std::string format : {"awq", "gptq"}) {
+    auto report = convert("q4_0.gguf", "q4_0-" + format, format);
+    EXPECT_EQ(report["linears"], 20);
+    EXPECT_EQ(report["exact"], 20) << report.dump(1);
+    expect_same_logits(path("q4_0.gguf"), path("q4_0-" + format));
+  }
+}
