@@ -736,6 +736,37 @@ TEST(CompressedTensors, GgufVocabularyHfCannotExpressCostsOnlyTheTokenizerFiles)
   EXPECT_EQ(listing(d / "out"), (std::set<std::string>{"config.json", "model.safetensors"}));
 }
 
+// The AWQ and GPTQ writers share hf_synth.cpp and write the same files.
+TEST(CompressedTensors, AwqAndGptqWritersSynthesiseTheTokenizerFilesToo) {
+  for (const char* format : {"awq", "gptq"}) {
+    TempDir d;
+    write_bpe_vocab_gguf(d / "v.gguf", "gpt-2");
+    Kv m = gguf_source_model(), params;
+    const std::string out = (d / "out").string(), source = (d / "v.gguf").string();
+    xq_writer_options o{};
+    o.struct_size = sizeof(o);
+    o.out_dir = out.c_str();
+    o.source_path = source.c_str();
+    o.model_config = &m;
+    o.params = &params;
+    auto& p = runtime().plugins().require(XQ_PLUGIN_FORMAT, format);
+    void* w = nullptr;
+    check_plugin_call(p.format().writer_open(p.state, &o, &w), std::string(format) + " writer_open");
+    Spec s;
+    s.symmetric = std::string(format) == "gptq";  // AWQ stores zero points; GPTQ v1 cannot hold z = 0
+    Canon a = random_canon(s, 43);
+    const xq_status added = p.format().writer_add_quantized(w, "model.layers.0.mlp.up_proj", &a.q);
+    if (added != XQ_OK) p.format().writer_abort(w);
+    check_plugin_call(added, std::string(format) + " add_quantized");
+    check_plugin_call(p.format().writer_finish(w), std::string(format) + " finish");
+    const auto names = listing(d / "out");
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+      EXPECT_TRUE(names.count(f)) << format << ": no " << f;
+    auto cp = Checkpoint::open(runtime(), d / "out");
+    EXPECT_EQ(Tokenizer::from_config(cp->config())->encode("ab"), (std::vector<int32_t>{2})) << format;
+  }
+}
+
 TEST(CompressedTensors, MalformedStoredModulesGiveClearErrors) {
   TempDir d;
   Spec s;
