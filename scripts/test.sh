@@ -61,8 +61,19 @@ light_interop() {
   if [ "${XQUANT_SKIP_INTEROP:-0}" = 1 ]; then
     skipped+=("$name ($*): XQUANT_SKIP_INTEROP=1")
   else
-    "$@"
+    # Exit 3: the script could not install its venv (no network or room); it
+    # says why above, and the summary lists the check as not run.
+    local rc=0
+    "$@" || rc=$?
+    if [ "$rc" -eq 3 ]; then
+      skipped+=("$name ($*): could not install its venv (see its output above)")
+    elif [ "$rc" -ne 0 ]; then
+      return "$rc"
+    fi
   fi
 }
 light_interop "AWQ/GPTQ interop" tests/interop/awq_gptq_interop.sh build
 light_interop "GGUF interop" tests/interop/gguf_interop.sh build
+# The tokenizer.json synthesised for GGUF sources, read by HF tokenizers and
+# transformers' AutoTokenizer (no torch).
+light_interop "tokenizer interop" tests/interop/tokenizer_interop.sh build

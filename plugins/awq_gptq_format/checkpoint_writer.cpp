@@ -106,6 +106,9 @@ Writer::Writer(const sdk::Host& host, const xq_writer_options& o, Kind kind) : s
     (void)ct::synthesize_hf_config(model_, "float16");  // fail before any work
   }
   if (model_.strings.count("tokenizer.huggingface_json")) model_.tokenizer_json = model_.strings["tokenizer.huggingface_json"];
+  // A GGUF source carries its vocabulary, not a tokenizer.json: write one so
+  // the checkpoint runs without --tokenizer (compressed_tensors/src/hf_synth.cpp).
+  if (model_.tokenizer_json.empty()) model_.synthesized_tokenizer_files = ct::tokenizer_files_for_gguf_source(host, source_);
   for (const char* const* p = o.ignored_modules; p && *p; ++p) ignored_.insert(*p);
 
   std::error_code ec;
@@ -303,6 +306,8 @@ void Writer::finish() {
     have_tokenizer_json = have_tokenizer_json || src.filename() == "tokenizer.json";
   }
   if (!have_tokenizer_json && !model_.tokenizer_json.empty()) stage_file("tokenizer.json", model_.tokenizer_json);
+  if (!have_tokenizer_json && model_.tokenizer_json.empty())
+    for (const auto& [name, text] : model_.synthesized_tokenizer_files) stage_file(name, text);
 
   // A previous sharded checkpoint in the folder would shadow ours.
   std::error_code ec;

@@ -21,7 +21,9 @@
 namespace xquant {
 
 // A contiguous tensor over provider memory (host memory for host providers).
-xq_device_tensor dtensor(xq_dtype dtype, std::initializer_list<int64_t> shape, const void* data);
+inline xq_device_tensor dtensor(xq_dtype dtype, std::initializer_list<int64_t> shape, const void* data) {
+  return sdk::device_tensor(dtype, shape, data);
+}
 inline xq_device_tensor f32(std::initializer_list<int64_t> shape, const float* data) {
   return sdk::device_tensor(XQ_DTYPE_F32, shape, data);
 }

@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/kv.hpp"
 #include "core/runtime.hpp"
+#include "engine/tokenizer/tokenizer.hpp"
 #include "model/checkpoint.hpp"
 #include "plugins/call.hpp"
 
@@ -16,6 +17,7 @@
 #include <xquant/sdk/tensor.hpp>
 #include <xquant/sdk/safetensors.hpp>
 
+#include "gguf_builder.hpp"
 #include "test_files.hpp"
 
 #include <gtest/gtest.h>
@@ -662,6 +664,101 @@ TEST(CompressedTensors, CompanionsAreCopiedAndConfigSynthesised) {
   EXPECT_EQ(cp->config().get_string("architecture", ""), "qwen3");
   EXPECT_EQ(cp->config().get_int("num_hidden_layers", 0), 2);
   expect_same(a.q, cp->read_module("model.layers.0.mlp.up_proj")->get(), "synth");
+}
+
+// A small llama model's canonical keys, as the gguf loader gives them (no
+// config.json: the writer synthesises one).
+Kv gguf_source_model() {
+  Kv m;
+  m.set("architecture", KvValue::string("llama"));
+  m.set("hidden_size", KvValue::integer(64));
+  m.set("intermediate_size", KvValue::integer(128));
+  m.set("num_hidden_layers", KvValue::integer(1));
+  m.set("num_attention_heads", KvValue::integer(4));
+  m.set("vocab_size", KvValue::integer(4));
+  return m;
+}
+
+// A vocabulary-only GGUF with a byte-level BPE vocabulary: a, b, ab (by the
+// merge "a b") and the control token <|endoftext|> (EOS).
+void write_bpe_vocab_gguf(const fs::path& path, const std::string& pre) {
+  gguf_test::Builder b;
+  b.str("general.architecture", "llama");
+  b.str("tokenizer.ggml.model", "gpt2");
+  b.str("tokenizer.ggml.pre", pre);
+  b.strs("tokenizer.ggml.tokens", {"a", "b", "ab", "<|endoftext|>"});
+  b.array<int32_t>("tokenizer.ggml.token_type", 5, {1, 1, 1, 3});
+  b.strs("tokenizer.ggml.merges", {"a b"});
+  b.u32("tokenizer.ggml.eos_token_id", 3);
+  gguf_test::Builder::write(path.string(), b.build());
+}
+
+TEST(CompressedTensors, GgufSourceGetsSynthesisedTokenizerFiles) {
+  TempDir d;
+  write_bpe_vocab_gguf(d / "v.gguf", "gpt-2");
+  Kv m = gguf_source_model();
+  Canon a = random_canon(Spec{}, 41);
+  {
+    CtWriter w(d / "out", "", {}, 0, d / "v.gguf", &m);
+    w.quantized("model.layers.0.mlp.up_proj", a.q);
+    w.finish();
+  }
+  EXPECT_EQ(listing(d / "out"), (std::set<std::string>{"config.json", "model.safetensors", "tokenizer.json",
+                                                      "tokenizer_config.json", "special_tokens_map.json"}));
+  const auto tj = nlohmann::json::parse(read_text(d / "out" / "tokenizer.json"));
+  EXPECT_EQ(tj["model"]["merges"], nlohmann::json::parse(R"([["a", "b"]])"));
+  EXPECT_EQ(tj["added_tokens"][0]["content"], "<|endoftext|>");
+  const auto tc = nlohmann::json::parse(read_text(d / "out" / "tokenizer_config.json"));
+  EXPECT_EQ(tc["eos_token"], "<|endoftext|>");
+  EXPECT_EQ(tc["add_bos_token"], false);
+  // The checkpoint's own tokenizer: no --tokenizer needed.
+  auto cp = Checkpoint::open(runtime(), d / "out");
+  auto tok = Tokenizer::from_config(cp->config());
+  EXPECT_EQ(tok->encode("abab<|endoftext|>", false, true), (std::vector<int32_t>{2, 2, 3}));
+}
+
+TEST(CompressedTensors, GgufVocabularyHfCannotExpressCostsOnlyTheTokenizerFiles) {
+  TempDir d;
+  write_bpe_vocab_gguf(d / "v.gguf", "kimi-k2");  // a custom splitter, no HF regex here
+  Kv m = gguf_source_model();
+  Canon a = random_canon(Spec{}, 42);
+  {
+    CtWriter w(d / "out", "", {}, 0, d / "v.gguf", &m);
+    w.quantized("model.layers.0.mlp.up_proj", a.q);
+    w.finish();
+  }
+  EXPECT_EQ(listing(d / "out"), (std::set<std::string>{"config.json", "model.safetensors"}));
+}
+
+// The AWQ and GPTQ writers share hf_synth.cpp and write the same files.
+TEST(CompressedTensors, AwqAndGptqWritersSynthesiseTheTokenizerFilesToo) {
+  for (const char* format : {"awq", "gptq"}) {
+    TempDir d;
+    write_bpe_vocab_gguf(d / "v.gguf", "gpt-2");
+    Kv m = gguf_source_model(), params;
+    const std::string out = (d / "out").string(), source = (d / "v.gguf").string();
+    xq_writer_options o{};
+    o.struct_size = sizeof(o);
+    o.out_dir = out.c_str();
+    o.source_path = source.c_str();
+    o.model_config = &m;
+    o.params = &params;
+    auto& p = runtime().plugins().require(XQ_PLUGIN_FORMAT, format);
+    void* w = nullptr;
+    check_plugin_call(p.format().writer_open(p.state, &o, &w), std::string(format) + " writer_open");
+    Spec s;
+    s.symmetric = std::string(format) == "gptq";  // AWQ stores zero points; GPTQ v1 cannot hold z = 0
+    Canon a = random_canon(s, 43);
+    const xq_status added = p.format().writer_add_quantized(w, "model.layers.0.mlp.up_proj", &a.q);
+    if (added != XQ_OK) p.format().writer_abort(w);
+    check_plugin_call(added, std::string(format) + " add_quantized");
+    check_plugin_call(p.format().writer_finish(w), std::string(format) + " finish");
+    const auto names = listing(d / "out");
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+      EXPECT_TRUE(names.count(f)) << format << ": no " << f;
+    auto cp = Checkpoint::open(runtime(), d / "out");
+    EXPECT_EQ(Tokenizer::from_config(cp->config())->encode("ab"), (std::vector<int32_t>{2})) << format;
+  }
 }
 
 TEST(CompressedTensors, MalformedStoredModulesGiveClearErrors) {

@@ -56,3 +56,38 @@ nlohmann::json synthesize_hf_config(const SourceModel& m, const std::string& tor
 }
 
 }  // namespace xquant::ct
+
+// The tokenizer files come from <xquant/sdk/hf_tokenizer.hpp>, shared with
+// the other HF-layout writers; this plugin only reads the GGUF vocabulary.
+#include "gguf_file.hpp"
+#include "gguf_vocabulary.hpp"
+
+namespace xquant::ct {
+
+std::map<std::string, std::string> synthesize_hf_tokenizer(const std::string& gguf_path) {
+  const sdk::hf_tokenizer::GgufVocabulary v = gguf::read_gguf_vocabulary(gguf_path);
+  std::map<std::string, std::string> files;
+  try {
+    files["tokenizer.json"] = sdk::hf_tokenizer::tokenizer_json(v).dump(2) + "\n";
+  } catch (const sdk::Error& e) {
+    throw sdk::Error(e.status(), gguf_path + ": " + e.what());
+  }
+  files["tokenizer_config.json"] = sdk::hf_tokenizer::tokenizer_config(v).dump(2) + "\n";
+  files["special_tokens_map.json"] = sdk::hf_tokenizer::special_tokens_map(v).dump(2) + "\n";
+  return files;
+}
+
+std::map<std::string, std::string> tokenizer_files_for_gguf_source(const sdk::Host& host,
+                                                                   const std::filesystem::path& source) {
+  std::error_code ec;
+  if (source.empty() || !std::filesystem::is_regular_file(source, ec) || !gguf::File::has_magic(source.string()))
+    return {};
+  try {
+    return synthesize_hf_tokenizer(source.string());
+  } catch (const sdk::Error& e) {
+    host.warn(std::string("no tokenizer.json is written (eval/generate will need --tokenizer): ") + e.what());
+    return {};
+  }
+}
+
+}  // namespace xquant::ct

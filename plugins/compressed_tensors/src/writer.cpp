@@ -156,6 +156,9 @@ Writer::Writer(const sdk::Host& host, const xq_writer_options& o) : sdk::WriterB
     (void)synthesize_hf_config(model_, "float16");
   }
   if (model_.strings.count("tokenizer.huggingface_json")) model_.tokenizer_json = model_.strings["tokenizer.huggingface_json"];
+  // A GGUF source carries its vocabulary, not a tokenizer.json: write one so
+  // the checkpoint runs without --tokenizer.
+  if (model_.tokenizer_json.empty()) model_.synthesized_tokenizer_files = tokenizer_files_for_gguf_source(host, source_);
   for (const char* const* p = o.ignored_modules; p && *p; ++p)
     if (ignored_.insert(*p).second) ignored_order_.push_back(*p);
 
@@ -403,6 +406,8 @@ void Writer::finish() {
     if (src.filename() == "tokenizer.json") have_tokenizer_json = true;
   }
   if (!have_tokenizer_json && !model_.tokenizer_json.empty()) write_temp_file("tokenizer.json", model_.tokenizer_json);
+  if (!have_tokenizer_json && model_.tokenizer_json.empty())
+    for (const auto& [name, text] : model_.synthesized_tokenizer_files) write_temp_file(name, text);
 
   // Everything is durable under temporary names; now make it visible.
   std::set<std::string> new_names(shard_names.begin(), shard_names.end());

@@ -31,10 +31,25 @@ struct SourceModel {
   std::map<std::string, double> floats;
   std::map<std::string, std::string> strings;
   std::string tokenizer_json;  // tokenizer.huggingface_json
+  // Synthesised from a GGUF source's vocabulary when it has no tokenizer.json.
+  std::map<std::string, std::string> synthesized_tokenizer_files;
 };
 
 // Builds a HF config.json for a checkpoint that had none (GGUF input).
 nlohmann::json synthesize_hf_config(const SourceModel& m, const std::string& torch_dtype);
+
+// The HF tokenizer files for a GGUF source's vocabulary (hf_synth.cpp),
+// by file name: tokenizer.json, tokenizer_config.json,
+// special_tokens_map.json. Throws sdk::Error when the vocabulary cannot be
+// expressed.
+std::map<std::string, std::string> synthesize_hf_tokenizer(const std::string& gguf_path);
+
+// What a HF-layout writer (this one, awq/gptq) writes for a source without a
+// tokenizer.json: when `source` is a GGUF file, the synthesised files; when
+// its vocabulary cannot be expressed, none, with a warning through `host`
+// naming why (the quantization is not lost for it).
+std::map<std::string, std::string> tokenizer_files_for_gguf_source(const sdk::Host& host,
+                                                                   const std::filesystem::path& source);
 
 class Writer : public sdk::WriterBase {
  public:

@@ -12,7 +12,8 @@
 //   - "tokenizer.model" = "gemma4": SentencePiece-style BPE (spaces as U+2581,
 //     raw UTF-8 pieces, <0xXX> byte fallback);
 //   - otherwise, "tokenizer.huggingface_json" (a HF tokenizer.json) with a
-//     byte-level BPE model.
+//     byte-level BPE model, or a SentencePiece one (byte_fallback BPE with a
+//     U+2581 normalizer, run as "llama").
 // The engine and the CLI use only this header; implementations live beside it.
 #pragma once
 

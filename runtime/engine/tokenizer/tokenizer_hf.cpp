@@ -5,7 +5,10 @@
 // (plus the GPT-2 regex for ByteLevel{use_regex: true} and \p{N} for
 // Digits{individual_digits}), applied in order like llama.cpp's lists by
 // RegexSplitter. The Split regexes of llama.cpp's families run as written:
-// their (?i:...) and possessive quantifiers are PCRE2 syntax.
+// their (?i:...) and possessive quantifiers are PCRE2 syntax. A
+// SentencePiece vocabulary spelled as a byte_fallback BPE model with a
+// U+2581 normalizer (Llama's tokenizer.json) runs on the SentencePiece
+// tokenizer instead (spm_from_json).
 #include "core/error.hpp"
 #include "engine/tokenizer/tokenizer_impl.hpp"
 
@@ -62,12 +65,111 @@ size_t token_id(const nlohmann::json& id) {
   return v;
 }
 
+// Whether BOS is prepended: the config's tokenizer.add_bos_token, else the
+// tokenizer.json's own say, a TemplateProcessing post-processor whose
+// single-sequence template starts with the BOS token.
+bool adds_bos(const nlohmann::json& j, const Vocab& v, const Kv& config) {
+  if (config.find("tokenizer.add_bos_token")) return config.get_bool("tokenizer.add_bos_token", false);
+  if (v.bos < 0 || !j.contains("post_processor") || !j["post_processor"].is_object()) return false;
+  const auto& pp = j["post_processor"];
+  if (pp.value("type", "") != "TemplateProcessing" || !pp.contains("single") || !pp["single"].is_array() ||
+      pp["single"].empty() || !pp["single"][0].contains("SpecialToken"))
+    return false;
+  return pp["single"][0]["SpecialToken"].value("id", "") == v.tokens[static_cast<size_t>(v.bos)];
+}
+
+// A SentencePiece vocabulary as tokenizer.json spells it (Llama's files, and
+// what the compressed-tensors writer synthesises from a GGUF, see
+// sdk/include/xquant/sdk/hf_tokenizer.hpp): a BPE model with byte_fallback
+// whose normalizer turns spaces into U+2581, after prepending one when
+// add_space_prefix (Sequence[Prepend, Replace] or Replace alone), and no
+// pre-tokenizer. Returns false for anything else; sets *prefix.
+bool is_spm_style(const nlohmann::json& j, const nlohmann::json& model, bool* prefix) {
+  if (!model.value("byte_fallback", false)) return false;
+  if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) return false;
+  if (!j.contains("normalizer") || !j["normalizer"].is_object()) return false;
+  const auto& n = j["normalizer"];
+  std::vector<nlohmann::json> steps;
+  if (n.value("type", "") == "Sequence") steps = n.value("normalizers", std::vector<nlohmann::json>());
+  else steps.push_back(n);
+  *prefix = false;
+  bool escapes = false;
+  for (const auto& s : steps) {
+    const std::string type = s.value("type", "");
+    if (type == "Prepend" && s.value("prepend", "") == "\u2581" && !escapes) *prefix = true;
+    else if (type == "Replace" && s.contains("pattern") && s["pattern"].value("String", "") == " " &&
+             s.value("content", "") == "\u2581")
+      escapes = true;
+    else
+      return false;
+  }
+  return escapes;
+}
+
+// The SentencePiece tokenizer (spm.cpp) over a tokenizer.json BPE model.
+// spm.cpp merges the adjacent pair whose concatenation is the best-scored
+// token; BPE merges the pair of lowest merge rank. With the merges a
+// SentencePiece vocabulary implies (every split of a token, ranked by its
+// score) both agree when a token's score is minus the rank of its first
+// merge, which is what is set here. Byte tokens <0xXX> are the fallback.
+std::unique_ptr<Tokenizer> spm_from_json(const nlohmann::json& j, const nlohmann::json& model, bool prefix,
+                                         const Kv& config) {
+  Vocab v;
+  const auto& vocab = model.contains("vocab") ? model["vocab"] : nlohmann::json();
+  if (!vocab.is_object()) fail(XQ_ERR_MALFORMED, "tokenizer: tokenizer.json has no model.vocab object");
+  size_t n = 0;
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) n = std::max<size_t>(n, token_id(it.value()) + 1);
+  for (const auto& a : j.value("added_tokens", nlohmann::json::array())) n = std::max<size_t>(n, token_id(a.at("id")) + 1);
+  v.tokens.assign(n, std::string());
+  v.types.assign(n, kUnused);
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    const size_t id = token_id(it.value());
+    v.tokens[id] = it.key();
+    v.types[id] = byte_token_value(it.key()).empty() ? kNormal : kByte;
+  }
+  const std::string unk = model.contains("unk_token") && model["unk_token"].is_string() ? model["unk_token"].get<std::string>() : "";
+  for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
+    const size_t id = token_id(a.at("id"));
+    v.tokens[id] = a.at("content").get<std::string>();
+    v.types[id] = !a.value("special", false) ? kUserDefined : v.tokens[id] == unk ? kUnknown : kControl;
+  }
+  v.finish();
+  const auto merges = model.value("merges", nlohmann::json::array());
+  v.scores.assign(n, -static_cast<float>(merges.size() + 1));  // below every merge: never a merge result
+  for (size_t rank = merges.size(); rank-- > 0;) {  // the first (best) merge of a token wins
+    const auto& m = merges[rank];
+    std::string merged;
+    if (m.is_string()) {
+      const std::string s = m.get<std::string>();
+      const size_t sp = s.find(' ', 1);
+      if (sp == std::string::npos) fail(XQ_ERR_MALFORMED, "tokenizer: tokenizer.json merge '{}' is not two tokens", s);
+      merged = s.substr(0, sp) + s.substr(sp + 1);
+    } else if (m.is_array() && m.size() == 2) {
+      merged = m[0].get<std::string>() + m[1].get<std::string>();
+    } else {
+      fail(XQ_ERR_MALFORMED, "tokenizer: tokenizer.json merge entries must be strings or pairs");
+    }
+    if (const int32_t id = v.find(merged); id >= 0) v.scores[static_cast<size_t>(id)] = -static_cast<float>(rank);
+  }
+  auto id_of = [&](const char* key, int32_t fallback) {
+    int64_t x = config.get_int(key, fallback);
+    return x >= 0 && static_cast<size_t>(x) < n ? static_cast<int32_t>(x) : -1;
+  };
+  v.bos = id_of("tokenizer.bos_token_id", config.get_int("bos_token_id", -1));
+  v.eos = id_of("tokenizer.eos_token_id", config.get_int("eos_token_id", -1));
+  v.unk = unk.empty() ? -1 : v.find(unk);
+  v.add_bos = adds_bos(j, v, config);
+  v.add_space_prefix = prefix;
+  return make_spm(std::move(v));
+}
+
 std::unique_ptr<Tokenizer> bpe_from_json(const nlohmann::json& j, const Kv& config) {
   if (!j.is_object()) fail(XQ_ERR_MALFORMED, "tokenizer: tokenizer.json is not a JSON object");
   const auto& model = j.contains("model") ? j["model"] : nlohmann::json();
   if (!model.is_object() || model.value("type", "BPE") != "BPE")
     fail(XQ_ERR_UNSUPPORTED, "tokenizer: tokenizer.json model type '{}' is not supported (BPE only)",
          model.is_object() ? model.value("type", "?") : std::string("?"));
+  if (bool prefix = false; is_spm_style(j, model, &prefix)) return spm_from_json(j, model, prefix, config);
   if (!model.value("byte_fallback", false) && j.contains("decoder") && j["decoder"].is_object() &&
       j["decoder"].value("type", "") != "ByteLevel" && j["decoder"].value("type", "") != "Sequence")
     fail(XQ_ERR_UNSUPPORTED, "tokenizer: only byte-level BPE tokenizer.json files are supported");
@@ -103,9 +205,9 @@ std::unique_ptr<Tokenizer> bpe_from_json(const nlohmann::json& j, const Kv& conf
   };
   v.bos = id_of("tokenizer.bos_token_id", config.get_int("bos_token_id", -1));
   v.eos = id_of("tokenizer.eos_token_id", config.get_int("eos_token_id", -1));
-  v.add_bos = config.get_bool("tokenizer.add_bos_token", false);
   v.add_space_prefix = false;
   v.finish();
+  v.add_bos = adds_bos(j, v, config);
   PreTokenizer pre;
   pre.regexes = std::move(regexes);
   pre.ignore_merges = model.value("ignore_merges", false);
