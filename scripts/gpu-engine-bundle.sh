@@ -21,9 +21,9 @@ for b in "${bins[@]}"; do
   mkdir -p "$stage/build/$(dirname "$rel")"
   cp "$f" "$stage/build/$rel"
 done
-# Executables only: the plugin registry looks for the entry symbol in a
-# library's static symbol table (boost::dll::library_info), which strip removes.
-find "$stage/build" -type f -perm -u+x ! -name '*.so*' -exec strip --strip-unneeded {} + 2>/dev/null || true
+# Plugins too: the registry reads the entry symbol from the dynamic symbol
+# table (runtime/plugins/elf_symbols.cpp), which strip keeps.
+find "$stage/build" -type f \( -perm -u+x -o -name '*.so*' \) -exec strip --strip-unneeded {} + 2>/dev/null || true
 # Libraries outside glibc/libstdc++ that the binaries and plugins load.
 find "$stage/build" -type f \( -name '*.so*' -o -perm -u+x \) -print0 | xargs -0 ldd 2>/dev/null |
   awk '/=> \//{print $3}' | sort -u |
