@@ -61,7 +61,7 @@ std::optional<QuantTensor> stack_rows(const std::vector<const xq_quant_tensor*>&
   t.rows = 0;
   for (const auto* p : parts) t.rows += p->rows;
   t.codes = nullptr, t.scales = nullptr, t.zero_points = nullptr, t.g_idx = nullptr;
-  QuantTensor out(t);
+  QuantTensor out = adopt_quant_tensor(t);  // no buffers yet; those set below come from host_alloc
   xq_quant_tensor& o = out.get();
   o.codes = stacked(parts, &xq_quant_tensor::codes, first.cols);
   o.scales = stacked(parts, &xq_quant_tensor::scales, first.n_groups);
