@@ -5,7 +5,7 @@
 // (round r runs every format once; each keeps its best round) with the same
 // thread pool, prompt and token count.
 //
-//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME] ... \
+//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME] ...
 //       [--threads 1,2] [--decode 32] [--rounds 3] [--json]
 //
 // gemv=q8 / isa=NAME load that entry with XQUANT_CPU_GEMV / XQUANT_CPU_ISA

@@ -110,10 +110,12 @@ void expect_same_ids(const std::string& gguf, const std::vector<std::string>& te
       const auto got = syn->encode(t, syn->add_bos_by_default(), special);
       ++total;
       tokens += want.size();
-      if (got == want) ++same;
-      else if (total - same <= 5)
+      if (got == want) {
+        ++same;
+      } else if (total - same <= 5) {
         ADD_FAILURE() << gguf << ": '" << t.substr(0, 200) << "' (special " << special << ")\n  gguf: "
                       << ids_text(want) << "\n  json: " << ids_text(got);
+      }
       if (got == want) EXPECT_EQ(syn->decode(got), ref->decode(want)) << gguf << ": '" << t.substr(0, 200) << "'";
     }
   std::printf("%s: %zu/%zu encodings equal (%zu tokens)\n", fs::path(gguf).filename().c_str(), same, total, tokens);

@@ -107,8 +107,11 @@ TEST(PlantedLayer, RankedFirstBothWaysAndTheFallbackMovesExactlyIt) {
 
   // `auto` never keeps a candidate it measured worse than another.
   for (const auto& g : d.groups)
-    for (const auto& c : g.candidates)
-      if (c.ok) EXPECT_LE(g.candidates[g.chosen].output_error, c.output_error) << g.name << " vs " << c.algorithm;
+    for (const auto& c : g.candidates) {
+      if (c.ok) {
+        EXPECT_LE(g.candidates[g.chosen].output_error, c.output_error) << g.name << " vs " << c.algorithm;
+      }
+    }
 
   // A target met by the planted group alone at bf16 and missed by all-int4:
   // the greedy must move exactly that group, once.

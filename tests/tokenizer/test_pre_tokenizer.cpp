@@ -71,7 +71,9 @@ TEST(PreTokenizer, NamesOfOneLlamaCppTypeShareOneRegexList) {
     const PreTokenizerLookup r = find_pre_tokenizer(name);
     if (r.status != PreTokenizerLookup::kFound) continue;
     auto [it, first] = regexes_of_type.emplace(info["type"].get<std::string>(), r.pre.regexes);
-    if (!first) EXPECT_EQ(it->second, r.pre.regexes) << name << " (" << it->first << ")";
+    if (!first) {
+      EXPECT_EQ(it->second, r.pre.regexes) << name << " (" << it->first << ")";
+    }
   }
 }
 

@@ -90,8 +90,9 @@ void expect_vectors_reproduced(const std::string& dir, const std::string& vocab)
   std::printf("%s: %zu/%zu vectors passed\n", vocab.c_str(), passed, cases.size());
   EXPECT_EQ(passed, cases.size());
   // Byte-level and SentencePiece-style BPE decode losslessly.
-  if (tok->kind() == xquant::Tokenizer::Kind::Bpe)
+  if (tok->kind() == xquant::Tokenizer::Kind::Bpe) {
     for (const Case& c : cases) EXPECT_EQ(tok->decode(c.ids), c.text) << vocab;
+  }
 }
 
 class Vectors : public ::testing::TestWithParam<std::string> {};

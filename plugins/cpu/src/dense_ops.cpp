@@ -33,6 +33,8 @@ const char* op_name(xq_op_type t) {
     case XQ_OP_MUL: return "MUL";
     case XQ_OP_QUANTIZE_ACT: return "QUANTIZE_ACT";
     case XQ_OP_CONVERT: return "CONVERT";
+    case XQ_OP_ADD_RMS_NORM: return "ADD_RMS_NORM";
+    case XQ_OP_ARGMAX: return "ARGMAX";
   }
   return "unknown";
 }

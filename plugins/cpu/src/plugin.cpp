@@ -55,6 +55,8 @@ class CpuProvider : public sdk::PluginBase {
       case XQ_OP_GET_ROWS: run_get_rows(host, op); break;
       case XQ_OP_QUANTIZE_ACT: run_quantize_act(host, op); break;
       case XQ_OP_CONVERT: run_convert(host, op); break;
+      case XQ_OP_ADD_RMS_NORM:  // device-path fusions: check_op refuses them on cpu
+      case XQ_OP_ARGMAX: break;
     }
   }
   xq_qweight* prepare(const xq_quant_tensor& q) const { return prepare_qweight(q); }
