@@ -148,7 +148,7 @@ class GroupTrial {
       li[i].struct_size = sizeof(li[i]);
       li[i].name = names[i].c_str();
       li[i].weight = sdk::f32_view(w.w, {w.desc->out, w.desc->in});
-      li[i].bias = sdk::f32_view(w.bias, {w.desc->out});
+      li[i].bias = w.bias.empty() ? sdk::empty_view() : sdk::f32_view(w.bias, {w.desc->out});
       li[i].stats = &st[i];
       li[i].scheme = scheme_of(ws, rule.activations, w.desc->in, scale_dtype_for(ws, model_.config()));
     }

@@ -234,7 +234,7 @@ class LayerQuantizer {
       li.struct_size = sizeof(li);
       li.name = in.names[i].c_str();
       li.weight = sdk::f32_view(w.w, {w.desc->out, w.desc->in});
-      li.bias = sdk::f32_view(w.bias, {w.desc->out});
+      li.bias = w.bias.empty() ? sdk::empty_view() : sdk::f32_view(w.bias, {w.desc->out});
       li.stats = &in.stats[i];
       li.scheme =
           scheme_of(in.schemes[i], rule.activations, w.desc->in, scale_dtype_for(in.schemes[i], source_.config()));

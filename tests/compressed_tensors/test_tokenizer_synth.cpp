@@ -116,7 +116,9 @@ void expect_same_ids(const std::string& gguf, const std::vector<std::string>& te
         ADD_FAILURE() << gguf << ": '" << t.substr(0, 200) << "' (special " << special << ")\n  gguf: "
                       << ids_text(want) << "\n  json: " << ids_text(got);
       }
-      if (got == want) EXPECT_EQ(syn->decode(got), ref->decode(want)) << gguf << ": '" << t.substr(0, 200) << "'";
+      if (got == want) {
+        EXPECT_EQ(syn->decode(got), ref->decode(want)) << gguf << ": '" << t.substr(0, 200) << "'";
+      }
     }
   std::printf("%s: %zu/%zu encodings equal (%zu tokens)\n", fs::path(gguf).filename().c_str(), same, total, tokens);
   EXPECT_EQ(same, total);
