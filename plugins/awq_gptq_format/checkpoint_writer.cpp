@@ -1,6 +1,7 @@
 // checkpoint_writer.cpp: see checkpoint_writer.hpp.
 #include "checkpoint_writer.hpp"
 
+#include <xquant/sdk/dtype.hpp>
 #include <xquant/sdk/half.hpp>
 
 #include <algorithm>
@@ -12,26 +13,6 @@ namespace fs = std::filesystem;
 
 namespace xquant::hfq {
 namespace {
-
-constexpr const char* kModelKeys[] = {
-    "architecture", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings", "rms_norm_eps", "rope_theta",
-    "tie_word_embeddings", "attention_bias", "rope_scaling.type", "rope_scaling.factor",
-    "rope_scaling.low_freq_factor", "rope_scaling.high_freq_factor", "rope_scaling.original_max_position_embeddings",
-    "bos_token_id", "eos_token_id", "torch_dtype", "config_json", "tokenizer.huggingface_json"};
-
-constexpr const char* kCompanions[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                       "generation_config.json", "tokenizer.model", "vocab.json", "merges.txt",
-                                       "added_tokens.json", "chat_template.jinja", "chat_template.json"};
-
-const char* torch_dtype_name(xq_dtype t) {
-  switch (t) {
-    case XQ_DTYPE_F32: return "float32";
-    case XQ_DTYPE_F16: return "float16";
-    case XQ_DTYPE_BF16: return "bfloat16";
-    default: return "";
-  }
-}
 
 [[noreturn]] void refuse(Kind k, const std::string& module, const std::string& why) {
   throw sdk::Error(XQ_ERR_UNSUPPORTED, "module '" + module + "' cannot be stored in " + (k == Kind::kAwq ? std::string("AWQ") : std::string("GPTQ")) + ": " + why);
@@ -86,26 +67,7 @@ Writer::Writer(const sdk::Host& host, const xq_writer_options& o, Kind kind) : s
       throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "gptq writer: checkpoint_format must be gptq or gptq_v2, got '" + f + "'");
     v2_ = f == "gptq_v2";
   }
-  sdk::KvReader cfg(host, o.model_config);
-  for (const char* k : kModelKeys) {
-    auto v = cfg.get(k);
-    if (!v) continue;
-    model_.types[k] = v->type;
-    if (v->type == XQ_VALUE_INT || v->type == XQ_VALUE_BOOL) model_.ints[k] = v->i;
-    else if (v->type == XQ_VALUE_FLOAT) model_.floats[k] = v->f;
-    else if (v->type == XQ_VALUE_STRING) model_.strings[k] = v->s;
-  }
-  if (model_.strings.count("config_json")) {
-    model_.config_json = model_.strings["config_json"];
-    try {
-      if (!nlohmann::json::parse(model_.config_json).is_object()) throw std::runtime_error("not an object");
-    } catch (const std::exception& e) {
-      throw sdk::Error(XQ_ERR_MALFORMED, std::string("source config_json is not a JSON object: ") + e.what());
-    }
-  } else {
-    (void)ct::synthesize_hf_config(model_, "float16");  // fail before any work
-  }
-  if (model_.strings.count("tokenizer.huggingface_json")) model_.tokenizer_json = model_.strings["tokenizer.huggingface_json"];
+  model_ = ct::read_source_model(host, o.model_config);
   // A GGUF source carries its vocabulary, not a tokenizer.json: write one so
   // the checkpoint runs without --tokenizer (compressed_tensors/src/hf_synth.cpp).
   if (model_.tokenizer_json.empty()) model_.synthesized_tokenizer_files = ct::tokenizer_files_for_gguf_source(host, source_);
@@ -135,7 +97,7 @@ void Writer::add_dense(const char* name_c, const xq_tensor_view& t) {
   shard_->add(name, dt, std::vector<int64_t>(t.shape, t.shape + t.ndim), t.data, t.nbytes);
   if (t.ndim == 2 && name.ends_with(".weight") && name.find("embed") == std::string::npos)
     dense_linears_.insert(name.substr(0, name.size() - 7));
-  if (name == "model.embed_tokens.weight") embed_dtype_ = torch_dtype_name(t.dtype);
+  if (name == "model.embed_tokens.weight") embed_dtype_ = sdk::torch_dtype_name(t.dtype);
 }
 
 // What the layout can hold exactly; anything else is refused with the way out.
@@ -250,7 +212,7 @@ void Writer::add_quantized(const char* module_c, const xq_quant_tensor& q) {
     add_tensor(*shard_, m + ".g_idx", "I32", {I}, g_idx);
   }
   quantized_.insert(m);
-  if (scale_dtype_.empty()) scale_dtype_ = torch_dtype_name(q.scale_dtype);
+  if (scale_dtype_.empty()) scale_dtype_ = sdk::torch_dtype_name(q.scale_dtype);
 }
 
 std::vector<fs::path> Writer::companion_sources() const {
@@ -263,7 +225,7 @@ std::vector<fs::path> Writer::companion_sources() const {
     dir = source_.parent_path();
   else
     return out;  // a GGUF file: its folder is not a HF checkpoint
-  for (const char* name : kCompanions)
+  for (const char* name : ct::kCompanionFiles)
     if (fs::is_regular_file(dir / name, ec)) out.push_back(dir / name);
   return out;
 }

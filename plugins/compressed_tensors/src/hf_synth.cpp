@@ -5,6 +5,42 @@
 
 namespace xquant::ct {
 
+namespace {
+
+constexpr const char* kModelKeys[] = {
+    "architecture", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings", "rms_norm_eps", "rope_theta",
+    "tie_word_embeddings", "attention_bias", "rope_scaling.type", "rope_scaling.factor",
+    "rope_scaling.low_freq_factor", "rope_scaling.high_freq_factor", "rope_scaling.original_max_position_embeddings",
+    "bos_token_id", "eos_token_id", "torch_dtype", "config_json", "tokenizer.huggingface_json"};
+
+}  // namespace
+
+SourceModel read_source_model(const sdk::Host& host, const xq_kv* model_config) {
+  SourceModel m;
+  sdk::KvReader cfg(host, model_config);
+  for (const char* k : kModelKeys) {
+    auto v = cfg.get(k);
+    if (!v) continue;
+    m.types[k] = v->type;
+    if (v->type == XQ_VALUE_INT || v->type == XQ_VALUE_BOOL) m.ints[k] = v->i;
+    else if (v->type == XQ_VALUE_FLOAT) m.floats[k] = v->f;
+    else if (v->type == XQ_VALUE_STRING) m.strings[k] = v->s;
+  }
+  if (m.strings.count("config_json")) {
+    m.config_json = m.strings["config_json"];
+    try {
+      if (!nlohmann::json::parse(m.config_json).is_object()) throw std::runtime_error("not an object");
+    } catch (const std::exception& e) {
+      throw sdk::Error(XQ_ERR_MALFORMED, std::string("source config_json is not a JSON object: ") + e.what());
+    }
+  } else {
+    (void)synthesize_hf_config(m, "float16");  // fail before any work when none can be synthesised
+  }
+  if (m.strings.count("tokenizer.huggingface_json")) m.tokenizer_json = m.strings["tokenizer.huggingface_json"];
+  return m;
+}
+
 nlohmann::json synthesize_hf_config(const SourceModel& m, const std::string& torch_dtype) {
   auto str = [&](const char* k) -> std::string {
     auto it = m.strings.find(k);

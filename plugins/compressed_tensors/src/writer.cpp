@@ -16,19 +16,6 @@ namespace fs = std::filesystem;
 namespace xquant::ct {
 namespace {
 
-constexpr const char* kModelKeys[] = {
-    "architecture", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings", "rms_norm_eps", "rope_theta",
-    "tie_word_embeddings", "attention_bias", "rope_scaling.type", "rope_scaling.factor",
-    "rope_scaling.low_freq_factor", "rope_scaling.high_freq_factor", "rope_scaling.original_max_position_embeddings",
-    "bos_token_id", "eos_token_id", "torch_dtype", "config_json", "tokenizer.huggingface_json"};
-
-// Files a HF checkpoint folder carries beside the weights and config.json.
-constexpr const char* kCompanions[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                       "generation_config.json", "tokenizer.model", "vocab.json", "merges.txt",
-                                       "vocab.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
-                                       "preprocessor_config.json"};
-
 const char* st_dtype(xq_dtype t, const std::string& what) {
   const char* n = sdk::safetensors::dtype_name(t);
   if (!n) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, what + ": dtype has no safetensors equivalent");
@@ -135,27 +122,7 @@ Writer::Writer(const sdk::Host& host, const xq_writer_options& o) : sdk::WriterB
     if (v->i < 0) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "max_shard_bytes must be >= 0");
     max_shard_bytes_ = v->i;
   }
-  sdk::KvReader cfg(host, o.model_config);
-  for (const char* k : kModelKeys) {
-    auto v = cfg.get(k);
-    if (!v) continue;
-    model_.types[k] = v->type;
-    if (v->type == XQ_VALUE_INT || v->type == XQ_VALUE_BOOL) model_.ints[k] = v->i;
-    else if (v->type == XQ_VALUE_FLOAT) model_.floats[k] = v->f;
-    else if (v->type == XQ_VALUE_STRING) model_.strings[k] = v->s;
-  }
-  if (model_.strings.count("config_json")) {
-    model_.config_json = model_.strings["config_json"];
-    try {
-      if (!nlohmann::json::parse(model_.config_json).is_object()) throw std::runtime_error("not an object");
-    } catch (const std::exception& e) {
-      throw sdk::Error(XQ_ERR_MALFORMED, std::string("source config_json is not a JSON object: ") + e.what());
-    }
-  } else {
-    // Fail before any work when no HF config can be synthesised.
-    (void)synthesize_hf_config(model_, "float16");
-  }
-  if (model_.strings.count("tokenizer.huggingface_json")) model_.tokenizer_json = model_.strings["tokenizer.huggingface_json"];
+  model_ = read_source_model(host, o.model_config);
   // A GGUF source carries its vocabulary, not a tokenizer.json: write one so
   // the checkpoint runs without --tokenizer.
   if (model_.tokenizer_json.empty()) model_.synthesized_tokenizer_files = tokenizer_files_for_gguf_source(host, source_);
@@ -342,7 +309,7 @@ std::vector<fs::path> Writer::companion_sources() const {
     dir = source_.parent_path();
   else
     return out;  // e.g. a GGUF file: its folder is not a HF checkpoint
-  for (const char* name : kCompanions)
+  for (const char* name : kCompanionFiles)
     if (fs::is_regular_file(dir / name, ec)) out.push_back(dir / name);
   return out;
 }

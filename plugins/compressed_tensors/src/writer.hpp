@@ -35,6 +35,19 @@ struct SourceModel {
   std::map<std::string, std::string> synthesized_tokenizer_files;
 };
 
+// Copies the canonical keys a HF-layout writer needs from the host's
+// borrowed kv (compressed-tensors, awq, gptq share it); refuses a source
+// config_json that is not a JSON object, or a source without one whose
+// architecture cannot be synthesised, before any work.
+SourceModel read_source_model(const sdk::Host& host, const xq_kv* model_config);
+
+// Files a HF checkpoint folder carries beside the weights and config.json,
+// copied from the source folder as they are.
+inline constexpr const char* kCompanionFiles[] = {
+    "tokenizer.json",      "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+    "tokenizer.model",     "vocab.json",            "merges.txt",              "vocab.txt",
+    "added_tokens.json",   "chat_template.jinja",   "chat_template.json",      "preprocessor_config.json"};
+
 // Builds a HF config.json for a checkpoint that had none (GGUF input).
 nlohmann::json synthesize_hf_config(const SourceModel& m, const std::string& torch_dtype);
 
