@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
       ro.threads = nt;
       ro.log_level = XQ_LOG_WARN;
       Runtime rt(ro);
-      auto model = Model::open(rt, model_path);  // the cpu plugin sets OpenBLAS to nt threads
+      auto model = Model::open(rt, model_path);  // the cpu plugin runs OpenBLAS single-threaded, in blocks on its pool
       const Architecture& a = model->arch();
       uint64_t linear_params = 0;
       for (const auto* l : a.all_linears()) linear_params += static_cast<uint64_t>(l->out * l->in);
@@ -131,7 +131,11 @@ int main(int argc, char** argv) {
       double read_floor_tps = rbw / static_cast<double>(wbytes);
       double decode_tps = static_cast<double>(decode) / decode_s;
       // The largest prefill GEMM of the model: [prefill, hidden] x [inter, hidden]^T.
+      // The baseline is OpenBLAS with its own threading at nt threads (the
+      // cpu provider keeps it at 1 and splits GEMMs over our pool itself).
+      openblas_set_num_threads(static_cast<int>(nt));
       double blas = sgemm_gflops(static_cast<int>(prefill), static_cast<int>(a.intermediate), static_cast<int>(a.hidden), 5);
+      openblas_set_num_threads(1);
       double prefill_tps = static_cast<double>(prefill) / best_prefill;
       double prefill_gflops = 2.0 * static_cast<double>(linear_params) * static_cast<double>(prefill) / best_prefill / 1e9;
 
