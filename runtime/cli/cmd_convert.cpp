@@ -16,8 +16,8 @@
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "model/checkpoint.hpp"
-#include "model/linear_modules.hpp"
+#include "checkpoint/checkpoint.hpp"
+#include "checkpoint/linear_modules.hpp"
 #include "plugins/call.hpp"
 
 #include <fmt/format.h>

@@ -5,8 +5,8 @@
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "core/dtype.hpp"
-#include "model/checkpoint.hpp"
-#include "model/linear_modules.hpp"
+#include "checkpoint/checkpoint.hpp"
+#include "checkpoint/linear_modules.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -8,7 +8,7 @@
 #include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include <nlohmann/json.hpp>
 

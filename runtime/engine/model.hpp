@@ -23,8 +23,8 @@
 
 #include "core/runtime.hpp"
 #include "engine/kernels.hpp"
-#include "model/architecture.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/architecture.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include <filesystem>
 #include <functional>

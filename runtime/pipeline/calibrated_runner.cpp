@@ -6,7 +6,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "engine/model.hpp"
-#include "model/linear_modules.hpp"
+#include "checkpoint/linear_modules.hpp"
 #include "pipeline/group_forward.hpp"
 #include "pipeline/prev_op.hpp"
 #include "pipeline/resume_checkpoint.hpp"

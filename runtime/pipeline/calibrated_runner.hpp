@@ -14,7 +14,7 @@
 #pragma once
 
 #include "core/runtime.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 #include "pipeline/output_writer.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/quantize_runner.hpp"

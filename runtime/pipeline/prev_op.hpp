@@ -6,7 +6,7 @@
 #pragma once
 
 #include "engine/model.hpp"
-#include "model/architecture.hpp"
+#include "checkpoint/architecture.hpp"
 
 #include <vector>
 

@@ -3,7 +3,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "decide/decision.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 #include "pipeline/calibrated_runner.hpp"
 #include "pipeline/output_writer.hpp"
 #include "pipeline/resume_checkpoint.hpp"

@@ -19,7 +19,7 @@
 // removed when the run succeeds.
 #pragma once
 
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 #include "pipeline/output_writer.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/quantize_runner.hpp"

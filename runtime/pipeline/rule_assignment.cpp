@@ -3,7 +3,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "model/linear_modules.hpp"
+#include "checkpoint/linear_modules.hpp"
 #include "pipeline/stages.hpp"
 
 #include <fmt/format.h>

@@ -2,7 +2,7 @@
 // with which weight scheme, and which Linears stay dense.
 #pragma once
 
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 #include "pipeline/pipeline.hpp"
 
 #include <map>

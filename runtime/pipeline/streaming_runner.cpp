@@ -3,7 +3,7 @@
 
 #include "core/log.hpp"
 #include "core/progress.hpp"
-#include "model/linear_modules.hpp"
+#include "checkpoint/linear_modules.hpp"
 #include "pipeline/stages.hpp"
 
 #include <memory>

@@ -5,7 +5,7 @@
 #pragma once
 
 #include "core/runtime.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 #include "pipeline/output_writer.hpp"
 #include "pipeline/quantize_runner.hpp"
 #include "pipeline/rule_assignment.hpp"

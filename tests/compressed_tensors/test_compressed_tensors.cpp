@@ -10,7 +10,7 @@
 #include "core/kv.hpp"
 #include "core/runtime.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 #include "plugins/call.hpp"
 
 #include <xquant/sdk/half.hpp>

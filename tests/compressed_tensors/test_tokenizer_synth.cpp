@@ -11,7 +11,7 @@
 #include "core/kv.hpp"
 #include "core/runtime.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include "gguf_vocabulary.hpp"
 

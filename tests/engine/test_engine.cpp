@@ -7,7 +7,7 @@
 #include "engine/evaluate.hpp"
 #include "engine/model.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
-#include "model/architecture.hpp"
+#include "checkpoint/architecture.hpp"
 
 #include <gtest/gtest.h>
 

@@ -11,7 +11,7 @@
 #include "core/error.hpp"
 #include "core/runtime.hpp"
 #include "engine/model.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include "subprocess.hpp"
 #include "test_files.hpp"

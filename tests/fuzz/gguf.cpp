@@ -8,7 +8,7 @@
 #include "fuzz_runtime.hpp"
 
 #include "core/error.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 namespace xquant::fuzz {
 

@@ -10,7 +10,7 @@
 
 #include "core/error.hpp"
 #include "core/runtime.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include <xquant/sdk/tensor.hpp>
 

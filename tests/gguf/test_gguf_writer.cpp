@@ -22,7 +22,7 @@
 #include "plugins/call.hpp"
 #include "engine/evaluate.hpp"
 #include "engine/model.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include <xquant/sdk/half.hpp>
 #include <xquant/xquant.h>

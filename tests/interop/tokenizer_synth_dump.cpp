@@ -13,7 +13,7 @@
 // decode("special" ids)}, all from the engine's tokenizer on the GGUF.
 #include "core/runtime.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include "gguf_vocabulary.hpp"
 

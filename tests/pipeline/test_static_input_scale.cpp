@@ -8,7 +8,7 @@
 #include "calibrate/calibrator.hpp"
 #include "core/runtime.hpp"
 #include "engine/model.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/quantize_runner.hpp"
 #include "test_files.hpp"

@@ -6,8 +6,8 @@
 // quantization_config vLLM reads, and a failing run leaves nothing behind.
 #include "core/error.hpp"
 #include "core/runtime.hpp"
-#include "model/checkpoint.hpp"
-#include "model/linear_modules.hpp"
+#include "checkpoint/checkpoint.hpp"
+#include "checkpoint/linear_modules.hpp"
 #include "pipeline/pipeline.hpp"
 #include "pipeline/quantize_runner.hpp"
 

@@ -7,7 +7,7 @@
 // file and the problem), never a crash.
 #include "core/error.hpp"
 #include "core/runtime.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include <xquant/sdk/half.hpp>
 #include <xquant/sdk/safetensors.hpp>

@@ -6,7 +6,7 @@
 #include "core/error.hpp"
 #include "core/runtime.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>

@@ -1,4 +1,4 @@
-#include "model/linear_modules.hpp"
+#include "checkpoint/linear_modules.hpp"
 
 namespace xquant {
 

@@ -1,6 +1,6 @@
 // architecture.cpp: builds the per-layer description of a Llama-family
 // model from its canonical configuration (see architecture.hpp).
-#include "model/architecture.hpp"
+#include "checkpoint/architecture.hpp"
 
 #include "core/error.hpp"
 

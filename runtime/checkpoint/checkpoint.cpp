@@ -1,4 +1,4 @@
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include "core/dtype.hpp"
 #include "core/log.hpp"

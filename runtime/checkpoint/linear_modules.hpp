@@ -2,7 +2,7 @@
 // are Linear weights, the unit that quantize rules target.
 #pragma once
 
-#include "model/checkpoint.hpp"
+#include "checkpoint/checkpoint.hpp"
 
 #include <string>
 #include <vector>
