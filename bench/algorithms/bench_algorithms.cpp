@@ -178,7 +178,7 @@ int run(const fs::path& dir, const std::string& algo, unsigned threads) {
   const bool w8 = plugin == "smoothquant";  // SmoothQuant's W8A8; the others W4 g128 (sym, as llm-compressor's W4A16)
   in.scheme.bits = w8 ? 8 : 4;
   in.scheme.symmetric = 1;
-  in.scheme.granularity = w8 ? XQ_GRAN_CHANNEL : XQ_GRAN_GROUP;
+  in.scheme.strategy = w8 ? XQ_STRATEGY_CHANNEL : XQ_STRATEGY_GROUP;
   in.scheme.group_size = w8 ? cols : 128;
   in.scheme.scale_dtype = XQ_DTYPE_F32;
   in.scheme.act_scheme = w8 ? XQ_ACT_DYNAMIC_TOKEN : XQ_ACT_NONE;

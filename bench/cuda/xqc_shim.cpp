@@ -84,7 +84,7 @@ __attribute__((visibility("default"))) void* xqc_prepare(const int8_t* codes, co
   q.struct_size = sizeof(q);
   q.bits = static_cast<uint32_t>(bits);
   q.symmetric = zp ? 0 : 1;
-  q.granularity = group ? XQ_GRAN_GROUP : XQ_GRAN_CHANNEL;
+  q.strategy = group ? XQ_STRATEGY_GROUP : XQ_STRATEGY_CHANNEL;
   q.rows = N;
   q.cols = K;
   q.group_size = group ? group : K;

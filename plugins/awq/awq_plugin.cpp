@@ -121,7 +121,7 @@ class AwqAlgorithm : public PluginBase {
     const bool skip_qk = group.role && std::string(group.role) == "attn_qkv";
     for (uint64_t i = 0; i < group.n_linears; ++i) {
       const xq_linear_input& in = group.linears[i];
-      if (!o.clip || (skip_qk && is_query_or_key(in.name)) || schemes[i].granularity == XQ_GRAN_TENSOR) continue;
+      if (!o.clip || (skip_qk && is_query_or_key(in.name)) || schemes[i].strategy == XQ_STRATEGY_TENSOR) continue;
       if (!in.stats->samples || in.stats->n_samples <= 0)
         fail(XQ_ERR_INVALID_ARGUMENT,
              format("%s: the awq clip search needs sampled input rows; none were given (or set clip: false)", in.name));
@@ -155,7 +155,7 @@ class AwqAlgorithm : public PluginBase {
       const float* w = static_cast<const float*>(group.linears[i].weight.data);
       const int64_t rows = group.linears[i].weight.shape[0];
       const quant::Scheme& sc = schemes[i];
-      if (sc.granularity == XQ_GRAN_TENSOR) {
+      if (sc.strategy == XQ_STRATEGY_TENSOR) {
         float m = 0.0f;
         for (int64_t e = 0; e < rows * cols; ++e) m = std::max(m, std::fabs(w[e]));
         for (int64_t r = 0; r < rows; ++r)
@@ -381,7 +381,7 @@ constexpr xq_param_spec kParams[] = {
     {nullptr, XQ_VALUE_NONE, nullptr, nullptr}};
 
 constexpr const char* kCapabilities[] = {"bits:2-8",          "symmetric",           "asymmetric",
-                                         "granularity:channel", "granularity:group", "transform",
+                                         "strategy:channel", "strategy:group", "transform",
                                          "needs:forward",     "scheme-default:symmetric=false",
                                          "scheme-default:group_size=128", nullptr};
 

@@ -6,7 +6,7 @@
 namespace xquant::hfq {
 
 constexpr const char* kAwqCapabilities[] = {"write:awq-gemm", "read:awq-gemm", "bits:4",
-                                            "granularity:group", "zero-points:always", nullptr};
+                                            "strategy:group", "zero-points:always", nullptr};
 
 constexpr xq_param_spec kAwqParams[] = {{nullptr, XQ_VALUE_NONE, nullptr, nullptr}};
 

@@ -114,14 +114,14 @@ void Writer::check_layout(const std::string& m, const xq_quant_tensor& q) {
   const int64_t per = pack_factor(q.bits);
   if (kind_ == Kind::kAwq) {
     if (q.bits != 4) refuse(kind_, m, std::to_string(q.bits) + "-bit codes; AWQ's GEMM layout is 4-bit only");
-    if (q.granularity != XQ_GRAN_GROUP)
+    if (q.strategy != XQ_STRATEGY_GROUP)
       refuse(kind_, m, "AWQ stores group-wise scales only (this tensor is per-channel or per-tensor; write gptq, "
                        "whose group_size -1 is per-channel)");
     if (q.g_idx) refuse(kind_, m, "act-order (g_idx) cannot be stored in AWQ (write gptq with desc_act)");
   } else {
     if (q.bits != 2 && q.bits != 4 && q.bits != 8)
       refuse(kind_, m, std::to_string(q.bits) + "-bit codes; GPTQ is written for 2, 4 and 8 bits");
-    if (q.granularity != XQ_GRAN_GROUP && q.granularity != XQ_GRAN_CHANNEL)
+    if (q.strategy != XQ_STRATEGY_GROUP && q.strategy != XQ_STRATEGY_CHANNEL)
       refuse(kind_, m, "per-tensor scales cannot be stored in GPTQ (group or channel only)");
     if (q.cols % per != 0)
       refuse(kind_, m, std::to_string(q.cols) + " input columns are not a multiple of " + std::to_string(per) +
@@ -130,7 +130,7 @@ void Writer::check_layout(const std::string& m, const xq_quant_tensor& q) {
   if (q.rows % per != 0)
     refuse(kind_, m, std::to_string(q.rows) + " output rows are not a multiple of " + std::to_string(per) +
                          " (qzeros packs them)");
-  if (q.granularity == XQ_GRAN_GROUP && (q.group_size <= 0 || q.cols % q.group_size != 0))
+  if (q.strategy == XQ_STRATEGY_GROUP && (q.group_size <= 0 || q.cols % q.group_size != 0))
     refuse(kind_, m, std::to_string(q.cols) + " input columns are not a multiple of group_size " +
                          std::to_string(q.group_size) + " (AutoAWQ, GPTQ kernels and vLLM need whole groups)");
   const int lo = -(1 << (q.bits - 1)), hi = (1 << (q.bits - 1)) - 1;
@@ -155,7 +155,7 @@ void Writer::check_layout(const std::string& m, const xq_quant_tensor& q) {
 
 // quantization_config is global: one bit width and group size.
 void Writer::check_uniform(const std::string& m, const xq_quant_tensor& q) {
-  const int64_t gs = q.granularity == XQ_GRAN_CHANNEL ? -1 : q.group_size;
+  const int64_t gs = q.strategy == XQ_STRATEGY_CHANNEL ? -1 : q.group_size;
   if (!settings_) {
     Settings s;
     s.kind = kind_;

@@ -6,7 +6,7 @@
 namespace xquant::hfq {
 
 constexpr const char* kGptqCapabilities[] = {"write:gptq,gptq_v2", "read:gptq,gptq_v2", "bits:2,4,8",
-                                             "granularity:group,channel", "g_idx", nullptr};
+                                             "strategy:group,channel", "g_idx", nullptr};
 
 constexpr xq_param_spec kGptqParams[] = {
     {"checkpoint_format", XQ_VALUE_STRING, "gptq",

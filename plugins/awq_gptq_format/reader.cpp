@@ -102,7 +102,7 @@ void read_module(const sdk::Host& host, const Settings& s, const xq_tensor_sourc
   sdk::QuantTensor owner(host);  // frees the buffers if reading fails halfway
   xq_quant_tensor& q = owner.get();
   q.bits = bits;
-  q.granularity = channel ? XQ_GRAN_CHANNEL : XQ_GRAN_GROUP;
+  q.strategy = channel ? XQ_STRATEGY_CHANNEL : XQ_STRATEGY_GROUP;
   q.rows = rows;
   q.cols = cols;
   q.group_size = group_size;

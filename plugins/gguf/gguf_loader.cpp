@@ -351,7 +351,7 @@ void GgufModel::read_quantized(uint64_t i, xq_quant_tensor& q) const {
   // q is owned by LoaderAdapter::read_quantized, which frees its buffers if this throws.
   q.bits = t.type == kQ8_0 ? 8 : 4;
   q.symmetric = 1;
-  q.granularity = XQ_GRAN_GROUP;
+  q.strategy = XQ_STRATEGY_GROUP;
   q.rows = rows;
   q.cols = cols;
   q.group_size = 32;

@@ -53,8 +53,8 @@ std::string tokenizer_config_beside(const std::filesystem::path& tokenizer_json)
 void dequantize_canonical(const xq_quant_tensor& q, int64_t r, float* out) {
   for (int64_t c = 0; c < q.cols; ++c) {
     int64_t k = 0;
-    if (q.granularity != XQ_GRAN_TENSOR) {
-      const int64_t g = q.granularity == XQ_GRAN_GROUP ? (q.g_idx ? q.g_idx[c] : c / q.group_size) : 0;
+    if (q.strategy != XQ_STRATEGY_TENSOR) {
+      const int64_t g = q.strategy == XQ_STRATEGY_GROUP ? (q.g_idx ? q.g_idx[c] : c / q.group_size) : 0;
       k = r * q.n_groups + g;
     }
     const int z = q.zero_points ? q.zero_points[k] : 0;
@@ -68,8 +68,8 @@ void encode_row_codes(const xq_quant_tensor& q, uint32_t type, int64_t r, uint8_
   std::vector<float> sc(static_cast<size_t>(nb));
   std::vector<int8_t> zp(static_cast<size_t>(nb));
   for (int64_t b = 0; b < nb; ++b) {
-    const int64_t k = q.granularity == XQ_GRAN_TENSOR    ? 0
-                      : q.granularity == XQ_GRAN_CHANNEL ? r
+    const int64_t k = q.strategy == XQ_STRATEGY_TENSOR    ? 0
+                      : q.strategy == XQ_STRATEGY_CHANNEL ? r
                                                          : r * q.n_groups + b * 32 / q.group_size;
     sc[b] = q.scales[k];
     zp[b] = q.zero_points ? q.zero_points[k] : 0;
@@ -155,22 +155,22 @@ void validate(const char* module, const xq_quant_tensor& q) {
   if (!q.codes || !q.scales || q.rows <= 0 || q.cols <= 0) bad("no codes or scales, or an empty shape");
   if (q.bits < 2 || q.bits > 8) bad(format("%u bits (2..8 expected)", q.bits));
   if (!q.symmetric && !q.zero_points) bad("asymmetric without zero points");
-  if (q.granularity == XQ_GRAN_GROUP) {
+  if (q.strategy == XQ_STRATEGY_GROUP) {
     if (q.group_size <= 0 || q.n_groups != (q.cols + q.group_size - 1) / q.group_size)
       bad(format("group_size %lld and n_groups %lld do not fit %lld columns", static_cast<long long>(q.group_size),
                  static_cast<long long>(q.n_groups), static_cast<long long>(q.cols)));
     if (q.g_idx)
       for (int64_t c = 0; c < q.cols; ++c)
         if (q.g_idx[c] < 0 || q.g_idx[c] >= q.n_groups) bad(format("g_idx[%lld] = %d is no group", static_cast<long long>(c), q.g_idx[c]));
-  } else if (q.granularity != XQ_GRAN_CHANNEL && q.granularity != XQ_GRAN_TENSOR) {
-    bad("granularity has no GGUF form (tensor, channel or group expected)");
+  } else if (q.strategy != XQ_STRATEGY_CHANNEL && q.strategy != XQ_STRATEGY_TENSOR) {
+    bad("strategy has no GGUF form (tensor, channel or group expected)");
   }
 }
 
 const char* scheme_text(const xq_quant_tensor& q, std::string* buf) {
   *buf = format("int%u %s %s", q.bits, q.symmetric ? "sym" : "asym",
-                q.granularity == XQ_GRAN_GROUP ? format("g%lld", static_cast<long long>(q.group_size)).c_str()
-                : q.granularity == XQ_GRAN_CHANNEL ? "per-channel" : "per-tensor");
+                q.strategy == XQ_STRATEGY_GROUP ? format("g%lld", static_cast<long long>(q.group_size)).c_str()
+                : q.strategy == XQ_STRATEGY_CHANNEL ? "per-channel" : "per-tensor");
   if (q.g_idx) *buf += " act-order";
   return buf->c_str();
 }
@@ -271,7 +271,7 @@ Writer::Target Writer::plan(const xq_quant_tensor& q, uint32_t wanted) const {
     t.why_not = format("%s holds %u-bit codes, these are %u-bit", name, type_bits, q.bits);
   else if (q.g_idx)
     t.why_not = format("act-order (g_idx) groups are not runs of 32 columns");
-  else if (q.granularity == XQ_GRAN_GROUP && q.group_size % 32 != 0)
+  else if (q.strategy == XQ_STRATEGY_GROUP && q.group_size % 32 != 0)
     t.why_not = format("%s blocks are 32 columns with one scale, and group %lld does not split into them", name,
                        static_cast<long long>(q.group_size));
   t.from_codes = t.why_not.empty();

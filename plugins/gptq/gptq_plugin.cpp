@@ -180,7 +180,7 @@ class GptqAlgorithm : public PluginBase {
     const double hscale = 2.0 / static_cast<double>(st->tokens);
 
     const float* w_in = static_cast<const float*>(in.weight.data);
-    const bool grouped = sc.granularity == XQ_GRAN_GROUP && sc.groups(cols) > 1;
+    const bool grouped = sc.strategy == XQ_STRATEGY_GROUP && sc.groups(cols) > 1;
     const int64_t gs = sc.group_cols(cols), ng = sc.groups(cols);
     const bool static_groups = grouped && o.static_groups;
 
@@ -212,7 +212,7 @@ class GptqAlgorithm : public PluginBase {
     xq_quant_tensor& q = owner.get();
     quant::alloc_quant(host, sc, in.scheme, rows, cols, q);
     // Up-front parameters on the original W: TENSOR, CHANNEL, static groups.
-    if (sc.granularity == XQ_GRAN_TENSOR) {
+    if (sc.strategy == XQ_STRATEGY_TENSOR) {
       quant::Params p = quant::choose_span(sc, w_in, rows * cols);
       q.scales[0] = p.scale;
       if (q.zero_points) q.zero_points[0] = static_cast<int8_t>(p.zp);
@@ -268,9 +268,9 @@ class GptqAlgorithm : public PluginBase {
     // The current (scale, zp) of each row; with static groups the group of a
     // column depends on its original index, so they are reloaded per column.
     std::vector<float> cur_scale(static_cast<size_t>(rows)), cur_zp(static_cast<size_t>(rows), 0.0f);
-    if (sc.granularity == XQ_GRAN_TENSOR || !grouped) {
+    if (sc.strategy == XQ_STRATEGY_TENSOR || !grouped) {
       for (int64_t r = 0; r < rows; ++r) {
-        const int64_t idx = sc.granularity == XQ_GRAN_TENSOR ? 0 : r * ng;
+        const int64_t idx = sc.strategy == XQ_STRATEGY_TENSOR ? 0 : r * ng;
         cur_scale[r] = q.scales[idx];
         cur_zp[r] = q.zero_points ? q.zero_points[idx] : 0.0f;
       }
@@ -358,7 +358,7 @@ constexpr xq_param_spec kParams[] = {
     {nullptr, XQ_VALUE_NONE, nullptr, nullptr}};
 
 constexpr const char* kCapabilities[] = {"bits:2-8",          "symmetric",        "asymmetric",
-                                         "granularity:tensor", "granularity:channel", "granularity:group",
+                                         "strategy:tensor", "strategy:channel", "strategy:group",
                                          "act-order",         "needs:hessian",    "scheme-default:group_size=128",
                                          nullptr};
 

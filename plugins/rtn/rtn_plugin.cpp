@@ -32,7 +32,7 @@ class RtnAlgorithm : public PluginBase {
     xq_quant_tensor& q = owner.get();
     quant::alloc_quant(host, s, in.scheme, rows, cols, q);
     quant::ErrorSums total;
-    if (s.granularity == XQ_GRAN_TENSOR) {
+    if (s.strategy == XQ_STRATEGY_TENSOR) {
       total = quant::rtn_tensor_sums(s, w, rows, cols, q.codes, q.scales, q.zero_points);
     } else {
       std::mutex m;
@@ -48,8 +48,8 @@ class RtnAlgorithm : public PluginBase {
   }
 };
 
-constexpr const char* kCapabilities[] = {"bits:2-8", "symmetric", "asymmetric", "granularity:tensor",
-                                         "granularity:channel", "granularity:group", "data-free", nullptr};
+constexpr const char* kCapabilities[] = {"bits:2-8", "symmetric", "asymmetric", "strategy:tensor",
+                                         "strategy:channel", "strategy:group", "data-free", nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = describe<RtnAlgorithm>(
     XQ_PLUGIN_ALGORITHM, "rtn", "1.0.0",

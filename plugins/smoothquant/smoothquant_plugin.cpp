@@ -167,8 +167,8 @@ constexpr xq_param_spec kParams[] = {
      "NULL for the rule's next algorithm, e.g. gptq)"},
     {nullptr, XQ_VALUE_NONE, nullptr, nullptr}};
 
-constexpr const char* kCapabilities[] = {"bits:2-8", "symmetric", "asymmetric", "granularity:tensor",
-                                         "granularity:channel", "granularity:group", "transform", "needs:absmax",
+constexpr const char* kCapabilities[] = {"bits:2-8", "symmetric", "asymmetric", "strategy:tensor",
+                                         "strategy:channel", "strategy:group", "transform", "needs:absmax",
                                          "scheme-default:bits=8", "scheme-default:activations=dynamic", nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = describe<SmoothQuantAlgorithm>(

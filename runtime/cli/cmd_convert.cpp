@@ -105,11 +105,11 @@ std::vector<float> dequantized(const QuantTensor& q) {
 }
 
 bool same_canonical(const xq_quant_tensor& a, const xq_quant_tensor& b) {
-  if (a.bits != b.bits || a.symmetric != b.symmetric || a.granularity != b.granularity || a.rows != b.rows ||
+  if (a.bits != b.bits || a.symmetric != b.symmetric || a.strategy != b.strategy || a.rows != b.rows ||
       a.cols != b.cols || a.group_size != b.group_size || a.n_groups != b.n_groups || (a.g_idx == nullptr) != (b.g_idx == nullptr))
     return false;
   const size_t n = static_cast<size_t>(a.rows * a.cols);
-  const size_t ns = static_cast<size_t>(a.granularity == XQ_GRAN_TENSOR ? 1 : a.rows * a.n_groups);
+  const size_t ns = static_cast<size_t>(a.strategy == XQ_STRATEGY_TENSOR ? 1 : a.rows * a.n_groups);
   if (std::memcmp(a.codes, b.codes, n) != 0 || std::memcmp(a.scales, b.scales, ns * 4) != 0) return false;
   if (a.zero_points && std::memcmp(a.zero_points, b.zero_points, ns) != 0) return false;
   return !a.g_idx || std::memcmp(a.g_idx, b.g_idx, static_cast<size_t>(a.cols) * 4) == 0;
@@ -122,8 +122,8 @@ struct Outcome {
 };
 
 std::string scheme_text(const xq_quant_tensor& q) {
-  std::string g = q.granularity == XQ_GRAN_GROUP    ? fmt::format("g{}", q.group_size)
-                  : q.granularity == XQ_GRAN_CHANNEL ? std::string("channel")
+  std::string g = q.strategy == XQ_STRATEGY_GROUP    ? fmt::format("g{}", q.group_size)
+                  : q.strategy == XQ_STRATEGY_CHANNEL ? std::string("channel")
                                                      : std::string("tensor");
   return fmt::format("int{} {} {}{}", q.bits, q.symmetric ? "sym" : "asym", g, q.g_idx ? " act-order" : "");
 }

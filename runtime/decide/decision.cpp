@@ -83,7 +83,7 @@ std::vector<QuantRule> candidate_rules(Runtime& rt, const Pipeline& p, const Qua
   QuantRule int8 = rule_with(rule, {"rtn"});
   int8.weights = WeightScheme{};
   int8.weights.bits = 8;
-  int8.weights.granularity = XQ_GRAN_CHANNEL;
+  int8.weights.strategy = XQ_STRATEGY_CHANNEL;
   int8.weights.scale_dtype = rule.weights.scale_dtype;
   int8.activations = ActivationScheme{};
   check.rules.push_back(int8);

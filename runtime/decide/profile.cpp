@@ -77,7 +77,7 @@ ActivationProfile activation_profile(const InputStats& s) {
 
 uint64_t stored_bytes(const xq_quant_tensor& q) {
   const uint64_t codes = static_cast<uint64_t>(q.rows) * static_cast<uint64_t>(q.cols) * q.bits / 8;
-  const uint64_t n_scales = q.granularity == XQ_GRAN_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
+  const uint64_t n_scales = q.strategy == XQ_STRATEGY_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
   return codes + n_scales * dtype_size(q.scale_dtype) + (q.zero_points ? n_scales : 0);
 }
 

@@ -15,8 +15,8 @@ bool same_description(const xq_quant_tensor& a, const xq_quant_tensor& b, std::s
   if (a.bits != b.bits) return no("bits differ");
   if (a.symmetric != b.symmetric || (a.zero_points == nullptr) != (b.zero_points == nullptr))
     return no("symmetry differs");
-  if (a.granularity != b.granularity || a.group_size != b.group_size || a.n_groups != b.n_groups)
-    return no("granularity or group size differs");
+  if (a.strategy != b.strategy || a.group_size != b.group_size || a.n_groups != b.n_groups)
+    return no("strategy or group size differs");
   if (a.cols != b.cols) return no("columns differ");
   if (a.scale_dtype != b.scale_dtype) return no("scale dtype differs");
   if (a.act_scheme != b.act_scheme || a.act_bits != b.act_bits || a.input_scale != b.input_scale)
@@ -52,7 +52,7 @@ std::optional<QuantTensor> stack_rows(const std::vector<const xq_quant_tensor*>&
       if (why) *why = "act-order g_idx (one column permutation per part)";
       return std::nullopt;
     }
-    if (p->granularity != XQ_GRAN_GROUP && p->granularity != XQ_GRAN_CHANNEL) {
+    if (p->strategy != XQ_STRATEGY_GROUP && p->strategy != XQ_STRATEGY_CHANNEL) {
       if (why) *why = "per-tensor or block scales";
       return std::nullopt;
     }

@@ -12,7 +12,7 @@ namespace xquant {
 
 // The quantized weights `parts` stacked along rows (out features), in order,
 // into one tensor owning its buffers; nullopt with the reason in *why when
-// they cannot share one description: different bits, symmetry, granularity,
+// they cannot share one description: different bits, symmetry, strategy,
 // group size, columns, scale dtype or activation scheme, a per-tensor scale
 // (one value per part), or act-order g_idx (a permutation per part).
 std::optional<QuantTensor> stack_rows(const std::vector<const xq_quant_tensor*>& parts, std::string* why);

@@ -40,7 +40,7 @@ const char* kRoles[] = {"attn_qkv", "attn_o", "mlp_gate_up", "mlp_down"};
 // then make the engine copy the exact dequantization of what is stored.
 void fold_row_rescale(QuantTensor& q, const std::vector<float>& before, std::vector<float>& after, int64_t rows,
                       int64_t cols, const std::string& group_name) {
-  if (q->granularity == XQ_GRAN_TENSOR)
+  if (q->strategy == XQ_STRATEGY_TENSOR)
     fail(XQ_ERR_UNSUPPORTED, "{}: cannot rescale the rows of a per-tensor quantized Linear", group_name);
   const int64_t ng = q->n_groups;
   for (int64_t r = 0; r < rows; ++r) {

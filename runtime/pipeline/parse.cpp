@@ -78,8 +78,8 @@ void parse_weights(YamlChecker& c, const YAML::Node& node, const std::string& pa
   std::string strategy = has_group ? "group" : "channel";
   if (node["strategy"])
     if (auto v = c.get_choice(node["strategy"], path + ".strategy", {"tensor", "channel", "group"})) strategy = *v;
-  w.granularity = strategy == "tensor" ? XQ_GRAN_TENSOR : strategy == "channel" ? XQ_GRAN_CHANNEL : XQ_GRAN_GROUP;
-  if (w.granularity == XQ_GRAN_GROUP) {
+  w.strategy = strategy == "tensor" ? XQ_STRATEGY_TENSOR : strategy == "channel" ? XQ_STRATEGY_CHANNEL : XQ_STRATEGY_GROUP;
+  if (w.strategy == XQ_STRATEGY_GROUP) {
     if (!has_group) {
       c.error(node, path, "strategy 'group' needs 'group_size'");
     } else if (auto v = c.get_int(node["group_size"], path + ".group_size", 1, 1 << 20)) {

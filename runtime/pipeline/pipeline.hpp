@@ -47,7 +47,7 @@ struct TargetPattern {
 struct WeightScheme {
   int bits = 4;
   bool symmetric = true;
-  xq_granularity granularity = XQ_GRAN_GROUP;
+  xq_strategy strategy = XQ_STRATEGY_GROUP;
   int64_t group_size = 128;
   std::string scale_dtype = "auto";  // auto | float32 | float16 | bfloat16
 };

@@ -18,8 +18,8 @@
 namespace xquant {
 
 std::string describe_scheme(const WeightScheme& w, const ActivationScheme& a) {
-  std::string g = w.granularity == XQ_GRAN_TENSOR    ? "tensor"
-                  : w.granularity == XQ_GRAN_CHANNEL ? "channel"
+  std::string g = w.strategy == XQ_STRATEGY_TENSOR    ? "tensor"
+                  : w.strategy == XQ_STRATEGY_CHANNEL ? "channel"
                                                      : fmt::format("group{}", w.group_size);
   std::string s = fmt::format("int{} {} {}", w.bits, w.symmetric ? "sym" : "asym", g);
   if (a.enabled) s += fmt::format(" a{} {}", a.bits, a.dynamic ? "dynamic-token" : "static-tensor");

@@ -235,7 +235,7 @@ void write_quantized(ByteWriter& w, const std::string& module, const xq_quant_te
   w.string(module);
   w.value(q.bits);
   w.value(q.symmetric);
-  w.value(static_cast<int32_t>(q.granularity));
+  w.value(static_cast<int32_t>(q.strategy));
   w.value(q.rows);
   w.value(q.cols);
   w.value(q.group_size);
@@ -244,7 +244,7 @@ void write_quantized(ByteWriter& w, const std::string& module, const xq_quant_te
   w.value(static_cast<int32_t>(q.act_scheme));
   w.value(q.act_bits);
   w.value(q.input_scale);
-  const uint64_t n_scales = q.granularity == XQ_GRAN_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
+  const uint64_t n_scales = q.strategy == XQ_STRATEGY_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
   w.blob(q.codes, static_cast<uint64_t>(q.rows * q.cols));
   w.blob(q.scales, n_scales * sizeof(float));
   w.blob(q.zero_points, q.zero_points ? n_scales : 0);
@@ -272,7 +272,7 @@ void replay_tensor(ByteReader& r, OutputWriter& writer) {
   q.struct_size = sizeof(q);
   q.bits = r.value<uint32_t>();
   q.symmetric = r.value<uint32_t>();
-  q.granularity = static_cast<xq_granularity>(r.value<int32_t>());
+  q.strategy = static_cast<xq_strategy>(r.value<int32_t>());
   q.rows = r.value<int64_t>();
   q.cols = r.value<int64_t>();
   q.group_size = r.value<int64_t>();
@@ -330,7 +330,7 @@ uint64_t run_fingerprint(const Pipeline& p, const Checkpoint& source, const std:
     hash_targets(f, rule.targets);
     hash_targets(f, rule.ignore);
     const WeightScheme& w = rule.weights;
-    f.add_value(w.bits), f.add_value(w.symmetric), f.add_value(static_cast<int>(w.granularity));
+    f.add_value(w.bits), f.add_value(w.symmetric), f.add_value(static_cast<int>(w.strategy));
     f.add_value(w.group_size), f.add_string(w.scale_dtype);
     const ActivationScheme& a = rule.activations;
     f.add_value(a.enabled), f.add_value(a.bits), f.add_value(a.dynamic), f.add_string(a.strategy);

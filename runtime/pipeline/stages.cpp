@@ -24,8 +24,8 @@ xq_quant_scheme scheme_of(const WeightScheme& w, const ActivationScheme& a, int6
   s.struct_size = sizeof(s);
   s.bits = static_cast<uint32_t>(w.bits);
   s.symmetric = w.symmetric ? 1 : 0;
-  s.granularity = w.granularity;
-  s.group_size = w.granularity == XQ_GRAN_GROUP ? w.group_size : cols;
+  s.strategy = w.strategy;
+  s.group_size = w.strategy == XQ_STRATEGY_GROUP ? w.group_size : cols;
   s.scale_dtype = scale_dtype;
   if (a.enabled) {
     s.act_scheme = a.dynamic ? XQ_ACT_DYNAMIC_TOKEN : XQ_ACT_STATIC_TENSOR;
@@ -43,9 +43,9 @@ xq_dtype scale_dtype_for(const WeightScheme& w, const Kv& config) {
 }
 
 WeightScheme effective_weights(const WeightScheme& w, int64_t cols, bool format_takes_ragged, std::string* why) {
-  if (w.granularity != XQ_GRAN_GROUP || cols % w.group_size == 0 || format_takes_ragged) return w;
+  if (w.strategy != XQ_STRATEGY_GROUP || cols % w.group_size == 0 || format_takes_ragged) return w;
   WeightScheme out = w;
-  out.granularity = XQ_GRAN_CHANNEL;
+  out.strategy = XQ_STRATEGY_CHANNEL;
   if (why)
     *why = fmt::format("{} input columns are not a multiple of group_size {} and the output format stores whole "
                        "groups only: per-channel instead",

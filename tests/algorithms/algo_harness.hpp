@@ -54,13 +54,13 @@ struct Linear {
 
   Linear(std::string n, int64_t r, int64_t c) : name(std::move(n)), rows(r), cols(c), w(static_cast<size_t>(r * c)) {
     scheme.struct_size = sizeof(scheme);
-    set_scheme(4, true, XQ_GRAN_GROUP, 128);
+    set_scheme(4, true, XQ_STRATEGY_GROUP, 128);
   }
-  void set_scheme(uint32_t bits, bool sym, xq_granularity g, int64_t gs, xq_act_scheme act = XQ_ACT_NONE) {
+  void set_scheme(uint32_t bits, bool sym, xq_strategy g, int64_t gs, xq_act_scheme act = XQ_ACT_NONE) {
     scheme.bits = bits;
     scheme.symmetric = sym ? 1 : 0;
-    scheme.granularity = g;
-    scheme.group_size = g == XQ_GRAN_GROUP ? gs : cols;
+    scheme.strategy = g;
+    scheme.group_size = g == XQ_STRATEGY_GROUP ? gs : cols;
     scheme.scale_dtype = XQ_DTYPE_F32;
     scheme.act_scheme = act;
     scheme.act_bits = act == XQ_ACT_NONE ? 0 : 8;
@@ -175,8 +175,8 @@ inline std::vector<float> dequantize(const xq_quant_tensor& q) {
   for (int64_t r = 0; r < q.rows; ++r)
     for (int64_t c = 0; c < q.cols; ++c) {
       int64_t g = 0;
-      if (q.granularity == XQ_GRAN_GROUP) g = q.g_idx ? q.g_idx[c] : c / q.group_size;
-      const int64_t idx = q.granularity == XQ_GRAN_TENSOR ? 0 : r * q.n_groups + g;
+      if (q.strategy == XQ_STRATEGY_GROUP) g = q.g_idx ? q.g_idx[c] : c / q.group_size;
+      const int64_t idx = q.strategy == XQ_STRATEGY_TENSOR ? 0 : r * q.n_groups + g;
       const float zp = q.zero_points ? float(q.zero_points[idx]) : 0.0f;
       out[size_t(r * q.cols + c)] = (float(q.codes[r * q.cols + c]) - zp) * q.scales[idx];
     }

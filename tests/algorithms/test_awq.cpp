@@ -116,7 +116,7 @@ TEST(Awq, ChosenScaleBeatsRatioZeroAndIdentity) {
   for (Linear* l : {&gate, &up}) {
     l->w = randn(static_cast<size_t>(l->rows * cols), rng, 0.05f);
     l->set_inputs(x, T);
-    l->set_scheme(3, false, XQ_GRAN_GROUP, 32);
+    l->set_scheme(3, false, XQ_STRATEGY_GROUP, 32);
   }
   const std::vector<Linear> orig = {gate, up};
   ConcatModule m({&gate, &up}, x, T);
@@ -228,7 +228,7 @@ TEST(Awq, ClipSkipsQueryAndKey) {
     l->w = randn(static_cast<size_t>(l->rows * cols), rng, 0.05f);
     for (int64_t r = 0; r < l->rows; ++r) l->w[size_t(r * cols + (r % cols))] = 0.8f;  // weight outliers
     l->set_inputs(x, T);
-    l->set_scheme(3, false, XQ_GRAN_GROUP, 16);
+    l->set_scheme(3, false, XQ_STRATEGY_GROUP, 16);
   }
   const std::vector<float> q0 = q.w, k0 = k.w, v0 = v.w;
   std::vector<float> norm(static_cast<size_t>(cols), 1.0f);
@@ -265,7 +265,7 @@ TEST(Awq, ClipLowersThePartialDotError) {
     Linear l("l.mlp.down_proj", rows, cols);
     l.w = w;
     l.set_inputs(x, T);
-    l.set_scheme(3, false, XQ_GRAN_GROUP, 32);
+    l.set_scheme(3, false, XQ_STRATEGY_GROUP, 32);
     Params p;
     p.set_bool("clip", clip == 1);
     Result r = run("awq", p, {&l}, nullptr, 0, "linear");  // no prev op: clip + quantize only

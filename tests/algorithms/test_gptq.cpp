@@ -182,8 +182,8 @@ TEST(Gptq, IdentityHessianEqualsRtn) {
       Linear g("m.fc", 12, 20), r("m.fc", 12, 20);
       g.w = randn(static_cast<size_t>(12 * 20), rng);
       r.w = g.w;
-      g.set_scheme(4, sym, gs < 20 ? XQ_GRAN_GROUP : XQ_GRAN_CHANNEL, gs);
-      r.set_scheme(4, sym, gs < 20 ? XQ_GRAN_GROUP : XQ_GRAN_CHANNEL, gs);
+      g.set_scheme(4, sym, gs < 20 ? XQ_STRATEGY_GROUP : XQ_STRATEGY_CHANNEL, gs);
+      r.set_scheme(4, sym, gs < 20 ? XQ_STRATEGY_GROUP : XQ_STRATEGY_CHANNEL, gs);
       g.hessian.assign(20 * 20, 0.0f);
       for (int j = 0; j < 20; ++j) g.hessian[size_t(j * 20 + j)] = 50.0f;
       g.tokens = 100;
@@ -215,8 +215,8 @@ TEST(Gptq, BeatsRtnOnCorrelatedHessian) {
     g.w = randn(static_cast<size_t>(rows * cols), rng, 0.1f);
     r.w = g.w;
     g.set_inputs(x, T);
-    g.set_scheme(4, false, XQ_GRAN_GROUP, 32);
-    r.set_scheme(4, false, XQ_GRAN_GROUP, 32);
+    g.set_scheme(4, false, XQ_STRATEGY_GROUP, 32);
+    r.set_scheme(4, false, XQ_STRATEGY_GROUP, 32);
     Params p;
     p.set_bool("act_order", act_order);
     Result rg = run("gptq", p, {&g});
@@ -240,7 +240,7 @@ TEST(Gptq, MatchesTheReferenceLoop) {
       Linear g("m.fc", rows, cols);
       g.w = randn(static_cast<size_t>(rows * cols), rng, 0.1f);
       g.set_inputs(x, T);
-      g.set_scheme(4, sym, XQ_GRAN_GROUP, 24);
+      g.set_scheme(4, sym, XQ_STRATEGY_GROUP, 24);
       Params p;
       p.set_bool("act_order", act_order).set_int("block_size", 16);
       Result rg = run("gptq", p, {&g});
@@ -264,7 +264,7 @@ TEST(Gptq, ActOrderGidxIsConsistent) {
   Linear g("m.fc", rows, cols);
   g.w = randn(static_cast<size_t>(rows * cols), rng, 0.1f);
   g.set_inputs(x, T);
-  g.set_scheme(4, true, XQ_GRAN_GROUP, gs);
+  g.set_scheme(4, true, XQ_STRATEGY_GROUP, gs);
   Params p;
   p.set_bool("act_order", true);
   Result r = run("gptq", p, {&g});
@@ -308,8 +308,8 @@ TEST(Gptq, StaticGroupsUseOriginalWeights) {
   g.w = randn(static_cast<size_t>(rows * cols), rng, 0.1f);
   r.w = g.w;
   g.set_inputs(x, T);
-  g.set_scheme(4, false, XQ_GRAN_GROUP, 16);
-  r.set_scheme(4, false, XQ_GRAN_GROUP, 16);
+  g.set_scheme(4, false, XQ_STRATEGY_GROUP, 16);
+  r.set_scheme(4, false, XQ_STRATEGY_GROUP, 16);
   Params p;
   p.set_bool("act_order", true).set_bool("static_groups", true);
   Result rg = run("gptq", p, {&g});
@@ -333,7 +333,7 @@ TEST(Gptq, DeadColumnsAreZero) {
   Linear g("m.fc", rows, cols);
   g.w = randn(static_cast<size_t>(rows * cols), rng, 0.1f);
   g.set_inputs(x, T);
-  g.set_scheme(4, false, XQ_GRAN_GROUP, 16);
+  g.set_scheme(4, false, XQ_STRATEGY_GROUP, 16);
   Result r = run("gptq", Params(), {&g});
   ASSERT_EQ(r.status, XQ_OK) << r.error;
   const std::vector<float> deq = dequantize(r.quant[0].get());
@@ -356,7 +356,7 @@ TEST(Gptq, DampingIncreasesOnAnIndefiniteHessian) {
   for (int64_t j = 0; j < cols; ++j) m += g.hessian[size_t(j * cols + j)];
   m /= double(cols);
   for (int64_t j = 0; j < cols; ++j) g.hessian[size_t(j * cols + j)] -= float(0.05 * m);
-  g.set_scheme(4, true, XQ_GRAN_GROUP, 8);
+  g.set_scheme(4, true, XQ_STRATEGY_GROUP, 8);
   {
     LogCapture log;
     Result r = run("gptq", Params(), {&g});

@@ -129,7 +129,7 @@ TEST(SmoothQuant, W8A8ErrorDropsOnOutliers) {
   Linear plain("m.fc", rows, cols);
   plain.w = w;
   plain.set_inputs(x, T);
-  plain.set_scheme(8, true, XQ_GRAN_CHANNEL, 0, XQ_ACT_DYNAMIC_TOKEN);
+  plain.set_scheme(8, true, XQ_STRATEGY_CHANNEL, 0, XQ_ACT_DYNAMIC_TOKEN);
   Result rr = run("rtn", Params(), {&plain});
   ASSERT_EQ(rr.status, XQ_OK) << rr.error;
   const double err_rtn = mse(y_ref, w8a8(x, rr.quant[0].get()));
@@ -137,7 +137,7 @@ TEST(SmoothQuant, W8A8ErrorDropsOnOutliers) {
   Linear sm("m.fc", rows, cols);
   sm.w = w;
   sm.set_inputs(x, T);
-  sm.set_scheme(8, true, XQ_GRAN_CHANNEL, 0, XQ_ACT_DYNAMIC_TOKEN);
+  sm.set_scheme(8, true, XQ_STRATEGY_CHANNEL, 0, XQ_ACT_DYNAMIC_TOKEN);
   std::vector<float> norm(static_cast<size_t>(cols), 1.0f);  // x = norm * x_raw with unit norm weights
   Params p;
   p.set("alpha", 0.5);
@@ -146,7 +146,7 @@ TEST(SmoothQuant, W8A8ErrorDropsOnOutliers) {
   const xq_quant_tensor& q = rs.quant[0].get();
   ASSERT_NE(q.codes, nullptr);
   EXPECT_EQ(q.bits, 8u);
-  EXPECT_EQ(q.granularity, XQ_GRAN_CHANNEL);
+  EXPECT_EQ(q.strategy, XQ_STRATEGY_CHANNEL);
   EXPECT_EQ(q.act_scheme, XQ_ACT_DYNAMIC_TOKEN);
   EXPECT_EQ(q.act_bits, 8u);
   std::vector<float> xs(x.size());  // the smoothed activations x / s = x * norm'
@@ -168,8 +168,8 @@ TEST(SmoothQuant, WithoutPrevNormItIsRtn) {
   b.w = a.w;
   a.absmax.assign(40, 2.0f);
   a.tokens = 4;
-  a.set_scheme(8, true, XQ_GRAN_CHANNEL, 0);
-  b.set_scheme(8, true, XQ_GRAN_CHANNEL, 0);
+  a.set_scheme(8, true, XQ_STRATEGY_CHANNEL, 0);
+  b.set_scheme(8, true, XQ_STRATEGY_CHANNEL, 0);
   Result rs = run("smoothquant", Params(), {&a}, nullptr, 0, "attn_o");
   Result rr = run("rtn", Params(), {&b});
   ASSERT_EQ(rs.status, XQ_OK) << rs.error;

@@ -81,7 +81,7 @@ struct Canon {
 struct Spec {
   uint32_t bits = 4;
   bool symmetric = true;
-  xq_granularity gran = XQ_GRAN_GROUP;
+  xq_strategy gran = XQ_STRATEGY_GROUP;
   int64_t rows = 16, cols = 64, group_size = 32;
   bool g_idx = false;
   xq_dtype scale_dtype = XQ_DTYPE_F32;
@@ -99,11 +99,11 @@ Canon random_canon(const Spec& s, uint32_t seed) {
   Canon c;
   c.q.bits = s.bits;
   c.q.symmetric = s.symmetric ? 1 : 0;
-  c.q.granularity = s.gran;
+  c.q.strategy = s.gran;
   c.q.rows = s.rows;
   c.q.cols = s.cols;
-  c.q.group_size = s.gran == XQ_GRAN_GROUP ? s.group_size : s.cols;
-  c.q.n_groups = s.gran == XQ_GRAN_GROUP ? (s.cols + s.group_size - 1) / s.group_size : 1;
+  c.q.group_size = s.gran == XQ_STRATEGY_GROUP ? s.group_size : s.cols;
+  c.q.n_groups = s.gran == XQ_STRATEGY_GROUP ? (s.cols + s.group_size - 1) / s.group_size : 1;
   c.q.scale_dtype = s.scale_dtype;
   c.q.act_scheme = s.act;
   c.q.act_bits = s.act == XQ_ACT_NONE ? 0 : 8;
@@ -116,7 +116,7 @@ Canon random_canon(const Spec& s, uint32_t seed) {
   // Make sure the extremes appear (they exercise the offset and masks).
   c.codes[0] = static_cast<int8_t>(lo);
   c.codes[c.codes.size() - 1] = static_cast<int8_t>(hi);
-  int64_t ns = s.gran == XQ_GRAN_TENSOR ? 1 : s.rows * c.q.n_groups;
+  int64_t ns = s.gran == XQ_STRATEGY_TENSOR ? 1 : s.rows * c.q.n_groups;
   c.scales.resize(static_cast<size_t>(ns));
   for (auto& v : c.scales) v = representable(sc(rng), s.scale_dtype);
   if (!s.symmetric) {
@@ -197,7 +197,7 @@ void expect_same(const xq_quant_tensor& a, const xq_quant_tensor& b, const std::
   ASSERT_EQ(a.rows, b.rows);
   ASSERT_EQ(a.cols, b.cols);
   EXPECT_EQ(a.symmetric, b.symmetric);
-  EXPECT_EQ(a.granularity, b.granularity);
+  EXPECT_EQ(a.strategy, b.strategy);
   EXPECT_EQ(a.group_size, b.group_size);
   ASSERT_EQ(a.n_groups, b.n_groups);
   EXPECT_EQ(a.scale_dtype, b.scale_dtype);
@@ -205,7 +205,7 @@ void expect_same(const xq_quant_tensor& a, const xq_quant_tensor& b, const std::
   if (a.act_scheme != XQ_ACT_NONE) { EXPECT_EQ(a.act_bits, b.act_bits); }
   if (a.act_scheme == XQ_ACT_STATIC_TENSOR) { EXPECT_EQ(a.input_scale, b.input_scale); }
   EXPECT_EQ(std::memcmp(a.codes, b.codes, static_cast<size_t>(a.rows * a.cols)), 0) << "codes differ";
-  int64_t ns = a.granularity == XQ_GRAN_TENSOR ? 1 : a.rows * a.n_groups;
+  int64_t ns = a.strategy == XQ_STRATEGY_TENSOR ? 1 : a.rows * a.n_groups;
   EXPECT_EQ(std::memcmp(a.scales, b.scales, static_cast<size_t>(ns) * 4), 0) << "scales differ (bitwise)";
   ASSERT_EQ(a.zero_points == nullptr, b.zero_points == nullptr);
   if (a.zero_points) { EXPECT_EQ(std::memcmp(a.zero_points, b.zero_points, static_cast<size_t>(ns)), 0) << "zero points differ"; }
@@ -226,32 +226,32 @@ TEST(CompressedTensors, MixedSchemesRoundTripExactly) {
   for (uint32_t bits : {2u, 3u, 4u, 5u, 6u, 7u, 8u})
     for (bool sym : {true, false}) {
       Spec g;  // ragged last group: 172 = 2*64 + 44
-      g.bits = bits, g.symmetric = sym, g.gran = XQ_GRAN_GROUP, g.rows = 37, g.cols = 172, g.group_size = 64;
+      g.bits = bits, g.symmetric = sym, g.gran = XQ_STRATEGY_GROUP, g.rows = 37, g.cols = 172, g.group_size = 64;
       add(g);
       Spec ch;  // rows not a multiple of 32/bits: the zero-point packing along dim 0 has a partial word
-      ch.bits = bits, ch.symmetric = sym, ch.gran = XQ_GRAN_CHANNEL, ch.rows = 29, ch.cols = 70;
+      ch.bits = bits, ch.symmetric = sym, ch.gran = XQ_STRATEGY_CHANNEL, ch.rows = 29, ch.cols = 70;
       add(ch);
     }
   Spec gi;
-  gi.bits = 4, gi.gran = XQ_GRAN_GROUP, gi.rows = 24, gi.cols = 172, gi.group_size = 32, gi.g_idx = true;
+  gi.bits = 4, gi.gran = XQ_STRATEGY_GROUP, gi.rows = 24, gi.cols = 172, gi.group_size = 32, gi.g_idx = true;
   add(gi);
   Spec f16;
   f16.bits = 4, f16.symmetric = false, f16.scale_dtype = XQ_DTYPE_F16, f16.cols = 96, f16.group_size = 32;
   add(f16);
   Spec bf16;
-  bf16.bits = 3, bf16.scale_dtype = XQ_DTYPE_BF16, bf16.gran = XQ_GRAN_CHANNEL;
+  bf16.bits = 3, bf16.scale_dtype = XQ_DTYPE_BF16, bf16.gran = XQ_STRATEGY_CHANNEL;
   add(bf16);
   Spec tensor;
-  tensor.bits = 4, tensor.gran = XQ_GRAN_TENSOR, tensor.symmetric = false;
+  tensor.bits = 4, tensor.gran = XQ_STRATEGY_TENSOR, tensor.symmetric = false;
   add(tensor);
   Spec w8a8;
-  w8a8.bits = 8, w8a8.gran = XQ_GRAN_CHANNEL, w8a8.act = XQ_ACT_DYNAMIC_TOKEN, w8a8.scale_dtype = XQ_DTYPE_BF16;
+  w8a8.bits = 8, w8a8.gran = XQ_STRATEGY_CHANNEL, w8a8.act = XQ_ACT_DYNAMIC_TOKEN, w8a8.scale_dtype = XQ_DTYPE_BF16;
   add(w8a8);
   Spec w8a8s;
-  w8a8s.bits = 8, w8a8s.gran = XQ_GRAN_CHANNEL, w8a8s.act = XQ_ACT_STATIC_TENSOR;
+  w8a8s.bits = 8, w8a8s.gran = XQ_STRATEGY_CHANNEL, w8a8s.act = XQ_ACT_STATIC_TENSOR;
   add(w8a8s);
   Spec w4a8;  // activations quantized: int-quantized (unpacked int8) by the library's priority rule
-  w4a8.bits = 4, w4a8.symmetric = false, w4a8.gran = XQ_GRAN_GROUP, w4a8.act = XQ_ACT_DYNAMIC_TOKEN;
+  w4a8.bits = 4, w4a8.symmetric = false, w4a8.gran = XQ_STRATEGY_GROUP, w4a8.act = XQ_ACT_DYNAMIC_TOKEN;
   add(w4a8);
 
   std::vector<Canon> canons;
@@ -304,7 +304,7 @@ TEST(CompressedTensors, UniformW4A16ConfigLooksLikeLlmCompressor) {
   TempDir d;
   fs::path out = d / "w4";
   Spec s;
-  s.bits = 4, s.gran = XQ_GRAN_GROUP, s.group_size = 32, s.rows = 64, s.cols = 64;
+  s.bits = 4, s.gran = XQ_STRATEGY_GROUP, s.group_size = 32, s.rows = 64, s.cols = 64;
   Canon a = random_canon(s, 1), b = random_canon(s, 2);
   {
     CtWriter w(out);
@@ -357,7 +357,7 @@ TEST(CompressedTensors, W8A8ConfigHasDynamicTokenActivations) {
   TempDir d;
   fs::path out = d / "w8a8";
   Spec s;
-  s.bits = 8, s.gran = XQ_GRAN_CHANNEL, s.act = XQ_ACT_DYNAMIC_TOKEN;
+  s.bits = 8, s.gran = XQ_STRATEGY_CHANNEL, s.act = XQ_ACT_DYNAMIC_TOKEN;
   Canon a = random_canon(s, 3);
   {
     CtWriter w(out);
@@ -385,7 +385,7 @@ TEST(CompressedTensors, PackedWordsMatchHandComputedValues) {
   // 4-bit codes -8..7 in one row: unsigned 0..15, nibble i of word 0 holds
   // element i -> words 0x76543210 and 0xFEDCBA98.
   Canon c4;
-  c4.q.bits = 4, c4.q.symmetric = 1, c4.q.granularity = XQ_GRAN_CHANNEL, c4.q.rows = 1, c4.q.cols = 16;
+  c4.q.bits = 4, c4.q.symmetric = 1, c4.q.strategy = XQ_STRATEGY_CHANNEL, c4.q.rows = 1, c4.q.cols = 16;
   c4.q.group_size = 16, c4.q.n_groups = 1, c4.q.scale_dtype = XQ_DTYPE_F32;
   for (int i = 0; i < 16; ++i) c4.codes.push_back(static_cast<int8_t>(i - 8));
   c4.scales = {0.5f};
@@ -393,7 +393,7 @@ TEST(CompressedTensors, PackedWordsMatchHandComputedValues) {
   // 3-bit, dense (>= 0.18): 11 codes of +3 (unsigned 7 = 0b111) fill 33 bits:
   // word 0 = 0xFFFFFFFF, word 1 = 0x1 (element 10 straddles the boundary).
   Canon c3;
-  c3.q.bits = 3, c3.q.symmetric = 1, c3.q.granularity = XQ_GRAN_CHANNEL, c3.q.rows = 1, c3.q.cols = 11;
+  c3.q.bits = 3, c3.q.symmetric = 1, c3.q.strategy = XQ_STRATEGY_CHANNEL, c3.q.rows = 1, c3.q.cols = 11;
   c3.q.group_size = 11, c3.q.n_groups = 1, c3.q.scale_dtype = XQ_DTYPE_F32;
   c3.codes.assign(11, 3);
   c3.scales = {1.0f};
@@ -401,7 +401,7 @@ TEST(CompressedTensors, PackedWordsMatchHandComputedValues) {
   // Asymmetric 4-bit zero points packed along dim 0: rows 0..8 with zp r-8
   // (unsigned r) -> column word 0 = 0x76543210, word 1 = 0x8.
   Canon z;
-  z.q.bits = 4, z.q.symmetric = 0, z.q.granularity = XQ_GRAN_CHANNEL, z.q.rows = 9, z.q.cols = 8;
+  z.q.bits = 4, z.q.symmetric = 0, z.q.strategy = XQ_STRATEGY_CHANNEL, z.q.rows = 9, z.q.cols = 8;
   z.q.group_size = 8, z.q.n_groups = 1, z.q.scale_dtype = XQ_DTYPE_F32;
   z.codes.assign(72, 0);
   for (int r = 0; r < 9; ++r) {
@@ -484,8 +484,8 @@ TEST(CompressedTensors, TargetsAndIgnoreMatchLikeVllm) {
   // start only), exact names beating regexes, and an ignore regex.
   TempDir d;
   Spec s4, s8;
-  s4.bits = 4, s4.gran = XQ_GRAN_CHANNEL, s4.rows = 4, s4.cols = 8;
-  s8.bits = 8, s8.gran = XQ_GRAN_CHANNEL, s8.rows = 4, s8.cols = 8;
+  s4.bits = 4, s4.gran = XQ_STRATEGY_CHANNEL, s4.rows = 4, s4.cols = 8;
+  s8.bits = 8, s8.gran = XQ_STRATEGY_CHANNEL, s8.rows = 4, s8.cols = 8;
   Canon a = random_canon(s4, 5), b = random_canon(s8, 6);
   {
     CtWriter w(d / "w");
@@ -514,7 +514,7 @@ TEST(CompressedTensors, ShardedOutputRoundTrips) {
   TempDir d;
   fs::path out = d / "sharded";
   Spec s;
-  s.bits = 4, s.gran = XQ_GRAN_GROUP, s.group_size = 16, s.rows = 32, s.cols = 64;
+  s.bits = 4, s.gran = XQ_STRATEGY_GROUP, s.group_size = 16, s.rows = 32, s.cols = 64;
   std::vector<Canon> canons;
   {
     CtWriter w(out, kLlamaConfig, {"lm_head"}, /*max_shard=*/3000);
@@ -582,7 +582,7 @@ TEST(CompressedTensors, InvalidInputsAreRejectedClearly) {
   c.codes[5] = 9;  // outside the 4-bit range
   c.bind();
   EXPECT_EQ(w.try_quantized("m", c.q), XQ_ERR_INVALID_ARGUMENT);
-  Canon f = random_canon(Spec{4, true, XQ_GRAN_GROUP, 16, 64, 32, false, XQ_DTYPE_BF16}, 12);
+  Canon f = random_canon(Spec{4, true, XQ_STRATEGY_GROUP, 16, 64, 32, false, XQ_DTYPE_BF16}, 12);
   f.scales[0] = 0.1f;  // not a bf16 value
   f.bind();
   EXPECT_EQ(w.try_quantized("m", f.q), XQ_ERR_INVALID_ARGUMENT);
@@ -591,7 +591,7 @@ TEST(CompressedTensors, InvalidInputsAreRejectedClearly) {
   EXPECT_EQ(w.try_quantized("m", g.q), XQ_ERR_INVALID_ARGUMENT);
   // A ragged last group (172 = 2*64 + 44) is refused unless allowed: the
   // reference library and vLLM cannot load it.
-  Canon ragged = random_canon(Spec{4, true, XQ_GRAN_GROUP, 8, 172, 64}, 15);
+  Canon ragged = random_canon(Spec{4, true, XQ_STRATEGY_GROUP, 8, 172, 64}, 15);
   try {
     w.quantized("r", ragged.q);
     ADD_FAILURE() << "a ragged group was accepted";
@@ -799,16 +799,16 @@ TEST(CompressedTensors, ReadsCheckpointsWrittenByTheReferenceLibrary) {
   struct Case {
     const char* module;
     uint32_t bits;
-    xq_granularity gran;
+    xq_strategy gran;
     bool symmetric;
     xq_dtype scale_dtype;
     xq_act_scheme act;
   };
   const Case cases[] = {
-      {"model.layers.0.mlp.gate_proj", 4, XQ_GRAN_GROUP, false, XQ_DTYPE_F32, XQ_ACT_NONE},
-      {"model.layers.0.mlp.up_proj", 3, XQ_GRAN_CHANNEL, true, XQ_DTYPE_BF16, XQ_ACT_NONE},
-      {"model.layers.0.mlp.down_proj", 5, XQ_GRAN_CHANNEL, false, XQ_DTYPE_F16, XQ_ACT_NONE},
-      {"model.layers.0.self_attn.o_proj", 8, XQ_GRAN_CHANNEL, true, XQ_DTYPE_F32, XQ_ACT_DYNAMIC_TOKEN},
+      {"model.layers.0.mlp.gate_proj", 4, XQ_STRATEGY_GROUP, false, XQ_DTYPE_F32, XQ_ACT_NONE},
+      {"model.layers.0.mlp.up_proj", 3, XQ_STRATEGY_CHANNEL, true, XQ_DTYPE_BF16, XQ_ACT_NONE},
+      {"model.layers.0.mlp.down_proj", 5, XQ_STRATEGY_CHANNEL, false, XQ_DTYPE_F16, XQ_ACT_NONE},
+      {"model.layers.0.self_attn.o_proj", 8, XQ_STRATEGY_CHANNEL, true, XQ_DTYPE_F32, XQ_ACT_DYNAMIC_TOKEN},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.module);
@@ -816,7 +816,7 @@ TEST(CompressedTensors, ReadsCheckpointsWrittenByTheReferenceLibrary) {
     ASSERT_TRUE(q.has_value());
     const xq_quant_tensor& t = q->get();
     EXPECT_EQ(t.bits, c.bits);
-    EXPECT_EQ(t.granularity, c.gran);
+    EXPECT_EQ(t.strategy, c.gran);
     EXPECT_EQ(t.symmetric != 0, c.symmetric);
     EXPECT_EQ(t.scale_dtype, c.scale_dtype);
     EXPECT_EQ(t.act_scheme, c.act);

@@ -323,23 +323,23 @@ struct Canon {
   std::vector<int32_t> gidx;
   xq_quant_tensor t{};
   double w(int64_t r, int64_t c) const {
-    int64_t g = t.granularity == XQ_GRAN_TENSOR ? 0 : r * ng + (gidx.empty() ? c / gs : gidx[c]);
+    int64_t g = t.strategy == XQ_STRATEGY_TENSOR ? 0 : r * ng + (gidx.empty() ? c / gs : gidx[c]);
     double z = zps.empty() ? 0.0 : zps[g];
     return (codes[r * cols + c] - z) * scales[g];
   }
 };
 
-Canon make_canon(int64_t rows, int64_t cols, uint32_t bits, xq_granularity gran, int64_t gs, bool sym, bool act_order) {
+Canon make_canon(int64_t rows, int64_t cols, uint32_t bits, xq_strategy gran, int64_t gs, bool sym, bool act_order) {
   Canon c;
   c.rows = rows;
   c.cols = cols;
-  c.gs = gran == XQ_GRAN_GROUP ? gs : cols;
-  c.ng = gran == XQ_GRAN_GROUP ? (cols + gs - 1) / gs : 1;
+  c.gs = gran == XQ_STRATEGY_GROUP ? gs : cols;
+  c.ng = gran == XQ_STRATEGY_GROUP ? (cols + gs - 1) / gs : 1;
   int lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
   std::uniform_int_distribution<int> cd(lo, hi);
   c.codes.resize(rows * cols);
   for (auto& v : c.codes) v = (int8_t)cd(rng);
-  size_t ns = gran == XQ_GRAN_TENSOR ? 1 : rows * c.ng;
+  size_t ns = gran == XQ_STRATEGY_TENSOR ? 1 : rows * c.ng;
   c.scales = rnd(ns, 0.01f, 0.1f);
   if (!sym) {
     c.zps.resize(ns);
@@ -354,7 +354,7 @@ Canon make_canon(int64_t rows, int64_t cols, uint32_t bits, xq_granularity gran,
   t.struct_size = sizeof(t);
   t.bits = bits;
   t.symmetric = sym;
-  t.granularity = gran;
+  t.strategy = gran;
   t.rows = rows;
   t.cols = cols;
   t.group_size = c.gs;
@@ -396,14 +396,14 @@ double quantize_ref(const float* x, int64_t k, std::vector<int>& q, double st) {
 TEST(CpuProvider, DequantizeAndQmatmulWeightOnly) {
   struct Case {
     uint32_t bits;
-    xq_granularity gran;
+    xq_strategy gran;
     int64_t gs;
     bool sym, act_order;
   };
   // cols 100 with group 32 leaves a ragged last group of 4.
-  for (Case cs : {Case{4, XQ_GRAN_GROUP, 32, false, false}, Case{4, XQ_GRAN_GROUP, 32, true, true},
-                  Case{8, XQ_GRAN_CHANNEL, 0, true, false}, Case{3, XQ_GRAN_TENSOR, 0, false, false},
-                  Case{2, XQ_GRAN_GROUP, 16, false, true}}) {
+  for (Case cs : {Case{4, XQ_STRATEGY_GROUP, 32, false, false}, Case{4, XQ_STRATEGY_GROUP, 32, true, true},
+                  Case{8, XQ_STRATEGY_CHANNEL, 0, true, false}, Case{3, XQ_STRATEGY_TENSOR, 0, false, false},
+                  Case{2, XQ_STRATEGY_GROUP, 16, false, true}}) {
     int64_t N = 37, K = 100;
     Canon c = make_canon(N, K, cs.bits, cs.gran, cs.gs, cs.sym, cs.act_order);
     QW qw(c.t);
@@ -444,7 +444,7 @@ TEST(CpuProvider, DequantizeAndQmatmulWeightOnly) {
 TEST(CpuProvider, QmatmulW8A8QuantizesActivations) {
   for (xq_act_scheme act : {XQ_ACT_DYNAMIC_TOKEN, XQ_ACT_STATIC_TENSOR}) {
     int64_t N = 21, K = 64, M = 5;
-    Canon c = make_canon(N, K, 8, XQ_GRAN_CHANNEL, 0, true, false);
+    Canon c = make_canon(N, K, 8, XQ_STRATEGY_CHANNEL, 0, true, false);
     c.t.act_scheme = act;
     c.t.act_bits = 8;
     c.t.input_scale = 0.006f;
@@ -476,7 +476,7 @@ TEST(CpuProvider, QmatmulW8A8QuantizesActivations) {
 }
 
 TEST(CpuProvider, PrepareRejectsBadTensors) {
-  Canon c = make_canon(4, 40, 4, XQ_GRAN_GROUP, 16, false, false);
+  Canon c = make_canon(4, 40, 4, XQ_STRATEGY_GROUP, 16, false, false);
   xq_qweight* w = nullptr;
   c.codes[5] = 9;  // outside the 4-bit range
   EXPECT_EQ(fx().vt().qweight_prepare(fx().p->state, &c.t, &w), XQ_ERR_UNSUPPORTED);

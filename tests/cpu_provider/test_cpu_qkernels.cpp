@@ -178,7 +178,7 @@ Canon make_canon(int64_t rows, int64_t cols, uint32_t bits, int64_t gs, bool sym
   t.struct_size = sizeof(t);
   t.bits = bits;
   t.symmetric = sym;
-  t.granularity = gs ? XQ_GRAN_GROUP : XQ_GRAN_CHANNEL;
+  t.strategy = gs ? XQ_STRATEGY_GROUP : XQ_STRATEGY_CHANNEL;
   t.rows = rows;
   t.cols = cols;
   t.group_size = c.gs;

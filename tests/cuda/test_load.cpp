@@ -43,7 +43,7 @@ TEST(CudaLoad, ScoreMatchesDevicePresence) {
     q.struct_size = sizeof(q);
     q.bits = 4;
     q.symmetric = 1;
-    q.granularity = XQ_GRAN_CHANNEL;
+    q.strategy = XQ_STRATEGY_CHANNEL;
     q.rows = 1;
     q.cols = 16;
     q.group_size = 16;

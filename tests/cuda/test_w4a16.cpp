@@ -72,7 +72,7 @@ Canonical make_w4(const W4Case& c) {
   q.struct_size = sizeof(q);
   q.bits = 4;
   q.symmetric = c.asym ? 0 : 1;
-  q.granularity = c.group ? XQ_GRAN_GROUP : XQ_GRAN_CHANNEL;
+  q.strategy = c.group ? XQ_STRATEGY_GROUP : XQ_STRATEGY_CHANNEL;
   q.rows = N;
   q.cols = K;
   q.group_size = gs;

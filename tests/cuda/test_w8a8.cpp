@@ -154,7 +154,7 @@ TEST_P(W8A8, QMatmulAndDequantize) {
   q.struct_size = sizeof(q);
   q.bits = 8;
   q.symmetric = 1;
-  q.granularity = c.per_tensor ? XQ_GRAN_TENSOR : XQ_GRAN_CHANNEL;
+  q.strategy = c.per_tensor ? XQ_STRATEGY_TENSOR : XQ_STRATEGY_CHANNEL;
   q.rows = N;
   q.cols = K;
   q.group_size = K;
@@ -319,7 +319,7 @@ TEST(W8A8Errors, ShapesTheGemmCannotTake) {
   q.struct_size = sizeof(q);
   q.bits = 8;
   q.symmetric = 1;
-  q.granularity = XQ_GRAN_CHANNEL;
+  q.strategy = XQ_STRATEGY_CHANNEL;
   q.rows = 64;
   q.cols = 100;
   q.group_size = 100;

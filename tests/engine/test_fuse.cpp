@@ -25,7 +25,7 @@ struct Part {
     t.struct_size = sizeof(t);
     t.bits = 4;
     t.symmetric = asym ? 0 : 1;
-    t.granularity = XQ_GRAN_GROUP;
+    t.strategy = XQ_STRATEGY_GROUP;
     t.rows = rows, t.cols = cols, t.group_size = gs, t.n_groups = groups;
     t.codes = codes.data();
     t.scales = scales.data();
@@ -76,9 +76,9 @@ TEST(StackRows, RefusesPartsThatCannotShareOneDescription) {
   EXPECT_FALSE(stack_rows({&d.t, &e.t}, &why));
   EXPECT_NE(why.find("act-order"), std::string::npos) << why;
   Part f(2, 64, 32, 1, false);
-  f.t.granularity = XQ_GRAN_TENSOR;
+  f.t.strategy = XQ_STRATEGY_TENSOR;
   Part g(2, 64, 32, 1, false);
-  g.t.granularity = XQ_GRAN_TENSOR;
+  g.t.strategy = XQ_STRATEGY_TENSOR;
   EXPECT_FALSE(stack_rows({&f.t, &g.t}, &why));
   EXPECT_NE(why.find("per-tensor"), std::string::npos) << why;
 }

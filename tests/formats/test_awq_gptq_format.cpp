@@ -73,7 +73,7 @@ Canon random_canon(const Spec& s, uint32_t seed) {
   Canon c;
   c.q.bits = s.bits;
   c.q.symmetric = s.symmetric ? 1 : 0;
-  c.q.granularity = s.channel ? XQ_GRAN_CHANNEL : XQ_GRAN_GROUP;
+  c.q.strategy = s.channel ? XQ_STRATEGY_CHANNEL : XQ_STRATEGY_GROUP;
   c.q.rows = s.rows;
   c.q.cols = s.cols;
   c.q.group_size = s.channel ? s.cols : s.group_size;
@@ -152,7 +152,7 @@ xq_status write_checkpoint(const std::string& format, const fs::path& out, const
 void expect_same(const xq_quant_tensor& want, const xq_quant_tensor& got) {
   ASSERT_EQ(got.bits, want.bits);
   ASSERT_EQ(got.symmetric, want.symmetric);
-  ASSERT_EQ(got.granularity, want.granularity);
+  ASSERT_EQ(got.strategy, want.strategy);
   ASSERT_EQ(got.rows, want.rows);
   ASSERT_EQ(got.cols, want.cols);
   ASSERT_EQ(got.group_size, want.group_size);

@@ -99,7 +99,7 @@ void expect_same_canonical(const fs::path& a_path, const fs::path& b_path) {
       const xq_quant_tensor &x = qa->get(), &y = qb->get();
       ASSERT_EQ(x.bits, y.bits) << m;
       ASSERT_EQ(x.symmetric, y.symmetric) << m;
-      ASSERT_EQ(x.granularity, y.granularity) << m;
+      ASSERT_EQ(x.strategy, y.strategy) << m;
       ASSERT_EQ(x.rows, y.rows) << m;
       ASSERT_EQ(x.cols, y.cols) << m;
       ASSERT_EQ(x.group_size, y.group_size) << m;

@@ -394,7 +394,7 @@ TEST(GgufBuilt, ReadQuantizedQ8_0AndQ4_0) {
     EXPECT_EQ(qt->bits, q8 ? 8u : 4u) << name;
     EXPECT_EQ(qt->symmetric, 1u);
     EXPECT_EQ(qt->zero_points, nullptr);
-    EXPECT_EQ(qt->granularity, XQ_GRAN_GROUP);
+    EXPECT_EQ(qt->strategy, XQ_STRATEGY_GROUP);
     EXPECT_EQ(qt->group_size, 32);
     EXPECT_EQ(qt->n_groups, 2);
     EXPECT_EQ(qt->rows, t.shape[0]);

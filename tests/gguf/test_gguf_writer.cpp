@@ -497,7 +497,7 @@ TEST(GgufWriterPlugin, InconsistentCanonicalTensorsAreRefusedNotRead) {
   q.struct_size = sizeof(q);
   q.bits = 4;
   q.symmetric = 1;
-  q.granularity = XQ_GRAN_GROUP;
+  q.strategy = XQ_STRATEGY_GROUP;
   q.rows = 64;
   q.cols = 64;
   q.group_size = 32;

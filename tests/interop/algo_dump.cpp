@@ -9,7 +9,7 @@
 // OUT_DIR/manifest.json lists every case with its parameters and files:
 //   gptq_<case>/  W.f32 [rows*cols], XtX.f32 [cols*cols] (H before 2/N),
 //                 codes.i8, scales.f32, zp.i8 (asymmetric), gidx.i32 (act-order,
-//                 non-static groups), meta: bits/sym/granularity/group_size/...
+//                 non-static groups), meta: bits/sym/strategy/group_size/...
 //   sq_<alpha>/   Wa.f32, Wb.f32 (two balance layers), absmax.f32, s.f32 (ours)
 #include "core/kv.hpp"
 #include "core/linalg.hpp"
@@ -41,7 +41,7 @@ struct Case {
   std::string name;
   uint32_t bits;
   bool sym;
-  xq_granularity gran;
+  xq_strategy gran;
   int64_t group_size;
   bool act_order;
   bool static_groups;
@@ -97,13 +97,13 @@ int main(int argc, char** argv) {
     manifest["cols"] = cols;
     manifest["tokens"] = tokens;
     const std::vector<Case> cases = {
-        {"channel_w4_sym", 4, true, XQ_GRAN_CHANNEL, cols, false, false},
-        {"channel_w8_sym", 8, true, XQ_GRAN_CHANNEL, cols, false, false},
-        {"g128_w4_asym_static", 4, false, XQ_GRAN_GROUP, 128, false, true},
-        {"g128_w4_sym_static", 4, true, XQ_GRAN_GROUP, 128, false, true},
-        {"g128_w4_asym_actorder_static", 4, false, XQ_GRAN_GROUP, 128, true, true},
-        {"g128_w4_asym_dynamic", 4, false, XQ_GRAN_GROUP, 128, false, false},
-        {"g128_w4_sym_actorder_dynamic", 4, true, XQ_GRAN_GROUP, 128, true, false},
+        {"channel_w4_sym", 4, true, XQ_STRATEGY_CHANNEL, cols, false, false},
+        {"channel_w8_sym", 8, true, XQ_STRATEGY_CHANNEL, cols, false, false},
+        {"g128_w4_asym_static", 4, false, XQ_STRATEGY_GROUP, 128, false, true},
+        {"g128_w4_sym_static", 4, true, XQ_STRATEGY_GROUP, 128, false, true},
+        {"g128_w4_asym_actorder_static", 4, false, XQ_STRATEGY_GROUP, 128, true, true},
+        {"g128_w4_asym_dynamic", 4, false, XQ_STRATEGY_GROUP, 128, false, false},
+        {"g128_w4_sym_actorder_dynamic", 4, true, XQ_STRATEGY_GROUP, 128, true, false},
     };
     for (const Case& c : cases) {
       std::vector<float> wc = w;
@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
       in.scheme = xquant::sdk::make_struct<xq_quant_scheme>();
       in.scheme.bits = c.bits;
       in.scheme.symmetric = c.sym ? 1 : 0;
-      in.scheme.granularity = c.gran;
+      in.scheme.strategy = c.gran;
       in.scheme.group_size = c.group_size;
       in.scheme.scale_dtype = XQ_DTYPE_F32;
       auto g = xquant::sdk::make_struct<xq_layer_group>();
@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
                                   {"dir", d.filename().string()},
                                   {"bits", c.bits},
                                   {"symmetric", c.sym},
-                                  {"strategy", c.gran == XQ_GRAN_GROUP ? "group" : "channel"},
+                                  {"strategy", c.gran == XQ_STRATEGY_GROUP ? "group" : "channel"},
                                   {"group_size", c.group_size},
                                   {"act_order", c.act_order},
                                   {"static_groups", c.static_groups},
@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
         ins[i].scheme = xquant::sdk::make_struct<xq_quant_scheme>();
         ins[i].scheme.bits = 8;
         ins[i].scheme.symmetric = 1;
-        ins[i].scheme.granularity = XQ_GRAN_CHANNEL;
+        ins[i].scheme.strategy = XQ_STRATEGY_CHANNEL;
         ins[i].scheme.group_size = cols;
       }
       auto g = xquant::sdk::make_struct<xq_layer_group>();

@@ -38,7 +38,7 @@ TEST(PipelineParse, ValidPipelineBecomesAPlan) {
   ASSERT_EQ(p.rules[0].stages.size(), 1u);
   EXPECT_EQ(p.rules[0].stages[0].name, "rtn");
   EXPECT_EQ(p.rules[0].weights.bits, 4);
-  EXPECT_EQ(p.rules[0].weights.granularity, XQ_GRAN_GROUP);
+  EXPECT_EQ(p.rules[0].weights.strategy, XQ_STRATEGY_GROUP);
   EXPECT_EQ(p.rules[0].weights.group_size, 32);
   EXPECT_TRUE(p.rules[0].weights.symmetric);
   ASSERT_EQ(p.rules[0].targets.size(), 1u);  // default: Linear

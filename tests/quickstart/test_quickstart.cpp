@@ -85,7 +85,7 @@ TEST(Quickstart, RealModelEndToEnd) {
   sdk::quant::Scheme scheme;
   scheme.bits = 4;
   scheme.symmetric = true;
-  scheme.granularity = XQ_GRAN_GROUP;
+  scheme.strategy = XQ_STRATEGY_GROUP;
   scheme.group_size = 32;
   scheme.scale_dtype = XQ_DTYPE_F32;
   size_t checked = 0;
@@ -100,8 +100,8 @@ TEST(Quickstart, RealModelEndToEnd) {
     // down_proj has 172 input columns: compressed-tensors stores whole groups
     // only, so the runner falls back to per-channel there.
     sdk::quant::Scheme s = scheme;
-    if (cols % 32 != 0) s.granularity = XQ_GRAN_CHANNEL;
-    EXPECT_EQ(q->get().granularity, s.granularity) << module;
+    if (cols % 32 != 0) s.strategy = XQ_STRATEGY_CHANNEL;
+    EXPECT_EQ(q->get().strategy, s.strategy) << module;
     const int64_t ng = s.groups(cols);
     ASSERT_EQ(q->get().n_groups, ng);
     std::vector<int8_t> codes(rows * cols);

@@ -15,11 +15,11 @@
 using namespace xquant::sdk::quant;
 
 namespace {
-Scheme scheme(int bits, bool sym, xq_granularity g, int64_t gs = 0, xq_dtype sd = XQ_DTYPE_F32) {
+Scheme scheme(int bits, bool sym, xq_strategy g, int64_t gs = 0, xq_dtype sd = XQ_DTYPE_F32) {
   Scheme s;
   s.bits = bits;
   s.symmetric = sym;
-  s.granularity = g;
+  s.strategy = g;
   s.group_size = gs;
   s.scale_dtype = sd;
   return s;
@@ -29,7 +29,7 @@ Scheme scheme(int bits, bool sym, xq_granularity g, int64_t gs = 0, xq_dtype sd 
 TEST(RtnMath, SymmetricInt4GroupWithRaggedLastGroup) {
   // One row of 6 columns, groups of 4: [1, -2, 3, .5] and the ragged [.6, -.3].
   std::vector<float> w = {1.0f, -2.0f, 3.0f, 0.5f, 0.6f, -0.3f};
-  auto s = scheme(4, true, XQ_GRAN_GROUP, 4);
+  auto s = scheme(4, true, XQ_STRATEGY_GROUP, 4);
   ASSERT_EQ(s.groups(6), 2);
   std::vector<int8_t> codes(6);
   std::vector<float> scales(2);
@@ -52,7 +52,7 @@ TEST(RtnMath, SymmetricInt4GroupWithRaggedLastGroup) {
 TEST(RtnMath, AsymmetricInt4ExtendsRangeToZero) {
   // All positive: min is extended to 0, so scale = 3/15 and zp = qmin = -8.
   std::vector<float> w = {0.5f, 1.0f, 2.0f, 3.0f};
-  auto s = scheme(4, false, XQ_GRAN_CHANNEL);
+  auto s = scheme(4, false, XQ_STRATEGY_CHANNEL);
   std::vector<int8_t> codes(4), zp(1);
   std::vector<float> scales(1);
   rtn_rows_sums(s, w.data(), 4, 0, 1, codes.data(), scales.data(), zp.data());
@@ -63,7 +63,7 @@ TEST(RtnMath, AsymmetricInt4ExtendsRangeToZero) {
 
 TEST(RtnMath, AsymmetricInt4ZeroPoint) {
   std::vector<float> w = {-1.0f, -0.5f, 2.0f, 1.0f};
-  auto s = scheme(4, false, XQ_GRAN_CHANNEL);
+  auto s = scheme(4, false, XQ_STRATEGY_CHANNEL);
   std::vector<int8_t> codes(4), zp(1);
   std::vector<float> scales(1);
   rtn_rows_sums(s, w.data(), 4, 0, 1, codes.data(), scales.data(), zp.data());
@@ -75,7 +75,7 @@ TEST(RtnMath, AsymmetricInt4ZeroPoint) {
 
 TEST(RtnMath, Int8PerChannelUses127Point5) {
   std::vector<float> w = {-2.55f, 1.0f, 0.01f, 2.0f, /* row 2 */ 0.0f, 0.0f, 0.0f, 0.0f};
-  auto s = scheme(8, true, XQ_GRAN_CHANNEL);
+  auto s = scheme(8, true, XQ_STRATEGY_CHANNEL);
   std::vector<int8_t> codes(8);
   std::vector<float> scales(2);
   rtn_rows_sums(s, w.data(), 4, 0, 2, codes.data(), scales.data(), nullptr);
@@ -87,9 +87,9 @@ TEST(RtnMath, Int8PerChannelUses127Point5) {
   for (int c = 4; c < 8; ++c) EXPECT_EQ(codes[c], 0);
 }
 
-TEST(RtnMath, TensorGranularityHasOneScale) {
+TEST(RtnMath, TensorStrategyHasOneScale) {
   std::vector<float> w = {0.1f, -0.7f, 0.3f, 0.35f, -0.2f, 0.05f};
-  auto s = scheme(2, true, XQ_GRAN_TENSOR);
+  auto s = scheme(2, true, XQ_STRATEGY_TENSOR);
   std::vector<int8_t> codes(6);
   float scale = 0;
   rtn_tensor_sums(s, w.data(), 2, 3, codes.data(), &scale, nullptr);
@@ -108,7 +108,7 @@ TEST(RtnMath, ScalesAreRoundedToTheirStorageDtype) {
   std::vector<float> w(rows * cols);
   for (auto& x : w) x = nd(rng);
   for (xq_dtype sd : {XQ_DTYPE_BF16, XQ_DTYPE_F16}) {
-    auto s = scheme(4, false, XQ_GRAN_GROUP, 32, sd);
+    auto s = scheme(4, false, XQ_STRATEGY_GROUP, 32, sd);
     std::vector<int8_t> codes(w.size()), zp(rows * 3);
     std::vector<float> scales(rows * 3);
     rtn_rows_sums(s, w.data(), cols, 0, rows, codes.data(), scales.data(), zp.data());
@@ -134,7 +134,7 @@ TEST(RtnMath, RandomMatricesStayWithinHalfAStep) {
     const int rows = 5, cols = 172;  // 172 = stories260K's FFN width: ragged for 32/64/128
     std::vector<float> w(rows * cols);
     for (auto& x : w) x = ud(rng);
-    auto s = scheme(bits, true, XQ_GRAN_GROUP, 64);
+    auto s = scheme(bits, true, XQ_STRATEGY_GROUP, 64);
     const int ng = static_cast<int>(s.groups(cols));
     ASSERT_EQ(ng, 3);
     std::vector<int8_t> codes(w.size());

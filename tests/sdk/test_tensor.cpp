@@ -81,7 +81,7 @@ class SdkQuantTensor : public ::testing::Test {
     xq_quant_tensor& q = t.get();
     q.rows = 2;
     q.cols = 4;
-    q.granularity = XQ_GRAN_GROUP;
+    q.strategy = XQ_STRATEGY_GROUP;
     q.group_size = 2;
     q.n_groups = 2;
     q.codes = host.alloc<int8_t>(8);

@@ -22,7 +22,7 @@ typedef struct xq_quant_scheme {
   uint32_t struct_size;
   uint32_t bits;      /* 2..8 */
   uint32_t symmetric; /* 1 symmetric, 0 asymmetric (zero points) */
-  xq_granularity granularity;
+  xq_strategy strategy;
   int64_t group_size; /* GROUP only; the last group of a row may be ragged */
   xq_dtype scale_dtype; /* the checkpoint's dtype for scales: F32/F16/BF16 */
   xq_act_scheme act_scheme;

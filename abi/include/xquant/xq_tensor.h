@@ -26,13 +26,17 @@ typedef struct xq_tensor_view {
   uint64_t nbytes; /* of data */
 } xq_tensor_view;
 
-typedef enum xq_granularity {
-  XQ_GRAN_TENSOR = 1,  /* one scale for the whole tensor */
-  XQ_GRAN_CHANNEL = 2, /* one scale per output row */
-  XQ_GRAN_GROUP = 3,   /* per row, per `group_size` consecutive input columns;
+/* How scales are shared: one per tensor, per output channel (row), per group
+ * of input columns, per block, the word compressed-tensors and llm-compressor
+ * recipes use ("strategy"). Named xq_granularity / XQ_GRAN_* in earlier headers
+ * (same values, same struct offsets). */
+typedef enum xq_strategy {
+  XQ_STRATEGY_TENSOR = 1,  /* one scale for the whole tensor */
+  XQ_STRATEGY_CHANNEL = 2, /* one scale per output row */
+  XQ_STRATEGY_GROUP = 3,   /* per row, per `group_size` consecutive input columns;
                           the last group of a row may be shorter (ragged) */
-  XQ_GRAN_BLOCK = 4    /* 2-D tiles; reserved, no plugin of 1.0 produces it */
-} xq_granularity;
+  XQ_STRATEGY_BLOCK = 4    /* 2-D tiles; reserved, no plugin of 1.0 produces it */
+} xq_strategy;
 
 typedef enum xq_act_scheme {
   XQ_ACT_NONE = 0,          /* weight-only (e.g. W4A16) */
@@ -44,7 +48,7 @@ typedef enum xq_act_scheme {
  * cols=in]. Dequantized value:
  *     w[r][c] = (codes[r][c] - zp[r][g]) * scales[r][g],  g = group of c
  * with g = g_idx[c] when g_idx is set, else c / group_size (0 for TENSOR and
- * CHANNEL). For TENSOR granularity scales/zero_points hold one element, for
+ * CHANNEL). For TENSOR strategy scales/zero_points hold one element, for
  * the others rows * n_groups elements, row-major.
  *
  * Codes are always signed: [-2^(bits-1), 2^(bits-1)-1], one int8 per
@@ -59,7 +63,7 @@ typedef struct xq_quant_tensor {
   uint32_t struct_size;
   uint32_t bits;      /* 2..8 */
   uint32_t symmetric; /* 1: zero_points is NULL */
-  xq_granularity granularity;
+  xq_strategy strategy;
   int64_t rows;
   int64_t cols;
   int64_t group_size; /* GROUP: columns per group; CHANNEL/TENSOR: cols */

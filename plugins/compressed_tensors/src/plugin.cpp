@@ -55,7 +55,7 @@ class Format : public sdk::PluginBase {
 
 constexpr const char* kCapabilities[] = {"write:pack-quantized", "write:int-quantized", "read:pack-quantized",
                                          "read:int-quantized",   "read:naive-quantized", "bits:2-8",
-                                         "granularity:tensor,channel,group", "act:int8-dynamic-token,int8-static-tensor",
+                                         "strategy:tensor,channel,group", "act:int8-dynamic-token,int8-static-tensor",
                                          "g_idx", nullptr};
 
 constexpr xq_param_spec kParams[] = {

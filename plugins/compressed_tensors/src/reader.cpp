@@ -134,23 +134,23 @@ void read_module(const sdk::Host& host, const QuantConfig& qc, const xq_tensor_s
   }
 
   // Scales.
-  xq_granularity gran = w.strategy == "group" ? XQ_GRAN_GROUP : w.strategy == "channel" ? XQ_GRAN_CHANNEL : XQ_GRAN_TENSOR;
-  int64_t group_size = gran == XQ_GRAN_GROUP ? w.group_size : cols;
-  int64_t n_groups = gran == XQ_GRAN_GROUP ? (cols + group_size - 1) / group_size : 1;
-  int64_t n_scales = gran == XQ_GRAN_TENSOR ? 1 : rows * n_groups;
+  xq_strategy gran = w.strategy == "group" ? XQ_STRATEGY_GROUP : w.strategy == "channel" ? XQ_STRATEGY_CHANNEL : XQ_STRATEGY_TENSOR;
+  int64_t group_size = gran == XQ_STRATEGY_GROUP ? w.group_size : cols;
+  int64_t n_groups = gran == XQ_STRATEGY_GROUP ? (cols + group_size - 1) / group_size : 1;
+  int64_t n_scales = gran == XQ_STRATEGY_TENSOR ? 1 : rows * n_groups;
   if (!is_float(scale->v.dtype)) bad(module, "weight_scale must be F32, F16 or BF16");
-  bool scale_ok = gran == XQ_GRAN_TENSOR ? scale->numel() == 1
+  bool scale_ok = gran == XQ_STRATEGY_TENSOR ? scale->numel() == 1
                                          : scale->v.ndim == 2 && scale->v.shape[0] == rows && scale->v.shape[1] == n_groups;
   if (!scale_ok)
     bad(module, "weight_scale is " + scale->shape_text() + ", the " + w.strategy + " strategy needs " +
-                    (gran == XQ_GRAN_TENSOR ? std::string("[1]")
+                    (gran == XQ_STRATEGY_TENSOR ? std::string("[1]")
                                             : "[" + std::to_string(rows) + ", " + std::to_string(n_groups) + "]"));
 
   sdk::QuantTensor owner(host);  // frees the buffers on any throw before `out` takes them
   xq_quant_tensor& q = owner.get();
   q.bits = bits;
   q.symmetric = w.symmetric ? 1 : 0;
-  q.granularity = gran;
+  q.strategy = gran;
   q.rows = rows;
   q.cols = cols;
   q.group_size = group_size;
@@ -178,7 +178,7 @@ void read_module(const sdk::Host& host, const QuantConfig& qc, const xq_tensor_s
     auto zp = find(src, module + ".weight_zero_point");
     if (!zp) bad(module, "asymmetric scheme but weight_zero_point is missing");
     q.zero_points = host.alloc<int8_t>(static_cast<size_t>(n_scales));
-    if (zp->v.dtype == XQ_DTYPE_I32 && is_packed && gran != XQ_GRAN_TENSOR) {
+    if (zp->v.dtype == XQ_DTYPE_I32 && is_packed && gran != XQ_STRATEGY_TENSOR) {
       // Packed along dim 0: column g of [rows, G] is one run.
       int64_t words = packed_words(rows, bits, qc.legacy_packing);
       if (zp->v.ndim != 2 || zp->v.shape[0] != words || zp->v.shape[1] != n_groups)

@@ -148,8 +148,8 @@ nlohmann::json weight_args_json(const xq_quant_tensor& q) {
   a["num_bits"] = q.bits;
   a["type"] = "int";
   a["symmetric"] = q.symmetric != 0;
-  a["strategy"] = q.granularity == XQ_GRAN_GROUP ? "group" : q.granularity == XQ_GRAN_CHANNEL ? "channel" : "tensor";
-  a["group_size"] = q.granularity == XQ_GRAN_GROUP ? nlohmann::json(q.group_size) : nlohmann::json(nullptr);
+  a["strategy"] = q.strategy == XQ_STRATEGY_GROUP ? "group" : q.strategy == XQ_STRATEGY_CHANNEL ? "channel" : "tensor";
+  a["group_size"] = q.strategy == XQ_STRATEGY_GROUP ? nlohmann::json(q.group_size) : nlohmann::json(nullptr);
   a["block_structure"] = nullptr;
   a["dynamic"] = false;
   // g_idx is the "group" activation order's stored artefact (vLLM reads

@@ -60,14 +60,14 @@ void validate(const xq_quant_tensor& q, const std::string& m) {
   if (q.bits < 2 || q.bits > 8) fail("bits must be 2..8, got " + std::to_string(q.bits));
   if (q.rows <= 0 || q.cols <= 0) fail("rows and cols must be positive");
   if (!q.codes || !q.scales) fail("codes and scales are required");
-  if (q.granularity == XQ_GRAN_GROUP) {
-    if (q.group_size <= 0) fail("group granularity needs a positive group_size");
+  if (q.strategy == XQ_STRATEGY_GROUP) {
+    if (q.group_size <= 0) fail("group strategy needs a positive group_size");
     if (q.n_groups != (q.cols + q.group_size - 1) / q.group_size)
       fail("n_groups " + std::to_string(q.n_groups) + " != ceil(cols / group_size)");
-  } else if (q.granularity == XQ_GRAN_CHANNEL || q.granularity == XQ_GRAN_TENSOR) {
-    if (q.n_groups != 1) fail("channel/tensor granularity needs n_groups == 1");
+  } else if (q.strategy == XQ_STRATEGY_CHANNEL || q.strategy == XQ_STRATEGY_TENSOR) {
+    if (q.n_groups != 1) fail("channel/tensor strategy needs n_groups == 1");
   } else {
-    fail("granularity " + std::to_string(q.granularity) + " is not supported by compressed-tensors output");
+    fail("strategy " + std::to_string(q.strategy) + " is not supported by compressed-tensors output");
   }
   if (!q.symmetric && !q.zero_points) fail("asymmetric tensor without zero_points");
   if (q.act_scheme != XQ_ACT_NONE && q.act_bits != 8) fail("only 8-bit activation quantization is supported");
@@ -78,7 +78,7 @@ void validate(const xq_quant_tensor& q, const std::string& m) {
     if (q.codes[i] < lo || q.codes[i] > hi)
       fail("code " + std::to_string(q.codes[i]) + " at element " + std::to_string(i) + " is outside [" +
            std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  int64_t ns = q.granularity == XQ_GRAN_TENSOR ? 1 : q.rows * q.n_groups;
+  int64_t ns = q.strategy == XQ_STRATEGY_TENSOR ? 1 : q.rows * q.n_groups;
   if (!q.symmetric)
     for (int64_t i = 0; i < ns; ++i)
       if (q.zero_points[i] < lo || q.zero_points[i] > hi)
@@ -87,7 +87,7 @@ void validate(const xq_quant_tensor& q, const std::string& m) {
   if (q.g_idx)
     for (int64_t c = 0; c < q.cols; ++c)
       if (q.g_idx[c] < 0 || q.g_idx[c] >= q.n_groups) fail("g_idx[" + std::to_string(c) + "] is not a valid group");
-  if (q.g_idx && q.granularity != XQ_GRAN_GROUP) fail("g_idx needs group granularity");
+  if (q.g_idx && q.strategy != XQ_STRATEGY_GROUP) fail("g_idx needs group strategy");
 }
 
 // model.safetensors, its index, or a shard "model-<digits>-of-<digits>.safetensors".
@@ -193,7 +193,7 @@ void Writer::add_quantized(const char* module_c, const xq_quant_tensor& q) {
   validate(q, m);
   // compressed-tensors (>= 0.20 refuses in dequantize) and vLLM's kernels
   // need whole groups; xquant's own reader handles ragged ones.
-  if (q.granularity == XQ_GRAN_GROUP && q.cols % q.group_size != 0 && !allow_ragged_)
+  if (q.strategy == XQ_STRATEGY_GROUP && q.cols % q.group_size != 0 && !allow_ragged_)
     throw sdk::Error(XQ_ERR_UNSUPPORTED,
                      sdk::format("module '%s': %lld input columns are not a multiple of group_size %lld; "
                                  "compressed-tensors and vLLM require whole groups (use a group size that divides "
@@ -205,10 +205,10 @@ void Writer::add_quantized(const char* module_c, const xq_quant_tensor& q) {
     throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "module '" + m + "' is in the ignore list but was given quantized");
   if (quantized_.count(m)) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "module '" + m + "' was already written");
   const int64_t O = q.rows, I = q.cols;
-  const int64_t ns = q.granularity == XQ_GRAN_TENSOR ? 1 : O * q.n_groups;
+  const int64_t ns = q.strategy == XQ_STRATEGY_TENSOR ? 1 : O * q.n_groups;
   const char* sdt = st_dtype(q.scale_dtype, "module '" + m + "' scales");
   std::vector<int64_t> scale_shape =
-      q.granularity == XQ_GRAN_TENSOR ? std::vector<int64_t>{1} : std::vector<int64_t>{O, q.n_groups};
+      q.strategy == XQ_STRATEGY_TENSOR ? std::vector<int64_t>{1} : std::vector<int64_t>{O, q.n_groups};
 
   std::vector<Pending> out;
   const std::string format = format_of(q);
@@ -232,7 +232,7 @@ void Writer::add_quantized(const char* module_c, const xq_quant_tensor& q) {
     const int64_t shape[2] = {O, I};
     out.push_back({m + ".weight_shape", "I64", {2}, bytes_of(shape, 2)});
     if (!q.symmetric) {
-      if (q.granularity == XQ_GRAN_TENSOR) {
+      if (q.strategy == XQ_STRATEGY_TENSOR) {
         // The library packs zero points only for group/channel.
         out.push_back({m + ".weight_zero_point", "I8", {1}, bytes_of(q.zero_points, 1)});
       } else {

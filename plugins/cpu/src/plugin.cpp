@@ -74,7 +74,7 @@ constexpr const char* kCapabilities[] = {
     "memory:host",       "op:matmul",       "op:qmatmul",      "op:dequantize",     "op:rms_norm",
     "op:rope",           "op:attention",    "op:swiglu",       "op:add",            "op:mul",
     "op:get_rows",       "op:quantize_act", "op:convert",      "layout:cpu-int8-group", "bits:2-8",
-    "granularity:tensor", "granularity:channel", "granularity:group", "g_idx",       "act:none",
+    "strategy:tensor", "strategy:channel", "strategy:group", "g_idx",       "act:none",
     "act:dynamic-token", "act:static-tensor", nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = sdk::describe<CpuProvider>(

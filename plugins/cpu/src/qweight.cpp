@@ -125,10 +125,10 @@ xq_qweight* prepare_qweight(const xq_quant_tensor& q) {
   if (q.rows <= 0 || q.cols <= 0) bad("rows and cols must be positive");
   if (!q.codes || !q.scales) bad("codes or scales missing");
   int64_t n_groups = 1, group_size = q.cols;
-  switch (q.granularity) {
-    case XQ_GRAN_TENSOR:
-    case XQ_GRAN_CHANNEL: break;
-    case XQ_GRAN_GROUP:
+  switch (q.strategy) {
+    case XQ_STRATEGY_TENSOR:
+    case XQ_STRATEGY_CHANNEL: break;
+    case XQ_STRATEGY_GROUP:
       if (q.group_size <= 0) bad("group_size must be positive");
       group_size = q.group_size;
       n_groups = (q.cols + group_size - 1) / group_size;
@@ -136,9 +136,9 @@ xq_qweight* prepare_qweight(const xq_quant_tensor& q) {
         bad(format("n_groups %lld != ceil(cols/group_size) %lld", static_cast<long long>(q.n_groups),
                    static_cast<long long>(n_groups)));
       break;
-    default: bad("granularity BLOCK (or unknown) is not supported");
+    default: bad("strategy BLOCK (or unknown) is not supported");
   }
-  if (q.g_idx && q.granularity != XQ_GRAN_GROUP) bad("g_idx needs GROUP granularity");
+  if (q.g_idx && q.strategy != XQ_STRATEGY_GROUP) bad("g_idx needs GROUP strategy");
   if (q.act_scheme != XQ_ACT_NONE) {
     if (q.act_scheme != XQ_ACT_DYNAMIC_TOKEN && q.act_scheme != XQ_ACT_STATIC_TENSOR) bad("unknown act_scheme");
     if (q.act_bits != 8) bad(format("act_bits %u (only 8-bit activations)", q.act_bits));
@@ -208,7 +208,7 @@ xq_qweight* prepare_qweight(const xq_quant_tensor& q) {
   w->scales.resize(ns);
   if (q.zero_points) w->zeros.resize(ns);
   for (size_t i = 0; i < ns; ++i) {
-    size_t src = q.granularity == XQ_GRAN_TENSOR ? 0 : i;
+    size_t src = q.strategy == XQ_STRATEGY_TENSOR ? 0 : i;
     w->scales[i] = q.scales[src];
     if (!std::isfinite(w->scales[i])) bad(format("scale #%zu is not finite", src));
     if (q.zero_points) w->zeros[i] = static_cast<float>(q.zero_points[src]);

@@ -467,18 +467,18 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
   if (!q.codes || !q.scales || q.rows <= 0 || q.cols <= 0)
     throw Error(XQ_ERR_INVALID_ARGUMENT, "cuda: quant tensor without codes/scales or with an empty shape");
   const int64_t N = q.rows, K = q.cols;
-  const int64_t G = q.granularity == XQ_GRAN_TENSOR ? 1 : q.n_groups;
+  const int64_t G = q.strategy == XQ_STRATEGY_TENSOR ? 1 : q.n_groups;
   // Scales and zero points per row ([N][G]); TENSOR broadcasts its one value.
   std::vector<float> scales(static_cast<size_t>(N * G));
   std::vector<int8_t> zps;
   for (int64_t r = 0; r < N; ++r)
     for (int64_t g = 0; g < G; ++g)
-      scales[r * G + g] = q.granularity == XQ_GRAN_TENSOR ? q.scales[0] : q.scales[r * G + g];
+      scales[r * G + g] = q.strategy == XQ_STRATEGY_TENSOR ? q.scales[0] : q.scales[r * G + g];
   if (!q.symmetric && q.zero_points) {
     zps.resize(scales.size());
     for (int64_t r = 0; r < N; ++r)
       for (int64_t g = 0; g < G; ++g)
-        zps[r * G + g] = q.granularity == XQ_GRAN_TENSOR ? q.zero_points[0] : q.zero_points[r * G + g];
+        zps[r * G + g] = q.strategy == XQ_STRATEGY_TENSOR ? q.zero_points[0] : q.zero_points[r * G + g];
   }
   auto w = std::make_unique<xq_qweight>();
   w->N = N;
@@ -490,15 +490,15 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
     if (q.bits < 2 || q.bits > 4)
       throw Error(XQ_ERR_UNSUPPORTED, format("cuda: weight-only %u-bit weights unsupported (%s takes 2-4 bits)", q.bits, kLayoutW4));
     int gs_shift = 31;
-    if (q.granularity == XQ_GRAN_GROUP && G > 1) {
+    if (q.strategy == XQ_STRATEGY_GROUP && G > 1) {
       const int64_t gs = q.group_size;
       if (gs < 16 || (gs & (gs - 1)) != 0)
         throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %s needs a power-of-two group size >= 16, got %lld", kLayoutW4, (long long)gs));
       gs_shift = 0;
       while ((int64_t{1} << gs_shift) < gs) ++gs_shift;
       if (G != (K + gs - 1) / gs) throw Error(XQ_ERR_INVALID_ARGUMENT, "cuda: n_groups != ceil(cols / group_size)");
-    } else if (q.granularity == XQ_GRAN_BLOCK) {
-      throw Error(XQ_ERR_UNSUPPORTED, "cuda: block granularity unsupported");
+    } else if (q.strategy == XQ_STRATEGY_BLOCK) {
+      throw Error(XQ_ERR_UNSUPPORTED, "cuda: block strategy unsupported");
     }
     for (int64_t i = 0; i < N * K; ++i)
       if (q.codes[i] < -8 || q.codes[i] > 7)
@@ -561,7 +561,7 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
   if (q.act_bits != 8) throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %u-bit activations unsupported (W8A8 only)", q.act_bits));
   if (q.bits < 2 || q.bits > 8 || !zps.empty() || q.g_idx)
     throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %s takes symmetric 2-8 bit weights without act-order", kLayoutW8));
-  if (q.granularity != XQ_GRAN_CHANNEL && q.granularity != XQ_GRAN_TENSOR)
+  if (q.strategy != XQ_STRATEGY_CHANNEL && q.strategy != XQ_STRATEGY_TENSOR)
     throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %s takes per-channel or per-tensor weight scales", kLayoutW8));
   if (K % 16 != 0 || N % 16 != 0)
     throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %s needs K and N multiples of 16 (cuBLASLt INT8), got [%lld,%lld]", kLayoutW8, (long long)N, (long long)K));

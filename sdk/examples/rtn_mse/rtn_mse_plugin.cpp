@@ -76,10 +76,10 @@ class RtnMse : public PluginBase {
     const xq_quant_scheme& sc = in.scheme;
     if (in.weight.dtype != XQ_DTYPE_F32 || in.weight.ndim != 2)
       fail(XQ_ERR_INVALID_ARGUMENT, format("%s: expects a 2-D F32 weight", in.name));
-    if (sc.granularity == XQ_GRAN_TENSOR || sc.granularity == XQ_GRAN_BLOCK)
-      fail(XQ_ERR_UNSUPPORTED, format("%s: rtn-mse does channel or group granularity", in.name));
+    if (sc.strategy == XQ_STRATEGY_TENSOR || sc.strategy == XQ_STRATEGY_BLOCK)
+      fail(XQ_ERR_UNSUPPORTED, format("%s: rtn-mse does channel or group strategy", in.name));
     const int64_t rows = in.weight.shape[0], cols = in.weight.shape[1];
-    const int64_t gs = sc.granularity == XQ_GRAN_GROUP ? sc.group_size : cols;
+    const int64_t gs = sc.strategy == XQ_STRATEGY_GROUP ? sc.group_size : cols;
     const int64_t ng = (cols + gs - 1) / gs;
     const int bits = static_cast<int>(sc.bits);
     const bool sym = sc.symmetric != 0;
@@ -132,8 +132,8 @@ class RtnMse : public PluginBase {
   }
 };
 
-constexpr const char* kCapabilities[] = {"bits:2-8", "symmetric", "asymmetric", "granularity:channel",
-                                         "granularity:group", "data-free", nullptr};
+constexpr const char* kCapabilities[] = {"bits:2-8", "symmetric", "asymmetric", "strategy:channel",
+                                         "strategy:group", "data-free", nullptr};
 constexpr xq_param_spec kParams[] = {
     {"grid", XQ_VALUE_INT, "20", "number of shrink factors tried per group"},
     {"max_shrink", XQ_VALUE_FLOAT, "0.2", "largest fraction of the range clipped away"},

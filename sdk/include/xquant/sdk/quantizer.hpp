@@ -33,7 +33,7 @@ namespace xquant::sdk::quant {
 struct Scheme {
   int bits = 4;
   bool symmetric = true;
-  xq_granularity granularity = XQ_GRAN_GROUP;
+  xq_strategy strategy = XQ_STRATEGY_GROUP;
   int64_t group_size = 128;  // GROUP only
   xq_dtype scale_dtype = XQ_DTYPE_F32;
 
@@ -41,30 +41,30 @@ struct Scheme {
   int qmax() const { return (1 << (bits - 1)) - 1; }
   // Columns per group for a row of `cols` (the whole row unless GROUP).
   int64_t group_cols(int64_t cols) const {
-    return granularity == XQ_GRAN_GROUP ? std::min(group_size, cols) : cols;
+    return strategy == XQ_STRATEGY_GROUP ? std::min(group_size, cols) : cols;
   }
   // Groups per row; 1 for CHANNEL and TENSOR.
   int64_t groups(int64_t cols) const {
     const int64_t gs = group_cols(cols);
-    return granularity == XQ_GRAN_GROUP ? (cols + gs - 1) / gs : 1;
+    return strategy == XQ_STRATEGY_GROUP ? (cols + gs - 1) / gs : 1;
   }
 };
 
 // Checks a rule's scheme and converts it; `what` names the Linear in errors.
 inline Scheme scheme_from(const xq_quant_scheme& sc, const char* what) {
   if (sc.bits < 2 || sc.bits > 8) fail(XQ_ERR_INVALID_ARGUMENT, format("%s: bits must be 2..8, got %u", what, sc.bits));
-  if (sc.granularity == XQ_GRAN_GROUP && sc.group_size <= 0)
-    fail(XQ_ERR_INVALID_ARGUMENT, format("%s: group granularity needs group_size > 0", what));
-  if (sc.granularity != XQ_GRAN_GROUP && sc.granularity != XQ_GRAN_CHANNEL && sc.granularity != XQ_GRAN_TENSOR)
-    fail(XQ_ERR_UNSUPPORTED, format("%s: granularity %d is not supported (tensor, channel or group)", what,
-                                    static_cast<int>(sc.granularity)));
+  if (sc.strategy == XQ_STRATEGY_GROUP && sc.group_size <= 0)
+    fail(XQ_ERR_INVALID_ARGUMENT, format("%s: group strategy needs group_size > 0", what));
+  if (sc.strategy != XQ_STRATEGY_GROUP && sc.strategy != XQ_STRATEGY_CHANNEL && sc.strategy != XQ_STRATEGY_TENSOR)
+    fail(XQ_ERR_UNSUPPORTED, format("%s: strategy %d is not supported (tensor, channel or group)", what,
+                                    static_cast<int>(sc.strategy)));
   if (sc.scale_dtype != XQ_DTYPE_INVALID && sc.scale_dtype != XQ_DTYPE_F32 && sc.scale_dtype != XQ_DTYPE_F16 &&
       sc.scale_dtype != XQ_DTYPE_BF16)
     fail(XQ_ERR_UNSUPPORTED, format("%s: scale dtype must be F32, F16 or BF16", what));
   Scheme s;
   s.bits = static_cast<int>(sc.bits);
   s.symmetric = sc.symmetric != 0;
-  s.granularity = sc.granularity;
+  s.strategy = sc.strategy;
   s.group_size = sc.group_size;
   s.scale_dtype = sc.scale_dtype == XQ_DTYPE_INVALID ? XQ_DTYPE_F32 : sc.scale_dtype;
   return s;
@@ -181,7 +181,7 @@ inline void quantize_span(const float* x, int64_t n, const Params& p, int qmin, 
 }
 
 // Round-to-nearest of rows [r0, r1) of w [rows, cols] with CHANNEL or GROUP
-// granularity: codes [rows*cols] (may be NULL), scales/zero points at
+// strategy: codes [rows*cols] (may be NULL), scales/zero points at
 // r * groups + g (zero points NULL when symmetric or unwanted), the
 // dequantized weights into deq (may be NULL, may alias w).
 inline void rtn_rows(const Scheme& s, const float* w, int64_t cols, int64_t r0, int64_t r1, int8_t* codes,
@@ -245,7 +245,7 @@ inline ErrorSums rtn_rows_sums(const Scheme& s, const float* w, int64_t cols, in
   return e;
 }
 
-// TENSOR granularity: one scale (and zero point) for the whole matrix.
+// TENSOR strategy: one scale (and zero point) for the whole matrix.
 inline ErrorSums rtn_tensor_sums(const Scheme& s, const float* w, int64_t rows, int64_t cols, int8_t* codes,
                                  float* scale, int8_t* zero_point) {
   const Params p = choose_span(s, w, rows * cols);
@@ -254,11 +254,11 @@ inline ErrorSums rtn_tensor_sums(const Scheme& s, const float* w, int64_t rows, 
   return quantize_span_sums(w, rows * cols, p, s.qmin(), s.qmax(), codes);
 }
 
-// Fake-quantizes w [rows, cols] into out (may alias w) with any granularity,
+// Fake-quantizes w [rows, cols] into out (may alias w) with any strategy,
 // spreading rows over the host's threads. Used by searches (AWQ) that need
 // Q(W) as floats.
 inline void fake_quantize(const Host& host, const Scheme& s, const float* w, int64_t rows, int64_t cols, float* out) {
-  if (s.granularity == XQ_GRAN_TENSOR) {
+  if (s.strategy == XQ_STRATEGY_TENSOR) {
     Params p = choose_span(s, w, rows * cols);
     quantize_span(w, rows * cols, p, s.qmin(), s.qmax(), nullptr, out);
     return;
@@ -274,29 +274,29 @@ inline void fake_quantize(const Host& host, const Scheme& s, const float* w, int
 inline void alloc_quant(const Host& host, const Scheme& s, const xq_quant_scheme& rule, int64_t rows, int64_t cols,
                         xq_quant_tensor& q) {
   const int64_t ng = s.groups(cols);
-  const int64_t n_scales = s.granularity == XQ_GRAN_TENSOR ? 1 : rows * ng;
+  const int64_t n_scales = s.strategy == XQ_STRATEGY_TENSOR ? 1 : rows * ng;
   q.codes = host.alloc<int8_t>(static_cast<size_t>(rows * cols));
   q.scales = host.alloc<float>(static_cast<size_t>(n_scales));
   if (!s.symmetric) q.zero_points = host.alloc<int8_t>(static_cast<size_t>(n_scales));
   q.bits = static_cast<uint32_t>(s.bits);
   q.symmetric = s.symmetric ? 1 : 0;
-  q.granularity = s.granularity;
+  q.strategy = s.strategy;
   q.rows = rows;
   q.cols = cols;
-  q.group_size = s.granularity == XQ_GRAN_GROUP ? s.group_size : cols;
+  q.group_size = s.strategy == XQ_STRATEGY_GROUP ? s.group_size : cols;
   q.n_groups = ng;
   q.scale_dtype = s.scale_dtype;
   q.act_scheme = rule.act_scheme;
   q.act_bits = rule.act_scheme == XQ_ACT_NONE ? 0 : (rule.act_bits ? rule.act_bits : 8);
 }
 
-// RTN of a whole matrix into q (allocated here, any granularity); returns
+// RTN of a whole matrix into q (allocated here, any strategy); returns
 // the error sums of w vs its dequantization. deq (may be NULL) receives the
 // dequantized weights.
 inline ErrorSums rtn_matrix(const Host& host, const Scheme& s, const xq_quant_scheme& rule, const float* w,
                             int64_t rows, int64_t cols, xq_quant_tensor& q, float* deq) {
   alloc_quant(host, s, rule, rows, cols, q);
-  if (s.granularity == XQ_GRAN_TENSOR) {
+  if (s.strategy == XQ_STRATEGY_TENSOR) {
     Params p = choose_span(s, w, rows * cols);
     q.scales[0] = p.scale;
     if (q.zero_points) q.zero_points[0] = static_cast<int8_t>(p.zp);

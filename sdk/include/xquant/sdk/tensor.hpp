@@ -193,9 +193,9 @@ class QuantTensor {
 
   // Index into scales/zero_points of element (r, c).
   int64_t group_index(int64_t r, int64_t c) const noexcept {
-    if (t_.granularity == XQ_GRAN_TENSOR) return 0;
+    if (t_.strategy == XQ_STRATEGY_TENSOR) return 0;
     int64_t g = 0;
-    if (t_.granularity == XQ_GRAN_GROUP) g = t_.g_idx ? t_.g_idx[c] : c / t_.group_size;
+    if (t_.strategy == XQ_STRATEGY_GROUP) g = t_.g_idx ? t_.g_idx[c] : c / t_.group_size;
     return r * t_.n_groups + g;
   }
   // Dequantizes row r into out[cols]: (code - zp) * scale.
