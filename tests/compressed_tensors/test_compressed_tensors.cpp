@@ -6,6 +6,7 @@
 // and g_idx must be identical. Byte-level checks pin the packing to
 // hand-computed words, the config.json content is checked field by field,
 // and abort/replace behaviour is checked on the folder's contents.
+#include "test_runtime.hpp"
 #include "core/error.hpp"
 #include "core/kv.hpp"
 #include "core/runtime.hpp"
@@ -37,14 +38,7 @@ namespace st = xquant::sdk::safetensors;
 
 namespace {
 
-Runtime& runtime() {
-  static Runtime* rt = [] {
-    RuntimeOptions o;
-    o.log_level = XQ_LOG_ERROR;
-    return new Runtime(o);
-  }();
-  return *rt;
-}
+Runtime& runtime() { return test::quiet_runtime(); }
 
 LoadedPlugin& format_plugin() { return runtime().plugins().require(XQ_PLUGIN_FORMAT, "compressed-tensors"); }
 
@@ -63,20 +57,7 @@ const char* kLlamaConfig = R"({"architectures":["LlamaForCausalLM"],"model_type"
   "intermediate_size":172,"num_hidden_layers":1,"num_attention_heads":8,"num_key_value_heads":4,"vocab_size":512,
   "rms_norm_eps":1e-05,"rope_theta":10000.0,"torch_dtype":"float32","tie_word_embeddings":true})";
 
-// An owned canonical tensor.
-struct Canon {
-  xq_quant_tensor q{};
-  std::vector<int8_t> codes, zps;
-  std::vector<float> scales;
-  std::vector<int32_t> gidx;
-  void bind() {
-    q.struct_size = sizeof(q);
-    q.codes = codes.data();
-    q.scales = scales.data();
-    q.zero_points = zps.empty() ? nullptr : zps.data();
-    q.g_idx = gidx.empty() ? nullptr : gidx.data();
-  }
-};
+using test::Canon;
 
 struct Spec {
   uint32_t bits = 4;

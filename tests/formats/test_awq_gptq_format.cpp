@@ -7,6 +7,7 @@
 // packed by hand from AutoAWQ's WQLinear_GEMM.from_linear (order_map
 // [0,2,4,6,1,3,5,7]) and AutoGPTQ's pack() (v1 stores z - 1), and malformed
 // checkpoints must fail with the tensor's name.
+#include "test_runtime.hpp"
 #include "core/error.hpp"
 #include "core/kv.hpp"
 #include "core/runtime.hpp"
@@ -32,32 +33,13 @@ namespace st = xquant::sdk::safetensors;
 
 namespace {
 
-Runtime& runtime() {
-  static Runtime* rt = [] {
-    RuntimeOptions o;
-    o.log_level = XQ_LOG_ERROR;
-    return new Runtime(o);
-  }();
-  return *rt;
-}
+Runtime& runtime() { return test::quiet_runtime(); }
 
 const char* kConfig = R"({"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":64,
   "intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":8,"num_key_value_heads":4,"vocab_size":512,
   "rms_norm_eps":1e-05,"rope_theta":10000.0,"torch_dtype":"float16","tie_word_embeddings":true})";
 
-struct Canon {
-  xq_quant_tensor q{};
-  std::vector<int8_t> codes, zps;
-  std::vector<float> scales;
-  std::vector<int32_t> gidx;
-  void bind() {
-    q.struct_size = sizeof(q);
-    q.codes = codes.data();
-    q.scales = scales.data();
-    q.zero_points = zps.empty() ? nullptr : zps.data();
-    q.g_idx = gidx.empty() ? nullptr : gidx.data();
-  }
-};
+using test::Canon;
 
 struct Spec {
   uint32_t bits = 4;

@@ -8,6 +8,7 @@
 // points, g_idx, bit for bit) and the same logits as the compressed-tensors
 // copy. The MLP stays dense: its width 172 is not a multiple of 8, which the
 // AWQ/GPTQ layouts need (convert refuses it, tested below).
+#include "test_runtime.hpp"
 #include "core/error.hpp"
 #include "core/runtime.hpp"
 #include "engine/model.hpp"
@@ -33,14 +34,7 @@ const fs::path kModel = kShared / "models" / "stories260K-hf";
 const fs::path kVocab = kShared / "models" / "stories260K" / "stories260K.gguf";
 const fs::path kText = kShared / "data" / "tinystories" / "tinystories_val.subset.txt";
 
-Runtime& runtime() {
-  static Runtime* rt = [] {
-    RuntimeOptions o;
-    o.log_level = XQ_LOG_ERROR;
-    return new Runtime(o);
-  }();
-  return *rt;
-}
+Runtime& runtime() { return test::quiet_runtime(); }
 
 test::ProcessResult run_cli(std::vector<std::string> args) {
   args.insert(args.begin(), XQUANT_CLI);

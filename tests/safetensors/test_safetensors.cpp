@@ -5,6 +5,7 @@
 // xquant::Runtime + xquant::Checkpoint: values are byte-checked, and every
 // malformed input must give a clear error (status + message naming the
 // file and the problem), never a crash.
+#include "test_runtime.hpp"
 #include "core/error.hpp"
 #include "core/runtime.hpp"
 #include "checkpoint/checkpoint.hpp"
@@ -29,14 +30,7 @@ namespace st = xquant::sdk::safetensors;
 
 namespace {
 
-Runtime& runtime() {
-  static Runtime* rt = [] {
-    RuntimeOptions o;
-    o.log_level = XQ_LOG_ERROR;
-    return new Runtime(o);
-  }();
-  return *rt;
-}
+Runtime& runtime() { return test::quiet_runtime(); }
 
 
 using test::TempDir;
