@@ -115,4 +115,6 @@ XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, scale_dtype) == 80, "xq_quant_tensor.
 XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, input_scale) == 92, "xq_quant_tensor.input_scale moved");
 #endif
 
+XQ_STATIC_ASSERT(XQ_BITS_F8_E4M3 == 0x0E08u, "XQ_BITS_F8_E4M3 changed");
+
 #endif /* XQUANT_XQ_TENSOR_H */
