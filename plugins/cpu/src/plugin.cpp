@@ -61,7 +61,7 @@ class CpuProvider : public sdk::PluginBase {
   }
   xq_qweight* prepare(const xq_quant_tensor& q) const { return prepare_qweight(q); }
   void release(xq_qweight* w) const { delete w; }
-  const char* layout(const xq_qweight*) const { return "cpu-int8-group"; }
+  const char* layout(const xq_qweight* w) const { return w && w->fp8 ? "cpu-fp8-f32" : "cpu-int8-group"; }
 
  private:
   // Device memory is host memory: both directions are a copy.
@@ -75,7 +75,7 @@ constexpr const char* kCapabilities[] = {
     "op:rope",           "op:attention",    "op:swiglu",       "op:add",            "op:mul",
     "op:get_rows",       "op:quantize_act", "op:convert",      "layout:cpu-int8-group", "bits:2-8",
     "strategy:tensor", "strategy:channel", "strategy:group", "g_idx",       "act:none",
-    "act:dynamic-token", "act:static-tensor", nullptr};
+    "act:dynamic-token", "act:static-tensor", "layout:cpu-fp8-f32", "type:float", "act:fp8-dynamic-token", nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = sdk::describe<CpuProvider>(
     XQ_PLUGIN_KERNEL_PROVIDER, "cpu", "1.0.0",
