@@ -40,6 +40,11 @@ TEST(CliFp8, SchemeFp8DynamicQuantizesAndTheCheckpointEvaluates) {
   EXPECT_EQ(g["input_activations"]["type"], "float");
   EXPECT_EQ(g["input_activations"]["dynamic"], true);
 
+  // inspect counts the F8_E4M3 weights as quantized, not dense (lm_head is tied here).
+  auto i = run_process({XQUANT_CLI, "inspect", out.string()});
+  ASSERT_EQ(i.exit_code, 0) << i.err;
+  EXPECT_NE(i.out.find(", 0 Linear weights stored dense"), std::string::npos) << i.out.substr(0, 300);
+
   auto e = run_process({XQUANT_CLI, "-q", "eval", "--model", out.string(), "--tokenizer", kVocab, "--text", kText,
                         "--max-tokens", "1024", "--ctx", "256", "--json"});
   ASSERT_EQ(e.exit_code, 0) << e.err;
