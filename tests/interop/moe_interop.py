@@ -165,13 +165,19 @@ calibration: {{text: {text}, tokenizer: {args.tokenizer}, samples: 8, seq_len: 3
 quantize:
   - targets: ["re:.*_proj$"]
     algorithm: {algo}
-    weights: {{bits: 4, group_size: 32, symmetric: {'true' if algo == 'gptq' else 'false'}}}
-ignore: ["re:.*mlp\\.gate$", lm_head]
+    weights: {{bits: 4, group_size: 16, symmetric: {'true' if algo == 'gptq' else 'false'}}}
+ignore: ["re:.*mlp\\\\.gate$", lm_head]
 """)
         r = subprocess.run([args.xquant, "run", pipe, "--json"], capture_output=True, text=True)
         if r.returncode != 0:
             failures.append(f"{arch} {algo}: xquant run failed: {r.stderr.strip()[-2000:]}")
             continue
+        experts = json.loads(r.stdout)["experts"]
+        fallback = [e for e in experts if e["statistics"] != "routed tokens"]
+        print(f"  {arch} {algo}: {len(experts)} experts calibrated, routed tokens per expert "
+              f"{[e['routed_tokens'] for e in experts]}, {len(fallback)} on all-token statistics")
+        if len(experts) != 2 * 8:
+            failures.append(f"{arch} {algo}: the report lists {len(experts)} experts, expected 16")
         tensors = read_checkpoint(out)
         qcfg = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
         scheme = next(iter(qcfg["config_groups"].values()))
@@ -186,11 +192,11 @@ ignore: ["re:.*mlp\\.gate$", lm_head]
             if not any(name.endswith(s) for s in (".weight_scale", ".weight_packed", ".weight_shape",
                                                     ".weight_zero_point", ".weight_g_idx")) and name not in dense:
                 dense[name] = t.astype(np.float32)
-        experts = sum(1 for m in dense if ".experts." in m)
+        n_expert = sum(1 for m in dense if ".experts." in m)
         load_per_expert(model, arch, dense)
         hf = hf_forward(model, ids)
         mine = ours(args.dump, out, ids)
-        print(f"  {arch} {algo}: {n_quant} quantized Linears ({experts} expert weights dense after dequantization)")
+        print(f"  {arch} {algo}: {n_quant} quantized Linears ({n_expert} of them experts' gate/up/down)")
         compare(f"{arch} {algo} (dequantized)", hf, mine, failures)
         if not np.isfinite(mine[0]).all():
             failures.append(f"{arch} {algo}: non-finite logits")

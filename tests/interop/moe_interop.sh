@@ -28,4 +28,4 @@ fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-moe-interop.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 "$venv/bin/python" "$here/moe_interop.py" --xquant "$build/bin/xquant" --dump "$build/bin/xquant_moe_dump" \
-  --tokenizer "$shared/models/stories260K-hf" --text "$shared/data/tinystories/tinystories_val.subset.txt" --work "$work"
+  --tokenizer "$shared/models/stories260K/stories260K.gguf" --text "$shared/data/tinystories/tinystories_val.subset.txt" --work "$work"
