@@ -5,6 +5,7 @@
 // every expert is quantized, the report lists every expert with its routed
 // token count and the all-token fallback of those under min_tokens, and the
 // quantized model's logits are finite (never a NaN scale).
+#include "checkpoint/checkpoint.hpp"
 #include "core/runtime.hpp"
 #include "engine/model.hpp"
 #include "moe_checkpoint.hpp"
@@ -16,6 +17,9 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
 
 namespace fs = std::filesystem;
 using namespace xquant;
@@ -56,6 +60,22 @@ void expect_finite_logits(const fs::path& out) {
   for (float v : logits) ASSERT_TRUE(std::isfinite(v));
 }
 
+// An example pipeline of examples/moe with the tiny model, our tokenizer
+// and a temp output in place of its model, calibration and output lines.
+RunReport run_example(const std::string& file, const fs::path& model, const fs::path& out) {
+  const fs::path path = fs::path(XQUANT_SOURCE_DIR) / "examples" / "moe" / file;
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string yaml = ss.str();
+  yaml = std::regex_replace(yaml, std::regex("model: \\{path: [^}]*\\}"), "model: {path: " + model.string() + "}");
+  yaml = std::regex_replace(yaml, std::regex("output: \\{[^}]*\\}"), "output: {path: " + out.string() + "}");
+  yaml = std::regex_replace(yaml, std::regex("  samples: 128\n  seq_len: 512"),
+                            "  tokenizer: " + kGguf.string() + "\n  samples: 2\n  seq_len: 16");
+  Pipeline p = parse_pipeline_text(yaml, file, path.parent_path());
+  return run_pipeline(test::quiet_runtime(), p);
+}
+
 }  // namespace
 
 TEST(MoeCalibration, ExpertsWithoutTokensFallBackToAllTokenStatistics) {
@@ -90,4 +110,39 @@ TEST(MoeCalibration, CalibrateAllExpertsGivesEveryExpertAllTokens) {
   ASSERT_EQ(r.experts.size(), 16u);
   for (const auto& e : r.experts) EXPECT_EQ(e.statistics, "all tokens (calibrate_all_experts)");
   expect_finite_logits(out);
+}
+
+// The examples' rules leave the router dense and quantize every expert; the
+// W8A8 one smooths the post-attention norm, and the router's columns are
+// scaled to match: norm' * router' == norm * router, so routing is kept.
+TEST(MoeCalibration, ExamplesKeepTheRouterDenseAndItsLogitsUnderSmoothing) {
+  const fs::path model = tiny_moe();
+  for (const std::string file : {"qwen3-moe-gptq.yaml", "qwen3-moe-awq.yaml", "qwen3-moe-w8a8.yaml"}) {
+    const fs::path out = model.parent_path() / ("example-" + file);
+    RunReport r = run_example(file, model, out);
+    EXPECT_EQ(r.layers.size(), static_cast<size_t>(2 * (4 + 8 * 3))) << file;
+    EXPECT_EQ(r.experts.size(), 16u) << file;
+    for (const auto& l : r.layers) EXPECT_EQ(l.module.find("mlp.gate"), std::string::npos) << l.module;
+    expect_finite_logits(out);
+    auto src = Checkpoint::open(test::quiet_runtime(), model);
+    auto dst = Checkpoint::open(test::quiet_runtime(), out);
+    for (int layer = 0; layer < 2; ++layer) {
+      const std::string p = "model.layers." + std::to_string(layer) + ".";
+      const auto n0 = src->read_f32(src->require(p + "post_attention_layernorm.weight"));
+      const auto n1 = dst->read_f32(dst->require(p + "post_attention_layernorm.weight"));
+      const auto r0 = src->read_f32(src->require(p + "mlp.gate.weight"));
+      const auto r1 = dst->read_f32(dst->require(p + "mlp.gate.weight"));
+      ASSERT_EQ(r0.size(), r1.size());
+      const size_t cols = n0.size();
+      bool smoothed = false;
+      for (size_t j = 0; j < cols; ++j) smoothed |= std::fabs(n1[j] - n0[j]) > 1e-6f * std::fabs(n0[j]);
+      if (file == "qwen3-moe-w8a8.yaml") {
+        EXPECT_TRUE(smoothed) << "smoothquant always rescales the norm";
+      }
+      for (size_t i = 0; i < r0.size(); ++i) {
+        const double before = static_cast<double>(r0[i]) * n0[i % cols], after = static_cast<double>(r1[i]) * n1[i % cols];
+        ASSERT_NEAR(after, before, 1e-5 * std::fabs(before) + 1e-7) << file << " layer " << layer << " element " << i;
+      }
+    }
+  }
 }
