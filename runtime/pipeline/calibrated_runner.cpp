@@ -22,6 +22,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -192,7 +193,11 @@ class LayerQuantizer {
     const std::vector<float> prev_before = prev.values ? *prev.values : std::vector<float>();
 
     GroupInputs in = group_inputs(rule, members, stats, lw);
-    GroupForward forward(model_, layer, g, members, stats);
+    // The layer re-run AWQ's loss needs; built only for algorithms that use
+    // it (its input capture runs the layer once: 129 times per layer for
+    // 128 experts' down_proj groups).
+    std::optional<GroupForward> forward;
+    if (needs_forward(rule)) forward.emplace(model_, layer, g, members, stats);
     const std::string group_name = group_name_of(desc, layer, g);
     xq_layer_group group{};
     group.struct_size = sizeof(group);
@@ -204,7 +209,7 @@ class LayerQuantizer {
       group.prev_op = prev.cols ? sdk::f32_view(*prev.values, {prev.rows, prev.cols})
                                   : sdk::f32_view(*prev.values, {int64_t(prev.values->size())});
     group.role = role_of(desc, g);
-    group.forward = forward.abi();
+    group.forward = forward ? forward->abi() : nullptr;
     GroupResult result = run_stages(runtime_, rule, group);
 
     const bool rescaled = prev.values && *prev.values != prev_before;
@@ -270,6 +275,12 @@ class LayerQuantizer {
                                 q->rows, q->cols, result.rel_error[i]});
       pending_.emplace_back(in.names[i], std::move(q));
     }
+  }
+
+  bool needs_forward(const QuantRule& rule) const {
+    for (const auto& st : rule.stages)
+      if (runtime_.plugins().require(XQ_PLUGIN_ALGORITHM, st.name).has_capability("needs:forward")) return true;
+    return false;
   }
 
   // Whether every Linear of group g outside `members` stays dense (a MoE
