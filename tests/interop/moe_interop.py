@@ -11,6 +11,8 @@ block_sparse_moe.experts.E.w1/w2/w3), and run by both:
 1. float32 logits: max |ours - transformers| <= 1e-4 * max(1, max |transformers|)
    for every token; routing: the top-k expert ids (in order) of every token
    in every MoE layer equal transformers' router (hooks on mlp.gate).
+   The Qwen models also as GGUF files with llama.cpp's stacked expert tensors
+   (written by gguf-py), which our loader splits per expert: same bounds.
 2. Done-means check (qwen3_moe): `xquant quantize --algorithm gptq` and `awq`
    (compressed-tensors W4 g32 output, every expert calibrated); the output
    loads in our engine, and its logits match transformers' forward on the same
@@ -109,6 +111,55 @@ def load_per_expert(model, arch, tensors):
         else:
             new[name] = torch.from_numpy(np.ascontiguousarray(tensors[stored])).float()
     model.load_state_dict(new)
+
+
+def to_gguf(folder, arch, config, path):
+    """The per-expert checkpoint as llama.cpp lays MoE models out in GGUF (gguf-py's
+    writer): stacked ffn_{gate,up,down}_exps [experts, rows, cols], the router
+    ffn_gate_inp, Qwen2-MoE's *_shexp and its 1-D ffn_gate_inp_shexp, arch qwen3moe /
+    qwen2moe (convert_hf_to_gguf.py Qwen3MoeModel / Qwen2MoeModel)."""
+    import gguf
+    t = read_checkpoint(folder)
+    A = {"qwen3_moe": "qwen3moe", "qwen2_moe": "qwen2moe"}[arch]
+    w = gguf.GGUFWriter(path, A)
+    c = config
+    for key, val in [("block_count", c.num_hidden_layers), ("embedding_length", c.hidden_size),
+                     ("feed_forward_length", c.intermediate_size), ("attention.head_count", c.num_attention_heads),
+                     ("attention.head_count_kv", c.num_key_value_heads), ("context_length", c.max_position_embeddings),
+                     ("expert_count", c.num_experts), ("expert_used_count", c.num_experts_per_tok),
+                     ("expert_feed_forward_length", c.moe_intermediate_size)]:
+        w.add_uint32(f"{A}.{key}", int(val))
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    w.add_uint32(f"{A}.attention.key_length", int(head_dim))
+    w.add_uint32(f"{A}.attention.value_length", int(head_dim))
+    if arch == "qwen2_moe":
+        w.add_uint32(f"{A}.expert_shared_feed_forward_length", int(c.shared_expert_intermediate_size))
+    w.add_float32(f"{A}.attention.layer_norm_rms_epsilon", float(c.rms_norm_eps))
+    w.add_float32(f"{A}.rope.freq_base", float(getattr(c, "rope_theta", None) or c.rope_parameters["rope_theta"]))
+    names = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm", "self_attn.q_proj": "attn_q",
+             "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+             "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm", "mlp.gate": "ffn_gate_inp",
+             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+             "mlp.shared_expert.gate_proj": "ffn_gate_shexp", "mlp.shared_expert.up_proj": "ffn_up_shexp",
+             "mlp.shared_expert.down_proj": "ffn_down_shexp", "mlp.shared_expert_gate": "ffn_gate_inp_shexp"}
+    w.add_tensor("token_embd.weight", t["model.embed_tokens.weight"])
+    w.add_tensor("output_norm.weight", t["model.norm.weight"])
+    w.add_tensor("output.weight", t["lm_head.weight"])
+    for l in range(c.num_hidden_layers):
+        p = f"model.layers.{l}."
+        for hf, g in names.items():
+            for suffix in (".weight", ".bias"):
+                if p + hf + suffix in t:
+                    a = t[p + hf + suffix]
+                    w.add_tensor(f"blk.{l}.{g}{suffix}", a.reshape(-1) if g == "ffn_gate_inp_shexp" else a)
+        if p + "mlp.experts.0.gate_proj.weight" in t:
+            for hf, g in (("gate_proj", "ffn_gate_exps"), ("up_proj", "ffn_up_exps"), ("down_proj", "ffn_down_exps")):
+                w.add_tensor(f"blk.{l}.{g}.weight",
+                             np.stack([t[f"{p}mlp.experts.{e}.{hf}.weight"] for e in range(c.num_experts)]))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 def hf_forward(model, ids):
@@ -219,7 +270,12 @@ def main():
         model = model_class(arch)(config).float().eval()
         folder = os.path.join(args.work, arch)
         save_checkpoint(model, arch, folder)
-        compare(arch, hf_forward(model, ids), ours(args.dump, folder, ids), failures)
+        hf = hf_forward(model, ids)
+        compare(arch, hf, ours(args.dump, folder, ids), failures)
+        if arch in ("qwen3_moe", "qwen2_moe"):
+            path = os.path.join(args.work, arch + ".gguf")
+            to_gguf(folder, arch, config, path)
+            compare(arch + " (GGUF, stacked experts)", hf, ours(args.dump, path, ids), failures)
         if arch == "qwen3_moe":
             quantize_roundtrip(args, arch, folder, model, ids, failures)
     if failures:

@@ -25,6 +25,11 @@ if ! "$venv/bin/python" -c "from transformers import Qwen3MoeForCausalLM, Qwen2M
   echo "moe_interop: $venv lacks torch/transformers with the MoE model classes (tests/interop/ct_interop.sh creates it)" >&2
   exit 3
 fi
+# gguf-py (pure Python) writes the stacked-expert GGUF files; the version of gguf_interop.sh.
+if ! "$venv/bin/python" -c "import gguf" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --progress-bar off "gguf==${XQUANT_GGUF_VERSION:-0.19.0}" || {
+    echo "moe_interop: could not install gguf into $venv" >&2; exit 3; }
+fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-moe-interop.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 "$venv/bin/python" "$here/moe_interop.py" --xquant "$build/bin/xquant" --dump "$build/bin/xquant_moe_dump" \
