@@ -79,5 +79,5 @@ light_interop "GGUF interop" tests/interop/gguf_interop.sh build
 light_interop "tokenizer interop" tests/interop/tokenizer_interop.sh build
 # Mixture-of-Experts models (qwen3_moe, qwen2_moe, mixtral) against
 # transformers' own forward, and GPTQ/AWQ Qwen3-MoE outputs read back; uses
-# the torch venv of ct_interop.sh (exit 3, listed as not run, without it); ~45 s.
+# the torch venv of ct_interop.sh (exit 3, listed as not run, without it); ~60 s.
 light_interop "MoE interop" tests/interop/moe_interop.sh build
