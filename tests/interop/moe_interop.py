@@ -14,7 +14,8 @@ block_sparse_moe.experts.E.w1/w2/w3), and run by both:
    The Qwen models also as GGUF files with llama.cpp's stacked expert tensors
    (written by gguf-py), which our loader splits per expert: same bounds.
 2. Done-means check (qwen3_moe): `xquant quantize --algorithm gptq` and `awq`
-   (compressed-tensors W4 g32 output, every expert calibrated); the output
+   (compressed-tensors W4 g16 output, the routers dense by the CLI's default,
+   every expert calibrated); the output
    loads in our engine, and its logits match transformers' forward on the same
    dequantized weights (dequantized by the numpy reader of ct_interop.py,
    independently of our code) within the same bound; the report lists
@@ -207,23 +208,19 @@ def quantize_roundtrip(args, arch, folder, model, ids, failures):
     text = args.text
     for algo in ("gptq", "awq"):
         out = os.path.join(args.work, f"{arch}-{algo}")
-        pipe = os.path.join(args.work, f"{arch}-{algo}.yaml")
-        with open(pipe, "w") as f:
-            f.write(f"""model: {{path: {folder}}}
-output: {{path: {out}, format: compressed-tensors}}
-calibration: {{text: {text}, tokenizer: {args.tokenizer}, samples: 8, seq_len: 32, seed: 1,
-              moe: {{min_tokens: 8}}}}
-quantize:
-  - targets: ["re:.*_proj$"]
-    algorithm: {algo}
-    weights: {{bits: 4, group_size: 16, symmetric: {'true' if algo == 'gptq' else 'false'}}}
-ignore: ["re:.*mlp\\\\.gate$", lm_head]
-""")
-        r = subprocess.run([args.xquant, "run", pipe, "--json"], capture_output=True, text=True)
+        # The CLI's defaults: every Linear but lm_head and the MoE routers.
+        cmd = [args.xquant, "quantize", "--model", folder, "--out", out, "--algorithm", algo, "--bits", "4",
+               "--group-size", "16", "--calibration", text, "--tokenizer", args.tokenizer, "--samples", "8",
+               "--seq-len", "32", "--seed", "1", "--json"]
+        cmd.append("--sym" if algo == "gptq" else "--asym")
+        r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
-            failures.append(f"{arch} {algo}: xquant run failed: {r.stderr.strip()[-2000:]}")
+            failures.append(f"{arch} {algo}: xquant quantize failed: {r.stderr.strip()[-2000:]}")
             continue
-        experts = json.loads(r.stdout)["experts"]
+        report = json.loads(r.stdout)
+        experts = report["experts"]
+        if sorted(report["dense_linears"]) != ["lm_head", "model.layers.0.mlp.gate", "model.layers.2.mlp.gate"]:
+            failures.append(f"{arch} {algo}: dense Linears {report['dense_linears']}, expected lm_head and the routers")
         fallback = [e for e in experts if e["statistics"] != "routed tokens"]
         print(f"  {arch} {algo}: {len(experts)} experts calibrated, routed tokens per expert "
               f"{[e['routed_tokens'] for e in experts]}, {len(fallback)} on all-token statistics")
