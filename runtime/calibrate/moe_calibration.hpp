@@ -14,7 +14,10 @@ namespace xquant {
 // instead: gate/up get the layer's mlp_in statistics (every token), and
 // its down_proj the statistics of that expert run on every token (for the
 // statistics only: the layer's output stays routed). Each such expert is
-// logged and listed in LayerStats::experts.
+// logged and listed in LayerStats::experts. Needs sequential_groups (what
+// the calibrated pipeline runs): in one-pass mode the fallback is decided
+// after the only pass, so a fallback expert's gate/up statistics are the
+// all-token ones but its down_proj statistics stay routed (possibly empty).
 struct MoeCalibration {
   bool all_experts = false;
   int64_t min_tokens = 16;
