@@ -77,3 +77,7 @@ light_interop "GGUF interop" tests/interop/gguf_interop.sh build
 # The tokenizer.json synthesised for GGUF sources, read by HF tokenizers and
 # transformers' AutoTokenizer (no torch).
 light_interop "tokenizer interop" tests/interop/tokenizer_interop.sh build
+# Mixture-of-Experts models (qwen3_moe, qwen2_moe, mixtral) against
+# transformers' own forward, and GPTQ/AWQ Qwen3-MoE outputs read back; uses
+# the torch venv of ct_interop.sh (exit 3, listed as not run, without it); ~60 s.
+light_interop "MoE interop" tests/interop/moe_interop.sh build

@@ -3,7 +3,8 @@
 // auto_clip.py). Per layer group (linears sharing an input, fed by prev op):
 //
 // 1. Scale search (only when the group has a prev op to fold into):
-//    x_mean[j] = mean |x_j| (stats.mean_abs); w_mean[j] = mean over all rows
+//    x_mean[j] = mean |x_j| (stats.mean_abs; the token-weighted mean of the
+//    distinct statistics of a MoE group's experts); w_mean[j] = mean over all rows
 //    of all linears of |W[r, j]| / (max |W| of its quantization group + 1e-6);
 //    y_ref = the compared module's output (group->forward) with FP weights;
 //    for ratio = i / n_grid, i = 0..n_grid-1:
@@ -199,8 +200,21 @@ class AwqAlgorithm : public PluginBase {
     for (uint64_t i = 0; i < n; ++i) fp[i] = static_cast<const float*>(group.linears[i].weight.data);
     const std::vector<float> y_ref = run_forward(group, fp);
 
-    std::vector<double> x_mean(static_cast<size_t>(cols));
-    for (int64_t j = 0; j < cols; ++j) x_mean[j] = group.linears[0].stats->mean_abs[j];
+    // mean |x_j| over the group's input: linears of a dense group share one
+    // statistics set; a MoE mlp_in group's experts each see their routed
+    // tokens, so the distinct sets are averaged weighted by their tokens.
+    std::vector<double> x_mean(static_cast<size_t>(cols), 0.0);
+    std::vector<const float*> seen;
+    double total = 0;
+    for (uint64_t i = 0; i < n; ++i) {
+      const xq_linear_stats& st = *group.linears[i].stats;
+      if (std::find(seen.begin(), seen.end(), st.mean_abs) != seen.end()) continue;
+      seen.push_back(st.mean_abs);
+      const double w = seen.size() == 1 && st.tokens == 0 ? 1.0 : static_cast<double>(st.tokens);
+      for (int64_t j = 0; j < cols; ++j) x_mean[j] += w * st.mean_abs[j];
+      total += w;
+    }
+    for (auto& v : x_mean) v = total > 0 ? v / total : v;
     const std::vector<double> w_mean = o.duo_scaling ? weight_means(group, schemes, cols) : std::vector<double>();
 
     std::vector<std::vector<float>> scratch(n);

@@ -1,5 +1,7 @@
 // gguf_loader.cpp: the `gguf` loader plugin. Presents a GGUF file (llama,
-// qwen2, qwen3 architectures; Mistral arrives as llama) as the canonical
+// qwen2, qwen3, and the MoE qwen3moe, qwen2moe; Mistral and Mixtral arrive
+// as llama; stacked ffn_*_exps expert tensors appear as one 2-D tensor per
+// expert under the HF per-expert names) as the canonical
 // model view of docs/abi.md: Hugging Face tensor names, PyTorch shapes
 // (ne reversed), Q/K rows of NORM-RoPE (`llama`) files un-permuted back to
 // HF's half-split order (docs/references.md), canonical config keys and the tokenizer
@@ -45,6 +47,14 @@ constexpr NameRule kLayerNames[] = {
     {"attn_k_norm", "self_attn.k_norm"},     {"ffn_norm", "post_attention_layernorm"},
     {"ffn_gate", "mlp.gate_proj"},           {"ffn_up", "mlp.up_proj"},
     {"ffn_down", "mlp.down_proj"},
+    // Mixture of experts (llama.cpp gguf-py constants.py MODEL_TENSOR.FFN_*_EXP /
+    // *_SHEXP): the router, the shared expert and its gate. The stacked
+    // ffn_{gate,up,down}_exps tensors are split per expert in build().
+    {"ffn_gate_inp", "mlp.gate"},            {"ffn_gate_shexp", "mlp.shared_expert.gate_proj"},
+    {"ffn_up_shexp", "mlp.shared_expert.up_proj"}, {"ffn_down_shexp", "mlp.shared_expert.down_proj"},
+    {"ffn_gate_inp_shexp", "mlp.shared_expert_gate"},
+    {"ffn_gate_exps", "mlp.experts"},        {"ffn_up_exps", "mlp.experts"},
+    {"ffn_down_exps", "mlp.experts"},
 };
 constexpr NameRule kGlobalNames[] = {
     {"token_embd", "model.embed_tokens"}, {"output_norm", "model.norm"},
@@ -135,6 +145,10 @@ struct Entry {
   int64_t rows = 0, row_elems = 0;
   uint64_t row_bytes = 0;
   int64_t perm_heads = 0;  // >0: un-permute rows in this many heads (convert_hf_to_gguf.py permute)
+  // One expert of a stacked [experts, rows, cols] tensor: its `rows` rows
+  // start at row `first_row` of the GGUF tensor (experts are outermost).
+  bool slice = false;
+  int64_t first_row = 0;
 };
 
 int64_t source_row(const Entry& e, int64_t r) {
@@ -164,6 +178,16 @@ class GgufModel : public sdk::ModelBase {
     return entries_[i];
   }
   const TensorInfo& info(const Entry& e) const { return file_.tensors()[e.gguf_index]; }
+  // The entry's bytes, size and element count (an expert slice's, or the whole tensor's).
+  const uint8_t* data(const Entry& e) const {
+    return file_.tensor_data(info(e)) + static_cast<uint64_t>(e.first_row) * e.row_bytes;
+  }
+  uint64_t nbytes(const Entry& e) const { return e.slice ? static_cast<uint64_t>(e.rows) * e.row_bytes : info(e).nbytes; }
+  int64_t numel(const Entry& e) const { return e.slice ? e.rows * e.row_elems : info(e).numel(); }
+  // The canonical model_type: llama.cpp names the MoE architectures
+  // qwen3moe / qwen2moe and writes Mixtral as llama with experts.
+  std::string canonical_arch() const;
+  void add_expert_slices(const TensorInfo& t, Entry e, std::map<std::string, size_t>& seen);
   int64_t meta_int(const std::string& key, int64_t fallback) const;
   double meta_float(const std::string& key, double fallback) const;
 
@@ -200,11 +224,14 @@ double GgufModel::meta_float(const std::string& key, double fallback) const {
 void GgufModel::build() {
   const Value* a = file_.find("general.architecture");
   if (a && a->type == VType::STRING) arch_ = a->s;
-  const bool supported = arch_ == "llama" || arch_ == "qwen2" || arch_ == "qwen3";
+  const bool supported =
+      arch_ == "llama" || arch_ == "qwen2" || arch_ == "qwen3" || arch_ == "qwen3moe" || arch_ == "qwen2moe";
   if (!file_.tensors().empty() && !supported)
     throw Error(XQ_ERR_UNSUPPORTED,
-                format("%s: general.architecture '%s' is not supported (llama, qwen2, qwen3; Mistral converts as llama)",
+                format("%s: general.architecture '%s' is not supported (llama, qwen2, qwen3, qwen3moe, qwen2moe; "
+                       "Mistral and Mixtral convert as llama)",
                        file_.path().c_str(), a ? arch_.c_str() : "(missing)"));
+  const bool mixtral = canonical_arch() == "mixtral";
   const int64_t n_head = meta_int(arch_ + ".attention.head_count", 0);
   const int64_t n_head_kv = meta_int(arch_ + ".attention.head_count_kv", n_head);
   std::map<std::string, size_t> seen;
@@ -242,11 +269,63 @@ void GgufModel::build() {
       }
       e.perm_heads = heads;
     }
+    if (e.base == "ffn_gate_exps" || e.base == "ffn_up_exps" || e.base == "ffn_down_exps") {
+      add_expert_slices(t, std::move(e), seen);
+      continue;
+    }
+    // Mixtral's router keeps its HF name; Qwen2-MoE's shared_expert_gate is
+    // stored 1-D ([hidden]) but is the Linear [1, hidden].
+    if (mixtral && e.base == "ffn_gate_inp") e.name.replace(e.name.find(".mlp.gate."), 10, ".block_sparse_moe.gate.");
+    if (e.base == "ffn_gate_inp_shexp" && e.ndim == 1) {
+      e.ndim = 2;
+      e.shape[1] = e.shape[0];
+      e.shape[0] = 1;
+    }
     if (seen.count(e.name))
       throw Error(XQ_ERR_MALFORMED, format("%s: tensors '%s' and '%s' both map to '%s'", file_.path().c_str(),
                                            file_.tensors()[seen[e.name]].name.c_str(), t.name.c_str(), e.name.c_str()));
     seen[e.name] = entries_.size();
     entries_.push_back(std::move(e));
+  }
+}
+
+std::string GgufModel::canonical_arch() const {
+  if (arch_ == "qwen3moe") return "qwen3_moe";
+  if (arch_ == "qwen2moe") return "qwen2_moe";
+  if (arch_ == "llama" && meta_int("llama.expert_count", 0) > 0) return "mixtral";
+  return arch_;
+}
+
+// blk.N.ffn_{gate,up,down}_exps [experts, rows, cols] -> one 2-D entry per
+// expert under the HF per-expert name (model.layers.N.mlp.experts.E.gate_proj,
+// Mixtral's block_sparse_moe.experts.E.w1/w3/w2).
+void GgufModel::add_expert_slices(const TensorInfo& t, Entry e, std::map<std::string, size_t>& seen) {
+  if (t.n_dims != 3)
+    throw Error(XQ_ERR_MALFORMED, format("%s: tensor '%s' at byte offset %llu has %u dimensions; stacked experts need 3",
+                                         file_.path().c_str(), t.name.c_str(),
+                                         static_cast<unsigned long long>(t.info_offset), t.n_dims));
+  const bool mixtral = canonical_arch() == "mixtral";
+  const std::string layer = t.name.substr(4, t.name.find('.', 4) - 4);
+  const char* which = e.base == "ffn_gate_exps" ? (mixtral ? "w1" : "gate_proj")
+                      : e.base == "ffn_up_exps" ? (mixtral ? "w3" : "up_proj")
+                                                : (mixtral ? "w2" : "down_proj");
+  const int64_t experts = t.ne[2], rows = t.ne[1];
+  for (int64_t x = 0; x < experts; ++x) {
+    Entry s = e;
+    s.name = "model.layers." + layer + (mixtral ? ".block_sparse_moe.experts." : ".mlp.experts.") + std::to_string(x) +
+             "." + which + ".weight";
+    s.ndim = 2;
+    s.shape[0] = rows;
+    s.shape[1] = t.ne[0];
+    s.shape[2] = 0;
+    s.rows = rows;
+    s.slice = true;
+    s.first_row = x * rows;
+    if (seen.count(s.name))
+      throw Error(XQ_ERR_MALFORMED, format("%s: tensor '%s' maps to '%s' twice", file_.path().c_str(), t.name.c_str(),
+                                           s.name.c_str()));
+    seen[s.name] = entries_.size();
+    entries_.push_back(std::move(s));
   }
 }
 
@@ -257,7 +336,7 @@ void GgufModel::tensor_info(uint64_t i, xq_tensor_info& out) const {
   out.ndim = e.ndim;
   for (uint32_t d = 0; d < e.ndim; ++d) out.shape[d] = e.shape[d];
   out.name = e.name.c_str();
-  out.nbytes = t.nbytes;
+  out.nbytes = nbytes(e);
   out.storage_type_name = type_info(t.type)->name;
   out.has_quantized = (t.type == kQ8_0 || t.type == kQ4_0) && t.n_dims >= 1 ? 1u : 0u;
 }
@@ -268,13 +347,13 @@ void GgufModel::read(uint64_t i, xq_dtype dtype, void* dst, uint64_t n) const {
   const size_t es = out_size(dtype);
   if (es == 0)
     throw Error(XQ_ERR_UNSUPPORTED, format("%s: tensor '%s': read() converts to F32, F16 or BF16 only", file_.path().c_str(), e.name.c_str()));
-  const uint64_t want = static_cast<uint64_t>(t.numel()) * es;
+  const uint64_t want = static_cast<uint64_t>(numel(e)) * es;
   if (n != want)
     throw Error(XQ_ERR_INVALID_ARGUMENT, format("%s: tensor '%s': destination holds %llu bytes, %llu needed", file_.path().c_str(),
                                                 e.name.c_str(), static_cast<unsigned long long>(n), static_cast<unsigned long long>(want)));
-  if (t.numel() == 0) return;
+  if (numel(e) == 0) return;
   const TypeInfo* ti = type_info(t.type);
-  const uint8_t* src = file_.tensor_data(t);
+  const uint8_t* src = data(e);
   uint8_t* out = static_cast<uint8_t*>(dst);
   // Same stored and requested type: copy rows (in HF order).
   if (e.dtype == dtype) {
@@ -313,9 +392,9 @@ void GgufModel::raw(uint64_t i, xq_tensor_view& v) const {
   v.dtype = e.dtype;
   v.ndim = e.ndim;
   for (uint32_t d = 0; d < e.ndim; ++d) v.shape[d] = e.shape[d];
-  v.nbytes = t.nbytes;
+  v.nbytes = nbytes(e);
   if (e.perm_heads == 0) {
-    v.data = const_cast<uint8_t*>(file_.tensor_data(t));  // read-only mapping: callers treat raw views as const
+    v.data = const_cast<uint8_t*>(data(e));  // read-only mapping: callers treat raw views as const
     return;
   }
   // The stored bytes in canonical (HF) row order: a copy made once, kept
@@ -347,7 +426,7 @@ void GgufModel::read_quantized(uint64_t i, xq_quant_tensor& q) const {
                                            file_.path().c_str(), e.name.c_str(), type_info(t.type)->name));
   if (t.n_dims < 1 || e.row_elems < 32)
     throw Error(XQ_ERR_UNSUPPORTED, format("%s: tensor '%s': a canonical quantized tensor needs a 2-D weight", file_.path().c_str(), e.name.c_str()));
-  const int64_t rows = t.rows(), cols = t.ne[0], ng = cols / 32;
+  const int64_t rows = e.slice ? e.rows : t.rows(), cols = t.ne[0], ng = cols / 32;
   // q is owned by LoaderAdapter::read_quantized, which frees its buffers if this throws.
   q.bits = t.type == kQ8_0 ? 8 : 4;
   q.symmetric = 1;
@@ -360,7 +439,7 @@ void GgufModel::read_quantized(uint64_t i, xq_quant_tensor& q) const {
   q.act_scheme = XQ_ACT_NONE;
   q.codes = host.alloc<int8_t>(static_cast<size_t>(rows * cols));
   q.scales = host.alloc<float>(static_cast<size_t>(rows * ng));
-  const uint8_t* src = file_.tensor_data(t);
+  const uint8_t* src = data(e);
   const uint64_t tsz = type_info(t.type)->type_size;
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* row = src + source_row(e, r) * e.row_bytes;
@@ -385,14 +464,33 @@ void GgufModel::read_quantized(uint64_t i, xq_quant_tensor& q) const {
 void GgufModel::config(const sdk::KvWriter& out) const {
   const std::string& A = arch_;
   out.set_string("source.format", "gguf");
-  out.set_string("architecture", A.empty() ? "unknown" : A);
+  out.set_string("architecture", A.empty() ? "unknown" : canonical_arch());
   auto has_tensor = [&](const char* n) {
     for (const auto& e : entries_)
       if (e.name == n) return true;
     return false;
   };
   const Value* toks = file_.find("tokenizer.ggml.tokens");
-  if (A == "llama" || A == "qwen2" || A == "qwen3") {
+  if (A == "llama" || A == "qwen2" || A == "qwen3" || A == "qwen3moe" || A == "qwen2moe") {
+    if (file_.find(A + ".expert_count") && meta_int(A + ".expert_count", 0) > 0) {
+      // llama.cpp's MoE keys (gguf-py constants.py Keys.LLM.EXPERT_*); its
+      // qwen3moe and llama (Mixtral) graphs normalise the top-k weights,
+      // qwen2moe's does not (llama-model.cpp build_moe_ffn norm_w).
+      out.set_int("num_experts", meta_int(A + ".expert_count", 0));
+      out.set_int("num_experts_per_tok", meta_int(A + ".expert_used_count", 0));
+      if (file_.find(A + ".expert_feed_forward_length"))
+        out.set_int("moe_intermediate_size", meta_int(A + ".expert_feed_forward_length", 0));
+      if (file_.find(A + ".expert_shared_feed_forward_length"))
+        out.set_int("shared_expert_intermediate_size", meta_int(A + ".expert_shared_feed_forward_length", 0));
+      const Value* nw = file_.find(A + ".expert_weights_norm");
+      out.set_bool("norm_topk_prob", nw && nw->type == VType::BOOL ? nw->i != 0 : A != "qwen2moe");
+      // GGUF has no mlp_only_layers key: the layers stored with a dense FFN.
+      std::string dense;
+      for (int64_t l = 0; l < meta_int(A + ".block_count", 0); ++l)
+        if (has_tensor(("model.layers." + std::to_string(l) + ".mlp.gate_proj.weight").c_str()))
+          dense += (dense.empty() ? "" : ",") + std::to_string(l);
+      if (!dense.empty()) out.set_string("mlp_only_layers", dense);
+    }
     const int64_t hidden = meta_int(A + ".embedding_length", 0);
     const int64_t heads = meta_int(A + ".attention.head_count", 0);
     if (hidden) out.set_int("hidden_size", hidden);
@@ -461,11 +559,11 @@ class GgufLoader : public sdk::PluginBase {
   std::unique_ptr<GgufModel> open(const std::string& path) const { return std::make_unique<GgufModel>(host, path); }
 };
 
-constexpr const char* kCaps[] = {"container:gguf", "arch:llama", "arch:qwen2", "arch:qwen3", "arch:mistral",
+constexpr const char* kCaps[] = {"container:gguf", "arch:llama", "arch:qwen2", "arch:qwen3", "arch:mistral", "arch:qwen3moe", "arch:qwen2moe", "arch:mixtral",
                                  "quantized:Q8_0", "quantized:Q4_0", nullptr};
 constexpr xq_plugin_descriptor kDescriptor = sdk::describe<GgufLoader>(
     XQ_PLUGIN_LOADER, "gguf", "1.0.0",
-    "GGUF v2/v3 (llama/qwen2/qwen3): canonical HF names, un-permuted Q/K, F32/F16/BF16/Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K",
+    "GGUF v2/v3 (llama/qwen2/qwen3/qwen3moe/qwen2moe; Mixtral as llama): canonical HF names (stacked experts split per expert), un-permuted Q/K, F32/F16/BF16/Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q5_K/Q6_K",
     kCaps, nullptr, &sdk::LoaderAdapter<GgufLoader>::vtable);
 
 }  // namespace

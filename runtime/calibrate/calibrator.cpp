@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fmt/format.h>
 #include <cstring>
 #include <random>
 
@@ -31,9 +32,16 @@ xq_linear_stats InputStats::view() const {
 }
 
 const InputStats& LayerStats::for_linear(int linear) const {
+  auto source = [&](size_t g) -> const InputStats& {
+    return groups[stats_source.empty() ? g : static_cast<size_t>(stats_source[g])];
+  };
+  for (size_t g = 0; g < desc->groups.size(); ++g)
+    if (desc->groups[g].stats_only)
+      for (int l : desc->groups[g].linears)
+        if (l == linear) return source(g);
   for (size_t g = 0; g < desc->groups.size(); ++g)
     for (int l : desc->groups[g].linears)
-      if (l == linear) return groups[g];
+      if (l == linear) return source(g);
   fail(XQ_ERR_INVALID_ARGUMENT, "layer {} has no linear #{}", layer, linear);
 }
 
@@ -141,6 +149,37 @@ struct Accumulator {
   }
 };
 
+// After a MoE layer's gate/up pass: which experts keep their routed-token
+// statistics and which take the all-token ones (MoeCalibration's rule).
+std::vector<ExpertCalibration> choose_expert_statistics(const LayerDesc& desc, int layer, const MoeCalibration& rule,
+                                                        LayerStats& stats) {
+  const MoeDesc& m = desc.experts;
+  const uint64_t floor = static_cast<uint64_t>(std::max<int64_t>(1, rule.min_tokens));
+  std::vector<ExpertCalibration> out;
+  int fallbacks = 0;
+  for (int64_t e = 0; e < m.n_experts; ++e) {
+    const auto g = static_cast<size_t>(m.expert_in_group[static_cast<size_t>(e)]);
+    ExpertCalibration c{layer, static_cast<int>(e), stats.groups[g].tokens, false, ""};
+    if (rule.all_experts) {
+      c.all_tokens = true;
+      c.why = "calibrate_all_experts";
+    } else if (c.routed_tokens < floor) {
+      c.all_tokens = true;
+      c.why = fmt::format("{} routed tokens, fewer than min_tokens {}", c.routed_tokens, floor);
+      logger().warn("calibration: layer {} expert {}: {}; its statistics come from all {} tokens", layer, e, c.why,
+                    stats.groups[LayerDesc::kMlpIn].tokens);
+      ++fallbacks;
+    }
+    if (c.all_tokens) {
+      stats.stats_source[g] = LayerDesc::kMlpIn;
+      stats.groups[g] = InputStats{};  // the routed statistics are not used: free them
+    }
+    out.push_back(std::move(c));
+  }
+  if (fallbacks) logger().info("calibration: layer {}: {} of {} experts on all-token statistics", layer, fallbacks, m.n_experts);
+  return out;
+}
+
 }  // namespace
 
 std::vector<float> LayerwiseCalibrator::first_hidden_states(const std::vector<int64_t>& offset,
@@ -189,26 +228,41 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
 
   for (int64_t l = options.first_layer; l < a.n_layers; ++l) {
     const LayerDesc& desc = a.layers[static_cast<size_t>(l)];
-    // One statistics pass per group in sequential mode, one for all groups otherwise.
-    const int passes = options.sequential_groups ? static_cast<int>(desc.groups.size()) : 1;
-    for (int pass = 0; pass < passes; ++pass) {
-      const int only = options.sequential_groups ? pass : -1;
+    // Sequential mode: one statistics pass per stage (groups of one stage
+    // do not feed each other), one callback per quantizing group of it.
+    // Otherwise one pass for every group and one callback.
+    std::vector<int> stages;
+    for (const auto& g : desc.groups)
+      if (std::find(stages.begin(), stages.end(), g.stage) == stages.end()) stages.push_back(g.stage);
+    std::sort(stages.begin(), stages.end());
+    const size_t passes = options.sequential_groups ? stages.size() : 1;
+    std::vector<ExpertCalibration> experts;  // this layer's, from its gate/up stage on
+    for (size_t pass = 0; pass < passes; ++pass) {
+      auto active = [&](size_t g) { return !options.sequential_groups || desc.groups[g].stage == stages[pass]; };
       LayerStats stats;
       stats.layer = static_cast<int>(l);
       stats.desc = &desc;
-      stats.active_group = only;
       stats.layer_input = X.data();
       stats.offsets = &offset;
       stats.groups.resize(desc.groups.size());
+      stats.stats_source.resize(desc.groups.size());
+      for (size_t g = 0; g < desc.groups.size(); ++g) stats.stats_source[g] = static_cast<int>(g);
       std::vector<Accumulator> acc(desc.groups.size());
       for (size_t g = 0; g < desc.groups.size(); ++g) {
-        if (only >= 0 && static_cast<int>(g) != only) continue;
+        if (!active(g)) continue;
         int64_t cols = desc.linears[static_cast<size_t>(desc.groups[g].linears.front())].in;
         acc[g].init(stats.groups[g], cols, needs, options.max_sample_rows, options.seed + 7919 * (l * 16 + g));
       }
       GroupInputTap tap = [&](int g, const float* x, int64_t rows, int64_t cols) {
-        if (only < 0 || g == only) acc[static_cast<size_t>(g)].add(pool, x, rows, cols);
+        if (active(static_cast<size_t>(g))) acc[static_cast<size_t>(g)].add(pool, x, rows, cols);
       };
+      // Experts on all-token statistics tap their down_proj input over every token.
+      std::vector<bool> all_token_down;
+      for (const auto& e : experts) {
+        all_token_down.resize(static_cast<size_t>(e.expert) + 1, false);
+        all_token_down[static_cast<size_t>(e.expert)] = e.all_tokens;
+      }
+      model_.set_all_token_down_taps(all_token_down);
       // Statistics (and, when not propagating updates, the outputs).
       for (size_t s = 0; s < samples_.size(); ++s) {
         int64_t n = offset[s + 1] - offset[s];
@@ -220,9 +274,26 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
         }
         model_.layer_forward(static_cast<int>(l), run_on, n, {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}}, tap);
       }
+      model_.set_all_token_down_taps({});
       for (size_t g = 0; g < acc.size(); ++g)
         if (acc[g].st) acc[g].finish();
-      if (callback) callback(static_cast<int>(l), stats, model_.layer(static_cast<int>(l)));
+      if (desc.moe && active(static_cast<size_t>(desc.experts.expert_in_group.front())))
+        experts = choose_expert_statistics(desc, static_cast<int>(l), options.moe, stats);
+      else if (desc.moe)
+        for (const auto& e : experts)
+          if (e.all_tokens) stats.stats_source[static_cast<size_t>(desc.experts.expert_in_group[e.expert])] = LayerDesc::kMlpIn;
+      stats.experts = experts;
+      if (!callback) continue;
+      if (!options.sequential_groups) {
+        stats.active_group = -1;
+        callback(static_cast<int>(l), stats, model_.layer(static_cast<int>(l)));
+        continue;
+      }
+      for (size_t g = 0; g < desc.groups.size(); ++g) {
+        if (!active(g) || desc.groups[g].stats_only) continue;
+        stats.active_group = static_cast<int>(g);
+        callback(static_cast<int>(l), stats, model_.layer(static_cast<int>(l)));
+      }
     }
     // The next layer's inputs through the (possibly updated) layer.
     if (propagate)

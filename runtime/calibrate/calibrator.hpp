@@ -22,6 +22,7 @@
 // pass's outputs are kept (one pass per layer, the float model's inputs).
 #pragma once
 
+#include "calibrate/moe_calibration.hpp"
 #include "engine/model.hpp"
 
 #include <xquant/xq_algorithm.h>
@@ -48,10 +49,23 @@ struct InputStats {
   xq_linear_stats view() const;
 };
 
+// How one expert of a MoE layer was calibrated (see CalibrationOptions::moe).
+struct ExpertCalibration {
+  int layer = 0, expert = 0;
+  uint64_t routed_tokens = 0;  // calibration tokens the router sent to it
+  bool all_tokens = false;     // its statistics come from every token
+  std::string why;             // "", "calibrate_all_experts", "fewer than N routed tokens"
+};
+
 struct LayerStats {
   int layer = 0;
   const LayerDesc* desc = nullptr;
   std::vector<InputStats> groups;  // LayerDesc::groups order
+  // Per group, the group whose statistics stand for it (itself, or for a
+  // MoE expert on all-token statistics, mlp_in).
+  std::vector<int> stats_source;
+  // MoE layers: one entry per expert once its gate/up stage ran.
+  std::vector<ExpertCalibration> experts;
   // With CalibrationOptions::sequential_groups: the one group whose stats
   // are filled in this callback (groups run in LayerDesc order, each seeing
   // the earlier groups' weights as the callback left them); -1 = all.
@@ -61,7 +75,9 @@ struct LayerStats {
   // can re-run the layer (AWQ's loss) with Model::layer_forward.
   const float* layer_input = nullptr;
   const std::vector<int64_t>* offsets = nullptr;
-  // Stats of the input of linear `linear` (LayerDesc::linears index).
+  // Stats of the input of linear `linear` (LayerDesc::linears index): its
+  // statistics-only group's when it has one (a MoE expert's routed
+  // tokens), else its quantization group's.
   const InputStats& for_linear(int linear) const;
   xq_linear_stats view(int linear) const { return for_linear(linear).view(); }
 };
@@ -71,6 +87,7 @@ struct LayerStats {
 using LayerWeightsMutable = LayerWeights;
 
 struct CalibrationOptions {
+  MoeCalibration moe;
   int64_t max_sample_rows = 512;  // XQ_NEED_SAMPLES: reservoir size per group
   uint64_t seed = 0;              // reservoir sampling
   bool propagate_updated = true;  // re-run layer L with the callback's weights

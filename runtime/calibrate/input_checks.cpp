@@ -27,9 +27,13 @@ bool few_distinct_ids(const std::vector<int32_t>& w) {
 }
 
 // The largest input width of the model's Linears: q/k/v and gate/up read the
-// hidden state, o_proj the heads, down_proj the MLP's intermediate.
+// hidden state, o_proj the heads, down_proj the MLP's (or an expert's)
+// intermediate; a MoE model's intermediate_size may belong to no layer.
 int64_t widest_linear_input(const Architecture& a) {
-  return std::max({a.hidden, a.intermediate, a.n_heads * a.head_dim});
+  int64_t widest = 0;
+  for (const auto& L : a.layers)
+    for (const auto& lin : L.linears) widest = std::max(widest, lin.in);
+  return widest;
 }
 
 }  // namespace

@@ -71,7 +71,7 @@ std::vector<OptionSpec> quantize_options(const PluginRegistry& plugins) {
           {"damp", "F", "shorthand for --param damp=F (gptq)"},
           {"alpha", "F", "shorthand for --param alpha=F (smoothquant)"},
           {"targets", "LIST", "comma-separated targets (default Linear); 're:' prefix for regexes"},
-          {"ignore", "LIST", "comma-separated modules left dense (default lm_head)"},
+          {"ignore", "LIST", "comma-separated modules left dense (default lm_head and MoE routers / shared_expert_gate)"},
           {"format", "NAME", "output format plugin (default compressed-tensors)"},
           {"loader", "NAME", "loader plugin (default: detected)"},
           {"json", "", "print the report as JSON"},
@@ -201,7 +201,12 @@ std::string pipeline_yaml(const Args& args, const std::string& algorithm, const 
     y << YAML::EndMap;
   }
   y << YAML::EndMap << YAML::EndSeq;
-  y << YAML::Key << "ignore" << YAML::Value << YAML::Flow << split_list(args.get_or("ignore", "lm_head"));
+  // Mixture-of-Experts routers and Qwen2-MoE's shared-expert gate stay dense
+  // unless --ignore says otherwise (they match nothing in a dense model).
+  std::vector<std::string> ignore = split_list(args.get_or("ignore", "lm_head"));
+  if (!args.get("ignore"))
+    ignore.insert(ignore.end(), {"re:.*mlp\\.gate$", "re:.*block_sparse_moe\\.gate$", "re:.*shared_expert_gate$"});
+  y << YAML::Key << "ignore" << YAML::Value << YAML::Flow << ignore;
   if (algorithm == kAutomatic && args.get("accuracy-text")) {
     y << YAML::Key << "accuracy" << YAML::Value << YAML::BeginMap;
     y << YAML::Key << "text" << YAML::Value << *args.get("accuracy-text");

@@ -18,6 +18,10 @@ void print_report(const RunReport& r, bool json) {
     j["tensors_written"] = r.tensors_written;
     j["input_bytes"] = r.input_bytes;
     j["dense_linears"] = r.dense_linears;
+    j["experts"] = nlohmann::json::array();
+    for (const auto& e : r.experts)
+      j["experts"].push_back({{"layer", e.layer}, {"expert", e.expert}, {"routed_tokens", e.routed_tokens},
+                              {"statistics", e.statistics}});
     j["layers"] = nlohmann::json::array();
     for (const auto& l : r.layers)
       j["layers"].push_back({{"module", l.module}, {"algorithm", l.algorithm}, {"scheme", l.scheme},
@@ -39,6 +43,16 @@ void print_report(const RunReport& r, bool json) {
   std::printf("\n%zu Linear modules quantized (mean rel. error %.5f, worst %.5f), %zu left dense%s\n", r.layers.size(),
               r.layers.empty() ? 0.0 : sum / static_cast<double>(r.layers.size()), worst, r.dense_linears.size(),
               r.dense_linears.empty() ? "" : fmt::format(" ({})", fmt::join(r.dense_linears, ", ")).c_str());
+  if (!r.experts.empty()) {
+    size_t fallback = 0;
+    std::printf("\nMoE experts: layer expert routed-tokens statistics\n");
+    for (const auto& e : r.experts) {
+      std::printf("  %3d %4d %8llu  %s\n", e.layer, e.expert, static_cast<unsigned long long>(e.routed_tokens),
+                  e.statistics.c_str());
+      fallback += e.statistics == "routed tokens" ? 0 : 1;
+    }
+    std::printf("%zu of %zu experts calibrated on all-token statistics\n", fallback, r.experts.size());
+  }
   std::printf("wrote %s checkpoint %s (%llu tensors) in %.2f s\n", r.format.c_str(), r.output.string().c_str(),
               static_cast<unsigned long long>(r.tensors_written), r.seconds);
 }

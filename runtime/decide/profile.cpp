@@ -224,6 +224,11 @@ void set_group_weights(Model& model, const GroupProfile& g, const std::vector<st
 
 std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::vector<std::vector<int32_t>> samples,
                                          const ProfilePlan& plan, uint64_t seed) {
+  // Its groups are the four of a dense layer (kRoles); a MoE layer has one per expert.
+  for (const auto& L : model.arch().layers)
+    if (L.moe)
+      fail(XQ_ERR_UNSUPPORTED, "algorithm: auto does not handle Mixture-of-Experts layers yet (layer {}); give the "
+           "experts a rule with an algorithm (examples/moe/*.yaml)", L.index);
   uint32_t needs = XQ_NEED_HESSIAN | XQ_NEED_ABSMAX | XQ_NEED_SAMPLES;
   for (const auto& r : plan.candidates) needs |= rule_needs(runtime, r);
   std::vector<GroupProfile> out;

@@ -311,7 +311,10 @@ void Model::load_weights() {
     w.linears.resize(d.linears.size());
     std::vector<bool> loaded(d.linears.size(), false);
     // Device providers run q|k|v and gate|up as one GEMM each when they stack.
-    if (on_device() && !options_.dequantize_all && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) {
+    if (d.moe && on_device())
+      fail(XQ_ERR_UNSUPPORTED, "'{}': Mixture-of-Experts layers run on host-memory kernel providers (cpu) only; "
+           "provider '{}' is a device", checkpoint_->path().string(), kernels_->name());
+    if (on_device() && !options_.dequantize_all && !d.moe) {
       w.qkv = load_stacked(d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, w, "q|k|v");
       w.gate_up = load_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up");
       if (!w.qkv.desc || !w.gate_up.desc) {  // both or neither: run_layer_stacked needs both
@@ -563,6 +566,12 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
 
   rms_norm(k, x, rows, H, at(W.post_norm, W.d_post_norm), a.rms_eps, h, "RMS_NORM (post-attention)");
   if (tap) tap(LayerDesc::kMlpIn, h, rows, H);
+  if (a.layers[static_cast<size_t>(layer)].moe) {
+    std::vector<float> moe_out(static_cast<size_t>(n_h));  // host providers only (checked on load)
+    moe_forward(layer, h, rows, moe_out.data(), tap);
+    add_inplace(k, x, moe_out.data(), rows, H);
+    return;
+  }
   linear(W.linears[LayerDesc::kGate], h, rows, g, "gate_proj");
   linear(W.linears[LayerDesc::kUp], h, rows, u, "up_proj");
   {

@@ -23,6 +23,7 @@
 
 #include "core/runtime.hpp"
 #include "engine/kernels.hpp"
+#include "engine/moe_routing.hpp"
 #include "checkpoint/architecture.hpp"
 #include "checkpoint/checkpoint.hpp"
 
@@ -169,6 +170,18 @@ class Model {
   // Runs one Linear (y [rows, out] = x W^T + b).
   void linear(const LinearWeights& lw, const float* x, int64_t rows, float* y, const char* what) const;
 
+  // ---- Mixture-of-Experts layers (engine/moe_layer.cpp; host providers) ----
+  // The MoE block of `layer` on its input h [rows, hidden] (the
+  // post-attention norm's output): out [rows, hidden]. Taps (calibration)
+  // see each expert's gathered input rows and its down_proj input.
+  void moe_forward(int layer, const float* h, int64_t rows, float* out, const GroupInputTap& tap = nullptr) const;
+  // The routing decisions of `layer` for h [rows, hidden].
+  MoeRouting moe_routing(int layer, const float* h, int64_t rows) const;
+  // Calibration: experts whose down_proj input tap covers every token (that
+  // expert run on all rows for its statistics only; the layer's output
+  // stays routed). Empty = none; applies to every MoE layer run.
+  void set_all_token_down_taps(std::vector<bool> experts) { all_token_down_ = std::move(experts); }
+
   LayerWeights& layer(int i) { return layers_[static_cast<size_t>(i)]; }
   const LayerWeights& layer(int i) const { return layers_[static_cast<size_t>(i)]; }
 
@@ -229,6 +242,7 @@ class Model {
   DeviceBuffer d_embed_, d_final_norm_, d_rope_factors_;
   std::vector<LayerWeights> layers_;
   mutable DeviceBuffer scratch_[kSlots];
+  std::vector<bool> all_token_down_;
   int n_quantized_ = 0, n_dequantized_ = 0;
 };
 

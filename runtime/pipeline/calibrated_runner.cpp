@@ -22,6 +22,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -30,6 +31,15 @@ namespace xquant {
 namespace {
 
 const char* kRoles[] = {"attn_qkv", "attn_o", "mlp_gate_up", "mlp_down"};
+
+// The role algorithms see: a MoE layer's groups after mlp_in are down_projs.
+const char* role_of(const LayerDesc& desc, int g) { return desc.moe && g > LayerDesc::kMlpIn ? kRoles[3] : kRoles[g]; }
+
+// The name of group g in logs and errors (dense layers keep their role names).
+std::string group_name_of(const LayerDesc& desc, int layer, int g) {
+  if (desc.moe && g > LayerDesc::kMlpIn) return desc.groups[static_cast<size_t>(g)].name;
+  return fmt::format("model.layers.{}.{}", layer, kRoles[g]);
+}
 
 
 
@@ -155,8 +165,9 @@ class LayerQuantizer {
   void on_group(int layer, LayerStats& stats, LayerWeights& lw) {
     const LayerDesc& desc = model_.arch().layers[static_cast<size_t>(layer)];
     const int g = stats.active_group;
+    if (desc.moe && g == LayerDesc::kMlpIn) record_experts(stats);
     for (auto& [rule, members] : members_by_rule(desc, g)) quantize_group(layer, g, *rule, members, stats, lw);
-    if (g + 1 == static_cast<int>(desc.groups.size())) flush_layer(desc, lw);
+    if (g + 1 == desc.quant_groups()) flush_layer(desc, lw);
   }
 
  private:
@@ -181,9 +192,13 @@ class LayerQuantizer {
     const PrevOp prev = prev_op_of(desc, lw, g);
     const std::vector<float> prev_before = prev.values ? *prev.values : std::vector<float>();
 
-    GroupInputs in = group_inputs(rule, members, in_stats, lw);
-    GroupForward forward(model_, layer, g, members, stats);
-    const std::string group_name = fmt::format("model.layers.{}.{}", layer, kRoles[g]);
+    GroupInputs in = group_inputs(rule, members, stats, lw);
+    // The layer re-run AWQ's loss needs; built only for algorithms that use
+    // it (its input capture runs the layer once: 129 times per layer for
+    // 128 experts' down_proj groups).
+    std::optional<GroupForward> forward;
+    if (needs_forward(rule)) forward.emplace(model_, layer, g, members, stats);
+    const std::string group_name = group_name_of(desc, layer, g);
     xq_layer_group group{};
     group.struct_size = sizeof(group);
     group.name = group_name.c_str();
@@ -193,18 +208,20 @@ class LayerQuantizer {
     if (prev.values)
       group.prev_op = prev.cols ? sdk::f32_view(*prev.values, {prev.rows, prev.cols})
                                   : sdk::f32_view(*prev.values, {int64_t(prev.values->size())});
-    group.role = kRoles[g];
-    group.forward = forward.abi();
+    group.role = role_of(desc, g);
+    group.forward = forward ? forward->abi() : nullptr;
     GroupResult result = run_stages(runtime_, rule, group);
 
     const bool rescaled = prev.values && *prev.values != prev_before;
-    if (rescaled && !whole_group)
+    const std::vector<float> divisor = input_divisors(prev, prev_before, in_stats.cols);
+    if (rescaled && !whole_group && others_dense(desc, g, members)) {
+      rescale_dense_others(desc, g, members, divisor, lw);
+    } else if (rescaled && !whole_group)
       fail(XQ_ERR_UNSUPPORTED,
            "{}: '{}' rescaled the op feeding {} but only part of that group is quantized by this rule; "
            "give every Linear of the group the same rule",
            rule.mark.text(), rule.algorithm_names(), group_name);
     if (rescaled && prev.cols) fold_into_previous_op(desc, g, prev, prev_before, group_name);
-    const std::vector<float> divisor = input_divisors(prev, prev_before, in_stats.cols);
 
     keep_quantized(rule, members, in, in_stats, divisor, result, lw);
   }
@@ -218,7 +235,7 @@ class LayerQuantizer {
     std::vector<xq_linear_stats> stats;
     std::vector<xq_linear_input> linears;  // point into the vectors above
   };
-  GroupInputs group_inputs(const QuantRule& rule, const std::vector<int>& members, const InputStats& in_stats,
+  GroupInputs group_inputs(const QuantRule& rule, const std::vector<int>& members, const LayerStats& stats,
                            LayerWeights& lw) const {
     GroupInputs in;
     in.names.resize(members.size());
@@ -229,7 +246,7 @@ class LayerQuantizer {
       LinearWeights& w = lw.linears[static_cast<size_t>(members[i])];
       in.names[i] = w.desc->module;
       in.schemes[i] = rules_.assigned.at(in.names[i]).weights;
-      in.stats[i] = in_stats.view();
+      in.stats[i] = stats.for_linear(members[i]).view();  // a MoE expert: its own tokens
       xq_linear_input& li = in.linears[i];
       li.struct_size = sizeof(li);
       li.name = in.names[i].c_str();
@@ -260,12 +277,50 @@ class LayerQuantizer {
     }
   }
 
+  bool needs_forward(const QuantRule& rule) const {
+    for (const auto& st : rule.stages)
+      if (runtime_.plugins().require(XQ_PLUGIN_ALGORITHM, st.name).has_capability("needs:forward")) return true;
+    return false;
+  }
+
+  // Whether every Linear of group g outside `members` stays dense (a MoE
+  // router, shared_expert_gate: ignored by the example rules).
+  bool others_dense(const LayerDesc& desc, int g, const std::vector<int>& members) const {
+    for (int li : desc.groups[static_cast<size_t>(g)].linears)
+      if (std::find(members.begin(), members.end(), li) == members.end() &&
+          rules_.assigned.count(desc.linears[static_cast<size_t>(li)].module))
+        return false;
+    return true;
+  }
+
+  // The rule's algorithm folded 1/s into the norm feeding group g; the
+  // dense Linears of the group outside the rule (the MoE router) read the
+  // same, now shrunk input: scale their columns by s so their outputs (the
+  // routing) stay what they were (W'[:, j] = W[:, j] * d_j, x'_j = x_j / d_j).
+  void rescale_dense_others(const LayerDesc& desc, int g, const std::vector<int>& members,
+                            const std::vector<float>& divisor, LayerWeights& lw) const {
+    for (int li : desc.groups[static_cast<size_t>(g)].linears) {
+      if (std::find(members.begin(), members.end(), li) != members.end()) continue;
+      LinearWeights& w = lw.linears[static_cast<size_t>(li)];
+      const int64_t rows = w.desc->out, cols = w.desc->in;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) w.w[static_cast<size_t>(r * cols + c)] *= divisor[static_cast<size_t>(c)];
+      logger().debug("{}: columns rescaled to match the smoothed norm", w.desc->module);
+    }
+  }
+
+  void record_experts(const LayerStats& stats) {
+    for (const auto& e : stats.experts)
+      report_.experts.push_back({e.layer, e.expert, e.routed_tokens,
+                                 e.all_tokens ? fmt::format("all tokens ({})", e.why) : std::string("routed tokens")});
+  }
+
   // The group's algorithm divided the output rows of the previous Linear
   // (AWQ's v->o, up->down): that Linear is already quantized and waiting
   // in pending_; rescale its stored scales to match.
   void fold_into_previous_op(const LayerDesc& desc, int g, const PrevOp& prev, const std::vector<float>& before,
                              const std::string& group_name) {
-    const int prev_index = g == LayerDesc::kAttnOut ? LayerDesc::kV : LayerDesc::kUp;
+    const int prev_index = desc.groups[static_cast<size_t>(g)].prev_linear;
     const std::string& prev_module = desc.linears[static_cast<size_t>(prev_index)].module;
     for (auto& [name, q] : pending_)
       if (name == prev_module) fold_row_rescale(q, before, *prev.values, prev.rows, prev.cols, group_name);
@@ -335,6 +390,7 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
 
   CalibrationOptions co;
   co.sequential_groups = true;
+  co.moe = p.calibration.moe;
   co.seed = p.calibration.seed;
   co.first_layer = checkpoint.next_layer();
   std::vector<float> first_input = checkpoint.take_hidden();

@@ -21,7 +21,8 @@ const std::vector<std::string> kTopKeys = {"model", "plugins", "calibration", "q
 const std::vector<std::string> kAccuracyKeys = {"text", "metric", "max_increase", "fallback", "max_tokens"};
 const std::vector<std::string> kModelKeys = {"path", "loader"};
 const std::vector<std::string> kPluginKeys = {"paths"};
-const std::vector<std::string> kCalibKeys = {"text", "samples", "seq_len", "seed", "tokenizer"};
+const std::vector<std::string> kCalibKeys = {"text", "samples", "seq_len", "seed", "tokenizer", "moe"};
+const std::vector<std::string> kMoeKeys = {"calibrate_all_experts", "min_tokens"};
 const std::vector<std::string> kRuleKeys = {"targets", "ignore", "algorithm", "weights", "activations", "params"};
 const std::vector<std::string> kWeightKeys = {"type", "bits", "symmetric", "strategy", "group_size", "scale_dtype"};
 const std::vector<std::string> kActKeys = {"type", "bits", "dynamic", "strategy"};
@@ -224,6 +225,15 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
         if (auto v = c.get_int(cal["seq_len"], "calibration.seq_len", 2, 1 << 20)) p.calibration.seq_len = *v;
       if (cal["seed"])
         if (auto v = c.get_int(cal["seed"], "calibration.seed", 0, INT64_MAX)) p.calibration.seed = static_cast<uint64_t>(*v);
+      if (auto moe = cal["moe"]; moe && c.expect_map(moe, "calibration.moe")) {
+        c.check_keys(moe, "calibration.moe", kMoeKeys);
+        if (moe["calibrate_all_experts"])
+          if (auto v = c.get_bool(moe["calibrate_all_experts"], "calibration.moe.calibrate_all_experts"))
+            p.calibration.moe.all_experts = *v;
+        if (moe["min_tokens"])
+          if (auto v = c.get_int(moe["min_tokens"], "calibration.moe.min_tokens", 0, INT64_MAX))
+            p.calibration.moe.min_tokens = *v;
+      }
     }
   }
 

@@ -8,6 +8,7 @@
 // run before any heavy work. docs/pipeline.md is the reference.
 #pragma once
 
+#include "calibrate/moe_calibration.hpp"
 #include "core/kv.hpp"
 
 #include <xquant/xq_tensor.h>
@@ -108,6 +109,8 @@ struct CalibrationSpec {
   int64_t samples = 128;
   int64_t seq_len = 512;
   uint64_t seed = 0;
+  // calibration.moe: {calibrate_all_experts: BOOL, min_tokens: N} (calibrate/calibrator.hpp).
+  MoeCalibration moe;
   SourceMark mark;
 };
 

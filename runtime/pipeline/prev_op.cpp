@@ -6,13 +6,14 @@ namespace xquant {
 
 PrevOp prev_op_of(const LayerDesc& desc, LayerWeights& lw, int group) {
   PrevOp p;
+  const LinearGroupDesc& g = desc.groups.at(static_cast<size_t>(group));
   if (group == LayerDesc::kAttnIn) {
     p.values = &lw.input_norm;
   } else if (group == LayerDesc::kMlpIn) {
     p.values = &lw.post_norm;
-  } else {
-    const int prev = group == LayerDesc::kAttnOut ? LayerDesc::kV : LayerDesc::kUp;
-    const int self = group == LayerDesc::kAttnOut ? LayerDesc::kO : LayerDesc::kDown;
+  } else if (g.prev_linear >= 0) {
+    const int prev = g.prev_linear;
+    const int self = g.linears.front();
     auto& w = lw.linears[static_cast<size_t>(prev)];
     if (w.desc->out == desc.linears[static_cast<size_t>(self)].in && w.bias.empty()) {
       p.values = &w.w;

@@ -12,7 +12,9 @@
 
 namespace xquant {
 
-// The norm for q/k/v and gate/up; v_proj for o and up_proj for down, only
+// The norm for q/k/v and gate/up (a MoE layer's mlp_in: router and every
+// expert's gate/up); the group's prev_linear (v_proj for o, up_proj for
+// down, an expert's up_proj for its down_proj), only
 // when the shapes line up and there is no bias (AWQ's rule, llm-awq
 // awq/quantize/auto_scale.py auto_scale_block). `values` is NULL when there
 // is none.

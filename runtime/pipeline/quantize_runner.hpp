@@ -28,6 +28,13 @@ struct RunReport {
   std::string format;
   std::vector<LayerReport> layers;
   std::vector<std::string> dense_linears;  // Linear modules left unquantized
+  // MoE layers: how each expert was calibrated (routed tokens, fallback).
+  struct Expert {
+    int layer = 0, expert = 0;
+    uint64_t routed_tokens = 0;
+    std::string statistics;  // "routed tokens" or "all tokens (<why>)"
+  };
+  std::vector<Expert> experts;
   uint64_t tensors_written = 0;
   uint64_t input_bytes = 0;      // bytes of the tensors read
   uint64_t quantized_input_bytes = 0;  // F32 bytes given to algorithms

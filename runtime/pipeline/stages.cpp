@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 #include "plugins/call.hpp"
 
+#include <algorithm>
 #include <fmt/format.h>
 
 #include <memory>
@@ -151,12 +152,24 @@ GroupResult run_stages(Runtime& runtime, const QuantRule& rule, xq_layer_group& 
           s[j] = static_cast<double>(norm_before[j]) / after[j];
           changed = true;
         }
-      if (changed)
-        for (size_t i = 0; i < n; ++i)
-          if (group.linears[i].stats && group.linears[i].stats->cols == static_cast<int64_t>(s.size())) {
-            rescaled.push_back(std::make_unique<RescaledStats>(*group.linears[i].stats, s));
-            group.linears[i].stats = &rescaled.back()->view;
+      if (changed) {
+        // One rescaled copy per distinct statistics set (a MoE group's
+        // experts on all-token statistics share one; Hessians are big).
+        std::vector<std::pair<const float*, const xq_linear_stats*>> done;
+        for (size_t i = 0; i < n; ++i) {
+          const xq_linear_stats* st = group.linears[i].stats;
+          if (!st || st->cols != static_cast<int64_t>(s.size())) continue;
+          const float* key = st->hessian ? st->hessian : st->absmax ? st->absmax : st->mean_abs;
+          auto it = std::find_if(done.begin(), done.end(), [&](const auto& d) { return key && d.first == key; });
+          if (it != done.end()) {
+            group.linears[i].stats = it->second;
+            continue;
           }
+          rescaled.push_back(std::make_unique<RescaledStats>(*st, s));
+          group.linears[i].stats = &rescaled.back()->view;
+          done.emplace_back(key, group.linears[i].stats);
+        }
+      }
     }
   }
   fail(XQ_ERR_INTERNAL, "rule without algorithms");

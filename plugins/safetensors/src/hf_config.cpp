@@ -46,6 +46,21 @@ void fill_hf_config(const nlohmann::json& cfg, const std::string& file, const sd
   for (const char* k : kIntKeys)
     if (auto v = as_int(cfg, k)) kv.set_int(k, *v);
 
+  // Mixture of experts (configuration_qwen3_moe.py, _qwen2_moe.py, _mixtral.py).
+  static constexpr const char* kMoeIntKeys[] = {"num_experts", "num_local_experts", "num_experts_per_tok",
+                                                "moe_intermediate_size", "shared_expert_intermediate_size",
+                                                "decoder_sparse_step"};
+  for (const char* k : kMoeIntKeys)
+    if (auto v = as_int(cfg, k)) kv.set_int(k, *v);
+  for (const char* k : {"norm_topk_prob", "qkv_bias"})
+    if (auto it = cfg.find(k); it != cfg.end() && it->is_boolean()) kv.set_bool(k, it->get<bool>());
+  if (auto it = cfg.find("mlp_only_layers"); it != cfg.end() && it->is_array()) {
+    std::string list;  // "0,3": the Kv has no list type
+    for (const auto& e : *it)
+      if (e.is_number_integer()) list += (list.empty() ? "" : ",") + std::to_string(e.get<int64_t>());
+    kv.set_string("mlp_only_layers", list);
+  }
+
   auto heads = as_int(cfg, "num_attention_heads");
   if (auto v = as_int(cfg, "num_key_value_heads")) kv.set_int("num_key_value_heads", *v);
   else if (heads) kv.set_int("num_key_value_heads", *heads);  // HF default: MHA
