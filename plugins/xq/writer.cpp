@@ -63,6 +63,7 @@ Writer::Writer(const sdk::Host& host, const xq_writer_options& o) : sdk::WriterB
     final_ = out / kFileName;
   }
   if (o.source_path) source_ = o.source_path;
+  if (XQ_HAS_FIELD(&o, xq_writer_options, recipe_yaml) && o.recipe_yaml) recipe_ = o.recipe_yaml;
   copy_config(o.model_config);
   temp_ = final_;
   temp_ += format(".tmp-%d", static_cast<int>(::getpid()));
@@ -85,6 +86,12 @@ void Writer::copy_config(const xq_kv* config) {
     if (!key || std::strcmp(key, "quantization_config") == 0) continue;
     xq_value v{};
     if (api->kv_get(api->ctx, config, key, &v) != XQ_OK) continue;
+    // An .xq source's own keys (the xq loader derives them from its
+    // manifest); its recipe carries over when this write has none.
+    if (std::strncmp(key, "xq.", 3) == 0) {
+      if (std::strcmp(key, "xq.recipe_yaml") == 0 && v.type == XQ_VALUE_STRING && recipe_.empty()) recipe_ = v.s;
+      continue;
+    }
     ConfigValue c;
     c.key = key;
     c.type = v.type;

@@ -162,6 +162,27 @@ TEST(XqContainer, SmallFileReadsBackByteForByte) {
   }
 }
 
+TEST(XqContainer, AnErrorOrAnAbortLeavesNothing) {
+  test::TempDir dir("xq-abort");
+  Tiny t;
+  Kv config, params;
+  LoadedPlugin& xq = runtime().plugins().require(XQ_PLUGIN_FORMAT, "xq");
+  {
+    // Destroyed unfinished (an error elsewhere, Ctrl-C): the writer aborts.
+    OutputWriter w(xq, dir / "aborted.xq", "", config, params, {});
+    w.add_dense("model.norm.weight", sdk::tensor_view(XQ_DTYPE_F32, {8}, t.norm.data()));
+    w.add_quantized("model.layers.0.self_attn.q_proj", t.q4.q);
+  }
+  {
+    OutputWriter w(xq, dir / "refused.xq", "", config, params, {});
+    w.add_quantized("model.layers.0.self_attn.q_proj", t.q4.q);
+    t.q4.codes[3] = 9;  // outside the 4-bit range
+    EXPECT_THROW(w.add_quantized("model.layers.0.self_attn.k_proj", t.q4.q), Error);
+    EXPECT_THROW(w.add_quantized("model.layers.0.self_attn.q_proj", t.q8.q), Error);  // a name twice
+  }
+  EXPECT_TRUE(fs::is_empty(dir.path()));
+}
+
 // ---- malformed files ----------------------------------------------------------
 
 // An .xq file as data: the header and data area of a real file, and its
@@ -434,6 +455,10 @@ TEST_F(XqModel, ConvertedAndDirectXqEqualCompressedTensorsAndLoadWithoutRepackin
     convert(name + "-ct", name + "-conv.xq", "xq");
     expect_same_checkpoint(path(name + "-ct"), path(name + "-conv.xq"));
     expect_same_checkpoint(path(name + "-ct"), path(name + "-run.xq"));
+    // The pipeline travels inside; convert has none, so stores none.
+    EXPECT_EQ(Checkpoint::open(runtime(), path(name + "-run.xq"))->config().get_string("xq.recipe_yaml", ""),
+              test::read_file(path(name + "-run.xq.yaml")));
+    EXPECT_EQ(Checkpoint::open(runtime(), path(name + "-conv.xq"))->config().find("xq.recipe_yaml"), nullptr);
 
     auto ct = Model::open(runtime(), path(name + "-ct"));
     auto xq = Model::open(runtime(), path(name + "-run.xq"));
@@ -470,6 +495,7 @@ TEST_F(XqModel, CarriesTheTokenizerOfAGgufSource) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("xq container v1: segments aligned to 64 bytes"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("[canonical, cpu.int-blocks.v1]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("recipe present"), std::string::npos) << r.out;
 }
 
 }  // namespace
