@@ -4,6 +4,7 @@
 #include "canonical_codec.hpp"
 #include "manifest_check.hpp"
 
+#include <xquant/sdk/dtype.hpp>
 #include <xquant/xq_generated.h>
 
 #include <fcntl.h>
@@ -137,17 +138,42 @@ void Writer::start_name(const std::string& name) {
 }
 
 void Writer::add_dense(const char* name, const xq_tensor_view& t) {
+  // Refused before anything is written for it: the reader checks the same.
+  const size_t es = sdk::dtype_size(t.dtype);
+  if (es == 0 || t.ndim > XQ_MAX_DIMS)
+    throw sdk::Error(XQ_ERR_UNSUPPORTED, format("xq: tensor '%s': dtype %s has no element size (block-quantized "
+                                                "tensors are stored as canonical quantized tensors)",
+                                                name, sdk::dtype_name(t.dtype)));
+  uint64_t numel = 1;
+  for (uint32_t d = 0; d < t.ndim; ++d) numel *= static_cast<uint64_t>(t.shape[d]);
+  if (numel * es != t.nbytes)
+    throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, format("xq: tensor '%s': %llu bytes for a shape of %llu %s elements", name,
+                                                     static_cast<unsigned long long>(t.nbytes),
+                                                     static_cast<unsigned long long>(numel), sdk::dtype_name(t.dtype)));
   start_name(name);
   Entry e;
   e.name = name;
   e.dtype = t.dtype;
-  e.shape.assign(t.shape, t.shape + std::min<uint32_t>(t.ndim, XQ_MAX_DIMS));
+  e.shape.assign(t.shape, t.shape + t.ndim);
   e.segments.push_back(append(kCanonical, t.data, t.nbytes));
   entries_.push_back(std::move(e));
 }
 
 void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
   const std::string name = std::string(module) + ".weight";
+  // What the reader requires of a description (manifest_check.cpp), so no
+  // file this writer finishes is one the reader refuses.
+  const bool grouped = q.strategy == XQ_STRATEGY_GROUP;
+  const bool fits = q.rows > 0 && q.cols > 0 &&
+                    (grouped ? q.group_size > 0 && q.n_groups == (q.cols + q.group_size - 1) / q.group_size
+                             : (q.strategy == XQ_STRATEGY_TENSOR || q.strategy == XQ_STRATEGY_CHANNEL) && q.n_groups == 1) &&
+                    (!q.g_idx || grouped) && (q.act_scheme == XQ_ACT_NONE || q.act_bits == 8);
+  if (!fits)
+    throw sdk::Error(XQ_ERR_UNSUPPORTED, format("xq: '%s': [%lld, %lld], strategy %d, group_size %lld, n_groups %lld%s is "
+                                                "not a canonical quantized tensor xq stores", module,
+                                                static_cast<long long>(q.rows), static_cast<long long>(q.cols),
+                                                static_cast<int>(q.strategy), static_cast<long long>(q.group_size),
+                                                static_cast<long long>(q.n_groups), q.g_idx ? " with g_idx" : ""));
   start_name(name);
   Entry e;
   e.name = name;
@@ -155,6 +181,7 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
   e.shape = {q.rows, q.cols};
   e.quantized = true;
   e.desc = q;
+  e.desc.symmetric = q.zero_points ? 0 : 1;  // the zero-point part is present exactly when this says so
   e.has_g_idx = q.g_idx != nullptr;
   {
     const std::vector<uint8_t> canonical = encode_canonical(q);
