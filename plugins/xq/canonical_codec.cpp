@@ -71,7 +71,7 @@ void decode_canonical(const sdk::Host& host, const std::string& name, const xq_q
   const int64_t ns = scale_count_of(desc);
   const CanonicalParts p = canonical_parts(desc.rows, desc.cols, desc.bits, ns, ss, !desc.symmetric, has_g_idx);
   if (p.total != size)
-    throw sdk::Error(XQ_ERR_MALFORMED, format("xq: tensor '%s': canonical segment is %llu bytes, its description needs %llu",
+    throw sdk::Error(XQ_ERR_MALFORMED, format("tensor '%s': canonical segment is %llu bytes, its description needs %llu",
                                               name.c_str(), static_cast<unsigned long long>(size),
                                               static_cast<unsigned long long>(p.total)));
   xq_quant_tensor& q = out.get();
@@ -100,7 +100,7 @@ void decode_canonical(const sdk::Host& host, const std::string& name, const xq_q
     std::memcpy(q.g_idx, data + p.g_idx_at, 4 * static_cast<size_t>(desc.cols));
     for (int64_t c = 0; c < desc.cols; ++c)
       if (q.g_idx[c] < 0 || q.g_idx[c] >= desc.n_groups)
-        throw sdk::Error(XQ_ERR_MALFORMED, format("xq: tensor '%s': g_idx[%lld] = %d outside [0, %lld)", name.c_str(),
+        throw sdk::Error(XQ_ERR_MALFORMED, format("tensor '%s': g_idx[%lld] = %d outside [0, %lld)", name.c_str(),
                                                   static_cast<long long>(c), q.g_idx[c],
                                                   static_cast<long long>(desc.n_groups)));
   }

@@ -18,7 +18,7 @@ class Format : public sdk::PluginBase {
   std::unique_ptr<Writer> open_writer(const xq_writer_options& o) { return std::make_unique<Writer>(host, o); }
   uint32_t detect(const sdk::KvReader&) { return 0; }
   void read_module(const sdk::KvReader&, const xq_tensor_source&, const char* module, xq_quant_tensor&) {
-    throw sdk::Error(XQ_ERR_NOT_FOUND, std::string("xq: module '") + module + "' is read by the xq loader");
+    throw sdk::Error(XQ_ERR_NOT_FOUND, std::string("module '") + module + "' is read by the xq loader");
   }
 };
 

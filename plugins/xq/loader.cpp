@@ -32,11 +32,11 @@ class Model : public sdk::ModelBase {
  public:
   Model(const sdk::Host& h, const std::string& path) : sdk::ModelBase(h), path_(path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw sdk::Error(XQ_ERR_IO, format("xq: cannot open '%s': %s", path.c_str(), std::strerror(errno)));
+    if (fd < 0) throw sdk::Error(XQ_ERR_IO, format("cannot open '%s': %s", path.c_str(), std::strerror(errno)));
     struct stat st{};
     if (::fstat(fd, &st) != 0) {
       ::close(fd);
-      throw sdk::Error(XQ_ERR_IO, format("xq: cannot stat '%s'", path.c_str()));
+      throw sdk::Error(XQ_ERR_IO, format("cannot stat '%s'", path.c_str()));
     }
     try {
       map_ = st::MappedFile(fd, static_cast<uint64_t>(st.st_size), path);
@@ -79,19 +79,19 @@ class Model : public sdk::ModelBase {
   void read(uint64_t i, xq_dtype dtype, void* dst, uint64_t n) const {
     const TensorRecord& t = at(i);
     if (dtype != XQ_DTYPE_F32 && dtype != XQ_DTYPE_F16 && dtype != XQ_DTYPE_BF16 && dtype != t.dtype)
-      throw sdk::Error(XQ_ERR_UNSUPPORTED, "xq: tensor '" + t.name + "': reads convert to F32, F16, BF16 or the stored type");
+      throw sdk::Error(XQ_ERR_UNSUPPORTED, "tensor '" + t.name + "': reads convert to F32, F16, BF16 or the stored type");
     uint64_t numel = 1;
     for (auto d : t.shape) numel *= static_cast<uint64_t>(d);
     const uint64_t need = numel * st::element_size(dtype);
     if (n != need)
-      throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, format("xq: tensor '%s': destination has %llu bytes, %llu needed",
+      throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, format("tensor '%s': destination has %llu bytes, %llu needed",
                                                        t.name.c_str(), static_cast<unsigned long long>(n),
                                                        static_cast<unsigned long long>(need)));
     if (!t.quantized) {
       st::convert(t.dtype, map_.data() + t.canonical.offset, numel, dtype, dst);
       return;
     }
-    if (dtype == XQ_DTYPE_I8) throw sdk::Error(XQ_ERR_UNSUPPORTED, "xq: tensor '" + t.name + "': codes are read with read_quantized");
+    if (dtype == XQ_DTYPE_I8) throw sdk::Error(XQ_ERR_UNSUPPORTED, "tensor '" + t.name + "': codes are read with read_quantized");
     sdk::QuantTensor q(host);
     read_quantized(i, q.get());
     std::vector<float> row(static_cast<size_t>(t.desc.cols));
@@ -113,7 +113,7 @@ class Model : public sdk::ModelBase {
 
   void read_quantized(uint64_t i, xq_quant_tensor& out) const {
     const TensorRecord& t = at(i);
-    if (!t.quantized) throw sdk::Error(XQ_ERR_UNSUPPORTED, "xq: tensor '" + t.name + "' is stored dense");
+    if (!t.quantized) throw sdk::Error(XQ_ERR_UNSUPPORTED, "tensor '" + t.name + "' is stored dense");
     sdk::QuantTensor q(host);
     decode_canonical(host, t.name, t.desc, t.has_g_idx, map_.data() + t.canonical.offset, t.canonical.size, q);
     out = q.release();
@@ -122,7 +122,7 @@ class Model : public sdk::ModelBase {
   void read_packed(uint64_t i, const char* layout, xq_quant_tensor& desc, xq_tensor_view& out) const {
     const TensorRecord& t = at(i);
     const SegmentRef* s = t.quantized ? t.find(layout) : nullptr;
-    if (!s) throw sdk::Error(XQ_ERR_NOT_FOUND, format("xq: tensor '%s' has no '%s' segment", t.name.c_str(), layout));
+    if (!s) throw sdk::Error(XQ_ERR_NOT_FOUND, format("tensor '%s' has no '%s' segment", t.name.c_str(), layout));
     desc = t.desc;
     out.dtype = XQ_DTYPE_U8;
     out.ndim = 1;
@@ -136,7 +136,7 @@ class Model : public sdk::ModelBase {
  private:
   const TensorRecord& at(uint64_t i) const {
     if (i >= contents_.tensors.size())
-      throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, format("xq: tensor index %llu out of range", static_cast<unsigned long long>(i)));
+      throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, format("tensor index %llu out of range", static_cast<unsigned long long>(i)));
     return contents_.tensors[i];
   }
 

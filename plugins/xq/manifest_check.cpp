@@ -27,7 +27,7 @@ class Checker {
 
  private:
   [[noreturn]] void bad(const std::string& field, const std::string& why) const {
-    throw sdk::Error(XQ_ERR_MALFORMED, format("xq: '%s': %s: %s", path_.c_str(), field.c_str(), why.c_str()));
+    throw sdk::Error(XQ_ERR_MALFORMED, format("'%s': %s: %s", path_.c_str(), field.c_str(), why.c_str()));
   }
 
   void check_header() {

@@ -36,7 +36,7 @@ std::string errno_text() { return std::strerror(errno); }
 
 std::string read_whole(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
-  if (!in) throw sdk::Error(XQ_ERR_IO, "xq: cannot read '" + p.string() + "'");
+  if (!in) throw sdk::Error(XQ_ERR_IO, "cannot read '" + p.string() + "'");
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -45,12 +45,12 @@ std::string read_whole(const fs::path& p) {
 }  // namespace
 
 Writer::Writer(const sdk::Host& host, const xq_writer_options& o) : sdk::WriterBase(host) {
-  if (!o.out_dir || !*o.out_dir) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "xq: no output path");
+  if (!o.out_dir || !*o.out_dir) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "no output path");
   sdk::KvReader params(host, o.params);
   const int64_t align = params.get_int("alignment", kMinAlignment);
   if (align < kMinAlignment || align > kMaxAlignment || (align & (align - 1)) != 0)
     throw sdk::Error(XQ_ERR_INVALID_ARGUMENT,
-                     format("xq: alignment %lld is not a power of two in [%u, %u]", static_cast<long long>(align),
+                     format("alignment %lld is not a power of two in [%u, %u]", static_cast<long long>(align),
                             kMinAlignment, kMaxAlignment));
   alignment_ = static_cast<uint32_t>(align);
   store_layouts_ = params.get_bool("provider_layouts", true);
@@ -69,7 +69,7 @@ Writer::Writer(const sdk::Host& host, const xq_writer_options& o) : sdk::WriterB
   temp_ = final_;
   temp_ += format(".tmp-%d", static_cast<int>(::getpid()));
   fd_ = ::open(temp_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw sdk::Error(XQ_ERR_IO, "xq: cannot create '" + temp_.string() + "': " + errno_text());
+  if (fd_ < 0) throw sdk::Error(XQ_ERR_IO, "cannot create '" + temp_.string() + "': " + errno_text());
   const FileHeader zero{};
   write_at(0, &zero, sizeof zero);
 }
@@ -113,7 +113,7 @@ void Writer::write_at(uint64_t offset, const void* data, uint64_t size) {
     const ssize_t w = ::pwrite(fd_, p, static_cast<size_t>(std::min<uint64_t>(size, 1u << 30)), static_cast<off_t>(offset));
     if (w < 0) {
       if (errno == EINTR) continue;
-      throw sdk::Error(XQ_ERR_IO, "xq: writing '" + temp_.string() + "' failed: " + errno_text());
+      throw sdk::Error(XQ_ERR_IO, "writing '" + temp_.string() + "' failed: " + errno_text());
     }
     p += w;
     offset += static_cast<uint64_t>(w);
@@ -133,21 +133,21 @@ Writer::Segment Writer::append(const std::string& layout, const void* data, uint
 }
 
 void Writer::start_name(const std::string& name) {
-  if (done_) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "xq: the writer is finished");
-  if (!names_.insert(name).second) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "xq: tensor '" + name + "' added twice");
+  if (done_) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "the writer is finished");
+  if (!names_.insert(name).second) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "tensor '" + name + "' added twice");
 }
 
 void Writer::add_dense(const char* name, const xq_tensor_view& t) {
   // Refused before anything is written for it: the reader checks the same.
   const size_t es = sdk::dtype_size(t.dtype);
   if (es == 0 || t.ndim > XQ_MAX_DIMS)
-    throw sdk::Error(XQ_ERR_UNSUPPORTED, format("xq: tensor '%s': dtype %s has no element size (block-quantized "
+    throw sdk::Error(XQ_ERR_UNSUPPORTED, format("tensor '%s': dtype %s has no element size (block-quantized "
                                                 "tensors are stored as canonical quantized tensors)",
                                                 name, sdk::dtype_name(t.dtype)));
   uint64_t numel = 1;
   for (uint32_t d = 0; d < t.ndim; ++d) numel *= static_cast<uint64_t>(t.shape[d]);
   if (numel * es != t.nbytes)
-    throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, format("xq: tensor '%s': %llu bytes for a shape of %llu %s elements", name,
+    throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, format("tensor '%s': %llu bytes for a shape of %llu %s elements", name,
                                                      static_cast<unsigned long long>(t.nbytes),
                                                      static_cast<unsigned long long>(numel), sdk::dtype_name(t.dtype)));
   start_name(name);
@@ -169,7 +169,7 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
                              : (q.strategy == XQ_STRATEGY_TENSOR || q.strategy == XQ_STRATEGY_CHANNEL) && q.n_groups == 1) &&
                     (!q.g_idx || grouped) && (q.act_scheme == XQ_ACT_NONE || q.act_bits == 8);
   if (!fits)
-    throw sdk::Error(XQ_ERR_UNSUPPORTED, format("xq: '%s': [%lld, %lld], strategy %d, group_size %lld, n_groups %lld%s is "
+    throw sdk::Error(XQ_ERR_UNSUPPORTED, format("'%s': [%lld, %lld], strategy %d, group_size %lld, n_groups %lld%s is "
                                                 "not a canonical quantized tensor xq stores", module,
                                                 static_cast<long long>(q.rows), static_cast<long long>(q.cols),
                                                 static_cast<int>(q.strategy), static_cast<long long>(q.group_size),
@@ -194,7 +194,7 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
     try {
       packed = sdk::cpu_layout::serialize(sdk::cpu_layout::pack(q));
     } catch (const sdk::Error& err) {
-      host.log(XQ_LOG_DEBUG, format("xq: %s: no %s segment: %s", module, kCpuLayout, err.what()));
+      host.log(XQ_LOG_DEBUG, format("%s: no %s segment: %s", module, kCpuLayout, err.what()));
     }
     if (!packed.empty()) e.segments.push_back(append(kCpuLayout, packed.data(), packed.size()));
   }
@@ -292,7 +292,7 @@ std::vector<uint8_t> Writer::build_manifest() {
 }
 
 void Writer::finish() {
-  if (done_) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "xq: the writer is finished");
+  if (done_) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "the writer is finished");
   add_companion_files();
   const std::vector<uint8_t> manifest = build_manifest();
   Segment m = append("manifest", manifest.data(), manifest.size());
@@ -303,19 +303,19 @@ void Writer::finish() {
   h.manifest_offset = m.offset;
   h.manifest_size = m.size;
   write_at(0, &h, sizeof h);
-  if (::fsync(fd_) != 0) throw sdk::Error(XQ_ERR_IO, "xq: fsync of '" + temp_.string() + "' failed: " + errno_text());
+  if (::fsync(fd_) != 0) throw sdk::Error(XQ_ERR_IO, "fsync of '" + temp_.string() + "' failed: " + errno_text());
   ::close(fd_);
   fd_ = -1;
   std::error_code ec;
   fs::rename(temp_, final_, ec);
-  if (ec) throw sdk::Error(XQ_ERR_IO, "xq: cannot rename '" + temp_.string() + "' to '" + final_.string() + "': " + ec.message());
+  if (ec) throw sdk::Error(XQ_ERR_IO, "cannot rename '" + temp_.string() + "' to '" + final_.string() + "': " + ec.message());
   const int dfd = ::open(final_.parent_path().empty() ? "." : final_.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     (void)::fsync(dfd);  // best effort: some filesystems refuse directory fsync
     ::close(dfd);
   }
   done_ = true;
-  host.log(XQ_LOG_INFO, format("xq: wrote '%s' (%zu tensors, %zu files, %llu bytes)", final_.c_str(), entries_.size(),
+  host.log(XQ_LOG_INFO, format("wrote '%s' (%zu tensors, %zu files, %llu bytes)", final_.c_str(), entries_.size(),
                                files_.size(), static_cast<unsigned long long>(end_)));
 }
 
