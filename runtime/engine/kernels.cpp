@@ -94,4 +94,23 @@ std::string Kernels::layout(const xq_qweight* w) const {
   return l ? l : "?";
 }
 
+std::string Kernels::packed_layout(const xq_quant_tensor& desc) const {
+  const auto& vt = plugin_->kernel();
+  if (!XQ_HAS_FIELD(&vt, xq_kernel_vtable, qweight_adopt) || !vt.qweight_packed_layout || !vt.qweight_adopt) return "";
+  const char* l = vt.qweight_packed_layout(plugin_->state, &desc);
+  return l ? l : "";
+}
+
+xq_qweight* Kernels::adopt(const xq_quant_tensor& desc, const std::string& layout, const xq_tensor_view& bytes,
+                           const std::string& name) const {
+  xq_qweight* w = nullptr;
+  xq_status s = plugin_->kernel().qweight_adopt(plugin_->state, &desc, layout.c_str(), bytes.data, bytes.nbytes, &w);
+  if (s == XQ_ERR_UNSUPPORTED) {
+    set_last_error("");
+    return nullptr;
+  }
+  check_plugin_call(s, fmt::format("kernel provider '{}' taking the stored '{}' bytes of '{}'", plugin_->name(), layout, name));
+  return w;
+}
+
 }  // namespace xquant

@@ -57,6 +57,12 @@ class Kernels {
   xq_qweight* prepare(const xq_quant_tensor& q, const std::string& name) const;
   void release(xq_qweight* w) const;
   std::string layout(const xq_qweight* w) const;
+  // The stored layout the provider would pack `desc` into ("" when it takes
+  // none), and a qweight over bytes already in it (borrowed until release;
+  // nullptr when the provider refuses the layout; throws on bad bytes).
+  std::string packed_layout(const xq_quant_tensor& desc) const;
+  xq_qweight* adopt(const xq_quant_tensor& desc, const std::string& layout, const xq_tensor_view& bytes,
+                    const std::string& name) const;
 
  private:
   LoadedPlugin* plugin_;

@@ -84,6 +84,10 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
   LinearWeights lw;
   lw.desc = &d;
   const TensorEntry* te = checkpoint_->find(d.weight_name());
+  if (te && te->has_quantized && !options_.dequantize_all && adopt_stored(*te, d, lw)) {
+    if (d.bias) lw.bias = read_vector(d.bias_name(), d.out);
+    return lw;
+  }
   std::optional<QuantTensor> qt = checkpoint_->read_module(d.module);
   if (!qt && te && te->has_quantized && !options_.dequantize_all) qt = checkpoint_->read_quantized(*te);
   if (qt) {
@@ -100,6 +104,8 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
       lw.layout = kernels_->layout(lw.q);
       lw.bytes = quantized_bytes(q);
       ++n_quantized_;
+      load_stats_.repacked_bytes += lw.bytes;
+      ++load_stats_.repacked_linears;
     } else {
       lw.w.resize(static_cast<size_t>(d.out * d.in));
       for (int64_t r = 0; r < d.out; ++r) qt->dequantize_row(r, lw.w.data() + r * d.in);
@@ -125,7 +131,7 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
 uint64_t Model::quantized_bytes(const xq_quant_tensor& q) const {
   const uint64_t codes = static_cast<uint64_t>(q.rows * q.cols);
   const uint64_t ns = q.strategy == XQ_STRATEGY_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
-  return (on_device() ? (codes * XQ_CODE_WIDTH(q.bits) + 7) / 8 : codes) + ns * 4 * (q.zero_points ? 2 : 1);
+  return (on_device() ? (codes * XQ_CODE_WIDTH(q.bits) + 7) / 8 : codes) + ns * 4 * (q.symmetric ? 1 : 2);
 }
 
 LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
@@ -172,6 +178,8 @@ LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int>
     lw.layout = kernels_->layout(lw.q);
     lw.bytes = quantized_bytes(q);
     n_quantized_ += static_cast<int>(parts.size());
+    load_stats_.repacked_bytes += lw.bytes;
+    load_stats_.repacked_linears += static_cast<int>(parts.size());
   } else {
     for (const auto* p : parts) {
       const TensorEntry& te = checkpoint_->require(p->weight_name());
@@ -359,6 +367,10 @@ void Model::load_weights() {
                   n_dequantized_, n_dequantized_ + n_quantized_, kernels_->name());
   logger().debug("model '{}': {} layers, hidden {}, {} Linears run quantized on '{}'", checkpoint_->path().string(),
                  a.n_layers, a.hidden, n_quantized_, kernels_->name());
+  if (n_quantized_ > 0)
+    logger().info("quantized weights on '{}': {} bytes repacked at load ({} Linears), {} bytes taken as stored ({} Linears)",
+                  kernels_->name(), load_stats_.repacked_bytes, load_stats_.repacked_linears, load_stats_.stored_bytes,
+                  load_stats_.stored_linears);
 }
 
 const Tokenizer& Model::tokenizer() {

@@ -149,6 +149,14 @@ class Model {
   // Number of Linears run quantized by the provider / dequantized on load.
   int quantized_linears() const { return n_quantized_; }
   int dequantized_linears() const { return n_dequantized_; }
+  // What loading the quantized weights cost: bytes of provider-layout
+  // weights packed from canonical tensors at load (repacked), and bytes taken
+  // as stored in the provider's layout (an .xq file's segments, no packing).
+  struct LoadStats {
+    uint64_t repacked_bytes = 0, stored_bytes = 0;
+    int repacked_linears = 0, stored_linears = 0;
+  };
+  const LoadStats& load_stats() const { return load_stats_; }
 
   // Runs the new tokens of every sequence; returns logits rows (vocab floats
   // each) in batch order: n rows for all_logits items, 1 row otherwise.
@@ -191,6 +199,9 @@ class Model {
   void step(const std::vector<SequenceInput>& batch, std::vector<float>* logits, std::vector<int32_t>* ids);
   void load_weights();
   LinearWeights load_linear(const LinearDesc& d);
+  // A quantized Linear whose checkpoint stores it in the provider's own
+  // layout, taken as is (stored_weights.cpp); false when it stores none.
+  bool adopt_stored(const TensorEntry& te, const LinearDesc& d, LinearWeights& lw);
   // The Linears `members` of layer desc `d` stacked into one (empty, desc
   // null, when they cannot be: mixed or incompatible quantization).
   LinearWeights load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
@@ -244,6 +255,7 @@ class Model {
   mutable DeviceBuffer scratch_[kSlots];
   std::vector<bool> all_token_down_;
   int n_quantized_ = 0, n_dequantized_ = 0;
+  LoadStats load_stats_;
 };
 
 }  // namespace xquant

@@ -110,6 +110,21 @@ typedef struct xq_kernel_vtable {
   void (*qweight_release)(void* state, xq_qweight* w); /* accepts NULL */
   /* Static name of the layout `w` is stored in, e.g. "cpu-int8-rows". */
   const char* (*qweight_layout)(void* state, const xq_qweight* w);
+
+  /* Appended in ABI 1.0 (check XQ_HAS_FIELD; both may be NULL): weights a
+   * container stores already packed in this provider's layout, taken as is.
+   * qweight_packed_layout: the versioned name of the stored layout
+   * qweight_prepare would pack `q` into (only its description is read;
+   * buffers may be NULL), or NULL when it stores none for it.
+   * qweight_adopt: a qweight over `nbytes` bytes of `data` already in layout
+   * `layout` for the tensor `desc` describes (buffers NULL). The bytes are
+   * borrowed until qweight_release (host providers read them in place; a
+   * device provider uploads them unchanged). The provider checks sizes and
+   * bounds and never repacks; XQ_ERR_UNSUPPORTED for a layout it does not
+   * take, XQ_ERR_MALFORMED (naming the part) for bytes that do not fit. */
+  const char* (*qweight_packed_layout)(void* state, const xq_quant_tensor* q);
+  xq_status (*qweight_adopt)(void* state, const xq_quant_tensor* desc, const char* layout, const void* data,
+                             uint64_t nbytes, xq_qweight** out);
 } xq_kernel_vtable;
 
 #ifdef __cplusplus
@@ -124,6 +139,7 @@ XQ_STATIC_ASSERT(offsetof(xq_op, qweight) == 448, "xq_op.qweight moved");
 XQ_STATIC_ASSERT(offsetof(xq_op, i) == 520, "xq_op.i moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, run_op) == 64, "kernel.run_op moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_layout) == 88, "kernel.qweight_layout moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_adopt) == 104, "kernel.qweight_adopt moved");
 #endif
 
 #endif /* XQUANT_XQ_KERNEL_H */

@@ -61,7 +61,18 @@ class CpuProvider : public sdk::PluginBase {
   }
   xq_qweight* prepare(const xq_quant_tensor& q) const { return prepare_qweight(q); }
   void release(xq_qweight* w) const { delete w; }
-  const char* layout(const xq_qweight* w) const { return w && w->fp8 ? "cpu-fp8-f32" : "cpu-int8-group"; }
+  const char* layout(const xq_qweight* w) const {
+    if (w && w->fp8) return "cpu-fp8-f32";
+    return w && w->adopted ? "cpu-int8-group (stored, not repacked)" : "cpu-int8-group";
+  }
+  // Stored packed weights ("cpu.int-blocks.v1", e.g. from an xq file): read
+  // in place after the layout's checks, never repacked.
+  const char* packed_layout(const xq_quant_tensor& desc) const { return packed_layout_of(desc); }
+  xq_qweight* adopt(const xq_quant_tensor& desc, const char* name, const void* data, uint64_t nbytes) const {
+    if (std::strcmp(name, sdk::cpu_layout::kName) != 0)
+      throw Error(XQ_ERR_UNSUPPORTED, sdk::format("cpu provider: layout '%s' is not %s", name, sdk::cpu_layout::kName));
+    return adopt_qweight(desc, data, nbytes);
+  }
 
  private:
   // Device memory is host memory: both directions are a copy.
