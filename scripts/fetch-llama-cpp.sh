@@ -11,8 +11,8 @@
 #
 # Idempotent: when every tool is already built it only prints the version and
 # the export line. The build runs under `nice` with 2 jobs (this is a shared
-# 2-core box, and CI has 2 cores): it takes about 13 minutes there when idle
-# (see docs/testing.md). Needs cmake, a C++17 compiler and python3 -m pip.
+# 2-core box, and CI has 2 cores): it takes about 7 CPU-minutes, so about 4 minutes
+# on 2 idle cores (measured: docs/testing.md). Needs cmake, a C++17 compiler and python3 -m pip.
 #   XQUANT_LLAMA_CPP_VERSION   the llama-cpp-python release (default 0.3.36;
 #                              the same sdist tests/tokenizer/fetch-llama-vocabs.sh uses)
 #   XQUANT_LLAMA_CPP_OFFLINE=1 never download: exit 3 when the build is absent
@@ -23,8 +23,9 @@ root="$cache/llama-cpp/$version"
 bin="$root/build/bin"
 # llama-completion is the classic `-p PROMPT -n N` text generator (llama-cli
 # is the chat front end in this llama.cpp); llama-simple is the minimal greedy
-# loop; llama-tokenize prints token ids.
-tools=(llama-completion llama-simple llama-perplexity llama-bench llama-tokenize)
+# loop; llama-tokenize prints token ids; llama-quantize makes llama.cpp's own
+# Q4_0/Q8_0/Q4_K_M copies for the benchmark.
+tools=(llama-completion llama-simple llama-perplexity llama-bench llama-tokenize llama-quantize)
 
 built() {
   local t
@@ -44,19 +45,19 @@ fetch_sources() {
 }
 
 build_tools() {
-  # Static, CPU only, no network or server pieces: only what the tools need.
-  # The build directory is thrown away on failure so a rerun starts clean.
+  # Static, CPU only, no network or server pieces: only the tools' targets.
+  # A failed or interrupted build keeps its folder, so a rerun continues it.
   local started=$SECONDS
-  rm -rf "$root/build"
-  cmake -S "$root/src" -B "$root/build" -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
-    -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF \
-    -DLLAMA_CURL=OFF -DGGML_OPENMP=ON >"$root/configure.log" 2>&1 \
-    || { tail -n 40 "$root/configure.log" >&2; rm -rf "$root/build"; exit 1; }
+  if [[ ! -f "$root/build/CMakeCache.txt" ]]; then
+    cmake -S "$root/src" -B "$root/build" -DCMAKE_BUILD_TYPE=Release \
+      -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF \
+      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
+      -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF \
+      -DGGML_OPENMP=ON >"$root/configure.log" 2>&1 \
+      || { tail -n 40 "$root/configure.log" >&2; rm -rf "$root/build"; exit 1; }
+  fi
   if ! nice cmake --build "$root/build" -j2 --target "${tools[@]}" >"$root/build.log" 2>&1; then
     tail -n 40 "$root/build.log" >&2
-    rm -rf "$root/build"
     exit 1
   fi
   echo "fetch-llama-cpp: built in $((SECONDS - started)) s (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
@@ -73,5 +74,7 @@ if ! built; then
   built || { echo "fetch-llama-cpp: $bin lacks a tool after the build" >&2; exit 1; }
 fi
 # The build stamps the llama.cpp commit and build number into every tool.
-echo "fetch-llama-cpp: llama-cpp-python $version, llama.cpp $("$bin/llama-completion" --version 2>&1 | grep -m1 -i version || echo '(version unknown)')" >&2
+llama_version=$("$bin/llama-completion" --version 2>&1 || true)
+llama_version=$(grep -m1 -i 'version' <<<"$llama_version" || echo 'version unknown')
+echo "fetch-llama-cpp: llama-cpp-python $version, llama.cpp $llama_version" >&2
 echo "export XQUANT_LLAMA_CPP_BIN=$bin"
