@@ -29,7 +29,29 @@ tools=(llama-completion llama-simple llama-perplexity llama-bench llama-tokenize
 
 built() {
   local t
+  [[ -f "$root/src/.xquant-log-flush" ]] || return 1
   for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done
+}
+
+# This llama.cpp's logger is a leaked singleton with a worker thread
+# (common/log.cpp, common_log_main: "logs may be lost if not flushed before the
+# program exits"), and llama-perplexity returns from main without flushing it:
+# on a busy machine its last lines, "Final estimate: PPL = ...", are sometimes
+# never written. One line flushes the log before main returns; nothing that
+# computes is touched. The stamp file says the source carries it.
+flush_perplexity_log() {
+  local f="$root/src/tools/perplexity/perplexity.cpp"
+  [[ -f "$root/src/.xquant-log-flush" ]] && return 0
+  python3 - "$f" <<'PY'
+import sys
+path = sys.argv[1]
+src = open(path).read()
+anchor = "    llama_backend_free();\n\n    return 0;\n}\n"
+if src.count(anchor) != 1:
+    sys.exit(f"fetch-llama-cpp: {path}: the end of main() is not where expected; cannot add the log flush")
+open(path, "w").write(src.replace(anchor, "    llama_backend_free();\n\n    common_log_flush(common_log_main());\n    return 0;\n}\n"))
+PY
+  touch "$root/src/.xquant-log-flush"
 }
 
 fetch_sources() {
@@ -70,6 +92,7 @@ if ! built; then
   fi
   mkdir -p "$root"
   [[ -f "$root/src/CMakeLists.txt" ]] || fetch_sources
+  flush_perplexity_log
   build_tools
   built || { echo "fetch-llama-cpp: $bin lacks a tool after the build" >&2; exit 1; }
 fi

@@ -11,7 +11,7 @@
 # Models: SmolLM2-135M-Instruct (scripts/fetch-smollm2.sh) always;
 # Qwen2.5-Coder-1.5B-Instruct Q4_K_M when XQUANT_QWEN25_GGUF names it or
 # scripts/fetch-qwen25.sh's cache holds it. llama.cpp: scripts/fetch-llama-cpp.sh
-# (builds it once, ~26 CPU-minutes). The model files (F32 GGUF, W4A16 g128,
+# (builds it once, ~7 CPU-minutes). The model files (F32 GGUF, W4A16 g128,
 # W8A16, W8A8 compressed-tensors, llama-quantize's Q4_0/Q8_0/Q4_K_M) are made
 # once into ${XQUANT_BENCH_CACHE:-~/.cache/xquant/bench-llamacpp}.
 # Output: DIR/llamacpp_compare.{md,json} (default bench/results/llamacpp).

@@ -32,6 +32,9 @@ import time
 from pathlib import Path
 
 PPL_TOLERANCE = 0.005  # relative, the issue's bound
+# llama.cpp on a file of quantized blocks rounds activations to 8 bits (see
+# compare()); measured up to 1.02% on SmolLM2 (Q8_0), so 1.5% bounds it.
+PPL_TOLERANCE_BLOCKS = 0.015
 
 failures = []
 
@@ -117,26 +120,69 @@ def llama_ppl(env, model, ctx, chunks):
     return float(m.group(1))
 
 
-def compare(env, label, model, prompt, n_greedy, ctx, chunks, ppl_of_ours=None):
+def first_difference(a, b):
+    same = 0
+    while same < min(len(a), len(b)) and a[same] == b[same]:
+        same += 1
+    return same
+
+
+def compare(env, label, model, prompt, n_greedy, ctx, chunks, ppl_of_ours=None, block_types=True):
     """Greedy ids and perplexity of `model` (a GGUF) in both engines.
-    ppl_of_ours: score this checkpoint with our engine instead (the GPTQ folder)."""
+    ppl_of_ours: score this checkpoint with our engine instead (the GPTQ folder).
+    block_types: the file holds quantized blocks, which llama.cpp's CPU backend
+    multiplies with activations rounded to 8 bits (below); then the same
+    comparison is also made on an F32 re-export of the same weights."""
     t0 = time.monotonic()
     ours_prompt, ours_ids = ours_greedy(env, model, prompt, n_greedy)
     theirs_prompt, theirs_ids = llama_greedy(env, model, prompt, n_greedy)
     check(ours_prompt == theirs_prompt, f"{label}: prompt tokens differ: ours {ours_prompt} llama.cpp {theirs_prompt}")
-    same = 0
-    while same < min(len(ours_ids), len(theirs_ids)) and ours_ids[same] == theirs_ids[same]:
-        same += 1
-    check(ours_ids == theirs_ids,
-          f"{label}: greedy ids differ at #{same}: ours {ours_ids[same:same + 4]} llama.cpp {theirs_ids[same:same + 4]} "
-          f"(ours {len(ours_ids)}, llama.cpp {len(theirs_ids)} ids)")
+    same = first_difference(ours_ids, theirs_ids)
     ppl_ours, scored = ours_ppl(env, ppl_of_ours or model, ctx, chunks)
     ppl_llama = llama_ppl(env, model, ctx, chunks)
     rel = abs(ppl_ours - ppl_llama) / ppl_llama
-    check(rel <= PPL_TOLERANCE, f"{label}: perplexity ours {ppl_ours:.4f} vs llama.cpp {ppl_llama:.4f} ({100 * rel:.3f}% apart)")
-    print(f"  {label}: greedy {same}/{len(theirs_ids)} ids equal; ppl ours {ppl_ours:.4f} llama.cpp {ppl_llama:.4f} "
-          f"({100 * rel:.3f}%, {chunks} chunks of {ctx}, {scored} tokens scored) [{time.monotonic() - t0:.1f} s]",
-          flush=True)
+    line = (f"  {label}: llama.cpp on the file: greedy {same}/{len(theirs_ids)} ids equal; ppl ours {ppl_ours:.4f} "
+            f"llama.cpp {ppl_llama:.4f} ({100 * rel:.3f}%, {chunks} chunks of {ctx}, {scored} tokens scored)")
+    if not block_types:
+        # F32/F16: llama.cpp computes with the stored weights as they are.
+        check(ours_ids == theirs_ids, f"{label}: greedy ids differ at #{same}: ours {ours_ids[same:same + 4]} "
+              f"llama.cpp {theirs_ids[same:same + 4]} (ours {len(ours_ids)}, llama.cpp {len(theirs_ids)} ids)")
+        check(rel <= PPL_TOLERANCE, f"{label}: perplexity ours {ppl_ours:.4f} vs llama.cpp {ppl_llama:.4f} ({100 * rel:.3f}% apart)")
+        print(f"{line} [{time.monotonic() - t0:.1f} s]", flush=True)
+        return
+    # Quantized blocks: ggml's CPU dot products (ggml-cpu.c, each type's
+    # vec_dot_type) round every activation row to Q8_0/Q8_1/Q8_K blocks first,
+    # so llama.cpp on the file moves by that rounding (SmolLM2 Q8_0: ~1% in
+    # perplexity, and greedy paths part at near-ties), while an engine that
+    # multiplies by F32 activations does not. So llama.cpp also runs an F32
+    # re-export of the same weights (`xquant convert --param type=F32` decodes
+    # every block with the loader's decoders, which gguf-py matches bit for
+    # bit: gguf_interop.sh), where it multiplies F32 by F32. Our engine must
+    # equal llama.cpp on one of the two (the exact path today; the 8-bit one
+    # if our GGUF execution rounds activations the same way), for the greedy
+    # ids and for the perplexity (0.5%), and stay within 1.5% of llama.cpp on
+    # the file.
+    check(rel <= PPL_TOLERANCE_BLOCKS, f"{label}: perplexity ours {ppl_ours:.4f} vs llama.cpp {ppl_llama:.4f} on the "
+          f"file ({100 * rel:.3f}% apart, more than llama.cpp's activation rounding explains: {100 * PPL_TOLERANCE_BLOCKS}%)")
+    target = "within" if rel <= PPL_TOLERANCE else "OUTSIDE (llama.cpp's 8-bit activations)"
+    print(f"{line}; {target} the 0.5% target", flush=True)
+    f32 = Path(str(model) + ".f32.gguf")
+    make_convert(env, f32, model, ["type=F32"])
+    try:
+        _, f32_ids = llama_greedy(env, f32, prompt, n_greedy)
+        ppl_f32 = llama_ppl(env, f32, ctx, chunks)
+    finally:
+        f32.unlink(missing_ok=True)
+    same_f32 = first_difference(ours_ids, f32_ids)
+    rel_f32 = abs(ppl_ours - ppl_f32) / ppl_f32
+    print(f"  {label}: llama.cpp on its F32 re-export: greedy {same_f32}/{len(f32_ids)} ids equal; ppl {ppl_f32:.4f} "
+          f"({100 * rel_f32:.4f}% from ours) [{time.monotonic() - t0:.1f} s]", flush=True)
+    check(ours_ids in (theirs_ids, f32_ids),
+          f"{label}: our greedy ids equal neither llama.cpp's on the file (parted at #{same}) nor on the F32 re-export "
+          f"(parted at #{same_f32}: ours {ours_ids[same_f32:same_f32 + 4]} llama.cpp {f32_ids[same_f32:same_f32 + 4]})")
+    check(min(rel, rel_f32) <= PPL_TOLERANCE,
+          f"{label}: perplexity ours {ppl_ours:.4f} is more than 0.5% from llama.cpp's both on the file "
+          f"({ppl_llama:.4f}) and on the F32 re-export ({ppl_f32:.4f})")
 
 
 def gguf_cases(source, is_wide):
@@ -144,14 +190,13 @@ def gguf_cases(source, is_wide):
     rtn4 = ["--algorithm", "rtn", "--bits", "4", "--group-size", "32", "--scale-dtype", "float16"]
     gptq4 = ["--algorithm", "gptq", "--bits", "4", "--group-size", "32", "--scale-dtype", "float16"]
     cases = [
-        ("F32", lambda env, out: make_convert(env, out, source)),
+        ("F32", lambda env, out: make_convert(env, out, source, ["type=F32"])),
         ("F16", lambda env, out: make_pipeline(env, out, source, "{bits: 8, symmetric: true, strategy: channel}",
                                                "{type: F16}")),
         ("Q8_0 (rtn int8 g32)", lambda env, out: make_quantize(
             env, out, source, ["--algorithm", "rtn", "--bits", "8", "--group-size", "32", "--sym", "--scale-dtype", "float16"])),
         ("Q4_0 (rtn int4 sym g32)", lambda env, out: make_quantize(env, out, source, rtn4 + ["--sym"])),
         ("Q4_1 (rtn int4 asym g32)", lambda env, out: make_quantize(env, out, source, rtn4 + ["--asym"])),
-        ("Q4_0 (gptq int4 sym g32)", lambda env, out: make_quantize(env, out, source, gptq4 + ["--sym"] + calib(env))),
         ("Q4_1 (gptq int4 asym g32)", lambda env, out: make_quantize(env, out, source, gptq4 + ["--asym"] + calib(env))),
     ]
     for k in ("Q4_K", "Q5_K", "Q6_K"):
@@ -171,14 +216,15 @@ def check_model(env, tag, source, prompt, n_greedy, ctx, chunks, is_wide):
         out = env.work / f"{tag}-{i}.gguf"
         try:
             make(env, out)
-            compare(env, f"{tag} {name}", out, prompt, n_greedy, ctx, chunks)
+            compare(env, f"{tag} {name}", out, prompt, n_greedy, ctx, chunks, block_types=name[:3] not in ("F32", "F16"))
         except RuntimeError as e:
             check(False, f"{tag} {name}: {e}")
         out.unlink(missing_ok=True)
-    # GPTQ as compressed-tensors, then GGUF by conversion: the perplexity of
-    # the GPTQ model (our engine on the compressed-tensors folder) is what
-    # llama.cpp measures on the converted file.
-    name = "GPTQ int4 sym g32 compressed-tensors -> GGUF"
+    # GPTQ as compressed-tensors, then GGUF by conversion (Q4_0, exact): the
+    # perplexity of the GPTQ model (our engine on the compressed-tensors
+    # folder) is what llama.cpp measures on the converted file. (This is also
+    # the GPTQ sym -> Q4_0 case; the asym one above goes straight to GGUF.)
+    name = "GPTQ int4 sym g32 compressed-tensors -> GGUF Q4_0"
     ct = env.work / f"{tag}-gptq-ct"
     out = env.work / f"{tag}-gptq-ct.gguf"
     try:

@@ -11,9 +11,9 @@
 #   0  every check passed
 #   1  a check failed
 #   2  a prerequisite of the repository is missing (build it first)
-#   3  llama.cpp is not built and XQUANT_LLAMA_CPP_OFFLINE=1 forbids building it
-#      (scripts/test.sh sets that when the cache is absent: the build is ~26
-#      CPU-minutes; docs/testing.md), or its build/download failed
+#   3  llama.cpp could not be downloaded or built, or it is not built and
+#      XQUANT_LLAMA_CPP_OFFLINE=1 forbids building it (the first build takes
+#      ~7 CPU-minutes, ~4 minutes on 2 cores: docs/testing.md)
 #   4  the stories260K checks passed but SmolLM2 could not be fetched
 # Environment: XQUANT_LLAMA_CPP_OFFLINE (above), XQUANT_SHARED_DIR,
 # XQUANT_INTEROP_THREADS (default 2).
