@@ -33,8 +33,9 @@ from pathlib import Path
 
 PPL_TOLERANCE = 0.005  # relative, the bound
 # llama.cpp on a file of quantized blocks rounds activations to 8 bits (see
-# compare()); measured up to 1.02% on SmolLM2 (Q8_0), so 1.5% bounds it.
-PPL_TOLERANCE_BLOCKS = 0.015
+# compare()); measured up to 1.49% on SmolLM2 (its Q4_K file: Q4_K blocks, and Q5_0
+# for the 576-column rows), so 3% bounds it; the F32 re-export is the tight check.
+PPL_TOLERANCE_BLOCKS = 0.03
 
 failures = []
 
@@ -160,7 +161,7 @@ def compare(env, label, model, prompt, n_greedy, ctx, chunks, ppl_of_ours=None, 
     # bit: gguf_interop.sh), where it multiplies F32 by F32. Our engine must
     # equal llama.cpp on one of the two (the exact path today; the 8-bit one
     # if our GGUF execution rounds activations the same way), for the greedy
-    # ids and for the perplexity (0.5%), and stay within 1.5% of llama.cpp on
+    # ids and for the perplexity (0.5%), and stay within 3% of llama.cpp on
     # the file.
     check(rel <= PPL_TOLERANCE_BLOCKS, f"{label}: perplexity ours {ppl_ours:.4f} vs llama.cpp {ppl_llama:.4f} on the "
           f"file ({100 * rel:.3f}% apart, more than llama.cpp's activation rounding explains: {100 * PPL_TOLERANCE_BLOCKS}%)")
