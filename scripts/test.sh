@@ -81,3 +81,19 @@ light_interop "tokenizer interop" tests/interop/tokenizer_interop.sh build
 # transformers' own forward, and GPTQ/AWQ Qwen3-MoE outputs read back; uses
 # the torch venv of ct_interop.sh (exit 3, listed as not run, without it); ~60 s.
 light_interop "MoE interop" tests/interop/moe_interop.sh build
+# llama.cpp itself runs the GGUFs we write, with our greedy ids and perplexity.
+# The first run builds llama.cpp from the llama-cpp-python sdist into
+# ~/.cache/xquant/llama-cpp (scripts/fetch-llama-cpp.sh: ~7 CPU-minutes, about
+# 4 minutes on CI's 2 cores; later runs reuse it). docs/testing.md has the times.
+if [ "${XQUANT_SKIP_INTEROP:-0}" = 1 ]; then
+  skipped+=("llama.cpp interop (tests/interop/llamacpp_interop.sh): XQUANT_SKIP_INTEROP=1")
+else
+  llama_rc=0
+  tests/interop/llamacpp_interop.sh build || llama_rc=$?
+  case "$llama_rc" in
+    0) ;;
+    3) skipped+=("llama.cpp interop (tests/interop/llamacpp_interop.sh): llama.cpp could not be downloaded or built (see its output above)") ;;
+    4) skipped+=("llama.cpp interop, SmolLM2-135M part (tests/interop/llamacpp_interop.sh): scripts/fetch-smollm2.sh failed; only stories260K was checked") ;;
+    *) exit "$llama_rc" ;;
+  esac
+fi

@@ -97,6 +97,11 @@ const BadInput kCases[] = {
     {{"eval", "--model", kModel, "--text", kText, "--ctx", "x"}, 2, "option '--ctx' expects an integer, got 'x'"},
     {{"eval", "--model", kModel, "--text", kText, "--ctx", "-5"}, 2, "--ctx must be at least 2"},
     {{"eval", "--model", kModel, "--text", kText, "--provider", "nope"}, 1, "no kernel plugin named 'nope'"},
+    {{"eval", "--model", kModel, "--text", kText, "--protocol", "wiki"}, 2,
+     "--protocol takes 'xquant' or 'llama-perplexity', got 'wiki'"},
+    {{"eval", "--model", kModel, "--text", kText, "--chunks", "2"}, 2, "--chunks is an option of --protocol llama-perplexity"},
+    {{"eval", "--model", kModel, "--text", kText, "--protocol", "llama-perplexity", "--max-tokens", "9"}, 2,
+     "--max-tokens is an option of --protocol xquant"},
     // generate
     {{"generate", "--model", kModel, "--bogus"}, 2, "unknown option '--bogus'"},
     {{"generate"}, 2, "missing required option '--model'"},
