@@ -1,6 +1,8 @@
 // kernels.cpp: dispatching ops to a kernel provider plugin (kernels.hpp).
 #include "engine/kernels.hpp"
 
+#include <cstddef>
+
 #include "engine/op_profile.hpp"
 
 #include "core/error.hpp"
@@ -92,6 +94,18 @@ void Kernels::release(xq_qweight* w) const {
 std::string Kernels::layout(const xq_qweight* w) const {
   const char* l = plugin_->kernel().qweight_layout(plugin_->state, w);
   return l ? l : "?";
+}
+
+}  // namespace xquant
+
+namespace xquant {
+
+bool Kernels::memory_info(xq_memory_info* out) const {
+  const xq_kernel_vtable& vt = plugin_->kernel();
+  if (vt.struct_size < offsetof(xq_kernel_vtable, memory_info) + sizeof(vt.memory_info) || !vt.memory_info) return false;
+  *out = xq_memory_info{};
+  out->struct_size = sizeof(xq_memory_info);
+  return vt.memory_info(plugin_->state, out) == XQ_OK;
 }
 
 }  // namespace xquant

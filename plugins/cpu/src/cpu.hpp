@@ -79,6 +79,12 @@ void run_quantize_act(const Host& host, const xq_op& op);
 void run_convert(const Host& host, const xq_op& op);
 void check_dense(const xq_op& op);
 
+// Paged KV cache ops, KV_WRITE and PAGED_ATTENTION (paged_ops.cpp).
+bool is_paged_op(xq_op_type t);
+void check_paged(const xq_op& op);
+void run_kv_write(const Host& host, const xq_op& op);
+void run_paged_attention(const Host& host, const xq_op& op);
+
 // Quantized weights (qweight.cpp).
 xq_qweight* prepare_qweight(const xq_quant_tensor& q);
 void check_quant(const xq_op& op);
