@@ -64,5 +64,7 @@ print(f"{2 * n / (ts[len(ts) // 2] / 1e3) / 1e9:.0f}")
 PY
 )
 echo "device-to-device copy: $gbs GB/s (read + write, median of 20, 4 GiB)"
+# SKIP_DECODE_SPEED=1: only make the models (for scripts/gpu-serve-bench.sh).
+[ "${SKIP_DECODE_SPEED:-0}" = 1 ] && exit 0
 XQUANT_BENCH_COPY_GBS=$gbs XQUANT_BENCH_MODELS="bf16:$dir/bf16:bf16,w4a16-g128:$dir/w4a16-g128:bf16,w8a8-int8:$dir/w8a8:bf16" \
   "$eng" --gtest_also_run_disabled_tests --gtest_filter='*DecodeSpeed*' 2>&1 | grep -Ev "^\[ (RUN|       OK) "

@@ -190,7 +190,9 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
                          {"mixed_steps", r.stats.mixed_steps},
                          {"ops_per_step", r.stats.steps ? static_cast<double>(r.stats.ops) / r.stats.steps : 0.0},
                          {"launch_share", r.launch_share}};
-        if (copy_gbs > 0) j["hbm_floor_batch1_tok_s"] = copy_gbs * 1e9 / 2 / static_cast<double>(wbytes);
+        // HBM floor at batch 1: the weight bytes of a step over the copy rate
+        // (read + write bytes per second, the rate HBM sustains in all).
+        if (copy_gbs > 0) j["hbm_floor_batch1_tok_s"] = copy_gbs * 1e9 / static_cast<double>(wbytes);
         rows.push_back(j);
       }
   }

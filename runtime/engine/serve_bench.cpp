@@ -23,6 +23,8 @@ ServeBenchResult run_serve_bench(Model& model, const ServeBenchConfig& c,
   ko.block_size = c.block_size;
   ko.dtype = c.kv_dtype;
   ko.num_blocks = c.concurrency * ((c.input_len + c.output_len + c.block_size - 1) / c.block_size);
+  xq_memory_info mi{};
+  model.kernels().memory_info(&mi);  // starts the provider's peak window
   PagedKvCache cache(model, ko);
   SchedulerOptions so;
   so.max_running = c.concurrency;
@@ -57,7 +59,6 @@ ServeBenchResult run_serve_bench(Model& model, const ServeBenchConfig& c,
   out.tpot_p99 = percentile(tpot, 99);
   out.kv_blocks = cache.num_blocks();
   out.kv_bytes = cache.bytes();
-  xq_memory_info mi{};
   if (model.kernels().memory_info(&mi)) out.peak_device_bytes = mi.peak;
   out.stats = sched.stats();
   out.launch_share = out.stats.step_seconds > 0 ? out.stats.provider_seconds / out.stats.step_seconds : 0;

@@ -136,8 +136,8 @@ typedef struct xq_kernel_vtable {
 
   /* Appended (callers check struct_size first): the provider's memory.
    * free/total: the device's (host providers: 0 = unknown); in_use/peak:
-   * bytes the provider's alloc handed out now and at most so far, its own
-   * workspaces included. May be NULL. */
+   * bytes in use now, and the most in use since the previous memory_info
+   * call (its own workspaces included). May be NULL. */
   xq_status (*memory_info)(void* state, struct xq_memory_info* out);
 } xq_kernel_vtable;
 

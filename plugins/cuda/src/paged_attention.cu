@@ -4,13 +4,12 @@
 //
 // Attention follows the split-K ("flash-decoding") scheme of FlashAttention's
 // decoding path (Dao et al., https://crfm.stanford.edu/2023/10/12/flashdecoding.html):
-// a CTA owns (query row, kv head, key split); its 4 warps take keys in turn,
-// each lane holding D/32 elements of every query head of the GQA group, and
-// keep an online softmax (running max m, sum l, accumulator) per head in
-// registers. The warps merge in shared memory; with one split the CTA writes
-// the output, otherwise (m, l, acc) go to a workspace that a second kernel
-// merges. Loads are one element per lane per key row: 32 consecutive
-// elements per warp, coalesced.
+// a CTA owns (query row, kv head, key split); its 4 warps take tiles of 32
+// keys in turn for every query head of the GQA group at once, and keep an
+// online softmax (running max m, sum l, accumulator) per head in registers.
+// The warps merge in shared memory; with one split the CTA writes the
+// output, otherwise (m, l, acc) go to a workspace that a second kernel
+// merges.
 #include <cfloat>
 
 #include "common.cuh"
@@ -32,12 +31,45 @@ __global__ void kv_write_kernel(const void* src, DType st, int64_t ld, int64_t T
     store_from_float(pool, pt, static_cast<int64_t>(slot) * row_elems + i, load_as_float(src, st, t * ld + i));
 }
 
+template <bool BF16>
+__device__ __forceinline__ void load8(const void* pool, int64_t at, float* out) {
+  if constexpr (BF16) {
+    const uint4 u = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(pool) + at);
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __bfloat1622float2(h[i]);
+      out[2 * i] = f.x;
+      out[2 * i + 1] = f.y;
+    }
+  } else {
+    const float4 a = *reinterpret_cast<const float4*>(static_cast<const float*>(pool) + at);
+    const float4 b = *reinterpret_cast<const float4*>(static_cast<const float*>(pool) + at + 4);
+    out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+  }
+}
+
+template <bool BF16>
+__device__ __forceinline__ float load1(const void* pool, int64_t at) {
+  if constexpr (BF16) return __bfloat162float(static_cast<const __nv_bfloat16*>(pool)[at]);
+  else return static_cast<const float*>(pool)[at];
+}
+
+// A warp takes 32 keys at a time: lane i scores key i against every query
+// head of the group (its K row read with 16-byte loads, q from shared
+// memory), the tile's max and sum update the online softmax, then the warp
+// walks the 32 keys accumulating V, each lane owning EPL consecutive output
+// elements (coalesced rows). Needs D % 8 == 0.
 // EPL: elements per lane (D <= 32 * EPL); G: query heads per kv head bound.
-template <int EPL, int G>
+template <int EPL, int G, bool BF16>
 __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(
-    const float* __restrict__ q, const void* __restrict__ kpool, const void* __restrict__ vpool, DType pt,
+    const float* __restrict__ q, const void* __restrict__ kpool, const void* __restrict__ vpool,
     const int32_t* __restrict__ table, int64_t table_ld, int64_t H, int64_t KVH, int64_t D, int64_t BS, float scale,
     int64_t keys_per_split, int splits, void* out, DType ot, float* part_acc, float* part_ml) {
+  extern __shared__ float sm[];
+  float* s_q = sm;                          // [G][D]
+  float* s_ml = s_q + G * D;                // [kWarps][G][2]
+  float* s_acc = s_ml + kWarps * G * 2;     // [kWarps][G][32 * EPL]
   const int64_t t = blockIdx.x;
   const int64_t kh = blockIdx.y;
   const int split = static_cast<int>(blockIdx.z);
@@ -47,8 +79,12 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(
   const int64_t n_keys = static_cast<int64_t>(row[0]) + 1;
   const int64_t k0 = split * keys_per_split;
   const int64_t k1 = min(n_keys, k0 + keys_per_split);
+  for (int64_t i = threadIdx.x; i < G * D; i += blockDim.x) {
+    const int64_t g = i / D;
+    s_q[i] = g < group ? q[(t * H + kh * group + g) * D + i % D] * scale : 0.f;
+  }
+  __syncthreads();
 
-  float qr[G][EPL];
   float acc[G][EPL];
   float m[G], l[G];
 #pragma unroll
@@ -56,45 +92,63 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(
     m[g] = -FLT_MAX;
     l[g] = 0.f;
 #pragma unroll
-    for (int e = 0; e < EPL; ++e) {
-      const int64_t i = lane + 32 * e;
-      const int64_t h = kh * group + g;
-      qr[g][e] = (g < group && i < D) ? q[(t * H + h) * D + i] * scale : 0.f;
-      acc[g][e] = 0.f;
-    }
+    for (int e = 0; e < EPL; ++e) acc[g][e] = 0.f;
   }
   const int64_t row_elems = KVH * D;
-  for (int64_t j = k0 + warp; j < k1; j += kWarps) {
-    const int64_t slot = static_cast<int64_t>(row[1 + j / BS]) * BS + j % BS;
-    const int64_t base = slot * row_elems + kh * D;
-    float kr[EPL], vr[EPL];
+  const int64_t my0 = static_cast<int64_t>(lane) * EPL;  // this lane's first output element
+  for (int64_t tile = k0 + 32 * warp; tile < k1; tile += 32 * kWarps) {
+    const int64_t j = tile + lane;
+    const bool valid = j < k1;
+    const int64_t base = valid ? (static_cast<int64_t>(row[1 + j / BS]) * BS + j % BS) * row_elems + kh * D : 0;
+    float sc[G];
 #pragma unroll
-    for (int e = 0; e < EPL; ++e) {
-      const int64_t i = lane + 32 * e;
-      kr[e] = i < D ? load_as_float(kpool, pt, base + i) : 0.f;
-      vr[e] = i < D ? load_as_float(vpool, pt, base + i) : 0.f;
+    for (int g = 0; g < G; ++g) sc[g] = 0.f;
+    if (valid) {
+      for (int64_t d = 0; d < D; d += 8) {
+        float kv[8];
+        load8<BF16>(kpool, base + d, kv);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+          const float* qg = s_q + g * D + d;
+#pragma unroll
+          for (int i = 0; i < 8; ++i) sc[g] += qg[i] * kv[i];
+        }
+      }
     }
+    float p[G];
 #pragma unroll
     for (int g = 0; g < G; ++g) {
-      if (g >= group) break;
-      float s = 0.f;
+      float mt = valid ? sc[g] : -FLT_MAX;
 #pragma unroll
-      for (int e = 0; e < EPL; ++e) s += qr[g][e] * kr[e];
+      for (int o = 16; o > 0; o >>= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+      const float mn = fmaxf(m[g], mt);
+      const float c = __expf(m[g] - mn);
+      p[g] = valid ? __expf(sc[g] - mn) : 0.f;
+      float ps = p[g];
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-      const float mn = fmaxf(m[g], s);
-      const float c = __expf(m[g] - mn), p = __expf(s - mn);
-      l[g] = l[g] * c + p;
-#pragma unroll
-      for (int e = 0; e < EPL; ++e) acc[g][e] = acc[g][e] * c + p * vr[e];
+      for (int o = 16; o > 0; o >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o);
+      l[g] = l[g] * c + ps;
       m[g] = mn;
+#pragma unroll
+      for (int e = 0; e < EPL; ++e) acc[g][e] *= c;
+    }
+    const int64_t n_here = k1 - tile < 32 ? k1 - tile : 32;
+#pragma unroll 4
+    for (int kk = 0; kk < n_here; ++kk) {
+      const int64_t vb = __shfl_sync(0xffffffffu, base, kk);
+      float vv[EPL];
+#pragma unroll
+      for (int e = 0; e < EPL; ++e) vv[e] = my0 + e < D ? load1<BF16>(vpool, vb + my0 + e) : 0.f;
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        const float pk = __shfl_sync(0xffffffffu, p[g], kk);
+#pragma unroll
+        for (int e = 0; e < EPL; ++e) acc[g][e] += pk * vv[e];
+      }
     }
   }
 
-  // Merge the warps: each writes (m, l, acc) per head; warp 0 combines.
-  extern __shared__ float sm[];
-  float* s_ml = sm;                        // [kWarps][G][2]
-  float* s_acc = sm + kWarps * G * 2;      // [kWarps][G][32 * EPL]
+  // Merge the warps: each writes (m, l, acc) per head; all threads combine.
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     if (lane == 0) {
@@ -102,10 +156,9 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(
       s_ml[(warp * G + g) * 2 + 1] = l[g];
     }
 #pragma unroll
-    for (int e = 0; e < EPL; ++e) s_acc[(warp * G + g) * 32 * EPL + lane + 32 * e] = acc[g][e];
+    for (int e = 0; e < EPL; ++e) s_acc[(warp * G + g) * 32 * EPL + my0 + e] = acc[g][e];
   }
   __syncthreads();
-  // All threads share the merge: thread x takes (g, element) pairs.
   for (int64_t idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
     const int g = static_cast<int>(idx / D);
     const int64_t i = idx % D;
@@ -123,11 +176,11 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(
     if (splits == 1) {
       store_from_float(out, ot, (t * H + h) * D + i, lsum > 0.f ? a / lsum : 0.f);
     } else {
-      const int64_t p = (t * H + h) * splits + split;
-      part_acc[p * D + i] = a;
+      const int64_t pi = (t * H + h) * splits + split;
+      part_acc[pi * D + i] = a;
       if (i == 0) {
-        part_ml[p * 2] = mx;
-        part_ml[p * 2 + 1] = lsum;
+        part_ml[pi * 2] = mx;
+        part_ml[pi * 2 + 1] = lsum;
       }
     }
   }
@@ -152,20 +205,26 @@ __global__ void paged_combine_kernel(const float* part_acc, const float* part_ml
   (void)H;
 }
 
-template <int EPL, int G>
-cudaError_t launch(const PagedAttentionArgs& a, int splits, int64_t keys_per_split, float* part_acc, float* part_ml,
-                   cudaStream_t stream) {
+template <int EPL, int G, bool BF16>
+cudaError_t launch_typed(const PagedAttentionArgs& a, int splits, int64_t keys_per_split, float* part_acc,
+                         float* part_ml, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(a.KVH), static_cast<unsigned>(splits));
-  const size_t smem = static_cast<size_t>(kWarps) * G * (2 + 32 * EPL) * sizeof(float);
+  const size_t smem = (static_cast<size_t>(G) * a.D + static_cast<size_t>(kWarps) * G * (2 + 32 * EPL)) * sizeof(float);
   if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(paged_attention_kernel<EPL, G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem));
+    cudaError_t e = cudaFuncSetAttribute(paged_attention_kernel<EPL, G, BF16>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
   }
-  paged_attention_kernel<EPL, G><<<grid, kWarps * 32, smem, stream>>>(
-      a.q, a.kpool, a.vpool, a.pool_type, a.table, a.table_ld, a.H, a.KVH, a.D, a.BS, a.scale, keys_per_split, splits,
-      a.out, a.out_type, part_acc, part_ml);
+  paged_attention_kernel<EPL, G, BF16><<<grid, kWarps * 32, smem, stream>>>(
+      a.q, a.kpool, a.vpool, a.table, a.table_ld, a.H, a.KVH, a.D, a.BS, a.scale, keys_per_split, splits, a.out,
+      a.out_type, part_acc, part_ml);
   return cudaGetLastError();
+}
+
+template <int EPL, int G>
+cudaError_t launch(const PagedAttentionArgs& a, int splits, int64_t kps, float* pa, float* pm, cudaStream_t s) {
+  return a.pool_type == DType::BF16 ? launch_typed<EPL, G, true>(a, splits, kps, pa, pm, s)
+                                    : launch_typed<EPL, G, false>(a, splits, kps, pa, pm, s);
 }
 
 template <int EPL>

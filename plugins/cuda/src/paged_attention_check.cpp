@@ -102,7 +102,7 @@ bool check_paged_op(const xq_op& op, std::string* why) {
   for (int i = 0; i < 4; ++i) need(s[1].shape[i] == s[2].shape[i], "K and V pools differ in shape");
   need(s[1].shape[3] == D, "pool head_dim differs from q's");
   need(KVH > 0 && H % KVH == 0 && H / KVH <= 16, "heads must be a multiple (at most 16x) of kv heads");
-  need(D <= 256, "head_dim above 256");
+  need(D <= 256 && D % 8 == 0, "head_dim must be a multiple of 8, at most 256");
   need(d.shape[0] == T && d.shape[1] == H && d.shape[2] == D, "dst must be [T, H, D]");
   need(s[3].shape[0] == T && s[3].shape[1] >= 2, "src[3] must be [T, 1 + MB] with MB >= 1");
   return need.ok;

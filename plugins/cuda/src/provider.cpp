@@ -162,7 +162,8 @@ void Provider::free(void* p) {
 }
 
 // The device's whole use (cudaMemGetInfo: ours, cuBLASLt's, the CUDA
-// context's), with its largest value seen at this call and every alloc.
+// context's), and its largest value sampled at every alloc since the
+// previous memory_info call.
 void Provider::memory_info(xq_memory_info& out) {
   require_device();
   sample_memory();
@@ -170,6 +171,7 @@ void Provider::memory_info(xq_memory_info& out) {
   out.device_total = mem_total_;
   out.in_use = mem_total_ - mem_free_;
   out.peak = mem_peak_;
+  mem_peak_ = out.in_use;  // the next call reports the peak since this one
 }
 
 void Provider::sample_memory() {
