@@ -13,7 +13,8 @@
 // request stops being compared at the first step where the single run's
 // top-2 logit gap is under `tie` (1e-3 on F32 KV; 0.1 on BF16 KV), where
 // rounding may legitimately pick the other token: such steps are counted
-// and printed, and at most a quarter of the requests may end that way.
+// and printed; at most 3 of the 12 requests may end that way on F32 KV, 6 on
+// BF16 KV (the H200 run saw 0 and 3).
 #include "core/error.hpp"
 #include "core/runtime.hpp"
 #include "engine/model.hpp"
@@ -145,7 +146,7 @@ TEST_P(PagedEngine, ChunkedPagedStepsGiveTheContiguousLogits) {
   EXPECT_EQ(paged.free_blocks(), paged.num_blocks());
 }
 
-void continuous_matches_single(Model& m, xq_dtype kv, float tie) {
+void continuous_matches_single(Model& m, xq_dtype kv, float tie, int max_ties) {
   const int n_req = 12;
   std::vector<GenerationRequest> reqs;
   for (int i = 0; i < n_req; ++i) {
@@ -183,16 +184,16 @@ void continuous_matches_single(Model& m, xq_dtype kv, float tie) {
       break;
     }
   }
-  EXPECT_LE(ties, n_req / 4);
+  EXPECT_LE(ties, max_ties);
 }
 
 TEST_P(PagedEngine, ContinuousBatchingGivesEachRequestItsSingleRunTokens) {
-  continuous_matches_single(*m, XQ_DTYPE_F32, 1e-3f);
+  continuous_matches_single(*m, XQ_DTYPE_F32, 1e-3f, 3);
 }
 
 TEST_P(PagedEngine, Bf16KvCacheKeepsTheTokensOnDevices) {
   if (m->kernels().host_memory()) GTEST_SKIP() << "host providers keep F32 pools";
-  continuous_matches_single(*m, XQ_DTYPE_BF16, 0.1f);
+  continuous_matches_single(*m, XQ_DTYPE_BF16, 0.1f, 6);
 }
 
 TEST_P(PagedEngine, AllocatorReportsCapacityAndRefusesWhatCannotFit) {
