@@ -1,6 +1,8 @@
 // kernels.cpp: dispatching ops to a kernel provider plugin (kernels.hpp).
 #include "engine/kernels.hpp"
 
+#include <cstddef>
+
 #include "engine/op_profile.hpp"
 
 #include "core/error.hpp"
@@ -111,6 +113,18 @@ xq_qweight* Kernels::adopt(const xq_quant_tensor& desc, const std::string& layou
   }
   check_plugin_call(s, fmt::format("kernel provider '{}' taking the stored '{}' bytes of '{}'", plugin_->name(), layout, name));
   return w;
+}
+
+}  // namespace xquant
+
+namespace xquant {
+
+bool Kernels::memory_info(xq_memory_info* out) const {
+  const xq_kernel_vtable& vt = plugin_->kernel();
+  if (vt.struct_size < offsetof(xq_kernel_vtable, memory_info) + sizeof(vt.memory_info) || !vt.memory_info) return false;
+  *out = xq_memory_info{};
+  out->struct_size = sizeof(xq_memory_info);
+  return vt.memory_info(plugin_->state, out) == XQ_OK;
 }
 
 }  // namespace xquant

@@ -56,6 +56,9 @@ class Kernels {
   // dequantizes on load); throws on other failures.
   xq_qweight* prepare(const xq_quant_tensor& q, const std::string& name) const;
   void release(xq_qweight* w) const;
+  // The provider's memory report (xq_kernel_vtable.memory_info); false when
+  // the provider has none.
+  bool memory_info(xq_memory_info* out) const;
   std::string layout(const xq_qweight* w) const;
   // The stored layout the provider would pack `desc` into ("" when it takes
   // none), and a qweight over bytes already in it (borrowed until release;

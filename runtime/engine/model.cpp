@@ -559,8 +559,9 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
     k.run(op, "ROPE");
   }
   const int64_t kv_row = KVH * HD;
+  if (paged_) attend_paged(layer, q, kk, f32({rows, kv_row}, vv), rows, XQ_DTYPE_F32, att);
   for (const auto& s : spans) {
-    if (s.n == 0) continue;
+    if (s.n == 0 || paged_) continue;
     copy_floats(s.k + s.pos0 * kv_row, kk + s.row * kv_row, s.n * kv_row, "KV cache append (K)");
     copy_floats(s.v + s.pos0 * kv_row, vv + s.row * kv_row, s.n * kv_row, "KV cache append (V)");
     xq_op op = Kernels::op(XQ_OP_ATTENTION);
@@ -694,8 +695,16 @@ const void* Model::run_layer_stacked(int layer, float* x, int64_t rows, const st
     rms_norm(k, q, rows * NH, HD, W.d_q_norm.f32(), a.rms_eps, q, "RMS_NORM (q_norm)");
   rope(q, rows, NH, pos);
   const int64_t kv_row = KVH * HD;
+  if (paged_) {  // all rows at once: K to F32, normed and rotated; V straight from the GEMM output
+    float* kf = static_cast<float*>(scratch(kPagedK, static_cast<uint64_t>(rows * kv_row) * 4));
+    const char* k_at = qkv + NH * HD * e_qkv;
+    convert(column_slice(QKV.act, rows, kv_row, n_qkv, k_at), XQ_DTYPE_F32, kf, "CONVERT (k)");
+    if (a.qk_norm) rms_norm(k, kf, rows * KVH, HD, W.d_k_norm.f32(), a.rms_eps, kf, "RMS_NORM (k_norm)");
+    rope(kf, rows, KVH, pos);
+    attend_paged(layer, q, kf, column_slice(QKV.act, rows, kv_row, n_qkv, k_at + kv_row * e_qkv), rows, O.act, att);
+  }
   for (const auto& s : spans) {
-    if (s.n == 0) continue;
+    if (s.n == 0 || paged_) continue;
     const char* at = qkv + (s.row * n_qkv + NH * HD) * e_qkv;
     float* kc = s.k + s.pos0 * kv_row;
     convert(column_slice(QKV.act, s.n, kv_row, n_qkv, at), XQ_DTYPE_F32, kc, "KV cache append (K)");

@@ -125,6 +125,18 @@ struct SequenceSpan {
   float* v = nullptr;
 };
 
+class PagedKvCache;
+struct PagedSequence;
+
+// One sequence of a paged step (engine/paged_forward.cpp): `n` new tokens
+// appended to `seq`, whose blocks live in the step's PagedKvCache. Only the
+// last new token's logits are computed.
+struct PagedInput {
+  PagedSequence* seq = nullptr;
+  const int32_t* tokens = nullptr;
+  int64_t n = 0;
+};
+
 // Called with the input of each Linear group of a layer (LayerDesc::groups
 // index, rows x cols row-major) just before that group's Linears run.
 using GroupInputTap = std::function<void(int group, const float* x, int64_t rows, int64_t cols)>;
@@ -165,6 +177,13 @@ class Model {
   // largest logit (lowest id on ties: greedy sampling). On a device provider
   // that runs XQ_OP_ARGMAX the argmax runs there and only the ids come back.
   std::vector<int32_t> forward_greedy(const std::vector<SequenceInput>& batch);
+
+  // Paged KV cache steps (engine/paged_forward.cpp): every sequence's new
+  // tokens in one batch (decode rows and prefill chunks alike), attention
+  // through its block table. Blocks are reserved here as needed (throws when
+  // the pool runs out). Returns one logits row (or greedy id) per sequence.
+  std::vector<float> forward_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch);
+  std::vector<int32_t> forward_paged_greedy(PagedKvCache& cache, const std::vector<PagedInput>& batch);
 
   // ---- layer-level pieces (calibration) ----
   void embed(const int32_t* ids, int64_t n, float* out) const;  // out [n, hidden]
@@ -213,7 +232,8 @@ class Model {
   std::vector<float> read_vector(const std::string& name, int64_t expect) const;
 
   // Grow-only provider buffers of a device provider, one per use.
-  enum Slot { kLayerTmp, kX, kIds, kPos, kSelected, kNormed, kLogits, kLinearIn, kLinearOut, kPending, kIds_out, kSlots };
+  enum Slot { kLayerTmp, kX, kIds, kPos, kSelected, kNormed, kLogits, kLinearIn, kLinearOut, kPending, kIds_out,
+              kPagedMeta, kPagedK, kSlots };
   void* scratch(Slot s, uint64_t bytes) const;
   // n floats of temporary memory: `host` resized on host providers, slot `s` otherwise.
   float* temp(Slot s, int64_t n, std::vector<float>& host) const;
@@ -238,6 +258,21 @@ class Model {
   // x [rows, hidden] F32 += addend (provider memory, dtype t).
   void add_residual(float* x, const void* addend, xq_dtype t, int64_t rows) const;
   bool stacked(int layer) const { return layers_[static_cast<size_t>(layer)].qkv.desc != nullptr; }
+  // During a paged step: the cache and the step's per-row slots and
+  // [rows, table_ld] position + block-table rows (provider memory).
+  struct PagedStep {
+    const PagedKvCache* cache = nullptr;
+    const int32_t* slots = nullptr;
+    const int32_t* table = nullptr;
+    int64_t table_ld = 0;
+  };
+  void step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch, std::vector<float>* logits,
+                  std::vector<int32_t>* ids);
+  // The paged replacement of a layer's per-sequence KV append + ATTENTION:
+  // k (F32 [rows, KVH*HD], normed and rotated) and v (any float dtype, rows
+  // possibly strided) into their slots, then PAGED_ATTENTION into att.
+  void attend_paged(int layer, const float* q, const float* k, const xq_device_tensor& v, int64_t rows,
+                    xq_dtype att_t, void* att) const;
   static std::vector<int32_t> positions(const std::vector<SequenceSpan>& spans, int64_t rows);
 
   Runtime& runtime_;
@@ -254,6 +289,7 @@ class Model {
   std::vector<LayerWeights> layers_;
   mutable DeviceBuffer scratch_[kSlots];
   std::vector<bool> all_token_down_;
+  const PagedStep* paged_ = nullptr;  // set for the duration of step_paged
   int n_quantized_ = 0, n_dequantized_ = 0;
   LoadStats load_stats_;
 };

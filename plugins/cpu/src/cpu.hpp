@@ -101,6 +101,11 @@ xq_qweight* prepare_fp8_qweight(const xq_quant_tensor& q);
 void run_fp8_qmatmul(const Host& host, const xq_op& op);
 void run_fp8_dequantize(const Host& host, const xq_op& op);
 float quantize_row_e4m3(const float* x, int64_t k, float* q);
+// Paged KV cache ops, KV_WRITE and PAGED_ATTENTION (paged_ops.cpp).
+bool is_paged_op(xq_op_type t);
+void check_paged(const xq_op& op);
+void run_kv_write(const Host& host, const xq_op& op);
+void run_paged_attention(const Host& host, const xq_op& op);
 
 // Quantized weights (qweight.cpp).
 xq_qweight* prepare_qweight(const xq_quant_tensor& q);

@@ -57,6 +57,8 @@ class CpuProvider : public sdk::PluginBase {
       case XQ_OP_CONVERT: run_convert(host, op); break;
       case XQ_OP_ADD_RMS_NORM:  // device-path fusions: check_op refuses them on cpu
       case XQ_OP_ARGMAX: break;
+      case XQ_OP_KV_WRITE: run_kv_write(host, op); break;
+      case XQ_OP_PAGED_ATTENTION: run_paged_attention(host, op); break;
     }
   }
   xq_qweight* prepare(const xq_quant_tensor& q) const { return prepare_qweight(q); }
@@ -84,7 +86,7 @@ class CpuProvider : public sdk::PluginBase {
 constexpr const char* kCapabilities[] = {
     "memory:host",       "op:matmul",       "op:qmatmul",      "op:dequantize",     "op:rms_norm",
     "op:rope",           "op:attention",    "op:swiglu",       "op:add",            "op:mul",
-    "op:get_rows",       "op:quantize_act", "op:convert",      "layout:cpu-int8-group", "bits:2-8",
+    "op:get_rows",       "op:quantize_act", "op:convert",      "op:kv_write",     "op:paged_attention", "layout:cpu-int8-group", "bits:2-8",
     "strategy:tensor", "strategy:channel", "strategy:group", "g_idx",       "act:none",
     "act:dynamic-token", "act:static-tensor", "layout:cpu-fp8-f32", "type:float", "act:fp8-dynamic-token", nullptr};
 

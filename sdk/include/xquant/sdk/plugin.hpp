@@ -246,6 +246,7 @@ struct FormatAdapter {
 //   xq_qweight* prepare(const xq_quant_tensor& q);
 //   void release(xq_qweight* w);                    // accepts NULL, must not throw
 //   const char* layout(const xq_qweight* w);        // a static string
+//   void memory_info(xq_memory_info& out);           // optional
 // Entries that return no status (score, supports_op, free, qweight_release,
 // qweight_layout) answer "no" / do nothing when the Impl throws, as the ABI
 // says they never fail; NULL pointers the ABI forbids are refused with
@@ -329,9 +330,20 @@ struct KernelAdapter {
       else fail(XQ_ERR_UNSUPPORTED, "this provider takes no stored packed layouts");
     });
   }
+  // Optional in the Impl: `void memory_info(xq_memory_info& out)`.
+  static xq_status memory_info(void* state, xq_memory_info* out) noexcept {
+    return guard(self(state)->host, [&] {
+      if (!out) fail(XQ_ERR_INVALID_ARGUMENT, "memory_info: out is NULL");
+      if constexpr (requires(Impl& i, xq_memory_info& m) { i.memory_info(m); }) {
+        self(state)->memory_info(*out);
+      } else {
+        fail(XQ_ERR_UNSUPPORTED, "memory_info: this provider does not report its memory");
+      }
+    });
+  }
   static constexpr xq_kernel_vtable vtable{sizeof(xq_kernel_vtable), 0, &score, &alloc, &free, &upload, &download,
                                            &synchronize, &supports_op, &run_op, &qweight_prepare, &qweight_release,
-                                           &qweight_layout, &qweight_packed_layout, &qweight_adopt};
+                                           &qweight_layout, &qweight_packed_layout, &qweight_adopt, &memory_info};
 };
 
 }  // namespace xquant::sdk
