@@ -45,11 +45,18 @@ def scheme_of(qcfg, module):
     return None
 
 
+def unpack_from_int32(*args, **kw):
+    """compressed-tensors' own unpacker (its module moved between releases)."""
+    try:
+        from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32 as unpack
+    except ImportError:
+        from compressed_tensors.compressors.quantized_compressors.pack_quantized import unpack_from_int32 as unpack
+    return unpack(*args, **kw)
+
+
 def dequantized_weight(tensors, module, weights):
     scale = tensors[module + ".weight_scale"].double()
     if module + ".weight_packed" in tensors:
-        from compressed_tensors.compressors.quantized_compressors.pack_quantized import unpack_from_int32
-
         shape = tuple(int(v) for v in tensors[module + ".weight_shape"].tolist())
         q = unpack_from_int32(tensors[module + ".weight_packed"], weights["num_bits"], torch.Size(shape)).double()
     else:
@@ -57,8 +64,6 @@ def dequantized_weight(tensors, module, weights):
     rows, cols = q.shape
     zp = tensors.get(module + ".weight_zero_point")
     if zp is not None and module + ".weight_packed" in tensors and zp.dtype == torch.int32:
-        from compressed_tensors.compressors.quantized_compressors.pack_quantized import unpack_from_int32
-
         zp = unpack_from_int32(zp, weights["num_bits"], torch.Size(scale.shape), packed_dim=0)
     zp = torch.zeros_like(scale) if zp is None else zp.double()
     gidx = tensors.get(module + ".weight_g_idx")
