@@ -166,6 +166,15 @@ def vllm_one(args):
     with open(args.prompt_ids) as f:
         prompt_ids = json.load(f)["ids"]
     res = {"dir": args.vllm_one}
+    if args.force_kernel:
+        # vLLM has no CPU kernel for this scheme (CPUWNA16 is 4-bit only) and refuses to load it. Let
+        # CPUWNA16LinearKernel accept the layer and skip its repacking; exact_patch replaces every such
+        # matmul before anything runs, so vLLM's loader, model and sampler still do the rest.
+        from vllm.model_executor.kernels.linear.mixed_precision import cpu as mp_cpu
+
+        mp_cpu.CPUWNA16LinearKernel.can_implement = classmethod(lambda cls, c: (True, None))
+        mp_cpu.CPUWNA16LinearKernel.process_weights_after_loading = lambda self, layer: None
+        res["forced_kernel"] = "CPUWNA16LinearKernel (checks and repacking bypassed; matmul exact torch math)"
     t0 = time.time()
     llm = LLM(model=args.vllm_one, dtype=args.dtype, max_model_len=max(args.ctx, 256) + 64, enforce_eager=True,
               seed=0, quantization=args.quantization or None)
@@ -226,6 +235,7 @@ def main():
     ap.add_argument("--ids")
     ap.add_argument("--exact", action="store_true")
     ap.add_argument("--exact-only", action="store_true", help="patch the exact matmul in before any vLLM run")
+    ap.add_argument("--force-kernel", action="store_true", help="load a scheme vLLM has no CPU kernel for")
     ap.add_argument("--quantization", default="")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--exact-from", default="", help="compressed-tensors copy of an AWQ/GPTQ output for the exact math")
@@ -273,13 +283,19 @@ def main():
             try:
                 out_v = run(child + (["--exact"] if exact else []))
             except RuntimeError as e:
-                if "float32 is not supported for quantization method" not in str(e):
+                if "float32 is not supported for quantization method" in str(e):
+                    # vLLM's awq / gptq methods refuse float32 models: the user's way is bfloat16.
+                    print(f"     {name}: vLLM refuses dtype float32 for this quant method; loading it in bfloat16",
+                          flush=True)
+                    out_v = run(child + ["--dtype", "bfloat16"])
+                    r["dtype"] = "bfloat16"
+                elif "Failed to find a kernel" in str(e):
+                    reasons = " ".join(str(e).split("Reasons:")[-1].split())[:400]
+                    print(f"     {name}: vLLM has no CPU kernel for this scheme ({reasons}); "
+                          "loading it with the exact matmul instead", flush=True)
+                    out_v = run(child + ["--exact-only", "--force-kernel"])
+                else:
                     raise
-                # vLLM's awq / gptq methods refuse float32 models: the user's way is bfloat16.
-                print(f"     {name}: vLLM refuses dtype float32 for this quant method; loading it in bfloat16",
-                      flush=True)
-                out_v = run(child + ["--dtype", "bfloat16"])
-                r["dtype"] = "bfloat16"
             v = json.loads(next(l for l in out_v.splitlines() if l.startswith("VLLM_RESULT "))[12:])
         except Exception as e:
             r["error"] = str(e)[-3000:]
