@@ -37,7 +37,8 @@ size_t vtable_min_size(xq_plugin_kind kind) {
     case XQ_PLUGIN_LOADER: return sizeof(xq_loader_vtable);
     case XQ_PLUGIN_ALGORITHM: return sizeof(xq_algorithm_vtable);
     case XQ_PLUGIN_FORMAT: return sizeof(xq_format_vtable);
-    case XQ_PLUGIN_KERNEL_PROVIDER: return sizeof(xq_kernel_vtable);
+    // qweight_prepare_blocks was appended within 1.0: a provider built before it is still whole.
+    case XQ_PLUGIN_KERNEL_PROVIDER: return offsetof(xq_kernel_vtable, qweight_prepare_blocks);
   }
   return 0;
 }

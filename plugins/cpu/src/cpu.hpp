@@ -13,10 +13,12 @@
 #include <xquant/xq_kernel.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace xquant::cpu {
 struct QKernels;
+struct BlockWeight;
 }
 
 // The provider's prepared quantized weight, packed as its kernels stream it
@@ -42,6 +44,9 @@ struct xq_qweight {
   const xquant::cpu::QKernels* kernels = nullptr;  // chosen at prepare (qkernels_dispatch.cpp)
   bool gemv_q8 = false;              // weight-only decode quantizes activations per 32-block
   int64_t gemv_max_rows = 4;         // weight-only calls with at most this many rows use the fused GEMV
+  // Foreign (GGUF) blocks run in place (gguf_blocks_weight.hpp); then only
+  // rows, cols and gemv_max_rows above are set.
+  std::shared_ptr<const xquant::cpu::BlockWeight> blocks;
   uint64_t bytes() const { return codes.size() + 4 * (scales.size() + zeros.size()); }
 };
 

@@ -2,6 +2,7 @@
 // OpenBLAS, norms, RoPE, attention, elementwise, gathers, conversions) and
 // the validation every op goes through before it runs.
 #include "cpu.hpp"
+#include "gguf_blocks_weight.hpp"
 
 #include <xquant/sdk/half.hpp>
 
@@ -211,6 +212,8 @@ void check_op(const xq_op& op) {
   if (op.struct_size < sizeof(xq_op)) throw Error(XQ_ERR_INVALID_ARGUMENT, "cpu provider: xq_op struct_size too small");
   if (op.type == XQ_OP_QMATMUL || op.type == XQ_OP_DEQUANTIZE)
     check_quant(op);
+  else if (op.type == XQ_OP_GET_ROWS && op.qweight)
+    check_blocks_get_rows(op);
   else
     check_dense(op);
 }

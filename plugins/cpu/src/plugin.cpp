@@ -6,6 +6,7 @@
 // run_op, so it is honest by construction. The score is always positive: the
 // CPU is always there.
 #include "cpu.hpp"
+#include "gguf_blocks_weight.hpp"
 
 #include <xquant/sdk/plugin.hpp>
 
@@ -52,7 +53,7 @@ class CpuProvider : public sdk::PluginBase {
       case XQ_OP_SWIGLU: run_swiglu(host, op); break;
       case XQ_OP_ADD: run_add_mul(host, op, false); break;
       case XQ_OP_MUL: run_add_mul(host, op, true); break;
-      case XQ_OP_GET_ROWS: run_get_rows(host, op); break;
+      case XQ_OP_GET_ROWS: op.qweight ? run_blocks_get_rows(host, op) : run_get_rows(host, op); break;
       case XQ_OP_QUANTIZE_ACT: run_quantize_act(host, op); break;
       case XQ_OP_CONVERT: run_convert(host, op); break;
       case XQ_OP_ADD_RMS_NORM:  // device-path fusions: check_op refuses them on cpu
@@ -60,8 +61,9 @@ class CpuProvider : public sdk::PluginBase {
     }
   }
   xq_qweight* prepare(const xq_quant_tensor& q) const { return prepare_qweight(q); }
+  xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) const { return cpu::prepare_blocks(parts, n); }
   void release(xq_qweight* w) const { delete w; }
-  const char* layout(const xq_qweight*) const { return "cpu-int8-group"; }
+  const char* layout(const xq_qweight* w) const { return w && w->blocks ? w->blocks->layout : "cpu-int8-group"; }
 
  private:
   // Device memory is host memory: both directions are a copy.
@@ -74,6 +76,7 @@ constexpr const char* kCapabilities[] = {
     "memory:host",       "op:matmul",       "op:qmatmul",      "op:dequantize",     "op:rms_norm",
     "op:rope",           "op:attention",    "op:swiglu",       "op:add",            "op:mul",
     "op:get_rows",       "op:quantize_act", "op:convert",      "layout:cpu-int8-group", "bits:2-8",
+    "blocks:ggml",
     "strategy:tensor", "strategy:channel", "strategy:group", "g_idx",       "act:none",
     "act:dynamic-token", "act:static-tensor", nullptr};
 

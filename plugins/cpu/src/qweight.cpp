@@ -18,6 +18,7 @@
 // the same (permuted, padded) order at run time. Every kernel then loops
 // over whole blocks of contiguous groups, with no tail.
 #include "cpu.hpp"
+#include "gguf_blocks_weight.hpp"
 #include "qkernels.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -238,6 +239,7 @@ void check_quant(const xq_op& op) {
 }
 
 void run_dequantize(const Host& host, const xq_op& op) {
+  if (op.qweight->blocks) return run_blocks_dequantize(host, op);
   const xq_qweight& w = *op.qweight;
   xq_dtype dt = op.dst.dtype;
   void* out = op.dst.data;
@@ -369,6 +371,7 @@ void qgemm_weight_only(const Host& host, const xq_qweight& w, const float* x, in
 }  // namespace
 
 void run_qmatmul(const Host& host, const xq_op& op) {
+  if (op.qweight->blocks) return run_blocks_qmatmul(host, op);
   const xq_qweight& w = *op.qweight;
   const int64_t M = rows_of(op.src[0]);
   float* y = static_cast<float*>(op.dst.data);
