@@ -1,6 +1,6 @@
 // test_cpu_gguf_blocks.cpp: GGUF (ggml) blocks executed natively by the `cpu`
 // provider (plugins/cpu/src/gguf_blocks*.cpp).
-//   1. Each block kernel (Q4_0, Q8_0, Q4_K, Q6_K) on every instruction-set
+//   1. Each block kernel (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K) on every instruction-set
 //      table the CPU has (scalar and AVX2 always on x86-64 CI; AVX-512 VNNI
 //      skipped with a message naming it where missing), on fresh random
 //      blocks: against a double-precision dot product of the weight row
@@ -11,8 +11,7 @@
 //        |error| <= sum_i |w_i| * d(block of i) / 2 + float rounding,
 //      since round-to-nearest puts every |x - d * q| <= d / 2.
 //   2. QMATMUL through the real plugin (qweight_prepare_blocks) for every
-//      supported type, Q4_1 / Q5_0 / Q5_1 / Q5_K (dequantize + float dot)
-//      included, with each ISA forced (XQUANT_CPU_ISA), odd row counts,
+//      supported type, Q5_K (dequantize + float dot) included, with each ISA forced (XQUANT_CPU_ISA), odd row counts,
 //      M = 1, 3, 17, through both the integer path and the dequantize +
 //      SGEMM prefill path (XQUANT_CPU_GEMV_ROWS), a stacked weight of mixed
 //      types, DEQUANTIZE and GET_ROWS bit-identical to the loader's decoder.
@@ -103,7 +102,7 @@ const cpu::BlockKernels& table(Isa isa) {
 }
 
 void check_kernels(Isa isa) {
-  const uint32_t types[] = {gguf::kQ4_0, gguf::kQ8_0, gguf::kQ4_K, gguf::kQ6_K};
+  const uint32_t types[] = {gguf::kQ4_0, gguf::kQ4_1, gguf::kQ5_0, gguf::kQ5_1, gguf::kQ8_0, gguf::kQ4_K, gguf::kQ6_K};
   for (uint32_t type : types) {
     const gguf::TypeInfo* ti = gguf::type_info(type);
     const bool kq = ti->block_size == 256;
@@ -115,9 +114,9 @@ void check_kernels(Isa isa) {
         ASSERT_TRUE(gguf::dequantize_row(type, w.data(), wf.data(), K));
         std::vector<int8_t> q(K), q256(K);
         std::vector<float> d32(K / 32), d256(K / 256 + 1);
-        std::vector<int16_t> bs(K / 16);
-        cpu::quantize_row_blocks(x.data(), K, q.data(), d32.data(), q256.data(), d256.data(), bs.data());
-        const cpu::QuantizedRow a{q.data(), d32.data(), d256.data(), q256.data(), bs.data()};
+        std::vector<int16_t> bs(K / 16), s32(K / 32);
+        cpu::quantize_row_blocks(x.data(), K, q.data(), d32.data(), s32.data(), q256.data(), d256.data(), bs.data());
+        const cpu::QuantizedRow a{q.data(), d32.data(), d256.data(), q256.data(), bs.data(), s32.data()};
         const float got = cpu::block_kernel(table(isa), type)(w.data(), a, nb);
         // The activation as the kernel sees it, and the float one.
         double exact_q = 0, mag = 0, exact_x = 0, bound = 0;
@@ -155,8 +154,8 @@ TEST(GgufBlockKernels, QuantizedActivationIsWithinHalfAStep) {
   std::vector<float> x = random_x(K);
   std::vector<int8_t> q(K), q256(K);
   std::vector<float> d32(K / 32), d256(K / 256);
-  std::vector<int16_t> bs(K / 16);
-  cpu::quantize_row_blocks(x.data(), K, q.data(), d32.data(), q256.data(), d256.data(), bs.data());
+  std::vector<int16_t> bs(K / 16), s32(K / 32);
+  cpu::quantize_row_blocks(x.data(), K, q.data(), d32.data(), s32.data(), q256.data(), d256.data(), bs.data());
   for (int64_t i = 0; i < K; ++i) {
     EXPECT_LE(std::fabs(x[i] - d32[i / 32] * q[i]), d32[i / 32] / 2 * (1 + 1e-6f)) << i;
     EXPECT_LE(std::fabs(x[i] - d256[i / 256] * q256[i]), d256[i / 256] / 2 * (1 + 1e-6f)) << i;
@@ -165,6 +164,11 @@ TEST(GgufBlockKernels, QuantizedActivationIsWithinHalfAStep) {
     int s = 0;
     for (int i = 0; i < 16; ++i) s += q256[16 * j + i];
     EXPECT_EQ(bs[j], s);
+  }
+  for (int64_t j = 0; j < K / 32; ++j) {
+    int s = 0;
+    for (int i = 0; i < 32; ++i) s += q[32 * j + i];
+    EXPECT_EQ(s32[j], s);
   }
 }
 

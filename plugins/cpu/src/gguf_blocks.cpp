@@ -13,8 +13,7 @@
 //     path the canonical INT4/INT8 weights take. A large
 //     XQUANT_CPU_GEMV_ROWS runs prefill through the integer kernels instead
 //     (bench_decode_formats compares the two).
-// Types without an integer kernel (Q4_1, Q5_0, Q5_1, Q5_K) dequantize each
-// weight row into a per-thread buffer and take a float dot product.
+// Q5_K (no integer kernel yet) dequantizes each weight row into a per-thread buffer and take a float dot product.
 // Scratch is thread-local and grow-only: no allocation per call once warm.
 #include "gguf_blocks_weight.hpp"
 
@@ -60,7 +59,7 @@ T* grown(std::vector<T>& v, int64_t n) {
 struct BlockScratch {
   std::vector<int8_t> q, q256;
   std::vector<float> d32, d256, row, tile;
-  std::vector<int16_t> bsum;
+  std::vector<int16_t> bsum, sum32;
 };
 BlockScratch& block_scratch() {
   thread_local BlockScratch s;
@@ -89,10 +88,10 @@ struct QuantizedRows {
   int64_t K = 0;
   int8_t *q = nullptr, *q256 = nullptr;
   float *d32 = nullptr, *d256 = nullptr;
-  int16_t* bsum = nullptr;
+  int16_t *bsum = nullptr, *sum32 = nullptr;
   QuantizedRow row(int64_t m) const {
     return {q + m * K, d32 + m * (K / 32), d256 ? d256 + m * (K / 256) : nullptr, q256 ? q256 + m * K : nullptr,
-            bsum ? bsum + m * (K / 16) : nullptr};
+            bsum ? bsum + m * (K / 16) : nullptr, sum32 + m * (K / 32)};
   }
 };
 
@@ -102,13 +101,15 @@ QuantizedRows quantize_rows(const Host& host, const BlockWeight& w, const float*
   r.K = w.cols;
   r.q = grown(s.q, M * w.cols);
   r.d32 = grown(s.d32, M * (w.cols / 32));
+  r.sum32 = grown(s.sum32, M * (w.cols / 32));
   if (w.k_quants) {
     r.q256 = grown(s.q256, M * w.cols);
     r.d256 = grown(s.d256, M * (w.cols / 256));
     r.bsum = grown(s.bsum, M * (w.cols / 16));
   }
   auto one = [&](int64_t m) {
-    quantize_row_blocks(x + m * r.K, r.K, r.q + m * r.K, r.d32 + m * (r.K / 32), r.q256 ? r.q256 + m * r.K : nullptr,
+    quantize_row_blocks(x + m * r.K, r.K, r.q + m * r.K, r.d32 + m * (r.K / 32), r.sum32 + m * (r.K / 32),
+                        r.q256 ? r.q256 + m * r.K : nullptr,
                         r.d256 ? r.d256 + m * (r.K / 256) : nullptr, r.bsum ? r.bsum + m * (r.K / 16) : nullptr);
   };
   if (M == 1) one(0);

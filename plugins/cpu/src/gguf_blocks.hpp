@@ -9,8 +9,10 @@
 // ggml_vec_dot_q6_K_q8_K).
 //
 // Weight bytes are ggml's block_* structs (ggml-common.h) exactly as the file
-// stores them; nothing is repacked. Types without an integer kernel here
-// (Q4_1, Q5_0, Q5_1, Q5_K) run through the shared dequantizer
+// stores them; nothing is repacked. Q4_1, Q5_0 and Q5_1 take the form of
+// ggml_vec_dot_q4_1_q8_1 / q5_0_q8_0 / q5_1_q8_1 (the block min or the 5-bit
+// offset times the activation block's code sum). Q5_K runs through the
+// shared dequantizer
 // (plugins/gguf/gguf_types.cpp, the one the loader uses) one row at a time
 // into a per-thread buffer, then a float dot product.
 #pragma once
@@ -27,14 +29,15 @@ struct QuantizedRow {
   const float* d256;     // [k / 256] scale of each 256-column block (K-quants), or null
   const int8_t* q256;    // [k] codes for the K-quants (scale d256), or null
   const int16_t* bsum16; // [k / 16] sums of q256 over 16 columns, or null
+  const int16_t* sum32;  // [k / 32] sums of q over each 32-column block (the min / offset terms)
 };
 
 // Quantizes x[0..k) (k a multiple of 32): q/d32 always; q256/d256/bsum16 when
 // k is a multiple of 256 and those pointers are not null. Scales are
 // max|x| / 127 per block (1 for an all-zero block), codes round-to-nearest,
 // so |x - d * q| <= d / 2 for every element.
-void quantize_row_blocks(const float* x, int64_t k, int8_t* q, float* d32, int8_t* q256, float* d256,
-                         int16_t* bsum16);
+void quantize_row_blocks(const float* x, int64_t k, int8_t* q, float* d32, int16_t* sum32, int8_t* q256,
+                         float* d256, int16_t* bsum16);
 
 // One weight row (nb blocks of its type) dotted with one quantized row.
 struct BlockKernels {
@@ -43,6 +46,9 @@ struct BlockKernels {
   float (*q8_0)(const uint8_t* w, const QuantizedRow& a, int64_t nb);
   float (*q4_k)(const uint8_t* w, const QuantizedRow& a, int64_t nb);
   float (*q6_k)(const uint8_t* w, const QuantizedRow& a, int64_t nb);
+  float (*q4_1)(const uint8_t* w, const QuantizedRow& a, int64_t nb);
+  float (*q5_0)(const uint8_t* w, const QuantizedRow& a, int64_t nb);
+  float (*q5_1)(const uint8_t* w, const QuantizedRow& a, int64_t nb);
 };
 
 // gguf_blocks_scalar.cpp, gguf_blocks_avx2.cpp, gguf_blocks_avx512.cpp (the
@@ -51,7 +57,7 @@ extern const BlockKernels kScalarBlockKernels;
 extern const BlockKernels kAvx2BlockKernels;
 extern const BlockKernels kAvx512BlockKernels;
 
-// ggml type ids with an integer kernel above; true for Q4_0, Q8_0, Q4_K, Q6_K.
+// ggml type ids with an integer kernel above: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K.
 bool has_block_kernel(uint32_t ggml_type);
 // The kernel for that type from table t (null for the others).
 float (*block_kernel(const BlockKernels& t, uint32_t ggml_type))(const uint8_t*, const QuantizedRow&, int64_t);

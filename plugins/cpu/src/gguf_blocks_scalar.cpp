@@ -115,6 +115,57 @@ float dot_q6_k(const uint8_t* w, const QuantizedRow& a, int64_t nb) {
   return sum;
 }
 
+// block_q4_1 (20 bytes): d, m (f16), qs[16]; w = d * q + m.
+float dot_q4_1(const uint8_t* w, const QuantizedRow& a, int64_t nb) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, w += 20) {
+    const int8_t* q = a.q + b * 32;
+    int32_t s = 0;
+    for (int j = 0; j < 16; ++j) s += (w[4 + j] & 0xF) * q[j] + (w[4 + j] >> 4) * q[j + 16];
+    sum += f16(w) * a.d32[b] * static_cast<float>(s) + f16(w + 2) * a.d32[b] * static_cast<float>(a.sum32[b]);
+  }
+  return sum;
+}
+
+// The 5-bit codes of a Q5_0 / Q5_1 block: nibbles qs[16], high bits qh (bit
+// j belongs to column j), as dequantize_row_q5_0.
+inline void q5_codes(const uint8_t* qh4, const uint8_t* qs, int* v) {
+  uint32_t qh;
+  std::memcpy(&qh, qh4, 4);
+  for (int j = 0; j < 16; ++j) {
+    v[j] = (qs[j] & 0xF) | (((qh >> j) & 1) << 4);
+    v[j + 16] = (qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
+  }
+}
+
+// block_q5_0 (22 bytes): d (f16), qh[4], qs[16]; w = d * (q - 16).
+float dot_q5_0(const uint8_t* w, const QuantizedRow& a, int64_t nb) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, w += 22) {
+    const int8_t* q = a.q + b * 32;
+    int v[32];
+    q5_codes(w + 2, w + 6, v);
+    int32_t s = 0;
+    for (int j = 0; j < 32; ++j) s += v[j] * q[j];
+    sum += f16(w) * a.d32[b] * static_cast<float>(s - 16 * a.sum32[b]);
+  }
+  return sum;
+}
+
+// block_q5_1 (24 bytes): d, m (f16), qh[4], qs[16]; w = d * q + m.
+float dot_q5_1(const uint8_t* w, const QuantizedRow& a, int64_t nb) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < nb; ++b, w += 24) {
+    const int8_t* q = a.q + b * 32;
+    int v[32];
+    q5_codes(w + 4, w + 8, v);
+    int32_t s = 0;
+    for (int j = 0; j < 32; ++j) s += v[j] * q[j];
+    sum += f16(w) * a.d32[b] * static_cast<float>(s) + f16(w + 2) * a.d32[b] * static_cast<float>(a.sum32[b]);
+  }
+  return sum;
+}
+
 // max|x| / 127 scaling of n values (1 when all are zero).
 float quantize_block(const float* x, int n, int8_t* q) {
   float amax = 0.0f;
@@ -128,9 +179,14 @@ float quantize_block(const float* x, int n, int8_t* q) {
 
 }  // namespace
 
-void quantize_row_blocks(const float* x, int64_t k, int8_t* q, float* d32, int8_t* q256, float* d256,
-                         int16_t* bsum16) {
-  for (int64_t b = 0; b < k / 32; ++b) d32[b] = quantize_block(x + 32 * b, 32, q + 32 * b);
+void quantize_row_blocks(const float* x, int64_t k, int8_t* q, float* d32, int16_t* sum32, int8_t* q256,
+                         float* d256, int16_t* bsum16) {
+  for (int64_t b = 0; b < k / 32; ++b) {
+    d32[b] = quantize_block(x + 32 * b, 32, q + 32 * b);
+    int s = 0;
+    for (int i = 0; i < 32; ++i) s += q[32 * b + i];
+    sum32[b] = static_cast<int16_t>(s);
+  }
   if (!q256 || k % 256 != 0) return;
   for (int64_t b = 0; b < k / 256; ++b) {
     d256[b] = quantize_block(x + 256 * b, 256, q256 + 256 * b);
@@ -142,11 +198,14 @@ void quantize_row_blocks(const float* x, int64_t k, int8_t* q, float* d32, int8_
   }
 }
 
-bool has_block_kernel(uint32_t t) { return t == 2 || t == 8 || t == 12 || t == 14; }
+bool has_block_kernel(uint32_t t) { return t == 2 || t == 3 || t == 6 || t == 7 || t == 8 || t == 12 || t == 14; }
 
 float (*block_kernel(const BlockKernels& k, uint32_t t))(const uint8_t*, const QuantizedRow&, int64_t) {
   switch (t) {
     case 2: return k.q4_0;
+    case 3: return k.q4_1;
+    case 6: return k.q5_0;
+    case 7: return k.q5_1;
     case 8: return k.q8_0;
     case 12: return k.q4_k;
     case 14: return k.q6_k;
@@ -154,6 +213,7 @@ float (*block_kernel(const BlockKernels& k, uint32_t t))(const uint8_t*, const Q
   }
 }
 
-const BlockKernels kScalarBlockKernels = {"scalar", dot_q4_0, dot_q8_0, dot_q4_k, dot_q6_k};
+const BlockKernels kScalarBlockKernels = {"scalar", dot_q4_0, dot_q8_0, dot_q4_k, dot_q6_k,
+                                          dot_q4_1, dot_q5_0, dot_q5_1};
 
 }  // namespace xquant::cpu
