@@ -2,7 +2,9 @@
 // running of foreign-block weights (model.hpp declares these members): the
 // Linears, the embedding table (GET_ROWS on the provider, and the tied
 // lm_head as a GEMV over the same blocks), and q|k|v, gate|up stacked into
-// one weight each on host providers.
+// one weight each on host providers (foreign blocks, and canonical quantized
+// checkpoints), so a decode step runs one GEMV (one thread-pool wake-up, one
+// activation quantization) for each group instead of three and two.
 #include "engine/foreign_blocks.hpp"
 
 #include "core/error.hpp"
@@ -102,7 +104,15 @@ void Model::tie_lm_head_to_foreign_embedding() {
   lm_head_.bytes = embed_bytes_;
 }
 
-void Model::stack_foreign_layer(const LayerDesc& d, LayerWeights& w, std::vector<bool>& loaded) {
+void Model::stack_host_layer(const LayerDesc& d, LayerWeights& w, std::vector<bool>& loaded) {
+  auto mark = [&](std::initializer_list<int> members, const char* name) {
+    for (int i : members) {
+      w.linears[static_cast<size_t>(i)].desc = &d.linears[static_cast<size_t>(i)];
+      w.linears[static_cast<size_t>(i)].layout = std::string("stacked into ") + name;
+      loaded[static_cast<size_t>(i)] = true;
+    }
+  };
+  // Foreign blocks first (each part in its own type, borrowed in place).
   auto stack = [&](std::initializer_list<int> members, const char* name, LinearWeights& out) {
     std::vector<const LinearDesc*> parts;
     for (int i : members) parts.push_back(&d.linears[static_cast<size_t>(i)]);
@@ -120,16 +130,29 @@ void Model::stack_foreign_layer(const LayerDesc& d, LayerWeights& w, std::vector
         std::vector<float> b = read_vector(p->bias_name(), p->out);
         lw.bias.insert(lw.bias.end(), b.begin(), b.end());
       }
-    for (int i : members) {
-      w.linears[static_cast<size_t>(i)].desc = &d.linears[static_cast<size_t>(i)];
-      w.linears[static_cast<size_t>(i)].layout = std::string("stacked into ") + name;
-      loaded[static_cast<size_t>(i)] = true;
-    }
+    mark(members, name);
     w.fused_desc.push_back(std::move(desc));
     out = std::move(lw);
   };
   stack({LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, "q|k|v", w.qkv);
   stack({LayerDesc::kGate, LayerDesc::kUp}, "gate|up", w.gate_up);
+  // Then canonical quantized checkpoints: the members' codes stacked into one
+  // packed weight (engine/fuse.cpp), as on device providers. Dense models
+  // keep one MATMUL per Linear (their numerics stay as they were).
+  if (options_.dequantize_all || !checkpoint_->quant_format()) return;
+  auto canonical = [&](std::initializer_list<int> members, const char* name, LinearWeights& out) {
+    if (out.desc) return;
+    LinearWeights lw = load_stacked(d, members, w, name);
+    if (!lw.desc) return;
+    if (!lw.q) {  // dense members: not stacked here
+      w.fused_desc.pop_back();
+      return;
+    }
+    mark(members, name);
+    out = std::move(lw);
+  };
+  canonical({LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, "q|k|v", w.qkv);
+  canonical({LayerDesc::kGate, LayerDesc::kUp}, "gate|up", w.gate_up);
 }
 
 // y_parts[i] [rows, outs[i]] from one GEMM into [rows, sum outs]; at one row

@@ -332,7 +332,7 @@ void Model::load_weights() {
         }
       }
     }
-    if (!on_device() && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) stack_foreign_layer(d, w, loaded);
+    if (!on_device() && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) stack_host_layer(d, w, loaded);
     for (size_t i = 0; i < d.linears.size(); ++i)
       if (!loaded[i]) w.linears[i] = load_linear(d.linears[i]);
   }
@@ -531,7 +531,7 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
 
   rms_norm(k, x, rows, H, at(W.input_norm, W.d_input_norm), a.rms_eps, h, "RMS_NORM (input)");
   if (tap) tap(LayerDesc::kAttnIn, h, rows, H);
-  if (W.qkv.q) {
+  if (W.qkv.desc) {
     linear_stacked(W.qkv, h, rows, {{q, NH * HD}, {kk, KVH * HD}, {vv, KVH * HD}}, "q|k|v_proj");
   } else {
     linear(W.linears[LayerDesc::kQ], h, rows, q, "q_proj");
@@ -575,7 +575,7 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
 
   rms_norm(k, x, rows, H, at(W.post_norm, W.d_post_norm), a.rms_eps, h, "RMS_NORM (post-attention)");
   if (tap) tap(LayerDesc::kMlpIn, h, rows, H);
-  if (W.gate_up.q) {
+  if (W.gate_up.desc) {
     linear_stacked(W.gate_up, h, rows, {{g, I}, {u, I}}, "gate|up_proj");
   } else {
     linear(W.linears[LayerDesc::kGate], h, rows, g, "gate_proj");

@@ -188,7 +188,7 @@ class Model {
   bool load_foreign_linear(LinearWeights& lw, const std::vector<const LinearDesc*>& parts);
   bool load_foreign_embedding(const TensorEntry& et);
   void tie_lm_head_to_foreign_embedding();
-  void stack_foreign_layer(const LayerDesc& d, LayerWeights& w, std::vector<bool>& loaded);
+  void stack_host_layer(const LayerDesc& d, LayerWeights& w, std::vector<bool>& loaded);
   // One GEMM of a stacked weight, its output columns split into outs (pointer, width per row).
   void linear_stacked(const LinearWeights& lw, const float* x, int64_t rows,
                       std::initializer_list<std::pair<float*, int64_t>> outs, const char* what) const;
