@@ -1,6 +1,6 @@
 // test_cpu_gguf_blocks.cpp: GGUF (ggml) blocks executed natively by the `cpu`
 // provider (plugins/cpu/src/gguf_blocks*.cpp).
-//   1. Each block kernel (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K) on every instruction-set
+//   1. Each block kernel (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) on every instruction-set
 //      table the CPU has (scalar and AVX2 always on x86-64 CI; AVX-512 VNNI
 //      skipped with a message naming it where missing), on fresh random
 //      blocks: against a double-precision dot product of the weight row
@@ -11,7 +11,7 @@
 //        |error| <= sum_i |w_i| * d(block of i) / 2 + float rounding,
 //      since round-to-nearest puts every |x - d * q| <= d / 2.
 //   2. QMATMUL through the real plugin (qweight_prepare_blocks) for every
-//      supported type, Q5_K (dequantize + float dot) included, with each ISA forced (XQUANT_CPU_ISA), odd row counts,
+//      supported type with each ISA forced (XQUANT_CPU_ISA), odd row counts,
 //      M = 1, 3, 17, through both the integer path and the dequantize +
 //      SGEMM prefill path (XQUANT_CPU_GEMV_ROWS), a stacked weight of mixed
 //      types, DEQUANTIZE and GET_ROWS bit-identical to the loader's decoder.
@@ -102,7 +102,7 @@ const cpu::BlockKernels& table(Isa isa) {
 }
 
 void check_kernels(Isa isa) {
-  const uint32_t types[] = {gguf::kQ4_0, gguf::kQ4_1, gguf::kQ5_0, gguf::kQ5_1, gguf::kQ8_0, gguf::kQ4_K, gguf::kQ6_K};
+  const uint32_t types[] = {gguf::kQ4_0, gguf::kQ4_1, gguf::kQ5_0, gguf::kQ5_1, gguf::kQ8_0, gguf::kQ4_K, gguf::kQ5_K, gguf::kQ6_K};
   for (uint32_t type : types) {
     const gguf::TypeInfo* ti = gguf::type_info(type);
     const bool kq = ti->block_size == 256;

@@ -10,10 +10,11 @@
 //     llama.cpp's scheme;
 //   - more rows (prefill, perplexity): dequantize a tile of weight rows with
 //     the shared dequantizer and SGEMM it (sgemm_nt_blocked), the float
-//     path the canonical INT4/INT8 weights take. A large
+//     path the canonical INT4/INT8 weights take.
+// Every block type the loader decodes has an integer kernel; others are
+// refused at prepare (the engine then reads them as F32). A large
 //     XQUANT_CPU_GEMV_ROWS runs prefill through the integer kernels instead
 //     (bench_decode_formats compares the two).
-// Q5_K (no integer kernel yet) dequantizes each weight row into a per-thread buffer and take a float dot product.
 // Scratch is thread-local and grow-only: no allocation per call once warm.
 #include "gguf_blocks_weight.hpp"
 
@@ -120,9 +121,9 @@ QuantizedRows quantize_rows(const Host& host, const BlockWeight& w, const float*
 }
 
 // y[m * N + n] for rows [n0, n1) of the weight and all M activation rows.
-void gemv_rows(const BlockWeight& w, const QuantizedRows& a, const float* x, int64_t M, int64_t n0, int64_t n1,
-               float* y, const float* bias) {
-  const int64_t N = w.rows, K = w.cols;
+void gemv_rows(const BlockWeight& w, const QuantizedRows& a, int64_t M, int64_t n0, int64_t n1, float* y,
+               const float* bias) {
+  const int64_t N = w.rows;
   constexpr int64_t kTile = 16;  // weight rows kept hot while the activation rows stream past
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t t1 = std::min(n1, t0 + kTile);
@@ -131,15 +132,7 @@ void gemv_rows(const BlockWeight& w, const QuantizedRows& a, const float* x, int
       for (int64_t n = t0; n < t1; ++n) {
         const BlockPart& p = w.part_of(n);
         const uint8_t* wr = p.data + (n - p.row0) * p.row_bytes;
-        float v;
-        if (p.kernel) {
-          v = p.kernel(wr, qa, p.blocks_per_row);
-        } else {
-          float* buf = grown(block_scratch().row, K);
-          gguf::dequantize_row(p.type, wr, buf, K);
-          v = dot_f32(buf, x + m * K, K);
-        }
-        y[m * N + n] = v + (bias ? bias[n] : 0.0f);
+        y[m * N + n] = p.kernel(wr, qa, p.blocks_per_row) + (bias ? bias[n] : 0.0f);
       }
     }
   }
@@ -148,7 +141,7 @@ void gemv_rows(const BlockWeight& w, const QuantizedRows& a, const float* x, int
 void qmatmul_int(const Host& host, const BlockWeight& w, const float* x, int64_t M, float* y, const float* bias) {
   const QuantizedRows a = quantize_rows(host, w, x, M);
   host.parallel_for(static_cast<uint64_t>(w.rows), 16, [&](uint64_t b, uint64_t e) {
-    gemv_rows(w, a, x, M, static_cast<int64_t>(b), static_cast<int64_t>(e), y, bias);
+    gemv_rows(w, a, M, static_cast<int64_t>(b), static_cast<int64_t>(e), y, bias);
   });
 }
 
@@ -194,7 +187,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     if (t.struct_size < sizeof(xq_block_tensor)) invalid(format("part %u: struct_size %u too small", i, t.struct_size));
     if (t.family != XQ_BLOCKS_GGML) unsupported(format("part %u: block family %u is not ggml (1)", i, t.family));
     const gguf::TypeInfo* ti = gguf::type_info(t.type);
-    if (!ti || ti->block_size == 1 || !ti->decodable)
+    if (!ti || ti->block_size == 1 || !ti->decodable || !has_block_kernel(t.type))
       unsupported(format("part %u: ggml type %u (%s) is not a block type this provider runs", i, t.type,
                          ti ? ti->name : "unknown"));
     if (t.rows <= 0 || t.cols <= 0 || t.cols % ti->block_size != 0)
@@ -216,7 +209,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     p.blocks_per_row = t.cols / ti->block_size;
     p.data = static_cast<const uint8_t*>(t.data);
     p.kernel = block_kernel(kernels, t.type);
-    if (p.kernel && (t.type == gguf::kQ4_K || t.type == gguf::kQ6_K)) bw->k_quants = true;
+    if (p.kernel && ti->block_size == 256) bw->k_quants = true;
     bw->rows += t.rows;
     bw->bytes += row_bytes * static_cast<uint64_t>(t.rows);
     bw->parts.push_back(p);

@@ -11,10 +11,10 @@
 // Weight bytes are ggml's block_* structs (ggml-common.h) exactly as the file
 // stores them; nothing is repacked. Q4_1, Q5_0 and Q5_1 take the form of
 // ggml_vec_dot_q4_1_q8_1 / q5_0_q8_0 / q5_1_q8_1 (the block min or the 5-bit
-// offset times the activation block's code sum). Q5_K runs through the
-// shared dequantizer
-// (plugins/gguf/gguf_types.cpp, the one the loader uses) one row at a time
-// into a per-thread buffer, then a float dot product.
+// offset times the activation block's code sum); Q5_K is Q4_K with a fifth
+// bit from qh (ggml_vec_dot_q5_K_q8_K). Those are the eight block types the
+// loader decodes; DEQUANTIZE and GET_ROWS use its decoders
+// (plugins/gguf/gguf_types.cpp), compiled into the provider.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +49,7 @@ struct BlockKernels {
   float (*q4_1)(const uint8_t* w, const QuantizedRow& a, int64_t nb);
   float (*q5_0)(const uint8_t* w, const QuantizedRow& a, int64_t nb);
   float (*q5_1)(const uint8_t* w, const QuantizedRow& a, int64_t nb);
+  float (*q5_k)(const uint8_t* w, const QuantizedRow& a, int64_t nb);
 };
 
 // gguf_blocks_scalar.cpp, gguf_blocks_avx2.cpp, gguf_blocks_avx512.cpp (the
@@ -57,7 +58,7 @@ extern const BlockKernels kScalarBlockKernels;
 extern const BlockKernels kAvx2BlockKernels;
 extern const BlockKernels kAvx512BlockKernels;
 
-// ggml type ids with an integer kernel above: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K.
+// ggml type ids with an integer kernel above: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K.
 bool has_block_kernel(uint32_t ggml_type);
 // The kernel for that type from table t (null for the others).
 float (*block_kernel(const BlockKernels& t, uint32_t ggml_type))(const uint8_t*, const QuantizedRow&, int64_t);

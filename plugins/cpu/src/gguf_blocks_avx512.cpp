@@ -19,6 +19,6 @@ namespace {
 }  // namespace
 
 const BlockKernels kAvx512BlockKernels = {"avx512", dot_q4_0, dot_q8_0, dot_q4_k, dot_q6_k,
-                                             dot_q4_1, dot_q5_0, dot_q5_1};
+                                             dot_q4_1, dot_q5_0, dot_q5_1, dot_q5_k};
 
 }  // namespace xquant::cpu

@@ -61,12 +61,15 @@ float dot_q8_0(const uint8_t* w, const QuantizedRow& a, int64_t nb) {
 // pairs), qs[128]: 64-column chunk c holds columns 64c + l (l < 32) in the
 // low nibbles of qs[32c + l] (sub-block 2c) and 64c + 32 + l in the high
 // nibbles (sub-block 2c + 1). w = d * sc * q - dmin * m.
-float dot_q4_k(const uint8_t* w, const QuantizedRow& a, int64_t nb) {
+// Q4_K and Q5_K (qh non-null: block_q5_K, 176 bytes, qh[32] before qs, bit
+// 2c / 2c + 1 of qh[l] the fifth bit of columns 64c + l / 64c + 32 + l).
+float dot_k45(const uint8_t* w, const QuantizedRow& a, int64_t nb, bool q5) {
   float sum = 0.0f;
-  for (int64_t b = 0; b < nb; ++b, w += 144) {
+  for (int64_t b = 0; b < nb; ++b, w += q5 ? 176 : 144) {
     const int8_t* q = a.q256 + b * 256;
     const int16_t* bs = a.bsum16 + b * 16;
-    const uint8_t* qs = w + 16;
+    const uint8_t* qh = q5 ? w + 16 : nullptr;
+    const uint8_t* qs = q5 ? w + 48 : w + 16;
     int32_t isum = 0, msum = 0;
     for (int c = 0; c < 4; ++c) {
       int sc0, m0, sc1, m1;
@@ -74,8 +77,9 @@ float dot_q4_k(const uint8_t* w, const QuantizedRow& a, int64_t nb) {
       scale_min_k4(2 * c + 1, w + 4, &sc1, &m1);
       int32_t lo = 0, hi = 0;
       for (int l = 0; l < 32; ++l) {
-        lo += (qs[32 * c + l] & 0xF) * q[64 * c + l];
-        hi += (qs[32 * c + l] >> 4) * q[64 * c + 32 + l];
+        const int h0 = qh ? ((qh[l] >> (2 * c)) & 1) << 4 : 0, h1 = qh ? ((qh[l] >> (2 * c + 1)) & 1) << 4 : 0;
+        lo += ((qs[32 * c + l] & 0xF) | h0) * q[64 * c + l];
+        hi += ((qs[32 * c + l] >> 4) | h1) * q[64 * c + 32 + l];
       }
       isum += sc0 * lo + sc1 * hi;
       msum += m0 * (bs[4 * c] + bs[4 * c + 1]) + m1 * (bs[4 * c + 2] + bs[4 * c + 3]);
@@ -85,6 +89,9 @@ float dot_q4_k(const uint8_t* w, const QuantizedRow& a, int64_t nb) {
   }
   return sum;
 }
+
+float dot_q4_k(const uint8_t* w, const QuantizedRow& a, int64_t nb) { return dot_k45(w, a, nb, false); }
+float dot_q5_k(const uint8_t* w, const QuantizedRow& a, int64_t nb) { return dot_k45(w, a, nb, true); }
 
 // block_q6_K (210 bytes): ql[128], qh[64], scales[16] (int8, one per 16
 // columns), d (f16). w = d * scale * (q - 32), q six bits: the low four in
@@ -198,7 +205,9 @@ void quantize_row_blocks(const float* x, int64_t k, int8_t* q, float* d32, int16
   }
 }
 
-bool has_block_kernel(uint32_t t) { return t == 2 || t == 3 || t == 6 || t == 7 || t == 8 || t == 12 || t == 14; }
+bool has_block_kernel(uint32_t t) {
+  return t == 2 || t == 3 || t == 6 || t == 7 || t == 8 || t == 12 || t == 13 || t == 14;
+}
 
 float (*block_kernel(const BlockKernels& k, uint32_t t))(const uint8_t*, const QuantizedRow&, int64_t) {
   switch (t) {
@@ -208,12 +217,13 @@ float (*block_kernel(const BlockKernels& k, uint32_t t))(const uint8_t*, const Q
     case 7: return k.q5_1;
     case 8: return k.q8_0;
     case 12: return k.q4_k;
+    case 13: return k.q5_k;
     case 14: return k.q6_k;
     default: return nullptr;
   }
 }
 
 const BlockKernels kScalarBlockKernels = {"scalar", dot_q4_0, dot_q8_0, dot_q4_k, dot_q6_k,
-                                          dot_q4_1, dot_q5_0, dot_q5_1};
+                                          dot_q4_1, dot_q5_0, dot_q5_1, dot_q5_k};
 
 }  // namespace xquant::cpu

@@ -18,7 +18,7 @@ struct BlockPart {
   uint64_t row_bytes = 0;
   int64_t blocks_per_row = 0;
   const uint8_t* data = nullptr;  // borrowed (xq_block_tensor)
-  float (*kernel)(const uint8_t*, const QuantizedRow&, int64_t) = nullptr;  // null: dequantize + float dot
+  float (*kernel)(const uint8_t*, const QuantizedRow&, int64_t) = nullptr;  // the type's integer kernel
 };
 
 struct BlockWeight {
