@@ -27,7 +27,7 @@
 // Weight bytes per token: what the engine reports, with each quantized
 // Linear replaced by the bytes of the cpu provider's packed weight (codes +
 // scales + zero points, qweight.cpp), since the engine's estimate assumes one
-// byte per code. Floor = bytes per token / read bandwidth (a parallel read
+// byte per code; GGUF blocks run natively count their stored bytes. Floor = bytes per token / read bandwidth (a parallel read
 // stream, bandwidth.hpp); "% floor" = measured tok/s / floor tok/s.
 #include "bandwidth.hpp"
 #include "core/runtime.hpp"
@@ -103,9 +103,15 @@ void open_entry(Runtime& rt, Entry& e) {
   unsetenv("XQUANT_CPU_ISA");
   unsetenv("XQUANT_CPU_GEMV_ROWS");
   uint64_t b = e.model->weight_bytes_per_token();
-  for (int i = 0; i < static_cast<int>(e.model->arch().layers.size()); ++i)
-    for (const auto& lw : e.model->layer(i).linears)
-      if (lw.q && lw.layout.rfind("cpu-", 0) == 0) b = b - lw.bytes + lw.q->bytes();
+  auto packed = [&](const LinearWeights& lw) {
+    if (lw.q && lw.layout.rfind("cpu-", 0) == 0) b = b - lw.bytes + lw.q->bytes();
+  };
+  for (int i = 0; i < static_cast<int>(e.model->arch().layers.size()); ++i) {
+    const LayerWeights& l = e.model->layer(i);
+    for (const auto& lw : l.linears) packed(lw);
+    packed(l.qkv);  // q|k|v and gate|up stacked on the cpu provider
+    packed(l.gate_up);
+  }
   e.bytes_per_token = b;
 }
 

@@ -29,6 +29,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -40,7 +41,18 @@ using xquant::cpu::Isa;
 
 namespace {
 
-std::mt19937 rng(std::random_device{}());
+// Fresh inputs every run; the seed is printed so a failure can be replayed
+// (XQUANT_TEST_SEED=N).
+uint32_t test_seed() {
+  static const uint32_t seed = [] {
+    const char* e = std::getenv("XQUANT_TEST_SEED");
+    const uint32_t s = e && *e ? static_cast<uint32_t>(std::strtoul(e, nullptr, 10)) : std::random_device{}();
+    std::printf("test_cpu_gguf_blocks: seed %u (XQUANT_TEST_SEED=%u replays it)\n", s, s);
+    return s;
+  }();
+  return seed;
+}
+std::mt19937 rng(test_seed());
 
 struct Fixture {
   Runtime rt{RuntimeOptions{}};
