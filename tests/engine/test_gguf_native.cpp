@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <sstream>
 #include <unistd.h>
 
@@ -76,6 +77,8 @@ struct Case {
   const char* type;
   const char* weights;
 };
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.type; }
 
 class GgufNative : public ::testing::TestWithParam<Case> {};
 
