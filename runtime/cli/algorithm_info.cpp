@@ -39,7 +39,8 @@ std::string describe_scheme_defaults(const SchemeDefaults& d) {
   if (d.bits) parts.push_back(fmt::format("{} bits", *d.bits));
   if (d.symmetric) parts.push_back(*d.symmetric ? "symmetric" : "asymmetric");
   if (d.group_size) parts.push_back(fmt::format("group {}", *d.group_size));
-  if (d.activations) parts.push_back(fmt::format("int8 {} activations", *d.activations));
+  if (d.type) parts.push_back(*d.type == "float" ? "FP8 E4M3" : "integer");
+  if (d.activations) parts.push_back(fmt::format("{} {} activations", d.type == std::optional<std::string>("float") ? "fp8" : "int8", *d.activations));
   return fmt::format("{}", fmt::join(parts, ", "));
 }
 
@@ -64,8 +65,11 @@ SchemeDefaults scheme_defaults_of(const LoadedPlugin& plugin) {
     else if (key == "activations") {
       if (value != "dynamic" && value != "static") bad_capability(plugin, cap, "expects dynamic or static");
       d.activations = value;
+    } else if (key == "type") {
+      if (value != "int" && value != "float") bad_capability(plugin, cap, "expects int or float");
+      d.type = value;
     } else {
-      bad_capability(plugin, cap, "unknown key (bits, symmetric, group_size, activations)");
+      bad_capability(plugin, cap, "unknown key (bits, symmetric, group_size, activations, type)");
     }
   }
   return d;

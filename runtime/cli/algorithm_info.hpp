@@ -18,6 +18,7 @@ struct SchemeDefaults {
   std::optional<bool> symmetric;
   std::optional<long long> group_size;
   std::optional<std::string> activations;  // "dynamic" or "static" (W8A8)
+  std::optional<std::string> type;         // "int" or "float" (FP8 E4M3)
 };
 
 // Parses the plugin's "scheme-default:KEY=VALUE" capabilities. Throws Error

@@ -72,7 +72,12 @@ int cmd_inspect(const RuntimeOptions& options, int argc, char** argv) {
   nlohmann::json qcfg;
   if (const auto* q = cfg.find("quantization_config"))
     qcfg = nlohmann::json::parse(q->as_string(), nullptr, /*allow_exceptions=*/false);
-  size_t n_linear = linear_modules(*cp).size();
+  // Linear weights stored as floats (an int-quantized I8 or float-quantized
+  // F8_E4M3 `.weight` is a quantized module, not a dense one).
+  size_t n_linear = 0;
+  for (const auto& t : cp->tensors())
+    n_linear += !linear_module_of(t).empty() &&
+                (t.dtype == XQ_DTYPE_F32 || t.dtype == XQ_DTYPE_F16 || t.dtype == XQ_DTYPE_BF16);
   size_t n_qweight = 0;
   for (const auto& t : cp->tensors()) n_qweight += t.name.ends_with(".qweight") ? 1 : 0;
   const std::string specifics =

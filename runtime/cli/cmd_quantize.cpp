@@ -59,6 +59,8 @@ std::vector<OptionSpec> quantize_options(const PluginRegistry& plugins) {
           {"sym", "", "symmetric (no zero points)"},
           {"scale-dtype", "T", "auto | float32 | float16 | bfloat16 (default auto = the model's dtype)"},
           {"w8a8", "MODE", "also quantize activations to int8: dynamic (per token) or static (per tensor)"},
+          {"scheme", "NAME", "a compressed-tensors preset instead of --bits/--w8a8: FP8_DYNAMIC (FP8 E4M3 weights "
+                             "per channel, or per tensor with --strategy tensor; dynamic per-token FP8 activations)"},
           {"calibration", "FILE", "calibration text (needed when the algorithm needs statistics, and by static W8A8)"},
           {"samples", "N", fmt::format("calibration windows (default {})", calibration_defaults.samples)},
           {"seq-len", "L", fmt::format("tokens per calibration window (default {})", calibration_defaults.seq_len)},
@@ -97,14 +99,35 @@ std::string quantize_summary(const PluginRegistry& plugins) {
 // The rule's weight and activation scheme: the user's options, else the
 // algorithm's declared defaults, else per-channel symmetric kDefaultBits.
 struct Scheme {
+  std::string type = "int";  // int | float (FP8)
   long long bits = kDefaultBits;
   std::optional<bool> symmetric;
   std::optional<long long> group_size;
   std::optional<std::string> activations;  // "dynamic" | "static"
 };
 
-Scheme resolve_scheme(const Args& args, const SchemeDefaults& plugin) {
+// --scheme FP8_DYNAMIC (compressed-tensors' preset of that name): FP8 weights
+// per channel (or --strategy tensor), dynamic per-token FP8 activations.
+Scheme fp8_dynamic_scheme(const Args& args) {
+  for (const char* o : {"w8a8", "bits", "group-size"})
+    if (args.get(o)) throw UsageError(fmt::format("--scheme FP8_DYNAMIC sets the scheme; drop --{}", o));
+  if (args.flag("asym")) throw UsageError("--scheme FP8_DYNAMIC is symmetric; drop --asym");
+  if (auto st = args.get("strategy"); st && *st == "group")
+    throw UsageError("--scheme FP8_DYNAMIC takes --strategy channel or tensor");
   Scheme s;
+  s.type = "float";
+  s.bits = 8;
+  s.activations = "dynamic";
+  return s;
+}
+
+Scheme resolve_scheme(const Args& args, const SchemeDefaults& plugin) {
+  if (auto name = args.get("scheme")) {
+    if (*name == "FP8_DYNAMIC" || *name == "fp8_dynamic") return fp8_dynamic_scheme(args);
+    throw UsageError(fmt::format("--scheme '{}' is not a known preset (FP8_DYNAMIC)", *name));
+  }
+  Scheme s;
+  if (plugin.type) s.type = *plugin.type;
   if (auto w = args.get("w8a8")) {
     if (*w != "dynamic" && *w != "static") throw UsageError("--w8a8 takes 'dynamic' or 'static', got '" + *w + "'");
     s.activations = *w;
@@ -113,7 +136,7 @@ Scheme resolve_scheme(const Args& args, const SchemeDefaults& plugin) {
   }
   if (args.flag("asym") && args.flag("sym")) throw UsageError("--asym and --sym contradict each other");
   const bool w8 = s.activations.has_value();
-  s.bits = args.get_int("bits", w8 ? 8 : plugin.bits.value_or(kDefaultBits));
+  s.bits = args.get_int("bits", w8 || s.type == "float" ? 8 : plugin.bits.value_or(kDefaultBits));
   if (w8 && s.bits != 8)
     throw UsageError(fmt::format("W8A8 ({}) needs --bits 8", args.get("w8a8") ? "--w8a8" : "the algorithm's default"));
   s.symmetric = plugin.symmetric;
@@ -159,6 +182,7 @@ std::string pipeline_yaml(const Args& args, const std::string& algorithm, const 
   y << YAML::Key << "targets" << YAML::Value << YAML::Flow << split_list(args.get_or("targets", "Linear"));
   y << YAML::Key << "algorithm" << YAML::Value << algorithm;
   y << YAML::Key << "weights" << YAML::Value << YAML::BeginMap;
+  if (scheme.type != "int") y << YAML::Key << "type" << YAML::Value << scheme.type;
   y << YAML::Key << "bits" << YAML::Value << scheme.bits;
   if (scheme.symmetric) y << YAML::Key << "symmetric" << YAML::Value << *scheme.symmetric;
   if (auto s = args.get("strategy")) y << YAML::Key << "strategy" << YAML::Value << *s;

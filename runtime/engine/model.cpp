@@ -130,7 +130,7 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
 uint64_t Model::quantized_bytes(const xq_quant_tensor& q) const {
   const uint64_t codes = static_cast<uint64_t>(q.rows * q.cols);
   const uint64_t ns = q.strategy == XQ_STRATEGY_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
-  return (on_device() ? (codes * q.bits + 7) / 8 : codes) + ns * 4 * (q.zero_points ? 2 : 1);
+  return (on_device() ? (codes * XQ_CODE_WIDTH(q.bits) + 7) / 8 : codes) + ns * 4 * (q.zero_points ? 2 : 1);
 }
 
 LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,

@@ -23,8 +23,8 @@ const std::vector<std::string> kModelKeys = {"path", "loader"};
 const std::vector<std::string> kPluginKeys = {"paths"};
 const std::vector<std::string> kCalibKeys = {"text", "samples", "seq_len", "seed", "tokenizer"};
 const std::vector<std::string> kRuleKeys = {"targets", "ignore", "algorithm", "weights", "activations", "params"};
-const std::vector<std::string> kWeightKeys = {"bits", "symmetric", "strategy", "group_size", "scale_dtype"};
-const std::vector<std::string> kActKeys = {"bits", "dynamic", "strategy"};
+const std::vector<std::string> kWeightKeys = {"type", "bits", "symmetric", "strategy", "group_size", "scale_dtype"};
+const std::vector<std::string> kActKeys = {"type", "bits", "dynamic", "strategy"};
 const std::vector<std::string> kOutputKeys = {"format", "path", "params"};
 
 fs::path resolve(const fs::path& base, const std::string& p) {
@@ -67,6 +67,8 @@ std::vector<TargetPattern> parse_targets(YamlChecker& c, const YAML::Node& node,
 void parse_weights(YamlChecker& c, const YAML::Node& node, const std::string& path, WeightScheme& w) {
   if (!c.expect_map(node, path)) return;
   c.check_keys(node, path, kWeightKeys);
+  if (node["type"])
+    if (auto v = c.get_choice(node["type"], path + ".type", {"int", "float"})) w.type = *v;
   if (node["bits"]) {
     if (auto v = c.get_int(node["bits"], path + ".bits", 2, 8)) w.bits = static_cast<int>(*v);
   } else {
@@ -91,12 +93,23 @@ void parse_weights(YamlChecker& c, const YAML::Node& node, const std::string& pa
   if (node["scale_dtype"])
     if (auto v = c.get_choice(node["scale_dtype"], path + ".scale_dtype", {"auto", "float32", "float16", "bfloat16"}))
       w.scale_dtype = *v;
+  // Float weights are FP8 E4M3 (compressed-tensors' type float, num_bits 8) with one
+  // scale per channel or per tensor, no zero point.
+  if (w.type == "float") {
+    if (w.bits != 8) c.error(node, path, fmt::format("type 'float' weights are FP8 (E4M3): bits must be 8, not {}", w.bits));
+    if (!w.symmetric) c.error(node["symmetric"], path + ".symmetric", "type 'float' (FP8) weights are symmetric");
+    if (w.strategy == XQ_STRATEGY_GROUP)
+      c.error(node, path, "type 'float' (FP8) weights take strategy 'channel' or 'tensor'");
+  }
 }
 
 void parse_activations(YamlChecker& c, const YAML::Node& node, const std::string& path, ActivationScheme& a) {
   if (!c.expect_map(node, path)) return;
   c.check_keys(node, path, kActKeys);
   a.enabled = true;
+  a.type = "";  // the weights' type unless given (set by the rule)
+  if (node["type"])
+    if (auto v = c.get_choice(node["type"], path + ".type", {"int", "float"})) a.type = *v;
   if (node["bits"])
     if (auto v = c.get_int(node["bits"], path + ".bits", 8, 8)) a.bits = static_cast<int>(*v);
   if (node["strategy"])
@@ -253,6 +266,16 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
         if (r["activations"]) parse_activations(c, r["activations"], path + ".activations", rule.activations);
         if (rule.activations.enabled && rule.weights.bits != 8)
           c.error(r["activations"], path + ".activations", "activation quantization (W8A8) needs 8-bit weights");
+        if (rule.automatic && rule.weights.type == "float")
+          c.error(r["weights"], path + ".weights", "algorithm 'auto' chooses among integer schemes; use rtn for type 'float' (FP8)");
+        if (rule.activations.enabled && rule.activations.type.empty()) rule.activations.type = rule.weights.type;
+        if (rule.activations.enabled && rule.activations.type != rule.weights.type)
+          c.error(r["activations"], path + ".activations",
+                  fmt::format("{} activations with {} weights are not supported (FP8 W8A8 or INT8 W8A8)",
+                              rule.activations.type, rule.weights.type));
+        if (rule.activations.enabled && rule.activations.type == "float" && !rule.activations.dynamic)
+          c.error(r["activations"], path + ".activations",
+                  "static FP8 activation scales are not supported; use dynamic per-token (strategy: token)");
         if (r["params"] && c.expect_map(r["params"], path + ".params")) {
           if (rule.stages.size() == 1) {
             rule.stages[0].params = r["params"];

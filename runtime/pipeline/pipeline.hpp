@@ -45,6 +45,7 @@ struct TargetPattern {
 };
 
 struct WeightScheme {
+  std::string type = "int";  // int | float (FP8 E4M3: bits 8, symmetric, channel or tensor)
   int bits = 4;
   bool symmetric = true;
   xq_strategy strategy = XQ_STRATEGY_GROUP;
@@ -54,10 +55,15 @@ struct WeightScheme {
 
 struct ActivationScheme {
   bool enabled = false;
+  std::string type = "int";  // int | float; defaults to the weights' type
   int bits = 8;
   bool dynamic = true;             // per token at run time
   std::string strategy = "token";  // token | tensor
 };
+
+// xq_quant_scheme.bits / act_bits of a scheme: the integer width, or
+// XQ_BITS_F8_E4M3 for type float (xq_tensor.h).
+uint32_t abi_bits(const std::string& type, int bits);
 
 // One algorithm of a rule. A rule may chain several (`algorithm:
 // [smoothquant, gptq]`): every stage but the last only transforms the

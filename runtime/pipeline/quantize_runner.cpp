@@ -21,8 +21,10 @@ std::string describe_scheme(const WeightScheme& w, const ActivationScheme& a) {
   std::string g = w.strategy == XQ_STRATEGY_TENSOR    ? "tensor"
                   : w.strategy == XQ_STRATEGY_CHANNEL ? "channel"
                                                      : fmt::format("group{}", w.group_size);
-  std::string s = fmt::format("int{} {} {}", w.bits, w.symmetric ? "sym" : "asym", g);
-  if (a.enabled) s += fmt::format(" a{} {}", a.bits, a.dynamic ? "dynamic-token" : "static-tensor");
+  std::string s = w.type == "float" ? fmt::format("fp8-e4m3 {}", g)
+                                    : fmt::format("int{} {} {}", w.bits, w.symmetric ? "sym" : "asym", g);
+  if (a.enabled)
+    s += fmt::format(" a{}{} {}", a.type == "float" ? "fp" : "", a.bits, a.dynamic ? "dynamic-token" : "static-tensor");
   return s;
 }
 

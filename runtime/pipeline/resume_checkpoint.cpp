@@ -332,6 +332,7 @@ uint64_t run_fingerprint(const Pipeline& p, const Checkpoint& source, const std:
     const WeightScheme& w = rule.weights;
     f.add_value(w.bits), f.add_value(w.symmetric), f.add_value(static_cast<int>(w.strategy));
     f.add_value(w.group_size), f.add_string(w.scale_dtype);
+    if (w.type != "int") f.add_string(w.type);  // only then, so integer runs keep their fingerprints
     const ActivationScheme& a = rule.activations;
     f.add_value(a.enabled), f.add_value(a.bits), f.add_value(a.dynamic), f.add_string(a.strategy);
   }

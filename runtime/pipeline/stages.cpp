@@ -19,17 +19,21 @@ uint32_t rule_needs(Runtime& runtime, const QuantRule& rule) {
   return needs;
 }
 
+uint32_t abi_bits(const std::string& type, int bits) {
+  return type == "float" ? XQ_BITS_F8_E4M3 : static_cast<uint32_t>(bits);
+}
+
 xq_quant_scheme scheme_of(const WeightScheme& w, const ActivationScheme& a, int64_t cols, xq_dtype scale_dtype) {
   xq_quant_scheme s{};
   s.struct_size = sizeof(s);
-  s.bits = static_cast<uint32_t>(w.bits);
+  s.bits = abi_bits(w.type, w.bits);
   s.symmetric = w.symmetric ? 1 : 0;
   s.strategy = w.strategy;
   s.group_size = w.strategy == XQ_STRATEGY_GROUP ? w.group_size : cols;
   s.scale_dtype = scale_dtype;
   if (a.enabled) {
     s.act_scheme = a.dynamic ? XQ_ACT_DYNAMIC_TOKEN : XQ_ACT_STATIC_TENSOR;
-    s.act_bits = static_cast<uint32_t>(a.bits);
+    s.act_bits = abi_bits(a.type.empty() ? w.type : a.type, a.bits);
   }
   return s;
 }

@@ -838,3 +838,154 @@ TEST(CompressedTensors, ReadsCheckpointsWrittenByTheReferenceLibrary) {
     EXPECT_EQ(std::memcmp(a.data, b.data, a.nbytes), 0) << t.name << " bytes differ from the reference library's";
   }
 }
+
+// FP8 E4M3 (float-quantized): every finite code byte, per channel with F32
+// scales and dynamic FP8 activations, per tensor with BF16 scales weight-only;
+// the stored bytes are the codes as they are, the config is compressed-tensors'
+// FP8_DYNAMIC shape, and the reader gives back the same canonical tensor.
+namespace {
+
+Canon fp8_canon(xq_strategy st, xq_dtype scale_dtype, bool dynamic_acts, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Canon c;
+  c.q.bits = XQ_BITS_F8_E4M3;
+  c.q.symmetric = 1;
+  c.q.strategy = st;
+  c.q.rows = 16;
+  c.q.cols = 64;
+  c.q.group_size = 64;
+  c.q.n_groups = 1;
+  c.q.scale_dtype = scale_dtype;
+  c.q.act_scheme = dynamic_acts ? XQ_ACT_DYNAMIC_TOKEN : XQ_ACT_NONE;
+  c.q.act_bits = dynamic_acts ? XQ_BITS_F8_E4M3 : 0;
+  c.codes.resize(16 * 64);
+  for (size_t i = 0; i < c.codes.size(); ++i) {
+    uint8_t b = static_cast<uint8_t>(i < 256 ? i : rng() & 0xFF);  // every byte once, then random
+    if ((b & 0x7F) == 0x7F) b ^= 0x01;                               // no NaN
+    c.codes[i] = static_cast<int8_t>(b);
+  }
+  std::uniform_real_distribution<float> sc(1e-5f, 0.01f);
+  c.scales.resize(st == XQ_STRATEGY_TENSOR ? 1 : 16);
+  for (auto& v : c.scales) v = representable(sc(rng), scale_dtype);
+  c.bind();
+  return c;
+}
+
+// The raw bytes of one stored tensor.
+std::vector<unsigned char> stored_bytes(const fs::path& file, const std::string& name, std::string* dtype,
+                                        std::vector<int64_t>* shape) {
+  st::Header h = st::read_header(file);
+  for (const auto& t : h.tensors)
+    if (t.name == name) {
+      *dtype = t.dtype;
+      *shape = t.shape;
+      std::ifstream in(file, std::ios::binary);
+      in.seekg(static_cast<std::streamoff>(h.data_offset + t.begin));
+      std::vector<unsigned char> out(t.nbytes());
+      in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
+      return out;
+    }
+  ADD_FAILURE() << name << " not in " << file;
+  return {};
+}
+
+}  // namespace
+
+TEST(CompressedTensors, Fp8FloatQuantizedRoundTripsByteForByte) {
+  TempDir d;
+  fs::path out = d / "fp8";
+  Canon ch = fp8_canon(XQ_STRATEGY_CHANNEL, XQ_DTYPE_F32, true, 5);
+  Canon te = fp8_canon(XQ_STRATEGY_TENSOR, XQ_DTYPE_BF16, false, 6);
+  {
+    CtWriter w(out);
+    w.quantized("model.layers.0.mlp.up_proj", ch.q);
+    w.quantized("model.layers.0.mlp.down_proj", te.q);
+    w.finish();
+  }
+  const nlohmann::json qc = config_of(out)["quantization_config"];
+  EXPECT_EQ(qc["format"], "float-quantized");
+  bool saw_channel = false, saw_tensor = false;
+  for (const auto& [name, g] : qc["config_groups"].items()) {
+    EXPECT_EQ(g["format"], "float-quantized") << name;
+    EXPECT_EQ(g["weights"]["type"], "float");
+    EXPECT_EQ(g["weights"]["num_bits"], 8);
+    EXPECT_EQ(g["weights"]["symmetric"], true);
+    EXPECT_EQ(g["weights"]["dynamic"], false);
+    if (g["weights"]["strategy"] == "channel") {
+      saw_channel = true;
+      EXPECT_EQ(g["input_activations"]["type"], "float");
+      EXPECT_EQ(g["input_activations"]["num_bits"], 8);
+      EXPECT_EQ(g["input_activations"]["strategy"], "token");
+      EXPECT_EQ(g["input_activations"]["dynamic"], true);
+    } else {
+      saw_tensor = g["weights"]["strategy"] == "tensor";
+      EXPECT_TRUE(g["input_activations"].is_null());
+    }
+  }
+  EXPECT_TRUE(saw_channel && saw_tensor);
+
+  // Bytes on disk: F8_E4M3 codes unchanged, scales [16, 1] F32 and [1] BF16.
+  std::string dt;
+  std::vector<int64_t> shape;
+  auto wb = stored_bytes(out / "model.safetensors", "model.layers.0.mlp.up_proj.weight", &dt, &shape);
+  EXPECT_EQ(dt, "F8_E4M3");
+  EXPECT_EQ(shape, (std::vector<int64_t>{16, 64}));
+  ASSERT_EQ(wb.size(), ch.codes.size());
+  EXPECT_EQ(std::memcmp(wb.data(), ch.codes.data(), wb.size()), 0);
+  auto sb = stored_bytes(out / "model.safetensors", "model.layers.0.mlp.up_proj.weight_scale", &dt, &shape);
+  EXPECT_EQ(dt, "F32");
+  EXPECT_EQ(shape, (std::vector<int64_t>{16, 1}));
+  ASSERT_EQ(sb.size(), 64u);
+  EXPECT_EQ(std::memcmp(sb.data(), ch.scales.data(), 64), 0);
+  sb = stored_bytes(out / "model.safetensors", "model.layers.0.mlp.down_proj.weight_scale", &dt, &shape);
+  EXPECT_EQ(dt, "BF16");
+  EXPECT_EQ(shape, (std::vector<int64_t>{1}));
+  ASSERT_EQ(sb.size(), 2u);
+  uint16_t h;
+  std::memcpy(&h, sb.data(), 2);
+  EXPECT_EQ(sdk::bf16_to_f32(h), te.scales[0]);
+
+  auto cp = Checkpoint::open(runtime(), out);
+  expect_same(ch.q, cp->read_module("model.layers.0.mlp.up_proj")->get(), "up_proj (channel, dynamic FP8 acts)");
+  expect_same(te.q, cp->read_module("model.layers.0.mlp.down_proj")->get(), "down_proj (tensor, weight-only)");
+}
+
+TEST(CompressedTensors, Fp8InvalidInputsAreRejectedClearly) {
+  TempDir d;
+  Canon g = fp8_canon(XQ_STRATEGY_CHANNEL, XQ_DTYPE_F32, false, 9);
+  g.q.strategy = XQ_STRATEGY_GROUP;
+  g.q.group_size = 32;
+  g.q.n_groups = 2;
+  Canon nan = fp8_canon(XQ_STRATEGY_CHANNEL, XQ_DTYPE_F32, false, 9);
+  nan.codes[17] = 0x7F;
+  Canon int_acts = fp8_canon(XQ_STRATEGY_CHANNEL, XQ_DTYPE_F32, true, 9);
+  int_acts.q.act_bits = 8;
+  CtWriter w(d / "bad");
+  EXPECT_EQ(w.try_quantized("a", g.q), XQ_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(w.try_quantized("b", nan.q), XQ_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(w.try_quantized("c", int_acts.q), XQ_ERR_INVALID_ARGUMENT);
+  w.abort();
+  EXPECT_FALSE(fs::exists(d / "bad" / "model.safetensors"));
+
+  // A stored FP8 weight whose config group claims int weights is reported, not misread.
+  fs::path out = d / "mislabelled";
+  Canon ok = fp8_canon(XQ_STRATEGY_CHANNEL, XQ_DTYPE_F32, false, 10);
+  {
+    CtWriter ww(out);
+    ww.quantized("x", ok.q);
+    ww.finish();
+  }
+  nlohmann::json cfg = config_of(out);
+  cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["type"] = "int";
+  write_text(out / "config.json", cfg.dump());
+  auto cp = Checkpoint::open(runtime(), out);
+  try {
+    cp->read_module("x");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_MALFORMED);
+    EXPECT_NE(std::string(e.what()).find("module 'x': weight is F8_E4M3 but its config group says type 'int'"),
+              std::string::npos)
+        << e.what();
+  }
+}

@@ -17,7 +17,8 @@ ct_interop.sh in its own venv):
  4. compressed-tensors' pack_to_int32 applied to our codes reproduces our
     weight_packed / weight_zero_point words exactly (the packing layout);
  5. compressed-tensors' quantize() of the ORIGINAL float weights with our
-    scales and zero points gives our codes (our rounding = theirs).
+    scales and zero points gives our codes (our rounding = theirs; for FP8
+    float-quantized, the same E4M3 bytes).
 It also reports how our scales compare with compressed-tensors' own
 min-max qparams (information: the algorithm is xquant's choice).
 Exit status 0 only when every check passes.
@@ -37,7 +38,16 @@ import numpy as np
 # ---- an independent reader of our files (no compressed-tensors, no safetensors) ----
 
 _NP = {"F32": np.float32, "F16": np.float16, "I8": np.int8, "I32": np.int32, "I64": np.int64, "U8": np.uint8,
-       "F64": np.float64, "I16": np.int16}
+       "F64": np.float64, "I16": np.int16, "F8_E4M3": np.uint8}  # FP8: the raw bytes (decoded by e4m3_values)
+
+
+def e4m3_values(raw):
+    """FP8 E4M3FN bytes -> float32 from the format's definition (bias 7, 3 mantissa bits, no inf)."""
+    b = raw.astype(np.int64)
+    exp, mant = (b >> 3) & 15, b & 7
+    mag = np.where(exp == 0, mant * 2.0 ** -9, (1 + mant / 8.0) * np.exp2(exp - 7.0))
+    mag = np.where((exp == 15) & (mant == 7), np.nan, mag)
+    return np.where(b & 0x80, -mag, mag).astype(np.float32)
 
 
 def read_safetensors(path):
@@ -93,6 +103,11 @@ def numpy_dequant(tensors, module, scheme):
     wa = scheme["weights"]
     bits = wa["num_bits"]
     scale = tensors[module + ".weight_scale"].astype(np.float32)
+    if wa["type"] == "float":  # float-quantized: E4M3 bytes (returned raw), one scale per row or tensor
+        codes = tensors[module + ".weight"]
+        rows, cols = codes.shape
+        s = scale.reshape(rows, 1) if scale.size > 1 else np.full((rows, 1), scale.reshape(-1)[0], np.float32)
+        return codes, scale, np.zeros_like(scale, dtype=np.int64), e4m3_values(codes) * s
     if module + ".weight_packed" in tensors:
         rows, cols = (int(x) for x in tensors[module + ".weight_shape"])
         codes = unpack_dense(tensors[module + ".weight_packed"], cols, bits)
@@ -157,7 +172,12 @@ def check_variant(name, out_dir, original, failures, report):
         fail("the safetensors library and the numpy reader see different tensors")
     for k, v in st.items():
         a = v.view(torch.int16).numpy().view(np.uint16).astype(np.uint32) << 16 if v.dtype == torch.bfloat16 else None
-        ref = a.view(np.float32) if a is not None else v.numpy()
+        if v.dtype == torch.float8_e4m3fn:
+            ref = v.view(torch.uint8).numpy()
+            if not np.array_equal(v.float().numpy(), e4m3_values(ours[k]), equal_nan=True):
+                fail(f"tensor {k}: torch's float8_e4m3fn values differ from the numpy E4M3 decoding")
+        else:
+            ref = a.view(np.float32) if a is not None else v.numpy()
         if not np.array_equal(ref, ours[k]):
             fail(f"tensor {k} differs between readers")
 
@@ -220,8 +240,12 @@ def check_variant(name, out_dir, original, failures, report):
         x = torch.from_numpy(original[m + ".weight"].astype(np.float32))
         s_t = torch.from_numpy(scale.astype(np.float32))
         z_t = None if wa["symmetric"] else torch.from_numpy(zp.reshape(scale.shape).astype(np.int8))
-        q_ct = quantize(x=x, scale=s_t, zero_point=z_t, args=args, dtype=torch.int8).numpy().astype(np.int64)
-        code_mismatch += int(np.sum(q_ct != codes))
+        if wa["type"] == "float":
+            q_ct = quantize(x=x, scale=s_t, zero_point=None, args=args, dtype=torch.float8_e4m3fn)
+            code_mismatch += int(np.sum(q_ct.view(torch.uint8).numpy() != codes))
+        else:
+            q_ct = quantize(x=x, scale=s_t, zero_point=z_t, args=args, dtype=torch.int8).numpy().astype(np.int64)
+            code_mismatch += int(np.sum(q_ct != codes))
 
         # Information: their min-max qparams for the same groups.
         rows, cols = x.shape
@@ -229,6 +253,8 @@ def check_variant(name, out_dir, original, failures, report):
         ng = math.ceil(cols / gs)
         mins = torch.stack([x[:, i * gs:(i + 1) * gs].amin(dim=1) for i in range(ng)], 1)
         maxs = torch.stack([x[:, i * gs:(i + 1) * gs].amax(dim=1) for i in range(ng)], 1)
+        if wa["strategy"] == "tensor":
+            mins, maxs = x.amin().reshape(1, 1), x.amax().reshape(1, 1)
         ref_s, _ = calculate_qparams(mins, maxs, args)
         scale_rel.append(float(torch.max(torch.abs(ref_s.float() - s_t.reshape(ref_s.shape)) / ref_s.float())))
 
@@ -300,6 +326,10 @@ def main():
         "w8a16-channel": ("weights: {bits: 8, symmetric: true, strategy: channel}", ["lm_head"]),
         "w8a8-dynamic": ("weights: {bits: 8, symmetric: true, strategy: channel}\n"
                          "    activations: {bits: 8, strategy: token}", ["lm_head"]),
+        # compressed-tensors' FP8_DYNAMIC preset, and FP8 weight-only per tensor (float-quantized).
+        "fp8-dynamic": ("weights: {type: float, bits: 8, strategy: channel}\n"
+                        "    activations: {bits: 8, strategy: token}", ["lm_head"]),
+        "fp8-tensor": ("weights: {type: float, bits: 8, strategy: tensor}", ["lm_head"]),
     }
     failures, report = [], {}
     for name, (quant, ignore) in variants.items():

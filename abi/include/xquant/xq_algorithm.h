@@ -20,7 +20,7 @@ extern "C" {
 /* The weight scheme a pipeline rule asks for. */
 typedef struct xq_quant_scheme {
   uint32_t struct_size;
-  uint32_t bits;      /* 2..8 */
+  uint32_t bits;      /* 2..8, or XQ_BITS_F8_E4M3 for FP8 codes (xq_tensor.h) */
   uint32_t symmetric; /* 1 symmetric, 0 asymmetric (zero points) */
   xq_strategy strategy;
   int64_t group_size; /* GROUP only; the last group of a row may be ragged */

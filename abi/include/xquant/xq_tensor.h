@@ -61,7 +61,7 @@ typedef enum xq_act_scheme {
  * host->alloc and the host frees it. When it is an input it is borrowed. */
 typedef struct xq_quant_tensor {
   uint32_t struct_size;
-  uint32_t bits;      /* 2..8 */
+  uint32_t bits;      /* 2..8 (integer codes) or XQ_BITS_F8_E4M3 (float codes, below) */
   uint32_t symmetric; /* 1: zero_points is NULL */
   xq_strategy strategy;
   int64_t rows;
@@ -74,10 +74,31 @@ typedef struct xq_quant_tensor {
   int32_t* g_idx;      /* [cols] (act-order) or NULL */
   xq_dtype scale_dtype;        /* F32, F16 or BF16 */
   xq_act_scheme act_scheme;    /* how activations feeding this Linear are quantized */
-  uint32_t act_bits;           /* 8 when act_scheme != NONE */
+  uint32_t act_bits;           /* 8 (int8) or XQ_BITS_F8_E4M3 when act_scheme != NONE */
   float input_scale;           /* XQ_ACT_STATIC_TENSOR: activation scale */
 } xq_quant_tensor;
 
+/* Float codes (an addition to 1.0 that needs no new field: a new field would
+ * move xq_linear_output.rel_error, which embeds this struct by value).
+ *
+ * `bits` (and xq_quant_scheme.bits, and act_bits) carry the code format in
+ * their second byte: 0 for the signed integer codes above, else the xq_dtype
+ * of the float codes, with the code width in the low byte. A reader built
+ * before float codes existed sees bits > 8 and refuses the tensor instead of
+ * misreading float bytes as integers.
+ *
+ * XQ_BITS_F8_E4M3: codes[] holds OCP FP8 E4M3FN bytes (torch.float8_e4m3fn:
+ * 1 sign, 4 exponent bits with bias 7, 3 mantissa bits; largest finite 448;
+ * no infinities; 0x7f and 0xff are NaN), one byte per element. Symmetric
+ * (zero_points NULL), no g_idx, TENSOR or CHANNEL strategy:
+ *     w[r][c] = e4m3_value(codes[r][c]) * scales[r or 0]
+ * With act_scheme XQ_ACT_DYNAMIC_TOKEN and act_bits XQ_BITS_F8_E4M3 the
+ * Linear's input rows are quantized to E4M3 at run time with the scale
+ * max|x_row| / 448 (FP8 W8A8 dynamic, compressed-tensors FP8_DYNAMIC). */
+#define XQ_CODE_WIDTH(bits) ((uint32_t)(bits)&0xFFu)
+#define XQ_CODE_DTYPE(bits) ((xq_dtype)(((uint32_t)(bits) >> 8) & 0xFFu))
+#define XQ_FLOAT_CODE_BITS(dtype, width) ((((uint32_t)(dtype)) << 8) | (uint32_t)(width))
+#define XQ_BITS_F8_E4M3 XQ_FLOAT_CODE_BITS(XQ_DTYPE_F8_E4M3, 8) /* 0x0E08 */
 
 /* A weight stored in a foreign block-quantized layout, handed through as the
  * file holds it instead of being converted (appended in 1.0; see docs/abi.md).
@@ -119,5 +140,7 @@ XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, input_scale) == 92, "xq_quant_tensor.
 XQ_STATIC_ASSERT(offsetof(xq_block_tensor, rows) == 16, "xq_block_tensor.rows moved");
 XQ_STATIC_ASSERT(offsetof(xq_block_tensor, data) == 40, "xq_block_tensor.data moved");
 #endif
+
+XQ_STATIC_ASSERT(XQ_BITS_F8_E4M3 == 0x0E08u, "XQ_BITS_F8_E4M3 changed");
 
 #endif /* XQUANT_XQ_TENSOR_H */

@@ -53,10 +53,12 @@ class Format : public sdk::PluginBase {
   std::shared_ptr<const QuantConfig> cache_;
 };
 
-constexpr const char* kCapabilities[] = {"write:pack-quantized", "write:int-quantized", "read:pack-quantized",
-                                         "read:int-quantized",   "read:naive-quantized", "bits:2-8",
-                                         "strategy:tensor,channel,group", "act:int8-dynamic-token,int8-static-tensor",
-                                         "g_idx", nullptr};
+constexpr const char* kCapabilities[] = {"write:pack-quantized", "write:int-quantized", "write:float-quantized",
+                                         "read:pack-quantized",  "read:int-quantized",  "read:naive-quantized",
+                                         "read:float-quantized", "bits:2-8",            "type:float",
+                                         "strategy:tensor,channel,group",
+                                         "act:int8-dynamic-token,int8-static-tensor,fp8-dynamic-token", "g_idx",
+                                         nullptr};
 
 constexpr xq_param_spec kParams[] = {
     {"max_shard_bytes", XQ_VALUE_INT, nullptr,
@@ -69,7 +71,8 @@ constexpr xq_param_spec kParams[] = {
 
 constexpr xq_plugin_descriptor kDescriptor = sdk::describe<Format>(
     XQ_PLUGIN_FORMAT, "compressed-tensors", "1.0.0",
-    "compressed-tensors checkpoints (llm-compressor/vLLM): pack-quantized and int-quantized INT weights",
+    "compressed-tensors checkpoints (llm-compressor/vLLM): pack-quantized and int-quantized INT weights, "
+    "float-quantized FP8 E4M3",
     kCapabilities, kParams, &sdk::FormatAdapter<Format>::vtable);
 
 }  // namespace xquant::ct

@@ -3,6 +3,7 @@
 // read through memcpy (the mmap may leave them unaligned).
 #include "reader.hpp"
 
+#include "float_quantized.hpp"
 #include "packing.hpp"
 
 #include <xquant/sdk/dtype.hpp>
@@ -75,16 +76,20 @@ void read_module(const sdk::Host& host, const QuantConfig& qc, const xq_tensor_s
   }
   const bool is_packed = packed.has_value();
   const bool is_int8 = !is_packed && weight && weight->v.dtype == XQ_DTYPE_I8 && scale;
-  if (!is_packed && !is_int8) {
+  const bool is_fp8 = !is_packed && weight && weight->v.dtype == XQ_DTYPE_F8_E4M3;
+  if (!is_packed && !is_int8 && !is_fp8) {
     // Targeted but stored as floats: a dense Linear (e.g. an untargeted
     // lm_head written without an ignore entry) or an unsupported format.
-    if (scheme->weights && scheme->weights->type == "float" && weight)
-      throw sdk::Error(XQ_ERR_UNSUPPORTED, "module '" + module + "': float-quantized (FP8) weights are not supported");
     throw sdk::Error(XQ_ERR_NOT_FOUND, "module '" + module + "' is stored dense");
   }
   if (qc.has_transforms)
     throw sdk::Error(XQ_ERR_UNSUPPORTED, "module '" + module + "': the checkpoint has a transform_config "
                                          "(Hadamard/rotation), which xquant does not apply");
+  if (is_fp8) {
+    if (!scale) bad(module, "weight is F8_E4M3 but weight_scale is missing");
+    read_float_module(host, *scheme, weight->v, scale->v, module, out);
+    return;
+  }
   if (!scheme->weights) bad(module, "config group '" + scheme->name + "' has no weights args");
   const Args& w = *scheme->weights;
   if (w.type != "int")

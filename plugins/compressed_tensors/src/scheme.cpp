@@ -1,6 +1,7 @@
 // scheme.cpp: see scheme.hpp.
 #include "scheme.hpp"
 
+#include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/target_regex.hpp>
 
 #include <cctype>
@@ -145,8 +146,8 @@ const Scheme* match_module(const QuantConfig& qc, const std::string& module, boo
 
 nlohmann::json weight_args_json(const xq_quant_tensor& q) {
   nlohmann::json a;
-  a["num_bits"] = q.bits;
-  a["type"] = "int";
+  a["num_bits"] = sdk::code_width(q.bits);
+  a["type"] = sdk::is_float_code(q.bits) ? "float" : "int";
   a["symmetric"] = q.symmetric != 0;
   a["strategy"] = q.strategy == XQ_STRATEGY_GROUP ? "group" : q.strategy == XQ_STRATEGY_CHANNEL ? "channel" : "tensor";
   a["group_size"] = q.strategy == XQ_STRATEGY_GROUP ? nlohmann::json(q.group_size) : nlohmann::json(nullptr);
@@ -163,8 +164,8 @@ nlohmann::json weight_args_json(const xq_quant_tensor& q) {
 nlohmann::json activation_args_json(const xq_quant_tensor& q) {
   if (q.act_scheme == XQ_ACT_NONE) return nullptr;
   nlohmann::json a;
-  a["num_bits"] = q.act_bits;
-  a["type"] = "int";
+  a["num_bits"] = sdk::code_width(q.act_bits);
+  a["type"] = sdk::is_float_code(q.act_bits) ? "float" : "int";
   a["symmetric"] = true;
   a["group_size"] = nullptr;
   a["block_structure"] = nullptr;
@@ -183,6 +184,7 @@ nlohmann::json activation_args_json(const xq_quant_tensor& q) {
 }
 
 const char* format_of(const xq_quant_tensor& q) {
+  if (sdk::is_float_code(q.bits)) return "float-quantized";
   return q.act_scheme != XQ_ACT_NONE ? "int-quantized" : "pack-quantized";
 }
 

@@ -76,9 +76,9 @@ const Scheme* match_module(const QuantConfig& qc, const std::string& module, boo
 nlohmann::json weight_args_json(const xq_quant_tensor& q);
 nlohmann::json activation_args_json(const xq_quant_tensor& q);  // null when weight-only
 
-// The compressed-tensors format of a canonical tensor: "int-quantized" when
-// activations are quantized (the library's priority rule), else
-// "pack-quantized".
+// The compressed-tensors format of a canonical tensor: "float-quantized" for
+// FP8 codes, "int-quantized" when activations are quantized (the library's
+// priority rule), else "pack-quantized".
 const char* format_of(const xq_quant_tensor& q);
 
 }  // namespace xquant::ct

@@ -1,10 +1,13 @@
 // writer.cpp: see writer.hpp.
 #include "writer.hpp"
 
+#include "float_quantized.hpp"
+
 #include "packing.hpp"
 #include "scheme.hpp"
 
 #include <xquant/sdk/dtype.hpp>
+#include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/half.hpp>
 
 #include <algorithm>
@@ -57,7 +60,8 @@ void validate(const xq_quant_tensor& q, const std::string& m) {
   auto fail = [&](const std::string& what) {
     throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "module '" + m + "': " + what);
   };
-  if (q.bits < 2 || q.bits > 8) fail("bits must be 2..8, got " + std::to_string(q.bits));
+  if (sdk::is_float_code(q.bits)) return validate_float_quantized(q, m);
+  if (q.bits < 2 || q.bits > 8) fail("bits must be 2..8 (or FP8 E4M3), got " + std::to_string(q.bits));
   if (q.rows <= 0 || q.cols <= 0) fail("rows and cols must be positive");
   if (!q.codes || !q.scales) fail("codes and scales are required");
   if (q.strategy == XQ_STRATEGY_GROUP) {
@@ -212,7 +216,11 @@ void Writer::add_quantized(const char* module_c, const xq_quant_tensor& q) {
 
   std::vector<Pending> out;
   const std::string format = format_of(q);
-  if (format == std::string("int-quantized")) {
+  if (format == std::string("float-quantized")) {
+    // FP8 E4M3 bytes as they are (F8_E4M3 is torch.float8_e4m3fn's safetensors dtype).
+    out.push_back({m + ".weight", "F8_E4M3", {O, I}, bytes_of(q.codes, static_cast<size_t>(O * I))});
+    out.push_back({m + ".weight_scale", sdt, scale_shape, encode_scales(q.scales, ns, q.scale_dtype, m)});
+  } else if (format == std::string("int-quantized")) {
     // Unpacked int8 codes (int-quantized/naive layout).
     out.push_back({m + ".weight", "I8", {O, I}, bytes_of(q.codes, static_cast<size_t>(O * I))});
     out.push_back({m + ".weight_scale", sdt, scale_shape, encode_scales(q.scales, ns, q.scale_dtype, m)});

@@ -44,10 +44,14 @@ struct xq_qweight {
   const xquant::cpu::QKernels* kernels = nullptr;  // chosen at prepare (qkernels_dispatch.cpp)
   bool gemv_q8 = false;              // weight-only decode quantizes activations per 32-block
   int64_t gemv_max_rows = 4;         // weight-only calls with at most this many rows use the fused GEMV
+  // FP8 E4M3 weights (fp8_qweight.cpp): the codes' exact values, unscaled,
+  // [rows * cols]; scales one per row; the packed fields above unused.
+  bool fp8 = false;
+  std::vector<float> fp8_values;
   // Foreign (GGUF) blocks run in place (gguf_blocks_weight.hpp); then only
   // rows, cols and gemv_max_rows above are set.
   std::shared_ptr<const xquant::cpu::BlockWeight> blocks;
-  uint64_t bytes() const { return codes.size() + 4 * (scales.size() + zeros.size()); }
+  uint64_t bytes() const { return codes.size() + 4 * (scales.size() + zeros.size() + fp8_values.size()); }
 };
 
 namespace xquant::cpu {
@@ -83,6 +87,14 @@ void run_get_rows(const Host& host, const xq_op& op);
 void run_quantize_act(const Host& host, const xq_op& op);
 void run_convert(const Host& host, const xq_op& op);
 void check_dense(const xq_op& op);
+
+// FP8 E4M3 weights (fp8_qweight.cpp): prepare, QMATMUL, DEQUANTIZE; and the
+// per-token E4M3 quantization of an activation row into its decoded values
+// q[k] (s = max|x| / 448, 1 for an all-zero row). Returns s.
+xq_qweight* prepare_fp8_qweight(const xq_quant_tensor& q);
+void run_fp8_qmatmul(const Host& host, const xq_op& op);
+void run_fp8_dequantize(const Host& host, const xq_op& op);
+float quantize_row_e4m3(const float* x, int64_t k, float* q);
 
 // Quantized weights (qweight.cpp).
 xq_qweight* prepare_qweight(const xq_quant_tensor& q);

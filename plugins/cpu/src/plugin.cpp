@@ -63,7 +63,9 @@ class CpuProvider : public sdk::PluginBase {
   xq_qweight* prepare(const xq_quant_tensor& q) const { return prepare_qweight(q); }
   xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) const { return cpu::prepare_blocks(parts, n); }
   void release(xq_qweight* w) const { delete w; }
-  const char* layout(const xq_qweight* w) const { return w && w->blocks ? w->blocks->layout : "cpu-int8-group"; }
+  const char* layout(const xq_qweight* w) const {
+    return w && w->blocks ? w->blocks->layout : w && w->fp8 ? "cpu-fp8-f32" : "cpu-int8-group";
+  }
 
  private:
   // Device memory is host memory: both directions are a copy.
@@ -78,7 +80,7 @@ constexpr const char* kCapabilities[] = {
     "op:get_rows",       "op:quantize_act", "op:convert",      "layout:cpu-int8-group", "bits:2-8",
     "blocks:ggml",
     "strategy:tensor", "strategy:channel", "strategy:group", "g_idx",       "act:none",
-    "act:dynamic-token", "act:static-tensor", nullptr};
+    "act:dynamic-token", "act:static-tensor", "layout:cpu-fp8-f32", "type:float", "act:fp8-dynamic-token", nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = sdk::describe<CpuProvider>(
     XQ_PLUGIN_KERNEL_PROVIDER, "cpu", "1.0.0",

@@ -21,6 +21,7 @@
 #include "gguf_blocks_weight.hpp"
 #include "qkernels.hpp"
 
+#include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/half.hpp>
 
 #include <cblas.h>
@@ -122,6 +123,7 @@ inline float group_offset(const xq_qweight& w, const float* z, int64_t g) {
 
 xq_qweight* prepare_qweight(const xq_quant_tensor& q) {
   if (q.struct_size < sizeof(xq_quant_tensor)) bad("struct_size too small");
+  if (sdk::is_float_code(q.bits)) return prepare_fp8_qweight(q);
   if (q.bits < 2 || q.bits > 8) bad(format("bits %u outside 2..8", q.bits));
   if (q.rows <= 0 || q.cols <= 0) bad("rows and cols must be positive");
   if (!q.codes || !q.scales) bad("codes or scales missing");
@@ -241,6 +243,7 @@ void check_quant(const xq_op& op) {
 void run_dequantize(const Host& host, const xq_op& op) {
   if (op.qweight->blocks) return run_blocks_dequantize(host, op);
   const xq_qweight& w = *op.qweight;
+  if (w.fp8) return run_fp8_dequantize(host, op);
   xq_dtype dt = op.dst.dtype;
   void* out = op.dst.data;
   host.parallel_for(static_cast<uint64_t>(w.rows), 8, [&](uint64_t b, uint64_t e) {
@@ -373,6 +376,7 @@ void qgemm_weight_only(const Host& host, const xq_qweight& w, const float* x, in
 void run_qmatmul(const Host& host, const xq_op& op) {
   if (op.qweight->blocks) return run_blocks_qmatmul(host, op);
   const xq_qweight& w = *op.qweight;
+  if (w.fp8) return run_fp8_qmatmul(host, op);
   const int64_t M = rows_of(op.src[0]);
   float* y = static_cast<float*>(op.dst.data);
   const float* bias = present(op.src[2]) ? static_cast<const float*>(op.src[2].data) : nullptr;

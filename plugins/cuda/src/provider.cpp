@@ -276,6 +276,7 @@ void Provider::run(const xq_op& op) {
   switch (op.type) {
     case XQ_OP_QMATMUL:
       if (op.qweight->kind == xq_qweight::Kind::W4) run_qmatmul_w4(op);
+      else if (op.qweight->fp8) run_qmatmul_fp8(op);
       else run_qmatmul_w8(op);
       break;
     case XQ_OP_MATMUL: run_matmul(op); break;
@@ -423,7 +424,7 @@ void Provider::run_dequantize(const xq_op& op) {
     const bool f16 = Y == DType::F16 || (Y == DType::F32 && w.f32_dequant_uses_f16);
     XQ_CK(w4_dequant(w.L, w.qw, f16 ? w.sz_f16 : w.sz_bf16, f16, w.perm, op.dst.data, Y, w.K, kStream));
   } else {
-    XQ_CK(dequant_rows(w.w8, DType::I8, w.N, w.K, w.sw, 1.f, op.dst.data, Y, kStream));
+    XQ_CK(dequant_rows(w.w8, w.fp8 ? DType::F8E4M3 : DType::I8, w.N, w.K, w.sw, 1.f, op.dst.data, Y, kStream));
   }
 }
 
@@ -487,6 +488,8 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
   w->input_scale = q.input_scale;
 
   if (q.act_scheme == XQ_ACT_NONE) {
+    if (q.bits == XQ_BITS_F8_E4M3)
+      throw Error(XQ_ERR_UNSUPPORTED, "cuda: FP8 weight-only has no kernel here (FP8 runs as W8A8 dynamic)");
     if (q.bits < 2 || q.bits > 4)
       throw Error(XQ_ERR_UNSUPPORTED, format("cuda: weight-only %u-bit weights unsupported (%s takes 2-4 bits)", q.bits, kLayoutW4));
     int gs_shift = 31;
@@ -558,6 +561,7 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
 
   if (q.act_scheme != XQ_ACT_DYNAMIC_TOKEN && q.act_scheme != XQ_ACT_STATIC_TENSOR)
     throw Error(XQ_ERR_UNSUPPORTED, format("cuda: activation scheme %d unsupported", static_cast<int>(q.act_scheme)));
+  if (q.bits == XQ_BITS_F8_E4M3) return prepare_fp8(q, scales);
   if (q.act_bits != 8) throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %u-bit activations unsupported (W8A8 only)", q.act_bits));
   if (q.bits < 2 || q.bits > 8 || !zps.empty() || q.g_idx)
     throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %s takes symmetric 2-8 bit weights without act-order", kLayoutW8));
@@ -579,6 +583,67 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
     throw;
   }
   return w.release();
+}
+
+// FP8 W8A8 dynamic (canonical bits/act_bits XQ_BITS_F8_E4M3, xq_tensor.h):
+// the E4M3 bytes uploaded as they are, [N][K] ("TN" for cuBLASLt, like the
+// INT8 layout), one f32 scale per row. Weight-only FP8 is not taken here
+// (the weight-only branch above refuses it), so the engine dequantizes it on
+// load and runs a BF16 GEMM.
+xq_qweight* Provider::prepare_fp8(const xq_quant_tensor& q, const std::vector<float>& row_scales) {
+  const int64_t N = q.rows, K = q.cols;
+  if (cc_major_ * 10 + cc_minor_ < 89)
+    throw Error(XQ_ERR_UNSUPPORTED, format("cuda: FP8 GEMMs need compute capability 8.9+, this GPU is %d.%d", cc_major_, cc_minor_));
+  if (q.act_scheme != XQ_ACT_DYNAMIC_TOKEN || q.act_bits != XQ_BITS_F8_E4M3)
+    throw Error(XQ_ERR_UNSUPPORTED, "cuda: FP8 weights run with dynamic per-token FP8 activations only");
+  if (q.zero_points || q.g_idx || (q.strategy != XQ_STRATEGY_CHANNEL && q.strategy != XQ_STRATEGY_TENSOR))
+    throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %s takes symmetric per-channel or per-tensor FP8 weights", kLayoutFp8));
+  if (K % 16 != 0 || N % 16 != 0)
+    throw Error(XQ_ERR_UNSUPPORTED, format("cuda: %s needs K and N multiples of 16 (cuBLASLt FP8), got [%lld,%lld]", kLayoutFp8, (long long)N, (long long)K));
+  for (int64_t i = 0; i < N * K; ++i)
+    if ((static_cast<uint8_t>(q.codes[i]) & 0x7F) == 0x7F)
+      throw Error(XQ_ERR_INVALID_ARGUMENT, format("cuda: NaN FP8 code at element %lld", (long long)i));
+  auto w = std::make_unique<xq_qweight>();
+  w->N = N;
+  w->K = K;
+  w->act = q.act_scheme;
+  w->kind = xq_qweight::Kind::W8;
+  w->fp8 = true;
+  w->layout = kLayoutFp8;
+  try {
+    XQ_CK(cudaMalloc(&w->w8, static_cast<size_t>(N * K)));
+    XQ_CK(cudaMemcpy(w->w8, q.codes, static_cast<size_t>(N * K), cudaMemcpyHostToDevice));
+    XQ_CK(cudaMalloc(&w->sw, static_cast<size_t>(N) * 4));
+    XQ_CK(cudaMemcpy(w->sw, row_scales.data(), static_cast<size_t>(N) * 4, cudaMemcpyHostToDevice));
+  } catch (...) {
+    release(w.release());
+    throw;
+  }
+  return w.release();
+}
+
+// FP8 W8A8 dynamic: x quantized per token to E4M3 (s_x = max|x| / 448, the
+// same kernel QUANTIZE_ACT runs), then the FP8 MATMUL with per-token and
+// per-channel scale vectors (src[3] = [s_x (M) | s_w (N)]):
+// y = (q_x s_x)(q_w s_w) with fp32 accumulation, vLLM's FP8 W8A8 semantics.
+void Provider::run_qmatmul_fp8(const xq_op& op) {
+  const xq_qweight& w = *op.qweight;
+  const xq_device_tensor& x = op.src[0];
+  DType T;
+  to_dtype(x.dtype, &T);
+  const int64_t M = leading(x), K = w.K, N = w.N;
+  void* xq = s_x_.get(static_cast<size_t>(M * K));
+  float* scales = static_cast<float*>(s_scale_.get(static_cast<size_t>(M + N) * 4));
+  XQ_CK(quantize_act(x.data, T, M, K, xq, DType::F8E4M3, scales, 0.f, kStream));
+  XQ_CK(cudaMemcpyAsync(scales + M, w.sw, static_cast<size_t>(N) * 4, cudaMemcpyDeviceToDevice, kStream));
+  xq_op mm = xquant::sdk::make_op(XQ_OP_MATMUL);
+  mm.src[0] = xquant::sdk::device_tensor(XQ_DTYPE_F8_E4M3, {M, K}, xq);
+  mm.src[1] = xquant::sdk::device_tensor(XQ_DTYPE_F8_E4M3, {N, K}, w.w8);
+  mm.src[2] = op.src[2];
+  mm.src[3] = xquant::sdk::device_tensor(XQ_DTYPE_F32, {M + N}, scales);
+  mm.dst = op.dst;
+  mm.i[0] = 1;
+  run_matmul(mm);
 }
 
 void Provider::release(xq_qweight* w) {

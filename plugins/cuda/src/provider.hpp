@@ -10,6 +10,7 @@
 
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "cublaslt.hpp"
 #include "kernels.hpp"
@@ -26,9 +27,10 @@ struct xq_qweight {
   uint2* sz_f16 = nullptr;
   int32_t* perm = nullptr;  // act-order: native column c = canonical column perm[c]
   bool f32_dequant_uses_f16 = false;
-  // W8 ("cuda-w8a8-int8-nk")
-  int8_t* w8 = nullptr;  // [N][K]
+  // W8 ("cuda-w8a8-int8-nk"), or FP8 W8A8 ("cuda-w8a8-fp8-nk") when fp8
+  int8_t* w8 = nullptr;  // [N][K]: int8 codes, or E4M3 bytes when fp8
   float* sw = nullptr;   // [N]
+  bool fp8 = false;
   xq_act_scheme act = XQ_ACT_NONE;
   float input_scale = 0.f;
 };
@@ -37,6 +39,7 @@ namespace xqcuda {
 
 inline constexpr const char* kLayoutW4 = "cuda-w4a16-mma";
 inline constexpr const char* kLayoutW8 = "cuda-w8a8-int8-nk";
+inline constexpr const char* kLayoutFp8 = "cuda-w8a8-fp8-nk";
 
 // A grow-only device buffer.
 struct Scratch {
@@ -69,6 +72,8 @@ class Provider : public xquant::sdk::PluginBase {
   bool check_matmul(const xq_op& op, std::string* why);
   void run_qmatmul_w4(const xq_op& op);
   void run_qmatmul_w8(const xq_op& op);
+  void run_qmatmul_fp8(const xq_op& op);
+  xq_qweight* prepare_fp8(const xq_quant_tensor& q, const std::vector<float>& row_scales);
   void run_matmul(const xq_op& op);
   void run_dequantize(const xq_op& op);
   void run_quantize_act(const xq_op& op);

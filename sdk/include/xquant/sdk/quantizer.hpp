@@ -31,7 +31,8 @@
 namespace xquant::sdk::quant {
 
 struct Scheme {
-  int bits = 4;
+  int bits = 4;           // code width (8 for FP8)
+  bool fp8 = false;       // FP8 E4M3 codes (quantizer_fp8.hpp), not integers
   bool symmetric = true;
   xq_strategy strategy = XQ_STRATEGY_GROUP;
   int64_t group_size = 128;  // GROUP only
@@ -51,8 +52,17 @@ struct Scheme {
 };
 
 // Checks a rule's scheme and converts it; `what` names the Linear in errors.
-inline Scheme scheme_from(const xq_quant_scheme& sc, const char* what) {
-  if (sc.bits < 2 || sc.bits > 8) fail(XQ_ERR_INVALID_ARGUMENT, format("%s: bits must be 2..8, got %u", what, sc.bits));
+// FP8 codes (bits XQ_BITS_F8_E4M3) only where the caller quantizes them
+// (allow_fp8: rtn); every other algorithm refuses them here.
+inline Scheme scheme_from(const xq_quant_scheme& sc, const char* what, bool allow_fp8 = false) {
+  if (sc.bits == XQ_BITS_F8_E4M3) {
+    if (!allow_fp8) fail(XQ_ERR_UNSUPPORTED, format("%s: FP8 (float) weights are not supported by this algorithm; use rtn", what));
+    if (!sc.symmetric) fail(XQ_ERR_UNSUPPORTED, format("%s: FP8 weights are symmetric", what));
+    if (sc.strategy != XQ_STRATEGY_CHANNEL && sc.strategy != XQ_STRATEGY_TENSOR)
+      fail(XQ_ERR_UNSUPPORTED, format("%s: FP8 weights take per-channel or per-tensor scales", what));
+  } else if (sc.bits < 2 || sc.bits > 8) {
+    fail(XQ_ERR_INVALID_ARGUMENT, format("%s: bits must be 2..8 (or FP8), got %u", what, sc.bits));
+  }
   if (sc.strategy == XQ_STRATEGY_GROUP && sc.group_size <= 0)
     fail(XQ_ERR_INVALID_ARGUMENT, format("%s: group strategy needs group_size > 0", what));
   if (sc.strategy != XQ_STRATEGY_GROUP && sc.strategy != XQ_STRATEGY_CHANNEL && sc.strategy != XQ_STRATEGY_TENSOR)
@@ -62,7 +72,8 @@ inline Scheme scheme_from(const xq_quant_scheme& sc, const char* what) {
       sc.scale_dtype != XQ_DTYPE_BF16)
     fail(XQ_ERR_UNSUPPORTED, format("%s: scale dtype must be F32, F16 or BF16", what));
   Scheme s;
-  s.bits = static_cast<int>(sc.bits);
+  s.fp8 = sc.bits == XQ_BITS_F8_E4M3;
+  s.bits = static_cast<int>(XQ_CODE_WIDTH(sc.bits));
   s.symmetric = sc.symmetric != 0;
   s.strategy = sc.strategy;
   s.group_size = sc.group_size;
@@ -278,7 +289,7 @@ inline void alloc_quant(const Host& host, const Scheme& s, const xq_quant_scheme
   q.codes = host.alloc<int8_t>(static_cast<size_t>(rows * cols));
   q.scales = host.alloc<float>(static_cast<size_t>(n_scales));
   if (!s.symmetric) q.zero_points = host.alloc<int8_t>(static_cast<size_t>(n_scales));
-  q.bits = static_cast<uint32_t>(s.bits);
+  q.bits = s.fp8 ? XQ_BITS_F8_E4M3 : static_cast<uint32_t>(s.bits);
   q.symmetric = s.symmetric ? 1 : 0;
   q.strategy = s.strategy;
   q.rows = rows;

@@ -13,6 +13,7 @@
 
 #include <xquant/sdk/dtype.hpp>
 #include <xquant/sdk/error.hpp>
+#include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/host.hpp>
 #include <xquant/xq_kernel.h>
 #include <xquant/xq_tensor.h>
@@ -198,9 +199,15 @@ class QuantTensor {
     if (t_.strategy == XQ_STRATEGY_GROUP) g = t_.g_idx ? t_.g_idx[c] : c / t_.group_size;
     return r * t_.n_groups + g;
   }
-  // Dequantizes row r into out[cols]: (code - zp) * scale.
+  // Dequantizes row r into out[cols]: (code - zp) * scale, or for FP8 codes
+  // (XQ_BITS_F8_E4M3) e4m3 value * scale.
   void dequantize_row(int64_t r, float* out) const noexcept {
     const int8_t* codes = t_.codes + r * t_.cols;
+    if (is_e4m3_code(t_.bits)) {
+      for (int64_t c = 0; c < t_.cols; ++c)
+        out[c] = e4m3_to_f32(static_cast<uint8_t>(codes[c])) * t_.scales[group_index(r, c)];
+      return;
+    }
     for (int64_t c = 0; c < t_.cols; ++c) {
       const int64_t gi = group_index(r, c);
       const float zp = t_.zero_points ? static_cast<float>(t_.zero_points[gi]) : 0.0f;
