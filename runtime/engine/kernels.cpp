@@ -87,6 +87,20 @@ xq_qweight* Kernels::prepare(const xq_quant_tensor& q, const std::string& name) 
   return w;
 }
 
+xq_qweight* Kernels::prepare_blocks(const std::vector<xq_block_tensor>& parts, const std::string& name) const {
+  const xq_kernel_vtable& vt = plugin_->kernel();
+  if (parts.empty() || !XQ_HAS_FIELD(&vt, xq_kernel_vtable, qweight_prepare_blocks) || !vt.qweight_prepare_blocks)
+    return nullptr;
+  xq_qweight* w = nullptr;
+  xq_status s = vt.qweight_prepare_blocks(plugin_->state, parts.data(), static_cast<uint32_t>(parts.size()), &w);
+  if (s == XQ_ERR_UNSUPPORTED) {
+    set_last_error("");
+    return nullptr;
+  }
+  check_plugin_call(s, fmt::format("kernel provider '{}' preparing '{}' from foreign blocks", plugin_->name(), name));
+  return w;
+}
+
 void Kernels::release(xq_qweight* w) const {
   if (w) plugin_->kernel().qweight_release(plugin_->state, w);
 }

@@ -55,6 +55,9 @@ class Kernels {
   // nullptr when the provider does not run this scheme (the engine then
   // dequantizes on load); throws on other failures.
   xq_qweight* prepare(const xq_quant_tensor& q, const std::string& name) const;
+  // The same for foreign blocks stacked by rows (nullptr also when the
+  // provider predates qweight_prepare_blocks).
+  xq_qweight* prepare_blocks(const std::vector<xq_block_tensor>& parts, const std::string& name) const;
   void release(xq_qweight* w) const;
   // The provider's memory report (xq_kernel_vtable.memory_info); false when
   // the provider has none.

@@ -69,7 +69,8 @@ Model::~Model() {
     kernels_->release(l.qkv.q);
     kernels_->release(l.gate_up.q);
   }
-  kernels_->release(lm_head_.q);
+  if (lm_head_.q != embed_q_) kernels_->release(lm_head_.q);
+  kernels_->release(embed_q_);
 }
 
 std::vector<float> Model::read_vector(const std::string& name, int64_t expect) const {
@@ -84,7 +85,8 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
   LinearWeights lw;
   lw.desc = &d;
   const TensorEntry* te = checkpoint_->find(d.weight_name());
-  if (te && te->has_quantized && !options_.dequantize_all && adopt_stored(*te, d, lw)) {
+  if (te && (load_foreign_linear(lw, {&d}) ||
+             (te->has_quantized && !options_.dequantize_all && adopt_stored(*te, d, lw)))) {
     if (d.bias) lw.bias = read_vector(d.bias_name(), d.out);
     return lw;
   }
@@ -304,7 +306,7 @@ void Model::load_weights() {
   const TensorEntry& et = checkpoint_->require(a.embed);
   if (et.shape.size() != 2 || et.shape[0] != a.vocab || et.shape[1] != a.hidden)
     fail(XQ_ERR_MALFORMED, "'{}' has shape {}, expected [{}, {}]", a.embed, et.shape_text(), a.vocab, a.hidden);
-  embed_ = checkpoint_->read_f32(et);
+  if (!load_foreign_embedding(et)) embed_ = checkpoint_->read_f32(et);
   final_norm_ = read_vector(a.final_norm, a.hidden);
   layers_.resize(static_cast<size_t>(a.n_layers));
   for (int64_t l = 0; l < a.n_layers; ++l) {
@@ -338,6 +340,7 @@ void Model::load_weights() {
         }
       }
     }
+    if (!on_device() && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) stack_host_layer(d, w, loaded);
     for (size_t i = 0; i < d.linears.size(); ++i)
       if (!loaded[i]) w.linears[i] = load_linear(d.linears[i]);
   }
@@ -351,6 +354,7 @@ void Model::load_weights() {
     if (!a.tie_embeddings) logger().warn("'{}' has no lm_head.weight: using the tied embeddings", checkpoint_->path().string());
     lm_head_.desc = &lm_desc;
     lm_head_.layout = "f32 (tied embeddings)";
+    if (embed_q_) tie_lm_head_to_foreign_embedding();
   }
   // RoPE: llama3 factors from the file (GGUF rope_freqs) or from the config.
   if (const TensorEntry* rf = checkpoint_->find("rope_freqs.weight")) {
@@ -440,7 +444,8 @@ void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float*
 
 void Model::embed_ids(const int32_t* ids, int64_t n, float* out) const {
   xq_op op = Kernels::op(XQ_OP_GET_ROWS);
-  op.src[0] = f32({arch_.vocab, arch_.hidden}, embedding());
+  if (embed_q_) op.qweight = embed_q_;
+  else op.src[0] = f32({arch_.vocab, arch_.hidden}, embedding());
   op.src[1] = dtensor(XQ_DTYPE_I32, {n}, ids);
   op.dst = f32({n, arch_.hidden}, out);
   kernels_->run(op, "GET_ROWS (embeddings)");
@@ -538,9 +543,13 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
 
   rms_norm(k, x, rows, H, at(W.input_norm, W.d_input_norm), a.rms_eps, h, "RMS_NORM (input)");
   if (tap) tap(LayerDesc::kAttnIn, h, rows, H);
-  linear(W.linears[LayerDesc::kQ], h, rows, q, "q_proj");
-  linear(W.linears[LayerDesc::kK], h, rows, kk, "k_proj");
-  linear(W.linears[LayerDesc::kV], h, rows, vv, "v_proj");
+  if (W.qkv.desc) {
+    linear_stacked(W.qkv, h, rows, {{q, NH * HD}, {kk, KVH * HD}, {vv, KVH * HD}}, "q|k|v_proj");
+  } else {
+    linear(W.linears[LayerDesc::kQ], h, rows, q, "q_proj");
+    linear(W.linears[LayerDesc::kK], h, rows, kk, "k_proj");
+    linear(W.linears[LayerDesc::kV], h, rows, vv, "v_proj");
+  }
   if (a.qk_norm) {
     rms_norm(k, q, rows * NH, HD, at(W.q_norm, W.d_q_norm), a.rms_eps, q, "RMS_NORM (q_norm)");
     rms_norm(k, kk, rows * KVH, HD, at(W.k_norm, W.d_k_norm), a.rms_eps, kk, "RMS_NORM (k_norm)");
@@ -585,8 +594,12 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
     add_inplace(k, x, moe_out.data(), rows, H);
     return;
   }
-  linear(W.linears[LayerDesc::kGate], h, rows, g, "gate_proj");
-  linear(W.linears[LayerDesc::kUp], h, rows, u, "up_proj");
+  if (W.gate_up.desc) {
+    linear_stacked(W.gate_up, h, rows, {{g, I}, {u, I}}, "gate|up_proj");
+  } else {
+    linear(W.linears[LayerDesc::kGate], h, rows, g, "gate_proj");
+    linear(W.linears[LayerDesc::kUp], h, rows, u, "up_proj");
+  }
   {
     xq_op op = Kernels::op(XQ_OP_SWIGLU);
     op.src[0] = f32({rows, I}, g);

@@ -73,7 +73,8 @@ struct LayerWeights {
   std::vector<LinearWeights> linears;  // LayerDesc::linears order
   // Device providers: q|k|v and gate|up stacked along rows into one weight
   // each (one GEMM per group), when their weights share a description (see
-  // engine/fuse.hpp). Then the members in `linears` keep only their desc
+  // engine/fuse.hpp); host providers likewise for foreign (GGUF) blocks
+  // (engine/foreign_blocks.cpp), each group on its own. Then the members in `linears` keep only their desc
   // (layout "stacked into ..."), and `fused_desc` owns the groups' descs.
   LinearWeights qkv, gate_up;
   std::vector<std::unique_ptr<LinearDesc>> fused_desc;
@@ -226,6 +227,14 @@ class Model {
   LinearWeights load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
                              const char* name);
   bool choose_qmatmul_act(LinearWeights& lw) const;
+  // Foreign (GGUF) blocks run in place by the provider (engine/foreign_blocks.cpp).
+  bool load_foreign_linear(LinearWeights& lw, const std::vector<const LinearDesc*>& parts);
+  bool load_foreign_embedding(const TensorEntry& et);
+  void tie_lm_head_to_foreign_embedding();
+  void stack_host_layer(const LayerDesc& d, LayerWeights& w, std::vector<bool>& loaded);
+  // One GEMM of a stacked weight, its output columns split into outs (pointer, width per row).
+  void linear_stacked(const LinearWeights& lw, const float* x, int64_t rows,
+                      std::initializer_list<std::pair<float*, int64_t>> outs, const char* what) const;
   uint64_t quantized_bytes(const xq_quant_tensor& q) const;
   bool bf16_matmul_runs(const LinearWeights& lw) const;
   void upload_weights();
@@ -282,6 +291,9 @@ class Model {
   std::unique_ptr<Kernels> kernels_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<float> embed_, final_norm_;
+  xq_qweight* embed_q_ = nullptr;  // the embedding table as foreign blocks (embed_ then empty)
+  uint64_t embed_bytes_ = 0;
+  mutable std::vector<float> stacked_scratch_;
   LinearWeights lm_head_;  // w empty and q null when tied: embed_ is used
   std::unique_ptr<LinearDesc> lm_owned_;  // lm_head's description when the file has one
   std::vector<float> rope_factors_;

@@ -39,7 +39,7 @@ size_t vtable_min_size(xq_plugin_kind kind) {
     case XQ_PLUGIN_ALGORITHM: return sizeof(xq_algorithm_vtable);
     case XQ_PLUGIN_FORMAT: return sizeof(xq_format_vtable);
     // Entries appended later (qweight_packed_layout, qweight_adopt,
-    // memory_info) are optional: a provider built before them stops at
+    // memory_info, qweight_prepare_blocks) are optional: a provider built before them stops at
     // qweight_layout, and callers check struct_size before reading them.
     case XQ_PLUGIN_KERNEL_PROVIDER: return offsetof(xq_kernel_vtable, qweight_packed_layout);
   }

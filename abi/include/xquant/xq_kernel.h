@@ -63,7 +63,9 @@ typedef enum xq_op_type {
   XQ_OP_SWIGLU = 7,
   /* dst = src[0] + src[1] (elementwise; src[1] may be [N] broadcast on rows) */
   XQ_OP_ADD = 8,
-  /* dst[T, D] = src[0][ids, :] with ids = src[1] (I32 [T]) */
+  /* dst[T, D] = src[0][ids, :] with ids = src[1] (I32 [T]); or, when
+   * qweight is set and src[0] absent, rows ids of dequant(qweight) (a
+   * provider that prepared the embedding table from foreign blocks) */
   XQ_OP_GET_ROWS = 9,
   /* dst = src[0] * src[1] elementwise (src[1] may be [N] broadcast on rows) */
   XQ_OP_MUL = 10,
@@ -153,6 +155,14 @@ typedef struct xq_kernel_vtable {
    * bytes in use now, and the most in use since the previous memory_info
    * call (its own workspaces included). May be NULL. */
   xq_status (*memory_info)(void* state, struct xq_memory_info* out);
+  /* Appended in 1.0 (read only when struct_size covers it; may be NULL):
+   * prepares the rows of `parts[0..n_parts)` stacked in that order (one
+   * weight whose rows are parts[0]'s, then parts[1]'s, ...; all with the
+   * same cols, each in its own block type) from foreign blocks, executed in
+   * their own layout by QMATMUL, DEQUANTIZE and GET_ROWS. The parts'
+   * bytes are borrowed as xq_block_tensor says. XQ_ERR_UNSUPPORTED when a
+   * part's family/type is not one the provider runs. */
+  xq_status (*qweight_prepare_blocks)(void* state, const xq_block_tensor* parts, uint32_t n_parts, xq_qweight** out);
 } xq_kernel_vtable;
 
 #ifdef __cplusplus
@@ -169,6 +179,7 @@ XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, run_op) == 64, "kernel.run_op moved"
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_layout) == 88, "kernel.qweight_layout moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_adopt) == 104, "kernel.qweight_adopt moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, memory_info) == 112, "kernel.memory_info moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_prepare_blocks) == 120, "kernel.qweight_prepare_blocks moved");
 #endif
 
 #endif /* XQUANT_XQ_KERNEL_H */

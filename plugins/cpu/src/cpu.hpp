@@ -14,10 +14,12 @@
 #include <xquant/xq_kernel.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace xquant::cpu {
 struct QKernels;
+struct BlockWeight;
 }
 
 // The provider's prepared quantized weight, packed as its kernels stream it
@@ -53,8 +55,12 @@ struct xq_qweight {
   bool fp8 = false;
   std::vector<float> fp8_values;
   std::vector<float> fp8_scales;
+  // Foreign (GGUF) blocks run in place (gguf_blocks_weight.hpp); then only
+  // rows, cols and gemv_max_rows above are set.
+  std::shared_ptr<const xquant::cpu::BlockWeight> blocks;
   // Bytes the kernels stream: codes plus f32 scales (and zero points).
   uint64_t bytes() const {
+    if (blocks) return blocks->bytes;
     if (fp8) return 4 * static_cast<uint64_t>(fp8_values.size() + fp8_scales.size());
     return static_cast<uint64_t>(rows * row_bytes) + 4 * static_cast<uint64_t>(rows * n_groups) * (zeros ? 2 : 1);
   }

@@ -2,6 +2,7 @@
 // OpenBLAS, norms, RoPE, attention, elementwise, gathers, conversions) and
 // the validation every op goes through before it runs.
 #include "cpu.hpp"
+#include "gguf_blocks_weight.hpp"
 
 #include <xquant/sdk/half.hpp>
 
@@ -215,6 +216,8 @@ void check_op(const xq_op& op) {
     check_quant(op);
   else if (is_paged_op(op.type))
     check_paged(op);
+  else if (op.type == XQ_OP_GET_ROWS && op.qweight)
+    check_blocks_get_rows(op);
   else
     check_dense(op);
 }

@@ -20,6 +20,7 @@
 // the same (permuted, padded) order at run time. Every kernel then loops
 // over whole blocks of contiguous groups, with no tail.
 #include "cpu.hpp"
+#include "gguf_blocks_weight.hpp"
 #include "qkernels.hpp"
 
 #include <xquant/sdk/fp8.hpp>
@@ -197,6 +198,7 @@ void check_quant(const xq_op& op) {
 }
 
 void run_dequantize(const Host& host, const xq_op& op) {
+  if (op.qweight->blocks) return run_blocks_dequantize(host, op);
   const xq_qweight& w = *op.qweight;
   if (w.fp8) return run_fp8_dequantize(host, op);
   xq_dtype dt = op.dst.dtype;
@@ -329,6 +331,7 @@ void qgemm_weight_only(const Host& host, const xq_qweight& w, const float* x, in
 }  // namespace
 
 void run_qmatmul(const Host& host, const xq_op& op) {
+  if (op.qweight->blocks) return run_blocks_qmatmul(host, op);
   const xq_qweight& w = *op.qweight;
   if (w.fp8) return run_fp8_qmatmul(host, op);
   const int64_t M = rows_of(op.src[0]);

@@ -341,9 +341,24 @@ struct KernelAdapter {
       }
     });
   }
+  // Providers that run foreign blocks define
+  //   xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) const;
+  // for the others the entry answers XQ_ERR_UNSUPPORTED.
+  static xq_status qweight_prepare_blocks(void* state, const xq_block_tensor* parts, uint32_t n,
+                                          xq_qweight** out) noexcept {
+    if constexpr (requires(const Impl& i) { i.prepare_blocks(parts, n); }) {
+      return guard(self(state)->host, [&] {
+        if (!parts || n == 0 || !out) fail(XQ_ERR_INVALID_ARGUMENT, "qweight_prepare_blocks: no parts or NULL out");
+        *out = self(state)->prepare_blocks(parts, n);
+      });
+    } else {
+      return XQ_ERR_UNSUPPORTED;
+    }
+  }
   static constexpr xq_kernel_vtable vtable{sizeof(xq_kernel_vtable), 0, &score, &alloc, &free, &upload, &download,
                                            &synchronize, &supports_op, &run_op, &qweight_prepare, &qweight_release,
-                                           &qweight_layout, &qweight_packed_layout, &qweight_adopt, &memory_info};
+                                           &qweight_layout, &qweight_packed_layout, &qweight_adopt, &memory_info,
+                                           &qweight_prepare_blocks};
 };
 
 }  // namespace xquant::sdk
