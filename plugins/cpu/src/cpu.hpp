@@ -59,11 +59,7 @@ struct xq_qweight {
   // rows, cols and gemv_max_rows above are set.
   std::shared_ptr<const xquant::cpu::BlockWeight> blocks;
   // Bytes the kernels stream: codes plus f32 scales (and zero points).
-  uint64_t bytes() const {
-    if (blocks) return blocks->bytes;
-    if (fp8) return 4 * static_cast<uint64_t>(fp8_values.size() + fp8_scales.size());
-    return static_cast<uint64_t>(rows * row_bytes) + 4 * static_cast<uint64_t>(rows * n_groups) * (zeros ? 2 : 1);
-  }
+  uint64_t bytes() const;  // qweight.cpp
 };
 
 namespace xquant::cpu {
