@@ -66,7 +66,7 @@ std::vector<Sensitivity> measure_sensitivity(Model& model, const std::vector<Gro
         continue;
       }
       set_group_weights(model, g, rung_weights(g, r, original[i]));
-      out[i].measured_kld.push_back(eval.evaluate(model).kld);
+      out[i].measured_kld.push_back(eval.evaluate_from(model, g.layer).kld);
       set_group_weights(model, g, original[i]);
     }
     logger().info("decide: sensitivity {}: measured KLD {:.5f} (alone at rung 0), proxy {:.4g}", g.name,
