@@ -140,6 +140,8 @@ FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, 
       s.accuracy = eval.evaluate(model);
     }
     s.meets = meets_target(s.accuracy, eval.reference_accuracy(), spec, nullptr);
+    s.excess = spec.metric == "ppl" ? s.accuracy.ppl / eval.reference_accuracy().ppl - 1.0
+                                    : s.accuracy.kld - eval.reference_accuracy().kld;
     logger().info("decide: fallback ({}, {} tokens) {}/{}: {} bytes, ppl {:.4f}, KLD {:.5f}{}", method, eval.tokens(),
                   k, path.size() - 1, s.bytes, s.accuracy.ppl, s.accuracy.kld, s.meets ? " (target met)" : "");
     return seen.emplace(k, std::move(s)).first->second;

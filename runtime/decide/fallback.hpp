@@ -34,11 +34,15 @@ struct FallbackStep {
   uint64_t dense_bytes = 0;  // of those, the groups kept dense
   size_t path_index = 0;  // position on the method's allocation path
   Accuracy accuracy;
+  // The target's metric against the float model on the same tokens: ppl
+  // ratio - 1 (ppl target) or the KLD, comparable between the subset and
+  // the whole set (their float perplexities differ).
+  double excess = 0;
   bool meets = false;
 };
 
 // One method's search along its allocation path (budget.hpp): probes on the
-// quick evaluator (the first tokens of the evaluation text) bisect for the
+// quick evaluator (a subset of the evaluation windows) bisect for the
 // cheapest allocation meeting the target, which is then confirmed on the
 // full evaluation set (moving further up the path while it misses there).
 struct FallbackResult {

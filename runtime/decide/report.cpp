@@ -72,25 +72,26 @@ std::string sensitivity_svg(const Decision& d) {
 }
 
 // Accuracy against weight bytes for every fallback method: the quick
-// probes (first tokens of the evaluation text) as a line of dots, the full
+// probes (a subset of the evaluation windows) as a line of dots, the full
 // evaluations as squares, the target as a dashed line. x is logarithmic in
 // the bytes above the smallest point, so the region where the target is met
 // (a few groups moved) is not squeezed against the left edge.
 std::string curve_svg(const Decision& d) {
   if (d.fallback_methods.empty()) return "";
   const bool ppl = d.accuracy.metric == "ppl";
-  auto metric = [&](const Accuracy& a) { return ppl ? a.ppl : a.kld; };
-  double x0 = 1e300, x1 = 0, y0 = d.fallback.target, y1 = d.fallback.target;
+  const double scale = ppl ? 100.0 : 1.0;  // ppl: percent above the float model
+  auto metric = [&](const FallbackStep& s) { return s.excess * scale; };
+  const double target = d.accuracy.max_increase * scale;
+  double x0 = 1e300, x1 = 0, y0 = std::min(0.0, target), y1 = target;
   for (const auto& m : d.fallback_methods)
     for (const auto* list : {&m.probes, &m.steps})
       for (const auto& s : *list) {
         x0 = std::min<double>(x0, s.bytes);
         x1 = std::max<double>(x1, s.bytes);
-        y0 = std::min(y0, metric(s.accuracy));
-        y1 = std::max(y1, metric(s.accuracy));
+        y0 = std::min(y0, metric(s));
+        y1 = std::max(y1, metric(s));
       }
   if (x1 <= x0) x1 = x0 + 1;
-  y0 = std::min(y0, ppl ? d.reference.ppl : 0.0);
   if (y1 <= y0) y1 = y0 + 1e-9;
   const int W = 640, H = 300, L = 70, B = 44, T = 30, R = 20;
   const double span = std::log1p(x1 - x0);
@@ -104,8 +105,7 @@ std::string curve_svg(const Decision& d) {
   svg += fmt::format("<line x1='{}' y1='{}' x2='{}' y2='{}' stroke='#333'/>", L, T, L, H - B);
   svg += fmt::format("<line x1='{}' y1='{:.1f}' x2='{}' y2='{:.1f}' stroke='#2a2' stroke-dasharray='4 3'/>"
                      "<text x='{}' y='{:.1f}' fill='#2a2' text-anchor='end'>target {:.4g}</text>",
-                     L, py(d.fallback.target), W - R, py(d.fallback.target), W - R, py(d.fallback.target) - 3,
-                     d.fallback.target);
+                     L, py(target), W - R, py(target), W - R, py(target) - 3, target);
   for (size_t k = 0; k < d.fallback_methods.size(); ++k) {
     const auto& m = d.fallback_methods[k];
     const char* c = colors[std::min<size_t>(k, 3)];
@@ -115,18 +115,18 @@ std::string curve_svg(const Decision& d) {
     for (const auto& s : m.probes) pts.push_back(&s);
     std::string path;
     for (size_t i = 0; i < pts.size(); ++i) {
-      path += fmt::format("{}{:.1f},{:.1f} ", i ? "L" : "M", px(pts[i]->bytes), py(metric(pts[i]->accuracy)));
-      svg += fmt::format("<circle cx='{:.1f}' cy='{:.1f}' r='3' fill='{}'><title>{} probe: {} bytes, {} {:.5g} (first "
-                         "tokens)</title></circle>",
-                         px(pts[i]->bytes), py(metric(pts[i]->accuracy)), c, escape(m.method), pts[i]->bytes,
-                         d.accuracy.metric, metric(pts[i]->accuracy));
+      path += fmt::format("{}{:.1f},{:.1f} ", i ? "L" : "M", px(pts[i]->bytes), py(metric(*pts[i])));
+      svg += fmt::format("<circle cx='{:.1f}' cy='{:.1f}' r='3' fill='{}'><title>{} probe: {} bytes, ppl {:.5g}, KLD "
+                         "{:.5g} (subset)</title></circle>",
+                         px(pts[i]->bytes), py(metric(*pts[i])), c, escape(m.method), pts[i]->bytes,
+                         pts[i]->accuracy.ppl, pts[i]->accuracy.kld);
     }
     if (!path.empty()) svg += fmt::format("<path d='{}' fill='none' stroke='{}' stroke-opacity='0.6'/>", path, c);
     for (const auto& s : m.steps)
       svg += fmt::format("<rect x='{:.1f}' y='{:.1f}' width='8' height='8' fill='none' stroke='{}' stroke-width='2'>"
-                         "<title>{} (all tokens): {} bytes, {} {:.5g}{}</title></rect>",
-                         px(s.bytes) - 4, py(metric(s.accuracy)) - 4, c, escape(m.method), s.bytes, d.accuracy.metric,
-                         metric(s.accuracy), s.meets ? ", meets" : "");
+                         "<title>{} (all tokens): {} bytes, ppl {:.5g}, KLD {:.5g}{}</title></rect>",
+                         px(s.bytes) - 4, py(metric(s)) - 4, c, escape(m.method), s.bytes, s.accuracy.ppl, s.accuracy.kld,
+                         s.meets ? ", meets" : "");
   }
   svg += fmt::format("<text x='{}' y='{}'>{:.0f}</text><text x='{}' y='{}' text-anchor='end'>{:.0f}</text>", L,
                      H - B + 14, x0, W - R, H - B + 14, x1);
@@ -137,13 +137,14 @@ std::string curve_svg(const Decision& d) {
                      "text-anchor='end'>{:.4g}</text>",
                      L - 4, py(y1) + 4, y1, L - 4, py(y0) + 4, y0);
   svg += fmt::format("<text x='12' y='{}' transform='rotate(-90 12 {})' text-anchor='middle'>{}</text>", (T + H - B) / 2,
-                     (T + H - B) / 2, ppl ? "perplexity" : "mean KLD (nats)");
+                     (T + H - B) / 2, ppl ? "perplexity above float (%)" : "mean KLD (nats)");
   return svg + "</svg>";
 }
 
 json step_json(const FallbackStep& s) {
   return {{"moved", s.moved}, {"rung", s.rung}, {"bytes", s.bytes}, {"dense_bytes", s.dense_bytes},
-          {"path_index", s.path_index}, {"accuracy", accuracy_json(s.accuracy)}, {"meets", s.meets}};
+          {"path_index", s.path_index}, {"accuracy", accuracy_json(s.accuracy)}, {"excess", s.excess},
+          {"meets", s.meets}};
 }
 
 }  // namespace
@@ -215,7 +216,7 @@ std::string report_json(const Decision& d) {
     for (const auto& s : m.probes) probes.push_back(step_json(s));
     for (const auto& s : m.steps) full.push_back(step_json(s));
     methods.push_back({{"method", m.method}, {"met", m.met}, {"path_length", m.path_length}, {"final", step_json(m.steps.back())},
-                       {"probes_first_tokens", probes}, {"evaluated_all_tokens", full}});
+                       {"probes_subset", probes}, {"evaluated_all_tokens", full}});
   }
   j["fallback_methods"] = methods;
   json variants = json::array();
@@ -269,9 +270,10 @@ std::string report_html(const Decision& d) {
     h += "<h2>Fallback: accuracy vs bytes</h2><p style='font-size:12px'>Each method climbs its own allocation path "
          "(knapsack: least summed measured damage for a byte budget; greedy: most damage removed per extra byte; "
          "weight-error: the plain baseline, largest relative weight error first, straight to the top of the ladder). "
-         "Dots: probes on the first evaluation tokens; squares: evaluated on all of them.</p>" +
+         "Dots: probes on a subset of the evaluation windows; squares: evaluated on all of them. y: the target's "
+         "metric against the float model on the same tokens.</p>" +
          curve_svg(d);
-    h += "<table><tr><th>method</th><th>path length</th><th>evaluations (first tokens + all)</th><th>bytes</th><th>of "
+    h += "<table><tr><th>method</th><th>path length</th><th>evaluations (subset + all)</th><th>bytes</th><th>of "
          "which dense</th><th>ppl</th><th>KLD</th><th>meets</th><th>groups moved</th></tr>";
     for (const auto& m : d.fallback_methods) {
       const auto& s = m.steps.back();
