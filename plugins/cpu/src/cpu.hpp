@@ -58,8 +58,13 @@ struct xq_qweight {
   // Foreign (GGUF) blocks run in place (gguf_blocks_weight.hpp); then only
   // rows, cols and gemv_max_rows above are set.
   std::shared_ptr<const xquant::cpu::BlockWeight> blocks;
+  uint64_t block_bytes = 0;  // the blocks' stored bytes
   // Bytes the kernels stream: codes plus f32 scales (and zero points).
-  uint64_t bytes() const;  // qweight.cpp
+  uint64_t bytes() const {
+    if (blocks) return block_bytes;
+    if (fp8) return 4 * static_cast<uint64_t>(fp8_values.size() + fp8_scales.size());
+    return static_cast<uint64_t>(rows * row_bytes) + 4 * static_cast<uint64_t>(rows * n_groups) * (zeros ? 2 : 1);
+  }
 };
 
 namespace xquant::cpu {

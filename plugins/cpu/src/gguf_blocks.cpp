@@ -219,6 +219,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
   w->rows = bw->rows;
   w->cols = bw->cols;
   w->gemv_max_rows = selected_gemv_max_rows();
+  w->block_bytes = bw->bytes;
   w->blocks = std::move(bw);
   return w.release();
 }

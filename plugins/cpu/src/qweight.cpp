@@ -144,16 +144,6 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
 
 }  // namespace
 
-}  // namespace xquant::cpu
-
-uint64_t xq_qweight::bytes() const {
-  if (blocks) return blocks->bytes;
-  if (fp8) return 4 * static_cast<uint64_t>(fp8_values.size() + fp8_scales.size());
-  return static_cast<uint64_t>(rows * row_bytes) + 4 * static_cast<uint64_t>(rows * n_groups) * (zeros ? 2 : 1);
-}
-
-namespace xquant::cpu {
-
 xq_qweight* prepare_qweight(const xq_quant_tensor& q) {
   if (q.struct_size >= sizeof(xq_quant_tensor) && sdk::is_float_code(q.bits)) return prepare_fp8_qweight(q);
   sdk::cpu_layout::Packed p = sdk::cpu_layout::pack(q);
