@@ -30,6 +30,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -468,12 +470,23 @@ TEST_F(XqModel, ConvertedAndDirectXqEqualCompressedTensorsAndLoadWithoutRepackin
     EXPECT_EQ(ct->load_stats().stored_bytes, 0u);
     EXPECT_EQ(ct->load_stats().repacked_linears, 20);
     EXPECT_EQ(ct->load_stats().repacked_bytes, xq->load_stats().stored_bytes);
+    // The weights are the same bytes (above). On host providers a
+    // compressed-tensors checkpoint is stacked at load into one q|k|v and one
+    // gate|up weight (runtime/engine/foreign_blocks.cpp), while an xq file's
+    // stored Linears are taken as they are, unstacked; the float sums then
+    // run in different SGEMM column blocks, so the logits agree to float
+    // rounding, not bit for bit.
     const auto la = logits(*ct), lb = logits(*xq);
     ASSERT_EQ(la.size(), lb.size());
-    EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * 4), 0);
+    float amax = 0.0f, diff = 0.0f;
+    for (size_t i = 0; i < la.size(); ++i) {
+      amax = std::max(amax, std::fabs(la[i]));
+      diff = std::max(diff, std::fabs(la[i] - lb[i]));
+    }
+    EXPECT_LE(diff, 1e-5f * std::max(1.0f, amax));
     const double pa = perplexity_of(path(name + "-ct")), pb = perplexity_of(path(name + "-run.xq"));
     EXPECT_GT(pa, 1.0);
-    EXPECT_EQ(pa, pb);
+    EXPECT_NEAR(pa, pb, 1e-6 * pa);
 
     // And back to compressed-tensors: the same canonical tensors again.
     convert(name + "-run.xq", name + "-back-ct", "compressed-tensors");
