@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
-all_targets=(safetensors_header gguf pipeline_yaml ct_config tokenizer_json)
+all_targets=(safetensors_header gguf pipeline_yaml ct_config tokenizer_json xq)
 if [ $# -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 build=build-fuzz
 
@@ -27,7 +27,7 @@ command -v clang++ > /dev/null || { echo "fuzz: clang++ not found (apt-get insta
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
     -DXQUANT_FUZZ=ON -DXQUANT_CUDA=OFF -DXQUANT_BUILD_BENCH=OFF -DXQUANT_ONLY_TESTS=fuzz \
-    -DXQUANT_ONLY_PLUGINS="gguf;rtn;compressed_tensors" > /dev/null
+    -DXQUANT_ONLY_PLUGINS="gguf;rtn;compressed_tensors;xq;cpu" > /dev/null
 fi
 nice cmake --build "$build" -j2 --target "${targets[@]/#/fuzz_}" > "$build/fuzz-build.log" 2>&1 ||
   { tail -30 "$build/fuzz-build.log"; echo "fuzz: build failed (log: $build/fuzz-build.log)" >&2; exit 2; }

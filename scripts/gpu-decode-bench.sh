@@ -49,6 +49,12 @@ echo "quantize: $(( $(date +%s) - t )) s"
 t=$(date +%s)
 "$cli" quantize --model $dir/bf16 --out $dir/w8a8 --w8a8 dynamic --sym 2>&1 | tail -2
 echo "quantize W8A8: $(( $(date +%s) - t )) s"
+# FP8 W8A8 (E4M3 per-channel weights, dynamic per-token activations) where this build's CLI has it.
+if "$cli" quantize --help 2>&1 | grep -q FP8_DYNAMIC; then
+  t=$(date +%s)
+  "$cli" quantize --model $dir/bf16 --out $dir/fp8 --scheme FP8_DYNAMIC 2>&1 | tail -2
+  echo "quantize FP8: $(( $(date +%s) - t )) s"
+fi
 gbs=$(python3 - <<'PY'
 import torch
 n = 4 << 30  # 4 GiB, far beyond L2
@@ -64,5 +70,7 @@ print(f"{2 * n / (ts[len(ts) // 2] / 1e3) / 1e9:.0f}")
 PY
 )
 echo "device-to-device copy: $gbs GB/s (read + write, median of 20, 4 GiB)"
+# SKIP_DECODE_SPEED=1: only make the models (for scripts/gpu-serve-bench.sh).
+[ "${SKIP_DECODE_SPEED:-0}" = 1 ] && exit 0
 XQUANT_BENCH_COPY_GBS=$gbs XQUANT_BENCH_MODELS="bf16:$dir/bf16:bf16,w4a16-g128:$dir/w4a16-g128:bf16,w8a8-int8:$dir/w8a8:bf16" \
   "$eng" --gtest_also_run_disabled_tests --gtest_filter='*DecodeSpeed*' 2>&1 | grep -Ev "^\[ (RUN|       OK) "

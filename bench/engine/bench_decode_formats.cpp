@@ -5,17 +5,29 @@
 // (round r runs every format once; each keeps its best round) with the same
 // thread pool, prompt and token count.
 //
-//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME] ...
-//       [--threads 1,2] [--decode 32] [--rounds 3] [--json]
+//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,dequant] ...
+//       [--threads 1,2] [--decode 32] [--prefill 0] [--rounds 3] [--json]
 //
-// gemv=q8 / isa=NAME load that entry with XQUANT_CPU_GEMV / XQUANT_CPU_ISA
-// set (the cpu provider reads them when it prepares a weight), so the same
-// checkpoint can be compared across decode paths.
+// gemv=q8 / isa=NAME / rows=N load that entry with XQUANT_CPU_GEMV /
+// XQUANT_CPU_ISA / XQUANT_CPU_GEMV_ROWS set (the cpu provider reads them when
+// it prepares a weight), so the same checkpoint can be compared across decode
+// and prefill paths; `dequant` loads it with every Linear dequantized to F32
+// (ModelOptions::dequantize_all). So one run compares a GGUF file executed
+// natively from its blocks, the same file dequantized at load, and our F32:
+//   --model f32=model-f32.gguf --model native=model-q4_k_m.gguf
+//   --model deq=model-q4_k_m.gguf,dequant --model native-int8-prefill=model-q4_k_m.gguf,rows=100000
+// --prefill N adds prefill tokens/s of an N-token prompt (rows=N picks the
+// integer kernels or dequantize + SGEMM for it).
+//
+// Memory: "load MB" is the growth of the process's resident set while the
+// entry is opened and warmed up (weights, mapped file pages touched, KV
+// cache), and the process's peak RSS (VmHWM) is printed at the end; entries
+// share one process, so for a single format's peak RSS run it alone.
 //
 // Weight bytes per token: what the engine reports, with each quantized
 // Linear replaced by the bytes of the cpu provider's packed weight (codes +
 // scales + zero points, qweight.cpp), since the engine's estimate assumes one
-// byte per code. Floor = bytes per token / read bandwidth (a parallel read
+// byte per code; GGUF blocks run natively count their stored bytes. Floor = bytes per token / read bandwidth (a parallel read
 // stream, bandwidth.hpp); "% floor" = measured tok/s / floor tok/s.
 #include "bandwidth.hpp"
 #include "core/runtime.hpp"
@@ -28,6 +40,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -39,11 +52,26 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Entry {
-  std::string label, path, gemv, isa;
+  std::string label, path, gemv, isa, rows;
+  bool dequant = false;
   std::unique_ptr<Model> model;
   uint64_t bytes_per_token = 0;
-  double best_tps = 0;
+  double best_tps = 0, best_prefill_tps = 0;
+  double load_rss_mb = 0;
 };
+
+// A /proc/self/status field in kB ("VmRSS", "VmHWM"); 0 when unreadable.
+double proc_status_kb(const char* field) {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  double kb = 0;
+  const size_t n = std::strlen(field);
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, field, n) == 0 && line[n] == ':') kb = std::atof(line + n + 1);
+  std::fclose(f);
+  return kb;
+}
 
 Entry parse_entry(const std::string& spec) {
   Entry e;
@@ -56,6 +84,8 @@ Entry parse_entry(const std::string& spec) {
   while (std::getline(ss, item, ',')) {
     if (item.rfind("gemv=", 0) == 0) e.gemv = item.substr(5);
     else if (item.rfind("isa=", 0) == 0) e.isa = item.substr(4);
+    else if (item.rfind("rows=", 0) == 0) e.rows = item.substr(5);
+    else if (item == "dequant") e.dequant = true;
     else throw std::runtime_error("--model " + spec + ": unknown option '" + item + "'");
   }
   return e;
@@ -65,13 +95,23 @@ Entry parse_entry(const std::string& spec) {
 void open_entry(Runtime& rt, Entry& e) {
   if (!e.gemv.empty()) setenv("XQUANT_CPU_GEMV", e.gemv.c_str(), 1);
   if (!e.isa.empty()) setenv("XQUANT_CPU_ISA", e.isa.c_str(), 1);
-  e.model = Model::open(rt, e.path);
+  if (!e.rows.empty()) setenv("XQUANT_CPU_GEMV_ROWS", e.rows.c_str(), 1);
+  ModelOptions mo;
+  mo.dequantize_all = e.dequant;
+  e.model = Model::open(rt, e.path, mo);
   unsetenv("XQUANT_CPU_GEMV");
   unsetenv("XQUANT_CPU_ISA");
+  unsetenv("XQUANT_CPU_GEMV_ROWS");
   uint64_t b = e.model->weight_bytes_per_token();
-  for (int i = 0; i < static_cast<int>(e.model->arch().layers.size()); ++i)
-    for (const auto& lw : e.model->layer(i).linears)
-      if (lw.q && lw.layout.rfind("cpu-", 0) == 0) b = b - lw.bytes + lw.q->bytes();
+  auto packed = [&](const LinearWeights& lw) {
+    if (lw.q && lw.layout.rfind("cpu-", 0) == 0) b = b - lw.bytes + lw.q->bytes();
+  };
+  for (int i = 0; i < static_cast<int>(e.model->arch().layers.size()); ++i) {
+    const LayerWeights& l = e.model->layer(i);
+    for (const auto& lw : l.linears) packed(lw);
+    packed(l.qkv);  // q|k|v and gate|up stacked on the cpu provider
+    packed(l.gate_up);
+  }
   e.bytes_per_token = b;
 }
 
@@ -91,12 +131,23 @@ double decode_tps(Model& m, int64_t decode) {
   return static_cast<double>(decode) / bench::seconds_between(t0, Clock::now());
 }
 
+// Tokens/s of one `n`-token prompt (no logits but the last row's).
+double prefill_tps(Model& m, int64_t n) {
+  const Architecture& a = m.arch();
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % a.vocab);
+  KvCache cache(a, n);
+  auto t0 = Clock::now();
+  m.forward({SequenceInput{&cache, ids.data(), n, false}});
+  return static_cast<double>(n) / bench::seconds_between(t0, Clock::now());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> specs;
   std::vector<unsigned> threads = {1, 2};
-  int64_t decode = 32;
+  int64_t decode = 32, prefill = 0;
   int rounds = 3;
   bool json = false;
   for (int i = 1; i < argc; ++i) {
@@ -110,6 +161,7 @@ int main(int argc, char** argv) {
     };
     if (a == "--model") specs.push_back(next());
     else if (a == "--decode") decode = std::stoll(next());
+    else if (a == "--prefill") prefill = std::stoll(next());
     else if (a == "--rounds") rounds = std::stoi(next());
     else if (a == "--json") json = true;
     else if (a == "--threads") {
@@ -119,8 +171,8 @@ int main(int argc, char** argv) {
       while (std::getline(ss, t, ',')) threads.push_back(static_cast<unsigned>(std::stoul(t)));
     } else {
       std::fprintf(stderr,
-                   "usage: bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME] ... [--threads 1,2] "
-                   "[--decode N] [--rounds R] [--json]\n");
+                   "usage: bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,dequant] ... "
+                   "[--threads 1,2] [--decode N] [--prefill N] [--rounds R] [--json]\n");
       return 2;
     }
   }
@@ -138,20 +190,30 @@ int main(int argc, char** argv) {
       Runtime rt(ro);
       std::vector<Entry> entries;
       for (const auto& s : specs) entries.push_back(parse_entry(s));
-      for (auto& e : entries) open_entry(rt, e);
-      for (auto& e : entries) decode_tps(*e.model, 4);  // warm-up
+      for (auto& e : entries) {
+        const double before = proc_status_kb("VmRSS");
+        open_entry(rt, e);
+        decode_tps(*e.model, 4);  // warm-up
+        e.load_rss_mb = (proc_status_kb("VmRSS") - before) / 1024.0;
+      }
       for (int r = 0; r < rounds; ++r)
-        for (auto& e : entries) e.best_tps = std::max(e.best_tps, decode_tps(*e.model, decode));
+        for (auto& e : entries) {
+          e.best_tps = std::max(e.best_tps, decode_tps(*e.model, decode));
+          if (prefill > 0) e.best_prefill_tps = std::max(e.best_prefill_tps, prefill_tps(*e.model, prefill));
+        }
       const double rbw = bench::read_bandwidth(rt.pool(), size_t{512} << 20, 5);
       std::fprintf(text, "threads %u (read bandwidth %.2f GB/s; best of %d interleaved rounds of %lld tokens)\n", nt,
                    rbw / 1e9, rounds, static_cast<long long>(decode));
-      std::fprintf(text, "  %-14s %10s %8s %10s %9s %10s %7s\n", "format", "MB/token", "x bytes", "decode t/s", "x first",
-                   "floor t/s", "%floor");
+      std::fprintf(text, "  %-14s %10s %8s %10s %9s %10s %7s %11s %8s %8s\n", "format", "MB/token", "x bytes", "decode t/s",
+                   "x first", "floor t/s", "%floor", "prefill t/s", "x first", "load MB");
       for (auto& e : entries) {
         const double floor_tps = rbw / static_cast<double>(e.bytes_per_token);
-        std::fprintf(text, "  %-14s %10.1f %8.3f %10.2f %9.2f %10.2f %6.0f%%\n", e.label.c_str(), e.bytes_per_token / 1e6,
+        const double pre_ratio = entries[0].best_prefill_tps > 0 ? e.best_prefill_tps / entries[0].best_prefill_tps : 0;
+        std::fprintf(text, "  %-14s %10.1f %8.3f %10.2f %9.2f %10.2f %6.0f%% %11.1f %8.2f %8.0f\n", e.label.c_str(),
+                     e.bytes_per_token / 1e6,
                      static_cast<double>(e.bytes_per_token) / static_cast<double>(entries[0].bytes_per_token),
-                     e.best_tps, e.best_tps / entries[0].best_tps, floor_tps, 100.0 * e.best_tps / floor_tps);
+                     e.best_tps, e.best_tps / entries[0].best_tps, floor_tps, 100.0 * e.best_tps / floor_tps,
+                     e.best_prefill_tps, pre_ratio, e.load_rss_mb);
         out.push_back({{"threads", nt},
                        {"format", e.label},
                        {"path", e.path},
@@ -160,7 +222,10 @@ int main(int argc, char** argv) {
                        {"ratio_to_first", e.best_tps / entries[0].best_tps},
                        {"read_bandwidth_gb_s", rbw / 1e9},
                        {"read_floor_tokens_per_s", floor_tps},
-                       {"decode_vs_read_floor", e.best_tps / floor_tps}});
+                       {"decode_vs_read_floor", e.best_tps / floor_tps},
+                       {"prefill_tokens", prefill},
+                       {"prefill_tokens_per_s", e.best_prefill_tps},
+                       {"load_rss_mb", e.load_rss_mb}});
       }
       std::fflush(text);
     }
@@ -168,6 +233,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_decode_formats: %s\n", e.what());
     return 1;
   }
+  std::fprintf(json ? stderr : stdout, "peak RSS of this process (VmHWM): %.0f MB\n", proc_status_kb("VmHWM") / 1024.0);
   if (json) std::printf("%s\n", out.dump(2).c_str());
   return 0;
 }

@@ -205,13 +205,15 @@ std::vector<float> LayerwiseCalibrator::first_hidden_states(const std::vector<in
 void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const CalibrationOptions& options) {
   const Architecture& a = model_.arch();
   const int64_t H = a.hidden;
-  for (int64_t l = 0; l < a.n_layers; ++l)
+  auto require_float = [&](int64_t l) {
     for (const auto& lw : model_.layer(static_cast<int>(l)).linears)
       if (lw.q)
         fail(XQ_ERR_INVALID_ARGUMENT,
              "calibration needs float weights but '{}' is held quantized by the provider; open the model with "
              "ModelOptions::dequantize_all",
              lw.desc->module);
+  };
+  for (int64_t l = 0; l < a.n_layers; ++l) require_float(l);  // layers on demand: empty until loaded
   // Hidden states of every sample at the current layer's input.
   std::vector<int64_t> offset(samples_.size() + 1, 0);
   int64_t max_len = 0;
@@ -234,7 +236,10 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
 
   for (int64_t l = options.first_layer; l < a.n_layers; ++l) {
     const LayerDesc& desc = a.layers[static_cast<size_t>(l)];
-    if (on_demand) model_.load_layer(static_cast<int>(l));
+    if (on_demand) {
+      model_.load_layer(static_cast<int>(l));
+      require_float(l);
+    }
     // Sequential mode: one statistics pass per stage (groups of one stage
     // do not feed each other), one callback per quantizing group of it.
     // Otherwise one pass for every group and one callback.

@@ -129,6 +129,21 @@ QuantTensor Checkpoint::read_quantized(const TensorEntry& t) const {
   return adopt_quant_tensor(q);
 }
 
+bool Checkpoint::read_packed(const TensorEntry& t, const std::string& layout, xq_quant_tensor& desc,
+                             xq_tensor_view& bytes) const {
+  const auto& vt = loader_->loader();
+  if (!XQ_HAS_FIELD(&vt, xq_loader_vtable, read_packed) || !vt.read_packed || !t.has_quantized) return false;
+  desc = sdk::make_struct<xq_quant_tensor>();
+  bytes = sdk::make_struct<xq_tensor_view>();
+  xq_status s = vt.read_packed(handle_, t.index, layout.c_str(), &desc, &bytes);
+  if (s == XQ_ERR_NOT_FOUND) {
+    set_last_error("");
+    return false;
+  }
+  check_plugin_call(s, fmt::format("reading the '{}' bytes of '{}'", layout, t.name));
+  return true;
+}
+
 namespace {
 xq_status source_find(void* ctx, const char* name, xq_tensor_view* out) {
   const auto* cp = static_cast<const Checkpoint*>(ctx);

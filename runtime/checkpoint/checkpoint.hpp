@@ -54,6 +54,11 @@ class Checkpoint {
   std::vector<float> read_f32(const TensorEntry& t) const;
   xq_tensor_view raw(const TensorEntry& t) const;
   QuantTensor read_quantized(const TensorEntry& t) const;  // loader-level (block formats)
+  // The stored bytes of quantized tensor `t` in provider layout `layout`
+  // ("canonical" for the canonical segment) with its description (buffers
+  // NULL), borrowed while the checkpoint is open; false when the loader
+  // stores no such layout for it (only the `xq` loader stores any).
+  bool read_packed(const TensorEntry& t, const std::string& layout, xq_quant_tensor& desc, xq_tensor_view& bytes) const;
 
   // The format plugin that recognises this checkpoint as quantized, if any.
   LoadedPlugin* quant_format() const { return quant_format_; }

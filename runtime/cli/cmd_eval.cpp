@@ -2,11 +2,15 @@
 // perplexity of a text file under the protocol of docs/engine.md (one BOS,
 // consecutive ctx-token windows, every token but each window's first scored),
 // for any checkpoint the loaders read, quantized ones included.
+// `--protocol llama-perplexity [--chunks K]` scores the windows llama.cpp's
+// llama-perplexity scores instead (engine/perplexity_chunks.hpp), so the two
+// engines can be compared on one file.
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "core/progress.hpp"
 #include "engine/evaluate.hpp"
+#include "engine/perplexity_chunks.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -25,12 +29,22 @@ int cmd_eval(const RuntimeOptions& options, int argc, char** argv) {
              {"max-tokens", "M", "score only the first M tokens of the text (0 = all)"},
              {"provider", "NAME", "kernel provider: cpu (default) or cuda (NVIDIA GPU)"},
              {"tokenizer", "PATH", "take the vocabulary from another checkpoint (e.g. a GGUF)"},
+             {"protocol", "P", "xquant (default) | llama-perplexity (llama.cpp's chunks: BOS-led, second half scored)"},
+             {"chunks", "K", "--protocol llama-perplexity: score only the first K chunks (0 = all)"},
              {"json", "", "print a JSON object"}});
   if (!args.parse(argc, argv)) return 0;
   long long ctx = args.get_int("ctx", 512);
   long long max_tokens = args.get_int("max-tokens", 0);
   if (ctx < 2) throw UsageError("--ctx must be at least 2");
   if (max_tokens < 0) throw UsageError("--max-tokens must be >= 0");
+  std::string protocol = args.get_or("protocol", "xquant");
+  if (protocol != "xquant" && protocol != "llama-perplexity")
+    throw UsageError("--protocol takes 'xquant' or 'llama-perplexity', got '" + protocol + "'");
+  long long chunks = args.get_int("chunks", 0);
+  if (chunks < 0) throw UsageError("--chunks must be >= 0");
+  if (protocol == "xquant" && args.get("chunks")) throw UsageError("--chunks is an option of --protocol llama-perplexity");
+  if (protocol == "llama-perplexity" && args.get("max-tokens"))
+    throw UsageError("--max-tokens is an option of --protocol xquant (llama-perplexity counts --chunks)");
   std::string text_path = *args.get("text");
   std::ifstream in(text_path, std::ios::binary);
   if (!in) fail(XQ_ERR_IO, "cannot read text file '{}'", text_path);
@@ -42,11 +56,17 @@ int cmd_eval(const RuntimeOptions& options, int argc, char** argv) {
   mo.provider = args.get_or("provider", "cpu");
   mo.tokenizer_from = args.get_or("tokenizer", "");
   auto model = Model::open(runtime, *args.get("model"), mo);
-  auto tokens = eval_tokens(*model, ss.str(), static_cast<uint64_t>(max_tokens));
-  auto r = perplexity(*model, tokens, ctx, [](uint64_t done, uint64_t total) { Progress::report("eval", done, total, "tokens"); });
+  auto report = [](uint64_t done, uint64_t total) { Progress::report("eval", done, total, "tokens"); };
+  PerplexityResult r;
+  if (protocol == "llama-perplexity") {
+    r = perplexity_llama_chunks(*model, llama_perplexity_tokens(*model, ss.str()), ctx, chunks, report);
+  } else {
+    r = perplexity(*model, eval_tokens(*model, ss.str(), static_cast<uint64_t>(max_tokens)), ctx, report);
+  }
   if (args.flag("json")) {
     nlohmann::json j{{"model", *args.get("model")},
                      {"text", text_path},
+                     {"protocol", protocol},
                      {"ctx", r.ctx},
                      {"tokens_total", r.tokens_total},
                      {"tokens_scored", r.tokens_scored},

@@ -9,6 +9,7 @@
 #include "checkpoint/linear_modules.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -32,7 +33,9 @@ nlohmann::json value_json(const KvValue& v) {
 
 // Keys too bulky for a listing (vocabularies, raw JSON documents).
 bool bulky(const std::string& key, const KvValue& v) {
-  if (key == "config_json" || key == "quantization_config" || key == "tokenizer.huggingface_json") return true;
+  if (key == "config_json" || key == "quantization_config" || key == "tokenizer.huggingface_json" ||
+      key == "xq.recipe_yaml" || key == "xq.report_json")
+    return true;
   return (v.type() == XQ_VALUE_STRING_ARRAY || v.type() == XQ_VALUE_FLOAT_ARRAY || v.type() == XQ_VALUE_INT_ARRAY) &&
          v.view().count > 16;
 }
@@ -60,6 +63,24 @@ std::string awq_gptq_specifics(const std::string& format, const nlohmann::json& 
   return "";
 }
 
+// What an xq container holds beyond its tensors (docs/formats.md): the
+// per-tensor layouts are in each tensor's storage column.
+std::string xq_specifics(const Checkpoint& cp) {
+  if (cp.loader().name() != "xq") return "";
+  const Kv& c = cp.config();
+  size_t quantized = 0, cpu = 0;
+  for (const auto& t : cp.tensors()) {
+    quantized += t.has_quantized ? 1 : 0;
+    cpu += t.storage_type.find("cpu.int-blocks.v1") != std::string::npos ? 1 : 0;
+  }
+  const auto* files = c.find("xq.files");
+  return fmt::format("xq container v{}: segments aligned to {} bytes; {} quantized tensors, {} with the cpu layout "
+                     "cpu.int-blocks.v1 (the rest canonical only); files: {}; recipe {}; report {}",
+                     c.get_int("xq.format_version", 0), c.get_int("xq.alignment", 0), quantized, cpu,
+                     files && !files->as_strings().empty() ? fmt::format("{}", fmt::join(files->as_strings(), ", ")) : "none",
+                     c.find("xq.recipe_yaml") ? "present" : "absent", c.find("xq.report_json") ? "present" : "absent");
+}
+
 }  // namespace
 
 int cmd_inspect(const RuntimeOptions& options, int argc, char** argv) {
@@ -81,7 +102,7 @@ int cmd_inspect(const RuntimeOptions& options, int argc, char** argv) {
   size_t n_qweight = 0;
   for (const auto& t : cp->tensors()) n_qweight += t.name.ends_with(".qweight") ? 1 : 0;
   const std::string specifics =
-      cp->quant_format() ? awq_gptq_specifics(cp->quant_format()->name(), qcfg, n_qweight) : std::string();
+      cp->quant_format() ? awq_gptq_specifics(cp->quant_format()->name(), qcfg, n_qweight) : xq_specifics(*cp);
 
   if (args.flag("json")) {
     nlohmann::json j;
@@ -105,7 +126,9 @@ int cmd_inspect(const RuntimeOptions& options, int argc, char** argv) {
   for (const auto& t : cp->tensors()) total += t.nbytes;
   std::printf("path:        %s\n", cp->path().string().c_str());
   std::printf("loader:      %s\n", cp->loader().name().c_str());
-  std::printf("format:      %s\n", cp->quant_format() ? cp->quant_format()->name().c_str() : "dense (not quantized)");
+  std::printf("format:      %s\n", cp->quant_format()               ? cp->quant_format()->name().c_str()
+                                    : cp->loader().name() == "xq" ? "xq"
+                                                                  : "dense (not quantized)");
   if (!specifics.empty()) std::printf("             %s\n", specifics.c_str());
   std::printf("tensors:     %zu (%.2f MB), %zu Linear weights stored dense\n", cp->tensors().size(), total / 1e6, n_linear);
   std::printf("\nconfig:\n");

@@ -24,5 +24,6 @@ int cmd_tokenize(const RuntimeOptions&, int, char**);
 int cmd_eval(const RuntimeOptions&, int, char**);
 int cmd_generate(const RuntimeOptions&, int, char**);
 int cmd_convert(const RuntimeOptions&, int, char**);
+int cmd_bench(const RuntimeOptions&, int, char**);
 
 }  // namespace xquant::cli

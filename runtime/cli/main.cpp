@@ -30,6 +30,8 @@ const Command kCommands[] = {
     {"eval", "perplexity of a text file with the inference engine", cmd_eval},
     {"generate", "generate text from a prompt with the inference engine", cmd_generate},
     {"convert", "rewrite a checkpoint in another format (awq, gptq, gguf, ...) without quantizing again", cmd_convert},
+    {"bench", "offline serving throughput: models x concurrency x lengths (tok/s, TTFT, TPOT, memory, KV capacity)",
+     cmd_bench},
 };
 
 // After Ctrl-C (or SIGTERM) the run unwound and removed what it had written:

@@ -51,7 +51,8 @@ struct Decision {
   std::vector<Sensitivity> sensitivity;
   double spearman_rho = 0;
   std::vector<std::string> ladder;
-  FallbackResult fallback;
+  FallbackResult fallback;                      // the one written
+  std::vector<FallbackResult> fallback_methods;  // knapsack, greedy, weight-error (the baseline)
   std::vector<VariantRow> variants;
   std::vector<std::string> rules_written;  // the concrete pipeline, one line per rule
   std::vector<std::string> dense_groups;

@@ -43,37 +43,93 @@ HeldOutEvaluator::HeldOutEvaluator(Model& reference, std::vector<int32_t> tokens
   reference_ = evaluate(reference);
 }
 
-std::vector<float> HeldOutEvaluator::log_probs(Model& model) const {
-  if (model.arch().vocab != vocab_)
-    fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: vocabulary {} differs from the float model's {}", model.arch().vocab, vocab_);
+std::vector<std::pair<int64_t, int64_t>> HeldOutEvaluator::windows() const {
+  std::vector<std::pair<int64_t, int64_t>> w;
   const int64_t n = static_cast<int64_t>(tokens_.size());
+  for (int64_t b = 0; b < n; b += ctx_)
+    if (std::min(ctx_, n - b) >= 2) w.emplace_back(b, std::min(ctx_, n - b));
+  return w;
+}
+
+namespace {
+
+void append_log_probs(Model& model, const float* logits, int64_t len, int64_t vocab, std::vector<float>& out) {
+  const size_t at = out.size();
+  out.resize(at + static_cast<size_t>((len - 1) * vocab));
+  model.runtime().pool().parallel_for(static_cast<uint64_t>(len - 1), 8, [&](uint64_t s, uint64_t e) {
+    for (uint64_t j = s; j < e; ++j) log_softmax_row(logits + j * vocab, vocab, out.data() + at + j * vocab);
+  });
+}
+
+void check_vocab(const Model& model, int64_t vocab) {
+  if (model.arch().vocab != vocab)
+    fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: vocabulary {} differs from the float model's {}", model.arch().vocab, vocab);
+}
+
+}  // namespace
+
+std::vector<float> HeldOutEvaluator::log_probs(Model& model) const {
+  check_vocab(model, vocab_);
   std::vector<float> out;
-  out.reserve(static_cast<size_t>((n - 1) * vocab_));
+  out.reserve(static_cast<size_t>((tokens_.size() - 1) * vocab_));
   KvCache cache(model.arch(), ctx_);
-  for (int64_t b = 0; b < n; b += ctx_) {
-    const int64_t len = std::min(ctx_, n - b);
-    if (len < 2) break;
+  for (auto [b, len] : windows()) {
     cache.clear();
     auto logits = model.forward({SequenceInput{&cache, tokens_.data() + b, len, true}});
-    const size_t at = out.size();
-    out.resize(at + static_cast<size_t>((len - 1) * vocab_));
-    model.runtime().pool().parallel_for(static_cast<uint64_t>(len - 1), 8, [&](uint64_t s, uint64_t e) {
-      for (uint64_t j = s; j < e; ++j)
-        log_softmax_row(logits.data() + j * vocab_, vocab_, out.data() + at + j * vocab_);
-    });
+    append_log_probs(model, logits.data(), len, vocab_, out);
   }
   return out;
 }
 
-Accuracy HeldOutEvaluator::evaluate(Model& model) const {
-  const std::vector<float> lq = log_probs(model);
-  const int64_t n = static_cast<int64_t>(tokens_.size());
+void HeldOutEvaluator::cache_layer_inputs(Model& reference) {
+  check_vocab(reference, vocab_);
+  const Architecture& a = reference.arch();
+  const int64_t H = a.hidden;
+  layer_inputs_.assign(static_cast<size_t>(a.n_layers), std::vector<float>(tokens_.size() * static_cast<size_t>(H)));
+  std::vector<float> x, k(static_cast<size_t>(ctx_ * a.n_kv_heads * a.head_dim)), v(k.size());
+  for (auto [b, len] : windows()) {
+    x.resize(static_cast<size_t>(len * H));
+    reference.embed(tokens_.data() + b, len, x.data());
+    for (int l = 0; l < a.n_layers; ++l) {
+      std::copy(x.begin(), x.end(), layer_inputs_[static_cast<size_t>(l)].begin() + b * H);
+      reference.layer_forward(l, x.data(), len, {SequenceSpan{0, len, 0, k.data(), v.data()}});
+    }
+  }
+}
+
+std::vector<float> HeldOutEvaluator::log_probs_from(Model& model, int first) const {
+  check_vocab(model, vocab_);
+  const Architecture& a = model.arch();
+  const int64_t H = a.hidden;
+  std::vector<float> out, x, logits, k(static_cast<size_t>(ctx_ * a.n_kv_heads * a.head_dim)), v(k.size());
+  out.reserve(static_cast<size_t>((tokens_.size() - 1) * vocab_));
+  for (auto [b, len] : windows()) {
+    const auto& in = layer_inputs_[static_cast<size_t>(first)];
+    x.assign(in.begin() + b * H, in.begin() + (b + len) * H);
+    for (int l = first; l < a.n_layers; ++l)
+      model.layer_forward(l, x.data(), len, {SequenceSpan{0, len, 0, k.data(), v.data()}});
+    logits.resize(static_cast<size_t>(len * vocab_));
+    model.logits_from_hidden(x.data(), len, logits.data());
+    append_log_probs(model, logits.data(), len, vocab_, out);
+  }
+  return out;
+}
+
+Accuracy HeldOutEvaluator::evaluate(Model& model) const { return compare(log_probs(model)); }
+
+Accuracy HeldOutEvaluator::evaluate_from(Model& model, int first) const {
+  if (layer_inputs_.empty() || first < 0 || first >= static_cast<int>(layer_inputs_.size())) return evaluate(model);
+  if (model.arch().n_layers != static_cast<int>(layer_inputs_.size()) || model.arch().hidden * static_cast<int64_t>(tokens_.size()) !=
+                                                                            static_cast<int64_t>(layer_inputs_[0].size()))
+    fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: the model's layers differ from the cached reference's");
+  return compare(log_probs_from(model, first));
+}
+
+Accuracy HeldOutEvaluator::compare(const std::vector<float>& lq) const {
   Accuracy a;
   double nll = 0, kl = 0;
   int64_t pos = 0;
-  for (int64_t b = 0; b < n; b += ctx_) {
-    const int64_t len = std::min(ctx_, n - b);
-    if (len < 2) break;
+  for (auto [b, len] : windows()) {
     for (int64_t j = 0; j + 1 < len; ++j, ++pos) {
       const float* q = lq.data() + pos * vocab_;
       const float* p = reference_log_probs_.data() + pos * vocab_;

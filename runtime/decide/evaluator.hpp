@@ -28,16 +28,32 @@ class HeldOutEvaluator {
   // Evaluates `model` (the reference itself with swapped weights, or
   // another model of the same vocabulary).
   Accuracy evaluate(Model& model) const;
+
+  // Keeps the float model's hidden states at every layer's input (positions
+  // x hidden x layers floats), so that a model differing from the float one
+  // only from layer `first` on is evaluated from there: the layers before it
+  // would give the float outputs again. The measured sensitivity evaluates
+  // one group at a time, a few layers deep on average.
+  void cache_layer_inputs(Model& reference);
+  bool has_layer_inputs() const { return !layer_inputs_.empty(); }
+  // = evaluate(model) when layers before `first` are the reference's
+  // (falls back to evaluate() without the cache).
+  Accuracy evaluate_from(Model& model, int first) const;
   const Accuracy& reference_accuracy() const { return reference_; }
   uint64_t tokens() const { return tokens_.size(); }
 
  private:
   // log softmax of every scored position, window by window: [positions, vocab].
   std::vector<float> log_probs(Model& model) const;
+  std::vector<float> log_probs_from(Model& model, int first) const;
+  Accuracy compare(const std::vector<float>& lq) const;
+  // (begin, length) of each window of at least 2 tokens.
+  std::vector<std::pair<int64_t, int64_t>> windows() const;
 
   std::vector<int32_t> tokens_;
   int64_t ctx_ = 0, vocab_ = 0;
   std::vector<float> reference_log_probs_;
+  std::vector<std::vector<float>> layer_inputs_;  // [layer][token, hidden], windows concatenated
   Accuracy reference_;
 };
 

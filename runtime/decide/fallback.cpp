@@ -6,7 +6,8 @@
 
 #include <fmt/format.h>
 
-#include <limits>
+#include <algorithm>
+#include <map>
 
 namespace xquant::decide {
 
@@ -65,7 +66,7 @@ std::vector<Sensitivity> measure_sensitivity(Model& model, const std::vector<Gro
         continue;
       }
       set_group_weights(model, g, rung_weights(g, r, original[i]));
-      out[i].measured_kld.push_back(eval.evaluate(model).kld);
+      out[i].measured_kld.push_back(eval.evaluate_from(model, g.layer).kld);
       set_group_weights(model, g, original[i]);
     }
     logger().info("decide: sensitivity {}: measured KLD {:.5f} (alone at rung 0), proxy {:.4g}", g.name,
@@ -74,54 +75,118 @@ std::vector<Sensitivity> measure_sensitivity(Model& model, const std::vector<Gro
   return out;
 }
 
+std::vector<RungCosts> rung_costs(const std::vector<GroupProfile>& groups, const std::vector<Rung>& ladder,
+                                  const std::vector<Sensitivity>& sensitivity) {
+  std::vector<RungCosts> out(groups.size());
+  for (size_t i = 0; i < groups.size(); ++i) {
+    for (size_t k = 0; k < ladder.size(); ++k) {
+      out[i].bytes.push_back(rung_bytes(groups[i], ladder[k]));
+      out[i].damage.push_back(i < sensitivity.size() && k < sensitivity[i].measured_kld.size()
+                                  ? sensitivity[i].measured_kld[k]
+                                  : 0.0);
+    }
+    out[i].weight_error = groups[i].candidates[static_cast<size_t>(groups[i].chosen)].rel_weight_error;
+  }
+  return out;
+}
+
+namespace {
+
+// "3 groups up: a -> int8, b -> dense, ..." (the first few named).
+std::string describe(const std::vector<GroupProfile>& groups, const std::vector<Rung>& ladder,
+                     const std::vector<int>& rung) {
+  std::vector<std::string> moved;
+  for (size_t i = 0; i < groups.size(); ++i)
+    if (rung[i] > 0) moved.push_back(groups[i].name + " -> " + rung_name(ladder[static_cast<size_t>(rung[i])], 0));
+  if (moved.empty()) return "";
+  constexpr size_t kNamed = 4;
+  std::string s = fmt::format("{} group{} up: ", moved.size(), moved.size() == 1 ? "" : "s");
+  for (size_t k = 0; k < std::min(moved.size(), kNamed); ++k) s += (k ? ", " : "") + moved[k];
+  if (moved.size() > kNamed) s += fmt::format(", ... ({} more)", moved.size() - kNamed);
+  return s;
+}
+
+}  // namespace
+
 FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, const std::vector<Rung>& ladder,
-                         const std::vector<Sensitivity>& sensitivity, const HeldOutEvaluator& eval,
-                         const AccuracySpec& spec) {
+                         const std::vector<Allocation>& path, const std::string& method, const HeldOutEvaluator& quick,
+                         const HeldOutEvaluator& full, const AccuracySpec& spec, const Accuracy* start) {
+  if (path.empty()) fail(XQ_ERR_INTERNAL, "fallback: empty allocation path");
   const auto original = float_weights(model, groups);
   FallbackResult res;
+  res.method = method;
   res.ladder = ladder;
-  res.rung_of_group.assign(groups.size(), 0);
-  auto evaluate_current = [&](const std::string& moved, const std::string& to) {
-    for (size_t i = 0; i < groups.size(); ++i)
-      set_group_weights(model, groups[i], rung_weights(groups[i], ladder[res.rung_of_group[i]], original[i]));
+  res.path_length = path.size();
+  meets_target(full.reference_accuracy(), full.reference_accuracy(), spec, &res.target);
+  std::map<size_t, FallbackStep> probes, steps;
+  auto evaluate = [&](size_t k, const HeldOutEvaluator& eval, std::map<size_t, FallbackStep>& seen,
+                      const Accuracy* known) -> const FallbackStep& {
+    auto it = seen.find(k);
+    if (it != seen.end()) return it->second;
     FallbackStep s;
-    s.moved = moved;
-    s.to = to;
-    for (size_t i = 0; i < groups.size(); ++i) s.bytes += rung_bytes(groups[i], ladder[res.rung_of_group[i]]);
-    s.accuracy = eval.evaluate(model);
-    s.meets = meets_target(s.accuracy, eval.reference_accuracy(), spec, &res.target);
-    logger().info("decide: fallback step {}{}: {} bytes, ppl {:.4f}, KLD {:.5f}{}", res.steps.size(),
-                  moved.empty() ? "" : " (" + moved + " -> " + to + ")", s.bytes, s.accuracy.ppl, s.accuracy.kld,
-                  s.meets ? " (target met)" : "");
-    res.steps.push_back(s);
-    return s.meets;
-  };
-  bool met = evaluate_current("", "");
-  while (!met) {
-    // Greedy by damage removed per extra byte (measured alone, rung by rung).
-    int best = -1;
-    double best_score = -std::numeric_limits<double>::infinity();
+    s.path_index = k;
+    s.rung = path[k].rung;
+    s.moved = describe(groups, ladder, s.rung);
     for (size_t i = 0; i < groups.size(); ++i) {
-      const int k = res.rung_of_group[i];
-      if (k + 1 >= static_cast<int>(ladder.size())) continue;
-      const double gain = sensitivity[i].measured_kld[k] - sensitivity[i].measured_kld[k + 1];
-      const double cost = static_cast<double>(rung_bytes(groups[i], ladder[k + 1])) -
-                          static_cast<double>(rung_bytes(groups[i], ladder[k]));
-      const double score = gain / std::max(cost, 1.0);
-      if (score > best_score) {
-        best_score = score;
-        best = static_cast<int>(i);
-      }
+      const Rung r = ladder[static_cast<size_t>(s.rung[i])];
+      s.bytes += rung_bytes(groups[i], r);
+      if (r == Rung::Dense) s.dense_bytes += groups[i].dense_bytes;
     }
-    if (best < 0) break;  // every group at the top of the ladder
-    const int to = ++res.rung_of_group[static_cast<size_t>(best)];
-    met = evaluate_current(groups[static_cast<size_t>(best)].name, rung_name(ladder[to], 0));
+    if (known) {
+      s.accuracy = *known;
+    } else {
+      for (size_t i = 0; i < groups.size(); ++i)
+        set_group_weights(model, groups[i], rung_weights(groups[i], ladder[static_cast<size_t>(s.rung[i])], original[i]));
+      s.accuracy = eval.evaluate(model);
+    }
+    s.meets = meets_target(s.accuracy, eval.reference_accuracy(), spec, nullptr);
+    s.excess = spec.metric == "ppl" ? s.accuracy.ppl / eval.reference_accuracy().ppl - 1.0
+                                    : s.accuracy.kld - eval.reference_accuracy().kld;
+    logger().info("decide: fallback ({}, {} tokens) {}/{}: {} bytes, ppl {:.4f}, KLD {:.5f}{}", method, eval.tokens(),
+                  k, path.size() - 1, s.bytes, s.accuracy.ppl, s.accuracy.kld, s.meets ? " (target met)" : "");
+    return seen.emplace(k, std::move(s)).first->second;
+  };
+  // The first index in [lo, hi] meeting the target on `eval`, given that hi
+  // meets it and lo does not (bisection: the path rises in bytes, and the
+  // damage falls along it).
+  auto bisect = [&](size_t lo, size_t hi, const HeldOutEvaluator& eval, std::map<size_t, FallbackStep>& seen) {
+    while (hi - lo > 1) {
+      const size_t mid = lo + (hi - lo) / 2;
+      if (evaluate(mid, eval, seen, nullptr).meets) hi = mid;
+      else lo = mid;
+    }
+    return hi;
+  };
+  const size_t last = path.size() - 1;
+  // Quick probes first (skipped when the quick and the full set are one).
+  size_t guess = 0;
+  if (&quick != &full) {
+    if (!evaluate(0, quick, probes, nullptr).meets)
+      guess = evaluate(last, quick, probes, nullptr).meets ? bisect(0, last, quick, probes) : last;
   }
-  res.met = met;
-  if (!met) {
-    const auto& last = res.steps.back().accuracy;
-    res.missed = fmt::format("{} {:.5g} > target {:.5g} with every group at the top of the ladder",
-                             spec.metric, spec.metric == "ppl" ? last.ppl : last.kld, res.target);
+  // Then the full set: the start, the guess, and further up while it misses.
+  size_t final_index = 0;
+  const bool start_meets = evaluate(0, full, steps, start).meets;
+  if (!start_meets) {
+    if (guess > 0 && evaluate(guess, full, steps, nullptr).meets) {
+      final_index = guess;
+    } else if (evaluate(last, full, steps, nullptr).meets) {
+      final_index = bisect(guess, last, full, steps);
+    } else {
+      final_index = last;
+    }
+  }
+  res.met = steps.at(final_index).meets;
+  res.rung_of_group = path[final_index].rung;
+  for (auto& [k, s] : probes) res.probes.push_back(s);
+  for (auto& [k, s] : steps) res.steps.push_back(s);
+  // The final allocation last (the written configuration).
+  std::stable_partition(res.steps.begin(), res.steps.end(),
+                        [&](const FallbackStep& s) { return s.path_index != final_index; });
+  if (!res.met) {
+    const auto& a = res.steps.back().accuracy;
+    res.missed = fmt::format("{} {:.5g} > target {:.5g} with every group at the top of the ladder", spec.metric,
+                             spec.metric == "ppl" ? a.ppl : a.kld, res.target);
   }
   // The engine holds the float model again (what the written checkpoint is
   // made from is the runner's business).

@@ -4,11 +4,12 @@
 // float model with only that group quantized, everything else float) and
 // the proxy (the chosen candidate's Hessian-weighted output error from the
 // calibration pass, no evaluation needed). Fallback: start with every group
-// at the rule's bits; while the accuracy target misses, move the group with
-// the most measured damage removed per extra byte one rung up the ladder
-// (bits -> int8 -> dense), re-evaluate end to end, and record the step.
+// at the rule's bits and climb an allocation path (budget.hpp: greedy by
+// damage per byte, the knapsack, or the weight-error baseline) to the
+// cheapest allocation that meets the accuracy target end to end.
 #pragma once
 
+#include "decide/budget.hpp"
 #include "decide/evaluator.hpp"
 #include "decide/profile.hpp"
 
@@ -27,19 +28,32 @@ struct Sensitivity {
 };
 
 struct FallbackStep {
-  std::string moved;      // group moved in this step ("" for the start)
-  std::string to;         // rung it moved to
+  std::string moved;      // which groups sit above rung 0 (a summary; "" for the start)
+  std::vector<int> rung;  // per group, index into the ladder
   uint64_t bytes = 0;     // weight bytes of the covered Linears
+  uint64_t dense_bytes = 0;  // of those, the groups kept dense
+  size_t path_index = 0;  // position on the method's allocation path
   Accuracy accuracy;
+  // The target's metric against the float model on the same tokens: ppl
+  // ratio - 1 (ppl target) or the KLD, comparable between the subset and
+  // the whole set (their float perplexities differ).
+  double excess = 0;
   bool meets = false;
 };
 
+// One method's search along its allocation path (budget.hpp): probes on the
+// quick evaluator (a subset of the evaluation windows) bisect for the
+// cheapest allocation meeting the target, which is then confirmed on the
+// full evaluation set (moving further up the path while it misses there).
 struct FallbackResult {
+  std::string method;                       // greedy | knapsack | weight-error
   std::vector<Rung> ladder;                 // rung 0 first
   std::vector<int> rung_of_group;           // final, index into ladder
-  std::vector<FallbackStep> steps;
+  std::vector<FallbackStep> probes;         // quick evaluations, by bytes (the curve)
+  std::vector<FallbackStep> steps;          // full evaluations: the start, then confirmations, by bytes
+  size_t path_length = 0;
   bool met = false;
-  double target = 0;                        // on the metric's scale
+  double target = 0;                        // on the metric's scale, full set
   std::string missed;                       // what is still off when !met
 };
 
@@ -50,10 +64,16 @@ uint64_t rung_bytes(const GroupProfile& g, Rung r);
 std::vector<Sensitivity> measure_sensitivity(Model& model, const std::vector<GroupProfile>& groups,
                                              const std::vector<Rung>& ladder, const HeldOutEvaluator& eval);
 
-// Expects the float weights in the engine and leaves them there.
+// Bytes and measured damage per rung of every group, for budget.hpp.
+std::vector<RungCosts> rung_costs(const std::vector<GroupProfile>& groups, const std::vector<Rung>& ladder,
+                                  const std::vector<Sensitivity>& sensitivity);
+
+// Expects the float weights in the engine and leaves them there. `start`,
+// when given, is the full evaluation of the path's first allocation (all
+// groups at rung 0), which then is not evaluated again.
 FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, const std::vector<Rung>& ladder,
-                         const std::vector<Sensitivity>& sensitivity, const HeldOutEvaluator& eval,
-                         const AccuracySpec& spec);
+                         const std::vector<Allocation>& path, const std::string& method, const HeldOutEvaluator& quick,
+                         const HeldOutEvaluator& full, const AccuracySpec& spec, const Accuracy* start = nullptr);
 
 bool meets_target(const Accuracy& a, const Accuracy& reference, const AccuracySpec& spec, double* target);
 

@@ -108,7 +108,7 @@ class GroupTrial {
       GroupResult result = quantize(rule, lw, in, prev);
       c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const std::vector<float> divisor = input_divisors(prev, prev_before, in.cols);
-      double reference = 0;
+      double reference = 0, weight_diff = 0, weight_ref = 0;
       for (size_t i = 0; i < members_.size(); ++i) {
         QuantTensor& q = result.quant[i];
         std::vector<float> w(static_cast<size_t>(q->rows * q->cols));
@@ -118,11 +118,17 @@ class GroupTrial {
             for (int64_t j = 0; j < q->cols; ++j)
               w[r * q->cols + j] = static_cast<float>(w[r * q->cols + j] / static_cast<double>(divisor[j]));
         c.output_error += weighted_error(saved[i], &w, in.hessian, q->rows, q->cols);
+        for (size_t e = 0; e < w.size(); ++e) {
+          const double d = static_cast<double>(saved[i][e]) - w[e];
+          weight_diff += d * d;
+          weight_ref += static_cast<double>(saved[i][e]) * saved[i][e];
+        }
         reference += weighted_error(saved[i], nullptr, in.hessian, q->rows, q->cols);
         c.bytes += stored_bytes(q.get());
         c.weights.push_back(std::move(w));
       }
       c.rel_output_error = reference > 0 ? c.output_error / reference : 0;
+      c.rel_weight_error = weight_ref > 0 ? weight_diff / weight_ref : 0;
       c.ok = std::isfinite(c.output_error);
       if (!c.ok) c.error = "non-finite output error";
     } catch (const Error& e) {

@@ -39,6 +39,7 @@ struct CandidateResult {
   std::string error;      // why it could not run (ok == false)
   double output_error = 0;      // sum over members of tr(dW H dW^T)
   double rel_output_error = 0;  // output_error / tr(W H W^T)
+  double rel_weight_error = 0;  // ||W - W^||^2 / ||W||^2 (no data: the fallback's plain baseline)
   double seconds = 0;
   uint64_t bytes = 0;           // weights + scales (+ zero points) as stored
   std::vector<std::vector<float>> weights;  // effective dequantized, per member

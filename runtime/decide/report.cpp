@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 
 namespace xquant::decide {
@@ -70,53 +71,80 @@ std::string sensitivity_svg(const Decision& d) {
   return svg + "</svg>";
 }
 
-// The fallback steps: metric against weight bytes, the target as a line.
+// Accuracy against weight bytes for every fallback method: the quick
+// probes (a subset of the evaluation windows) as a line of dots, the full
+// evaluations as squares, the target as a dashed line. x is logarithmic in
+// the bytes above the smallest point, so the region where the target is met
+// (a few groups moved) is not squeezed against the left edge.
 std::string curve_svg(const Decision& d) {
-  const auto& steps = d.fallback.steps;
-  if (steps.empty()) return "";
+  if (d.fallback_methods.empty()) return "";
   const bool ppl = d.accuracy.metric == "ppl";
-  auto metric = [&](const Accuracy& a) { return ppl ? a.ppl : a.kld; };
-  double x0 = steps.front().bytes, x1 = steps.front().bytes, y0 = d.fallback.target, y1 = d.fallback.target;
-  for (const auto& s : steps) {
-    x0 = std::min<double>(x0, s.bytes);
-    x1 = std::max<double>(x1, s.bytes);
-    y0 = std::min(y0, metric(s.accuracy));
-    y1 = std::max(y1, metric(s.accuracy));
-  }
-  if (x1 == x0) x1 = x0 + 1;
-  if (y1 == y0) y1 = y0 + 1e-9;
-  y0 = std::min(y0, ppl ? d.reference.ppl : 0.0);
-  const int W = 520, H = 260, L = 70, B = 40, T = 14, R = 20;
-  auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
+  const double scale = ppl ? 100.0 : 1.0;  // ppl: percent above the float model
+  auto metric = [&](const FallbackStep& s) { return s.excess * scale; };
+  const double target = d.accuracy.max_increase * scale;
+  double x0 = 1e300, x1 = 0, y0 = std::min(0.0, target), y1 = target;
+  for (const auto& m : d.fallback_methods)
+    for (const auto* list : {&m.probes, &m.steps})
+      for (const auto& s : *list) {
+        x0 = std::min<double>(x0, s.bytes);
+        x1 = std::max<double>(x1, s.bytes);
+        y0 = std::min(y0, metric(s));
+        y1 = std::max(y1, metric(s));
+      }
+  if (x1 <= x0) x1 = x0 + 1;
+  if (y1 <= y0) y1 = y0 + 1e-9;
+  const int W = 640, H = 300, L = 70, B = 44, T = 30, R = 20;
+  const double span = std::log1p(x1 - x0);
+  auto px = [&](double x) { return L + std::log1p(x - x0) / span * (W - L - R); };
   auto py = [&](double y) { return T + (1 - (y - y0) / (y1 - y0)) * (H - T - B); };
+  const char* colors[] = {"#1b7837", "#5b8def", "#d9534f", "#888"};
   std::string svg = fmt::format("<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-size='11' "
                                 "font-family='sans-serif'>",
                                 W, H);
   svg += fmt::format("<line x1='{}' y1='{}' x2='{}' y2='{}' stroke='#333'/>", L, H - B, W - R, H - B);
   svg += fmt::format("<line x1='{}' y1='{}' x2='{}' y2='{}' stroke='#333'/>", L, T, L, H - B);
   svg += fmt::format("<line x1='{}' y1='{:.1f}' x2='{}' y2='{:.1f}' stroke='#2a2' stroke-dasharray='4 3'/>"
-                     "<text x='{}' y='{:.1f}' fill='#2a2'>target {:.4g}</text>",
-                     L, py(d.fallback.target), W - R, py(d.fallback.target), W - R - 90, py(d.fallback.target) - 3,
-                     d.fallback.target);
-  std::string path;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    path += fmt::format("{}{:.1f},{:.1f} ", i ? "L" : "M", px(steps[i].bytes), py(metric(steps[i].accuracy)));
-    svg += fmt::format("<circle cx='{:.1f}' cy='{:.1f}' r='3.5' fill='{}'><title>step {}: {} bytes, {} {:.5g}</title>"
-                       "</circle>",
-                       px(steps[i].bytes), py(metric(steps[i].accuracy)), steps[i].meets ? "#2a2" : "#d9534f", i,
-                       steps[i].bytes, d.accuracy.metric, metric(steps[i].accuracy));
+                     "<text x='{}' y='{:.1f}' fill='#2a2' text-anchor='end'>target {:.4g}</text>",
+                     L, py(target), W - R, py(target), W - R, py(target) - 3, target);
+  for (size_t k = 0; k < d.fallback_methods.size(); ++k) {
+    const auto& m = d.fallback_methods[k];
+    const char* c = colors[std::min<size_t>(k, 3)];
+    svg += fmt::format("<rect x='{}' y='8' width='10' height='10' fill='{}'/><text x='{}' y='17'>{}</text>",
+                       L + 150 * static_cast<int>(k), c, L + 14 + 150 * static_cast<int>(k), escape(m.method));
+    std::vector<const FallbackStep*> pts;
+    for (const auto& s : m.probes) pts.push_back(&s);
+    std::string path;
+    for (size_t i = 0; i < pts.size(); ++i) {
+      path += fmt::format("{}{:.1f},{:.1f} ", i ? "L" : "M", px(pts[i]->bytes), py(metric(*pts[i])));
+      svg += fmt::format("<circle cx='{:.1f}' cy='{:.1f}' r='3' fill='{}'><title>{} probe: {} bytes, ppl {:.5g}, KLD "
+                         "{:.5g} (subset)</title></circle>",
+                         px(pts[i]->bytes), py(metric(*pts[i])), c, escape(m.method), pts[i]->bytes,
+                         pts[i]->accuracy.ppl, pts[i]->accuracy.kld);
+    }
+    if (!path.empty()) svg += fmt::format("<path d='{}' fill='none' stroke='{}' stroke-opacity='0.6'/>", path, c);
+    for (const auto& s : m.steps)
+      svg += fmt::format("<rect x='{:.1f}' y='{:.1f}' width='8' height='8' fill='none' stroke='{}' stroke-width='2'>"
+                         "<title>{} (all tokens): {} bytes, ppl {:.5g}, KLD {:.5g}{}</title></rect>",
+                         px(s.bytes) - 4, py(metric(s)) - 4, c, escape(m.method), s.bytes, s.accuracy.ppl, s.accuracy.kld,
+                         s.meets ? ", meets" : "");
   }
-  svg += "<path d='" + path + "' fill='none' stroke='#555'/>";
-  svg += fmt::format("<text x='{}' y='{}'>{:.0f}</text><text x='{}' y='{}' text-anchor='end'>{:.0f}</text>", L, H - B + 14,
-                     x0, W - R, H - B + 14, x1);
-  svg += fmt::format("<text x='{}' y='{}' text-anchor='middle'>weight bytes of the covered Linears</text>", (L + W - R) / 2,
-                     H - 8);
+  svg += fmt::format("<text x='{}' y='{}'>{:.0f}</text><text x='{}' y='{}' text-anchor='end'>{:.0f}</text>", L,
+                     H - B + 14, x0, W - R, H - B + 14, x1);
+  svg += fmt::format("<text x='{}' y='{}' text-anchor='middle'>weight bytes of the covered Linears (log scale above "
+                     "the smallest)</text>",
+                     (L + W - R) / 2, H - 10);
   svg += fmt::format("<text x='{}' y='{:.1f}' text-anchor='end'>{:.4g}</text><text x='{}' y='{:.1f}' "
                      "text-anchor='end'>{:.4g}</text>",
                      L - 4, py(y1) + 4, y1, L - 4, py(y0) + 4, y0);
   svg += fmt::format("<text x='12' y='{}' transform='rotate(-90 12 {})' text-anchor='middle'>{}</text>", (T + H - B) / 2,
-                     (T + H - B) / 2, ppl ? "perplexity" : "mean KLD (nats)");
+                     (T + H - B) / 2, ppl ? "perplexity above float (%)" : "mean KLD (nats)");
   return svg + "</svg>";
+}
+
+json step_json(const FallbackStep& s) {
+  return {{"moved", s.moved}, {"rung", s.rung}, {"bytes", s.bytes}, {"dense_bytes", s.dense_bytes},
+          {"path_index", s.path_index}, {"accuracy", accuracy_json(s.accuracy)}, {"excess", s.excess},
+          {"meets", s.meets}};
 }
 
 }  // namespace
@@ -179,10 +207,18 @@ std::string report_json(const Decision& d) {
   j["spearman_rho_proxy_vs_measured"] = d.spearman_rho;
   j["ladder"] = d.ladder;
   json steps = json::array();
-  for (const auto& s : d.fallback.steps)
-    steps.push_back({{"moved", s.moved}, {"to", s.to}, {"bytes", s.bytes}, {"accuracy", accuracy_json(s.accuracy)},
-                     {"meets", s.meets}});
+  for (const auto& s : d.fallback.steps) steps.push_back(step_json(s));
   j["fallback_steps"] = steps;
+  j["fallback_method"] = d.fallback.method;
+  json methods = json::array();
+  for (const auto& m : d.fallback_methods) {
+    json probes = json::array(), full = json::array();
+    for (const auto& s : m.probes) probes.push_back(step_json(s));
+    for (const auto& s : m.steps) full.push_back(step_json(s));
+    methods.push_back({{"method", m.method}, {"met", m.met}, {"path_length", m.path_length}, {"final", step_json(m.steps.back())},
+                       {"probes_subset", probes}, {"evaluated_all_tokens", full}});
+  }
+  j["fallback_methods"] = methods;
   json variants = json::array();
   for (const auto& v : d.variants)
     variants.push_back({{"name", v.name}, {"source", v.source}, {"bytes", v.bytes}, {"accuracy", accuracy_json(v.accuracy)}});
@@ -230,15 +266,22 @@ std::string report_html(const Decision& d) {
                      d.spearman_rho, d.groups.size());
     h += sensitivity_svg(d);
   }
-  if (!d.fallback.steps.empty()) {
-    h += "<h2>Fallback: accuracy vs bytes</h2>" + curve_svg(d);
-    h += "<table><tr><th>step</th><th>moved</th><th>to</th><th>bytes</th><th>ppl</th><th>KLD</th><th>meets</th></tr>";
-    for (size_t i = 0; i < d.fallback.steps.size(); ++i) {
-      const auto& s = d.fallback.steps[i];
-      h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td class='n'>{}</td><td class='n'>{:.4f}</td><td "
-                       "class='n'>{:.5f}</td><td>{}</td></tr>",
-                       i, escape(s.moved.empty() ? "(start)" : s.moved), escape(s.to), s.bytes, s.accuracy.ppl,
-                       s.accuracy.kld, s.meets ? "yes" : "no");
+  if (!d.fallback_methods.empty()) {
+    h += "<h2>Fallback: accuracy vs bytes</h2><p style='font-size:12px'>Each method climbs its own allocation path "
+         "(knapsack: least summed measured damage for a byte budget; greedy: most damage removed per extra byte; "
+         "weight-error: the plain baseline, largest relative weight error first, straight to the top of the ladder). "
+         "Dots: probes on a subset of the evaluation windows; squares: evaluated on all of them. y: the target's "
+         "metric against the float model on the same tokens.</p>" +
+         curve_svg(d);
+    h += "<table><tr><th>method</th><th>path length</th><th>evaluations (subset + all)</th><th>bytes</th><th>of "
+         "which dense</th><th>ppl</th><th>KLD</th><th>meets</th><th>groups moved</th></tr>";
+    for (const auto& m : d.fallback_methods) {
+      const auto& s = m.steps.back();
+      h += fmt::format("<tr><td>{}{}</td><td class='n'>{}</td><td class='n'>{} + {}</td><td class='n'>{}</td><td "
+                       "class='n'>{}</td><td class='n'>{:.4f}</td><td class='n'>{:.5f}</td><td class='{}'>{}</td><td>{}</td></tr>",
+                       escape(m.method), m.method == d.fallback.method ? " (written)" : "", m.path_length,
+                       m.probes.size(), m.steps.size(), s.bytes, s.dense_bytes, s.accuracy.ppl, s.accuracy.kld,
+                       m.met ? "ok" : "miss", m.met ? "yes" : "no", escape(s.moved.empty() ? "(none)" : s.moved));
     }
     h += "</table>";
   }

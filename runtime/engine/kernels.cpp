@@ -1,6 +1,8 @@
 // kernels.cpp: dispatching ops to a kernel provider plugin (kernels.hpp).
 #include "engine/kernels.hpp"
 
+#include <cstddef>
+
 #include "engine/op_profile.hpp"
 
 #include "core/error.hpp"
@@ -85,6 +87,20 @@ xq_qweight* Kernels::prepare(const xq_quant_tensor& q, const std::string& name) 
   return w;
 }
 
+xq_qweight* Kernels::prepare_blocks(const std::vector<xq_block_tensor>& parts, const std::string& name) const {
+  const xq_kernel_vtable& vt = plugin_->kernel();
+  if (parts.empty() || !XQ_HAS_FIELD(&vt, xq_kernel_vtable, qweight_prepare_blocks) || !vt.qweight_prepare_blocks)
+    return nullptr;
+  xq_qweight* w = nullptr;
+  xq_status s = vt.qweight_prepare_blocks(plugin_->state, parts.data(), static_cast<uint32_t>(parts.size()), &w);
+  if (s == XQ_ERR_UNSUPPORTED) {
+    set_last_error("");
+    return nullptr;
+  }
+  check_plugin_call(s, fmt::format("kernel provider '{}' preparing '{}' from foreign blocks", plugin_->name(), name));
+  return w;
+}
+
 void Kernels::release(xq_qweight* w) const {
   if (w) plugin_->kernel().qweight_release(plugin_->state, w);
 }
@@ -92,6 +108,37 @@ void Kernels::release(xq_qweight* w) const {
 std::string Kernels::layout(const xq_qweight* w) const {
   const char* l = plugin_->kernel().qweight_layout(plugin_->state, w);
   return l ? l : "?";
+}
+
+std::string Kernels::packed_layout(const xq_quant_tensor& desc) const {
+  const auto& vt = plugin_->kernel();
+  if (!XQ_HAS_FIELD(&vt, xq_kernel_vtable, qweight_adopt) || !vt.qweight_packed_layout || !vt.qweight_adopt) return "";
+  const char* l = vt.qweight_packed_layout(plugin_->state, &desc);
+  return l ? l : "";
+}
+
+xq_qweight* Kernels::adopt(const xq_quant_tensor& desc, const std::string& layout, const xq_tensor_view& bytes,
+                           const std::string& name) const {
+  xq_qweight* w = nullptr;
+  xq_status s = plugin_->kernel().qweight_adopt(plugin_->state, &desc, layout.c_str(), bytes.data, bytes.nbytes, &w);
+  if (s == XQ_ERR_UNSUPPORTED) {
+    set_last_error("");
+    return nullptr;
+  }
+  check_plugin_call(s, fmt::format("kernel provider '{}' taking the stored '{}' bytes of '{}'", plugin_->name(), layout, name));
+  return w;
+}
+
+}  // namespace xquant
+
+namespace xquant {
+
+bool Kernels::memory_info(xq_memory_info* out) const {
+  const xq_kernel_vtable& vt = plugin_->kernel();
+  if (vt.struct_size < offsetof(xq_kernel_vtable, memory_info) + sizeof(vt.memory_info) || !vt.memory_info) return false;
+  *out = xq_memory_info{};
+  out->struct_size = sizeof(xq_memory_info);
+  return vt.memory_info(plugin_->state, out) == XQ_OK;
 }
 
 }  // namespace xquant

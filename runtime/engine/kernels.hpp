@@ -55,8 +55,20 @@ class Kernels {
   // nullptr when the provider does not run this scheme (the engine then
   // dequantizes on load); throws on other failures.
   xq_qweight* prepare(const xq_quant_tensor& q, const std::string& name) const;
+  // The same for foreign blocks stacked by rows (nullptr also when the
+  // provider predates qweight_prepare_blocks).
+  xq_qweight* prepare_blocks(const std::vector<xq_block_tensor>& parts, const std::string& name) const;
   void release(xq_qweight* w) const;
+  // The provider's memory report (xq_kernel_vtable.memory_info); false when
+  // the provider has none.
+  bool memory_info(xq_memory_info* out) const;
   std::string layout(const xq_qweight* w) const;
+  // The stored layout the provider would pack `desc` into ("" when it takes
+  // none), and a qweight over bytes already in it (borrowed until release;
+  // nullptr when the provider refuses the layout; throws on bad bytes).
+  std::string packed_layout(const xq_quant_tensor& desc) const;
+  xq_qweight* adopt(const xq_quant_tensor& desc, const std::string& layout, const xq_tensor_view& bytes,
+                    const std::string& name) const;
 
  private:
   LoadedPlugin* plugin_;

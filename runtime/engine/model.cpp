@@ -69,7 +69,8 @@ Model::~Model() {
     kernels_->release(l.qkv.q);
     kernels_->release(l.gate_up.q);
   }
-  kernels_->release(lm_head_.q);
+  if (lm_head_.q != embed_q_) kernels_->release(lm_head_.q);
+  kernels_->release(embed_q_);
 }
 
 std::vector<float> Model::read_vector(const std::string& name, int64_t expect) const {
@@ -84,6 +85,11 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
   LinearWeights lw;
   lw.desc = &d;
   const TensorEntry* te = checkpoint_->find(d.weight_name());
+  if (te && (load_foreign_linear(lw, {&d}) ||
+             (te->has_quantized && !options_.dequantize_all && adopt_stored(*te, d, lw)))) {
+    if (d.bias) lw.bias = read_vector(d.bias_name(), d.out);
+    return lw;
+  }
   std::optional<QuantTensor> qt = checkpoint_->read_module(d.module);
   if (!qt && te && te->has_quantized && !options_.dequantize_all) qt = checkpoint_->read_quantized(*te);
   if (qt) {
@@ -100,6 +106,8 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
       lw.layout = kernels_->layout(lw.q);
       lw.bytes = quantized_bytes(q);
       ++n_quantized_;
+      load_stats_.repacked_bytes += lw.bytes;
+      ++load_stats_.repacked_linears;
     } else {
       lw.w.resize(static_cast<size_t>(d.out * d.in));
       for (int64_t r = 0; r < d.out; ++r) qt->dequantize_row(r, lw.w.data() + r * d.in);
@@ -125,7 +133,7 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
 uint64_t Model::quantized_bytes(const xq_quant_tensor& q) const {
   const uint64_t codes = static_cast<uint64_t>(q.rows * q.cols);
   const uint64_t ns = q.strategy == XQ_STRATEGY_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
-  return (on_device() ? (codes * XQ_CODE_WIDTH(q.bits) + 7) / 8 : codes) + ns * 4 * (q.zero_points ? 2 : 1);
+  return (on_device() ? (codes * XQ_CODE_WIDTH(q.bits) + 7) / 8 : codes) + ns * 4 * (q.symmetric ? 1 : 2);
 }
 
 LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
@@ -172,6 +180,8 @@ LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int>
     lw.layout = kernels_->layout(lw.q);
     lw.bytes = quantized_bytes(q);
     n_quantized_ += static_cast<int>(parts.size());
+    load_stats_.repacked_bytes += lw.bytes;
+    load_stats_.repacked_linears += static_cast<int>(parts.size());
   } else {
     for (const auto* p : parts) {
       const TensorEntry& te = checkpoint_->require(p->weight_name());
@@ -323,6 +333,7 @@ void Model::load_layer_weights(int l) {
       }
     }
   }
+  if (!on_device() && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) stack_host_layer(d, w, loaded);
   for (size_t i = 0; i < d.linears.size(); ++i)
     if (!loaded[i]) w.linears[i] = load_linear(d.linears[i]);
 }
@@ -345,7 +356,7 @@ void Model::load_weights() {
   // Calibration: layers (and the embeddings) come in one at a time later
   // (engine/model_on_demand.cpp); lm_head is never read.
   if (options_.layers_on_demand) return begin_on_demand();
-  embed_ = checkpoint_->read_f32(et);
+  if (!load_foreign_embedding(et)) embed_ = checkpoint_->read_f32(et);
   for (int64_t l = 0; l < a.n_layers; ++l) load_layer_weights(static_cast<int>(l));
   // lm_head: its own tensor when the file has one (even if config says tied).
   static const LinearDesc lm_desc{"lm_head", "lm_head", 0, 0, false};
@@ -357,6 +368,7 @@ void Model::load_weights() {
     if (!a.tie_embeddings) logger().warn("'{}' has no lm_head.weight: using the tied embeddings", checkpoint_->path().string());
     lm_head_.desc = &lm_desc;
     lm_head_.layout = "f32 (tied embeddings)";
+    if (embed_q_) tie_lm_head_to_foreign_embedding();
   }
   if (lm_head_.bytes == 0 && lm_head_.w.empty() && !lm_head_.q) lm_head_.bytes = embed_.size() * sizeof(float);
   if (on_device()) upload_weights();
@@ -366,6 +378,10 @@ void Model::load_weights() {
                   n_dequantized_, n_dequantized_ + n_quantized_, kernels_->name());
   logger().debug("model '{}': {} layers, hidden {}, {} Linears run quantized on '{}'", checkpoint_->path().string(),
                  a.n_layers, a.hidden, n_quantized_, kernels_->name());
+  if (n_quantized_ > 0)
+    logger().info("quantized weights on '{}': {} bytes repacked at load ({} Linears), {} bytes taken as stored ({} Linears)",
+                  kernels_->name(), load_stats_.repacked_bytes, load_stats_.repacked_linears, load_stats_.stored_bytes,
+                  load_stats_.stored_linears);
 }
 
 const Tokenizer& Model::tokenizer() {
@@ -435,7 +451,8 @@ void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float*
 
 void Model::embed_ids(const int32_t* ids, int64_t n, float* out) const {
   xq_op op = Kernels::op(XQ_OP_GET_ROWS);
-  op.src[0] = f32({arch_.vocab, arch_.hidden}, embedding());
+  if (embed_q_) op.qweight = embed_q_;
+  else op.src[0] = f32({arch_.vocab, arch_.hidden}, embedding());
   op.src[1] = dtensor(XQ_DTYPE_I32, {n}, ids);
   op.dst = f32({n, arch_.hidden}, out);
   kernels_->run(op, "GET_ROWS (embeddings)");
@@ -537,9 +554,13 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
 
   rms_norm(k, x, rows, H, at(W.input_norm, W.d_input_norm), a.rms_eps, h, "RMS_NORM (input)");
   if (tap) tap(LayerDesc::kAttnIn, h, rows, H);
-  linear(W.linears[LayerDesc::kQ], h, rows, q, "q_proj");
-  linear(W.linears[LayerDesc::kK], h, rows, kk, "k_proj");
-  linear(W.linears[LayerDesc::kV], h, rows, vv, "v_proj");
+  if (W.qkv.desc) {
+    linear_stacked(W.qkv, h, rows, {{q, NH * HD}, {kk, KVH * HD}, {vv, KVH * HD}}, "q|k|v_proj");
+  } else {
+    linear(W.linears[LayerDesc::kQ], h, rows, q, "q_proj");
+    linear(W.linears[LayerDesc::kK], h, rows, kk, "k_proj");
+    linear(W.linears[LayerDesc::kV], h, rows, vv, "v_proj");
+  }
   if (a.qk_norm) {
     rms_norm(k, q, rows * NH, HD, at(W.q_norm, W.d_q_norm), a.rms_eps, q, "RMS_NORM (q_norm)");
     rms_norm(k, kk, rows * KVH, HD, at(W.k_norm, W.d_k_norm), a.rms_eps, kk, "RMS_NORM (k_norm)");
@@ -558,8 +579,9 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
     k.run(op, "ROPE");
   }
   const int64_t kv_row = KVH * HD;
+  if (paged_) attend_paged(layer, q, kk, f32({rows, kv_row}, vv), rows, XQ_DTYPE_F32, att);
   for (const auto& s : spans) {
-    if (s.n == 0) continue;
+    if (s.n == 0 || paged_) continue;
     copy_floats(s.k + s.pos0 * kv_row, kk + s.row * kv_row, s.n * kv_row, "KV cache append (K)");
     copy_floats(s.v + s.pos0 * kv_row, vv + s.row * kv_row, s.n * kv_row, "KV cache append (V)");
     xq_op op = Kernels::op(XQ_OP_ATTENTION);
@@ -583,8 +605,12 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
     add_inplace(k, x, moe_out.data(), rows, H);
     return;
   }
-  linear(W.linears[LayerDesc::kGate], h, rows, g, "gate_proj");
-  linear(W.linears[LayerDesc::kUp], h, rows, u, "up_proj");
+  if (W.gate_up.desc) {
+    linear_stacked(W.gate_up, h, rows, {{g, I}, {u, I}}, "gate|up_proj");
+  } else {
+    linear(W.linears[LayerDesc::kGate], h, rows, g, "gate_proj");
+    linear(W.linears[LayerDesc::kUp], h, rows, u, "up_proj");
+  }
   {
     xq_op op = Kernels::op(XQ_OP_SWIGLU);
     op.src[0] = f32({rows, I}, g);
@@ -693,8 +719,16 @@ const void* Model::run_layer_stacked(int layer, float* x, int64_t rows, const st
     rms_norm(k, q, rows * NH, HD, W.d_q_norm.f32(), a.rms_eps, q, "RMS_NORM (q_norm)");
   rope(q, rows, NH, pos);
   const int64_t kv_row = KVH * HD;
+  if (paged_) {  // all rows at once: K to F32, normed and rotated; V straight from the GEMM output
+    float* kf = static_cast<float*>(scratch(kPagedK, static_cast<uint64_t>(rows * kv_row) * 4));
+    const char* k_at = qkv + NH * HD * e_qkv;
+    convert(column_slice(QKV.act, rows, kv_row, n_qkv, k_at), XQ_DTYPE_F32, kf, "CONVERT (k)");
+    if (a.qk_norm) rms_norm(k, kf, rows * KVH, HD, W.d_k_norm.f32(), a.rms_eps, kf, "RMS_NORM (k_norm)");
+    rope(kf, rows, KVH, pos);
+    attend_paged(layer, q, kf, column_slice(QKV.act, rows, kv_row, n_qkv, k_at + kv_row * e_qkv), rows, O.act, att);
+  }
   for (const auto& s : spans) {
-    if (s.n == 0) continue;
+    if (s.n == 0 || paged_) continue;
     const char* at = qkv + (s.row * n_qkv + NH * HD) * e_qkv;
     float* kc = s.k + s.pos0 * kv_row;
     convert(column_slice(QKV.act, s.n, kv_row, n_qkv, at), XQ_DTYPE_F32, kc, "KV cache append (K)");

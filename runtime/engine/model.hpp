@@ -80,7 +80,8 @@ struct LayerWeights {
   std::vector<LinearWeights> linears;  // LayerDesc::linears order
   // Device providers: q|k|v and gate|up stacked along rows into one weight
   // each (one GEMM per group), when their weights share a description (see
-  // engine/fuse.hpp). Then the members in `linears` keep only their desc
+  // engine/fuse.hpp); host providers likewise for foreign (GGUF) blocks
+  // (engine/foreign_blocks.cpp), each group on its own. Then the members in `linears` keep only their desc
   // (layout "stacked into ..."), and `fused_desc` owns the groups' descs.
   LinearWeights qkv, gate_up;
   std::vector<std::unique_ptr<LinearDesc>> fused_desc;
@@ -132,6 +133,18 @@ struct SequenceSpan {
   float* v = nullptr;
 };
 
+class PagedKvCache;
+struct PagedSequence;
+
+// One sequence of a paged step (engine/paged_forward.cpp): `n` new tokens
+// appended to `seq`, whose blocks live in the step's PagedKvCache. Only the
+// last new token's logits are computed.
+struct PagedInput {
+  PagedSequence* seq = nullptr;
+  const int32_t* tokens = nullptr;
+  int64_t n = 0;
+};
+
 // Called with the input of each Linear group of a layer (LayerDesc::groups
 // index, rows x cols row-major) just before that group's Linears run.
 using GroupInputTap = std::function<void(int group, const float* x, int64_t rows, int64_t cols)>;
@@ -156,6 +169,14 @@ class Model {
   // Number of Linears run quantized by the provider / dequantized on load.
   int quantized_linears() const { return n_quantized_; }
   int dequantized_linears() const { return n_dequantized_; }
+  // What loading the quantized weights cost: bytes of provider-layout
+  // weights packed from canonical tensors at load (repacked), and bytes taken
+  // as stored in the provider's layout (an .xq file's segments, no packing).
+  struct LoadStats {
+    uint64_t repacked_bytes = 0, stored_bytes = 0;
+    int repacked_linears = 0, stored_linears = 0;
+  };
+  const LoadStats& load_stats() const { return load_stats_; }
 
   // Runs the new tokens of every sequence; returns logits rows (vocab floats
   // each) in batch order: n rows for all_logits items, 1 row otherwise.
@@ -164,6 +185,13 @@ class Model {
   // largest logit (lowest id on ties: greedy sampling). On a device provider
   // that runs XQ_OP_ARGMAX the argmax runs there and only the ids come back.
   std::vector<int32_t> forward_greedy(const std::vector<SequenceInput>& batch);
+
+  // Paged KV cache steps (engine/paged_forward.cpp): every sequence's new
+  // tokens in one batch (decode rows and prefill chunks alike), attention
+  // through its block table. Blocks are reserved here as needed (throws when
+  // the pool runs out). Returns one logits row (or greedy id) per sequence.
+  std::vector<float> forward_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch);
+  std::vector<int32_t> forward_paged_greedy(PagedKvCache& cache, const std::vector<PagedInput>& batch);
 
   // ---- layer-level pieces (calibration) ----
   void embed(const int32_t* ids, int64_t n, float* out) const;  // out [n, hidden]
@@ -215,18 +243,30 @@ class Model {
   void require_layer(int layer) const;
   void require_all_weights(const char* what) const;
   LinearWeights load_linear(const LinearDesc& d);
+  // A quantized Linear whose checkpoint stores it in the provider's own
+  // layout, taken as is (stored_weights.cpp); false when it stores none.
+  bool adopt_stored(const TensorEntry& te, const LinearDesc& d, LinearWeights& lw);
   // The Linears `members` of layer desc `d` stacked into one (empty, desc
   // null, when they cannot be: mixed or incompatible quantization).
   LinearWeights load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
                              const char* name);
   bool choose_qmatmul_act(LinearWeights& lw) const;
+  // Foreign (GGUF) blocks run in place by the provider (engine/foreign_blocks.cpp).
+  bool load_foreign_linear(LinearWeights& lw, const std::vector<const LinearDesc*>& parts);
+  bool load_foreign_embedding(const TensorEntry& et);
+  void tie_lm_head_to_foreign_embedding();
+  void stack_host_layer(const LayerDesc& d, LayerWeights& w, std::vector<bool>& loaded);
+  // One GEMM of a stacked weight, its output columns split into outs (pointer, width per row).
+  void linear_stacked(const LinearWeights& lw, const float* x, int64_t rows,
+                      std::initializer_list<std::pair<float*, int64_t>> outs, const char* what) const;
   uint64_t quantized_bytes(const xq_quant_tensor& q) const;
   bool bf16_matmul_runs(const LinearWeights& lw) const;
   void upload_weights();
   std::vector<float> read_vector(const std::string& name, int64_t expect) const;
 
   // Grow-only provider buffers of a device provider, one per use.
-  enum Slot { kLayerTmp, kX, kIds, kPos, kSelected, kNormed, kLogits, kLinearIn, kLinearOut, kPending, kIds_out, kSlots };
+  enum Slot { kLayerTmp, kX, kIds, kPos, kSelected, kNormed, kLogits, kLinearIn, kLinearOut, kPending, kIds_out,
+              kPagedMeta, kPagedK, kSlots };
   void* scratch(Slot s, uint64_t bytes) const;
   // n floats of temporary memory: `host` resized on host providers, slot `s` otherwise.
   float* temp(Slot s, int64_t n, std::vector<float>& host) const;
@@ -251,6 +291,21 @@ class Model {
   // x [rows, hidden] F32 += addend (provider memory, dtype t).
   void add_residual(float* x, const void* addend, xq_dtype t, int64_t rows) const;
   bool stacked(int layer) const { return layers_[static_cast<size_t>(layer)].qkv.desc != nullptr; }
+  // During a paged step: the cache and the step's per-row slots and
+  // [rows, table_ld] position + block-table rows (provider memory).
+  struct PagedStep {
+    const PagedKvCache* cache = nullptr;
+    const int32_t* slots = nullptr;
+    const int32_t* table = nullptr;
+    int64_t table_ld = 0;
+  };
+  void step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch, std::vector<float>* logits,
+                  std::vector<int32_t>* ids);
+  // The paged replacement of a layer's per-sequence KV append + ATTENTION:
+  // k (F32 [rows, KVH*HD], normed and rotated) and v (any float dtype, rows
+  // possibly strided) into their slots, then PAGED_ATTENTION into att.
+  void attend_paged(int layer, const float* q, const float* k, const xq_device_tensor& v, int64_t rows,
+                    xq_dtype att_t, void* att) const;
   static std::vector<int32_t> positions(const std::vector<SequenceSpan>& spans, int64_t rows);
 
   Runtime& runtime_;
@@ -260,6 +315,9 @@ class Model {
   std::unique_ptr<Kernels> kernels_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<float> embed_, final_norm_;
+  xq_qweight* embed_q_ = nullptr;  // the embedding table as foreign blocks (embed_ then empty)
+  uint64_t embed_bytes_ = 0;
+  mutable std::vector<float> stacked_scratch_;
   LinearWeights lm_head_;  // w empty and q null when tied: embed_ is used
   std::unique_ptr<LinearDesc> lm_owned_;  // lm_head's description when the file has one
   std::vector<float> rope_factors_;
@@ -267,7 +325,9 @@ class Model {
   std::vector<LayerWeights> layers_;
   mutable DeviceBuffer scratch_[kSlots];
   std::vector<bool> all_token_down_;
+  const PagedStep* paged_ = nullptr;  // set for the duration of step_paged
   int n_quantized_ = 0, n_dequantized_ = 0;
+  LoadStats load_stats_;
   uint64_t float_bytes_ = 0, peak_float_bytes_ = 0;
 };
 

@@ -9,7 +9,7 @@ namespace xquant {
 
 OutputWriter::OutputWriter(LoadedPlugin& format, const std::filesystem::path& out_dir,
                            const std::filesystem::path& source, const Kv& model_config, const Kv& params,
-                           const std::vector<std::string>& ignored_modules)
+                           const std::vector<std::string>& ignored_modules, const std::string& recipe_yaml)
     : format_(format) {
   std::vector<const char*> ignored_c;
   for (const auto& m : ignored_modules) ignored_c.push_back(m.c_str());
@@ -22,6 +22,7 @@ OutputWriter::OutputWriter(LoadedPlugin& format, const std::filesystem::path& ou
   wo.model_config = &model_config;
   wo.params = &params;
   wo.ignored_modules = ignored_c.data();
+  wo.recipe_yaml = recipe_yaml.empty() ? nullptr : recipe_yaml.c_str();
   check_plugin_call(format_.format().writer_open(format_.state, &wo, &handle_),
                     fmt::format("{}: opening '{}' for writing", format_.name(), out));
 }

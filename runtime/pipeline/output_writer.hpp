@@ -26,9 +26,11 @@ class OutputWriter {
   using QuantRecorder = std::function<void(const std::string& module, const xq_quant_tensor& q)>;
 
   // Opens `format`'s writer on `out_dir`; `ignored_modules` are the Linear
-  // modules the checkpoint lists as left dense.
+  // modules the checkpoint lists as left dense; `recipe_yaml` the pipeline
+  // (formats that store their recipe keep it).
   OutputWriter(LoadedPlugin& format, const std::filesystem::path& out_dir, const std::filesystem::path& source,
-               const Kv& model_config, const Kv& params, const std::vector<std::string>& ignored_modules);
+               const Kv& model_config, const Kv& params, const std::vector<std::string>& ignored_modules,
+               const std::string& recipe_yaml = "");
   ~OutputWriter();
   OutputWriter(const OutputWriter&) = delete;
   OutputWriter& operator=(const OutputWriter&) = delete;

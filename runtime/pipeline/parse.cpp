@@ -176,6 +176,7 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
   Pipeline p;
   p.file = display_name;
   p.base_dir = base_dir;
+  p.source_text = yaml;
   if (!root.IsMap()) {
     c.error(root, "(top level)", "a pipeline is a mapping with keys model, quantize, output, ...");
     c.throw_if_errors();

@@ -116,6 +116,7 @@ struct CalibrationSpec {
 
 struct Pipeline {
   std::filesystem::path file;      // "<string>" for string pipelines
+  std::string source_text;         // the YAML as given (writers may store it as the recipe)
   std::filesystem::path base_dir;  // relative paths resolve here
   std::filesystem::path model_path;
   std::string loader;  // empty: detected by probe

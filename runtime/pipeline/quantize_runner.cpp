@@ -57,7 +57,8 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
   auto source = open_source(runtime, p);
   LoadedPlugin& format = runtime.plugins().require(XQ_PLUGIN_FORMAT, p.output_format);
   const RuleAssignment rules = assign_rules(runtime, p, *source, format.has_capability("ragged-groups"));
-  OutputWriter writer(format, p.output_path, p.model_path, source->config(), p.validated_output_params, rules.dense);
+  OutputWriter writer(format, p.output_path, p.model_path, source->config(), p.validated_output_params, rules.dense,
+                      p.source_text);
 
   RunReport report;
   report.output = p.output_path;

@@ -11,6 +11,7 @@
 #include <sys/auxv.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <optional>
 #include <sstream>
@@ -37,7 +38,10 @@ size_t vtable_min_size(xq_plugin_kind kind) {
     case XQ_PLUGIN_LOADER: return sizeof(xq_loader_vtable);
     case XQ_PLUGIN_ALGORITHM: return sizeof(xq_algorithm_vtable);
     case XQ_PLUGIN_FORMAT: return sizeof(xq_format_vtable);
-    case XQ_PLUGIN_KERNEL_PROVIDER: return sizeof(xq_kernel_vtable);
+    // Entries appended later (qweight_packed_layout, qweight_adopt,
+    // memory_info, qweight_prepare_blocks) are optional: a provider built before them stops at
+    // qweight_layout, and callers check struct_size before reading them.
+    case XQ_PLUGIN_KERNEL_PROVIDER: return offsetof(xq_kernel_vtable, qweight_packed_layout);
   }
   return 0;
 }

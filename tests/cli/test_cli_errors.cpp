@@ -97,6 +97,11 @@ const BadInput kCases[] = {
     {{"eval", "--model", kModel, "--text", kText, "--ctx", "x"}, 2, "option '--ctx' expects an integer, got 'x'"},
     {{"eval", "--model", kModel, "--text", kText, "--ctx", "-5"}, 2, "--ctx must be at least 2"},
     {{"eval", "--model", kModel, "--text", kText, "--provider", "nope"}, 1, "no kernel plugin named 'nope'"},
+    {{"eval", "--model", kModel, "--text", kText, "--protocol", "wiki"}, 2,
+     "--protocol takes 'xquant' or 'llama-perplexity', got 'wiki'"},
+    {{"eval", "--model", kModel, "--text", kText, "--chunks", "2"}, 2, "--chunks is an option of --protocol llama-perplexity"},
+    {{"eval", "--model", kModel, "--text", kText, "--protocol", "llama-perplexity", "--max-tokens", "9"}, 2,
+     "--max-tokens is an option of --protocol xquant"},
     // generate
     {{"generate", "--model", kModel, "--bogus"}, 2, "unknown option '--bogus'"},
     {{"generate"}, 2, "missing required option '--model'"},
@@ -104,6 +109,15 @@ const BadInput kCases[] = {
     {{"generate", "--model", kModel, "-n", "x"}, 2, "option '--n' expects an integer, got 'x'"},
     {{"generate", "--model", kModel, "-n", "-3"}, 2, "-n must be >= 0"},
     {{"generate", "--model", kModel, "--temp", "-1"}, 2, "--temp must be >= 0"},
+    // bench
+    {{"bench"}, 2, "missing required option '--models'"},
+    {{"bench", "--models", "m=" + kModel, "--concurrency", "0"}, 2, "--concurrency: '0' is not a positive integer"},
+    {{"bench", "--models", "m=" + kModel, "--lengths", "1024"}, 2, "--lengths: expected IN:OUT, got '1024'"},
+    {{"bench", "--models", "m=" + kModel, "--kv-dtype", "f8"}, 2, "--kv-dtype must be bf16 or f32"},
+    {{"bench", "--models", "=" + kModel}, 2, "--models: expected LABEL=PATH"},
+    {{"bench", "--models", "m=" + kMissing, "--provider", "cpu"}, 1, "model path '" + kMissing + "' does not exist"},
+    {{"bench", "--models", "m=" + kModel, "--provider", "cpu", "--lengths", "500:100", "--concurrency", "1"}, 1,
+     "the model's context is 512"},
 };
 
 INSTANTIATE_TEST_SUITE_P(EverySubcommand, CliErrors, ::testing::ValuesIn(kCases));

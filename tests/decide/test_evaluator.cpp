@@ -56,6 +56,28 @@ TEST(HeldOutEvaluator, KldIsPositiveWhenAWeightChanges) {
   EXPECT_GT(eval.evaluate(*model).kld, 1e-4);
 }
 
+TEST(HeldOutEvaluator, FromACachedLayerEqualsTheWholeForward) {
+  // The measured sensitivity evaluates a model that differs from the float
+  // one from layer L on, starting at the float hidden states cached there.
+  Runtime rt(quiet());
+  ModelOptions mo;
+  mo.tokenizer_from = kVocab;
+  mo.dequantize_all = true;
+  auto model = Model::open(rt, kModel, mo);
+  auto tokens = eval_tokens(*model, decide::read_text_file(kWiki, "text"), 600);  // 3 windows, the last one short
+  decide::HeldOutEvaluator eval(*model, tokens, 256);
+  eval.cache_layer_inputs(*model);
+  ASSERT_TRUE(eval.has_layer_inputs());
+  EXPECT_LT(eval.evaluate_from(*model, 0).kld, 1e-9);
+  EXPECT_LT(eval.evaluate_from(*model, 3).kld, 1e-9);
+  for (auto& v : model->layer(3).linears[LayerDesc::kDown].w) v *= 0.5f;
+  const decide::Accuracy whole = eval.evaluate(*model), from3 = eval.evaluate_from(*model, 3);
+  EXPECT_GT(whole.kld, 1e-4);
+  EXPECT_NEAR(from3.kld, whole.kld, 1e-4 * whole.kld);
+  EXPECT_NEAR(from3.ppl, whole.ppl, 1e-5 * whole.ppl);
+  EXPECT_EQ(from3.positions, whole.positions);
+}
+
 TEST(Spearman, RanksNotValues) {
   EXPECT_DOUBLE_EQ(decide::spearman({1, 2, 3, 4}, {10, 200, 3000, 40000}), 1.0);
   EXPECT_DOUBLE_EQ(decide::spearman({1, 2, 3, 4}, {4, 3, 2, 1}), -1.0);

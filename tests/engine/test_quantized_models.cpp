@@ -64,7 +64,8 @@ TEST(QuantizedModels, RtnInt4AndW8A8RunQuantizedOnTheProvider) {
   EXPECT_EQ(q4->quantized_linears(), 35);
   EXPECT_EQ(q4->dequantized_linears(), 0);
   EXPECT_EQ(q8->quantized_linears(), 35);
-  EXPECT_EQ(q4->layer(0).linears[0].layout, "cpu-int8-group");
+  EXPECT_EQ(q4->layer(0).linears[0].layout, "stacked into q|k|v");  // one GEMV for q|k|v on cpu too
+  EXPECT_EQ(q4->layer(0).qkv.layout, "cpu-int8-group");
   EXPECT_LT(q4->weight_bytes_per_token(), fp->weight_bytes_per_token());
 
   // QMATMUL (fused GEMV for one row, tile + SGEMM for many) == dequantized F32 weights.

@@ -37,7 +37,7 @@ Runtime& fuzz_runtime() {
     o.threads = 1;
     o.load_default_plugins = false;
     static Runtime r(o);
-    for (const char* name : {"gguf", "rtn", "compressed-tensors"}) {
+    for (const char* name : {"gguf", "rtn", "compressed-tensors", "xq-loader", "cpu"}) {
       const fs::path file = fs::path(XQUANT_PLUGIN_DIR) / (std::string("libxquant-") + name + ".so");
       // Not an xquant::Error: a broken setup must not pass for a clean rejection.
       if (!r.plugins().load_file(file)) throw std::runtime_error("fuzz: cannot load plugin " + file.string());

@@ -25,6 +25,9 @@ void pipeline_yaml(const uint8_t* data, size_t size);
 void ct_config(const uint8_t* data, size_t size);
 // A Hugging Face tokenizer.json, built into a tokenizer that then encodes.
 void tokenizer_json(const uint8_t* data, size_t size);
+// A whole .xq file, opened through the `xq` loader plugin; its cpu-layout
+// segments handed to the cpu provider.
+void xq(const uint8_t* data, size_t size);
 
 struct Target {
   const char* name;  // also the folder name under corpus/ and regressions/
@@ -34,7 +37,7 @@ struct Target {
 inline constexpr Target kTargets[] = {
     {"safetensors_header", safetensors_header}, {"gguf", gguf},
     {"pipeline_yaml", pipeline_yaml},           {"ct_config", ct_config},
-    {"tokenizer_json", tokenizer_json},
+    {"tokenizer_json", tokenizer_json},         {"xq", xq},
 };
 
 }  // namespace xquant::fuzz

@@ -35,6 +35,9 @@ typedef struct xq_writer_options {
   /* NULL-terminated list of Linear module names left unquantized on purpose
    * (the pipeline's ignore list resolved against the model). */
   const char* const* ignored_modules;
+  /* Appended in ABI 1.0 (check XQ_HAS_FIELD; may be NULL): the pipeline YAML
+   * this checkpoint is quantized by, for formats that store their recipe. */
+  const char* recipe_yaml;
 } xq_writer_options;
 
 typedef struct xq_format_vtable {
@@ -68,6 +71,7 @@ typedef struct xq_format_vtable {
 #if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
 XQ_STATIC_ASSERT(offsetof(xq_tensor_source, find) == 16, "tensor_source.find moved");
 XQ_STATIC_ASSERT(offsetof(xq_writer_options, ignored_modules) == 40, "writer_options.ignored_modules moved");
+XQ_STATIC_ASSERT(offsetof(xq_writer_options, recipe_yaml) == 48, "writer_options.recipe_yaml moved");
 XQ_STATIC_ASSERT(offsetof(xq_format_vtable, writer_open) == 8, "format.writer_open moved");
 XQ_STATIC_ASSERT(offsetof(xq_format_vtable, read_module) == 56, "format.read_module moved");
 #endif

@@ -27,6 +27,13 @@ typedef struct xq_device_tensor {
   void* data;         /* device pointer */
 } xq_device_tensor;
 
+/* What memory_info reports (bytes). */
+typedef struct xq_memory_info {
+  uint32_t struct_size;
+  uint32_t reserved;
+  uint64_t device_free, device_total, in_use, peak;
+} xq_memory_info;
+
 /* A quantized weight prepared (packed) by a provider in its native layout. */
 typedef struct xq_qweight xq_qweight;
 
@@ -56,7 +63,9 @@ typedef enum xq_op_type {
   XQ_OP_SWIGLU = 7,
   /* dst = src[0] + src[1] (elementwise; src[1] may be [N] broadcast on rows) */
   XQ_OP_ADD = 8,
-  /* dst[T, D] = src[0][ids, :] with ids = src[1] (I32 [T]) */
+  /* dst[T, D] = src[0][ids, :] with ids = src[1] (I32 [T]); or, when
+   * qweight is set and src[0] absent, rows ids of dequant(qweight) (a
+   * provider that prepared the embedding table from foreign blocks) */
   XQ_OP_GET_ROWS = 9,
   /* dst = src[0] * src[1] elementwise (src[1] may be [N] broadcast on rows) */
   XQ_OP_MUL = 10,
@@ -72,7 +81,23 @@ typedef enum xq_op_type {
   XQ_OP_ADD_RMS_NORM = 13,
   /* dst I32 [M] = index of the largest element of each row of src[0] [M, N]
    * (lowest index on ties; NaN never wins): greedy sampling on the device. */
-  XQ_OP_ARGMAX = 14
+  XQ_OP_ARGMAX = 14,
+  /* Paged KV cache (fixed-size blocks of BS token slots, as vLLM's
+   * PagedAttention, Kwon et al. 2023, arXiv:2309.06180). A pool is
+   * [NB, BS, KVH, D] (F32, or BF16 where the provider accepts it); slot
+   * s = block * BS + offset. KV_WRITE: dst pool rows dst[slot[t]] = src[0][t]
+   * for t < T, with src[0] [T, KVH * D] (a provider may accept it 2-D with
+   * strides {ld, 1}: a column slice of the q|k|v GEMM output) and src[1]
+   * I32 [T] slots (a negative slot skips the row). */
+  XQ_OP_KV_WRITE = 15,
+  /* dst [T, H, D] = softmax(q·k^T * f[0]) · v per query row t, q = src[0] F32
+   * [T, H, D], k = src[1] and v = src[2] pools [NB, BS, KVH, D] (GQA as
+   * ATTENTION), src[3] I32 [T, 1 + MB]: row t's position p (it sees keys at
+   * positions 0..p of its sequence) then that sequence's block table (key
+   * position j sits in block table[1 + j / BS], offset j % BS; entries past
+   * p / BS are not read). Decode (one row per sequence) and chunked prefill
+   * (rows of one sequence at consecutive positions) are the same op. */
+  XQ_OP_PAGED_ATTENTION = 16
 } xq_op_type;
 
 typedef struct xq_op {
@@ -110,6 +135,34 @@ typedef struct xq_kernel_vtable {
   void (*qweight_release)(void* state, xq_qweight* w); /* accepts NULL */
   /* Static name of the layout `w` is stored in, e.g. "cpu-int8-rows". */
   const char* (*qweight_layout)(void* state, const xq_qweight* w);
+
+  /* Appended in ABI 1.0 (check XQ_HAS_FIELD; both may be NULL): weights a
+   * container stores already packed in this provider's layout, taken as is.
+   * qweight_packed_layout: the versioned name of the stored layout
+   * qweight_prepare would pack `q` into (only its description is read;
+   * buffers may be NULL), or NULL when it stores none for it.
+   * qweight_adopt: a qweight over `nbytes` bytes of `data` already in layout
+   * `layout` for the tensor `desc` describes (buffers NULL). The bytes are
+   * borrowed until qweight_release (host providers read them in place; a
+   * device provider uploads them unchanged). The provider checks sizes and
+   * bounds and never repacks; XQ_ERR_UNSUPPORTED for a layout it does not
+   * take, XQ_ERR_MALFORMED (naming the part) for bytes that do not fit. */
+  const char* (*qweight_packed_layout)(void* state, const xq_quant_tensor* q);
+  xq_status (*qweight_adopt)(void* state, const xq_quant_tensor* desc, const char* layout, const void* data,
+                             uint64_t nbytes, xq_qweight** out);
+  /* Appended (callers check struct_size first): the provider's memory.
+   * free/total: the device's (host providers: 0 = unknown); in_use/peak:
+   * bytes in use now, and the most in use since the previous memory_info
+   * call (its own workspaces included). May be NULL. */
+  xq_status (*memory_info)(void* state, struct xq_memory_info* out);
+  /* Appended in 1.0 (read only when struct_size covers it; may be NULL):
+   * prepares the rows of `parts[0..n_parts)` stacked in that order (one
+   * weight whose rows are parts[0]'s, then parts[1]'s, ...; all with the
+   * same cols, each in its own block type) from foreign blocks, executed in
+   * their own layout by QMATMUL, DEQUANTIZE and GET_ROWS. The parts'
+   * bytes are borrowed as xq_block_tensor says. XQ_ERR_UNSUPPORTED when a
+   * part's family/type is not one the provider runs. */
+  xq_status (*qweight_prepare_blocks)(void* state, const xq_block_tensor* parts, uint32_t n_parts, xq_qweight** out);
 } xq_kernel_vtable;
 
 #ifdef __cplusplus
@@ -124,6 +177,9 @@ XQ_STATIC_ASSERT(offsetof(xq_op, qweight) == 448, "xq_op.qweight moved");
 XQ_STATIC_ASSERT(offsetof(xq_op, i) == 520, "xq_op.i moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, run_op) == 64, "kernel.run_op moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_layout) == 88, "kernel.qweight_layout moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_adopt) == 104, "kernel.qweight_adopt moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, memory_info) == 112, "kernel.memory_info moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_prepare_blocks) == 120, "kernel.qweight_prepare_blocks moved");
 #endif
 
 #endif /* XQUANT_XQ_KERNEL_H */

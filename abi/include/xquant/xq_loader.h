@@ -55,6 +55,16 @@ typedef struct xq_loader_vtable {
    * stored formats that are block-quantized (GGUF Q8_0/Q4_0/Q4_1). Buffers
    * come from host->alloc. XQ_ERR_UNSUPPORTED when has_quantized is 0. */
   xq_status (*read_quantized)(void* model, uint64_t index, xq_quant_tensor* out);
+  /* Appended in ABI 1.0 (check XQ_HAS_FIELD; may be NULL): for containers
+   * that store a quantized tensor already packed in a kernel provider's
+   * layout (the `xq` container). Fills `desc` with the tensor's canonical
+   * description (every field but the buffers codes/scales/zero_points/g_idx,
+   * which stay NULL) and `out` with a borrowed U8 view of its bytes in
+   * provider layout `layout` (e.g. "cpu.int-blocks.v1"), valid while the
+   * model is open. XQ_ERR_NOT_FOUND when the file stores no such layout for
+   * this tensor. */
+  xq_status (*read_packed)(void* model, uint64_t index, const char* layout, xq_quant_tensor* desc,
+                           xq_tensor_view* out);
 } xq_loader_vtable;
 
 #ifdef __cplusplus
@@ -66,6 +76,7 @@ XQ_STATIC_ASSERT(offsetof(xq_tensor_info, name) == 80, "xq_tensor_info.name move
 XQ_STATIC_ASSERT(offsetof(xq_tensor_info, has_quantized) == 104, "xq_tensor_info.has_quantized moved");
 XQ_STATIC_ASSERT(offsetof(xq_loader_vtable, probe) == 8, "loader.probe moved");
 XQ_STATIC_ASSERT(offsetof(xq_loader_vtable, read_quantized) == 72, "loader.read_quantized moved");
+XQ_STATIC_ASSERT(offsetof(xq_loader_vtable, read_packed) == 80, "loader.read_packed moved");
 #endif
 
 #endif /* XQUANT_XQ_LOADER_H */

@@ -100,6 +100,30 @@ typedef struct xq_quant_tensor {
 #define XQ_FLOAT_CODE_BITS(dtype, width) ((((uint32_t)(dtype)) << 8) | (uint32_t)(width))
 #define XQ_BITS_F8_E4M3 XQ_FLOAT_CODE_BITS(XQ_DTYPE_F8_E4M3, 8) /* 0x0E08 */
 
+/* A weight stored in a foreign block-quantized layout, handed through as the
+ * file holds it instead of being converted (appended in 1.0; see docs/abi.md).
+ * family XQ_BLOCKS_GGML: `type` is ggml's `enum ggml_type` id (ggml.h: 2 =
+ * Q4_0, 3 = Q4_1, 6 = Q5_0, 7 = Q5_1, 8 = Q8_0, 12 = Q4_K, 13 = Q5_K, 14 =
+ * Q6_K), each row is cols / block elements stored as ggml's block_* structs
+ * (ggml-common.h), `row_bytes` apart, rows in canonical (HF) order.
+ * Logical shape [rows=out, cols=in], cols a multiple of the block size.
+ *
+ * Ownership: borrowed. A provider that keeps `data` (the cpu provider runs
+ * the bytes in place, e.g. from the loader's read-only mmap) may read it
+ * until qweight_release; the caller keeps it alive that long. */
+typedef enum xq_block_family { XQ_BLOCKS_GGML = 1 } xq_block_family;
+
+typedef struct xq_block_tensor {
+  uint32_t struct_size;
+  uint32_t family; /* xq_block_family */
+  uint32_t type;   /* family's type id */
+  uint32_t reserved;
+  int64_t rows;
+  int64_t cols;
+  uint64_t row_bytes;
+  const void* data; /* rows * row_bytes bytes */
+} xq_block_tensor;
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
@@ -113,6 +137,8 @@ XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, codes) == 48, "xq_quant_tensor.codes 
 XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, g_idx) == 72, "xq_quant_tensor.g_idx moved");
 XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, scale_dtype) == 80, "xq_quant_tensor.scale_dtype moved");
 XQ_STATIC_ASSERT(offsetof(xq_quant_tensor, input_scale) == 92, "xq_quant_tensor.input_scale moved");
+XQ_STATIC_ASSERT(offsetof(xq_block_tensor, rows) == 16, "xq_block_tensor.rows moved");
+XQ_STATIC_ASSERT(offsetof(xq_block_tensor, data) == 40, "xq_block_tensor.data moved");
 #endif
 
 XQ_STATIC_ASSERT(XQ_BITS_F8_E4M3 == 0x0E08u, "XQ_BITS_F8_E4M3 changed");

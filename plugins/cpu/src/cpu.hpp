@@ -8,32 +8,38 @@
 // refusing strided views keeps every kernel simple and verifiable.
 #pragma once
 
+#include <xquant/sdk/cpu_layout.hpp>
 #include <xquant/sdk/host.hpp>
 #include <xquant/sdk/tensor.hpp>
 #include <xquant/xq_kernel.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace xquant::cpu {
 struct QKernels;
+struct BlockWeight;
 }
 
 // The provider's prepared quantized weight, packed as its kernels stream it
-// (the layout is described in qkernels.hpp): columns permuted so every group
-// is a contiguous column range (identity unless the canonical tensor had
-// act-order g_idx), each group padded with zero codes to whole 32-column
-// blocks, codes packed two per byte (bits <= 4) or one per byte (bits 5..8),
-// f32 scales and zero points per row and group.
+// (the layout "cpu.int-blocks.v1", sdk/include/xquant/sdk/cpu_layout.hpp, and
+// qkernels.hpp): columns permuted so every group is a contiguous column range
+// (identity unless the canonical tensor had act-order g_idx), each group
+// padded with zero codes to whole 32-column blocks, codes packed two per byte
+// (bits <= 4) or one per byte (bits 5..8), f32 scales and zero points per
+// row and group. codes/scales/zeros point either into `owned` (packed at
+// prepare) or into bytes a container stored in this layout (adopt: read in
+// place, borrowed until release).
 struct xq_qweight {
   int64_t rows = 0, cols = 0, n_groups = 0;
   uint32_t bits = 0;
   bool int4 = false;                 // two codes per byte (else one signed byte per code)
   int64_t padded_cols = 0;           // columns per row after padding each group to whole blocks
   int64_t row_bytes = 0;             // bytes of codes per row: padded_cols / 2 or padded_cols
-  std::vector<uint8_t> codes;        // [rows * row_bytes]
-  std::vector<float> scales;         // [rows * n_groups]
-  std::vector<float> zeros;          // [rows * n_groups] or empty (symmetric)
+  const uint8_t* codes = nullptr;    // [rows * row_bytes]
+  const float* scales = nullptr;     // [rows * n_groups]
+  const float* zeros = nullptr;      // [rows * n_groups] or NULL (symmetric)
   std::vector<int64_t> group_begin;  // [n_groups + 1] column ranges (permuted order, unpadded)
   std::vector<int64_t> block_begin;  // [n_groups + 1] 32-column block ranges (padded order)
   std::vector<int32_t> perm;         // permuted column j reads input column perm[j]; empty = identity
@@ -42,11 +48,18 @@ struct xq_qweight {
   const xquant::cpu::QKernels* kernels = nullptr;  // chosen at prepare (qkernels_dispatch.cpp)
   bool gemv_q8 = false;              // weight-only decode quantizes activations per 32-block
   int64_t gemv_max_rows = 4;         // weight-only calls with at most this many rows use the fused GEMV
+  bool adopted = false;              // codes/scales/zeros are a container's stored bytes
+  xquant::sdk::cpu_layout::Packed owned;  // the packed data when prepared here
   // FP8 E4M3 weights (fp8_qweight.cpp): the codes' exact values, unscaled,
-  // [rows * cols]; scales one per row; the packed fields above unused.
+  // [rows * cols], and one scale per row; the packed fields above unused.
   bool fp8 = false;
   std::vector<float> fp8_values;
-  uint64_t bytes() const { return codes.size() + 4 * (scales.size() + zeros.size() + fp8_values.size()); }
+  std::vector<float> fp8_scales;
+  // Foreign (GGUF) blocks run in place (gguf_blocks_weight.hpp); then only
+  // rows, cols and gemv_max_rows above are set.
+  std::shared_ptr<const xquant::cpu::BlockWeight> blocks;
+  // Bytes the kernels stream: codes plus f32 scales (and zero points).
+  uint64_t bytes() const;  // qweight.cpp
 };
 
 namespace xquant::cpu {
@@ -90,9 +103,21 @@ xq_qweight* prepare_fp8_qweight(const xq_quant_tensor& q);
 void run_fp8_qmatmul(const Host& host, const xq_op& op);
 void run_fp8_dequantize(const Host& host, const xq_op& op);
 float quantize_row_e4m3(const float* x, int64_t k, float* q);
+// Paged KV cache ops, KV_WRITE and PAGED_ATTENTION (paged_ops.cpp).
+bool is_paged_op(xq_op_type t);
+void check_paged(const xq_op& op);
+void run_kv_write(const Host& host, const xq_op& op);
+void run_paged_attention(const Host& host, const xq_op& op);
 
 // Quantized weights (qweight.cpp).
 xq_qweight* prepare_qweight(const xq_quant_tensor& q);
+// A qweight over bytes stored in layout "cpu.int-blocks.v1" for the tensor
+// `desc` describes, read in place (checked by sdk::cpu_layout::view, never
+// repacked).
+xq_qweight* adopt_qweight(const xq_quant_tensor& desc, const void* data, uint64_t nbytes);
+// The layout qweight_prepare packs `desc` into ("cpu.int-blocks.v1"), or
+// nullptr when it would refuse it.
+const char* packed_layout_of(const xq_quant_tensor& desc);
 void check_quant(const xq_op& op);
 void run_qmatmul(const Host& host, const xq_op& op);
 void run_dequantize(const Host& host, const xq_op& op);

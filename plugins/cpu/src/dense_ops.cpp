@@ -2,6 +2,7 @@
 // OpenBLAS, norms, RoPE, attention, elementwise, gathers, conversions) and
 // the validation every op goes through before it runs.
 #include "cpu.hpp"
+#include "gguf_blocks_weight.hpp"
 
 #include <xquant/sdk/half.hpp>
 
@@ -35,6 +36,8 @@ const char* op_name(xq_op_type t) {
     case XQ_OP_CONVERT: return "CONVERT";
     case XQ_OP_ADD_RMS_NORM: return "ADD_RMS_NORM";
     case XQ_OP_ARGMAX: return "ARGMAX";
+    case XQ_OP_KV_WRITE: return "KV_WRITE";
+    case XQ_OP_PAGED_ATTENTION: return "PAGED_ATTENTION";
   }
   return "unknown";
 }
@@ -211,6 +214,10 @@ void check_op(const xq_op& op) {
   if (op.struct_size < sizeof(xq_op)) throw Error(XQ_ERR_INVALID_ARGUMENT, "cpu provider: xq_op struct_size too small");
   if (op.type == XQ_OP_QMATMUL || op.type == XQ_OP_DEQUANTIZE)
     check_quant(op);
+  else if (is_paged_op(op.type))
+    check_paged(op);
+  else if (op.type == XQ_OP_GET_ROWS && op.qweight)
+    check_blocks_get_rows(op);
   else
     check_dense(op);
 }

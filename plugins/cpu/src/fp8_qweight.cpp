@@ -77,10 +77,10 @@ xq_qweight* prepare_fp8_qweight(const xq_quant_tensor& q) {
     if ((c & 0x7F) == 0x7F) bad(format("NaN code at element %lld", static_cast<long long>(i)));
     w->fp8_values[static_cast<size_t>(i)] = sdk::e4m3_to_f32(c);
   }
-  w->scales.resize(static_cast<size_t>(q.rows));
+  w->fp8_scales.resize(static_cast<size_t>(q.rows));
   for (int64_t r = 0; r < q.rows; ++r) {
-    w->scales[r] = q.scales[q.strategy == XQ_STRATEGY_TENSOR ? 0 : r];
-    if (!std::isfinite(w->scales[r])) bad(format("scale of row %lld is not finite", static_cast<long long>(r)));
+    w->fp8_scales[r] = q.scales[q.strategy == XQ_STRATEGY_TENSOR ? 0 : r];
+    if (!std::isfinite(w->fp8_scales[r])) bad(format("scale of row %lld is not finite", static_cast<long long>(r)));
   }
   return w.release();
 }
@@ -102,7 +102,7 @@ void run_fp8_qmatmul(const Host& host, const xq_op& op) {
   }
   sgemm_nt_blocked(host, M, N, K, 1.0f, a, K, w.fp8_values.data(), K, y, N);
   for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) y[m * N + n] = sx[m] * w.scales[n] * y[m * N + n] + (bias ? bias[n] : 0.0f);
+    for (int64_t n = 0; n < N; ++n) y[m * N + n] = sx[m] * w.fp8_scales[n] * y[m * N + n] + (bias ? bias[n] : 0.0f);
 }
 
 void run_fp8_dequantize(const Host& host, const xq_op& op) {
@@ -113,7 +113,7 @@ void run_fp8_dequantize(const Host& host, const xq_op& op) {
     for (uint64_t r = b; r < e; ++r)
       for (int64_t c = 0; c < w.cols; ++c) {
         const int64_t i = static_cast<int64_t>(r) * w.cols + c;
-        const float v = w.fp8_values[static_cast<size_t>(i)] * w.scales[r];
+        const float v = w.fp8_values[static_cast<size_t>(i)] * w.fp8_scales[r];
         if (dt == XQ_DTYPE_F32) static_cast<float*>(out)[i] = v;
         else if (dt == XQ_DTYPE_F16) static_cast<uint16_t*>(out)[i] = sdk::f32_to_f16(v);
         else static_cast<uint16_t*>(out)[i] = sdk::f32_to_bf16(v);

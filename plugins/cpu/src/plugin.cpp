@@ -6,6 +6,7 @@
 // run_op, so it is honest by construction. The score is always positive: the
 // CPU is always there.
 #include "cpu.hpp"
+#include "gguf_blocks_weight.hpp"
 
 #include <xquant/sdk/plugin.hpp>
 
@@ -52,16 +53,31 @@ class CpuProvider : public sdk::PluginBase {
       case XQ_OP_SWIGLU: run_swiglu(host, op); break;
       case XQ_OP_ADD: run_add_mul(host, op, false); break;
       case XQ_OP_MUL: run_add_mul(host, op, true); break;
-      case XQ_OP_GET_ROWS: run_get_rows(host, op); break;
+      case XQ_OP_GET_ROWS: op.qweight ? run_blocks_get_rows(host, op) : run_get_rows(host, op); break;
       case XQ_OP_QUANTIZE_ACT: run_quantize_act(host, op); break;
       case XQ_OP_CONVERT: run_convert(host, op); break;
       case XQ_OP_ADD_RMS_NORM:  // device-path fusions: check_op refuses them on cpu
       case XQ_OP_ARGMAX: break;
+      case XQ_OP_KV_WRITE: run_kv_write(host, op); break;
+      case XQ_OP_PAGED_ATTENTION: run_paged_attention(host, op); break;
     }
   }
   xq_qweight* prepare(const xq_quant_tensor& q) const { return prepare_qweight(q); }
+  xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) const { return cpu::prepare_blocks(parts, n); }
   void release(xq_qweight* w) const { delete w; }
-  const char* layout(const xq_qweight* w) const { return w && w->fp8 ? "cpu-fp8-f32" : "cpu-int8-group"; }
+  const char* layout(const xq_qweight* w) const {
+    if (w && w->blocks) return w->blocks->layout;
+    if (w && w->fp8) return "cpu-fp8-f32";
+    return w && w->adopted ? "cpu-int8-group (stored, not repacked)" : "cpu-int8-group";
+  }
+  // Stored packed weights ("cpu.int-blocks.v1", e.g. from an xq file): read
+  // in place after the layout's checks, never repacked.
+  const char* packed_layout(const xq_quant_tensor& desc) const { return packed_layout_of(desc); }
+  xq_qweight* adopt(const xq_quant_tensor& desc, const char* name, const void* data, uint64_t nbytes) const {
+    if (std::strcmp(name, sdk::cpu_layout::kName) != 0)
+      throw Error(XQ_ERR_UNSUPPORTED, sdk::format("cpu provider: layout '%s' is not %s", name, sdk::cpu_layout::kName));
+    return adopt_qweight(desc, data, nbytes);
+  }
 
  private:
   // Device memory is host memory: both directions are a copy.
@@ -73,7 +89,8 @@ class CpuProvider : public sdk::PluginBase {
 constexpr const char* kCapabilities[] = {
     "memory:host",       "op:matmul",       "op:qmatmul",      "op:dequantize",     "op:rms_norm",
     "op:rope",           "op:attention",    "op:swiglu",       "op:add",            "op:mul",
-    "op:get_rows",       "op:quantize_act", "op:convert",      "layout:cpu-int8-group", "bits:2-8",
+    "op:get_rows",       "op:quantize_act", "op:convert",      "op:kv_write",     "op:paged_attention", "layout:cpu-int8-group", "bits:2-8",
+    "blocks:ggml",
     "strategy:tensor", "strategy:channel", "strategy:group", "g_idx",       "act:none",
     "act:dynamic-token", "act:static-tensor", "layout:cpu-fp8-f32", "type:float", "act:fp8-dynamic-token", nullptr};
 

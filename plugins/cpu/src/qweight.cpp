@@ -12,12 +12,15 @@
 //     scale) to int8 and exact int32 dot products per group, so measured
 //     quality reflects real W8A8 numerics.
 // Kernels come from the table chosen at prepare time (qkernels_dispatch.cpp).
+// Packing itself is sdk/include/xquant/sdk/cpu_layout.hpp (shared with the
+// `xq` writer, which stores the packed bytes; adopt reads those in place).
 //
 // Act-order (g_idx) is handled once at prepare time: columns are permuted so
 // each group is a contiguous range, and the activation row is gathered into
 // the same (permuted, padded) order at run time. Every kernel then loops
 // over whole blocks of contiguous groups, with no tail.
 #include "cpu.hpp"
+#include "gguf_blocks_weight.hpp"
 #include "qkernels.hpp"
 
 #include <xquant/sdk/fp8.hpp>
@@ -37,15 +40,12 @@ using sdk::format;
 
 namespace {
 
-[[noreturn]] void bad(const std::string& why) {
-  throw Error(XQ_ERR_UNSUPPORTED, "cpu provider: quantized weight: " + why);
-}
-
-const uint8_t* row_codes(const xq_qweight& w, int64_t r) { return w.codes.data() + r * w.row_bytes; }
+const uint8_t* row_codes(const xq_qweight& w, int64_t r) { return w.codes + r * w.row_bytes; }
 
 // Byte and nibble of padded column p in an INT4 row (layout in qkernels.hpp).
-inline int64_t int4_byte(int64_t p) { return (p / kBlock) * 16 + (p % 16); }
-inline bool int4_high(int64_t p) { return p % kBlock >= 16; }
+using sdk::cpu_layout::int4_byte;
+using sdk::cpu_layout::int4_high;
+static_assert(sdk::cpu_layout::kBlock == kBlock, "the SDK's cpu layout and the kernels' block differ");
 
 // The signed code at padded column p of a packed row.
 inline int code_at(const xq_qweight& w, const uint8_t* row, int64_t p) {
@@ -58,8 +58,8 @@ inline int code_at(const xq_qweight& w, const uint8_t* row, int64_t p) {
 // padding columns get a finite value that always meets a zero activation).
 void dequant_row_padded(const xq_qweight& w, int64_t r, float* out) {
   const uint8_t* c = row_codes(w, r);
-  const float* s = w.scales.data() + r * w.n_groups;
-  const float* z = w.zeros.empty() ? nullptr : w.zeros.data() + r * w.n_groups;
+  const float* s = w.scales + r * w.n_groups;
+  const float* z = !w.zeros ? nullptr : w.zeros + r * w.n_groups;
   for (int64_t g = 0; g < w.n_groups; ++g) {
     const float sg = s[g], zg = z ? z[g] : 0.0f;
     for (int64_t p = w.block_begin[g] * kBlock; p < w.block_begin[g + 1] * kBlock; ++p)
@@ -120,102 +120,70 @@ inline float group_offset(const xq_qweight& w, const float* z, int64_t g) {
 
 }  // namespace
 
-xq_qweight* prepare_qweight(const xq_quant_tensor& q) {
-  if (q.struct_size < sizeof(xq_quant_tensor)) bad("struct_size too small");
-  if (sdk::is_float_code(q.bits)) return prepare_fp8_qweight(q);
-  if (q.bits < 2 || q.bits > 8) bad(format("bits %u outside 2..8", q.bits));
-  if (q.rows <= 0 || q.cols <= 0) bad("rows and cols must be positive");
-  if (!q.codes || !q.scales) bad("codes or scales missing");
-  int64_t n_groups = 1, group_size = q.cols;
-  switch (q.strategy) {
-    case XQ_STRATEGY_TENSOR:
-    case XQ_STRATEGY_CHANNEL: break;
-    case XQ_STRATEGY_GROUP:
-      if (q.group_size <= 0) bad("group_size must be positive");
-      group_size = q.group_size;
-      n_groups = (q.cols + group_size - 1) / group_size;
-      if (q.n_groups != n_groups)
-        bad(format("n_groups %lld != ceil(cols/group_size) %lld", static_cast<long long>(q.n_groups),
-                   static_cast<long long>(n_groups)));
-      break;
-    default: bad("strategy BLOCK (or unknown) is not supported");
-  }
-  if (q.g_idx && q.strategy != XQ_STRATEGY_GROUP) bad("g_idx needs GROUP strategy");
-  if (q.act_scheme != XQ_ACT_NONE) {
-    if (q.act_scheme != XQ_ACT_DYNAMIC_TOKEN && q.act_scheme != XQ_ACT_STATIC_TENSOR) bad("unknown act_scheme");
-    if (q.act_bits != 8) bad(format("act_bits %u (only 8-bit activations)", q.act_bits));
-    if (q.act_scheme == XQ_ACT_STATIC_TENSOR && !(q.input_scale > 0.0f)) bad("static activation scale must be > 0");
-  }
+namespace {
+
+// The fields every qweight has, from its geometry and description.
+std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, const xq_quant_tensor& q) {
   auto w = std::make_unique<xq_qweight>();
-  w->rows = q.rows;
-  w->cols = q.cols;
-  w->n_groups = n_groups;
-  w->bits = q.bits;
-  w->int4 = q.bits <= 4;
+  w->rows = g.rows;
+  w->cols = g.cols;
+  w->n_groups = g.n_groups;
+  w->bits = g.bits;
+  w->int4 = g.int4;
+  w->padded_cols = g.padded_cols;
+  w->row_bytes = g.row_bytes;
+  w->group_begin = g.group_begin;
+  w->block_begin = g.block_begin;
   w->act_scheme = q.act_scheme;
   w->input_scale = q.input_scale;
   w->kernels = &kernels_of(selected_isa());
   w->gemv_q8 = selected_gemv_mode() == GemvMode::q8;
   w->gemv_max_rows = selected_gemv_max_rows();
-  const int lo = -(1 << (q.bits - 1)), hi = (1 << (q.bits - 1)) - 1;
+  return w;
+}
 
-  // Column order and group ranges.
-  w->group_begin.assign(static_cast<size_t>(n_groups + 1), 0);
-  if (q.g_idx) {
-    std::vector<int64_t> count(static_cast<size_t>(n_groups), 0);
-    for (int64_t c = 0; c < q.cols; ++c) {
-      if (q.g_idx[c] < 0 || q.g_idx[c] >= n_groups)
-        bad(format("g_idx[%lld] = %d outside [0, %lld)", static_cast<long long>(c), q.g_idx[c], static_cast<long long>(n_groups)));
-      ++count[q.g_idx[c]];
-    }
-    for (int64_t g = 0; g < n_groups; ++g) w->group_begin[g + 1] = w->group_begin[g] + count[g];
-    w->perm.resize(static_cast<size_t>(q.cols));
-    std::iota(w->perm.begin(), w->perm.end(), 0);
-    std::stable_sort(w->perm.begin(), w->perm.end(), [&](int32_t a, int32_t b) { return q.g_idx[a] < q.g_idx[b]; });
-  } else {
-    for (int64_t g = 0; g <= n_groups; ++g) w->group_begin[g] = std::min(q.cols, g * group_size);
-  }
-  // Each group padded to whole blocks.
-  w->block_begin.assign(static_cast<size_t>(n_groups + 1), 0);
-  for (int64_t g = 0; g < n_groups; ++g)
-    w->block_begin[g + 1] = w->block_begin[g] + (w->group_begin[g + 1] - w->group_begin[g] + kBlock - 1) / kBlock;
-  w->padded_cols = w->block_begin[n_groups] * kBlock;
-  w->row_bytes = w->int4 ? w->padded_cols / 2 : w->padded_cols;
+}  // namespace
 
-  // Codes (permuted, padded, packed), range-checked so a corrupt tensor is
-  // reported, not run. Padding holds code 0.
-  w->codes.assign(static_cast<size_t>(q.rows * w->row_bytes), w->int4 ? 0x88 : 0);
-  for (int64_t r = 0; r < q.rows; ++r) {
-    const int8_t* src = q.codes + r * q.cols;
-    uint8_t* dst = w->codes.data() + r * w->row_bytes;
-    for (int64_t g = 0; g < n_groups; ++g) {
-      const int64_t p0 = w->block_begin[g] * kBlock - w->group_begin[g];
-      for (int64_t j = w->group_begin[g]; j < w->group_begin[g + 1]; ++j) {
-        int8_t v = src[w->perm.empty() ? j : w->perm[j]];
-        if (v < lo || v > hi)
-          bad(format("code %d at row %lld outside the %u-bit range [%d, %d]", v, static_cast<long long>(r), q.bits, lo, hi));
-        const int64_t p = p0 + j;
-        if (!w->int4) {
-          dst[p] = static_cast<uint8_t>(v);
-        } else {
-          uint8_t& b = dst[int4_byte(p)];
-          const uint8_t u = static_cast<uint8_t>(v + 8);
-          b = int4_high(p) ? static_cast<uint8_t>((b & 0x0F) | (u << 4)) : static_cast<uint8_t>((b & 0xF0) | u);
-        }
-      }
-    }
-  }
-  // Scales and zero points, expanded to [rows * n_groups].
-  size_t ns = static_cast<size_t>(q.rows * n_groups);
-  w->scales.resize(ns);
-  if (q.zero_points) w->zeros.resize(ns);
-  for (size_t i = 0; i < ns; ++i) {
-    size_t src = q.strategy == XQ_STRATEGY_TENSOR ? 0 : i;
-    w->scales[i] = q.scales[src];
-    if (!std::isfinite(w->scales[i])) bad(format("scale #%zu is not finite", src));
-    if (q.zero_points) w->zeros[i] = static_cast<float>(q.zero_points[src]);
-  }
+}  // namespace xquant::cpu
+
+uint64_t xq_qweight::bytes() const {
+  if (blocks) return blocks->bytes;
+  if (fp8) return 4 * static_cast<uint64_t>(fp8_values.size() + fp8_scales.size());
+  return static_cast<uint64_t>(rows * row_bytes) + 4 * static_cast<uint64_t>(rows * n_groups) * (zeros ? 2 : 1);
+}
+
+namespace xquant::cpu {
+
+xq_qweight* prepare_qweight(const xq_quant_tensor& q) {
+  if (q.struct_size >= sizeof(xq_quant_tensor) && sdk::is_float_code(q.bits)) return prepare_fp8_qweight(q);
+  sdk::cpu_layout::Packed p = sdk::cpu_layout::pack(q);
+  auto w = new_qweight(p.geo, q);
+  w->perm = p.perm;
+  w->owned = std::move(p);
+  w->codes = w->owned.codes.data();
+  w->scales = w->owned.scales.data();
+  w->zeros = w->owned.zeros.empty() ? nullptr : w->owned.zeros.data();
   return w.release();
+}
+
+xq_qweight* adopt_qweight(const xq_quant_tensor& desc, const void* data, uint64_t nbytes) {
+  // The description carries no buffers; the stored header says whether the
+  // weight has act-order (a perm part) and zero points.
+  sdk::cpu_layout::View v = sdk::cpu_layout::view(desc, data, nbytes);
+  auto w = new_qweight(v.geo, desc);
+  w->perm = std::move(v.perm);
+  w->codes = v.codes;
+  w->scales = v.scales;
+  w->zeros = v.zeros;
+  w->adopted = true;
+  return w.release();
+}
+
+const char* packed_layout_of(const xq_quant_tensor& desc) {
+  if (sdk::is_float_code(desc.bits)) return nullptr;  // FP8 has no stored cpu layout
+  int64_t n_groups = 0, group_size = 0;
+  sdk::cpu_layout::check_description(desc, n_groups, group_size);
+  return sdk::cpu_layout::kName;
 }
 
 void check_quant(const xq_op& op) {
@@ -240,6 +208,7 @@ void check_quant(const xq_op& op) {
 }
 
 void run_dequantize(const Host& host, const xq_op& op) {
+  if (op.qweight->blocks) return run_blocks_dequantize(host, op);
   const xq_qweight& w = *op.qweight;
   if (w.fp8) return run_fp8_dequantize(host, op);
   xq_dtype dt = op.dst.dtype;
@@ -247,8 +216,8 @@ void run_dequantize(const Host& host, const xq_op& op) {
   host.parallel_for(static_cast<uint64_t>(w.rows), 8, [&](uint64_t b, uint64_t e) {
     for (uint64_t r = b; r < e; ++r) {
       const uint8_t* c = row_codes(w, static_cast<int64_t>(r));
-      const float* s = w.scales.data() + r * w.n_groups;
-      const float* z = w.zeros.empty() ? nullptr : w.zeros.data() + r * w.n_groups;
+      const float* s = w.scales + r * w.n_groups;
+      const float* z = !w.zeros ? nullptr : w.zeros + r * w.n_groups;
       for (int64_t g = 0; g < w.n_groups; ++g) {
         const float sg = s[g], zg = z ? z[g] : 0.0f;
         const int64_t p0 = w.block_begin[g] * kBlock - w.group_begin[g];
@@ -288,8 +257,8 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
   host.parallel_for(static_cast<uint64_t>(N), 8, [&](uint64_t b, uint64_t e) {
     for (uint64_t n = b; n < e; ++n) {
       const uint8_t* c = row_codes(w, static_cast<int64_t>(n));
-      const float* s = w.scales.data() + n * G;
-      const float* z = w.zeros.empty() ? nullptr : w.zeros.data() + n * G;
+      const float* s = w.scales + n * G;
+      const float* z = !w.zeros ? nullptr : w.zeros + n * G;
       for (int64_t m = 0; m < M; ++m) {
         const int8_t* a = qx + m * Kp;
         float acc = w.int4 ? k.dot4_i8(c, a, bb, G, s) : k.dot8_i8(reinterpret_cast<const int8_t*>(c), a, bb, G, s);
@@ -331,8 +300,8 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
     for (uint64_t n = b; n < e; ++n) {
       const uint8_t* c = row_codes(w, static_cast<int64_t>(n));
       const int8_t* c8 = reinterpret_cast<const int8_t*>(c);
-      const float* s = w.scales.data() + n * G;
-      const float* z = w.zeros.empty() ? nullptr : w.zeros.data() + n * G;
+      const float* s = w.scales + n * G;
+      const float* z = !w.zeros ? nullptr : w.zeros + n * G;
       for (int64_t m = 0; m < M; ++m) {
         float acc;
         if (qx) {
@@ -372,6 +341,7 @@ void qgemm_weight_only(const Host& host, const xq_qweight& w, const float* x, in
 }  // namespace
 
 void run_qmatmul(const Host& host, const xq_op& op) {
+  if (op.qweight->blocks) return run_blocks_qmatmul(host, op);
   const xq_qweight& w = *op.qweight;
   if (w.fp8) return run_fp8_qmatmul(host, op);
   const int64_t M = rows_of(op.src[0]);

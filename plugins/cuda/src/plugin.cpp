@@ -23,6 +23,8 @@ constexpr const char* kCapabilities[] = {
     "op:add",
     "op:mul",
     "op:convert",
+    "op:kv_write",
+    "op:paged_attention",
     "dtype:f32",
     "layout:cuda-w4a16-mma",
     "layout:cuda-w8a8-int8-nk",

@@ -3,6 +3,7 @@
 // both supports_op (answer only) and run_op (throws XQ_ERR_UNSUPPORTED with
 // the same message) use, so the two can never disagree.
 #include "provider.hpp"
+#include "paged_attention.hpp"
 
 #include "decoder_ops.hpp"
 
@@ -132,7 +133,7 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
 Provider::~Provider() {
   if (device_count_ == 0) return;
   cudaDeviceSynchronize();
-  for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_}) s->release();
+  for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_}) s->release();
 }
 
 uint32_t Provider::score(const char** why) {
@@ -152,11 +153,36 @@ void* Provider::alloc(uint64_t nbytes) {
     cudaGetLastError();
     throw Error(XQ_ERR_OUT_OF_MEMORY, format("cuda: cudaMalloc of %llu bytes failed", (unsigned long long)nbytes));
   }
+  sample_memory();
   return p;
 }
 
 void Provider::free(void* p) {
   if (p && device_count_) cudaFree(p);
+}
+
+// The device's whole use (cudaMemGetInfo: ours, cuBLASLt's, the CUDA
+// context's), and its largest value sampled at every alloc since the
+// previous memory_info call.
+void Provider::memory_info(xq_memory_info& out) {
+  require_device();
+  sample_memory();
+  out.device_free = mem_free_;
+  out.device_total = mem_total_;
+  out.in_use = mem_total_ - mem_free_;
+  out.peak = mem_peak_;
+  mem_peak_ = out.in_use;  // the next call reports the peak since this one
+}
+
+void Provider::sample_memory() {
+  size_t f = 0, t = 0;
+  if (cudaMemGetInfo(&f, &t) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  mem_free_ = f;
+  mem_total_ = t;
+  mem_peak_ = std::max<uint64_t>(mem_peak_, t - f);
 }
 
 void Provider::upload(void* dst, const void* src, uint64_t n) {
@@ -263,6 +289,7 @@ bool Provider::supports(const xq_op& op, std::string* why) {
     }
     default:
       if (is_decoder_op(op.type)) return check_decoder_op(op, why);
+      if (is_paged_op(op.type)) return check_paged_op(op, why);
       return fail_why(why, format("cuda: op %d is not provided", static_cast<int>(op.type)));
   }
 }
@@ -284,6 +311,9 @@ void Provider::run(const xq_op& op) {
     case XQ_OP_QUANTIZE_ACT: run_quantize_act(op); break;
     default:
       if (is_decoder_op(op.type)) run_decoder_op(op, kStream);
+      if (is_paged_op(op.type))
+        run_paged_op(op, sm_count_, [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_paged_,
+                     kStream);
       break;
   }
 }

@@ -65,6 +65,7 @@ class Provider : public xquant::sdk::PluginBase {
   xq_qweight* prepare(const xq_quant_tensor& q);
   void release(xq_qweight* w);
   const char* layout(const xq_qweight* w) const { return w ? w->layout : ""; }
+  void memory_info(xq_memory_info& out);
 
  private:
   void require_device() const;
@@ -91,7 +92,9 @@ class Provider : public xquant::sdk::PluginBase {
   int64_t w4_fused_max_m_ = 128;
   CublasLt lt_;
   std::recursive_mutex mu_;
-  Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_;
+  Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_, s_paged_;
+  void sample_memory();
+  uint64_t mem_free_ = 0, mem_total_ = 0, mem_peak_ = 0;
 };
 
 }  // namespace xqcuda

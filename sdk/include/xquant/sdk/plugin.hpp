@@ -155,8 +155,26 @@ struct LoaderAdapter {
       *out = q.release();
     });
   }
+  // Optional: only models that store provider layouts (Model::read_packed) fill it.
+  static xq_status read_packed(void* model, uint64_t i, const char* layout, xq_quant_tensor* desc,
+                               xq_tensor_view* out) noexcept {
+    auto* m = static_cast<Model*>(model);
+    return guard(m->host, [&] {
+      if (!layout || !desc || !out) fail(XQ_ERR_INVALID_ARGUMENT, "read_packed: NULL argument");
+      if constexpr (requires(Model& mm, xq_quant_tensor& d, xq_tensor_view& v) { mm.read_packed(uint64_t{}, "", d, v); }) {
+        auto d = make_struct<xq_quant_tensor>();
+        auto v = make_struct<xq_tensor_view>();
+        m->read_packed(i, layout, d, v);
+        *desc = d;
+        *out = v;
+      } else {
+        fail(XQ_ERR_NOT_FOUND, "this loader stores no provider layouts");
+      }
+    });
+  }
   static constexpr xq_loader_vtable vtable{sizeof(xq_loader_vtable), 0, &probe, &open, &close, &config,
-                                           &tensor_count, &tensor_info, &read, &raw, &read_quantized};
+                                           &tensor_count, &tensor_info, &read, &raw, &read_quantized,
+                                           &read_packed};
 };
 
 // ---- format ----------------------------------------------------------------
@@ -228,6 +246,7 @@ struct FormatAdapter {
 //   xq_qweight* prepare(const xq_quant_tensor& q);
 //   void release(xq_qweight* w);                    // accepts NULL, must not throw
 //   const char* layout(const xq_qweight* w);        // a static string
+//   void memory_info(xq_memory_info& out);           // optional
 // Entries that return no status (score, supports_op, free, qweight_release,
 // qweight_layout) answer "no" / do nothing when the Impl throws, as the ABI
 // says they never fail; NULL pointers the ABI forbids are refused with
@@ -290,9 +309,56 @@ struct KernelAdapter {
     (void)call_with_status(ignore_message, [&] { name = self(state)->layout(w); });
     return name ? name : "";
   }
+  // Optional: providers that take stored packed weights define
+  //   const char* packed_layout(const xq_quant_tensor& desc);  // nullptr: none
+  //   xq_qweight* adopt(const xq_quant_tensor& desc, const char* layout, const void* data, uint64_t nbytes);
+  static constexpr bool kAdopts = requires(Impl& i, const xq_quant_tensor& q) {
+    i.packed_layout(q);
+    i.adopt(q, "", static_cast<const void*>(nullptr), uint64_t{0});
+  };
+  static const char* qweight_packed_layout(void* state, const xq_quant_tensor* q) noexcept {
+    const char* name = nullptr;
+    if constexpr (kAdopts)
+      if (q) (void)call_with_status(ignore_message, [&] { name = self(state)->packed_layout(*q); });
+    return name;
+  }
+  static xq_status qweight_adopt(void* state, const xq_quant_tensor* desc, const char* layout, const void* data,
+                                 uint64_t nbytes, xq_qweight** out) noexcept {
+    return guard(self(state)->host, [&] {
+      if (!desc || !layout || !out || (nbytes && !data)) fail(XQ_ERR_INVALID_ARGUMENT, "qweight_adopt: NULL argument");
+      if constexpr (kAdopts) *out = self(state)->adopt(*desc, layout, data, nbytes);
+      else fail(XQ_ERR_UNSUPPORTED, "this provider takes no stored packed layouts");
+    });
+  }
+  // Optional in the Impl: `void memory_info(xq_memory_info& out)`.
+  static xq_status memory_info(void* state, xq_memory_info* out) noexcept {
+    return guard(self(state)->host, [&] {
+      if (!out) fail(XQ_ERR_INVALID_ARGUMENT, "memory_info: out is NULL");
+      if constexpr (requires(Impl& i, xq_memory_info& m) { i.memory_info(m); }) {
+        self(state)->memory_info(*out);
+      } else {
+        fail(XQ_ERR_UNSUPPORTED, "memory_info: this provider does not report its memory");
+      }
+    });
+  }
+  // Providers that run foreign blocks define
+  //   xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) const;
+  // for the others the entry answers XQ_ERR_UNSUPPORTED.
+  static xq_status qweight_prepare_blocks(void* state, const xq_block_tensor* parts, uint32_t n,
+                                          xq_qweight** out) noexcept {
+    if constexpr (requires(const Impl& i) { i.prepare_blocks(parts, n); }) {
+      return guard(self(state)->host, [&] {
+        if (!parts || n == 0 || !out) fail(XQ_ERR_INVALID_ARGUMENT, "qweight_prepare_blocks: no parts or NULL out");
+        *out = self(state)->prepare_blocks(parts, n);
+      });
+    } else {
+      return XQ_ERR_UNSUPPORTED;
+    }
+  }
   static constexpr xq_kernel_vtable vtable{sizeof(xq_kernel_vtable), 0, &score, &alloc, &free, &upload, &download,
                                            &synchronize, &supports_op, &run_op, &qweight_prepare, &qweight_release,
-                                           &qweight_layout};
+                                           &qweight_layout, &qweight_packed_layout, &qweight_adopt, &memory_info,
+                                           &qweight_prepare_blocks};
 };
 
 }  // namespace xquant::sdk

@@ -1,0 +1,280 @@
+// gguf_blocks.cpp: the `cpu` provider's foreign-block weights (GGUF / ggml
+// block types, xq_block_tensor): preparing them (the bytes are borrowed and
+// run in place, so a model mapped from a GGUF file holds no second copy),
+// QMATMUL, DEQUANTIZE and GET_ROWS on them.
+//
+// QMATMUL:
+//   - up to XQUANT_CPU_GEMV_ROWS activation rows (default 4: decode): every
+//     row quantized once (gguf_blocks.hpp), then threads split the weight's
+//     output rows and run the integer block kernel of the row's type,
+//     llama.cpp's scheme;
+//   - more rows (prefill, perplexity): dequantize a tile of weight rows with
+//     the shared dequantizer and SGEMM it (sgemm_nt_blocked), the float
+//     path the canonical INT4/INT8 weights take.
+// Every block type the loader decodes has an integer kernel; others are
+// refused at prepare (the engine then reads them as F32). A large
+//     XQUANT_CPU_GEMV_ROWS runs prefill through the integer kernels instead
+//     (bench_decode_formats compares the two).
+// Scratch is thread-local and grow-only: no allocation per call once warm.
+#include "gguf_blocks_weight.hpp"
+
+#include "cpu.hpp"
+#include "gguf_blocks.hpp"
+#include "gguf_types.hpp"
+#include "qkernels.hpp"
+
+#include <xquant/sdk/half.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+namespace xquant::cpu {
+
+using sdk::format;
+
+namespace {
+
+[[noreturn]] void unsupported(const std::string& why) {
+  throw Error(XQ_ERR_UNSUPPORTED, "cpu provider: foreign blocks: " + why);
+}
+[[noreturn]] void invalid(const std::string& why) {
+  throw Error(XQ_ERR_INVALID_ARGUMENT, "cpu provider: foreign blocks: " + why);
+}
+
+const BlockKernels& block_kernels_of(Isa isa) {
+  switch (isa) {
+    case Isa::avx2: return kAvx2BlockKernels;
+    case Isa::avx512: return kAvx512BlockKernels;
+    case Isa::scalar: break;
+  }
+  return kScalarBlockKernels;
+}
+
+template <class T>
+T* grown(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+struct BlockScratch {
+  std::vector<int8_t> q, q256;
+  std::vector<float> d32, d256, row, tile;
+  std::vector<int16_t> bsum, sum32;
+};
+BlockScratch& block_scratch() {
+  thread_local BlockScratch s;
+  return s;
+}
+
+const char* layout_name(const BlockWeight& w) {
+  uint32_t t = w.parts[0].type;
+  for (const auto& p : w.parts)
+    if (p.type != t) return "ggml-blocks (mixed types)";
+  switch (t) {
+    case gguf::kQ4_0: return "ggml-blocks Q4_0";
+    case gguf::kQ4_1: return "ggml-blocks Q4_1";
+    case gguf::kQ5_0: return "ggml-blocks Q5_0";
+    case gguf::kQ5_1: return "ggml-blocks Q5_1";
+    case gguf::kQ8_0: return "ggml-blocks Q8_0";
+    case gguf::kQ4_K: return "ggml-blocks Q4_K";
+    case gguf::kQ5_K: return "ggml-blocks Q5_K";
+    case gguf::kQ6_K: return "ggml-blocks Q6_K";
+  }
+  return "ggml-blocks";
+}
+
+// Activation rows quantized for every part's kernel.
+struct QuantizedRows {
+  int64_t K = 0;
+  int8_t *q = nullptr, *q256 = nullptr;
+  float *d32 = nullptr, *d256 = nullptr;
+  int16_t *bsum = nullptr, *sum32 = nullptr;
+  QuantizedRow row(int64_t m) const {
+    return {q + m * K, d32 + m * (K / 32), d256 ? d256 + m * (K / 256) : nullptr, q256 ? q256 + m * K : nullptr,
+            bsum ? bsum + m * (K / 16) : nullptr, sum32 + m * (K / 32)};
+  }
+};
+
+QuantizedRows quantize_rows(const Host& host, const BlockWeight& w, const float* x, int64_t M) {
+  BlockScratch& s = block_scratch();
+  QuantizedRows r;
+  r.K = w.cols;
+  r.q = grown(s.q, M * w.cols);
+  r.d32 = grown(s.d32, M * (w.cols / 32));
+  r.sum32 = grown(s.sum32, M * (w.cols / 32));
+  if (w.k_quants) {
+    r.q256 = grown(s.q256, M * w.cols);
+    r.d256 = grown(s.d256, M * (w.cols / 256));
+    r.bsum = grown(s.bsum, M * (w.cols / 16));
+  }
+  auto one = [&](int64_t m) {
+    quantize_row_blocks(x + m * r.K, r.K, r.q + m * r.K, r.d32 + m * (r.K / 32), r.sum32 + m * (r.K / 32),
+                        r.q256 ? r.q256 + m * r.K : nullptr,
+                        r.d256 ? r.d256 + m * (r.K / 256) : nullptr, r.bsum ? r.bsum + m * (r.K / 16) : nullptr);
+  };
+  if (M == 1) one(0);
+  else host.parallel_for(static_cast<uint64_t>(M), 1, [&](uint64_t b, uint64_t e) {
+    for (uint64_t m = b; m < e; ++m) one(static_cast<int64_t>(m));
+  });
+  return r;
+}
+
+// y[m * N + n] for rows [n0, n1) of the weight and all M activation rows.
+void gemv_rows(const BlockWeight& w, const QuantizedRows& a, int64_t M, int64_t n0, int64_t n1, float* y,
+               const float* bias) {
+  const int64_t N = w.rows;
+  constexpr int64_t kTile = 16;  // weight rows kept hot while the activation rows stream past
+  for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
+    const int64_t t1 = std::min(n1, t0 + kTile);
+    for (int64_t m = 0; m < M; ++m) {
+      const QuantizedRow qa = a.row(m);
+      for (int64_t n = t0; n < t1; ++n) {
+        const BlockPart& p = w.part_of(n);
+        const uint8_t* wr = p.data + (n - p.row0) * p.row_bytes;
+        y[m * N + n] = p.kernel(wr, qa, p.blocks_per_row) + (bias ? bias[n] : 0.0f);
+      }
+    }
+  }
+}
+
+void qmatmul_int(const Host& host, const BlockWeight& w, const float* x, int64_t M, float* y, const float* bias) {
+  const QuantizedRows a = quantize_rows(host, w, x, M);
+  host.parallel_for(static_cast<uint64_t>(w.rows), 16, [&](uint64_t b, uint64_t e) {
+    gemv_rows(w, a, M, static_cast<int64_t>(b), static_cast<int64_t>(e), y, bias);
+  });
+}
+
+void dequantize_rows(const BlockWeight& w, int64_t r0, int64_t r1, float* out) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const BlockPart& p = w.part_of(r);
+    gguf::dequantize_row(p.type, p.data + (r - p.row0) * p.row_bytes, out + (r - r0) * w.cols, w.cols);
+  }
+}
+
+// Prefill: a tile of weight rows dequantized (in parallel), then SGEMM.
+void qmatmul_sgemm(const Host& host, const BlockWeight& w, const float* x, int64_t M, float* y, const float* bias) {
+  const int64_t N = w.rows, K = w.cols;
+  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(N, (int64_t{4} << 20) / std::max<int64_t>(K, 1)));
+  float* wt = grown(block_scratch().tile, tile * K);
+  for (int64_t n0 = 0; n0 < N; n0 += tile) {
+    const int64_t nt = std::min(tile, N - n0);
+    host.parallel_for(static_cast<uint64_t>(nt), 8, [&](uint64_t b, uint64_t e) {
+      dequantize_rows(w, n0 + static_cast<int64_t>(b), n0 + static_cast<int64_t>(e), wt + static_cast<int64_t>(b) * K);
+    });
+    sgemm_nt_blocked(host, M, nt, K, 1.0f, x, K, wt, K, y + n0, N);
+  }
+  if (bias)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
+}
+
+}  // namespace
+
+const BlockPart& BlockWeight::part_of(int64_t r) const {
+  for (const auto& p : parts)
+    if (r < p.row0 + p.rows) return p;
+  return parts.back();
+}
+
+xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
+  auto bw = std::make_shared<BlockWeight>();
+  bw->cols = parts[0].cols;
+  const BlockKernels& kernels = block_kernels_of(selected_isa());
+  bw->kernels_name = kernels.name;
+  for (uint32_t i = 0; i < n; ++i) {
+    const xq_block_tensor& t = parts[i];
+    if (t.struct_size < sizeof(xq_block_tensor)) invalid(format("part %u: struct_size %u too small", i, t.struct_size));
+    if (t.family != XQ_BLOCKS_GGML) unsupported(format("part %u: block family %u is not ggml (1)", i, t.family));
+    const gguf::TypeInfo* ti = gguf::type_info(t.type);
+    if (!ti || ti->block_size == 1 || !ti->decodable || !has_block_kernel(t.type))
+      unsupported(format("part %u: ggml type %u (%s) is not a block type this provider runs", i, t.type,
+                         ti ? ti->name : "unknown"));
+    if (t.rows <= 0 || t.cols <= 0 || t.cols % ti->block_size != 0)
+      invalid(format("part %u (%s): shape [%lld, %lld]: cols must be a positive multiple of %u", i, ti->name,
+                     static_cast<long long>(t.rows), static_cast<long long>(t.cols), ti->block_size));
+    if (t.cols != bw->cols)
+      invalid(format("part %u has %lld cols, part 0 %lld", i, static_cast<long long>(t.cols), static_cast<long long>(bw->cols)));
+    const uint64_t row_bytes = static_cast<uint64_t>(t.cols / ti->block_size) * ti->type_size;
+    if (t.row_bytes != row_bytes)
+      invalid(format("part %u (%s): row_bytes %llu, %llu expected for %lld cols", i, ti->name,
+                     static_cast<unsigned long long>(t.row_bytes), static_cast<unsigned long long>(row_bytes),
+                     static_cast<long long>(t.cols)));
+    if (!t.data) invalid(format("part %u: data is NULL", i));
+    BlockPart p;
+    p.type = t.type;
+    p.rows = t.rows;
+    p.row0 = bw->rows;
+    p.row_bytes = row_bytes;
+    p.blocks_per_row = t.cols / ti->block_size;
+    p.data = static_cast<const uint8_t*>(t.data);
+    p.kernel = block_kernel(kernels, t.type);
+    if (p.kernel && ti->block_size == 256) bw->k_quants = true;
+    bw->rows += t.rows;
+    bw->bytes += row_bytes * static_cast<uint64_t>(t.rows);
+    bw->parts.push_back(p);
+  }
+  bw->layout = layout_name(*bw);
+  auto w = std::make_unique<xq_qweight>();
+  w->rows = bw->rows;
+  w->cols = bw->cols;
+  w->gemv_max_rows = selected_gemv_max_rows();
+  w->blocks = std::move(bw);
+  return w.release();
+}
+
+void run_blocks_qmatmul(const Host& host, const xq_op& op) {
+  const xq_qweight& q = *op.qweight;
+  const BlockWeight& w = *q.blocks;
+  const int64_t M = rows_of(op.src[0]);
+  if (M == 0) return;
+  const float* x = static_cast<const float*>(op.src[0].data);
+  float* y = static_cast<float*>(op.dst.data);
+  const float* bias = present(op.src[2]) ? static_cast<const float*>(op.src[2].data) : nullptr;
+  if (M <= q.gemv_max_rows) qmatmul_int(host, w, x, M, y, bias);
+  else qmatmul_sgemm(host, w, x, M, y, bias);
+}
+
+void run_blocks_dequantize(const Host& host, const xq_op& op) {
+  const BlockWeight& w = *op.qweight->blocks;
+  const xq_dtype dt = op.dst.dtype;
+  host.parallel_for(static_cast<uint64_t>(w.rows), 8, [&](uint64_t b, uint64_t e) {
+    for (uint64_t r = b; r < e; ++r) {
+      if (dt == XQ_DTYPE_F32) {
+        dequantize_rows(w, static_cast<int64_t>(r), static_cast<int64_t>(r) + 1, static_cast<float*>(op.dst.data) + r * w.cols);
+        continue;
+      }
+      float* buf = grown(block_scratch().row, w.cols);
+      dequantize_rows(w, static_cast<int64_t>(r), static_cast<int64_t>(r) + 1, buf);
+      uint16_t* o = static_cast<uint16_t*>(op.dst.data) + r * w.cols;
+      for (int64_t i = 0; i < w.cols; ++i) o[i] = dt == XQ_DTYPE_F16 ? sdk::f32_to_f16(buf[i]) : sdk::f32_to_bf16(buf[i]);
+    }
+  });
+}
+
+void check_blocks_get_rows(const xq_op& op) {
+  auto need = [](bool c, const char* why) {
+    if (!c) throw Error(XQ_ERR_UNSUPPORTED, format("cpu provider: GET_ROWS (foreign blocks): %s", why));
+  };
+  need(op.qweight->blocks != nullptr, "qweight is not a foreign-block weight");
+  need(!present(op.src[0]), "src[0] must be absent when qweight is the table");
+  const auto& ids = op.src[1];
+  need(present(ids) && is_contiguous(ids) && ids.dtype == XQ_DTYPE_I32, "src[1] must be contiguous I32 ids");
+  const auto& d = op.dst;
+  need(present(d) && is_contiguous(d) && d.dtype == XQ_DTYPE_F32, "dst must be contiguous F32");
+  need(rows_of(d) == numel(ids) && cols_of(d) == op.qweight->cols, "dst must be [T, D]");
+}
+
+void run_blocks_get_rows(const Host&, const xq_op& op) {
+  const BlockWeight& w = *op.qweight->blocks;
+  const int32_t* ids = static_cast<const int32_t*>(op.src[1].data);
+  float* y = static_cast<float*>(op.dst.data);
+  const int64_t T = numel(op.src[1]);
+  for (int64_t t = 0; t < T; ++t)
+    if (ids[t] < 0 || ids[t] >= w.rows)
+      throw Error(XQ_ERR_INVALID_ARGUMENT, format("cpu provider: GET_ROWS: id %d at position %lld is outside [0, %lld)",
+                                                  ids[t], static_cast<long long>(t), static_cast<long long>(w.rows)));
+  for (int64_t t = 0; t < T; ++t) dequantize_rows(w, ids[t], ids[t] + 1, y + t * w.cols);
+}
+
+}  // namespace xquant::cpu

@@ -1,0 +1,40 @@
+// gguf_blocks_weight.hpp: a `cpu` provider weight made of foreign (ggml)
+// blocks, the rows of one or more borrowed parts stacked (gguf_blocks.cpp).
+#pragma once
+
+#include "gguf_blocks.hpp"
+
+#include <xquant/sdk/host.hpp>
+#include <xquant/xq_kernel.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace xquant::cpu {
+
+struct BlockPart {
+  uint32_t type = 0;            // ggml type id
+  int64_t row0 = 0, rows = 0;   // rows [row0, row0 + rows) of the stacked weight
+  uint64_t row_bytes = 0;
+  int64_t blocks_per_row = 0;
+  const uint8_t* data = nullptr;  // borrowed (xq_block_tensor)
+  float (*kernel)(const uint8_t*, const QuantizedRow&, int64_t) = nullptr;  // the type's integer kernel
+};
+
+struct BlockWeight {
+  std::vector<BlockPart> parts;
+  int64_t rows = 0, cols = 0;
+  bool k_quants = false;  // some part runs a K-quant kernel (needs the 256-column activation blocks)
+  uint64_t bytes = 0;
+  const char* kernels_name = "";
+  const char* layout = "";
+  const BlockPart& part_of(int64_t row) const;
+};
+
+xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n);
+void run_blocks_qmatmul(const sdk::Host& host, const xq_op& op);
+void run_blocks_dequantize(const sdk::Host& host, const xq_op& op);
+void check_blocks_get_rows(const xq_op& op);
+void run_blocks_get_rows(const sdk::Host& host, const xq_op& op);
+
+}  // namespace xquant::cpu

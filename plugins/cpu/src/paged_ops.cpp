@@ -1,0 +1,140 @@
+// paged_ops.cpp: the paged KV cache on the `cpu` provider: KV_WRITE (rows
+// into their block slots) and PAGED_ATTENTION (one query row per sequence
+// position over that sequence's block table), F32 pools only. Contracts in
+// abi/include/xquant/xq_kernel.h.
+#include "cpu.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace xquant::cpu {
+
+using sdk::format;
+
+namespace {
+
+[[noreturn]] void reject(const char* name, const std::string& why) {
+  throw Error(XQ_ERR_UNSUPPORTED, format("cpu provider: %s: %s", name, why.c_str()));
+}
+
+bool row_strided(const xq_device_tensor& t) {
+  return t.ndim == 2 && t.strides[1] == 1 && t.strides[0] >= t.shape[1] && t.shape[1] > 0;
+}
+
+void need_pool(const char* name, const xq_device_tensor& p, const char* what) {
+  if (!present(p)) reject(name, format("%s is missing", what));
+  if (p.ndim != 4 || !is_contiguous(p)) reject(name, format("%s must be contiguous [NB, BS, KVH, D]", what));
+  if (p.dtype != XQ_DTYPE_F32) reject(name, format("%s must be F32", what));
+}
+
+}  // namespace
+
+bool is_paged_op(xq_op_type t) { return t == XQ_OP_KV_WRITE || t == XQ_OP_PAGED_ATTENTION; }
+
+void check_paged(const xq_op& op) {
+  const auto& d = op.dst;
+  const auto* s = op.src;
+  if (op.type == XQ_OP_KV_WRITE) {
+    const char* n = "KV_WRITE";
+    need_pool(n, d, "dst (pool)");
+    if (!present(s[0]) || s[0].dtype != XQ_DTYPE_F32 || !(is_contiguous(s[0]) || row_strided(s[0])))
+      reject(n, "src[0] must be F32, contiguous or 2-D with strides {ld, 1}");
+    if (cols_of(s[0]) * (s[0].ndim == 3 ? s[0].shape[1] : 1) != d.shape[2] * d.shape[3])
+      reject(n, "src[0] rows must hold KVH * D elements");
+    if (!present(s[1]) || s[1].dtype != XQ_DTYPE_I32 || !is_contiguous(s[1])) reject(n, "src[1] (slots) must be I32");
+    if (numel(s[1]) * d.shape[2] * d.shape[3] != numel(s[0])) reject(n, "src[1] must hold one slot per row");
+    return;
+  }
+  const char* n = "PAGED_ATTENTION";
+  if (!present(s[0]) || s[0].dtype != XQ_DTYPE_F32 || s[0].ndim != 3 || !is_contiguous(s[0]))
+    reject(n, "src[0] (q) must be F32 [T, H, D]");
+  need_pool(n, s[1], "src[1] (K pool)");
+  need_pool(n, s[2], "src[2] (V pool)");
+  for (int i = 0; i < 4; ++i)
+    if (s[1].shape[i] != s[2].shape[i]) reject(n, "K and V pools differ in shape");
+  const int64_t T = s[0].shape[0], H = s[0].shape[1], D = s[0].shape[2], KVH = s[1].shape[2];
+  if (s[1].shape[3] != D) reject(n, "pool head_dim differs from q's");
+  if (KVH <= 0 || H % KVH != 0) reject(n, "heads must be a multiple of kv heads");
+  if (!present(d) || d.dtype != XQ_DTYPE_F32 || d.ndim != 3 || !is_contiguous(d) || d.shape[0] != T ||
+      d.shape[1] != H || d.shape[2] != D)
+    reject(n, "dst must be F32 [T, H, D]");
+  if (!present(s[3]) || s[3].dtype != XQ_DTYPE_I32 || s[3].ndim != 2 || !is_contiguous(s[3]) || s[3].shape[0] != T ||
+      s[3].shape[1] < 2)
+    reject(n, "src[3] must be I32 [T, 1 + MB]");
+}
+
+void run_kv_write(const Host& host, const xq_op& op) {
+  (void)host;
+  const auto& d = op.dst;
+  const int64_t row = d.shape[2] * d.shape[3], slots = d.shape[0] * d.shape[1];
+  const int64_t T = numel(op.src[1]);
+  const int64_t ld = row_strided(op.src[0]) && !is_contiguous(op.src[0]) ? op.src[0].strides[0] : row;
+  const float* src = static_cast<const float*>(op.src[0].data);
+  const int32_t* slot = static_cast<const int32_t*>(op.src[1].data);
+  float* pool = static_cast<float*>(d.data);
+  for (int64_t t = 0; t < T; ++t) {
+    if (slot[t] < 0) continue;
+    if (slot[t] >= slots) throw Error(XQ_ERR_INVALID_ARGUMENT, format("cpu provider: KV_WRITE: slot %d outside the pool", slot[t]));
+    std::memcpy(pool + static_cast<int64_t>(slot[t]) * row, src + t * ld, static_cast<size_t>(row) * sizeof(float));
+  }
+}
+
+// Per (row, head): scores over the row's visible keys gathered through the
+// block table, a softmax, then the weighted sum of V, as run_attention's
+// decode path.
+void run_paged_attention(const Host& host, const xq_op& op) {
+  const auto* s = op.src;
+  const int64_t T = s[0].shape[0], H = s[0].shape[1], D = s[0].shape[2];
+  const int64_t NB = s[1].shape[0], BS = s[1].shape[1], KVH = s[1].shape[2], ld = s[3].shape[1];
+  const int64_t group = H / KVH;
+  const float scale = static_cast<float>(op.f[0]);
+  const float* q = static_cast<const float*>(s[0].data);
+  const float* kp = static_cast<const float*>(s[1].data);
+  const float* vp = static_cast<const float*>(s[2].data);
+  const int32_t* table = static_cast<const int32_t*>(s[3].data);
+  float* out = static_cast<float*>(op.dst.data);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t p = table[t * ld];
+    if (p < 0 || p / BS + 1 >= ld)
+      throw Error(XQ_ERR_INVALID_ARGUMENT, format("cpu provider: PAGED_ATTENTION: row %lld's position %lld is outside its "
+                                                  "block table", static_cast<long long>(t), static_cast<long long>(p)));
+    for (int64_t b = 0; b <= p / BS; ++b)
+      if (table[t * ld + 1 + b] < 0 || table[t * ld + 1 + b] >= NB)
+        throw Error(XQ_ERR_INVALID_ARGUMENT, "cpu provider: PAGED_ATTENTION: a block id outside the pool");
+  }
+  host.parallel_for(static_cast<uint64_t>(T * H), 1, [&](uint64_t b, uint64_t e) {
+    std::vector<float> sc;
+    std::vector<float> acc(static_cast<size_t>(D));
+    for (uint64_t th = b; th < e; ++th) {
+      const int64_t t = static_cast<int64_t>(th) / H, h = static_cast<int64_t>(th) % H, kh = h / group;
+      const int32_t* row = table + t * ld;
+      const int64_t nk = static_cast<int64_t>(row[0]) + 1;
+      const float* qv = q + (t * H + h) * D;
+      auto at = [&](const float* pool, int64_t j) {
+        return pool + ((static_cast<int64_t>(row[1 + j / BS]) * BS + j % BS) * KVH + kh) * D;
+      };
+      sc.resize(static_cast<size_t>(nk));
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < nk; ++j) {
+        const float* kv = at(kp, j);
+        float d = 0.0f;
+        for (int64_t i = 0; i < D; ++i) d += qv[i] * kv[i];
+        sc[static_cast<size_t>(j)] = d * scale;
+        mx = std::max(mx, sc[static_cast<size_t>(j)]);
+      }
+      float sum = 0.0f;
+      for (auto& v : sc) sum += (v = std::exp(v - mx));
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t j = 0; j < nk; ++j) {
+        const float* vv = at(vp, j);
+        const float w = sc[static_cast<size_t>(j)] / sum;
+        for (int64_t i = 0; i < D; ++i) acc[static_cast<size_t>(i)] += w * vv[i];
+      }
+      std::memcpy(out + (t * H + h) * D, acc.data(), static_cast<size_t>(D) * sizeof(float));
+    }
+  });
+}
+
+}  // namespace xquant::cpu

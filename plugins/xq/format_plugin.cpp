@@ -1,0 +1,45 @@
+// format_plugin.cpp: the `xq` format plugin: writes the native xq container
+// (writer.cpp). Reading is the `xq` loader's (loader.cpp): an .xq file's
+// manifest, not its model configuration, describes each quantized tensor, so
+// the loader hands out canonical tensors itself (read_quantized) and
+// detect() never claims a configuration.
+#include "writer.hpp"
+
+#include <xquant/sdk/plugin.hpp>
+
+namespace xquant::xqc {
+namespace {
+
+class Format : public sdk::PluginBase {
+ public:
+  using Writer = xqc::Writer;
+  using sdk::PluginBase::PluginBase;
+
+  std::unique_ptr<Writer> open_writer(const xq_writer_options& o) { return std::make_unique<Writer>(host, o); }
+  uint32_t detect(const sdk::KvReader&) { return 0; }
+  void read_module(const sdk::KvReader&, const xq_tensor_source&, const char* module, xq_quant_tensor&) {
+    throw sdk::Error(XQ_ERR_NOT_FOUND, std::string("module '") + module + "' is read by the xq loader");
+  }
+};
+
+constexpr const char* kCapabilities[] = {"write:xq", "layout:canonical", "layout:cpu.int-blocks.v1", "bits:2-8",
+                                         "strategy:tensor,channel,group", "act:int8-dynamic-token,int8-static-tensor",
+                                         "g_idx", "ragged-groups", nullptr};
+
+constexpr xq_param_spec kParams[] = {
+    {"alignment", XQ_VALUE_INT, "64",
+     "byte alignment of every data segment (a power of two from 64 to 65536; 4096 aligns segments to pages)"},
+    {"provider_layouts", XQ_VALUE_BOOL, "true",
+     "also store each quantized weight packed in the cpu provider's layout (cpu.int-blocks.v1), so loading on "
+     "that provider does no packing"},
+    {nullptr, XQ_VALUE_NONE, nullptr, nullptr}};
+
+constexpr xq_plugin_descriptor kDescriptor = sdk::describe<Format>(
+    XQ_PLUGIN_FORMAT, "xq", "1.0.0",
+    "the native xq container: FlatBuffers manifest + aligned segments, canonical and provider-packed weights",
+    kCapabilities, kParams, &sdk::FormatAdapter<Format>::vtable);
+
+}  // namespace
+}  // namespace xquant::xqc
+
+XQ_SDK_ENTRY(xquant::xqc::kDescriptor)

@@ -1,0 +1,96 @@
+// writer.hpp: the streaming .xq writer.
+//
+// Every tensor's segments go straight to a temporary file beside the final
+// one as they arrive (each at a multiple of the alignment); finish() appends
+// the manifest (FlatBuffers, abi/schema/xq.fbs), writes the header, fsyncs
+// and renames the file into place. abort() (an error, Ctrl-C through the
+// runner's cancellation) removes the temporary file: nothing half-written is
+// ever visible under the final name.
+//
+// Beside each quantized tensor's canonical segment it stores the `cpu`
+// provider's packed layout (sdk::cpu_layout::pack, the function the provider
+// itself packs with) when that provider packs the tensor, so loading on the
+// cpu provider does no packing. The CUDA W4A16 layout is not stored: its
+// packing (plugins/cuda/src/w4a16_layout.cu) runs on the device and has no
+// host function to call (docs/formats.md).
+#pragma once
+
+#include "container.hpp"
+
+#include <xquant/sdk/plugin.hpp>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace flatbuffers {
+class FlatBufferBuilder;
+}
+
+namespace xquant::xqc {
+
+class Writer : public sdk::WriterBase {
+ public:
+  Writer(const sdk::Host& host, const xq_writer_options& options);
+  ~Writer() override;
+
+  void add_dense(const char* name, const xq_tensor_view& t);
+  void add_quantized(const char* module, const xq_quant_tensor& q);
+  void finish();
+  void abort() noexcept;
+
+ private:
+  struct Segment {
+    std::string layout;
+    uint64_t offset = 0, size = 0;
+  };
+  struct Entry {
+    std::string name;
+    xq_dtype dtype = XQ_DTYPE_INVALID;
+    std::vector<int64_t> shape;
+    bool quantized = false;
+    xq_quant_tensor desc{};
+    bool has_g_idx = false;
+    std::vector<Segment> segments;
+  };
+  struct ConfigValue {
+    std::string key;
+    xq_value_type type = XQ_VALUE_NONE;
+    int64_t i = 0;
+    double f = 0;
+    std::string s;
+    std::vector<int64_t> ints;
+    std::vector<double> floats;
+    std::vector<std::string> strings;
+  };
+  struct File {
+    std::string name;
+    uint64_t offset = 0, size = 0;
+  };
+
+  void copy_config(const xq_kv* config);
+  void start_name(const std::string& name);
+  Segment append(const std::string& layout, const void* data, uint64_t size);
+  void write_at(uint64_t offset, const void* data, uint64_t size);
+  void add_companion_files();
+  std::vector<uint8_t> build_manifest();
+
+  std::filesystem::path final_;
+  std::filesystem::path temp_;
+  int fd_ = -1;
+  uint64_t end_ = sizeof(FileHeader);
+  uint32_t alignment_ = kMinAlignment;
+  bool store_layouts_ = true;
+  std::filesystem::path source_;
+  std::string recipe_;
+  std::vector<ConfigValue> config_;
+  std::vector<Entry> entries_;
+  std::set<std::string> names_;
+  std::vector<File> files_;
+  bool done_ = false;
+};
+
+}  // namespace xquant::xqc

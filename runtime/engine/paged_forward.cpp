@@ -1,0 +1,175 @@
+// paged_forward.cpp: Model's steps over the paged KV cache (model.hpp,
+// paged_kv.hpp). A step is the contiguous step of model.cpp with the
+// per-sequence KV append and ATTENTION ops of every layer replaced by two
+// KV_WRITEs and one PAGED_ATTENTION over all rows: decode rows of many
+// sequences and prefill chunks share one launch per op whatever the batch.
+#include "engine/model.hpp"
+#include "engine/paged_kv.hpp"
+
+#include "core/error.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace xquant {
+
+std::vector<float> Model::forward_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch) {
+  std::vector<float> logits;
+  step_paged(cache, batch, &logits, nullptr);
+  return logits;
+}
+
+std::vector<int32_t> Model::forward_paged_greedy(PagedKvCache& cache, const std::vector<PagedInput>& batch) {
+  std::vector<float> logits;
+  std::vector<int32_t> ids;
+  step_paged(cache, batch, &logits, &ids);
+  return ids;
+}
+
+void Model::attend_paged(int layer, const float* q, const float* kf, const xq_device_tensor& v, int64_t rows,
+                         xq_dtype att_t, void* att) const {
+  const auto& a = arch_;
+  const PagedKvCache& c = *paged_->cache;
+  const int64_t kv_row = a.n_kv_heads * a.head_dim;
+  const xq_device_tensor slots = dtensor(XQ_DTYPE_I32, {rows}, paged_->slots);
+  for (int which = 0; which < 2; ++which) {
+    xq_op op = Kernels::op(XQ_OP_KV_WRITE);
+    op.dst = which ? c.v_pool(layer) : c.k_pool(layer);
+    op.src[0] = which ? v : f32({rows, kv_row}, kf);
+    op.src[1] = slots;
+    kernels_->run(op, which ? "KV_WRITE (V)" : "KV_WRITE (K)");
+  }
+  xq_op op = Kernels::op(XQ_OP_PAGED_ATTENTION);
+  op.src[0] = f32({rows, a.n_heads, a.head_dim}, q);
+  op.src[1] = c.k_pool(layer);
+  op.src[2] = c.v_pool(layer);
+  op.src[3] = dtensor(XQ_DTYPE_I32, {rows, paged_->table_ld}, paged_->table);
+  op.dst = dtensor(att_t, {rows, a.n_heads, a.head_dim}, att);
+  op.f[0] = 1.0 / std::sqrt(static_cast<double>(a.head_dim));
+  kernels_->run(op, "PAGED_ATTENTION");
+}
+
+void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch, std::vector<float>* logits_out,
+                       std::vector<int32_t>* ids_out) {
+  require_all_weights("forward_paged");
+  const int64_t H = arch_.hidden, V = arch_.vocab;
+  if (batch.empty()) fail(XQ_ERR_INVALID_ARGUMENT, "forward_paged: empty batch");
+  int64_t rows = 0;
+  for (const auto& s : batch) {
+    if (!s.seq || !s.tokens || s.n <= 0) fail(XQ_ERR_INVALID_ARGUMENT, "forward_paged: a sequence has no tokens");
+    for (int64_t i = 0; i < s.n; ++i)
+      if (s.tokens[i] < 0 || s.tokens[i] >= V)
+        fail(XQ_ERR_INVALID_ARGUMENT, "token {} is outside the vocabulary [0, {})", s.tokens[i], V);
+    if (s.seq->size + s.n > arch_.max_positions && arch_.max_positions > 0)
+      fail(XQ_ERR_INVALID_ARGUMENT, "forward_paged: {} tokens exceed the model's context of {}", s.seq->size + s.n,
+           arch_.max_positions);
+    rows += s.n;
+  }
+  for (const auto& s : batch)
+    if (!cache.reserve(*s.seq, s.n))
+      fail(XQ_ERR_OUT_OF_MEMORY, "forward_paged: the KV cache has {} free blocks of {} slots; a sequence needs {} more",
+           cache.free_blocks(), cache.block_size(), cache.blocks_for(s.seq->size + s.n) - s.seq->blocks.size());
+  int64_t mb = 1;
+  for (const auto& s : batch) mb = std::max<int64_t>(mb, static_cast<int64_t>(s.seq->blocks.size()));
+  const int64_t ld = 1 + mb;
+  // One host array, one upload: ids | positions | slots | last rows | table.
+  const int64_t n_meta = 3 * rows + static_cast<int64_t>(batch.size()) + rows * ld;
+  std::vector<int32_t> meta(static_cast<size_t>(n_meta), -1);
+  int32_t* ids = meta.data();
+  int32_t* pos = ids + rows;
+  int32_t* slots = pos + rows;
+  int32_t* last = slots + rows;
+  int32_t* table = last + batch.size();
+  int64_t r = 0;
+  for (size_t b = 0; b < batch.size(); ++b) {
+    const auto& s = batch[b];
+    for (int64_t t = 0; t < s.n; ++t, ++r) {
+      const int64_t p = s.seq->size + t;
+      ids[r] = s.tokens[t];
+      pos[r] = static_cast<int32_t>(p);
+      slots[r] = cache.slot(*s.seq, p);
+      int32_t* row = table + r * ld;
+      row[0] = static_cast<int32_t>(p);
+      std::copy(s.seq->blocks.begin(), s.seq->blocks.end(), row + 1);
+    }
+    last[b] = static_cast<int32_t>(r - 1);
+  }
+  const int32_t* dmeta = meta.data();
+  if (on_device()) {
+    void* d = scratch(kPagedMeta, meta.size() * sizeof(int32_t));
+    kernels_->upload(d, meta.data(), meta.size() * sizeof(int32_t));
+    dmeta = static_cast<const int32_t*>(d);
+  }
+  const int32_t* d_ids = dmeta;
+  const int32_t* d_pos = dmeta + rows;
+  const PagedStep step{&cache, dmeta + 2 * rows, dmeta + 3 * rows + static_cast<int64_t>(batch.size()), ld};
+  const int32_t* d_last = dmeta + 3 * rows;
+
+  std::vector<float> x_host;
+  float* x = temp(kX, rows * H, x_host);
+  embed_ids(d_ids, rows, x);
+  paged_ = &step;
+  struct Reset {
+    const PagedStep*& p;
+    ~Reset() { p = nullptr; }
+  } reset{paged_};
+  const std::vector<SequenceSpan> spans;  // attention goes through paged_
+  const void* pending = nullptr;
+  xq_dtype pending_t = XQ_DTYPE_F32;
+  for (int64_t l = 0; l < arch_.n_layers; ++l) {
+    if (on_device() && stacked(static_cast<int>(l))) {
+      pending = run_layer_stacked(static_cast<int>(l), x, rows, spans, d_pos, pending, pending_t, &pending_t);
+      continue;
+    }
+    if (pending) add_residual(x, pending, pending_t, rows);
+    pending = nullptr;
+    run_layer(static_cast<int>(l), x, rows, spans, d_pos, nullptr);
+  }
+  if (pending) add_residual(x, pending, pending_t, rows);
+  for (const auto& s : batch) s.seq->size += s.n;
+
+  // Each sequence's last row through lm_head (one gather when rows differ).
+  const int64_t out_rows = static_cast<int64_t>(batch.size());
+  const float* hx = x;
+  std::vector<float> sel_host;
+  if (out_rows != rows) {
+    float* sel = temp(kSelected, out_rows * H, sel_host);
+    xq_op op = Kernels::op(XQ_OP_GET_ROWS);
+    op.src[0] = f32({rows, H}, x);
+    op.src[1] = dtensor(XQ_DTYPE_I32, {out_rows}, d_last);
+    op.dst = f32({out_rows, H}, sel);
+    kernels_->run(op, "GET_ROWS (last rows)");
+    hx = sel;
+  }
+  std::vector<float>& logits = *logits_out;
+  if (!on_device()) {
+    logits.resize(static_cast<size_t>(out_rows * V));
+    logits_from_hidden(hx, out_rows, logits.data());
+  } else {
+    float* d_logits = static_cast<float*>(scratch(kLogits, static_cast<uint64_t>(out_rows * V) * sizeof(float)));
+    logits_from_hidden(hx, out_rows, d_logits);
+    if (ids_out) {
+      xq_op op = Kernels::op(XQ_OP_ARGMAX);
+      op.src[0] = f32({out_rows, V}, d_logits);
+      void* d_out = scratch(kIds_out, static_cast<uint64_t>(out_rows) * sizeof(int32_t));
+      op.dst = dtensor(XQ_DTYPE_I32, {out_rows}, d_out);
+      if (kernels_->supports(op)) {
+        kernels_->run(op, "ARGMAX (greedy)");
+        ids_out->resize(static_cast<size_t>(out_rows));
+        kernels_->download(ids_out->data(), d_out, ids_out->size() * sizeof(int32_t));  // the step's one synchronisation
+        return;
+      }
+    }
+    logits.resize(static_cast<size_t>(out_rows * V));
+    kernels_->download(logits.data(), d_logits, logits.size() * sizeof(float));
+  }
+  if (ids_out) {
+    ids_out->resize(static_cast<size_t>(out_rows));
+    for (int64_t o = 0; o < out_rows; ++o) {
+      const float* lg = logits.data() + o * V;
+      (*ids_out)[static_cast<size_t>(o)] = static_cast<int32_t>(std::max_element(lg, lg + V) - lg);
+    }
+  }
+}
+
+}  // namespace xquant

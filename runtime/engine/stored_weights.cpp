@@ -1,0 +1,39 @@
+// stored_weights.cpp: quantized Linears a checkpoint stores already packed in
+// the kernel provider's layout (the `xq` container's provider segments). The
+// provider names the layout it packs the tensor's description into; when the
+// checkpoint has that layout, the provider takes the stored bytes as they are
+// (qweight_adopt: checked, never repacked) and the load counts them as
+// stored, not repacked (Model::load_stats).
+#include "engine/model.hpp"
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace xquant {
+
+bool Model::adopt_stored(const TensorEntry& te, const LinearDesc& d, LinearWeights& lw) {
+  auto desc = sdk::make_struct<xq_quant_tensor>();
+  auto bytes = sdk::make_struct<xq_tensor_view>();
+  // The description first (the canonical segment's; nothing decoded).
+  if (!checkpoint_->read_packed(te, "canonical", desc, bytes)) return false;
+  if (desc.rows != d.out || desc.cols != d.in)
+    fail(XQ_ERR_MALFORMED, "quantized '{}' is [{}, {}], expected [{}, {}]", d.module, desc.rows, desc.cols, d.out, d.in);
+  const std::string layout = kernels_->packed_layout(desc);
+  if (layout.empty() || !checkpoint_->read_packed(te, layout, desc, bytes)) return false;
+  lw.q = kernels_->adopt(desc, layout, bytes, d.module);
+  if (!lw.q) return false;
+  if (!choose_qmatmul_act(lw)) {
+    kernels_->release(lw.q);
+    lw.q = nullptr;
+    return false;
+  }
+  lw.layout = kernels_->layout(lw.q);
+  lw.bytes = quantized_bytes(desc);
+  ++n_quantized_;
+  load_stats_.stored_bytes += lw.bytes;
+  ++load_stats_.stored_linears;
+  logger().debug("{}: {} bytes taken as stored in '{}'", d.module, bytes.nbytes, layout);
+  return true;
+}
+
+}  // namespace xquant

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# fetch-llama-cpp.sh: build llama.cpp's own command-line tools from the
+# llama.cpp sources vendored in the PyPI sdist of llama-cpp-python (its
+# vendor/llama.cpp folder), CPU only, for this CPU's instruction set
+# (GGML_NATIVE), into a cache outside the repository. The interop check
+# (tests/interop/llamacpp_interop.sh) and the comparison benchmark
+# (bench/engine/llamacpp_compare.sh) run these binaries.
+#
+#   scripts/fetch-llama-cpp.sh [CACHE_DIR]     (default ~/.cache/xquant)
+#   export XQUANT_LLAMA_CPP_BIN=...            (as printed)
+#
+# Idempotent: when every tool is already built it only prints the version and
+# the export line. The build runs under `nice` with 2 jobs (this is a shared
+# 2-core box, and CI has 2 cores): it takes about 7 CPU-minutes, so about 4 minutes
+# on 2 idle cores (measured: docs/testing.md). Needs cmake, a C++17 compiler and python3 -m pip.
+#   XQUANT_LLAMA_CPP_VERSION   the llama-cpp-python release (default 0.3.36;
+#                              the same sdist tests/tokenizer/fetch-llama-vocabs.sh uses)
+#   XQUANT_LLAMA_CPP_OFFLINE=1 never download: exit 3 when the build is absent
+set -euo pipefail
+cache="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant}"
+version="${XQUANT_LLAMA_CPP_VERSION:-0.3.36}"
+root="$cache/llama-cpp/$version"
+bin="$root/build/bin"
+# llama-completion is the classic `-p PROMPT -n N` text generator (llama-cli
+# is the chat front end in this llama.cpp); llama-simple is the minimal greedy
+# loop; llama-tokenize prints token ids; llama-quantize makes llama.cpp's own
+# Q4_0/Q8_0/Q4_K_M copies for the benchmark.
+tools=(llama-completion llama-simple llama-perplexity llama-bench llama-tokenize llama-quantize)
+
+built() {
+  local t
+  [[ -f "$root/src/.xquant-log-flush" ]] || return 1
+  for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done
+}
+
+# This llama.cpp's logger is a leaked singleton with a worker thread
+# (common/log.cpp, common_log_main: "logs may be lost if not flushed before the
+# program exits"), and llama-perplexity returns from main without flushing it:
+# on a busy machine its last lines, "Final estimate: PPL = ...", are sometimes
+# never written. One line flushes the log before main returns; nothing that
+# computes is touched. The stamp file says the source carries it.
+flush_perplexity_log() {
+  local f="$root/src/tools/perplexity/perplexity.cpp"
+  [[ -f "$root/src/.xquant-log-flush" ]] && return 0
+  python3 - "$f" <<'PY'
+import sys
+path = sys.argv[1]
+src = open(path).read()
+anchor = "    llama_backend_free();\n\n    return 0;\n}\n"
+if src.count(anchor) != 1:
+    sys.exit(f"fetch-llama-cpp: {path}: the end of main() is not where expected; cannot add the log flush")
+open(path, "w").write(src.replace(anchor, "    llama_backend_free();\n\n    common_log_flush(common_log_main());\n    return 0;\n}\n"))
+PY
+  touch "$root/src/.xquant-log-flush"
+}
+
+fetch_sources() {
+  local sdist="$cache/llama_cpp_python-$version.tar.gz"
+  if [[ ! -s "$sdist" ]]; then
+    python3 -m pip download --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$cache"
+  fi
+  rm -rf "$root/src.tmp"
+  mkdir -p "$root/src.tmp"
+  tar -xzf "$sdist" -C "$root/src.tmp" --strip-components=3 "llama_cpp_python-$version/vendor/llama.cpp"
+  rm -rf "$root/src"
+  mv "$root/src.tmp" "$root/src"
+}
+
+build_tools() {
+  # Static, CPU only, no network or server pieces: only the tools' targets.
+  # A failed or interrupted build keeps its folder, so a rerun continues it.
+  local started=$SECONDS
+  if [[ ! -f "$root/build/CMakeCache.txt" ]]; then
+    cmake -S "$root/src" -B "$root/build" -DCMAKE_BUILD_TYPE=Release \
+      -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF \
+      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
+      -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF \
+      -DGGML_OPENMP=ON >"$root/configure.log" 2>&1 \
+      || { tail -n 40 "$root/configure.log" >&2; rm -rf "$root/build"; exit 1; }
+  fi
+  if ! nice cmake --build "$root/build" -j2 --target "${tools[@]}" >"$root/build.log" 2>&1; then
+    tail -n 40 "$root/build.log" >&2
+    exit 1
+  fi
+  echo "fetch-llama-cpp: built in $((SECONDS - started)) s (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+}
+
+if ! built; then
+  if [[ "${XQUANT_LLAMA_CPP_OFFLINE:-0}" = 1 ]]; then
+    echo "fetch-llama-cpp: no build in $root and XQUANT_LLAMA_CPP_OFFLINE=1" >&2
+    exit 3
+  fi
+  mkdir -p "$root"
+  [[ -f "$root/src/CMakeLists.txt" ]] || fetch_sources
+  flush_perplexity_log
+  build_tools
+  built || { echo "fetch-llama-cpp: $bin lacks a tool after the build" >&2; exit 1; }
+fi
+# The build stamps the llama.cpp commit and build number into every tool.
+llama_version=$("$bin/llama-completion" --version 2>&1 || true)
+llama_version=$(grep -m1 -i 'version' <<<"$llama_version" || echo 'version unknown')
+echo "fetch-llama-cpp: llama-cpp-python $version, llama.cpp $llama_version" >&2
+echo "export XQUANT_LLAMA_CPP_BIN=$bin"
