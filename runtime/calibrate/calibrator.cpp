@@ -205,13 +205,15 @@ std::vector<float> LayerwiseCalibrator::first_hidden_states(const std::vector<in
 void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const CalibrationOptions& options) {
   const Architecture& a = model_.arch();
   const int64_t H = a.hidden;
-  for (int64_t l = 0; l < a.n_layers; ++l)
+  auto require_float = [&](int64_t l) {
     for (const auto& lw : model_.layer(static_cast<int>(l)).linears)
       if (lw.q)
         fail(XQ_ERR_INVALID_ARGUMENT,
              "calibration needs float weights but '{}' is held quantized by the provider; open the model with "
              "ModelOptions::dequantize_all",
              lw.desc->module);
+  };
+  for (int64_t l = 0; l < a.n_layers; ++l) require_float(l);  // layers on demand: empty until loaded
   // Hidden states of every sample at the current layer's input.
   std::vector<int64_t> offset(samples_.size() + 1, 0);
   int64_t max_len = 0;
@@ -220,7 +222,13 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
     max_len = std::max<int64_t>(max_len, static_cast<int64_t>(samples_[s].size()));
   }
   const bool propagate = options.propagate_updated || options.sequential_groups;
+  // A model opened with layers_on_demand holds one layer's F32 weights at
+  // a time: the embeddings for the first hidden states, then each layer
+  // from its start until after_layer has seen its output.
+  const bool on_demand = model_.layers_on_demand();
+  if (on_demand && options.first_layer == 0) model_.load_embeddings();
   std::vector<float> X = first_hidden_states(offset, options, propagate);
+  if (on_demand) model_.release_embeddings();
   // One layer's K/V scratch for the longest sample (samples run one at a time).
   std::vector<float> kbuf(static_cast<size_t>(max_len * a.n_kv_heads * a.head_dim)), vbuf(kbuf.size());
   std::vector<float> tmp;
@@ -228,6 +236,10 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
 
   for (int64_t l = options.first_layer; l < a.n_layers; ++l) {
     const LayerDesc& desc = a.layers[static_cast<size_t>(l)];
+    if (on_demand) {
+      model_.load_layer(static_cast<int>(l));
+      require_float(l);
+    }
     // Sequential mode: one statistics pass per stage (groups of one stage
     // do not feed each other), one callback per quantizing group of it.
     // Otherwise one pass for every group and one callback.
@@ -303,6 +315,7 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
                              {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}});
       }
     if (options.after_layer) options.after_layer(static_cast<int>(l), X);
+    if (on_demand) model_.release_layer(static_cast<int>(l));
     Progress::report("calibration", static_cast<uint64_t>(l + 1), static_cast<uint64_t>(a.n_layers), "layers");
   }
 }

@@ -301,49 +301,63 @@ void Model::copy_floats(float* dst, const float* src, int64_t n, const char* wha
   kernels_->run(op, what);
 }
 
+void Model::load_layer_weights(int l) {
+  const auto& a = arch_;
+  const LayerDesc& d = a.layers[static_cast<size_t>(l)];
+  LayerWeights& w = layers_[static_cast<size_t>(l)];
+  w.input_norm = read_vector(d.input_norm, a.hidden);
+  w.post_norm = read_vector(d.post_norm, a.hidden);
+  if (a.qk_norm) {
+    w.q_norm = read_vector(d.q_norm, a.head_dim);
+    w.k_norm = read_vector(d.k_norm, a.head_dim);
+  }
+  w.linears.resize(d.linears.size());
+  std::vector<bool> loaded(d.linears.size(), false);
+  // Device providers run q|k|v and gate|up as one GEMM each when they stack.
+  if (d.moe && on_device())
+    fail(XQ_ERR_UNSUPPORTED, "'{}': Mixture-of-Experts layers run on host-memory kernel providers (cpu) only; "
+         "provider '{}' is a device", checkpoint_->path().string(), kernels_->name());
+  if (on_device() && !options_.dequantize_all && !d.moe) {
+    w.qkv = load_stacked(d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, w, "q|k|v");
+    w.gate_up = load_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up");
+    if (!w.qkv.desc || !w.gate_up.desc) {  // both or neither: run_layer_stacked needs both
+      if (w.qkv.desc) kernels_->release(w.qkv.q);
+      if (w.gate_up.desc) kernels_->release(w.gate_up.q);
+      w.qkv = LinearWeights{};
+      w.gate_up = LinearWeights{};
+    } else {
+      for (int i : {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp}) {
+        w.linears[static_cast<size_t>(i)].desc = &d.linears[static_cast<size_t>(i)];
+        w.linears[static_cast<size_t>(i)].layout = i <= LayerDesc::kV ? "stacked into q|k|v" : "stacked into gate|up";
+        loaded[static_cast<size_t>(i)] = true;
+      }
+    }
+  }
+  if (!on_device() && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) stack_host_layer(d, w, loaded);
+  for (size_t i = 0; i < d.linears.size(); ++i)
+    if (!loaded[i]) w.linears[i] = load_linear(d.linears[i]);
+}
+
 void Model::load_weights() {
   const auto& a = arch_;
   const TensorEntry& et = checkpoint_->require(a.embed);
   if (et.shape.size() != 2 || et.shape[0] != a.vocab || et.shape[1] != a.hidden)
     fail(XQ_ERR_MALFORMED, "'{}' has shape {}, expected [{}, {}]", a.embed, et.shape_text(), a.vocab, a.hidden);
-  if (!load_foreign_embedding(et)) embed_ = checkpoint_->read_f32(et);
   final_norm_ = read_vector(a.final_norm, a.hidden);
-  layers_.resize(static_cast<size_t>(a.n_layers));
-  for (int64_t l = 0; l < a.n_layers; ++l) {
-    const LayerDesc& d = a.layers[static_cast<size_t>(l)];
-    LayerWeights& w = layers_[static_cast<size_t>(l)];
-    w.input_norm = read_vector(d.input_norm, a.hidden);
-    w.post_norm = read_vector(d.post_norm, a.hidden);
-    if (a.qk_norm) {
-      w.q_norm = read_vector(d.q_norm, a.head_dim);
-      w.k_norm = read_vector(d.k_norm, a.head_dim);
-    }
-    w.linears.resize(d.linears.size());
-    std::vector<bool> loaded(d.linears.size(), false);
-    // Device providers run q|k|v and gate|up as one GEMM each when they stack.
-    if (d.moe && on_device())
-      fail(XQ_ERR_UNSUPPORTED, "'{}': Mixture-of-Experts layers run on host-memory kernel providers (cpu) only; "
-           "provider '{}' is a device", checkpoint_->path().string(), kernels_->name());
-    if (on_device() && !options_.dequantize_all && !d.moe) {
-      w.qkv = load_stacked(d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, w, "q|k|v");
-      w.gate_up = load_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up");
-      if (!w.qkv.desc || !w.gate_up.desc) {  // both or neither: run_layer_stacked needs both
-        if (w.qkv.desc) kernels_->release(w.qkv.q);
-        if (w.gate_up.desc) kernels_->release(w.gate_up.q);
-        w.qkv = LinearWeights{};
-        w.gate_up = LinearWeights{};
-      } else {
-        for (int i : {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp}) {
-          w.linears[static_cast<size_t>(i)].desc = &d.linears[static_cast<size_t>(i)];
-          w.linears[static_cast<size_t>(i)].layout = i <= LayerDesc::kV ? "stacked into q|k|v" : "stacked into gate|up";
-          loaded[static_cast<size_t>(i)] = true;
-        }
-      }
-    }
-    if (!on_device() && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) stack_host_layer(d, w, loaded);
-    for (size_t i = 0; i < d.linears.size(); ++i)
-      if (!loaded[i]) w.linears[i] = load_linear(d.linears[i]);
+  // RoPE: llama3 factors from the file (GGUF rope_freqs) or from the config.
+  if (const TensorEntry* rf = checkpoint_->find("rope_freqs.weight")) {
+    rope_factors_ = checkpoint_->read_f32(*rf);
+    if (static_cast<int64_t>(rope_factors_.size()) != a.head_dim / 2)
+      fail(XQ_ERR_MALFORMED, "rope_freqs.weight has {} entries, expected head_dim/2 = {}", rope_factors_.size(), a.head_dim / 2);
+  } else {
+    rope_factors_ = a.llama3_freq_factors();
   }
+  layers_.resize(static_cast<size_t>(a.n_layers));
+  // Calibration: layers (and the embeddings) come in one at a time later
+  // (engine/model_on_demand.cpp); lm_head is never read.
+  if (options_.layers_on_demand) return begin_on_demand();
+  if (!load_foreign_embedding(et)) embed_ = checkpoint_->read_f32(et);
+  for (int64_t l = 0; l < a.n_layers; ++l) load_layer_weights(static_cast<int>(l));
   // lm_head: its own tensor when the file has one (even if config says tied).
   static const LinearDesc lm_desc{"lm_head", "lm_head", 0, 0, false};
   if (checkpoint_->find(a.lm_head) || checkpoint_->read_module("lm_head")) {
@@ -356,16 +370,9 @@ void Model::load_weights() {
     lm_head_.layout = "f32 (tied embeddings)";
     if (embed_q_) tie_lm_head_to_foreign_embedding();
   }
-  // RoPE: llama3 factors from the file (GGUF rope_freqs) or from the config.
-  if (const TensorEntry* rf = checkpoint_->find("rope_freqs.weight")) {
-    rope_factors_ = checkpoint_->read_f32(*rf);
-    if (static_cast<int64_t>(rope_factors_.size()) != a.head_dim / 2)
-      fail(XQ_ERR_MALFORMED, "rope_freqs.weight has {} entries, expected head_dim/2 = {}", rope_factors_.size(), a.head_dim / 2);
-  } else {
-    rope_factors_ = a.llama3_freq_factors();
-  }
   if (lm_head_.bytes == 0 && lm_head_.w.empty() && !lm_head_.q) lm_head_.bytes = embed_.size() * sizeof(float);
   if (on_device()) upload_weights();
+  count_float_weights();
   if (n_dequantized_ > 0)
     logger().info("{} of {} quantized Linears dequantized to F32 on load (kernel provider '{}' does not run their scheme)",
                   n_dequantized_, n_dequantized_ + n_quantized_, kernels_->name());
@@ -455,6 +462,9 @@ void Model::embed(const int32_t* ids, int64_t n, float* out) const {
   for (int64_t i = 0; i < n; ++i)
     if (ids[i] < 0 || ids[i] >= arch_.vocab)
       fail(XQ_ERR_INVALID_ARGUMENT, "token #{} = {} is outside the vocabulary [0, {})", i, ids[i], arch_.vocab);
+  if (options_.layers_on_demand && embed_.empty())
+    fail(XQ_ERR_INVALID_ARGUMENT, "'{}': the embeddings are not loaded (the model loads them on demand: "
+         "load_embeddings first)", checkpoint_->path().string());
   if (!on_device()) return embed_ids(ids, n, out);
   void* d = scratch(kIds, static_cast<uint64_t>(n) * sizeof(int32_t));
   kernels_->upload(d, ids, static_cast<uint64_t>(n) * sizeof(int32_t));
@@ -497,6 +507,7 @@ std::vector<int32_t> Model::positions(const std::vector<SequenceSpan>& spans, in
 
 void Model::layer_forward(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
                           const GroupInputTap& tap) const {
+  require_layer(layer);
   if (tap && on_device())
     fail(XQ_ERR_UNSUPPORTED, "layer taps read activations in host memory; kernel provider '{}' keeps them on its device",
          kernels_->name());
@@ -753,6 +764,7 @@ const void* Model::run_layer_stacked(int layer, float* x, int64_t rows, const st
 }
 
 void Model::logits_from_hidden(const float* x, int64_t rows, float* logits) const {
+  require_all_weights("logits");
   std::vector<float> host_tmp;
   float* h = temp(kNormed, rows * arch_.hidden, host_tmp);
   rms_norm(*kernels_, x, rows, arch_.hidden, at(final_norm_, d_final_norm_), arch_.rms_eps, h, "RMS_NORM (final)");
@@ -773,6 +785,7 @@ std::vector<int32_t> Model::forward_greedy(const std::vector<SequenceInput>& bat
 }
 
 void Model::step(const std::vector<SequenceInput>& batch, std::vector<float>* logits_out, std::vector<int32_t>* ids_out) {
+  require_all_weights("forward");
   const int64_t H = arch_.hidden, V = arch_.vocab;
   int64_t rows = 0, out_rows = 0;
   for (const auto& s : batch) {

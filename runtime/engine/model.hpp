@@ -50,6 +50,13 @@ struct ModelOptions {
   // around the call). The environment variable XQUANT_DEVICE_WEIGHTS=bf16
   // sets BF16 for tools that do not expose this option (the CLI).
   xq_dtype device_weights = XQ_DTYPE_F32;
+  // Calibration of models larger than host memory: open loads no layer,
+  // embedding or lm_head; load_layer/release_layer (and load_embeddings/
+  // release_embeddings) bring one layer's F32 weights in from the mapped
+  // checkpoint and drop them again, so a layer-by-layer caller holds one
+  // layer at a time. Needs dequantize_all and a host-memory provider;
+  // forward() and logits are refused in this mode.
+  bool layers_on_demand = false;
 };
 
 // One Linear's weights as the engine runs them.
@@ -210,6 +217,18 @@ class Model {
   // stays routed). Empty = none; applies to every MoE layer run.
   void set_all_token_down_taps(std::vector<bool> experts) { all_token_down_ = std::move(experts); }
 
+  // ---- weights on demand (ModelOptions::layers_on_demand; engine/model_on_demand.cpp) ----
+  bool layers_on_demand() const { return options_.layers_on_demand; }
+  bool layer_loaded(int layer) const { return !layers_[static_cast<size_t>(layer)].linears.empty(); }
+  void load_layer(int layer);     // no-op when loaded
+  void release_layer(int layer);  // frees its host weights
+  void load_embeddings();         // for embed(); no-op when loaded
+  void release_embeddings();
+  // F32 weight bytes the model holds in host memory now, and the most it
+  // held at once since open (what bounds calibration's host memory).
+  uint64_t float_weight_bytes() const { return float_bytes_; }
+  uint64_t peak_float_weight_bytes() const { return peak_float_bytes_; }
+
   LayerWeights& layer(int i) { return layers_[static_cast<size_t>(i)]; }
   const LayerWeights& layer(int i) const { return layers_[static_cast<size_t>(i)]; }
 
@@ -218,6 +237,11 @@ class Model {
   // forward's body: logits into *logits, or (ids != null) their argmax per row.
   void step(const std::vector<SequenceInput>& batch, std::vector<float>* logits, std::vector<int32_t>* ids);
   void load_weights();
+  void load_layer_weights(int layer);  // layer `layer` from the checkpoint into layers_
+  void begin_on_demand();             // load_weights' end in layers_on_demand mode
+  void count_float_weights();         // float_bytes_ from what is held now
+  void require_layer(int layer) const;
+  void require_all_weights(const char* what) const;
   LinearWeights load_linear(const LinearDesc& d);
   // A quantized Linear whose checkpoint stores it in the provider's own
   // layout, taken as is (stored_weights.cpp); false when it stores none.
@@ -304,6 +328,7 @@ class Model {
   const PagedStep* paged_ = nullptr;  // set for the duration of step_paged
   int n_quantized_ = 0, n_dequantized_ = 0;
   LoadStats load_stats_;
+  uint64_t float_bytes_ = 0, peak_float_bytes_ = 0;
 };
 
 }  // namespace xquant

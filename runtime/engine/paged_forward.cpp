@@ -51,6 +51,7 @@ void Model::attend_paged(int layer, const float* q, const float* kf, const xq_de
 
 void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch, std::vector<float>* logits_out,
                        std::vector<int32_t>* ids_out) {
+  require_all_weights("forward_paged");
   const int64_t H = arch_.hidden, V = arch_.vocab;
   if (batch.empty()) fail(XQ_ERR_INVALID_ARGUMENT, "forward_paged: empty batch");
   int64_t rows = 0;

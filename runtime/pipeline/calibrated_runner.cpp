@@ -378,6 +378,7 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
          "(calibration: {{text: FILE, samples: N, seq_len: L}})", p.file.string());
   ModelOptions mo;
   mo.dequantize_all = true;
+  mo.layers_on_demand = true;  // one layer's F32 weights at a time, not the model's
   mo.tokenizer_from = p.calibration.tokenizer;
   auto model = Model::open(runtime, p.model_path, mo);
   auto samples = calibration_samples(*model, p);
@@ -403,6 +404,8 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
   calibrator.run(
       needs, [&](int layer, LayerStats& stats, LayerWeights& lw) { quantizer.on_group(layer, stats, lw); }, co);
   writer.set_recorder({}, {});
+  report.peak_float_weight_bytes = model->peak_float_weight_bytes();
+  logger().info("calibration: at most {:.1f} MiB of F32 weights held at once", report.peak_float_weight_bytes / 1048576.0);
 }
 
 }  // namespace xquant

@@ -38,6 +38,9 @@ struct RunReport {
   uint64_t tensors_written = 0;
   uint64_t input_bytes = 0;      // bytes of the tensors read
   uint64_t quantized_input_bytes = 0;  // F32 bytes given to algorithms
+  // Calibrated runs: the most F32 weight bytes the engine held at once (one
+  // layer's, or the embeddings', since layers load on demand).
+  uint64_t peak_float_weight_bytes = 0;
   double seconds = 0;
 };
 
