@@ -31,6 +31,11 @@ echo "== cuda provider GPU suite"
 "$ops" 2>&1 | tee "$out/ops.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|tests ran" | tail -40
 echo "== device engine"
 "$eng" 2>&1 | tee "$out/engine.log" | grep -Ev "^\[ (RUN|       OK) " | tail -40
+fp8=$(find "$b" -name test_device_fp8 -type f | head -1)
+if [ -n "$fp8" ]; then
+  echo "== FP8 W8A8 checkpoint on cuda vs cpu"
+  "$fp8" 2>&1 | tee "$out/fp8.log" | grep -Ev "^\[ (RUN|       OK) " | tail -20
+fi
 paged=$(find "$b" -name test_paged_engine -type f | head -1)
 if [ -n "$paged" ]; then
   echo "== paged KV cache + continuous batching (cpu and cuda)"
