@@ -321,10 +321,18 @@ void Model::load_layer_weights(int l) {
     w.qkv = load_stacked(d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, w, "q|k|v");
     w.gate_up = load_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up");
     if (!w.qkv.desc || !w.gate_up.desc) {  // both or neither: run_layer_stacked needs both
-      if (w.qkv.desc) kernels_->release(w.qkv.q);
-      if (w.gate_up.desc) kernels_->release(w.gate_up.q);
-      w.qkv = LinearWeights{};
-      w.gate_up = LinearWeights{};
+      // The members load one by one below and count themselves there.
+      auto discard = [&](LinearWeights& s, int members) {
+        if (s.q) {
+          kernels_->release(s.q);
+          n_quantized_ -= members;
+          load_stats_.repacked_bytes -= s.bytes;
+          load_stats_.repacked_linears -= members;
+        }
+        s = LinearWeights{};
+      };
+      discard(w.qkv, 3);
+      discard(w.gate_up, 2);
     } else {
       for (int i : {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp}) {
         w.linears[static_cast<size_t>(i)].desc = &d.linears[static_cast<size_t>(i)];

@@ -109,7 +109,11 @@ TEST(Fp8QWeight, DequantizeAndQmatmulMatchTheReference) {
           for (int64_t i = 0; i < M * N; ++i) y[i] = half_bits_to_f32(yb[i], out);
         }
         EXPECT_EQ(count_nan(y), 0u) << "M=" << M;
-        EXPECT_LE(rel_error(y, ref), out == XQ_DTYPE_F32 ? 1e-4 : 1e-2)
+        // F32 output: 5e-4, not float32 rounding, because Hopper's FP8 tensor
+        // core GEMM accumulates with fewer mantissa bits than float32 (the
+        // DeepSeek-V3 report, arXiv:2412.19437, section 3.3.2, measures it on
+        // H800); seen on H200: 1.0e-4 to 1.4e-4.
+        EXPECT_LE(rel_error(y, ref), out == XQ_DTYPE_F32 ? 5e-4 : 1e-2)
             << "M=" << M << (per_tensor ? " tensor" : " channel");
       }
       P.vt->qweight_release(P.state, qw);
