@@ -172,15 +172,28 @@ def compare(env, label, model, prompt, n_greedy, ctx, chunks, ppl_of_ours=None, 
     try:
         _, f32_ids = llama_greedy(env, f32, prompt, n_greedy)
         ppl_f32 = llama_ppl(env, f32, ctx, chunks)
+        _, ours_f32_ids = ours_greedy(env, f32, prompt, n_greedy)
     finally:
         f32.unlink(missing_ok=True)
     same_f32 = first_difference(ours_ids, f32_ids)
     rel_f32 = abs(ppl_ours - ppl_f32) / ppl_f32
     print(f"  {label}: llama.cpp on its F32 re-export: greedy {same_f32}/{len(f32_ids)} ids equal; ppl {ppl_f32:.4f} "
           f"({100 * rel_f32:.4f}% from ours) [{time.monotonic() - t0:.1f} s]", flush=True)
-    check(ours_ids in (theirs_ids, f32_ids),
-          f"{label}: our greedy ids equal neither llama.cpp's on the file (parted at #{same}) nor on the F32 re-export "
-          f"(parted at #{same_f32}: ours {ours_ids[same_f32:same_f32 + 4]} llama.cpp {f32_ids[same_f32:same_f32 + 4]})")
+    # Our engine runs block files natively since the cpu provider executes
+    # GGUF blocks (plugins/cpu/src/gguf_blocks.cpp): decode rounds each
+    # activation row to 8-bit blocks as ggml does, but not bit for bit like
+    # ggml (its own rounding and summation order), so at a near-tie the two
+    # 8-bit paths may part. Then the weights themselves are checked exactly:
+    # both engines on the F32 re-export must give the same ids.
+    if ours_ids not in (theirs_ids, f32_ids):
+        same_ours_f32 = first_difference(ours_f32_ids, f32_ids)
+        print(f"  {label}: NOTE our native 8-bit-activation decode parts from llama.cpp's on the file at #{same} and "
+              f"from the F32 re-export at #{same_f32}; on the F32 re-export both engines: {same_ours_f32}/{len(f32_ids)} "
+              f"ids equal", flush=True)
+        check(ours_f32_ids == f32_ids,
+              f"{label}: our greedy ids equal neither llama.cpp's on the file (parted at #{same}) nor on the F32 "
+              f"re-export (parted at #{same_f32}), and on the F32 re-export the engines part at #{same_ours_f32}: "
+              f"ours {ours_f32_ids[same_ours_f32:same_ours_f32 + 4]} llama.cpp {f32_ids[same_ours_f32:same_ours_f32 + 4]}")
     check(min(rel, rel_f32) <= PPL_TOLERANCE,
           f"{label}: perplexity ours {ppl_ours:.4f} is more than 0.5% from llama.cpp's both on the file "
           f"({ppl_llama:.4f}) and on the F32 re-export ({ppl_f32:.4f})")
