@@ -8,6 +8,7 @@
 #include "core/runtime.hpp"
 #include "engine/evaluate.hpp"
 #include "engine/model.hpp"
+#include "stories_quantized.hpp"
 
 #include <xquant/xquant.h>
 
@@ -15,9 +16,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <unistd.h>
 
 using namespace xquant;
 namespace fs = std::filesystem;
@@ -27,16 +25,7 @@ const fs::path kShared = XQUANT_SHARED_DIR;
 const fs::path kGguf = kShared / "models/stories260K/stories260K.gguf";
 
 fs::path make_fp8(const std::string& name, const std::string& scheme_yaml) {
-  fs::path out = fs::temp_directory_path() / ("xquant_fp8_test_" + std::to_string(::getpid())) / name;
-  fs::remove_all(out);
-  std::string yaml = "model:\n  path: " + (kShared / "models/stories260K-hf").string() +
-                     "\nquantize:\n  - targets: [Linear]\n    algorithm: rtn\n" + scheme_yaml +
-                     "ignore: [lm_head]\noutput:\n  format: compressed-tensors\n  path: " + out.string() + "\n";
-  xq_runtime* rt = nullptr;
-  EXPECT_EQ(xq_runtime_create(nullptr, &rt), XQ_OK) << xq_last_error();
-  EXPECT_EQ(xq_run_pipeline_string(rt, yaml.c_str(), nullptr), XQ_OK) << xq_last_error();
-  xq_runtime_destroy(rt);
-  return out;
+  return test::quantize_stories_rtn("xquant_fp8_test", name, scheme_yaml);
 }
 
 Runtime& rt() {
@@ -44,12 +33,7 @@ Runtime& rt() {
   return r;
 }
 
-std::vector<int32_t> eval_ids(Model& m) {
-  std::ifstream in(kShared / "data/tinystories/tinystories_val.subset.txt");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return eval_tokens(m, ss.str(), 4096);
-}
+std::vector<int32_t> eval_ids(Model& m) { return test::tinystories_eval_ids(m); }
 }  // namespace
 
 TEST(Fp8Models, Fp8DynamicAndWeightOnlyRunQuantizedOnTheCpuProvider) {
