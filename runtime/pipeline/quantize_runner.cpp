@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 
@@ -43,6 +44,12 @@ std::unique_ptr<Checkpoint> open_source(Runtime& runtime, const Pipeline& p) {
   if (cp->quant_format())
     fail(XQ_ERR_UNSUPPORTED, "'{}' is already a quantized {} checkpoint; quantize from the unquantized model",
          p.model_path.string(), cp->quant_format()->name());
+  // The xq container has no format plugin that detects it (its loader reads
+  // it whole), so its quantized tensors say it.
+  if (cp->loader().name() == "xq" &&
+      std::any_of(cp->tensors().begin(), cp->tensors().end(), [](const auto& t) { return t.has_quantized; }))
+    fail(XQ_ERR_UNSUPPORTED, "'{}' is already a quantized xq checkpoint; quantize from the unquantized model",
+         p.model_path.string());
   return cp;
 }
 

@@ -511,4 +511,15 @@ TEST_F(XqModel, CarriesTheTokenizerOfAGgufSource) {
   EXPECT_NE(r.out.find("recipe present"), std::string::npos) << r.out;
 }
 
+TEST_F(XqModel, QuantizingAnXqFileIsRefusedBeforeAnyWork) {
+  // An xq file is already quantized: quantizing it again would dequantize and
+  // round a second time, silently. Refused like a compressed-tensors source.
+  const fs::path out = path("requantized-xq");
+  auto r = run_cli({"quantize", "--model", path("rtn-sym-run.xq").string(), "--out", out.string(), "--algorithm", "rtn",
+                    "--bits", "4", "--group-size", "32"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("is already a quantized xq checkpoint"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
 }  // namespace
