@@ -110,4 +110,13 @@ inline ProcessResult run_process(const std::vector<std::string>& argv) {
   return p.wait();
 }
 
+#ifdef XQUANT_CLI
+// The built `xquant` command (XQUANT_CLI, set by the test's CMake target) run
+// with `args`.
+inline ProcessResult run_xquant(std::vector<std::string> args) {
+  args.insert(args.begin(), XQUANT_CLI);
+  return run_process(args);
+}
+#endif
+
 }  // namespace xquant::test

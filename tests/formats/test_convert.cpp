@@ -23,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <utility>
 
 namespace fs = std::filesystem;
 using namespace xquant;
@@ -36,10 +37,7 @@ const fs::path kText = kShared / "data" / "tinystories" / "tinystories_val.subse
 
 Runtime& runtime() { return test::quiet_runtime(); }
 
-test::ProcessResult run_cli(std::vector<std::string> args) {
-  args.insert(args.begin(), XQUANT_CLI);
-  return test::run_process(args);
-}
+test::ProcessResult run_cli(std::vector<std::string> args) { return test::run_xquant(std::move(args)); }
 
 class Convert : public ::testing::Test {
  protected:

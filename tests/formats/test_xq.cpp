@@ -36,6 +36,7 @@
 #include <filesystem>
 #include <functional>
 #include <random>
+#include <utility>
 
 namespace fs = std::filesystem;
 using namespace xquant;
@@ -50,10 +51,7 @@ const fs::path kText = kShared / "data" / "tinystories" / "tinystories_val.subse
 
 Runtime& runtime() { return test::quiet_runtime(); }
 
-test::ProcessResult run_cli(std::vector<std::string> args) {
-  args.insert(args.begin(), XQUANT_CLI);
-  return test::run_process(args);
-}
+test::ProcessResult run_cli(std::vector<std::string> args) { return test::run_xquant(std::move(args)); }
 
 // ---- a small file through the real writer ------------------------------------
 
