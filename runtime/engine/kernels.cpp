@@ -62,6 +62,41 @@ void Kernels::run(const xq_op& op, const char* what) const {
   }
 }
 
+bool Kernels::records_graphs() const {
+  const xq_kernel_vtable& v = plugin_->kernel();
+  return v.struct_size >= offsetof(xq_kernel_vtable, graph_release) + sizeof(v.graph_release) && v.graph_begin &&
+         v.graph_end && v.graph_launch && v.graph_release;
+}
+
+void Kernels::graph_begin() const {
+  check_plugin_call(plugin_->kernel().graph_begin(plugin_->state),
+                    fmt::format("kernel provider '{}' starting a graph recording", plugin_->name()));
+}
+
+xq_graph* Kernels::graph_end(std::string* why) const {
+  xq_graph* g = nullptr;
+  try {
+    check_plugin_call(plugin_->kernel().graph_end(plugin_->state, &g),
+                      fmt::format("kernel provider '{}' ending a graph recording", plugin_->name()));
+  } catch (const Error& e) {
+    if (why) *why = e.what();
+    return nullptr;
+  }
+  return g;
+}
+
+void Kernels::graph_launch(xq_graph* g) const {
+  ++ops_run_;
+  const auto t0 = std::chrono::steady_clock::now();
+  const xq_status s = plugin_->kernel().graph_launch(plugin_->state, g);
+  run_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (s != XQ_OK) check_plugin_call(s, fmt::format("kernel provider '{}' launching a graph", plugin_->name()));
+}
+
+void Kernels::graph_release(xq_graph* g) const {
+  if (g) plugin_->kernel().graph_release(plugin_->state, g);
+}
+
 namespace {
 bool g_profile = false;
 std::map<std::string, OpTime> g_profile_totals;

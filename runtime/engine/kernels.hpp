@@ -46,6 +46,17 @@ class Kernels {
   uint64_t ops_run() const { return ops_run_; }
   double run_seconds() const { return run_seconds_; }
 
+  // Recorded launches (xq_kernel_vtable.graph_begin..graph_release): true
+  // when the provider records (its vtable has the entries). graph_end
+  // returns nullptr, having stopped recording, when the provider could not
+  // record (`why` gets its message); graph_launch counts as one op in
+  // ops_run() and its host time in run_seconds().
+  bool records_graphs() const;
+  void graph_begin() const;
+  xq_graph* graph_end(std::string* why) const;
+  void graph_launch(xq_graph* g) const;
+  void graph_release(xq_graph* g) const;
+
   // Provider memory; every call throws with the provider's message on failure.
   void* alloc(uint64_t nbytes, const char* what) const;
   void free(void* p) const;

@@ -1,6 +1,7 @@
 // model.cpp: loading a Llama-family checkpoint into the engine and running
 // its forward pass through a kernel provider (see model.hpp).
 #include "engine/model.hpp"
+#include "engine/decode_graphs.hpp"
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -63,6 +64,7 @@ Model::Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOption
 }
 
 Model::~Model() {
+  graphs_.reset();  // recordings go before the weights they read
   if (!kernels_) return;
   for (auto& l : layers_) {
     for (auto& lw : l.linears) kernels_->release(lw.q);
@@ -277,6 +279,7 @@ void* Model::scratch(Slot s, uint64_t bytes) const {
     const uint64_t grown = std::max<uint64_t>(bytes, b.bytes() + b.bytes() / 2);
     b.reset();  // the provider's free waits for work still reading it
     b = DeviceBuffer(*kernels_, grown, "engine activations");
+    ++scratch_moves_;
   }
   return b.data();
 }
@@ -380,6 +383,9 @@ void Model::load_weights() {
   }
   if (lm_head_.bytes == 0 && lm_head_.w.empty() && !lm_head_.q) lm_head_.bytes = embed_.size() * sizeof(float);
   if (on_device()) upload_weights();
+  if (const char* e = std::getenv("XQUANT_DECODE_GRAPHS")) options_.decode_graphs = std::string(e) != "0";
+  if (on_device() && options_.decode_graphs && kernels_->records_graphs())
+    graphs_ = std::make_unique<DecodeGraphs>(*kernels_);
   count_float_weights();
   if (n_dequantized_ > 0)
     logger().info("{} of {} quantized Linears dequantized to F32 on load (kernel provider '{}' does not run their scheme)",

@@ -57,6 +57,11 @@ struct ModelOptions {
   // layer at a time. Needs dequantize_all and a host-memory provider;
   // forward() and logits are refused in this mode.
   bool layers_on_demand = false;
+  // Decode-only paged steps replayed from per-batch-size recordings when the
+  // provider records launches (engine/decode_graphs.hpp); the environment
+  // variable XQUANT_DECODE_GRAPHS=0 turns this off for tools without the
+  // option (the CLI), e.g. to measure the eager step beside it.
+  bool decode_graphs = true;
 };
 
 // One Linear's weights as the engine runs them.
@@ -135,6 +140,7 @@ struct SequenceSpan {
 
 class PagedKvCache;
 struct PagedSequence;
+class DecodeGraphs;
 
 // One sequence of a paged step (engine/paged_forward.cpp): `n` new tokens
 // appended to `seq`, whose blocks live in the step's PagedKvCache. Only the
@@ -192,6 +198,9 @@ class Model {
   // the pool runs out). Returns one logits row (or greedy id) per sequence.
   std::vector<float> forward_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch);
   std::vector<int32_t> forward_paged_greedy(PagedKvCache& cache, const std::vector<PagedInput>& batch);
+  // The decode recordings (nullptr when the provider records none or they
+  // are off): their counts show whether steps were replayed.
+  const DecodeGraphs* decode_graphs() const { return graphs_.get(); }
 
   // ---- layer-level pieces (calibration) ----
   void embed(const int32_t* ids, int64_t n, float* out) const;  // out [n, hidden]
@@ -301,6 +310,11 @@ class Model {
   };
   void step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch, std::vector<float>* logits,
                   std::vector<int32_t>* ids);
+  // A paged step's ops after its metadata is on the device: embedding,
+  // layers, the last rows through lm_head, ARGMAX when `greedy` and the
+  // provider has it. Returns whether the ids were computed (else logits).
+  bool run_paged_ops(const PagedStep& step, const int32_t* d_ids, const int32_t* d_pos, const int32_t* d_last,
+                     int64_t rows, int64_t out_rows, bool greedy, float* x, float* d_logits, void* d_ids_out);
   // The paged replacement of a layer's per-sequence KV append + ATTENTION:
   // k (F32 [rows, KVH*HD], normed and rotated) and v (any float dtype, rows
   // possibly strided) into their slots, then PAGED_ATTENTION into att.
@@ -326,6 +340,8 @@ class Model {
   mutable DeviceBuffer scratch_[kSlots];
   std::vector<bool> all_token_down_;
   const PagedStep* paged_ = nullptr;  // set for the duration of step_paged
+  mutable uint64_t scratch_moves_ = 0;  // bumped whenever a scratch_ buffer moves (recordings hold addresses)
+  std::unique_ptr<DecodeGraphs> graphs_;
   int n_quantized_ = 0, n_dequantized_ = 0;
   LoadStats load_stats_;
   uint64_t float_bytes_ = 0, peak_float_bytes_ = 0;

@@ -5,6 +5,8 @@
 // sequences and prefill chunks share one launch per op whatever the batch.
 #include "engine/model.hpp"
 #include "engine/paged_kv.hpp"
+#include "engine/decode_graphs.hpp"
+#include "engine/op_profile.hpp"
 
 #include "core/error.hpp"
 
@@ -49,6 +51,51 @@ void Model::attend_paged(int layer, const float* q, const float* kf, const xq_de
   kernels_->run(op, "PAGED_ATTENTION");
 }
 
+bool Model::run_paged_ops(const PagedStep& step, const int32_t* d_ids, const int32_t* d_pos, const int32_t* d_last,
+                          int64_t rows, int64_t out_rows, bool greedy, float* x, float* logits, void* d_ids_out) {
+  const int64_t H = arch_.hidden, V = arch_.vocab;
+  embed_ids(d_ids, rows, x);
+  paged_ = &step;
+  struct Reset {
+    const PagedStep*& p;
+    ~Reset() { p = nullptr; }
+  } reset{paged_};
+  const std::vector<SequenceSpan> spans;  // attention goes through paged_
+  const void* pending = nullptr;
+  xq_dtype pending_t = XQ_DTYPE_F32;
+  for (int64_t l = 0; l < arch_.n_layers; ++l) {
+    if (on_device() && stacked(static_cast<int>(l))) {
+      pending = run_layer_stacked(static_cast<int>(l), x, rows, spans, d_pos, pending, pending_t, &pending_t);
+      continue;
+    }
+    if (pending) add_residual(x, pending, pending_t, rows);
+    pending = nullptr;
+    run_layer(static_cast<int>(l), x, rows, spans, d_pos, nullptr);
+  }
+  if (pending) add_residual(x, pending, pending_t, rows);
+
+  // Each sequence's last row through lm_head (one gather when rows differ).
+  const float* hx = x;
+  std::vector<float> sel_host;
+  if (out_rows != rows) {
+    float* sel = temp(kSelected, out_rows * H, sel_host);
+    xq_op op = Kernels::op(XQ_OP_GET_ROWS);
+    op.src[0] = f32({rows, H}, x);
+    op.src[1] = dtensor(XQ_DTYPE_I32, {out_rows}, d_last);
+    op.dst = f32({out_rows, H}, sel);
+    kernels_->run(op, "GET_ROWS (last rows)");
+    hx = sel;
+  }
+  logits_from_hidden(hx, out_rows, logits);
+  if (!greedy || !on_device()) return false;
+  xq_op op = Kernels::op(XQ_OP_ARGMAX);
+  op.src[0] = f32({out_rows, V}, logits);
+  op.dst = dtensor(XQ_DTYPE_I32, {out_rows}, d_ids_out);
+  if (!kernels_->supports(op)) return false;
+  kernels_->run(op, "ARGMAX (greedy)");
+  return true;
+}
+
 void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch, std::vector<float>* logits_out,
                        std::vector<int32_t>* ids_out) {
   require_all_weights("forward_paged");
@@ -71,15 +118,27 @@ void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch
            cache.free_blocks(), cache.block_size(), cache.blocks_for(s.seq->size + s.n) - s.seq->blocks.size());
   int64_t mb = 1;
   for (const auto& s : batch) mb = std::max<int64_t>(mb, static_cast<int64_t>(s.seq->blocks.size()));
-  const int64_t ld = 1 + mb;
+  const int64_t n_seq = static_cast<int64_t>(batch.size());
+  // A decode-only step (one row per sequence) replays a recording when the
+  // provider records: padded to its bucket of rows and table width, the
+  // padding rows writing no KV (slot -1) and attending to position 0 of
+  // block 0, their outputs never read.
+  const bool greedy = ids_out != nullptr;
+  DecodeGraphs::Key key;
+  const bool graphed = graphs_ && rows == n_seq && !op_profile_enabled() &&
+                       DecodeGraphs::bucket_rows(rows) > 0 &&
+                       !graphs_->refused(key = {DecodeGraphs::bucket_rows(rows), DecodeGraphs::bucket_table_ld(mb),
+                                                cache.k_pool(0).data, greedy});
+  const int64_t step_rows = graphed ? key.rows : rows, out_rows = graphed ? key.rows : n_seq;
+  const int64_t ld = graphed ? key.table_ld : 1 + mb;
   // One host array, one upload: ids | positions | slots | last rows | table.
-  const int64_t n_meta = 3 * rows + static_cast<int64_t>(batch.size()) + rows * ld;
+  const int64_t n_meta = 3 * step_rows + out_rows + step_rows * ld;
   std::vector<int32_t> meta(static_cast<size_t>(n_meta), -1);
   int32_t* ids = meta.data();
-  int32_t* pos = ids + rows;
-  int32_t* slots = pos + rows;
-  int32_t* last = slots + rows;
-  int32_t* table = last + batch.size();
+  int32_t* pos = ids + step_rows;
+  int32_t* slots = pos + step_rows;
+  int32_t* last = slots + step_rows;
+  int32_t* table = last + out_rows;
   int64_t r = 0;
   for (size_t b = 0; b < batch.size(); ++b) {
     const auto& s = batch[b];
@@ -94,78 +153,60 @@ void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch
     }
     last[b] = static_cast<int32_t>(r - 1);
   }
+  for (; r < step_rows; ++r) {  // padding rows of a recorded bucket
+    ids[r] = 0, pos[r] = 0, slots[r] = -1, last[r] = static_cast<int32_t>(r);
+    table[r * ld] = 0, table[r * ld + 1] = 0;
+  }
   const int32_t* dmeta = meta.data();
   if (on_device()) {
     void* d = scratch(kPagedMeta, meta.size() * sizeof(int32_t));
     kernels_->upload(d, meta.data(), meta.size() * sizeof(int32_t));
     dmeta = static_cast<const int32_t*>(d);
   }
-  const int32_t* d_ids = dmeta;
-  const int32_t* d_pos = dmeta + rows;
-  const PagedStep step{&cache, dmeta + 2 * rows, dmeta + 3 * rows + static_cast<int64_t>(batch.size()), ld};
-  const int32_t* d_last = dmeta + 3 * rows;
+  const PagedStep step{&cache, dmeta + 2 * step_rows, dmeta + 3 * step_rows + out_rows, ld};
 
   std::vector<float> x_host;
-  float* x = temp(kX, rows * H, x_host);
-  embed_ids(d_ids, rows, x);
-  paged_ = &step;
-  struct Reset {
-    const PagedStep*& p;
-    ~Reset() { p = nullptr; }
-  } reset{paged_};
-  const std::vector<SequenceSpan> spans;  // attention goes through paged_
-  const void* pending = nullptr;
-  xq_dtype pending_t = XQ_DTYPE_F32;
-  for (int64_t l = 0; l < arch_.n_layers; ++l) {
-    if (on_device() && stacked(static_cast<int>(l))) {
-      pending = run_layer_stacked(static_cast<int>(l), x, rows, spans, d_pos, pending, pending_t, &pending_t);
-      continue;
-    }
-    if (pending) add_residual(x, pending, pending_t, rows);
-    pending = nullptr;
-    run_layer(static_cast<int>(l), x, rows, spans, d_pos, nullptr);
+  float* x = temp(kX, step_rows * H, x_host);
+  float* d_logits = nullptr;
+  void* d_ids_out = nullptr;
+  if (on_device()) {
+    d_logits = static_cast<float*>(scratch(kLogits, static_cast<uint64_t>(out_rows * V) * sizeof(float)));
+    d_ids_out = scratch(kIds_out, static_cast<uint64_t>(out_rows) * sizeof(int32_t));
+  } else {
+    logits_out->resize(static_cast<size_t>(n_seq * V));
+    d_logits = logits_out->data();
   }
-  if (pending) add_residual(x, pending, pending_t, rows);
+  auto ops = [&] {
+    return run_paged_ops(step, dmeta, dmeta + step_rows, dmeta + 3 * step_rows, step_rows, out_rows, greedy, x,
+                         d_logits, d_ids_out);
+  };
+  bool have_ids = false;
+  if (!graphed) {
+    have_ids = ops();
+  } else if (xq_graph* g = graphs_->find(key, scratch_moves_)) {
+    graphs_->launch(g);
+    have_ids = greedy;  // recorded with ARGMAX only where the provider has it
+  } else {
+    // This step runs eagerly (it also sizes every buffer the recording will
+    // use), then the same ops are recorded for the next steps of this key.
+    have_ids = ops();
+    if (have_ids == greedy) graphs_->record(key, scratch_moves_, [&] { ops(); });
+  }
   for (const auto& s : batch) s.seq->size += s.n;
 
-  // Each sequence's last row through lm_head (one gather when rows differ).
-  const int64_t out_rows = static_cast<int64_t>(batch.size());
-  const float* hx = x;
-  std::vector<float> sel_host;
-  if (out_rows != rows) {
-    float* sel = temp(kSelected, out_rows * H, sel_host);
-    xq_op op = Kernels::op(XQ_OP_GET_ROWS);
-    op.src[0] = f32({rows, H}, x);
-    op.src[1] = dtensor(XQ_DTYPE_I32, {out_rows}, d_last);
-    op.dst = f32({out_rows, H}, sel);
-    kernels_->run(op, "GET_ROWS (last rows)");
-    hx = sel;
+  if (on_device() && have_ids) {
+    ids_out->resize(static_cast<size_t>(n_seq));
+    kernels_->download(ids_out->data(), d_ids_out, ids_out->size() * sizeof(int32_t));  // the step's one synchronisation
+    return;
   }
   std::vector<float>& logits = *logits_out;
-  if (!on_device()) {
-    logits.resize(static_cast<size_t>(out_rows * V));
-    logits_from_hidden(hx, out_rows, logits.data());
-  } else {
-    float* d_logits = static_cast<float*>(scratch(kLogits, static_cast<uint64_t>(out_rows * V) * sizeof(float)));
-    logits_from_hidden(hx, out_rows, d_logits);
-    if (ids_out) {
-      xq_op op = Kernels::op(XQ_OP_ARGMAX);
-      op.src[0] = f32({out_rows, V}, d_logits);
-      void* d_out = scratch(kIds_out, static_cast<uint64_t>(out_rows) * sizeof(int32_t));
-      op.dst = dtensor(XQ_DTYPE_I32, {out_rows}, d_out);
-      if (kernels_->supports(op)) {
-        kernels_->run(op, "ARGMAX (greedy)");
-        ids_out->resize(static_cast<size_t>(out_rows));
-        kernels_->download(ids_out->data(), d_out, ids_out->size() * sizeof(int32_t));  // the step's one synchronisation
-        return;
-      }
-    }
-    logits.resize(static_cast<size_t>(out_rows * V));
+  if (on_device()) {
+    logits.resize(static_cast<size_t>(n_seq * V));
     kernels_->download(logits.data(), d_logits, logits.size() * sizeof(float));
   }
   if (ids_out) {
-    ids_out->resize(static_cast<size_t>(out_rows));
-    for (int64_t o = 0; o < out_rows; ++o) {
+    ids_out->resize(static_cast<size_t>(n_seq));
+    for (int64_t o = 0; o < n_seq; ++o) {
       const float* lg = logits.data() + o * V;
       (*ids_out)[static_cast<size_t>(o)] = static_cast<int32_t>(std::max_element(lg, lg + V) - lg);
     }

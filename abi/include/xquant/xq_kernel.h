@@ -37,6 +37,10 @@ typedef struct xq_memory_info {
 /* A quantized weight prepared (packed) by a provider in its native layout. */
 typedef struct xq_qweight xq_qweight;
 
+/* A recorded sequence of ops a provider can launch again as one unit (on
+ * CUDA, an instantiated CUDA graph). Opaque to the host. */
+typedef struct xq_graph xq_graph;
+
 typedef enum xq_op_type {
   /* dst[M,N] = src[0][M,K] · src[1][N,K]^T (+ src[2][N] bias if data != NULL) */
   XQ_OP_MATMUL = 1,
@@ -163,6 +167,26 @@ typedef struct xq_kernel_vtable {
    * bytes are borrowed as xq_block_tensor says. XQ_ERR_UNSUPPORTED when a
    * part's family/type is not one the provider runs. */
   xq_status (*qweight_prepare_blocks)(void* state, const xq_block_tensor* parts, uint32_t n_parts, xq_qweight** out);
+  /* Appended (read only when struct_size covers them; all four NULL for a
+   * provider that records nothing, e.g. `cpu`): recorded launches, so a step
+   * of many small ops costs one launch on the host (CUDA graphs; PyTorch's
+   * torch.cuda.CUDAGraph and vLLM's per-batch-size decode graphs do the
+   * same). Between graph_begin and graph_end, run_op records its op instead
+   * of running it: nothing executes, and the op's pointers, shapes and
+   * parameters are frozen into the recording (the caller keeps the buffers
+   * alive and at the same addresses, and refreshes their contents before
+   * each launch). alloc, free, upload, download, synchronize and the
+   * qweight entries fail while recording. graph_end always stops recording;
+   * it returns the graph, or an error naming what could not be recorded
+   * (then *out is NULL). graph_launch runs the recorded ops again, in
+   * order with the provider's other work and asynchronously like run_op; the
+   * provider keeps every internal workspace a recording uses alive until
+   * graph_release (accepts NULL), which may be called while a launch is in
+   * flight. */
+  xq_status (*graph_begin)(void* state);
+  xq_status (*graph_end)(void* state, xq_graph** out);
+  xq_status (*graph_launch)(void* state, xq_graph* graph);
+  void (*graph_release)(void* state, xq_graph* graph);
 } xq_kernel_vtable;
 
 #ifdef __cplusplus
@@ -180,6 +204,8 @@ XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_layout) == 88, "kernel.qweig
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_adopt) == 104, "kernel.qweight_adopt moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, memory_info) == 112, "kernel.memory_info moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_prepare_blocks) == 120, "kernel.qweight_prepare_blocks moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_begin) == 128, "kernel.graph_begin moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_release) == 152, "kernel.graph_release moved");
 #endif
 
 #endif /* XQUANT_XQ_KERNEL_H */

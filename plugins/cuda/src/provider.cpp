@@ -31,12 +31,14 @@ using xquant::sdk::format;
 void* Scratch::get(size_t need) {
   if (need == 0) need = 16;
   if (need <= bytes) return ptr;
-  if (ptr) {
+  if (ptr && keep && keep->holds()) {
+    keep->retired.push_back(ptr);  // a recorded graph still points at it (graphs.cpp)
+  } else if (ptr) {
     cudaDeviceSynchronize();  // earlier kernels may still read the old buffer
     cudaFree(ptr);
-    ptr = nullptr;
-    bytes = 0;
   }
+  ptr = nullptr;
+  bytes = 0;
   size_t want = std::max(need, bytes + bytes / 2);
   if (cudaMalloc(&ptr, want) != cudaSuccess) {
     cudaGetLastError();
@@ -59,7 +61,6 @@ void Scratch::release() {
 
 namespace {
 
-constexpr cudaStream_t kStream = nullptr;  // legacy default stream
 constexpr size_t kLtWorkspace = 32u << 20;
 
 bool to_dtype(xq_dtype t, DType* out) {
@@ -124,6 +125,13 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
     device_count_ = 0;
     return;
   }
+  if (cudaStreamCreate(&stream_) != cudaSuccess) {
+    why_ = "no CUDA device: cudaStreamCreate failed";
+    cudaGetLastError();
+    device_count_ = 0;
+    return;
+  }
+  for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_}) s->keep = &graphs_;
   lt_ok_ = lt_.load(&lt_why_);
   if (const char* env = std::getenv("XQUANT_CUDA_W4_FUSED_MAX_M")) w4_fused_max_m_ = std::max(1L, std::atol(env));
   why_ = format("CUDA device %s (sm_%d%d, %d SMs)%s%s", prop.name, cc_major_, cc_minor_, sm_count_,
@@ -134,6 +142,8 @@ Provider::~Provider() {
   if (device_count_ == 0) return;
   cudaDeviceSynchronize();
   for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_}) s->release();
+  for (void* p : graphs_.retired) cudaFree(p);
+  cudaStreamDestroy(stream_);
 }
 
 uint32_t Provider::score(const char** why) {
@@ -148,6 +158,7 @@ void Provider::require_device() const {
 
 void* Provider::alloc(uint64_t nbytes) {
   require_device();
+  refuse_while_recording("alloc");
   void* p = nullptr;
   if (cudaMalloc(&p, nbytes ? nbytes : 1) != cudaSuccess) {
     cudaGetLastError();
@@ -187,16 +198,19 @@ void Provider::sample_memory() {
 
 void Provider::upload(void* dst, const void* src, uint64_t n) {
   require_device();
+  refuse_while_recording("upload");
   XQ_CK(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice));
 }
 
 void Provider::download(void* dst, const void* src, uint64_t n) {
   require_device();
+  refuse_while_recording("download");
   XQ_CK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost));
 }
 
 void Provider::synchronize() {
   require_device();
+  refuse_while_recording("synchronize");
   XQ_CK(cudaDeviceSynchronize());
 }
 
@@ -310,10 +324,10 @@ void Provider::run(const xq_op& op) {
     case XQ_OP_DEQUANTIZE: run_dequantize(op); break;
     case XQ_OP_QUANTIZE_ACT: run_quantize_act(op); break;
     default:
-      if (is_decoder_op(op.type)) run_decoder_op(op, kStream);
+      if (is_decoder_op(op.type)) run_decoder_op(op, stream_);
       if (is_paged_op(op.type))
         run_paged_op(op, sm_count_, [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_paged_,
-                     kStream);
+                     stream_);
       break;
   }
 }
@@ -324,7 +338,7 @@ const void* Provider::bias_as(const xq_device_tensor& b, DType want, int64_t n) 
   to_dtype(b.dtype, &have);
   if (have == want) return b.data;
   void* dst = s_bias_.get(static_cast<size_t>(n) * 4);
-  XQ_CK(convert(b.data, have, dst, want, n, kStream));
+  XQ_CK(convert(b.data, have, dst, want, n, stream_));
   return dst;
 }
 
@@ -332,7 +346,7 @@ void Provider::lt_gemm(const LtGemmShape& s, const void* W, const void* x, void*
                        const float* w_scale, const float* x_scale) {
   std::string err;
   void* ws = s_ws_.get(kLtWorkspace);
-  const int rc = lt_.gemm(s, W, x, D, alpha, bias, w_scale, x_scale, ws, kLtWorkspace, kStream, &err);
+  const int rc = lt_.gemm(s, W, x, D, alpha, bias, w_scale, x_scale, ws, kLtWorkspace, stream_, &err);
   if (rc == 1) throw Error(XQ_ERR_UNSUPPORTED, "cuda: " + err);
   if (rc != 0) throw Error(XQ_ERR_DEVICE, "cuda: " + err);
 }
@@ -355,21 +369,21 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
     int64_t ldx = K;
     if (w.perm || K != K_pad || (reinterpret_cast<uintptr_t>(x.data) % 16) != 0) {
       void* buf = s_x_.get(static_cast<size_t>(M * K_pad) * 2);
-      XQ_CK(gather_columns(x.data, T, M, K, K, w.perm, buf, K_pad, kStream));
+      XQ_CK(gather_columns(x.data, T, M, K, K, w.perm, buf, K_pad, stream_));
       xs = buf;
       ldx = K_pad;
     }
     const W4GemmPlan plan = w4_gemm_plan(w.L, M, sm_count_);
     float* part = plan.workspace_floats ? static_cast<float*>(s_part_.get(plan.workspace_floats * 4)) : nullptr;
-    XQ_CK(w4_gemm(w.L, plan, w.qw, sz, is_f16, xs, ldx, M, y.data, T, op.src[2].data, bias_t, part, kStream));
+    XQ_CK(w4_gemm(w.L, plan, w.qw, sz, is_f16, xs, ldx, M, y.data, T, op.src[2].data, bias_t, part, stream_));
     return;
   }
   void* wd = s_w_.get(static_cast<size_t>(N * K) * 2);
-  XQ_CK(w4_dequant(w.L, w.qw, sz, is_f16, nullptr, wd, T, K, kStream));
+  XQ_CK(w4_dequant(w.L, w.qw, sz, is_f16, nullptr, wd, T, K, stream_));
   const void* xg = x.data;
   if (w.perm) {
     void* buf = s_x_.get(static_cast<size_t>(M * K) * 2);
-    XQ_CK(gather_columns(x.data, T, M, K, K, w.perm, buf, K, kStream));
+    XQ_CK(gather_columns(x.data, T, M, K, K, w.perm, buf, K, stream_));
     xg = buf;
   }
   const void* bias = bias_as(op.src[2], T, N);
@@ -389,15 +403,15 @@ void Provider::run_qmatmul_w8(const xq_op& op) {
   float sa_const = w.input_scale;
   if (w.act == XQ_ACT_DYNAMIC_TOKEN) {
     sa = static_cast<float*>(s_scale_.get(static_cast<size_t>(M) * 4));
-    XQ_CK(quantize_act(x.data, T, M, K, xq, DType::I8, sa, 0.f, kStream));
+    XQ_CK(quantize_act(x.data, T, M, K, xq, DType::I8, sa, 0.f, stream_));
   } else {
-    XQ_CK(quantize_act(x.data, T, M, K, xq, DType::I8, nullptr, w.input_scale, kStream));
+    XQ_CK(quantize_act(x.data, T, M, K, xq, DType::I8, nullptr, w.input_scale, stream_));
   }
   void* acc = s_acc_.get(static_cast<size_t>(M * N) * 4);
   lt_gemm(LtGemmShape{GemmKind::I8, M, N, K, DType::I32, false, false}, w.w8, xq, acc, 1.f, nullptr, nullptr, nullptr);
   DType bias_t = DType::F32;
   if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
-  XQ_CK(scale_epilogue(acc, DType::I32, M, N, sa, sa_const, w.sw, 1.f, op.src[2].data, bias_t, y.data, Y, kStream));
+  XQ_CK(scale_epilogue(acc, DType::I32, M, N, sa, sa_const, w.sw, 1.f, op.src[2].data, bias_t, y.data, Y, stream_));
 }
 
 void Provider::run_matmul(const xq_op& op) {
@@ -423,7 +437,7 @@ void Provider::run_matmul(const xq_op& op) {
     void* acc = s_acc_.get(static_cast<size_t>(M * N) * 4);
     lt_gemm(LtGemmShape{GemmKind::I8, M, N, K, DType::I32, false, false}, b.data, a.data, acc, 1.f, nullptr, nullptr,
             nullptr);
-    XQ_CK(scale_epilogue(acc, DType::I32, M, N, sx, fx, sw, fw, op.src[2].data, bias_t, y.data, Y, kStream));
+    XQ_CK(scale_epilogue(acc, DType::I32, M, N, sx, fx, sw, fw, op.src[2].data, bias_t, y.data, Y, stream_));
     return;
   }
   // FP8: per-tensor scales fold into alpha; vector scales use cuBLASLt's
@@ -434,7 +448,7 @@ void Provider::run_matmul(const xq_op& op) {
     LtGemmShape s{GemmKind::FP8, M, N, K, Y, bias != nullptr, vec};
     std::string err;
     void* ws = s_ws_.get(kLtWorkspace);
-    const int rc = lt_.gemm(s, b.data, a.data, y.data, fx * fw, bias, sw, sx, ws, kLtWorkspace, kStream, &err);
+    const int rc = lt_.gemm(s, b.data, a.data, y.data, fx * fw, bias, sw, sx, ws, kLtWorkspace, stream_, &err);
     if (rc == 0) return;
     if (rc != 1 || !vec) throw Error(rc == 1 ? XQ_ERR_UNSUPPORTED : XQ_ERR_DEVICE, "cuda: " + err);
     fp8_outer_ok_ = false;
@@ -443,7 +457,7 @@ void Provider::run_matmul(const xq_op& op) {
   // Fallback: unscaled FP8 GEMM into dst's 16-bit type (or F32), then our
   // epilogue applies sa[m] * sw[n] (+ bias) in place: one extra pass over y.
   lt_gemm(LtGemmShape{GemmKind::FP8, M, N, K, Y, false, false}, b.data, a.data, y.data, 1.f, nullptr, nullptr, nullptr);
-  XQ_CK(scale_epilogue(y.data, Y, M, N, sx, 1.f, sw, 1.f, op.src[2].data, bias_t, y.data, Y, kStream));
+  XQ_CK(scale_epilogue(y.data, Y, M, N, sx, 1.f, sw, 1.f, op.src[2].data, bias_t, y.data, Y, stream_));
 }
 
 void Provider::run_dequantize(const xq_op& op) {
@@ -452,9 +466,9 @@ void Provider::run_dequantize(const xq_op& op) {
   to_dtype(op.dst.dtype, &Y);
   if (w.kind == xq_qweight::Kind::W4) {
     const bool f16 = Y == DType::F16 || (Y == DType::F32 && w.f32_dequant_uses_f16);
-    XQ_CK(w4_dequant(w.L, w.qw, f16 ? w.sz_f16 : w.sz_bf16, f16, w.perm, op.dst.data, Y, w.K, kStream));
+    XQ_CK(w4_dequant(w.L, w.qw, f16 ? w.sz_f16 : w.sz_bf16, f16, w.perm, op.dst.data, Y, w.K, stream_));
   } else {
-    XQ_CK(dequant_rows(w.w8, w.fp8 ? DType::F8E4M3 : DType::I8, w.N, w.K, w.sw, 1.f, op.dst.data, Y, kStream));
+    XQ_CK(dequant_rows(w.w8, w.fp8 ? DType::F8E4M3 : DType::I8, w.N, w.K, w.sw, 1.f, op.dst.data, Y, stream_));
   }
 }
 
@@ -464,9 +478,9 @@ void Provider::run_quantize_act(const xq_op& op) {
   to_dtype(op.dst.dtype, &Q);
   const int64_t M = leading(op.src[0]), K = last_dim(op.src[0]);
   if (op.i[0] == 0) {
-    XQ_CK(quantize_act(op.src[0].data, X, M, K, op.dst.data, Q, static_cast<float*>(op.src[1].data), 0.f, kStream));
+    XQ_CK(quantize_act(op.src[0].data, X, M, K, op.dst.data, Q, static_cast<float*>(op.src[1].data), 0.f, stream_));
   } else {
-    XQ_CK(quantize_act(op.src[0].data, X, M, K, op.dst.data, Q, nullptr, static_cast<float>(op.f[0]), kStream));
+    XQ_CK(quantize_act(op.src[0].data, X, M, K, op.dst.data, Q, nullptr, static_cast<float>(op.f[0]), stream_));
   }
 }
 
@@ -492,6 +506,7 @@ T* upload_tmp(DevTmp& t, const T* host, size_t count) {
 }  // namespace
 
 xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
+  refuse_while_recording("qweight_prepare");
   require_device();
   if (q.struct_size < offsetof(xq_quant_tensor, input_scale) + sizeof(float))
     throw Error(XQ_ERR_INVALID_ARGUMENT, "cuda: xq_quant_tensor too old (struct_size)");
@@ -579,8 +594,8 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
         XQ_CK(cudaMalloc(&w->perm, perm.size() * sizeof(int32_t)));
         XQ_CK(cudaMemcpy(w->perm, perm.data(), perm.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
       }
-      XQ_CK(w4_pack(L, d_codes, w->perm, w->qw, kStream));
-      XQ_CK(w4_pack_scales(L, d_scales, d_zp, w->sz_bf16, w->sz_f16, kStream));
+      XQ_CK(w4_pack(L, d_codes, w->perm, w->qw, stream_));
+      XQ_CK(w4_pack_scales(L, d_scales, d_zp, w->sz_bf16, w->sz_f16, stream_));
       XQ_CK(cudaDeviceSynchronize());
     } catch (...) {
       release(w.release());
@@ -664,8 +679,8 @@ void Provider::run_qmatmul_fp8(const xq_op& op) {
   const int64_t M = leading(x), K = w.K, N = w.N;
   void* xq = s_x_.get(static_cast<size_t>(M * K));
   float* scales = static_cast<float*>(s_scale_.get(static_cast<size_t>(M + N) * 4));
-  XQ_CK(quantize_act(x.data, T, M, K, xq, DType::F8E4M3, scales, 0.f, kStream));
-  XQ_CK(cudaMemcpyAsync(scales + M, w.sw, static_cast<size_t>(N) * 4, cudaMemcpyDeviceToDevice, kStream));
+  XQ_CK(quantize_act(x.data, T, M, K, xq, DType::F8E4M3, scales, 0.f, stream_));
+  XQ_CK(cudaMemcpyAsync(scales + M, w.sw, static_cast<size_t>(N) * 4, cudaMemcpyDeviceToDevice, stream_));
   xq_op mm = xquant::sdk::make_op(XQ_OP_MATMUL);
   mm.src[0] = xquant::sdk::device_tensor(XQ_DTYPE_F8_E4M3, {M, K}, xq);
   mm.src[1] = xquant::sdk::device_tensor(XQ_DTYPE_F8_E4M3, {N, K}, w.w8);

@@ -1,7 +1,10 @@
 // provider.hpp: the `cuda` kernel provider's state and operations, in C++.
 // plugin.cpp wraps it into the C vtable; tests and the bench shim use it
-// through that vtable. One provider drives device 0 on the legacy default
-// stream (so PyTorch and the bench time our kernels on the same stream).
+// through that vtable. One provider drives device 0 on one stream of its own,
+// a blocking one (cudaStreamCreate without cudaStreamNonBlocking): work on
+// the legacy default stream (cudaMemcpy, PyTorch's and the bench's events)
+// stays ordered with it, and unlike the legacy stream it can be recorded
+// into CUDA graphs (graphs.cpp).
 #pragma once
 
 #include <xquant/sdk/host.hpp>
@@ -41,10 +44,21 @@ inline constexpr const char* kLayoutW4 = "cuda-w4a16-mma";
 inline constexpr const char* kLayoutW8 = "cuda-w8a8-int8-nk";
 inline constexpr const char* kLayoutFp8 = "cuda-w8a8-fp8-nk";
 
+// What recorded graphs hold on to: while any graph lives (or one is being
+// recorded), a workspace that must grow parks its old buffer here instead
+// of freeing it, since the graph's kernels keep its address.
+struct GraphHolds {
+  int live = 0;
+  bool recording = false;
+  std::vector<void*> retired;
+  bool holds() const { return live > 0 || recording; }
+};
+
 // A grow-only device buffer.
 struct Scratch {
   void* ptr = nullptr;
   size_t bytes = 0;
+  GraphHolds* keep = nullptr;
   void* get(size_t need);
   void release();
 };
@@ -66,8 +80,14 @@ class Provider : public xquant::sdk::PluginBase {
   void release(xq_qweight* w);
   const char* layout(const xq_qweight* w) const { return w ? w->layout : ""; }
   void memory_info(xq_memory_info& out);
+  // Recorded launches (graphs.cpp; xq_kernel_vtable.graph_begin).
+  void graph_begin();
+  xq_graph* graph_end();
+  void graph_launch(xq_graph* g);
+  void graph_release(xq_graph* g);
 
  private:
+  void refuse_while_recording(const char* what) const;
   void require_device() const;
   bool check_qmatmul(const xq_op& op, std::string* why);
   bool check_matmul(const xq_op& op, std::string* why);
@@ -91,6 +111,8 @@ class Provider : public xquant::sdk::PluginBase {
   bool fp8_outer_ok_ = true;
   int64_t w4_fused_max_m_ = 128;
   CublasLt lt_;
+  cudaStream_t stream_ = nullptr;
+  GraphHolds graphs_;
   std::recursive_mutex mu_;
   Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_, s_paged_;
   void sample_memory();

@@ -21,6 +21,7 @@
 #include <xquant/xq_kernel.h>
 #include <xquant/xq_loader.h>
 
+#include <concepts>
 #include <memory>
 
 namespace xquant::sdk {
@@ -355,10 +356,45 @@ struct KernelAdapter {
       return XQ_ERR_UNSUPPORTED;
     }
   }
+  // Optional: providers that record launches (xq_kernel_vtable.graph_begin) define
+  //   void graph_begin(); xq_graph* graph_end(); void graph_launch(xq_graph*); void graph_release(xq_graph*);
+  // the others get NULL entries.
+  static constexpr bool kGraphs = requires(Impl& i, xq_graph* g) {
+    i.graph_begin();
+    { i.graph_end() } -> std::same_as<xq_graph*>;
+    i.graph_launch(g);
+    i.graph_release(g);
+  };
+  static xq_status graph_begin(void* state) noexcept {
+    return guard(self(state)->host, [&] {
+      if constexpr (kGraphs) self(state)->graph_begin();
+    });
+  }
+  static xq_status graph_end(void* state, xq_graph** out) noexcept {
+    if (out) *out = nullptr;
+    return guard(self(state)->host, [&] {
+      if (!out) fail(XQ_ERR_INVALID_ARGUMENT, "graph_end: out is NULL");
+      if constexpr (kGraphs) *out = self(state)->graph_end();
+    });
+  }
+  static xq_status graph_launch(void* state, xq_graph* g) noexcept {
+    return guard(self(state)->host, [&] {
+      if (!g) fail(XQ_ERR_INVALID_ARGUMENT, "graph_launch: graph is NULL");
+      if constexpr (kGraphs) self(state)->graph_launch(g);
+    });
+  }
+  static void graph_release(void* state, xq_graph* g) noexcept {
+    if constexpr (kGraphs)
+      if (g) (void)call_with_status(ignore_message, [&] { self(state)->graph_release(g); });
+  }
   static constexpr xq_kernel_vtable vtable{sizeof(xq_kernel_vtable), 0, &score, &alloc, &free, &upload, &download,
                                            &synchronize, &supports_op, &run_op, &qweight_prepare, &qweight_release,
                                            &qweight_layout, &qweight_packed_layout, &qweight_adopt, &memory_info,
-                                           &qweight_prepare_blocks};
+                                           &qweight_prepare_blocks,
+                                           kGraphs ? &graph_begin : nullptr,
+                                           kGraphs ? &graph_end : nullptr,
+                                           kGraphs ? &graph_launch : nullptr,
+                                           kGraphs ? &graph_release : nullptr};
 };
 
 }  // namespace xquant::sdk
