@@ -13,7 +13,8 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/build/lib" "$stage/build/bin" "$stage/deps" "$stage/shared/models" "$stage/shared/data/tinystories"
 cp -a "$build/lib/." "$stage/build/lib/"
-bins=(xquant test_cuda_provider test_device_engine test_device_fp8 test_engine test_paged_engine)
+bins=(xquant test_cuda_provider test_device_engine test_device_fp8 test_engine test_paged_engine test_decode_graphs
+      xquant_engine_logits)
 for b in "${bins[@]}"; do
   f=$(find "$build" -name "$b" -type f -perm -u+x | head -1)
   [ -n "$f" ] || { echo "missing binary $b" >&2; exit 1; }

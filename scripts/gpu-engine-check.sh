@@ -4,7 +4,8 @@
 # built at, so its tests find plugins and ../shared as on the build machine),
 # then run in one go: the cuda provider's GPU suite (decoder ops against the
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
-# and `xquant generate/eval --provider cuda` next to `--provider cpu`.
+# and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
+# GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers).
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -40,6 +41,11 @@ paged=$(find "$b" -name test_paged_engine -type f | head -1)
 if [ -n "$paged" ]; then
   echo "== paged KV cache + continuous batching (cpu and cuda)"
   "$paged" 2>&1 | tee "$out/paged.log" | grep -Ev "^\[ (RUN|       OK) " | tail -30
+fi
+graphs=$(find "$b" -name test_decode_graphs -type f | head -1)
+if [ -n "$graphs" ]; then
+  echo "== decode steps replayed from CUDA graphs vs eager"
+  "$graphs" 2>&1 | tee "$out/graphs.log" | grep -Ev "^\[ (RUN|       OK) " | tail -20
 fi
 echo "== CLI"
 gguf=/work/shared/models/stories260K/stories260K.gguf
@@ -78,5 +84,12 @@ if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh"
 if [ "${GPUENG_SERVE:-0}" = 1 ]; then
   XQUANT_BENCH_COPY_GBS=$(grep -o "copy: [0-9]*" "$out/bench.log" 2>/dev/null | grep -o "[0-9]*" || echo 0) \
     bash "$(dirname "$0")/gpu-serve-bench.sh" "$cli" 2>&1 | tee "$out/serve.log"
+fi
+# Optional: the engine against transformers (scripts/gpu-hf-compare.py): logits and greedy tokens on
+# random-weight checkpoints of real configs, HF generate beside `xquant bench` (decode graphs off and
+# on), prefill beside cuBLAS. GPUENG_HF_PARTS picks parts (default logits,generate,prefill).
+if [ "${GPUENG_HF:-0}" = 1 ]; then
+  python3 "$(dirname "$0")/gpu-hf-compare.py" --cli "$cli" --out "$out" --parts "${GPUENG_HF_PARTS:-logits,generate,prefill}" \
+    --engine-logits "$(find "$b" -name xquant_engine_logits -type f | head -1)" 2>&1 | grep -v "^bench: " | tee "$out/hf-compare.log"
 fi
 echo "== wall $(( $(date +%s) - t0 )) s"

@@ -88,6 +88,11 @@ light_interop "tokenizer interop" tests/interop/tokenizer_interop.sh build
 # transformers' own forward, and GPTQ/AWQ Qwen3-MoE outputs read back; uses
 # the torch venv of ct_interop.sh (exit 3, listed as not run, without it); ~60 s.
 light_interop "MoE interop" tests/interop/moe_interop.sh build
+# Dense architectures (Llama-3.1, Qwen2, Qwen3, Mistral) through the paged
+# engine against transformers' forward and generate, scaled down, on cpu
+# (the GPU machine runs it at real sizes: scripts/gpu-engine-check.sh
+# GPUENG_HF=1); the same torch venv; ~30 s.
+light_interop "engine vs transformers" tests/interop/engine_hf_interop.sh build
 # llama.cpp itself runs the GGUFs we write, with our greedy ids and perplexity.
 # The first run builds llama.cpp from the llama-cpp-python sdist into
 # ~/.cache/xquant/llama-cpp (scripts/fetch-llama-cpp.sh: ~7 CPU-minutes, about
