@@ -346,6 +346,32 @@ def part_prefill(args, res):
         f"(all) {(linear + attention) / ttft / 1e12 / cublas:.2f}")
 
 
+def part_logits(args, res, out_json):
+    res["logits"] = []
+    ok = True
+    for name in args.configs.split(","):
+        t = time.time()
+        try:
+            d = os.path.join(args.work, name)
+            cfg = dict(CONFIGS[name], vocab_size=32000, bos_token_id=1, eos_token_id=2)
+            if args.tiny:
+                cfg.update(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2,
+                           head_dim=64, vocab_size=1000)
+            model32 = build_checkpoint(name, cfg, args.layers, d, args.device)
+            r, good = compare_logits(name, model32, d, args.engine_logits, args.provider, args.work, args.device)
+            del model32
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception as e:  # report and go on with the next config
+            r, good = {"config": name, "error": str(e)[-2000:]}, False
+            log(f"{name}: ERROR {e}")
+        r["seconds"] = time.time() - t
+        res["logits"].append(r)
+        ok &= good
+        json.dump(res, open(out_json, "w"), indent=1)
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cli", required=True)
@@ -368,35 +394,18 @@ def main():
     ok = True
     parts = args.parts.split(",")
     out_json = os.path.join(args.out, "hf-compare.json")
-    if "logits" in parts:
-        res["logits"] = []
-        for name in args.configs.split(","):
-            t = time.time()
+    for part in parts:  # in the order given
+        if part == "logits":
+            ok &= part_logits(args, res, out_json)
+        elif part in ("generate", "prefill"):
             try:
-                d = os.path.join(args.work, name)
-                cfg = dict(CONFIGS[name], vocab_size=32000, bos_token_id=1, eos_token_id=2)
-                if args.tiny:
-                    cfg.update(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2,
-                               head_dim=64, vocab_size=1000)
-                model32 = build_checkpoint(name, cfg, args.layers, d, args.device)
-                r, good = compare_logits(name, model32, d, args.engine_logits, args.provider, args.work, args.device)
-                del model32
-                torch.cuda.empty_cache()
-            except Exception as e:  # report and go on with the next config
-                r, good = {"config": name, "error": str(e)[-2000:]}, False
-                log(f"{name}: ERROR {e}")
-            r["seconds"] = time.time() - t
-            res["logits"].append(r)
-            ok &= good
-            json.dump(res, open(out_json, "w"), indent=1)
-    for part, fn in (("generate", part_generate), ("prefill", part_prefill)):
-        if part in parts:
-            try:
-                fn(args, res)
-            except Exception as e:
+                (part_generate if part == "generate" else part_prefill)(args, res)
+            except Exception as e:  # report and go on with the next part
                 res[part] = {"error": str(e)[-2000:]}
                 log(f"{part}: ERROR {e}")
-            json.dump(res, open(out_json, "w"), indent=1)
+        else:
+            raise SystemExit(f"unknown part '{part}' (logits, generate, prefill)")
+        json.dump(res, open(out_json, "w"), indent=1)
     json.dump(res, open(out_json, "w"), indent=1)
     log(f"hf-compare: {'PASS' if ok else 'FAIL'} (logits and greedy checks); JSON in {out_json}")
     return 0 if ok else 1
