@@ -47,16 +47,17 @@ void DecodeGraphs::launch(xq_graph* g) {
 
 void DecodeGraphs::record(const Key& key, uint64_t generation, const std::function<void()>& ops) {
   if (generation != generation_) find(key, generation);
-  std::string why;
+  std::string why, end_why;
   xq_graph* g = nullptr;
-  k_->graph_begin();
+  bool begun = false;
   try {
+    k_->graph_begin();
+    begun = true;
     ops();
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     why = e.what();
   }
-  std::string end_why;
-  g = k_->graph_end(&end_why);
+  if (begun) g = k_->graph_end(&end_why);
   if (!why.empty() && g) {
     k_->graph_release(g);
     g = nullptr;
