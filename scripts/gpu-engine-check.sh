@@ -4,7 +4,8 @@
 # built at, so its tests find plugins and ../shared as on the build machine),
 # then run in one go: the cuda provider's GPU suite (decoder ops against the
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
-# and `xquant generate/eval --provider cuda` next to `--provider cpu`.
+# and `xquant generate/eval --provider cuda` next to `--provider cpu`;
+# GPUENG_BENCH, GPUENG_SERVE and GPUENG_MOE add the benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -78,5 +79,11 @@ if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh"
 if [ "${GPUENG_SERVE:-0}" = 1 ]; then
   XQUANT_BENCH_COPY_GBS=$(grep -o "copy: [0-9]*" "$out/bench.log" 2>/dev/null | grep -o "[0-9]*" || echo 0) \
     bash "$(dirname "$0")/gpu-serve-bench.sh" "$cli" 2>&1 | tee "$out/serve.log"
+fi
+# Optional: the fused-MoE kernel benchmark (W4A16 moe_qmatmul vs BF16 per-expert
+# and grouped GEMMs, Qwen3-30B-A3B and Mixtral expert shapes; about 1-2 min on an H200).
+if [ "${GPUENG_MOE:-0}" = 1 ]; then
+  timeout 400 python3 "$(dirname "$0")/../bench/cuda/bench_moe.py" --shim "$b/lib/libxqc_shim.so" \
+    --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/moe-bench.log" | tail -40
 fi
 echo "== wall $(( $(date +%s) - t0 )) s"

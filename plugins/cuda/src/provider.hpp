@@ -8,6 +8,7 @@
 #include <xquant/sdk/plugin.hpp>
 #include <xquant/xq_kernel.h>
 
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -66,8 +67,12 @@ class Provider : public xquant::sdk::PluginBase {
   void release(xq_qweight* w);
   const char* layout(const xq_qweight* w) const { return w ? w->layout : ""; }
   void memory_info(xq_memory_info& out);
+  // One mixture-of-experts Linear over all experts (moe_provider.cpp).
+  void moe_qmatmul(const xq_moe_op& op);
 
  private:
+  void check_moe(const xq_moe_op& op);
+  const void* const* moe_weight_table(const xq_moe_op& op, bool is_f16);
   void require_device() const;
   bool check_qmatmul(const xq_op& op, std::string* why);
   bool check_matmul(const xq_op& op, std::string* why);
@@ -93,6 +98,11 @@ class Provider : public xquant::sdk::PluginBase {
   CublasLt lt_;
   std::recursive_mutex mu_;
   Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_, s_paged_;
+  Scratch s_moe_sorted_, s_moe_blocks_, s_moe_y_;
+  // Device tables [qw pointers | scale pointers] per expert set, keyed by
+  // those device pointers themselves (a freed and re-made weight set with
+  // the same pointers needs the same table).
+  std::map<std::vector<const void*>, void*> moe_tables_;
   void sample_memory();
   uint64_t mem_free_ = 0, mem_total_ = 0, mem_peak_ = 0;
 };
