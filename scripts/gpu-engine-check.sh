@@ -5,7 +5,8 @@
 # then run in one go: the cuda provider's GPU suite (decoder ops against the
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
-# GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers).
+# GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
+# GPUENG_BENCH, GPUENG_SERVE and GPUENG_MOE add the benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -91,5 +92,11 @@ fi
 if [ "${GPUENG_HF:-0}" = 1 ]; then
   python3 "$(dirname "$0")/gpu-hf-compare.py" --cli "$cli" --out "$out" --parts "${GPUENG_HF_PARTS:-logits,generate,prefill}" \
     --engine-logits "$(find "$b" -name xquant_engine_logits -type f | head -1)" 2>&1 | grep -v "^bench: " | tee "$out/hf-compare.log"
+fi
+# Optional: the fused-MoE kernel benchmark (W4A16 moe_qmatmul vs BF16 per-expert
+# and grouped GEMMs, Qwen3-30B-A3B and Mixtral expert shapes; 35 s on an H200, 2026-11-30).
+if [ "${GPUENG_MOE:-0}" = 1 ]; then
+  timeout 300 python3 "$(dirname "$0")/../bench/cuda/bench_moe.py" --shim "$b/lib/libxqc_shim.so" \
+    --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/moe-bench.log" | tail -40
 fi
 echo "== wall $(( $(date +%s) - t0 )) s"

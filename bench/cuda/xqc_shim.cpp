@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <xquant/xq_kernel.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -141,6 +142,28 @@ __attribute__((visibility("default"))) int xqc_quantize_act(void* x, void* q, vo
   o.src[1] = t1(XQ_DTYPE_F32, M, scales);
   o.dst = t2(out_dtype, M, K, q);
   return g_vt->run_op(g_state, &o);
+}
+
+// One mixture-of-experts Linear over all experts (moe_qmatmul): x [x_rows, K]
+// (x_rows = T: per token, or T * top_k: per slot), ids I32 [T, top_k],
+// weights F32 [T, top_k] or null; y [T, N] with weights, else [T * top_k, N].
+__attribute__((visibility("default"))) int xqc_moe_qmatmul(void* const* experts, int n_experts, int top_k, void* x,
+                                                           int64_t x_rows, int64_t K, void* ids, int64_t T,
+                                                           void* weights, void* y, int64_t N, int dtype) {
+  if (g_vt->struct_size < offsetof(xq_kernel_vtable, moe_qmatmul) + sizeof(void*) || !g_vt->moe_qmatmul) {
+    g_err = "this plugin has no moe_qmatmul";
+    return XQ_ERR_UNSUPPORTED;
+  }
+  xq_moe_op o{};
+  o.struct_size = sizeof(o);
+  o.n_experts = static_cast<uint32_t>(n_experts);
+  o.top_k = static_cast<uint32_t>(top_k);
+  o.experts = reinterpret_cast<const xq_qweight* const*>(experts);
+  o.x = t2(dtype, x_rows, K, x);
+  o.expert_ids = t2(XQ_DTYPE_I32, T, top_k, ids);
+  if (weights) o.weights = t2(XQ_DTYPE_F32, T, top_k, weights);
+  o.dst = t2(dtype, weights ? T : T * top_k, N, y);
+  return g_vt->moe_qmatmul(g_state, &o);
 }
 
 __attribute__((visibility("default"))) int xqc_synchronize() { return g_vt->synchronize(g_state); }

@@ -114,6 +114,32 @@ typedef struct xq_op {
   int64_t i[8];
 } xq_op;
 
+/* A mixture-of-experts Linear over all experts at once (moe_qmatmul): for
+ * each token t and routing slot j < top_k, the row y(t,j) = x_row · W_e^T
+ * with e = expert_ids[t, j] and W_e = experts[e]. The activation row is
+ * x[t] when x is [T, K] (the gate|up GEMM: every slot reads its token), or
+ * x[t * top_k + j] when x is [T * top_k, K] (the down GEMM: one row per
+ * slot). Without weights, dst is [T * top_k, N] and row t * top_k + j holds
+ * y(t,j). With weights (F32 [T, top_k], the router's normalised top-k
+ * probabilities), dst is [T, N] and row t = sum_j weights[t, j] * y(t,j),
+ * summed in slot order. A slot whose id is outside [0, n_experts) adds
+ * nothing (combine) or leaves its row unwritten. All experts share one
+ * layout, one N and one K; activations and dst follow QMATMUL's dtypes for
+ * that layout. Tensors are device tensors of the provider; `experts` is a
+ * host array of n_experts prepared weights. */
+typedef struct xq_moe_op {
+  uint32_t struct_size;
+  uint32_t n_experts;
+  uint32_t top_k;
+  uint32_t reserved;
+  const xq_qweight* const* experts;
+  xq_device_tensor x;          /* [T, K] or [T * top_k, K] */
+  xq_device_tensor expert_ids; /* I32 [T, top_k] */
+  xq_device_tensor weights;    /* F32 [T, top_k] or data == NULL */
+  xq_device_tensor dst;        /* [T, N] with weights, else [T * top_k, N] */
+  int64_t i[4];                /* provider knobs; 0 = default */
+} xq_moe_op;
+
 typedef struct xq_kernel_vtable {
   uint32_t struct_size;
   uint32_t reserved;
@@ -187,6 +213,12 @@ typedef struct xq_kernel_vtable {
   xq_status (*graph_end)(void* state, xq_graph** out);
   xq_status (*graph_launch)(void* state, xq_graph* graph);
   void (*graph_release)(void* state, xq_graph* graph);
+  /* Appended (read only when struct_size covers it; may be NULL): one
+   * mixture-of-experts Linear over all experts (xq_moe_op above). A GPU
+   * provider sorts the slots by expert and runs every expert in one launch;
+   * a host provider may loop over the experts. XQ_ERR_UNSUPPORTED (with a
+   * message) for layouts or shapes it does not run this way. */
+  xq_status (*moe_qmatmul)(void* state, const xq_moe_op* op);
 } xq_kernel_vtable;
 
 #ifdef __cplusplus
@@ -206,6 +238,8 @@ XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, memory_info) == 112, "kernel.memory_
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_prepare_blocks) == 120, "kernel.qweight_prepare_blocks moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_begin) == 128, "kernel.graph_begin moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_release) == 152, "kernel.graph_release moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, moe_qmatmul) == 160, "kernel.moe_qmatmul moved");
+XQ_STATIC_ASSERT(sizeof(xq_moe_op) == 408, "xq_moe_op size changed");
 #endif
 
 #endif /* XQUANT_XQ_KERNEL_H */

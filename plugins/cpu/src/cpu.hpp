@@ -126,6 +126,9 @@ const char* packed_layout_of(const xq_quant_tensor& desc);
 void check_quant(const xq_op& op);
 void run_qmatmul(const Host& host, const xq_op& op);
 void run_dequantize(const Host& host, const xq_op& op);
+// One mixture-of-experts Linear over all experts, expert by expert
+// (moe_qmatmul.cpp; xq_moe_op in abi/include/xquant/xq_kernel.h).
+void run_moe_qmatmul(const Host& host, const xq_moe_op& op);
 
 // Per-token int8 activation quantization shared by QUANTIZE_ACT and W8A8
 // QMATMUL: q = clamp(round(x / s), -127, 127) with s = max|x| / 127 (s = 1

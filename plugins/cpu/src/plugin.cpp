@@ -64,6 +64,7 @@ class CpuProvider : public sdk::PluginBase {
   }
   xq_qweight* prepare(const xq_quant_tensor& q) const { return prepare_qweight(q); }
   xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) const { return cpu::prepare_blocks(parts, n); }
+  void moe_qmatmul(const xq_moe_op& op) const { run_moe_qmatmul(host, op); }
   void release(xq_qweight* w) const { delete w; }
   const char* layout(const xq_qweight* w) const {
     if (w && w->blocks) return w->blocks->layout;

@@ -66,6 +66,33 @@ cudaError_t w4_gemm(const W4Layout& L, const W4GemmPlan& plan, const uint4* qw, 
                     const void* x, int64_t ldx, int64_t M, void* y, DType y_type, const void* bias,
                     DType bias_type, float* partial, cudaStream_t stream);
 
+// ---- mixture of experts ----------------------------------------------------
+// Routing slots (token t, choice j) are numbered s = t * top_k + j. moe_align
+// sorts the n_slots slots by expert (expert_ids I32 [n_slots]) into `sorted`,
+// each expert's run padded with the value n_slots to a multiple of `block`
+// rows, and writes block_expert[b] = the expert of sorted rows
+// [b*block, (b+1)*block), or -1 for blocks past the last used one. Buffers
+// hold moe_max_blocks(n_slots, n_experts, block) blocks. Ids outside
+// [0, n_experts) are dropped. n_experts <= kMoeMaxExperts.
+inline constexpr int kMoeMaxExperts = 4096;
+inline int64_t moe_max_blocks(int64_t n_slots, int64_t n_experts, int64_t block) {
+  return (n_slots + block - 1) / block + n_experts;
+}
+cudaError_t moe_align(const int32_t* expert_ids, int64_t n_slots, int n_experts, int block, int32_t* sorted,
+                      int32_t* block_expert, cudaStream_t stream);
+// dst[t][n] = sum_j weights[t][j] * ys[t * top_k + j][n] over the slots with
+// an id in [0, n_experts), in slot order (float sums, deterministic).
+cudaError_t moe_combine(const float* ys, const float* weights, const int32_t* expert_ids, int64_t T, int top_k,
+                        int n_experts, int64_t N, void* dst, DType dst_type, cudaStream_t stream);
+// The W4A16 GEMM over sorted slots (see w4a16_gemm.cu): token tiles of 8 per
+// warp `mt` (block = mt * 8 sorted rows), per-expert weight pointer tables on
+// the device, activation row of slot s = x[s / x_div], output row s of y.
+int w4_moe_token_tiles(int64_t slots_per_expert);
+cudaError_t w4_moe_gemm(const W4Layout& L, int mt, const uint4* const* qw_table, const uint2* const* sz_table,
+                        bool is_f16, const void* x, int64_t ldx, int64_t x_div, const int32_t* sorted,
+                        const int32_t* block_expert, int64_t token_blocks, int64_t n_slots, void* y, DType y_type,
+                        cudaStream_t stream);
+
 // ---- foreign 4-bit layouts -> canonical (device) --------------------------
 // AWQ GEMM: qweight i32 [K][N/8] (nibble order 0,2,4,6,1,3,5,7 along N),
 // qzeros i32 [G][N/8] (same order, unsigned z), scales f16 [G][N].

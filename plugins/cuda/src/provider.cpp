@@ -141,7 +141,10 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
 Provider::~Provider() {
   if (device_count_ == 0) return;
   cudaDeviceSynchronize();
-  for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_}) s->release();
+  for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_, &s_moe_sorted_,
+                     &s_moe_blocks_, &s_moe_y_})
+    s->release();
+  for (auto& [key, table] : moe_tables_) cudaFree(table);
   for (void* p : graphs_.retired) cudaFree(p);
   cudaStreamDestroy(stream_);
 }

@@ -11,6 +11,7 @@
 #include <xquant/sdk/plugin.hpp>
 #include <xquant/xq_kernel.h>
 
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -85,9 +86,13 @@ class Provider : public xquant::sdk::PluginBase {
   xq_graph* graph_end();
   void graph_launch(xq_graph* g);
   void graph_release(xq_graph* g);
+  // One mixture-of-experts Linear over all experts (moe_provider.cpp).
+  void moe_qmatmul(const xq_moe_op& op);
 
  private:
   void refuse_while_recording(const char* what) const;
+  void check_moe(const xq_moe_op& op);
+  const void* const* moe_weight_table(const xq_moe_op& op, bool is_f16);
   void require_device() const;
   bool check_qmatmul(const xq_op& op, std::string* why);
   bool check_matmul(const xq_op& op, std::string* why);
@@ -115,6 +120,11 @@ class Provider : public xquant::sdk::PluginBase {
   GraphHolds graphs_;
   std::recursive_mutex mu_;
   Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_, s_paged_;
+  Scratch s_moe_sorted_, s_moe_blocks_, s_moe_y_;
+  // Device tables [qw pointers | scale pointers] per expert set, keyed by
+  // those device pointers themselves (a freed and re-made weight set with
+  // the same pointers needs the same table).
+  std::map<std::vector<const void*>, void*> moe_tables_;
   void sample_memory();
   uint64_t mem_free_ = 0, mem_total_ = 0, mem_peak_ = 0;
 };

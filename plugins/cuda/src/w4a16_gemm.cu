@@ -10,6 +10,13 @@
 // grid would not fill the GPU, blocks split K too (f32 partials + a reduce
 // kernel). Token tiles are the fastest grid axis so blocks sharing weights
 // run together and re-read them from L2.
+//
+// The same kernel runs a mixture-of-experts Linear (MOE = true): the token
+// axis walks routing slots sorted by expert and padded per expert to whole
+// token tiles (moe_align in moe_routing.cu, as vLLM's moe_align_block_size),
+// each block reads its expert's weights through a pointer table, gathers its
+// activation rows by slot and writes each output row at its slot. All
+// experts thus run in one launch.
 #include "common.cuh"
 
 #include <algorithm>
@@ -81,6 +88,15 @@ struct GemmArgs {
   int64_t M, N, n_tiles, n_groups, chunks, chunks_per_split;
   int gs_shift;
   int splits;
+  // MoE only: slot per sorted row (n_slots = padding), expert per token
+  // block (-1 = past the used blocks), per-expert weight tables; a slot's
+  // activation row is slot / x_div.
+  const int32_t* sorted;
+  const int32_t* block_expert;
+  const uint4* const* qw_table;
+  const uint2* const* sz_table;
+  int64_t n_slots;
+  int64_t x_div;
 };
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool pred) {
@@ -110,7 +126,7 @@ struct StageLayout {
 // All W warps of a block walk the same K chunks (64 columns each) through an
 // S-stage cp.async pipeline; warp w owns n-tiles [w*NT, w*NT+NT) of the
 // block's W*NT tiles. Split-K across blocks via blockIdx.z.
-template <typename T, int MT, int NT, int W, int S>
+template <typename T, int MT, int NT, int W, int S, bool MOE>
 __global__ void __launch_bounds__(W * 32) k_w4_gemm(GemmArgs p) {
   using L = StageLayout<MT, NT, W>;
   static_assert(L::kTiles % 8 == 0, "a block covers whole 8-tile n-blocks of the layout");
@@ -119,6 +135,23 @@ __global__ void __launch_bounds__(W * 32) k_w4_gemm(GemmArgs p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int gid = lane >> 2, tig = lane & 3;
   const int64_t tok0 = static_cast<int64_t>(blockIdx.x) * (MT * 8);
+  const uint4* qw = p.qw;
+  const uint2* sz = p.sz;
+  if constexpr (MOE) {
+    const int e = p.block_expert[blockIdx.x];
+    if (e < 0) return;  // the whole block: no barrier has been reached yet
+    qw = p.qw_table[e];
+    sz = p.sz_table[e];
+  }
+  // Output/activation row of token-axis index m (MoE: its slot; -1 = none).
+  auto row_of = [&](int64_t m) -> int64_t {
+    if constexpr (MOE) {
+      const int64_t slot = p.sorted[m];
+      return slot < p.n_slots ? slot : -1;
+    } else {
+      return m < p.M ? m : -1;
+    }
+  };
   const int64_t tile0 = static_cast<int64_t>(blockIdx.y) * L::kTiles;
   const int64_t cbeg = static_cast<int64_t>(blockIdx.z) * p.chunks_per_split;
   const int64_t cend = min(cbeg + p.chunks_per_split, p.chunks);
@@ -142,7 +175,7 @@ __global__ void __launch_bounds__(W * 32) k_w4_gemm(GemmArgs p) {
     const int i = threadIdx.x + j * kThreads;
     const int64_t nb = nb0 + i / 256;
     wok[j] = nb < n_blocks;
-    wsrc0[j] = p.qw + (wok[j] ? nb : 0) * p.chunks * 256 + (i % 256);
+    wsrc0[j] = qw + (wok[j] ? nb : 0) * p.chunks * 256 + (i % 256);
   }
   const int s_piece = threadIdx.x % (L::kTiles * 4);  // 32 pieces of 16 bytes per n-block and group slot
   const int s_slot = threadIdx.x / (L::kTiles * 4);
@@ -150,7 +183,7 @@ __global__ void __launch_bounds__(W * 32) k_w4_gemm(GemmArgs p) {
   const int64_t s_nb = nb0 + s_piece / 32;
   const bool s_ok = s_nb < n_blocks;
   const uint8_t* ssrc0 =
-      reinterpret_cast<const uint8_t*>(p.sz + (s_ok ? s_nb : 0) * p.n_groups * 64) + (s_piece % 32) * 16;
+      reinterpret_cast<const uint8_t*>(sz + (s_ok ? s_nb : 0) * p.n_groups * 64) + (s_piece % 32) * 16;
   const int64_t s_koff = small_groups ? static_cast<int64_t>(s_slot) << p.gs_shift : 0;
   const T* xsrc[kXPieces];
   int xdst[kXPieces];
@@ -160,8 +193,9 @@ __global__ void __launch_bounds__(W * 32) k_w4_gemm(GemmArgs p) {
     const int i = threadIdx.x + j * kThreads;
     const int r = i >> 3, q = i & 7;
     xact[j] = i < MT * 64;
-    xok[j] = xact[j] && tok0 + r < p.M;
-    xsrc[j] = static_cast<const T*>(p.x) + (xok[j] ? tok0 + r : 0) * p.ldx + q * 8;
+    const int64_t row = xact[j] ? row_of(tok0 + r) : -1;
+    xok[j] = row >= 0;
+    xsrc[j] = static_cast<const T*>(p.x) + (xok[j] ? row / (MOE ? p.x_div : 1) : 0) * p.ldx + q * 8;
     xdst[j] = (r * kXStride + q * 8) * 2;
   }
   auto load_stage = [&](int64_t ci, int stage) {
@@ -260,9 +294,10 @@ __global__ void __launch_bounds__(W * 32) k_w4_gemm(GemmArgs p) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int64_t n = (nt0 + i) * 16 + gid + (e >= 2 ? 8 : 0);
-        const int64_t m = tok0 + mt * 8 + 2 * tig + (e & 1);
+        const int64_t tm = tok0 + mt * 8 + 2 * tig + (e & 1);
+        const int64_t m = MOE ? row_of(tm) : tm;
         const float v = acc[i][mt][e];
-        if (nt0 + i < p.n_tiles && n < p.N && m < p.M) {
+        if (nt0 + i < p.n_tiles && n < p.N && m >= 0 && m < p.M) {
           if (p.splits > 1) {
             p.partial[(static_cast<int64_t>(blockIdx.z) * p.M + m) * p.N + n] = v;
           } else {
@@ -299,18 +334,19 @@ struct Shape<4> { static constexpr int NT = 2, W = 8, S = 4; };
 template <>
 struct Shape<8> { static constexpr int NT = 1, W = 8, S = 4; };
 
-template <typename T, int MT>
-cudaError_t launch(const W4Layout& L, const W4GemmPlan& plan, GemmArgs a, cudaStream_t stream) {
+template <typename T, int MT, bool MOE = false>
+cudaError_t launch(const W4Layout& L, const W4GemmPlan& plan, GemmArgs a, cudaStream_t stream,
+                   int64_t token_blocks = 0) {
   using Sh = Shape<MT>;
   using SL = StageLayout<MT, Sh::NT, Sh::W>;
   const int64_t tiles_per_block = SL::kTiles;  // == 8: one n-block
-  dim3 grid(static_cast<unsigned>((a.M + MT * 8 - 1) / (MT * 8)),
+  dim3 grid(static_cast<unsigned>(MOE ? token_blocks : (a.M + MT * 8 - 1) / (MT * 8)),
             static_cast<unsigned>((L.n_tiles + tiles_per_block - 1) / tiles_per_block),
             static_cast<unsigned>(plan.splits));
   if (grid.y > 65535u) return cudaErrorInvalidConfiguration;
   const int gslots = L.gs_shift < 6 ? (64 >> L.gs_shift) : 1;
   const size_t smem = static_cast<size_t>(SL::kWBytes + gslots * SL::kTiles * 64 + SL::kXBytes) * Sh::S;
-  auto kernel = k_w4_gemm<T, MT, Sh::NT, Sh::W, Sh::S>;
+  auto kernel = k_w4_gemm<T, MT, Sh::NT, Sh::W, Sh::S, MOE>;
   static bool attr_set = false;  // per instantiation: allow the 4-slot maximum
   if (!attr_set) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -381,6 +417,53 @@ cudaError_t w4_gemm(const W4Layout& L, const W4GemmPlan& plan, const uint4* qw, 
   k_split_reduce<<<blocks_for(M * L.N, 256), 256, 0, stream>>>(partial, plan.splits, M, L.N, bias, bias_type, y,
                                                                y_type);
   return cudaGetLastError();
+}
+
+int w4_moe_token_tiles(int64_t slots_per_expert) {
+  return slots_per_expert <= 8 ? 1 : slots_per_expert <= 16 ? 2 : slots_per_expert <= 32 ? 4 : 8;
+}
+
+cudaError_t w4_moe_gemm(const W4Layout& L, int mt, const uint4* const* qw_table, const uint2* const* sz_table,
+                        bool is_f16, const void* x, int64_t ldx, int64_t x_div, const int32_t* sorted,
+                        const int32_t* block_expert, int64_t token_blocks, int64_t n_slots, void* y, DType y_type,
+                        cudaStream_t stream) {
+  GemmArgs a{};
+  a.x = x;
+  a.ldx = ldx;
+  a.y = y;
+  a.y_type = y_type;
+  a.bias_type = DType::F32;
+  a.M = n_slots;
+  a.N = L.N;
+  a.n_tiles = L.n_tiles;
+  a.n_groups = L.n_groups;
+  a.chunks = L.chunks;
+  a.splits = 1;  // the experts' token blocks fill the GPU; no split-K
+  a.chunks_per_split = L.chunks;
+  a.gs_shift = L.gs_shift;
+  a.sorted = sorted;
+  a.block_expert = block_expert;
+  a.qw_table = qw_table;
+  a.sz_table = sz_table;
+  a.n_slots = n_slots;
+  a.x_div = x_div;
+  W4GemmPlan plan;
+  plan.mt = mt;
+  if (token_blocks <= 0) return cudaSuccess;
+  switch (mt) {
+    case 1:
+      return is_f16 ? launch<__half, 1, true>(L, plan, a, stream, token_blocks)
+                    : launch<__nv_bfloat16, 1, true>(L, plan, a, stream, token_blocks);
+    case 2:
+      return is_f16 ? launch<__half, 2, true>(L, plan, a, stream, token_blocks)
+                    : launch<__nv_bfloat16, 2, true>(L, plan, a, stream, token_blocks);
+    case 4:
+      return is_f16 ? launch<__half, 4, true>(L, plan, a, stream, token_blocks)
+                    : launch<__nv_bfloat16, 4, true>(L, plan, a, stream, token_blocks);
+    default:
+      return is_f16 ? launch<__half, 8, true>(L, plan, a, stream, token_blocks)
+                    : launch<__nv_bfloat16, 8, true>(L, plan, a, stream, token_blocks);
+  }
 }
 
 }  // namespace xqcuda

@@ -387,6 +387,20 @@ struct KernelAdapter {
     if constexpr (kGraphs)
       if (g) (void)call_with_status(ignore_message, [&] { self(state)->graph_release(g); });
   }
+  // Providers that run a mixture-of-experts Linear in one call define
+  //   void moe_qmatmul(const xq_moe_op& op);
+  // for the others the entry answers XQ_ERR_UNSUPPORTED.
+  static xq_status moe_qmatmul(void* state, const xq_moe_op* op) noexcept {
+    if constexpr (requires(Impl& i, const xq_moe_op& o) { i.moe_qmatmul(o); }) {
+      return guard(self(state)->host, [&] {
+        if (!op || op->struct_size < sizeof(xq_moe_op) || (op->n_experts && !op->experts))
+          fail(XQ_ERR_INVALID_ARGUMENT, "moe_qmatmul: NULL op, short struct_size or NULL experts");
+        self(state)->moe_qmatmul(*op);
+      });
+    } else {
+      return XQ_ERR_UNSUPPORTED;
+    }
+  }
   static constexpr xq_kernel_vtable vtable{sizeof(xq_kernel_vtable), 0, &score, &alloc, &free, &upload, &download,
                                            &synchronize, &supports_op, &run_op, &qweight_prepare, &qweight_release,
                                            &qweight_layout, &qweight_packed_layout, &qweight_adopt, &memory_info,
@@ -394,7 +408,8 @@ struct KernelAdapter {
                                            kGraphs ? &graph_begin : nullptr,
                                            kGraphs ? &graph_end : nullptr,
                                            kGraphs ? &graph_launch : nullptr,
-                                           kGraphs ? &graph_release : nullptr};
+                                           kGraphs ? &graph_release : nullptr,
+                                           &moe_qmatmul};
 };
 
 }  // namespace xquant::sdk
