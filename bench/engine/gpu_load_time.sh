@@ -43,7 +43,12 @@ one_run() {  # prints "<seconds> <repacked bytes> <stored bytes>"
   local start end log repacked stored
   log=$(mktemp)
   start=$(date +%s.%N)
-  "$cli" generate --model "$1" --tokenizer "$vocab" --prompt "Once upon a time" -n 1 --provider cuda > /dev/null 2> "$log"
+  if ! "$cli" generate --model "$1" --tokenizer "$vocab" --prompt "Once upon a time" -n 1 --provider cuda > /dev/null 2> "$log"; then
+    echo "gpu_load_time: generate on $1 failed:" >&2
+    tail -5 "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
   end=$(date +%s.%N)
   repacked=$(sed -n 's/.*: \([0-9]*\) bytes repacked at load.*/\1/p' "$log" | tail -n1)
   stored=$(sed -n 's/.*, \([0-9]*\) bytes taken as stored.*/\1/p' "$log" | tail -n1)
