@@ -17,16 +17,24 @@
 # upload, prefill of the prompt and one token), the bytes repacked and
 # stored from the engine's load log line, and the ratio ct / xq. Dense
 # weights go to the GPU as BF16 in both (XQUANT_DEVICE_WEIGHTS=bf16). The
-# vocabulary is stories260K's (the random model has none; ids < 512 are
-# valid ids of the 128256-entry model). About 2 minutes with 8 layers.
+# vocabulary is Llama 3's (llama.cpp's models/ggml-vocab-llama-bpe.gguf,
+# 128256 tokens, which scripts/gpu-engine-bundle.sh carries to
+# /work/shared/models/llama-vocabs; LOADTIME_TOKENIZER overrides): the
+# random model has none. About 2 minutes with 8 layers (model 30 s,
+# convert 40 s, 8 runs). LOADTIME_CT=DIR times an existing
+# compressed-tensors checkpoint instead, and LOADTIME_PROVIDER (default
+# cuda) another provider: `LOADTIME_CT=ct LOADTIME_PROVIDER=cpu` is a dry
+# run of the script on any machine.
 set -euo pipefail
 cli=${1:?usage: gpu_load_time.sh XQUANT_CLI [RUNS]}
 runs=${2:-3}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=/tmp/gpueng-l31
-vocab=${LOADTIME_TOKENIZER:-/work/shared/models/stories260K/stories260K.gguf}
-ct=$dir/w4a16-g128
-xq=$dir/w4a16-g128.xq
+vocab=${LOADTIME_TOKENIZER:-/work/shared/models/llama-vocabs/ggml-vocab-llama-bpe.gguf}
+provider=${LOADTIME_PROVIDER:-cuda}
+ct=${LOADTIME_CT:-$dir/w4a16-g128}
+xq=${ct%/}.xq
+[ -s "$vocab" ] || { echo "gpu_load_time: tokenizer $vocab missing (LOADTIME_TOKENIZER)" >&2; exit 2; }
 if [ ! -f "$ct/config.json" ]; then
   t=$(date +%s)
   W4_ONLY=1 bash "$root/scripts/gpu-decode-bench.sh" "$cli"
@@ -43,7 +51,7 @@ one_run() {  # prints "<seconds> <repacked bytes> <stored bytes>"
   local start end log repacked stored
   log=$(mktemp)
   start=$(date +%s.%N)
-  if ! "$cli" generate --model "$1" --tokenizer "$vocab" --prompt "Once upon a time" -n 1 --provider cuda > /dev/null 2> "$log"; then
+  if ! "$cli" generate --model "$1" --tokenizer "$vocab" --prompt "Once upon a time" -n 1 --provider "$provider" > /dev/null 2> "$log"; then
     echo "gpu_load_time: generate on $1 failed:" >&2
     tail -5 "$log" >&2
     rm -f "$log"
@@ -68,9 +76,9 @@ for _ in $(seq "$runs"); do
 done
 ct_med=$(printf '%s\n' "${ct_times[@]}" | median)
 xq_med=$(printf '%s\n' "${xq_times[@]}" | median)
-nvidia-smi --query-gpu=name --format=csv,noheader || true
+[ "$provider" = cuda ] && nvidia-smi --query-gpu=name --format=csv,noheader || true
 echo "runs ct: ${ct_times[*]}"
 echo "runs xq: ${xq_times[*]}"
-printf 'compressed-tensors  open->first token on cuda  median %.3f s over %d runs  bytes repacked %s, stored %s\n' "$ct_med" "$runs" "$ct_repacked" "$ct_stored"
-printf 'xq                  open->first token on cuda  median %.3f s over %d runs  bytes repacked %s, stored %s\n' "$xq_med" "$runs" "$xq_repacked" "$xq_stored"
+printf 'compressed-tensors  open->first token on %s  median %.3f s over %d runs  bytes repacked %s, stored %s\n' "$provider" "$ct_med" "$runs" "$ct_repacked" "$ct_stored"
+printf 'xq                  open->first token on %s  median %.3f s over %d runs  bytes repacked %s, stored %s\n' "$provider" "$xq_med" "$runs" "$xq_repacked" "$xq_stored"
 awk -v a="$ct_med" -v b="$xq_med" 'BEGIN {printf "ratio ct/xq: %.2f\n", a / b}'
