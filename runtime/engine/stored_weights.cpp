@@ -37,10 +37,6 @@ bool Model::adopt_stored(const TensorEntry& te, const LinearDesc& d, LinearWeigh
   return true;
 }
 
-}  // namespace xquant
-
-namespace xquant {
-
 bool stored_in_provider_layout(const Checkpoint& checkpoint, const Kernels& kernels, const LayerDesc& d,
                                std::initializer_list<int> members) {
   for (int i : members) {
