@@ -46,6 +46,8 @@ PY
 t=$(date +%s)
 "$cli" quantize --model $dir/bf16 --out $dir/w4a16-g128 --bits 4 --group-size 128 --sym 2>&1 | tail -2
 echo "quantize: $(( $(date +%s) - t )) s"
+# W4_ONLY=1: only the BF16 and W4A16 models (bench/engine/gpu_load_time.sh).
+[ "${W4_ONLY:-0}" = 1 ] && exit 0
 t=$(date +%s)
 "$cli" quantize --model $dir/bf16 --out $dir/w8a8 --w8a8 dynamic --sym 2>&1 | tail -2
 echo "quantize W8A8: $(( $(date +%s) - t )) s"

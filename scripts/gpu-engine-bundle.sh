@@ -32,6 +32,10 @@ find "$stage/build" -type f \( -name '*.so*' -o -perm -u+x \) -print0 | xargs -0
   grep -v "$stage" | grep -v "/libxquant" | while read -r lib; do cp -L "$lib" "$stage/deps/"; done
 cp -r /work/shared/models/stories260K /work/shared/models/stories260K-hf "$stage/shared/models/"
 cp /work/shared/data/tinystories/tinystories_val.subset.txt "$stage/shared/data/tinystories/"
+# Llama 3's vocabulary (llama.cpp's vocab-only GGUF, 7.8 MB) for the random
+# Llama-3.1-8B-shaped models of bench/engine/gpu_load_time.sh, when cached here.
+llama_vocab=${XDG_CACHE_HOME:-$HOME/.cache}/xquant/llama-vocabs/ggml-vocab-llama-bpe.gguf
+if [ -s "$llama_vocab" ]; then mkdir -p "$stage/shared/models/llama-vocabs" && cp "$llama_vocab" "$stage/shared/models/llama-vocabs/"; fi
 # Extra checkpoints made here (e.g. `xquant quantize ... --bits 4 --group-size 32`), by folder.
 for extra in "${@:2}"; do cp -r "$extra" "$stage/shared/models/"; done
 echo "$root" > "$stage/build-root"

@@ -81,6 +81,11 @@ if [ -d "$w4" ]; then
 fi
 # Optional: the decode benchmark (scripts/gpu-decode-bench.sh) when present.
 if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench.log"; fi
+# Optional: open-to-first-token on cuda, xq (stored cuda layouts) vs compressed-tensors
+# (bench/engine/gpu_load_time.sh; reuses the decode bench's model when it ran).
+if [ "${GPUENG_LOADTIME:-0}" = 1 ]; then
+  bash "$(dirname "$0")/../bench/engine/gpu_load_time.sh" "$cli" 2>&1 | tee "$out/load_time.log"
+fi
 # Optional: the serving benchmark (scripts/gpu-serve-bench.sh) over the models the decode bench made.
 if [ "${GPUENG_SERVE:-0}" = 1 ]; then
   XQUANT_BENCH_COPY_GBS=$(grep -o "copy: [0-9]*" "$out/bench.log" 2>/dev/null | grep -o "[0-9]*" || echo 0) \

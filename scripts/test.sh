@@ -50,6 +50,8 @@ else
   skipped+=("Qwen2.5 Q4_K_M GGUF (scripts/fetch-qwen25.sh): not fetched (XQUANT_SKIP_INTEROP=1 or the download failed); GgufNativeQwen25 skips itself")
 fi
 ctest --test-dir build --output-on-failure -j"$(nproc)" 2>&1 | tee "$ctest_log"
+# GPU benchmarks never run here: scripts/gpu-engine-check.sh runs them on a GPU machine.
+skipped+=("GPU open-to-first-token, xq vs compressed-tensors (bench/engine/gpu_load_time.sh): GPU machine only; GPUENG_LOADTIME=1 scripts/gpu-engine-check.sh runs it (about 2 min)")
 ./scripts/test-sdk.sh
 
 # Interop with the real compressed-tensors package, when the machine has the

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <xquant/sdk/cpu_layout.hpp>
+#include <xquant/sdk/cuda_layout.hpp>
 #include <xquant/sdk/error.hpp>
 #include <xquant/xq_tensor.h>
 
@@ -22,10 +23,14 @@ inline constexpr uint32_t kMinAlignment = 64;
 inline constexpr uint32_t kMaxAlignment = 1u << 16;
 inline constexpr const char* kFileName = "model.xq";  // inside a checkpoint folder
 
-// Layout names a segment may carry. A reader refuses any other name.
+// Layout names this reader knows (and checks at open). A segment under any
+// other name (a layout of a provider newer than this reader) is ignored:
+// range-checked, never handed out.
 inline constexpr const char* kCanonical = "canonical";
 inline constexpr const char* kCpuLayout = sdk::cpu_layout::kName;
-inline bool known_layout(const std::string& name) { return name == kCanonical || name == kCpuLayout; }
+inline bool known_layout(const std::string& name) {
+  return name == kCanonical || name == kCpuLayout || sdk::cuda_layout::is_layout_name(name);
+}
 
 // The first 64 bytes of the file (little-endian).
 struct FileHeader {

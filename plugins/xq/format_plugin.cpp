@@ -22,7 +22,9 @@ class Format : public sdk::PluginBase {
   }
 };
 
-constexpr const char* kCapabilities[] = {"write:xq", "layout:canonical", "layout:cpu.int-blocks.v1", "bits:2-8",
+constexpr const char* kCapabilities[] = {"write:xq", "layout:canonical", "layout:cpu.int-blocks.v1",
+                                         "layout:cuda.w4a16-mma.v1", "layout:cuda.w8a8-int8-nk.v1",
+                                         "layout:cuda.w8a8-fp8-nk.v1", "bits:2-8",
                                          "strategy:tensor,channel,group", "act:int8-dynamic-token,int8-static-tensor",
                                          "g_idx", "ragged-groups", nullptr};
 
@@ -32,6 +34,10 @@ constexpr xq_param_spec kParams[] = {
     {"provider_layouts", XQ_VALUE_BOOL, "true",
      "also store each quantized weight packed in the cpu provider's layout (cpu.int-blocks.v1), so loading on "
      "that provider does no packing"},
+    {"layouts", XQ_VALUE_STRING, "cpu,cuda",
+     "which providers' packed layouts provider_layouts stores: a comma-separated subset of cpu (cpu.int-blocks.v1) "
+     "and cuda (cuda.w4a16-mma.v1, cuda.w8a8-int8-nk.v1, cuda.w8a8-fp8-nk.v1); each costs about the canonical "
+     "codes' size again"},
     {nullptr, XQ_VALUE_NONE, nullptr, nullptr}};
 
 constexpr xq_plugin_descriptor kDescriptor = sdk::describe<Format>(

@@ -203,8 +203,9 @@ class Loader : public sdk::PluginBase {
   }
 };
 
-constexpr const char* kCapabilities[] = {"read:xq", "layout:canonical", "layout:cpu.int-blocks.v1", "mmap",
-                                         nullptr};
+constexpr const char* kCapabilities[] = {"read:xq", "layout:canonical", "layout:cpu.int-blocks.v1",
+                                         "layout:cuda.w4a16-mma.v1", "layout:cuda.w8a8-int8-nk.v1",
+                                         "layout:cuda.w8a8-fp8-nk.v1", "mmap", nullptr};
 
 constexpr xq_plugin_descriptor kDescriptor = sdk::describe<Loader>(
     XQ_PLUGIN_LOADER, "xq", "1.0.0",

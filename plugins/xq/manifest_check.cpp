@@ -124,15 +124,15 @@ class Checker {
   void check_segments(const std::string& field, const xqfile::Tensor* t, TensorRecord& r) const {
     const auto* segs = t->segments();
     if (segs->size() == 0) bad(field + ".segments", "empty");
+    std::set<std::string> seen;  // every name, known or not
     for (flatbuffers::uoffset_t j = 0; j < segs->size(); ++j) {
       const auto* s = segs->Get(j);
       const std::string sf = field + format(".segments[%u]", j);
       SegmentRef ref{s->layout()->str(), s->range()->offset(), s->range()->size()};
-      if (!known_layout(ref.layout))
-        bad(sf + ".layout", "'" + ref.layout + "' is not a layout this reader knows (canonical, " + kCpuLayout + ")");
-      if (r.find(ref.layout)) bad(sf + ".layout", "'" + ref.layout + "' appears twice");
+      if (ref.layout.empty()) bad(sf + ".layout", "empty");
+      if (!seen.insert(ref.layout).second) bad(sf + ".layout", "'" + ref.layout + "' appears twice");
       check_range(sf + ".range", ref.offset, ref.size);
-      r.segments.push_back(ref);
+      if (known_layout(ref.layout)) r.segments.push_back(ref);  // others: a newer provider's, ignored
     }
     const SegmentRef* c = r.find(kCanonical);
     if (!c) bad(field + ".segments", "no 'canonical' segment");
@@ -202,6 +202,18 @@ class Checker {
       } catch (const sdk::Error& e) {
         bad(field + ".segments[" + kCpuLayout + "]", e.what());
       }
+    }
+    for (const SegmentRef& s : r.segments) {
+      if (!sdk::cuda_layout::is_layout_name(s.layout)) continue;
+      const std::string sf = field + ".segments[" + s.layout + "]";
+      sdk::cuda_layout::View v;
+      try {
+        v = sdk::cuda_layout::view(q, data_ + s.offset, s.size);
+      } catch (const sdk::Error& e) {
+        bad(sf, e.what());
+      }
+      if (s.layout != sdk::cuda_layout::name_of(v.g.kind)) bad(sf, "holds another cuda layout");
+      if (v.g.has_perm && !r.has_g_idx) bad(sf, "an act-order permutation, but the tensor has no g_idx");
     }
   }
 

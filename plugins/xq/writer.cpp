@@ -54,6 +54,7 @@ Writer::Writer(const sdk::Host& host, const xq_writer_options& o) : sdk::WriterB
                             kMinAlignment, kMaxAlignment));
   alignment_ = static_cast<uint32_t>(align);
   store_layouts_ = params.get_bool("provider_layouts", true);
+  layouts_ = parse_layout_choice(params.get_string("layouts", "cpu,cuda"));
   const fs::path out = o.out_dir;
   // OUT ending in .xq is the file itself; otherwise a folder holding model.xq.
   if (out.extension() == ".xq") {
@@ -187,17 +188,9 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
     const std::vector<uint8_t> canonical = encode_canonical(q);
     e.segments.push_back(append(kCanonical, canonical.data(), canonical.size()));
   }
-  if (store_layouts_) {
-    // The cpu provider's own packing; a tensor it would refuse is stored
-    // canonical only (every provider still reads that).
-    std::vector<uint8_t> packed;
-    try {
-      packed = sdk::cpu_layout::serialize(sdk::cpu_layout::pack(q));
-    } catch (const sdk::Error& err) {
-      host.log(XQ_LOG_DEBUG, format("%s: no %s segment: %s", module, kCpuLayout, err.what()));
-    }
-    if (!packed.empty()) e.segments.push_back(append(kCpuLayout, packed.data(), packed.size()));
-  }
+  if (store_layouts_)
+    for (const PackedSegment& p : pack_provider_layouts(host, module, q, layouts_))
+      e.segments.push_back(append(p.layout, p.bytes.data(), p.bytes.size()));
   entries_.push_back(std::move(e));
 }
 

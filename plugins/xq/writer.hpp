@@ -7,15 +7,16 @@
 // runner's cancellation) removes the temporary file: nothing half-written is
 // ever visible under the final name.
 //
-// Beside each quantized tensor's canonical segment it stores the `cpu`
-// provider's packed layout (sdk::cpu_layout::pack, the function the provider
-// itself packs with) when that provider packs the tensor, so loading on the
-// cpu provider does no packing. The CUDA W4A16 layout is not stored: its
-// packing (plugins/cuda/src/w4a16_layout.cu) runs on the device and has no
-// host function to call (docs/formats.md).
+// Beside each quantized tensor's canonical segment it stores the packed
+// layouts of the providers named by the `layouts` parameter (default
+// "cpu,cuda": sdk::cpu_layout::pack, the function the cpu provider packs
+// with, and sdk::cuda_layout::pack, byte-identical to the cuda provider's
+// device packing) when that provider takes the tensor, so loading on either
+// provider does no packing (provider_layouts.cpp).
 #pragma once
 
 #include "container.hpp"
+#include "provider_layouts.hpp"
 
 #include <xquant/sdk/plugin.hpp>
 
@@ -84,6 +85,7 @@ class Writer : public sdk::WriterBase {
   uint64_t end_ = sizeof(FileHeader);
   uint32_t alignment_ = kMinAlignment;
   bool store_layouts_ = true;
+  LayoutChoice layouts_;
   std::filesystem::path source_;
   std::string recipe_;
   std::vector<ConfigValue> config_;

@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "engine/fuse.hpp"
+#include "engine/stored_layouts.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -320,7 +321,10 @@ void Model::load_layer_weights(int l) {
   if (d.moe && on_device())
     fail(XQ_ERR_UNSUPPORTED, "'{}': Mixture-of-Experts layers run on host-memory kernel providers (cpu) only; "
          "provider '{}' is a device", checkpoint_->path().string(), kernels_->name());
-  if (on_device() && !options_.dequantize_all && !d.moe) {
+  // Weights stored in the provider's layout load as they are (one qweight
+  // per Linear) rather than stacked, which would repack them.
+  if (on_device() && !options_.dequantize_all && !d.moe &&
+      !stored_in_provider_layout(*checkpoint_, *kernels_, d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp})) {
     w.qkv = load_stacked(d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, w, "q|k|v");
     w.gate_up = load_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up");
     if (!w.qkv.desc || !w.gate_up.desc) {  // both or neither: run_layer_stacked needs both

@@ -5,6 +5,7 @@
 // (qweight_adopt: checked, never repacked) and the load counts them as
 // stored, not repacked (Model::load_stats).
 #include "engine/model.hpp"
+#include "engine/stored_layouts.hpp"
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -33,6 +34,21 @@ bool Model::adopt_stored(const TensorEntry& te, const LinearDesc& d, LinearWeigh
   load_stats_.stored_bytes += lw.bytes;
   ++load_stats_.stored_linears;
   logger().debug("{}: {} bytes taken as stored in '{}'", d.module, bytes.nbytes, layout);
+  return true;
+}
+
+bool stored_in_provider_layout(const Checkpoint& checkpoint, const Kernels& kernels, const LayerDesc& d,
+                               std::initializer_list<int> members) {
+  for (int i : members) {
+    if (i < 0 || static_cast<size_t>(i) >= d.linears.size()) return false;
+    const TensorEntry* te = checkpoint.find(d.linears[static_cast<size_t>(i)].weight_name());
+    if (!te || !te->has_quantized) return false;
+    auto desc = sdk::make_struct<xq_quant_tensor>();
+    auto bytes = sdk::make_struct<xq_tensor_view>();
+    if (!checkpoint.read_packed(*te, "canonical", desc, bytes)) return false;
+    const std::string layout = kernels.packed_layout(desc);
+    if (layout.empty() || !checkpoint.read_packed(*te, layout, desc, bytes)) return false;
+  }
   return true;
 }
 

@@ -6,7 +6,7 @@
 //  * Malformed files: truncated at many offsets, a bad header, a manifest the
 //    FlatBuffers verifier refuses, and manifests that lie (offsets outside
 //    the data or unaligned, sizes that do not match shape x dtype, wrong
-//    dtypes, duplicated names, unknown layout names, a cpu segment with the
+//    dtypes, duplicated names, empty layout names, a cpu segment with the
 //    wrong bytes): each open fails with an xquant::Error naming the field.
 //  * stories260K quantized (rtn sym and gptq act-order asym) to
 //    compressed-tensors and converted to xq, and quantized straight to xq by
@@ -358,7 +358,8 @@ TEST_F(XqMalformed, LyingManifests) {
   // Names and layouts.
   expect_spec_refused([](Spec& s) { s.tensors[2].name = s.tensors[1].name; }, "tensors[2] 'model.layers.0.self_attn.q_proj.weight'.name");
   expect_spec_refused([](Spec& s) { s.tensors[0].name = ""; }, "tensors[0] ''.name");
-  expect_spec_refused([](Spec& s) { s.tensors[1].segs[1].layout = "cuda.w4a16.v1"; }, "segments[1].layout");
+  expect_spec_refused([](Spec& s) { s.tensors[1].segs[1].layout = ""; }, "segments[1].layout");
+  // (An unknown layout name is ignored, not refused: test_xq_cuda_layout.cpp.)
   expect_spec_refused([](Spec& s) { s.tensors[1].segs[1].layout = "canonical"; }, "'canonical' appears twice");
   expect_spec_refused([](Spec& s) { s.tensors[1].segs.erase(s.tensors[1].segs.begin()); }, "no 'canonical' segment");
   // A cpu segment over other bytes: the layout's own header check.
@@ -505,7 +506,8 @@ TEST_F(XqModel, CarriesTheTokenizerOfAGgufSource) {
   r = run_cli({"inspect", path("from-gguf.xq").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("xq container v1: segments aligned to 64 bytes"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("[canonical, cpu.int-blocks.v1]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("[canonical, cpu.int-blocks.v1, cuda.w4a16-mma.v1]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("with a cuda layout"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("recipe present"), std::string::npos) << r.out;
 }
 

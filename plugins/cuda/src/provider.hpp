@@ -37,6 +37,9 @@ struct xq_qweight {
   bool fp8 = false;
   xq_act_scheme act = XQ_ACT_NONE;
   float input_scale = 0.f;
+  // Uploaded from stored bytes (adopt) rather than packed here (prepare).
+  bool adopted = false;
+  const char* adopted_layout = "";
 };
 
 namespace xqcuda {
@@ -78,8 +81,12 @@ class Provider : public xquant::sdk::PluginBase {
   bool supports(const xq_op& op, std::string* why = nullptr);
   void run(const xq_op& op);
   xq_qweight* prepare(const xq_quant_tensor& q);
+  // Stored packed weights (sdk/cuda_layout.hpp, e.g. an xq file's
+  // cuda.*.v1 segments): uploaded as they are, never repacked (adopt.cpp).
+  const char* packed_layout(const xq_quant_tensor& desc) const;
+  xq_qweight* adopt(const xq_quant_tensor& desc, const char* layout, const void* data, uint64_t nbytes);
   void release(xq_qweight* w);
-  const char* layout(const xq_qweight* w) const { return w ? w->layout : ""; }
+  const char* layout(const xq_qweight* w) const { return w ? (w->adopted ? w->adopted_layout : w->layout) : ""; }
   void memory_info(xq_memory_info& out);
   // Recorded launches (graphs.cpp; xq_kernel_vtable.graph_begin).
   void graph_begin();

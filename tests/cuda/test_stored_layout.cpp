@@ -1,0 +1,238 @@
+// test_stored_layout.cpp: the host packing of the cuda layouts
+// (sdk/cuda_layout.hpp, what the xq writer stores) against the provider's
+// own device packing, and adopt of those bytes.
+//
+// For fresh random canonical weights (W4 groups 16/32/128, per-channel and
+// per-tensor, symmetric and asymmetric, act-order, F32/F16/BF16 scales, odd
+// shapes that leave partial tiles, groups and chunks; INT8 and FP8 W8A8):
+// qweight_prepare packs on the device, the test copies every device buffer
+// back and compares it byte for byte with cuda_layout::pack. Then the packed
+// bytes go through qweight_adopt and DEQUANTIZE of both weights must agree
+// bit for bit. Bytes that do not fit (truncated, another shape, a wrong
+// layout name) are refused with the status the ABI names.
+#include "test_host.hpp"
+
+#include <cuda_runtime.h>
+
+#include <xquant/sdk/cuda_layout.hpp>
+
+#include "provider.hpp"  // xq_qweight's fields, to read the prepared device buffers back
+
+using namespace xqtest;
+namespace cl = xquant::sdk::cuda_layout;
+
+namespace {
+
+struct Case {
+  const char* name;
+  uint32_t bits;
+  xq_strategy strategy;
+  int64_t group;
+  bool asym, act_order;
+  int64_t N, K;
+  xq_dtype scale_dtype;
+  xq_act_scheme act;
+};
+
+struct Weight {
+  std::vector<int8_t> codes, zp;
+  std::vector<float> scales;
+  std::vector<int32_t> g_idx;
+  xq_quant_tensor q{};
+};
+
+Weight make(const Case& c) {
+  Weight w;
+  const int64_t N = c.N, K = c.K;
+  const bool fp8 = c.bits == XQ_BITS_F8_E4M3;
+  const int64_t G = c.strategy == XQ_STRATEGY_GROUP ? (K + c.group - 1) / c.group : 1;
+  const int64_t n_scales = c.strategy == XQ_STRATEGY_TENSOR ? 1 : N * G;
+  const int qmax = c.bits >= 8 ? 127 : (1 << (c.bits - 1)) - 1;
+  w.codes.resize(static_cast<size_t>(N * K));
+  for (auto& v : w.codes) {
+    if (fp8) {
+      int b;
+      do b = uniform_int(0, 255);
+      while ((b & 0x7F) == 0x7F);  // no NaN
+      v = static_cast<int8_t>(b);
+    } else {
+      v = static_cast<int8_t>(uniform_int(-qmax - 1, qmax));
+    }
+  }
+  w.scales.resize(static_cast<size_t>(n_scales));
+  // Some scales below f16's normal range, so the f32-dequant flag varies.
+  for (auto& s : w.scales) s = uniform(0.f, 1.f) < 0.1f ? uniform(1e-6f, 5e-5f) : uniform(0.002f, 0.05f);
+  if (c.scale_dtype == XQ_DTYPE_F16)
+    for (auto& s : w.scales) s = xquant::sdk::round_to_f16(s);
+  if (c.scale_dtype == XQ_DTYPE_BF16)
+    for (auto& s : w.scales) s = xquant::sdk::round_to_bf16(s);
+  if (c.asym) {
+    w.zp.resize(w.scales.size());
+    for (auto& z : w.zp) z = static_cast<int8_t>(uniform_int(-64, 64));
+  }
+  if (c.act_order) {
+    std::vector<int32_t> p(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; ++k) p[k] = static_cast<int32_t>(k);
+    std::shuffle(p.begin(), p.end(), rng());
+    w.g_idx.resize(static_cast<size_t>(K));
+    for (int64_t i = 0; i < K; ++i) w.g_idx[p[i]] = static_cast<int32_t>(i / c.group);
+  }
+  xq_quant_tensor& q = w.q;
+  q.struct_size = sizeof(q);
+  q.bits = c.bits;
+  q.symmetric = c.asym ? 0 : 1;
+  q.strategy = c.strategy;
+  q.rows = N;
+  q.cols = K;
+  q.group_size = c.strategy == XQ_STRATEGY_GROUP ? c.group : K;
+  q.n_groups = G;
+  q.codes = w.codes.data();
+  q.scales = w.scales.data();
+  q.zero_points = c.asym ? w.zp.data() : nullptr;
+  q.g_idx = c.act_order ? w.g_idx.data() : nullptr;
+  q.scale_dtype = c.scale_dtype;
+  q.act_scheme = c.act;
+  q.act_bits = c.act == XQ_ACT_NONE ? 0 : (fp8 ? XQ_BITS_F8_E4M3 : 8);
+  return w;
+}
+
+std::vector<uint8_t> device_bytes(const void* p, uint64_t n) {
+  std::vector<uint8_t> v(n);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(v.data(), p, n, cudaMemcpyDeviceToHost), cudaSuccess);
+  return v;
+}
+
+// Index of the first differing byte, or -1.
+int64_t first_diff(const std::vector<uint8_t>& a, const uint8_t* b) {
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) return static_cast<int64_t>(i);
+  return -1;
+}
+
+std::vector<uint16_t> dequantize(xq_qweight* w, int64_t N, int64_t K, xq_dtype t) {
+  auto& P = Plugin::get();
+  const size_t es = t == XQ_DTYPE_F32 ? 4 : 2;
+  DevBuf out(static_cast<size_t>(N * K) * es);
+  out.poison();
+  xq_op op = make_op(XQ_OP_DEQUANTIZE);
+  op.qweight = w;
+  op.dst = tensor2(t, N, K, out.p);
+  EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_OK) << g_last_error;
+  return out.get<uint16_t>(static_cast<size_t>(N * K) * es / 2);
+}
+
+std::vector<Case> cases() {
+  const auto F32 = XQ_DTYPE_F32, F16 = XQ_DTYPE_F16, BF16 = XQ_DTYPE_BF16;
+  const auto GRP = XQ_STRATEGY_GROUP, CH = XQ_STRATEGY_CHANNEL, TEN = XQ_STRATEGY_TENSOR;
+  return {
+      {"w4_g128_sym_4096x4096", 4, GRP, 128, false, false, 4096, 4096, BF16, XQ_ACT_NONE},
+      {"w4_g128_asym_odd", 4, GRP, 128, true, false, 37, 200, F32, XQ_ACT_NONE},
+      {"w4_g32_sym_actorder_odd", 4, GRP, 32, false, true, 131, 320, F16, XQ_ACT_NONE},
+      {"w4_g16_asym_actorder", 4, GRP, 16, true, true, 144, 96, F32, XQ_ACT_NONE},
+      {"w4_g64_ragged_last_group", 4, GRP, 64, false, false, 20, 72, F32, XQ_ACT_NONE},
+      {"w4_channel_asym_odd", 4, CH, 0, true, false, 129, 65, BF16, XQ_ACT_NONE},
+      {"w4_tensor_sym", 4, TEN, 0, false, false, 48, 64, F32, XQ_ACT_NONE},
+      {"w3_g32_asym", 3, GRP, 32, true, false, 64, 128, F16, XQ_ACT_NONE},
+      {"w2_g64_sym", 2, GRP, 64, false, false, 17, 130, F32, XQ_ACT_NONE},
+      {"w8a8_int8_channel_dynamic", 8, CH, 0, false, false, 48, 80, F32, XQ_ACT_DYNAMIC_TOKEN},
+      {"w8a8_int8_tensor_static", 8, TEN, 0, false, false, 32, 64, F32, XQ_ACT_STATIC_TENSOR},
+      {"w8a8_fp8_channel_dynamic", XQ_BITS_F8_E4M3, CH, 0, false, false, 64, 48, F32, XQ_ACT_DYNAMIC_TOKEN},
+  };
+}
+
+class StoredLayout : public testing::TestWithParam<Case> {};
+
+TEST_P(StoredLayout, HostPackEqualsDevicePackAndAdoptRunsTheSame) {
+  XQ_REQUIRE_GPU();
+  auto& P = Plugin::get();
+  const Case& c = GetParam();
+  Weight w = make(c);
+  if (c.act == XQ_ACT_STATIC_TENSOR) w.q.input_scale = 0.05f;
+  xq_qweight* prepared = nullptr;
+  const xq_status s = P.vt->qweight_prepare(P.state, &w.q, &prepared);
+  if (s == XQ_ERR_UNSUPPORTED && c.bits == XQ_BITS_F8_E4M3) GTEST_SKIP() << g_last_error;  // pre-sm_89
+  ASSERT_EQ(s, XQ_OK) << g_last_error;
+  const cl::Packed packed = cl::pack(w.q);
+  const cl::View v = cl::view(w.q, packed.bytes.data(), packed.bytes.size());
+  const cl::Geometry& g = v.g;
+  // Byte equality with what prepare left on the device.
+  if (g.kind == cl::Kind::W4) {
+    ASSERT_EQ(prepared->L.n_blocks, g.n_blocks);
+    ASSERT_EQ(prepared->L.chunks, g.chunks);
+    ASSERT_EQ(prepared->L.gs_shift, g.gs_shift);
+    EXPECT_EQ(first_diff(device_bytes(prepared->qw, 16 * g.qw_words()), v.qw), -1) << "qw";
+    EXPECT_EQ(first_diff(device_bytes(prepared->sz_bf16, 8 * g.sz_words()), v.sz_bf16), -1) << "sz_bf16";
+    EXPECT_EQ(first_diff(device_bytes(prepared->sz_f16, 8 * g.sz_words()), v.sz_f16), -1) << "sz_f16";
+    ASSERT_EQ(prepared->perm != nullptr, v.perm != nullptr);
+    ASSERT_EQ(v.perm != nullptr, c.act_order);
+    if (v.perm) {
+      EXPECT_EQ(first_diff(device_bytes(prepared->perm, 4 * static_cast<uint64_t>(c.K)),
+                           reinterpret_cast<const uint8_t*>(v.perm)),
+                -1)
+          << "perm";
+    }
+    EXPECT_EQ(prepared->f32_dequant_uses_f16, (v.flags & cl::kFlagF32DequantF16) != 0);
+  } else {
+    EXPECT_EQ(first_diff(device_bytes(prepared->w8, static_cast<uint64_t>(c.N * c.K)), v.codes), -1) << "codes";
+    EXPECT_EQ(first_diff(device_bytes(prepared->sw, 4 * static_cast<uint64_t>(c.N)),
+                         reinterpret_cast<const uint8_t*>(v.row_scales)),
+              -1)
+        << "row scales";
+  }
+  // Adopt the bytes through the ABI with a description whose buffers are NULL.
+  xq_quant_tensor desc = w.q;
+  desc.codes = nullptr;
+  desc.scales = nullptr;
+  desc.zero_points = nullptr;
+  desc.g_idx = nullptr;
+  const char* name = P.vt->qweight_packed_layout(P.state, &desc);
+  ASSERT_NE(name, nullptr);
+  EXPECT_STREQ(name, cl::name_of(g.kind));
+  xq_qweight* adopted = nullptr;
+  ASSERT_EQ(P.vt->qweight_adopt(P.state, &desc, name, packed.bytes.data(), packed.bytes.size(), &adopted), XQ_OK)
+      << g_last_error;
+  EXPECT_NE(std::string(P.vt->qweight_layout(P.state, adopted)).find("stored, not repacked"), std::string::npos);
+  for (xq_dtype t : {XQ_DTYPE_F32, XQ_DTYPE_BF16, XQ_DTYPE_F16}) {
+    const auto a = dequantize(prepared, c.N, c.K, t), b = dequantize(adopted, c.N, c.K, t);
+    EXPECT_TRUE(a == b) << "DEQUANTIZE to " << xquant::sdk::dtype_name(t) << " differs";
+  }
+  P.vt->qweight_release(P.state, adopted);
+  P.vt->qweight_release(P.state, prepared);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuda, StoredLayout, testing::ValuesIn(cases()),
+                         [](const testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
+
+TEST(StoredLayoutErrors, BytesThatDoNotFitAreRefused) {
+  XQ_REQUIRE_GPU();
+  auto& P = Plugin::get();
+  Weight w = make({"w4", 4, XQ_STRATEGY_GROUP, 32, false, false, 64, 128, XQ_DTYPE_F32, XQ_ACT_NONE});
+  const cl::Packed packed = cl::pack(w.q);
+  xq_quant_tensor desc = w.q;
+  desc.codes = nullptr;
+  desc.scales = nullptr;
+  xq_qweight* out = nullptr;
+  // Truncated.
+  EXPECT_EQ(P.vt->qweight_adopt(P.state, &desc, cl::kW4Name, packed.bytes.data(), packed.bytes.size() - 64, &out),
+            XQ_ERR_MALFORMED);
+  EXPECT_NE(g_last_error.find("size"), std::string::npos) << g_last_error;
+  // Another shape than the description's.
+  xq_quant_tensor other = desc;
+  other.rows = 80;
+  EXPECT_EQ(P.vt->qweight_adopt(P.state, &other, cl::kW4Name, packed.bytes.data(), packed.bytes.size(), &out),
+            XQ_ERR_MALFORMED);
+  EXPECT_NE(g_last_error.find("header"), std::string::npos) << g_last_error;
+  // A layout this weight does not run in, and the cpu provider's.
+  EXPECT_EQ(P.vt->qweight_adopt(P.state, &desc, cl::kInt8Name, packed.bytes.data(), packed.bytes.size(), &out),
+            XQ_ERR_UNSUPPORTED);
+  EXPECT_EQ(P.vt->qweight_adopt(P.state, &desc, "cpu.int-blocks.v1", packed.bytes.data(), packed.bytes.size(), &out),
+            XQ_ERR_UNSUPPORTED);
+  // A bad magic.
+  std::vector<uint8_t> bad = packed.bytes;
+  bad[0] = 'Y';
+  EXPECT_EQ(P.vt->qweight_adopt(P.state, &desc, cl::kW4Name, bad.data(), bad.size(), &out), XQ_ERR_MALFORMED);
+  EXPECT_EQ(out, nullptr);
+}
+
+}  // namespace

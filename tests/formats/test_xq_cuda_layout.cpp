@@ -1,0 +1,252 @@
+// test_xq_cuda_layout.cpp: the cuda provider's stored layouts on a machine
+// without a GPU (the GPU half, byte equality with the provider's own device
+// packing and adopt, is tests/cuda/test_stored_layout.cpp).
+//
+//  * sdk::cuda_layout::pack of fresh random W4 weights (odd shapes, act-order,
+//    zero points) decoded back with the layout as plugins/cuda/src/kernels.hpp
+//    documents it, independently of the packing loops: every code, scale and
+//    zero word where that text says.
+//  * The xq writer stores the cuda segment beside the cpu one by default (and
+//    only the chosen ones with `layouts`), the loader hands it out unchanged,
+//    a reader ignores a layout it does not know, and a cuda segment whose
+//    bytes lie about the tensor is refused at open, naming the segment.
+#include "test_runtime.hpp"
+#include "checkpoint/checkpoint.hpp"
+#include "core/error.hpp"
+#include "pipeline/output_writer.hpp"
+
+#include "test_files.hpp"
+
+#include <xquant/sdk/cuda_layout.hpp>
+#include <xquant/sdk/half.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+namespace fs = std::filesystem;
+using namespace xquant;
+namespace cl = xquant::sdk::cuda_layout;
+
+namespace {
+
+Runtime& runtime() { return test::quiet_runtime(); }
+
+test::Canon random_w4(int64_t rows, int64_t cols, int64_t group, bool sym, bool act_order, uint32_t seed) {
+  std::mt19937 rng(seed);
+  test::Canon c;
+  xq_quant_tensor& q = c.q;
+  q.bits = 4;
+  q.symmetric = sym ? 1 : 0;
+  q.strategy = group ? XQ_STRATEGY_GROUP : XQ_STRATEGY_CHANNEL;
+  q.rows = rows;
+  q.cols = cols;
+  q.group_size = group ? group : cols;
+  q.n_groups = group ? (cols + group - 1) / group : 1;
+  q.scale_dtype = XQ_DTYPE_F32;
+  std::uniform_int_distribution<int> code(-8, 7), zp(-64, 64);
+  std::uniform_real_distribution<float> scale(0.001f, 0.1f);
+  c.codes.resize(static_cast<size_t>(rows * cols));
+  for (auto& v : c.codes) v = static_cast<int8_t>(code(rng));
+  c.scales.resize(static_cast<size_t>(rows * q.n_groups));
+  for (auto& s : c.scales) s = scale(rng);
+  if (!sym) {
+    c.zps.resize(c.scales.size());
+    for (auto& z : c.zps) z = static_cast<int8_t>(zp(rng));
+  }
+  if (act_order) {  // GPTQ desc_act: every group has group_size columns, scattered
+    std::vector<int32_t> p(static_cast<size_t>(cols));
+    for (int64_t k = 0; k < cols; ++k) p[static_cast<size_t>(k)] = static_cast<int32_t>(k);
+    std::shuffle(p.begin(), p.end(), rng);
+    c.gidx.resize(static_cast<size_t>(cols));
+    for (int64_t i = 0; i < cols; ++i) c.gidx[static_cast<size_t>(p[static_cast<size_t>(i)])] = static_cast<int32_t>(i / group);
+  }
+  c.bind();
+  return c;
+}
+
+uint32_t u32_at(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+struct W4Case {
+  int64_t rows, cols, group;
+  bool sym, act_order;
+};
+
+class CudaLayoutPack : public testing::TestWithParam<W4Case> {};
+
+// kernels.hpp: lane l = 4*gid + tig of tile t8 in n-block nb, chunk ch holds
+// for k-tile kt the word whose nibble 4j + 16e is row nt*16 + gid + 8*(j&1),
+// column ch*64 + kt*16 + 2*tig + 8*(j>>1) + e (nt = 8*nb + t8), as code + 8;
+// columns in native order (canonical column perm[c]).
+TEST_P(CudaLayoutPack, EveryCodeScaleAndZeroSitsWhereTheLayoutSays) {
+  const W4Case& c = GetParam();
+  test::Canon w = random_w4(c.rows, c.cols, c.group, c.sym, c.act_order, 7);
+  const cl::Packed p = cl::pack(w.q);
+  const cl::View v = cl::view(w.q, p.bytes.data(), p.bytes.size());
+  const cl::Geometry& g = v.g;
+  ASSERT_EQ(g.kind, cl::Kind::W4);
+  ASSERT_EQ(v.perm != nullptr, c.act_order);
+  const int64_t K = c.cols;
+  int64_t bad = 0;
+  for (int64_t r = 0; r < g.n_blocks * 128; ++r)
+    for (int64_t col = 0; col < g.chunks * 64; ++col) {
+      const int64_t nt = r / 16, nb = nt / 8, t8 = nt % 8, ch = col / 64, kt = (col % 64) / 16, in16 = col % 16;
+      const int gid = static_cast<int>(r % 8), rsel = static_cast<int>((r % 16) / 8);
+      const int csel = static_cast<int>(in16 / 8), tig = static_cast<int>((in16 % 8) / 2), e = static_cast<int>(in16 % 2);
+      const int j = rsel + 2 * csel, lane = 4 * gid + tig;
+      const uint64_t word = static_cast<uint64_t>(((nb * g.chunks + ch) * 8 + t8) * 32 + lane);
+      const int nibble = static_cast<int>((u32_at(v.qw + word * 16 + 4 * kt) >> (4 * j + 16 * e)) & 0xF);
+      int want = 0;
+      if (r < c.rows && col < K) want = w.codes[static_cast<size_t>(r * K + (v.perm ? v.perm[col] : col))];
+      bad += nibble - 8 != want;
+    }
+  EXPECT_EQ(bad, 0) << "codes out of place";
+  // The permutation sorts columns by group, stably.
+  if (v.perm) {
+    for (int64_t col = 1; col < K; ++col) {
+      const int32_t a = v.perm[col - 1], b = v.perm[col];
+      ASSERT_TRUE(w.gidx[a] < w.gidx[b] || (w.gidx[a] == w.gidx[b] && a < b)) << col;
+    }
+  }
+  // Scale/zero words [n_blocks][n_groups][8][8]: rows r and r+8 of a tile.
+  for (int64_t r = 0; r < c.rows; ++r)
+    for (int64_t grp = 0; grp < g.n_groups; ++grp) {
+      const int64_t nt = r / 16;
+      const uint64_t idx = static_cast<uint64_t>((((nt / 8) * g.n_groups + grp) * 8 + nt % 8) * 8 + r % 8);
+      const int shift = (r % 16) >= 8 ? 16 : 0;
+      const float s = w.scales[static_cast<size_t>(r * g.n_groups + grp)];
+      const int z = c.sym ? 0 : w.zps[static_cast<size_t>(r * g.n_groups + grp)];
+      ASSERT_EQ((u32_at(v.sz_bf16 + idx * 8) >> shift) & 0xFFFF, sdk::f32_to_bf16(s)) << r << "," << grp;
+      ASSERT_EQ((u32_at(v.sz_bf16 + idx * 8 + 4) >> shift) & 0xFFFF, sdk::f32_to_bf16(136.f + z)) << r << "," << grp;
+      ASSERT_EQ((u32_at(v.sz_f16 + idx * 8) >> shift) & 0xFFFF, sdk::f32_to_f16(s)) << r << "," << grp;
+      ASSERT_EQ((u32_at(v.sz_f16 + idx * 8 + 4) >> shift) & 0xFFFF, sdk::f32_to_f16(1032.f + z)) << r << "," << grp;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaLayoutPack,
+                         testing::Values(W4Case{37, 200, 32, false, false}, W4Case{131, 320, 64, true, true},
+                                         W4Case{16, 64, 16, false, true}, W4Case{129, 65, 0, false, false},
+                                         W4Case{256, 256, 128, true, false}),
+                         [](const testing::TestParamInfo<W4Case>& i) {
+                           const W4Case& c = i.param;
+                           return std::to_string(c.rows) + "x" + std::to_string(c.cols) + "_g" + std::to_string(c.group) +
+                                  (c.sym ? "_sym" : "_asym") + (c.act_order ? "_actorder" : "");
+                         });
+
+TEST(CudaLayoutPack, RefusesWhatTheProviderRefuses) {
+  test::Canon w = random_w4(32, 96, 32, true, false, 3);
+  w.q.group_size = 48;  // not a power of two
+  w.q.n_groups = 2;
+  EXPECT_THROW(cl::pack(w.q), sdk::Error);
+  test::Canon a = random_w4(32, 96, 32, true, false, 3);
+  a.codes[5] = 9;  // outside the 4-bit range
+  EXPECT_THROW(cl::pack(a.q), sdk::Error);
+  test::Canon b = random_w4(32, 96, 32, true, false, 3);
+  b.q.bits = 8;  // weight-only 8-bit: no cuda W4A16 layout
+  EXPECT_THROW(cl::pack(b.q), sdk::Error);
+}
+
+// ---- the xq container ----------------------------------------------------------
+
+constexpr const char* kModule = "model.layers.0.self_attn.q_proj";
+
+void write_xq(const fs::path& out, const test::Canon& w, const char* layouts = nullptr) {
+  Kv config, params;
+  if (layouts) params.set("layouts", KvValue::string(layouts));
+  OutputWriter wr(runtime().plugins().require(XQ_PLUGIN_FORMAT, "xq"), out, "", config, params, {});
+  wr.add_quantized(kModule, w.q);
+  wr.finish();
+}
+
+bool has_packed(const Checkpoint& cp, const std::string& layout) {
+  auto desc = sdk::make_struct<xq_quant_tensor>();
+  auto view = sdk::make_struct<xq_tensor_view>();
+  return cp.read_packed(cp.require(std::string(kModule) + ".weight"), layout, desc, view);
+}
+
+TEST(XqCudaSegment, StoredByDefaultAndHandedOutUnchanged) {
+  test::TempDir dir("xq-cuda");
+  test::Canon w = random_w4(40, 160, 32, false, true, 11);
+  write_xq(dir / "m.xq", w);
+  auto cp = Checkpoint::open(runtime(), dir / "m.xq");
+  const TensorEntry& te = cp->require(std::string(kModule) + ".weight");
+  auto desc = sdk::make_struct<xq_quant_tensor>();
+  auto view = sdk::make_struct<xq_tensor_view>();
+  ASSERT_TRUE(cp->read_packed(te, cl::kW4Name, desc, view));
+  const cl::Packed p = cl::pack(w.q);
+  ASSERT_EQ(view.nbytes, p.bytes.size());
+  EXPECT_EQ(std::memcmp(view.data, p.bytes.data(), p.bytes.size()), 0);
+  EXPECT_TRUE(has_packed(*cp, "cpu.int-blocks.v1"));
+  // Every provider still reads the canonical tensor.
+  QuantTensor q = cp->read_quantized(te);
+  EXPECT_EQ(std::memcmp(q.get().codes, w.codes.data(), w.codes.size()), 0);
+}
+
+TEST(XqCudaSegment, TheLayoutsParameterChooses) {
+  test::TempDir dir("xq-cuda-choice");
+  test::Canon w = random_w4(32, 64, 32, true, false, 12);
+  write_xq(dir / "cpu.xq", w, "cpu");
+  write_xq(dir / "cuda.xq", w, "cuda");
+  write_xq(dir / "none.xq", w, "none");
+  auto cpu = Checkpoint::open(runtime(), dir / "cpu.xq");
+  auto cuda = Checkpoint::open(runtime(), dir / "cuda.xq");
+  auto none = Checkpoint::open(runtime(), dir / "none.xq");
+  EXPECT_TRUE(has_packed(*cpu, "cpu.int-blocks.v1"));
+  EXPECT_FALSE(has_packed(*cpu, cl::kW4Name));
+  EXPECT_FALSE(has_packed(*cuda, "cpu.int-blocks.v1"));
+  EXPECT_TRUE(has_packed(*cuda, cl::kW4Name));
+  EXPECT_FALSE(has_packed(*none, "cpu.int-blocks.v1"));
+  EXPECT_FALSE(has_packed(*none, cl::kW4Name));
+  try {
+    write_xq(dir / "bad.xq", w, "cpu,tpu");
+    ADD_FAILURE() << "an unknown provider in layouts was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'tpu'"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "bad.xq"));
+}
+
+// The file's bytes with `from` replaced by `to` (same length) everywhere.
+std::string replaced(std::string bytes, const std::string& from, const std::string& to) {
+  EXPECT_EQ(from.size(), to.size());
+  size_t n = 0;
+  for (size_t at = bytes.find(from); at != std::string::npos; at = bytes.find(from, at + 1), ++n)
+    bytes.replace(at, from.size(), to);
+  EXPECT_GT(n, 0u) << from;
+  return bytes;
+}
+
+TEST(XqCudaSegment, AnUnknownLayoutIsIgnoredAndALyingOneRefused) {
+  test::TempDir dir("xq-cuda-unknown");
+  test::Canon w = random_w4(48, 128, 64, true, false, 13);
+  write_xq(dir / "m.xq", w);
+  const std::string good = test::read_file(dir / "m.xq");
+  // A layout of a provider newer than this reader (the name in the manifest).
+  test::write_file(dir / "newer.xq", replaced(good, cl::kW4Name, "cuda.w4a16-mma.v9"));
+  auto cp = Checkpoint::open(runtime(), dir / "newer.xq");
+  EXPECT_FALSE(has_packed(*cp, "cuda.w4a16-mma.v9"));
+  EXPECT_FALSE(has_packed(*cp, cl::kW4Name));
+  EXPECT_TRUE(has_packed(*cp, "cpu.int-blocks.v1"));
+  (void)cp->read_quantized(cp->require(std::string(kModule) + ".weight"));
+  // A cuda segment whose header gives another row count than the tensor's.
+  std::string lying = good;
+  const size_t at = lying.find(std::string(cl::kMagic, 8));
+  ASSERT_NE(at, std::string::npos);
+  const int64_t rows = 64;
+  std::memcpy(lying.data() + at + 16, &rows, 8);
+  test::write_file(dir / "lying.xq", lying);
+  try {
+    (void)Checkpoint::open(runtime(), dir / "lying.xq");
+    ADD_FAILURE() << "a cuda segment with another shape opened";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(std::string("segments[") + cl::kW4Name + "]"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
