@@ -2,6 +2,7 @@
 #include "checkpoint_writer.hpp"
 
 #include <xquant/sdk/dtype.hpp>
+#include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/half.hpp>
 
 #include <algorithm>
@@ -102,6 +103,9 @@ void Writer::add_dense(const char* name_c, const xq_tensor_view& t) {
 
 // What the layout can hold exactly; anything else is refused with the way out.
 void Writer::check_layout(const std::string& m, const xq_quant_tensor& q) {
+  if (sdk::is_float_code(q.bits))
+    refuse(kind_, m, sdk::code_format_name(q.bits) + " codes; AWQ and GPTQ store integer codes (write "
+                     "compressed-tensors or xq)");
   if (q.act_scheme != XQ_ACT_NONE)
     refuse(kind_, m, "activations are quantized (W8A8); AWQ and GPTQ checkpoints are weight-only "
                      "(write compressed-tensors)");

@@ -23,7 +23,8 @@ class Format : public sdk::PluginBase {
 };
 
 constexpr const char* kCapabilities[] = {"write:xq", "layout:canonical", "layout:cpu.int-blocks.v1", "bits:2-8",
-                                         "strategy:tensor,channel,group", "act:int8-dynamic-token,int8-static-tensor",
+                                         "type:float", "strategy:tensor,channel,group",
+                                         "act:int8-dynamic-token,int8-static-tensor,fp8-dynamic-token",
                                          "g_idx", "ragged-groups", nullptr};
 
 constexpr xq_param_spec kParams[] = {
