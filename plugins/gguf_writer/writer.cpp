@@ -234,6 +234,7 @@ void Writer::write_tokenizer(const xq_writer_options& o, const sdk::KvReader& co
   if (!source.empty() && !std::filesystem::is_directory(source) && File::has_magic(source) &&
       copy_gguf_tokenizer(*out_, source))
     return;
+  if (write_config_tokenizer(*out_, host, o.model_config)) return;
   if (config.has("tokenizer.huggingface_json"))
     return write_hf_tokenizer(*out_, config.get_string("tokenizer.huggingface_json"), source + " (tokenizer.json)",
                               bos, eos, tokenizer_config_beside(std::filesystem::path(source) / "tokenizer.json"));
