@@ -54,6 +54,12 @@ namespace {
 void encode_codes(const xq_quant_tensor& q, uint8_t* out) {
   const uint64_t n = static_cast<uint64_t>(q.rows * q.cols);
   if (sdk::is_e4m3_code(q.bits)) {
+    // 0x7f and 0xff are E4M3FN's NaNs: no quantizer makes them, and
+    // compressed-tensors' writer refuses them too.
+    for (uint64_t i = 0; i < n; ++i)
+      if ((static_cast<uint8_t>(q.codes[i]) & 0x7F) == 0x7F)
+        throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, format("FP8 E4M3 code at element %llu is NaN",
+                                                         static_cast<unsigned long long>(i)));
     std::memcpy(out, q.codes, static_cast<size_t>(n));
     return;
   }

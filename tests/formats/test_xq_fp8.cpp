@@ -8,7 +8,7 @@
 //    FP8), the dynamic FP8 activation scheme kept.
 //  * What the ABI says FP8 weights are not (zero points, g_idx, groups) is
 //    refused by the writer and, in a manifest that claims it, by the loader,
-//    each naming FP8 E4M3 (never "3592 bits").
+//    each naming FP8 E4M3 (never "3592 bits"); so are NaN codes.
 //  * stories260K quantized with --scheme FP8_DYNAMIC to compressed-tensors
 //    and to xq: the same canonical tensors byte for byte, the same logits
 //    and perplexity on the cpu provider, and xq -> compressed-tensors ->
@@ -32,6 +32,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -115,6 +116,8 @@ TEST(XqFp8, SmallFileReadsBackByteForByte) {
   test::TempDir dir("xq-fp8-small");
   TinyFp8 t;
   t.write(dir / "fp8.xq");
+  // tests/fuzz/corpus/xq/fp8 is this file (regenerate with this variable set).
+  if (const char* seed = std::getenv("XQUANT_WRITE_XQ_FP8_SEED")) test::write_file(seed, test::read_file(dir / "fp8.xq"));
   auto cp = Checkpoint::open(runtime(), dir / "fp8.xq");
   ASSERT_EQ(cp->tensors().size(), 2u);
   for (auto [name, canon] : {std::pair{"model.layers.0.mlp.up_proj", &t.channel}, {"model.layers.0.mlp.down_proj", &t.tensor}}) {
@@ -166,6 +169,11 @@ TEST(XqFp8, WhatFp8IsNotIsRefusedNamingFp8) {
     c.scales.assign(8, 0.01f);
     c.bind();
     EXPECT_NE(refusal(c).find("FP8 E4M3 weights have tensor or channel scales"), std::string::npos) << refusal(c);
+  }
+  {
+    test::Canon c = random_fp8(4, 32, XQ_STRATEGY_CHANNEL, XQ_DTYPE_F32, false, 6);
+    c.codes[37] = static_cast<int8_t>(0xFF);
+    EXPECT_NE(refusal(c).find("FP8 E4M3 code at element 37 is NaN"), std::string::npos) << refusal(c);
   }
   {
     // Neither integer nor E4M3 codes: named by value, not as "3592 bits".
