@@ -1,7 +1,10 @@
 // checkpoint_writer.cpp: see checkpoint_writer.hpp.
 #include "checkpoint_writer.hpp"
 
+#include <hf_folder_stage.hpp>  // ../compressed_tensors/src
+
 #include <xquant/sdk/dtype.hpp>
+#include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/half.hpp>
 
 #include <algorithm>
@@ -41,12 +44,6 @@ std::vector<unsigned char> encode_scales(const xq_quant_tensor& q, const std::st
   return out;
 }
 
-void fsync_file(const fs::path& p) {
-  sdk::safetensors::Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd || ::fsync(fd.get()) != 0)
-    throw sdk::Error(XQ_ERR_IO, p.string() + ": fsync failed: " + std::strerror(errno));
-}
-
 template <class T>
 void add_tensor(sdk::safetensors::Writer& w, const std::string& name, const char* dtype, std::vector<int64_t> shape,
                 const std::vector<T>& data) {
@@ -73,14 +70,7 @@ Writer::Writer(const sdk::Host& host, const xq_writer_options& o, Kind kind) : s
   if (model_.tokenizer_json.empty()) model_.synthesized_tokenizer_files = ct::tokenizer_files_for_gguf_source(host, source_);
   for (const char* const* p = o.ignored_modules; p && *p; ++p) ignored_.insert(*p);
 
-  std::error_code ec;
-  if (!fs::exists(out_dir_, ec)) {
-    fs::create_directories(out_dir_, ec);
-    if (ec) throw sdk::Error(XQ_ERR_IO, "cannot create '" + out_dir_.string() + "': " + ec.message());
-    created_dir_ = true;
-  } else if (!fs::is_directory(out_dir_, ec)) {
-    throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "'" + out_dir_.string() + "' exists and is not a directory");
-  }
+  stage_ = std::make_unique<ct::HfFolderStage>(out_dir_);
   shard_ = std::make_unique<sdk::safetensors::Writer>(out_dir_ / "model.safetensors");
   shard_->add_metadata("format", "pt");
 }
@@ -102,6 +92,9 @@ void Writer::add_dense(const char* name_c, const xq_tensor_view& t) {
 
 // What the layout can hold exactly; anything else is refused with the way out.
 void Writer::check_layout(const std::string& m, const xq_quant_tensor& q) {
+  if (sdk::is_float_code(q.bits))
+    refuse(kind_, m, sdk::code_format_name(q.bits) + " codes; AWQ and GPTQ store integer codes (write "
+                     "compressed-tensors or xq)");
   if (q.act_scheme != XQ_ACT_NONE)
     refuse(kind_, m, "activations are quantized (W8A8); AWQ and GPTQ checkpoints are weight-only "
                      "(write compressed-tensors)");
@@ -215,31 +208,6 @@ void Writer::add_quantized(const char* module_c, const xq_quant_tensor& q) {
   if (scale_dtype_.empty()) scale_dtype_ = sdk::torch_dtype_name(q.scale_dtype);
 }
 
-std::vector<fs::path> Writer::companion_sources() const {
-  std::vector<fs::path> out;
-  if (source_.empty()) return out;
-  std::error_code ec;
-  fs::path dir;
-  if (fs::is_directory(source_, ec)) dir = source_;
-  else if (source_.extension() == ".safetensors" || source_.filename() == "model.safetensors.index.json")
-    dir = source_.parent_path();
-  else
-    return out;  // a GGUF file: its folder is not a HF checkpoint
-  for (const char* name : ct::kCompanionFiles)
-    if (fs::is_regular_file(dir / name, ec)) out.push_back(dir / name);
-  return out;
-}
-
-void Writer::stage_file(const std::string& final_name, const std::string& content) {
-  fs::path tmp = out_dir_ / sdk::format(".%s.%ld.tmp", final_name.c_str(), static_cast<long>(::getpid()));
-  staged_.emplace_back(tmp, out_dir_ / final_name);
-  std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-  f.write(content.data(), static_cast<std::streamsize>(content.size()));
-  f.close();
-  if (!f) throw sdk::Error(XQ_ERR_IO, tmp.string() + ": write failed");
-  fsync_file(tmp);
-}
-
 void Writer::finish() {
   if (done_) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "writer already finished");
   if (quantized_.empty())
@@ -257,39 +225,10 @@ void Writer::finish() {
   else config = ct::synthesize_hf_config(model_, embed_dtype_.empty() ? scale_dtype_ : embed_dtype_);
   config.erase("compression_config");
   config["quantization_config"] = settings_json(*settings_, not_converted, quantized_.count("lm_head") > 0);
-  stage_file("config.json", config.dump(2) + "\n");
+  stage_->stage_text("config.json", config.dump(2) + "\n");
 
-  bool have_tokenizer_json = false;
-  for (const auto& src : companion_sources()) {
-    std::ifstream in(src, std::ios::binary);
-    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (!in.good() && !in.eof()) throw sdk::Error(XQ_ERR_IO, "cannot read '" + src.string() + "'");
-    stage_file(src.filename().string(), content);
-    have_tokenizer_json = have_tokenizer_json || src.filename() == "tokenizer.json";
-  }
-  if (!have_tokenizer_json && !model_.tokenizer_json.empty()) stage_file("tokenizer.json", model_.tokenizer_json);
-  if (!have_tokenizer_json && model_.tokenizer_json.empty())
-    for (const auto& [name, text] : model_.synthesized_tokenizer_files) stage_file(name, text);
-
-  // A previous sharded checkpoint in the folder would shadow ours.
-  std::error_code ec;
-  std::vector<fs::path> stale;
-  for (const auto& e : fs::directory_iterator(out_dir_, ec)) {
-    const std::string n = e.path().filename().string();
-    if (n == "model.safetensors.index.json" || (n.starts_with("model-") && n.ends_with(".safetensors")))
-      stale.push_back(e.path());
-  }
-  shard_->commit();
-  // config.json last: its presence marks a complete checkpoint.
-  std::stable_partition(staged_.begin(), staged_.end(),
-                        [](const auto& p) { return p.second.filename() != "config.json"; });
-  for (const auto& [tmp, fin] : staged_) {
-    fs::rename(tmp, fin, ec);
-    if (ec) throw sdk::Error(XQ_ERR_IO, "cannot rename '" + tmp.string() + "' to '" + fin.string() + "': " + ec.message());
-  }
-  staged_.clear();
-  for (const auto& s : stale) fs::remove(s, ec);
-  sdk::safetensors::Writer::fsync_dir(out_dir_);
+  stage_->stage_companions(source_, model_);
+  stage_->publish({"model.safetensors"}, [&] { shard_->commit(); });
   done_ = true;
   host.info(sdk::format("wrote %zu quantized modules to %s (%s)", quantized_.size(), out_dir_.c_str(),
                         kind_ == Kind::kAwq ? "AWQ GEMM" : (v2_ ? "GPTQ v2" : "GPTQ v1")));
@@ -299,12 +238,7 @@ void Writer::abort() noexcept {
   if (done_) return;
   if (shard_) shard_->abort();
   shard_.reset();
-  for (const auto& [tmp, fin] : staged_) ::unlink(tmp.c_str());
-  staged_.clear();
-  if (created_dir_) {
-    std::error_code ec;
-    if (fs::is_empty(out_dir_, ec)) fs::remove(out_dir_, ec);
-  }
+  if (stage_) stage_->abort();
   done_ = true;
 }
 

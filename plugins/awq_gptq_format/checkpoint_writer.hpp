@@ -14,6 +14,10 @@
 
 #include <writer.hpp>  // ../compressed_tensors/src: compressed-tensors' SourceModel and synthesize_hf_config
 
+namespace xquant::ct {
+class HfFolderStage;  // ../compressed_tensors/src/hf_folder_stage.hpp
+}
+
 #include <xquant/sdk/plugin.hpp>
 #include <xquant/sdk/safetensors.hpp>
 
@@ -39,20 +43,17 @@ class Writer : public sdk::WriterBase {
  private:
   void check_layout(const std::string& module, const xq_quant_tensor& q);
   void check_uniform(const std::string& module, const xq_quant_tensor& q);
-  void stage_file(const std::string& final_name, const std::string& content);
-  std::vector<std::filesystem::path> companion_sources() const;
 
   Kind kind_;
   bool v2_ = false;
   std::filesystem::path out_dir_, source_;
-  bool created_dir_ = false;
+  std::unique_ptr<ct::HfFolderStage> stage_;  // config.json and companion files
   ct::SourceModel model_;
   std::unique_ptr<sdk::safetensors::Writer> shard_;
   std::optional<Settings> settings_;  // from the first quantized module
   std::string first_module_;
   std::set<std::string> ignored_, quantized_, dense_linears_;
   std::string embed_dtype_, scale_dtype_;
-  std::vector<std::pair<std::filesystem::path, std::filesystem::path>> staged_;  // temp -> final
   bool done_ = false;
 };
 

@@ -6,6 +6,7 @@
 #include "model_meta.hpp"
 #include "vocab_meta.hpp"
 
+#include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/half.hpp>
 
 #include <climits>
@@ -153,7 +154,10 @@ void validate(const char* module, const xq_quant_tensor& q) {
     throw Error(XQ_ERR_INVALID_ARGUMENT, format("gguf writer: quantized tensor '%s': %s", module, why.c_str()));
   };
   if (!q.codes || !q.scales || q.rows <= 0 || q.cols <= 0) bad("no codes or scales, or an empty shape");
-  if (q.bits < 2 || q.bits > 8) bad(format("%u bits (2..8 expected)", q.bits));
+  if (q.bits < 2 || q.bits > 8)
+    throw Error(XQ_ERR_UNSUPPORTED, format("gguf writer: quantized tensor '%s': %s codes; the GGUF writer takes 2..8-bit "
+                                           "integer codes (write compressed-tensors or xq)",
+                                           module, sdk::code_format_name(q.bits).c_str()));
   if (!q.symmetric && !q.zero_points) bad("asymmetric without zero points");
   if (q.strategy == XQ_STRATEGY_GROUP) {
     if (q.group_size <= 0 || q.n_groups != (q.cols + q.group_size - 1) / q.group_size)
@@ -230,6 +234,7 @@ void Writer::write_tokenizer(const xq_writer_options& o, const sdk::KvReader& co
   if (!source.empty() && !std::filesystem::is_directory(source) && File::has_magic(source) &&
       copy_gguf_tokenizer(*out_, source))
     return;
+  if (write_config_tokenizer(*out_, host, o.model_config)) return;
   if (config.has("tokenizer.huggingface_json"))
     return write_hf_tokenizer(*out_, config.get_string("tokenizer.huggingface_json"), source + " (tokenizer.json)",
                               bos, eos, tokenizer_config_beside(std::filesystem::path(source) / "tokenizer.json"));

@@ -1,6 +1,9 @@
 // canonical_codec.cpp: see canonical_codec.hpp.
 #include "canonical_codec.hpp"
 
+#include "code_formats.hpp"
+
+#include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/half.hpp>
 
 #include <cstring>
@@ -42,14 +45,24 @@ float get_scale(const uint8_t* src, xq_dtype t) {
 
 }  // namespace
 
-std::vector<uint8_t> encode_canonical(const xq_quant_tensor& q) {
-  if (q.bits < 2 || q.bits > 8) throw sdk::Error(XQ_ERR_UNSUPPORTED, format("bits %u outside 2..8", q.bits));
-  if (!q.codes || !q.scales) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "codes or scales missing");
-  const size_t ss = scale_size(q.scale_dtype);
-  const int64_t ns = scale_count_of(q);
-  const CanonicalParts p = canonical_parts(q.rows, q.cols, q.bits, ns, ss, q.zero_points != nullptr, q.g_idx != nullptr);
-  std::vector<uint8_t> out(static_cast<size_t>(p.total), 0);
+namespace {
+
+// Codes as the canonical segment stores them: bits <= 4 two per byte
+// (element 2k in the low nibble, each as code + 8), 5..8 bits one int8 each,
+// FP8 E4M3 one E4M3FN byte each, as they are (the bytes of safetensors'
+// F8_E4M3 and of compressed-tensors' float-quantized weight).
+void encode_codes(const xq_quant_tensor& q, uint8_t* out) {
   const uint64_t n = static_cast<uint64_t>(q.rows * q.cols);
+  if (sdk::is_e4m3_code(q.bits)) {
+    // 0x7f and 0xff are E4M3FN's NaNs: no quantizer makes them, and
+    // compressed-tensors' writer refuses them too.
+    for (uint64_t i = 0; i < n; ++i)
+      if ((static_cast<uint8_t>(q.codes[i]) & 0x7F) == 0x7F)
+        throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, format("FP8 E4M3 code at element %llu is NaN",
+                                                         static_cast<unsigned long long>(i)));
+    std::memcpy(out, q.codes, static_cast<size_t>(n));
+    return;
+  }
   const int lo = -(1 << (q.bits - 1)), hi = (1 << (q.bits - 1)) - 1;
   for (uint64_t i = 0; i < n; ++i) {
     const int v = q.codes[i];
@@ -59,6 +72,20 @@ std::vector<uint8_t> encode_canonical(const xq_quant_tensor& q) {
     if (q.bits <= 4) out[i / 2] |= static_cast<uint8_t>((v + 8) << (i % 2 ? 4 : 0));
     else out[i] = static_cast<uint8_t>(static_cast<int8_t>(v));
   }
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_canonical(const xq_quant_tensor& q) {
+  if (!q.codes || !q.scales) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "codes or scales missing");
+  if (const std::string why = code_format_problem(q.bits, q.zero_points != nullptr, q.g_idx != nullptr, q.strategy);
+      !why.empty())
+    throw sdk::Error(XQ_ERR_UNSUPPORTED, why);
+  const size_t ss = scale_size(q.scale_dtype);
+  const int64_t ns = scale_count_of(q);
+  const CanonicalParts p = canonical_parts(q.rows, q.cols, q.bits, ns, ss, q.zero_points != nullptr, q.g_idx != nullptr);
+  std::vector<uint8_t> out(static_cast<size_t>(p.total), 0);
+  encode_codes(q, out.data());
   for (int64_t i = 0; i < ns; ++i) put_scale(out.data() + p.scales_at + i * ss, q.scale_dtype, q.scales[i]);
   if (q.zero_points) std::memcpy(out.data() + p.zeros_at, q.zero_points, static_cast<size_t>(ns));
   if (q.g_idx) std::memcpy(out.data() + p.g_idx_at, q.g_idx, 4 * static_cast<size_t>(q.cols));

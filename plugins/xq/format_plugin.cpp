@@ -24,8 +24,9 @@ class Format : public sdk::PluginBase {
 
 constexpr const char* kCapabilities[] = {"write:xq", "layout:canonical", "layout:cpu.int-blocks.v1",
                                          "layout:cuda.w4a16-mma.v1", "layout:cuda.w8a8-int8-nk.v1",
-                                         "layout:cuda.w8a8-fp8-nk.v1", "bits:2-8",
-                                         "strategy:tensor,channel,group", "act:int8-dynamic-token,int8-static-tensor",
+                                         "layout:cuda.w8a8-fp8-nk.v1", "bits:2-8", "type:float",
+                                         "strategy:tensor,channel,group",
+                                         "act:int8-dynamic-token,int8-static-tensor,fp8-dynamic-token",
                                          "g_idx", "ragged-groups", nullptr};
 
 constexpr xq_param_spec kParams[] = {

@@ -1,6 +1,8 @@
 // manifest_check.cpp: see manifest_check.hpp.
 #include "manifest_check.hpp"
 
+#include "code_formats.hpp"
+
 #include <xquant/sdk/dtype.hpp>
 #include <xquant/sdk/tensor.hpp>
 
@@ -152,22 +154,32 @@ class Checker {
   void check_quant(const std::string& field, const xqfile::QuantDesc* qd, uint64_t numel, TensorRecord& r) const {
     const std::string qf = field + ".quant";
     if (r.dtype != XQ_DTYPE_I8) bad(field + ".dtype", format("a quantized tensor's dtype is I8 (its codes), not %s", sdk::dtype_name(r.dtype)));
+    // The enum fields are checked as the bytes they are before they become
+    // C enums: a value outside an enum's range is undefined behaviour once
+    // loaded as that enum (UBSan's -fsanitize=enum found it, fuzz target xq).
+    const int strategy = static_cast<int>(qd->strategy()), scale_dtype = static_cast<int>(qd->scale_dtype()),
+              act_scheme = static_cast<int>(qd->act_scheme());
+    if (strategy != XQ_STRATEGY_TENSOR && strategy != XQ_STRATEGY_CHANNEL && strategy != XQ_STRATEGY_GROUP)
+      bad(qf + ".strategy", format("%d is not tensor, channel or group", strategy));
+    if (scale_dtype != XQ_DTYPE_F32 && scale_dtype != XQ_DTYPE_F16 && scale_dtype != XQ_DTYPE_BF16)
+      bad(qf + ".scale_dtype", format("%d is not F32, F16 or BF16", scale_dtype));
+    if (act_scheme != XQ_ACT_NONE && act_scheme != XQ_ACT_STATIC_TENSOR && act_scheme != XQ_ACT_DYNAMIC_TOKEN)
+      bad(qf + ".act_scheme", format("%d is not none, static-tensor or dynamic-token", act_scheme));
     xq_quant_tensor& q = r.desc;
     q = sdk::make_struct<xq_quant_tensor>();
     q.bits = qd->bits();
     q.symmetric = qd->symmetric() ? 1 : 0;
-    q.strategy = static_cast<xq_strategy>(qd->strategy());
+    q.strategy = static_cast<xq_strategy>(strategy);
     q.rows = qd->rows();
     q.cols = qd->cols();
     q.group_size = qd->group_size();
     q.n_groups = qd->n_groups();
-    q.scale_dtype = static_cast<xq_dtype>(qd->scale_dtype());
-    q.act_scheme = static_cast<xq_act_scheme>(qd->act_scheme());
+    q.scale_dtype = static_cast<xq_dtype>(scale_dtype);
+    q.act_scheme = static_cast<xq_act_scheme>(act_scheme);
     q.act_bits = qd->act_bits();
     q.input_scale = qd->input_scale();
     r.has_g_idx = qd->has_g_idx();
     r.quantized = true;
-    if (q.bits < 2 || q.bits > 8) bad(qf + ".bits", format("%u outside 2..8", q.bits));
     if (r.shape.size() != 2 || r.shape[0] != q.rows || r.shape[1] != q.cols || q.rows <= 0 || q.cols <= 0)
       bad(qf + ".rows/cols", format("[%lld, %lld] is not the tensor's 2-D shape", static_cast<long long>(q.rows),
                                     static_cast<long long>(q.cols)));
@@ -185,11 +197,10 @@ class Checker {
       default: bad(qf + ".strategy", format("%d is not tensor, channel or group", static_cast<int>(q.strategy)));
     }
     if (r.has_g_idx && q.strategy != XQ_STRATEGY_GROUP) bad(qf + ".has_g_idx", "act-order needs the group strategy");
-    if (q.scale_dtype != XQ_DTYPE_F32 && q.scale_dtype != XQ_DTYPE_F16 && q.scale_dtype != XQ_DTYPE_BF16)
-      bad(qf + ".scale_dtype", format("%d is not F32, F16 or BF16", static_cast<int>(q.scale_dtype)));
-    if (q.act_scheme != XQ_ACT_NONE && q.act_scheme != XQ_ACT_STATIC_TENSOR && q.act_scheme != XQ_ACT_DYNAMIC_TOKEN)
-      bad(qf + ".act_scheme", format("%d is not none, static-tensor or dynamic-token", static_cast<int>(q.act_scheme)));
-    if (q.act_scheme != XQ_ACT_NONE && q.act_bits != 8) bad(qf + ".act_bits", format("%u, only 8", q.act_bits));
+    if (const std::string why = code_format_problem(q.bits, !q.symmetric, r.has_g_idx, q.strategy); !why.empty())
+      bad(qf + format(".bits (0x%04x)", q.bits), why);
+    if (q.act_scheme != XQ_ACT_NONE && !act_bits_stored(q.act_bits))
+      bad(qf + ".act_bits", format("0x%04x is neither 8 (int8) nor FP8 E4M3 (0x0e08)", q.act_bits));
     const CanonicalParts p = canonical_parts(q.rows, q.cols, q.bits, scale_count_of(q), sdk::dtype_size(q.scale_dtype),
                                              !q.symmetric, r.has_g_idx);
     if (p.total != r.canonical.size)

@@ -5,6 +5,7 @@
 #include <xquant/sdk/cpu_layout.hpp>
 #include <xquant/sdk/cuda_layout.hpp>
 #include <xquant/sdk/error.hpp>
+#include <xquant/sdk/fp8.hpp>
 
 #include <sstream>
 
@@ -31,7 +32,8 @@ std::vector<PackedSegment> pack_provider_layouts(const sdk::Host& host, const ch
   auto skipped = [&](const char* layout, const sdk::Error& err) {
     host.log(XQ_LOG_DEBUG, sdk::format("%s: no %s segment: %s", module, layout, err.what()));
   };
-  if (choice.cpu) {
+  // FP8 has no cpu packed layout (the cpu provider runs the canonical bytes).
+  if (choice.cpu && !sdk::is_float_code(q.bits)) {
     try {
       out.push_back({sdk::cpu_layout::kName, sdk::cpu_layout::serialize(sdk::cpu_layout::pack(q))});
     } catch (const sdk::Error& err) {

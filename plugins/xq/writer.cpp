@@ -2,6 +2,7 @@
 #include "writer.hpp"
 
 #include "canonical_codec.hpp"
+#include "code_formats.hpp"
 #include "manifest_check.hpp"
 
 #include <xquant/sdk/dtype.hpp>
@@ -89,9 +90,11 @@ void Writer::copy_config(const xq_kv* config) {
     xq_value v{};
     if (api->kv_get(api->ctx, config, key, &v) != XQ_OK) continue;
     // An .xq source's own keys (the xq loader derives them from its
-    // manifest); its recipe carries over when this write has none.
+    // manifest); its recipe and report carry over (a run's own report
+    // replaces the source's through set_report).
     if (std::strncmp(key, "xq.", 3) == 0) {
       if (std::strcmp(key, "xq.recipe_yaml") == 0 && v.type == XQ_VALUE_STRING && recipe_.empty()) recipe_ = v.s;
+      if (std::strcmp(key, "xq.report_json") == 0 && v.type == XQ_VALUE_STRING && v.s) report_ = v.s;
       continue;
     }
     ConfigValue c;
@@ -168,13 +171,16 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
   const bool fits = q.rows > 0 && q.cols > 0 &&
                     (grouped ? q.group_size > 0 && q.n_groups == (q.cols + q.group_size - 1) / q.group_size
                              : (q.strategy == XQ_STRATEGY_TENSOR || q.strategy == XQ_STRATEGY_CHANNEL) && q.n_groups == 1) &&
-                    (!q.g_idx || grouped) && (q.act_scheme == XQ_ACT_NONE || q.act_bits == 8);
+                    (!q.g_idx || grouped) && (q.act_scheme == XQ_ACT_NONE || act_bits_stored(q.act_bits));
   if (!fits)
     throw sdk::Error(XQ_ERR_UNSUPPORTED, format("'%s': [%lld, %lld], strategy %d, group_size %lld, n_groups %lld%s is "
                                                 "not a canonical quantized tensor xq stores", module,
                                                 static_cast<long long>(q.rows), static_cast<long long>(q.cols),
                                                 static_cast<int>(q.strategy), static_cast<long long>(q.group_size),
                                                 static_cast<long long>(q.n_groups), q.g_idx ? " with g_idx" : ""));
+  if (const std::string why = code_format_problem(q.bits, q.zero_points != nullptr, q.g_idx != nullptr, q.strategy);
+      !why.empty())
+    throw sdk::Error(XQ_ERR_UNSUPPORTED, format("'%s': %s", module, why.c_str()));
   start_name(name);
   Entry e;
   e.name = name;
@@ -192,6 +198,11 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
     for (const PackedSegment& p : pack_provider_layouts(host, module, q, layouts_))
       e.segments.push_back(append(p.layout, p.bytes.data(), p.bytes.size()));
   entries_.push_back(std::move(e));
+}
+
+void Writer::set_report(const char* json) {
+  if (done_) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "the writer is finished");
+  report_ = json;
 }
 
 void Writer::add_companion_files() {
@@ -279,8 +290,10 @@ std::vector<uint8_t> Writer::build_manifest() {
   auto configv = b.CreateVector(config);
   auto filesv = b.CreateVector(files);
   auto recipe = recipe_.empty() ? flatbuffers::Offset<flatbuffers::String>() : b.CreateString(recipe_);
+  auto report = report_.empty() ? flatbuffers::Offset<flatbuffers::String>() : b.CreateString(report_);
   auto tensorsv = b.CreateVector(tensors);
-  b.Finish(xf::CreateManifest(b, kManifestVersion, writer, configv, filesv, recipe, 0, tensorsv), xf::ManifestIdentifier());
+  b.Finish(xf::CreateManifest(b, kManifestVersion, writer, configv, filesv, recipe, report, tensorsv),
+           xf::ManifestIdentifier());
   return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
 }
 

@@ -40,6 +40,8 @@ class Writer : public sdk::WriterBase {
 
   void add_dense(const char* name, const xq_tensor_view& t);
   void add_quantized(const char* module, const xq_quant_tensor& q);
+  // The run's quantization report (JSON), stored as the manifest's report_json.
+  void set_report(const char* json);
   void finish();
   void abort() noexcept;
 
@@ -88,6 +90,7 @@ class Writer : public sdk::WriterBase {
   LayoutChoice layouts_;
   std::filesystem::path source_;
   std::string recipe_;
+  std::string report_;
   std::vector<ConfigValue> config_;
   std::vector<Entry> entries_;
   std::set<std::string> names_;

@@ -4,6 +4,7 @@
 // tensor with dtype and shape.
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/stored_report.hpp"
 #include "core/dtype.hpp"
 #include "checkpoint/checkpoint.hpp"
 #include "checkpoint/linear_modules.hpp"
@@ -116,6 +117,10 @@ int cmd_inspect(const RuntimeOptions& options, int argc, char** argv) {
     for (const auto& [k, v] : cfg.values)
       c[k] = bulky(k, v) ? nlohmann::json(v.to_string()) : value_json(v);
     j["config"] = c;
+    if (const auto* r = cfg.find("xq.report_json")) {
+      const nlohmann::json parsed = parse_stored_report(r->as_string());
+      j["report"] = parsed.is_discarded() ? nlohmann::json(r->as_string()) : parsed;
+    }
     j["tensors"] = nlohmann::json::array();
     for (const auto& t : cp->tensors())
       j["tensors"].push_back({{"name", t.name}, {"dtype", dtype_name(t.dtype)}, {"storage", t.storage_type},
@@ -137,6 +142,8 @@ int cmd_inspect(const RuntimeOptions& options, int argc, char** argv) {
     if (!bulky(k, v)) std::printf("  %-40s %s\n", k.c_str(), v.to_string().c_str());
     else std::printf("  %-40s %s\n", k.c_str(), v.type() == XQ_VALUE_STRING ? fmt::format("({} chars)", v.as_string().size()).c_str() : v.to_string().c_str());
   if (!qcfg.is_null()) std::printf("\nquantization_config:\n%s\n", qcfg.dump(2).c_str());
+  if (const auto* r = cfg.find("xq.report_json"))
+    std::printf("\nquantization report:\n%s", stored_report_text(parse_stored_report(r->as_string())).c_str());
   std::printf("\n%-60s %-8s %-8s %s\n", "tensor", "dtype", "storage", "shape");
   for (const auto& t : cp->tensors())
     std::printf("%-60s %-8s %-8s %s\n", t.name.c_str(), dtype_name(t.dtype), t.storage_type.c_str(), t.shape_text().c_str());

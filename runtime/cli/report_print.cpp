@@ -1,8 +1,9 @@
 // report_print.cpp: see report_print.hpp.
 #include "cli/report_print.hpp"
 
+#include "pipeline/run_report_json.hpp"
+
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -11,22 +12,7 @@ namespace xquant::cli {
 
 void print_report(const RunReport& r, bool json) {
   if (json) {
-    nlohmann::json j;
-    j["output"] = r.output.string();
-    j["format"] = r.format;
-    j["seconds"] = r.seconds;
-    j["tensors_written"] = r.tensors_written;
-    j["input_bytes"] = r.input_bytes;
-    j["dense_linears"] = r.dense_linears;
-    j["experts"] = nlohmann::json::array();
-    for (const auto& e : r.experts)
-      j["experts"].push_back({{"layer", e.layer}, {"expert", e.expert}, {"routed_tokens", e.routed_tokens},
-                              {"statistics", e.statistics}});
-    j["layers"] = nlohmann::json::array();
-    for (const auto& l : r.layers)
-      j["layers"].push_back({{"module", l.module}, {"algorithm", l.algorithm}, {"scheme", l.scheme},
-                             {"shape", {l.rows, l.cols}}, {"rel_error", l.rel_error}});
-    std::printf("%s\n", j.dump(2).c_str());
+    std::printf("%s\n", run_report_json(r).dump(2).c_str());
     return;
   }
   size_t width = 6;

@@ -45,6 +45,13 @@ void OutputWriter::add_quantized(const std::string& module, const xq_quant_tenso
   if (record_quant_) record_quant_(module, q);
 }
 
+void OutputWriter::set_report(const std::string& report_json) {
+  const xq_format_vtable& vt = format_.format();
+  if (!XQ_HAS_FIELD(&vt, xq_format_vtable, writer_set_report) || !vt.writer_set_report) return;
+  check_plugin_call(vt.writer_set_report(handle_, report_json.c_str()),
+                    fmt::format("{}: storing the quantization report", format_.name()));
+}
+
 void OutputWriter::finish() {
   void* h = handle_;
   handle_ = nullptr;  // finish frees the writer, also on failure

@@ -37,6 +37,9 @@ class OutputWriter {
 
   void add_dense(const std::string& name, const xq_tensor_view& view);
   void add_quantized(const std::string& module, const xq_quant_tensor& q);
+  // Hands the run's quantization report (JSON) to a format that stores it
+  // (writer_set_report); a format without that entry keeps none.
+  void set_report(const std::string& report_json);
   // Writes the checkpoint under its final name; frees the writer also on failure.
   void finish();
 

@@ -8,6 +8,7 @@
 #include "pipeline/output_writer.hpp"
 #include "pipeline/resume_checkpoint.hpp"
 #include "pipeline/rule_assignment.hpp"
+#include "pipeline/run_report_json.hpp"
 #include "pipeline/streaming_runner.hpp"
 
 #include <fmt/format.h>
@@ -77,9 +78,13 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
     if (p.resume) logger().info("resume: a data-free run streams tensor by tensor and keeps no checkpoint");
     run_streaming(runtime, *source, rules, writer, report);
   }
+  // The report travels inside formats that store it (xq); its seconds stop
+  // at the last tensor written, before the format's own finish.
+  report.tensors_written = writer.tensors_written();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  writer.set_report(run_report_json(report).dump());
   writer.finish();
   if (rules.calibrated) remove_resume_checkpoint(p);
-  report.tensors_written = writer.tensors_written();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;
 }

@@ -37,7 +37,8 @@ size_t vtable_min_size(xq_plugin_kind kind) {
   switch (kind) {
     case XQ_PLUGIN_LOADER: return sizeof(xq_loader_vtable);
     case XQ_PLUGIN_ALGORITHM: return sizeof(xq_algorithm_vtable);
-    case XQ_PLUGIN_FORMAT: return sizeof(xq_format_vtable);
+    // writer_set_report was appended later: a format built before it stops at read_module.
+    case XQ_PLUGIN_FORMAT: return offsetof(xq_format_vtable, writer_set_report);
     // Entries appended later (qweight_packed_layout, qweight_adopt,
     // memory_info, qweight_prepare_blocks) are optional: a provider built before them stops at
     // qweight_layout, and callers check struct_size before reading them.

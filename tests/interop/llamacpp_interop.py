@@ -18,7 +18,9 @@ not pick); then, on that one file:
 And a GPTQ model written as compressed-tensors, converted to GGUF with
 `xquant convert` (no second rounding: the report says exact for every
 Linear), keeps its perplexity: our eval of the compressed-tensors folder vs
-llama.cpp on the GGUF, within 0.5%.
+llama.cpp on the GGUF, within 0.5%; the converted file carries the source's
+vocabulary back from the folder's synthesized tokenizer.json (llama.cpp
+tokenizes the prompt as on the source GGUF).
 
 Models: stories260K (always) and SmolLM2-135M-Instruct (its Q4_1 GGUF, when
 --smollm2 is given). Exit status 0 when every check passes.
@@ -245,9 +247,15 @@ def check_model(env, tag, source, prompt, n_greedy, ctx, chunks, is_wide):
         make_quantize(env, ct, source, ["--algorithm", "gptq", "--bits", "4", "--group-size", "32", "--sym",
                                         "--scale-dtype", "float16"] + calib(env), fmt="compressed-tensors")
         # The folder's tokenizer.json was synthesized from the GGUF source's
-        # vocabulary; the GGUF writer converts only byte-level BPE ones back
-        # (not stories260K's SentencePiece), so the source GGUF gives it.
-        report = make_convert(env, out, ct, [f"tokenizer={source}"])
+        # vocabulary (stories260K: SentencePiece; SmolLM2: byte-level BPE);
+        # the GGUF writer turns it back into the GGUF vocabulary, so
+        # llama.cpp must tokenize the prompt on the converted file as on the
+        # source.
+        report = make_convert(env, out, ct)
+        src_prompt, _ = llama_greedy(env, source, prompt, "1")
+        out_prompt, _ = llama_greedy(env, out, prompt, "1")
+        check(src_prompt == out_prompt, f"{tag} {name}: llama.cpp tokenizes the prompt differently on the converted "
+              f"file ({out_prompt}) than on the source ({src_prompt})")
         m = re.search(r"(\d+) quantized Linears, (\d+) exact, (\d+) not exact", report)
         check(m is not None and int(m.group(1)) > 0 and m.group(1) == m.group(2),
               f"{tag} {name}: convert did not report every Linear exact: {m.group(0) if m else report[-500:]}")

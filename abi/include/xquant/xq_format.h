@@ -62,6 +62,11 @@ typedef struct xq_format_vtable {
    * XQ_ERR_NOT_FOUND when the module is stored unquantized. */
   xq_status (*read_module)(void* state, const xq_kv* model_config, const xq_tensor_source* source,
                            const char* module, xq_quant_tensor* out);
+  /* Appended in ABI 1.0 (check XQ_HAS_FIELD; may be NULL): the run's
+   * quantization report (JSON, borrowed for the call), given at most once,
+   * after the last tensor and before writer_finish, for formats that store
+   * it (xq: the manifest's report_json). */
+  xq_status (*writer_set_report)(void* writer, const char* report_json);
 } xq_format_vtable;
 
 #ifdef __cplusplus
@@ -74,6 +79,7 @@ XQ_STATIC_ASSERT(offsetof(xq_writer_options, ignored_modules) == 40, "writer_opt
 XQ_STATIC_ASSERT(offsetof(xq_writer_options, recipe_yaml) == 48, "writer_options.recipe_yaml moved");
 XQ_STATIC_ASSERT(offsetof(xq_format_vtable, writer_open) == 8, "format.writer_open moved");
 XQ_STATIC_ASSERT(offsetof(xq_format_vtable, read_module) == 56, "format.read_module moved");
+XQ_STATIC_ASSERT(offsetof(xq_format_vtable, writer_set_report) == 64, "format.writer_set_report moved");
 #endif
 
 #endif /* XQUANT_XQ_FORMAT_H */

@@ -1,6 +1,8 @@
 // writer.cpp: see writer.hpp.
 #include "writer.hpp"
 
+#include "hf_folder_stage.hpp"
+
 #include "float_quantized.hpp"
 
 #include "packing.hpp"
@@ -94,26 +96,6 @@ void validate(const xq_quant_tensor& q, const std::string& m) {
   if (q.g_idx && q.strategy != XQ_STRATEGY_GROUP) fail("g_idx needs group strategy");
 }
 
-// model.safetensors, its index, or a shard "model-<digits>-of-<digits>.safetensors".
-bool is_model_file(const std::string& name) {
-  if (name == "model.safetensors" || name == "model.safetensors.index.json") return true;
-  const std::string pre = "model-", mid = "-of-", suf = ".safetensors";
-  if (name.size() <= pre.size() + mid.size() + suf.size() || name.compare(0, pre.size(), pre) != 0 ||
-      name.compare(name.size() - suf.size(), suf.size(), suf) != 0)
-    return false;
-  std::string core = name.substr(pre.size(), name.size() - pre.size() - suf.size());
-  size_t at = core.find(mid);
-  if (at == std::string::npos || at == 0 || at + mid.size() == core.size()) return false;
-  auto digits = [](const std::string& s) { return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }); };
-  return digits(core.substr(0, at)) && digits(core.substr(at + mid.size()));
-}
-
-void fsync_file(const fs::path& p) {
-  sdk::safetensors::Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd || ::fsync(fd.get()) != 0)
-    throw sdk::Error(XQ_ERR_IO, p.string() + ": fsync failed: " + std::strerror(errno));
-}
-
 }  // namespace
 
 Writer::Writer(const sdk::Host& host, const xq_writer_options& o) : sdk::WriterBase(host) {
@@ -133,14 +115,7 @@ Writer::Writer(const sdk::Host& host, const xq_writer_options& o) : sdk::WriterB
   for (const char* const* p = o.ignored_modules; p && *p; ++p)
     if (ignored_.insert(*p).second) ignored_order_.push_back(*p);
 
-  std::error_code ec;
-  if (!fs::exists(out_dir_, ec)) {
-    fs::create_directories(out_dir_, ec);
-    if (ec) throw sdk::Error(XQ_ERR_IO, "cannot create '" + out_dir_.string() + "': " + ec.message());
-    created_dir_ = true;
-  } else if (!fs::is_directory(out_dir_, ec)) {
-    throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "'" + out_dir_.string() + "' exists and is not a directory");
-  }
+  stage_ = std::make_unique<HfFolderStage>(out_dir_);
   shards_.push_back(std::make_unique<sdk::safetensors::Writer>(out_dir_ / "model.safetensors"));
   shards_.back()->add_metadata("format", "pt");
 }
@@ -307,35 +282,6 @@ nlohmann::json Writer::quantization_config() const {
   return qc;
 }
 
-std::vector<fs::path> Writer::companion_sources() const {
-  std::vector<fs::path> out;
-  if (source_.empty()) return out;
-  std::error_code ec;
-  fs::path dir;
-  if (fs::is_directory(source_, ec)) dir = source_;
-  else if (source_.extension() == ".safetensors" || source_.filename() == "model.safetensors.index.json")
-    dir = source_.parent_path();
-  else
-    return out;  // e.g. a GGUF file: its folder is not a HF checkpoint
-  for (const char* name : kCompanionFiles)
-    if (fs::is_regular_file(dir / name, ec)) out.push_back(dir / name);
-  return out;
-}
-
-fs::path Writer::temp_path(const std::string& final_name) {
-  return out_dir_ / sdk::format(".%s.%ld.tmp", final_name.c_str(), static_cast<long>(::getpid()));
-}
-
-void Writer::write_temp_file(const std::string& final_name, const std::string& content) {
-  fs::path tmp = temp_path(final_name);
-  staged_.emplace_back(tmp, out_dir_ / final_name);
-  std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-  f.write(content.data(), static_cast<std::streamsize>(content.size()));
-  f.close();
-  if (!f) throw sdk::Error(XQ_ERR_IO, tmp.string() + ": write failed");
-  fsync_file(tmp);
-}
-
 void Writer::finish() {
   if (done_) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "writer already finished");
   // Shard names are final only now that their count is known.
@@ -358,7 +304,7 @@ void Writer::finish() {
     }
     index["metadata"] = {{"total_size", total}};
     index["weight_map"] = wm;
-    write_temp_file("model.safetensors.index.json", index.dump(2) + "\n");
+    stage_->stage_text("model.safetensors.index.json", index.dump(2) + "\n");
   }
 
   nlohmann::json config;
@@ -368,42 +314,13 @@ void Writer::finish() {
   config.erase("compression_config");
   if (!quantized_.empty()) config["quantization_config"] = quantization_config();
   else config.erase("quantization_config");
-  write_temp_file("config.json", config.dump(2) + "\n");
+  stage_->stage_text("config.json", config.dump(2) + "\n");
 
-  bool have_tokenizer_json = false;
-  for (const auto& src : companion_sources()) {
-    fs::path tmp = temp_path(src.filename().string());
-    staged_.emplace_back(tmp, out_dir_ / src.filename());
-    std::error_code ec;
-    fs::copy_file(src, tmp, fs::copy_options::overwrite_existing, ec);
-    if (ec) throw sdk::Error(XQ_ERR_IO, "cannot copy '" + src.string() + "': " + ec.message());
-    fsync_file(tmp);
-    if (src.filename() == "tokenizer.json") have_tokenizer_json = true;
-  }
-  if (!have_tokenizer_json && !model_.tokenizer_json.empty()) write_temp_file("tokenizer.json", model_.tokenizer_json);
-  if (!have_tokenizer_json && model_.tokenizer_json.empty())
-    for (const auto& [name, text] : model_.synthesized_tokenizer_files) write_temp_file(name, text);
-
+  stage_->stage_companions(source_, model_);
   // Everything is durable under temporary names; now make it visible.
-  std::set<std::string> new_names(shard_names.begin(), shard_names.end());
-  for (const auto& [tmp, fin] : staged_) new_names.insert(fin.filename().string());
-  std::vector<fs::path> stale;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(out_dir_, ec)) {
-    std::string name = e.path().filename().string();
-    if (is_model_file(name) && !new_names.count(name)) stale.push_back(e.path());
-  }
-  for (auto& s : shards_) s->commit();
-  // config.json last: its presence marks a complete checkpoint.
-  std::stable_partition(staged_.begin(), staged_.end(),
-                        [](const auto& p) { return p.second.filename() != "config.json"; });
-  for (const auto& [tmp, fin] : staged_) {
-    fs::rename(tmp, fin, ec);
-    if (ec) throw sdk::Error(XQ_ERR_IO, "cannot rename '" + tmp.string() + "' to '" + fin.string() + "': " + ec.message());
-  }
-  staged_.clear();
-  for (const auto& s : stale) fs::remove(s, ec);
-  sdk::safetensors::Writer::fsync_dir(out_dir_);
+  stage_->publish(shard_names, [&] {
+    for (auto& s : shards_) s->commit();
+  });
   done_ = true;
   host.info(sdk::format("wrote %zu quantized modules to %s (%zu shard%s)", quantized_.size(), out_dir_.c_str(), n,
                         n == 1 ? "" : "s"));
@@ -413,12 +330,7 @@ void Writer::abort() noexcept {
   if (done_) return;
   for (auto& s : shards_) s->abort();
   shards_.clear();
-  for (const auto& [tmp, fin] : staged_) ::unlink(tmp.c_str());
-  staged_.clear();
-  if (created_dir_) {
-    std::error_code ec;
-    if (fs::is_empty(out_dir_, ec)) fs::remove(out_dir_, ec);
-  }
+  if (stage_) stage_->abort();
   done_ = true;
 }
 

@@ -64,6 +64,8 @@ std::map<std::string, std::string> synthesize_hf_tokenizer(const std::string& gg
 std::map<std::string, std::string> tokenizer_files_for_gguf_source(const sdk::Host& host,
                                                                    const std::filesystem::path& source);
 
+class HfFolderStage;  // hf_folder_stage.hpp
+
 class Writer : public sdk::WriterBase {
  public:
   Writer(const sdk::Host& host, const xq_writer_options& options);
@@ -83,14 +85,11 @@ class Writer : public sdk::WriterBase {
   };
   void make_room(const std::vector<std::string>& names, uint64_t total_bytes);
   void write_tensors(const std::vector<Pending>& tensors);
-  std::filesystem::path temp_path(const std::string& final_name);
-  void write_temp_file(const std::string& final_name, const std::string& content);
   nlohmann::json quantization_config() const;
-  std::vector<std::filesystem::path> companion_sources() const;
 
   std::filesystem::path out_dir_;
   std::filesystem::path source_;
-  bool created_dir_ = false;
+  std::unique_ptr<HfFolderStage> stage_;  // config.json and companion files
   SourceModel model_;
   int64_t max_shard_bytes_ = 0;
   bool allow_ragged_ = false;
@@ -108,7 +107,6 @@ class Writer : public sdk::WriterBase {
   std::set<std::string> dense_linears_;  // 2-D ".weight" tensors added dense
   std::string embed_dtype_;
   std::string first_scale_dtype_;
-  std::vector<std::pair<std::filesystem::path, std::filesystem::path>> staged_;  // temp -> final
   bool done_ = false;
 };
 

@@ -20,8 +20,10 @@
 #include <xquant/xq_tensor.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
+#include <string>
 
 namespace xquant::sdk {
 
@@ -83,5 +85,16 @@ constexpr bool is_float_code(uint32_t bits) noexcept { return XQ_CODE_DTYPE(bits
 constexpr bool is_e4m3_code(uint32_t bits) noexcept { return bits == XQ_BITS_F8_E4M3; }
 // Bits per stored code: 2..8 for integers, 8 for FP8.
 constexpr uint32_t code_width(uint32_t bits) noexcept { return XQ_CODE_WIDTH(bits); }
+
+// How a message names a tensor's codes: "FP8 E4M3" (XQ_BITS_F8_E4M3),
+// "4-bit integer" (2..8), otherwise the raw value in hex ("codes 0x0f08"),
+// so a refusal never calls FP8 "3592 bits".
+inline std::string code_format_name(uint32_t bits) {
+  if (is_e4m3_code(bits)) return "FP8 E4M3";
+  if (bits >= 2 && bits <= 8) return std::to_string(bits) + "-bit integer";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "codes 0x%04x", bits);
+  return buf;
+}
 
 }  // namespace xquant::sdk

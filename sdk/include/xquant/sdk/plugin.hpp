@@ -184,7 +184,8 @@ struct LoaderAdapter {
 //   uint32_t detect(const KvReader& model_config);
 //   void read_module(const KvReader& config, const xq_tensor_source&, const char* module, xq_quant_tensor&);
 // Impl::Writer derives from WriterBase and provides add_dense(name, view),
-// add_quantized(module, q), finish() and abort() (abort must not throw).
+// add_quantized(module, q), finish() and abort() (abort must not throw), and
+// optionally set_report(json) (the format stores the quantization report).
 struct WriterBase {
   explicit WriterBase(const Host& h) : host(h) {}
   virtual ~WriterBase() = default;
@@ -216,6 +217,15 @@ struct FormatAdapter {
     std::unique_ptr<Writer> writer(static_cast<Writer*>(w));
     if (writer) writer->abort();
   }
+  static xq_status set_report(void* w, const char* json) noexcept {
+    auto* writer = static_cast<Writer*>(w);
+    return guard(writer->host, [&] { writer->set_report(json ? json : ""); });
+  }
+  // NULL for a Writer without set_report (the host then skips the call).
+  static constexpr xq_status (*set_report_entry())(void*, const char*) {
+    if constexpr (requires(Writer& w) { w.set_report(""); }) return &set_report;
+    else return nullptr;
+  }
   static uint32_t detect(void* state, const xq_kv* config) noexcept {
     auto* self = static_cast<Impl*>(state);
     uint32_t score = 0;
@@ -232,7 +242,8 @@ struct FormatAdapter {
     });
   }
   static constexpr xq_format_vtable vtable{sizeof(xq_format_vtable), 0, &writer_open, &add_dense, &add_quantized,
-                                           &finish, &abort, &detect, &read_module};
+                                           &finish, &abort, &detect, &read_module,
+                                           set_report_entry()};
 };
 
 // ---- kernel provider ---------------------------------------------------------
