@@ -124,16 +124,8 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
   }
   if (!lw.w.empty()) lw.bytes = lw.w.size() * sizeof(float);
   if (d.bias) lw.bias = read_vector(d.bias_name(), d.out);
+  release_module_source(d.module);  // packed or copied to F32 above: the mapped pages are not read again
   return lw;
-}
-
-// What a step reads of a prepared quantized weight: one byte per code on a
-// host provider (`cpu-int8-group`), the packed bits on a device (the `cuda`
-// W4 and W8 layouts), plus one scale (and zero point) per group.
-uint64_t Model::quantized_bytes(const xq_quant_tensor& q) const {
-  const uint64_t codes = static_cast<uint64_t>(q.rows * q.cols);
-  const uint64_t ns = q.strategy == XQ_STRATEGY_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
-  return (on_device() ? (codes * XQ_CODE_WIDTH(q.bits) + 7) / 8 : codes) + ns * 4 * (q.symmetric ? 1 : 2);
 }
 
 LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
@@ -182,6 +174,7 @@ LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int>
     n_quantized_ += static_cast<int>(parts.size());
     load_stats_.repacked_bytes += lw.bytes;
     load_stats_.repacked_linears += static_cast<int>(parts.size());
+    for (const auto* p : parts) release_module_source(p->module);
   } else {
     for (const auto* p : parts) {
       const TensorEntry& te = checkpoint_->require(p->weight_name());
@@ -364,7 +357,10 @@ void Model::load_weights() {
   // Calibration: layers (and the embeddings) come in one at a time later
   // (engine/model_on_demand.cpp); lm_head is never read.
   if (options_.layers_on_demand) return begin_on_demand();
-  if (!load_foreign_embedding(et)) embed_ = checkpoint_->read_f32(et);
+  if (!load_foreign_embedding(et)) {
+    embed_ = checkpoint_->read_f32(et);
+    release_source(et);
+  }
   for (int64_t l = 0; l < a.n_layers; ++l) load_layer_weights(static_cast<int>(l));
   // lm_head: its own tensor when the file has one (even if config says tied).
   static const LinearDesc lm_desc{"lm_head", "lm_head", 0, 0, false};

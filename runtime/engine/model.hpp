@@ -172,9 +172,12 @@ class Model {
   // What loading the quantized weights cost: bytes of provider-layout
   // weights packed from canonical tensors at load (repacked), and bytes taken
   // as stored in the provider's layout (an .xq file's segments, no packing).
+  // source_bytes_released: checkpoint pages given back once copied out
+  // (engine/release_source.cpp).
   struct LoadStats {
     uint64_t repacked_bytes = 0, stored_bytes = 0;
     int repacked_linears = 0, stored_linears = 0;
+    uint64_t source_bytes_released = 0;
   };
   const LoadStats& load_stats() const { return load_stats_; }
 
@@ -260,6 +263,10 @@ class Model {
   void linear_stacked(const LinearWeights& lw, const float* x, int64_t rows,
                       std::initializer_list<std::pair<float*, int64_t>> outs, const char* what) const;
   uint64_t quantized_bytes(const xq_quant_tensor& q) const;
+  // Pages out a tensor's mapped bytes once the engine holds its own copy;
+  // the module form does every tensor named "<module>." (release_source.cpp).
+  void release_source(const TensorEntry& t);
+  void release_module_source(const std::string& module);
   bool bf16_matmul_runs(const LinearWeights& lw) const;
   void upload_weights();
   std::vector<float> read_vector(const std::string& name, int64_t expect) const;
