@@ -48,6 +48,7 @@ struct xq_qweight {
   const xquant::cpu::QKernels* kernels = nullptr;  // chosen at prepare (qkernels_dispatch.cpp)
   bool gemv_q8 = false;              // weight-only decode quantizes activations per 32-block
   int64_t gemv_max_rows = 4;         // weight-only calls with at most this many rows use the fused GEMV
+  bool prefill_int8 = false;         // weight-only calls with more rows: int8 tiles (else dequantize + SGEMM)
   bool adopted = false;              // codes/scales/zeros are a container's stored bytes
   xquant::sdk::cpu_layout::Packed owned;  // the packed data when prepared here
   // FP8 E4M3 weights (fp8_qweight.cpp): the codes' exact values, unscaled,
