@@ -358,7 +358,7 @@ void Model::load_weights() {
   // (engine/model_on_demand.cpp); lm_head is never read.
   if (options_.layers_on_demand) return begin_on_demand();
   if (!load_foreign_embedding(et)) {
-    embed_ = checkpoint_->read_f32(et);
+    if (!keep_bf16_embedding(et)) embed_ = checkpoint_->read_f32(et);
     release_source(et);
   }
   for (int64_t l = 0; l < a.n_layers; ++l) load_layer_weights(static_cast<int>(l));
@@ -371,10 +371,11 @@ void Model::load_weights() {
   } else {
     if (!a.tie_embeddings) logger().warn("'{}' has no lm_head.weight: using the tied embeddings", checkpoint_->path().string());
     lm_head_.desc = &lm_desc;
-    lm_head_.layout = "f32 (tied embeddings)";
+    lm_head_.layout = embed_bf16_.empty() ? "f32 (tied embeddings)" : "bf16 (tied embeddings)";
     if (embed_q_) tie_lm_head_to_foreign_embedding();
   }
-  if (lm_head_.bytes == 0 && lm_head_.w.empty() && !lm_head_.q) lm_head_.bytes = embed_.size() * sizeof(float);
+  if (lm_head_.bytes == 0 && lm_head_.w.empty() && !lm_head_.q)
+    lm_head_.bytes = embed_.size() * sizeof(float) + embed_bf16_.size() * sizeof(uint16_t);
   if (on_device()) upload_weights();
   count_float_weights();
   if (n_dequantized_ > 0)
@@ -442,12 +443,10 @@ void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float*
   }
   xq_op op = Kernels::op(lw.q ? XQ_OP_QMATMUL : XQ_OP_MATMUL);
   op.src[0] = f32({rows, in}, x);
-  if (lw.q) {
-    op.qweight = lw.q;
-  } else {
-    const float* w = lw.dw ? lw.dw.f32() : !lw.w.empty() ? lw.w.data() : embedding();
-    op.src[1] = f32({out, in}, w);
-  }
+  if (lw.q) op.qweight = lw.q;
+  else if (lw.dw) op.src[1] = f32({out, in}, lw.dw.f32());
+  else if (!lw.w.empty()) op.src[1] = f32({out, in}, lw.w.data());
+  else op.src[1] = embedding_table();  // tied lm_head
   if (bias) op.src[2] = f32({out}, bias);
   op.dst = f32({rows, out}, y);
   kernels_->run(op, what);
@@ -456,7 +455,7 @@ void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float*
 void Model::embed_ids(const int32_t* ids, int64_t n, float* out) const {
   xq_op op = Kernels::op(XQ_OP_GET_ROWS);
   if (embed_q_) op.qweight = embed_q_;
-  else op.src[0] = f32({arch_.vocab, arch_.hidden}, embedding());
+  else op.src[0] = embedding_table();
   op.src[1] = dtensor(XQ_DTYPE_I32, {n}, ids);
   op.dst = f32({n, arch_.hidden}, out);
   kernels_->run(op, "GET_ROWS (embeddings)");

@@ -234,6 +234,7 @@ class Model {
 
   LayerWeights& layer(int i) { return layers_[static_cast<size_t>(i)]; }
   const LayerWeights& layer(int i) const { return layers_[static_cast<size_t>(i)]; }
+  const LinearWeights& lm_head() const { return lm_head_; }
 
  private:
   Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOptions& options);
@@ -283,6 +284,12 @@ class Model {
     return dev ? dev.f32() : host.data();
   }
   const float* embedding() const { return at(embed_, d_embed_); }
+  // The embedding table as the provider reads it: BF16 when kept so
+  // (bf16_embedding.cpp), else F32.
+  xq_device_tensor embedding_table() const;
+  // Keeps a BF16-stored embedding table as BF16 (embed_bf16_) on a host
+  // provider whose MATMUL takes BF16 weights; false when it does not apply.
+  bool keep_bf16_embedding(const TensorEntry& et);
   // dst[0..n) = src[0..n) floats within provider memory.
   void copy_floats(float* dst, const float* src, int64_t n, const char* what) const;
   void embed_ids(const int32_t* ids, int64_t n, float* out) const;  // ids in provider memory
@@ -322,6 +329,7 @@ class Model {
   std::unique_ptr<Kernels> kernels_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<float> embed_, final_norm_;
+  std::vector<uint16_t> embed_bf16_;  // the embedding table kept as stored in BF16 (embed_ then empty)
   xq_qweight* embed_q_ = nullptr;  // the embedding table as foreign blocks (embed_ then empty)
   uint64_t embed_bytes_ = 0;
   mutable std::vector<float> stacked_scratch_;
