@@ -10,6 +10,7 @@
 // tied lm_head streams half the bytes, and the logits do not change.
 #include "core/log.hpp"
 #include "engine/model.hpp"
+#include "engine/release_source.hpp"
 
 namespace xquant {
 
@@ -26,7 +27,8 @@ bool Model::keep_bf16_embedding(const TensorEntry& et) {
   rows.dst = f32({1, arch_.hidden}, probe);
   if (!kernels_->supports(op) || !kernels_->supports(rows)) return false;
   embed_bf16_.resize(static_cast<size_t>(arch_.vocab * arch_.hidden));
-  checkpoint_->read(et, XQ_DTYPE_BF16, embed_bf16_.data(), embed_bf16_.size() * sizeof(uint16_t));
+  load_stats_.source_bytes_released +=
+      read_and_release(*checkpoint_, et, XQ_DTYPE_BF16, embed_bf16_.data(), embed_bf16_.size() * sizeof(uint16_t));
   logger().debug("'{}': embedding table kept in BF16 as stored ({} bytes)", et.name, embed_bf16_.size() * 2);
   return true;
 }

@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "engine/fuse.hpp"
+#include "engine/release_source.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -358,8 +359,11 @@ void Model::load_weights() {
   // (engine/model_on_demand.cpp); lm_head is never read.
   if (options_.layers_on_demand) return begin_on_demand();
   if (!load_foreign_embedding(et)) {
-    if (!keep_bf16_embedding(et)) embed_ = checkpoint_->read_f32(et);
-    release_source(et);
+    if (!keep_bf16_embedding(et)) {
+      embed_.resize(static_cast<size_t>(a.vocab * a.hidden));
+      load_stats_.source_bytes_released +=
+          read_and_release(*checkpoint_, et, XQ_DTYPE_F32, embed_.data(), embed_.size() * sizeof(float));
+    }
   }
   for (int64_t l = 0; l < a.n_layers; ++l) load_layer_weights(static_cast<int>(l));
   // lm_head: its own tensor when the file has one (even if config says tied).
@@ -378,6 +382,7 @@ void Model::load_weights() {
     lm_head_.bytes = embed_.size() * sizeof(float) + embed_bf16_.size() * sizeof(uint16_t);
   if (on_device()) upload_weights();
   count_float_weights();
+  release_free_heap();  // the load's transient buffers (unpacked codes, stacked copies)
   if (n_dequantized_ > 0)
     logger().info("{} of {} quantized Linears dequantized to F32 on load (kernel provider '{}' does not run their scheme)",
                   n_dequantized_, n_dequantized_ + n_quantized_, kernels_->name());

@@ -14,10 +14,15 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "engine/model.hpp"
+#include "engine/release_source.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -48,16 +53,49 @@ uint64_t page_out(const void* data, uint64_t n) {
 #endif
 }
 
+xq_tensor_view view_of(const Checkpoint& cp, const TensorEntry& t) {
+  try {
+    return cp.raw(t);
+  } catch (const Error&) {
+    return xq_tensor_view{};  // a loader that maps no bytes for this tensor holds none resident for it either
+  }
+}
+
 }  // namespace
 
-void Model::release_source(const TensorEntry& t) {
-  xq_tensor_view v{};
-  try {
-    v = checkpoint_->raw(t);
-  } catch (const Error&) {
-    return;  // a loader that maps no bytes for this tensor holds none resident for it either
+uint64_t read_and_release(const Checkpoint& cp, const TensorEntry& t, xq_dtype dtype, void* dst, uint64_t nbytes) {
+  const xq_tensor_view v = view_of(cp, t);
+  if (!v.data || v.dtype != dtype || v.nbytes != nbytes) {
+    cp.read(t, dtype, dst, nbytes);
+    return page_out(v.data, v.nbytes);
   }
+  // Parts end on page boundaries, so their whole pages are exactly the tensor's.
+  constexpr uint64_t kPart = uint64_t{8} << 20;
+  const auto* src = static_cast<const unsigned char*>(v.data);
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t first_page = (reinterpret_cast<uint64_t>(src) + page - 1) / page * page;
+  uint64_t done = 0, released = 0;
+  while (done < nbytes) {
+    const uint64_t part_end = std::min(nbytes, first_page - reinterpret_cast<uint64_t>(src) + (done / kPart + 1) * kPart);
+    std::memcpy(static_cast<unsigned char*>(dst) + done, src + done, part_end - done);
+    released += page_out(src + done, part_end - done);
+    done = part_end;
+  }
+  return released;
+}
+
+void Model::release_source(const TensorEntry& t) {
+  const xq_tensor_view v = view_of(*checkpoint_, t);
   load_stats_.source_bytes_released += page_out(v.data, v.nbytes);
+}
+
+// Loading frees many short-lived buffers (each Linear's unpacked codes, the
+// stacked copies of q|k|v and gate|up); glibc keeps freed heap memory in its
+// arenas, resident, unless asked to return it (malloc_trim).
+void release_free_heap() {
+#ifdef __GLIBC__
+  ::malloc_trim(0);
+#endif
 }
 
 void Model::release_module_source(const std::string& module) {
