@@ -5,11 +5,11 @@
 // (round r runs every format once; each keeps its best round) with the same
 // thread pool, prompt and token count.
 //
-//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,dequant] ...
+//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,dequant] ...
 //       [--threads 1,2] [--decode 32] [--prefill 0] [--rounds 3] [--json]
 //
-// gemv=q8 / isa=NAME / rows=N load that entry with XQUANT_CPU_GEMV /
-// XQUANT_CPU_ISA / XQUANT_CPU_GEMV_ROWS set (the cpu provider reads them when
+// gemv=q8 / isa=NAME / rows=N / prefill=int8 load that entry with XQUANT_CPU_GEMV /
+// XQUANT_CPU_ISA / XQUANT_CPU_GEMV_ROWS / XQUANT_CPU_PREFILL set (the cpu provider reads them when
 // it prepares a weight), so the same checkpoint can be compared across decode
 // and prefill paths; `dequant` loads it with every Linear dequantized to F32
 // (ModelOptions::dequantize_all). So one run compares a GGUF file executed
@@ -26,8 +26,8 @@
 //
 // Weight bytes per token: what the engine reports, with each quantized
 // Linear replaced by the bytes of the cpu provider's packed weight (codes +
-// scales + zero points, qweight.cpp), since the engine's estimate assumes one
-// byte per code; GGUF blocks run natively count their stored bytes. Floor = bytes per token / read bandwidth (a parallel read
+// scales + zero points, qweight.cpp), the provider's own figure (the
+// engine's, engine/quantized_bytes.cpp, counts act-order groups as equal); GGUF blocks run natively count their stored bytes. Floor = bytes per token / read bandwidth (a parallel read
 // stream, bandwidth.hpp); "% floor" = measured tok/s / floor tok/s.
 #include "bandwidth.hpp"
 #include "core/runtime.hpp"
@@ -52,7 +52,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Entry {
-  std::string label, path, gemv, isa, rows;
+  std::string label, path, gemv, isa, rows, prefill;
   bool dequant = false;
   std::unique_ptr<Model> model;
   uint64_t bytes_per_token = 0;
@@ -85,6 +85,7 @@ Entry parse_entry(const std::string& spec) {
     if (item.rfind("gemv=", 0) == 0) e.gemv = item.substr(5);
     else if (item.rfind("isa=", 0) == 0) e.isa = item.substr(4);
     else if (item.rfind("rows=", 0) == 0) e.rows = item.substr(5);
+    else if (item.rfind("prefill=", 0) == 0) e.prefill = item.substr(8);
     else if (item == "dequant") e.dequant = true;
     else throw std::runtime_error("--model " + spec + ": unknown option '" + item + "'");
   }
@@ -96,12 +97,14 @@ void open_entry(Runtime& rt, Entry& e) {
   if (!e.gemv.empty()) setenv("XQUANT_CPU_GEMV", e.gemv.c_str(), 1);
   if (!e.isa.empty()) setenv("XQUANT_CPU_ISA", e.isa.c_str(), 1);
   if (!e.rows.empty()) setenv("XQUANT_CPU_GEMV_ROWS", e.rows.c_str(), 1);
+  if (!e.prefill.empty()) setenv("XQUANT_CPU_PREFILL", e.prefill.c_str(), 1);
   ModelOptions mo;
   mo.dequantize_all = e.dequant;
   e.model = Model::open(rt, e.path, mo);
   unsetenv("XQUANT_CPU_GEMV");
   unsetenv("XQUANT_CPU_ISA");
   unsetenv("XQUANT_CPU_GEMV_ROWS");
+  unsetenv("XQUANT_CPU_PREFILL");
   uint64_t b = e.model->weight_bytes_per_token();
   auto packed = [&](const LinearWeights& lw) {
     if (lw.q && lw.layout.rfind("cpu-", 0) == 0) b = b - lw.bytes + lw.q->bytes();
@@ -171,7 +174,7 @@ int main(int argc, char** argv) {
       while (std::getline(ss, t, ',')) threads.push_back(static_cast<unsigned>(std::stoul(t)));
     } else {
       std::fprintf(stderr,
-                   "usage: bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,dequant] ... "
+                   "usage: bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,dequant] ... "
                    "[--threads 1,2] [--decode N] [--prefill N] [--rounds R] [--json]\n");
       return 2;
     }

@@ -45,6 +45,15 @@ int cmd_generate(const RuntimeOptions& options, int argc, char** argv) {
                      {"prefill_seconds", r.prefill_seconds},
                      {"decode_seconds", r.decode_seconds},
                      {"decode_tokens_per_second", r.decode_seconds > 0 && n > 1 ? (n - 1) / r.decode_seconds : 0.0}};
+    if (r.decode_steps > 0) {
+      // Per decode step: provider ops, jobs handed to the thread pool, and
+      // how many of those had to wake a parked worker (XQUANT_POOL_SPIN_US).
+      const double steps = static_cast<double>(r.decode_steps);
+      j["decode_per_token"] = {{"ops", static_cast<double>(r.decode_ops) / steps},
+                               {"pool_jobs", static_cast<double>(r.decode_pool_jobs) / steps},
+                               {"pool_wakeups", static_cast<double>(r.decode_pool_wakeups) / steps},
+                               {"pool_parks", static_cast<double>(r.decode_pool_parks) / steps}};
+    }
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("%s\n", r.full_text.c_str());

@@ -120,6 +120,8 @@ GenerateResult generate_tokens(Model& model, const std::vector<int32_t>& prompt,
   auto t0 = Clock::now();
   run(prompt.data(), static_cast<int64_t>(prompt.size()));
   r.prefill_seconds = since(t0);
+  const uint64_t ops0 = model.kernels().ops_run();
+  const ThreadPoolStats pool0 = model.runtime().pool().stats();
   t0 = Clock::now();
   for (int64_t i = 0; i < o.n_tokens; ++i) {
     int32_t next = greedy ? chosen : pick(logits.data());
@@ -129,8 +131,14 @@ GenerateResult generate_tokens(Model& model, const std::vector<int32_t>& prompt,
     if (on_token) on_token(next);
     if (i + 1 == o.n_tokens) break;
     run(&next, 1);
+    ++r.decode_steps;
   }
   r.decode_seconds = since(t0);
+  const ThreadPoolStats pool1 = model.runtime().pool().stats();
+  r.decode_ops = model.kernels().ops_run() - ops0;
+  r.decode_pool_jobs = pool1.jobs - pool0.jobs;
+  r.decode_pool_wakeups = pool1.wakeups - pool0.wakeups;
+  r.decode_pool_parks = pool1.parks - pool0.parks;
   if (tok) r.text = tok->decode(r.tokens);
   return r;
 }

@@ -50,6 +50,11 @@ struct GenerateResult {
   std::string text;       // the generated continuation as text
   std::string full_text;  // prompt + continuation, decoded together (exact spacing)
   double prefill_seconds = 0, decode_seconds = 0;
+  // What the decode steps (every step after the prompt's) cost in kernel
+  // provider ops and thread-pool traffic: counters, comparable per token
+  // whatever the machine's load (ThreadPoolStats says what each counts).
+  int64_t decode_steps = 0;
+  uint64_t decode_ops = 0, decode_pool_jobs = 0, decode_pool_wakeups = 0, decode_pool_parks = 0;
 };
 
 // Token-level generation (no tokenizer needed): `prompt` must be non-empty.

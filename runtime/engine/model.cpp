@@ -7,6 +7,7 @@
 #include "core/log.hpp"
 #include "engine/fuse.hpp"
 #include "engine/stored_layouts.hpp"
+#include "engine/release_source.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -127,16 +128,8 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
   }
   if (!lw.w.empty()) lw.bytes = lw.w.size() * sizeof(float);
   if (d.bias) lw.bias = read_vector(d.bias_name(), d.out);
+  release_module_source(d.module);  // packed or copied to F32 above: the mapped pages are not read again
   return lw;
-}
-
-// What a step reads of a prepared quantized weight: one byte per code on a
-// host provider (`cpu-int8-group`), the packed bits on a device (the `cuda`
-// W4 and W8 layouts), plus one scale (and zero point) per group.
-uint64_t Model::quantized_bytes(const xq_quant_tensor& q) const {
-  const uint64_t codes = static_cast<uint64_t>(q.rows * q.cols);
-  const uint64_t ns = q.strategy == XQ_STRATEGY_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
-  return (on_device() ? (codes * XQ_CODE_WIDTH(q.bits) + 7) / 8 : codes) + ns * 4 * (q.symmetric ? 1 : 2);
 }
 
 LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
@@ -185,6 +178,7 @@ LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int>
     n_quantized_ += static_cast<int>(parts.size());
     load_stats_.repacked_bytes += lw.bytes;
     load_stats_.repacked_linears += static_cast<int>(parts.size());
+    for (const auto* p : parts) release_module_source(p->module);
   } else {
     for (const auto* p : parts) {
       const TensorEntry& te = checkpoint_->require(p->weight_name());
@@ -371,7 +365,13 @@ void Model::load_weights() {
   // Calibration: layers (and the embeddings) come in one at a time later
   // (engine/model_on_demand.cpp); lm_head is never read.
   if (options_.layers_on_demand) return begin_on_demand();
-  if (!load_foreign_embedding(et)) embed_ = checkpoint_->read_f32(et);
+  if (!load_foreign_embedding(et)) {
+    if (!keep_bf16_embedding(et)) {
+      embed_.resize(static_cast<size_t>(a.vocab * a.hidden));
+      load_stats_.source_bytes_released +=
+          read_and_release(*checkpoint_, et, XQ_DTYPE_F32, embed_.data(), embed_.size() * sizeof(float));
+    }
+  }
   for (int64_t l = 0; l < a.n_layers; ++l) load_layer_weights(static_cast<int>(l));
   // lm_head: its own tensor when the file has one (even if config says tied).
   static const LinearDesc lm_desc{"lm_head", "lm_head", 0, 0, false};
@@ -382,15 +382,17 @@ void Model::load_weights() {
   } else {
     if (!a.tie_embeddings) logger().warn("'{}' has no lm_head.weight: using the tied embeddings", checkpoint_->path().string());
     lm_head_.desc = &lm_desc;
-    lm_head_.layout = "f32 (tied embeddings)";
+    lm_head_.layout = embed_bf16_.empty() ? "f32 (tied embeddings)" : "bf16 (tied embeddings)";
     if (embed_q_) tie_lm_head_to_foreign_embedding();
   }
-  if (lm_head_.bytes == 0 && lm_head_.w.empty() && !lm_head_.q) lm_head_.bytes = embed_.size() * sizeof(float);
+  if (lm_head_.bytes == 0 && lm_head_.w.empty() && !lm_head_.q)
+    lm_head_.bytes = embed_.size() * sizeof(float) + embed_bf16_.size() * sizeof(uint16_t);
   if (on_device()) upload_weights();
   if (const char* e = std::getenv("XQUANT_DECODE_GRAPHS")) options_.decode_graphs = std::string(e) != "0";
   if (on_device() && options_.decode_graphs && kernels_->records_graphs())
     graphs_ = std::make_unique<DecodeGraphs>(*kernels_);
   count_float_weights();
+  release_free_heap();  // the load's transient buffers (unpacked codes, stacked copies)
   if (n_dequantized_ > 0)
     logger().info("{} of {} quantized Linears dequantized to F32 on load (kernel provider '{}' does not run their scheme)",
                   n_dequantized_, n_dequantized_ + n_quantized_, kernels_->name());
@@ -456,12 +458,10 @@ void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float*
   }
   xq_op op = Kernels::op(lw.q ? XQ_OP_QMATMUL : XQ_OP_MATMUL);
   op.src[0] = f32({rows, in}, x);
-  if (lw.q) {
-    op.qweight = lw.q;
-  } else {
-    const float* w = lw.dw ? lw.dw.f32() : !lw.w.empty() ? lw.w.data() : embedding();
-    op.src[1] = f32({out, in}, w);
-  }
+  if (lw.q) op.qweight = lw.q;
+  else if (lw.dw) op.src[1] = f32({out, in}, lw.dw.f32());
+  else if (!lw.w.empty()) op.src[1] = f32({out, in}, lw.w.data());
+  else op.src[1] = embedding_table();  // tied lm_head
   if (bias) op.src[2] = f32({out}, bias);
   op.dst = f32({rows, out}, y);
   kernels_->run(op, what);
@@ -470,7 +470,7 @@ void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float*
 void Model::embed_ids(const int32_t* ids, int64_t n, float* out) const {
   xq_op op = Kernels::op(XQ_OP_GET_ROWS);
   if (embed_q_) op.qweight = embed_q_;
-  else op.src[0] = f32({arch_.vocab, arch_.hidden}, embedding());
+  else op.src[0] = embedding_table();
   op.src[1] = dtensor(XQ_DTYPE_I32, {n}, ids);
   op.dst = f32({n, arch_.hidden}, out);
   kernels_->run(op, "GET_ROWS (embeddings)");

@@ -178,9 +178,12 @@ class Model {
   // What loading the quantized weights cost: bytes of provider-layout
   // weights packed from canonical tensors at load (repacked), and bytes taken
   // as stored in the provider's layout (an .xq file's segments, no packing).
+  // source_bytes_released: checkpoint pages given back once copied out
+  // (engine/release_source.cpp).
   struct LoadStats {
     uint64_t repacked_bytes = 0, stored_bytes = 0;
     int repacked_linears = 0, stored_linears = 0;
+    uint64_t source_bytes_released = 0;
   };
   const LoadStats& load_stats() const { return load_stats_; }
 
@@ -240,6 +243,7 @@ class Model {
 
   LayerWeights& layer(int i) { return layers_[static_cast<size_t>(i)]; }
   const LayerWeights& layer(int i) const { return layers_[static_cast<size_t>(i)]; }
+  const LinearWeights& lm_head() const { return lm_head_; }
 
  private:
   Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOptions& options);
@@ -269,6 +273,10 @@ class Model {
   void linear_stacked(const LinearWeights& lw, const float* x, int64_t rows,
                       std::initializer_list<std::pair<float*, int64_t>> outs, const char* what) const;
   uint64_t quantized_bytes(const xq_quant_tensor& q) const;
+  // Pages out a tensor's mapped bytes once the engine holds its own copy;
+  // the module form does every tensor named "<module>." (release_source.cpp).
+  void release_source(const TensorEntry& t);
+  void release_module_source(const std::string& module);
   bool bf16_matmul_runs(const LinearWeights& lw) const;
   void upload_weights();
   std::vector<float> read_vector(const std::string& name, int64_t expect) const;
@@ -285,6 +293,12 @@ class Model {
     return dev ? dev.f32() : host.data();
   }
   const float* embedding() const { return at(embed_, d_embed_); }
+  // The embedding table as the provider reads it: BF16 when kept so
+  // (bf16_embedding.cpp), else F32.
+  xq_device_tensor embedding_table() const;
+  // Keeps a BF16-stored embedding table as BF16 (embed_bf16_) on a host
+  // provider whose MATMUL takes BF16 weights; false when it does not apply.
+  bool keep_bf16_embedding(const TensorEntry& et);
   // dst[0..n) = src[0..n) floats within provider memory.
   void copy_floats(float* dst, const float* src, int64_t n, const char* what) const;
   void embed_ids(const int32_t* ids, int64_t n, float* out) const;  // ids in provider memory
@@ -329,6 +343,7 @@ class Model {
   std::unique_ptr<Kernels> kernels_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<float> embed_, final_norm_;
+  std::vector<uint16_t> embed_bf16_;  // the embedding table kept as stored in BF16 (embed_ then empty)
   xq_qweight* embed_q_ = nullptr;  // the embedding table as foreign blocks (embed_ then empty)
   uint64_t embed_bytes_ = 0;
   mutable std::vector<float> stacked_scratch_;

@@ -291,6 +291,32 @@ TEST(CpuProvider, ConvertRoundTrips) {
   }
 }
 
+// BF16 weights (a model's BF16 embedding table as its tied lm_head): the
+// very floats of MATMUL on the F32 image of the weights, for the GEMV (M = 1,
+// several pool tasks), and the 128-column SGEMM blocks (M = 3, 17; N spans 17
+// blocks, the last partial), odd K, with a bias.
+TEST(CpuProvider, MatmulWithBf16WeightsEqualsItsF32Image) {
+  const int64_t K = 33, N = 2100;
+  auto w = rnd(N * K), b = rnd(N);
+  std::vector<uint16_t> wb(w.size());
+  for (size_t i = 0; i < w.size(); ++i) w[i] = xquant::sdk::bf16_to_f32(wb[i] = xquant::sdk::f32_to_bf16(w[i]));
+  for (int64_t M : {1, 3, 17}) {
+    auto x = rnd(M * K);
+    std::vector<float> y16(M * N, 1.0f), y32(M * N, 2.0f);
+    auto op = Op(XQ_OP_MATMUL);
+    op.src[0] = T(XQ_DTYPE_F32, {M, K}, x.data());
+    op.src[2] = T(XQ_DTYPE_F32, {N}, b.data());
+    op.src[1] = T(XQ_DTYPE_BF16, {N, K}, wb.data());
+    op.dst = T(XQ_DTYPE_F32, {M, N}, y16.data());
+    ASSERT_TRUE(fx().supports(op));
+    ASSERT_EQ(fx().run(op), XQ_OK);
+    op.src[1] = T(XQ_DTYPE_F32, {N, K}, w.data());
+    op.dst = T(XQ_DTYPE_F32, {M, N}, y32.data());
+    ASSERT_EQ(fx().run(op), XQ_OK);
+    EXPECT_EQ(y16, y32) << "M = " << M;
+  }
+}
+
 TEST(CpuProvider, RejectsWhatItCannotRun) {
   std::vector<float> a(12), b(12), y(12);
   auto op = Op(XQ_OP_MATMUL);

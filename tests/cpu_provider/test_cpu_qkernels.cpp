@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -114,6 +115,45 @@ void expect_kernels_match_scalar(Isa isa) {
                   ref.dot8_q8(w8.data(), a.data(), sa.data(), bb.data(), G, s.data()), tol) << where;
     }
   }
+}
+
+// The prefill tiles give, for every (weight row, activation row) pair, the
+// same float as the table's own dot*_q8 for that pair, bit for bit.
+void expect_tiles_match_pairs(Isa isa) {
+  const cpu::QKernels& k = cpu::kernels_of(isa);
+  constexpr int64_t R = cpu::kTileRows, C = cpu::kTileCols;
+  for (int64_t nblk : {1, 3, 5, 18}) {
+    const int64_t n = nblk * kBlock, ld4 = nblk * 16 + 5, ld8 = n + 7, lda = n + 3, ldsa = nblk + 2;  // odd strides
+    auto w4v = rnd_i8(static_cast<size_t>(R * ld4));
+    std::vector<uint8_t> w4(w4v.begin(), w4v.end());
+    auto w8 = rnd_i8(static_cast<size_t>(R * ld8));
+    auto a = rnd_i8(static_cast<size_t>(C * lda), -127, 127);  // q8 blocks never reach -128
+    auto sa = rnd_f(static_cast<size_t>(C * ldsa));
+    for (auto bb : {std::vector<int64_t>{0, nblk}, random_groups(nblk)}) {
+      const int64_t G = static_cast<int64_t>(bb.size()) - 1;
+      auto s = rnd_f(static_cast<size_t>(R * G));
+      float t4[R * C], t8[R * C];
+      k.tile4_q8(w4.data(), ld4, s.data(), a.data(), lda, sa.data(), ldsa, bb.data(), G, t4);
+      k.tile8_q8(w8.data(), ld8, s.data(), a.data(), lda, sa.data(), ldsa, bb.data(), G, t8);
+      for (int64_t i = 0; i < R; ++i)
+        for (int64_t j = 0; j < C; ++j) {
+          const std::string where = std::string(cpu::isa_name(isa)) + ": " + std::to_string(nblk) + " blocks in " +
+                                    std::to_string(G) + " groups, pair " + std::to_string(i) + "," + std::to_string(j);
+          EXPECT_EQ(t4[i * C + j], k.dot4_q8(w4.data() + i * ld4, a.data() + j * lda, sa.data() + j * ldsa, bb.data(),
+                                             G, s.data() + i * G)) << where;
+          EXPECT_EQ(t8[i * C + j], k.dot8_q8(w8.data() + i * ld8, a.data() + j * lda, sa.data() + j * ldsa, bb.data(),
+                                             G, s.data() + i * G)) << where;
+        }
+    }
+  }
+}
+
+TEST(CpuQKernels, PrefillTilesMatchTheirPairDots) {
+  expect_tiles_match_pairs(Isa::scalar);
+  if (cpu::cpu_has(Isa::avx2)) expect_tiles_match_pairs(Isa::avx2);
+  else std::printf("this CPU lacks avx2: its tiles not tested\n");
+  if (cpu::cpu_has(Isa::avx512)) expect_tiles_match_pairs(Isa::avx512);
+  else std::printf("this CPU lacks avx512: its tiles not tested\n");
 }
 
 TEST(CpuQKernels, ScalarReferenceIsWhatItSays) {
@@ -255,10 +295,12 @@ std::vector<double> act_image(const Canon& c, const float* x, Act act) {
   return out;
 }
 
-void expect_qmatmul_matches_reference(Isa isa, const char* gemv_mode) {
+// prefill: how calls with more rows than the GEMV takes run (XQUANT_CPU_PREFILL).
+void expect_qmatmul_matches_reference(Isa isa, const char* gemv_mode, const char* prefill = "sgemm") {
   ScopedEnv force_isa("XQUANT_CPU_ISA", cpu::isa_name(isa));
   ScopedEnv force_mode("XQUANT_CPU_GEMV", gemv_mode);
-  const bool q8 = std::string(gemv_mode) == "q8";
+  ScopedEnv force_prefill("XQUANT_CPU_PREFILL", prefill);
+  const bool q8 = std::string(gemv_mode) == "q8", prefill_q8 = std::string(prefill) == "int8";
   struct Case {
     uint32_t bits;
     int64_t gs;  // 0 = per channel
@@ -288,7 +330,8 @@ void expect_qmatmul_matches_reference(Isa isa, const char* gemv_mode) {
       auto y = qmatmul(qw, x, M, N, K);
       // Which activations the provider multiplies: W8A8 always int8 per
       // token; weight-only decode (M <= 4) per-block int8 in q8 mode.
-      Act act = cs.w8a8 ? Act::i8_token : (q8 && M <= qw.w->gemv_max_rows) ? Act::q8_blocks : Act::f32;
+      const bool gemv = M <= qw.w->gemv_max_rows;
+      Act act = cs.w8a8 ? Act::i8_token : ((gemv && q8) || (!gemv && prefill_q8)) ? Act::q8_blocks : Act::f32;
       double worst = 0;
       for (int64_t m = 0; m < M; ++m) {
         auto xa = act_image(c, &x[m * K], act);
@@ -302,7 +345,7 @@ void expect_qmatmul_matches_reference(Isa isa, const char* gemv_mode) {
       // int8 roundings are reproduced by the reference, so they cancel).
       EXPECT_LE(worst, 2e-5) << cpu::isa_name(isa) << " " << gemv_mode << ": bits " << cs.bits << " group " << cs.gs
                              << (cs.sym ? " sym" : " asym") << (cs.act_order ? " act-order" : "")
-                             << (cs.w8a8 ? " w8a8" : "") << " M " << M;
+                             << (cs.w8a8 ? " w8a8" : "") << " prefill " << prefill << " M " << M;
     }
   }
 }
@@ -312,6 +355,52 @@ TEST(CpuQMatmul, FusedGemvForEveryRowCountMatchesReference) {
   ScopedEnv rows("XQUANT_CPU_GEMV_ROWS", "64");
   expect_qmatmul_matches_reference(cpu::selected_isa(), "f32");
   expect_qmatmul_matches_reference(cpu::selected_isa(), "q8");
+}
+
+// Integer prefill (M = 17 > 4 rows): the q8 activation image, through the
+// tiles on every ISA the CPU has, and the very floats the q8 GEMV gives for
+// each row alone (pair-by-pair dot products, no tiles).
+TEST(CpuQMatmul, IntegerPrefillMatchesReferenceAndTheQ8Gemv) {
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (!cpu::cpu_has(isa)) {
+      std::printf("this CPU lacks %s: integer prefill on it not tested\n", cpu::isa_name(isa));
+      continue;
+    }
+    expect_qmatmul_matches_reference(isa, "f32", "int8");
+    ScopedEnv force_isa("XQUANT_CPU_ISA", cpu::isa_name(isa));
+    for (uint32_t bits : {4u, 8u}) {
+      const int64_t N = 22, K = 300, M = 17;  // N: 5 whole tiles of 4 rows and 2 left; M: 8 pairs and 1 left
+      Canon c = make_canon(N, K, bits, 64, false, bits == 4);
+      auto x = rnd_f(static_cast<size_t>(M * K));
+      std::vector<float> tiled, gemv;
+      {
+        ScopedEnv p("XQUANT_CPU_PREFILL", "int8");
+        QW qw(c.t);
+        ASSERT_EQ(qw.status, XQ_OK);
+        tiled = qmatmul(qw, x, M, N, K);
+      }
+      {
+        // One row at a time: the q8 GEMV's pair-by-pair dot products.
+        ScopedEnv g("XQUANT_CPU_GEMV", "q8");
+        QW qw(c.t);
+        ASSERT_EQ(qw.status, XQ_OK);
+        for (int64_t m = 0; m < M; ++m) {
+          std::vector<float> row(x.begin() + m * K, x.begin() + (m + 1) * K);
+          auto y = qmatmul(qw, row, 1, N, K);
+          gemv.insert(gemv.end(), y.begin(), y.end());
+        }
+      }
+      EXPECT_EQ(tiled, gemv) << cpu::isa_name(isa) << " bits " << bits;
+    }
+  }
+}
+
+TEST(CpuQMatmul, UnknownPrefillModeIsRefused) {
+  ScopedEnv p("XQUANT_CPU_PREFILL", "fast");
+  Canon c = make_canon(4, 64, 4, 32, true, false);
+  QW qw(c.t);
+  EXPECT_NE(qw.status, XQ_OK);
+  EXPECT_EQ(qw.w, nullptr);
 }
 
 TEST(CpuQMatmul, ScalarMatchesReference) {

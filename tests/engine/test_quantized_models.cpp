@@ -79,3 +79,27 @@ TEST(QuantizedModels, RtnInt4AndW8A8RunQuantizedOnTheProvider) {
   EXPECT_EQ(generate(*q8, "", go).full_text.rfind("Once upon a time", 0), 0u);
   fs::remove_all(int4.parent_path());
 }
+
+// weight_bytes_per_token counts what the cpu provider holds: at 4 bits and
+// group 32, every group is one 32-column block of 16 bytes plus one f32
+// scale, so 20 bytes per group, 0.625 bytes per weight (not a byte per code).
+// down_proj's 172 inputs are no multiple of 32, so the pipeline quantizes it
+// per channel: 6 blocks (the last padded) and one scale per row.
+TEST(QuantizedModels, Int4BytesAreThePackedLayoutsBytes) {
+  fs::path int4 = make_quantized("rtn-int4-g32-bytes", "    weights:\n      bits: 4\n      symmetric: true\n      group_size: 32\n");
+  ModelOptions mo;
+  mo.tokenizer_from = kGguf;
+  auto q4 = Model::open(rt(), int4, mo);
+  const LayerWeights& l0 = q4->layer(0);
+  auto expect_packed = [](const LinearWeights& lw) {
+    ASSERT_NE(lw.desc, nullptr);
+    const uint64_t blocks = static_cast<uint64_t>((lw.desc->in + 31) / 32);
+    const uint64_t scales = lw.desc->in % 32 == 0 ? blocks : 1;
+    EXPECT_EQ(lw.bytes, static_cast<uint64_t>(lw.desc->out) * (blocks * 16 + scales * 4)) << lw.desc->module;
+  };
+  expect_packed(l0.qkv);
+  expect_packed(l0.gate_up);
+  expect_packed(l0.linears[LayerDesc::kO]);
+  expect_packed(l0.linears[LayerDesc::kDown]);
+  fs::remove_all(int4.parent_path());
+}

@@ -48,6 +48,7 @@ struct xq_qweight {
   const xquant::cpu::QKernels* kernels = nullptr;  // chosen at prepare (qkernels_dispatch.cpp)
   bool gemv_q8 = false;              // weight-only decode quantizes activations per 32-block
   int64_t gemv_max_rows = 4;         // weight-only calls with at most this many rows use the fused GEMV
+  bool prefill_int8 = false;         // weight-only calls with more rows: int8 tiles (else dequantize + SGEMM)
   bool adopted = false;              // codes/scales/zeros are a container's stored bytes
   xquant::sdk::cpu_layout::Packed owned;  // the packed data when prepared here
   // FP8 E4M3 weights (fp8_qweight.cpp): the codes' exact values, unscaled,
@@ -91,6 +92,9 @@ void sgemm_nt_blocked(const Host& host, int64_t m, int64_t n, int64_t k, float a
 
 // Dense ops (dense_ops.cpp).
 void run_matmul(const Host& host, const xq_op& op);
+// MATMUL whose W is BF16 (bf16_matmul.cpp): bit-identical to run_matmul on
+// the F32 image of W.
+void run_matmul_bf16_weights(const Host& host, const xq_op& op);
 void run_rms_norm(const Host& host, const xq_op& op);
 void run_rope(const Host& host, const xq_op& op);
 void run_attention(const Host& host, const xq_op& op);

@@ -219,6 +219,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
   w->rows = bw->rows;
   w->cols = bw->cols;
   w->gemv_max_rows = selected_gemv_max_rows();
+  w->prefill_int8 = selected_prefill_mode() == PrefillMode::int8;
   w->block_bytes = bw->bytes;
   w->blocks = std::move(bw);
   return w.release();
@@ -232,7 +233,10 @@ void run_blocks_qmatmul(const Host& host, const xq_op& op) {
   const float* x = static_cast<const float*>(op.src[0].data);
   float* y = static_cast<float*>(op.dst.data);
   const float* bias = present(op.src[2]) ? static_cast<const float*>(op.src[2].data) : nullptr;
-  if (M <= q.gemv_max_rows) qmatmul_int(host, w, x, M, y, bias);
+  // XQUANT_CPU_PREFILL=int8: prefill too quantizes its activation rows once
+  // and runs the blocks' integer dot products (16 weight rows kept hot while
+  // the rows stream past), as llama.cpp's mul_mat does.
+  if (M <= q.gemv_max_rows || q.prefill_int8) qmatmul_int(host, w, x, M, y, bias);
   else qmatmul_sgemm(host, w, x, M, y, bias);
 }
 

@@ -29,6 +29,15 @@
 // Keeping the group loop inside the kernel leaves one horizontal sum and one
 // indirect call per row, which matters for small groups (g32: one block per
 // group).
+//
+// Prefill tiles (tile4_q8, tile8_q8): kTileRows packed weight rows (row i at
+// w + i * ldw bytes, its scales at s + i * G) against kTileCols activation
+// rows of the *_q8 kind (row j at a + j * lda, its block scales at
+// sa + j * ldsa); out[i * kTileCols + j] is exactly what dot*_q8 returns for
+// that pair (the same operations in the same order: tests pin it bit for
+// bit), but each weight block is unpacked and each activation block loaded
+// once per tile instead of once per pair, as the tiles of llamafile's
+// tinyBLAS (ggml-cpu/llamafile/sgemm.cpp, tinyBLAS_Q0_AVX) do.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +45,8 @@
 namespace xquant::cpu {
 
 inline constexpr int64_t kBlock = 32;  // columns per block
+inline constexpr int64_t kTileRows = 4;  // weight rows per prefill tile
+inline constexpr int64_t kTileCols = 2;  // activation rows per prefill tile
 
 struct QKernels {
   const char* name;
@@ -45,7 +56,28 @@ struct QKernels {
   float (*dot8_i8)(const int8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s);
   float (*dot4_q8)(const uint8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s);
   float (*dot8_q8)(const int8_t* w, const int8_t* a, const float* sa, const int64_t* bb, int64_t G, const float* s);
+  void (*tile4_q8)(const uint8_t* w, int64_t ldw, const float* s, const int8_t* a, int64_t lda, const float* sa,
+                   int64_t ldsa, const int64_t* bb, int64_t G, float* out);
+  void (*tile8_q8)(const int8_t* w, int64_t ldw, const float* s, const int8_t* a, int64_t lda, const float* sa,
+                   int64_t ldsa, const int64_t* bb, int64_t G, float* out);
 };
+
+// A tile computed pair by pair with a table's own dot*_q8 (the scalar
+// reference's tiles, and any table without a tile of its own).
+template <float (*Dot)(const uint8_t*, const int8_t*, const float*, const int64_t*, int64_t, const float*)>
+void tile4_by_pairs(const uint8_t* w, int64_t ldw, const float* s, const int8_t* a, int64_t lda, const float* sa,
+                    int64_t ldsa, const int64_t* bb, int64_t G, float* out) {
+  for (int64_t i = 0; i < kTileRows; ++i)
+    for (int64_t j = 0; j < kTileCols; ++j)
+      out[i * kTileCols + j] = Dot(w + i * ldw, a + j * lda, sa + j * ldsa, bb, G, s + i * G);
+}
+template <float (*Dot)(const int8_t*, const int8_t*, const float*, const int64_t*, int64_t, const float*)>
+void tile8_by_pairs(const int8_t* w, int64_t ldw, const float* s, const int8_t* a, int64_t lda, const float* sa,
+                    int64_t ldsa, const int64_t* bb, int64_t G, float* out) {
+  for (int64_t i = 0; i < kTileRows; ++i)
+    for (int64_t j = 0; j < kTileCols; ++j)
+      out[i * kTileCols + j] = Dot(w + i * ldw, a + j * lda, sa + j * ldsa, bb, G, s + i * G);
+}
 
 enum class Isa { scalar, avx2, avx512 };
 
@@ -75,5 +107,12 @@ GemvMode selected_gemv_mode();
 // (default 4; a large value runs prefill, and so perplexity, through the
 // decode kernels). A value that is not a positive integer throws.
 int64_t selected_gemv_max_rows();
+// How weight-only calls with more rows than that (prefill) run, from
+// XQUANT_CPU_PREFILL: sgemm (default: dequantize a tile of weight rows, then
+// OpenBLAS SGEMM, float activations) or int8 (each activation row quantized
+// once to int8 per 32-column block, as the q8 GEMV, then the integer tiles
+// above). An unknown value throws.
+enum class PrefillMode { sgemm, int8 };
+PrefillMode selected_prefill_mode();
 
 }  // namespace xquant::cpu

@@ -128,8 +128,61 @@ XQ_AVX2 float dot8_q8(const int8_t* w, const int8_t* a, const float* sa, const i
   return hsum(tot);
 }
 
+// Prefill tiles: per block, the two activation blocks are loaded (INT8:
+// widened) once and every weight row's block unpacked once, feeding eight
+// accumulators, one per (weight row, activation row) pair. Each pair's
+// arithmetic is dot4_q8's (dot8_q8's), in the same order.
+XQ_AVX2 void tile4_q8(const uint8_t* w, int64_t ldw, const float* s, const int8_t* a, int64_t lda, const float* sa,
+                      int64_t ldsa, const int64_t* bb, int64_t G, float* out) {
+  static_assert(kTileRows == 4 && kTileCols == 2, "tile4_q8 is written for 4 x 2 tiles");
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[4][2];
+  for (auto& r : acc) r[0] = r[1] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + b * kBlock));
+      const __m256i a1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + lda + b * kBlock));
+      const float sa0 = sa[b], sa1 = sa[ldsa + b];
+      for (int i = 0; i < 4; ++i) {
+        const __m256i u = unpack_nibbles(w + i * ldw + b * 16);
+        const float si = s[i * G + g];
+        const __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(u, a0), ones);
+        const __m256i d1 = _mm256_madd_epi16(_mm256_maddubs_epi16(u, a1), ones);
+        acc[i][0] = _mm256_fmadd_ps(_mm256_set1_ps(si * sa0), _mm256_cvtepi32_ps(d0), acc[i][0]);
+        acc[i][1] = _mm256_fmadd_ps(_mm256_set1_ps(si * sa1), _mm256_cvtepi32_ps(d1), acc[i][1]);
+      }
+    }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 2; ++j) out[i * 2 + j] = hsum(acc[i][j]);
+}
+
+XQ_AVX2 void tile8_q8(const int8_t* w, int64_t ldw, const float* s, const int8_t* a, int64_t lda, const float* sa,
+                      int64_t ldsa, const int64_t* bb, int64_t G, float* out) {
+  static_assert(kTileRows == 4 && kTileCols == 2, "tile8_q8 is written for 4 x 2 tiles");
+  __m256 acc[4][2];
+  for (auto& r : acc) r[0] = r[1] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      const int8_t* a0p = a + b * kBlock;
+      const int8_t* a1p = a + lda + b * kBlock;
+      const __m256i a0l = widen16(a0p), a0h = widen16(a0p + 16), a1l = widen16(a1p), a1h = widen16(a1p + 16);
+      const float sa0 = sa[b], sa1 = sa[ldsa + b];
+      for (int i = 0; i < 4; ++i) {
+        const int8_t* wb = w + i * ldw + b * kBlock;
+        const __m256i wl = widen16(wb), wh = widen16(wb + 16);
+        const float si = s[i * G + g];
+        const __m256i d0 = _mm256_add_epi32(_mm256_madd_epi16(wl, a0l), _mm256_madd_epi16(wh, a0h));
+        const __m256i d1 = _mm256_add_epi32(_mm256_madd_epi16(wl, a1l), _mm256_madd_epi16(wh, a1h));
+        acc[i][0] = _mm256_fmadd_ps(_mm256_set1_ps(si * sa0), _mm256_cvtepi32_ps(d0), acc[i][0]);
+        acc[i][1] = _mm256_fmadd_ps(_mm256_set1_ps(si * sa1), _mm256_cvtepi32_ps(d1), acc[i][1]);
+      }
+    }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 2; ++j) out[i * 2 + j] = hsum(acc[i][j]);
+}
+
 }  // namespace
 
-const QKernels kAvx2Kernels{"avx2", &dot4_f32, &dot8_f32, &dot4_i8, &dot8_i8, &dot4_q8, &dot8_q8};
+const QKernels kAvx2Kernels{"avx2", &dot4_f32, &dot8_f32, &dot4_i8, &dot8_i8, &dot4_q8, &dot8_q8, &tile4_q8, &tile8_q8};
 
 }  // namespace xquant::cpu

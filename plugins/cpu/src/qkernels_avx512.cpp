@@ -156,8 +156,97 @@ XQ_AVX512 float dot8_q8(const int8_t* w, const int8_t* a, const float* sa, const
   return _mm512_reduce_add_ps(_mm512_add_ps(tot, _mm512_zextps256_ps512(tail)));
 }
 
+// Prefill tiles: dot4_q8 / dot8_q8 for 4 weight rows x 2 activation rows at
+// once, each pair with its own 512-bit and tail accumulators and the very
+// operations of the pair dot, so every output is bit-identical to it. Per
+// pair of blocks the activations are loaded once, each weight row's nibbles
+// unpacked once; for INT8 the 128 * sum(a) correction is computed once per
+// activation block instead of once per weight row (integer, so exact).
+XQ_AVX512 void tile4_q8(const uint8_t* w, int64_t ldw, const float* s, const int8_t* a, int64_t lda, const float* sa,
+                        int64_t ldsa, const int64_t* bb, int64_t G, float* out) {
+  static_assert(kTileRows == 4 && kTileCols == 2, "tile4_q8 is written for 4 x 2 tiles");
+  __m512 tot[4][2];
+  __m256 tail[4][2];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 2; ++j) tot[i][j] = _mm512_setzero_ps(), tail[i][j] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t b = bb[g];
+    for (; b + 2 <= bb[g + 1]; b += 2) {
+      const __m512i a0 = _mm512_loadu_si512(a + b * kBlock), a1 = _mm512_loadu_si512(a + lda + b * kBlock);
+      const __m512 sa0 = scales2(sa + b), sa1 = scales2(sa + ldsa + b);
+      for (int i = 0; i < 4; ++i) {
+        const __m512i u = unpack_nibbles2(w + i * ldw + b * 16);
+        const __m512 sg = _mm512_set1_ps(s[i * G + g]);
+        tot[i][0] = _mm512_fmadd_ps(_mm512_mul_ps(sg, sa0),
+                                    _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a0)), tot[i][0]);
+        tot[i][1] = _mm512_fmadd_ps(_mm512_mul_ps(sg, sa1),
+                                    _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a1)), tot[i][1]);
+      }
+    }
+    if (b < bb[g + 1]) {
+      const __m256i a0 = load256(a + b * kBlock), a1 = load256(a + lda + b * kBlock);
+      for (int i = 0; i < 4; ++i) {
+        const __m256i u = unpack_nibbles(w + i * ldw + b * 16);
+        const float sg = s[i * G + g];
+        tail[i][0] = _mm256_fmadd_ps(_mm256_set1_ps(sg * sa[b]),
+                                     _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, a0)), tail[i][0]);
+        tail[i][1] = _mm256_fmadd_ps(_mm256_set1_ps(sg * sa[ldsa + b]),
+                                     _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, a1)), tail[i][1]);
+      }
+    }
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 2; ++j)
+      out[i * 2 + j] = _mm512_reduce_add_ps(_mm512_add_ps(tot[i][j], _mm512_zextps256_ps512(tail[i][j])));
+}
+
+XQ_AVX512 void tile8_q8(const int8_t* w, int64_t ldw, const float* s, const int8_t* a, int64_t lda, const float* sa,
+                        int64_t ldsa, const int64_t* bb, int64_t G, float* out) {
+  static_assert(kTileRows == 4 && kTileCols == 2, "tile8_q8 is written for 4 x 2 tiles");
+  const __m512i c80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m256i c80h = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m512 tot[4][2];
+  __m256 tail[4][2];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 2; ++j) tot[i][j] = _mm512_setzero_ps(), tail[i][j] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t b = bb[g];
+    for (; b + 2 <= bb[g + 1]; b += 2) {
+      const __m512i a0 = _mm512_loadu_si512(a + b * kBlock), a1 = _mm512_loadu_si512(a + lda + b * kBlock);
+      const __m512i k0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, a0);
+      const __m512i k1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, a1);
+      const __m512 sa0 = scales2(sa + b), sa1 = scales2(sa + ldsa + b);
+      for (int i = 0; i < 4; ++i) {
+        const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(w + i * ldw + b * kBlock), c80);
+        const __m512 sg = _mm512_set1_ps(s[i * G + g]);
+        const __m512i d0 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a0), k0);
+        const __m512i d1 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a1), k1);
+        tot[i][0] = _mm512_fmadd_ps(_mm512_mul_ps(sg, sa0), _mm512_cvtepi32_ps(d0), tot[i][0]);
+        tot[i][1] = _mm512_fmadd_ps(_mm512_mul_ps(sg, sa1), _mm512_cvtepi32_ps(d1), tot[i][1]);
+      }
+    }
+    if (b < bb[g + 1]) {
+      const __m256i a0 = load256(a + b * kBlock), a1 = load256(a + lda + b * kBlock);
+      const __m256i k0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), c80h, a0);
+      const __m256i k1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), c80h, a1);
+      for (int i = 0; i < 4; ++i) {
+        const __m256i u = _mm256_xor_si256(load256(w + i * ldw + b * kBlock), c80h);
+        const float sg = s[i * G + g];
+        const __m256i d0 = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, a0), k0);
+        const __m256i d1 = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, a1), k1);
+        tail[i][0] = _mm256_fmadd_ps(_mm256_set1_ps(sg * sa[b]), _mm256_cvtepi32_ps(d0), tail[i][0]);
+        tail[i][1] = _mm256_fmadd_ps(_mm256_set1_ps(sg * sa[ldsa + b]), _mm256_cvtepi32_ps(d1), tail[i][1]);
+      }
+    }
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 2; ++j)
+      out[i * 2 + j] = _mm512_reduce_add_ps(_mm512_add_ps(tot[i][j], _mm512_zextps256_ps512(tail[i][j])));
+}
+
 }  // namespace
 
-const QKernels kAvx512Kernels{"avx512", &dot4_f32, &dot8_f32, &dot4_i8, &dot8_i8, &dot4_q8, &dot8_q8};
+const QKernels kAvx512Kernels{"avx512", &dot4_f32, &dot8_f32, &dot4_i8, &dot8_i8, &dot4_q8, &dot8_q8,
+                              &tile4_q8, &tile8_q8};
 
 }  // namespace xquant::cpu

@@ -7,7 +7,9 @@
 //     with XQUANT_CPU_GEMV=q8, the activation row quantized once per call to
 //     int8 with one scale per 32-column block and integer dot products (as
 //     llama.cpp's Q4_0 x Q8_0 path);
-//   - weight-only prefill: dequantize a tile of rows + OpenBLAS SGEMM;
+//   - weight-only prefill: dequantize a tile of rows + OpenBLAS SGEMM, or,
+//     with XQUANT_CPU_PREFILL=int8, the q8 activations of the GEMV and
+//     integer tiles of 4 weight rows x 2 activation rows (qkernels.hpp);
 //   - W8A8 (any M): activations quantized per token (or with the static
 //     scale) to int8 and exact int32 dot products per group, so measured
 //     quality reflects real W8A8 numerics.
@@ -139,6 +141,7 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   w->kernels = &kernels_of(selected_isa());
   w->gemv_q8 = selected_gemv_mode() == GemvMode::q8;
   w->gemv_max_rows = selected_gemv_max_rows();
+  w->prefill_int8 = selected_prefill_mode() == PrefillMode::int8;
   return w;
 }
 
@@ -260,16 +263,20 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
   });
 }
 
-// Weight-only decode: one fused GEMV per output row over the packed codes.
-void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias) {
+// Weight-only decode: one fused GEMV per output row over the packed codes;
+// with q8 activations, whole kTileRows x kTileCols tiles go through the
+// integer tile kernels (integer prefill), the ragged edges pair by pair, with
+// the same result bit for bit.
+void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias,
+                       bool q8) {
   const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups, nblk = w.block_begin[G];
   const QKernels& k = *w.kernels;
   Scratch& sc = scratch();
   // Per group: sum of the activations the offset multiplies (float path), or
   // of their int8 images times the block scales (q8 path).
   float* xsum = sized(sc.xsum, M * G);
-  int8_t* qx = w.gemv_q8 ? sized(sc.qa, M * Kp) : nullptr;
-  float* sa = w.gemv_q8 ? sized(sc.sa, M * nblk) : nullptr;
+  int8_t* qx = q8 ? sized(sc.qa, M * Kp) : nullptr;
+  float* sa = q8 ? sized(sc.sa, M * nblk) : nullptr;
   for (int64_t m = 0; m < M; ++m) {
     if (qx) quantize_row_q8_blocks(x + m * Kp, nblk, qx + m * Kp, sa + m * nblk);
     for (int64_t g = 0; g < G; ++g) {
@@ -286,26 +293,50 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
     }
   }
   const int64_t* bb = w.block_begin.data();
-  host.parallel_for(static_cast<uint64_t>(N), 16, [&](uint64_t b, uint64_t e) {
-    for (uint64_t n = b; n < e; ++n) {
-      const uint8_t* c = row_codes(w, static_cast<int64_t>(n));
-      const int8_t* c8 = reinterpret_cast<const int8_t*>(c);
-      const float* s = w.scales + n * G;
-      const float* z = !w.zeros ? nullptr : w.zeros + n * G;
-      for (int64_t m = 0; m < M; ++m) {
-        float acc;
-        if (qx) {
-          const int8_t* a = qx + m * Kp;
-          const float* sb = sa + m * nblk;
-          acc = w.int4 ? k.dot4_q8(c, a, sb, bb, G, s) : k.dot8_q8(c8, a, sb, bb, G, s);
-        } else {
-          const float* a = x + m * Kp;
-          acc = w.int4 ? k.dot4_f32(c, a, bb, G, s) : k.dot8_f32(c8, a, bb, G, s);
+  // y[m, n] from the kernel's dot product: the offsets and the bias.
+  auto finish = [&](int64_t n, int64_t m, float acc) {
+    const float* s = w.scales + n * G;
+    const float* z = !w.zeros ? nullptr : w.zeros + n * G;
+    if (w.int4 || z)
+      for (int64_t g = 0; g < G; ++g) acc -= s[g] * group_offset(w, z, g) * xsum[m * G + g];
+    y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
+  };
+  auto pair = [&](int64_t n, int64_t m) {
+    const uint8_t* c = row_codes(w, n);
+    const int8_t* c8 = reinterpret_cast<const int8_t*>(c);
+    const float* s = w.scales + n * G;
+    float acc;
+    if (qx) {
+      const int8_t* a = qx + m * Kp;
+      const float* sb = sa + m * nblk;
+      acc = w.int4 ? k.dot4_q8(c, a, sb, bb, G, s) : k.dot8_q8(c8, a, sb, bb, G, s);
+    } else {
+      const float* a = x + m * Kp;
+      acc = w.int4 ? k.dot4_f32(c, a, bb, G, s) : k.dot8_f32(c8, a, bb, G, s);
+    }
+    finish(n, m, acc);
+  };
+  const bool tiled = qx && M >= kTileCols;
+  const int64_t step = tiled ? kTileRows : 1;
+  const uint64_t units = static_cast<uint64_t>((N + step - 1) / step);
+  host.parallel_for(units, tiled ? 4 : 16, [&](uint64_t b, uint64_t e) {
+    for (uint64_t unit = b; unit < e; ++unit) {
+      const int64_t n0 = static_cast<int64_t>(unit) * step, nr = std::min(step, N - n0);
+      int64_t m = 0;
+      if (tiled && nr == kTileRows)
+        for (; m + kTileCols <= M; m += kTileCols) {
+          float out[kTileRows * kTileCols];
+          const uint8_t* c = row_codes(w, n0);
+          if (w.int4)
+            k.tile4_q8(c, w.row_bytes, w.scales + n0 * G, qx + m * Kp, Kp, sa + m * nblk, nblk, bb, G, out);
+          else
+            k.tile8_q8(reinterpret_cast<const int8_t*>(c), w.row_bytes, w.scales + n0 * G, qx + m * Kp, Kp,
+                       sa + m * nblk, nblk, bb, G, out);
+          for (int64_t i = 0; i < kTileRows; ++i)
+            for (int64_t j = 0; j < kTileCols; ++j) finish(n0 + i, m + j, out[i * kTileCols + j]);
         }
-        if (w.int4 || z)
-          for (int64_t g = 0; g < G; ++g) acc -= s[g] * group_offset(w, z, g) * xsum[m * G + g];
-        y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
-      }
+      for (int64_t n = n0; n < n0 + nr; ++n)
+        for (int64_t mm = m; mm < M; ++mm) pair(n, mm);
     }
   });
 }
@@ -340,7 +371,8 @@ void run_qmatmul(const Host& host, const xq_op& op) {
   if (M == 0) return;
   const float* x = gather_padded(w, static_cast<const float*>(op.src[0].data), M, scratch().x);
   if (w.act_scheme != XQ_ACT_NONE) qmatmul_w8a8(host, w, x, M, y, bias);
-  else if (M <= w.gemv_max_rows) qgemv_weight_only(host, w, x, M, y, bias);
+  else if (M <= w.gemv_max_rows) qgemv_weight_only(host, w, x, M, y, bias, w.gemv_q8);
+  else if (w.prefill_int8) qgemv_weight_only(host, w, x, M, y, bias, /*q8=*/true);
   else qgemm_weight_only(host, w, x, M, y, bias);
 }
 

@@ -1,0 +1,74 @@
+// bf16_matmul.cpp: MATMUL with BF16 weights and F32 activations, so a model
+// can keep a BF16-stored table (the engine's tied embedding / lm_head) at two
+// bytes per weight instead of an F32 copy at four.
+//
+// BF16 -> F32 is exact (the bits shifted up), so each kernel widens the
+// weights it is about to use into a thread-local F32 buffer and runs the F32
+// path's own arithmetic on it: the GEMV's dot_f32 per row (decode) and, for
+// more rows, the same 128-column SGEMM blocks as sgemm_nt_blocked. The result
+// is therefore bit-identical to MATMUL on the F32 copy of the weights, at
+// half the weight bytes streamed.
+#include "cpu.hpp"
+
+#include <xquant/sdk/half.hpp>
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace xquant::cpu {
+
+namespace {
+
+float* widened(std::vector<float>& buf, const uint16_t* w, int64_t n) {
+  if (buf.size() < static_cast<size_t>(n)) buf.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) buf[static_cast<size_t>(i)] = sdk::bf16_to_f32(w[i]);
+  return buf.data();
+}
+
+std::vector<float>& thread_buffer() {
+  thread_local std::vector<float> buf;
+  return buf;
+}
+
+}  // namespace
+
+void run_matmul_bf16_weights(const Host& host, const xq_op& op) {
+  const int64_t m = rows_of(op.src[0]), k = cols_of(op.src[0]), n = op.src[1].shape[0];
+  const float* a = static_cast<const float*>(op.src[0].data);
+  const uint16_t* b = static_cast<const uint16_t*>(op.src[1].data);
+  float* c = static_cast<float*>(op.dst.data);
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    std::fill(c, c + m * n, 0.0f);
+  } else if (m == 1) {
+    // The F32 GEMV's grain (run_matmul): at least ~256 KiB of F32 weights per task.
+    const uint64_t grain = std::max<uint64_t>(32, static_cast<uint64_t>((int64_t{1} << 16) / k));
+    host.parallel_for(static_cast<uint64_t>(n), grain, [&](uint64_t r0, uint64_t r1) {
+      std::vector<float>& buf = thread_buffer();
+      for (uint64_t r = r0; r < r1; ++r) c[r] = dot_f32(widened(buf, b + r * k, k), a, k);
+    });
+  } else {
+    constexpr int64_t kSgemmBlockCols = 128;  // sgemm_nt_blocked's blocks
+    const uint64_t blocks = static_cast<uint64_t>((n + kSgemmBlockCols - 1) / kSgemmBlockCols);
+    host.parallel_for(blocks, 1, [&](uint64_t b0, uint64_t b1) {
+      std::vector<float>& buf = thread_buffer();
+      for (uint64_t blk = b0; blk < b1; ++blk) {
+        const int64_t j0 = static_cast<int64_t>(blk) * kSgemmBlockCols, nj = std::min(kSgemmBlockCols, n - j0);
+        const float* wb = widened(buf, b + j0 * k, nj * k);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(nj),
+                    static_cast<int>(k), 1.0f, a, static_cast<int>(k), wb, static_cast<int>(k), 0.0f, c + j0,
+                    static_cast<int>(n));
+      }
+    });
+  }
+  if (present(op.src[2])) {
+    const float* bias = static_cast<const float*>(op.src[2].data);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * n + j] += bias[j];
+  }
+}
+
+}  // namespace xquant::cpu

@@ -1,0 +1,24 @@
+// release_source.hpp: giving memory back after a model load
+// (release_source.cpp; the per-tensor page release is Model::release_source).
+#pragma once
+
+#include "checkpoint/checkpoint.hpp"
+
+#include <cstdint>
+
+namespace xquant {
+
+// Reads tensor `t` of `cp` as `dtype` into dst[0..nbytes) and gives its mapped
+// pages back as it goes: when the loader's view already holds `dtype`, 8 MiB
+// at a time, each part paged out once copied, so the copy and the mapped
+// tensor are never both resident in full (SmolLM2's F32 embedding table
+// alone is 113 MB); otherwise read whole, then paged out. Returns the bytes
+// given back (the whole pages inside the tensor's bytes, as
+// Model::release_source).
+uint64_t read_and_release(const Checkpoint& cp, const TensorEntry& t, xq_dtype dtype, void* dst, uint64_t nbytes);
+
+// Returns the heap's free pages to the system (glibc malloc_trim; nothing
+// elsewhere).
+void release_free_heap();
+
+}  // namespace xquant

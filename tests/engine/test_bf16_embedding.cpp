@@ -1,0 +1,90 @@
+// test_bf16_embedding.cpp: a BF16-stored embedding table stays BF16 on the
+// cpu provider (engine/bf16_embedding.cpp, plugins/cpu/src/bf16_matmul.cpp)
+// and changes nothing but the bytes: stories260K-hf is written here twice,
+// every tensor in BF16, and every tensor in F32 holding the same
+// BF16-rounded values; the two models' logits (prefill of 8 rows through the
+// SGEMM path, then decode steps through the GEMV) are bit-identical, and the
+// BF16 model's tied lm_head reads half the bytes.
+#include "core/runtime.hpp"
+#include "engine/model.hpp"
+
+#include <xquant/sdk/half.hpp>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+using namespace xquant;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kHf = fs::path(XQUANT_SHARED_DIR) / "models/stories260K-hf";
+
+// Rewrites stories260K-hf (all F32) into `dir` with every tensor as BF16
+// (bf16 = true) or as F32 of the BF16-rounded values.
+void write_rounded_copy(const fs::path& dir, bool bf16) {
+  fs::create_directories(dir);
+  fs::copy_file(kHf / "config.json", dir / "config.json", fs::copy_options::overwrite_existing);
+  std::ifstream in(kHf / "model.safetensors", std::ios::binary);
+  uint64_t n = 0;
+  in.read(reinterpret_cast<char*>(&n), 8);
+  std::string head(n, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(n));
+  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  nlohmann::json src = nlohmann::json::parse(head), out = nlohmann::json::object();
+  std::string body;
+  for (auto& [name, t] : src.items()) {
+    if (name == "__metadata__") continue;
+    ASSERT_EQ(t["dtype"], "F32") << name;
+    const uint64_t b = t["data_offsets"][0], e = t["data_offsets"][1];
+    const size_t begin = body.size();
+    for (uint64_t i = b; i < e; i += 4) {
+      float v;
+      std::memcpy(&v, data.data() + i, 4);
+      const uint16_t h = sdk::f32_to_bf16(v);
+      if (bf16) {
+        body.append(reinterpret_cast<const char*>(&h), 2);
+      } else {
+        const float r = sdk::bf16_to_f32(h);
+        body.append(reinterpret_cast<const char*>(&r), 4);
+      }
+    }
+    out[name] = {{"dtype", bf16 ? "BF16" : "F32"}, {"shape", t["shape"]}, {"data_offsets", {begin, body.size()}}};
+  }
+  std::string h = out.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');
+  std::ofstream f(dir / "model.safetensors", std::ios::binary);
+  const uint64_t hn = h.size();
+  f.write(reinterpret_cast<const char*>(&hn), 8);
+  f.write(h.data(), static_cast<std::streamsize>(h.size()));
+  f.write(body.data(), static_cast<std::streamsize>(body.size()));
+}
+
+}  // namespace
+
+TEST(Bf16Embedding, KeptAsStoredWithTheF32ModelsLogits) {
+  const fs::path tmp = fs::temp_directory_path() / ("xquant_bf16_embedding_" + std::to_string(::getpid()));
+  write_rounded_copy(tmp / "bf16", true);
+  write_rounded_copy(tmp / "f32", false);
+  Runtime rt{RuntimeOptions{}};
+  auto mb = Model::open(rt, tmp / "bf16");
+  auto mf = Model::open(rt, tmp / "f32");
+  EXPECT_EQ(mb->lm_head().layout, "bf16 (tied embeddings)");
+  EXPECT_EQ(mf->lm_head().layout, "f32 (tied embeddings)");
+  const uint64_t table = static_cast<uint64_t>(mb->arch().vocab * mb->arch().hidden);
+  EXPECT_EQ(mf->weight_bytes_per_token() - mb->weight_bytes_per_token(), table * 2);
+
+  std::vector<int32_t> ids = {1, 403, 407, 261, 378, 1, 200, 17};
+  KvCache cb(mb->arch(), 32), cf(mf->arch(), 32);
+  EXPECT_EQ(mb->forward({{&cb, ids.data(), 8, true}}), mf->forward({{&cf, ids.data(), 8, true}}));
+  for (int32_t t : {5, 99, 511}) EXPECT_EQ(mb->forward({{&cb, &t, 1, false}}), mf->forward({{&cf, &t, 1, false}})) << t;
+  fs::remove_all(tmp);
+}
