@@ -418,7 +418,7 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
 
   ResumeCheckpoint checkpoint(resume_dir(p), run_fingerprint(p, source, samples), p.resume);
   for (int layer = 0; layer < checkpoint.next_layer(); ++layer) checkpoint.replay(layer, writer, report);
-  checkpoint.record(writer);
+  checkpoint.record(writer, report);
 
   CalibrationOptions co;
   co.sequential_groups = true;
