@@ -64,8 +64,15 @@ struct LayerStats {
   // Per group, the group whose statistics stand for it (itself, or for a
   // MoE expert on all-token statistics, mlp_in).
   std::vector<int> stats_source;
-  // MoE layers: one entry per expert once its gate/up stage ran.
+  // MoE layers: one entry per expert once its gate/up stage ran (in the
+  // chunked gate/up callbacks: the experts of the chunk).
   std::vector<ExpertCalibration> experts;
+  // MoE layers: the experts whose gate/up statistics this callback holds,
+  // [experts_begin, experts_end). The sequential gate/up stage calls back
+  // for mlp_in once per chunk of MoeCalibration::experts_per_pass experts
+  // (the router and shared expert come with the first chunk); every other
+  // callback covers all experts.
+  int64_t experts_begin = 0, experts_end = 0;
   // With CalibrationOptions::sequential_groups: the one group whose stats
   // are filled in this callback (groups run in LayerDesc order, each seeing
   // the earlier groups' weights as the callback left them); -1 = all.
@@ -106,6 +113,9 @@ struct CalibrationOptions {
   std::function<void(int layer, const std::vector<float>& next_input)> after_layer;
 };
 
+class RoutedExpertInputs;
+struct StatisticsAccumulator;
+
 class LayerwiseCalibrator {
  public:
   using Callback = std::function<void(int layer, LayerStats& stats, LayerWeightsMutable& weights)>;
@@ -120,6 +130,11 @@ class LayerwiseCalibrator {
   // GPTQ-style sampling: the text is tokenized once (BOS first), then
   // n_samples windows of seq_len tokens start at uniformly random offsets
   // (std::mt19937_64(seed)). A text shorter than seq_len gives one window.
+  // The most bytes of statistics held at once during run(): every group's
+  // accumulated InputStats vectors, plus a MoE layer's kept gate/up input
+  // (routed_expert_inputs.hpp). What MoeCalibration::experts_per_pass bounds.
+  uint64_t peak_statistics_bytes() const { return peak_statistics_bytes_; }
+
   static std::vector<std::vector<int32_t>> samples_from_text(Model& model, const std::string& text, int64_t n_samples,
                                                              int64_t seq_len, uint64_t seed);
 
@@ -128,8 +143,20 @@ class LayerwiseCalibrator {
   std::vector<float> first_hidden_states(const std::vector<int64_t>& offset, const CalibrationOptions& options,
                                          bool propagate) const;
 
+  void init_accumulator(StatisticsAccumulator& acc, LayerStats& stats, int layer, size_t g, uint32_t needs,
+                        const CalibrationOptions& options) const;
+  void note_held_bytes(uint64_t bytes);
+  // A MoE layer's gate/up stage after its pass: each chunk of experts'
+  // statistics accumulated from `routed`, the fallback rule applied, the
+  // mlp_in callback run for the chunk, its statistics freed. Returns every
+  // expert's calibration.
+  std::vector<ExpertCalibration> calibrate_experts_in_chunks(int layer, uint32_t needs, const RoutedExpertInputs& routed,
+                                                             LayerStats& stats, const Callback& callback,
+                                                             const CalibrationOptions& options);
+
   Model& model_;
   std::vector<std::vector<int32_t>> samples_;
+  uint64_t peak_statistics_bytes_ = 0;
 };
 
 }  // namespace xquant

@@ -18,9 +18,17 @@ namespace xquant {
 // the calibrated pipeline runs): in one-pass mode the fallback is decided
 // after the only pass, so a fallback expert's gate/up statistics are the
 // all-token ones but its down_proj statistics stay routed (possibly empty).
+//
+// Memory: in sequential mode each expert's gate/up statistics (an H x H
+// Hessian for GPTQ: 16 MiB at H = 2048) are accumulated for at most
+// experts_per_pass experts at a time, each chunk quantized and freed before
+// the next (0: every expert at once). The mlp_in group is then handed to
+// the algorithms chunk by chunk, which only a rule without a rescaling
+// ("transform") algorithm allows; the calibrated pipeline sets 0 otherwise.
 struct MoeCalibration {
   bool all_experts = false;
   int64_t min_tokens = 16;
+  int64_t experts_per_pass = 16;
 };
 
 }  // namespace xquant

@@ -129,6 +129,23 @@ std::vector<std::vector<int32_t>> calibration_samples(Model& model, const Pipeli
   return samples;
 }
 
+// Whether a rule quantizing some expert's gate/up runs a rescaling
+// ("transform") algorithm: it needs the whole mlp_in group in one call (one
+// smoothing vector for the router and every expert), so the experts cannot
+// be handed over a chunk at a time.
+bool transform_on_experts(Runtime& runtime, const Architecture& arch, const RuleAssignment& rules) {
+  for (const auto& L : arch.layers) {
+    if (!L.moe) continue;
+    for (int li : L.groups[LayerDesc::kMlpIn].linears) {
+      auto it = rules.assigned.find(L.linears[static_cast<size_t>(li)].module);
+      if (it == rules.assigned.end()) continue;
+      for (const auto& st : it->second.rule->stages)
+        if (runtime.plugins().require(XQ_PLUGIN_ALGORITHM, st.name).has_capability("transform")) return true;
+    }
+  }
+  return false;
+}
+
 // Tensors outside the decoder layers go first, as stored (lm_head only
 // through a data-free rule: it has no calibrated inputs here).
 void write_tensors_outside_layers(const Checkpoint& source, const Architecture& arch, const RuleAssignment& rules,
@@ -166,19 +183,33 @@ class LayerQuantizer {
     const LayerDesc& desc = model_.arch().layers[static_cast<size_t>(layer)];
     const int g = stats.active_group;
     if (desc.moe && g == LayerDesc::kMlpIn) record_experts(stats);
-    for (auto& [rule, members] : members_by_rule(desc, g)) quantize_group(layer, g, *rule, members, stats, lw);
+    for (auto& [rule, members] : members_by_rule(desc, g, stats)) quantize_group(layer, g, *rule, members, stats, lw);
     if (g + 1 == desc.quant_groups()) flush_layer(desc, lw);
   }
 
  private:
-  // The linears of group g per rule (a group may mix rules or dense ones).
-  std::map<const QuantRule*, std::vector<int>> members_by_rule(const LayerDesc& desc, int g) const {
+  // The linears of group g per rule (a group may mix rules or dense ones);
+  // of a MoE mlp_in, those of the callback's chunk of experts.
+  std::map<const QuantRule*, std::vector<int>> members_by_rule(const LayerDesc& desc, int g,
+                                                               const LayerStats& stats) const {
     std::map<const QuantRule*, std::vector<int>> by_rule;
     for (int li : desc.groups[static_cast<size_t>(g)].linears) {
+      if (desc.moe && g == LayerDesc::kMlpIn && !in_chunk(desc, li, stats)) continue;
       auto it = rules_.assigned.find(desc.linears[static_cast<size_t>(li)].module);
       if (it != rules_.assigned.end()) by_rule[it->second.rule].push_back(li);
     }
     return by_rule;
+  }
+
+  // Whether linear li of a MoE mlp_in belongs to the callback's chunk: an
+  // expert's gate/up to its expert's chunk, the router and shared expert
+  // to the first.
+  static bool in_chunk(const LayerDesc& desc, int li, const LayerStats& stats) {
+    const MoeDesc& m = desc.experts;
+    for (int64_t e = 0; e < m.n_experts; ++e)
+      if (m.gate[static_cast<size_t>(e)] == li || m.up[static_cast<size_t>(e)] == li)
+        return e >= stats.experts_begin && e < stats.experts_end;
+    return stats.experts_begin == 0;
   }
 
   // Runs `rule`'s chain on its `members` of group g (with the op feeding
@@ -387,11 +418,16 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
 
   ResumeCheckpoint checkpoint(resume_dir(p), run_fingerprint(p, source, samples), p.resume);
   for (int layer = 0; layer < checkpoint.next_layer(); ++layer) checkpoint.replay(layer, writer, report);
-  checkpoint.record(writer);
+  checkpoint.record(writer, report);
 
   CalibrationOptions co;
   co.sequential_groups = true;
   co.moe = p.calibration.moe;
+  if (co.moe.experts_per_pass > 0 && transform_on_experts(runtime, model->arch(), rules)) {
+    logger().info("calibration: a rescaling algorithm quantizes the experts; their gate/up statistics are held for "
+                  "every expert at once (calibration.moe.experts_per_pass needs a rule without one)");
+    co.moe.experts_per_pass = 0;
+  }
   co.seed = p.calibration.seed;
   co.first_layer = checkpoint.next_layer();
   std::vector<float> first_input = checkpoint.take_hidden();
@@ -405,6 +441,8 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
       needs, [&](int layer, LayerStats& stats, LayerWeights& lw) { quantizer.on_group(layer, stats, lw); }, co);
   writer.set_recorder({}, {});
   report.peak_float_weight_bytes = model->peak_float_weight_bytes();
+  report.peak_statistics_bytes = calibrator.peak_statistics_bytes();
+  logger().info("calibration: at most {:.1f} MiB of statistics held at once", report.peak_statistics_bytes / 1048576.0);
   logger().info("calibration: at most {:.1f} MiB of F32 weights held at once", report.peak_float_weight_bytes / 1048576.0);
 }
 

@@ -22,7 +22,7 @@ const std::vector<std::string> kAccuracyKeys = {"text", "metric", "max_increase"
 const std::vector<std::string> kModelKeys = {"path", "loader"};
 const std::vector<std::string> kPluginKeys = {"paths"};
 const std::vector<std::string> kCalibKeys = {"text", "samples", "seq_len", "seed", "tokenizer", "moe"};
-const std::vector<std::string> kMoeKeys = {"calibrate_all_experts", "min_tokens"};
+const std::vector<std::string> kMoeKeys = {"calibrate_all_experts", "min_tokens", "experts_per_pass"};
 const std::vector<std::string> kRuleKeys = {"targets", "ignore", "algorithm", "weights", "activations", "params"};
 const std::vector<std::string> kWeightKeys = {"type", "bits", "symmetric", "strategy", "group_size", "scale_dtype"};
 const std::vector<std::string> kActKeys = {"type", "bits", "dynamic", "strategy"};
@@ -234,6 +234,9 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
         if (moe["min_tokens"])
           if (auto v = c.get_int(moe["min_tokens"], "calibration.moe.min_tokens", 0, INT64_MAX))
             p.calibration.moe.min_tokens = *v;
+        if (moe["experts_per_pass"])
+          if (auto v = c.get_int(moe["experts_per_pass"], "calibration.moe.experts_per_pass", 0, INT64_MAX))
+            p.calibration.moe.experts_per_pass = *v;
       }
     }
   }

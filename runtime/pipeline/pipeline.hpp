@@ -109,7 +109,8 @@ struct CalibrationSpec {
   int64_t samples = 128;
   int64_t seq_len = 512;
   uint64_t seed = 0;
-  // calibration.moe: {calibrate_all_experts: BOOL, min_tokens: N} (calibrate/calibrator.hpp).
+  // calibration.moe: {calibrate_all_experts: BOOL, min_tokens: N, experts_per_pass: N}
+  // (calibrate/moe_calibration.hpp).
   MoeCalibration moe;
   SourceMark mark;
 };

@@ -41,6 +41,9 @@ struct RunReport {
   // Calibrated runs: the most F32 weight bytes the engine held at once (one
   // layer's, or the embeddings', since layers load on demand).
   uint64_t peak_float_weight_bytes = 0;
+  // Calibrated runs: the most bytes of calibration statistics held at once
+  // (calibrate/calibrator.hpp peak_statistics_bytes).
+  uint64_t peak_statistics_bytes = 0;
   double seconds = 0;
 };
 

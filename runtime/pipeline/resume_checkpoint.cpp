@@ -22,7 +22,8 @@ namespace xquant {
 
 namespace {
 
-constexpr char kLayerMagic[8] = {'X', 'Q', 'R', 'S', 'L', 'A', 'Y', '1'};
+// Version 2: the layer's MoE expert lines follow its report lines.
+constexpr char kLayerMagic[8] = {'X', 'Q', 'R', 'S', 'L', 'A', 'Y', '2'};
 constexpr char kHiddenMagic[8] = {'X', 'Q', 'R', 'S', 'H', 'I', 'D', '1'};
 constexpr char kEndMagic[8] = {'X', 'Q', 'R', 'S', 'E', 'N', 'D', '1'};
 constexpr const char* kRunFile = "run.txt";
@@ -449,6 +450,15 @@ void ResumeCheckpoint::replay(int layer, OutputWriter& writer, RunReport& report
     line.rel_error = r.value<double>();
     report.layers.push_back(std::move(line));
   }
+  const auto n_experts = r.value<uint64_t>();
+  for (uint64_t i = 0; i < n_experts; ++i) {
+    RunReport::Expert e;
+    e.layer = r.value<int32_t>();
+    e.expert = r.value<int32_t>();
+    e.routed_tokens = r.value<uint64_t>();
+    e.statistics = r.string();
+    report.experts.push_back(std::move(e));
+  }
   const auto n_tensors = r.value<uint64_t>();
   r.align();
   for (uint64_t i = 0; i < n_tensors; ++i) {
@@ -457,7 +467,11 @@ void ResumeCheckpoint::replay(int layer, OutputWriter& writer, RunReport& report
   }
 }
 
-void ResumeCheckpoint::record(OutputWriter& writer) {
+void ResumeCheckpoint::record(OutputWriter& writer, const RunReport& report) {
+  // The running layer's report lines start here (after any replayed layers').
+  report_mark_ = report.layers.size();
+  experts_mark_ = report.experts.size();
+  bytes_mark_ = report.quantized_input_bytes;
   writer.set_recorder(
       [this](const std::string& name, const xq_tensor_view& v) {
         ByteWriter w;
@@ -483,6 +497,7 @@ void ResumeCheckpoint::commit_layer(int layer, const std::vector<float>& next_in
   recorded_.clear();
   recorded_count_ = 0;
   report_mark_ = report.layers.size();
+  experts_mark_ = report.experts.size();
   bytes_mark_ = report.quantized_input_bytes;
 }
 
@@ -501,6 +516,14 @@ void ResumeCheckpoint::write_layer_file(int layer, const RunReport& report) cons
     head.value(line.rows);
     head.value(line.cols);
     head.value(line.rel_error);
+  }
+  head.value(static_cast<uint64_t>(report.experts.size() - experts_mark_));
+  for (size_t i = experts_mark_; i < report.experts.size(); ++i) {
+    const RunReport::Expert& e = report.experts[i];
+    head.value(static_cast<int32_t>(e.layer));
+    head.value(static_cast<int32_t>(e.expert));
+    head.value(e.routed_tokens);
+    head.string(e.statistics);
   }
   head.value(recorded_count_);
   head.align();  // the records are 8-byte aligned from their own start

@@ -3,7 +3,8 @@
 //
 // After each layer the runner commits, into `<output>.resume/`:
 //   layer-NNNNN.bin  every tensor the layer wrote (quantized and dense, in
-//                    write order) and its report lines;
+//                    write order) and its report lines (MoE: its experts'
+//                    calibration lines too);
 //   hidden.bin       the propagated hidden states after that layer: the next
 //                    layer's input for every calibration sample, the only
 //                    state a later layer depends on (the engine never re-runs
@@ -54,8 +55,9 @@ class ResumeCheckpoint {
   // Re-adds finished layer `layer`'s tensors to `writer` and its lines to `report`.
   void replay(int layer, OutputWriter& writer, RunReport& report) const;
 
-  // Records what `writer` writes from now on as part of the running layer.
-  void record(OutputWriter& writer);
+  // Records what `writer` writes from now on as part of the running layer,
+  // and what `report` gains from now on as the running layer's lines.
+  void record(OutputWriter& writer, const RunReport& report);
   // Layer `layer` is finished: commits its tensors, the report lines added
   // since the previous commit, and `next_input`, atomically.
   void commit_layer(int layer, const std::vector<float>& next_input, const RunReport& report);
@@ -76,6 +78,7 @@ class ResumeCheckpoint {
   std::string recorded_;           // the running layer's tensors, serialized
   uint64_t recorded_count_ = 0;
   size_t report_mark_ = 0;         // report.layers.size() when the layer started
+  size_t experts_mark_ = 0;        // report.experts.size() then
   uint64_t bytes_mark_ = 0;        // report.quantized_input_bytes then
 };
 

@@ -127,3 +127,17 @@ TEST(PipelineParse, AlgorithmChainsTakeParamsPerStage) {
                            "    weights: {bits: 8}\n    params: {gtpq: {}}\noutput: {path: /tmp/o}\n");
   EXPECT_NE(e.find("quantize[0].params.gtpq: unknown key 'gtpq'; did you mean 'gptq'?"), std::string::npos) << e;
 }
+
+TEST(PipelineParse, MoeExpertsPerPass) {
+  const std::string text = std::string(XQUANT_SHARED_DIR) + "/data/tinystories/tinystories_val.subset.txt";
+  auto with_moe = [&](const std::string& moe) {
+    return valid("calibration: {text: " + text + (moe.empty() ? "" : ", moe: " + moe) + "}\n");
+  };
+  EXPECT_EQ(parse_pipeline_text(with_moe(""), "p.yaml", ".").calibration.moe.experts_per_pass, 16);
+  EXPECT_EQ(parse_pipeline_text(with_moe("{experts_per_pass: 4}"), "p.yaml", ".").calibration.moe.experts_per_pass, 4);
+  EXPECT_EQ(parse_pipeline_text(with_moe("{experts_per_pass: 0}"), "p.yaml", ".").calibration.moe.experts_per_pass, 0);
+  const std::string e = error_of(with_moe("{experts_per_pass: -1}"));
+  EXPECT_NE(e.find("p.yaml:5:"), std::string::npos) << e;  // the calibration line
+  EXPECT_NE(e.find("calibration.moe.experts_per_pass: must be between 0 and"), std::string::npos) << e;
+  EXPECT_NE(error_of(with_moe("{expert_per_pass: 4}")).find("did you mean 'experts_per_pass'?"), std::string::npos);
+}

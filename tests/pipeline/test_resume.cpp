@@ -2,9 +2,15 @@
 // layer resumes (`xquant run --resume`) from its checkpoint and writes the
 // same bytes as an uninterrupted run; a checkpoint of another run is
 // refused; a half-written layer file is ignored. And the output does not
-// depend on the thread count. All through the real CLI on stories260K.
+// depend on the thread count. All through the real CLI on stories260K; and
+// a Mixture-of-Experts run (tiny random qwen3_moe, experts calibrated a
+// chunk at a time, some on the all-token fallback) killed and resumed.
 #include "cli_process.hpp"
+#include "moe_checkpoint.hpp"
+#include "pipeline/pipeline.hpp"
+#include "pipeline/quantize_runner.hpp"
 #include "test_files.hpp"
+#include "test_runtime.hpp"
 
 #include <gtest/gtest.h>
 
@@ -125,6 +131,59 @@ TEST(Resume, KilledRunResumesToTheSameBytes) {
   EXPECT_NE(log.find("continuing at layer"), std::string::npos) << log;
   expect_same_files(dir / "ref", dir / "out");
   EXPECT_FALSE(fs::exists(ckpt)) << "the checkpoint outlived a successful run";
+}
+
+// The resumed run replays the finished layers' tensors and report lines,
+// the experts' calibration lines included (routed tokens, fallback).
+TEST(Resume, KilledMoeRunResumesToTheSameBytesAndExpertLines) {
+  TempDir dir("xquant-resume-moe");
+  xquant::test::Cfg c{"qwen3_moe"};
+  c.hidden = 64;
+  c.moe_inter = 16;
+  c.layers = 6;
+  c.top_k = 2;
+  c.vocab = 512;  // stories260K's vocabulary tokenizes the calibration text
+  c.norm_topk = true;
+  const fs::path model = xquant::test::write_checkpoint(c, xquant::test::make_weights(c, 31), "resume");
+  auto yaml = [&](const fs::path& out) {
+    return "model: {path: " + model.string() + "}\n" + "calibration: {text: " + kText.string() +
+           ", tokenizer: " + kTokenizer.string() +
+           ", samples: 4, seq_len: 32, moe: {min_tokens: 32, experts_per_pass: 3}}\n" +
+           "quantize:\n  - {targets: [\"re:.*_proj$\"], algorithm: gptq, weights: {bits: 4, group_size: 16}}\n" +
+           "ignore: [\"re:.*mlp\\\\.gate$\", lm_head]\noutput: {path: " + out.string() + "}\n";
+  };
+  auto run = [&](const std::string& name, bool resume) {
+    xquant::Pipeline p = xquant::parse_pipeline_text(yaml(dir / name), name, (dir / name).parent_path());
+    p.resume = resume;
+    return xquant::run_pipeline(xquant::test::quiet_runtime(), p);
+  };
+  const xquant::RunReport ref = run("ref", false);
+  int fallbacks = 0;
+  for (const auto& e : ref.experts) fallbacks += e.statistics == "routed tokens" ? 0 : 1;
+  ASSERT_EQ(ref.experts.size(), static_cast<size_t>(c.layers * c.experts));
+  ASSERT_GT(fallbacks, 0) << "the run must include experts on the all-token fallback";
+  ASSERT_LT(fallbacks, static_cast<int>(ref.experts.size())) << "and experts on their routed tokens";
+
+  write_file(dir / "out.yaml", yaml(dir / "out"));
+  bool killed = false;
+  for (int attempt = 0; attempt < 5 && !killed; ++attempt) {
+    fs::remove_all(dir / "out");
+    fs::remove_all(dir / "out.resume");
+    killed = run_and_kill_after_layer(dir / "out.yaml", dir / "out.resume", 1, dir / "killed.log");
+  }
+  ASSERT_TRUE(killed) << "every run finished before it could be killed";
+  const xquant::RunReport resumed = run("out", true);
+  expect_same_files(dir / "ref", dir / "out");
+  ASSERT_EQ(resumed.experts.size(), ref.experts.size());
+  for (size_t i = 0; i < ref.experts.size(); ++i) {
+    EXPECT_EQ(resumed.experts[i].layer, ref.experts[i].layer) << i;
+    EXPECT_EQ(resumed.experts[i].expert, ref.experts[i].expert) << i;
+    EXPECT_EQ(resumed.experts[i].routed_tokens, ref.experts[i].routed_tokens) << i;
+    EXPECT_EQ(resumed.experts[i].statistics, ref.experts[i].statistics) << i;
+  }
+  ASSERT_EQ(resumed.layers.size(), ref.layers.size());
+  for (size_t i = 0; i < ref.layers.size(); ++i) EXPECT_EQ(resumed.layers[i].module, ref.layers[i].module) << i;
+  EXPECT_FALSE(fs::exists(dir / "out.resume")) << "the checkpoint outlived a successful run";
 }
 
 TEST(Resume, QuantizeCommandTakesResume) {
