@@ -81,6 +81,8 @@ std::vector<OptionSpec> quantize_options(const PluginRegistry& plugins) {
           {"metric", "M", "--algorithm auto: kld (default) | ppl"},
           {"fallback", "LIST", "--algorithm auto: the ladder a sensitive layer group climbs (default int8,bf16)"},
           {"max-tokens", "N", "--algorithm auto: evaluation tokens (default 32768)"},
+          {"max-bytes", "N", "--algorithm auto: the most weight bytes the quantized Linears may take (the fallback's byte budget)"},
+          {"compare-baseline", "", "--algorithm auto: also search the plain weight-error fallback ranking (for the report)"},
           {"report", "FILE", "--algorithm auto: the HTML report (JSON beside it; default OUT/decision-report.html)"},
           {"explain", "", "--algorithm auto: print the decision and its evidence; write no weights"},
           {"print-pipeline", "", "print the equivalent pipeline YAML and exit"}};
@@ -214,6 +216,8 @@ std::string pipeline_yaml(const Args& args, const std::string& algorithm, const 
     if (auto m = args.get("max-increase")) y << YAML::Key << "max_increase" << YAML::Value << *m;
     if (auto f = args.get("fallback")) y << YAML::Key << "fallback" << YAML::Value << YAML::Flow << split_list(*f);
     if (args.get("max-tokens")) y << YAML::Key << "max_tokens" << YAML::Value << args.get_int("max-tokens", 0);
+    if (args.get("max-bytes")) y << YAML::Key << "max_bytes" << YAML::Value << args.get_int("max-bytes", 0);
+    if (args.flag("compare-baseline")) y << YAML::Key << "compare_baseline" << YAML::Value << true;
     y << YAML::EndMap;
   }
   if (auto r = args.get("report")) y << YAML::Key << "report" << YAML::Value << *r;
@@ -250,14 +254,15 @@ void require_calibration_if_needed(Runtime& runtime, const Pipeline& p, const st
 // The decision engine's options make sense only with --algorithm auto, and
 // it measures candidates on calibration data.
 void require_automatic_options(const Args& args, bool automatic) {
-  for (const char* o : {"accuracy-text", "max-increase", "metric", "fallback", "max-tokens", "report", "explain"})
+  for (const char* o : {"accuracy-text", "max-increase", "metric", "fallback", "max-tokens", "max-bytes", "compare-baseline",
+                        "report", "explain"})
     if (!automatic && (args.get(o) || args.flag(o)))
       throw UsageError(fmt::format("--{} is an option of --algorithm auto", o));
   if (automatic && !args.get("calibration"))
     throw UsageError("--algorithm auto measures every candidate on calibration data: give --calibration FILE (text)");
   if (automatic && !args.get("accuracy-text"))
-    for (const char* o : {"max-increase", "metric", "fallback", "max-tokens"})
-      if (args.get(o)) throw UsageError(fmt::format("--{} needs --accuracy-text FILE (held-out text)", o));
+    for (const char* o : {"max-increase", "metric", "fallback", "max-tokens", "max-bytes", "compare-baseline"})
+      if (args.get(o) || args.flag(o)) throw UsageError(fmt::format("--{} needs --accuracy-text FILE (held-out text)", o));
 }
 
 }  // namespace

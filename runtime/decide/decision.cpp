@@ -147,8 +147,10 @@ std::vector<Rung> ladder_of(const Decision& d) {
   return ladder;
 }
 
-// Each fixed candidate everywhere, then `auto`, simulated in the float model.
-void simulate_variants(Model& model, Decision& d) {
+// Each fixed candidate everywhere, then the per-group choice, simulated in
+// the float model and scored on `eval` (the evaluation subset: these rows
+// only rank the candidates; the one kept is confirmed on every token).
+void simulate_variants(Model& model, Decision& d, const HeldOutEvaluator& eval) {
   std::vector<std::vector<std::vector<float>>> original;
   for (const auto& g : d.groups) {
     original.emplace_back();
@@ -162,7 +164,7 @@ void simulate_variants(Model& model, Decision& d) {
       set_group_weights(model, g, c.weights);
       row.bytes += c.bytes;
     }
-    row.accuracy = d.evaluator->evaluate(model);
+    row.accuracy = eval.evaluate(model);
     d.variants.push_back(row);
   };
   for (size_t k = 0; k < d.candidate_rules.size(); ++k)
@@ -209,18 +211,58 @@ void keep_the_best_measured(Decision& d) {
   d.variants.push_back(best);
 }
 
-// Each way of climbing the ladder (budget.hpp) searched end to end; the
-// written configuration is the cheapest that meets the target (the
-// knapsack's on a tie), or the most accurate when none does.
+// The "auto" row on every evaluation token (the variants were scored on the
+// subset); the fallback starts from it.
+void confirm_the_choice(Model& model, Decision& d, const HeldOutEvaluator& quick) {
+  if (&quick == d.evaluator.get()) return;
+  std::vector<std::vector<std::vector<float>>> original;
+  for (const auto& g : d.groups) {
+    original.emplace_back();
+    for (int li : g.linears) original.back().push_back(model.layer(g.layer).linears[static_cast<size_t>(li)].w);
+    set_group_weights(model, g, g.candidates[static_cast<size_t>(g.chosen)].weights);
+  }
+  const Accuracy all = d.evaluator->evaluate(model);
+  for (size_t i = 0; i < d.groups.size(); ++i) set_group_weights(model, d.groups[i], original[i]);
+  for (auto& v : d.variants)
+    if (v.name == "auto") v.accuracy = all;
+}
+
+// A byte limit below every group at the rule's bits leaves nothing to choose.
+// Checked right after the profile, before any evaluation.
+void check_max_bytes(const std::vector<GroupProfile>& groups, const AccuracySpec& spec) {
+  if (spec.max_bytes == 0) return;
+  uint64_t least = 0;
+  for (const auto& g : groups) least += rung_bytes(g, Rung::Chosen);
+  if (least > spec.max_bytes)
+    fail(XQ_ERR_INVALID_ARGUMENT,
+         "{}: accuracy.max_bytes {} is below the smallest configuration: every covered Linear at the rule's bits "
+         "takes {} weight bytes",
+         spec.mark.text(), spec.max_bytes, least);
+}
+
+// Each way of climbing the ladder (budget.hpp) searched end to end, within
+// accuracy.max_bytes; the plain weight-error ranking only when asked
+// (compare_baseline). The written configuration is the cheapest that meets
+// the target (the knapsack's on a tie), or the most accurate when none does.
 void run_fallbacks(Model& model, Decision& d, const std::vector<Rung>& ladder, const HeldOutEvaluator& quick,
                    const AccuracySpec& spec) {
   const std::vector<RungCosts> costs = rung_costs(d.groups, ladder, d.sensitivity);
   const Accuracy* start = nullptr;
   for (const auto& v : d.variants)
     if (v.name == "auto") start = &v.accuracy;
-  for (BudgetMethod m : {BudgetMethod::Knapsack, BudgetMethod::Greedy, BudgetMethod::WeightError})
-    d.fallback_methods.push_back(
-        fall_back(model, d.groups, ladder, allocation_path(costs, m), method_name(m), quick, *d.evaluator, spec, start));
+  std::vector<BudgetMethod> methods{BudgetMethod::Knapsack, BudgetMethod::Greedy};
+  if (spec.compare_baseline) methods.push_back(BudgetMethod::WeightError);
+  for (BudgetMethod m : methods) {
+    const auto path = allocation_path(costs, m, 48, spec.max_bytes);
+    d.fallback_methods.push_back(fall_back(model, d.groups, ladder, path, method_name(m), quick, *d.evaluator, spec, start));
+    FallbackResult& r = d.fallback_methods.back();
+    const auto whole = allocation_path(costs, m);
+    if (!r.met && path.size() < whole.size())
+      r.missed = fmt::format("{} {:.5g} > target {:.5g} at {} bytes, the last allocation within max_bytes {} (the "
+                             "ladder's top takes {})",
+                             spec.metric, spec.metric == "ppl" ? r.steps.back().accuracy.ppl : r.steps.back().accuracy.kld,
+                             r.target, r.steps.back().bytes, spec.max_bytes, whole.back().bytes);
+  }
   const bool ppl = spec.metric == "ppl";
   auto better = [&](const FallbackResult& a, const FallbackResult& b) {
     const FallbackStep &x = a.steps.back(), &y = b.steps.back();
@@ -230,8 +272,10 @@ void run_fallbacks(Model& model, Decision& d, const std::vector<Rung>& ladder, c
   };
   // The baseline (weight error) is measured for comparison, never written.
   d.fallback = d.fallback_methods.front();
-  for (size_t k = 1; k + 1 < d.fallback_methods.size(); ++k)
-    if (better(d.fallback_methods[k], d.fallback)) d.fallback = d.fallback_methods[k];
+  for (size_t k = 1; k < d.fallback_methods.size(); ++k)
+    if (d.fallback_methods[k].method != method_name(BudgetMethod::WeightError) &&
+        better(d.fallback_methods[k], d.fallback))
+      d.fallback = d.fallback_methods[k];
 }
 
 // One rule per (algorithm, rung, activation mode), naming its modules
@@ -330,6 +374,7 @@ Decision decide(Runtime& rt, const Pipeline& p) {
     for (size_t k = 0; k < g.candidates.size(); ++k)
       if (g.candidates[k].algorithm == "gptq") d.seconds.gptq_algorithm += g.candidates[k].seconds;
   d.seconds.profile = since(t0);
+  check_max_bytes(d.groups, p.accuracy);
   if (!p.accuracy.enabled) {
     d.seconds.total = since(t0);
     return d;
@@ -337,27 +382,29 @@ Decision decide(Runtime& rt, const Pipeline& p) {
 
   auto t1 = Clock::now();
   const int64_t ctx = std::min<int64_t>(512, model.config().get_int("max_position_embeddings", 512));
-  d.evaluator = std::make_shared<HeldOutEvaluator>(model, eval_tokens(model, evaluation, p.accuracy.max_tokens), ctx);
-  d.reference = d.evaluator->reference_accuracy();
-  d.eval_tokens = d.evaluator->tokens();
-  simulate_variants(model, d);
-  keep_the_best_measured(d);
-  d.seconds.evaluate = since(t1);
-
-  t1 = Clock::now();
-  const std::vector<Rung> ladder = ladder_of(d);
-  for (Rung r : ladder) d.ladder.push_back(rung_name(r, d.bits));
   std::vector<int32_t> tokens = eval_tokens(model, evaluation, p.accuracy.max_tokens);
   std::unique_ptr<HeldOutEvaluator> subset;
   if (tokens.size() > kSensitivityTokens) {
     const size_t n_windows = (tokens.size() + static_cast<size_t>(ctx) - 1) / static_cast<size_t>(ctx);
     subset = std::make_unique<HeldOutEvaluator>(model, spread_windows(tokens, ctx, kSensitivityTokens), ctx);
-    d.notes.push_back(fmt::format("measured sensitivity and probed the fallback paths on {} of the {} evaluation "
-                                  "windows, spread evenly ({} tokens; each fallback's result confirmed on all {})",
-                                  (subset->tokens() + static_cast<size_t>(ctx) - 1) / static_cast<size_t>(ctx), n_windows,
-                                  subset->tokens(), d.eval_tokens));
+    d.notes.push_back(fmt::format("ranked the candidates, measured sensitivity and probed the fallback paths on {} of "
+                                  "the {} evaluation windows, spread evenly ({} tokens; the choice and each fallback's "
+                                  "result confirmed on all {})",
+                                  (subset->tokens() + static_cast<size_t>(ctx) - 1) / static_cast<size_t>(ctx),
+                                  n_windows, subset->tokens(), tokens.size()));
   }
+  d.evaluator = std::make_shared<HeldOutEvaluator>(model, std::move(tokens), ctx);
+  d.reference = d.evaluator->reference_accuracy();
+  d.eval_tokens = d.evaluator->tokens();
   HeldOutEvaluator& quick = subset ? *subset : *d.evaluator;
+  simulate_variants(model, d, quick);
+  keep_the_best_measured(d);
+  confirm_the_choice(model, d, quick);
+  d.seconds.evaluate = since(t1);
+
+  t1 = Clock::now();
+  const std::vector<Rung> ladder = ladder_of(d);
+  for (Rung r : ladder) d.ladder.push_back(rung_name(r, d.bits));
   quick.cache_layer_inputs(model);  // each group's sensitivity is evaluated from its own layer on
   d.sensitivity = measure_sensitivity(model, d.groups, ladder, quick);
   std::vector<double> proxy, measured;
