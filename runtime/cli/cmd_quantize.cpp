@@ -84,6 +84,7 @@ std::vector<OptionSpec> quantize_options(const PluginRegistry& plugins) {
           {"max-bytes", "N", "--algorithm auto: the most weight bytes the quantized Linears may take (the fallback's byte budget)"},
           {"compare-baseline", "", "--algorithm auto: also search the plain weight-error fallback ranking (for the report)"},
           {"report", "FILE", "--algorithm auto: the HTML report (JSON beside it; default OUT/decision-report.html)"},
+          {"candidates", "LIST", "--algorithm auto: measure only these algorithms (e.g. rtn,smoothquant; chains as smoothquant+gptq)"},
           {"explain", "", "--algorithm auto: print the decision and its evidence; write no weights"},
           {"print-pipeline", "", "print the equivalent pipeline YAML and exit"}};
 }
@@ -197,7 +198,12 @@ std::string pipeline_yaml(const Args& args, const std::string& algorithm, const 
       << YAML::EndMap;
   }
   auto params = algorithm_params(args);
-  if (!params.empty()) {
+  if (auto c = args.get("candidates")) {  // only with --algorithm auto (require_automatic_options)
+    if (!params.empty())
+      throw UsageError("--param, --act-order, --damp and --alpha set one algorithm's params; --algorithm auto takes none");
+    y << YAML::Key << "params" << YAML::Value << YAML::BeginMap << YAML::Key << "candidates" << YAML::Value
+      << YAML::Flow << split_list(*c) << YAML::EndMap;
+  } else if (!params.empty()) {
     y << YAML::Key << "params" << YAML::Value << YAML::BeginMap;
     for (const auto& [k, v] : params) y << YAML::Key << k << YAML::Value << v;
     y << YAML::EndMap;
@@ -255,7 +261,7 @@ void require_calibration_if_needed(Runtime& runtime, const Pipeline& p, const st
 // it measures candidates on calibration data.
 void require_automatic_options(const Args& args, bool automatic) {
   for (const char* o : {"accuracy-text", "max-increase", "metric", "fallback", "max-tokens", "max-bytes", "compare-baseline",
-                        "report", "explain"})
+                        "candidates", "report", "explain"})
     if (!automatic && (args.get(o) || args.flag(o)))
       throw UsageError(fmt::format("--{} is an option of --algorithm auto", o));
   if (automatic && !args.get("calibration"))

@@ -80,10 +80,12 @@ QuantRule rule_with(const QuantRule& base, const std::vector<std::string>& algor
   return r;
 }
 
-// Every algorithm plugin the registry has, rtn first (ties go to the
-// cheapest); W8A8-only ones (SmoothQuant) and the SmoothQuant -> GPTQ chain
-// only for a W8A8 request. Validated like any rule (defaults filled). The
-// int8 rung is the last rule: rtn, 8 bits, per channel.
+// The candidates: every algorithm plugin the registry has, rtn first (ties
+// go to the cheapest); W8A8-only ones (SmoothQuant) and the SmoothQuant ->
+// GPTQ chain only for a W8A8 request. `params: {candidates: [...]}` keeps
+// those named, in that order (each must be on offer). Validated like any
+// rule (defaults filled). The int8 rung is the last rule: rtn, 8 bits, per
+// channel.
 std::vector<QuantRule> candidate_rules(Runtime& rt, const Pipeline& p, const QuantRule& rule) {
   std::vector<std::string> names;
   for (LoadedPlugin* pl : rt.plugins().of_kind(XQ_PLUGIN_ALGORITHM))
@@ -93,12 +95,26 @@ std::vector<QuantRule> candidate_rules(Runtime& rt, const Pipeline& p, const Qua
   });
   if (names.empty() || names.front() != "rtn")
     fail(XQ_ERR_NOT_FOUND, "'algorithm: auto' needs the rtn algorithm plugin (the fallback ladder's int8 rung)");
+  auto offered = [&](const std::string& n) { return std::count(names.begin(), names.end(), n) > 0; };
+  std::vector<std::vector<std::string>> chains;
+  for (const auto& n : names) chains.push_back({n});
+  if (rule.activations.enabled && offered("gptq") && offered("smoothquant")) chains.push_back({"smoothquant", "gptq"});
+  if (!rule.candidates.empty()) {
+    std::vector<std::string> on_offer;
+    for (const auto& c : chains) on_offer.push_back(fmt::format("{}", fmt::join(c, "+")));
+    std::vector<std::vector<std::string>> kept;
+    for (const auto& want : rule.candidates) {
+      auto it = std::find(on_offer.begin(), on_offer.end(), want);
+      if (it == on_offer.end())
+        fail(XQ_ERR_INVALID_ARGUMENT, "{}: candidate '{}' is not on offer for {} (candidates: {})", rule.mark.text(), want,
+             describe_scheme(rule.weights, rule.activations), fmt::join(on_offer, ", "));
+      kept.push_back(chains[static_cast<size_t>(it - on_offer.begin())]);
+    }
+    chains = std::move(kept);
+  }
   Pipeline check = p;
   check.rules.clear();
-  for (const auto& n : names) check.rules.push_back(rule_with(rule, {n}));
-  const bool has = [&](const char* n) { return std::count(names.begin(), names.end(), n) > 0; }("gptq");
-  if (rule.activations.enabled && has && std::count(names.begin(), names.end(), "smoothquant"))
-    check.rules.push_back(rule_with(rule, {"smoothquant", "gptq"}));
+  for (const auto& c : chains) check.rules.push_back(rule_with(rule, c));
   QuantRule int8 = rule_with(rule, {"rtn"});
   int8.weights = WeightScheme{};
   int8.weights.bits = 8;

@@ -294,7 +294,16 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
           c.error(r["activations"], path + ".activations",
                   "static FP8 activation scales are not supported; use dynamic per-token (strategy: token)");
         if (r["params"] && c.expect_map(r["params"], path + ".params")) {
-          if (rule.stages.size() == 1) {
+          if (rule.automatic) {  // params: {candidates: [rtn, awq, smoothquant+gptq]}
+            c.check_keys(r["params"], path + ".params", {"candidates"});
+            const std::string key = path + ".params.candidates";
+            if (r["params"]["candidates"] && c.expect_sequence(r["params"]["candidates"], key)) {
+              for (size_t k = 0; k < r["params"]["candidates"].size(); ++k)
+                if (auto s = c.get_string(r["params"]["candidates"][k], fmt::format("{}[{}]", key, k)))
+                  rule.candidates.push_back(*s);
+              if (rule.candidates.empty()) c.error(r["params"]["candidates"], key, "needs at least one algorithm");
+            }
+          } else if (rule.stages.size() == 1) {
             rule.stages[0].params = r["params"];
           } else {  // a chain: params are keyed by algorithm name
             std::vector<std::string> names;

@@ -86,6 +86,10 @@ struct QuantRule {
   // `algorithm: auto`: the decision engine (runtime/decide/) picks the
   // algorithm per layer group; stages is empty then.
   bool automatic = false;
+  // `algorithm: auto` with `params: {candidates: [rtn, awq]}`: the
+  // algorithms (or chains, "smoothquant+gptq") it measures; empty = every one
+  // the plugins offer. Checked against the registry by the decision engine.
+  std::vector<std::string> candidates;
   std::string algorithm_names() const;  // "smoothquant+gptq"
 };
 

@@ -79,6 +79,15 @@ TEST(AccuracySection, BadValuesNameTheirKey) {
   EXPECT_NE(error_of(pipeline("auto", "accuracy: {text: /no/such/file}\n")).find("is not a file"), std::string::npos);
 }
 
+TEST(AccuracySection, AutoRuleTakesCandidates) {
+  const std::string rule = "model: {path: " + kModel + "}\nquantize:\n  - algorithm: auto\n    weights: {bits: 4}\n    params: ";
+  Pipeline p = parse_pipeline_text(rule + "{candidates: [awq, rtn]}\noutput: {path: /tmp/unused-decide}\n", "p.yaml", ".");
+  EXPECT_EQ(p.rules[0].candidates, (std::vector<std::string>{"awq", "rtn"}));
+  EXPECT_NE(error_of(rule + "{candidates: []}\noutput: {path: /tmp/unused-decide}\n").find("quantize[0].params.candidates"),
+            std::string::npos);
+  EXPECT_NE(error_of(rule + "{damp: 0.1}\noutput: {path: /tmp/unused-decide}\n").find("damp"), std::string::npos);
+}
+
 TEST(AccuracySection, NeedsAnAutoRule) {
   const std::string e = error_of(pipeline("rtn", "accuracy: {text: " + kWiki + "}\n"));
   EXPECT_NE(e.find("needs a rule with 'algorithm: auto'"), std::string::npos) << e;

@@ -117,3 +117,19 @@ TEST(CliAuto, MaxBytesNeedsAccuracyText) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.out.find("--max-bytes needs --accuracy-text"), std::string::npos) << r.out;
 }
+
+TEST(CliAuto, CandidatesRestrictWhatIsMeasured) {
+  xquant::test::TempDir dir;
+  const std::string base = "--model " + kShared + "/models/stories260K-hf --out " + (dir / "out").string() +
+                           " --algorithm auto --group-size 32 --calibration " + kShared +
+                           "/data/tinystories/tinystories_val.subset.txt --tokenizer " + kShared +
+                           "/models/stories260K/stories260K.gguf --samples 4 --seq-len 64 --explain";
+  const Result r = run(base + " --candidates awq,rtn");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("candidates awq, rtn)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("gptq"), std::string::npos) << r.out;
+  const Result bad = run(base + " --candidates rtn,smoothquant");  // W8A8 only; this is a W4 request
+  EXPECT_NE(bad.status, 0) << bad.out;
+  EXPECT_NE(bad.out.find("candidate 'smoothquant' is not on offer"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("candidates: rtn, awq, gptq"), std::string::npos) << bad.out;
+}
