@@ -66,7 +66,7 @@ std::string sensitivity_svg(const Decision& d) {
                        escape(d.groups[i].name + (dense ? " -> " + rung_of(d, i) : "")));
     svg += fmt::format("<rect x='{}' y='{}' width='{}' height='8' fill='#d9534f'/>", label, y + 2, std::max(wm, 1));
     svg += fmt::format("<rect x='{}' y='{}' width='{}' height='8' fill='#5b8def'/>", label, y + 11, std::max(wp, 1));
-    svg += fmt::format("<text x='{}' y='{}'>{:.4f}</text>", label + std::max(wm, 1) + 4, y + 10, m);
+    svg += fmt::format("<text x='{}' y='{}'>{:.3g}</text>", label + std::max(wm, 1) + 4, y + 10, m);
   }
   return svg + "</svg>";
 }
