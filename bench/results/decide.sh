@@ -45,7 +45,7 @@ PY
 for bits in 4 3; do
   echo "== stories260K auto INT$bits g32, ppl +1%, ladder int8,bf16 (load $(cut -d' ' -f1-3 /proc/loadavg))"
   "$xq" -q quantize --model "$model" --out "$out/int$bits" --algorithm auto --bits "$bits" --group-size 32 "${cal[@]}" \
-    --accuracy-text "$wiki" --metric ppl --max-increase 1% --fallback int8,bf16 --max-tokens 8192 \
+    --accuracy-text "$wiki" --metric ppl --max-increase 1% --fallback int8,bf16 --max-tokens 8192 --compare-baseline \
     --report "$out/int$bits.html" > /dev/null
   summary "$out/int$bits.json"
 done

@@ -81,7 +81,10 @@ std::vector<OptionSpec> quantize_options(const PluginRegistry& plugins) {
           {"metric", "M", "--algorithm auto: kld (default) | ppl"},
           {"fallback", "LIST", "--algorithm auto: the ladder a sensitive layer group climbs (default int8,bf16)"},
           {"max-tokens", "N", "--algorithm auto: evaluation tokens (default 32768)"},
+          {"max-bytes", "N", "--algorithm auto: the most weight bytes the quantized Linears may take (the fallback's byte budget)"},
+          {"compare-baseline", "", "--algorithm auto: also search the plain weight-error fallback ranking (for the report)"},
           {"report", "FILE", "--algorithm auto: the HTML report (JSON beside it; default OUT/decision-report.html)"},
+          {"candidates", "LIST", "--algorithm auto: measure only these algorithms (e.g. rtn,smoothquant; chains as smoothquant+gptq)"},
           {"explain", "", "--algorithm auto: print the decision and its evidence; write no weights"},
           {"print-pipeline", "", "print the equivalent pipeline YAML and exit"}};
 }
@@ -195,7 +198,12 @@ std::string pipeline_yaml(const Args& args, const std::string& algorithm, const 
       << YAML::EndMap;
   }
   auto params = algorithm_params(args);
-  if (!params.empty()) {
+  if (auto c = args.get("candidates")) {  // only with --algorithm auto (require_automatic_options)
+    if (!params.empty())
+      throw UsageError("--param, --act-order, --damp and --alpha set one algorithm's params; --algorithm auto takes none");
+    y << YAML::Key << "params" << YAML::Value << YAML::BeginMap << YAML::Key << "candidates" << YAML::Value
+      << YAML::Flow << split_list(*c) << YAML::EndMap;
+  } else if (!params.empty()) {
     y << YAML::Key << "params" << YAML::Value << YAML::BeginMap;
     for (const auto& [k, v] : params) y << YAML::Key << k << YAML::Value << v;
     y << YAML::EndMap;
@@ -214,6 +222,8 @@ std::string pipeline_yaml(const Args& args, const std::string& algorithm, const 
     if (auto m = args.get("max-increase")) y << YAML::Key << "max_increase" << YAML::Value << *m;
     if (auto f = args.get("fallback")) y << YAML::Key << "fallback" << YAML::Value << YAML::Flow << split_list(*f);
     if (args.get("max-tokens")) y << YAML::Key << "max_tokens" << YAML::Value << args.get_int("max-tokens", 0);
+    if (args.get("max-bytes")) y << YAML::Key << "max_bytes" << YAML::Value << args.get_int("max-bytes", 0);
+    if (args.flag("compare-baseline")) y << YAML::Key << "compare_baseline" << YAML::Value << true;
     y << YAML::EndMap;
   }
   if (auto r = args.get("report")) y << YAML::Key << "report" << YAML::Value << *r;
@@ -250,14 +260,15 @@ void require_calibration_if_needed(Runtime& runtime, const Pipeline& p, const st
 // The decision engine's options make sense only with --algorithm auto, and
 // it measures candidates on calibration data.
 void require_automatic_options(const Args& args, bool automatic) {
-  for (const char* o : {"accuracy-text", "max-increase", "metric", "fallback", "max-tokens", "report", "explain"})
+  for (const char* o : {"accuracy-text", "max-increase", "metric", "fallback", "max-tokens", "max-bytes", "compare-baseline",
+                        "candidates", "report", "explain"})
     if (!automatic && (args.get(o) || args.flag(o)))
       throw UsageError(fmt::format("--{} is an option of --algorithm auto", o));
   if (automatic && !args.get("calibration"))
     throw UsageError("--algorithm auto measures every candidate on calibration data: give --calibration FILE (text)");
   if (automatic && !args.get("accuracy-text"))
-    for (const char* o : {"max-increase", "metric", "fallback", "max-tokens"})
-      if (args.get(o)) throw UsageError(fmt::format("--{} needs --accuracy-text FILE (held-out text)", o));
+    for (const char* o : {"max-increase", "metric", "fallback", "max-tokens", "max-bytes", "compare-baseline"})
+      if (args.get(o) || args.flag(o)) throw UsageError(fmt::format("--{} needs --accuracy-text FILE (held-out text)", o));
 }
 
 }  // namespace

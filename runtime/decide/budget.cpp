@@ -83,9 +83,8 @@ std::vector<Allocation> weight_error_path(const std::vector<RungCosts>& groups) 
 // Solutions at budgets spaced geometrically in the extra bytes above
 // all-rung-0 (the target is usually met after a small fraction of the
 // groups moved), duplicates and dominated ones dropped.
-std::vector<Allocation> knapsack_path(const std::vector<RungCosts>& groups, int points) {
+std::vector<Allocation> knapsack_path(const std::vector<RungCosts>& groups, int points, uint64_t top) {
   const Allocation zero = at_rung_zero(groups);
-  const uint64_t top = top_bytes(groups);
   std::vector<Allocation> path{zero};
   if (top <= zero.bytes) return path;
   double smallest = static_cast<double>(top - zero.bytes);
@@ -102,8 +101,8 @@ std::vector<Allocation> knapsack_path(const std::vector<RungCosts>& groups, int 
     path.push_back(std::move(a));
   }
   // The top of the ladder itself (the grid's rounding up can keep it from
-  // fitting the last budget exactly).
-  if (path.back().bytes < top) {
+  // fitting the last budget exactly), unless a byte limit lies below it.
+  if (top == top_bytes(groups) && path.back().bytes < top) {
     Allocation a = path.back();
     for (size_t i = 0; i < groups.size(); ++i) set_rung(a, groups, i, static_cast<int>(groups[i].bytes.size()) - 1);
     path.push_back(std::move(a));
@@ -169,14 +168,20 @@ Allocation knapsack(const std::vector<RungCosts>& groups, uint64_t budget, int64
   return a;
 }
 
-std::vector<Allocation> allocation_path(const std::vector<RungCosts>& groups, BudgetMethod method, int points) {
+std::vector<Allocation> allocation_path(const std::vector<RungCosts>& groups, BudgetMethod method, int points,
+                                        uint64_t max_bytes) {
   check(groups);
+  const uint64_t cap = max_bytes > 0 ? std::min(max_bytes, top_bytes(groups)) : top_bytes(groups);
+  std::vector<Allocation> path;
   switch (method) {
-    case BudgetMethod::Greedy: return greedy_path(groups);
-    case BudgetMethod::Knapsack: return knapsack_path(groups, points);
-    case BudgetMethod::WeightError: return weight_error_path(groups);
+    case BudgetMethod::Greedy: path = greedy_path(groups); break;
+    case BudgetMethod::Knapsack: path = knapsack_path(groups, points, cap); break;
+    case BudgetMethod::WeightError: path = weight_error_path(groups); break;
   }
-  return {};
+  // Every path rises in bytes: keep its beginning within the limit (and
+  // all-rung-0 always, the start).
+  while (path.size() > 1 && path.back().bytes > cap) path.pop_back();
+  return path;
 }
 
 }  // namespace xquant::decide

@@ -51,7 +51,12 @@ std::string method_name(BudgetMethod m);
 Allocation knapsack(const std::vector<RungCosts>& groups, uint64_t budget, int64_t cells = int64_t(1) << 15);
 
 // The path from all-rung-0 to the top of the ladder, increasing in bytes.
-// Knapsack: the distinct solutions at `points` budgets evenly spaced in bytes.
-std::vector<Allocation> allocation_path(const std::vector<RungCosts>& groups, BudgetMethod method, int points = 48);
+// Knapsack: the distinct solutions at `points` budgets spaced geometrically
+// in the extra bytes. With max_bytes (0 = none) the path ends at the last
+// allocation within it (the knapsack spreads its budgets up to it); when
+// even all-rung-0 exceeds it the path is all-rung-0 alone (the caller
+// refuses that budget).
+std::vector<Allocation> allocation_path(const std::vector<RungCosts>& groups, BudgetMethod method, int points = 48,
+                                        uint64_t max_bytes = 0);
 
 }  // namespace xquant::decide

@@ -66,7 +66,7 @@ std::string sensitivity_svg(const Decision& d) {
                        escape(d.groups[i].name + (dense ? " -> " + rung_of(d, i) : "")));
     svg += fmt::format("<rect x='{}' y='{}' width='{}' height='8' fill='#d9534f'/>", label, y + 2, std::max(wm, 1));
     svg += fmt::format("<rect x='{}' y='{}' width='{}' height='8' fill='#5b8def'/>", label, y + 11, std::max(wp, 1));
-    svg += fmt::format("<text x='{}' y='{}'>{:.4f}</text>", label + std::max(wm, 1) + 4, y + 10, m);
+    svg += fmt::format("<text x='{}' y='{}'>{:.3g}</text>", label + std::max(wm, 1) + 4, y + 10, m);
   }
   return svg + "</svg>";
 }
@@ -183,6 +183,7 @@ std::string report_json(const Decision& d) {
   if (d.accuracy.enabled)
     j["accuracy"] = {{"metric", d.accuracy.metric}, {"max_increase", d.accuracy.max_increase},
                      {"fallback", d.accuracy.fallback}, {"max_tokens", d.accuracy.max_tokens},
+                     {"max_bytes", d.accuracy.max_bytes}, {"compare_baseline", d.accuracy.compare_baseline},
                      {"eval_tokens", d.eval_tokens}, {"target", d.fallback.target}, {"met", d.fallback.met},
                      {"missed", d.fallback.missed}, {"float", accuracy_json(d.reference)}};
   json groups = json::array();
@@ -245,18 +246,23 @@ std::string report_html(const Decision& d) {
   h += fmt::format("<p><b>calibration</b> {}<br><b>evaluation</b> {}<br>{}</p>", escape(d.calibration_text),
                    escape(d.evaluation_text.empty() ? "(no accuracy section)" : d.evaluation_text), escape(d.overlap));
   if (d.accuracy.enabled)
-    h += fmt::format("<p><b>target</b> {} &le; {:.5g} (float {:.5g}; max_increase {:g}) on {} tokens: <span "
+    h += fmt::format("<p><b>target</b> {} &le; {:.5g} (float {:.5g}; max_increase {:g}) on {} tokens{}: <span "
                      "class='{}'>{}</span></p>",
                      d.accuracy.metric, d.fallback.target,
                      d.accuracy.metric == "ppl" ? d.reference.ppl : d.reference.kld, d.accuracy.max_increase,
-                     d.eval_tokens, d.fallback.met ? "ok" : "miss", d.fallback.met ? "met" : escape(d.fallback.missed));
-  h += "<h2>Variants</h2><table><tr><th>variant</th><th>how measured</th><th>bytes</th><th>ppl</th><th>mean KLD</th></tr>";
+                     d.eval_tokens,
+                     d.accuracy.max_bytes ? fmt::format(", within max_bytes {}", d.accuracy.max_bytes) : std::string(),
+                     d.fallback.met ? "ok" : "miss", d.fallback.met ? "met" : escape(d.fallback.missed));
+  h += "<h2>Variants</h2><table><tr><th>variant</th><th>how measured</th><th>positions scored</th><th>bytes</th>"
+       "<th>ppl</th><th>mean KLD</th></tr>";
   if (d.evaluator)
-    h += fmt::format("<tr><td>float</td><td>reference</td><td></td><td class='n'>{:.4f}</td><td class='n'>0</td></tr>",
-                     d.reference.ppl);
+    h += fmt::format("<tr><td>float</td><td>reference</td><td class='n'>{}</td><td></td><td class='n'>{:.4f}</td><td "
+                     "class='n'>0</td></tr>",
+                     d.reference.positions, d.reference.ppl);
   for (const auto& v : d.variants)
-    h += fmt::format("<tr><td>{}</td><td>{}</td><td class='n'>{}</td><td class='n'>{:.4f}</td><td class='n'>{:.5f}</td></tr>",
-                     escape(v.name), v.source, v.bytes, v.accuracy.ppl, v.accuracy.kld);
+    h += fmt::format("<tr><td>{}</td><td>{}</td><td class='n'>{}</td><td class='n'>{}</td><td class='n'>{:.4f}</td><td "
+                     "class='n'>{:.5f}</td></tr>",
+                     escape(v.name), v.source, v.accuracy.positions, v.bytes, v.accuracy.ppl, v.accuracy.kld);
   h += "</table><p style='font-size:12px'>simulated: each group's dequantized weights swapped into the float model "
        "(every group calibrated on float inputs), bytes = the covered Linears' codes + scales; written: the checkpoint "
        "reloaded by the engine, bytes = its .safetensors files (embeddings and norms included).</p>";

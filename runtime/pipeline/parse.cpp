@@ -18,7 +18,8 @@ namespace {
 
 const std::vector<std::string> kTopKeys = {"model", "plugins", "calibration", "quantize", "ignore", "output",
                                           "accuracy", "report"};
-const std::vector<std::string> kAccuracyKeys = {"text", "metric", "max_increase", "fallback", "max_tokens"};
+const std::vector<std::string> kAccuracyKeys = {"text",       "metric",    "max_increase",    "fallback",
+                                                "max_tokens", "max_bytes", "compare_baseline"};
 const std::vector<std::string> kModelKeys = {"path", "loader"};
 const std::vector<std::string> kPluginKeys = {"paths"};
 const std::vector<std::string> kCalibKeys = {"text", "samples", "seq_len", "seed", "tokenizer", "moe"};
@@ -124,7 +125,8 @@ void parse_activations(YamlChecker& c, const YAML::Node& node, const std::string
     c.error(node, path, "strategy 'tensor' with dynamic: true is not supported; use 'token' for dynamic activations");
 }
 
-// `accuracy: {text, metric, max_increase, fallback, max_tokens}`.
+// `accuracy: {text, metric, max_increase, fallback, max_tokens, max_bytes,
+// compare_baseline}`.
 // max_increase takes a number or "N%" (N/100).
 void parse_accuracy(YamlChecker& c, const YAML::Node& a, const fs::path& base_dir, AccuracySpec& out) {
   out.mark = c.mark(a, "accuracy");
@@ -160,6 +162,10 @@ void parse_accuracy(YamlChecker& c, const YAML::Node& a, const fs::path& base_di
   }
   if (a["max_tokens"])
     if (auto v = c.get_int(a["max_tokens"], "accuracy.max_tokens", 16, int64_t(1) << 30)) out.max_tokens = *v;
+  if (a["max_bytes"])
+    if (auto v = c.get_int(a["max_bytes"], "accuracy.max_bytes", 1, int64_t(1) << 62)) out.max_bytes = static_cast<uint64_t>(*v);
+  if (a["compare_baseline"])
+    if (auto v = c.get_bool(a["compare_baseline"], "accuracy.compare_baseline")) out.compare_baseline = *v;
 }
 
 }  // namespace
@@ -291,7 +297,16 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
           c.error(r["activations"], path + ".activations",
                   "static FP8 activation scales are not supported; use dynamic per-token (strategy: token)");
         if (r["params"] && c.expect_map(r["params"], path + ".params")) {
-          if (rule.stages.size() == 1) {
+          if (rule.automatic) {  // params: {candidates: [rtn, awq, smoothquant+gptq]}
+            c.check_keys(r["params"], path + ".params", {"candidates"});
+            const std::string key = path + ".params.candidates";
+            if (r["params"]["candidates"] && c.expect_sequence(r["params"]["candidates"], key)) {
+              for (size_t k = 0; k < r["params"]["candidates"].size(); ++k)
+                if (auto s = c.get_string(r["params"]["candidates"][k], fmt::format("{}[{}]", key, k)))
+                  rule.candidates.push_back(*s);
+              if (rule.candidates.empty()) c.error(r["params"]["candidates"], key, "needs at least one algorithm");
+            }
+          } else if (rule.stages.size() == 1) {
             rule.stages[0].params = r["params"];
           } else {  // a chain: params are keyed by algorithm name
             std::vector<std::string> names;

@@ -86,6 +86,10 @@ struct QuantRule {
   // `algorithm: auto`: the decision engine (runtime/decide/) picks the
   // algorithm per layer group; stages is empty then.
   bool automatic = false;
+  // `algorithm: auto` with `params: {candidates: [rtn, awq]}`: the
+  // algorithms (or chains, "smoothquant+gptq") it measures; empty = every one
+  // the plugins offer. Checked against the registry by the decision engine.
+  std::vector<std::string> candidates;
   std::string algorithm_names() const;  // "smoothquant+gptq"
 };
 
@@ -99,6 +103,13 @@ struct AccuracySpec {
   double max_increase = 0.01;
   std::vector<std::string> fallback = {"int8", "bf16"};  // the ladder above the rule's bits
   int64_t max_tokens = 32768;
+  // The most weight bytes (codes + scales + zero points; dense groups as
+  // stored) the covered Linears may take: the fallback climbs no further
+  // (0 = no limit). A target not met within it is reported as missed.
+  uint64_t max_bytes = 0;
+  // Also search the plain weight-error ranking (the baseline the report
+  // compares against); costs a third fallback search.
+  bool compare_baseline = false;
   SourceMark mark;
 };
 

@@ -51,6 +51,16 @@ TEST(AccuracySection, AbsoluteKldByDefault) {
   EXPECT_EQ(p.accuracy.fallback, (std::vector<std::string>{"int8", "bf16"}));
 }
 
+TEST(AccuracySection, ByteBudgetAndBaselineAreOptional) {
+  Pipeline none = parse_pipeline_text(pipeline("auto", "accuracy: {text: " + kWiki + "}\n"), "p.yaml", ".");
+  EXPECT_EQ(none.accuracy.max_bytes, 0u);
+  EXPECT_FALSE(none.accuracy.compare_baseline);
+  Pipeline p = parse_pipeline_text(
+      pipeline("auto", "accuracy: {text: " + kWiki + ", max_bytes: 250000, compare_baseline: true}\n"), "p.yaml", ".");
+  EXPECT_EQ(p.accuracy.max_bytes, 250000u);
+  EXPECT_TRUE(p.accuracy.compare_baseline);
+}
+
 TEST(AccuracySection, BadValuesNameTheirKey) {
   EXPECT_NE(error_of(pipeline("auto", "accuracy: {text: " + kWiki + ", metric: bleu}\n")).find("accuracy.metric"),
             std::string::npos);
@@ -58,8 +68,24 @@ TEST(AccuracySection, BadValuesNameTheirKey) {
             std::string::npos);
   EXPECT_NE(error_of(pipeline("auto", "accuracy: {text: " + kWiki + ", fallback: [fp8]}\n")).find("accuracy.fallback[0]"),
             std::string::npos);
+  EXPECT_NE(error_of(pipeline("auto", "accuracy: {text: " + kWiki + ", max_bytes: 0}\n")).find("accuracy.max_bytes"),
+            std::string::npos);
+  EXPECT_NE(error_of(pipeline("auto", "accuracy: {text: " + kWiki + ", max_bytes: 1MB}\n")).find("accuracy.max_bytes"),
+            std::string::npos);
+  EXPECT_NE(error_of(pipeline("auto", "accuracy: {text: " + kWiki + ", compare_baseline: maybe}\n"))
+                .find("accuracy.compare_baseline"),
+            std::string::npos);
   EXPECT_NE(error_of(pipeline("auto", "accuracy: {metric: kld}\n")).find("missing 'text'"), std::string::npos);
   EXPECT_NE(error_of(pipeline("auto", "accuracy: {text: /no/such/file}\n")).find("is not a file"), std::string::npos);
+}
+
+TEST(AccuracySection, AutoRuleTakesCandidates) {
+  const std::string rule = "model: {path: " + kModel + "}\nquantize:\n  - algorithm: auto\n    weights: {bits: 4}\n    params: ";
+  Pipeline p = parse_pipeline_text(rule + "{candidates: [awq, rtn]}\noutput: {path: /tmp/unused-decide}\n", "p.yaml", ".");
+  EXPECT_EQ(p.rules[0].candidates, (std::vector<std::string>{"awq", "rtn"}));
+  EXPECT_NE(error_of(rule + "{candidates: []}\noutput: {path: /tmp/unused-decide}\n").find("quantize[0].params.candidates"),
+            std::string::npos);
+  EXPECT_NE(error_of(rule + "{damp: 0.1}\noutput: {path: /tmp/unused-decide}\n").find("damp"), std::string::npos);
 }
 
 TEST(AccuracySection, NeedsAnAutoRule) {

@@ -107,3 +107,46 @@ TEST(Budget, WeightErrorBaselineMovesLargestErrorFirstToTheTop) {
   EXPECT_EQ(path[2].rung, (std::vector<int>{0, 2, 2}));
   EXPECT_EQ(path[3].rung, (std::vector<int>{2, 2, 2}));
 }
+
+// accuracy.max_bytes: every path stops at its last allocation within the
+// limit; the knapsack spends its budgets up to the limit, so it ends at the
+// optimum for exactly that many bytes.
+TEST(Budget, PathsStayWithinMaxBytes) {
+  std::mt19937 rng(21);
+  for (int trial = 0; trial < 10; ++trial) {
+    const auto g = random_groups(rng, 7);
+    uint64_t lo = 0, hi = 0;
+    for (const auto& x : g) {
+      lo += x.bytes[0];
+      hi += x.bytes[2];
+    }
+    const uint64_t limit = lo + (hi - lo) * static_cast<uint64_t>(trial + 1) / 12;
+    for (BudgetMethod m : {BudgetMethod::Greedy, BudgetMethod::Knapsack, BudgetMethod::WeightError}) {
+      const auto whole = allocation_path(g, m);
+      const auto path = allocation_path(g, m, 48, limit);
+      ASSERT_FALSE(path.empty()) << method_name(m);
+      for (int r : path.front().rung) EXPECT_EQ(r, 0);
+      for (const auto& a : path) EXPECT_LE(a.bytes, limit) << method_name(m) << " trial " << trial;
+      if (m != BudgetMethod::Knapsack) {
+        // The same path, cut where it first exceeds the limit.
+        ASSERT_LT(path.size(), whole.size()) << method_name(m);
+        for (size_t k = 0; k < path.size(); ++k) EXPECT_EQ(path[k].rung, whole[k].rung) << method_name(m);
+        EXPECT_GT(whole[path.size()].bytes, limit) << method_name(m);
+      }
+    }
+    EXPECT_NEAR(allocation_path(g, BudgetMethod::Knapsack, 48, limit).back().predicted, brute_force(g, limit), 1e-9)
+        << "trial " << trial;
+  }
+}
+
+TEST(Budget, MaxBytesBelowRungZeroLeavesOnlyTheStart) {
+  std::mt19937 rng(3);
+  const auto g = random_groups(rng, 5);
+  uint64_t lo = 0;
+  for (const auto& x : g) lo += x.bytes[0];
+  for (BudgetMethod m : {BudgetMethod::Greedy, BudgetMethod::Knapsack, BudgetMethod::WeightError}) {
+    const auto path = allocation_path(g, m, 48, lo - 1);
+    ASSERT_EQ(path.size(), 1u) << method_name(m);
+    for (int r : path.front().rung) EXPECT_EQ(r, 0);
+  }
+}
