@@ -72,8 +72,13 @@ light_interop() {
   else
     # Exit 3: the script could not install its venv (no network or room); it
     # says why above, and the summary lists the check as not run.
-    local rc=0
-    "$@" || rc=$?
+    # A part the script could not check prints "NOT CHECKED" with its reason
+    # (e.g. moe_interop.py when transformers cannot read an output): listed too.
+    local rc=0 log
+    log=$(mktemp)
+    "$@" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+    while IFS= read -r line; do skipped+=("$name: ${line#"${line%%[![:space:]]*}"}"); done < <(grep "NOT CHECKED" "$log" || true)
+    rm -f "$log"
     if [ "$rc" -eq 3 ]; then
       skipped+=("$name ($*): could not install its venv (see its output above)")
     elif [ "$rc" -ne 0 ]; then
