@@ -116,6 +116,13 @@ void decode_canonical(const sdk::Host& host, const std::string& name, const xq_q
   } else {
     std::memcpy(q.codes, data, static_cast<size_t>(n));
   }
+  // The writer never stores E4M3FN's NaN codes (encode_codes): one in a file
+  // is damage, refused here rather than carried into every logit.
+  if (sdk::is_e4m3_code(desc.bits))
+    for (uint64_t i = 0; i < n; ++i)
+      if ((data[i] & 0x7F) == 0x7F)
+        throw sdk::Error(XQ_ERR_MALFORMED, format("tensor '%s': FP8 E4M3 code at element %llu is NaN (0x%02x)",
+                                                  name.c_str(), static_cast<unsigned long long>(i), data[i]));
   q.scales = host.alloc<float>(static_cast<size_t>(ns));
   for (int64_t i = 0; i < ns; ++i) q.scales[i] = get_scale(data + p.scales_at + i * ss, desc.scale_dtype);
   if (!desc.symmetric) {

@@ -227,6 +227,36 @@ TEST(XqFp8, AManifestClaimingAsymmetricFp8IsRefused) {
   }
 }
 
+// A NaN code in a stored FP8 tensor (the writer refuses them, so only damage
+// makes one): reading the tensor is refused, naming the tensor and element.
+TEST(XqFp8, ANanCodeInTheFileIsRefusedWhenRead) {
+  test::TempDir dir("xq-fp8-nan");
+  TinyFp8 t;
+  t.write(dir / "good.xq");
+  std::string bytes = test::read_file(dir / "good.xq");
+  uint64_t off;
+  std::memcpy(&off, bytes.data() + 16, 8);
+  const auto* m = xf::GetManifest(bytes.data() + off);
+  const xf::Tensor* up = m->tensors()->Get(0);
+  ASSERT_EQ(up->name()->str(), "model.layers.0.mlp.up_proj.weight");
+  const uint64_t codes_at = up->segments()->Get(0)->range()->offset();
+  ASSERT_EQ(up->segments()->Get(0)->layout()->str(), "canonical");
+  ASSERT_EQ(static_cast<int8_t>(bytes[codes_at + 5]), t.channel.codes[5]);  // the codes start the segment
+  bytes[codes_at + 5] = static_cast<char>(0x7F);
+  test::write_file(dir / "nan.xq", bytes);
+  auto cp = Checkpoint::open(runtime(), dir / "nan.xq", "xq");
+  try {
+    (void)cp->read_quantized(cp->require("model.layers.0.mlp.up_proj.weight"));
+    ADD_FAILURE() << "read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'model.layers.0.mlp.up_proj.weight': FP8 E4M3 code at element 5 is NaN"),
+              std::string::npos)
+        << e.what();
+  }
+  // The other tensor is untouched and still reads.
+  EXPECT_NO_THROW((void)cp->read_quantized(cp->require("model.layers.0.mlp.down_proj.weight")));
+}
+
 // ---- stories260K FP8_DYNAMIC: xq against compressed-tensors ----------------------
 
 std::vector<float> logits(Model& model) {
