@@ -19,6 +19,7 @@
 #include "engine/model.hpp"
 #include "pipeline/output_writer.hpp"
 
+#include "stories_checks.hpp"
 #include "subprocess.hpp"
 #include "test_files.hpp"
 
@@ -44,10 +45,9 @@ namespace xf = xquant::xqfile;
 
 namespace {
 
-const fs::path kShared = XQUANT_SHARED_DIR;
-const fs::path kModel = kShared / "models" / "stories260K-hf";
-const fs::path kVocab = kShared / "models" / "stories260K" / "stories260K.gguf";
-const fs::path kText = kShared / "data" / "tinystories" / "tinystories_val.subset.txt";
+const fs::path& kModel = test::kStoriesHf;
+const fs::path& kVocab = test::kStoriesGguf;
+const fs::path& kText = test::kTinyStoriesText;
 
 Runtime& runtime() { return test::quiet_runtime(); }
 
@@ -431,25 +431,6 @@ void expect_same_checkpoint(const fs::path& ct_path, const fs::path& xq_path) {
   EXPECT_GT(dense, 0);
 }
 
-std::vector<float> logits(Model& model) {
-  KvCache cache(model.arch(), 32);
-  const std::vector<int32_t> tokens = {1, 403, 407, 261, 378, 285, 289, 310, 270, 264, 411, 316};
-  SequenceInput in;
-  in.cache = &cache;
-  in.tokens = tokens.data();
-  in.n = static_cast<int64_t>(tokens.size());
-  in.all_logits = true;
-  return model.forward({in});
-}
-
-double perplexity_of(const fs::path& model) {
-  // stories260K-hf carries no tokenizer: the vocabulary is the GGUF's.
-  auto r = run_cli({"eval", "--model", model.string(), "--text", kText.string(), "--max-tokens", "2048",
-                    "--tokenizer", kVocab.string(), "--json"});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  return r.exit_code == 0 ? nlohmann::json::parse(r.out)["perplexity"].get<double>() : -1.0;
-}
-
 TEST_F(XqModel, ConvertedAndDirectXqEqualCompressedTensorsAndLoadWithoutRepacking) {
   for (const std::string name : {"rtn-sym", "gptq-asym"}) {
     SCOPED_TRACE(name);
@@ -475,7 +456,7 @@ TEST_F(XqModel, ConvertedAndDirectXqEqualCompressedTensorsAndLoadWithoutRepackin
     // stored Linears are taken as they are, unstacked; the float sums then
     // run in different SGEMM column blocks, so the logits agree to float
     // rounding, not bit for bit.
-    const auto la = logits(*ct), lb = logits(*xq);
+    const auto la = test::stories_prompt_logits(*ct), lb = test::stories_prompt_logits(*xq);
     ASSERT_EQ(la.size(), lb.size());
     float amax = 0.0f, diff = 0.0f;
     for (size_t i = 0; i < la.size(); ++i) {
@@ -483,7 +464,7 @@ TEST_F(XqModel, ConvertedAndDirectXqEqualCompressedTensorsAndLoadWithoutRepackin
       diff = std::max(diff, std::fabs(la[i] - lb[i]));
     }
     EXPECT_LE(diff, 1e-5f * std::max(1.0f, amax));
-    const double pa = perplexity_of(path(name + "-ct")), pb = perplexity_of(path(name + "-run.xq"));
+    const double pa = test::stories_cli_perplexity(path(name + "-ct")), pb = test::stories_cli_perplexity(path(name + "-run.xq"));
     EXPECT_GT(pa, 1.0);
     EXPECT_NEAR(pa, pb, 1e-6 * pa);
 
