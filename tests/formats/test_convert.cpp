@@ -14,6 +14,7 @@
 #include "engine/model.hpp"
 #include "checkpoint/checkpoint.hpp"
 
+#include "stories_checks.hpp"
 #include "subprocess.hpp"
 #include "test_files.hpp"
 
@@ -115,14 +116,7 @@ void expect_same_canonical(const fs::path& a_path, const fs::path& b_path) {
 
 std::vector<float> logits(const fs::path& p) {
   auto model = Model::open(runtime(), p);
-  KvCache cache(model->arch(), 32);
-  const std::vector<int32_t> tokens = {1, 403, 407, 261, 378, 285, 289, 310, 270, 264, 411, 316};
-  SequenceInput in;
-  in.cache = &cache;
-  in.tokens = tokens.data();
-  in.n = static_cast<int64_t>(tokens.size());
-  in.all_logits = true;
-  return model->forward({in});
+  return test::stories_prompt_logits(*model);
 }
 
 void expect_same_logits(const fs::path& a, const fs::path& b) {
