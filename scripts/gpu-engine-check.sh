@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_BENCH, GPUENG_SERVE and GPUENG_MOE add the benchmarks below.
+# GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL and GPUENG_MOE add the benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -97,6 +97,11 @@ fi
 if [ "${GPUENG_HF:-0}" = 1 ]; then
   python3 "$(dirname "$0")/gpu-hf-compare.py" --cli "$cli" --out "$out" --parts "${GPUENG_HF_PARTS:-logits,generate,prefill}" \
     --engine-logits "$(find "$b" -name xquant_engine_logits -type f | head -1)" 2>&1 | grep -v "^bench: " | tee "$out/hf-compare.log"
+fi
+# Optional: the tensor-core prefill attention (scripts/gpu-prefill-check.sh): its kernel tests, the
+# 8192-token prefill beside cuBLAS and with the decode-style kernel forced, and an op profile (~100 s).
+if [ "${GPUENG_PREFILL:-0}" = 1 ]; then
+  bash "$(dirname "$0")/gpu-prefill-check.sh" "$cli" "$ops" "$out" 2>&1 | tee "$out/prefill.log"
 fi
 # Optional: the fused-MoE kernel benchmark (W4A16 moe_qmatmul vs BF16 per-expert
 # and grouped GEMMs, Qwen3-30B-A3B and Mixtral expert shapes; 35 s on an H200, 2026-11-30).

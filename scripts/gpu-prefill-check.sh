@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# gpu-prefill-check.sh CLI TEST_CUDA_PROVIDER OUT: on a GPU machine (called by
+# scripts/gpu-engine-check.sh with GPUENG_PREFILL=1), the tensor-core prefill
+# attention of the cuda provider (plugins/cuda/src/prefill_attention.cu):
+#  1. its GPU tests (CudaPrefillAttention.*, with the decode kernel's
+#     CudaPagedAttention.*) against float64 references;
+#  2. the 8192-token prefill of scripts/gpu-hf-compare.py --parts prefill
+#     (8-layer Llama-3.1-8B config, random BF16 weights, BF16 KV cache) on
+#     the tensor-core path beside cuBLAS, then the same `xquant bench` with
+#     the decode-style kernel forced (XQUANT_PREFILL_ATTENTION=0);
+#  3. one more `xquant bench` of that prefill with XQUANT_OP_PROFILE=1 (every
+#     op waited for): where the step's time goes, op by op.
+# About 100 s on an H200 (most of it writing and loading the 5.5 GB model).
+# Each part has a `timeout`, so partial results still come back.
+set -uo pipefail
+cli=${1:?usage: gpu-prefill-check.sh CLI TEST_CUDA_PROVIDER OUT}
+ops=${2:?usage: gpu-prefill-check.sh CLI TEST_CUDA_PROVIDER OUT}
+out=${3:?usage: gpu-prefill-check.sh CLI TEST_CUDA_PROVIDER OUT}
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+echo "== prefill attention kernel tests"
+timeout 60 "$ops" --gtest_filter='CudaPrefillAttention.*:CudaPagedAttention.*' --gtest_also_run_disabled_tests 2>&1 | tee "$out/prefill-tests.log" |
+  grep -E "^\[  (PASSED|FAILED) |Failure|Expected|Which is|rel_error|tests ran|H [0-9]|TFLOP" | tail -30
+# gpu-hf-compare.py writes the model once (/tmp/hf-compare/l31-8layer) and measures cuBLAS beside
+# the engine's TTFT; the decode-kernel run and the profile reuse that model through `xquant bench`.
+echo "== prefill 8192 tokens: tensor-core attention, beside cuBLAS"
+mkdir -p "$out/prefill-tensor-core"
+timeout 75 python3 "$here/gpu-hf-compare.py" --cli "$cli" --engine-logits /bin/true --out "$out/prefill-tensor-core" \
+  --parts prefill 2>&1 | grep -v "^bench: " | tee "$out/prefill-tensor-core.log" | grep -E "prefill|ERROR"
+model=/tmp/hf-compare/l31-8layer
+bench() {  # bench JSON LOG [ENV...]: the same prefill as gpu-hf-compare.py's, graphs off
+  local json=$1 log=$2; shift 2
+  env "$@" XQUANT_DECODE_GRAPHS=0 timeout 30 "$cli" bench --models "bf16=$model" --concurrency 1 --lengths 8192:1 \
+    --provider cuda --kv-dtype bf16 --max-step-tokens 8192 --json "$json" > "$log" 2>&1
+}
+if [ -s "$model/model.safetensors" ]; then
+  echo "== prefill 8192 tokens: decode-style kernel forced (XQUANT_PREFILL_ATTENTION=0)"
+  bench "$out/prefill-decode-kernel.json" "$out/prefill-decode-kernel.log" XQUANT_PREFILL_ATTENTION=0
+  tail -3 "$out/prefill-decode-kernel.log"
+  echo "== op profile of the prefill step (tensor-core path; ops serialised, so slower than TTFT above)"
+  bench "$out/prefill-profile.json" "$out/prefill-profile.log" XQUANT_OP_PROFILE=1
+  grep -A30 "op profile.*8192:1" "$out/prefill-profile.log" | tail -24
+fi
+python3 - "$out" <<'PY'
+import json, os, sys
+o = sys.argv[1]
+try:
+    p = json.load(open(os.path.join(o, "prefill-tensor-core", "hf-compare.json")))["prefill"]
+    print(f"tensor-core: TTFT {p['ttft_s'] * 1e3:.1f} ms, linear {p['linear_tflops']:.0f} TFLOP/s, all {p['all_tflops']:.0f} "
+          f"TFLOP/s, cuBLAS {p['cublas_bf16_tflops']:.0f}; ratio linear {p['linear_tflops'] / p['cublas_bf16_tflops']:.3f}, "
+          f"all {p['all_tflops'] / p['cublas_bf16_tflops']:.3f}")
+    d = json.load(open(os.path.join(o, "prefill-decode-kernel.json")))
+    t = d[0]["ttft_ms"]["p50"] if isinstance(d, list) else d["rows"][0]["ttft_ms"]["p50"]
+    print(f"decode-kernel: TTFT {t:.1f} ms; all-FLOP ratio {p['all_tflops'] * p['ttft_s'] * 1e3 / t / p['cublas_bf16_tflops']:.3f}; "
+          f"TTFT decode-kernel / tensor-core = {t / (p['ttft_s'] * 1e3):.2f}x")
+except Exception as e:
+    print(f"prefill summary incomplete: {e!r}")
+PY
