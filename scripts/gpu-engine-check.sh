@@ -101,7 +101,8 @@ fi
 # Optional: the tensor-core prefill attention (scripts/gpu-prefill-check.sh): its kernel tests, the
 # 8192-token prefill beside cuBLAS and with the decode-style kernel forced, and an op profile (~100 s).
 if [ "${GPUENG_PREFILL:-0}" = 1 ]; then
-  bash "$(dirname "$0")/gpu-prefill-check.sh" "$cli" "$ops" "$out" 2>&1 | tee "$out/prefill.log"
+  bash "$(dirname "$0")/gpu-prefill-check.sh" "$cli" "$ops" "$out" "$(find "$b" -name xquant_engine_logits -type f | head -1)" \
+    2>&1 | tee "$out/prefill.log"
 fi
 # Optional: the fused-MoE kernel benchmark (W4A16 moe_qmatmul vs BF16 per-expert
 # and grouped GEMMs, Qwen3-30B-A3B and Mixtral expert shapes; 35 s on an H200, 2026-11-30).
