@@ -15,7 +15,8 @@
 #     700 tokens) in one prefill step then 4 greedy steps, once per attention
 #     path; prints the logits' relative RMS difference and the greedy tokens
 #     that differ (BF16 noise only; random weights make near-ties likely).
-# About 100 s on an H200 (most of it writing and loading the 5.5 GB model).
+# About 150 s on an H200 (most of it writing and loading the 5.5 GB model; each load of it
+# took over 15 s in the 2026-11-30 call, whose 18 s and 15 s limits cut parts 2b and 4).
 # Each part has a `timeout`, so partial results still come back.
 set -uo pipefail
 cli=${1:?usage: gpu-prefill-check.sh CLI TEST_CUDA_PROVIDER OUT}
@@ -25,18 +26,18 @@ logits_bin=${4:-}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
 echo "== prefill attention kernel tests"
-timeout 60 "$ops" --gtest_filter='CudaPrefillAttention.*:CudaPagedAttention.*' --gtest_also_run_disabled_tests 2>&1 | tee "$out/prefill-tests.log" |
+timeout 30 "$ops" --gtest_filter='CudaPrefillAttention.*:CudaPagedAttention.*' --gtest_also_run_disabled_tests 2>&1 | tee "$out/prefill-tests.log" |
   grep -E "^\[  (PASSED|FAILED) |Failure|Expected|Which is|rel_error|tests ran|H [0-9]|TFLOP" | tail -30
 # gpu-hf-compare.py writes the model once (/tmp/hf-compare/l31-8layer) and measures cuBLAS beside
 # the engine's TTFT; the decode-kernel run and the profile reuse that model through `xquant bench`.
 echo "== prefill 8192 tokens: tensor-core attention, beside cuBLAS"
 mkdir -p "$out/prefill-tensor-core"
-timeout 75 python3 "$here/gpu-hf-compare.py" --cli "$cli" --engine-logits /bin/true --out "$out/prefill-tensor-core" \
+timeout 55 python3 "$here/gpu-hf-compare.py" --cli "$cli" --engine-logits /bin/true --out "$out/prefill-tensor-core" \
   --parts prefill 2>&1 | grep -v "^bench: " | tee "$out/prefill-tensor-core.log" | grep -E "prefill|ERROR"
 model=/tmp/hf-compare/l31-8layer
 bench() {  # bench JSON LOG [ENV...]: the same prefill as gpu-hf-compare.py's, graphs off
   local json=$1 log=$2; shift 2
-  env "$@" XQUANT_DECODE_GRAPHS=0 timeout 30 "$cli" bench --models "bf16=$model" --concurrency 1 --lengths 8192:1 \
+  env "$@" XQUANT_DECODE_GRAPHS=0 timeout 45 "$cli" bench --models "bf16=$model" --concurrency 1 --lengths 8192:1 \
     --provider cuda --kv-dtype bf16 --max-step-tokens 8192 --json "$json" > "$log" 2>&1
 }
 if [ -s "$model/model.safetensors" ]; then
@@ -54,7 +55,7 @@ import random
 random.seed(7)
 for n in (20, 150, 700): print(','.join(str(random.randrange(3, 128000)) for _ in range(n)))" > /tmp/prefill-prompts.txt
   for v in 0 1; do
-    XQUANT_PREFILL_ATTENTION=$v XQUANT_ENGINE_LOGITS_KV=bf16 XQUANT_DEVICE_WEIGHTS=bf16 timeout 30 "$logits_bin" "$model" cuda \
+    XQUANT_PREFILL_ATTENTION=$v XQUANT_ENGINE_LOGITS_KV=bf16 XQUANT_DEVICE_WEIGHTS=bf16 timeout 45 "$logits_bin" "$model" cuda \
       /tmp/prefill-prompts.txt 4 "/tmp/prefill-logits-$v" > "$out/engine-logits-$v.log" 2>&1 || tail -3 "$out/engine-logits-$v.log"
   done
   python3 - <<'PY'
