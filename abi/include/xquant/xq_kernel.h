@@ -100,7 +100,7 @@ typedef enum xq_op_type {
    * positions 0..p of its sequence) then that sequence's block table (key
    * position j sits in block table[1 + j / BS], offset j % BS; entries past
    * p / BS are not read). Decode (one row per sequence) and chunked prefill
-   * (rows of one sequence at consecutive positions) are the same op. */
+   * (rows of one sequence at consecutive positions) are the same op. i[0]: optional hint, docs/abi.md. */
   XQ_OP_PAGED_ATTENTION = 16
 } xq_op_type;
 
