@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL and GPUENG_MOE add the benchmarks below.
+# GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE and GPUENG_KERNELS add the benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -109,5 +109,11 @@ fi
 if [ "${GPUENG_MOE:-0}" = 1 ]; then
   timeout 300 python3 "$(dirname "$0")/../bench/cuda/bench_moe.py" --shim "$b/lib/libxqc_shim.so" \
     --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/moe-bench.log" | tail -40
+fi
+# Optional (GPUENG_KERNELS=1): the quantized-GEMM kernels' GPU checks and benchmarks.
+if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
+  # -- W4A16 on Hopper (scripts/gpu-w4-hopper.sh: tests, bench/cuda/bench_w4_hopper.py, ncu at M=64) --
+  bash "$(dirname "$0")/gpu-w4-hopper.sh" "$b" "$out" 2>&1 | tee "$out/w4-hopper.log"
+  # -- end W4A16 on Hopper --
 fi
 echo "== wall $(( $(date +%s) - t0 )) s"

@@ -134,6 +134,7 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
   for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_}) s->keep = &graphs_;
   lt_ok_ = lt_.load(&lt_why_);
   if (const char* env = std::getenv("XQUANT_CUDA_W4_FUSED_MAX_M")) w4_fused_max_m_ = std::max(1L, std::atol(env));
+  init_w4_hopper();
   why_ = format("CUDA device %s (sm_%d%d, %d SMs)%s%s", prop.name, cc_major_, cc_minor_, sm_count_,
                 lt_ok_ ? "" : "; ", lt_ok_ ? "" : lt_why_.c_str());
 }
@@ -362,7 +363,8 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   const bool is_f16 = T == DType::F16;
   const int64_t M = leading(x), K = w.K, N = w.N;
   const uint2* sz = is_f16 ? w.sz_f16 : w.sz_bf16;
-  const int64_t force = op.i[7];  // provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt
+  if (run_qmatmul_w4_hopper(op)) return;
+  const int64_t force = op.i[7];  // provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt, 3 = Hopper wgmma
   const bool fused = force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);
   DType bias_t = DType::F32;
   if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
@@ -599,6 +601,7 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
       }
       XQ_CK(w4_pack(L, d_codes, w->perm, w->qw, stream_));
       XQ_CK(w4_pack_scales(L, d_scales, d_zp, w->sz_bf16, w->sz_f16, stream_));
+      prepare_w4_hopper(w.get(), d_codes, d_scales, d_zp);
       XQ_CK(cudaDeviceSynchronize());
     } catch (...) {
       release(w.release());
@@ -699,7 +702,7 @@ void Provider::release(xq_qweight* w) {
   if (device_count_) {
     cudaDeviceSynchronize();
     for (void* p : {static_cast<void*>(w->qw), static_cast<void*>(w->sz_bf16), static_cast<void*>(w->sz_f16),
-                    static_cast<void*>(w->perm), static_cast<void*>(w->w8), static_cast<void*>(w->sw)})
+                    static_cast<void*>(w->perm), static_cast<void*>(w->w8), static_cast<void*>(w->sw), w->hq, w->hs, w->hz})
       if (p) cudaFree(p);
   }
   delete w;

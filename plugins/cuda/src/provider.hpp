@@ -18,6 +18,7 @@
 
 #include "cublaslt.hpp"
 #include "kernels.hpp"
+#include "w4a16_hopper.hpp"
 
 // The provider's packed weight (opaque to the host).
 struct xq_qweight {
@@ -31,6 +32,12 @@ struct xq_qweight {
   uint2* sz_f16 = nullptr;
   int32_t* perm = nullptr;  // act-order: native column c = canonical column perm[c]
   bool f32_dequant_uses_f16 = false;
+  // W4 on Hopper: a second copy of the codes in the wgmma layout with bf16
+  // scales/offsets (provider_w4_hopper.cpp); null where that kernel is absent.
+  xqcuda::W4HopperLayout HL;
+  void* hq = nullptr;
+  void* hs = nullptr;
+  void* hz = nullptr;
   // W8 ("cuda-w8a8-int8-nk"), or FP8 W8A8 ("cuda-w8a8-fp8-nk") when fp8
   int8_t* w8 = nullptr;  // [N][K]: int8 codes, or E4M3 bytes when fp8
   float* sw = nullptr;   // [N]
@@ -104,6 +111,10 @@ class Provider : public xquant::sdk::PluginBase {
   bool check_qmatmul(const xq_op& op, std::string* why);
   bool check_matmul(const xq_op& op, std::string* why);
   void run_qmatmul_w4(const xq_op& op);
+  // provider_w4_hopper.cpp
+  void init_w4_hopper();
+  void prepare_w4_hopper(xq_qweight* w, const int8_t* d_codes, const float* d_scales, const int8_t* d_zp);
+  bool run_qmatmul_w4_hopper(const xq_op& op);
   void run_qmatmul_w8(const xq_op& op);
   void run_qmatmul_fp8(const xq_op& op);
   xq_qweight* prepare_fp8(const xq_quant_tensor& q, const std::vector<float>& row_scales);
@@ -122,6 +133,8 @@ class Provider : public xquant::sdk::PluginBase {
   bool lt_ok_ = false;
   bool fp8_outer_ok_ = true;
   int64_t w4_fused_max_m_ = 128;
+  bool w4_hopper_ok_ = false;  // the wgmma W4A16 kernel is built and this is sm_90
+  int64_t w4_hopper_min_m_ = 64, w4_hopper_max_m_ = INT64_MAX;
   CublasLt lt_;
   cudaStream_t stream_ = nullptr;
   GraphHolds graphs_;
