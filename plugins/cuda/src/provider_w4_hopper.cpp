@@ -7,7 +7,8 @@
 // Knobs (environment, read once): XQUANT_CUDA_W4_HOPPER=0 turns the path off
 // (no second copy is made); XQUANT_CUDA_W4_HOPPER_MIN_M / _MAX_M bound the
 // batch sizes it serves by default. QMATMUL's op.i[7] = 3 forces it where the
-// weight has the copy (1 and 2 force the older paths).
+// weight has the copy (1 and 2 force the older paths). The copy is skipped,
+// not an error, when the device has no room for it.
 #include "provider.hpp"
 
 #include <cuda_runtime.h>
@@ -16,6 +17,7 @@
 #include <cstdlib>
 
 namespace xqcuda {
+#ifdef XQUANT_CUDA_HOPPER_W4
 namespace {
 
 void check(cudaError_t e, const char* what) {
@@ -26,6 +28,7 @@ void check(cudaError_t e, const char* what) {
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 }  // namespace
+#endif
 
 void Provider::init_w4_hopper() {
 #ifdef XQUANT_CUDA_HOPPER_W4
@@ -37,6 +40,7 @@ void Provider::init_w4_hopper() {
 }
 
 void Provider::prepare_w4_hopper(xq_qweight* w, const int8_t* d_codes, const float* d_scales, const int8_t* d_zp) {
+#ifdef XQUANT_CUDA_HOPPER_W4
   if (!w4_hopper_ok_) return;
   W4HopperLayout& H = w->HL;
   H.N = w->N;
@@ -44,14 +48,21 @@ void Provider::prepare_w4_hopper(xq_qweight* w, const int8_t* d_codes, const flo
   H.group_size = w->L.gs_shift >= 31 ? w->K : (int64_t{1} << w->L.gs_shift);
   H.n_groups = w->L.n_groups;
   if (!w4h_supported(H.N, H.K, H.group_size, nullptr)) return;  // the older paths serve it
-#ifdef XQUANT_CUDA_HOPPER_W4
   const size_t scale_bytes = static_cast<size_t>(H.N * H.n_groups) * 2;
-  check(cudaMalloc(&w->hq, w4h_weight_bytes(H)), "cudaMalloc (wgmma codes)");
-  check(cudaMalloc(&w->hs, scale_bytes), "cudaMalloc (wgmma scales)");
-  check(cudaMalloc(&w->hz, scale_bytes), "cudaMalloc (wgmma offsets)");
+  // The copy only speeds things up: without room for it the weight stays on the older paths.
+  if (cudaMalloc(&w->hq, w4h_weight_bytes(H)) != cudaSuccess || cudaMalloc(&w->hs, scale_bytes) != cudaSuccess ||
+      cudaMalloc(&w->hz, scale_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    for (void** p : {&w->hq, &w->hs, &w->hz}) {
+      if (*p) cudaFree(*p);
+      *p = nullptr;
+    }
+    return;
+  }
   check(w4h_pack(H, d_codes, w->perm, w->hq, stream_), "w4h_pack");
   check(w4h_pack_scales(H, d_scales, d_zp, w->hs, w->hz, stream_), "w4h_pack_scales");
 #else
+  (void)w;
   (void)d_codes;
   (void)d_scales;
   (void)d_zp;
