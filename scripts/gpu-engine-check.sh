@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL and GPUENG_MOE add the benchmarks below.
+# GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE and GPUENG_KERNELS add the benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -110,4 +110,12 @@ if [ "${GPUENG_MOE:-0}" = 1 ]; then
   timeout 300 python3 "$(dirname "$0")/../bench/cuda/bench_moe.py" --shim "$b/lib/libxqc_shim.so" \
     --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/moe-bench.log" | tail -40
 fi
+# ---- GPUENG_KERNELS: W8A8 (INT8, FP8) GEMM routes, cuBLASLt + scaling pass vs the CUTLASS
+# fused-epilogue kernels vs torch (bench/cuda/bench_w8a8.py; four shapes x M = 1..4096).
+if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
+  echo "== W8A8 GEMM routes (bench/cuda/bench_w8a8.py)"
+  timeout 150 python3 "$(dirname "$0")/../bench/cuda/bench_w8a8.py" --shim "$b/lib/libxqc_shim.so" \
+    --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/w8a8-bench.log" | grep -v '^  {' | tail -40
+fi
+# ---- end GPUENG_KERNELS W8A8
 echo "== wall $(( $(date +%s) - t0 )) s"
