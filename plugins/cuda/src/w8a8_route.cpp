@@ -4,8 +4,8 @@
 //
 // XQUANT_CUDA_W8A8_GEMM picks, read at every call so one process (the
 // benchmark, the tests) can measure both paths:
-//   auto (default)  CUTLASS on sm_90 when the problem fits and M is at least
-//                   the measured crossover (kCutlassMinM below), else cuBLASLt;
+//   auto (default)  CUTLASS on sm_90 when the problem fits and the measured
+//                   numbers favour it (auto_takes_cutlass below), else cuBLASLt;
 //   cutlass         CUTLASS always; a problem it cannot take is an error, so
 //                   a forced run never silently measures the other path;
 //   cublaslt        cuBLASLt always (the behaviour before the CUTLASS kernels).
@@ -32,10 +32,12 @@ W8Route route_from_env() {
 }
 
 #ifdef XQUANT_CUDA_CUTLASS
-// The smallest M at which auto takes CUTLASS, per input type: below it
-// cuBLASLt measured faster on the H200 (docs/cuda.md, the W8A8 table).
-constexpr int64_t kCutlassMinM_I8 = 1;
-constexpr int64_t kCutlassMinM_FP8 = 1;
+// What auto takes, from bench/cuda/bench_w8a8.py on an H200 (docs/cuda.md,
+// "W8A8 GEMM routes"): INT8 CUTLASS was faster than or level with cuBLASLt
+// + scaling pass at every M of the four shapes; FP8 CUTLASS (periodic f32
+// promotion) lost at M >= 128 by up to 3.5x and was not reliably ahead below,
+// so FP8 stays on cuBLASLt unless forced.
+bool auto_takes_cutlass(DType ab) { return ab == DType::I8; }
 constexpr size_t kCutlassWorkspace = 1u << 20;
 #endif
 
@@ -46,8 +48,7 @@ bool Provider::run_w8a8_cutlass(ScaledMM p, const xq_device_tensor& bias) {
   if (route == W8Route::CublasLt) return false;
 #ifdef XQUANT_CUDA_CUTLASS
   const bool fits = cc_major_ == 9 && cc_minor_ == 0 && cutlass_scaled_mm_fits(p);
-  if (route == W8Route::Auto && (!fits || p.M < (p.ab == DType::I8 ? kCutlassMinM_I8 : kCutlassMinM_FP8)))
-    return false;
+  if (route == W8Route::Auto && (!fits || !auto_takes_cutlass(p.ab))) return false;
   if (!fits)
     throw Error(XQ_ERR_UNSUPPORTED,
                 format("cuda: XQUANT_CUDA_W8A8_GEMM=cutlass, but the CUTLASS W8A8 GEMM does not take "
