@@ -35,7 +35,7 @@ W8Route route_from_env() {
 // What auto takes, from bench/cuda/bench_w8a8.py on an H200 (docs/cuda.md,
 // "W8A8 GEMM routes"): INT8 CUTLASS was faster than or level with cuBLASLt
 // + scaling pass at every M of the four shapes; FP8 CUTLASS (periodic f32
-// promotion) lost at M >= 128 by up to 3.5x and was not reliably ahead below,
+// promotion) was 1.3-6.8x slower at M >= 128 and not reliably ahead below,
 // so FP8 stays on cuBLASLt unless forced.
 bool auto_takes_cutlass(DType ab) { return ab == DType::I8; }
 constexpr size_t kCutlassWorkspace = 1u << 20;
