@@ -412,6 +412,8 @@ void Provider::run_qmatmul_w8(const xq_op& op) {
   } else {
     XQ_CK(quantize_act(x.data, T, M, K, xq, DType::I8, nullptr, w.input_scale, stream_));
   }
+  if (run_w8a8_cutlass(ScaledMM{DType::I8, Y, M, N, K, xq, w.w8, y.data, sa, sa_const, w.sw, 1.f}, op.src[2]))
+    return;
   void* acc = s_acc_.get(static_cast<size_t>(M * N) * 4);
   lt_gemm(LtGemmShape{GemmKind::I8, M, N, K, DType::I32, false, false}, w.w8, xq, acc, 1.f, nullptr, nullptr, nullptr);
   DType bias_t = DType::F32;
@@ -438,6 +440,7 @@ void Provider::run_matmul(const xq_op& op) {
   const float* sw = vec ? sx + M : nullptr;
   const float fx = vec ? 1.f : static_cast<float>(op.f[0] > 0 ? op.f[0] : 1.0);
   const float fw = vec ? 1.f : static_cast<float>(op.f[1] > 0 ? op.f[1] : 1.0);
+  if (run_w8a8_cutlass(ScaledMM{A, Y, M, N, K, a.data, b.data, y.data, sx, fx, sw, fw}, op.src[2])) return;
   if (A == DType::I8) {
     void* acc = s_acc_.get(static_cast<size_t>(M * N) * 4);
     lt_gemm(LtGemmShape{GemmKind::I8, M, N, K, DType::I32, false, false}, b.data, a.data, acc, 1.f, nullptr, nullptr,
@@ -686,6 +689,11 @@ void Provider::run_qmatmul_fp8(const xq_op& op) {
   void* xq = s_x_.get(static_cast<size_t>(M * K));
   float* scales = static_cast<float*>(s_scale_.get(static_cast<size_t>(M + N) * 4));
   XQ_CK(quantize_act(x.data, T, M, K, xq, DType::F8E4M3, scales, 0.f, stream_));
+  DType Y{};
+  to_dtype(op.dst.dtype, &Y);
+  if (run_w8a8_cutlass(ScaledMM{DType::F8E4M3, Y, M, N, K, xq, w.w8, op.dst.data, scales, 1.f, w.sw, 1.f},
+                       op.src[2]))
+    return;
   XQ_CK(cudaMemcpyAsync(scales + M, w.sw, static_cast<size_t>(N) * 4, cudaMemcpyDeviceToDevice, stream_));
   xq_op mm = xquant::sdk::make_op(XQ_OP_MATMUL);
   mm.src[0] = xquant::sdk::device_tensor(XQ_DTYPE_F8_E4M3, {M, K}, xq);

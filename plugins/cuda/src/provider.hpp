@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cublaslt.hpp"
+#include "cutlass_w8a8.hpp"
 #include "kernels.hpp"
 #include "w4a16_hopper.hpp"
 
@@ -117,6 +118,10 @@ class Provider : public xquant::sdk::PluginBase {
   bool run_qmatmul_w4_hopper(const xq_op& op);
   void run_qmatmul_w8(const xq_op& op);
   void run_qmatmul_fp8(const xq_op& op);
+  // The fused-epilogue CUTLASS GEMM when the route picks it (w8a8_route.cpp),
+  // `bias` (any float type, or absent) converted to p.y_type for it; false:
+  // the caller runs the cuBLASLt path.
+  bool run_w8a8_cutlass(ScaledMM p, const xq_device_tensor& bias);
   xq_qweight* prepare_fp8(const xq_quant_tensor& q, const std::vector<float>& row_scales);
   void run_matmul(const xq_op& op);
   void run_dequantize(const xq_op& op);
