@@ -122,18 +122,19 @@ void Model::moe_experts_fused(int layer, const float* h, int64_t rows, const int
   const MoeDesc& m = arch_.layers.at(static_cast<size_t>(layer)).experts;
   const LayerWeights& W = layers_[static_cast<size_t>(layer)];
   const int64_t H = arch_.hidden, I = m.expert_intermediate, k = m.top_k, slots = rows * k;
-  const xq_dtype t = W.linears[static_cast<size_t>(m.gate[0])].act;  // BF16 or F16 (moe_experts_fuse)
+  const xq_dtype t = W.linears[static_cast<size_t>(m.gate[0])].act;  // the experts' QMATMUL activation dtype
   auto experts = [&](const std::vector<int>& set) {
     std::vector<const xq_qweight*> q;
     for (int i : set) q.push_back(W.linears[static_cast<size_t>(i)].q);
     return q;
   };
   const auto gate = experts(m.gate), up = experts(m.up), down = experts(m.down);
-  Carve c(static_cast<char*>(scratch(kMoeExperts, aligned(rows * H * 2) * 2 + 2 * aligned(slots * I * 2))));
-  void* xb = c.take<uint16_t>(rows * H);
-  void* g = c.take<uint16_t>(slots * I);
-  void* u = c.take<uint16_t>(slots * I);
-  void* y = c.take<uint16_t>(rows * H);
+  const int64_t eb = t == XQ_DTYPE_F32 ? 4 : 2;  // bytes per activation element
+  Carve c(static_cast<char*>(scratch(kMoeExperts, aligned(rows * H * eb) * 2 + 2 * aligned(slots * I * eb))));
+  void* xb = c.take<char>(rows * H * eb);
+  void* g = c.take<char>(slots * I * eb);
+  void* u = c.take<char>(slots * I * eb);
+  void* y = c.take<char>(rows * H * eb);
 
   xq_op cv = Kernels::op(XQ_OP_CONVERT);
   cv.src[0] = f32({rows * H}, h);
