@@ -66,7 +66,7 @@ bool Model::moe_experts_fuse(int layer) const {
   for (int64_t e = 0; e < m.n_experts && !no; ++e)
     for (int i : {m.gate[e], m.up[e], m.down[e]}) {
       const LinearWeights& lw = W.linears[static_cast<size_t>(i)];
-      if (!lw.q || lw.act != g0.act || lw.act == XQ_DTYPE_F32 || !lw.bias.empty()) no = "not all quantized with 16-bit activations";
+      if (!lw.q || lw.act != g0.act || !lw.bias.empty()) no = "not all quantized, with one activation dtype and no bias";
     }
   std::string why;
   if (!no) {
