@@ -62,6 +62,11 @@ struct ModelOptions {
   // variable XQUANT_DECODE_GRAPHS=0 turns this off for tools without the
   // option (the CLI), e.g. to measure the eager step beside it.
   bool decode_graphs = true;
+  // Mixture-of-Experts layers through the provider's MoE ops (MOE_ROUTE,
+  // moe_qmatmul, MOE_COMBINE: engine/moe_device.cpp) on a host provider
+  // too, as a device provider always runs them; a forward with layer taps
+  // (calibration) keeps the host block of engine/moe_layer.cpp.
+  bool moe_provider_ops = false;
 };
 
 // One Linear's weights as the engine runs them.
