@@ -109,6 +109,10 @@ fi
 if [ "${GPUENG_MOE:-0}" = 1 ]; then
   timeout 300 python3 "$(dirname "$0")/../bench/cuda/bench_moe.py" --shim "$b/lib/libxqc_shim.so" \
     --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/moe-bench.log" | tail -40
+  # MoE layers in the engine: a Qwen3-30B-A3B-shaped model (4 layers), BF16 vs W4A16 experts
+  # through `xquant bench --provider cuda` (bench/engine/gpu_moe_engine.sh).
+  OUT=$out timeout 240 bash "$(dirname "$0")/../bench/engine/gpu_moe_engine.sh" "$cli" 2>&1 |
+    tee "$out/moe-engine.log" | tail -20
 fi
 # Optional (GPUENG_KERNELS=1): the quantized-GEMM kernels' GPU checks and benchmarks.
 if [ "${GPUENG_KERNELS:-0}" = 1 ]; then

@@ -50,6 +50,7 @@ else
   skipped+=("Qwen2.5 Q4_K_M GGUF (scripts/fetch-qwen25.sh): not fetched (XQUANT_SKIP_INTEROP=1 or the download failed); GgufNativeQwen25 skips itself")
 fi
 ctest --test-dir build --output-on-failure -j"$(nproc)" 2>&1 | tee "$ctest_log"
+skipped+=("GPU MoE engine throughput, BF16 vs W4A16 experts on Qwen3-30B-A3B shapes (bench/engine/gpu_moe_engine.sh): GPU machine only; GPUENG_MOE=1 scripts/gpu-engine-check.sh runs it (about 40 s on an H200, beside bench/cuda/bench_moe.py)")
 # GPU benchmarks never run here: scripts/gpu-engine-check.sh runs them on a GPU machine.
 skipped+=("GPU open-to-first-token, xq vs compressed-tensors (bench/engine/gpu_load_time.sh): GPU machine only; GPUENG_LOADTIME=1 scripts/gpu-engine-check.sh runs it (about 2 min)")
 skipped+=("GPU prefill attention check (scripts/gpu-prefill-check.sh: tensor-core vs decode-style PAGED_ATTENTION, 8192-token TTFT beside cuBLAS, op profile): GPU machine only; GPUENG_PREFILL=1 scripts/gpu-engine-check.sh runs it (about 150 s)")

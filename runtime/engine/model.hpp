@@ -62,6 +62,11 @@ struct ModelOptions {
   // variable XQUANT_DECODE_GRAPHS=0 turns this off for tools without the
   // option (the CLI), e.g. to measure the eager step beside it.
   bool decode_graphs = true;
+  // Mixture-of-Experts layers through the provider's MoE ops (MOE_ROUTE,
+  // moe_qmatmul, MOE_COMBINE: engine/moe_device.cpp) on a host provider
+  // too, as a device provider always runs them; a forward with layer taps
+  // (calibration) keeps the host block of engine/moe_layer.cpp.
+  bool moe_provider_ops = false;
 };
 
 // One Linear's weights as the engine runs them.
@@ -92,6 +97,9 @@ struct LayerWeights {
   std::vector<std::unique_ptr<LinearDesc>> fused_desc;
   // Device providers: copies of the norm weights.
   DeviceBuffer d_input_norm, d_post_norm, d_q_norm, d_k_norm;
+  // Device providers, MoE layers: the routed experts run through the
+  // provider's moe_qmatmul (else one GEMM per expert; engine/moe_device.cpp).
+  bool experts_fused = false;
 };
 
 class Model;
@@ -217,7 +225,8 @@ class Model {
   // Runs one Linear (y [rows, out] = x W^T + b).
   void linear(const LinearWeights& lw, const float* x, int64_t rows, float* y, const char* what) const;
 
-  // ---- Mixture-of-Experts layers (engine/moe_layer.cpp; host providers) ----
+  // ---- Mixture-of-Experts layers (engine/moe_layer.cpp; host providers;
+  // device providers: engine/moe_device.cpp) ----
   // The MoE block of `layer` on its input h [rows, hidden] (the
   // post-attention norm's output): out [rows, hidden]. Taps (calibration)
   // see each expert's gathered input rows and its down_proj input.
@@ -283,7 +292,7 @@ class Model {
 
   // Grow-only provider buffers of a device provider, one per use.
   enum Slot { kLayerTmp, kX, kIds, kPos, kSelected, kNormed, kLogits, kLinearIn, kLinearOut, kPending, kIds_out,
-              kPagedMeta, kPagedK, kSlots };
+              kPagedMeta, kPagedK, kMoe, kMoeExperts, kMoeShared, kSlots };
   void* scratch(Slot s, uint64_t bytes) const;
   // n floats of temporary memory: `host` resized on host providers, slot `s` otherwise.
   float* temp(Slot s, int64_t n, std::vector<float>& host) const;
@@ -311,6 +320,17 @@ class Model {
   const void* run_layer_stacked(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
                                 const int32_t* pos, const void* pending, xq_dtype pending_dtype,
                                 xq_dtype* out_dtype) const;
+  // Mixture-of-Experts layers on a device provider (engine/moe_device.cpp):
+  // x [rows, hidden] += the MoE block of h (the post-attention norm's
+  // output), routed and combined on the device.
+  void moe_forward_device(int layer, const float* h, int64_t rows, float* x) const;
+  // At load: whether the provider's moe_qmatmul takes this layer's experts.
+  bool moe_experts_fuse(int layer) const;
+  void moe_experts_fused(int layer, const float* h, int64_t rows, const int32_t* ids, const float* weights,
+                         float* x) const;
+  void moe_experts_looped(int layer, const float* h, int64_t rows, const int32_t* ids, const float* weights,
+                          float* x) const;
+  void moe_shared_expert_device(int layer, const float* h, int64_t rows, float* x) const;
   // x [rows, hidden] F32 += addend (provider memory, dtype t).
   void add_residual(float* x, const void* addend, xq_dtype t, int64_t rows) const;
   bool stacked(int layer) const { return layers_[static_cast<size_t>(layer)].qkv.desc != nullptr; }

@@ -4,6 +4,7 @@
 // the same message) use, so the two can never disagree.
 #include "provider.hpp"
 #include "paged_attention.hpp"
+#include "moe_ops.hpp"
 
 #include "decoder_ops.hpp"
 
@@ -308,6 +309,7 @@ bool Provider::supports(const xq_op& op, std::string* why) {
     default:
       if (is_decoder_op(op.type)) return check_decoder_op(op, why);
       if (is_paged_op(op.type)) return check_paged_op(op, why);
+      if (is_moe_op(op.type)) return check_moe_op(op, why);
       return fail_why(why, format("cuda: op %d is not provided", static_cast<int>(op.type)));
   }
 }
@@ -332,6 +334,7 @@ void Provider::run(const xq_op& op) {
       if (is_paged_op(op.type))
         run_paged_op(op, sm_count_, [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_paged_,
                      stream_);
+      if (is_moe_op(op.type)) run_moe_op(op, stream_);
       break;
   }
 }
