@@ -3,6 +3,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "decide/held_out_tokens.hpp"
 #include "decide/overlap.hpp"
 #include "decide/report.hpp"
 #include "engine/evaluate.hpp"
@@ -271,6 +272,7 @@ void choose_end_to_end(Model& model, Decision& d, const HeldOutEvaluator& quick)
   uint64_t bytes = 0;
   for (const auto& g : d.groups) bytes += g.candidates[static_cast<size_t>(g.chosen)].bytes;
   d.variants.push_back({"auto", "simulated", bytes, all[win]});
+  d.auto_on_subset = contenders[win].subset;
 }
 
 // A byte limit below every group at the rule's bits leaves nothing to choose.
@@ -298,9 +300,12 @@ void run_fallbacks(Model& model, Decision& d, const std::vector<Rung>& ladder, c
     if (v.name == "auto") start = &v.accuracy;
   std::vector<BudgetMethod> methods{BudgetMethod::Knapsack, BudgetMethod::Greedy};
   if (spec.compare_baseline) methods.push_back(BudgetMethod::WeightError);
+  EvaluationMemo memo;
+  if (&quick != d.evaluator.get()) memo.quick.emplace(std::vector<int>(d.groups.size(), 0), d.auto_on_subset);
   for (BudgetMethod m : methods) {
     const auto path = allocation_path(costs, m, 48, spec.max_bytes);
-    d.fallback_methods.push_back(fall_back(model, d.groups, ladder, path, method_name(m), quick, *d.evaluator, spec, start));
+    d.fallback_methods.push_back(
+        fall_back(model, d.groups, ladder, path, method_name(m), quick, *d.evaluator, spec, start, &memo));
     FallbackResult& r = d.fallback_methods.back();
     const auto whole = allocation_path(costs, m);
     if (!r.met && path.size() < whole.size())
@@ -316,6 +321,7 @@ void run_fallbacks(Model& model, Decision& d, const std::vector<Rung>& ladder, c
     if (a.met) return x.bytes < y.bytes;
     return (ppl ? x.accuracy.ppl : x.accuracy.kld) < (ppl ? y.accuracy.ppl : y.accuracy.kld);
   };
+  d.evaluations_reused = memo.reused;
   // The baseline (weight error) is measured for comparison, never written.
   d.fallback = d.fallback_methods.front();
   for (size_t k = 1; k < d.fallback_methods.size(); ++k)
@@ -428,7 +434,7 @@ Decision decide(Runtime& rt, const Pipeline& p) {
 
   auto t1 = Clock::now();
   const int64_t ctx = std::min<int64_t>(512, model.config().get_int("max_position_embeddings", 512));
-  std::vector<int32_t> tokens = eval_tokens(model, evaluation, p.accuracy.max_tokens);
+  std::vector<int32_t> tokens = held_out_tokens(model, evaluation, p.accuracy.max_tokens);
   std::unique_ptr<HeldOutEvaluator> subset;
   if (tokens.size() > kSensitivityTokens) {
     const size_t n_windows = (tokens.size() + static_cast<size_t>(ctx) - 1) / static_cast<size_t>(ctx);
@@ -451,13 +457,16 @@ Decision decide(Runtime& rt, const Pipeline& p) {
   const std::vector<Rung> ladder = ladder_of(d);
   for (Rung r : ladder) d.ladder.push_back(rung_name(r, d.bits));
   quick.cache_layer_inputs(model);  // each group's sensitivity is evaluated from its own layer on
-  d.sensitivity = measure_sensitivity(model, d.groups, ladder, quick);
+  // --compare-baseline measures every rung, so the scaled int8 estimate is
+  // checked against the measurement in the report.
+  d.sensitivity = measure_sensitivity(model, d.groups, ladder, quick, p.accuracy.compare_baseline);
   std::vector<double> proxy, measured;
   for (const auto& s : d.sensitivity) {
     proxy.push_back(s.proxy);
-    measured.push_back(s.measured_kld.front());
+    measured.push_back(s.kld.front());
   }
   d.spearman_rho = spearman(proxy, measured);
+  if (p.accuracy.compare_baseline && ladder.size() > 2) d.scaled_rho = scaled_estimate_rho(d.sensitivity);
   d.seconds.sensitivity = since(t1);
 
   t1 = Clock::now();
