@@ -342,9 +342,11 @@ Pipeline concrete_pipeline(const Pipeline& p, Decision& d) {
     const GroupProfile& g = d.groups[i];
     const Rung r = d.fallback.ladder.empty() ? Rung::Chosen
                                              : d.fallback.ladder[static_cast<size_t>(d.fallback.rung_of_group[i])];
-    if (r == Rung::Dense) {
+    if (r == Rung::Dense) {  // left out of every rule, its weights stored in BF16
       d.dense_groups.push_back(g.name);
       for (const auto& m : g.modules) c.ignore.push_back(TargetPattern{m, false, false, {}});
+      const LayerDesc& L = d.float_model->arch().layers[static_cast<size_t>(g.layer)];
+      for (int li : g.linears) c.bf16_tensors.push_back(L.linears[static_cast<size_t>(li)].weight_name());
       continue;
     }
     const QuantRule& base = r == Rung::Int8 ? d.int8_rule : d.candidate_rules[static_cast<size_t>(g.chosen)];

@@ -4,6 +4,8 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 
+#include <xquant/sdk/half.hpp>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -22,11 +24,22 @@ std::string rung_name(Rung r, int bits) {
 
 namespace {
 
+// `dense`: the group's weights at the top rung (BF16-rounded float).
 const std::vector<std::vector<float>>& rung_weights(const GroupProfile& g, Rung r,
-                                                    const std::vector<std::vector<float>>& original) {
+                                                    const std::vector<std::vector<float>>& dense) {
   if (r == Rung::Chosen) return g.candidates[static_cast<size_t>(g.chosen)].weights;
   if (r == Rung::Int8) return g.int8.weights;
-  return original;
+  return dense;
+}
+
+// The dense rung as written: every weight rounded to BF16 (round to nearest
+// even, as the writer converts it), so that what is evaluated is what is
+// stored.
+std::vector<std::vector<std::vector<float>>> bf16_rounded(std::vector<std::vector<std::vector<float>>> w) {
+  for (auto& group : w)
+    for (auto& linear : group)
+      for (float& x : linear) x = sdk::round_to_bf16(x);
+  return w;
 }
 
 // The float weights of every group, read once from the engine.
@@ -141,6 +154,7 @@ FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, 
                          EvaluationMemo* memo) {
   if (path.empty()) fail(XQ_ERR_INTERNAL, "fallback: empty allocation path");
   const auto original = float_weights(model, groups);
+  const auto dense = bf16_rounded(original);
   FallbackResult res;
   res.method = method;
   res.ladder = ladder;
@@ -170,7 +184,7 @@ FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, 
       ++memo->reused;
     } else {
       for (size_t i = 0; i < groups.size(); ++i)
-        set_group_weights(model, groups[i], rung_weights(groups[i], ladder[static_cast<size_t>(s.rung[i])], original[i]));
+        set_group_weights(model, groups[i], rung_weights(groups[i], ladder[static_cast<size_t>(s.rung[i])], dense[i]));
       s.accuracy = eval.evaluate(model);
     }
     if (remembered) remembered->emplace(s.rung, s.accuracy);

@@ -250,9 +250,7 @@ std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::ve
       const LinearWeights& w = lw.linears[static_cast<size_t>(li)];
       gp.modules.push_back(w.desc->module);
       gp.params += static_cast<uint64_t>(w.desc->out * w.desc->in);
-      const TensorEntry* t = model.checkpoint().find(w.desc->weight_name());
-      gp.dense_bytes += static_cast<uint64_t>(w.desc->out * w.desc->in) *
-                        (t && t->dtype != XQ_DTYPE_BLOCKS ? dtype_size(t->dtype) : 2);
+      gp.dense_bytes += static_cast<uint64_t>(w.desc->out * w.desc->in) * 2;  // the bf16 rung
     }
     gp.activations = activation_profile(stats.groups[static_cast<size_t>(g)]);
     GroupTrial trial(runtime, model, plan, layer, g, gp.linears, stats);

@@ -51,7 +51,7 @@ struct GroupProfile {
   std::vector<int> linears;          // LayerDesc::linears indices
   std::vector<std::string> modules;
   uint64_t params = 0;
-  uint64_t dense_bytes = 0;          // the members as the source stores them
+  uint64_t dense_bytes = 0;          // the members at the ladder's top: BF16, 2 bytes a weight
   ActivationProfile activations;
   std::vector<CandidateResult> candidates;  // at the rule's bits
   int chosen = -1;                   // index into candidates
