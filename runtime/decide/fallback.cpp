@@ -68,13 +68,16 @@ bool meets_target(const Accuracy& a, const Accuracy& reference, const AccuracySp
 
 std::vector<Sensitivity> measure_sensitivity(Model& model, const std::vector<GroupProfile>& groups,
                                              const std::vector<Rung>& ladder, const HeldOutEvaluator& eval,
-                                             bool measure_every_rung) {
+                                             bool measure_every_rung, ActivationSimulation* acts) {
   const auto original = float_weights(model, groups);
   std::vector<Sensitivity> out(groups.size());
-  auto measure = [&](const GroupProfile& g, Rung r, const std::vector<std::vector<float>>& float_w) {
+  auto measure = [&](size_t i, Rung r, const std::vector<std::vector<float>>& float_w) {
+    const GroupProfile& g = groups[i];
     set_group_weights(model, g, rung_weights(g, r, float_w));
+    if (acts && r == Rung::Chosen) acts->as_chosen(i);
     const double kld = eval.evaluate_from(model, g.layer).kld;
     set_group_weights(model, g, float_w);
+    if (acts) acts->as_float(i);
     return kld;
   };
   for (size_t i = 0; i < groups.size(); ++i) {
@@ -89,14 +92,14 @@ std::vector<Sensitivity> measure_sensitivity(Model& model, const std::vector<Gro
         s.measured.push_back(true);
         s.scaled.push_back(0.0);
       } else if (k == 0) {
-        s.kld.push_back(measure(g, r, original[i]));
+        s.kld.push_back(measure(i, r, original[i]));
         s.measured.push_back(true);
         s.scaled.push_back(s.kld.back());
       } else {
         const double ratio = chosen.output_error > 0 ? g.int8.output_error / chosen.output_error : 0.0;
         s.scaled.push_back(s.kld.front() * ratio);
         const bool measure_it = measure_every_rung || chosen.output_error <= 0;
-        s.kld.push_back(measure_it ? measure(g, r, original[i]) : s.scaled.back());
+        s.kld.push_back(measure_it ? measure(i, r, original[i]) : s.scaled.back());
         s.measured.push_back(measure_it);
       }
     }
@@ -151,7 +154,7 @@ std::string describe(const std::vector<GroupProfile>& groups, const std::vector<
 FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, const std::vector<Rung>& ladder,
                          const std::vector<Allocation>& path, const std::string& method, const HeldOutEvaluator& quick,
                          const HeldOutEvaluator& full, const AccuracySpec& spec, const Accuracy* start,
-                         EvaluationMemo* memo) {
+                         EvaluationMemo* memo, ActivationSimulation* acts) {
   if (path.empty()) fail(XQ_ERR_INTERNAL, "fallback: empty allocation path");
   const auto original = float_weights(model, groups);
   const auto dense = bf16_rounded(original);
@@ -183,8 +186,12 @@ FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, 
       s.accuracy = hit->second;
       ++memo->reused;
     } else {
-      for (size_t i = 0; i < groups.size(); ++i)
-        set_group_weights(model, groups[i], rung_weights(groups[i], ladder[static_cast<size_t>(s.rung[i])], dense[i]));
+      for (size_t i = 0; i < groups.size(); ++i) {
+        const Rung r = ladder[static_cast<size_t>(s.rung[i])];
+        set_group_weights(model, groups[i], rung_weights(groups[i], r, dense[i]));
+        if (acts && r == Rung::Chosen) acts->as_chosen(i);
+        else if (acts) acts->as_float(i);
+      }
       s.accuracy = eval.evaluate(model);
     }
     if (remembered) remembered->emplace(s.rung, s.accuracy);
@@ -240,6 +247,7 @@ FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, 
   // The engine holds the float model again (what the written checkpoint is
   // made from is the runner's business).
   for (size_t i = 0; i < groups.size(); ++i) set_group_weights(model, groups[i], original[i]);
+  if (acts) acts->all_float();
   return res;
 }
 

@@ -9,6 +9,7 @@
 // cheapest allocation that meets the accuracy target end to end.
 #pragma once
 
+#include "decide/activation_sim.hpp"
 #include "decide/budget.hpp"
 #include "decide/evaluator.hpp"
 #include "decide/profile.hpp"
@@ -75,7 +76,7 @@ uint64_t rung_bytes(const GroupProfile& g, Rung r);
 // (restores the float weights afterwards).
 std::vector<Sensitivity> measure_sensitivity(Model& model, const std::vector<GroupProfile>& groups,
                                              const std::vector<Rung>& ladder, const HeldOutEvaluator& eval,
-                                             bool measure_every_rung = false);
+                                             bool measure_every_rung = false, ActivationSimulation* acts = nullptr);
 
 // Spearman rho of the scaled estimate against the measurement over the
 // rungs between 0 and dense that were measured; 0 when none were.
@@ -97,11 +98,13 @@ std::vector<RungCosts> rung_costs(const std::vector<GroupProfile>& groups, const
 // Expects the float weights in the engine and leaves them there. `start`,
 // when given, is the full evaluation of the path's first allocation (all
 // groups at rung 0), which then is not evaluated again; `memo`, when given,
-// answers (and keeps) the evaluations of allocations seen before.
+// answers (and keeps) the evaluations of allocations seen before. With
+// `acts` (a W8A8 request) a group at rung 0 also has its inputs quantized
+// (the int8 rung is weight-only, dense is BF16); measure_sensitivity alike.
 FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, const std::vector<Rung>& ladder,
                          const std::vector<Allocation>& path, const std::string& method, const HeldOutEvaluator& quick,
                          const HeldOutEvaluator& full, const AccuracySpec& spec, const Accuracy* start = nullptr,
-                         EvaluationMemo* memo = nullptr);
+                         EvaluationMemo* memo = nullptr, ActivationSimulation* acts = nullptr);
 
 bool meets_target(const Accuracy& a, const Accuracy& reference, const AccuracySpec& spec, double* target);
 

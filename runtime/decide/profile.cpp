@@ -127,6 +127,7 @@ class GroupTrial {
         c.bytes += stored_bytes(q.get());
         c.weights.push_back(std::move(w));
       }
+      c.input_divisor = divisor;
       c.rel_output_error = reference > 0 ? c.output_error / reference : 0;
       c.rel_weight_error = weight_ref > 0 ? weight_diff / weight_ref : 0;
       c.ok = std::isfinite(c.output_error);
@@ -253,6 +254,11 @@ std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::ve
       gp.dense_bytes += static_cast<uint64_t>(w.desc->out * w.desc->in) * 2;  // the bf16 rung
     }
     gp.activations = activation_profile(stats.groups[static_cast<size_t>(g)]);
+    if (plan.w8a8) {
+      gp.input_absmax = stats.groups[static_cast<size_t>(g)].absmax;
+      gp.act_scale_dtype = scale_dtype_for(plan.schemes.at(gp.modules.front()), model.config());
+      gp.dynamic_activations = !plan.static_w8a8;
+    }
     GroupTrial trial(runtime, model, plan, layer, g, gp.linears, stats);
     for (const auto& rule : plan.candidates) gp.candidates.push_back(trial.run(rule));
     choose(gp);

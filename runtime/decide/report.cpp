@@ -202,6 +202,9 @@ std::string report_json(const Decision& d) {
                {"candidates", cands}, {"chosen", g.candidates[static_cast<size_t>(g.chosen)].algorithm},
                {"why", g.why}, {"rung", rung_of(d, i)}, {"activation_decision", g.activation_why}};
     if (g.int8.ok) gj["int8"] = {{"output_error", g.int8.output_error}, {"bytes", g.int8.bytes}};
+    if (g.kld_static >= 0)
+      gj["activation_kld_alone"] = {{"static_tensor", g.kld_static}, {"dynamic_token", g.kld_dynamic},
+                                    {"dynamic", g.dynamic_activations}};
     if (i < d.sensitivity.size())
       gj["sensitivity"] = {{"kld_per_rung", d.sensitivity[i].kld},
                            {"measured_per_rung", d.sensitivity[i].measured},
