@@ -103,6 +103,10 @@ light_interop "MoE interop" tests/interop/moe_interop.sh build
 # (the GPU machine runs it at real sizes: scripts/gpu-engine-check.sh
 # GPUENG_HF=1); the same torch venv; ~30 s.
 light_interop "engine vs transformers" tests/interop/engine_hf_interop.sh build
+# A decision-engine checkpoint with groups on the bf16 rung, loaded by
+# transformers + compressed-tensors against our engine's logits; the same
+# torch venv; ~30 s.
+light_interop "decision bf16 rung interop" tests/interop/decide_bf16_interop.sh build
 # llama.cpp itself runs the GGUFs we write, with our greedy ids and perplexity.
 # The first run builds llama.cpp from the llama-cpp-python sdist into
 # ~/.cache/xquant/llama-cpp (scripts/fetch-llama-cpp.sh: ~7 CPU-minutes, about

@@ -570,6 +570,7 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
 
   rms_norm(k, x, rows, H, at(W.input_norm, W.d_input_norm), a.rms_eps, h, "RMS_NORM (input)");
   if (tap) tap(LayerDesc::kAttnIn, h, rows, H);
+  if (input_transform_) input_transform_(layer, LayerDesc::kAttnIn, h, rows, H);
   if (W.qkv.desc) {
     linear_stacked(W.qkv, h, rows, {{q, NH * HD}, {kk, KVH * HD}, {vv, KVH * HD}}, "q|k|v_proj");
   } else {
@@ -610,11 +611,13 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
     k.run(op, "ATTENTION");
   }
   if (tap) tap(LayerDesc::kAttnOut, att, rows, NH * HD);
+  if (input_transform_) input_transform_(layer, LayerDesc::kAttnOut, att, rows, NH * HD);
   linear(W.linears[LayerDesc::kO], att, rows, h, "o_proj");
   add_inplace(k, x, h, rows, H);
 
   rms_norm(k, x, rows, H, at(W.post_norm, W.d_post_norm), a.rms_eps, h, "RMS_NORM (post-attention)");
   if (tap) tap(LayerDesc::kMlpIn, h, rows, H);
+  if (input_transform_) input_transform_(layer, LayerDesc::kMlpIn, h, rows, H);
   if (a.layers[static_cast<size_t>(layer)].moe) {
     if (on_device() || (options_.moe_provider_ops && !tap)) return moe_forward_device(layer, h, rows, x);
     std::vector<float> moe_out(static_cast<size_t>(n_h));  // host providers only (checked on load)
@@ -636,6 +639,7 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
     k.run(op, "SWIGLU");
   }
   if (tap) tap(LayerDesc::kMlpOut, g, rows, I);
+  if (input_transform_) input_transform_(layer, LayerDesc::kMlpOut, g, rows, I);
   linear(W.linears[LayerDesc::kDown], g, rows, h, "down_proj");
   add_inplace(k, x, h, rows, H);
 }

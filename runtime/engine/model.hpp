@@ -162,6 +162,10 @@ struct PagedInput {
 // Called with the input of each Linear group of a layer (LayerDesc::groups
 // index, rows x cols row-major) just before that group's Linears run.
 using GroupInputTap = std::function<void(int group, const float* x, int64_t rows, int64_t cols)>;
+// Rewrites the input of a layer's Linear group in place just before that
+// group's Linears run (after any tap): the decision engine's fake-quantized
+// W8A8 activations (decide/activation_sim.hpp). Host providers only.
+using GroupInputTransform = std::function<void(int layer, int group, float* x, int64_t rows, int64_t cols)>;
 
 class Model {
  public:
@@ -218,6 +222,8 @@ class Model {
   // x [rows, hidden] in place through layer L; spans cover all rows.
   void layer_forward(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
                      const GroupInputTap& tap = nullptr) const;
+  // Installs (or, empty, removes) the input transform every forward applies.
+  void set_input_transform(GroupInputTransform t) { input_transform_ = std::move(t); }
   // Final norm + lm_head of `rows` hidden rows into logits [rows, vocab].
   void logits_from_hidden(const float* x, int64_t rows, float* logits) const;
   // Pointers are host memory on host providers and provider memory on
@@ -377,6 +383,7 @@ class Model {
   const PagedStep* paged_ = nullptr;  // set for the duration of step_paged
   mutable uint64_t scratch_moves_ = 0;  // bumped whenever a scratch_ buffer moves (recordings hold addresses)
   std::unique_ptr<DecodeGraphs> graphs_;
+  GroupInputTransform input_transform_;
   int n_quantized_ = 0, n_dequantized_ = 0;
   LoadStats load_stats_;
   uint64_t float_bytes_ = 0, peak_float_bytes_ = 0;
