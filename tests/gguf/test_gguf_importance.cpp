@@ -141,8 +141,11 @@ TEST(GgufImatrixFile, GgufRoundTripsByteForByteInLlamaCppsLayout) {
   gg::write_imatrix((dir / "b.gguf").string(), back);
   EXPECT_EQ(read_file(dir / "a.gguf"), read_file(dir / "b.gguf"));
 
-  // The layout llama-imatrix writes (tools/imatrix/imatrix.cpp save_imatrix).
+  // The layout llama-imatrix writes (tools/imatrix/imatrix.cpp save_imatrix),
+  // its data section padded to the alignment after the last tensor too (ggml's
+  // gguf_init_from_file reads the padded blob: llama-quantize refuses less).
   gg::File f((dir / "a.gguf").string());
+  EXPECT_EQ((f.size() - f.data_offset()) % 32, 0u);
   ASSERT_NE(f.find("general.type"), nullptr);
   EXPECT_EQ(f.find("general.type")->s, "imatrix");
   for (const auto& t : f.tensors()) {
