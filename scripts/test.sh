@@ -118,7 +118,8 @@ else
 fi
 # Importance-weighted GGUF requantization against ggml's own encoders,
 # llama-imatrix, llama-quantize --imatrix and llama-perplexity (the same
-# llama.cpp build; ~2 min for stories260K, ~6 more with SmolLM2).
+# llama.cpp build; 17 min here at load average 8-12, ~4 of them stories260K, ~9
+# llama-imatrix on SmolLM2).
 if [ "${XQUANT_SKIP_INTEROP:-0}" = 1 ]; then
   skipped+=("GGUF imatrix interop (tests/interop/gguf_imatrix_interop.sh): XQUANT_SKIP_INTEROP=1")
 else

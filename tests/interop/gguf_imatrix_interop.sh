@@ -11,14 +11,16 @@
 #      stories260K (and SmolLM2-135M when scripts/fetch-smollm2.sh has it)
 #      requantized from RTN int8 per-channel to Q4_0 and Q4_K with and without
 #      an importance matrix (printed, not asserted: a measurement; the two
-#      engines must agree within 0.5% on every file).
+#      engines must agree within 3% on every file, llama.cpp's 8-bit
+#      activation rounding: see llamacpp_interop.py).
 #
 #   tests/interop/gguf_imatrix_interop.sh [BUILD_DIR]      (default: build)
 #
 # Exit status: 0 every check passed; 1 a check failed; 2 the repository is
 # not built; 3 llama.cpp is not available (scripts/fetch-llama-cpp.sh); 4 the
 # stories260K checks passed but SmolLM2 could not be fetched.
-# About 2 minutes on 2 idle cores for stories260K, 5 more with SmolLM2.
+# 17 minutes in all on this 2-core box at load average 8-12 (stories260K part
+# about 4 of them; llama-imatrix on SmolLM2 about 9).
 # Environment: XQUANT_LLAMA_CPP_OFFLINE, XQUANT_SHARED_DIR, XQUANT_INTEROP_THREADS (default 2).
 set -euo pipefail
 
@@ -135,8 +137,11 @@ measure() {  # TAG MODEL IMATRIX CTX CHUNKS TYPE...
         { fail "$tag $type (imatrix: $with): convert failed"; continue; }
       local a b; a="$(ppl_ours "$out" "$ctx" "$chunks")"; b="$(ppl_llama "$out" "$ctx" "$chunks")"
       echo "$tag RTN int8 -> $type, imatrix $with: perplexity ours $a, llama.cpp $b"
-      python3 -c "import sys; a, b = float('$a'), float('$b'); sys.exit(0 if abs(a - b) / b <= 0.005 else 1)" ||
-        fail "$tag $type (imatrix: $with): ours $a vs llama.cpp $b differ by more than 0.5%"
+      # llama.cpp rounds activations to 8-bit blocks on a block-quantized file
+      # (ggml-cpu's vec_dot_type), we multiply F32 activations: up to 1.49% on
+      # SmolLM2 Q4_K, so the bound is llamacpp_interop.py's PPL_TOLERANCE_BLOCKS, 3%.
+      python3 -c "import sys; a, b = float('$a'), float('$b'); sys.exit(0 if abs(a - b) / b <= 0.03 else 1)" ||
+        fail "$tag $type (imatrix: $with): ours $a vs llama.cpp $b differ by more than 3%"
     done
   done
 }
