@@ -24,8 +24,9 @@ bin="$root/build/bin"
 # llama-completion is the classic `-p PROMPT -n N` text generator (llama-cli
 # is the chat front end in this llama.cpp); llama-simple is the minimal greedy
 # loop; llama-tokenize prints token ids; llama-quantize makes llama.cpp's own
-# Q4_0/Q8_0/Q4_K_M copies for the benchmark.
-tools=(llama-completion llama-simple llama-perplexity llama-bench llama-tokenize llama-quantize)
+# Q4_0/Q8_0/Q4_K_M copies for the benchmark; llama-imatrix computes the
+# importance matrix our GGUF writer reads (tests/interop/gguf_imatrix_interop.sh).
+tools=(llama-completion llama-simple llama-perplexity llama-bench llama-tokenize llama-quantize llama-imatrix)
 
 built() {
   local t

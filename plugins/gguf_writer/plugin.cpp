@@ -37,6 +37,15 @@ constexpr xq_param_spec kParams[] = {
      "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K; codes on the type's grid convert "
      "exactly, others are requantized"},
     {"exact", XQ_VALUE_BOOL, "false", "fail instead of requantizing a weight that is not exact in the chosen type"},
+    {"importance", XQ_VALUE_BOOL, "true",
+     "weight the requantization of each Linear by its calibration statistic (sum of x^2 per input column), as "
+     "llama-quantize --imatrix does, when the pipeline calibrates"},
+    {"imatrix", XQ_VALUE_STRING, nullptr,
+     "weight the requantization by this llama.cpp importance matrix (llama-imatrix's .gguf or legacy .dat), "
+     "instead of the run's calibration statistics"},
+    {"imatrix_out", XQ_VALUE_STRING, nullptr,
+     "also write the run's calibration statistics here as a llama.cpp imatrix .gguf (llama-quantize --imatrix "
+     "reads it)"},
     {"tokenizer", XQ_VALUE_STRING, nullptr,
      "take the vocabulary from this .gguf file, tokenizer.json or folder holding one (for sources without one)"},
     {nullptr, XQ_VALUE_NONE, nullptr, nullptr}};

@@ -5,6 +5,7 @@
 #include "gguf_types.hpp"
 #include "model_meta.hpp"
 #include "vocab_meta.hpp"
+#include "weighted_encode.hpp"
 
 #include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/half.hpp>
@@ -189,6 +190,13 @@ Writer::Writer(const sdk::Host& h, const xq_writer_options& o) : WriterBase(h) {
                                              "' must name the .gguf file to write (e.g. out/model.gguf)");
   wanted_type_ = type_by_name(params.get_string("type", "auto"));
   require_exact_ = params.get_bool("exact", false);
+  use_calibration_importance_ = params.get_bool("importance", true);
+  imatrix_out_path_ = params.get_string("imatrix_out", "");
+  if (params.has("imatrix")) {
+    imatrix_in_path_ = params.get_string("imatrix");
+    imatrix_in_ = read_imatrix(imatrix_in_path_);
+    host.info(format("gguf: importance matrix %s: %zu entries", imatrix_in_path_.c_str(), imatrix_in_.entries.size()));
+  }
   arch_ = gguf_architecture(config.get_string("architecture", "(none)"));
   model_name_ = config.get_string("gguf.general.name", std::filesystem::path(o.source_path ? o.source_path : "model")
                                                           .filename()
@@ -349,6 +357,7 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
   });
 
   std::vector<uint8_t> bytes(static_cast<size_t>(row_bytes * rows));
+  std::string importance_source;
   if (is_float_type(t.type)) {
     bytes = encode_float_rows(t.type, canonical.data(), rows * cols);
   } else if (t.from_codes) {
@@ -360,10 +369,17 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
       throw Error(XQ_ERR_UNSUPPORTED, format("gguf writer: %s (%s) cannot be written to %s without requantizing: %s "
                                              "(param exact: true)",
                                              module, scheme.c_str(), ti->name, t.why_not.c_str()));
+    const std::vector<float> importance =
+        uses_importance(t.type) ? importance_for(module, g->name, cols, &importance_source) : std::vector<float>();
     host.parallel_for(static_cast<uint64_t>(rows), 16, [&](uint64_t b, uint64_t e) {
-      for (uint64_t r = b; r < e; ++r)
-        encode_floats(t.type, canonical.data() + r * cols, cols, bytes.data() + r * row_bytes);
+      for (uint64_t r = b; r < e; ++r) {
+        const float* x = canonical.data() + r * cols;
+        uint8_t* out = bytes.data() + r * row_bytes;
+        if (importance.empty()) encode_floats(t.type, x, cols, out);
+        else encode_row_weighted(t.type, x, cols, importance.data(), out);
+      }
     });
+    if (!importance.empty()) ++weighted_;
   }
 
   // Decode what will be stored and compare with our dequantization.
@@ -375,8 +391,9 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
                 format("gguf writer: %s (%s) is not exact as %s (relative error %.3g): %s (param exact: true)", module,
                        scheme.c_str(), ti->name, rel,
                        t.from_codes ? "a scale or zero-point offset is not representable in f16" : t.why_not.c_str()));
-  host.info(format("gguf: %s: %s %s (from %s)%s", g->name.c_str(), exact ? "exact" : "requantized", ti->name,
-                   scheme.c_str(), exact ? "" : format(", relative error %.3g", rel).c_str()));
+  host.info(format("gguf: %s: %s %s (from %s)%s%s", g->name.c_str(), exact ? "exact" : "requantized", ti->name,
+                   scheme.c_str(), exact ? "" : format(", relative error %.3g", rel).c_str(),
+                   importance_source.empty() ? "" : (", weighted by " + importance_source).c_str()));
   ++(exact ? exact_ : requantized_);
   ++linear_types_[t.type];
   emit(g->name, g->base, t.type, rows, cols, 2, bytes);
@@ -415,8 +432,59 @@ void Writer::finish() {
     }
   out_->set("general.file_type", u32_value(file_type_of(main_type)));
   out_->finish();
-  host.info(format("gguf: wrote %s: %zu quantized weights exact, %zu requantized, %zu dense tensors",
-                   out_->final_path().c_str(), exact_, requantized_, dense_));
+  host.info(format("gguf: wrote %s: %zu quantized weights exact, %zu requantized (%zu weighted by importance), "
+                   "%zu dense tensors",
+                   out_->final_path().c_str(), exact_, requantized_, weighted_, dense_));
+  if (!imatrix_out_path_.empty()) {
+    if (imatrix_out_.entries.empty())
+      throw Error(XQ_ERR_INVALID_ARGUMENT, "gguf writer: param imatrix_out '" + imatrix_out_path_ +
+                                               "': the run gave no calibration statistics (only calibrated "
+                                               "pipelines, e.g. gptq or awq rules, have them)");
+    imatrix_out_.datasets = {"xquant calibration"};
+    write_imatrix(imatrix_out_path_, imatrix_out_);
+    host.info(format("gguf: wrote importance matrix %s: %zu entries", imatrix_out_path_.c_str(),
+                     imatrix_out_.entries.size()));
+  }
+}
+
+void Writer::set_importance(const char* module, const float* sum_sq, int64_t n_cols, uint64_t tokens) {
+  if (!module || !sum_sq || n_cols <= 0)
+    throw Error(XQ_ERR_INVALID_ARGUMENT, format("gguf writer: importance of '%s': no values", module ? module : "(null)"));
+  ImatrixEntry e;
+  e.sums.assign(sum_sq, sum_sq + n_cols);
+  for (int64_t c = 0; c < n_cols; ++c)
+    if (!std::isfinite(e.sums[c]) || e.sums[c] < 0)
+      throw Error(XQ_ERR_INVALID_ARGUMENT, format("gguf writer: importance of '%s': column %lld is %g (finite, >= 0 "
+                                                  "expected)", module, static_cast<long long>(c),
+                                                  static_cast<double>(e.sums[c])));
+  e.counts = {static_cast<float>(tokens)};
+  if (const auto g = gguf_tensor_name(std::string(module) + ".weight")) imatrix_out_.entries[g->name] = e;
+  calibration_importance_[module] = std::move(e);
+}
+
+std::vector<float> Writer::importance_for(const std::string& module, const std::string& gguf_name, int64_t cols,
+                                          std::string* source) const {
+  auto checked = [&](std::vector<float> v, const std::string& from) {
+    if (static_cast<int64_t>(v.size()) != cols)
+      throw Error(XQ_ERR_INVALID_ARGUMENT, format("gguf writer: %s: the importance from %s has %zu values for %lld "
+                                                  "columns", gguf_name.c_str(), from.c_str(), v.size(),
+                                                  static_cast<long long>(cols)));
+    *source = from;
+    return v;
+  };
+  if (!imatrix_in_path_.empty()) {
+    std::vector<float> v = imatrix_in_.mean_squares(gguf_name);
+    if (!v.empty()) return checked(std::move(v), "imatrix " + imatrix_in_path_);
+    host.warn(format("gguf: %s: not in imatrix %s; requantized without importance", gguf_name.c_str(),
+                     imatrix_in_path_.c_str()));
+    return {};
+  }
+  if (!use_calibration_importance_) return {};
+  const auto it = calibration_importance_.find(module);
+  if (it == calibration_importance_.end()) return {};
+  ImportanceMatrix one;
+  one.entries.emplace(gguf_name, it->second);
+  return checked(one.mean_squares(gguf_name), "calibration");
 }
 
 void Writer::abort() noexcept {

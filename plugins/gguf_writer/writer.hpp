@@ -9,9 +9,16 @@
 // own block decoders and compared with our canonical dequantization, and
 // the log says per tensor whether the two are equal (exact) or not
 // (requantized, with the error).
+//
+// Requantization weights each column's error by its importance, as
+// llama-quantize --imatrix does (weighted_encode.hpp): the run's own
+// calibration statistic (set_importance, the format ABI's
+// writer_set_importance) or a llama.cpp imatrix file (param `imatrix`);
+// param `imatrix_out` saves the run's statistic as a llama.cpp imatrix file.
 #pragma once
 
 #include "gguf_emit.hpp"
+#include "imatrix_file.hpp"
 
 #include <xquant/sdk/plugin.hpp>
 
@@ -28,6 +35,7 @@ class Writer : public sdk::WriterBase {
 
   void add_dense(const char* name, const xq_tensor_view& t);
   void add_quantized(const char* module, const xq_quant_tensor& q);
+  void set_importance(const char* module, const float* sum_sq, int64_t n_cols, uint64_t tokens);
   void finish();
   void abort() noexcept;
 
@@ -42,6 +50,11 @@ class Writer : public sdk::WriterBase {
   void emit(const std::string& gguf_name, const std::string& base, uint32_t type, int64_t rows, int64_t cols,
             uint32_t ndim, const std::vector<uint8_t>& bytes);
 
+  // The per-column importance (mean x^2) for requantizing `module` (GGUF
+  // name `gguf_name`) and where it came from; empty when there is none.
+  std::vector<float> importance_for(const std::string& module, const std::string& gguf_name, int64_t cols,
+                                    std::string* source) const;
+
   std::unique_ptr<Emitter> out_;
   std::filesystem::path created_dir_;  // the output's folder, when this writer made it
   std::string arch_, model_name_;
@@ -50,6 +63,12 @@ class Writer : public sdk::WriterBase {
   bool require_exact_ = false;
   size_t exact_ = 0, requantized_ = 0, dense_ = 0;
   std::map<uint32_t, size_t> linear_types_;  // GGUF type -> quantized Linears written in it
+  bool use_calibration_importance_ = true;   // param importance
+  std::string imatrix_in_path_, imatrix_out_path_;
+  ImportanceMatrix imatrix_in_;              // param imatrix (by GGUF name)
+  std::map<std::string, ImatrixEntry> calibration_importance_;  // set_importance (by module)
+  ImportanceMatrix imatrix_out_;             // the same by GGUF name, for param imatrix_out
+  size_t weighted_ = 0;                      // requantized Linears weighted by importance
 };
 
 }  // namespace xquant::gguf

@@ -39,6 +39,9 @@ constexpr xq_param_spec kParams[] = {
      "which providers' packed layouts provider_layouts stores: a comma-separated subset of cpu (cpu.int-blocks.v1) "
      "and cuda (cuda.w4a16-mma.v1, cuda.w8a8-int8-nk.v1, cuda.w8a8-fp8-nk.v1); each costs about the canonical "
      "codes' size again"},
+    {"pack_batch", XQ_VALUE_INT, "0",
+     "quantized tensors packed together, one per thread of the pool (0: twice the threads; 1: each as it "
+     "arrives); the file's bytes are the same for every value"},
     {nullptr, XQ_VALUE_NONE, nullptr, nullptr}};
 
 constexpr xq_plugin_descriptor kDescriptor = sdk::describe<Format>(

@@ -26,6 +26,9 @@ using sdk::format;
 
 namespace {
 
+// The most bytes of quantized tensors held for one batch (their copies).
+constexpr uint64_t kMaxHeldBytes = 1ull << 30;
+
 // Files a Hugging Face checkpoint folder carries beside its weights that a
 // consumer of the model needs (the tokenizer and generation defaults),
 // stored in the container so an .xq file converts back to a full HF folder.
@@ -55,6 +58,9 @@ Writer::Writer(const sdk::Host& host, const xq_writer_options& o) : sdk::WriterB
                             kMinAlignment, kMaxAlignment));
   alignment_ = static_cast<uint32_t>(align);
   store_layouts_ = params.get_bool("provider_layouts", true);
+  const int64_t batch = params.get_int("pack_batch", 0);
+  if (batch < 0) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, format("pack_batch %lld is negative", static_cast<long long>(batch)));
+  pack_batch_ = batch > 0 ? static_cast<uint64_t>(batch) : 2ull * std::max<uint32_t>(1, host.num_threads());
   layouts_ = parse_layout_choice(params.get_string("layouts", "cpu,cuda"));
   const fs::path out = o.out_dir;
   // OUT ending in .xq is the file itself; otherwise a folder holding model.xq.
@@ -159,8 +165,10 @@ void Writer::add_dense(const char* name, const xq_tensor_view& t) {
   e.name = name;
   e.dtype = t.dtype;
   e.shape.assign(t.shape, t.shape + t.ndim);
-  e.segments.push_back(append(kCanonical, t.data, t.nbytes));
+  batch_entries_.push_back(entries_.size());
   entries_.push_back(std::move(e));
+  batch_.add_dense(t.data, t.nbytes);
+  if (batch_.held_bytes() >= kMaxHeldBytes) flush_batch();
 }
 
 void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
@@ -182,6 +190,7 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
       !why.empty())
     throw sdk::Error(XQ_ERR_UNSUPPORTED, format("'%s': %s", module, why.c_str()));
   start_name(name);
+  std::vector<uint8_t> canonical = encode_canonical(q);  // validates the codes, before anything is held
   Entry e;
   e.name = name;
   e.dtype = XQ_DTYPE_I8;
@@ -190,14 +199,25 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
   e.desc = q;
   e.desc.symmetric = q.zero_points ? 0 : 1;  // the zero-point part is present exactly when this says so
   e.has_g_idx = q.g_idx != nullptr;
-  {
-    const std::vector<uint8_t> canonical = encode_canonical(q);
-    e.segments.push_back(append(kCanonical, canonical.data(), canonical.size()));
-  }
-  if (store_layouts_)
-    for (const PackedSegment& p : pack_provider_layouts(host, module, q, layouts_))
-      e.segments.push_back(append(p.layout, p.bytes.data(), p.bytes.size()));
+  batch_entries_.push_back(entries_.size());
   entries_.push_back(std::move(e));
+  batch_.add(module, q, std::move(canonical));
+  if (batch_.quantized() >= pack_batch_ || batch_.held_bytes() >= kMaxHeldBytes) flush_batch();
+}
+
+void Writer::flush_batch() {
+  if (batch_.empty()) return;
+  const size_t quantized = batch_.quantized();
+  std::vector<PackBatch::Packed> packed = batch_.pack(host, layouts_, store_layouts_);
+  for (size_t i = 0; i < packed.size(); ++i) {
+    Entry& e = entries_[batch_entries_[i]];
+    e.segments.push_back(append(kCanonical, packed[i].canonical.data(), packed[i].canonical.size()));
+    for (const PackedSegment& p : packed[i].layouts) e.segments.push_back(append(p.layout, p.bytes.data(), p.bytes.size()));
+  }
+  batch_entries_.clear();
+  quantized_written_ += quantized;
+  host.log(XQ_LOG_INFO, format("xq: %llu quantized tensors packed and written (%.1f MiB so far)",
+                               static_cast<unsigned long long>(quantized_written_), static_cast<double>(end_) / 1048576.0));
 }
 
 void Writer::set_report(const char* json) {
@@ -299,6 +319,7 @@ std::vector<uint8_t> Writer::build_manifest() {
 
 void Writer::finish() {
   if (done_) throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "the writer is finished");
+  flush_batch();
   add_companion_files();
   const std::vector<uint8_t> manifest = build_manifest();
   Segment m = append("manifest", manifest.data(), manifest.size());

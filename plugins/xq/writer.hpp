@@ -13,9 +13,18 @@
 // with, and sdk::cuda_layout::pack, byte-identical to the cuda provider's
 // device packing) when that provider takes the tensor, so loading on either
 // provider does no packing (provider_layouts.cpp).
+//
+// Packing is the slow part (an 8-layer 8B-shaped model: 36 s on one
+// thread), so tensors are held in batches (param `pack_batch` quantized
+// tensors, default twice the host's threads, and at most 1 GiB of copies)
+// and the quantized ones packed one per task on the host's thread pool
+// (pack_batch.hpp); every segment is appended in arrival order, so the
+// bytes are those of writing one tensor at a time. Each batch logs its
+// progress.
 #pragma once
 
 #include "container.hpp"
+#include "pack_batch.hpp"
 #include "provider_layouts.hpp"
 
 #include <xquant/sdk/plugin.hpp>
@@ -79,6 +88,8 @@ class Writer : public sdk::WriterBase {
   Segment append(const std::string& layout, const void* data, uint64_t size);
   void write_at(uint64_t offset, const void* data, uint64_t size);
   void add_companion_files();
+  // Packs the held quantized tensors and appends their segments in order.
+  void flush_batch();
   std::vector<uint8_t> build_manifest();
 
   std::filesystem::path final_;
@@ -95,6 +106,10 @@ class Writer : public sdk::WriterBase {
   std::vector<Entry> entries_;
   std::set<std::string> names_;
   std::vector<File> files_;
+  PackBatch batch_;
+  std::vector<size_t> batch_entries_;  // entries_ index of each held tensor, in arrival order
+  uint64_t pack_batch_ = 1;
+  uint64_t quantized_written_ = 0;
   bool done_ = false;
 };
 

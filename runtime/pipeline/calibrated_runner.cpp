@@ -305,8 +305,21 @@ class LayerQuantizer {
       report_.layers.push_back({in.names[i], rule.algorithm_names(), describe_scheme(in.schemes[i], rule.activations),
                                 q->rows, q->cols, result.rel_error[i]});
       pending_.emplace_back(in.names[i], std::move(q));
+      keep_importance(in.names[i], in.stats[i], divisor);
     }
   }
+
+  // The format's importance for a Linear (writer_set_importance): the sum
+  // of x^2 per input column of the input the stored weight sees, so
+  // divided by d^2 where the chain folded 1/d into the op before it.
+  void keep_importance(const std::string& module, const xq_linear_stats& st, const std::vector<float>& divisor) {
+    if (!writer_.wants_importance() || !st.sum_sq) return;
+    std::vector<float> sum_sq(st.sum_sq, st.sum_sq + st.cols);
+    if (!divisor.empty())
+      for (size_t c = 0; c < sum_sq.size(); ++c) sum_sq[c] /= divisor[c] * divisor[c];
+    importance_[module] = {std::move(sum_sq), st.tokens};
+  }
+
 
   bool needs_forward(const QuantRule& rule) const {
     for (const auto& st : rule.stages)
@@ -375,8 +388,13 @@ class LayerQuantizer {
   // (rescaled where an algorithm did). Written only now because a later
   // group may still rescale the rows of an earlier one.
   void flush_layer(const LayerDesc& desc, LayerWeights& lw) {
-    for (auto& [name, q] : pending_) writer_.add_quantized(name, q.get());
+    for (auto& [name, q] : pending_) {
+      if (auto it = importance_.find(name); it != importance_.end())
+        writer_.set_importance(name, it->second.first, it->second.second);
+      writer_.add_quantized(name, q.get());
+    }
     pending_.clear();
+    importance_.clear();
     auto emit = [&](const std::string& name, const std::vector<float>* current) {
       if (name.empty()) return;
       if (const TensorEntry* t = source_.find(name)) write_dense(source_, writer_, *t, current);
@@ -398,6 +416,7 @@ class LayerQuantizer {
   OutputWriter& writer_;
   RunReport& report_;
   std::vector<std::pair<std::string, QuantTensor>> pending_;
+  std::map<std::string, std::pair<std::vector<float>, uint64_t>> importance_;  // module -> (sum x^2, tokens)
 };
 
 }  // namespace
@@ -413,7 +432,9 @@ void run_calibrated(Runtime& runtime, const Pipeline& p, const Checkpoint& sourc
   mo.tokenizer_from = p.calibration.tokenizer;
   auto model = Model::open(runtime, p.model_path, mo);
   auto samples = calibration_samples(*model, p);
-  const uint32_t needs = statistics_needed(runtime, rules);
+  // A format that weights its requantization by the input's sum of x^2
+  // (gguf, like llama.cpp's importance matrix) gets it for every Linear.
+  const uint32_t needs = statistics_needed(runtime, rules) | (writer.wants_importance() ? uint32_t(XQ_NEED_SUM_SQ) : 0u);
   write_tensors_outside_layers(source, model->arch(), rules, writer);
 
   ResumeCheckpoint checkpoint(resume_dir(p), run_fingerprint(p, source, samples), p.resume);

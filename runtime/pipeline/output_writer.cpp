@@ -65,6 +65,18 @@ void OutputWriter::set_report(const std::string& report_json) {
                     fmt::format("{}: storing the quantization report", format_.name()));
 }
 
+bool OutputWriter::wants_importance() const {
+  const xq_format_vtable& vt = format_.format();
+  return XQ_HAS_FIELD(&vt, xq_format_vtable, writer_set_importance) && vt.writer_set_importance;
+}
+
+void OutputWriter::set_importance(const std::string& module, const std::vector<float>& sum_sq, uint64_t tokens) {
+  if (!wants_importance() || sum_sq.empty()) return;
+  check_plugin_call(format_.format().writer_set_importance(handle_, module.c_str(), sum_sq.data(),
+                                                           static_cast<int64_t>(sum_sq.size()), tokens),
+                    fmt::format("{}: importance of '{}'", format_.name(), module));
+}
+
 void OutputWriter::finish() {
   void* h = handle_;
   handle_ = nullptr;  // finish frees the writer, also on failure

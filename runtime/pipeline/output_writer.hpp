@@ -44,6 +44,11 @@ class OutputWriter {
   // Hands the run's quantization report (JSON) to a format that stores it
   // (writer_set_report); a format without that entry keeps none.
   void set_report(const std::string& report_json);
+  // Whether the format weights its requantization by the calibration's
+  // per-column sum of x^2 (writer_set_importance); calibrated runs then
+  // collect it and hand it over with set_importance before add_quantized.
+  bool wants_importance() const;
+  void set_importance(const std::string& module, const std::vector<float>& sum_sq, uint64_t tokens);
   // Writes the checkpoint under its final name; frees the writer also on failure.
   void finish();
 

@@ -67,6 +67,16 @@ typedef struct xq_format_vtable {
    * after the last tensor and before writer_finish, for formats that store
    * it (xq: the manifest's report_json). */
   xq_status (*writer_set_report)(void* writer, const char* report_json);
+  /* Appended in ABI 1.0 (check XQ_HAS_FIELD; may be NULL): the calibration
+   * statistic of the input of Linear `module`, given before that module's
+   * writer_add_quantized: sum_sq[c] = sum of x_c^2 over the `tokens`
+   * calibration tokens that reached input column c (n_cols values, the
+   * input as the stored weight sees it, after any rescaling an algorithm
+   * folded into the weight). Formats that requantize weight their error by
+   * it (gguf: llama.cpp's importance matrix); NULL for formats that do not
+   * (the host then skips the call and need not collect the statistic). */
+  xq_status (*writer_set_importance)(void* writer, const char* module, const float* sum_sq, int64_t n_cols,
+                                     uint64_t tokens);
 } xq_format_vtable;
 
 #ifdef __cplusplus
@@ -80,6 +90,7 @@ XQ_STATIC_ASSERT(offsetof(xq_writer_options, recipe_yaml) == 48, "writer_options
 XQ_STATIC_ASSERT(offsetof(xq_format_vtable, writer_open) == 8, "format.writer_open moved");
 XQ_STATIC_ASSERT(offsetof(xq_format_vtable, read_module) == 56, "format.read_module moved");
 XQ_STATIC_ASSERT(offsetof(xq_format_vtable, writer_set_report) == 64, "format.writer_set_report moved");
+XQ_STATIC_ASSERT(offsetof(xq_format_vtable, writer_set_importance) == 72, "format.writer_set_importance moved");
 #endif
 
 #endif /* XQUANT_XQ_FORMAT_H */

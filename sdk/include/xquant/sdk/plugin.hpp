@@ -185,7 +185,9 @@ struct LoaderAdapter {
 //   void read_module(const KvReader& config, const xq_tensor_source&, const char* module, xq_quant_tensor&);
 // Impl::Writer derives from WriterBase and provides add_dense(name, view),
 // add_quantized(module, q), finish() and abort() (abort must not throw), and
-// optionally set_report(json) (the format stores the quantization report).
+// optionally set_report(json) (the format stores the quantization report)
+// and set_importance(module, sum_sq, n_cols, tokens) (the format weights its
+// requantization by the calibration's per-column sum of x^2).
 struct WriterBase {
   explicit WriterBase(const Host& h) : host(h) {}
   virtual ~WriterBase() = default;
@@ -226,6 +228,17 @@ struct FormatAdapter {
     if constexpr (requires(Writer& w) { w.set_report(""); }) return &set_report;
     else return nullptr;
   }
+  static xq_status set_importance(void* w, const char* module, const float* sum_sq, int64_t n_cols,
+                                  uint64_t tokens) noexcept {
+    auto* writer = static_cast<Writer*>(w);
+    return guard(writer->host, [&] { writer->set_importance(module, sum_sq, n_cols, tokens); });
+  }
+  // NULL for a Writer without set_importance (the host then skips the call).
+  static constexpr xq_status (*set_importance_entry())(void*, const char*, const float*, int64_t, uint64_t) {
+    if constexpr (requires(Writer& w) { w.set_importance("", nullptr, int64_t(0), uint64_t(0)); })
+      return &set_importance;
+    else return nullptr;
+  }
   static uint32_t detect(void* state, const xq_kv* config) noexcept {
     auto* self = static_cast<Impl*>(state);
     uint32_t score = 0;
@@ -243,7 +256,7 @@ struct FormatAdapter {
   }
   static constexpr xq_format_vtable vtable{sizeof(xq_format_vtable), 0, &writer_open, &add_dense, &add_quantized,
                                            &finish, &abort, &detect, &read_module,
-                                           set_report_entry()};
+                                           set_report_entry(), set_importance_entry()};
 };
 
 // ---- kernel provider ---------------------------------------------------------
