@@ -29,6 +29,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 echo "== missing libraries (should be none)" | tee -a "$out/setup.log"
 for f in "$cli" "$ops" "$eng" "$b"/lib/libxquant.so "$b"/lib/xquant/plugins/*.so; do ldd "$f" | grep "not found" | sed "s|^|$f: |"; done | tee -a "$out/setup.log"
 ldd "$cli" >> "$out/setup.log"
+# GPUENG_BASE=0 skips the correctness part below (suites, device engine, CLI) when a second
+# call only adds benchmarks to a first one that ran it.
+if [ "${GPUENG_BASE:-1}" = 1 ]; then
 echo "== cuda provider GPU suite"
 "$ops" 2>&1 | tee "$out/ops.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|tests ran" | tail -40
 echo "== device engine"
@@ -79,6 +82,7 @@ if [ -d "$w4" ]; then
     "$cli" eval --model "$w4" --tokenizer "$gguf" --text "$text" --ctx 256 --max-tokens 4096 --provider $p 2>&1 | tee -a "$out/cli-summary.txt" | tail -4
   done
 fi
+fi  # GPUENG_BASE
 # Optional: the decode benchmark (scripts/gpu-decode-bench.sh) when present.
 if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench.log"; fi
 # Optional: open-to-first-token on cuda, xq (stored cuda layouts) vs compressed-tensors
