@@ -16,6 +16,7 @@
 #include <xquant/sdk/half.hpp>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <vector>
 
@@ -77,7 +79,66 @@ std::vector<float> decode_logits(Model& m) {
   return m.forward({{&c, &t, 1, false}});
 }
 
+// stories260K-hf rewritten into `dir` with every tensor BF16 (bf16) or F32 of
+// the BF16-rounded values, plus an untied lm_head.weight (the embedding's
+// values), so the file's own lm_head tensor is what runs.
+void write_untied_copy(const fs::path& dir, bool bf16) {
+  fs::create_directories(dir);
+  fs::copy_file(kHf / "config.json", dir / "config.json", fs::copy_options::overwrite_existing);
+  std::ifstream in(kHf / "model.safetensors", std::ios::binary);
+  uint64_t n = 0;
+  in.read(reinterpret_cast<char*>(&n), 8);
+  std::string head(n, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(n));
+  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  nlohmann::json src = nlohmann::json::parse(head), out = nlohmann::json::object();
+  std::string body;
+  auto put = [&](const std::string& name, const nlohmann::json& t) {
+    const uint64_t b = t["data_offsets"][0], e = t["data_offsets"][1];
+    const size_t begin = body.size();
+    for (uint64_t i = b; i < e; i += 4) {
+      float v;
+      std::memcpy(&v, data.data() + i, 4);
+      const uint16_t h = sdk::f32_to_bf16(v);
+      if (bf16) {
+        body.append(reinterpret_cast<const char*>(&h), 2);
+      } else {
+        const float r = sdk::bf16_to_f32(h);
+        body.append(reinterpret_cast<const char*>(&r), 4);
+      }
+    }
+    out[name] = {{"dtype", bf16 ? "BF16" : "F32"}, {"shape", t["shape"]}, {"data_offsets", {begin, body.size()}}};
+  };
+  for (auto& [name, t] : src.items())
+    if (name != "__metadata__") put(name, t);
+  put("lm_head.weight", src["model.embed_tokens.weight"]);
+  std::string h = out.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');
+  std::ofstream f(dir / "model.safetensors", std::ios::binary);
+  const uint64_t hn = h.size();
+  f.write(reinterpret_cast<const char*>(&hn), 8);
+  f.write(h.data(), static_cast<std::streamsize>(h.size()));
+  f.write(body.data(), static_cast<std::streamsize>(body.size()));
+}
+
 }  // namespace
+
+TEST(CompactTables, UntiedBf16LmHeadStaysBf16AndExact) {
+  const fs::path tmp = fs::temp_directory_path() / ("xquant_compact_tables_" + std::to_string(::getpid()));
+  write_untied_copy(tmp / "bf16", true);
+  write_untied_copy(tmp / "f32", false);
+  Runtime rt{RuntimeOptions{}};
+  auto mb = Model::open(rt, tmp / "bf16");
+  auto mf = Model::open(rt, tmp / "f32");
+  EXPECT_EQ(mb->lm_head().layout, "bf16 (as stored)");
+  EXPECT_EQ(mf->lm_head().layout, "f32");
+  const uint64_t table = static_cast<uint64_t>(mb->arch().vocab * mb->arch().hidden);
+  // The lm_head GEMV reads half the bytes (embedding rows are not counted per token).
+  EXPECT_EQ(mf->weight_bytes_per_token() - mb->weight_bytes_per_token(), table * 2);
+  EXPECT_EQ(prefill_logits(*mb), prefill_logits(*mf));
+  EXPECT_EQ(decode_logits(*mb), decode_logits(*mf));
+  fs::remove_all(tmp);
+}
 
 TEST(CompactTables, Q8_0BlockIsGgmlsEncoding) {
   // Worked by hand from ggml's quantize_row_q8_0_ref: d = max|x|/127 stored
