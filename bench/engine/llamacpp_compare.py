@@ -122,7 +122,8 @@ class Bench:
         dec = json.loads(p.stdout)
         return {"prompt_tokens": len(pre["prompt_tokens"]),
                 "prefill_tps": len(pre["prompt_tokens"]) / pre["prefill_seconds"],
-                "decode_tps": dec["decode_tokens_per_second"], "decoded": len(dec["tokens"]), "rss_mb": rss}
+                "decode_tps": dec["decode_tokens_per_second"], "decoded": len(dec["tokens"]), "rss_mb": rss,
+                "weight_mb_per_token": dec.get("weight_bytes_per_token", 0) / 1e6, "lm_head": dec.get("lm_head_layout")}
 
     def llama(self, path, threads, prompt, prompt_tokens):
         p = run([self.bin / "llama-bench", "-m", path, "-p", prompt_tokens, "-n", self.decode, "-t", threads,
