@@ -87,7 +87,7 @@ void encode_q8_0_rows(const float* x, int64_t rows, int64_t cols, uint8_t* out) 
 
 // Streams tensor `t` ([rows, cols], a float dtype) as F32 rows, kPartRows at
 // a time, into `each(first_row, n, rows_f32)`; the mapped pages of each part
-// are given back once it is converted.
+// are given back once it is converted, so the whole table is never resident.
 void Model::for_table_parts(const TensorEntry& t, const std::function<void(int64_t, int64_t, const float*)>& each) {
   const int64_t rows = t.shape[0], cols = t.shape[1];
   const uint64_t esize = dtype_size(t.dtype);
@@ -109,8 +109,11 @@ void Model::for_table_parts(const TensorEntry& t, const std::function<void(int64
     const auto* src = static_cast<const unsigned char*>(v.data) + static_cast<uint64_t>(r0 * cols) * esize;
     convert_to_f32(t.dtype, src, part.data(), static_cast<size_t>(n * cols));
     each(r0, n, part.data());
-    load_stats_.source_bytes_released += page_out_range(src, static_cast<uint64_t>(n * cols) * esize);
+    page_out_range(src, static_cast<uint64_t>(n * cols) * esize);
   }
+  // The pages two parts share, and the count: every whole page of the
+  // tensor once, as for any released tensor.
+  release_source(t);
 }
 
 // The table's rows as Q8_0 blocks in `store`, prepared by the provider;

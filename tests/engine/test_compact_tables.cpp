@@ -234,6 +234,18 @@ TEST(CompactTables, UntiedLmHead) {
   EXPECT_LT(relative_rms(decode_logits(*mb), f), 0.004);
 }
 
+TEST(CompactTables, TheSourcePagesAreGivenBackAsForTheF32Copy) {
+  // Every form releases exactly the whole pages of the table it read
+  // (plus the Linears'), the same bytes as the F32 copy's read_and_release.
+  Runtime rt{RuntimeOptions{}};
+  for (const fs::path& p : {kHf, kGguf}) {
+    const uint64_t f32 = Model::open(rt, p)->load_stats().source_bytes_released;
+    EXPECT_GT(f32, 0u) << p;
+    EXPECT_EQ(open_with(rt, p, TableForm::kQ8_0)->load_stats().source_bytes_released, f32) << p;
+    EXPECT_EQ(open_with(rt, p, TableForm::kBf16)->load_stats().source_bytes_released, f32) << p;
+  }
+}
+
 TEST(CompactTables, FormNamesAndRefusal) {
   EXPECT_EQ(table_form_from_name("as-stored"), TableForm::kAsStored);
   EXPECT_EQ(table_form_from_name("BF16"), TableForm::kBf16);
