@@ -9,12 +9,12 @@
 // of F32. llama.cpp keeps both quantized (its quantizer writes the output
 // tensor as Q8_0 or Q6_K: llama-quant.cpp, llama_tensor_get_type). Forms:
 //
-// - as stored (default, exact): a BF16 table stays BF16 (bf16_embedding.cpp
-//   for the embedding; an untied BF16 lm_head likewise, here): BF16 -> F32 is
-//   exact and the cpu BF16 MATMUL is bit-identical to its F32 one. F32 and
-//   F16 tables are held in F32 as before.
+// - as stored (default, exact): a BF16 or F16 table stays in its dtype
+//   (bf16_embedding.cpp for the embedding; an untied lm_head likewise, here):
+//   widening to F32 is exact and the cpu 16-bit MATMUL is bit-identical to
+//   its F32 one. F32 tables are held in F32 as before.
 // - bf16 (opt-in): F32/F16 tables rounded to BF16 (round to nearest even):
-//   half the bytes, one BF16 rounding of every weight.
+//   half the bytes (F32), one BF16 rounding of every weight.
 // - q8_0 (opt-in): every float table encoded as ggml Q8_0 blocks (32 int8
 //   codes and one f16 scale max|x|/127 per 32 columns, 34 bytes: ggml's
 //   quantize_row_q8_0_ref in ggml-quants.c) and run by the provider's block
@@ -157,11 +157,11 @@ std::vector<uint16_t> Model::bf16_table(const TensorEntry& t) {
   return out;
 }
 
-bool Model::bf16_weights_run(int64_t rows, int64_t cols) const {
+bool Model::bf16_weights_run(int64_t rows, int64_t cols, xq_dtype t) const {
   static float probe[1];
   xq_op op = Kernels::op(XQ_OP_MATMUL);
   op.src[0] = f32({1, cols}, probe);
-  op.src[1] = dtensor(XQ_DTYPE_BF16, {rows, cols}, probe);
+  op.src[1] = dtensor(t, {rows, cols}, probe);
   op.dst = f32({1, rows}, probe);
   return kernels_->supports(op);
 }
@@ -177,7 +177,7 @@ bool Model::compact_embedding(const TensorEntry& et) {
     rows.src[0] = dtensor(XQ_DTYPE_BF16, {arch_.vocab, arch_.hidden}, probe);
     rows.src[1] = dtensor(XQ_DTYPE_I32, {1}, probe_id);
     rows.dst = f32({1, arch_.hidden}, probe);
-    if (!kernels_->supports(rows) || !bf16_weights_run(arch_.vocab, arch_.hidden)) return false;
+    if (!kernels_->supports(rows) || !bf16_weights_run(arch_.vocab, arch_.hidden, XQ_DTYPE_BF16)) return false;
     embed_bf16_ = bf16_table(et);
     return true;
   }
@@ -219,11 +219,22 @@ bool Model::compact_lm_head(const LinearDesc& d) {
     lw.layout = kernels_->layout(lw.q);
     lw.bytes = lm_head_blocks_.size();
   } else {
-    const bool bf16 = te->dtype == XQ_DTYPE_BF16 || form == TableForm::kBf16;
-    if (!bf16 || !bf16_weights_run(d.out, d.in)) return false;
-    lw.w_bf16 = bf16_table(*te);
-    lw.layout = te->dtype == XQ_DTYPE_BF16 ? "bf16 (as stored)" : std::string("bf16 (rounded from ") + dtype_name(te->dtype) + ")";
-    lw.bytes = lw.w_bf16.size() * sizeof(uint16_t);
+    // As stored: a BF16 or F16 tensor kept in its own dtype (exact); the
+    // bf16 form rounds F32 and F16.
+    const bool keep16 = form == TableForm::kAsStored && (te->dtype == XQ_DTYPE_BF16 || te->dtype == XQ_DTYPE_F16);
+    const xq_dtype t = keep16 ? te->dtype : XQ_DTYPE_BF16;
+    if ((!keep16 && form != TableForm::kBf16) || !bf16_weights_run(d.out, d.in, t)) return false;
+    if (keep16) {
+      lw.w16.resize(static_cast<size_t>(d.out * d.in));
+      load_stats_.source_bytes_released +=
+          read_and_release(*checkpoint_, *te, t, lw.w16.data(), lw.w16.size() * sizeof(uint16_t));
+      lw.layout = std::string(t == XQ_DTYPE_F16 ? "f16" : "bf16") + " (as stored)";
+    } else {
+      lw.w16 = bf16_table(*te);
+      lw.layout = te->dtype == XQ_DTYPE_BF16 ? "bf16 (as stored)" : std::string("bf16 (rounded from ") + dtype_name(te->dtype) + ")";
+    }
+    lw.w16_dtype = t;
+    lw.bytes = lw.w16.size() * sizeof(uint16_t);
   }
   logger().debug("lm_head held as {} ({} form)", lw.layout, form_name(form));
   lm_head_ = std::move(lw);

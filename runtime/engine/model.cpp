@@ -383,7 +383,8 @@ void Model::load_weights() {
   } else {
     if (!a.tie_embeddings) logger().warn("'{}' has no lm_head.weight: using the tied embeddings", checkpoint_->path().string());
     lm_head_.desc = &lm_desc;
-    lm_head_.layout = embed_bf16_.empty() ? "f32 (tied embeddings)" : "bf16 (tied embeddings)";
+    lm_head_.layout = embed_bf16_.empty() ? "f32 (tied embeddings)"
+                      : embed16_dtype_ == XQ_DTYPE_F16 ? "f16 (tied embeddings)" : "bf16 (tied embeddings)";
     if (embed_q_) tie_lm_head_to_foreign_embedding();
   }
   if (lm_head_.bytes == 0 && lm_head_.w.empty() && !lm_head_.q)
@@ -462,7 +463,7 @@ void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float*
   if (lw.q) op.qweight = lw.q;
   else if (lw.dw) op.src[1] = f32({out, in}, lw.dw.f32());
   else if (!lw.w.empty()) op.src[1] = f32({out, in}, lw.w.data());
-  else if (!lw.w_bf16.empty()) op.src[1] = dtensor(XQ_DTYPE_BF16, {out, in}, lw.w_bf16.data());
+  else if (!lw.w16.empty()) op.src[1] = dtensor(lw.w16_dtype, {out, in}, lw.w16.data());
   else op.src[1] = embedding_table();  // tied lm_head
   if (bias) op.src[2] = f32({out}, bias);
   op.dst = f32({rows, out}, y);

@@ -82,7 +82,8 @@ struct LinearWeights {
   // F32, or BF16 (the engine converts its F32 activations around the call).
   // dw holds BF16 weights when act is BF16 and q is null.
   xq_dtype act = XQ_DTYPE_F32;
-  std::vector<uint16_t> w_bf16;  // host providers: [out, in] BF16 run by MATMUL (compact_tables.cpp)
+  std::vector<uint16_t> w16;  // host providers: [out, in] BF16 or F16 (w16_dtype) run by MATMUL (compact_tables.cpp)
+  xq_dtype w16_dtype = XQ_DTYPE_BF16;
   std::string layout;       // q's layout name, or "f32"
   uint64_t bytes = 0;       // bytes a forward pass reads for this weight
 };
@@ -313,7 +314,7 @@ class Model {
   void for_table_parts(const TensorEntry& t, const std::function<void(int64_t, int64_t, const float*)>& each);
   xq_qweight* q8_0_table(const TensorEntry& t, std::vector<uint8_t>& store);
   std::vector<uint16_t> bf16_table(const TensorEntry& t);
-  bool bf16_weights_run(int64_t rows, int64_t cols) const;
+  bool bf16_weights_run(int64_t rows, int64_t cols, xq_dtype t) const;
   // dst[0..n) = src[0..n) floats within provider memory.
   void copy_floats(float* dst, const float* src, int64_t n, const char* what) const;
   void embed_ids(const int32_t* ids, int64_t n, float* out) const;  // ids in provider memory
@@ -358,7 +359,8 @@ class Model {
   std::unique_ptr<Kernels> kernels_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<float> embed_, final_norm_;
-  std::vector<uint16_t> embed_bf16_;  // the embedding table kept as stored in BF16 (embed_ then empty)
+  std::vector<uint16_t> embed_bf16_;  // the embedding table kept as stored in BF16 or F16 (embed_ then empty)
+  xq_dtype embed16_dtype_ = XQ_DTYPE_BF16;  // embed_bf16_'s dtype
   xq_qweight* embed_q_ = nullptr;  // the embedding table as foreign blocks (embed_ then empty)
   uint64_t embed_bytes_ = 0;
   // Q8_0 blocks the engine made (compact_tables.cpp) that embed_q_ and an

@@ -13,6 +13,7 @@
 #include "engine/compact_tables.hpp"
 #include "engine/model.hpp"
 
+#include <xquant/sdk/dtype.hpp>
 #include <xquant/sdk/half.hpp>
 
 #include <gtest/gtest.h>
@@ -79,10 +80,11 @@ std::vector<float> decode_logits(Model& m) {
   return m.forward({{&c, &t, 1, false}});
 }
 
-// stories260K-hf rewritten into `dir` with every tensor BF16 (bf16) or F32 of
-// the BF16-rounded values, plus an untied lm_head.weight (the embedding's
-// values), so the file's own lm_head tensor is what runs.
-void write_untied_copy(const fs::path& dir, bool bf16) {
+// stories260K-hf rewritten into `dir` with every tensor in the 16-bit dtype
+// `t` (BF16 or F16; stored16) or as F32 of the values rounded to it, with an
+// untied lm_head.weight (the embedding's values) when `untied`, so the file's
+// own lm_head tensor is what runs.
+void write_rounded_copy(const fs::path& dir, xq_dtype t, bool stored16, bool untied) {
   fs::create_directories(dir);
   fs::copy_file(kHf / "config.json", dir / "config.json", fs::copy_options::overwrite_existing);
   std::ifstream in(kHf / "model.safetensors", std::ios::binary);
@@ -93,25 +95,26 @@ void write_untied_copy(const fs::path& dir, bool bf16) {
   std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   nlohmann::json src = nlohmann::json::parse(head), out = nlohmann::json::object();
   std::string body;
-  auto put = [&](const std::string& name, const nlohmann::json& t) {
-    const uint64_t b = t["data_offsets"][0], e = t["data_offsets"][1];
+  auto put = [&](const std::string& name, const nlohmann::json& ti) {
+    const uint64_t b = ti["data_offsets"][0], e = ti["data_offsets"][1];
     const size_t begin = body.size();
     for (uint64_t i = b; i < e; i += 4) {
       float v;
       std::memcpy(&v, data.data() + i, 4);
-      const uint16_t h = sdk::f32_to_bf16(v);
-      if (bf16) {
+      const uint16_t h = t == XQ_DTYPE_F16 ? sdk::f32_to_f16(v) : sdk::f32_to_bf16(v);
+      if (stored16) {
         body.append(reinterpret_cast<const char*>(&h), 2);
       } else {
-        const float r = sdk::bf16_to_f32(h);
+        const float r = t == XQ_DTYPE_F16 ? sdk::f16_to_f32(h) : sdk::bf16_to_f32(h);
         body.append(reinterpret_cast<const char*>(&r), 4);
       }
     }
-    out[name] = {{"dtype", bf16 ? "BF16" : "F32"}, {"shape", t["shape"]}, {"data_offsets", {begin, body.size()}}};
+    out[name] = {{"dtype", stored16 ? sdk::dtype_name(t) : "F32"}, {"shape", ti["shape"]},
+                 {"data_offsets", {begin, body.size()}}};
   };
-  for (auto& [name, t] : src.items())
-    if (name != "__metadata__") put(name, t);
-  put("lm_head.weight", src["model.embed_tokens.weight"]);
+  for (auto& [name, ti] : src.items())
+    if (name != "__metadata__") put(name, ti);
+  if (untied) put("lm_head.weight", src["model.embed_tokens.weight"]);
   std::string h = out.dump();
   h.append((8 - h.size() % 8) % 8, ' ');
   std::ofstream f(dir / "model.safetensors", std::ios::binary);
@@ -123,22 +126,28 @@ void write_untied_copy(const fs::path& dir, bool bf16) {
 
 }  // namespace
 
-TEST(CompactTables, UntiedBf16LmHeadStaysBf16AndExact) {
+// A 16-bit model against the F32 model of the same rounded values: the
+// tables stay in their dtype as stored, logits bit-identical, the lm_head
+// GEMV reading half the bytes (embedding rows are not counted per token).
+void check_kept_as_stored(xq_dtype t, bool untied, const std::string& layout) {
   const fs::path tmp = fs::temp_directory_path() / ("xquant_compact_tables_" + std::to_string(::getpid()));
-  write_untied_copy(tmp / "bf16", true);
-  write_untied_copy(tmp / "f32", false);
+  write_rounded_copy(tmp / "16", t, true, untied);
+  write_rounded_copy(tmp / "f32", t, false, untied);
   Runtime rt{RuntimeOptions{}};
-  auto mb = Model::open(rt, tmp / "bf16");
+  auto m16 = Model::open(rt, tmp / "16");
   auto mf = Model::open(rt, tmp / "f32");
-  EXPECT_EQ(mb->lm_head().layout, "bf16 (as stored)");
-  EXPECT_EQ(mf->lm_head().layout, "f32");
-  const uint64_t table = static_cast<uint64_t>(mb->arch().vocab * mb->arch().hidden);
-  // The lm_head GEMV reads half the bytes (embedding rows are not counted per token).
-  EXPECT_EQ(mf->weight_bytes_per_token() - mb->weight_bytes_per_token(), table * 2);
-  EXPECT_EQ(prefill_logits(*mb), prefill_logits(*mf));
-  EXPECT_EQ(decode_logits(*mb), decode_logits(*mf));
+  EXPECT_EQ(m16->lm_head().layout, layout);
+  EXPECT_EQ(mf->lm_head().layout, untied ? "f32" : "f32 (tied embeddings)");
+  const uint64_t table = static_cast<uint64_t>(m16->arch().vocab * m16->arch().hidden);
+  EXPECT_EQ(mf->weight_bytes_per_token() - m16->weight_bytes_per_token(), table * 2);
+  EXPECT_EQ(prefill_logits(*m16), prefill_logits(*mf));
+  EXPECT_EQ(decode_logits(*m16), decode_logits(*mf));
   fs::remove_all(tmp);
 }
+
+TEST(CompactTables, UntiedBf16LmHeadStaysBf16AndExact) { check_kept_as_stored(XQ_DTYPE_BF16, true, "bf16 (as stored)"); }
+TEST(CompactTables, UntiedF16LmHeadStaysF16AndExact) { check_kept_as_stored(XQ_DTYPE_F16, true, "f16 (as stored)"); }
+TEST(CompactTables, TiedF16TableStaysF16AndExact) { check_kept_as_stored(XQ_DTYPE_F16, false, "f16 (tied embeddings)"); }
 
 TEST(CompactTables, Q8_0BlockIsGgmlsEncoding) {
   // Worked by hand from ggml's quantize_row_q8_0_ref: d = max|x|/127 stored
