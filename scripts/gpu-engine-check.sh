@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_BENCH, GPUENG_SERVE and GPUENG_MOE add the benchmarks below.
+# GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE and GPUENG_KERNELS add the benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -98,10 +98,34 @@ if [ "${GPUENG_HF:-0}" = 1 ]; then
   python3 "$(dirname "$0")/gpu-hf-compare.py" --cli "$cli" --out "$out" --parts "${GPUENG_HF_PARTS:-logits,generate,prefill}" \
     --engine-logits "$(find "$b" -name xquant_engine_logits -type f | head -1)" 2>&1 | grep -v "^bench: " | tee "$out/hf-compare.log"
 fi
+# Optional: the tensor-core prefill attention (scripts/gpu-prefill-check.sh): its kernel tests, the
+# 8192-token prefill beside cuBLAS and with the decode-style kernel forced, and an op profile (~100 s).
+if [ "${GPUENG_PREFILL:-0}" = 1 ]; then
+  bash "$(dirname "$0")/gpu-prefill-check.sh" "$cli" "$ops" "$out" "$(find "$b" -name xquant_engine_logits -type f | head -1)" \
+    2>&1 | tee "$out/prefill.log"
+fi
 # Optional: the fused-MoE kernel benchmark (W4A16 moe_qmatmul vs BF16 per-expert
 # and grouped GEMMs, Qwen3-30B-A3B and Mixtral expert shapes; 35 s on an H200, 2026-11-30).
 if [ "${GPUENG_MOE:-0}" = 1 ]; then
   timeout 300 python3 "$(dirname "$0")/../bench/cuda/bench_moe.py" --shim "$b/lib/libxqc_shim.so" \
     --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/moe-bench.log" | tail -40
+  # MoE layers in the engine: a Qwen3-30B-A3B-shaped model (4 layers), BF16 vs W4A16 experts
+  # through `xquant bench --provider cuda` (bench/engine/gpu_moe_engine.sh).
+  OUT=$out timeout 240 bash "$(dirname "$0")/../bench/engine/gpu_moe_engine.sh" "$cli" 2>&1 |
+    tee "$out/moe-engine.log" | tail -20
 fi
+# Optional (GPUENG_KERNELS=1): the quantized-GEMM kernels' GPU checks and benchmarks.
+if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
+  # -- W4A16 on Hopper (scripts/gpu-w4-hopper.sh: tests, bench/cuda/bench_w4_hopper.py, ncu at M=64) --
+  bash "$(dirname "$0")/gpu-w4-hopper.sh" "$b" "$out" 2>&1 | tee "$out/w4-hopper.log"
+  # -- end W4A16 on Hopper --
+fi
+# ---- GPUENG_KERNELS: W8A8 (INT8, FP8) GEMM routes, cuBLASLt + scaling pass vs the CUTLASS
+# fused-epilogue kernels vs torch (bench/cuda/bench_w8a8.py; four shapes x M = 1..4096).
+if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
+  echo "== W8A8 GEMM routes (bench/cuda/bench_w8a8.py)"
+  timeout 150 python3 "$(dirname "$0")/../bench/cuda/bench_w8a8.py" --shim "$b/lib/libxqc_shim.so" \
+    --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/w8a8-bench.log" | grep -v '^  {' | tail -40
+fi
+# ---- end GPUENG_KERNELS W8A8
 echo "== wall $(( $(date +%s) - t0 )) s"

@@ -57,8 +57,11 @@ if [ -f "$smol_llamacpp/f32.gguf" ] && [ -f "$smol_llamacpp/q8_0.gguf" ]; then
   export XQUANT_SMOLLM2_LLAMACPP_DIR="$smol_llamacpp"
 fi
 ctest --test-dir build --output-on-failure -j"$(nproc)" 2>&1 | tee "$ctest_log"
+skipped+=("GPU MoE engine throughput, BF16 vs W4A16 experts on Qwen3-30B-A3B shapes (bench/engine/gpu_moe_engine.sh): GPU machine only; GPUENG_MOE=1 scripts/gpu-engine-check.sh runs it (about 40 s on an H200, beside bench/cuda/bench_moe.py)")
 # GPU benchmarks never run here: scripts/gpu-engine-check.sh runs them on a GPU machine.
 skipped+=("GPU open-to-first-token, xq vs compressed-tensors (bench/engine/gpu_load_time.sh): GPU machine only; GPUENG_LOADTIME=1 scripts/gpu-engine-check.sh runs it (about 2 min)")
+skipped+=("GPU prefill attention check (scripts/gpu-prefill-check.sh: tensor-core vs decode-style PAGED_ATTENTION, 8192-token TTFT beside cuBLAS, op profile): GPU machine only; GPUENG_PREFILL=1 scripts/gpu-engine-check.sh runs it (about 150 s)")
+skipped+=("GPU W8A8 GEMM routes, cuBLASLt vs CUTLASS vs torch (bench/cuda/bench_w8a8.py): GPU machine only; GPUENG_KERNELS=1 scripts/gpu-engine-check.sh runs it (about 20 s on an H200)")
 ./scripts/test-sdk.sh
 
 # Interop with the real compressed-tensors package, when the machine has the
@@ -107,6 +110,10 @@ light_interop "MoE interop" tests/interop/moe_interop.sh build
 # (the GPU machine runs it at real sizes: scripts/gpu-engine-check.sh
 # GPUENG_HF=1); the same torch venv; ~30 s.
 light_interop "engine vs transformers" tests/interop/engine_hf_interop.sh build
+# A decision-engine checkpoint with groups on the bf16 rung, loaded by
+# transformers + compressed-tensors against our engine's logits; the same
+# torch venv; ~30 s.
+light_interop "decision bf16 rung interop" tests/interop/decide_bf16_interop.sh build
 # llama.cpp itself runs the GGUFs we write, with our greedy ids and perplexity.
 # The first run builds llama.cpp from the llama-cpp-python sdist into
 # ~/.cache/xquant/llama-cpp (scripts/fetch-llama-cpp.sh: ~7 CPU-minutes, about

@@ -106,7 +106,7 @@ __attribute__((visibility("default"))) void xqc_release(void* w) {
   g_vt->qweight_release(g_state, static_cast<xq_qweight*>(w));
 }
 
-// y[M,N] = x[M,K] . W^T through QMATMUL. force: 0 auto, 1 fused, 2 dequant+GEMM.
+// y[M,N] = x[M,K] . W^T through QMATMUL. force: 0 auto, 1 fused, 2 dequant+GEMM, 3 Hopper wgmma.
 __attribute__((visibility("default"))) int xqc_qmatmul(void* w, void* x, void* y, int64_t M, int64_t N, int64_t K,
                                                        int dtype, int out_dtype, int force) {
   xq_op o = op0(XQ_OP_QMATMUL);

@@ -3,6 +3,8 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "decide/activation_sim.hpp"
+#include "decide/held_out_tokens.hpp"
 #include "decide/overlap.hpp"
 #include "decide/report.hpp"
 #include "engine/evaluate.hpp"
@@ -12,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <tuple>
@@ -151,6 +154,7 @@ ProfilePlan plan_for(Runtime& rt, const Pipeline& p, const QuantRule& rule, cons
   plan.want_int8 = p.accuracy.enabled && rule.weights.bits < 8 &&
                    std::find(ladder.begin(), ladder.end(), "int8") != ladder.end();
   plan.static_w8a8 = rule.activations.enabled && !rule.activations.dynamic;
+  plan.w8a8 = rule.activations.enabled;
   return plan;
 }
 
@@ -166,7 +170,11 @@ std::vector<Rung> ladder_of(const Decision& d) {
 // Each fixed candidate everywhere, then the per-group choice, simulated in
 // the float model and scored on `eval` (the evaluation subset: these rows
 // only rank the candidates; the one kept is confirmed on every token).
-void simulate_variants(Model& model, Decision& d, const HeldOutEvaluator& eval) {
+ActivationMode mode_of(const GroupProfile& g) {
+  return g.dynamic_activations ? ActivationMode::DynamicToken : ActivationMode::StaticTensor;
+}
+
+void simulate_variants(Model& model, Decision& d, const HeldOutEvaluator& eval, ActivationSimulation* acts) {
   std::vector<std::vector<std::vector<float>>> original;
   for (const auto& g : d.groups) {
     original.emplace_back();
@@ -174,10 +182,12 @@ void simulate_variants(Model& model, Decision& d, const HeldOutEvaluator& eval) 
   }
   auto run = [&](const std::string& name, auto pick) {
     VariantRow row{name, "simulated", 0, {}};
-    for (const auto& g : d.groups) {
+    for (size_t i = 0; i < d.groups.size(); ++i) {
+      const GroupProfile& g = d.groups[i];
       const CandidateResult& c = pick(g);
       if (!c.ok) return;
       set_group_weights(model, g, c.weights);
+      if (acts) acts->quantize(i, static_cast<int>(&c - g.candidates.data()), mode_of(g));
       row.bytes += c.bytes;
     }
     row.accuracy = eval.evaluate(model);
@@ -188,6 +198,7 @@ void simulate_variants(Model& model, Decision& d, const HeldOutEvaluator& eval) 
   run(kPerGroupChoice,
       [&](const GroupProfile& g) -> const CandidateResult& { return g.candidates[static_cast<size_t>(g.chosen)]; });
   for (size_t i = 0; i < d.groups.size(); ++i) set_group_weights(model, d.groups[i], original[i]);
+  if (acts) acts->all_float();
 }
 
 // `auto` never keeps a configuration it measured worse than another. The
@@ -199,7 +210,7 @@ void simulate_variants(Model& model, Decision& d, const HeldOutEvaluator& eval) 
 // vs 152.2 on all 8,192 tokens). The better of the two on the whole set
 // becomes the choice ("auto", which the fallback starts from); its rows and
 // the runner-up's are added to the variants with every token scored.
-void choose_end_to_end(Model& model, Decision& d, const HeldOutEvaluator& quick) {
+void choose_end_to_end(Model& model, Decision& d, const HeldOutEvaluator& quick, ActivationSimulation* acts) {
   const bool ppl = d.accuracy.metric == "ppl";
   auto value = [&](const Accuracy& a) { return ppl ? a.ppl : a.kld; };
   struct Contender {
@@ -237,6 +248,7 @@ void choose_end_to_end(Model& model, Decision& d, const HeldOutEvaluator& quick)
     for (size_t i = 0; i < d.groups.size(); ++i) {
       const int k = contenders[c].candidate < 0 ? per_group_choice[i] : contenders[c].candidate;
       set_group_weights(model, d.groups[i], d.groups[i].candidates[static_cast<size_t>(k)].weights);
+      if (acts) acts->quantize(i, k, mode_of(d.groups[i]));
     }
     all[c] = d.evaluator->evaluate(model);
     d.variants.push_back({contenders[c].name, "simulated", mix->bytes, all[c]});
@@ -245,6 +257,7 @@ void choose_end_to_end(Model& model, Decision& d, const HeldOutEvaluator& quick)
       if (v.name == kPerGroupChoice) mix = &v;
   }
   for (size_t i = 0; i < d.groups.size(); ++i) set_group_weights(model, d.groups[i], original[i]);
+  if (acts) acts->all_float();
   size_t win = 0;
   for (size_t c = 1; c < contenders.size(); ++c)
     if (value(all[c]) < value(all[win])) win = c;
@@ -271,6 +284,47 @@ void choose_end_to_end(Model& model, Decision& d, const HeldOutEvaluator& quick)
   uint64_t bytes = 0;
   for (const auto& g : d.groups) bytes += g.candidates[static_cast<size_t>(g.chosen)].bytes;
   d.variants.push_back({"auto", "simulated", bytes, all[win]});
+  d.auto_on_subset = contenders[win].subset;
+}
+
+// A static W8A8 request, measured: per group, its chosen weights with
+// static per-tensor and with dynamic per-token input quantization, everything
+// else float, scored from the group's layer on. Dynamic is nearly always the
+// more accurate (stories260K: every group); static is what was asked and is
+// cheaper at inference (no per-token max), so it stays unless it costs the
+// group more than an equal share of the accuracy target: KLD(static) -
+// KLD(dynamic) > target / groups, the target in nats (a ppl increase x is
+// log(1 + x) of mean NLL, which the KLD bounds from below on average). The
+// statistics rule (profile.cpp) is kept in the reason as evidence only.
+void measure_activation_modes(Model& model, Decision& d, const HeldOutEvaluator& quick, ActivationSimulation& acts) {
+  const double target_nats =
+      d.accuracy.metric == "ppl" ? std::log1p(d.accuracy.max_increase) : d.accuracy.max_increase;
+  const double share = target_nats / static_cast<double>(d.groups.size());
+  for (size_t i = 0; i < d.groups.size(); ++i) {
+    GroupProfile& g = d.groups[i];
+    std::vector<std::vector<float>> original;
+    for (int li : g.linears) original.push_back(model.layer(g.layer).linears[static_cast<size_t>(li)].w);
+    set_group_weights(model, g, g.candidates[static_cast<size_t>(g.chosen)].weights);
+    acts.quantize(i, g.chosen, ActivationMode::StaticTensor);
+    g.kld_static = quick.evaluate_from(model, g.layer).kld;
+    acts.quantize(i, g.chosen, ActivationMode::DynamicToken);
+    g.kld_dynamic = quick.evaluate_from(model, g.layer).kld;
+    set_group_weights(model, g, original);
+    acts.as_float(i);
+    const bool rule_says_dynamic = g.dynamic_activations;
+    g.dynamic_activations = g.kld_static - g.kld_dynamic > share;
+    std::string evidence;
+    activations_have_outliers(g.activations, &evidence);
+    g.activation_why = fmt::format("measured with only this group quantized ({} tokens): KLD {:.5g} with a static "
+                                   "per-tensor input scale, {:.5g} dynamic per-token; static costs {:.3g} more, {} the "
+                                   "group's share of the target ({:.3g} = {:.4g} nats / {} groups): {}; the statistics "
+                                   "rule {} ({})",
+                                   quick.tokens(), g.kld_static, g.kld_dynamic, g.kld_static - g.kld_dynamic,
+                                   g.dynamic_activations ? "over" : "within", share, target_nats, d.groups.size(),
+                                   g.dynamic_activations ? "dynamic per-token" : "static per-tensor kept",
+                                   rule_says_dynamic ? "would refuse static" : "would keep static", evidence);
+    logger().info("decide: {}: {}", g.name, g.activation_why);
+  }
 }
 
 // A byte limit below every group at the rule's bits leaves nothing to choose.
@@ -291,16 +345,19 @@ void check_max_bytes(const std::vector<GroupProfile>& groups, const AccuracySpec
 // (compare_baseline). The written configuration is the cheapest that meets
 // the target (the knapsack's on a tie), or the most accurate when none does.
 void run_fallbacks(Model& model, Decision& d, const std::vector<Rung>& ladder, const HeldOutEvaluator& quick,
-                   const AccuracySpec& spec) {
+                   const AccuracySpec& spec, ActivationSimulation* acts) {
   const std::vector<RungCosts> costs = rung_costs(d.groups, ladder, d.sensitivity);
   const Accuracy* start = nullptr;
   for (const auto& v : d.variants)
     if (v.name == "auto") start = &v.accuracy;
   std::vector<BudgetMethod> methods{BudgetMethod::Knapsack, BudgetMethod::Greedy};
   if (spec.compare_baseline) methods.push_back(BudgetMethod::WeightError);
+  EvaluationMemo memo;
+  if (&quick != d.evaluator.get()) memo.quick.emplace(std::vector<int>(d.groups.size(), 0), d.auto_on_subset);
   for (BudgetMethod m : methods) {
     const auto path = allocation_path(costs, m, 48, spec.max_bytes);
-    d.fallback_methods.push_back(fall_back(model, d.groups, ladder, path, method_name(m), quick, *d.evaluator, spec, start));
+    d.fallback_methods.push_back(
+        fall_back(model, d.groups, ladder, path, method_name(m), quick, *d.evaluator, spec, start, &memo, acts));
     FallbackResult& r = d.fallback_methods.back();
     const auto whole = allocation_path(costs, m);
     if (!r.met && path.size() < whole.size())
@@ -316,6 +373,7 @@ void run_fallbacks(Model& model, Decision& d, const std::vector<Rung>& ladder, c
     if (a.met) return x.bytes < y.bytes;
     return (ppl ? x.accuracy.ppl : x.accuracy.kld) < (ppl ? y.accuracy.ppl : y.accuracy.kld);
   };
+  d.evaluations_reused = memo.reused;
   // The baseline (weight error) is measured for comparison, never written.
   d.fallback = d.fallback_methods.front();
   for (size_t k = 1; k < d.fallback_methods.size(); ++k)
@@ -336,9 +394,11 @@ Pipeline concrete_pipeline(const Pipeline& p, Decision& d) {
     const GroupProfile& g = d.groups[i];
     const Rung r = d.fallback.ladder.empty() ? Rung::Chosen
                                              : d.fallback.ladder[static_cast<size_t>(d.fallback.rung_of_group[i])];
-    if (r == Rung::Dense) {
+    if (r == Rung::Dense) {  // left out of every rule, its weights stored in BF16
       d.dense_groups.push_back(g.name);
       for (const auto& m : g.modules) c.ignore.push_back(TargetPattern{m, false, false, {}});
+      const LayerDesc& L = d.float_model->arch().layers[static_cast<size_t>(g.layer)];
+      for (int li : g.linears) c.bf16_tensors.push_back(L.linears[static_cast<size_t>(li)].weight_name());
       continue;
     }
     const QuantRule& base = r == Rung::Int8 ? d.int8_rule : d.candidate_rules[static_cast<size_t>(g.chosen)];
@@ -428,7 +488,7 @@ Decision decide(Runtime& rt, const Pipeline& p) {
 
   auto t1 = Clock::now();
   const int64_t ctx = std::min<int64_t>(512, model.config().get_int("max_position_embeddings", 512));
-  std::vector<int32_t> tokens = eval_tokens(model, evaluation, p.accuracy.max_tokens);
+  std::vector<int32_t> tokens = held_out_tokens(model, evaluation, p.accuracy.max_tokens);
   std::unique_ptr<HeldOutEvaluator> subset;
   if (tokens.size() > kSensitivityTokens) {
     const size_t n_windows = (tokens.size() + static_cast<size_t>(ctx) - 1) / static_cast<size_t>(ctx);
@@ -443,25 +503,33 @@ Decision decide(Runtime& rt, const Pipeline& p) {
   d.reference = d.evaluator->reference_accuracy();
   d.eval_tokens = d.evaluator->tokens();
   HeldOutEvaluator& quick = subset ? *subset : *d.evaluator;
-  simulate_variants(model, d, quick);
-  choose_end_to_end(model, d, quick);
+  // A W8A8 request: every evaluation quantizes the inputs of the groups at
+  // the rule's bits too (float until set; removed when this returns).
+  std::unique_ptr<ActivationSimulation> acts;
+  if (rule.activations.enabled) acts = std::make_unique<ActivationSimulation>(model, d.groups);
+  quick.cache_layer_inputs(model);  // group-alone measurements start at the group's own layer
+  if (acts && !rule.activations.dynamic) measure_activation_modes(model, d, quick, *acts);
+  simulate_variants(model, d, quick, acts.get());
+  choose_end_to_end(model, d, quick, acts.get());
   d.seconds.evaluate = since(t1);
 
   t1 = Clock::now();
   const std::vector<Rung> ladder = ladder_of(d);
   for (Rung r : ladder) d.ladder.push_back(rung_name(r, d.bits));
-  quick.cache_layer_inputs(model);  // each group's sensitivity is evaluated from its own layer on
-  d.sensitivity = measure_sensitivity(model, d.groups, ladder, quick);
+  // --compare-baseline measures every rung, so the scaled int8 estimate is
+  // checked against the measurement in the report.
+  d.sensitivity = measure_sensitivity(model, d.groups, ladder, quick, p.accuracy.compare_baseline, acts.get());
   std::vector<double> proxy, measured;
   for (const auto& s : d.sensitivity) {
     proxy.push_back(s.proxy);
-    measured.push_back(s.measured_kld.front());
+    measured.push_back(s.kld.front());
   }
   d.spearman_rho = spearman(proxy, measured);
+  if (p.accuracy.compare_baseline && ladder.size() > 2) d.scaled_rho = scaled_estimate_rho(d.sensitivity);
   d.seconds.sensitivity = since(t1);
 
   t1 = Clock::now();
-  run_fallbacks(model, d, ladder, quick, p.accuracy);
+  run_fallbacks(model, d, ladder, quick, p.accuracy, acts.get());
   d.variants.push_back({"auto+fallback", "simulated", d.fallback.steps.back().bytes, d.fallback.steps.back().accuracy});
   d.seconds.fallback = since(t1);
   if (!d.fallback.met) d.notes.push_back("target missed: " + d.fallback.missed);

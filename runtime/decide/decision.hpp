@@ -21,6 +21,7 @@
 #include "pipeline/quantize_runner.hpp"
 
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +51,11 @@ struct Decision {
   std::vector<GroupProfile> groups;
   std::vector<Sensitivity> sensitivity;
   double spearman_rho = 0;
+  // The int8 rung's sensitivity scaled from rung 0 against the measurement
+  // (measured only with compare_baseline); NaN when not measured.
+  double scaled_rho = std::numeric_limits<double>::quiet_NaN();
+  Accuracy auto_on_subset;       // the chosen configuration on the ranking subset
+  size_t evaluations_reused = 0;  // fallback evaluations answered from the memo
   std::vector<std::string> ladder;
   FallbackResult fallback;                      // the one written
   std::vector<FallbackResult> fallback_methods;  // knapsack, greedy, weight-error (the baseline)

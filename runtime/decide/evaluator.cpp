@@ -39,7 +39,21 @@ HeldOutEvaluator::HeldOutEvaluator(Model& reference, std::vector<int32_t> tokens
     : tokens_(std::move(tokens)), ctx_(ctx), vocab_(reference.arch().vocab) {
   if (tokens_.size() < 2) fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: the evaluation text has fewer than 2 tokens");
   if (ctx_ < 2) fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: context {} is too short", ctx_);
-  reference_log_probs_ = log_probs(reference);
+  std::vector<float> lp = log_probs(reference);
+  reference_p_log_p_.assign(lp.size() / static_cast<size_t>(vocab_), 0.0);
+  for (size_t pos = 0; pos < reference_p_log_p_.size(); ++pos) {
+    float* row = lp.data() + pos * static_cast<size_t>(vocab_);
+    double plogp = 0;
+    for (int64_t v = 0; v < vocab_; ++v) {
+      // The stored (float) probability in both sums, term for term as
+      // compare() forms them: the float model against itself is exactly 0.
+      const float prob = static_cast<float>(std::exp(static_cast<double>(row[v])));
+      plogp += static_cast<double>(prob) * row[v];
+      row[v] = prob;
+    }
+    reference_p_log_p_[pos] = plogp;
+  }
+  reference_probs_ = std::move(lp);
   reference_ = evaluate(reference);
 }
 
@@ -132,11 +146,11 @@ Accuracy HeldOutEvaluator::compare(const std::vector<float>& lq) const {
   for (auto [b, len] : windows()) {
     for (int64_t j = 0; j + 1 < len; ++j, ++pos) {
       const float* q = lq.data() + pos * vocab_;
-      const float* p = reference_log_probs_.data() + pos * vocab_;
+      const float* p = reference_probs_.data() + pos * vocab_;
       nll -= q[tokens_[static_cast<size_t>(b + j + 1)]];
-      double k = 0;
-      for (int64_t v = 0; v < vocab_; ++v) k += std::exp(static_cast<double>(p[v])) * (p[v] - q[v]);
-      kl += std::max(0.0, k);
+      double p_log_q = 0;
+      for (int64_t v = 0; v < vocab_; ++v) p_log_q += static_cast<double>(p[v]) * q[v];
+      kl += std::max(0.0, reference_p_log_p_[static_cast<size_t>(pos)] - p_log_q);
     }
   }
   a.positions = static_cast<uint64_t>(pos);

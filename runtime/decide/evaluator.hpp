@@ -3,8 +3,9 @@
 // of engine/evaluate.hpp: consecutive windows, each from an empty cache) and
 // the mean KL divergence KL(P_float || P_quant) of the next-token
 // distributions, the metric llama.cpp's `perplexity --kl-divergence` and
-// ModelOpt report. The float model's log-probabilities are computed once
-// and compared position by position.
+// ModelOpt report. The float model's log-probabilities are computed
+// once (as probabilities and their negative entropy) and compared position
+// by position.
 #pragma once
 
 #include "engine/model.hpp"
@@ -52,7 +53,11 @@ class HeldOutEvaluator {
 
   std::vector<int32_t> tokens_;
   int64_t ctx_ = 0, vocab_ = 0;
-  std::vector<float> reference_log_probs_;
+  // The float model's next-token probabilities [positions, vocab] and
+  // sum_v p log p per position, computed once: each comparison is then one
+  // dot product with the quantized model's log-probabilities per position.
+  std::vector<float> reference_probs_;
+  std::vector<double> reference_p_log_p_;
   std::vector<std::vector<float>> layer_inputs_;  // [layer][token, hidden], windows concatenated
   Accuracy reference_;
 };

@@ -4,6 +4,8 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 
+#include <xquant/sdk/half.hpp>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -22,11 +24,22 @@ std::string rung_name(Rung r, int bits) {
 
 namespace {
 
+// `dense`: the group's weights at the top rung (BF16-rounded float).
 const std::vector<std::vector<float>>& rung_weights(const GroupProfile& g, Rung r,
-                                                    const std::vector<std::vector<float>>& original) {
+                                                    const std::vector<std::vector<float>>& dense) {
   if (r == Rung::Chosen) return g.candidates[static_cast<size_t>(g.chosen)].weights;
   if (r == Rung::Int8) return g.int8.weights;
-  return original;
+  return dense;
+}
+
+// The dense rung as written: every weight rounded to BF16 (round to nearest
+// even, as the writer converts it), so that what is evaluated is what is
+// stored.
+std::vector<std::vector<std::vector<float>>> bf16_rounded(std::vector<std::vector<std::vector<float>>> w) {
+  for (auto& group : w)
+    for (auto& linear : group)
+      for (float& x : linear) x = sdk::round_to_bf16(x);
+  return w;
 }
 
 // The float weights of every group, read once from the engine.
@@ -54,25 +67,57 @@ bool meets_target(const Accuracy& a, const Accuracy& reference, const AccuracySp
 }
 
 std::vector<Sensitivity> measure_sensitivity(Model& model, const std::vector<GroupProfile>& groups,
-                                             const std::vector<Rung>& ladder, const HeldOutEvaluator& eval) {
+                                             const std::vector<Rung>& ladder, const HeldOutEvaluator& eval,
+                                             bool measure_every_rung, ActivationSimulation* acts) {
   const auto original = float_weights(model, groups);
   std::vector<Sensitivity> out(groups.size());
+  auto measure = [&](size_t i, Rung r, const std::vector<std::vector<float>>& float_w) {
+    const GroupProfile& g = groups[i];
+    set_group_weights(model, g, rung_weights(g, r, float_w));
+    if (acts && r == Rung::Chosen) acts->as_chosen(i);
+    const double kld = eval.evaluate_from(model, g.layer).kld;
+    set_group_weights(model, g, float_w);
+    if (acts) acts->as_float(i);
+    return kld;
+  };
   for (size_t i = 0; i < groups.size(); ++i) {
     const GroupProfile& g = groups[i];
-    out[i].proxy = g.candidates[static_cast<size_t>(g.chosen)].output_error;
-    for (Rung r : ladder) {
+    Sensitivity& s = out[i];
+    const CandidateResult& chosen = g.candidates[static_cast<size_t>(g.chosen)];
+    s.proxy = chosen.output_error;
+    for (size_t k = 0; k < ladder.size(); ++k) {
+      const Rung r = ladder[k];
       if (r == Rung::Dense) {
-        out[i].measured_kld.push_back(0.0);
-        continue;
+        s.kld.push_back(0.0);
+        s.measured.push_back(true);
+        s.scaled.push_back(0.0);
+      } else if (k == 0) {
+        s.kld.push_back(measure(i, r, original[i]));
+        s.measured.push_back(true);
+        s.scaled.push_back(s.kld.back());
+      } else {
+        const double ratio = chosen.output_error > 0 ? g.int8.output_error / chosen.output_error : 0.0;
+        s.scaled.push_back(s.kld.front() * ratio);
+        const bool measure_it = measure_every_rung || chosen.output_error <= 0;
+        s.kld.push_back(measure_it ? measure(i, r, original[i]) : s.scaled.back());
+        s.measured.push_back(measure_it);
       }
-      set_group_weights(model, g, rung_weights(g, r, original[i]));
-      out[i].measured_kld.push_back(eval.evaluate_from(model, g.layer).kld);
-      set_group_weights(model, g, original[i]);
     }
-    logger().info("decide: sensitivity {}: measured KLD {:.5f} (alone at rung 0), proxy {:.4g}", g.name,
-                  out[i].measured_kld[0], out[i].proxy);
+    logger().info("decide: sensitivity {}: measured KLD {:.5f} (alone at rung 0), proxy {:.4g}", g.name, s.kld.front(),
+                  s.proxy);
   }
   return out;
+}
+
+double scaled_estimate_rho(const std::vector<Sensitivity>& sensitivity) {
+  std::vector<double> scaled, measured;
+  for (const auto& s : sensitivity)
+    for (size_t k = 1; k + 1 < s.kld.size(); ++k)
+      if (s.measured[k]) {
+        scaled.push_back(s.scaled[k]);
+        measured.push_back(s.kld[k]);
+      }
+  return spearman(scaled, measured);
 }
 
 std::vector<RungCosts> rung_costs(const std::vector<GroupProfile>& groups, const std::vector<Rung>& ladder,
@@ -81,9 +126,7 @@ std::vector<RungCosts> rung_costs(const std::vector<GroupProfile>& groups, const
   for (size_t i = 0; i < groups.size(); ++i) {
     for (size_t k = 0; k < ladder.size(); ++k) {
       out[i].bytes.push_back(rung_bytes(groups[i], ladder[k]));
-      out[i].damage.push_back(i < sensitivity.size() && k < sensitivity[i].measured_kld.size()
-                                  ? sensitivity[i].measured_kld[k]
-                                  : 0.0);
+      out[i].damage.push_back(i < sensitivity.size() && k < sensitivity[i].kld.size() ? sensitivity[i].kld[k] : 0.0);
     }
     out[i].weight_error = groups[i].candidates[static_cast<size_t>(groups[i].chosen)].rel_weight_error;
   }
@@ -110,9 +153,11 @@ std::string describe(const std::vector<GroupProfile>& groups, const std::vector<
 
 FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, const std::vector<Rung>& ladder,
                          const std::vector<Allocation>& path, const std::string& method, const HeldOutEvaluator& quick,
-                         const HeldOutEvaluator& full, const AccuracySpec& spec, const Accuracy* start) {
+                         const HeldOutEvaluator& full, const AccuracySpec& spec, const Accuracy* start,
+                         EvaluationMemo* memo, ActivationSimulation* acts) {
   if (path.empty()) fail(XQ_ERR_INTERNAL, "fallback: empty allocation path");
   const auto original = float_weights(model, groups);
+  const auto dense = bf16_rounded(original);
   FallbackResult res;
   res.method = method;
   res.ladder = ladder;
@@ -132,13 +177,24 @@ FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, 
       s.bytes += rung_bytes(groups[i], r);
       if (r == Rung::Dense) s.dense_bytes += groups[i].dense_bytes;
     }
+    // The memo's map for this evaluator (the quick and the full one may be one).
+    std::map<std::vector<int>, Accuracy>* remembered = !memo ? nullptr : &eval == &full ? &memo->full : &memo->quick;
+    auto hit = remembered ? remembered->find(s.rung) : std::map<std::vector<int>, Accuracy>::iterator{};
     if (known) {
       s.accuracy = *known;
+    } else if (remembered && hit != remembered->end()) {
+      s.accuracy = hit->second;
+      ++memo->reused;
     } else {
-      for (size_t i = 0; i < groups.size(); ++i)
-        set_group_weights(model, groups[i], rung_weights(groups[i], ladder[static_cast<size_t>(s.rung[i])], original[i]));
+      for (size_t i = 0; i < groups.size(); ++i) {
+        const Rung r = ladder[static_cast<size_t>(s.rung[i])];
+        set_group_weights(model, groups[i], rung_weights(groups[i], r, dense[i]));
+        if (acts && r == Rung::Chosen) acts->as_chosen(i);
+        else if (acts) acts->as_float(i);
+      }
       s.accuracy = eval.evaluate(model);
     }
+    if (remembered) remembered->emplace(s.rung, s.accuracy);
     s.meets = meets_target(s.accuracy, eval.reference_accuracy(), spec, nullptr);
     s.excess = spec.metric == "ppl" ? s.accuracy.ppl / eval.reference_accuracy().ppl - 1.0
                                     : s.accuracy.kld - eval.reference_accuracy().kld;
@@ -191,6 +247,7 @@ FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, 
   // The engine holds the float model again (what the written checkpoint is
   // made from is the runner's business).
   for (size_t i = 0; i < groups.size(); ++i) set_group_weights(model, groups[i], original[i]);
+  if (acts) acts->all_float();
   return res;
 }
 

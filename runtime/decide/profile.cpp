@@ -127,6 +127,7 @@ class GroupTrial {
         c.bytes += stored_bytes(q.get());
         c.weights.push_back(std::move(w));
       }
+      c.input_divisor = divisor;
       c.rel_output_error = reference > 0 ? c.output_error / reference : 0;
       c.rel_weight_error = weight_ref > 0 ? weight_diff / weight_ref : 0;
       c.ok = std::isfinite(c.output_error);
@@ -238,44 +239,54 @@ std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::ve
   uint32_t needs = XQ_NEED_HESSIAN | XQ_NEED_ABSMAX | XQ_NEED_SAMPLES;
   for (const auto& r : plan.candidates) needs |= rule_needs(runtime, r);
   std::vector<GroupProfile> out;
+  auto profile_group = [&](int layer, int g, LayerStats& stats, LayerWeights& lw) {
+    auto it = plan.members.find({layer, g});
+    if (it == plan.members.end()) return;
+    GroupProfile gp;
+    gp.layer = layer;
+    gp.group = g;
+    gp.name = fmt::format("model.layers.{}.{}", layer, kRoles[g]);
+    gp.linears = it->second;
+    for (int li : gp.linears) {
+      const LinearWeights& w = lw.linears[static_cast<size_t>(li)];
+      gp.modules.push_back(w.desc->module);
+      gp.params += static_cast<uint64_t>(w.desc->out * w.desc->in);
+      gp.dense_bytes += static_cast<uint64_t>(w.desc->out * w.desc->in) * 2;  // the bf16 rung
+    }
+    gp.activations = activation_profile(stats.groups[static_cast<size_t>(g)]);
+    if (plan.w8a8) {
+      gp.input_absmax = stats.groups[static_cast<size_t>(g)].absmax;
+      gp.act_scale_dtype = scale_dtype_for(plan.schemes.at(gp.modules.front()), model.config());
+      gp.dynamic_activations = !plan.static_w8a8;
+    }
+    GroupTrial trial(runtime, model, plan, layer, g, gp.linears, stats);
+    for (const auto& rule : plan.candidates) gp.candidates.push_back(trial.run(rule));
+    choose(gp);
+    if (plan.want_int8) gp.int8 = trial.run(plan.int8);
+    if (plan.static_w8a8 && activations_have_outliers(gp.activations, &gp.activation_why)) {
+      gp.dynamic_activations = true;
+      gp.activation_why = "static per-tensor activation scale refused: " + gp.activation_why +
+                          "; dynamic per-token instead";
+    } else if (plan.static_w8a8) {
+      gp.activation_why = "static per-tensor activation scale kept: " + gp.activation_why;
+    }
+    logger().info("decide: {}: {} -> {}{}", gp.name, gp.why, gp.candidates[gp.chosen].algorithm,
+                  gp.activation_why.empty() ? "" : "; " + gp.activation_why);
+    out.push_back(std::move(gp));
+  };
+  // Every trial restores the group's weights (and the op feeding it), so
+  // each group's inputs are the float model's whatever order the groups run
+  // in: one statistics pass per layer for all its groups (plus the pass
+  // that carries the layer's output on), not GPTQ's one pass per group.
   CalibrationOptions co;
-  co.sequential_groups = true;  // one callback per group; the weights are restored, so inputs stay float
+  co.sequential_groups = false;
+  co.propagate_updated = true;  // the callback's trials re-run the layer from its kept input (AWQ's loss)
   co.seed = seed;
   LayerwiseCalibrator calibrator(model, std::move(samples));
   calibrator.run(
       needs,
       [&](int layer, LayerStats& stats, LayerWeights& lw) {
-        const int g = stats.active_group;
-        auto it = plan.members.find({layer, g});
-        if (it == plan.members.end()) return;
-        GroupProfile gp;
-        gp.layer = layer;
-        gp.group = g;
-        gp.name = fmt::format("model.layers.{}.{}", layer, kRoles[g]);
-        gp.linears = it->second;
-        for (int li : gp.linears) {
-          const LinearWeights& w = lw.linears[static_cast<size_t>(li)];
-          gp.modules.push_back(w.desc->module);
-          gp.params += static_cast<uint64_t>(w.desc->out * w.desc->in);
-          const TensorEntry* t = model.checkpoint().find(w.desc->weight_name());
-          gp.dense_bytes += static_cast<uint64_t>(w.desc->out * w.desc->in) *
-                            (t && t->dtype != XQ_DTYPE_BLOCKS ? dtype_size(t->dtype) : 2);
-        }
-        gp.activations = activation_profile(stats.groups[static_cast<size_t>(g)]);
-        GroupTrial trial(runtime, model, plan, layer, g, gp.linears, stats);
-        for (const auto& rule : plan.candidates) gp.candidates.push_back(trial.run(rule));
-        choose(gp);
-        if (plan.want_int8) gp.int8 = trial.run(plan.int8);
-        if (plan.static_w8a8 && activations_have_outliers(gp.activations, &gp.activation_why)) {
-          gp.dynamic_activations = true;
-          gp.activation_why = "static per-tensor activation scale refused: " + gp.activation_why +
-                              "; dynamic per-token instead";
-        } else if (plan.static_w8a8) {
-          gp.activation_why = "static per-tensor activation scale kept: " + gp.activation_why;
-        }
-        logger().info("decide: {}: {} -> {}{}", gp.name, gp.why, gp.candidates[gp.chosen].algorithm,
-                      gp.activation_why.empty() ? "" : "; " + gp.activation_why);
-        out.push_back(std::move(gp));
+        for (size_t g = 0; g < stats.groups.size(); ++g) profile_group(layer, static_cast<int>(g), stats, lw);
       },
       co);
   return out;

@@ -43,6 +43,9 @@ struct CandidateResult {
   double seconds = 0;
   uint64_t bytes = 0;           // weights + scales (+ zero points) as stored
   std::vector<std::vector<float>> weights;  // effective dequantized, per member
+  // The algorithm's rescaling of the group's input (the written model sees
+  // x / input_divisor); empty when it did not rescale.
+  std::vector<float> input_divisor;
 };
 
 struct GroupProfile {
@@ -51,14 +54,21 @@ struct GroupProfile {
   std::vector<int> linears;          // LayerDesc::linears indices
   std::vector<std::string> modules;
   uint64_t params = 0;
-  uint64_t dense_bytes = 0;          // the members as the source stores them
+  uint64_t dense_bytes = 0;          // the members at the ladder's top: BF16, 2 bytes a weight
   ActivationProfile activations;
   std::vector<CandidateResult> candidates;  // at the rule's bits
   int chosen = -1;                   // index into candidates
   std::string why;
   CandidateResult int8;              // the ladder's int8 rung
-  bool dynamic_activations = false;  // W8A8 static request switched to dynamic
+  bool dynamic_activations = false;  // W8A8: dynamic per-token (a static request switched, or asked)
   std::string activation_why;
+  // W8A8: the calibration max |x| per input channel and the scale dtype the
+  // static input scale is stored in (as the runner computes it), and the
+  // measured KLD with only this group quantized, static vs dynamic (-1: not
+  // measured; decision.cpp).
+  std::vector<float> input_absmax;
+  xq_dtype act_scale_dtype = XQ_DTYPE_F32;
+  double kld_static = -1, kld_dynamic = -1;
 };
 
 // What the pass needs: the groups to profile ((layer, group) -> member
@@ -71,6 +81,7 @@ struct ProfilePlan {
   QuantRule int8;
   bool want_int8 = false;
   bool static_w8a8 = false;  // the request: static per-tensor activation scales
+  bool w8a8 = false;         // the request quantizes activations (static or dynamic)
 };
 
 std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::vector<std::vector<int32_t>> samples,

@@ -45,7 +45,7 @@ std::string sensitivity_svg(const Decision& d) {
   if (d.sensitivity.size() != n || n == 0) return "";
   double max_m = 0, max_p = 0;
   for (const auto& s : d.sensitivity) {
-    max_m = std::max(max_m, s.measured_kld.front());
+    max_m = std::max(max_m, s.kld.front());
     max_p = std::max(max_p, s.proxy);
   }
   const int row = 22, label = 230, width = 360, h = static_cast<int>(n) * row + 30;
@@ -58,7 +58,7 @@ std::string sensitivity_svg(const Decision& d) {
                      label, label + 14, label + 230, label + 244);
   for (size_t i = 0; i < n; ++i) {
     const int y = 22 + static_cast<int>(i) * row;
-    const double m = d.sensitivity[i].measured_kld.front(), p = d.sensitivity[i].proxy;
+    const double m = d.sensitivity[i].kld.front(), p = d.sensitivity[i].proxy;
     const int wm = max_m > 0 ? static_cast<int>(width * m / max_m) : 0;
     const int wp = max_p > 0 ? static_cast<int>(width * p / max_p) : 0;
     const bool dense = rung_of(d, i) != fmt::format("int{}", d.bits);
@@ -157,11 +157,13 @@ std::string explain(const Decision& d) {
     s += fmt::format("  {:<28} {:<12} {}", g.name, g.candidates[static_cast<size_t>(g.chosen)].algorithm + " " +
                                                       rung_of(d, i), g.why);
     if (i < d.sensitivity.size())
-      s += fmt::format("; measured KLD alone {:.5f}", d.sensitivity[i].measured_kld.front());
+      s += fmt::format("; measured KLD alone {:.5f}", d.sensitivity[i].kld.front());
     if (!g.activation_why.empty()) s += "; " + g.activation_why;
     s += "\n";
   }
   if (!d.sensitivity.empty()) s += fmt::format("proxy vs measured sensitivity: Spearman rho {:.3f}\n", d.spearman_rho);
+  if (!std::isnan(d.scaled_rho))
+    s += fmt::format("int8 rung: scaled estimate vs measured sensitivity: Spearman rho {:.3f}\n", d.scaled_rho);
   if (d.evaluator)
     s += fmt::format("float model: ppl {:.4f} on {} tokens\n", d.reference.ppl, d.eval_tokens);
   for (const auto& v : d.variants)
@@ -200,12 +202,20 @@ std::string report_json(const Decision& d) {
                {"candidates", cands}, {"chosen", g.candidates[static_cast<size_t>(g.chosen)].algorithm},
                {"why", g.why}, {"rung", rung_of(d, i)}, {"activation_decision", g.activation_why}};
     if (g.int8.ok) gj["int8"] = {{"output_error", g.int8.output_error}, {"bytes", g.int8.bytes}};
+    if (g.kld_static >= 0)
+      gj["activation_kld_alone"] = {{"static_tensor", g.kld_static}, {"dynamic_token", g.kld_dynamic},
+                                    {"dynamic", g.dynamic_activations}};
     if (i < d.sensitivity.size())
-      gj["sensitivity"] = {{"measured_kld_per_rung", d.sensitivity[i].measured_kld}, {"proxy", d.sensitivity[i].proxy}};
+      gj["sensitivity"] = {{"kld_per_rung", d.sensitivity[i].kld},
+                           {"measured_per_rung", d.sensitivity[i].measured},
+                           {"scaled_kld_per_rung", d.sensitivity[i].scaled},
+                           {"proxy", d.sensitivity[i].proxy}};
     groups.push_back(gj);
   }
   j["groups"] = groups;
   j["spearman_rho_proxy_vs_measured"] = d.spearman_rho;
+  if (!std::isnan(d.scaled_rho)) j["spearman_rho_scaled_int8_vs_measured"] = d.scaled_rho;
+  j["fallback_evaluations_reused"] = d.evaluations_reused;
   j["ladder"] = d.ladder;
   json steps = json::array();
   for (const auto& s : d.fallback.steps) steps.push_back(step_json(s));

@@ -62,6 +62,34 @@ void Kernels::run(const xq_op& op, const char* what) const {
   }
 }
 
+xq_status Kernels::try_moe(const xq_moe_op& op, std::string* why) const {
+  const xq_kernel_vtable& v = plugin_->kernel();
+  if (v.struct_size < offsetof(xq_kernel_vtable, moe_qmatmul) + sizeof(v.moe_qmatmul) || !v.moe_qmatmul) {
+    if (why) *why = fmt::format("kernel provider '{}' has no moe_qmatmul", plugin_->name());
+    return XQ_ERR_UNSUPPORTED;
+  }
+  const xq_status s = v.moe_qmatmul(plugin_->state, &op);
+  if (s != XQ_OK && why) {
+    *why = last_error();
+    set_last_error("");
+  }
+  return s;
+}
+
+void Kernels::run_moe(const xq_moe_op& op, const char* what) const {
+  ++ops_run_;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string why;
+  const xq_status s = try_moe(op, &why);
+  run_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (s != XQ_OK) fail(s, "kernel provider '{}' running {}: {}", plugin_->name(), what, why);
+  if (op_profile_enabled()) {
+    check_plugin_call(plugin_->kernel().synchronize(plugin_->state),
+                      fmt::format("kernel provider '{}' synchronizing after {}", plugin_->name(), what));
+    op_profile_add(what, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+}
+
 bool Kernels::records_graphs() const {
   const xq_kernel_vtable& v = plugin_->kernel();
   return v.struct_size >= offsetof(xq_kernel_vtable, graph_release) + sizeof(v.graph_release) && v.graph_begin &&

@@ -57,6 +57,11 @@ class Kernels {
   void graph_launch(xq_graph* g) const;
   void graph_release(xq_graph* g) const;
 
+  // One mixture-of-experts Linear over all experts (xq_kernel_vtable.
+  // moe_qmatmul): run_moe throws naming `what`; try_moe answers the
+  // provider's status and message (XQ_ERR_UNSUPPORTED when it has no entry).
+  void run_moe(const xq_moe_op& op, const char* what) const;
+  xq_status try_moe(const xq_moe_op& op, std::string* why) const;
   // Provider memory; every call throws with the provider's message on failure.
   void* alloc(uint64_t nbytes, const char* what) const;
   void free(void* p) const;

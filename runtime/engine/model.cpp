@@ -313,9 +313,6 @@ void Model::load_layer_weights(int l) {
   w.linears.resize(d.linears.size());
   std::vector<bool> loaded(d.linears.size(), false);
   // Device providers run q|k|v and gate|up as one GEMM each when they stack.
-  if (d.moe && on_device())
-    fail(XQ_ERR_UNSUPPORTED, "'{}': Mixture-of-Experts layers run on host-memory kernel providers (cpu) only; "
-         "provider '{}' is a device", checkpoint_->path().string(), kernels_->name());
   // Weights stored in the provider's layout load as they are (one qweight
   // per Linear) rather than stacked, which would repack them.
   if (on_device() && !options_.dequantize_all && !d.moe &&
@@ -346,6 +343,7 @@ void Model::load_layer_weights(int l) {
   if (!on_device() && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) stack_host_layer(d, w, loaded);
   for (size_t i = 0; i < d.linears.size(); ++i)
     if (!loaded[i]) w.linears[i] = load_linear(d.linears[i]);
+  if (d.moe && (on_device() || options_.moe_provider_ops)) w.experts_fused = moe_experts_fuse(l);
 }
 
 void Model::load_weights() {
@@ -575,6 +573,7 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
 
   rms_norm(k, x, rows, H, at(W.input_norm, W.d_input_norm), a.rms_eps, h, "RMS_NORM (input)");
   if (tap) tap(LayerDesc::kAttnIn, h, rows, H);
+  if (input_transform_) input_transform_(layer, LayerDesc::kAttnIn, h, rows, H);
   if (W.qkv.desc) {
     linear_stacked(W.qkv, h, rows, {{q, NH * HD}, {kk, KVH * HD}, {vv, KVH * HD}}, "q|k|v_proj");
   } else {
@@ -615,12 +614,15 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
     k.run(op, "ATTENTION");
   }
   if (tap) tap(LayerDesc::kAttnOut, att, rows, NH * HD);
+  if (input_transform_) input_transform_(layer, LayerDesc::kAttnOut, att, rows, NH * HD);
   linear(W.linears[LayerDesc::kO], att, rows, h, "o_proj");
   add_inplace(k, x, h, rows, H);
 
   rms_norm(k, x, rows, H, at(W.post_norm, W.d_post_norm), a.rms_eps, h, "RMS_NORM (post-attention)");
   if (tap) tap(LayerDesc::kMlpIn, h, rows, H);
+  if (input_transform_) input_transform_(layer, LayerDesc::kMlpIn, h, rows, H);
   if (a.layers[static_cast<size_t>(layer)].moe) {
+    if (on_device() || (options_.moe_provider_ops && !tap)) return moe_forward_device(layer, h, rows, x);
     std::vector<float> moe_out(static_cast<size_t>(n_h));  // host providers only (checked on load)
     moe_forward(layer, h, rows, moe_out.data(), tap);
     add_inplace(k, x, moe_out.data(), rows, H);
@@ -640,6 +642,7 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
     k.run(op, "SWIGLU");
   }
   if (tap) tap(LayerDesc::kMlpOut, g, rows, I);
+  if (input_transform_) input_transform_(layer, LayerDesc::kMlpOut, g, rows, I);
   linear(W.linears[LayerDesc::kDown], g, rows, h, "down_proj");
   add_inplace(k, x, h, rows, H);
 }

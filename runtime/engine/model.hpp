@@ -68,6 +68,11 @@ struct ModelOptions {
   // environment variable XQUANT_TABLES=as-stored|bf16|q8_0 sets it for tools
   // without the option (the CLI).
   TableForm tables = TableForm::kAsStored;
+  // Mixture-of-Experts layers through the provider's MoE ops (MOE_ROUTE,
+  // moe_qmatmul, MOE_COMBINE: engine/moe_device.cpp) on a host provider
+  // too, as a device provider always runs them; a forward with layer taps
+  // (calibration) keeps the host block of engine/moe_layer.cpp.
+  bool moe_provider_ops = false;
 };
 
 // One Linear's weights as the engine runs them.
@@ -100,6 +105,9 @@ struct LayerWeights {
   std::vector<std::unique_ptr<LinearDesc>> fused_desc;
   // Device providers: copies of the norm weights.
   DeviceBuffer d_input_norm, d_post_norm, d_q_norm, d_k_norm;
+  // Device providers, MoE layers: the routed experts run through the
+  // provider's moe_qmatmul (else one GEMM per expert; engine/moe_device.cpp).
+  bool experts_fused = false;
 };
 
 class Model;
@@ -162,6 +170,10 @@ struct PagedInput {
 // Called with the input of each Linear group of a layer (LayerDesc::groups
 // index, rows x cols row-major) just before that group's Linears run.
 using GroupInputTap = std::function<void(int group, const float* x, int64_t rows, int64_t cols)>;
+// Rewrites the input of a layer's Linear group in place just before that
+// group's Linears run (after any tap): the decision engine's fake-quantized
+// W8A8 activations (decide/activation_sim.hpp). Host providers only.
+using GroupInputTransform = std::function<void(int layer, int group, float* x, int64_t rows, int64_t cols)>;
 
 class Model {
  public:
@@ -218,6 +230,8 @@ class Model {
   // x [rows, hidden] in place through layer L; spans cover all rows.
   void layer_forward(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
                      const GroupInputTap& tap = nullptr) const;
+  // Installs (or, empty, removes) the input transform every forward applies.
+  void set_input_transform(GroupInputTransform t) { input_transform_ = std::move(t); }
   // Final norm + lm_head of `rows` hidden rows into logits [rows, vocab].
   void logits_from_hidden(const float* x, int64_t rows, float* logits) const;
   // Pointers are host memory on host providers and provider memory on
@@ -225,7 +239,8 @@ class Model {
   // Runs one Linear (y [rows, out] = x W^T + b).
   void linear(const LinearWeights& lw, const float* x, int64_t rows, float* y, const char* what) const;
 
-  // ---- Mixture-of-Experts layers (engine/moe_layer.cpp; host providers) ----
+  // ---- Mixture-of-Experts layers (engine/moe_layer.cpp; host providers;
+  // device providers: engine/moe_device.cpp) ----
   // The MoE block of `layer` on its input h [rows, hidden] (the
   // post-attention norm's output): out [rows, hidden]. Taps (calibration)
   // see each expert's gathered input rows and its down_proj input.
@@ -291,7 +306,7 @@ class Model {
 
   // Grow-only provider buffers of a device provider, one per use.
   enum Slot { kLayerTmp, kX, kIds, kPos, kSelected, kNormed, kLogits, kLinearIn, kLinearOut, kPending, kIds_out,
-              kPagedMeta, kPagedK, kSlots };
+              kPagedMeta, kPagedK, kMoe, kMoeExperts, kMoeShared, kSlots };
   void* scratch(Slot s, uint64_t bytes) const;
   // n floats of temporary memory: `host` resized on host providers, slot `s` otherwise.
   float* temp(Slot s, int64_t n, std::vector<float>& host) const;
@@ -327,6 +342,17 @@ class Model {
   const void* run_layer_stacked(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
                                 const int32_t* pos, const void* pending, xq_dtype pending_dtype,
                                 xq_dtype* out_dtype) const;
+  // Mixture-of-Experts layers on a device provider (engine/moe_device.cpp):
+  // x [rows, hidden] += the MoE block of h (the post-attention norm's
+  // output), routed and combined on the device.
+  void moe_forward_device(int layer, const float* h, int64_t rows, float* x) const;
+  // At load: whether the provider's moe_qmatmul takes this layer's experts.
+  bool moe_experts_fuse(int layer) const;
+  void moe_experts_fused(int layer, const float* h, int64_t rows, const int32_t* ids, const float* weights,
+                         float* x) const;
+  void moe_experts_looped(int layer, const float* h, int64_t rows, const int32_t* ids, const float* weights,
+                          float* x) const;
+  void moe_shared_expert_device(int layer, const float* h, int64_t rows, float* x) const;
   // x [rows, hidden] F32 += addend (provider memory, dtype t).
   void add_residual(float* x, const void* addend, xq_dtype t, int64_t rows) const;
   bool stacked(int layer) const { return layers_[static_cast<size_t>(layer)].qkv.desc != nullptr; }
@@ -377,6 +403,7 @@ class Model {
   const PagedStep* paged_ = nullptr;  // set for the duration of step_paged
   mutable uint64_t scratch_moves_ = 0;  // bumped whenever a scratch_ buffer moves (recordings hold addresses)
   std::unique_ptr<DecodeGraphs> graphs_;
+  GroupInputTransform input_transform_;
   int n_quantized_ = 0, n_dequantized_ = 0;
   LoadStats load_stats_;
   uint64_t float_bytes_ = 0, peak_float_bytes_ = 0;

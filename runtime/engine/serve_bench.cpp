@@ -2,9 +2,11 @@
 #include "engine/serve_bench.hpp"
 
 #include "engine/model.hpp"
+#include "engine/op_profile_env.hpp"
 
 #include <algorithm>
 #include <random>
+#include <string>
 
 namespace xquant {
 
@@ -39,10 +41,14 @@ ServeBenchResult run_serve_bench(Model& model, const ServeBenchConfig& c,
     r.max_new_tokens = c.output_len;
     sched.add(std::move(r));
   }
-  const double t0 = sched.now();
-  sched.run(progress);
   ServeBenchResult out;
-  out.seconds = sched.now() - t0;
+  {
+    const OpProfileFromEnv profile("xquant bench, concurrency " + std::to_string(c.concurrency) + ", " +
+                                   std::to_string(c.input_len) + ":" + std::to_string(c.output_len));
+    const double t0 = sched.now();
+    sched.run(progress);
+    out.seconds = sched.now() - t0;
+  }
   std::vector<double> ttft, tpot;
   for (int64_t i = 0; i < sched.requests(); ++i) {
     const GenerationResult& r = sched.result(static_cast<int>(i));

@@ -1,6 +1,7 @@
 // output_writer.cpp: see output_writer.hpp.
 #include "pipeline/output_writer.hpp"
 
+#include "core/dtype.hpp"
 #include "plugins/call.hpp"
 
 #include <fmt/format.h>
@@ -31,7 +32,19 @@ OutputWriter::~OutputWriter() {
   if (handle_) format_.format().writer_abort(handle_);
 }
 
-void OutputWriter::add_dense(const std::string& name, const xq_tensor_view& view) {
+void OutputWriter::add_dense(const std::string& name, const xq_tensor_view& given) {
+  xq_tensor_view view = given;
+  std::vector<uint16_t> bf16;
+  if (bf16_tensors_.count(name) && (view.dtype == XQ_DTYPE_F32 || view.dtype == XQ_DTYPE_F16)) {
+    const size_t n = view.nbytes / dtype_size(view.dtype);
+    std::vector<float> f32(n);
+    convert_to_f32(view.dtype, view.data, f32.data(), n);
+    bf16.resize(n);
+    convert_from_f32(f32.data(), XQ_DTYPE_BF16, bf16.data(), n);
+    view.dtype = XQ_DTYPE_BF16;
+    view.data = bf16.data();
+    view.nbytes = n * sizeof(uint16_t);
+  }
   check_plugin_call(format_.format().writer_add_dense(handle_, name.c_str(), &view),
                     fmt::format("{}: writing '{}'", format_.name(), name));
   ++tensors_written_;

@@ -15,6 +15,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,10 @@ class OutputWriter {
   OutputWriter(const OutputWriter&) = delete;
   OutputWriter& operator=(const OutputWriter&) = delete;
 
+  // A tensor named in store_as_bf16 is converted to BF16 first (an F32 or
+  // F16 source; BF16 passes as it is).
   void add_dense(const std::string& name, const xq_tensor_view& view);
+  void store_as_bf16(std::set<std::string> tensor_names) { bf16_tensors_ = std::move(tensor_names); }
   void add_quantized(const std::string& module, const xq_quant_tensor& q);
   // Hands the run's quantization report (JSON) to a format that stores it
   // (writer_set_report); a format without that entry keeps none.
@@ -52,6 +56,7 @@ class OutputWriter {
   void* handle_ = nullptr;
   uint64_t tensors_written_ = 0;
   DenseRecorder record_dense_;
+  std::set<std::string> bf16_tensors_;
   QuantRecorder record_quant_;
 };
 

@@ -151,6 +151,9 @@ struct Pipeline {
   // Not from the YAML: `--explain`: an `auto` run prints its decision and
   // evidence and writes no weights.
   bool explain_only = false;
+  // Not from the YAML: dense tensors (by checkpoint name) the writer stores
+  // in BF16 whatever their source dtype: the decision engine's bf16 rung.
+  std::vector<std::string> bf16_tensors;
   bool has_automatic_rule() const;
 };
 

@@ -67,6 +67,7 @@ RunReport run_pipeline(Runtime& runtime, Pipeline& p) {
   const RuleAssignment rules = assign_rules(runtime, p, *source, format.has_capability("ragged-groups"));
   OutputWriter writer(format, p.output_path, p.model_path, source->config(), p.validated_output_params, rules.dense,
                       p.source_text);
+  writer.store_as_bf16({p.bf16_tensors.begin(), p.bf16_tensors.end()});
 
   RunReport report;
   report.output = p.output_path;

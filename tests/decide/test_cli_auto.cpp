@@ -64,7 +64,7 @@ TEST(CliAuto, DecisionOptionsNeedAuto) {
   EXPECT_NE(r.out.find("--max-increase is an option of --algorithm auto"), std::string::npos) << r.out;
 }
 
-// A KLD target this model cannot reach short of dense everywhere (906,240
+// A KLD target this model cannot reach short of dense everywhere (453,120
 // bytes), with 160,000 bytes allowed: the decision stays within them, says
 // the target was missed and why, and compares no baseline unless asked.
 TEST(CliAuto, MaxBytesCapsTheFallback) {

@@ -100,7 +100,7 @@ TEST(PlantedLayer, RankedFirstBothWaysAndTheFallbackMovesExactlyIt) {
 
   std::vector<double> measured, proxy;
   for (const auto& s : d.sensitivity) {
-    measured.push_back(s.measured_kld.front());
+    measured.push_back(s.kld.front());
     proxy.push_back(s.proxy);
   }
   EXPECT_EQ(d.groups[argmax(measured)].name, kPlanted);

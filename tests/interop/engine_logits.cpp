@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -73,7 +74,11 @@ int main(int argc, char** argv) {
     const int64_t V = model->arch().vocab, P = static_cast<int64_t>(prompts.size());
     int64_t longest = 0;
     for (const auto& p : prompts) longest = std::max<int64_t>(longest, static_cast<int64_t>(p.size()));
-    PagedKvCache cache(*model, {16, P * ((longest + steps + 16) / 16 + 1), XQ_DTYPE_F32});
+    // XQUANT_ENGINE_LOGITS_KV=bf16: BF16 pools (the cuda provider's prefill
+    // path, scripts/gpu-prefill-check.sh); F32 otherwise.
+    const char* kv_env = std::getenv("XQUANT_ENGINE_LOGITS_KV");
+    const xq_dtype kv_t = kv_env && std::string(kv_env) == "bf16" ? XQ_DTYPE_BF16 : XQ_DTYPE_F32;
+    PagedKvCache cache(*model, {16, P * ((longest + steps + 16) / 16 + 1), kv_t});
     std::vector<PagedSequence> seqs(static_cast<size_t>(P));
     std::vector<PagedInput> batch;
     for (int64_t s = 0; s < P; ++s)

@@ -100,8 +100,24 @@ typedef enum xq_op_type {
    * positions 0..p of its sequence) then that sequence's block table (key
    * position j sits in block table[1 + j / BS], offset j % BS; entries past
    * p / BS are not read). Decode (one row per sequence) and chunked prefill
-   * (rows of one sequence at consecutive positions) are the same op. */
-  XQ_OP_PAGED_ATTENTION = 16
+   * (rows of one sequence at consecutive positions) are the same op. i[0]: optional hint, docs/abi.md. */
+  XQ_OP_PAGED_ATTENTION = 16,
+  /* Mixture-of-experts routing (transformers' Qwen3MoeTopKRouter,
+   * Qwen2MoeSparseMoeBlock, MixtralTopKRouter): per row t of src[0] F32
+   * [T, E] router logits, p = softmax(row) in F32, the top_k = dst.shape[1]
+   * largest p (descending; the lower expert id first on ties) into dst I32
+   * [T, top_k] (expert ids) and src[1] F32 [T, top_k], an output like
+   * QUANTIZE_ACT's scales (their combine weights: p divided by the sum of
+   * the top_k p when i[0] = 1, norm_topk_prob; p itself when i[0] = 0). */
+  XQ_OP_MOE_ROUTE = 17,
+  /* Weighted combine of expert output rows into the residual stream: dst F32
+   * [T, N] += sum over j < k, in j order, of act(src[1][t, j]) *
+   * src[0][r(t, j)], with src[0] F32 [R, N] expert rows, src[1] F32 [T, k]
+   * weights, r(t, j) = src[2][t * k + j] (I32 [T * k]: where slot (t, j)'s
+   * row sits, e.g. rows sorted by expert) or t * k + j when src[2] is
+   * absent; a negative r adds nothing. act = identity (i[0] = 0) or sigmoid
+   * (i[0] = 1: Qwen2-MoE's shared_expert_gate logit, k = 1). */
+  XQ_OP_MOE_COMBINE = 18
 } xq_op_type;
 
 typedef struct xq_op {

@@ -117,6 +117,11 @@ bool is_paged_op(xq_op_type t);
 void check_paged(const xq_op& op);
 void run_kv_write(const Host& host, const xq_op& op);
 void run_paged_attention(const Host& host, const xq_op& op);
+// Mixture-of-Experts routing and combine, MOE_ROUTE and MOE_COMBINE (moe_ops.cpp).
+bool is_moe_op(xq_op_type t);
+void check_moe_op(const xq_op& op);
+void run_moe_route(const xq_op& op);
+void run_moe_combine(const xq_op& op);
 
 // Quantized weights (qweight.cpp).
 xq_qweight* prepare_qweight(const xq_quant_tensor& q);

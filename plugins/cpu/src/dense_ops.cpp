@@ -38,6 +38,8 @@ const char* op_name(xq_op_type t) {
     case XQ_OP_ARGMAX: return "ARGMAX";
     case XQ_OP_KV_WRITE: return "KV_WRITE";
     case XQ_OP_PAGED_ATTENTION: return "PAGED_ATTENTION";
+    case XQ_OP_MOE_ROUTE: return "MOE_ROUTE";
+    case XQ_OP_MOE_COMBINE: return "MOE_COMBINE";
   }
   return "unknown";
 }
@@ -218,6 +220,8 @@ void check_op(const xq_op& op) {
     check_quant(op);
   else if (is_paged_op(op.type))
     check_paged(op);
+  else if (is_moe_op(op.type))
+    check_moe_op(op);
   else if (op.type == XQ_OP_GET_ROWS && op.qweight)
     check_blocks_get_rows(op);
   else

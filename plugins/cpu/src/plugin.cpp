@@ -60,6 +60,8 @@ class CpuProvider : public sdk::PluginBase {
       case XQ_OP_ARGMAX: break;
       case XQ_OP_KV_WRITE: run_kv_write(host, op); break;
       case XQ_OP_PAGED_ATTENTION: run_paged_attention(host, op); break;
+      case XQ_OP_MOE_ROUTE: run_moe_route(op); break;
+      case XQ_OP_MOE_COMBINE: run_moe_combine(op); break;
     }
   }
   xq_qweight* prepare(const xq_quant_tensor& q) const { return prepare_qweight(q); }
@@ -90,7 +92,7 @@ class CpuProvider : public sdk::PluginBase {
 constexpr const char* kCapabilities[] = {
     "memory:host",       "op:matmul",       "op:qmatmul",      "op:dequantize",     "op:rms_norm",
     "op:rope",           "op:attention",    "op:swiglu",       "op:add",            "op:mul",
-    "op:get_rows",       "op:quantize_act", "op:convert",      "op:kv_write",     "op:paged_attention", "layout:cpu-int8-group", "bits:2-8",
+    "op:get_rows",       "op:quantize_act", "op:convert",      "op:kv_write",     "op:paged_attention", "op:moe_route", "op:moe_combine", "layout:cpu-int8-group", "bits:2-8",
     "blocks:ggml",
     "strategy:tensor", "strategy:channel", "strategy:group", "g_idx",       "act:none",
     "act:dynamic-token", "act:static-tensor", "layout:cpu-fp8-f32", "type:float", "act:fp8-dynamic-token", nullptr};

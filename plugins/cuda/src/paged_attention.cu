@@ -65,8 +65,10 @@ template <int EPL, int G, bool BF16>
 __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(
     const float* __restrict__ q, const void* __restrict__ kpool, const void* __restrict__ vpool,
     const int32_t* __restrict__ table, int64_t table_ld, int64_t H, int64_t KVH, int64_t D, int64_t BS, float scale,
-    int64_t keys_per_split, int splits, void* out, DType ot, float* part_acc, float* part_ml) {
+    int64_t keys_per_split, int splits, void* out, DType ot, float* part_acc, float* part_ml,
+    const int32_t* __restrict__ skip_tiles, int64_t skip_tile_rows) {
   extern __shared__ float sm[];
+  if (skip_tiles && skip_tiles[blockIdx.x / skip_tile_rows]) return;  // the prefill kernel's row
   float* s_q = sm;                          // [G][D]
   float* s_ml = s_q + G * D;                // [kWarps][G][2]
   float* s_acc = s_ml + kWarps * G * 2;     // [kWarps][G][32 * EPL]
@@ -187,8 +189,9 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(
 }
 
 __global__ void paged_combine_kernel(const float* part_acc, const float* part_ml, int splits, int64_t H, int64_t D,
-                                     void* out, DType ot) {
+                                     void* out, DType ot, const int32_t* skip_tiles, int64_t skip_tile_rows) {
   const int64_t th = blockIdx.x;  // t * H + h
+  if (skip_tiles && skip_tiles[th / H / skip_tile_rows]) return;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
     float mx = -FLT_MAX;
     for (int s = 0; s < splits; ++s) mx = fmaxf(mx, part_ml[(th * splits + s) * 2]);
@@ -202,7 +205,6 @@ __global__ void paged_combine_kernel(const float* part_acc, const float* part_ml
     }
     store_from_float(out, ot, th * D + i, lsum > 0.f ? a / lsum : 0.f);
   }
-  (void)H;
 }
 
 template <int EPL, int G, bool BF16>
@@ -217,7 +219,7 @@ cudaError_t launch_typed(const PagedAttentionArgs& a, int splits, int64_t keys_p
   }
   paged_attention_kernel<EPL, G, BF16><<<grid, kWarps * 32, smem, stream>>>(
       a.q, a.kpool, a.vpool, a.table, a.table_ld, a.H, a.KVH, a.D, a.BS, a.scale, keys_per_split, splits, a.out,
-      a.out_type, part_acc, part_ml);
+      a.out_type, part_acc, part_ml, a.skip_tiles, a.skip_tile_rows);
   return cudaGetLastError();
 }
 
@@ -274,7 +276,8 @@ cudaError_t paged_attention(const PagedAttentionArgs& a, int splits, void* works
   else e = launch_g<8>(a, splits, keys_per_split, part_acc, part_ml, stream);
   if (e != cudaSuccess || splits <= 1) return e;
   paged_combine_kernel<<<static_cast<unsigned>(a.T * a.H), 128, 0, stream>>>(part_acc, part_ml, splits, a.H, a.D,
-                                                                             a.out, a.out_type);
+                                                                             a.out, a.out_type, a.skip_tiles,
+                                                                             a.skip_tile_rows);
   return cudaGetLastError();
 }
 

@@ -29,6 +29,10 @@ struct PagedAttentionArgs {
   float scale = 1.f;
   void* out = nullptr;  // [T, H, D]
   DType out_type = DType::F32;
+  // Rows the prefill path (prefill_attention.hpp) answers: row t is skipped
+  // when skip_tiles[t / skip_tile_rows] != 0. Null: every row is computed.
+  const int32_t* skip_tiles = nullptr;
+  int64_t skip_tile_rows = 1;
 };
 
 // How many key splits (flash-decoding) a launch uses, and the F32 workspace

@@ -2,6 +2,7 @@
 // PAGED_ATTENTION on the `cuda` provider (paged_attention.hpp). One check
 // answers both supports_op and run_op.
 #include "paged_attention.hpp"
+#include "prefill_attention.hpp"
 
 #include <xquant/sdk/host.hpp>
 
@@ -141,9 +142,21 @@ void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void*, size_
     float_type(d.dtype, &ot);
     a.out_type = ot;
     const int splits = paged_attention_splits(a.T, a.KVH, a.max_keys, sm_count);
-    void* ws = nullptr;
-    if (const size_t b = paged_attention_workspace(a.T, a.H, a.D, splits)) ws = workspace(ctx, b);
-    e = paged_attention(a, splits, ws, stream);
+    // Prefill tiles (many rows of one sequence) go to the tensor-core kernel
+    // first; the decode kernel then skips their rows. op.i[0] is the engine's
+    // hint: the most rows one sequence has in this op (0 = unknown).
+    const bool prefill = prefill_attention_applies(a, op.i[0]);
+    const size_t split_bytes = (paged_attention_workspace(a.T, a.H, a.D, splits) + 255) / 256 * 256;
+    const size_t bytes = split_bytes + (prefill ? prefill_attention_workspace(a.T) : 0);
+    char* ws = bytes ? static_cast<char*>(workspace(ctx, bytes)) : nullptr;
+    e = cudaSuccess;
+    if (prefill) {
+      int32_t* flags = reinterpret_cast<int32_t*>(ws + split_bytes);
+      e = prefill_attention(a, flags, stream);
+      a.skip_tiles = flags;
+      a.skip_tile_rows = kPrefillTileRows;
+    }
+    if (e == cudaSuccess) e = paged_attention(a, splits, split_bytes ? ws : nullptr, stream);
   }
   if (e != cudaSuccess)
     throw Error(XQ_ERR_DEVICE, format("cuda: %s launch failed: %s",

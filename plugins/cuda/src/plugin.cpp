@@ -25,6 +25,8 @@ constexpr const char* kCapabilities[] = {
     "op:convert",
     "op:kv_write",
     "op:paged_attention",
+    "op:moe_route",
+    "op:moe_combine",
     "dtype:f32",
     "layout:cuda-w4a16-mma",
     "layout:cuda-w8a8-int8-nk",

@@ -4,6 +4,7 @@
 // the same message) use, so the two can never disagree.
 #include "provider.hpp"
 #include "paged_attention.hpp"
+#include "moe_ops.hpp"
 
 #include "decoder_ops.hpp"
 
@@ -134,6 +135,7 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
   for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_}) s->keep = &graphs_;
   lt_ok_ = lt_.load(&lt_why_);
   if (const char* env = std::getenv("XQUANT_CUDA_W4_FUSED_MAX_M")) w4_fused_max_m_ = std::max(1L, std::atol(env));
+  init_w4_hopper();
   why_ = format("CUDA device %s (sm_%d%d, %d SMs)%s%s", prop.name, cc_major_, cc_minor_, sm_count_,
                 lt_ok_ ? "" : "; ", lt_ok_ ? "" : lt_why_.c_str());
 }
@@ -307,6 +309,7 @@ bool Provider::supports(const xq_op& op, std::string* why) {
     default:
       if (is_decoder_op(op.type)) return check_decoder_op(op, why);
       if (is_paged_op(op.type)) return check_paged_op(op, why);
+      if (is_moe_op(op.type)) return check_moe_op(op, why);
       return fail_why(why, format("cuda: op %d is not provided", static_cast<int>(op.type)));
   }
 }
@@ -331,6 +334,7 @@ void Provider::run(const xq_op& op) {
       if (is_paged_op(op.type))
         run_paged_op(op, sm_count_, [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_paged_,
                      stream_);
+      if (is_moe_op(op.type)) run_moe_op(op, stream_);
       break;
   }
 }
@@ -362,7 +366,8 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   const bool is_f16 = T == DType::F16;
   const int64_t M = leading(x), K = w.K, N = w.N;
   const uint2* sz = is_f16 ? w.sz_f16 : w.sz_bf16;
-  const int64_t force = op.i[7];  // provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt
+  if (run_qmatmul_w4_hopper(op)) return;
+  const int64_t force = op.i[7];  // provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt, 3 = Hopper wgmma
   const bool fused = force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);
   DType bias_t = DType::F32;
   if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
@@ -410,6 +415,8 @@ void Provider::run_qmatmul_w8(const xq_op& op) {
   } else {
     XQ_CK(quantize_act(x.data, T, M, K, xq, DType::I8, nullptr, w.input_scale, stream_));
   }
+  if (run_w8a8_cutlass(ScaledMM{DType::I8, Y, M, N, K, xq, w.w8, y.data, sa, sa_const, w.sw, 1.f}, op.src[2]))
+    return;
   void* acc = s_acc_.get(static_cast<size_t>(M * N) * 4);
   lt_gemm(LtGemmShape{GemmKind::I8, M, N, K, DType::I32, false, false}, w.w8, xq, acc, 1.f, nullptr, nullptr, nullptr);
   DType bias_t = DType::F32;
@@ -436,6 +443,7 @@ void Provider::run_matmul(const xq_op& op) {
   const float* sw = vec ? sx + M : nullptr;
   const float fx = vec ? 1.f : static_cast<float>(op.f[0] > 0 ? op.f[0] : 1.0);
   const float fw = vec ? 1.f : static_cast<float>(op.f[1] > 0 ? op.f[1] : 1.0);
+  if (run_w8a8_cutlass(ScaledMM{A, Y, M, N, K, a.data, b.data, y.data, sx, fx, sw, fw}, op.src[2])) return;
   if (A == DType::I8) {
     void* acc = s_acc_.get(static_cast<size_t>(M * N) * 4);
     lt_gemm(LtGemmShape{GemmKind::I8, M, N, K, DType::I32, false, false}, b.data, a.data, acc, 1.f, nullptr, nullptr,
@@ -599,6 +607,7 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
       }
       XQ_CK(w4_pack(L, d_codes, w->perm, w->qw, stream_));
       XQ_CK(w4_pack_scales(L, d_scales, d_zp, w->sz_bf16, w->sz_f16, stream_));
+      prepare_w4_hopper(w.get(), d_codes, d_scales, d_zp);
       XQ_CK(cudaDeviceSynchronize());
     } catch (...) {
       release(w.release());
@@ -683,6 +692,11 @@ void Provider::run_qmatmul_fp8(const xq_op& op) {
   void* xq = s_x_.get(static_cast<size_t>(M * K));
   float* scales = static_cast<float*>(s_scale_.get(static_cast<size_t>(M + N) * 4));
   XQ_CK(quantize_act(x.data, T, M, K, xq, DType::F8E4M3, scales, 0.f, stream_));
+  DType Y{};
+  to_dtype(op.dst.dtype, &Y);
+  if (run_w8a8_cutlass(ScaledMM{DType::F8E4M3, Y, M, N, K, xq, w.w8, op.dst.data, scales, 1.f, w.sw, 1.f},
+                       op.src[2]))
+    return;
   XQ_CK(cudaMemcpyAsync(scales + M, w.sw, static_cast<size_t>(N) * 4, cudaMemcpyDeviceToDevice, stream_));
   xq_op mm = xquant::sdk::make_op(XQ_OP_MATMUL);
   mm.src[0] = xquant::sdk::device_tensor(XQ_DTYPE_F8_E4M3, {M, K}, xq);
@@ -699,7 +713,7 @@ void Provider::release(xq_qweight* w) {
   if (device_count_) {
     cudaDeviceSynchronize();
     for (void* p : {static_cast<void*>(w->qw), static_cast<void*>(w->sz_bf16), static_cast<void*>(w->sz_f16),
-                    static_cast<void*>(w->perm), static_cast<void*>(w->w8), static_cast<void*>(w->sw)})
+                    static_cast<void*>(w->perm), static_cast<void*>(w->w8), static_cast<void*>(w->sw), w->hq, w->hs, w->hz})
       if (p) cudaFree(p);
   }
   delete w;

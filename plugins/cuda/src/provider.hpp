@@ -17,7 +17,9 @@
 #include <vector>
 
 #include "cublaslt.hpp"
+#include "cutlass_w8a8.hpp"
 #include "kernels.hpp"
+#include "w4a16_hopper.hpp"
 
 // The provider's packed weight (opaque to the host).
 struct xq_qweight {
@@ -31,6 +33,12 @@ struct xq_qweight {
   uint2* sz_f16 = nullptr;
   int32_t* perm = nullptr;  // act-order: native column c = canonical column perm[c]
   bool f32_dequant_uses_f16 = false;
+  // W4 on Hopper: a second copy of the codes in the wgmma layout with bf16
+  // scales/offsets (provider_w4_hopper.cpp); null where that kernel is absent.
+  xqcuda::W4HopperLayout HL;
+  void* hq = nullptr;
+  void* hs = nullptr;
+  void* hz = nullptr;
   // W8 ("cuda-w8a8-int8-nk"), or FP8 W8A8 ("cuda-w8a8-fp8-nk") when fp8
   int8_t* w8 = nullptr;  // [N][K]: int8 codes, or E4M3 bytes when fp8
   float* sw = nullptr;   // [N]
@@ -104,8 +112,16 @@ class Provider : public xquant::sdk::PluginBase {
   bool check_qmatmul(const xq_op& op, std::string* why);
   bool check_matmul(const xq_op& op, std::string* why);
   void run_qmatmul_w4(const xq_op& op);
+  // provider_w4_hopper.cpp
+  void init_w4_hopper();
+  void prepare_w4_hopper(xq_qweight* w, const int8_t* d_codes, const float* d_scales, const int8_t* d_zp);
+  bool run_qmatmul_w4_hopper(const xq_op& op);
   void run_qmatmul_w8(const xq_op& op);
   void run_qmatmul_fp8(const xq_op& op);
+  // The fused-epilogue CUTLASS GEMM when the route picks it (w8a8_route.cpp),
+  // `bias` (any float type, or absent) converted to p.y_type for it; false:
+  // the caller runs the cuBLASLt path.
+  bool run_w8a8_cutlass(ScaledMM p, const xq_device_tensor& bias);
   xq_qweight* prepare_fp8(const xq_quant_tensor& q, const std::vector<float>& row_scales);
   void run_matmul(const xq_op& op);
   void run_dequantize(const xq_op& op);
@@ -122,6 +138,11 @@ class Provider : public xquant::sdk::PluginBase {
   bool lt_ok_ = false;
   bool fp8_outer_ok_ = true;
   int64_t w4_fused_max_m_ = 128;
+  bool w4_hopper_ok_ = false;  // the wgmma W4A16 kernel is built and this is sm_90
+  // Batch sizes the wgmma kernel serves by default: on an H200 (bench/cuda/bench_w4_hopper.py,
+  // bench/cuda/results/h200-w4-hopper.md) it beats the mma.sync kernel from M = 64 and
+  // dequant + cuBLASLt up to M = 1024 on 3 of the 4 shapes, and loses to the latter at 4096.
+  int64_t w4_hopper_min_m_ = 64, w4_hopper_max_m_ = 1024;
   CublasLt lt_;
   cudaStream_t stream_ = nullptr;
   GraphHolds graphs_;

@@ -1,0 +1,105 @@
+// provider_w4_hopper.cpp: the provider's use of the Hopper W4A16 GEMM
+// (w4a16_hopper.hpp): whether it is on, the second weight copy it reads, and
+// the dispatch by batch size. Without the CUTLASS build (no
+// XQUANT_CUDA_HOPPER_W4) or off sm_90 nothing here is used and every W4A16
+// QMATMUL takes the mma.sync kernel or dequant + cuBLASLt as before.
+//
+// Knobs (environment, read once): XQUANT_CUDA_W4_HOPPER=0 turns the path off
+// (no second copy is made); XQUANT_CUDA_W4_HOPPER_MIN_M / _MAX_M bound the
+// batch sizes it serves by default. QMATMUL's op.i[7] = 3 forces it where the
+// weight has the copy (1 and 2 force the older paths). The copy is skipped,
+// not an error, when the device has no room for it.
+#include "provider.hpp"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+namespace xqcuda {
+#ifdef XQUANT_CUDA_HOPPER_W4
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw xquant::sdk::Error(XQ_ERR_DEVICE, xquant::sdk::format("cuda: %s failed: %s", what, cudaGetErrorString(e)));
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+}  // namespace
+#endif
+
+void Provider::init_w4_hopper() {
+#ifdef XQUANT_CUDA_HOPPER_W4
+  const char* off = std::getenv("XQUANT_CUDA_W4_HOPPER");
+  w4_hopper_ok_ = cc_major_ == 9 && cc_minor_ == 0 && !(off && std::atol(off) == 0);
+  if (const char* env = std::getenv("XQUANT_CUDA_W4_HOPPER_MIN_M")) w4_hopper_min_m_ = std::max(1L, std::atol(env));
+  if (const char* env = std::getenv("XQUANT_CUDA_W4_HOPPER_MAX_M")) w4_hopper_max_m_ = std::max(1L, std::atol(env));
+#endif
+}
+
+void Provider::prepare_w4_hopper(xq_qweight* w, const int8_t* d_codes, const float* d_scales, const int8_t* d_zp) {
+#ifdef XQUANT_CUDA_HOPPER_W4
+  if (!w4_hopper_ok_) return;
+  W4HopperLayout& H = w->HL;
+  H.N = w->N;
+  H.K = w->K;
+  H.group_size = w->L.gs_shift >= 31 ? w->K : (int64_t{1} << w->L.gs_shift);
+  H.n_groups = w->L.n_groups;
+  if (!w4h_supported(H.N, H.K, H.group_size, nullptr)) return;  // the older paths serve it
+  const size_t scale_bytes = static_cast<size_t>(H.N * H.n_groups) * 2;
+  // The copy only speeds things up: without room for it the weight stays on the older paths.
+  if (cudaMalloc(&w->hq, w4h_weight_bytes(H)) != cudaSuccess || cudaMalloc(&w->hs, scale_bytes) != cudaSuccess ||
+      cudaMalloc(&w->hz, scale_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    for (void** p : {&w->hq, &w->hs, &w->hz}) {
+      if (*p) cudaFree(*p);
+      *p = nullptr;
+    }
+    return;
+  }
+  check(w4h_pack(H, d_codes, w->perm, w->hq, stream_), "w4h_pack");
+  check(w4h_pack_scales(H, d_scales, d_zp, w->hs, w->hz, stream_), "w4h_pack_scales");
+#else
+  (void)w;
+  (void)d_codes;
+  (void)d_scales;
+  (void)d_zp;
+#endif
+}
+
+bool Provider::run_qmatmul_w4_hopper(const xq_op& op) {
+#ifdef XQUANT_CUDA_HOPPER_W4
+  const xq_qweight& w = *op.qweight;
+  const xq_device_tensor &x = op.src[0], &y = op.dst;
+  const int64_t M = x.ndim ? xquant::sdk::rows_of(x) : 0, K = w.K, N = w.N;
+  const int64_t force = op.i[7];
+  const bool wanted = force == 3 || (force == 0 && M >= w4_hopper_min_m_ && M <= w4_hopper_max_m_);
+  // bf16 only (the f16 instantiation would double the compile); the TMA store needs 16-byte rows.
+  if (!w.hq || !wanted || x.dtype != XQ_DTYPE_BF16 || !aligned16(y.data)) return false;
+  const void* xs = x.data;
+  if (w.perm || !aligned16(x.data)) {
+    void* buf = s_x_.get(static_cast<size_t>(M * K) * 2);
+    check(gather_columns(x.data, DType::BF16, M, K, K, w.perm, buf, K, stream_), "gather_columns");
+    xs = buf;
+  }
+  const void* bias = nullptr;
+  bool bias_f32 = false;
+  if (op.src[2].data) {
+    bias_f32 = op.src[2].dtype == XQ_DTYPE_F32;
+    bias = bias_f32 ? op.src[2].data : bias_as(op.src[2], DType::BF16, N);
+  }
+  const size_t ws_bytes = w4h_workspace_bytes(w.HL, M, sm_count_);
+  void* ws = s_part_.get(ws_bytes);
+  const cudaError_t e = w4h_gemm(w.HL, w.hq, w.hs, w.hz, xs, M, y.data, bias, bias_f32, ws, ws_bytes, sm_count_, stream_);
+  if (e == cudaErrorNotSupported) return false;  // CUTLASS refused the problem before launching anything
+  check(e, "w4h_gemm");
+  return true;
+#else
+  (void)op;
+  return false;
+#endif
+}
+
+}  // namespace xqcuda

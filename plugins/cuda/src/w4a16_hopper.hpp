@@ -1,0 +1,65 @@
+// w4a16_hopper.hpp: the Hopper (sm_90a) W4A16 GEMM, layout "cuda-w4a16-wgmma".
+//
+// A CUTLASS mixed-input warp-specialised GEMM: TMA loads of int4 weights and
+// BF16 activations, the weights converted and scaled in registers and fed to
+// wgmma as the register-sourced operand (CUTLASS
+// include/cutlass/gemm/collective/sm90_mma_tma_gmma_rs_warpspecialized_mixed_input.hpp,
+// example 55_hopper_mixed_dtype_gemm). Built only when CMake finds the
+// CUTLASS headers (then XQUANT_CUDA_HOPPER_W4 is defined); its kernels exist
+// for sm_90a only, so callers dispatch here only on compute capability 9.0.
+//
+// The GEMM is computed swapped, y^T[N][M] = W[N][K] * x^T, so the 4-bit
+// operand is wgmma's A (the one that may come from registers) and the output
+// tile's long side runs along the weights' N; y^T column-major is y[M][N].
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace xqcuda {
+
+// Shape of one weight in the wgmma layout.
+struct W4HopperLayout {
+  int64_t N = 0, K = 0;
+  int64_t group_size = 0;  // K for a single group per row
+  int64_t n_groups = 0;    // ceil(K / group_size)
+};
+
+// Whether the kernel takes this weight: N % 16 == 0 (the reorder atom's
+// rows, and 16-byte output rows), K % 64 == 0 (the K tile) and a group size
+// that is K or a multiple of 64, N*K < 2^31. `why` (if not null) names the
+// failed rule.
+bool w4h_supported(int64_t N, int64_t K, int64_t group_size, const char** why);
+
+// Bytes of the packed codes: N*K/2, int4 in the order the kernel's wgmma
+// fragments read them (every thread's 8 codes of one k16 step in one 32-bit
+// word, nibbles in the order 0,2,4,6,1,3,5,7 so the int4->bf16 conversion
+// extracts pairs with one shift).
+size_t w4h_weight_bytes(const W4HopperLayout& L);
+
+// Canonical (device) -> packed. codes int8 [N][K] signed [-8, 7]; perm int32
+// [K] or null (packed column c holds canonical column perm[c], as for the mma
+// layout: the activations are gathered with the same perm).
+cudaError_t w4h_pack(const W4HopperLayout& L, const int8_t* codes, const int32_t* perm, void* qw,
+                     cudaStream_t stream);
+
+// Scales f32 [N][G] and zero points int8 [N][G] (or null) -> bf16 scales and
+// bf16 offsets, both [G][N] (N fastest, the collective's scale layout). The
+// collective dequantizes as w = s*q + z, so z = -s*zp (s rounded to bf16
+// first; zero for symmetric weights).
+cudaError_t w4h_pack_scales(const W4HopperLayout& L, const float* scales, const int8_t* zp, void* s_bf16,
+                            void* z_bf16, cudaStream_t stream);
+
+// y[M][N] (bf16) = x[M][K] (bf16, rows K elements apart, 16-byte aligned) *
+// dequant(W)^T (+ bias[N] of `bias_is_f32` ? f32 : bf16, or null). The
+// workspace (stream-K partials) must hold w4h_workspace_bytes(L, M, sm_count).
+// Returns cudaErrorNotSupported when CUTLASS refuses the problem
+// (can_implement), before anything is launched.
+size_t w4h_workspace_bytes(const W4HopperLayout& L, int64_t M, int sm_count);
+cudaError_t w4h_gemm(const W4HopperLayout& L, const void* qw, const void* s_bf16, const void* z_bf16, const void* x,
+                     int64_t M, void* y, const void* bias, bool bias_is_f32, void* workspace, size_t workspace_bytes,
+                     int sm_count, cudaStream_t stream);
+
+}  // namespace xqcuda

@@ -1,0 +1,254 @@
+// moe_device.cpp: the Mixture-of-Experts block on a device kernel provider
+// (`cuda`): the same block as moe_layer.cpp (transformers'
+// Qwen3MoeSparseMoeBlock, Qwen2MoeSparseMoeBlock, MixtralSparseMoeBlock)
+// with every step a provider op on device memory:
+//
+//   1. the router GEMM (a Linear like any other), then XQ_OP_MOE_ROUTE:
+//      softmax, top-k ids and combine weights per row;
+//   2. routed experts, one of two ways:
+//      - fused (quantized experts the provider's moe_qmatmul takes, e.g.
+//        cuda-w4a16-mma): gate and up as one moe_qmatmul each over all
+//        experts, SWIGLU, down with the weighted combine inside, added to
+//        the residual stream; no host round trip (vLLM's fused_moe scheme,
+//        vllm/model_executor/layers/fused_moe/fused_moe.py);
+//      - looped (BF16/F32 experts, or quantized ones moe_qmatmul refuses):
+//        the expert ids come back to the host (one small download per
+//        layer), rows are sorted by expert, gathered with GET_ROWS, each used
+//        expert runs its own GEMMs on its contiguous run of rows, and
+//        XQ_OP_MOE_COMBINE adds the weighted rows back in slot order;
+//   3. the shared expert (Qwen2-MoE) over all rows, added with
+//      XQ_OP_MOE_COMBINE's sigmoid of shared_expert_gate.
+#include "engine/model.hpp"
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+#include <algorithm>
+#include <tuple>
+
+namespace xquant {
+
+namespace {
+
+uint64_t aligned(uint64_t n) { return (n + 255) / 256 * 256; }
+
+// Consecutive 256-byte-aligned regions of one scratch buffer.
+class Carve {
+ public:
+  explicit Carve(char* base) : at_(base) {}
+  template <class T>
+  T* take(int64_t n) {
+    T* p = reinterpret_cast<T*>(at_);
+    at_ += aligned(static_cast<uint64_t>(n) * sizeof(T));
+    return p;
+  }
+
+ private:
+  char* at_;
+};
+
+xq_moe_op moe_op(const std::vector<const xq_qweight*>& experts, int64_t top_k) {
+  xq_moe_op op{};
+  op.struct_size = sizeof(xq_moe_op);
+  op.n_experts = static_cast<uint32_t>(experts.size());
+  op.top_k = static_cast<uint32_t>(top_k);
+  op.experts = experts.data();
+  return op;
+}
+
+}  // namespace
+
+bool Model::moe_experts_fuse(int layer) const {
+  const MoeDesc& m = arch_.layers.at(static_cast<size_t>(layer)).experts;
+  const LayerWeights& W = layers_[static_cast<size_t>(layer)];
+  const LinearWeights& g0 = W.linears[static_cast<size_t>(m.gate[0])];
+  const char* no = nullptr;
+  for (int64_t e = 0; e < m.n_experts && !no; ++e)
+    for (int i : {m.gate[e], m.up[e], m.down[e]}) {
+      const LinearWeights& lw = W.linears[static_cast<size_t>(i)];
+      if (!lw.q || lw.act != g0.act || !lw.bias.empty()) no = "not all quantized, with one activation dtype and no bias";
+    }
+  std::string why;
+  if (!no) {
+    // Shapes with no rows: the provider validates the experts and the
+    // operands' dtypes and returns before touching memory.
+    static char probe[256];
+    const int64_t H = arch_.hidden, I = m.expert_intermediate, k = m.top_k;
+    for (const auto* set : {&m.gate, &m.down}) {
+      std::vector<const xq_qweight*> experts;
+      for (int i : *set) experts.push_back(W.linears[static_cast<size_t>(i)].q);
+      const bool down = set == &m.down;
+      xq_moe_op op = moe_op(experts, k);
+      op.x = dtensor(g0.act, {0, down ? I : H}, probe);
+      op.expert_ids = dtensor(XQ_DTYPE_I32, {0, k}, probe);
+      if (down) op.weights = dtensor(XQ_DTYPE_F32, {0, k}, probe);
+      op.dst = dtensor(g0.act, {0, down ? H : I}, probe);
+      if (kernels_->try_moe(op, &why) != XQ_OK) {
+        no = "refused by the provider's moe_qmatmul";
+        break;
+      }
+    }
+  }
+  if (no)
+    logger().info("layer {}: {} experts run one GEMM per expert on '{}' ({}{}{}): the expert ids come back to the host "
+                  "once per layer", layer, m.n_experts, kernels_->name(), no, why.empty() ? "" : ": ", why);
+  return !no;
+}
+
+void Model::moe_forward_device(int layer, const float* h, int64_t rows, float* x) const {
+  const MoeDesc& m = arch_.layers.at(static_cast<size_t>(layer)).experts;
+  const LayerWeights& W = layers_[static_cast<size_t>(layer)];
+  const int64_t E = m.n_experts, k = m.top_k;
+  Carve c(static_cast<char*>(scratch(kMoe, aligned(rows * E * 4) + 2 * aligned(rows * k * 4))));
+  float* logits = c.take<float>(rows * E);
+  auto* ids = c.take<int32_t>(rows * k);
+  float* weights = c.take<float>(rows * k);
+
+  linear(W.linears[static_cast<size_t>(m.router)], h, rows, logits, "router (mlp.gate)");
+  xq_op op = Kernels::op(XQ_OP_MOE_ROUTE);
+  op.src[0] = f32({rows, E}, logits);
+  op.dst = dtensor(XQ_DTYPE_I32, {rows, k}, ids);
+  op.src[1] = f32({rows, k}, weights);
+  op.i[0] = m.norm_topk_prob ? 1 : 0;
+  kernels_->run(op, "MOE_ROUTE");
+
+  if (W.experts_fused) moe_experts_fused(layer, h, rows, ids, weights, x);
+  else moe_experts_looped(layer, h, rows, ids, weights, x);
+  if (m.shared_gate >= 0) moe_shared_expert_device(layer, h, rows, x);
+}
+
+void Model::moe_experts_fused(int layer, const float* h, int64_t rows, const int32_t* ids, const float* weights,
+                              float* x) const {
+  const MoeDesc& m = arch_.layers.at(static_cast<size_t>(layer)).experts;
+  const LayerWeights& W = layers_[static_cast<size_t>(layer)];
+  const int64_t H = arch_.hidden, I = m.expert_intermediate, k = m.top_k, slots = rows * k;
+  const xq_dtype t = W.linears[static_cast<size_t>(m.gate[0])].act;  // the experts' QMATMUL activation dtype
+  auto experts = [&](const std::vector<int>& set) {
+    std::vector<const xq_qweight*> q;
+    for (int i : set) q.push_back(W.linears[static_cast<size_t>(i)].q);
+    return q;
+  };
+  const auto gate = experts(m.gate), up = experts(m.up), down = experts(m.down);
+  const int64_t eb = t == XQ_DTYPE_F32 ? 4 : 2;  // bytes per activation element
+  Carve c(static_cast<char*>(scratch(kMoeExperts, aligned(rows * H * eb) * 2 + 2 * aligned(slots * I * eb))));
+  void* xb = c.take<char>(rows * H * eb);
+  void* g = c.take<char>(slots * I * eb);
+  void* u = c.take<char>(slots * I * eb);
+  void* y = c.take<char>(rows * H * eb);
+
+  xq_op cv = Kernels::op(XQ_OP_CONVERT);
+  cv.src[0] = f32({rows * H}, h);
+  cv.dst = dtensor(t, {rows * H}, xb);
+  kernels_->run(cv, "CONVERT (experts' input)");
+  const xq_device_tensor id_t = dtensor(XQ_DTYPE_I32, {rows, k}, ids);
+  for (const auto& [set, out, what] : {std::tuple{&gate, g, "moe_qmatmul (experts' gate_proj)"},
+                                       std::tuple{&up, u, "moe_qmatmul (experts' up_proj)"}}) {
+    xq_moe_op op = moe_op(*set, k);
+    op.x = dtensor(t, {rows, H}, xb);
+    op.expert_ids = id_t;
+    op.dst = dtensor(t, {slots, I}, out);
+    kernels_->run_moe(op, what);
+  }
+  xq_op sw = Kernels::op(XQ_OP_SWIGLU);
+  sw.src[0] = dtensor(t, {slots, I}, g);
+  sw.src[1] = dtensor(t, {slots, I}, u);
+  sw.dst = sw.src[0];
+  kernels_->run(sw, "SWIGLU (experts)");
+  xq_moe_op op = moe_op(down, k);
+  op.x = dtensor(t, {slots, I}, g);
+  op.expert_ids = id_t;
+  op.weights = f32({rows, k}, weights);
+  op.dst = dtensor(t, {rows, H}, y);
+  kernels_->run_moe(op, "moe_qmatmul (experts' down_proj + combine)");
+  add_residual(x, y, t, rows);
+}
+
+void Model::moe_experts_looped(int layer, const float* h, int64_t rows, const int32_t* ids, const float* weights,
+                               float* x) const {
+  const MoeDesc& m = arch_.layers.at(static_cast<size_t>(layer)).experts;
+  const LayerWeights& W = layers_[static_cast<size_t>(layer)];
+  const int64_t H = arch_.hidden, I = m.expert_intermediate, k = m.top_k, E = m.n_experts, slots = rows * k;
+  // Slots sorted by expert (ascending expert, then slot): row r of the
+  // sorted matrix reads token token_of_row[r]; slot s sits at row_of_slot[s].
+  std::vector<int32_t> host_ids(static_cast<size_t>(slots));
+  kernels_->download(host_ids.data(), ids, host_ids.size() * sizeof(int32_t));
+  std::vector<int64_t> begin(static_cast<size_t>(E + 1), 0);
+  for (int32_t e : host_ids) {
+    if (e < 0 || e >= E) fail(XQ_ERR_INTERNAL, "layer {}: MoE routing chose expert {} of {}", layer, e, E);
+    ++begin[static_cast<size_t>(e) + 1];
+  }
+  for (int64_t e = 0; e < E; ++e) begin[e + 1] += begin[e];
+  std::vector<int32_t> meta(static_cast<size_t>(2 * slots));  // token_of_row | row_of_slot
+  std::vector<int64_t> fill(begin.begin(), begin.end() - 1);
+  for (int64_t s = 0; s < slots; ++s) {
+    const int64_t r = fill[static_cast<size_t>(host_ids[s])]++;
+    meta[static_cast<size_t>(r)] = static_cast<int32_t>(s / k);
+    meta[static_cast<size_t>(slots + s)] = static_cast<int32_t>(r);
+  }
+  Carve c(static_cast<char*>(
+      scratch(kMoeExperts, aligned(2 * slots * 4) + 2 * aligned(slots * H * 4) + 2 * aligned(slots * I * 4))));
+  auto* d_meta = c.take<int32_t>(2 * slots);
+  float* xs = c.take<float>(slots * H);
+  float* g = c.take<float>(slots * I);
+  float* u = c.take<float>(slots * I);
+  float* ys = c.take<float>(slots * H);
+  kernels_->upload(d_meta, meta.data(), meta.size() * sizeof(int32_t));
+
+  xq_op gather = Kernels::op(XQ_OP_GET_ROWS);
+  gather.src[0] = f32({rows, H}, h);
+  gather.src[1] = dtensor(XQ_DTYPE_I32, {slots}, d_meta);
+  gather.dst = f32({slots, H}, xs);
+  kernels_->run(gather, "GET_ROWS (rows sorted by expert)");
+  auto lin = [&](int i) -> const LinearWeights& { return W.linears[static_cast<size_t>(i)]; };
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t r0 = begin[e], n = begin[e + 1] - r0;
+    if (n == 0) continue;
+    linear(lin(m.gate[e]), xs + r0 * H, n, g + r0 * I, "expert gate_proj");
+    linear(lin(m.up[e]), xs + r0 * H, n, u + r0 * I, "expert up_proj");
+  }
+  xq_op sw = Kernels::op(XQ_OP_SWIGLU);
+  sw.src[0] = f32({slots, I}, g);
+  sw.src[1] = f32({slots, I}, u);
+  sw.dst = sw.src[0];
+  kernels_->run(sw, "SWIGLU (experts)");
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t r0 = begin[e], n = begin[e + 1] - r0;
+    if (n > 0) linear(lin(m.down[e]), g + r0 * I, n, ys + r0 * H, "expert down_proj");
+  }
+  xq_op comb = Kernels::op(XQ_OP_MOE_COMBINE);
+  comb.dst = f32({rows, H}, x);
+  comb.src[0] = f32({slots, H}, ys);
+  comb.src[1] = f32({rows, k}, weights);
+  comb.src[2] = dtensor(XQ_DTYPE_I32, {slots}, d_meta + slots);
+  kernels_->run(comb, "MOE_COMBINE (experts)");
+}
+
+void Model::moe_shared_expert_device(int layer, const float* h, int64_t rows, float* x) const {
+  const MoeDesc& m = arch_.layers.at(static_cast<size_t>(layer)).experts;
+  const LayerWeights& W = layers_[static_cast<size_t>(layer)];
+  const int64_t H = arch_.hidden, S = m.shared_intermediate;
+  auto lin = [&](int i) -> const LinearWeights& { return W.linears[static_cast<size_t>(i)]; };
+  Carve c(static_cast<char*>(
+      scratch(kMoeShared, 2 * aligned(rows * S * 4) + aligned(rows * H * 4) + aligned(rows * 4))));
+  float* g = c.take<float>(rows * S);
+  float* u = c.take<float>(rows * S);
+  float* y = c.take<float>(rows * H);
+  float* gate = c.take<float>(rows);
+  linear(lin(m.shared_gate), h, rows, g, "shared_expert.gate_proj");
+  linear(lin(m.shared_up), h, rows, u, "shared_expert.up_proj");
+  xq_op sw = Kernels::op(XQ_OP_SWIGLU);
+  sw.src[0] = f32({rows, S}, g);
+  sw.src[1] = f32({rows, S}, u);
+  sw.dst = sw.src[0];
+  kernels_->run(sw, "SWIGLU (shared expert)");
+  linear(lin(m.shared_down), g, rows, y, "shared_expert.down_proj");
+  linear(lin(m.shared_expert_gate), h, rows, gate, "shared_expert_gate");
+  xq_op comb = Kernels::op(XQ_OP_MOE_COMBINE);
+  comb.dst = f32({rows, H}, x);
+  comb.src[0] = f32({rows, H}, y);
+  comb.src[1] = f32({rows, 1}, gate);
+  comb.i[0] = 1;  // sigmoid(shared_expert_gate(h))
+  kernels_->run(comb, "MOE_COMBINE (shared expert)");
+}
+
+}  // namespace xquant

@@ -1,0 +1,306 @@
+// test_prefill_attention.cpp: PAGED_ATTENTION's tensor-core prefill path
+// (plugins/cuda/src/prefill_attention.cu) on fresh random inputs, BF16
+// pools over shuffled block tables. Each launch holds a decode row of
+// another sequence, the prefill chunk (T rows at positions p0..p0+T-1, so
+// its 64-row tiles straddle the chunk's edges) and one more decode row.
+//
+// Two checks per case:
+//  * the kernel alone (xqcuda::prefill_attention) on a poisoned output: the
+//    tiles it marks are exactly those whose rows are one sequence at
+//    consecutive positions (>= 16 rows); their rows match a float64 softmax
+//    attention over the gathered keys; every other row is left untouched;
+//  * the op (run_op, prefill path + decode kernel for the rest): every row
+//    matches the reference.
+// Bounds (||gpu - ref|| / ||ref|| over a set of rows): the reference runs
+// on the BF16-rounded K/V; the decode kernel keeps q and P in F32 (1e-5), the
+// tensor-core kernel rounds q * scale and P to BF16 (8 significant bits,
+// relative rounding <= 2^-9 each), which moves outputs by about 3e-3 here;
+// 1.5e-2 leaves margin while a wrong key, mask or block gives O(1) errors.
+#include "test_host.hpp"
+
+#include <xquant/sdk/half.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "prefill_attention.hpp"
+
+using namespace xqtest;
+
+namespace {
+
+constexpr double kTensorCoreBound = 1.5e-2;
+constexpr double kDecodeBound = 1e-5;
+
+struct Chunk {
+  int64_t p0;  // position of the first query row
+  int64_t n;   // query rows; the sequence holds p0 + n keys
+};
+
+struct Problem {
+  int64_t H = 0, KVH = 0, D = 0, BS = 0, T = 0, MB = 1, blocks = 0;
+  std::vector<float> q, k, v;       // k, v BF16-rounded
+  std::vector<uint16_t> kb, vb;     // the pools
+  std::vector<int32_t> table;       // [T, 1 + MB]
+  std::vector<int> seq_of_row;      // which chunk each row belongs to
+  std::vector<double> ref;          // [T, H, D]
+};
+
+Problem build(int64_t H, int64_t KVH, int64_t D, int64_t BS, const std::vector<Chunk>& chunks) {
+  Problem P;
+  P.H = H, P.KVH = KVH, P.D = D, P.BS = BS;
+  for (const auto& c : chunks) {
+    const int64_t nb = (c.p0 + c.n + BS - 1) / BS;
+    P.blocks += nb;
+    P.T += c.n;
+    P.MB = std::max(P.MB, nb);
+  }
+  P.blocks += 2;  // unused blocks stay in the pool
+  std::vector<int32_t> order(static_cast<size_t>(P.blocks));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng());
+  const int64_t row = KVH * D, n_pool = P.blocks * BS * row;
+  P.kb.resize(static_cast<size_t>(n_pool));
+  P.vb.resize(static_cast<size_t>(n_pool));
+  P.k.resize(P.kb.size());
+  P.v.resize(P.vb.size());
+  for (size_t i = 0; i < P.kb.size(); ++i) {
+    P.kb[i] = xquant::sdk::f32_to_bf16(uniform(-2.f, 2.f));
+    P.vb[i] = xquant::sdk::f32_to_bf16(uniform(-2.f, 2.f));
+    P.k[i] = xquant::sdk::bf16_to_f32(P.kb[i]);
+    P.v[i] = xquant::sdk::bf16_to_f32(P.vb[i]);
+  }
+  P.q.resize(static_cast<size_t>(P.T * H * D));
+  for (auto& x : P.q) x = uniform(-2.f, 2.f);
+  const int64_t ld = 1 + P.MB;
+  P.table.assign(static_cast<size_t>(P.T * ld), -1);
+  P.ref.assign(static_cast<size_t>(P.T * H * D), 0.0);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  int64_t t = 0, next = 0;
+  for (size_t ci = 0; ci < chunks.size(); ++ci) {
+    const auto& c = chunks[ci];
+    const int64_t nb = (c.p0 + c.n + BS - 1) / BS;
+    const std::vector<int32_t> mine(order.begin() + next, order.begin() + next + nb);
+    next += nb;
+    auto at = [&](int64_t j, int64_t kh) {
+      return static_cast<size_t>((static_cast<int64_t>(mine[static_cast<size_t>(j / BS)]) * BS + j % BS) * row + kh * D);
+    };
+    for (int64_t r = 0; r < c.n; ++r, ++t) {
+      const int64_t p = c.p0 + r;
+      P.seq_of_row.push_back(static_cast<int>(ci));
+      P.table[static_cast<size_t>(t * ld)] = static_cast<int32_t>(p);
+      std::copy(mine.begin(), mine.end(), P.table.begin() + t * ld + 1);
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t kh = h / (H / KVH);
+        const float* qh = P.q.data() + (t * H + h) * D;
+        std::vector<double> sc(static_cast<size_t>(p + 1));
+        double mx = -1e300;
+        for (int64_t j = 0; j <= p; ++j) {
+          double d = 0;
+          const float* kj = P.k.data() + at(j, kh);
+          for (int64_t i = 0; i < D; ++i) d += static_cast<double>(qh[i]) * kj[i];
+          sc[static_cast<size_t>(j)] = d * scale;
+          mx = std::max(mx, d * scale);
+        }
+        double sum = 0;
+        for (auto& x : sc) sum += (x = std::exp(x - mx));
+        double* o = P.ref.data() + (t * H + h) * D;
+        for (int64_t j = 0; j <= p; ++j) {
+          const double w = sc[static_cast<size_t>(j)] / sum;
+          const float* vj = P.v.data() + at(j, kh);
+          for (int64_t i = 0; i < D; ++i) o[i] += w * vj[i];
+        }
+      }
+    }
+  }
+  return P;
+}
+
+// The tiles the kernel must take: 64 rows (or the last, shorter tile) of
+// one sequence at consecutive positions, at least 16 of them.
+std::vector<int32_t> expected_tiles(const Problem& P) {
+  const int64_t tiles = (P.T + xqcuda::kPrefillTileRows - 1) / xqcuda::kPrefillTileRows;
+  std::vector<int32_t> f(static_cast<size_t>(tiles));
+  for (int64_t i = 0; i < tiles; ++i) {
+    const int64_t r0 = i * xqcuda::kPrefillTileRows, n = std::min(xqcuda::kPrefillTileRows, P.T - r0);
+    bool one = n >= xqcuda::kPrefillMinRows;
+    for (int64_t r = r0 + 1; r < r0 + n; ++r) one = one && P.seq_of_row[static_cast<size_t>(r)] == P.seq_of_row[static_cast<size_t>(r0)];
+    f[static_cast<size_t>(i)] = one ? 1 : 0;
+  }
+  return f;
+}
+
+// ||out - ref|| / ||ref|| over the rows where `take(row)`.
+template <class Take>
+double rel_error_rows(const Problem& P, const std::vector<float>& out, Take take) {
+  std::vector<float> o;
+  std::vector<double> r;
+  const int64_t per_row = P.H * P.D;
+  for (int64_t t = 0; t < P.T; ++t)
+    if (take(t)) {
+      o.insert(o.end(), out.begin() + t * per_row, out.begin() + (t + 1) * per_row);
+      r.insert(r.end(), P.ref.begin() + t * per_row, P.ref.begin() + (t + 1) * per_row);
+    }
+  return o.empty() ? 0.0 : rel_error(o, r);
+}
+
+void check_case(int64_t H, int64_t KVH, int64_t D, int64_t BS, int64_t T, int64_t p0, xq_dtype out_t = XQ_DTYPE_F32) {
+  SCOPED_TRACE(testing::Message() << "H " << H << " KVH " << KVH << " D " << D << " BS " << BS << " T " << T << " p0 " << p0);
+  auto& pl = Plugin::get();
+  const Problem P = build(H, KVH, D, BS, {{40, 1}, {p0, T}, {5, 1}});
+  const int64_t ld = 1 + P.MB;
+  DevBuf dq(P.q.size() * 4), dk(P.kb.size() * 2), dv(P.vb.size() * 2), dt(P.table.size() * 4),
+      dout(P.q.size() * 4), dflags(xqcuda::prefill_attention_workspace(P.T));
+  dq.put(P.q);
+  dk.put(P.kb);
+  dv.put(P.vb);
+  dt.put(P.table);
+  const std::vector<int32_t> want = expected_tiles(P);
+  auto in_prefill_tile = [&](int64_t t) { return want[static_cast<size_t>(t / xqcuda::kPrefillTileRows)] != 0; };
+
+  // The kernel alone.
+  xqcuda::PagedAttentionArgs a;
+  a.q = static_cast<const float*>(dq.p);
+  a.kpool = dk.p;
+  a.vpool = dv.p;
+  a.pool_type = xqcuda::DType::BF16;
+  a.table = static_cast<const int32_t*>(dt.p);
+  a.table_ld = ld;
+  a.T = P.T, a.H = H, a.KVH = KVH, a.D = D, a.BS = BS;
+  a.max_keys = P.MB * BS;
+  a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  a.out = dout.p;
+  a.out_type = xqcuda::DType::F32;
+  dout.poison();
+  // The provider's uploads ran on its stream; the kernel runs on the legacy one.
+  ASSERT_EQ(pl.vt->synchronize(pl.state), XQ_OK);
+  ASSERT_EQ(xqcuda::prefill_attention(a, static_cast<int32_t*>(dflags.p), nullptr), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(dflags.get<int32_t>(want.size()), want);
+  const auto alone = dout.get<float>(P.q.size());
+  EXPECT_LE(rel_error_rows(P, alone, in_prefill_tile), kTensorCoreBound);
+  size_t finite_in_tiles = 0, touched_elsewhere = 0;
+  const int64_t per_row = H * D;
+  for (int64_t t = 0; t < P.T; ++t)
+    for (int64_t i = 0; i < per_row; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &alone[static_cast<size_t>(t * per_row + i)], 4);
+      if (in_prefill_tile(t)) finite_in_tiles += std::isfinite(alone[static_cast<size_t>(t * per_row + i)]) ? 1 : 0;
+      else touched_elsewhere += bits != 0xFFFFFFFFu ? 1 : 0;
+    }
+  size_t tile_rows = 0;
+  for (int64_t t = 0; t < P.T; ++t) tile_rows += in_prefill_tile(t) ? 1 : 0;
+  EXPECT_EQ(finite_in_tiles, tile_rows * static_cast<size_t>(per_row));
+  EXPECT_EQ(touched_elsewhere, 0u);
+
+  // The op: the prefill path and the decode kernel together.
+  dout.poison();
+  xq_op op{};
+  op.struct_size = sizeof(op);
+  op.type = XQ_OP_PAGED_ATTENTION;
+  op.src[0] = xquant::sdk::device_tensor(XQ_DTYPE_F32, {P.T, H, D}, dq.p);
+  op.src[1] = xquant::sdk::device_tensor(XQ_DTYPE_BF16, {P.blocks, BS, KVH, D}, dk.p);
+  op.src[2] = xquant::sdk::device_tensor(XQ_DTYPE_BF16, {P.blocks, BS, KVH, D}, dv.p);
+  op.src[3] = xquant::sdk::device_tensor(XQ_DTYPE_I32, {P.T, ld}, dt.p);
+  op.dst = xquant::sdk::device_tensor(out_t, {P.T, H, D}, dout.p);
+  op.f[0] = a.scale;
+  op.i[0] = T;  // the engine's hint: the longest chunk
+  ASSERT_EQ(pl.vt->supports_op(pl.state, &op), 1u);
+  XQ_OK_OR_FAIL(pl.vt->run_op(pl.state, &op));
+  std::vector<float> both;
+  if (out_t == XQ_DTYPE_F32) {
+    both = dout.get<float>(P.q.size());
+  } else {
+    for (uint16_t b : dout.get<uint16_t>(P.q.size())) both.push_back(xquant::sdk::bf16_to_f32(b));
+  }
+  EXPECT_EQ(count_nan(both), 0u);
+  EXPECT_LE(rel_error_rows(P, both, in_prefill_tile), kTensorCoreBound);
+  // A BF16 dst rounds the decode kernel's rows too (2^-9 relative).
+  const double decode_bound = out_t == XQ_DTYPE_F32 ? kDecodeBound : 5e-3;
+  EXPECT_LE(rel_error_rows(P, both, [&](int64_t t) { return !in_prefill_tile(t); }), decode_bound);
+}
+
+TEST(CudaPrefillAttention, MatchesFloat64ReferenceAcrossChunkShapes) {
+  XQ_REQUIRE_GPU();
+  // T x start position, each with a GQA group (1, 4, 7, 8) and head dim (64, 128).
+  struct C { int64_t T, p0, group, D; };
+  const C cases[] = {{1, 0, 1, 64},     {1, 300, 8, 128},  {17, 0, 4, 128},  {17, 300, 7, 64},
+                     {64, 0, 7, 128},   {64, 300, 1, 128}, {200, 0, 8, 64},  {200, 300, 4, 128},
+                     {1000, 0, 8, 128}, {1000, 300, 7, 128}, {200, 300, 1, 64}, {64, 0, 16, 64}};
+  for (const auto& c : cases) check_case(2 * c.group, 2, c.D, 16, c.T, c.p0);
+}
+
+TEST(CudaPrefillAttention, SmallBlocksAndBf16Output) {
+  XQ_REQUIRE_GPU();
+  check_case(8, 2, 128, 8, 130, 77, XQ_DTYPE_BF16);  // 8-slot blocks, a chunk starting mid-block
+}
+
+}  // namespace
+
+namespace {
+
+// Attention alone at the benchmark's shape (one 8192-row prefill chunk,
+// Llama-3.1-8B heads: 32 over 8, D 128, BF16 pools): the tensor-core kernel
+// and the decode-style kernel on the same inputs, device time by CUDA
+// events. Prints TFLOP/s over the causal half (4 * T^2 / 2 * H * D FLOP);
+// asserts nothing about speed. Run by scripts/gpu-prefill-check.sh with
+// --gtest_also_run_disabled_tests.
+TEST(CudaPrefillAttention, DISABLED_Speed8192Rows) {
+  XQ_REQUIRE_GPU();
+  auto& pl = Plugin::get();
+  const int64_t T = 8192, H = 32, KVH = 8, D = 128, BS = 16, nb = T / BS, ld = 1 + nb;
+  std::vector<uint16_t> pool(static_cast<size_t>(nb * BS * KVH * D));
+  for (auto& x : pool) x = xquant::sdk::f32_to_bf16(uniform(-2.f, 2.f));
+  std::vector<float> q(static_cast<size_t>(T * H * D));
+  for (auto& x : q) x = uniform(-2.f, 2.f);
+  std::vector<int32_t> order(static_cast<size_t>(nb)), table(static_cast<size_t>(T * ld));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng());
+  for (int64_t t = 0; t < T; ++t) {
+    table[static_cast<size_t>(t * ld)] = static_cast<int32_t>(t);
+    std::copy(order.begin(), order.end(), table.begin() + t * ld + 1);
+  }
+  DevBuf dq(q.size() * 4), dk(pool.size() * 2), dv(pool.size() * 2), dt(table.size() * 4), dout(q.size() * 4),
+      dflags(xqcuda::prefill_attention_workspace(T));
+  dq.put(q);
+  dk.put(pool);
+  dv.put(pool);
+  dt.put(table);
+  ASSERT_EQ(pl.vt->synchronize(pl.state), XQ_OK);
+  xqcuda::PagedAttentionArgs a;
+  a.q = static_cast<const float*>(dq.p);
+  a.kpool = dk.p;
+  a.vpool = dv.p;
+  a.pool_type = xqcuda::DType::BF16;
+  a.table = static_cast<const int32_t*>(dt.p);
+  a.table_ld = ld;
+  a.T = T, a.H = H, a.KVH = KVH, a.D = D, a.BS = BS, a.max_keys = nb * BS;
+  a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  a.out = dout.p;
+  a.out_type = xqcuda::DType::BF16;
+  auto time_ms = [&](int reps, auto&& launch) {
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    launch();  // warm-up
+    cudaEventRecord(e0);
+    for (int i = 0; i < reps; ++i) launch();
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return static_cast<double>(ms) / reps;
+  };
+  const double flop = 4.0 * static_cast<double>(T) * static_cast<double>(T) / 2 * H * D;
+  const double tc = time_ms(10, [&] { ASSERT_EQ(xqcuda::prefill_attention(a, static_cast<int32_t*>(dflags.p), nullptr), cudaSuccess); });
+  const double dk_ms = time_ms(2, [&] { ASSERT_EQ(xqcuda::paged_attention(a, 1, nullptr, nullptr), cudaSuccess); });
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::printf("prefill attention 8192 rows, 32/8 heads, D 128, BF16 pools: tensor-core %.3f ms (%.1f TFLOP/s), "
+              "decode-style %.3f ms (%.1f TFLOP/s), ratio %.1fx\n",
+              tc, flop / tc / 1e9, dk_ms, flop / dk_ms / 1e9, dk_ms / tc);
+}
+
+}  // namespace
