@@ -49,6 +49,13 @@ if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && qwen=$(scripts/fetch-qwen25.sh); then
 else
   skipped+=("Qwen2.5 Q4_K_M GGUF (scripts/fetch-qwen25.sh): not fetched (XQUANT_SKIP_INTEROP=1 or the download failed); GgufNativeQwen25 skips itself")
 fi
+# llama.cpp's own F32 and Q8_0 GGUF of SmolLM2 (written by
+# bench/engine/llamacpp_compare.sh, never in CI): test_compact_tables checks our
+# Q8_0 table encoding against llama-quantize's bytes when they are there (~1 s).
+smol_llamacpp="${XQUANT_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant/bench-llamacpp}/SmolLM2-135M"
+if [ -f "$smol_llamacpp/f32.gguf" ] && [ -f "$smol_llamacpp/q8_0.gguf" ]; then
+  export XQUANT_SMOLLM2_LLAMACPP_DIR="$smol_llamacpp"
+fi
 ctest --test-dir build --output-on-failure -j"$(nproc)" 2>&1 | tee "$ctest_log"
 skipped+=("GPU MoE engine throughput, BF16 vs W4A16 experts on Qwen3-30B-A3B shapes (bench/engine/gpu_moe_engine.sh): GPU machine only; GPUENG_MOE=1 scripts/gpu-engine-check.sh runs it (about 40 s on an H200, beside bench/cuda/bench_moe.py)")
 # GPU benchmarks never run here: scripts/gpu-engine-check.sh runs them on a GPU machine.

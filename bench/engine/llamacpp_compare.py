@@ -44,9 +44,9 @@ def run(cmd, what, env=None):
     return p
 
 
-def timed(cmd, what):
+def timed(cmd, what, env=None):
     """Runs cmd under /usr/bin/time -v: (completed process, peak RSS in MB)."""
-    p = run(["/usr/bin/time", "-v"] + list(cmd), what)
+    p = run(["/usr/bin/time", "-v"] + list(cmd), what, env)
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
     return p, (int(m.group(1)) / 1024.0 if m else float("nan"))
 
@@ -81,6 +81,11 @@ class Bench:
             if not (out / "config.json").exists():
                 run([self.xquant, "-q", "quantize", "--model", source, "--out", out] + opts, f"quantize {label}")
             files[label] = (out, "ours")
+        # The same checkpoints with the F32 embedding / lm_head held as Q8_0
+        # blocks (XQUANT_TABLES=q8_0, runtime/engine/compact_tables.cpp), as
+        # llama.cpp's quantized files hold theirs.
+        for label in ("W4A16 g128", "W8A8"):
+            files[f"{label} +Q8_0 tables"] = (files[label][0], "ours:q8_0")
         for ftype in ("Q4_0", "Q8_0", "Q4_K_M"):
             out = d / f"{ftype.lower()}.gguf"
             if ftype == "Q4_K_M" and given_q4km:
@@ -109,14 +114,16 @@ class Bench:
 
     # ---- measurements ------------------------------------------------------
 
-    def ours(self, path, threads, prompt):
+    def ours(self, path, threads, prompt, tables=None):
         base = [self.xquant, "-q", "--threads", threads, "generate", "--model", path, "--json"]
-        pre = json.loads(run(base + ["--prompt", prompt, "-n", "1"], "xquant generate (prefill)").stdout)
-        p, rss = timed(base + ["--prompt", self.short_prompt, "-n", self.decode], "xquant generate (decode)")
+        env = dict(os.environ, XQUANT_TABLES=tables) if tables else None
+        pre = json.loads(run(base + ["--prompt", prompt, "-n", "1"], "xquant generate (prefill)", env).stdout)
+        p, rss = timed(base + ["--prompt", self.short_prompt, "-n", self.decode], "xquant generate (decode)", env)
         dec = json.loads(p.stdout)
         return {"prompt_tokens": len(pre["prompt_tokens"]),
                 "prefill_tps": len(pre["prompt_tokens"]) / pre["prefill_seconds"],
-                "decode_tps": dec["decode_tokens_per_second"], "decoded": len(dec["tokens"]), "rss_mb": rss}
+                "decode_tps": dec["decode_tokens_per_second"], "decoded": len(dec["tokens"]), "rss_mb": rss,
+                "weight_mb_per_token": dec.get("weight_bytes_per_token", 0) / 1e6, "lm_head": dec.get("lm_head_layout")}
 
     def llama(self, path, threads, prompt, prompt_tokens):
         p = run([self.bin / "llama-bench", "-m", path, "-p", prompt_tokens, "-n", self.decode, "-t", threads,
@@ -141,7 +148,7 @@ class Bench:
                     for engine, _ in engines:
                         key = (engine, label, threads)
                         if engine == "xquant":
-                            m = self.ours(path, threads, prompt)
+                            m = self.ours(path, threads, prompt, kind.split(":")[1] if ":" in kind else None)
                         else:
                             m = self.llama(path, threads, prompt, best.get(("xquant", "F32", threads), {}).get(
                                 "prompt_tokens", self.prefill))
@@ -155,7 +162,8 @@ class Bench:
                         print(f"  round {r + 1} {tag} {engine:9s} {label:11s} t={threads}: prefill {m['prefill_tps']:.1f} "
                               f"decode {m['decode_tps']:.1f} tok/s, RSS {m['rss_mb']:.0f} MB", flush=True)
         rows = []
-        llama_match = {"W4A16 g128": "GGUF Q4_0", "W8A16": "GGUF Q8_0", "W8A8": "GGUF Q8_0"}
+        llama_match = {"W4A16 g128": "GGUF Q4_0", "W8A16": "GGUF Q8_0", "W8A8": "GGUF Q8_0",
+                       "W4A16 g128 +Q8_0 tables": "GGUF Q4_0", "W8A8 +Q8_0 tables": "GGUF Q8_0"}
         for (engine, label, threads), m in best.items():
             f32 = best[("xquant", "F32", threads)]
             ref_label = label if label.startswith("GGUF") else llama_match.get(label)

@@ -44,7 +44,11 @@ int cmd_generate(const RuntimeOptions& options, int argc, char** argv) {
                      {"full_text", r.full_text},
                      {"prefill_seconds", r.prefill_seconds},
                      {"decode_seconds", r.decode_seconds},
-                     {"decode_tokens_per_second", r.decode_seconds > 0 && n > 1 ? (n - 1) / r.decode_seconds : 0.0}};
+                     {"decode_tokens_per_second", r.decode_seconds > 0 && n > 1 ? (n - 1) / r.decode_seconds : 0.0},
+                     // Bytes of weights one decode step reads, and the form
+                     // lm_head runs in (XQUANT_TABLES): counters, not timings.
+                     {"weight_bytes_per_token", model->weight_bytes_per_token()},
+                     {"lm_head_layout", model->lm_head().layout}};
     if (r.decode_steps > 0) {
       // Per decode step: provider ops, jobs handed to the thread pool, and
       // how many of those had to wake a parked worker (XQUANT_POOL_SPIN_US).

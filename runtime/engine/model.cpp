@@ -61,6 +61,7 @@ Model::Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOption
     else if (strcasecmp(e, "f32") == 0) options_.device_weights = XQ_DTYPE_F32;
     else fail(XQ_ERR_INVALID_ARGUMENT, "XQUANT_DEVICE_WEIGHTS must be f32 or bf16, got '{}'", e);
   }
+  if (const char* e = std::getenv("XQUANT_TABLES")) options_.tables = table_form_from_name(e);
   arch_ = Architecture::from_config(checkpoint_->config());
   kernels_ = std::make_unique<Kernels>(runtime_.plugins().require(XQ_PLUGIN_KERNEL_PROVIDER, options_.provider));
 }
@@ -363,7 +364,7 @@ void Model::load_weights() {
   // Calibration: layers (and the embeddings) come in one at a time later
   // (engine/model_on_demand.cpp); lm_head is never read.
   if (options_.layers_on_demand) return begin_on_demand();
-  if (!load_foreign_embedding(et)) {
+  if (!load_foreign_embedding(et) && !compact_embedding(et)) {
     if (!keep_bf16_embedding(et)) {
       embed_.resize(static_cast<size_t>(a.vocab * a.hidden));
       load_stats_.source_bytes_released +=
@@ -376,11 +377,12 @@ void Model::load_weights() {
   if (checkpoint_->find(a.lm_head) || checkpoint_->read_module("lm_head")) {
     auto* desc = new LinearDesc{"lm_head", "lm_head", a.vocab, a.hidden, false};
     lm_owned_.reset(desc);
-    lm_head_ = load_linear(*desc);
+    if (!compact_lm_head(*desc)) lm_head_ = load_linear(*desc);
   } else {
     if (!a.tie_embeddings) logger().warn("'{}' has no lm_head.weight: using the tied embeddings", checkpoint_->path().string());
     lm_head_.desc = &lm_desc;
-    lm_head_.layout = embed_bf16_.empty() ? "f32 (tied embeddings)" : "bf16 (tied embeddings)";
+    lm_head_.layout = embed_bf16_.empty() ? "f32 (tied embeddings)"
+                      : embed16_dtype_ == XQ_DTYPE_F16 ? "f16 (tied embeddings)" : "bf16 (tied embeddings)";
     if (embed_q_) tie_lm_head_to_foreign_embedding();
   }
   if (lm_head_.bytes == 0 && lm_head_.w.empty() && !lm_head_.q)
@@ -459,6 +461,7 @@ void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float*
   if (lw.q) op.qweight = lw.q;
   else if (lw.dw) op.src[1] = f32({out, in}, lw.dw.f32());
   else if (!lw.w.empty()) op.src[1] = f32({out, in}, lw.w.data());
+  else if (!lw.w16.empty()) op.src[1] = dtensor(lw.w16_dtype, {out, in}, lw.w16.data());
   else op.src[1] = embedding_table();  // tied lm_head
   if (bias) op.src[2] = f32({out}, bias);
   op.dst = f32({rows, out}, y);

@@ -26,6 +26,7 @@
 #include "engine/moe_routing.hpp"
 #include "checkpoint/architecture.hpp"
 #include "checkpoint/checkpoint.hpp"
+#include "engine/compact_tables.hpp"
 
 #include <filesystem>
 #include <functional>
@@ -62,6 +63,11 @@ struct ModelOptions {
   // variable XQUANT_DECODE_GRAPHS=0 turns this off for tools without the
   // option (the CLI), e.g. to measure the eager step beside it.
   bool decode_graphs = true;
+  // The embedding table and lm_head on a host provider (compact_tables.cpp):
+  // as stored (exact), or opt-in BF16 / Q8_0 copies of F32 tables; the
+  // environment variable XQUANT_TABLES=as-stored|bf16|q8_0 sets it for tools
+  // without the option (the CLI).
+  TableForm tables = TableForm::kAsStored;
   // Mixture-of-Experts layers through the provider's MoE ops (MOE_ROUTE,
   // moe_qmatmul, MOE_COMBINE: engine/moe_device.cpp) on a host provider
   // too, as a device provider always runs them; a forward with layer taps
@@ -81,6 +87,8 @@ struct LinearWeights {
   // F32, or BF16 (the engine converts its F32 activations around the call).
   // dw holds BF16 weights when act is BF16 and q is null.
   xq_dtype act = XQ_DTYPE_F32;
+  std::vector<uint16_t> w16;  // host providers: [out, in] BF16 or F16 (w16_dtype) run by MATMUL (compact_tables.cpp)
+  xq_dtype w16_dtype = XQ_DTYPE_BF16;
   std::string layout;       // q's layout name, or "f32"
   uint64_t bytes = 0;       // bytes a forward pass reads for this weight
 };
@@ -314,6 +322,14 @@ class Model {
   // Keeps a BF16-stored embedding table as BF16 (embed_bf16_) on a host
   // provider whose MATMUL takes BF16 weights; false when it does not apply.
   bool keep_bf16_embedding(const TensorEntry& et);
+  // The embedding table / an untied lm_head in the form options_.tables
+  // asks (compact_tables.cpp); false when that form does not apply.
+  bool compact_embedding(const TensorEntry& et);
+  bool compact_lm_head(const LinearDesc& d);
+  void for_table_parts(const TensorEntry& t, const std::function<void(int64_t, int64_t, const float*)>& each);
+  xq_qweight* q8_0_table(const TensorEntry& t, std::vector<uint8_t>& store);
+  std::vector<uint16_t> bf16_table(const TensorEntry& t);
+  bool bf16_weights_run(int64_t rows, int64_t cols, xq_dtype t) const;
   // dst[0..n) = src[0..n) floats within provider memory.
   void copy_floats(float* dst, const float* src, int64_t n, const char* what) const;
   void embed_ids(const int32_t* ids, int64_t n, float* out) const;  // ids in provider memory
@@ -369,9 +385,13 @@ class Model {
   std::unique_ptr<Kernels> kernels_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<float> embed_, final_norm_;
-  std::vector<uint16_t> embed_bf16_;  // the embedding table kept as stored in BF16 (embed_ then empty)
+  std::vector<uint16_t> embed_bf16_;  // the embedding table kept as stored in BF16 or F16 (embed_ then empty)
+  xq_dtype embed16_dtype_ = XQ_DTYPE_BF16;  // embed_bf16_'s dtype
   xq_qweight* embed_q_ = nullptr;  // the embedding table as foreign blocks (embed_ then empty)
   uint64_t embed_bytes_ = 0;
+  // Q8_0 blocks the engine made (compact_tables.cpp) that embed_q_ and an
+  // untied lm_head_.q borrow.
+  std::vector<uint8_t> embed_blocks_, lm_head_blocks_;
   mutable std::vector<float> stacked_scratch_;
   LinearWeights lm_head_;  // w empty and q null when tied: embed_ is used
   std::unique_ptr<LinearDesc> lm_owned_;  // lm_head's description when the file has one

@@ -63,6 +63,8 @@ xq_tensor_view view_of(const Checkpoint& cp, const TensorEntry& t) {
 
 }  // namespace
 
+uint64_t page_out_range(const void* data, uint64_t n) { return page_out(data, n); }
+
 uint64_t read_and_release(const Checkpoint& cp, const TensorEntry& t, xq_dtype dtype, void* dst, uint64_t nbytes) {
   const xq_tensor_view v = view_of(cp, t);
   if (!v.data || v.dtype != dtype || v.nbytes != nbytes) {

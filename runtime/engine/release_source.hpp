@@ -17,6 +17,11 @@ namespace xquant {
 // Model::release_source).
 uint64_t read_and_release(const Checkpoint& cp, const TensorEntry& t, xq_dtype dtype, void* dst, uint64_t nbytes);
 
+// Pages out the whole pages inside [data, data + n) of a mapped checkpoint
+// view; returns the bytes given back (0 where the kernel has no
+// MADV_PAGEOUT).
+uint64_t page_out_range(const void* data, uint64_t n);
+
 // Returns the heap's free pages to the system (glibc malloc_trim; nothing
 // elsewhere).
 void release_free_heap();

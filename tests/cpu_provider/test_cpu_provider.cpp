@@ -7,6 +7,7 @@
 #include "core/runtime.hpp"
 #include "plugins/registry.hpp"
 
+#include <xquant/sdk/dtype.hpp>
 #include <xquant/sdk/half.hpp>
 #include <xquant/sdk/tensor.hpp>
 
@@ -291,29 +292,33 @@ TEST(CpuProvider, ConvertRoundTrips) {
   }
 }
 
-// BF16 weights (a model's BF16 embedding table as its tied lm_head): the
+// BF16 and F16 weights (a model's 16-bit embedding table or lm_head): the
 // very floats of MATMUL on the F32 image of the weights, for the GEMV (M = 1,
 // several pool tasks), and the 128-column SGEMM blocks (M = 3, 17; N spans 17
 // blocks, the last partial), odd K, with a bias.
-TEST(CpuProvider, MatmulWithBf16WeightsEqualsItsF32Image) {
+TEST(CpuProvider, MatmulWith16BitWeightsEqualsItsF32Image) {
   const int64_t K = 33, N = 2100;
-  auto w = rnd(N * K), b = rnd(N);
-  std::vector<uint16_t> wb(w.size());
-  for (size_t i = 0; i < w.size(); ++i) w[i] = xquant::sdk::bf16_to_f32(wb[i] = xquant::sdk::f32_to_bf16(w[i]));
-  for (int64_t M : {1, 3, 17}) {
-    auto x = rnd(M * K);
-    std::vector<float> y16(M * N, 1.0f), y32(M * N, 2.0f);
-    auto op = Op(XQ_OP_MATMUL);
-    op.src[0] = T(XQ_DTYPE_F32, {M, K}, x.data());
-    op.src[2] = T(XQ_DTYPE_F32, {N}, b.data());
-    op.src[1] = T(XQ_DTYPE_BF16, {N, K}, wb.data());
-    op.dst = T(XQ_DTYPE_F32, {M, N}, y16.data());
-    ASSERT_TRUE(fx().supports(op));
-    ASSERT_EQ(fx().run(op), XQ_OK);
-    op.src[1] = T(XQ_DTYPE_F32, {N, K}, w.data());
-    op.dst = T(XQ_DTYPE_F32, {M, N}, y32.data());
-    ASSERT_EQ(fx().run(op), XQ_OK);
-    EXPECT_EQ(y16, y32) << "M = " << M;
+  for (xq_dtype t : {XQ_DTYPE_BF16, XQ_DTYPE_F16}) {
+    auto w = rnd(N * K), b = rnd(N);
+    std::vector<uint16_t> wb(w.size());
+    for (size_t i = 0; i < w.size(); ++i)
+      w[i] = t == XQ_DTYPE_F16 ? xquant::sdk::f16_to_f32(wb[i] = xquant::sdk::f32_to_f16(w[i]))
+                               : xquant::sdk::bf16_to_f32(wb[i] = xquant::sdk::f32_to_bf16(w[i]));
+    for (int64_t M : {1, 3, 17}) {
+      auto x = rnd(M * K);
+      std::vector<float> y16(M * N, 1.0f), y32(M * N, 2.0f);
+      auto op = Op(XQ_OP_MATMUL);
+      op.src[0] = T(XQ_DTYPE_F32, {M, K}, x.data());
+      op.src[2] = T(XQ_DTYPE_F32, {N}, b.data());
+      op.src[1] = T(t, {N, K}, wb.data());
+      op.dst = T(XQ_DTYPE_F32, {M, N}, y16.data());
+      ASSERT_TRUE(fx().supports(op));
+      ASSERT_EQ(fx().run(op), XQ_OK);
+      op.src[1] = T(XQ_DTYPE_F32, {N, K}, w.data());
+      op.dst = T(XQ_DTYPE_F32, {M, N}, y32.data());
+      ASSERT_EQ(fx().run(op), XQ_OK);
+      EXPECT_EQ(y16, y32) << xquant::sdk::dtype_name(t) << " M = " << M;
+    }
   }
 }
 
@@ -325,7 +330,7 @@ TEST(CpuProvider, RejectsWhatItCannotRun) {
   op.dst = T(XQ_DTYPE_F32, {3, 3}, y.data());
   EXPECT_FALSE(fx().supports(op));
   EXPECT_EQ(fx().run(op), XQ_ERR_UNSUPPORTED);
-  op.src[1] = T(XQ_DTYPE_F16, {3, 4}, b.data());
+  op.src[1] = T(XQ_DTYPE_I8, {3, 4}, b.data());  // W of no float dtype
   EXPECT_FALSE(fx().supports(op));
   op.src[1] = T(XQ_DTYPE_F32, {3, 4}, b.data());
   EXPECT_TRUE(fx().supports(op));

@@ -92,8 +92,8 @@ void sgemm_nt_blocked(const Host& host, int64_t m, int64_t n, int64_t k, float a
 
 // Dense ops (dense_ops.cpp).
 void run_matmul(const Host& host, const xq_op& op);
-// MATMUL whose W is BF16 (bf16_matmul.cpp): bit-identical to run_matmul on
-// the F32 image of W.
+// MATMUL whose W is BF16 or F16 (bf16_matmul.cpp): bit-identical to
+// run_matmul on the F32 image of W.
 void run_matmul_bf16_weights(const Host& host, const xq_op& op);
 void run_rms_norm(const Host& host, const xq_op& op);
 void run_rope(const Host& host, const xq_op& op);

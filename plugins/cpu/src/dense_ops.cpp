@@ -115,7 +115,8 @@ void check_dense(const xq_op& op) {
   switch (op.type) {
     case XQ_OP_MATMUL: {
       need_tensor(op, s[0], XQ_DTYPE_F32, "src[0] (x)");
-      need(op, present(s[1]) && (s[1].dtype == XQ_DTYPE_F32 || s[1].dtype == XQ_DTYPE_BF16), "src[1] (W) must be F32 or BF16");
+      need(op, present(s[1]) && (s[1].dtype == XQ_DTYPE_F32 || s[1].dtype == XQ_DTYPE_BF16 || s[1].dtype == XQ_DTYPE_F16),
+           "src[1] (W) must be F32, BF16 or F16");
       need_tensor(op, s[1], s[1].dtype, "src[1] (W)");
       need_tensor(op, d, XQ_DTYPE_F32, "dst");
       need(op, s[1].ndim == 2, "W must be 2-D [N, K]");
@@ -244,7 +245,7 @@ void sgemm_nt_blocked(const Host& host, int64_t m, int64_t n, int64_t k, float a
 }
 
 void run_matmul(const Host& host, const xq_op& op) {
-  if (op.src[1].dtype == XQ_DTYPE_BF16) return run_matmul_bf16_weights(host, op);
+  if (op.src[1].dtype == XQ_DTYPE_BF16 || op.src[1].dtype == XQ_DTYPE_F16) return run_matmul_bf16_weights(host, op);
   const auto& x = op.src[0];
   const auto& w = op.src[1];
   int64_t m = rows_of(x), k = cols_of(x), n = w.shape[0];

@@ -10,7 +10,7 @@
 
 #include <cstring>
 
-#define XQ_BT __attribute__((target("avx2,fma")))
+#define XQ_BT __attribute__((target("avx2,fma,f16c")))
 #define XQ_BLOCKS_VNNI 0
 
 namespace xquant::cpu {

@@ -10,7 +10,7 @@
 
 #include <cstring>
 
-#define XQ_BT __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define XQ_BT __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #define XQ_BLOCKS_VNNI 1
 
 namespace xquant::cpu {

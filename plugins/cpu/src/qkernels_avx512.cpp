@@ -38,19 +38,33 @@ XQ_AVX512 inline __m256i block8_i8(const int8_t* w, const int8_t* a) {
   return _mm256_sub_epi32(pos, _mm256_dpbusd_epi32(_mm256_setzero_si256(), c80, av));
 }
 
+// Two blocks per step into four accumulators: one chain per 16 columns
+// took one dependent FMA per block (4 cycles of latency per 32 weights).
 XQ_AVX512 float dot4_f32(const uint8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s) {
   const __m128i m = _mm_set1_epi8(0x0F);
   __m512 tot = _mm512_setzero_ps();
   for (int64_t g = 0; g < G; ++g) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    int64_t b = bb[g];
+    for (; b + 1 < bb[g + 1]; b += 2) {
+      const float* xb = x + b * kBlock;
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * 16));
+      const __m128i v1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * 16 + 16));
+      a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, m))), _mm512_loadu_ps(xb), a0);
+      a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), m))),
+                           _mm512_loadu_ps(xb + 16), a1);
+      a2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v1, m))), _mm512_loadu_ps(xb + 32), a2);
+      a3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v1, 4), m))),
+                           _mm512_loadu_ps(xb + 48), a3);
+    }
+    if (b < bb[g + 1]) {
       const float* xb = x + b * kBlock;
       const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * 16));
       a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(v, m))), _mm512_loadu_ps(xb), a0);
       a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), m))),
                            _mm512_loadu_ps(xb + 16), a1);
     }
-    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_add_ps(a0, a1), tot);
+    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)), tot);
   }
   return _mm512_reduce_add_ps(tot);
 }
@@ -58,15 +72,29 @@ XQ_AVX512 float dot4_f32(const uint8_t* w, const float* x, const int64_t* bb, in
 XQ_AVX512 float dot8_f32(const int8_t* w, const float* x, const int64_t* bb, int64_t G, const float* s) {
   __m512 tot = _mm512_setzero_ps();
   for (int64_t g = 0; g < G; ++g) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    int64_t b = bb[g];
+    for (; b + 1 < bb[g + 1]; b += 2) {
       const float* xb = x + b * kBlock;
-      const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * kBlock));
-      const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * kBlock + 16));
-      a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), _mm512_loadu_ps(xb), a0);
-      a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), _mm512_loadu_ps(xb + 16), a1);
+      const int8_t* wb = w + b * kBlock;
+      a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb)))),
+                           _mm512_loadu_ps(xb), a0);
+      a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + 16)))),
+                           _mm512_loadu_ps(xb + 16), a1);
+      a2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + 32)))),
+                           _mm512_loadu_ps(xb + 32), a2);
+      a3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + 48)))),
+                           _mm512_loadu_ps(xb + 48), a3);
     }
-    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_add_ps(a0, a1), tot);
+    if (b < bb[g + 1]) {
+      const float* xb = x + b * kBlock;
+      const int8_t* wb = w + b * kBlock;
+      a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb)))),
+                           _mm512_loadu_ps(xb), a0);
+      a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + 16)))),
+                           _mm512_loadu_ps(xb + 16), a1);
+    }
+    tot = _mm512_fmadd_ps(_mm512_set1_ps(s[g]), _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)), tot);
   }
   return _mm512_reduce_add_ps(tot);
 }
