@@ -363,6 +363,9 @@ class Model {
     const int32_t* slots = nullptr;
     const int32_t* table = nullptr;
     int64_t table_ld = 0;
+    // The most rows one sequence has in this step: PAGED_ATTENTION's i[0]
+    // hint, so a provider skips its prefill path in decode steps.
+    int64_t max_seq_rows = 0;
   };
   void step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch, std::vector<float>* logits,
                   std::vector<int32_t>* ids);

@@ -15,18 +15,6 @@
 
 namespace xquant {
 
-namespace {
-// The most rows one sequence has in the running step: PAGED_ATTENTION's
-// i[0] hint. Set by step_paged for its duration, like Model::paged_ (it
-// belongs in PagedStep; kept here so model.hpp, which most of the runtime
-// includes, did not change with it).
-thread_local int64_t g_step_max_seq_rows = 0;
-struct StepSeqRows {
-  explicit StepSeqRows(int64_t n) { g_step_max_seq_rows = n; }
-  ~StepSeqRows() { g_step_max_seq_rows = 0; }
-};
-}  // namespace
-
 std::vector<float> Model::forward_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch) {
   std::vector<float> logits;
   step_paged(cache, batch, &logits, nullptr);
@@ -60,7 +48,7 @@ void Model::attend_paged(int layer, const float* q, const float* kf, const xq_de
   op.src[3] = dtensor(XQ_DTYPE_I32, {rows, paged_->table_ld}, paged_->table);
   op.dst = dtensor(att_t, {rows, a.n_heads, a.head_dim}, att);
   op.f[0] = 1.0 / std::sqrt(static_cast<double>(a.head_dim));
-  op.i[0] = g_step_max_seq_rows;  // lets a provider skip its prefill path in decode steps
+  op.i[0] = paged_->max_seq_rows;  // lets a provider skip its prefill path in decode steps
   kernels_->run(op, "PAGED_ATTENTION");
 }
 
@@ -179,8 +167,7 @@ void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch
     kernels_->upload(d, meta.data(), meta.size() * sizeof(int32_t));
     dmeta = static_cast<const int32_t*>(d);
   }
-  const PagedStep step{&cache, dmeta + 2 * step_rows, dmeta + 3 * step_rows + out_rows, ld};
-  const StepSeqRows seq_rows_scope(max_seq_rows);
+  const PagedStep step{&cache, dmeta + 2 * step_rows, dmeta + 3 * step_rows + out_rows, ld, max_seq_rows};
 
   std::vector<float> x_host;
   float* x = temp(kX, step_rows * H, x_host);
