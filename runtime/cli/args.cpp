@@ -56,12 +56,11 @@ bool Args::parse(int argc, char** argv) {
     if (spec->value.empty()) {
       if (has_inline) throw UsageError(fmt::format("option '--{}' takes no value", spec->name));
       values_[spec->name] = "1";
-    } else if (has_inline) {
-      values_[spec->name] = inline_value;
-    } else {
-      if (i + 1 >= argc) throw UsageError(fmt::format("option '--{}' needs a value ({})", spec->name, spec->value));
-      values_[spec->name] = argv[++i];
+      continue;
     }
+    if (!has_inline && i + 1 >= argc)
+      throw UsageError(fmt::format("option '--{}' needs a value ({})", spec->name, spec->value));
+    store_value(*spec, has_inline ? inline_value : std::string(argv[++i]));
   }
   for (const auto& o : options_)
     if (o.required && !values_.count(o.name)) throw UsageError(fmt::format("missing required option '--{}'", o.name));
@@ -70,6 +69,15 @@ bool Args::parse(int argc, char** argv) {
   if (positional_values_.size() < positional_names_.size())
     throw UsageError(fmt::format("missing argument {}", positional_names_[positional_values_.size()]));
   return true;
+}
+
+void Args::store_value(const OptionSpec& spec, const std::string& value) {
+  auto [it, first] = values_.emplace(spec.name, value);
+  if (first) return;
+  if (!spec.repeatable)
+    throw UsageError(fmt::format("option '--{}' given twice ('{}', then '{}'); give it once", spec.name, it->second,
+                                 value));
+  it->second += "," + value;
 }
 
 std::optional<std::string> Args::get(const std::string& name) const {

@@ -20,6 +20,10 @@ struct OptionSpec {
   std::string help;
   bool required = false;
   char short_name = 0;  // e.g. 'n' for -n
+  // A comma-list option (--param K=V,...) may be given several times: the
+  // values are joined with ','. Any other value option given twice is a
+  // usage error rather than the last one silently winning.
+  bool repeatable = false;
 };
 
 class Args {
@@ -39,6 +43,8 @@ class Args {
   std::string usage() const;
 
  private:
+  // Records a value option; a repeat joins (repeatable) or is refused.
+  void store_value(const OptionSpec& spec, const std::string& value);
   std::string command_, summary_;
   std::vector<OptionSpec> options_;
   std::vector<std::string> positional_names_;

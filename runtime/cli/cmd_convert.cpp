@@ -235,7 +235,8 @@ int cmd_convert(const RuntimeOptions& options, int argc, char** argv) {
              {"format", "F", "compressed-tensors, awq, gptq, gguf (or another format plugin), or f32, f16, bf16 "
                              "(dense, dequantized)", true},
              {"param", "KEY=VALUE", "a parameter of the output format, e.g. checkpoint_format=gptq_v2 (gptq) or "
-                                    "type=Q4_0 (gguf); comma-separated for several"},
+                                    "type=Q4_0 (gguf); comma-separated or repeated for several",
+              false, 0, true},
              {"json", "", "print the report as JSON"}});
   if (!args.parse(argc, argv)) return 0;
   Runtime runtime(options);

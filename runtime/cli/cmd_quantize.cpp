@@ -66,7 +66,7 @@ std::vector<OptionSpec> quantize_options(const PluginRegistry& plugins) {
           {"seq-len", "L", fmt::format("tokens per calibration window (default {})", calibration_defaults.seq_len)},
           {"seed", "S", fmt::format("calibration sampling seed (default {})", calibration_defaults.seed)},
           {"tokenizer", "PATH", "calibration: take the vocabulary from this checkpoint (e.g. a GGUF)"},
-          {"param", "K=V,...", "algorithm params (listed above with their defaults)"},
+          {"param", "K=V,...", "algorithm params (listed above with their defaults); may be repeated", false, 0, true},
           {"act-order", "", "shorthand for --param act_order=true (gptq)"},
           {"damp", "F", "shorthand for --param damp=F (gptq)"},
           {"alpha", "F", "shorthand for --param alpha=F (smoothquant)"},

@@ -58,6 +58,13 @@ const BadInput kCases[] = {
     {{"quantize", "--model", kModel, "--out", "o", "--bogus"}, 2, "unknown option '--bogus'"},
     {{"quantize", "--out", "o"}, 2, "missing required option '--model'"},
     {{"quantize", "--model"}, 2, "option '--model' needs a value"},
+    // A value option given twice is refused (the last one used to win silently)...
+    {{"quantize", "--model", kModel, "--model", kMissing, "--out", "o"}, 2,
+     "option '--model' given twice ('" + kModel + "', then '" + kMissing + "'); give it once"},
+    // ...except --param, whose repeats add up: the first, bad one is seen.
+    {{"convert", "--model", kModel, "--out", "/tmp/xquant-cli-errors-never.gguf", "--format", "gguf", "--param",
+      "bogus=1", "--param", "type=Q4_0"},
+     2, "'gguf' has no parameter 'bogus'"},
     {{"quantize", "--model", kMissing, "--out", "o"}, 2, "model.path: '" + kMissing + "' does not exist"},
     {{"quantize", "--model", kModel, "--out", "o", "--bits", "x"}, 2, "option '--bits' expects an integer, got 'x'"},
     {{"quantize", "--model", kModel, "--out", "o", "--bits", "12"}, 2, "weights.bits: must be between 2 and 8, got 12"},
