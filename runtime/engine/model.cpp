@@ -623,7 +623,7 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
   if (input_transform_) input_transform_(layer, LayerDesc::kMlpIn, h, rows, H);
   if (a.layers[static_cast<size_t>(layer)].moe) {
     if (on_device() || (options_.moe_provider_ops && !tap)) return moe_forward_device(layer, h, rows, x);
-    std::vector<float> moe_out(static_cast<size_t>(n_h));  // host providers only (checked on load)
+    std::vector<float> moe_out(static_cast<size_t>(n_h));  // the host path (device blocks returned above)
     moe_forward(layer, h, rows, moe_out.data(), tap);
     add_inplace(k, x, moe_out.data(), rows, H);
     return;
