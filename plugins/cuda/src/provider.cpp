@@ -465,8 +465,17 @@ void Provider::run_matmul(const xq_op& op) {
     fp8_outer_ok_ = false;
     host.warn("cuBLASLt has no outer-vector FP8 scaling here (" + err + "); using a scaled epilogue pass");
   }
-  // Fallback: unscaled FP8 GEMM into dst's 16-bit type (or F32), then our
-  // epilogue applies sa[m] * sw[n] (+ bias) in place: one extra pass over y.
+  // Fallback: unscaled FP8 GEMM, then our epilogue applies sa[m] * sw[n]
+  // (+ bias). Unscaled E4M3 sums reach 448^2 K, past F16's 65504, so an F16
+  // dst takes them in an F32 accumulator; BF16 and F32 have the range and are
+  // scaled in place: one extra pass over y.
+  if (Y == DType::F16) {
+    void* acc = s_acc_.get(static_cast<size_t>(M * N) * 4);
+    lt_gemm(LtGemmShape{GemmKind::FP8, M, N, K, DType::F32, false, false}, b.data, a.data, acc, 1.f, nullptr, nullptr,
+            nullptr);
+    XQ_CK(scale_epilogue(acc, DType::F32, M, N, sx, 1.f, sw, 1.f, op.src[2].data, bias_t, y.data, Y, stream_));
+    return;
+  }
   lt_gemm(LtGemmShape{GemmKind::FP8, M, N, K, Y, false, false}, b.data, a.data, y.data, 1.f, nullptr, nullptr, nullptr);
   XQ_CK(scale_epilogue(y.data, Y, M, N, sx, 1.f, sw, 1.f, op.src[2].data, bias_t, y.data, Y, stream_));
 }
