@@ -22,8 +22,9 @@
 #     path; prints the logits' relative RMS difference and the greedy tokens
 #     that differ (BF16 noise only; random weights make near-ties likely).
 # About 150 s on an H200 (most of it writing and loading the 5.5 GB model; each load of it
-# took over 15 s in the 2026-11-30 call, whose 18 s and 15 s limits cut parts 2b and 4).
-# Each part has a `timeout`, so partial results still come back.
+# took over 15 s in the 2026-11-30 call, whose 18 s and 15 s limits cut parts 2b and 4);
+# 85 s without part 4 (PREFILL_LOGITS=0) and with PREFILL_BENCH_TIMEOUT=30 in the
+# 2026-12-01 call. Each part has a `timeout`, so partial results still come back.
 set -uo pipefail
 cli=${1:?usage: gpu-prefill-check.sh CLI TEST_CUDA_PROVIDER OUT}
 ops=${2:?usage: gpu-prefill-check.sh CLI TEST_CUDA_PROVIDER OUT}
