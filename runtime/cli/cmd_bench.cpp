@@ -130,7 +130,8 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
         int64_t longest = 1;
         for (const auto& io : lengths) longest = std::max(longest, io.first);
         w.input_len = std::min(longest, step_rows);
-        w.concurrency = std::max<int64_t>(1, std::min(*std::max_element(conc.begin(), conc.end()), step_rows / w.input_len));
+        const int64_t most = *std::max_element(conc.begin(), conc.end());
+        w.concurrency = std::max<int64_t>(1, std::min(most, step_rows / w.input_len));
         w.output_len = 1;
         w.max_step_tokens = step_rows;
         w.block_size = args.get_int("block-size", 16);

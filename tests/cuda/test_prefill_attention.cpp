@@ -310,8 +310,10 @@ TEST(CudaPrefillAttention, DISABLED_Speed8192Rows) {
   const double dk_ms = time_ms(2, [&] { ASSERT_EQ(xqcuda::paged_attention(a, 1, nullptr, nullptr), cudaSuccess); });
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   std::printf("prefill attention 8192 rows, 32/8 heads, D 128, BF16 pools: tensor-core %.3f ms (%.1f TFLOP/s) "
-              "[one CTA per query head %.3f ms (%.1f TFLOP/s), %.2fx], decode-style %.3f ms (%.1f TFLOP/s), ratio %.1fx\n",
-              tc, flop / tc / 1e9, per_head, flop / per_head / 1e9, per_head / tc, dk_ms, flop / dk_ms / 1e9, dk_ms / tc);
+              "[one CTA per query head %.3f ms (%.1f TFLOP/s), %.2fx], "
+              "decode-style %.3f ms (%.1f TFLOP/s), ratio %.1fx\n",
+              tc, flop / tc / 1e9, per_head, flop / per_head / 1e9, per_head / tc, dk_ms, flop / dk_ms / 1e9,
+              dk_ms / tc);
 }
 
 }  // namespace

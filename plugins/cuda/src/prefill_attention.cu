@@ -318,7 +318,8 @@ __global__ void __launch_bounds__(kThreads, MT == 2 ? 2 : 1) prefill_attention_k
       const float inv = 1.f / sum;
       const int64_t at = ((r0 + po) * H + h0 + hg) * D + 2 * qd;
 #pragma unroll
-      for (int t = 0; t < D / 8; ++t) store_pair(out, ot, at + t * 8, o[mt][t][2 * hi] * inv, o[mt][t][2 * hi + 1] * inv);
+      for (int t = 0; t < D / 8; ++t)
+        store_pair(out, ot, at + t * 8, o[mt][t][2 * hi] * inv, o[mt][t][2 * hi + 1] * inv);
     }
 }
 
@@ -387,8 +388,8 @@ bool prefill_attention_applies(const PagedAttentionArgs& a, int64_t max_chunk_ro
   if (a.T < kPrefillMinRows) return false;
   // Outputs are stored in aligned pairs; the grid's y extent holds the tiles.
   if (reinterpret_cast<uintptr_t>(a.out) % (a.out_type == DType::F32 ? 8 : 4) != 0) return false;
-  if ((a.T >> cta_shape(a, PrefillCta::PerHead).log_p) >= 65535 || (a.T >> cta_shape(a, PrefillCta::Group).log_p) >= 65535)
-    return false;
+  for (const PrefillCta c : {PrefillCta::PerHead, PrefillCta::Group})
+    if ((a.T >> cta_shape(a, c).log_p) >= 65535) return false;
   return max_chunk_rows == 0 || max_chunk_rows >= kPrefillMinRows;
 }
 
