@@ -20,8 +20,8 @@
 # vocabulary is Llama 3's (llama.cpp's models/ggml-vocab-llama-bpe.gguf,
 # 128256 tokens, which scripts/gpu-engine-bundle.sh carries to
 # /work/shared/models/llama-vocabs; LOADTIME_TOKENIZER overrides): the
-# random model has none. About 2 minutes with 8 layers (model 30 s,
-# convert 40 s, 8 runs). Every run logs its load phases
+# random model has none. About 80 s with 8 layers on an H200 (model 23 s,
+# convert 24 s, 8 runs, 9 with LOADTIME_HOST_ROUTE=1). Every run logs its load phases
 # (XQUANT_LOAD_PHASES=1, runtime/engine/load_phases.cpp: runtime and
 # plugins, checkpoint open, kernel provider, embedding, layers, lm_head,
 # upload, tokenizer, generate; "exit" is the rest of the wall time), and the
