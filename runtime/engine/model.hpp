@@ -204,6 +204,9 @@ class Model {
     uint64_t repacked_bytes = 0, stored_bytes = 0;
     int repacked_linears = 0, stored_linears = 0;
     uint64_t source_bytes_released = 0;
+    // Device providers: bytes of dense tables (embedding, lm_head) uploaded
+    // from the file as stored (engine/device_tables.cpp).
+    uint64_t tables_stored_bytes = 0;
   };
   const LoadStats& load_stats() const { return load_stats_; }
 
@@ -326,6 +329,14 @@ class Model {
   // asks (compact_tables.cpp); false when that form does not apply.
   bool compact_embedding(const TensorEntry& et);
   bool compact_lm_head(const LinearDesc& d);
+  // Device providers: a BF16/F16 embedding table / untied lm_head uploaded
+  // from the file as stored (device_tables.cpp); false when that does not
+  // apply (the host route reads it then).
+  bool device_embedding(const TensorEntry& et);
+  bool device_lm_head(const LinearDesc& d);
+  DeviceBuffer upload_stored16(const TensorEntry& t, const char* what);
+  bool widens_on_device(xq_dtype t, int64_t n) const;
+  DeviceBuffer widen_on_device(const DeviceBuffer& b16, xq_dtype t, int64_t n, const char* what) const;
   void for_table_parts(const TensorEntry& t, const std::function<void(int64_t, int64_t, const float*)>& each);
   xq_qweight* q8_0_table(const TensorEntry& t, std::vector<uint8_t>& store);
   std::vector<uint16_t> bf16_table(const TensorEntry& t);
@@ -400,6 +411,7 @@ class Model {
   std::unique_ptr<LinearDesc> lm_owned_;  // lm_head's description when the file has one
   std::vector<float> rope_factors_;
   DeviceBuffer d_embed_, d_final_norm_, d_rope_factors_;
+  DeviceBuffer d_embed16_;  // device providers: the embedding table kept as stored (embed16_dtype_)
   std::vector<LayerWeights> layers_;
   mutable DeviceBuffer scratch_[kSlots];
   std::vector<bool> all_token_down_;
