@@ -313,9 +313,10 @@ void measure_activation_modes(Model& model, Decision& d, const HeldOutEvaluator&
     for (int li : g.linears) original.push_back(model.layer(g.layer).linears[static_cast<size_t>(li)].w);
     set_group_weights(model, g, g.candidates[static_cast<size_t>(g.chosen)].weights);
     acts.quantize(i, g.chosen, ActivationMode::StaticTensor);
-    g.kld_static = quick.evaluate_from(model, g.layer).kld;
+    const bool mlp = g.group >= LayerDesc::kMlpIn;  // its layer's attention half is the float one
+    g.kld_static = quick.evaluate_from(model, g.layer, mlp).kld;
     acts.quantize(i, g.chosen, ActivationMode::DynamicToken);
-    g.kld_dynamic = quick.evaluate_from(model, g.layer).kld;
+    g.kld_dynamic = quick.evaluate_from(model, g.layer, mlp).kld;
     set_group_weights(model, g, original);
     acts.as_float(i);
     const bool rule_says_dynamic = g.dynamic_activations;

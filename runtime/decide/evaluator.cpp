@@ -156,29 +156,34 @@ void HeldOutEvaluator::cache_layer_inputs(Model& reference) {
   const Architecture& a = reference.arch();
   const int64_t H = a.hidden;
   layer_inputs_.assign(static_cast<size_t>(a.n_layers), std::vector<float>(tokens_.size() * static_cast<size_t>(H)));
+  mlp_inputs_ = layer_inputs_;
   std::vector<float> x, k(static_cast<size_t>(ctx_ * a.n_kv_heads * a.head_dim)), v(k.size());
   for (auto [b, len] : windows()) {
     x.resize(static_cast<size_t>(len * H));
     reference.embed(tokens_.data() + b, len, x.data());
+    const std::vector<SequenceSpan> span{SequenceSpan{0, len, 0, k.data(), v.data()}};
     for (int l = 0; l < a.n_layers; ++l) {
       std::copy(x.begin(), x.end(), layer_inputs_[static_cast<size_t>(l)].begin() + b * H);
-      reference.layer_forward(l, x.data(), len, {SequenceSpan{0, len, 0, k.data(), v.data()}});
+      reference.layer_forward(l, x.data(), len, span, nullptr, LayerPart::Attention);
+      std::copy(x.begin(), x.end(), mlp_inputs_[static_cast<size_t>(l)].begin() + b * H);
+      reference.layer_forward(l, x.data(), len, span, nullptr, LayerPart::Mlp);
     }
     layer_tokens_run_ += static_cast<uint64_t>(len * a.n_layers);
   }
 }
 
-std::vector<float> HeldOutEvaluator::log_probs_from(Model& model, int first) const {
+std::vector<float> HeldOutEvaluator::log_probs_from(Model& model, int first, bool from_mlp) const {
   check_vocab(model, vocab_);
   const Architecture& a = model.arch();
   const int64_t H = a.hidden;
   std::vector<float> out, x, logits, k(static_cast<size_t>(ctx_ * a.n_kv_heads * a.head_dim)), v(k.size());
   out.reserve(static_cast<size_t>((tokens_.size() - 1) * vocab_));
   for (auto [b, len] : windows()) {
-    const auto& in = layer_inputs_[static_cast<size_t>(first)];
+    const auto& in = (from_mlp ? mlp_inputs_ : layer_inputs_)[static_cast<size_t>(first)];
     x.assign(in.begin() + b * H, in.begin() + (b + len) * H);
     for (int l = first; l < a.n_layers; ++l)
-      model.layer_forward(l, x.data(), len, {SequenceSpan{0, len, 0, k.data(), v.data()}});
+      model.layer_forward(l, x.data(), len, {SequenceSpan{0, len, 0, k.data(), v.data()}}, nullptr,
+                          from_mlp && l == first ? LayerPart::Mlp : LayerPart::Whole);
     logits.resize(static_cast<size_t>(len * vocab_));
     model.logits_from_hidden(x.data(), len, logits.data());
     append_log_probs(model, logits.data(), len, vocab_, out);
@@ -205,13 +210,13 @@ Accuracy HeldOutEvaluator::evaluate_knowing(Model& model, const HeldOutEvaluator
   return accuracy_of(s);
 }
 
-Accuracy HeldOutEvaluator::evaluate_from(Model& model, int first) const {
+Accuracy HeldOutEvaluator::evaluate_from(Model& model, int first, bool from_mlp) const {
   if (layer_inputs_.empty() || first < 0 || first >= static_cast<int>(layer_inputs_.size())) return evaluate(model);
   if (model.arch().n_layers != static_cast<int>(layer_inputs_.size()) || model.arch().hidden * static_cast<int64_t>(tokens_.size()) !=
                                                                             static_cast<int64_t>(layer_inputs_[0].size()))
     fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: the model's layers differ from the cached reference's");
   const std::vector<size_t> all = all_windows();
-  return accuracy_of(compare(log_probs_from(model, first), all));
+  return accuracy_of(compare(log_probs_from(model, first, from_mlp), all));
 }
 
 HeldOutEvaluator::Sums HeldOutEvaluator::compare(const std::vector<float>& lq, const std::vector<size_t>& which) const {

@@ -37,16 +37,19 @@ class HeldOutEvaluator {
   // another model of the same vocabulary).
   Accuracy evaluate(Model& model) const;
 
-  // Keeps the float model's hidden states at every layer's input (positions
-  // x hidden x layers floats), so that a model differing from the float one
+  // Keeps the float model's hidden states at every layer's input and after
+  // its attention half (positions x hidden x layers x 2 floats), so that a model differing from the float one
   // only from layer `first` on is evaluated from there: the layers before it
   // would give the float outputs again. The measured sensitivity evaluates
   // one group at a time, a few layers deep on average.
   void cache_layer_inputs(Model& reference);
   bool has_layer_inputs() const { return !layer_inputs_.empty(); }
   // = evaluate(model) when layers before `first` are the reference's
-  // (falls back to evaluate() without the cache).
-  Accuracy evaluate_from(Model& model, int first) const;
+  // (falls back to evaluate() without the cache). With from_mlp the
+  // attention half of `first` must be the reference's too: the run starts
+  // at that layer's MLP half, from the residual stream cached there (the
+  // attention is most of a small model's layer; an MLP group's sensitivity).
+  Accuracy evaluate_from(Model& model, int first, bool from_mlp = false) const;
   // = evaluate(model) when `on_part` is `part`'s evaluation of the same
   // model (part built from this evaluator): only the other windows run, and
   // the sums are joined (equal up to the order of the additions).
@@ -66,7 +69,7 @@ class HeldOutEvaluator {
   // log softmax of every scored position of the windows `which` (indices
   // into windows()), window by window: [positions, vocab].
   std::vector<float> log_probs(Model& model, const std::vector<size_t>& which) const;
-  std::vector<float> log_probs_from(Model& model, int first) const;
+  std::vector<float> log_probs_from(Model& model, int first, bool from_mlp) const;
   // The sums over the windows `which`, `lq` holding their log-probabilities.
   Sums compare(const std::vector<float>& lq, const std::vector<size_t>& which) const;
   static Accuracy accuracy_of(const Sums& s);
@@ -89,6 +92,7 @@ class HeldOutEvaluator {
   std::vector<size_t> parent_windows_;
   mutable uint64_t layer_tokens_run_ = 0;
   std::vector<std::vector<float>> layer_inputs_;  // [layer][token, hidden], windows concatenated
+  std::vector<std::vector<float>> mlp_inputs_;    // the same after each layer's attention half
   Accuracy reference_;
 };
 

@@ -75,7 +75,7 @@ std::vector<Sensitivity> measure_sensitivity(Model& model, const std::vector<Gro
     const GroupProfile& g = groups[i];
     set_group_weights(model, g, rung_weights(g, r, float_w));
     if (acts && r == Rung::Chosen) acts->as_chosen(i);
-    const double kld = eval.evaluate_from(model, g.layer).kld;
+    const double kld = eval.evaluate_from(model, g.layer, g.group >= LayerDesc::kMlpIn).kld;
     set_group_weights(model, g, float_w);
     if (acts) acts->as_float(i);
     return kld;

@@ -2,7 +2,8 @@
 // stories260K model. A part of the evaluation windows reuses the whole
 // set's float reference bit for bit (no second forward pass); a whole-set
 // evaluation joined from a part's result equals the plain one up to the
-// order of the additions and runs only the other windows; and the decision
+// order of the additions and runs only the other windows; a group of the
+// MLP is evaluated from its layer's MLP half bit for bit; and the decision
 // with these shortcuts (plus the fallback's early stop) is the decision
 // without them, at fewer evaluated tokens.
 #include "core/error.hpp"
@@ -82,6 +83,23 @@ TEST(EvaluationReuse, APartReusesTheWholeReferenceBitForBit) {
   EXPECT_EQ(joined.positions, plain.positions);
   EXPECT_NEAR(joined.kld, plain.kld, 1e-12 * plain.kld);
   EXPECT_NEAR(joined.mean_nll, plain.mean_nll, 1e-12 * plain.mean_nll);
+}
+
+TEST(EvaluationReuse, AnMlpGroupIsEvaluatedFromItsLayersMlpHalf) {
+  Runtime rt(quiet());
+  ModelOptions mo;
+  mo.tokenizer_from = kVocab;
+  mo.dequantize_all = true;
+  auto model = Model::open(rt, kModel, mo);
+  auto tokens = eval_tokens(*model, decide::read_text_file(kWiki, "text"), 3 * kCtx);
+  decide::HeldOutEvaluator eval(*model, tokens, kCtx);
+  eval.cache_layer_inputs(*model);
+  perturb(*model, 3);  // layer 2's down_proj: its layer's attention half stays the float one
+  const decide::Accuracy whole = eval.evaluate(*model);
+  EXPECT_GT(whole.kld, 1e-5);
+  EXPECT_TRUE(same_bits(eval.evaluate_from(*model, 2, true), whole));
+  EXPECT_TRUE(same_bits(eval.evaluate_from(*model, 2, false), whole));
+  EXPECT_TRUE(same_bits(eval.evaluate_from(*model, 1, true), whole));  // layer 1 is the float one
 }
 
 TEST(EvaluationReuse, MisusedPartsAreRefused) {
