@@ -533,8 +533,10 @@ std::vector<int32_t> Model::positions(const std::vector<SequenceSpan>& spans, in
 }
 
 void Model::layer_forward(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
-                          const GroupInputTap& tap) const {
+                          const GroupInputTap& tap, LayerPart part) const {
   require_layer(layer);
+  if (part != LayerPart::Whole && on_device() && stacked(layer))
+    fail(XQ_ERR_UNSUPPORTED, "half a decoder layer runs on host providers only (kernel provider '{}')", kernels_->name());
   if (tap && on_device())
     fail(XQ_ERR_UNSUPPORTED, "layer taps read activations in host memory; kernel provider '{}' keeps them on its device",
          kernels_->name());
@@ -545,7 +547,7 @@ void Model::layer_forward(int layer, float* x, int64_t rows, const std::vector<S
     kernels_->upload(d, pos.data(), pos.size() * sizeof(int32_t));
     p = static_cast<const int32_t*>(d);
   }
-  if (!on_device() || !stacked(layer)) return run_layer(layer, x, rows, spans, p, tap);
+  if (!on_device() || !stacked(layer)) return run_layer(layer, x, rows, spans, p, tap, part);
   xq_dtype t = XQ_DTYPE_F32;
   const void* addend = run_layer_stacked(layer, x, rows, spans, p, nullptr, XQ_DTYPE_F32, &t);
   add_residual(x, addend, t, rows);
@@ -563,7 +565,7 @@ void Model::add_residual(float* x, const void* addend, xq_dtype t, int64_t rows)
 // holds each row's absolute position. Temporaries are host vectors on host
 // providers and one reused provider buffer otherwise.
 void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans, const int32_t* pos,
-                      const GroupInputTap& tap) const {
+                      const GroupInputTap& tap, LayerPart part) const {
   const auto& a = arch_;
   const LayerWeights& W = layers_.at(static_cast<size_t>(layer));
   const int64_t H = a.hidden, NH = a.n_heads, KVH = a.n_kv_heads, HD = a.head_dim, I = a.intermediate;
@@ -578,6 +580,7 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
   float* att = vv + n_kv;
   float* g = att + n_q;
   float* u = g + n_i;
+  if (part == LayerPart::Mlp) return run_mlp(layer, x, rows, h, g, u, tap);
 
   rms_norm(k, x, rows, H, at(W.input_norm, W.d_input_norm), a.rms_eps, h, "RMS_NORM (input)");
   if (tap) tap(LayerDesc::kAttnIn, h, rows, H);
@@ -625,7 +628,15 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
   if (input_transform_) input_transform_(layer, LayerDesc::kAttnOut, att, rows, NH * HD);
   linear(W.linears[LayerDesc::kO], att, rows, h, "o_proj");
   add_inplace(k, x, h, rows, H);
+  if (part == LayerPart::Attention) return;
+  run_mlp(layer, x, rows, h, g, u, tap);
+}
 
+void Model::run_mlp(int layer, float* x, int64_t rows, float* h, float* g, float* u, const GroupInputTap& tap) const {
+  const auto& a = arch_;
+  const LayerWeights& W = layers_.at(static_cast<size_t>(layer));
+  const int64_t H = a.hidden, I = a.intermediate, n_h = rows * H;
+  const Kernels& k = *kernels_;
   rms_norm(k, x, rows, H, at(W.post_norm, W.d_post_norm), a.rms_eps, h, "RMS_NORM (post-attention)");
   if (tap) tap(LayerDesc::kMlpIn, h, rows, H);
   if (input_transform_) input_transform_(layer, LayerDesc::kMlpIn, h, rows, H);
