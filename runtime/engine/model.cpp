@@ -422,11 +422,24 @@ const Tokenizer& Model::tokenizer() {
   return *tokenizer_;
 }
 
-uint64_t Model::weight_bytes_per_token() const {
+uint64_t Model::weight_bytes() const { return counted_weight_bytes(false); }
+uint64_t Model::weight_bytes_per_token() const { return counted_weight_bytes(true); }
+
+uint64_t Model::counted_weight_bytes(bool top_k_experts_only) const {
   uint64_t b = lm_head_.bytes + final_norm_.size() * 4 + static_cast<uint64_t>(arch_.hidden) * 4;
-  for (const auto& l : layers_) {
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const LayerWeights& l = layers_[li];
     b += (l.input_norm.size() + l.post_norm.size() + l.q_norm.size() + l.k_norm.size()) * 4;
-    for (const auto& lw : l.linears) b += lw.bytes + lw.bias.size() * 4;
+    std::vector<char> routed(l.linears.size(), 0);
+    const MoeDesc& m = arch_.layers[li].experts;
+    if (arch_.layers[li].moe)
+      for (const auto* set : {&m.gate, &m.up, &m.down})
+        for (int i : *set) routed[static_cast<size_t>(i)] = 1;
+    uint64_t experts = 0;
+    for (size_t i = 0; i < l.linears.size(); ++i)
+      (routed[i] ? experts : b) += l.linears[i].bytes + l.linears[i].bias.size() * 4;
+    // A token runs top_k of the n_experts (all experts of a layer have one shape).
+    b += top_k_experts_only && m.n_experts > 0 ? experts * static_cast<uint64_t>(m.top_k) / m.n_experts : experts;
     for (const LinearWeights* lw : {&l.qkv, &l.gate_up}) b += lw->bytes + lw->bias.size() * 4;
   }
   return b;
