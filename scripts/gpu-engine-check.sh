@@ -114,13 +114,14 @@ fi
 if [ "${GPUENG_MOE:-0}" = 1 ]; then
   if [ "${GPUENG_BASE:-1}" != 1 ]; then  # the suites did not run above: their MoE tests (~20 s)
     echo "== MoE tests (cuda provider, device engine)"
-    timeout 60 "$ops" --gtest_filter='*Moe*' 2>&1 | tee "$out/moe-ops.log" |
+    timeout "${GPUENG_MOE_TESTS_S:-60}" "$ops" --gtest_filter='*Moe*' 2>&1 | tee "$out/moe-ops.log" |
       grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|tests ran" | tail -20
-    timeout 60 "$eng" --gtest_filter='*MoeDevice*' 2>&1 | tee "$out/moe-engine-tests.log" |
+    timeout "${GPUENG_MOE_TESTS_S:-60}" "$eng" --gtest_filter='*MoeDevice*' 2>&1 | tee "$out/moe-engine-tests.log" |
       grep -Ev "^\[ (RUN|       OK) " | tail -30
   fi
   timeout "${GPUENG_MOE_BENCH_S:-300}" python3 "$(dirname "$0")/../bench/cuda/bench_moe.py" --shim "$b/lib/libxqc_shim.so" \
-    --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/moe-bench.log" | grep -v '^  {' | tail -40
+    --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" --tokens-per-expert "${GPUENG_MOE_TOKENS:-4,16,32,64,128,256,512,1024}" \
+    2>&1 | tee "$out/moe-bench.log" | grep -v '^  {' | tail -40
   # MoE layers in the engine: a Qwen3-30B-A3B-shaped model (4 layers), BF16 vs W4A16 experts,
   # graphed / eager / per-expert loop, through `xquant bench --provider cuda` (bench/engine/gpu_moe_engine.sh).
   OUT=$out timeout "${GPUENG_MOE_ENGINE_S:-240}" bash "$(dirname "$0")/../bench/engine/gpu_moe_engine.sh" "$cli" 2>&1 |

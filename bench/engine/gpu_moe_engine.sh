@@ -75,6 +75,7 @@ run() {  # run LABEL MODELS [ENV...]: one `xquant bench`, its JSON as $dir/moe-e
   echo "== $label"
   env "$@" "$cli" bench --models "$models" --provider cuda --concurrency "${MOE_CONC:-1,16}" \
     --lengths "${MOE_LENGTHS:-128:64}" --json "$dir/moe-engine-$label.json" 2>&1 | grep -v "^bench: .*step"
+  [ -n "${OUT:-}" ] && cp "$dir/moe-engine-$label.json" "$OUT/" || true  # kept if a later run is cut short
 }
 run graphs "bf16=$dir/bf16,w4a16-g128=$dir/w4a16-g128"
 run eager "bf16=$dir/bf16,w4a16-g128=$dir/w4a16-g128" XQUANT_DECODE_GRAPHS=0
@@ -99,4 +100,4 @@ for label, r in rows:
     print(f"| {r['model']} | {label} | {c} | {ts:.1f} | {x} | {r['launch_share'] * 100:.0f}% | {wb / 1e6:.1f} | "
           f"{r.get('weight_bytes_total', 0) / 1e6:.0f} | {gbs} |")
 PY
-[ -n "${OUT:-}" ] && cp "$dir"/moe-engine-*.json "$dir/moe-engine-summary.md" "$OUT/" || true
+[ -n "${OUT:-}" ] && cp "$dir/moe-engine-summary.md" "$OUT/" || true
