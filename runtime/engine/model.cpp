@@ -343,7 +343,8 @@ void Model::load_layer_weights(int l) {
   if (!on_device() && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) stack_host_layer(d, w, loaded);
   for (size_t i = 0; i < d.linears.size(); ++i)
     if (!loaded[i]) w.linears[i] = load_linear(d.linears[i]);
-  if (d.moe && (on_device() || options_.moe_provider_ops)) w.experts_fused = moe_experts_fuse(l);
+  // Device providers decide after upload_weights (dense experts' device copies).
+  if (d.moe && !on_device() && options_.moe_provider_ops) w.experts_fused = moe_experts_fuse(l);
 }
 
 void Model::load_weights() {
@@ -388,6 +389,8 @@ void Model::load_weights() {
   if (lm_head_.bytes == 0 && lm_head_.w.empty() && !lm_head_.q)
     lm_head_.bytes = embed_.size() * sizeof(float) + embed_bf16_.size() * sizeof(uint16_t);
   if (on_device()) upload_weights();
+  for (int64_t l = 0; on_device() && l < a.n_layers; ++l)
+    if (a.layers[static_cast<size_t>(l)].moe) layers_[static_cast<size_t>(l)].experts_fused = moe_experts_fuse(static_cast<int>(l));
   if (const char* e = std::getenv("XQUANT_DECODE_GRAPHS")) options_.decode_graphs = std::string(e) != "0";
   if (on_device() && options_.decode_graphs && kernels_->records_graphs())
     graphs_ = std::make_unique<DecodeGraphs>(*kernels_);

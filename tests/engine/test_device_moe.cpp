@@ -193,7 +193,6 @@ void expect_graphs_replay_eager(Model& graphed, Model& eager, const std::string&
     const auto g = decode_steps(graphed, n_seq, kSteps, feed);
     const auto after = graphed.decode_graphs()->stats();
     EXPECT_EQ(after.refused, 0u);
-    EXPECT_GE(after.recorded, before.recorded + 1);
     // 11 prompt + 24 steps span at most 3 blocks of 16: at most 3 table
     // widths, so at most 3 eager steps; the rest replays.
     EXPECT_GE(after.replayed, before.replayed + kSteps - 3);
