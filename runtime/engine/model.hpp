@@ -197,8 +197,12 @@ class Model {
   Runtime& runtime() { return runtime_; }
   // The tokenizer (built on first use; throws when there is no vocabulary).
   const Tokenizer& tokenizer();
-  // Bytes of weights one decode step reads (what bounds decode speed).
+  // Bytes of weights one token's decode step reads (what bounds decode
+  // speed): a MoE layer counts top_k of its experts (the floor; a batch
+  // whose tokens pick different experts reads more), every other weight once.
   uint64_t weight_bytes_per_token() const;
+  // Bytes of every weight held (all experts).
+  uint64_t weight_bytes() const;
   // Number of Linears run quantized by the provider / dequantized on load.
   int quantized_linears() const { return n_quantized_; }
   int dequantized_linears() const { return n_dequantized_; }
@@ -282,6 +286,7 @@ class Model {
   Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOptions& options);
   // forward's body: logits into *logits, or (ids != null) their argmax per row.
   void step(const std::vector<SequenceInput>& batch, std::vector<float>* logits, std::vector<int32_t>* ids);
+  uint64_t counted_weight_bytes(bool top_k_experts_only) const;
   void load_weights();
   void load_layer_weights(int layer);  // layer `layer` from the checkpoint into layers_
   void begin_on_demand();             // load_weights' end in layers_on_demand mode
