@@ -36,6 +36,16 @@ namespace {
 
 uint64_t aligned(uint64_t n) { return (n + 255) / 256 * 256; }
 
+// Dense (BF16/F16) experts take the grouped GEMM only at decode-like sizes: on
+// the H200 it is 0.94-1.46x torch._grouped_mm up to 16 tokens per expert but
+// 0.17-0.23x at 256-1024 (bench/cuda/bench_moe.py, docs/results.md), where one
+// cuBLAS GEMM per expert is the faster path. Quantized experts always fuse.
+constexpr int64_t kDenseFusedTokensPerExpert = 32;
+
+bool fused_pays(const LinearWeights& first_expert, int64_t routed_rows, int64_t n_experts) {
+  return first_expert.q || routed_rows <= kDenseFusedTokensPerExpert * n_experts;
+}
+
 // Consecutive 256-byte-aligned regions of one scratch buffer.
 class Carve {
  public:
@@ -138,8 +148,10 @@ void Model::moe_forward_device(int layer, const float* h, int64_t rows, float* x
   op.i[0] = m.norm_topk_prob ? 1 : 0;
   kernels_->run(op, "MOE_ROUTE");
 
-  if (W.experts_fused) moe_experts_fused(layer, h, rows, ids, weights, x);
-  else moe_experts_looped(layer, h, rows, ids, weights, x);
+  if (W.experts_fused && fused_pays(W.linears[static_cast<size_t>(m.gate[0])], rows * k, E))
+    moe_experts_fused(layer, h, rows, ids, weights, x);
+  else
+    moe_experts_looped(layer, h, rows, ids, weights, x);
   if (m.shared_gate >= 0) moe_shared_expert_device(layer, h, rows, x);
 }
 
