@@ -18,3 +18,8 @@ timeout 60 "$ops" --gtest_also_run_disabled_tests --gtest_filter='CudaDecodeAtte
 echo "== decode kernels in the engine vs the previous kernels (stories260K)"
 timeout 60 "$eng" --gtest_filter='DeviceEngine.DecodeKernelsMatchThePreviousOnes' 2>&1 |
   tee "$out/decode-engine.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|weights: logits|tests ran"
+# The MoE engine tests on the previous kernels: on the decode slice's H200 call (2026-12-01) the
+# qwen2_moe W4A16 case gave NaN logits with the new kernels on; this says whether they are the cause.
+echo "== MoE engine tests with the previous decode kernels (XQUANT_DECODE_ATTENTION=0 XQUANT_BF16_GEMV=0)"
+XQUANT_DECODE_ATTENTION=0 XQUANT_BF16_GEMV=0 timeout 60 "$eng" --gtest_filter='*MoeDevice*' 2>&1 |
+  tee "$out/decode-moe-previous.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|tests ran"

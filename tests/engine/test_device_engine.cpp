@@ -295,6 +295,7 @@ TEST(DeviceEngine, DISABLED_DecodeSpeedAtBatch1) {
     std::printf("    previous kernels (one-block ATTENTION, cuBLASLt BF16 M=1): %.1f tok/s, %.1f%% of floor; now / "
                 "previous %.3fx; greedy ids equal for the first %zu of 256\n",
                 tps_before, floor_ms > 0 ? floor_ms * tps_before / 10.0 : 0.0, tps / tps_before, same);
+    std::fflush(stdout);  // each model's lines survive a time limit that cuts the run short
     // Where a decode step goes: 64 steps with a synchronisation after every op
     // (engine/op_profile.hpp), per label: device time + one launch + one sync.
     GenerateOptions prof;
@@ -316,6 +317,7 @@ TEST(DeviceEngine, DISABLED_DecodeSpeedAtBatch1) {
     std::printf("    per step, each op synchronised (%.3f ms in all):", total);
     for (const auto& [ms, label] : by_time) std::printf(" %s %.3f;", label.c_str(), ms);
     std::printf("\n");
+    std::fflush(stdout);
   }
 }
 

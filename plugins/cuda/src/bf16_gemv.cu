@@ -81,7 +81,7 @@ cudaError_t launch(const void* x, const void* w, const void* bias, DType bias_t,
 
 bool bf16_gemv_fits(int64_t M, int64_t K, const void* x, const void* w) {
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return M >= 1 && M <= kGemvMaxRows && K > 0 && K % 8 == 0 && aligned(x) && aligned(w);
+  return M >= 1 && M <= kGemvMaxRows && K > 0 && K <= kGemvMaxK && K % 8 == 0 && aligned(x) && aligned(w);
 }
 
 cudaError_t bf16_gemv(const void* x, const void* w, const void* bias, DType bias_t, int64_t M, int64_t N, int64_t K,
