@@ -17,6 +17,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kTile = 32;  // keys per warp step (one per lane)
+constexpr int kBatch = 4;  // 8-element K chunks loaded per lane before use
 
 // Eight consecutive K elements from 16-byte aligned storage.
 template <bool BF16>
@@ -90,14 +91,25 @@ __global__ void __launch_bounds__(kWarps * 32) decode_attention_kernel(
 #pragma unroll
     for (int g = 0; g < G; ++g) sc[g] = 0.f;
     if (valid) {
-      for (int64_t d = 0; d < D; d += 8) {
-        float kv[8];
-        load8<BF16>(k, base + d, kv);
+      // The row's 8-element chunks (at most 4 * EPL), B loads issued before
+      // any is used: a loop over a run-time D can wait one memory latency
+      // per chunk (16 for D = 128), and a split of one tile is all latency.
+      constexpr int B = EPL >= 8 ? (G >= 16 ? 1 : 2) : kBatch;  // D up to 256: fewer in flight, no spills
 #pragma unroll
-        for (int g = 0; g < G; ++g) {
-          const float* qg = s_q + g * D + d;
+      for (int c0 = 0; c0 < 4 * EPL; c0 += B) {
+        float kv[B][8];
 #pragma unroll
-          for (int i = 0; i < 8; ++i) sc[g] += qg[i] * kv[i];
+        for (int u = 0; u < B; ++u)
+          if ((c0 + u) * 8 < D) load8<BF16>(k, base + (c0 + u) * 8, kv[u]);
+#pragma unroll
+        for (int u = 0; u < B; ++u) {
+          if ((c0 + u) * 8 >= D) continue;
+#pragma unroll
+          for (int g = 0; g < G; ++g) {
+            const float* qg = s_q + g * D + (c0 + u) * 8;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) sc[g] += qg[i] * kv[u][i];
+          }
         }
       }
     }
@@ -119,7 +131,9 @@ __global__ void __launch_bounds__(kWarps * 32) decode_attention_kernel(
       for (int e = 0; e < EPL; ++e) acc[g][e] *= c;
     }
     const int64_t n_here = k1 - tile < kTile ? k1 - tile : kTile;
-#pragma unroll 4
+    // V rows of several keys in flight (fewer for D up to 256: no spills).
+    constexpr int kVUnroll = EPL >= 8 ? (G >= 16 ? 2 : 4) : 8;
+#pragma unroll kVUnroll
     for (int kk = 0; kk < n_here; ++kk) {
       const int64_t vb = (tile + kk) * row_elems + kh * D;
       float vv[EPL];
