@@ -10,7 +10,8 @@
 # Each model is timed twice in one process, on the cuda provider's previous
 # decode kernels (XQUANT_DECODE_ATTENTION=0 XQUANT_BF16_GEMV=0) and on the
 # current ones. Time on an H200 (2026-12-01): the model and the four
-# quantizations ~95 s, then about 10 s per model: give it 150 s or more.
+# quantizations ~95 s, then (estimated, not yet measured) ~10 s per model:
+# give it 150 s or more.
 set -euo pipefail
 cli=${1:?usage: gpu-decode-bench.sh XQUANT_CLI}
 layers=${LAYERS:-8}
