@@ -105,8 +105,10 @@ if [ "${GPUENG_HF:-0}" = 1 ]; then
   python3 "$(dirname "$0")/gpu-hf-compare.py" --cli "$cli" --out "$out" --parts "${GPUENG_HF_PARTS:-logits,generate,prefill}" \
     --engine-logits "$(find "$b" -name xquant_engine_logits -type f | head -1)" 2>&1 | grep -v "^bench: " | tee "$out/hf-compare.log"
 fi
-# Optional: the tensor-core prefill attention (scripts/gpu-prefill-check.sh): its kernel tests, the
-# 8192-token prefill beside cuBLAS and with the decode-style kernel forced, and an op profile (~100 s).
+# Optional: the tensor-core prefill attention (scripts/gpu-prefill-check.sh): its kernel tests and
+# those of the elementwise ops, the 8192-token prefill beside cuBLAS and beside the same step with
+# the previous kernel and scalar ops (PREFILL_BASELINE=decode: the decode-style kernel), and an op
+# profile (~150 s; 85 s with PREFILL_LOGITS=0 PREFILL_BENCH_TIMEOUT=30).
 if [ "${GPUENG_PREFILL:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-prefill-check.sh" "$cli" "$ops" "$out" "$(find "$b" -name xquant_engine_logits -type f | head -1)" \
     2>&1 | tee "$out/prefill.log"

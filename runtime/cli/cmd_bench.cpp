@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -121,6 +122,21 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
       w.output_len = 4;
       w.kv_dtype = kv == "bf16" ? XQ_DTYPE_BF16 : XQ_DTYPE_F32;
       run_serve_bench(*model, w);
+      // On a device, also the widest prefill step the runs below take, so
+      // that no TTFT includes the engine's scratch growing to that many rows
+      // (each growth frees the old buffer, which waits for the device).
+      if (provider != "cpu") {
+        const int64_t step_rows = args.get_int("max-step-tokens", 2048);
+        int64_t longest = 1;
+        for (const auto& io : lengths) longest = std::max(longest, io.first);
+        w.input_len = std::min(longest, step_rows);
+        const int64_t most = *std::max_element(conc.begin(), conc.end());
+        w.concurrency = std::max<int64_t>(1, std::min(most, step_rows / w.input_len));
+        w.output_len = 1;
+        w.max_step_tokens = step_rows;
+        w.block_size = args.get_int("block-size", 16);
+        run_serve_bench(*model, w);
+      }
     }
     for (const auto& [in, out] : lengths)
       for (int64_t c : conc) {
