@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE and GPUENG_KERNELS add the benchmarks below.
+# GPUENG_DECODE, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE and GPUENG_KERNELS add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -83,6 +83,9 @@ if [ -d "$w4" ]; then
   done
 fi
 fi  # GPUENG_BASE
+# Optional: the batch-1 decode kernels (scripts/gpu-decode-check.sh: split-K ATTENTION, BF16 few-row
+# MATMUL; their tests, engine A/B against the previous kernels, device times; ~15 s).
+if [ "${GPUENG_DECODE:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-check.sh" "$b" "$out" 2>&1 | tee "$out/decode.log"; fi
 # Optional: the decode benchmark (scripts/gpu-decode-bench.sh) when present.
 if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench.log"; fi
 # Optional: open-to-first-token on cuda, xq (stored cuda layouts) vs compressed-tensors
