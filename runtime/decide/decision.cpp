@@ -455,8 +455,13 @@ std::filesystem::path report_path_of(const Pipeline& p) {
 
 }  // namespace
 
-Decision decide(Runtime& rt, const Pipeline& p) {
+Decision decide(Runtime& rt, const Pipeline& p) { return decide(rt, p, !p.accuracy.enabled); }
+
+Decision decide(Runtime& rt, const Pipeline& p, bool layers_on_demand) {
   const auto t0 = Clock::now();
+  if (layers_on_demand && p.accuracy.enabled)
+    fail(XQ_ERR_INVALID_ARGUMENT, "decide: layers on demand only without an accuracy section (evaluating end to end "
+         "needs every weight in memory)");
   const QuantRule& rule = the_automatic_rule(p);
   if (!p.calibration.enabled)
     fail(XQ_ERR_INVALID_ARGUMENT,
@@ -479,10 +484,12 @@ Decision decide(Runtime& rt, const Pipeline& p) {
   ModelOptions mo;
   mo.dequantize_all = true;
   mo.tokenizer_from = p.calibration.tokenizer;
+  mo.layers_on_demand = layers_on_demand;
   d.float_model = Model::open(rt, p.model_path, mo);
   Model& model = *d.float_model;
   d.candidate_rules = candidate_rules(rt, p, rule);
   ProfilePlan plan = plan_for(rt, p, rule, model, d.candidate_rules);
+  plan.keep_weights = p.accuracy.enabled;
   d.int8_rule = d.candidate_rules.back();
   d.candidate_rules.pop_back();
   for (const auto& r : d.candidate_rules) d.candidates.push_back(r.algorithm_names());

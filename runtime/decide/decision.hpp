@@ -82,4 +82,11 @@ RunReport run_automatic(Runtime& runtime, Pipeline& pipeline);
 // call this.
 Decision decide(Runtime& runtime, const Pipeline& pipeline);
 
+// The same, choosing how the float model is held. layers_on_demand: one
+// layer's F32 weights at a time (ModelOptions::layers_on_demand, as the
+// calibrated runner opens it), so the profile runs on models larger than
+// memory; only without an accuracy section (evaluating end to end needs the
+// whole model). decide() above holds layers on demand exactly then.
+Decision decide(Runtime& runtime, const Pipeline& pipeline, bool layers_on_demand);
+
 }  // namespace xquant::decide

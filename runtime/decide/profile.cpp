@@ -279,6 +279,10 @@ std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::ve
     for (const auto& rule : plan.candidates) gp.candidates.push_back(trial.run(rule));
     choose_candidate(gp);
     if (plan.want_int8) gp.int8 = trial.run(plan.int8);
+    if (!plan.keep_weights) {
+      for (auto& c : gp.candidates) std::vector<std::vector<float>>().swap(c.weights);
+      std::vector<std::vector<float>>().swap(gp.int8.weights);
+    }
     if (plan.static_w8a8 && activations_have_outliers(gp.activations, &gp.activation_why)) {
       gp.dynamic_activations = true;
       gp.activation_why = "static per-tensor activation scale refused: " + gp.activation_why +

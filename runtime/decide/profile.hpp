@@ -85,6 +85,10 @@ struct ProfilePlan {
   // MoE layers: how experts with few routed tokens are calibrated (the
   // pipeline's calibration.moe).
   MoeCalibration moe;
+  // Keep each candidate's dequantized weights (CandidateResult::weights) for
+  // the end-to-end evaluation. Without one they are dropped once scored, so
+  // the profile holds one layer's worth at a time.
+  bool keep_weights = true;
   bool static_w8a8 = false;  // the request: static per-tensor activation scales
   bool w8a8 = false;         // the request quantizes activations (static or dynamic)
 };
