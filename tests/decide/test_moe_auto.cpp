@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <set>
 #include <string>
 #include <sys/wait.h>
@@ -111,7 +112,8 @@ void expect_one_group_per_layer(const xquant::test::Cfg& c, const AutoRun& r) {
     }
 }
 
-// All experts of a layer in one config group, or all dense (ignored, BF16).
+// All experts of a layer (the shared one too) written with one scheme, each
+// in exactly one config group, or all dense (ignored, BF16).
 // The routers: dense F32 (the source dtype) and ignored.
 void expect_experts_written_alike(const xquant::test::Cfg& c, const AutoRun& r) {
   std::set<std::string> ignored;
@@ -121,15 +123,25 @@ void expect_experts_written_alike(const xquant::test::Cfg& c, const AutoRun& r) 
     for (const auto& m : expert_modules(c, l)) {
       std::string in = ignored.count(m) ? "ignore" : "";
       // One config group is written with targets ["Linear"] (every Linear
-      // not ignored), several name their modules.
+      // not ignored), several name their modules (experts by anchored
+      // "re:" patterns, as Python's re.match reads them).
       for (const auto& [gname, g] : r.quant_config["config_groups"].items())
-        for (const auto& t : g["targets"])
-          if (!ignored.count(m) && (t == m || t == "Linear")) in += gname;
+        for (const auto& t : g["targets"]) {
+          const std::string s = t.get<std::string>();
+          const bool hit = s.rfind("re:", 0) == 0
+                               ? std::regex_search(m, std::regex(s.substr(3)), std::regex_constants::match_continuous)
+                               : (s == m || s == "Linear");
+          if (!ignored.count(m) && hit) in += gname;
+        }
       EXPECT_TRUE(in == "ignore" || (in.size() && in.find("ignore") == std::string::npos)) << m << ": " << in;
       if (in == "ignore") {
         EXPECT_EQ(r.dtypes.at(m + ".weight"), "BF16") << m;
       }
-      where.insert(in);
+      // Written alike: one scheme (the writer keeps routed experts in a
+      // config group of their own, so the shared expert's group is another
+      // one with the same scheme).
+      const nlohmann::json& groups = r.quant_config["config_groups"];
+      where.insert(groups.contains(in) ? groups[in]["weights"].dump() : in);
     }
     EXPECT_EQ(where.size(), 1u) << "layer " << l << " experts split over " << nlohmann::json(where);
     const std::string router = xquant::test::block(c, l) + "gate";
