@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # decide_mixed_interop.sh: mixed-precision decision-engine checkpoints at
 # group size 32 (int4 g32, the per-channel fallback of down_proj, the int8
-# rung, the bf16 rung) read by compressed-tensors and transformers, against
+# rung, the bf16 rung) and MoE ones (experts config groups) read by
+# compressed-tensors and transformers, against
 # our engine's logits (decide_mixed_interop.py says what is compared, the
 # bounds, and transformers' dequantize=True limitation).
 #
@@ -9,8 +10,8 @@
 #
 # Uses the torch venv of ct_interop.sh,
 # ${XQUANT_INTEROP_VENV:-${XDG_CACHE_HOME:-~/.cache}/xquant-interop}; exit 3
-# when it is missing (test.sh then lists the check as not run). About 20 s on
-# 2 cores.
+# when it is missing (test.sh then lists the check as not run). About 60 s on
+# 2 busy cores (load ~10).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
