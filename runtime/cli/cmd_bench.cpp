@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -112,7 +113,7 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
     auto model = Model::open(runtime, spec.path, mo);
     xq_memory_info mi{};
     const bool have_mem = model->kernels().memory_info(&mi);
-    const uint64_t resident = have_mem ? mi.in_use : model->weight_bytes_per_token();
+    const uint64_t resident = have_mem ? mi.in_use : model->weight_bytes();
     const uint64_t wbytes = model->weight_bytes_per_token();
     {  // warm-up: kernels' first launches, cuBLAS handles, scratch growth
       ServeBenchConfig w;
@@ -121,6 +122,21 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
       w.output_len = 4;
       w.kv_dtype = kv == "bf16" ? XQ_DTYPE_BF16 : XQ_DTYPE_F32;
       run_serve_bench(*model, w);
+      // On a device, also the widest prefill step the runs below take, so
+      // that no TTFT includes the engine's scratch growing to that many rows
+      // (each growth frees the old buffer, which waits for the device).
+      if (provider != "cpu") {
+        const int64_t step_rows = args.get_int("max-step-tokens", 2048);
+        int64_t longest = 1;
+        for (const auto& io : lengths) longest = std::max(longest, io.first);
+        w.input_len = std::min(longest, step_rows);
+        const int64_t most = *std::max_element(conc.begin(), conc.end());
+        w.concurrency = std::max<int64_t>(1, std::min(most, step_rows / w.input_len));
+        w.output_len = 1;
+        w.max_step_tokens = step_rows;
+        w.block_size = args.get_int("block-size", 16);
+        run_serve_bench(*model, w);
+      }
     }
     for (const auto& [in, out] : lengths)
       for (int64_t c : conc) {
@@ -177,7 +193,8 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
                          {"tpot_ms", {{"p50", r.tpot_p50 * 1e3}, {"p99", r.tpot_p99 * 1e3}}},
                          {"peak_device_gib", gib(r.peak_device_bytes)},
                          {"resident_after_load_gib", gib(resident)},
-                         {"weight_bytes_per_token", wbytes},
+                         {"weight_bytes_per_token", wbytes},  // MoE: top_k experts per layer
+                         {"weight_bytes_total", model->weight_bytes()},
                          {"kv_dtype", kv},
                          {"kv_block_size", cfg.block_size},
                          {"kv_blocks", r.kv_blocks},

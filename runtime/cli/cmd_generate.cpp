@@ -4,6 +4,7 @@
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "engine/evaluate.hpp"
+#include "engine/load_phases.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -29,12 +30,16 @@ int cmd_generate(const RuntimeOptions& options, int argc, char** argv) {
   if (go.n_tokens < 0) throw UsageError("-n must be >= 0");
   if (go.temperature < 0) throw UsageError("--temp must be >= 0");
   Runtime runtime(options);
+  load_phase("runtime and plugins");
   ModelOptions mo;
   mo.provider = args.get_or("provider", "cpu");
   mo.tokenizer_from = args.get_or("tokenizer", "");
   auto model = Model::open(runtime, *args.get("model"), mo);
   std::string prompt = args.get_or("prompt", "");
+  model->tokenizer();
+  load_phase("tokenizer");
   auto r = generate(*model, prompt, go);
+  load_phase("generate (prefill and the new tokens)");
   if (args.flag("json")) {
     size_t n = r.tokens.size();
     nlohmann::json j{{"prompt", prompt},

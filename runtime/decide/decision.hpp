@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,7 @@ struct Decision {
   double scaled_rho = std::numeric_limits<double>::quiet_NaN();
   Accuracy auto_on_subset;       // the chosen configuration on the ranking subset
   size_t evaluations_reused = 0;  // fallback evaluations answered from the memo
+  uint64_t layer_tokens_evaluated = 0;  // token x layer passes of every held-out evaluation (their cost)
   std::vector<std::string> ladder;
   FallbackResult fallback;                      // the one written
   std::vector<FallbackResult> fallback_methods;  // knapsack, greedy, weight-error (the baseline)
@@ -78,15 +80,23 @@ struct Decision {
 // explain_only the decision is printed and nothing is written.
 RunReport run_automatic(Runtime& runtime, Pipeline& pipeline);
 
+// How the decision saves evaluations. With shortcuts (the default) a
+// whole-set evaluation of a configuration already scored on the subset runs
+// only the other windows, and a fallback method that can no longer be the
+// one written stops on the subset (fallback.hpp, EvaluationMemo); the
+// decision is the same either way (tests/decide/test_evaluation_reuse.cpp).
+struct DecideOptions {
+  bool shortcuts = true;
+  // How the float model is held. true: one layer's F32 weights at a time
+  // (ModelOptions::layers_on_demand, as the calibrated runner opens it), so
+  // the profile runs on models larger than memory; only without an accuracy
+  // section (evaluating end to end needs the whole model). Unset: exactly
+  // when there is no accuracy section.
+  std::optional<bool> layers_on_demand;
+};
+
 // The decision without writing (the engine's first four steps); the tests
 // call this.
-Decision decide(Runtime& runtime, const Pipeline& pipeline);
-
-// The same, choosing how the float model is held. layers_on_demand: one
-// layer's F32 weights at a time (ModelOptions::layers_on_demand, as the
-// calibrated runner opens it), so the profile runs on models larger than
-// memory; only without an accuracy section (evaluating end to end needs the
-// whole model). decide() above holds layers on demand exactly then.
-Decision decide(Runtime& runtime, const Pipeline& pipeline, bool layers_on_demand);
+Decision decide(Runtime& runtime, const Pipeline& pipeline, const DecideOptions& options = {});
 
 }  // namespace xquant::decide

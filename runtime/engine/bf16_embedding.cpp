@@ -38,6 +38,7 @@ bool Model::keep_bf16_embedding(const TensorEntry& et) {
 }
 
 xq_device_tensor Model::embedding_table() const {
+  if (d_embed16_) return dtensor(embed16_dtype_, {arch_.vocab, arch_.hidden}, d_embed16_.data());  // device_tables.cpp
   if (!embed_bf16_.empty()) return dtensor(embed16_dtype_, {arch_.vocab, arch_.hidden}, embed_bf16_.data());
   return f32({arch_.vocab, arch_.hidden}, embedding());
 }

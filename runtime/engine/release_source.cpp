@@ -5,17 +5,26 @@
 // every page a load reads stays in the process's resident set for as long as
 // the checkpoint is open, beside the copy the engine made of it: the packed
 // weight of a repacked Linear, the F32 vector of a dense one. Once the copy
-// is made, madvise(MADV_PAGEOUT) (Linux 5.4) drops those pages from this
-// process. It never changes the memory's contents (a later read of the same
-// tensor faults the pages back in from the file), so it is safe whatever the
-// loader does with the view; pages the tensor shares with a neighbour at
-// either end are kept. Where the kernel has no MADV_PAGEOUT the pages simply
-// stay (one debug line says so).
+// is made, those pages leave this process:
+//   - file pages (what the loaders' read-only maps hold):
+//     madvise(MADV_DONTNEED) unmaps them and leaves them in the page cache;
+//     a later read faults the very same file bytes back in, and the next
+//     process to load the model reads them from memory, not from the disk;
+//   - anything else (a loader's view into memory of its own, pages it
+//     wrote): madvise(MADV_PAGEOUT) (Linux 5.4), which never changes memory
+//     contents, where MADV_DONTNEED would zero them.
+//     MADV_PAGEOUT is not used on file mappings: it also evicts clean file
+//     pages from the page cache (mm/madvise.c, madvise_cold_or_pageout_pte_range
+//     -> reclaim_pages), so every load of a model re-read its tables from
+//     disk.
+// Pages the tensor shares with a neighbour at either end are kept. Where the
+// kernel refuses, the pages simply stay (one debug line says so).
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "engine/model.hpp"
 #include "engine/release_source.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #ifdef __GLIBC__
@@ -30,25 +39,60 @@ namespace xquant {
 
 namespace {
 
+// Whether madvise(MADV_DONTNEED) leaves every page of [begin, end) (page
+// aligned) reading as it does now, per /proc/self/pagemap (the kernel's
+// Documentation/admin-guide/mm/pagemap.rst: bit 63 present, 62 swapped, 61
+// file page or shared anonymous): each page is either not present and not
+// swapped (a file page not mapped in yet, or anonymous memory never written,
+// which reads zero either way) or a present file / shared page (dropped from
+// this process only; a private page the process wrote is anonymous and
+// fails the test). False when pagemap cannot be read.
+bool dontneed_keeps_contents(uint64_t begin, uint64_t end, uint64_t page) {
+  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);  // per call: "self" is fixed at open
+  if (fd < 0) return false;
+  constexpr uint64_t kPresent = uint64_t{1} << 63, kSwapped = uint64_t{1} << 62, kFileOrShared = uint64_t{1} << 61;
+  uint64_t entries[512];
+  bool ok = true;
+  for (uint64_t p = begin; ok && p < end;) {
+    const uint64_t n = std::min<uint64_t>(512, (end - p) / page);
+    const ssize_t want = static_cast<ssize_t>(n * sizeof(uint64_t));
+    if (::pread(fd, entries, static_cast<size_t>(want), static_cast<off_t>(p / page * sizeof(uint64_t))) != want) {
+      ok = false;
+      break;
+    }
+    for (uint64_t i = 0; i < n && ok; ++i)
+      ok = !(entries[i] & kSwapped) && (!(entries[i] & kPresent) || (entries[i] & kFileOrShared));
+    p += n * page;
+  }
+  ::close(fd);
+  return ok;
+}
+
 // Bytes given back, or 0 when nothing whole-page was inside [data, data + n)
 // or the kernel refused.
 uint64_t page_out(const void* data, uint64_t n) {
-#ifdef MADV_PAGEOUT
   static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  static bool supported = true;
-  if (!supported || !data || n < page) return 0;
+  if (!data || n < page) return 0;
   const uint64_t begin = (reinterpret_cast<uint64_t>(data) + page - 1) / page * page;
   const uint64_t end = (reinterpret_cast<uint64_t>(data) + n) / page * page;
   if (end <= begin) return 0;
-  if (::madvise(reinterpret_cast<void*>(begin), static_cast<size_t>(end - begin), MADV_PAGEOUT) != 0) {
+  void* const at = reinterpret_cast<void*>(begin);
+  const size_t len = static_cast<size_t>(end - begin);
+  if (dontneed_keeps_contents(begin, end, page)) {
+    if (::madvise(at, len, MADV_DONTNEED) == 0) return end - begin;
+    logger().debug("madvise(MADV_DONTNEED) failed ({}): checkpoint pages stay resident after load", std::strerror(errno));
+    return 0;
+  }
+#ifdef MADV_PAGEOUT
+  static bool supported = true;
+  if (!supported) return 0;
+  if (::madvise(at, len, MADV_PAGEOUT) != 0) {
     logger().debug("madvise(MADV_PAGEOUT) failed ({}): checkpoint pages stay resident after load", std::strerror(errno));
     supported = false;
     return 0;
   }
   return end - begin;
 #else
-  (void)data;
-  (void)n;
   return 0;
 #endif
 }

@@ -159,7 +159,7 @@ void check_case(int64_t H, int64_t KVH, int64_t D, int64_t BS, int64_t T, int64_
   const std::vector<int32_t> want = expected_tiles(P);
   auto in_prefill_tile = [&](int64_t t) { return want[static_cast<size_t>(t / xqcuda::kPrefillTileRows)] != 0; };
 
-  // The kernel alone.
+  // The kernel alone, with each split of the query heads over CTAs.
   xqcuda::PagedAttentionArgs a;
   a.q = static_cast<const float*>(dq.p);
   a.kpool = dk.p;
@@ -172,10 +172,12 @@ void check_case(int64_t H, int64_t KVH, int64_t D, int64_t BS, int64_t T, int64_
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
   a.out = dout.p;
   a.out_type = xqcuda::DType::F32;
+  for (const auto cta : {xqcuda::PrefillCta::Group, xqcuda::PrefillCta::PerHead}) {
+  SCOPED_TRACE(cta == xqcuda::PrefillCta::Group ? "one CTA per GQA group" : "one CTA per query head");
   dout.poison();
   // The provider's uploads ran on its stream; the kernel runs on the legacy one.
   ASSERT_EQ(pl.vt->synchronize(pl.state), XQ_OK);
-  ASSERT_EQ(xqcuda::prefill_attention(a, static_cast<int32_t*>(dflags.p), nullptr), cudaSuccess);
+  ASSERT_EQ(xqcuda::prefill_attention(a, static_cast<int32_t*>(dflags.p), nullptr, cta), cudaSuccess);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   EXPECT_EQ(dflags.get<int32_t>(want.size()), want);
   const auto alone = dout.get<float>(P.q.size());
@@ -193,6 +195,7 @@ void check_case(int64_t H, int64_t KVH, int64_t D, int64_t BS, int64_t T, int64_
   for (int64_t t = 0; t < P.T; ++t) tile_rows += in_prefill_tile(t) ? 1 : 0;
   EXPECT_EQ(finite_in_tiles, tile_rows * static_cast<size_t>(per_row));
   EXPECT_EQ(touched_elsewhere, 0u);
+  }
 
   // The op: the prefill path and the decode kernel together.
   dout.poison();
@@ -223,11 +226,14 @@ void check_case(int64_t H, int64_t KVH, int64_t D, int64_t BS, int64_t T, int64_
 
 TEST(CudaPrefillAttention, MatchesFloat64ReferenceAcrossChunkShapes) {
   XQ_REQUIRE_GPU();
-  // T x start position, each with a GQA group (1, 4, 7, 8) and head dim (64, 128).
+  // T x start position, each with a GQA group (1, 2, 3, 4, 5, 7, 8, 16: every
+  // CTA shape, 64 positions of one head down to 8 positions of 16 heads) and
+  // head dim (64, 128).
   struct C { int64_t T, p0, group, D; };
   const C cases[] = {{1, 0, 1, 64},     {1, 300, 8, 128},  {17, 0, 4, 128},  {17, 300, 7, 64},
                      {64, 0, 7, 128},   {64, 300, 1, 128}, {200, 0, 8, 64},  {200, 300, 4, 128},
-                     {1000, 0, 8, 128}, {1000, 300, 7, 128}, {200, 300, 1, 64}, {64, 0, 16, 64}};
+                     {1000, 0, 8, 128}, {1000, 300, 7, 128}, {200, 300, 1, 64}, {64, 0, 16, 64},
+                     {300, 50, 2, 128}, {100, 20, 3, 64},  {150, 0, 5, 128},  {129, 700, 16, 128}};
   for (const auto& c : cases) check_case(2 * c.group, 2, c.D, 16, c.T, c.p0);
 }
 
@@ -295,12 +301,19 @@ TEST(CudaPrefillAttention, DISABLED_Speed8192Rows) {
     return static_cast<double>(ms) / reps;
   };
   const double flop = 4.0 * static_cast<double>(T) * static_cast<double>(T) / 2 * H * D;
-  const double tc = time_ms(10, [&] { ASSERT_EQ(xqcuda::prefill_attention(a, static_cast<int32_t*>(dflags.p), nullptr), cudaSuccess); });
+  auto tensor_core = [&](xqcuda::PrefillCta cta) {
+    return time_ms(10, [&] {
+      ASSERT_EQ(xqcuda::prefill_attention(a, static_cast<int32_t*>(dflags.p), nullptr, cta), cudaSuccess);
+    });
+  };
+  const double tc = tensor_core(xqcuda::PrefillCta::Group), per_head = tensor_core(xqcuda::PrefillCta::PerHead);
   const double dk_ms = time_ms(2, [&] { ASSERT_EQ(xqcuda::paged_attention(a, 1, nullptr, nullptr), cudaSuccess); });
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::printf("prefill attention 8192 rows, 32/8 heads, D 128, BF16 pools: tensor-core %.3f ms (%.1f TFLOP/s), "
+  std::printf("prefill attention 8192 rows, 32/8 heads, D 128, BF16 pools: tensor-core %.3f ms (%.1f TFLOP/s) "
+              "[one CTA per query head %.3f ms (%.1f TFLOP/s), %.2fx], "
               "decode-style %.3f ms (%.1f TFLOP/s), ratio %.1fx\n",
-              tc, flop / tc / 1e9, dk_ms, flop / dk_ms / 1e9, dk_ms / tc);
+              tc, flop / tc / 1e9, per_head, flop / per_head / 1e9, per_head / tc, dk_ms, flop / dk_ms / 1e9,
+              dk_ms / tc);
 }
 
 }  // namespace

@@ -39,7 +39,9 @@ TEST(DecideLayersOnDemand, SameDecisionAsTheWholeModelInMemory) {
   Runtime rt(o);
   Pipeline p = profile_only_pipeline();
   validate_with_plugins(p, rt);
-  const decide::Decision whole = decide::decide(rt, p, false);
+  decide::DecideOptions in_memory;
+  in_memory.layers_on_demand = false;
+  const decide::Decision whole = decide::decide(rt, p, in_memory);
   const decide::Decision on_demand = decide::decide(rt, p);  // no accuracy section: on demand
   ASSERT_TRUE(on_demand.float_model->layers_on_demand());
   ASSERT_FALSE(whole.float_model->layers_on_demand());
@@ -76,7 +78,9 @@ TEST(DecideLayersOnDemand, RefusedWithAnAccuracySection) {
   Pipeline p = profile_only_pipeline();
   p.accuracy.enabled = true;
   try {
-    decide::decide(rt, p, true);
+    decide::DecideOptions on_demand;
+    on_demand.layers_on_demand = true;
+    decide::decide(rt, p, on_demand);
     FAIL() << "layers on demand with an accuracy section must be refused";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("accuracy section"), std::string::npos) << e.what();

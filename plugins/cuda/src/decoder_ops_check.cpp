@@ -250,7 +250,11 @@ void run_decoder_op(const xq_op& op, cudaStream_t stream) {
                     stream);
       break;
     case XQ_OP_SWIGLU:
-      if (row_strided(s[0]) || row_strided(s[1])) {
+      // Plain [rows, cols] tensors too go through swiglu_rows (its 16-byte
+      // path when types and alignment allow).
+      if (row_strided(s[0]) || row_strided(s[1]) ||
+          (s[0].ndim == 2 && s[1].ndim == 2 && s[1].shape[0] == s[0].shape[0] && s[1].shape[1] == s[0].shape[1] &&
+           contiguous(s[0]) && contiguous(s[1]))) {
         e = swiglu_rows(s[0].data, float_type(s[0].dtype), row_pitch(s[0]), s[1].data, float_type(s[1].dtype),
                         row_pitch(s[1]), rows_of(s[0]), cols_of(s[0]), d.data, float_type(d.dtype), stream);
         break;

@@ -6,6 +6,7 @@
 
 #include "common.cuh"
 #include "fused_ops.hpp"
+#include "vector_elementwise.hpp"
 
 namespace xqcuda {
 
@@ -95,6 +96,8 @@ cudaError_t convert_rows(const void* src, DType st, int64_t rows, int64_t cols, 
                          cudaStream_t stream) {
   const int64_t n = rows * cols;
   if (n <= 0) return cudaSuccess;
+  if (vector_rows_apply(src, st, ld, nullptr, st, 0, cols, dst, dt))
+    return convert_rows_vec(src, st, ld, rows, cols, dst, dt, stream);
   convert_rows_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(src, st, cols, ld, n, dst, dt);
   return cudaGetLastError();
 }
@@ -103,6 +106,8 @@ cudaError_t swiglu_rows(const void* a, DType at, int64_t lda, const void* b, DTy
                         int64_t cols, void* y, DType yt, cudaStream_t stream) {
   const int64_t n = rows * cols;
   if (n <= 0) return cudaSuccess;
+  if (at == bt && vector_rows_apply(a, at, lda, b, bt, ldb, cols, y, yt))
+    return swiglu_rows_vec(a, at, lda, b, ldb, rows, cols, y, yt, stream);
   swiglu_rows_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(a, at, lda, b, bt, ldb, cols, n, y, yt);
   return cudaGetLastError();
 }

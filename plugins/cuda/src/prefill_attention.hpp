@@ -27,9 +27,17 @@ bool prefill_attention_applies(const PagedAttentionArgs& a, int64_t max_chunk_ro
 // Bytes of device workspace the path needs (one flag per tile).
 size_t prefill_attention_workspace(int64_t T);
 
+// How the kernel's CTAs split the query heads: Group (the default) gives a
+// CTA every query head of one KV head, so each K/V tile is read once per
+// GQA group; PerHead gives a CTA one query head (the kernel before the
+// grouping, kept to measure against). Default reads XQUANT_PREFILL_GQA_FUSE
+// (0 = PerHead; anything else or unset = Group).
+enum class PrefillCta { Default, Group, PerHead };
+
 // Marks the prefill tiles (flags: int32 [ceil(T / kPrefillTileRows)]) and
 // runs the tensor-core kernel over them. The decode kernel must then be told
 // to skip those tiles (paged_attention's `skip_tiles`).
-cudaError_t prefill_attention(const PagedAttentionArgs& a, int32_t* tile_flags, cudaStream_t stream);
+cudaError_t prefill_attention(const PagedAttentionArgs& a, int32_t* tile_flags, cudaStream_t stream,
+                              PrefillCta cta = PrefillCta::Default);
 
 }  // namespace xqcuda

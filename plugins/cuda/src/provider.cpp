@@ -132,7 +132,9 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
     device_count_ = 0;
     return;
   }
-  for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_}) s->keep = &graphs_;
+  for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_, &s_moe_sorted_,
+                     &s_moe_blocks_, &s_moe_y_})
+    s->keep = &graphs_;
   lt_ok_ = lt_.load(&lt_why_);
   if (const char* env = std::getenv("XQUANT_CUDA_W4_FUSED_MAX_M")) w4_fused_max_m_ = std::max(1L, std::atol(env));
   init_w4_hopper();

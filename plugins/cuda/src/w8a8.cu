@@ -4,6 +4,7 @@
 // per-channel scales, bias, cast), dense INT8/FP8 weight dequantization, and
 // dtype conversion. The GEMMs themselves run in cuBLASLt (cublaslt.cpp).
 #include "common.cuh"
+#include "vector_elementwise.hpp"
 
 namespace xqcuda {
 namespace {
@@ -207,6 +208,7 @@ cudaError_t dequant_rows(const void* w, DType w_type, int64_t N, int64_t K, cons
 }
 
 cudaError_t convert(const void* src, DType st, void* dst, DType dt, int64_t n, cudaStream_t stream) {
+  if (vector_rows_apply(src, st, n, nullptr, st, 0, n, dst, dt)) return convert_rows_vec(src, st, n, 1, n, dst, dt, stream);
   k_convert<<<blocks_for(n, 256), 256, 0, stream>>>(src, st, dst, dt, n);
   return cudaGetLastError();
 }
