@@ -117,6 +117,10 @@ light_interop "engine vs transformers" tests/interop/engine_hf_interop.sh build
 # transformers + compressed-tensors against our engine's logits; the same
 # torch venv; ~30 s.
 light_interop "decision bf16 rung interop" tests/interop/decide_bf16_interop.sh build
+# Mixed-precision decision checkpoints at g32 (per-channel fallback, int8 and
+# bf16 rungs) and on a tiny qwen3_moe, read by compressed-tensors and
+# transformers; the same torch venv; ~60 s.
+light_interop "decision mixed-precision interop" tests/interop/decide_mixed_interop.sh build
 # llama.cpp itself runs the GGUFs we write, with our greedy ids and perplexity.
 # The first run builds llama.cpp from the llama-cpp-python sdist into
 # ~/.cache/xquant/llama-cpp (scripts/fetch-llama-cpp.sh: ~7 CPU-minutes, about

@@ -5,6 +5,7 @@
 #include "core/log.hpp"
 #include "decide/activation_sim.hpp"
 #include "decide/held_out_tokens.hpp"
+#include "decide/moe_groups.hpp"
 #include "decide/overlap.hpp"
 #include "decide/report.hpp"
 #include "engine/evaluate.hpp"
@@ -138,16 +139,27 @@ ProfilePlan plan_for(Runtime& rt, const Pipeline& p, const QuantRule& rule, cons
   const bool ragged = format.has_capability("ragged-groups");
   ProfilePlan plan;
   const Architecture& arch = model.arch();
-  for (const auto& L : arch.layers)
-    for (size_t g = 0; g < L.groups.size(); ++g)
+  for (const auto& L : arch.layers) {
+    if (L.moe && rule.activations.enabled)
+      fail(XQ_ERR_UNSUPPORTED,
+           "{}: 'algorithm: auto' with activation quantization does not handle Mixture-of-Experts layers yet "
+           "(layer {}); ask for weight-only quantization, or give the experts a rule with an algorithm",
+           rule.mark.text(), L.index);
+    for (size_t g = 0; g < L.groups.size(); ++g) {
+      if (L.groups[g].stats_only) continue;  // a MoE expert's routed-token statistics; its Linears are in mlp_in
       for (int li : L.groups[g].linears) {
         const LinearDesc& d = L.linears[static_cast<size_t>(li)];
+        // Routers stay dense whatever the targets say: a flipped top-k choice
+        // sends a token to other experts altogether.
+        if (L.moe && (li == L.experts.router || li == L.experts.shared_expert_gate)) continue;
         if (!targeted(rule, p, d.module)) continue;
         plan.members[{L.index, static_cast<int>(g)}].push_back(li);
         std::string why;
         plan.schemes[d.module] = effective_weights(rule.weights, d.in, ragged, &why);
         if (!why.empty()) logger().debug("decide: {}: {}", d.module, why);
       }
+    }
+  }
   if (plan.members.empty())
     fail(XQ_ERR_INVALID_ARGUMENT, "{}: 'algorithm: auto' matched no Linear inside the decoder layers", rule.mark.text());
   plan.int8 = rules.back();
@@ -156,6 +168,7 @@ ProfilePlan plan_for(Runtime& rt, const Pipeline& p, const QuantRule& rule, cons
   const auto& ladder = p.accuracy.fallback;
   plan.want_int8 = p.accuracy.enabled && rule.weights.bits < 8 &&
                    std::find(ladder.begin(), ladder.end(), "int8") != ladder.end();
+  plan.moe = p.calibration.moe;
   plan.static_w8a8 = rule.activations.enabled && !rule.activations.dynamic;
   plan.w8a8 = rule.activations.enabled;
   return plan;
@@ -465,6 +478,10 @@ std::filesystem::path report_path_of(const Pipeline& p) {
 
 Decision decide(Runtime& rt, const Pipeline& p, const DecideOptions& options) {
   const auto t0 = Clock::now();
+  const bool layers_on_demand = options.layers_on_demand.value_or(!p.accuracy.enabled);
+  if (layers_on_demand && p.accuracy.enabled)
+    fail(XQ_ERR_INVALID_ARGUMENT, "decide: layers on demand only without an accuracy section (evaluating end to end "
+         "needs every weight in memory)");
   const QuantRule& rule = the_automatic_rule(p);
   if (!p.calibration.enabled)
     fail(XQ_ERR_INVALID_ARGUMENT,
@@ -487,16 +504,18 @@ Decision decide(Runtime& rt, const Pipeline& p, const DecideOptions& options) {
   ModelOptions mo;
   mo.dequantize_all = true;
   mo.tokenizer_from = p.calibration.tokenizer;
+  mo.layers_on_demand = layers_on_demand;
   d.float_model = Model::open(rt, p.model_path, mo);
   Model& model = *d.float_model;
   d.candidate_rules = candidate_rules(rt, p, rule);
   ProfilePlan plan = plan_for(rt, p, rule, model, d.candidate_rules);
+  plan.keep_weights = p.accuracy.enabled;
   d.int8_rule = d.candidate_rules.back();
   d.candidate_rules.pop_back();
   for (const auto& r : d.candidate_rules) d.candidates.push_back(r.algorithm_names());
   auto samples = LayerwiseCalibrator::samples_from_text(model, calibration, p.calibration.samples,
                                                         p.calibration.seq_len, p.calibration.seed);
-  d.groups = profile_groups(rt, model, std::move(samples), plan, p.calibration.seed);
+  d.groups = merge_moe_groups(model.arch(), profile_groups(rt, model, std::move(samples), plan, p.calibration.seed));
   for (const auto& g : d.groups)
     for (size_t k = 0; k < g.candidates.size(); ++k)
       if (g.candidates[k].algorithm == "gptq") d.seconds.gptq_algorithm += g.candidates[k].seconds;

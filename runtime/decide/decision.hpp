@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,12 @@ RunReport run_automatic(Runtime& runtime, Pipeline& pipeline);
 // decision is the same either way (tests/decide/test_evaluation_reuse.cpp).
 struct DecideOptions {
   bool shortcuts = true;
+  // How the float model is held. true: one layer's F32 weights at a time
+  // (ModelOptions::layers_on_demand, as the calibrated runner opens it), so
+  // the profile runs on models larger than memory; only without an accuracy
+  // section (evaluating end to end needs the whole model). Unset: exactly
+  // when there is no accuracy section.
+  std::optional<bool> layers_on_demand;
 };
 
 // The decision without writing (the engine's first four steps); the tests

@@ -22,6 +22,19 @@ namespace {
 
 const char* kRoles[] = {"attn_qkv", "attn_o", "mlp_gate_up", "mlp_down"};
 
+// The role algorithms see: a MoE layer's groups after mlp_in are down_projs
+// (as pipeline/calibrated_runner.cpp tells them).
+const char* role_of(const LayerDesc& desc, int g) {
+  return desc.moe && g > LayerDesc::kMlpIn ? kRoles[LayerDesc::kMlpOut] : kRoles[g];
+}
+
+// A dense layer's groups by role; a MoE layer's expert groups by their own
+// names (model.layers.L.mlp.experts.E.mlp_out).
+std::string group_name(const LayerDesc& desc, int g) {
+  if (desc.moe && g > LayerDesc::kMlpIn) return desc.groups[static_cast<size_t>(g)].name;
+  return fmt::format("model.layers.{}.{}", desc.index, kRoles[g]);
+}
+
 
 
 
@@ -105,7 +118,7 @@ class GroupTrial {
     };
     try {
       const auto t0 = std::chrono::steady_clock::now();
-      GroupResult result = quantize(rule, lw, in, prev);
+      GroupResult result = quantize(rule, lw, prev);
       c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const std::vector<float> divisor = input_divisors(prev, prev_before, in.cols);
       double reference = 0, weight_diff = 0, weight_ref = 0;
@@ -117,17 +130,22 @@ class GroupTrial {
           for (int64_t r = 0; r < q->rows; ++r)
             for (int64_t j = 0; j < q->cols; ++j)
               w[r * q->cols + j] = static_cast<float>(w[r * q->cols + j] / static_cast<double>(divisor[j]));
-        c.output_error += weighted_error(saved[i], &w, in.hessian, q->rows, q->cols);
+        // A MoE expert's gate/up is scored on the tokens routed to it (its
+        // statistics-only group), as the runner quantizes it.
+        const std::vector<float>& h = stats_.for_linear(members_[i]).hessian;
+        c.output_error += weighted_error(saved[i], &w, h, q->rows, q->cols);
         for (size_t e = 0; e < w.size(); ++e) {
           const double d = static_cast<double>(saved[i][e]) - w[e];
           weight_diff += d * d;
           weight_ref += static_cast<double>(saved[i][e]) * saved[i][e];
         }
-        reference += weighted_error(saved[i], nullptr, in.hessian, q->rows, q->cols);
+        reference += weighted_error(saved[i], nullptr, h, q->rows, q->cols);
         c.bytes += stored_bytes(q.get());
         c.weights.push_back(std::move(w));
       }
       c.input_divisor = divisor;
+      c.reference_error = reference;
+      c.weight_norm = weight_ref;
       c.rel_output_error = reference > 0 ? c.output_error / reference : 0;
       c.rel_weight_error = weight_ref > 0 ? weight_diff / weight_ref : 0;
       c.ok = std::isfinite(c.output_error);
@@ -141,7 +159,7 @@ class GroupTrial {
 
  private:
   // The same group the calibrated runner builds (pipeline/calibrated_runner.cpp).
-  GroupResult quantize(const QuantRule& rule, LayerWeights& lw, const InputStats& in, const PrevOp& prev) {
+  GroupResult quantize(const QuantRule& rule, LayerWeights& lw, const PrevOp& prev) {
     const size_t n = members_.size();
     std::vector<std::string> names(n);
     std::vector<xq_linear_stats> st(n);
@@ -151,7 +169,7 @@ class GroupTrial {
       names[i] = w.desc->module;
       WeightScheme ws = plan_.schemes.at(names[i]);
       if (rule.weights.bits == 8 && ws.bits != 8) ws = rule.weights;  // the int8 rung's own scheme
-      st[i] = in.view();
+      st[i] = stats_.for_linear(members_[i]).view();  // a MoE expert: its own tokens
       li[i].struct_size = sizeof(li[i]);
       li[i].name = names[i].c_str();
       li[i].weight = sdk::f32_view(w.w, {w.desc->out, w.desc->in});
@@ -160,17 +178,17 @@ class GroupTrial {
       li[i].scheme = scheme_of(ws, rule.activations, w.desc->in, scale_dtype_for(ws, model_.config()));
     }
     GroupForward forward(model_, layer_, g_, members_, stats_);
-    const std::string group_name = fmt::format("model.layers.{}.{}", layer_, kRoles[g_]);
+    const std::string name = group_name(model_.arch().layers[static_cast<size_t>(layer_)], g_);
     xq_layer_group group{};
     group.struct_size = sizeof(group);
-    group.name = group_name.c_str();
+    group.name = name.c_str();
     group.n_linears = n;
     group.linears = li.data();
     group.prev_op = sdk::empty_view();
     if (prev.values)
       group.prev_op = prev.cols ? sdk::f32_view(*prev.values, {prev.rows, prev.cols})
                                   : sdk::f32_view(*prev.values, {int64_t(prev.values->size())});
-    group.role = kRoles[g_];
+    group.role = role_of(model_.arch().layers[static_cast<size_t>(layer_)], g_);
     group.forward = forward.abi();
     return run_stages(runtime_, rule, group);
   }
@@ -183,8 +201,10 @@ class GroupTrial {
   const LayerStats& stats_;
 };
 
+}  // namespace
+
 // The lowest measured output error wins; the reason lists every number.
-void choose(GroupProfile& gp) {
+void choose_candidate(GroupProfile& gp) {
   std::vector<int> order;
   for (size_t i = 0; i < gp.candidates.size(); ++i)
     if (gp.candidates[i].ok) order.push_back(static_cast<int>(i));
@@ -202,8 +222,6 @@ void choose(GroupProfile& gp) {
     if (!c.ok) why += fmt::format("; {} did not run: {}", c.algorithm, c.error);
   gp.why = why;
 }
-
-}  // namespace
 
 // Thresholds: a static per-tensor scale is set by the largest channel, so
 // what matters is how far the largest channel sits above a typical one and
@@ -231,11 +249,9 @@ void set_group_weights(Model& model, const GroupProfile& g, const std::vector<st
 
 std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::vector<std::vector<int32_t>> samples,
                                          const ProfilePlan& plan, uint64_t seed) {
-  // Its groups are the four of a dense layer (kRoles); a MoE layer has one per expert.
-  for (const auto& L : model.arch().layers)
-    if (L.moe)
-      fail(XQ_ERR_UNSUPPORTED, "algorithm: auto does not handle Mixture-of-Experts layers yet (layer {}); give the "
-           "experts a rule with an algorithm (examples/moe/*.yaml)", L.index);
+  // A dense layer's groups are the four of kRoles; a MoE layer has mlp_in
+  // (every expert's gate/up, the shared expert's), one per expert's down and
+  // the shared down (moe_groups.hpp merges them into one decision).
   uint32_t needs = XQ_NEED_HESSIAN | XQ_NEED_ABSMAX | XQ_NEED_SAMPLES;
   for (const auto& r : plan.candidates) needs |= rule_needs(runtime, r);
   std::vector<GroupProfile> out;
@@ -245,7 +261,7 @@ std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::ve
     GroupProfile gp;
     gp.layer = layer;
     gp.group = g;
-    gp.name = fmt::format("model.layers.{}.{}", layer, kRoles[g]);
+    gp.name = group_name(model.arch().layers[static_cast<size_t>(layer)], g);
     gp.linears = it->second;
     for (int li : gp.linears) {
       const LinearWeights& w = lw.linears[static_cast<size_t>(li)];
@@ -261,8 +277,12 @@ std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::ve
     }
     GroupTrial trial(runtime, model, plan, layer, g, gp.linears, stats);
     for (const auto& rule : plan.candidates) gp.candidates.push_back(trial.run(rule));
-    choose(gp);
+    choose_candidate(gp);
     if (plan.want_int8) gp.int8 = trial.run(plan.int8);
+    if (!plan.keep_weights) {
+      for (auto& c : gp.candidates) std::vector<std::vector<float>>().swap(c.weights);
+      std::vector<std::vector<float>>().swap(gp.int8.weights);
+    }
     if (plan.static_w8a8 && activations_have_outliers(gp.activations, &gp.activation_why)) {
       gp.dynamic_activations = true;
       gp.activation_why = "static per-tensor activation scale refused: " + gp.activation_why +
@@ -282,6 +302,9 @@ std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::ve
   co.sequential_groups = false;
   co.propagate_updated = true;  // the callback's trials re-run the layer from its kept input (AWQ's loss)
   co.seed = seed;
+  // One callback per layer with every group's statistics (experts_per_pass
+  // chunks only the sequential mode's gate/up stage).
+  co.moe = plan.moe;
   LayerwiseCalibrator calibrator(model, std::move(samples));
   calibrator.run(
       needs,

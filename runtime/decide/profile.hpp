@@ -40,6 +40,8 @@ struct CandidateResult {
   double output_error = 0;      // sum over members of tr(dW H dW^T)
   double rel_output_error = 0;  // output_error / tr(W H W^T)
   double rel_weight_error = 0;  // ||W - W^||^2 / ||W||^2 (no data: the fallback's plain baseline)
+  double reference_error = 0;   // tr(W H W^T) summed over members (rel_output_error's denominator)
+  double weight_norm = 0;       // ||W||^2 summed over members (rel_weight_error's denominator)
   double seconds = 0;
   uint64_t bytes = 0;           // weights + scales (+ zero points) as stored
   std::vector<std::vector<float>> weights;  // effective dequantized, per member
@@ -80,12 +82,22 @@ struct ProfilePlan {
   std::vector<QuantRule> candidates;
   QuantRule int8;
   bool want_int8 = false;
+  // MoE layers: how experts with few routed tokens are calibrated (the
+  // pipeline's calibration.moe).
+  MoeCalibration moe;
+  // Keep each candidate's dequantized weights (CandidateResult::weights) for
+  // the end-to-end evaluation. Without one they are dropped once scored, so
+  // the profile holds one layer's worth at a time.
+  bool keep_weights = true;
   bool static_w8a8 = false;  // the request: static per-tensor activation scales
   bool w8a8 = false;         // the request quantizes activations (static or dynamic)
 };
 
 std::vector<GroupProfile> profile_groups(Runtime& runtime, Model& model, std::vector<std::vector<int32_t>> samples,
                                          const ProfilePlan& plan, uint64_t seed);
+
+// Picks the candidate with the lowest measured output error and says why.
+void choose_candidate(GroupProfile& gp);
 
 // The outlier rule for a static W8A8 request (docs/decide.md).
 bool activations_have_outliers(const ActivationProfile& a, std::string* evidence);

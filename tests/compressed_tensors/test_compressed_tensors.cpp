@@ -22,6 +22,8 @@
 #include "test_files.hpp"
 
 #include <gtest/gtest.h>
+
+#include <regex>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -988,4 +990,78 @@ TEST(CompressedTensors, Fp8InvalidInputsAreRejectedClearly) {
               std::string::npos)
         << e.what();
   }
+}
+
+// MoE routed experts get config groups of their own, targeted by anchored
+// regexes that mention "experts" (transformers finds the experts' scheme
+// that way, and gives every other module the first group without one:
+// plugins/compressed_tensors/src/group_targets.hpp), even where a non-expert
+// module has the same scheme; every module still reads back exactly, and
+// each pattern matches exactly its group's experts.
+TEST(CompressedTensors, MoeExpertsGetTheirOwnRegexTargetedGroup) {
+  TempDir d;
+  fs::path out = d / "out";
+  Spec int4;
+  int4.bits = 4, int4.gran = XQ_STRATEGY_GROUP, int4.rows = 16, int4.cols = 64, int4.group_size = 32;
+  Spec int8;
+  int8.bits = 8, int8.gran = XQ_STRATEGY_CHANNEL, int8.rows = 16, int8.cols = 64;
+  std::vector<std::pair<std::string, Spec>> cases = {{"model.layers.0.self_attn.q_proj", int4},
+                                                     {"model.layers.0.self_attn.k_proj", int8},
+                                                     {"model.layers.0.mlp.shared_expert.up_proj", int4}};
+  std::set<std::string> experts_int4, experts_int8;
+  for (int e = 0; e < 11; ++e)  // 11: the index 10 sorts after 9
+    for (const char* proj : {"gate_proj", "up_proj", "down_proj"}) {
+      cases.push_back({"model.layers.0.mlp.experts." + std::to_string(e) + "." + proj, int4});
+      experts_int4.insert(cases.back().first);
+      cases.push_back({"model.layers.1.mlp.experts." + std::to_string(e) + "." + proj, e == 3 ? int8 : int4});
+      (e == 3 ? experts_int8 : experts_int4).insert(cases.back().first);
+    }
+  std::vector<Canon> canons;
+  {
+    CtWriter w(out, kLlamaConfig, {}, 0, {}, nullptr, false);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      canons.push_back(random_canon(cases[i].second, 2000 + static_cast<uint32_t>(i)));
+      w.quantized(cases[i].first, canons.back().q);
+    }
+    w.finish();
+  }
+  auto cp = Checkpoint::open(runtime(), out);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    auto got = cp->read_module(cases[i].first);
+    ASSERT_TRUE(got.has_value()) << cases[i].first;
+    canons[i].bind();
+    expect_same(canons[i].q, got->get(), cases[i].first);
+  }
+  const nlohmann::json qc = config_of(out)["quantization_config"];
+  ASSERT_EQ(qc["config_groups"].size(), 4u);  // int4, int8 (plain); int4, int8 (experts)
+  std::vector<std::string> probes(experts_int4.begin(), experts_int4.end());
+  probes.insert(probes.end(), experts_int8.begin(), experts_int8.end());
+  for (const char* other : {"model.layers.0.mlp.experts.11.gate_proj", "model.layers.0.mlp.experts.1.gate_proj_x",
+                            "model.layers.0.mlp.shared_expert.up_proj", "model.layers.0.self_attn.q_proj",
+                            "xmodel.layers.0.mlp.experts.1.up_proj"})
+    probes.push_back(other);
+  int expert_groups = 0;
+  for (auto& [name, g] : qc["config_groups"].items()) {
+    bool regex = false, plain = false;
+    std::set<std::string> matched;
+    for (const auto& t : g["targets"]) {
+      const std::string s = t.get<std::string>();
+      if (s.rfind("re:", 0) != 0) {
+        plain = true;
+        EXPECT_EQ(s.find(".experts."), std::string::npos) << name << ": " << s;
+        continue;
+      }
+      regex = true;
+      EXPECT_NE(s.find("experts"), std::string::npos) << s;
+      const std::regex re(s.substr(3), std::regex::ECMAScript);
+      for (const auto& p : probes)
+        if (std::regex_search(p, re, std::regex_constants::match_continuous)) matched.insert(p);
+    }
+    EXPECT_FALSE(regex && plain) << name << " mixes experts and other modules";
+    if (!regex) continue;
+    ++expert_groups;
+    const int bits = g["weights"]["num_bits"];
+    EXPECT_EQ(matched, bits == 4 ? experts_int4 : experts_int8) << name << " " << g["targets"];
+  }
+  EXPECT_EQ(expert_groups, 2);
 }

@@ -2,9 +2,10 @@
 with groups on the fallback ladder's bf16 rung, read by transformers and
 compressed-tensors.
 
-stories260K (F32) at W4 g4 (4 divides every input width, 172 included: a
-per-channel fallback of g32 would put down_proj under a group-32 config
-group, which transformers refuses whatever the decision engine does), rtn the
+stories260K (F32) at W4 g4 (4 divides every input width, 172 included, so
+the int4 groups share one config group: transformers' dequantize=True path
+reads only single-scheme checkpoints; decide_mixed_interop.py covers g32 and
+its per-channel fallback through transformers' default path), rtn the
 only candidate, a KLD target out of reach within --max-bytes 400000 (int4
 everywhere takes about 340 kB with its scales, BF16 everywhere 453 kB): some
 groups are written dense in BF16, the rest as int4 config groups. Checks:

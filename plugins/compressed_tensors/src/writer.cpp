@@ -4,6 +4,7 @@
 #include "hf_folder_stage.hpp"
 
 #include "float_quantized.hpp"
+#include "group_targets.hpp"
 
 #include "packing.hpp"
 #include "scheme.hpp"
@@ -232,11 +233,12 @@ void Writer::add_quantized(const char* module_c, const xq_quant_tensor& q) {
   if (first_scale_dtype_.empty()) first_scale_dtype_ = sdk::torch_dtype_name(q.scale_dtype);
 
   nlohmann::json wa = weight_args_json(q), aa = activation_args_json(q);
+  const bool expert = is_routed_expert(m);
   auto it = std::find_if(groups_.begin(), groups_.end(), [&](const Group& g) {
-    return g.weights == wa && g.activations == aa && g.format == format;
+    return g.weights == wa && g.activations == aa && g.format == format && g.experts == expert;
   });
   if (it == groups_.end()) {
-    groups_.push_back(Group{wa, aa, format, {}});
+    groups_.push_back(Group{wa, aa, format, expert, {}});
     it = groups_.end() - 1;
   }
   it->modules.push_back(m);
@@ -257,9 +259,7 @@ nlohmann::json Writer::quantization_config() const {
     if (groups_.size() == 1) {
       s["targets"] = {"Linear"};  // the llm-compressor shape of a uniform scheme
     } else {
-      std::vector<std::string> names = g.modules;
-      std::sort(names.begin(), names.end());
-      s["targets"] = names;
+      s["targets"] = group_targets(g.modules, g.experts);
     }
     s["weights"] = g.weights;
     s["input_activations"] = g.activations;

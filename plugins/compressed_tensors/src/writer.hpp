@@ -100,6 +100,7 @@ class Writer : public sdk::WriterBase {
   struct Group {
     nlohmann::json weights, activations;
     std::string format;
+    bool experts = false;  // routed MoE experts only (group_targets.hpp)
     std::vector<std::string> modules;
   };
   std::vector<Group> groups_;  // in order of first appearance
