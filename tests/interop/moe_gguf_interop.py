@@ -26,6 +26,11 @@ numpy) go through `xquant convert --format gguf` as F32, and through
    times Q8_SLACK, plus the F32 bound. Both: llama.cpp's 8-token greedy
    continuation is our argmax at every step (ours run on prompt +
    continuation).
+3. llama-quantize reads the importance matrix our writer saves for a MoE
+   model (qwen3_moe through GPTQ into GGUF with `imatrix_out`: one entry per
+   stacked tensor, a token count per expert): `llama-quantize --imatrix` on
+   our F32 file loads every entry (6 stacked + 8 attention), and llama.cpp
+   runs the Q4_0 file it makes.
 Exit status 0 when every check passes.
 """
 import argparse
@@ -235,12 +240,40 @@ def check_llama_cpp(arch, path, args, ids, checks, label, same_weights_f32=None)
     checks.expect(ca == cont, f"{arch} {label}: greedy continuation differs")
 
 
+def check_llama_quantize_imatrix(args, folder, f32, checks):
+    """llama-quantize --imatrix with our MoE imatrix file (docstring point 3)."""
+    imatrix, gguf_out = folder + "-gptq.imatrix.gguf", folder + "-gptq.gguf"
+    yaml = folder + "-gptq.yaml"
+    with open(yaml, "w") as f:
+        f.write(f"model: {{path: {folder}}}\n"
+                "quantize:\n  - targets: [Linear]\n    algorithm: gptq\n"
+                "    weights: {bits: 4, symmetric: true, group_size: 32, scale_dtype: float16}\n"
+                'ignore: [lm_head, "re:.*mlp\\\\.gate$"]\n'
+                f"calibration: {{text: {args.text}, samples: 4, seq_len: 32, tokenizer: {args.tokenizer}}}\n"
+                f"output: {{format: gguf, path: {gguf_out}, params: {{imatrix_out: {imatrix}, "
+                f"tokenizer: {args.tokenizer}}}}}\n")
+    run([args.xquant, "run", yaml])
+    out = folder + "-llama-q4_0.gguf"
+    r = subprocess.run([args.llama_quantize, "--imatrix", imatrix, f32, out, "Q4_0"], capture_output=True, text=True)
+    log = r.stdout + r.stderr
+    entries = [l for l in log.splitlines() if "have" in l and "importance matrix entries" in l]
+    print(f"  qwen3_moe: llama-quantize --imatrix (ours, per expert): exit {r.returncode}, "
+          f"{entries[0].split(':', 1)[-1].strip() if entries else 'no entries line'}")
+    if not checks.expect(r.returncode == 0, f"llama-quantize --imatrix failed: {log[-1500:]}"):
+        return
+    checks.expect(bool(entries) and " 14 " in entries[0], f"llama-quantize loaded {entries} (14 entries expected)")
+    tl, _ = llama_logits(args, out, [1, 2, 3, 4], 0)
+    checks.expect(bool(np.isfinite(tl).all()), "llama.cpp on llama-quantize's Q4_0 file: non-finite logits")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--xquant", required=True)
     ap.add_argument("--dump", required=True, help="xquant_moe_dump")
     ap.add_argument("--llama-logits", help="llama_moe_logits (absent: llama.cpp not checked)")
+    ap.add_argument("--llama-quantize", help="llama-quantize (absent: point 3 not checked)")
     ap.add_argument("--tokenizer", required=True, help="stories260K.gguf (512 tokens)")
+    ap.add_argument("--text", required=True, help="calibration text (point 3)")
     ap.add_argument("--work", required=True)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
@@ -264,6 +297,8 @@ def main():
         if args.llama_logits:
             check_llama_cpp(arch, f32, args, ids, checks, "F32")
             check_llama_cpp(arch, q8, args, ids, checks, "Q8_0", same_weights_f32=q8_ref)
+        if arch == "qwen3_moe" and args.llama_quantize and args.llama_logits:
+            check_llama_quantize_imatrix(args, folder, f32, checks)
     if checks.failures:
         print("moe_gguf_interop: FAILED\n  " + "\n  ".join(checks.failures))
         return 1

@@ -2,7 +2,8 @@
 # moe_gguf_interop.sh: the Mixture-of-Experts GGUF files our writer makes
 # (stacked ffn_*_exps experts; qwen3moe, qwen2moe, Mixtral as llama) read by
 # gguf-py and run by llama.cpp against our engine (moe_gguf_interop.py says
-# what is compared and the bounds).
+# what is compared and the bounds), and llama-quantize reads the importance
+# matrix the writer saves for a MoE model.
 #
 #   tests/interop/moe_gguf_interop.sh [BUILD_DIR]      (default: build)
 #
@@ -44,10 +45,10 @@ if exports=$(XQUANT_LLAMA_CPP_OFFLINE=1 "$repo/scripts/fetch-llama-cpp.sh" 2>/de
         "$llama_root/build/ggml/src/libggml-cpu.a" "$llama_root/build/ggml/src/libggml-base.a")
   nice "${CXX:-c++}" -O2 -std=c++17 -I"$llama_root/src/include" -I"$llama_root/src/ggml/include" \
     "$here/llama_moe_logits.cpp" -o "$work/llama_moe_logits" "${libs[@]}" -fopenmp -lpthread -ldl -lm
-  llama_args=(--llama-logits "$work/llama_moe_logits")
+  llama_args=(--llama-logits "$work/llama_moe_logits" --llama-quantize "$XQUANT_LLAMA_CPP_BIN/llama-quantize")
 else
   echo "  llama.cpp: NOT CHECKED (not built; tests/interop/llamacpp_interop.sh builds it with scripts/fetch-llama-cpp.sh)"
 fi
 "$venv/bin/python" "$here/moe_gguf_interop.py" --xquant "$build/bin/xquant" --dump "$build/bin/xquant_moe_dump" \
-  --tokenizer "$vocab" --work "$work" "${llama_args[@]}"
+  --tokenizer "$vocab" --text "$shared/data/tinystories/tinystories_val.subset.txt" --work "$work" "${llama_args[@]}"
 echo "moe_gguf_interop: $((SECONDS - started)) s in all"
