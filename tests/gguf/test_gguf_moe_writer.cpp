@@ -11,8 +11,8 @@
 //   canonical dequantization, the logits agree within 1e-4 relative;
 // - Q4_0 from the same int8 codes requantizes every expert (reported as
 //   such, relative RMS error below 15%);
-// - a layer whose experts are not quantized alike is refused by name and
-//   leaves no file.
+// - a layer whose experts are not quantized alike, and a model mixing dense
+//   and MoE layers, are refused by name and leave no file.
 #include "gguf_file.hpp"
 #include "gguf_types.hpp"
 #include "moe_checkpoint.hpp"
@@ -207,6 +207,19 @@ TEST_P(GgufMoeWriter, ExpertsQuantizedUnalikeAreRefusedAndLeaveNoFile) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("ffn_"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("one type"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(gguf));
+}
+
+// llama.cpp's qwen3moe / qwen2moe / llama graphs make every layer MoE.
+TEST_P(GgufMoeWriter, MixedDenseAndMoeLayersAreRefusedAndLeaveNoFile) {
+  nlohmann::json cfg = nlohmann::json::parse(test::read_file(src_ / "config.json"));
+  cfg["mlp_only_layers"] = {1};
+  test::write_file(src_ / "config.json", cfg.dump());
+  const fs::path gguf = out("mixed-layers.gguf");
+  auto r = xquant({"convert", "--model", src_.string(), "--out", gguf.string(), "--format", "gguf", "--param",
+                   "type=F32,tokenizer=" + kVocab.string()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("mixes dense and MoE layers"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(gguf));
 }
 
