@@ -35,7 +35,8 @@ int64_t need_int(const sdk::KvReader& c, const char* key) {
 // llama.cpp's qwen2moe, qwen3moe and llama graphs treat every layer as MoE
 // and fix whether the top-k weights are renormalised (qwen2moe: no; qwen3moe
 // and llama: yes); `expert_weights_norm` records the model's own choice for
-// readers that honour it (our loader; llama.cpp reads it for deepseek2 only).
+// readers that honour it (our loader; llama.cpp reads it for other MoE
+// architectures, e.g. models/deepseek2.cpp, and llama-model-saver.cpp writes it).
 void write_moe_hparams(Emitter& out, const std::string& A, const sdk::KvReader& c, int64_t experts) {
   if (c.get_int("decoder_sparse_step", 1) > 1 || !c.get_string("mlp_only_layers", "").empty())
     throw Error(XQ_ERR_UNSUPPORTED, "gguf writer: the model mixes dense and MoE layers (decoder_sparse_step, "

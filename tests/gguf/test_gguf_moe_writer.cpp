@@ -223,6 +223,25 @@ TEST_P(GgufMoeWriter, MixedDenseAndMoeLayersAreRefusedAndLeaveNoFile) {
   EXPECT_FALSE(fs::exists(gguf));
 }
 
+// A norm_topk_prob unlike the one llama.cpp's graph fixes is written (our
+// loader reads expert_weights_norm) with a warning that llama.cpp ignores it.
+TEST_P(GgufMoeWriter, TopKRenormalisationLlamaCppIgnoresIsWrittenWithAWarning) {
+  nlohmann::json cfg = nlohmann::json::parse(test::read_file(src_ / "config.json"));
+  cfg["norm_topk_prob"] = !cfg["norm_topk_prob"].get<bool>();
+  test::write_file(src_ / "config.json", cfg.dump());
+  const fs::path gguf = out("norm.gguf");
+  auto r = xquant({"convert", "--model", src_.string(), "--out", gguf.string(), "--format", "gguf", "--param",
+                   "type=F32,tokenizer=" + kVocab.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE((r.out + r.err).find("llama.cpp will not compute this model as trained"), std::string::npos)
+      << r.out << r.err;
+  gg::File f(gguf.string());
+  EXPECT_EQ(f.find(gguf_arch(GetParam()) + ".expert_weights_norm")->i, cfg["norm_topk_prob"].get<bool>() ? 1 : 0);
+  const std::vector<float> a = logits(src_), b = logits(gguf);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << i;
+}
+
 INSTANTIATE_TEST_SUITE_P(Architectures, GgufMoeWriter, ::testing::Values("qwen3_moe", "qwen2_moe", "mixtral"));
 
 }  // namespace
