@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE and GPUENG_KERNELS add the benchmarks below.
+# GPUENG_DECODE, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE and GPUENG_KERNELS add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -83,6 +83,9 @@ if [ -d "$w4" ]; then
   done
 fi
 fi  # GPUENG_BASE
+# Optional: the batch-1 decode kernels (scripts/gpu-decode-check.sh: split-K ATTENTION, BF16 few-row
+# MATMUL; their tests, engine A/B against the previous kernels, device times; ~15 s).
+if [ "${GPUENG_DECODE:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-check.sh" "$b" "$out" 2>&1 | tee "$out/decode.log"; fi
 # Optional: the decode benchmark (scripts/gpu-decode-bench.sh) when present.
 if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench.log"; fi
 # Optional: open-to-first-token on cuda, xq (stored cuda layouts) vs compressed-tensors
@@ -110,15 +113,24 @@ if [ "${GPUENG_PREFILL:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-prefill-check.sh" "$cli" "$ops" "$out" "$(find "$b" -name xquant_engine_logits -type f | head -1)" \
     2>&1 | tee "$out/prefill.log"
 fi
-# Optional: the fused-MoE kernel benchmark (W4A16 moe_qmatmul vs BF16 per-expert
-# and grouped GEMMs, Qwen3-30B-A3B and Mixtral expert shapes; 35 s on an H200, 2026-11-30).
+# Optional: the fused-MoE kernel benchmark (W4A16 and dense BF16 moe_qmatmul vs BF16 per-expert
+# and grouped GEMMs, Qwen3-30B-A3B and Mixtral expert shapes; 35 s on an H200 before the BF16
+# column, 2026-11-30) and the engine's MoE throughput; with GPUENG_BASE=0 the MoE tests first.
 if [ "${GPUENG_MOE:-0}" = 1 ]; then
-  timeout 300 python3 "$(dirname "$0")/../bench/cuda/bench_moe.py" --shim "$b/lib/libxqc_shim.so" \
-    --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/moe-bench.log" | tail -40
-  # MoE layers in the engine: a Qwen3-30B-A3B-shaped model (4 layers), BF16 vs W4A16 experts
-  # through `xquant bench --provider cuda` (bench/engine/gpu_moe_engine.sh).
-  OUT=$out timeout 240 bash "$(dirname "$0")/../bench/engine/gpu_moe_engine.sh" "$cli" 2>&1 |
-    tee "$out/moe-engine.log" | tail -20
+  if [ "${GPUENG_BASE:-1}" != 1 ]; then  # the suites did not run above: their MoE tests (~20 s)
+    echo "== MoE tests (cuda provider, device engine)"
+    timeout "${GPUENG_MOE_TESTS_S:-60}" "$ops" --gtest_filter='*Moe*' 2>&1 | tee "$out/moe-ops.log" |
+      grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|tests ran" | tail -20
+    timeout "${GPUENG_MOE_TESTS_S:-60}" "$eng" --gtest_filter='*MoeDevice*' 2>&1 | tee "$out/moe-engine-tests.log" |
+      grep -Ev "^\[ (RUN|       OK) " | tail -30
+  fi
+  timeout "${GPUENG_MOE_BENCH_S:-300}" python3 "$(dirname "$0")/../bench/cuda/bench_moe.py" --shim "$b/lib/libxqc_shim.so" \
+    --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" --tokens-per-expert "${GPUENG_MOE_TOKENS:-4,16,32,64,128,256,512,1024}" \
+    2>&1 | tee "$out/moe-bench.log" | grep -v '^  {' | tail -40
+  # MoE layers in the engine: a Qwen3-30B-A3B-shaped model (4 layers), BF16 vs W4A16 experts,
+  # graphed / eager / per-expert loop, through `xquant bench --provider cuda` (bench/engine/gpu_moe_engine.sh).
+  OUT=$out timeout "${GPUENG_MOE_ENGINE_S:-240}" bash "$(dirname "$0")/../bench/engine/gpu_moe_engine.sh" "$cli" 2>&1 |
+    tee "$out/moe-engine.log" | tail -30
 fi
 # Optional (GPUENG_KERNELS=1): the quantized-GEMM kernels' GPU checks and benchmarks.
 if [ "${GPUENG_KERNELS:-0}" = 1 ]; then

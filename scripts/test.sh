@@ -61,6 +61,8 @@ skipped+=("GPU MoE engine throughput, BF16 vs W4A16 experts on Qwen3-30B-A3B sha
 # GPU benchmarks never run here: scripts/gpu-engine-check.sh runs them on a GPU machine.
 skipped+=("GPU open-to-first-token, xq vs compressed-tensors (bench/engine/gpu_load_time.sh): GPU machine only; GPUENG_LOADTIME=1 scripts/gpu-engine-check.sh runs it (about 2 min)")
 skipped+=("GPU prefill attention check (scripts/gpu-prefill-check.sh: tensor-core vs decode-style PAGED_ATTENTION, 8192-token TTFT beside cuBLAS, op profile): GPU machine only; GPUENG_PREFILL=1 scripts/gpu-engine-check.sh runs it (about 150 s)")
+skipped+=("GPU batch-1 decode benchmark, BF16 / W4A16 (lm_head BF16 and quantized) / W8A8 INT8 / FP8 at the HBM floor, each on the previous and the current decode kernels (scripts/gpu-decode-bench.sh): GPU machine only; GPUENG_BENCH=1 scripts/gpu-engine-check.sh runs it (about 150 s on an H200)")
+skipped+=("GPU batch-1 decode kernels, split-K ATTENTION and BF16 few-row MATMUL vs float64 and vs the kernels they replaced (scripts/gpu-decode-check.sh): GPU machine only; GPUENG_DECODE=1 scripts/gpu-engine-check.sh runs it (about 15 s on an H200)")
 skipped+=("GPU W8A8 GEMM routes, cuBLASLt vs CUTLASS vs torch (bench/cuda/bench_w8a8.py): GPU machine only; GPUENG_KERNELS=1 scripts/gpu-engine-check.sh runs it (about 20 s on an H200)")
 skipped+=("GPU W4A16 on Hopper, CUTLASS wgmma vs the mma.sync path vs torch (scripts/gpu-w4-hopper.sh: its GPU tests, bench/cuda/bench_w4_hopper.py, ncu at M=64): GPU machine only; GPUENG_KERNELS=1 scripts/gpu-engine-check.sh runs it (about 50 s on an H200)")
 ./scripts/test-sdk.sh

@@ -4,7 +4,10 @@
 Ours: moe_qmatmul of the built plugin (through libxqc_shim.so): sort the routing
 slots by expert, all experts' W4A16 GEMMs (g128, symmetric) in one launch,
 and for the down projection the weighted top-k combine. Its time includes the
-sort (and the combine); it starts from unsorted tokens.
+sort (and the combine); it starts from unsorted tokens. The same entry with
+dense BF16 experts (xq_moe_op.dense_experts: the grouped tensor-core GEMM of
+moe_dense_gemm.cu) on the dequantized weights, timed the same way: the BF16
+baseline the engine runs.
 Baselines, BF16 on the same (dequantized) weights, both given the tokens
 already sorted by expert and without any combine (in their favour):
   - loop: one cuBLAS GEMM per expert (torch.mm from Python, so with 128 experts
@@ -60,6 +63,7 @@ def main():
     lib = shim.lib
     vp, i64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     lib.xqc_moe_qmatmul.argtypes = [vp, c_int, c_int, vp, i64, i64, vp, i64, vp, vp, i64, c_int]
+    lib.xqc_moe_dense.argtypes = lib.xqc_moe_qmatmul.argtypes
     name = torch.cuda.get_device_name(0)
     print(f"device: {name}; torch {torch.__version__}; plugin: {shim.why}", flush=True)
     rows = []
@@ -69,6 +73,8 @@ def main():
             handles, dense = prepare_experts(shim, E, N, K, dev)
             table_arr = (ctypes.c_void_p * E)(*handles)
             table = ctypes.cast(table_arr, ctypes.c_void_p)
+            dense_arr = (ctypes.c_void_p * E)(*[dense[e].data_ptr() for e in range(E)])
+            dense_table = ctypes.cast(dense_arr, ctypes.c_void_p)
             w_t = dense.transpose(1, 2)  # [E, K, N], column-major per expert, as _grouped_mm takes it
             for n in (int(v) for v in args.tokens_per_expert.split(",")):
                 S = n * E
@@ -89,6 +95,10 @@ def main():
                     shim.check(lib.xqc_moe_qmatmul(table, E, k, x.data_ptr(), x.shape[0], K, ids.data_ptr(), T,
                                                    wts.data_ptr() if per_slot else None, y.data_ptr(), N, BF16), "moe")
 
+                def ours_bf16(_):
+                    shim.check(lib.xqc_moe_dense(dense_table, E, k, x.data_ptr(), x.shape[0], K, ids.data_ptr(), T,
+                                                 wts.data_ptr() if per_slot else None, y.data_ptr(), N, BF16), "moe dense")
+
                 def loop(_):
                     for e in range(E):
                         torch.mm(xs[e * n:(e + 1) * n], dense[e].t(), out=ys[e * n:(e + 1) * n])
@@ -96,7 +106,8 @@ def main():
                 def grouped(_):
                     torch._grouped_mm(xs, w_t, offs=offs, out_dtype=torch.bfloat16)
 
-                for key, fn in (("w4_fused", ours), ("bf16_loop", loop), ("bf16_grouped", grouped)):
+                for key, fn in (("w4_fused", ours), ("bf16_fused", ours_bf16), ("bf16_loop", loop),
+                                ("bf16_grouped", grouped)):
                     try:
                         r[key] = bench(fn, 1)
                     except Exception as ex:  # report and keep going
@@ -111,9 +122,12 @@ def main():
                     if per_slot:
                         ref = (ref.view(T, k, N) * wts.view(T, k, 1)).sum(1)
                     r["rel_err"] = ((y.float() - ref).norm() / ref.norm()).item()
+                    ours_bf16(0)
+                    r["rel_err_bf16_fused"] = ((y.float() - ref).norm() / ref.norm()).item()
                 except Exception as ex:
                     print(f"  {model} {proj} n={n} check: {ex}", file=sys.stderr, flush=True)
-                    r["rel_err"] = None
+                    r.setdefault("rel_err", None)
+                    r["rel_err_bf16_fused"] = None
                 rows.append(r)
                 print("  " + json.dumps({a: (round(v, 4) if isinstance(v, float) else v) for a, v in r.items()}),
                       flush=True)
@@ -129,14 +143,22 @@ def main():
         return "–" if (b is None or v is None) else f"{b / v:.2f}×"
 
     lines = [f"Device: {name}; torch {torch.__version__}; plugin: {shim.why}", "",
-             "| model | GEMM | K | N | experts, top-k | tokens/expert | W4A16 fused µs | BF16 loop µs (×) "
-             "| BF16 grouped µs (×) | rel err |", "|" + "---|" * 10]
+             "W4A16 ratios: baseline time / W4A16 fused time; BF16 fused (ours, dense experts): "
+             "torch grouped time / ours.", "",
+             "| model | GEMM | K | N | experts, top-k | tokens/expert | W4A16 fused µs | BF16 fused µs (×) "
+             "| BF16 loop µs (×) | BF16 grouped µs (×) | BF16 fused vs grouped | rel err W4 / BF16 fused |",
+             "|" + "---|" * 12]
+
+    def err(v):
+        return "err" if v is None else f"{v:.1e}"
+
     for r in rows:
-        e = r["rel_err"]
         lines.append(f"| {r['model']} | {r['proj']} | {r['K']} | {r['N']} | {r['E']}, {r['top_k']} | "
-                     f"{r['tokens_per_expert']} | {f(r['w4_fused'])} | {f(r['bf16_loop'])} "
+                     f"{r['tokens_per_expert']} | {f(r['w4_fused'])} | {f(r['bf16_fused'])} "
+                     f"({times(r['bf16_fused'], r['w4_fused'])}) | {f(r['bf16_loop'])} "
                      f"({times(r['bf16_loop'], r['w4_fused'])}) | {f(r['bf16_grouped'])} "
-                     f"({times(r['bf16_grouped'], r['w4_fused'])}) | {'err' if e is None else f'{e:.1e}'} |")
+                     f"({times(r['bf16_grouped'], r['w4_fused'])}) | {times(r['bf16_grouped'], r['bf16_fused'])} | "
+                     f"{err(r['rel_err'])} / {err(r['rel_err_bf16_fused'])} |")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "moe-bench.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -166,5 +166,26 @@ __attribute__((visibility("default"))) int xqc_moe_qmatmul(void* const* experts,
   return g_vt->moe_qmatmul(g_state, &o);
 }
 
+// The same with dense experts (xq_moe_op.dense_experts): dense[e] is expert
+// e's [N, K] row-major weight in x's dtype on the device.
+__attribute__((visibility("default"))) int xqc_moe_dense(void* const* dense, int n_experts, int top_k, void* x,
+                                                         int64_t x_rows, int64_t K, void* ids, int64_t T,
+                                                         void* weights, void* y, int64_t N, int dtype) {
+  if (g_vt->struct_size < offsetof(xq_kernel_vtable, moe_qmatmul) + sizeof(void*) || !g_vt->moe_qmatmul) {
+    g_err = "this plugin has no moe_qmatmul";
+    return XQ_ERR_UNSUPPORTED;
+  }
+  xq_moe_op o{};
+  o.struct_size = sizeof(o);
+  o.n_experts = static_cast<uint32_t>(n_experts);
+  o.top_k = static_cast<uint32_t>(top_k);
+  o.dense_experts = const_cast<const void* const*>(dense);
+  o.x = t2(dtype, x_rows, K, x);
+  o.expert_ids = t2(XQ_DTYPE_I32, T, top_k, ids);
+  if (weights) o.weights = t2(XQ_DTYPE_F32, T, top_k, weights);
+  o.dst = t2(dtype, weights ? T : T * top_k, N, y);
+  return g_vt->moe_qmatmul(g_state, &o);
+}
+
 __attribute__((visibility("default"))) int xqc_synchronize() { return g_vt->synchronize(g_state); }
 }

@@ -35,10 +35,12 @@ for v in d["variants"]:
     print(f"  variant {v['name']:<16} {v['source']:<9} bytes {v['bytes']:>9}  ppl {a['ppl']:.4f}  KLD {a['kld']:.5f}")
 for m in d.get("fallback_methods", []):
     f = m["final"]; a = f["accuracy"]
-    print(f"  fallback {m['method']:<12} met {m['met']!s:<5} bytes {f['bytes']:>9} dense {f['dense_bytes']:>9}  ppl {a['ppl']:.4f}  KLD {a['kld']:.5f}  "
+    met = "settled" if m.get("settled") else str(m["met"])  # settled: stopped on the subset, cannot be written
+    print(f"  fallback {m['method']:<12} met {met:<7} bytes {f['bytes']:>9} dense {f['dense_bytes']:>9}  ppl {a['ppl']:.4f}  KLD {a['kld']:.5f}  "
           f"evaluations {len(m['probes_subset'])}+{len(m['evaluated_all_tokens'])}  ({f['moved'] or 'none'})")
 s = d["seconds"]
-print("  seconds " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
+print("  seconds " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()) +
+      f"; token x layer passes evaluated {d.get('layer_tokens_evaluated', 'n/a')}")
 PY
 }
 

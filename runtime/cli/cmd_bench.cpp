@@ -113,7 +113,7 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
     auto model = Model::open(runtime, spec.path, mo);
     xq_memory_info mi{};
     const bool have_mem = model->kernels().memory_info(&mi);
-    const uint64_t resident = have_mem ? mi.in_use : model->weight_bytes_per_token();
+    const uint64_t resident = have_mem ? mi.in_use : model->weight_bytes();
     const uint64_t wbytes = model->weight_bytes_per_token();
     {  // warm-up: kernels' first launches, cuBLAS handles, scratch growth
       ServeBenchConfig w;
@@ -193,7 +193,8 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
                          {"tpot_ms", {{"p50", r.tpot_p50 * 1e3}, {"p99", r.tpot_p99 * 1e3}}},
                          {"peak_device_gib", gib(r.peak_device_bytes)},
                          {"resident_after_load_gib", gib(resident)},
-                         {"weight_bytes_per_token", wbytes},
+                         {"weight_bytes_per_token", wbytes},  // MoE: top_k experts per layer
+                         {"weight_bytes_total", model->weight_bytes()},
                          {"kv_dtype", kv},
                          {"kv_block_size", cfg.block_size},
                          {"kv_blocks", r.kv_blocks},

@@ -63,7 +63,10 @@ int cmd_generate(const RuntimeOptions& options, int argc, char** argv) {
                                {"pool_wakeups", static_cast<double>(r.decode_pool_wakeups) / steps},
                                {"pool_parks", static_cast<double>(r.decode_pool_parks) / steps}};
     }
-    std::printf("%s\n", j.dump(2).c_str());
+    // Generated text can end inside a UTF-8 sequence (a byte-level token
+    // stream cut at -n) and a prompt may hold any bytes: such bytes are
+    // printed as U+FFFD rather than refused by the JSON writer.
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("%s\n", r.full_text.c_str());
   }

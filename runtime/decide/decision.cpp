@@ -34,14 +34,17 @@ constexpr size_t kSensitivityTokens = 2048;
 // spread evenly over the text: the first tokens alone can be unlike the rest
 // (WikiText's first 2,048 score stories260K's perplexity 10% above the first
 // 8,192), which misleads a relative perplexity target.
-std::vector<int32_t> spread_windows(const std::vector<int32_t>& tokens, int64_t ctx, size_t budget) {
-  const size_t w = static_cast<size_t>(ctx), n_windows = (tokens.size() + w - 1) / w;
+std::vector<size_t> spread_windows(size_t n_tokens, int64_t ctx, size_t budget) {
+  const size_t w = static_cast<size_t>(ctx), n_windows = (n_tokens + w - 1) / w;
   const size_t take = std::max<size_t>(1, budget / w), stride = std::max<size_t>(1, n_windows / take);
-  std::vector<int32_t> out;
-  for (size_t k = 0; k < n_windows && out.size() + w <= budget + w - 1; k += stride) {
-    const size_t b = k * w, e = std::min(tokens.size(), b + w);
+  std::vector<size_t> out;
+  size_t taken = 0;
+  for (size_t k = 0; k < n_windows && taken + w <= budget + w - 1; k += stride) {
+    const size_t b = k * w, e = std::min(n_tokens, b + w);
     if (e - b < w && !out.empty()) break;  // a short last window only alone (it would shift the ones after it)
-    out.insert(out.end(), tokens.begin() + static_cast<std::ptrdiff_t>(b), tokens.begin() + static_cast<std::ptrdiff_t>(e));
+    if (e - b < 2) break;                  // not a window (nothing to score)
+    out.push_back(k);
+    taken += e - b;
   }
   return out;
 }
@@ -210,7 +213,8 @@ void simulate_variants(Model& model, Decision& d, const HeldOutEvaluator& eval, 
 // vs 152.2 on all 8,192 tokens). The better of the two on the whole set
 // becomes the choice ("auto", which the fallback starts from); its rows and
 // the runner-up's are added to the variants with every token scored.
-void choose_end_to_end(Model& model, Decision& d, const HeldOutEvaluator& quick, ActivationSimulation* acts) {
+void choose_end_to_end(Model& model, Decision& d, const HeldOutEvaluator& quick, ActivationSimulation* acts,
+                       bool shortcuts) {
   const bool ppl = d.accuracy.metric == "ppl";
   auto value = [&](const Accuracy& a) { return ppl ? a.ppl : a.kld; };
   struct Contender {
@@ -250,7 +254,10 @@ void choose_end_to_end(Model& model, Decision& d, const HeldOutEvaluator& quick,
       set_group_weights(model, d.groups[i], d.groups[i].candidates[static_cast<size_t>(k)].weights);
       if (acts) acts->quantize(i, k, mode_of(d.groups[i]));
     }
-    all[c] = d.evaluator->evaluate(model);
+    // Scored on the subset already: only the other windows run.
+    all[c] = shortcuts && quick.is_part_of(*d.evaluator)
+                 ? d.evaluator->evaluate_knowing(model, quick, contenders[c].subset)
+                 : d.evaluator->evaluate(model);
     d.variants.push_back({contenders[c].name, "simulated", mix->bytes, all[c]});
     mix = nullptr;  // d.variants may have moved
     for (const auto& v : d.variants)
@@ -306,9 +313,10 @@ void measure_activation_modes(Model& model, Decision& d, const HeldOutEvaluator&
     for (int li : g.linears) original.push_back(model.layer(g.layer).linears[static_cast<size_t>(li)].w);
     set_group_weights(model, g, g.candidates[static_cast<size_t>(g.chosen)].weights);
     acts.quantize(i, g.chosen, ActivationMode::StaticTensor);
-    g.kld_static = quick.evaluate_from(model, g.layer).kld;
+    const bool mlp = g.group >= LayerDesc::kMlpIn;  // its layer's attention half is the float one
+    g.kld_static = quick.evaluate_from(model, g.layer, mlp).kld;
     acts.quantize(i, g.chosen, ActivationMode::DynamicToken);
-    g.kld_dynamic = quick.evaluate_from(model, g.layer).kld;
+    g.kld_dynamic = quick.evaluate_from(model, g.layer, mlp).kld;
     set_group_weights(model, g, original);
     acts.as_float(i);
     const bool rule_says_dynamic = g.dynamic_activations;
@@ -345,7 +353,7 @@ void check_max_bytes(const std::vector<GroupProfile>& groups, const AccuracySpec
 // (compare_baseline). The written configuration is the cheapest that meets
 // the target (the knapsack's on a tie), or the most accurate when none does.
 void run_fallbacks(Model& model, Decision& d, const std::vector<Rung>& ladder, const HeldOutEvaluator& quick,
-                   const AccuracySpec& spec, ActivationSimulation* acts) {
+                   const AccuracySpec& spec, ActivationSimulation* acts, bool shortcuts) {
   const std::vector<RungCosts> costs = rung_costs(d.groups, ladder, d.sensitivity);
   const Accuracy* start = nullptr;
   for (const auto& v : d.variants)
@@ -353,14 +361,27 @@ void run_fallbacks(Model& model, Decision& d, const std::vector<Rung>& ladder, c
   std::vector<BudgetMethod> methods{BudgetMethod::Knapsack, BudgetMethod::Greedy};
   if (spec.compare_baseline) methods.push_back(BudgetMethod::WeightError);
   EvaluationMemo memo;
+  memo.join_subset = shortcuts;
   if (&quick != d.evaluator.get()) memo.quick.emplace(std::vector<int>(d.groups.size(), 0), d.auto_on_subset);
   for (BudgetMethod m : methods) {
     const auto path = allocation_path(costs, m, 48, spec.max_bytes);
+    // The baseline is for the report: always searched to the end.
+    const bool baseline = m == BudgetMethod::WeightError;
+    EvaluationMemo kept = memo;
+    if (baseline) memo.settled_bytes = std::numeric_limits<uint64_t>::max();
     d.fallback_methods.push_back(
         fall_back(model, d.groups, ladder, path, method_name(m), quick, *d.evaluator, spec, start, &memo, acts));
+    if (baseline) {
+      memo.settled_bytes = kept.settled_bytes;
+      memo.settled_by = kept.settled_by;
+    }
     FallbackResult& r = d.fallback_methods.back();
+    if (shortcuts && !baseline && r.met && r.steps.back().bytes < memo.settled_bytes) {
+      memo.settled_bytes = r.steps.back().bytes;
+      memo.settled_by = r.method;
+    }
     const auto whole = allocation_path(costs, m);
-    if (!r.met && path.size() < whole.size())
+    if (!r.met && r.settled.empty() && path.size() < whole.size())
       r.missed = fmt::format("{} {:.5g} > target {:.5g} at {} bytes, the last allocation within max_bytes {} (the "
                              "ladder's top takes {})",
                              spec.metric, spec.metric == "ppl" ? r.steps.back().accuracy.ppl : r.steps.back().accuracy.kld,
@@ -442,7 +463,7 @@ std::filesystem::path report_path_of(const Pipeline& p) {
 
 }  // namespace
 
-Decision decide(Runtime& rt, const Pipeline& p) {
+Decision decide(Runtime& rt, const Pipeline& p, const DecideOptions& options) {
   const auto t0 = Clock::now();
   const QuantRule& rule = the_automatic_rule(p);
   if (!p.calibration.enabled)
@@ -489,17 +510,19 @@ Decision decide(Runtime& rt, const Pipeline& p) {
   auto t1 = Clock::now();
   const int64_t ctx = std::min<int64_t>(512, model.config().get_int("max_position_embeddings", 512));
   std::vector<int32_t> tokens = held_out_tokens(model, evaluation, p.accuracy.max_tokens);
+  const size_t n_tokens = tokens.size();
+  d.evaluator = std::make_shared<HeldOutEvaluator>(model, std::move(tokens), ctx);
   std::unique_ptr<HeldOutEvaluator> subset;
-  if (tokens.size() > kSensitivityTokens) {
-    const size_t n_windows = (tokens.size() + static_cast<size_t>(ctx) - 1) / static_cast<size_t>(ctx);
-    subset = std::make_unique<HeldOutEvaluator>(model, spread_windows(tokens, ctx, kSensitivityTokens), ctx);
+  if (n_tokens > kSensitivityTokens) {
+    const size_t n_windows = (n_tokens + static_cast<size_t>(ctx) - 1) / static_cast<size_t>(ctx);
+    // Its windows are the whole set's: the float reference is sliced, not run again.
+    subset = std::make_unique<HeldOutEvaluator>(*d.evaluator, spread_windows(n_tokens, ctx, kSensitivityTokens));
     d.notes.push_back(fmt::format("ranked the candidates, measured sensitivity and probed the fallback paths on {} of "
                                   "the {} evaluation windows, spread evenly ({} tokens; the choice and each fallback's "
                                   "result confirmed on all {})",
                                   (subset->tokens() + static_cast<size_t>(ctx) - 1) / static_cast<size_t>(ctx),
-                                  n_windows, subset->tokens(), tokens.size()));
+                                  n_windows, subset->tokens(), n_tokens));
   }
-  d.evaluator = std::make_shared<HeldOutEvaluator>(model, std::move(tokens), ctx);
   d.reference = d.evaluator->reference_accuracy();
   d.eval_tokens = d.evaluator->tokens();
   HeldOutEvaluator& quick = subset ? *subset : *d.evaluator;
@@ -510,7 +533,7 @@ Decision decide(Runtime& rt, const Pipeline& p) {
   quick.cache_layer_inputs(model);  // group-alone measurements start at the group's own layer
   if (acts && !rule.activations.dynamic) measure_activation_modes(model, d, quick, *acts);
   simulate_variants(model, d, quick, acts.get());
-  choose_end_to_end(model, d, quick, acts.get());
+  choose_end_to_end(model, d, quick, acts.get(), options.shortcuts);
   d.seconds.evaluate = since(t1);
 
   t1 = Clock::now();
@@ -529,9 +552,10 @@ Decision decide(Runtime& rt, const Pipeline& p) {
   d.seconds.sensitivity = since(t1);
 
   t1 = Clock::now();
-  run_fallbacks(model, d, ladder, quick, p.accuracy, acts.get());
+  run_fallbacks(model, d, ladder, quick, p.accuracy, acts.get(), options.shortcuts);
   d.variants.push_back({"auto+fallback", "simulated", d.fallback.steps.back().bytes, d.fallback.steps.back().accuracy});
   d.seconds.fallback = since(t1);
+  d.layer_tokens_evaluated = d.evaluator->layer_tokens_run() + (subset ? subset->layer_tokens_run() : 0);
   if (!d.fallback.met) d.notes.push_back("target missed: " + d.fallback.missed);
   d.seconds.total = since(t0);
   return d;

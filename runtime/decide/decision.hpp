@@ -56,6 +56,7 @@ struct Decision {
   double scaled_rho = std::numeric_limits<double>::quiet_NaN();
   Accuracy auto_on_subset;       // the chosen configuration on the ranking subset
   size_t evaluations_reused = 0;  // fallback evaluations answered from the memo
+  uint64_t layer_tokens_evaluated = 0;  // token x layer passes of every held-out evaluation (their cost)
   std::vector<std::string> ladder;
   FallbackResult fallback;                      // the one written
   std::vector<FallbackResult> fallback_methods;  // knapsack, greedy, weight-error (the baseline)
@@ -78,8 +79,17 @@ struct Decision {
 // explain_only the decision is printed and nothing is written.
 RunReport run_automatic(Runtime& runtime, Pipeline& pipeline);
 
+// How the decision saves evaluations. With shortcuts (the default) a
+// whole-set evaluation of a configuration already scored on the subset runs
+// only the other windows, and a fallback method that can no longer be the
+// one written stops on the subset (fallback.hpp, EvaluationMemo); the
+// decision is the same either way (tests/decide/test_evaluation_reuse.cpp).
+struct DecideOptions {
+  bool shortcuts = true;
+};
+
 // The decision without writing (the engine's first four steps); the tests
 // call this.
-Decision decide(Runtime& runtime, const Pipeline& pipeline);
+Decision decide(Runtime& runtime, const Pipeline& pipeline, const DecideOptions& options = {});
 
 }  // namespace xquant::decide

@@ -39,22 +39,67 @@ HeldOutEvaluator::HeldOutEvaluator(Model& reference, std::vector<int32_t> tokens
     : tokens_(std::move(tokens)), ctx_(ctx), vocab_(reference.arch().vocab) {
   if (tokens_.size() < 2) fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: the evaluation text has fewer than 2 tokens");
   if (ctx_ < 2) fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: context {} is too short", ctx_);
-  std::vector<float> lp = log_probs(reference);
-  reference_p_log_p_.assign(lp.size() / static_cast<size_t>(vocab_), 0.0);
-  for (size_t pos = 0; pos < reference_p_log_p_.size(); ++pos) {
-    float* row = lp.data() + pos * static_cast<size_t>(vocab_);
-    double plogp = 0;
-    for (int64_t v = 0; v < vocab_; ++v) {
-      // The stored (float) probability in both sums, term for term as
-      // compare() forms them: the float model against itself is exactly 0.
-      const float prob = static_cast<float>(std::exp(static_cast<double>(row[v])));
-      plogp += static_cast<double>(prob) * row[v];
-      row[v] = prob;
+  const std::vector<size_t> all = all_windows();
+  std::vector<float> lp = log_probs(reference, all);
+  const size_t n = lp.size() / static_cast<size_t>(vocab_);
+  reference_p_log_p_.assign(n, 0.0);
+  reference_target_log_p_.assign(n, 0.0f);
+  // The reference's own accuracy from the same pass (an evaluate(reference)
+  // would run the model again for the same numbers): the NLL term for term
+  // as compare() adds it, and KL 0 exactly, since compare() would form
+  // sum p log q from the same stored p and log p that make sum p log p.
+  Sums sums;
+  const auto ww = windows();
+  for (size_t i : all) {
+    const auto [b, len] = ww[i];
+    for (int64_t j = 0; j + 1 < len; ++j) {
+      const size_t pos = static_cast<size_t>(first_position(b, i) + j);
+      float* row = lp.data() + pos * static_cast<size_t>(vocab_);
+      reference_target_log_p_[pos] = row[tokens_[static_cast<size_t>(b + j + 1)]];
+      sums.nll -= reference_target_log_p_[pos];
+      ++sums.positions;
+      double plogp = 0;
+      for (int64_t v = 0; v < vocab_; ++v) {
+        // The stored (float) probability in both sums, term for term as
+        // compare() forms them: the float model against itself is exactly 0.
+        const float prob = static_cast<float>(std::exp(static_cast<double>(row[v])));
+        plogp += static_cast<double>(prob) * row[v];
+        row[v] = prob;
+      }
+      reference_p_log_p_[pos] = plogp;
     }
-    reference_p_log_p_[pos] = plogp;
   }
   reference_probs_ = std::move(lp);
-  reference_ = evaluate(reference);
+  reference_ = accuracy_of(sums);
+}
+
+HeldOutEvaluator::HeldOutEvaluator(const HeldOutEvaluator& whole, const std::vector<size_t>& which)
+    : ctx_(whole.ctx_), vocab_(whole.vocab_), parent_(&whole), parent_windows_(which) {
+  const auto ww = whole.windows();
+  const size_t V = static_cast<size_t>(vocab_);
+  Sums sums;
+  for (size_t k = 0; k < which.size(); ++k) {
+    const size_t i = which[k];
+    if (i >= ww.size() || (k > 0 && i <= which[k - 1]))
+      fail(XQ_ERR_INTERNAL, "accuracy: part windows must rise and lie within the {} windows (got {})", ww.size(), i);
+    const auto [b, len] = ww[i];
+    // Re-windowed by ctx, the part must cut its tokens where the whole did.
+    if (len != ctx_ && k + 1 != which.size())
+      fail(XQ_ERR_INTERNAL, "accuracy: a short window ({} tokens) can only be a part's last", len);
+    tokens_.insert(tokens_.end(), whole.tokens_.begin() + b, whole.tokens_.begin() + b + len);
+    const size_t p0 = static_cast<size_t>(first_position(b, i)), n = static_cast<size_t>(len - 1);
+    reference_probs_.insert(reference_probs_.end(), whole.reference_probs_.begin() + static_cast<std::ptrdiff_t>(p0 * V),
+                            whole.reference_probs_.begin() + static_cast<std::ptrdiff_t>((p0 + n) * V));
+    reference_p_log_p_.insert(reference_p_log_p_.end(), whole.reference_p_log_p_.begin() + static_cast<std::ptrdiff_t>(p0),
+                              whole.reference_p_log_p_.begin() + static_cast<std::ptrdiff_t>(p0 + n));
+    for (size_t j = 0; j < n; ++j) {
+      reference_target_log_p_.push_back(whole.reference_target_log_p_[p0 + j]);
+      sums.nll -= reference_target_log_p_.back();
+      ++sums.positions;
+    }
+  }
+  if (tokens_.size() < 2) fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: the evaluation part has fewer than 2 tokens");
+  reference_ = accuracy_of(sums);
 }
 
 std::vector<std::pair<int64_t, int64_t>> HeldOutEvaluator::windows() const {
@@ -63,6 +108,12 @@ std::vector<std::pair<int64_t, int64_t>> HeldOutEvaluator::windows() const {
   for (int64_t b = 0; b < n; b += ctx_)
     if (std::min(ctx_, n - b) >= 2) w.emplace_back(b, std::min(ctx_, n - b));
   return w;
+}
+
+std::vector<size_t> HeldOutEvaluator::all_windows() const {
+  std::vector<size_t> all(windows().size());
+  std::iota(all.begin(), all.end(), size_t{0});
+  return all;
 }
 
 namespace {
@@ -82,15 +133,20 @@ void check_vocab(const Model& model, int64_t vocab) {
 
 }  // namespace
 
-std::vector<float> HeldOutEvaluator::log_probs(Model& model) const {
+std::vector<float> HeldOutEvaluator::log_probs(Model& model, const std::vector<size_t>& which) const {
   check_vocab(model, vocab_);
+  const auto ww = windows();
   std::vector<float> out;
-  out.reserve(static_cast<size_t>((tokens_.size() - 1) * vocab_));
+  size_t positions = 0;
+  for (size_t i : which) positions += static_cast<size_t>(ww[i].second - 1);
+  out.reserve(positions * static_cast<size_t>(vocab_));
   KvCache cache(model.arch(), ctx_);
-  for (auto [b, len] : windows()) {
+  for (size_t i : which) {
+    const auto [b, len] = ww[i];
     cache.clear();
     auto logits = model.forward({SequenceInput{&cache, tokens_.data() + b, len, true}});
     append_log_probs(model, logits.data(), len, vocab_, out);
+    layer_tokens_run_ += static_cast<uint64_t>(len * model.arch().n_layers);
   }
   return out;
 }
@@ -100,63 +156,95 @@ void HeldOutEvaluator::cache_layer_inputs(Model& reference) {
   const Architecture& a = reference.arch();
   const int64_t H = a.hidden;
   layer_inputs_.assign(static_cast<size_t>(a.n_layers), std::vector<float>(tokens_.size() * static_cast<size_t>(H)));
+  mlp_inputs_ = layer_inputs_;
   std::vector<float> x, k(static_cast<size_t>(ctx_ * a.n_kv_heads * a.head_dim)), v(k.size());
   for (auto [b, len] : windows()) {
     x.resize(static_cast<size_t>(len * H));
     reference.embed(tokens_.data() + b, len, x.data());
+    const std::vector<SequenceSpan> span{SequenceSpan{0, len, 0, k.data(), v.data()}};
     for (int l = 0; l < a.n_layers; ++l) {
       std::copy(x.begin(), x.end(), layer_inputs_[static_cast<size_t>(l)].begin() + b * H);
-      reference.layer_forward(l, x.data(), len, {SequenceSpan{0, len, 0, k.data(), v.data()}});
+      reference.layer_forward(l, x.data(), len, span, nullptr, LayerPart::Attention);
+      std::copy(x.begin(), x.end(), mlp_inputs_[static_cast<size_t>(l)].begin() + b * H);
+      reference.layer_forward(l, x.data(), len, span, nullptr, LayerPart::Mlp);
     }
+    layer_tokens_run_ += static_cast<uint64_t>(len * a.n_layers);
   }
 }
 
-std::vector<float> HeldOutEvaluator::log_probs_from(Model& model, int first) const {
+std::vector<float> HeldOutEvaluator::log_probs_from(Model& model, int first, bool from_mlp) const {
   check_vocab(model, vocab_);
   const Architecture& a = model.arch();
   const int64_t H = a.hidden;
   std::vector<float> out, x, logits, k(static_cast<size_t>(ctx_ * a.n_kv_heads * a.head_dim)), v(k.size());
   out.reserve(static_cast<size_t>((tokens_.size() - 1) * vocab_));
   for (auto [b, len] : windows()) {
-    const auto& in = layer_inputs_[static_cast<size_t>(first)];
+    const auto& in = (from_mlp ? mlp_inputs_ : layer_inputs_)[static_cast<size_t>(first)];
     x.assign(in.begin() + b * H, in.begin() + (b + len) * H);
     for (int l = first; l < a.n_layers; ++l)
-      model.layer_forward(l, x.data(), len, {SequenceSpan{0, len, 0, k.data(), v.data()}});
+      model.layer_forward(l, x.data(), len, {SequenceSpan{0, len, 0, k.data(), v.data()}}, nullptr,
+                          from_mlp && l == first ? LayerPart::Mlp : LayerPart::Whole);
     logits.resize(static_cast<size_t>(len * vocab_));
     model.logits_from_hidden(x.data(), len, logits.data());
     append_log_probs(model, logits.data(), len, vocab_, out);
+    layer_tokens_run_ += static_cast<uint64_t>(len * (a.n_layers - first));
   }
   return out;
 }
 
-Accuracy HeldOutEvaluator::evaluate(Model& model) const { return compare(log_probs(model)); }
+Accuracy HeldOutEvaluator::evaluate(Model& model) const {
+  const std::vector<size_t> all = all_windows();
+  return accuracy_of(compare(log_probs(model, all), all));
+}
 
-Accuracy HeldOutEvaluator::evaluate_from(Model& model, int first) const {
+Accuracy HeldOutEvaluator::evaluate_knowing(Model& model, const HeldOutEvaluator& part, const Accuracy& on_part) const {
+  if (!part.is_part_of(*this) || on_part.positions != part.reference_.positions)
+    fail(XQ_ERR_INTERNAL, "accuracy: a part's evaluation joined to a whole it is not part of");
+  std::vector<size_t> rest;
+  for (size_t i : all_windows())
+    if (!std::binary_search(part.parent_windows_.begin(), part.parent_windows_.end(), i)) rest.push_back(i);
+  Sums s = compare(log_probs(model, rest), rest);
+  s.nll += on_part.mean_nll * static_cast<double>(on_part.positions);
+  s.kl += on_part.kld * static_cast<double>(on_part.positions);
+  s.positions += on_part.positions;
+  return accuracy_of(s);
+}
+
+Accuracy HeldOutEvaluator::evaluate_from(Model& model, int first, bool from_mlp) const {
   if (layer_inputs_.empty() || first < 0 || first >= static_cast<int>(layer_inputs_.size())) return evaluate(model);
   if (model.arch().n_layers != static_cast<int>(layer_inputs_.size()) || model.arch().hidden * static_cast<int64_t>(tokens_.size()) !=
                                                                             static_cast<int64_t>(layer_inputs_[0].size()))
     fail(XQ_ERR_INVALID_ARGUMENT, "accuracy: the model's layers differ from the cached reference's");
-  return compare(log_probs_from(model, first));
+  const std::vector<size_t> all = all_windows();
+  return accuracy_of(compare(log_probs_from(model, first, from_mlp), all));
 }
 
-Accuracy HeldOutEvaluator::compare(const std::vector<float>& lq) const {
-  Accuracy a;
-  double nll = 0, kl = 0;
-  int64_t pos = 0;
-  for (auto [b, len] : windows()) {
-    for (int64_t j = 0; j + 1 < len; ++j, ++pos) {
-      const float* q = lq.data() + pos * vocab_;
-      const float* p = reference_probs_.data() + pos * vocab_;
-      nll -= q[tokens_[static_cast<size_t>(b + j + 1)]];
+HeldOutEvaluator::Sums HeldOutEvaluator::compare(const std::vector<float>& lq, const std::vector<size_t>& which) const {
+  Sums s;
+  const auto ww = windows();
+  int64_t at = 0;  // position in lq
+  for (size_t i : which) {
+    const auto [b, len] = ww[i];
+    const int64_t p0 = first_position(b, i);
+    for (int64_t j = 0; j + 1 < len; ++j, ++at) {
+      const float* q = lq.data() + at * vocab_;
+      const float* p = reference_probs_.data() + (p0 + j) * vocab_;
+      s.nll -= q[tokens_[static_cast<size_t>(b + j + 1)]];
       double p_log_q = 0;
       for (int64_t v = 0; v < vocab_; ++v) p_log_q += static_cast<double>(p[v]) * q[v];
-      kl += std::max(0.0, reference_p_log_p_[static_cast<size_t>(pos)] - p_log_q);
+      s.kl += std::max(0.0, reference_p_log_p_[static_cast<size_t>(p0 + j)] - p_log_q);
+      ++s.positions;
     }
   }
-  a.positions = static_cast<uint64_t>(pos);
-  a.mean_nll = nll / static_cast<double>(pos);
+  return s;
+}
+
+Accuracy HeldOutEvaluator::accuracy_of(const Sums& s) {
+  Accuracy a;
+  a.positions = s.positions;
+  a.mean_nll = s.nll / static_cast<double>(s.positions);
   a.ppl = std::exp(a.mean_nll);
-  a.kld = kl / static_cast<double>(pos);
+  a.kld = s.kl / static_cast<double>(s.positions);
   return a;
 }
 

@@ -75,7 +75,7 @@ std::vector<Sensitivity> measure_sensitivity(Model& model, const std::vector<Gro
     const GroupProfile& g = groups[i];
     set_group_weights(model, g, rung_weights(g, r, float_w));
     if (acts && r == Rung::Chosen) acts->as_chosen(i);
-    const double kld = eval.evaluate_from(model, g.layer).kld;
+    const double kld = eval.evaluate_from(model, g.layer, g.group >= LayerDesc::kMlpIn).kld;
     set_group_weights(model, g, float_w);
     if (acts) acts->as_float(i);
     return kld;
@@ -192,7 +192,14 @@ FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, 
         if (acts && r == Rung::Chosen) acts->as_chosen(i);
         else if (acts) acts->as_float(i);
       }
-      s.accuracy = eval.evaluate(model);
+      // The same allocation probed on the subset: only the other windows run.
+      const Accuracy* on_subset = nullptr;
+      if (memo && memo->join_subset && &eval == &full && quick.is_part_of(full)) {
+        auto p = probes.find(k);
+        auto q = memo->quick.find(s.rung);
+        on_subset = p != probes.end() ? &p->second.accuracy : q != memo->quick.end() ? &q->second : nullptr;
+      }
+      s.accuracy = on_subset ? full.evaluate_knowing(model, quick, *on_subset) : eval.evaluate(model);
     }
     if (remembered) remembered->emplace(s.rung, s.accuracy);
     s.meets = meets_target(s.accuracy, eval.reference_accuracy(), spec, nullptr);
@@ -214,15 +221,59 @@ FallbackResult fall_back(Model& model, const std::vector<GroupProfile>& groups, 
     return hi;
   };
   const size_t last = path.size() - 1;
+  // Stopped on the subset at path index k (FallbackResult::settled): the
+  // start's full evaluation (known) and the probes are kept for the report.
+  auto settle = [&](size_t k, std::string why) {
+    res.final_on_subset = probes.at(k);
+    res.settled = std::move(why);
+    logger().info("decide: fallback ({}) {}", method, res.settled);
+    evaluate(0, full, steps, start);
+    res.rung_of_group = path[k].rung;
+    for (auto& [i, s] : probes) res.probes.push_back(s);
+    for (auto& [i, s] : steps) res.steps.push_back(s);
+    for (size_t i = 0; i < groups.size(); ++i) set_group_weights(model, groups[i], original[i]);
+    if (acts) acts->all_float();
+    return res;
+  };
   // Quick probes first (skipped when the quick and the full set are one).
   size_t guess = 0;
   if (&quick != &full) {
-    if (!evaluate(0, quick, probes, nullptr).meets)
-      guess = evaluate(last, quick, probes, nullptr).meets ? bisect(0, last, quick, probes) : last;
+    if (!evaluate(0, quick, probes, nullptr).meets) {
+      // An earlier method's result confirmed at settled_bytes: first the
+      // last allocation within those bytes; when it misses on the subset,
+      // this path's cheapest meeting allocation lies above them (the
+      // bisection's own assumption: the damage falls along the path), so
+      // this method cannot be the one written.
+      size_t top = last;
+      if (memo && memo->settled_bytes != std::numeric_limits<uint64_t>::max()) {
+        size_t cap = 0;
+        while (cap < last && path[cap + 1].bytes <= memo->settled_bytes) ++cap;
+        if (cap > 0 && cap < last) {
+          if (!evaluate(cap, quick, probes, nullptr).meets) {
+            return settle(cap, fmt::format("not confirmed on every token: at {} bytes, its last allocation within "
+                                           "{}'s {} confirmed on all {}, it misses the target on the {}-token subset, "
+                                           "so it cannot be the one written",
+                                           probes.at(cap).bytes, memo->settled_by, memo->settled_bytes, full.tokens(),
+                                           quick.tokens()));
+          }
+          top = cap;
+        }
+      }
+      guess = evaluate(top, quick, probes, nullptr).meets ? bisect(0, top, quick, probes) : last;
+    }
   }
   // Then the full set: the start, the guess, and further up while it misses.
   size_t final_index = 0;
   const bool start_meets = evaluate(0, full, steps, start).meets;
+  // Settled: every allocation this method could confirm takes at least the
+  // guess's bytes (the path rises in bytes, and the search only climbs from
+  // the guess), more than a result already confirmed.
+  if (!start_meets && guess > 0 && memo && probes.at(guess).bytes > memo->settled_bytes)
+    return settle(guess, fmt::format("not confirmed on every token: its cheapest allocation meeting the target on the "
+                                     "{}-token subset takes {} bytes, more than {}'s {} confirmed on all {}, so it "
+                                     "cannot be the one written",
+                                     quick.tokens(), probes.at(guess).bytes, memo->settled_by, memo->settled_bytes,
+                                     full.tokens()));
   if (!start_meets) {
     if (guess > 0 && evaluate(guess, full, steps, nullptr).meets) {
       final_index = guess;

@@ -14,6 +14,7 @@
 #include "decide/evaluator.hpp"
 #include "decide/profile.hpp"
 
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -67,6 +68,12 @@ struct FallbackResult {
   bool met = false;
   double target = 0;                        // on the metric's scale, full set
   std::string missed;                       // what is still off when !met
+  // Non-empty: the search stopped on the subset, its cheapest allocation
+  // there already taking more bytes than an earlier method's result
+  // confirmed on every token (EvaluationMemo::settled_bytes); `met` is then
+  // false and final_on_subset is that allocation, scored on the subset.
+  std::string settled;
+  FallbackStep final_on_subset;
 };
 
 uint64_t rung_bytes(const GroupProfile& g, Rung r);
@@ -89,6 +96,15 @@ double scaled_estimate_rho(const std::vector<Sensitivity>& sensitivity);
 struct EvaluationMemo {
   std::map<std::vector<int>, Accuracy> quick, full;
   size_t reused = 0;  // evaluations answered from the memo
+  // Shortcuts that leave the written allocation as it was (docs/decide.md):
+  // with join_subset a whole-set evaluation of an allocation already probed
+  // on the subset (a part of the whole set) runs only the other windows;
+  // a method whose cheapest allocation meeting the target on the subset
+  // takes more than settled_bytes (an earlier method's result, confirmed on
+  // every token) cannot be written and is not confirmed (FallbackResult::settled).
+  bool join_subset = true;
+  uint64_t settled_bytes = std::numeric_limits<uint64_t>::max();
+  std::string settled_by;  // the method that set settled_bytes
 };
 
 // Bytes and measured damage per rung of every group, for budget.hpp.

@@ -216,6 +216,7 @@ std::string report_json(const Decision& d) {
   j["spearman_rho_proxy_vs_measured"] = d.spearman_rho;
   if (!std::isnan(d.scaled_rho)) j["spearman_rho_scaled_int8_vs_measured"] = d.scaled_rho;
   j["fallback_evaluations_reused"] = d.evaluations_reused;
+  j["layer_tokens_evaluated"] = d.layer_tokens_evaluated;
   j["ladder"] = d.ladder;
   json steps = json::array();
   for (const auto& s : d.fallback.steps) steps.push_back(step_json(s));
@@ -226,8 +227,9 @@ std::string report_json(const Decision& d) {
     json probes = json::array(), full = json::array();
     for (const auto& s : m.probes) probes.push_back(step_json(s));
     for (const auto& s : m.steps) full.push_back(step_json(s));
-    methods.push_back({{"method", m.method}, {"met", m.met}, {"path_length", m.path_length}, {"final", step_json(m.steps.back())},
-                       {"probes_subset", probes}, {"evaluated_all_tokens", full}});
+    const FallbackStep& final_step = m.settled.empty() ? m.steps.back() : m.final_on_subset;
+    methods.push_back({{"method", m.method}, {"met", m.met}, {"path_length", m.path_length}, {"final", step_json(final_step)},
+                       {"settled", m.settled}, {"probes_subset", probes}, {"evaluated_all_tokens", full}});
   }
   j["fallback_methods"] = methods;
   json variants = json::array();
@@ -292,12 +294,13 @@ std::string report_html(const Decision& d) {
     h += "<table><tr><th>method</th><th>path length</th><th>evaluations (subset + all)</th><th>bytes</th><th>of "
          "which dense</th><th>ppl</th><th>KLD</th><th>meets</th><th>groups moved</th></tr>";
     for (const auto& m : d.fallback_methods) {
-      const auto& s = m.steps.back();
+      const auto& s = m.settled.empty() ? m.steps.back() : m.final_on_subset;
       h += fmt::format("<tr><td>{}{}</td><td class='n'>{}</td><td class='n'>{} + {}</td><td class='n'>{}</td><td "
                        "class='n'>{}</td><td class='n'>{:.4f}</td><td class='n'>{:.5f}</td><td class='{}'>{}</td><td>{}</td></tr>",
                        escape(m.method), m.method == d.fallback.method ? " (written)" : "", m.path_length,
                        m.probes.size(), m.steps.size(), s.bytes, s.dense_bytes, s.accuracy.ppl, s.accuracy.kld,
-                       m.met ? "ok" : "miss", m.met ? "yes" : "no", escape(s.moved.empty() ? "(none)" : s.moved));
+                       m.met ? "ok" : "miss", m.met ? "yes" : m.settled.empty() ? "no" : "not confirmed",
+                       escape((s.moved.empty() ? "(none)" : s.moved) + (m.settled.empty() ? "" : "; " + m.settled)));
     }
     h += "</table>";
   }

@@ -347,7 +347,8 @@ void Model::load_layer_weights(int l) {
   if (!on_device() && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) stack_host_layer(d, w, loaded);
   for (size_t i = 0; i < d.linears.size(); ++i)
     if (!loaded[i]) w.linears[i] = load_linear(d.linears[i]);
-  if (d.moe && (on_device() || options_.moe_provider_ops)) w.experts_fused = moe_experts_fuse(l);
+  // Device providers decide after upload_weights (dense experts' device copies).
+  if (d.moe && !on_device() && options_.moe_provider_ops) w.experts_fused = moe_experts_fuse(l);
 }
 
 void Model::load_weights() {
@@ -396,6 +397,8 @@ void Model::load_weights() {
   load_phase("lm_head");
   if (on_device()) upload_weights();
   load_phase("upload of float weights");
+  for (int64_t l = 0; on_device() && l < a.n_layers; ++l)
+    if (a.layers[static_cast<size_t>(l)].moe) layers_[static_cast<size_t>(l)].experts_fused = moe_experts_fuse(static_cast<int>(l));
   if (const char* e = std::getenv("XQUANT_DECODE_GRAPHS")) options_.decode_graphs = std::string(e) != "0";
   if (on_device() && options_.decode_graphs && kernels_->records_graphs())
     graphs_ = std::make_unique<DecodeGraphs>(*kernels_);
@@ -430,11 +433,24 @@ const Tokenizer& Model::tokenizer() {
   return *tokenizer_;
 }
 
-uint64_t Model::weight_bytes_per_token() const {
+uint64_t Model::weight_bytes() const { return counted_weight_bytes(false); }
+uint64_t Model::weight_bytes_per_token() const { return counted_weight_bytes(true); }
+
+uint64_t Model::counted_weight_bytes(bool top_k_experts_only) const {
   uint64_t b = lm_head_.bytes + final_norm_.size() * 4 + static_cast<uint64_t>(arch_.hidden) * 4;
-  for (const auto& l : layers_) {
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const LayerWeights& l = layers_[li];
     b += (l.input_norm.size() + l.post_norm.size() + l.q_norm.size() + l.k_norm.size()) * 4;
-    for (const auto& lw : l.linears) b += lw.bytes + lw.bias.size() * 4;
+    std::vector<char> routed(l.linears.size(), 0);
+    const MoeDesc& m = arch_.layers[li].experts;
+    if (arch_.layers[li].moe)
+      for (const auto* set : {&m.gate, &m.up, &m.down})
+        for (int i : *set) routed[static_cast<size_t>(i)] = 1;
+    uint64_t experts = 0;
+    for (size_t i = 0; i < l.linears.size(); ++i)
+      (routed[i] ? experts : b) += l.linears[i].bytes + l.linears[i].bias.size() * 4;
+    // A token runs top_k of the n_experts (all experts of a layer have one shape).
+    b += top_k_experts_only && m.n_experts > 0 ? experts * static_cast<uint64_t>(m.top_k) / m.n_experts : experts;
     for (const LinearWeights* lw : {&l.qkv, &l.gate_up}) b += lw->bytes + lw->bias.size() * 4;
   }
   return b;
@@ -533,8 +549,10 @@ std::vector<int32_t> Model::positions(const std::vector<SequenceSpan>& spans, in
 }
 
 void Model::layer_forward(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
-                          const GroupInputTap& tap) const {
+                          const GroupInputTap& tap, LayerPart part) const {
   require_layer(layer);
+  if (part != LayerPart::Whole && on_device() && stacked(layer))
+    fail(XQ_ERR_UNSUPPORTED, "half a decoder layer runs on host providers only (kernel provider '{}')", kernels_->name());
   if (tap && on_device())
     fail(XQ_ERR_UNSUPPORTED, "layer taps read activations in host memory; kernel provider '{}' keeps them on its device",
          kernels_->name());
@@ -545,7 +563,7 @@ void Model::layer_forward(int layer, float* x, int64_t rows, const std::vector<S
     kernels_->upload(d, pos.data(), pos.size() * sizeof(int32_t));
     p = static_cast<const int32_t*>(d);
   }
-  if (!on_device() || !stacked(layer)) return run_layer(layer, x, rows, spans, p, tap);
+  if (!on_device() || !stacked(layer)) return run_layer(layer, x, rows, spans, p, tap, part);
   xq_dtype t = XQ_DTYPE_F32;
   const void* addend = run_layer_stacked(layer, x, rows, spans, p, nullptr, XQ_DTYPE_F32, &t);
   add_residual(x, addend, t, rows);
@@ -563,7 +581,7 @@ void Model::add_residual(float* x, const void* addend, xq_dtype t, int64_t rows)
 // holds each row's absolute position. Temporaries are host vectors on host
 // providers and one reused provider buffer otherwise.
 void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans, const int32_t* pos,
-                      const GroupInputTap& tap) const {
+                      const GroupInputTap& tap, LayerPart part) const {
   const auto& a = arch_;
   const LayerWeights& W = layers_.at(static_cast<size_t>(layer));
   const int64_t H = a.hidden, NH = a.n_heads, KVH = a.n_kv_heads, HD = a.head_dim, I = a.intermediate;
@@ -578,6 +596,7 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
   float* att = vv + n_kv;
   float* g = att + n_q;
   float* u = g + n_i;
+  if (part == LayerPart::Mlp) return run_mlp(layer, x, rows, h, g, u, tap);
 
   rms_norm(k, x, rows, H, at(W.input_norm, W.d_input_norm), a.rms_eps, h, "RMS_NORM (input)");
   if (tap) tap(LayerDesc::kAttnIn, h, rows, H);
@@ -625,7 +644,15 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
   if (input_transform_) input_transform_(layer, LayerDesc::kAttnOut, att, rows, NH * HD);
   linear(W.linears[LayerDesc::kO], att, rows, h, "o_proj");
   add_inplace(k, x, h, rows, H);
+  if (part == LayerPart::Attention) return;
+  run_mlp(layer, x, rows, h, g, u, tap);
+}
 
+void Model::run_mlp(int layer, float* x, int64_t rows, float* h, float* g, float* u, const GroupInputTap& tap) const {
+  const auto& a = arch_;
+  const LayerWeights& W = layers_.at(static_cast<size_t>(layer));
+  const int64_t H = a.hidden, I = a.intermediate, n_h = rows * H;
+  const Kernels& k = *kernels_;
   rms_norm(k, x, rows, H, at(W.post_norm, W.d_post_norm), a.rms_eps, h, "RMS_NORM (post-attention)");
   if (tap) tap(LayerDesc::kMlpIn, h, rows, H);
   if (input_transform_) input_transform_(layer, LayerDesc::kMlpIn, h, rows, H);

@@ -170,6 +170,13 @@ struct PagedInput {
 // Called with the input of each Linear group of a layer (LayerDesc::groups
 // index, rows x cols row-major) just before that group's Linears run.
 using GroupInputTap = std::function<void(int group, const float* x, int64_t rows, int64_t cols)>;
+
+// Which part of a decoder layer layer_forward runs: the attention half
+// (input norm .. o_proj and its residual add), the MLP half (post-attention
+// norm .. down_proj and its residual add), or both; the two halves in turn
+// give the whole layer bit for bit (host providers; AWQ's trials of the MLP
+// groups rerun only their half, pipeline/group_forward.cpp).
+enum class LayerPart { Whole, Attention, Mlp };
 // Rewrites the input of a layer's Linear group in place just before that
 // group's Linears run (after any tap): the decision engine's fake-quantized
 // W8A8 activations (decide/activation_sim.hpp). Host providers only.
@@ -190,8 +197,12 @@ class Model {
   Runtime& runtime() { return runtime_; }
   // The tokenizer (built on first use; throws when there is no vocabulary).
   const Tokenizer& tokenizer();
-  // Bytes of weights one decode step reads (what bounds decode speed).
+  // Bytes of weights one token's decode step reads (what bounds decode
+  // speed): a MoE layer counts top_k of its experts (the floor; a batch
+  // whose tokens pick different experts reads more), every other weight once.
   uint64_t weight_bytes_per_token() const;
+  // Bytes of every weight held (all experts).
+  uint64_t weight_bytes() const;
   // Number of Linears run quantized by the provider / dequantized on load.
   int quantized_linears() const { return n_quantized_; }
   int dequantized_linears() const { return n_dequantized_; }
@@ -232,7 +243,7 @@ class Model {
   void embed(const int32_t* ids, int64_t n, float* out) const;  // out [n, hidden]
   // x [rows, hidden] in place through layer L; spans cover all rows.
   void layer_forward(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans,
-                     const GroupInputTap& tap = nullptr) const;
+                     const GroupInputTap& tap = nullptr, LayerPart part = LayerPart::Whole) const;
   // Installs (or, empty, removes) the input transform every forward applies.
   void set_input_transform(GroupInputTransform t) { input_transform_ = std::move(t); }
   // Final norm + lm_head of `rows` hidden rows into logits [rows, vocab].
@@ -275,6 +286,7 @@ class Model {
   Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOptions& options);
   // forward's body: logits into *logits, or (ids != null) their argmax per row.
   void step(const std::vector<SequenceInput>& batch, std::vector<float>* logits, std::vector<int32_t>* ids);
+  uint64_t counted_weight_bytes(bool top_k_experts_only) const;
   void load_weights();
   void load_layer_weights(int layer);  // layer `layer` from the checkpoint into layers_
   void begin_on_demand();             // load_weights' end in layers_on_demand mode
@@ -345,7 +357,9 @@ class Model {
   void copy_floats(float* dst, const float* src, int64_t n, const char* what) const;
   void embed_ids(const int32_t* ids, int64_t n, float* out) const;  // ids in provider memory
   void run_layer(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans, const int32_t* pos,
-                 const GroupInputTap& tap) const;
+                 const GroupInputTap& tap, LayerPart part = LayerPart::Whole) const;
+  // run_layer's MLP half; h, g, u its temporaries ([rows, hidden], 2 x [rows, intermediate]).
+  void run_mlp(int layer, float* x, int64_t rows, float* h, float* g, float* u, const GroupInputTap& tap) const;
   // A layer whose q|k|v and gate|up run stacked (device providers): 13 ops
   // at batch 1. `pending` (provider memory, `pending_dtype`), when not null,
   // is the previous layer's last residual addend, added to x here (fused

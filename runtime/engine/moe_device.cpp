@@ -6,12 +6,14 @@
 //   1. the router GEMM (a Linear like any other), then XQ_OP_MOE_ROUTE:
 //      softmax, top-k ids and combine weights per row;
 //   2. routed experts, one of two ways:
-//      - fused (quantized experts the provider's moe_qmatmul takes, e.g.
-//        cuda-w4a16-mma): gate and up as one moe_qmatmul each over all
-//        experts, SWIGLU, down with the weighted combine inside, added to
-//        the residual stream; no host round trip (vLLM's fused_moe scheme,
+//      - fused (experts the provider's moe_qmatmul takes: quantized ones,
+//        e.g. cuda-w4a16-mma, or dense BF16/F16 device weights passed as
+//        xq_moe_op.dense_experts): gate and up as one moe_qmatmul each over
+//        all experts, SWIGLU, down with the weighted combine inside, added
+//        to the residual stream; no host round trip, so a decode step can be
+//        recorded as a CUDA graph (vLLM's fused_moe scheme,
 //        vllm/model_executor/layers/fused_moe/fused_moe.py);
-//      - looped (BF16/F32 experts, or quantized ones moe_qmatmul refuses):
+//      - looped (F32 experts, or quantized ones moe_qmatmul refuses):
 //        the expert ids come back to the host (one small download per
 //        layer), rows are sorted by expert, gathered with GET_ROWS, each used
 //        expert runs its own GEMMs on its contiguous run of rows, and
@@ -24,6 +26,8 @@
 #include "core/log.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <tuple>
 
 namespace xquant {
@@ -31,6 +35,16 @@ namespace xquant {
 namespace {
 
 uint64_t aligned(uint64_t n) { return (n + 255) / 256 * 256; }
+
+// Dense (BF16/F16) experts take the grouped GEMM only at decode-like sizes: on
+// the H200 it is 0.94-1.46x torch._grouped_mm up to 16 tokens per expert but
+// 0.17-0.23x at 256-1024 (bench/cuda/bench_moe.py, docs/results.md), where one
+// cuBLAS GEMM per expert is the faster path. Quantized experts always fuse.
+constexpr int64_t kDenseFusedTokensPerExpert = 32;
+
+bool fused_pays(const LinearWeights& first_expert, int64_t routed_rows, int64_t n_experts) {
+  return first_expert.q || routed_rows <= kDenseFusedTokensPerExpert * n_experts;
+}
 
 // Consecutive 256-byte-aligned regions of one scratch buffer.
 class Carve {
@@ -47,12 +61,30 @@ class Carve {
   char* at_;
 };
 
-xq_moe_op moe_op(const std::vector<const xq_qweight*>& experts, int64_t top_k) {
+// One Linear of every expert (gate, up or down) as moe_qmatmul takes it:
+// prepared quantized weights, or device pointers to dense BF16/F16 weights.
+struct ExpertSet {
+  std::vector<const xq_qweight*> q;
+  std::vector<const void*> dense;
+};
+
+ExpertSet expert_set(const LayerWeights& W, const std::vector<int>& linears) {
+  ExpertSet s;
+  for (int i : linears) {
+    const LinearWeights& lw = W.linears[static_cast<size_t>(i)];
+    if (lw.q) s.q.push_back(lw.q);
+    else s.dense.push_back(lw.dw.data());
+  }
+  return s;
+}
+
+xq_moe_op moe_op(const ExpertSet& set, int64_t top_k) {
   xq_moe_op op{};
   op.struct_size = sizeof(xq_moe_op);
-  op.n_experts = static_cast<uint32_t>(experts.size());
+  op.n_experts = static_cast<uint32_t>(set.q.empty() ? set.dense.size() : set.q.size());
   op.top_k = static_cast<uint32_t>(top_k);
-  op.experts = experts.data();
+  op.experts = set.q.empty() ? nullptr : set.q.data();
+  op.dense_experts = set.q.empty() ? set.dense.data() : nullptr;
   return op;
 }
 
@@ -66,17 +98,21 @@ bool Model::moe_experts_fuse(int layer) const {
   for (int64_t e = 0; e < m.n_experts && !no; ++e)
     for (int i : {m.gate[e], m.up[e], m.down[e]}) {
       const LinearWeights& lw = W.linears[static_cast<size_t>(i)];
-      if (!lw.q || lw.act != g0.act || !lw.bias.empty()) no = "not all quantized, with one activation dtype and no bias";
+      if (!lw.q != !g0.q || lw.act != g0.act || !lw.bias.empty() || (!lw.q && !lw.dw.data()))
+        no = "not all quantized or all dense on the device, with one activation dtype and no bias";
     }
+  if (!no && !g0.q && g0.act == XQ_DTYPE_F32) no = "dense F32 experts (the grouped GEMM takes BF16/F16)";
+  // The loop on request: the "before" baseline of bench/engine/gpu_moe_engine.sh.
+  if (const char* env = std::getenv("XQUANT_MOE_PER_EXPERT"); env && std::string(env) == "1")
+    no = "XQUANT_MOE_PER_EXPERT=1";
   std::string why;
   if (!no) {
     // Shapes with no rows: the provider validates the experts and the
     // operands' dtypes and returns before touching memory.
-    static char probe[256];
+    alignas(256) static char probe[256];
     const int64_t H = arch_.hidden, I = m.expert_intermediate, k = m.top_k;
     for (const auto* set : {&m.gate, &m.down}) {
-      std::vector<const xq_qweight*> experts;
-      for (int i : *set) experts.push_back(W.linears[static_cast<size_t>(i)].q);
+      const ExpertSet experts = expert_set(W, *set);
       const bool down = set == &m.down;
       xq_moe_op op = moe_op(experts, k);
       op.x = dtensor(g0.act, {0, down ? I : H}, probe);
@@ -112,8 +148,10 @@ void Model::moe_forward_device(int layer, const float* h, int64_t rows, float* x
   op.i[0] = m.norm_topk_prob ? 1 : 0;
   kernels_->run(op, "MOE_ROUTE");
 
-  if (W.experts_fused) moe_experts_fused(layer, h, rows, ids, weights, x);
-  else moe_experts_looped(layer, h, rows, ids, weights, x);
+  if (W.experts_fused && fused_pays(W.linears[static_cast<size_t>(m.gate[0])], rows * k, E))
+    moe_experts_fused(layer, h, rows, ids, weights, x);
+  else
+    moe_experts_looped(layer, h, rows, ids, weights, x);
   if (m.shared_gate >= 0) moe_shared_expert_device(layer, h, rows, x);
 }
 
@@ -123,12 +161,7 @@ void Model::moe_experts_fused(int layer, const float* h, int64_t rows, const int
   const LayerWeights& W = layers_[static_cast<size_t>(layer)];
   const int64_t H = arch_.hidden, I = m.expert_intermediate, k = m.top_k, slots = rows * k;
   const xq_dtype t = W.linears[static_cast<size_t>(m.gate[0])].act;  // the experts' QMATMUL activation dtype
-  auto experts = [&](const std::vector<int>& set) {
-    std::vector<const xq_qweight*> q;
-    for (int i : set) q.push_back(W.linears[static_cast<size_t>(i)].q);
-    return q;
-  };
-  const auto gate = experts(m.gate), up = experts(m.up), down = experts(m.down);
+  const ExpertSet gate = expert_set(W, m.gate), up = expert_set(W, m.up), down = expert_set(W, m.down);
   const int64_t eb = t == XQ_DTYPE_F32 ? 4 : 2;  // bytes per activation element
   Carve c(static_cast<char*>(scratch(kMoeExperts, aligned(rows * H * eb) * 2 + 2 * aligned(slots * I * eb))));
   void* xb = c.take<char>(rows * H * eb);

@@ -21,6 +21,7 @@ GroupForward::GroupForward(Model& model, int layer, int group, const std::vector
     rows_ += n;
     max_len = std::max(max_len, n);
   }
+  mlp_half_ = group >= LayerDesc::kMlpIn;
   kbuf_.resize(static_cast<size_t>(max_len * arch.n_kv_heads * arch.head_dim));
   vbuf_.resize(kbuf_.size());
   capture_group_input(group);
@@ -41,10 +42,17 @@ void GroupForward::capture_group_input(int group) {
   for (size_t s = 0; s < rows_of_sample_.size(); ++s) {
     const int64_t n = rows_of_sample_[s];
     y.assign(layer_input_ + first_row_[s] * H, layer_input_ + (first_row_[s] + n) * H);
-    model_.layer_forward(layer_, y.data(), n, {SequenceSpan{0, n, 0, kbuf_.data(), vbuf_.data()}},
-                         [&](int grp, const float* x, int64_t rows, int64_t c) {
-                           if (grp == group) input_.insert(input_.end(), x, x + rows * c);
-                         });
+    const std::vector<SequenceSpan> span{SequenceSpan{0, n, 0, kbuf_.data(), vbuf_.data()}};
+    auto tap = [&](int grp, const float* x, int64_t rows, int64_t c) {
+      if (grp == group) input_.insert(input_.end(), x, x + rows * c);
+    };
+    if (!mlp_half_) {
+      model_.layer_forward(layer_, y.data(), n, span, tap);
+      continue;
+    }
+    model_.layer_forward(layer_, y.data(), n, span, nullptr, LayerPart::Attention);
+    mid_.insert(mid_.end(), y.begin(), y.end());
+    model_.layer_forward(layer_, y.data(), n, span, tap, LayerPart::Mlp);
   }
 }
 
@@ -76,8 +84,10 @@ void GroupForward::forward(const float* const* weights, float* out) {
   for (size_t s = 0; s < rows_of_sample_.size(); ++s) {
     const int64_t n = rows_of_sample_[s];
     float* y = out + at * H;
-    std::copy(layer_input_ + first_row_[s] * H, layer_input_ + (first_row_[s] + n) * H, y);
-    model_.layer_forward(layer_, y, n, {SequenceSpan{0, n, 0, kbuf_.data(), vbuf_.data()}});
+    const float* from = mlp_half_ ? mid_.data() + at * H : layer_input_ + first_row_[s] * H;
+    std::copy(from, from + n * H, y);
+    model_.layer_forward(layer_, y, n, {SequenceSpan{0, n, 0, kbuf_.data(), vbuf_.data()}}, nullptr,
+                         mlp_half_ ? LayerPart::Mlp : LayerPart::Whole);
     at += n;
   }
   // Copy back into the same buffers: the group's weight views point there.

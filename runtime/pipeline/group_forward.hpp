@@ -3,7 +3,10 @@
 // candidate weights (AWQ's loss). For the MLP groups the change of the
 // layer output equals the change of the module output (the residual
 // carries the rest unchanged); for the attention groups it is the attention
-// output's change as seen through the MLP (docs/algorithms.md).
+// output's change as seen through the MLP (docs/algorithms.md). An MLP
+// group's trial reruns only the layer's MLP half from the residual stream
+// kept after the attention half (the attention half does not read the MLP
+// weights; the halves give the whole layer bit for bit, Model::layer_forward).
 #pragma once
 
 #include "calibrate/calibrator.hpp"
@@ -41,6 +44,8 @@ class GroupForward {
   std::vector<int64_t> rows_of_sample_, first_row_;
   int64_t rows_ = 0;
   std::vector<float> input_;
+  bool mlp_half_ = false;   // an MLP group: trials run the MLP half only
+  std::vector<float> mid_;  // then: the residual stream after the attention half, the chosen samples' rows
   std::vector<float> kbuf_, vbuf_;
   xq_group_forward abi_{};
 };

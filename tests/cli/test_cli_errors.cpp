@@ -15,6 +15,7 @@ namespace {
 using xquant::test::run_process;
 
 const std::string kModel = std::string(XQUANT_SHARED_DIR) + "/models/stories260K-hf";
+const std::string kGguf = std::string(XQUANT_SHARED_DIR) + "/models/stories260K/stories260K.gguf";
 const std::string kText = std::string(XQUANT_SHARED_DIR) + "/data/tinystories/tinystories_val.subset.txt";
 const std::string kMissing = "/nonexistent/xquant-test-missing";
 
@@ -128,6 +129,15 @@ const BadInput kCases[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(EverySubcommand, CliErrors, ::testing::ValuesIn(kCases));
+
+// Bytes that are not UTF-8 (a prompt, or text cut inside a character) come
+// out of `generate --json` as U+FFFD instead of stopping the command.
+TEST(Cli, GenerateJsonReplacesBytesThatAreNotUtf8) {
+  auto r = run_process({XQUANT_CLI, "generate", "--model", kGguf, "--prompt", "Once \xE2", "-n", "2", "--json"});
+  EXPECT_EQ(r.signal, 0) << "crashed: " << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"prompt\": \"Once \xEF\xBF\xBD\""), std::string::npos) << r.out;
+}
 
 TEST(Cli, UsageErrorsPointAtHelp) {
   auto r = run_process({XQUANT_CLI, "quantize", "--bogus"});

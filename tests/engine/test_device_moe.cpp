@@ -6,7 +6,8 @@
 // sigmoid gate) checkpoints from tests/support/moe_checkpoint.hpp:
 //   - F32 device weights (the per-expert loop): prompt logits within 1e-4
 //     relative (F32 GEMMs in another order);
-//   - BF16 device weights (the loop on BF16 GEMMs): within 2e-2;
+//   - BF16 device weights (moe_qmatmul's grouped BF16 GEMM over dense
+//     experts): within 2e-2;
 //   - W4A16 experts, RTN int4 g32 written as compressed-tensors here (router
 //     and shared_expert_gate left dense, as examples/moe/*.yaml do), through
 //     moe_qmatmul's fused path (BF16 activations): within 3e-2 of cpu on
@@ -18,6 +19,7 @@
 // not built or has no GPU here.
 #include "core/error.hpp"
 #include "core/runtime.hpp"
+#include "engine/decode_graphs.hpp"
 #include "engine/model.hpp"
 #include "engine/paged_kv.hpp"
 
@@ -30,6 +32,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <functional>
 
 using namespace xquant;
 namespace fs = std::filesystem;
@@ -79,10 +83,12 @@ fs::path rtn_w4a16(const fs::path& src) {
 }
 
 // The model on cuda, or nullptr with *why when the provider cannot run here.
-std::unique_ptr<Model> on_cuda(const fs::path& p, xq_dtype weights, std::string* why) {
+std::unique_ptr<Model> on_cuda(const fs::path& p, xq_dtype weights, std::string* why, bool graphs = true) {
+  unsetenv("XQUANT_DECODE_GRAPHS");  // the option below decides
   ModelOptions o;
   o.provider = "cuda";
   o.device_weights = weights;
+  o.decode_graphs = graphs;
   try {
     return Model::open(rt(), p, o);
   } catch (const Error& e) {
@@ -142,6 +148,87 @@ void compare(Model& cpu, Model& gpu, double bound, const char* what) {
               d, bound, compared, compared, near_ties);
 }
 
+// `steps` decode steps of `n_seq` sequences together after one prefill
+// each, fed `feed` (the ids of each step, [step][sequence]) or, when it is
+// empty, each step's argmax, which it fills in; returns each step's logits.
+std::vector<std::vector<float>> decode_steps(Model& m, int n_seq, int steps, std::vector<std::vector<int32_t>>& feed) {
+  PagedKvCache cache(m, {.block_size = 16, .num_blocks = 32});
+  std::vector<PagedSequence> seqs(static_cast<size_t>(n_seq));
+  std::vector<int32_t> last(static_cast<size_t>(n_seq));
+  const int64_t V = m.arch().vocab;
+  for (int s = 0; s < n_seq; ++s) {  // prompts: kPrompt's suffixes, so the sequences differ
+    const auto lg = m.forward_paged(cache, {{&seqs[s], kPrompt.data() + s, static_cast<int64_t>(kPrompt.size()) - s}});
+    last[s] = static_cast<int32_t>(std::max_element(lg.begin(), lg.end()) - lg.begin());
+  }
+  const bool fill = feed.empty();
+  std::vector<std::vector<float>> out;
+  for (int t = 0; t < steps; ++t) {
+    if (!fill) last = feed[static_cast<size_t>(t)];
+    std::vector<PagedInput> batch;
+    for (int s = 0; s < n_seq; ++s) batch.push_back({&seqs[s], &last[s], 1});
+    out.push_back(m.forward_paged(cache, batch));
+    if (fill) {
+      feed.push_back(last);
+      for (int s = 0; s < n_seq; ++s) {
+        const auto row = out.back().begin() + s * V;
+        last[s] = static_cast<int32_t>(std::max_element(row, row + V) - row);
+      }
+    }
+  }
+  return out;
+}
+
+// Graphed against eager decode steps of one checkpoint with fused experts.
+void expect_graphs_replay_eager(Model& graphed, Model& eager, const std::string& what) {
+  ASSERT_TRUE(graphed.layer(0).experts_fused) << what;
+  ASSERT_NE(graphed.decode_graphs(), nullptr) << "the cuda provider records graphs";
+  ASSERT_EQ(eager.decode_graphs(), nullptr);
+  const int64_t V = eager.arch().vocab;
+  constexpr int kSteps = 24;
+  for (int n_seq : {1, 3, 4}) {
+    SCOPED_TRACE(what + ", " + std::to_string(n_seq) + " sequences");
+    std::vector<std::vector<int32_t>> feed;
+    const auto e = decode_steps(eager, n_seq, kSteps, feed);
+    const auto before = graphed.decode_graphs()->stats();
+    const auto g = decode_steps(graphed, n_seq, kSteps, feed);
+    const auto after = graphed.decode_graphs()->stats();
+    EXPECT_EQ(after.refused, 0u);
+    // 11 prompt + 24 steps span at most 3 blocks of 16: at most 3 table
+    // widths, so at most 3 eager steps; the rest replays.
+    EXPECT_GE(after.replayed, before.replayed + kSteps - 3);
+    // A bucket-sized batch replays the eager shapes (the same kernels: equal
+    // up to float noise); 3 sequences replay padded to 4 rows, where the
+    // dense GEMMs may pick other kernels and BF16 roundings move (the BF16
+    // bound against cpu).
+    const double bound = n_seq == 3 ? 2e-2 : 1e-6;
+    double worst = 0;
+    int compared = 0, near_ties = 0;
+    for (size_t t = 0; t < e.size(); ++t) {
+      const double d = rel_diff(g[t], e[t]);
+      worst = std::max(worst, d);
+      EXPECT_LE(d, bound) << "step " << t;
+      double max_abs = 0;
+      for (size_t i = 0; i < e[t].size(); ++i) max_abs = std::max(max_abs, std::fabs(static_cast<double>(g[t][i]) - e[t][i]));
+      for (int64_t s = 0; s < n_seq; ++s) {
+        std::vector<float> row(e[t].begin() + s * V, e[t].begin() + (s + 1) * V);
+        const auto best = std::max_element(row.begin(), row.end()) - row.begin();
+        const auto got = std::max_element(g[t].begin() + s * V, g[t].begin() + (s + 1) * V) - (g[t].begin() + s * V);
+        std::nth_element(row.begin(), row.begin() + 1, row.end(), std::greater<float>());
+        if (row[0] - row[1] <= 2 * max_abs) {
+          ++near_ties;
+          continue;
+        }
+        ++compared;
+        EXPECT_EQ(got, best) << "step " << t << " sequence " << s;
+      }
+    }
+    std::printf("%s, %d sequences: graphed vs eager logits rel diff <= %.3g (bound %.0e), argmax equal %d/%d "
+                "(%d near ties skipped), %llu of %d steps replayed\n",
+                what.c_str(), n_seq, worst, bound, compared, compared, near_ties,
+                static_cast<unsigned long long>(after.replayed - before.replayed), kSteps);
+  }
+}
+
 struct MoeDevice : testing::TestWithParam<std::string> {};
 
 }  // namespace
@@ -156,7 +243,8 @@ TEST_P(MoeDevice, F32AndBf16DenseExpertsMatchCpu) {
   compare(*c, *g, 1e-4, (GetParam() + " F32 experts (per-expert loop)").c_str());
   auto b = on_cuda(p, XQ_DTYPE_BF16, &why);
   ASSERT_TRUE(b) << why;
-  compare(*c, *b, 2e-2, (GetParam() + " BF16 experts (per-expert loop)").c_str());
+  for (int l = 0; l < b->arch().n_layers; ++l) EXPECT_TRUE(b->layer(l).experts_fused) << "layer " << l;
+  compare(*c, *b, 2e-2, (GetParam() + " BF16 experts (grouped BF16 moe_qmatmul)").c_str());
 }
 
 TEST_P(MoeDevice, W4A16ExpertsRunFusedAndMatchCpu) {
@@ -171,6 +259,37 @@ TEST_P(MoeDevice, W4A16ExpertsRunFusedAndMatchCpu) {
   EXPECT_EQ(g->layer(0).linears[static_cast<size_t>(m.router)].q, nullptr);  // the router stays dense
   auto c = Model::open(rt(), q);
   compare(*c, *g, 3e-2, (GetParam() + " W4A16 experts (moe_qmatmul)").c_str());
+}
+
+TEST_P(MoeDevice, FusedDecodeStepsReplayFromGraphs) {
+  std::string why;
+  if (!on_cuda(checkpoint(GetParam()), XQ_DTYPE_F32, &why)) GTEST_SKIP() << "cuda provider unusable here: " << why;
+  {
+    auto graphed = on_cuda(checkpoint(GetParam()), XQ_DTYPE_BF16, &why, true);
+    auto eager = on_cuda(checkpoint(GetParam()), XQ_DTYPE_BF16, &why, false);
+    ASSERT_TRUE(graphed && eager) << why;
+    expect_graphs_replay_eager(*graphed, *eager, GetParam() + " BF16 experts");
+  }
+  const fs::path q = rtn_w4a16(checkpoint(GetParam()));
+  auto graphed = on_cuda(q, XQ_DTYPE_BF16, &why, true);
+  auto eager = on_cuda(q, XQ_DTYPE_BF16, &why, false);
+  ASSERT_TRUE(graphed && eager) << why;
+  expect_graphs_replay_eager(*graphed, *eager, GetParam() + " W4A16 experts");
+}
+
+TEST_P(MoeDevice, LoopedExpertsRefuseTheRecordingAndStillDecode) {
+  std::string why;
+  auto graphed = on_cuda(checkpoint(GetParam()), XQ_DTYPE_F32, &why, true);
+  if (!graphed) GTEST_SKIP() << "cuda provider unusable here: " << why;
+  auto eager = on_cuda(checkpoint(GetParam()), XQ_DTYPE_F32, &why, false);
+  ASSERT_TRUE(eager) << why;
+  ASSERT_FALSE(graphed->layer(0).experts_fused);
+  std::vector<std::vector<int32_t>> feed;
+  const auto e = decode_steps(*eager, 2, 8, feed);
+  const auto g = decode_steps(*graphed, 2, 8, feed);
+  EXPECT_GE(graphed->decode_graphs()->stats().refused, 1u) << "the loop downloads the expert ids";
+  EXPECT_EQ(graphed->decode_graphs()->stats().replayed, 0u);
+  for (size_t t = 0; t < e.size(); ++t) EXPECT_EQ(g[t], e[t]) << "step " << t;  // the same eager kernels
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, MoeDevice, testing::Values("qwen3_moe", "qwen2_moe"),

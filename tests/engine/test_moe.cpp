@@ -127,6 +127,21 @@ TEST(Moe, MixtralBlockMatchesNaiveReference) {
   check_block(c, 13);
 }
 
+// A decode token reads top_k of a layer's experts: the bytes-per-token
+// floor leaves out the other n_experts - top_k (F32 on cpu: 4 bytes a
+// weight); the shared expert and router count in both.
+TEST(Moe, BytesPerTokenCountOnlyTheTopKExperts) {
+  Cfg c{"qwen2_moe"};
+  c.shared = 56;
+  c.top_k = 3;
+  c.layers = 2;
+  auto model = Model::open(runtime(), write_checkpoint(c, make_weights(c, 5), "bytes-qwen2_moe"));
+  const uint64_t one_expert = 3 * static_cast<uint64_t>(c.hidden * c.moe_inter) * 4;
+  EXPECT_EQ(model->weight_bytes() - model->weight_bytes_per_token(),
+            static_cast<uint64_t>(c.layers * (c.experts - c.top_k)) * one_expert);
+  EXPECT_GT(model->weight_bytes_per_token(), static_cast<uint64_t>(c.layers * c.top_k) * one_expert);
+}
+
 TEST(Moe, RoutingNormalisesTopKOnlyWhenAsked) {
   const float logits[] = {0.0f, 1.0f, 2.0f, 3.0f};
   MoeRouting plain = moe_route(logits, 1, 4, 2, false), norm = moe_route(logits, 1, 4, 2, true);

@@ -154,6 +154,11 @@ typedef struct xq_moe_op {
   xq_device_tensor weights;    /* F32 [T, top_k] or data == NULL */
   xq_device_tensor dst;        /* [T, N] with weights, else [T * top_k, N] */
   int64_t i[4];                /* provider knobs; 0 = default */
+  /* Appended in ABI 1.0 (check XQ_HAS_FIELD): dense (unquantized) experts.
+   * When `experts` is NULL, dense_experts is a host array of n_experts
+   * device pointers, each expert's weight [N, K] row-major in x's dtype
+   * (N = dst's columns, K = x's columns). */
+  const void* const* dense_experts;
 } xq_moe_op;
 
 typedef struct xq_kernel_vtable {
@@ -255,7 +260,7 @@ XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_prepare_blocks) == 120, "ker
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_begin) == 128, "kernel.graph_begin moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_release) == 152, "kernel.graph_release moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, moe_qmatmul) == 160, "kernel.moe_qmatmul moved");
-XQ_STATIC_ASSERT(sizeof(xq_moe_op) == 408, "xq_moe_op size changed");
+XQ_STATIC_ASSERT(sizeof(xq_moe_op) == 416, "xq_moe_op size changed");
 #endif
 
 #endif /* XQUANT_XQ_KERNEL_H */

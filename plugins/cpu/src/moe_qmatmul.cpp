@@ -27,6 +27,8 @@ void check_moe(const xq_moe_op& op) {
   const uint32_t E = op.n_experts, k = op.top_k;
   if (E == 0) invalid("needs at least one expert");
   if (k == 0 || k > E) invalid(sdk::format("top_k %u outside [1, n_experts = %u]", k, E));
+  if (!op.experts)  // dense experts: the engine's per-expert loop runs them here
+    throw Error(XQ_ERR_UNSUPPORTED, "cpu provider: moe_qmatmul runs prepared (quantized) experts only");
   const xq_qweight* w0 = op.experts[0];
   for (uint32_t e = 0; e < E; ++e) {
     const xq_qweight* w = op.experts[e];

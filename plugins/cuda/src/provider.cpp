@@ -6,6 +6,8 @@
 #include "paged_attention.hpp"
 #include "moe_ops.hpp"
 
+#include "bf16_gemv.hpp"
+#include "decode_attention.hpp"
 #include "decoder_ops.hpp"
 
 #include <cuda_runtime.h>
@@ -81,6 +83,12 @@ bool present(const xq_device_tensor& t) { return t.data != nullptr; }
 // The SDK's shape helpers (sdk/tensor.hpp); a 0-D tensor is no operand here.
 bool contiguous(const xq_device_tensor& t) { return t.ndim != 0 && xquant::sdk::is_contiguous(t); }
 int64_t last_dim(const xq_device_tensor& t) { return t.ndim ? xquant::sdk::cols_of(t) : 0; }
+// An A/B switch: on unless the variable is "0".
+bool env_on(const char* name) {
+  const char* e = std::getenv(name);
+  return !e || std::strcmp(e, "0") != 0;
+}
+
 int64_t leading(const xq_device_tensor& t) { return t.ndim ? xquant::sdk::rows_of(t) : 0; }
 int64_t numel(const xq_device_tensor& t) { return t.ndim ? xquant::sdk::numel(t) : 0; }
 
@@ -132,7 +140,9 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
     device_count_ = 0;
     return;
   }
-  for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_}) s->keep = &graphs_;
+  for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_, &s_moe_sorted_,
+                     &s_moe_blocks_, &s_moe_y_})
+    s->keep = &graphs_;
   lt_ok_ = lt_.load(&lt_why_);
   if (const char* env = std::getenv("XQUANT_CUDA_W4_FUSED_MAX_M")) w4_fused_max_m_ = std::max(1L, std::atol(env));
   init_w4_hopper();
@@ -329,6 +339,11 @@ void Provider::run(const xq_op& op) {
     case XQ_OP_MATMUL: run_matmul(op); break;
     case XQ_OP_DEQUANTIZE: run_dequantize(op); break;
     case XQ_OP_QUANTIZE_ACT: run_quantize_act(op); break;
+    case XQ_OP_ATTENTION:  // split-K over the keys where it fits (decode_attention.hpp); XQUANT_DECODE_ATTENTION=0: off
+      if (!env_on("XQUANT_DECODE_ATTENTION") || !run_decode_attention_op(op, sm_count_, [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); },
+                                   &s_paged_, stream_))
+        run_decoder_op(op, stream_);
+      break;
     default:
       if (is_decoder_op(op.type)) run_decoder_op(op, stream_);
       if (is_paged_op(op.type))
@@ -432,6 +447,14 @@ void Provider::run_matmul(const xq_op& op) {
   to_dtype(y.dtype, &Y);
   DType bias_t = DType::F32;
   if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
+  // A few BF16 rows (decode): the weight-streaming kernel of bf16_gemv.hpp;
+  // XQUANT_BF16_GEMV=0 keeps cuBLASLt (read per op: an A/B switch for
+  // benchmarks and tests within one process).
+  if (env_on("XQUANT_BF16_GEMV") && A == DType::BF16 && b.dtype == XQ_DTYPE_BF16 && bf16_gemv_fits(M, K, a.data, b.data)) {
+    const void* bias = bias_as(op.src[2], A, N);
+    XQ_CK(bf16_gemv(a.data, b.data, bias, A, M, N, K, y.data, Y, stream_));
+    return;
+  }
   if (A == DType::BF16 || A == DType::F16 || A == DType::F32) {
     const void* bias = bias_as(op.src[2], A, N);
     const GemmKind kind = A == DType::F32 ? GemmKind::F32 : A == DType::F16 ? GemmKind::F16 : GemmKind::BF16;

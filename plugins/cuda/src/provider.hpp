@@ -107,7 +107,12 @@ class Provider : public xquant::sdk::PluginBase {
  private:
   void refuse_while_recording(const char* what) const;
   void check_moe(const xq_moe_op& op);
+  void check_moe_dense(const xq_moe_op& op);
+  void check_moe_operands(const xq_moe_op& op, int64_t K, int64_t N);
+  void moe_dense(const xq_moe_op& op);
   const void* const* moe_weight_table(const xq_moe_op& op, bool is_f16);
+  // A device copy of `ptrs`, made once per distinct list (moe_tables_).
+  const void* const* moe_pointer_table(std::vector<const void*> ptrs);
   void require_device() const;
   bool check_qmatmul(const xq_op& op, std::string* why);
   bool check_matmul(const xq_op& op, std::string* why);
@@ -149,7 +154,8 @@ class Provider : public xquant::sdk::PluginBase {
   std::recursive_mutex mu_;
   Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_, s_paged_;
   Scratch s_moe_sorted_, s_moe_blocks_, s_moe_y_;
-  // Device tables [qw pointers | scale pointers] per expert set, keyed by
+  // Device tables [qw pointers | scale pointers] per expert set (or the
+  // dense experts' weight pointers), keyed by
   // those device pointers themselves (a freed and re-made weight set with
   // the same pointers needs the same table).
   std::map<std::vector<const void*>, void*> moe_tables_;

@@ -417,7 +417,8 @@ struct KernelAdapter {
   static xq_status moe_qmatmul(void* state, const xq_moe_op* op) noexcept {
     if constexpr (requires(Impl& i, const xq_moe_op& o) { i.moe_qmatmul(o); }) {
       return guard(self(state)->host, [&] {
-        if (!op || op->struct_size < sizeof(xq_moe_op) || (op->n_experts && !op->experts))
+        if (!op || op->struct_size < offsetof(xq_moe_op, dense_experts) ||
+            (op->n_experts && !op->experts && !(XQ_HAS_FIELD(op, xq_moe_op, dense_experts) && op->dense_experts)))
           fail(XQ_ERR_INVALID_ARGUMENT, "moe_qmatmul: NULL op, short struct_size or NULL experts");
         self(state)->moe_qmatmul(*op);
       });
