@@ -137,6 +137,10 @@ else
     *) exit "$llama_rc" ;;
   esac
 fi
+# MoE GGUF files (stacked experts) read by gguf-py and run by the llama.cpp
+# built above against our engine; the gguf venv; ~10 s. Without that
+# llama.cpp build its part is listed as not checked.
+light_interop "MoE GGUF interop" tests/interop/moe_gguf_interop.sh build
 # Importance-weighted GGUF requantization against ggml's own encoders,
 # llama-imatrix, llama-quantize --imatrix and llama-perplexity (the same
 # llama.cpp build; 17 min here at load average 8-12, ~4 of them stories260K, ~9

@@ -9,10 +9,15 @@ namespace xquant::gguf {
 using sdk::Error;
 
 std::string gguf_architecture(const std::string& a) {
-  if (a == "llama" || a == "mistral") return "llama";  // convert_hf_to_gguf.py writes Mistral as llama
+  // convert_hf_to_gguf.py writes Mistral and Mixtral (LlamaModel, with
+  // llama.expert_count) as llama.
+  if (a == "llama" || a == "mistral" || a == "mixtral") return "llama";
   if (a == "qwen2" || a == "qwen3") return a;
+  if (a == "qwen2_moe") return "qwen2moe";
+  if (a == "qwen3_moe") return "qwen3moe";
   throw Error(XQ_ERR_UNSUPPORTED, "gguf writer: architecture '" + a +
-                                      "' has no GGUF mapping here (llama, mistral, qwen2, qwen3)");
+                                      "' has no GGUF mapping here (llama, mistral, mixtral, qwen2, qwen3, qwen2_moe, "
+                                      "qwen3_moe)");
 }
 
 namespace {
@@ -24,7 +29,34 @@ int64_t need_int(const sdk::KvReader& c, const char* key) {
   return c.get_int(key);
 }
 
+// The MoE hyper-parameters llama.cpp reads (llama-model.cpp load_hparams:
+// expert_count, expert_used_count; models/qwen2moe.cpp and qwen3moe.cpp:
+// expert_feed_forward_length, qwen2moe's expert_shared_feed_forward_length).
+// llama.cpp's qwen2moe, qwen3moe and llama graphs treat every layer as MoE
+// and fix whether the top-k weights are renormalised (qwen2moe: no; qwen3moe
+// and llama: yes); `expert_weights_norm` records the model's own choice for
+// readers that honour it (our loader; llama.cpp reads it for other MoE
+// architectures, e.g. models/deepseek2.cpp, and llama-model-saver.cpp writes it).
+void write_moe_hparams(Emitter& out, const std::string& A, const sdk::KvReader& c, int64_t experts) {
+  if (c.get_int("decoder_sparse_step", 1) > 1 || !c.get_string("mlp_only_layers", "").empty())
+    throw Error(XQ_ERR_UNSUPPORTED, "gguf writer: the model mixes dense and MoE layers (decoder_sparse_step, "
+                                    "mlp_only_layers), which llama.cpp's " + A + " graph has no form for");
+  out.set(A + ".expert_count", u32_value(experts));
+  out.set(A + ".expert_used_count", u32_value(need_int(c, "num_experts_per_tok")));
+  if (A == "qwen2moe" || A == "qwen3moe")
+    out.set(A + ".expert_feed_forward_length", u32_value(need_int(c, "moe_intermediate_size")));
+  if (A == "qwen2moe" && c.get_int("shared_expert_intermediate_size", 0) > 0)
+    out.set(A + ".expert_shared_feed_forward_length", u32_value(c.get_int("shared_expert_intermediate_size")));
+  if (c.has("norm_topk_prob")) out.set(A + ".expert_weights_norm", bool_value(c.get_bool("norm_topk_prob")));
+}
+
 }  // namespace
+
+int64_t expert_count(const sdk::KvReader& c) {
+  return c.get_int("num_experts", c.get_int("num_local_experts", 0));
+}
+
+bool llama_cpp_renormalises_top_k(const std::string& arch) { return arch != "qwen2moe"; }
 
 void write_hparams(Emitter& out, const std::string& A, const sdk::KvReader& c) {
   out.set("general.architecture", str_value(A));
@@ -47,6 +79,7 @@ void write_hparams(Emitter& out, const std::string& A, const sdk::KvReader& c) {
   }
   out.set(A + ".rope.dimension_count", u32_value(head_dim));
   if (c.has("vocab_size")) out.set(A + ".vocab_size", u32_value(c.get_int("vocab_size")));
+  if (const int64_t experts = expert_count(c); experts > 0) write_moe_hparams(out, A, c, experts);
   const std::string scaling = c.get_string("rope_scaling.type", "");
   if ((scaling == "linear" || scaling == "yarn") && c.has("rope_scaling.factor")) {
     out.set(A + ".rope.scaling.type", str_value(scaling));
@@ -99,7 +132,36 @@ constexpr NameRule kLayerNames[] = {
     {"self_attn.k_norm", "attn_k_norm"},     {"post_attention_layernorm", "ffn_norm"},
     {"mlp.gate_proj", "ffn_gate"},           {"mlp.up_proj", "ffn_up"},
     {"mlp.down_proj", "ffn_down"},
+    // Mixture of experts (gguf-py constants.py MODEL_TENSOR.FFN_GATE_INP,
+    // FFN_*_SHEXP, FFN_GATE_INP_SHEXP; Mixtral's router under its HF name).
+    {"mlp.gate", "ffn_gate_inp"},            {"block_sparse_moe.gate", "ffn_gate_inp"},
+    {"mlp.shared_expert.gate_proj", "ffn_gate_shexp"}, {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
+    {"mlp.shared_expert.down_proj", "ffn_down_shexp"}, {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"},
 };
+// Routed experts: <prefix>E.<proj> -> the stacked ffn_*_exps tensor.
+struct ExpertRule {
+  const char* prefix;
+  const char* proj;
+  const char* gguf;
+};
+constexpr ExpertRule kExpertNames[] = {
+    {"mlp.experts.", "gate_proj", "ffn_gate_exps"},       {"mlp.experts.", "up_proj", "ffn_up_exps"},
+    {"mlp.experts.", "down_proj", "ffn_down_exps"},       {"block_sparse_moe.experts.", "w1", "ffn_gate_exps"},
+    {"block_sparse_moe.experts.", "w3", "ffn_up_exps"},   {"block_sparse_moe.experts.", "w2", "ffn_down_exps"},
+};
+
+// "E.proj" after `prefix` in `rest`: the expert index, or -1.
+int64_t expert_of(const std::string& rest, const ExpertRule& r) {
+  const std::string prefix = r.prefix, tail = std::string(".") + r.proj;
+  if (rest.size() <= prefix.size() + tail.size() || rest.rfind(prefix, 0) != 0 ||
+      rest.compare(rest.size() - tail.size(), tail.size(), tail) != 0)
+    return -1;
+  const std::string digits = rest.substr(prefix.size(), rest.size() - prefix.size() - tail.size());
+  if (digits.empty() || digits.size() > 9) return -1;
+  for (char ch : digits)
+    if (ch < '0' || ch > '9') return -1;
+  return std::stoll(digits);
+}
 constexpr NameRule kGlobalNames[] = {
     {"model.embed_tokens", "token_embd"}, {"model.norm", "output_norm"},
     {"lm_head", "output"},                {"rope_freqs", "rope_freqs"},
@@ -129,6 +191,9 @@ std::optional<GgufName> gguf_tensor_name(const std::string& hf) {
   const std::string rest = stem.substr(dot + 1);
   for (const auto& r : kLayerNames)
     if (rest == r.hf) return GgufName{"blk." + layer + "." + r.gguf + suffix, r.gguf};
+  for (const auto& r : kExpertNames)
+    if (const int64_t e = expert_of(rest, r); e >= 0 && suffix == ".weight")
+      return GgufName{"blk." + layer + "." + r.gguf + suffix, r.gguf, e};
   return std::nullopt;
 }
 

@@ -2,7 +2,7 @@
 // weights: the GGUF architecture, the hyper-parameter keys, the GGUF tensor
 // names, the llama Q/K row order and the llama3 RoPE frequency factors.
 // Mirrors llama.cpp's convert_hf_to_gguf.py (LlamaModel, Qwen2Model,
-// Qwen3Model) and is the inverse of the names and permutation that
+// Qwen3Model, Qwen2MoeModel, Qwen3MoeModel; Mixtral as LlamaModel) and is the inverse of the names and permutation that
 // ../gguf/gguf_loader.cpp undoes when it reads a GGUF.
 #pragma once
 
@@ -16,12 +16,21 @@
 
 namespace xquant::gguf {
 
-// GGUF architecture for a canonical `architecture` (llama, mistral -> llama,
-// qwen2, qwen3); throws UNSUPPORTED for the others.
+// GGUF architecture for a canonical `architecture` (llama, mistral and
+// mixtral -> llama, qwen2, qwen3, qwen2_moe -> qwen2moe, qwen3_moe ->
+// qwen3moe); throws UNSUPPORTED for the others.
 std::string gguf_architecture(const std::string& canonical);
 
 // Writes general.* and <arch>.* hyper-parameters from the canonical config.
 void write_hparams(Emitter& out, const std::string& arch, const sdk::KvReader& config);
+
+// Routed experts per MoE layer (num_experts, Mixtral's num_local_experts); 0
+// for a dense model.
+int64_t expert_count(const sdk::KvReader& config);
+
+// Whether llama.cpp's graph for `arch` renormalises the routed top-k weights
+// (it fixes this per architecture; build_moe_ffn's norm_w).
+bool llama_cpp_renormalises_top_k(const std::string& arch);
 
 // llama3 RoPE scaling: the rope_freqs.weight factors (head_dim / 2 floats)
 // convert_hf_to_gguf.py generates; empty when the config has no llama3 scaling.
@@ -30,6 +39,7 @@ std::vector<float> llama3_rope_factors(const sdk::KvReader& config);
 struct GgufName {
   std::string name;       // "blk.3.attn_q.weight"
   std::string base;       // "attn_q"
+  int64_t expert = -1;    // routed expert index within a stacked ffn_*_exps tensor, -1 if none
 };
 // GGUF name of a canonical (HF) tensor name; nullopt for names llama.cpp
 // has no place for.

@@ -3,7 +3,6 @@
 
 #include "block_encode.hpp"
 #include "gguf_types.hpp"
-#include "model_meta.hpp"
 #include "vocab_meta.hpp"
 #include "weighted_encode.hpp"
 
@@ -204,6 +203,14 @@ Writer::Writer(const sdk::Host& h, const xq_writer_options& o) : WriterBase(h) {
                                                           .string());
   n_head_ = config.get_int("num_attention_heads", 0);
   n_head_kv_ = config.get_int("num_key_value_heads", n_head_);
+  n_experts_ = expert_count(config);
+  expert_stacks_ = ExpertStacks(n_experts_);
+  if (n_experts_ > 0 && config.has("norm_topk_prob") &&
+      config.get_bool("norm_topk_prob") != llama_cpp_renormalises_top_k(arch_))
+    host.warn(format("gguf: norm_topk_prob is %s, but llama.cpp's %s graph always %s the top-k expert weights: "
+                     "llama.cpp will not compute this model as trained (our loader honours %s.expert_weights_norm)",
+                     config.get_bool("norm_topk_prob") ? "true" : "false", arch_.c_str(),
+                     llama_cpp_renormalises_top_k(arch_) ? "renormalises" : "keeps", arch_.c_str()));
 
   std::error_code ec;
   if (path.has_parent_path() && !std::filesystem::exists(path.parent_path(), ec)) {
@@ -311,6 +318,21 @@ void Writer::emit(const std::string& gguf_name, const std::string& base, uint32_
   out_->add_tensor(gguf_name, type, ne, permuted.data(), permuted.size());
 }
 
+void Writer::place(const GgufName& g, uint32_t type, int64_t rows, int64_t cols, uint32_t ndim,
+                   std::vector<uint8_t> bytes) {
+  if (g.expert < 0) return emit(g.name, g.base, type, rows, cols, ndim, bytes);
+  if (n_experts_ <= 0)
+    throw Error(XQ_ERR_INVALID_ARGUMENT, format("gguf writer: %s: expert %lld of a model whose config has no "
+                                                "num_experts / num_local_experts",
+                                                g.name.c_str(), static_cast<long long>(g.expert)));
+  if (ndim != 2)
+    throw Error(XQ_ERR_INVALID_ARGUMENT, format("gguf writer: %s: expert %lld has %u dimensions (2 expected)",
+                                                g.name.c_str(), static_cast<long long>(g.expert), ndim));
+  auto stack = expert_stacks_.add(g.name, g.expert, type, rows, cols, std::move(bytes));
+  if (stack) out_->add_tensor(stack->name, stack->type, {stack->cols, stack->rows, n_experts_}, stack->bytes.data(),
+                              stack->bytes.size());
+}
+
 void Writer::add_dense(const char* name, const xq_tensor_view& t) {
   const auto g = gguf_tensor_name(name);
   if (!g)
@@ -326,14 +348,20 @@ void Writer::add_dense(const char* name, const xq_tensor_view& t) {
                                                 static_cast<unsigned long long>(t.nbytes), static_cast<unsigned long long>(n)));
   uint32_t type = t.dtype == XQ_DTYPE_F32 ? kF32 : t.dtype == XQ_DTYPE_F16 ? kF16 : kBF16;
   std::vector<uint8_t> bytes;
-  if (t.ndim == 1 && type != kF32) {  // ggml's norm and bias ops take F32 (convert_hf_to_gguf.py keeps 1-D F32)
+  // MoE routers stay F32 (convert_hf_to_gguf.py's prepare_tensors keeps
+  // FFN_GATE_INP and FFN_GATE_INP_SHEXP in float32); Qwen2-MoE's shared
+  // expert gate [1, hidden] is the 1-D {n_embd} llama.cpp's qwen2moe creates.
+  const bool router = g->base == "ffn_gate_inp" || g->base == "ffn_gate_inp_shexp";
+  uint32_t ndim = t.ndim;
+  if (g->base == "ffn_gate_inp_shexp" && ndim == 2 && rows == 1) ndim = 1;
+  if ((t.ndim == 1 || router) && type != kF32) {  // ggml's norm and bias ops take F32 (convert_hf_to_gguf.py keeps 1-D F32)
     const std::vector<float> f = to_f32(t, n);
     bytes = encode_float_rows(kF32, f.data(), static_cast<int64_t>(n));
     type = kF32;
   } else {
     bytes.assign(static_cast<const uint8_t*>(t.data), static_cast<const uint8_t*>(t.data) + t.nbytes);
   }
-  emit(g->name, g->base, type, rows, cols, t.ndim, bytes);
+  place(*g, type, rows, cols, ndim, std::move(bytes));
   ++dense_;
 }
 
@@ -370,7 +398,7 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
                                              "(param exact: true)",
                                              module, scheme.c_str(), ti->name, t.why_not.c_str()));
     const std::vector<float> importance =
-        uses_importance(t.type) ? importance_for(module, g->name, cols, &importance_source) : std::vector<float>();
+        uses_importance(t.type) ? importance_for(module, *g, cols, &importance_source) : std::vector<float>();
     host.parallel_for(static_cast<uint64_t>(rows), 16, [&](uint64_t b, uint64_t e) {
       for (uint64_t r = b; r < e; ++r) {
         const float* x = canonical.data() + r * cols;
@@ -391,12 +419,14 @@ void Writer::add_quantized(const char* module, const xq_quant_tensor& q) {
                 format("gguf writer: %s (%s) is not exact as %s (relative error %.3g): %s (param exact: true)", module,
                        scheme.c_str(), ti->name, rel,
                        t.from_codes ? "a scale or zero-point offset is not representable in f16" : t.why_not.c_str()));
-  host.info(format("gguf: %s: %s %s (from %s)%s%s", g->name.c_str(), exact ? "exact" : "requantized", ti->name,
+  const std::string shown = g->expert < 0 ? g->name : format("%s[expert %lld]", g->name.c_str(),
+                                                            static_cast<long long>(g->expert));
+  host.info(format("gguf: %s: %s %s (from %s)%s%s", shown.c_str(), exact ? "exact" : "requantized", ti->name,
                    scheme.c_str(), exact ? "" : format(", relative error %.3g", rel).c_str(),
                    importance_source.empty() ? "" : (", weighted by " + importance_source).c_str()));
   ++(exact ? exact_ : requantized_);
   ++linear_types_[t.type];
-  emit(g->name, g->base, t.type, rows, cols, 2, bytes);
+  place(*g, t.type, rows, cols, 2, std::move(bytes));
 }
 
 namespace {
@@ -431,6 +461,7 @@ void Writer::finish() {
       main_type = type;
     }
   out_->set("general.file_type", u32_value(file_type_of(main_type)));
+  expert_stacks_.require_complete();
   out_->finish();
   host.info(format("gguf: wrote %s: %zu quantized weights exact, %zu requantized (%zu weighted by importance), "
                    "%zu dense tensors",
@@ -458,12 +489,29 @@ void Writer::set_importance(const char* module, const float* sum_sq, int64_t n_c
                                                   "expected)", module, static_cast<long long>(c),
                                                   static_cast<double>(e.sums[c])));
   e.counts = {static_cast<float>(tokens)};
-  if (const auto g = gguf_tensor_name(std::string(module) + ".weight")) imatrix_out_.entries[g->name] = e;
+  if (const auto g = gguf_tensor_name(std::string(module) + ".weight")) {
+    if (g->expert < 0) {
+      imatrix_out_.entries[g->name] = e;
+    } else if (g->expert < n_experts_) {
+      // llama.cpp's imatrix keeps one entry per stacked tensor: every
+      // expert's sums one after another, and one token count per expert
+      // (experts that saw no token keep count 0).
+      ImatrixEntry& all = imatrix_out_.entries[g->name];
+      if (!all.sums.empty() && static_cast<int64_t>(all.sums.size()) != n_experts_ * n_cols)
+        throw Error(XQ_ERR_INVALID_ARGUMENT, format("gguf writer: importance of '%s': %lld columns, unlike the "
+                                                    "layer's other experts", module, static_cast<long long>(n_cols)));
+      all.sums.resize(static_cast<size_t>(n_experts_ * n_cols), 0.f);
+      all.counts.resize(static_cast<size_t>(n_experts_), 0.f);
+      std::copy(e.sums.begin(), e.sums.end(), all.sums.begin() + g->expert * n_cols);
+      all.counts[static_cast<size_t>(g->expert)] = static_cast<float>(tokens);
+    }
+  }
   calibration_importance_[module] = std::move(e);
 }
 
-std::vector<float> Writer::importance_for(const std::string& module, const std::string& gguf_name, int64_t cols,
+std::vector<float> Writer::importance_for(const std::string& module, const GgufName& g, int64_t cols,
                                           std::string* source) const {
+  const std::string& gguf_name = g.name;
   auto checked = [&](std::vector<float> v, const std::string& from) {
     if (static_cast<int64_t>(v.size()) != cols)
       throw Error(XQ_ERR_INVALID_ARGUMENT, format("gguf writer: %s: the importance from %s has %zu values for %lld "
@@ -474,6 +522,9 @@ std::vector<float> Writer::importance_for(const std::string& module, const std::
   };
   if (!imatrix_in_path_.empty()) {
     std::vector<float> v = imatrix_in_.mean_squares(gguf_name);
+    // A stacked expert tensor's entry holds every expert's columns in turn.
+    if (g.expert >= 0 && static_cast<int64_t>(v.size()) == n_experts_ * cols)
+      v = std::vector<float>(v.begin() + g.expert * cols, v.begin() + (g.expert + 1) * cols);
     if (!v.empty()) return checked(std::move(v), "imatrix " + imatrix_in_path_);
     host.warn(format("gguf: %s: not in imatrix %s; requantized without importance", gguf_name.c_str(),
                      imatrix_in_path_.c_str()));

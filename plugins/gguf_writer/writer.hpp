@@ -15,10 +15,17 @@
 // calibration statistic (set_importance, the format ABI's
 // writer_set_importance) or a llama.cpp imatrix file (param `imatrix`);
 // param `imatrix_out` saves the run's statistic as a llama.cpp imatrix file.
+//
+// Mixture-of-experts models (qwen3_moe, qwen2_moe, Mixtral as llama): each
+// routed expert's Linear is converted like a dense one, and the experts of a
+// layer are stacked into blk.N.ffn_{gate,up,down}_exps (expert_stack.hpp);
+// the routers stay F32 as convert_hf_to_gguf.py keeps them.
 #pragma once
 
+#include "expert_stack.hpp"
 #include "gguf_emit.hpp"
 #include "imatrix_file.hpp"
+#include "model_meta.hpp"
 
 #include <xquant/sdk/plugin.hpp>
 
@@ -49,16 +56,21 @@ class Writer : public sdk::WriterBase {
   void write_tokenizer(const xq_writer_options& o, const sdk::KvReader& config);
   void emit(const std::string& gguf_name, const std::string& base, uint32_t type, int64_t rows, int64_t cols,
             uint32_t ndim, const std::vector<uint8_t>& bytes);
+  // emit(), or for a routed expert: its part of the stacked tensor, written
+  // once the layer's last expert arrives.
+  void place(const GgufName& g, uint32_t type, int64_t rows, int64_t cols, uint32_t ndim, std::vector<uint8_t> bytes);
 
   // The per-column importance (mean x^2) for requantizing `module` (GGUF
   // name `gguf_name`) and where it came from; empty when there is none.
-  std::vector<float> importance_for(const std::string& module, const std::string& gguf_name, int64_t cols,
+  std::vector<float> importance_for(const std::string& module, const GgufName& g, int64_t cols,
                                     std::string* source) const;
 
   std::unique_ptr<Emitter> out_;
   std::filesystem::path created_dir_;  // the output's folder, when this writer made it
   std::string arch_, model_name_;
   int64_t n_head_ = 0, n_head_kv_ = 0;
+  int64_t n_experts_ = 0;  // routed experts per layer; 0: dense
+  ExpertStacks expert_stacks_{0};
   uint32_t wanted_type_ = 0;  // UINT32_MAX: auto
   bool require_exact_ = false;
   size_t exact_ = 0, requantized_ = 0, dense_ = 0;
