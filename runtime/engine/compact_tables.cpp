@@ -18,7 +18,9 @@
 //   F32 tables are held in F32.
 // - bf16 (opt-in): F32/F16 tables rounded to BF16 (round to nearest even):
 //   half the bytes (F32), one BF16 rounding of every weight.
-// - q8_0 (opt-in): every float table encoded as ggml Q8_0 blocks (32 int8
+// - auto (default): q8_0 for a quantized checkpoint, as stored for a float
+//   one (default_table_form; the perplexity it costs is in docs/engine.md).
+// - q8_0: every float table encoded as ggml Q8_0 blocks (32 int8
 //   codes and one f16 scale max|x|/127 per 32 columns, 34 bytes: ggml's
 //   quantize_row_q8_0_ref in ggml-quants.c) and run by the provider's block
 //   kernels as a GGUF Q8_0 file's would be: GET_ROWS dequantizes the looked-up
@@ -54,6 +56,7 @@ constexpr int64_t kPartRows = 2048;  // rows converted per part
 
 const char* form_name(TableForm f) {
   switch (f) {
+    case TableForm::kAuto: return "auto";
     case TableForm::kAsStored: return "as-stored";
     case TableForm::kBf16: return "bf16";
     case TableForm::kQ8_0: return "q8_0";
@@ -99,9 +102,16 @@ bool f32_values_are_bf16(const Checkpoint& cp, const TensorEntry& t) {
 }  // namespace
 
 TableForm table_form_from_name(const std::string& name) {
-  for (TableForm f : {TableForm::kAsStored, TableForm::kBf16, TableForm::kQ8_0})
+  for (TableForm f : {TableForm::kAuto, TableForm::kAsStored, TableForm::kBf16, TableForm::kQ8_0})
     if (strcasecmp(name.c_str(), form_name(f)) == 0) return f;
-  fail(XQ_ERR_INVALID_ARGUMENT, "table form must be as-stored, bf16 or q8_0, got '{}'", name);
+  fail(XQ_ERR_INVALID_ARGUMENT, "table form must be auto, as-stored, bf16 or q8_0, got '{}'", name);
+}
+
+TableForm default_table_form(const Checkpoint& cp) {
+  if (cp.quant_format()) return TableForm::kQ8_0;
+  for (const TensorEntry& t : cp.tensors())
+    if (t.has_quantized || t.dtype == XQ_DTYPE_BLOCKS) return TableForm::kQ8_0;
+  return TableForm::kAsStored;
 }
 
 void encode_q8_0_rows(const float* x, int64_t rows, int64_t cols, uint8_t* out) {
