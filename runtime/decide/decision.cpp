@@ -601,6 +601,10 @@ RunReport run_automatic(Runtime& rt, Pipeline& p) {
   if (d.evaluator) {
     ModelOptions mo;
     mo.tokenizer_from = p.calibration.tokenizer;
+    // The embedding / lm_head as stored, as the in-memory variants score them
+    // (the engine holds a quantized checkpoint's tables as Q8_0 by default:
+    // engine/compact_tables.cpp), so the row compares the same weights.
+    mo.tables = TableForm::kAsStored;
     auto written = Model::open(rt, p.output_path, mo);
     VariantRow row{d.fallback.steps.size() > 1 ? "auto+fallback" : "auto", "written", checkpoint_bytes(p.output_path),
                    d.evaluator->evaluate(*written)};

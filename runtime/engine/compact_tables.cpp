@@ -12,10 +12,15 @@
 // - as stored (default, exact): a BF16 or F16 table stays in its dtype
 //   (bf16_embedding.cpp for the embedding; an untied lm_head likewise, here):
 //   widening to F32 is exact and the cpu 16-bit MATMUL is bit-identical to
-//   its F32 one. F32 tables are held in F32 as before.
+//   its F32 one. An F32 table whose every value is a BF16 value (a BF16
+//   model saved in float32, as torch does when it loads one as float32 and
+//   saves it) is held in BF16 too: the same numbers in half the bytes. Other
+//   F32 tables are held in F32.
 // - bf16 (opt-in): F32/F16 tables rounded to BF16 (round to nearest even):
 //   half the bytes (F32), one BF16 rounding of every weight.
-// - q8_0 (opt-in): every float table encoded as ggml Q8_0 blocks (32 int8
+// - auto (default): q8_0 for a quantized checkpoint, as stored for a float
+//   one (default_table_form; the perplexity it costs is in docs/engine.md).
+// - q8_0: every float table encoded as ggml Q8_0 blocks (32 int8
 //   codes and one f16 scale max|x|/127 per 32 columns, 34 bytes: ggml's
 //   quantize_row_q8_0_ref in ggml-quants.c) and run by the provider's block
 //   kernels as a GGUF Q8_0 file's would be: GET_ROWS dequantizes the looked-up
@@ -51,6 +56,7 @@ constexpr int64_t kPartRows = 2048;  // rows converted per part
 
 const char* form_name(TableForm f) {
   switch (f) {
+    case TableForm::kAuto: return "auto";
     case TableForm::kAsStored: return "as-stored";
     case TableForm::kBf16: return "bf16";
     case TableForm::kQ8_0: return "q8_0";
@@ -70,12 +76,42 @@ void encode_q8_0_block(const float* x, uint8_t* b) {
 
 bool is_float(xq_dtype t) { return t == XQ_DTYPE_F32 || t == XQ_DTYPE_F16 || t == XQ_DTYPE_BF16; }
 
+// True when `t` is F32 and every value has zero low 16 bits, so BF16 holds
+// it exactly. Reads the loader's view and stops at the first value that is
+// not (a real F32 table fails within its first few values); false when
+// there is no view to read.
+bool f32_values_are_bf16(const Checkpoint& cp, const TensorEntry& t) {
+  if (t.dtype != XQ_DTYPE_F32 || t.shape.size() != 2) return false;
+  xq_tensor_view v{};
+  try {
+    v = cp.raw(t);
+  } catch (const Error&) {
+    return false;
+  }
+  const uint64_t n = static_cast<uint64_t>(t.shape[0] * t.shape[1]);
+  if (!v.data || v.dtype != XQ_DTYPE_F32 || v.nbytes != n * sizeof(float)) return false;
+  const auto* u = static_cast<const unsigned char*>(v.data);
+  for (uint64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, u + i * sizeof(float), sizeof bits);
+    if (bits & 0xFFFFu) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 TableForm table_form_from_name(const std::string& name) {
-  for (TableForm f : {TableForm::kAsStored, TableForm::kBf16, TableForm::kQ8_0})
+  for (TableForm f : {TableForm::kAuto, TableForm::kAsStored, TableForm::kBf16, TableForm::kQ8_0})
     if (strcasecmp(name.c_str(), form_name(f)) == 0) return f;
-  fail(XQ_ERR_INVALID_ARGUMENT, "table form must be as-stored, bf16 or q8_0, got '{}'", name);
+  fail(XQ_ERR_INVALID_ARGUMENT, "table form must be auto, as-stored, bf16 or q8_0, got '{}'", name);
+}
+
+TableForm default_table_form(const Checkpoint& cp) {
+  if (cp.quant_format()) return TableForm::kQ8_0;
+  for (const TensorEntry& t : cp.tensors())
+    if (t.has_quantized || t.dtype == XQ_DTYPE_BLOCKS) return TableForm::kQ8_0;
+  return TableForm::kAsStored;
 }
 
 void encode_q8_0_rows(const float* x, int64_t rows, int64_t cols, uint8_t* out) {
@@ -168,8 +204,10 @@ bool Model::bf16_weights_run(int64_t rows, int64_t cols, xq_dtype t) const {
 
 bool Model::compact_embedding(const TensorEntry& et) {
   const TableForm form = options_.tables;
-  if (on_device() || options_.dequantize_all || !is_float(et.dtype) || form == TableForm::kAsStored) return false;
-  if (form == TableForm::kBf16) {
+  if (on_device() || options_.dequantize_all || !is_float(et.dtype)) return false;
+  const bool exact_bf16 = form == TableForm::kAsStored && f32_values_are_bf16(*checkpoint_, et);
+  if (form == TableForm::kAsStored && !exact_bf16) return false;
+  if (form == TableForm::kBf16 || exact_bf16) {
     if (et.dtype == XQ_DTYPE_BF16) return false;  // kept as stored (bf16_embedding.cpp)
     static const int32_t probe_id[1] = {0};
     static float probe[1];
@@ -222,8 +260,9 @@ bool Model::compact_lm_head(const LinearDesc& d) {
     // As stored: a BF16 or F16 tensor kept in its own dtype (exact); the
     // bf16 form rounds F32 and F16.
     const bool keep16 = form == TableForm::kAsStored && (te->dtype == XQ_DTYPE_BF16 || te->dtype == XQ_DTYPE_F16);
+    const bool exact_bf16 = form == TableForm::kAsStored && f32_values_are_bf16(*checkpoint_, *te);
     const xq_dtype t = keep16 ? te->dtype : XQ_DTYPE_BF16;
-    if ((!keep16 && form != TableForm::kBf16) || !bf16_weights_run(d.out, d.in, t)) return false;
+    if ((!keep16 && !exact_bf16 && form != TableForm::kBf16) || !bf16_weights_run(d.out, d.in, t)) return false;
     if (keep16) {
       lw.w16.resize(static_cast<size_t>(d.out * d.in));
       load_stats_.source_bytes_released +=
@@ -231,7 +270,9 @@ bool Model::compact_lm_head(const LinearDesc& d) {
       lw.layout = std::string(t == XQ_DTYPE_F16 ? "f16" : "bf16") + " (as stored)";
     } else {
       lw.w16 = bf16_table(*te);
-      lw.layout = te->dtype == XQ_DTYPE_BF16 ? "bf16 (as stored)" : std::string("bf16 (rounded from ") + dtype_name(te->dtype) + ")";
+      lw.layout = exact_bf16                    ? "bf16 (F32 on the BF16 grid)"
+                  : te->dtype == XQ_DTYPE_BF16 ? "bf16 (as stored)"
+                                               : std::string("bf16 (rounded from ") + dtype_name(te->dtype) + ")";
     }
     lw.w16_dtype = t;
     lw.bytes = lw.w16.size() * sizeof(uint16_t);

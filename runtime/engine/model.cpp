@@ -65,7 +65,8 @@ Model::Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOption
     else if (strcasecmp(e, "f32") == 0) options_.device_weights = XQ_DTYPE_F32;
     else fail(XQ_ERR_INVALID_ARGUMENT, "XQUANT_DEVICE_WEIGHTS must be f32 or bf16, got '{}'", e);
   }
-  if (const char* e = std::getenv("XQUANT_TABLES")) options_.tables = table_form_from_name(e);
+  if (const char* e = std::getenv("XQUANT_TABLES"); e && *e) options_.tables = table_form_from_name(e);
+  if (options_.tables == TableForm::kAuto) options_.tables = default_table_form(*checkpoint_);
   arch_ = Architecture::from_config(checkpoint_->config());
   kernels_ = std::make_unique<Kernels>(runtime_.plugins().require(XQ_PLUGIN_KERNEL_PROVIDER, options_.provider));
 }

@@ -64,10 +64,11 @@ struct ModelOptions {
   // option (the CLI), e.g. to measure the eager step beside it.
   bool decode_graphs = true;
   // The embedding table and lm_head on a host provider (compact_tables.cpp):
-  // as stored (exact), or opt-in BF16 / Q8_0 copies of F32 tables; the
-  // environment variable XQUANT_TABLES=as-stored|bf16|q8_0 sets it for tools
-  // without the option (the CLI).
-  TableForm tables = TableForm::kAsStored;
+  // auto (Q8_0 blocks for a quantized checkpoint, as stored for a float one),
+  // as stored (exact), or BF16 / Q8_0 copies of float tables; the
+  // environment variable XQUANT_TABLES=auto|as-stored|bf16|q8_0 sets it for
+  // tools without the option (the CLI).
+  TableForm tables = TableForm::kAuto;
   // Mixture-of-Experts layers through the provider's MoE ops (MOE_ROUTE,
   // moe_qmatmul, MOE_COMBINE: engine/moe_device.cpp) on a host provider
   // too, as a device provider always runs them; a forward with layer taps

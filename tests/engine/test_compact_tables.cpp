@@ -129,7 +129,9 @@ void write_rounded_copy(const fs::path& dir, xq_dtype t, bool stored16, bool unt
 // A 16-bit model against the F32 model of the same rounded values: the
 // tables stay in their dtype as stored, logits bit-identical, the lm_head
 // GEMV reading half the bytes (embedding rows are not counted per token).
-void check_kept_as_stored(xq_dtype t, bool untied, const std::string& layout) {
+// F32 values on the BF16 grid are held in BF16 as well (f32_layout then
+// names it and the bytes are the same).
+void check_kept_as_stored(xq_dtype t, bool untied, const std::string& layout, const std::string& f32_layout) {
   const fs::path tmp = fs::temp_directory_path() / ("xquant_compact_tables_" + std::to_string(::getpid()));
   write_rounded_copy(tmp / "16", t, true, untied);
   write_rounded_copy(tmp / "f32", t, false, untied);
@@ -137,17 +139,49 @@ void check_kept_as_stored(xq_dtype t, bool untied, const std::string& layout) {
   auto m16 = Model::open(rt, tmp / "16");
   auto mf = Model::open(rt, tmp / "f32");
   EXPECT_EQ(m16->lm_head().layout, layout);
-  EXPECT_EQ(mf->lm_head().layout, untied ? "f32" : "f32 (tied embeddings)");
+  EXPECT_EQ(mf->lm_head().layout, f32_layout);
   const uint64_t table = static_cast<uint64_t>(m16->arch().vocab * m16->arch().hidden);
-  EXPECT_EQ(mf->weight_bytes_per_token() - m16->weight_bytes_per_token(), table * 2);
+  const bool f32_held_wide = f32_layout.rfind("f32", 0) == 0;
+  EXPECT_EQ(mf->weight_bytes_per_token() - m16->weight_bytes_per_token(), f32_held_wide ? table * 2 : 0);
   EXPECT_EQ(prefill_logits(*m16), prefill_logits(*mf));
   EXPECT_EQ(decode_logits(*m16), decode_logits(*mf));
   fs::remove_all(tmp);
 }
 
-TEST(CompactTables, UntiedBf16LmHeadStaysBf16AndExact) { check_kept_as_stored(XQ_DTYPE_BF16, true, "bf16 (as stored)"); }
-TEST(CompactTables, UntiedF16LmHeadStaysF16AndExact) { check_kept_as_stored(XQ_DTYPE_F16, true, "f16 (as stored)"); }
-TEST(CompactTables, TiedF16TableStaysF16AndExact) { check_kept_as_stored(XQ_DTYPE_F16, false, "f16 (tied embeddings)"); }
+TEST(CompactTables, UntiedBf16LmHeadStaysBf16AndExact) {
+  check_kept_as_stored(XQ_DTYPE_BF16, true, "bf16 (as stored)", "bf16 (F32 on the BF16 grid)");
+}
+TEST(CompactTables, TiedBf16TableStaysBf16AndExact) {
+  check_kept_as_stored(XQ_DTYPE_BF16, false, "bf16 (tied embeddings)", "bf16 (tied embeddings)");
+}
+TEST(CompactTables, UntiedF16LmHeadStaysF16AndExact) {
+  check_kept_as_stored(XQ_DTYPE_F16, true, "f16 (as stored)", "f32");
+}
+TEST(CompactTables, TiedF16TableStaysF16AndExact) {
+  check_kept_as_stored(XQ_DTYPE_F16, false, "f16 (tied embeddings)", "f32 (tied embeddings)");
+}
+
+TEST(CompactTables, F32TableOnTheBf16GridIsHeldBf16Exactly) {
+  // stories260K-hf's real F32 values stay F32; the same file with every value
+  // rounded to BF16 (still stored F32) holds its tied table in BF16: half the
+  // table's bytes per token and, as the 16-bit cases above, the same logits
+  // as a BF16-stored file (its embedding rows bit-identical to the F32 ones).
+  const fs::path tmp = fs::temp_directory_path() / ("xquant_compact_tables_grid_" + std::to_string(::getpid()));
+  write_rounded_copy(tmp, XQ_DTYPE_BF16, false, false);
+  Runtime rt{RuntimeOptions{}};
+  auto real = Model::open(rt, kHf);
+  auto grid = Model::open(rt, tmp);
+  EXPECT_EQ(real->lm_head().layout, "f32 (tied embeddings)");
+  EXPECT_EQ(grid->lm_head().layout, "bf16 (tied embeddings)");
+  const int64_t vocab = grid->arch().vocab, hidden = grid->arch().hidden;
+  EXPECT_EQ(real->weight_bytes_per_token() - grid->weight_bytes_per_token(), static_cast<uint64_t>(vocab * hidden) * 2);
+  std::vector<int32_t> ids = {0, 5, static_cast<int32_t>(vocab - 1)};
+  std::vector<float> eg(ids.size() * hidden), er(ids.size() * hidden);
+  grid->embed(ids.data(), static_cast<int64_t>(ids.size()), eg.data());
+  real->embed(ids.data(), static_cast<int64_t>(ids.size()), er.data());
+  for (size_t i = 0; i < eg.size(); ++i) ASSERT_EQ(eg[i], sdk::round_to_bf16(er[i])) << i;
+  fs::remove_all(tmp);
+}
 
 TEST(CompactTables, Q8_0BlockIsGgmlsEncoding) {
   // Worked by hand from ggml's quantize_row_q8_0_ref: d = max|x|/127 stored

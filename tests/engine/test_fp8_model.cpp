@@ -51,15 +51,20 @@ TEST(Fp8Models, Fp8DynamicAndWeightOnlyRunQuantizedOnTheCpuProvider) {
   const LinearWeights& q0 = q8->layer(0).qkv.desc ? q8->layer(0).qkv : q8->layer(0).linears[0];
   EXPECT_EQ(q0.layout, "cpu-fp8-f32");
 
-  // Weight-only QMATMUL == the canonical dequantization (e4m3 * scale) on load.
+  // Weight-only QMATMUL == the canonical dequantization (e4m3 * scale) on load,
+  // the lm_head held as stored on both sides (Q8_0 blocks by default for a
+  // quantized checkpoint: test_quantized_models).
   ModelOptions md = mo;
   md.dequantize_all = true;
   auto qwf = Model::open(rt(), wo, md);
   EXPECT_EQ(qwf->quantized_linears(), 0);
+  ModelOptions exact_tables = mo;
+  exact_tables.tables = TableForm::kAsStored;
+  auto qwx = Model::open(rt(), wo, exact_tables);
   auto ids = eval_ids(*fp);
   std::vector<int32_t> head(ids.begin(), ids.begin() + 40);
-  KvCache c1(qw->arch(), 64), c2(qwf->arch(), 64);
-  auto a = qw->forward({{&c1, head.data(), 40, true}});
+  KvCache c1(qwx->arch(), 64), c2(qwf->arch(), 64);
+  auto a = qwx->forward({{&c1, head.data(), 40, true}});
   auto b = qwf->forward({{&c2, head.data(), 40, true}});
   double worst = 0;
   for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, (double)std::fabs(a[i] - b[i]));

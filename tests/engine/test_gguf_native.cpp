@@ -8,7 +8,8 @@
 //   - every Linear but the F32 ones runs from its blocks, none dequantized;
 //   - prefill through dequantize-a-tile + SGEMM (the default above 4 rows)
 //     gives the dequantized model's logits within float rounding (1e-4);
-//   - the whole perplexity run forced through the integer kernels
+//   - the whole perplexity run forced through the integer kernels (and the
+//     default Q8_0 tables of a quantized file)
 //     (XQUANT_CPU_GEMV_ROWS large: every activation row quantized to int8 per
 //     32 columns) stays within 2% of the dequantized model's perplexity, the
 //     bound stated for llama.cpp-style Q8 activations (docs/engine.md);
@@ -93,10 +94,15 @@ TEST_P(GgufNative, MatchesTheDequantizedModel) {
   double p_native_int8 = 0;
   {
     ScopedEnv all_rows_int8("XQUANT_CPU_GEMV_ROWS", "1000000");  // read when the weights are prepared
-    auto nat = Model::open(rt(), file);
+    auto nat = Model::open(rt(), file);  // tables by default: Q8_0 blocks for a quantized file
     p_native_int8 = perplexity(*nat, ids, 256).perplexity;
   }
-  auto nat = Model::open(rt(), file);
+  // The Linears' kernels against dequantization: the F32 tables as stored on
+  // both sides (the Q8_0 tables a quantized file gets by default are
+  // test_compact_tables' subject).
+  ModelOptions exact_tables;
+  exact_tables.tables = TableForm::kAsStored;
+  auto nat = Model::open(rt(), file, exact_tables);
   // 5 layers x 7 Linears; down_proj's 172 columns are not whole 32-blocks: F32 in the file.
   EXPECT_EQ(nat->quantized_linears(), 30) << c.type;
   EXPECT_EQ(nat->dequantized_linears(), 0) << c.type;

@@ -52,15 +52,20 @@ TEST(QuantizedModels, RtnInt4AndW8A8RunQuantizedOnTheProvider) {
   EXPECT_EQ(q4->layer(0).qkv.layout, "cpu-int8-group");
   EXPECT_LT(q4->weight_bytes_per_token(), fp->weight_bytes_per_token());
 
-  // QMATMUL (fused GEMV for one row, tile + SGEMM for many) == dequantized F32 weights.
+  // QMATMUL (fused GEMV for one row, tile + SGEMM for many) == dequantized F32
+  // weights, the lm_head held as stored on both sides (a quantized checkpoint
+  // holds it as Q8_0 blocks by default: QuantizedCheckpointTablesAreQ8_0ByDefault).
   ModelOptions md = mo;
   md.dequantize_all = true;
   auto q4f = Model::open(rt(), int4, md);
   EXPECT_EQ(q4f->quantized_linears(), 0);
+  ModelOptions exact_tables = mo;
+  exact_tables.tables = TableForm::kAsStored;
+  auto q4x = Model::open(rt(), int4, exact_tables);
   auto ids = eval_ids(*fp);
   std::vector<int32_t> head(ids.begin(), ids.begin() + 40);
-  KvCache c1(q4->arch(), 64), c2(q4f->arch(), 64);
-  auto a = q4->forward({{&c1, head.data(), 40, true}});
+  KvCache c1(q4x->arch(), 64), c2(q4f->arch(), 64);
+  auto a = q4x->forward({{&c1, head.data(), 40, true}});
   auto b = q4f->forward({{&c2, head.data(), 40, true}});
   double worst = 0;
   for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, (double)std::fabs(a[i] - b[i]));
@@ -77,6 +82,32 @@ TEST(QuantizedModels, RtnInt4AndW8A8RunQuantizedOnTheProvider) {
   GenerateOptions go;
   go.n_tokens = 8;
   EXPECT_EQ(generate(*q8, "", go).full_text.rfind("Once upon a time", 0), 0u);
+  fs::remove_all(int4.parent_path());
+}
+
+// A quantized checkpoint's float tables are held as ggml Q8_0 blocks unless
+// asked otherwise (as llama.cpp's quantizer writes the output matrix), a
+// float checkpoint's as stored; stories260K-hf's tied F32 table here.
+TEST(QuantizedModels, QuantizedCheckpointTablesAreQ8_0ByDefault) {
+  fs::path int4 = make_quantized("rtn-int4-g32-tables", "    weights:\n      bits: 4\n      symmetric: true\n      group_size: 32\n");
+  ModelOptions mo;
+  mo.tokenizer_from = kGguf;
+  auto fp = Model::open(rt(), kGguf);
+  auto q4 = Model::open(rt(), int4, mo);
+  ModelOptions exact_tables = mo;
+  exact_tables.tables = TableForm::kAsStored;
+  auto q4x = Model::open(rt(), int4, exact_tables);
+  EXPECT_EQ(fp->lm_head().layout, "f32");
+  EXPECT_EQ(q4->lm_head().layout, "ggml-blocks Q8_0 (tied embeddings)");
+  EXPECT_EQ(q4x->lm_head().layout, "f32 (tied embeddings)");
+  const uint64_t table = static_cast<uint64_t>(q4->arch().vocab * q4->arch().hidden);
+  EXPECT_EQ(q4x->weight_bytes_per_token() - q4->weight_bytes_per_token(), table * 4 - table / 32 * 34);
+  auto ids = eval_ids(*fp);
+  ids.resize(1024);
+  const double p_q8 = perplexity(*q4, ids, 256).perplexity, p_x = perplexity(*q4x, ids, 256).perplexity;
+  std::printf("stories260K RTN int4 g32 ppl (1024 tokens, ctx 256): tables as stored %.5f, Q8_0 %.5f (%+.3f%%)\n", p_x,
+              p_q8, 100.0 * (p_q8 / p_x - 1.0));
+  EXPECT_LT(std::fabs(p_q8 / p_x - 1.0), 0.005);
   fs::remove_all(int4.parent_path());
 }
 

@@ -68,6 +68,10 @@ int main(int argc, char** argv) {
     Runtime rt(ro);
     ModelOptions mo;
     mo.provider = argv[2];
+    // The checkpoint's own tables (a quantized one would hold them as Q8_0
+    // blocks by default): these logits are compared with transformers' on the
+    // same stored weights. XQUANT_TABLES still overrides.
+    mo.tables = TableForm::kAsStored;
     auto model = Model::open(rt, argv[1], mo);
     const auto prompts = read_prompts(argv[3]);
     const int64_t steps = std::stol(argv[4]);

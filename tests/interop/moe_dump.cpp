@@ -30,7 +30,12 @@ int main(int argc, char** argv) {
     RuntimeOptions ro;
     ro.log_level = XQ_LOG_WARN;
     Runtime rt(ro);
-    auto model = Model::open(rt, argv[1]);
+    // The checkpoint's own tables (a quantized one would hold them as Q8_0
+    // blocks by default): the logits are compared with transformers' on the
+    // same stored weights. XQUANT_TABLES still overrides.
+    ModelOptions mo;
+    mo.tables = TableForm::kAsStored;
+    auto model = Model::open(rt, argv[1], mo);
     std::vector<int32_t> ids;
     std::stringstream ss(argv[2]);
     for (std::string item; std::getline(ss, item, ',');) ids.push_back(static_cast<int32_t>(std::stol(item)));

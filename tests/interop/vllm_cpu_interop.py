@@ -65,6 +65,11 @@ VARIANTS = {
     "awq-format-w4-g64": (["--bits", "4", "--group-size", "64", "--asym", "--format", "awq"], False, "weight-only"),
     "gptq-format-w4-g64": (["--bits", "4", "--group-size", "64", "--sym", "--format", "gptq"], False, "weight-only"),
 }
+# Our engine holds a quantized checkpoint's embedding / lm_head as Q8_0 blocks by
+# default (runtime/engine/compact_tables.cpp; SmolLM2 W4A16 perplexity +0.03%,
+# decode logits ~0.3% RMS: docs/engine.md). vLLM runs them in the stored dtype,
+# and these bounds compare the same stored weights, so ours keeps them as stored.
+os.environ["XQUANT_TABLES"] = "as-stored"
 TOL = {"weight-only": 2e-3, "w8a8-dynamic": 0.01, "w8a8-static": 0.03}  # relative for W8A8, absolute for weight-only
 BF16_TOL = 0.02  # relative: vLLM's native W4A16 kernel only runs BF16/FP16 activations (ours are float32)
 

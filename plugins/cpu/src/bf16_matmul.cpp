@@ -7,7 +7,9 @@
 // path's own arithmetic on it: the GEMV's dot_f32 per row (decode) and, for
 // more rows, the same 128-column SGEMM blocks as sgemm_nt_blocked. The result
 // is therefore bit-identical to MATMUL on the F32 copy of the weights, at
-// half the weight bytes streamed.
+// half the weight bytes streamed. BF16 decode rows go through bf16_gemv.cpp
+// instead, which widens in registers with dot_f32's order (still bit-identical).
+#include "bf16_gemv.hpp"
 #include "cpu.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -51,6 +53,24 @@ std::vector<float>& thread_buffer() {
   return buf;
 }
 
+// Decode on BF16 weights: rows split over the pool like the F32 GEMV, the
+// activation rounded to BF16 once per call when the path reads it.
+void run_bf16_gemv(const Host& host, const float* a, const uint16_t* b, int64_t k, int64_t n, float* c) {
+  const Bf16GemvPath path = selected_bf16_gemv_path();  // per call: tests force each path
+  thread_local std::vector<uint16_t> ab;
+  const uint16_t* xb = nullptr;
+  if (path == Bf16GemvPath::avx512bf16) {
+    if (ab.size() < static_cast<size_t>(k)) ab.resize(static_cast<size_t>(k));
+    bf16_round_activation(a, k, ab.data());
+    xb = ab.data();
+  }
+  // The F32 GEMV's grain (run_matmul): at least ~256 KiB of F32 weights per task.
+  const uint64_t grain = std::max<uint64_t>(32, static_cast<uint64_t>((int64_t{1} << 16) / k));
+  host.parallel_for(static_cast<uint64_t>(n), grain, [&](uint64_t r0, uint64_t r1) {
+    bf16_gemv_rows(path, b, a, xb, k, static_cast<int64_t>(r0), static_cast<int64_t>(r1), c + r0);
+  });
+}
+
 }  // namespace
 
 void run_matmul_bf16_weights(const Host& host, const xq_op& op) {
@@ -62,6 +82,8 @@ void run_matmul_bf16_weights(const Host& host, const xq_op& op) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     std::fill(c, c + m * n, 0.0f);
+  } else if (m == 1 && wt == XQ_DTYPE_BF16) {
+    run_bf16_gemv(host, a, b, k, n, c);
   } else if (m == 1) {
     // The F32 GEMV's grain (run_matmul): at least ~256 KiB of F32 weights per task.
     const uint64_t grain = std::max<uint64_t>(32, static_cast<uint64_t>((int64_t{1} << 16) / k));
