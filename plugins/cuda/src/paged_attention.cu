@@ -78,7 +78,7 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(
   const int split = static_cast<int>(blockIdx.z);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t group = H / KVH;
-  const int32_t* row = tables.blocks(t);
+  const int32_t* __restrict__ row = tables.blocks(t);
   const int64_t n_keys = static_cast<int64_t>(tables.position(t)) + 1;
   const int64_t k0 = split * keys_per_split;
   const int64_t k1 = min(n_keys, k0 + keys_per_split);

@@ -146,7 +146,7 @@ __global__ void __launch_bounds__(kThreads, MT == 2 ? 2 : 1) prefill_attention_k
   const int n = static_cast<int>(min(static_cast<int64_t>(P), T - r0));
   // The last row's table holds every block the tile reads; the marking
   // kernel checked that the earlier rows' blocks are a prefix of it.
-  const int32_t* trow = tables.blocks(r0 + n - 1);
+  const int32_t* __restrict__ trow = tables.blocks(r0 + n - 1);
   const int p0 = tables.position(r0 + n - 1) - (n - 1);
   const int n_keys = p0 + n;  // the last row sees keys 0..p0+n-1
   const int64_t row_elems = KVH * D;
