@@ -392,7 +392,14 @@ class Model {
     // The most rows one sequence has in this step: PAGED_ATTENTION's i[0]
     // hint, so a provider skips its prefill path in decode steps.
     int64_t max_seq_rows = 0;
+    // 0: `table` is per row, [rows, table_ld]. > 0: one block table per
+    // sequence (PAGED_ATTENTION's i[1]): `table` is I32 [2 rows + n_seq *
+    // table_ld], the rows' positions, their sequence indices, the tables.
+    int64_t n_seq = 0;
   };
+  // Whether the provider takes PAGED_ATTENTION's per-sequence tables for a
+  // step of `rows` rows over `n_seq` sequences of at most `mb` blocks.
+  bool takes_sequence_tables(const PagedKvCache& cache, int64_t rows, int64_t n_seq, int64_t mb) const;
   void step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch, std::vector<float>* logits,
                   std::vector<int32_t>* ids);
   // A paged step's ops after its metadata is on the device: embedding,

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 namespace xquant {
 
@@ -45,11 +46,31 @@ void Model::attend_paged(int layer, const float* q, const float* kf, const xq_de
   op.src[0] = f32({rows, a.n_heads, a.head_dim}, q);
   op.src[1] = c.k_pool(layer);
   op.src[2] = c.v_pool(layer);
-  op.src[3] = dtensor(XQ_DTYPE_I32, {rows, paged_->table_ld}, paged_->table);
+  op.src[3] = paged_->n_seq > 0
+                  ? dtensor(XQ_DTYPE_I32, {2 * rows + paged_->n_seq * paged_->table_ld}, paged_->table)
+                  : dtensor(XQ_DTYPE_I32, {rows, paged_->table_ld}, paged_->table);
   op.dst = dtensor(att_t, {rows, a.n_heads, a.head_dim}, att);
   op.f[0] = 1.0 / std::sqrt(static_cast<double>(a.head_dim));
   op.i[0] = paged_->max_seq_rows;  // lets a provider skip its prefill path in decode steps
+  op.i[1] = paged_->n_seq;
   kernels_->run(op, "PAGED_ATTENTION");
+}
+
+// A provider that predates i[1] refuses the 1-D src[3] by its shape, so
+// supports_op is the capability check (it judges shapes and dtypes only,
+// never reads the tensors, so the pools stand in for q and dst here).
+bool Model::takes_sequence_tables(const PagedKvCache& cache, int64_t rows, int64_t n_seq, int64_t mb) const {
+  const auto& a = arch_;
+  const xq_device_tensor k = cache.k_pool(0);
+  xq_op op = Kernels::op(XQ_OP_PAGED_ATTENTION);
+  op.src[0] = f32({rows, a.n_heads, a.head_dim}, static_cast<const float*>(k.data));
+  op.src[1] = k;
+  op.src[2] = cache.v_pool(0);
+  op.src[3] = dtensor(XQ_DTYPE_I32, {2 * rows + n_seq * mb}, k.data);
+  op.dst = f32({rows, a.n_heads, a.head_dim}, static_cast<const float*>(k.data));
+  op.f[0] = 1.0 / std::sqrt(static_cast<double>(a.head_dim));
+  op.i[1] = n_seq;
+  return kernels_->supports(op);
 }
 
 bool Model::run_paged_ops(const PagedStep& step, const int32_t* d_ids, const int32_t* d_pos, const int32_t* d_last,
@@ -134,40 +155,60 @@ void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch
                        !graphs_->refused(key = {DecodeGraphs::bucket_rows(rows), DecodeGraphs::bucket_table_ld(mb),
                                                 cache.k_pool(0).data, greedy});
   const int64_t step_rows = graphed ? key.rows : rows, out_rows = graphed ? key.rows : n_seq;
-  const int64_t ld = graphed ? key.table_ld : 1 + mb;
-  // One host array, one upload: ids | positions | slots | last rows | table.
-  const int64_t n_meta = 3 * step_rows + out_rows + step_rows * ld;
-  std::vector<int32_t> meta(static_cast<size_t>(n_meta), -1);
-  int32_t* ids = meta.data();
-  int32_t* pos = ids + step_rows;
-  int32_t* slots = pos + step_rows;
+  // A step with prefill rows gives each sequence's block table once (an
+  // 8192-row chunk's per-row tables would be 8192 x (1 + MB) ints filled and
+  // uploaded); decode steps and their recordings keep one table per row.
+  const bool per_seq = !graphed && rows > n_seq && takes_sequence_tables(cache, rows, n_seq, mb);
+  const int64_t ld = graphed ? key.table_ld : per_seq ? mb : 1 + mb;
+  // One host array, one upload: ids | slots | last rows | positions | table,
+  // where table is per row [step_rows, ld] (position, blocks) or, per
+  // sequence, each row's sequence index then n_seq tables of ld blocks, so
+  // positions .. the end is PAGED_ATTENTION's src[3] in that form. Every
+  // entry is written below (no fill of the whole array first).
+  const int64_t n_table = per_seq ? step_rows + n_seq * ld : step_rows * ld;
+  const int64_t n_meta = 3 * step_rows + out_rows + n_table;
+  std::unique_ptr<int32_t[]> meta(new int32_t[static_cast<size_t>(n_meta)]);
+  int32_t* ids = meta.get();
+  int32_t* slots = ids + step_rows;
   int32_t* last = slots + step_rows;
-  int32_t* table = last + out_rows;
+  int32_t* pos = last + out_rows;
+  int32_t* table = pos + step_rows;
+  auto put_blocks = [&](int32_t* at, const std::vector<int32_t>& blocks) {
+    std::fill(std::copy(blocks.begin(), blocks.end(), at), at + ld - (per_seq ? 0 : 1), -1);
+  };
   int64_t r = 0;
   for (size_t b = 0; b < batch.size(); ++b) {
     const auto& s = batch[b];
+    if (per_seq) put_blocks(table + step_rows + static_cast<int64_t>(b) * ld, s.seq->blocks);
     for (int64_t t = 0; t < s.n; ++t, ++r) {
       const int64_t p = s.seq->size + t;
       ids[r] = s.tokens[t];
       pos[r] = static_cast<int32_t>(p);
       slots[r] = cache.slot(*s.seq, p);
-      int32_t* row = table + r * ld;
-      row[0] = static_cast<int32_t>(p);
-      std::copy(s.seq->blocks.begin(), s.seq->blocks.end(), row + 1);
+      if (per_seq) {
+        table[r] = static_cast<int32_t>(b);
+      } else {
+        table[r * ld] = static_cast<int32_t>(p);
+        put_blocks(table + r * ld + 1, s.seq->blocks);
+      }
     }
     last[b] = static_cast<int32_t>(r - 1);
   }
   for (; r < step_rows; ++r) {  // padding rows of a recorded bucket
     ids[r] = 0, pos[r] = 0, slots[r] = -1, last[r] = static_cast<int32_t>(r);
-    table[r * ld] = 0, table[r * ld + 1] = 0;
+    table[r * ld] = 0;
+    put_blocks(table + r * ld + 1, {0});
   }
-  const int32_t* dmeta = meta.data();
+  const int32_t* dmeta = meta.get();
   if (on_device()) {
-    void* d = scratch(kPagedMeta, meta.size() * sizeof(int32_t));
-    kernels_->upload(d, meta.data(), meta.size() * sizeof(int32_t));
+    void* d = scratch(kPagedMeta, static_cast<uint64_t>(n_meta) * sizeof(int32_t));
+    kernels_->upload(d, meta.get(), static_cast<uint64_t>(n_meta) * sizeof(int32_t));
     dmeta = static_cast<const int32_t*>(d);
   }
-  const PagedStep step{&cache, dmeta + 2 * step_rows, dmeta + 3 * step_rows + out_rows, ld, max_seq_rows};
+  const int32_t* d_slots = dmeta + step_rows;
+  const int32_t* d_last = d_slots + step_rows;
+  const int32_t* d_pos = d_last + out_rows;
+  const PagedStep step{&cache, d_slots, per_seq ? d_pos : d_pos + step_rows, ld, max_seq_rows, per_seq ? n_seq : 0};
 
   std::vector<float> x_host;
   float* x = temp(kX, step_rows * H, x_host);
@@ -181,8 +222,7 @@ void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch
     d_logits = logits_out->data();
   }
   auto ops = [&] {
-    return run_paged_ops(step, dmeta, dmeta + step_rows, dmeta + 3 * step_rows, step_rows, out_rows, greedy, x,
-                         d_logits, d_ids_out);
+    return run_paged_ops(step, dmeta, d_pos, d_last, step_rows, out_rows, greedy, x, d_logits, d_ids_out);
   };
   bool have_ids = false;
   if (!graphed) {

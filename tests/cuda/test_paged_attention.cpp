@@ -4,9 +4,10 @@
 // float64 softmax attention over each sequence's keys gathered in order, for
 // decode rows and prefill chunks in one launch, GQA groups 1..8, head dims
 // 8..128, contexts that take the split-K path (thousands of keys), F32 and
-// BF16 pools. Bounds (||gpu - ref|| / ||ref||): F32 pools 1e-5; BF16 pools
-// 1e-5 against the reference on the BF16-rounded K/V (the rounding is the
-// pool's, the arithmetic stays F32).
+// BF16 pools; the same rows with one block table per sequence (i[1] > 0)
+// give bit-identical outputs. Bounds (||gpu - ref|| / ||ref||): F32 pools
+// 1e-5; BF16 pools 1e-5 against the reference on the BF16-rounded K/V (the
+// rounding is the pool's, the arithmetic stays F32).
 #include "test_host.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -53,6 +54,10 @@ void check_paged_attention(int64_t H, int64_t KVH, int64_t D, int64_t BS, const 
   std::vector<float> q(static_cast<size_t>(T * H * D));
   for (auto& x : q) x = uniform(-2.f, 2.f);
   std::vector<int32_t> table(static_cast<size_t>(T * (1 + MB)), -1);
+  // The same rows with one table per sequence (i[1] = n_seq): positions,
+  // sequence indices, then the tables.
+  const int64_t n_seq = static_cast<int64_t>(seqs.size());
+  std::vector<int32_t> seq_table(static_cast<size_t>(2 * T + n_seq * MB), -1);
   std::vector<double> ref(static_cast<size_t>(T * H * D));
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   int64_t t = 0, next = 0;
@@ -60,8 +65,12 @@ void check_paged_attention(int64_t H, int64_t KVH, int64_t D, int64_t BS, const 
     const int64_t nb = (s.len + BS - 1) / BS;
     std::vector<int32_t> mine(order.begin() + next, order.begin() + next + nb);
     next += nb;
+    const int64_t si = &s - seqs.data();
+    std::copy(mine.begin(), mine.end(), seq_table.begin() + 2 * T + si * MB);
     for (int64_t r = 0; r < s.n_rows; ++r, ++t) {
       const int64_t p = s.len - s.n_rows + r;
+      seq_table[static_cast<size_t>(t)] = static_cast<int32_t>(p);
+      seq_table[static_cast<size_t>(T + t)] = static_cast<int32_t>(si);
       table[static_cast<size_t>(t * (1 + MB))] = static_cast<int32_t>(p);
       std::copy(mine.begin(), mine.end(), table.begin() + t * (1 + MB) + 1);
       for (int64_t h = 0; h < H; ++h) {
@@ -111,6 +120,19 @@ void check_paged_attention(int64_t H, int64_t KVH, int64_t D, int64_t BS, const 
   const auto out = dout.get<float>(q.size());
   EXPECT_EQ(count_nan(out), 0u);
   EXPECT_LE(rel_error(out, ref), 1e-5) << "H " << H << " KVH " << KVH << " D " << D << " BS " << BS;
+
+  // One table per sequence: the kernels read the same blocks and positions,
+  // so the outputs are bit-identical to the per-row form's.
+  DevBuf dst(seq_table.size() * 4);
+  dst.put(seq_table);
+  dout.poison();
+  op.src[3] = xquant::sdk::device_tensor(XQ_DTYPE_I32, {static_cast<int64_t>(seq_table.size())}, dst.p);
+  op.i[1] = n_seq;
+  ASSERT_EQ(P.vt->supports_op(P.state, &op), 1u);
+  XQ_OK_OR_FAIL(P.vt->run_op(P.state, &op));
+  EXPECT_EQ(dout.get<float>(q.size()), out) << "per-sequence tables, H " << H << " KVH " << KVH << " D " << D;
+  op.i[1] = 0;  // the 1-D form without i[1] is refused, as a provider that predates i[1] refuses it
+  EXPECT_EQ(P.vt->supports_op(P.state, &op), 0u);
 }
 
 TEST(CudaPagedAttention, MatchesFloat64ReferenceOverShuffledBlocks) {

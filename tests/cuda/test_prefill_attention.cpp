@@ -11,6 +11,9 @@
 //    attention over the gathered keys; every other row is left untouched;
 //  * the op (run_op, prefill path + decode kernel for the rest): every row
 //    matches the reference.
+// Both with the per-row block tables and with one table per sequence
+// (i[1] > 0): the kernel alone meets the same checks, the op gives the same
+// bits.
 // Bounds (||gpu - ref|| / ||ref|| over a set of rows): the reference runs
 // on the BF16-rounded K/V; the decode kernel keeps q and P in F32 (1e-5), the
 // tensor-core kernel rounds q * scale and P to BF16 (8 significant bits,
@@ -43,6 +46,7 @@ struct Problem {
   std::vector<float> q, k, v;       // k, v BF16-rounded
   std::vector<uint16_t> kb, vb;     // the pools
   std::vector<int32_t> table;       // [T, 1 + MB]
+  std::vector<int32_t> seq_table;   // [2T + chunks * MB]: one table per chunk (i[1] > 0)
   std::vector<int> seq_of_row;      // which chunk each row belongs to
   std::vector<double> ref;          // [T, H, D]
 };
@@ -75,6 +79,7 @@ Problem build(int64_t H, int64_t KVH, int64_t D, int64_t BS, const std::vector<C
   for (auto& x : P.q) x = uniform(-2.f, 2.f);
   const int64_t ld = 1 + P.MB;
   P.table.assign(static_cast<size_t>(P.T * ld), -1);
+  P.seq_table.assign(static_cast<size_t>(2 * P.T + static_cast<int64_t>(chunks.size()) * P.MB), -1);
   P.ref.assign(static_cast<size_t>(P.T * H * D), 0.0);
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   int64_t t = 0, next = 0;
@@ -83,6 +88,7 @@ Problem build(int64_t H, int64_t KVH, int64_t D, int64_t BS, const std::vector<C
     const int64_t nb = (c.p0 + c.n + BS - 1) / BS;
     const std::vector<int32_t> mine(order.begin() + next, order.begin() + next + nb);
     next += nb;
+    std::copy(mine.begin(), mine.end(), P.seq_table.begin() + 2 * P.T + static_cast<int64_t>(ci) * P.MB);
     auto at = [&](int64_t j, int64_t kh) {
       return static_cast<size_t>((static_cast<int64_t>(mine[static_cast<size_t>(j / BS)]) * BS + j % BS) * row + kh * D);
     };
@@ -90,6 +96,8 @@ Problem build(int64_t H, int64_t KVH, int64_t D, int64_t BS, const std::vector<C
       const int64_t p = c.p0 + r;
       P.seq_of_row.push_back(static_cast<int>(ci));
       P.table[static_cast<size_t>(t * ld)] = static_cast<int32_t>(p);
+      P.seq_table[static_cast<size_t>(t)] = static_cast<int32_t>(p);
+      P.seq_table[static_cast<size_t>(P.T + t)] = static_cast<int32_t>(ci);
       std::copy(mine.begin(), mine.end(), P.table.begin() + t * ld + 1);
       for (int64_t h = 0; h < H; ++h) {
         const int64_t kh = h / (H / KVH);
@@ -172,8 +180,15 @@ void check_case(int64_t H, int64_t KVH, int64_t D, int64_t BS, int64_t T, int64_
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
   a.out = dout.p;
   a.out_type = xqcuda::DType::F32;
+  DevBuf dst(P.seq_table.size() * 4);
+  dst.put(P.seq_table);
+  for (const bool per_seq : {false, true})
   for (const auto cta : {xqcuda::PrefillCta::Group, xqcuda::PrefillCta::PerHead}) {
   SCOPED_TRACE(cta == xqcuda::PrefillCta::Group ? "one CTA per GQA group" : "one CTA per query head");
+  SCOPED_TRACE(per_seq ? "one block table per sequence" : "one block table per row");
+  a.table = static_cast<const int32_t*>(per_seq ? dst.p : dt.p);
+  a.table_ld = per_seq ? P.MB : ld;
+  a.n_seq = per_seq ? 3 : 0;
   dout.poison();
   // The provider's uploads ran on its stream; the kernel runs on the legacy one.
   ASSERT_EQ(pl.vt->synchronize(pl.state), XQ_OK);
@@ -222,6 +237,21 @@ void check_case(int64_t H, int64_t KVH, int64_t D, int64_t BS, int64_t T, int64_
   // A BF16 dst rounds the decode kernel's rows too (2^-9 relative).
   const double decode_bound = out_t == XQ_DTYPE_F32 ? kDecodeBound : 5e-3;
   EXPECT_LE(rel_error_rows(P, both, [&](int64_t t) { return !in_prefill_tile(t); }), decode_bound);
+
+  // The op with one table per chunk (i[1] = 3): the same tiles, blocks and
+  // positions, so the same bits.
+  dout.poison();
+  op.src[3] = xquant::sdk::device_tensor(XQ_DTYPE_I32, {static_cast<int64_t>(P.seq_table.size())}, dst.p);
+  op.i[1] = 3;
+  ASSERT_EQ(pl.vt->supports_op(pl.state, &op), 1u);
+  XQ_OK_OR_FAIL(pl.vt->run_op(pl.state, &op));
+  if (out_t == XQ_DTYPE_F32) {
+    EXPECT_EQ(dout.get<float>(P.q.size()), both) << "per-sequence tables";
+  } else {
+    std::vector<float> seq_out;
+    for (uint16_t b : dout.get<uint16_t>(P.q.size())) seq_out.push_back(xquant::sdk::bf16_to_f32(b));
+    EXPECT_EQ(seq_out, both) << "per-sequence tables";
+  }
 }
 
 TEST(CudaPrefillAttention, MatchesFloat64ReferenceAcrossChunkShapes) {

@@ -100,7 +100,10 @@ typedef enum xq_op_type {
    * positions 0..p of its sequence) then that sequence's block table (key
    * position j sits in block table[1 + j / BS], offset j % BS; entries past
    * p / BS are not read). Decode (one row per sequence) and chunked prefill
-   * (rows of one sequence at consecutive positions) are the same op. i[0]: optional hint, docs/abi.md. */
+   * (rows of one sequence at consecutive positions) are the same op. i[0]: optional hint, docs/abi.md.
+   * i[1] = n_seq > 0 (appended): src[3] is I32 [2T + n_seq * MB] instead:
+   * the T rows' positions, the T rows' sequence indices in [0, n_seq), then
+   * n_seq block tables of MB ids (sequence s's at 2T + s * MB). */
   XQ_OP_PAGED_ATTENTION = 16,
   /* Mixture-of-experts routing (transformers' Qwen3MoeTopKRouter,
    * Qwen2MoeSparseMoeBlock, MixtralTopKRouter): per row t of src[0] F32

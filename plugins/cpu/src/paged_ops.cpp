@@ -1,6 +1,7 @@
 // paged_ops.cpp: the paged KV cache on the `cpu` provider: KV_WRITE (rows
 // into their block slots) and PAGED_ATTENTION (one query row per sequence
-// position over that sequence's block table), F32 pools only. Contracts in
+// position over that sequence's block table, given per row or, with i[1] > 0,
+// once per sequence), F32 pools only. Contracts in
 // abi/include/xquant/xq_kernel.h.
 #include "cpu.hpp"
 
@@ -60,9 +61,16 @@ void check_paged(const xq_op& op) {
   if (!present(d) || d.dtype != XQ_DTYPE_F32 || d.ndim != 3 || !is_contiguous(d) || d.shape[0] != T ||
       d.shape[1] != H || d.shape[2] != D)
     reject(n, "dst must be F32 [T, H, D]");
-  if (!present(s[3]) || s[3].dtype != XQ_DTYPE_I32 || s[3].ndim != 2 || !is_contiguous(s[3]) || s[3].shape[0] != T ||
-      s[3].shape[1] < 2)
-    reject(n, "src[3] must be I32 [T, 1 + MB]");
+  if (op.i[1] < 0) reject(n, "i[1] (sequences with one block table each) must be >= 0");
+  if (op.i[1] == 0) {
+    if (!present(s[3]) || s[3].dtype != XQ_DTYPE_I32 || s[3].ndim != 2 || !is_contiguous(s[3]) ||
+        s[3].shape[0] != T || s[3].shape[1] < 2)
+      reject(n, "src[3] must be I32 [T, 1 + MB]");
+    return;
+  }
+  if (!present(s[3]) || s[3].dtype != XQ_DTYPE_I32 || s[3].ndim != 1 || !is_contiguous(s[3]) ||
+      s[3].shape[0] < 2 * T + op.i[1] || (s[3].shape[0] - 2 * T) % op.i[1] != 0)
+    reject(n, "with i[1] = n_seq sequences src[3] must be I32 [2T + n_seq * MB] with MB >= 1");
 }
 
 void run_kv_write(const Host& host, const xq_op& op) {
@@ -81,27 +89,55 @@ void run_kv_write(const Host& host, const xq_op& op) {
   }
 }
 
+namespace {
+
+// src[3] read in either layout (docs/abi.md, XQ_OP_PAGED_ATTENTION): per row
+// (i[1] = 0) I32 [T, 1 + MB], each row its position then its sequence's
+// blocks; or per sequence (i[1] = n_seq) I32 [2T + n_seq * MB], the rows'
+// positions, the rows' sequence indices, then one table of MB blocks per
+// sequence.
+struct RowTables {
+  const int32_t* data;
+  int64_t T, n_seq, width;  // width: MB, the block ids in one table
+
+  RowTables(const xq_op& op, int64_t T_)
+      : data(static_cast<const int32_t*>(op.src[3].data)), T(T_), n_seq(op.i[1]),
+        width(n_seq > 0 ? (op.src[3].shape[0] - 2 * T_) / n_seq : op.src[3].shape[1] - 1) {}
+  int64_t position(int64_t t) const { return n_seq > 0 ? data[t] : data[t * (width + 1)]; }
+  int64_t sequence(int64_t t) const { return n_seq > 0 ? data[T + t] : 0; }
+  const int32_t* blocks(int64_t t) const {
+    return n_seq > 0 ? data + 2 * T + data[T + t] * width : data + t * (width + 1) + 1;
+  }
+};
+
+}  // namespace
+
 // Per (row, head): scores over the row's visible keys gathered through the
 // block table, a softmax, then the weighted sum of V, as run_attention's
 // decode path.
 void run_paged_attention(const Host& host, const xq_op& op) {
   const auto* s = op.src;
   const int64_t T = s[0].shape[0], H = s[0].shape[1], D = s[0].shape[2];
-  const int64_t NB = s[1].shape[0], BS = s[1].shape[1], KVH = s[1].shape[2], ld = s[3].shape[1];
+  const int64_t NB = s[1].shape[0], BS = s[1].shape[1], KVH = s[1].shape[2];
   const int64_t group = H / KVH;
   const float scale = static_cast<float>(op.f[0]);
   const float* q = static_cast<const float*>(s[0].data);
   const float* kp = static_cast<const float*>(s[1].data);
   const float* vp = static_cast<const float*>(s[2].data);
-  const int32_t* table = static_cast<const int32_t*>(s[3].data);
+  const RowTables tables(op, T);
   float* out = static_cast<float*>(op.dst.data);
   for (int64_t t = 0; t < T; ++t) {
-    const int64_t p = table[t * ld];
-    if (p < 0 || p / BS + 1 >= ld)
+    const int64_t p = tables.position(t), seq = tables.sequence(t);
+    if (seq < 0 || (tables.n_seq > 0 && seq >= tables.n_seq))
+      throw Error(XQ_ERR_INVALID_ARGUMENT, format("cpu provider: PAGED_ATTENTION: row %lld's sequence %lld is outside "
+                                                  "[0, %lld)", static_cast<long long>(t), static_cast<long long>(seq),
+                                                  static_cast<long long>(tables.n_seq)));
+    if (p < 0 || p / BS + 1 > tables.width)
       throw Error(XQ_ERR_INVALID_ARGUMENT, format("cpu provider: PAGED_ATTENTION: row %lld's position %lld is outside its "
                                                   "block table", static_cast<long long>(t), static_cast<long long>(p)));
+    const int32_t* blocks = tables.blocks(t);
     for (int64_t b = 0; b <= p / BS; ++b)
-      if (table[t * ld + 1 + b] < 0 || table[t * ld + 1 + b] >= NB)
+      if (blocks[b] < 0 || blocks[b] >= NB)
         throw Error(XQ_ERR_INVALID_ARGUMENT, "cpu provider: PAGED_ATTENTION: a block id outside the pool");
   }
   host.parallel_for(static_cast<uint64_t>(T * H), 1, [&](uint64_t b, uint64_t e) {
@@ -109,11 +145,11 @@ void run_paged_attention(const Host& host, const xq_op& op) {
     std::vector<float> acc(static_cast<size_t>(D));
     for (uint64_t th = b; th < e; ++th) {
       const int64_t t = static_cast<int64_t>(th) / H, h = static_cast<int64_t>(th) % H, kh = h / group;
-      const int32_t* row = table + t * ld;
-      const int64_t nk = static_cast<int64_t>(row[0]) + 1;
+      const int32_t* blocks = tables.blocks(t);
+      const int64_t nk = tables.position(t) + 1;
       const float* qv = q + (t * H + h) * D;
       auto at = [&](const float* pool, int64_t j) {
-        return pool + ((static_cast<int64_t>(row[1 + j / BS]) * BS + j % BS) * KVH + kh) * D;
+        return pool + ((static_cast<int64_t>(blocks[j / BS]) * BS + j % BS) * KVH + kh) * D;
       };
       sc.resize(static_cast<size_t>(nk));
       float mx = -INFINITY;

@@ -14,6 +14,7 @@
 
 #include "common.cuh"
 #include "paged_attention.hpp"
+#include "paged_table.cuh"
 
 namespace xqcuda {
 
@@ -64,7 +65,7 @@ __device__ __forceinline__ float load1(const void* pool, int64_t at) {
 template <int EPL, int G, bool BF16>
 __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(
     const float* __restrict__ q, const void* __restrict__ kpool, const void* __restrict__ vpool,
-    const int32_t* __restrict__ table, int64_t table_ld, int64_t H, int64_t KVH, int64_t D, int64_t BS, float scale,
+    RowTables tables, int64_t H, int64_t KVH, int64_t D, int64_t BS, float scale,
     int64_t keys_per_split, int splits, void* out, DType ot, float* part_acc, float* part_ml,
     const int32_t* __restrict__ skip_tiles, int64_t skip_tile_rows) {
   extern __shared__ float sm[];
@@ -77,8 +78,8 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(
   const int split = static_cast<int>(blockIdx.z);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t group = H / KVH;
-  const int32_t* row = table + t * table_ld;
-  const int64_t n_keys = static_cast<int64_t>(row[0]) + 1;
+  const int32_t* __restrict__ row = tables.blocks(t);
+  const int64_t n_keys = static_cast<int64_t>(tables.position(t)) + 1;
   const int64_t k0 = split * keys_per_split;
   const int64_t k1 = min(n_keys, k0 + keys_per_split);
   for (int64_t i = threadIdx.x; i < G * D; i += blockDim.x) {
@@ -101,7 +102,7 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(
   for (int64_t tile = k0 + 32 * warp; tile < k1; tile += 32 * kWarps) {
     const int64_t j = tile + lane;
     const bool valid = j < k1;
-    const int64_t base = valid ? (static_cast<int64_t>(row[1 + j / BS]) * BS + j % BS) * row_elems + kh * D : 0;
+    const int64_t base = valid ? (static_cast<int64_t>(row[j / BS]) * BS + j % BS) * row_elems + kh * D : 0;
     float sc[G];
 #pragma unroll
     for (int g = 0; g < G; ++g) sc[g] = 0.f;
@@ -218,7 +219,7 @@ cudaError_t launch_typed(const PagedAttentionArgs& a, int splits, int64_t keys_p
     if (e != cudaSuccess) return e;
   }
   paged_attention_kernel<EPL, G, BF16><<<grid, kWarps * 32, smem, stream>>>(
-      a.q, a.kpool, a.vpool, a.table, a.table_ld, a.H, a.KVH, a.D, a.BS, a.scale, keys_per_split, splits, a.out,
+      a.q, a.kpool, a.vpool, RowTables{a.table, a.table_ld, a.T, a.n_seq}, a.H, a.KVH, a.D, a.BS, a.scale, keys_per_split, splits, a.out,
       a.out_type, part_acc, part_ml, a.skip_tiles, a.skip_tile_rows);
   return cudaGetLastError();
 }

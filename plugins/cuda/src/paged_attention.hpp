@@ -22,10 +22,14 @@ struct PagedAttentionArgs {
   const void* kpool = nullptr;
   const void* vpool = nullptr;
   DType pool_type = DType::F32;
-  const int32_t* table = nullptr;  // [T, table_ld]: position, then block ids
+  // src[3] (paged_table.cuh): n_seq = 0, per row [T, table_ld], each row's
+  // position then block ids; n_seq > 0, [2T + n_seq * table_ld], the rows'
+  // positions, their sequence indices, one table of table_ld blocks each.
+  const int32_t* table = nullptr;
   int64_t table_ld = 0;
+  int64_t n_seq = 0;
   int64_t T = 0, H = 0, KVH = 0, D = 0, BS = 0;
-  int64_t max_keys = 0;  // (table_ld - 1) * BS: the most keys any row sees
+  int64_t max_keys = 0;  // MB * BS: the most keys any row sees
   float scale = 1.f;
   void* out = nullptr;  // [T, H, D]
   DType out_type = DType::F32;

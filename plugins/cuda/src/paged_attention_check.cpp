@@ -95,8 +95,11 @@ bool check_paged_op(const xq_op& op, std::string* why) {
   if (!check_pool(need, s[1], "src[1] (K pool) is missing") || !check_pool(need, s[2], "src[2] (V pool) is missing"))
     return false;
   need(present(d) && contiguous(d) && float_type(d.dtype, &dt) && d.ndim == 3, "dst must be F32/BF16/F16 [T, H, D]");
-  need(present(s[3]) && s[3].dtype == XQ_DTYPE_I32 && contiguous(s[3]) && s[3].ndim == 2,
-       "src[3] (rows' positions and block tables) must be I32 [T, 1 + MB]");
+  const int64_t n_seq = op.i[1];
+  need(n_seq >= 0, "i[1] (sequences with one block table each) must be >= 0");
+  need(present(s[3]) && s[3].dtype == XQ_DTYPE_I32 && contiguous(s[3]) && s[3].ndim == (n_seq > 0 ? 1 : 2),
+       n_seq > 0 ? "with i[1] = n_seq src[3] (positions, sequence indices, tables) must be I32 [2T + n_seq * MB]"
+                 : "src[3] (rows' positions and block tables) must be I32 [T, 1 + MB]");
   if (!need.ok) return false;
   const int64_t T = s[0].shape[0], H = s[0].shape[1], D = s[0].shape[2], KVH = s[1].shape[2];
   need(s[1].dtype == s[2].dtype, "K and V pools must share a dtype");
@@ -105,7 +108,11 @@ bool check_paged_op(const xq_op& op, std::string* why) {
   need(KVH > 0 && H % KVH == 0 && H / KVH <= 16, "heads must be a multiple (at most 16x) of kv heads");
   need(D <= 256 && D % 8 == 0, "head_dim must be a multiple of 8, at most 256");
   need(d.shape[0] == T && d.shape[1] == H && d.shape[2] == D, "dst must be [T, H, D]");
-  need(s[3].shape[0] == T && s[3].shape[1] >= 2, "src[3] must be [T, 1 + MB] with MB >= 1");
+  if (n_seq > 0)
+    need(s[3].shape[0] >= 2 * T + n_seq && (s[3].shape[0] - 2 * T) % n_seq == 0,
+         "src[3] must be [2T + n_seq * MB] with MB >= 1");
+  else
+    need(s[3].shape[0] == T && s[3].shape[1] >= 2, "src[3] must be [T, 1 + MB] with MB >= 1");
   return need.ok;
 }
 
@@ -130,13 +137,15 @@ void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void*, size_
     a.vpool = s[2].data;
     pool_type(s[1].dtype, &a.pool_type);
     a.table = static_cast<const int32_t*>(s[3].data);
-    a.table_ld = s[3].shape[1];
+    a.n_seq = op.i[1];
     a.T = s[0].shape[0];
     a.H = s[0].shape[1];
     a.D = s[0].shape[2];
     a.KVH = s[1].shape[2];
     a.BS = s[1].shape[1];
-    a.max_keys = (a.table_ld - 1) * a.BS;
+    // table_ld: one table's width (MB) per sequence, a row's (1 + MB) per row.
+    a.table_ld = a.n_seq > 0 ? (s[3].shape[0] - 2 * a.T) / a.n_seq : s[3].shape[1];
+    a.max_keys = (a.n_seq > 0 ? a.table_ld : a.table_ld - 1) * a.BS;
     a.scale = static_cast<float>(op.f[0]);
     a.out = d.data;
     float_type(d.dtype, &ot);

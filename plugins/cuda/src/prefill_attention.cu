@@ -23,6 +23,7 @@
 #include <cstdlib>
 
 #include "common.cuh"
+#include "paged_table.cuh"
 #include "prefill_attention.hpp"
 
 namespace xqcuda {
@@ -97,21 +98,22 @@ __device__ __forceinline__ int swz(int r, int c) {
 // the next position of the same sequence, i.e. the same blocks for every key
 // the earlier row sees (comparing the whole used table, not just its first
 // block, keeps shared prefixes of different sequences apart).
-__global__ void mark_prefill_tiles_kernel(const int32_t* __restrict__ table, int64_t ld, int64_t T, int64_t BS,
-                                          int32_t* __restrict__ flags) {
+__global__ void mark_prefill_tiles_kernel(RowTables tables, int64_t T, int64_t BS, int32_t* __restrict__ flags) {
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRows;
   const int64_t n = min(static_cast<int64_t>(kRows), T - r0);
   const int i = threadIdx.x;
   int ok = 1;
   if (i > 0 && i < n) {
-    const int32_t* cur = table + (r0 + i) * ld;
-    const int32_t* prev = cur - ld;
-    ok = prev[0] >= 0 && cur[0] == prev[0] + 1 && cur[0] / BS + 1 <= ld - 1;
-    const int64_t used = prev[0] / BS + 1;  // blocks the earlier row reads
-    for (int64_t b = 1; ok && b <= used; ++b) ok = cur[b] == prev[b];
+    const int32_t cur_p = tables.position(r0 + i), prev_p = tables.position(r0 + i - 1);
+    ok = prev_p >= 0 && cur_p == prev_p + 1 && cur_p / BS + 1 <= tables.width();
+    const int32_t* cur = tables.blocks(r0 + i);
+    const int32_t* prev = tables.blocks(r0 + i - 1);
+    const int64_t used = prev_p / BS + 1;  // blocks the earlier row reads
+    // One table per sequence: rows of one sequence share the pointer.
+    for (int64_t b = 0; ok && cur != prev && b < used; ++b) ok = cur[b] == prev[b];
   }
   ok = __syncthreads_and(ok);
-  if (i == 0) flags[blockIdx.x] = ok && n >= kPrefillMinRows && table[r0 * ld] >= 0 ? 1 : 0;
+  if (i == 0) flags[blockIdx.x] = ok && n >= kPrefillMinRows && tables.position(r0) >= 0 ? 1 : 0;
 }
 
 // Rows of one CTA: 16 * MT per warp (MT m16 tiles), head-major over HC
@@ -126,7 +128,7 @@ __global__ void mark_prefill_tiles_kernel(const int32_t* __restrict__ table, int
 template <int D, int MT>
 __global__ void __launch_bounds__(kThreads, MT == 2 ? 2 : 1) prefill_attention_kernel(
     const float* __restrict__ q, const bf16* __restrict__ kpool, const bf16* __restrict__ vpool,
-    const int32_t* __restrict__ table, int64_t ld, int64_t T, int64_t H, int64_t KVH, int64_t BS, int HC, int log_p,
+    RowTables tables, int64_t T, int64_t H, int64_t KVH, int64_t BS, int HC, int log_p,
     float q_scale, const int32_t* __restrict__ flags, void* __restrict__ out, DType ot) {
   constexpr int CH = D / 8;  // 16-byte chunks per row
   constexpr int R = 64 * MT; // CTA rows
@@ -144,8 +146,8 @@ __global__ void __launch_bounds__(kThreads, MT == 2 ? 2 : 1) prefill_attention_k
   const int n = static_cast<int>(min(static_cast<int64_t>(P), T - r0));
   // The last row's table holds every block the tile reads; the marking
   // kernel checked that the earlier rows' blocks are a prefix of it.
-  const int32_t* trow = table + (r0 + n - 1) * ld;
-  const int p0 = trow[0] - (n - 1);
+  const int32_t* __restrict__ trow = tables.blocks(r0 + n - 1);
+  const int p0 = tables.position(r0 + n - 1) - (n - 1);
   const int n_keys = p0 + n;  // the last row sees keys 0..p0+n-1
   const int64_t row_elems = KVH * D;
   const bf16* kbase = kpool + kh * D;
@@ -160,7 +162,7 @@ __global__ void __launch_bounds__(kThreads, MT == 2 ? 2 : 1) prefill_attention_k
       const int j = kt * kKeys + key;
       const bool valid = j < n_keys;
       const int jj = valid ? j : 0;
-      const int64_t at = (static_cast<int64_t>(trow[1 + jj / bs]) * bs + jj % bs) * row_elems + c * 8;
+      const int64_t at = (static_cast<int64_t>(trow[jj / bs]) * bs + jj % bs) * row_elems + c * 8;
       const int s = buf * kKeys * D + swz<D>(key, c);
       cp_async16(smem_addr(sK + s), kbase + at, valid);
       cp_async16(smem_addr(sV + s), vbase + at, valid);
@@ -351,7 +353,7 @@ cudaError_t launch_shape(const PagedAttentionArgs& a, int hc, int log_p, const i
   const dim3 grid(static_cast<unsigned>(a.H / hc), static_cast<unsigned>((a.T + P - 1) / P));
   const float q_scale = a.scale * 1.4426950408889634f;  // log2(e): the softmax runs on exp2
   prefill_attention_kernel<D, MT><<<grid, kThreads, smem, stream>>>(
-      a.q, static_cast<const bf16*>(a.kpool), static_cast<const bf16*>(a.vpool), a.table, a.table_ld, a.T, a.H,
+      a.q, static_cast<const bf16*>(a.kpool), static_cast<const bf16*>(a.vpool), RowTables{a.table, a.table_ld, a.T, a.n_seq}, a.T, a.H,
       a.KVH, a.BS, hc, log_p, q_scale, flags, a.out, a.out_type);
   return cudaGetLastError();
 }
@@ -400,8 +402,8 @@ size_t prefill_attention_workspace(int64_t T) {
 cudaError_t prefill_attention(const PagedAttentionArgs& a, int32_t* tile_flags, cudaStream_t stream, PrefillCta cta) {
   if (cta == PrefillCta::Default) cta = env_cta();
   const int64_t tiles = (a.T + kRows - 1) / kRows;
-  mark_prefill_tiles_kernel<<<static_cast<unsigned>(tiles), kRows, 0, stream>>>(a.table, a.table_ld, a.T, a.BS,
-                                                                               tile_flags);
+  const RowTables tables{a.table, a.table_ld, a.T, a.n_seq};
+  mark_prefill_tiles_kernel<<<static_cast<unsigned>(tiles), kRows, 0, stream>>>(tables, a.T, a.BS, tile_flags);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
   return a.D == 64 ? launch<64>(a, cta, tile_flags, stream) : launch<128>(a, cta, tile_flags, stream);
