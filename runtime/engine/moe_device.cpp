@@ -36,14 +36,19 @@ namespace {
 
 uint64_t aligned(uint64_t n) { return (n + 255) / 256 * 256; }
 
-// Dense (BF16/F16) experts take the grouped GEMM only at decode-like sizes: on
-// the H200 it is 0.94-1.46x torch._grouped_mm up to 16 tokens per expert but
-// 0.17-0.23x at 256-1024 (bench/cuda/bench_moe.py, docs/results.md), where one
-// cuBLAS GEMM per expert is the faster path. Quantized experts always fuse.
-constexpr int64_t kDenseFusedTokensPerExpert = 32;
-
+// Dense (BF16/F16) experts take the grouped GEMM while it beats one cuBLAS
+// GEMM per expert. The loop's floor is about one launch per expert or one
+// read of every expert's weights, so it scales with the expert count, while
+// the grouped kernel's time grows with the routed rows. Measured on the H200
+// (bench/cuda/bench_moe.py, gate|up, docs/results.md): Qwen3-30B-A3B shapes
+// (128 experts) fused 874 / 1711 / 3384 us against the loop's 2567 / 2586 /
+// 2463 us at 128 / 256 / 512 tokens per expert; Mixtral shapes (8 experts)
+// fused 495 / 642 us against 474 / 483 us at 16 / 32. Hence up to
+// max(32, 2 x experts) tokens per expert on average. Quantized experts always
+// fuse, as before (a per-expert loop of quantized GEMMs was not measured).
 bool fused_pays(const LinearWeights& first_expert, int64_t routed_rows, int64_t n_experts) {
-  return first_expert.q || routed_rows <= kDenseFusedTokensPerExpert * n_experts;
+  const int64_t tokens_per_expert_limit = std::max<int64_t>(32, 2 * n_experts);
+  return first_expert.q || routed_rows <= tokens_per_expert_limit * n_experts;
 }
 
 // Consecutive 256-byte-aligned regions of one scratch buffer.
