@@ -264,6 +264,7 @@ XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_begin) == 128, "kernel.graph_b
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_release) == 152, "kernel.graph_release moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, moe_qmatmul) == 160, "kernel.moe_qmatmul moved");
 XQ_STATIC_ASSERT(sizeof(xq_moe_op) == 416, "xq_moe_op size changed");
+XQ_STATIC_ASSERT(offsetof(xq_moe_op, dense_experts) == 408, "xq_moe_op.dense_experts moved");
 #endif
 
 #endif /* XQUANT_XQ_KERNEL_H */
