@@ -32,6 +32,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -68,6 +69,15 @@ bool dontneed_keeps_contents(uint64_t begin, uint64_t end, uint64_t page) {
   return ok;
 }
 
+// madvise, tried again while the kernel answers EAGAIN (a resource
+// temporarily unavailable, seen on a loaded machine) or EINTR; 0 or errno.
+int advise(void* at, size_t len, int advice) {
+  for (int attempt = 0;; ++attempt) {
+    if (::madvise(at, len, advice) == 0) return 0;
+    if ((errno != EAGAIN && errno != EINTR) || attempt == 3) return errno;
+  }
+}
+
 // Bytes given back, or 0 when nothing whole-page was inside [data, data + n)
 // or the kernel refused.
 uint64_t page_out(const void* data, uint64_t n) {
@@ -79,16 +89,21 @@ uint64_t page_out(const void* data, uint64_t n) {
   void* const at = reinterpret_cast<void*>(begin);
   const size_t len = static_cast<size_t>(end - begin);
   if (dontneed_keeps_contents(begin, end, page)) {
-    if (::madvise(at, len, MADV_DONTNEED) == 0) return end - begin;
-    logger().debug("madvise(MADV_DONTNEED) failed ({}): checkpoint pages stay resident after load", std::strerror(errno));
-    return 0;
+    if (const int e = advise(at, len, MADV_DONTNEED); e != 0) {
+      logger().debug("madvise(MADV_DONTNEED) failed ({}): checkpoint pages stay resident after load", std::strerror(e));
+      return 0;
+    }
+    return end - begin;
   }
 #ifdef MADV_PAGEOUT
-  static bool supported = true;
-  if (!supported) return 0;
-  if (::madvise(at, len, MADV_PAGEOUT) != 0) {
-    logger().debug("madvise(MADV_PAGEOUT) failed ({}): checkpoint pages stay resident after load", std::strerror(errno));
-    supported = false;
+  // EINVAL (a kernel before Linux 5.4, or locked / huge pages: madvise(2))
+  // stops further tries, as before; any other refusal (EAGAIN after the
+  // retries, ENOMEM) concerns this range alone.
+  static std::atomic<bool> supported{true};
+  if (!supported.load(std::memory_order_relaxed)) return 0;
+  if (const int e = advise(at, len, MADV_PAGEOUT); e != 0) {
+    logger().debug("madvise(MADV_PAGEOUT) failed ({}): checkpoint pages stay resident after load", std::strerror(e));
+    if (e == EINVAL) supported.store(false, std::memory_order_relaxed);
     return 0;
   }
   return end - begin;
