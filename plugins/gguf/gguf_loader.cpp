@@ -21,12 +21,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 namespace xquant::gguf {
 
@@ -195,7 +198,14 @@ class GgufModel : public sdk::ModelBase {
   std::string arch_;
   std::vector<Entry> entries_;
   mutable std::mutex raw_mutex_;
-  mutable std::map<uint64_t, std::vector<uint8_t>> permuted_;  // raw() copies of permuted tensors
+  // raw() copies of permuted tensors, each starting on a page boundary: the
+  // engine gives back the whole pages of a view once it has copied it out
+  // (runtime/engine/release_source.cpp), and a vector's start moved that count
+  // by a page with the heap's layout from one run to the next.
+  struct FreeBytes {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  mutable std::map<uint64_t, std::unique_ptr<uint8_t, FreeBytes>> permuted_;
 };
 
 int64_t GgufModel::meta_int(const std::string& key, int64_t fallback) const {
@@ -402,15 +412,22 @@ void GgufModel::raw(uint64_t i, xq_tensor_view& v) const {
   std::lock_guard<std::mutex> lock(raw_mutex_);
   auto it = permuted_.find(i);
   if (it == permuted_.end()) {
-    std::vector<uint8_t> buf(static_cast<size_t>(t.nbytes));
+    static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t capacity = (static_cast<size_t>(t.nbytes) + page - 1) / page * page;
+    std::unique_ptr<uint8_t, FreeBytes> buf(
+        capacity ? static_cast<uint8_t*>(std::aligned_alloc(page, capacity)) : nullptr);
+    if (capacity && !buf)
+      throw Error(XQ_ERR_OUT_OF_MEMORY,
+                  format("%s: no memory for the un-permuted copy of tensor '%s' (%zu bytes)", file_.path().c_str(),
+                         t.name.c_str(), capacity));
     const uint8_t* src = file_.tensor_data(t);
     // An empty tensor has no buffer: memcpy must not see its null pointer,
     // even for 0 bytes (found by fuzzing).
     for (int64_t r = 0; t.nbytes != 0 && r < e.rows; ++r)
-      std::memcpy(buf.data() + r * e.row_bytes, src + source_row(e, r) * e.row_bytes, e.row_bytes);
+      std::memcpy(buf.get() + r * e.row_bytes, src + source_row(e, r) * e.row_bytes, e.row_bytes);
     it = permuted_.emplace(i, std::move(buf)).first;
   }
-  v.data = it->second.data();
+  v.data = it->second.get();
 }
 
 void GgufModel::read_quantized(uint64_t i, xq_quant_tensor& q) const {

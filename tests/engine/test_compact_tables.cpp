@@ -283,6 +283,7 @@ TEST(CompactTables, TheSourcePagesAreGivenBackAsForTheF32Copy) {
   Runtime rt{RuntimeOptions{}};
   for (const fs::path& p : {kHf, kGguf}) {
     const uint64_t f32 = Model::open(rt, p)->load_stats().source_bytes_released;
+    std::printf("%s: the F32 copy released %llu bytes\n", p.filename().c_str(), static_cast<unsigned long long>(f32));
     EXPECT_GT(f32, 0u) << p;
     EXPECT_EQ(open_with(rt, p, TableForm::kQ8_0)->load_stats().source_bytes_released, f32) << p;
     EXPECT_EQ(open_with(rt, p, TableForm::kBf16)->load_stats().source_bytes_released, f32) << p;
