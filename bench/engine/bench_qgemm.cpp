@@ -265,7 +265,7 @@ int main(int argc, char** argv) try {
         c.best = std::min(c.best, std::chrono::duration<double>(Clock::now() - t0).count());
       }
     const double flop = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-    std::printf("\n%s %s [N=%lld, K=%lld]\n  %-12s %9s %8s %8s\n", s.model.c_str(), s.name.c_str(),
+    std::printf("\n%s %s [N=%lld, K=%lld]\n  %-12s %9s %8s %8s %9s %8s\n", s.model.c_str(), s.name.c_str(),
                 static_cast<long long>(N), static_cast<long long>(K), "path", "ms", "GFLOP/s", "x f32", "cpu ms",
                 "x f32");
     for (const auto& c : cases)
