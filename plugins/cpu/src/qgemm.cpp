@@ -35,21 +35,28 @@ T* sized(std::vector<T>& v, int64_t n) {
 
 }  // namespace
 
-void qgemm_dequant_sgemm(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y) {
-  const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups;
-  const QGemmKernels& k = *w.gemm_kernels;
+void sgemm_dequantized_pieces(const Host& host, int64_t M, int64_t N, int64_t K, const float* x,
+                              const DequantPiece& dequant, float* y) {
   const uint64_t pieces = static_cast<uint64_t>((N + kSgemmBlockCols - 1) / kSgemmBlockCols);
   host.parallel_for(pieces, 1, [&](uint64_t b, uint64_t e) {
-    float* tile = sized(panel_scratch().tile, kSgemmBlockCols * Kp);
+    float* tile = sized(panel_scratch().tile, kSgemmBlockCols * K);
     for (uint64_t piece = b; piece < e; ++piece) {
       const int64_t n0 = static_cast<int64_t>(piece) * kSgemmBlockCols, nr = std::min(kSgemmBlockCols, N - n0);
-      k.dequant_rows(w.codes + n0 * w.row_bytes, w.row_bytes, w.int4, w.scales + n0 * G,
-                     w.zeros ? w.zeros + n0 * G : nullptr, G, w.block_begin.data(), nr, tile);
+      dequant(n0, nr, tile);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(nr),
-                  static_cast<int>(Kp), 1.0f, x, static_cast<int>(Kp), tile, static_cast<int>(Kp), 0.0f, y + n0,
+                  static_cast<int>(K), 1.0f, x, static_cast<int>(K), tile, static_cast<int>(K), 0.0f, y + n0,
                   static_cast<int>(N));
     }
   });
+}
+
+void qgemm_dequant_sgemm(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y) {
+  const int64_t G = w.n_groups;
+  const QGemmKernels& k = *w.gemm_kernels;
+  sgemm_dequantized_pieces(host, M, w.rows, w.padded_cols, x, [&](int64_t n0, int64_t nr, float* out) {
+    k.dequant_rows(w.codes + n0 * w.row_bytes, w.row_bytes, w.int4, w.scales + n0 * G,
+                   w.zeros ? w.zeros + n0 * G : nullptr, G, w.block_begin.data(), nr, out);
+  }, y);
 }
 
 void qgemm_w8a8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const int32_t* qsum, int64_t M,

@@ -10,12 +10,18 @@
 
 namespace xquant::cpu {
 
-// Weight-only prefill: y[M, N] = x[M, Kp] . W^T, x in the weight's padded
-// column order. Each piece of kSgemmBlockCols weight rows is dequantized
-// into a buffer of the calling pool thread and multiplied at once by one
-// single-threaded OpenBLAS SGEMM while it is still in cache (the pieces of
-// sgemm_nt_blocked, so the bits are those of dequantizing the whole weight
-// and calling it). No bias.
+// y[M, N] = x[M, K] . W^T for a weight known only by how to dequantize its
+// rows: each piece of 128 weight rows (the block shape of sgemm_nt_blocked,
+// so the SGEMM calls, and so the bits, are those of dequantizing the whole
+// weight and calling it) is written by dequant(n0, nr, out[nr, K]) into a
+// buffer of the pool thread that runs the piece and multiplied at once by
+// one single-threaded OpenBLAS SGEMM while it is still in cache. No bias.
+using DequantPiece = std::function<void(int64_t n0, int64_t nr, float* out)>;
+void sgemm_dequantized_pieces(const Host& host, int64_t M, int64_t N, int64_t K, const float* x,
+                              const DequantPiece& dequant, float* y);
+
+// Weight-only prefill of packed weights: sgemm_dequantized_pieces with the
+// table's dequant_rows, x in the weight's padded column order.
 void qgemm_dequant_sgemm(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y);
 
 // W8A8 prefill through the table's panel_i8 (the caller checks it is not
