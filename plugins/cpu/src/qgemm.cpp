@@ -36,7 +36,7 @@ T* sized(std::vector<T>& v, int64_t n) {
 }  // namespace
 
 void sgemm_dequantized_pieces(const Host& host, int64_t M, int64_t N, int64_t K, const float* x,
-                              const DequantPiece& dequant, float* y) {
+                              DequantPiece dequant, float* y) {
   const uint64_t pieces = static_cast<uint64_t>((N + kSgemmBlockCols - 1) / kSgemmBlockCols);
   host.parallel_for(pieces, 1, [&](uint64_t b, uint64_t e) {
     float* tile = sized(panel_scratch().tile, kSgemmBlockCols * K);
@@ -60,7 +60,7 @@ void qgemm_dequant_sgemm(const Host& host, const xq_qweight& w, const float* x, 
 }
 
 void qgemm_w8a8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const int32_t* qsum, int64_t M,
-                       const PanelFinish& finish) {
+                       PanelFinish finish) {
   const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups;
   const QGemmKernels& k = *w.gemm_kernels;
   const uint64_t panels = static_cast<uint64_t>((N + kPanelRows - 1) / kPanelRows);

@@ -6,9 +6,29 @@
 #include "cpu.hpp"
 
 #include <cstdint>
-#include <functional>
+#include <memory>
+#include <type_traits>
 
 namespace xquant::cpu {
+
+// A non-owning reference to a callable, valid for the call it is passed to:
+// unlike std::function it never allocates (a prefill call allocates nothing
+// once its buffers have grown).
+template <class Sig>
+class FunctionRef;
+template <class R, class... A>
+class FunctionRef<R(A...)> {
+ public:
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, FunctionRef>>>
+  FunctionRef(F&& f)  // NOLINT(google-explicit-constructor): passed as a lambda
+      : obj_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+        call_([](void* o, A... a) -> R { return (*static_cast<std::remove_reference_t<F>*>(o))(a...); }) {}
+  R operator()(A... a) const { return call_(obj_, a...); }
+
+ private:
+  void* obj_;
+  R (*call_)(void*, A...);
+};
 
 // y[M, N] = x[M, K] . W^T for a weight known only by how to dequantize its
 // rows: each piece of 128 weight rows (the block shape of sgemm_nt_blocked,
@@ -16,9 +36,9 @@ namespace xquant::cpu {
 // weight and calling it) is written by dequant(n0, nr, out[nr, K]) into a
 // buffer of the pool thread that runs the piece and multiplied at once by
 // one single-threaded OpenBLAS SGEMM while it is still in cache. No bias.
-using DequantPiece = std::function<void(int64_t n0, int64_t nr, float* out)>;
+using DequantPiece = FunctionRef<void(int64_t n0, int64_t nr, float* out)>;
 void sgemm_dequantized_pieces(const Host& host, int64_t M, int64_t N, int64_t K, const float* x,
-                              const DequantPiece& dequant, float* y);
+                              DequantPiece dequant, float* y);
 
 // Weight-only prefill of packed weights: sgemm_dequantized_pieces with the
 // table's dequant_rows, x in the weight's padded column order.
@@ -29,8 +49,8 @@ void qgemm_dequant_sgemm(const Host& host, const xq_qweight& w, const float* x, 
 // Calls finish(n0, nr, m0, mt, acc) for each piece of nr weight rows x mt
 // activation rows, acc[j * kPanelRows + i] being what dot*_i8 returns for
 // weight row n0 + i and activation row m0 + j (bit for bit).
-using PanelFinish = std::function<void(int64_t n0, int64_t nr, int64_t m0, int64_t mt, const float* acc)>;
+using PanelFinish = FunctionRef<void(int64_t n0, int64_t nr, int64_t m0, int64_t mt, const float* acc)>;
 void qgemm_w8a8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const int32_t* qsum, int64_t M,
-                       const PanelFinish& finish);
+                       PanelFinish finish);
 
 }  // namespace xquant::cpu
