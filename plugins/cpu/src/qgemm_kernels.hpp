@@ -31,6 +31,11 @@ namespace xquant::cpu {
 
 inline constexpr int64_t kPanelRows = 16;    // weight rows per W8A8 panel (one 512-bit lane each)
 inline constexpr int64_t kPanelActRows = 8;  // activation rows per panel_i8 call, at most
+// W8A8 calls with fewer activation rows stay pair by pair: packing a panel
+// costs about what 16 rows of its products do (bench_qgemm --m 5/8/16/32 with
+// XQUANT_CPU_GEMV_ROWS=4 and 100000: the panels lose 2.3x at M = 5, break
+// even at 16 and win 1.8x at 32, 1 thread, SmolLM2 shapes).
+inline constexpr int64_t kPanelMinActRows = 16;
 
 struct QGemmKernels {
   const char* name;
