@@ -21,6 +21,7 @@
 #include "cpu.hpp"
 #include "gguf_blocks.hpp"
 #include "gguf_types.hpp"
+#include "qgemm.hpp"
 #include "qkernels.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -59,7 +60,7 @@ T* grown(std::vector<T>& v, int64_t n) {
 
 struct BlockScratch {
   std::vector<int8_t> q, q256;
-  std::vector<float> d32, d256, row, tile;
+  std::vector<float> d32, d256, row;
   std::vector<int16_t> bsum, sum32;
 };
 BlockScratch& block_scratch() {
@@ -152,18 +153,13 @@ void dequantize_rows(const BlockWeight& w, int64_t r0, int64_t r1, float* out) {
   }
 }
 
-// Prefill: a tile of weight rows dequantized (in parallel), then SGEMM.
+// Prefill: pieces of weight rows dequantized by the pool thread that
+// multiplies them, each SGEMM'd while in cache (qgemm.cpp).
 void qmatmul_sgemm(const Host& host, const BlockWeight& w, const float* x, int64_t M, float* y, const float* bias) {
-  const int64_t N = w.rows, K = w.cols;
-  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(N, (int64_t{4} << 20) / std::max<int64_t>(K, 1)));
-  float* wt = grown(block_scratch().tile, tile * K);
-  for (int64_t n0 = 0; n0 < N; n0 += tile) {
-    const int64_t nt = std::min(tile, N - n0);
-    host.parallel_for(static_cast<uint64_t>(nt), 8, [&](uint64_t b, uint64_t e) {
-      dequantize_rows(w, n0 + static_cast<int64_t>(b), n0 + static_cast<int64_t>(e), wt + static_cast<int64_t>(b) * K);
-    });
-    sgemm_nt_blocked(host, M, nt, K, 1.0f, x, K, wt, K, y + n0, N);
-  }
+  const int64_t N = w.rows;
+  sgemm_dequantized_pieces(host, M, N, w.cols, x, [&](int64_t n0, int64_t nr, float* out) {
+    dequantize_rows(w, n0, n0 + nr, out);
+  }, y);
   if (bias)
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];

@@ -7,12 +7,14 @@
 //     with XQUANT_CPU_GEMV=q8, the activation row quantized once per call to
 //     int8 with one scale per 32-column block and integer dot products (as
 //     llama.cpp's Q4_0 x Q8_0 path);
-//   - weight-only prefill: dequantize a tile of rows + OpenBLAS SGEMM, or,
+//   - weight-only prefill: dequantize pieces of 128 rows, each multiplied by
+//     OpenBLAS SGEMM while it is in cache (qgemm.cpp), or,
 //     with XQUANT_CPU_PREFILL=int8, the q8 activations of the GEMV and
 //     integer tiles of 4 weight rows x 2 activation rows (qkernels.hpp);
 //   - W8A8 (any M): activations quantized per token (or with the static
 //     scale) to int8 and exact int32 dot products per group, so measured
-//     quality reflects real W8A8 numerics.
+//     quality reflects real W8A8 numerics; prefill (M > 4) on AVX-512 VNNI
+//     through panels of 16 weight rows (qgemm.cpp), the same bits.
 // Kernels come from the table chosen at prepare time (qkernels_dispatch.cpp).
 // Packing itself is sdk/include/xquant/sdk/cpu_layout.hpp (shared with the
 // `xq` writer, which stores the packed bytes; adopt reads those in place).
@@ -23,6 +25,8 @@
 // over whole blocks of contiguous groups, with no tail.
 #include "cpu.hpp"
 #include "gguf_blocks_weight.hpp"
+#include "qgemm.hpp"
+#include "qgemm_kernels.hpp"
 #include "qkernels.hpp"
 
 #include <xquant/sdk/fp8.hpp>
@@ -56,23 +60,10 @@ inline int code_at(const xq_qweight& w, const uint8_t* row, int64_t p) {
   return (int4_high(p) ? b >> 4 : b & 0x0F) - 8;
 }
 
-// Dequantizes row r into out[padded_cols] (padded, permuted column order;
-// padding columns get a finite value that always meets a zero activation).
-void dequant_row_padded(const xq_qweight& w, int64_t r, float* out) {
-  const uint8_t* c = row_codes(w, r);
-  const float* s = w.scales + r * w.n_groups;
-  const float* z = !w.zeros ? nullptr : w.zeros + r * w.n_groups;
-  for (int64_t g = 0; g < w.n_groups; ++g) {
-    const float sg = s[g], zg = z ? z[g] : 0.0f;
-    for (int64_t p = w.block_begin[g] * kBlock; p < w.block_begin[g + 1] * kBlock; ++p)
-      out[p] = (static_cast<float>(code_at(w, c, p)) - zg) * sg;
-  }
-}
-
 // Per-calling-thread buffers of run_qmatmul, grown on demand and reused, so a
 // decode step allocates nothing once the largest shape has been seen.
 struct Scratch {
-  std::vector<float> x, xsum, sa, tile;
+  std::vector<float> x, xsum, sa;
   std::vector<int8_t> qa;
   std::vector<int32_t> qsum;
 };
@@ -139,6 +130,7 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   w->act_scheme = q.act_scheme;
   w->input_scale = q.input_scale;
   w->kernels = &kernels_of(selected_isa());
+  w->gemm_kernels = &qgemm_kernels_of(selected_isa());
   w->gemv_q8 = selected_gemv_mode() == GemvMode::q8;
   w->gemv_max_rows = selected_gemv_max_rows();
   w->prefill_int8 = selected_prefill_mode() == PrefillMode::int8;
@@ -238,26 +230,44 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
   float* sx = sized(sc.sa, M);
   int32_t* qsum = sized(sc.qsum, M * G);
   const float st = w.act_scheme == XQ_ACT_STATIC_TENSOR ? w.input_scale : 0.0f;
-  for (int64_t m = 0; m < M; ++m) {
-    sx[m] = quantize_row_i8(x + m * Kp, Kp, qx + m * Kp, st);
-    for (int64_t g = 0; g < G; ++g) {
-      int32_t s = 0;
-      for (int64_t p = w.block_begin[g] * kBlock; p < w.block_begin[g + 1] * kBlock; ++p) s += qx[m * Kp + p];
-      qsum[m * G + g] = s;
+  host.parallel_for(static_cast<uint64_t>(M), 16, [&](uint64_t b, uint64_t e) {
+    for (uint64_t r = b; r < e; ++r) {
+      const int64_t m = static_cast<int64_t>(r);
+      sx[m] = quantize_row_i8(x + m * Kp, Kp, qx + m * Kp, st);
+      for (int64_t g = 0; g < G; ++g) {
+        int32_t s = 0;
+        for (int64_t p = w.block_begin[g] * kBlock; p < w.block_begin[g + 1] * kBlock; ++p) s += qx[m * Kp + p];
+        qsum[m * G + g] = s;
+      }
     }
+  });
+  // y[m, n] from the exact per-group integer dot products: offsets, the
+  // activation scale, the bias.
+  auto finish = [&](int64_t n, int64_t m, float acc) {
+    const float* s = w.scales + n * G;
+    const float* z = !w.zeros ? nullptr : w.zeros + n * G;
+    if (w.int4 || z)
+      for (int64_t g = 0; g < G; ++g) acc -= s[g] * group_offset(w, z, g) * static_cast<float>(qsum[m * G + g]);
+    y[m * N + n] = sx[m] * acc + (bias ? bias[n] : 0.0f);
+  };
+  if (M > w.gemv_max_rows && M >= kPanelMinActRows && w.gemm_kernels->panel_i8) {
+    // Prefill: panels of 16 weight rows packed once and reused by every
+    // activation row (qgemm.cpp), the same dot products bit for bit.
+    qgemm_w8a8_panels(host, w, qx, qsum, M, [&](int64_t n0, int64_t nr, int64_t m0, int64_t mt, const float* acc) {
+      for (int64_t j = 0; j < mt; ++j)
+        for (int64_t i = 0; i < nr; ++i) finish(n0 + i, m0 + j, acc[j * kPanelRows + i]);
+    });
+    return;
   }
   const int64_t* bb = w.block_begin.data();
   host.parallel_for(static_cast<uint64_t>(N), 8, [&](uint64_t b, uint64_t e) {
     for (uint64_t n = b; n < e; ++n) {
       const uint8_t* c = row_codes(w, static_cast<int64_t>(n));
       const float* s = w.scales + n * G;
-      const float* z = !w.zeros ? nullptr : w.zeros + n * G;
       for (int64_t m = 0; m < M; ++m) {
         const int8_t* a = qx + m * Kp;
-        float acc = w.int4 ? k.dot4_i8(c, a, bb, G, s) : k.dot8_i8(reinterpret_cast<const int8_t*>(c), a, bb, G, s);
-        if (w.int4 || z)
-          for (int64_t g = 0; g < G; ++g) acc -= s[g] * group_offset(w, z, g) * static_cast<float>(qsum[m * G + g]);
-        y[m * N + n] = sx[m] * acc + (bias ? bias[n] : 0.0f);
+        finish(static_cast<int64_t>(n), m,
+               w.int4 ? k.dot4_i8(c, a, bb, G, s) : k.dot8_i8(reinterpret_cast<const int8_t*>(c), a, bb, G, s));
       }
     }
   });
@@ -341,19 +351,11 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
   });
 }
 
-// Weight-only prefill: dequantize a tile of rows, then SGEMM it, both split
-// over our pool (sgemm_nt_blocked: fixed blocks, single-threaded OpenBLAS).
+// Weight-only prefill: pieces of weight rows dequantized into a per-thread
+// buffer and multiplied by SGEMM while hot (qgemm.cpp).
 void qgemm_weight_only(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias) {
-  const int64_t N = w.rows, Kp = w.padded_cols;
-  const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(N, (int64_t{4} << 20) / std::max<int64_t>(Kp, 1)));
-  float* wt = sized(scratch().tile, tile * Kp);
-  for (int64_t n0 = 0; n0 < N; n0 += tile) {
-    int64_t nt = std::min(tile, N - n0);
-    host.parallel_for(static_cast<uint64_t>(nt), 8, [&](uint64_t b, uint64_t e) {
-      for (uint64_t r = b; r < e; ++r) dequant_row_padded(w, n0 + static_cast<int64_t>(r), wt + r * Kp);
-    });
-    sgemm_nt_blocked(host, M, nt, Kp, 1.0f, x, Kp, wt, Kp, y + n0, N);
-  }
+  const int64_t N = w.rows;
+  qgemm_dequant_sgemm(host, w, x, M, y);
   if (bias)
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];

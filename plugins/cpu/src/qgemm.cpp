@@ -1,0 +1,85 @@
+// qgemm.cpp: the prefill drivers of qgemm.hpp: which pieces of the weight
+// each pool task takes, the per-thread buffers they fill, and the kernels of
+// the weight's qgemm table (qgemm_kernels.hpp).
+#include "qgemm.hpp"
+
+#include "qgemm_kernels.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace xquant::cpu {
+namespace {
+
+// Weight rows per dequantized piece: the block shape of sgemm_nt_blocked
+// (dense_ops.cpp), so the SGEMM calls, and so the bits, are its own.
+constexpr int64_t kSgemmBlockCols = 128;
+
+// Buffers of one pool thread, grown on demand and reused: a prefill step
+// allocates nothing once the largest shape has been seen.
+struct PanelScratch {
+  std::vector<float> tile, ps, acc;
+  std::vector<uint8_t> panel;
+};
+PanelScratch& panel_scratch() {
+  thread_local PanelScratch s;
+  return s;
+}
+template <class T>
+T* sized(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+}  // namespace
+
+void sgemm_dequantized_pieces(const Host& host, int64_t M, int64_t N, int64_t K, const float* x,
+                              DequantPiece dequant, float* y) {
+  const uint64_t pieces = static_cast<uint64_t>((N + kSgemmBlockCols - 1) / kSgemmBlockCols);
+  host.parallel_for(pieces, 1, [&](uint64_t b, uint64_t e) {
+    float* tile = sized(panel_scratch().tile, kSgemmBlockCols * K);
+    for (uint64_t piece = b; piece < e; ++piece) {
+      const int64_t n0 = static_cast<int64_t>(piece) * kSgemmBlockCols, nr = std::min(kSgemmBlockCols, N - n0);
+      dequant(n0, nr, tile);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(nr),
+                  static_cast<int>(K), 1.0f, x, static_cast<int>(K), tile, static_cast<int>(K), 0.0f, y + n0,
+                  static_cast<int>(N));
+    }
+  });
+}
+
+void qgemm_dequant_sgemm(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y) {
+  const int64_t G = w.n_groups;
+  const QGemmKernels& k = *w.gemm_kernels;
+  sgemm_dequantized_pieces(host, M, w.rows, w.padded_cols, x, [&](int64_t n0, int64_t nr, float* out) {
+    k.dequant_rows(w.codes + n0 * w.row_bytes, w.row_bytes, w.int4, w.scales + n0 * G,
+                   w.zeros ? w.zeros + n0 * G : nullptr, G, w.block_begin.data(), nr, out);
+  }, y);
+}
+
+void qgemm_w8a8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const int32_t* qsum, int64_t M,
+                       PanelFinish finish) {
+  const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups;
+  const QGemmKernels& k = *w.gemm_kernels;
+  const uint64_t panels = static_cast<uint64_t>((N + kPanelRows - 1) / kPanelRows);
+  host.parallel_for(panels, 1, [&](uint64_t b, uint64_t e) {
+    PanelScratch& sc = panel_scratch();
+    uint8_t* panel = sized(sc.panel, Kp * kPanelRows);
+    float* ps = sized(sc.ps, G * kPanelRows);
+    float* acc = sized(sc.acc, kPanelActRows * kPanelRows);
+    for (uint64_t p = b; p < e; ++p) {
+      // Packed once per panel, then reused by every activation row.
+      const int64_t n0 = static_cast<int64_t>(p) * kPanelRows, nr = std::min(kPanelRows, N - n0);
+      k.pack_panel_i8(w.codes, w.row_bytes, w.int4, w.scales, G, Kp, n0, nr, panel, ps);
+      for (int64_t m0 = 0; m0 < M; m0 += kPanelActRows) {
+        const int64_t mt = std::min(kPanelActRows, M - m0);
+        k.panel_i8(panel, ps, qx + m0 * Kp, Kp, qsum + m0 * G, mt, w.block_begin.data(), G, !w.int4, acc);
+        finish(n0, nr, m0, mt, acc);
+      }
+    }
+  });
+}
+
+}  // namespace xquant::cpu

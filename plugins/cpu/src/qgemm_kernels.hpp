@@ -1,0 +1,63 @@
+// qgemm_kernels.hpp: the inner loops of the `cpu` provider's quantized
+// prefill GEMMs (many activation rows), one table per instruction set, chosen
+// at prepare time like the GEMV table of qkernels.hpp (same Isa, same
+// dispatch). The drivers are in qgemm.cpp.
+//
+// dequant_rows: packed rows (layout of qkernels.hpp) to F32 in padded column
+//   order, out[r * Kp + p] = (code - zero_g) * scale_g, the very expression of
+//   the scalar dequantization, so every ISA gives the same bits (the library
+//   is built with -ffp-contract=off). The weight-only prefill dequantizes a
+//   panel of rows into a cache-sized buffer with it and hands that to SGEMM.
+//
+// panel_i8: the W8A8 prefill micro-kernel. A panel holds kPanelRows weight
+//   rows interleaved four columns at a time, as VNNI's vpdpbusd reads them
+//   (byte (q * kPanelRows + i) * 4 + t is column 4q + t of row i, unsigned:
+//   the nibble u = code + 8 for INT4, code + 128 for INT8), so one 512-bit
+//   load feeds 16 rows and one broadcast 4-byte activation word, with no
+//   horizontal sums (the layout of oneDNN's VNNI int8 GEMM and of llamafile's
+//   tinyBLAS). For activation row j < mt (int8 at a + j * lda) and panel row
+//   i, out[j * kPanelRows + i] is exactly what dot4_i8 / dot8_i8 returns for
+//   that pair: per group the exact int32 sum (for INT8 less 128 * asum[j * G
+//   + g], the group's activation sum, so the result is sum code * a), then
+//   tot += ps[g * kPanelRows + i] * float(d) in group order. nullptr in a
+//   table without it (then W8A8 runs pair by pair).
+#pragma once
+
+#include "qkernels.hpp"
+
+#include <cstdint>
+
+namespace xquant::cpu {
+
+inline constexpr int64_t kPanelRows = 16;    // weight rows per W8A8 panel (one 512-bit lane each)
+inline constexpr int64_t kPanelActRows = 8;  // activation rows per panel_i8 call, at most
+// W8A8 calls with fewer activation rows stay pair by pair: packing a panel
+// costs about what 16 rows of its products do (bench_qgemm --m 5/8/16/32 with
+// XQUANT_CPU_GEMV_ROWS=4 and 100000: the panels lose 2.3x at M = 5, break
+// even at 16 and win 1.8x at 32, 1 thread, SmolLM2 shapes).
+inline constexpr int64_t kPanelMinActRows = 16;
+
+struct QGemmKernels {
+  const char* name;
+  // The panel of weight rows [n0, n0 + nr) (nr <= kPanelRows; the rest are
+  // zero codes with zero scales) in panel_i8's layout: panel[Kp * kPanelRows]
+  // and ps[G * kPanelRows]. Pure data movement: every ISA writes the same bytes.
+  void (*pack_panel_i8)(const uint8_t* codes, int64_t row_bytes, bool int4, const float* s, int64_t G, int64_t Kp,
+                        int64_t n0, int64_t nr, uint8_t* panel, float* ps);
+  void (*dequant_rows)(const uint8_t* codes, int64_t row_bytes, bool int4, const float* s, const float* z, int64_t G,
+                       const int64_t* bb, int64_t nrows, float* out);
+  void (*panel_i8)(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const int32_t* asum,
+                   int64_t mt, const int64_t* bb, int64_t G, bool int8_codes, float* out);
+};
+
+// qgemm_kernels_scalar.cpp (also qgemm_kernels_of and the scalar panel
+// packing the AVX2 table shares), qgemm_kernels_avx2.cpp,
+// qgemm_kernels_avx512.cpp.
+extern const QGemmKernels kScalarQGemmKernels;
+extern const QGemmKernels kAvx2QGemmKernels;
+extern const QGemmKernels kAvx512QGemmKernels;
+const QGemmKernels& qgemm_kernels_of(Isa isa);
+void pack_panel_i8_scalar(const uint8_t* codes, int64_t row_bytes, bool int4, const float* s, int64_t G, int64_t Kp,
+                          int64_t n0, int64_t nr, uint8_t* panel, float* ps);
+
+}  // namespace xquant::cpu
