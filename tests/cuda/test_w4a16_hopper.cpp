@@ -217,25 +217,25 @@ TEST(W4HopperPlan, CachedParamsFollowNewBuffers) {
     if (p) cudaFree(p);
 }
 
-// Auto: the wide tile from kWideMinM, ping-pong only where its tiles fill the SMs.
+// Auto as measured on an H200 (w4h_resolve): the four benchmark shapes' winners.
 TEST(W4HopperPlan, AutoScheduleByShape) {
-  const xqcuda::W4HopperLayout big{28672, 8192, 128, 64}, small{4096, 4096, 128, 32};
-  EXPECT_EQ(xqcuda::w4h_resolve(big, 64, 132, W4HSchedule::Auto), W4HSchedule::Pingpong);  // 224 tiles
-  EXPECT_EQ(xqcuda::w4h_resolve(small, 64, 132, W4HSchedule::Auto), W4HSchedule::Coop);    // 32 tiles
-  EXPECT_EQ(xqcuda::w4h_resolve(small, 1024, 132, W4HSchedule::Auto), W4HSchedule::Wide);
-  EXPECT_EQ(xqcuda::w4h_resolve(small, 64, 132, W4HSchedule::Wide), W4HSchedule::Wide);    // forced stays
-}
-
-TEST(W4HopperShapes, RefusedShapesNameTheRule) {
-  const char* why = nullptr;
-  EXPECT_TRUE(xqcuda::w4h_supported(28672, 8192, 128, &why));
-  EXPECT_FALSE(xqcuda::w4h_supported(77, 4096, 128, &why));
-  EXPECT_STREQ(why, "N must be a positive multiple of 16");
-  EXPECT_FALSE(xqcuda::w4h_supported(256, 1000, 128, &why));
-  EXPECT_STREQ(why, "K must be a multiple of 64");
-  EXPECT_FALSE(xqcuda::w4h_supported(256, 4096, 32, &why));
-  EXPECT_STREQ(why, "the group size must be K or a multiple of 64");
-  EXPECT_TRUE(xqcuda::w4h_supported(256, 4096, 4096, &why));
+  using xqcuda::w4h_resolve;
+  const xqcuda::W4HopperLayout n28672{28672, 8192, 128, 64}, n14336{14336, 4096, 128, 32}, n4096{4096, 4096, 128, 32};
+  const W4HSchedule A = W4HSchedule::Auto;
+  EXPECT_EQ(w4h_resolve(n28672, 64, 132, A), W4HSchedule::Pingpong);
+  EXPECT_EQ(w4h_resolve(n14336, 64, 132, A), W4HSchedule::Pingpong);
+  EXPECT_EQ(w4h_resolve(n4096, 64, 132, A), W4HSchedule::Coop);  // 32 tiles: stream-K spreads K
+  EXPECT_EQ(w4h_resolve(n28672, 128, 132, A), W4HSchedule::Coop);
+  EXPECT_EQ(w4h_resolve(n28672, 256, 132, A), W4HSchedule::Wide);
+  EXPECT_EQ(w4h_resolve(n4096, 256, 132, A), W4HSchedule::Coop);
+  EXPECT_EQ(w4h_resolve(n4096, 1024, 132, A), W4HSchedule::Wide);
+  EXPECT_EQ(w4h_resolve(n4096, 4096, 132, A), W4HSchedule::Wide);
+  EXPECT_EQ(w4h_resolve(n4096, 64, 132, W4HSchedule::Wide), W4HSchedule::Wide);  // forced stays
+  // Group 64 cannot take the 64-token ping-pong's K step of 128.
+  const xqcuda::W4HopperLayout g64{28672, 8192, 64, 128};
+  EXPECT_EQ(w4h_resolve(g64, 64, 132, A), W4HSchedule::Coop);
+  EXPECT_EQ(w4h_resolve(g64, 64, 132, W4HSchedule::Pingpong), W4HSchedule::Coop);
+  EXPECT_EQ(w4h_resolve(g64, 128, 132, W4HSchedule::Pingpong), W4HSchedule::Pingpong);  // K step 64 there
 }
 #endif  // XQUANT_CUDA_HOPPER_W4
 

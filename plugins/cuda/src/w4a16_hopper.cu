@@ -97,13 +97,24 @@ const char* w4h_schedule_name(W4HSchedule s) {
   return "?";
 }
 
+// Auto, from bench/cuda/bench_w4_hopper.py on an H200 (bench/cuda/results/h200-w4-hopper-schedules.md):
+// every schedule on the four benchmark shapes at M = 64..4096. The wide tile won every
+// shape at M >= 1024 and, at M = 256, the shapes whose 128x256 tiles nearly fill the SMs
+// (N = 14336, 28672), losing where they do not (N = 4096: 32 tiles); ping-pong won only
+// at M = 64 on those same shapes (3-4%), lost by up to 2.3x where its tiles are few
+// (it has no stream-K to spread K), and lost at M = 128; cooperative stream-K won the rest.
 W4HSchedule w4h_resolve(const W4HopperLayout& L, int64_t M, int sm_count, W4HSchedule s) {
-  if (s != W4HSchedule::Auto) return s;
-  if (M >= kWideMinM) return W4HSchedule::Wide;
-  // Ping-pong has no stream-K: only where its data-parallel tiles alone fill the SMs.
-  const int64_t token_tile = M <= kSmallTokenTileMaxM ? 64 : 128;
-  const int64_t tiles = (L.N + 127) / 128 * ((M + token_tile - 1) / token_tile);
-  return tiles >= sm_count ? W4HSchedule::Pingpong : W4HSchedule::Coop;
+  const int64_t row_tiles = (L.N + 127) / 128, enough = int64_t{sm_count} * 3 / 4;
+  if (s == W4HSchedule::Auto) {
+    if (M >= kWideMinM || (M > 128 && row_tiles * ((M + 255) / 256) >= enough)) s = W4HSchedule::Wide;
+    else if (M <= kSmallTokenTileMaxM && row_tiles >= enough) s = W4HSchedule::Pingpong;
+    else s = W4HSchedule::Coop;
+  }
+  // The 64-token ping-pong steps K by 128; the collective needs each group to span whole
+  // K steps (CUTLASS can_implement), so group 64 takes the cooperative tile instead.
+  if (s == W4HSchedule::Pingpong && M <= kSmallTokenTileMaxM && L.group_size % 128 != 0 && L.group_size != L.K)
+    s = W4HSchedule::Coop;
+  return s;
 }
 
 namespace {

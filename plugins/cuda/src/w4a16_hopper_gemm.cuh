@@ -96,8 +96,7 @@ inline CUresult replace_address(const void* desc, const void* address) {
 // Everything the cached parameters depend on besides x and y.
 struct PlanKey {
   const void *qw, *s, *z, *ws;
-  int64_t N, K, group, M;
-  int sm_count;
+  int64_t N, K, group, M, sm_count;  // all 8 bytes: no padding for memcmp and the hash
   bool operator==(const PlanKey& o) const { return std::memcmp(this, &o, sizeof(PlanKey)) == 0; }
 };
 struct PlanKeyHash {
@@ -166,35 +165,39 @@ struct HopperW4 {
     return Gemm::get_workspace_size(arguments(L, nullptr, nullptr, nullptr, nullptr, M, nullptr, sm_count));
   }
 
-  // Parameters built by CUTLASS for this key, or null when it refuses the
-  // problem. Built with placeholder x/y addresses (the weight's own, 16-byte
-  // aligned) that every call replaces.
-  static const Params* plan(const PlanKey& key, const W4HopperLayout& L, size_t ws_bytes) {
+  // Copies into `out` the parameters built by CUTLASS for this key (building
+  // them on first use); false when CUTLASS refuses the problem. Built with
+  // placeholder x/y addresses (the weight's own, 16-byte aligned) that every
+  // call replaces. Copied under the lock, so a concurrent clear() of the
+  // cache cannot pull them from under a caller.
+  static bool plan(const PlanKey& key, const W4HopperLayout& L, size_t ws_bytes, Params* out) {
     static std::mutex mu;
     static std::unordered_map<PlanKey, Params, PlanKeyHash> cache;
     std::lock_guard<std::mutex> lock(mu);
-    if (auto it = cache.find(key); it != cache.end()) return &it->second;
+    if (auto it = cache.find(key); it != cache.end()) {
+      *out = it->second;
+      return true;
+    }
     auto a = arguments(L, key.qw, key.s, key.z, key.qw, key.M, const_cast<void*>(key.qw), key.sm_count);
-    if (Gemm::can_implement(a) != cutlass::Status::kSuccess) return nullptr;
-    if (Gemm::get_workspace_size(a) > ws_bytes) return nullptr;
-    static const bool smem_set = [] {
-      constexpr int smem = Kernel::SharedStorageSize;
-      return smem < (48 << 10) ||
-             cudaFuncSetAttribute(cutlass::device_kernel<Kernel>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) ==
-                 cudaSuccess;
-    }();
-    if (!smem_set) return nullptr;
+    if (Gemm::can_implement(a) != cutlass::Status::kSuccess) return false;
+    if (Gemm::get_workspace_size(a) > ws_bytes) return false;
+    // Per device, so on every new entry (a key's pointers belong to one device).
+    constexpr int smem = Kernel::SharedStorageSize;
+    if (smem >= (48 << 10) &&
+        cudaFuncSetAttribute(cutlass::device_kernel<Kernel>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) !=
+            cudaSuccess)
+      return false;
     // Bounded: weights released and re-made leave entries behind (each ~1 KB).
     if (cache.size() >= 4096) cache.clear();
-    return &cache.emplace(key, Kernel::to_underlying_arguments(a, const_cast<void*>(key.ws))).first->second;
+    *out = cache.emplace(key, Kernel::to_underlying_arguments(a, const_cast<void*>(key.ws))).first->second;
+    return true;
   }
 
   static cudaError_t run(const W4HopperLayout& L, const void* qw, const void* s, const void* z, const void* x,
                          int64_t M, void* y, void* ws, size_t ws_bytes, int sm_count, cudaStream_t stream) {
     const PlanKey key{qw, s, z, ws, L.N, L.K, L.group_size, M, sm_count};
-    const Params* cached = plan(key, L, ws_bytes);
-    if (!cached) return cudaErrorNotSupported;
-    Params p = *cached;
+    Params p;
+    if (!plan(key, L, ws_bytes, &p)) return cudaErrorNotSupported;
     if (replace_address(p.mainloop.tma_load_b.get_tma_descriptor(), x) != CUDA_SUCCESS ||
         replace_address(p.epilogue.tma_store_d.get_tma_descriptor(), y) != CUDA_SUCCESS)
       return cudaErrorInvalidValue;
