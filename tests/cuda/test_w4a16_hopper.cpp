@@ -1,9 +1,10 @@
 // test_w4a16_hopper.cpp: the Hopper W4A16 GEMM ("cuda-w4a16-wgmma",
 // plugins/cuda/src/w4a16_hopper.cu). Directly (repack + GEMM on the device,
 // against a double-precision reference of the canonical weight on fresh
-// random data, outputs poisoned first) for M = 64, 65, 128, 255, 1024, group
-// 64/128/per-channel, symmetric and asymmetric, act-order, K not a multiple
-// of 128; and through the plugin ABI with the path forced (op.i[7] = 3) and
+// random data, outputs poisoned first) for every schedule (coop, ping-pong,
+// wide, auto) at M = 64, 65, 128, 255, 1024, 4096, group 64/128/per-channel,
+// symmetric and asymmetric, act-order, K not a multiple of 128; the cached
+// kernel parameters with new x/y buffers on every call; and through the plugin ABI with the path forced (op.i[7] = 3) and
 // by default dispatch, including shapes and types the kernel does not take
 // (N = 77, F16), which must fall back to the older paths and stay correct.
 // The direct tests need sm_90 and a build with CUTLASS; they skip otherwise.
@@ -14,6 +15,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <numeric>
 
 #include "w4a16_hopper.hpp"
@@ -85,8 +87,11 @@ T* to_device(const std::vector<T>& v) {
   return p;
 }
 
+using xqcuda::W4HSchedule;
+
 class W4Hopper : public testing::TestWithParam<HopperCase> {};
 
+// Every schedule on the same x (one double reference per M).
 TEST_P(W4Hopper, RepackAndGemmMatchReference) {
   if (!device_is_sm90()) GTEST_SKIP() << "needs an sm_90 GPU";
   const HopperCase c = GetParam();
@@ -107,8 +112,8 @@ TEST_P(W4Hopper, RepackAndGemmMatchReference) {
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
 
-  for (int64_t M : {int64_t{64}, int64_t{65}, int64_t{128}, int64_t{255}, int64_t{1024}}) {
-    if (M == 1024 && N * K > 4096 * 384) continue;  // keep the double reference short
+  for (int64_t M : {int64_t{64}, int64_t{65}, int64_t{128}, int64_t{255}, int64_t{1024}, int64_t{4096}}) {
+    if (M * N * K > int64_t{1024} * 4096 * 384) continue;  // keep the double reference short
     std::vector<float> x(M * K), xr;
     for (auto& v : x) v = uniform(-1.f, 1.f);
     auto xbits = to_half_bits(x, XQ_DTYPE_BF16, &xr);
@@ -116,26 +121,32 @@ TEST_P(W4Hopper, RepackAndGemmMatchReference) {
     for (int64_t m = 0; m < M; ++m)
       for (int64_t col = 0; col < K; ++col) packed_x[m * K + col] = xbits[m * K + (w.perm.empty() ? col : w.perm[col])];
     uint16_t* d_x = to_device(packed_x);
+    const auto ref = ref_matmul(xr, w.dense, M, N, K, nullptr);
     void* d_y = nullptr;
     ASSERT_EQ(cudaMalloc(&d_y, M * N * 2), cudaSuccess);
-    ASSERT_EQ(cudaMemset(d_y, 0xFF, M * N * 2), cudaSuccess);  // NaN in bf16
-    const size_t ws_bytes = xqcuda::w4h_workspace_bytes(L, M, sms);
-    void* ws = nullptr;
-    ASSERT_EQ(cudaMalloc(&ws, ws_bytes ? ws_bytes : 16), cudaSuccess);
-    ASSERT_EQ(xqcuda::w4h_gemm(L, qw, s, z, d_x, M, d_y, nullptr, false, ws, ws_bytes, sms, nullptr), cudaSuccess);
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    std::vector<uint16_t> ybits(M * N);
-    ASSERT_EQ(cudaMemcpy(ybits.data(), d_y, M * N * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    std::vector<float> y(M * N);
-    for (size_t i = 0; i < y.size(); ++i) y[i] = half_bits_to_f32(ybits[i], XQ_DTYPE_BF16);
-    auto ref = ref_matmul(xr, w.dense, M, N, K, nullptr);
-    EXPECT_EQ(count_nan(y), 0u) << "M=" << M << ": unwritten (poisoned) outputs";
-    const double err = rel_error(y, ref);
-    EXPECT_LE(err, 1e-2) << "M=" << M;
-    RecordProperty("rel_err_M" + std::to_string(M), std::to_string(err));
+    for (W4HSchedule schedule : {W4HSchedule::Coop, W4HSchedule::Pingpong, W4HSchedule::Wide, W4HSchedule::Auto}) {
+      const std::string what = std::string("M=") + std::to_string(M) + " schedule " +
+                               xqcuda::w4h_schedule_name(xqcuda::w4h_resolve(L, M, sms, schedule));
+      ASSERT_EQ(cudaMemset(d_y, 0xFF, M * N * 2), cudaSuccess);  // NaN in bf16
+      const size_t ws_bytes = xqcuda::w4h_workspace_bytes(L, M, sms, schedule);
+      void* ws = nullptr;
+      ASSERT_EQ(cudaMalloc(&ws, ws_bytes ? ws_bytes : 16), cudaSuccess);
+      ASSERT_EQ(xqcuda::w4h_gemm(L, qw, s, z, d_x, M, d_y, nullptr, false, ws, ws_bytes, sms, nullptr, schedule),
+                cudaSuccess)
+          << what;
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+      std::vector<uint16_t> ybits(M * N);
+      ASSERT_EQ(cudaMemcpy(ybits.data(), d_y, M * N * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+      std::vector<float> y(M * N);
+      for (size_t i = 0; i < y.size(); ++i) y[i] = half_bits_to_f32(ybits[i], XQ_DTYPE_BF16);
+      EXPECT_EQ(count_nan(y), 0u) << what << ": unwritten (poisoned) outputs";
+      const double err = rel_error(y, ref);
+      EXPECT_LE(err, 1e-2) << what;
+      RecordProperty("rel_err_M" + std::to_string(M) + "_" + xqcuda::w4h_schedule_name(schedule), std::to_string(err));
+      cudaFree(ws);
+    }
     cudaFree(d_x);
     cudaFree(d_y);
-    cudaFree(ws);
   }
   for (void* p : {static_cast<void*>(d_codes), static_cast<void*>(d_scales), static_cast<void*>(d_zp),
                   static_cast<void*>(d_perm), qw, s, z})
@@ -156,16 +167,75 @@ INSTANTIATE_TEST_SUITE_P(Cuda, W4Hopper,
                                          HopperCase{1024, 256, 64, true, true}),
                          hopper_case_name);
 
-TEST(W4HopperShapes, RefusedShapesNameTheRule) {
-  const char* why = nullptr;
-  EXPECT_TRUE(xqcuda::w4h_supported(28672, 8192, 128, &why));
-  EXPECT_FALSE(xqcuda::w4h_supported(77, 4096, 128, &why));
-  EXPECT_STREQ(why, "N must be a positive multiple of 16");
-  EXPECT_FALSE(xqcuda::w4h_supported(256, 1000, 128, &why));
-  EXPECT_STREQ(why, "K must be a multiple of 64");
-  EXPECT_FALSE(xqcuda::w4h_supported(256, 4096, 32, &why));
-  EXPECT_STREQ(why, "the group size must be K or a multiple of 64");
-  EXPECT_TRUE(xqcuda::w4h_supported(256, 4096, 4096, &why));
+// The cached kernel parameters hold placeholder x/y addresses that every call
+// replaces: calls alternating between buffers (and sizes of M) must each read
+// their own x and write their own y, never a previous call's.
+TEST(W4HopperPlan, CachedParamsFollowNewBuffers) {
+  if (!device_is_sm90()) GTEST_SKIP() << "needs an sm_90 GPU";
+  const HopperCase c{2048, 256, 128, true, false};
+  const int64_t N = c.N, K = c.K;
+  Weight w = make_weight(c);
+  xqcuda::W4HopperLayout L{N, K, w.gs, w.G};
+  int8_t* d_codes = to_device(w.codes);
+  float* d_scales = to_device(w.scales);
+  int8_t* d_zp = to_device(w.zp);
+  void *qw = nullptr, *s = nullptr, *z = nullptr, *ws = nullptr;
+  ASSERT_EQ(cudaMalloc(&qw, xqcuda::w4h_weight_bytes(L)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&s, N * w.G * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&z, N * w.G * 2), cudaSuccess);
+  ASSERT_EQ(xqcuda::w4h_pack(L, d_codes, nullptr, qw, nullptr), cudaSuccess);
+  ASSERT_EQ(xqcuda::w4h_pack_scales(L, d_scales, d_zp, s, z, nullptr), cudaSuccess);
+  int sms = 0;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  size_t ws_bytes = 0;
+  for (W4HSchedule sc : {W4HSchedule::Coop, W4HSchedule::Pingpong, W4HSchedule::Wide})
+    for (int64_t M : {int64_t{64}, int64_t{200}}) ws_bytes = std::max(ws_bytes, xqcuda::w4h_workspace_bytes(L, M, sms, sc));
+  ASSERT_EQ(cudaMalloc(&ws, ws_bytes ? ws_bytes : 16), cudaSuccess);
+  for (W4HSchedule sc : {W4HSchedule::Coop, W4HSchedule::Pingpong, W4HSchedule::Wide})
+    for (int round = 0; round < 3; ++round)
+      for (int64_t M : {int64_t{64}, int64_t{200}}) {
+        std::vector<float> x(M * K), xr;
+        for (auto& v : x) v = uniform(-1.f, 1.f);
+        auto xbits = to_half_bits(x, XQ_DTYPE_BF16, &xr);
+        uint16_t* d_x = to_device(xbits);  // a new address every call
+        void* d_y = nullptr;
+        ASSERT_EQ(cudaMalloc(&d_y, M * N * 2), cudaSuccess);
+        ASSERT_EQ(cudaMemset(d_y, 0xFF, M * N * 2), cudaSuccess);
+        ASSERT_EQ(xqcuda::w4h_gemm(L, qw, s, z, d_x, M, d_y, nullptr, false, ws, ws_bytes, sms, nullptr, sc),
+                  cudaSuccess);
+        std::vector<uint16_t> ybits(M * N);
+        ASSERT_EQ(cudaMemcpy(ybits.data(), d_y, M * N * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+        std::vector<float> y(M * N);
+        for (size_t i = 0; i < y.size(); ++i) y[i] = half_bits_to_f32(ybits[i], XQ_DTYPE_BF16);
+        EXPECT_EQ(count_nan(y), 0u) << xqcuda::w4h_schedule_name(sc) << " M=" << M << " round " << round;
+        EXPECT_LE(rel_error(y, ref_matmul(xr, w.dense, M, N, K, nullptr)), 1e-2)
+            << xqcuda::w4h_schedule_name(sc) << " M=" << M << " round " << round;
+        cudaFree(d_x);
+        cudaFree(d_y);
+      }
+  for (void* p : {static_cast<void*>(d_codes), static_cast<void*>(d_scales), static_cast<void*>(d_zp), qw, s, z, ws})
+    if (p) cudaFree(p);
+}
+
+// Auto as measured on an H200 (w4h_resolve): the four benchmark shapes' winners.
+TEST(W4HopperPlan, AutoScheduleByShape) {
+  using xqcuda::w4h_resolve;
+  const xqcuda::W4HopperLayout n28672{28672, 8192, 128, 64}, n14336{14336, 4096, 128, 32}, n4096{4096, 4096, 128, 32};
+  const W4HSchedule A = W4HSchedule::Auto;
+  EXPECT_EQ(w4h_resolve(n28672, 64, 132, A), W4HSchedule::Pingpong);
+  EXPECT_EQ(w4h_resolve(n14336, 64, 132, A), W4HSchedule::Pingpong);
+  EXPECT_EQ(w4h_resolve(n4096, 64, 132, A), W4HSchedule::Coop);  // 32 tiles: stream-K spreads K
+  EXPECT_EQ(w4h_resolve(n28672, 128, 132, A), W4HSchedule::Coop);
+  EXPECT_EQ(w4h_resolve(n28672, 256, 132, A), W4HSchedule::Wide);
+  EXPECT_EQ(w4h_resolve(n4096, 256, 132, A), W4HSchedule::Coop);
+  EXPECT_EQ(w4h_resolve(n4096, 1024, 132, A), W4HSchedule::Wide);
+  EXPECT_EQ(w4h_resolve(n4096, 4096, 132, A), W4HSchedule::Wide);
+  EXPECT_EQ(w4h_resolve(n4096, 64, 132, W4HSchedule::Wide), W4HSchedule::Wide);  // forced stays
+  // Group 64 cannot take the 64-token ping-pong's K step of 128.
+  const xqcuda::W4HopperLayout g64{28672, 8192, 64, 128};
+  EXPECT_EQ(w4h_resolve(g64, 64, 132, A), W4HSchedule::Coop);
+  EXPECT_EQ(w4h_resolve(g64, 64, 132, W4HSchedule::Pingpong), W4HSchedule::Coop);
+  EXPECT_EQ(w4h_resolve(g64, 128, 132, W4HSchedule::Pingpong), W4HSchedule::Pingpong);  // K step 64 there
 }
 #endif  // XQUANT_CUDA_HOPPER_W4
 

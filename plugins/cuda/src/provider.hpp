@@ -145,9 +145,9 @@ class Provider : public xquant::sdk::PluginBase {
   int64_t w4_fused_max_m_ = 128;
   bool w4_hopper_ok_ = false;  // the wgmma W4A16 kernel is built and this is sm_90
   // Batch sizes the wgmma kernel serves by default: on an H200 (bench/cuda/bench_w4_hopper.py,
-  // bench/cuda/results/h200-w4-hopper.md) it beats the mma.sync kernel from M = 64 and
-  // dequant + cuBLASLt up to M = 1024 on 3 of the 4 shapes, and loses to the latter at 4096.
-  int64_t w4_hopper_min_m_ = 64, w4_hopper_max_m_ = 1024;
+  // bench/cuda/results/h200-w4-hopper-schedules.md) it beats the mma.sync kernel from M = 64,
+  // and with the 128x256 tile dequant + cuBLASLt at M = 1024 and 4096 on all four shapes.
+  int64_t w4_hopper_min_m_ = 64, w4_hopper_max_m_ = INT64_MAX;
   CublasLt lt_;
   cudaStream_t stream_ = nullptr;
   GraphHolds graphs_;

@@ -9,12 +9,17 @@
 // batch sizes it serves by default. QMATMUL's op.i[7] = 3 forces it where the
 // weight has the copy (1 and 2 force the older paths). The copy is skipped,
 // not an error, when the device has no room for it.
+// Read at each call (for A/B runs in one process, as bench/cuda/bench_w4_hopper.py
+// does): XQUANT_CUDA_W4_HOPPER_SCHEDULE = auto (default) | coop | pingpong |
+// wide picks the schedule (w4a16_hopper.hpp); XQUANT_CUDA_W4_HOPPER_PLAN=0
+// rebuilds the kernel parameters on every call instead of reusing them.
 #include "provider.hpp"
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 namespace xqcuda {
 #ifdef XQUANT_CUDA_HOPPER_W4
@@ -26,6 +31,22 @@ void check(cudaError_t e, const char* what) {
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+W4HSchedule schedule_from_env() {
+  const char* v = std::getenv("XQUANT_CUDA_W4_HOPPER_SCHEDULE");
+  if (!v || !*v || std::strcmp(v, "auto") == 0) return W4HSchedule::Auto;
+  for (W4HSchedule s : {W4HSchedule::Coop, W4HSchedule::Pingpong, W4HSchedule::Wide})
+    if (std::strcmp(v, w4h_schedule_name(s)) == 0) return s;
+  throw xquant::sdk::Error(XQ_ERR_INVALID_ARGUMENT,
+                           xquant::sdk::format("cuda: XQUANT_CUDA_W4_HOPPER_SCHEDULE=%s: expected auto, coop, "
+                                               "pingpong or wide",
+                                               v));
+}
+
+bool cached_params_from_env() {
+  const char* v = std::getenv("XQUANT_CUDA_W4_HOPPER_PLAN");
+  return !(v && std::atol(v) == 0);
+}
 
 }  // namespace
 #endif
@@ -90,9 +111,11 @@ bool Provider::run_qmatmul_w4_hopper(const xq_op& op) {
     bias_f32 = op.src[2].dtype == XQ_DTYPE_F32;
     bias = bias_f32 ? op.src[2].data : bias_as(op.src[2], DType::BF16, N);
   }
-  const size_t ws_bytes = w4h_workspace_bytes(w.HL, M, sm_count_);
+  const W4HSchedule schedule = schedule_from_env();
+  const size_t ws_bytes = w4h_workspace_bytes(w.HL, M, sm_count_, schedule);
   void* ws = s_part_.get(ws_bytes);
-  const cudaError_t e = w4h_gemm(w.HL, w.hq, w.hs, w.hz, xs, M, y.data, bias, bias_f32, ws, ws_bytes, sm_count_, stream_);
+  const cudaError_t e = w4h_gemm(w.HL, w.hq, w.hs, w.hz, xs, M, y.data, bias, bias_f32, ws, ws_bytes, sm_count_,
+                                 stream_, schedule, cached_params_from_env());
   if (e == cudaErrorNotSupported) return false;  // CUTLASS refused the problem before launching anything
   check(e, "w4h_gemm");
   return true;

@@ -52,14 +52,37 @@ cudaError_t w4h_pack(const W4HopperLayout& L, const int8_t* codes, const int32_t
 cudaError_t w4h_pack_scales(const W4HopperLayout& L, const float* scales, const int8_t* zp, void* s_bf16,
                             void* z_bf16, cudaStream_t stream);
 
+// Schedules (w4a16_hopper_schedules.hpp), chosen per call:
+// - Coop: cooperative, stream-K; 128 weight rows x 64 tokens (M <= 64) or x 128
+//   tokens, K step 64 (the kernel's first configuration).
+// - Pingpong: ping-pong (one warp group converts while the other multiplies),
+//   persistent; 128 x 64 x K 128 (M <= 64) or 128 x 128 x K 64.
+// - Wide: cooperative, stream-K; 128 x 256 tokens x K 64.
+// - Auto (measured, see w4h_resolve): Wide for M >= kWideMinM, and for
+//   M > 128 where its tiles fill 3/4 of the SMs; Pingpong for M <= 64 where
+//   its tiles do (it has no stream-K); Coop otherwise.
+// Ping-pong at M <= 64 (K step 128) takes groups that are a multiple of 128
+// (or K); for group 64 it resolves to Coop.
+enum class W4HSchedule : int { Auto = 0, Coop = 1, Pingpong = 2, Wide = 3 };
+constexpr int64_t kSmallTokenTileMaxM = 64;  // token tile 64 up to here, 128 (or 256) above
+constexpr int64_t kWideMinM = 1024;
+const char* w4h_schedule_name(W4HSchedule s);
+// The schedule `s` stands for at this shape (Auto resolved).
+W4HSchedule w4h_resolve(const W4HopperLayout& L, int64_t M, int sm_count, W4HSchedule s);
+
 // y[M][N] (bf16) = x[M][K] (bf16, rows K elements apart, 16-byte aligned) *
 // dequant(W)^T (+ bias[N] of `bias_is_f32` ? f32 : bf16, or null). The
-// workspace (stream-K partials) must hold w4h_workspace_bytes(L, M, sm_count).
-// Returns cudaErrorNotSupported when CUTLASS refuses the problem
-// (can_implement), before anything is launched.
-size_t w4h_workspace_bytes(const W4HopperLayout& L, int64_t M, int sm_count);
+// workspace (stream-K partials and locks) must hold
+// w4h_workspace_bytes(L, M, sm_count, schedule). Kernel parameters are built
+// once per (weights, scales, M, workspace, SM count) and reused, each call
+// replacing only the x and y addresses in their TMA descriptors;
+// `cached_params` = false builds them on every call (CUTLASS's initialize),
+// for measuring the difference. Returns cudaErrorNotSupported when CUTLASS
+// refuses the problem (can_implement), before anything is launched.
+size_t w4h_workspace_bytes(const W4HopperLayout& L, int64_t M, int sm_count, W4HSchedule s = W4HSchedule::Auto);
 cudaError_t w4h_gemm(const W4HopperLayout& L, const void* qw, const void* s_bf16, const void* z_bf16, const void* x,
                      int64_t M, void* y, const void* bias, bool bias_is_f32, void* workspace, size_t workspace_bytes,
-                     int sm_count, cudaStream_t stream);
+                     int sm_count, cudaStream_t stream, W4HSchedule schedule = W4HSchedule::Auto,
+                     bool cached_params = true);
 
 }  // namespace xqcuda
