@@ -21,7 +21,19 @@ shim=$(find "$b" -name 'libxqc_shim.so' | head -1)
 echo "== MoE suites of the cuda provider (W8A8 INT8 grouped GEMM, W4A16, dense)"
 XQ_CUDA_PLUGIN=$plugin timeout "${MOE_W8_TESTS_S:-90}" "$ops" --gtest_filter='*Moe*' 2>&1 | tee "$out/moe-w8a8-tests.log" |
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|tests ran|Skipped|Expected|Which is|differs" | head -40
-echo "== bench_moe.py with the W8A8 column (tokens per expert: ${MOE_W8_TOKENS:-4,16,64,256,512})"
+# Optional: compute-sanitizer memcheck over the W8A8 routing test (MOE_W8_MEMCHECK_S seconds, 0 = off).
+if [ "${MOE_W8_MEMCHECK_S:-0}" -gt 0 ]; then
+  san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
+  if [ -n "$san" ]; then
+    echo "== compute-sanitizer memcheck: MoeW8a8Routing.*, the E128 case"
+    XQ_CUDA_PLUGIN=$plugin timeout "$MOE_W8_MEMCHECK_S" "$san" --tool memcheck "$ops" \
+      --gtest_filter='MoeW8a8Routing.*:*MoeW8a8*E128*' 2>&1 | tee "$out/moe-w8a8-memcheck.log" |
+      grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) |Invalid|out of bounds" | head -12
+  else
+    echo "== compute-sanitizer: not found, memcheck NOT RUN"
+  fi
+fi
+echo "== bench_moe.py with the W8A8 column (tokens per expert: ${MOE_W8_TOKENS:-4,16,64,128,256,512})"
 timeout "${MOE_W8_BENCH_S:-150}" python3 "${MOE_BENCH:-$here/../bench/cuda/bench_moe.py}" --shim "$shim" --plugin "$plugin" \
-  --out "$out" --tokens-per-expert "${MOE_W8_TOKENS:-4,16,64,256,512}" 2>&1 | tee "$out/moe-w8a8-bench.log" |
+  --out "$out" --tokens-per-expert "${MOE_W8_TOKENS:-4,16,64,128,256,512}" 2>&1 | tee "$out/moe-w8a8-bench.log" |
   grep -v '^  {' | tail -50
