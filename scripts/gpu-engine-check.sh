@@ -133,7 +133,7 @@ if [ "${GPUENG_MOE:-0}" = 1 ]; then
     tee "$out/moe-engine.log" | tail -30
 fi
 # Optional (GPUENG_MOE_W8A8=1): the fused W8A8 INT8 MoE GEMM's tests and its bench_moe.py column
-# (scripts/gpu-moe-w8a8.sh; ~2 min on an H200).
+# (scripts/gpu-moe-w8a8.sh; 48 s with a memcheck step on an H200, 2026-12-01).
 if [ "${GPUENG_MOE_W8A8:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-moe-w8a8.sh" "$b" "$out" 2>&1 | tee "$out/moe-w8a8.log"; fi
 # Optional (GPUENG_KERNELS=1): the quantized-GEMM kernels' GPU checks and benchmarks.
 if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
