@@ -134,7 +134,11 @@ if [ "${GPUENG_MOE:-0}" = 1 ]; then
 fi
 # Optional (GPUENG_MOE_W8A8=1): the fused W8A8 INT8 MoE GEMM's tests and its bench_moe.py column
 # (scripts/gpu-moe-w8a8.sh; 48 s with a memcheck step on an H200, 2026-12-01).
-if [ "${GPUENG_MOE_W8A8:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-moe-w8a8.sh" "$b" "$out" 2>&1 | tee "$out/moe-w8a8.log"; fi
+# With GPUENG_MOE=1 too, its bench_moe.py run above already has the W8A8 column: only the tests run here.
+if [ "${GPUENG_MOE_W8A8:-0}" = 1 ]; then
+  [ "${GPUENG_MOE:-0}" = 1 ] && export MOE_W8_BENCH_S=0
+  bash "$(dirname "$0")/gpu-moe-w8a8.sh" "$b" "$out" 2>&1 | tee "$out/moe-w8a8.log"
+fi
 # Optional (GPUENG_KERNELS=1): the quantized-GEMM kernels' GPU checks and benchmarks.
 if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
   # -- W4A16 on Hopper (scripts/gpu-w4-hopper.sh: tests, bench/cuda/bench_w4_hopper.py, ncu at M=64) --

@@ -33,6 +33,8 @@ if [ "${MOE_W8_MEMCHECK_S:-0}" -gt 0 ]; then
     echo "== compute-sanitizer: not found, memcheck NOT RUN"
   fi
 fi
+# MOE_W8_BENCH_S=0 skips the benchmark (GPUENG_MOE=1 already runs bench_moe.py, W8A8 column included).
+[ "${MOE_W8_BENCH_S:-150}" = 0 ] && exit 0
 echo "== bench_moe.py with the W8A8 column (tokens per expert: ${MOE_W8_TOKENS:-4,16,64,128,256,512})"
 timeout "${MOE_W8_BENCH_S:-150}" python3 "${MOE_BENCH:-$here/../bench/cuda/bench_moe.py}" --shim "$shim" --plugin "$plugin" \
   --out "$out" --tokens-per-expert "${MOE_W8_TOKENS:-4,16,64,128,256,512}" 2>&1 | tee "$out/moe-w8a8-bench.log" |
