@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE and GPUENG_KERNELS add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8 and GPUENG_KERNELS add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -131,6 +131,13 @@ if [ "${GPUENG_MOE:-0}" = 1 ]; then
   # graphed / eager / per-expert loop, through `xquant bench --provider cuda` (bench/engine/gpu_moe_engine.sh).
   OUT=$out timeout "${GPUENG_MOE_ENGINE_S:-240}" bash "$(dirname "$0")/../bench/engine/gpu_moe_engine.sh" "$cli" 2>&1 |
     tee "$out/moe-engine.log" | tail -30
+fi
+# Optional (GPUENG_MOE_W8A8=1): the fused W8A8 INT8 MoE GEMM's tests and its bench_moe.py column
+# (scripts/gpu-moe-w8a8.sh; 48 s with a memcheck step on an H200, 2026-12-01).
+# With GPUENG_MOE=1 too, its bench_moe.py run above already has the W8A8 column: only the tests run here.
+if [ "${GPUENG_MOE_W8A8:-0}" = 1 ]; then
+  [ "${GPUENG_MOE:-0}" = 1 ] && export MOE_W8_BENCH_S=0
+  bash "$(dirname "$0")/gpu-moe-w8a8.sh" "$b" "$out" 2>&1 | tee "$out/moe-w8a8.log"
 fi
 # Optional (GPUENG_KERNELS=1): the quantized-GEMM kernels' GPU checks and benchmarks.
 if [ "${GPUENG_KERNELS:-0}" = 1 ]; then

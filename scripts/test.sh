@@ -64,6 +64,7 @@ skipped+=("GPU prefill attention check (scripts/gpu-prefill-check.sh: tensor-cor
 skipped+=("GPU batch-1 decode benchmark, BF16 / W4A16 (lm_head BF16 and quantized) / W8A8 INT8 / FP8 at the HBM floor, each on the previous and the current decode kernels (scripts/gpu-decode-bench.sh): GPU machine only; GPUENG_BENCH=1 scripts/gpu-engine-check.sh runs it (about 150 s on an H200)")
 skipped+=("GPU batch-1 decode kernels, split-K ATTENTION and BF16 few-row MATMUL vs float64 and vs the kernels they replaced (scripts/gpu-decode-check.sh): GPU machine only; GPUENG_DECODE=1 scripts/gpu-engine-check.sh runs it (about 15 s on an H200)")
 skipped+=("GPU W8A8 GEMM routes, cuBLASLt vs CUTLASS vs torch (bench/cuda/bench_w8a8.py): GPU machine only; GPUENG_KERNELS=1 scripts/gpu-engine-check.sh runs it (about 20 s on an H200)")
+skipped+=("GPU fused W8A8 INT8 MoE (scripts/gpu-moe-w8a8.sh: its GPU tests, bench/cuda/bench_moe.py's W8A8 column): GPU machine only; GPUENG_MOE_W8A8=1 scripts/gpu-engine-check.sh runs it (about 50 s on an H200)")
 skipped+=("GPU W4A16 on Hopper, CUTLASS wgmma vs the mma.sync path vs torch (scripts/gpu-w4-hopper.sh: its GPU tests, bench/cuda/bench_w4_hopper.py, ncu at M=64): GPU machine only; GPUENG_KERNELS=1 scripts/gpu-engine-check.sh runs it (about 50 s on an H200)")
 ./scripts/test-sdk.sh
 

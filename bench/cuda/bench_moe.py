@@ -7,7 +7,11 @@ and for the down projection the weighted top-k combine. Its time includes the
 sort (and the combine); it starts from unsorted tokens. The same entry with
 dense BF16 experts (xq_moe_op.dense_experts: the grouped tensor-core GEMM of
 moe_dense_gemm.cu) on the dequantized weights, timed the same way: the BF16
-baseline the engine runs.
+baseline the engine runs. And W8A8 INT8 experts (per-channel weight
+scales, dynamic per-token INT8 activations: the grouped CUTLASS GEMM of
+moe_w8a8_sm90.cu), quantized per channel from the same dequantized weights,
+timed the same way (the activation quantization, the sort and the way back
+to slot order or the combine inside the time).
 Baselines, BF16 on the same (dequantized) weights, both given the tokens
 already sorted by expert and without any combine (in their favour):
   - loop: one cuBLAS GEMM per expert (torch.mm from Python, so with 128 experts
@@ -49,6 +53,18 @@ def prepare_experts(shim, E, N, K, dev):
     return handles, dense
 
 
+def prepare_w8_experts(shim, dense):
+    """Per-channel symmetric INT8 experts from the BF16 stack [E, N, K], dynamic per-token activations."""
+    E, N, K = dense.shape
+    handles = []
+    for e in range(E):
+        w = dense[e].float()
+        s = (w.abs().amax(dim=1) / 127).clamp_min(1e-12)
+        codes = torch.round(w / s[:, None]).clamp(-127, 127).to(torch.int8).cpu().contiguous()
+        handles.append(shim.prepare(codes, s.cpu().contiguous(), None, N, K, 0, 8, 2))
+    return handles
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shim", required=True)
@@ -56,6 +72,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--models", default="qwen3-30b-a3b,mixtral-8x7b")
     ap.add_argument("--tokens-per-expert", default="4,16,32,64,128,256,512,1024")
+    ap.add_argument("--no-w8", action="store_true", help="skip the W8A8 INT8 experts")
     args = ap.parse_args()
     torch.manual_seed(0)
     dev = torch.device("cuda")
@@ -71,6 +88,9 @@ def main():
         H, I, E, k = MODELS[model]
         for proj, (K, N) in (("gate_up", (H, 2 * I)), ("down", (I, H))):
             handles, dense = prepare_experts(shim, E, N, K, dev)
+            w8 = [] if args.no_w8 else prepare_w8_experts(shim, dense)
+            w8_arr = (ctypes.c_void_p * E)(*w8) if w8 else None
+            w8_table = ctypes.cast(w8_arr, ctypes.c_void_p) if w8 else None
             table_arr = (ctypes.c_void_p * E)(*handles)
             table = ctypes.cast(table_arr, ctypes.c_void_p)
             dense_arr = (ctypes.c_void_p * E)(*[dense[e].data_ptr() for e in range(E)])
@@ -95,6 +115,10 @@ def main():
                     shim.check(lib.xqc_moe_qmatmul(table, E, k, x.data_ptr(), x.shape[0], K, ids.data_ptr(), T,
                                                    wts.data_ptr() if per_slot else None, y.data_ptr(), N, BF16), "moe")
 
+                def ours_w8(_):
+                    shim.check(lib.xqc_moe_qmatmul(w8_table, E, k, x.data_ptr(), x.shape[0], K, ids.data_ptr(), T,
+                                                   wts.data_ptr() if per_slot else None, y.data_ptr(), N, BF16), "moe w8a8")
+
                 def ours_bf16(_):
                     shim.check(lib.xqc_moe_dense(dense_table, E, k, x.data_ptr(), x.shape[0], K, ids.data_ptr(), T,
                                                  wts.data_ptr() if per_slot else None, y.data_ptr(), N, BF16), "moe dense")
@@ -106,8 +130,10 @@ def main():
                 def grouped(_):
                     torch._grouped_mm(xs, w_t, offs=offs, out_dtype=torch.bfloat16)
 
-                for key, fn in (("w4_fused", ours), ("bf16_fused", ours_bf16), ("bf16_loop", loop),
-                                ("bf16_grouped", grouped)):
+                methods = [("w4_fused", ours), ("bf16_fused", ours_bf16), ("bf16_loop", loop), ("bf16_grouped", grouped)]
+                if w8:
+                    methods.append(("w8_fused", ours_w8))
+                for key, fn in methods:
                     try:
                         r[key] = bench(fn, 1)
                     except Exception as ex:  # report and keep going
@@ -124,14 +150,19 @@ def main():
                     r["rel_err"] = ((y.float() - ref).norm() / ref.norm()).item()
                     ours_bf16(0)
                     r["rel_err_bf16_fused"] = ((y.float() - ref).norm() / ref.norm()).item()
+                    if w8:  # against the BF16 weights it was quantized from: weight + activation rounding
+                        ours_w8(0)
+                        r["rel_err_w8"] = ((y.float() - ref).norm() / ref.norm()).item()
                 except Exception as ex:
                     print(f"  {model} {proj} n={n} check: {ex}", file=sys.stderr, flush=True)
                     r.setdefault("rel_err", None)
-                    r["rel_err_bf16_fused"] = None
+                    r.setdefault("rel_err_bf16_fused", None)
+                r.setdefault("w8_fused", None)
+                r.setdefault("rel_err_w8", None)
                 rows.append(r)
                 print("  " + json.dumps({a: (round(v, 4) if isinstance(v, float) else v) for a, v in r.items()}),
                       flush=True)
-            for h in handles:
+            for h in handles + w8:
                 lib.xqc_release(h)
             del dense, w_t
             torch.cuda.empty_cache()
@@ -159,6 +190,16 @@ def main():
                      f"({times(r['bf16_loop'], r['w4_fused'])}) | {f(r['bf16_grouped'])} "
                      f"({times(r['bf16_grouped'], r['w4_fused'])}) | {times(r['bf16_grouped'], r['bf16_fused'])} | "
                      f"{err(r['rel_err'])} / {err(r['rel_err_bf16_fused'])} |")
+    if any(r["w8_fused"] is not None for r in rows):
+        lines += ["", "W8A8 INT8 fused (moe_qmatmul, grouped CUTLASS GEMM) against torch grouped BF16 and our W4A16:", "",
+                  "| model | GEMM | tokens/expert | W8A8 fused µs | BF16 grouped µs | grouped / W8A8 | "
+                  "BF16 fused (ours) / W8A8 | W4A16 fused / W8A8 | rel err W8A8 vs BF16 |",
+                  "|" + "---|" * 9]
+        for r in rows:
+            lines.append(f"| {r['model']} | {r['proj']} | {r['tokens_per_expert']} | {f(r['w8_fused'])} | "
+                         f"{f(r['bf16_grouped'])} | {times(r['bf16_grouped'], r['w8_fused'])} | "
+                         f"{times(r['bf16_fused'], r['w8_fused'])} | {times(r['w4_fused'], r['w8_fused'])} | "
+                         f"{err(r['rel_err_w8'])} |")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "moe-bench.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")

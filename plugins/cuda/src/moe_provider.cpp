@@ -2,8 +2,9 @@
 // abi/include/xquant/xq_kernel.h): validate, sort the routing slots by
 // expert (moe_align), run every expert's GEMM in one launch over the
 // sorted slots (W4A16 experts: w4_moe_gemm; dense BF16/F16 experts:
-// moe_dense_gemm), and, when router weights are given, combine each token's
-// top-k rows. This is the fused-MoE scheme of vLLM's fused_moe
+// moe_dense_gemm; W8A8 INT8 experts: a grouped CUTLASS GEMM, in
+// moe_w8a8_provider.cpp), and, when router weights are given, combine each
+// token's top-k rows. This is the fused-MoE scheme of vLLM's fused_moe
 // (vllm/model_executor/layers/fused_moe/fused_moe.py). Every step is a kernel
 // on the provider's stream sized from the shapes alone, so a decode step
 // holding it can be recorded as a CUDA graph (graphs.cpp).
@@ -49,6 +50,7 @@ void Provider::check_moe(const xq_moe_op& op) {
   if (k == 0 || k > E) invalid(format("top_k %u outside [1, n_experts = %u]", k, E));
   if (!op.experts) return check_moe_dense(op);
   const xq_qweight* w0 = op.experts[0];
+  if (w0 && w0->kind == xq_qweight::Kind::W8) return check_moe_w8a8(op);
   for (uint32_t e = 0; e < E; ++e) {
     const xq_qweight* w = op.experts[e];
     if (!w) invalid(format("expert %u has no weight", e));
@@ -138,6 +140,7 @@ void Provider::moe_qmatmul(const xq_moe_op& op) {
   check_moe(op);
   std::lock_guard<std::recursive_mutex> lock(mu_);
   if (!op.experts) return moe_dense(op);
+  if (op.experts[0]->kind == xq_qweight::Kind::W8) return moe_w8a8(op);
   const xq_qweight& w0 = *op.experts[0];
   const int E = static_cast<int>(op.n_experts), k = static_cast<int>(op.top_k);
   const int64_t T = op.expert_ids.shape[0], slots = T * k, N = w0.N, K = w0.K;

@@ -110,6 +110,9 @@ class Provider : public xquant::sdk::PluginBase {
   void check_moe_dense(const xq_moe_op& op);
   void check_moe_operands(const xq_moe_op& op, int64_t K, int64_t N);
   void moe_dense(const xq_moe_op& op);
+  // W8A8 INT8 experts: the grouped CUTLASS GEMM (moe_w8a8_provider.cpp).
+  void check_moe_w8a8(const xq_moe_op& op);
+  void moe_w8a8(const xq_moe_op& op);
   const void* const* moe_weight_table(const xq_moe_op& op, bool is_f16);
   // A device copy of `ptrs`, made once per distinct list (moe_tables_).
   const void* const* moe_pointer_table(std::vector<const void*> ptrs);
