@@ -19,8 +19,11 @@
 # bench; the paged runs take the first only); PROFILE_AB=1 also runs each generate with the previous decode-step
 # ops (XQUANT_ROPE_KV=0 XQUANT_VECTOR_NORMS=0 XQUANT_VECTOR_ARGMAX=0) for a before/after in the
 # same run. The HBM floor: weight bytes per token (generate's JSON) over the
-# device-to-device copy rate measured here. Estimated ~60 s for the two
-# default models on an H200 (not yet measured).
+# device-to-device copy rate measured here. 2026-12-01 on an H200: 71 s for
+# the two default models (copy rate, 8 generate runs, 2 bench runs).
+# Op times are upper bounds for short ops: the event records slow the host
+# (BF16 step 2.92 -> 3.45 ms), so a short op's window can hold the wait for
+# its own launch; the Linears' times are kernel time.
 set -uo pipefail
 cli=${1:?usage: gpu-decode-profile.sh XQUANT_CLI OUT_DIR}
 out=${2:?usage: gpu-decode-profile.sh XQUANT_CLI OUT_DIR}
@@ -52,12 +55,13 @@ for spec in "${specs[@]}"; do
   path=${spec#*=}
   [ -d "$path" ] || { echo "profile: $label: $path missing, skipped"; continue; }
   for v in $variants; do
-    envs=()
-    [ "$v" = old ] && envs=(XQUANT_ROPE_KV=0 XQUANT_VECTOR_NORMS=0 XQUANT_VECTOR_ARGMAX=0)
+    # Dense Linears as BF16 on the device, as the decode bench runs them (the CLI's default is F32).
+    envs=(XQUANT_DEVICE_WEIGHTS=bf16)
+    [ "$v" = old ] && envs+=(XQUANT_ROPE_KV=0 XQUANT_VECTOR_NORMS=0 XQUANT_VECTOR_ARGMAX=0)
     # Contiguous cache: plain, then with op times.
-    env "${envs[@]}" timeout 60 "$cli" generate --model "$path" --tokenizer "$vocab" --prompt "$prompt" -n 257 \
+    env ${envs[@]+"${envs[@]}"} timeout 60 "$cli" generate --model "$path" --tokenizer "$vocab" --prompt "$prompt" -n 257 \
       --provider cuda --json > "$work/$label-$v-gen.json" 2> "$work/$label-$v-gen.err" || tail -3 "$work/$label-$v-gen.err"
-    env "${envs[@]}" XQUANT_CUDA_OP_TIMES=1 timeout 60 "$cli" generate --model "$path" --tokenizer "$vocab" --prompt "$prompt" \
+    env ${envs[@]+"${envs[@]}"} XQUANT_CUDA_OP_TIMES=1 timeout 60 "$cli" generate --model "$path" --tokenizer "$vocab" --prompt "$prompt" \
       -n 257 --provider cuda --json > "$work/$label-$v-gent.json" 2> "$work/$label-$v-gent.err" || tail -3 "$work/$label-$v-gent.err"
   done
   # Paged cache, C = 1 (the first model only): graphed (the default), then eager with op times.

@@ -88,9 +88,9 @@ fi  # GPUENG_BASE
 if [ "${GPUENG_DECODE:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-check.sh" "$b" "$out" 2>&1 | tee "$out/decode.log"; fi
 # Optional (GPUENG_DECODE_PROFILE=1): where a batch-1 decode step's time goes (scripts/gpu-decode-profile.sh:
 # each op's device time from CUDA event pairs, no per-op synchronisation; contiguous and paged caches; the
-# fused ROPE_KV and 16-byte norms against the previous ops in the same run). With GPUENG_BASE=0 it runs
-# their kernel and engine tests first. ~60 s for the tests, ~45 s for the models when the decode bench did
-# not make them, ~60 s for the profile, on an H200.
+# fused ROPE_KV, 16-byte norms and ARGMAX against the previous ops in the same run). With GPUENG_BASE=0 it
+# runs their kernel and engine tests first; that whole call (tests, the BF16 and W4A16 models, the profile)
+# took 182 s on an H200 (2026-12-01).
 if [ "${GPUENG_DECODE_PROFILE:-0}" = 1 ]; then
   if [ "${GPUENG_BASE:-1}" != 1 ]; then
     echo "== decode-step kernels and engine tests (ROPE_KV, 16-byte norms)"

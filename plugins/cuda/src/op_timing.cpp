@@ -45,7 +45,10 @@ int64_t rows_of(const xq_device_tensor& t) {
 // or more, so a decode step's GEMVs and a prefill's GEMMs stay apart.
 std::string label_of(const xq_op& op) {
   std::string l = type_name(op.type);
-  const int64_t m = rows_of(op.src[0]);
+  // Token rows: a [T, H, D] operand (ROPE, ATTENTION, ROPE_KV's q) counts T;
+  // KV_WRITE's dst is the pool, so its rows are src[0]'s; ARGMAX's dst is [M].
+  const xq_device_tensor& t = op.type == XQ_OP_KV_WRITE ? op.src[0] : op.dst;
+  const int64_t m = t.ndim == 3 || t.ndim == 1 ? t.shape[0] : rows_of(t);
   if (op.type == XQ_OP_MATMUL || op.type == XQ_OP_QMATMUL) {
     const auto& y = op.dst;
     const auto& x = op.src[0];
