@@ -2,9 +2,9 @@
 // fused ROPE_KV and the cuda provider's 16-byte norms and ARGMAX against the
 // same step on the ops they replaced (XQUANT_ROPE_KV=0 XQUANT_VECTOR_NORMS=0
 // XQUANT_VECTOR_ARGMAX=0), on real
-// weights: stories260K as GGUF (head_dim 8, 8 heads over 4 kv heads) and as
-// its Hugging Face safetensors export, with F32 and with BF16 device
-// weights. A 24-token prefill, 16 teacher-forced decode rows, 32 greedy
+// weights: stories260K as GGUF (head_dim 8, 8 heads over 4 kv heads), as
+// its Hugging Face safetensors export and as a W4A16 g32 RTN copy of that,
+// with F32 and with BF16 device weights. A 24-token prefill, 16 teacher-forced decode rows, 32 greedy
 // tokens. Bounds: logits within 1e-5 relative RMS with F32 weights (the
 // rotation is the same float formula; the norms sum in another order),
 // 1e-2 with BF16 weights (a norm's BF16 output can round the other way);
@@ -15,6 +15,8 @@
 #include "engine/model.hpp"
 #include "engine/evaluate.hpp"
 
+#include <xquant/xquant.h>
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -22,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <unistd.h>
 
 using namespace xquant;
 namespace fs = std::filesystem;
@@ -80,7 +83,30 @@ StepRun run(Model& m, const std::vector<int32_t>& ids, bool previous_ops) {
 
 TEST(DeviceDecodeStepOps, MatchThePreviousOps) {
   const fs::path gguf = kShared / "models/stories260K/stories260K.gguf";
-  for (const fs::path& path : {gguf, kShared / "models/stories260K-hf"}) {
+  try {  // no GPU: skip before making the W4A16 copy
+    ModelOptions o;
+    o.provider = "cuda";
+    Model::open(runtime(), gguf, o);
+  } catch (const Error& e) {
+    if (e.status() != XQ_ERR_DEVICE && e.status() != XQ_ERR_NOT_FOUND) throw;
+    GTEST_SKIP() << "cuda provider unusable here: " << e.what();
+  }
+  // A compressed-tensors W4A16 copy (RTN int4 g32, lm_head dense), made here
+  // as DeviceEngine.CompressedTensorsW4A16GeneratesOnTheGpu makes it: its
+  // Linears take BF16 activations, so the norms' BF16 outputs and ROPE_KV's
+  // BF16 rows run (on the H200, 2026-12-01, the Llama-shaped W4A16 model's
+  // greedy ids differed between the two variants from the first token).
+  const fs::path w4 = fs::temp_directory_path() / ("xquant_decode_ops_" + std::to_string(::getpid())) / "w4a16-g32";
+  fs::remove_all(w4);
+  const std::string yaml = "model:\n  path: " + (kShared / "models/stories260K-hf").string() +
+                           "\nquantize:\n  - targets: [Linear]\n    algorithm: rtn\n    weights:\n      bits: 4\n"
+                           "      symmetric: true\n      group_size: 32\nignore: [lm_head]\noutput:\n"
+                           "  format: compressed-tensors\n  path: " + w4.string() + "\n";
+  xq_runtime* crt = nullptr;
+  ASSERT_EQ(xq_runtime_create(nullptr, &crt), XQ_OK) << xq_last_error();
+  ASSERT_EQ(xq_run_pipeline_string(crt, yaml.c_str(), nullptr), XQ_OK) << xq_last_error();
+  xq_runtime_destroy(crt);
+  for (const fs::path& path : {gguf, kShared / "models/stories260K-hf", w4}) {
     for (const char* weights : {"f32", "bf16"}) {
       SCOPED_TRACE(path.filename().string() + " " + weights);
       ::setenv("XQUANT_DEVICE_WEIGHTS", weights, 1);
@@ -112,4 +138,5 @@ TEST(DeviceDecodeStepOps, MatchThePreviousOps) {
       EXPECT_EQ(before.ops_per_decode_step - now.ops_per_decode_step, 4.0 * m->arch().n_layers);
     }
   }
+  fs::remove_all(w4.parent_path());
 }
