@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8 and GPUENG_KERNELS add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_DECODE_PROFILE, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8 and GPUENG_KERNELS add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -86,6 +86,24 @@ fi  # GPUENG_BASE
 # Optional: the batch-1 decode kernels (scripts/gpu-decode-check.sh: split-K ATTENTION, BF16 few-row
 # MATMUL; their tests, engine A/B against the previous kernels, device times; ~15 s).
 if [ "${GPUENG_DECODE:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-check.sh" "$b" "$out" 2>&1 | tee "$out/decode.log"; fi
+# Optional (GPUENG_DECODE_PROFILE=1): where a batch-1 decode step's time goes (scripts/gpu-decode-profile.sh:
+# each op's device time from CUDA event pairs, no per-op synchronisation; contiguous and paged caches; the
+# fused ROPE_KV, 16-byte norms and ARGMAX against the previous ops in the same run). With GPUENG_BASE=0 it
+# runs their kernel and engine tests first; that whole call (tests, the BF16 and W4A16 models, the profile)
+# took 182 s on an H200 (2026-12-01).
+if [ "${GPUENG_DECODE_PROFILE:-0}" = 1 ]; then
+  if [ "${GPUENG_BASE:-1}" != 1 ]; then
+    echo "== decode-step kernels and engine tests (ROPE_KV, 16-byte norms)"
+    timeout 40 "$ops" --gtest_filter='CudaRopeKv.*:CudaRowNorms.*:CudaArgmaxVec.*:CudaDecoderOps.*:CudaFusedOps.*:CudaDecodeAttention.*:CudaVectorElementwise.*' \
+      2>&1 | tee "$out/decode-profile-ops.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|ROPE_KV q|tests ran"
+    timeout 60 "$eng" --gtest_filter='DeviceEngine.*:DeviceDecodeStepOps.*:-*Moe*' 2>&1 | tee "$out/decode-profile-engine.log" |
+      grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|tests ran"
+    g=$(find "$b" -name test_decode_graphs -type f | head -1)
+    [ -n "$g" ] && timeout 30 "$g" 2>&1 | tee "$out/decode-profile-graphs.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|tests ran"
+  fi
+  [ -d /tmp/gpueng-l31/w4a16-g128 ] || W4_ONLY=1 timeout 90 bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tail -4
+  bash "$(dirname "$0")/gpu-decode-profile.sh" "$cli" "$out"
+fi
 # Optional: the decode benchmark (scripts/gpu-decode-bench.sh) when present.
 if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench.log"; fi
 # Optional: open-to-first-token on cuda, xq (stored cuda layouts) vs compressed-tensors

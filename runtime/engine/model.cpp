@@ -9,6 +9,7 @@
 #include "engine/load_phases.hpp"
 #include "engine/stored_layouts.hpp"
 #include "engine/release_source.hpp"
+#include "engine/rope_kv.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -784,11 +785,20 @@ const void* Model::run_layer_stacked(int layer, float* x, int64_t rows, const st
   norm_into(pending, pending_dtype, W.d_input_norm.f32(), QKV.act, pending ? "ADD_RMS_NORM (input)" : "RMS_NORM (input)");
   gemm(QKV, h, qkv, "q|k|v_proj");
   const uint64_t e_qkv = element_bytes(QKV.act);
-  convert(column_slice(QKV.act, rows, NH * HD, n_qkv, qkv), XQ_DTYPE_F32, q, "CONVERT (q)");
-  if (a.qk_norm)
-    rms_norm(k, q, rows * NH, HD, W.d_q_norm.f32(), a.rms_eps, q, "RMS_NORM (q_norm)");
-  rope(q, rows, NH, pos);
   const int64_t kv_row = KVH * HD;
+  // Contiguous cache without q/k norms: one ROPE_KV per sequence (engine/rope_kv.hpp) where the provider runs it.
+  auto span_rope_kv = [&](const SequenceSpan& s) {
+    return rope_kv_op(a, QKV.act, s.n, qkv + s.row * n_qkv * e_qkv, pos + s.row, q + s.row * NH * HD, s.k, s.v,
+                      s.pos0 + s.n, d_rope_factors_ ? d_rope_factors_.f32() : nullptr);
+  };
+  const bool fused_rope_kv = !paged_ && !a.qk_norm && !spans.empty() && rope_kv_enabled() &&
+                             k.supports(span_rope_kv(spans.front()));
+  if (!fused_rope_kv) {
+    convert(column_slice(QKV.act, rows, NH * HD, n_qkv, qkv), XQ_DTYPE_F32, q, "CONVERT (q)");
+    if (a.qk_norm)
+      rms_norm(k, q, rows * NH, HD, W.d_q_norm.f32(), a.rms_eps, q, "RMS_NORM (q_norm)");
+    rope(q, rows, NH, pos);
+  }
   if (paged_) {  // all rows at once: K to F32, normed and rotated; V straight from the GEMM output
     float* kf = static_cast<float*>(scratch(kPagedK, static_cast<uint64_t>(rows * kv_row) * 4));
     const char* k_at = qkv + NH * HD * e_qkv;
@@ -799,13 +809,17 @@ const void* Model::run_layer_stacked(int layer, float* x, int64_t rows, const st
   }
   for (const auto& s : spans) {
     if (s.n == 0 || paged_) continue;
-    const char* at = qkv + (s.row * n_qkv + NH * HD) * e_qkv;
-    float* kc = s.k + s.pos0 * kv_row;
-    convert(column_slice(QKV.act, s.n, kv_row, n_qkv, at), XQ_DTYPE_F32, kc, "KV cache append (K)");
-    convert(column_slice(QKV.act, s.n, kv_row, n_qkv, at + kv_row * e_qkv), XQ_DTYPE_F32, s.v + s.pos0 * kv_row,
-            "KV cache append (V)");
-    if (a.qk_norm) rms_norm(k, kc, s.n * KVH, HD, W.d_k_norm.f32(), a.rms_eps, kc, "RMS_NORM (k_norm)");
-    rope(kc, s.n, KVH, pos + s.row);
+    if (fused_rope_kv) {
+      k.run(span_rope_kv(s), "ROPE_KV");
+    } else {
+      const char* at = qkv + (s.row * n_qkv + NH * HD) * e_qkv;
+      float* kc = s.k + s.pos0 * kv_row;
+      convert(column_slice(QKV.act, s.n, kv_row, n_qkv, at), XQ_DTYPE_F32, kc, "KV cache append (K)");
+      convert(column_slice(QKV.act, s.n, kv_row, n_qkv, at + kv_row * e_qkv), XQ_DTYPE_F32, s.v + s.pos0 * kv_row,
+              "KV cache append (V)");
+      if (a.qk_norm) rms_norm(k, kc, s.n * KVH, HD, W.d_k_norm.f32(), a.rms_eps, kc, "RMS_NORM (k_norm)");
+      rope(kc, s.n, KVH, pos + s.row);
+    }
     xq_op op = Kernels::op(XQ_OP_ATTENTION);
     op.src[0] = f32({s.n, NH, HD}, q + s.row * NH * HD);
     op.src[1] = f32({s.pos0 + s.n, KVH, HD}, s.k);

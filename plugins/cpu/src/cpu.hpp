@@ -114,6 +114,10 @@ xq_qweight* prepare_fp8_qweight(const xq_quant_tensor& q);
 void run_fp8_qmatmul(const Host& host, const xq_op& op);
 void run_fp8_dequantize(const Host& host, const xq_op& op);
 float quantize_row_e4m3(const float* x, int64_t k, float* q);
+// XQ_OP_ROPE_KV (rope_kv.cpp): ROPE on q and k of q|k|v rows, K/V appended
+// at each row's position.
+void check_rope_kv(const xq_op& op);
+void run_rope_kv(const Host& host, const xq_op& op);
 // Paged KV cache ops, KV_WRITE and PAGED_ATTENTION (paged_ops.cpp).
 bool is_paged_op(xq_op_type t);
 void check_paged(const xq_op& op);

@@ -40,6 +40,7 @@ const char* op_name(xq_op_type t) {
     case XQ_OP_PAGED_ATTENTION: return "PAGED_ATTENTION";
     case XQ_OP_MOE_ROUTE: return "MOE_ROUTE";
     case XQ_OP_MOE_COMBINE: return "MOE_COMBINE";
+    case XQ_OP_ROPE_KV: return "ROPE_KV";
   }
   return "unknown";
 }
@@ -224,6 +225,8 @@ void check_op(const xq_op& op) {
     check_moe_op(op);
   else if (op.type == XQ_OP_GET_ROWS && op.qweight)
     check_blocks_get_rows(op);
+  else if (op.type == XQ_OP_ROPE_KV)
+    check_rope_kv(op);
   else
     check_dense(op);
 }

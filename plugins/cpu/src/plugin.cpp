@@ -62,6 +62,7 @@ class CpuProvider : public sdk::PluginBase {
       case XQ_OP_PAGED_ATTENTION: run_paged_attention(host, op); break;
       case XQ_OP_MOE_ROUTE: run_moe_route(op); break;
       case XQ_OP_MOE_COMBINE: run_moe_combine(op); break;
+      case XQ_OP_ROPE_KV: run_rope_kv(host, op); break;
     }
   }
   xq_qweight* prepare(const xq_quant_tensor& q) const { return prepare_qweight(q); }

@@ -4,6 +4,8 @@
 // CPU provider's (plugins/cpu/src/dense_ops.cpp check_dense) plus BF16/F16.
 #include "decoder_ops.hpp"
 #include "fused_ops.hpp"
+#include "argmax_vec.hpp"
+#include "row_norms.hpp"
 
 #include <xquant/sdk/host.hpp>
 
@@ -236,6 +238,12 @@ void run_decoder_op(const xq_op& op, cudaStream_t stream) {
                    numel(s[1]), d.data, float_type(d.dtype), stream);
       break;
     case XQ_OP_RMS_NORM:
+      if (row_norm_vec_fits(s[0].data, float_type(s[0].dtype), nullptr, DType::F32, s[1].data, float_type(s[1].dtype),
+                            cols_of(s[0]), d.data, float_type(d.dtype))) {  // 16-byte kernel (row_norms.hpp)
+        e = row_norm_vec(static_cast<float*>(s[0].data), nullptr, DType::F32, static_cast<const float*>(s[1].data),
+                         rows_of(s[0]), cols_of(s[0]), static_cast<float>(op.f[0]), d.data, float_type(d.dtype), stream);
+        break;
+      }
       e = rms_norm(s[0].data, float_type(s[0].dtype), s[1].data, float_type(s[1].dtype), rows_of(s[0]), cols_of(s[0]),
                    static_cast<float>(op.f[0]), d.data, float_type(d.dtype), stream);
       break;
@@ -275,11 +283,23 @@ void run_decoder_op(const xq_op& op, cudaStream_t stream) {
         e = convert(s[0].data, float_type(s[0].dtype), d.data, float_type(d.dtype), numel(d), stream);
       break;
     case XQ_OP_ADD_RMS_NORM:
+      if (row_norm_vec_fits(s[0].data, float_type(s[0].dtype), s[2].data, float_type(s[2].dtype), s[1].data,
+                            float_type(s[1].dtype), cols_of(s[0]), d.data, float_type(d.dtype))) {
+        e = row_norm_vec(static_cast<float*>(s[0].data), s[2].data, float_type(s[2].dtype),
+                         static_cast<const float*>(s[1].data), rows_of(s[0]), cols_of(s[0]), static_cast<float>(op.f[0]),
+                         d.data, float_type(d.dtype), stream);
+        break;
+      }
       e = add_rms_norm(s[0].data, float_type(s[0].dtype), s[2].data, float_type(s[2].dtype), s[1].data,
                        float_type(s[1].dtype), rows_of(s[0]), cols_of(s[0]), static_cast<float>(op.f[0]), d.data,
                        float_type(d.dtype), stream);
       break;
     case XQ_OP_ARGMAX:
+      if (argmax_vec_fits(s[0].data, float_type(s[0].dtype), cols_of(s[0]))) {  // 16-byte kernel (argmax_vec.hpp)
+        e = argmax_vec(static_cast<const float*>(s[0].data), rows_of(s[0]), cols_of(s[0]), static_cast<int32_t*>(d.data),
+                       stream);
+        break;
+      }
       e = argmax_rows(s[0].data, float_type(s[0].dtype), rows_of(s[0]), cols_of(s[0]), static_cast<int32_t*>(d.data),
                       stream);
       break;

@@ -8,6 +8,7 @@
 
 #include "bf16_gemv.hpp"
 #include "decode_attention.hpp"
+#include "rope_kv.hpp"
 #include "decoder_ops.hpp"
 
 #include <cuda_runtime.h>
@@ -221,12 +222,14 @@ void Provider::download(void* dst, const void* src, uint64_t n) {
   require_device();
   refuse_while_recording("download");
   XQ_CK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost));
+  if (timer_.on()) timer_.collect();
 }
 
 void Provider::synchronize() {
   require_device();
   refuse_while_recording("synchronize");
   XQ_CK(cudaDeviceSynchronize());
+  if (timer_.on()) timer_.collect();
 }
 
 // ---- validation -------------------------------------------------------------
@@ -320,6 +323,7 @@ bool Provider::supports(const xq_op& op, std::string* why) {
       if (is_decoder_op(op.type)) return check_decoder_op(op, why);
       if (is_paged_op(op.type)) return check_paged_op(op, why);
       if (is_moe_op(op.type)) return check_moe_op(op, why);
+      if (op.type == XQ_OP_ROPE_KV) return check_rope_kv_op(op, why);
       return fail_why(why, format("cuda: op %d is not provided", static_cast<int>(op.type)));
   }
 }
@@ -330,6 +334,8 @@ void Provider::run(const xq_op& op) {
   std::string why;
   if (!supports(op, &why)) throw Error(device_count_ ? XQ_ERR_UNSUPPORTED : XQ_ERR_DEVICE, why);
   std::lock_guard<std::recursive_mutex> lock(mu_);
+  const bool timed = timer_.on() && !graphs_.recording;
+  if (timed) timer_.before(stream_);
   switch (op.type) {
     case XQ_OP_QMATMUL:
       if (op.qweight->kind == xq_qweight::Kind::W4) run_qmatmul_w4(op);
@@ -350,8 +356,10 @@ void Provider::run(const xq_op& op) {
         run_paged_op(op, sm_count_, [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_paged_,
                      stream_);
       if (is_moe_op(op.type)) run_moe_op(op, stream_);
+      if (op.type == XQ_OP_ROPE_KV) run_rope_kv_op(op, stream_);
       break;
   }
+  if (timed) timer_.after(op, stream_);
 }
 
 const void* Provider::bias_as(const xq_device_tensor& b, DType want, int64_t n) {

@@ -19,6 +19,7 @@
 #include "cublaslt.hpp"
 #include "cutlass_w8a8.hpp"
 #include "kernels.hpp"
+#include "op_timing.hpp"
 #include "w4a16_hopper.hpp"
 
 // The provider's packed weight (opaque to the host).
@@ -154,6 +155,7 @@ class Provider : public xquant::sdk::PluginBase {
   CublasLt lt_;
   cudaStream_t stream_ = nullptr;
   GraphHolds graphs_;
+  OpTimer timer_;  // XQUANT_CUDA_OP_TIMES=1 (op_timing.hpp)
   std::recursive_mutex mu_;
   Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_, s_paged_;
   Scratch s_moe_sorted_, s_moe_blocks_, s_moe_y_;
