@@ -23,6 +23,7 @@
 // over whole blocks of contiguous groups, with no tail.
 #include "cpu.hpp"
 #include "gguf_blocks_weight.hpp"
+#include "qgemv_rows.hpp"
 #include "qkernels.hpp"
 
 #include <xquant/sdk/fp8.hpp>
@@ -139,6 +140,7 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   w->act_scheme = q.act_scheme;
   w->input_scale = q.input_scale;
   w->kernels = &kernels_of(selected_isa());
+  w->gemv_rows = &gemv_rows_of(selected_isa());
   w->gemv_q8 = selected_gemv_mode() == GemvMode::q8;
   w->gemv_max_rows = selected_gemv_max_rows();
   w->prefill_int8 = selected_prefill_mode() == PrefillMode::int8;
@@ -267,8 +269,24 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
 // with q8 activations, whole kTileRows x kTileCols tiles go through the
 // integer tile kernels (integer prefill), the ragged edges pair by pair, with
 // the same result bit for bit.
+// Weight-only decode of one activation row with int8 activations: the row
+// quantized once, then the ISA's row-range GEMV over each thread's share of
+// the output rows (qgemv_rows.hpp): no per-row call or offset loop.
+void qgemv_q8_one_row(const Host& host, const xq_qweight& w, const float* x, float* y, const float* bias) {
+  const GemvRowsKernels& k = *w.gemv_rows;
+  const int64_t G = w.n_groups;
+  thread_local QuantizedActsBuffers buf;
+  const QuantizedActs a = quantize_acts(k, w.int4, x, w.block_begin[G], w.block_begin.data(), G, w.zeros != nullptr, buf);
+  const PackedRows rows{w.codes, w.row_bytes, w.scales, w.zeros, w.block_begin.data(), G, bias};
+  auto gemv = w.int4 ? k.gemv4 : k.gemv8;
+  host.parallel_for(static_cast<uint64_t>(w.rows), 16, [&](uint64_t b, uint64_t e) {
+    gemv(rows, a, static_cast<int64_t>(b), static_cast<int64_t>(e), y);
+  });
+}
+
 void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias,
                        bool q8) {
+  if (q8 && M == 1) return qgemv_q8_one_row(host, w, x, y, bias);
   const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups, nblk = w.block_begin[G];
   const QKernels& k = *w.kernels;
   Scratch& sc = scratch();
