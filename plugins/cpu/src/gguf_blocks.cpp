@@ -204,6 +204,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
   auto bw = std::make_shared<BlockWeight>();
   bw->cols = parts[0].cols;
   const BlockKernels& kernels = block_kernels_of(selected_isa());
+  const bool use_rows_kernels = selected_block_rows();
   bw->kernels_name = kernels.name;
   for (uint32_t i = 0; i < n; ++i) {
     const xq_block_tensor& t = parts[i];
@@ -232,7 +233,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     p.blocks_per_row = t.cols / ti->block_size;
     p.data = static_cast<const uint8_t*>(t.data);
     p.kernel = block_kernel(kernels, t.type);
-    p.rows_kernel = block_rows_kernel(selected_isa(), t.type);
+    p.rows_kernel = use_rows_kernels ? block_rows_kernel(selected_isa(), t.type) : nullptr;
     if (p.kernel && ti->block_size == 256) bw->k_quants = true;
     bw->rows += t.rows;
     bw->bytes += row_bytes * static_cast<uint64_t>(t.rows);

@@ -3,8 +3,8 @@
 // (BlockKernels) leaves speed on the table at one thread: Q4_0 and Q8_0 on
 // AVX-512 VNNI (gguf_gemv_rows_avx512.cpp).
 //
-// Per row the f16 block scales are gathered into one float vector first
-// (sixteen per vcvtph2ps instead of one conversion per block), the weight
+// Sixteen blocks' f16 scales are gathered into one float vector at a time
+// (one vcvtph2ps instead of one conversion per block), the weight
 // codes enter vpdpbusd unsigned (Q4_0 nibbles as stored, 0..15; Q8_0 codes
 // + 128), two blocks per 512-bit instruction, and the offset that adds
 // (8 or 128 times each activation block's code sum, QuantizedRow::sum32) is
@@ -29,8 +29,17 @@ namespace xquant::cpu {
 using BlockRowsKernel = void (*)(const uint8_t* w, uint64_t row_bytes, int64_t rows, const QuantizedRow& a,
                                  int64_t nb, float* y, const float* bias);
 
-// The row-range kernel of ggml type `type` for ISA `isa`, or null when there
-// is none (the caller then runs the type's per-row kernel).
+// gguf_gemv_rows_avx512.cpp.
+extern const BlockRowsKernel kAvx512Q4_0Rows;
+extern const BlockRowsKernel kAvx512Q8_0Rows;
+
+// gguf_gemv_rows.cpp: the row-range kernel of ggml type `type` for ISA
+// `isa`, or null when there is none (the caller then runs the type's per-row
+// kernel).
 BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type);
+// Whether prepared block weights use those kernels: XQUANT_CPU_BLOCK_ROWS
+// = on (default) | off (the per-row kernels, for comparisons); another
+// value throws.
+bool selected_block_rows();
 
 }  // namespace xquant::cpu

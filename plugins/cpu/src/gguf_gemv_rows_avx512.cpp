@@ -17,26 +17,21 @@
 namespace xquant::cpu {
 namespace {
 
+// One f16 scale with F16C's vcvtph2ps.
+XQ_AVX512 inline float f16s(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+
 // Q4_0: {f16 d; uint8 qs[16]} (ggml-common.h block_q4_0), element i in the
-// low nibble of qs[i], element 16 + i in its high nibble.
+// low nibble of qs[i], element 16 + i in its high nibble: 32 unsigned codes.
 struct Q4_0 {
   static constexpr int64_t kBytes = 18;
   static constexpr float kOffset = 8.0f;
-  // Blocks b and b + 1 -> 64 unsigned codes in element order.
-  XQ_AVX512 static __m512i codes2(const uint8_t* blk) {
-    const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kBytes + 2)),
-                                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
-    const __m256i m = _mm256_set1_epi8(0x0F);
-    // [low b, low b+1, high b, high b+1] -> [low b, high b, low b+1, high b+1]
-    const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m)),
-                                         _mm256_and_si256(_mm256_srli_epi16(v, 4), m), 1);
-    return _mm512_shuffle_i64x2(u, u, _MM_SHUFFLE(3, 1, 2, 0));
-  }
-  XQ_AVX512 static __m512i codes1(const uint8_t* blk) {
+  XQ_AVX512 static __m256i codes(const uint8_t* blk) {
     const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-    const __m128i m = _mm_set1_epi8(0x0F);
-    return _mm512_inserti64x4(_mm512_setzero_si512(),
-                              _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m)), 0);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0F));
   }
 };
 
@@ -44,87 +39,59 @@ struct Q4_0 {
 struct Q8_0 {
   static constexpr int64_t kBytes = 34;
   static constexpr float kOffset = 128.0f;
-  XQ_AVX512 static __m512i codes2(const uint8_t* blk) {
-    const __m512i v = _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2))),
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + kBytes + 2)), 1);
-    return _mm512_xor_si512(v, _mm512_set1_epi8(static_cast<char>(0x80)));
-  }
-  XQ_AVX512 static __m512i codes1(const uint8_t* blk) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-    return _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80))), 0);
+  XQ_AVX512 static __m256i codes(const uint8_t* blk) {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)),
+                            _mm256_set1_epi8(static_cast<char>(0x80)));
   }
 };
 
-// Per-thread buffers, grown on demand (no allocation once warm).
-struct RowsScratch {
-  std::vector<uint16_t> h;   // a row's f16 scales, padded to 16
-  std::vector<float> ds;     // dw[b] * da[b] of the row
-  std::vector<float> off;    // offset * da[b] * sum32[b] of the activation row
-};
-RowsScratch& rows_scratch() {
-  thread_local RowsScratch s;
-  return s;
+// One block: acc + dw * da * (its exact int32 lanes of unsigned codes times
+// the activation codes); corr + dw * (the block's offset term).
+template <class T>
+XQ_AVX512 inline __m256 block(const uint8_t* blk, const int8_t* q, float da, float off, __m256 acc, float& corr) {
+  const float dw = f16s(blk);
+  corr += dw * off;
+  const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), T::codes(blk),
+                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da), acc);
+}
+
+XQ_AVX512 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// The activation's offset terms, offset * da[b] * sum32[b], per thread.
+float* offsets(const QuantizedRow& a, int64_t nb, float offset) {
+  thread_local std::vector<float> off;
+  if (static_cast<int64_t>(off.size()) < nb) off.resize(static_cast<size_t>(nb));
+  for (int64_t b = 0; b < nb; ++b) off[b] = offset * a.d32[b] * static_cast<float>(a.sum32[b]);
+  return off.data();
 }
 
 template <class T>
 XQ_AVX512 void gemv_rows(const uint8_t* w, uint64_t row_bytes, int64_t rows, const QuantizedRow& a, int64_t nb,
                          float* y, const float* bias) {
-  RowsScratch& sc = rows_scratch();
-  const int64_t nb16 = (nb + 15) / 16 * 16;
-  if (static_cast<int64_t>(sc.h.size()) < nb16) sc.h.assign(static_cast<size_t>(nb16), 0), sc.ds.resize(nb16), sc.off.resize(nb16);
-  uint16_t* h = sc.h.data();
-  float* ds = sc.ds.data();
-  float* off = sc.off.data();
-  for (int64_t b = 0; b < nb; ++b) off[b] = T::kOffset * a.d32[b] * static_cast<float>(a.sum32[b]);
-  for (int64_t b = nb; b < nb16; ++b) off[b] = 0.0f, h[b] = 0;
-  // Lanes 0..7 take the first of two consecutive scales, 8..15 the second.
-  const __m512i pick = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  const __m512i zero = _mm512_setzero_si512();
+  const float* off = offsets(a, nb, T::kOffset);
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* row = w + static_cast<uint64_t>(r) * row_bytes;
-    for (int64_t b = 0; b < nb; ++b) std::memcpy(h + b, row + b * T::kBytes, 2);
-    __m512 corr = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb16; b += 16) {
-      const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + b)));
-      corr = _mm512_fmadd_ps(dw, _mm512_loadu_ps(off + b), corr);
-      const __mmask16 live = nb - b >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (nb - b)) - 1);
-      _mm512_storeu_ps(ds + b, _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(live, a.d32 + b)));
-    }
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float corr0 = 0.0f, corr1 = 0.0f;
     int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-      const __m512i p0 = _mm512_dpbusd_epi32(zero, T::codes2(row + b * T::kBytes), _mm512_loadu_si512(a.q + b * 32));
-      const __m512i p1 =
-          _mm512_dpbusd_epi32(zero, T::codes2(row + (b + 2) * T::kBytes), _mm512_loadu_si512(a.q + (b + 2) * 32));
-      const __m512 s0 = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(ds + b)))));
-      const __m512 s1 = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(ds + b + 2)))));
-      acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s0, acc0);
-      acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s1, acc1);
+    for (; b + 2 <= nb; b += 2) {  // two chains: the FMA latency is not on every block's path
+      acc0 = block<T>(row + b * T::kBytes, a.q + b * 32, a.d32[b], off[b], acc0, corr0);
+      acc1 = block<T>(row + (b + 1) * T::kBytes, a.q + (b + 1) * 32, a.d32[b + 1], off[b + 1], acc1, corr1);
     }
-    for (; b + 2 <= nb; b += 2) {
-      const __m512i p = _mm512_dpbusd_epi32(zero, T::codes2(row + b * T::kBytes), _mm512_loadu_si512(a.q + b * 32));
-      const __m512 s = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(ds + b)))));
-      acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc0);
-    }
-    if (b < nb) {  // an odd last block on the low 256 bits
-      const __m512i p = _mm512_dpbusd_epi32(zero, T::codes1(row + b * T::kBytes),
-                                            _mm512_maskz_loadu_epi32(0x00FF, a.q + b * 32));
-      acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_maskz_mov_ps(0x00FF, _mm512_set1_ps(ds[b])), acc1);
-    }
-    y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - _mm512_reduce_add_ps(corr) + (bias ? bias[r] : 0.0f);
+    if (b < nb) acc0 = block<T>(row + b * T::kBytes, a.q + b * 32, a.d32[b], off[b], acc0, corr0);
+    y[r] = hsum(_mm256_add_ps(acc0, acc1)) - (corr0 + corr1) + (bias ? bias[r] : 0.0f);
   }
 }
 
 }  // namespace
 
-BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type) {
-  if (isa != Isa::avx512) return nullptr;
-  switch (type) {
-    case 2: return &gemv_rows<Q4_0>;  // ggml type ids (ggml.h GGML_TYPE_Q4_0, _Q8_0), as block_kernel
-    case 8: return &gemv_rows<Q8_0>;
-  }
-  return nullptr;
-}
+extern const BlockRowsKernel kAvx512Q4_0Rows = &gemv_rows<Q4_0>;
+extern const BlockRowsKernel kAvx512Q8_0Rows = &gemv_rows<Q8_0>;
 
 }  // namespace xquant::cpu
