@@ -141,7 +141,8 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   w->input_scale = q.input_scale;
   w->kernels = &kernels_of(selected_isa());
   w->gemv_rows = &gemv_rows_of(selected_isa());
-  w->gemv_q8 = selected_gemv_mode() == GemvMode::q8;
+  const GemvMode mode = selected_gemv_mode();
+  w->gemv_q8 = mode == GemvMode::q8 || (mode == GemvMode::automatic && g.int4);
   w->gemv_max_rows = selected_gemv_max_rows();
   w->prefill_int8 = selected_prefill_mode() == PrefillMode::int8;
   return w;
