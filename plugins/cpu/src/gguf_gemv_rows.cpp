@@ -14,6 +14,7 @@ BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type) {
   switch (type) {
     case 2: return kAvx512Q4_0Rows;  // ggml type ids (ggml.h GGML_TYPE_Q4_0, _Q8_0), as block_kernel takes them
     case 8: return kAvx512Q8_0Rows;
+    case 12: return kAvx512Q4_KRows;  // GGML_TYPE_Q4_K
   }
   return nullptr;
 }

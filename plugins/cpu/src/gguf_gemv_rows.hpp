@@ -1,15 +1,13 @@
 // gguf_gemv_rows.hpp: decode GEMVs over a range of rows of one GGUF block
 // part (gguf_blocks_weight.hpp), for block types where a row-at-a-time kernel
-// (BlockKernels) leaves speed on the table at one thread: Q4_0 and Q8_0 on
-// AVX-512 VNNI (gguf_gemv_rows_avx512.cpp).
+// (BlockKernels) leaves speed on the table at one thread: Q4_0, Q8_0 and
+// Q4_K on AVX-512 VNNI (gguf_gemv_rows_avx512.cpp; Q4_K as its comment says).
 //
-// Sixteen blocks' f16 scales are gathered into one float vector at a time
-// (one vcvtph2ps instead of one conversion per block), the weight
-// codes enter vpdpbusd unsigned (Q4_0 nibbles as stored, 0..15; Q8_0 codes
-// + 128), two blocks per 512-bit instruction, and the offset that adds
-// (8 or 128 times each activation block's code sum, QuantizedRow::sum32) is
-// taken out once per row as one short float dot product with the row's
-// scales:
+// Q4_0 / Q8_0: the weight codes enter vpdpbusd unsigned (Q4_0 nibbles as
+// stored, 0..15; Q8_0 codes + 128) on 256-bit vectors, and the offset that
+// adds (8 or 128 times each activation block's code sum,
+// QuantizedRow::sum32) is one scalar FMA per block instead of a vector
+// subtraction and two sign operations:
 //   y[r] = sum_b dw[b] * da[b] * (sum_i u[b,i] * q[b,i])
 //        - sum_b dw[b] * (offset * da[b] * sum32[b])  (+ bias[r])
 // which equals ggml_vec_dot_q4_0_q8_0 / ggml_vec_dot_q8_0_q8_0
@@ -32,6 +30,7 @@ using BlockRowsKernel = void (*)(const uint8_t* w, uint64_t row_bytes, int64_t r
 // gguf_gemv_rows_avx512.cpp.
 extern const BlockRowsKernel kAvx512Q4_0Rows;
 extern const BlockRowsKernel kAvx512Q8_0Rows;
+extern const BlockRowsKernel kAvx512Q4_KRows;
 
 // gguf_gemv_rows.cpp: the row-range kernel of ggml type `type` for ISA
 // `isa`, or null when there is none (the caller then runs the type's per-row
