@@ -5,8 +5,8 @@
 // random blocks: 1, 3 and 17 rows, 1..18 blocks (odd counts take the single
 // block tail; Q4_K blocks of 256 columns), bias or none, outputs outside the range untouched. The same
 // random inputs also go through the per-row kernel of every ISA the CPU has,
-// so the two paths agree. A CPU without AVX-512 VNNI skips the row-range
-// kernels, naming them.
+// so the two paths agree. AVX2 has the Q4_K one; a CPU without AVX2 or
+// AVX-512 VNNI skips those kernels, naming them.
 #include "gguf_blocks.hpp"
 #include "gguf_gemv_rows.hpp"
 #include "gguf_types.hpp"
@@ -92,19 +92,22 @@ const cpu::BlockKernels& per_row_table(Isa isa) {
   return isa == Isa::avx512 ? cpu::kAvx512BlockKernels : isa == Isa::avx2 ? cpu::kAvx2BlockKernels : cpu::kScalarBlockKernels;
 }
 
-TEST(CpuGgufGemvRows, OnlyQ4_0Q8_0AndQ4_KOnAvx512HaveOne) {
+TEST(CpuGgufGemvRows, WhichTypesHaveOne) {
   for (uint32_t type : {gguf::kQ4_1, gguf::kQ5_0, gguf::kQ5_1, gguf::kQ5_K, gguf::kQ6_K})
-    EXPECT_EQ(cpu::block_rows_kernel(Isa::avx512, type), nullptr) << gguf::type_info(type)->name;
-  for (Isa isa : {Isa::scalar, Isa::avx2})
-    for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0, gguf::kQ4_K}) EXPECT_EQ(cpu::block_rows_kernel(isa, type), nullptr);
+    for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+      EXPECT_EQ(cpu::block_rows_kernel(isa, type), nullptr) << gguf::type_info(type)->name;
+  for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0, gguf::kQ4_K}) EXPECT_EQ(cpu::block_rows_kernel(Isa::scalar, type), nullptr);
+  EXPECT_EQ(cpu::block_rows_kernel(Isa::avx2, gguf::kQ4_0), nullptr);
+  EXPECT_EQ(cpu::block_rows_kernel(Isa::avx2, gguf::kQ8_0), nullptr);
+  EXPECT_NE(cpu::block_rows_kernel(Isa::avx2, gguf::kQ4_K), nullptr);
   for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0, gguf::kQ4_K}) EXPECT_NE(cpu::block_rows_kernel(Isa::avx512, type), nullptr);
 }
 
-TEST(CpuGgufGemvRows, Avx512MatchesTheDecoderAndThePerRowKernels) {
-  if (!cpu::cpu_has(Isa::avx512)) GTEST_SKIP() << "this CPU lacks avx512: the Q4_0 / Q8_0 / Q4_K row-range kernels not tested";
+void expect_rows_kernels_match(Isa rows_isa) {
   for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0, gguf::kQ4_K}) {
     const gguf::TypeInfo* ti = gguf::type_info(type);
-    const cpu::BlockRowsKernel kernel = cpu::block_rows_kernel(Isa::avx512, type);
+    const cpu::BlockRowsKernel kernel = cpu::block_rows_kernel(rows_isa, type);
+    if (!kernel) continue;
     for (int64_t rows : {1, 3, 17})
       for (int64_t nb : {1, 2, 3, 4, 5, 17, 18})
         for (bool with_bias : {false, true}) {
@@ -117,7 +120,7 @@ TEST(CpuGgufGemvRows, Avx512MatchesTheDecoderAndThePerRowKernels) {
           // y[0] and y[rows + 1] are guards.
           std::vector<float> y(static_cast<size_t>(rows + 2), -7.0f);
           kernel(w.data(), ti->type_size * nb, rows, a.row(), nb, y.data() + 1, with_bias ? bias.data() : nullptr);
-          const std::string where = std::string(ti->name) + " rows " + std::to_string(rows) + " blocks " +
+          const std::string where = std::string(cpu::isa_name(rows_isa)) + " " + ti->name + " rows " + std::to_string(rows) + " blocks " +
                                     std::to_string(nb) + (with_bias ? " bias" : "");
           EXPECT_EQ(y[0], -7.0f) << where;
           EXPECT_EQ(y[rows + 1], -7.0f) << where;
@@ -141,6 +144,16 @@ TEST(CpuGgufGemvRows, Avx512MatchesTheDecoderAndThePerRowKernels) {
           }
         }
   }
+}
+
+TEST(CpuGgufGemvRows, Avx2MatchesTheDecoderAndThePerRowKernels) {
+  if (!cpu::cpu_has(Isa::avx2)) GTEST_SKIP() << "this CPU lacks avx2: the Q4_K row-range kernel on it not tested";
+  expect_rows_kernels_match(Isa::avx2);
+}
+
+TEST(CpuGgufGemvRows, Avx512MatchesTheDecoderAndThePerRowKernels) {
+  if (!cpu::cpu_has(Isa::avx512)) GTEST_SKIP() << "this CPU lacks avx512: the Q4_0 / Q8_0 / Q4_K row-range kernels not tested";
+  expect_rows_kernels_match(Isa::avx512);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 namespace xquant::cpu {
 
 BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type) {
+  if (isa == Isa::avx2) return type == 12 ? kAvx2Q4_KRows : nullptr;  // GGML_TYPE_Q4_K
   if (isa != Isa::avx512) return nullptr;
   switch (type) {
     case 2: return kAvx512Q4_0Rows;  // ggml type ids (ggml.h GGML_TYPE_Q4_0, _Q8_0), as block_kernel takes them

@@ -1,7 +1,8 @@
 // gguf_gemv_rows.hpp: decode GEMVs over a range of rows of one GGUF block
 // part (gguf_blocks_weight.hpp), for block types where a row-at-a-time kernel
 // (BlockKernels) leaves speed on the table at one thread: Q4_0, Q8_0 and
-// Q4_K on AVX-512 VNNI (gguf_gemv_rows_avx512.cpp; Q4_K as its comment says).
+// Q4_K on AVX-512 VNNI (gguf_gemv_rows_avx512.cpp), Q4_K on AVX2
+// (gguf_gemv_rows_avx2.cpp; Q4_K in gguf_gemv_rows_q4k.inc).
 //
 // Q4_0 / Q8_0: the weight codes enter vpdpbusd unsigned (Q4_0 nibbles as
 // stored, 0..15; Q8_0 codes + 128) on 256-bit vectors, and the offset that
@@ -27,7 +28,8 @@ namespace xquant::cpu {
 using BlockRowsKernel = void (*)(const uint8_t* w, uint64_t row_bytes, int64_t rows, const QuantizedRow& a,
                                  int64_t nb, float* y, const float* bias);
 
-// gguf_gemv_rows_avx512.cpp.
+// gguf_gemv_rows_avx512.cpp, gguf_gemv_rows_avx2.cpp.
+extern const BlockRowsKernel kAvx2Q4_KRows;
 extern const BlockRowsKernel kAvx512Q4_0Rows;
 extern const BlockRowsKernel kAvx512Q8_0Rows;
 extern const BlockRowsKernel kAvx512Q4_KRows;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #define XQ_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define XQ_Q4K XQ_AVX512
 
 namespace xquant::cpu {
 namespace {
@@ -92,64 +93,7 @@ XQ_AVX512 void gemv_rows(const uint8_t* w, uint64_t row_bytes, int64_t rows, con
   }
 }
 
-// Q4_K (block_q4_K, 144 bytes: f16 d, f16 dmin, 12 bytes of eight 6-bit
-// scales and mins, 128 bytes of nibbles; 64 columns per 32 bytes, low
-// nibbles first). The arithmetic of llama.cpp's AVX2 ggml_vec_dot_q4_K_q8_K
-// (ggml-cpu/arch/x86/quants.c): the scales and mins unpacked with 32-bit
-// masks (its utmp / kmask steps) into one vector, per 32 columns
-// vpmaddubsw (nibble x int8 pairs, at most 2 * 15 * 127) and vpmaddwd by the
-// sub-block's scale as int16 (exact int32), the mins term as one vpmaddwd of
-// the mins with the activation's 32-column code sums. Against the per-row
-// kernel (gguf_blocks_x86.inc dot_k45) this drops the scalar unpacking of the
-// scales into arrays, the per-sub-block vpmulld and the scalar mins loop.
-XQ_AVX512 inline float q4_k_row(const uint8_t* w, const QuantizedRow& a, int64_t nb) {
-  constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  float mins = 0.0f;
-  for (int64_t b = 0; b < nb; ++b, w += 144) {
-    uint32_t utmp[4];
-    std::memcpy(utmp, w + 4, 12);
-    utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
-    const uint32_t uaux = utmp[1] & kmask1;
-    utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
-    utmp[2] = uaux;
-    utmp[0] &= kmask1;
-    // int16 lanes 0..7: the scales of sub-blocks 0..7; 8..15: their mins.
-    const __m256i sm = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(utmp)));
-    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsum16 + 16 * b));
-    const __m128i bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-    const __m128i mprod = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), bs32);
-    const float da = a.d256[b];
-    const float dw = f16s(w), dmin = f16s(w + 2);
-    // Both 128-bit halves hold the eight scales, so vpshufb can broadcast one.
-    const __m256i sc = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
-    const int8_t* q = a.q256 + 256 * b;
-    __m256i isum = _mm256_setzero_si256();
-    for (int c = 0; c < 4; ++c) {
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16 + 32 * c));
-      const __m256i plo = _mm256_maddubs_epi16(_mm256_and_si256(raw, m4),
-                                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * c)));
-      const __m256i phi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
-                                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * c + 32)));
-      // Bytes 2j, 2j + 1 of sc (scale j as int16) in every int16 lane.
-      const __m256i slo = _mm256_shuffle_epi8(sc, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * c))));
-      const __m256i shi = _mm256_shuffle_epi8(sc, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * (2 * c + 1))));
-      isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi)));
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * da), _mm256_cvtepi32_ps(isum), acc);
-    __m128i m = _mm_add_epi32(mprod, _mm_shuffle_epi32(mprod, 0x4E));
-    m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 0xB1));
-    mins += dmin * da * static_cast<float>(_mm_cvtsi128_si32(m));
-  }
-  return hsum(acc) - mins;
-}
-
-XQ_AVX512 void gemv_rows_q4_k(const uint8_t* w, uint64_t row_bytes, int64_t rows, const QuantizedRow& a, int64_t nb,
-                              float* y, const float* bias) {
-  for (int64_t r = 0; r < rows; ++r)
-    y[r] = q4_k_row(w + static_cast<uint64_t>(r) * row_bytes, a, nb) + (bias ? bias[r] : 0.0f);
-}
+#include "gguf_gemv_rows_q4k.inc"
 
 }  // namespace
 
