@@ -3,10 +3,12 @@
 // codes per byte, INT8 one, every group padded to whole 32-column blocks),
 // DEQUANTIZE, and QMATMUL:
 //   - weight-only decode (M <= 4, XQUANT_CPU_GEMV_ROWS): a fused GEMV per output row, either float
-//     FMAs on unpacked codes (exact up to float rounding; the default) or,
-//     with XQUANT_CPU_GEMV=q8, the activation row quantized once per call to
-//     int8 with one scale per 32-column block and integer dot products (as
-//     llama.cpp's Q4_0 x Q8_0 path);
+//     FMAs on unpacked codes (exact up to float rounding; the default for
+//     INT8 weights, XQUANT_CPU_GEMV=f32) or the activation row quantized once
+//     per call to int8 with one scale per 32-column block and integer dot
+//     products (as llama.cpp's Q4_0 x Q8_0 path; the default for INT4
+//     weights, XQUANT_CPU_GEMV=q8), one activation row through the row-range
+//     GEMV of qgemv_rows.hpp;
 //   - weight-only prefill: dequantize a tile of rows + OpenBLAS SGEMM, or,
 //     with XQUANT_CPU_PREFILL=int8, the q8 activations of the GEMV and
 //     integer tiles of 4 weight rows x 2 activation rows (qkernels.hpp);
@@ -266,10 +268,6 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
   });
 }
 
-// Weight-only decode: one fused GEMV per output row over the packed codes;
-// with q8 activations, whole kTileRows x kTileCols tiles go through the
-// integer tile kernels (integer prefill), the ragged edges pair by pair, with
-// the same result bit for bit.
 // Weight-only decode of one activation row with int8 activations: the row
 // quantized once, then the ISA's row-range GEMV over each thread's share of
 // the output rows (qgemv_rows.hpp): no per-row call or offset loop.
@@ -285,6 +283,10 @@ void qgemv_q8_one_row(const Host& host, const xq_qweight& w, const float* x, flo
   });
 }
 
+// Weight-only decode: one fused GEMV per output row over the packed codes;
+// with q8 activations, one row takes the row-range GEMV above, and whole
+// kTileRows x kTileCols tiles go through the integer tile kernels (integer
+// prefill), the ragged edges pair by pair, with the same result bit for bit.
 void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias,
                        bool q8) {
   if (q8 && M == 1) return qgemv_q8_one_row(host, w, x, y, bias);
