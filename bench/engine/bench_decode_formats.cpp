@@ -5,11 +5,11 @@
 // (round r runs every format once; each keeps its best round) with the same
 // thread pool, prompt and token count.
 //
-//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,dequant] ...
+//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,blockrows=off][,dequant] ...
 //       [--threads 1,2] [--decode 32] [--prefill 0] [--rounds 3] [--json]
 //
-// gemv=q8 / isa=NAME / rows=N / prefill=int8 load that entry with XQUANT_CPU_GEMV /
-// XQUANT_CPU_ISA / XQUANT_CPU_GEMV_ROWS / XQUANT_CPU_PREFILL set (the cpu provider reads them when
+// gemv=q8 / isa=NAME / rows=N / prefill=int8 / blockrows=off load that entry with XQUANT_CPU_GEMV /
+// XQUANT_CPU_ISA / XQUANT_CPU_GEMV_ROWS / XQUANT_CPU_PREFILL / XQUANT_CPU_BLOCK_ROWS set (the cpu provider reads them when
 // it prepares a weight), so the same checkpoint can be compared across decode
 // and prefill paths; `dequant` loads it with every Linear dequantized to F32
 // (ModelOptions::dequantize_all). So one run compares a GGUF file executed
@@ -52,7 +52,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Entry {
-  std::string label, path, gemv, isa, rows, prefill;
+  std::string label, path, gemv, isa, rows, prefill, blockrows;
   bool dequant = false;
   std::unique_ptr<Model> model;
   uint64_t bytes_per_token = 0;
@@ -86,6 +86,7 @@ Entry parse_entry(const std::string& spec) {
     else if (item.rfind("isa=", 0) == 0) e.isa = item.substr(4);
     else if (item.rfind("rows=", 0) == 0) e.rows = item.substr(5);
     else if (item.rfind("prefill=", 0) == 0) e.prefill = item.substr(8);
+    else if (item.rfind("blockrows=", 0) == 0) e.blockrows = item.substr(10);
     else if (item == "dequant") e.dequant = true;
     else throw std::runtime_error("--model " + spec + ": unknown option '" + item + "'");
   }
@@ -98,6 +99,7 @@ void open_entry(Runtime& rt, Entry& e) {
   if (!e.isa.empty()) setenv("XQUANT_CPU_ISA", e.isa.c_str(), 1);
   if (!e.rows.empty()) setenv("XQUANT_CPU_GEMV_ROWS", e.rows.c_str(), 1);
   if (!e.prefill.empty()) setenv("XQUANT_CPU_PREFILL", e.prefill.c_str(), 1);
+  if (!e.blockrows.empty()) setenv("XQUANT_CPU_BLOCK_ROWS", e.blockrows.c_str(), 1);
   ModelOptions mo;
   mo.dequantize_all = e.dequant;
   e.model = Model::open(rt, e.path, mo);
@@ -105,6 +107,7 @@ void open_entry(Runtime& rt, Entry& e) {
   unsetenv("XQUANT_CPU_ISA");
   unsetenv("XQUANT_CPU_GEMV_ROWS");
   unsetenv("XQUANT_CPU_PREFILL");
+  unsetenv("XQUANT_CPU_BLOCK_ROWS");
   uint64_t b = e.model->weight_bytes_per_token();
   auto packed = [&](const LinearWeights& lw) {
     if (lw.q && lw.layout.rfind("cpu-", 0) == 0) b = b - lw.bytes + lw.q->bytes();

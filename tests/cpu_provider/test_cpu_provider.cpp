@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <tuple>
@@ -437,7 +438,12 @@ TEST(CpuProvider, DequantizeAndQmatmulWeightOnly) {
                   Case{2, XQ_STRATEGY_GROUP, 16, false, true}}) {
     int64_t N = 37, K = 100;
     Canon c = make_canon(N, K, cs.bits, cs.gran, cs.gs, cs.sym, cs.act_order);
+    // Float activations in the decode GEMV (INT4 weights default to int8
+    // ones, checked against their own reference in test_cpu_qkernels): here
+    // QMATMUL must equal the dequantized float product. Read at prepare.
+    setenv("XQUANT_CPU_GEMV", "f32", 1);
     QW qw(c.t);
+    unsetenv("XQUANT_CPU_GEMV");
     ASSERT_NE(qw.w, nullptr);
     EXPECT_STREQ(fx().vt().qweight_layout(fx().p->state, qw.w), "cpu-int8-group");
     // DEQUANTIZE is exact: the same float expression as the reference.

@@ -72,6 +72,11 @@ int main(int argc, char** argv) {
     // blocks by default): these logits are compared with transformers' on the
     // same stored weights. XQUANT_TABLES still overrides.
     mo.tables = TableForm::kAsStored;
+    // Float activations in the cpu provider's INT4 decode GEMV too (its
+    // default rounds them to int8 per 32 columns, as llama.cpp's Q4_0 path;
+    // docs/engine.md): these bounds compare float engines. An explicit
+    // XQUANT_CPU_GEMV still overrides.
+    setenv("XQUANT_CPU_GEMV", "f32", /*overwrite=*/0);
     auto model = Model::open(rt, argv[1], mo);
     const auto prompts = read_prompts(argv[3]);
     const int64_t steps = std::stol(argv[4]);

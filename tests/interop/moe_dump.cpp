@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -35,6 +36,9 @@ int main(int argc, char** argv) {
     // same stored weights. XQUANT_TABLES still overrides.
     ModelOptions mo;
     mo.tables = TableForm::kAsStored;
+    // Float activations in the cpu provider's INT4 decode GEMV too (its
+    // default rounds them to int8 per 32 columns; docs/engine.md).
+    setenv("XQUANT_CPU_GEMV", "f32", /*overwrite=*/0);
     auto model = Model::open(rt, argv[1], mo);
     std::vector<int32_t> ids;
     std::stringstream ss(argv[2]);

@@ -20,6 +20,7 @@
 namespace xquant::cpu {
 struct QKernels;
 struct QGemmKernels;
+struct GemvRowsKernels;
 struct BlockWeight;
 }
 
@@ -48,6 +49,7 @@ struct xq_qweight {
   float input_scale = 0.0f;
   const xquant::cpu::QKernels* kernels = nullptr;  // chosen at prepare (qkernels_dispatch.cpp)
   const xquant::cpu::QGemmKernels* gemm_kernels = nullptr;  // prefill kernels, same ISA (qgemm_kernels.hpp)
+  const xquant::cpu::GemvRowsKernels* gemv_rows = nullptr;  // the same ISA's row-range q8 GEMV (qgemv_rows.hpp)
   bool gemv_q8 = false;              // weight-only decode quantizes activations per 32-block
   int64_t gemv_max_rows = 4;         // weight-only calls with at most this many rows use the fused GEMV
   bool prefill_int8 = false;         // weight-only calls with more rows: int8 tiles (else dequantize + SGEMM)

@@ -139,8 +139,31 @@ void gemv_rows(const BlockWeight& w, const QuantizedRows& a, int64_t M, int64_t 
   }
 }
 
+// Decode (one activation row): y[n] for rows [n0, n1), part by part, with
+// the part's row-range kernel where its type has one.
+void gemv_one_row(const BlockWeight& w, const QuantizedRow& a, int64_t n0, int64_t n1, float* y, const float* bias) {
+  for (const BlockPart& p : w.parts) {
+    const int64_t r0 = std::max(n0, p.row0), r1 = std::min(n1, p.row0 + p.rows);
+    if (r0 >= r1) continue;
+    const uint8_t* wr = p.data + static_cast<uint64_t>(r0 - p.row0) * p.row_bytes;
+    if (p.rows_kernel) {
+      p.rows_kernel(wr, p.row_bytes, r1 - r0, a, p.blocks_per_row, y + r0, bias ? bias + r0 : nullptr);
+      continue;
+    }
+    for (int64_t n = r0; n < r1; ++n, wr += p.row_bytes)
+      y[n] = p.kernel(wr, a, p.blocks_per_row) + (bias ? bias[n] : 0.0f);
+  }
+}
+
 void qmatmul_int(const Host& host, const BlockWeight& w, const float* x, int64_t M, float* y, const float* bias) {
   const QuantizedRows a = quantize_rows(host, w, x, M);
+  if (M == 1) {
+    const QuantizedRow qa = a.row(0);
+    host.parallel_for(static_cast<uint64_t>(w.rows), 16, [&](uint64_t b, uint64_t e) {
+      gemv_one_row(w, qa, static_cast<int64_t>(b), static_cast<int64_t>(e), y, bias);
+    });
+    return;
+  }
   host.parallel_for(static_cast<uint64_t>(w.rows), 16, [&](uint64_t b, uint64_t e) {
     gemv_rows(w, a, M, static_cast<int64_t>(b), static_cast<int64_t>(e), y, bias);
   });
@@ -177,6 +200,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
   auto bw = std::make_shared<BlockWeight>();
   bw->cols = parts[0].cols;
   const BlockKernels& kernels = block_kernels_of(selected_isa());
+  const bool use_rows_kernels = selected_block_rows();
   bw->kernels_name = kernels.name;
   for (uint32_t i = 0; i < n; ++i) {
     const xq_block_tensor& t = parts[i];
@@ -205,6 +229,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     p.blocks_per_row = t.cols / ti->block_size;
     p.data = static_cast<const uint8_t*>(t.data);
     p.kernel = block_kernel(kernels, t.type);
+    p.rows_kernel = use_rows_kernels ? block_rows_kernel(selected_isa(), t.type) : nullptr;
     if (p.kernel && ti->block_size == 256) bw->k_quants = true;
     bw->rows += t.rows;
     bw->bytes += row_bytes * static_cast<uint64_t>(t.rows);

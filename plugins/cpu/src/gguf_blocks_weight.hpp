@@ -3,6 +3,7 @@
 #pragma once
 
 #include "gguf_blocks.hpp"
+#include "gguf_gemv_rows.hpp"
 
 #include <xquant/sdk/host.hpp>
 #include <xquant/xq_kernel.h>
@@ -19,6 +20,7 @@ struct BlockPart {
   int64_t blocks_per_row = 0;
   const uint8_t* data = nullptr;  // borrowed (xq_block_tensor)
   float (*kernel)(const uint8_t*, const QuantizedRow&, int64_t) = nullptr;  // the type's integer kernel
+  BlockRowsKernel rows_kernel = nullptr;  // its row-range decode kernel, if any (gguf_gemv_rows.hpp)
 };
 
 struct BlockWeight {

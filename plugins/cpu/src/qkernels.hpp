@@ -97,10 +97,12 @@ const QKernels& kernels_of(Isa isa);
 Isa selected_isa();
 
 // How weight-only (W*A16) decode GEMVs take their activations, from
-// XQUANT_CPU_GEMV: f32 (default: float FMA, exact up to float rounding) or
-// q8 (the activation row quantized to int8 once per call, one scale per
-// 32-column block, integer dot products). An unknown value throws.
-enum class GemvMode { f32, q8 };
+// XQUANT_CPU_GEMV: f32 (float FMA, exact up to float rounding), q8 (the
+// activation row quantized to int8 once per call, one scale per 32-column
+// block, integer dot products), or unset / auto: q8 for INT4 weights (1.2-1.5x
+// the f32 GEMV's decode speed on SmolLM2 W4A16, docs/engine.md), f32 for INT8
+// ones (no gain measured there). An unknown value throws.
+enum class GemvMode { automatic, f32, q8 };
 GemvMode selected_gemv_mode();
 // Weight-only calls with at most this many activation rows take the fused
 // GEMV; more rows dequantize a tile and call SGEMM. From XQUANT_CPU_GEMV_ROWS

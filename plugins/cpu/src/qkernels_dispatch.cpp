@@ -57,9 +57,10 @@ Isa selected_isa() {
 
 GemvMode selected_gemv_mode() {
   const char* env = std::getenv("XQUANT_CPU_GEMV");
-  if (!env || !*env || std::string(env) == "f32") return GemvMode::f32;
+  if (!env || !*env || std::string(env) == "auto") return GemvMode::automatic;
+  if (std::string(env) == "f32") return GemvMode::f32;
   if (std::string(env) == "q8") return GemvMode::q8;
-  throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, std::string("cpu provider: XQUANT_CPU_GEMV=") + env + " is not f32 or q8");
+  throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, std::string("cpu provider: XQUANT_CPU_GEMV=") + env + " is not auto, f32 or q8");
 }
 
 int64_t selected_gemv_max_rows() {

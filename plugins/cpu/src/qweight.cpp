@@ -3,10 +3,12 @@
 // codes per byte, INT8 one, every group padded to whole 32-column blocks),
 // DEQUANTIZE, and QMATMUL:
 //   - weight-only decode (M <= 4, XQUANT_CPU_GEMV_ROWS): a fused GEMV per output row, either float
-//     FMAs on unpacked codes (exact up to float rounding; the default) or,
-//     with XQUANT_CPU_GEMV=q8, the activation row quantized once per call to
-//     int8 with one scale per 32-column block and integer dot products (as
-//     llama.cpp's Q4_0 x Q8_0 path);
+//     FMAs on unpacked codes (exact up to float rounding; the default for
+//     INT8 weights, XQUANT_CPU_GEMV=f32) or the activation row quantized once
+//     per call to int8 with one scale per 32-column block and integer dot
+//     products (as llama.cpp's Q4_0 x Q8_0 path; the default for INT4
+//     weights, XQUANT_CPU_GEMV=q8), one activation row through the row-range
+//     GEMV of qgemv_rows.hpp;
 //   - weight-only prefill: dequantize pieces of 128 rows, each multiplied by
 //     OpenBLAS SGEMM while it is in cache (qgemm.cpp), or,
 //     with XQUANT_CPU_PREFILL=int8, the q8 activations of the GEMV and
@@ -27,6 +29,7 @@
 #include "gguf_blocks_weight.hpp"
 #include "qgemm.hpp"
 #include "qgemm_kernels.hpp"
+#include "qgemv_rows.hpp"
 #include "qkernels.hpp"
 
 #include <xquant/sdk/fp8.hpp>
@@ -131,7 +134,9 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   w->input_scale = q.input_scale;
   w->kernels = &kernels_of(selected_isa());
   w->gemm_kernels = &qgemm_kernels_of(selected_isa());
-  w->gemv_q8 = selected_gemv_mode() == GemvMode::q8;
+  w->gemv_rows = &gemv_rows_of(selected_isa());
+  const GemvMode mode = selected_gemv_mode();
+  w->gemv_q8 = mode == GemvMode::q8 || (mode == GemvMode::automatic && g.int4);
   w->gemv_max_rows = selected_gemv_max_rows();
   w->prefill_int8 = selected_prefill_mode() == PrefillMode::int8;
   return w;
@@ -273,12 +278,28 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
   });
 }
 
+// Weight-only decode of one activation row with int8 activations: the row
+// quantized once, then the ISA's row-range GEMV over each thread's share of
+// the output rows (qgemv_rows.hpp): no per-row call or offset loop.
+void qgemv_q8_one_row(const Host& host, const xq_qweight& w, const float* x, float* y, const float* bias) {
+  const GemvRowsKernels& k = *w.gemv_rows;
+  const int64_t G = w.n_groups;
+  thread_local QuantizedActsBuffers buf;
+  const QuantizedActs a = quantize_acts(k, w.int4, x, w.block_begin[G], w.block_begin.data(), G, w.zeros != nullptr, buf);
+  const PackedRows rows{w.codes, w.row_bytes, w.scales, w.zeros, w.block_begin.data(), G, bias};
+  auto gemv = w.int4 ? k.gemv4 : k.gemv8;
+  host.parallel_for(static_cast<uint64_t>(w.rows), 16, [&](uint64_t b, uint64_t e) {
+    gemv(rows, a, static_cast<int64_t>(b), static_cast<int64_t>(e), y);
+  });
+}
+
 // Weight-only decode: one fused GEMV per output row over the packed codes;
-// with q8 activations, whole kTileRows x kTileCols tiles go through the
-// integer tile kernels (integer prefill), the ragged edges pair by pair, with
-// the same result bit for bit.
+// with q8 activations, one row takes the row-range GEMV above, and whole
+// kTileRows x kTileCols tiles go through the integer tile kernels (integer
+// prefill), the ragged edges pair by pair, with the same result bit for bit.
 void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias,
                        bool q8) {
+  if (q8 && M == 1) return qgemv_q8_one_row(host, w, x, y, bias);
   const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups, nblk = w.block_begin[G];
   const QKernels& k = *w.kernels;
   Scratch& sc = scratch();

@@ -1,0 +1,30 @@
+// gguf_gemv_rows.cpp: which GGUF block types have a row-range decode kernel
+// (gguf_gemv_rows.hpp) on which ISA, and the XQUANT_CPU_BLOCK_ROWS switch.
+#include "gguf_gemv_rows.hpp"
+
+#include <xquant/sdk/host.hpp>
+
+#include <cstdlib>
+#include <string>
+
+namespace xquant::cpu {
+
+BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type) {
+  if (isa == Isa::avx2) return type == 12 ? kAvx2Q4_KRows : nullptr;  // GGML_TYPE_Q4_K
+  if (isa != Isa::avx512) return nullptr;
+  switch (type) {
+    case 2: return kAvx512Q4_0Rows;  // ggml type ids (ggml.h GGML_TYPE_Q4_0, _Q8_0), as block_kernel takes them
+    case 8: return kAvx512Q8_0Rows;
+    case 12: return kAvx512Q4_KRows;  // GGML_TYPE_Q4_K
+  }
+  return nullptr;
+}
+
+bool selected_block_rows() {
+  const char* env = std::getenv("XQUANT_CPU_BLOCK_ROWS");
+  if (!env || !*env || std::string(env) == "on") return true;
+  if (std::string(env) == "off") return false;
+  throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, std::string("cpu provider: XQUANT_CPU_BLOCK_ROWS=") + env + " is not on or off");
+}
+
+}  // namespace xquant::cpu

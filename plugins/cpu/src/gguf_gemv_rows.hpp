@@ -1,0 +1,46 @@
+// gguf_gemv_rows.hpp: decode GEMVs over a range of rows of one GGUF block
+// part (gguf_blocks_weight.hpp), for block types where a row-at-a-time kernel
+// (BlockKernels) leaves speed on the table at one thread: Q4_0, Q8_0 and
+// Q4_K on AVX-512 VNNI (gguf_gemv_rows_avx512.cpp), Q4_K on AVX2
+// (gguf_gemv_rows_avx2.cpp; Q4_K in gguf_gemv_rows_q4k.inc).
+//
+// Q4_0 / Q8_0: the weight codes enter vpdpbusd unsigned (Q4_0 nibbles as
+// stored, 0..15; Q8_0 codes + 128) on 256-bit vectors, and the offset that
+// adds (8 or 128 times each activation block's code sum,
+// QuantizedRow::sum32) is one scalar FMA per block instead of a vector
+// subtraction and two sign operations:
+//   y[r] = sum_b dw[b] * da[b] * (sum_i u[b,i] * q[b,i])
+//        - sum_b dw[b] * (offset * da[b] * sum32[b])  (+ bias[r])
+// which equals ggml_vec_dot_q4_0_q8_0 / ggml_vec_dot_q8_0_q8_0
+// (ggml-cpu/arch/x86/quants.c) up to float summation order.
+#pragma once
+
+#include "gguf_blocks.hpp"
+#include "qkernels.hpp"
+
+#include <cstdint>
+
+namespace xquant::cpu {
+
+// y[r] for rows [0, rows) of a part whose row r starts at w + r * row_bytes
+// (nb blocks each), against one quantized activation row; bias (or null)
+// indexed like y.
+using BlockRowsKernel = void (*)(const uint8_t* w, uint64_t row_bytes, int64_t rows, const QuantizedRow& a,
+                                 int64_t nb, float* y, const float* bias);
+
+// gguf_gemv_rows_avx512.cpp, gguf_gemv_rows_avx2.cpp.
+extern const BlockRowsKernel kAvx2Q4_KRows;
+extern const BlockRowsKernel kAvx512Q4_0Rows;
+extern const BlockRowsKernel kAvx512Q8_0Rows;
+extern const BlockRowsKernel kAvx512Q4_KRows;
+
+// gguf_gemv_rows.cpp: the row-range kernel of ggml type `type` for ISA
+// `isa`, or null when there is none (the caller then runs the type's per-row
+// kernel).
+BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type);
+// Whether prepared block weights use those kernels: XQUANT_CPU_BLOCK_ROWS
+// = on (default) | off (the per-row kernels, for comparisons); another
+// value throws.
+bool selected_block_rows();
+
+}  // namespace xquant::cpu
