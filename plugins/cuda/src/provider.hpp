@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cublaslt.hpp"
+#include "w4a16_gemv.hpp"
 #include "cutlass_w8a8.hpp"
 #include "kernels.hpp"
 #include "w4a16_hopper.hpp"
@@ -143,6 +144,10 @@ class Provider : public xquant::sdk::PluginBase {
   bool lt_ok_ = false;
   bool fp8_outer_ok_ = true;
   int64_t w4_fused_max_m_ = 128;
+  // Batch sizes the W4A16 GEMV (w4a16_gemv.cu) serves by default (XQUANT_CUDA_W4_GEMV_MAX_M; 0 = never).
+  int64_t w4_gemv_max_m_ = 8;
+  int w4_gemv_blocks_per_sm_ = kW4GemvBlocksPerSm;  // XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM
+  void run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType bias_t);
   bool w4_hopper_ok_ = false;  // the wgmma W4A16 kernel is built and this is sm_90
   // Batch sizes the wgmma kernel serves by default: on an H200 (bench/cuda/bench_w4_hopper.py,
   // bench/cuda/results/h200-w4-hopper.md) it beats the mma.sync kernel from M = 64 and
@@ -154,6 +159,10 @@ class Provider : public xquant::sdk::PluginBase {
   std::recursive_mutex mu_;
   Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_, s_paged_;
   Scratch s_moe_sorted_, s_moe_blocks_, s_moe_y_;
+  // The W4A16 GEMV's split-K arrival counters: zeroed when (re)allocated,
+  // left zero by every launch.
+  Scratch s_gemv_counters_;
+  void* gemv_counters_zeroed_ = nullptr;
   // Device tables [qw pointers | scale pointers] per expert set (or the
   // dense experts' weight pointers), keyed by
   // those device pointers themselves (a freed and re-made weight set with
