@@ -4,7 +4,8 @@
 // outputs poisoned with NaN first.
 //
 // Cases cover what the kernel branches on: M = 1..8 (and 9, where the knob
-// must fall back to the fused GEMM); no split-K (K = 256), split-K with the
+// must fall back to the fused GEMM, which pins that kernel's group-16
+// padding fix); no split-K (K = 256), split-K with the
 // cross-block reduction, ragged chunk batches and full ones (K = 2048 at
 // M = 4, 5, 8 gives 8, 11 and 16 chunks per block); group 16/32 (two and
 // four scale words per chunk, and K = 1000 whose padding columns fall past
@@ -167,10 +168,9 @@ std::vector<GemvCase> gemv_cases() {
 
 INSTANTIATE_TEST_SUITE_P(Cuda, W4A16Gemv, testing::ValuesIn(gemv_cases()), gemv_case_name);
 
-// Default dispatch at M = 1 (the GEMV unless XQUANT_CUDA_W4_GEMV_MAX_M=0):
-// a wide weight, then a long-K, short-N one whose split-K reduction uses the
-// counters the first left behind; both match the reference.
-TEST(W4A16GemvDispatch, DefaultAtBatchOneMatchesTheReference) {
+// A wide weight, then a long-K, short-N one whose split-K reduction uses
+// the counters the first left behind; both match the reference at M = 1.
+TEST(W4A16GemvSplitK, CountersCarryOverBetweenWeights) {
   XQ_REQUIRE_GPU();
   auto& P = Plugin::get();
   for (GemvCase c : {GemvCase{XQ_DTYPE_BF16, 128, false, false, 512, 4096},
@@ -189,6 +189,7 @@ TEST(W4A16GemvDispatch, DefaultAtBatchOneMatchesTheReference) {
     op.qweight = qw;
     op.src[0] = tensor2(c.dtype, M, K, dx.p);
     op.dst = tensor2(c.dtype, M, N, dy.p);
+    op.i[7] = kForceGemv;
     XQ_OK_OR_FAIL(P.vt->run_op(P.state, &op));
     auto ybits = dy.get<uint16_t>(M * N);
     std::vector<float> y(M * N);

@@ -144,8 +144,12 @@ class Provider : public xquant::sdk::PluginBase {
   bool lt_ok_ = false;
   bool fp8_outer_ok_ = true;
   int64_t w4_fused_max_m_ = 128;
-  // Batch sizes the W4A16 GEMV (w4a16_gemv.cu) serves by default (XQUANT_CUDA_W4_GEMV_MAX_M; 0 = never).
-  int64_t w4_gemv_max_m_ = 8;
+  // Batch sizes the W4A16 GEMV (w4a16_gemv.cu) serves by default (XQUANT_CUDA_W4_GEMV_MAX_M, 0..8):
+  // none. On an H200 (bench/cuda/bench_w4_gemv.py, 2026-12-01) it is slower than the fused GEMM
+  // at every M = 1..8 on the four benchmark shapes except 4096x4096 at M = 4 (9.7 vs 10.0 us,
+  // within noise); e.g. 63.7 vs 52.6 us at M = 1 on 8192x28672. It stays reachable with
+  // op.i[7] = 4 or the environment for further work.
+  int64_t w4_gemv_max_m_ = 0;
   int w4_gemv_blocks_per_sm_ = kW4GemvBlocksPerSm;  // XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM
   void run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType bias_t);
   bool w4_hopper_ok_ = false;  // the wgmma W4A16 kernel is built and this is sm_90
