@@ -6,10 +6,9 @@
 // so one warp owns one tile and streams its chunks straight from global
 // memory into registers: no shared-memory staging of the weights and no
 // barrier per chunk (the fused GEMM in w4a16_gemm.cu stages them through a
-// cp.async pipeline, which costs a shared store, a shared load and a
-// __syncthreads per 4 KB and left the M = 1 case latency-bound). A warp
-// issues kUnroll independent 16-byte loads (weights, plus their scale
-// words) before it uses any of them, so many loads are in flight per warp.
+// cp.async pipeline instead). A warp holds two register batches of chunks
+// (codes plus scale words) and issues one batch's loads before it computes
+// on the other, so loads stay in flight while it does the math.
 //
 // The tokens are the mma B operand (one n8 tile, rows past M repeat row
 // M - 1 and are never stored; mma columns are independent). The block's
@@ -100,14 +99,15 @@ struct GemvArgs {
 };
 
 // GS: scale words per chunk (1 for groups of >= 64 columns, 2 for 32, 4 for
-// 16). U: chunks whose loads one warp has in flight at once.
+// 16). U: chunks per register batch; a warp holds two batches, so the next
+// one's loads are in flight while it computes on the other.
 template <int GS>
 struct Unroll {
-  static constexpr int U = GS == 1 ? 8 : 4;
+  static constexpr int U = GS == 1 ? 4 : 2;
 };
 
 template <typename T, int GS>
-__device__ __forceinline__ void chunk_mma(float (&acc)[4], const uint4& q4, const uint2 (&s)[GS], const T* xlane,
+__device__ __forceinline__ void chunk_mma(float (&acc)[2][4], const uint4& q4, const uint2 (&s)[GS], const T* xlane,
                                           int col) {
   const uint32_t words[4] = {q4.x, q4.y, q4.z, q4.w};
 #pragma unroll
@@ -127,7 +127,7 @@ __device__ __forceinline__ void chunk_mma(float (&acc)[4], const uint4& q4, cons
       const uint32_t q = words[kt];
       const uint32_t af[4] = {dequant_pair<T>(q, zA, sA), dequant_pair<T>(q >> 4, zB, sB),
                               dequant_pair<T>(q >> 8, zA, sA), dequant_pair<T>(q >> 12, zB, sB)};
-      mma_16816<T>(acc, af, b[2 * h], b[2 * h + 1]);
+      mma_16816<T>(acc[h], af, b[2 * h], b[2 * h + 1]);  // two chains: half the mma latency in series
     }
   }
 }
@@ -151,20 +151,27 @@ __global__ void __launch_bounds__(kThreads, 3) k_w4_gemv(GemvArgs p) {
     return min(((c0 + ci) * 64 + slot * (64 / GS)) >> p.gs_shift, p.n_groups - 1);
   };
 
-  // The first chunks' loads go out before x is staged.
-  uint4 q[U];
-  uint2 s[U][GS];
-  auto load_batch = [&](int cb, int n) {
+  // Two register batches of U chunks (codes and scale words). The first
+  // two batches' loads go out before x is staged.
+  uint4 q[2][U];
+  uint2 s[2][U][GS];
+  auto load_batch = [&](int buf, int cb) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      if (u < n) {
-        q[u] = load_streaming(wp + static_cast<int64_t>(cb + u) * 256);
+      if (cb + u < nch) {
+        q[buf][u] = load_streaming(wp + static_cast<int64_t>(cb + u) * 256);
 #pragma unroll
-        for (int g = 0; g < GS; ++g) s[u][g] = __ldg(sp + group_of(cb + u, g) * 64);
+        for (int g = 0; g < GS; ++g) s[buf][u][g] = __ldg(sp + group_of(cb + u, g) * 64);
       }
     }
   };
-  load_batch(0, min(U, nch));
+  auto compute_batch = [&](float (&acc)[2][4], int buf, int cb, const T* xlane) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (cb + u < nch) chunk_mma<T, GS>(acc, q[buf][u], s[buf][u], xlane, (cb + u) * 64);
+  };
+  load_batch(0, 0);
+  load_batch(1, U);
 
   // x[m][c0*64 ..) for m < M into shared memory, rows padded by 8 halfs so
   // the 8 row addresses of an ldmatrix hit distinct banks.
@@ -181,14 +188,16 @@ __global__ void __launch_bounds__(kThreads, 3) k_w4_gemv(GemvArgs p) {
   // 2kp, 8-15 its k 8-15, 16-31 the same for k-tile 2kp+1.
   const T* xlane = xs + min(lane & 7, p.M - 1) * xstride + ((lane >> 3) & 1) * 8 + (lane >> 4) * 16;
 
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  for (int cb = 0; cb < nch; cb += U) {
-    const int n = min(U, nch - cb);
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (u < n) chunk_mma<T, GS>(acc, q[u], s[u], xlane, (cb + u) * 64);
-    if (cb + U < nch) load_batch(cb + U, min(U, nch - cb - U));
+  float acc2[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+  for (int cb = 0; cb < nch; cb += 2 * U) {
+    compute_batch(acc2, 0, cb, xlane);
+    load_batch(0, cb + 2 * U);  // predicated off past nch
+    compute_batch(acc2, 1, cb + U, xlane);
+    load_batch(1, cb + 3 * U);
   }
+  float acc[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) acc[e] = acc2[0][e] + acc2[1][e];
 
   // acc: rows gid (0, 1) and gid + 8 (2, 3) of the tile; tokens 2*tig, 2*tig + 1.
   const int64_t row0 = nb * 128 + warp * 16 + gid;
