@@ -146,8 +146,9 @@ if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
     --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/w8a8-bench.log" | grep -v '^  {' | tail -40
 fi
 # ---- end GPUENG_KERNELS W8A8
-# Optional (GPUENG_W4GEMV=1): the W4A16 GEMV for M <= 8 (scripts/gpu-w4-gemv.sh: its tests, the
-# W4A16 suite, bench/cuda/bench_w4_gemv.py at M = 1..32 beside the fused GEMM; ~2 min).
+# Optional (GPUENG_W4GEMV=1): the W4A16 GEMVs for M <= 8 (scripts/gpu-w4-gemv.sh: their tests, the
+# W4A16 suite, bench/cuda/bench_w4_gemv.py at M = 1..8: fused GEMM vs split GEMV v1, v2 vs streaming
+# v3, a compact table last; ~1 min).
 if [ "${GPUENG_W4GEMV:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-w4-gemv.sh" "$b" "$out" 2>&1 | tee "$out/w4-gemv.log"
 fi

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# gpu-w4-gemv.sh BUILD_DIR [OUT_DIR]: on a GPU, the W4A16 GEMV for decode batches
-# (plugins/cuda/src/w4a16_gemv.cu): its tests and the W4A16 suite whose default dispatch
-# now takes it for M <= 8 (test_cuda_provider, filters *W4A16Gemv* and *W4A16.*:*W4A16Errors*),
-# then bench/cuda/bench_w4_gemv.py (four shapes x M = 1, 2, 4, 8, 16, 32: bf16 cuBLAS, the
-# fused GEMM, the GEMV, default dispatch, and the copy bandwidth; one process). Run by
-# scripts/gpu-engine-check.sh under GPUENG_W4GEMV=1. Needs the build's libraries on
+# gpu-w4-gemv.sh BUILD_DIR [OUT_DIR]: on a GPU, the W4A16 GEMVs for decode batches
+# (plugins/cuda/src/w4a16_gemv.cu, the split GEMV v1/v2; w4a16_gemv_stream.cu, the streaming
+# v3): their tests and the W4A16 suite (test_cuda_provider, filters *W4A16Gemv* and
+# *W4A16.*:*W4A16Errors*), then bench/cuda/bench_w4_gemv.py (four shapes x M = 1, 2, 4, 8
+# (W4G_MS): bf16 cuBLAS, the fused GEMM, the split GEMV v2, the streaming v3, default dispatch,
+# the copy bandwidth; one process), then the split GEMV v1 alone (XQUANT_CUDA_W4_GEMV_VARIANT=1,
+# its own process), and last bench/cuda/w4_gemv_table.py's table of both runs: fused vs v1 vs
+# v2 vs v3, µs and % of the copy bandwidth. About 60 s on an H200.
+# Run by scripts/gpu-engine-check.sh under GPUENG_W4GEMV=1. Needs the build's libraries on
 # LD_LIBRARY_PATH (the check script sets them) and python3 with torch.
-# Then, unless W4G_SWEEP=0, the GEMV's split target (XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM, default
-# 12) at 4 and 24 on two shapes, M = 1 and 8, each in its own process.
-# Timeouts (s): W4G_TEST_S (60 each part), W4G_BENCH_S (90), W4G_SWEEP_S (30 each).
+# W4G_SWEEP=1 adds the split GEMV's blocks-per-SM target (XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM,
+# default 12) at 4 and 24 on two shapes, M = 1 and 8, each in its own process.
+# Timeouts (s): W4G_TEST_S (60 each part), W4G_BENCH_S (90), W4G_V1_S (45), W4G_SWEEP_S (30 each).
 # W4G_BENCH: the bench script's path.
 set -uo pipefail
 b=${1:?usage: gpu-w4-gemv.sh BUILD_DIR [OUT_DIR]}
@@ -27,13 +30,21 @@ for part in "W4A16Gemv:*W4A16Gemv*" "W4A16:*W4A16.*:*W4A16Errors*"; do
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|tests ran|Expected|Which is|: error" \
     "$out/w4gemv-tests-$name.log" | head -30
 done
-echo "== W4A16 GEMV bench (bench/cuda/bench_w4_gemv.py)"
+ms=${W4G_MS:-1,2,4,8}
+rm -f "$out/w4_gemv_bench.json" "$out/w4_gemv_v1.json"  # the table reads this run's results only
+echo "== W4A16 GEMV bench (bench/cuda/bench_w4_gemv.py; fused, v2, v3)"
 PYTHONUNBUFFERED=1 timeout "${W4G_BENCH_S:-90}" python3 "$bench" --shim "$shim" --plugin "$plugin" --out "$out" \
-  > "$out/w4gemv-bench.log" 2>&1
+  --ms "$ms" > "$out/w4gemv-bench.log" 2>&1
 rc=$?
 echo "rc=$rc"
-if [ "$rc" = 0 ]; then grep -v '^  {' "$out/w4gemv-bench.log" | tail -40; else tail -40 "$out/w4gemv-bench.log"; fi
-if [ "${W4G_SWEEP:-1}" = 1 ]; then
+if [ "$rc" = 0 ]; then grep -v '^  {' "$out/w4gemv-bench.log" | tail -30; else tail -40 "$out/w4gemv-bench.log"; fi
+echo "== split GEMV v1 (XQUANT_CUDA_W4_GEMV_VARIANT=1)"
+XQUANT_CUDA_W4_GEMV_VARIANT=1 PYTHONUNBUFFERED=1 timeout "${W4G_V1_S:-45}" python3 "$bench" --shim "$shim" \
+  --plugin "$plugin" --out "$out" --ms "$ms" --columns gemv --tag w4_gemv_v1 > "$out/w4gemv-v1.log" 2>&1
+rc1=$?
+echo "rc=$rc1"
+[ "$rc1" = 0 ] || tail -20 "$out/w4gemv-v1.log"
+if [ "${W4G_SWEEP:-0}" = 1 ]; then
   for v in 4 24; do
     echo "== GEMV split target XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM=$v (M = 1, 8)"
     XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM=$v PYTHONUNBUFFERED=1 timeout "${W4G_SWEEP_S:-30}" python3 "$bench" --shim "$shim" \
@@ -41,4 +52,12 @@ if [ "${W4G_SWEEP:-1}" = 1 ]; then
     echo "rc=$?"
     grep -E "^\| [0-9]" "/tmp/w4gemv-sweep-$v.log" | tee -a "$out/w4gemv-bench.log"
   done
+fi
+echo "== fused vs split GEMV v1, v2 vs streaming v3 (bench/cuda/w4_gemv_table.py)"
+runs=()
+for f in "$out/w4_gemv_bench.json" "$out/w4_gemv_v1.json"; do [ -f "$f" ] && runs+=("$f"); done
+if [ "${#runs[@]}" -gt 0 ]; then
+  python3 "$here/../bench/cuda/w4_gemv_table.py" "${runs[@]}" | tee "$out/w4_gemv_table.md"
+else
+  echo "no bench results (see $out/w4gemv-bench.log, $out/w4gemv-v1.log)"
 fi

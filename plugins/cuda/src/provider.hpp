@@ -151,7 +151,11 @@ class Provider : public xquant::sdk::PluginBase {
   // op.i[7] = 4 or the environment for further work.
   int64_t w4_gemv_max_m_ = 0;
   int w4_gemv_blocks_per_sm_ = kW4GemvBlocksPerSm;  // XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM
-  void run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType bias_t);
+  // GEMV variant for op.i[7] = 4 and the default dispatch (XQUANT_CUDA_W4_GEMV_VARIANT): 1 and 2 are
+  // w4a16_gemv.cu with one or two register batches per warp, 3 the streaming w4a16_gemv_stream.cu.
+  int w4_gemv_variant_ = 2;
+  void run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType bias_t, int variant);
+  int* gemv_counters(int64_t n);
   bool w4_hopper_ok_ = false;  // the wgmma W4A16 kernel is built and this is sm_90
   // Batch sizes the wgmma kernel serves by default: on an H200 (bench/cuda/bench_w4_hopper.py,
   // bench/cuda/results/h200-w4-hopper.md) it beats the mma.sync kernel from M = 64 and
@@ -167,6 +171,7 @@ class Provider : public xquant::sdk::PluginBase {
   // left zero by every launch.
   Scratch s_gemv_counters_;
   void* gemv_counters_zeroed_ = nullptr;
+  size_t gemv_counters_zeroed_bytes_ = 0;
   // Device tables [qw pointers | scale pointers] per expert set (or the
   // dense experts' weight pointers), keyed by
   // those device pointers themselves (a freed and re-made weight set with

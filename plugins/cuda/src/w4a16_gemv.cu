@@ -26,61 +26,17 @@
 // CUDA's threadFenceReduction sample.
 #include "common.cuh"
 #include "w4a16_gemv.hpp"
+#include "w4a16_gemv_common.cuh"
 
 #include <algorithm>
 #include <type_traits>
 
 namespace xqcuda {
 namespace {
+using namespace w4gemv;
 
 constexpr int kWarps = 8;  // one warp per 16-row tile: a block is one n-block of the layout
 constexpr int kThreads = kWarps * 32;
-
-template <typename T>
-struct Magic;
-template <>
-struct Magic<__nv_bfloat16> {
-  static constexpr uint32_t kBits = 0x43004300u;  // bf16 128.0 in both halves
-};
-template <>
-struct Magic<__half> {
-  static constexpr uint32_t kBits = 0x64006400u;  // f16 1024.0 in both halves
-};
-
-// Nibbles at bits 0 and 16 of q, dequantized to a pair of T.
-template <typename T>
-__device__ __forceinline__ uint32_t dequant_pair(uint32_t q, uint32_t zb, uint32_t s) {
-  using T2 = std::conditional_t<std::is_same_v<T, __half>, __half2, __nv_bfloat162>;
-  uint32_t v = (q & 0x000F000Fu) | Magic<T>::kBits;
-  T2 r = __hmul2(__hsub2(*reinterpret_cast<T2*>(&v), *reinterpret_cast<T2*>(&zb)), *reinterpret_cast<T2*>(&s));
-  return *reinterpret_cast<uint32_t*>(&r);
-}
-
-template <typename T>
-__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  if constexpr (std::is_same_v<T, __half>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
-// Weights are read once: stream them past L1.
-__device__ __forceinline__ uint4 load_streaming(const uint4* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-}
 
 struct GemvArgs {
   const uint4* qw;
@@ -99,11 +55,13 @@ struct GemvArgs {
 };
 
 // GS: scale words per chunk (1 for groups of >= 64 columns, 2 for 32, 4 for
-// 16). U: chunks per register batch; a warp holds two batches, so the next
-// one's loads are in flight while it computes on the other.
-template <int GS>
+// 16). B: register batches per warp. U: chunks per batch. With B = 2 ("v2")
+// the next batch's loads are in flight while the warp computes on the other;
+// B = 1 ("v1", XQUANT_CUDA_W4_GEMV_VARIANT=1, kept for measurements) issues
+// one batch of twice as many chunks, then computes on all of it.
+template <int GS, int B>
 struct Unroll {
-  static constexpr int U = GS == 1 ? 4 : 2;
+  static constexpr int U = (GS == 1 ? 8 : 4) / B;
 };
 
 template <typename T, int GS>
@@ -132,9 +90,9 @@ __device__ __forceinline__ void chunk_mma(float (&acc)[2][4], const uint4& q4, c
   }
 }
 
-template <typename T, int GS>
+template <typename T, int GS, int B>
 __global__ void __launch_bounds__(kThreads, 3) k_w4_gemv(GemvArgs p) {
-  constexpr int U = Unroll<GS>::U;
+  constexpr int U = Unroll<GS, B>::U;
   extern __shared__ __align__(16) uint8_t smem[];
   __shared__ bool last_block;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -153,8 +111,8 @@ __global__ void __launch_bounds__(kThreads, 3) k_w4_gemv(GemvArgs p) {
 
   // Two register batches of U chunks (codes and scale words). The first
   // two batches' loads go out before x is staged.
-  uint4 q[2][U];
-  uint2 s[2][U][GS];
+  uint4 q[B][U];
+  uint2 s[B][U][GS];
   auto load_batch = [&](int buf, int cb) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -171,7 +129,7 @@ __global__ void __launch_bounds__(kThreads, 3) k_w4_gemv(GemvArgs p) {
       if (cb + u < nch) chunk_mma<T, GS>(acc, q[buf][u], s[buf][u], xlane, (cb + u) * 64);
   };
   load_batch(0, 0);
-  load_batch(1, U);
+  if constexpr (B == 2) load_batch(1, U);
 
   // x[m][c0*64 ..) for m < M into shared memory, rows padded by 8 halfs so
   // the 8 row addresses of an ldmatrix hit distinct banks.
@@ -189,11 +147,13 @@ __global__ void __launch_bounds__(kThreads, 3) k_w4_gemv(GemvArgs p) {
   const T* xlane = xs + min(lane & 7, p.M - 1) * xstride + ((lane >> 3) & 1) * 8 + (lane >> 4) * 16;
 
   float acc2[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-  for (int cb = 0; cb < nch; cb += 2 * U) {
+  for (int cb = 0; cb < nch; cb += B * U) {
     compute_batch(acc2, 0, cb, xlane);
-    load_batch(0, cb + 2 * U);  // predicated off past nch
-    compute_batch(acc2, 1, cb + U, xlane);
-    load_batch(1, cb + 3 * U);
+    load_batch(0, cb + B * U);  // predicated off past nch
+    if constexpr (B == 2) {
+      compute_batch(acc2, 1, cb + U, xlane);
+      load_batch(1, cb + 3 * U);
+    }
   }
   float acc[4];
 #pragma unroll
@@ -241,17 +201,17 @@ __global__ void __launch_bounds__(kThreads, 3) k_w4_gemv(GemvArgs p) {
   }
 }
 
-template <typename T>
+template <typename T, int B>
 cudaError_t launch(const GemvArgs& a, const W4GemvPlan& plan, int64_t n_blocks, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(n_blocks), static_cast<unsigned>(plan.splits));
   const size_t smem = static_cast<size_t>(a.M) * (plan.chunks_per_split * 64 + 8) * sizeof(T);
   const int gs = a.gs_shift >= 6 ? 1 : 64 >> a.gs_shift;
   if (gs == 1)
-    k_w4_gemv<T, 1><<<grid, kThreads, smem, stream>>>(a);
+    k_w4_gemv<T, 1, B><<<grid, kThreads, smem, stream>>>(a);
   else if (gs == 2)
-    k_w4_gemv<T, 2><<<grid, kThreads, smem, stream>>>(a);
+    k_w4_gemv<T, 2, B><<<grid, kThreads, smem, stream>>>(a);
   else
-    k_w4_gemv<T, 4><<<grid, kThreads, smem, stream>>>(a);
+    k_w4_gemv<T, 4, B><<<grid, kThreads, smem, stream>>>(a);
   return cudaGetLastError();
 }
 
@@ -300,7 +260,11 @@ cudaError_t w4_gemv(const W4Layout& L, const W4GemvPlan& plan, const uint4* qw, 
   a.chunks = L.chunks;
   a.chunks_per_split = plan.chunks_per_split;
   a.gs_shift = L.gs_shift;
-  return is_f16 ? launch<__half>(a, plan, L.n_blocks, stream) : launch<__nv_bfloat16>(a, plan, L.n_blocks, stream);
+  if (plan.batches == 1)
+    return is_f16 ? launch<__half, 1>(a, plan, L.n_blocks, stream)
+                  : launch<__nv_bfloat16, 1>(a, plan, L.n_blocks, stream);
+  return is_f16 ? launch<__half, 2>(a, plan, L.n_blocks, stream)
+                : launch<__nv_bfloat16, 2>(a, plan, L.n_blocks, stream);
 }
 
 }  // namespace xqcuda

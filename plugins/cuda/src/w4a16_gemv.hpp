@@ -19,6 +19,7 @@ struct W4GemvPlan {
   int chunks_per_split = 0;
   int64_t workspace_floats = 0;
   int64_t counters = 0;  // ints, zero before the launch; the kernel leaves them zero
+  int batches = 2;  // register batches per warp: 2 = "v2" (default), 1 = "v1"
 };
 // blocks_per_sm: how many blocks in all, per SM, the split aims at (12 by
 // default; XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM overrides it for measurements).
