@@ -1,5 +1,6 @@
-// test_w4a16_gemv.cpp: the W4A16 GEMV (plugins/cuda/src/w4a16_gemv.cu)
-// through the plugin ABI, forced with QMATMUL's op.i[7] = 4, against a
+// test_w4a16_gemv.cpp: the W4A16 GEMVs through the plugin ABI, the split
+// one (plugins/cuda/src/w4a16_gemv.cu, QMATMUL's op.i[7] = 4) and the
+// streaming one (w4a16_gemv_stream.cu, op.i[7] = 5), against a
 // double-precision reference of the canonical weight on fresh random data,
 // outputs poisoned with NaN first.
 //
@@ -13,6 +14,9 @@
 // asymmetric; act-order; N not a multiple of 16 or 128; bias in F32 and in
 // the activation type; BF16 and F16. A second identical call must give the
 // same bytes (the split-K counters are left at zero, the sum order is fixed).
+// The streaming GEMV runs every case too, plus shapes for its own branches:
+// K = 64 (one chunk per tile: every tile written whole by one warp) and
+// K = 8192 at N = 1024 (a few chunks per warp: tens of warps share a tile).
 //
 // Bounds as the W4A16 suite (test_w4a16.cpp): ||out-ref||/||ref|| <= 1e-2
 // for BF16, 3e-3 for F16.
@@ -92,14 +96,12 @@ GemvWeight make_weight(const GemvCase& c) {
   return w;
 }
 
-constexpr int64_t kForceGemv = 4;
+constexpr int64_t kForceGemv = 4, kForceStream = 5;
 
 class W4A16Gemv : public testing::TestWithParam<GemvCase> {};
 
-TEST_P(W4A16Gemv, MatchesTheReferenceAtEverySmallBatch) {
-  XQ_REQUIRE_GPU();
+void check_small_batches(const GemvCase& c, int64_t force) {
   auto& P = Plugin::get();
-  const GemvCase c = GetParam();
   const int64_t N = c.N, K = c.K;
   GemvWeight w = make_weight(c);
   xq_qweight* qw = nullptr;
@@ -124,7 +126,7 @@ TEST_P(W4A16Gemv, MatchesTheReferenceAtEverySmallBatch) {
       op.src[0] = tensor2(c.dtype, M, K, dx.p);
       if (bias_kind) op.src[2] = tensor1(bias_kind == 1 ? XQ_DTYPE_F32 : c.dtype, N, db.p);
       op.dst = tensor2(c.dtype, M, N, dy.p);
-      op.i[7] = kForceGemv;
+      op.i[7] = force;
       ASSERT_EQ(P.vt->supports_op(P.state, &op), 1u);
       std::vector<uint16_t> first;
       for (int call = 0; call < 2; ++call) {
@@ -142,11 +144,23 @@ TEST_P(W4A16Gemv, MatchesTheReferenceAtEverySmallBatch) {
         EXPECT_EQ(count_nan(y), 0u) << "M=" << M << " bias=" << bias_kind << ": unwritten (poisoned) outputs";
         const double err = rel_error(y, ref);
         EXPECT_LE(err, bound) << "M=" << M << " bias=" << bias_kind;
-        RecordProperty("rel_err_M" + std::to_string(M) + "_b" + std::to_string(bias_kind), std::to_string(err));
+        testing::Test::RecordProperty("rel_err_M" + std::to_string(M) + "_b" + std::to_string(bias_kind) + "_f" +
+                                          std::to_string(force),
+                                      std::to_string(err));
       }
     }
   }
   P.vt->qweight_release(P.state, qw);
+}
+
+TEST_P(W4A16Gemv, MatchesTheReferenceAtEverySmallBatch) {
+  XQ_REQUIRE_GPU();
+  check_small_batches(GetParam(), kForceGemv);
+}
+
+TEST_P(W4A16Gemv, StreamingMatchesTheReferenceAtEverySmallBatch) {
+  XQ_REQUIRE_GPU();
+  check_small_batches(GetParam(), kForceStream);
 }
 
 std::vector<GemvCase> gemv_cases() {
@@ -162,6 +176,8 @@ std::vector<GemvCase> gemv_cases() {
     v.push_back({dt, 16, true, false, 2048, 256});
     v.push_back({dt, 0, false, false, 3000, 130});    // per-channel
     v.push_back({dt, 0, true, false, 512, 1000});
+    v.push_back({dt, 64, true, false, 64, 5000});     // one chunk per tile
+    v.push_back({dt, 128, false, true, 8192, 1024});  // many warps per tile
   }
   return v;
 }
@@ -173,31 +189,33 @@ INSTANTIATE_TEST_SUITE_P(Cuda, W4A16Gemv, testing::ValuesIn(gemv_cases()), gemv_
 TEST(W4A16GemvSplitK, CountersCarryOverBetweenWeights) {
   XQ_REQUIRE_GPU();
   auto& P = Plugin::get();
-  for (GemvCase c : {GemvCase{XQ_DTYPE_BF16, 128, false, false, 512, 4096},
-                     GemvCase{XQ_DTYPE_BF16, 128, false, false, 8192, 256}}) {
-    GemvWeight w = make_weight(c);
-    xq_qweight* qw = nullptr;
-    XQ_OK_OR_FAIL(P.vt->qweight_prepare(P.state, &w.q, &qw));
-    const int64_t M = 1, N = c.N, K = c.K;
-    std::vector<float> x(M * K), xr;
-    for (auto& v : x) v = uniform(-1.f, 1.f);
-    auto xbits = to_half_bits(x, c.dtype, &xr);
-    DevBuf dx(M * K * 2), dy(M * N * 2);
-    dx.put(xbits);
-    dy.poison();
-    xq_op op = make_op(XQ_OP_QMATMUL);
-    op.qweight = qw;
-    op.src[0] = tensor2(c.dtype, M, K, dx.p);
-    op.dst = tensor2(c.dtype, M, N, dy.p);
-    op.i[7] = kForceGemv;
-    XQ_OK_OR_FAIL(P.vt->run_op(P.state, &op));
-    auto ybits = dy.get<uint16_t>(M * N);
-    std::vector<float> y(M * N);
-    for (size_t i = 0; i < y.size(); ++i) y[i] = half_bits_to_f32(ybits[i], c.dtype);
-    auto ref = ref_matmul(xr, w.dense, M, N, K, nullptr);
-    EXPECT_EQ(count_nan(y), 0u);
-    EXPECT_LE(rel_error(y, ref), 1e-2) << "K=" << K << " N=" << N;
-    P.vt->qweight_release(P.state, qw);
+  for (int64_t force : {kForceGemv, kForceStream}) {
+    for (GemvCase c : {GemvCase{XQ_DTYPE_BF16, 128, false, false, 512, 4096},
+                       GemvCase{XQ_DTYPE_BF16, 128, false, false, 8192, 256}}) {
+      GemvWeight w = make_weight(c);
+      xq_qweight* qw = nullptr;
+      XQ_OK_OR_FAIL(P.vt->qweight_prepare(P.state, &w.q, &qw));
+      const int64_t M = 1, N = c.N, K = c.K;
+      std::vector<float> x(M * K), xr;
+      for (auto& v : x) v = uniform(-1.f, 1.f);
+      auto xbits = to_half_bits(x, c.dtype, &xr);
+      DevBuf dx(M * K * 2), dy(M * N * 2);
+      dx.put(xbits);
+      dy.poison();
+      xq_op op = make_op(XQ_OP_QMATMUL);
+      op.qweight = qw;
+      op.src[0] = tensor2(c.dtype, M, K, dx.p);
+      op.dst = tensor2(c.dtype, M, N, dy.p);
+      op.i[7] = force;
+      XQ_OK_OR_FAIL(P.vt->run_op(P.state, &op));
+      auto ybits = dy.get<uint16_t>(M * N);
+      std::vector<float> y(M * N);
+      for (size_t i = 0; i < y.size(); ++i) y[i] = half_bits_to_f32(ybits[i], c.dtype);
+      auto ref = ref_matmul(xr, w.dense, M, N, K, nullptr);
+      EXPECT_EQ(count_nan(y), 0u) << "K=" << K << " N=" << N << " i[7]=" << force;
+      EXPECT_LE(rel_error(y, ref), 1e-2) << "K=" << K << " N=" << N << " i[7]=" << force;
+      P.vt->qweight_release(P.state, qw);
+    }
   }
 }
 
