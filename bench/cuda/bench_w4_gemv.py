@@ -19,7 +19,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cuda import BF16, Shim, bench, fmt, ncopies, ratio  # noqa: E402
+from bench_cuda import BF16, Shim, bench, fmt, ncopies  # noqa: E402
 
 FORCE_FUSED, FORCE_GEMV, FORCE_STREAM = 1, 4, 5
 GEMV_MAX_M = 8
@@ -128,6 +128,9 @@ def main():
              "| K | N | M | bf16 µs | fused GEMM µs (×bf16) | split GEMV µs (×bf16) | stream GEMV µs (×bf16) "
              "| weight stream % of copy: fused / split / stream | default dispatch µs (×bf16) |",
              "|---|---|---|---|---|---|---|---|---|"]
+
+    def ratio(base, v):  # "–" where either side was not measured (bench_cuda.ratio wants numbers)
+        return f"{base / v:.2f}×" if isinstance(base, float) and isinstance(v, float) else "–"
 
     def pct(r, key):
         return f"{r[key + '_copy_pct']:.0f}%" if key + "_copy_pct" in r else "–"
