@@ -6,13 +6,14 @@
 # (W4G_MS): bf16 cuBLAS, the fused GEMM, the split GEMV v2, the streaming v3 and the copy
 # bandwidth in one process; W4G_COLUMNS=...,default adds the default dispatch, the fused GEMM
 # unless XQUANT_CUDA_W4_GEMV_MAX_M is set), then the split GEMV v1 alone (XQUANT_CUDA_W4_GEMV_VARIANT=1,
-# its own process), and last bench/cuda/w4_gemv_table.py's table of both runs: fused vs v1 vs
-# v2 vs v3, µs and % of the copy bandwidth. About 60 s on an H200.
+# its own process, with v3 at one 8-warp block per SM: XQUANT_CUDA_W4_GEMV_STREAM_BLOCKS_PER_SM=1,
+# half the loads in flight), and last bench/cuda/w4_gemv_table.py's table of both runs: fused vs
+# v1 vs v2 vs v3, µs and % of the copy bandwidth. About 60-70 s on an H200 (not yet timed).
 # Run by scripts/gpu-engine-check.sh under GPUENG_W4GEMV=1. Needs the build's libraries on
 # LD_LIBRARY_PATH (the check script sets them) and python3 with torch.
 # W4G_SWEEP=1 adds the split GEMV's blocks-per-SM target (XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM,
 # default 12) at 4 and 24 on two shapes, M = 1 and 8, each in its own process.
-# Timeouts (s): W4G_TEST_S (120 each part), W4G_BENCH_S (90), W4G_V1_S (45), W4G_SWEEP_S (30 each).
+# Timeouts (s): W4G_TEST_S (120 each part), W4G_BENCH_S (90), W4G_V1_S (60), W4G_SWEEP_S (30 each).
 # W4G_BENCH: the bench script's path.
 set -uo pipefail
 b=${1:?usage: gpu-w4-gemv.sh BUILD_DIR [OUT_DIR]}
@@ -39,9 +40,10 @@ PYTHONUNBUFFERED=1 timeout "${W4G_BENCH_S:-90}" python3 "$bench" --shim "$shim" 
 rc=$?
 echo "rc=$rc"
 if [ "$rc" = 0 ]; then grep -v '^  {' "$out/w4gemv-bench.log" | tail -30; else tail -40 "$out/w4gemv-bench.log"; fi
-echo "== split GEMV v1 (XQUANT_CUDA_W4_GEMV_VARIANT=1)"
-XQUANT_CUDA_W4_GEMV_VARIANT=1 PYTHONUNBUFFERED=1 timeout "${W4G_V1_S:-45}" python3 "$bench" --shim "$shim" \
-  --plugin "$plugin" --out "$out" --ms "$ms" --columns gemv --tag w4_gemv_v1 > "$out/w4gemv-v1.log" 2>&1
+echo "== split GEMV v1 (XQUANT_CUDA_W4_GEMV_VARIANT=1), streaming v3 at 1 block per SM"
+XQUANT_CUDA_W4_GEMV_VARIANT=1 XQUANT_CUDA_W4_GEMV_STREAM_BLOCKS_PER_SM=1 PYTHONUNBUFFERED=1 \
+  timeout "${W4G_V1_S:-60}" python3 "$bench" --shim "$shim" --plugin "$plugin" --out "$out" --ms "$ms" \
+  --columns gemv,stream --tag w4_gemv_v1 > "$out/w4gemv-v1.log" 2>&1
 rc1=$?
 echo "rc=$rc1"
 [ "$rc1" = 0 ] || tail -20 "$out/w4gemv-v1.log"

@@ -148,7 +148,9 @@ def main():
         f.write(text + "\n")
     with open(os.path.join(args.out, args.tag + ".json"), "w") as f:
         json.dump({"device": name, "torch": torch.__version__, "copy_TBps": copy_bw, "tag": args.tag,
-                   "variant": os.environ.get("XQUANT_CUDA_W4_GEMV_VARIANT", "2"), "checks": checks, "rows": rows},
+                   "variant": os.environ.get("XQUANT_CUDA_W4_GEMV_VARIANT", "2"),
+                   "stream_blocks_per_sm": os.environ.get("XQUANT_CUDA_W4_GEMV_STREAM_BLOCKS_PER_SM", ""),
+                   "checks": checks, "rows": rows},
                   f, indent=1)
 
 

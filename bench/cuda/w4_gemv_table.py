@@ -3,7 +3,7 @@
 
 Each run's measured columns become one column each: "fused" (op.i[7] = 1), "v<N>" for the split
 GEMV (op.i[7] = 4 under XQUANT_CUDA_W4_GEMV_VARIANT=N, recorded in the JSON) and "v3" for the
-streaming GEMV (op.i[7] = 5). Cells: µs and the weight stream (codes + scale words) as a share of
+streaming GEMV (op.i[7] = 5; "v3 (N blk/SM)" under XQUANT_CUDA_W4_GEMV_STREAM_BLOCKS_PER_SM=N). Cells: µs and the weight stream (codes + scale words) as a share of
 that run's copy bandwidth. Rows: K x N and M, as measured.
 usage: w4_gemv_table.py RUN.json [RUN.json ...]
 """
@@ -17,7 +17,9 @@ def main():
         with open(path) as f:
             run = json.load(f)
         copy.append(f"{run['copy_TBps']:.2f}")
-        names = {"old": "fused", "gemv": "v" + str(run.get("variant", "2")), "stream": "v3"}
+        per_sm = run.get("stream_blocks_per_sm", "")
+        names = {"old": "fused", "gemv": "v" + str(run.get("variant", "2")),
+                 "stream": "v3" + (f" ({per_sm} blk/SM)" if per_sm not in ("", "0") else "")}
         for r in run["rows"]:
             for key, name in names.items():
                 t = r.get(key)

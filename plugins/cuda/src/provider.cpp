@@ -151,6 +151,8 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
     w4_gemv_max_m_ = std::clamp<int64_t>(std::atol(env), 0, kW4GemvMaxM);
   if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM"))
     w4_gemv_blocks_per_sm_ = static_cast<int>(std::clamp(std::atol(env), 1L, 256L));
+  if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_STREAM_BLOCKS_PER_SM"))
+    w4_gemv_stream_blocks_per_sm_ = static_cast<int>(std::clamp(std::atol(env), 0L, 64L));
   if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_VARIANT"))
     w4_gemv_variant_ = static_cast<int>(std::clamp(std::atol(env), 1L, 3L));
   init_w4_hopper();
@@ -432,7 +434,7 @@ void Provider::run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType b
   const int64_t M = leading(op.src[0]);
   const uint2* sz = is_f16 ? w.sz_f16 : w.sz_bf16;
   if (variant == 3) {
-    const W4GemvStreamPlan plan = w4_gemv_stream_plan(w.L, M, is_f16, sm_count_);
+    const W4GemvStreamPlan plan = w4_gemv_stream_plan(w.L, M, is_f16, sm_count_, w4_gemv_stream_blocks_per_sm_);
     float* part = plan.workspace_floats ? static_cast<float*>(s_part_.get(plan.workspace_floats * 4)) : nullptr;
     int* counters = plan.counters ? gemv_counters(plan.counters) : nullptr;
     XQ_CK(w4_gemv_stream(w.L, plan, w.qw, sz, is_f16, xs, ldx, M, op.dst.data, op.src[2].data, bias_t, part, counters,

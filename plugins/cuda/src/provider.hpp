@@ -154,6 +154,7 @@ class Provider : public xquant::sdk::PluginBase {
   // GEMV variant for op.i[7] = 4 and the default dispatch (XQUANT_CUDA_W4_GEMV_VARIANT): 1 and 2 are
   // w4a16_gemv.cu with one or two register batches per warp, 3 the streaming w4a16_gemv_stream.cu.
   int w4_gemv_variant_ = 2;
+  int w4_gemv_stream_blocks_per_sm_ = 0;  // XQUANT_CUDA_W4_GEMV_STREAM_BLOCKS_PER_SM; 0 = all that fit
   void run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType bias_t, int variant);
   int* gemv_counters(int64_t n);
   bool w4_hopper_ok_ = false;  // the wgmma W4A16 kernel is built and this is sm_90

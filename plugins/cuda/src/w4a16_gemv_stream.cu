@@ -244,8 +244,10 @@ int resident_blocks(const W4Layout& L) {
 
 }  // namespace
 
-W4GemvStreamPlan w4_gemv_stream_plan(const W4Layout& L, int64_t M, bool is_f16, int sm_count) {
-  const int per_sm = is_f16 ? resident_blocks<__half>(L) : resident_blocks<__nv_bfloat16>(L);
+W4GemvStreamPlan w4_gemv_stream_plan(const W4Layout& L, int64_t M, bool is_f16, int sm_count,
+                                     int max_blocks_per_sm) {
+  int per_sm = is_f16 ? resident_blocks<__half>(L) : resident_blocks<__nv_bfloat16>(L);
+  if (max_blocks_per_sm > 0) per_sm = std::min(per_sm, max_blocks_per_sm);
   const int64_t warps = static_cast<int64_t>(std::max(sm_count, 1)) * per_sm * kWarps;
   const int64_t tiles = L.n_blocks * kWarps;
   const int64_t total = tiles * L.chunks;

@@ -25,7 +25,10 @@ struct W4GemvStreamPlan {
   int64_t workspace_floats = 0;
   int64_t counters = 0;  // ints
 };
-W4GemvStreamPlan w4_gemv_stream_plan(const W4Layout& L, int64_t M, bool is_f16, int sm_count);
+// max_blocks_per_sm: 0 = as many 8-warp blocks per SM as fit at once (2 on sm_90);
+// XQUANT_CUDA_W4_GEMV_STREAM_BLOCKS_PER_SM sets fewer, for measurements.
+W4GemvStreamPlan w4_gemv_stream_plan(const W4Layout& L, int64_t M, bool is_f16, int sm_count,
+                                     int max_blocks_per_sm = 0);
 
 // Same contract as w4_gemv (w4a16_gemv.hpp): y[M][N] = x · W^T (+ bias),
 // x T [M][ldx], ldx >= K_pad and a multiple of 8, zero beyond K, 16-byte
