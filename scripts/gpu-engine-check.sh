@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_DECODE_PROFILE, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8 and GPUENG_KERNELS add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_DECODE_PROFILE, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS and GPUENG_W4GEMV add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -171,4 +171,10 @@ if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
     --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/w8a8-bench.log" | grep -v '^  {' | tail -40
 fi
 # ---- end GPUENG_KERNELS W8A8
+# Optional (GPUENG_W4GEMV=1): the W4A16 GEMVs for M <= 8 (scripts/gpu-w4-gemv.sh: their tests, the
+# W4A16 suite, bench/cuda/bench_w4_gemv.py at M = 1..8: fused GEMM vs split GEMV v1, v2 vs streaming
+# v3, a compact table last; ~1 min).
+if [ "${GPUENG_W4GEMV:-0}" = 1 ]; then
+  bash "$(dirname "$0")/gpu-w4-gemv.sh" "$b" "$out" 2>&1 | tee "$out/w4-gemv.log"
+fi
 echo "== wall $(( $(date +%s) - t0 )) s"

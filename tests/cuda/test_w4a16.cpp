@@ -1,5 +1,5 @@
 // test_w4a16.cpp: W4A16 through the plugin ABI: canonical int4 weights
-// (group 32/64/128 and per-channel, symmetric and asymmetric, act-order)
+// (group 16/32/64/128 and per-channel, symmetric and asymmetric, act-order)
 // are prepared into "cuda-w4a16-mma", then QMATMUL (fused kernel and
 // dequant+cuBLASLt path, both forced and by default dispatch) and
 // DEQUANTIZE are compared with a double-precision CPU reference on fresh
@@ -166,7 +166,8 @@ std::vector<W4Case> all_cases() {
   std::vector<W4Case> v;
   const std::pair<int64_t, int64_t> shapes[] = {{512, 256}, {1000, 77}, {4096, 384}};
   for (xq_dtype dt : {XQ_DTYPE_BF16, XQ_DTYPE_F16})
-    for (int g : {32, 64, 128, 0})
+    for (int g : {16, 32, 64, 128, 0})  // 16: four scale words per chunk; at K = 1000 padding
+                                        // columns fall past the last group (the fused kernel clamps)
       for (bool asym : {false, true})
         for (auto [K, N] : shapes) {
           v.push_back({dt, g, asym, false, K, N});

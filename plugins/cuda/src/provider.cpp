@@ -10,6 +10,8 @@
 #include "decode_attention.hpp"
 #include "rope_kv.hpp"
 #include "decoder_ops.hpp"
+#include "w4a16_gemv.hpp"
+#include "w4a16_gemv_stream.hpp"
 
 #include <cuda_runtime.h>
 
@@ -142,10 +144,18 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
     return;
   }
   for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_, &s_moe_sorted_,
-                     &s_moe_blocks_, &s_moe_y_})
+                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_})
     s->keep = &graphs_;
   lt_ok_ = lt_.load(&lt_why_);
   if (const char* env = std::getenv("XQUANT_CUDA_W4_FUSED_MAX_M")) w4_fused_max_m_ = std::max(1L, std::atol(env));
+  if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_MAX_M"))
+    w4_gemv_max_m_ = std::clamp<int64_t>(std::atol(env), 0, kW4GemvMaxM);
+  if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM"))
+    w4_gemv_blocks_per_sm_ = static_cast<int>(std::clamp(std::atol(env), 1L, 256L));
+  if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_STREAM_BLOCKS_PER_SM"))
+    w4_gemv_stream_blocks_per_sm_ = static_cast<int>(std::clamp(std::atol(env), 0L, 64L));
+  if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_VARIANT"))
+    w4_gemv_variant_ = static_cast<int>(std::clamp(std::atol(env), 1L, 3L));
   init_w4_hopper();
   why_ = format("CUDA device %s (sm_%d%d, %d SMs)%s%s", prop.name, cc_major_, cc_minor_, sm_count_,
                 lt_ok_ ? "" : "; ", lt_ok_ ? "" : lt_why_.c_str());
@@ -155,7 +165,7 @@ Provider::~Provider() {
   if (device_count_ == 0) return;
   cudaDeviceSynchronize();
   for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_, &s_moe_sorted_,
-                     &s_moe_blocks_, &s_moe_y_})
+                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_})
     s->release();
   for (auto& [key, table] : moe_tables_) cudaFree(table);
   for (void* p : graphs_.retired) cudaFree(p);
@@ -390,8 +400,11 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   const int64_t M = leading(x), K = w.K, N = w.N;
   const uint2* sz = is_f16 ? w.sz_f16 : w.sz_bf16;
   if (run_qmatmul_w4_hopper(op)) return;
-  const int64_t force = op.i[7];  // provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt, 3 = Hopper wgmma
-  const bool fused = force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);
+  // Provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt, 3 = Hopper wgmma, 4 = the GEMV (M <= 8;
+  // variant XQUANT_CUDA_W4_GEMV_VARIANT), 5 = the streaming GEMV ("v3", M <= 8).
+  const int64_t force = op.i[7];
+  const bool gemv = M <= kW4GemvMaxM && (force == 4 || force == 5 || (force == 0 && M <= w4_gemv_max_m_));
+  const bool fused = gemv || force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);
   DType bias_t = DType::F32;
   if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
   if (fused) {
@@ -404,6 +417,7 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
       xs = buf;
       ldx = K_pad;
     }
+    if (gemv) return run_w4_gemv(op, xs, ldx, bias_t, force == 5 ? 3 : w4_gemv_variant_);
     const W4GemmPlan plan = w4_gemm_plan(w.L, M, sm_count_);
     float* part = plan.workspace_floats ? static_cast<float*>(s_part_.get(plan.workspace_floats * 4)) : nullptr;
     XQ_CK(w4_gemm(w.L, plan, w.qw, sz, is_f16, xs, ldx, M, y.data, T, op.src[2].data, bias_t, part, stream_));
@@ -420,6 +434,39 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   const void* bias = bias_as(op.src[2], T, N);
   LtGemmShape s{is_f16 ? GemmKind::F16 : GemmKind::BF16, M, N, K, T, bias != nullptr, false};
   lt_gemm(s, wd, xg, y.data, 1.f, bias, nullptr, nullptr);
+}
+
+void Provider::run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType bias_t, int variant) {
+  const xq_qweight& w = *op.qweight;
+  const bool is_f16 = op.src[0].dtype == XQ_DTYPE_F16;
+  const int64_t M = leading(op.src[0]);
+  const uint2* sz = is_f16 ? w.sz_f16 : w.sz_bf16;
+  if (variant == 3) {
+    const W4GemvStreamPlan plan = w4_gemv_stream_plan(w.L, M, is_f16, sm_count_, w4_gemv_stream_blocks_per_sm_);
+    float* part = plan.workspace_floats ? static_cast<float*>(s_part_.get(plan.workspace_floats * 4)) : nullptr;
+    int* counters = plan.counters ? gemv_counters(plan.counters) : nullptr;
+    XQ_CK(w4_gemv_stream(w.L, plan, w.qw, sz, is_f16, xs, ldx, M, op.dst.data, op.src[2].data, bias_t, part, counters,
+                         stream_));
+    return;
+  }
+  W4GemvPlan plan = w4_gemv_plan(w.L, M, sm_count_, w4_gemv_blocks_per_sm_);
+  plan.batches = variant == 1 ? 1 : 2;
+  float* part = plan.workspace_floats ? static_cast<float*>(s_part_.get(plan.workspace_floats * 4)) : nullptr;
+  int* counters = plan.counters ? gemv_counters(plan.counters) : nullptr;
+  XQ_CK(w4_gemv(w.L, plan, w.qw, sz, is_f16, xs, ldx, M, op.dst.data, op.src[2].data, bias_t, part, counters,
+                stream_));
+}
+
+int* Provider::gemv_counters(int64_t n) {
+  // Zeroed when (re)allocated: a new allocation may reuse the freed address,
+  // so the size tells it apart too. Every launch leaves them zero.
+  int* counters = static_cast<int*>(s_gemv_counters_.get(static_cast<size_t>(n) * sizeof(int)));
+  if (counters != gemv_counters_zeroed_ || s_gemv_counters_.bytes != gemv_counters_zeroed_bytes_) {
+    XQ_CK(cudaMemsetAsync(counters, 0, s_gemv_counters_.bytes, stream_));
+    gemv_counters_zeroed_ = counters;
+    gemv_counters_zeroed_bytes_ = s_gemv_counters_.bytes;
+  }
+  return counters;
 }
 
 void Provider::run_qmatmul_w8(const xq_op& op) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cublaslt.hpp"
+#include "w4a16_gemv.hpp"
 #include "cutlass_w8a8.hpp"
 #include "kernels.hpp"
 #include "op_timing.hpp"
@@ -147,6 +148,19 @@ class Provider : public xquant::sdk::PluginBase {
   bool lt_ok_ = false;
   bool fp8_outer_ok_ = true;
   int64_t w4_fused_max_m_ = 128;
+  // Batch sizes the W4A16 GEMV (w4a16_gemv.cu) serves by default (XQUANT_CUDA_W4_GEMV_MAX_M, 0..8):
+  // none. On an H200 (bench/cuda/bench_w4_gemv.py, 2026-12-01) it is slower than the fused GEMM
+  // at every M = 1..8 on the four benchmark shapes except 4096x4096 at M = 4 (9.7 vs 10.0 us,
+  // within noise); e.g. 63.7 vs 52.6 us at M = 1 on 8192x28672. It stays reachable with
+  // op.i[7] = 4 or the environment for further work.
+  int64_t w4_gemv_max_m_ = 0;
+  int w4_gemv_blocks_per_sm_ = kW4GemvBlocksPerSm;  // XQUANT_CUDA_W4_GEMV_BLOCKS_PER_SM
+  // GEMV variant for op.i[7] = 4 and the default dispatch (XQUANT_CUDA_W4_GEMV_VARIANT): 1 and 2 are
+  // w4a16_gemv.cu with one or two register batches per warp, 3 the streaming w4a16_gemv_stream.cu.
+  int w4_gemv_variant_ = 2;
+  int w4_gemv_stream_blocks_per_sm_ = 0;  // XQUANT_CUDA_W4_GEMV_STREAM_BLOCKS_PER_SM; 0 = all that fit
+  void run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType bias_t, int variant);
+  int* gemv_counters(int64_t n);
   bool w4_hopper_ok_ = false;  // the wgmma W4A16 kernel is built and this is sm_90
   // Batch sizes the wgmma kernel serves by default: on an H200 (bench/cuda/bench_w4_hopper.py,
   // bench/cuda/results/h200-w4-hopper-schedules.md) it beats the mma.sync kernel from M = 64,
@@ -159,6 +173,11 @@ class Provider : public xquant::sdk::PluginBase {
   std::recursive_mutex mu_;
   Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_, s_paged_;
   Scratch s_moe_sorted_, s_moe_blocks_, s_moe_y_;
+  // The W4A16 GEMV's split-K arrival counters: zeroed when (re)allocated,
+  // left zero by every launch.
+  Scratch s_gemv_counters_;
+  void* gemv_counters_zeroed_ = nullptr;
+  size_t gemv_counters_zeroed_bytes_ = 0;
   // Device tables [qw pointers | scale pointers] per expert set (or the
   // dense experts' weight pointers), keyed by
   // those device pointers themselves (a freed and re-made weight set with

@@ -205,7 +205,11 @@ __global__ void __launch_bounds__(W * 32) k_w4_gemm(GemmArgs p) {
 #pragma unroll
     for (int j = 0; j < kWPieces; ++j) cp_async16(ws + threadIdx.x + j * kThreads, wsrc0[j] + c * 256, wok[j]);
     if (s_active) {
-      const int64_t g = (c * 64 + s_koff) >> p.gs_shift;
+      // Padding columns past K can fall past the last group (group 16,
+      // K = 1000: column 1008 is group 63 of 63); they multiply zero
+      // activations, so the last group's words do, where reading past the
+      // n-block's words gave NaN in F16 (Cuda/W4A16Gemv.*, M = 9).
+      const int64_t g = min((c * 64 + s_koff) >> p.gs_shift, p.n_groups - 1);
       cp_async16(base + L::kWBytes + s_slot * L::kTiles * 64 + s_piece * 16, ssrc0 + g * 512, s_ok);
     }
     uint8_t* xs = base + L::kWBytes + s_bytes;
