@@ -3,6 +3,7 @@
 // the validation every op goes through before it runs.
 #include "cpu.hpp"
 #include "gguf_blocks_weight.hpp"
+#include "vector_exp.hpp"
 
 #include <xquant/sdk/half.hpp>
 
@@ -334,12 +335,13 @@ void run_rope(const Host& host, const xq_op& op) {
 
 namespace {
 
-// Causal softmax of one score row in place: keys 0..last are visible.
+// Causal softmax of one score row in place: keys 0..last are visible. The
+// exponentials go through the vectorized exp (vector_exp.hpp): with libm's
+// expf one call per score, the softmax was most of a small model's prefill.
 inline void softmax_causal(float* p, int64_t n_keys, int64_t last) {
   float mx = -INFINITY;
   for (int64_t s = 0; s <= last; ++s) mx = std::max(mx, p[s]);
-  float sum = 0.0f;
-  for (int64_t s = 0; s <= last; ++s) sum += (p[s] = std::exp(p[s] - mx));
+  const float sum = exp_shifted_sum(p, p, last + 1, mx);
   float inv = 1.0f / sum;
   for (int64_t s = 0; s <= last; ++s) p[s] *= inv;
   for (int64_t s = last + 1; s < n_keys; ++s) p[s] = 0.0f;
