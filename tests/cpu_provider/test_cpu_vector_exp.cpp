@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -14,6 +15,7 @@
 #include <vector>
 
 using xquant::cpu::exp_shifted_sum;
+using xquant::cpu::row_max;
 
 namespace {
 
@@ -85,4 +87,22 @@ TEST(VectorExp, UnderflowOverflowAndNaN) {
   EXPECT_EQ(y[8], inf);
   EXPECT_EQ(y[9], inf);
   EXPECT_TRUE(std::isnan(y[10]));
+}
+
+TEST(VectorExp, RowMaxIsTheScalarMaxAtEveryLengthAndSkipsNaN) {
+  auto rng = fresh_rng();
+  std::normal_distribution<float> d(0.0f, 10.0f);
+  for (int64_t n = 0; n <= 67; ++n) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& v : x) v = d(rng);
+    float want = -std::numeric_limits<float>::infinity();
+    for (float v : x) want = std::max(want, v);
+    EXPECT_EQ(row_max(x.data(), n), want) << "n " << n;
+    if (n > 0) {
+      x[static_cast<size_t>(n) / 2] = std::numeric_limits<float>::quiet_NaN();
+      want = -std::numeric_limits<float>::infinity();
+      for (float v : x) want = std::max(want, v);
+      EXPECT_EQ(row_max(x.data(), n), want) << "n " << n << " with a NaN";
+    }
+  }
 }

@@ -335,12 +335,11 @@ void run_rope(const Host& host, const xq_op& op) {
 
 namespace {
 
-// Causal softmax of one score row in place: keys 0..last are visible. The
-// exponentials go through the vectorized exp (vector_exp.hpp): with libm's
-// expf one call per score, the softmax was most of a small model's prefill.
+// Causal softmax of one score row in place: keys 0..last are visible. Max
+// and exponentials vectorized (vector_exp.hpp): scalar, they were most of a
+// small model's prefill.
 inline void softmax_causal(float* p, int64_t n_keys, int64_t last) {
-  float mx = -INFINITY;
-  for (int64_t s = 0; s <= last; ++s) mx = std::max(mx, p[s]);
+  const float mx = row_max(p, last + 1);
   const float sum = exp_shifted_sum(p, p, last + 1, mx);
   float inv = 1.0f / sum;
   for (int64_t s = 0; s <= last; ++s) p[s] *= inv;

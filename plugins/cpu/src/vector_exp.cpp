@@ -4,6 +4,7 @@
 // at a time with branch-free selects; the sum keeps one partial sum per lane.
 #include "vector_exp.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -87,6 +88,27 @@ __attribute__((always_inline)) inline float exp_row(const float* x, float* y, in
   return total;
 }
 
+template <class VF>
+__attribute__((always_inline)) inline float max_row(const float* x, int64_t n) {
+  constexpr int64_t L = sizeof(VF) / sizeof(float);
+  VF m = {};
+  m -= INFINITY;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    VF a;
+    std::memcpy(&a, x + i, sizeof a);
+    m = m < a ? a : m;  // std::max's rule lane by lane: a NaN never replaces
+  }
+  float out = -INFINITY;
+  for (int64_t l = 0; l < L; ++l) out = std::max(out, m[l]);
+  for (; i < n; ++i) out = std::max(out, x[i]);
+  return out;
+}
+
+__attribute__((target("avx2"))) float max_row_avx2(const float* x, int64_t n) { return max_row<V8f>(x, n); }
+
+float max_row_sse2(const float* x, int64_t n) { return max_row<V4f>(x, n); }
+
 __attribute__((target("avx2"))) float exp_row_avx2(const float* x, float* y, int64_t n, float shift) {
   return exp_row<V8f, V8i>(x, y, n, shift);
 }
@@ -97,11 +119,20 @@ using ExpRow = float (*)(const float*, float*, int64_t, float);
 
 ExpRow pick_exp_row() { return __builtin_cpu_supports("avx2") ? exp_row_avx2 : exp_row_sse2; }
 
+using MaxRow = float (*)(const float*, int64_t);
+
+MaxRow pick_max_row() { return __builtin_cpu_supports("avx2") ? max_row_avx2 : max_row_sse2; }
+
 }  // namespace
 
 float exp_shifted_sum(const float* x, float* y, int64_t n, float shift) {
   static const ExpRow row = pick_exp_row();
   return row(x, y, n, shift);
+}
+
+float row_max(const float* x, int64_t n) {
+  static const MaxRow row = pick_max_row();
+  return row(x, n);
 }
 
 }  // namespace xquant::cpu

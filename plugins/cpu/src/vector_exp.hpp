@@ -1,6 +1,7 @@
-// exp over a row of floats, written so the compiler vectorizes it (no libm
-// call per element): the softmax of the cpu attention spends most of a small
-// model's forward in expf otherwise.
+// The two row passes of a softmax, vectorized: the largest score and the
+// shifted exponentials with their sum. With a scalar max (a latency-bound
+// maxss chain) and libm's expf per score, the softmax of the cpu attention was
+// most of a small model's forward.
 #pragma once
 
 #include <cstdint>
@@ -13,5 +14,9 @@ namespace xquant::cpu {
 // exactly 0 below ln(FLT_MIN) = -87.34 (no subnormal results: each would cost
 // a microcode assist), +inf above 88.72, NaN kept.
 float exp_shifted_sum(const float* x, float* y, int64_t n, float shift);
+
+// The largest of x[0 .. n-1], as mx = std::max(mx, x[i]) from mx = -inf
+// gives it (NaNs are skipped); -inf for n = 0.
+float row_max(const float* x, int64_t n);
 
 }  // namespace xquant::cpu
