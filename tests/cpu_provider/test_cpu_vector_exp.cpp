@@ -16,6 +16,7 @@
 
 using xquant::cpu::exp_shifted_sum;
 using xquant::cpu::row_max;
+using xquant::cpu::silu_mul;
 
 namespace {
 
@@ -105,4 +106,25 @@ TEST(VectorExp, RowMaxIsTheScalarMaxAtEveryLengthAndSkipsNaN) {
       EXPECT_EQ(row_max(x.data(), n), want) << "n " << n << " with a NaN";
     }
   }
+}
+
+TEST(VectorExp, SiluMulMatchesDoubleAtEveryTailAndTheEnds) {
+  auto rng = fresh_rng();
+  std::uniform_real_distribution<float> d(-100.0f, 100.0f);
+  for (int64_t n = 1; n <= 67; ++n) {
+    std::vector<float> a(static_cast<size_t>(n)), g(a.size()), y(a.size());
+    for (auto& v : a) v = d(rng);
+    for (auto& v : g) v = d(rng);
+    silu_mul(a.data(), g.data(), y.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = a[i] / (1.0 + std::exp(-double(a[i]))) * g[i];
+      EXPECT_NEAR(y[i], want, 5e-7 * std::abs(want) + 1e-30) << "n " << n << " a " << a[i];
+    }
+  }
+  std::vector<float> a = {-200.0f, 200.0f, 0.0f, std::numeric_limits<float>::quiet_NaN()}, g(4, 2.0f), y(4);
+  silu_mul(a.data(), g.data(), y.data(), 4);
+  EXPECT_EQ(y[0], 0.0f);
+  EXPECT_EQ(y[1], 400.0f);
+  EXPECT_EQ(y[2], 0.0f);
+  EXPECT_TRUE(std::isnan(y[3]));
 }

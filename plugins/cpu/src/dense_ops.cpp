@@ -429,7 +429,7 @@ void run_swiglu(const Host& host, const xq_op& op) {
   const float* g = static_cast<const float*>(op.src[1].data);
   float* y = static_cast<float*>(op.dst.data);
   host.parallel_for(static_cast<uint64_t>(n), 4096, [&](uint64_t b, uint64_t e) {
-    for (uint64_t i = b; i < e; ++i) y[i] = a[i] / (1.0f + std::exp(-a[i])) * g[i];
+    silu_mul(a + b, g + b, y + b, static_cast<int64_t>(e - b));  // vectorized exp (vector_exp.hpp)
   });
 }
 

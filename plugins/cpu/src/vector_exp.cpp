@@ -105,6 +105,27 @@ __attribute__((always_inline)) inline float max_row(const float* x, int64_t n) {
   return out;
 }
 
+template <class VF, class VI>
+__attribute__((always_inline)) inline void silu_mul_row(const float* a, const float* g, float* y, int64_t n) {
+  constexpr int64_t L = sizeof(VF) / sizeof(float);
+  for (int64_t i = 0; i < n; i += L) {
+    const size_t bytes = static_cast<size_t>(std::min(L, n - i)) * sizeof(float);
+    VF x = {}, up = {}, e;
+    std::memcpy(&x, a + i, bytes);
+    std::memcpy(&up, g + i, bytes);
+    const VF minus = -x;
+    exp_lanes<VF, VI>(minus, e);
+    const VF out = x / (e + 1.0f) * up;
+    std::memcpy(y + i, &out, bytes);
+  }
+}
+
+__attribute__((target("avx2"))) void silu_mul_avx2(const float* a, const float* g, float* y, int64_t n) {
+  silu_mul_row<V8f, V8i>(a, g, y, n);
+}
+
+void silu_mul_sse2(const float* a, const float* g, float* y, int64_t n) { silu_mul_row<V4f, V4i>(a, g, y, n); }
+
 __attribute__((target("avx2"))) float max_row_avx2(const float* x, int64_t n) { return max_row<V8f>(x, n); }
 
 float max_row_sse2(const float* x, int64_t n) { return max_row<V4f>(x, n); }
@@ -123,11 +144,20 @@ using MaxRow = float (*)(const float*, int64_t);
 
 MaxRow pick_max_row() { return __builtin_cpu_supports("avx2") ? max_row_avx2 : max_row_sse2; }
 
+using SiluMul = void (*)(const float*, const float*, float*, int64_t);
+
+SiluMul pick_silu_mul() { return __builtin_cpu_supports("avx2") ? silu_mul_avx2 : silu_mul_sse2; }
+
 }  // namespace
 
 float exp_shifted_sum(const float* x, float* y, int64_t n, float shift) {
   static const ExpRow row = pick_exp_row();
   return row(x, y, n, shift);
+}
+
+void silu_mul(const float* a, const float* g, float* y, int64_t n) {
+  static const SiluMul row = pick_silu_mul();
+  row(a, g, y, n);
 }
 
 float row_max(const float* x, int64_t n) {
