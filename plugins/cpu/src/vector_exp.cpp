@@ -105,19 +105,25 @@ __attribute__((always_inline)) inline float max_row(const float* x, int64_t n) {
   return out;
 }
 
+// One block of up to L lanes: a whole block (bytes = sizeof(VF)) compiles to
+// plain vector loads and stores; only the tail pays a variable-size copy.
+template <class VF, class VI>
+__attribute__((always_inline)) inline void silu_mul_block(const float* a, const float* g, float* y, size_t bytes) {
+  VF x = {}, up = {}, e;
+  std::memcpy(&x, a, bytes);
+  std::memcpy(&up, g, bytes);
+  const VF minus = -x;
+  exp_lanes<VF, VI>(minus, e);
+  const VF out = x / (e + 1.0f) * up;
+  std::memcpy(y, &out, bytes);
+}
+
 template <class VF, class VI>
 __attribute__((always_inline)) inline void silu_mul_row(const float* a, const float* g, float* y, int64_t n) {
   constexpr int64_t L = sizeof(VF) / sizeof(float);
-  for (int64_t i = 0; i < n; i += L) {
-    const size_t bytes = static_cast<size_t>(std::min(L, n - i)) * sizeof(float);
-    VF x = {}, up = {}, e;
-    std::memcpy(&x, a + i, bytes);
-    std::memcpy(&up, g + i, bytes);
-    const VF minus = -x;
-    exp_lanes<VF, VI>(minus, e);
-    const VF out = x / (e + 1.0f) * up;
-    std::memcpy(y + i, &out, bytes);
-  }
+  int64_t i = 0;
+  for (; i + L <= n; i += L) silu_mul_block<VF, VI>(a + i, g + i, y + i, sizeof(VF));
+  if (i < n) silu_mul_block<VF, VI>(a + i, g + i, y + i, static_cast<size_t>(n - i) * sizeof(float));
 }
 
 __attribute__((target("avx2"))) void silu_mul_avx2(const float* a, const float* g, float* y, int64_t n) {
