@@ -3,6 +3,7 @@
 // the validation every op goes through before it runs.
 #include "cpu.hpp"
 #include "gguf_blocks_weight.hpp"
+#include "vector_exp.hpp"
 
 #include <xquant/sdk/half.hpp>
 
@@ -337,12 +338,12 @@ void run_rope(const Host& host, const xq_op& op) {
 
 namespace {
 
-// Causal softmax of one score row in place: keys 0..last are visible.
+// Causal softmax of one score row in place: keys 0..last are visible. Max
+// and exponentials vectorized (vector_exp.hpp): scalar, they were most of a
+// small model's prefill.
 inline void softmax_causal(float* p, int64_t n_keys, int64_t last) {
-  float mx = -INFINITY;
-  for (int64_t s = 0; s <= last; ++s) mx = std::max(mx, p[s]);
-  float sum = 0.0f;
-  for (int64_t s = 0; s <= last; ++s) sum += (p[s] = std::exp(p[s] - mx));
+  const float mx = row_max(p, last + 1);
+  const float sum = exp_shifted_sum(p, p, last + 1, mx);
   float inv = 1.0f / sum;
   for (int64_t s = 0; s <= last; ++s) p[s] *= inv;
   for (int64_t s = last + 1; s < n_keys; ++s) p[s] = 0.0f;
@@ -431,7 +432,7 @@ void run_swiglu(const Host& host, const xq_op& op) {
   const float* g = static_cast<const float*>(op.src[1].data);
   float* y = static_cast<float*>(op.dst.data);
   host.parallel_for(static_cast<uint64_t>(n), 4096, [&](uint64_t b, uint64_t e) {
-    for (uint64_t i = b; i < e; ++i) y[i] = a[i] / (1.0f + std::exp(-a[i])) * g[i];
+    silu_mul(a + b, g + b, y + b, static_cast<int64_t>(e - b));  // vectorized exp (vector_exp.hpp)
   });
 }
 

@@ -4,6 +4,7 @@
 // once per sequence), F32 pools only. Contracts in
 // abi/include/xquant/xq_kernel.h.
 #include "cpu.hpp"
+#include "vector_exp.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -160,8 +161,7 @@ void run_paged_attention(const Host& host, const xq_op& op) {
         sc[static_cast<size_t>(j)] = d * scale;
         mx = std::max(mx, sc[static_cast<size_t>(j)]);
       }
-      float sum = 0.0f;
-      for (auto& v : sc) sum += (v = std::exp(v - mx));
+      const float sum = exp_shifted_sum(sc.data(), sc.data(), nk, mx);  // vectorized (vector_exp.hpp)
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t j = 0; j < nk; ++j) {
         const float* vv = at(vp, j);
