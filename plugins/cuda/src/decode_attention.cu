@@ -27,16 +27,9 @@ size_t decode_attention_workspace(const DecodeAttentionArgs& a, int splits) {
 }
 
 cudaError_t decode_attention(const DecodeAttentionArgs& a, int splits, void* workspace, cudaStream_t stream) {
-  split_k::Launch l;
-  l.q = a.q;
-  l.k = a.k;
-  l.v = a.v;
-  l.kv_bf16 = a.kv_type == DType::BF16;
-  l.T = a.T, l.H = a.H, l.KVH = a.KVH, l.D = a.D;
-  l.max_keys = max_keys(a);
-  l.scale = a.scale;
-  l.out = a.out;
-  l.out_type = a.out_type;
+  // q has the cache's dtype here (Q_LIKE_KV).
+  const split_k::Launch l{a.q, a.k, a.v, a.kv_type == DType::BF16, a.T, a.H, a.KVH, a.D, max_keys(a), a.scale,
+                          a.out, a.out_type};
   return split_k::attention</*Q_LIKE_KV=*/true>(l, split_k::ContiguousKeys{a.start}, splits, workspace, stream);
 }
 

@@ -39,16 +39,9 @@ size_t paged_attention_workspace(int64_t T, int64_t H, int64_t D, int splits) {
 }
 
 cudaError_t paged_attention(const PagedAttentionArgs& a, int splits, void* workspace, cudaStream_t stream) {
-  split_k::Launch l;
-  l.q = a.q;
-  l.k = a.kpool;
-  l.v = a.vpool;
-  l.kv_bf16 = a.pool_type == DType::BF16;
-  l.T = a.T, l.H = a.H, l.KVH = a.KVH, l.D = a.D;
-  l.max_keys = a.max_keys;
-  l.scale = a.scale;
-  l.out = a.out;
-  l.out_type = a.out_type;
+  // q is F32 whatever the pools hold.
+  const split_k::Launch l{a.q, a.kpool, a.vpool, a.pool_type == DType::BF16, a.T, a.H, a.KVH, a.D, a.max_keys,
+                          a.scale, a.out, a.out_type};
   const split_k::BlockTableKeys keys{RowTables{a.table, a.table_ld, a.T, a.n_seq}, a.BS, a.skip_tiles,
                                      a.skip_tile_rows};
   return split_k::attention</*Q_LIKE_KV=*/false>(l, keys, splits, workspace, stream);

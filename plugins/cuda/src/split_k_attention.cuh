@@ -75,14 +75,7 @@ struct BlockTableKeys {
 template <bool BF16>
 __device__ __forceinline__ void load8(const void* base, int64_t at, float* out) {
   if constexpr (BF16) {
-    const uint4 u = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(base) + at);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(h[i]);
-      out[2 * i] = f.x;
-      out[2 * i + 1] = f.y;
-    }
+    bf16x8_to_float(*reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(base) + at), out);
   } else {
     const float4 a = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + at);
     const float4 b = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + at + 4);
