@@ -233,3 +233,65 @@ TEST(CudaSplitKAttention, SplitRuleFillsTheChipForFewSequences) {
   EXPECT_EQ(xqcuda::split_k_splits(8, 0, sms), 1);
   EXPECT_EQ(xqcuda::split_k_workspace(1, 32, 128, 1), 0u);
 }
+
+// Device time of one decode row at Llama-3.1-8B heads (32 over 8, D 128)
+// after 128..8192 keys, BF16 and F32 K/V: PAGED_ATTENTION (16-slot blocks in
+// shuffled order) beside ATTENTION over the same keys in a contiguous cache,
+// each launcher called directly with its own split count, CUDA events over
+// 200 launches. Prints; asserts nothing about speed (run with
+// --gtest_also_run_disabled_tests).
+TEST(CudaSplitKAttention, DISABLED_SpeedPagedBesideContiguous) {
+  XQ_REQUIRE_GPU();
+  int dev = 0, sms = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  const int64_t H = 32, KVH = 8, D = 128, BS = 16, Smax = 8192, MB = Smax / BS;
+  std::vector<int32_t> table(static_cast<size_t>(1 + MB));
+  std::iota(table.begin() + 1, table.end(), 0);
+  std::shuffle(table.begin() + 1, table.end(), rng());
+  DevBuf dq(H * D * 4), dk(Smax * KVH * D * 4), dv(Smax * KVH * D * 4), dt(table.size() * 4), dout(H * D * 4),
+      ws(64 << 20);
+  dq.put(random_values(H * D));
+  dk.put(random_values(Smax * KVH * D));  // the BF16 rows read these bytes as BF16: values do not change the time
+  dv.put(random_values(Smax * KVH * D));
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  auto time_us = [&](const auto& launch) {
+    for (int i = 0; i < 10; ++i) launch();
+    cudaEventRecord(e0);
+    for (int i = 0; i < 200; ++i) launch();
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    return ms * 1e3 / 200;
+  };
+  for (xqcuda::DType kv : {xqcuda::DType::BF16, xqcuda::DType::F32})
+    for (int64_t keys : {128, 512, 1024, 2048, 8192}) {
+      xqcuda::DecodeAttentionArgs c;
+      c.q = dq.p, c.k = dk.p, c.v = dv.p, c.out = dout.p, c.kv_type = kv;
+      c.T = 1, c.H = H, c.KVH = KVH, c.D = D, c.start = keys - 1, c.scale = 0.088f;
+      xqcuda::PagedAttentionArgs p;
+      p.q = static_cast<const float*>(dq.p), p.kpool = dk.p, p.vpool = dv.p, p.pool_type = kv;
+      table[0] = static_cast<int32_t>(keys - 1);
+      const int64_t mb = (keys + BS - 1) / BS;  // the engine's table width: the blocks in use
+      std::vector<int32_t> row(table.begin(), table.begin() + 1 + mb);
+      dt.put(row);
+      p.table = static_cast<const int32_t*>(dt.p), p.table_ld = 1 + mb;
+      p.T = 1, p.H = H, p.KVH = KVH, p.D = D, p.BS = BS, p.max_keys = mb * BS, p.scale = 0.088f;
+      p.out = dout.p;
+      XQ_OK_OR_FAIL(Plugin::get().vt->synchronize(Plugin::get().state));
+      const int cs = xqcuda::decode_attention_splits(c, sms), ps = xqcuda::paged_attention_splits(1, KVH, p.max_keys, sms);
+      // F32 q for the paged launch; the contiguous one reads q in the cache's dtype (values differ, timing does not).
+      const double c_us = time_us([&] { xqcuda::decode_attention(c, cs, ws.p, nullptr); });
+      const double p_us = time_us([&] { xqcuda::paged_attention(p, ps, ws.p, nullptr); });
+      ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+      std::printf("decode row, %s K/V, %5lld keys: paged %.2f us (%d splits), contiguous %.2f us (%d splits), "
+                  "paged/contiguous %.2fx\n",
+                  kv == xqcuda::DType::BF16 ? "BF16" : "F32 ", static_cast<long long>(keys), p_us, ps, c_us, cs,
+                  p_us / c_us);
+    }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+}
