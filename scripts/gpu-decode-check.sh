@@ -13,8 +13,8 @@ out=${2:?usage: gpu-decode-check.sh BUILD_DIR OUT_DIR}
 ops=$(find "$b" -name test_cuda_provider -type f | head -1)
 eng=$(find "$b" -name test_device_engine -type f | head -1)
 echo "== decode kernels: tests and device times (split-K ATTENTION, BF16 few-row MATMUL)"
-timeout 60 "$ops" --gtest_also_run_disabled_tests --gtest_filter='CudaDecodeAttention.*:CudaBf16Gemv.*' 2>&1 |
-  tee "$out/decode-kernels.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|decode ATTENTION|BF16 MATMUL|tests ran"
+timeout 60 "$ops" --gtest_also_run_disabled_tests --gtest_filter='CudaDecodeAttention.*:CudaSplitKAttention.*:CudaBf16Gemv.*' 2>&1 |
+  tee "$out/decode-kernels.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|decode ATTENTION|decode row|BF16 MATMUL|tests ran"
 echo "== decode kernels in the engine vs the previous kernels (stories260K)"
 timeout 60 "$eng" --gtest_filter='DeviceEngine.DecodeKernelsMatchThePreviousOnes' 2>&1 |
   tee "$out/decode-engine.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|weights: logits|tests ran"

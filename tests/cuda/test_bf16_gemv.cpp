@@ -13,6 +13,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -90,10 +91,60 @@ TEST(CudaBf16Gemv, MatchesFloat64ReferenceAndCublasLt) {
     EXPECT_EQ(count_nan(on), 0u) << what;
     EXPECT_LE(rel_error(on, ref), 5e-3) << what << " (gemv)";
     EXPECT_LE(rel_error(off, ref), 5e-3) << what << " (cuBLASLt)";
-    // An x off 16-byte alignment is not the gemv's (16-byte loads). (cuBLASLt
-    // refuses a BF16 x 2 bytes off at run time too: status 15 on an H200.)
+    // An x off 16-byte alignment is not the gemv's (16-byte loads); the
+    // provider refuses it up front (UnalignedHalfOperandsAreRefusedUpFront).
     EXPECT_FALSE(xqcuda::bf16_gemv_fits(g.M, g.K, static_cast<char*>(dx.p) + 2, dw.p));
   }
+}
+
+// A BF16 or F16 MATMUL with an operand off 16-byte alignment is refused by
+// supports_op and run_op (XQ_ERR_UNSUPPORTED, the operand named) before any
+// work: cuBLASLt used to take it and fail at run time (status 15), and the
+// few-row kernel reads 16-byte vectors. dst stays as it was; the same
+// operands aligned still run, on both paths.
+TEST(CudaBf16Gemv, UnalignedHalfOperandsAreRefusedUpFront) {
+  XQ_REQUIRE_GPU();
+  auto& P = Plugin::get();
+  const int64_t K = 64, N = 32;
+  for (xq_dtype t : {XQ_DTYPE_BF16, XQ_DTYPE_F16})
+    for (int64_t M : {1, 8}) {  // the few-row kernel's rows and cuBLASLt's
+      std::vector<float> x(static_cast<size_t>(M * K)), w(static_cast<size_t>(N * K));
+      for (auto* v : {&x, &w})
+        for (auto& e : *v) e = uniform(-1.f, 1.f);
+      const auto xb = to_half_bits(x, t, &x), wb = to_half_bits(w, t, &w);
+      // 16 spare bytes each, so an operand can start 2 bytes in.
+      DevBuf dx(xb.size() * 2 + 16), dw(wb.size() * 2 + 16), dy(static_cast<size_t>(M * N) * 2 + 16);
+      dx.put(xb);
+      dw.put(wb);
+      struct Case {
+        size_t x_off, w_off, y_off;
+        const char* named;  // the operand the message names; null: all aligned
+      };
+      for (const Case c : {Case{2, 0, 0, "src[0] (x)"}, Case{0, 2, 0, "src[1] (w)"}, Case{0, 0, 2, "dst"},
+                           Case{0, 0, 0, nullptr}}) {
+        xq_op op = make_op(XQ_OP_MATMUL);
+        op.src[0] = tensor2(t, M, K, static_cast<char*>(dx.p) + c.x_off);
+        op.src[1] = tensor2(t, N, K, static_cast<char*>(dw.p) + c.w_off);
+        op.dst = tensor2(t, M, N, static_cast<char*>(dy.p) + c.y_off);
+        dy.poison();
+        const std::string what = std::string(t == XQ_DTYPE_BF16 ? "BF16" : "F16") + " M=" + std::to_string(M) +
+                                 (c.named ? std::string(" ") + c.named + " 2 bytes off" : " aligned");
+        if (c.named) {
+          EXPECT_EQ(P.vt->supports_op(P.state, &op), 0u) << what;
+          EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_ERR_UNSUPPORTED) << what;
+          EXPECT_NE(g_last_error.find("16-byte aligned"), std::string::npos) << what << ": " << g_last_error;
+          EXPECT_NE(g_last_error.find(c.named), std::string::npos) << what << ": " << g_last_error;
+          const auto y = dy.get<uint8_t>(dy.n);
+          EXPECT_TRUE(std::all_of(y.begin(), y.end(), [](uint8_t b) { return b == 0xFF; })) << what << ": dst written";
+        } else {
+          EXPECT_EQ(P.vt->supports_op(P.state, &op), 1u) << what << ": " << g_last_error;
+          XQ_OK_OR_FAIL(P.vt->run_op(P.state, &op));
+          std::vector<float> y;
+          for (uint16_t b : dy.get<uint16_t>(static_cast<size_t>(M * N))) y.push_back(half_bits_to_f32(b, t));
+          EXPECT_LE(rel_error(y, ref_matmul(x, w, M, N, K, nullptr)), 5e-3) << what;
+        }
+      }
+    }
 }
 
 // Weight-read rate of a batch-1 BF16 MATMUL at the 8-layer Llama-3.1-8B

@@ -19,6 +19,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "attention_ops.hpp"
+#include "attention_reference.hpp"
 #include "decode_attention.hpp"
 #include "decoder_ops.hpp"
 
@@ -26,84 +28,7 @@ using namespace xqtest;
 
 namespace {
 
-struct Shape {
-  int64_t T, start, H, KVH, D;
-};
-
-// out[t, h] = softmax(q[t, h] . k[0..start+t]^T * scale) . v, in double.
-std::vector<double> reference(const Shape& s, const std::vector<float>& q, const std::vector<float>& k,
-                              const std::vector<float>& v, double scale) {
-  std::vector<double> out(static_cast<size_t>(s.T * s.H * s.D));
-  const int64_t group = s.H / s.KVH;
-  for (int64_t t = 0; t < s.T; ++t)
-    for (int64_t h = 0; h < s.H; ++h) {
-      const int64_t kh = h / group, n = s.start + t + 1;
-      std::vector<double> p(static_cast<size_t>(n));
-      double mx = -1e300;
-      for (int64_t j = 0; j < n; ++j) {
-        double d = 0;
-        for (int64_t i = 0; i < s.D; ++i)
-          d += static_cast<double>(q[(t * s.H + h) * s.D + i]) * k[(j * s.KVH + kh) * s.D + i];
-        p[j] = d * scale;
-        mx = std::max(mx, p[j]);
-      }
-      double sum = 0;
-      for (auto& x : p) sum += (x = std::exp(x - mx));
-      for (int64_t i = 0; i < s.D; ++i) {
-        double a = 0;
-        for (int64_t j = 0; j < n; ++j) a += p[j] * v[(j * s.KVH + kh) * s.D + i];
-        out[(t * s.H + h) * s.D + i] = a / sum;
-      }
-    }
-  return out;
-}
-
-std::vector<float> random_values(int64_t n) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = uniform(-2.f, 2.f);
-  return v;
-}
-
-// Host bytes of `v` in dtype t; `v` becomes the values stored.
-std::vector<uint8_t> stored(std::vector<float>& v, xq_dtype t) {
-  std::vector<uint8_t> b(v.size() * (t == XQ_DTYPE_F32 ? 4 : 2));
-  if (t == XQ_DTYPE_F32) {
-    std::memcpy(b.data(), v.data(), b.size());
-  } else {
-    const auto bits = to_half_bits(v, t, &v);
-    std::memcpy(b.data(), bits.data(), b.size());
-  }
-  return b;
-}
-
-// Runs the op with k and v `k_offset` bytes into their buffers; returns the
-// output as floats.
-std::vector<float> run(const Shape& s, xq_dtype in_t, xq_dtype out_t, std::vector<float>& q, std::vector<float>& k,
-                       std::vector<float>& v, double scale, size_t k_offset = 0) {
-  auto& P = Plugin::get();
-  const auto qb = stored(q, in_t), kb = stored(k, in_t), vb = stored(v, in_t);
-  DevBuf dq(qb.size()), dk(kb.size() + k_offset), dv(vb.size()), dout(static_cast<size_t>(s.T * s.H * s.D) * 4);
-  dq.put(qb);
-  std::vector<uint8_t> kpad(k_offset, 0);
-  kpad.insert(kpad.end(), kb.begin(), kb.end());
-  dk.put(kpad);
-  dv.put(vb);
-  dout.poison();
-  const int64_t S = s.start + s.T;
-  xq_op op = make_op(XQ_OP_ATTENTION);
-  op.src[0] = xquant::sdk::device_tensor(in_t, {s.T, s.H, s.D}, dq.p);
-  op.src[1] = xquant::sdk::device_tensor(in_t, {S, s.KVH, s.D}, static_cast<char*>(dk.p) + k_offset);
-  op.src[2] = xquant::sdk::device_tensor(in_t, {S, s.KVH, s.D}, dv.p);
-  op.dst = xquant::sdk::device_tensor(out_t, {s.T, s.H, s.D}, dout.p);
-  op.f[0] = scale;
-  op.i[0] = s.start;
-  EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_OK) << g_last_error;
-  const size_t n = static_cast<size_t>(s.T * s.H * s.D);
-  if (out_t == XQ_DTYPE_F32) return dout.get<float>(n);
-  std::vector<float> out;
-  for (uint16_t b : dout.get<uint16_t>(n)) out.push_back(half_bits_to_f32(b, out_t));
-  return out;
-}
+using Shape = AttentionShape;
 
 }  // namespace
 
@@ -119,8 +44,8 @@ TEST(CudaDecodeAttention, MatchesFloat64ReferenceForDecodeRowsAndChunks) {
         const int64_t S = s.start + s.T;
         auto q = random_values(s.T * s.H * s.D), k = random_values(S * s.KVH * s.D), v = random_values(S * s.KVH * s.D);
         const double scale = 1.0 / std::sqrt(static_cast<double>(s.D));
-        const auto got = run(s, in_t, out_t, q, k, v, scale);
-        const auto ref = reference(s, q, k, v, scale);
+        const auto got = run_attention(s, in_t, out_t, q, k, v, scale);
+        const auto ref = reference_attention(s, q, k, v, scale);
         const double err = rel_error(got, ref);
         EXPECT_EQ(count_nan(got), 0u) << "T=" << s.T << " start=" << s.start;
         EXPECT_LE(err, out_t == XQ_DTYPE_F32 ? 1e-5 : 5e-3)
@@ -158,8 +83,8 @@ TEST(CudaDecodeAttention, UnalignedCacheFallsBackToTheOneBlockKernel) {
   a.k = reinterpret_cast<const void*>(uintptr_t{4});
   a.v = reinterpret_cast<const void*>(uintptr_t{16});
   EXPECT_FALSE(xqcuda::decode_attention_fits(a));
-  const auto got = run(s, XQ_DTYPE_F32, XQ_DTYPE_F32, q, k, v, 0.125, /*k_offset=*/4);
-  EXPECT_LE(rel_error(got, reference(s, q, k, v, 0.125)), 1e-5);
+  const auto got = run_attention(s, XQ_DTYPE_F32, XQ_DTYPE_F32, q, k, v, 0.125, /*k_offset=*/4);
+  EXPECT_LE(rel_error(got, reference_attention(s, q, k, v, 0.125)), 1e-5);
 }
 
 // Device time of one decode row's ATTENTION at Llama-3.1-8B heads (32 over

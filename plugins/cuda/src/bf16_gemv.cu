@@ -10,16 +10,6 @@ namespace {
 constexpr int kWarps = 8;   // warps per CTA, one output row each at a time
 constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
 
-__device__ __forceinline__ void bf16x8(const uint4& u, float* out) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
-}
-
 // Warp w of CTA b computes rows n = b * kWarps + w (a grid-stride over N):
 // lane i takes the 8-element chunks i, i + 32, ... of the row, kUnroll of
 // them loaded before any is used.
@@ -46,11 +36,11 @@ __global__ void __launch_bounds__(kWarps * 32) bf16_gemv_kernel(const uint4* __r
         const int64_t c = c0 + 32 * u;
         if (c < chunks) {
           float wf[8];
-          bf16x8(wv[u], wf);
+          bf16x8_to_float(wv[u], wf);
 #pragma unroll
           for (int m = 0; m < M; ++m) {
             float xf[8];
-            bf16x8(__ldg(x + m * chunks + c), xf);
+            bf16x8_to_float(__ldg(x + m * chunks + c), xf);
 #pragma unroll
             for (int i = 0; i < 8; ++i) acc[m] += wf[i] * xf[i];
           }

@@ -37,6 +37,17 @@ __device__ __forceinline__ void store_from_float(void* p, DType t, int64_t i, fl
   }
 }
 
+// Eight BF16 values (one 16-byte load) as floats.
+__device__ __forceinline__ void bf16x8_to_float(const uint4& u, float* out) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
 inline unsigned blocks_for(int64_t n, int threads, int64_t cap = 65535LL * 16) {
   int64_t b = (n + threads - 1) / threads;
   if (b < 1) b = 1;

@@ -5,9 +5,10 @@
 // decode step only H blocks (32 on Llama-3.1-8B) that each walk every key
 // serially; on an H200 that was ~40 µs per layer at ~384 keys. Here a CTA
 // owns (row, kv head, key split) and its warps take tiles of 32 keys for
-// every query head of the GQA group at once, as the paged cache's kernel
-// does (paged_attention.cu); splits are sized so the launch covers the chip
-// twice, down to one 32-key tile per split, and a second kernel merges them.
+// every query head of the GQA group at once: the kernel of
+// split_k_attention.cuh, which the paged cache's PAGED_ATTENTION shares;
+// splits are sized so the launch covers the chip twice, down to one 32-key
+// tile per split (split_k_plan.hpp), and a second kernel merges them.
 #pragma once
 
 #include <xquant/xq_kernel.h>

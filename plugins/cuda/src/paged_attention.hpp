@@ -19,7 +19,7 @@ cudaError_t kv_write(const void* src, DType st, int64_t ld, int64_t T, int64_t r
 
 struct PagedAttentionArgs {
   const float* q = nullptr;  // [T, H, D]
-  const void* kpool = nullptr;
+  const void* kpool = nullptr;  // 16-byte aligned (K rows are read with 16-byte loads)
   const void* vpool = nullptr;
   DType pool_type = DType::F32;
   // src[3] (paged_table.cuh): n_seq = 0, per row [T, table_ld], each row's
@@ -40,7 +40,9 @@ struct PagedAttentionArgs {
 };
 
 // How many key splits (flash-decoding) a launch uses, and the F32 workspace
-// they need (0 for one split).
+// they need (0 for one split): the rule of split_k_plan.hpp, which the
+// contiguous cache's ATTENTION uses too. max_keys: the most keys a row can
+// see (the table width MB times BS).
 int paged_attention_splits(int64_t T, int64_t KVH, int64_t max_keys, int sm_count);
 size_t paged_attention_workspace(int64_t T, int64_t H, int64_t D, int splits);
 cudaError_t paged_attention(const PagedAttentionArgs& a, int splits, void* workspace, cudaStream_t stream);

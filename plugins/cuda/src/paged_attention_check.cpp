@@ -103,6 +103,9 @@ bool check_paged_op(const xq_op& op, std::string* why) {
   if (!need.ok) return false;
   const int64_t T = s[0].shape[0], H = s[0].shape[1], D = s[0].shape[2], KVH = s[1].shape[2];
   need(s[1].dtype == s[2].dtype, "K and V pools must share a dtype");
+  // The split-K kernel reads K rows with 16-byte loads (split_k_attention.cuh).
+  need(reinterpret_cast<uintptr_t>(s[1].data) % 16 == 0 && reinterpret_cast<uintptr_t>(s[2].data) % 16 == 0,
+       "K and V pools must be 16-byte aligned");
   for (int i = 0; i < 4; ++i) need(s[1].shape[i] == s[2].shape[i], "K and V pools differ in shape");
   need(s[1].shape[3] == D, "pool head_dim differs from q's");
   need(KVH > 0 && H % KVH == 0 && H / KVH <= 16, "heads must be a multiple (at most 16x) of kv heads");

@@ -267,6 +267,28 @@ bool Provider::check_qmatmul(const xq_op& op, std::string* why) {
   return check_bias(op, w->N, why);
 }
 
+// BF16/F16 MATMUL operands on 16-byte boundaries: the few-row kernel reads
+// 16-byte vectors, and cuBLASLt's plans (cached per shape, chosen with its
+// default 256-byte alignment preference) fail at run time on an operand off
+// it (CUBLAS_STATUS_NOT_SUPPORTED, status 15, for a BF16 x 2 bytes in on an
+// H200). Refused here, before any work, naming the operand.
+namespace {
+bool half_operands_aligned(const xq_op& op, std::string* why) {
+  const struct {
+    const xq_device_tensor& t;
+    const char* name;
+  } operands[] = {{op.src[0], "src[0] (x)"}, {op.src[1], "src[1] (w)"}, {op.dst, "dst"}};
+  for (const auto& o : operands) {
+    const auto off = reinterpret_cast<uintptr_t>(o.t.data) % 16;
+    if (off != 0)
+      return fail_why(why, format("cuda: %s MATMUL needs 16-byte aligned operands; %s is %u bytes past a 16-byte "
+                                  "boundary",
+                                  xquant::sdk::dtype_name(op.src[0].dtype), o.name, static_cast<unsigned>(off)));
+  }
+  return true;
+}
+}  // namespace
+
 bool Provider::check_matmul(const xq_op& op, std::string* why) {
   const xq_device_tensor &a = op.src[0], &b = op.src[1], &y = op.dst;
   if (!present(a) || !present(b) || !present(y)) return fail_why(why, "cuda: MATMUL needs src[0], src[1] and dst");
@@ -282,6 +304,7 @@ bool Provider::check_matmul(const xq_op& op, std::string* why) {
   } else if (is_half(a.dtype)) {
     if (y.dtype != a.dtype) return fail_why(why, "cuda: BF16/F16 MATMUL writes the operand dtype");
     if (K % 8 != 0 || N % 8 != 0) return fail_why(why, format("cuda: MATMUL needs K and N multiples of 8 (K=%lld N=%lld)", (long long)K, (long long)N));
+    if (!half_operands_aligned(op, why)) return false;
   } else if (a.dtype == XQ_DTYPE_I8 || a.dtype == XQ_DTYPE_F8_E4M3) {
     if (!is_float(y.dtype)) return fail_why(why, "cuda: INT8/FP8 MATMUL output must be F32/F16/BF16");
     if (K % 16 != 0 || N % 16 != 0)

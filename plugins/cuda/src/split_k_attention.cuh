@@ -1,0 +1,338 @@
+// split_k_attention.cuh: the split-K ("flash-decoding") attention kernel and
+// its merge, shared by ATTENTION over a contiguous KV cache
+// (decode_attention.cu) and PAGED_ATTENTION over block tables
+// (paged_attention.cu). The two differ only in where key j of a row lives:
+// the `Keys` template parameter answers that (ContiguousKeys, BlockTableKeys
+// below), everything else is this one loop.
+//
+// The scheme is FlashAttention's decoding path (Dao et al.,
+// https://crfm.stanford.edu/2023/10/12/flashdecoding.html): a CTA owns
+// (query row t, kv head, key split); its 4 warps take 32-key tiles in turn
+// and keep an online softmax (running max m, sum l, accumulator) per query
+// head of the GQA group in registers, the warps merge in shared memory, and
+// with more than one split a second kernel merges the splits' (m, l, acc).
+// Split counts: split_k_plan.hpp.
+#pragma once
+
+#include <cfloat>
+
+#include "common.cuh"
+#include "paged_table.cuh"
+#include "split_k_plan.hpp"
+
+namespace xqcuda {
+namespace split_k {
+
+constexpr int kWarps = 4;
+constexpr int kTile = static_cast<int>(kSplitKTile);  // keys per warp step (one per lane)
+constexpr int kBatch = 4;                              // 8-element K chunks loaded per lane before use
+
+// ---- where key j of query row t lives ---------------------------------------
+// A Keys type gives, per query row, a Row with n_keys() (row t sees keys
+// 0 .. n_keys() - 1) and slot(j): the index of key j's [KVH, D] row in the
+// K and V storage. kSlotIsKey: slot(j) == j, so the V loop recomputes a key's
+// row instead of taking it from the lane that scored the key. skipped(t):
+// rows another kernel answers.
+
+// A contiguous cache [S, KVH, D]; row t sees keys 0 .. start + t (causal).
+struct ContiguousKeys {
+  int64_t start;
+  static constexpr bool kSlotIsKey = true;
+  struct Row {
+    int64_t n;
+    __device__ __forceinline__ int64_t n_keys() const { return n; }
+    __device__ __forceinline__ int64_t slot(int64_t j) const { return j; }
+  };
+  __device__ __forceinline__ Row row(int64_t t) const { return {start + t + 1}; }
+  __device__ __forceinline__ bool skipped(int64_t) const { return false; }
+};
+
+// Pools [NB, BS, KVH, D] through block tables (paged_table.cuh): key j of
+// row t sits in slot blocks(t)[j / BS] * BS + j % BS. Rows whose prefill
+// tile the tensor-core kernel answered (prefill_attention.hpp) are skipped:
+// row t when skip_tiles[t / skip_tile_rows] != 0 (skip_tiles null: none).
+struct BlockTableKeys {
+  RowTables tables;
+  int64_t BS;
+  const int32_t* skip_tiles;
+  int64_t skip_tile_rows;
+  static constexpr bool kSlotIsKey = false;
+  struct Row {
+    const int32_t* __restrict__ blocks;
+    int64_t n, BS;
+    __device__ __forceinline__ int64_t n_keys() const { return n; }
+    __device__ __forceinline__ int64_t slot(int64_t j) const { return static_cast<int64_t>(blocks[j / BS]) * BS + j % BS; }
+  };
+  __device__ __forceinline__ Row row(int64_t t) const {
+    return {tables.blocks(t), static_cast<int64_t>(tables.position(t)) + 1, BS};
+  }
+  __device__ __forceinline__ bool skipped(int64_t t) const { return skip_tiles && skip_tiles[t / skip_tile_rows]; }
+};
+
+// ---- loads --------------------------------------------------------------------
+
+// Eight consecutive K elements from 16-byte aligned storage.
+template <bool BF16>
+__device__ __forceinline__ void load8(const void* base, int64_t at, float* out) {
+  if constexpr (BF16) {
+    bf16x8_to_float(*reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(base) + at), out);
+  } else {
+    const float4 a = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + at);
+    const float4 b = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + at + 4);
+    out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+  }
+}
+
+template <bool BF16>
+__device__ __forceinline__ float load1(const void* base, int64_t at) {
+  if constexpr (BF16) return __bfloat162float(static_cast<const __nv_bfloat16*>(base)[at]);
+  else return static_cast<const float*>(base)[at];
+}
+
+// ---- the kernels ----------------------------------------------------------------
+
+// EPL: output elements per lane (D <= 32 * EPL); G: query heads per kv head
+// bound; KV_BF16 / Q_BF16: BF16 (else F32) K/V and q. Lane i of a warp
+// scores key (tile + i) against every head of the group, then the warp walks
+// the tile's keys accumulating V rows, each lane owning EPL consecutive
+// output elements (coalesced rows). Needs D % 8 == 0 and 16-byte aligned
+// K rows.
+template <int EPL, int G, bool KV_BF16, bool Q_BF16, class Keys>
+__global__ void __launch_bounds__(kWarps * 32) attention_kernel(
+    const void* __restrict__ q, const void* __restrict__ k, const void* __restrict__ v, Keys keys, int64_t H,
+    int64_t KVH, int64_t D, float scale, int64_t keys_per_split, int splits, void* out, DType ot, float* part_acc,
+    float* part_ml) {
+  extern __shared__ float sm[];
+  if (keys.skipped(blockIdx.x)) return;
+  float* s_q = sm;                       // [G][D], pre-scaled
+  float* s_ml = s_q + G * D;             // [kWarps][G][2]
+  float* s_acc = s_ml + kWarps * G * 2;  // [kWarps][G][32 * EPL]
+  const int64_t t = blockIdx.x;
+  const int64_t kh = blockIdx.y;
+  const int split = static_cast<int>(blockIdx.z);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t group = H / KVH;
+  const typename Keys::Row rows = keys.row(t);
+  const int64_t n_keys = rows.n_keys();
+  const int64_t k0 = split * keys_per_split;
+  const int64_t k1 = min(n_keys, k0 + keys_per_split);
+  const DType qt = Q_BF16 ? DType::BF16 : DType::F32;
+  for (int64_t i = threadIdx.x; i < G * D; i += blockDim.x) {
+    const int64_t g = i / D;
+    s_q[i] = g < group ? load_as_float(q, qt, (t * H + kh * group + g) * D + i % D) * scale : 0.f;
+  }
+  __syncthreads();
+
+  float acc[G][EPL];
+  float m[G], l[G];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    m[g] = -FLT_MAX;
+    l[g] = 0.f;
+#pragma unroll
+    for (int e = 0; e < EPL; ++e) acc[g][e] = 0.f;
+  }
+  const int64_t row_elems = KVH * D;
+  const int64_t my0 = static_cast<int64_t>(lane) * EPL;
+  for (int64_t tile = k0 + kTile * warp; tile < k1; tile += kTile * kWarps) {
+    const int64_t j = tile + lane;
+    const bool valid = j < k1;
+    const int64_t base = valid ? rows.slot(j) * row_elems + kh * D : 0;
+    float sc[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) sc[g] = 0.f;
+    if (valid) {
+      // The row's 8-element chunks (at most 4 * EPL), B loads issued before
+      // any is used: a loop over a run-time D can wait one memory latency
+      // per chunk (16 for D = 128), and a split of one tile is all latency.
+      constexpr int B = EPL >= 8 ? (G >= 16 ? 1 : 2) : kBatch;  // D up to 256: fewer in flight, no spills
+#pragma unroll
+      for (int c0 = 0; c0 < 4 * EPL; c0 += B) {
+        float kv[B][8];
+#pragma unroll
+        for (int u = 0; u < B; ++u)
+          if ((c0 + u) * 8 < D) load8<KV_BF16>(k, base + (c0 + u) * 8, kv[u]);
+#pragma unroll
+        for (int u = 0; u < B; ++u) {
+          if ((c0 + u) * 8 >= D) continue;
+#pragma unroll
+          for (int g = 0; g < G; ++g) {
+            const float* qg = s_q + g * D + (c0 + u) * 8;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) sc[g] += qg[i] * kv[u][i];
+          }
+        }
+      }
+    }
+    float p[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      float mt = valid ? sc[g] : -FLT_MAX;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+      const float mn = fmaxf(m[g], mt);
+      const float c = expf(m[g] - mn);
+      p[g] = valid ? expf(sc[g] - mn) : 0.f;
+      float ps = p[g];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o);
+      l[g] = l[g] * c + ps;
+      m[g] = mn;
+#pragma unroll
+      for (int e = 0; e < EPL; ++e) acc[g][e] *= c;
+    }
+    const int64_t n_here = k1 - tile < kTile ? k1 - tile : kTile;
+    // V rows of several keys in flight (fewer for D up to 256: no spills).
+    constexpr int kVUnroll = EPL >= 8 ? (G >= 16 ? 2 : 4) : 8;
+#pragma unroll kVUnroll
+    for (int kk = 0; kk < n_here; ++kk) {
+      // A contiguous row is one multiply away; a table's is a dependent
+      // load, so it comes from the lane that scored key kk.
+      int64_t vb;
+      if constexpr (Keys::kSlotIsKey) vb = (tile + kk) * row_elems + kh * D;
+      else vb = __shfl_sync(0xffffffffu, base, kk);
+      float vv[EPL];
+#pragma unroll
+      for (int e = 0; e < EPL; ++e) vv[e] = my0 + e < D ? load1<KV_BF16>(v, vb + my0 + e) : 0.f;
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        const float pk = __shfl_sync(0xffffffffu, p[g], kk);
+#pragma unroll
+        for (int e = 0; e < EPL; ++e) acc[g][e] += pk * vv[e];
+      }
+    }
+  }
+
+  // Merge the warps: each writes (m, l, acc) per head; all threads combine.
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    if (lane == 0) {
+      s_ml[(warp * G + g) * 2] = m[g];
+      s_ml[(warp * G + g) * 2 + 1] = l[g];
+    }
+#pragma unroll
+    for (int e = 0; e < EPL; ++e) s_acc[(warp * G + g) * 32 * EPL + my0 + e] = acc[g][e];
+  }
+  __syncthreads();
+  for (int64_t idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
+    const int g = static_cast<int>(idx / D);
+    const int64_t i = idx % D;
+    float mx = -FLT_MAX;
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_ml[(w * G + g) * 2]);
+    float lsum = 0.f, a = 0.f;
+    for (int w = 0; w < kWarps; ++w) {
+      const float mw = s_ml[(w * G + g) * 2];
+      if (mw == -FLT_MAX) continue;  // this warp saw no key
+      const float c = expf(mw - mx);
+      lsum += s_ml[(w * G + g) * 2 + 1] * c;
+      a += s_acc[(w * G + g) * 32 * EPL + i] * c;
+    }
+    const int64_t h = kh * group + g;
+    if (splits == 1) {
+      store_from_float(out, ot, (t * H + h) * D + i, lsum > 0.f ? a / lsum : 0.f);
+    } else {
+      const int64_t pi = (t * H + h) * splits + split;
+      part_acc[pi * D + i] = a;
+      if (i == 0) {
+        part_ml[pi * 2] = mx;
+        part_ml[pi * 2 + 1] = lsum;
+      }
+    }
+  }
+}
+
+// One block per (t, h): the splits' (m, l, acc) merged with their max.
+template <class Keys>
+__global__ void combine_kernel(const float* part_acc, const float* part_ml, int splits, int64_t H, int64_t D, void* out,
+                               DType ot, Keys keys) {
+  const int64_t th = blockIdx.x;  // t * H + h
+  if (keys.skipped(th / H)) return;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+    float mx = -FLT_MAX;
+    for (int s = 0; s < splits; ++s) mx = fmaxf(mx, part_ml[(th * splits + s) * 2]);
+    float lsum = 0.f, a = 0.f;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = part_ml[(th * splits + s) * 2];
+      if (ms == -FLT_MAX) continue;  // a split past this row's last key
+      const float c = expf(ms - mx);
+      lsum += part_ml[(th * splits + s) * 2 + 1] * c;
+      a += part_acc[(th * splits + s) * D + i] * c;
+    }
+    store_from_float(out, ot, th * D + i, lsum > 0.f ? a / lsum : 0.f);
+  }
+}
+
+// ---- the launch -------------------------------------------------------------------
+
+// Everything a launch needs but the key lookup. q is [T, H, D] (F32, or
+// BF16 with BF16 K/V where the caller's Q_LIKE_KV says so), k and v the
+// cache or pools, out [T, H, D] of out_type; max_keys bounds every row's
+// key count.
+struct Launch {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  bool kv_bf16 = false;
+  int64_t T = 0, H = 0, KVH = 0, D = 0;
+  int64_t max_keys = 0;
+  float scale = 1.f;
+  void* out = nullptr;
+  DType out_type = DType::F32;
+};
+
+template <int EPL, int G, bool KV_BF16, bool Q_BF16, class Keys>
+cudaError_t launch_typed(const Launch& a, const Keys& keys, int splits, float* part_acc, float* part_ml,
+                         cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(a.KVH), static_cast<unsigned>(splits));
+  const size_t smem = (static_cast<size_t>(G) * a.D + static_cast<size_t>(kWarps) * G * (2 + 32 * EPL)) * sizeof(float);
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(attention_kernel<EPL, G, KV_BF16, Q_BF16, Keys>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+  }
+  attention_kernel<EPL, G, KV_BF16, Q_BF16, Keys><<<grid, kWarps * 32, smem, s>>>(
+      a.q, a.k, a.v, keys, a.H, a.KVH, a.D, a.scale, split_k_keys_per_split(a.max_keys, splits), splits, a.out,
+      a.out_type, part_acc, part_ml);
+  return cudaGetLastError();
+}
+
+// Q_LIKE_KV: q has the K/V dtype (ATTENTION) rather than F32 (PAGED_ATTENTION);
+// only the pairs a caller can ask for are compiled.
+template <int EPL, int G, bool Q_LIKE_KV, class Keys>
+cudaError_t launch_dtypes(const Launch& a, const Keys& keys, int splits, float* pa, float* pm, cudaStream_t s) {
+  if (a.kv_bf16) return launch_typed<EPL, G, true, Q_LIKE_KV, Keys>(a, keys, splits, pa, pm, s);
+  return launch_typed<EPL, G, false, false, Keys>(a, keys, splits, pa, pm, s);
+}
+
+template <int EPL, bool Q_LIKE_KV, class Keys>
+cudaError_t launch_group(const Launch& a, const Keys& keys, int splits, float* pa, float* pm, cudaStream_t s) {
+  const int64_t g = a.H / a.KVH;
+  if (g <= 1) return launch_dtypes<EPL, 1, Q_LIKE_KV>(a, keys, splits, pa, pm, s);
+  if (g <= 2) return launch_dtypes<EPL, 2, Q_LIKE_KV>(a, keys, splits, pa, pm, s);
+  if (g <= 4) return launch_dtypes<EPL, 4, Q_LIKE_KV>(a, keys, splits, pa, pm, s);
+  if (g <= 8) return launch_dtypes<EPL, 8, Q_LIKE_KV>(a, keys, splits, pa, pm, s);
+  return launch_dtypes<EPL, 16, Q_LIKE_KV>(a, keys, splits, pa, pm, s);
+}
+
+// Enqueues the split kernel and, for splits > 1, the merge on `stream`.
+// `workspace`: split_k_workspace(T, H, D, splits) bytes (null for one
+// split). The caller checked the shape: D % 8 == 0, D <= 256, H / KVH <= 16,
+// 16-byte aligned K/V storage.
+template <bool Q_LIKE_KV, class Keys>
+cudaError_t attention(const Launch& a, const Keys& keys, int splits, void* workspace, cudaStream_t stream) {
+  if (a.T <= 0) return cudaSuccess;
+  float* part_acc = static_cast<float*>(workspace);
+  float* part_ml = splits > 1 ? part_acc + a.T * a.H * splits * a.D : nullptr;
+  cudaError_t e;
+  if (a.D <= 32) e = launch_group<1, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, stream);
+  else if (a.D <= 64) e = launch_group<2, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, stream);
+  else if (a.D <= 128) e = launch_group<4, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, stream);
+  else e = launch_group<8, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, stream);
+  if (e != cudaSuccess || splits <= 1) return e;
+  combine_kernel<Keys><<<static_cast<unsigned>(a.T * a.H), 128, 0, stream>>>(part_acc, part_ml, splits, a.H, a.D,
+                                                                             a.out, a.out_type, keys);
+  return cudaGetLastError();
+}
+
+}  // namespace split_k
+}  // namespace xqcuda
