@@ -273,6 +273,11 @@ TEST_P(MoeDevice, W4A16ExpertsRunFusedAndMatchCpu) {
   const MoeDesc& m = g->arch().layers[0].experts;
   EXPECT_NE(g->layer(0).linears[static_cast<size_t>(m.gate[0])].layout.find("w4a16"), std::string::npos);
   EXPECT_EQ(g->layer(0).linears[static_cast<size_t>(m.router)].q, nullptr);  // the router stays dense
+  // The device runs W4A16 on BF16 activations; the cpu reference keeps
+  // float activations (its INT4 decode default quantizes them to int8 per
+  // 32-block, llama.cpp-style, which moves its logits further from the
+  // device's: on the H200 this test then judged only 10 of 24 steps).
+  setenv("XQUANT_CPU_GEMV", "f32", /*overwrite=*/0);
   auto c = Model::open(rt(), q);
   compare(*c, *g, 3e-2, (GetParam() + " W4A16 experts (moe_qmatmul)").c_str());
 }
@@ -280,8 +285,21 @@ TEST_P(MoeDevice, W4A16ExpertsRunFusedAndMatchCpu) {
 // W8A8 INT8 experts take moe_qmatmul's grouped CUTLASS GEMM on sm_90
 // (plugins/cuda/src/moe_w8a8_provider.cpp; elsewhere the provider refuses
 // and the engine loops, which this test then checks instead of the fused
-// flag); logits within 3e-2 of cpu on the same file, and graphed decode
-// steps equal to eager ones.
+// flag). The judge is the same file through the per-expert loop on cuda
+// (XQUANT_CUDA_MOE_W8A8=loop), whose QMATMUL rows tests/cuda pins against
+// the cpu reference: both quantize the same BF16 activations, so logits and
+// greedy steps must agree: prompt logits within 2e-2, the bound of the
+// grouped BF16 experts against cpu (the two paths sum the combine in a
+// different order, and a BF16 hidden value that rounds the other way moves
+// its int8 code by one in the next layer; on the H200, 2026-12-01: 0.0124
+// qwen3_moe, 0.0096 qwen2_moe, greedy steps 19/19 equal, 5 near ties skipped).
+// Against the cpu engine only a gross-error
+// guard holds: cpu quantizes F32 activations, and where BF16 rounding moves
+// a value across an int8 rounding boundary the code differs by one; on
+// these tiny random models that gave prompt logits 0.028 (qwen2_moe) and
+// 0.065 (qwen3_moe) apart on the H200 (2026-12-01), too far for the greedy
+// steps to be judged. A wrong expert or scale gives ~1. Graphed decode
+// steps must equal eager ones.
 TEST_P(MoeDevice, W8A8ExpertsMatchCpuAndReplayFromGraphs) {
   std::string why;
   if (!on_cuda(checkpoint(GetParam()), XQ_DTYPE_F32, &why)) GTEST_SKIP() << "cuda provider unusable here: " << why;
@@ -294,8 +312,22 @@ TEST_P(MoeDevice, W8A8ExpertsMatchCpuAndReplayFromGraphs) {
   std::printf("%s W8A8 experts: %s\n", GetParam().c_str(),
               g->layer(0).experts_fused ? "fused (grouped INT8 GEMM)" : "per-expert loop (no fused W8A8 path here)");
   auto c = Model::open(rt(), q);
-  compare(*c, *g, 3e-2, (GetParam() + " W8A8 experts").c_str());
+  {
+    const auto n = static_cast<int64_t>(kPrompt.size());
+    KvCache cc(*c, 64), gc(*g, 64);
+    const double d = rel_diff(g->forward({SequenceInput{&gc, kPrompt.data(), n, true}}),
+                              c->forward({SequenceInput{&cc, kPrompt.data(), n, true}}));
+    EXPECT_LE(d, 0.15) << GetParam() << " W8A8 experts: cuda vs cpu prompt logits";
+    std::printf("%s W8A8 experts: cuda vs cpu prompt logits rel diff %.3g (gross-error guard 0.15)\n",
+                GetParam().c_str(), d);
+  }
   if (!g->layer(0).experts_fused) return;
+  setenv("XQUANT_CUDA_MOE_W8A8", "loop", 1);
+  auto looped = on_cuda(q, XQ_DTYPE_BF16, &why);
+  unsetenv("XQUANT_CUDA_MOE_W8A8");
+  ASSERT_TRUE(looped) << why;
+  EXPECT_FALSE(looped->layer(0).experts_fused);
+  compare(*looped, *g, 2e-2, (GetParam() + " W8A8 experts, fused vs the per-expert loop on cuda").c_str());
   g.reset();
   auto graphed = on_cuda(q, XQ_DTYPE_BF16, &why, true);
   auto eager = on_cuda(q, XQ_DTYPE_BF16, &why, false);
