@@ -1,6 +1,8 @@
 // op_timing.cpp: the event pairs of XQUANT_CUDA_OP_TIMES (op_timing.hpp).
 #include "op_timing.hpp"
 
+#include <xquant/sdk/op_name.hpp>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -8,31 +10,6 @@
 namespace xqcuda {
 
 namespace {
-
-const char* type_name(xq_op_type t) {
-  switch (t) {
-    case XQ_OP_MATMUL: return "MATMUL";
-    case XQ_OP_QMATMUL: return "QMATMUL";
-    case XQ_OP_DEQUANTIZE: return "DEQUANTIZE";
-    case XQ_OP_RMS_NORM: return "RMS_NORM";
-    case XQ_OP_ROPE: return "ROPE";
-    case XQ_OP_ATTENTION: return "ATTENTION";
-    case XQ_OP_SWIGLU: return "SWIGLU";
-    case XQ_OP_ADD: return "ADD";
-    case XQ_OP_GET_ROWS: return "GET_ROWS";
-    case XQ_OP_MUL: return "MUL";
-    case XQ_OP_QUANTIZE_ACT: return "QUANTIZE_ACT";
-    case XQ_OP_CONVERT: return "CONVERT";
-    case XQ_OP_ADD_RMS_NORM: return "ADD_RMS_NORM";
-    case XQ_OP_ARGMAX: return "ARGMAX";
-    case XQ_OP_KV_WRITE: return "KV_WRITE";
-    case XQ_OP_PAGED_ATTENTION: return "PAGED_ATTENTION";
-    case XQ_OP_MOE_ROUTE: return "MOE_ROUTE";
-    case XQ_OP_MOE_COMBINE: return "MOE_COMBINE";
-    case XQ_OP_ROPE_KV: return "ROPE_KV";
-  }
-  return "OP";
-}
 
 int64_t rows_of(const xq_device_tensor& t) {
   if (t.ndim == 0) return 0;
@@ -44,7 +21,7 @@ int64_t rows_of(const xq_device_tensor& t) {
 // The op's type, and for Linears their N x K and whether M is 1 (decode)
 // or more, so a decode step's GEMVs and a prefill's GEMMs stay apart.
 std::string label_of(const xq_op& op) {
-  std::string l = type_name(op.type);
+  std::string l = xquant::sdk::op_name(op.type);
   // Token rows: a [T, H, D] operand (ROPE, ATTENTION, ROPE_KV's q) counts T;
   // KV_WRITE's dst is the pool, so its rows are src[0]'s; ARGMAX's dst is [M].
   const xq_device_tensor& t = op.type == XQ_OP_KV_WRITE ? op.src[0] : op.dst;
