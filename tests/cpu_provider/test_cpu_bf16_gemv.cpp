@@ -11,6 +11,7 @@
 //      the F32 copy of the weights bit for bit; an unknown path name is an
 //      error naming it.
 // A path the CPU lacks is skipped with a message naming it.
+#include "../support/cpu_provider_fixture.hpp"
 #include "bf16_gemv.hpp"
 #include "core/runtime.hpp"
 #include "plugins/registry.hpp"
@@ -125,22 +126,9 @@ TEST(Bf16Gemv, DpBf16PathWithinActivationRounding) {
 
 namespace {
 
-struct Fixture {
-  Runtime rt{RuntimeOptions{}};
-  LoadedPlugin* p = nullptr;
-  Fixture() { p = rt.plugins().find(XQ_PLUGIN_KERNEL_PROVIDER, "cpu"); }
-  xq_status run(const xq_op& op) const { return p->kernel().run_op(p->state, &op); }
-};
-Fixture& fx() {
-  static Fixture f;
-  return f;
-}
+test::CpuProvider& fx() { return test::cpu_provider(); }
 
-struct ScopedEnv {
-  std::string name;
-  ScopedEnv(const char* n, const char* v) : name(n) { setenv(n, v, 1); }
-  ~ScopedEnv() { unsetenv(name.c_str()); }
-};
+using test::ScopedEnv;
 
 // MATMUL at M = 1 on the BF16 weights and on their F32 copy.
 void matmul_both(const Bf16Rows& r, std::vector<float>& y16, std::vector<float>& y32, xq_status& st16) {

@@ -17,6 +17,7 @@
 //      types, DEQUANTIZE and GET_ROWS bit-identical to the loader's decoder.
 //   3. Bad input: wrong row_bytes, an unknown type, mismatched cols are
 //      refused with XQ_ERR_* naming the part.
+#include "../support/cpu_provider_fixture.hpp"
 #include "core/error.hpp"
 #include "core/runtime.hpp"
 #include "gguf_blocks.hpp"
@@ -54,22 +55,9 @@ uint32_t test_seed() {
 }
 std::mt19937 rng(test_seed());
 
-struct Fixture {
-  Runtime rt{RuntimeOptions{}};
-  LoadedPlugin* p = nullptr;
-  Fixture() { p = rt.plugins().find(XQ_PLUGIN_KERNEL_PROVIDER, "cpu"); }
-  const xq_kernel_vtable& vt() const { return p->kernel(); }
-};
-Fixture& fx() {
-  static Fixture f;
-  return f;
-}
+test::CpuProvider& fx() { return test::cpu_provider(); }
 
-struct ScopedEnv {
-  std::string name;
-  ScopedEnv(const char* n, const char* v) : name(n) { setenv(n, v, 1); }
-  ~ScopedEnv() { unsetenv(name.c_str()); }
-};
+using test::ScopedEnv;
 
 void put_f16(uint8_t* p, float v) {
   uint16_t h = sdk::f32_to_f16(v);

@@ -12,6 +12,7 @@
 //      only prefill bit-identical across ISAs and within float rounding of a
 //      double reference.
 // A path the CPU lacks is skipped with a message naming it.
+#include "../support/cpu_provider_fixture.hpp"
 #include "core/runtime.hpp"
 #include "cpu.hpp"
 #include "plugins/registry.hpp"
@@ -37,22 +38,9 @@ namespace {
 
 std::mt19937 rng(20261201);
 
-struct Fixture {
-  Runtime rt{RuntimeOptions{}};
-  LoadedPlugin* p = nullptr;
-  Fixture() { p = rt.plugins().find(XQ_PLUGIN_KERNEL_PROVIDER, "cpu"); }
-  const xq_kernel_vtable& vt() const { return p->kernel(); }
-};
-Fixture& fx() {
-  static Fixture f;
-  return f;
-}
+test::CpuProvider& fx() { return test::cpu_provider(); }
 
-struct ScopedEnv {
-  std::string name;
-  ScopedEnv(const char* n, const char* v) : name(n) { setenv(n, v, 1); }
-  ~ScopedEnv() { unsetenv(name.c_str()); }
-};
+using test::ScopedEnv;
 
 std::vector<float> rnd_f(size_t n, float lo = -1.0f, float hi = 1.0f) {
   std::uniform_real_distribution<float> d(lo, hi);

@@ -12,6 +12,7 @@
 //      weight, INT8 <= 1.07.
 // A path the CPU lacks is skipped with a message naming it; scalar and AVX2
 // always run on x86-64 CI machines of this project's kind.
+#include "../support/cpu_provider_fixture.hpp"
 #include "core/runtime.hpp"
 #include "cpu.hpp"
 #include "plugins/registry.hpp"
@@ -35,24 +36,9 @@ namespace {
 
 std::mt19937 rng(20261130);
 
-struct Fixture {
-  Runtime rt{RuntimeOptions{}};
-  LoadedPlugin* p = nullptr;
-  Fixture() { p = rt.plugins().find(XQ_PLUGIN_KERNEL_PROVIDER, "cpu"); }
-  const xq_kernel_vtable& vt() const { return p->kernel(); }
-};
-Fixture& fx() {
-  static Fixture f;
-  return f;
-}
+test::CpuProvider& fx() { return test::cpu_provider(); }
 
-// Sets an environment variable for one scope (the provider reads the ISA and
-// GEMV mode when a weight is prepared).
-struct ScopedEnv {
-  std::string name;
-  ScopedEnv(const char* n, const char* v) : name(n) { setenv(n, v, 1); }
-  ~ScopedEnv() { unsetenv(name.c_str()); }
-};
+using test::ScopedEnv;
 
 #define SKIP_UNLESS_CPU_HAS(isa)                                                                        \
   if (!cpu::cpu_has(isa)) GTEST_SKIP() << "this CPU lacks " << cpu::isa_name(isa) << ": path not tested"
