@@ -2,6 +2,7 @@
 // its forward pass through a kernel provider (see model.hpp).
 #include "engine/model.hpp"
 #include "engine/decode_graphs.hpp"
+#include "engine/device_weights.hpp"
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -18,7 +19,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <strings.h>
 
 namespace xquant {
 
@@ -61,11 +61,9 @@ std::unique_ptr<Model> Model::open(Runtime& runtime, const fs::path& path, const
 
 Model::Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOptions& options)
     : runtime_(runtime), options_(options), checkpoint_(std::move(cp)) {
-  if (const char* e = std::getenv("XQUANT_DEVICE_WEIGHTS")) {
-    if (strcasecmp(e, "bf16") == 0) options_.device_weights = XQ_DTYPE_BF16;
-    else if (strcasecmp(e, "f32") == 0) options_.device_weights = XQ_DTYPE_F32;
-    else fail(XQ_ERR_INVALID_ARGUMENT, "XQUANT_DEVICE_WEIGHTS must be f32 or bf16, got '{}'", e);
-  }
+  if (const char* e = std::getenv("XQUANT_DEVICE_WEIGHTS"); e && *e)
+    options_.device_weights = device_weights_from_name(e, "XQUANT_DEVICE_WEIGHTS");
+  if (options_.device_weights == XQ_DTYPE_INVALID) options_.device_weights = stored_float_weights(*checkpoint_);
   if (const char* e = std::getenv("XQUANT_TABLES"); e && *e) options_.tables = table_form_from_name(e);
   if (options_.tables == TableForm::kAuto) options_.tables = default_table_form(*checkpoint_);
   arch_ = Architecture::from_config(checkpoint_->config());

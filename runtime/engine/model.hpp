@@ -46,10 +46,12 @@ struct ModelOptions {
   // Where the tokenizer comes from when the checkpoint has no vocabulary
   // (e.g. stories260K-hf): another checkpoint's path; "" = the model's own.
   std::filesystem::path tokenizer_from;
-  // Dense Linear weights on a device provider: F32 (exact against `cpu`), or
+  // Dense Linear weights on a device provider: F32 (exact against `cpu`),
   // BF16 (half the bytes; MATMUL then takes BF16 activations, converted
-  // around the call). The environment variable XQUANT_DEVICE_WEIGHTS=bf16
-  // sets BF16 for tools that do not expose this option (the CLI).
+  // around the call), or XQ_DTYPE_INVALID = as stored (BF16 for a BF16
+  // checkpoint, else F32: engine/device_weights.hpp), what the CLI's
+  // --device-weights auto asks for. XQUANT_DEVICE_WEIGHTS=auto|bf16|f32
+  // overrides this option.
   xq_dtype device_weights = XQ_DTYPE_F32;
   // Calibration of models larger than host memory: open loads no layer,
   // embedding or lm_head; load_layer/release_layer (and load_embeddings/
