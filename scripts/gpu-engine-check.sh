@@ -83,6 +83,14 @@ if [ -d "$w4" ]; then
   done
 fi
 fi  # GPUENG_BASE
+# Optional, and first of the optional parts (a correctness check must not be the one a timeout cuts):
+# the engine against transformers (scripts/gpu-hf-compare.py): logits and greedy tokens on
+# random-weight checkpoints of real configs, HF generate beside `xquant bench` (decode graphs off and
+# on), prefill beside cuBLAS. GPUENG_HF_PARTS picks parts (default logits,generate,prefill).
+if [ "${GPUENG_HF:-0}" = 1 ]; then
+  python3 "$(dirname "$0")/gpu-hf-compare.py" --cli "$cli" --out "$out" --parts "${GPUENG_HF_PARTS:-logits,generate,prefill}" \
+    --engine-logits "$(find "$b" -name xquant_engine_logits -type f | head -1)" 2>&1 | grep -v "^bench: " | tee "$out/hf-compare.log"
+fi
 # Optional: the batch-1 decode kernels (scripts/gpu-decode-check.sh: split-K ATTENTION, BF16 few-row
 # MATMUL; their tests, engine A/B against the previous kernels, device times; ~15 s).
 if [ "${GPUENG_DECODE:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-check.sh" "$b" "$out" 2>&1 | tee "$out/decode.log"; fi
@@ -115,13 +123,6 @@ fi
 if [ "${GPUENG_SERVE:-0}" = 1 ]; then
   XQUANT_BENCH_COPY_GBS=$(grep -o "copy: [0-9]*" "$out/bench.log" 2>/dev/null | grep -o "[0-9]*" || echo 0) \
     bash "$(dirname "$0")/gpu-serve-bench.sh" "$cli" 2>&1 | tee "$out/serve.log"
-fi
-# Optional: the engine against transformers (scripts/gpu-hf-compare.py): logits and greedy tokens on
-# random-weight checkpoints of real configs, HF generate beside `xquant bench` (decode graphs off and
-# on), prefill beside cuBLAS. GPUENG_HF_PARTS picks parts (default logits,generate,prefill).
-if [ "${GPUENG_HF:-0}" = 1 ]; then
-  python3 "$(dirname "$0")/gpu-hf-compare.py" --cli "$cli" --out "$out" --parts "${GPUENG_HF_PARTS:-logits,generate,prefill}" \
-    --engine-logits "$(find "$b" -name xquant_engine_logits -type f | head -1)" 2>&1 | grep -v "^bench: " | tee "$out/hf-compare.log"
 fi
 # Optional: the tensor-core prefill attention (scripts/gpu-prefill-check.sh): its kernel tests and
 # those of the elementwise ops, the 8192-token prefill beside cuBLAS and beside the same step with
