@@ -164,12 +164,11 @@ if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-w4-hopper.sh" "$b" "$out" 2>&1 | tee "$out/w4-hopper.log"
   # -- end W4A16 on Hopper --
 fi
-# ---- GPUENG_KERNELS: W8A8 (INT8, FP8) GEMM routes, cuBLASLt + scaling pass vs the CUTLASS
-# fused-epilogue kernels vs torch (bench/cuda/bench_w8a8.py; four shapes x M = 1..4096).
+# ---- GPUENG_KERNELS: W8A8 (INT8, FP8) GEMMs (scripts/gpu-w8a8.sh: their tests with every CUTLASS
+# configuration forced, then bench/cuda/bench_w8a8.py: cuBLASLt + scaling pass, auto, each CUTLASS
+# configuration, torch; four shapes x M = 1..4096).
 if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
-  echo "== W8A8 GEMM routes (bench/cuda/bench_w8a8.py)"
-  timeout 150 python3 "$(dirname "$0")/../bench/cuda/bench_w8a8.py" --shim "$b/lib/libxqc_shim.so" \
-    --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/w8a8-bench.log" | grep -v '^  {' | tail -40
+  bash "$(dirname "$0")/gpu-w8a8.sh" "$b" "$out" 2>&1 | tee "$out/w8a8.log"
 fi
 # ---- end GPUENG_KERNELS W8A8
 # Optional (GPUENG_W4GEMV=1): the W4A16 GEMVs for M <= 8 (scripts/gpu-w4-gemv.sh: their tests, the
