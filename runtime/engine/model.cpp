@@ -711,9 +711,10 @@ xq_device_tensor column_slice(xq_dtype t, int64_t rows, int64_t cols, int64_t ld
 }  // namespace
 
 // The device decode path. Per layer at batch 1: [ADD_]RMS_NORM writes the
-// q|k|v GEMM's input dtype directly; one GEMM for q|k|v; row-strided
-// CONVERTs take q to F32 and k, v straight into the F32 KV cache; ROPE on q
-// and on the new cache rows; ATTENTION writes o_proj's input dtype; o_proj;
+// q|k|v GEMM's input dtype directly; one GEMM for q|k|v; one ROPE_KV takes
+// q to F32, rotated, and k, v into the KV cache (contiguous or paged; with
+// the q/k norms), or, where the provider refuses it, row-strided CONVERTs,
+// ROPEs and KV_WRITEs; [PAGED_]ATTENTION writes o_proj's input dtype; o_proj;
 // ADD_RMS_NORM; one gate|up GEMM; SWIGLU over its two column halves writes
 // down_proj's input dtype; down_proj, whose output is the next layer's
 // pending residual addend. The residual stream x, q, the KV cache and

@@ -1,8 +1,9 @@
 // paged_forward.cpp: Model's steps over the paged KV cache (model.hpp,
 // paged_kv.hpp). A step is the contiguous step of model.cpp with the
 // per-sequence KV append and ATTENTION ops of every layer replaced by two
-// KV_WRITEs and one PAGED_ATTENTION over all rows: decode rows of many
-// sequences and prefill chunks share one launch per op whatever the batch.
+// KV_WRITEs (on device providers one ROPE_KV that also rotates q and k,
+// engine/rope_kv.hpp) and one PAGED_ATTENTION over all rows: decode rows of
+// many sequences and prefill chunks share one launch per op whatever the batch.
 #include "engine/model.hpp"
 #include "engine/paged_kv.hpp"
 #include "engine/decode_graphs.hpp"
