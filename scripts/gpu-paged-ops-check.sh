@@ -120,6 +120,9 @@ for (m, c, v), rs in sorted(rows.items()):
     if v == "new" and (m, c, "old") in rows:
         n, o = max(r["output_tok_s"] for r in rs), max(r["output_tok_s"] for r in rows[(m, c, "old")])
         print(f"new/old {m} C={c}: {n / o:.3f}")
+        if rs[0]["steps"] and rs[0].get("ops_per_step") == rows[(m, c, "old")][0].get("ops_per_step"):
+            # Eager steps (prefill, the first decode step and its recording) run 40 ops fewer on the 8-layer model.
+            print(f"WARNING {m} C={c}: new and old ran the same op count: XQUANT_ROPE_KV had no effect (a stale CLI?)")
 PY
 echo "== bench done at $(( $(date +%s) - t0 )) s"
 if [ "$(left 45)" -ge 30 ]; then
