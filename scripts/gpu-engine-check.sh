@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_DECODE_PROFILE, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS and GPUENG_W4GEMV add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS and GPUENG_W4GEMV add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -112,6 +112,11 @@ if [ "${GPUENG_DECODE_PROFILE:-0}" = 1 ]; then
   [ -d /tmp/gpueng-l31/w4a16-g128 ] || W4_ONLY=1 timeout 90 bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tail -4
   bash "$(dirname "$0")/gpu-decode-profile.sh" "$cli" "$out"
 fi
+# Optional (GPUENG_PAGED_OPS=1): the decode step's small ops (scripts/gpu-paged-ops-check.sh: ROPE_KV's
+# paged and q/k-norm forms, their kernel and engine tests, DeviceEngine, the paged engine and graphs, then
+# `xquant bench` 128:256 at C = 1, 8 on BF16 and W4A16 with the current ops and XQUANT_ROPE_KV=0 in one
+# run, and the decode profile if time is left; cut to PAGED_OPS_BUDGET_S, default 170 s).
+if [ "${GPUENG_PAGED_OPS:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-paged-ops-check.sh" "$b" "$out" 2>&1 | tee "$out/paged-ops.log"; fi
 # Optional: the decode benchmark (scripts/gpu-decode-bench.sh) when present.
 if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench.log"; fi
 # Optional: open-to-first-token on cuda, xq (stored cuda layouts) vs compressed-tensors

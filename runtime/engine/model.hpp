@@ -410,7 +410,7 @@ class Model {
   bool run_paged_ops(const PagedStep& step, const int32_t* d_ids, const int32_t* d_pos, const int32_t* d_last,
                      int64_t rows, int64_t out_rows, bool greedy, float* x, float* d_logits, void* d_ids_out);
   // The paged replacement of a layer's per-sequence KV append + ATTENTION:
-  // k (F32 [rows, KVH*HD], normed and rotated) and v (any float dtype, rows
+  // k (F32 [rows, KVH*HD], normed and rotated; null: ROPE_KV wrote K/V) and v (any float dtype, rows
   // possibly strided) into their slots, then PAGED_ATTENTION into att.
   void attend_paged(int layer, const float* q, const float* k, const xq_device_tensor& v, int64_t rows,
                     xq_dtype att_t, void* att) const;
