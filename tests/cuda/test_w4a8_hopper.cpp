@@ -14,8 +14,9 @@
 //   bound 0.06, a gross-error guard: one E4M3 rounding of each weight and of
 //   each activation, ~2-3% each).
 // Through the plugin ABI with XQUANT_CUDA_W4A8=2 (copies made, no default
-// dispatch) set before the provider starts: op.i[7] = 6 runs it (checked
-// against the exact product), the default dispatch does not. The direct tests
+// dispatch for W4A16 weights) set before the provider starts: op.i[7] = 6
+// runs it (checked against the exact product), the default dispatch does not;
+// a W4A8-FP8 quant tensor takes it by default from M = 64. The direct tests
 // need sm_90 and a build with CUTLASS; they skip otherwise.
 #include "test_host.hpp"
 
@@ -313,6 +314,63 @@ TEST(W4A8HopperAbi, ForcedW4A8AndFallbacks) {
     }
     P.vt->qweight_release(P.state, qw);
   }
+}
+
+// A W4A8-FP8 quant tensor (bits 4, activations E4M3 per token): packed as W4 plus the
+// W4A8 copy; the default dispatch takes W4A8 from M = 64 (XQUANT_CUDA_W4A8_MIN_M) on sm_90
+// with CUTLASS, the W4A16 paths below it (and everywhere without the kernel).
+TEST(W4A8HopperAbi, W4A8SchemeDefaultDispatch) {
+  XQ_REQUIRE_GPU();
+  auto& P = Plugin::get();
+  const Case c{2048, 384, 128, false, false};
+  const int64_t N = c.N, K = c.K;
+  Weight w = make_weight(c);
+  xq_quant_tensor q{};
+  q.struct_size = sizeof(q);
+  q.bits = 4;
+  q.symmetric = 1;
+  q.strategy = XQ_STRATEGY_GROUP;
+  q.rows = N;
+  q.cols = K;
+  q.group_size = w.gs;
+  q.n_groups = w.G;
+  q.codes = w.codes.data();
+  q.scales = w.scales.data();
+  q.scale_dtype = XQ_DTYPE_F32;
+  q.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
+  q.act_bits = XQ_BITS_F8_E4M3;
+  xq_qweight* qw = nullptr;
+  XQ_OK_OR_FAIL(P.vt->qweight_prepare(P.state, &q, &qw));
+  bool have_w4a8 = false;
+#ifdef XQUANT_CUDA_HOPPER_W4A8
+  have_w4a8 = device_is_sm90();
+#endif
+  for (int64_t M : {int64_t{16}, int64_t{63}, int64_t{64}, int64_t{200}}) {
+    std::vector<float> x(M * K), xr;
+    for (auto& v : x) v = uniform(-1.f, 1.f);
+    auto xbits = to_half_bits(x, XQ_DTYPE_BF16, &xr);
+    DevBuf dx(M * K * 2), dy(M * N * 2);
+    dx.put(xbits);
+    dy.poison();
+    xq_op op = make_op(XQ_OP_QMATMUL);
+    op.qweight = qw;
+    op.src[0] = tensor2(XQ_DTYPE_BF16, M, K, dx.p);
+    op.dst = tensor2(XQ_DTYPE_BF16, M, N, dy.p);
+    XQ_OK_OR_FAIL(P.vt->run_op(P.state, &op));
+    auto ybits = dy.get<uint16_t>(M * N);
+    std::vector<float> y(M * N);
+    for (size_t i = 0; i < y.size(); ++i) y[i] = half_bits_to_f32(ybits[i], XQ_DTYPE_BF16);
+    const double err = rel_error(y, ref_matmul(xr, w.dense, M, N, K, nullptr));
+    EXPECT_EQ(count_nan(y), 0u) << "M=" << M;
+    if (have_w4a8 && M >= 64) {
+      EXPECT_LE(err, 0.06) << "M=" << M;
+      EXPECT_GT(err, 2e-3) << "M=" << M << ": an error this small means the W4A8 GEMM did not run";
+    } else {
+      EXPECT_LE(err, 1e-2) << "M=" << M << ": below M = 64 (or without the kernel) the W4A16 paths";
+    }
+    std::fprintf(stderr, "W4A8 scheme M=%lld: rel err %.2e vs exact INT4 x BF16\n", (long long)M, err);
+  }
+  P.vt->qweight_release(P.state, qw);
 }
 
 }  // namespace

@@ -656,7 +656,10 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
   w->act = q.act_scheme;
   w->input_scale = q.input_scale;
 
-  if (q.act_scheme == XQ_ACT_NONE) {
+  // W4A8-FP8 (4-bit codes, activations E4M3 per token) is packed as a W4 weight plus the
+  // W4A8 copy (provider_w4a8.cpp); its QMATMUL takes the W4A8 GEMM where that is faster.
+  w->w4a8_scheme = is_w4a8_fp8_scheme(q);
+  if (q.act_scheme == XQ_ACT_NONE || w->w4a8_scheme) {
     if (q.bits == XQ_BITS_F8_E4M3)
       throw Error(XQ_ERR_UNSUPPORTED, "cuda: FP8 weight-only has no kernel here (FP8 runs as W8A8 dynamic)");
     if (q.bits < 2 || q.bits > 4)

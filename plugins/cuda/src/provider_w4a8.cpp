@@ -5,14 +5,19 @@
 // scales and bias in its epilogue). Without the CUTLASS build (no
 // XQUANT_CUDA_HOPPER_W4A8) or off sm_90 nothing here is used.
 //
-// Selectable only (see docs/cuda.md "W4A8 on Hopper" for the measurement that
-// decided it): XQUANT_CUDA_W4A8=1 (read once) makes the copy for symmetric
-// 4-bit weight-only weights the kernel takes and lets the default dispatch
-// run QMATMUL through it from XQUANT_CUDA_W4A8_MIN_M (default 64) tokens;
-// XQUANT_CUDA_W4A8=2 makes the copies only. QMATMUL's op.i[7] = 6 forces it
-// where the weight has the copy. It changes
-// the numerics (activations rounded to FP8 E4M3 per token, weights to E4M3
-// per group), which is why a W4A16 checkpoint does not get it by default.
+// Which weights take it (docs/cuda.md "W4A8 on Hopper" has the measurement):
+// - a W4A8-FP8 quant tensor (bits 4, act_scheme DYNAMIC_TOKEN, act_bits
+//   XQ_BITS_F8_E4M3): packed as a W4 weight plus this copy; its QMATMUL
+//   takes W4A8 from XQUANT_CUDA_W4A8_MIN_M (default 64) tokens, where it
+//   beat the W4A16 Hopper kernel on the H200, and the W4A16 paths below
+//   (faster there, and exact to bf16 activations);
+// - a W4A16 weight only when asked: XQUANT_CUDA_W4A8=1 gives it the copy and
+//   the same dispatch, =2 the copy only (QMATMUL's op.i[7] = 6 forces the
+//   W4A8 GEMM wherever the copy exists). That changes a W4A16 checkpoint's
+//   numerics (activations rounded to E4M3 per token, weights to E4M3 per
+//   group: ~3.7e-2 relative error against the exact product on random data,
+//   2.8e-3 for W4A16), so it is not the default.
+// XQUANT_CUDA_W4A8=0 turns the kernel off (W4A8-FP8 weights then run as W4A16).
 #include "provider.hpp"
 
 #include <cuda_runtime.h>
@@ -34,11 +39,16 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 }  // namespace
 #endif
 
+bool Provider::is_w4a8_fp8_scheme(const xq_quant_tensor& q) {
+  return q.bits == 4 && q.act_scheme == XQ_ACT_DYNAMIC_TOKEN && q.act_bits == XQ_BITS_F8_E4M3;
+}
+
 void Provider::init_w4a8() {
 #ifdef XQUANT_CUDA_HOPPER_W4A8
   const char* on = std::getenv("XQUANT_CUDA_W4A8");
-  const long mode = on ? std::atol(on) : 0;
-  w4a8_ok_ = cc_major_ == 9 && cc_minor_ == 0 && (mode == 1 || mode == 2);
+  const long mode = on && *on ? std::atol(on) : -1;
+  w4a8_ok_ = cc_major_ == 9 && cc_minor_ == 0 && mode != 0;
+  w4a8_all_ = mode == 1 || mode == 2;
   w4a8_default_ = mode == 1;
   if (const char* env = std::getenv("XQUANT_CUDA_W4A8_MIN_M")) w4a8_min_m_ = std::max(1L, std::atol(env));
 #endif
@@ -46,7 +56,7 @@ void Provider::init_w4a8() {
 
 void Provider::prepare_w4a8(xq_qweight* w, const int8_t* d_codes, const float* d_scales, bool symmetric) {
 #ifdef XQUANT_CUDA_HOPPER_W4A8
-  if (!w4a8_ok_ || !symmetric) return;  // the lookup-table collective has no zero points
+  if (!w4a8_ok_ || !(w4a8_all_ || w->w4a8_scheme) || !symmetric) return;  // the lookup table has no zero points
   W4A8Layout& A = w->A8L;
   A.N = w->N;
   A.K = w->K;
@@ -80,7 +90,8 @@ bool Provider::run_qmatmul_w4a8(const xq_op& op) {
   const xq_device_tensor &x = op.src[0], &y = op.dst;
   const int64_t M = x.ndim ? xquant::sdk::rows_of(x) : 0, K = w.K, N = w.N;
   const int64_t force = op.i[7];
-  const bool wanted = force == kForceW4A8 || (force == 0 && w4a8_default_ && M >= w4a8_min_m_);
+  const bool wanted =
+      force == kForceW4A8 || (force == 0 && (w4a8_default_ || w.w4a8_scheme) && M >= w4a8_min_m_);
   // 16-bit activations; BF16 output only (the one instantiated); the TMA store needs 16-byte rows.
   if (!w.a8q || !wanted || (x.dtype != XQ_DTYPE_BF16 && x.dtype != XQ_DTYPE_F16) || y.dtype != XQ_DTYPE_BF16 ||
       !aligned16(y.data))
