@@ -37,14 +37,6 @@ namespace {
 // copies made, default dispatch untouched, so the other suites run as before.
 const bool kW4A8Env = [] { return setenv("XQUANT_CUDA_W4A8", "2", 0) == 0; }();
 
-// E4M3 (bias 7, no infinities, S.1111.111 NaN) -> float.
-float e4m3_to_f32(uint8_t b) {
-  const int s = b >> 7, e = (b >> 3) & 0xF, m = b & 7;
-  if (e == 0xF && m == 7) return NAN;
-  const float v = e == 0 ? std::ldexp(static_cast<float>(m), -9) : std::ldexp(1.f + m / 8.f, e - 7);
-  return s ? -v : v;
-}
-
 struct Case {
   int64_t K, N, group;  // group 0 = per-channel
   bool act_order, bias;
@@ -83,6 +75,14 @@ Weight make_weight(const Case& c) {
 }
 
 #ifdef XQUANT_CUDA_HOPPER_W4A8
+// E4M3 (bias 7, no infinities, S.1111.111 NaN) -> float.
+float e4m3_to_f32(uint8_t b) {
+  const int s = b >> 7, e = (b >> 3) & 0xF, m = b & 7;
+  if (e == 0xF && m == 7) return NAN;
+  const float v = e == 0 ? std::ldexp(static_cast<float>(m), -9) : std::ldexp(1.f + m / 8.f, e - 7);
+  return s ? -v : v;
+}
+
 bool device_is_sm90() {
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return cudaGetLastError(), false;
