@@ -427,7 +427,7 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   if (run_qmatmul_w4_hopper(op)) return;
   // Provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt, 3 = Hopper wgmma, 4 = the GEMV (M <= 8;
   // variant XQUANT_CUDA_W4_GEMV_VARIANT), 5 = the streaming GEMV ("v3", M <= 8), 6 = W4A8-FP8 on
-  // Hopper (provider_w4a8.cpp; only where XQUANT_CUDA_W4A8=1 made its copy).
+  // Hopper (provider_w4a8.cpp; where the weight has that copy).
   const int64_t force = op.i[7];
   const bool gemv = M <= kW4GemvMaxM && (force == 4 || force == 5 || (force == 0 && M <= w4_gemv_max_m_));
   const bool fused = gemv || force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);
