@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS and GPUENG_W4GEMV add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV and GPUENG_W4A8 add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -181,5 +181,10 @@ fi
 # v3, a compact table last; ~1 min).
 if [ "${GPUENG_W4GEMV:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-w4-gemv.sh" "$b" "$out" 2>&1 | tee "$out/w4-gemv.log"
+fi
+# Optional (GPUENG_W4A8=1): the Hopper W4A8-FP8 GEMM (scripts/gpu-w4a8.sh: its tests, then
+# bench/cuda/bench_w4a8.py against W4A16 and torch bf16 at M = 1..4096 on four shapes).
+if [ "${GPUENG_W4A8:-0}" = 1 ]; then
+  bash "$(dirname "$0")/gpu-w4a8.sh" "$b" "$out" 2>&1 | tee "$out/w4a8.log"
 fi
 echo "== wall $(( $(date +%s) - t0 )) s"
