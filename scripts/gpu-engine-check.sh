@@ -147,7 +147,8 @@ if [ "${GPUENG_MOE:-0}" = 1 ]; then
     ${GPUENG_MOE_BENCH_ARGS:-} 2>&1 | tee "$out/moe-bench.log" | grep -v '^  {' | tail -40
   # MoE layers in the engine: a Qwen3-30B-A3B-shaped model (4 layers), BF16 vs W4A16 experts,
   # graphed / eager / per-expert loop, through `xquant bench --provider cuda` (bench/engine/gpu_moe_engine.sh).
-  # GPUENG_MOE_ENGINE=0 leaves it out (~70 s) when only the kernels are measured.
+  # GPUENG_MOE_ENGINE=0 leaves it out (~70 s) when only the kernels are measured;
+  # GPUENG_MOE_BENCH_ARGS passes bench_moe.py options (e.g. "--skip bf16_loop", ~25 s less).
   if [ "${GPUENG_MOE_ENGINE:-1}" = 1 ]; then
     OUT=$out timeout "${GPUENG_MOE_ENGINE_S:-240}" bash "$(dirname "$0")/../bench/engine/gpu_moe_engine.sh" "$cli" 2>&1 |
       tee "$out/moe-engine.log" | tail -30
