@@ -122,11 +122,16 @@ bool Provider::moe_w4a16_grouped(const xq_moe_op& op) {
                               row_slot, slot_row, stream_));
   XQ_MOE_W4G_CK(moe_w4a16_gather_rows(op.x.data, K, x_div, row_slot, offsets, static_cast<int>(E), slots, xs, stream_));
 
-  std::vector<const void*> ptrs(3 * static_cast<size_t>(E));
+  // Codes | scales | offsets pointers, each list starting 16-byte aligned:
+  // CUTLASS encodes a TMA descriptor on the host from each list's address
+  // (the collective's to_underlying_arguments), and TMA takes only 16-byte
+  // aligned bases, so an odd expert count is padded by one entry.
+  const int64_t E2 = (E + 1) / 2 * 2;
+  std::vector<const void*> ptrs(3 * static_cast<size_t>(E2), nullptr);
   for (int64_t e = 0; e < E; ++e) {
     ptrs[e] = op.experts[e]->hq;
-    ptrs[E + e] = op.experts[e]->hs;
-    ptrs[2 * E + e] = op.experts[e]->hz;
+    ptrs[E2 + e] = op.experts[e]->hs;
+    ptrs[2 * E2 + e] = op.experts[e]->hz;
   }
   const void* const* table = moe_pointer_table(std::move(ptrs));
   MoeW4Gemm g;
@@ -137,8 +142,8 @@ bool Provider::moe_w4a16_grouped(const xq_moe_op& op) {
   g.xs = xs;
   g.offsets = offsets;
   g.hq_table = table;
-  g.hs_table = table + E;
-  g.hz_table = table + 2 * E;
+  g.hs_table = table + E2;
+  g.hz_table = table + 2 * E2;
   g.y = ys;
   // 64-token tiles while the mean expert fits one, 128 above (fewer weight
   // re-reads per token).
