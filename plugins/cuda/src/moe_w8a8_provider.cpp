@@ -41,9 +41,11 @@ bool fused_requested() {
 
 #ifdef XQUANT_CUDA_MOE_W8A8
 // The tile configuration for `slots` routing slots over E experts of
-// [N, K]. The ping-pong 64x256 tile where it measured faster on the H200
-// (docs/cuda.md, "MoE benchmark"): small experts (N <= 2048) with many
-// tokens per expert; the cooperative 128x128 tile elsewhere.
+// [N, K]: the cooperative 128x128 tile everywhere for now. The ping-pong
+// 64x256 tile is meant for small experts (N <= kPingpongMaxN) from
+// kPingpongMinTpe tokens per expert on, once bench_moe.py's "tile
+// configurations forced" table has measured where it wins (docs/cuda.md,
+// "MoE benchmark"); no GPU run has timed it yet.
 MoeW8a8Tile tile_for(int64_t N, int64_t slots, int E) {
   const char* e = std::getenv("XQUANT_CUDA_MOE_W8A8_TILE");
   if (e && *e && std::strcmp(e, "auto") != 0) {
@@ -52,8 +54,8 @@ MoeW8a8Tile tile_for(int64_t N, int64_t slots, int E) {
     throw Error(XQ_ERR_INVALID_ARGUMENT,
                 format("cuda: XQUANT_CUDA_MOE_W8A8_TILE=%s: expected auto, coop or pingpong", e));
   }
-  constexpr int64_t kPingpongMaxN = 2048, kPingpongMinTpe = INT64_MAX;  // not measured yet: cooperative
-  return N <= kPingpongMaxN && slots >= kPingpongMinTpe / E ? MoeW8a8Tile::Pingpong64x256 : MoeW8a8Tile::Coop128x128;
+  constexpr int64_t kPingpongMaxN = 2048, kPingpongMinTpe = INT64_MAX;  // unmeasured: never
+  return N <= kPingpongMaxN && slots / E >= kPingpongMinTpe ? MoeW8a8Tile::Pingpong64x256 : MoeW8a8Tile::Coop128x128;
 }
 
 [[noreturn]] void invalid(const std::string& msg) {
