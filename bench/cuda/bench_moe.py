@@ -73,34 +73,40 @@ def prepare_w8_experts(shim, dense):
     return handles
 
 
-def probe_grouped(shim, dev):
-    """One forced grouped W4A16 call per token tile on two small experts, synchronized (run in a child)."""
+def probe(kind, shim, dev):
+    """One forced call of a not-yet-measured kernel on small experts, synchronized (run in a child):
+    w4_grouped: the grouped W4A16 GEMM at both token tiles; w8_pingpong: the ping-pong W8A8 tile."""
     lib = shim.lib
-    handles, _ = prepare_experts(shim, 2, 128, 256, dev)
+    handles, dense = prepare_experts(shim, 2, 128, 256, dev)
+    if kind == "w8_pingpong":
+        handles = prepare_w8_experts(shim, dense)
+        os.environ["XQUANT_CUDA_MOE_W8A8_TILE"] = "pingpong"
+    else:
+        os.environ["XQUANT_CUDA_MOE_W4"] = "grouped"
     table = ctypes.cast((ctypes.c_void_p * 2)(*handles), ctypes.c_void_p)
-    os.environ["XQUANT_CUDA_MOE_W4"] = "grouped"
     for T in (40, 300):
         ids = (torch.arange(T, device=dev) % 2).to(torch.int32).view(T, 1).contiguous()
         x = torch.randn(T, 256, device=dev, dtype=torch.bfloat16)
         y = torch.empty(T, 128, device=dev, dtype=torch.bfloat16)
         shim.check(lib.xqc_moe_qmatmul(table, 2, 1, x.data_ptr(), T, 256, ids.data_ptr(), T, None, y.data_ptr(), 128,
-                                       BF16), "moe grouped probe")
+                                       BF16), f"moe {kind} probe")
         torch.cuda.synchronize()
-    print("grouped probe ok", flush=True)
+    print(f"{kind} probe ok", flush=True)
 
 
-def grouped_runs_in_a_child(args):
-    """A kernel fault would leave this process's CUDA context unusable for every later column, so the
-    grouped W4A16 GEMM runs once in a child process first; its column is timed only if that passed."""
+def runs_in_a_child(kind, args):
+    """A kernel fault would leave this process's CUDA context unusable for every later column, so a
+    kernel no GPU run has timed yet runs once in a child process first; its column is timed only if
+    that passed."""
     import subprocess
-    cmd = [sys.executable, os.path.abspath(__file__), "--shim", args.shim, "--plugin", args.plugin, "--probe-grouped"]
+    cmd = [sys.executable, os.path.abspath(__file__), "--shim", args.shim, "--plugin", args.plugin, "--probe", kind]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
-        print("grouped W4A16 probe timed out: its column is left out", flush=True)
+        print(f"{kind} probe timed out: its column is left out", flush=True)
         return False
     if r.returncode != 0:
-        print("grouped W4A16 probe failed in a child process (its column is left out):\n" +
+        print(f"{kind} probe failed in a child process (its column is left out):\n" +
               (r.stdout + r.stderr)[-2000:], flush=True)
     return r.returncode == 0
 
@@ -114,24 +120,24 @@ def main():
     ap.add_argument("--tokens-per-expert", default="4,16,32,64,128,256,512,1024")
     ap.add_argument("--no-w8", action="store_true", help="skip the W8A8 INT8 experts")
     ap.add_argument("--skip", default="", help="methods (columns) not to time, comma-separated, e.g. bf16_loop,w8_coop")
-    ap.add_argument("--probe-grouped", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--probe", choices=("w4_grouped", "w8_pingpong"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.manual_seed(0)
     dev = torch.device("cuda")
-    if args.probe_grouped:
-        grouped_ok = True
-    elif "w4_grouped" in args.skip.split(","):
-        grouped_ok = False
-    else:
-        grouped_ok = grouped_runs_in_a_child(args)
+    skipped = set(args.skip.split(","))
+    grouped_ok = args.probe is None and "w4_grouped" not in skipped and runs_in_a_child("w4_grouped", args)
+    pingpong_ok = (args.probe is None and not args.no_w8 and "w8_pingpong" not in skipped and
+                   runs_in_a_child("w8_pingpong", args))
     shim = Shim(args.shim, args.plugin)
     lib = shim.lib
     vp, i64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     lib.xqc_moe_qmatmul.argtypes = [vp, c_int, c_int, vp, i64, i64, vp, i64, vp, vp, i64, c_int]
-    if args.probe_grouped:
-        return probe_grouped(shim, dev)
+    if args.probe:
+        return probe(args.probe, shim, dev)
     if not grouped_ok:
         args.skip += ",w4_grouped"
+    if not pingpong_ok:
+        args.skip += ",w8_pingpong"
     lib.xqc_moe_dense.argtypes = lib.xqc_moe_qmatmul.argtypes
     name = torch.cuda.get_device_name(0)
     print(f"device: {name}; torch {torch.__version__}; plugin: {shim.why}", flush=True)
@@ -232,6 +238,7 @@ def main():
                     if w8:  # against the BF16 weights it was quantized from: weight + activation rounding
                         ours_w8(0)
                         r["rel_err_w8"] = ((y.float() - ref).norm() / ref.norm()).item()
+                    if w8 and pingpong_ok:
                         ours_w8_tile("pingpong")(0)
                         r["rel_err_w8_pingpong"] = ((y.float() - ref).norm() / ref.norm()).item()
                 except Exception as ex:
