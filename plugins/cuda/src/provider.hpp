@@ -123,6 +123,10 @@ class Provider : public xquant::sdk::PluginBase {
   // W8A8 INT8 experts: the grouped CUTLASS GEMM (moe_w8a8_provider.cpp).
   void check_moe_w8a8(const xq_moe_op& op);
   void moe_w8a8(const xq_moe_op& op);
+  // W4A16 experts, many tokens per expert on sm_90: the grouped CUTLASS GEMM
+  // (moe_w4a16_provider.cpp); false leaves the call to the mma.sync kernel.
+  bool moe_w4a16_grouped(const xq_moe_op& op);
+  const char* moe_w4a16_grouped_refusal(const xq_moe_op& op) const;
   const void* const* moe_weight_table(const xq_moe_op& op, bool is_f16);
   // A device copy of `ptrs`, made once per distinct list (moe_tables_).
   const void* const* moe_pointer_table(std::vector<const void*> ptrs);
