@@ -44,6 +44,10 @@ struct PackedRows {
   const int64_t* bb;      // [G + 1] block ranges of the groups
   int64_t G;
   const float* bias;      // [rows] or null
+  // INT4 only, or null: the same codes and scales with every eight rows
+  // interleaved (qgemv_rows8.hpp, interleave_rows8), for the eight-row kernels.
+  const uint8_t* codes8 = nullptr;
+  const float* scales8 = nullptr;
 };
 
 struct GemvRowsKernels {
