@@ -186,9 +186,19 @@ void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
                          for (const auto& m : w) k(m.data(), row_bytes, s.N, a, nb, y.data(), nullptr);
                        }});
   };
+  std::vector<cpu::Rows8Copy> copies8;  // made once, as the provider does at prepare time
+  for (const auto& m : w) copies8.push_back(cpu::interleave_q4_0_rows8(m.data(), row_bytes, s.N, nb));
+  auto add8 = [&](const std::string& label, cpu::BlockRows8Kernel k) {
+    entries.push_back({label, [&, k] {
+                         for (size_t c = 0; c < w.size(); ++c)
+                           k(w[c].data(), row_bytes, copies8[c].codes.data(), copies8[c].scales.data(), 0, s.N, a, nb,
+                             y.data(), nullptr);
+                       }});
+  };
   if (cpu::cpu_has(Isa::avx512)) {
     add("avx512 one-row", cpu::block_rows_kernel(Isa::avx512, 2, false));
     add("avx512 rows8", cpu::block_rows_kernel(Isa::avx512, 2, true));
+    add8("avx512 rows8i", cpu::block_rows8_kernel(Isa::avx512, 2));
   }
   if (cpu::cpu_has(Isa::avx2)) {
     entries.push_back({"avx2 per-row", [&] {
@@ -197,6 +207,7 @@ void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
                              y[r] = cpu::kAvx2BlockKernels.q4_0(m.data() + static_cast<uint64_t>(r) * row_bytes, a, nb);
                        }});
     add("avx2 rows8", cpu::block_rows_kernel(Isa::avx2, 2, true));
+    add8("avx2 rows8i", cpu::block_rows8_kernel(Isa::avx2, 2));
   }
   char what[128];
   std::snprintf(what, sizeof what, "GGUF Q4_0, K %lld x N %lld, %lld copies", static_cast<long long>(s.K),
