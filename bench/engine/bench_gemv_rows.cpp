@@ -186,7 +186,7 @@ void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
                          for (const auto& m : w) k(m.data(), row_bytes, s.N, a, nb, y.data(), nullptr);
                        }});
   };
-  std::vector<cpu::Rows8Copy> copies8;  // made once, as the provider does at prepare time
+  std::vector<cpu::Q4_0Rows8Copy> copies8;  // made once, as the provider does at prepare time
   for (const auto& m : w) copies8.push_back(cpu::interleave_q4_0_rows8(m.data(), row_bytes, s.N, nb));
   auto add8 = [&](const std::string& label, cpu::BlockRows8Kernel k) {
     entries.push_back({label, [&, k] {

@@ -200,7 +200,7 @@ TEST(CpuGgufGemvRows, Q4_0InterleavedKernelsMatchTheDecoder) {
           const int64_t K = nb * 32;
           const uint64_t row_bytes = ti->type_size * nb;
           const std::vector<uint8_t> w = random_rows(gguf::kQ4_0, rows, nb);
-          const cpu::Rows8Copy c = cpu::interleave_q4_0_rows8(w.data(), row_bytes, rows, nb);
+          const cpu::Q4_0Rows8Copy c = cpu::interleave_q4_0_rows8(w.data(), row_bytes, rows, nb);
           const Activation a = random_activation(K);
           std::vector<float> bias(static_cast<size_t>(rows));
           for (auto& b : bias) b = uniform(-1.0f, 1.0f);

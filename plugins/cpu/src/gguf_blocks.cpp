@@ -241,7 +241,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     if (use_rows_kernels && selected_gemv_rows8() == Rows8Mode::interleaved) {
       p.rows8_kernel = block_rows8_kernel(selected_isa(), t.type);
       if (p.rows8_kernel) {
-        Rows8Copy c = interleave_q4_0_rows8(p.data, p.row_bytes, p.rows, p.blocks_per_row);
+        Q4_0Rows8Copy c = interleave_q4_0_rows8(p.data, p.row_bytes, p.rows, p.blocks_per_row);
         p.codes8 = std::move(c.codes);
         p.scales8 = std::move(c.scales);
       }

@@ -25,7 +25,7 @@ struct BlockPart {
   // groups of eight rows (qgemv_rows8.hpp) and the kernel that reads it.
   BlockRows8Kernel rows8_kernel = nullptr;
   std::vector<uint8_t> codes8;
-  std::vector<float> scales8;
+  std::vector<uint16_t> scales8;  // f16, as stored
 };
 
 struct BlockWeight {

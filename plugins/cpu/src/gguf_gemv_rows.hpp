@@ -40,7 +40,7 @@ extern const BlockRowsKernel kAvx512Q4_0Rows8;
 // The same on the interleaved copy of a part's whole groups of eight rows
 // (interleave_q4_0_rows8, qgemv_rows8.hpp): part rows [r0, r1), y and bias
 // indexed by part row, w the stored blocks (for rows outside whole groups).
-using BlockRows8Kernel = void (*)(const uint8_t* w, uint64_t row_bytes, const uint8_t* codes8, const float* scales8,
+using BlockRows8Kernel = void (*)(const uint8_t* w, uint64_t row_bytes, const uint8_t* codes8, const uint16_t* scales8,
                                   int64_t r0, int64_t r1, const QuantizedRow& a, int64_t nb, float* y,
                                   const float* bias);
 extern const BlockRows8Kernel kAvx2Q4_0Rows8i;

@@ -75,7 +75,12 @@ Rows8Copy interleave_rows8(const uint8_t* codes, int64_t row_bytes, const float*
 // The same for a GGUF Q4_0 part (block_q4_0 rows of nb blocks, row_bytes =
 // 18 nb): its qs bytes are cpu.int-blocks INT4 blocks (column i in the low,
 // 16 + i in the high nibble, code + 8), so codes are laid out as above and
-// scales[(r8 * nb + b) * 8 + j] is block b's f16 d of row 8 r8 + j as float.
-Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb);
+// scales[(r8 * nb + b) * 8 + j] is block b's f16 d of row 8 r8 + j, kept f16
+// (the copy is the stored blocks' size: 18 bytes per 32 weights).
+struct Q4_0Rows8Copy {
+  std::vector<uint8_t> codes;
+  std::vector<uint16_t> scales;
+};
+Q4_0Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb);
 
 }  // namespace xquant::cpu

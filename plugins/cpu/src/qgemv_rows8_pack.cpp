@@ -4,8 +4,6 @@
 // so decode reads one aligned stream instead of eight rows at once.
 #include "qgemv_rows8.hpp"
 
-#include <xquant/sdk/half.hpp>
-
 #include <cstddef>
 #include <cstring>
 
@@ -31,10 +29,10 @@ Rows8Copy interleave_rows8(const uint8_t* codes, int64_t row_bytes, const float*
   return c;
 }
 
-Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
+Q4_0Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
   constexpr int64_t kBytes = 18;  // ggml-common.h block_q4_0: f16 d, 16 bytes of nibbles
   const int64_t groups = rows / 8;
-  Rows8Copy c;
+  Q4_0Rows8Copy c;
   c.codes.resize(static_cast<size_t>(groups * nb * 128));
   c.scales.resize(static_cast<size_t>(groups * nb * 8));
   for (int64_t r8 = 0; r8 < groups; ++r8)
@@ -42,9 +40,7 @@ Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64
       const uint8_t* row = blocks + static_cast<uint64_t>(r8 * 8 + j) * row_bytes;
       for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* blk = row + b * kBytes;
-        uint16_t d;
-        std::memcpy(&d, blk, 2);
-        c.scales[static_cast<size_t>((r8 * nb + b) * 8 + j)] = sdk::f16_to_f32(d);
+        std::memcpy(&c.scales[static_cast<size_t>((r8 * nb + b) * 8 + j)], blk, 2);
         for (int64_t k = 0; k < 4; ++k)
           for (int64_t i = 0; i < 4; ++i)
             c.codes[static_cast<size_t>((r8 * nb + b) * 128 + 32 * k + 4 * j + i)] = blk[2 + 4 * k + i];
