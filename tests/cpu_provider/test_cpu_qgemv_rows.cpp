@@ -104,6 +104,8 @@ TEST(CpuQGemvRows, QuantizedActivationsAreWhatTheHeaderSays) {
         EXPECT_EQ(a.sa8[b * 8], amax / 127.0f) << "block " << b;
         for (int l = 0; l < 8; ++l) EXPECT_EQ(a.sa8[b * 8 + l], a.sa8[b * 8]);
         EXPECT_EQ(a.corr[b * 8], offset * sum) << t.name << " block " << b;
+        EXPECT_EQ(a.sa[b], a.sa8[b * 8]) << "block " << b;
+        EXPECT_EQ(a.corr1[b], offset * sum) << t.name << " block " << b;
         for (int l = 1; l < 8; ++l) EXPECT_EQ(a.corr[b * 8 + l], 0);
         for (int i = 0; i < 32; ++i) {
           EXPECT_LE(std::abs(static_cast<int>(a.q[b * 32 + i])), 127);
