@@ -209,6 +209,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
   bw->cols = parts[0].cols;
   const BlockKernels& kernels = block_kernels_of(selected_isa());
   const bool use_rows_kernels = selected_block_rows();
+  const Rows8Mode rows8 = selected_gemv_rows8();
   bw->kernels_name = kernels.name;
   for (uint32_t i = 0; i < n; ++i) {
     const xq_block_tensor& t = parts[i];
@@ -237,8 +238,8 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     p.blocks_per_row = t.cols / ti->block_size;
     p.data = static_cast<const uint8_t*>(t.data);
     p.kernel = block_kernel(kernels, t.type);
-    p.rows_kernel = use_rows_kernels ? block_rows_kernel(selected_isa(), t.type, selected_gemv_rows8() == Rows8Mode::transpose) : nullptr;
-    if (use_rows_kernels && selected_gemv_rows8() == Rows8Mode::interleaved) {
+    p.rows_kernel = use_rows_kernels ? block_rows_kernel(selected_isa(), t.type, rows8 == Rows8Mode::transpose) : nullptr;
+    if (use_rows_kernels && rows8 == Rows8Mode::interleaved) {
       p.rows8_kernel = block_rows8_kernel(selected_isa(), t.type);
       if (p.rows8_kernel) {
         Q4_0Rows8Copy c = interleave_q4_0_rows8(p.data, p.row_bytes, p.rows, p.blocks_per_row);

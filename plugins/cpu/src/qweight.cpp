@@ -146,9 +146,9 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
 // The interleaved copy of an INT4 weight-only weight whose decode table reads
 // one (qgemv_rows8.hpp), from the codes and scales just set.
 void add_rows8_copy(xq_qweight& w) {
-  if (!w.int4 || w.act_scheme != XQ_ACT_NONE || !w.gemv_q8 || w.gemv_rows->gemv4 == gemv_rows_of(selected_isa()).gemv4 ||
-      selected_gemv_rows8() != Rows8Mode::interleaved)
-    return;
+  const bool table_reads_copy =
+      selected_gemv_rows8() == Rows8Mode::interleaved && w.gemv_rows != &gemv_rows_of(selected_isa());
+  if (!w.int4 || w.act_scheme != XQ_ACT_NONE || !w.gemv_q8 || !table_reads_copy) return;
   Rows8Copy c = interleave_rows8(w.codes, w.row_bytes, w.scales, w.rows, w.n_groups, w.block_begin[w.n_groups]);
   w.codes8 = std::move(c.codes);
   w.scales8 = std::move(c.scales);
