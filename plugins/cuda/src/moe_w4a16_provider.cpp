@@ -11,9 +11,9 @@
 // tests) can compare both:
 //   auto (default)  the grouped GEMM from XQUANT_CUDA_MOE_W4_GROUPED_MIN_TPE
 //                   routing slots per expert on average, where this build and
-//                   GPU have it; without that variable the mma.sync kernel
-//                   (kMoeW4GroupedMinTpe: no switch point is measured yet,
-//                   docs/cuda.md "MoE benchmark");
+//                   GPU have it; without that variable from 48
+//                   (kMoeW4GroupedMinTpe, measured: docs/cuda.md "MoE
+//                   benchmark");
 //   fused           always the mma.sync kernel;
 //   grouped         always the grouped GEMM; refused (XQ_ERR_UNSUPPORTED,
 //                   naming why) where it cannot run.
@@ -35,12 +35,12 @@ using xquant::sdk::format;
 
 namespace {
 
-// Mean routing slots per expert from which `auto` takes the grouped GEMM by
-// default: none yet. The only GPU run of this path so far met the CUTLASS
-// descriptor fault worked around in moe_w4a16_sm90.cuh (ScaleAndZeroMainloop)
-// before anything was timed, so the switch point is unmeasured; set it from
-// bench_moe.py's grouped column (XQUANT_CUDA_MOE_W4_GROUPED_MIN_TPE until then).
-constexpr int64_t kMoeW4GroupedMinTpe = INT64_MAX;
+// Mean routing slots per expert from which `auto` takes the grouped GEMM,
+// from bench_moe.py on the H200 (2026-12-01, docs/cuda.md "MoE benchmark"):
+// at 64 tokens per expert the grouped GEMM is 1.35-1.63x the mma.sync
+// kernel on Qwen3-30B-A3B and Mixtral gate|up and down, at 32 it is
+// 0.86-1.61x (it loses on both gate|up GEMMs), below that 0.58-1.32x.
+constexpr int64_t kMoeW4GroupedMinTpe = 48;
 
 enum class MoeW4Mode { Auto, Fused, Grouped };
 

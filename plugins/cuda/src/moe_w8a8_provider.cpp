@@ -11,8 +11,8 @@
 //                    per-expert loop of QMATMULs (engine/moe_device.cpp), the
 //                    path these experts took before.
 // XQUANT_CUDA_MOE_W8A8_TILE picks the grouped GEMM's tile configuration
-// (moe_w8a8_sm90.cuh), also read at every call: auto (default, by shape and
-// tokens per expert, measured: tile_for below) | coop (128x128x128) |
+// (moe_w8a8_sm90.cuh), also read at every call: auto (default, by tokens
+// per expert, measured: tile_for below) | coop (128x128x128) |
 // pingpong (64x256x128; BF16 output only, F16 stays cooperative).
 #include "provider.hpp"
 
@@ -41,11 +41,12 @@ bool fused_requested() {
 
 #ifdef XQUANT_CUDA_MOE_W8A8
 // The tile configuration for `slots` routing slots over E experts of
-// [N, K]: the cooperative 128x128 tile everywhere for now. The ping-pong
-// 64x256 tile is meant for small experts (N <= kPingpongMaxN) from
-// kPingpongMinTpe tokens per expert on, once bench_moe.py's "tile
-// configurations forced" table has measured where it wins (docs/cuda.md,
-// "MoE benchmark"); no GPU run has timed it yet.
+// [N, K], from bench_moe.py's "tile configurations forced" table (H200,
+// 2026-12-01, docs/cuda.md "MoE benchmark"): the ping-pong 64x256 tile is
+// faster up to 64 tokens per expert on all four GEMMs (Qwen3-30B-A3B and
+// Mixtral gate|up and down: 1.03-1.34x the cooperative tile), the
+// cooperative 128x128 tile from 128 on (1.00-1.36x the ping-pong one).
+// F16 outputs always take the cooperative tile (moe_w8a8_sm90.cu).
 MoeW8a8Tile tile_for(int64_t N, int64_t slots, int E) {
   const char* e = std::getenv("XQUANT_CUDA_MOE_W8A8_TILE");
   if (e && *e && std::strcmp(e, "auto") != 0) {
@@ -54,8 +55,9 @@ MoeW8a8Tile tile_for(int64_t N, int64_t slots, int E) {
     throw Error(XQ_ERR_INVALID_ARGUMENT,
                 format("cuda: XQUANT_CUDA_MOE_W8A8_TILE=%s: expected auto, coop or pingpong", e));
   }
-  constexpr int64_t kPingpongMaxN = 2048, kPingpongMinTpe = INT64_MAX;  // unmeasured: never
-  return N <= kPingpongMaxN && slots / E >= kPingpongMinTpe ? MoeW8a8Tile::Pingpong64x256 : MoeW8a8Tile::Coop128x128;
+  (void)N;  // both tiles won or lost at the same tokens per expert for N = 1536 ... 28672
+  constexpr int64_t kPingpongMaxTpe = 96;  // measured: ping-pong at 64, cooperative at 128
+  return slots <= kPingpongMaxTpe * E ? MoeW8a8Tile::Pingpong64x256 : MoeW8a8Tile::Coop128x128;
 }
 
 [[noreturn]] void invalid(const std::string& msg) {
