@@ -108,7 +108,7 @@ struct Scheme {
   std::optional<bool> symmetric;
   std::optional<long long> group_size;
   std::optional<std::string> activations;  // "dynamic" | "static"
-  std::string activation_type = "int";     // int | float (FP8 E4M3 beside int4 weights: W4AFP8)
+  std::string activation_type;             // empty: the weights' type; "float" beside int4 weights: W4AFP8
 };
 
 // --scheme FP8_DYNAMIC (compressed-tensors' preset of that name): FP8 weights
@@ -216,7 +216,7 @@ std::string pipeline_yaml(const Args& args, const std::string& algorithm, const 
   y << YAML::EndMap;
   if (scheme.activations) {
     y << YAML::Key << "activations" << YAML::Value << YAML::BeginMap;
-    if (scheme.activation_type != scheme.type) y << YAML::Key << "type" << YAML::Value << scheme.activation_type;
+    if (!scheme.activation_type.empty()) y << YAML::Key << "type" << YAML::Value << scheme.activation_type;
     y << YAML::Key << "bits" << YAML::Value << 8
       << YAML::Key << "strategy" << YAML::Value << (*scheme.activations == "dynamic" ? "token" : "tensor")
       << YAML::EndMap;

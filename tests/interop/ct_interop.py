@@ -192,6 +192,17 @@ def check_variant(name, out_dir, original, failures, report):
     # Linear, but the name-only matcher of the file-level dequantizer would
     # claim it for formats whose root param is "weight"; ignore it there.
     deq = CompressedTensorsDequantizer(out_dir, ignore=["model.embed_tokens"], dtype=torch.float32)
+    # The dequantizer re-infers each group's format from its scheme and drops
+    # the stored one; for W4AFP8 compressed-tensors 0.20 infers int-quantized
+    # (its pack-quantized compressor declines float activations), while vLLM's
+    # CompressedTensorsW4A8Fp8 loads weight_packed. Decompress with the format
+    # the file declares, as ModelCompressor and transformers do.
+    from compressed_tensors.config import CompressionFormat
+    for gname, scheme in deq.quant_config.config_groups.items():
+        declared = qc["config_groups"][gname].get("format")
+        if declared and scheme.format != CompressionFormat(declared):
+            print(f"  note: {gname}: compressed-tensors infers {scheme.format.value}, the file declares {declared}")
+            scheme.format = CompressionFormat(declared)
     try:
         ct_out = deq.validate(dict(st))
     except Exception as e:  # noqa: BLE001
