@@ -6,9 +6,11 @@
 // (quantize_row_e4m3, fp8_qweight.cpp: s = max|x| / 448, x / s saturated to
 // +-448 and rounded to nearest even E4M3) and handed back dequantized,
 // q[k] * s, so the INT4 weight-only kernels run unchanged on the values the
-// FP8 GEMM multiplies. vLLM's kernel (cutlass_w4a8 / machete with E4M3 A)
-// sums q_x * (q_w * s_w) and applies s_x in its epilogue; here s_x applies
-// before the sum, a difference of fp32 rounding only.
+// FP8 GEMM multiplies. The weights stay exact (int4 code * stored group
+// scale): the GPU kernels (vLLM's CompressedTensorsW4A8Fp8, which converts
+// the group scales to FP8 beside a per-channel scale after loading, and our
+// cuda provider's Hopper W4A8 GEMM, docs/cuda.md) also round the group scales
+// to E4M3, a rounding this reference leaves out.
 #include "cpu.hpp"
 
 #include <vector>
