@@ -60,7 +60,8 @@ std::vector<OptionSpec> quantize_options(const PluginRegistry& plugins) {
           {"scale-dtype", "T", "auto | float32 | float16 | bfloat16 (default auto = the model's dtype)"},
           {"w8a8", "MODE", "also quantize activations to int8: dynamic (per token) or static (per tensor)"},
           {"scheme", "NAME", "a compressed-tensors preset instead of --bits/--w8a8: FP8_DYNAMIC (FP8 E4M3 weights "
-                             "per channel, or per tensor with --strategy tensor; dynamic per-token FP8 activations)"},
+                             "per channel, or per tensor with --strategy tensor; dynamic per-token FP8 activations) or W4AFP8 (int4 "
+                             "symmetric weights, group 128; dynamic per-token FP8 activations)"},
           {"calibration", "FILE", "calibration text (needed when the algorithm needs statistics, and by static W8A8)"},
           {"samples", "N", fmt::format("calibration windows (default {})", calibration_defaults.samples)},
           {"seq-len", "L", fmt::format("tokens per calibration window (default {})", calibration_defaults.seq_len)},
@@ -107,6 +108,7 @@ struct Scheme {
   std::optional<bool> symmetric;
   std::optional<long long> group_size;
   std::optional<std::string> activations;  // "dynamic" | "static"
+  std::string activation_type;             // empty: the weights' type; "float" beside int4 weights: W4AFP8
 };
 
 // --scheme FP8_DYNAMIC (compressed-tensors' preset of that name): FP8 weights
@@ -124,10 +126,30 @@ Scheme fp8_dynamic_scheme(const Args& args) {
   return s;
 }
 
+// --scheme W4AFP8 (compressed-tensors' preset of that name, vLLM's
+// CompressedTensorsW4A8Fp8): int4 symmetric weights in groups of 128 (or
+// --group-size N, or --strategy channel), dynamic per-token FP8 activations.
+Scheme w4afp8_scheme(const Args& args) {
+  for (const char* o : {"w8a8", "bits"})
+    if (args.get(o)) throw UsageError(fmt::format("--scheme W4AFP8 sets the scheme; drop --{}", o));
+  if (args.flag("asym")) throw UsageError("--scheme W4AFP8 is symmetric (vLLM's W4A8-FP8 kernel has no zero points); drop --asym");
+  if (auto st = args.get("strategy"); st && *st == "tensor")
+    throw UsageError("--scheme W4AFP8 takes --strategy group or channel");
+  Scheme s;
+  s.bits = 4;
+  s.symmetric = true;
+  if (args.get("group-size")) s.group_size = args.get_int("group-size", 0);
+  else if (!args.get("strategy") || *args.get("strategy") == "group") s.group_size = 128;
+  s.activations = "dynamic";
+  s.activation_type = "float";
+  return s;
+}
+
 Scheme resolve_scheme(const Args& args, const SchemeDefaults& plugin) {
   if (auto name = args.get("scheme")) {
     if (*name == "FP8_DYNAMIC" || *name == "fp8_dynamic") return fp8_dynamic_scheme(args);
-    throw UsageError(fmt::format("--scheme '{}' is not a known preset (FP8_DYNAMIC)", *name));
+    if (*name == "W4AFP8" || *name == "w4afp8") return w4afp8_scheme(args);
+    throw UsageError(fmt::format("--scheme '{}' is not a known preset (FP8_DYNAMIC, W4AFP8)", *name));
   }
   Scheme s;
   if (plugin.type) s.type = *plugin.type;
@@ -193,7 +215,9 @@ std::string pipeline_yaml(const Args& args, const std::string& algorithm, const 
   if (auto t = args.get("scale-dtype")) y << YAML::Key << "scale_dtype" << YAML::Value << *t;
   y << YAML::EndMap;
   if (scheme.activations) {
-    y << YAML::Key << "activations" << YAML::Value << YAML::BeginMap << YAML::Key << "bits" << YAML::Value << 8
+    y << YAML::Key << "activations" << YAML::Value << YAML::BeginMap;
+    if (!scheme.activation_type.empty()) y << YAML::Key << "type" << YAML::Value << scheme.activation_type;
+    y << YAML::Key << "bits" << YAML::Value << 8
       << YAML::Key << "strategy" << YAML::Value << (*scheme.activations == "dynamic" ? "token" : "tensor")
       << YAML::EndMap;
   }

@@ -125,6 +125,25 @@ void parse_activations(YamlChecker& c, const YAML::Node& node, const std::string
     c.error(node, path, "strategy 'tensor' with dynamic: true is not supported; use 'token' for dynamic activations");
 }
 
+// W4AFP8 (compressed-tensors' preset of that name, served by vLLM's
+// CompressedTensorsW4A8Fp8): int weights with dynamic per-token FP8
+// activations. The preset is 4-bit symmetric weights; FP8 activations beside
+// any other integer width have no kernel that reads them.
+bool is_w4afp8(const QuantRule& rule) {
+  return rule.activations.enabled && rule.activations.type == "float" && rule.weights.type == "int";
+}
+
+void check_w4afp8(YamlChecker& c, const YAML::Node& r, const std::string& path, const QuantRule& rule) {
+  const std::string where = path + ".weights";
+  if (rule.weights.bits != 4)
+    c.error(r["weights"], where,
+            fmt::format("FP8 activations with int weights are W4AFP8: the weights must be 4 bits, not {}", rule.weights.bits));
+  if (!rule.weights.symmetric)
+    c.error(r["weights"], where, "W4AFP8 (FP8 activations with int4 weights) needs symmetric weights");
+  if (rule.weights.strategy == XQ_STRATEGY_TENSOR)
+    c.error(r["weights"], where, "W4AFP8 weights take strategy 'group' or 'channel'");
+}
+
 // `accuracy: {text, metric, max_increase, fallback, max_tokens, max_bytes,
 // compare_baseline}`.
 // max_increase takes a number or "N%" (N/100).
@@ -284,12 +303,14 @@ Pipeline parse_pipeline_text(const std::string& yaml, const std::string& display
         if (!r["weights"]) c.error(r, path, "missing 'weights' (e.g. {bits: 4, group_size: 128})");
         else parse_weights(c, r["weights"], path + ".weights", rule.weights);
         if (r["activations"]) parse_activations(c, r["activations"], path + ".activations", rule.activations);
-        if (rule.activations.enabled && rule.weights.bits != 8)
-          c.error(r["activations"], path + ".activations", "activation quantization (W8A8) needs 8-bit weights");
-        if (rule.automatic && rule.weights.type == "float")
-          c.error(r["weights"], path + ".weights", "algorithm 'auto' chooses among integer schemes; use rtn for type 'float' (FP8)");
         if (rule.activations.enabled && rule.activations.type.empty()) rule.activations.type = rule.weights.type;
-        if (rule.activations.enabled && rule.activations.type != rule.weights.type)
+        const bool w4afp8 = is_w4afp8(rule);
+        if (w4afp8) check_w4afp8(c, r, path, rule);
+        if (rule.activations.enabled && !w4afp8 && rule.weights.bits != 8)
+          c.error(r["activations"], path + ".activations", "activation quantization (W8A8) needs 8-bit weights");
+        if (rule.automatic && (rule.weights.type == "float" || w4afp8))
+          c.error(r["weights"], path + ".weights", "algorithm 'auto' chooses among integer schemes; use rtn for type 'float' (FP8)");
+        if (rule.activations.enabled && !w4afp8 && rule.activations.type != rule.weights.type)
           c.error(r["activations"], path + ".activations",
                   fmt::format("{} activations with {} weights are not supported (FP8 W8A8 or INT8 W8A8)",
                               rule.activations.type, rule.weights.type));

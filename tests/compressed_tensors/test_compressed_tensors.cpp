@@ -1065,3 +1065,111 @@ TEST(CompressedTensors, MoeExpertsGetTheirOwnRegexTargetedGroup) {
   }
   EXPECT_EQ(expert_groups, 2);
 }
+
+// W4AFP8 (compressed-tensors' preset of that name, vLLM's
+// CompressedTensorsW4A8Fp8): int4 symmetric group weights with dynamic
+// per-token FP8 activations. Stored pack-quantized (weight_packed, the
+// layout vLLM's scheme loads), config group with float input activations,
+// read back to the same canonical tensor with act_bits XQ_BITS_F8_E4M3.
+TEST(CompressedTensors, W4Afp8PackQuantizedRoundTripsByteForByte) {
+  TempDir d;
+  fs::path out = d / "w4afp8";
+  Spec s;
+  s.bits = 4, s.gran = XQ_STRATEGY_GROUP, s.group_size = 32, s.scale_dtype = XQ_DTYPE_BF16, s.act = XQ_ACT_DYNAMIC_TOKEN;
+  Canon a = random_canon(s, 21);
+  a.q.act_bits = XQ_BITS_F8_E4M3;
+  {
+    CtWriter w(out);
+    w.quantized("model.layers.0.mlp.up_proj", a.q);
+    w.finish();
+  }
+  const nlohmann::json qc = config_of(out)["quantization_config"];
+  EXPECT_EQ(qc["format"], "pack-quantized");
+  const nlohmann::json& g = qc["config_groups"]["group_0"];
+  EXPECT_EQ(g["weights"]["type"], "int");
+  EXPECT_EQ(g["weights"]["num_bits"], 4);
+  EXPECT_EQ(g["weights"]["strategy"], "group");
+  EXPECT_EQ(g["weights"]["group_size"], 32);
+  EXPECT_EQ(g["weights"]["symmetric"], true);
+  EXPECT_EQ(g["input_activations"]["type"], "float");
+  EXPECT_EQ(g["input_activations"]["num_bits"], 8);
+  EXPECT_EQ(g["input_activations"]["strategy"], "token");
+  EXPECT_EQ(g["input_activations"]["dynamic"], true);
+  EXPECT_EQ(g["input_activations"]["symmetric"], true);
+
+  // Bytes on disk: 8 codes per int32 word, code + 8 in each nibble, the
+  // first code in the low nibble (compressed-tensors' pack_to_int32).
+  std::string dt;
+  std::vector<int64_t> shape;
+  auto wb = stored_bytes(out / "model.safetensors", "model.layers.0.mlp.up_proj.weight_packed", &dt, &shape);
+  EXPECT_EQ(dt, "I32");
+  EXPECT_EQ(shape, (std::vector<int64_t>{16, 8}));
+  ASSERT_EQ(wb.size(), 16u * 8u * 4u);
+  for (size_t word = 0; word < 16 * 8; ++word) {
+    uint32_t expect = 0;
+    for (int k = 0; k < 8; ++k) expect |= static_cast<uint32_t>(a.codes[word * 8 + k] + 8) << (4 * k);
+    uint32_t got;
+    std::memcpy(&got, wb.data() + 4 * word, 4);
+    ASSERT_EQ(got, expect) << "word " << word;
+  }
+  auto sb = stored_bytes(out / "model.safetensors", "model.layers.0.mlp.up_proj.weight_scale", &dt, &shape);
+  EXPECT_EQ(dt, "BF16");
+  EXPECT_EQ(shape, (std::vector<int64_t>{16, 2}));
+  ASSERT_EQ(sb.size(), 16u * 2u * 2u);
+  for (size_t i = 0; i < 32; ++i) {
+    uint16_t h;
+    std::memcpy(&h, sb.data() + 2 * i, 2);
+    ASSERT_EQ(sdk::bf16_to_f32(h), a.scales[i]) << "scale " << i;
+  }
+
+  auto cp = Checkpoint::open(runtime(), out);
+  expect_same(a.q, cp->read_module("model.layers.0.mlp.up_proj")->get(), "up_proj (W4AFP8)");
+  EXPECT_EQ(cp->read_module("model.layers.0.mlp.up_proj")->get().act_bits, XQ_BITS_F8_E4M3);
+}
+
+TEST(CompressedTensors, W4Afp8InvalidInputsAreRejectedClearly) {
+  TempDir d;
+  Spec s;
+  s.bits = 4, s.act = XQ_ACT_DYNAMIC_TOKEN;
+  Canon static_acts = random_canon(s, 22);
+  static_acts.q.act_bits = XQ_BITS_F8_E4M3;
+  static_acts.q.act_scheme = XQ_ACT_STATIC_TENSOR;
+  static_acts.q.input_scale = 0.5f;
+  s.symmetric = false;
+  Canon asym = random_canon(s, 23);
+  asym.q.act_bits = XQ_BITS_F8_E4M3;
+  s.symmetric = true, s.bits = 8;
+  Canon w8 = random_canon(s, 24);
+  w8.q.act_bits = XQ_BITS_F8_E4M3;
+  CtWriter w(d / "bad");
+  EXPECT_EQ(w.try_quantized("a", static_acts.q), XQ_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(w.try_quantized("b", asym.q), XQ_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(w.try_quantized("c", w8.q), XQ_ERR_INVALID_ARGUMENT);
+  w.abort();
+  EXPECT_FALSE(fs::exists(d / "bad" / "model.safetensors"));
+
+  // A stored file whose float input activations sit beside 8-bit int weights
+  // is refused when read, naming the module.
+  fs::path out = d / "w8afp8";
+  s.bits = 8;
+  Canon ok = random_canon(s, 25);
+  ok.q.act_bits = 8;
+  {
+    CtWriter ww(out);
+    ww.quantized("x", ok.q);
+    ww.finish();
+  }
+  nlohmann::json cfg = config_of(out);
+  cfg["quantization_config"]["config_groups"]["group_0"]["input_activations"]["type"] = "float";
+  write_text(out / "config.json", cfg.dump());
+  auto cp = Checkpoint::open(runtime(), out);
+  try {
+    cp->read_module("x");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_UNSUPPORTED);
+    EXPECT_NE(std::string(e.what()).find("module 'x': FP8 input activations with int weights are supported as W4AFP8"),
+              std::string::npos)
+        << e.what();
+  }
+}

@@ -192,6 +192,17 @@ def check_variant(name, out_dir, original, failures, report):
     # Linear, but the name-only matcher of the file-level dequantizer would
     # claim it for formats whose root param is "weight"; ignore it there.
     deq = CompressedTensorsDequantizer(out_dir, ignore=["model.embed_tokens"], dtype=torch.float32)
+    # The dequantizer re-infers each group's format from its scheme and drops
+    # the stored one; for W4AFP8 compressed-tensors 0.20 infers int-quantized
+    # (its pack-quantized compressor declines float activations), while vLLM's
+    # CompressedTensorsW4A8Fp8 loads weight_packed. Decompress with the format
+    # the file declares, as ModelCompressor and transformers do.
+    from compressed_tensors.config import CompressionFormat
+    for gname, scheme in deq.quant_config.config_groups.items():
+        declared = qc["config_groups"][gname].get("format")
+        if declared and scheme.format != CompressionFormat(declared):
+            print(f"  note: {gname}: compressed-tensors infers {scheme.format.value}, the file declares {declared}")
+            scheme.format = CompressionFormat(declared)
     try:
         ct_out = deq.validate(dict(st))
     except Exception as e:  # noqa: BLE001
@@ -301,6 +312,23 @@ def check_variant(name, out_dir, original, failures, report):
         fail(f"{code_mismatch} codes differ from compressed-tensors' quantize() with our scales")
 
 
+def check_w4afp8_preset(name, out_dir, failures):
+    """Every config group is compressed-tensors' own W4AFP8 preset (group_size aside)."""
+    from compressed_tensors.quantization import QuantizationArgs
+    from compressed_tensors.quantization.quant_scheme import preset_name_to_scheme
+    preset = preset_name_to_scheme("W4AFP8", ["Linear"])
+    qc = json.load(open(os.path.join(out_dir, "config.json")))["quantization_config"]
+    for gname, g in qc["config_groups"].items():
+        for field, want in (("weights", preset.weights), ("input_activations", preset.input_activations)):
+            got = QuantizationArgs.model_validate(g[field]).model_dump()
+            ref = want.model_dump()
+            for key in ("num_bits", "type", "symmetric", "strategy", "dynamic"):
+                if got[key] != ref[key]:
+                    failures.append(f"{name}: {gname}.{field}.{key} is {got[key]!r}, the W4AFP8 preset says {ref[key]!r}")
+                    print("  FAIL " + failures[-1])
+    print(f"[{name}] config groups match compressed-tensors' W4AFP8 preset (num_bits, type, symmetric, strategy, dynamic)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--xquant", required=True)
@@ -330,6 +358,9 @@ def main():
         "fp8-dynamic": ("weights: {type: float, bits: 8, strategy: channel}\n"
                         "    activations: {bits: 8, strategy: token}", ["lm_head"]),
         "fp8-tensor": ("weights: {type: float, bits: 8, strategy: tensor}", ["lm_head"]),
+        # compressed-tensors' W4AFP8 preset (vLLM's CompressedTensorsW4A8Fp8), groups of 32.
+        "w4afp8-g32": ("weights: {bits: 4, symmetric: true, strategy: group, group_size: 32}\n"
+                       "    activations: {type: float, bits: 8, strategy: token}", down_dense),
     }
     failures, report = [], {}
     for name, (quant, ignore) in variants.items():
@@ -349,6 +380,8 @@ def main():
             continue
         print(f"[{name}] xquant run took {time.time() - t:.2f} s")
         check_variant(name, out, original, failures, report)
+        if name.startswith("w4afp8"):
+            check_w4afp8_preset(name, out, failures)
     # Negative control: one flipped bit in one packed word must be caught.
     first = os.path.join(a.work, "w4a16-g32")
     if os.path.isdir(first):

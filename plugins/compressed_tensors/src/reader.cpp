@@ -220,10 +220,16 @@ void read_module(const sdk::Host& host, const QuantConfig& qc, const xq_tensor_s
   q.act_scheme = XQ_ACT_NONE;
   if (scheme->input_activations) {
     const Args& a = *scheme->input_activations;
-    if (a.type != "int" || a.num_bits != 8 || !a.symmetric)
+    // W4AFP8: int4 symmetric weights with dynamic per-token FP8 activations.
+    const bool fp8_activations = a.type == "float" && a.num_bits == 8 && a.symmetric;
+    if (fp8_activations && (bits != 4 || !w.symmetric || !(a.dynamic && a.strategy == "token")))
       throw sdk::Error(XQ_ERR_UNSUPPORTED, "module '" + module +
-                                               "': only symmetric int8 input activations are supported");
-    q.act_bits = 8;
+                                               "': FP8 input activations with int weights are supported as W4AFP8 "
+                                               "only (4-bit symmetric weights, dynamic per-token activations)");
+    if (!fp8_activations && (a.type != "int" || a.num_bits != 8 || !a.symmetric))
+      throw sdk::Error(XQ_ERR_UNSUPPORTED, "module '" + module +
+                                               "': only symmetric int8 (or W4AFP8's FP8) input activations are supported");
+    q.act_bits = fp8_activations ? XQ_BITS_F8_E4M3 : 8;
     if (a.dynamic && a.strategy == "token") {
       q.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
     } else if (!a.dynamic && a.strategy == "tensor") {

@@ -185,7 +185,10 @@ nlohmann::json activation_args_json(const xq_quant_tensor& q) {
 
 const char* format_of(const xq_quant_tensor& q) {
   if (sdk::is_float_code(q.bits)) return "float-quantized";
-  return q.act_scheme != XQ_ACT_NONE ? "int-quantized" : "pack-quantized";
+  // W4AFP8 (int4 weights, FP8 activations) stays packed: vLLM's
+  // CompressedTensorsW4A8Fp8 loads weight_packed (8 codes per int32).
+  const bool int_activations = q.act_scheme != XQ_ACT_NONE && !sdk::is_float_code(q.act_bits);
+  return int_activations ? "int-quantized" : "pack-quantized";
 }
 
 }  // namespace xquant::ct

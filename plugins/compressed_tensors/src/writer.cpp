@@ -77,7 +77,14 @@ void validate(const xq_quant_tensor& q, const std::string& m) {
     fail("strategy " + std::to_string(q.strategy) + " is not supported by compressed-tensors output");
   }
   if (!q.symmetric && !q.zero_points) fail("asymmetric tensor without zero_points");
-  if (q.act_scheme != XQ_ACT_NONE && q.act_bits != 8) fail("only 8-bit activation quantization is supported");
+  // FP8 activations beside int weights: compressed-tensors' W4AFP8 preset
+  // (int4 symmetric weights, dynamic per-token FP8 E4M3 activations).
+  if (q.act_bits == XQ_BITS_F8_E4M3 && q.act_scheme != XQ_ACT_NONE) {
+    if (q.bits != 4 || !q.symmetric) fail("FP8 activations need int4 symmetric weights (W4AFP8)");
+    if (q.act_scheme != XQ_ACT_DYNAMIC_TOKEN) fail("FP8 activations with int4 weights must be dynamic per token (W4AFP8)");
+  } else if (q.act_scheme != XQ_ACT_NONE && q.act_bits != 8) {
+    fail("only 8-bit activation quantization is supported");
+  }
   if (q.act_scheme != XQ_ACT_NONE && q.act_scheme != XQ_ACT_STATIC_TENSOR && q.act_scheme != XQ_ACT_DYNAMIC_TOKEN)
     fail("unknown activation scheme");
   const int lo = -(1 << (q.bits - 1)), hi = (1 << (q.bits - 1)) - 1;

@@ -46,6 +46,7 @@ struct xq_qweight {
   std::vector<int64_t> block_begin;  // [n_groups + 1] 32-column block ranges (padded order)
   std::vector<int32_t> perm;         // permuted column j reads input column perm[j]; empty = identity
   xq_act_scheme act_scheme = XQ_ACT_NONE;
+  bool act_fp8 = false;              // W4AFP8: activations rounded to E4M3 per token, then the weight-only kernels
   float input_scale = 0.0f;
   const xquant::cpu::QKernels* kernels = nullptr;  // chosen at prepare (qkernels_dispatch.cpp)
   const xquant::cpu::QGemmKernels* gemm_kernels = nullptr;  // prefill kernels, same ISA (qgemm_kernels.hpp)
@@ -120,6 +121,10 @@ xq_qweight* prepare_fp8_qweight(const xq_quant_tensor& q);
 void run_fp8_qmatmul(const Host& host, const xq_op& op);
 void run_fp8_dequantize(const Host& host, const xq_op& op);
 float quantize_row_e4m3(const float* x, int64_t k, float* q);
+// W4AFP8's activations (w4afp8_activations.cpp): `rows` rows of `cols` each
+// quantized to E4M3 per token and dequantized (q * s), into a thread-local
+// buffer valid until the calling thread's next call.
+const float* round_rows_to_e4m3(const float* x, int64_t rows, int64_t cols);
 // XQ_OP_ROPE_KV (rope_kv.cpp): ROPE on q and k of q|k|v rows, K/V appended
 // at each row's position.
 void check_rope_kv(const xq_op& op);

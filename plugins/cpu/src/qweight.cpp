@@ -132,6 +132,7 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   w->group_begin = g.group_begin;
   w->block_begin = g.block_begin;
   w->act_scheme = q.act_scheme;
+  w->act_fp8 = q.act_scheme == XQ_ACT_DYNAMIC_TOKEN && q.act_bits == XQ_BITS_F8_E4M3;
   w->input_scale = q.input_scale;
   w->kernels = &kernels_of(selected_isa());
   w->gemm_kernels = &qgemm_kernels_of(selected_isa());
@@ -410,7 +411,10 @@ void run_qmatmul(const Host& host, const xq_op& op) {
   const float* bias = present(op.src[2]) ? static_cast<const float*>(op.src[2].data) : nullptr;
   if (M == 0) return;
   const float* x = gather_padded(w, static_cast<const float*>(op.src[0].data), M, scratch().x);
-  if (w.act_scheme != XQ_ACT_NONE) qmatmul_w8a8(host, w, x, M, y, bias);
+  // Padding columns are zero and act-order only permutes, so each row's
+  // max |x| (the FP8 scale) is the unpadded row's.
+  if (w.act_fp8) x = round_rows_to_e4m3(x, M, w.padded_cols);
+  if (w.act_scheme != XQ_ACT_NONE && !w.act_fp8) qmatmul_w8a8(host, w, x, M, y, bias);
   else if (M <= w.gemv_max_rows) qgemv_weight_only(host, w, x, M, y, bias, w.gemv_q8);
   else if (w.prefill_int8) qgemv_weight_only(host, w, x, M, y, bias, /*q8=*/true);
   else qgemm_weight_only(host, w, x, M, y, bias);

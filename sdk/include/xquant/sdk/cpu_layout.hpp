@@ -104,7 +104,10 @@ inline void check_description(const xq_quant_tensor& q, int64_t& n_groups, int64
   }
   if (q.act_scheme != XQ_ACT_NONE) {
     if (q.act_scheme != XQ_ACT_DYNAMIC_TOKEN && q.act_scheme != XQ_ACT_STATIC_TENSOR) unsupported("unknown act_scheme");
-    if (q.act_bits != 8) unsupported(format("act_bits %u (only 8-bit activations)", q.act_bits));
+    // FP8 E4M3 activations only dynamic per token (W4AFP8); else int8.
+    const bool fp8_dynamic = q.act_bits == XQ_BITS_F8_E4M3 && q.act_scheme == XQ_ACT_DYNAMIC_TOKEN;
+    if (q.act_bits != 8 && !fp8_dynamic)
+      unsupported(format("act_bits 0x%x (int8 activations, or FP8 E4M3 dynamic per token)", q.act_bits));
     if (q.act_scheme == XQ_ACT_STATIC_TENSOR && !(q.input_scale > 0.0f))
       unsupported("static activation scale must be > 0");
   }
