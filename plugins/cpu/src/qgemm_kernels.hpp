@@ -49,6 +49,10 @@ struct QGemmKernels {
                        const int64_t* bb, int64_t nrows, float* out);
   void (*panel_i8)(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const int32_t* asum,
                    int64_t mt, const int64_t* bb, int64_t G, bool int8_codes, float* out);
+  // W8A8 prefill of INT8 codes takes the panels (INT4 codes always do when
+  // panel_i8 is set): false where the pair-by-pair dots measured faster
+  // (AVX2, qgemm_panel_avx2.cpp says why).
+  bool panels_for_int8;
 };
 
 // qgemm_kernels_scalar.cpp (also qgemm_kernels_of and the scalar panel

@@ -48,6 +48,6 @@ XQ_AVX2 void dequant_rows(const uint8_t* codes, int64_t row_bytes, bool int4, co
 
 }  // namespace
 
-const QGemmKernels kAvx2QGemmKernels{"avx2", &pack_panel_i8_words, &dequant_rows, &panel_i8_avx2};
+const QGemmKernels kAvx2QGemmKernels{"avx2", &pack_panel_i8_words, &dequant_rows, &panel_i8_avx2, false};
 
 }  // namespace xquant::cpu

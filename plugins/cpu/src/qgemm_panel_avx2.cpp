@@ -14,6 +14,14 @@
 //     reach. So both sides are widened to int16 (activations once per call)
 //     and multiplied with vpmaddwd, exact for every input; the 128 * sum(a)
 //     correction is subtracted per group as in the reference.
+// INT4 is where the panels pay: one vpmaddubsw per 32 products (the int16
+// sums widened once per block) against SGEMM's one FMA per 8, so W4A8
+// prefill runs at 1.1-1.6x F32 SGEMM (bench_qgemm, AVX2 forced on the
+// AVX-512 EPYC) where the pair-by-pair dots ran at 0.4-0.5x. INT8 needs a
+// multiply per 16 products (vpmaddwd, or vpmaddubsw + vpmaddwd with the sign
+// trick), the rate of FMA: its panels measured 0.62-0.75x F32 against the
+// pair path's 0.62-0.85x, so the AVX2 table leaves INT8 pair by pair
+// (panels_for_int8 false); the kernel stays exact and tested for both.
 // Eight panel rows per 256-bit vector (a row per int32 lane), so the two
 // halves of a 16-row panel run one after the other; up to 4 activation rows
 // at a time keep the accumulators in the 16 ymm registers.
