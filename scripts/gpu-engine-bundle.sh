@@ -18,6 +18,12 @@ bins=(xquant test_cuda_provider test_device_engine test_device_fp8 test_engine t
 for b in "${bins[@]}"; do
   f=$(find "$build" -name "$b" -type f -perm -u+x | head -1)
   [ -n "$f" ] || { echo "missing binary $b" >&2; exit 1; }
+  # Each binary links the engine statically: one older than libxquant_core.a runs stale engine code
+  # (the CLI's CMake target is xquant_cli; the target `xquant` is the shared library).
+  if [ "$f" -ot "$build/lib/libxquant_core.a" ]; then
+    target=$b && [ "$b" = xquant ] && target=xquant_cli
+    echo "stale binary $f (older than libxquant_core.a): rebuild its target ($target) first" >&2; exit 1
+  fi
   rel=${f#"$build/"}
   mkdir -p "$stage/build/$(dirname "$rel")"
   cp "$f" "$stage/build/$rel"

@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_DECODE_PROFILE, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS and GPUENG_W4GEMV add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV and GPUENG_W4A8 add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -83,6 +83,14 @@ if [ -d "$w4" ]; then
   done
 fi
 fi  # GPUENG_BASE
+# Optional, and first of the optional parts (a correctness check must not be the one a timeout cuts):
+# the engine against transformers (scripts/gpu-hf-compare.py): logits and greedy tokens on
+# random-weight checkpoints of real configs, HF generate beside `xquant bench` (decode graphs off and
+# on), prefill beside cuBLAS. GPUENG_HF_PARTS picks parts (default logits,generate,prefill).
+if [ "${GPUENG_HF:-0}" = 1 ]; then
+  python3 "$(dirname "$0")/gpu-hf-compare.py" --cli "$cli" --out "$out" --parts "${GPUENG_HF_PARTS:-logits,generate,prefill}" \
+    --engine-logits "$(find "$b" -name xquant_engine_logits -type f | head -1)" 2>&1 | grep -v "^bench: " | tee "$out/hf-compare.log"
+fi
 # Optional: the batch-1 decode kernels (scripts/gpu-decode-check.sh: split-K ATTENTION, BF16 few-row
 # MATMUL; their tests, engine A/B against the previous kernels, device times; ~15 s).
 if [ "${GPUENG_DECODE:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-check.sh" "$b" "$out" 2>&1 | tee "$out/decode.log"; fi
@@ -104,6 +112,11 @@ if [ "${GPUENG_DECODE_PROFILE:-0}" = 1 ]; then
   [ -d /tmp/gpueng-l31/w4a16-g128 ] || W4_ONLY=1 timeout 90 bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tail -4
   bash "$(dirname "$0")/gpu-decode-profile.sh" "$cli" "$out"
 fi
+# Optional (GPUENG_PAGED_OPS=1): the decode step's small ops (scripts/gpu-paged-ops-check.sh: ROPE_KV's
+# paged and q/k-norm forms, their kernel and engine tests, DeviceEngine, the paged engine and graphs, then
+# `xquant bench` 128:256 at C = 1, 8 on BF16 and W4A16 with the current ops and XQUANT_ROPE_KV=0 in one
+# run, and the decode profile if time is left; cut to PAGED_OPS_BUDGET_S, default 170 s).
+if [ "${GPUENG_PAGED_OPS:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-paged-ops-check.sh" "$b" "$out" 2>&1 | tee "$out/paged-ops.log"; fi
 # Optional: the decode benchmark (scripts/gpu-decode-bench.sh) when present.
 if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench.log"; fi
 # Optional: open-to-first-token on cuda, xq (stored cuda layouts) vs compressed-tensors
@@ -115,13 +128,6 @@ fi
 if [ "${GPUENG_SERVE:-0}" = 1 ]; then
   XQUANT_BENCH_COPY_GBS=$(grep -o "copy: [0-9]*" "$out/bench.log" 2>/dev/null | grep -o "[0-9]*" || echo 0) \
     bash "$(dirname "$0")/gpu-serve-bench.sh" "$cli" 2>&1 | tee "$out/serve.log"
-fi
-# Optional: the engine against transformers (scripts/gpu-hf-compare.py): logits and greedy tokens on
-# random-weight checkpoints of real configs, HF generate beside `xquant bench` (decode graphs off and
-# on), prefill beside cuBLAS. GPUENG_HF_PARTS picks parts (default logits,generate,prefill).
-if [ "${GPUENG_HF:-0}" = 1 ]; then
-  python3 "$(dirname "$0")/gpu-hf-compare.py" --cli "$cli" --out "$out" --parts "${GPUENG_HF_PARTS:-logits,generate,prefill}" \
-    --engine-logits "$(find "$b" -name xquant_engine_logits -type f | head -1)" 2>&1 | grep -v "^bench: " | tee "$out/hf-compare.log"
 fi
 # Optional: the tensor-core prefill attention (scripts/gpu-prefill-check.sh): its kernel tests and
 # those of the elementwise ops, the 8192-token prefill beside cuBLAS and beside the same step with
@@ -144,11 +150,15 @@ if [ "${GPUENG_MOE:-0}" = 1 ]; then
   fi
   timeout "${GPUENG_MOE_BENCH_S:-300}" python3 "$(dirname "$0")/../bench/cuda/bench_moe.py" --shim "$b/lib/libxqc_shim.so" \
     --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" --tokens-per-expert "${GPUENG_MOE_TOKENS:-4,16,32,64,128,256,512,1024}" \
-    2>&1 | tee "$out/moe-bench.log" | grep -v '^  {' | tail -40
+    ${GPUENG_MOE_BENCH_ARGS:-} 2>&1 | tee "$out/moe-bench.log" | grep -v '^  {' | tail -40
   # MoE layers in the engine: a Qwen3-30B-A3B-shaped model (4 layers), BF16 vs W4A16 experts,
   # graphed / eager / per-expert loop, through `xquant bench --provider cuda` (bench/engine/gpu_moe_engine.sh).
-  OUT=$out timeout "${GPUENG_MOE_ENGINE_S:-240}" bash "$(dirname "$0")/../bench/engine/gpu_moe_engine.sh" "$cli" 2>&1 |
-    tee "$out/moe-engine.log" | tail -30
+  # GPUENG_MOE_ENGINE=0 leaves it out (~70 s) when only the kernels are measured;
+  # GPUENG_MOE_BENCH_ARGS passes bench_moe.py options (e.g. "--skip bf16_loop", ~25 s less).
+  if [ "${GPUENG_MOE_ENGINE:-1}" = 1 ]; then
+    OUT=$out timeout "${GPUENG_MOE_ENGINE_S:-240}" bash "$(dirname "$0")/../bench/engine/gpu_moe_engine.sh" "$cli" 2>&1 |
+      tee "$out/moe-engine.log" | tail -30
+  fi
 fi
 # Optional (GPUENG_MOE_W8A8=1): the fused W8A8 INT8 MoE GEMM's tests and its bench_moe.py column
 # (scripts/gpu-moe-w8a8.sh; 48 s with a memcheck step on an H200, 2026-12-01).
@@ -163,12 +173,11 @@ if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-w4-hopper.sh" "$b" "$out" 2>&1 | tee "$out/w4-hopper.log"
   # -- end W4A16 on Hopper --
 fi
-# ---- GPUENG_KERNELS: W8A8 (INT8, FP8) GEMM routes, cuBLASLt + scaling pass vs the CUTLASS
-# fused-epilogue kernels vs torch (bench/cuda/bench_w8a8.py; four shapes x M = 1..4096).
+# ---- GPUENG_KERNELS: W8A8 (INT8, FP8) GEMMs (scripts/gpu-w8a8.sh: their tests with every CUTLASS
+# configuration forced, then bench/cuda/bench_w8a8.py: cuBLASLt + scaling pass, auto, each CUTLASS
+# configuration, torch; four shapes x M = 1..4096).
 if [ "${GPUENG_KERNELS:-0}" = 1 ]; then
-  echo "== W8A8 GEMM routes (bench/cuda/bench_w8a8.py)"
-  timeout 150 python3 "$(dirname "$0")/../bench/cuda/bench_w8a8.py" --shim "$b/lib/libxqc_shim.so" \
-    --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" 2>&1 | tee "$out/w8a8-bench.log" | grep -v '^  {' | tail -40
+  bash "$(dirname "$0")/gpu-w8a8.sh" "$b" "$out" 2>&1 | tee "$out/w8a8.log"
 fi
 # ---- end GPUENG_KERNELS W8A8
 # Optional (GPUENG_W4GEMV=1): the W4A16 GEMVs for M <= 8 (scripts/gpu-w4-gemv.sh: their tests, the
@@ -176,5 +185,10 @@ fi
 # v3, a compact table last; ~1 min).
 if [ "${GPUENG_W4GEMV:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-w4-gemv.sh" "$b" "$out" 2>&1 | tee "$out/w4-gemv.log"
+fi
+# Optional (GPUENG_W4A8=1): the Hopper W4A8-FP8 GEMM (scripts/gpu-w4a8.sh: its tests, then
+# bench/cuda/bench_w4a8.py against W4A16 and torch bf16 at M = 1..4096 on four shapes).
+if [ "${GPUENG_W4A8:-0}" = 1 ]; then
+  bash "$(dirname "$0")/gpu-w4a8.sh" "$b" "$out" 2>&1 | tee "$out/w4a8.log"
 fi
 echo "== wall $(( $(date +%s) - t0 )) s"

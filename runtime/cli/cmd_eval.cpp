@@ -7,6 +7,7 @@
 // engines can be compared on one file.
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "engine/device_weights.hpp"
 #include "core/error.hpp"
 #include "core/progress.hpp"
 #include "engine/evaluate.hpp"
@@ -28,6 +29,7 @@ int cmd_eval(const RuntimeOptions& options, int argc, char** argv) {
              {"ctx", "N", "window length in tokens (default 512)"},
              {"max-tokens", "M", "score only the first M tokens of the text (0 = all)"},
              {"provider", "NAME", "kernel provider: cpu (default) or cuda (NVIDIA GPU)"},
+             {"device-weights", "W", "dense Linear weights on a device provider: auto (as stored: BF16 for a BF16 checkpoint, else F32; default), bf16, f32"},
              {"tokenizer", "PATH", "take the vocabulary from another checkpoint (e.g. a GGUF)"},
              {"protocol", "P", "xquant (default) | llama-perplexity (llama.cpp's chunks: BOS-led, second half scored)"},
              {"chunks", "K", "--protocol llama-perplexity: score only the first K chunks (0 = all)"},
@@ -55,6 +57,7 @@ int cmd_eval(const RuntimeOptions& options, int argc, char** argv) {
   ModelOptions mo;
   mo.provider = args.get_or("provider", "cpu");
   mo.tokenizer_from = args.get_or("tokenizer", "");
+  mo.device_weights = device_weights_from_name(args.get_or("device-weights", "auto"), "--device-weights");
   auto model = Model::open(runtime, *args.get("model"), mo);
   auto report = [](uint64_t done, uint64_t total) { Progress::report("eval", done, total, "tokens"); };
   PerplexityResult r;

@@ -3,6 +3,7 @@
 // for any checkpoint the loaders read, quantized ones included.
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "engine/device_weights.hpp"
 #include "engine/evaluate.hpp"
 #include "engine/load_phases.hpp"
 
@@ -20,6 +21,7 @@ int cmd_generate(const RuntimeOptions& options, int argc, char** argv) {
              {"temp", "T", "sampling temperature (default 0 = greedy)"},
              {"seed", "S", "sampling seed (default 0)"},
              {"provider", "NAME", "kernel provider: cpu (default) or cuda (NVIDIA GPU)"},
+             {"device-weights", "W", "dense Linear weights on a device provider: auto (as stored: BF16 for a BF16 checkpoint, else F32; default), bf16, f32"},
              {"tokenizer", "PATH", "take the vocabulary from another checkpoint (e.g. a GGUF)"},
              {"json", "", "print a JSON object (text, token ids, timings)"}});
   if (!args.parse(argc, argv)) return 0;
@@ -34,6 +36,7 @@ int cmd_generate(const RuntimeOptions& options, int argc, char** argv) {
   ModelOptions mo;
   mo.provider = args.get_or("provider", "cpu");
   mo.tokenizer_from = args.get_or("tokenizer", "");
+  mo.device_weights = device_weights_from_name(args.get_or("device-weights", "auto"), "--device-weights");
   auto model = Model::open(runtime, *args.get("model"), mo);
   std::string prompt = args.get_or("prompt", "");
   model->tokenizer();

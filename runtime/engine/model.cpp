@@ -2,6 +2,7 @@
 // its forward pass through a kernel provider (see model.hpp).
 #include "engine/model.hpp"
 #include "engine/decode_graphs.hpp"
+#include "engine/device_weights.hpp"
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -9,6 +10,7 @@
 #include "engine/load_phases.hpp"
 #include "engine/stored_layouts.hpp"
 #include "engine/release_source.hpp"
+#include "engine/paged_kv.hpp"
 #include "engine/rope_kv.hpp"
 #include "engine/tokenizer/tokenizer.hpp"
 
@@ -18,7 +20,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <strings.h>
 
 namespace xquant {
 
@@ -61,11 +62,9 @@ std::unique_ptr<Model> Model::open(Runtime& runtime, const fs::path& path, const
 
 Model::Model(Runtime& runtime, std::unique_ptr<Checkpoint> cp, const ModelOptions& options)
     : runtime_(runtime), options_(options), checkpoint_(std::move(cp)) {
-  if (const char* e = std::getenv("XQUANT_DEVICE_WEIGHTS")) {
-    if (strcasecmp(e, "bf16") == 0) options_.device_weights = XQ_DTYPE_BF16;
-    else if (strcasecmp(e, "f32") == 0) options_.device_weights = XQ_DTYPE_F32;
-    else fail(XQ_ERR_INVALID_ARGUMENT, "XQUANT_DEVICE_WEIGHTS must be f32 or bf16, got '{}'", e);
-  }
+  if (const char* e = std::getenv("XQUANT_DEVICE_WEIGHTS"); e && *e)
+    options_.device_weights = device_weights_from_name(e, "XQUANT_DEVICE_WEIGHTS");
+  if (options_.device_weights == XQ_DTYPE_INVALID) options_.device_weights = stored_float_weights(*checkpoint_);
   if (const char* e = std::getenv("XQUANT_TABLES"); e && *e) options_.tables = table_form_from_name(e);
   if (options_.tables == TableForm::kAuto) options_.tables = default_table_form(*checkpoint_);
   arch_ = Architecture::from_config(checkpoint_->config());
@@ -710,9 +709,10 @@ xq_device_tensor column_slice(xq_dtype t, int64_t rows, int64_t cols, int64_t ld
 }  // namespace
 
 // The device decode path. Per layer at batch 1: [ADD_]RMS_NORM writes the
-// q|k|v GEMM's input dtype directly; one GEMM for q|k|v; row-strided
-// CONVERTs take q to F32 and k, v straight into the F32 KV cache; ROPE on q
-// and on the new cache rows; ATTENTION writes o_proj's input dtype; o_proj;
+// q|k|v GEMM's input dtype directly; one GEMM for q|k|v; one ROPE_KV takes
+// q to F32, rotated, and k, v into the KV cache (contiguous or paged; with
+// the q/k norms), or, where the provider refuses it, row-strided CONVERTs,
+// ROPEs and KV_WRITEs; [PAGED_]ATTENTION writes o_proj's input dtype; o_proj;
 // ADD_RMS_NORM; one gate|up GEMM; SWIGLU over its two column halves writes
 // down_proj's input dtype; down_proj, whose output is the next layer's
 // pending residual addend. The residual stream x, q, the KV cache and
@@ -786,20 +786,33 @@ const void* Model::run_layer_stacked(int layer, float* x, int64_t rows, const st
   gemm(QKV, h, qkv, "q|k|v_proj");
   const uint64_t e_qkv = element_bytes(QKV.act);
   const int64_t kv_row = KVH * HD;
-  // Contiguous cache without q/k norms: one ROPE_KV per sequence (engine/rope_kv.hpp) where the provider runs it.
+  // One ROPE_KV per sequence on the contiguous cache, over all rows on the
+  // paged one (engine/rope_kv.hpp), where the provider runs the form asked.
+  RopeKvExtras extras;
+  extras.factors = d_rope_factors_ ? d_rope_factors_.f32() : nullptr;
+  if (a.qk_norm) extras.q_norm = W.d_q_norm.f32(), extras.k_norm = W.d_k_norm.f32(), extras.eps = a.rms_eps;
+  if (paged_) extras.cache_rows = paged_->slots;
   auto span_rope_kv = [&](const SequenceSpan& s) {
-    return rope_kv_op(a, QKV.act, s.n, qkv + s.row * n_qkv * e_qkv, pos + s.row, q + s.row * NH * HD, s.k, s.v,
-                      s.pos0 + s.n, d_rope_factors_ ? d_rope_factors_.f32() : nullptr);
+    const xq_device_tensor kc = f32({s.pos0 + s.n, KVH, HD}, s.k), vc = f32({s.pos0 + s.n, KVH, HD}, s.v);
+    return rope_kv_op(a, QKV.act, s.n, qkv + s.row * n_qkv * e_qkv, pos + s.row, q + s.row * NH * HD, kc, vc, extras);
   };
-  const bool fused_rope_kv = !paged_ && !a.qk_norm && !spans.empty() && rope_kv_enabled() &&
-                             k.supports(span_rope_kv(spans.front()));
+  auto paged_rope_kv = [&] {
+    return rope_kv_op(a, QKV.act, rows, qkv, pos, q, paged_->cache->k_pool(layer), paged_->cache->v_pool(layer), extras);
+  };
+  // The op's src[3] holds the q/k norms or the frequency divisors, not both.
+  const bool fused_rope_kv = rope_kv_enabled() && !(a.qk_norm && extras.factors) &&
+                             (paged_ ? k.supports(paged_rope_kv())
+                                     : !spans.empty() && k.supports(span_rope_kv(spans.front())));
   if (!fused_rope_kv) {
     convert(column_slice(QKV.act, rows, NH * HD, n_qkv, qkv), XQ_DTYPE_F32, q, "CONVERT (q)");
     if (a.qk_norm)
       rms_norm(k, q, rows * NH, HD, W.d_q_norm.f32(), a.rms_eps, q, "RMS_NORM (q_norm)");
     rope(q, rows, NH, pos);
   }
-  if (paged_) {  // all rows at once: K to F32, normed and rotated; V straight from the GEMM output
+  if (paged_ && fused_rope_kv) {
+    k.run(paged_rope_kv(), "ROPE_KV (paged)");
+    attend_paged(layer, q, nullptr, {}, rows, O.act, att);
+  } else if (paged_) {  // all rows at once: K to F32, normed and rotated; V straight from the GEMM output
     float* kf = static_cast<float*>(scratch(kPagedK, static_cast<uint64_t>(rows * kv_row) * 4));
     const char* k_at = qkv + NH * HD * e_qkv;
     convert(column_slice(QKV.act, rows, kv_row, n_qkv, k_at), XQ_DTYPE_F32, kf, "CONVERT (k)");

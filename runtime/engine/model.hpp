@@ -46,10 +46,12 @@ struct ModelOptions {
   // Where the tokenizer comes from when the checkpoint has no vocabulary
   // (e.g. stories260K-hf): another checkpoint's path; "" = the model's own.
   std::filesystem::path tokenizer_from;
-  // Dense Linear weights on a device provider: F32 (exact against `cpu`), or
+  // Dense Linear weights on a device provider: F32 (exact against `cpu`),
   // BF16 (half the bytes; MATMUL then takes BF16 activations, converted
-  // around the call). The environment variable XQUANT_DEVICE_WEIGHTS=bf16
-  // sets BF16 for tools that do not expose this option (the CLI).
+  // around the call), or XQ_DTYPE_INVALID = as stored (BF16 for a BF16
+  // checkpoint, else F32: engine/device_weights.hpp), what the CLI's
+  // --device-weights auto asks for. XQUANT_DEVICE_WEIGHTS=auto|bf16|f32
+  // overrides this option.
   xq_dtype device_weights = XQ_DTYPE_F32;
   // Calibration of models larger than host memory: open loads no layer,
   // embedding or lm_head; load_layer/release_layer (and load_embeddings/
@@ -408,7 +410,7 @@ class Model {
   bool run_paged_ops(const PagedStep& step, const int32_t* d_ids, const int32_t* d_pos, const int32_t* d_last,
                      int64_t rows, int64_t out_rows, bool greedy, float* x, float* d_logits, void* d_ids_out);
   // The paged replacement of a layer's per-sequence KV append + ATTENTION:
-  // k (F32 [rows, KVH*HD], normed and rotated) and v (any float dtype, rows
+  // k (F32 [rows, KVH*HD], normed and rotated; null: ROPE_KV wrote K/V) and v (any float dtype, rows
   // possibly strided) into their slots, then PAGED_ATTENTION into att.
   void attend_paged(int layer, const float* q, const float* k, const xq_device_tensor& v, int64_t rows,
                     xq_dtype att_t, void* att) const;

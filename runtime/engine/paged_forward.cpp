@@ -1,8 +1,9 @@
 // paged_forward.cpp: Model's steps over the paged KV cache (model.hpp,
 // paged_kv.hpp). A step is the contiguous step of model.cpp with the
 // per-sequence KV append and ATTENTION ops of every layer replaced by two
-// KV_WRITEs and one PAGED_ATTENTION over all rows: decode rows of many
-// sequences and prefill chunks share one launch per op whatever the batch.
+// KV_WRITEs (on device providers one ROPE_KV that also rotates q and k,
+// engine/rope_kv.hpp) and one PAGED_ATTENTION over all rows: decode rows of
+// many sequences and prefill chunks share one launch per op whatever the batch.
 #include "engine/model.hpp"
 #include "engine/paged_kv.hpp"
 #include "engine/decode_graphs.hpp"
@@ -35,7 +36,7 @@ void Model::attend_paged(int layer, const float* q, const float* kf, const xq_de
   const PagedKvCache& c = *paged_->cache;
   const int64_t kv_row = a.n_kv_heads * a.head_dim;
   const xq_device_tensor slots = dtensor(XQ_DTYPE_I32, {rows}, paged_->slots);
-  for (int which = 0; which < 2; ++which) {
+  for (int which = 0; which < 2 && kf; ++which) {  // no kf: ROPE_KV wrote this step's K/V rows
     xq_op op = Kernels::op(XQ_OP_KV_WRITE);
     op.dst = which ? c.v_pool(layer) : c.k_pool(layer);
     op.src[0] = which ? v : f32({rows, kv_row}, kf);

@@ -8,6 +8,8 @@
 // same f32 operations, RNE), scales to 1e-6 relative; GEMMs with BF16 output
 // ||out-ref||/||ref|| <= 1e-2, F16 <= 3e-3, F32 <= 1e-4 (INT32 accumulation is
 // exact; FP8 accumulates in f32).
+#include <cstdlib>
+
 #include "test_host.hpp"
 
 using namespace xqtest;
@@ -89,10 +91,17 @@ std::vector<float> read_out(DevBuf& d, xq_dtype t, size_t n) {
 TEST(QuantizeAct, MatchesReferenceBitExact) {
   XQ_REQUIRE_GPU();
   auto& P = Plugin::get();
+  // Both 16-bit kernels: the one-read kernel (default) and the two-pass one
+  // (XQUANT_CUDA_ACT_QUANT_ONE_READ=0, read per call).
+  for (const char* one_read : {"1", "0"})
   for (xq_dtype in : {XQ_DTYPE_BF16, XQ_DTYPE_F16, XQ_DTYPE_F32})
     for (xq_dtype out : {XQ_DTYPE_I8, XQ_DTYPE_F8_E4M3})
       for (bool dynamic : {true, false})
-        for (auto [M, K] : {std::pair<int64_t, int64_t>{1, 64}, {3, 1000}, {17, 4096}, {255, 200}}) {
+        // K = 2056 and 16384: the one-read kernel with 2 and 8 chunks a thread
+        // (the first partly past the row); 16392: longer than it keeps in
+        // registers, so the two-pass kernel.
+        for (auto [M, K] : {std::pair<int64_t, int64_t>{1, 64}, {3, 1000}, {17, 4096}, {255, 200}, {5, 2056},
+                            {2, 16384}, {3, 16392}}) {
           std::vector<float> x(M * K);
           for (auto& v : x) v = uniform(-3.f, 3.f);
           std::vector<uint8_t> xb;
@@ -116,14 +125,18 @@ TEST(QuantizeAct, MatchesReferenceBitExact) {
             op.f[0] = static_scale;
           }
           ASSERT_EQ(P.vt->supports_op(P.state, &op), 1u);
-          XQ_OK_OR_FAIL(P.vt->run_op(P.state, &op));
+          setenv("XQUANT_CUDA_ACT_QUANT_ONE_READ", one_read, 1);
+          const xq_status st = P.vt->run_op(P.state, &op);
+          unsetenv("XQUANT_CUDA_ACT_QUANT_ONE_READ");
+          XQ_OK_OR_FAIL(st);
           auto got = dq.get<uint8_t>(M * K);
           size_t bad = 0;
           for (int64_t i = 0; i < M * K; ++i) {
             const uint8_t want = out == XQ_DTYPE_I8 ? static_cast<uint8_t>(q8[i]) : qf8[i];
             bad += got[i] != want;
           }
-          EXPECT_EQ(bad, 0u) << "in=" << in << " out=" << out << " dyn=" << dynamic << " M=" << M << " K=" << K;
+          EXPECT_EQ(bad, 0u) << "in=" << in << " out=" << out << " dyn=" << dynamic << " M=" << M << " K=" << K
+                             << " one_read=" << one_read;
           if (dynamic) {
             auto s = ds.get<float>(M);
             for (int64_t m = 0; m < M; ++m) EXPECT_NEAR(s[m], sref[m], 1e-6 * sref[m]) << "scale row " << m;

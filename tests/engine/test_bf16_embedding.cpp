@@ -4,8 +4,11 @@
 // every tensor in BF16, and every tensor in F32 holding the same
 // BF16-rounded values; the two models' logits (prefill of 8 rows through the
 // SGEMM path, then decode steps through the GEMV) are bit-identical, and the
-// BF16 model's tied lm_head reads half the bytes.
+// BF16 model's tied lm_head reads half the bytes. The same two copies pin
+// what `--device-weights auto` resolves to (engine/device_weights.cpp).
+#include "checkpoint/checkpoint.hpp"
 #include "core/runtime.hpp"
+#include "engine/device_weights.hpp"
 #include "engine/model.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -91,4 +94,24 @@ TEST(Bf16Embedding, KeptAsStoredWithTheF32ModelsLogits) {
   EXPECT_EQ(mb->forward({{&cb, ids.data(), 8, true}}), mf->forward({{&cf, ids.data(), 8, true}}));
   for (int32_t t : {5, 99, 511}) EXPECT_EQ(mb->forward({{&cb, &t, 1, false}}), mf->forward({{&cf, &t, 1, false}})) << t;
   fs::remove_all(tmp);
+}
+
+TEST(DeviceWeights, AutoKeepsTheStoredFloatWidth) {
+  const fs::path tmp = fs::temp_directory_path() / ("xquant_device_weights_" + std::to_string(::getpid()));
+  write_rounded_copy(tmp / "bf16", true);
+  Runtime rt{RuntimeOptions{}};
+  EXPECT_EQ(stored_float_weights(*Checkpoint::open(rt, tmp / "bf16")), XQ_DTYPE_BF16);
+  EXPECT_EQ(stored_float_weights(*Checkpoint::open(rt, kHf)), XQ_DTYPE_F32);  // stored F32: stays exact
+  fs::remove_all(tmp);
+
+  EXPECT_EQ(device_weights_from_name("auto", "--device-weights"), XQ_DTYPE_INVALID);
+  EXPECT_EQ(device_weights_from_name("BF16", "--device-weights"), XQ_DTYPE_BF16);
+  EXPECT_EQ(device_weights_from_name("f32", "--device-weights"), XQ_DTYPE_F32);
+  try {
+    device_weights_from_name("fp16", "--device-weights");
+    ADD_FAILURE() << "fp16 was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("--device-weights must be auto, bf16 or f32, got 'fp16'"), std::string::npos)
+        << e.what();
+  }
 }

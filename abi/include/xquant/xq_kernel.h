@@ -121,15 +121,15 @@ typedef enum xq_op_type {
    * absent; a negative r adds nothing. act = identity (i[0] = 0) or sigmoid
    * (i[0] = 1: Qwen2-MoE's shared_expert_gate logit, k = 1). */
   XQ_OP_MOE_COMBINE = 18,
-  /* The tail of a q|k|v GEMM at decode in one op: ROPE on q and k, the K/V
-   * cache appends. src[0] [T, (H + 2 KVH) D] q|k|v rows (F32/BF16/F16; a
-   * provider may accept strides {ld, 1}); src[1] I32 [T] positions; dst F32
-   * [T, H, D] = q rotated as ROPE rotates (i[0] pairing, i[1] rotary dims,
-   * f[0] theta base, f[1] position scale, src[3] optional F32 [rot/2]
-   * frequency divisors); src[2] F32 [2, S, KVH, D]: plane 0 the K cache,
-   * plane 1 the V cache (strides[0] = elements from K's start to V's, any
-   * value; the rest contiguous): K row pos[t] = k of row t rotated, V row
-   * pos[t] = v of row t; a position outside [0, S) writes no K/V row. */
+  /* The tail of a q|k|v GEMM at decode in one op: [q/k RMS norms,] ROPE on
+   * q and k, the K/V writes. src[0] [T, (H + 2 KVH) D] q|k|v rows (F32/BF16/
+   * F16; a provider may accept strides {ld, 1}); src[1] I32 [T] positions or
+   * [2, T]: positions, then the cache row each t writes (paged slots; strides
+   * [0] the distance); dst F32 [T, H, D] = q rotated as ROPE (i[0], i[1], f[0],
+   * f[1]); src[3] F32 [rot/2] frequency divisors, or [2, D] the q and k norm
+   * weights (strides[0] the distance; eps f[2]); src[2] F32 (or BF16) [2, S,
+   * KVH, D]: K then V cache (strides[0] from K to V): K/V row pos[t] (or the
+   * given row) = k rotated, v; a row outside [0, S) writes none. */
   XQ_OP_ROPE_KV = 19
 } xq_op_type;
 

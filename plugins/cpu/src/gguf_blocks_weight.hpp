@@ -23,6 +23,11 @@ struct BlockPart {
   float (*kernel)(const uint8_t*, const QuantizedRow&, int64_t) = nullptr;  // the type's integer kernel
   BlockRowsKernel rows_kernel = nullptr;  // its row-range decode kernel, if any (gguf_gemv_rows.hpp)
   GgufDequantBlocks dequant = nullptr;    // its vector decoder (gguf_dequant.hpp), or null: the loader's scalar one
+  // Q4_0 with XQUANT_CPU_GEMV_ROWS8=interleaved: decode's copy of the whole
+  // groups of eight rows (qgemv_rows8.hpp) and the kernel that reads it.
+  BlockRows8Kernel rows8_kernel = nullptr;
+  std::vector<uint8_t> codes8;
+  std::vector<uint16_t> scales8;  // f16, as stored
 };
 
 struct BlockWeight {

@@ -1,6 +1,7 @@
 // cutlass_w8a8.cpp: which problems the CUTLASS scaled GEMMs take, and the
-// dispatch by input type (the per-M tile choice lives beside each type's
-// instantiations, cutlass_w8a8_sm90_{i8,fp8}.cu).
+// dispatch of a configuration to its input type's translation unit
+// (cutlass_w8a8_sm90_{i8,fp8}.cu; the choice of configuration is
+// cutlass_w8a8_configs.cpp's).
 #include "cutlass_w8a8.hpp"
 
 namespace xqcuda {
@@ -23,17 +24,11 @@ bool cutlass_scaled_mm_fits(const ScaledMM& p) {
   return aligned(p.sx, 4) && aligned(p.sw, 4);
 }
 
-const char* cutlass_scaled_mm_config(DType ab, int64_t M) {
-  if (M <= 64) return ab == DType::I8 ? "64x64x256 c1x8" : "64x64x128 c1x8";
-  if (M <= 128) return ab == DType::I8 ? "64x128x256 c2x1 pingpong" : "64x128x128 c2x1 pingpong";
-  return ab == DType::I8 ? "128x128x128 c2x1 cooperative" : "128x128x128 c2x1 pingpong";
-}
-
-cudaError_t cutlass_scaled_mm(const ScaledMM& p, void* workspace, size_t workspace_bytes, int sm_count,
+cudaError_t cutlass_scaled_mm(const ScaledMM& p, W8Config c, const W8Workspace& ws, int sm_count,
                               cudaStream_t stream) {
-  if (!cutlass_scaled_mm_fits(p)) return cudaErrorNotSupported;
-  return p.ab == DType::I8 ? cutlass_scaled_mm_i8(p, workspace, workspace_bytes, sm_count, stream)
-                           : cutlass_scaled_mm_fp8(p, workspace, workspace_bytes, sm_count, stream);
+  if (!cutlass_scaled_mm_fits(p) || !w8_config_takes(c, p)) return cudaErrorNotSupported;
+  return p.ab == DType::I8 ? cutlass_scaled_mm_i8(p, c, ws, sm_count, stream)
+                           : cutlass_scaled_mm_fp8(p, c, ws, sm_count, stream);
 }
 
 }  // namespace xqcuda

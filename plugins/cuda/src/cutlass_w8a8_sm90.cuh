@@ -29,9 +29,11 @@ namespace xqcuda::sm90 {
 using namespace cute;
 
 // One kernel: input type, output type, CTA tile, cluster, mainloop and
-// epilogue schedules.
+// epilogue schedules, tile scheduler (persistent data-parallel, or stream-K:
+// cutlass/gemm/kernel/sm90_tile_scheduler_stream_k.hpp, cooperative kernels
+// only).
 template <class ElementAB, class ElementD, class TileShape, class ClusterShape, class KernelSchedule,
-          class EpilogueSchedule>
+          class EpilogueSchedule, class Scheduler = cutlass::gemm::PersistentScheduler>
 struct ScaledGemm {
   using ElementAcc = std::conditional_t<std::is_same_v<ElementAB, int8_t>, int32_t, float>;
   using ElementC = void;  // no C operand: bias comes in through the visitor tree
@@ -66,11 +68,10 @@ struct ScaledGemm {
       kAlignAB, ElementAcc, TileShape, ClusterShape, Stages, KernelSchedule>::CollectiveOp;
 
   using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, CollectiveMainloop,
-                                                      CollectiveEpilogue, cutlass::gemm::PersistentScheduler>;
+                                                      CollectiveEpilogue, Scheduler>;
   using Device = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 
-  static cudaError_t run(const ScaledMM& p, void* workspace, size_t workspace_bytes, int sm_count,
-                         cudaStream_t stream) {
+  static cudaError_t run(const ScaledMM& p, const W8Workspace& ws, int sm_count, cudaStream_t stream) {
     const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
     auto stride_a = cutlass::make_cute_packed_stride(typename Kernel::StrideA{}, make_shape(M, K, 1));
     auto stride_b = cutlass::make_cute_packed_stride(typename Kernel::StrideB{}, make_shape(N, K, 1));
@@ -88,10 +89,19 @@ struct ScaledGemm {
     typename Kernel::Arguments args{cutlass::gemm::GemmUniversalMode::kGemm, {M, N, K, 1}, mainloop, epilogue};
     args.hw_info.device_id = 0;
     args.hw_info.sm_count = sm_count;
+    if constexpr (std::is_same_v<Scheduler, cutlass::gemm::StreamKScheduler> && std::is_same_v<ElementAcc, int32_t>) {
+      // INT32 partial sums add exactly in any order, so the reduction need
+      // not wait for its turn (the deterministic mode serialises it); f32
+      // (FP8) partials keep the fixed order, so repeated calls match.
+      args.scheduler.reduction_mode =
+          cutlass::gemm::kernel::detail::ReductionMode::Nondeterministic;
+    }
 
     Device gemm;
     if (gemm.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorNotSupported;
-    if (Device::get_workspace_size(args) > workspace_bytes) return cudaErrorNotSupported;
+    const size_t need = Device::get_workspace_size(args);
+    void* workspace = need ? ws.get(ws.ctx, need) : nullptr;
+    if (need && !workspace) return cudaErrorMemoryAllocation;
     if (gemm.initialize(args, workspace, stream) != cutlass::Status::kSuccess) return cudaErrorNotSupported;
     if (gemm.run(stream) != cutlass::Status::kSuccess) {
       const cudaError_t e = cudaGetLastError();
@@ -105,17 +115,24 @@ struct ScaledGemm {
 using WarpSpecialized = cutlass::gemm::KernelTmaWarpSpecialized;
 using Pingpong = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
 using Cooperative = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
+using PingpongFastAccum = cutlass::gemm::KernelTmaWarpSpecializedPingpongFP8FastAccum;
+using StreamK = cutlass::gemm::StreamKScheduler;
 using EpiWarpSpecialized = cutlass::epilogue::TmaWarpSpecialized;
 using EpiCooperative = cutlass::epilogue::TmaWarpSpecializedCooperative;
 
-// Picks the output type at run time.
+// Picks the output type at run time (BF16 and F16 instantiated).
 template <template <class> class Config>
-cudaError_t run_for_output(const ScaledMM& p, void* workspace, size_t workspace_bytes, int sm_count,
-                           cudaStream_t stream) {
-  if (p.y_type == DType::BF16)
-    return Config<cutlass::bfloat16_t>::Gemm::run(p, workspace, workspace_bytes, sm_count, stream);
-  if (p.y_type == DType::F16)
-    return Config<cutlass::half_t>::Gemm::run(p, workspace, workspace_bytes, sm_count, stream);
+cudaError_t run_for_output(const ScaledMM& p, const W8Workspace& ws, int sm_count, cudaStream_t stream) {
+  if (p.y_type == DType::BF16) return Config<cutlass::bfloat16_t>::Gemm::run(p, ws, sm_count, stream);
+  if (p.y_type == DType::F16) return Config<cutlass::half_t>::Gemm::run(p, ws, sm_count, stream);
+  return cudaErrorNotSupported;
+}
+
+// A configuration instantiated for BF16 output only (the tuned ones: each
+// instantiation is 1-2 minutes of nvcc; F16 output keeps the basic set).
+template <template <class> class Config>
+cudaError_t run_bf16_only(const ScaledMM& p, const W8Workspace& ws, int sm_count, cudaStream_t stream) {
+  if (p.y_type == DType::BF16) return Config<cutlass::bfloat16_t>::Gemm::run(p, ws, sm_count, stream);
   return cudaErrorNotSupported;
 }
 

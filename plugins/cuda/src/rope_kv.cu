@@ -2,8 +2,10 @@
 // group of kHeadsPerCta heads of the q|k|v row): the CTA's threads first put
 // cos and sin of each rotary pair's angle into shared memory, then rotate (q,
 // k heads) or copy (v heads) their heads. Heads [0, H) are q, written to the
-// F32 q; [H, H + KVH) k, written rotated to K cache row pos[t]; the rest v,
-// copied to V cache row pos[t].
+// F32 q; [H, H + KVH) k, written rotated to K cache row r = pos[t] (or
+// cache_rows[t], a paged slot); the rest v, copied to V cache row r. With
+// q/k norm weights, each q and k head is first RMS-normed over D (the CTA's
+// threads sum its squares together), then rotated, as RMS_NORM then ROPE.
 #include <algorithm>
 
 #include "common.cuh"
@@ -14,6 +16,17 @@ namespace xqcuda {
 namespace {
 
 constexpr int kHeadsPerCta = 4;
+
+// The sum of v over the CTA (blockDim.x a multiple of 32), in every thread.
+__device__ float cta_sum(float v, float* red) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  __syncthreads();  // red may still be read by the previous call
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  float s = 0.f;
+  for (unsigned w = 0; w < blockDim.x / 32; ++w) s += red[w];
+  return s;
+}
 
 __global__ void rope_kv_kernel(RopeKvArgs a) {
   extern __shared__ float trig[];  // cos[half], then sin[half]
@@ -31,28 +44,53 @@ __global__ void rope_kv_kernel(RopeKvArgs a) {
     sincosf(ang, &sn[i], &cs[i]);
   }
   __syncthreads();
-  const bool cache_row = p >= 0 && p < a.S;
+  __shared__ float red[32];
+  const int64_t r = a.cache_rows ? a.cache_rows[t] : p;
+  const bool cache_row = r >= 0 && r < a.S;
   const int64_t heads = a.H + 2 * a.KVH;
   const int64_t h0 = static_cast<int64_t>(blockIdx.y) * kHeadsPerCta;
   for (int64_t h = h0; h < h0 + kHeadsPerCta && h < heads; ++h) {
     const int64_t src = t * a.ld + h * a.D;
-    float* out;
-    if (h < a.H) out = a.q + (t * a.H + h) * a.D;
-    else if (!cache_row) continue;
-    else if (h < a.H + a.KVH) out = a.k_cache + (p * a.KVH + (h - a.H)) * a.D;
-    else out = a.v_cache + (p * a.KVH + (h - a.H - a.KVH)) * a.D;
+    void* out;
+    DType out_type = a.cache_type;
+    int64_t at;
+    const float* w = nullptr;
+    if (h < a.H) {
+      out = a.q, out_type = DType::F32, at = (t * a.H + h) * a.D, w = a.q_norm;
+    } else if (!cache_row) {
+      continue;  // the same for every thread of the CTA
+    } else if (h < a.H + a.KVH) {
+      out = a.k_cache, at = (r * a.KVH + (h - a.H)) * a.D, w = a.k_norm;
+    } else {
+      out = a.v_cache, at = (r * a.KVH + (h - a.H - a.KVH)) * a.D;
+    }
     if (h >= a.H + a.KVH) {  // v: copied
-      for (int64_t e = threadIdx.x; e < a.D; e += blockDim.x) out[e] = load_as_float(a.qkv, a.qkv_type, src + e);
+      for (int64_t e = threadIdx.x; e < a.D; e += blockDim.x)
+        store_from_float(out, out_type, at + e, load_as_float(a.qkv, a.qkv_type, src + e));
       continue;
     }
+    // x as RMS_NORM writes it (x * (1 / rms)) * w, or x itself.
+    float inv_rms = 1.f;
+    if (w) {
+      float ss = 0.f;
+      for (int64_t e = threadIdx.x; e < a.D; e += blockDim.x) {
+        const float x = load_as_float(a.qkv, a.qkv_type, src + e);
+        ss += x * x;
+      }
+      inv_rms = 1.0f / sqrtf(cta_sum(ss, red) / static_cast<float>(a.D) + a.eps);
+    }
+    auto in = [&](int64_t e) {
+      const float x = load_as_float(a.qkv, a.qkv_type, src + e);
+      return w ? x * inv_rms * w[e] : x;
+    };
     for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
       const int64_t x = a.neox ? i : 2 * i, y = a.neox ? i + half : 2 * i + 1;
-      const float x0 = load_as_float(a.qkv, a.qkv_type, src + x), x1 = load_as_float(a.qkv, a.qkv_type, src + y);
-      out[x] = x0 * cs[i] - x1 * sn[i];
-      out[y] = x0 * sn[i] + x1 * cs[i];
+      const float x0 = in(x), x1 = in(y);
+      store_from_float(out, out_type, at + x, x0 * cs[i] - x1 * sn[i]);
+      store_from_float(out, out_type, at + y, x0 * sn[i] + x1 * cs[i]);
     }
     for (int64_t e = a.rot + threadIdx.x; e < a.D; e += blockDim.x)  // dims past the rotary ones: as they are
-      out[e] = load_as_float(a.qkv, a.qkv_type, src + e);
+      store_from_float(out, out_type, at + e, in(e));
   }
 }
 

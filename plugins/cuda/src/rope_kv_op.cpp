@@ -2,7 +2,7 @@
 // (rope_kv.hpp; the contract is in abi/include/xquant/xq_kernel.h). One
 // check answers supports_op and run_op, so the two never disagree; the
 // rules are the cpu provider's (plugins/cpu/src/rope_kv.cpp) plus BF16/F16
-// q|k|v rows.
+// q|k|v rows and BF16 caches (the paged pools).
 #include "rope_kv.hpp"
 
 #include <xquant/sdk/host.hpp>
@@ -48,6 +48,13 @@ int64_t plane_pitch(const xq_device_tensor& kv) {
   return kv.strides[0] != 0 ? kv.strides[0] : kv.shape[1] * kv.shape[2] * kv.shape[3];
 }
 
+// The appended forms' [2, n] views (src[1]: positions, cache rows; src[3]:
+// q and k norm weights): rows contiguous, strides[0] the distance (n when unset).
+bool pair_of_rows(const xq_device_tensor& t, int64_t n) {
+  return t.ndim == 2 && t.shape[0] == 2 && t.shape[1] == n && (t.strides[1] == 0 || t.strides[1] == 1);
+}
+int64_t row_distance(const xq_device_tensor& t) { return t.strides[0] != 0 ? t.strides[0] : t.shape[1]; }
+
 struct Need {
   std::string* why;
   bool ok = true;
@@ -71,22 +78,28 @@ bool check_rope_kv_op(const xq_op& op, std::string* why) {
   need(row_pitch(s[0]) > 0, "src[0] must be 2-D [T, (H + 2 KVH) D], contiguous or with strides {ld >= cols, 1}");
   need(present(q) && q.dtype == XQ_DTYPE_F32 && q.ndim == 3, "dst (q) must be F32 [T, H, D]");
   need(contiguous_from(q, 0), "dst (q) must be contiguous");
-  need(present(s[1]) && s[1].dtype == XQ_DTYPE_I32 && s[1].ndim == 1, "src[1] (positions) must be I32 [T]");
-  need(present(s[2]) && s[2].dtype == XQ_DTYPE_F32 && s[2].ndim == 4 && s[2].shape[0] == 2,
-       "src[2] must be F32 [2, S, KVH, D] (the K and V caches)");
+  need(present(s[1]) && s[1].dtype == XQ_DTYPE_I32 && (s[1].ndim == 1 || s[1].ndim == 2),
+       "src[1] must be I32 [T] (positions) or [2, T] (positions, cache rows)");
+  need(present(s[2]) && (s[2].dtype == XQ_DTYPE_F32 || s[2].dtype == XQ_DTYPE_BF16) && s[2].ndim == 4 &&
+           s[2].shape[0] == 2,
+       "src[2] must be F32 or BF16 [2, S, KVH, D] (the K and V caches)");
   if (!need.ok) return false;
   need(contiguous_from(s[2], 1), "src[2]'s planes must be contiguous [S, KVH, D]");
   const int64_t T = q.shape[0], H = q.shape[1], D = q.shape[2], KVH = s[2].shape[2];
   need(T > 0 && H > 0 && D > 0 && KVH > 0, "empty shape");
   need(s[2].shape[3] == D, "the caches' head dim differs from q's");
   need(s[0].shape[0] == T && s[0].shape[1] == (H + 2 * KVH) * D, "src[0] must be [T, (H + 2 KVH) D]");
-  need(s[1].shape[0] == T, "positions must have T elements");
+  need(s[1].ndim == 1 ? s[1].shape[0] == T : pair_of_rows(s[1], T), "src[1] must be [T] or [2, T] with contiguous rows");
   need(op.i[0] == 0 || op.i[0] == 1, "pairing i[0] must be 0 (neox) or 1 (norm)");
   need(op.i[1] > 0 && op.i[1] <= D && op.i[1] % 2 == 0, "rotary dims i[1] must be even and in (0, D]");
   need(op.f[0] > 0.0, "theta base f[0] must be > 0");
-  if (present(s[3]))
+  if (present(s[3]) && s[3].ndim == 2) {
+    need(s[3].dtype == XQ_DTYPE_F32 && pair_of_rows(s[3], D), "src[3] (q/k norm weights) must be F32 [2, D]");
+    need(op.f[2] >= 0.0, "norm eps f[2] must be >= 0");
+  } else if (present(s[3])) {
     need(s[3].dtype == XQ_DTYPE_F32 && s[3].ndim == 1 && s[3].shape[0] == op.i[1] / 2,
-         "src[3] (freq factors) must be F32 [rot/2]");
+         "src[3] must be F32 [rot/2] (freq factors) or [2, D] (q/k norm weights)");
+  }
   return need.ok;
 }
 
@@ -103,15 +116,23 @@ void run_rope_kv_op(const xq_op& op, cudaStream_t stream) {
   a.D = op.dst.shape[2];
   a.KVH = s[2].shape[2];
   a.pos = static_cast<const int32_t*>(s[1].data);
+  if (s[1].ndim == 2) a.cache_rows = a.pos + row_distance(s[1]);
   a.q = static_cast<float*>(op.dst.data);
-  a.k_cache = static_cast<float*>(s[2].data);
+  a.k_cache = s[2].data;
+  a.cache_type = s[2].dtype == XQ_DTYPE_BF16 ? DType::BF16 : DType::F32;
   a.S = s[2].shape[1];
-  a.v_cache = a.k_cache + plane_pitch(s[2]);
+  a.v_cache = static_cast<char*>(s[2].data) + plane_pitch(s[2]) * (s[2].dtype == XQ_DTYPE_BF16 ? 2 : 4);
   a.neox = op.i[0] == 0;
   a.rot = op.i[1];
   a.base = static_cast<float>(op.f[0]);
   a.pos_scale = op.f[1] == 0.0 ? 1.0f : static_cast<float>(op.f[1]);
-  a.factors = present(s[3]) ? static_cast<const float*>(s[3].data) : nullptr;
+  if (present(s[3]) && s[3].ndim == 2) {
+    a.q_norm = static_cast<const float*>(s[3].data);
+    a.k_norm = a.q_norm + row_distance(s[3]);
+    a.eps = static_cast<float>(op.f[2]);
+  } else if (present(s[3])) {
+    a.factors = static_cast<const float*>(s[3].data);
+  }
   const cudaError_t e = rope_kv(a, stream);
   if (e != cudaSuccess) throw Error(XQ_ERR_DEVICE, format("cuda: ROPE_KV launch failed: %s", cudaGetErrorString(e)));
 }

@@ -2,7 +2,11 @@
 // (dynamic per-token and static, to INT8 or FP8 E4M3), the fused scaling
 // epilogue applied to the INT32 (or F32) GEMM accumulator (per-token x
 // per-channel scales, bias, cast), dense INT8/FP8 weight dequantization, and
-// dtype conversion. The GEMMs themselves run in cuBLASLt (cublaslt.cpp).
+// dtype conversion. The GEMMs themselves run in cuBLASLt (cublaslt.cpp) or
+// CUTLASS (cutlass_w8a8.hpp).
+#include <cstdlib>
+#include <cstring>
+
 #include "common.cuh"
 #include "vector_elementwise.hpp"
 
@@ -95,6 +99,79 @@ __global__ void __launch_bounds__(kThreads) k_quantize_act16(const T* __restrict
   }
 }
 
+// One read of the row: each thread loads its NV 16-byte chunks of the row
+// into registers (all loads issued before the first use), takes the absmax
+// from them and quantizes the same registers; the two-pass kernel above
+// reads the row from memory twice. K / 8 <= kThreads * NV. The arithmetic is
+// the two-pass kernel's (same max, same scale and 1/scale, same rounding),
+// so codes and scales are bit-identical.
+template <typename T, int NV>
+__global__ void __launch_bounds__(kThreads) k_quantize_act16_regs(const T* __restrict__ x, int64_t K,
+                                                                  void* __restrict__ q, bool fp8,
+                                                                  float* __restrict__ scales, float static_scale) {
+  const int64_t m = blockIdx.x;
+  const uint4* xr = reinterpret_cast<const uint4*>(x + m * K);
+  const int n8 = static_cast<int>(K / 8);
+  uint4 v[NV];
+#pragma unroll
+  for (int j = 0; j < NV; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    v[j] = i < n8 ? xr[i] : make_uint4(0u, 0u, 0u, 0u);
+  }
+  float scale = static_scale;
+  if (static_scale <= 0.f) {
+    float amax = 0.f;
+#pragma unroll
+    for (int j = 0; j < NV; ++j) {
+      const T* h = reinterpret_cast<const T*>(&v[j]);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(static_cast<float>(h[e])));
+    }
+    amax = block_max(amax);
+    scale = amax / (fp8 ? 448.f : 127.f);
+    if (!(scale > 0.f)) scale = 1.f;
+    if (threadIdx.x == 0 && scales) scales[m] = scale;
+  }
+  const float inv = 1.0f / scale;
+  uint2* qr = reinterpret_cast<uint2*>(static_cast<uint8_t*>(q) + m * K);
+#pragma unroll
+  for (int j = 0; j < NV; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    if (i >= n8) break;
+    const T* h = reinterpret_cast<const T*>(&v[j]);
+    uint8_t b[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float f = static_cast<float>(h[e]) * inv;
+      if (fp8) b[e] = __nv_cvt_float_to_fp8(f, __NV_SATFINITE, __NV_E4M3);
+      else b[e] = static_cast<uint8_t>(static_cast<int8_t>(fminf(fmaxf(rintf(f), -128.f), 127.f)));
+    }
+    qr[i] = *reinterpret_cast<const uint2*>(b);
+  }
+}
+
+// The one-read kernel for rows of up to kThreads * 8 chunks of 8 (K <= 16384);
+// false for longer rows (the two-pass kernel takes them).
+template <typename T>
+bool launch_quantize_act16_regs(const T* x, int64_t M, int64_t K, void* q, bool fp8, float* scales,
+                                float static_scale, cudaStream_t stream) {
+  const int64_t chunks = (K / 8 + kThreads - 1) / kThreads;  // 16-byte chunks per thread
+  const unsigned grid = static_cast<unsigned>(M);
+  if (chunks <= 1) k_quantize_act16_regs<T, 1><<<grid, kThreads, 0, stream>>>(x, K, q, fp8, scales, static_scale);
+  else if (chunks <= 2) k_quantize_act16_regs<T, 2><<<grid, kThreads, 0, stream>>>(x, K, q, fp8, scales, static_scale);
+  else if (chunks <= 4) k_quantize_act16_regs<T, 4><<<grid, kThreads, 0, stream>>>(x, K, q, fp8, scales, static_scale);
+  else if (chunks <= 8) k_quantize_act16_regs<T, 8><<<grid, kThreads, 0, stream>>>(x, K, q, fp8, scales, static_scale);
+  else return false;
+  return true;
+}
+
+// XQUANT_CUDA_ACT_QUANT_ONE_READ=0 (read per call) keeps the two-pass kernel,
+// for A/B measurements in one process.
+bool one_read_enabled() {
+  const char* e = std::getenv("XQUANT_CUDA_ACT_QUANT_ONE_READ");
+  return !(e && std::strcmp(e, "0") == 0);
+}
+
 __global__ void __launch_bounds__(kThreads) k_scale_epilogue(const void* acc, DType acc_type, int64_t N,
                                                              const float* __restrict__ sa, float sa_const,
                                                              const float* __restrict__ sw, float sw_const,
@@ -178,6 +255,14 @@ cudaError_t quantize_act(const void* x, DType in_type, int64_t M, int64_t K, voi
   const bool aligned = (reinterpret_cast<uintptr_t>(x) % 16 == 0) && (reinterpret_cast<uintptr_t>(q) % 8 == 0);
   if (K % 8 == 0 && aligned && (in_type == DType::BF16 || in_type == DType::F16)) {
     const bool fp8 = out_type == DType::F8E4M3;
+    if (one_read_enabled()) {
+      const bool done = in_type == DType::BF16
+                            ? launch_quantize_act16_regs(static_cast<const __nv_bfloat16*>(x), M, K, q, fp8, scales,
+                                                         static_scale, stream)
+                            : launch_quantize_act16_regs(static_cast<const __half*>(x), M, K, q, fp8, scales,
+                                                         static_scale, stream);
+      if (done) return cudaGetLastError();
+    }
     if (in_type == DType::BF16)
       k_quantize_act16<__nv_bfloat16><<<static_cast<unsigned>(M), kThreads, 0, stream>>>(
           static_cast<const __nv_bfloat16*>(x), K, q, fp8, scales, static_scale);
