@@ -17,7 +17,7 @@
 // Rows, each against F32 (MATMUL on the F32 weight, OpenBLAS SGEMM):
 //   deq+sgemm   DEQUANTIZE the whole W4A16 weight to F32, then MATMUL: the
 //               bar a prefill path must keep up with;
-//   w4a16 / w8a16 / w8a8 / q4_0 / q4_k   QMATMUL as the engine calls it, with
+//   w4a16 / w8a16 / w8a8 / w4a8 / q4_0 / q8_0 / q4_k / q6_k   QMATMUL as the engine calls it, with
 //               the provider's default prefill path (XQUANT_CPU_PREFILL unset);
 //   *-int8      the same weight prepared with XQUANT_CPU_PREFILL=int8.
 #include "core/runtime.hpp"
@@ -103,12 +103,15 @@ void put_f16(uint8_t* p, float v) {
 // Random GGUF blocks: ggml type 2 (Q4_0, 18 bytes per 32) or 12 (Q4_K, 144
 // bytes per 256), random code bytes, small finite f16 scales.
 std::vector<uint8_t> random_blocks(uint32_t type, int64_t rows, int64_t cols) {
-  const int64_t bs = type == 2 ? 32 : 256, ts = type == 2 ? 18 : 144;
+  // ggml block geometry: Q4_0, Q8_0 (32 columns), Q4_K, Q6_K (256); the f16
+  // scale at byte 0 (Q6_K: 208), Q4_K's min at 2.
+  const int64_t bs = type == 2 || type == 8 ? 32 : 256;
+  const int64_t ts = type == 2 ? 18 : type == 8 ? 34 : type == 12 ? 144 : 210;
   std::vector<uint8_t> v(static_cast<size_t>(rows * cols / bs * ts));
   std::uniform_int_distribution<int> byte(0, 255);
   for (auto& b : v) b = static_cast<uint8_t>(byte(rng));
   for (size_t o = 0; o < v.size(); o += static_cast<size_t>(ts)) {
-    put_f16(&v[o], 0.01f);
+    put_f16(&v[o + (type == 14 ? 208 : 0)], 0.01f);
     if (type == 12) put_f16(&v[o + 2], 0.005f);
   }
   return v;
@@ -230,13 +233,17 @@ int main(int argc, char** argv) try {
     xq_qweight* w8 = prepare(canons.back(), nullptr);
     canons.push_back(make_canon(N, K, 8, 0, true));
     xq_qweight* w8a8 = prepare(canons.back(), nullptr);
+    canons.push_back(make_canon(N, K, 4, 128, true));
+    xq_qweight* w4a8 = prepare(canons.back(), nullptr);
     xq_qweight* q40 = prepare_blocks(2, nullptr);
+    xq_qweight* q80 = prepare_blocks(8, nullptr);
     xq_qweight* q40i = prepare_blocks(2, "int8");
     // Q4_K needs K a multiple of 256 (SmolLM2's 576 is not; its Q4_K_M
     // files hold those tensors in other types).
     const bool k_quants = K % 256 == 0;
     xq_qweight* q4k = k_quants ? prepare_blocks(12, nullptr) : nullptr;
     xq_qweight* q4ki = k_quants ? prepare_blocks(12, "int8") : nullptr;
+    xq_qweight* q6k = k_quants ? prepare_blocks(14, nullptr) : nullptr;
     cases.push_back({"f32 sgemm", [&] { matmul(wf.data(), N); }});
     cases.push_back({"deq+sgemm", [&] {
                        xq_op op = sdk::make_op(XQ_OP_DEQUANTIZE);
@@ -249,11 +256,14 @@ int main(int argc, char** argv) try {
     cases.push_back({"w4a16-int8", [&] { qmatmul(w4i); }});
     cases.push_back({"w8a16", [&] { qmatmul(w8); }});
     cases.push_back({"w8a8", [&] { qmatmul(w8a8); }});
+    cases.push_back({"w4a8 g128", [&] { qmatmul(w4a8); }});
     cases.push_back({"q4_0", [&] { qmatmul(q40); }});
+    cases.push_back({"q8_0", [&] { qmatmul(q80); }});
     cases.push_back({"q4_0-int8", [&] { qmatmul(q40i); }});
     if (k_quants) {
       cases.push_back({"q4_k", [&] { qmatmul(q4k); }});
       cases.push_back({"q4_k-int8", [&] { qmatmul(q4ki); }});
+      cases.push_back({"q6_k", [&] { qmatmul(q6k); }});
     }
     for (auto& c : cases) c.run();  // warm-up: scratch buffers, pages
     for (int r = 0; r < rounds; ++r)

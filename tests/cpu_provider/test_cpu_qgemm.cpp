@@ -4,7 +4,9 @@
 //      rows (also against (code - zero) * scale computed here from the packed
 //      bytes), packed W8A8 panels, and the panel micro-kernel against the
 //      GEMV table's per-pair dot4_i8 / dot8_i8 (the numbers W8A8 has always
-//      produced) for every activation-row count 1..8.
+//      produced) for every activation-row count 1..8, INT8 codes and
+//      activations over the full range, -128 included (AVX2's vpmaddubsw
+//      would saturate on it: its INT8 panels widen to int16 instead).
 //   2. QMATMUL through the plugin with M = 3, 17, 255 (3 takes the per-pair
 //      path, the rest the prefill paths), N not a multiple of 16, K not a
 //      multiple of the group or of 32: W8A8 bit-identical to the per-pair
@@ -158,7 +160,7 @@ TEST(CpuQGemmKernels, PanelsGiveThePairDotsBitForBit) {
             k.pack_panel_i8(codes.data(), row_bytes, int4, s.data(), G, Kp, n0, nr, panel.data(), ps.data());
             EXPECT_EQ(panel, want_panel) << where;
             EXPECT_EQ(ps, want_ps) << where;
-            if (!k.panel_i8) continue;  // W8A8 prefill on this ISA runs pair by pair (checked below)
+            ASSERT_NE(k.panel_i8, nullptr) << where << ": every table has W8A8 panels (AVX2: qgemm_panel_avx2.cpp)";
             for (int64_t mt = 1; mt <= cpu::kPanelActRows; ++mt) {
               std::vector<float> out(static_cast<size_t>(mt * kPanelRows));
               k.panel_i8(panel.data(), ps.data(), a.data(), lda, asum.data(), mt, bb.data(), G, !int4, out.data());

@@ -9,8 +9,9 @@
 //     output rows and run the integer block kernel of the row's type,
 //     llama.cpp's scheme;
 //   - more rows (prefill, perplexity): dequantize a tile of weight rows with
-//     the shared dequantizer and SGEMM it (sgemm_nt_blocked), the float
-//     path the canonical INT4/INT8 weights take.
+//     the ISA's vector decoder (gguf_dequant.hpp; the loader's scalar one
+//     under XQUANT_CPU_ISA=scalar, the same floats) and SGEMM it
+//     (sgemm_nt_blocked), the float path the canonical INT4/INT8 weights take.
 // Every block type the loader decodes has an integer kernel; others are
 // refused at prepare (the engine then reads them as F32). A large
 //     XQUANT_CPU_GEMV_ROWS runs prefill through the integer kernels instead
@@ -180,7 +181,9 @@ void qmatmul_int(const Host& host, const BlockWeight& w, const float* x, int64_t
 void dequantize_rows(const BlockWeight& w, int64_t r0, int64_t r1, float* out) {
   for (int64_t r = r0; r < r1; ++r) {
     const BlockPart& p = w.part_of(r);
-    gguf::dequantize_row(p.type, p.data + (r - p.row0) * p.row_bytes, out + (r - r0) * w.cols, w.cols);
+    const uint8_t* src = p.data + (r - p.row0) * p.row_bytes;
+    if (p.dequant) p.dequant(src, out + (r - r0) * w.cols, p.blocks_per_row);
+    else gguf::dequantize_row(p.type, src, out + (r - r0) * w.cols, w.cols);
   }
 }
 
@@ -209,6 +212,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
   bw->cols = parts[0].cols;
   const BlockKernels& kernels = block_kernels_of(selected_isa());
   const bool use_rows_kernels = selected_block_rows();
+  const GgufDequantKernels* dequant = gguf_dequant_kernels_of(selected_isa());
   const Rows8Mode rows8 = selected_gemv_rows8();
   bw->kernels_name = kernels.name;
   for (uint32_t i = 0; i < n; ++i) {
@@ -239,6 +243,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     p.data = static_cast<const uint8_t*>(t.data);
     p.kernel = block_kernel(kernels, t.type);
     p.rows_kernel = use_rows_kernels ? block_rows_kernel(selected_isa(), t.type, rows8 == Rows8Mode::transpose) : nullptr;
+    p.dequant = dequant ? gguf_dequant_blocks(*dequant, t.type) : nullptr;
     if (use_rows_kernels && rows8 == Rows8Mode::interleaved) {
       p.rows8_kernel = block_rows8_kernel(selected_isa(), t.type);
       if (p.rows8_kernel) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "gguf_blocks.hpp"
+#include "gguf_dequant.hpp"
 #include "gguf_gemv_rows.hpp"
 
 #include <xquant/sdk/host.hpp>
@@ -21,6 +22,7 @@ struct BlockPart {
   const uint8_t* data = nullptr;  // borrowed (xq_block_tensor)
   float (*kernel)(const uint8_t*, const QuantizedRow&, int64_t) = nullptr;  // the type's integer kernel
   BlockRowsKernel rows_kernel = nullptr;  // its row-range decode kernel, if any (gguf_gemv_rows.hpp)
+  GgufDequantBlocks dequant = nullptr;    // its vector decoder (gguf_dequant.hpp), or null: the loader's scalar one
   // Q4_0 with XQUANT_CPU_GEMV_ROWS8=interleaved: decode's copy of the whole
   // groups of eight rows (qgemv_rows8.hpp) and the kernel that reads it.
   BlockRows8Kernel rows8_kernel = nullptr;

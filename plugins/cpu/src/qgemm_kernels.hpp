@@ -19,7 +19,8 @@
 //   i, out[j * kPanelRows + i] is exactly what dot4_i8 / dot8_i8 returns for
 //   that pair: per group the exact int32 sum (for INT8 less 128 * asum[j * G
 //   + g], the group's activation sum, so the result is sum code * a), then
-//   tot += ps[g * kPanelRows + i] * float(d) in group order. nullptr in a
+//   tot += ps[g * kPanelRows + i] * float(d) in group order. Every table
+//   has one (AVX2's in qgemm_panel_avx2.cpp); the field may be nullptr for a
 //   table without it (then W8A8 runs pair by pair).
 #pragma once
 
@@ -48,10 +49,14 @@ struct QGemmKernels {
                        const int64_t* bb, int64_t nrows, float* out);
   void (*panel_i8)(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const int32_t* asum,
                    int64_t mt, const int64_t* bb, int64_t G, bool int8_codes, float* out);
+  // W8A8 prefill of INT8 codes takes the panels (INT4 codes always do when
+  // panel_i8 is set): false where the pair-by-pair dots measured faster
+  // (AVX2, qgemm_panel_avx2.cpp says why).
+  bool panels_for_int8;
 };
 
 // qgemm_kernels_scalar.cpp (also qgemm_kernels_of and the scalar panel
-// packing the AVX2 table shares), qgemm_kernels_avx2.cpp,
+// packing), qgemm_kernels_avx2.cpp (with qgemm_panel_avx2.cpp),
 // qgemm_kernels_avx512.cpp.
 extern const QGemmKernels kScalarQGemmKernels;
 extern const QGemmKernels kAvx2QGemmKernels;
@@ -59,5 +64,12 @@ extern const QGemmKernels kAvx512QGemmKernels;
 const QGemmKernels& qgemm_kernels_of(Isa isa);
 void pack_panel_i8_scalar(const uint8_t* codes, int64_t row_bytes, bool int4, const float* s, int64_t G, int64_t Kp,
                           int64_t n0, int64_t nr, uint8_t* panel, float* ps);
+// qgemm_panel_avx2.cpp: the AVX2 table's W8A8 panel kernel (vpmaddubsw for
+// INT4, vpmaddwd on widened operands for INT8) and its word-at-a-time packing
+// (plain C++, the same bytes as pack_panel_i8_scalar).
+void panel_i8_avx2(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const int32_t* asum,
+                   int64_t mt, const int64_t* bb, int64_t G, bool int8_codes, float* out);
+void pack_panel_i8_words(const uint8_t* codes, int64_t row_bytes, bool int4, const float* s, int64_t G, int64_t Kp,
+                         int64_t n0, int64_t nr, uint8_t* panel, float* ps);
 
 }  // namespace xquant::cpu

@@ -1,7 +1,7 @@
 // qgemm_kernels_avx2.cpp: the AVX2 prefill kernels: 8-column
-// dequantization. AVX2 has no vpdpbusd (AVX-VNNI is a separate feature this
-// table does not assume), so W8A8 prefill stays on the pair-by-pair integer
-// dot products of qkernels_avx2.cpp (panel_i8 is nullptr).
+// dequantization, and the W8A8 panels of qgemm_panel_avx2.cpp (AVX2 has no
+// vpdpbusd; AVX-VNNI is a separate feature this table does not assume, so
+// the panel kernel sums products with vpmaddubsw / vpmaddwd).
 #include "qgemm_kernels.hpp"
 
 #include <immintrin.h>
@@ -48,6 +48,6 @@ XQ_AVX2 void dequant_rows(const uint8_t* codes, int64_t row_bytes, bool int4, co
 
 }  // namespace
 
-const QGemmKernels kAvx2QGemmKernels{"avx2", &pack_panel_i8_scalar, &dequant_rows, nullptr};
+const QGemmKernels kAvx2QGemmKernels{"avx2", &pack_panel_i8_words, &dequant_rows, &panel_i8_avx2, false};
 
 }  // namespace xquant::cpu

@@ -117,6 +117,6 @@ XQ_AVX512 void panel_i8(const uint8_t* panel, const float* ps, const int8_t* a, 
 
 }  // namespace
 
-const QGemmKernels kAvx512QGemmKernels{"avx512", &pack_panel_i8, &dequant_rows, &panel_i8};
+const QGemmKernels kAvx512QGemmKernels{"avx512", &pack_panel_i8, &dequant_rows, &panel_i8, true};
 
 }  // namespace xquant::cpu

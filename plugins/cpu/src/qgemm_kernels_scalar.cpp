@@ -58,7 +58,7 @@ void pack_panel_i8_scalar(const uint8_t* codes, int64_t row_bytes, bool int4, co
   }
 }
 
-const QGemmKernels kScalarQGemmKernels{"scalar", &pack_panel_i8_scalar, &dequant_rows, &panel_i8};
+const QGemmKernels kScalarQGemmKernels{"scalar", &pack_panel_i8_scalar, &dequant_rows, &panel_i8, true};
 
 const QGemmKernels& qgemm_kernels_of(Isa isa) {
   switch (isa) {

@@ -270,7 +270,8 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
       for (int64_t g = 0; g < G; ++g) acc -= s[g] * group_offset(w, z, g) * static_cast<float>(qsum[m * G + g]);
     y[m * N + n] = sx[m] * acc + (bias ? bias[n] : 0.0f);
   };
-  if (M > w.gemv_max_rows && M >= kPanelMinActRows && w.gemm_kernels->panel_i8) {
+  const QGemmKernels& gk = *w.gemm_kernels;
+  if (M > w.gemv_max_rows && M >= kPanelMinActRows && gk.panel_i8 && (w.int4 || gk.panels_for_int8)) {
     // Prefill: panels of 16 weight rows packed once and reused by every
     // activation row (qgemm.cpp), the same dot products bit for bit.
     qgemm_w8a8_panels(host, w, qx, qsum, M, [&](int64_t n0, int64_t nr, int64_t m0, int64_t mt, const float* acc) {
