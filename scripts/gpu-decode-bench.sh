@@ -76,6 +76,13 @@ if "$cli" quantize --help 2>&1 | grep FP8_DYNAMIC > /dev/null; then
   "$cli" quantize --model $dir/bf16 --out $dir/fp8 --scheme FP8_DYNAMIC 2>&1 | tail -2
   echo "quantize FP8: $(( $(date +%s) - t )) s"
 fi
+# W4AFP8 (int4 g128 weights, dynamic per-token FP8 activations: the cuda provider runs the
+# W4A8-FP8 Hopper GEMM from 64 rows, W4A16 below), when this CLI has the preset.
+if [ "${GPUENG_W4AFP8:-1}" = 1 ] && "$cli" quantize --help 2>&1 | grep -q W4AFP8; then
+  t=$(date +%s)
+  "$cli" quantize --model $dir/bf16 --out $dir/w4afp8 --scheme W4AFP8 2>&1 | tail -2
+  echo "quantize W4AFP8: $(( $(date +%s) - t )) s"
+fi
 gbs=$(python3 - <<'PY'
 import torch
 n = 4 << 30  # 4 GiB, far beyond L2
@@ -96,5 +103,6 @@ echo "device-to-device copy: $gbs GB/s (read + write, median of 20, 4 GiB)"
 models="bf16:$dir/bf16:bf16,w4a16-g128:$dir/w4a16-g128:bf16,w8a8-int8:$dir/w8a8:bf16"
 [ -d $dir/fp8 ] && models="$models,fp8:$dir/fp8:bf16"
 [ -d $dir/w4a16-g128-lm ] && models="$models,w4a16+lm:$dir/w4a16-g128-lm:bf16"
+[ -d $dir/w4afp8 ] && models="$models,w4afp8:$dir/w4afp8:bf16"
 XQUANT_BENCH_COPY_GBS=$gbs XQUANT_BENCH_MODELS="$models" \
   "$eng" --gtest_also_run_disabled_tests --gtest_filter='*DecodeSpeed*' 2>&1 | grep -Ev "^\[ (RUN|       OK) "

@@ -2,7 +2,7 @@
 # gpu-serve-bench.sh XQUANT_CLI [MODEL_DIR]: the serving benchmark on the GPU
 # machine: `xquant bench` over the random-weight Llama-3.1-8B-shaped models
 # that scripts/gpu-decode-bench.sh generates and quantizes (BF16, W4A16 g128
-# RTN, W8A8 INT8 RTN; an fp8 directory too when present), at concurrency
+# RTN, W8A8 INT8 RTN; fp8 and w4afp8 directories too when present), at concurrency
 # SERVE_CONC (default 1,8,32,128,256) and lengths SERVE_LENGTHS (default
 # 1024:1024), BF16 KV cache in 16-token blocks. Table on stdout, JSON in $OUT.
 set -euo pipefail
@@ -11,6 +11,7 @@ dir=${2:-/tmp/gpueng-l31}
 out=${OUT:-/tmp/gpu-engine-out}
 models="bf16=$dir/bf16,w4a16-g128=$dir/w4a16-g128,w8a8-int8=$dir/w8a8"
 [ -d "$dir/fp8" ] && models="$models,fp8=$dir/fp8"
+[ -d "$dir/w4afp8" ] && models="$models,w4afp8=$dir/w4afp8"
 gbs=${XQUANT_BENCH_COPY_GBS:-0}
 t=$(date +%s)
 "$cli" bench --models "$models" --concurrency "${SERVE_CONC:-1,8,32,128,256}" --lengths "${SERVE_LENGTHS:-1024:1024}" \
