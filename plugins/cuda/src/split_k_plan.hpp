@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 
 namespace xqcuda {
 
@@ -16,6 +17,23 @@ constexpr int64_t kSplitKTile = 32;
 // The merge kernel walks every split of a row serially; past this many the
 // walk costs more than the extra CTAs win.
 constexpr int64_t kSplitKMaxSplits = 64;
+
+// Rows of at most this many keys get one split (one launch, no merge): the
+// CTA's warps share the row's few tiles, which costs less than a second
+// round of partials through memory.
+constexpr int64_t kSplitKFewKeys = 256;
+// One-pass launches keep one arrival counter per (row, kv head) in a
+// fixed device array (split_k_attention.cuh); launches with more CTAs per
+// split than this take the two-kernel path.
+constexpr int64_t kSplitKMaxTickets = int64_t{1} << 16;
+
+// The splits of a row merged by the last CTA to finish (one launch), unless
+// XQUANT_DECODE_ATTENTION_ONE_PASS=0 asks for the separate merge kernel
+// (two launches) and the previous split rule, for same-run comparisons.
+inline bool split_k_one_pass() {
+  const char* e = std::getenv("XQUANT_DECODE_ATTENTION_ONE_PASS");
+  return !(e && e[0] == '0' && e[1] == 0);
+}
 
 // Keys per split for `splits` splits of `max_keys` (the most keys any row
 // sees), rounded up to whole tiles.
@@ -29,10 +47,12 @@ inline int64_t split_k_keys_per_split(int64_t max_keys, int splits) {
 // that see at most `max_keys` keys, on a device of `sm_count` SMs: enough
 // CTAs to cover the chip twice, down to one 32-key tile per split. A decode
 // step has few rows, so its keys are what can be spread; a long prompt chunk
-// already fills the chip and keeps one split. The count returned is the one
+// already fills the chip and keeps one split. With `one_pass`, rows of at
+// most kSplitKFewKeys keys keep one split too. The count returned is the one
 // split_k_keys_per_split leaves non-empty.
-inline int split_k_splits(int64_t ctas, int64_t max_keys, int sm_count) {
+inline int split_k_splits(int64_t ctas, int64_t max_keys, int sm_count, bool one_pass = split_k_one_pass()) {
   if (ctas <= 0 || max_keys <= 0) return 1;
+  if (one_pass && max_keys <= kSplitKFewKeys) return 1;
   const int64_t want = (2 * static_cast<int64_t>(sm_count) + ctas - 1) / ctas;
   const int64_t tiles = (max_keys + kSplitKTile - 1) / kSplitKTile;
   int64_t s = want < tiles ? want : tiles;
