@@ -83,11 +83,20 @@ struct BlockTableKeys {
 
 // ---- loads --------------------------------------------------------------------
 
-// Eight consecutive K elements from 16-byte aligned storage.
+// Two BF16 values packed in a 32-bit word (element 0 in the low half) as floats.
+__device__ __forceinline__ void bf16x2_bits_to_float(unsigned w, float* out) {
+  out[0] = __uint_as_float(w << 16);
+  out[1] = __uint_as_float(w & 0xffff0000u);
+}
+
+// Eight consecutive K elements from 16-byte aligned storage. The BF16 chunk
+// is copied into a register first: bf16x8_to_float takes a reference, and
+// one bound to global memory compiles to four 32-bit loads, not one LDG.128.
 template <bool BF16>
 __device__ __forceinline__ void load8(const void* base, int64_t at, float* out) {
   if constexpr (BF16) {
-    bf16x8_to_float(*reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(base) + at), out);
+    const uint4 u = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(base) + at);
+    bf16x8_to_float(u, out);
   } else {
     const float4 a = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + at);
     const float4 b = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + at + 4);
@@ -95,10 +104,40 @@ __device__ __forceinline__ void load8(const void* base, int64_t at, float* out) 
   }
 }
 
-template <bool BF16>
-__device__ __forceinline__ float load1(const void* base, int64_t at) {
-  if constexpr (BF16) return __bfloat162float(static_cast<const __nv_bfloat16*>(base)[at]);
-  else return static_cast<const float*>(base)[at];
+// A lane's EPL consecutive V elements in one load (two 16-byte loads for
+// F32 with EPL 8): `at` is a multiple of EPL in a row that starts 16-byte
+// aligned with D % 8 == 0, so the load is aligned to its width.
+template <bool BF16, int EPL>
+__device__ __forceinline__ void load_lane(const void* base, int64_t at, float* out) {
+  if constexpr (BF16) {
+    const __nv_bfloat16* p = static_cast<const __nv_bfloat16*>(base) + at;
+    if constexpr (EPL == 8) {
+      const uint4 u = *reinterpret_cast<const uint4*>(p);
+      bf16x8_to_float(u, out);
+    } else if constexpr (EPL == 4) {
+      const uint2 u = *reinterpret_cast<const uint2*>(p);
+      bf16x2_bits_to_float(u.x, out);
+      bf16x2_bits_to_float(u.y, out + 2);
+    } else if constexpr (EPL == 2) {
+      bf16x2_bits_to_float(*reinterpret_cast<const unsigned*>(p), out);
+    } else {
+      out[0] = __bfloat162float(*p);
+    }
+  } else {
+    const float* p = static_cast<const float*>(base) + at;
+    if constexpr (EPL >= 4) {
+#pragma unroll
+      for (int c = 0; c < EPL / 4; ++c) {
+        const float4 f = reinterpret_cast<const float4*>(p)[c];
+        out[4 * c] = f.x, out[4 * c + 1] = f.y, out[4 * c + 2] = f.z, out[4 * c + 3] = f.w;
+      }
+    } else if constexpr (EPL == 2) {
+      const float2 f = *reinterpret_cast<const float2*>(p);
+      out[0] = f.x, out[1] = f.y;
+    } else {
+      out[0] = *p;
+    }
+  }
 }
 
 // ---- the kernels ----------------------------------------------------------------
@@ -244,9 +283,14 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
       int64_t vb;
       if constexpr (Keys::kSlotIsKey) vb = (tile + kk) * row_elems + kh * D;
       else vb = __shfl_sync(0xffffffffu, base, kk);
+      // D % 8 == 0 and EPL divides 8: a lane's elements are all in the row or none is.
       float vv[EPL];
+      if (my0 < D) {
+        load_lane<KV_BF16, EPL>(v, vb + my0, vv);
+      } else {
 #pragma unroll
-      for (int e = 0; e < EPL; ++e) vv[e] = my0 + e < D ? load1<KV_BF16>(v, vb + my0 + e) : 0.f;
+        for (int e = 0; e < EPL; ++e) vv[e] = 0.f;
+      }
 #pragma unroll
       for (int g = 0; g < G; ++g) {
         const float pk = __shfl_sync(0xffffffffu, p[g], kk);
