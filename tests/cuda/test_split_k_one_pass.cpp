@@ -1,17 +1,19 @@
-// test_split_k_one_pass.cpp: the one-launch ending of the split-K attention
-// kernel (plugins/cuda/src/split_k_attention.cuh): the last CTA of each
-// (row, kv head) merges the splits' partials and resets its arrival counter.
-// Through the provider's ABI, on fresh random inputs, ATTENTION (contiguous
-// cache) and PAGED_ATTENTION (shuffled blocks, several sequences of
-// different lengths in one call) with the one-pass path on and with
-// XQUANT_DECODE_ATTENTION_ONE_PASS=0 (a second merge kernel) against a
-// float64 reference; a recorded graph replayed twice (the counters must be
-// back at zero for the second replay to write anything). Outputs are
-// poisoned (NaN) before every run, so a merge that never happened shows.
+// test_split_k_one_pass.cpp: the endings of the split-K attention kernel
+// (plugins/cuda/src/split_k_attention.cuh), picked by
+// XQUANT_DECODE_ATTENTION_ONE_PASS: "1", the last CTA of each (row, kv head)
+// merges the splits' partials in the same launch and resets its arrival
+// counter; unset (the default), few keys keep one split and split launches
+// get a merge kernel; "0", the previous rule. Through the provider's ABI, on
+// fresh random inputs, ATTENTION (contiguous cache) and PAGED_ATTENTION
+// (shuffled blocks, several sequences of different lengths in one call) in
+// all three against a float64 reference; a recorded graph replayed three
+// times (the counters must be back at zero for a replay to write anything).
+// Outputs are poisoned (NaN) before every run, so a merge that never
+// happened shows.
 //
 // Bounds (F32 outputs, ||gpu - ref|| / ||ref||): 1e-5 against the float64
-// reference on the stored (rounded) values; one-pass against two-kernel on
-// the same splits: 2e-6 (same partials, the merge's sums grouped the same,
+// reference on the stored (rounded) values; last-CTA merge against the merge
+// kernel on the same splits: 2e-6 (same partials, the merge's sums grouped the same,
 // exp2f of the same arguments; kept a bound, not bit equality, since the
 // two merges are compiled separately and may contract differently).
 #include <cuda_runtime.h>
@@ -160,7 +162,9 @@ std::string describe(const Heads& h, xq_dtype t, const std::vector<int64_t>& len
   return s;
 }
 
-const int64_t kKeyCounts[] = {1, 31, 32, 33, 255, 256, 257, 1000, 5000};
+const int64_t kKeyCounts[] = {1, 31, 32, 33, 127, 128, 129, 255, 256, 257, 1000, 5000};
+// XQUANT_DECODE_ATTENTION_ONE_PASS values: the last CTA merges, the default, the previous rule.
+const char* const kEndings[] = {"1", "", "0"};
 const Heads kHeads[] = {{8, 8, 64}, {32, 8, 128}, {64, 8, 128}, {32, 8, 64}, {8, 8, 128}, {64, 8, 64}};
 
 }  // namespace
@@ -178,22 +182,18 @@ TEST(CudaSplitKOnePass, ContiguousRowMatchesReferenceAndTwoKernels) {
         const std::string what = describe(h, kv_t, {n});
         auto q = random_values(h.H * h.D), k = random_values(n * h.KVH * h.D), v = random_values(n * h.KVH * h.D);
         const double scale = 1.0 / std::sqrt(static_cast<double>(h.D));
-        std::vector<float> one, two;
-        {
-          EnvSet on("XQUANT_DECODE_ATTENTION_ONE_PASS", "1");
-          one = run_attention(s, kv_t, XQ_DTYPE_F32, q, k, v, scale);
-        }
-        {
-          EnvSet off("XQUANT_DECODE_ATTENTION_ONE_PASS", "0");
-          two = run_attention(s, kv_t, XQ_DTYPE_F32, q, k, v, scale);
+        std::vector<float> got[3];
+        for (int m = 0; m < 3; ++m) {
+          EnvSet ending("XQUANT_DECODE_ATTENTION_ONE_PASS", kEndings[m]);
+          got[m] = run_attention(s, kv_t, XQ_DTYPE_F32, q, k, v, scale);
         }
         const auto ref = reference_attention(s, q, k, v, scale);
-        ASSERT_EQ(count_nan(one), 0u) << what << " (one-pass)";
-        ASSERT_EQ(count_nan(two), 0u) << what << " (two kernels)";
-        EXPECT_LE(rel_error(one, ref), 1e-5) << what << " (one-pass)";
-        EXPECT_LE(rel_error(two, ref), 1e-5) << what << " (two kernels)";
-        if (n > xqcuda::kSplitKFewKeys) {  // the same splits on both paths
-          EXPECT_LE(rel_error(one, std::vector<double>(two.begin(), two.end())), 2e-6) << what;
+        for (int m = 0; m < 3; ++m) {
+          ASSERT_EQ(count_nan(got[m]), 0u) << what << " ONE_PASS='" << kEndings[m] << "'";
+          EXPECT_LE(rel_error(got[m], ref), 1e-5) << what << " ONE_PASS='" << kEndings[m] << "'";
+        }
+        if (n > xqcuda::kSplitKFewKeys) {  // the same splits, merged in the launch or by the kernel
+          EXPECT_LE(rel_error(got[0], std::vector<double>(got[2].begin(), got[2].end())), 2e-6) << what;
         }
       }
 }
@@ -213,20 +213,13 @@ TEST(CudaSplitKOnePass, PagedRowsOfDifferentLengthsInOneCall) {
         const std::string what = describe(h, kv_t, lens);
         const double scale = 1.0 / std::sqrt(static_cast<double>(h.D));
         PagedRun r(c, scale);
-        std::vector<float> one, two;
-        {
-          EnvSet on("XQUANT_DECODE_ATTENTION_ONE_PASS", "1");
-          one = r.run();
-        }
-        {
-          EnvSet off("XQUANT_DECODE_ATTENTION_ONE_PASS", "0");
-          two = r.run();
-        }
         const auto ref = c.reference(scale);
-        ASSERT_EQ(count_nan(one), 0u) << what << " (one-pass)";
-        ASSERT_EQ(count_nan(two), 0u) << what << " (two kernels)";
-        EXPECT_LE(rel_error(one, ref), 1e-5) << what << " (one-pass)";
-        EXPECT_LE(rel_error(two, ref), 1e-5) << what << " (two kernels)";
+        for (const char* ending : kEndings) {
+          EnvSet sw("XQUANT_DECODE_ATTENTION_ONE_PASS", ending);
+          const auto got = r.run();
+          ASSERT_EQ(count_nan(got), 0u) << what << " ONE_PASS='" << ending << "'";
+          EXPECT_LE(rel_error(got, ref), 1e-5) << what << " ONE_PASS='" << ending << "'";
+        }
       }
 }
 
@@ -254,7 +247,7 @@ TEST(CudaSplitKOnePass, GraphReplaysResetTheCounters) {
     r.dout.poison();
     XQ_OK_OR_FAIL(P.vt->graph_launch(P.state, g));
     XQ_OK_OR_FAIL(P.vt->synchronize(P.state));
-    const auto got = r.dout.get<float>(c.q.size());
+    const auto got = r.dout.get<float>(c.q.size());  // (synchronised above)
     ASSERT_EQ(count_nan(got), 0u) << "replay " << replay;
     EXPECT_LE(rel_error(got, c.reference(scale)), 1e-5) << "replay " << replay;
   }
@@ -265,20 +258,20 @@ TEST(CudaSplitKOnePass, GraphReplaysResetTheCounters) {
 }
 
 TEST(CudaSplitKOnePass, FewKeysKeepOneSplit) {
-  // No GPU needed: with one pass, rows of at most kSplitKFewKeys keys take
-  // one split (no merge at all); the two-kernel rule spreads them.
-  for (int64_t keys : {1, 32, 128, 255, 256}) {
+  // No GPU needed: by default rows of at most kSplitKFewKeys keys take one
+  // split (no merge at all); the previous rule spreads them.
+  for (int64_t keys : {1, 32, 33, 127, 128}) {
     EXPECT_EQ(xqcuda::split_k_splits(8, keys, 132, true), 1) << keys;
     if (keys > 32) {
       EXPECT_GT(xqcuda::split_k_splits(8, keys, 132, false), 1) << keys;
     }
   }
-  EXPECT_GT(xqcuda::split_k_splits(8, 257, 132, true), 1);
+  EXPECT_GT(xqcuda::split_k_splits(8, 129, 132, true), 1);
   EXPECT_EQ(xqcuda::split_k_splits(8, 1024, 132, true), xqcuda::split_k_splits(8, 1024, 132, false));
 }
 
-// Device time per call, one-pass beside two kernels (each with its own split
-// rule), in one run: one decode row over a contiguous cache and over pages,
+// Device time per call of the three endings (last-CTA merge, the default,
+// the previous rule; each with its own split rule), in one run: one decode row over a contiguous cache and over pages,
 // and 8 sequences of the same length over pages, at Llama-3.1-8B heads
 // (32 over 8, D 128, BF16 K/V), CUDA events over 200 launches. Prints only
 // (run with --gtest_also_run_disabled_tests).
@@ -322,10 +315,10 @@ TEST(CudaSplitKOnePass, DISABLED_SpeedOnePassBesideTwoKernels) {
       std::copy_n(order.begin() + r * MB, mb, table.begin() + r * (1 + mb) + 1);
     }
     dt.put(table);
-    double us[3][2];
-    int splits[3][2];
-    for (int mode = 0; mode < 2; ++mode) {  // 0: one pass, 1: two kernels
-      EnvSet sw("XQUANT_DECODE_ATTENTION_ONE_PASS", mode == 0 ? "1" : "0");
+    double us[3][3];
+    int splits[3][3];
+    for (int mode = 0; mode < 3; ++mode) {  // kEndings: last-CTA merge, default, previous
+      EnvSet sw("XQUANT_DECODE_ATTENTION_ONE_PASS", kEndings[mode]);
       xqcuda::DecodeAttentionArgs c;
       c.q = dq.p, c.k = dk.p, c.v = dv.p, c.out = dout.p, c.kv_type = xqcuda::DType::BF16;
       c.T = 1, c.H = H, c.KVH = KVH, c.D = D, c.start = keys - 1, c.scale = 0.088f;
@@ -345,10 +338,10 @@ TEST(CudaSplitKOnePass, DISABLED_SpeedOnePassBesideTwoKernels) {
     }
     const char* names[3] = {"contiguous 1 row", "paged 1 row     ", "paged 8 rows    "};
     for (int i = 0; i < 3; ++i)
-      std::printf("decode ATTENTION one-pass, %s, %4lld keys: one-pass %.2f us (%d splits), two kernels %.2f us "
-                  "(%d splits), two/one %.2fx\n",
-                  names[i], static_cast<long long>(keys), us[i][0], splits[i][0], us[i][1], splits[i][1],
-                  us[i][1] / us[i][0]);
+      std::printf("decode ATTENTION endings, %s, %4lld keys: last-CTA merge %.2f us (%d splits), default %.2f us "
+                  "(%d splits), previous %.2f us (%d splits); previous/default %.2fx, previous/last-CTA %.2fx\n",
+                  names[i], static_cast<long long>(keys), us[i][0], splits[i][0], us[i][1], splits[i][1], us[i][2],
+                  splits[i][2], us[i][2] / us[i][1], us[i][2] / us[i][0]);
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);

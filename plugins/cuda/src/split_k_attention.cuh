@@ -10,11 +10,11 @@
 // (query row t, kv head, key split); its 4 warps take 32-key tiles in turn
 // and keep an online softmax (running max m, sum l, accumulator) per query
 // head of the GQA group in registers, the warps merge in shared memory, and
-// with more than one split the splits' (m, l, acc) are merged either by the
-// last CTA of a (row, kv head) to finish (one launch: an arrival counter per
-// (row, kv head), the threadfence-reduction pattern of the CUDA samples'
-// threadFenceReduction and CUB's single-pass scans) or by a second kernel
-// (XQUANT_DECODE_ATTENTION_ONE_PASS=0). Scores are kept in base 2 (q
+// with more than one split the splits' (m, l, acc) are merged by a second
+// kernel or, with XQUANT_DECODE_ATTENTION_ONE_PASS=1, by the last CTA of a
+// (row, kv head) to finish (one launch: an arrival counter per (row, kv
+// head), the threadfence-reduction pattern of the CUDA samples'
+// threadFenceReduction and CUB's single-pass scans). Scores are kept in base 2 (q
 // pre-scaled by log2(e), exp2f). Split counts: split_k_plan.hpp.
 #pragma once
 
@@ -162,10 +162,14 @@ __device__ __forceinline__ float merged(const float* part_acc, const float* part
 // One-pass ending: each CTA publishes its partials (__threadfence), takes a
 // ticket for its (row, kv head); the CTA drawing the last one merges every
 // split of the group's heads and puts the counter back to zero. `flag` is
-// one float of shared memory.
+// one float of shared memory, `w` room for group * splits floats. The merge
+// is spread over the CTA: every (head, split) weight exp2(m_s - max) / sum
+// is computed once into `w`, then each output element sums its splits'
+// accumulators, 8 loads in flight (a first version that walked the (m, l)
+// pairs per element serially took 0.5x the two-kernel time on an H200).
 __device__ __forceinline__ void merge_if_last(const float* part_acc, const float* part_ml, int splits, int64_t t,
                                               int64_t kh, int64_t KVH, int64_t H, int64_t group, int64_t D,
-                                              void* out, DType ot, float* flag) {
+                                              void* out, DType ot, float* flag, float* w) {
   __threadfence();
   __syncthreads();  // every thread's partials are out, and s_ml is free to reuse
   if (threadIdx.x == 0) {
@@ -177,9 +181,40 @@ __device__ __forceinline__ void merge_if_last(const float* part_acc, const float
   __syncthreads();
   if (*flag == 0.f) return;
   __threadfence();
+  const int64_t th0 = t * H + kh * group;  // the group's first (row, head)
+  for (int64_t i = threadIdx.x; i < group * splits; i += blockDim.x) w[i] = __ldcg(part_ml + (th0 * splits + i) * 2);
+  __syncthreads();
+  // One thread per head: the max, then the weights (0 for splits that saw no key).
+  if (threadIdx.x < group) {
+    float* wg = w + threadIdx.x * splits;
+    const float* ml = part_ml + (th0 + threadIdx.x) * splits * 2;
+    float mx = -FLT_MAX;
+    for (int s = 0; s < splits; ++s) mx = fmaxf(mx, wg[s]);
+    float lsum = 0.f;
+    for (int s = 0; s < splits; ++s) {
+      const float c = wg[s] == -FLT_MAX ? 0.f : exp2f(wg[s] - mx);
+      lsum += __ldcg(ml + s * 2 + 1) * c;
+      wg[s] = c;
+    }
+    const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
+    for (int s = 0; s < splits; ++s) wg[s] *= inv;
+  }
+  __syncthreads();
   for (int64_t idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
-    const int64_t th = t * H + kh * group + idx / D;
-    store_from_float(out, ot, th * D + idx % D, merged(part_acc, part_ml, splits, th, D, idx % D));
+    const int64_t g = idx / D, i = idx % D;
+    const float* acc = part_acc + (th0 + g) * splits * D + i;
+    const float* wg = w + g * splits;
+    float a = 0.f;
+    int s = 0;
+    for (; s + 8 <= splits; s += 8) {
+      float v[8];
+#pragma unroll
+      for (int u = 0; u < 8; ++u) v[u] = __ldcg(acc + (s + u) * D);
+#pragma unroll
+      for (int u = 0; u < 8; ++u) a += wg[s + u] * v[u];
+    }
+    for (; s < splits; ++s) a += wg[s] * __ldcg(acc + s * D);
+    store_from_float(out, ot, (th0 + g) * D + i, a);
   }
 }
 
@@ -336,7 +371,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
       }
     }
   }
-  if (splits > 1 && one_pass) merge_if_last(part_acc, part_ml, splits, t, kh, KVH, H, group, D, out, ot, s_ml);
+  if (splits > 1 && one_pass) merge_if_last(part_acc, part_ml, splits, t, kh, KVH, H, group, D, out, ot, s_ml, s_acc);
 }
 
 // One block per (t, h): the splits' (m, l, acc) merged with their max.
@@ -403,9 +438,9 @@ cudaError_t launch_group(const Launch& a, const Keys& keys, int splits, float* p
   return launch_dtypes<EPL, 16, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
 }
 
-// Enqueues the split kernel and, for splits > 1 on the two-kernel path
-// (XQUANT_DECODE_ATTENTION_ONE_PASS=0, or more than kSplitKMaxTickets CTAs
-// per split), the merge on `stream`.
+// Enqueues the split kernel and, for splits > 1, the merge on `stream`
+// (unless XQUANT_DECODE_ATTENTION_ONE_PASS=1 and at most kSplitKMaxTickets
+// CTAs per split: the last CTA merges).
 // `workspace`: split_k_workspace(T, H, D, splits) bytes (null for one
 // split). The caller checked the shape: D % 8 == 0, D <= 256, H / KVH <= 16,
 // 16-byte aligned K/V storage.
@@ -414,7 +449,7 @@ cudaError_t attention(const Launch& a, const Keys& keys, int splits, void* works
   if (a.T <= 0) return cudaSuccess;
   float* part_acc = static_cast<float*>(workspace);
   float* part_ml = splits > 1 ? part_acc + a.T * a.H * splits * a.D : nullptr;
-  const bool one = split_k_one_pass() && a.T * a.KVH <= kSplitKMaxTickets;
+  const bool one = split_k_last_cta_merges() && a.T * a.KVH <= kSplitKMaxTickets;
   cudaError_t e;
   if (a.D <= 32) e = launch_group<1, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);
   else if (a.D <= 64) e = launch_group<2, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);

@@ -18,22 +18,31 @@ constexpr int64_t kSplitKTile = 32;
 // walk costs more than the extra CTAs win.
 constexpr int64_t kSplitKMaxSplits = 64;
 
-// Rows of at most this many keys get one split (one launch, no merge): the
-// CTA's warps share the row's few tiles, which costs less than a second
-// round of partials through memory.
-constexpr int64_t kSplitKFewKeys = 256;
+// Rows of at most this many keys get one split (one launch, no merge): one
+// 32-key tile per warp of the CTA, the same work per warp as one tile per
+// split, without the partials' round trip and the merge kernel (on an H200,
+// one row at 128 keys: 10.2 us against 13.2 us with 4 splits and the merge).
+constexpr int64_t kSplitKFewKeys = 128;
 // One-pass launches keep one arrival counter per (row, kv head) in a
 // fixed device array (split_k_attention.cuh); launches with more CTAs per
 // split than this take the two-kernel path.
 constexpr int64_t kSplitKMaxTickets = int64_t{1} << 16;
 
-// The splits of a row merged by the last CTA to finish (one launch), unless
-// XQUANT_DECODE_ATTENTION_ONE_PASS=0 asks for the separate merge kernel
-// (two launches) and the previous split rule, for same-run comparisons.
-inline bool split_k_one_pass() {
+// How a launch ends, from XQUANT_DECODE_ATTENTION_ONE_PASS (read per call):
+// unset (the default), few keys keep one split (kSplitKFewKeys) and split
+// launches are merged by a second kernel; "1" also merges split launches in
+// the same launch (the last CTA of a row merges; measured slower on an H200,
+// so not the default); "0" the previous rule: no few-keys case, a second
+// kernel for every split launch (same-run comparisons).
+enum class SplitKEnding { kFewKeysOneSplit, kLastCtaMerges, kPrevious };
+inline SplitKEnding split_k_ending() {
   const char* e = std::getenv("XQUANT_DECODE_ATTENTION_ONE_PASS");
-  return !(e && e[0] == '0' && e[1] == 0);
+  if (e && e[0] == '1' && e[1] == 0) return SplitKEnding::kLastCtaMerges;
+  if (e && e[0] == '0' && e[1] == 0) return SplitKEnding::kPrevious;
+  return SplitKEnding::kFewKeysOneSplit;
 }
+inline bool split_k_few_keys_one_split() { return split_k_ending() != SplitKEnding::kPrevious; }
+inline bool split_k_last_cta_merges() { return split_k_ending() == SplitKEnding::kLastCtaMerges; }
 
 // Keys per split for `splits` splits of `max_keys` (the most keys any row
 // sees), rounded up to whole tiles.
@@ -47,12 +56,13 @@ inline int64_t split_k_keys_per_split(int64_t max_keys, int splits) {
 // that see at most `max_keys` keys, on a device of `sm_count` SMs: enough
 // CTAs to cover the chip twice, down to one 32-key tile per split. A decode
 // step has few rows, so its keys are what can be spread; a long prompt chunk
-// already fills the chip and keeps one split. With `one_pass`, rows of at
-// most kSplitKFewKeys keys keep one split too. The count returned is the one
-// split_k_keys_per_split leaves non-empty.
-inline int split_k_splits(int64_t ctas, int64_t max_keys, int sm_count, bool one_pass = split_k_one_pass()) {
+// already fills the chip and keeps one split. With `few_keys_one_split`,
+// rows of at most kSplitKFewKeys keys keep one split too. The count returned
+// is the one split_k_keys_per_split leaves non-empty.
+inline int split_k_splits(int64_t ctas, int64_t max_keys, int sm_count,
+                          bool few_keys_one_split = split_k_few_keys_one_split()) {
   if (ctas <= 0 || max_keys <= 0) return 1;
-  if (one_pass && max_keys <= kSplitKFewKeys) return 1;
+  if (few_keys_one_split && max_keys <= kSplitKFewKeys) return 1;
   const int64_t want = (2 * static_cast<int64_t>(sm_count) + ctas - 1) / ctas;
   const int64_t tiles = (max_keys + kSplitKTile - 1) / kSplitKTile;
   int64_t s = want < tiles ? want : tiles;
