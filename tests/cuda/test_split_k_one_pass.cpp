@@ -336,12 +336,39 @@ TEST(CudaSplitKOnePass, DISABLED_SpeedOnePassBesideTwoKernels) {
       }
       ASSERT_EQ(cudaGetLastError(), cudaSuccess);
     }
+    // The default ending with 8 waves of CTAs instead of 2 (XQUANT_SPLIT_K_WAVES): more splits.
+    double waves8_us[3];
+    int waves8_splits[3];
+    {
+      EnvSet w8("XQUANT_SPLIT_K_WAVES", "8");
+      xqcuda::DecodeAttentionArgs c;
+      c.q = dq.p, c.k = dk.p, c.v = dv.p, c.out = dout.p, c.kv_type = xqcuda::DType::BF16;
+      c.T = 1, c.H = H, c.KVH = KVH, c.D = D, c.start = keys - 1, c.scale = 0.088f;
+      waves8_splits[0] = xqcuda::decode_attention_splits(c, sms);
+      waves8_us[0] = time_us([&] { xqcuda::decode_attention(c, waves8_splits[0], ws.p, nullptr); });
+      for (int64_t rows : {int64_t{1}, R}) {
+        xqcuda::PagedAttentionArgs p;
+        p.q = static_cast<const float*>(dq.p), p.kpool = dk.p, p.vpool = dv.p, p.pool_type = xqcuda::DType::BF16;
+        p.table = static_cast<const int32_t*>(dt.p), p.table_ld = 1 + mb;
+        p.T = rows, p.n_seq = 0, p.H = H, p.KVH = KVH, p.D = D, p.BS = BS, p.max_keys = mb * BS, p.scale = 0.088f;
+        p.out = dout.p;
+        const int i = rows == 1 ? 1 : 2;
+        waves8_splits[i] = xqcuda::paged_attention_splits(rows, KVH, p.max_keys, sms);
+        waves8_us[i] = time_us([&] { xqcuda::paged_attention(p, waves8_splits[i], ws.p, nullptr); });
+      }
+      ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+    }
     const char* names[3] = {"contiguous 1 row", "paged 1 row     ", "paged 8 rows    "};
     for (int i = 0; i < 3; ++i)
       std::printf("decode ATTENTION endings, %s, %4lld keys: last-CTA merge %.2f us (%d splits), default %.2f us "
                   "(%d splits), previous %.2f us (%d splits); previous/default %.2fx, previous/last-CTA %.2fx\n",
                   names[i], static_cast<long long>(keys), us[i][0], splits[i][0], us[i][1], splits[i][1], us[i][2],
                   splits[i][2], us[i][2] / us[i][1], us[i][2] / us[i][0]);
+    for (int i = 0; i < 3; ++i)
+      std::printf("decode ATTENTION waves, %s, %4lld keys: default 2 waves %.2f us (%d splits), 8 waves %.2f us "
+                  "(%d splits), 2/8 %.2fx\n",
+                  names[i], static_cast<long long>(keys), us[i][1], splits[i][1], waves8_us[i], waves8_splits[i],
+                  us[i][1] / waves8_us[i]);
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);

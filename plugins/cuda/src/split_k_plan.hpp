@@ -44,6 +44,17 @@ inline SplitKEnding split_k_ending() {
 inline bool split_k_few_keys_one_split() { return split_k_ending() != SplitKEnding::kPrevious; }
 inline bool split_k_last_cta_merges() { return split_k_ending() == SplitKEnding::kLastCtaMerges; }
 
+// CTAs the split rule aims for, in multiples of the SM count:
+// XQUANT_SPLIT_K_WAVES (read per call, 1..32), default 2. A CTA is 4 warps
+// and a warp's tile is mostly memory latency, so more waves put more loads
+// in flight where rows x keys allow (8 rows at 4096 keys: 5 splits of ~26
+// tiles at 2 waves); left at 2 until a same-run timing says otherwise.
+inline int64_t split_k_waves() {
+  const char* e = std::getenv("XQUANT_SPLIT_K_WAVES");
+  const long w = e ? std::strtol(e, nullptr, 10) : 2;
+  return w >= 1 && w <= 32 ? w : 2;
+}
+
 // Keys per split for `splits` splits of `max_keys` (the most keys any row
 // sees), rounded up to whole tiles.
 inline int64_t split_k_keys_per_split(int64_t max_keys, int splits) {
@@ -54,7 +65,7 @@ inline int64_t split_k_keys_per_split(int64_t max_keys, int splits) {
 
 // Splits for a launch of `ctas` CTAs per split (rows x kv heads) over rows
 // that see at most `max_keys` keys, on a device of `sm_count` SMs: enough
-// CTAs to cover the chip twice, down to one 32-key tile per split. A decode
+// CTAs to cover the chip twice (split_k_waves), down to one 32-key tile per split. A decode
 // step has few rows, so its keys are what can be spread; a long prompt chunk
 // already fills the chip and keeps one split. With `few_keys_one_split`,
 // rows of at most kSplitKFewKeys keys keep one split too. The count returned
@@ -63,7 +74,7 @@ inline int split_k_splits(int64_t ctas, int64_t max_keys, int sm_count,
                           bool few_keys_one_split = split_k_few_keys_one_split()) {
   if (ctas <= 0 || max_keys <= 0) return 1;
   if (few_keys_one_split && max_keys <= kSplitKFewKeys) return 1;
-  const int64_t want = (2 * static_cast<int64_t>(sm_count) + ctas - 1) / ctas;
+  const int64_t want = (split_k_waves() * static_cast<int64_t>(sm_count) + ctas - 1) / ctas;
   const int64_t tiles = (max_keys + kSplitKTile - 1) / kSplitKTile;
   int64_t s = want < tiles ? want : tiles;
   if (s < 1) s = 1;
