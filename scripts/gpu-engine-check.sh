@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_ATTN, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS and GPUENG_W4GEMV add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_ATTN, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV and GPUENG_W4A8 add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -153,11 +153,15 @@ if [ "${GPUENG_MOE:-0}" = 1 ]; then
   fi
   timeout "${GPUENG_MOE_BENCH_S:-300}" python3 "$(dirname "$0")/../bench/cuda/bench_moe.py" --shim "$b/lib/libxqc_shim.so" \
     --plugin "$b/lib/xquant/plugins/libxquant-cuda.so" --out "$out" --tokens-per-expert "${GPUENG_MOE_TOKENS:-4,16,32,64,128,256,512,1024}" \
-    2>&1 | tee "$out/moe-bench.log" | grep -v '^  {' | tail -40
+    ${GPUENG_MOE_BENCH_ARGS:-} 2>&1 | tee "$out/moe-bench.log" | grep -v '^  {' | tail -40
   # MoE layers in the engine: a Qwen3-30B-A3B-shaped model (4 layers), BF16 vs W4A16 experts,
   # graphed / eager / per-expert loop, through `xquant bench --provider cuda` (bench/engine/gpu_moe_engine.sh).
-  OUT=$out timeout "${GPUENG_MOE_ENGINE_S:-240}" bash "$(dirname "$0")/../bench/engine/gpu_moe_engine.sh" "$cli" 2>&1 |
-    tee "$out/moe-engine.log" | tail -30
+  # GPUENG_MOE_ENGINE=0 leaves it out (~70 s) when only the kernels are measured;
+  # GPUENG_MOE_BENCH_ARGS passes bench_moe.py options (e.g. "--skip bf16_loop", ~25 s less).
+  if [ "${GPUENG_MOE_ENGINE:-1}" = 1 ]; then
+    OUT=$out timeout "${GPUENG_MOE_ENGINE_S:-240}" bash "$(dirname "$0")/../bench/engine/gpu_moe_engine.sh" "$cli" 2>&1 |
+      tee "$out/moe-engine.log" | tail -30
+  fi
 fi
 # Optional (GPUENG_MOE_W8A8=1): the fused W8A8 INT8 MoE GEMM's tests and its bench_moe.py column
 # (scripts/gpu-moe-w8a8.sh; 48 s with a memcheck step on an H200, 2026-12-01).
@@ -184,5 +188,10 @@ fi
 # v3, a compact table last; ~1 min).
 if [ "${GPUENG_W4GEMV:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-w4-gemv.sh" "$b" "$out" 2>&1 | tee "$out/w4-gemv.log"
+fi
+# Optional (GPUENG_W4A8=1): the Hopper W4A8-FP8 GEMM (scripts/gpu-w4a8.sh: its tests, then
+# bench/cuda/bench_w4a8.py against W4A16 and torch bf16 at M = 1..4096 on four shapes).
+if [ "${GPUENG_W4A8:-0}" = 1 ]; then
+  bash "$(dirname "$0")/gpu-w4a8.sh" "$b" "$out" 2>&1 | tee "$out/w4a8.log"
 fi
 echo "== wall $(( $(date +%s) - t0 )) s"

@@ -67,6 +67,7 @@ skipped+=("GPU split-K decode attention endings, in-launch merge vs default vs p
 skipped+=("GPU W8A8 GEMMs (scripts/gpu-w8a8.sh: the W8A8 tests with every CUTLASS configuration forced, then bench/cuda/bench_w8a8.py: cuBLASLt vs auto vs each configuration vs torch): GPU machine only; GPUENG_KERNELS=1 scripts/gpu-engine-check.sh runs it (about 55 s on an H200)")
 skipped+=("GPU fused W8A8 INT8 MoE (scripts/gpu-moe-w8a8.sh: its GPU tests, bench/cuda/bench_moe.py's W8A8 column): GPU machine only; GPUENG_MOE_W8A8=1 scripts/gpu-engine-check.sh runs it (about 50 s on an H200)")
 skipped+=("GPU W4A16 on Hopper, CUTLASS wgmma vs the mma.sync path vs torch (scripts/gpu-w4-hopper.sh: its GPU tests, bench/cuda/bench_w4_hopper.py, ncu at M=64): GPU machine only; GPUENG_KERNELS=1 scripts/gpu-engine-check.sh runs it (about 50 s on an H200)")
+skipped+=("GPU W4A8-FP8 on Hopper, INT4 x E4M3 CUTLASS GEMM vs W4A16 vs torch bf16 (scripts/gpu-w4a8.sh: its GPU tests, bench/cuda/bench_w4a8.py at M = 1..4096 on four shapes): GPU machine only; GPUENG_W4A8=1 scripts/gpu-engine-check.sh runs it (18 s on an H200)")
 skipped+=("GPU W4A16 GEMVs for M <= 8 (split v1/v2, streaming v3) vs the fused GEMM vs torch (scripts/gpu-w4-gemv.sh: Cuda/W4A16Gemv and W4A16 tests, bench/cuda/bench_w4_gemv.py at M = 1..8, fused/v1/v2/v3 table): GPU machine only; GPUENG_W4GEMV=1 scripts/gpu-engine-check.sh runs it (about 60 s on an H200, not yet timed)")
 ./scripts/test-sdk.sh
 

@@ -12,6 +12,12 @@ scales, dynamic per-token INT8 activations: the grouped CUTLASS GEMM of
 moe_w8a8_sm90.cu), quantized per channel from the same dequantized weights,
 timed the same way (the activation quantization, the sort and the way back
 to slot order or the combine inside the time).
+The W4A16 column is the default dispatch (XQUANT_CUDA_MOE_W4=auto); beside it
+both W4A16 kernels forced: "mma" (XQUANT_CUDA_MOE_W4=fused, the mma.sync
+kernel of w4a16_gemm.cu) and "grouped" (XQUANT_CUDA_MOE_W4=grouped, the
+CUTLASS ptr-array mixed-input GEMM of moe_w4a16_sm90.cuh on the experts'
+cuda-w4a16-wgmma copies, the row gather inside the time), which is where
+the switch point comes from.
 Baselines, BF16 on the same (dequantized) weights, both given the tokens
 already sorted by expert and without any combine (in their favour):
   - loop: one cuBLAS GEMM per expert (torch.mm from Python, so with 128 experts
@@ -20,6 +26,8 @@ already sorted by expert and without any combine (in their favour):
 Routing is balanced: every expert gets exactly n slots (n = tokens per expert).
 A time is the median of 7 batches of >= 20 back-to-back calls (CUDA events);
 every expert set is larger than the L2, so weights stream from HBM.
+W8A8 also with each grouped-GEMM tile configuration forced
+(XQUANT_CUDA_MOE_W8A8_TILE=coop / pingpong), for the choice by shape.
 Ratios are baseline time / our time (> 1: ours faster).
 """
 import argparse
@@ -65,6 +73,44 @@ def prepare_w8_experts(shim, dense):
     return handles
 
 
+def probe(kind, shim, dev):
+    """One forced call of a not-yet-measured kernel on small experts, synchronized (run in a child):
+    w4_grouped: the grouped W4A16 GEMM at both token tiles; w8_pingpong: the ping-pong W8A8 tile."""
+    lib = shim.lib
+    handles, dense = prepare_experts(shim, 2, 128, 256, dev)
+    if kind == "w8_pingpong":
+        handles = prepare_w8_experts(shim, dense)
+        os.environ["XQUANT_CUDA_MOE_W8A8_TILE"] = "pingpong"
+    else:
+        os.environ["XQUANT_CUDA_MOE_W4"] = "grouped"
+    table = ctypes.cast((ctypes.c_void_p * 2)(*handles), ctypes.c_void_p)
+    for T in (40, 300):
+        ids = (torch.arange(T, device=dev) % 2).to(torch.int32).view(T, 1).contiguous()
+        x = torch.randn(T, 256, device=dev, dtype=torch.bfloat16)
+        y = torch.empty(T, 128, device=dev, dtype=torch.bfloat16)
+        shim.check(lib.xqc_moe_qmatmul(table, 2, 1, x.data_ptr(), T, 256, ids.data_ptr(), T, None, y.data_ptr(), 128,
+                                       BF16), f"moe {kind} probe")
+        torch.cuda.synchronize()
+    print(f"{kind} probe ok", flush=True)
+
+
+def runs_in_a_child(kind, args):
+    """A kernel fault would leave this process's CUDA context unusable for every later column, so a
+    kernel no GPU run has timed yet runs once in a child process first; its column is timed only if
+    that passed."""
+    import subprocess
+    cmd = [sys.executable, os.path.abspath(__file__), "--shim", args.shim, "--plugin", args.plugin, "--probe", kind]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        print(f"{kind} probe timed out: its column is left out", flush=True)
+        return False
+    if r.returncode != 0:
+        print(f"{kind} probe failed in a child process (its column is left out):\n" +
+              (r.stdout + r.stderr)[-2000:], flush=True)
+    return r.returncode == 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shim", required=True)
@@ -73,13 +119,25 @@ def main():
     ap.add_argument("--models", default="qwen3-30b-a3b,mixtral-8x7b")
     ap.add_argument("--tokens-per-expert", default="4,16,32,64,128,256,512,1024")
     ap.add_argument("--no-w8", action="store_true", help="skip the W8A8 INT8 experts")
+    ap.add_argument("--skip", default="", help="methods (columns) not to time, comma-separated, e.g. bf16_loop,w8_coop")
+    ap.add_argument("--probe", choices=("w4_grouped", "w8_pingpong"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.manual_seed(0)
     dev = torch.device("cuda")
+    skipped = set(args.skip.split(","))
+    grouped_ok = args.probe is None and "w4_grouped" not in skipped and runs_in_a_child("w4_grouped", args)
+    pingpong_ok = (args.probe is None and not args.no_w8 and "w8_pingpong" not in skipped and
+                   runs_in_a_child("w8_pingpong", args))
     shim = Shim(args.shim, args.plugin)
     lib = shim.lib
     vp, i64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     lib.xqc_moe_qmatmul.argtypes = [vp, c_int, c_int, vp, i64, i64, vp, i64, vp, vp, i64, c_int]
+    if args.probe:
+        return probe(args.probe, shim, dev)
+    if not grouped_ok:
+        args.skip += ",w4_grouped"
+    if not pingpong_ok:
+        args.skip += ",w8_pingpong"
     lib.xqc_moe_dense.argtypes = lib.xqc_moe_qmatmul.argtypes
     name = torch.cuda.get_device_name(0)
     print(f"device: {name}; torch {torch.__version__}; plugin: {shim.why}", flush=True)
@@ -115,6 +173,15 @@ def main():
                     shim.check(lib.xqc_moe_qmatmul(table, E, k, x.data_ptr(), x.shape[0], K, ids.data_ptr(), T,
                                                    wts.data_ptr() if per_slot else None, y.data_ptr(), N, BF16), "moe")
 
+                def with_w4_mode(mode):
+                    def run(_):
+                        os.environ["XQUANT_CUDA_MOE_W4"] = mode
+                        try:
+                            ours(0)
+                        finally:
+                            os.environ.pop("XQUANT_CUDA_MOE_W4", None)
+                    return run
+
                 def ours_w8(_):
                     shim.check(lib.xqc_moe_qmatmul(w8_table, E, k, x.data_ptr(), x.shape[0], K, ids.data_ptr(), T,
                                                    wts.data_ptr() if per_slot else None, y.data_ptr(), N, BF16), "moe w8a8")
@@ -131,9 +198,24 @@ def main():
                     torch._grouped_mm(xs, w_t, offs=offs, out_dtype=torch.bfloat16)
 
                 methods = [("w4_fused", ours), ("bf16_fused", ours_bf16), ("bf16_loop", loop), ("bf16_grouped", grouped)]
+                methods += [("w4_mma", with_w4_mode("fused")), ("w4_grouped", with_w4_mode("grouped"))]
                 if w8:
                     methods.append(("w8_fused", ours_w8))
+
+                    def ours_w8_tile(tile):
+                        def run(_):
+                            os.environ["XQUANT_CUDA_MOE_W8A8_TILE"] = tile
+                            try:
+                                ours_w8(0)
+                            finally:
+                                os.environ.pop("XQUANT_CUDA_MOE_W8A8_TILE", None)
+                        return run
+                    methods += [("w8_coop", ours_w8_tile("coop")), ("w8_pingpong", ours_w8_tile("pingpong"))]
+                skip = set(filter(None, args.skip.split(",")))
                 for key, fn in methods:
+                    if key in skip:
+                        r[key] = None
+                        continue
                     try:
                         r[key] = bench(fn, 1)
                     except Exception as ex:  # report and keep going
@@ -148,17 +230,27 @@ def main():
                     if per_slot:
                         ref = (ref.view(T, k, N) * wts.view(T, k, 1)).sum(1)
                     r["rel_err"] = ((y.float() - ref).norm() / ref.norm()).item()
+                    if grouped_ok:
+                        with_w4_mode("grouped")(0)
+                        r["rel_err_w4_grouped"] = ((y.float() - ref).norm() / ref.norm()).item()
                     ours_bf16(0)
                     r["rel_err_bf16_fused"] = ((y.float() - ref).norm() / ref.norm()).item()
                     if w8:  # against the BF16 weights it was quantized from: weight + activation rounding
                         ours_w8(0)
                         r["rel_err_w8"] = ((y.float() - ref).norm() / ref.norm()).item()
+                    if w8 and pingpong_ok:
+                        ours_w8_tile("pingpong")(0)
+                        r["rel_err_w8_pingpong"] = ((y.float() - ref).norm() / ref.norm()).item()
                 except Exception as ex:
                     print(f"  {model} {proj} n={n} check: {ex}", file=sys.stderr, flush=True)
                     r.setdefault("rel_err", None)
                     r.setdefault("rel_err_bf16_fused", None)
+                r.setdefault("rel_err_w4_grouped", None)
                 r.setdefault("w8_fused", None)
+                r.setdefault("w8_coop", None)
+                r.setdefault("w8_pingpong", None)
                 r.setdefault("rel_err_w8", None)
+                r.setdefault("rel_err_w8_pingpong", None)
                 rows.append(r)
                 print("  " + json.dumps({a: (round(v, 4) if isinstance(v, float) else v) for a, v in r.items()}),
                       flush=True)
@@ -190,6 +282,17 @@ def main():
                      f"({times(r['bf16_loop'], r['w4_fused'])}) | {f(r['bf16_grouped'])} "
                      f"({times(r['bf16_grouped'], r['w4_fused'])}) | {times(r['bf16_grouped'], r['bf16_fused'])} | "
                      f"{err(r['rel_err'])} / {err(r['rel_err_bf16_fused'])} |")
+    if any(r.get("w4_grouped") is not None for r in rows):
+        lines += ["", "W4A16, both kernels forced (mma: XQUANT_CUDA_MOE_W4=fused; grouped: =grouped, the CUTLASS "
+                  "ptr-array mixed-input GEMM) against torch grouped BF16:", "",
+                  "| model | GEMM | tokens/expert | W4A16 auto µs | mma µs | grouped µs | BF16 grouped µs | "
+                  "grouped BF16 / auto | grouped BF16 / mma | grouped BF16 / grouped | rel err grouped |",
+                  "|" + "---|" * 11]
+        for r in rows:
+            lines.append(f"| {r['model']} | {r['proj']} | {r['tokens_per_expert']} | {f(r['w4_fused'])} | "
+                         f"{f(r['w4_mma'])} | {f(r['w4_grouped'])} | {f(r['bf16_grouped'])} | "
+                         f"{times(r['bf16_grouped'], r['w4_fused'])} | {times(r['bf16_grouped'], r['w4_mma'])} | "
+                         f"{times(r['bf16_grouped'], r['w4_grouped'])} | {err(r['rel_err_w4_grouped'])} |")
     if any(r["w8_fused"] is not None for r in rows):
         lines += ["", "W8A8 INT8 fused (moe_qmatmul, grouped CUTLASS GEMM) against torch grouped BF16 and our W4A16:", "",
                   "| model | GEMM | tokens/expert | W8A8 fused µs | BF16 grouped µs | grouped / W8A8 | "
@@ -200,6 +303,17 @@ def main():
                          f"{f(r['bf16_grouped'])} | {times(r['bf16_grouped'], r['w8_fused'])} | "
                          f"{times(r['bf16_fused'], r['w8_fused'])} | {times(r['w4_fused'], r['w8_fused'])} | "
                          f"{err(r['rel_err_w8'])} |")
+    if any(r["w8_pingpong"] is not None for r in rows):
+        lines += ["", "W8A8 INT8 tile configurations forced (XQUANT_CUDA_MOE_W8A8_TILE): cooperative 128x128x128 "
+                  "c1x2 and ping-pong 64x256x128 c1x2, against torch grouped BF16:", "",
+                  "| model | GEMM | tokens/expert | W8A8 auto µs | coop µs | ping-pong µs | grouped BF16 / auto | "
+                  "grouped BF16 / coop | grouped BF16 / ping-pong | rel err ping-pong vs BF16 |",
+                  "|" + "---|" * 10]
+        for r in rows:
+            lines.append(f"| {r['model']} | {r['proj']} | {r['tokens_per_expert']} | {f(r['w8_fused'])} | "
+                         f"{f(r['w8_coop'])} | {f(r['w8_pingpong'])} | {times(r['bf16_grouped'], r['w8_fused'])} | "
+                         f"{times(r['bf16_grouped'], r['w8_coop'])} | {times(r['bf16_grouped'], r['w8_pingpong'])} | "
+                         f"{err(r['rel_err_w8_pingpong'])} |")
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "moe-bench.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")

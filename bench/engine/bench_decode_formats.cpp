@@ -5,11 +5,11 @@
 // (round r runs every format once; each keeps its best round) with the same
 // thread pool, prompt and token count.
 //
-//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,blockrows=off][,dequant] ...
+//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,blockrows=off][,rows8=MODE][,dequant] ...
 //       [--threads 1,2] [--decode 32] [--prefill 0] [--rounds 3] [--json]
 //
-// gemv=q8 / isa=NAME / rows=N / prefill=int8 / blockrows=off load that entry with XQUANT_CPU_GEMV /
-// XQUANT_CPU_ISA / XQUANT_CPU_GEMV_ROWS / XQUANT_CPU_PREFILL / XQUANT_CPU_BLOCK_ROWS set (the cpu provider reads them when
+// gemv=q8 / isa=NAME / rows=N / prefill=int8 / blockrows=off / rows8=MODE load that entry with XQUANT_CPU_GEMV /
+// XQUANT_CPU_ISA / XQUANT_CPU_GEMV_ROWS / XQUANT_CPU_PREFILL / XQUANT_CPU_BLOCK_ROWS / XQUANT_CPU_GEMV_ROWS8 set (the cpu provider reads them when
 // it prepares a weight), so the same checkpoint can be compared across decode
 // and prefill paths; `dequant` loads it with every Linear dequantized to F32
 // (ModelOptions::dequantize_all). So one run compares a GGUF file executed
@@ -52,7 +52,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Entry {
-  std::string label, path, gemv, isa, rows, prefill, blockrows;
+  std::string label, path, gemv, isa, rows, prefill, blockrows, rows8;
   bool dequant = false;
   std::unique_ptr<Model> model;
   uint64_t bytes_per_token = 0;
@@ -87,6 +87,7 @@ Entry parse_entry(const std::string& spec) {
     else if (item.rfind("rows=", 0) == 0) e.rows = item.substr(5);
     else if (item.rfind("prefill=", 0) == 0) e.prefill = item.substr(8);
     else if (item.rfind("blockrows=", 0) == 0) e.blockrows = item.substr(10);
+    else if (item.rfind("rows8=", 0) == 0) e.rows8 = item.substr(6);
     else if (item == "dequant") e.dequant = true;
     else throw std::runtime_error("--model " + spec + ": unknown option '" + item + "'");
   }
@@ -100,6 +101,7 @@ void open_entry(Runtime& rt, Entry& e) {
   if (!e.rows.empty()) setenv("XQUANT_CPU_GEMV_ROWS", e.rows.c_str(), 1);
   if (!e.prefill.empty()) setenv("XQUANT_CPU_PREFILL", e.prefill.c_str(), 1);
   if (!e.blockrows.empty()) setenv("XQUANT_CPU_BLOCK_ROWS", e.blockrows.c_str(), 1);
+  if (!e.rows8.empty()) setenv("XQUANT_CPU_GEMV_ROWS8", e.rows8.c_str(), 1);
   ModelOptions mo;
   mo.dequantize_all = e.dequant;
   e.model = Model::open(rt, e.path, mo);
@@ -108,6 +110,7 @@ void open_entry(Runtime& rt, Entry& e) {
   unsetenv("XQUANT_CPU_GEMV_ROWS");
   unsetenv("XQUANT_CPU_PREFILL");
   unsetenv("XQUANT_CPU_BLOCK_ROWS");
+  unsetenv("XQUANT_CPU_GEMV_ROWS8");
   uint64_t b = e.model->weight_bytes_per_token();
   auto packed = [&](const LinearWeights& lw) {
     if (lw.q && lw.layout.rfind("cpu-", 0) == 0) b = b - lw.bytes + lw.q->bytes();
@@ -177,7 +180,7 @@ int main(int argc, char** argv) {
       while (std::getline(ss, t, ',')) threads.push_back(static_cast<unsigned>(std::stoul(t)));
     } else {
       std::fprintf(stderr,
-                   "usage: bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,dequant] ... "
+                   "usage: bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,rows8=MODE][,dequant] ... "
                    "[--threads 1,2] [--decode N] [--prefill N] [--rounds R] [--json]\n");
       return 2;
     }

@@ -14,7 +14,9 @@
 # (builds it once, ~7 CPU-minutes). The model files (F32 GGUF, W4A16 g128,
 # W8A16, W8A8 compressed-tensors, llama-quantize's Q4_0/Q8_0/Q4_K_M) are made
 # once into ${XQUANT_BENCH_CACHE:-~/.cache/xquant/bench-llamacpp}.
-# Output: DIR/llamacpp_compare.{md,json} (default bench/results/llamacpp).
+# Output: DIR/llamacpp_compare.{md,json} (default bench/results/llamacpp),
+# with each of our rows' bandwidth floor (weight bytes per token / the read
+# bandwidth bench_gemv_rows measures; build that target too).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -27,13 +29,20 @@ while [[ $# -gt 0 ]]; do
     --build) build="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --threads|--decode|--prefill|--rounds) pass+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "llamacpp_compare: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ -x "$build/bin/xquant" ]] || { echo "llamacpp_compare: $build/bin/xquant not found; build it first" >&2; exit 2; }
 [[ -x /usr/bin/time ]] || { echo "llamacpp_compare: /usr/bin/time not found (apt-get install time)" >&2; exit 2; }
 
+# The bandwidth floor's read bandwidth (bench_gemv_rows --read-bandwidth T).
+floor=()
+if [[ -x "$build/bin/bench_gemv_rows" ]]; then
+  floor=(--bench-gemv-rows "$build/bin/bench_gemv_rows")
+else
+  echo "llamacpp_compare: $build/bin/bench_gemv_rows not built: no bandwidth floor in the report" >&2
+fi
 eval "$("$repo/scripts/fetch-llama-cpp.sh")"
 eval "$("$repo/scripts/fetch-smollm2.sh")"
 qwen="${XQUANT_QWEN25_GGUF:-$cache/qwen25/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf}"
@@ -43,4 +52,4 @@ if [[ ! -s "$qwen" ]]; then
 fi
 python3 "$here/llamacpp_compare.py" --xquant "$build/bin/xquant" --llama-bin "$XQUANT_LLAMA_CPP_BIN" \
   --shared "${XQUANT_SHARED_DIR:-$repo/../shared}" --cache "${XQUANT_BENCH_CACHE:-$cache/bench-llamacpp}" \
-  --smollm2 "$XQUANT_SMOLLM2_GGUF" --qwen25 "$qwen" --out "$out" "${pass[@]}"
+  --smollm2 "$XQUANT_SMOLLM2_GGUF" --qwen25 "$qwen" --out "$out" "${floor[@]}" "${pass[@]}"

@@ -6,10 +6,13 @@
 // block tail; Q4_K blocks of 256 columns), bias or none, outputs outside the range untouched. The same
 // random inputs also go through the per-row kernel of every ISA the CPU has,
 // so the two paths agree. AVX2 has the Q4_K one; a CPU without AVX2 or
-// AVX-512 VNNI skips those kernels, naming them.
+// AVX-512 VNNI skips those kernels, naming them. The eight-row Q4_0 kernels
+// (qgemv_rows8.hpp's register transpose, AVX2 and AVX-512) take the same
+// checks with 8 and 16 rows added (whole groups of eight) beside 1, 3, 17.
 #include "gguf_blocks.hpp"
 #include "gguf_gemv_rows.hpp"
 #include "gguf_types.hpp"
+#include "qgemv_rows8.hpp"
 #include "qkernels.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -22,6 +25,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace xquant;
@@ -95,20 +99,28 @@ const cpu::BlockKernels& per_row_table(Isa isa) {
 TEST(CpuGgufGemvRows, WhichTypesHaveOne) {
   for (uint32_t type : {gguf::kQ4_1, gguf::kQ5_0, gguf::kQ5_1, gguf::kQ5_K, gguf::kQ6_K})
     for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
-      EXPECT_EQ(cpu::block_rows_kernel(isa, type), nullptr) << gguf::type_info(type)->name;
-  for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0, gguf::kQ4_K}) EXPECT_EQ(cpu::block_rows_kernel(Isa::scalar, type), nullptr);
-  EXPECT_EQ(cpu::block_rows_kernel(Isa::avx2, gguf::kQ4_0), nullptr);
-  EXPECT_EQ(cpu::block_rows_kernel(Isa::avx2, gguf::kQ8_0), nullptr);
-  EXPECT_NE(cpu::block_rows_kernel(Isa::avx2, gguf::kQ4_K), nullptr);
-  for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0, gguf::kQ4_K}) EXPECT_NE(cpu::block_rows_kernel(Isa::avx512, type), nullptr);
+      EXPECT_EQ(cpu::block_rows_kernel(isa, type, false), nullptr) << gguf::type_info(type)->name;
+  for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0, gguf::kQ4_K}) EXPECT_EQ(cpu::block_rows_kernel(Isa::scalar, type, false), nullptr);
+  EXPECT_EQ(cpu::block_rows_kernel(Isa::avx2, gguf::kQ4_0, false), nullptr);
+  EXPECT_EQ(cpu::block_rows_kernel(Isa::avx2, gguf::kQ8_0, false), nullptr);
+  EXPECT_NE(cpu::block_rows_kernel(Isa::avx2, gguf::kQ4_K, false), nullptr);
+  for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0, gguf::kQ4_K}) EXPECT_NE(cpu::block_rows_kernel(Isa::avx512, type, false), nullptr);
+  // rows8: Q4_0 takes the eight-row kernels on AVX2 and AVX-512, the rest is as without.
+  EXPECT_EQ(cpu::block_rows_kernel(Isa::scalar, gguf::kQ4_0, true), nullptr);
+  EXPECT_EQ(cpu::block_rows_kernel(Isa::avx2, gguf::kQ4_0, true), cpu::kAvx2Q4_0Rows8);
+  EXPECT_EQ(cpu::block_rows_kernel(Isa::avx512, gguf::kQ4_0, true), cpu::kAvx512Q4_0Rows8);
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+    for (uint32_t type : {gguf::kQ8_0, gguf::kQ4_K})
+      EXPECT_EQ(cpu::block_rows_kernel(isa, type, true), cpu::block_rows_kernel(isa, type, false));
 }
 
-void expect_rows_kernels_match(Isa rows_isa) {
+void expect_rows_kernels_match(Isa rows_isa, bool rows8) {
   for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0, gguf::kQ4_K}) {
     const gguf::TypeInfo* ti = gguf::type_info(type);
-    const cpu::BlockRowsKernel kernel = cpu::block_rows_kernel(rows_isa, type);
-    if (!kernel) continue;
-    for (int64_t rows : {1, 3, 17})
+    const cpu::BlockRowsKernel kernel = cpu::block_rows_kernel(rows_isa, type, rows8);
+    if (!kernel || (rows8 && type != gguf::kQ4_0)) continue;
+    // 8 and 16: whole groups of eight rows; 3 and 17: with the one-row tail.
+    for (int64_t rows : {1, 3, 8, 16, 17})
       for (int64_t nb : {1, 2, 3, 4, 5, 17, 18})
         for (bool with_bias : {false, true}) {
           const int64_t K = nb * ti->block_size;
@@ -120,7 +132,7 @@ void expect_rows_kernels_match(Isa rows_isa) {
           // y[0] and y[rows + 1] are guards.
           std::vector<float> y(static_cast<size_t>(rows + 2), -7.0f);
           kernel(w.data(), ti->type_size * nb, rows, a.row(), nb, y.data() + 1, with_bias ? bias.data() : nullptr);
-          const std::string where = std::string(cpu::isa_name(rows_isa)) + " " + ti->name + " rows " + std::to_string(rows) + " blocks " +
+          const std::string where = std::string(cpu::isa_name(rows_isa)) + (rows8 ? " rows8 " : " ") + ti->name + " rows " + std::to_string(rows) + " blocks " +
                                     std::to_string(nb) + (with_bias ? " bias" : "");
           EXPECT_EQ(y[0], -7.0f) << where;
           EXPECT_EQ(y[rows + 1], -7.0f) << where;
@@ -148,12 +160,70 @@ void expect_rows_kernels_match(Isa rows_isa) {
 
 TEST(CpuGgufGemvRows, Avx2MatchesTheDecoderAndThePerRowKernels) {
   if (!cpu::cpu_has(Isa::avx2)) GTEST_SKIP() << "this CPU lacks avx2: the Q4_K row-range kernel on it not tested";
-  expect_rows_kernels_match(Isa::avx2);
+  expect_rows_kernels_match(Isa::avx2, false);
 }
 
 TEST(CpuGgufGemvRows, Avx512MatchesTheDecoderAndThePerRowKernels) {
   if (!cpu::cpu_has(Isa::avx512)) GTEST_SKIP() << "this CPU lacks avx512: the Q4_0 / Q8_0 / Q4_K row-range kernels not tested";
-  expect_rows_kernels_match(Isa::avx512);
+  expect_rows_kernels_match(Isa::avx512, false);
+}
+
+TEST(CpuGgufGemvRows, Q4_0EightRowKernelsMatchTheDecoderAndThePerRowKernels) {
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    if (!cpu::cpu_has(isa)) {
+      std::printf("this CPU lacks %s: its eight-row Q4_0 kernel not tested\n", cpu::isa_name(isa));
+      continue;
+    }
+    expect_rows_kernels_match(isa, true);
+  }
+}
+
+// The interleaved-copy Q4_0 kernels (qgemv_rows8.hpp interleave_q4_0_rows8,
+// XQUANT_CPU_GEMV_ROWS8=interleaved): part rows [r0, r1) for ranges that start
+// and end inside or on a group of eight, against the double product of the
+// loader's decoder; outputs outside the range untouched.
+TEST(CpuGgufGemvRows, Q4_0InterleavedKernelsMatchTheDecoder) {
+  EXPECT_EQ(cpu::block_rows8_kernel(Isa::scalar, gguf::kQ4_0), nullptr);
+  for (uint32_t type : {gguf::kQ8_0, gguf::kQ4_K}) EXPECT_EQ(cpu::block_rows8_kernel(Isa::avx512, type), nullptr);
+  const gguf::TypeInfo* ti = gguf::type_info(gguf::kQ4_0);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const cpu::BlockRows8Kernel kernel = cpu::block_rows8_kernel(isa, gguf::kQ4_0);
+    ASSERT_NE(kernel, nullptr) << cpu::isa_name(isa);
+    if (!cpu::cpu_has(isa)) {
+      std::printf("this CPU lacks %s: its interleaved Q4_0 kernel not tested\n", cpu::isa_name(isa));
+      continue;
+    }
+    for (int64_t rows : {3, 8, 17, 24})
+      for (int64_t nb : {1, 2, 5, 18})
+        for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {1, rows}, {0, rows - 1}, {1, rows - 1}}) {
+          if (r0 >= r1) continue;
+          const int64_t K = nb * 32;
+          const uint64_t row_bytes = ti->type_size * nb;
+          const std::vector<uint8_t> w = random_rows(gguf::kQ4_0, rows, nb);
+          const cpu::Q4_0Rows8Copy c = cpu::interleave_q4_0_rows8(w.data(), row_bytes, rows, nb);
+          const Activation a = random_activation(K);
+          std::vector<float> bias(static_cast<size_t>(rows));
+          for (auto& b : bias) b = uniform(-1.0f, 1.0f);
+          std::vector<float> y(static_cast<size_t>(rows), -7.0f);
+          kernel(w.data(), row_bytes, c.codes.data(), c.scales.data(), r0, r1, a.row(), nb, y.data(), bias.data());
+          const std::string where = std::string(cpu::isa_name(isa)) + " rows " + std::to_string(rows) + " [" +
+                                    std::to_string(r0) + ", " + std::to_string(r1) + ") blocks " + std::to_string(nb);
+          std::vector<float> wf(static_cast<size_t>(K));
+          for (int64_t r = 0; r < rows; ++r) {
+            if (r < r0 || r >= r1) {
+              EXPECT_EQ(y[r], -7.0f) << where << " row " << r;
+              continue;
+            }
+            ASSERT_TRUE(gguf::dequantize_row(gguf::kQ4_0, w.data() + r * row_bytes, wf.data(), K));
+            double want = bias[r], mag = std::fabs(want);
+            for (int64_t i = 0; i < K; ++i) {
+              const double t = static_cast<double>(wf[i]) * a.d32[i / 32] * a.q[i];
+              want += t, mag += std::fabs(t);
+            }
+            EXPECT_NEAR(y[r], want, 1e-5 * (1.0 + mag)) << where << " row " << r;
+          }
+        }
+  }
 }
 
 }  // namespace

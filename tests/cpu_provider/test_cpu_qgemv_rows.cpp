@@ -9,9 +9,12 @@
 //      random codes, activations, scales, zero points and bias, random group
 //      splits (1..5 blocks a group: odd and even, a single block), INT4 and
 //      INT8, over a sub-range of the rows (rows outside it untouched), and
-//      rows counts 1, 3, 17.
+//      rows counts 1, 3, 17 (and 8, 24).
+//   4. The eight-row INT4 kernels (qgemv_rows8.hpp, AVX2 and AVX-512 VNNI)
+//      the same way: whole groups of eight rows and one-row tails.
 // A table the CPU lacks is skipped with a message naming it.
 #include "qgemv_rows.hpp"
+#include "qgemv_rows8.hpp"
 #include "qkernels.hpp"
 
 #include <gtest/gtest.h>
@@ -50,8 +53,10 @@ struct Case {
   std::vector<int64_t> bb;
   std::vector<uint8_t> codes;
   std::vector<float> scales, zps, bias, x;
+  cpu::Rows8Copy rows8;  // interleave_rows8's copy, when a test made one
   cpu::PackedRows rows() const {
-    return {codes.data(), row_bytes, scales.data(), zeros ? zps.data() : nullptr, bb.data(), G, bias.data()};
+    return {codes.data(), row_bytes, scales.data(), zeros ? zps.data() : nullptr, bb.data(), G, bias.data(),
+            rows8.codes.empty() ? nullptr : rows8.codes.data(), rows8.scales.empty() ? nullptr : rows8.scales.data()};
   }
 };
 
@@ -99,6 +104,8 @@ TEST(CpuQGemvRows, QuantizedActivationsAreWhatTheHeaderSays) {
         EXPECT_EQ(a.sa8[b * 8], amax / 127.0f) << "block " << b;
         for (int l = 0; l < 8; ++l) EXPECT_EQ(a.sa8[b * 8 + l], a.sa8[b * 8]);
         EXPECT_EQ(a.corr[b * 8], offset * sum) << t.name << " block " << b;
+        EXPECT_EQ(a.sa[b], a.sa8[b * 8]) << "block " << b;
+        EXPECT_EQ(a.corr1[b], offset * sum) << t.name << " block " << b;
         for (int l = 1; l < 8; ++l) EXPECT_EQ(a.corr[b * 8 + l], 0);
         for (int i = 0; i < 32; ++i) {
           EXPECT_LE(std::abs(static_cast<int>(a.q[b * 32 + i])), 127);
@@ -141,13 +148,16 @@ TEST(CpuQGemvRows, ScalarIsTheHeadersFormula) {
 
 // Table `isa` against the scalar one: rows [1, N - 1) of N (the first and
 // last untouched), every combination of INT4/INT8 and zero points.
-void expect_table_matches_scalar(Isa isa) {
-  const cpu::GemvRowsKernels& t = cpu::gemv_rows_of(isa);
-  for (int64_t N : {3, 5, 19})  // 1, 3 and 17 rows computed
+void expect_table_matches_scalar(const cpu::GemvRowsKernels& t, bool interleaved = false) {
+  // 1, 3, 17 rows computed; 8 and 24: whole groups of the eight-row kernels
+  // (17: two groups and a one-row tail).
+  for (int64_t N : {3, 5, 10, 19, 26})
     for (int64_t nblk : {1, 2, 3, 10, 37})
       for (bool int4 : {true, false})
         for (bool zeros : {false, true}) {
           Case c = make_case(int4, zeros, N, nblk);
+          if (interleaved && int4)
+            c.rows8 = cpu::interleave_rows8(c.codes.data(), c.row_bytes, c.scales.data(), N, c.G, nblk);
           cpu::QuantizedActsBuffers bs, bt;
           const cpu::QuantizedActs as =
               cpu::quantize_acts(cpu::kScalarGemvRows, int4, c.x.data(), nblk, c.bb.data(), c.G, zeros, bs);
@@ -176,12 +186,57 @@ void expect_table_matches_scalar(Isa isa) {
 
 TEST(CpuQGemvRows, Avx2MatchesScalar) {
   if (!cpu::cpu_has(Isa::avx2)) GTEST_SKIP() << "this CPU lacks avx2: its row GEMV not tested";
-  expect_table_matches_scalar(Isa::avx2);
+  expect_table_matches_scalar(cpu::gemv_rows_of(Isa::avx2));
 }
 
 TEST(CpuQGemvRows, Avx512VnniMatchesScalar) {
   if (!cpu::cpu_has(Isa::avx512)) GTEST_SKIP() << "this CPU lacks avx512: its row GEMV not tested";
-  expect_table_matches_scalar(Isa::avx512);
+  expect_table_matches_scalar(cpu::gemv_rows_of(Isa::avx512));
+}
+
+// The eight-row INT4 kernels (qgemv_rows8.hpp) through the tables the
+// provider takes with XQUANT_CPU_GEMV_ROWS8=transpose / interleaved (the
+// latter on interleave_rows8's copy, and without one: the transpose); their
+// INT8 entries are the one-row kernels.
+TEST(CpuQGemvRows, EightRowTablesMatchScalar) {
+  using cpu::Rows8Mode;
+  for (Rows8Mode m : {Rows8Mode::off, Rows8Mode::transpose, Rows8Mode::interleaved})
+    EXPECT_EQ(&cpu::gemv_rows_table(Isa::scalar, m), &cpu::kScalarGemvRows);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    EXPECT_EQ(&cpu::gemv_rows_table(isa, Rows8Mode::off), &cpu::gemv_rows_of(isa));
+    for (Rows8Mode m : {Rows8Mode::transpose, Rows8Mode::interleaved}) {
+      const cpu::GemvRowsKernels& t = cpu::gemv_rows_table(isa, m);
+      EXPECT_NE(t.gemv4, cpu::gemv_rows_of(isa).gemv4) << t.name;
+      EXPECT_EQ(t.gemv8, cpu::gemv_rows_of(isa).gemv8) << t.name;
+      if (!cpu::cpu_has(isa)) {
+        std::printf("this CPU lacks %s: its eight-row INT4 GEMV %s not tested\n", cpu::isa_name(isa), t.name);
+        continue;
+      }
+      expect_table_matches_scalar(t, false);
+      if (m == Rows8Mode::interleaved) expect_table_matches_scalar(t, true);
+    }
+  }
+}
+
+// interleave_rows8's copy is the layout its header states, byte for byte.
+TEST(CpuQGemvRows, InterleavedCopyIsTheStatedLayout) {
+  for (int64_t N : {7, 8, 17, 24}) {
+    Case c = make_case(true, false, N, 5);
+    const cpu::Rows8Copy r = cpu::interleave_rows8(c.codes.data(), c.row_bytes, c.scales.data(), N, c.G, c.nblk);
+    const int64_t groups = N / 8;
+    ASSERT_EQ(r.codes.size(), static_cast<size_t>(groups * c.nblk * 128)) << N;
+    ASSERT_EQ(r.scales.size(), static_cast<size_t>(groups * c.G * 8)) << N;
+    for (int64_t r8 = 0; r8 < groups; ++r8)
+      for (int64_t j = 0; j < 8; ++j) {
+        for (int64_t b = 0; b < c.nblk; ++b)
+          for (int64_t byte = 0; byte < 16; ++byte)
+            ASSERT_EQ(r.codes[(r8 * c.nblk + b) * 128 + 32 * (byte / 4) + 4 * j + byte % 4],
+                      c.codes[(r8 * 8 + j) * c.row_bytes + b * 16 + byte])
+                << "rows " << N << " group " << r8 << " row " << j << " block " << b << " byte " << byte;
+        for (int64_t g = 0; g < c.G; ++g)
+          ASSERT_EQ(r.scales[(r8 * c.G + g) * 8 + j], c.scales[(r8 * 8 + j) * c.G + g]);
+      }
+  }
 }
 
 }  // namespace

@@ -4,7 +4,8 @@
 //      per-token integer paths bit-exact, float ones within float rounding.
 //   2. QMATMUL through the real plugin with each ISA forced
 //      (XQUANT_CPU_ISA, read when a weight is prepared) and the weight-only
-//      decode modes (XQUANT_CPU_GEMV: f32, q8, and auto = q8 for INT4 only), against a double-precision reference
+//      decode modes (XQUANT_CPU_GEMV: f32, q8, and auto = q8 for INT4 only;
+//      XQUANT_CPU_GEMV_ROWS8: off, transpose, interleaved), against a double-precision reference
 //      built here from the canonical tensor: odd shapes (K not a multiple of
 //      the group or of 32), M = 1, 3, 17, sym/asym, act-order, group sizes
 //      32/64/128/per-channel, 2..8 bits, weight-only and W8A8.
@@ -418,6 +419,36 @@ TEST(CpuQMatmul, Avx512VnniMatchesReference) {
   SKIP_UNLESS_CPU_HAS(Isa::avx512);
   expect_qmatmul_matches_reference(Isa::avx512, "f32");
   expect_qmatmul_matches_reference(Isa::avx512, "q8");
+}
+
+// INT4 decode eight rows at a time (qgemv_rows8.hpp): each XQUANT_CPU_GEMV_ROWS8
+// mode on every ISA the CPU has through QMATMUL (N = 23: two groups of eight
+// and a one-row tail; K = 300, act-order and asymmetric cases, M = 1, 3, 17),
+// the interleaved copy made only where that mode reads it, and an unknown
+// mode refused.
+TEST(CpuQMatmul, EightRowDecodeModesMatchReference) {
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (!cpu::cpu_has(isa)) {
+      std::printf("this CPU lacks %s: its eight-row decode not tested\n", cpu::isa_name(isa));
+      continue;
+    }
+    for (const char* mode : {"off", "transpose", "interleaved"}) {
+      ScopedEnv e("XQUANT_CPU_GEMV_ROWS8", mode);
+      expect_qmatmul_matches_reference(isa, "auto");
+      ScopedEnv force_isa("XQUANT_CPU_ISA", cpu::isa_name(isa));
+      for (uint32_t bits : {4u, 8u}) {
+        Canon c = make_canon(23, 300, bits, 128, true, true);
+        QW qw(c.t);
+        ASSERT_EQ(qw.status, XQ_OK);
+        const bool copy = bits == 4 && isa != Isa::scalar && std::string(mode) == "interleaved";
+        EXPECT_EQ(qw.w->codes8.empty(), !copy) << cpu::isa_name(isa) << " " << mode << " bits " << bits;
+      }
+    }
+  }
+  ScopedEnv e("XQUANT_CPU_GEMV_ROWS8", "sideways");
+  Canon c = make_canon(4, 64, 4, 32, true, false);
+  QW qw(c.t);
+  EXPECT_EQ(qw.status, XQ_ERR_INVALID_ARGUMENT);
 }
 
 TEST(CpuQMatmul, W8A8IsBitIdenticalOnEveryPath) {

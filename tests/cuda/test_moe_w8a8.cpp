@@ -15,8 +15,12 @@
 // and the refusals. Skips where the path is absent (no sm_90, no CUTLASS).
 #include "test_host.hpp"
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 using namespace xqtest;
 
@@ -322,6 +326,70 @@ TEST(MoeW8a8Routing, ZeroOneManyAndOutOfRange) {
   std::vector<float> weights(ids.size());
   for (auto& w : weights) w = uniform(0.1f, 1.f);
   check_routing(ex, ids, weights, k, N, K, XQ_DTYPE_BF16, /*graph=*/true);
+}
+
+// Runs `filter` of this binary in a child process with `flag`=1 set; its
+// exit status and (the tail of) its output.
+bool run_in_a_child(const char* flag, const char* filter, std::string* out) {
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) {
+    *out = "cannot read /proc/self/exe";
+    return false;
+  }
+  exe[n] = 0;
+  const std::string path = testing::TempDir() + "moe_w8a8_child.log";
+  const std::string cmd =
+      std::string(flag) + "=1 '" + exe + "' --gtest_filter='" + filter + "' > '" + path + "' 2>&1";
+  const bool ok = std::system(cmd.c_str()) == 0;
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  *out = ss.str();
+  if (out->size() > 3000) *out = "..." + out->substr(out->size() - 3000);
+  return ok;
+}
+
+// Each grouped-GEMM tile configuration forced (XQUANT_CUDA_MOE_W8A8_TILE):
+// the same reference and the same bit-equality to the per-expert QMATMUL
+// (same INT32 sums, same f32 epilogue operations). F16 output has the
+// cooperative configuration only, so `pingpong` leaves it there. The
+// ping-pong configuration had no GPU run when this was written, so the test
+// runs in a child process: a kernel fault there fails this test and leaves
+// the rest of the suite a working CUDA context.
+TEST(MoeW8a8Tiles, EachConfigurationMatchesReferenceAndPerExpertQmatmul) {
+  XQ_REQUIRE_GPU();
+  if (!std::getenv("XQ_MOE_W8A8_TILES_CHILD")) {
+    std::string out;
+    const bool ok = run_in_a_child("XQ_MOE_W8A8_TILES_CHILD", "MoeW8a8Tiles.*", &out);
+    if (ok && out.find("[  SKIPPED ] 1 test") != std::string::npos) GTEST_SKIP() << out;
+    EXPECT_TRUE(ok) << "the child process failed; its output:\n" << out;
+    return;
+  }
+  const int E = 16, k = 4;
+  const int64_t T = 300, N = 400, K = 784;  // ~94 rows per expert, 2 columns tiles of 256 (one partial)
+  Experts ex(E, N, K);
+  XQ_REQUIRE_W8A8_MOE(ex, N, K);
+  std::vector<int32_t> ids;
+  std::vector<float> weights;
+  make_routing(T, k, E - 2, &ids, &weights);
+  for (const char* tile : {"pingpong", "coop"}) {
+    SCOPED_TRACE(tile);
+    setenv("XQUANT_CUDA_MOE_W8A8_TILE", tile, 1);
+    check_routing(ex, ids, weights, k, N, K, XQ_DTYPE_BF16, /*graph=*/true);
+    check_routing(ex, ids, weights, k, N, K, XQ_DTYPE_F16, /*graph=*/false);
+  }
+  setenv("XQUANT_CUDA_MOE_W8A8_TILE", "diagonal", 1);
+  auto& P = Plugin::get();
+  DevBuf dids(8), dx(K * 2), dy(2 * N * 2);
+  dids.put(std::vector<int32_t>{0, 1});
+  xq_moe_op op = moe_op(ex.q, 2);
+  op.x = tensor2(XQ_DTYPE_BF16, 1, K, dx.p);
+  op.expert_ids = tensor2(XQ_DTYPE_I32, 1, 2, dids.p);
+  op.dst = tensor2(XQ_DTYPE_BF16, 2, N, dy.p);
+  EXPECT_EQ(P.vt->moe_qmatmul(P.state, &op), XQ_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(g_last_error.find("XQUANT_CUDA_MOE_W8A8_TILE=diagonal"), std::string::npos) << g_last_error;
+  unsetenv("XQUANT_CUDA_MOE_W8A8_TILE");
 }
 
 TEST(MoeW8a8Errors, RefusalsSayWhy) {

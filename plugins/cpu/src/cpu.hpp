@@ -54,6 +54,10 @@ struct xq_qweight {
   int64_t gemv_max_rows = 4;         // weight-only calls with at most this many rows use the fused GEMV
   bool prefill_int8 = false;         // weight-only calls with more rows: int8 tiles (else dequantize + SGEMM)
   bool adopted = false;              // codes/scales/zeros are a container's stored bytes
+  // INT4 weight-only decode's copy with every eight rows interleaved, made at
+  // prepare time (qgemv_rows8.hpp, XQUANT_CPU_GEMV_ROWS8=interleaved), or empty.
+  std::vector<uint8_t> codes8;
+  std::vector<float> scales8;
   xquant::sdk::cpu_layout::Packed owned;  // the packed data when prepared here
   // FP8 E4M3 weights (fp8_qweight.cpp): the codes' exact values, unscaled,
   // [rows * cols], and one scale per row; the packed fields above unused.

@@ -22,6 +22,7 @@
 #include "gguf_blocks.hpp"
 #include "gguf_types.hpp"
 #include "qgemm.hpp"
+#include "qgemv_rows8.hpp"
 #include "qkernels.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -29,6 +30,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 namespace xquant::cpu {
 
@@ -145,6 +147,11 @@ void gemv_one_row(const BlockWeight& w, const QuantizedRow& a, int64_t n0, int64
   for (const BlockPart& p : w.parts) {
     const int64_t r0 = std::max(n0, p.row0), r1 = std::min(n1, p.row0 + p.rows);
     if (r0 >= r1) continue;
+    if (p.rows8_kernel) {
+      p.rows8_kernel(p.data, p.row_bytes, p.codes8.data(), p.scales8.data(), r0 - p.row0, r1 - p.row0, a,
+                     p.blocks_per_row, y + p.row0, bias ? bias + p.row0 : nullptr);
+      continue;
+    }
     const uint8_t* wr = p.data + static_cast<uint64_t>(r0 - p.row0) * p.row_bytes;
     if (p.rows_kernel) {
       p.rows_kernel(wr, p.row_bytes, r1 - r0, a, p.blocks_per_row, y + r0, bias ? bias + r0 : nullptr);
@@ -159,8 +166,9 @@ void qmatmul_int(const Host& host, const BlockWeight& w, const float* x, int64_t
   const QuantizedRows a = quantize_rows(host, w, x, M);
   if (M == 1) {
     const QuantizedRow qa = a.row(0);
-    host.parallel_for(static_cast<uint64_t>(w.rows), 16, [&](uint64_t b, uint64_t e) {
-      gemv_one_row(w, qa, static_cast<int64_t>(b), static_cast<int64_t>(e), y, bias);
+    // Units of eight rows, so the eight-row kernels see whole groups.
+    host.parallel_for(static_cast<uint64_t>((w.rows + 7) / 8), 2, [&](uint64_t b, uint64_t e) {
+      gemv_one_row(w, qa, static_cast<int64_t>(b) * 8, std::min(w.rows, static_cast<int64_t>(e) * 8), y, bias);
     });
     return;
   }
@@ -201,6 +209,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
   bw->cols = parts[0].cols;
   const BlockKernels& kernels = block_kernels_of(selected_isa());
   const bool use_rows_kernels = selected_block_rows();
+  const Rows8Mode rows8 = selected_gemv_rows8();
   bw->kernels_name = kernels.name;
   for (uint32_t i = 0; i < n; ++i) {
     const xq_block_tensor& t = parts[i];
@@ -229,11 +238,19 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     p.blocks_per_row = t.cols / ti->block_size;
     p.data = static_cast<const uint8_t*>(t.data);
     p.kernel = block_kernel(kernels, t.type);
-    p.rows_kernel = use_rows_kernels ? block_rows_kernel(selected_isa(), t.type) : nullptr;
+    p.rows_kernel = use_rows_kernels ? block_rows_kernel(selected_isa(), t.type, rows8 == Rows8Mode::transpose) : nullptr;
+    if (use_rows_kernels && rows8 == Rows8Mode::interleaved) {
+      p.rows8_kernel = block_rows8_kernel(selected_isa(), t.type);
+      if (p.rows8_kernel) {
+        Q4_0Rows8Copy c = interleave_q4_0_rows8(p.data, p.row_bytes, p.rows, p.blocks_per_row);
+        p.codes8 = std::move(c.codes);
+        p.scales8 = std::move(c.scales);
+      }
+    }
     if (p.kernel && ti->block_size == 256) bw->k_quants = true;
     bw->rows += t.rows;
     bw->bytes += row_bytes * static_cast<uint64_t>(t.rows);
-    bw->parts.push_back(p);
+    bw->parts.push_back(std::move(p));
   }
   bw->layout = layout_name(*bw);
   auto w = std::make_unique<xq_qweight>();

@@ -21,6 +21,11 @@ struct BlockPart {
   const uint8_t* data = nullptr;  // borrowed (xq_block_tensor)
   float (*kernel)(const uint8_t*, const QuantizedRow&, int64_t) = nullptr;  // the type's integer kernel
   BlockRowsKernel rows_kernel = nullptr;  // its row-range decode kernel, if any (gguf_gemv_rows.hpp)
+  // Q4_0 with XQUANT_CPU_GEMV_ROWS8=interleaved: decode's copy of the whole
+  // groups of eight rows (qgemv_rows8.hpp) and the kernel that reads it.
+  BlockRows8Kernel rows8_kernel = nullptr;
+  std::vector<uint8_t> codes8;
+  std::vector<uint16_t> scales8;  // f16, as stored
 };
 
 struct BlockWeight {

@@ -9,7 +9,9 @@
 
 namespace xquant::cpu {
 
-BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type) {
+BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type, bool rows8) {
+  if (rows8 && type == 2 && isa == Isa::avx2) return kAvx2Q4_0Rows8;  // GGML_TYPE_Q4_0
+  if (rows8 && type == 2 && isa == Isa::avx512) return kAvx512Q4_0Rows8;
   if (isa == Isa::avx2) return type == 12 ? kAvx2Q4_KRows : nullptr;  // GGML_TYPE_Q4_K
   if (isa != Isa::avx512) return nullptr;
   switch (type) {
@@ -18,6 +20,11 @@ BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type) {
     case 12: return kAvx512Q4_KRows;  // GGML_TYPE_Q4_K
   }
   return nullptr;
+}
+
+BlockRows8Kernel block_rows8_kernel(Isa isa, uint32_t type) {
+  if (type != 2) return nullptr;  // GGML_TYPE_Q4_0
+  return isa == Isa::avx2 ? kAvx2Q4_0Rows8i : isa == Isa::avx512 ? kAvx512Q4_0Rows8i : nullptr;
 }
 
 bool selected_block_rows() {

@@ -33,14 +33,30 @@ extern const BlockRowsKernel kAvx2Q4_KRows;
 extern const BlockRowsKernel kAvx512Q4_0Rows;
 extern const BlockRowsKernel kAvx512Q8_0Rows;
 extern const BlockRowsKernel kAvx512Q4_KRows;
+// Q4_0 eight rows at a time (qgemv_rows8_avx512.cpp, qgemv_rows8_avx2.cpp;
+// the register transpose of qgemv_rows8.hpp; gguf_q4_0_rows8.inc).
+extern const BlockRowsKernel kAvx2Q4_0Rows8;
+extern const BlockRowsKernel kAvx512Q4_0Rows8;
+// The same on the interleaved copy of a part's whole groups of eight rows
+// (interleave_q4_0_rows8, qgemv_rows8.hpp): part rows [r0, r1), y and bias
+// indexed by part row, w the stored blocks (for rows outside whole groups).
+using BlockRows8Kernel = void (*)(const uint8_t* w, uint64_t row_bytes, const uint8_t* codes8, const uint16_t* scales8,
+                                  int64_t r0, int64_t r1, const QuantizedRow& a, int64_t nb, float* y,
+                                  const float* bias);
+extern const BlockRows8Kernel kAvx2Q4_0Rows8i;
+extern const BlockRows8Kernel kAvx512Q4_0Rows8i;
 
 // gguf_gemv_rows.cpp: the row-range kernel of ggml type `type` for ISA
 // `isa`, or null when there is none (the caller then runs the type's per-row
-// kernel).
-BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type);
+// kernel); Q4_0 takes the eight-row kernel when `rows8`
+// (selected_gemv_rows8(), qgemv_rows8.hpp).
+BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type, bool rows8);
 // Whether prepared block weights use those kernels: XQUANT_CPU_BLOCK_ROWS
 // = on (default) | off (the per-row kernels, for comparisons); another
 // value throws.
 bool selected_block_rows();
+// The interleaved-copy kernel of type `type` on `isa` (Q4_0 on AVX2 and
+// AVX-512), or null.
+BlockRows8Kernel block_rows8_kernel(Isa isa, uint32_t type);
 
 }  // namespace xquant::cpu

@@ -31,6 +31,8 @@ QuantizedActs quantize_acts(const GemvRowsKernels& t, bool int4, const float* x,
   int8_t* q = grown(buf.q, nblk * kB);
   float* sa8 = grown(buf.sa8, nblk * 8);
   int32_t* corr = grown(buf.corr, nblk * 8);
+  float* sa1 = grown(buf.sa, nblk);
+  int32_t* corr1 = grown(buf.corr1, nblk);
   float* gsum = with_gsum ? grown(buf.gsum, G) : nullptr;
   const int32_t offset = int4 ? t.offset4 : t.offset8;
   for (int64_t b = 0; b < nblk; ++b) {
@@ -50,6 +52,8 @@ QuantizedActs quantize_acts(const GemvRowsKernels& t, bool int4, const float* x,
     std::fill(sa8 + b * 8, sa8 + b * 8 + 8, sa);
     std::fill(corr + b * 8, corr + b * 8 + 8, 0);
     corr[b * 8] = offset * sum;
+    sa1[b] = sa;
+    corr1[b] = offset * sum;
   }
   if (gsum)
     for (int64_t g = 0; g < G; ++g) {
@@ -61,7 +65,7 @@ QuantizedActs quantize_acts(const GemvRowsKernels& t, bool int4, const float* x,
       }
       gsum[g] = s;
     }
-  return {q, sa8, corr, gsum};
+  return {q, sa8, corr, gsum, sa1, corr1};
 }
 
 }  // namespace xquant::cpu

@@ -33,6 +33,11 @@ struct QuantizedActs {
   const float* sa8 = nullptr;    // [nblk * 8] block b's scale in lanes 8b..8b+7
   const int32_t* corr = nullptr; // [nblk * 8] lane 8b: offset * (sum of q over block b), other lanes 0
   const float* gsum = nullptr;   // [G] sum over the group's blocks of sa[b] * (sum of q over b)
+  // The same per-block values once each (the eight-row kernels of
+  // qgemv_rows8.hpp broadcast them; at K = 8960 the lane vectors above are
+  // 18 KB, which the weight stream pushed out of L1).
+  const float* sa = nullptr;     // [nblk] block b's scale
+  const int32_t* corr1 = nullptr;  // [nblk] offset * (sum of q over block b)
 };
 
 // The weight side: rows of a packed weight (xq_qweight's fields).
@@ -44,6 +49,10 @@ struct PackedRows {
   const int64_t* bb;      // [G + 1] block ranges of the groups
   int64_t G;
   const float* bias;      // [rows] or null
+  // INT4 only, or null: the same codes and scales with every eight rows
+  // interleaved (qgemv_rows8.hpp, interleave_rows8), for the eight-row kernels.
+  const uint8_t* codes8 = nullptr;
+  const float* scales8 = nullptr;
 };
 
 struct GemvRowsKernels {
@@ -67,8 +76,8 @@ const GemvRowsKernels& gemv_rows_of(Isa isa);
 // Grow-only buffers for one quantized activation row.
 struct QuantizedActsBuffers {
   std::vector<int8_t> q;
-  std::vector<float> sa8, gsum;
-  std::vector<int32_t> corr;
+  std::vector<float> sa8, gsum, sa;
+  std::vector<int32_t> corr, corr1;
 };
 
 // Quantizes x[0 .. nblk * 32) (padded order, zeros in the padding) for table

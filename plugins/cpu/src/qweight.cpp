@@ -30,6 +30,7 @@
 #include "qgemm.hpp"
 #include "qgemm_kernels.hpp"
 #include "qgemv_rows.hpp"
+#include "qgemv_rows8.hpp"
 #include "qkernels.hpp"
 
 #include <xquant/sdk/fp8.hpp>
@@ -134,12 +135,23 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   w->input_scale = q.input_scale;
   w->kernels = &kernels_of(selected_isa());
   w->gemm_kernels = &qgemm_kernels_of(selected_isa());
-  w->gemv_rows = &gemv_rows_of(selected_isa());
+  w->gemv_rows = &gemv_rows_table(selected_isa(), selected_gemv_rows8());
   const GemvMode mode = selected_gemv_mode();
   w->gemv_q8 = mode == GemvMode::q8 || (mode == GemvMode::automatic && g.int4);
   w->gemv_max_rows = selected_gemv_max_rows();
   w->prefill_int8 = selected_prefill_mode() == PrefillMode::int8;
   return w;
+}
+
+// The interleaved copy of an INT4 weight-only weight whose decode table reads
+// one (qgemv_rows8.hpp), from the codes and scales just set.
+void add_rows8_copy(xq_qweight& w) {
+  const bool table_reads_copy =
+      selected_gemv_rows8() == Rows8Mode::interleaved && w.gemv_rows != &gemv_rows_of(selected_isa());
+  if (!w.int4 || w.act_scheme != XQ_ACT_NONE || !w.gemv_q8 || !table_reads_copy) return;
+  Rows8Copy c = interleave_rows8(w.codes, w.row_bytes, w.scales, w.rows, w.n_groups, w.block_begin[w.n_groups]);
+  w.codes8 = std::move(c.codes);
+  w.scales8 = std::move(c.scales);
 }
 
 }  // namespace
@@ -153,6 +165,7 @@ xq_qweight* prepare_qweight(const xq_quant_tensor& q) {
   w->codes = w->owned.codes.data();
   w->scales = w->owned.scales.data();
   w->zeros = w->owned.zeros.empty() ? nullptr : w->owned.zeros.data();
+  add_rows8_copy(*w);
   return w.release();
 }
 
@@ -166,6 +179,7 @@ xq_qweight* adopt_qweight(const xq_quant_tensor& desc, const void* data, uint64_
   w->scales = v.scales;
   w->zeros = v.zeros;
   w->adopted = true;
+  add_rows8_copy(*w);
   return w.release();
 }
 
@@ -286,10 +300,13 @@ void qgemv_q8_one_row(const Host& host, const xq_qweight& w, const float* x, flo
   const int64_t G = w.n_groups;
   thread_local QuantizedActsBuffers buf;
   const QuantizedActs a = quantize_acts(k, w.int4, x, w.block_begin[G], w.block_begin.data(), G, w.zeros != nullptr, buf);
-  const PackedRows rows{w.codes, w.row_bytes, w.scales, w.zeros, w.block_begin.data(), G, bias};
+  const PackedRows rows{w.codes, w.row_bytes, w.scales, w.zeros, w.block_begin.data(), G, bias,
+                        w.codes8.empty() ? nullptr : w.codes8.data(), w.scales8.empty() ? nullptr : w.scales8.data()};
   auto gemv = w.int4 ? k.gemv4 : k.gemv8;
-  host.parallel_for(static_cast<uint64_t>(w.rows), 16, [&](uint64_t b, uint64_t e) {
-    gemv(rows, a, static_cast<int64_t>(b), static_cast<int64_t>(e), y);
+  // Units of eight rows, so the eight-row kernels see whole groups.
+  const int64_t N = w.rows;
+  host.parallel_for(static_cast<uint64_t>((N + 7) / 8), 2, [&](uint64_t b, uint64_t e) {
+    gemv(rows, a, static_cast<int64_t>(b) * 8, std::min(N, static_cast<int64_t>(e) * 8), y);
   });
 }
 

@@ -141,6 +141,7 @@ void Provider::moe_qmatmul(const xq_moe_op& op) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   if (!op.experts) return moe_dense(op);
   if (op.experts[0]->kind == xq_qweight::Kind::W8) return moe_w8a8(op);
+  if (moe_w4a16_grouped(op)) return;
   const xq_qweight& w0 = *op.experts[0];
   const int E = static_cast<int>(op.n_experts), k = static_cast<int>(op.top_k);
   const int64_t T = op.expert_ids.shape[0], slots = T * k, N = w0.N, K = w0.K;

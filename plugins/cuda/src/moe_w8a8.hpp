@@ -55,6 +55,11 @@ cudaError_t moe_w8a8_scatter_rows(const void* ys, int64_t N, const int32_t* slot
 cudaError_t moe_w8a8_combine_rows(const void* ys, bool is_f16, int64_t N, const int32_t* slot_row,
                                   const float* weights, int64_t T, int k, void* dst, cudaStream_t stream);
 
+// The grouped GEMM's tile configuration (moe_w8a8_sm90.cuh): cooperative
+// 128x128x128 (BF16 and F16 output) or ping-pong 64x256x128 (BF16 only; F16
+// takes the cooperative one).
+enum class MoeW8a8Tile : int { Coop128x128 = 0, Pingpong64x256 = 1 };
+
 // One grouped GEMM: expert e multiplies its sorted rows a[offsets[e] ..
 // offsets[e+1]) ([rows][K] int8) by w_table[e] ([N][K] int8 row-major) into
 // d rows (same range, [rows][N] BF16 or F16), d = acc * sa[row] * sw_table[e][n].
@@ -68,13 +73,14 @@ struct MoeW8a8Gemm {
   const void* const* sw_table = nullptr;  // device [E] of const float*
   void* d = nullptr;
   bool is_f16 = false;
+  MoeW8a8Tile tile = MoeW8a8Tile::Coop128x128;
 };
 
 // Device bytes the per-call group tables take (problem sizes, pointers,
 // strides) for E experts.
 size_t moe_w8a8_table_bytes(int E);
-// The tile configuration, for logs and the benchmark.
-const char* moe_w8a8_config();
+// A tile configuration's name, for logs and the benchmark.
+const char* moe_w8a8_config(MoeW8a8Tile t);
 // Enqueue the GEMM. `tables` of moe_w8a8_table_bytes(E) device bytes;
 // `workspace(ctx, bytes)` returns the CUTLASS workspace (grow-only buffer).
 // cudaErrorNotSupported when CUTLASS refuses the problem (N or K not a

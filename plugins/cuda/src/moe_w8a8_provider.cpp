@@ -10,6 +10,10 @@
 //   loop             refuse (XQ_ERR_UNSUPPORTED), so the engine runs its
 //                    per-expert loop of QMATMULs (engine/moe_device.cpp), the
 //                    path these experts took before.
+// XQUANT_CUDA_MOE_W8A8_TILE picks the grouped GEMM's tile configuration
+// (moe_w8a8_sm90.cuh), also read at every call: auto (default, by shape and
+// tokens per expert, measured: tile_for below) | coop (128x128x128) |
+// pingpong (64x256x128; BF16 output only, F16 stays cooperative).
 #include "provider.hpp"
 
 #ifdef XQUANT_CUDA_MOE_W8A8
@@ -36,6 +40,24 @@ bool fused_requested() {
 }
 
 #ifdef XQUANT_CUDA_MOE_W8A8
+// The tile configuration for `slots` routing slots over E experts of
+// [N, K]: the cooperative 128x128 tile everywhere for now. The ping-pong
+// 64x256 tile is meant for small experts (N <= kPingpongMaxN) from
+// kPingpongMinTpe tokens per expert on, once bench_moe.py's "tile
+// configurations forced" table has measured where it wins (docs/cuda.md,
+// "MoE benchmark"); no GPU run has timed it yet.
+MoeW8a8Tile tile_for(int64_t N, int64_t slots, int E) {
+  const char* e = std::getenv("XQUANT_CUDA_MOE_W8A8_TILE");
+  if (e && *e && std::strcmp(e, "auto") != 0) {
+    if (std::strcmp(e, "coop") == 0) return MoeW8a8Tile::Coop128x128;
+    if (std::strcmp(e, "pingpong") == 0) return MoeW8a8Tile::Pingpong64x256;
+    throw Error(XQ_ERR_INVALID_ARGUMENT,
+                format("cuda: XQUANT_CUDA_MOE_W8A8_TILE=%s: expected auto, coop or pingpong", e));
+  }
+  constexpr int64_t kPingpongMaxN = 2048, kPingpongMinTpe = INT64_MAX;  // unmeasured: never
+  return N <= kPingpongMaxN && slots / E >= kPingpongMinTpe ? MoeW8a8Tile::Pingpong64x256 : MoeW8a8Tile::Coop128x128;
+}
+
 [[noreturn]] void invalid(const std::string& msg) {
   throw Error(XQ_ERR_INVALID_ARGUMENT, "cuda: moe_qmatmul " + msg);
 }
@@ -101,6 +123,7 @@ void Provider::moe_w8a8(const xq_moe_op& op) {
   if (T == 0) return;
   const bool is_f16 = op.x.dtype == XQ_DTYPE_F16;
   const int64_t x_div = op.x.shape[0] == slots ? 1 : k;  // [T, K]: slot s reads token s / top_k
+  const MoeW8a8Tile tile = tile_for(N, slots, E);          // before any launch: it may refuse the env
 
   // Buffers sized from the shapes alone (recordable): the sort, the INT8
   // rows and their scales, the GEMM's rows in sorted order.
@@ -131,13 +154,14 @@ void Provider::moe_w8a8(const xq_moe_op& op) {
   g.sw_table = table + E;
   g.d = ys;
   g.is_f16 = is_f16;
+  g.tile = tile;
   void* tables = s_part_.get(moe_w8a8_table_bytes(E));
   const cudaError_t e = moe_w8a8_grouped_gemm(
       g, tables, [](void* s, size_t n) { return static_cast<Scratch*>(s)->get(n); }, &s_ws_, sm_count_, stream_);
   if (e != cudaSuccess)
     throw Error(XQ_ERR_DEVICE, format("cuda: moe_qmatmul W8A8 grouped GEMM (%s) [%d experts, N=%lld, K=%lld, %lld "
                                       "slots] failed: %s",
-                                      moe_w8a8_config(), E, (long long)N, (long long)K, (long long)slots,
+                                      moe_w8a8_config(g.tile), E, (long long)N, (long long)K, (long long)slots,
                                       cudaGetErrorString(e)));
   if (op.weights.data)
     XQ_MOE_W8_CK(moe_w8a8_combine_rows(ys, is_f16, N, slot_row, static_cast<const float*>(op.weights.data), T, k,

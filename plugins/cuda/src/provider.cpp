@@ -157,6 +157,7 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
   if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_VARIANT"))
     w4_gemv_variant_ = static_cast<int>(std::clamp(std::atol(env), 1L, 3L));
   init_w4_hopper();
+  init_w4a8();
   why_ = format("CUDA device %s (sm_%d%d, %d SMs)%s%s", prop.name, cc_major_, cc_minor_, sm_count_,
                 lt_ok_ ? "" : "; ", lt_ok_ ? "" : lt_why_.c_str());
 }
@@ -422,9 +423,11 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   const bool is_f16 = T == DType::F16;
   const int64_t M = leading(x), K = w.K, N = w.N;
   const uint2* sz = is_f16 ? w.sz_f16 : w.sz_bf16;
+  if (run_qmatmul_w4a8(op)) return;
   if (run_qmatmul_w4_hopper(op)) return;
   // Provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt, 3 = Hopper wgmma, 4 = the GEMV (M <= 8;
-  // variant XQUANT_CUDA_W4_GEMV_VARIANT), 5 = the streaming GEMV ("v3", M <= 8).
+  // variant XQUANT_CUDA_W4_GEMV_VARIANT), 5 = the streaming GEMV ("v3", M <= 8), 6 = W4A8-FP8 on
+  // Hopper (provider_w4a8.cpp; where the weight has that copy).
   const int64_t force = op.i[7];
   const bool gemv = M <= kW4GemvMaxM && (force == 4 || force == 5 || (force == 0 && M <= w4_gemv_max_m_));
   const bool fused = gemv || force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);
@@ -653,7 +656,10 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
   w->act = q.act_scheme;
   w->input_scale = q.input_scale;
 
-  if (q.act_scheme == XQ_ACT_NONE) {
+  // W4A8-FP8 (4-bit codes, activations E4M3 per token) is packed as a W4 weight plus the
+  // W4A8 copy (provider_w4a8.cpp); its QMATMUL takes the W4A8 GEMM where that is faster.
+  w->w4a8_scheme = is_w4a8_fp8_scheme(q);
+  if (q.act_scheme == XQ_ACT_NONE || w->w4a8_scheme) {
     if (q.bits == XQ_BITS_F8_E4M3)
       throw Error(XQ_ERR_UNSUPPORTED, "cuda: FP8 weight-only has no kernel here (FP8 runs as W8A8 dynamic)");
     if (q.bits < 2 || q.bits > 4)
@@ -718,6 +724,7 @@ xq_qweight* Provider::prepare(const xq_quant_tensor& q) {
       XQ_CK(w4_pack(L, d_codes, w->perm, w->qw, stream_));
       XQ_CK(w4_pack_scales(L, d_scales, d_zp, w->sz_bf16, w->sz_f16, stream_));
       prepare_w4_hopper(w.get(), d_codes, d_scales, d_zp);
+      prepare_w4a8(w.get(), d_codes, d_scales, d_zp == nullptr);
       XQ_CK(cudaDeviceSynchronize());
     } catch (...) {
       release(w.release());
@@ -823,7 +830,8 @@ void Provider::release(xq_qweight* w) {
   if (device_count_) {
     cudaDeviceSynchronize();
     for (void* p : {static_cast<void*>(w->qw), static_cast<void*>(w->sz_bf16), static_cast<void*>(w->sz_f16),
-                    static_cast<void*>(w->perm), static_cast<void*>(w->w8), static_cast<void*>(w->sw), w->hq, w->hs, w->hz})
+                    static_cast<void*>(w->perm), static_cast<void*>(w->w8), static_cast<void*>(w->sw), w->hq, w->hs, w->hz,
+                    w->a8q, w->a8lut, static_cast<void*>(w->a8ch)})
       if (p) cudaFree(p);
   }
   delete w;

@@ -22,6 +22,7 @@
 #include "kernels.hpp"
 #include "op_timing.hpp"
 #include "w4a16_hopper.hpp"
+#include "w4a8_hopper.hpp"
 
 // The provider's packed weight (opaque to the host).
 struct xq_qweight {
@@ -41,6 +42,13 @@ struct xq_qweight {
   void* hq = nullptr;
   void* hs = nullptr;
   void* hz = nullptr;
+  // W4A8-FP8 on Hopper (XQUANT_CUDA_W4A8=1): codes in the lookup encoding,
+  // per-group E4M3 tables, channel scales (provider_w4a8.cpp); null otherwise.
+  xqcuda::W4A8Layout A8L;
+  void* a8q = nullptr;
+  void* a8lut = nullptr;
+  float* a8ch = nullptr;
+  bool w4a8_scheme = false;  // prepared from a W4A8-FP8 quant tensor (is_w4a8_fp8_scheme)
   // W8 ("cuda-w8a8-int8-nk"), or FP8 W8A8 ("cuda-w8a8-fp8-nk") when fp8
   int8_t* w8 = nullptr;  // [N][K]: int8 codes, or E4M3 bytes when fp8
   float* sw = nullptr;   // [N]
@@ -115,6 +123,10 @@ class Provider : public xquant::sdk::PluginBase {
   // W8A8 INT8 experts: the grouped CUTLASS GEMM (moe_w8a8_provider.cpp).
   void check_moe_w8a8(const xq_moe_op& op);
   void moe_w8a8(const xq_moe_op& op);
+  // W4A16 experts, many tokens per expert on sm_90: the grouped CUTLASS GEMM
+  // (moe_w4a16_provider.cpp); false leaves the call to the mma.sync kernel.
+  bool moe_w4a16_grouped(const xq_moe_op& op);
+  const char* moe_w4a16_grouped_refusal(const xq_moe_op& op) const;
   const void* const* moe_weight_table(const xq_moe_op& op, bool is_f16);
   // A device copy of `ptrs`, made once per distinct list (moe_tables_).
   const void* const* moe_pointer_table(std::vector<const void*> ptrs);
@@ -126,6 +138,17 @@ class Provider : public xquant::sdk::PluginBase {
   void init_w4_hopper();
   void prepare_w4_hopper(xq_qweight* w, const int8_t* d_codes, const float* d_scales, const int8_t* d_zp);
   bool run_qmatmul_w4_hopper(const xq_op& op);
+  // provider_w4a8.cpp
+  static constexpr int64_t kForceW4A8 = 6;  // QMATMUL op.i[7]
+  void init_w4a8();
+  // 4-bit codes with act_scheme DYNAMIC_TOKEN and act_bits XQ_BITS_F8_E4M3.
+  static bool is_w4a8_fp8_scheme(const xq_quant_tensor& q);
+  void prepare_w4a8(xq_qweight* w, const int8_t* d_codes, const float* d_scales, bool symmetric);
+  bool run_qmatmul_w4a8(const xq_op& op);
+  bool w4a8_ok_ = false;       // built, sm_90, XQUANT_CUDA_W4A8 not 0: W4A8-FP8 weights get the copy
+  bool w4a8_all_ = false;      // XQUANT_CUDA_W4A8=1 or 2: W4A16 weights get it too
+  bool w4a8_default_ = false;  // XQUANT_CUDA_W4A8=1: their default dispatch takes it too
+  int64_t w4a8_min_m_ = 64;    // XQUANT_CUDA_W4A8_MIN_M: the default dispatch's smallest batch
   void run_qmatmul_w8(const xq_op& op);
   void run_qmatmul_fp8(const xq_op& op);
   // The fused-epilogue CUTLASS GEMM when the route picks it (w8a8_route.cpp),

@@ -1,0 +1,267 @@
+// bench_gemv_rows.cpp: where one-thread decode time goes in the 4-bit GEMVs,
+// without perf: each decode GEMV kernel alone, called directly on one thread
+// over weights far larger than the caches (random codes of real model
+// shapes), against a plain read loop over the same bytes in the same run.
+// "% read" = the kernel's weight bytes per second / the read loop's: 100%
+// means the kernel runs at the bandwidth floor, below it the kernel's
+// instructions are the limit. Kernels and the read loop are measured in
+// interleaved rounds (best of each), so load changes hit them alike; only
+// same-run ratios mean anything on a shared machine.
+//
+//   bench_gemv_rows [--mb 256] [--rounds 5] [--shapes KxN,...]
+//     INT4 g128 in the cpu provider's layout (qgemv_rows.hpp's one-row
+//     kernels, qgemv_rows8.hpp's eight-row ones on the stored rows and on
+//     the interleaved copy) and GGUF Q4_0
+//     (gguf_gemv_rows.hpp), every ISA the CPU has;
+//   bench_gemv_rows --read-bandwidth T [--mb 512]
+//     prints {"threads": T, "read_bytes_per_s": ...}: the parallel read
+//     stream of bandwidth.hpp on T threads (bench/engine/llamacpp_compare.py
+//     divides the weight bytes per token by it: the decode floor).
+#include "bandwidth.hpp"
+#include "core/thread_pool.hpp"
+#include "gguf_blocks.hpp"
+#include "gguf_gemv_rows.hpp"
+#include "qgemv_rows.hpp"
+#include "qgemv_rows8.hpp"
+#include "qkernels.hpp"
+
+#include <xquant/sdk/half.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace xquant;
+using cpu::Isa;
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+struct Shape {
+  int64_t K, N;  // columns (input features), rows (output features)
+};
+
+std::vector<Shape> parse_shapes(const std::string& s) {
+  std::vector<Shape> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t comma = std::min(s.find(',', i), s.size());
+    const std::string one = s.substr(i, comma - i);
+    const size_t x = one.find('x');
+    if (x == std::string::npos) throw std::runtime_error("--shapes: '" + one + "' is not KxN");
+    out.push_back({std::stoll(one.substr(0, x)), std::stoll(one.substr(x + 1))});
+    i = comma + 1;
+  }
+  return out;
+}
+
+// One timed thing: a pass over every copy of the weight.
+struct Entry {
+  std::string label;
+  std::function<void()> pass;
+  double best = 1e30;
+};
+
+// Keeps the read loop's sums alive.
+volatile uint64_t g_sink = 0;
+
+// Plain one-thread read of the same buffers: four uint64 sums per step.
+uint64_t read_pass(const std::vector<std::vector<uint8_t>>& bufs) {
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (const auto& b : bufs) {
+    const uint64_t* p = reinterpret_cast<const uint64_t*>(b.data());
+    const size_t n = b.size() / 8;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) s0 += p[i], s1 += p[i + 1], s2 += p[i + 2], s3 += p[i + 3];
+    for (; i < n; ++i) s0 += p[i];
+  }
+  return s0 + s1 + s2 + s3;
+}
+
+void run_entries(const char* what, std::vector<Entry>& entries, double bytes, int rounds) {
+  for (int r = 0; r < rounds; ++r)
+    for (auto& e : entries) {
+      const double t0 = now();
+      e.pass();
+      e.best = std::min(e.best, now() - t0);
+    }
+  std::printf("%s: %.1f MB of weights per pass\n", what, bytes / 1e6);
+  std::printf("  %-22s %9s %8s %12s\n", "kernel", "GB/s", "% read", "x 1st kernel");
+  for (auto& e : entries)  // entries[0] is the read loop, entries[1] the first kernel
+    std::printf("  %-22s %9.2f %7.0f%% %12.2f\n", e.label.c_str(), bytes / e.best / 1e9, 100.0 * entries[0].best / e.best,
+                entries.size() > 1 ? entries[1].best / e.best : 1.0);
+}
+
+// INT4 g128 rows in the cpu provider's layout (qkernels.hpp): copies of an
+// N x K weight until `mb` is filled.
+void bench_int4(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
+  const int64_t nblk = (s.K + 31) / 32, G = (nblk + 3) / 4, row_bytes = nblk * 16;
+  std::vector<int64_t> bb(static_cast<size_t>(G + 1));
+  for (int64_t g = 0; g <= G; ++g) bb[static_cast<size_t>(g)] = std::min(nblk, g * 4);
+  const double one = static_cast<double>(s.N * row_bytes + s.N * G * 4);
+  const int64_t copies = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(mb << 20) / one));
+  std::vector<std::vector<uint8_t>> codes(static_cast<size_t>(copies)), scales(static_cast<size_t>(copies));
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int64_t c = 0; c < copies; ++c) {
+    codes[c].resize(static_cast<size_t>(s.N * row_bytes));
+    for (auto& b : codes[c]) b = static_cast<uint8_t>(byte(rng));
+    std::vector<float> sc(static_cast<size_t>(s.N * G), 0.01f);
+    scales[c].resize(sc.size() * 4);
+    std::memcpy(scales[c].data(), sc.data(), scales[c].size());
+  }
+  std::vector<float> x(static_cast<size_t>(nblk * 32));
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  for (auto& v : x) v = d(rng);
+  std::vector<float> y(static_cast<size_t>(s.N));
+  std::vector<std::vector<uint8_t>> all = codes;
+  all.insert(all.end(), scales.begin(), scales.end());
+  std::vector<Entry> entries{{"read loop", [&] { g_sink = read_pass(all); }}};
+  std::vector<cpu::QuantizedActsBuffers> bufs(6);
+  std::vector<cpu::QuantizedActs> acts;
+  acts.reserve(6);
+  // The interleaved copies (qgemv_rows8.hpp), made once as the provider does at prepare time.
+  std::vector<cpu::Rows8Copy> copies8;
+  for (int64_t c = 0; c < copies; ++c)
+    copies8.push_back(cpu::interleave_rows8(codes[c].data(), row_bytes, reinterpret_cast<const float*>(scales[c].data()),
+                                            s.N, G, nblk));
+  using cpu::Rows8Mode;
+  for (Isa isa : {Isa::avx512, Isa::avx2}) {
+    if (!cpu::cpu_has(isa)) continue;
+    for (Rows8Mode mode : {Rows8Mode::off, Rows8Mode::transpose, Rows8Mode::interleaved}) {
+      const cpu::GemvRowsKernels& t = cpu::gemv_rows_table(isa, mode);
+      acts.push_back(cpu::quantize_acts(t, true, x.data(), nblk, bb.data(), G, false, bufs[acts.size()]));
+      const cpu::QuantizedActs* a = &acts.back();
+      const bool inter = mode == Rows8Mode::interleaved;
+      entries.push_back({t.name, [&, a, inter, gemv = t.gemv4] {
+                           for (int64_t c = 0; c < copies; ++c) {
+                             const cpu::PackedRows w{codes[c].data(), row_bytes,
+                                                     reinterpret_cast<const float*>(scales[c].data()), nullptr,
+                                                     bb.data(), G, nullptr,
+                                                     inter ? copies8[c].codes.data() : nullptr,
+                                                     inter ? copies8[c].scales.data() : nullptr};
+                             gemv(w, *a, 0, s.N, y.data());
+                           }
+                         }});
+    }
+  }
+  char what[128];
+  std::snprintf(what, sizeof what, "INT4 g128 cpu.int-blocks, K %lld x N %lld, %lld copies", static_cast<long long>(s.K),
+                static_cast<long long>(s.N), static_cast<long long>(copies));
+  run_entries(what, entries, one * static_cast<double>(copies), rounds);
+}
+
+// GGUF Q4_0 rows (block_q4_0, 18 bytes per 32 columns).
+void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
+  const int64_t nb = s.K / 32;
+  const uint64_t row_bytes = static_cast<uint64_t>(nb) * 18;
+  const double one = static_cast<double>(static_cast<uint64_t>(s.N) * row_bytes);
+  const int64_t copies = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(mb << 20) / one));
+  std::vector<std::vector<uint8_t>> w(static_cast<size_t>(copies));
+  std::uniform_int_distribution<int> byte(0, 255);
+  const uint16_t h = sdk::f32_to_f16(0.01f);
+  for (auto& m : w) {
+    m.resize(static_cast<size_t>(static_cast<uint64_t>(s.N) * row_bytes));
+    for (auto& b : m) b = static_cast<uint8_t>(byte(rng));
+    for (size_t b = 0; b < m.size(); b += 18) std::memcpy(m.data() + b, &h, 2);
+  }
+  std::vector<float> x(static_cast<size_t>(s.K));
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  for (auto& v : x) v = d(rng);
+  std::vector<int8_t> q(static_cast<size_t>(s.K));
+  std::vector<float> d32(static_cast<size_t>(nb));
+  std::vector<int16_t> sum32(static_cast<size_t>(nb));
+  cpu::quantize_row_blocks(x.data(), s.K, q.data(), d32.data(), sum32.data(), nullptr, nullptr, nullptr);
+  const cpu::QuantizedRow a{q.data(), d32.data(), nullptr, nullptr, nullptr, sum32.data()};
+  std::vector<float> y(static_cast<size_t>(s.N));
+  std::vector<Entry> entries{{"read loop", [&] { g_sink = read_pass(w); }}};
+  auto add = [&](const std::string& label, cpu::BlockRowsKernel k) {
+    entries.push_back({label, [&, k] {
+                         for (const auto& m : w) k(m.data(), row_bytes, s.N, a, nb, y.data(), nullptr);
+                       }});
+  };
+  std::vector<cpu::Q4_0Rows8Copy> copies8;  // made once, as the provider does at prepare time
+  for (const auto& m : w) copies8.push_back(cpu::interleave_q4_0_rows8(m.data(), row_bytes, s.N, nb));
+  auto add8 = [&](const std::string& label, cpu::BlockRows8Kernel k) {
+    entries.push_back({label, [&, k] {
+                         for (size_t c = 0; c < w.size(); ++c)
+                           k(w[c].data(), row_bytes, copies8[c].codes.data(), copies8[c].scales.data(), 0, s.N, a, nb,
+                             y.data(), nullptr);
+                       }});
+  };
+  if (cpu::cpu_has(Isa::avx512)) {
+    add("avx512 one-row", cpu::block_rows_kernel(Isa::avx512, 2, false));
+    add("avx512 rows8", cpu::block_rows_kernel(Isa::avx512, 2, true));
+    add8("avx512 rows8i", cpu::block_rows8_kernel(Isa::avx512, 2));
+  }
+  if (cpu::cpu_has(Isa::avx2)) {
+    entries.push_back({"avx2 per-row", [&] {
+                         for (const auto& m : w)
+                           for (int64_t r = 0; r < s.N; ++r)
+                             y[r] = cpu::kAvx2BlockKernels.q4_0(m.data() + static_cast<uint64_t>(r) * row_bytes, a, nb);
+                       }});
+    add("avx2 rows8", cpu::block_rows_kernel(Isa::avx2, 2, true));
+    add8("avx2 rows8i", cpu::block_rows8_kernel(Isa::avx2, 2));
+  }
+  char what[128];
+  std::snprintf(what, sizeof what, "GGUF Q4_0, K %lld x N %lld, %lld copies", static_cast<long long>(s.K),
+                static_cast<long long>(s.N), static_cast<long long>(copies));
+  run_entries(what, entries, one * static_cast<double>(copies), rounds);
+}
+
+double load1() {
+  double l = -1;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &l) != 1) l = -1;
+    std::fclose(f);
+  }
+  return l;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t mb = 256;
+  int rounds = 5;
+  int read_threads = 0;
+  std::string shapes = "1536x8960,8960x1536,576x1536,1536x576";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_gemv_rows: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--mb") mb = std::stoll(next());
+    else if (a == "--rounds") rounds = std::stoi(next());
+    else if (a == "--shapes") shapes = next();
+    else if (a == "--read-bandwidth") read_threads = std::stoi(next());
+    else {
+      std::fprintf(stderr, "bench_gemv_rows: unknown option '%s' (see the header of bench/engine/bench_gemv_rows.cpp)\n",
+                   a.c_str());
+      return 2;
+    }
+  }
+  if (read_threads > 0) {
+    ThreadPool pool(static_cast<unsigned>(read_threads));
+    const double bps = bench::read_bandwidth(pool, static_cast<size_t>(std::max<int64_t>(mb, 512)) << 20, rounds);
+    std::printf("{\"threads\": %d, \"read_bytes_per_s\": %.0f}\n", read_threads, bps);
+    return 0;
+  }
+  std::printf("bench_gemv_rows: one thread, best of %d interleaved rounds; load average %.2f\n", rounds, load1());
+  std::mt19937 rng(20261201);
+  for (const Shape& s : parse_shapes(shapes)) {
+    bench_int4(s, mb, rounds, rng);
+    bench_q4_0(s, mb, rounds, rng);
+  }
+  std::printf("load average after: %.2f\n", load1());
+  return 0;
+}

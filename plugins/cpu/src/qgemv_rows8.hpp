@@ -1,0 +1,86 @@
+// qgemv_rows8.hpp: the INT4 decode GEMV of qgemv_rows.hpp eight output rows
+// at a time, on the stored `cpu.int-blocks.v1` layout (nothing repacked, no
+// second copy of the codes).
+//
+// Why: the one-row kernels spend about ten vector instructions per row and
+// 32-column block (unpack, dot, offset, convert, scale) and a horizontal sum
+// per row, which at one thread keeps them below the read bandwidth.
+// llama.cpp's repacked Q4_0 (ggml-cpu/repack.cpp, block_q4_0x8 and
+// ggml_gemv_q4_0_8x8_q8_0) lays eight rows' blocks side by side at load time
+// so that each int32 lane of a dot product belongs to one row. Here the same
+// lane-per-row arrangement is made in registers from the row-major bytes: the
+// 16 code bytes of one block of rows j and j + 4 are loaded into the two
+// 128-bit halves of a vector, and a 4 x 4 transpose of 32-bit words (vpunpck*)
+// leaves, in vector k, bytes 4k..4k+3 of each of the eight rows in lane j
+// = row j. Their low nibbles are columns 4k..4k+3 and their high nibbles
+// columns 16+4k..16+4k+3 (the block_q4_0 nibble order of qkernels.hpp), so a
+// dot product against those four activation codes broadcast to every lane
+// accumulates one block of all eight rows in eight int32 lanes. Per eight
+// rows and block: 8 loads, 8 unpacks, 12 nibble operations, 8 four-byte dot
+// products; the code offset (QuantizedActs::corr, the same for every row),
+// the int-to-float conversion and the activation scale once for all eight;
+// the weight scales once per group as one gather; no horizontal sums.
+//
+// AVX-512 VNNI: vpdpbusd on 256 bits. AVX2: vpmaddubsw (nibble x int8 pairs,
+// at most 2 * 15 * 127 each), the eight of a block added as int16 (at most
+// 16 * 15 * 127 = 30480 < 32767, exact), then one vpmaddwd by ones.
+// Row counts that are not a multiple of 8 leave their last rows to the ISA's
+// one-row kernel; INT8 weights keep the one-row kernels.
+#pragma once
+
+#include "qgemv_rows.hpp"
+
+#include <vector>
+
+namespace xquant::cpu {
+
+// qgemv_rows8_avx512.cpp, qgemv_rows8_avx2.cpp (the ISA conditions of
+// qkernels.hpp); all expect QuantizedActs from the same ISA's one-row table
+// (offset4 = 8). *_interleaved read PackedRows::codes8 / scales8 (the
+// transpose kernel when those are null).
+void gemv4_rows8_avx512(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64_t n1, float* y);
+void gemv4_rows8_avx2(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64_t n1, float* y);
+void gemv4_rows8_interleaved_avx512(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64_t n1, float* y);
+void gemv4_rows8_interleaved_avx2(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64_t n1, float* y);
+
+// How INT4 decode GEMVs run, from XQUANT_CPU_GEMV_ROWS8:
+//   off: the one-row kernels of qgemv_rows.hpp;
+//   transpose: eight rows at a time on the stored layout (the register
+//     transpose above; GGUF Q4_0 too, gguf_gemv_rows.cpp);
+//   interleaved: eight rows at a time on a copy made once at prepare time
+//     with every eight rows' blocks side by side as the transpose would leave
+//     them (llama.cpp's block_q4_0x8 idea: 128 bytes per block of eight rows,
+//     their scales as eight floats per group), read as one aligned stream.
+//     The stored cpu.int-blocks.v1 layout stays the prefill's and the file's.
+// Unset: the default below. Another value throws.
+enum class Rows8Mode { off, transpose, interleaved };
+Rows8Mode selected_gemv_rows8();
+
+// qgemv_rows8.cpp: the table the provider's decode uses for `isa`: the
+// one-row table of gemv_rows_of(isa), its gemv4 replaced by the eight-row
+// kernel of `mode` where the ISA has one (AVX2, AVX-512).
+const GemvRowsKernels& gemv_rows_table(Isa isa, Rows8Mode mode);
+
+// qgemv_rows8_pack.cpp: the interleaved copy of a packed INT4 weight's whole
+// groups of eight rows (rows / 8 of them; the rest stay one-row):
+//   codes[(r8 * nblk + b) * 128 + 32 k + 4 j + i] = byte 4k + i of block b of row 8 r8 + j
+//   scales[(r8 * G + g) * 8 + j] = scale of group g of row 8 r8 + j
+struct Rows8Copy {
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;
+};
+Rows8Copy interleave_rows8(const uint8_t* codes, int64_t row_bytes, const float* scales, int64_t rows, int64_t G,
+                           int64_t nblk);
+
+// The same for a GGUF Q4_0 part (block_q4_0 rows of nb blocks, row_bytes =
+// 18 nb): its qs bytes are cpu.int-blocks INT4 blocks (column i in the low,
+// 16 + i in the high nibble, code + 8), so codes are laid out as above and
+// scales[(r8 * nb + b) * 8 + j] is block b's f16 d of row 8 r8 + j, kept f16
+// (the copy is the stored blocks' size: 18 bytes per 32 weights).
+struct Q4_0Rows8Copy {
+  std::vector<uint8_t> codes;
+  std::vector<uint16_t> scales;
+};
+Q4_0Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb);
+
+}  // namespace xquant::cpu

@@ -1,0 +1,60 @@
+// qgemv_rows8_avx2.cpp: the eight-row 4-bit decode GEMVs with AVX2 + FMA
+// (+ F16C for Q4_0's scales): the cpu.int-blocks INT4 rows of qgemv_rows8.hpp
+// (qgemv_rows8.inc) and GGUF Q4_0 (gguf_q4_0_rows8.inc) on the register
+// transpose of rows8_nibbles.inc. A block's dot product: vpmaddubsw (nibble x
+// int8 activation code pairs into int16), the block's eight results added as
+// int16 (16 products of at most 15 * 127 per lane: 30480, no saturation),
+// one vpmaddwd by ones into the int32 lane of each row. Dispatch hands these
+// out only when the CPU has avx2 and fma (and F16C for Q4_0).
+#include "gguf_blocks.hpp"
+#include "gguf_gemv_rows.hpp"
+#include "qgemv_rows8.hpp"
+
+#include <immintrin.h>
+
+#include <cstring>
+
+#define XQ_ROWS8 __attribute__((target("avx2,fma,f16c")))
+
+namespace xquant::cpu {
+namespace {
+
+#include "rows8_nibbles.inc"
+
+XQ_ROWS8 inline __m256i block_dot(const __m256i u[8], const int8_t* q) {
+  __m256i s = _mm256_setzero_si256();
+  for (int k = 0; k < 4; ++k) {
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(u[2 * k], act4(q + 4 * k)));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(u[2 * k + 1], act4(q + 16 + 4 * k)));
+  }
+  return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+}
+
+void one_row_gemv4(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64_t n1, float* y) {
+  kAvx2GemvRows.gemv4(w, a, n0, n1, y);
+}
+
+// AVX2 has no one-row Q4_0 range kernel: the per-row block kernel.
+void one_row_q4_0(const uint8_t* w, uint64_t row_bytes, int64_t rows, const QuantizedRow& a, int64_t nb, float* y,
+                  const float* bias) {
+  for (int64_t r = 0; r < rows; ++r)
+    y[r] = kAvx2BlockKernels.q4_0(w + static_cast<uint64_t>(r) * row_bytes, a, nb) + (bias ? bias[r] : 0.0f);
+}
+
+#include "qgemv_rows8.inc"
+#include "gguf_q4_0_rows8.inc"
+
+}  // namespace
+
+void gemv4_rows8_avx2(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64_t n1, float* y) {
+  gemv4_rows8(w, a, n0, n1, y);
+}
+
+void gemv4_rows8_interleaved_avx2(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64_t n1, float* y) {
+  gemv4_rows8_interleaved(w, a, n0, n1, y);
+}
+
+extern const BlockRowsKernel kAvx2Q4_0Rows8 = &q4_0_rows8;
+extern const BlockRows8Kernel kAvx2Q4_0Rows8i = &q4_0_rows8_interleaved;
+
+}  // namespace xquant::cpu
