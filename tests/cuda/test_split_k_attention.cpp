@@ -219,8 +219,10 @@ TEST(CudaSplitKAttention, SplitRuleFillsTheChipForFewSequences) {
       EXPECT_GE(splits, 1) << what;
       EXPECT_LE(splits, xqcuda::kSplitKMaxSplits) << what;
       // Enough CTAs for two waves over the chip where the keys allow (at
-      // least half the wanted spread after rounding to whole tiles).
-      const int64_t want = std::min<int64_t>({(2 * sms + ctas - 1) / ctas, tiles, xqcuda::kSplitKMaxSplits});
+      // least half the wanted spread after rounding to whole tiles); with
+      // the default ending, few keys keep one split.
+      const bool few = xqcuda::split_k_few_keys_one_split() && keys <= xqcuda::kSplitKFewKeys;
+      const int64_t want = few ? 1 : std::min<int64_t>({(2 * sms + ctas - 1) / ctas, tiles, xqcuda::kSplitKMaxSplits});
       EXPECT_GE(2 * splits, want) << what;
     }
   // One sequence at 1024 keys: 32 splits of one tile (the old paged rule,

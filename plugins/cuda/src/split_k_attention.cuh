@@ -10,8 +10,12 @@
 // (query row t, kv head, key split); its 4 warps take 32-key tiles in turn
 // and keep an online softmax (running max m, sum l, accumulator) per query
 // head of the GQA group in registers, the warps merge in shared memory, and
-// with more than one split a second kernel merges the splits' (m, l, acc).
-// Split counts: split_k_plan.hpp.
+// with more than one split the splits' (m, l, acc) are merged by a second
+// kernel or, with XQUANT_DECODE_ATTENTION_ONE_PASS=1, by the last CTA of a
+// (row, kv head) to finish (one launch: an arrival counter per (row, kv
+// head), the threadfence-reduction pattern of the CUDA samples'
+// threadFenceReduction and CUB's single-pass scans). Scores are kept in base 2 (q
+// pre-scaled by log2(e), exp2f). Split counts: split_k_plan.hpp.
 #pragma once
 
 #include <cfloat>
@@ -26,6 +30,14 @@ namespace split_k {
 constexpr int kWarps = 4;
 constexpr int kTile = static_cast<int>(kSplitKTile);  // keys per warp step (one per lane)
 constexpr int kBatch = 4;                              // 8-element K chunks loaded per lane before use
+constexpr float kLog2e = 1.4426950408889634f;          // exp(x) == exp2(x * log2(e))
+
+// One arrival counter per (row, kv head) for one-pass launches, zero at
+// module load and put back to zero by the CTA that merges, so a recorded
+// graph replays with the same state. One array per translation unit (the
+// contiguous and the paged launchers each have theirs); launches of one
+// launcher must not run concurrently on two streams (the provider has one).
+static __device__ unsigned int g_split_tickets[kSplitKMaxTickets];
 
 // ---- where key j of query row t lives ---------------------------------------
 // A Keys type gives, per query row, a Row with n_keys() (row t sees keys
@@ -71,11 +83,20 @@ struct BlockTableKeys {
 
 // ---- loads --------------------------------------------------------------------
 
-// Eight consecutive K elements from 16-byte aligned storage.
+// Two BF16 values packed in a 32-bit word (element 0 in the low half) as floats.
+__device__ __forceinline__ void bf16x2_bits_to_float(unsigned w, float* out) {
+  out[0] = __uint_as_float(w << 16);
+  out[1] = __uint_as_float(w & 0xffff0000u);
+}
+
+// Eight consecutive K elements from 16-byte aligned storage. The BF16 chunk
+// is copied into a register first: bf16x8_to_float takes a reference, and
+// one bound to global memory compiles to four 32-bit loads, not one LDG.128.
 template <bool BF16>
 __device__ __forceinline__ void load8(const void* base, int64_t at, float* out) {
   if constexpr (BF16) {
-    bf16x8_to_float(*reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(base) + at), out);
+    const uint4 u = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(base) + at);
+    bf16x8_to_float(u, out);
   } else {
     const float4 a = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + at);
     const float4 b = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + at + 4);
@@ -83,13 +104,119 @@ __device__ __forceinline__ void load8(const void* base, int64_t at, float* out) 
   }
 }
 
-template <bool BF16>
-__device__ __forceinline__ float load1(const void* base, int64_t at) {
-  if constexpr (BF16) return __bfloat162float(static_cast<const __nv_bfloat16*>(base)[at]);
-  else return static_cast<const float*>(base)[at];
+// A lane's EPL consecutive V elements in one load (two 16-byte loads for
+// F32 with EPL 8): `at` is a multiple of EPL in a row that starts 16-byte
+// aligned with D % 8 == 0, so the load is aligned to its width.
+template <bool BF16, int EPL>
+__device__ __forceinline__ void load_lane(const void* base, int64_t at, float* out) {
+  if constexpr (BF16) {
+    const __nv_bfloat16* p = static_cast<const __nv_bfloat16*>(base) + at;
+    if constexpr (EPL == 8) {
+      const uint4 u = *reinterpret_cast<const uint4*>(p);
+      bf16x8_to_float(u, out);
+    } else if constexpr (EPL == 4) {
+      const uint2 u = *reinterpret_cast<const uint2*>(p);
+      bf16x2_bits_to_float(u.x, out);
+      bf16x2_bits_to_float(u.y, out + 2);
+    } else if constexpr (EPL == 2) {
+      bf16x2_bits_to_float(*reinterpret_cast<const unsigned*>(p), out);
+    } else {
+      out[0] = __bfloat162float(*p);
+    }
+  } else {
+    const float* p = static_cast<const float*>(base) + at;
+    if constexpr (EPL >= 4) {
+#pragma unroll
+      for (int c = 0; c < EPL / 4; ++c) {
+        const float4 f = reinterpret_cast<const float4*>(p)[c];
+        out[4 * c] = f.x, out[4 * c + 1] = f.y, out[4 * c + 2] = f.z, out[4 * c + 3] = f.w;
+      }
+    } else if constexpr (EPL == 2) {
+      const float2 f = *reinterpret_cast<const float2*>(p);
+      out[0] = f.x, out[1] = f.y;
+    } else {
+      out[0] = *p;
+    }
+  }
 }
 
 // ---- the kernels ----------------------------------------------------------------
+
+// The splits' (m, l, acc) of head h of row t merged with their max into
+// out element i; partials are read past L1 (__ldcg: another CTA wrote them).
+__device__ __forceinline__ float merged(const float* part_acc, const float* part_ml, int splits, int64_t th,
+                                        int64_t D, int64_t i) {
+  float mx = -FLT_MAX;
+  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, __ldcg(part_ml + (th * splits + s) * 2));
+  float lsum = 0.f, a = 0.f;
+  for (int s = 0; s < splits; ++s) {
+    const float ms = __ldcg(part_ml + (th * splits + s) * 2);
+    if (ms == -FLT_MAX) continue;  // a split past this row's last key
+    const float c = exp2f(ms - mx);
+    lsum += __ldcg(part_ml + (th * splits + s) * 2 + 1) * c;
+    a += __ldcg(part_acc + (th * splits + s) * D + i) * c;
+  }
+  return lsum > 0.f ? a / lsum : 0.f;
+}
+
+// One-pass ending: each CTA publishes its partials (__threadfence), takes a
+// ticket for its (row, kv head); the CTA drawing the last one merges every
+// split of the group's heads and puts the counter back to zero. `flag` is
+// one float of shared memory, `w` room for group * splits floats. The merge
+// is spread over the CTA: every (head, split) weight exp2(m_s - max) / sum
+// is computed once into `w`, then each output element sums its splits'
+// accumulators, 8 loads in flight (a first version that walked the (m, l)
+// pairs per element serially took 0.5x the two-kernel time on an H200).
+__device__ __forceinline__ void merge_if_last(const float* part_acc, const float* part_ml, int splits, int64_t t,
+                                              int64_t kh, int64_t KVH, int64_t H, int64_t group, int64_t D,
+                                              void* out, DType ot, float* flag, float* w) {
+  __threadfence();
+  __syncthreads();  // every thread's partials are out, and s_ml is free to reuse
+  if (threadIdx.x == 0) {
+    unsigned int* ticket = &g_split_tickets[t * KVH + kh];
+    const bool last = atomicAdd(ticket, 1u) == static_cast<unsigned>(splits - 1);
+    if (last) atomicExch(ticket, 0u);
+    *flag = last ? 1.f : 0.f;
+  }
+  __syncthreads();
+  if (*flag == 0.f) return;
+  __threadfence();
+  const int64_t th0 = t * H + kh * group;  // the group's first (row, head)
+  for (int64_t i = threadIdx.x; i < group * splits; i += blockDim.x) w[i] = __ldcg(part_ml + (th0 * splits + i) * 2);
+  __syncthreads();
+  // One thread per head: the max, then the weights (0 for splits that saw no key).
+  if (threadIdx.x < group) {
+    float* wg = w + threadIdx.x * splits;
+    const float* ml = part_ml + (th0 + threadIdx.x) * splits * 2;
+    float mx = -FLT_MAX;
+    for (int s = 0; s < splits; ++s) mx = fmaxf(mx, wg[s]);
+    float lsum = 0.f;
+    for (int s = 0; s < splits; ++s) {
+      const float c = wg[s] == -FLT_MAX ? 0.f : exp2f(wg[s] - mx);
+      lsum += __ldcg(ml + s * 2 + 1) * c;
+      wg[s] = c;
+    }
+    const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
+    for (int s = 0; s < splits; ++s) wg[s] *= inv;
+  }
+  __syncthreads();
+  for (int64_t idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
+    const int64_t g = idx / D, i = idx % D;
+    const float* acc = part_acc + (th0 + g) * splits * D + i;
+    const float* wg = w + g * splits;
+    float a = 0.f;
+    int s = 0;
+    for (; s + 8 <= splits; s += 8) {
+      float v[8];
+#pragma unroll
+      for (int u = 0; u < 8; ++u) v[u] = __ldcg(acc + (s + u) * D);
+#pragma unroll
+      for (int u = 0; u < 8; ++u) a += wg[s + u] * v[u];
+    }
+    for (; s < splits; ++s) a += wg[s] * __ldcg(acc + s * D);
+    store_from_float(out, ot, (th0 + g) * D + i, a);
+  }
+}
 
 // EPL: output elements per lane (D <= 32 * EPL); G: query heads per kv head
 // bound; KV_BF16 / Q_BF16: BF16 (else F32) K/V and q. Lane i of a warp
@@ -101,7 +228,7 @@ template <int EPL, int G, bool KV_BF16, bool Q_BF16, class Keys>
 __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
     const void* __restrict__ q, const void* __restrict__ k, const void* __restrict__ v, Keys keys, int64_t H,
     int64_t KVH, int64_t D, float scale, int64_t keys_per_split, int splits, void* out, DType ot, float* part_acc,
-    float* part_ml) {
+    float* part_ml, bool one_pass) {
   extern __shared__ float sm[];
   if (keys.skipped(blockIdx.x)) return;
   float* s_q = sm;                       // [G][D], pre-scaled
@@ -119,7 +246,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
   const DType qt = Q_BF16 ? DType::BF16 : DType::F32;
   for (int64_t i = threadIdx.x; i < G * D; i += blockDim.x) {
     const int64_t g = i / D;
-    s_q[i] = g < group ? load_as_float(q, qt, (t * H + kh * group + g) * D + i % D) * scale : 0.f;
+    s_q[i] = g < group ? load_as_float(q, qt, (t * H + kh * group + g) * D + i % D) * (scale * kLog2e) : 0.f;
   }
   __syncthreads();
 
@@ -171,8 +298,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
       const float mn = fmaxf(m[g], mt);
-      const float c = expf(m[g] - mn);
-      p[g] = valid ? expf(sc[g] - mn) : 0.f;
+      const float c = exp2f(m[g] - mn);
+      p[g] = valid ? exp2f(sc[g] - mn) : 0.f;
       float ps = p[g];
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o);
@@ -191,9 +318,14 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
       int64_t vb;
       if constexpr (Keys::kSlotIsKey) vb = (tile + kk) * row_elems + kh * D;
       else vb = __shfl_sync(0xffffffffu, base, kk);
+      // D % 8 == 0 and EPL divides 8: a lane's elements are all in the row or none is.
       float vv[EPL];
+      if (my0 < D) {
+        load_lane<KV_BF16, EPL>(v, vb + my0, vv);
+      } else {
 #pragma unroll
-      for (int e = 0; e < EPL; ++e) vv[e] = my0 + e < D ? load1<KV_BF16>(v, vb + my0 + e) : 0.f;
+        for (int e = 0; e < EPL; ++e) vv[e] = 0.f;
+      }
 #pragma unroll
       for (int g = 0; g < G; ++g) {
         const float pk = __shfl_sync(0xffffffffu, p[g], kk);
@@ -223,7 +355,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
     for (int w = 0; w < kWarps; ++w) {
       const float mw = s_ml[(w * G + g) * 2];
       if (mw == -FLT_MAX) continue;  // this warp saw no key
-      const float c = expf(mw - mx);
+      const float c = exp2f(mw - mx);
       lsum += s_ml[(w * G + g) * 2 + 1] * c;
       a += s_acc[(w * G + g) * 32 * EPL + i] * c;
     }
@@ -239,6 +371,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
       }
     }
   }
+  if (splits > 1 && one_pass) merge_if_last(part_acc, part_ml, splits, t, kh, KVH, H, group, D, out, ot, s_ml, s_acc);
 }
 
 // One block per (t, h): the splits' (m, l, acc) merged with their max.
@@ -247,19 +380,8 @@ __global__ void combine_kernel(const float* part_acc, const float* part_ml, int 
                                DType ot, Keys keys) {
   const int64_t th = blockIdx.x;  // t * H + h
   if (keys.skipped(th / H)) return;
-  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
-    float mx = -FLT_MAX;
-    for (int s = 0; s < splits; ++s) mx = fmaxf(mx, part_ml[(th * splits + s) * 2]);
-    float lsum = 0.f, a = 0.f;
-    for (int s = 0; s < splits; ++s) {
-      const float ms = part_ml[(th * splits + s) * 2];
-      if (ms == -FLT_MAX) continue;  // a split past this row's last key
-      const float c = expf(ms - mx);
-      lsum += part_ml[(th * splits + s) * 2 + 1] * c;
-      a += part_acc[(th * splits + s) * D + i] * c;
-    }
-    store_from_float(out, ot, th * D + i, lsum > 0.f ? a / lsum : 0.f);
-  }
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x)
+    store_from_float(out, ot, th * D + i, merged(part_acc, part_ml, splits, th, D, i));
 }
 
 // ---- the launch -------------------------------------------------------------------
@@ -282,7 +404,7 @@ struct Launch {
 
 template <int EPL, int G, bool KV_BF16, bool Q_BF16, class Keys>
 cudaError_t launch_typed(const Launch& a, const Keys& keys, int splits, float* part_acc, float* part_ml,
-                         cudaStream_t s) {
+                         bool one_pass, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(a.KVH), static_cast<unsigned>(splits));
   const size_t smem = (static_cast<size_t>(G) * a.D + static_cast<size_t>(kWarps) * G * (2 + 32 * EPL)) * sizeof(float);
   if (smem > 48 * 1024) {
@@ -292,29 +414,33 @@ cudaError_t launch_typed(const Launch& a, const Keys& keys, int splits, float* p
   }
   attention_kernel<EPL, G, KV_BF16, Q_BF16, Keys><<<grid, kWarps * 32, smem, s>>>(
       a.q, a.k, a.v, keys, a.H, a.KVH, a.D, a.scale, split_k_keys_per_split(a.max_keys, splits), splits, a.out,
-      a.out_type, part_acc, part_ml);
+      a.out_type, part_acc, part_ml, one_pass);
   return cudaGetLastError();
 }
 
 // Q_LIKE_KV: q has the K/V dtype (ATTENTION) rather than F32 (PAGED_ATTENTION);
 // only the pairs a caller can ask for are compiled.
 template <int EPL, int G, bool Q_LIKE_KV, class Keys>
-cudaError_t launch_dtypes(const Launch& a, const Keys& keys, int splits, float* pa, float* pm, cudaStream_t s) {
-  if (a.kv_bf16) return launch_typed<EPL, G, true, Q_LIKE_KV, Keys>(a, keys, splits, pa, pm, s);
-  return launch_typed<EPL, G, false, false, Keys>(a, keys, splits, pa, pm, s);
+cudaError_t launch_dtypes(const Launch& a, const Keys& keys, int splits, float* pa, float* pm, bool one,
+                          cudaStream_t s) {
+  if (a.kv_bf16) return launch_typed<EPL, G, true, Q_LIKE_KV, Keys>(a, keys, splits, pa, pm, one, s);
+  return launch_typed<EPL, G, false, false, Keys>(a, keys, splits, pa, pm, one, s);
 }
 
 template <int EPL, bool Q_LIKE_KV, class Keys>
-cudaError_t launch_group(const Launch& a, const Keys& keys, int splits, float* pa, float* pm, cudaStream_t s) {
+cudaError_t launch_group(const Launch& a, const Keys& keys, int splits, float* pa, float* pm, bool one,
+                         cudaStream_t s) {
   const int64_t g = a.H / a.KVH;
-  if (g <= 1) return launch_dtypes<EPL, 1, Q_LIKE_KV>(a, keys, splits, pa, pm, s);
-  if (g <= 2) return launch_dtypes<EPL, 2, Q_LIKE_KV>(a, keys, splits, pa, pm, s);
-  if (g <= 4) return launch_dtypes<EPL, 4, Q_LIKE_KV>(a, keys, splits, pa, pm, s);
-  if (g <= 8) return launch_dtypes<EPL, 8, Q_LIKE_KV>(a, keys, splits, pa, pm, s);
-  return launch_dtypes<EPL, 16, Q_LIKE_KV>(a, keys, splits, pa, pm, s);
+  if (g <= 1) return launch_dtypes<EPL, 1, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
+  if (g <= 2) return launch_dtypes<EPL, 2, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
+  if (g <= 4) return launch_dtypes<EPL, 4, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
+  if (g <= 8) return launch_dtypes<EPL, 8, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
+  return launch_dtypes<EPL, 16, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
 }
 
-// Enqueues the split kernel and, for splits > 1, the merge on `stream`.
+// Enqueues the split kernel and, for splits > 1, the merge on `stream`
+// (unless XQUANT_DECODE_ATTENTION_ONE_PASS=1 and at most kSplitKMaxTickets
+// CTAs per split: the last CTA merges).
 // `workspace`: split_k_workspace(T, H, D, splits) bytes (null for one
 // split). The caller checked the shape: D % 8 == 0, D <= 256, H / KVH <= 16,
 // 16-byte aligned K/V storage.
@@ -323,12 +449,13 @@ cudaError_t attention(const Launch& a, const Keys& keys, int splits, void* works
   if (a.T <= 0) return cudaSuccess;
   float* part_acc = static_cast<float*>(workspace);
   float* part_ml = splits > 1 ? part_acc + a.T * a.H * splits * a.D : nullptr;
+  const bool one = split_k_last_cta_merges() && a.T * a.KVH <= kSplitKMaxTickets;
   cudaError_t e;
-  if (a.D <= 32) e = launch_group<1, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, stream);
-  else if (a.D <= 64) e = launch_group<2, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, stream);
-  else if (a.D <= 128) e = launch_group<4, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, stream);
-  else e = launch_group<8, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, stream);
-  if (e != cudaSuccess || splits <= 1) return e;
+  if (a.D <= 32) e = launch_group<1, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);
+  else if (a.D <= 64) e = launch_group<2, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);
+  else if (a.D <= 128) e = launch_group<4, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);
+  else e = launch_group<8, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);
+  if (e != cudaSuccess || splits <= 1 || one) return e;
   combine_kernel<Keys><<<static_cast<unsigned>(a.T * a.H), 128, 0, stream>>>(part_acc, part_ml, splits, a.H, a.D,
                                                                              a.out, a.out_type, keys);
   return cudaGetLastError();

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 
 namespace xqcuda {
 
@@ -16,6 +17,43 @@ constexpr int64_t kSplitKTile = 32;
 // The merge kernel walks every split of a row serially; past this many the
 // walk costs more than the extra CTAs win.
 constexpr int64_t kSplitKMaxSplits = 64;
+
+// Rows of at most this many keys get one split (one launch, no merge): one
+// 32-key tile per warp of the CTA, the same work per warp as one tile per
+// split, without the partials' round trip and the merge kernel (on an H200,
+// one row at 128 keys: 10.2 us against 13.2 us with 4 splits and the merge).
+constexpr int64_t kSplitKFewKeys = 128;
+// One-pass launches keep one arrival counter per (row, kv head) in a
+// fixed device array (split_k_attention.cuh); launches with more CTAs per
+// split than this take the two-kernel path.
+constexpr int64_t kSplitKMaxTickets = int64_t{1} << 16;
+
+// How a launch ends, from XQUANT_DECODE_ATTENTION_ONE_PASS (read per call):
+// unset (the default), few keys keep one split (kSplitKFewKeys) and split
+// launches are merged by a second kernel; "1" also merges split launches in
+// the same launch (the last CTA of a row merges; measured slower on an H200,
+// so not the default); "0" the previous rule: no few-keys case, a second
+// kernel for every split launch (same-run comparisons).
+enum class SplitKEnding { kFewKeysOneSplit, kLastCtaMerges, kPrevious };
+inline SplitKEnding split_k_ending() {
+  const char* e = std::getenv("XQUANT_DECODE_ATTENTION_ONE_PASS");
+  if (e && e[0] == '1' && e[1] == 0) return SplitKEnding::kLastCtaMerges;
+  if (e && e[0] == '0' && e[1] == 0) return SplitKEnding::kPrevious;
+  return SplitKEnding::kFewKeysOneSplit;
+}
+inline bool split_k_few_keys_one_split() { return split_k_ending() != SplitKEnding::kPrevious; }
+inline bool split_k_last_cta_merges() { return split_k_ending() == SplitKEnding::kLastCtaMerges; }
+
+// CTAs the split rule aims for, in multiples of the SM count:
+// XQUANT_SPLIT_K_WAVES (read per call, 1..32), default 2. A CTA is 4 warps
+// and a warp's tile is mostly memory latency, so more waves put more loads
+// in flight where rows x keys allow (8 rows at 4096 keys: 5 splits of ~26
+// tiles at 2 waves); left at 2 until a same-run timing says otherwise.
+inline int64_t split_k_waves() {
+  const char* e = std::getenv("XQUANT_SPLIT_K_WAVES");
+  const long w = e ? std::strtol(e, nullptr, 10) : 2;
+  return w >= 1 && w <= 32 ? w : 2;
+}
 
 // Keys per split for `splits` splits of `max_keys` (the most keys any row
 // sees), rounded up to whole tiles.
@@ -27,13 +65,16 @@ inline int64_t split_k_keys_per_split(int64_t max_keys, int splits) {
 
 // Splits for a launch of `ctas` CTAs per split (rows x kv heads) over rows
 // that see at most `max_keys` keys, on a device of `sm_count` SMs: enough
-// CTAs to cover the chip twice, down to one 32-key tile per split. A decode
+// CTAs to cover the chip twice (split_k_waves), down to one 32-key tile per split. A decode
 // step has few rows, so its keys are what can be spread; a long prompt chunk
-// already fills the chip and keeps one split. The count returned is the one
-// split_k_keys_per_split leaves non-empty.
-inline int split_k_splits(int64_t ctas, int64_t max_keys, int sm_count) {
+// already fills the chip and keeps one split. With `few_keys_one_split`,
+// rows of at most kSplitKFewKeys keys keep one split too. The count returned
+// is the one split_k_keys_per_split leaves non-empty.
+inline int split_k_splits(int64_t ctas, int64_t max_keys, int sm_count,
+                          bool few_keys_one_split = split_k_few_keys_one_split()) {
   if (ctas <= 0 || max_keys <= 0) return 1;
-  const int64_t want = (2 * static_cast<int64_t>(sm_count) + ctas - 1) / ctas;
+  if (few_keys_one_split && max_keys <= kSplitKFewKeys) return 1;
+  const int64_t want = (split_k_waves() * static_cast<int64_t>(sm_count) + ctas - 1) / ctas;
   const int64_t tiles = (max_keys + kSplitKTile - 1) / kSplitKTile;
   int64_t s = want < tiles ? want : tiles;
   if (s < 1) s = 1;
