@@ -39,7 +39,7 @@ struct xq_qweight {
   bool int4 = false;                 // two codes per byte (else one signed byte per code)
   int64_t padded_cols = 0;           // columns per row after padding each group to whole blocks
   int64_t row_bytes = 0;             // bytes of codes per row: padded_cols / 2 or padded_cols
-  const uint8_t* codes = nullptr;    // [rows * row_bytes]
+  const uint8_t* codes = nullptr;    // [rows * row_bytes], or NULL once only codes8 + codes_tail hold them
   const float* scales = nullptr;     // [rows * n_groups]
   const float* zeros = nullptr;      // [rows * n_groups] or NULL (symmetric)
   std::vector<int64_t> group_begin;  // [n_groups + 1] column ranges (permuted order, unpadded)
@@ -59,6 +59,9 @@ struct xq_qweight {
   // prepare time (qgemv_rows8.hpp, XQUANT_CPU_GEMV_ROWS8=interleaved), or empty.
   std::vector<uint8_t> codes8;
   std::vector<float> scales8;
+  // With codes8, the packed codes themselves are dropped (qweight_codes.hpp)
+  // except the rows after the last whole group of eight, kept here row-major.
+  std::vector<uint8_t> codes_tail;
   xquant::sdk::cpu_layout::Packed owned;  // the packed data when prepared here
   // FP8 E4M3 weights (fp8_qweight.cpp): the codes' exact values, unscaled,
   // [rows * cols], and one scale per row; the packed fields above unused.

@@ -4,6 +4,7 @@
 #include "qgemm.hpp"
 
 #include "qgemm_kernels.hpp"
+#include "qweight_codes.hpp"
 
 #include <cblas.h>
 
@@ -21,7 +22,7 @@ constexpr int64_t kSgemmBlockCols = 128;
 // allocates nothing once the largest shape has been seen.
 struct PanelScratch {
   std::vector<float> tile, ps, acc;
-  std::vector<uint8_t> panel;
+  std::vector<uint8_t> panel, codes;  // codes: rows rebuilt by codes_of_rows
 };
 PanelScratch& panel_scratch() {
   thread_local PanelScratch s;
@@ -54,7 +55,8 @@ void qgemm_dequant_sgemm(const Host& host, const xq_qweight& w, const float* x, 
   const int64_t G = w.n_groups;
   const QGemmKernels& k = *w.gemm_kernels;
   sgemm_dequantized_pieces(host, M, w.rows, w.padded_cols, x, [&](int64_t n0, int64_t nr, float* out) {
-    k.dequant_rows(w.codes + n0 * w.row_bytes, w.row_bytes, w.int4, w.scales + n0 * G,
+    thread_local std::vector<uint8_t> rows;
+    k.dequant_rows(codes_of_rows(w, n0, nr, rows), w.row_bytes, w.int4, w.scales + n0 * G,
                    w.zeros ? w.zeros + n0 * G : nullptr, G, w.block_begin.data(), nr, out);
   }, y);
 }
@@ -72,7 +74,10 @@ void qgemm_w8a8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, 
     for (uint64_t p = b; p < e; ++p) {
       // Packed once per panel, then reused by every activation row.
       const int64_t n0 = static_cast<int64_t>(p) * kPanelRows, nr = std::min(kPanelRows, N - n0);
-      k.pack_panel_i8(w.codes, w.row_bytes, w.int4, w.scales, G, Kp, n0, nr, panel, ps);
+      // Rows from the weight's row-major codes, or rebuilt from its eight-row
+      // decode copy when that is all it keeps (qweight_codes.hpp).
+      const uint8_t* codes = codes_of_rows(w, n0, nr, sc.codes);
+      k.pack_panel_i8(codes, w.row_bytes, w.int4, w.scales + n0 * G, G, Kp, 0, nr, panel, ps);
       for (int64_t m0 = 0; m0 < M; m0 += kPanelActRows) {
         const int64_t mt = std::min(kPanelActRows, M - m0);
         k.panel_i8(panel, ps, qx + m0 * Kp, Kp, qsum + m0 * G, mt, w.block_begin.data(), G, !w.int4, acc);

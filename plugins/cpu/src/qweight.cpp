@@ -32,6 +32,7 @@
 #include "qgemv_rows.hpp"
 #include "qgemv_rows8.hpp"
 #include "qkernels.hpp"
+#include "qweight_codes.hpp"
 
 #include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/half.hpp>
@@ -50,7 +51,13 @@ using sdk::format;
 
 namespace {
 
-const uint8_t* row_codes(const xq_qweight& w, int64_t r) { return w.codes + r * w.row_bytes; }
+// Row r's packed codes (rebuilt into a per-thread buffer when the weight
+// keeps only its interleaved decode copy, qweight_codes.hpp); valid until the
+// calling thread's next call.
+const uint8_t* row_codes(const xq_qweight& w, int64_t r) {
+  thread_local std::vector<uint8_t> buf;
+  return codes_of_rows(w, r, 1, buf);
+}
 
 // Byte and nibble of padded column p in an INT4 row (layout in qkernels.hpp).
 using sdk::cpu_layout::int4_byte;
@@ -153,6 +160,7 @@ void add_rows8_copy(xq_qweight& w) {
   Rows8Copy c = interleave_rows8(w.codes, w.row_bytes, w.scales, w.rows, w.n_groups, w.block_begin[w.n_groups]);
   w.codes8 = std::move(c.codes);
   w.scales8 = std::move(c.scales);
+  release_row_major_codes(w);
 }
 
 }  // namespace
@@ -305,11 +313,18 @@ void qgemv_q8_one_row(const Host& host, const xq_qweight& w, const float* x, flo
   const PackedRows rows{w.codes, w.row_bytes, w.scales, w.zeros, w.block_begin.data(), G, bias,
                         w.codes8.empty() ? nullptr : w.codes8.data(), w.scales8.empty() ? nullptr : w.scales8.data()};
   auto gemv = w.int4 ? k.gemv4 : k.gemv8;
+  // Without row-major codes (qweight_codes.hpp) the interleaved copy covers
+  // the whole groups of eight and the rows after them are their own weight.
+  const int64_t N = w.codes ? w.rows : w.rows / 8 * 8;
   // Units of eight rows, so the eight-row kernels see whole groups.
-  const int64_t N = w.rows;
   host.parallel_for(static_cast<uint64_t>((N + 7) / 8), 2, [&](uint64_t b, uint64_t e) {
     gemv(rows, a, static_cast<int64_t>(b) * 8, std::min(N, static_cast<int64_t>(e) * 8), y);
   });
+  if (N < w.rows) {
+    const PackedRows tail{w.codes_tail.data(), w.row_bytes, w.scales + N * G, w.zeros ? w.zeros + N * G : nullptr,
+                          w.block_begin.data(), G, bias ? bias + N : nullptr, nullptr, nullptr};
+    gemv(tail, a, 0, w.rows - N, y + N);
+  }
 }
 
 // Weight-only decode: one fused GEMV per output row over the packed codes;
@@ -351,8 +366,7 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
       for (int64_t g = 0; g < G; ++g) acc -= s[g] * group_offset(w, z, g) * xsum[m * G + g];
     y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
   };
-  auto pair = [&](int64_t n, int64_t m) {
-    const uint8_t* c = row_codes(w, n);
+  auto pair = [&](const uint8_t* c, int64_t n, int64_t m) {
     const int8_t* c8 = reinterpret_cast<const int8_t*>(c);
     const float* s = w.scales + n * G;
     float acc;
@@ -373,10 +387,11 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
     for (uint64_t unit = b; unit < e; ++unit) {
       const int64_t n0 = static_cast<int64_t>(unit) * step, nr = std::min(step, N - n0);
       int64_t m = 0;
-      if (tiled && nr == kTileRows)
+      if (tiled && nr == kTileRows) {
+        thread_local std::vector<uint8_t> tile_rows;
+        const uint8_t* c = codes_of_rows(w, n0, kTileRows, tile_rows);  // once for every column tile
         for (; m + kTileCols <= M; m += kTileCols) {
           float out[kTileRows * kTileCols];
-          const uint8_t* c = row_codes(w, n0);
           if (w.int4)
             k.tile4_q8(c, w.row_bytes, w.scales + n0 * G, qx + m * Kp, Kp, sa + m * nblk, nblk, bb, G, out);
           else
@@ -385,8 +400,12 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
           for (int64_t i = 0; i < kTileRows; ++i)
             for (int64_t j = 0; j < kTileCols; ++j) finish(n0 + i, m + j, out[i * kTileCols + j]);
         }
-      for (int64_t n = n0; n < n0 + nr; ++n)
-        for (int64_t mm = m; mm < M; ++mm) pair(n, mm);
+      }
+      if (m == M) continue;
+      for (int64_t n = n0; n < n0 + nr; ++n) {
+        const uint8_t* c = row_codes(w, n);  // once for every activation row
+        for (int64_t mm = m; mm < M; ++mm) pair(c, n, mm);
+      }
     }
   });
 }
