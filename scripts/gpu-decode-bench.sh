@@ -78,7 +78,7 @@ if "$cli" quantize --help 2>&1 | grep FP8_DYNAMIC > /dev/null; then
 fi
 # W4AFP8 (int4 g128 weights, dynamic per-token FP8 activations: the cuda provider runs the
 # W4A8-FP8 Hopper GEMM from 64 rows, W4A16 below), when this CLI has the preset.
-if [ "${GPUENG_W4AFP8:-1}" = 1 ] && "$cli" quantize --help 2>&1 | grep -q W4AFP8; then
+if [ "${GPUENG_W4AFP8:-1}" = 1 ] && "$cli" quantize --help 2>&1 | grep W4AFP8 > /dev/null; then  # not grep -q: its early exit fails the pipe under pipefail
   t=$(date +%s)
   "$cli" quantize --model $dir/bf16 --out $dir/w4afp8 --scheme W4AFP8 2>&1 | tail -2
   echo "quantize W4AFP8: $(( $(date +%s) - t )) s"

@@ -94,7 +94,7 @@ fi
 # Optional: the batch-1 decode kernels (scripts/gpu-decode-check.sh: split-K ATTENTION, BF16 few-row
 # MATMUL; their tests, engine A/B against the previous kernels, device times; ~15 s).
 if [ "${GPUENG_DECODE:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-check.sh" "$b" "$out" 2>&1 | tee "$out/decode.log"; fi
-# Optional (GPUENG_ATTN=1): the split-K decode attention endings (XQUANT_DECODE_ATTENTION_ONE_PASS=1, default, 0)
+# Optional (GPUENG_ATTN=1): the split-K decode attention endings (XQUANT_DECODE_ATTENTION_ONE_PASS=1 the default, 2, 0)
 # (scripts/gpu-attn-check.sh: tests, then device time per call of the three endings in one run; ~30 s, up to 80 s more with the engine binaries).
 if [ "${GPUENG_ATTN:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-attn-check.sh" "$b" "$out" 2>&1 | tee "$out/attn.log"; fi
 # Optional (GPUENG_DECODE_PROFILE=1): where a batch-1 decode step's time goes (scripts/gpu-decode-profile.sh:

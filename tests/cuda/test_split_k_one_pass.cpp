@@ -2,8 +2,9 @@
 // (plugins/cuda/src/split_k_attention.cuh), picked by
 // XQUANT_DECODE_ATTENTION_ONE_PASS: "1", the last CTA of each (row, kv head)
 // merges the splits' partials in the same launch and resets its arrival
-// counter; unset (the default), few keys keep one split and split launches
-// get a merge kernel; "0", the previous rule. Through the provider's ABI, on
+// counter (the default, also when unset; few keys keep one split); "2", few
+// keys keep one split and split launches get a merge kernel; "0", the
+// previous rule. Through the provider's ABI, on
 // fresh random inputs, ATTENTION (contiguous cache) and PAGED_ATTENTION
 // (shuffled blocks, several sequences of different lengths in one call) in
 // all three against a float64 reference; a recorded graph replayed three
@@ -163,8 +164,9 @@ std::string describe(const Heads& h, xq_dtype t, const std::vector<int64_t>& len
 }
 
 const int64_t kKeyCounts[] = {1, 31, 32, 33, 127, 128, 129, 255, 256, 257, 1000, 5000};
-// XQUANT_DECODE_ATTENTION_ONE_PASS values: the last CTA merges, the default, the previous rule.
-const char* const kEndings[] = {"1", "", "0"};
+// XQUANT_DECODE_ATTENTION_ONE_PASS values: the last CTA merges (the default),
+// the merge kernel, the previous rule.
+const char* const kEndings[] = {"1", "2", "0"};
 const Heads kHeads[] = {{8, 8, 64}, {32, 8, 128}, {64, 8, 128}, {32, 8, 64}, {8, 8, 128}, {64, 8, 64}};
 
 }  // namespace
@@ -270,7 +272,7 @@ TEST(CudaSplitKOnePass, FewKeysKeepOneSplit) {
   EXPECT_EQ(xqcuda::split_k_splits(8, 1024, 132, true), xqcuda::split_k_splits(8, 1024, 132, false));
 }
 
-// Device time per call of the three endings (last-CTA merge, the default,
+// Device time per call of the three endings (last-CTA merge = the default, merge kernel,
 // the previous rule; each with its own split rule), in one run: one decode row over a contiguous cache and over pages,
 // and 8 sequences of the same length over pages, at Llama-3.1-8B heads
 // (32 over 8, D 128, BF16 K/V), CUDA events over 200 launches. Prints only
@@ -317,7 +319,7 @@ TEST(CudaSplitKOnePass, DISABLED_SpeedOnePassBesideTwoKernels) {
     dt.put(table);
     double us[3][3];
     int splits[3][3];
-    for (int mode = 0; mode < 3; ++mode) {  // kEndings: last-CTA merge, default, previous
+    for (int mode = 0; mode < 3; ++mode) {  // kEndings: last-CTA merge, merge kernel, previous
       EnvSet sw("XQUANT_DECODE_ATTENTION_ONE_PASS", kEndings[mode]);
       xqcuda::DecodeAttentionArgs c;
       c.q = dq.p, c.k = dk.p, c.v = dv.p, c.out = dout.p, c.kv_type = xqcuda::DType::BF16;
@@ -336,11 +338,12 @@ TEST(CudaSplitKOnePass, DISABLED_SpeedOnePassBesideTwoKernels) {
       }
       ASSERT_EQ(cudaGetLastError(), cudaSuccess);
     }
-    // The default ending with 8 waves of CTAs instead of 2 (XQUANT_SPLIT_K_WAVES): more splits.
+    // The merge-kernel ending with 8 waves of CTAs instead of 2 (XQUANT_SPLIT_K_WAVES): more splits.
     double waves8_us[3];
     int waves8_splits[3];
     {
       EnvSet w8("XQUANT_SPLIT_K_WAVES", "8");
+      EnvSet merge_kernel("XQUANT_DECODE_ATTENTION_ONE_PASS", kEndings[1]);
       xqcuda::DecodeAttentionArgs c;
       c.q = dq.p, c.k = dk.p, c.v = dv.p, c.out = dout.p, c.kv_type = xqcuda::DType::BF16;
       c.T = 1, c.H = H, c.KVH = KVH, c.D = D, c.start = keys - 1, c.scale = 0.088f;
@@ -360,12 +363,12 @@ TEST(CudaSplitKOnePass, DISABLED_SpeedOnePassBesideTwoKernels) {
     }
     const char* names[3] = {"contiguous 1 row", "paged 1 row     ", "paged 8 rows    "};
     for (int i = 0; i < 3; ++i)
-      std::printf("decode ATTENTION endings, %s, %4lld keys: last-CTA merge %.2f us (%d splits), default %.2f us "
-                  "(%d splits), previous %.2f us (%d splits); previous/default %.2fx, previous/last-CTA %.2fx\n",
+      std::printf("decode ATTENTION endings, %s, %4lld keys: last-CTA merge %.2f us (%d splits), merge kernel %.2f us "
+                  "(%d splits), previous %.2f us (%d splits); previous/merge kernel %.2fx, previous/last-CTA %.2fx\n",
                   names[i], static_cast<long long>(keys), us[i][0], splits[i][0], us[i][1], splits[i][1], us[i][2],
                   splits[i][2], us[i][2] / us[i][1], us[i][2] / us[i][0]);
     for (int i = 0; i < 3; ++i)
-      std::printf("decode ATTENTION waves, %s, %4lld keys: default 2 waves %.2f us (%d splits), 8 waves %.2f us "
+      std::printf("decode ATTENTION waves, %s, %4lld keys: merge kernel 2 waves %.2f us (%d splits), 8 waves %.2f us "
                   "(%d splits), 2/8 %.2fx\n",
                   names[i], static_cast<long long>(keys), us[i][1], splits[i][1], waves8_us[i], waves8_splits[i],
                   us[i][1] / waves8_us[i]);

@@ -10,9 +10,9 @@
 // (query row t, kv head, key split); its 4 warps take 32-key tiles in turn
 // and keep an online softmax (running max m, sum l, accumulator) per query
 // head of the GQA group in registers, the warps merge in shared memory, and
-// with more than one split the splits' (m, l, acc) are merged by a second
-// kernel or, with XQUANT_DECODE_ATTENTION_ONE_PASS=1, by the last CTA of a
-// (row, kv head) to finish (one launch: an arrival counter per (row, kv
+// with more than one split the splits' (m, l, acc) are merged by the last
+// CTA of a (row, kv head) to finish (the default) or, with
+// XQUANT_DECODE_ATTENTION_ONE_PASS=2 or 0, by a second kernel (one launch: an arrival counter per (row, kv
 // head), the threadfence-reduction pattern of the CUDA samples'
 // threadFenceReduction and CUB's single-pass scans). Scores are kept in base 2 (q
 // pre-scaled by log2(e), exp2f). Split counts: split_k_plan.hpp.
@@ -438,9 +438,9 @@ cudaError_t launch_group(const Launch& a, const Keys& keys, int splits, float* p
   return launch_dtypes<EPL, 16, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
 }
 
-// Enqueues the split kernel and, for splits > 1, the merge on `stream`
-// (unless XQUANT_DECODE_ATTENTION_ONE_PASS=1 and at most kSplitKMaxTickets
-// CTAs per split: the last CTA merges).
+// Enqueues the split kernel and, for splits > 1, the merge kernel on `stream`
+// unless the last CTA merges (the default ending, split_k_plan.hpp, with at
+// most kSplitKMaxTickets CTAs per split).
 // `workspace`: split_k_workspace(T, H, D, splits) bytes (null for one
 // split). The caller checked the shape: D % 8 == 0, D <= 256, H / KVH <= 16,
 // 16-byte aligned K/V storage.

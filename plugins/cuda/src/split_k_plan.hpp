@@ -28,18 +28,20 @@ constexpr int64_t kSplitKFewKeys = 128;
 // split than this take the two-kernel path.
 constexpr int64_t kSplitKMaxTickets = int64_t{1} << 16;
 
-// How a launch ends, from XQUANT_DECODE_ATTENTION_ONE_PASS (read per call):
-// unset (the default), few keys keep one split (kSplitKFewKeys) and split
-// launches are merged by a second kernel; "1" also merges split launches in
-// the same launch (the last CTA of a row merges; measured slower on an H200,
-// so not the default); "0" the previous rule: no few-keys case, a second
-// kernel for every split launch (same-run comparisons).
+// How a launch ends, from XQUANT_DECODE_ATTENTION_ONE_PASS (read per call).
+// Unset or "1" (the default): few keys keep one split (kSplitKFewKeys) and
+// split launches are merged in the same launch by the last CTA of each row
+// (measured on an H200, docs/cuda.md: 1.17-1.22x the merge kernel for one row
+// at 1024-4096 keys, 0.99-1.01x for 8 rows); "2" the same few-keys rule with
+// a second merge kernel (the previous default); "0" the rule before that: no
+// few-keys case, a second kernel for every split launch. "2" and "0" stay for
+// same-run comparisons.
 enum class SplitKEnding { kFewKeysOneSplit, kLastCtaMerges, kPrevious };
 inline SplitKEnding split_k_ending() {
   const char* e = std::getenv("XQUANT_DECODE_ATTENTION_ONE_PASS");
-  if (e && e[0] == '1' && e[1] == 0) return SplitKEnding::kLastCtaMerges;
+  if (e && e[0] == '2' && e[1] == 0) return SplitKEnding::kFewKeysOneSplit;
   if (e && e[0] == '0' && e[1] == 0) return SplitKEnding::kPrevious;
-  return SplitKEnding::kFewKeysOneSplit;
+  return SplitKEnding::kLastCtaMerges;
 }
 inline bool split_k_few_keys_one_split() { return split_k_ending() != SplitKEnding::kPrevious; }
 inline bool split_k_last_cta_merges() { return split_k_ending() == SplitKEnding::kLastCtaMerges; }
