@@ -11,6 +11,9 @@
 #include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/tensor.hpp>
 
+#include "cpu_provider_fixture.hpp"
+#include "e4m3_reference.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,35 +23,6 @@
 using namespace xquant;
 
 namespace {
-
-struct CpuPlugin {
-  Runtime rt{RuntimeOptions{}};
-  LoadedPlugin* p = rt.plugins().find(XQ_PLUGIN_KERNEL_PROVIDER, "cpu");
-  const xq_kernel_vtable& vt() const { return p->kernel(); }
-};
-CpuPlugin& cpu() {
-  static CpuPlugin f;
-  return f;
-}
-
-double code_value(int c) {
-  const int exp = (c >> 3) & 15, mant = c & 7;
-  const double mag = exp == 0 ? mant * std::ldexp(1.0, -9) : (1.0 + mant / 8.0) * std::ldexp(1.0, exp - 7);
-  return c & 0x80 ? -mag : mag;
-}
-
-// The value of the nearest finite code to v after clamping to +-448 (ties: even code).
-double nearest_value(double v) {
-  v = std::fmax(-448.0, std::fmin(448.0, v));
-  int best = 0;
-  double bd = INFINITY;
-  for (int c = 0; c < 256; ++c) {
-    if ((c & 0x7F) == 0x7F) continue;
-    const double d = std::fabs(code_value(c) - v);
-    if (d < bd || (d == bd && (c & 1) == 0)) best = c, bd = d;
-  }
-  return code_value(best);
-}
 
 struct Fp8Weight {
   std::vector<int8_t> codes;
@@ -78,16 +52,16 @@ struct Fp8Weight {
     t.act_bits = dynamic ? XQ_BITS_F8_E4M3 : 0;
   }
   double w(int64_t n, int64_t k) const {
-    return code_value(static_cast<uint8_t>(codes[n * t.cols + k])) * scales[t.strategy == XQ_STRATEGY_TENSOR ? 0 : n];
+    return test::e4m3_value(static_cast<uint8_t>(codes[n * t.cols + k])) * scales[t.strategy == XQ_STRATEGY_TENSOR ? 0 : n];
   }
 };
 
 struct Prepared {
   xq_qweight* w = nullptr;
   explicit Prepared(const xq_quant_tensor& q) {
-    EXPECT_EQ(cpu().vt().qweight_prepare(cpu().p->state, &q, &w), XQ_OK);
+    EXPECT_EQ(test::cpu_provider().vt().qweight_prepare(test::cpu_provider().p->state, &q, &w), XQ_OK);
   }
-  ~Prepared() { cpu().vt().qweight_release(cpu().p->state, w); }
+  ~Prepared() { test::cpu_provider().vt().qweight_release(test::cpu_provider().p->state, w); }
 };
 
 }  // namespace
@@ -102,12 +76,12 @@ TEST(CpuFp8, DequantizeIsExactAndQmatmulMatchesTheReference) {
       Fp8Weight fw(N, K, st, dynamic, rng);
       Prepared p(fw.t);
       ASSERT_NE(p.w, nullptr);
-      EXPECT_STREQ(cpu().vt().qweight_layout(cpu().p->state, p.w), "cpu-fp8-f32");
+      EXPECT_STREQ(test::cpu_provider().vt().qweight_layout(test::cpu_provider().p->state, p.w), "cpu-fp8-f32");
       std::vector<float> deq(static_cast<size_t>(N * K));
       auto op = sdk::make_op(XQ_OP_DEQUANTIZE);
       op.qweight = p.w;
       op.dst = sdk::device_tensor(XQ_DTYPE_F32, {N, K}, deq.data());
-      ASSERT_EQ(cpu().vt().run_op(cpu().p->state, &op), XQ_OK);
+      ASSERT_EQ(test::cpu_provider().vt().run_op(test::cpu_provider().p->state, &op), XQ_OK);
       for (int64_t n = 0; n < N; ++n)
         for (int64_t k = 0; k < K; ++k)  // the exact product rounded once to float, as e4m3 * scale in float
           ASSERT_EQ(deq[size_t(n * K + k)], static_cast<float>(fw.w(n, k)));
@@ -123,8 +97,8 @@ TEST(CpuFp8, DequantizeIsExactAndQmatmulMatchesTheReference) {
         mm.src[0] = sdk::device_tensor(XQ_DTYPE_F32, {M, K}, x.data());
         mm.src[2] = sdk::device_tensor(XQ_DTYPE_F32, {N}, b.data());
         mm.dst = sdk::device_tensor(XQ_DTYPE_F32, {M, N}, y.data());
-        ASSERT_NE(cpu().vt().supports_op(cpu().p->state, &mm), 0);
-        ASSERT_EQ(cpu().vt().run_op(cpu().p->state, &mm), XQ_OK);
+        ASSERT_NE(test::cpu_provider().vt().supports_op(test::cpu_provider().p->state, &mm), 0);
+        ASSERT_EQ(test::cpu_provider().vt().run_op(test::cpu_provider().p->state, &mm), XQ_OK);
         for (int64_t m = 0; m < M; ++m) {
           float amax = 0.0f;
           for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[size_t(m * K + k)]));
@@ -133,9 +107,9 @@ TEST(CpuFp8, DequantizeIsExactAndQmatmulMatchesTheReference) {
           for (int64_t n = 0; n < N; ++n) {
             double acc = 0, scale = 0;
             for (int64_t k = 0; k < K; ++k) {
-              const double a = dynamic ? nearest_value(x[size_t(m * K + k)] * inv) : x[size_t(m * K + k)];
-              acc += a * code_value(static_cast<uint8_t>(fw.codes[size_t(n * K + k)]));
-              scale += std::fabs(a * code_value(static_cast<uint8_t>(fw.codes[size_t(n * K + k)])));
+              const double a = dynamic ? test::nearest_e4m3(x[size_t(m * K + k)] * inv) : x[size_t(m * K + k)];
+              acc += a * test::e4m3_value(static_cast<uint8_t>(fw.codes[size_t(n * K + k)]));
+              scale += std::fabs(a * test::e4m3_value(static_cast<uint8_t>(fw.codes[size_t(n * K + k)])));
             }
             const double sw = fw.scales[st == XQ_STRATEGY_TENSOR ? 0 : n];
             const double want = (dynamic ? sx : 1.0) * sw * acc + b[size_t(n)];
@@ -153,10 +127,10 @@ TEST(CpuFp8, RefusesWhatItCannotRun) {
   Fp8Weight fw(16, 32, XQ_STRATEGY_CHANNEL, true, rng);
   fw.t.act_bits = 8;  // int8 activations with FP8 weights
   xq_qweight* w = nullptr;
-  EXPECT_EQ(cpu().vt().qweight_prepare(cpu().p->state, &fw.t, &w), XQ_ERR_UNSUPPORTED);
+  EXPECT_EQ(test::cpu_provider().vt().qweight_prepare(test::cpu_provider().p->state, &fw.t, &w), XQ_ERR_UNSUPPORTED);
   EXPECT_EQ(w, nullptr);
   fw.t.act_bits = XQ_BITS_F8_E4M3;
   fw.codes[5] = 0x7F;  // NaN
-  EXPECT_EQ(cpu().vt().qweight_prepare(cpu().p->state, &fw.t, &w), XQ_ERR_UNSUPPORTED);
+  EXPECT_EQ(test::cpu_provider().vt().qweight_prepare(test::cpu_provider().p->state, &fw.t, &w), XQ_ERR_UNSUPPORTED);
   EXPECT_EQ(w, nullptr);
 }

@@ -12,6 +12,9 @@
 #include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/tensor.hpp>
 
+#include "cpu_provider_fixture.hpp"
+#include "e4m3_reference.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -23,35 +26,6 @@ using namespace xquant;
 
 namespace {
 
-struct CpuPlugin {
-  Runtime rt{RuntimeOptions{}};
-  LoadedPlugin* p = rt.plugins().find(XQ_PLUGIN_KERNEL_PROVIDER, "cpu");
-  const xq_kernel_vtable& vt() const { return p->kernel(); }
-};
-CpuPlugin& cpu() {
-  static CpuPlugin f;
-  return f;
-}
-
-double code_value(int c) {
-  const int exp = (c >> 3) & 15, mant = c & 7;
-  const double mag = exp == 0 ? mant * std::ldexp(1.0, -9) : (1.0 + mant / 8.0) * std::ldexp(1.0, exp - 7);
-  return c & 0x80 ? -mag : mag;
-}
-
-// The value of the nearest finite E4M3 code to v after clamping to +-448 (ties: even code).
-double nearest_value(double v) {
-  v = std::fmax(-448.0, std::fmin(448.0, v));
-  int best = 0;
-  double bd = INFINITY;
-  for (int c = 0; c < 256; ++c) {
-    if ((c & 0x7F) == 0x7F) continue;
-    const double d = std::fabs(code_value(c) - v);
-    if (d < bd || (d == bd && (c & 1) == 0)) best = c, bd = d;
-  }
-  return code_value(best);
-}
-
 // Row m of x rounded as vLLM's dynamic per-token FP8 quantization does, dequantized.
 std::vector<float> rounded_rows(const std::vector<float>& x, int64_t M, int64_t K) {
   std::vector<float> out(x.size());
@@ -61,7 +35,7 @@ std::vector<float> rounded_rows(const std::vector<float>& x, int64_t M, int64_t 
     const float sx = amax > 0.0f ? amax / 448.0f : 1.0f;
     const float inv = 1.0f / sx;
     for (int64_t k = 0; k < K; ++k)
-      out[size_t(m * K + k)] = static_cast<float>(nearest_value(x[size_t(m * K + k)] * inv)) * sx;
+      out[size_t(m * K + k)] = static_cast<float>(test::nearest_e4m3(x[size_t(m * K + k)] * inv)) * sx;
   }
   return out;
 }
@@ -98,8 +72,8 @@ struct Int4Weight {
 
 struct Prepared {
   xq_qweight* w = nullptr;
-  explicit Prepared(const xq_quant_tensor& q) { EXPECT_EQ(cpu().vt().qweight_prepare(cpu().p->state, &q, &w), XQ_OK); }
-  ~Prepared() { cpu().vt().qweight_release(cpu().p->state, w); }
+  explicit Prepared(const xq_quant_tensor& q) { EXPECT_EQ(test::cpu_provider().vt().qweight_prepare(test::cpu_provider().p->state, &q, &w), XQ_OK); }
+  ~Prepared() { test::cpu_provider().vt().qweight_release(test::cpu_provider().p->state, w); }
 };
 
 std::vector<float> qmatmul(xq_qweight* w, const std::vector<float>& x, const std::vector<float>& bias, int64_t M,
@@ -110,8 +84,8 @@ std::vector<float> qmatmul(xq_qweight* w, const std::vector<float>& x, const std
   mm.src[0] = sdk::device_tensor(XQ_DTYPE_F32, {M, K}, const_cast<float*>(x.data()));
   mm.src[2] = sdk::device_tensor(XQ_DTYPE_F32, {N}, const_cast<float*>(bias.data()));
   mm.dst = sdk::device_tensor(XQ_DTYPE_F32, {M, N}, y.data());
-  EXPECT_NE(cpu().vt().supports_op(cpu().p->state, &mm), 0);
-  EXPECT_EQ(cpu().vt().run_op(cpu().p->state, &mm), XQ_OK);
+  EXPECT_NE(test::cpu_provider().vt().supports_op(test::cpu_provider().p->state, &mm), 0);
+  EXPECT_EQ(test::cpu_provider().vt().run_op(test::cpu_provider().p->state, &mm), XQ_OK);
   return y;
 }
 
@@ -164,6 +138,6 @@ TEST(CpuW4Afp8, RefusesFp8ActivationsItCannotRun) {
   w.t.act_scheme = XQ_ACT_STATIC_TENSOR;  // static FP8 activation scales: no such path
   w.t.input_scale = 0.5f;
   xq_qweight* q = nullptr;
-  EXPECT_EQ(cpu().vt().qweight_prepare(cpu().p->state, &w.t, &q), XQ_ERR_UNSUPPORTED);
+  EXPECT_EQ(test::cpu_provider().vt().qweight_prepare(test::cpu_provider().p->state, &w.t, &q), XQ_ERR_UNSUPPORTED);
   EXPECT_EQ(q, nullptr);
 }
