@@ -287,8 +287,9 @@ void expect_qmatmul_matches_reference(Isa isa, const char* gemv_mode, const char
   ScopedEnv force_isa("XQUANT_CPU_ISA", cpu::isa_name(isa));
   ScopedEnv force_mode("XQUANT_CPU_GEMV", gemv_mode);
   ScopedEnv force_prefill("XQUANT_CPU_PREFILL", prefill);
-  // auto (the default): int8 activations for INT4 weights only.
-  const bool q8_all = std::string(gemv_mode) == "q8", q8_int4 = std::string(gemv_mode) == "auto";
+  // auto (the default): int8 activations for INT4 weights, and for INT8
+  // weights on AVX2 (qweight.cpp auto_gemv_q8).
+  const bool q8_all = std::string(gemv_mode) == "q8", q8_auto = std::string(gemv_mode) == "auto";
   const bool prefill_q8 = std::string(prefill) == "int8";
   struct Case {
     uint32_t bits;
@@ -314,7 +315,7 @@ void expect_qmatmul_matches_reference(Isa isa, const char* gemv_mode, const char
     QW qw(c.t);
     ASSERT_EQ(qw.status, XQ_OK);
     EXPECT_STREQ(qw.w->kernels->name, cpu::isa_name(isa));
-    const bool q8 = q8_all || (q8_int4 && cs.bits <= 4);
+    const bool q8 = q8_all || (q8_auto && (cs.bits <= 4 || isa == Isa::avx2));
     EXPECT_EQ(qw.w->gemv_q8, q8) << gemv_mode << " bits " << cs.bits;
     for (int64_t M : {1, 3, 17}) {
       auto x = rnd_f(static_cast<size_t>(M * K));

@@ -126,6 +126,12 @@ inline float group_offset(const xq_qweight& w, const float* z, int64_t g) {
 
 namespace {
 
+// XQUANT_CPU_GEMV=auto: int8 activations (q8) for INT4 weights everywhere,
+// and for INT8 weights on AVX2, where q8 measured 1.28-1.32x f32 at 1 thread
+// and 1.11-1.20x at 2 (SmolLM2 and Qwen2.5 W8A16, same run, docs/engine.md);
+// on AVX-512 INT8 stays f32 (q8 measured 0.95x there).
+bool auto_gemv_q8(bool int4, Isa isa) { return int4 || isa == Isa::avx2; }
+
 // The fields every qweight has, from its geometry and description.
 std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, const xq_quant_tensor& q) {
   auto w = std::make_unique<xq_qweight>();
@@ -145,7 +151,7 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   w->gemm_kernels = &qgemm_kernels_of(selected_isa());
   w->gemv_rows = &gemv_rows_table(selected_isa(), selected_gemv_rows8());
   const GemvMode mode = selected_gemv_mode();
-  w->gemv_q8 = mode == GemvMode::q8 || (mode == GemvMode::automatic && g.int4);
+  w->gemv_q8 = mode == GemvMode::q8 || (mode == GemvMode::automatic && auto_gemv_q8(g.int4, selected_isa()));
   w->gemv_max_rows = selected_gemv_max_rows();
   w->prefill_int8 = selected_prefill_mode() == PrefillMode::int8;
   return w;
