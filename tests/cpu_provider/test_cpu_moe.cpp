@@ -4,7 +4,9 @@
 // here: odd token counts, experts no token chooses, both activation forms,
 // with and without the weighted combine, ids outside [0, E), and refusals.
 // Bound: ||out-ref||/||ref|| <= 1e-2 (the decode GEMV quantizes activations
-// per 32-column block to int8; measured errors are ~1e-3).
+// per 32-column block to int8; measured errors are ~1e-3). W4AFP8 experts
+// must take their per-token E4M3 activations through the same entry.
+#include "../support/e4m3_reference.hpp"
 #include "core/error.hpp"
 #include "core/runtime.hpp"
 #include "plugins/registry.hpp"
@@ -139,6 +141,65 @@ TEST(CpuMoe, MatchesPerExpertReference) {
         EXPECT_LE(rel_error(got, want), 1e-2) << "T=" << T << " per_slot_x=" << per_slot_x << " combine=" << combine;
       }
   }
+  for (xq_qweight* w : qws) P.vt().qweight_release(P.state(), w);
+}
+
+// W4AFP8 experts (int4 weights, dynamic per-token E4M3 activations): the
+// expert-by-expert path must round each routed row to E4M3 as QMATMUL does
+// for such a weight, not run the experts' W4A16 arithmetic. The reference
+// rounds x per token (s = max|x| / 448) by brute force; the E4M3 rounding
+// moves the result by ~2% of its norm, far above the int8-block GEMV noise
+// (~1e-3), so the two bounds below tell the arithmetic apart.
+TEST(CpuMoe, ExpertsKeepTheirFp8ActivationScheme) {
+  auto& P = cpu();
+  ASSERT_NE(P.p, nullptr);
+  const int E = 4, k = 2;
+  const int64_t N = 64, K = 256, T = 9, S = T * k;
+  std::vector<Expert> experts;
+  std::vector<xq_qweight*> qws(E);
+  experts.reserve(E);
+  for (int e = 0; e < E; ++e) {
+    experts.emplace_back(N, K, 128);
+    experts[e].q.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
+    experts[e].q.act_bits = XQ_BITS_F8_E4M3;
+    ASSERT_EQ(P.vt().qweight_prepare(P.state(), &experts[e].q, &qws[e]), XQ_OK) << xquant::last_error();
+  }
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> x(T * K), y(T * N, NAN), wts(S);
+  std::vector<int32_t> ids(S);
+  for (auto& v : x) v = u(rng());
+  for (int64_t s = 0; s < S; ++s) ids[s] = static_cast<int32_t>((s / k + s % k) % E), wts[s] = 0.5f;
+  std::vector<double> xq(x.size());  // each token's row rounded to E4M3 and scaled back
+  for (int64_t t = 0; t < T; ++t) {
+    float amax = 0.f;
+    for (int64_t c = 0; c < K; ++c) amax = std::max(amax, std::fabs(x[t * K + c]));
+    const float scale = amax / 448.f;
+    for (int64_t c = 0; c < K; ++c) xq[t * K + c] = test::nearest_e4m3(x[t * K + c] / scale) * scale;
+  }
+  xq_moe_op op = sdk::make_struct<xq_moe_op>();
+  op.n_experts = E;
+  op.top_k = k;
+  op.experts = qws.data();
+  op.x = sdk::device_tensor(XQ_DTYPE_F32, {T, K}, x.data());
+  op.expert_ids = sdk::device_tensor(XQ_DTYPE_I32, {T, k}, ids.data());
+  op.weights = sdk::device_tensor(XQ_DTYPE_F32, {T, k}, wts.data());
+  op.dst = sdk::device_tensor(XQ_DTYPE_F32, {T, N}, y.data());
+  ASSERT_EQ(P.vt().moe_qmatmul(P.state(), &op), XQ_OK) << xquant::last_error();
+  std::vector<double> ref_fp8(T * N, 0.0), ref_exact(T * N, 0.0);
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t n = 0; n < N; ++n) {
+      double a8 = 0, a = 0;
+      for (int64_t c = 0; c < K; ++c) {
+        const double w = experts[ids[s]].dense[n * K + c];
+        a8 += xq[(s / k) * K + c] * w;
+        a += double(x[(s / k) * K + c]) * w;
+      }
+      ref_fp8[(s / k) * N + n] += wts[s] * a8;
+      ref_exact[(s / k) * N + n] += wts[s] * a;
+    }
+  const double to_fp8 = rel_error(y, ref_fp8), to_exact = rel_error(y, ref_exact);
+  EXPECT_LE(to_fp8, 5e-3) << "the experts' output is not the E4M3-activation product";
+  EXPECT_GE(to_exact, 1e-2) << "the experts ran on exact activations (W4A16 arithmetic), error " << to_exact;
   for (xq_qweight* w : qws) P.vt().qweight_release(P.state(), w);
 }
 
