@@ -9,12 +9,14 @@
 //      would saturate on it: its INT8 panels widen to int16 instead).
 //   2. QMATMUL through the plugin with M = 3, 17, 255 (3 takes the per-pair
 //      path, the rest the prefill paths), N not a multiple of 16, K not a
-//      multiple of the group or of 32: W8A8 bit-identical to the per-pair
-//      path (XQUANT_CPU_GEMV_ROWS large) on every ISA the CPU has; weight-
+//      multiple of the group or of 32: W8A8 on the integer path bit-identical
+//      to the per-pair path (XQUANT_CPU_GEMV_ROWS large) on every ISA the CPU
+//      has, W8A8 through SGEMM within float rounding of it; weight-
 //      only prefill bit-identical across ISAs and within float rounding of a
 //      double reference.
 // A path the CPU lacks is skipped with a message naming it.
 #include "../support/cpu_provider_fixture.hpp"
+#include "core/error.hpp"
 #include "core/runtime.hpp"
 #include "cpu.hpp"
 #include "plugins/registry.hpp"
@@ -261,10 +263,10 @@ std::string describe(const Case& cs, int64_t M) {
 
 }  // namespace
 
-// W8A8 prefill (panels where the ISA has them) gives the per-pair path's bits
-// on every ISA: per-token int8 activations are re-rounded at every Linear, so
-// any float difference would grow into a different model.
+// W8A8 prefill on the integer path (panels where the ISA has them) gives the
+// per-pair path's bits on every ISA.
 TEST(CpuQGemm, W8A8PrefillIsThePairPathBitForBit) {
+  ScopedEnv integer("XQUANT_CPU_W8A8_PREFILL", "integer");
   std::vector<Isa> isas{Isa::scalar};
   for (Isa isa : vector_isas()) isas.push_back(isa);
   for (const Case& cs : kCases) {
@@ -286,6 +288,83 @@ TEST(CpuQGemm, W8A8PrefillIsThePairPathBitForBit) {
       }
     }
   }
+}
+
+// W8A8 prefill through SGEMM (the default for INT8 codes on AVX2, forced
+// here on every ISA and for INT4 too): the same int8 activation images as
+// the integer path, multiplied in F32, so within float rounding of the
+// integer path's result: |diff| <= 2e-5 * (sum |x w| + |bias|), with x the
+// float input (its int8 image differs by < 1% of the row's max).
+TEST(CpuQGemm, W8A8PrefillBySgemmIsTheIntegerResultWithinFloatRounding) {
+  std::vector<Isa> isas{Isa::scalar};
+  for (Isa isa : vector_isas()) isas.push_back(isa);
+  for (const Case& cs : kCases) {
+    Canon c = make_canon(kN, kK, cs.bits, cs.gs, cs.sym, cs.act_order);
+    c.t.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
+    c.t.act_bits = 8;
+    const auto bias = rnd_f(kN);
+    for (int64_t M : {17, 255}) {
+      const auto x = rnd_f(static_cast<size_t>(M * kK), -3.0f, 3.0f);
+      std::vector<float> want;
+      {
+        ScopedEnv isa("XQUANT_CPU_ISA", "scalar");
+        ScopedEnv rows("XQUANT_CPU_GEMV_ROWS", "100000");  // every M pair by pair, exact integers
+        want = qmatmul(c, x, bias, M);
+      }
+      ScopedEnv sgemm("XQUANT_CPU_W8A8_PREFILL", "sgemm");
+      for (Isa isa : isas) {
+        ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
+        const auto got = qmatmul(c, x, bias, M);
+        double worst = 0;
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < kN; ++n) {
+            double mag = std::fabs(bias[n]);
+            for (int64_t k = 0; k < kK; ++k) mag += std::fabs(x[m * kK + k] * c.w(n, k));
+            worst = std::max(worst, std::fabs(got[m * kN + n] - want[m * kN + n]) / (1e-3 + mag));
+          }
+        EXPECT_LE(worst, 2e-5) << cpu::isa_name(isa) << " " << describe(cs, M);
+        EXPECT_GT(worst, 0.0) << "sgemm forced gave the integer path's bits: was it taken? " << cpu::isa_name(isa)
+                              << " " << describe(cs, M);
+      }
+    }
+  }
+}
+
+// Which path W8A8 prefill takes by default: SGEMM for INT8 codes on AVX2
+// (bits differ from the integer path), the integer path for INT4 codes and
+// on the other ISAs (the same bits); an unknown XQUANT_CPU_W8A8_PREFILL is
+// refused at prepare, naming the variable.
+TEST(CpuQGemm, W8A8PrefillDefaultPathPerIsaAndCodes) {
+  std::vector<Isa> isas{Isa::scalar};
+  for (Isa isa : vector_isas()) isas.push_back(isa);
+  for (uint32_t bits : {8u, 4u}) {
+    Canon c = make_canon(kN, kK, bits, 32, true, false);
+    c.t.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
+    c.t.act_bits = 8;
+    const auto bias = rnd_f(kN);
+    const int64_t M = 33;
+    const auto x = rnd_f(static_cast<size_t>(M * kK), -3.0f, 3.0f);
+    std::vector<float> exact;
+    {
+      ScopedEnv isa("XQUANT_CPU_ISA", "scalar");
+      ScopedEnv rows("XQUANT_CPU_GEMV_ROWS", "100000");
+      exact = qmatmul(c, x, bias, M);
+    }
+    for (Isa isa : isas) {
+      ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
+      const bool sgemm_expected = bits == 8 && isa == Isa::avx2;
+      EXPECT_EQ(qmatmul(c, x, bias, M) != exact, sgemm_expected)
+          << cpu::isa_name(isa) << " bits " << bits << (sgemm_expected ? ": SGEMM expected" : ": integer path expected");
+    }
+  }
+  ScopedEnv bad("XQUANT_CPU_W8A8_PREFILL", "fast");
+  Canon c = make_canon(kN, kK, 8, 32, true, false);
+  c.t.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
+  c.t.act_bits = 8;
+  xq_qweight* w = nullptr;
+  EXPECT_EQ(fx().vt().qweight_prepare(fx().p->state, &c.t, &w), XQ_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(w, nullptr);
+  EXPECT_NE(xquant::last_error().find("XQUANT_CPU_W8A8_PREFILL=fast"), std::string::npos) << xquant::last_error();
 }
 
 // Weight-only prefill (dequantized pieces + SGEMM): the same bits on every

@@ -54,6 +54,7 @@ struct xq_qweight {
   bool gemv_q8 = false;              // weight-only decode quantizes activations per 32-block
   int64_t gemv_max_rows = 4;         // weight-only calls with at most this many rows use the fused GEMV
   bool prefill_int8 = false;         // weight-only calls with more rows: int8 tiles (else dequantize + SGEMM)
+  bool w8a8_prefill_sgemm = false;   // W8A8 calls with more rows: int8 images x dequantized rows by SGEMM
   bool adopted = false;              // codes/scales/zeros are a container's stored bytes
   // INT4 weight-only decode's copy with every eight rows interleaved, made at
   // prepare time (qgemv_rows8.hpp, XQUANT_CPU_GEMV_ROWS8=interleaved), or empty.

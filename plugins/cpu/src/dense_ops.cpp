@@ -3,6 +3,7 @@
 // the validation every op goes through before it runs.
 #include "cpu.hpp"
 #include "gguf_blocks_weight.hpp"
+#include "int8_rounding.hpp"
 #include "vector_exp.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -451,17 +452,14 @@ float quantize_row_i8(const float* x, int64_t k, int8_t* q, float static_scale) 
   float s = static_scale;
   float lo = -127.0f;
   if (s <= 0.0f) {
-    float amax = 0.0f;
-    for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float amax = abs_max(x, k);
     s = amax > 0.0f ? amax / 127.0f : 1.0f;
   } else {
     lo = -128.0f;  // a static scale may clip on either side: use the full range
   }
-  float inv = 1.0f / s;
-  for (int64_t i = 0; i < k; ++i) {
-    float v = std::nearbyint(x[i] * inv);
-    q[i] = static_cast<int8_t>(std::min(127.0f, std::max(lo, v)));
-  }
+  // Clamped, then rounded: the same codes as rounding, then clamping, since
+  // both bounds are integers.
+  scale_round_i8(x, k, 1.0f / s, lo, 127.0f, q);
   return s;
 }
 

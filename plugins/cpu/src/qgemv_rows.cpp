@@ -2,6 +2,7 @@
 // one activation row quantized to int8 per 32-column block, with the
 // per-block lane vectors the ISA's row kernels read.
 #include "qgemv_rows.hpp"
+#include "int8_rounding.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -38,17 +39,14 @@ QuantizedActs quantize_acts(const GemvRowsKernels& t, bool int4, const float* x,
   for (int64_t b = 0; b < nblk; ++b) {
     const float* xb = x + b * kB;
     int8_t* qb = q + b * kB;
-    float amax = 0.0f;
-    for (int i = 0; i < kB; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float amax = abs_max(xb, kB);
     // The same expressions as qweight.cpp's quantize_row_q8_blocks (the q8
     // pair kernels), so both decode paths round the activations alike.
     const float sa = amax / 127.0f;
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    scale_round_i8(xb, kB, inv, -127.0f, 127.0f, qb);
     int32_t sum = 0;
-    for (int i = 0; i < kB; ++i) {
-      qb[i] = static_cast<int8_t>(std::nearbyint(xb[i] * inv));
-      sum += qb[i];
-    }
+    for (int i = 0; i < kB; ++i) sum += qb[i];
     std::fill(sa8 + b * 8, sa8 + b * 8 + 8, sa);
     std::fill(corr + b * 8, corr + b * 8 + 8, 0);
     corr[b * 8] = offset * sum;

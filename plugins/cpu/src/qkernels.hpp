@@ -116,5 +116,14 @@ int64_t selected_gemv_max_rows();
 // above). An unknown value throws.
 enum class PrefillMode { sgemm, int8 };
 PrefillMode selected_prefill_mode();
+// How W8A8 calls with many activation rows (prefill) multiply, from
+// XQUANT_CPU_W8A8_PREFILL: integer (the exact int32 dot per group: panels
+// or pair by pair), sgemm (the int8 images of the activations and the
+// weight's dequantized rows multiplied by OpenBLAS SGEMM: the same
+// quantization, float accumulation), or unset / auto: sgemm for INT8 codes
+// on an ISA whose integer panels do not beat FMA on them (AVX2:
+// qgemm_panel_avx2.cpp says why), integer elsewhere. An unknown value throws.
+enum class W8A8PrefillMode { automatic, integer, sgemm };
+W8A8PrefillMode selected_w8a8_prefill_mode();
 
 }  // namespace xquant::cpu

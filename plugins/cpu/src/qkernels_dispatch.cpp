@@ -81,4 +81,13 @@ PrefillMode selected_prefill_mode() {
   throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, std::string("cpu provider: XQUANT_CPU_PREFILL=") + env + " is not sgemm or int8");
 }
 
+W8A8PrefillMode selected_w8a8_prefill_mode() {
+  const char* env = std::getenv("XQUANT_CPU_W8A8_PREFILL");
+  if (!env || !*env || std::string(env) == "auto") return W8A8PrefillMode::automatic;
+  if (std::string(env) == "integer") return W8A8PrefillMode::integer;
+  if (std::string(env) == "sgemm") return W8A8PrefillMode::sgemm;
+  throw sdk::Error(XQ_ERR_INVALID_ARGUMENT,
+                   std::string("cpu provider: XQUANT_CPU_W8A8_PREFILL=") + env + " is not auto, integer or sgemm");
+}
+
 }  // namespace xquant::cpu

@@ -33,6 +33,7 @@
 #include "qgemv_rows8.hpp"
 #include "qkernels.hpp"
 #include "qweight_codes.hpp"
+#include "int8_rounding.hpp"
 
 #include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/half.hpp>
@@ -74,7 +75,7 @@ inline int code_at(const xq_qweight& w, const uint8_t* row, int64_t p) {
 // Per-calling-thread buffers of run_qmatmul, grown on demand and reused, so a
 // decode step allocates nothing once the largest shape has been seen.
 struct Scratch {
-  std::vector<float> x, xsum, sa;
+  std::vector<float> x, xsum, sa, xq;
   std::vector<int8_t> qa;
   std::vector<int32_t> qsum;
 };
@@ -108,11 +109,10 @@ const float* gather_padded(const xq_qweight& w, const float* x, int64_t M, std::
 void quantize_row_q8_blocks(const float* x, int64_t nblk, int8_t* q, float* sa) {
   for (int64_t b = 0; b < nblk; ++b) {
     const float* xb = x + b * kBlock;
-    float amax = 0.0f;
-    for (int i = 0; i < kBlock; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float amax = abs_max(xb, kBlock);
     sa[b] = amax / 127.0f;
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int i = 0; i < kBlock; ++i) q[b * kBlock + i] = static_cast<int8_t>(std::nearbyint(xb[i] * inv));
+    scale_round_i8(xb, kBlock, inv, -127.0f, 127.0f, q + b * kBlock);
   }
 }
 
@@ -154,6 +154,9 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   w->gemv_q8 = mode == GemvMode::q8 || (mode == GemvMode::automatic && auto_gemv_q8(g.int4, selected_isa()));
   w->gemv_max_rows = selected_gemv_max_rows();
   w->prefill_int8 = selected_prefill_mode() == PrefillMode::int8;
+  const W8A8PrefillMode w8a8 = selected_w8a8_prefill_mode();
+  w->w8a8_prefill_sgemm = w8a8 == W8A8PrefillMode::sgemm ||
+                          (w8a8 == W8A8PrefillMode::automatic && !g.int4 && !w->gemm_kernels->panels_for_int8);
   return w;
 }
 
@@ -255,26 +258,49 @@ void run_dequantize(const Host& host, const xq_op& op) {
 
 namespace {
 
-// W8A8: int8 activations (per token or static), exact int32 dot per group.
+// Weight-only prefill: pieces of weight rows dequantized into a per-thread
+// buffer and multiplied by SGEMM while hot (qgemm.cpp).
+void qgemm_weight_only(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias) {
+  const int64_t N = w.rows;
+  qgemm_dequant_sgemm(host, w, x, M, y);
+  if (bias)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
+}
+
+// W8A8: int8 activations (per token or static), exact int32 dot per group
+// (prefill on AVX2: float products of the same int8 images, below).
 void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias) {
   const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups;
   const QKernels& k = *w.kernels;
   Scratch& sc = scratch();
   int8_t* qx = sized(sc.qa, M * Kp);
   float* sx = sized(sc.sa, M);
-  int32_t* qsum = sized(sc.qsum, M * G);
+  // Prefill where integer dots do not beat FMA (INT8 codes on AVX2): the
+  // activations' int8 images, scaled back, times the dequantized weight by
+  // SGEMM. Same quantization as the integer path; the products and sums are
+  // rounded to F32 (relative ~1e-7 per term) instead of kept exact.
+  const bool by_sgemm = M > w.gemv_max_rows && M >= kPanelMinActRows && w.w8a8_prefill_sgemm;
+  float* images = by_sgemm ? sized(sc.xq, M * Kp) : nullptr;
+  int32_t* qsum = by_sgemm ? nullptr : sized(sc.qsum, M * G);
   const float st = w.act_scheme == XQ_ACT_STATIC_TENSOR ? w.input_scale : 0.0f;
   host.parallel_for(static_cast<uint64_t>(M), 16, [&](uint64_t b, uint64_t e) {
     for (uint64_t r = b; r < e; ++r) {
       const int64_t m = static_cast<int64_t>(r);
+      const int8_t* q = qx + m * Kp;
       sx[m] = quantize_row_i8(x + m * Kp, Kp, qx + m * Kp, st);
+      if (images) {
+        for (int64_t p = 0; p < Kp; ++p) images[m * Kp + p] = static_cast<float>(q[p]) * sx[m];
+        continue;
+      }
       for (int64_t g = 0; g < G; ++g) {
         int32_t s = 0;
-        for (int64_t p = w.block_begin[g] * kBlock; p < w.block_begin[g + 1] * kBlock; ++p) s += qx[m * Kp + p];
+        for (int64_t p = w.block_begin[g] * kBlock; p < w.block_begin[g + 1] * kBlock; ++p) s += q[p];
         qsum[m * G + g] = s;
       }
     }
   });
+  if (by_sgemm) return qgemm_weight_only(host, w, images, M, y, bias);
   // y[m, n] from the exact per-group integer dot products: offsets, the
   // activation scale, the bias.
   auto finish = [&](int64_t n, int64_t m, float acc) {
@@ -414,16 +440,6 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
       }
     }
   });
-}
-
-// Weight-only prefill: pieces of weight rows dequantized into a per-thread
-// buffer and multiplied by SGEMM while hot (qgemm.cpp).
-void qgemm_weight_only(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y, const float* bias) {
-  const int64_t N = w.rows;
-  qgemm_dequant_sgemm(host, w, x, M, y);
-  if (bias)
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
 }
 
 }  // namespace
