@@ -9,12 +9,15 @@
 # 2. the random-weight Llama-3.1-8B-shaped models of scripts/gpu-decode-bench.sh
 #    (8 layers, BF16 and W4A16 g128 RTN), and the device copy rate;
 # 3. `xquant bench` (paged cache, BF16 KV, 128:256, C = 1 and 8) with the
-#    current ops and with the previous ones (XQUANT_ROPE_KV=0), one process
-#    each, alternately new / old / new / old, so ratios come from one run;
+#    current ops and with the previous ones (PAGED_OLD_ENV, default
+#    XQUANT_ROPE_KV=0; e.g. XQUANT_CUDA_W4_SPLIT_IN_LAUNCH=0 compares the
+#    W4A16 GEMM's split-K endings), one process each, alternately new / old /
+#    new / old, so ratios come from one run;
 # 4. time left: scripts/gpu-decode-profile.sh on the BF16 model (per-op
 #    device times, contiguous and paged).
 # Every step has a timeout cut to what is left of PAGED_OPS_BUDGET_S (default
 # 170 s) so that one device call of 190 s returns with partial results.
+# PAGED_OPS_TESTS=0 leaves out step 1; PAGED_OPS_PROFILE=0 step 4.
 # Compact summary on stdout; logs and JSON in OUT_DIR.
 set -uo pipefail
 b=${1:?usage: gpu-paged-ops-check.sh BUILD_DIR OUT_DIR}
@@ -45,6 +48,8 @@ eng=$(find1 test_device_engine)
 paged=$(find1 test_paged_engine)
 graphs=$(find1 test_decode_graphs)
 
+old_env=${PAGED_OLD_ENV:-XQUANT_ROPE_KV=0}
+if [ "${PAGED_OPS_TESTS:-1}" = 1 ]; then
 echo "== ROPE_KV kernel vs the cpu provider"
 step 20 "CudaRopeKv" "$ops" --gtest_filter='CudaRopeKv.*' > "$out/paged-ops-kernel.log" 2>&1
 grep -E "$summary|ROPE_KV q" "$out/paged-ops-kernel.log"
@@ -58,6 +63,7 @@ grep -E "$summary" "$out/paged-ops-paged.log"
 step 20 "test_decode_graphs" "$graphs" > "$out/paged-ops-graphs.log" 2>&1
 grep -E "$summary" "$out/paged-ops-graphs.log"
 echo "== tests done at $(( $(date +%s) - t0 )) s"
+fi  # PAGED_OPS_TESTS
 
 dir=/tmp/gpueng-l31
 if [ ! -d $dir/w4a16-g128 ]; then
@@ -81,18 +87,18 @@ PY
 gbs=$(echo "$gbs" | grep -E '^[0-9]+$' || echo 0)
 echo "== device-to-device copy: $gbs GB/s; models ready at $(( $(date +%s) - t0 )) s"
 
-echo "== serving bench, 128:256, C = 1, 8: current ops (new) vs XQUANT_ROPE_KV=0 (old)"
+echo "== serving bench, 128:256, C = 1, 8: current ops (new) vs $old_env (old)"
 models="bf16=$dir/bf16,w4a16-g128=$dir/w4a16-g128"
 i=0
 for v in new old new old; do
   i=$((i + 1))
   envs=()
-  [ $v = old ] && envs=(XQUANT_ROPE_KV=0)
+  [ $v = old ] && read -r -a envs <<< "$old_env"
   env ${envs[@]+"${envs[@]}"} bash -c 'cap=$1; shift; timeout "$cap" "$@"' _ "$(left 25)" "$cli" bench --models "$models" \
     --concurrency 1,8 --lengths 128:256 --provider cuda --kv-dtype bf16 --copy-gbs "$gbs" \
     --json "$out/paged-bench-$i-$v.json" > "$out/paged-bench-$i-$v.txt" 2> "$out/paged-bench-$i-$v.err"
 done
-python3 - "$out" <<'PY'
+python3 - "$out" "$old_env" <<'PY'
 import glob, json, os, sys
 rows = {}
 for f in sorted(glob.glob(os.path.join(sys.argv[1], "paged-bench-*.json"))):
@@ -120,12 +126,12 @@ for (m, c, v), rs in sorted(rows.items()):
     if v == "new" and (m, c, "old") in rows:
         n, o = max(r["output_tok_s"] for r in rs), max(r["output_tok_s"] for r in rows[(m, c, "old")])
         print(f"new/old {m} C={c}: {n / o:.3f}")
-        if rs[0]["steps"] and rs[0].get("ops_per_step") == rows[(m, c, "old")][0].get("ops_per_step"):
+        if "XQUANT_ROPE_KV=0" in sys.argv[2] and rs[0]["steps"] and rs[0].get("ops_per_step") == rows[(m, c, "old")][0].get("ops_per_step"):
             # Eager steps (prefill, the first decode step and its recording) run 40 ops fewer on the 8-layer model.
             print(f"WARNING {m} C={c}: new and old ran the same op count: XQUANT_ROPE_KV had no effect (a stale CLI?)")
 PY
 echo "== bench done at $(( $(date +%s) - t0 )) s"
-if [ "$(left 45)" -ge 30 ]; then
+if [ "${PAGED_OPS_PROFILE:-1}" = 1 ] && [ "$(left 45)" -ge 30 ]; then
   step 45 "decode profile" env PROFILE_MODELS="bf16=$dir/bf16" PROFILE_AB=0 bash "$here/gpu-decode-profile.sh" "$cli" "$out" |
     tail -45
 else
