@@ -9,6 +9,7 @@
 // written past the row. ggml rows are whole blocks (a K-quant row is a
 // multiple of 256 columns), so there is no partial last block to test.
 // A path the CPU lacks is skipped with a message naming it.
+#include "../support/test_seed.hpp"
 #include "gguf_dequant.hpp"
 #include "gguf_types.hpp"
 #include "qkernels.hpp"
@@ -28,16 +29,7 @@ using xquant::cpu::Isa;
 namespace {
 
 // Fresh inputs every run; the seed is printed so a failure can be replayed.
-uint32_t test_seed() {
-  static const uint32_t seed = [] {
-    const char* e = std::getenv("XQUANT_TEST_SEED");
-    const uint32_t s = e && *e ? static_cast<uint32_t>(std::strtoul(e, nullptr, 10)) : std::random_device{}();
-    std::printf("test_cpu_gguf_dequant: seed %u (XQUANT_TEST_SEED=%u replays it)\n", s, s);
-    return s;
-  }();
-  return seed;
-}
-std::mt19937 rng(test_seed());
+std::mt19937 rng(test::seed_from_env_or_fresh("test_cpu_gguf_dequant"));
 
 // A random half that is not NaN or infinite: exponent field 0..30.
 void put_finite_f16(uint8_t* p) {

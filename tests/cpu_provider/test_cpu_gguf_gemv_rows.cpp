@@ -9,6 +9,7 @@
 // AVX-512 VNNI skips those kernels, naming them. The eight-row Q4_0 kernels
 // (qgemv_rows8.hpp's register transpose, AVX2 and AVX-512) take the same
 // checks with 8 and 16 rows added (whole groups of eight) beside 1, 3, 17.
+#include "../support/test_seed.hpp"
 #include "gguf_blocks.hpp"
 #include "gguf_gemv_rows.hpp"
 #include "gguf_types.hpp"
@@ -34,16 +35,7 @@ using xquant::cpu::Isa;
 namespace {
 
 // Fresh inputs every run; the seed is printed so a failure can be replayed.
-uint32_t test_seed() {
-  static const uint32_t seed = [] {
-    const char* e = std::getenv("XQUANT_TEST_SEED");
-    const uint32_t s = e && *e ? static_cast<uint32_t>(std::strtoul(e, nullptr, 10)) : std::random_device{}();
-    std::printf("test_cpu_gguf_gemv_rows: seed %u (XQUANT_TEST_SEED=%u replays it)\n", s, s);
-    return s;
-  }();
-  return seed;
-}
-std::mt19937 rng(test_seed());
+std::mt19937 rng(test::seed_from_env_or_fresh("test_cpu_gguf_gemv_rows"));
 
 float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng); }
 

@@ -81,6 +81,13 @@ std::vector<Isa> vector_isas() {
   return out;
 }
 
+// The scalar table and every vector ISA this CPU has.
+std::vector<Isa> every_isa() {
+  std::vector<Isa> isas{Isa::scalar};
+  for (Isa isa : vector_isas()) isas.push_back(isa);
+  return isas;
+}
+
 // (code - zero) * scale of padded column p of a packed row, from the bytes.
 float packed_value(const uint8_t* row, bool int4, int64_t p, float s, float z) {
   int code;
@@ -130,8 +137,7 @@ TEST(CpuQGemmKernels, DequantizedRowsAreTheScalarExpressionOnEveryIsa) {
 // Panels: the same bytes from every ISA (whole and ragged panels), and the
 // micro-kernel's outputs equal to the scalar GEMV table's pair dots.
 TEST(CpuQGemmKernels, PanelsGiveThePairDotsBitForBit) {
-  std::vector<Isa> isas{Isa::scalar};
-  for (Isa isa : vector_isas()) isas.push_back(isa);
+  const std::vector<Isa> isas = every_isa();
   const cpu::QKernels& pair = cpu::kScalarKernels;
   for (bool int4 : {true, false})
     for (int64_t nblk : {1, 3, 18, 48}) {
@@ -261,28 +267,37 @@ std::string describe(const Case& cs, int64_t M) {
          (cs.act_order ? " act-order" : "") + " M " + std::to_string(M);
 }
 
+// A canonical weight with dynamic per-token int8 activations (W8A8 / W4A8).
+Canon w8a8_canon(uint32_t bits, int64_t gs, bool sym, bool act_order) {
+  Canon c = make_canon(kN, kK, bits, gs, sym, act_order);
+  c.t.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
+  c.t.act_bits = 8;
+  return c;
+}
+
+// The numbers W8A8 has always produced: the scalar table, every M pair by
+// pair (exact int32 dots per group).
+std::vector<float> w8a8_pair_reference(const Canon& c, const std::vector<float>& x, const std::vector<float>& bias,
+                                       int64_t M) {
+  ScopedEnv isa("XQUANT_CPU_ISA", "scalar");
+  ScopedEnv rows("XQUANT_CPU_GEMV_ROWS", "100000");
+  ScopedEnv integer("XQUANT_CPU_W8A8_PREFILL", "integer");
+  return qmatmul(c, x, bias, M);
+}
+
 }  // namespace
 
 // W8A8 prefill on the integer path (panels where the ISA has them) gives the
 // per-pair path's bits on every ISA.
 TEST(CpuQGemm, W8A8PrefillIsThePairPathBitForBit) {
   ScopedEnv integer("XQUANT_CPU_W8A8_PREFILL", "integer");
-  std::vector<Isa> isas{Isa::scalar};
-  for (Isa isa : vector_isas()) isas.push_back(isa);
   for (const Case& cs : kCases) {
-    Canon c = make_canon(kN, kK, cs.bits, cs.gs, cs.sym, cs.act_order);
-    c.t.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
-    c.t.act_bits = 8;
+    const Canon c = w8a8_canon(cs.bits, cs.gs, cs.sym, cs.act_order);
     const auto bias = rnd_f(kN);
     for (int64_t M : {3, 17, 255}) {
       const auto x = rnd_f(static_cast<size_t>(M * kK), -3.0f, 3.0f);
-      std::vector<float> want;
-      {
-        ScopedEnv isa("XQUANT_CPU_ISA", "scalar");
-        ScopedEnv rows("XQUANT_CPU_GEMV_ROWS", "100000");  // every M pair by pair
-        want = qmatmul(c, x, bias, M);
-      }
-      for (Isa isa : isas) {
+      const std::vector<float> want = w8a8_pair_reference(c, x, bias, M);
+      for (Isa isa : every_isa()) {
         ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
         EXPECT_EQ(qmatmul(c, x, bias, M), want) << cpu::isa_name(isa) << " " << describe(cs, M);
       }
@@ -296,23 +311,14 @@ TEST(CpuQGemm, W8A8PrefillIsThePairPathBitForBit) {
 // integer path's result: |diff| <= 2e-5 * (sum |x w| + |bias|), with x the
 // float input (its int8 image differs by < 1% of the row's max).
 TEST(CpuQGemm, W8A8PrefillBySgemmIsTheIntegerResultWithinFloatRounding) {
-  std::vector<Isa> isas{Isa::scalar};
-  for (Isa isa : vector_isas()) isas.push_back(isa);
   for (const Case& cs : kCases) {
-    Canon c = make_canon(kN, kK, cs.bits, cs.gs, cs.sym, cs.act_order);
-    c.t.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
-    c.t.act_bits = 8;
+    const Canon c = w8a8_canon(cs.bits, cs.gs, cs.sym, cs.act_order);
     const auto bias = rnd_f(kN);
     for (int64_t M : {17, 255}) {
       const auto x = rnd_f(static_cast<size_t>(M * kK), -3.0f, 3.0f);
-      std::vector<float> want;
-      {
-        ScopedEnv isa("XQUANT_CPU_ISA", "scalar");
-        ScopedEnv rows("XQUANT_CPU_GEMV_ROWS", "100000");  // every M pair by pair, exact integers
-        want = qmatmul(c, x, bias, M);
-      }
+      const std::vector<float> want = w8a8_pair_reference(c, x, bias, M);
       ScopedEnv sgemm("XQUANT_CPU_W8A8_PREFILL", "sgemm");
-      for (Isa isa : isas) {
+      for (Isa isa : every_isa()) {
         ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
         const auto got = qmatmul(c, x, bias, M);
         double worst = 0;
@@ -335,22 +341,13 @@ TEST(CpuQGemm, W8A8PrefillBySgemmIsTheIntegerResultWithinFloatRounding) {
 // on the other ISAs (the same bits); an unknown XQUANT_CPU_W8A8_PREFILL is
 // refused at prepare, naming the variable.
 TEST(CpuQGemm, W8A8PrefillDefaultPathPerIsaAndCodes) {
-  std::vector<Isa> isas{Isa::scalar};
-  for (Isa isa : vector_isas()) isas.push_back(isa);
   for (uint32_t bits : {8u, 4u}) {
-    Canon c = make_canon(kN, kK, bits, 32, true, false);
-    c.t.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
-    c.t.act_bits = 8;
+    const Canon c = w8a8_canon(bits, 32, true, false);
     const auto bias = rnd_f(kN);
     const int64_t M = 33;
     const auto x = rnd_f(static_cast<size_t>(M * kK), -3.0f, 3.0f);
-    std::vector<float> exact;
-    {
-      ScopedEnv isa("XQUANT_CPU_ISA", "scalar");
-      ScopedEnv rows("XQUANT_CPU_GEMV_ROWS", "100000");
-      exact = qmatmul(c, x, bias, M);
-    }
-    for (Isa isa : isas) {
+    const std::vector<float> exact = w8a8_pair_reference(c, x, bias, M);
+    for (Isa isa : every_isa()) {
       ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
       const bool sgemm_expected = bits == 8 && isa == Isa::avx2;
       EXPECT_EQ(qmatmul(c, x, bias, M) != exact, sgemm_expected)
@@ -358,9 +355,7 @@ TEST(CpuQGemm, W8A8PrefillDefaultPathPerIsaAndCodes) {
     }
   }
   ScopedEnv bad("XQUANT_CPU_W8A8_PREFILL", "fast");
-  Canon c = make_canon(kN, kK, 8, 32, true, false);
-  c.t.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
-  c.t.act_bits = 8;
+  const Canon c = w8a8_canon(8, 32, true, false);
   xq_qweight* w = nullptr;
   EXPECT_EQ(fx().vt().qweight_prepare(fx().p->state, &c.t, &w), XQ_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(w, nullptr);

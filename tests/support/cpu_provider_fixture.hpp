@@ -27,11 +27,21 @@ inline CpuProvider& cpu_provider() {
   return f;
 }
 
-// Sets an environment variable for one scope.
+// Sets an environment variable for one scope, restoring what it was.
 struct ScopedEnv {
-  std::string name;
-  ScopedEnv(const char* n, const char* v) : name(n) { setenv(n, v, 1); }
-  ~ScopedEnv() { unsetenv(name.c_str()); }
+  std::string name, before;
+  bool had = false;
+  ScopedEnv(const char* n, const char* v) : name(n) {
+    if (const char* e = std::getenv(n)) had = true, before = e;
+    setenv(n, v, 1);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  // The value it had before (nested scopes), or unset.
+  ~ScopedEnv() {
+    if (had) setenv(name.c_str(), before.c_str(), 1);
+    else unsetenv(name.c_str());
+  }
 };
 
 }  // namespace xquant::test
