@@ -10,9 +10,9 @@
 #    (8 layers, BF16 and W4A16 g128 RTN), and the device copy rate;
 # 3. `xquant bench` (paged cache, BF16 KV, 128:256, C = 1 and 8) with the
 #    current ops and with the previous ones (PAGED_OLD_ENV, default
-#    XQUANT_ROPE_KV=0; e.g. XQUANT_CUDA_W4_SPLIT_IN_LAUNCH=0 compares the
-#    W4A16 GEMM's split-K endings), one process each, alternately new / old /
-#    new / old, so ratios come from one run;
+#    XQUANT_ROPE_KV=0; e.g. XQUANT_DECODE_ATTENTION_ONE_PASS=2 compares the
+#    decode attention's split-K endings), one process each, alternately new /
+#    old / new / old, so ratios come from one run;
 # 4. time left: scripts/gpu-decode-profile.sh on the BF16 model (per-op
 #    device times, contiguous and paged).
 # Every step has a timeout cut to what is left of PAGED_OPS_BUDGET_S (default

@@ -27,13 +27,13 @@
 // over whole blocks of contiguous groups, with no tail.
 #include "cpu.hpp"
 #include "gguf_blocks_weight.hpp"
+#include "int8_rounding.hpp"
 #include "qgemm.hpp"
 #include "qgemm_kernels.hpp"
 #include "qgemv_rows.hpp"
 #include "qgemv_rows8.hpp"
 #include "qkernels.hpp"
 #include "qweight_codes.hpp"
-#include "int8_rounding.hpp"
 
 #include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/half.hpp>
