@@ -77,6 +77,21 @@ double rel_error(const std::vector<float>& y, const std::vector<double>& ref) {
   return std::sqrt(num / (den > 0 ? den : 1));
 }
 
+// The moe_qmatmul operands: x [x_rows, K], expert_ids [T, k], optional
+// router weights [T, k] (null: no combine), dst [dst_rows, N], all F32 / I32.
+xq_moe_op moe_op(int E, int k, xq_qweight** experts, float* x, int64_t x_rows, int64_t K, int32_t* ids, int64_t T,
+                 float* weights, float* dst, int64_t dst_rows, int64_t N) {
+  xq_moe_op op = sdk::make_struct<xq_moe_op>();
+  op.n_experts = E;
+  op.top_k = k;
+  op.experts = experts;
+  op.x = sdk::device_tensor(XQ_DTYPE_F32, {x_rows, K}, x);
+  op.expert_ids = sdk::device_tensor(XQ_DTYPE_I32, {T, k}, ids);
+  if (weights) op.weights = sdk::device_tensor(XQ_DTYPE_F32, {T, k}, weights);
+  op.dst = sdk::device_tensor(XQ_DTYPE_F32, {dst_rows, N}, dst);
+  return op;
+}
+
 TEST(CpuMoe, MatchesPerExpertReference) {
   auto& P = cpu();
   ASSERT_NE(P.p, nullptr);
@@ -108,14 +123,8 @@ TEST(CpuMoe, MatchesPerExpertReference) {
         const int64_t xr = per_slot_x ? S : T, yr = combine ? T : S;
         std::vector<float> x(xr * K), y(yr * N, NAN);
         for (auto& v : x) v = u(rng());
-        xq_moe_op op = sdk::make_struct<xq_moe_op>();
-        op.n_experts = E;
-        op.top_k = k;
-        op.experts = qws.data();
-        op.x = sdk::device_tensor(XQ_DTYPE_F32, {xr, K}, x.data());
-        op.expert_ids = sdk::device_tensor(XQ_DTYPE_I32, {T, k}, ids.data());
-        if (combine) op.weights = sdk::device_tensor(XQ_DTYPE_F32, {T, k}, wts.data());
-        op.dst = sdk::device_tensor(XQ_DTYPE_F32, {yr, N}, y.data());
+        xq_moe_op op = moe_op(E, k, qws.data(), x.data(), xr, K, ids.data(), T, combine ? wts.data() : nullptr,
+                              y.data(), yr, N);
         ASSERT_EQ(P.vt().moe_qmatmul(P.state(), &op), XQ_OK);
         std::vector<double> ref(yr * N, 0.0);
         std::vector<bool> written(yr, combine);
@@ -176,14 +185,7 @@ TEST(CpuMoe, ExpertsKeepTheirFp8ActivationScheme) {
     const float scale = amax / 448.f;
     for (int64_t c = 0; c < K; ++c) xq[t * K + c] = test::nearest_e4m3(x[t * K + c] / scale) * scale;
   }
-  xq_moe_op op = sdk::make_struct<xq_moe_op>();
-  op.n_experts = E;
-  op.top_k = k;
-  op.experts = qws.data();
-  op.x = sdk::device_tensor(XQ_DTYPE_F32, {T, K}, x.data());
-  op.expert_ids = sdk::device_tensor(XQ_DTYPE_I32, {T, k}, ids.data());
-  op.weights = sdk::device_tensor(XQ_DTYPE_F32, {T, k}, wts.data());
-  op.dst = sdk::device_tensor(XQ_DTYPE_F32, {T, N}, y.data());
+  xq_moe_op op = moe_op(E, k, qws.data(), x.data(), T, K, ids.data(), T, wts.data(), y.data(), T, N);
   ASSERT_EQ(P.vt().moe_qmatmul(P.state(), &op), XQ_OK) << xquant::last_error();
   std::vector<double> ref_fp8(T * N, 0.0), ref_exact(T * N, 0.0);
   for (int64_t s = 0; s < S; ++s)
