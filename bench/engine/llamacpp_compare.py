@@ -58,6 +58,10 @@ def timed(cmd, what, env=None):
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
     return p, (int(m.group(1)) / 1024.0 if m else float("nan"))
 
+# Our engine's settings for the ":variant" rows (prepare()).
+VARIANT_ENV = {"tables-as-stored": {"XQUANT_TABLES": "as-stored"},
+               "one-row": {"XQUANT_CPU_GEMV_ROWS8": "transpose"}}
+
 
 class Bench:
     def __init__(self, a):
@@ -69,6 +73,8 @@ class Bench:
         self.prefill = a.prefill
         self.rounds = a.rounds
         self.threads = [int(t) for t in a.threads.split(",")]
+        # None: every format; else these labels (and F32, the baseline of the ratios).
+        self.formats = None if a.formats == "all" else {"F32", *(f.strip() for f in a.formats.split(","))}
         self.short_prompt = "The history of"
         self.read_bps = {}
         if a.bench_gemv_rows:
@@ -80,7 +86,8 @@ class Bench:
     # ---- files -------------------------------------------------------------
 
     def prepare(self, tag, source, given_q4km=None):
-        """The files of one model, made once into the cache: {label: (path, kind)}."""
+        """The files of one model, made once into the cache: {label: (path, kind)}; kind "ours" or "gguf"
+        (llama.cpp runs those too), with ":variant" (VARIANT_ENV) for our engine under another setting."""
         d = self.cache / tag
         d.mkdir(parents=True, exist_ok=True)
         files = {}
@@ -100,7 +107,7 @@ class Bench:
         # as llama.cpp's quantized files hold theirs; the same checkpoints with
         # the tables as stored (F32) for comparison.
         for label in ("W4A16 g128", "W8A8"):
-            files[f"{label} tables as stored"] = (files[label][0], "ours:as-stored")
+            files[f"{label} tables as stored"] = (files[label][0], "ours:tables-as-stored")
         for ftype in ("Q4_0", "Q8_0", "Q4_K_M"):
             out = d / f"{ftype.lower()}.gguf"
             if ftype == "Q4_K_M" and given_q4km:
@@ -110,6 +117,9 @@ class Bench:
                 run([self.bin / "llama-quantize", src, out.with_suffix(".tmp"), ftype], f"llama-quantize {ftype}")
                 out.with_suffix(".tmp").rename(out)
             files[f"GGUF {ftype}"] = (out, "gguf")
+        # The Q4_K / Q6_K kernels one row at a time, as before the eight-row
+        # ones on an interleaved copy (plugins/cpu/src/gguf_q4_k_rows8.inc).
+        files["GGUF Q4_K_M one-row kernels"] = (files["GGUF Q4_K_M"][0], "ours:one-row")
         return files
 
     def long_prompt(self, model):
@@ -129,9 +139,9 @@ class Bench:
 
     # ---- measurements ------------------------------------------------------
 
-    def ours(self, path, threads, prompt, tables=None):
+    def ours(self, path, threads, prompt, variant=""):
         base = [self.xquant, "-q", "--threads", threads, "generate", "--model", path, "--json"]
-        env = dict(os.environ, XQUANT_TABLES=tables) if tables else None
+        env = dict(os.environ, **VARIANT_ENV[variant]) if variant else None
         pre = json.loads(run(base + ["--prompt", prompt, "-n", "1"], "xquant generate (prefill)", env).stdout)
         p, rss = timed(base + ["--prompt", self.short_prompt, "-n", self.decode], "xquant generate (decode)", env)
         dec = json.loads(p.stdout)
@@ -154,16 +164,21 @@ class Bench:
 
     def model(self, tag, source, given_q4km=None):
         files = self.prepare(tag, source, given_q4km)
+        if self.formats is not None:
+            unknown = self.formats - files.keys()
+            if unknown:
+                raise SystemExit(f"llamacpp_compare: --formats names {sorted(unknown)}; the formats are {list(files)}")
+            files = {k: v for k, v in files.items() if k in self.formats}
         prompt = self.long_prompt(files["F32"][0])
         best = {}
         for r in range(self.rounds):
             for threads in self.threads:
                 for label, (path, kind) in files.items():
-                    engines = [("xquant", self.ours)] + ([("llama.cpp", None)] if kind == "gguf" else [])
-                    for engine, _ in engines:
+                    engines = ["xquant"] + (["llama.cpp"] if kind == "gguf" else [])
+                    for engine in engines:
                         key = (engine, label, threads)
                         if engine == "xquant":
-                            m = self.ours(path, threads, prompt, kind.split(":")[1] if ":" in kind else None)
+                            m = self.ours(path, threads, prompt, kind.partition(":")[2])
                         else:
                             m = self.llama(path, threads, prompt, best.get(("xquant", "F32", threads), {}).get(
                                 "prompt_tokens", self.prefill))
@@ -178,13 +193,14 @@ class Bench:
                               f"decode {m['decode_tps']:.1f} tok/s, RSS {m['rss_mb']:.0f} MB", flush=True)
         rows = []
         llama_match = {"W4A16 g128": "GGUF Q4_0", "W8A16": "GGUF Q8_0", "W8A8": "GGUF Q8_0",
-                       "W4A16 g128 tables as stored": "GGUF Q4_0", "W8A8 tables as stored": "GGUF Q8_0"}
+                       "W4A16 g128 tables as stored": "GGUF Q4_0", "W8A8 tables as stored": "GGUF Q8_0",
+                       "GGUF Q4_K_M one-row kernels": "GGUF Q4_K_M"}
         for (engine, label, threads), m in best.items():
             f32 = best[("xquant", "F32", threads)]
             bps, wmb = self.read_bps.get(threads), m.get("weight_mb_per_token", 0)
             m["floor_tps"] = bps / (wmb * 1e6) if bps and wmb else None
             m["pct_floor"] = 100.0 * m["decode_tps"] / m["floor_tps"] if m["floor_tps"] else None
-            ref_label = label if label.startswith("GGUF") else llama_match.get(label)
+            ref_label = llama_match.get(label, label if label.startswith("GGUF") else None)
             ref = best.get(("llama.cpp", ref_label, threads)) if ref_label else None
             rows.append({"model": tag, "engine": engine, "format": label, "threads": threads, **m,
                          "decode_vs_our_f32": m["decode_tps"] / f32["decode_tps"],
@@ -227,6 +243,8 @@ def main():
     ap.add_argument("--prefill", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", required=True, help="folder for llamacpp_compare.md and .json")
+    ap.add_argument("--formats", default="all",
+                    help="comma-separated format labels to run (e.g. 'GGUF Q4_K_M,W4A16 g128'; F32 always runs), or all")
     ap.add_argument("--bench-gemv-rows", default="", help="bench_gemv_rows binary: measures the read bandwidth for the floor")
     a = ap.parse_args()
     before = load_avg()

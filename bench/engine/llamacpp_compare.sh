@@ -7,6 +7,7 @@
 #
 #   bench/engine/llamacpp_compare.sh [--threads 1,2] [--decode 64] [--prefill 512]
 #                                    [--rounds 3] [--out DIR] [--build DIR]
+#                                    [--formats 'GGUF Q4_K_M,W4A16 g128'] (default all; F32 always)
 #
 # Models: SmolLM2-135M-Instruct (scripts/fetch-smollm2.sh) always;
 # Qwen2.5-Coder-1.5B-Instruct Q4_K_M when XQUANT_QWEN25_GGUF names it or
@@ -28,8 +29,8 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    --threads|--decode|--prefill|--rounds) pass+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --threads|--decode|--prefill|--rounds|--formats) pass+=("$1" "$2"); shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "llamacpp_compare: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -321,29 +321,32 @@ TEST(GgufBlocksQMatmul, Avx512Vnni) {
   check_all_types(Isa::avx512);
 }
 
+// Q6_K and Q4_K parts of 13 and 9 rows: on AVX2 their first eight rows are
+// read back from the decode's interleaved copy (gguf_blocks.cpp part_row),
+// the rest from the stored bytes; both must give the decoder's floats exactly.
 TEST(GgufBlocksQWeight, DequantizeAndGetRowsEqualTheLoadersDecoder) {
   const int64_t K = 256;
-  std::vector<Part> parts{random_part(gguf::kQ6_K, 5, K), random_part(gguf::kQ4_0, 4, K)};
-  std::vector<xq_block_tensor> desc{describe(parts[0], K), describe(parts[1], K)};
+  std::vector<Part> parts{random_part(gguf::kQ6_K, 13, K), random_part(gguf::kQ4_K, 9, K), random_part(gguf::kQ4_0, 4, K)};
+  std::vector<xq_block_tensor> desc{describe(parts[0], K), describe(parts[1], K), describe(parts[2], K)};
   Prepared w(desc);
   ASSERT_EQ(w.status, XQ_OK);
   EXPECT_STREQ(fx().vt().qweight_layout(fx().p->state, w.w), "ggml-blocks (mixed types)");
   std::vector<float> ref = dequantized(parts, K), all(ref.size());
   xq_op op = make_op(XQ_OP_DEQUANTIZE);
   op.qweight = w.w;
-  op.dst = dt(XQ_DTYPE_F32, {9, K}, all.data());
+  op.dst = dt(XQ_DTYPE_F32, {26, K}, all.data());
   ASSERT_EQ(fx().vt().run_op(fx().p->state, &op), XQ_OK);
   EXPECT_EQ(0, std::memcmp(all.data(), ref.data(), ref.size() * sizeof(float)));
-  const int32_t ids[3] = {8, 0, 5};
-  std::vector<float> rows(3 * K);
+  const int32_t ids[6] = {25, 0, 5, 12, 13, 21};
+  std::vector<float> rows(6 * K);
   xq_op g = make_op(XQ_OP_GET_ROWS);
   g.qweight = w.w;
-  g.src[1] = dt(XQ_DTYPE_I32, {3}, ids);
-  g.dst = dt(XQ_DTYPE_F32, {3, K}, rows.data());
+  g.src[1] = dt(XQ_DTYPE_I32, {6}, ids);
+  g.dst = dt(XQ_DTYPE_F32, {6, K}, rows.data());
   ASSERT_EQ(fx().vt().supports_op(fx().p->state, &g), 1u);
   ASSERT_EQ(fx().vt().run_op(fx().p->state, &g), XQ_OK);
-  for (int t = 0; t < 3; ++t) EXPECT_EQ(0, std::memcmp(&rows[t * K], &ref[ids[t] * K], K * sizeof(float))) << t;
-  const int32_t bad[1] = {9};
+  for (int t = 0; t < 6; ++t) EXPECT_EQ(0, std::memcmp(&rows[t * K], &ref[ids[t] * K], K * sizeof(float))) << t;
+  const int32_t bad[1] = {26};
   g.src[1] = dt(XQ_DTYPE_I32, {1}, bad);
   g.dst = dt(XQ_DTYPE_F32, {1, K}, rows.data());
   EXPECT_EQ(fx().vt().run_op(fx().p->state, &g), XQ_ERR_INVALID_ARGUMENT);

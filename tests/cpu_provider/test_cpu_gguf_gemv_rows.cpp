@@ -8,7 +8,9 @@
 // so the two paths agree. AVX2 has the Q4_K one; a CPU without AVX2 or
 // AVX-512 VNNI skips those kernels, naming them. The eight-row Q4_0 kernels
 // (qgemv_rows8.hpp's register transpose, AVX2 and AVX-512) take the same
-// checks with 8 and 16 rows added (whole groups of eight) beside 1, 3, 17.
+// checks with 8 and 16 rows added (whole groups of eight) beside 1, 3, 17;
+// the interleaved-copy kernels (Q4_0; Q4_K and Q6_K on AVX2) on row ranges
+// inside and on groups of eight.
 #include "../support/test_seed.hpp"
 #include "gguf_blocks.hpp"
 #include "gguf_gemv_rows.hpp"
@@ -40,7 +42,8 @@ std::mt19937 rng(test::seed_from_env_or_fresh("test_cpu_gguf_gemv_rows"));
 float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng); }
 
 // rows x nb random blocks of `type`: random code bytes, f16 scales as real
-// files have them (Q4_K: d and dmin non-negative, the 6-bit scales random).
+// files have them (Q4_K: d and dmin non-negative, the 6-bit scales random;
+// Q6_K: the int8 sub-block scales random).
 std::vector<uint8_t> random_rows(uint32_t type, int64_t rows, int64_t nb) {
   const gguf::TypeInfo* ti = gguf::type_info(type);
   std::vector<uint8_t> w(static_cast<size_t>(rows * nb) * ti->type_size);
@@ -49,7 +52,7 @@ std::vector<uint8_t> random_rows(uint32_t type, int64_t rows, int64_t nb) {
   for (int64_t b = 0; b < rows * nb; ++b) {
     uint8_t* p = w.data() + b * ti->type_size;
     const uint16_t h = sdk::f32_to_f16(type == gguf::kQ4_K ? uniform(0.0f, 0.01f) : uniform(-0.05f, 0.05f));
-    std::memcpy(p, &h, 2);
+    std::memcpy(type == gguf::kQ6_K ? p + 208 : p, &h, 2);  // Q6_K: ql, qh and scales first, d last
     if (type == gguf::kQ4_K) {
       const uint16_t hm = sdk::f32_to_f16(uniform(0.0f, 0.01f));
       std::memcpy(p + 2, &hm, 2);
@@ -170,51 +173,74 @@ TEST(CpuGgufGemvRows, Q4_0EightRowKernelsMatchTheDecoderAndThePerRowKernels) {
   }
 }
 
-// The interleaved-copy Q4_0 kernels (qgemv_rows8.hpp interleave_q4_0_rows8,
-// XQUANT_CPU_GEMV_ROWS8=interleaved): part rows [r0, r1) for ranges that start
-// and end inside or on a group of eight, against the double product of the
-// loader's decoder; outputs outside the range untouched.
-TEST(CpuGgufGemvRows, Q4_0InterleavedKernelsMatchTheDecoder) {
+// The interleaved-copy kernels (qgemv_rows8.hpp interleave_q4_0_rows8,
+// interleave_q4_k_rows8, interleave_q6_k_rows8;
+// XQUANT_CPU_GEMV_ROWS8=interleaved): part rows
+// [r0, r1) for ranges that start and end inside or on a group of eight,
+// against the double product of the loader's decoder; outputs outside the
+// range untouched; the K-quant copies give back every row's stored bytes.
+void expect_interleaved_kernel_matches(Isa isa, uint32_t type) {
+  const gguf::TypeInfo* ti = gguf::type_info(type);
+  const cpu::BlockRows8Kernel kernel = cpu::block_rows8_kernel(isa, type);
+  ASSERT_NE(kernel, nullptr) << cpu::isa_name(isa) << " " << ti->name;
+  const bool kq = ti->block_size == 256;
+  for (int64_t rows : {3, 8, 17, 24})
+    for (int64_t nb : kq ? std::vector<int64_t>{1, 2, 3} : std::vector<int64_t>{1, 2, 5, 18})
+      for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {1, rows}, {0, rows - 1}, {1, rows - 1}}) {
+        if (r0 >= r1) continue;
+        const int64_t K = nb * ti->block_size;
+        const uint64_t row_bytes = ti->type_size * nb;
+        const std::vector<uint8_t> w = random_rows(type, rows, nb);
+        cpu::Q4_0Rows8Copy c;
+        if (type == gguf::kQ4_K) c.codes = cpu::interleave_q4_k_rows8(w.data(), row_bytes, rows, nb);
+        else if (type == gguf::kQ6_K) c.codes = cpu::interleave_q6_k_rows8(w.data(), row_bytes, rows, nb);
+        else c = cpu::interleave_q4_0_rows8(w.data(), row_bytes, rows, nb);
+        if (kq && r0 == 0 && r1 == rows)  // the copy gives back each row's stored bytes exactly
+          for (int64_t r = 0; r < rows / 8 * 8; ++r) {
+            std::vector<uint8_t> back(row_bytes);
+            if (type == gguf::kQ4_K) cpu::q4_k_row_from_rows8(c.codes.data(), r / 8, r % 8, nb, back.data());
+            else cpu::q6_k_row_from_rows8(c.codes.data(), r / 8, r % 8, nb, back.data());
+            EXPECT_EQ(0, std::memcmp(back.data(), w.data() + r * row_bytes, row_bytes)) << ti->name << " row " << r;
+          }
+        const Activation a = random_activation(K);
+        std::vector<float> bias(static_cast<size_t>(rows));
+        for (auto& b : bias) b = uniform(-1.0f, 1.0f);
+        std::vector<float> y(static_cast<size_t>(rows), -7.0f);
+        kernel(w.data(), row_bytes, c.codes.data(), c.scales.data(), r0, r1, a.row(), nb, y.data(), bias.data());
+        const std::string where = std::string(cpu::isa_name(isa)) + " " + ti->name + " rows " + std::to_string(rows) +
+                                  " [" + std::to_string(r0) + ", " + std::to_string(r1) + ") blocks " + std::to_string(nb);
+        std::vector<float> wf(static_cast<size_t>(K));
+        for (int64_t r = 0; r < rows; ++r) {
+          if (r < r0 || r >= r1) {
+            EXPECT_EQ(y[r], -7.0f) << where << " row " << r;
+            continue;
+          }
+          ASSERT_TRUE(gguf::dequantize_row(type, w.data() + r * row_bytes, wf.data(), K));
+          double want = bias[r], mag = std::fabs(want);
+          for (int64_t i = 0; i < K; ++i) {
+            const double t = kq ? static_cast<double>(wf[i]) * a.d256[i / 256] * a.q256[i]
+                                : static_cast<double>(wf[i]) * a.d32[i / 32] * a.q[i];
+            want += t, mag += std::fabs(t);
+          }
+          EXPECT_NEAR(y[r], want, 1e-5 * (1.0 + mag)) << where << " row " << r;
+        }
+      }
+}
+
+TEST(CpuGgufGemvRows, InterleavedKernelsMatchTheDecoder) {
   EXPECT_EQ(cpu::block_rows8_kernel(Isa::scalar, gguf::kQ4_0), nullptr);
-  for (uint32_t type : {gguf::kQ8_0, gguf::kQ4_K}) EXPECT_EQ(cpu::block_rows8_kernel(Isa::avx512, type), nullptr);
-  const gguf::TypeInfo* ti = gguf::type_info(gguf::kQ4_0);
-  for (Isa isa : {Isa::avx2, Isa::avx512}) {
-    const cpu::BlockRows8Kernel kernel = cpu::block_rows8_kernel(isa, gguf::kQ4_0);
-    ASSERT_NE(kernel, nullptr) << cpu::isa_name(isa);
+  EXPECT_EQ(cpu::block_rows8_kernel(Isa::scalar, gguf::kQ4_K), nullptr);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) EXPECT_EQ(cpu::block_rows8_kernel(isa, gguf::kQ8_0), nullptr);
+  // Q4_K, Q6_K: AVX2 only (AVX-512 keeps its one-row kernels).
+  for (uint32_t type : {gguf::kQ4_K, gguf::kQ6_K}) EXPECT_EQ(cpu::block_rows8_kernel(Isa::avx512, type), nullptr);
+  const std::pair<Isa, uint32_t> kernels[] = {
+      {Isa::avx2, gguf::kQ4_0}, {Isa::avx512, gguf::kQ4_0}, {Isa::avx2, gguf::kQ4_K}, {Isa::avx2, gguf::kQ6_K}};
+  for (auto [isa, type] : kernels) {
     if (!cpu::cpu_has(isa)) {
-      std::printf("this CPU lacks %s: its interleaved Q4_0 kernel not tested\n", cpu::isa_name(isa));
+      std::printf("this CPU lacks %s: its interleaved %s kernel not tested\n", cpu::isa_name(isa), gguf::type_info(type)->name);
       continue;
     }
-    for (int64_t rows : {3, 8, 17, 24})
-      for (int64_t nb : {1, 2, 5, 18})
-        for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {1, rows}, {0, rows - 1}, {1, rows - 1}}) {
-          if (r0 >= r1) continue;
-          const int64_t K = nb * 32;
-          const uint64_t row_bytes = ti->type_size * nb;
-          const std::vector<uint8_t> w = random_rows(gguf::kQ4_0, rows, nb);
-          const cpu::Q4_0Rows8Copy c = cpu::interleave_q4_0_rows8(w.data(), row_bytes, rows, nb);
-          const Activation a = random_activation(K);
-          std::vector<float> bias(static_cast<size_t>(rows));
-          for (auto& b : bias) b = uniform(-1.0f, 1.0f);
-          std::vector<float> y(static_cast<size_t>(rows), -7.0f);
-          kernel(w.data(), row_bytes, c.codes.data(), c.scales.data(), r0, r1, a.row(), nb, y.data(), bias.data());
-          const std::string where = std::string(cpu::isa_name(isa)) + " rows " + std::to_string(rows) + " [" +
-                                    std::to_string(r0) + ", " + std::to_string(r1) + ") blocks " + std::to_string(nb);
-          std::vector<float> wf(static_cast<size_t>(K));
-          for (int64_t r = 0; r < rows; ++r) {
-            if (r < r0 || r >= r1) {
-              EXPECT_EQ(y[r], -7.0f) << where << " row " << r;
-              continue;
-            }
-            ASSERT_TRUE(gguf::dequantize_row(gguf::kQ4_0, w.data() + r * row_bytes, wf.data(), K));
-            double want = bias[r], mag = std::fabs(want);
-            for (int64_t i = 0; i < K; ++i) {
-              const double t = static_cast<double>(wf[i]) * a.d32[i / 32] * a.q[i];
-              want += t, mag += std::fabs(t);
-            }
-            EXPECT_NEAR(y[r], want, 1e-5 * (1.0 + mag)) << where << " row " << r;
-          }
-        }
+    expect_interleaved_kernel_matches(isa, type);
   }
 }
 

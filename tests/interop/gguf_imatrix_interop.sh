@@ -19,9 +19,11 @@
 # Exit status: 0 every check passed; 1 a check failed; 2 the repository is
 # not built; 3 llama.cpp is not available (scripts/fetch-llama-cpp.sh); 4 the
 # stories260K checks passed but SmolLM2 could not be fetched.
-# 17 minutes in all on this 2-core box at load average 8-12 (stories260K part
-# about 4 of them; llama-imatrix on SmolLM2 about 9).
-# Environment: XQUANT_LLAMA_CPP_OFFLINE, XQUANT_SHARED_DIR, XQUANT_INTEROP_THREADS (default 2).
+# About 3.5 minutes on an idle 2-core box with XQUANT_INTEROP_FULL=1 (17 at
+# load average 8-12); the default (CI) scope measures less on SmolLM2 (see
+# step 4) and says so in a NOT CHECKED line.
+# Environment: XQUANT_LLAMA_CPP_OFFLINE, XQUANT_SHARED_DIR, XQUANT_INTEROP_THREADS (default 2),
+# XQUANT_INTEROP_FULL (1: every SmolLM2 measurement).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -147,9 +149,18 @@ measure() {  # TAG MODEL IMATRIX CTX CHUNKS TYPE...
 }
 measure stories260K "$stories" "$work/ours.imatrix.gguf" 128 8 Q4_0 Q4_K
 if [[ -n "$smollm2" ]]; then
-  "$bin/llama-imatrix" -m "$smollm2" -f "$work/wiki-calib.txt" -c 256 --chunks 64 -t "$threads" \
+  # CI scope: llama-imatrix on 16 chunks and Q4_K only (the K-quant is what
+  # needs SmolLM2's 256-column rows; Q4_0 is measured on stories260K above).
+  # XQUANT_INTEROP_FULL=1: 64 chunks, Q4_0 and Q4_K.
+  smol_chunks=16 smol_types=(Q4_K)
+  if [[ "${XQUANT_INTEROP_FULL:-0}" == 1 ]]; then
+    smol_chunks=64 smol_types=(Q4_0 Q4_K)
+  else
+    echo "NOT CHECKED (CI scope; XQUANT_INTEROP_FULL=1 runs it): SmolLM2-135M Q4_0 with and without an imatrix (Q4_0 measured on stories260K), llama-imatrix on 16 chunks rather than 64"
+  fi
+  "$bin/llama-imatrix" -m "$smollm2" -f "$work/wiki-calib.txt" -c 256 --chunks "$smol_chunks" -t "$threads" \
     -o "$work/smollm2.imatrix.gguf" >"$work/smollm2-imatrix.log" 2>&1 || { tail -20 "$work/smollm2-imatrix.log"; fail "llama-imatrix on SmolLM2 failed"; }
-  measure SmolLM2-135M "$smollm2" "$work/smollm2.imatrix.gguf" 256 4 Q4_0 Q4_K
+  measure SmolLM2-135M "$smollm2" "$work/smollm2.imatrix.gguf" 256 4 "${smol_types[@]}"
 fi
 
 echo "gguf_imatrix_interop: $((SECONDS - started)) s in all"

@@ -16,7 +16,8 @@
 #      ~7 CPU-minutes, ~4 minutes on 2 cores: docs/testing.md)
 #   4  the stories260K checks passed but SmolLM2 could not be fetched
 # Environment: XQUANT_LLAMA_CPP_OFFLINE (above), XQUANT_SHARED_DIR,
-# XQUANT_INTEROP_THREADS (default 2).
+# XQUANT_INTEROP_THREADS (default 2), XQUANT_INTEROP_FULL (1: every case on SmolLM2
+# too; by default the 32-column block formats run on stories260K only).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -16,6 +16,11 @@
 // refused at prepare (the engine then reads them as F32). A large
 //     XQUANT_CPU_GEMV_ROWS runs prefill through the integer kernels instead
 //     (bench_decode_formats compares the two).
+// Q4_K and Q6_K parts with an interleaved copy for decode (AVX2,
+// XQUANT_CPU_GEMV_ROWS8=interleaved) read every row in whole groups of eight
+// from it, the other readers through the stored bytes rebuilt per row
+// (part_row), and ask the kernel to release the stored bytes' pages, so the
+// model is not held twice.
 // Scratch is thread-local and grow-only: no allocation per call once warm.
 #include "gguf_blocks_weight.hpp"
 
@@ -27,6 +32,9 @@
 #include "qkernels.hpp"
 
 #include <xquant/sdk/half.hpp>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -65,6 +73,7 @@ struct BlockScratch {
   std::vector<int8_t> q, q256;
   std::vector<float> d32, d256, row;
   std::vector<int16_t> bsum, sum32;
+  std::vector<uint8_t> rows;  // stored bytes rebuilt from an interleaved copy (part_row)
 };
 BlockScratch& block_scratch() {
   thread_local BlockScratch s;
@@ -124,19 +133,34 @@ QuantizedRows quantize_rows(const Host& host, const BlockWeight& w, const float*
   return r;
 }
 
+// The stored bytes of part row `r`: in place, or, for a row in a whole group
+// of eight of a part whose interleaved copy replaced them (rows_from_copy),
+// rebuilt from the copy into `out` (row_bytes of room).
+const uint8_t* part_row(const BlockPart& p, int64_t r, uint8_t* out) {
+  if (!p.rows_from_copy || r >= p.rows / 8 * 8) return p.data + static_cast<uint64_t>(r) * p.row_bytes;
+  if (p.type == gguf::kQ4_K) q4_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
+  else q6_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
+  return out;
+}
+
 // y[m * N + n] for rows [n0, n1) of the weight and all M activation rows.
 void gemv_rows(const BlockWeight& w, const QuantizedRows& a, int64_t M, int64_t n0, int64_t n1, float* y,
                const float* bias) {
   const int64_t N = w.rows;
   constexpr int64_t kTile = 16;  // weight rows kept hot while the activation rows stream past
+  uint8_t* rebuilt = grown(block_scratch().rows, kTile * static_cast<int64_t>(w.max_row_bytes));
+  const uint8_t* rows[kTile];
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t t1 = std::min(n1, t0 + kTile);
+    for (int64_t n = t0; n < t1; ++n) {
+      const BlockPart& p = w.part_of(n);
+      rows[n - t0] = part_row(p, n - p.row0, rebuilt + (n - t0) * w.max_row_bytes);
+    }
     for (int64_t m = 0; m < M; ++m) {
       const QuantizedRow qa = a.row(m);
       for (int64_t n = t0; n < t1; ++n) {
         const BlockPart& p = w.part_of(n);
-        const uint8_t* wr = p.data + (n - p.row0) * p.row_bytes;
-        y[m * N + n] = p.kernel(wr, qa, p.blocks_per_row) + (bias ? bias[n] : 0.0f);
+        y[m * N + n] = p.kernel(rows[n - t0], qa, p.blocks_per_row) + (bias ? bias[n] : 0.0f);
       }
     }
   }
@@ -179,9 +203,10 @@ void qmatmul_int(const Host& host, const BlockWeight& w, const float* x, int64_t
 }
 
 void dequantize_rows(const BlockWeight& w, int64_t r0, int64_t r1, float* out) {
+  uint8_t* rebuilt = grown(block_scratch().rows, static_cast<int64_t>(w.max_row_bytes));
   for (int64_t r = r0; r < r1; ++r) {
     const BlockPart& p = w.part_of(r);
-    const uint8_t* src = p.data + (r - p.row0) * p.row_bytes;
+    const uint8_t* src = part_row(p, r - p.row0, rebuilt);
     if (p.dequant) p.dequant(src, out + (r - r0) * w.cols, p.blocks_per_row);
     else gguf::dequantize_row(p.type, src, out + (r - r0) * w.cols, w.cols);
   }
@@ -197,6 +222,27 @@ void qmatmul_sgemm(const Host& host, const BlockWeight& w, const float* x, int64
   if (bias)
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
+}
+
+// Asks the kernel to drop the resident pages inside [p, p + n)
+// (MADV_PAGEOUT, Linux 5.4): clean pages of a mapped file are dropped (read
+// again from the file if touched), anonymous ones swapped out or left, so it
+// is safe whatever memory the loader handed over. Without it a GGUF model's
+// K-quant parts would stay resident twice, mapped and copied (Qwen2.5-1.5B
+// Q4_K_M peak RSS 2217 MB, 1310 with it; the one-row kernels' 1017).
+// Best effort: an older kernel refuses it, and the pages then stay.
+void release_pages(const uint8_t* p, uint64_t n) {
+#ifdef __linux__
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21  // linux/mman.h (5.4)
+#endif
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (e > b) (void)madvise(reinterpret_cast<void*>(b), e - b, MADV_PAGEOUT);
+#else
+  (void)p, (void)n;
+#endif
 }
 
 }  // namespace
@@ -246,7 +292,12 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     p.dequant = dequant ? gguf_dequant_blocks(*dequant, t.type) : nullptr;
     if (use_rows_kernels && rows8 == Rows8Mode::interleaved) {
       p.rows8_kernel = block_rows8_kernel(selected_isa(), t.type);
-      if (p.rows8_kernel) {
+      if (p.rows8_kernel && (t.type == gguf::kQ4_K || t.type == gguf::kQ6_K)) {
+        p.codes8 = t.type == gguf::kQ4_K ? interleave_q4_k_rows8(p.data, p.row_bytes, p.rows, p.blocks_per_row)
+                                         : interleave_q6_k_rows8(p.data, p.row_bytes, p.rows, p.blocks_per_row);
+        p.rows_from_copy = true;
+        release_pages(p.data, p.row_bytes * static_cast<uint64_t>(p.rows / 8 * 8));
+      } else if (p.rows8_kernel) {
         Q4_0Rows8Copy c = interleave_q4_0_rows8(p.data, p.row_bytes, p.rows, p.blocks_per_row);
         p.codes8 = std::move(c.codes);
         p.scales8 = std::move(c.scales);
@@ -255,6 +306,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     if (p.kernel && ti->block_size == 256) bw->k_quants = true;
     bw->rows += t.rows;
     bw->bytes += row_bytes * static_cast<uint64_t>(t.rows);
+    bw->max_row_bytes = std::max(bw->max_row_bytes, row_bytes);
     bw->parts.push_back(std::move(p));
   }
   bw->layout = layout_name(*bw);

@@ -23,11 +23,15 @@ struct BlockPart {
   float (*kernel)(const uint8_t*, const QuantizedRow&, int64_t) = nullptr;  // the type's integer kernel
   BlockRowsKernel rows_kernel = nullptr;  // its row-range decode kernel, if any (gguf_gemv_rows.hpp)
   GgufDequantBlocks dequant = nullptr;    // its vector decoder (gguf_dequant.hpp), or null: the loader's scalar one
-  // Q4_0 with XQUANT_CPU_GEMV_ROWS8=interleaved: decode's copy of the whole
-  // groups of eight rows (qgemv_rows8.hpp) and the kernel that reads it.
+  // Q4_0 (AVX2, AVX-512), Q4_K and Q6_K (AVX2) with XQUANT_CPU_GEMV_ROWS8=interleaved
+  // (the default): decode's copy of the whole groups of eight rows
+  // (qgemv_rows8.hpp) and the kernel that reads it.
   BlockRows8Kernel rows8_kernel = nullptr;
-  std::vector<uint8_t> codes8;
-  std::vector<uint16_t> scales8;  // f16, as stored
+  std::vector<uint8_t> codes8;    // Q4_0: the codes; Q4_K, Q6_K: the whole interleaved blocks
+  std::vector<uint16_t> scales8;  // Q4_0: f16 d, as stored; Q4_K, Q6_K: empty
+  // Q4_K, Q6_K: the copy serves every reader of the rows in whole groups of
+  // eight (gguf_blocks.cpp part_row); their stored bytes' pages are released.
+  bool rows_from_copy = false;
 };
 
 struct BlockWeight {
@@ -35,6 +39,7 @@ struct BlockWeight {
   int64_t rows = 0, cols = 0;
   bool k_quants = false;  // some part runs a K-quant kernel (needs the 256-column activation blocks)
   uint64_t bytes = 0;
+  uint64_t max_row_bytes = 0;  // the longest part row (scratch for rows rebuilt from a copy)
   const char* kernels_name = "";
   const char* layout = "";
   const BlockPart& part_of(int64_t row) const;

@@ -23,7 +23,11 @@ BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type, bool rows8) {
 }
 
 BlockRows8Kernel block_rows8_kernel(Isa isa, uint32_t type) {
-  if (type != 2) return nullptr;  // GGML_TYPE_Q4_0
+  // AVX-512 keeps its one-row Q4_K / Q6_K kernels: the AVX2 eight-row ones
+  // are measured only on AVX2 CPUs so far.
+  if (type == 12) return isa == Isa::avx2 ? kAvx2Q4_KRows8i : nullptr;  // GGML_TYPE_Q4_K
+  if (type == 14) return isa == Isa::avx2 ? kAvx2Q6_KRows8i : nullptr;  // GGML_TYPE_Q6_K
+  if (type != 2) return nullptr;                                         // GGML_TYPE_Q4_0
   return isa == Isa::avx2 ? kAvx2Q4_0Rows8i : isa == Isa::avx512 ? kAvx512Q4_0Rows8i : nullptr;
 }
 

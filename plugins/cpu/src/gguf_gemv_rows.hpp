@@ -19,8 +19,24 @@
 #include "qkernels.hpp"
 
 #include <cstdint>
+#include <cstring>
 
 namespace xquant::cpu {
+
+// The eight 6-bit scales (out[0..7]) and mins (out[8..15]) of one
+// block_q4_K's 12 scale bytes, as ggml's AVX2 ggml_vec_dot_q4_K_q8_K unpacks
+// them (its utmp / kmask1..3 steps; get_scale_min_k4 in ggml-quants.c).
+inline void q4_k_scales_mins(const uint8_t* scales12, uint8_t out[16]) {
+  constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+  uint32_t utmp[4];
+  std::memcpy(utmp, scales12, 12);
+  utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
+  const uint32_t uaux = utmp[1] & kmask1;
+  utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
+  utmp[2] = uaux;
+  utmp[0] &= kmask1;
+  std::memcpy(out, utmp, 16);
+}
 
 // y[r] for rows [0, rows) of a part whose row r starts at w + r * row_bytes
 // (nb blocks each), against one quantized activation row; bias (or null)
@@ -45,6 +61,11 @@ using BlockRows8Kernel = void (*)(const uint8_t* w, uint64_t row_bytes, const ui
                                   const float* bias);
 extern const BlockRows8Kernel kAvx2Q4_0Rows8i;
 extern const BlockRows8Kernel kAvx512Q4_0Rows8i;
+// Q4_K and Q6_K on their interleaved copies (interleave_q4_k_rows8,
+// interleave_q6_k_rows8, qgemv_rows8.hpp; the kernels in gguf_q4_k_rows8.inc,
+// gguf_q6_k_rows8.inc): codes8 is that copy, scales8 unused (null).
+extern const BlockRows8Kernel kAvx2Q4_KRows8i;
+extern const BlockRows8Kernel kAvx2Q6_KRows8i;
 
 // gguf_gemv_rows.cpp: the row-range kernel of ggml type `type` for ISA
 // `isa`, or null when there is none (the caller then runs the type's per-row
@@ -56,7 +77,7 @@ BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type, bool rows8);
 // value throws.
 bool selected_block_rows();
 // The interleaved-copy kernel of type `type` on `isa` (Q4_0 on AVX2 and
-// AVX-512), or null.
+// AVX-512, Q4_K and Q6_K on AVX2), or null.
 BlockRows8Kernel block_rows8_kernel(Isa isa, uint32_t type);
 
 }  // namespace xquant::cpu

@@ -1,8 +1,12 @@
-// gguf_gemv_rows_avx2.cpp: the row-range Q4_K decode GEMV of
-// gguf_gemv_rows.hpp for CPUs with AVX2 + FMA + F16C (gguf_gemv_rows_q4k.inc;
-// it needs nothing newer). Q4_0 and Q8_0 keep their per-row AVX2 kernels
-// there: their row-range form is built on VNNI's vpdpbusd.
+// gguf_gemv_rows_avx2.cpp: the row-range K-quant decode GEMVs of
+// gguf_gemv_rows.hpp for CPUs with AVX2 + FMA + F16C: Q4_K one row at a time
+// on the stored blocks (gguf_gemv_rows_q4k.inc), Q4_K and Q6_K eight at a
+// time on their interleaved copies (gguf_q4_k_rows8.inc,
+// gguf_q6_k_rows8.inc); they need nothing newer. Q8_0 keeps its per-row AVX2
+// kernel here (its row-range form is built on VNNI's vpdpbusd); Q4_0's
+// eight-row kernels are in qgemv_rows8_avx2.cpp.
 #include "gguf_gemv_rows.hpp"
+#include "qgemv_rows8.hpp"
 
 #include <immintrin.h>
 
@@ -27,9 +31,13 @@ XQ_Q4K inline float hsum(__m256 v) {
 }
 
 #include "gguf_gemv_rows_q4k.inc"
+#include "gguf_q4_k_rows8.inc"
+#include "gguf_q6_k_rows8.inc"
 
 }  // namespace
 
 extern const BlockRowsKernel kAvx2Q4_KRows = &gemv_rows_q4_k;
+extern const BlockRows8Kernel kAvx2Q4_KRows8i = &q4_k_rows8_interleaved;
+extern const BlockRows8Kernel kAvx2Q6_KRows8i = &q6_k_rows8_interleaved;
 
 }  // namespace xquant::cpu

@@ -83,4 +83,40 @@ struct Q4_0Rows8Copy {
 };
 Q4_0Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb);
 
+// The same for a GGUF Q4_K part (block_q4_K rows of nb blocks of 256
+// columns, row_bytes = 144 nb; llama.cpp's block_q4_Kx8 idea, repack.cpp):
+// block b of the eight rows 8 r8 .. 8 r8 + 7 becomes kQ4_KRows8Bytes bytes at
+// (r8 * nb + b) * kQ4_KRows8Bytes, with its 6-bit scales and mins unpacked
+// (q4_k_scales_mins) so decode does no scalar work per row:
+//   [0, 16)     d of rows j = 0..7 (f16, as stored)
+//   [16, 32)    dmin of rows 0..7 (f16)
+//   [32, 96)    scale of sub-block s of row j at 32 + 8 s + j (uint8, < 64)
+//   [96, 160)   min of sub-block s of row j at 96 + 16 (j % 4) + 8 (j / 4) + s
+//               (rows j and j + 4 side by side: one vpmaddwd pairs them)
+//   [160, 1184) the nibbles: byte 32 c + 4 k + i of row j's qs at
+//               160 + 32 (8 c + k) + 4 j + i (c: 64-column chunk, k: 4-byte
+//               word; the low nibbles are columns 64 c + 4 k + i, the high
+//               ones 64 c + 32 + 4 k + i, ggml-common.h block_q4_K).
+// 1184 bytes per 8 x 256 weights (the stored blocks: 1152).
+inline constexpr int64_t kQ4_KRows8Bytes = 1184;
+std::vector<uint8_t> interleave_q4_k_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb);
+
+// The same for a GGUF Q6_K part (block_q6_K: ql[128], qh[64], int8
+// scales[16], f16 d; 210 bytes per 256 columns): block b of rows
+// 8 r8 .. 8 r8 + 7 at (r8 * nb + b) * kQ6_KRows8Bytes, the stored size:
+//   [0, 16)       d of rows 0..7 (f16)
+//   [16, 144)     scale of 16-column sub-block s of row j at 16 + 8 s + j (int8)
+//   [144, 1168)   byte 4 w + i of row j's ql at 144 + 32 w + 4 j + i
+//   [1168, 1680)  byte 4 w + i of row j's qh at 1168 + 32 w + 4 j + i
+// (w: the 4-byte word; gguf_q6_k_rows8.inc assembles ggml's codes from them).
+inline constexpr int64_t kQ6_KRows8Bytes = 1680;
+std::vector<uint8_t> interleave_q6_k_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb);
+
+// Row j (0..7) of group r8 of such a copy back as ggml's stored blocks (nb of
+// them, byte for byte, into out): the readers other than decode (prefill's
+// dequantization, DEQUANTIZE, GET_ROWS, the M = 2..17 GEMV) take the copy too,
+// so the stored blocks need not stay resident (gguf_blocks.cpp).
+void q4_k_row_from_rows8(const uint8_t* copy, int64_t r8, int64_t j, int64_t nb, uint8_t* out);
+void q6_k_row_from_rows8(const uint8_t* copy, int64_t r8, int64_t j, int64_t nb, uint8_t* out);
+
 }  // namespace xquant::cpu

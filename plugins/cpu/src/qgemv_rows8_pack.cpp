@@ -4,6 +4,8 @@
 // so decode reads one aligned stream instead of eight rows at once.
 #include "qgemv_rows8.hpp"
 
+#include "gguf_gemv_rows.hpp"
+
 #include <cstddef>
 #include <cstring>
 
@@ -47,6 +49,84 @@ Q4_0Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, i
       }
     }
   return c;
+}
+
+std::vector<uint8_t> interleave_q4_k_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
+  constexpr int64_t kBytes = 144;  // ggml-common.h block_q4_K: f16 d, f16 dmin, 12 scale bytes, 128 of nibbles
+  const int64_t groups = rows / 8;
+  std::vector<uint8_t> c(static_cast<size_t>(groups * nb * kQ4_KRows8Bytes));
+  for (int64_t r8 = 0; r8 < groups; ++r8)
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* out = c.data() + (r8 * nb + b) * kQ4_KRows8Bytes;
+      for (int64_t j = 0; j < 8; ++j) {
+        const uint8_t* blk = blocks + static_cast<uint64_t>(r8 * 8 + j) * row_bytes + b * kBytes;
+        std::memcpy(out + 2 * j, blk, 2);
+        std::memcpy(out + 16 + 2 * j, blk + 2, 2);
+        uint8_t sm[16];
+        q4_k_scales_mins(blk + 4, sm);
+        for (int64_t s = 0; s < 8; ++s) {
+          out[32 + 8 * s + j] = sm[s];
+          out[96 + 16 * (j % 4) + 8 * (j / 4) + s] = sm[8 + s];
+        }
+        for (int64_t c32 = 0; c32 < 4; ++c32)
+          for (int64_t k = 0; k < 8; ++k)
+            std::memcpy(out + 160 + 32 * (8 * c32 + k) + 4 * j, blk + 16 + 32 * c32 + 4 * k, 4);
+      }
+    }
+  return c;
+}
+
+std::vector<uint8_t> interleave_q6_k_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
+  constexpr int64_t kBytes = 210;  // ggml-common.h block_q6_K: ql[128], qh[64], int8 scales[16], f16 d
+  const int64_t groups = rows / 8;
+  std::vector<uint8_t> c(static_cast<size_t>(groups * nb * kQ6_KRows8Bytes));
+  for (int64_t r8 = 0; r8 < groups; ++r8)
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* out = c.data() + (r8 * nb + b) * kQ6_KRows8Bytes;
+      for (int64_t j = 0; j < 8; ++j) {
+        const uint8_t* blk = blocks + static_cast<uint64_t>(r8 * 8 + j) * row_bytes + b * kBytes;
+        std::memcpy(out + 2 * j, blk + 208, 2);
+        for (int64_t s = 0; s < 16; ++s) out[16 + 8 * s + j] = blk[192 + s];
+        for (int64_t w = 0; w < 32; ++w) std::memcpy(out + 144 + 32 * w + 4 * j, blk + 4 * w, 4);
+        for (int64_t w = 0; w < 16; ++w) std::memcpy(out + 1168 + 32 * w + 4 * j, blk + 128 + 4 * w, 4);
+      }
+    }
+  return c;
+}
+
+void q4_k_row_from_rows8(const uint8_t* copy, int64_t r8, int64_t j, int64_t nb, uint8_t* out) {
+  for (int64_t b = 0; b < nb; ++b, out += 144) {
+    const uint8_t* in = copy + (r8 * nb + b) * kQ4_KRows8Bytes;
+    std::memcpy(out, in + 2 * j, 2);
+    std::memcpy(out + 2, in + 16 + 2 * j, 2);
+    uint8_t sc[8], mn[8];
+    for (int64_t s = 0; s < 8; ++s) {
+      sc[s] = in[32 + 8 * s + j];
+      mn[s] = in[96 + 16 * (j % 4) + 8 * (j / 4) + s];
+    }
+    // The inverse of get_scale_min_k4 (ggml-quants.c): sub-blocks 0..3 in the
+    // low six bits of bytes 0..7, the high two bits of 4..7 above them, the
+    // low four bits of 4..7 in bytes 8..11.
+    uint8_t* q = out + 4;
+    for (int k = 0; k < 4; ++k) {
+      q[k] = static_cast<uint8_t>(sc[k] | ((sc[k + 4] >> 4) << 6));
+      q[k + 4] = static_cast<uint8_t>(mn[k] | ((mn[k + 4] >> 4) << 6));
+      q[k + 8] = static_cast<uint8_t>((sc[k + 4] & 0xF) | ((mn[k + 4] & 0xF) << 4));
+    }
+    for (int64_t c32 = 0; c32 < 4; ++c32)
+      for (int64_t k = 0; k < 8; ++k)
+        std::memcpy(out + 16 + 32 * c32 + 4 * k, in + 160 + 32 * (8 * c32 + k) + 4 * j, 4);
+  }
+}
+
+void q6_k_row_from_rows8(const uint8_t* copy, int64_t r8, int64_t j, int64_t nb, uint8_t* out) {
+  for (int64_t b = 0; b < nb; ++b, out += 210) {
+    const uint8_t* in = copy + (r8 * nb + b) * kQ6_KRows8Bytes;
+    std::memcpy(out + 208, in + 2 * j, 2);
+    for (int64_t s = 0; s < 16; ++s) out[192 + s] = in[16 + 8 * s + j];
+    for (int64_t w = 0; w < 32; ++w) std::memcpy(out + 4 * w, in + 144 + 32 * w + 4 * j, 4);
+    for (int64_t w = 0; w < 16; ++w) std::memcpy(out + 128 + 4 * w, in + 1168 + 32 * w + 4 * j, 4);
+  }
 }
 
 }  // namespace xquant::cpu
