@@ -12,7 +12,8 @@
 //     INT4 g128 in the cpu provider's layout (qgemv_rows.hpp's one-row
 //     kernels, qgemv_rows8.hpp's eight-row ones on the stored rows and on
 //     the interleaved copy) and GGUF Q4_0
-//     (gguf_gemv_rows.hpp), every ISA the CPU has;
+//     (gguf_gemv_rows.hpp), every ISA the CPU has; GGUF Q4_K and Q6_K (K a
+//     multiple of 256) one row at a time and on their interleaved copies, AVX2;
 //   bench_gemv_rows --read-bandwidth T [--mb 512]
 //     prints {"threads": T, "read_bytes_per_s": ...}: the parallel read
 //     stream of bandwidth.hpp on T threads (bench/engine/llamacpp_compare.py
@@ -33,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <random>
 #include <string>
 #include <vector>
@@ -157,20 +159,32 @@ void bench_int4(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
   run_entries(what, entries, one * static_cast<double>(copies), rounds);
 }
 
-// GGUF Q4_0 rows (block_q4_0, 18 bytes per 32 columns).
-void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
-  const int64_t nb = s.K / 32;
-  const uint64_t row_bytes = static_cast<uint64_t>(nb) * 18;
-  const double one = static_cast<double>(static_cast<uint64_t>(s.N) * row_bytes);
+// Enough copies of an N-row GGUF weight (random bytes, rows of row_bytes) to
+// fill `mb` MiB, with each `block`-byte block's f16 scales (at the byte
+// offsets scale_at) set to 0.01 so every value is finite.
+std::vector<std::vector<uint8_t>> random_block_weights(int64_t N, uint64_t row_bytes, int64_t mb, uint64_t block,
+                                                       std::initializer_list<uint64_t> scale_at, std::mt19937& rng) {
+  const double one = static_cast<double>(static_cast<uint64_t>(N) * row_bytes);
   const int64_t copies = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(mb << 20) / one));
   std::vector<std::vector<uint8_t>> w(static_cast<size_t>(copies));
   std::uniform_int_distribution<int> byte(0, 255);
   const uint16_t h = sdk::f32_to_f16(0.01f);
   for (auto& m : w) {
-    m.resize(static_cast<size_t>(static_cast<uint64_t>(s.N) * row_bytes));
+    m.resize(static_cast<size_t>(static_cast<uint64_t>(N) * row_bytes));
     for (auto& b : m) b = static_cast<uint8_t>(byte(rng));
-    for (size_t b = 0; b < m.size(); b += 18) std::memcpy(m.data() + b, &h, 2);
+    for (size_t b = 0; b < m.size(); b += block)
+      for (uint64_t at : scale_at) std::memcpy(m.data() + b + at, &h, 2);
   }
+  return w;
+}
+
+// GGUF Q4_0 rows (block_q4_0, 18 bytes per 32 columns).
+void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
+  const int64_t nb = s.K / 32;
+  const uint64_t row_bytes = static_cast<uint64_t>(nb) * 18;
+  const double one = static_cast<double>(static_cast<uint64_t>(s.N) * row_bytes);
+  const std::vector<std::vector<uint8_t>> w = random_block_weights(s.N, row_bytes, mb, 18, {0}, rng);
+  const int64_t copies = static_cast<int64_t>(w.size());
   std::vector<float> x(static_cast<size_t>(s.K));
   std::uniform_real_distribution<float> d(-1.0f, 1.0f);
   for (auto& v : x) v = d(rng);
@@ -212,6 +226,56 @@ void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
   char what[128];
   std::snprintf(what, sizeof what, "GGUF Q4_0, K %lld x N %lld, %lld copies", static_cast<long long>(s.K),
                 static_cast<long long>(s.N), static_cast<long long>(copies));
+  run_entries(what, entries, one * static_cast<double>(copies), rounds);
+}
+
+// GGUF K-quant rows (Q4_K: 144 bytes, Q6_K: 210 bytes per 256 columns): the
+// AVX2 one-row kernels and the eight-row ones on the interleaved copy
+// (gguf_q4_k_rows8.inc, gguf_q6_k_rows8.inc). Shapes with K not a multiple
+// of 256 are skipped.
+void bench_k_quant(const Shape& s, uint32_t type, int64_t mb, int rounds, std::mt19937& rng) {
+  if (s.K % 256 != 0 || !cpu::cpu_has(Isa::avx2)) return;
+  const bool q4k = type == 12;  // GGML_TYPE_Q4_K; else GGML_TYPE_Q6_K (14)
+  const int64_t nb = s.K / 256;
+  const uint64_t block = q4k ? 144 : 210, row_bytes = static_cast<uint64_t>(nb) * block;
+  const double one = static_cast<double>(static_cast<uint64_t>(s.N) * row_bytes);
+  // Finite f16 d (and Q4_K's dmin).
+  const std::vector<std::vector<uint8_t>> w =
+      q4k ? random_block_weights(s.N, row_bytes, mb, block, {0, 2}, rng) : random_block_weights(s.N, row_bytes, mb, block, {208}, rng);
+  const int64_t copies = static_cast<int64_t>(w.size());
+  std::vector<float> x(static_cast<size_t>(s.K));
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  for (auto& v : x) v = d(rng);
+  std::vector<int8_t> q(static_cast<size_t>(s.K)), q256(static_cast<size_t>(s.K));
+  std::vector<float> d32(static_cast<size_t>(s.K / 32)), d256(static_cast<size_t>(nb));
+  std::vector<int16_t> sum32(static_cast<size_t>(s.K / 32)), bsum16(static_cast<size_t>(s.K / 16));
+  cpu::quantize_row_blocks(x.data(), s.K, q.data(), d32.data(), sum32.data(), q256.data(), d256.data(), bsum16.data());
+  const cpu::QuantizedRow a{q.data(), d32.data(), d256.data(), q256.data(), bsum16.data(), sum32.data()};
+  std::vector<float> y(static_cast<size_t>(s.N));
+  std::vector<std::vector<uint8_t>> copies8;  // made once, as the provider does at prepare time
+  for (const auto& m : w)
+    copies8.push_back(q4k ? cpu::interleave_q4_k_rows8(m.data(), row_bytes, s.N, nb)
+                          : cpu::interleave_q6_k_rows8(m.data(), row_bytes, s.N, nb));
+  const auto per_row = cpu::block_kernel(cpu::kAvx2BlockKernels, type);
+  const cpu::BlockRows8Kernel rows8 = cpu::block_rows8_kernel(Isa::avx2, type);
+  std::vector<Entry> entries{{"read loop", [&] { g_sink = read_pass(w); }},
+                             {"avx2 one-row", [&] {
+                                for (const auto& m : w)
+                                  for (int64_t r = 0; r < s.N; ++r)
+                                    y[r] = per_row(m.data() + static_cast<uint64_t>(r) * row_bytes, a, nb);
+                              }},
+                             {"avx2 rows8i", [&] {
+                                for (size_t c = 0; c < w.size(); ++c)
+                                  rows8(w[c].data(), row_bytes, copies8[c].data(), nullptr, 0, s.N, a, nb, y.data(), nullptr);
+                              }}};
+  if (q4k)  // the row-range Q4_K kernel (gguf_gemv_rows_q4k.inc), decode's before the copy
+    entries.insert(entries.begin() + 2, {"avx2 row-range", [&] {
+                                            const cpu::BlockRowsKernel k = cpu::block_rows_kernel(Isa::avx2, type, false);
+                                            for (const auto& m : w) k(m.data(), row_bytes, s.N, a, nb, y.data(), nullptr);
+                                          }});
+  char what[128];
+  std::snprintf(what, sizeof what, "GGUF %s, K %lld x N %lld, %lld copies", q4k ? "Q4_K" : "Q6_K",
+                static_cast<long long>(s.K), static_cast<long long>(s.N), static_cast<long long>(copies));
   run_entries(what, entries, one * static_cast<double>(copies), rounds);
 }
 
@@ -261,6 +325,8 @@ int main(int argc, char** argv) {
   for (const Shape& s : parse_shapes(shapes)) {
     bench_int4(s, mb, rounds, rng);
     bench_q4_0(s, mb, rounds, rng);
+    bench_k_quant(s, 12, mb, rounds, rng);
+    bench_k_quant(s, 14, mb, rounds, rng);
   }
   std::printf("load average after: %.2f\n", load1());
   return 0;

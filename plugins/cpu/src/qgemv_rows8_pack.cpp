@@ -51,47 +51,53 @@ Q4_0Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, i
   return c;
 }
 
-std::vector<uint8_t> interleave_q4_k_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
-  constexpr int64_t kBytes = 144;  // ggml-common.h block_q4_K: f16 d, f16 dmin, 12 scale bytes, 128 of nibbles
+namespace {
+
+// The interleaved copy of a K-quant part's whole groups of eight rows: block
+// b of rows 8 r8 .. 8 r8 + 7 at (r8 * nb + b) * out_bytes, each row's block
+// (block_bytes stored) placed by pack(out, stored block, j).
+template <class Pack>
+std::vector<uint8_t> interleave_blocks8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb,
+                                        int64_t block_bytes, int64_t out_bytes, Pack pack) {
   const int64_t groups = rows / 8;
-  std::vector<uint8_t> c(static_cast<size_t>(groups * nb * kQ4_KRows8Bytes));
+  std::vector<uint8_t> c(static_cast<size_t>(groups * nb * out_bytes));
   for (int64_t r8 = 0; r8 < groups; ++r8)
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* out = c.data() + (r8 * nb + b) * kQ4_KRows8Bytes;
-      for (int64_t j = 0; j < 8; ++j) {
-        const uint8_t* blk = blocks + static_cast<uint64_t>(r8 * 8 + j) * row_bytes + b * kBytes;
-        std::memcpy(out + 2 * j, blk, 2);
-        std::memcpy(out + 16 + 2 * j, blk + 2, 2);
-        uint8_t sm[16];
-        q4_k_scales_mins(blk + 4, sm);
-        for (int64_t s = 0; s < 8; ++s) {
-          out[32 + 8 * s + j] = sm[s];
-          out[96 + 16 * (j % 4) + 8 * (j / 4) + s] = sm[8 + s];
-        }
-        for (int64_t c32 = 0; c32 < 4; ++c32)
-          for (int64_t k = 0; k < 8; ++k)
-            std::memcpy(out + 160 + 32 * (8 * c32 + k) + 4 * j, blk + 16 + 32 * c32 + 4 * k, 4);
-      }
-    }
+    for (int64_t b = 0; b < nb; ++b)
+      for (int64_t j = 0; j < 8; ++j)
+        pack(c.data() + (r8 * nb + b) * out_bytes, blocks + static_cast<uint64_t>(r8 * 8 + j) * row_bytes + b * block_bytes,
+             j);
   return c;
 }
 
+}  // namespace
+
+std::vector<uint8_t> interleave_q4_k_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
+  // ggml-common.h block_q4_K: f16 d, f16 dmin, 12 scale bytes, 128 of nibbles.
+  return interleave_blocks8(blocks, row_bytes, rows, nb, 144, kQ4_KRows8Bytes,
+                            [](uint8_t* out, const uint8_t* blk, int64_t j) {
+                              std::memcpy(out + 2 * j, blk, 2);
+                              std::memcpy(out + 16 + 2 * j, blk + 2, 2);
+                              uint8_t sm[16];
+                              q4_k_scales_mins(blk + 4, sm);
+                              for (int64_t s = 0; s < 8; ++s) {
+                                out[32 + 8 * s + j] = sm[s];
+                                out[96 + 16 * (j % 4) + 8 * (j / 4) + s] = sm[8 + s];
+                              }
+                              for (int64_t w = 0; w < 32; ++w)  // word w = 8 c + k of the qs bytes
+                                std::memcpy(out + 160 + 32 * w + 4 * j, blk + 16 + 4 * w, 4);
+                            });
+}
+
 std::vector<uint8_t> interleave_q6_k_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
-  constexpr int64_t kBytes = 210;  // ggml-common.h block_q6_K: ql[128], qh[64], int8 scales[16], f16 d
-  const int64_t groups = rows / 8;
-  std::vector<uint8_t> c(static_cast<size_t>(groups * nb * kQ6_KRows8Bytes));
-  for (int64_t r8 = 0; r8 < groups; ++r8)
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* out = c.data() + (r8 * nb + b) * kQ6_KRows8Bytes;
-      for (int64_t j = 0; j < 8; ++j) {
-        const uint8_t* blk = blocks + static_cast<uint64_t>(r8 * 8 + j) * row_bytes + b * kBytes;
-        std::memcpy(out + 2 * j, blk + 208, 2);
-        for (int64_t s = 0; s < 16; ++s) out[16 + 8 * s + j] = blk[192 + s];
-        for (int64_t w = 0; w < 32; ++w) std::memcpy(out + 144 + 32 * w + 4 * j, blk + 4 * w, 4);
-        for (int64_t w = 0; w < 16; ++w) std::memcpy(out + 1168 + 32 * w + 4 * j, blk + 128 + 4 * w, 4);
-      }
-    }
-  return c;
+  // ggml-common.h block_q6_K: ql[128], qh[64], int8 scales[16], f16 d.
+  return interleave_blocks8(blocks, row_bytes, rows, nb, 210, kQ6_KRows8Bytes,
+                            [](uint8_t* out, const uint8_t* blk, int64_t j) {
+                              std::memcpy(out + 2 * j, blk + 208, 2);
+                              for (int64_t s = 0; s < 16; ++s) out[16 + 8 * s + j] = blk[192 + s];
+                              for (int64_t w = 0; w < 32; ++w) std::memcpy(out + 144 + 32 * w + 4 * j, blk + 4 * w, 4);
+                              for (int64_t w = 0; w < 16; ++w)
+                                std::memcpy(out + 1168 + 32 * w + 4 * j, blk + 128 + 4 * w, 4);
+                            });
 }
 
 void q4_k_row_from_rows8(const uint8_t* copy, int64_t r8, int64_t j, int64_t nb, uint8_t* out) {
@@ -113,9 +119,7 @@ void q4_k_row_from_rows8(const uint8_t* copy, int64_t r8, int64_t j, int64_t nb,
       q[k + 4] = static_cast<uint8_t>(mn[k] | ((mn[k + 4] >> 4) << 6));
       q[k + 8] = static_cast<uint8_t>((sc[k + 4] & 0xF) | ((mn[k + 4] & 0xF) << 4));
     }
-    for (int64_t c32 = 0; c32 < 4; ++c32)
-      for (int64_t k = 0; k < 8; ++k)
-        std::memcpy(out + 16 + 32 * c32 + 4 * k, in + 160 + 32 * (8 * c32 + k) + 4 * j, 4);
+    for (int64_t w = 0; w < 32; ++w) std::memcpy(out + 16 + 4 * w, in + 160 + 32 * w + 4 * j, 4);
   }
 }
 
