@@ -29,11 +29,12 @@ const std::string kPlanted = "model.layers.2.mlp_down";
 // Edits F32 tensors inside a safetensors file's bytes.
 class SafetensorsEdit {
  public:
-  explicit SafetensorsEdit(std::string bytes) : bytes_(std::move(bytes)) {
+  explicit SafetensorsEdit(std::string bytes) {
     uint64_t n = 0;
-    std::memcpy(&n, bytes_.data(), 8);
-    header_ = nlohmann::json::parse(bytes_.substr(8, n));
+    std::memcpy(&n, bytes.data(), 8);
+    header_ = nlohmann::json::parse(bytes.substr(8, n));
     base_ = 8 + n;
+    bytes_ = std::move(bytes);
   }
   // One weight per row set to `factor` times the row's largest |w|, at a
   // column that moves with the row (so every column group is hit).
