@@ -19,8 +19,8 @@
 # Exit status: 0 every check passed; 1 a check failed; 2 the repository is
 # not built; 3 llama.cpp is not available (scripts/fetch-llama-cpp.sh); 4 the
 # stories260K checks passed but SmolLM2 could not be fetched.
-# About 3.5 minutes on an idle 2-core box with XQUANT_INTEROP_FULL=1 (17 at
-# load average 8-12); the default (CI) scope measures less on SmolLM2 (see
+# 205 s in the full scope (XQUANT_INTEROP_FULL=1; session nine's CI dry run, 2 cores; 17 min at
+# load average 8-12), 86-91 s in the default (CI) scope, which measures less on SmolLM2 (see
 # step 4) and says so in a NOT CHECKED line.
 # Environment: XQUANT_LLAMA_CPP_OFFLINE, XQUANT_SHARED_DIR, XQUANT_INTEROP_THREADS (default 2),
 # XQUANT_INTEROP_FULL (1: every SmolLM2 measurement).
