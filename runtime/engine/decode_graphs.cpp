@@ -30,6 +30,19 @@ void DecodeGraphs::drop_all() {
   graphs_.clear();
 }
 
+void DecodeGraphs::drop_cache(uint64_t cache) {
+  for (auto it = graphs_.begin(); it != graphs_.end();) {
+    if (it->first.cache != cache) {
+      ++it;
+      continue;
+    }
+    k_->graph_release(it->second);
+    ++stats_.dropped;
+    it = graphs_.erase(it);
+  }
+  std::erase_if(refused_, [cache](const Key& k) { return k.cache == cache; });
+}
+
 xq_graph* DecodeGraphs::find(const Key& key, uint64_t generation) {
   if (generation != generation_) {
     drop_all();

@@ -8,7 +8,8 @@
 // recording (vLLM captures its decode step per batch size the same way:
 // vllm/worker/model_runner.py, CUDAGraphRunner). Recordings keep the
 // addresses of the engine's scratch buffers, so every recording is dropped
-// when any of those buffers moves (the caller's `generation`).
+// when any of those buffers moves (the caller's `generation`), and a
+// cache's recordings when that cache is destroyed.
 #pragma once
 
 #include "engine/kernels.hpp"
@@ -26,7 +27,7 @@ class DecodeGraphs {
   struct Key {
     int64_t rows = 0;          // the bucket (padded batch size)
     int64_t table_ld = 0;      // block-table row width (1 + padded blocks)
-    const void* pool = nullptr;  // the KV cache's first pool (one cache's recordings)
+    uint64_t cache = 0;        // PagedKvCache::id() (its pools' address is reused by later caches)
     bool greedy = false;       // ends in ARGMAX (ids) rather than logits
     auto operator<=>(const Key&) const = default;
   };
@@ -55,6 +56,8 @@ class DecodeGraphs {
   // remembered as refused (logged once) and runs eagerly from then on.
   void record(const Key& key, uint64_t generation, const std::function<void()>& ops);
   bool refused(const Key& key) const { return refused_.count(key) != 0; }
+  // Releases the recordings of cache `cache` (PagedKvCache::id), which is going away.
+  void drop_cache(uint64_t cache);
   const Stats& stats() const { return stats_; }
 
  private:

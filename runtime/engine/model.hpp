@@ -241,6 +241,10 @@ class Model {
   // The decode recordings (nullptr when the provider records none or they
   // are off): their counts show whether steps were replayed.
   const DecodeGraphs* decode_graphs() const { return graphs_.get(); }
+  // Called by ~PagedKvCache: releases the recordings of that cache. Const
+  // because caches hold a const Model; recordings are a cache of launches,
+  // not part of the model's state.
+  void forget_decode_recordings(uint64_t cache_id) const;
 
   // ---- layer-level pieces (calibration) ----
   void embed(const int32_t* ids, int64_t n, float* out) const;  // out [n, hidden]

@@ -23,6 +23,10 @@ std::vector<float> Model::forward_paged(PagedKvCache& cache, const std::vector<P
   return logits;
 }
 
+void Model::forget_decode_recordings(uint64_t cache_id) const {
+  if (graphs_) graphs_->drop_cache(cache_id);
+}
+
 std::vector<int32_t> Model::forward_paged_greedy(PagedKvCache& cache, const std::vector<PagedInput>& batch) {
   std::vector<float> logits;
   std::vector<int32_t> ids;
@@ -154,7 +158,7 @@ void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch
   const bool graphed = graphs_ && rows == n_seq && !op_profile_enabled() &&
                        DecodeGraphs::bucket_rows(rows) > 0 &&
                        !graphs_->refused(key = {DecodeGraphs::bucket_rows(rows), DecodeGraphs::bucket_table_ld(mb),
-                                                cache.k_pool(0).data, greedy});
+                                                cache.id(), greedy});
   const int64_t step_rows = graphed ? key.rows : rows, out_rows = graphed ? key.rows : n_seq;
   // A step with prefill rows gives each sequence's block table once (an
   // 8192-row chunk's per-row tables would be 8192 x (1 + MB) ints filled and

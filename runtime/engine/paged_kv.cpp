@@ -5,9 +5,18 @@
 #include "core/error.hpp"
 #include "engine/model.hpp"
 
+#include <atomic>
+
 namespace xquant {
 
-PagedKvCache::PagedKvCache(const Model& model, const PagedKvOptions& o) {
+namespace {
+uint64_t next_cache_id() {
+  static std::atomic<uint64_t> last{0};
+  return ++last;
+}
+}  // namespace
+
+PagedKvCache::PagedKvCache(const Model& model, const PagedKvOptions& o) : model_(&model), id_(next_cache_id()) {
   const Architecture& a = model.arch();
   if (o.block_size <= 0 || o.num_blocks <= 0)
     fail(XQ_ERR_INVALID_ARGUMENT, "paged KV cache: block size and block count must be positive (got {} and {})",
@@ -38,6 +47,8 @@ PagedKvCache::PagedKvCache(const Model& model, const PagedKvOptions& o) {
   free_.reserve(static_cast<size_t>(num_blocks_));
   for (int64_t b = num_blocks_ - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
+
+PagedKvCache::~PagedKvCache() { model_->forget_decode_recordings(id_); }
 
 bool PagedKvCache::reserve(PagedSequence& seq, int64_t extra) {
   const int64_t need = blocks_for(seq.size + extra) - static_cast<int64_t>(seq.blocks.size());

@@ -33,9 +33,18 @@ struct PagedSequence {
 
 class PagedKvCache {
  public:
+  // The model must outlive the cache (its pools are the model's provider's memory).
   PagedKvCache(const Model& model, const PagedKvOptions& options);
+  // Drops the model's decode recordings of this cache (they hold its pools' addresses).
+  ~PagedKvCache();
   PagedKvCache(const PagedKvCache&) = delete;
   PagedKvCache& operator=(const PagedKvCache&) = delete;
+
+  // Unique among every cache of the process, unlike the pools' address: the
+  // next cache may get the same memory with another dtype or block size, and
+  // a decode recording keyed by the address then replayed the old cache's
+  // kernels on it (wrong logits from a BF16 cache made after an F32 one).
+  uint64_t id() const { return id_; }
 
   int64_t block_size() const { return block_size_; }
   int64_t num_blocks() const { return num_blocks_; }
@@ -63,6 +72,8 @@ class PagedKvCache {
 
  private:
   xq_device_tensor pool(int index) const;
+  const Model* model_ = nullptr;
+  uint64_t id_ = 0;
   int64_t block_size_ = 0, num_blocks_ = 0, kv_heads_ = 0, head_dim_ = 0;
   xq_dtype dtype_ = XQ_DTYPE_F32;
   uint64_t bytes_per_block_ = 0, pool_bytes_ = 0;

@@ -9,6 +9,12 @@
 //     another kernel for the GEMMs): logits within 1e-5 relative (F32
 //     weights and KV), argmax equal except where the eager top-2 gap is
 //     under 1e-3.
+//   - Caches made one after another (F32 then BF16 pools, block sizes 16
+//     and 32: the allocator hands the next cache the freed one's memory)
+//     are never replayed with an earlier cache's recordings: each run's
+//     logits are the eager ones, and a destroyed cache's recordings are
+//     released. Keyed by the pools' address, a BF16 cache replayed the F32
+//     cache's kernels (session ten's wrong BF16 paged logits on the H200).
 //   - A long prefill between decode steps grows the engine's buffers: the
 //     recordings are dropped and made again, and the tokens stay the eager
 //     ones.
@@ -95,8 +101,8 @@ struct DecodeRun {
   std::vector<std::vector<float>> logits;  // [step] rows of vocab
 };
 DecodeRun decode(Model& m, const std::vector<std::vector<int32_t>>& prompts, int steps, bool want_logits,
-           int64_t long_prefill_at = -1) {
-  PagedKvCache cache(m, {16, 256, XQ_DTYPE_F32});
+                 int64_t long_prefill_at = -1, PagedKvOptions cache_options = {16, 256, XQ_DTYPE_F32}) {
+  PagedKvCache cache(m, cache_options);
   std::vector<PagedSequence> seqs(prompts.size());
   std::vector<int32_t> last(prompts.size());
   for (size_t s = 0; s < prompts.size(); ++s)
@@ -174,6 +180,38 @@ TEST(DecodeGraphs, PaddedBatchKeepsTheEagerLogits) {
       std::nth_element(row.begin(), row.begin() + 1, row.end(), std::greater<float>());
       if (row[0] - row[1] < 1e-3f) return;  // a near-tie: the paths may part here
       ASSERT_EQ(g.ids[t][s], e.ids[t][s]) << "step " << t << " sequence " << s;
+    }
+  }
+}
+
+// Relative RMS difference of two logit vectors.
+double rel_rms(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - want[i];
+    num += d * d;
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(num / den);
+}
+
+TEST(DecodeGraphs, ANewCacheIsNeverReplayedWithAnEarlierCachesRecordings) {
+  REQUIRE_CUDA(p);
+  const auto prompts = random_prompts(*p.eager, 1);
+  const PagedKvOptions caches[] = {
+      {16, 64, XQ_DTYPE_F32}, {16, 64, XQ_DTYPE_BF16}, {32, 32, XQ_DTYPE_BF16}, {16, 64, XQ_DTYPE_F32}};
+  for (const PagedKvOptions& o : caches) {
+    SCOPED_TRACE("block size " + std::to_string(o.block_size) + (o.dtype == XQ_DTYPE_BF16 ? ", BF16" : ", F32"));
+    const auto before = p.graphed->decode_graphs()->stats();
+    const DecodeRun g = decode(*p.graphed, prompts, 12, true, -1, o);
+    const auto after = p.graphed->decode_graphs()->stats();
+    const DecodeRun e = decode(*p.eager, prompts, 12, true, -1, o);
+    EXPECT_GE(after.replayed, before.replayed + 8);
+    EXPECT_EQ(after.dropped - before.dropped, after.recorded - before.recorded)
+        << "the cache's recordings are released with it";
+    for (size_t t = 0; t < e.logits.size(); ++t) {
+      ASSERT_LE(rel_rms(g.logits[t], e.logits[t]), 1e-5) << "step " << t;
+      if (g.ids[t] != e.ids[t]) break;  // a near-tie parted the runs: later steps differ in input
     }
   }
 }
