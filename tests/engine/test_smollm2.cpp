@@ -29,7 +29,7 @@ TEST(SmolLM2, LoadsGeneratesAndHasSanePerplexity) {
   go.n_tokens = 8;
   auto r = generate(*m, "The capital of France is", go);
   EXPECT_NE(r.text.find("Paris"), std::string::npos) << r.full_text;
-  std::ifstream in(std::string(XQUANT_SHARED_DIR) + "/data/wikitext-2-raw/wiki.test.raw");
+  std::ifstream in(std::filesystem::path(XQUANT_SHARED_DIR) / "data/wikitext-2-raw/wiki.test.raw");
   std::stringstream ss;
   ss << in.rdbuf();
   std::string text = ss.str().substr(0, 20000);

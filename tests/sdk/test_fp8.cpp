@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -106,7 +107,7 @@ TEST(Fp8E4M3, EncoderIsTheNearestCodeOnRandomFloats) {
 }
 
 TEST(Fp8E4M3, EncoderMatchesTorch) {
-  std::ifstream in(std::string(XQUANT_SOURCE_DIR) + "/tests/sdk/fixtures/e4m3_torch.txt");
+  std::ifstream in(std::filesystem::path(XQUANT_SOURCE_DIR) / "tests/sdk/fixtures/e4m3_torch.txt");
   ASSERT_TRUE(in) << "fixture tests/sdk/fixtures/e4m3_torch.txt missing";
   std::string line;
   int n = 0;
