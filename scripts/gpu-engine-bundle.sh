@@ -9,6 +9,10 @@ set -euo pipefail
 dest=${1:?usage: gpu-engine-bundle.sh DEST_DIR [CHECKPOINT_DIR...]}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build
+if grep -q '^XQUANT_CUDA_COMPILE_CHECK:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
+  echo "$build compiled the cuda provider as a check only (scripts/test.sh without a GPU): run scripts/setup.sh first" >&2
+  exit 1
+fi
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/build/lib" "$stage/build/bin" "$stage/deps" "$stage/shared/models" "$stage/shared/data/tinystories"

@@ -121,6 +121,14 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
     device_count_ = 0;
     return;
   }
+#ifdef XQUANT_CUDA_COMPILE_CHECK
+  // A compile-check build (plugins/cuda/CMakeLists.txt): its kernels are
+  // unoptimized PTX a GPU would JIT; refusing beats running them slowly.
+  why_ = "this cuda provider was compiled as a check only (XQUANT_CUDA_COMPILE_CHECK=ON: unoptimized PTX, set by "
+         "scripts/test.sh on a machine without a GPU); rebuild with scripts/setup.sh to run it";
+  device_count_ = 0;
+  return;
+#endif
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess || cudaSetDevice(0) != cudaSuccess) {
     why_ = "no CUDA device: device 0 could not be queried";
