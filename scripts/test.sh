@@ -50,9 +50,9 @@ trap summary EXIT
 
 # Without a GPU (CI) the cuda provider is compiled as a check only
 # (XQUANT_CUDA_COMPILE_CHECK: every kernel parsed and lowered to PTX without
-# device optimization or SASS; plugins/cuda/CMakeLists.txt): its optimized
-# sm_90a and sm_80 code took ~6 CPU-minutes of CI's 45-minute budget and
-# cannot run here. Such a plugin refuses to run; with a GPU, or given
+# device optimization or SASS; plugins/cuda/CMakeLists.txt): the optimized
+# code cannot run here, and decode_attention.cu alone took 147 s of nvcc at
+# sm_90a (7 s as a check) of CI's 45-minute budget. Such a plugin refuses to run; with a GPU, or given
 # XQUANT_CUDA_COMPILE_CHECK or XQUANT_CUDA_GENCODE, this script compiles it
 # to run, as scripts/setup.sh alone does.
 cuda_args=()
@@ -64,7 +64,7 @@ fi
 # What waits on the network runs in the background beside what keeps both
 # cores busy: a fresh CI machine downloads ~1.2 GB and builds llama.cpp, about
 # 17 minutes its dry run with caches never sees (docs/testing.md, "CI's time
-# budget"). The two downloads below run during the build; llama.cpp builds
+# budget"). The three downloads below run during the build; llama.cpp builds
 # (nice'd) during the SDK and Python interop checks, whose venv installs are
 # mostly downloads.
 # start_bg NAME CMD...: runs CMD in the background; its stdout goes to
