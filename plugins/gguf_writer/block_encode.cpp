@@ -21,9 +21,6 @@ namespace {
 using sdk::f16_to_f32;
 using sdk::f32_to_f16;
 
-constexpr int kQK = 32;   // legacy block
-constexpr int kQKK = 256; // K-quant super-block
-
 // Round half away from zero, as ggml's nearest_int does for the values it sees.
 int nearest_int(float v) { return static_cast<int>(std::lround(v)); }
 

@@ -12,6 +12,9 @@
 
 namespace xquant::gguf {
 
+constexpr int kQK = 32;    // elements of a legacy block (Q4_0 ... Q8_0)
+constexpr int kQKK = 256;  // elements of a K-quant super-block
+
 inline void put_f16(uint8_t* p, float v) {
   const uint16_t h = sdk::f32_to_f16(v);
   std::memcpy(p, &h, 2);

@@ -20,13 +20,12 @@ namespace {
 using sdk::f16_to_f32;
 using sdk::f32_to_f16;
 
-constexpr int kQK = 32;
-constexpr int kQKK = 256;
 constexpr float kGroupMaxEps = 1e-15f;  // ggml-quants.c GROUP_MAX_EPS
 
-// ggml's nearest_int: round to nearest, ties to even, by adding 1.5 * 2^23
+// ggml's nearest_int (named here for what it does, beside block_encode.cpp's
+// half-away rounding): round to nearest, ties to even, by adding 1.5 * 2^23
 // (exact for |v| <= 4194303, which every caller's values are).
-int nearest_int(float v) {
+int nearest_int_even(float v) {
   const float biased = v + 12582912.f;
   int32_t i;
   std::memcpy(&i, &biased, sizeof i);
@@ -55,7 +54,7 @@ float fit_symmetric(int n, int nmax, const float* x, const float* w, uint8_t* L)
     *sumlx = 0;
     *suml2 = 0;
     for (int i = 0; i < n; ++i) {
-      const int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
+      const int l = std::max(-nmax, std::min(nmax - 1, nearest_int_even(iscale * x[i])));
       if (keep) L[i] = static_cast<uint8_t>(l + nmax);
       *sumlx += w[i] * x[i] * l;
       *suml2 += w[i] * l * l;
@@ -81,7 +80,7 @@ float fit_symmetric(int n, int nmax, const float* x, const float* w, uint8_t* L)
 // ggml's make_qkx3_quants with weights (squared error): x ~ scale * L - the_min
 // with L in 0..nmax, the weighted least-squares fit over nstep + 1 trial
 // scales from the min/max start.
-float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min, float rmin,
+float fit_scale_min_qkx3(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min, float rmin,
                     float rdelta, int nstep) {
   float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
   for (int i = 1; i < n; ++i) {
@@ -98,7 +97,7 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
   }
   float iscale = nmax / (max - min), scale = 1 / iscale, best = 0;
   for (int i = 0; i < n; ++i) {
-    L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min)))));
+    L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, nearest_int_even(iscale * (x[i] - min)))));
     float diff = scale * L[i] + min - x[i];
     diff = diff * diff;
     best += w[i] * diff;
@@ -108,7 +107,7 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
     iscale = (rmin + rdelta * is + nmax) / (max - min);
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
     for (int i = 0; i < n; ++i) {
-      const int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
+      const int l = std::max(0, std::min(nmax, nearest_int_even(iscale * (x[i] - min))));
       trial[i] = static_cast<uint8_t>(l);
       sum_l += w[i] * l;
       sum_l2 += w[i] * l * l;
@@ -151,7 +150,7 @@ float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* w) 
     return 0.f;
   }
   float iscale = nmax / max;
-  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(nearest_int(iscale * x[i]));
+  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(nearest_int_even(iscale * x[i]));
   const float scale = 1 / iscale;
   float best_mse = 0;
   for (int i = 0; i < n; ++i) {
@@ -163,7 +162,7 @@ float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* w) 
     const float iscale_is = (0.1f * is + nmax) / max, scale_is = 1 / iscale_is;
     float mse = 0;
     for (int i = 0; i < n; ++i) {
-      const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
+      const int l = std::min(nmax, nearest_int_even(iscale_is * x[i]));
       const float diff = x[i] - scale_is * l;
       mse += w[i] * diff * diff;
     }
@@ -175,7 +174,7 @@ float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* w) 
   // L is bytes as in ggml: the passes below read the stored (wrapped) value.
   float sumlx = 0, suml2 = 0;
   for (int i = 0; i < n; ++i) {
-    const int l = std::min(nmax, nearest_int(iscale * x[i]));
+    const int l = std::min(nmax, nearest_int_even(iscale * x[i]));
     L[i] = static_cast<uint8_t>(l);
     sumlx += w[i] * x[i] * l;
     suml2 += w[i] * l * l;
@@ -186,7 +185,7 @@ float fit_positive(int n, int nmax, const float* x, uint8_t* L, const float* w) 
       float slx = sumlx - w[i] * x[i] * L[i];
       float sl2 = suml2 - w[i] * L[i] * L[i];
       if (slx > 0 && sl2 > 0) {
-        const int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+        const int new_l = std::min(nmax, nearest_int_even(x[i] * sl2 / slx));
         if (new_l != L[i]) {
           slx += w[i] * x[i] * new_l;
           sl2 += w[i] * new_l * new_l;
@@ -230,7 +229,7 @@ void legacy_row(uint32_t type, const float* x, int64_t n, const float* qw, uint8
       else pack_q5(q, b + 2, b + 6);
     } else {
       float min = 0;
-      const float d = fit_scale_min(kQK, type == kQ4_1 ? 15 : 31, xb, w, L, &min, -0.9f, 0.05f, 36);
+      const float d = fit_scale_min_qkx3(kQK, type == kQ4_1 ? 15 : 31, xb, w, L, &min, -0.9f, 0.05f, 36);
       for (int j = 0; j < kQK; ++j) q[j] = L[j];
       put_f16(b, d);
       put_f16(b + 2, -min);
@@ -264,7 +263,7 @@ void k_scale_min_block(const float* x, const float* qw, int nmax, uint8_t* b, ui
     float sumw = 0;
     for (int l = 0; l < kQK; ++l) sumw += w[l];
     sw[j] = sumw;
-    scales[j] = fit_scale_min(kQK, nmax, x + kQK * j, w, L + kQK * j, &mins[j], -0.9f, 0.05f, 36);
+    scales[j] = fit_scale_min_qkx3(kQK, nmax, x + kQK * j, w, L + kQK * j, &mins[j], -0.9f, 0.05f, 36);
   }
   uint8_t Ls[8], Lm[8];
   const float d_block = fit_positive(8, 63, scales, Ls, sw);
@@ -285,7 +284,7 @@ void k_scale_min_block(const float* x, const float* qw, int nmax, uint8_t* b, ui
     if (!d) continue;
     const float dm = m_all * m;
     for (int ii = 0; ii < kQK; ++ii)
-      L[kQK * j + ii] = static_cast<uint8_t>(std::max(0, std::min(nmax, nearest_int((x[kQK * j + ii] + dm) / d))));
+      L[kQK * j + ii] = static_cast<uint8_t>(std::max(0, std::min(nmax, nearest_int_even((x[kQK * j + ii] + dm) / d))));
   }
 }
 
@@ -306,13 +305,13 @@ void q6_k_block(const float* x, const float* qw, uint8_t* b) {
   const float iscale = -128.f / max_scale;
   put_f16(b + 208, 1 / iscale);
   auto* sc = reinterpret_cast<int8_t*>(b + 192);
-  for (int ib = 0; ib < 16; ++ib) sc[ib] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[ib])));
+  for (int ib = 0; ib < 16; ++ib) sc[ib] = static_cast<int8_t>(std::min(127, nearest_int_even(iscale * scales[ib])));
   const float d_all = f16_round(1 / iscale);
   for (int j = 0; j < 16; ++j) {
     const float d = d_all * sc[j];
     if (!d) continue;
     for (int ii = 0; ii < 16; ++ii)
-      L[16 * j + ii] = static_cast<uint8_t>(std::max(-32, std::min(31, nearest_int(x[16 * j + ii] / d))) + 32);
+      L[16 * j + ii] = static_cast<uint8_t>(std::max(-32, std::min(31, nearest_int_even(x[16 * j + ii] / d))) + 32);
   }
   pack_q6_k_codes(L, b, b + 128);
 }

@@ -1,6 +1,8 @@
 // float_quantized.cpp: see float_quantized.hpp.
 #include "float_quantized.hpp"
 
+#include "module_error.hpp"
+
 #include <xquant/sdk/dtype.hpp>
 #include <xquant/sdk/fp8.hpp>
 #include <xquant/sdk/half.hpp>
@@ -11,13 +13,6 @@
 
 namespace xquant::ct {
 namespace {
-
-[[noreturn]] void bad(const std::string& module, const std::string& what) {
-  throw sdk::Error(XQ_ERR_MALFORMED, "compressed-tensors module '" + module + "': " + what);
-}
-[[noreturn]] void unsupported(const std::string& module, const std::string& what) {
-  throw sdk::Error(XQ_ERR_UNSUPPORTED, "compressed-tensors module '" + module + "': " + what);
-}
 
 std::string shape_text(const xq_tensor_view& v) {
   std::string s = "[";

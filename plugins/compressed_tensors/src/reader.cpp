@@ -4,6 +4,7 @@
 #include "reader.hpp"
 
 #include "float_quantized.hpp"
+#include "module_error.hpp"
 #include "packing.hpp"
 
 #include <xquant/sdk/dtype.hpp>
@@ -39,10 +40,6 @@ std::optional<View> find(const xq_tensor_source& src, const std::string& name) {
   if (s == XQ_ERR_NOT_FOUND) return std::nullopt;
   if (s != XQ_OK) throw sdk::Error(s, "cannot read stored tensor '" + name + "'");
   return out;
-}
-
-[[noreturn]] void bad(const std::string& module, const std::string& what) {
-  throw sdk::Error(XQ_ERR_MALFORMED, "compressed-tensors module '" + module + "': " + what);
 }
 
 float float_at(const View& t, int64_t i) {
