@@ -95,6 +95,16 @@ if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then
   # the tokenizer synthesis test on a real vocabulary (~7 s of test).
   start_bg "SmolLM2 download" scripts/fetch-smollm2.sh
 fi
+# The interop checks' Python venvs (tests/interop/venvs.sh), made during the
+# build too: the torch one is ~3.5 GB of PyPI wheels on a fresh machine. The
+# torch venv only when the machine has room for it (interop-decision.sh); a
+# check whose venv is still being made waits for it.
+decision=$(./scripts/interop-decision.sh)
+if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then
+  venvs=(awq-gptq gguf tokenizer)
+  [ "$decision" = run ] && venvs=(torch "${venvs[@]}")
+  start_bg "Python venvs" tests/interop/venvs.sh "${venvs[@]}"
+fi
 timed "setup (install, configure, build)" ./scripts/setup.sh "${cuda_args[@]}" "$@"
 if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && wait_bg "llama.cpp vocabularies"; then
   eval "$(cat "$bg_dir/llama.cpp vocabularies.out")"
@@ -141,8 +151,12 @@ fi
 timed "installed-SDK checks" ./scripts/test-sdk.sh
 
 # Interop with the real compressed-tensors package, when the machine has the
-# room for its venv (scripts/interop-decision.sh says why not otherwise).
-decision=$(./scripts/interop-decision.sh)
+# room for its venv (scripts/interop-decision.sh, asked before the build, says
+# why not otherwise). A venv that could not be made is reported by the check
+# that needs it.
+if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then
+  wait_bg "Python venvs" || true
+fi
 if [ "$decision" = run ]; then
   timed "compressed-tensors interop" tests/interop/ct_interop.sh build
 else

@@ -17,16 +17,13 @@ repo="$(cd "$here/../.." && pwd)"
 build="$(cd "${1:-$repo/build}" && pwd)"
 xquant="$build/bin/xquant"
 shared="${XQUANT_SHARED_DIR:-$repo/../shared}"
-venv="${XQUANT_AWQ_GPTQ_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant/awq-gptq-interop}"
+source "$here/venvs.sh"
+venv=$(interop_venv_path awq-gptq)
 
 [[ -x "$xquant" ]] || { echo "awq_gptq_interop: $xquant not found; build the xquant_cli target first" >&2; exit 2; }
 [[ -d "$shared/models/stories260K-hf" ]] || { echo "awq_gptq_interop: $shared/models/stories260K-hf not found" >&2; exit 2; }
 
-if ! "$venv/bin/python" -c "import transformers, numpy" 2>/dev/null; then
-  echo "awq_gptq_interop: creating $venv (transformers, numpy)"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --progress-bar off transformers numpy
-fi
+interop_venv_ensure awq-gptq || exit 3
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-awq-gptq-interop.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

@@ -21,20 +21,15 @@ repo="$(cd "$here/../.." && pwd)"
 build="$(cd "${1:-$repo/build}" && pwd)"
 xquant="$build/bin/xquant"
 model="${XQUANT_SHARED_DIR:-$repo/../shared}/models/stories260K-hf"
-venv="${XQUANT_INTEROP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant-interop}"
-# The version whose layout (dense packing, >= 0.18) the writer follows.
-ct_version="${XQUANT_CT_VERSION:-0.20.0}"
+source "$here/venvs.sh"
+venv=$(interop_venv_path torch)
 
 [[ -x "$xquant" ]] || { echo "ct_interop: $xquant not found; build the xquant_cli target first" >&2; exit 2; }
 [[ -d "$model" ]] || { echo "ct_interop: model folder $model not found" >&2; exit 2; }
 
-if ! "$venv/bin/python" -c "import compressed_tensors, torch, transformers, safetensors, numpy" 2>/dev/null; then
-  echo "ct_interop: creating $venv (compressed-tensors==$ct_version + PyPI torch, a large download)"
-  python3 -m venv "$venv"
-  start=$(date +%s)
-  "$venv/bin/pip" install --quiet --progress-bar off "compressed-tensors==$ct_version" numpy
-  echo "ct_interop: pip install took $(( $(date +%s) - start )) s"
-fi
+# compressed-tensors (XQUANT_CT_VERSION, default 0.20.0: the version whose
+# dense packing, >= 0.18, the writer follows) with PyPI torch: venvs.sh.
+interop_venv_ensure torch
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-ct-interop.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

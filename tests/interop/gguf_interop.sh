@@ -15,19 +15,15 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 build="$(cd "${1:-$repo/build}" && pwd)"
 shared="${XQUANT_SHARED_DIR:-$repo/../shared}"
-venv="${XQUANT_GGUF_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant/gguf-interop}"
-gguf_version="${XQUANT_GGUF_PY_VERSION:-0.19.0}"
+source "$here/venvs.sh"
+venv=$(interop_venv_path gguf)
 
 for tool in xquant xquant_gguf_dump; do
   [[ -x "$build/bin/$tool" ]] || { echo "gguf_interop: $build/bin/$tool not found; build it first" >&2; exit 2; }
 done
 [[ -f "$shared/models/stories260K/stories260K.gguf" ]] || { echo "gguf_interop: $shared/models not found" >&2; exit 2; }
 
-if ! "$venv/bin/python" -c "import gguf, numpy" 2>/dev/null; then
-  echo "gguf_interop: creating $venv (gguf==$gguf_version)"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --progress-bar off "gguf==$gguf_version"
-fi
+interop_venv_ensure gguf || exit 3
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-gguf-interop.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

@@ -20,8 +20,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 build="$(cd "${1:-$repo/build}" && pwd)"
 shared="${XQUANT_SHARED_DIR:-$repo/../shared}"
-venv="${XQUANT_GGUF_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant/gguf-interop}"
-gguf_version="${XQUANT_GGUF_PY_VERSION:-0.19.0}"
+source "$here/venvs.sh"
+venv=$(interop_venv_path gguf)
 started=$SECONDS
 
 for exe in "$build/bin/xquant" "$build/bin/xquant_moe_dump"; do
@@ -29,10 +29,8 @@ for exe in "$build/bin/xquant" "$build/bin/xquant_moe_dump"; do
 done
 vocab="$shared/models/stories260K/stories260K.gguf"
 [[ -f "$vocab" ]] || { echo "moe_gguf_interop: $vocab not found" >&2; exit 2; }
-if ! "$venv/bin/python" -c "import gguf, numpy" 2>/dev/null; then
-  echo "moe_gguf_interop: creating $venv (gguf==$gguf_version)"
-  { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --progress-bar off "gguf==$gguf_version"; } || {
-    echo "moe_gguf_interop: could not create $venv" >&2; exit 3; }
+if ! interop_venv_ensure gguf; then
+  echo "moe_gguf_interop: could not create $venv" >&2; exit 3
 fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-moe-gguf-interop.XXXXXX")"

