@@ -26,8 +26,8 @@ __device__ __forceinline__ void better(float& v, int64_t& i, float v2, int64_t i
 __global__ void argmax_vec_kernel(const float* x, int64_t N, int32_t* ids) {
   __shared__ float sv[32];
   __shared__ int64_t si[32];
-  pdl_launch_dependents();  // PDL (pdl.cuh): x comes from the previous kernel
-  pdl_wait();
+  pdl_wait();  // PDL (pdl.cuh): x comes from the previous kernel
+  pdl_launch_dependents();
   const int64_t row = blockIdx.x;
   const float4* r = reinterpret_cast<const float4*>(x + row * N);
   const int64_t chunks = N / 4;

@@ -21,8 +21,9 @@ constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
 // Launched with PDL (pdl.cuh; CUDA Programming Guide, "Programmatic
 // Dependent Launch and Synchronization"): the weights are constants uploaded
 // at load, so each warp issues its first row's first kUnroll x 16 B per lane,
-// and optionally an L2 prefetch of pf_lines more 128-byte lines of that row,
-// before griddepcontrol.wait; x (the previous kernel's output) is read and y
+// and optionally (XQUANT_CUDA_GEMV_PREFETCH=1, off by default) an L2
+// prefetch of pf_lines more 128-byte lines of that row, before
+// griddepcontrol.wait; x (the previous kernel's output) is read and y
 // written only after it. The kernel lets its own successor launch at once:
 // that one waits for this grid to complete before it reads y.
 template <int M>
@@ -86,11 +87,15 @@ __global__ void __launch_bounds__(kWarps * 32, M <= 2 ? 6 : M == 3 ? 5 : 4) bf16
   }
 }
 
-// XQUANT_CUDA_GEMV_PREFETCH=0 turns the L2 prefetch off (read once).
+// XQUANT_CUDA_GEMV_PREFETCH=1 turns the L2 prefetch on (read once). Off by
+// default: on the H200 (2026-12-01, docs/results.md "PDL on the decode chain,
+// H200") it made the batch-1 BF16 decode step 7-8% slower (TPOT 1.586 ms
+// against 1.467 without it and 1.474 without PDL), where it was meant to let
+// o_proj's weights stream during attention.
 bool prefetch_on() {
   static const bool on = [] {
     const char* e = std::getenv("XQUANT_CUDA_GEMV_PREFETCH");
-    return !(e && std::strcmp(e, "0") == 0);
+    return e && std::strcmp(e, "1") == 0;
   }();
   return on;
 }

@@ -35,7 +35,6 @@ __device__ float cta_sum(float v, float* red) {
 // and the caches written, only after it.
 __global__ void rope_kv_kernel(RopeKvArgs a) {
   extern __shared__ float trig[];  // cos[half], then sin[half]
-  pdl_launch_dependents();
   const int64_t t = blockIdx.x;
   const int64_t half = a.rot / 2;
   float* cs = trig;
@@ -50,6 +49,10 @@ __global__ void rope_kv_kernel(RopeKvArgs a) {
     sincosf(ang, &sn[i], &cs[i]);
   }
   pdl_wait();
+  // Only now (the q|k|v GEMV has completed) may attention launch, and with it
+  // o_proj's GEMV, which starts on its weights while attention runs; an
+  // earlier trigger let o_proj's loads compete with the q|k|v GEMV's.
+  pdl_launch_dependents();
   __syncthreads();
   __shared__ float red[32];
   const int64_t r = a.cache_rows ? a.cache_rows[t] : p;

@@ -34,10 +34,12 @@ __device__ __forceinline__ void store4(__nv_bfloat16* p, float4 v) {
 template <typename RT, typename YT>
 __global__ void row_norm_vec_kernel(float* x, const RT* r, const float* w, int64_t D, float eps, YT* y) {
   __shared__ float red[32];
-  // PDL (pdl.cuh): the next kernel (the q|k|v or gate|up GEMV at decode)
-  // may launch and start on its weights now; x and r come from earlier kernels.
-  pdl_launch_dependents();
+  // PDL (pdl.cuh): x and r come from earlier kernels. Only then may the
+  // next kernel (the q|k|v or gate|up GEMV at decode) launch and start on its
+  // weights: triggering before the wait would let it launch while the GEMV
+  // before this norm still streams its own weights (measured slower).
   pdl_wait();
+  pdl_launch_dependents();
   const int64_t row = blockIdx.x;
   const int64_t chunks = D / 4;
   float* xr = x + row * D;

@@ -67,8 +67,8 @@ struct Vec8<__half> : Vec8Half<__half, __half2, h2_to_f, f_to_h2> {};
 template <class In, class Out>
 __global__ void swiglu_rows_vec_kernel(const In* __restrict__ a, int64_t lda, const In* __restrict__ b, int64_t ldb,
                                        int64_t cols, int64_t n_chunks, Out* __restrict__ y) {
-  pdl_launch_dependents();  // PDL (pdl.cuh): a and b come from the previous kernel
-  pdl_wait();
+  pdl_wait();  // PDL (pdl.cuh): a and b come from the previous kernel
+  pdl_launch_dependents();
   const int64_t chunks = cols / kVec;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n_chunks;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -85,8 +85,8 @@ __global__ void swiglu_rows_vec_kernel(const In* __restrict__ a, int64_t lda, co
 template <class In, class Out>
 __global__ void convert_rows_vec_kernel(const In* __restrict__ src, int64_t ld, int64_t cols, int64_t n_chunks,
                                         Out* __restrict__ y) {
-  pdl_launch_dependents();  // PDL (pdl.cuh): src comes from the previous kernel
-  pdl_wait();
+  pdl_wait();  // PDL (pdl.cuh): src comes from the previous kernel
+  pdl_launch_dependents();
   const int64_t chunks = cols / kVec;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n_chunks;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
