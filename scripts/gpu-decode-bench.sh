@@ -49,6 +49,8 @@ for l in range(L):
 save_file(t, f"{out}/model.safetensors", metadata={"format": "pt"})
 print(f"wrote {L}-layer Llama-3.1-8B-shaped model, {sum(v.numel() for v in t.values())/1e9:.2f} G params")
 PY
+# BF16_ONLY=1: the BF16 model and the copy rate only (scripts/gpu-pdl-bench.sh).
+if [ "${BF16_ONLY:-0}" != 1 ]; then
 t=$(date +%s)
 "$cli" quantize --model $dir/bf16 --out $dir/w4a16-g128 --bits 4 --group-size 128 --sym 2>&1 | tail -2
 echo "quantize: $(( $(date +%s) - t )) s"
@@ -83,6 +85,7 @@ if [ "${GPUENG_W4AFP8:-1}" = 1 ] && "$cli" quantize --help 2>&1 | grep W4AFP8 > 
   "$cli" quantize --model $dir/bf16 --out $dir/w4afp8 --scheme W4AFP8 2>&1 | tail -2
   echo "quantize W4AFP8: $(( $(date +%s) - t )) s"
 fi
+fi  # BF16_ONLY
 gbs=$(python3 - <<'PY'
 import torch
 n = 4 << 30  # 4 GiB, far beyond L2

@@ -7,6 +7,7 @@
 
 #include "argmax_vec.hpp"
 #include "common.cuh"
+#include "pdl.cuh"
 
 namespace xqcuda {
 
@@ -25,6 +26,8 @@ __device__ __forceinline__ void better(float& v, int64_t& i, float v2, int64_t i
 __global__ void argmax_vec_kernel(const float* x, int64_t N, int32_t* ids) {
   __shared__ float sv[32];
   __shared__ int64_t si[32];
+  pdl_wait();  // PDL (pdl.cuh): x comes from the previous kernel
+  pdl_launch_dependents();
   const int64_t row = blockIdx.x;
   const float4* r = reinterpret_cast<const float4*>(x + row * N);
   const int64_t chunks = N / 4;
@@ -72,8 +75,7 @@ bool argmax_vec_fits(const void* x, DType xt, int64_t N) {
 
 cudaError_t argmax_vec(const float* x, int64_t M, int64_t N, int32_t* ids, cudaStream_t stream) {
   if (M <= 0) return cudaSuccess;
-  argmax_vec_kernel<<<static_cast<unsigned>(M), kThreads, 0, stream>>>(x, N, ids);
-  return cudaGetLastError();
+  return launch_pdl(argmax_vec_kernel, dim3(static_cast<unsigned>(M)), dim3(kThreads), 0, stream, x, N, ids);
 }
 
 }  // namespace xqcuda

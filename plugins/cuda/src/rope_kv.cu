@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "common.cuh"
+#include "pdl.cuh"
 #include "rope_kv.hpp"
 
 namespace xqcuda {
@@ -28,6 +29,10 @@ __device__ float cta_sum(float v, float* red) {
   return s;
 }
 
+// Launched with PDL (pdl.cuh): the angles depend only on pos (uploaded by
+// the host before the step's kernels) and the constant factors, so they are
+// computed before griddepcontrol.wait; qkv (the GEMV's output) is read, and q
+// and the caches written, only after it.
 __global__ void rope_kv_kernel(RopeKvArgs a) {
   extern __shared__ float trig[];  // cos[half], then sin[half]
   const int64_t t = blockIdx.x;
@@ -43,6 +48,11 @@ __global__ void rope_kv_kernel(RopeKvArgs a) {
     const float ang = static_cast<float>(p) * a.pos_scale * inv;
     sincosf(ang, &sn[i], &cs[i]);
   }
+  pdl_wait();
+  // Only now (the q|k|v GEMV has completed) may attention launch, and with it
+  // o_proj's GEMV, which starts on its weights while attention runs; an
+  // earlier trigger let o_proj's loads compete with the q|k|v GEMV's.
+  pdl_launch_dependents();
   __syncthreads();
   __shared__ float red[32];
   const int64_t r = a.cache_rows ? a.cache_rows[t] : p;
@@ -104,8 +114,7 @@ cudaError_t rope_kv(const RopeKvArgs& a, cudaStream_t stream) {
   int threads = static_cast<int>((std::max<int64_t>(half, a.D / 2) + 31) / 32 * 32);
   threads = threads < 32 ? 32 : threads > 256 ? 256 : threads;
   const dim3 grid(static_cast<unsigned>(a.T), groups);
-  rope_kv_kernel<<<grid, threads, static_cast<size_t>(2 * half) * sizeof(float), stream>>>(a);
-  return cudaGetLastError();
+  return launch_pdl(rope_kv_kernel, grid, dim3(threads), static_cast<size_t>(2 * half) * sizeof(float), stream, a);
 }
 
 }  // namespace xqcuda

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common.cuh"
+#include "pdl.cuh"
 #include "row_norms.hpp"
 
 namespace xqcuda {
@@ -33,6 +34,12 @@ __device__ __forceinline__ void store4(__nv_bfloat16* p, float4 v) {
 template <typename RT, typename YT>
 __global__ void row_norm_vec_kernel(float* x, const RT* r, const float* w, int64_t D, float eps, YT* y) {
   __shared__ float red[32];
+  // PDL (pdl.cuh): x and r come from earlier kernels. Only then may the
+  // next kernel (the q|k|v or gate|up GEMV at decode) launch and start on its
+  // weights: triggering before the wait would let it launch while the GEMV
+  // before this norm still streams its own weights (measured slower).
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t row = blockIdx.x;
   const int64_t chunks = D / 4;
   float* xr = x + row * D;
@@ -89,9 +96,8 @@ bool row_aligned(const void* p, DType t, int64_t D) {
 template <typename RT, typename YT>
 cudaError_t launch(float* x, const void* r, const float* w, int64_t M, int64_t D, float eps, void* y,
                    cudaStream_t stream) {
-  row_norm_vec_kernel<RT, YT><<<static_cast<unsigned>(M), threads_for(D), 0, stream>>>(
-      x, static_cast<const RT*>(r), w, D, eps, static_cast<YT*>(y));
-  return cudaGetLastError();
+  return launch_pdl(row_norm_vec_kernel<RT, YT>, dim3(static_cast<unsigned>(M)), dim3(threads_for(D)), 0, stream, x,
+                    static_cast<const RT*>(r), w, D, eps, static_cast<YT*>(y));
 }
 
 }  // namespace

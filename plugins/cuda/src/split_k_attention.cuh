@@ -21,6 +21,7 @@
 #include <cfloat>
 
 #include "common.cuh"
+#include "pdl.cuh"
 #include "paged_table.cuh"
 #include "split_k_plan.hpp"
 
@@ -230,6 +231,10 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
     int64_t KVH, int64_t D, float scale, int64_t keys_per_split, int splits, void* out, DType ot, float* part_acc,
     float* part_ml, bool one_pass) {
   extern __shared__ float sm[];
+  // PDL (pdl.cuh): the next kernel (o_proj's GEMV at decode) may launch
+  // and start on its weights; q and the caches come from earlier kernels.
+  pdl_launch_dependents();
+  pdl_wait();
   if (keys.skipped(blockIdx.x)) return;
   float* s_q = sm;                       // [G][D], pre-scaled
   float* s_ml = s_q + G * D;             // [kWarps][G][2]
@@ -378,6 +383,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
 template <class Keys>
 __global__ void combine_kernel(const float* part_acc, const float* part_ml, int splits, int64_t H, int64_t D, void* out,
                                DType ot, Keys keys) {
+  pdl_launch_dependents();  // PDL (pdl.cuh): the parts come from the split kernel
+  pdl_wait();
   const int64_t th = blockIdx.x;  // t * H + h
   if (keys.skipped(th / H)) return;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x)
@@ -412,10 +419,9 @@ cudaError_t launch_typed(const Launch& a, const Keys& keys, int splits, float* p
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
   }
-  attention_kernel<EPL, G, KV_BF16, Q_BF16, Keys><<<grid, kWarps * 32, smem, s>>>(
-      a.q, a.k, a.v, keys, a.H, a.KVH, a.D, a.scale, split_k_keys_per_split(a.max_keys, splits), splits, a.out,
-      a.out_type, part_acc, part_ml, one_pass);
-  return cudaGetLastError();
+  return launch_pdl(attention_kernel<EPL, G, KV_BF16, Q_BF16, Keys>, grid, dim3(kWarps * 32), smem, s, a.q, a.k, a.v,
+                    keys, a.H, a.KVH, a.D, a.scale, split_k_keys_per_split(a.max_keys, splits), splits, a.out,
+                    a.out_type, part_acc, part_ml, one_pass);
 }
 
 // Q_LIKE_KV: q has the K/V dtype (ATTENTION) rather than F32 (PAGED_ATTENTION);
@@ -456,9 +462,8 @@ cudaError_t attention(const Launch& a, const Keys& keys, int splits, void* works
   else if (a.D <= 128) e = launch_group<4, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);
   else e = launch_group<8, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);
   if (e != cudaSuccess || splits <= 1 || one) return e;
-  combine_kernel<Keys><<<static_cast<unsigned>(a.T * a.H), 128, 0, stream>>>(part_acc, part_ml, splits, a.H, a.D,
-                                                                             a.out, a.out_type, keys);
-  return cudaGetLastError();
+  return launch_pdl(combine_kernel<Keys>, dim3(static_cast<unsigned>(a.T * a.H)), dim3(128), 0, stream, part_acc,
+                    part_ml, splits, a.H, a.D, a.out, a.out_type, keys);
 }
 
 }  // namespace split_k

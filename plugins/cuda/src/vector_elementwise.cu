@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "pdl.cuh"
 #include "vector_elementwise.hpp"
 
 namespace xqcuda {
@@ -66,6 +67,8 @@ struct Vec8<__half> : Vec8Half<__half, __half2, h2_to_f, f_to_h2> {};
 template <class In, class Out>
 __global__ void swiglu_rows_vec_kernel(const In* __restrict__ a, int64_t lda, const In* __restrict__ b, int64_t ldb,
                                        int64_t cols, int64_t n_chunks, Out* __restrict__ y) {
+  pdl_wait();  // PDL (pdl.cuh): a and b come from the previous kernel
+  pdl_launch_dependents();
   const int64_t chunks = cols / kVec;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n_chunks;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -82,6 +85,8 @@ __global__ void swiglu_rows_vec_kernel(const In* __restrict__ a, int64_t lda, co
 template <class In, class Out>
 __global__ void convert_rows_vec_kernel(const In* __restrict__ src, int64_t ld, int64_t cols, int64_t n_chunks,
                                         Out* __restrict__ y) {
+  pdl_wait();  // PDL (pdl.cuh): src comes from the previous kernel
+  pdl_launch_dependents();
   const int64_t chunks = cols / kVec;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n_chunks;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -142,9 +147,9 @@ cudaError_t swiglu_rows_vec(const void* a, DType at, int64_t lda, const void* b,
   return with_types(at, yt, [&](auto* in, auto* out) {
     using In = std::remove_pointer_t<decltype(in)>;
     using Out = std::remove_pointer_t<decltype(out)>;
-    swiglu_rows_vec_kernel<In, Out><<<blocks_for(n_chunks, kThreads), kThreads, 0, stream>>>(
-        static_cast<const In*>(a), lda, static_cast<const In*>(b), ldb, cols, n_chunks, static_cast<Out*>(y));
-    return cudaGetLastError();
+    return launch_pdl(swiglu_rows_vec_kernel<In, Out>, dim3(blocks_for(n_chunks, kThreads)), dim3(kThreads), 0, stream,
+                      static_cast<const In*>(a), lda, static_cast<const In*>(b), ldb, cols, n_chunks,
+                      static_cast<Out*>(y));
   });
 }
 
@@ -155,9 +160,8 @@ cudaError_t convert_rows_vec(const void* src, DType st, int64_t ld, int64_t rows
   return with_types(st, yt, [&](auto* in, auto* out) {
     using In = std::remove_pointer_t<decltype(in)>;
     using Out = std::remove_pointer_t<decltype(out)>;
-    convert_rows_vec_kernel<In, Out><<<blocks_for(n_chunks, kThreads), kThreads, 0, stream>>>(
-        static_cast<const In*>(src), ld, cols, n_chunks, static_cast<Out*>(y));
-    return cudaGetLastError();
+    return launch_pdl(convert_rows_vec_kernel<In, Out>, dim3(blocks_for(n_chunks, kThreads)), dim3(kThreads), 0, stream,
+                      static_cast<const In*>(src), ld, cols, n_chunks, static_cast<Out*>(y));
   });
 }
 
