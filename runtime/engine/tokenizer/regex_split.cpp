@@ -62,9 +62,6 @@ std::string with_llama_whitespace(const std::string& re) {
   return out;
 }
 
-struct CodeDeleter {
-  void operator()(pcre2_code* c) const { pcre2_code_free(c); }
-};
 struct MatchDeleter {
   void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
 };
@@ -82,7 +79,13 @@ constexpr size_t kJitStackStart = 32 * 1024, kJitStackMax = 64 * 1024 * 1024;
 
 }  // namespace
 
+// Its deleter is a member, not in the anonymous namespace above: a class of
+// the header's namespace may not hold a type of this file's anonymous one
+// (GCC's -Wsubobject-linkage, seen when a unity build includes this file).
 struct RegexSplitter::Compiled {
+  struct CodeDeleter {
+    void operator()(pcre2_code* c) const { pcre2_code_free(c); }
+  };
   std::unique_ptr<pcre2_code, CodeDeleter> code;
 };
 
@@ -101,7 +104,7 @@ RegexSplitter::RegexSplitter(const std::vector<std::string>& regexes) {
            reinterpret_cast<const char*>(buf));
     }
     pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);  // best effort; the interpreter is the fallback
-    regexes_.push_back({std::unique_ptr<pcre2_code, CodeDeleter>(c)});
+    regexes_.push_back({std::unique_ptr<pcre2_code, Compiled::CodeDeleter>(c)});
   }
 }
 
