@@ -120,8 +120,8 @@ fi
 # `xquant bench` 128:256 at C = 1, 8 on BF16 and W4A16 with the current ops and XQUANT_ROPE_KV=0 in one
 # run, and the decode profile if time is left; cut to PAGED_OPS_BUDGET_S, default 170 s).
 if [ "${GPUENG_PAGED_OPS:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-paged-ops-check.sh" "$b" "$out" 2>&1 | tee "$out/paged-ops.log"; fi
-# Optional (GPUENG_PDL=1): batch-1 BF16 decode with Programmatic Dependent Launch off, on, and on with
-# the GEMV's L2 prefetch, interleaved in one run (scripts/gpu-pdl-bench.sh; ~4 min on a fresh H200).
+# Optional (GPUENG_PDL=1): batch-1 BF16 decode with Programmatic Dependent Launch off and on,
+# interleaved in one run (scripts/gpu-pdl-bench.sh; ~3 min on a fresh H200).
 if [ "${GPUENG_PDL:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-pdl-bench.sh" "$cli" "$out" 2>&1 | tee "$out/pdl.log"; fi
 # Optional: the decode benchmark (scripts/gpu-decode-bench.sh) when present.
 if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench.log"; fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu-pdl-bench.sh XQUANT_CLI [OUT_DIR]: batch-1 BF16 decode with and without
-# Programmatic Dependent Launch (plugins/cuda/src/common.cuh) in one run, on
+# Programmatic Dependent Launch (plugins/cuda/src/pdl.cuh) in one run, on
 # the 8-layer Llama-3.1-8B-shaped random model of scripts/gpu-decode-bench.sh
 # (made here, BF16_ONLY=1, with the device-to-device copy rate for the HBM
 # floor). `xquant bench --concurrency 1 --lengths 128:256` (paged cache,
@@ -9,8 +9,6 @@
 #   off   XQUANT_CUDA_PDL=0 (plain launches, the previous behaviour)
 #   on    PDL on the decode chain (the default; the GEMV's first weight
 #         batch in registers before griddepcontrol.wait)
-#   pf    PDL on, XQUANT_CUDA_GEMV_PREFETCH=1 (also an L2 prefetch of the
-#         rest of each warp's first row; measured slower, off by default)
 # and once each eagerly (XQUANT_DECODE_GRAPHS=0) with PDL off and on. Prints
 # per variant the median TPOT p50, tok/s and share of the HBM floor.
 # (scripts/gpu-engine-check.sh runs it with GPUENG_PDL=1.) On an H200 the
@@ -39,7 +37,6 @@ run() {  # run NAME ENV...
 for r in $(seq 1 "$reps"); do
   run off-$r XQUANT_CUDA_PDL=0
   run on-$r XQUANT_CUDA_PDL=1
-  run pf-$r XQUANT_CUDA_PDL=1 XQUANT_CUDA_GEMV_PREFETCH=1
 done
 run eager-off-1 XQUANT_CUDA_PDL=0 XQUANT_DECODE_GRAPHS=0
 run eager-on-1 XQUANT_CUDA_PDL=1 XQUANT_DECODE_GRAPHS=0
@@ -56,7 +53,7 @@ for f in sorted(glob.glob(f"{out}/pdl-*.json")):
     rows.setdefault(name, []).append(j)
 print(f"batch-1 BF16 decode, 128:256, copy rate {gbs:.0f} GB/s")
 print(f"{'variant':<10} {'runs':>4} {'TPOT p50 ms':>12} {'(each)':>24} {'tok/s':>8} {'% floor':>8} {'floor ms':>9}")
-for name in ("off", "on", "pf", "eager-off", "eager-on"):
+for name in ("off", "on", "eager-off", "eager-on"):
     js = rows.get(name)
     if not js: continue
     tpots = [j["tpot_ms"]["p50"] for j in js]

@@ -1,9 +1,6 @@
 // bf16_gemv.cu: the few-row BF16 MATMUL of bf16_gemv.hpp.
 #include "bf16_gemv.hpp"
 
-#include <cstdlib>
-#include <cstring>
-
 #include "common.cuh"
 #include "pdl.cuh"
 
@@ -20,16 +17,16 @@ constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane
 //
 // Launched with PDL (pdl.cuh; CUDA Programming Guide, "Programmatic
 // Dependent Launch and Synchronization"): the weights are constants uploaded
-// at load, so each warp issues its first row's first kUnroll x 16 B per lane,
-// and optionally (XQUANT_CUDA_GEMV_PREFETCH=1, off by default) an L2
-// prefetch of pf_lines more 128-byte lines of that row, before
-// griddepcontrol.wait; x (the previous kernel's output) is read and y
+// at load, so each warp issues its first row's first kUnroll x 16 B per lane
+// before griddepcontrol.wait (an L2 prefetch of the rest of that row as well
+// made the decode step 6-8% slower on the H200: docs/results.md, "PDL on the
+// decode chain, H200"); x (the previous kernel's output) is read and y
 // written only after it. The kernel lets its own successor launch at once:
 // that one waits for this grid to complete before it reads y.
 template <int M>
 __global__ void __launch_bounds__(kWarps * 32, M <= 2 ? 6 : M == 3 ? 5 : 4) bf16_gemv_kernel(const uint4* __restrict__ x, const uint4* __restrict__ w,
                                                                  const void* __restrict__ bias, DType bias_t, int64_t N,
-                                                                 int64_t chunks, void* y, DType yt, int pf_lines) {
+                                                                 int64_t chunks, void* y, DType yt) {
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarps;
@@ -46,11 +43,6 @@ __global__ void __launch_bounds__(kWarps * 32, M <= 2 ? 6 : M == 3 ? 5 : 4) bf16
   if (n < N) {
     load(w + n * chunks, lane);
     preloaded = true;
-    // Lines past the register batch (32 * kUnroll chunks of 16 B), prefetched into L2.
-    const char* row = reinterpret_cast<const char*>(w + n * chunks);
-    const int64_t row_lines = (chunks * 16 + 127) / 128, first = 32 * kUnroll * 16 / 128;
-    const int64_t end = first + pf_lines < row_lines ? first + pf_lines : row_lines;
-    for (int64_t l = first + lane; l < end; l += 32) asm volatile("prefetch.global.L2 [%0];" ::"l"(row + l * 128));
   }
   pdl_wait();
   for (; n < N; n += stride) {
@@ -87,57 +79,13 @@ __global__ void __launch_bounds__(kWarps * 32, M <= 2 ? 6 : M == 3 ? 5 : 4) bf16
   }
 }
 
-// XQUANT_CUDA_GEMV_PREFETCH=1 turns the L2 prefetch on (read once). Off by
-// default: on the H200 (2026-12-01, docs/results.md "PDL on the decode chain,
-// H200") it made the batch-1 BF16 decode step 7-8% slower (TPOT 1.586 ms
-// against 1.467 without it and 1.474 without PDL), where it was meant to let
-// o_proj's weights stream during attention.
-bool prefetch_on() {
-  static const bool on = [] {
-    const char* e = std::getenv("XQUANT_CUDA_GEMV_PREFETCH");
-    return e && std::strcmp(e, "1") == 0;
-  }();
-  return on;
-}
-
-// Lines of each resident warp's first row to prefetch into L2 before the
-// wait: the rest of the row, capped so that all resident warps together
-// prefetch at most half the L2 (more would evict lines before their use).
-template <int M>
-int prefetch_lines(int64_t ctas, int64_t chunks) {
-  if (!pdl_enabled() || !prefetch_on()) return 0;
-  struct Plan {
-    int64_t budget = 0, slots = 0;  // bytes (half the L2), CTAs resident at once
-  };
-  static const Plan plan = [] {
-    Plan p;
-    int dev = 0, l2 = 0, sms = 0, occ = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, bf16_gemv_kernel<M>, kWarps * 32, 0) != cudaSuccess) {
-      cudaGetLastError();
-      return p;
-    }
-    p.budget = int64_t{l2} / 2;
-    p.slots = int64_t{sms} * occ;
-    return p;
-  }();
-  if (plan.slots <= 0) return 0;
-  const int64_t budget = plan.budget, slots = plan.slots;
-  const int64_t resident_rows = (ctas < slots ? ctas : slots) * kWarps;
-  const int64_t row_lines = (chunks * 16 + 127) / 128 - 32 * kUnroll * 16 / 128;
-  int64_t lines = budget / 128 / resident_rows;
-  if (lines > row_lines) lines = row_lines;
-  return lines > 0 ? static_cast<int>(lines) : 0;
-}
-
 template <int M>
 cudaError_t launch(const void* x, const void* w, const void* bias, DType bias_t, int64_t N, int64_t K, void* y,
                    DType yt, cudaStream_t stream) {
   const int64_t ctas = (N + kWarps - 1) / kWarps;
   const unsigned grid = static_cast<unsigned>(ctas < 65535LL * 16 ? ctas : 65535LL * 16);
   return launch_pdl(bf16_gemv_kernel<M>, dim3(grid), dim3(kWarps * 32), 0, stream, static_cast<const uint4*>(x),
-                    static_cast<const uint4*>(w), bias, bias_t, N, K / 8, y, yt, prefetch_lines<M>(ctas, K / 8));
+                    static_cast<const uint4*>(w), bias, bias_t, N, K / 8, y, yt);
 }
 
 }  // namespace
