@@ -1,0 +1,525 @@
+// w4_gemv_tma_harness.cu: a standalone check and benchmark of the W4A16 GEMVs
+// on the "cuda-w4a16-mma" layout, for a GPU machine without the project's
+// Debian libraries (no plugin build there): the TMA-ring GEMV v4
+// (plugins/cuda/src/w4a16_gemv_tma.cu) against a double-precision CPU
+// reference, and v4 vs the fused mma GEMM (w4a16_gemm.cu), the streaming
+// GEMV v3 (w4a16_gemv_stream.cu), bf16 cuBLAS and the copy bandwidth in one
+// process. scripts/gpu-w4-gemv-tma.sh builds and runs it (nvcc alone).
+//
+// check: every case of tests/cuda/test_w4a16_gemv.cpp and more (BF16/F16,
+// groups 16/32/64/128/per-channel, sym/asym, act-order through the column
+// gather, odd N and K), M = 1..8, no bias / F32 bias / activation-type bias,
+// outputs poisoned with NaN, a second identical call compared bit for bit
+// (the arrival counters reset), bounds as the plugin tests
+// (||y - ref|| / ||ref|| <= 1e-2 BF16, 3e-3 F16); the fused GEMM's error on
+// the same data is printed beside v4's.
+// bench: K x N shapes at M = 1, 2, 4, 8 (group 128, symmetric, BF16):
+// median of 7 batches of 20 back-to-back calls (CUDA events), the weights
+// rotated over copies >= 3x L2, as bench/cuda/bench_cuda.py; the weight
+// stream (codes + bf16 scale words) as % of the copy bandwidth (1 GiB
+// device-to-device copy, bytes read + written).
+// usage: w4_gemv_tma_harness check | bench [shapes] [ms] | sweep [shapes] [ms]
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common.cuh"
+#include "w4a16_gemv_stream.hpp"
+#include "w4a16_gemv_tma.hpp"
+
+namespace xqcuda {
+__device__ __forceinline__ uint4 w4gemv_load(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+}  // namespace xqcuda
+
+using namespace xqcuda;
+
+#define CK(x)                                                                                  \
+  do {                                                                                         \
+    cudaError_t e_ = (x);                                                                      \
+    if (e_ != cudaSuccess) {                                                                   \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(2);                                                                            \
+    }                                                                                          \
+  } while (0)
+
+static std::mt19937 rng(1234);
+static float uni(float a, float b) { return std::uniform_real_distribution<float>(a, b)(rng); }
+static int unii(int a, int b) { return std::uniform_int_distribution<int>(a, b)(rng); }
+
+static uint16_t to_bits(float v, bool f16) {
+  if (f16) return __half_as_ushort(__float2half_rn(v));
+  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+static float from_bits(uint16_t b, bool f16) {
+  if (f16) return __half2float(__ushort_as_half(b));
+  return __bfloat162float(__ushort_as_bfloat16(b));
+}
+
+struct Dev {
+  void* p = nullptr;
+  size_t n = 0;
+  explicit Dev(size_t bytes) : n(bytes) { CK(cudaMalloc(&p, std::max<size_t>(bytes, 16))); }
+  ~Dev() { cudaFree(p); }
+  template <typename T>
+  T* as() const { return static_cast<T*>(p); }
+};
+
+static W4Layout layout_for(int64_t N, int64_t K, int gs) {
+  W4Layout L;
+  L.N = N;
+  L.K = K;
+  L.n_tiles = (N + 15) / 16;
+  L.n_blocks = (L.n_tiles + 7) / 8;
+  L.chunks = (K + 63) / 64;
+  const int64_t G = gs ? (K + gs - 1) / gs : 1;
+  L.n_groups = G;
+  L.gs_shift = 31;
+  if (gs && G > 1) {
+    L.gs_shift = 0;
+    while ((1 << L.gs_shift) < gs) ++L.gs_shift;
+  }
+  return L;
+}
+
+struct Case {
+  bool f16;
+  int group;  // 0 = per-channel
+  bool asym, act_order;
+  int64_t K, N;
+};
+
+static int g_fail = 0, g_pass = 0;
+
+static int g_unit = 0;  // v4's split: 0 contiguous, > 0 interleaved items of g_unit chunks
+
+static void check_case(const Case& c) {
+  const int64_t N = c.N, K = c.K, gs = c.group ? c.group : K, G = (K + gs - 1) / gs;
+  W4Layout L = layout_for(N, K, c.group);
+  std::vector<int8_t> codes(N * K), zp;
+  for (auto& v : codes) v = static_cast<int8_t>(unii(-8, 7));
+  std::vector<float> scales(N * G);
+  for (auto& s : scales) s = uni(0.002f, 0.02f);
+  if (c.asym) {
+    zp.resize(N * G);
+    for (auto& z : zp) z = static_cast<int8_t>(unii(-8, 7));
+  }
+  std::vector<int32_t> g_idx(K), perm;
+  for (int64_t k = 0; k < K; ++k) g_idx[k] = static_cast<int32_t>(k / gs);
+  if (c.act_order && G > 1) {
+    std::vector<int32_t> p(K);
+    std::iota(p.begin(), p.end(), 0);
+    std::shuffle(p.begin(), p.end(), rng);
+    for (int64_t i = 0; i < K; ++i) g_idx[p[i]] = static_cast<int32_t>(i / gs);
+    perm.resize(K);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return g_idx[a] < g_idx[b]; });
+  }
+  std::vector<double> dense(N * K);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t g = g_idx[k];
+      dense[n * K + k] = double(codes[n * K + k] - (c.asym ? zp[n * G + g] : 0)) * scales[n * G + g];
+    }
+  Dev d_codes(N * K), d_scales(N * G * 4), d_zp(std::max<int64_t>(1, N * G)), d_perm(K * 4);
+  CK(cudaMemcpy(d_codes.p, codes.data(), N * K, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(d_scales.p, scales.data(), N * G * 4, cudaMemcpyHostToDevice));
+  if (c.asym) CK(cudaMemcpy(d_zp.p, zp.data(), N * G, cudaMemcpyHostToDevice));
+  if (!perm.empty()) CK(cudaMemcpy(d_perm.p, perm.data(), K * 4, cudaMemcpyHostToDevice));
+  const int32_t* dperm = perm.empty() ? nullptr : d_perm.as<int32_t>();
+  Dev qw(L.n_blocks * 8 * L.chunks * 32 * 16), szb(G * L.n_blocks * 64 * 8), szh(G * L.n_blocks * 64 * 8);
+  CK(w4_pack(L, d_codes.as<int8_t>(), dperm, qw.as<uint4>(), 0));
+  CK(w4_pack_scales(L, d_scales.as<float>(), c.asym ? d_zp.as<int8_t>() : nullptr, szb.as<uint2>(), szh.as<uint2>(),
+                    0));
+  const uint2* sz = c.f16 ? szh.as<uint2>() : szb.as<uint2>();
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const int64_t K_pad = L.chunks * 64;
+  const double bound = c.f16 ? 3e-3 : 1e-2;
+  for (int64_t M = 1; M <= 8; ++M) {
+    for (int bias_kind : {0, 1, 2}) {
+      if (bias_kind != 0 && M != 3 && M != 8) continue;
+      std::vector<uint16_t> xb(M * K);
+      std::vector<double> xr(M * K);
+      for (int64_t i = 0; i < M * K; ++i) {
+        xb[i] = to_bits(uni(-1.f, 1.f), c.f16);
+        xr[i] = from_bits(xb[i], c.f16);
+      }
+      std::vector<float> bias(N), bias_r(N);
+      std::vector<uint16_t> biasb(N);
+      for (int64_t n = 0; n < N; ++n) {
+        bias[n] = uni(-0.5f, 0.5f);
+        biasb[n] = to_bits(bias[n], c.f16);
+        bias_r[n] = bias_kind == 1 ? bias[n] : from_bits(biasb[n], c.f16);
+      }
+      Dev dx(M * K * 2), dxs(M * K_pad * 2), dy(M * N * 2), db(N * 4);
+      CK(cudaMemcpy(dx.p, xb.data(), M * K * 2, cudaMemcpyHostToDevice));
+      if (bias_kind == 1) CK(cudaMemcpy(db.p, bias.data(), N * 4, cudaMemcpyHostToDevice));
+      if (bias_kind == 2) CK(cudaMemcpy(db.p, biasb.data(), N * 2, cudaMemcpyHostToDevice));
+      const DType T = c.f16 ? DType::F16 : DType::BF16;
+      CK(gather_columns(dx.p, T, M, K, K, dperm, dxs.p, K_pad, 0));
+      const void* bias_p = bias_kind ? db.p : nullptr;
+      const DType bias_t = bias_kind == 1 ? DType::F32 : T;
+      std::vector<double> ref(M * N);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double acc = bias_kind ? bias_r[n] : 0.0;
+          const double* w = &dense[n * K];
+          const double* x = &xr[m * K];
+          for (int64_t k = 0; k < K; ++k) acc += x[k] * w[k];
+          ref[m * N + n] = acc;
+        }
+      auto rel = [&](const std::vector<uint16_t>& yb, int* nans) {
+        double num = 0, den = 0;
+        *nans = 0;
+        for (int64_t i = 0; i < M * N; ++i) {
+          const double v = from_bits(yb[i], c.f16);
+          if (std::isnan(v)) ++*nans;
+          num += (v - ref[i]) * (v - ref[i]);
+          den += ref[i] * ref[i];
+        }
+        return std::sqrt(num / std::max(den, 1e-30));
+      };
+      // v4, twice: both fully written, the same bytes.
+      const W4GemvTmaPlan plan = w4_gemv_tma_plan(L, M, c.f16, sms, 0, 0, g_unit);
+      Dev part(std::max<int64_t>(1, plan.workspace_floats) * 4), cnt(std::max<int64_t>(1, plan.counters) * 4);
+      CK(cudaMemset(cnt.p, 0, cnt.n));
+      std::vector<uint16_t> y1(M * N), y2(M * N), yf(M * N);
+      for (int call = 0; call < 2; ++call) {
+        CK(cudaMemset(dy.p, 0xFF, M * N * 2));  // NaN in both formats
+        CK(w4_gemv_tma(L, plan, qw.as<uint4>(), sz, c.f16, dxs.p, K_pad, M, dy.p, bias_p, bias_t,
+                       part.as<float>(), cnt.as<int>(), 0));
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(call ? y2.data() : y1.data(), dy.p, M * N * 2, cudaMemcpyDeviceToHost));
+      }
+      std::vector<int> zero(std::max<int64_t>(1, plan.counters));
+      CK(cudaMemcpy(zero.data(), cnt.p, zero.size() * 4, cudaMemcpyDeviceToHost));
+      const bool counters_reset = std::all_of(zero.begin(), zero.end(), [](int v) { return v == 0; });
+      // The fused GEMM on the same data, for its error.
+      const W4GemmPlan fp = w4_gemm_plan(L, M, sms);
+      Dev fpart(std::max<int64_t>(1, fp.workspace_floats) * 4);
+      CK(cudaMemset(dy.p, 0xFF, M * N * 2));
+      CK(w4_gemm(L, fp, qw.as<uint4>(), sz, c.f16, dxs.p, K_pad, M, dy.p, T, bias_p, bias_t, fpart.as<float>(), 0));
+      CK(cudaDeviceSynchronize());
+      CK(cudaMemcpy(yf.data(), dy.p, M * N * 2, cudaMemcpyDeviceToHost));
+      int nans = 0, fnans = 0;
+      const double err = rel(y1, &nans), ferr = rel(yf, &fnans);
+      const bool same = y1 == y2;
+      const bool ok = nans == 0 && err <= bound && same && counters_reset;
+      (ok ? g_pass : g_fail)++;
+      if (!ok || M == 1 || M == 8)
+        std::printf("%s unit=%d %s g%d %s%s K=%lld N=%lld M=%lld bias=%d: v4 err %.2e (fused %.2e) nan=%d same=%d "
+                    "counters0=%d blocks=%d per_cta=%lld\n",
+                    ok ? "ok  " : "FAIL", g_unit, c.f16 ? "f16 " : "bf16", c.group, c.asym ? "asym" : "sym",
+                    c.act_order ? " actorder" : "", (long long)K, (long long)N, (long long)M, bias_kind, err, ferr,
+                    nans, same, counters_reset, plan.blocks, (long long)plan.per_cta);
+    }
+  }
+}
+
+// ---- bench -----------------------------------------------------------------
+__global__ void k_fill(uint32_t* p, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    p[i] = h;
+  }
+}
+__global__ void k_fill_sz(uint2* p, int64_t n) {  // bf16 scale 0.01, zb 136 (symmetric)
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    p[i] = make_uint2(0x3C243C24u, 0x43084308u);
+}
+__global__ void k_fill_bf16(uint16_t* p, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    const float v = (static_cast<float>(h >> 8) / 16777216.f - 0.5f) * 0.1f;
+    p[i] = __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  }
+}
+
+// Pure reads of n 16-byte words, xor-reduced: grid-stride (the blocks at one
+// time read one window) or one contiguous range per block (as v4's split).
+__global__ void k_read_stride(const uint4* __restrict__ p, int64_t n, uint32_t* out) {
+  uint32_t acc = 0;
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  for (; i + 3 * stride < n; i += 4 * stride) {
+    uint4 v[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) v[u] = xqcuda::w4gemv_load(p + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < 4; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < n; i += stride) {
+    const uint4 v = p[i];
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x12345678u) *out = acc;
+}
+__global__ void k_read_ranges(const uint4* __restrict__ p, int64_t n, int64_t per_block, uint32_t* out) {
+  uint32_t acc = 0;
+  const int64_t lo = blockIdx.x * per_block, hi = std::min(lo + per_block, n);
+  int64_t i = lo + threadIdx.x;
+  const int64_t stride = blockDim.x;
+  for (; i + 3 * stride < hi; i += 4 * stride) {
+    uint4 v[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) v[u] = xqcuda::w4gemv_load(p + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < 4; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < hi; i += stride) {
+    const uint4 v = p[i];
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x12345678u) *out = acc;
+}
+
+template <typename F>
+static double time_us(F&& fn, int copies, int reps = 7, int min_batch = 20) {
+  const int batch = std::max(min_batch, copies);
+  for (int i = 0; i < std::max(3, copies); ++i) fn(i % copies);
+  CK(cudaDeviceSynchronize());
+  cudaEvent_t s, e;
+  cudaEventCreate(&s);
+  cudaEventCreate(&e);
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    cudaEventRecord(s);
+    for (int i = 0; i < batch; ++i) fn(i % copies);
+    cudaEventRecord(e);
+    CK(cudaEventSynchronize(e));
+    float ms = 0;
+    cudaEventElapsedTime(&ms, s, e);
+    t.push_back(ms * 1000.0 / batch);
+  }
+  cudaEventDestroy(s);
+  cudaEventDestroy(e);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+static int ncopies(double bytes, double l2) { return std::max(2, std::min(24, (int)std::ceil(3 * l2 / bytes))); }
+
+static std::vector<std::pair<int64_t, int64_t>> parse_shapes(const char* s) {
+  std::vector<std::pair<int64_t, int64_t>> v;
+  std::string str(s);
+  size_t pos = 0;
+  while (pos < str.size()) {
+    size_t end = str.find(',', pos);
+    if (end == std::string::npos) end = str.size();
+    std::string t = str.substr(pos, end - pos);
+    const size_t x = t.find('x');
+    v.push_back({std::atoll(t.substr(0, x).c_str()), std::atoll(t.substr(x + 1).c_str())});
+    pos = end + 1;
+  }
+  return v;
+}
+static std::vector<int64_t> parse_ms(const char* s) {
+  std::vector<int64_t> v;
+  for (const char* p = s; *p;) {
+    v.push_back(std::atoll(p));
+    while (*p && *p != ',') ++p;
+    if (*p) ++p;
+  }
+  return v;
+}
+
+static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  const int sms = prop.multiProcessorCount;
+  const double l2 = prop.l2CacheSize;
+  // Copy bandwidth.
+  double copy_bw;
+  {
+    const size_t n = size_t(1) << 30;
+    Dev a(n), b(n);
+    CK(cudaMemset(a.p, 1, n));
+    const double us = time_us([&](int) { CK(cudaMemcpyAsync(b.p, a.p, n, cudaMemcpyDeviceToDevice, 0)); }, 1, 5, 5);
+    copy_bw = 2.0 * n / (us * 1e-6) / 1e12;
+  }
+  std::printf("device: %s, %d SMs, L2 %.0f MB; copy bandwidth %.2f TB/s (read+write)\n", prop.name, sms, l2 / 1e6,
+              copy_bw);
+  cublasHandle_t h;
+  const bool have_cublas = cublasCreate(&h) == CUBLAS_STATUS_SUCCESS;
+  std::printf("| K | N | M | bf16 cuBLAS us | fused us (%% copy) | v3 us (%% copy) | v4 us (%% copy) | v4 x bf16 | v4 x fused |\n"
+              "|---|---|---|---|---|---|---|---|---|\n");
+  for (const auto& shape : parse_shapes(shapes_s)) {
+    const int64_t K = shape.first, N = shape.second;
+    W4Layout L = layout_for(N, K, 128);
+    const int64_t qwords = L.n_blocks * 8 * L.chunks * 32, szw = L.n_groups * L.n_blocks * 64;
+    const double wbytes = double(N) * K / 2 + double(N) * L.n_groups * 4;
+    const int n4 = ncopies(wbytes, l2);
+    std::vector<Dev*> qws, szs;
+    for (int i = 0; i < n4; ++i) {
+      qws.push_back(new Dev(qwords * 16));
+      szs.push_back(new Dev(szw * 8));
+      k_fill<<<1024, 256>>>(qws.back()->as<uint32_t>(), qwords * 4, 17u + i);
+      k_fill_sz<<<1024, 256>>>(szs.back()->as<uint2>(), szw);
+    }
+    const int nb = have_cublas ? ncopies(double(N) * K * 2, l2) : 0;
+    std::vector<Dev*> wbf;
+    for (int i = 0; i < nb; ++i) {
+      wbf.push_back(new Dev(N * K * 2));
+      k_fill_bf16<<<1024, 256>>>(wbf.back()->as<uint16_t>(), N * K, 99u + i);
+    }
+    CK(cudaDeviceSynchronize());
+    for (int64_t M : parse_ms(ms_s)) {
+      const int64_t K_pad = L.chunks * 64;
+      Dev x(M * K_pad * 2), y(M * N * 2);
+      k_fill_bf16<<<256, 256>>>(x.as<uint16_t>(), M * K_pad, 5u);
+      double t_bf = -1;
+      if (have_cublas) {
+        const float alpha = 1.f, beta = 0.f;
+        t_bf = time_us(
+            [&](int i) {
+              // y^T [N][M] = W [N][K] x^T: column-major C (N x M) = A^T (N x K, A = W stored K-major) * B (K x M)
+              cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)M, (int)K, &alpha, wbf[i]->p, CUDA_R_16BF,
+                           (int)K, x.p, CUDA_R_16BF, (int)K_pad, &beta, y.p, CUDA_R_16BF, (int)N, CUBLAS_COMPUTE_32F,
+                           CUBLAS_GEMM_DEFAULT);
+            },
+            nb);
+      }
+      const W4GemmPlan fp = w4_gemm_plan(L, M, sms);
+      Dev fpart(std::max<int64_t>(1, fp.workspace_floats) * 4);
+      const double t_f = time_us(
+          [&](int i) {
+            CK(w4_gemm(L, fp, qws[i]->as<uint4>(), szs[i]->as<uint2>(), false, x.p, K_pad, M, y.p, DType::BF16,
+                       nullptr, DType::F32, fpart.as<float>(), 0));
+          },
+          n4);
+      const W4GemvStreamPlan sp = w4_gemv_stream_plan(L, M, false, sms);
+      Dev spart(std::max<int64_t>(1, sp.workspace_floats) * 4), scnt(std::max<int64_t>(1, sp.counters) * 4);
+      CK(cudaMemset(scnt.p, 0, scnt.n));
+      const double t_3 = time_us(
+          [&](int i) {
+            CK(w4_gemv_stream(L, sp, qws[i]->as<uint4>(), szs[i]->as<uint2>(), false, x.p, K_pad, M, y.p, nullptr,
+                              DType::F32, spart.as<float>(), scnt.as<int>(), 0));
+          },
+          n4);
+      auto t4_of = [&](int stages, int bps, W4GemvTmaPlan* out) {
+        const char* u = std::getenv("W4T_UNIT");  // v4's split for this column (ncu runs)
+        const W4GemvTmaPlan tp = w4_gemv_tma_plan(L, M, false, sms, stages, bps, u ? std::atoi(u) : 0);
+        if (out) *out = tp;
+        Dev tpart(std::max<int64_t>(1, tp.workspace_floats) * 4), tcnt(std::max<int64_t>(1, tp.counters) * 4);
+        CK(cudaMemset(tcnt.p, 0, tcnt.n));
+        return time_us(
+            [&](int i) {
+              CK(w4_gemv_tma(L, tp, qws[i]->as<uint4>(), szs[i]->as<uint2>(), false, x.p, K_pad, M, y.p, nullptr,
+                             DType::F32, tpart.as<float>(), tcnt.as<int>(), 0));
+            },
+            n4);
+      };
+      W4GemvTmaPlan tp;
+      const double t_4 = t4_of(0, 0, &tp);
+      auto pct = [&](double us) { return 100.0 * wbytes / (us * 1e-6) / 1e12 / copy_bw; };
+      std::printf("| %lld | %lld | %lld | %.1f | %.1f (%.0f%%) | %.1f (%.0f%%) | %.1f (%.0f%%) | %.2fx | %.2fx |\n",
+                  (long long)K, (long long)N, (long long)M, t_bf, t_f, pct(t_f), t_3, pct(t_3), t_4, pct(t_4),
+                  t_bf / t_4, t_f / t_4);
+      std::fflush(stdout);
+      if (sweep) {
+        std::printf("  v4 default: blocks %d per_cta %lld stages %d smem %d B\n", tp.blocks, (long long)tp.per_cta,
+                    tp.stages, tp.smem_bytes);
+        Dev flag(4);
+        const int64_t n16 = qwords;
+        for (int bpsm : {4, 8, 16}) {
+          const double t = time_us(
+              [&](int i) {
+                k_read_stride<<<sms * bpsm, 256>>>(qws[i]->as<uint4>(), n16, flag.as<uint32_t>());
+              },
+              n4);
+          std::printf("  pure read, grid-stride, %d x 256 threads per SM: %.1f us (%.0f%%)\n", bpsm, t, pct(t));
+        }
+        for (int bpsm : {2, 4, 8}) {
+          const int64_t per = (n16 + sms * bpsm - 1) / (sms * bpsm);
+          const double t = time_us(
+              [&](int i) {
+                k_read_ranges<<<sms * bpsm, 256>>>(qws[i]->as<uint4>(), n16, per, flag.as<uint32_t>());
+              },
+              n4);
+          std::printf("  pure read, one contiguous range per block, %d blocks per SM: %.1f us (%.0f%%)\n", bpsm, t,
+                      pct(t));
+        }
+        auto t4x = [&](int stages, int bps, int unit, int probe) {
+          W4GemvTmaPlan q = w4_gemv_tma_plan(L, M, false, sms, stages, bps, unit);
+          q.probe = probe;
+          Dev tpart(std::max<int64_t>(1, q.workspace_floats) * 4), tcnt(std::max<int64_t>(1, q.counters) * 4);
+          CK(cudaMemset(tcnt.p, 0, tcnt.n));
+          const double t = time_us(
+              [&](int i) {
+                CK(w4_gemv_tma(L, q, qws[i]->as<uint4>(), szs[i]->as<uint2>(), false, x.p, K_pad, M, y.p, nullptr,
+                               DType::F32, tpart.as<float>(), tcnt.as<int>(), 0));
+              },
+              n4);
+          std::printf("  v4 stages=%d blocks/SM<=%d unit=%d%s (grid %d, smem %d): %.1f us (%.0f%%)\n", stages, bps,
+                      unit, probe ? " PROBE(no math)" : "", q.blocks, q.smem_bytes, t, pct(t));
+          std::fflush(stdout);
+        };
+        for (int probe : {1, 0})
+          for (int unit : {0, 4, 8, 16, 32})
+            for (int st : {2, 4})
+              for (int bps : {2, 3}) t4x(st, bps, unit, probe);
+        t4x(3, 3, 0, 0);
+        t4x(3, 3, 8, 0);
+        t4x(6, 1, 0, 1);
+        t4x(6, 1, 8, 1);
+      }
+    }
+    for (auto* d : qws) delete d;
+    for (auto* d : szs) delete d;
+    for (auto* d : wbf) delete d;
+  }
+  if (have_cublas) cublasDestroy(h);
+}
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "check";
+  if (mode == "check") {
+    std::vector<Case> cases;
+    for (bool f16 : {false, true}) {
+      cases.push_back({f16, 128, false, false, 256, 200});
+      cases.push_back({f16, 128, false, false, 2048, 384});
+      cases.push_back({f16, 128, true, false, 4160, 136});
+      cases.push_back({f16, 128, false, true, 4096, 256});
+      cases.push_back({f16, 64, true, false, 2048, 77});
+      cases.push_back({f16, 32, true, true, 1024, 144});
+      cases.push_back({f16, 16, false, false, 1000, 77});
+      cases.push_back({f16, 16, true, true, 2048, 256});
+      cases.push_back({f16, 0, false, false, 3000, 130});
+      cases.push_back({f16, 0, true, false, 512, 1000});
+      cases.push_back({f16, 64, true, false, 64, 5000});
+      cases.push_back({f16, 128, false, true, 8192, 1024});
+      cases.push_back({f16, 128, true, false, 4096, 4096});
+      cases.push_back({f16, 32, false, false, 1472, 300});
+    }
+    for (int unit : {0, 4, 16}) {
+      g_unit = unit;
+      for (const Case& c : cases) check_case(c);
+    }
+    std::printf("check: %d passed, %d failed\n", g_pass, g_fail);
+    return g_fail ? 1 : 0;
+  }
+  const char* shapes = argc > 2 ? argv[2] : "4096x4096,4096x14336,14336x4096,8192x28672";
+  const char* ms = argc > 3 ? argv[3] : "1,2,4,8";
+  bench(shapes, ms, mode == "sweep");
+  return 0;
+}

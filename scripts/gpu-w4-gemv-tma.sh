@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# gpu-w4-gemv-tma.sh [OUT_DIR]: on a GPU machine with nvcc (no project build needed), the TMA-ring
+# W4A16 GEMV v4 (plugins/cuda/src/w4a16_gemv_tma.cu) through bench/cuda/w4_gemv_tma_harness.cu:
+# builds the harness with the layout packer, the fused GEMM and the streaming GEMV v3 (sm_90a,
+# ptxas reports in OUT/ptxas.log), then its correctness check (every case of
+# tests/cuda/test_w4a16_gemv.cpp, M = 1..8, CPU reference), the bench (bf16 cuBLAS, fused, v3,
+# v4, copy bandwidth; four shapes x M = 1, 2, 4, 8), a v4 sweep of ring stages x blocks per SM
+# (W4T_SWEEP_SHAPES, M = 1 and 8) and, where ncu reads counters (Firecracker machines), one
+# v4 and one fused launch at M = 1 on 8192x28672 (DRAM throughput, issue slots, occupancy).
+# Run from the repository root. Timeouts (s): W4T_BUILD_S (240), W4T_CHECK_S (180),
+# W4T_BENCH_S (120), W4T_SWEEP_S (120), W4T_NCU_S (150); W4T_NCU=0 skips ncu, W4T_SWEEP=0 the sweep.
+set -uo pipefail
+out=${1:-${OUT:-/tmp/gpu-w4-gemv-tma}}
+mkdir -p "$out"
+src=plugins/cuda/src
+bld=$(mktemp -d)
+flags=(-std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-constexpr -lineinfo -I "$src")
+echo "== build ($(nvcc --version | tail -1))"
+t0=$(date +%s)
+pids=()
+for f in "$src/w4a16_gemv_tma.cu" "$src/w4a16_layout.cu" "$src/w4a16_gemm.cu" "$src/w4a16_gemv_stream.cu" \
+         bench/cuda/w4_gemv_tma_harness.cu; do
+  timeout "${W4T_BUILD_S:-240}" nvcc "${flags[@]}" -Xptxas=-v -c "$f" -o "$bld/$(basename "$f").o" \
+    > "$bld/$(basename "$f").log" 2>&1 &
+  pids+=($!)
+done
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=1; done
+cat "$bld"/*.log > "$out/ptxas.log"
+grep -A2 "k_w4_gemv_tma" "$out/ptxas.log" | grep -E "registers|spill" | sort | uniq -c
+if [ "$rc" != 0 ]; then grep -E "error" "$out/ptxas.log" | head -20; echo "build failed"; exit 1; fi
+nvcc "${flags[@]}" "$bld"/*.o -lcublas -o "$bld/h" || { echo "link failed"; exit 1; }
+echo "built in $(( $(date +%s) - t0 )) s"
+echo "== check"
+timeout "${W4T_CHECK_S:-180}" "$bld/h" check > "$out/check.log" 2>&1
+echo "rc=$?"
+grep -E "^FAIL|^check:" "$out/check.log" | head -40
+grep -E "^ok" "$out/check.log" | head -8
+echo "== bench"
+timeout "${W4T_BENCH_S:-120}" "$bld/h" bench ${W4T_SHAPES:-} > "$out/bench.log" 2>&1
+echo "rc=$?"
+cat "$out/bench.log"
+if [ "${W4T_SWEEP:-1}" = 1 ]; then
+  echo "== v4 sweep"
+  timeout "${W4T_SWEEP_S:-120}" "$bld/h" sweep "${W4T_SWEEP_SHAPES:-8192x28672,4096x14336}" 1,8 > "$out/sweep.log" 2>&1
+  echo "rc=$?"
+  cat "$out/sweep.log"
+fi
+if [ "${W4T_NCU:-1}" = 1 ] && command -v ncu > /dev/null; then
+  for unit in ${W4T_NCU_UNITS:-0}; do
+    echo "== ncu: v4 (split unit $unit), M = 1, 8192x28672"
+    W4T_UNIT=$unit timeout "${W4T_NCU_S:-150}" ncu --clock-control none -k regex:k_w4_gemv_tma --launch-skip 3 \
+      --launch-count 1 --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
+      --section MemoryWorkloadAnalysis "$bld/h" bench 8192x28672 1 > "$out/ncu-v4-unit$unit.log" 2>&1
+    echo "rc=$?"
+    grep -E "DRAM Throughput|Memory Throughput|Duration|Issued Warp|No Eligible|Active Warps Per|Eligible Warps|Achieved Occupancy|Theoretical Occupancy|Stall|Warp Cycles Per Issued|L2 Hit|==ERR" \
+      "$out/ncu-v4-unit$unit.log" | head -30
+  done
+fi
+rm -rf "$bld"
