@@ -5,8 +5,9 @@
 # ptxas reports in OUT/ptxas.log), then its correctness check (every case of
 # tests/cuda/test_w4a16_gemv.cpp, M = 1..8, CPU reference), the bench (bf16 cuBLAS, fused, v3,
 # v4, copy bandwidth; four shapes x M = 1, 2, 4, 8), a v4 sweep of ring stages x blocks per SM
-# (W4T_SWEEP_SHAPES, M = 1 and 8) and, where ncu reads counters (Firecracker machines), one
-# v4 and one fused launch at M = 1 on 8192x28672 (DRAM throughput, issue slots, occupancy).
+# (W4T_SWEEP_SHAPES, W4T_SWEEP_MS; with pure-read and ring-only baselines) and, where ncu reads
+# counters (Firecracker machines), one v4 launch at M = 1 on 8192x28672 (DRAM throughput, issue
+# slots, stall reasons, occupancy).
 # Run from the repository root. Timeouts (s): W4T_BUILD_S (240), W4T_CHECK_S (180),
 # W4T_BENCH_S (120), W4T_SWEEP_S (120), W4T_NCU_S (150); W4T_NCU=0 skips ncu, W4T_SWEEP=0 the sweep.
 set -uo pipefail
@@ -42,19 +43,19 @@ echo "rc=$?"
 cat "$out/bench.log"
 if [ "${W4T_SWEEP:-1}" = 1 ]; then
   echo "== v4 sweep"
-  timeout "${W4T_SWEEP_S:-120}" "$bld/h" sweep "${W4T_SWEEP_SHAPES:-8192x28672,4096x14336}" 1,8 > "$out/sweep.log" 2>&1
+  timeout "${W4T_SWEEP_S:-120}" "$bld/h" sweep "${W4T_SWEEP_SHAPES:-8192x28672,4096x14336}" "${W4T_SWEEP_MS:-1,8}" > "$out/sweep.log" 2>&1
   echo "rc=$?"
   cat "$out/sweep.log"
 fi
 if [ "${W4T_NCU:-1}" = 1 ] && command -v ncu > /dev/null; then
-  for unit in ${W4T_NCU_UNITS:-0}; do
-    echo "== ncu: v4 (split unit $unit), M = 1, 8192x28672"
-    W4T_UNIT=$unit timeout "${W4T_NCU_S:-150}" ncu --clock-control none -k regex:k_w4_gemv_tma --launch-skip 3 \
-      --launch-count 1 --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
-      --section MemoryWorkloadAnalysis "$bld/h" bench 8192x28672 1 > "$out/ncu-v4-unit$unit.log" 2>&1
-    echo "rc=$?"
-    grep -E "DRAM Throughput|Memory Throughput|Duration|Issued Warp|No Eligible|Active Warps Per|Eligible Warps|Achieved Occupancy|Theoretical Occupancy|Stall|Warp Cycles Per Issued|L2 Hit|==ERR" \
-      "$out/ncu-v4-unit$unit.log" | head -30
-  done
+  echo "== ncu: v4, M = 1, 8192x28672"
+  timeout "${W4T_NCU_S:-150}" ncu --clock-control none -k regex:k_w4_gemv_tma --launch-skip 3 --launch-count 1 \
+    --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
+    --section MemoryWorkloadAnalysis --print-details all \
+    --metrics smsp__inst_executed.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active \
+    "$bld/h" bench 8192x28672 1 > "$out/ncu-v4.log" 2>&1
+  echo "rc=$?"
+  grep -E "smsp__inst|sm__pipe|DRAM Throughput|Duration|Issued Warp|No Eligible|Active Warps Per|Eligible Warps|Achieved Occupancy|Stall (Not|Math|Wait|Long)|==ERR" \
+    "$out/ncu-v4.log" | head -30
 fi
 rm -rf "$bld"

@@ -105,7 +105,6 @@ struct Case {
 
 static int g_fail = 0, g_pass = 0;
 
-static int g_unit = 0;  // v4's split: 0 contiguous, > 0 interleaved items of g_unit chunks
 
 static void check_case(const Case& c) {
   const int64_t N = c.N, K = c.K, gs = c.group ? c.group : K, G = (K + gs - 1) / gs;
@@ -195,7 +194,7 @@ static void check_case(const Case& c) {
         return std::sqrt(num / std::max(den, 1e-30));
       };
       // v4, twice: both fully written, the same bytes.
-      const W4GemvTmaPlan plan = w4_gemv_tma_plan(L, M, c.f16, sms, 0, 0, g_unit);
+      const W4GemvTmaPlan plan = w4_gemv_tma_plan(L, M, c.f16, sms);
       Dev part(std::max<int64_t>(1, plan.workspace_floats) * 4), cnt(std::max<int64_t>(1, plan.counters) * 4);
       CK(cudaMemset(cnt.p, 0, cnt.n));
       std::vector<uint16_t> y1(M * N), y2(M * N), yf(M * N);
@@ -222,9 +221,9 @@ static void check_case(const Case& c) {
       const bool ok = nans == 0 && err <= bound && same && counters_reset;
       (ok ? g_pass : g_fail)++;
       if (!ok || M == 1 || M == 8)
-        std::printf("%s unit=%d %s g%d %s%s K=%lld N=%lld M=%lld bias=%d: v4 err %.2e (fused %.2e) nan=%d same=%d "
+        std::printf("%s %s g%d %s%s K=%lld N=%lld M=%lld bias=%d: v4 err %.2e (fused %.2e) nan=%d same=%d "
                     "counters0=%d blocks=%d per_cta=%lld\n",
-                    ok ? "ok  " : "FAIL", g_unit, c.f16 ? "f16 " : "bf16", c.group, c.asym ? "asym" : "sym",
+                    ok ? "ok  " : "FAIL", c.f16 ? "f16 " : "bf16", c.group, c.asym ? "asym" : "sym",
                     c.act_order ? " actorder" : "", (long long)K, (long long)N, (long long)M, bias_kind, err, ferr,
                     nans, same, counters_reset, plan.blocks, (long long)plan.per_cta);
     }
@@ -417,8 +416,7 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
           },
           n4);
       auto t4_of = [&](int stages, int bps, W4GemvTmaPlan* out) {
-        const char* u = std::getenv("W4T_UNIT");  // v4's split for this column (ncu runs)
-        const W4GemvTmaPlan tp = w4_gemv_tma_plan(L, M, false, sms, stages, bps, u ? std::atoi(u) : 0);
+        const W4GemvTmaPlan tp = w4_gemv_tma_plan(L, M, false, sms, stages, bps);
         if (out) *out = tp;
         Dev tpart(std::max<int64_t>(1, tp.workspace_floats) * 4), tcnt(std::max<int64_t>(1, tp.counters) * 4);
         CK(cudaMemset(tcnt.p, 0, tcnt.n));
@@ -441,7 +439,7 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
                     tp.stages, tp.smem_bytes);
         Dev flag(4);
         const int64_t n16 = qwords;
-        for (int bpsm : {4, 8, 16}) {
+        for (int bpsm : {8}) {
           const double t = time_us(
               [&](int i) {
                 k_read_stride<<<sms * bpsm, 256>>>(qws[i]->as<uint4>(), n16, flag.as<uint32_t>());
@@ -449,7 +447,7 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
               n4);
           std::printf("  pure read, grid-stride, %d x 256 threads per SM: %.1f us (%.0f%%)\n", bpsm, t, pct(t));
         }
-        for (int bpsm : {2, 4, 8}) {
+        for (int bpsm : {4}) {
           const int64_t per = (n16 + sms * bpsm - 1) / (sms * bpsm);
           const double t = time_us(
               [&](int i) {
@@ -459,8 +457,8 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
           std::printf("  pure read, one contiguous range per block, %d blocks per SM: %.1f us (%.0f%%)\n", bpsm, t,
                       pct(t));
         }
-        auto t4x = [&](int stages, int bps, int unit, int probe) {
-          W4GemvTmaPlan q = w4_gemv_tma_plan(L, M, false, sms, stages, bps, unit);
+        auto t4x = [&](int stages, int bps, int probe) {
+          W4GemvTmaPlan q = w4_gemv_tma_plan(L, M, false, sms, stages, bps);
           q.probe = probe;
           Dev tpart(std::max<int64_t>(1, q.workspace_floats) * 4), tcnt(std::max<int64_t>(1, q.counters) * 4);
           CK(cudaMemset(tcnt.p, 0, tcnt.n));
@@ -470,18 +468,13 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
                                DType::F32, tpart.as<float>(), tcnt.as<int>(), 0));
               },
               n4);
-          std::printf("  v4 stages=%d blocks/SM<=%d unit=%d%s (grid %d, smem %d): %.1f us (%.0f%%)\n", stages, bps,
-                      unit, probe ? " PROBE(no math)" : "", q.blocks, q.smem_bytes, t, pct(t));
+          std::printf("  v4 stages=%d blocks/SM<=%d%s (grid %d, smem %d): %.1f us (%.0f%%)\n", stages, bps,
+                      probe ? " PROBE(no math)" : "", q.blocks, q.smem_bytes, t, pct(t));
           std::fflush(stdout);
         };
-        for (int probe : {1, 0})
-          for (int unit : {0, 4, 8, 16, 32})
-            for (int st : {2, 4})
-              for (int bps : {2, 3}) t4x(st, bps, unit, probe);
-        t4x(3, 3, 0, 0);
-        t4x(3, 3, 8, 0);
-        t4x(6, 1, 0, 1);
-        t4x(6, 1, 8, 1);
+        t4x(4, 0, 1);
+        for (int st : {2, 3, 4, 6}) t4x(st, 0, 0);
+        t4x(4, 1, 0);
       }
     }
     for (auto* d : qws) delete d;
@@ -511,10 +504,7 @@ int main(int argc, char** argv) {
       cases.push_back({f16, 128, true, false, 4096, 4096});
       cases.push_back({f16, 32, false, false, 1472, 300});
     }
-    for (int unit : {0, 4, 16}) {
-      g_unit = unit;
-      for (const Case& c : cases) check_case(c);
-    }
+    for (const Case& c : cases) check_case(c);
     std::printf("check: %d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
   }

@@ -84,8 +84,8 @@ struct TmaArgs {
   float* partial;
   int* counters;
   int64_t N, n_groups, chunks, total, per_cta;
-  int64_t unit, ipn, n_items;  // interleaved split: chunks per item, items per n-block, items
   int max_contrib;
+  int last_group;  // n_groups - 1
   int probe;
   int gs_shift;
   int stages, stage_bytes, sz_off, x_off;
@@ -125,12 +125,20 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
   uint32_t done = 0;
   do {
     asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n selp.u32 %0, 1, 0, p;\n}\n"
         : "=r"(done)
-        : "r"(bar), "r"(parity)
+        : "r"(bar), "r"(parity), "r"(0x989680)  // suspend up to 10 ms per try (as CUTLASS's ClusterBarrier)
         : "memory");
   } while (!done);
 #endif
+}
+
+// Four 8x8 b16 matrices from shared memory (lane l gives row l % 8 of matrix
+// l / 8): the mma B fragments of two k-tiles.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&d)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(addr));
 }
 
 __device__ __forceinline__ uint64_t evict_first_policy() {
@@ -162,37 +170,65 @@ __device__ __forceinline__ void bulk_copy_hint(uint32_t dst, const void* src, ui
 #endif
 }
 
-// ---- the walk over one block's range ----------------------------------------
-// Slot s of the walk covers chunks [f, f + n) of n-block nb (chunk c = f -
-// nb * chunks), n = min(kSC, range end - f, chunks - c); producer and
-// consumers step through the same sequence.
+// ---- the walk over one block's ranges --------------------------------------
 __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-struct Step {
-  int64_t nb, c;
-  int n;
+// A position in one range [f, fhi) of f: n-block nb, chunk c of it. A slot
+// takes chunks [c, c + n), n = min(kSC, fhi - f, chunks - c): it never spans
+// two n-blocks. Producer and consumers step through the same sequence.
+struct Cursor {
+  int64_t f, fhi, nb;
+  int c;
+  __device__ __forceinline__ void start(const TmaArgs& p, int64_t flo, int64_t hi) {
+    f = flo;
+    fhi = hi;
+    nb = flo / p.chunks;
+    c = static_cast<int>(flo - nb * p.chunks);
+  }
+  __device__ __forceinline__ int slot_chunks(const TmaArgs& p) const {
+    return static_cast<int>(min64(min64(kSC, fhi - f), p.chunks - c));
+  }
+  __device__ __forceinline__ void advance(const TmaArgs& p, int n) {
+    f += n;
+    c += n;
+    if (c == p.chunks) {
+      c = 0;
+      ++nb;
+    }
+  }
 };
-__device__ __forceinline__ Step step_at(const TmaArgs& p, int64_t f, int64_t hi) {
-  Step s;
-  s.nb = f / p.chunks;
-  s.c = f - s.nb * p.chunks;
-  s.n = static_cast<int>(min64(min64(kSC, hi - f), p.chunks - s.c));
-  return s;
+
+// The group of column col (< 2^31), clamped: padding columns past K may fall
+// past the last group; they multiply zero activations.
+__device__ __forceinline__ int group_of(const TmaArgs& p, int col) { return min(col >> p.gs_shift, p.last_group); }
+
+// (q & 0x000F000F) | magic in one LOP3: the nibbles at bits 0 and 16 of q
+// as a pair of T holding magic + u (exact). The magic is a register operand:
+// with two immediates the compiler emits an AND and an OR.
+__device__ __forceinline__ uint32_t nib_pair(uint32_t q, uint32_t magic) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(r) : "r"(q), "n"(0x000F000F), "r"(magic));
+  return r;
 }
 
-// Groups [g0, g1] hold chunks [c, c + n) (clamped: padding columns past K
-// may fall past the last group; they multiply zero activations).
-__device__ __forceinline__ int64_t group_of(const TmaArgs& p, int64_t col) {
-  return min64(col >> p.gs_shift, p.n_groups - 1);
-}
-
-// A pair of nibbles (bits 0 and 16 of q) as exact (u - 8 - z) in T.
+// A pair of nibbles as exact (u - 8 - z) in T: (magic + u) - zb.
 template <typename T>
-__device__ __forceinline__ uint32_t centered_pair(uint32_t q, uint32_t zb) {
+__device__ __forceinline__ uint32_t centered_pair(uint32_t q, uint32_t magic, uint32_t zb) {
   using T2 = std::conditional_t<std::is_same_v<T, __half>, __half2, __nv_bfloat162>;
-  uint32_t v = (q & 0x000F000Fu) | Magic<T>::kBits;
+  uint32_t v = nib_pair(q, magic);
   T2 r = __hsub2(*reinterpret_cast<T2*>(&v), *reinterpret_cast<T2*>(&zb));
   return *reinterpret_cast<uint32_t*>(&r);
+}
+
+__device__ __forceinline__ uint4 lds128(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ uint2 lds64(uint32_t addr) {
+  uint2 v;
+  asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
+  return v;
 }
 
 // The scale of row gid (lo) or gid + 8 (hi) from a scale word, as F32.
@@ -209,37 +245,34 @@ __device__ __forceinline__ float scale_hi(uint32_t w) {
 
 // One chunk of one tile into tot (rows gid, gid + 8 x tokens 2 tig, +1).
 // GS scale words per chunk (1: groups >= 64; 2: 32; 4: 16); the k-tiles of
-// one group share an accumulator chain that is scaled once, in F32.
+// one group accumulate in one chain (fresh per chunk: the chunks of a slot
+// are independent chains), scaled once, in F32.
 template <typename T, int GS>
 __device__ __forceinline__ void chunk_mma(float (&tot)[4], const uint4& q4, const uint2 (&s)[GS],
                                           const uint32_t (&b)[8]) {
-  constexpr int NC = GS == 1 ? 2 : GS;
-  float acc[NC][4];
+  constexpr int kPerGroup = 4 / GS;
+  const uint32_t magic = Magic<T>::kBits;
+  float acc[GS][4];
 #pragma unroll
-  for (int c = 0; c < NC; ++c)
+  for (int c = 0; c < GS; ++c)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[c][e] = 0.f;
   const uint32_t words[4] = {q4.x, q4.y, q4.z, q4.w};
 #pragma unroll
   for (int kt = 0; kt < 4; ++kt) {
-    const uint2 sw = s[GS == 1 ? 0 : GS == 2 ? kt >> 1 : kt];
-    const uint32_t zA = __byte_perm(sw.y, 0, 0x1010), zB = __byte_perm(sw.y, 0, 0x3232);
+    const int g = kt / kPerGroup;
     const uint32_t q = words[kt];
-    const uint32_t af[4] = {centered_pair<T>(q, zA), centered_pair<T>(q >> 4, zB), centered_pair<T>(q >> 8, zA),
-                            centered_pair<T>(q >> 12, zB)};
-    mma_16816<T>(acc[GS == 1 ? (kt & 1) : GS == 2 ? (kt >> 1) : kt], af, b[2 * kt], b[2 * kt + 1]);
+    const uint2 sw = s[g];
+    const uint32_t zA = __byte_perm(sw.y, 0, 0x1010), zB = __byte_perm(sw.y, 0, 0x3232);
+    const uint32_t af[4] = {centered_pair<T>(q, magic, zA), centered_pair<T>(q >> 4, magic, zB),
+                            centered_pair<T>(q >> 8, magic, zA), centered_pair<T>(q >> 12, magic, zB)};
+    mma_16816<T>(acc[g], af, b[2 * kt], b[2 * kt + 1]);
   }
-  if constexpr (GS == 1) {
-    const float sA = scale_lo<T>(s[0].x), sB = scale_hi<T>(s[0].x);
 #pragma unroll
-    for (int e = 0; e < 4; ++e) tot[e] = fmaf(acc[0][e] + acc[1][e], e < 2 ? sA : sB, tot[e]);
-  } else {
+  for (int c = 0; c < GS; ++c) {
+    const float sA = scale_lo<T>(s[c].x), sB = scale_hi<T>(s[c].x);
 #pragma unroll
-    for (int c = 0; c < NC; ++c) {
-      const float sA = scale_lo<T>(s[c].x), sB = scale_hi<T>(s[c].x);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) tot[e] = fmaf(acc[c][e], e < 2 ? sA : sB, tot[e]);
-    }
+    for (int e = 0; e < 4; ++e) tot[e] = fmaf(acc[c][e], e < 2 ? sA : sB, tot[e]);
   }
 }
 
@@ -249,35 +282,12 @@ __device__ __forceinline__ void store_y(const TmaArgs& p, int m, int64_t n, floa
   store_from_float(p.y, std::is_same_v<T, __half> ? DType::F16 : DType::BF16, m * p.N + n, v);
 }
 
-// The ranges of f one block streams, in order. Contiguous split (unit = 0):
-// the one range [b P, (b + 1) P). Interleaved split (unit = U > 0): items
-// of U chunks of one n-block (item j: n-block j / ipn, chunks [(j % ipn) U,
-// +U) clipped to the n-block, ipn = items per n-block), block b taking items
-// b, b + grid, b + 2 grid, ...: the blocks running at one time read one
-// window of neighbouring items.
-__device__ __forceinline__ bool segment(const TmaArgs& p, int k, int64_t* flo, int64_t* fhi, int64_t* item) {
-  if (p.unit == 0) {
-    if (k > 0) return false;
-    *flo = static_cast<int64_t>(blockIdx.x) * p.per_cta;
-    *fhi = min64(*flo + p.per_cta, p.total);
-    *item = blockIdx.x;
-    return *flo < *fhi;
-  }
-  const int64_t j = blockIdx.x + static_cast<int64_t>(k) * gridDim.x;
-  if (j >= p.n_items) return false;
-  const int64_t nb = j / p.ipn, c0 = (j - nb * p.ipn) * p.unit;
-  *flo = nb * p.chunks + c0;
-  *fhi = nb * p.chunks + min64(c0 + p.unit, p.chunks);
-  *item = j;
-  return true;
-}
-
 // Tile t = nb * 8 + warp, chunks [cs, ce) of it are in tot: write y, or this
 // block's partial slot and, if this is the tile's last contributor to
 // arrive, the sum of all slots in slot order.
 template <typename T>
 __device__ __forceinline__ void flush_tile(const TmaArgs& p, int64_t nb, int warp, int64_t cs, int64_t ce,
-                                           int64_t item, const float (&tot)[4], int lane) {
+                                           const float (&tot)[4], int lane) {
   const int gid = lane >> 2, tig = lane & 3;
   const int64_t t = nb * 8 + warp;
   if (cs == 0 && ce == p.chunks) {
@@ -289,17 +299,9 @@ __device__ __forceinline__ void flush_tile(const TmaArgs& p, int64_t nb, int war
     }
     return;
   }
-  int64_t slot_idx;
-  int n_contrib;
-  if (p.unit == 0) {
-    const int64_t first = (nb * p.chunks) / p.per_cta;
-    n_contrib = static_cast<int>((nb * p.chunks + p.chunks - 1) / p.per_cta - first + 1);
-    slot_idx = item - first;
-  } else {
-    n_contrib = static_cast<int>(p.ipn);
-    slot_idx = cs / p.unit;
-  }
-  float* slot = p.partial + (t * p.max_contrib + slot_idx) * p.M * 16;
+  const int64_t first = (nb * p.chunks) / p.per_cta;
+  const int n_contrib = static_cast<int>((nb * p.chunks + p.chunks - 1) / p.per_cta - first + 1);
+  float* slot = p.partial + (t * p.max_contrib + (blockIdx.x - first)) * p.M * 16;
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
     const int m = 2 * tig + (e & 1);
@@ -326,7 +328,7 @@ __device__ __forceinline__ void flush_tile(const TmaArgs& p, int64_t nb, int war
 }
 
 template <typename T, int GS>
-__global__ void __launch_bounds__(kThreads, 3) k_w4_gemv_tma(const TmaArgs p) {
+__global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   __trap();  // sm_90 only (the bulk copies): the host launches it nowhere else (w4_gemv_tma_supported)
 #endif
@@ -335,8 +337,8 @@ __global__ void __launch_bounds__(kThreads, 3) k_w4_gemv_tma(const TmaArgs p) {
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem);
   unsigned char* ring = smem + ((2 * p.stages * 8 + 127) & ~127);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  int64_t flo, fhi, item;
-  if (!segment(p, 0, &flo, &fhi, &item)) return;  // whole block: no barrier is reached
+  const int64_t flo = static_cast<int64_t>(blockIdx.x) * p.per_cta, fhi = min64(flo + p.per_cta, p.total);
+  if (flo >= fhi) return;  // whole block: no barrier is reached
   if (threadIdx.x == 0) {
     for (int s = 0; s < p.stages; ++s) {
       mbar_init(smem_u32(bars + s), 1);                            // full: the producer's expect_tx
@@ -349,70 +351,85 @@ __global__ void __launch_bounds__(kThreads, 3) k_w4_gemv_tma(const TmaArgs p) {
   if (warp == kConsumerWarps) {  // producer
     if (lane != 0) return;
     const uint64_t pol = evict_first_policy();
-    int i = 0;
-    for (int k = 0; segment(p, k, &flo, &fhi, &item); ++k) {
-      for (int64_t f = flo; f < fhi; ++i) {
-        const Step st = step_at(p, f, fhi);
-        const int slot = i % p.stages;
-        if (i >= p.stages) mbar_wait(smem_u32(bars + p.stages + slot), ((i / p.stages) & 1) ^ 1);
-        const int64_t g0 = group_of(p, st.c * 64), g1 = group_of(p, (st.c + st.n) * 64 - 1);
-        const uint32_t code_bytes = st.n * 4096u, sz_bytes = static_cast<uint32_t>(g1 - g0 + 1) * 512u,
-                       x_bytes = st.n * 128u;
-        const uint32_t full = smem_u32(bars + slot);
-        mbar_arrive_expect_tx(full, code_bytes + sz_bytes + p.M * x_bytes);
-        unsigned char* dst = ring + static_cast<int64_t>(slot) * p.stage_bytes;
-        bulk_copy_hint(smem_u32(dst), p.qw + f * 256, code_bytes, full, pol);
-        bulk_copy(smem_u32(dst + p.sz_off), p.sz + (st.nb * p.n_groups + g0) * 64, sz_bytes, full);
-        for (int m = 0; m < p.M; ++m)
-          bulk_copy(smem_u32(dst + p.x_off + m * kXRowBytes),
-                    static_cast<const T*>(p.x) + m * p.ldx + st.c * 64, x_bytes, full);
-        f += st.n;
+    int slot = 0;
+    uint32_t phase = 0;
+    Cursor cur;
+    for (cur.start(p, flo, fhi); cur.f < cur.fhi;) {
+      const int n = cur.slot_chunks(p);
+      // A fresh barrier counts the phase before its first as complete: round 0 passes.
+      mbar_wait(smem_u32(bars + p.stages + slot), phase ^ 1);
+      const int g0 = group_of(p, cur.c * 64), g1 = group_of(p, (cur.c + n) * 64 - 1);
+      const uint32_t code_bytes = n * 4096u, sz_bytes = static_cast<uint32_t>(g1 - g0 + 1) * 512u, x_bytes = n * 128u;
+      const uint32_t full = smem_u32(bars + slot);
+      mbar_arrive_expect_tx(full, code_bytes + sz_bytes + p.M * x_bytes);
+      unsigned char* dst = ring + slot * p.stage_bytes;
+      bulk_copy_hint(smem_u32(dst), p.qw + cur.f * 256, code_bytes, full, pol);
+      bulk_copy(smem_u32(dst + p.sz_off), p.sz + (cur.nb * p.n_groups + g0) * 64, sz_bytes, full);
+      for (int m = 0; m < p.M; ++m)
+        bulk_copy(smem_u32(dst + p.x_off + m * kXRowBytes), static_cast<const T*>(p.x) + m * p.ldx + cur.c * 64,
+                  x_bytes, full);
+      cur.advance(p, n);
+      if (++slot == p.stages) {
+        slot = 0;
+        phase ^= 1;
       }
     }
     return;
   }
 
   // Consumers: warp w = tile w of each n-block.
-  const int gid = lane >> 2, tig = lane & 3;
-  const int xrow = min(gid, p.M - 1);
+  const int gid = lane >> 2;
+  const uint32_t ring_u32 = smem_u32(ring);
+  // ldmatrix rows: lane l reads x row min(l % 8, M - 1) of matrix l / 8 = (k-tile, half), 16 bytes apart.
+  const uint32_t x_lane = ring_u32 + p.x_off + min(lane & 7, p.M - 1) * kXRowBytes + (lane >> 3) * 16;
   float tot[4] = {0.f, 0.f, 0.f, 0.f};
-  int i = 0;
-  for (int k = 0; segment(p, k, &flo, &fhi, &item); ++k) {
-    int64_t cs = flo % p.chunks;  // first chunk of the current n-block in this range
-    for (int64_t f = flo; f < fhi; ++i) {
-      const Step st = step_at(p, f, fhi);
-      const int slot = i % p.stages;
-      mbar_wait(smem_u32(bars + slot), (i / p.stages) & 1);
-      if (!p.probe) {
-        const unsigned char* src = ring + static_cast<int64_t>(slot) * p.stage_bytes;
-        const uint4* qs = reinterpret_cast<const uint4*>(src) + warp * 32 + lane;
-        const uint2* ss = reinterpret_cast<const uint2*>(src + p.sz_off) + warp * 8 + gid;
-        const unsigned char* xs = src + p.x_off + xrow * kXRowBytes + 4 * tig;
-        const int64_t g0 = group_of(p, st.c * 64);
+  int slot = 0;
+  uint32_t phase = 0;
+  Cursor cur;
+  int cs = -1;  // first chunk of the current n-block in this block's range
+  for (cur.start(p, flo, fhi); cur.f < cur.fhi;) {
+    const int n = cur.slot_chunks(p);
+    if (cs < 0) cs = cur.c;
+    mbar_wait(smem_u32(bars + slot), phase);
+    if (!p.probe) {
+      const uint32_t src = ring_u32 + slot * p.stage_bytes;
+      const uint32_t qs = src + (warp * 32 + lane) * 16;
+      const uint32_t ss = src + p.sz_off + (warp * 8 + gid) * 8;
+      const uint32_t xs = x_lane + slot * p.stage_bytes;
+      const int g0 = group_of(p, cur.c * 64);
+      auto chunk = [&](int ci) {
+        const uint4 q4 = lds128(qs + ci * 4096);
+        uint2 s[GS];
 #pragma unroll
-        for (int ci = 0; ci < kSC; ++ci) {
-          if (ci < st.n) {
-            const uint4 q4 = qs[ci * 256];
-            uint2 s[GS];
+        for (int g = 0; g < GS; ++g) s[g] = lds64(ss + (group_of(p, (cur.c + ci) * 64 + g * (64 / GS)) - g0) * 512);
+        uint32_t b[8];
+        ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[0]), xs + ci * 128);
+        ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[4]), xs + ci * 128 + 64);
+        chunk_mma<T, GS>(tot, q4, s, b);
+      };
+      if (n == kSC) {  // a full slot: no per-chunk guards
 #pragma unroll
-            for (int g = 0; g < GS; ++g) s[g] = ss[(group_of(p, (st.c + ci) * 64 + g * (64 / GS)) - g0) * 64];
-            // B fragment of k-tile kt: x[16 kt + 2 tig, +1] and x[16 kt + 8 + 2 tig, +1], 16 bytes apart.
-            uint32_t b[8];
+        for (int ci = 0; ci < kSC; ++ci) chunk(ci);
+      } else {
 #pragma unroll
-            for (int j = 0; j < 8; ++j) b[j] = *reinterpret_cast<const uint32_t*>(xs + ci * 128 + 16 * j);
-            chunk_mma<T, GS>(tot, q4, s, b);
-          }
-        }
+        for (int ci = 0; ci < kSC; ++ci)
+          if (ci < n) chunk(ci);
       }
-      __syncwarp();
-      if (lane == 0) mbar_arrive(smem_u32(bars + p.stages + slot));
-      f += st.n;
-      if (st.c + st.n == p.chunks || f == fhi) {
-        flush_tile<T>(p, st.nb, warp, cs, st.c + st.n, item, tot, lane);
+    }
+    __syncwarp();
+    if (lane == 0) mbar_arrive(smem_u32(bars + p.stages + slot));
+    if (++slot == p.stages) {
+      slot = 0;
+      phase ^= 1;
+    }
+    const int64_t nb = cur.nb;
+    const int ce = cur.c + n;
+    cur.advance(p, n);
+    if (ce == p.chunks || cur.f == cur.fhi) {
+      flush_tile<T>(p, nb, warp, cs, ce, tot, lane);
 #pragma unroll
-        for (int e = 0; e < 4; ++e) tot[e] = 0.f;
-        cs = 0;
-      }
+      for (int e = 0; e < 4; ++e) tot[e] = 0.f;
+      cs = -1;
     }
   }
 }
@@ -424,17 +441,22 @@ void* kernel_ptr() {
   return reinterpret_cast<void*>(&k_w4_gemv_tma<T, GS>);
 }
 
-void* kernel_for(bool is_f16, int gs) {
-  if (is_f16) return gs == 1 ? kernel_ptr<__half, 1>() : gs == 2 ? kernel_ptr<__half, 2>() : kernel_ptr<__half, 4>();
-  return gs == 1 ? kernel_ptr<__nv_bfloat16, 1>() : gs == 2 ? kernel_ptr<__nv_bfloat16, 2>()
-                                                            : kernel_ptr<__nv_bfloat16, 4>();
+// Instantiations: kind 0 = F16, 1 = BF16; gsi 0, 1, 2 = one, two, four scale
+// words per chunk.
+int gs_index(int gs) { return gs == 1 ? 0 : gs == 2 ? 1 : 2; }
+template <typename T>
+void* kernel_for_gs(int gsi) {
+  return gsi == 0 ? kernel_ptr<T, 1>() : gsi == 1 ? kernel_ptr<T, 2>() : kernel_ptr<T, 4>();
+}
+void* kernel_for(int kind, int gsi) {
+  return kind == 0 ? kernel_for_gs<__half>(gsi) : kernel_for_gs<__nv_bfloat16>(gsi);
 }
 
 // Raises each instantiation's dynamic shared-memory limit once (to the most
 // a block may have), so plans of any size launch.
-cudaError_t allow_smem(bool is_f16, int gs) {
+cudaError_t allow_smem(int kind, int gsi) {
   static std::atomic<bool> done[2][3];
-  std::atomic<bool>& d = done[is_f16 ? 1 : 0][gs == 1 ? 0 : gs == 2 ? 1 : 2];
+  std::atomic<bool>& d = done[kind][gsi];
   if (d.load(std::memory_order_acquire)) return cudaSuccess;
   int dev = 0, cap = 0;
   cudaGetDevice(&dev);
@@ -442,7 +464,7 @@ cudaError_t allow_smem(bool is_f16, int gs) {
     cudaGetLastError();
     cap = 48 << 10;
   }
-  const cudaError_t e = cudaFuncSetAttribute(kernel_for(is_f16, gs), cudaFuncAttributeMaxDynamicSharedMemorySize, cap);
+  const cudaError_t e = cudaFuncSetAttribute(kernel_for(kind, gsi), cudaFuncAttributeMaxDynamicSharedMemorySize, cap);
   if (e == cudaSuccess) d.store(true, std::memory_order_release);
   return e;
 }
@@ -451,15 +473,14 @@ struct Occupancy {
   std::atomic<int> smem{-1}, blocks{0};
 };
 
-int resident_blocks_per_sm(bool is_f16, int gs, int smem_bytes) {
+int resident_blocks_per_sm(int kind, int gsi, int smem_bytes) {
   static Occupancy cache[2][3];
-  Occupancy& c = cache[is_f16 ? 1 : 0][gs == 1 ? 0 : gs == 2 ? 1 : 2];
+  Occupancy& c = cache[kind][gsi];
   if (c.smem.load(std::memory_order_acquire) == smem_bytes) return c.blocks.load(std::memory_order_relaxed);
-  const void* fn = kernel_for(is_f16, gs);
   int n = 0;
-  if (allow_smem(is_f16, gs) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, kThreads, static_cast<size_t>(smem_bytes)) !=
-          cudaSuccess) {
+  if (allow_smem(kind, gsi) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel_for(kind, gsi), kThreads,
+                                                    static_cast<size_t>(smem_bytes)) != cudaSuccess) {
     cudaGetLastError();
     n = 0;
   }
@@ -474,7 +495,7 @@ int resident_blocks_per_sm(bool is_f16, int gs, int smem_bytes) {
 bool w4_gemv_tma_supported(int cc_major) { return cc_major == 9; }
 
 W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm_count, int stages,
-                               int max_blocks_per_sm, int unit) {
+                               int max_blocks_per_sm) {
   W4GemvTmaPlan plan;
   plan.stages = stages > 0 ? std::min(stages, 16) : kDefaultStages;
   // Scale-word groups one slot can touch: W = kSC x 64 columns meet at most
@@ -484,27 +505,17 @@ W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm
   plan.x_off = static_cast<int>(kSC * 4096 + max_groups * 512);
   plan.stage_bytes = static_cast<int>(plan.x_off + ((M * kXRowBytes + 127) & ~127LL));
   plan.smem_bytes = ((2 * plan.stages * 8 + 127) & ~127) + plan.stages * plan.stage_bytes;
-  int per_sm = resident_blocks_per_sm(is_f16, scale_words_per_chunk(L), plan.smem_bytes);
+  int per_sm = resident_blocks_per_sm(is_f16 ? 0 : 1, gs_index(scale_words_per_chunk(L)), plan.smem_bytes);
   if (max_blocks_per_sm > 0) per_sm = std::min(per_sm, max_blocks_per_sm);
   const int64_t blocks = static_cast<int64_t>(std::max(sm_count, 1)) * per_sm;
   const int64_t total = L.n_blocks * L.chunks;
   const int64_t tiles = L.n_blocks * kConsumerWarps;
-  bool shared;
-  if (unit > 0) {
-    plan.unit = unit;
-    const int64_t ipn = (L.chunks + unit - 1) / unit;
-    plan.blocks = static_cast<int>(std::min<int64_t>(blocks, L.n_blocks * ipn));
-    plan.per_cta = (L.n_blocks * ipn + plan.blocks - 1) / plan.blocks;  // items, at most
-    plan.max_contrib = static_cast<int>(ipn);
-    shared = ipn > 1;
-  } else {
-    plan.per_cta = std::max<int64_t>(1, (total + blocks - 1) / blocks);
-    plan.blocks = static_cast<int>((total + plan.per_cta - 1) / plan.per_cta);
-    // An n-block's chunks [b C, b C + C) meet at most ceil((C - 1) / P) + 1 ranges.
-    plan.max_contrib = static_cast<int>((L.chunks - 1 + plan.per_cta - 1) / plan.per_cta + 1);
-    // Ranges that are whole multiples of an n-block's chunks never split one.
-    shared = plan.per_cta % L.chunks != 0;
-  }
+  plan.per_cta = std::max<int64_t>(1, (total + blocks - 1) / blocks);
+  plan.blocks = static_cast<int>((total + plan.per_cta - 1) / plan.per_cta);
+  // An n-block's chunks [b C, b C + C) meet at most ceil((C - 1) / P) + 1 ranges.
+  plan.max_contrib = static_cast<int>((L.chunks - 1 + plan.per_cta - 1) / plan.per_cta + 1);
+  // Ranges that are whole multiples of an n-block's chunks never split one.
+  const bool shared = plan.per_cta % L.chunks != 0;
   plan.workspace_floats = shared ? tiles * plan.max_contrib * M * 16 : 0;
   plan.counters = shared ? tiles : 0;
   return plan;
@@ -533,19 +544,17 @@ cudaError_t w4_gemv_tma(const W4Layout& L, const W4GemvTmaPlan& plan, const uint
   a.chunks = L.chunks;
   a.total = L.n_blocks * L.chunks;
   a.per_cta = plan.per_cta;
-  a.unit = plan.unit;
-  a.ipn = plan.unit > 0 ? (L.chunks + plan.unit - 1) / plan.unit : 0;
-  a.n_items = a.ipn * L.n_blocks;
   a.probe = plan.probe;
   a.max_contrib = plan.max_contrib;
   a.gs_shift = L.gs_shift;
+  a.last_group = static_cast<int>(L.n_groups - 1);
   a.stages = plan.stages;
   a.stage_bytes = plan.stage_bytes;
   a.sz_off = kSC * 4096;
   a.x_off = plan.x_off;
-  const int gs = scale_words_per_chunk(L);
-  const void* fn = kernel_for(is_f16, gs);
-  if (cudaError_t e = allow_smem(is_f16, gs); e != cudaSuccess) return e;
+  const int kind = is_f16 ? 0 : 1, gsi = gs_index(scale_words_per_chunk(L));
+  const void* fn = kernel_for(kind, gsi);
+  if (cudaError_t e = allow_smem(kind, gsi); e != cudaSuccess) return e;
   void* args[] = {&a};
   return cudaLaunchKernel(fn, dim3(static_cast<unsigned>(plan.blocks)), dim3(kThreads), args,
                           static_cast<size_t>(plan.smem_bytes), stream);

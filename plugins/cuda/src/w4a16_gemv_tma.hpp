@@ -21,8 +21,7 @@ namespace xqcuda {
 // tile, zero before the launch, left zero) sums them in slot order.
 struct W4GemvTmaPlan {
   int blocks = 0;
-  int64_t per_cta = 0;  // chunks per block (contiguous split), items per block at most (interleaved)
-  int64_t unit = 0;     // 0: contiguous split; > 0: interleaved items of `unit` chunks
+  int64_t per_cta = 0;  // chunks per block
   int max_contrib = 1;  // blocks that share one n-block at most
   int64_t workspace_floats = 0;
   int64_t counters = 0;  // ints
@@ -40,7 +39,7 @@ bool w4_gemv_tma_supported(int cc_major);
 // fit at once. XQUANT_CUDA_W4_GEMV_TMA_STAGES / _TMA_BLOCKS_PER_SM set them
 // (provider.cpp), for measurements.
 W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm_count, int stages = 0,
-                               int max_blocks_per_sm = 0, int unit = 0);
+                               int max_blocks_per_sm = 0);
 
 // Same contract as w4_gemv (w4a16_gemv.hpp): y[M][N] = x · W^T (+ bias),
 // x T [M][ldx], ldx >= K_pad and a multiple of 8, zero beyond K, 16-byte
