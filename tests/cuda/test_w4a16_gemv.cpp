@@ -17,6 +17,12 @@
 // The streaming GEMV runs every case too, plus shapes for its own branches:
 // K = 64 (one chunk per tile: every tile written whole by one warp) and
 // K = 8192 at N = 1024 (a few chunks per warp: tens of warps share a tile).
+// The TMA-ring GEMV (w4a16_gemv_tma.cu, op.i[7] = 7; sm_90 only, elsewhere
+// the knob falls back to the default dispatch) runs every case too; its own
+// branches: blocks that cover whole n-blocks (K = 64: written directly, and
+// at N = 38400 two n-blocks per block), ring slots cut short at an n-block's
+// end with blocks that share n-blocks (K = 320: 5 chunks per n-block, 4 per
+// block at N = 25600), several blocks per n-block (K = 8192).
 //
 // Bounds as the W4A16 suite (test_w4a16.cpp): ||out-ref||/||ref|| <= 1e-2
 // for BF16, 3e-3 for F16.
@@ -96,7 +102,7 @@ GemvWeight make_weight(const GemvCase& c) {
   return w;
 }
 
-constexpr int64_t kForceGemv = 4, kForceStream = 5;
+constexpr int64_t kForceGemv = 4, kForceStream = 5, kForceTma = 7;
 
 class W4A16Gemv : public testing::TestWithParam<GemvCase> {};
 
@@ -163,6 +169,11 @@ TEST_P(W4A16Gemv, StreamingMatchesTheReferenceAtEverySmallBatch) {
   check_small_batches(GetParam(), kForceStream);
 }
 
+TEST_P(W4A16Gemv, TmaRingMatchesTheReferenceAtEverySmallBatch) {
+  XQ_REQUIRE_GPU();
+  check_small_batches(GetParam(), kForceTma);
+}
+
 std::vector<GemvCase> gemv_cases() {
   std::vector<GemvCase> v;
   for (xq_dtype dt : {XQ_DTYPE_BF16, XQ_DTYPE_F16}) {
@@ -178,6 +189,8 @@ std::vector<GemvCase> gemv_cases() {
     v.push_back({dt, 0, true, false, 512, 1000});
     v.push_back({dt, 64, true, false, 64, 5000});     // one chunk per tile
     v.push_back({dt, 128, false, true, 8192, 1024});  // many warps per tile
+    v.push_back({dt, 64, false, false, 64, 38400});   // v4: whole n-blocks, two per block
+    v.push_back({dt, 32, true, false, 320, 25600});   // v4: short slots at n-block ends, shared n-blocks
   }
   return v;
 }
@@ -189,7 +202,7 @@ INSTANTIATE_TEST_SUITE_P(Cuda, W4A16Gemv, testing::ValuesIn(gemv_cases()), gemv_
 TEST(W4A16GemvSplitK, CountersCarryOverBetweenWeights) {
   XQ_REQUIRE_GPU();
   auto& P = Plugin::get();
-  for (int64_t force : {kForceGemv, kForceStream}) {
+  for (int64_t force : {kForceGemv, kForceStream, kForceTma}) {
     for (GemvCase c : {GemvCase{XQ_DTYPE_BF16, 128, false, false, 512, 4096},
                        GemvCase{XQ_DTYPE_BF16, 128, false, false, 8192, 256}}) {
       GemvWeight w = make_weight(c);

@@ -12,6 +12,7 @@
 #include "decoder_ops.hpp"
 #include "w4a16_gemv.hpp"
 #include "w4a16_gemv_stream.hpp"
+#include "w4a16_gemv_tma.hpp"
 
 #include <cuda_runtime.h>
 
@@ -163,7 +164,15 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
   if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_STREAM_BLOCKS_PER_SM"))
     w4_gemv_stream_blocks_per_sm_ = static_cast<int>(std::clamp(std::atol(env), 0L, 64L));
   if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_VARIANT"))
-    w4_gemv_variant_ = static_cast<int>(std::clamp(std::atol(env), 1L, 3L));
+    w4_gemv_variant_ = static_cast<int>(std::clamp(std::atol(env), 1L, 4L));
+  if (w4_gemv_variant_ == 4 && !w4_gemv_tma_supported(cc_major_)) w4_gemv_variant_ = 2;  // v4 is sm_90 only
+  if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_TMA_MAX_M"))
+    w4_gemv_tma_max_m_ = std::clamp<int64_t>(std::atol(env), 0, kW4GemvMaxM);
+  if (!w4_gemv_tma_supported(cc_major_)) w4_gemv_tma_max_m_ = 0;
+  if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_TMA_STAGES"))
+    w4_gemv_tma_stages_ = static_cast<int>(std::clamp(std::atol(env), 0L, 16L));
+  if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_TMA_BLOCKS_PER_SM"))
+    w4_gemv_tma_blocks_per_sm_ = static_cast<int>(std::clamp(std::atol(env), 0L, 64L));
   init_w4_hopper();
   init_w4a8();
   why_ = format("CUDA device %s (sm_%d%d, %d SMs)%s%s", prop.name, cc_major_, cc_minor_, sm_count_,
@@ -435,10 +444,15 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   if (run_qmatmul_w4_hopper(op)) return;
   // Provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt, 3 = Hopper wgmma, 4 = the GEMV (M <= 8;
   // variant XQUANT_CUDA_W4_GEMV_VARIANT), 5 = the streaming GEMV ("v3", M <= 8), 6 = W4A8-FP8 on
-  // Hopper (provider_w4a8.cpp; where the weight has that copy).
+  // Hopper (provider_w4a8.cpp; where the weight has that copy), 7 = the TMA-ring GEMV ("v4", M <= 8,
+  // sm_90; elsewhere as 0). By default v4 takes BF16 at M <= w4_gemv_tma_max_m_ on sm_90, unless
+  // XQUANT_CUDA_W4_GEMV_MAX_M asks for the GEMV of XQUANT_CUDA_W4_GEMV_VARIANT there.
   const int64_t force = op.i[7];
-  const bool gemv = M <= kW4GemvMaxM && (force == 4 || force == 5 || (force == 0 && M <= w4_gemv_max_m_));
-  const bool fused = gemv || force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);
+  const bool small = M <= kW4GemvMaxM;
+  const bool gemv = small && (force == 4 || force == 5 || (force == 0 && M <= w4_gemv_max_m_));
+  const bool tma = !gemv && small && w4_gemv_tma_supported(cc_major_) &&
+                   (force == kForceW4GemvTma || (force == 0 && T == DType::BF16 && M <= w4_gemv_tma_max_m_));
+  const bool fused = gemv || tma || force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);
   DType bias_t = DType::F32;
   if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
   if (fused) {
@@ -451,6 +465,7 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
       xs = buf;
       ldx = K_pad;
     }
+    if (tma) return run_w4_gemv(op, xs, ldx, bias_t, 4);
     if (gemv) return run_w4_gemv(op, xs, ldx, bias_t, force == 5 ? 3 : w4_gemv_variant_);
     const W4GemmPlan plan = w4_gemm_plan(w.L, M, sm_count_);
     float* part = plan.workspace_floats ? static_cast<float*>(s_part_.get(plan.workspace_floats * 4)) : nullptr;
@@ -475,6 +490,15 @@ void Provider::run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType b
   const bool is_f16 = op.src[0].dtype == XQ_DTYPE_F16;
   const int64_t M = leading(op.src[0]);
   const uint2* sz = is_f16 ? w.sz_f16 : w.sz_bf16;
+  if (variant == 4) {
+    const W4GemvTmaPlan plan =
+        w4_gemv_tma_plan(w.L, M, is_f16, sm_count_, w4_gemv_tma_stages_, w4_gemv_tma_blocks_per_sm_);
+    float* part = plan.workspace_floats ? static_cast<float*>(s_part_.get(plan.workspace_floats * 4)) : nullptr;
+    int* counters = plan.counters ? gemv_counters(plan.counters) : nullptr;
+    XQ_CK(w4_gemv_tma(w.L, plan, w.qw, sz, is_f16, xs, ldx, M, op.dst.data, op.src[2].data, bias_t, part, counters,
+                      stream_));
+    return;
+  }
   if (variant == 3) {
     const W4GemvStreamPlan plan = w4_gemv_stream_plan(w.L, M, is_f16, sm_count_, w4_gemv_stream_blocks_per_sm_);
     float* part = plan.workspace_floats ? static_cast<float*>(s_part_.get(plan.workspace_floats * 4)) : nullptr;
