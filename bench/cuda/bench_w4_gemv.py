@@ -4,8 +4,9 @@
 Per shape (K x N, group 128, symmetric) and small batch M, in one process and one run: torch
 bf16 (torch.matmul on a dense bf16 weight), the fused GEMM ("old": QMATMUL's op.i[7] = 1, the
 default dispatch), the split GEMV (op.i[7] = 4, the variant XQUANT_CUDA_W4_GEMV_VARIANT picks,
-v2 by default; M <= 8 only), the streaming GEMV ("stream", v3: op.i[7] = 5; M <= 8) and the
-provider's default dispatch. --columns picks a subset; --tag names the run in the JSON. Also the copy bandwidth (1 GiB device-to-device copy, bytes read + written) and the
+v2 by default; M <= 8 only), the streaming GEMV ("stream", v3: op.i[7] = 5; M <= 8), the TMA-ring
+GEMV ("tma", v4: op.i[7] = 7; M <= 8, sm_90; elsewhere the knob falls back to the default dispatch)
+and the provider's default dispatch. --columns picks a subset; --tag names the run in the JSON. Also the copy bandwidth (1 GiB device-to-device copy, bytes read + written) and the
 GEMV's weight stream (codes + bf16 scale words) as a share of it. Timing as bench_cuda.py (whose
 helpers this imports): weights rotated over copies >= 3x L2, median of 7 batches of >= 20 calls.
 Before timing, each shape checks the GEMV (symmetric and asymmetric) against torch on the
@@ -21,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_cuda import BF16, Shim, bench, fmt, ncopies  # noqa: E402
 
-FORCE_FUSED, FORCE_GEMV, FORCE_STREAM = 1, 4, 5
+FORCE_FUSED, FORCE_GEMV, FORCE_STREAM, FORCE_TMA = 1, 4, 5, 7
 GEMV_MAX_M = 8
 
 
@@ -50,7 +51,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--ms", default="1,2,4,8,16,32")
     ap.add_argument("--shapes", default="4096x4096,4096x14336,14336x4096,8192x28672")
-    ap.add_argument("--columns", default="bf16,old,gemv,stream,default")
+    ap.add_argument("--columns", default="bf16,old,gemv,stream,tma,default")
     ap.add_argument("--tag", default="w4_gemv_bench")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -67,7 +68,7 @@ def main():
 
     ms = [int(m) for m in args.ms.split(",")]
     cols = set(args.columns.split(","))
-    gemv_forces = [f for c, f in (("gemv", FORCE_GEMV), ("stream", FORCE_STREAM)) if c in cols]
+    gemv_forces = [f for c, f in (("gemv", FORCE_GEMV), ("stream", FORCE_STREAM), ("tma", FORCE_TMA)) if c in cols]
     rows, checks = [], []
     for shape in args.shapes.split(","):
         K, N = (int(v) for v in shape.split("x"))
@@ -107,7 +108,7 @@ def main():
 
             run("bf16", lambda i: torch.matmul(x, wbf[i].t(), out=y), nb)
             run("old", q(FORCE_FUSED), n4)
-            for key, force in (("old", None), ("gemv", FORCE_GEMV), ("stream", FORCE_STREAM)):
+            for key, force in (("old", None), ("gemv", FORCE_GEMV), ("stream", FORCE_STREAM), ("tma", FORCE_TMA)):
                 if force is not None:
                     r[key] = "-"
                     if M <= GEMV_MAX_M:
@@ -126,8 +127,9 @@ def main():
 
     lines = [f"Device: {name}; torch {torch.__version__}; copy bandwidth {copy_bw:.2f} TB/s; plugin: {shim.why}", "",
              "| K | N | M | bf16 µs | fused GEMM µs (×bf16) | split GEMV µs (×bf16) | stream GEMV µs (×bf16) "
-             "| weight stream % of copy: fused / split / stream | default dispatch µs (×bf16) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| TMA GEMV µs (×bf16) | weight stream % of copy: fused / split / stream / TMA "
+             "| default dispatch µs (×bf16) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
 
     def ratio(base, v):  # "–" where either side was not measured (bench_cuda.ratio wants numbers)
         return f"{base / v:.2f}×" if isinstance(base, float) and isinstance(v, float) else "–"
@@ -139,7 +141,8 @@ def main():
         bb = r["bf16"]
         lines.append(f"| {r['K']} | {r['N']} | {r['M']} | {fmt(bb)} | {fmt(r['old'])} ({ratio(bb, r['old'])}) | "
                      f"{fmt(r['gemv'])} ({ratio(bb, r['gemv'])}) | {fmt(r['stream'])} ({ratio(bb, r['stream'])}) | "
-                     f"{pct(r, 'old')} / {pct(r, 'gemv')} / {pct(r, 'stream')} | "
+                     f"{fmt(r['tma'])} ({ratio(bb, r['tma'])}) | "
+                     f"{pct(r, 'old')} / {pct(r, 'gemv')} / {pct(r, 'stream')} / {pct(r, 'tma')} | "
                      f"{fmt(r['default'])} ({ratio(bb, r['default'])}) |")
     text = "\n".join(lines)
     print("\n" + text, flush=True)
