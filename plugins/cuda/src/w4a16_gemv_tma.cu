@@ -4,11 +4,11 @@
 // Why: at M = 1 the weight stream is the whole cost, and the earlier GEMVs
 // did not keep enough bytes in flight. The split GEMV (w4a16_gemv.cu, v1/v2)
 // paid each short block's start-up and drain; the streaming GEMV
-// (w4a16_gemv_stream.cu, v3) held its loads in a register ring and measured
-// latency-bound on an H200 (ncu: 34% DRAM throughput, 19% occupancy;
-// docs/cuda.md, "W4A16 GEMV for M <= 8"): registers capped the bytes in
-// flight at D x 16 B per lane. Here the bytes in flight live in shared
-// memory, issued by one thread, so they no longer cost registers.
+// (w4a16_gemv_stream.cu, v3) holds its loads in a register ring, so
+// registers cap its bytes in flight (D x 16 B per lane); it streams 36% of
+// the copy bandwidth at M = 1 on 8192x28672 (docs/cuda.md, "W4A16 GEMV v4").
+// Here the bytes in flight live in shared memory, issued by one thread with
+// the copy engine, so they cost no registers.
 //
 // Design:
 // - Within one 128-row n-block all 64-column chunks are contiguous (4 KB
@@ -19,48 +19,60 @@
 //   "Stream-K: Work-centric Parallel Decomposition for Dense Matrix-Matrix
 //   Multiplication on the GPU", PPoPP 2023, over whole blocks), one
 //   contiguous byte range of the weight. One wave: the grid is what fits on
-//   the SMs at once.
+//   the SMs at once (2 blocks per SM: <= 96 registers, __launch_bounds__).
 // - A ring of `stages` slots in shared memory. A slot holds up to kSC = 4
 //   chunks of one n-block (16 KB of codes), the scale/zero words of the
 //   groups they touch (512 B a group: the layout keeps one n-block's words
 //   of one group together) and the x columns they multiply (M rows of
-//   kSC x 128 B, padded by 16 B a row so the 8 row reads of one mma B
-//   fragment fall in different banks). One producer thread (warp 8, lane 0)
-//   fills a slot with 1-D bulk copies, `cp.async.bulk.shared::cluster.global
+//   kSC x 128 B, padded by 16 B a row so the 8 rows one ldmatrix phase reads
+//   fall in different banks). One producer thread (warp 8, lane 0) fills a
+//   slot with 1-D bulk copies, `cp.async.bulk.shared::cluster.global
 //   .mbarrier::complete_tx::bytes` (PTX ISA, "Data Movement and Conversion
 //   Instructions: cp.async.bulk"): no tensor map, one copy for the codes,
 //   one for the scale words, one per x row, completing on the slot's "full"
 //   mbarrier; the codes carry an L2 evict_first policy (read once). Eight
 //   consumer warps (warp w = 16-row tile w of the n-block) wait on "full",
 //   read their 512 B of each chunk (16 B per lane, consecutive lanes:
-//   conflict-free), compute, and arrive on the slot's "empty" mbarrier,
-//   which the producer waits on before refilling it. A slot never spans two
-//   n-blocks, so a consumer's running sum belongs to one tile at a time.
+//   conflict-free) and x's B fragments (two ldmatrix.x4 a chunk), compute,
+//   and arrive on the slot's "empty" mbarrier, which the producer waits on
+//   before refilling it. A slot never spans two n-blocks, so a consumer's
+//   running sum belongs to one tile at a time.
 // - Math per chunk as the other GEMVs (w4a16_gemv_common.cuh): the lane's
 //   16 bytes are its four m16n8k16 A fragments, x is the B fragment (n =
-//   the 8 tokens). Cheaper and more exact dequant: a pair is (nibbles |
-//   magic) - zb (LOP3 + HSUB2, exact small integers in bf16/f16), the mma
-//   sums code x activation per group in F32, and the group scale is applied
-//   in F32 to the group's accumulator (one FFMA per accumulator per group):
-//   no HMUL2 and no 16-bit rounding of the dequantized weight.
+//   the 8 tokens). A pair is (nibbles | magic) - zb: one LOP3 (the magic in
+//   a register: with two immediates the compiler emitted an AND and an OR,
+//   16 more integer instructions a chunk) and one HSUB2, exact small
+//   integers in bf16/f16; the mma sums code x activation per group in F32
+//   and the group scale is applied to the group's accumulator in F32 (one
+//   FFMA per accumulator per group): no HMUL2 and no 16-bit rounding of the
+//   dequantized weight (errors at or below the fused GEMM's in the harness).
 // - Split n-blocks: every tile of an n-block that two blocks share gets F32
 //   partials in one workspace slot per block; the last block to arrive (a
 //   per-tile counter that the arriving warp resets) sums the slots in order
 //   and writes y (+ bias): deterministic, one launch, no zeroed workspace
 //   (as w4a16_gemv_stream.cu).
 //
-// The copy engine, not the SM, moves the weight, so the consumers only wait
-// on an mbarrier that the copy has (ideally) already completed: the bytes in
-// flight per SM are up to (stages - 1) x 16 KB per block, not bounded by
-// registers. Measured against the fused GEMM and v3 in docs/results.md
-// ("W4A16 GEMV v4: TMA ring").
+// Measured on an H200 (bench/cuda/w4_gemv_tma_harness.cu; docs/cuda.md,
+// "W4A16 GEMV v4", and bench/cuda/results/h200-w4-gemv-tma.md): 44.5 us at
+// M = 1 on 8192x28672, 66% of the copy bandwidth, against 53.1 for the
+// fused GEMM. The ring alone (the `probe` plan flag: no math) streams 91%,
+// so the consumers' instructions are what is left: ncu issues 0.59 warp
+// instructions per scheduler cycle with "not selected" and "math pipe
+// throttle" the top stalls. Tried and dropped (numbers in docs/cuda.md):
+// round-robin items of 4-32 chunks per block instead of one range each
+// (their per-item flushes cost more than the window of neighbouring reads
+// gained); taking the zero term out after the mma with a second all-ones
+// mma (no HSUB2; equal or slower); shifts as IMAD.HI on the FMA pipe
+// (slower); one block per SM at 112 registers (latency-bound).
 #include "common.cuh"
 #include "w4a16_gemv_common.cuh"
 #include "w4a16_gemv_tma.hpp"
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <type_traits>
+#include <vector>
 
 namespace xqcuda {
 namespace {
@@ -469,14 +481,18 @@ cudaError_t allow_smem(int kind, int gsi) {
   return e;
 }
 
-struct Occupancy {
-  std::atomic<int> smem{-1}, blocks{0};
-};
-
+// Blocks per SM of one instantiation at one shared-memory size (it depends
+// on M, the group size and the stages), cached: the occupancy query costs
+// microseconds and plans are made at every call.
 int resident_blocks_per_sm(int kind, int gsi, int smem_bytes) {
-  static Occupancy cache[2][3];
-  Occupancy& c = cache[kind][gsi];
-  if (c.smem.load(std::memory_order_acquire) == smem_bytes) return c.blocks.load(std::memory_order_relaxed);
+  struct Entry {
+    int kind, gsi, smem, blocks;
+  };
+  static std::mutex mu;
+  static std::vector<Entry> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  for (const Entry& e : cache)
+    if (e.kind == kind && e.gsi == gsi && e.smem == smem_bytes) return e.blocks;
   int n = 0;
   if (allow_smem(kind, gsi) != cudaSuccess ||
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel_for(kind, gsi), kThreads,
@@ -485,8 +501,7 @@ int resident_blocks_per_sm(int kind, int gsi, int smem_bytes) {
     n = 0;
   }
   n = std::max(n, 1);
-  c.blocks.store(n, std::memory_order_relaxed);
-  c.smem.store(smem_bytes, std::memory_order_release);
+  if (cache.size() < 256) cache.push_back({kind, gsi, smem_bytes, n});
   return n;
 }
 
