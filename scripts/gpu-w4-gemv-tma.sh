@@ -35,7 +35,7 @@ echo "built in $(( $(date +%s) - t0 )) s"
 echo "== check"
 timeout "${W4T_CHECK_S:-180}" "$bld/h" check > "$out/check.log" 2>&1
 echo "rc=$?"
-grep -E "^FAIL|^check:" "$out/check.log" | head -40
+grep -E "^FAIL|^check:|supported" "$out/check.log" | head -40
 grep -E "^ok" "$out/check.log" | head -8
 echo "== bench"
 timeout "${W4T_BENCH_S:-120}" "$bld/h" bench ${W4T_SHAPES:-} > "$out/bench.log" 2>&1

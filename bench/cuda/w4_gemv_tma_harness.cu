@@ -487,6 +487,9 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "check";
   if (mode == "check") {
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    std::printf("w4_gemv_tma_supported(%d) = %d\n", prop.major, w4_gemv_tma_supported(prop.major) ? 1 : 0);
     std::vector<Case> cases;
     for (bool f16 : {false, true}) {
       cases.push_back({f16, 128, false, false, 256, 200});
@@ -503,6 +506,8 @@ int main(int argc, char** argv) {
       cases.push_back({f16, 128, false, true, 8192, 1024});
       cases.push_back({f16, 128, true, false, 4096, 4096});
       cases.push_back({f16, 32, false, false, 1472, 300});
+      cases.push_back({f16, 64, false, false, 64, 38400});   // whole n-blocks, two per block
+      cases.push_back({f16, 32, true, false, 320, 25600});   // short slots at n-block ends, shared n-blocks
     }
     for (const Case& c : cases) check_case(c);
     std::printf("check: %d passed, %d failed\n", g_pass, g_fail);

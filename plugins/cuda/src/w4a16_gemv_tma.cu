@@ -507,7 +507,20 @@ int resident_blocks_per_sm(int kind, int gsi, int smem_bytes) {
 
 }  // namespace
 
-bool w4_gemv_tma_supported(int cc_major) { return cc_major == 9; }
+bool w4_gemv_tma_supported(int cc_major) {
+  if (cc_major != 9) return false;
+  // And the code the device runs was built for sm_90: a build whose -gencode list left sm_90a out
+  // would JIT the compute_80 PTX, where the kernel body is a trap.
+  static const bool built_for_90 = [] {
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, kernel_for(1, 0)) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return attr.ptxVersion >= 90;
+  }();
+  return built_for_90;
+}
 
 W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm_count, int stages,
                                int max_blocks_per_sm) {

@@ -32,7 +32,8 @@ struct W4GemvTmaPlan {
   int smem_bytes = 0;    // dynamic shared memory per block
 };
 
-// Whether the device (by compute capability) runs the kernel: sm_90 only.
+// Whether the device runs the kernel: compute capability 9.x and the plugin built with sm_90 code
+// (the kernel needs the bulk copies; the sm_80 build of it traps).
 bool w4_gemv_tma_supported(int cc_major);
 
 // stages: ring slots (0 = the default, 4); max_blocks_per_sm: 0 = as many as
