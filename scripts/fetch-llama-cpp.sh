@@ -2,36 +2,52 @@
 # fetch-llama-cpp.sh: build llama.cpp's own command-line tools from the
 # llama.cpp sources vendored in the PyPI sdist of llama-cpp-python (its
 # vendor/llama.cpp folder), CPU only, for this CPU's instruction set
-# (GGML_NATIVE), into a cache outside the repository. The interop check
-# (tests/interop/llamacpp_interop.sh) and the comparison benchmark
-# (bench/engine/llamacpp_compare.sh) run these binaries.
+# (GGML_NATIVE), into a cache outside the repository.
 #
-#   scripts/fetch-llama-cpp.sh [CACHE_DIR]     (default ~/.cache/xquant)
-#   export XQUANT_LLAMA_CPP_BIN=...            (as printed)
+#   scripts/fetch-llama-cpp.sh [--checks] [CACHE_DIR]   (default ~/.cache/xquant)
+#   export XQUANT_LLAMA_CPP_BIN=...                     (as printed; its parent
+#                                                        folder holds the static libraries)
 #
-# Idempotent: when every tool is already built it only prints the version and
-# the export line. The build runs under `nice` with 2 jobs (this is a shared
-# 2-core box, and CI has 2 cores): it takes about 7 CPU-minutes, so about 4 minutes
-# on 2 idle cores (measured: docs/testing.md). Needs cmake, a C++17 compiler and python3 -m pip.
+# Two builds of the same sources:
+# - the benchmark's (default, folder build/): every tool below at llama.cpp's
+#   own -O3, the speed baseline of bench/engine/llamacpp_compare.sh;
+# - the checks' (--checks, folder build-checks/): only what the interop checks
+#   run (llama-perplexity, llama-imatrix, llama-quantize, and the static
+#   libraries tests/interop/*.sh link their own drivers against), with the
+#   code that only loads and parses at lower optimization
+#   (scripts/llama-cpp-checks.cmake says what and why): about 40% less CPU
+#   than the full build, for CI's 45 minutes. --checks uses the benchmark's
+#   build instead when that one is already there.
+#
+# Idempotent: when the build is there it only prints the version and the
+# export line. The build runs under `nice` with 2 jobs (this is a shared
+# 2-core box, and CI has 2 cores); docs/testing.md has its times. Needs cmake,
+# a C++17 compiler and python3 -m pip.
 #   XQUANT_LLAMA_CPP_VERSION   the llama-cpp-python release (default 0.3.36;
 #                              the same sdist tests/tokenizer/fetch-llama-vocabs.sh uses)
-#   XQUANT_LLAMA_CPP_OFFLINE=1 never download: exit 3 when the build is absent
+#   XQUANT_LLAMA_CPP_OFFLINE=1 never download or build: exit 3 when the build is absent
 set -euo pipefail
+checks=0
+if [[ "${1:-}" == --checks ]]; then checks=1; shift; fi
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant}"
 version="${XQUANT_LLAMA_CPP_VERSION:-0.3.36}"
 root="$cache/llama-cpp/$version"
-bin="$root/build/bin"
 # llama-completion is the classic `-p PROMPT -n N` text generator (llama-cli
 # is the chat front end in this llama.cpp); llama-simple is the minimal greedy
 # loop; llama-tokenize prints token ids; llama-quantize makes llama.cpp's own
-# Q4_0/Q8_0/Q4_K_M copies for the benchmark; llama-imatrix computes the
-# importance matrix our GGUF writer reads (tests/interop/gguf_imatrix_interop.sh).
-tools=(llama-completion llama-simple llama-perplexity llama-bench llama-tokenize llama-quantize llama-imatrix)
+# Q4_0/Q8_0/Q4_K_M copies for the benchmark and the checks; llama-imatrix
+# computes the importance matrix our GGUF writer reads
+# (tests/interop/gguf_imatrix_interop.sh); llama-perplexity scores our GGUFs.
+# The first of each list prints the version.
+bench_tools=(llama-completion llama-simple llama-perplexity llama-bench llama-tokenize llama-quantize llama-imatrix)
+check_tools=(llama-perplexity llama-imatrix llama-quantize)
 
+# built DIR TOOL...: DIR is a finished build of the patched sources with these tools.
 built() {
-  local t
+  local dir=$1 t; shift
   [[ -f "$root/src/.xquant-log-flush" ]] || return 1
-  for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done
+  for t in "$@"; do [[ -x "$dir/bin/$t" ]] || return 1; done
 }
 
 # This llama.cpp's logger is a leaked singleton with a worker thread
@@ -67,38 +83,50 @@ fetch_sources() {
   mv "$root/src.tmp" "$root/src"
 }
 
+# build_tools DIR FLAVOUR TOOL...: configures (once) and builds the tools'
+# targets into DIR: static, CPU only, no network or server pieces. FLAVOUR
+# checks adds scripts/llama-cpp-checks.cmake. A failed or interrupted build
+# keeps its folder, so a rerun continues it.
 build_tools() {
-  # Static, CPU only, no network or server pieces: only the tools' targets.
-  # A failed or interrupted build keeps its folder, so a rerun continues it.
-  local started=$SECONDS
-  if [[ ! -f "$root/build/CMakeCache.txt" ]]; then
-    cmake -S "$root/src" -B "$root/build" -DCMAKE_BUILD_TYPE=Release \
+  local dir=$1 flavour=$2 started=$SECONDS; shift 2
+  local extra=()
+  [[ "$flavour" == checks ]] && extra=("-DCMAKE_PROJECT_INCLUDE=$here/llama-cpp-checks.cmake")
+  if [[ ! -f "$dir/CMakeCache.txt" ]]; then
+    cmake -S "$root/src" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
       -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF \
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
       -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF \
-      -DGGML_OPENMP=ON >"$root/configure.log" 2>&1 \
-      || { tail -n 40 "$root/configure.log" >&2; rm -rf "$root/build"; exit 1; }
+      -DGGML_OPENMP=ON "${extra[@]}" >"$dir.configure.log" 2>&1 \
+      || { tail -n 40 "$dir.configure.log" >&2; rm -rf "$dir"; exit 1; }
   fi
-  if ! nice cmake --build "$root/build" -j2 --target "${tools[@]}" >"$root/build.log" 2>&1; then
-    tail -n 40 "$root/build.log" >&2
+  if ! nice cmake --build "$dir" -j2 --target "$@" >"$dir.build.log" 2>&1; then
+    tail -n 40 "$dir.build.log" >&2
     exit 1
   fi
-  echo "fetch-llama-cpp: built in $((SECONDS - started)) s (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  echo "fetch-llama-cpp: built $(basename "$dir") in $((SECONDS - started)) s (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 }
 
-if ! built; then
+# Which build serves this call, and the tools it must have.
+if [[ $checks = 1 ]]; then
+  tools=("${check_tools[@]}") build="$root/build" flavour=bench
+  built "$build" "${tools[@]}" || build="$root/build-checks" flavour=checks
+else
+  tools=("${bench_tools[@]}") build="$root/build" flavour=bench
+fi
+bin="$build/bin"
+if ! built "$build" "${tools[@]}"; then
   if [[ "${XQUANT_LLAMA_CPP_OFFLINE:-0}" = 1 ]]; then
-    echo "fetch-llama-cpp: no build in $root and XQUANT_LLAMA_CPP_OFFLINE=1" >&2
+    echo "fetch-llama-cpp: no $flavour build in $build and XQUANT_LLAMA_CPP_OFFLINE=1" >&2
     exit 3
   fi
   mkdir -p "$root"
   [[ -f "$root/src/CMakeLists.txt" ]] || fetch_sources
   flush_perplexity_log
-  build_tools
-  built || { echo "fetch-llama-cpp: $bin lacks a tool after the build" >&2; exit 1; }
+  build_tools "$build" "$flavour" "${tools[@]}"
+  built "$build" "${tools[@]}" || { echo "fetch-llama-cpp: $bin lacks a tool after the build" >&2; exit 1; }
 fi
 # The build stamps the llama.cpp commit and build number into every tool.
-llama_version=$("$bin/llama-completion" --version 2>&1 || true)
+llama_version=$("$bin/${tools[0]}" --version 2>&1 || true)
 llama_version=$(grep -m1 -i 'version' <<<"$llama_version" || echo 'version unknown')
-echo "fetch-llama-cpp: llama-cpp-python $version, llama.cpp $llama_version" >&2
+echo "fetch-llama-cpp: llama-cpp-python $version, llama.cpp $llama_version ($flavour build)" >&2
 echo "export XQUANT_LLAMA_CPP_BIN=$bin"

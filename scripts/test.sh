@@ -143,10 +143,12 @@ skipped+=("GPU fused W8A8 INT8 MoE (scripts/gpu-moe-w8a8.sh: its GPU tests, benc
 skipped+=("GPU W4A16 on Hopper, CUTLASS wgmma vs the mma.sync path vs torch (scripts/gpu-w4-hopper.sh: its GPU tests, bench/cuda/bench_w4_hopper.py, ncu at M=64): GPU machine only; GPUENG_KERNELS=1 scripts/gpu-engine-check.sh runs it (about 50 s on an H200)")
 skipped+=("GPU W4A8-FP8 on Hopper, INT4 x E4M3 CUTLASS GEMM vs W4A16 vs torch bf16 (scripts/gpu-w4a8.sh: its GPU tests, bench/cuda/bench_w4a8.py at M = 1..4096 on four shapes): GPU machine only; GPUENG_W4A8=1 scripts/gpu-engine-check.sh runs it (18 s on an H200)")
 skipped+=("GPU W4A16 GEMVs for M <= 8 (split v1/v2, streaming v3) vs the fused GEMM vs torch (scripts/gpu-w4-gemv.sh: Cuda/W4A16Gemv and W4A16 tests, bench/cuda/bench_w4_gemv.py at M = 1..8, fused/v1/v2/v3 table): GPU machine only; GPUENG_W4GEMV=1 scripts/gpu-engine-check.sh runs it (about 60 s on an H200, not yet timed)")
-# llama.cpp (scripts/fetch-llama-cpp.sh: ~7 CPU-minutes on a fresh machine,
-# nothing once built) for the llama.cpp checks further down.
+# llama.cpp (scripts/fetch-llama-cpp.sh --checks: the checks' build, only the
+# three tools and the libraries they use, what only parses at lower
+# optimization: ~11 CPU-minutes on a fresh machine against ~15 for the full
+# one; nothing once built) for the llama.cpp checks further down.
 if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then
-  start_bg "llama.cpp build" scripts/fetch-llama-cpp.sh
+  start_bg "llama.cpp build" scripts/fetch-llama-cpp.sh --checks
 fi
 timed "installed-SDK checks" ./scripts/test-sdk.sh
 
@@ -234,8 +236,8 @@ llama_cpp_interop() {
 }
 # llama.cpp itself runs the GGUFs we write, with our greedy ids and perplexity.
 # The first run builds llama.cpp from the llama-cpp-python sdist into
-# ~/.cache/xquant/llama-cpp (scripts/fetch-llama-cpp.sh: ~7 CPU-minutes, about
-# 4 minutes on CI's 2 cores; later runs reuse it). docs/testing.md has the times.
+# ~/.cache/xquant/llama-cpp (scripts/fetch-llama-cpp.sh --checks: ~11 CPU-minutes,
+# about 7 minutes on 2 idle cores; later runs reuse it). docs/testing.md has the times.
 # Its own call of fetch-llama-cpp.sh finds the background build done, or
 # fails as that build did (listed below).
 if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then

@@ -40,14 +40,16 @@ calib="$shared/data/tinystories/tinystories_val.subset.txt"
 [[ -f "$stories" ]] || { echo "gguf_imatrix_interop: $shared/models not found" >&2; exit 2; }
 
 rc=0
-exports=$("$repo/scripts/fetch-llama-cpp.sh") || rc=$?
+exports=$("$repo/scripts/fetch-llama-cpp.sh" --checks) || rc=$?
 if [[ $rc -ne 0 ]]; then
   echo "gguf_imatrix_interop: llama.cpp is not available (scripts/fetch-llama-cpp.sh exit $rc)" >&2
   exit 3
 fi
 eval "$exports"
 bin="$XQUANT_LLAMA_CPP_BIN"
-llama_root="$(cd "$bin/../.." && pwd)"
+# The build folder holds the static libraries; the sources are beside it.
+llama_build="$(cd "$bin/.." && pwd)"
+llama_src="$(cd "$llama_build/../src" && pwd)"
 smollm2=""
 if smollm2_export=$("$repo/scripts/fetch-smollm2.sh" 2>/dev/null); then
   smollm2="${smollm2_export#export XQUANT_SMOLLM2_GGUF=}"
@@ -62,10 +64,10 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # 1. Encoders against ggml.
 nice "${CXX:-c++}" -O2 -std=c++20 -I"$repo/plugins/gguf_writer" -I"$repo/plugins/gguf" -I"$repo/sdk/include" \
-  -I"$repo/abi/include" -I"$llama_root/src/ggml/include" "$here/ggml_imatrix_compare.cpp" \
+  -I"$repo/abi/include" -I"$llama_src/ggml/include" "$here/ggml_imatrix_compare.cpp" \
   "$repo/plugins/gguf_writer/weighted_encode.cpp" "$repo/plugins/gguf_writer/block_encode.cpp" \
-  "$repo/plugins/gguf/gguf_types.cpp" -o "$work/ggml_imatrix_compare" "$llama_root/build/ggml/src/libggml.a" \
-  "$llama_root/build/ggml/src/libggml-cpu.a" "$llama_root/build/ggml/src/libggml-base.a" -fopenmp -lpthread -ldl -lm
+  "$repo/plugins/gguf/gguf_types.cpp" -o "$work/ggml_imatrix_compare" "$llama_build/ggml/src/libggml.a" \
+  "$llama_build/ggml/src/libggml-cpu.a" "$llama_build/ggml/src/libggml-base.a" -fopenmp -lpthread -ldl -lm
 for seed in 1 2; do
   echo "ggml_imatrix_compare seed $seed:"
   "$work/ggml_imatrix_compare" "$seed" || fail "our weighted encoders differ from ggml's (seed $seed)"

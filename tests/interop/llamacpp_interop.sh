@@ -13,7 +13,7 @@
 #   2  a prerequisite of the repository is missing (build it first)
 #   3  llama.cpp could not be downloaded or built, or it is not built and
 #      XQUANT_LLAMA_CPP_OFFLINE=1 forbids building it (the first build takes
-#      ~7 CPU-minutes, ~4 minutes on 2 cores: docs/testing.md)
+#      ~11 CPU-minutes, ~7 minutes on 2 idle cores: docs/testing.md)
 #   4  the stories260K checks passed but SmolLM2 could not be fetched
 # Environment: XQUANT_LLAMA_CPP_OFFLINE (above), XQUANT_SHARED_DIR,
 # XQUANT_INTEROP_THREADS (default 2), XQUANT_INTEROP_FULL (1: every case on SmolLM2
@@ -30,13 +30,15 @@ started=$SECONDS
 [[ -f "$shared/models/stories260K/stories260K.gguf" ]] || { echo "llamacpp_interop: $shared/models not found" >&2; exit 2; }
 
 rc=0
-exports=$("$repo/scripts/fetch-llama-cpp.sh") || rc=$?
+exports=$("$repo/scripts/fetch-llama-cpp.sh" --checks) || rc=$?
 if [[ $rc -ne 0 ]]; then
   echo "llamacpp_interop: llama.cpp is not available (scripts/fetch-llama-cpp.sh exit $rc)" >&2
   exit 3
 fi
 eval "$exports"
-llama_root="$(cd "$XQUANT_LLAMA_CPP_BIN/../.." && pwd)"
+# The build folder holds the static libraries; the sources are beside it.
+llama_build="$(cd "$XQUANT_LLAMA_CPP_BIN/.." && pwd)"
+llama_src="$(cd "$llama_build/../src" && pwd)"
 
 smollm2=""
 if smollm2_export=$("$repo/scripts/fetch-smollm2.sh"); then
@@ -49,9 +51,9 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-llamacpp-interop.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 # llama_greedy_ids against the cached llama.cpp's static libraries (a few seconds).
-libs=("$llama_root/build/src/libllama.a" "$llama_root/build/ggml/src/libggml.a"
-      "$llama_root/build/ggml/src/libggml-cpu.a" "$llama_root/build/ggml/src/libggml-base.a")
-nice "${CXX:-c++}" -O2 -std=c++17 -I"$llama_root/src/include" -I"$llama_root/src/ggml/include" \
+libs=("$llama_build/src/libllama.a" "$llama_build/ggml/src/libggml.a"
+      "$llama_build/ggml/src/libggml-cpu.a" "$llama_build/ggml/src/libggml-base.a")
+nice "${CXX:-c++}" -O2 -std=c++17 -I"$llama_src/include" -I"$llama_src/ggml/include" \
   "$here/llama_greedy_ids.cpp" -o "$work/llama_greedy_ids" "${libs[@]}" -fopenmp -lpthread -ldl -lm
 
 python3 "$here/llamacpp_interop.py" --xquant "$build/bin/xquant" --llama-bin "$XQUANT_LLAMA_CPP_BIN" \

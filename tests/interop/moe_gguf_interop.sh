@@ -36,12 +36,14 @@ fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-moe-gguf-interop.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 llama_args=()
-if exports=$(XQUANT_LLAMA_CPP_OFFLINE=1 "$repo/scripts/fetch-llama-cpp.sh" 2>/dev/null); then
+if exports=$(XQUANT_LLAMA_CPP_OFFLINE=1 "$repo/scripts/fetch-llama-cpp.sh" --checks 2>/dev/null); then
   eval "$exports"
-  llama_root="$(cd "$XQUANT_LLAMA_CPP_BIN/../.." && pwd)"
-  libs=("$llama_root/build/src/libllama.a" "$llama_root/build/ggml/src/libggml.a"
-        "$llama_root/build/ggml/src/libggml-cpu.a" "$llama_root/build/ggml/src/libggml-base.a")
-  nice "${CXX:-c++}" -O2 -std=c++17 -I"$llama_root/src/include" -I"$llama_root/src/ggml/include" \
+  # The build folder holds the static libraries; the sources are beside it.
+  llama_build="$(cd "$XQUANT_LLAMA_CPP_BIN/.." && pwd)"
+  llama_src="$(cd "$llama_build/../src" && pwd)"
+  libs=("$llama_build/src/libllama.a" "$llama_build/ggml/src/libggml.a"
+        "$llama_build/ggml/src/libggml-cpu.a" "$llama_build/ggml/src/libggml-base.a")
+  nice "${CXX:-c++}" -O2 -std=c++17 -I"$llama_src/include" -I"$llama_src/ggml/include" \
     "$here/llama_moe_logits.cpp" -o "$work/llama_moe_logits" "${libs[@]}" -fopenmp -lpthread -ldl -lm
   llama_args=(--llama-logits "$work/llama_moe_logits" --llama-quantize "$XQUANT_LLAMA_CPP_BIN/llama-quantize")
 else
