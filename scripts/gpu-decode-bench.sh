@@ -8,7 +8,8 @@
 # `xquant quantize`, beside the HBM floor (weight bytes per token
 # over the device-to-device copy bandwidth measured in the same run).
 # Each model is timed twice in one process, on the cuda provider's previous
-# decode kernels (XQUANT_DECODE_ATTENTION=0 XQUANT_BF16_GEMV=0) and on the
+# decode kernels (XQUANT_DECODE_ATTENTION=0 XQUANT_BF16_GEMV=0
+# XQUANT_CUDA_W4_GEMV_TMA=0) and on the
 # current ones. Time on an H200 (2026-12-01): the model and the four
 # quantizations ~95 s, then (estimated, not yet measured) ~10 s per model:
 # give it 150 s or more.

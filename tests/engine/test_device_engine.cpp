@@ -75,11 +75,12 @@ std::vector<int32_t> eval_ids(Model& m, uint64_t max_tokens) {
 }
 
 // The cuda provider's decode kernels (split-K ATTENTION over a contiguous
-// cache, the few-row BF16 MATMUL) off (the kernels they replaced) or on; the
-// provider reads both switches per op.
+// cache, the few-row BF16 MATMUL, the W4A16 TMA-ring GEMV) off (the kernels
+// they replaced) or on; the provider reads these switches per op.
 void set_previous_decode_kernels(bool previous) {
   ::setenv("XQUANT_DECODE_ATTENTION", previous ? "0" : "1", 1);
   ::setenv("XQUANT_BF16_GEMV", previous ? "0" : "1", 1);
+  ::setenv("XQUANT_CUDA_W4_GEMV_TMA", previous ? "0" : "1", 1);  // W4A16 at M <= 4: fused GEMM / TMA-ring GEMV
 }
 
 double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
@@ -266,9 +267,10 @@ TEST(DeviceEngine, DISABLED_DecodeSpeedAtBatch1) {
     warm.n_tokens = 8;
     warm.stop_at_eog = false;
     generate_tokens(*m, std::vector<int32_t>(prompt.begin(), prompt.begin() + 8), warm);  // plans, handles, buffers
-    // The same generation on the kernels the split-K ATTENTION and the BF16
-    // few-row MATMUL replaced (cuda provider switches): tokens/s and greedy
-    // ids beside the current kernels', in the same process.
+    // The same generation on the kernels the split-K ATTENTION, the BF16
+    // few-row MATMUL and the W4A16 TMA-ring GEMV replaced (cuda provider
+    // switches): tokens/s and greedy ids beside the current kernels', in the
+    // same process.
     set_previous_decode_kernels(true);
     generate_tokens(*m, std::vector<int32_t>(prompt.begin(), prompt.begin() + 8), warm);
     const auto before = generate_tokens(*m, prompt, o);
@@ -351,6 +353,7 @@ TEST(DeviceEngine, DecodeKernelsMatchThePreviousOnes) {
       *tokens = generate_tokens(*m, std::vector<int32_t>(ids.begin(), ids.begin() + 8), o).tokens;
       ::unsetenv("XQUANT_DECODE_ATTENTION");
       ::unsetenv("XQUANT_BF16_GEMV");
+      ::unsetenv("XQUANT_CUDA_W4_GEMV_TMA");
       return logits;
     };
     std::vector<int32_t> t_before, t_now;

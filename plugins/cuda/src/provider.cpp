@@ -450,8 +450,11 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   const int64_t force = op.i[7];
   const bool small = M <= kW4GemvMaxM;
   const bool gemv = small && (force == 4 || force == 5 || (force == 0 && M <= w4_gemv_max_m_));
+  // XQUANT_CUDA_W4_GEMV_TMA=0 (read per op: an A/B switch for one process, as XQUANT_BF16_GEMV)
+  // keeps the fused kernel where v4 would be the default.
   const bool tma = !gemv && small && w4_gemv_tma_supported(cc_major_) &&
-                   (force == kForceW4GemvTma || (force == 0 && T == DType::BF16 && M <= w4_gemv_tma_max_m_));
+                   (force == kForceW4GemvTma || (force == 0 && T == DType::BF16 && M <= w4_gemv_tma_max_m_ &&
+                                                 env_on("XQUANT_CUDA_W4_GEMV_TMA")));
   const bool fused = gemv || tma || force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);
   DType bias_t = DType::F32;
   if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
