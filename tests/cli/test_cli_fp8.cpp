@@ -14,6 +14,10 @@
 
 namespace fs = std::filesystem;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_cli_fp8 {
+
 namespace {
 
 using xquant::test::run_process;
@@ -81,3 +85,5 @@ TEST(CliFp8, PipelineAndRefusedOptions) {
   EXPECT_EQ(g.exit_code, 2) << g.err;
   EXPECT_NE(g.err.find("type 'float'"), std::string::npos) << g.err;
 }
+
+}  // namespace test_cli_fp8

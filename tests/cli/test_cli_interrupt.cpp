@@ -17,6 +17,10 @@
 
 namespace fs = std::filesystem;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_cli_interrupt {
+
 namespace {
 
 using xquant::test::read_file;
@@ -98,3 +102,5 @@ TEST(CliInterrupt, NextRunRemovesStaleTemporariesOfDeadProcessesOnly) {
 }
 
 }  // namespace
+
+}  // namespace test_cli_interrupt

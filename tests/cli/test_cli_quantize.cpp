@@ -14,6 +14,10 @@
 
 namespace fs = std::filesystem;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_cli_quantize {
+
 namespace {
 
 using xquant::test::run_process;
@@ -112,3 +116,5 @@ TEST(CliCalibration, ARepeatedPassageIsWarnedAbout) {
 }
 
 }  // namespace
+
+}  // namespace test_cli_quantize

@@ -16,6 +16,10 @@
 
 namespace fs = std::filesystem;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_cli_w4afp8 {
+
 namespace {
 
 using xquant::test::run_process;
@@ -127,3 +131,5 @@ TEST(CliW4Afp8, PipelineFileRefusesWhatW4Afp8IsNot) {
     EXPECT_NE(r.err.find(b.says), std::string::npos) << r.err;
   }
 }
+
+}  // namespace test_cli_w4afp8

@@ -22,6 +22,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_cpu_moe {
+
 namespace {
 
 struct CpuPlugin {
@@ -233,3 +237,5 @@ TEST(CpuMoe, RefusesMismatchedOperandsWithAReason) {
 }
 
 }  // namespace
+
+}  // namespace test_cpu_moe

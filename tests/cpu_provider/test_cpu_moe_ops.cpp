@@ -23,6 +23,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_cpu_moe_ops {
+
 namespace {
 
 struct CpuPlugin {
@@ -120,3 +124,5 @@ TEST(CpuMoeOpsErrors, RefusalsNameTheOperand) {
   EXPECT_NE(cpu().run(c), XQ_OK);
   EXPECT_NE(last_error().find("names row 99 of 4"), std::string::npos) << last_error();
 }
+
+}  // namespace test_cpu_moe_ops

@@ -20,6 +20,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_cpu_paged_tables {
+
 namespace {
 
 struct CpuPlugin {
@@ -152,3 +156,5 @@ TEST(CpuPagedTables, RefusesBadSequenceTables) {
   o.i[1] = 2;  // the per-row form announced as per-sequence
   EXPECT_FALSE(cpu().supports(o));
 }
+
+}  // namespace test_cpu_paged_tables

@@ -21,6 +21,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_cpu_rope_kv {
+
 namespace {
 
 struct CpuPlugin {
@@ -170,3 +174,5 @@ TEST(CpuRopeKv, RefusesBadOperandsByName) {
   o.dst.dtype = XQ_DTYPE_BF16;
   refused(o, "q dtype");
 }
+
+}  // namespace test_cpu_rope_kv

@@ -24,6 +24,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_cpu_rope_kv_forms {
+
 namespace {
 
 struct CpuPlugin {
@@ -219,3 +223,5 @@ TEST(CpuRopeKvForms, RefuseBadOperandsByName) {
   o.src[2].dtype = XQ_DTYPE_BF16;
   refused(o, "BF16 pools on cpu");
 }
+
+}  // namespace test_cpu_rope_kv_forms

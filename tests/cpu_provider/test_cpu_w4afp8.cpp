@@ -24,6 +24,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_cpu_w4afp8 {
+
 namespace {
 
 // Row m of x rounded as vLLM's dynamic per-token FP8 quantization does, dequantized.
@@ -141,3 +145,5 @@ TEST(CpuW4Afp8, RefusesFp8ActivationsItCannotRun) {
   EXPECT_EQ(test::cpu_provider().vt().qweight_prepare(test::cpu_provider().p->state, &w.t, &q), XQ_ERR_UNSUPPORTED);
   EXPECT_EQ(q, nullptr);
 }
+
+}  // namespace test_cpu_w4afp8

@@ -22,6 +22,10 @@
 
 using namespace xqtest;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_moe_w4_grouped {
+
 namespace {
 
 struct Expert {
@@ -395,3 +399,5 @@ TEST(MoeW4GroupedErrors, ForcedGroupedRefusesWhatItCannotRun) {
 }
 
 }  // namespace
+
+}  // namespace test_moe_w4_grouped

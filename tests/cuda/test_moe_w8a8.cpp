@@ -24,6 +24,10 @@
 
 using namespace xqtest;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_moe_w8a8 {
+
 namespace {
 
 struct W8Expert {
@@ -441,3 +445,5 @@ TEST(MoeW8a8Errors, RefusalsSayWhy) {
 }
 
 }  // namespace
+
+}  // namespace test_moe_w8a8

@@ -31,6 +31,10 @@
 
 using namespace xqtest;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_w4a8_hopper {
+
 namespace {
 
 // Before any test starts the provider (its environment is read once):
@@ -374,3 +378,5 @@ TEST(W4A8HopperAbi, W4A8SchemeDefaultDispatch) {
 }
 
 }  // namespace
+
+}  // namespace test_w4a8_hopper

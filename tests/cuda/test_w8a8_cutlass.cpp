@@ -33,6 +33,10 @@
 
 using namespace xqtest;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_w8a8_cutlass {
+
 namespace {
 
 // Sets XQUANT_CUDA_W8A8_GEMM for the scope (the provider reads it per call).
@@ -464,3 +468,5 @@ TEST(W8A8Configs, ForcedConfigRefusesWhatItCannotTake) {
   XQ_OK_OR_FAIL(P.vt->run_op(P.state, &op));
   for (float v : read_out(dy, XQ_DTYPE_BF16, M * N)) EXPECT_EQ(v, 64.f);
 }
+
+}  // namespace test_w8a8_cutlass

@@ -7,6 +7,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_accuracy_section {
+
 namespace {
 
 const std::string kModel = std::string(XQUANT_SHARED_DIR) + "/models/stories260K-hf";
@@ -92,3 +96,5 @@ TEST(AccuracySection, NeedsAnAutoRule) {
   const std::string e = error_of(pipeline("rtn", "accuracy: {text: " + kWiki + "}\n"));
   EXPECT_NE(e.find("needs a rule with 'algorithm: auto'"), std::string::npos) << e;
 }
+
+}  // namespace test_accuracy_section

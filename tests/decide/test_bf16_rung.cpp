@@ -19,6 +19,10 @@
 #include <string>
 #include <sys/wait.h>
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_bf16_rung {
+
 namespace {
 
 const std::string kShared = XQUANT_SHARED_DIR;
@@ -106,3 +110,5 @@ TEST(Bf16Rung, DenseGroupsAreWrittenInBf16AndReloadAsEvaluated) {
   EXPECT_LT(std::fabs(ppl_w / ppl_s - 1.0), 1e-4) << ppl_s << " vs " << ppl_w;
   EXPECT_LT(std::fabs(kld_w - kld_s), 1e-5) << kld_s << " vs " << kld_w;
 }
+
+}  // namespace test_bf16_rung

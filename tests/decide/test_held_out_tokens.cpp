@@ -13,6 +13,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_held_out_tokens {
+
 namespace {
 
 const std::string kShared = XQUANT_SHARED_DIR;
@@ -40,3 +44,5 @@ TEST(HeldOutTokens, EqualTheWholeTextsFirstTokens) {
   const std::string short_text = "One day, a little girl went to the park.\nShe saw a dog.\n";
   EXPECT_EQ(decide::held_out_tokens(*model, short_text, 10000), eval_tokens(*model, short_text, 10000));
 }
+
+}  // namespace test_held_out_tokens

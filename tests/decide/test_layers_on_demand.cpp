@@ -15,6 +15,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_layers_on_demand {
+
 namespace {
 
 const std::string kShared = XQUANT_SHARED_DIR;
@@ -86,3 +90,5 @@ TEST(DecideLayersOnDemand, RefusedWithAnAccuracySection) {
     EXPECT_NE(std::string(e.what()).find("accuracy section"), std::string::npos) << e.what();
   }
 }
+
+}  // namespace test_layers_on_demand

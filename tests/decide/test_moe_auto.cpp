@@ -28,6 +28,10 @@
 #include <string>
 #include <sys/wait.h>
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_moe_auto {
+
 namespace {
 
 const std::string kShared = XQUANT_SHARED_DIR;
@@ -208,3 +212,5 @@ TEST(MoeAuto, Qwen2MoeSharedExpertJoinsTheExpertsGroupItsGateStaysDense) {
     }
   }
 }
+
+}  // namespace test_moe_auto

@@ -16,6 +16,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_never_worse {
+
 namespace {
 
 const std::string kShared = XQUANT_SHARED_DIR;
@@ -83,3 +87,5 @@ TEST(NeverWorse, AutoEndsAtLeastAsGoodAsTheBestFixedCandidateByKld) { expect_nev
 TEST(NeverWorse, AutoEndsAtLeastAsGoodAsTheBestFixedCandidateByPerplexity) {
   expect_never_worse(decide_with("ppl"), false);
 }
+
+}  // namespace test_never_worse

@@ -20,6 +20,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_planted_layer {
+
 namespace {
 
 const std::string kShared = XQUANT_SHARED_DIR;
@@ -146,3 +150,5 @@ TEST(PlantedLayer, RankedFirstBothWaysAndTheFallbackMovesExactlyIt) {
       EXPECT_EQ(f.rung_of_group[i], i == planted ? 1 : 0) << f.method << " " << d.groups[i].name;
   }
 }
+
+}  // namespace test_planted_layer

@@ -13,6 +13,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_w8a8_choice {
+
 namespace {
 const std::string kShared = XQUANT_SHARED_DIR;
 }
@@ -53,3 +57,5 @@ TEST(W8A8Static, OutlierGroupsGoDynamicWithEvidence) {
   EXPECT_GT(dynamic, 0);
   EXPECT_LT(dynamic, static_cast<int>(d.groups.size()));
 }
+
+}  // namespace test_w8a8_choice

@@ -21,6 +21,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_w8a8_measured {
+
 namespace {
 
 const std::string kShared = XQUANT_SHARED_DIR;
@@ -123,3 +127,5 @@ TEST(W8A8Measured, PlantedOutlierGroupGoesDynamicOnTheMeasurement) {
   const double weight_only = d.evaluator->evaluate(*d.float_model).kld;
   EXPECT_GT(rtn->accuracy.kld, weight_only * 1.05) << "weight-only " << weight_only;
 }
+
+}  // namespace test_w8a8_measured

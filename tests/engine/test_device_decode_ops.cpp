@@ -29,6 +29,10 @@
 using namespace xquant;
 namespace fs = std::filesystem;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_device_decode_ops {
+
 namespace {
 
 const fs::path kShared = XQUANT_SHARED_DIR;
@@ -140,3 +144,5 @@ TEST(DeviceDecodeStepOps, MatchThePreviousOps) {
   }
   fs::remove_all(w4.parent_path());
 }
+
+}  // namespace test_device_decode_ops

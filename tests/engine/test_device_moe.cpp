@@ -40,6 +40,10 @@
 using namespace xquant;
 namespace fs = std::filesystem;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_device_moe {
+
 namespace {
 
 Runtime& rt() {
@@ -368,3 +372,5 @@ TEST_P(MoeDevice, LoopedExpertsRefuseTheRecordingAndStillDecode) {
 
 INSTANTIATE_TEST_SUITE_P(Cuda, MoeDevice, testing::Values("qwen3_moe", "qwen2_moe"),
                          [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+
+}  // namespace test_device_moe

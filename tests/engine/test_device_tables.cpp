@@ -28,6 +28,10 @@
 using namespace xquant;
 namespace fs = std::filesystem;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_device_tables {
+
 namespace {
 
 const fs::path kShared = XQUANT_SHARED_DIR;
@@ -158,3 +162,5 @@ TEST(DeviceTables, UnknownRouteIsRefusedByName) {
   ::unsetenv("XQUANT_DEVICE_WEIGHTS");
   fs::remove_all(dir);
 }
+
+}  // namespace test_device_tables

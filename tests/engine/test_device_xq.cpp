@@ -26,6 +26,10 @@
 using namespace xquant;
 namespace fs = std::filesystem;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_device_xq {
+
 namespace {
 
 const fs::path kShared = XQUANT_SHARED_DIR;
@@ -121,3 +125,5 @@ TEST(DeviceXq, StoredCudaLayoutsLoadWithNothingRepacked) {
   std::printf("xq W4A16 g32 asym perplexity: cpu %.5f, cuda %.5f\n", pc.perplexity, pg.perplexity);
   fs::remove_all(dir);
 }
+
+}  // namespace test_device_xq

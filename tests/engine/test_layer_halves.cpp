@@ -14,6 +14,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_layer_halves {
+
 namespace {
 
 const std::filesystem::path kShared = XQUANT_SHARED_DIR;
@@ -54,3 +58,5 @@ TEST(LayerHalves, AttentionThenMlpIsTheWholeLayerBitForBit) {
     ASSERT_EQ(whole_taps.size(), 4u);
   }
 }
+
+}  // namespace test_layer_halves

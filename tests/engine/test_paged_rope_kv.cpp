@@ -37,6 +37,10 @@
 using namespace xquant;
 namespace fs = std::filesystem;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_paged_rope_kv {
+
 namespace {
 
 Runtime& runtime() {
@@ -181,3 +185,5 @@ TEST(DevicePagedRopeKv, MatchesTheSeparateOps) {
   ::unsetenv("XQUANT_DECODE_GRAPHS");
   fs::remove_all(subjects[1].path.parent_path());
 }
+
+}  // namespace test_paged_rope_kv

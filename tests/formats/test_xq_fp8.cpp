@@ -43,6 +43,10 @@ namespace fs = std::filesystem;
 using namespace xquant;
 namespace xf = xquant::xqfile;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_xq_fp8 {
+
 namespace {
 
 const fs::path& kModel = test::kStoriesHf;
@@ -327,3 +331,5 @@ TEST(XqFp8, Stories260KFp8DynamicInXqEqualsCompressedTensors) {
 }
 
 }  // namespace
+
+}  // namespace test_xq_fp8

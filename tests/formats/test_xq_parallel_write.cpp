@@ -20,6 +20,10 @@
 
 namespace fs = std::filesystem;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_xq_parallel_write {
+
 namespace {
 
 const fs::path kModel = fs::path(XQUANT_SHARED_DIR) / "models" / "stories260K-hf";
@@ -87,3 +91,5 @@ TEST(XqParallelWrite, ANegativeBatchIsRefused) {
 }
 
 }  // namespace
+
+}  // namespace test_xq_parallel_write

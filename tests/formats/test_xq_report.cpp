@@ -21,6 +21,10 @@
 
 namespace fs = std::filesystem;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_xq_report {
+
 namespace {
 
 const fs::path kModel = fs::path(XQUANT_SHARED_DIR) / "models" / "stories260K-hf";
@@ -78,3 +82,5 @@ TEST(XqReport, TheRunsReportTravelsInsideAndInspectShowsIt) {
 }
 
 }  // namespace
+
+}  // namespace test_xq_report

@@ -11,6 +11,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_fp8_parse {
+
 namespace {
 
 const std::string kModel = std::string(XQUANT_SHARED_DIR) + "/models/stories260K-hf";
@@ -69,3 +73,5 @@ TEST(Fp8Parse, RefusedCombinationsNameTheKey) {
                 .find("static FP8 activation scales are not supported"),
             std::string::npos);
 }
+
+}  // namespace test_fp8_parse

@@ -8,6 +8,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_pipeline_plugins {
+
 namespace {
 const std::string kModel = std::string(XQUANT_SHARED_DIR) + "/models/stories260K-hf";
 
@@ -40,3 +44,5 @@ TEST(PipelinePlugins, UnknownFormatIsReported) {
   std::string e = validate_error("model: {path: " + kModel + "}\nquantize: [{algorithm: rtn, weights: {bits: 4}}]\noutput: {format: gguff, path: /tmp/o}\n");
   EXPECT_NE(e.find("output.format: no format plugin named 'gguff'"), std::string::npos) << e;
 }
+
+}  // namespace test_pipeline_plugins

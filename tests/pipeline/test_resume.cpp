@@ -32,6 +32,10 @@ using xquant::test::wait_exit;
 using xquant::test::TempDir;
 using xquant::test::write_file;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_resume {
+
 namespace {
 
 const fs::path kModel = fs::path(XQUANT_SHARED_DIR) / "models" / "stories260K-hf";
@@ -215,3 +219,5 @@ TEST(Determinism, ThreadCountDoesNotChangeTheOutput) {
     expect_same_files(dir / "t1", dir / "t2");
   }
 }
+
+}  // namespace test_resume

@@ -16,6 +16,10 @@
 
 using namespace xquant;
 
+// In a namespace of its own: the unity build (tests/CMakeLists.txt) compiles this
+// file in one batch with other test files whose helpers have the same names.
+namespace test_stages {
+
 namespace {
 
 const std::string kModel = std::string(XQUANT_SHARED_DIR) + "/models/stories260K-hf";
@@ -103,3 +107,5 @@ TEST(Stages, SmoothQuantThenGptqSeesRescaledStatistics) {
   for (int64_t r = 0; r < rows; ++r)
     EXPECT_NEAR(chain.quant[0]->scales[r], direct.quant[0]->scales[r], 1e-5f * std::fabs(direct.quant[0]->scales[r]));
 }
+
+}  // namespace test_stages
