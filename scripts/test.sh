@@ -142,7 +142,7 @@ skipped+=("GPU W8A8 GEMMs (scripts/gpu-w8a8.sh: the W8A8 tests with every CUTLAS
 skipped+=("GPU fused W8A8 INT8 MoE (scripts/gpu-moe-w8a8.sh: its GPU tests, bench/cuda/bench_moe.py's W8A8 column): GPU machine only; GPUENG_MOE_W8A8=1 scripts/gpu-engine-check.sh runs it (about 50 s on an H200)")
 skipped+=("GPU W4A16 on Hopper, CUTLASS wgmma vs the mma.sync path vs torch (scripts/gpu-w4-hopper.sh: its GPU tests, bench/cuda/bench_w4_hopper.py, ncu at M=64): GPU machine only; GPUENG_KERNELS=1 scripts/gpu-engine-check.sh runs it (about 50 s on an H200)")
 skipped+=("GPU W4A8-FP8 on Hopper, INT4 x E4M3 CUTLASS GEMM vs W4A16 vs torch bf16 (scripts/gpu-w4a8.sh: its GPU tests, bench/cuda/bench_w4a8.py at M = 1..4096 on four shapes): GPU machine only; GPUENG_W4A8=1 scripts/gpu-engine-check.sh runs it (18 s on an H200)")
-skipped+=("GPU W4A16 GEMVs for M <= 8 (split v1/v2, streaming v3) vs the fused GEMM vs torch (scripts/gpu-w4-gemv.sh: Cuda/W4A16Gemv and W4A16 tests, bench/cuda/bench_w4_gemv.py at M = 1..8, fused/v1/v2/v3 table): GPU machine only; GPUENG_W4GEMV=1 scripts/gpu-engine-check.sh runs it (about 60 s on an H200, not yet timed)")
+skipped+=("GPU W4A16 GEMVs for M <= 8 (split v1/v2, streaming v3, TMA-ring v4: the default at M <= 4 on sm_90) vs the fused GEMM vs torch (scripts/gpu-w4-gemv.sh: Cuda/W4A16Gemv and W4A16 tests, bench/cuda/bench_w4_gemv.py at M = 1..8, fused/v1/v2/v3/v4 table): GPU machine only; GPUENG_W4GEMV=1 scripts/gpu-engine-check.sh runs it (not timed alone on an H200)")
 # llama.cpp (scripts/fetch-llama-cpp.sh --checks: the checks' build, only the
 # three tools and the libraries they use, what only parses at lower
 # optimization: ~11 CPU-minutes on a fresh machine against ~15 for the full
