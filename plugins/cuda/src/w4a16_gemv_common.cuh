@@ -1,6 +1,7 @@
 // w4a16_gemv_common.cuh: device helpers the W4A16 GEMVs share
-// (w4a16_gemv.cu, w4a16_gemv_stream.cu): int4 -> 16-bit dequantization of a
-// pair, one m16n8k16 mma, a streaming 16-byte load.
+// (w4a16_gemv.cu, w4a16_gemv_stream.cu, w4a16_gemv_tma.cu): int4 -> 16-bit
+// dequantization of a pair, one m16n8k16 mma, a streaming 16-byte load, the
+// output store and the split tiles' in-launch sum.
 #pragma once
 
 #include "common.cuh"
@@ -54,6 +55,67 @@ __device__ __forceinline__ uint4 load_streaming(const uint4* p) {
       : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
       : "l"(p));
   return v;
+}
+
+// y[m, n] = v (+ bias[n]) in T, for the GEMVs' argument structs (fields y,
+// bias, bias_type, N).
+template <typename T, typename Args>
+__device__ __forceinline__ void store_y(const Args& p, int m, int64_t n, float v) {
+  if (p.bias) v += load_as_float(p.bias, p.bias_type, n);
+  store_from_float(p.y, std::is_same_v<T, __half> ? DType::F16 : DType::BF16, m * p.N + n, v);
+}
+
+// The end of one contributor's share of 16-row tile t in a split GEMV (the
+// streaming v3 splits per warp, the TMA-ring v4 per block): a holds the
+// tile's chunks [cs, ce) (rows gid (a[0], a[1]) and gid + 8 (a[2], a[3]),
+// tokens 2 tig and 2 tig + 1). A contributor that covered the whole tile
+// writes y. Otherwise a goes to its workspace slot, and the tile's last
+// contributor to arrive (a per-tile counter it resets for the next launch)
+// sums the slots in slot order and writes y: deterministic, one launch, no
+// zeroed workspace. Contributors own the flat ranges [i per, (i + 1) per) of
+// (tile-group, chunk) units; the tile's chunks are units [base, base +
+// chunks), so its contributors are base / per .. (base + chunks - 1) / per.
+// Args: the fields of store_y plus M, chunks, partial, counters, max_contrib.
+template <typename T, typename Args>
+__device__ __forceinline__ void flush_split_tile(const Args& p, int64_t t, int64_t base, int64_t per,
+                                                 int64_t contributor, int64_t cs, int64_t ce, const float (&a)[4],
+                                                 int lane) {
+  const int gid = lane >> 2, tig = lane & 3;
+  if (cs == 0 && ce == p.chunks) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t n = t * 16 + gid + (e >= 2 ? 8 : 0);
+      const int m = 2 * tig + (e & 1);
+      if (n < p.N && m < p.M) store_y<T>(p, m, n, a[e]);
+    }
+    return;
+  }
+  const int64_t first = base / per;
+  const int n_contrib = static_cast<int>((base + p.chunks - 1) / per - first + 1);
+  float* slot = p.partial + (t * p.max_contrib + (contributor - first)) * p.M * 16;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const int m = 2 * tig + (e & 1);
+    if (m < p.M) slot[m * 16 + gid + (e >= 2 ? 8 : 0)] = a[e];
+  }
+  __threadfence();  // this warp's partials are visible before its arrival is counted
+  __syncwarp();
+  int last = 0;
+  if (lane == 0) {
+    last = atomicAdd(p.counters + t, 1) == n_contrib - 1;
+    if (last) p.counters[t] = 0;  // ready for the next launch
+  }
+  last = __shfl_sync(0xffffffffu, last, 0);
+  if (!last) return;
+  __threadfence();
+  const float* slots = p.partial + t * p.max_contrib * p.M * 16;
+  for (int i = lane; i < p.M * 16; i += 32) {
+    const int64_t n = t * 16 + (i & 15);
+    if (n >= p.N) continue;
+    float v = 0.f;
+    for (int j = 0; j < n_contrib; ++j) v += __ldcg(slots + j * p.M * 16 + i);
+    store_y<T>(p, i >> 4, n, v);
+  }
 }
 
 }  // namespace w4gemv

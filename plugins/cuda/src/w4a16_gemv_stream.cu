@@ -108,57 +108,16 @@ __device__ __forceinline__ void chunk_mma(float (&acc)[2][4], const uint4& q4, c
   }
 }
 
-template <typename T>
-__device__ __forceinline__ void store_y(const StreamArgs& p, int m, int64_t n, float v) {
-  if (p.bias) v += load_as_float(p.bias, p.bias_type, n);
-  store_from_float(p.y, std::is_same_v<T, __half> ? DType::F16 : DType::BF16, m * p.N + n, v);
-}
-
-// Tile t's chunks [cs, ce) are in acc: write y, or this warp's partial slot
-// and, if it is the tile's last warp to arrive, the sum of all slots.
+// Tile t's chunks [cs, ce) are in acc: this warp's share of the tile
+// (flush_split_tile, w4a16_gemv_common.cuh; the units are (tile, chunk)
+// pairs, tile-major).
 template <typename T>
 __device__ __forceinline__ void flush_tile(const StreamArgs& p, int64_t w, int64_t t, int64_t cs, int64_t ce,
                                            const float (&acc)[2][4], int lane) {
-  const int gid = lane >> 2, tig = lane & 3;
   float a[4];
 #pragma unroll
   for (int e = 0; e < 4; ++e) a[e] = acc[0][e] + acc[1][e];
-  // a: rows gid (0, 1) and gid + 8 (2, 3) of the tile; tokens 2*tig, 2*tig + 1.
-  if (cs == 0 && ce == p.chunks) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t n = t * 16 + gid + (e >= 2 ? 8 : 0);
-      const int m = 2 * tig + (e & 1);
-      if (n < p.N && m < p.M) store_y<T>(p, m, n, a[e]);
-    }
-    return;
-  }
-  const int64_t first = (t * p.chunks) / p.per_warp;
-  const int n_contrib = static_cast<int>((t * p.chunks + p.chunks - 1) / p.per_warp - first + 1);
-  float* slot = p.partial + (t * p.max_contrib + (w - first)) * p.M * 16;
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const int m = 2 * tig + (e & 1);
-    if (m < p.M) slot[m * 16 + gid + (e >= 2 ? 8 : 0)] = a[e];
-  }
-  __threadfence();  // this warp's partials are visible before its arrival is counted
-  __syncwarp();
-  int last = 0;
-  if (lane == 0) {
-    last = atomicAdd(p.counters + t, 1) == n_contrib - 1;
-    if (last) p.counters[t] = 0;  // ready for the next launch
-  }
-  last = __shfl_sync(0xffffffffu, last, 0);
-  if (!last) return;
-  __threadfence();
-  const float* slots = p.partial + t * p.max_contrib * p.M * 16;
-  for (int i = lane; i < p.M * 16; i += 32) {
-    const int64_t n = t * 16 + (i & 15);
-    if (n >= p.N) continue;
-    float v = 0.f;
-    for (int j = 0; j < n_contrib; ++j) v += __ldcg(slots + j * p.M * 16 + i);
-    store_y<T>(p, i >> 4, n, v);
-  }
+  flush_split_tile<T>(p, t, t * p.chunks, p.per_warp, w, cs, ce, a, lane);
 }
 
 template <typename T, int GS>

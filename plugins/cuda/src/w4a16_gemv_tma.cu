@@ -288,55 +288,13 @@ __device__ __forceinline__ void chunk_mma(float (&tot)[4], const uint4& q4, cons
   }
 }
 
-template <typename T>
-__device__ __forceinline__ void store_y(const TmaArgs& p, int m, int64_t n, float v) {
-  if (p.bias) v += load_as_float(p.bias, p.bias_type, n);
-  store_from_float(p.y, std::is_same_v<T, __half> ? DType::F16 : DType::BF16, m * p.N + n, v);
-}
-
-// Tile t = nb * 8 + warp, chunks [cs, ce) of it are in tot: write y, or this
-// block's partial slot and, if this is the tile's last contributor to
-// arrive, the sum of all slots in slot order.
+// Tile t = nb * 8 + warp, chunks [cs, ce) of it are in tot: this block's
+// share of the tile (flush_split_tile, w4a16_gemv_common.cuh; the units are
+// chunks of n-blocks, the tile's those of n-block nb).
 template <typename T>
 __device__ __forceinline__ void flush_tile(const TmaArgs& p, int64_t nb, int warp, int64_t cs, int64_t ce,
                                            const float (&tot)[4], int lane) {
-  const int gid = lane >> 2, tig = lane & 3;
-  const int64_t t = nb * 8 + warp;
-  if (cs == 0 && ce == p.chunks) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t n = t * 16 + gid + (e >= 2 ? 8 : 0);
-      const int m = 2 * tig + (e & 1);
-      if (n < p.N && m < p.M) store_y<T>(p, m, n, tot[e]);
-    }
-    return;
-  }
-  const int64_t first = (nb * p.chunks) / p.per_cta;
-  const int n_contrib = static_cast<int>((nb * p.chunks + p.chunks - 1) / p.per_cta - first + 1);
-  float* slot = p.partial + (t * p.max_contrib + (blockIdx.x - first)) * p.M * 16;
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const int m = 2 * tig + (e & 1);
-    if (m < p.M) slot[m * 16 + gid + (e >= 2 ? 8 : 0)] = tot[e];
-  }
-  __threadfence();  // this warp's partials are visible before its arrival is counted
-  __syncwarp();
-  int last = 0;
-  if (lane == 0) {
-    last = atomicAdd(p.counters + t, 1) == n_contrib - 1;
-    if (last) p.counters[t] = 0;  // ready for the next launch
-  }
-  last = __shfl_sync(0xffffffffu, last, 0);
-  if (!last) return;
-  __threadfence();
-  const float* slots = p.partial + t * p.max_contrib * p.M * 16;
-  for (int i = lane; i < p.M * 16; i += 32) {
-    const int64_t n = t * 16 + (i & 15);
-    if (n >= p.N) continue;
-    float v = 0.f;
-    for (int j = 0; j < n_contrib; ++j) v += __ldcg(slots + j * p.M * 16 + i);
-    store_y<T>(p, i >> 4, n, v);
-  }
+  flush_split_tile<T>(p, nb * 8 + warp, nb * p.chunks, p.per_cta, blockIdx.x, cs, ce, tot, lane);
 }
 
 template <typename T, int GS>
