@@ -65,8 +65,7 @@ fi
 # cores busy: a fresh CI machine downloads ~1.2 GB and builds llama.cpp, about
 # 17 minutes its dry run with caches never sees (docs/testing.md, "CI's time
 # budget"). The three downloads below run during the build; llama.cpp builds
-# (nice'd) during the SDK and Python interop checks, whose venv installs are
-# mostly downloads.
+# at the lowest priority from the start (below).
 # start_bg NAME CMD...: runs CMD in the background; its stdout goes to
 # $bg_dir/NAME.out, its stderr to NAME.err, its exit status to NAME.rc.
 start_bg() {
@@ -104,6 +103,21 @@ if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then
   venvs=(awq-gptq gguf tokenizer)
   [ "$decision" = run ] && venvs=(torch "${venvs[@]}")
   start_bg "Python venvs" tests/interop/venvs.sh "${venvs[@]}"
+fi
+# llama.cpp for the llama.cpp checks further down (scripts/fetch-llama-cpp.sh
+# --checks: the checks' build, only the three tools and the libraries they
+# use, what only parses at lower optimization; ~11 CPU-minutes on a fresh
+# machine, nothing once built), from the start at the lowest priority (nice
+# 19): it takes the CPU that the build and the checks leave idle (downloads,
+# configure and link steps, single-threaded checks) and little else. It starts
+# once the vocabulary download is done: both fetch the same sdist into the
+# same folder.
+if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then
+  llama_cpp_checks_build() {
+    while [ ! -f "$bg_dir/llama.cpp vocabularies.rc" ]; do sleep 2; done
+    nice -n 9 scripts/fetch-llama-cpp.sh --checks  # its build adds nice 10
+  }
+  start_bg "llama.cpp build" llama_cpp_checks_build
 fi
 timed "setup (install, configure, build)" ./scripts/setup.sh "${cuda_args[@]}" "$@"
 if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ] && wait_bg "llama.cpp vocabularies"; then
@@ -143,13 +157,6 @@ skipped+=("GPU fused W8A8 INT8 MoE (scripts/gpu-moe-w8a8.sh: its GPU tests, benc
 skipped+=("GPU W4A16 on Hopper, CUTLASS wgmma vs the mma.sync path vs torch (scripts/gpu-w4-hopper.sh: its GPU tests, bench/cuda/bench_w4_hopper.py, ncu at M=64): GPU machine only; GPUENG_KERNELS=1 scripts/gpu-engine-check.sh runs it (about 50 s on an H200)")
 skipped+=("GPU W4A8-FP8 on Hopper, INT4 x E4M3 CUTLASS GEMM vs W4A16 vs torch bf16 (scripts/gpu-w4a8.sh: its GPU tests, bench/cuda/bench_w4a8.py at M = 1..4096 on four shapes): GPU machine only; GPUENG_W4A8=1 scripts/gpu-engine-check.sh runs it (18 s on an H200)")
 skipped+=("GPU W4A16 GEMVs for M <= 8 (split v1/v2, streaming v3, TMA-ring v4: the default at M <= 4 on sm_90) vs the fused GEMM vs torch (scripts/gpu-w4-gemv.sh: Cuda/W4A16Gemv and W4A16 tests, bench/cuda/bench_w4_gemv.py at M = 1..8, fused/v1/v2/v3/v4 table): GPU machine only; GPUENG_W4GEMV=1 scripts/gpu-engine-check.sh runs it (not timed alone on an H200)")
-# llama.cpp (scripts/fetch-llama-cpp.sh --checks: the checks' build, only the
-# three tools and the libraries they use, what only parses at lower
-# optimization: ~11 CPU-minutes on a fresh machine against ~15 for the full
-# one; nothing once built) for the llama.cpp checks further down.
-if [ "${XQUANT_SKIP_INTEROP:-0}" != 1 ]; then
-  start_bg "llama.cpp build" scripts/fetch-llama-cpp.sh --checks
-fi
 timed "installed-SDK checks" ./scripts/test-sdk.sh
 
 # Interop with the real compressed-tensors package, when the machine has the
