@@ -254,30 +254,15 @@ __global__ void k_fill_bf16(uint16_t* p, int64_t n, uint32_t seed) {
   }
 }
 
-// Pure reads of n 16-byte words, xor-reduced: grid-stride (the blocks at one
-// time read one window) or one contiguous range per block (as v4's split).
-__global__ void k_read_stride(const uint4* __restrict__ p, int64_t n, uint32_t* out) {
+// Pure reads of n 16-byte words, xor-reduced, four loads in flight a thread:
+// grid-stride (per_block = 0: the blocks at one time read one window) or one
+// contiguous range of per_block words per block (as v4's split).
+__global__ void k_read(const uint4* __restrict__ p, int64_t n, int64_t per_block, uint32_t* out) {
+  const bool ranges = per_block > 0;
+  const int64_t lo = ranges ? blockIdx.x * per_block : 0, hi = ranges ? std::min(lo + per_block, n) : n;
+  const int64_t stride = ranges ? (int64_t)blockDim.x : (int64_t)gridDim.x * blockDim.x;
+  int64_t i = lo + threadIdx.x + (ranges ? 0 : blockIdx.x * (int64_t)blockDim.x);
   uint32_t acc = 0;
-  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-  int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-  for (; i + 3 * stride < n; i += 4 * stride) {
-    uint4 v[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) v[u] = xqcuda::w4gemv_load(p + i + u * stride);
-#pragma unroll
-    for (int u = 0; u < 4; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-  }
-  for (; i < n; i += stride) {
-    const uint4 v = p[i];
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x12345678u) *out = acc;
-}
-__global__ void k_read_ranges(const uint4* __restrict__ p, int64_t n, int64_t per_block, uint32_t* out) {
-  uint32_t acc = 0;
-  const int64_t lo = blockIdx.x * per_block, hi = std::min(lo + per_block, n);
-  int64_t i = lo + threadIdx.x;
-  const int64_t stride = blockDim.x;
   for (; i + 3 * stride < hi; i += 4 * stride) {
     uint4 v[4];
 #pragma unroll
@@ -442,7 +427,7 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
         for (int bpsm : {8}) {
           const double t = time_us(
               [&](int i) {
-                k_read_stride<<<sms * bpsm, 256>>>(qws[i]->as<uint4>(), n16, flag.as<uint32_t>());
+                k_read<<<sms * bpsm, 256>>>(qws[i]->as<uint4>(), n16, 0, flag.as<uint32_t>());
               },
               n4);
           std::printf("  pure read, grid-stride, %d x 256 threads per SM: %.1f us (%.0f%%)\n", bpsm, t, pct(t));
@@ -451,7 +436,7 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
           const int64_t per = (n16 + sms * bpsm - 1) / (sms * bpsm);
           const double t = time_us(
               [&](int i) {
-                k_read_ranges<<<sms * bpsm, 256>>>(qws[i]->as<uint4>(), n16, per, flag.as<uint32_t>());
+                k_read<<<sms * bpsm, 256>>>(qws[i]->as<uint4>(), n16, per, flag.as<uint32_t>());
               },
               n4);
           std::printf("  pure read, one contiguous range per block, %d blocks per SM: %.1f us (%.0f%%)\n", bpsm, t,
