@@ -74,7 +74,7 @@ PY
 fetch_sources() {
   local sdist="$cache/llama_cpp_python-$version.tar.gz"
   if [[ ! -s "$sdist" ]]; then
-    python3 -m pip download --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$cache" >&2  # stdout is the export line alone
+    "$here/fetch-pypi-sdist.py" llama-cpp-python "$version" "$cache" >/dev/null  # stdout is the export line alone
   fi
   rm -rf "$root/src.tmp"
   mkdir -p "$root/src.tmp"

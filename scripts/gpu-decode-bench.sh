@@ -18,6 +18,11 @@ cli=${1:?usage: gpu-decode-bench.sh XQUANT_CLI}
 layers=${LAYERS:-8}
 dir=/tmp/gpueng-l31
 eng=$(dirname "$cli")/test_device_engine
+# REUSE_MODELS=1: time the models an earlier run of this script left in $dir
+# (scripts/gpu-engine-check.sh's GPUENG_AB: the same models on a baseline plugin).
+if [ "${REUSE_MODELS:-0}" = 1 ] && [ -f $dir/bf16/config.json ]; then
+  echo "reusing the models in $dir"
+else
 rm -rf $dir && mkdir -p $dir/bf16
 python3 - $dir/bf16 $layers <<'PY'
 import json, sys, torch
@@ -87,6 +92,7 @@ if [ "${GPUENG_W4AFP8:-1}" = 1 ] && "$cli" quantize --help 2>&1 | grep W4AFP8 > 
   echo "quantize W4AFP8: $(( $(date +%s) - t )) s"
 fi
 fi  # BF16_ONLY
+fi  # REUSE_MODELS
 gbs=$(python3 - <<'PY'
 import torch
 n = 4 << 30  # 4 GiB, far beyond L2

@@ -48,6 +48,15 @@ llama_vocab=${XDG_CACHE_HOME:-$HOME/.cache}/xquant/llama-vocabs/ggml-vocab-llama
 if [ -s "$llama_vocab" ]; then mkdir -p "$stage/shared/models/llama-vocabs" && cp "$llama_vocab" "$stage/shared/models/llama-vocabs/"; fi
 # Extra checkpoints made here (e.g. `xquant quantize ... --bits 4 --group-size 32`), by folder.
 for extra in "${@:2}"; do cp -r "$extra" "$stage/shared/models/"; done
+# GPUENG_BASELINE_DIR: a baseline cuda plugin (libxquant-cuda.so) and its test_cuda_provider,
+# built from an earlier commit, for same-call A/B timings (gpu-engine-check.sh's GPUENG_AB=1).
+if [ -n "${GPUENG_BASELINE_DIR:-}" ]; then
+  for f in libxquant-cuda.so test_cuda_provider; do
+    [ -f "$GPUENG_BASELINE_DIR/$f" ] || { echo "GPUENG_BASELINE_DIR=$GPUENG_BASELINE_DIR has no $f" >&2; exit 1; }
+  done
+  mkdir -p "$stage/baseline" && cp "$GPUENG_BASELINE_DIR"/* "$stage/baseline/"
+  strip --strip-unneeded "$stage/baseline"/* 2>/dev/null || true
+fi
 echo "$root" > "$stage/build-root"
 mkdir -p "$dest"
 tar -C "$stage" -cf - . | xz -T2 -6 > "$dest/bundle.tar.xz"

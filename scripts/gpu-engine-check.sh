@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_ATTN, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV and GPUENG_W4A8 add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_ATTN, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W4A8 and GPUENG_AB add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -125,6 +125,29 @@ if [ "${GPUENG_PAGED_OPS:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-paged-ops-ch
 if [ "${GPUENG_PDL:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-pdl-bench.sh" "$cli" "$out" 2>&1 | tee "$out/pdl.log"; fi
 # Optional: the decode benchmark (scripts/gpu-decode-bench.sh) when present.
 if [ "${GPUENG_BENCH:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench.log"; fi
+# Optional (GPUENG_AB=1, a bundle made with GPUENG_BASELINE_DIR): the same call on a baseline cuda plugin
+# built from an earlier commit: its test_cuda_provider's attention timings (DISABLED_Speed* of the split-K
+# attention tests) beside this build's, then, when GPUENG_BENCH made the decode benchmark's models (in this
+# call or an earlier one on the same machine), those timed again with the baseline plugin in place of this
+# build's, which is put back afterwards.
+if [ "${GPUENG_AB:-0}" = 1 ] && [ -d /tmp/gpueng/baseline ]; then
+  speed='CudaSplitKOnePass.DISABLED_Speed*:CudaDecodeAttention.DISABLED_Speed*'
+  for side in current baseline; do
+    bin=$ops && [ $side = baseline ] && bin=/tmp/gpueng/baseline/test_cuda_provider
+    echo "== attention device time per call, $side plugin"
+    timeout 90 "$bin" --gtest_also_run_disabled_tests --gtest_filter="$speed" 2>&1 | tee "$out/ab-attn-$side.log" |
+      grep -Ev "^\[ (RUN|       OK) "
+  done
+  if [ -f /tmp/gpueng-l31/bf16/config.json ]; then
+    plugin=$b/lib/xquant/plugins/libxquant-cuda.so
+    cp "$plugin" /tmp/gpueng/current-cuda.so && cp /tmp/gpueng/baseline/libxquant-cuda.so "$plugin"
+    echo "== decode benchmark on the baseline plugin (same models)"
+    REUSE_MODELS=1 bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tee "$out/bench-baseline.log"
+    cp /tmp/gpueng/current-cuda.so "$plugin"
+  else
+    echo "== decode benchmark on the baseline plugin: skipped (no models: run with GPUENG_BENCH=1)"
+  fi
+fi
 # Optional: open-to-first-token on cuda, xq (stored cuda layouts) vs compressed-tensors
 # (bench/engine/gpu_load_time.sh; reuses the decode bench's model when it ran).
 if [ "${GPUENG_LOADTIME:-0}" = 1 ]; then

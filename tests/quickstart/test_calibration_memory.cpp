@@ -89,7 +89,6 @@ TEST(CalibrationMemory, MoeLayersLoadOneAtATime) {
 }
 
 TEST(CalibrationMemory, DenseLayersLoadOneAtATime) {
-  const fs::path out_dir = fs::temp_directory_path() / ("xquant_memory_test_" + std::to_string(::getpid()));
-  fs::create_directories(out_dir);
+  const fs::path out_dir = test::process_temp_dir("xquant_memory_test");
   expect_one_layer_at_a_time(kDense, out_dir, 5);
 }

@@ -7,6 +7,8 @@
 // and test_paged_rope_kv.cpp (the device decode ops against the previous ones).
 #pragma once
 
+#include "process_temp_dir.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -70,7 +72,7 @@ inline Tensors make_weights(const Cfg& c, uint32_t seed) {
 }
 
 inline fs::path write_checkpoint(const Cfg& c, const Tensors& t) {
-  fs::path dir = fs::temp_directory_path() / ("xquant_arch_test_" + std::to_string(::getpid())) / c.type;
+  fs::path dir = xquant::test::process_temp_dir("xquant_arch_test") / c.type;
   fs::create_directories(dir);
   nlohmann::json cfg{{"architectures", {"X"}},
                      {"model_type", c.type},

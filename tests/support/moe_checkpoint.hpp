@@ -3,6 +3,8 @@
 // checkpoints store them) for the engine and calibration tests.
 #pragma once
 
+#include "process_temp_dir.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -84,7 +86,7 @@ inline Tensors make_weights(const Cfg& c, uint32_t seed) {
 
 inline std::filesystem::path write_checkpoint(const Cfg& c, const Tensors& t, const std::string& name = "") {
   namespace fs = std::filesystem;
-  fs::path dir = fs::temp_directory_path() / ("xquant_moe_test_" + std::to_string(::getpid())) / (name.empty() ? c.type : name);
+  fs::path dir = process_temp_dir("xquant_moe_test") / (name.empty() ? c.type : name);
   fs::create_directories(dir);
   nlohmann::json cfg{{"model_type", c.type},
                      {"hidden_size", c.hidden},

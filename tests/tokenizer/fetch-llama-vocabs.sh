@@ -20,8 +20,8 @@ complete() {
 if ! complete; then
   mkdir -p "$cache" "$dest"
   sdist="$cache/llama_cpp_python-0.3.36.tar.gz"
-  # pip says what it downloads on stdout; this script's stdout is the export line alone (callers eval it).
-  [[ -s "$sdist" ]] || python3 -m pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d "$cache" >&2
+  # This script's stdout is the export line alone (callers eval it).
+  [[ -s "$sdist" ]] || "$(dirname "$0")/../../scripts/fetch-pypi-sdist.py" llama-cpp-python 0.3.36 "$cache" >/dev/null
   patterns=()
   for v in "${vocabs[@]}"; do patterns+=("llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-$v.gguf*"); done
   tar -xzf "$sdist" -C "$dest" --strip-components=4 --wildcards "${patterns[@]}"
