@@ -19,7 +19,6 @@
 #pragma once
 
 #include <cfloat>
-#include <type_traits>
 
 #include "common.cuh"
 #include "pdl.cuh"
@@ -91,82 +90,53 @@ __device__ __forceinline__ void bf16x2_bits_to_float(unsigned w, float* out) {
   out[1] = __uint_as_float(w & 0xffff0000u);
 }
 
-// Eight consecutive K elements from 16-byte aligned storage, as loaded:
-// one 16-byte word (BF16) or two (F32). Kept raw until used, so a whole K row
-// of BF16 (16 words at D = 128) is 64 registers in flight, not 128 floats.
+// Eight consecutive K elements from 16-byte aligned storage. The BF16 chunk
+// is copied into a register first: bf16x8_to_float takes a reference, and
+// one bound to global memory compiles to four 32-bit loads, not one LDG.128.
 template <bool BF16>
-struct Raw8;
-template <>
-struct Raw8<true> {
-  uint4 u;
-};
-template <>
-struct Raw8<false> {
-  float4 a, b;
-};
-template <bool BF16>
-__device__ __forceinline__ Raw8<BF16> load_raw8(const void* base, int64_t at) {
+__device__ __forceinline__ void load8(const void* base, int64_t at, float* out) {
   if constexpr (BF16) {
-    return {*reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(base) + at)};
+    const uint4 u = *reinterpret_cast<const uint4*>(static_cast<const __nv_bfloat16*>(base) + at);
+    bf16x8_to_float(u, out);
   } else {
-    const float4* p = reinterpret_cast<const float4*>(static_cast<const float*>(base) + at);
-    return {p[0], p[1]};
-  }
-}
-template <bool BF16>
-__device__ __forceinline__ void raw8_to_float(const Raw8<BF16>& r, float* out) {
-  if constexpr (BF16) {
-    bf16x8_to_float(r.u, out);
-  } else {
-    out[0] = r.a.x, out[1] = r.a.y, out[2] = r.a.z, out[3] = r.a.w;
-    out[4] = r.b.x, out[5] = r.b.y, out[6] = r.b.z, out[7] = r.b.w;
+    const float4 a = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + at);
+    const float4 b = *reinterpret_cast<const float4*>(static_cast<const float*>(base) + at + 4);
+    out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w, out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
   }
 }
 
-// A lane's EPL consecutive V elements, as loaded (one load; two 16-byte
-// loads for F32 with EPL 8): `at` is a multiple of EPL in a row that starts
-// 16-byte aligned with D % 8 == 0, so the load is aligned to its width.
+// A lane's EPL consecutive V elements in one load (two 16-byte loads for
+// F32 with EPL 8): `at` is a multiple of EPL in a row that starts 16-byte
+// aligned with D % 8 == 0, so the load is aligned to its width.
 template <bool BF16, int EPL>
-struct RawLane {
-  using Word = std::conditional_t<BF16, std::conditional_t<EPL == 8, uint4, std::conditional_t<EPL == 4, uint2, unsigned>>,
-                                  std::conditional_t<EPL == 1, float, std::conditional_t<EPL == 2, float2, float4>>>;
-  static constexpr int kWords = (!BF16 && EPL == 8) ? 2 : 1;
-  Word w[kWords];
-};
-template <bool BF16, int EPL>
-__device__ __forceinline__ RawLane<BF16, EPL> load_raw_lane(const void* base, int64_t at) {
-  using R = RawLane<BF16, EPL>;
-  const char* p = static_cast<const char*>(base) + at * (BF16 ? 2 : 4);
-  if constexpr (BF16 && EPL == 1) {
-    return {{static_cast<unsigned>(*reinterpret_cast<const unsigned short*>(p))}};
-  } else {
-    R r;
-#pragma unroll
-    for (int c = 0; c < R::kWords; ++c) r.w[c] = reinterpret_cast<const typename R::Word*>(p)[c];
-    return r;
-  }
-}
-template <bool BF16, int EPL>
-__device__ __forceinline__ void raw_lane_to_float(const RawLane<BF16, EPL>& r, float* out) {
+__device__ __forceinline__ void load_lane(const void* base, int64_t at, float* out) {
   if constexpr (BF16) {
+    const __nv_bfloat16* p = static_cast<const __nv_bfloat16*>(base) + at;
     if constexpr (EPL == 8) {
-      bf16x8_to_float(r.w[0], out);
+      const uint4 u = *reinterpret_cast<const uint4*>(p);
+      bf16x8_to_float(u, out);
     } else if constexpr (EPL == 4) {
-      bf16x2_bits_to_float(r.w[0].x, out);
-      bf16x2_bits_to_float(r.w[0].y, out + 2);
+      const uint2 u = *reinterpret_cast<const uint2*>(p);
+      bf16x2_bits_to_float(u.x, out);
+      bf16x2_bits_to_float(u.y, out + 2);
     } else if constexpr (EPL == 2) {
-      bf16x2_bits_to_float(r.w[0], out);
+      bf16x2_bits_to_float(*reinterpret_cast<const unsigned*>(p), out);
     } else {
-      out[0] = __uint_as_float(r.w[0] << 16);
+      out[0] = __bfloat162float(*p);
     }
-  } else if constexpr (EPL == 1) {
-    out[0] = r.w[0];
-  } else if constexpr (EPL == 2) {
-    out[0] = r.w[0].x, out[1] = r.w[0].y;
   } else {
+    const float* p = static_cast<const float*>(base) + at;
+    if constexpr (EPL >= 4) {
 #pragma unroll
-    for (int c = 0; c < RawLane<BF16, EPL>::kWords; ++c) {
-      out[4 * c] = r.w[c].x, out[4 * c + 1] = r.w[c].y, out[4 * c + 2] = r.w[c].z, out[4 * c + 3] = r.w[c].w;
+      for (int c = 0; c < EPL / 4; ++c) {
+        const float4 f = reinterpret_cast<const float4*>(p)[c];
+        out[4 * c] = f.x, out[4 * c + 1] = f.y, out[4 * c + 2] = f.z, out[4 * c + 3] = f.w;
+      }
+    } else if constexpr (EPL == 2) {
+      const float2 f = *reinterpret_cast<const float2*>(p);
+      out[0] = f.x, out[1] = f.y;
+    } else {
+      out[0] = *p;
     }
   }
 }
@@ -278,35 +248,6 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
   const int64_t n_keys = rows.n_keys();
   const int64_t k0 = split * keys_per_split;
   const int64_t k1 = min(n_keys, k0 + keys_per_split);
-  const int64_t row_elems = KVH * D;
-  const int64_t my0 = static_cast<int64_t>(lane) * EPL;
-  // Loads in flight per lane. BF16 rows up to D = 128 with groups up to 8:
-  // a whole K row (16 16-byte words at D = 128, 64 registers kept raw) and
-  // a whole tile's V (32 keys x 8 bytes), so a one-tile split waits about
-  // one memory latency for K and one for V (it waited 4 + 4 with 4 K words
-  // and 8 V rows in flight). D up to 256 or groups of 16: fewer, no spills.
-  constexpr bool kWholeRows = KV_BF16 && EPL <= 4 && G <= 8;
-  constexpr int kKBatch = kWholeRows ? 4 * EPL : (EPL >= 8 ? (G >= 16 ? 1 : 2) : kBatch);
-  constexpr int kVBatch = kWholeRows ? kTile : (EPL >= 8 ? (G >= 16 ? 2 : 4) : 8);
-  // Lane i's key of a tile: where its [KVH, D] row for head kh starts (0 past k1).
-  const auto key_base = [&](int64_t tile) -> int64_t {
-    const int64_t j = tile + lane;
-    return j < k1 ? rows.slot(j) * row_elems + kh * D : 0;
-  };
-  // K chunks c0 .. c0 + kKBatch - 1 of the row at `base` into kr.
-  Raw8<KV_BF16> kr[kKBatch];
-  const auto load_k_batch = [&](int64_t base, int c0) {
-#pragma unroll
-    for (int u = 0; u < kKBatch; ++u)
-      if ((c0 + u) * 8 < D) kr[u] = load_raw8<KV_BF16>(k, base + (c0 + u) * 8);
-  };
-  // Whole rows: the warp's first K row is requested before q is staged, so
-  // the two memory latencies overlap rather than follow each other.
-  const int64_t first_tile = k0 + kTile * warp;
-  if constexpr (kWholeRows) {
-    if (first_tile + lane < k1) load_k_batch(key_base(first_tile), 0);
-  }
-
   const DType qt = Q_BF16 ? DType::BF16 : DType::F32;
   for (int64_t i = threadIdx.x; i < G * D; i += blockDim.x) {
     const int64_t g = i / D;
@@ -323,29 +264,34 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
 #pragma unroll
     for (int e = 0; e < EPL; ++e) acc[g][e] = 0.f;
   }
-  for (int64_t tile = first_tile; tile < k1; tile += kTile * kWarps) {
-    const bool valid = tile + lane < k1;
-    const int64_t base = key_base(tile);
+  const int64_t row_elems = KVH * D;
+  const int64_t my0 = static_cast<int64_t>(lane) * EPL;
+  for (int64_t tile = k0 + kTile * warp; tile < k1; tile += kTile * kWarps) {
+    const int64_t j = tile + lane;
+    const bool valid = j < k1;
+    const int64_t base = valid ? rows.slot(j) * row_elems + kh * D : 0;
     float sc[G];
 #pragma unroll
     for (int g = 0; g < G; ++g) sc[g] = 0.f;
     if (valid) {
-      // The row's 8-element chunks (at most 4 * EPL), kKBatch loads issued
-      // before any is used: a loop over a run-time D waits one memory latency
+      // The row's 8-element chunks (at most 4 * EPL), B loads issued before
+      // any is used: a loop over a run-time D can wait one memory latency
       // per chunk (16 for D = 128), and a split of one tile is all latency.
+      constexpr int B = EPL >= 8 ? (G >= 16 ? 1 : 2) : kBatch;  // D up to 256: fewer in flight, no spills
 #pragma unroll
-      for (int c0 = 0; c0 < 4 * EPL; c0 += kKBatch) {
-        if (!kWholeRows || tile != first_tile) load_k_batch(base, c0);
+      for (int c0 = 0; c0 < 4 * EPL; c0 += B) {
+        float kv[B][8];
 #pragma unroll
-        for (int u = 0; u < kKBatch; ++u) {
+        for (int u = 0; u < B; ++u)
+          if ((c0 + u) * 8 < D) load8<KV_BF16>(k, base + (c0 + u) * 8, kv[u]);
+#pragma unroll
+        for (int u = 0; u < B; ++u) {
           if ((c0 + u) * 8 >= D) continue;
-          float kv[8];
-          raw8_to_float(kr[u], kv);
 #pragma unroll
           for (int g = 0; g < G; ++g) {
             const float* qg = s_q + g * D + (c0 + u) * 8;
 #pragma unroll
-            for (int i = 0; i < 8; ++i) sc[g] += qg[i] * kv[i];
+            for (int i = 0; i < 8; ++i) sc[g] += qg[i] * kv[u][i];
           }
         }
       }
@@ -368,38 +314,28 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
       for (int e = 0; e < EPL; ++e) acc[g][e] *= c;
     }
     const int64_t n_here = k1 - tile < kTile ? k1 - tile : kTile;
-    // The tile's V rows in batches of kVBatch keys, every load of a batch
-    // issued before the first is used (n_here is the same on every lane).
-    for (int kk0 = 0; kk0 < n_here; kk0 += kVBatch) {
-      RawLane<KV_BF16, EPL> vr[kVBatch];
+    // V rows of several keys in flight (fewer for D up to 256: no spills).
+    constexpr int kVUnroll = EPL >= 8 ? (G >= 16 ? 2 : 4) : 8;
+#pragma unroll kVUnroll
+    for (int kk = 0; kk < n_here; ++kk) {
+      // A contiguous row is one multiply away; a table's is a dependent
+      // load, so it comes from the lane that scored key kk.
+      int64_t vb;
+      if constexpr (Keys::kSlotIsKey) vb = (tile + kk) * row_elems + kh * D;
+      else vb = __shfl_sync(0xffffffffu, base, kk);
+      // D % 8 == 0 and EPL divides 8: a lane's elements are all in the row or none is.
+      float vv[EPL];
+      if (my0 < D) {
+        load_lane<KV_BF16, EPL>(v, vb + my0, vv);
+      } else {
 #pragma unroll
-      for (int u = 0; u < kVBatch; ++u) {
-        const int kk = kk0 + u;
-        // A contiguous row is one multiply away; a table's is a dependent
-        // load, so it comes from the lane that scored key kk.
-        int64_t vb;
-        if constexpr (Keys::kSlotIsKey) vb = (tile + kk) * row_elems + kh * D;
-        else vb = __shfl_sync(0xffffffffu, base, kk & 31);
-        // D % 8 == 0 and EPL divides 8: a lane's elements are all in the row or none is.
-        if (kk < n_here && my0 < D) vr[u] = load_raw_lane<KV_BF16, EPL>(v, vb + my0);
+        for (int e = 0; e < EPL; ++e) vv[e] = 0.f;
       }
 #pragma unroll
-      for (int u = 0; u < kVBatch; ++u) {
-        const int kk = kk0 + u;
-        if (kk >= n_here) break;  // the same on every lane; vr[u] was not loaded
-        float vv[EPL];
-        if (my0 < D) {
-          raw_lane_to_float(vr[u], vv);
-        } else {
+      for (int g = 0; g < G; ++g) {
+        const float pk = __shfl_sync(0xffffffffu, p[g], kk);
 #pragma unroll
-          for (int e = 0; e < EPL; ++e) vv[e] = 0.f;
-        }
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-          const float pk = __shfl_sync(0xffffffffu, p[g], kk);
-#pragma unroll
-          for (int e = 0; e < EPL; ++e) acc[g][e] += pk * vv[e];
-        }
+        for (int e = 0; e < EPL; ++e) acc[g][e] += pk * vv[e];
       }
     }
   }

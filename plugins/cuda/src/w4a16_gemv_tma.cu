@@ -46,6 +46,11 @@
 //   and the group scale is applied to the group's accumulator in F32 (one
 //   FFMA per accumulator per group): no HMUL2 and no 16-bit rounding of the
 //   dequantized weight (errors at or below the fused GEMM's in the harness).
+// - Programmatic Dependent Launch (pdl.cuh): the producer issues the first
+//   round of slots' code and scale copies (constants) before
+//   griddepcontrol.wait, and their x copies after it, so a GEMV after a
+//   norm, SWIGLU or attention kernel starts pulling its weights while that
+//   kernel finishes; consumers wait too before anything the flush touches.
 // - Split n-blocks: every tile of an n-block that two blocks share gets F32
 //   partials in one workspace slot per block; the last block to arrive (a
 //   per-tile counter that the arriving warp resets) sums the slots in order
@@ -65,6 +70,7 @@
 // mma (no HSUB2; equal or slower); shifts as IMAD.HI on the FMA pipe
 // (slower); one block per SM at 112 registers (latency-bound).
 #include "common.cuh"
+#include "pdl.cuh"
 #include "w4a16_gemv_common.cuh"
 #include "w4a16_gemv_tma.hpp"
 
@@ -321,6 +327,25 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
   if (warp == kConsumerWarps) {  // producer
     if (lane != 0) return;
     const uint64_t pol = evict_first_policy();
+    // PDL (pdl.cuh): the codes and scale words are constants uploaded at load,
+    // so the first round of slots (an empty ring) gets them before the wait
+    // for the kernel that writes x, overlapping that kernel's tail; x of
+    // those slots follows the wait. Their (chunk, count) wait here meanwhile.
+    int early_c[16], early_n[16];
+    int issued = 0;
+    bool waited = false;
+    const auto copy_x = [&](int slot, int c, int n) {
+      unsigned char* dst = ring + slot * p.stage_bytes;
+      for (int m = 0; m < p.M; ++m)
+        bulk_copy(smem_u32(dst + p.x_off + m * kXRowBytes), static_cast<const T*>(p.x) + m * p.ldx + c * 64,
+                  n * 128u, smem_u32(bars + slot));
+    };
+    const auto wait_then_copy_early_x = [&] {
+      pdl_wait();
+      pdl_launch_dependents();  // after the wait: at most one kernel runs ahead (pdl.cuh)
+      for (int i = 0; i < issued && i < p.stages; ++i) copy_x(i, early_c[i], early_n[i]);
+      waited = true;
+    };
     int slot = 0;
     uint32_t phase = 0;
     Cursor cur;
@@ -335,19 +360,29 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
       unsigned char* dst = ring + slot * p.stage_bytes;
       bulk_copy_hint(smem_u32(dst), p.qw + cur.f * 256, code_bytes, full, pol);
       bulk_copy(smem_u32(dst + p.sz_off), p.sz + (cur.nb * p.n_groups + g0) * 64, sz_bytes, full);
-      for (int m = 0; m < p.M; ++m)
-        bulk_copy(smem_u32(dst + p.x_off + m * kXRowBytes), static_cast<const T*>(p.x) + m * p.ldx + cur.c * 64,
-                  x_bytes, full);
+      if (waited) {
+        copy_x(slot, cur.c, n);
+      } else {
+        early_c[issued] = cur.c;
+        early_n[issued] = n;
+      }
+      ++issued;
+      if (!waited && issued == p.stages) wait_then_copy_early_x();
       cur.advance(p, n);
       if (++slot == p.stages) {
         slot = 0;
         phase ^= 1;
       }
     }
+    if (!waited) wait_then_copy_early_x();  // a range of fewer slots than the ring
     return;
   }
 
-  // Consumers: warp w = tile w of each n-block.
+  // Consumers: warp w = tile w of each n-block. Nothing they read comes
+  // before x, which the producer copies after its wait; they wait too, before
+  // the partials, counters and y of the flush, which earlier kernels use.
+  pdl_wait();
+  pdl_launch_dependents();
   const int gid = lane >> 2;
   const uint32_t ring_u32 = smem_u32(ring);
   // ldmatrix rows: lane l reads x row min(l % 8, M - 1) of matrix l / 8 = (k-tile, half), 16 bytes apart.
@@ -418,6 +453,20 @@ template <typename T>
 void* kernel_for_gs(int gsi) {
   return gsi == 0 ? kernel_ptr<T, 1>() : gsi == 1 ? kernel_ptr<T, 2>() : kernel_ptr<T, 4>();
 }
+// Launched with PDL where the device has it (pdl.cuh): the kernel prefetches
+// its first slots' codes before waiting for the kernel that writes x.
+template <typename T>
+cudaError_t launch_for_gs(int gsi, const TmaArgs& a, int blocks, int smem, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(blocks)), block(kThreads);
+  if (gsi == 0) return launch_pdl(k_w4_gemv_tma<T, 1>, grid, block, static_cast<size_t>(smem), s, a);
+  if (gsi == 1) return launch_pdl(k_w4_gemv_tma<T, 2>, grid, block, static_cast<size_t>(smem), s, a);
+  return launch_pdl(k_w4_gemv_tma<T, 4>, grid, block, static_cast<size_t>(smem), s, a);
+}
+cudaError_t launch(int kind, int gsi, const TmaArgs& a, int blocks, int smem, cudaStream_t s) {
+  return kind == 0 ? launch_for_gs<__half>(gsi, a, blocks, smem, s)
+                   : launch_for_gs<__nv_bfloat16>(gsi, a, blocks, smem, s);
+}
+
 void* kernel_for(int kind, int gsi) {
   return kind == 0 ? kernel_for_gs<__half>(gsi) : kernel_for_gs<__nv_bfloat16>(gsi);
 }
@@ -539,11 +588,8 @@ cudaError_t w4_gemv_tma(const W4Layout& L, const W4GemvTmaPlan& plan, const uint
   a.sz_off = kSC * 4096;
   a.x_off = plan.x_off;
   const int kind = is_f16 ? 0 : 1, gsi = gs_index(scale_words_per_chunk(L));
-  const void* fn = kernel_for(kind, gsi);
   if (cudaError_t e = allow_smem(kind, gsi); e != cudaSuccess) return e;
-  void* args[] = {&a};
-  return cudaLaunchKernel(fn, dim3(static_cast<unsigned>(plan.blocks)), dim3(kThreads), args,
-                          static_cast<size_t>(plan.smem_bytes), stream);
+  return launch(kind, gsi, a, plan.blocks, plan.smem_bytes, stream);
 }
 
 }  // namespace xqcuda
