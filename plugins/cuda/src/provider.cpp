@@ -445,7 +445,7 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   // Provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt, 3 = Hopper wgmma, 4 = the GEMV (M <= 8;
   // variant XQUANT_CUDA_W4_GEMV_VARIANT), 5 = the streaming GEMV ("v3", M <= 8), 6 = W4A8-FP8 on
   // Hopper (provider_w4a8.cpp; where the weight has that copy), 7 = the TMA-ring GEMV ("v4", M <= 8,
-  // sm_90; elsewhere as 0). By default v4 takes BF16 at M <= w4_gemv_tma_max_m_ on sm_90, unless
+  // sm_90; elsewhere as 0). By default v4 takes BF16 and F16 at M <= w4_gemv_tma_max_m_ on sm_90, unless
   // XQUANT_CUDA_W4_GEMV_MAX_M asks for the GEMV of XQUANT_CUDA_W4_GEMV_VARIANT there.
   const int64_t force = op.i[7];
   const bool small = M <= kW4GemvMaxM;
@@ -453,7 +453,7 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   // XQUANT_CUDA_W4_GEMV_TMA=0 (read per op: an A/B switch for one process, as XQUANT_BF16_GEMV)
   // keeps the fused kernel where v4 would be the default.
   const bool tma = !gemv && small && w4_gemv_tma_supported(cc_major_) &&
-                   (force == kForceW4GemvTma || (force == 0 && T == DType::BF16 && M <= w4_gemv_tma_max_m_ &&
+                   (force == kForceW4GemvTma || (force == 0 && M <= w4_gemv_tma_max_m_ &&
                                                  env_on("XQUANT_CUDA_W4_GEMV_TMA")));
   const bool fused = gemv || tma || force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);
   DType bias_t = DType::F32;
