@@ -88,6 +88,7 @@ constexpr int kSC = 4;               // chunks per ring slot (16 KB of codes)
 constexpr int kConsumerWarps = 8;    // one per 16-row tile of the n-block
 constexpr int kThreads = (kConsumerWarps + 1) * 32;  // + the producer warp
 constexpr int kDefaultStages = 4;
+constexpr int kMaxStages = 16;  // the plan's clamp; the producer keeps one early slot's (chunk, count) per stage
 constexpr int kXRowBytes = kSC * 128 + 16;  // one x row of a slot, padded
 
 struct TmaArgs {
@@ -331,7 +332,7 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
     // so the first round of slots (an empty ring) gets them before the wait
     // for the kernel that writes x, overlapping that kernel's tail; x of
     // those slots follows the wait. Their (chunk, count) wait here meanwhile.
-    int early_c[16], early_n[16];
+    int early_c[kMaxStages], early_n[kMaxStages];
     int issued = 0;
     bool waited = false;
     const auto copy_x = [&](int slot, int c, int n) {
@@ -532,7 +533,7 @@ bool w4_gemv_tma_supported(int cc_major) {
 W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm_count, int stages,
                                int max_blocks_per_sm) {
   W4GemvTmaPlan plan;
-  plan.stages = stages > 0 ? std::min(stages, 16) : kDefaultStages;
+  plan.stages = stages > 0 ? std::min(stages, kMaxStages) : kDefaultStages;
   // Scale-word groups one slot can touch: W = kSC x 64 columns meet at most
   // (W - 1) / G + 2 groups of G columns.
   const int64_t max_groups =
@@ -559,7 +560,8 @@ W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm
 cudaError_t w4_gemv_tma(const W4Layout& L, const W4GemvTmaPlan& plan, const uint4* qw, const uint2* sz, bool is_f16,
                         const void* x, int64_t ldx, int64_t M, void* y, const void* bias, DType bias_type,
                         float* partial, int* counters, cudaStream_t stream) {
-  if (M < 1 || M > kW4GemvMaxM || plan.blocks < 1 || plan.per_cta < 1 || plan.stages < 1 || L.gs_shift < 4)
+  if (M < 1 || M > kW4GemvMaxM || plan.blocks < 1 || plan.per_cta < 1 || plan.stages < 1 || plan.stages > kMaxStages ||
+      L.gs_shift < 4)
     return cudaErrorInvalidValue;
   if (plan.counters > 0 && (!partial || !counters)) return cudaErrorInvalidValue;
   if ((reinterpret_cast<uintptr_t>(x) & 15) != 0 || (ldx & 7) != 0) return cudaErrorInvalidValue;
