@@ -348,6 +348,8 @@ std::vector<GroupedCase> grouped_cases() {
       {2, 128, 768, 768, true, {25, 0, 50, 7, 1, 43, 49, 25}},
       // a ragged last group (K = 576 = 4.5 groups of 128); an odd expert count (the pointer lists' alignment)
       {1, 128, 576, 128, false, {200, 3, 0, 97, 11}},
+      // 9,000 slots: the many-block sort (moe_w8a8_sort past 8,192 slots)
+      {4, 128, 256, 128, false, {3000, 0, 2500, 1, 2000, 1499}},
   };
 }
 

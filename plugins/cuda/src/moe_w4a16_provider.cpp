@@ -113,13 +113,13 @@ bool Provider::moe_w4a16_grouped(const xq_moe_op& op) {
   const int64_t x_div = op.x.shape[0] == slots ? 1 : k;  // [T, K]: slot s reads token s / top_k
 
   // Buffers sized from the shapes alone (recordable).
-  auto* offsets = static_cast<int32_t*>(s_moe_blocks_.get(static_cast<size_t>(E + 1) * 4));
+  auto* offsets = static_cast<int32_t*>(s_moe_blocks_.get(static_cast<size_t>(2 * E + 1) * 4));  // offsets, then the sort's cursor
   auto* row_slot = static_cast<int32_t*>(s_moe_sorted_.get(static_cast<size_t>(slots) * 8));
   int32_t* slot_row = row_slot + slots;
   void* xs = s_x_.get(static_cast<size_t>(slots * K) * 2);
   void* ys = s_moe_y_.get(static_cast<size_t>(slots * N) * 2);
   XQ_MOE_W4G_CK(moe_w8a8_sort(static_cast<const int32_t*>(op.expert_ids.data), slots, static_cast<int>(E), offsets,
-                              row_slot, slot_row, stream_));
+                              row_slot, slot_row, offsets + E + 1, stream_));
   XQ_MOE_W4G_CK(moe_w4a16_gather_rows(op.x.data, K, x_div, row_slot, offsets, static_cast<int>(E), slots, xs, stream_));
 
   // Codes | scales | offsets pointers, each list starting 16-byte aligned:

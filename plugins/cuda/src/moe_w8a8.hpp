@@ -31,9 +31,11 @@ namespace xqcuda {
 // [E + 1] (expert e's rows are [offsets[e], offsets[e+1]); offsets[E] = the
 // routed rows), row_slot [n_slots] (sorted row -> slot; rows past offsets[E]
 // unset) and slot_row [n_slots] (slot -> sorted row, -1 for an id outside
-// [0, E)). One block; E <= 4096.
+// [0, E)); rows within an expert in no fixed order. E <= 4096. One block up
+// to 8,192 slots; past that a block per 4,096 slots, with `cursor` [E]
+// device scratch.
 cudaError_t moe_w8a8_sort(const int32_t* expert_ids, int64_t n_slots, int E, int32_t* offsets, int32_t* row_slot,
-                          int32_t* slot_row, cudaStream_t stream);
+                          int32_t* slot_row, int32_t* cursor, cudaStream_t stream);
 
 // q [n_slots][K] int8 and scales [n_slots]: sorted row r (< offsets[E])
 // holds activation row row_slot[r] / x_div of x [rows][K] (BF16, or F16 when

@@ -129,14 +129,14 @@ void Provider::moe_w8a8(const xq_moe_op& op) {
 
   // Buffers sized from the shapes alone (recordable): the sort, the INT8
   // rows and their scales, the GEMM's rows in sorted order.
-  auto* offsets = static_cast<int32_t*>(s_moe_blocks_.get(static_cast<size_t>(E + 1) * 4));
+  auto* offsets = static_cast<int32_t*>(s_moe_blocks_.get(static_cast<size_t>(2 * E + 1) * 4));  // offsets, then the sort's cursor
   auto* row_slot = static_cast<int32_t*>(s_moe_sorted_.get(static_cast<size_t>(slots) * 8));
   int32_t* slot_row = row_slot + slots;
   auto* aq = static_cast<int8_t*>(s_x_.get(static_cast<size_t>(slots * K)));
   auto* sa = static_cast<float*>(s_scale_.get(static_cast<size_t>(slots) * 4));
   void* ys = s_moe_y_.get(static_cast<size_t>(slots * N) * 2);
   XQ_MOE_W8_CK(moe_w8a8_sort(static_cast<const int32_t*>(op.expert_ids.data), slots, E, offsets, row_slot, slot_row,
-                             stream_));
+                             offsets + E + 1, stream_));
   XQ_MOE_W8_CK(moe_w8a8_quantize_rows(op.x.data, is_f16, K, x_div, row_slot, offsets, E, slots, aq, sa, stream_));
 
   std::vector<const void*> ptrs(2 * static_cast<size_t>(E));

@@ -15,7 +15,13 @@ namespace {
 constexpr int kSortThreads = 1024;
 constexpr int kMaxExperts = 4096;
 constexpr int kRowThreads = 256;
+constexpr int kRowsPerBlock = kRowThreads / 32;  // k_quantize_rows: a warp per row
 
+// The one-block sort, for up to kSortOneBlockMax slots (decode steps: one
+// launch). Past that its shared-memory atomics on one SM are the cost
+// (52-61 us for 32,768 slots, Qwen3-30B's 4,096 tokens x top-8, of a ~400 us
+// W8A8 MoE call on an H200; ncu, 2026-12-02), so the many-block sort below
+// spreads them over a block per kSortChunk slots.
 __global__ void __launch_bounds__(kSortThreads)
     k_sort(const int32_t* __restrict__ ids, int64_t n_slots, int E, int32_t* __restrict__ offsets,
            int32_t* __restrict__ row_slot, int32_t* __restrict__ slot_row) {
@@ -51,6 +57,126 @@ __global__ void __launch_bounds__(kSortThreads)
   }
 }
 
+// The many-block sort, three launches after zeroing `cursor` [E]:
+// k_sort_count adds each block's per-expert counts of its kSortChunk slots
+// into cursor; k_sort_scan turns them into offsets and resets cursor to
+// each expert's first row; k_sort_place counts its chunk again, reserves
+// each expert's rows for the chunk with one global atomic, and places its
+// slots. Rows within an expert come in no fixed order (as in the one-block
+// sort): every consumer reads a row through row_slot / slot_row, and each
+// row's result depends on that row alone.
+constexpr int64_t kSortOneBlockMax = 8192;
+constexpr int kSortChunk = 4096;
+
+// The counts of expert ids in [0, E) of slots [s0, s1) into `local`.
+__device__ void count_chunk(const int32_t* __restrict__ ids, int64_t s0, int64_t s1, int E, int* local) {
+  for (int e = threadIdx.x; e < E; e += blockDim.x) local[e] = 0;
+  __syncthreads();
+  for (int64_t s = s0 + threadIdx.x; s < s1; s += blockDim.x) {
+    const int e = ids[s];
+    if (e >= 0 && e < E) atomicAdd(&local[e], 1);
+  }
+  __syncthreads();
+}
+
+__global__ void __launch_bounds__(kSortThreads)
+    k_sort_count(const int32_t* __restrict__ ids, int64_t n_slots, int E, int32_t* __restrict__ counts) {
+  __shared__ int local[kMaxExperts];
+  const int64_t s0 = static_cast<int64_t>(blockIdx.x) * kSortChunk;
+  count_chunk(ids, s0, s0 + kSortChunk < n_slots ? s0 + kSortChunk : n_slots, E, local);
+  for (int e = threadIdx.x; e < E; e += blockDim.x)
+    if (local[e] != 0) atomicAdd(&counts[e], local[e]);
+}
+
+__global__ void __launch_bounds__(kSortThreads) k_sort_scan(int E, int32_t* __restrict__ offsets,
+                                                            int32_t* __restrict__ cursor) {
+  __shared__ int start[kMaxExperts + 1];
+  for (int e = threadIdx.x; e < E; e += blockDim.x) start[e] = cursor[e];
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int acc = 0;
+    for (int e = 0; e < E; ++e) {
+      const int c = start[e];
+      start[e] = acc;
+      acc += c;
+    }
+    start[E] = acc;
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e <= E; e += blockDim.x) offsets[e] = start[e];
+  for (int e = threadIdx.x; e < E; e += blockDim.x) cursor[e] = start[e];
+}
+
+__global__ void __launch_bounds__(kSortThreads)
+    k_sort_place(const int32_t* __restrict__ ids, int64_t n_slots, int E, int32_t* __restrict__ cursor,
+                 int32_t* __restrict__ row_slot, int32_t* __restrict__ slot_row) {
+  __shared__ int local[kMaxExperts];
+  __shared__ int first[kMaxExperts];
+  const int64_t s0 = static_cast<int64_t>(blockIdx.x) * kSortChunk;
+  const int64_t s1 = s0 + kSortChunk < n_slots ? s0 + kSortChunk : n_slots;
+  count_chunk(ids, s0, s1, E, local);
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    if (local[e] != 0) first[e] = atomicAdd(&cursor[e], local[e]);
+    local[e] = 0;  // this thread's expert: reused as the block's fill cursor
+  }
+  __syncthreads();
+  for (int64_t s = s0 + threadIdx.x; s < s1; s += blockDim.x) {
+    const int e = ids[s];
+    int32_t r = -1;
+    if (e >= 0 && e < E) {
+      r = first[e] + atomicAdd(&local[e], 1);
+      row_slot[r] = static_cast<int32_t>(s);
+    }
+    slot_row[s] = r;
+  }
+}
+
+// Rows past offsets[E] (slots with no expert, or the worst-case grid) return
+// at once. The arithmetic is quantize_act's (w8a8.cu k_quantize_act16), so a
+// row's codes equal the per-expert path's. Two shapes of the same work:
+// a block per row (long rows: Mixtral's K = 4096 and 14,336), and a warp per
+// row, kRowsPerBlock rows a block, for rows of at most kWarpRowMaxK
+// (Qwen3-30B's 2,048 and 768): there a block per row had been 123 us for
+// 32,768 rows of 2,048, mostly waiting on its two barriers, and a warp per
+// row 101 us (ncu on an H200, 2026-12-02), while Mixtral's rows were 3-15%
+// slower a warp each.
+constexpr int64_t kWarpRowMaxK = 2048;
+
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8]) {
+  const T* h = reinterpret_cast<const T*>(&v);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) f[e] = static_cast<float>(h[e]);
+}
+
+// Row xr's chunks [first, n8) in steps of `stride` quantized with `inv` into qr.
+template <typename T>
+__device__ __forceinline__ void quantize_chunks(const uint4* xr, int64_t first, int64_t n8, int stride, float inv,
+                                                uint2* qr) {
+#pragma unroll 4
+  for (int64_t i = first; i < n8; i += stride) {
+    float f[8];
+    unpack8<T>(xr[i], f);
+    int8_t b[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) b[e] = static_cast<int8_t>(fminf(fmaxf(rintf(f[e] * inv), -128.f), 127.f));
+    qr[i] = *reinterpret_cast<const uint2*>(b);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ float chunks_absmax(const uint4* xr, int64_t first, int64_t n8, int stride) {
+  float amax = 0.f;
+#pragma unroll 4
+  for (int64_t i = first; i < n8; i += stride) {
+    float f[8];
+    unpack8<T>(xr[i], f);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(f[e]));
+  }
+  return amax;
+}
+
 __device__ float block_absmax(float v) {
   __shared__ float warp_max[kRowThreads / 32];
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -61,43 +187,49 @@ __device__ float block_absmax(float v) {
   return r;
 }
 
-// One block per sorted row; rows past offsets[E] (slots with no expert, or
-// the worst-case grid) return at once. The arithmetic is quantize_act's
-// (w8a8.cu k_quantize_act16), so a row's codes equal the per-expert path's.
+__device__ __forceinline__ float row_scale(float amax) {
+  const float scale = amax / 127.f;
+  return scale > 0.f ? scale : 1.f;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kRowThreads)
     k_quantize_rows(const T* __restrict__ x, int64_t K, int64_t x_div, const int32_t* __restrict__ row_slot,
                     const int32_t* __restrict__ offsets, int E, int8_t* __restrict__ q, float* __restrict__ scales) {
   const int64_t r = blockIdx.x;
   if (r >= offsets[E]) return;
-  const int64_t src = row_slot[r] / x_div;
-  const uint4* xr = reinterpret_cast<const uint4*>(x + src * K);
-  const int64_t n8 = K / 8;
-  auto unpack = [](const uint4& v, float (&f)[8]) {
-    const T* h = reinterpret_cast<const T*>(&v);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) f[e] = static_cast<float>(h[e]);
-  };
-  float amax = 0.f;
-  for (int64_t i = threadIdx.x; i < n8; i += kRowThreads) {
-    float f[8];
-    unpack(xr[i], f);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(f[e]));
-  }
-  amax = block_absmax(amax);
-  float scale = amax / 127.f;
-  if (!(scale > 0.f)) scale = 1.f;
+  const uint4* xr = reinterpret_cast<const uint4*>(x + (row_slot[r] / x_div) * K);
+  const float scale = row_scale(block_absmax(chunks_absmax<T>(xr, threadIdx.x, K / 8, kRowThreads)));
   if (threadIdx.x == 0) scales[r] = scale;
-  const float inv = 1.0f / scale;
-  uint2* qr = reinterpret_cast<uint2*>(q + r * K);
-  for (int64_t i = threadIdx.x; i < n8; i += kRowThreads) {
-    float f[8];
-    unpack(xr[i], f);
-    int8_t b[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) b[e] = static_cast<int8_t>(fminf(fmaxf(rintf(f[e] * inv), -128.f), 127.f));
-    qr[i] = *reinterpret_cast<const uint2*>(b);
+  quantize_chunks<T>(xr, threadIdx.x, K / 8, kRowThreads, 1.0f / scale, reinterpret_cast<uint2*>(q + r * K));
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kRowThreads)
+    k_quantize_rows_warp(const T* __restrict__ x, int64_t K, int64_t x_div, const int32_t* __restrict__ row_slot,
+                         const int32_t* __restrict__ offsets, int E, int64_t n_slots, int8_t* __restrict__ q,
+                         float* __restrict__ scales) {
+  const int lane = threadIdx.x & 31;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+  if (r >= n_slots || r >= offsets[E]) return;
+  const uint4* xr = reinterpret_cast<const uint4*>(x + (row_slot[r] / x_div) * K);
+  float amax = chunks_absmax<T>(xr, lane, K / 8, 32);
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float scale = row_scale(amax);
+  if (lane == 0) scales[r] = scale;
+  quantize_chunks<T>(xr, lane, K / 8, 32, 1.0f / scale, reinterpret_cast<uint2*>(q + r * K));
+}
+
+template <typename T>
+void launch_quantize_rows(const void* x, int64_t K, int64_t x_div, const int32_t* row_slot, const int32_t* offsets,
+                          int E, int64_t n_slots, int8_t* q, float* scales, cudaStream_t stream) {
+  const T* xt = static_cast<const T*>(x);
+  if (K <= kWarpRowMaxK) {
+    const auto grid = static_cast<unsigned>((n_slots + kRowsPerBlock - 1) / kRowsPerBlock);
+    k_quantize_rows_warp<T><<<grid, kRowThreads, 0, stream>>>(xt, K, x_div, row_slot, offsets, E, n_slots, q, scales);
+  } else {
+    k_quantize_rows<T><<<static_cast<unsigned>(n_slots), kRowThreads, 0, stream>>>(xt, K, x_div, row_slot, offsets, E,
+                                                                                    q, scales);
   }
 }
 
@@ -147,9 +279,18 @@ unsigned grid_for(int64_t n, int threads) {
 }  // namespace
 
 cudaError_t moe_w8a8_sort(const int32_t* expert_ids, int64_t n_slots, int E, int32_t* offsets, int32_t* row_slot,
-                          int32_t* slot_row, cudaStream_t stream) {
-  if (E < 1 || E > kMaxExperts || n_slots < 0) return cudaErrorInvalidValue;
-  k_sort<<<1, kSortThreads, 0, stream>>>(expert_ids, n_slots, E, offsets, row_slot, slot_row);
+                          int32_t* slot_row, int32_t* cursor, cudaStream_t stream) {
+  if (E < 1 || E > kMaxExperts || n_slots < 0 || n_slots > 2147483647LL) return cudaErrorInvalidValue;
+  if (n_slots <= kSortOneBlockMax) {
+    k_sort<<<1, kSortThreads, 0, stream>>>(expert_ids, n_slots, E, offsets, row_slot, slot_row);
+    return cudaGetLastError();
+  }
+  const auto blocks = static_cast<unsigned>((n_slots + kSortChunk - 1) / kSortChunk);
+  cudaError_t e = cudaMemsetAsync(cursor, 0, static_cast<size_t>(E) * sizeof(int32_t), stream);
+  if (e != cudaSuccess) return e;
+  k_sort_count<<<blocks, kSortThreads, 0, stream>>>(expert_ids, n_slots, E, cursor);
+  k_sort_scan<<<1, kSortThreads, 0, stream>>>(E, offsets, cursor);
+  k_sort_place<<<blocks, kSortThreads, 0, stream>>>(expert_ids, n_slots, E, cursor, row_slot, slot_row);
   return cudaGetLastError();
 }
 
@@ -158,13 +299,10 @@ cudaError_t moe_w8a8_quantize_rows(const void* x, bool is_f16, int64_t K, int64_
                                    cudaStream_t stream) {
   if (n_slots <= 0) return cudaSuccess;
   if (K % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0 || n_slots > 2147483647LL) return cudaErrorInvalidValue;
-  const unsigned grid = static_cast<unsigned>(n_slots);
   if (is_f16)
-    k_quantize_rows<__half><<<grid, kRowThreads, 0, stream>>>(static_cast<const __half*>(x), K, x_div, row_slot,
-                                                                offsets, E, q, scales);
+    launch_quantize_rows<__half>(x, K, x_div, row_slot, offsets, E, n_slots, q, scales, stream);
   else
-    k_quantize_rows<__nv_bfloat16><<<grid, kRowThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(x), K, x_div,
-                                                                       row_slot, offsets, E, q, scales);
+    launch_quantize_rows<__nv_bfloat16>(x, K, x_div, row_slot, offsets, E, n_slots, q, scales, stream);
   return cudaGetLastError();
 }
 
