@@ -41,10 +41,14 @@ cudaError_t moe_w8a8_sort(const int32_t* expert_ids, int64_t n_slots, int E, int
 // holds activation row row_slot[r] / x_div of x [rows][K] (BF16, or F16 when
 // is_f16), quantized per row: scale = absmax / 127 (1 for a zero row), q =
 // rint(x / scale) in [-128, 127], as quantize_act (w8a8.cu) does. K % 8 == 0,
-// x 16-byte aligned.
+// x 16-byte aligned. With token_scratch (moe_w8a8_token_scratch_bytes of
+// n_slots / x_div tokens, 16-byte aligned; may be null) and more than 8,192
+// slots, x_div > 1 and K % 16 == 0, each token is quantized once there and
+// its codes copied to its rows (the same codes and scales).
 cudaError_t moe_w8a8_quantize_rows(const void* x, bool is_f16, int64_t K, int64_t x_div, const int32_t* row_slot,
                                    const int32_t* offsets, int E, int64_t n_slots, int8_t* q, float* scales,
-                                   cudaStream_t stream);
+                                   void* token_scratch, cudaStream_t stream);
+size_t moe_w8a8_token_scratch_bytes(int64_t n_tokens, int64_t K);
 
 // dst[s] = ys[slot_row[s]] for every slot with slot_row[s] >= 0 (rows of N
 // 16-bit elements, N % 8 == 0, 16-byte aligned); other rows untouched.

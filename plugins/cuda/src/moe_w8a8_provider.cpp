@@ -16,6 +16,8 @@
 // pingpong (64x256x128; BF16 output only, F16 stays cooperative).
 #include "provider.hpp"
 
+#include <algorithm>
+
 #ifdef XQUANT_CUDA_MOE_W8A8
 #include "moe_w8a8.hpp"
 #endif
@@ -134,10 +136,14 @@ void Provider::moe_w8a8(const xq_moe_op& op) {
   int32_t* slot_row = row_slot + slots;
   auto* aq = static_cast<int8_t*>(s_x_.get(static_cast<size_t>(slots * K)));
   auto* sa = static_cast<float*>(s_scale_.get(static_cast<size_t>(slots) * 4));
-  void* ys = s_moe_y_.get(static_cast<size_t>(slots * N) * 2);
+  // The GEMM's output rows; before the GEMM, the tokens' INT8 rows when each
+  // is quantized once (moe_w8a8_quantize_rows), which the gather has read
+  // by then (one stream).
+  void* ys = s_moe_y_.get(std::max(static_cast<size_t>(slots * N) * 2, moe_w8a8_token_scratch_bytes(slots / x_div, K)));
   XQ_MOE_W8_CK(moe_w8a8_sort(static_cast<const int32_t*>(op.expert_ids.data), slots, E, offsets, row_slot, slot_row,
                              offsets + E + 1, stream_));
-  XQ_MOE_W8_CK(moe_w8a8_quantize_rows(op.x.data, is_f16, K, x_div, row_slot, offsets, E, slots, aq, sa, stream_));
+  XQ_MOE_W8_CK(
+      moe_w8a8_quantize_rows(op.x.data, is_f16, K, x_div, row_slot, offsets, E, slots, aq, sa, ys, stream_));
 
   std::vector<const void*> ptrs(2 * static_cast<size_t>(E));
   for (int e = 0; e < E; ++e) {

@@ -138,8 +138,10 @@ __global__ void __launch_bounds__(kSortThreads)
 // row, kRowsPerBlock rows a block, for rows of at most kWarpRowMaxK
 // (Qwen3-30B's 2,048 and 768): there a block per row had been 123 us for
 // 32,768 rows of 2,048, mostly waiting on its two barriers, and a warp per
-// row 101 us (ncu on an H200, 2026-12-02), while Mixtral's rows were 3-15%
-// slower a warp each.
+// row 101 us (ncu on an H200, 2026-12-02), while Mixtral's rows were up to
+// 15% slower a warp each. Where each token feeds top_k sorted rows (x_div >
+// 1) and the sort has many slots, the tokens are quantized once into a
+// scratch buffer and their INT8 rows gathered: one read of x, not top_k.
 constexpr int64_t kWarpRowMaxK = 2048;
 
 template <typename T>
@@ -192,13 +194,27 @@ __device__ __forceinline__ float row_scale(float amax) {
   return scale > 0.f ? scale : 1.f;
 }
 
+// Which x row a quantized row r reads: sorted row r < offsets[E] reads
+// x[row_slot[r] / x_div]; with no row_slot, row r < n_rows reads x[r] (the
+// tokens quantized once, below).
+struct RowMap {
+  const int32_t* row_slot = nullptr;
+  const int32_t* offsets = nullptr;
+  int E = 0;
+  int64_t x_div = 1;
+  int64_t n_rows = 0;  // the grid's rows
+  __device__ __forceinline__ bool past_end(int64_t r) const {
+    return r >= n_rows || (row_slot && r >= offsets[E]);
+  }
+  __device__ __forceinline__ int64_t x_row(int64_t r) const { return row_slot ? row_slot[r] / x_div : r; }
+};
+
 template <typename T>
 __global__ void __launch_bounds__(kRowThreads)
-    k_quantize_rows(const T* __restrict__ x, int64_t K, int64_t x_div, const int32_t* __restrict__ row_slot,
-                    const int32_t* __restrict__ offsets, int E, int8_t* __restrict__ q, float* __restrict__ scales) {
+    k_quantize_rows(const T* __restrict__ x, int64_t K, RowMap map, int8_t* __restrict__ q, float* __restrict__ scales) {
   const int64_t r = blockIdx.x;
-  if (r >= offsets[E]) return;
-  const uint4* xr = reinterpret_cast<const uint4*>(x + (row_slot[r] / x_div) * K);
+  if (map.past_end(r)) return;
+  const uint4* xr = reinterpret_cast<const uint4*>(x + map.x_row(r) * K);
   const float scale = row_scale(block_absmax(chunks_absmax<T>(xr, threadIdx.x, K / 8, kRowThreads)));
   if (threadIdx.x == 0) scales[r] = scale;
   quantize_chunks<T>(xr, threadIdx.x, K / 8, kRowThreads, 1.0f / scale, reinterpret_cast<uint2*>(q + r * K));
@@ -206,13 +222,12 @@ __global__ void __launch_bounds__(kRowThreads)
 
 template <typename T>
 __global__ void __launch_bounds__(kRowThreads)
-    k_quantize_rows_warp(const T* __restrict__ x, int64_t K, int64_t x_div, const int32_t* __restrict__ row_slot,
-                         const int32_t* __restrict__ offsets, int E, int64_t n_slots, int8_t* __restrict__ q,
+    k_quantize_rows_warp(const T* __restrict__ x, int64_t K, RowMap map, int8_t* __restrict__ q,
                          float* __restrict__ scales) {
   const int lane = threadIdx.x & 31;
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
-  if (r >= n_slots || r >= offsets[E]) return;
-  const uint4* xr = reinterpret_cast<const uint4*>(x + (row_slot[r] / x_div) * K);
+  if (map.past_end(r)) return;
+  const uint4* xr = reinterpret_cast<const uint4*>(x + map.x_row(r) * K);
   float amax = chunks_absmax<T>(xr, lane, K / 8, 32);
   for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
   const float scale = row_scale(amax);
@@ -221,16 +236,30 @@ __global__ void __launch_bounds__(kRowThreads)
 }
 
 template <typename T>
-void launch_quantize_rows(const void* x, int64_t K, int64_t x_div, const int32_t* row_slot, const int32_t* offsets,
-                          int E, int64_t n_slots, int8_t* q, float* scales, cudaStream_t stream) {
+void launch_quantize_rows(const void* x, int64_t K, const RowMap& map, int8_t* q, float* scales, cudaStream_t stream) {
   const T* xt = static_cast<const T*>(x);
   if (K <= kWarpRowMaxK) {
-    const auto grid = static_cast<unsigned>((n_slots + kRowsPerBlock - 1) / kRowsPerBlock);
-    k_quantize_rows_warp<T><<<grid, kRowThreads, 0, stream>>>(xt, K, x_div, row_slot, offsets, E, n_slots, q, scales);
+    const auto grid = static_cast<unsigned>((map.n_rows + kRowsPerBlock - 1) / kRowsPerBlock);
+    k_quantize_rows_warp<T><<<grid, kRowThreads, 0, stream>>>(xt, K, map, q, scales);
   } else {
-    k_quantize_rows<T><<<static_cast<unsigned>(n_slots), kRowThreads, 0, stream>>>(xt, K, x_div, row_slot, offsets, E,
-                                                                                    q, scales);
+    k_quantize_rows<T><<<static_cast<unsigned>(map.n_rows), kRowThreads, 0, stream>>>(xt, K, map, q, scales);
   }
+}
+
+// Sorted row r copies its token's INT8 row and scale (quantized once above):
+// a warp per row, 16-byte chunks (K % 16 == 0).
+__global__ void __launch_bounds__(kRowThreads)
+    k_gather_quantized(const int8_t* __restrict__ q_tok, const float* __restrict__ s_tok, int64_t K, RowMap map,
+                       int8_t* __restrict__ q, float* __restrict__ scales) {
+  const int lane = threadIdx.x & 31;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+  if (map.past_end(r)) return;
+  const int64_t t = map.x_row(r);
+  const uint4* src = reinterpret_cast<const uint4*>(q_tok + t * K);
+  uint4* dst = reinterpret_cast<uint4*>(q + r * K);
+#pragma unroll 4
+  for (int64_t i = lane; i < K / 16; i += 32) dst[i] = src[i];
+  if (lane == 0) scales[r] = s_tok[t];
 }
 
 __global__ void k_scatter_rows(const uint4* __restrict__ ys, int64_t n16, const int32_t* __restrict__ slot_row,
@@ -294,15 +323,34 @@ cudaError_t moe_w8a8_sort(const int32_t* expert_ids, int64_t n_slots, int E, int
   return cudaGetLastError();
 }
 
+size_t moe_w8a8_token_scratch_bytes(int64_t n_tokens, int64_t K) {
+  return static_cast<size_t>((n_tokens * K + 15) / 16 * 16) + static_cast<size_t>(n_tokens) * sizeof(float);
+}
+
 cudaError_t moe_w8a8_quantize_rows(const void* x, bool is_f16, int64_t K, int64_t x_div, const int32_t* row_slot,
                                    const int32_t* offsets, int E, int64_t n_slots, int8_t* q, float* scales,
-                                   cudaStream_t stream) {
+                                   void* token_scratch, cudaStream_t stream) {
   if (n_slots <= 0) return cudaSuccess;
   if (K % 8 != 0 || reinterpret_cast<uintptr_t>(x) % 16 != 0 || n_slots > 2147483647LL) return cudaErrorInvalidValue;
-  if (is_f16)
-    launch_quantize_rows<__half>(x, K, x_div, row_slot, offsets, E, n_slots, q, scales, stream);
-  else
-    launch_quantize_rows<__nv_bfloat16>(x, K, x_div, row_slot, offsets, E, n_slots, q, scales, stream);
+  RowMap sorted;
+  sorted.row_slot = row_slot, sorted.offsets = offsets, sorted.E = E, sorted.x_div = x_div, sorted.n_rows = n_slots;
+  auto quantize = [&](const RowMap& map, int8_t* dq, float* ds) {
+    if (is_f16) launch_quantize_rows<__half>(x, K, map, dq, ds, stream);
+    else launch_quantize_rows<__nv_bfloat16>(x, K, map, dq, ds, stream);
+  };
+  const bool tokens_once = token_scratch && x_div > 1 && n_slots > kSortOneBlockMax && K % 16 == 0 &&
+                           reinterpret_cast<uintptr_t>(token_scratch) % 16 == 0;
+  if (!tokens_once) {
+    quantize(sorted, q, scales);
+    return cudaGetLastError();
+  }
+  RowMap tokens;
+  tokens.n_rows = n_slots / x_div;
+  auto* q_tok = static_cast<int8_t*>(token_scratch);
+  auto* s_tok = reinterpret_cast<float*>(q_tok + (tokens.n_rows * K + 15) / 16 * 16);
+  quantize(tokens, q_tok, s_tok);
+  const auto grid = static_cast<unsigned>((n_slots + kRowsPerBlock - 1) / kRowsPerBlock);
+  k_gather_quantized<<<grid, kRowThreads, 0, stream>>>(q_tok, s_tok, K, sorted, q, scales);
   return cudaGetLastError();
 }
 
