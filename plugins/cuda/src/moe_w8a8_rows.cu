@@ -17,6 +17,45 @@ constexpr int kMaxExperts = 4096;
 constexpr int kRowThreads = 256;
 constexpr int kRowsPerBlock = kRowThreads / 32;  // k_quantize_rows: a warp per row
 
+// The counts of expert ids in [0, E) of slots [s0, s1) into `local` (shared).
+__device__ void count_chunk(const int32_t* __restrict__ ids, int64_t s0, int64_t s1, int E, int* local) {
+  for (int e = threadIdx.x; e < E; e += blockDim.x) local[e] = 0;
+  __syncthreads();
+  for (int64_t s = s0 + threadIdx.x; s < s1; s += blockDim.x) {
+    const int e = ids[s];
+    if (e >= 0 && e < E) atomicAdd(&local[e], 1);
+  }
+  __syncthreads();
+}
+
+// Shared counts [E] turned into each expert's first row, and [E] the total
+// (one thread; the callers synchronise around it).
+__device__ void counts_to_starts(int* v, int E) {
+  if (threadIdx.x != 0) return;
+  int acc = 0;
+  for (int e = 0; e < E; ++e) {
+    const int c = v[e];
+    v[e] = acc;
+    acc += c;
+  }
+  v[E] = acc;
+}
+
+// Slots [s0, s1) placed: slot s of expert e gets row first[e] + the next
+// value of fill[e] (shared, from 0); ids outside [0, E) get row -1.
+__device__ void place_chunk(const int32_t* __restrict__ ids, int64_t s0, int64_t s1, int E, const int* first,
+                            int* fill, int32_t* __restrict__ row_slot, int32_t* __restrict__ slot_row) {
+  for (int64_t s = s0 + threadIdx.x; s < s1; s += blockDim.x) {
+    const int e = ids[s];
+    int32_t r = -1;
+    if (e >= 0 && e < E) {
+      r = first[e] + atomicAdd(&fill[e], 1);
+      row_slot[r] = static_cast<int32_t>(s);
+    }
+    slot_row[s] = r;
+  }
+}
+
 // The one-block sort, for up to kSortOneBlockMax slots (decode steps: one
 // launch). Past that its shared-memory atomics on one SM are the cost
 // (52-61 us for 32,768 slots, Qwen3-30B's 4,096 tokens x top-8, of a ~400 us
@@ -25,36 +64,14 @@ constexpr int kRowsPerBlock = kRowThreads / 32;  // k_quantize_rows: a warp per 
 __global__ void __launch_bounds__(kSortThreads)
     k_sort(const int32_t* __restrict__ ids, int64_t n_slots, int E, int32_t* __restrict__ offsets,
            int32_t* __restrict__ row_slot, int32_t* __restrict__ slot_row) {
-  __shared__ int count[kMaxExperts];
   __shared__ int start[kMaxExperts + 1];
-  for (int e = threadIdx.x; e < E; e += blockDim.x) count[e] = 0;
-  __syncthreads();
-  for (int64_t s = threadIdx.x; s < n_slots; s += blockDim.x) {
-    const int e = ids[s];
-    if (e >= 0 && e < E) atomicAdd(&count[e], 1);
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int acc = 0;
-    for (int e = 0; e < E; ++e) {
-      start[e] = acc;
-      acc += count[e];
-    }
-    start[E] = acc;
-  }
+  __shared__ int fill[kMaxExperts];
+  count_chunk(ids, 0, n_slots, E, start);
+  counts_to_starts(start, E);
+  for (int e = threadIdx.x; e < E; e += blockDim.x) fill[e] = 0;
   __syncthreads();
   for (int e = threadIdx.x; e <= E; e += blockDim.x) offsets[e] = start[e];
-  for (int e = threadIdx.x; e < E; e += blockDim.x) count[e] = 0;  // reused as the fill cursor
-  __syncthreads();
-  for (int64_t s = threadIdx.x; s < n_slots; s += blockDim.x) {
-    const int e = ids[s];
-    int32_t r = -1;
-    if (e >= 0 && e < E) {
-      r = start[e] + atomicAdd(&count[e], 1);
-      row_slot[r] = static_cast<int32_t>(s);
-    }
-    slot_row[s] = r;
-  }
+  place_chunk(ids, 0, n_slots, E, start, fill, row_slot, slot_row);
 }
 
 // The many-block sort, three launches after zeroing `cursor` [E]:
@@ -68,22 +85,15 @@ __global__ void __launch_bounds__(kSortThreads)
 constexpr int64_t kSortOneBlockMax = 8192;
 constexpr int kSortChunk = 4096;
 
-// The counts of expert ids in [0, E) of slots [s0, s1) into `local`.
-__device__ void count_chunk(const int32_t* __restrict__ ids, int64_t s0, int64_t s1, int E, int* local) {
-  for (int e = threadIdx.x; e < E; e += blockDim.x) local[e] = 0;
-  __syncthreads();
-  for (int64_t s = s0 + threadIdx.x; s < s1; s += blockDim.x) {
-    const int e = ids[s];
-    if (e >= 0 && e < E) atomicAdd(&local[e], 1);
-  }
-  __syncthreads();
+__device__ __forceinline__ int64_t chunk_end(int64_t s0, int64_t n_slots) {
+  return s0 + kSortChunk < n_slots ? s0 + kSortChunk : n_slots;
 }
 
 __global__ void __launch_bounds__(kSortThreads)
     k_sort_count(const int32_t* __restrict__ ids, int64_t n_slots, int E, int32_t* __restrict__ counts) {
   __shared__ int local[kMaxExperts];
   const int64_t s0 = static_cast<int64_t>(blockIdx.x) * kSortChunk;
-  count_chunk(ids, s0, s0 + kSortChunk < n_slots ? s0 + kSortChunk : n_slots, E, local);
+  count_chunk(ids, s0, chunk_end(s0, n_slots), E, local);
   for (int e = threadIdx.x; e < E; e += blockDim.x)
     if (local[e] != 0) atomicAdd(&counts[e], local[e]);
 }
@@ -93,15 +103,7 @@ __global__ void __launch_bounds__(kSortThreads) k_sort_scan(int E, int32_t* __re
   __shared__ int start[kMaxExperts + 1];
   for (int e = threadIdx.x; e < E; e += blockDim.x) start[e] = cursor[e];
   __syncthreads();
-  if (threadIdx.x == 0) {
-    int acc = 0;
-    for (int e = 0; e < E; ++e) {
-      const int c = start[e];
-      start[e] = acc;
-      acc += c;
-    }
-    start[E] = acc;
-  }
+  counts_to_starts(start, E);
   __syncthreads();
   for (int e = threadIdx.x; e <= E; e += blockDim.x) offsets[e] = start[e];
   for (int e = threadIdx.x; e < E; e += blockDim.x) cursor[e] = start[e];
@@ -112,23 +114,14 @@ __global__ void __launch_bounds__(kSortThreads)
                  int32_t* __restrict__ row_slot, int32_t* __restrict__ slot_row) {
   __shared__ int local[kMaxExperts];
   __shared__ int first[kMaxExperts];
-  const int64_t s0 = static_cast<int64_t>(blockIdx.x) * kSortChunk;
-  const int64_t s1 = s0 + kSortChunk < n_slots ? s0 + kSortChunk : n_slots;
+  const int64_t s0 = static_cast<int64_t>(blockIdx.x) * kSortChunk, s1 = chunk_end(s0, n_slots);
   count_chunk(ids, s0, s1, E, local);
   for (int e = threadIdx.x; e < E; e += blockDim.x) {
     if (local[e] != 0) first[e] = atomicAdd(&cursor[e], local[e]);
     local[e] = 0;  // this thread's expert: reused as the block's fill cursor
   }
   __syncthreads();
-  for (int64_t s = s0 + threadIdx.x; s < s1; s += blockDim.x) {
-    const int e = ids[s];
-    int32_t r = -1;
-    if (e >= 0 && e < E) {
-      r = first[e] + atomicAdd(&local[e], 1);
-      row_slot[r] = static_cast<int32_t>(s);
-    }
-    slot_row[s] = r;
-  }
+  place_chunk(ids, s0, s1, E, first, local, row_slot, slot_row);
 }
 
 // Rows past offsets[E] (slots with no expert, or the worst-case grid) return
