@@ -60,7 +60,7 @@ if ! nvidia-smi -L >/dev/null 2>&1 && [[ " $* " != *XQUANT_CUDA_GENCODE* && " $*
   cuda_args=("-DXQUANT_CUDA_COMPILE_CHECK=ON")
   skipped+=("cuda provider's optimized code (sm_90a SASS, sm_80 SASS): not compiled here (no GPU: compiled as a check only, unoptimized PTX, and the plugin refuses to run, for CI's time budget); scripts/setup.sh compiles it to run")
   if [[ " $* " != *XQUANT_CUDA_CHECK_CUTLASS=ON* ]]; then
-    skipped+=("cuda provider's CUTLASS GEMMs (Hopper W4A16 and W4A8-FP8, W8A8, MoE W4A16 and W8A8; 17 files): not compiled here, not even as the check (3508 CPU-seconds of nvcc even as the check, more than the rest of the build; -DXQUANT_CUDA_CHECK_CUTLASS=ON compiles them); a GPU machine builds them to run (scripts/gpu-engine-check.sh)")
+    skipped+=("cuda provider's CUTLASS GEMMs (Hopper W4A16 and W4A8-FP8, W8A8, MoE W4A16 and W8A8; 17 files): not compiled here, not even as a check (3508 CPU-seconds of nvcc for their CUTLASS templates even unoptimized, more than the rest of the build; -DXQUANT_CUDA_CHECK_CUTLASS=ON compiles them); a GPU machine builds them to run (scripts/gpu-engine-check.sh)")
   fi
 fi
 

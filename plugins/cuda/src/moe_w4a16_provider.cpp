@@ -113,7 +113,8 @@ bool Provider::moe_w4a16_grouped(const xq_moe_op& op) {
   const int64_t x_div = op.x.shape[0] == slots ? 1 : k;  // [T, K]: slot s reads token s / top_k
 
   // Buffers sized from the shapes alone (recordable).
-  auto* offsets = static_cast<int32_t*>(s_moe_blocks_.get(static_cast<size_t>(2 * E + 1) * 4));  // offsets, then the sort's cursor
+  // offsets [E + 1], then the sort's cursor [E]
+  auto* offsets = static_cast<int32_t*>(s_moe_blocks_.get(static_cast<size_t>(2 * E + 1) * 4));
   auto* row_slot = static_cast<int32_t*>(s_moe_sorted_.get(static_cast<size_t>(slots) * 8));
   int32_t* slot_row = row_slot + slots;
   void* xs = s_x_.get(static_cast<size_t>(slots * K) * 2);

@@ -131,7 +131,8 @@ void Provider::moe_w8a8(const xq_moe_op& op) {
 
   // Buffers sized from the shapes alone (recordable): the sort, the INT8
   // rows and their scales, the GEMM's rows in sorted order.
-  auto* offsets = static_cast<int32_t*>(s_moe_blocks_.get(static_cast<size_t>(2 * E + 1) * 4));  // offsets, then the sort's cursor
+  // offsets [E + 1], then the sort's cursor [E]
+  auto* offsets = static_cast<int32_t*>(s_moe_blocks_.get(static_cast<size_t>(2 * E + 1) * 4));
   auto* row_slot = static_cast<int32_t*>(s_moe_sorted_.get(static_cast<size_t>(slots) * 8));
   int32_t* slot_row = row_slot + slots;
   auto* aq = static_cast<int8_t*>(s_x_.get(static_cast<size_t>(slots * K)));
@@ -139,7 +140,8 @@ void Provider::moe_w8a8(const xq_moe_op& op) {
   // The GEMM's output rows; before the GEMM, the tokens' INT8 rows when each
   // is quantized once (moe_w8a8_quantize_rows), which the gather has read
   // by then (one stream).
-  void* ys = s_moe_y_.get(std::max(static_cast<size_t>(slots * N) * 2, moe_w8a8_token_scratch_bytes(slots / x_div, K)));
+  void* ys =
+      s_moe_y_.get(std::max(static_cast<size_t>(slots * N) * 2, moe_w8a8_token_scratch_bytes(slots / x_div, K)));
   XQ_MOE_W8_CK(moe_w8a8_sort(static_cast<const int32_t*>(op.expert_ids.data), slots, E, offsets, row_slot, slot_row,
                              offsets + E + 1, stream_));
   XQ_MOE_W8_CK(

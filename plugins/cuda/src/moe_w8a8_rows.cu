@@ -204,7 +204,8 @@ struct RowMap {
 
 template <typename T>
 __global__ void __launch_bounds__(kRowThreads)
-    k_quantize_rows(const T* __restrict__ x, int64_t K, RowMap map, int8_t* __restrict__ q, float* __restrict__ scales) {
+    k_quantize_rows(const T* __restrict__ x, int64_t K, RowMap map, int8_t* __restrict__ q,
+                    float* __restrict__ scales) {
   const int64_t r = blockIdx.x;
   if (map.past_end(r)) return;
   const uint4* xr = reinterpret_cast<const uint4*>(x + map.x_row(r) * K);
