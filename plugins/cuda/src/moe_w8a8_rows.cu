@@ -15,7 +15,7 @@ namespace {
 constexpr int kSortThreads = 1024;
 constexpr int kMaxExperts = 4096;
 constexpr int kRowThreads = 256;
-constexpr int kRowsPerBlock = kRowThreads / 32;  // k_quantize_rows: a warp per row
+constexpr int kRowsPerBlock = kRowThreads / 32;  // rows a block of the warp-per-row kernels
 
 // The counts of expert ids in [0, E) of slots [s0, s1) into `local` (shared).
 __device__ void count_chunk(const int32_t* __restrict__ ids, int64_t s0, int64_t s1, int E, int* local) {
