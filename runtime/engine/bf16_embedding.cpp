@@ -18,7 +18,7 @@ namespace xquant {
 bool Model::keep_bf16_embedding(const TensorEntry& et) {
   // F16 likewise (F16 -> F32 is exact too).
   if (on_device() || (et.dtype != XQ_DTYPE_BF16 && et.dtype != XQ_DTYPE_F16) || options_.layers_on_demand) return false;
-  static float probe[1];
+  float* const probe = support_probe();
   xq_op op = Kernels::op(XQ_OP_MATMUL);
   op.src[0] = f32({1, arch_.hidden}, probe);
   op.src[1] = dtensor(et.dtype, {arch_.vocab, arch_.hidden}, probe);

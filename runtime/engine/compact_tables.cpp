@@ -194,7 +194,7 @@ std::vector<uint16_t> Model::bf16_table(const TensorEntry& t) {
 }
 
 bool Model::bf16_weights_run(int64_t rows, int64_t cols, xq_dtype t) const {
-  static float probe[1];
+  float* const probe = support_probe();
   xq_op op = Kernels::op(XQ_OP_MATMUL);
   op.src[0] = f32({1, cols}, probe);
   op.src[1] = dtensor(t, {rows, cols}, probe);
@@ -210,7 +210,7 @@ bool Model::compact_embedding(const TensorEntry& et) {
   if (form == TableForm::kBf16 || exact_bf16) {
     if (et.dtype == XQ_DTYPE_BF16) return false;  // kept as stored (bf16_embedding.cpp)
     static const int32_t probe_id[1] = {0};
-    static float probe[1];
+    float* const probe = support_probe();
     xq_op rows = Kernels::op(XQ_OP_GET_ROWS);
     rows.src[0] = dtensor(XQ_DTYPE_BF16, {arch_.vocab, arch_.hidden}, probe);
     rows.src[1] = dtensor(XQ_DTYPE_I32, {1}, probe_id);
@@ -221,7 +221,7 @@ bool Model::compact_embedding(const TensorEntry& et) {
   }
   xq_qweight* q = q8_0_table(et, embed_blocks_);
   if (!q) return false;
-  static float probe[1];
+  float* const probe = support_probe();
   static const int32_t probe_id[1] = {0};
   xq_op op = Kernels::op(XQ_OP_GET_ROWS);
   op.qweight = q;

@@ -45,7 +45,7 @@ bool is_16bit(xq_dtype t) { return t == XQ_DTYPE_BF16 || t == XQ_DTYPE_F16; }
 }  // namespace
 
 bool Model::widens_on_device(xq_dtype t, int64_t n) const {
-  static float probe[1];
+  float* const probe = support_probe();
   xq_op op = Kernels::op(XQ_OP_CONVERT);
   op.src[0] = dtensor(t, {n}, probe);
   op.dst = f32({n}, probe);
@@ -80,7 +80,7 @@ DeviceBuffer Model::widen_on_device(const DeviceBuffer& b16, xq_dtype t, int64_t
 bool Model::device_embedding(const TensorEntry& et) {
   if (!on_device() || !is_16bit(et.dtype) || tables_from_host()) return false;
   const int64_t n = arch_.vocab * arch_.hidden;
-  static float probe[1];
+  float* const probe = support_probe();
   static const int32_t probe_id[1] = {0};
   xq_op rows = Kernels::op(XQ_OP_GET_ROWS);
   rows.src[0] = dtensor(et.dtype, {arch_.vocab, arch_.hidden}, probe);

@@ -78,7 +78,7 @@ bool Model::load_foreign_embedding(const TensorEntry& et) {
   if (!b) return false;
   xq_qweight* q = kernels_->prepare_blocks({*b}, et.name);
   if (!q) return false;
-  static float probe[1];
+  float* const probe = support_probe();
   static const int32_t probe_id[1] = {0};
   xq_op op = Kernels::op(XQ_OP_GET_ROWS);
   op.qweight = q;

@@ -28,6 +28,17 @@ inline xq_device_tensor f32(std::initializer_list<int64_t> shape, const float* d
   return sdk::device_tensor(XQ_DTYPE_F32, shape, data);
 }
 
+// Where an op built only to ask supports() points its operands. Providers
+// check operand alignment there (the cuda provider refuses a BF16/F16
+// MATMUL operand off a 16-byte boundary), so the probe is aligned as their
+// allocations are (256 bytes); a float[1] had 4-byte alignment, and whether
+// BF16 weights were taken then hung on where the linker put it. Never read
+// or written: supports_op looks at shapes, dtypes and addresses only.
+inline float* support_probe() {
+  alignas(256) static float probe[64];
+  return probe;
+}
+
 class Kernels {
  public:
   explicit Kernels(LoadedPlugin& plugin);

@@ -206,7 +206,7 @@ LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int>
 
 bool Model::choose_qmatmul_act(LinearWeights& lw) const {
   // supports_op checks shapes and dtypes only; it never reads the data.
-  static float probe[1];
+  float* const probe = support_probe();
   const int64_t out = lw.desc->out ? lw.desc->out : arch_.vocab, in = lw.desc->in ? lw.desc->in : arch_.hidden;
   for (xq_dtype t : {XQ_DTYPE_F32, XQ_DTYPE_BF16}) {
     xq_op op = Kernels::op(XQ_OP_QMATMUL);
@@ -264,7 +264,7 @@ void Model::upload_weights() {
 }
 
 bool Model::bf16_matmul_runs(const LinearWeights& lw) const {
-  static float probe[1];
+  float* const probe = support_probe();
   const int64_t out = lw.desc->out ? lw.desc->out : arch_.vocab, in = lw.desc->in ? lw.desc->in : arch_.hidden;
   xq_op op = Kernels::op(XQ_OP_MATMUL);
   op.src[0] = dtensor(XQ_DTYPE_BF16, {1, in}, probe);

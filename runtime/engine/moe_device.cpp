@@ -114,7 +114,7 @@ bool Model::moe_experts_fuse(int layer) const {
   if (!no) {
     // Shapes with no rows: the provider validates the experts and the
     // operands' dtypes and returns before touching memory.
-    alignas(256) static char probe[256];
+    float* const probe = support_probe();
     const int64_t H = arch_.hidden, I = m.expert_intermediate, k = m.top_k;
     for (const auto* set : {&m.gate, &m.down}) {
       const ExpertSet experts = expert_set(W, *set);

@@ -126,6 +126,28 @@ TEST(DeviceEngine, UnknownDeviceWeightsSettingIsRefused) {
   }
 }
 
+// XQUANT_DEVICE_WEIGHTS=bf16 puts the dense Linears on the device as BF16,
+// so fewer bytes are read per token than with F32. The engine decides it
+// with a supports() probe whose operands point at a host address; the cuda
+// provider refuses BF16 MATMUL operands off a 16-byte boundary, and a
+// float[1] probe left the weights F32 (silently) in builds where the linker
+// put it off one (kernels.hpp, support_probe).
+TEST(DeviceEngine, Bf16DeviceWeightsAreTaken) {
+  uint64_t bytes[2] = {0, 0};
+  const char* settings[2] = {"f32", "bf16"};
+  for (int i = 0; i < 2; ++i) {
+    ::setenv("XQUANT_DEVICE_WEIGHTS", settings[i], 1);
+    std::string why;
+    auto m = open_on(kGguf, "cuda", &why);
+    ::unsetenv("XQUANT_DEVICE_WEIGHTS");
+    if (!m) GTEST_SKIP() << "cuda provider unusable here: " << why;
+    bytes[i] = m->weight_bytes_per_token();
+  }
+  std::printf("weight bytes per token on cuda: f32 %llu, bf16 %llu\n", static_cast<unsigned long long>(bytes[0]),
+              static_cast<unsigned long long>(bytes[1]));
+  EXPECT_LT(bytes[1], bytes[0]);
+}
+
 TEST(DeviceEngine, LayerTapsAreRefusedOnTheDevice) {
   REQUIRE_GPU_MODEL(g);
   KvCache c(*g, 4);
