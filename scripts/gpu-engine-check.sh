@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_ATTN, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W4A8 and GPUENG_AB add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_ATTN, GPUENG_ATTN_KERNELS, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W4A8 and GPUENG_AB add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -97,6 +97,10 @@ if [ "${GPUENG_DECODE:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-decode-check.sh
 # Optional (GPUENG_ATTN=1): the split-K decode attention endings (XQUANT_DECODE_ATTENTION_ONE_PASS=1 the default, 2, 0)
 # (scripts/gpu-attn-check.sh: tests, then device time per call of the three endings in one run; ~30 s, up to 80 s more with the engine binaries).
 if [ "${GPUENG_ATTN:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-attn-check.sh" "$b" "$out" 2>&1 | tee "$out/attn.log"; fi
+# Optional (GPUENG_ATTN_KERNELS=1): the split-K attention's two kernels, dim-lanes and key-per-lane, and the
+# automatic choice between them (scripts/gpu-attn-kernels.sh: tests, engine tests, device time per call, then
+# `xquant bench` on a BF16 Llama-3.1-8B-shaped model and its W4A16 copy with key-per-lane and auto, interleaved).
+if [ "${GPUENG_ATTN_KERNELS:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-attn-kernels.sh" "$b" "$out" 2>&1 | tee "$out/attn-kernels.log"; fi
 # Optional (GPUENG_DECODE_PROFILE=1): where a batch-1 decode step's time goes (scripts/gpu-decode-profile.sh:
 # each op's device time from CUDA event pairs, no per-op synchronisation; contiguous and paged caches; the
 # fused ROPE_KV, 16-byte norms and ARGMAX against the previous ops in the same run). With GPUENG_BASE=0 it

@@ -2,7 +2,7 @@
 // (decode_attention.hpp): the shared split-K kernel (split_k_attention.cuh)
 // with keys addressed as [S, KVH, D] rows, row t seeing keys 0 .. start + t.
 #include "decode_attention.hpp"
-#include "split_k_attention.cuh"
+#include "split_k_launch.cuh"
 
 namespace xqcuda {
 

@@ -5,7 +5,7 @@
 // tables (paged_table.cuh).
 #include "common.cuh"
 #include "paged_attention.hpp"
-#include "split_k_attention.cuh"
+#include "split_k_launch.cuh"
 
 namespace xqcuda {
 

@@ -55,6 +55,13 @@ struct ContiguousKeys {
     int64_t n;
     __device__ __forceinline__ int64_t n_keys() const { return n; }
     __device__ __forceinline__ int64_t slot(int64_t j) const { return j; }
+    // Slots of keys j0, j0 + STEP, ... (N of them; 32-bit, as block ids
+    // are, to spare registers); keys at or past `end` get 0.
+    template <int N, int STEP>
+    __device__ __forceinline__ void slots(int64_t j0, int64_t, int32_t (&out)[N]) const {
+#pragma unroll
+      for (int s = 0; s < N; ++s) out[s] = static_cast<int32_t>(j0) + s * STEP;
+    }
   };
   __device__ __forceinline__ Row row(int64_t t) const { return {start + t + 1}; }
   __device__ __forceinline__ bool skipped(int64_t) const { return false; }
@@ -75,6 +82,21 @@ struct BlockTableKeys {
     int64_t n, BS;
     __device__ __forceinline__ int64_t n_keys() const { return n; }
     __device__ __forceinline__ int64_t slot(int64_t j) const { return static_cast<int64_t>(blocks[j / BS]) * BS + j % BS; }
+    // Slots of keys j0, j0 + STEP, ... (N of them; 32-bit, as block ids
+    // are: a pool holds fewer than 2^31 slots); keys at or past `end` get 0
+    // and read no table entry. One division for the run: the rest walk
+    // (block, offset) forward.
+    template <int N, int STEP>
+    __device__ __forceinline__ void slots(int64_t j0, int64_t end, int32_t (&out)[N]) const {
+      const int bs = static_cast<int>(BS);
+      int b = static_cast<int>(j0) / bs, o = static_cast<int>(j0) - b * bs;
+#pragma unroll
+      for (int s = 0; s < N; ++s) {
+        out[s] = j0 + s * STEP < end ? blocks[b] * bs + o : 0;
+        o += STEP;
+        while (o >= bs) o -= bs, ++b;
+      }
+    }
   };
   __device__ __forceinline__ Row row(int64_t t) const {
     return {tables.blocks(t), static_cast<int64_t>(tables.position(t)) + 1, BS};
@@ -219,6 +241,44 @@ __device__ __forceinline__ void merge_if_last(const float* part_acc, const float
   }
 }
 
+// A CTA's ending, shared by both kernels (this one and split_k_dim_lanes.cuh):
+// s_ml [kWarps][G][2] and s_acc [kWarps][G][acc_ld] hold each warp's
+// (m, l, acc) per head of the group. The warps are merged with their max;
+// with one split the row is written, else the split's partials are
+// published (and merged by the last CTA of the row in a one-pass launch).
+__device__ __forceinline__ void finish_cta(float* s_ml, float* s_acc, int G, int64_t acc_ld, int64_t t, int64_t kh,
+                                           int split, int splits, int64_t H, int64_t KVH, int64_t D, void* out,
+                                           DType ot, float* part_acc, float* part_ml, bool one_pass) {
+  __syncthreads();
+  const int64_t group = H / KVH;
+  for (int64_t idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
+    const int g = static_cast<int>(idx / D);
+    const int64_t i = idx % D;
+    float mx = -FLT_MAX;
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_ml[(w * G + g) * 2]);
+    float lsum = 0.f, a = 0.f;
+    for (int w = 0; w < kWarps; ++w) {
+      const float mw = s_ml[(w * G + g) * 2];
+      if (mw == -FLT_MAX) continue;  // this warp saw no key
+      const float c = exp2f(mw - mx);
+      lsum += s_ml[(w * G + g) * 2 + 1] * c;
+      a += s_acc[(w * G + g) * acc_ld + i] * c;
+    }
+    const int64_t h = kh * group + g;
+    if (splits == 1) {
+      store_from_float(out, ot, (t * H + h) * D + i, lsum > 0.f ? a / lsum : 0.f);
+    } else {
+      const int64_t pi = (t * H + h) * splits + split;
+      part_acc[pi * D + i] = a;
+      if (i == 0) {
+        part_ml[pi * 2] = mx;
+        part_ml[pi * 2 + 1] = lsum;
+      }
+    }
+  }
+  if (splits > 1 && one_pass) merge_if_last(part_acc, part_ml, splits, t, kh, KVH, H, group, D, out, ot, s_ml, s_acc);
+}
+
 // EPL: output elements per lane (D <= 32 * EPL); G: query heads per kv head
 // bound; KV_BF16 / Q_BF16: BF16 (else F32) K/V and q. Lane i of a warp
 // scores key (tile + i) against every head of the group, then the warp walks
@@ -350,33 +410,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
 #pragma unroll
     for (int e = 0; e < EPL; ++e) s_acc[(warp * G + g) * 32 * EPL + my0 + e] = acc[g][e];
   }
-  __syncthreads();
-  for (int64_t idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
-    const int g = static_cast<int>(idx / D);
-    const int64_t i = idx % D;
-    float mx = -FLT_MAX;
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_ml[(w * G + g) * 2]);
-    float lsum = 0.f, a = 0.f;
-    for (int w = 0; w < kWarps; ++w) {
-      const float mw = s_ml[(w * G + g) * 2];
-      if (mw == -FLT_MAX) continue;  // this warp saw no key
-      const float c = exp2f(mw - mx);
-      lsum += s_ml[(w * G + g) * 2 + 1] * c;
-      a += s_acc[(w * G + g) * 32 * EPL + i] * c;
-    }
-    const int64_t h = kh * group + g;
-    if (splits == 1) {
-      store_from_float(out, ot, (t * H + h) * D + i, lsum > 0.f ? a / lsum : 0.f);
-    } else {
-      const int64_t pi = (t * H + h) * splits + split;
-      part_acc[pi * D + i] = a;
-      if (i == 0) {
-        part_ml[pi * 2] = mx;
-        part_ml[pi * 2 + 1] = lsum;
-      }
-    }
-  }
-  if (splits > 1 && one_pass) merge_if_last(part_acc, part_ml, splits, t, kh, KVH, H, group, D, out, ot, s_ml, s_acc);
+  finish_cta(s_ml, s_acc, G, 32 * EPL, t, kh, split, splits, H, KVH, D, out, ot, part_acc, part_ml, one_pass);
 }
 
 // One block per (t, h): the splits' (m, l, acc) merged with their max.
@@ -389,81 +423,6 @@ __global__ void combine_kernel(const float* part_acc, const float* part_ml, int 
   if (keys.skipped(th / H)) return;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x)
     store_from_float(out, ot, th * D + i, merged(part_acc, part_ml, splits, th, D, i));
-}
-
-// ---- the launch -------------------------------------------------------------------
-
-// Everything a launch needs but the key lookup. q is [T, H, D] (F32, or
-// BF16 with BF16 K/V where the caller's Q_LIKE_KV says so), k and v the
-// cache or pools, out [T, H, D] of out_type; max_keys bounds every row's
-// key count.
-struct Launch {
-  const void* q = nullptr;
-  const void* k = nullptr;
-  const void* v = nullptr;
-  bool kv_bf16 = false;
-  int64_t T = 0, H = 0, KVH = 0, D = 0;
-  int64_t max_keys = 0;
-  float scale = 1.f;
-  void* out = nullptr;
-  DType out_type = DType::F32;
-};
-
-template <int EPL, int G, bool KV_BF16, bool Q_BF16, class Keys>
-cudaError_t launch_typed(const Launch& a, const Keys& keys, int splits, float* part_acc, float* part_ml,
-                         bool one_pass, cudaStream_t s) {
-  const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(a.KVH), static_cast<unsigned>(splits));
-  const size_t smem = (static_cast<size_t>(G) * a.D + static_cast<size_t>(kWarps) * G * (2 + 32 * EPL)) * sizeof(float);
-  if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(attention_kernel<EPL, G, KV_BF16, Q_BF16, Keys>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (e != cudaSuccess) return e;
-  }
-  return launch_pdl(attention_kernel<EPL, G, KV_BF16, Q_BF16, Keys>, grid, dim3(kWarps * 32), smem, s, a.q, a.k, a.v,
-                    keys, a.H, a.KVH, a.D, a.scale, split_k_keys_per_split(a.max_keys, splits), splits, a.out,
-                    a.out_type, part_acc, part_ml, one_pass);
-}
-
-// Q_LIKE_KV: q has the K/V dtype (ATTENTION) rather than F32 (PAGED_ATTENTION);
-// only the pairs a caller can ask for are compiled.
-template <int EPL, int G, bool Q_LIKE_KV, class Keys>
-cudaError_t launch_dtypes(const Launch& a, const Keys& keys, int splits, float* pa, float* pm, bool one,
-                          cudaStream_t s) {
-  if (a.kv_bf16) return launch_typed<EPL, G, true, Q_LIKE_KV, Keys>(a, keys, splits, pa, pm, one, s);
-  return launch_typed<EPL, G, false, false, Keys>(a, keys, splits, pa, pm, one, s);
-}
-
-template <int EPL, bool Q_LIKE_KV, class Keys>
-cudaError_t launch_group(const Launch& a, const Keys& keys, int splits, float* pa, float* pm, bool one,
-                         cudaStream_t s) {
-  const int64_t g = a.H / a.KVH;
-  if (g <= 1) return launch_dtypes<EPL, 1, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
-  if (g <= 2) return launch_dtypes<EPL, 2, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
-  if (g <= 4) return launch_dtypes<EPL, 4, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
-  if (g <= 8) return launch_dtypes<EPL, 8, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
-  return launch_dtypes<EPL, 16, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
-}
-
-// Enqueues the split kernel and, for splits > 1, the merge kernel on `stream`
-// unless the last CTA merges (the default ending, split_k_plan.hpp, with at
-// most kSplitKMaxTickets CTAs per split).
-// `workspace`: split_k_workspace(T, H, D, splits) bytes (null for one
-// split). The caller checked the shape: D % 8 == 0, D <= 256, H / KVH <= 16,
-// 16-byte aligned K/V storage.
-template <bool Q_LIKE_KV, class Keys>
-cudaError_t attention(const Launch& a, const Keys& keys, int splits, void* workspace, cudaStream_t stream) {
-  if (a.T <= 0) return cudaSuccess;
-  float* part_acc = static_cast<float*>(workspace);
-  float* part_ml = splits > 1 ? part_acc + a.T * a.H * splits * a.D : nullptr;
-  const bool one = split_k_last_cta_merges() && a.T * a.KVH <= kSplitKMaxTickets;
-  cudaError_t e;
-  if (a.D <= 32) e = launch_group<1, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);
-  else if (a.D <= 64) e = launch_group<2, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);
-  else if (a.D <= 128) e = launch_group<4, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);
-  else e = launch_group<8, Q_LIKE_KV>(a, keys, splits, part_acc, part_ml, one, stream);
-  if (e != cudaSuccess || splits <= 1 || one) return e;
-  return launch_pdl(combine_kernel<Keys>, dim3(static_cast<unsigned>(a.T * a.H)), dim3(128), 0, stream, part_acc,
-                    part_ml, splits, a.H, a.D, a.out, a.out_type, keys);
 }
 
 }  // namespace split_k

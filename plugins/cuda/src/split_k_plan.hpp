@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string_view>
 
 namespace xqcuda {
 
@@ -45,6 +46,22 @@ inline SplitKEnding split_k_ending() {
 }
 inline bool split_k_few_keys_one_split() { return split_k_ending() != SplitKEnding::kPrevious; }
 inline bool split_k_last_cta_merges() { return split_k_ending() == SplitKEnding::kLastCtaMerges; }
+
+// Which kernel a split launch with BF16 K/V runs, from
+// XQUANT_DECODE_ATTENTION_KERNEL (read per call). Unset or "auto" (the
+// default): the dim-lanes kernel (a key's head dimension over D / 8 lanes,
+// split_k_dim_lanes.cuh) where the shape allows it and the launch's CTAs fit
+// one wave of it (split_k_launch.cuh says why), else the key-per-lane kernel
+// (split_k_attention.cuh); "dim-lanes" wherever the shape allows it;
+// "key-per-lane" never (F32 K/V, D other than 64 or 128 and GQA groups
+// above 8 always take it).
+enum class SplitKKernel { kAuto, kDimLanes, kKeyPerLane };
+inline SplitKKernel split_k_kernel_wanted() {
+  const char* e = std::getenv("XQUANT_DECODE_ATTENTION_KERNEL");
+  if (e && std::string_view(e) == "dim-lanes") return SplitKKernel::kDimLanes;
+  if (e && std::string_view(e) == "key-per-lane") return SplitKKernel::kKeyPerLane;
+  return SplitKKernel::kAuto;
+}
 
 // CTAs the split rule aims for, in multiples of the SM count:
 // XQUANT_SPLIT_K_WAVES (read per call, 1..32), default 2. A CTA is 4 warps
