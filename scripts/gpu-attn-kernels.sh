@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # gpu-attn-kernels.sh BUILD_DIR OUT_DIR: on a GPU machine, the split-K decode
-# attention's two kernels (XQUANT_DECODE_ATTENTION_KERNEL: dim-lanes,
-# split_k_dim_lanes.cuh; key-per-lane, split_k_attention.cuh; unset or auto,
-# the default, picks per launch) in one call: their tests against float64
+# attention's kernels (XQUANT_DECODE_ATTENTION_KERNEL: dim-lanes and
+# dim-lanes-narrow, the two sizes of split_k_dim_lanes.cuh; key-per-lane,
+# split_k_attention.cuh; unset or auto, the default, picks per launch) in one
+# call: their tests against float64
 # references, the engine tests that run attention inside decode steps (paged
 # cache, continuous batching, CUDA graphs; default choice), device time per
-# call of both and of the automatic choice at 1-128 rows x 128-4096 keys,
+# call of each and of the automatic choice at 1-128 rows x 128-4096 keys,
 # then `xquant bench` on a random-weight Llama-3.1-8B-shaped BF16 model
 # (LAYERS, default 8, made here by scripts/gpu-decode-bench.sh) with
 # key-per-lane and with the automatic choice, interleaved (ATTN_ROUNDS
@@ -29,7 +30,7 @@ for t in test_paged_engine test_decode_graphs; do
   echo "== $t (default kernel)"
   timeout 90 "$f" 2>&1 | tee "$out/attn-kernels-$t.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|tests ran"
 done
-echo "== device time per call, both kernels and auto"
+echo "== device time per call, each kernel and auto"
 timeout 120 "$ops" --gtest_also_run_disabled_tests --gtest_filter='CudaSplitKKernels.DISABLED_Speed*' 2>&1 |
   tee "$out/attn-kernels-speed.log" | grep -E "decode attention kernels|FAILED"
 echo "== xquant bench, BF16 model, key-per-lane and auto"

@@ -1,9 +1,9 @@
-// test_split_k_kernels.cpp: the two split-K decode attention kernels,
-// forced by XQUANT_DECODE_ATTENTION_KERNEL: "dim-lanes" (BF16 K/V with D 64
-// or 128 and GQA groups up to 8; a key's head dimension over D / 8 lanes,
-// plugins/cuda/src/split_k_dim_lanes.cuh) and "key-per-lane" (a key per
-// lane, split_k_attention.cuh; everything else). Unset, a launch takes
-// dim-lanes where it fits one wave of that kernel (split_k_launch.cuh).
+// test_split_k_kernels.cpp: the split-K decode attention kernels, forced by
+// XQUANT_DECODE_ATTENTION_KERNEL: "dim-lanes" and "dim-lanes-narrow" (the
+// two sizes of plugins/cuda/src/split_k_dim_lanes.cuh: BF16 K/V with D 64 or
+// 128 and GQA groups up to 8, a key's head dimension over D / 8 lanes) and
+// "key-per-lane" (a key per lane, split_k_attention.cuh; everything else).
+// Unset, each launch picks (split_k_launch.cuh).
 // Through the provider's ABI on fresh random inputs, both against a float64
 // reference: ATTENTION over a contiguous cache (decode rows and a causal
 // prompt chunk) and PAGED_ATTENTION over shuffled blocks (sequences of
@@ -30,7 +30,7 @@ using namespace xqtest;
 
 namespace {
 
-const char* const kKernels[] = {"dim-lanes", "key-per-lane"};
+const char* const kKernels[] = {"dim-lanes", "dim-lanes-narrow", "key-per-lane"};
 const char* const kKernelEndings[] = {"1", "2", "0"};
 // Llama-3.1-8B (group 4), Qwen3-32B (8), Qwen2.5-7B (7), no GQA, group 2; D 64 and 128.
 const Heads kKernelHeads[] = {{32, 8, 128}, {64, 8, 128}, {28, 4, 128}, {8, 8, 64}, {16, 8, 64}, {32, 8, 64}};
@@ -114,17 +114,18 @@ TEST(CudaSplitKKernels, OtherShapesKeepTheKeyPerLaneKernel) {
     PagedRows c{h, {700, 5, 129}, 16, t};
     c.setup();
     PagedRun r(c, 0.1);
-    std::vector<float> got[2];
-    for (int i = 0; i < 2; ++i) {
+    std::vector<float> got[3];
+    for (int i = 0; i < 3; ++i) {
       EnvSet kv("XQUANT_DECODE_ATTENTION_KERNEL", kKernels[i]);
       got[i] = r.run();
     }
-    EXPECT_EQ(got[0], got[1]) << describe(h, t, c.lens);
+    EXPECT_EQ(got[0], got[2]) << describe(h, t, c.lens);
+    EXPECT_EQ(got[1], got[2]) << describe(h, t, c.lens);
     EXPECT_LE(rel_error(got[0], c.reference(0.1)), 1e-5) << describe(h, t, c.lens);
   }
 }
 
-// Device time per call of both kernels and of the automatic choice in one run (default ending), PAGED_ATTENTION
+// Device time per call of the three kernels and of the automatic choice in one run (default ending), PAGED_ATTENTION
 // at Llama-3.1-8B heads (32 over 8, D 128, BF16 pools of 16-slot blocks, shuffled),
 // 1 to 128 decode rows of 128 to 4096 keys each, and one contiguous row; CUDA events
 // over 100 launches after 5. Prints µs, the ratio and the K/V bytes read per second
@@ -176,10 +177,10 @@ TEST(CudaSplitKKernels, DISABLED_SpeedDimLanesBesideKeyPerLane) {
         std::copy_n(order.begin() + r * MBmax, mb, table.begin() + r * (1 + mb) + 1);
       }
       dt.put(table);
-      double us[3];
+      double us[4];
       int splits = 0;
-      for (int i = 0; i < 3; ++i) {  // dim-lanes, key-per-lane, the automatic choice
-        EnvSet kv("XQUANT_DECODE_ATTENTION_KERNEL", i < 2 ? kKernels[i] : "auto");
+      for (int i = 0; i < 4; ++i) {  // dim-lanes wide, narrow, key-per-lane, the automatic choice
+        EnvSet kv("XQUANT_DECODE_ATTENTION_KERNEL", i < 3 ? kKernels[i] : "auto");
         if (rows == 0) {  // one row over a contiguous cache (ATTENTION's split path; q BF16)
           xqcuda::DecodeAttentionArgs c;
           c.q = dk.p, c.k = dk.p, c.v = dv.p, c.out = dout.p, c.kv_type = xqcuda::DType::BF16;
@@ -198,11 +199,12 @@ TEST(CudaSplitKKernels, DISABLED_SpeedDimLanesBesideKeyPerLane) {
         ASSERT_EQ(cudaGetLastError(), cudaSuccess);
       }
       const double gb = static_cast<double>(std::max<int64_t>(rows, 1) * keys * row * 2 * 2) / 1e9;
-      std::printf("decode attention kernels, %s %3lld rows, %4lld keys, %2d splits: dim-lanes %8.2f us (%6.0f GB/s), "
-                  "key-per-lane %8.2f us (%6.0f GB/s), key-per-lane/dim-lanes %.2fx; auto %8.2f us (%.2fx key-per-lane)\n",
+      std::printf("decode attention kernels, %s %3lld rows, %4lld keys, %2d splits: dim-lanes %7.2f us (%4.0f GB/s), "
+                  "narrow %7.2f us (%4.0f GB/s), key-per-lane %7.2f us (%4.0f GB/s); key-per-lane / dim-lanes %.2fx, "
+                  "/ narrow %.2fx, / auto %.2fx\n",
                   rows == 0 ? "contiguous" : "paged     ", static_cast<long long>(std::max<int64_t>(rows, 1)),
-                  static_cast<long long>(keys), splits, us[0], gb / us[0] * 1e6, us[1], gb / us[1] * 1e6,
-                  us[1] / us[0], us[2], us[1] / us[2]);
+                  static_cast<long long>(keys), splits, us[0], gb / us[0] * 1e6, us[1], gb / us[1] * 1e6, us[2],
+                  gb / us[2] * 1e6, us[2] / us[0], us[2] / us[1], us[2] / us[3]);
     }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);

@@ -15,7 +15,7 @@
 // per step: per lane 8 FMAs per head and log2(D / 8) shuffles to sum a
 // score, and the same lanes own those 8 elements of the V rows, so the
 // probabilities need no broadcast. A tile's K and V rows are all loaded
-// before any is used (2 * kSteps 16-byte loads in flight per lane).
+// before any is used (2 * STEPS 16-byte loads in flight per lane).
 #pragma once
 
 #include "split_k_attention.cuh"
@@ -23,24 +23,34 @@
 namespace xqcuda {
 namespace split_k {
 
-// Steps of a warp tile for a GQA group bound G: registers hold the tile's K
-// and V chunks (8 per step) and scores (G per step) beside q and the
-// accumulators (8 G each), so larger groups take shorter tiles.
+// Two sizes of the kernel, by registers. A warp tile's K and V chunks (8
+// registers per step each) and scores (G per step) sit beside q and the
+// accumulators (8 G floats each). Wide: 8 steps (16 keys at D 128) in
+// flight, registers for 3 CTAs per SM at groups up to 4 (2 above, with 4
+// steps). Narrow (groups up to 4 only): 4 steps, capped at 128 registers for
+// 4 CTAs per SM (a few spilled at group 4), for launches past one wave of
+// the wide kernel (split_k_launch.cuh). Measured on an H200, docs/cuda.md.
 template <int G>
-constexpr int dim_lanes_steps() {
-  return G <= 4 ? 8 : 4;
-}
+struct DimLanesWide {
+  static constexpr int kSteps = G <= 4 ? 8 : 4;
+  static constexpr int kMinCtasPerSm = G <= 4 ? 3 : 2;
+};
+struct DimLanesNarrow {
+  static constexpr int kSteps = 4;
+  static constexpr int kMinCtasPerSm = 4;
+};
 
 // D: 64 or 128 (lanes per key 8 or 16); G: query heads per kv head bound
-// (<= 8); Q_BF16: q is BF16 (ATTENTION) rather than F32 (PAGED_ATTENTION).
-template <int D, int G, bool Q_BF16, class Keys>
-__global__ void __launch_bounds__(kWarps * 32) dim_lanes_kernel(
+// (<= 8); Q_BF16: q is BF16 (ATTENTION) rather than F32 (PAGED_ATTENTION);
+// STEPS and MIN_CTAS: a size above.
+template <int D, int G, bool Q_BF16, class Keys, int STEPS, int MIN_CTAS>
+__global__ void __launch_bounds__(kWarps * 32, MIN_CTAS) dim_lanes_kernel(
     const void* __restrict__ q, const __nv_bfloat16* __restrict__ k, const __nv_bfloat16* __restrict__ v, Keys keys,
     int64_t H, int64_t KVH, float scale, int64_t keys_per_split, int splits, void* out, DType ot, float* part_acc,
     float* part_ml, bool one_pass) {
   constexpr int kLanesPerKey = D / 8;
   constexpr int kKeysPerStep = 32 / kLanesPerKey;
-  constexpr int kSteps = dim_lanes_steps<G>();
+  constexpr int kSteps = STEPS;
   constexpr int kTileKeys = kKeysPerStep * kSteps;
   extern __shared__ float sm[];
   // PDL (pdl.cuh): the next kernel (o_proj's GEMV at decode) may launch

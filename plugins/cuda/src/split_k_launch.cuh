@@ -1,7 +1,7 @@
 // split_k_launch.cuh: launching the split-K decode attention (ATTENTION's
 // split path, decode_attention.cu; PAGED_ATTENTION's decode rows,
 // paged_attention.cu): which kernel (the dim-lanes kernel of
-// split_k_dim_lanes.cuh where it applies and fits one wave, else the
+// split_k_dim_lanes.cuh, wide or narrow, where it applies; else the
 // key-per-lane kernel of split_k_attention.cuh), its template arguments from
 // the shape, and the
 // merge kernel where the launch does not merge its own splits.
@@ -78,29 +78,48 @@ int64_t resident_ctas(Kernel kernel, size_t smem) {
   return n;
 }
 
-// Launches the dim-lanes kernel where it is wanted (split_k_plan.hpp: the
-// automatic rule takes it when the launch's CTAs fit one wave of it) and
-// returns true, or returns false for the key-per-lane kernel. Why one wave:
-// it holds 3 CTAs per SM (168 registers a thread) against the key-per-lane
-// kernel's 4 (128), so a launch of 1-1.3 of its waves ends in a tail the
-// other kernel does not have; on an H200 it was 1.1-1.5x faster at up to 320
-// CTAs (1-8 rows, every length; 32 rows of 128 keys) and 0.84-0.97x at 512
-// (32 rows of 384-4096 keys, two splits), 1.02-1.09x at 1024 (docs/cuda.md).
+template <int D, int G, bool Q_BF16, class Keys, class Size>
+cudaError_t launch_dim_lanes_sized(const Launch& a, const Keys& keys, int splits, float* part_acc, float* part_ml,
+                                   bool one_pass, cudaStream_t s) {
+  const auto kernel = dim_lanes_kernel<D, G, Q_BF16, Keys, Size::kSteps, Size::kMinCtasPerSm>;
+  const size_t smem = static_cast<size_t>(kWarps) * G * (2 + D) * sizeof(float);
+  const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(a.KVH), static_cast<unsigned>(splits));
+  return launch_pdl(kernel, grid, dim3(kWarps * 32), smem, s, a.q, static_cast<const __nv_bfloat16*>(a.k),
+                    static_cast<const __nv_bfloat16*>(a.v), keys, a.H, a.KVH, a.scale,
+                    split_k_keys_per_split(a.max_keys, splits), splits, a.out, a.out_type, part_acc, part_ml, one_pass);
+}
+
+// Launches a dim-lanes kernel and returns true, or returns false for the
+// key-per-lane kernel. The automatic rule (split_k_plan.hpp): the wide size
+// where the launch's CTAs fit one wave of it, past that the narrow one
+// (groups up to 4) or the key-per-lane kernel (groups above 4). Why: the
+// wide size holds 3 CTAs per SM (168 registers) against the key-per-lane
+// kernel's 4 (128); on an H200 it was 1.1-1.5x faster at up to 320 CTAs (1-8
+// rows, every length; 32 rows of 128 keys) but 0.84-0.97x at 512 (32 rows
+// of 384-4096 keys in two splits: 1.3 of its waves, the last a tail), where
+// the narrow size (4 per SM) was 1.06-1.21x (docs/cuda.md).
 template <int D, int G, bool Q_BF16, class Keys>
 bool launch_dim_lanes_typed(const Launch& a, const Keys& keys, int splits, float* part_acc, float* part_ml,
                             bool one_pass, cudaStream_t s, cudaError_t* e) {
-  const auto kernel = dim_lanes_kernel<D, G, Q_BF16, Keys>;
-  const size_t smem = static_cast<size_t>(kWarps) * G * (2 + D) * sizeof(float);
+  using Wide = DimLanesWide<G>;
   const SplitKKernel wanted = split_k_kernel_wanted();
-  if (wanted == SplitKKernel::kAuto && a.T * a.KVH * splits > resident_ctas(kernel, smem)) return false;
-  const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(a.KVH), static_cast<unsigned>(splits));
-  *e = launch_pdl(kernel, grid, dim3(kWarps * 32), smem, s, a.q, static_cast<const __nv_bfloat16*>(a.k),
-                  static_cast<const __nv_bfloat16*>(a.v), keys, a.H, a.KVH, a.scale,
-                  split_k_keys_per_split(a.max_keys, splits), splits, a.out, a.out_type, part_acc, part_ml, one_pass);
+  const bool narrow_exists = G <= 4;
+  bool wide = wanted == SplitKKernel::kDimLanes || (wanted == SplitKKernel::kDimLanesNarrow && !narrow_exists);
+  if (wanted == SplitKKernel::kAuto) {
+    const size_t smem = static_cast<size_t>(kWarps) * G * (2 + D) * sizeof(float);
+    wide = a.T * a.KVH * splits <=
+           resident_ctas(dim_lanes_kernel<D, G, Q_BF16, Keys, Wide::kSteps, Wide::kMinCtasPerSm>, smem);
+    if (!wide && !narrow_exists) return false;
+  }
+  if (wide) {
+    *e = launch_dim_lanes_sized<D, G, Q_BF16, Keys, Wide>(a, keys, splits, part_acc, part_ml, one_pass, s);
+  } else if constexpr (G <= 4) {
+    *e = launch_dim_lanes_sized<D, G, Q_BF16, Keys, DimLanesNarrow>(a, keys, splits, part_acc, part_ml, one_pass, s);
+  }
   return true;
 }
 
-// The dim-lanes kernel takes BF16 K/V with D 64 or 128 and GQA groups up to
+// The dim-lanes kernels take BF16 K/V with D 64 or 128 and GQA groups up to
 // 8 (registers: q and the accumulators are 8 G floats each per lane).
 template <bool Q_LIKE_KV, class Keys>
 bool launch_dim_lanes(const Launch& a, const Keys& keys, int splits, float* pa, float* pm, bool one, cudaStream_t s,

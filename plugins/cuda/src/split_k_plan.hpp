@@ -50,16 +50,20 @@ inline bool split_k_last_cta_merges() { return split_k_ending() == SplitKEnding:
 // Which kernel a split launch with BF16 K/V runs, from
 // XQUANT_DECODE_ATTENTION_KERNEL (read per call). Unset or "auto" (the
 // default): the dim-lanes kernel (a key's head dimension over D / 8 lanes,
-// split_k_dim_lanes.cuh) where the shape allows it and the launch's CTAs fit
-// one wave of it (split_k_launch.cuh says why), else the key-per-lane kernel
-// (split_k_attention.cuh); "dim-lanes" wherever the shape allows it;
-// "key-per-lane" never (F32 K/V, D other than 64 or 128 and GQA groups
-// above 8 always take it).
-enum class SplitKKernel { kAuto, kDimLanes, kKeyPerLane };
+// split_k_dim_lanes.cuh) where the shape allows it, its wide size where the
+// launch's CTAs fit one wave of it, past that its narrow size (GQA groups up
+// to 4) or the key-per-lane kernel (split_k_attention.cuh; groups above 4);
+// split_k_launch.cuh says why. "dim-lanes" forces the wide size,
+// "dim-lanes-narrow" the narrow one (the wide one for groups above 4), and
+// "key-per-lane" the first kernel wherever the shape allows each. F32 K/V,
+// D other than 64 or 128 and groups above 8 always take key-per-lane.
+enum class SplitKKernel { kAuto, kDimLanes, kDimLanesNarrow, kKeyPerLane };
 inline SplitKKernel split_k_kernel_wanted() {
   const char* e = std::getenv("XQUANT_DECODE_ATTENTION_KERNEL");
-  if (e && std::string_view(e) == "dim-lanes") return SplitKKernel::kDimLanes;
-  if (e && std::string_view(e) == "key-per-lane") return SplitKKernel::kKeyPerLane;
+  const std::string_view v = e ? e : "";
+  if (v == "dim-lanes") return SplitKKernel::kDimLanes;
+  if (v == "dim-lanes-narrow") return SplitKKernel::kDimLanesNarrow;
+  if (v == "key-per-lane") return SplitKKernel::kKeyPerLane;
   return SplitKKernel::kAuto;
 }
 
