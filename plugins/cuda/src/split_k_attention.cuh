@@ -1,21 +1,23 @@
-// split_k_attention.cuh: the split-K ("flash-decoding") attention kernel and
-// its merge, shared by ATTENTION over a contiguous KV cache
-// (decode_attention.cu) and PAGED_ATTENTION over block tables
-// (paged_attention.cu). The two differ only in where key j of a row lives:
-// the `Keys` template parameter answers that (ContiguousKeys, BlockTableKeys
-// below), everything else is this one loop.
+// split_k_attention.cuh: the split-K ("flash-decoding") attention's shared
+// parts and its key-per-lane kernel, used by ATTENTION over a contiguous KV
+// cache (decode_attention.cu) and PAGED_ATTENTION over block tables
+// (paged_attention.cu) through split_k_launch.cuh, which also launches the
+// dim-lanes kernel (split_k_dim_lanes.cuh). The two callers differ only in
+// where key j of a row lives: the `Keys` template parameter answers that
+// (ContiguousKeys, BlockTableKeys below), everything else is shared.
 //
 // The scheme is FlashAttention's decoding path (Dao et al.,
 // https://crfm.stanford.edu/2023/10/12/flashdecoding.html): a CTA owns
-// (query row t, kv head, key split); its 4 warps take 32-key tiles in turn
+// (query row t, kv head, key split); its 4 warps take key tiles in turn
 // and keep an online softmax (running max m, sum l, accumulator) per query
-// head of the GQA group in registers, the warps merge in shared memory, and
-// with more than one split the splits' (m, l, acc) are merged by the last
-// CTA of a (row, kv head) to finish (the default) or, with
-// XQUANT_DECODE_ATTENTION_ONE_PASS=2 or 0, by a second kernel (one launch: an arrival counter per (row, kv
-// head), the threadfence-reduction pattern of the CUDA samples'
-// threadFenceReduction and CUB's single-pass scans). Scores are kept in base 2 (q
-// pre-scaled by log2(e), exp2f). Split counts: split_k_plan.hpp.
+// head of the GQA group in registers, the warps merge in shared memory
+// (finish_cta), and with more than one split the splits' (m, l, acc) are
+// merged by the last CTA of a (row, kv head) to finish (the default) or,
+// with XQUANT_DECODE_ATTENTION_ONE_PASS=2 or 0, by a second kernel (one
+// launch: an arrival counter per (row, kv head), the threadfence-reduction
+// pattern of the CUDA samples' threadFenceReduction and CUB's single-pass
+// scans). Scores are kept in base 2 (q pre-scaled by log2(e), exp2f).
+// Split counts: split_k_plan.hpp.
 #pragma once
 
 #include <cfloat>
@@ -56,7 +58,8 @@ struct ContiguousKeys {
     __device__ __forceinline__ int64_t n_keys() const { return n; }
     __device__ __forceinline__ int64_t slot(int64_t j) const { return j; }
     // Slots of keys j0, j0 + STEP, ... (N of them; 32-bit, as block ids
-    // are, to spare registers); keys at or past `end` get 0.
+    // are, to spare registers). Keys at or past the row's end get their
+    // would-be row: the caller loads only keys before it.
     template <int N, int STEP>
     __device__ __forceinline__ void slots(int64_t j0, int64_t, int32_t (&out)[N]) const {
 #pragma unroll

@@ -3,8 +3,8 @@
 // paged_attention.cu): which kernel (the dim-lanes kernel of
 // split_k_dim_lanes.cuh, wide or narrow, where it applies; else the
 // key-per-lane kernel of split_k_attention.cuh), its template arguments from
-// the shape, and the
-// merge kernel where the launch does not merge its own splits.
+// the shape, and the merge kernel where the launch does not merge its own
+// splits.
 #pragma once
 
 #include "split_k_attention.cuh"
@@ -64,15 +64,25 @@ cudaError_t launch_group(const Launch& a, const Keys& keys, int splits, float* p
   return launch_dtypes<EPL, 16, Q_LIKE_KV>(a, keys, splits, pa, pm, one, s);
 }
 
-// CTAs of `kernel` the device holds at once (cached per instantiation: the
-// provider drives one device).
-template <class Kernel>
-int64_t resident_ctas(Kernel kernel, size_t smem) {
-  static const int64_t n = [&] {
+template <int D, int G>
+constexpr size_t dim_lanes_smem() {
+  return static_cast<size_t>(kWarps) * G * (2 + D) * sizeof(float);
+}
+
+// CTAs of one dim-lanes instantiation the device holds at once, cached per
+// instantiation (a static in this function template: the kernels' pointer
+// types are alike, so the cache is keyed by the template arguments) and
+// computed once (the provider drives one device).
+template <int D, int G, bool Q_BF16, class Keys, class Size>
+int64_t dim_lanes_resident_ctas() {
+  static const int64_t n = [] {
     int dev = 0, sms = 0, per_sm = 0;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, smem) != cudaSuccess) per_sm = 0;
+    const auto kernel = dim_lanes_kernel<D, G, Q_BF16, Keys, Size::kSteps, Size::kMinCtasPerSm>;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * 32, dim_lanes_smem<D, G>()) !=
+        cudaSuccess)
+      per_sm = 0;
     return static_cast<int64_t>(per_sm) * sms;
   }();
   return n;
@@ -82,11 +92,11 @@ template <int D, int G, bool Q_BF16, class Keys, class Size>
 cudaError_t launch_dim_lanes_sized(const Launch& a, const Keys& keys, int splits, float* part_acc, float* part_ml,
                                    bool one_pass, cudaStream_t s) {
   const auto kernel = dim_lanes_kernel<D, G, Q_BF16, Keys, Size::kSteps, Size::kMinCtasPerSm>;
-  const size_t smem = static_cast<size_t>(kWarps) * G * (2 + D) * sizeof(float);
   const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(a.KVH), static_cast<unsigned>(splits));
-  return launch_pdl(kernel, grid, dim3(kWarps * 32), smem, s, a.q, static_cast<const __nv_bfloat16*>(a.k),
-                    static_cast<const __nv_bfloat16*>(a.v), keys, a.H, a.KVH, a.scale,
-                    split_k_keys_per_split(a.max_keys, splits), splits, a.out, a.out_type, part_acc, part_ml, one_pass);
+  return launch_pdl(kernel, grid, dim3(kWarps * 32), dim_lanes_smem<D, G>(), s, a.q,
+                    static_cast<const __nv_bfloat16*>(a.k), static_cast<const __nv_bfloat16*>(a.v), keys, a.H, a.KVH,
+                    a.scale, split_k_keys_per_split(a.max_keys, splits), splits, a.out, a.out_type, part_acc, part_ml,
+                    one_pass);
 }
 
 // Launches a dim-lanes kernel and returns true, or returns false for the
@@ -106,9 +116,7 @@ bool launch_dim_lanes_typed(const Launch& a, const Keys& keys, int splits, float
   const bool narrow_exists = G <= 4;
   bool wide = wanted == SplitKKernel::kDimLanes || (wanted == SplitKKernel::kDimLanesNarrow && !narrow_exists);
   if (wanted == SplitKKernel::kAuto) {
-    const size_t smem = static_cast<size_t>(kWarps) * G * (2 + D) * sizeof(float);
-    wide = a.T * a.KVH * splits <=
-           resident_ctas(dim_lanes_kernel<D, G, Q_BF16, Keys, Wide::kSteps, Wide::kMinCtasPerSm>, smem);
+    wide = a.T * a.KVH * splits <= dim_lanes_resident_ctas<D, G, Q_BF16, Keys, Wide>();
     if (!wide && !narrow_exists) return false;
   }
   if (wide) {
