@@ -22,6 +22,7 @@
 #include "attention_ops.hpp"
 #include "attention_reference.hpp"
 #include "decode_attention.hpp"
+#include "event_timer.hpp"
 #include "decoder_ops.hpp"
 
 using namespace xqtest;
@@ -101,19 +102,8 @@ TEST(CudaDecodeAttention, DISABLED_SpeedOneRow) {
   dq.put(random_values(H * D));
   dk.put(random_values(Smax * KVH * D));
   dv.put(random_values(Smax * KVH * D));
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  auto time_us = [&](const auto& launch) {
-    for (int i = 0; i < 10; ++i) launch();
-    cudaEventRecord(e0);
-    for (int i = 0; i < 200; ++i) launch();
-    cudaEventRecord(e1);
-    cudaEventSynchronize(e1);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    return ms * 1e3 / 200;
-  };
+  EventTimer timer;
+  auto time_us = [&](const auto& launch) { return timer.us_per_call(launch, 10, 200); };
   for (int64_t keys : {128, 384, 1024, 2048}) {
     xqcuda::DecodeAttentionArgs a;
     a.q = dq.p, a.k = dk.p, a.v = dv.p, a.out = dout.p;
@@ -128,6 +118,4 @@ TEST(CudaDecodeAttention, DISABLED_SpeedOneRow) {
     std::printf("decode ATTENTION, %lld keys: split-K %.2f us (%d splits), one block per head %.2f us (%.1fx)\n",
                 static_cast<long long>(keys), split_us, splits, block_us, block_us / split_us);
   }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
 }

@@ -28,6 +28,7 @@
 #include "attention_ops.hpp"
 #include "attention_reference.hpp"
 #include "decode_attention.hpp"
+#include "event_timer.hpp"
 #include "decoder_ops.hpp"
 #include "paged_attention.hpp"
 #include "split_k_plan.hpp"
@@ -256,19 +257,8 @@ TEST(CudaSplitKAttention, DISABLED_SpeedPagedBesideContiguous) {
   dq.put(random_values(H * D));
   dk.put(random_values(Smax * KVH * D));  // the BF16 rows read these bytes as BF16: values do not change the time
   dv.put(random_values(Smax * KVH * D));
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  auto time_us = [&](const auto& launch) {
-    for (int i = 0; i < 10; ++i) launch();
-    cudaEventRecord(e0);
-    for (int i = 0; i < 200; ++i) launch();
-    cudaEventRecord(e1);
-    cudaEventSynchronize(e1);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    return ms * 1e3 / 200;
-  };
+  EventTimer timer;
+  auto time_us = [&](const auto& launch) { return timer.us_per_call(launch, 10, 200); };
   for (xqcuda::DType kv : {xqcuda::DType::BF16, xqcuda::DType::F32})
     for (int64_t keys : {128, 512, 1024, 2048, 8192}) {
       xqcuda::DecodeAttentionArgs c;
@@ -294,6 +284,4 @@ TEST(CudaSplitKAttention, DISABLED_SpeedPagedBesideContiguous) {
                   kv == xqcuda::DType::BF16 ? "BF16" : "F32 ", static_cast<long long>(keys), p_us, ps, c_us, cs,
                   p_us / c_us);
     }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
 }

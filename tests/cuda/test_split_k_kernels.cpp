@@ -22,6 +22,7 @@
 #include "attention_ops.hpp"
 #include "attention_reference.hpp"
 #include "decode_attention.hpp"
+#include "event_timer.hpp"
 #include "paged_attention.hpp"
 #include "paged_rows.hpp"
 #include "split_k_plan.hpp"
@@ -154,19 +155,8 @@ TEST(CudaSplitKKernels, DISABLED_SpeedDimLanesBesideKeyPerLane) {
       cudaMemcpy(static_cast<char*>(dv.p) + at, bytes.data(), n, cudaMemcpyHostToDevice);
     }
   }
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  auto time_us = [&](const auto& launch) {
-    for (int i = 0; i < 5; ++i) launch();
-    cudaEventRecord(e0);
-    for (int i = 0; i < 100; ++i) launch();
-    cudaEventRecord(e1);
-    cudaEventSynchronize(e1);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    return ms * 1e3 / 100;
-  };
+  EventTimer timer;
+  auto time_us = [&](const auto& launch) { return timer.us_per_call(launch, 5, 100); };
   XQ_OK_OR_FAIL(Plugin::get().vt->synchronize(Plugin::get().state));
   for (int64_t rows : {int64_t{0}, int64_t{1}, int64_t{8}, int64_t{32}, int64_t{128}})
     for (int64_t keys : {128, 384, 1024, 4096}) {
@@ -206,6 +196,4 @@ TEST(CudaSplitKKernels, DISABLED_SpeedDimLanesBesideKeyPerLane) {
                   static_cast<long long>(keys), splits, us[0], gb / us[0] * 1e6, us[1], gb / us[1] * 1e6, us[2],
                   gb / us[2] * 1e6, us[2] / us[0], us[2] / us[1], us[2] / us[3]);
     }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
 }

@@ -29,6 +29,7 @@
 #include "attention_ops.hpp"
 #include "attention_reference.hpp"
 #include "decode_attention.hpp"
+#include "event_timer.hpp"
 #include "paged_attention.hpp"
 #include "paged_rows.hpp"
 #include "split_k_plan.hpp"
@@ -169,19 +170,8 @@ TEST(CudaSplitKOnePass, DISABLED_SpeedOnePassBesideTwoKernels) {
     dk.put(stored(kv, XQ_DTYPE_BF16));
     dv.put(stored(kv, XQ_DTYPE_BF16));
   }
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  auto time_us = [&](const auto& launch) {
-    for (int i = 0; i < 10; ++i) launch();
-    cudaEventRecord(e0);
-    for (int i = 0; i < 200; ++i) launch();
-    cudaEventRecord(e1);
-    cudaEventSynchronize(e1);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    return ms * 1e3 / 200;
-  };
+  EventTimer timer;
+  auto time_us = [&](const auto& launch) { return timer.us_per_call(launch, 10, 200); };
   XQ_OK_OR_FAIL(Plugin::get().vt->synchronize(Plugin::get().state));
   for (int64_t keys : {128, 384, 1024, 4096}) {
     const int64_t mb = (keys + BS - 1) / BS;
@@ -247,6 +237,4 @@ TEST(CudaSplitKOnePass, DISABLED_SpeedOnePassBesideTwoKernels) {
                   names[i], static_cast<long long>(keys), us[i][1], splits[i][1], waves8_us[i], waves8_splits[i],
                   us[i][1] / waves8_us[i]);
   }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
 }
