@@ -1,6 +1,7 @@
 // event_timer.hpp: device time per launch from CUDA events on the default
-// stream, for the attention tests' DISABLED_Speed* benchmarks (never run in
-// CI; they print, they assert nothing about time).
+// stream, for the attention tests' DISABLED_Speed* benchmarks and the
+// prefill-attention timing (never run in CI; they print, they assert nothing
+// about time).
 #pragma once
 
 #include <cuda_runtime.h>

@@ -27,6 +27,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "event_timer.hpp"
 #include "prefill_attention.hpp"
 
 using namespace xqtest;
@@ -315,21 +316,8 @@ TEST(CudaPrefillAttention, DISABLED_Speed8192Rows) {
   a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
   a.out = dout.p;
   a.out_type = xqcuda::DType::BF16;
-  auto time_ms = [&](int reps, auto&& launch) {
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0);
-    cudaEventCreate(&e1);
-    launch();  // warm-up
-    cudaEventRecord(e0);
-    for (int i = 0; i < reps; ++i) launch();
-    cudaEventRecord(e1);
-    cudaEventSynchronize(e1);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    return static_cast<double>(ms) / reps;
-  };
+  EventTimer timer;
+  auto time_ms = [&](int reps, auto&& launch) { return timer.us_per_call(launch, 1, reps) / 1e3; };
   const double flop = 4.0 * static_cast<double>(T) * static_cast<double>(T) / 2 * H * D;
   auto tensor_core = [&](xqcuda::PrefillCta cta) {
     return time_ms(10, [&] {
