@@ -11,7 +11,7 @@
 //   bench_gemv_rows [--mb 256] [--rounds 5] [--shapes KxN,...]
 //     INT4 g128 in the cpu provider's layout (qgemv_rows.hpp's one-row
 //     kernels, qgemv_rows8.hpp's eight-row ones on the stored rows and on
-//     the interleaved copy) and GGUF Q4_0
+//     the interleaved copy), GGUF Q4_0 and Q8_0
 //     (gguf_gemv_rows.hpp), every ISA the CPU has; GGUF Q4_K and Q6_K (K a
 //     multiple of 256) one row at a time and on their interleaved copies, AVX2;
 //   bench_gemv_rows --read-bandwidth T [--mb 512]
@@ -229,6 +229,46 @@ void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
   run_entries(what, entries, one * static_cast<double>(copies), rounds);
 }
 
+// GGUF Q8_0 rows (block_q8_0, 34 bytes per 32 columns): what a quantized
+// checkpoint's embedding / lm_head table runs as (XQUANT_TABLES=auto) and a
+// GGUF Q8_0 file's Linears; the row-at-a-time block kernel against the
+// row-range kernels (gguf_gemv_rows.hpp).
+void bench_q8_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
+  const int64_t nb = s.K / 32;
+  const uint64_t row_bytes = static_cast<uint64_t>(nb) * 34;
+  const double one = static_cast<double>(static_cast<uint64_t>(s.N) * row_bytes);
+  const std::vector<std::vector<uint8_t>> w = random_block_weights(s.N, row_bytes, mb, 34, {0}, rng);
+  const int64_t copies = static_cast<int64_t>(w.size());
+  std::vector<float> x(static_cast<size_t>(s.K));
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  for (auto& v : x) v = d(rng);
+  std::vector<int8_t> q(static_cast<size_t>(s.K));
+  std::vector<float> d32(static_cast<size_t>(nb));
+  std::vector<int16_t> sum32(static_cast<size_t>(nb));
+  cpu::quantize_row_blocks(x.data(), s.K, q.data(), d32.data(), sum32.data(), nullptr, nullptr, nullptr);
+  const cpu::QuantizedRow a{q.data(), d32.data(), nullptr, nullptr, nullptr, sum32.data()};
+  std::vector<float> y(static_cast<size_t>(s.N));
+  std::vector<Entry> entries{{"read loop", [&] { g_sink = read_pass(w); }}};
+  auto add = [&](const std::string& label, cpu::BlockRowsKernel k) {
+    entries.push_back({label, [&, k] {
+                         for (const auto& m : w) k(m.data(), row_bytes, s.N, a, nb, y.data(), nullptr);
+                       }});
+  };
+  if (cpu::cpu_has(Isa::avx512)) add("avx512 one-row", cpu::block_rows_kernel(Isa::avx512, 8, false));
+  if (cpu::cpu_has(Isa::avx2)) {
+    entries.push_back({"avx2 per-row", [&] {
+                         for (const auto& m : w)
+                           for (int64_t r = 0; r < s.N; ++r)
+                             y[r] = cpu::kAvx2BlockKernels.q8_0(m.data() + static_cast<uint64_t>(r) * row_bytes, a, nb);
+                       }});
+    if (cpu::BlockRowsKernel k = cpu::block_rows_kernel(Isa::avx2, 8, false)) add("avx2 row-range", k);
+  }
+  char what[128];
+  std::snprintf(what, sizeof what, "GGUF Q8_0, K %lld x N %lld, %lld copies", static_cast<long long>(s.K),
+                static_cast<long long>(s.N), static_cast<long long>(copies));
+  run_entries(what, entries, one * static_cast<double>(copies), rounds);
+}
+
 // GGUF K-quant rows (Q4_K: 144 bytes, Q6_K: 210 bytes per 256 columns): the
 // AVX2 one-row kernels and the eight-row ones on the interleaved copy
 // (gguf_q4_k_rows8.inc, gguf_q6_k_rows8.inc). Shapes with K not a multiple
@@ -325,6 +365,7 @@ int main(int argc, char** argv) {
   for (const Shape& s : parse_shapes(shapes)) {
     bench_int4(s, mb, rounds, rng);
     bench_q4_0(s, mb, rounds, rng);
+    bench_q8_0(s, mb, rounds, rng);
     bench_k_quant(s, 12, mb, rounds, rng);
     bench_k_quant(s, 14, mb, rounds, rng);
   }

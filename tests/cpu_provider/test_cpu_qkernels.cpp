@@ -76,6 +76,7 @@ void expect_kernels_match_scalar(Isa isa) {
     std::vector<uint8_t> w4(w4v.begin(), w4v.end());
     auto w8 = rnd_i8(static_cast<size_t>(n));  // the full int8 range, -128 included
     auto a = rnd_i8(static_cast<size_t>(n));   // -128 included (static activation scales reach it)
+    auto a127 = rnd_i8(static_cast<size_t>(n), -127, 127);  // dynamic scales' codes
     auto x = rnd_f(static_cast<size_t>(n));
     auto sa = rnd_f(static_cast<size_t>(nblk));
     for (auto bb : {std::vector<int64_t>{0, nblk}, random_groups(nblk)}) {
@@ -89,6 +90,12 @@ void expect_kernels_match_scalar(Isa isa) {
                 ref.dot4_i8(w4.data(), a.data(), bb.data(), G, s.data())) << where;
       EXPECT_EQ(k.dot8_i8(w8.data(), a.data(), bb.data(), G, s.data()),
                 ref.dot8_i8(w8.data(), a.data(), bb.data(), G, s.data())) << where;
+      // The dynamic-activation form (codes within [-127, 127], weights any
+      // int8, -128 and +-127 at both ends so the extremes meet): the same
+      // bits as the reference.
+      a127[0] = -127, a127[1] = 127, w8[0] = -128, w8[1] = -128;
+      EXPECT_EQ(k.dot8_i8_a127(w8.data(), a127.data(), bb.data(), G, s.data()),
+                ref.dot8_i8(w8.data(), a127.data(), bb.data(), G, s.data())) << where << " (a127)";
       // Float paths: summation order differs; bound by float rounding of the
       // sum of |terms| (each at most 255 * 128 per column).
       const float tol = 1e-5f * 255.0f * 128.0f * static_cast<float>(n);

@@ -6,6 +6,8 @@
 
 #include <xquant/sdk/half.hpp>
 
+#include "stream_prefetch.hpp"
+
 #include <immintrin.h>
 
 #include <cstring>

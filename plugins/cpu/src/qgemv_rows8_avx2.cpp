@@ -10,6 +10,8 @@
 #include "gguf_gemv_rows.hpp"
 #include "qgemv_rows8.hpp"
 
+#include "stream_prefetch.hpp"
+
 #include <immintrin.h>
 
 #include <cstring>

@@ -9,6 +9,8 @@
 // blocks). Dispatch hands this table out only when the CPU has avx2 and fma.
 #include "qgemv_rows.hpp"
 
+#include "stream_prefetch.hpp"
+
 #include <immintrin.h>
 
 #define XQ_AVX2 __attribute__((target("avx2,fma")))
@@ -51,6 +53,7 @@ XQ_AVX2 void gemv(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64
       __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
       int64_t b = w.bb[g];
       for (; b + 2 <= w.bb[g + 1]; b += 2) {
+        prefetch_stream(row + b * (kInt4 ? 16 : 32));  // a pair: one cache line of INT8 codes, half of INT4
         acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block<kInt4>(row, a, b)), _mm256_loadu_ps(a.sa8 + b * 8), acc0);
         acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block<kInt4>(row, a, b + 1)), _mm256_loadu_ps(a.sa8 + b * 8 + 8), acc1);
       }

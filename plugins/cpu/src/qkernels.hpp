@@ -60,6 +60,10 @@ struct QKernels {
                    int64_t ldsa, const int64_t* bb, int64_t G, float* out);
   void (*tile8_q8)(const int8_t* w, int64_t ldw, const float* s, const int8_t* a, int64_t lda, const float* sa,
                    int64_t ldsa, const int64_t* bb, int64_t G, float* out);
+  // dot8_i8 for activation codes within [-127, 127] (dynamic scales; a
+  // static scale may give -128): the same result, faster where the ISA has
+  // a form that needs it (AVX2's sign trick); dot8_i8 itself elsewhere.
+  float (*dot8_i8_a127)(const int8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s);
 };
 
 // A tile computed pair by pair with a table's own dot*_q8 (the scalar

@@ -10,6 +10,8 @@
 // maddubs could saturate, so they are widened to int16 and use madd_epi16.
 #include "qkernels.hpp"
 
+#include "stream_prefetch.hpp"
+
 #include <immintrin.h>
 
 #define XQ_AVX2 __attribute__((target("avx2,fma")))
@@ -48,10 +50,27 @@ XQ_AVX2 inline __m256i widen16(const int8_t* p) {
   return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// Exact int32 lanes of one block: sum c * a (both signed int8).
+// Exact int32 lanes of one block: sum c * a (both signed int8, any values).
 XQ_AVX2 inline __m256i block8_i8(const int8_t* w, const int8_t* a) {
   return _mm256_add_epi32(_mm256_madd_epi16(widen16(w), widen16(a)),
                           _mm256_madd_epi16(widen16(w + 16), widen16(a + 16)));
+}
+
+// The same lanes when |a| <= 127 (dynamic per-token and per-block
+// activation codes; a static scale may give -128), with the sign trick of
+// llama.cpp's mul_sum_i8_pairs_float (ggml-cpu/arch/x86/quants.c): |c|
+// unsigned times a with c's sign moved onto it, a pair at most 2 * 128 *
+// 127, so vpmaddubsw cannot saturate. Its lanes hold other columns than
+// block8_i8's (4i..4i+3, not 2i, 2i+1, 16+2i, 17+2i): only for dot products
+// summed in int32 before any rounding (dot8_i8), not for dot8_q8, whose
+// float lanes the tiles reproduce bit for bit. Four vector operations a block instead
+// of four sign extensions, two vpmaddwd and an add: SmolLM2 W8A8 decode at
+// one thread 44.5 -> 55.8 tok/s with the stream prefetch (2026-12-02, AVX2).
+XQ_AVX2 inline __m256i block8_i8_a127(const int8_t* w, const int8_t* a) {
+  const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(c, c), _mm256_sign_epi8(q, c)),
+                           _mm256_set1_epi16(1));
 }
 
 // Four accumulators, one per 8-column quarter of a block: with two, each
@@ -103,11 +122,16 @@ XQ_AVX2 float dot4_i8(const uint8_t* w, const int8_t* a, const int64_t* bb, int6
   return tot;
 }
 
+template <bool kA127>
 XQ_AVX2 float dot8_i8(const int8_t* w, const int8_t* a, const int64_t* bb, int64_t G, const float* s) {
   float tot = 0.0f;
   for (int64_t g = 0; g < G; ++g) {
     __m256i d = _mm256_setzero_si256();
-    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) d = _mm256_add_epi32(d, block8_i8(w + b * kBlock, a + b * kBlock));
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      if (!(b & 1)) prefetch_stream(w + b * kBlock);  // one cache line per two blocks
+      d = _mm256_add_epi32(d, kA127 ? block8_i8_a127(w + b * kBlock, a + b * kBlock)
+                                    : block8_i8(w + b * kBlock, a + b * kBlock));
+    }
     tot += s[g] * static_cast<float>(hsum(d));
   }
   return tot;
@@ -185,6 +209,7 @@ XQ_AVX2 void tile8_q8(const int8_t* w, int64_t ldw, const float* s, const int8_t
 
 }  // namespace
 
-const QKernels kAvx2Kernels{"avx2", &dot4_f32, &dot8_f32, &dot4_i8, &dot8_i8, &dot4_q8, &dot8_q8, &tile4_q8, &tile8_q8};
+const QKernels kAvx2Kernels{"avx2", &dot4_f32, &dot8_f32, &dot4_i8, &dot8_i8<false>, &dot4_q8, &dot8_q8, &tile4_q8, &tile8_q8,
+                              &dot8_i8<true>};
 
 }  // namespace xquant::cpu

@@ -275,6 +275,6 @@ XQ_AVX512 void tile8_q8(const int8_t* w, int64_t ldw, const float* s, const int8
 }  // namespace
 
 const QKernels kAvx512Kernels{"avx512", &dot4_f32, &dot8_f32, &dot4_i8, &dot8_i8, &dot4_q8, &dot8_q8,
-                              &tile4_q8, &tile8_q8};
+                              &tile4_q8, &tile8_q8, &dot8_i8};
 
 }  // namespace xquant::cpu

@@ -77,6 +77,6 @@ float dot8_q8(const int8_t* w, const int8_t* a, const float* sa, const int64_t* 
 }  // namespace
 
 const QKernels kScalarKernels{"scalar", &dot4_f32, &dot8_f32, &dot4_i8, &dot8_i8, &dot4_q8, &dot8_q8,
-                               &tile4_by_pairs<dot4_q8>, &tile8_by_pairs<dot8_q8>};
+                               &tile4_by_pairs<dot4_q8>, &tile8_by_pairs<dot8_q8>, &dot8_i8};
 
 }  // namespace xquant::cpu

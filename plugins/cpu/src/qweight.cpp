@@ -321,6 +321,8 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
     return;
   }
   const int64_t* bb = w.block_begin.data();
+  // Dynamic scales keep the codes within [-127, 127] (quantize_row_i8).
+  const auto dot8 = w.act_scheme == XQ_ACT_STATIC_TENSOR ? k.dot8_i8 : k.dot8_i8_a127;
   host.parallel_for(static_cast<uint64_t>(N), 8, [&](uint64_t b, uint64_t e) {
     for (uint64_t n = b; n < e; ++n) {
       const uint8_t* c = row_codes(w, static_cast<int64_t>(n));
@@ -328,7 +330,7 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
       for (int64_t m = 0; m < M; ++m) {
         const int8_t* a = qx + m * Kp;
         finish(static_cast<int64_t>(n), m,
-               w.int4 ? k.dot4_i8(c, a, bb, G, s) : k.dot8_i8(reinterpret_cast<const int8_t*>(c), a, bb, G, s));
+               w.int4 ? k.dot4_i8(c, a, bb, G, s) : dot8(reinterpret_cast<const int8_t*>(c), a, bb, G, s));
       }
     }
   });
