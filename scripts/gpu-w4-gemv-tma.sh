@@ -19,7 +19,7 @@ flags=(-std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-const
 echo "== build ($(nvcc --version | tail -1))"
 t0=$(date +%s)
 pids=()
-for f in "$src/w4a16_gemv_tma.cu" "$src/w4a16_layout.cu" "$src/w4a16_gemm.cu" "$src/w4a16_gemv_stream.cu" \
+for f in "$src/w4a16_gemv_tma.cu" "$src/w4a16_layout.cu" "$src/w4a16_gemm.cu" "$src/w4a16_gemv_stream.cu" "$src/pdl.cpp" \
          bench/cuda/w4_gemv_tma_harness.cu; do
   timeout "${W4T_BUILD_S:-240}" nvcc "${flags[@]}" -Xptxas=-v -c "$f" -o "$bld/$(basename "$f").o" \
     > "$bld/$(basename "$f").log" 2>&1 &

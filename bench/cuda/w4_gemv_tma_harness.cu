@@ -453,10 +453,11 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
                                DType::F32, tpart.as<float>(), tcnt.as<int>(), 0));
               },
               n4);
-          std::printf("  v4 stages=%d blocks/SM<=%d%s (grid %d, smem %d): %.1f us (%.0f%%)\n", stages, bps,
+          std::printf("  v4 stages=%d blocks/SM<=%d%s (grid %d, smem %d): %.1f us (%.0f%%)\n", q.stages, bps,
                       probe ? " PROBE(no math)" : "", q.blocks, q.smem_bytes, t, pct(t));
           std::fflush(stdout);
         };
+        t4x(0, 0, 1);  // the default plan's ring
         t4x(4, 0, 1);
         for (int st : {2, 3, 4, 6}) t4x(st, 0, 0);
         t4x(4, 1, 0);
@@ -493,6 +494,9 @@ int main(int argc, char** argv) {
       cases.push_back({f16, 32, false, false, 1472, 300});
       cases.push_back({f16, 64, false, false, 64, 38400});   // whole n-blocks, two per block
       cases.push_back({f16, 32, true, false, 320, 25600});   // short slots at n-block ends, shared n-blocks
+      cases.push_back({f16, 64, true, false, 192, 51200});   // ranges of a shared, whole and shared n-block
+      cases.push_back({f16, 128, true, true, 8256, 6144});   // unaligned ranges over full slots, a short last group
+      cases.push_back({f16, 0, false, false, 8256, 3072});   // per-channel over full slots
     }
     for (const Case& c : cases) check_case(c);
     std::printf("check: %d passed, %d failed\n", g_pass, g_fail);

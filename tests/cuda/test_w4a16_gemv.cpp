@@ -22,7 +22,10 @@
 // branches: blocks that cover whole n-blocks (K = 64: written directly, and
 // at N = 38400 two n-blocks per block), ring slots cut short at an n-block's
 // end with blocks that share n-blocks (K = 320: 5 chunks per n-block, 4 per
-// block at N = 25600), several blocks per n-block (K = 8192).
+// block at N = 25600), several blocks per n-block (K = 8192), full 8-chunk
+// slots from range starts inside an n-block (K = 1088 at N = 18432: 17
+// chunks per n-block, about 10 per block; g128 with a short last group,
+// asymmetric, act-order: the zero term through the x sums).
 //
 // Bounds as the W4A16 suite (test_w4a16.cpp): ||out-ref||/||ref|| <= 1e-2
 // for BF16, 3e-3 for F16.
@@ -191,6 +194,7 @@ std::vector<GemvCase> gemv_cases() {
     v.push_back({dt, 128, false, true, 8192, 1024});  // many warps per tile
     v.push_back({dt, 64, false, false, 64, 38400});   // v4: whole n-blocks, two per block
     v.push_back({dt, 32, true, false, 320, 25600});   // v4: short slots at n-block ends, shared n-blocks
+    v.push_back({dt, 128, true, true, 1088, 18432});  // v4: full 8-chunk slots from unaligned range starts
   }
   return v;
 }

@@ -20,37 +20,50 @@
 //   Multiplication on the GPU", PPoPP 2023, over whole blocks), one
 //   contiguous byte range of the weight. One wave: the grid is what fits on
 //   the SMs at once (2 blocks per SM: <= 96 registers, __launch_bounds__).
-// - A ring of `stages` slots in shared memory. A slot holds up to kSC = 4
-//   chunks of one n-block (16 KB of codes), the scale/zero words of the
-//   groups they touch (512 B a group: the layout keeps one n-block's words
-//   of one group together) and the x columns they multiply (M rows of
+// - A ring of `stages` slots in shared memory (the default: the deepest ring
+//   of <= 4 that keeps 2 blocks on an SM; 3 at M = 1, 2 at M = 8). A slot
+//   holds up to kSC = 8 chunks of one n-block (32 KB of codes), the
+//   scale/zero words of the groups they touch (512 B a group: the layout
+//   keeps one n-block's words of one group together), the x sums of the
+//   chunks' segments (below) and the x columns they multiply (M rows of
 //   kSC x 128 B, padded by 16 B a row so the 8 rows one ldmatrix phase reads
 //   fall in different banks). One producer thread (warp 8, lane 0) fills a
 //   slot with 1-D bulk copies, `cp.async.bulk.shared::cluster.global
 //   .mbarrier::complete_tx::bytes` (PTX ISA, "Data Movement and Conversion
 //   Instructions: cp.async.bulk"): no tensor map, one copy for the codes,
 //   one for the scale words, one per x row, completing on the slot's "full"
-//   mbarrier; the codes carry an L2 evict_first policy (read once). Eight
-//   consumer warps (warp w = 16-row tile w of the n-block) wait on "full",
-//   read their 512 B of each chunk (16 B per lane, consecutive lanes:
-//   conflict-free) and x's B fragments (two ldmatrix.x4 a chunk), compute,
-//   and arrive on the slot's "empty" mbarrier, which the producer waits on
-//   before refilling it. A slot never spans two n-blocks, so a consumer's
-//   running sum belongs to one tile at a time.
+//   mbarrier; the codes carry an L2 evict_first policy (read once). The sum
+//   warp (warp 9) waits on "full", writes the slot's x sums and arrives on
+//   "ready". Eight consumer warps (warp w = 16-row tile w of the n-block)
+//   wait on "ready" ("full" where the sums are not used), read their 512 B
+//   of each chunk (16 B per lane, consecutive lanes: conflict-free) and x's
+//   B fragments (two ldmatrix.x4 a chunk), compute, and arrive on the slot's
+//   "empty" mbarrier, which the producer waits on before refilling it. A
+//   slot never spans two n-blocks, so a consumer's running sum belongs to
+//   one tile at a time.
 // - Math per chunk as the other GEMVs (w4a16_gemv_common.cuh): the lane's
 //   16 bytes are its four m16n8k16 A fragments, x is the B fragment (n =
-//   the 8 tokens). A pair is (nibbles | magic) - zb: one LOP3 (the magic in
-//   a register: with two immediates the compiler emitted an AND and an OR,
-//   16 more integer instructions a chunk) and one HSUB2, exact small
-//   integers in bf16/f16; the mma sums code x activation per group in F32
-//   and the group scale is applied to the group's accumulator in F32 (one
-//   FFMA per accumulator per group): no HMUL2 and no 16-bit rounding of the
-//   dequantized weight (errors at or below the fused GEMM's in the harness).
+//   the 8 tokens). A pair is (nibbles | magic) = magic + u, exact in
+//   bf16/f16: one LOP3 (the magic in a register: with two immediates the
+//   compiler emitted an AND and an OR). The zero point stays out of the
+//   inner loop: sum_k (u_k - 8 - z) x_k = sum_k (magic + u_k) x_k - zb
+//   sum_k x_k, zb = magic + 8 + z (the scale word's high half), so the mma
+//   sums (magic + u) x per group segment in F32 and the fold is tot += s
+//   (acc - zb sx) in F32 (two FFMA per accumulator per segment). sx, the
+//   segment's sums of x for each token, comes from the sum warp: one mma
+//   with A = ones per k-tile (exact products, F32 sums) for all 8 tokens, 8
+//   chunks a slot, four chains interleaved. The cancellation costs about 4
+//   bits of F32 for bf16 (magic 128) and 7 for f16 (magic 1024): errors stay
+//   at or below the fused GEMM's in the harness. With 16-column groups (4
+//   scale words a chunk) the fold would cost 4 x 2 FFMA + conversions a
+//   chunk, more than it saves, so there the pairs are centred in 16 bits,
+//   (magic + u) - zb with one HSUB2 (exact), and the fold is tot += s acc.
 // - Programmatic Dependent Launch (pdl.cuh): the producer issues the first
 //   round of slots' code and scale copies (constants) before
 //   griddepcontrol.wait, and their x copies after it, so a GEMV after a
 //   norm, SWIGLU or attention kernel starts pulling its weights while that
-//   kernel finishes; consumers wait too before anything the flush touches.
+//   kernel finishes; consumers wait too before anything the flush touches
+//   (the sum warp reads nothing before x's "full").
 // - Split n-blocks: every tile of an n-block that two blocks share gets F32
 //   partials in one workspace slot per block; the last block to arrive (a
 //   per-tile counter that the arriving warp resets) sums the slots in order
@@ -58,17 +71,33 @@
 //   (as w4a16_gemv_stream.cu).
 //
 // Measured on an H200 (bench/cuda/w4_gemv_tma_harness.cu; docs/cuda.md,
-// "W4A16 GEMV v4", and bench/cuda/results/h200-w4-gemv-tma.md): 44.5 us at
-// M = 1 on 8192x28672, 66% of the copy bandwidth, against 53.1 for the
-// fused GEMM. The ring alone (the `probe` plan flag: no math) streams 91%,
-// so the consumers' instructions are what is left: ncu issues 0.59 warp
-// instructions per scheduler cycle with "not selected" and "math pipe
-// throttle" the top stalls. Tried and dropped (numbers in docs/cuda.md):
-// round-robin items of 4-32 chunks per block instead of one range each
-// (their per-item flushes cost more than the window of neighbouring reads
-// gained); taking the zero term out after the mma with a second all-ones
-// mma (no HSUB2; equal or slower); shifts as IMAD.HI on the FMA pipe
-// (slower); one block per SM at 112 registers (latency-bound).
+// "W4A16 GEMV v4", sessions seventeen and earlier, raw output in
+// bench/cuda/results/h200-w4-gemv-tma*.md): 37.3-37.6 us at M = 1 on
+// 8192x28672, 78% of the copy bandwidth, against 42.8-43.2 for the
+// session-sixteen kernel (4-chunk slots, HSUB2 in the loop) and 53.1-53.6
+// for the fused GEMM in the same runs (the one loss: 14336x4096 at M = 1-2,
+// 15.4 vs 14.5 us, not explained); of that, 8-chunk slots gave ~4 us (half
+// the slot bookkeeping and barrier waits) and the x sums ~1 us (1.3 at
+// M = 8). The ring alone (the `probe` plan flag: no math) streams 98-100%
+// at the default depth, so the consumers are still what is left: ncu
+// issues 0.47 warp instructions per scheduler cycle (17.9 M in all, 22.8 M
+// before), 53% of cycles with no eligible warp; by instruction, 11% of the
+// stall samples are consumers waiting on "ready" (with the math on, the
+// ring runs dry at times; likely because a slot is refilled only once all
+// 8 consumer warps released it), 7% the split-tile flush's fence and
+// atomic, the rest the math. Tried and dropped (numbers in docs/cuda.md): round-robin items
+// of 4-32 chunks per block instead of one range each (their per-item
+// flushes cost more than the window of neighbouring reads gained); the zero
+// term from a second all-ones mma in every consumer warp (equal or slower);
+// shifts as IMAD.HI on the FMA pipe (slower); one block per SM at 112
+// registers (latency-bound). Session seventeen: slots aligned to 8 chunks
+// with one chain and one fold per two chunks of a 128-column group (6%
+// fewer instructions, no faster: 38.2 vs 38.2 us, and the aligned ranges'
+// extra short slot cost ~0.7 us); 3 blocks per SM at 64 registers and 2
+// stages (38.5 vs 38.0); deferring the flush of a range's first, shared
+// n-block to the end (no faster at M = 1, 1.3 us slower on 4096x14336);
+// chunk ci + 1's shared loads before chunk ci's math (37.0 vs 37.6, within
+// run-to-run spread).
 #include "common.cuh"
 #include "pdl.cuh"
 #include "w4a16_gemv_common.cuh"
@@ -84,10 +113,19 @@ namespace xqcuda {
 namespace {
 using namespace w4gemv;
 
-constexpr int kSC = 4;               // chunks per ring slot (16 KB of codes)
+constexpr int kSC = 8;               // chunks per ring slot (32 KB of codes)
 constexpr int kConsumerWarps = 8;    // one per 16-row tile of the n-block
-constexpr int kThreads = (kConsumerWarps + 1) * 32;  // + the producer warp
+constexpr int kProducerWarp = kConsumerWarps;
+constexpr int kSumWarp = kConsumerWarps + 1;  // the per-slot x sums
+constexpr int kThreads = (kConsumerWarps + 2) * 32;  // + the producer and sum warps
 constexpr int kDefaultStages = 4;
+constexpr int kSumBytes = kSC * 4 * 8 * 4;  // a slot's x sums: [kSC chunks x <= 4 segments][8 tokens] F32
+// Barriers: [stages] full, [stages] empty, [stages] ready (sums written).
+__host__ __device__ constexpr int ring_offset(int stages) { return (3 * stages * 8 + 127) & ~127; }
+// Whether the zero point leaves the inner loop through per-segment x sums:
+// for groups >= 32 (at most 2 scale words a chunk; header comment).
+template <int GS>
+constexpr bool kZeroBySums = GS <= 2;
 constexpr int kMaxStages = 16;  // the plan's clamp; the producer keeps one early slot's (chunk, count) per stage
 constexpr int kXRowBytes = kSC * 128 + 16;  // one x row of a slot, padded
 
@@ -107,7 +145,7 @@ struct TmaArgs {
   int last_group;  // n_groups - 1
   int probe;
   int gs_shift;
-  int stages, stage_bytes, sz_off, x_off;
+  int stages, stage_bytes, sz_off, sum_off, x_off;
 };
 
 // ---- sm_90 PTX: mbarriers and the bulk copy --------------------------------
@@ -262,36 +300,91 @@ __device__ __forceinline__ float scale_hi(uint32_t w) {
   else return __uint_as_float(w & 0xFFFF0000u);
 }
 
-// One chunk of one tile into tot (rows gid, gid + 8 x tokens 2 tig, +1).
-// GS scale words per chunk (1: groups >= 64; 2: 32; 4: 16); the k-tiles of
-// one group accumulate in one chain (fresh per chunk: the chunks of a slot
-// are independent chains), scaled once, in F32.
+// One chunk of one tile into acc (rows gid, gid + 8 x tokens 2 tig, +1):
+// GS scale words per chunk (1: groups >= 64; 2: 32; 4: 16), the k-tiles of
+// segment g (one group's columns in the chunk) in chain acc[g].
+// kZeroBySums<GS>: the A fragments are the pairs (nibbles | magic) = magic +
+// u as they are (one LOP3 a pair), so the chain sums (magic + u) x; else
+// they are centred, (magic + u) - zb, exact in 16 bits.
 template <typename T, int GS>
-__device__ __forceinline__ void chunk_mma(float (&tot)[4], const uint4& q4, const uint2 (&s)[GS],
-                                          const uint32_t (&b)[8]) {
+__device__ __forceinline__ void chunk_chain(float (&acc)[GS][4], const uint4& q4, const uint32_t (&b)[8],
+                                            const uint2 (&s)[GS]) {
   constexpr int kPerGroup = 4 / GS;
   const uint32_t magic = Magic<T>::kBits;
-  float acc[GS][4];
-#pragma unroll
-  for (int c = 0; c < GS; ++c)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[c][e] = 0.f;
   const uint32_t words[4] = {q4.x, q4.y, q4.z, q4.w};
 #pragma unroll
   for (int kt = 0; kt < 4; ++kt) {
     const int g = kt / kPerGroup;
     const uint32_t q = words[kt];
-    const uint2 sw = s[g];
-    const uint32_t zA = __byte_perm(sw.y, 0, 0x1010), zB = __byte_perm(sw.y, 0, 0x3232);
-    const uint32_t af[4] = {centered_pair<T>(q, magic, zA), centered_pair<T>(q >> 4, magic, zB),
-                            centered_pair<T>(q >> 8, magic, zA), centered_pair<T>(q >> 12, magic, zB)};
+    uint32_t af[4];
+    if constexpr (kZeroBySums<GS>) {
+      af[0] = nib_pair(q, magic);
+      af[1] = nib_pair(q >> 4, magic);
+      af[2] = nib_pair(q >> 8, magic);
+      af[3] = nib_pair(q >> 12, magic);
+    } else {
+      const uint32_t zA = __byte_perm(s[g].y, 0, 0x1010), zB = __byte_perm(s[g].y, 0, 0x3232);
+      af[0] = centered_pair<T>(q, magic, zA);
+      af[1] = centered_pair<T>(q >> 4, magic, zB);
+      af[2] = centered_pair<T>(q >> 8, magic, zA);
+      af[3] = centered_pair<T>(q >> 12, magic, zB);
+    }
     mma_16816<T>(acc[g], af, b[2 * kt], b[2 * kt + 1]);
   }
+}
+
+// The segments' chains into tot, in F32: tot += s (acc - zb sx)
+// (kZeroBySums; sx: the segment's x sums of tokens 2 tig, 2 tig + 1, from
+// the sum warp), or tot += s acc (centred codes).
+template <typename T, int GS>
+__device__ __forceinline__ void fold(float (&tot)[4], const float (&acc)[GS][4], const uint2 (&s)[GS],
+                                     const float2 (&sx)[GS]) {
 #pragma unroll
   for (int c = 0; c < GS; ++c) {
     const float sA = scale_lo<T>(s[c].x), sB = scale_hi<T>(s[c].x);
+    if constexpr (kZeroBySums<GS>) {
+      const float zA = scale_lo<T>(s[c].y), zB = scale_hi<T>(s[c].y);
+      tot[0] = fmaf(fmaf(-zA, sx[c].x, acc[c][0]), sA, tot[0]);
+      tot[1] = fmaf(fmaf(-zA, sx[c].y, acc[c][1]), sA, tot[1]);
+      tot[2] = fmaf(fmaf(-zB, sx[c].x, acc[c][2]), sB, tot[2]);
+      tot[3] = fmaf(fmaf(-zB, sx[c].y, acc[c][3]), sB, tot[3]);
+    } else {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) tot[e] = fmaf(acc[c][e], e < 2 ? sA : sB, tot[e]);
+      for (int e = 0; e < 4; ++e) tot[e] = fmaf(acc[c][e], e < 2 ? sA : sB, tot[e]);
+    }
+  }
+}
+
+// The sum warp's share of NC chunks of a slot: the x sums of their GS
+// segments each, for all 8 tokens, through the tensor cores (A = ones: every
+// row of the product holds the column sums of B; exact products, F32 sums),
+// stored [chunk][segment][token]. All B fragments first, then the NC chains
+// interleaved (the asm statements keep their order): one slot's sums cost
+// about one chain's latency, not NC of them.
+template <typename T, int GS, int NC>
+__device__ __forceinline__ void chunk_sums(uint32_t xs, uint32_t dst, int lane) {
+  constexpr int kPerGroup = 4 / GS;
+  const uint32_t one = std::is_same_v<T, __half> ? 0x3C003C00u : 0x3F803F80u;
+  const uint32_t ones[4] = {one, one, one, one};
+  uint32_t b[NC][8];
+#pragma unroll
+  for (int ci = 0; ci < NC; ++ci) {
+    ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[ci][0]), xs + ci * 128);
+    ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[ci][4]), xs + ci * 128 + 64);
+  }
+  float acc[NC][GS][4] = {};
+#pragma unroll
+  for (int kt = 0; kt < 4; ++kt)
+#pragma unroll
+    for (int ci = 0; ci < NC; ++ci) mma_16816<T>(acc[ci][kt / kPerGroup], ones, b[ci][2 * kt], b[ci][2 * kt + 1]);
+  if (lane < 4) {  // row 0: tokens 2 lane, 2 lane + 1
+#pragma unroll
+    for (int ci = 0; ci < NC; ++ci)
+#pragma unroll
+      for (int c = 0; c < GS; ++c)
+        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(dst + ((ci * GS + c) * 8 + 2 * lane) * 4),
+                     "f"(acc[ci][c][0]), "f"(acc[ci][c][1])
+                     : "memory");
   }
 }
 
@@ -310,9 +403,9 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
   __trap();  // sm_90 only (the bulk copies): the host launches it nowhere else (w4_gemv_tma_supported)
 #endif
   extern __shared__ __align__(128) unsigned char smem[];
-  // [stages] full barriers, [stages] empty barriers, then the slots (128-aligned).
+  // [stages] full, [stages] empty, [stages] ready barriers, then the slots (128-aligned).
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem);
-  unsigned char* ring = smem + ((2 * p.stages * 8 + 127) & ~127);
+  unsigned char* ring = smem + ring_offset(p.stages);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t flo = static_cast<int64_t>(blockIdx.x) * p.per_cta, fhi = min64(flo + p.per_cta, p.total);
   if (flo >= fhi) return;  // whole block: no barrier is reached
@@ -320,12 +413,13 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
     for (int s = 0; s < p.stages; ++s) {
       mbar_init(smem_u32(bars + s), 1);                            // full: the producer's expect_tx
       mbar_init(smem_u32(bars + p.stages + s), kConsumerWarps);  // empty: one arrival per consumer warp
+      mbar_init(smem_u32(bars + 2 * p.stages + s), 1);            // ready: the sum warp's lane 0
     }
     mbar_init_fence();
   }
   __syncthreads();
 
-  if (warp == kConsumerWarps) {  // producer
+  if (warp == kProducerWarp) {  // producer
     if (lane != 0) return;
     const uint64_t pol = evict_first_policy();
     // PDL (pdl.cuh): the codes and scale words are constants uploaded at load,
@@ -379,15 +473,47 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
     return;
   }
 
+  const int gid = lane >> 2;
+  const uint32_t ring_u32 = smem_u32(ring);
+  // ldmatrix rows: lane l reads x row min(l % 8, M - 1) of matrix l / 8 = (k-tile, half), 16 bytes apart.
+  const uint32_t x_lane = ring_u32 + p.x_off + min(lane & 7, p.M - 1) * kXRowBytes + (lane >> 3) * 16;
+
+  if (warp == kSumWarp) {  // the x sums of each slot's segments, for the consumers' zero term
+    if constexpr (!kZeroBySums<GS>) return;
+    // Nothing before the full barrier: x arrives after the producer's PDL wait.
+    int slot = 0;
+    uint32_t phase = 0;
+    Cursor cur;
+    for (cur.start(p, flo, fhi); cur.f < cur.fhi;) {
+      const int n = cur.slot_chunks(p);
+      mbar_wait(smem_u32(bars + slot), phase);
+      const uint32_t xs = x_lane + slot * p.stage_bytes, dst = ring_u32 + slot * p.stage_bytes + p.sum_off;
+      if (n == kSC) {  // a full slot: four chunks at a time
+#pragma unroll
+        for (int ci = 0; ci < kSC; ci += 4) chunk_sums<T, GS, 4>(xs + ci * 128, dst + ci * GS * 32, lane);
+      } else {
+        for (int ci = 0; ci < n; ++ci) chunk_sums<T, GS, 1>(xs + ci * 128, dst + ci * GS * 32, lane);
+      }
+      __syncwarp();
+      if (lane == 0) mbar_arrive(smem_u32(bars + 2 * p.stages + slot));
+      cur.advance(p, n);
+      if (++slot == p.stages) {
+        slot = 0;
+        phase ^= 1;
+      }
+    }
+    return;
+  }
+
   // Consumers: warp w = tile w of each n-block. Nothing they read comes
   // before x, which the producer copies after its wait; they wait too, before
   // the partials, counters and y of the flush, which earlier kernels use.
   pdl_wait();
   pdl_launch_dependents();
-  const int gid = lane >> 2;
-  const uint32_t ring_u32 = smem_u32(ring);
-  // ldmatrix rows: lane l reads x row min(l % 8, M - 1) of matrix l / 8 = (k-tile, half), 16 bytes apart.
-  const uint32_t x_lane = ring_u32 + p.x_off + min(lane & 7, p.M - 1) * kXRowBytes + (lane >> 3) * 16;
+  // With the sums, a slot is ready once the sum warp has seen it full and
+  // written its sums (its arrival releases what its wait acquired: the
+  // copies' bytes and the sums).
+  const int wait_bar = kZeroBySums<GS> ? 2 * p.stages : 0;
   float tot[4] = {0.f, 0.f, 0.f, 0.f};
   int slot = 0;
   uint32_t phase = 0;
@@ -396,22 +522,34 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
   for (cur.start(p, flo, fhi); cur.f < cur.fhi;) {
     const int n = cur.slot_chunks(p);
     if (cs < 0) cs = cur.c;
-    mbar_wait(smem_u32(bars + slot), phase);
+    mbar_wait(smem_u32(bars + wait_bar + slot), phase);
     if (!p.probe) {
       const uint32_t src = ring_u32 + slot * p.stage_bytes;
       const uint32_t qs = src + (warp * 32 + lane) * 16;
       const uint32_t ss = src + p.sz_off + (warp * 8 + gid) * 8;
       const uint32_t xs = x_lane + slot * p.stage_bytes;
+      const uint32_t sxs = src + p.sum_off + (lane & 3) * 8;  // tokens 2 tig, 2 tig + 1
       const int g0 = group_of(p, cur.c * 64);
       auto chunk = [&](int ci) {
-        const uint4 q4 = lds128(qs + ci * 4096);
-        uint2 s[GS];
+        uint2 sw[GS];
 #pragma unroll
-        for (int g = 0; g < GS; ++g) s[g] = lds64(ss + (group_of(p, (cur.c + ci) * 64 + g * (64 / GS)) - g0) * 512);
+        for (int g = 0; g < GS; ++g) sw[g] = lds64(ss + (group_of(p, (cur.c + ci) * 64 + g * (64 / GS)) - g0) * 512);
         uint32_t b[8];
         ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[0]), xs + ci * 128);
         ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[4]), xs + ci * 128 + 64);
-        chunk_mma<T, GS>(tot, q4, s, b);
+        float2 sx[GS];
+#pragma unroll
+        for (int g = 0; g < GS; ++g) {
+          if constexpr (kZeroBySums<GS>) {
+            const uint2 v = lds64(sxs + (ci * GS + g) * 32);
+            sx[g] = make_float2(__uint_as_float(v.x), __uint_as_float(v.y));
+          } else {
+            sx[g] = make_float2(0.f, 0.f);
+          }
+        }
+        float acc[GS][4] = {};
+        chunk_chain<T, GS>(acc, lds128(qs + ci * 4096), b, sw);
+        fold<T, GS>(tot, acc, sw, sx);
       };
       if (n == kSC) {  // a full slot: no per-chunk guards
 #pragma unroll
@@ -508,7 +646,6 @@ int resident_blocks_per_sm(int kind, int gsi, int smem_bytes) {
     cudaGetLastError();
     n = 0;
   }
-  n = std::max(n, 1);
   if (cache.size() < 256) cache.push_back({kind, gsi, smem_bytes, n});
   return n;
 }
@@ -538,10 +675,20 @@ W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm
   // (W - 1) / G + 2 groups of G columns.
   const int64_t max_groups =
       L.gs_shift >= 30 ? 1 : std::min<int64_t>(L.n_groups, ((kSC * 64 - 1) >> L.gs_shift) + 2);
-  plan.x_off = static_cast<int>(kSC * 4096 + max_groups * 512);
+  plan.x_off = static_cast<int>(kSC * 4096 + max_groups * 512 + kSumBytes);
   plan.stage_bytes = static_cast<int>(plan.x_off + ((M * kXRowBytes + 127) & ~127LL));
-  plan.smem_bytes = ((2 * plan.stages * 8 + 127) & ~127) + plan.stages * plan.stage_bytes;
-  int per_sm = resident_blocks_per_sm(is_f16 ? 0 : 1, gs_index(scale_words_per_chunk(L)), plan.smem_bytes);
+  const int kind = is_f16 ? 0 : 1, gsi = gs_index(scale_words_per_chunk(L));
+  plan.smem_bytes = ring_offset(plan.stages) + plan.stages * plan.stage_bytes;
+  int per_sm = resident_blocks_per_sm(kind, gsi, plan.smem_bytes);
+  // The default depth: the deepest ring (<= kDefaultStages, >= 2) that keeps 2 blocks on an SM; a
+  // depth asked for: at most what fits one block.
+  const int want = stages > 0 ? 1 : 2;
+  while (per_sm < want && plan.stages > want) {
+    --plan.stages;
+    plan.smem_bytes = ring_offset(plan.stages) + plan.stages * plan.stage_bytes;
+    per_sm = resident_blocks_per_sm(kind, gsi, plan.smem_bytes);
+  }
+  per_sm = std::max(per_sm, 1);
   if (max_blocks_per_sm > 0) per_sm = std::min(per_sm, max_blocks_per_sm);
   const int64_t blocks = static_cast<int64_t>(std::max(sm_count, 1)) * per_sm;
   const int64_t total = L.n_blocks * L.chunks;
@@ -588,6 +735,7 @@ cudaError_t w4_gemv_tma(const W4Layout& L, const W4GemvTmaPlan& plan, const uint
   a.stages = plan.stages;
   a.stage_bytes = plan.stage_bytes;
   a.sz_off = kSC * 4096;
+  a.sum_off = plan.x_off - kSumBytes;
   a.x_off = plan.x_off;
   const int kind = is_f16 ? 0 : 1, gsi = gs_index(scale_words_per_chunk(L));
   if (cudaError_t e = allow_smem(kind, gsi); e != cudaSuccess) return e;

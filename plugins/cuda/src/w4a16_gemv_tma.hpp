@@ -26,7 +26,7 @@ struct W4GemvTmaPlan {
   int64_t workspace_floats = 0;
   int64_t counters = 0;  // ints
   int stages = 0;        // ring slots
-  int stage_bytes = 0;   // one slot: codes (16 KB), scale words, then x from x_off
+  int stage_bytes = 0;   // one slot: codes (32 KB), scale words, x sums, then x from x_off
   int x_off = 0;
   int probe = 0;  // measurement only: 1 = stream the ring without the math (bench/cuda/w4_gemv_tma_harness.cu)
   int smem_bytes = 0;    // dynamic shared memory per block
@@ -36,8 +36,9 @@ struct W4GemvTmaPlan {
 // (the kernel needs the bulk copies; the sm_80 build of it traps).
 bool w4_gemv_tma_supported(int cc_major);
 
-// stages: ring slots (0 = the default, 4); max_blocks_per_sm: 0 = as many as
-// fit at once. XQUANT_CUDA_W4_GEMV_TMA_STAGES / _TMA_BLOCKS_PER_SM set them
+// stages: ring slots (0 = the default: the deepest ring of <= 4 that keeps 2
+// blocks on an SM; a depth asked for is cut to what fits one block);
+// max_blocks_per_sm: 0 = as many as fit at once. XQUANT_CUDA_W4_GEMV_TMA_STAGES / _TMA_BLOCKS_PER_SM set them
 // (provider.cpp), for measurements.
 W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm_count, int stages = 0,
                                int max_blocks_per_sm = 0);
