@@ -91,8 +91,8 @@ void expect_kernels_match_scalar(Isa isa) {
       EXPECT_EQ(k.dot8_i8(w8.data(), a.data(), bb.data(), G, s.data()),
                 ref.dot8_i8(w8.data(), a.data(), bb.data(), G, s.data())) << where;
       // The dynamic-activation form (codes within [-127, 127], weights any
-      // int8, -128 and +-127 at both ends so the extremes meet): the same
-      // bits as the reference.
+      // int8; weight -128 against activation -127 and 127 so the extreme
+      // products occur): the same bits as the reference.
       a127[0] = -127, a127[1] = 127, w8[0] = -128, w8[1] = -128;
       EXPECT_EQ(k.dot8_i8_a127(w8.data(), a127.data(), bb.data(), G, s.data()),
                 ref.dot8_i8(w8.data(), a127.data(), bb.data(), G, s.data())) << where << " (a127)";

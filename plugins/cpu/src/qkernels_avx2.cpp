@@ -7,7 +7,9 @@
 // (ggml-cpu/arch/x86/quants.c): nibbles widened to 32 bytes, then
 // _mm256_maddubs_epi16 (u8 x s8, pairs; 2 * 15 * 128 cannot saturate) and
 // _mm256_madd_epi16 against ones. INT8 codes are signed on both sides, where
-// maddubs could saturate, so they are widened to int16 and use madd_epi16.
+// maddubs could saturate, so they are widened to int16 and use madd_epi16,
+// except in dot8_i8's form for activations within [-127, 127]
+// (block8_i8_a127: the sign trick, which cannot saturate there).
 #include "qkernels.hpp"
 
 #include "stream_prefetch.hpp"
@@ -63,9 +65,11 @@ XQ_AVX2 inline __m256i block8_i8(const int8_t* w, const int8_t* a) {
 // 127, so vpmaddubsw cannot saturate. Its lanes hold other columns than
 // block8_i8's (4i..4i+3, not 2i, 2i+1, 16+2i, 17+2i): only for dot products
 // summed in int32 before any rounding (dot8_i8), not for dot8_q8, whose
-// float lanes the tiles reproduce bit for bit. Four vector operations a block instead
-// of four sign extensions, two vpmaddwd and an add: SmolLM2 W8A8 decode at
-// one thread 44.5 -> 55.8 tok/s with the stream prefetch (2026-12-02, AVX2).
+// float lanes the tiles reproduce bit for bit. Four vector operations a
+// block instead of four sign extensions, two vpmaddwd and an add: SmolLM2
+// W8A8 decode at one thread 44.6 -> 58.0 tok/s with the stream prefetch
+// (2026-12-02, AVX2; docs/engine.md, "Stream prefetch and the INT8 sign
+// trick").
 XQ_AVX2 inline __m256i block8_i8_a127(const int8_t* w, const int8_t* a) {
   const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
   const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
