@@ -178,55 +178,78 @@ std::vector<std::vector<uint8_t>> random_block_weights(int64_t N, uint64_t row_b
   return w;
 }
 
-// GGUF Q4_0 rows (block_q4_0, 18 bytes per 32 columns).
-void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
-  const int64_t nb = s.K / 32;
-  const uint64_t row_bytes = static_cast<uint64_t>(nb) * 18;
-  const double one = static_cast<double>(static_cast<uint64_t>(s.N) * row_bytes);
-  const std::vector<std::vector<uint8_t>> w = random_block_weights(s.N, row_bytes, mb, 18, {0}, rng);
-  const int64_t copies = static_cast<int64_t>(w.size());
-  std::vector<float> x(static_cast<size_t>(s.K));
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  for (auto& v : x) v = d(rng);
-  std::vector<int8_t> q(static_cast<size_t>(s.K));
-  std::vector<float> d32(static_cast<size_t>(nb));
-  std::vector<int16_t> sum32(static_cast<size_t>(nb));
-  cpu::quantize_row_blocks(x.data(), s.K, q.data(), d32.data(), sum32.data(), nullptr, nullptr, nullptr);
-  const cpu::QuantizedRow a{q.data(), d32.data(), nullptr, nullptr, nullptr, sum32.data()};
-  std::vector<float> y(static_cast<size_t>(s.N));
-  std::vector<Entry> entries{{"read loop", [&] { g_sink = read_pass(w); }}};
-  auto add = [&](const std::string& label, cpu::BlockRowsKernel k) {
-    entries.push_back({label, [&, k] {
+// What the legacy 32-column GGUF block types' benchmarks share: copies of
+// random rows (block_bytes per block, the f16 scale first), one quantized
+// activation row, and the entries, the read loop first. Entries capture
+// this object, so it stays where it was made.
+struct LegacyBlockBench {
+  const Shape s;
+  const int64_t nb;
+  const uint64_t row_bytes;
+  const std::vector<std::vector<uint8_t>> w;
+  std::vector<int8_t> q;
+  std::vector<float> d32;
+  std::vector<int16_t> sum32;
+  cpu::QuantizedRow a{};
+  std::vector<float> y;
+  std::vector<Entry> entries;
+
+  LegacyBlockBench(const Shape& shape, uint64_t block_bytes, int64_t mb, std::mt19937& rng)
+      : s(shape), nb(shape.K / 32), row_bytes(static_cast<uint64_t>(shape.K / 32) * block_bytes),
+        w(random_block_weights(shape.N, row_bytes, mb, block_bytes, {0}, rng)), q(static_cast<size_t>(shape.K)),
+        d32(static_cast<size_t>(nb)), sum32(static_cast<size_t>(nb)), y(static_cast<size_t>(shape.N)) {
+    std::vector<float> x(static_cast<size_t>(s.K));
+    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+    for (auto& v : x) v = d(rng);
+    cpu::quantize_row_blocks(x.data(), s.K, q.data(), d32.data(), sum32.data(), nullptr, nullptr, nullptr);
+    a = cpu::QuantizedRow{q.data(), d32.data(), nullptr, nullptr, nullptr, sum32.data()};
+    entries.push_back({"read loop", [this] { g_sink = read_pass(w); }});
+  }
+  // A row-range kernel over every copy.
+  void add(const std::string& label, cpu::BlockRowsKernel k) {
+    entries.push_back({label, [this, k] {
                          for (const auto& m : w) k(m.data(), row_bytes, s.N, a, nb, y.data(), nullptr);
                        }});
-  };
-  std::vector<cpu::Q4_0Rows8Copy> copies8;  // made once, as the provider does at prepare time
-  for (const auto& m : w) copies8.push_back(cpu::interleave_q4_0_rows8(m.data(), row_bytes, s.N, nb));
-  auto add8 = [&](const std::string& label, cpu::BlockRows8Kernel k) {
-    entries.push_back({label, [&, k] {
-                         for (size_t c = 0; c < w.size(); ++c)
-                           k(w[c].data(), row_bytes, copies8[c].codes.data(), copies8[c].scales.data(), 0, s.N, a, nb,
-                             y.data(), nullptr);
+  }
+  // A row-at-a-time block kernel (BlockKernels) over every row of every copy.
+  void add_per_row(const std::string& label, float (*dot)(const uint8_t*, const cpu::QuantizedRow&, int64_t)) {
+    entries.push_back({label, [this, dot] {
+                         for (const auto& m : w)
+                           for (int64_t r = 0; r < s.N; ++r)
+                             y[r] = dot(m.data() + static_cast<uint64_t>(r) * row_bytes, a, nb);
                        }});
+  }
+  void run(const char* type, int rounds) {
+    char what[128];
+    std::snprintf(what, sizeof what, "GGUF %s, K %lld x N %lld, %lld copies", type, static_cast<long long>(s.K),
+                  static_cast<long long>(s.N), static_cast<long long>(w.size()));
+    run_entries(what, entries, static_cast<double>(static_cast<uint64_t>(s.N) * row_bytes * w.size()), rounds);
+  }
+};
+
+// GGUF Q4_0 rows (block_q4_0, 18 bytes per 32 columns).
+void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
+  LegacyBlockBench b(s, 18, mb, rng);
+  std::vector<cpu::Q4_0Rows8Copy> copies8;  // made once, as the provider does at prepare time
+  for (const auto& m : b.w) copies8.push_back(cpu::interleave_q4_0_rows8(m.data(), b.row_bytes, s.N, b.nb));
+  auto add8 = [&](const std::string& label, cpu::BlockRows8Kernel k) {
+    b.entries.push_back({label, [&b, &copies8, k] {
+                           for (size_t c = 0; c < b.w.size(); ++c)
+                             k(b.w[c].data(), b.row_bytes, copies8[c].codes.data(), copies8[c].scales.data(), 0,
+                               b.s.N, b.a, b.nb, b.y.data(), nullptr);
+                         }});
   };
   if (cpu::cpu_has(Isa::avx512)) {
-    add("avx512 one-row", cpu::block_rows_kernel(Isa::avx512, 2, false));
-    add("avx512 rows8", cpu::block_rows_kernel(Isa::avx512, 2, true));
+    b.add("avx512 one-row", cpu::block_rows_kernel(Isa::avx512, 2, false));
+    b.add("avx512 rows8", cpu::block_rows_kernel(Isa::avx512, 2, true));
     add8("avx512 rows8i", cpu::block_rows8_kernel(Isa::avx512, 2));
   }
   if (cpu::cpu_has(Isa::avx2)) {
-    entries.push_back({"avx2 per-row", [&] {
-                         for (const auto& m : w)
-                           for (int64_t r = 0; r < s.N; ++r)
-                             y[r] = cpu::kAvx2BlockKernels.q4_0(m.data() + static_cast<uint64_t>(r) * row_bytes, a, nb);
-                       }});
-    add("avx2 rows8", cpu::block_rows_kernel(Isa::avx2, 2, true));
+    b.add_per_row("avx2 per-row", cpu::kAvx2BlockKernels.q4_0);
+    b.add("avx2 rows8", cpu::block_rows_kernel(Isa::avx2, 2, true));
     add8("avx2 rows8i", cpu::block_rows8_kernel(Isa::avx2, 2));
   }
-  char what[128];
-  std::snprintf(what, sizeof what, "GGUF Q4_0, K %lld x N %lld, %lld copies", static_cast<long long>(s.K),
-                static_cast<long long>(s.N), static_cast<long long>(copies));
-  run_entries(what, entries, one * static_cast<double>(copies), rounds);
+  b.run("Q4_0", rounds);
 }
 
 // GGUF Q8_0 rows (block_q8_0, 34 bytes per 32 columns): what a quantized
@@ -234,39 +257,13 @@ void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
 // GGUF Q8_0 file's Linears; the row-at-a-time block kernel against the
 // row-range kernels (gguf_gemv_rows.hpp).
 void bench_q8_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
-  const int64_t nb = s.K / 32;
-  const uint64_t row_bytes = static_cast<uint64_t>(nb) * 34;
-  const double one = static_cast<double>(static_cast<uint64_t>(s.N) * row_bytes);
-  const std::vector<std::vector<uint8_t>> w = random_block_weights(s.N, row_bytes, mb, 34, {0}, rng);
-  const int64_t copies = static_cast<int64_t>(w.size());
-  std::vector<float> x(static_cast<size_t>(s.K));
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  for (auto& v : x) v = d(rng);
-  std::vector<int8_t> q(static_cast<size_t>(s.K));
-  std::vector<float> d32(static_cast<size_t>(nb));
-  std::vector<int16_t> sum32(static_cast<size_t>(nb));
-  cpu::quantize_row_blocks(x.data(), s.K, q.data(), d32.data(), sum32.data(), nullptr, nullptr, nullptr);
-  const cpu::QuantizedRow a{q.data(), d32.data(), nullptr, nullptr, nullptr, sum32.data()};
-  std::vector<float> y(static_cast<size_t>(s.N));
-  std::vector<Entry> entries{{"read loop", [&] { g_sink = read_pass(w); }}};
-  auto add = [&](const std::string& label, cpu::BlockRowsKernel k) {
-    entries.push_back({label, [&, k] {
-                         for (const auto& m : w) k(m.data(), row_bytes, s.N, a, nb, y.data(), nullptr);
-                       }});
-  };
-  if (cpu::cpu_has(Isa::avx512)) add("avx512 one-row", cpu::block_rows_kernel(Isa::avx512, 8, false));
+  LegacyBlockBench b(s, 34, mb, rng);
+  if (cpu::cpu_has(Isa::avx512)) b.add("avx512 one-row", cpu::block_rows_kernel(Isa::avx512, 8, false));
   if (cpu::cpu_has(Isa::avx2)) {
-    entries.push_back({"avx2 per-row", [&] {
-                         for (const auto& m : w)
-                           for (int64_t r = 0; r < s.N; ++r)
-                             y[r] = cpu::kAvx2BlockKernels.q8_0(m.data() + static_cast<uint64_t>(r) * row_bytes, a, nb);
-                       }});
-    if (cpu::BlockRowsKernel k = cpu::block_rows_kernel(Isa::avx2, 8, false)) add("avx2 row-range", k);
+    b.add_per_row("avx2 per-row", cpu::kAvx2BlockKernels.q8_0);
+    if (cpu::BlockRowsKernel k = cpu::block_rows_kernel(Isa::avx2, 8, false)) b.add("avx2 row-range", k);
   }
-  char what[128];
-  std::snprintf(what, sizeof what, "GGUF Q8_0, K %lld x N %lld, %lld copies", static_cast<long long>(s.K),
-                static_cast<long long>(s.N), static_cast<long long>(copies));
-  run_entries(what, entries, one * static_cast<double>(copies), rounds);
+  b.run("Q8_0", rounds);
 }
 
 // GGUF K-quant rows (Q4_K: 144 bytes, Q6_K: 210 bytes per 256 columns): the
