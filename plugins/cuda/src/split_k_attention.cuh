@@ -244,6 +244,19 @@ __device__ __forceinline__ void merge_if_last(const float* part_acc, const float
   }
 }
 
+// Each query head's online-softmax state before a CTA's first key tile
+// (both kernels): running max -FLT_MAX, sum 0, accumulator 0.
+template <int G, int E>
+__device__ __forceinline__ void init_softmax_state(float (&acc)[G][E], float (&m)[G], float (&l)[G]) {
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    m[g] = -FLT_MAX;
+    l[g] = 0.f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[g][e] = 0.f;
+  }
+}
+
 // A CTA's ending, shared by both kernels (this one and split_k_dim_lanes.cuh):
 // s_ml [kWarps][G][2] and s_acc [kWarps][G][acc_ld] hold each warp's
 // (m, l, acc) per head of the group. The warps are merged with their max;
@@ -320,13 +333,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(
 
   float acc[G][EPL];
   float m[G], l[G];
-#pragma unroll
-  for (int g = 0; g < G; ++g) {
-    m[g] = -FLT_MAX;
-    l[g] = 0.f;
-#pragma unroll
-    for (int e = 0; e < EPL; ++e) acc[g][e] = 0.f;
-  }
+  init_softmax_state(acc, m, l);
   const int64_t row_elems = KVH * D;
   const int64_t my0 = static_cast<int64_t>(lane) * EPL;
   for (int64_t tile = k0 + kTile * warp; tile < k1; tile += kTile * kWarps) {

@@ -82,13 +82,7 @@ __global__ void __launch_bounds__(kWarps * 32, MIN_CTAS) dim_lanes_kernel(
 
   float acc[G][8];
   float m[G], l[G];
-#pragma unroll
-  for (int g = 0; g < G; ++g) {
-    m[g] = -FLT_MAX;
-    l[g] = 0.f;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc[g][e] = 0.f;
-  }
+  init_softmax_state(acc, m, l);
   const int64_t row_elems = KVH * D;
   const int64_t col = kh * D + part * 8;
   for (int64_t tile = k0 + kTileKeys * warp; tile < k1; tile += kTileKeys * kWarps) {
