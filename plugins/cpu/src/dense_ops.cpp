@@ -2,6 +2,7 @@
 // OpenBLAS, norms, RoPE, attention, elementwise, gathers, conversions) and
 // the validation every op goes through before it runs.
 #include "cpu.hpp"
+#include "decode_attention.hpp"
 #include "gguf_blocks_weight.hpp"
 #include "int8_rounding.hpp"
 #include "vector_exp.hpp"
@@ -364,41 +365,19 @@ void run_attention(const Host& host, const xq_op& op) {
     return;
   }
 
-  // Decode / short chunks: one (query, head) pair per task; short contexts
-  // run inline (a thread wake-up costs more than the work).
-  const uint64_t pairs = static_cast<uint64_t>(T * H);
+  // Decode / short chunks: one (query, KV head) pair per task, the KV head's
+  // query heads together (decode_attention.hpp); short contexts run inline
+  // (a thread wake-up costs more than the work).
+  const uint64_t pairs = static_cast<uint64_t>(T * KVH);
   const uint64_t grain = n_keys * D * H < (int64_t{1} << 17) ? pairs : 1;
   host.parallel_for(pairs, grain, [&](uint64_t b, uint64_t e) {
-    std::vector<float> p;
-    std::vector<float> acc(static_cast<size_t>(D));
-    for (uint64_t th = b; th < e; ++th) {
-      int64_t t = static_cast<int64_t>(th) / H, h = static_cast<int64_t>(th) % H;
-      int64_t kh = h / group;
-      int64_t nk = start + t + 1;  // causal: keys 0 .. start+t
-      p.resize(static_cast<size_t>(nk));
-      const float* qv = qd + (t * H + h) * D;
-      for (int64_t s = 0; s < nk; ++s) {
-        const float* kv = kd + (s * KVH + kh) * D;
-        // Four partial sums so the compiler can vectorize the reduction.
-        float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f, d3 = 0.0f;
-        int64_t i = 0;
-        for (; i + 4 <= D; i += 4) {
-          d0 += qv[i] * kv[i];
-          d1 += qv[i + 1] * kv[i + 1];
-          d2 += qv[i + 2] * kv[i + 2];
-          d3 += qv[i + 3] * kv[i + 3];
-        }
-        for (; i < D; ++i) d0 += qv[i] * kv[i];
-        p[s] = (d0 + d1 + d2 + d3) * scale;
-      }
-      softmax_causal(p.data(), nk, nk - 1);
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t s = 0; s < nk; ++s) {
-        const float* vv = vd + (s * KVH + kh) * D;
-        float w = p[s];
-        for (int64_t i = 0; i < D; ++i) acc[i] += w * vv[i];
-      }
-      std::memcpy(out + (t * H + h) * D, acc.data(), static_cast<size_t>(D) * sizeof(float));
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(group * n_keys));
+    for (uint64_t tk = b; tk < e; ++tk) {
+      const int64_t t = static_cast<int64_t>(tk) / KVH, kh = static_cast<int64_t>(tk) % KVH;
+      const int64_t row = (t * H + kh * group) * D;  // the group's query heads are adjacent
+      const KeyRun keys{kd + kh * D, vd + kh * D, start + t + 1};  // causal: keys 0 .. start + t
+      decode_attention_group(qd + row, group, D, scale, &keys, 1, KVH * D, scratch.data(), out + row);
     }
   });
 }

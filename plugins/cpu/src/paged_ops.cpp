@@ -4,7 +4,7 @@
 // once per sequence), F32 pools only. Contracts in
 // abi/include/xquant/xq_kernel.h.
 #include "cpu.hpp"
-#include "vector_exp.hpp"
+#include "decode_attention.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -113,9 +113,7 @@ struct RowTables {
 
 }  // namespace
 
-// Per (row, head): scores over the row's visible keys gathered through the
-// block table, a softmax, then the weighted sum of V, as run_attention's
-// decode path.
+// Each row attends to its visible keys gathered through its block table.
 void run_paged_attention(const Host& host, const xq_op& op) {
   const auto* s = op.src;
   const int64_t T = s[0].shape[0], H = s[0].shape[1], D = s[0].shape[2];
@@ -141,34 +139,25 @@ void run_paged_attention(const Host& host, const xq_op& op) {
       if (blocks[b] < 0 || blocks[b] >= NB)
         throw Error(XQ_ERR_INVALID_ARGUMENT, "cpu provider: PAGED_ATTENTION: a block id outside the pool");
   }
-  host.parallel_for(static_cast<uint64_t>(T * H), 1, [&](uint64_t b, uint64_t e) {
-    std::vector<float> sc;
-    std::vector<float> acc(static_cast<size_t>(D));
-    for (uint64_t th = b; th < e; ++th) {
-      const int64_t t = static_cast<int64_t>(th) / H, h = static_cast<int64_t>(th) % H, kh = h / group;
+  // Per (row, KV head): the row's visible keys as one run per cache block,
+  // the KV head's query heads together (decode_attention.hpp, as
+  // run_attention's decode path).
+  host.parallel_for(static_cast<uint64_t>(T * KVH), 1, [&](uint64_t b, uint64_t e) {
+    thread_local std::vector<float> scratch;
+    thread_local std::vector<KeyRun> runs;
+    for (uint64_t tk = b; tk < e; ++tk) {
+      const int64_t t = static_cast<int64_t>(tk) / KVH, kh = static_cast<int64_t>(tk) % KVH;
       const int32_t* blocks = tables.blocks(t);
       const int64_t nk = tables.position(t) + 1;
-      const float* qv = q + (t * H + h) * D;
-      auto at = [&](const float* pool, int64_t j) {
-        return pool + ((static_cast<int64_t>(blocks[j / BS]) * BS + j % BS) * KVH + kh) * D;
-      };
-      sc.resize(static_cast<size_t>(nk));
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < nk; ++j) {
-        const float* kv = at(kp, j);
-        float d = 0.0f;
-        for (int64_t i = 0; i < D; ++i) d += qv[i] * kv[i];
-        sc[static_cast<size_t>(j)] = d * scale;
-        mx = std::max(mx, sc[static_cast<size_t>(j)]);
+      runs.clear();
+      for (int64_t j = 0; j < nk; j += BS) {
+        const int64_t at = (static_cast<int64_t>(blocks[j / BS]) * BS * KVH + kh) * D;
+        runs.push_back({kp + at, vp + at, std::min(BS, nk - j)});
       }
-      const float sum = exp_shifted_sum(sc.data(), sc.data(), nk, mx);  // vectorized (vector_exp.hpp)
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t j = 0; j < nk; ++j) {
-        const float* vv = at(vp, j);
-        const float w = sc[static_cast<size_t>(j)] / sum;
-        for (int64_t i = 0; i < D; ++i) acc[static_cast<size_t>(i)] += w * vv[i];
-      }
-      std::memcpy(out + (t * H + h) * D, acc.data(), static_cast<size_t>(D) * sizeof(float));
+      scratch.resize(static_cast<size_t>(group * nk));
+      const int64_t row = (t * H + kh * group) * D;
+      decode_attention_group(q + row, group, D, scale, runs.data(), static_cast<int64_t>(runs.size()), KVH * D,
+                             scratch.data(), out + row);
     }
   });
 }
