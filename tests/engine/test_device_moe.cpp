@@ -251,8 +251,6 @@ void expect_graphs_replay_eager(Model& graphed, Model& eager, const std::string&
 
 struct MoeDevice : testing::TestWithParam<std::string> {};
 
-}  // namespace
-
 TEST_P(MoeDevice, F32AndBf16DenseExpertsMatchCpu) {
   const fs::path p = checkpoint(GetParam());
   std::string why;
@@ -373,4 +371,5 @@ TEST_P(MoeDevice, LoopedExpertsRefuseTheRecordingAndStillDecode) {
 INSTANTIATE_TEST_SUITE_P(Cuda, MoeDevice, testing::Values("qwen3_moe", "qwen2_moe"),
                          [](const testing::TestParamInfo<std::string>& i) { return i.param; });
 
+}  // namespace
 }  // namespace test_device_moe

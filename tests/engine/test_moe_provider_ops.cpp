@@ -88,8 +88,6 @@ void expect_same(const fs::path& path, bool fused) {
 
 struct MoeProviderOps : testing::TestWithParam<std::string> {};
 
-}  // namespace
-
 TEST_P(MoeProviderOps, F32ExpertsThroughThePerExpertLoopEqualTheHostBlock) { expect_same(checkpoint(GetParam()), false); }
 
 TEST_P(MoeProviderOps, W4ExpertsThroughMoeQmatmulEqualTheHostBlock) {
@@ -98,3 +96,5 @@ TEST_P(MoeProviderOps, W4ExpertsThroughMoeQmatmulEqualTheHostBlock) {
 
 INSTANTIATE_TEST_SUITE_P(Cpu, MoeProviderOps, testing::Values("qwen3_moe", "qwen2_moe", "mixtral"),
                          [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+
+}  // namespace

@@ -125,8 +125,6 @@ void expect_same_logits(const fs::path& a, const fs::path& b) {
   EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * 4), 0) << a << " vs " << b;
 }
 
-}  // namespace
-
 TEST_F(Convert, AwqAndGptqHoldTheCompressedTensorsQuantizationExactly) {
   for (const std::string name : {"rtn-sym", "rtn-asym", "awq-asym", "gptq-asym"}) {
     std::vector<std::pair<std::string, std::string>> outs = {{"gptq", ""}, {"gptq", "checkpoint_format=gptq_v2"}};
@@ -207,3 +205,5 @@ TEST_F(Convert, GgufQ4_0ConvertsToAwqAndGptqExactly) {
     expect_same_logits(path("q4_0.gguf"), path("q4_0-" + format));
   }
 }
+
+}  // namespace

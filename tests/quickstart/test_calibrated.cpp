@@ -61,8 +61,6 @@ class Calibrated : public ::testing::Test {
 fs::path Calibrated::dir_;
 std::string Calibrated::eval_text_;
 
-}  // namespace
-
 TEST_F(Calibrated, GptqBeatsRtnAtInt4) {
   double rtn = quantize_and_eval("rtn", "{algorithm: rtn, weights: {bits: 4, group_size: 32}}");
   double gptq = quantize_and_eval("gptq", "{algorithm: gptq, weights: {bits: 4, group_size: 32}}");
@@ -83,3 +81,5 @@ TEST_F(Calibrated, SmoothQuantThenGptqChainRuns) {
   EXPECT_LT(chain, rtn * 1.02) << "smoothquant+gptq " << chain << " rtn " << rtn;
   EXPECT_GT(chain, 1.0);
 }
+
+}  // namespace
