@@ -9,8 +9,9 @@ Per model and thread count:
   PROMPT -n N` (a generation like ours, with the context sized like ours).
 - ours: `xquant --threads T generate --json` on F32, W4A16 g128, W8A16 and W8A8
   (dynamic) compressed-tensors checkpoints and on the same GGUF files ->
-  prefill tok/s (the P-token prompt, -n 1), decode tok/s (a short prompt, -n N)
-  and peak RSS (`/usr/bin/time -v` of the decode run).
+  after one untimed warm-up process, prefill tok/s (the P-token prompt, -n 1),
+  decode tok/s (a short prompt, -n N) and peak RSS (`/usr/bin/time -v` of the
+  decode run).
 Formats are measured interleaved over --rounds rounds (each keeps its best),
 so load changes hit them alike. Ratios: decode and prefill to our F32 at the
 same thread count, and to llama.cpp on the same GGUF file (for our
@@ -142,6 +143,11 @@ class Bench:
     def ours(self, path, threads, prompt, variant=""):
         base = [self.xquant, "-q", "--threads", threads, "generate", "--model", path, "--json"]
         env = dict(os.environ, **VARIANT_ENV[variant]) if variant else None
+        # One untimed process first (llama-bench warms up inside its own):
+        # the first process after a large one (Qwen2.5's F32, 7.7 GB) ran
+        # slower, 17.5 against 23.1 tok/s in a direct repeat (2026-12-02), and
+        # the fixed order of the rounds put that on whichever format came next.
+        run(base + ["--prompt", self.short_prompt, "-n", "1"], "xquant generate (warm-up)", env)
         pre = json.loads(run(base + ["--prompt", prompt, "-n", "1"], "xquant generate (prefill)", env).stdout)
         p, rss = timed(base + ["--prompt", self.short_prompt, "-n", self.decode], "xquant generate (decode)", env)
         dec = json.loads(p.stdout)
