@@ -1,5 +1,6 @@
 // test_cpu_decode_attention.cpp: the cpu provider's grouped decode attention
-// (plugins/cpu/src/decode_attention.cpp) on fresh random inputs, each vector
+// (plugins/cpu/src/decode_attention.cpp) on fresh random inputs (XQUANT_TEST_SEED
+// replays a run), each vector
 // width (4 lanes always, 8 where the CPU has AVX2), against softmax(q K^T
 // scale) V in double: GQA groups of 1 to 8 heads (the value tiles take 3 heads
 // at a time, so 4, 5 and 8 leave 1 and 2 over), head sizes 64 and 128 and two
@@ -7,11 +8,11 @@
 // or in blocks of a paged cache. Each head's result must not depend on the
 // group around it or on how the keys are split into runs: bit for bit.
 #include "decode_attention.hpp"
+#include "test_seed.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdio>
 #include <random>
 #include <vector>
 
@@ -23,12 +24,6 @@ using xquant::cpu::decode_attention_group_lanes;
 using xquant::cpu::KeyRun;
 
 namespace {
-
-std::mt19937 fresh_rng() {
-  const unsigned seed = std::random_device{}();
-  std::printf("seed %u\n", seed);
-  return std::mt19937(seed);
-}
 
 // Keys and values of one KV head inside a [n_keys, KVH, D] cache (the other
 // heads' rows interleaved, as the engine lays the cache out).
@@ -96,7 +91,7 @@ class DecodeAttentionGroup : public testing::TestWithParam<int> {
 
 TEST_P(DecodeAttentionGroup, MatchesTheDoubleReference) {
   const int lanes = GetParam();
-  auto rng = fresh_rng();
+  std::mt19937 rng(xquant::test::seed_from_env_or_fresh("test_cpu_decode_attention"));
   std::normal_distribution<float> n(0.0f, 1.0f);
   for (int64_t D : {64, 128, 36, 20})
     for (int64_t G : {1, 2, 3, 4, 5, 8})
