@@ -1,11 +1,12 @@
 // test_cpu_decode_attention.cpp: the cpu provider's grouped decode attention
 // (plugins/cpu/src/decode_attention.cpp) on fresh random inputs
 // (XQUANT_TEST_SEED replays a run), each vector width (4 lanes always, 8
-// where the CPU has AVX2), against softmax(q K^T scale) V in double: GQA groups of 1 to 8 heads (the value tiles take 3 heads
-// at a time, so 4, 5 and 8 leave 1 and 2 over), head sizes 64 and 128 and two
-// that are not a multiple of the vector width, 1 to 300 keys, keys in one run
-// or in blocks of a paged cache. Each head's result must not depend on the
-// group around it or on how the keys are split into runs: bit for bit.
+// where the CPU has AVX2), against softmax(q K^T scale) V in double: GQA
+// groups of 1 to 8 heads (the value tiles take 3 heads at a time, so 4, 5
+// and 8 leave 1 and 2 over), head sizes 64 and 128 and two that are not a
+// multiple of the vector width, 1 to 300 keys, keys in one run or in blocks
+// of a paged cache. Each head's result must not depend on the group around
+// it or on how the keys are split into runs: bit for bit.
 #include "decode_attention.hpp"
 #include "test_seed.hpp"
 
