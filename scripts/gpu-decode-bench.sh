@@ -17,8 +17,8 @@
 # LAYERS=32 is the whole Llama-3.1-8B config, the model issue 9 names (16 GB of
 # BF16 weights; each quantization takes about four times the 8-layer one's
 # time). SCHEMES (default all: "w4a16 w8a8 w4a16+lm fp8 w4afp8") picks the
-# quantized models made beside BF16, so a 32-layer call fits the device's
-# 10-minute limit.
+# quantized models made beside BF16 and W4A16 (both always made), so a
+# 32-layer call fits the device's 10-minute limit.
 set -euo pipefail
 cli=${1:?usage: gpu-decode-bench.sh XQUANT_CLI}
 layers=${LAYERS:-8}

@@ -12,7 +12,6 @@
 // head).
 #include "decode_attention.hpp"
 
-#include <algorithm>
 #include <cstring>
 
 #include "vector_exp.hpp"
