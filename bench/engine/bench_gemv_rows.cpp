@@ -11,7 +11,7 @@
 //   bench_gemv_rows [--mb 256] [--rounds 5] [--shapes KxN,...]
 //     INT4 g128 in the cpu provider's layout (qgemv_rows.hpp's one-row
 //     kernels, qgemv_rows8.hpp's eight-row ones on the stored rows and on
-//     the interleaved copy), GGUF Q4_0 and Q8_0
+//     the interleaved copy), INT8 per-channel (the one-row kernels), GGUF Q4_0 and Q8_0
 //     (gguf_gemv_rows.hpp), every ISA the CPU has; GGUF Q4_K and Q6_K (K a
 //     multiple of 256) one row at a time and on their interleaved copies, AVX2;
 //   bench_gemv_rows --read-bandwidth T [--mb 512]
@@ -101,12 +101,15 @@ void run_entries(const char* what, std::vector<Entry>& entries, double bytes, in
                 entries.size() > 1 ? entries[1].best / e.best : 1.0);
 }
 
-// INT4 g128 rows in the cpu provider's layout (qkernels.hpp): copies of an
-// N x K weight until `mb` is filled.
-void bench_int4(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
-  const int64_t nblk = (s.K + 31) / 32, G = (nblk + 3) / 4, row_bytes = nblk * 16;
+// INT4 g128 or INT8 per-channel rows in the cpu provider's layout
+// (qkernels.hpp; what RTN W4A16 g128 and W8A16 produce): copies of an N x K
+// weight until `mb` is filled. INT4 runs the one-row and both eight-row
+// kernels, INT8 the one-row kernels (the only ones it has).
+void bench_int(const Shape& s, bool int4, int64_t mb, int rounds, std::mt19937& rng) {
+  const int64_t nblk = (s.K + 31) / 32, group_blocks = int4 ? 4 : nblk, G = (nblk + group_blocks - 1) / group_blocks;
+  const int64_t row_bytes = nblk * (int4 ? 16 : 32);
   std::vector<int64_t> bb(static_cast<size_t>(G + 1));
-  for (int64_t g = 0; g <= G; ++g) bb[static_cast<size_t>(g)] = std::min(nblk, g * 4);
+  for (int64_t g = 0; g <= G; ++g) bb[static_cast<size_t>(g)] = std::min(nblk, g * group_blocks);
   const double one = static_cast<double>(s.N * row_bytes + s.N * G * 4);
   const int64_t copies = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(mb << 20) / one));
   std::vector<std::vector<uint8_t>> codes(static_cast<size_t>(copies)), scales(static_cast<size_t>(copies));
@@ -130,18 +133,19 @@ void bench_int4(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
   acts.reserve(6);
   // The interleaved copies (qgemv_rows8.hpp), made once as the provider does at prepare time.
   std::vector<cpu::Rows8Copy> copies8;
-  for (int64_t c = 0; c < copies; ++c)
+  for (int64_t c = 0; int4 && c < copies; ++c)
     copies8.push_back(cpu::interleave_rows8(codes[c].data(), row_bytes, reinterpret_cast<const float*>(scales[c].data()),
                                             s.N, G, nblk));
   using cpu::Rows8Mode;
   for (Isa isa : {Isa::avx512, Isa::avx2}) {
     if (!cpu::cpu_has(isa)) continue;
     for (Rows8Mode mode : {Rows8Mode::off, Rows8Mode::transpose, Rows8Mode::interleaved}) {
+      if (!int4 && mode != Rows8Mode::off) continue;
       const cpu::GemvRowsKernels& t = cpu::gemv_rows_table(isa, mode);
-      acts.push_back(cpu::quantize_acts(t, true, x.data(), nblk, bb.data(), G, false, bufs[acts.size()]));
+      acts.push_back(cpu::quantize_acts(t, int4, x.data(), nblk, bb.data(), G, false, bufs[acts.size()]));
       const cpu::QuantizedActs* a = &acts.back();
       const bool inter = mode == Rows8Mode::interleaved;
-      entries.push_back({t.name, [&, a, inter, gemv = t.gemv4] {
+      entries.push_back({t.name, [&, a, inter, gemv = int4 ? t.gemv4 : t.gemv8] {
                            for (int64_t c = 0; c < copies; ++c) {
                              const cpu::PackedRows w{codes[c].data(), row_bytes,
                                                      reinterpret_cast<const float*>(scales[c].data()), nullptr,
@@ -154,8 +158,8 @@ void bench_int4(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
     }
   }
   char what[128];
-  std::snprintf(what, sizeof what, "INT4 g128 cpu.int-blocks, K %lld x N %lld, %lld copies", static_cast<long long>(s.K),
-                static_cast<long long>(s.N), static_cast<long long>(copies));
+  std::snprintf(what, sizeof what, "%s cpu.int-blocks, K %lld x N %lld, %lld copies", int4 ? "INT4 g128" : "INT8 channel",
+                static_cast<long long>(s.K), static_cast<long long>(s.N), static_cast<long long>(copies));
   run_entries(what, entries, one * static_cast<double>(copies), rounds);
 }
 
@@ -360,7 +364,8 @@ int main(int argc, char** argv) {
   std::printf("bench_gemv_rows: one thread, best of %d interleaved rounds; load average %.2f\n", rounds, load1());
   std::mt19937 rng(20261201);
   for (const Shape& s : parse_shapes(shapes)) {
-    bench_int4(s, mb, rounds, rng);
+    bench_int(s, true, mb, rounds, rng);
+    bench_int(s, false, mb, rounds, rng);
     bench_q4_0(s, mb, rounds, rng);
     bench_q8_0(s, mb, rounds, rng);
     bench_k_quant(s, 12, mb, rounds, rng);

@@ -4,7 +4,7 @@
 //      per-token integer paths bit-exact, float ones within float rounding.
 //   2. QMATMUL through the real plugin with each ISA forced
 //      (XQUANT_CPU_ISA, read when a weight is prepared) and the weight-only
-//      decode modes (XQUANT_CPU_GEMV: f32, q8, and auto = q8 for INT4 only;
+//      decode modes (XQUANT_CPU_GEMV: f32, q8, and auto = q8 but for INT8 on scalar;
 //      XQUANT_CPU_GEMV_ROWS8: off, transpose, interleaved), against a double-precision reference
 //      built here from the canonical tensor: odd shapes (K not a multiple of
 //      the group or of 32), M = 1, 3, 17, sym/asym, act-order, group sizes
@@ -295,7 +295,7 @@ void expect_qmatmul_matches_reference(Isa isa, const char* gemv_mode, const char
   ScopedEnv force_mode("XQUANT_CPU_GEMV", gemv_mode);
   ScopedEnv force_prefill("XQUANT_CPU_PREFILL", prefill);
   // auto (the default): int8 activations for INT4 weights, and for INT8
-  // weights on AVX2 (qweight.cpp auto_gemv_q8).
+  // weights on AVX2 and AVX-512 (qweight.cpp auto_gemv_q8).
   const bool q8_all = std::string(gemv_mode) == "q8", q8_auto = std::string(gemv_mode) == "auto";
   const bool prefill_q8 = std::string(prefill) == "int8";
   struct Case {
@@ -322,7 +322,7 @@ void expect_qmatmul_matches_reference(Isa isa, const char* gemv_mode, const char
     QW qw(c.t);
     ASSERT_EQ(qw.status, XQ_OK);
     EXPECT_STREQ(qw.w->kernels->name, cpu::isa_name(isa));
-    const bool q8 = q8_all || (q8_auto && (cs.bits <= 4 || isa == Isa::avx2));
+    const bool q8 = q8_all || (q8_auto && (cs.bits <= 4 || isa != Isa::scalar));
     EXPECT_EQ(qw.w->gemv_q8, q8) << gemv_mode << " bits " << cs.bits;
     for (int64_t M : {1, 3, 17}) {
       auto x = rnd_f(static_cast<size_t>(M * K));

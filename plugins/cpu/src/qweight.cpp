@@ -3,12 +3,12 @@
 // codes per byte, INT8 one, every group padded to whole 32-column blocks),
 // DEQUANTIZE, and QMATMUL:
 //   - weight-only decode (M <= 4, XQUANT_CPU_GEMV_ROWS): a fused GEMV per output row, either float
-//     FMAs on unpacked codes (exact up to float rounding; the default for
-//     INT8 weights, XQUANT_CPU_GEMV=f32) or the activation row quantized once
-//     per call to int8 with one scale per 32-column block and integer dot
-//     products (as llama.cpp's Q4_0 x Q8_0 path; the default for INT4
-//     weights, XQUANT_CPU_GEMV=q8), one activation row through the row-range
-//     GEMV of qgemv_rows.hpp;
+//     FMAs on unpacked codes (exact up to float rounding; XQUANT_CPU_GEMV=f32,
+//     the default only for INT8 weights on the scalar ISA) or the activation
+//     row quantized once per call to int8 with one scale per 32-column block
+//     and integer dot products (as llama.cpp's Q4_0 x Q8_0 path; the default,
+//     XQUANT_CPU_GEMV=q8), one activation row through the row-range GEMV of
+//     qgemv_rows.hpp;
 //   - weight-only prefill: dequantize pieces of 128 rows, each multiplied by
 //     OpenBLAS SGEMM while it is in cache (qgemm.cpp), or,
 //     with XQUANT_CPU_PREFILL=int8, the q8 activations of the GEMV and
@@ -127,10 +127,12 @@ inline float group_offset(const xq_qweight& w, const float* z, int64_t g) {
 namespace {
 
 // XQUANT_CPU_GEMV=auto: int8 activations (q8) for INT4 weights everywhere,
-// and for INT8 weights on AVX2, where q8 measured 1.28-1.32x f32 at 1 thread
-// and 1.11-1.20x at 2 (SmolLM2 and Qwen2.5 W8A16, same run, docs/engine.md);
-// on AVX-512 INT8 stays f32 (q8 measured 0.95x there).
-bool auto_gemv_q8(bool int4, Isa isa) { return int4 || isa == Isa::avx2; }
+// and for INT8 weights wherever a vector ISA runs them: on AVX2 q8 measured
+// 1.28-1.32x f32 at 1 thread and 1.11-1.20x at 2 (SmolLM2 and Qwen2.5 W8A16,
+// same run, docs/engine.md); on AVX-512, since the 256-bit VNNI row kernel
+// (qgemv_rows_avx512.cpp), 1.5-2.6x (it had been 0.95x with the 512-bit one).
+// The scalar ISA keeps f32 for INT8.
+bool auto_gemv_q8(bool int4, Isa isa) { return int4 || isa != Isa::scalar; }
 
 // The fields every qweight has, from its geometry and description.
 std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, const xq_quant_tensor& q) {
