@@ -298,7 +298,7 @@ void bench_k_quant(const Shape& s, uint32_t type, int64_t mb, int rounds, std::m
     copies8.push_back(q4k ? cpu::interleave_q4_k_rows8(m.data(), row_bytes, s.N, nb)
                           : cpu::interleave_q6_k_rows8(m.data(), row_bytes, s.N, nb));
   const auto per_row = cpu::block_kernel(cpu::kAvx2BlockKernels, type);
-  const cpu::BlockRows8Kernel rows8 = cpu::block_rows8_kernel(Isa::avx2, type);
+  const cpu::BlockRows8Kernel rows8 = q4k ? cpu::kAvx2Q4_KRows8i : cpu::kAvx2Q6_KRows8i;
   std::vector<Entry> entries{{"read loop", [&] { g_sink = read_pass(w); }},
                              {"avx2 one-row", [&] {
                                 for (const auto& m : w)
@@ -309,6 +309,12 @@ void bench_k_quant(const Shape& s, uint32_t type, int64_t mb, int rounds, std::m
                                 for (size_t c = 0; c < w.size(); ++c)
                                   rows8(w[c].data(), row_bytes, copies8[c].data(), nullptr, 0, s.N, a, nb, y.data(), nullptr);
                               }}};
+  const cpu::BlockRows8Kernel rows8_avx512 = q4k ? cpu::kAvx512Q4_KRows8i : cpu::kAvx512Q6_KRows8i;
+  if (cpu::cpu_has(Isa::avx512))
+    entries.push_back({"avx512 rows8i", [&] {
+                         for (size_t c = 0; c < w.size(); ++c)
+                           rows8_avx512(w[c].data(), row_bytes, copies8[c].data(), nullptr, 0, s.N, a, nb, y.data(), nullptr);
+                       }});
   if (q4k)  // the row-range Q4_K kernel (gguf_gemv_rows_q4k.inc), decode's before the copy
     entries.insert(entries.begin() + 2, {"avx2 row-range", [&] {
                                             const cpu::BlockRowsKernel k = cpu::block_rows_kernel(Isa::avx2, type, false);

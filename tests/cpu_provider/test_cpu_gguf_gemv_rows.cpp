@@ -231,17 +231,36 @@ TEST(CpuGgufGemvRows, InterleavedKernelsMatchTheDecoder) {
   EXPECT_EQ(cpu::block_rows8_kernel(Isa::scalar, gguf::kQ4_0), nullptr);
   EXPECT_EQ(cpu::block_rows8_kernel(Isa::scalar, gguf::kQ4_K), nullptr);
   for (Isa isa : {Isa::avx2, Isa::avx512}) EXPECT_EQ(cpu::block_rows8_kernel(isa, gguf::kQ8_0), nullptr);
-  // Q4_K, Q6_K: the AVX2 kernels, which an AVX-512 CPU runs as well.
+  // Q4_K, Q6_K: an AVX-512 build of their own (Q6_K through vpdpbusd).
   for (uint32_t type : {gguf::kQ4_K, gguf::kQ6_K})
-    EXPECT_EQ(cpu::block_rows8_kernel(Isa::avx512, type), cpu::block_rows8_kernel(Isa::avx2, type));
-  const std::pair<Isa, uint32_t> kernels[] = {
-      {Isa::avx2, gguf::kQ4_0}, {Isa::avx512, gguf::kQ4_0}, {Isa::avx2, gguf::kQ4_K}, {Isa::avx2, gguf::kQ6_K}};
+    EXPECT_NE(cpu::block_rows8_kernel(Isa::avx512, type), cpu::block_rows8_kernel(Isa::avx2, type));
+  const std::pair<Isa, uint32_t> kernels[] = {{Isa::avx2, gguf::kQ4_0},   {Isa::avx512, gguf::kQ4_0},
+                                              {Isa::avx2, gguf::kQ4_K},   {Isa::avx2, gguf::kQ6_K},
+                                              {Isa::avx512, gguf::kQ4_K}, {Isa::avx512, gguf::kQ6_K}};
   for (auto [isa, type] : kernels) {
     if (!cpu::cpu_has(isa)) {
       std::printf("this CPU lacks %s: its interleaved %s kernel not tested\n", cpu::isa_name(isa), gguf::type_info(type)->name);
       continue;
     }
     expect_interleaved_kernel_matches(isa, type);
+  }
+}
+
+// The AVX-512 Q6_K kernel forms the AVX2 one's integers another way
+// (vpdpbusd and one vpmulld per sub-block, gguf_q6_k_rows8.inc): the same
+// int32 sums, so the same floats bit for bit.
+TEST(CpuGgufGemvRows, Avx512Q6KIsTheAvx2OneBitForBit) {
+  if (!cpu::cpu_has(Isa::avx512)) GTEST_SKIP() << "this CPU lacks avx512: its interleaved Q6_K kernel not compared";
+  for (int64_t nb : {1, 3, 6}) {
+    const int64_t rows = 24, K = nb * 256;
+    const uint64_t row_bytes = 210 * static_cast<uint64_t>(nb);
+    const std::vector<uint8_t> w = random_rows(gguf::kQ6_K, rows, nb);
+    const std::vector<uint8_t> copy = cpu::interleave_q6_k_rows8(w.data(), row_bytes, rows, nb);
+    const Activation a = random_activation(K);
+    std::vector<float> y2(static_cast<size_t>(rows)), y5(static_cast<size_t>(rows));
+    cpu::kAvx2Q6_KRows8i(w.data(), row_bytes, copy.data(), nullptr, 0, rows, a.row(), nb, y2.data(), nullptr);
+    cpu::kAvx512Q6_KRows8i(w.data(), row_bytes, copy.data(), nullptr, 0, rows, a.row(), nb, y5.data(), nullptr);
+    for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(y5[r], y2[r]) << "blocks " << nb << " row " << r;
   }
 }
 

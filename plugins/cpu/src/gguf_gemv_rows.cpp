@@ -23,13 +23,14 @@ BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type, bool rows8) {
 }
 
 BlockRows8Kernel block_rows8_kernel(Isa isa, uint32_t type) {
-  // Q4_K / Q6_K have AVX2 eight-row kernels only; an AVX-512 CPU runs them
-  // too (it has AVX2, FMA and F16C): on an AVX-512 VNNI EPYC they decoded
-  // Qwen2.5-1.5B Q4_K_M at 13.2-15.5 tok/s against 12.0-12.8 for the
-  // AVX-512 one-row kernels, one thread, interleaved (docs/engine.md).
-  const bool avx2_or_wider = isa == Isa::avx2 || isa == Isa::avx512;
-  if (type == 12) return avx2_or_wider ? kAvx2Q4_KRows8i : nullptr;  // GGML_TYPE_Q4_K
-  if (type == 14) return avx2_or_wider ? kAvx2Q6_KRows8i : nullptr;  // GGML_TYPE_Q6_K
+  // Q4_K / Q6_K: eight rows at a time on AVX2 and AVX-512 alike (on an
+  // AVX-512 VNNI EPYC the AVX2 eight-row kernels decoded Qwen2.5-1.5B Q4_K_M
+  // at 13.2-15.5 tok/s against 12.0-12.8 for the AVX-512 one-row kernels);
+  // AVX-512 takes the same Q4_K source built for it and Q6_K through
+  // vpdpbusd (bench_gemv_rows: Q4_K 1.04-1.09x, Q6_K 1.3-1.5x the AVX2 ones
+  // on that CPU; docs/engine.md).
+  if (type == 12) return isa == Isa::avx2 ? kAvx2Q4_KRows8i : isa == Isa::avx512 ? kAvx512Q4_KRows8i : nullptr;
+  if (type == 14) return isa == Isa::avx2 ? kAvx2Q6_KRows8i : isa == Isa::avx512 ? kAvx512Q6_KRows8i : nullptr;
   if (type != 2) return nullptr;                                         // GGML_TYPE_Q4_0
   return isa == Isa::avx2 ? kAvx2Q4_0Rows8i : isa == Isa::avx512 ? kAvx512Q4_0Rows8i : nullptr;
 }

@@ -66,6 +66,8 @@ extern const BlockRows8Kernel kAvx512Q4_0Rows8i;
 // gguf_q6_k_rows8.inc): codes8 is that copy, scales8 unused (null).
 extern const BlockRows8Kernel kAvx2Q4_KRows8i;
 extern const BlockRows8Kernel kAvx2Q6_KRows8i;
+extern const BlockRows8Kernel kAvx512Q4_KRows8i;  // the AVX2 source built for AVX-512 (gguf_gemv_rows_avx512.cpp)
+extern const BlockRows8Kernel kAvx512Q6_KRows8i;  // vpdpbusd (gguf_q6_k_rows8.inc, XQ_Q6K_VNNI)
 
 // gguf_gemv_rows.cpp: the row-range kernel of ggml type `type` for ISA
 // `isa`, or null when there is none (the caller then runs the type's per-row

@@ -9,6 +9,7 @@
 // eight f16 scales per vpgatherdd (0.64x). Q4_K: see q4_k_row. Dispatch hands
 // these out only when the CPU has all of those features.
 #include "gguf_gemv_rows.hpp"
+#include "qgemv_rows8.hpp"
 
 #include <immintrin.h>
 
@@ -94,11 +95,16 @@ XQ_AVX512 void gemv_rows(const uint8_t* w, uint64_t row_bytes, int64_t rows, con
 }
 
 #include "gguf_gemv_rows_q4k.inc"
+#include "gguf_q4_k_rows8.inc"
+#define XQ_Q6K_VNNI
+#include "gguf_q6_k_rows8.inc"
 
 }  // namespace
 
 extern const BlockRowsKernel kAvx512Q4_0Rows = &gemv_rows<Q4_0>;
 extern const BlockRowsKernel kAvx512Q8_0Rows = &gemv_rows<Q8_0>;
 extern const BlockRowsKernel kAvx512Q4_KRows = &gemv_rows_q4_k;
+extern const BlockRows8Kernel kAvx512Q4_KRows8i = &q4_k_rows8_interleaved;
+extern const BlockRows8Kernel kAvx512Q6_KRows8i = &q6_k_rows8_interleaved;
 
 }  // namespace xquant::cpu
