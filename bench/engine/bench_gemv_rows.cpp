@@ -13,7 +13,8 @@
 //     kernels, qgemv_rows8.hpp's eight-row ones on the stored rows and on
 //     the interleaved copy), INT8 per-channel (the one-row kernels), GGUF Q4_0 and Q8_0
 //     (gguf_gemv_rows.hpp), every ISA the CPU has; GGUF Q4_K and Q6_K (K a
-//     multiple of 256) one row at a time and on their interleaved copies, AVX2;
+//     multiple of 256) one row at a time (AVX2) and on their interleaved
+//     copies (AVX2 and AVX-512);
 //   bench_gemv_rows --read-bandwidth T [--mb 512]
 //     prints {"threads": T, "read_bytes_per_s": ...}: the parallel read
 //     stream of bandwidth.hpp on T threads (bench/engine/llamacpp_compare.py

@@ -34,8 +34,8 @@ struct QuantizedActs {
   const int32_t* corr = nullptr; // [nblk * 8] lane 8b: offset * (sum of q over block b), other lanes 0
   const float* gsum = nullptr;   // [G] sum over the group's blocks of sa[b] * (sum of q over b)
   // The same per-block values once each (the eight-row kernels of
-  // qgemv_rows8.hpp broadcast them; at K = 8960 the lane vectors above are
-  // 18 KB, which the weight stream pushed out of L1).
+  // qgemv_rows8.hpp and the AVX-512 row kernel broadcast them; at K = 8960
+  // the lane vectors above are 18 KB, which the weight stream pushed out of L1).
   const float* sa = nullptr;     // [nblk] block b's scale
   const int32_t* corr1 = nullptr;  // [nblk] offset * (sum of q over block b)
 };
@@ -67,7 +67,7 @@ struct GemvRowsKernels {
 
 // qgemv_rows_scalar.cpp (the reference), qgemv_rows_avx2.cpp (AVX2 + FMA:
 // vpmaddubsw + vpmaddwd), qgemv_rows_avx512.cpp (AVX-512 VNNI: vpdpbusd on
-// 512 bits, two blocks per instruction). The ISA conditions of qkernels.hpp.
+// 256 bits, one block per instruction). The ISA conditions of qkernels.hpp.
 extern const GemvRowsKernels kScalarGemvRows;
 extern const GemvRowsKernels kAvx2GemvRows;
 extern const GemvRowsKernels kAvx512GemvRows;

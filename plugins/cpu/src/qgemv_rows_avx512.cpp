@@ -10,8 +10,8 @@
 //
 // Why not 512 bits: this file first ran two blocks per 512-bit vpdpbusd with
 // the activation scales and offsets as lane vectors (QuantizedActs::sa8,
-// corr). On this project's AMD EPYC (Zen 4 splits 512-bit operations in two;
-// bench_gemv_rows at one thread, 2026-12-03) INT8 per-channel read its
+// corr). On this project's AMD EPYC VMs (Zen 4 splits 512-bit operations in
+// two; bench_gemv_rows at one thread, 2026-12-02/03) INT8 per-channel read its
 // weights at 59% (K 1536 x N 8960) and 38% (K 8960 x N 1536) of the plain
 // read loop, against 96% / 82% for the GGUF Q8_0 kernel of this shape: three
 // 64-byte activation loads per 64 weight bytes (18 KB lane vectors each at
