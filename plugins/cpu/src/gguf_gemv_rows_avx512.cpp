@@ -6,8 +6,11 @@
 // and odd blocks). Tried and slower on this project's AMD EPYC (Zen 4 splits
 // 512-bit operations in two): pairs of blocks per 512-bit vpdpbusd with
 // cross-lane shuffles (0.92x the per-row kernel on SmolLM2 Q4_0 decode) and
-// eight f16 scales per vpgatherdd (0.64x). Q4_K: see q4_k_row. Dispatch hands
-// these out only when the CPU has all of those features.
+// eight f16 scales per vpgatherdd (0.64x). Q4_K: see q4_k_row. Q4_K and Q6_K
+// eight rows at a time on their interleaved copies: the sources of
+// gguf_q4_k_rows8.inc and gguf_q6_k_rows8.inc built for these features, Q6_K
+// with its vpdpbusd form (XQ_Q6K_VNNI). Dispatch hands these out only when
+// the CPU has all of those features.
 #include "gguf_gemv_rows.hpp"
 #include "qgemv_rows8.hpp"
 
