@@ -246,22 +246,31 @@ TEST(CpuGgufGemvRows, InterleavedKernelsMatchTheDecoder) {
   }
 }
 
-// The AVX-512 Q6_K kernel forms the AVX2 one's integers another way
-// (vpdpbusd and one vpmulld per sub-block, gguf_q6_k_rows8.inc): the same
-// int32 sums, so the same floats bit for bit.
-TEST(CpuGgufGemvRows, Avx512Q6KIsTheAvx2OneBitForBit) {
-  if (!cpu::cpu_has(Isa::avx512)) GTEST_SKIP() << "this CPU lacks avx512: its interleaved Q6_K kernel not compared";
-  for (int64_t nb : {1, 3, 6}) {
-    const int64_t rows = 24, K = nb * 256;
-    const uint64_t row_bytes = 210 * static_cast<uint64_t>(nb);
-    const std::vector<uint8_t> w = random_rows(gguf::kQ6_K, rows, nb);
-    const std::vector<uint8_t> copy = cpu::interleave_q6_k_rows8(w.data(), row_bytes, rows, nb);
-    const Activation a = random_activation(K);
-    std::vector<float> y2(static_cast<size_t>(rows)), y5(static_cast<size_t>(rows));
-    cpu::kAvx2Q6_KRows8i(w.data(), row_bytes, copy.data(), nullptr, 0, rows, a.row(), nb, y2.data(), nullptr);
-    cpu::kAvx512Q6_KRows8i(w.data(), row_bytes, copy.data(), nullptr, 0, rows, a.row(), nb, y5.data(), nullptr);
-    for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(y5[r], y2[r]) << "blocks " << nb << " row " << r;
-  }
+// The AVX-512 Q4_K and Q6_K kernels form the AVX2 ones' integers another
+// way (vpdpbusd and one vpmulld per sub-block, gguf_q4_k_rows8.inc,
+// gguf_q6_k_rows8.inc): the same int32 sums, so the same floats bit for bit.
+TEST(CpuGgufGemvRows, Avx512KQuantsAreTheAvx2OnesBitForBit) {
+  if (!cpu::cpu_has(Isa::avx512)) GTEST_SKIP() << "this CPU lacks avx512: its interleaved K-quant kernels not compared";
+  struct Case {
+    uint32_t type;
+    uint64_t block_bytes;
+    std::vector<uint8_t> (*interleave)(const uint8_t*, uint64_t, int64_t, int64_t);
+    cpu::BlockRows8Kernel avx2, avx512;
+  };
+  for (const Case& c : {Case{gguf::kQ4_K, 144, cpu::interleave_q4_k_rows8, cpu::kAvx2Q4_KRows8i, cpu::kAvx512Q4_KRows8i},
+                        Case{gguf::kQ6_K, 210, cpu::interleave_q6_k_rows8, cpu::kAvx2Q6_KRows8i, cpu::kAvx512Q6_KRows8i}})
+    for (int64_t nb : {1, 3, 6}) {
+      const int64_t rows = 24, K = nb * 256;
+      const uint64_t row_bytes = c.block_bytes * static_cast<uint64_t>(nb);
+      const std::vector<uint8_t> w = random_rows(c.type, rows, nb);
+      const std::vector<uint8_t> copy = c.interleave(w.data(), row_bytes, rows, nb);
+      const Activation a = random_activation(K);
+      std::vector<float> y2(static_cast<size_t>(rows)), y5(static_cast<size_t>(rows));
+      c.avx2(w.data(), row_bytes, copy.data(), nullptr, 0, rows, a.row(), nb, y2.data(), nullptr);
+      c.avx512(w.data(), row_bytes, copy.data(), nullptr, 0, rows, a.row(), nb, y5.data(), nullptr);
+      for (int64_t r = 0; r < rows; ++r)
+        EXPECT_EQ(y5[r], y2[r]) << "type " << c.type << " blocks " << nb << " row " << r;
+    }
 }
 
 }  // namespace

@@ -8,8 +8,8 @@
 // cross-lane shuffles (0.92x the per-row kernel on SmolLM2 Q4_0 decode) and
 // eight f16 scales per vpgatherdd (0.64x). Q4_K: see q4_k_row. Q4_K and Q6_K
 // eight rows at a time on their interleaved copies: the sources of
-// gguf_q4_k_rows8.inc and gguf_q6_k_rows8.inc built for these features, Q6_K
-// with its vpdpbusd form (XQ_Q6K_VNNI). Dispatch hands these out only when
+// gguf_q4_k_rows8.inc and gguf_q6_k_rows8.inc built for these features, in
+// their vpdpbusd forms (XQ_Q4K_VNNI, XQ_Q6K_VNNI). Dispatch hands these out only when
 // the CPU has all of those features.
 #include "gguf_gemv_rows.hpp"
 #include "qgemv_rows8.hpp"
@@ -98,6 +98,15 @@ XQ_AVX512 void gemv_rows(const uint8_t* w, uint64_t row_bytes, int64_t rows, con
 }
 
 #include "gguf_gemv_rows_q4k.inc"
+// The eight-row K-quant kernels in their vpdpbusd forms and without the
+// software prefetch: both copies are read in address order (qgemv_rows8.hpp),
+// which the hardware prefetchers follow; on this project's AVX-512 EPYC
+// (bench_gemv_rows, one thread, 2026-12-03) the prefetch took the Q4_K
+// vpdpbusd kernel from 71-114% of the read loop to 74-88%, and Qwen2.5
+// Q4_K_M decode at one thread ran 16.1 tok/s with it on both kernels, 19.3
+// without (three interleaved rounds).
+#define XQ_ROWS8_NO_PREFETCH
+#define XQ_Q4K_VNNI
 #include "gguf_q4_k_rows8.inc"
 #define XQ_Q6K_VNNI
 #include "gguf_q6_k_rows8.inc"

@@ -106,9 +106,14 @@ std::vector<uint8_t> interleave_q4_k_rows8(const uint8_t* blocks, uint64_t row_b
 // 8 r8 .. 8 r8 + 7 at (r8 * nb + b) * kQ6_KRows8Bytes, the stored size:
 //   [0, 16)       d of rows 0..7 (f16)
 //   [16, 144)     scale of 16-column sub-block s of row j at 16 + 8 s + j (int8)
-//   [144, 1168)   byte 4 w + i of row j's ql at 144 + 32 w + 4 j + i
-//   [1168, 1680)  byte 4 w + i of row j's qh at 1168 + 32 w + 4 j + i
-// (w: the 4-byte word; gguf_q6_k_rows8.inc assembles ggml's codes from them).
+//   [144, 1680)   the codes in the order the kernel reads them: for half
+//                 h = 0, 1 and word slot k = 0..7 (columns 4k .. 4k + 3 of
+//                 each of the half's four 32-column runs) three 32-byte words
+//                 at 144 + 96 (8 h + k): part 0 = ql bytes 64 h + 4 k + i
+//                 (runs 0 and 2), part 1 = ql bytes 64 h + 32 + 4 k + i
+//                 (runs 1 and 3), part 2 = qh bytes 32 h + 4 k + i (all four
+//                 runs), row j's 4 bytes at 4 j of each word
+// (gguf_q6_k_rows8.inc assembles ggml's codes from them).
 inline constexpr int64_t kQ6_KRows8Bytes = 1680;
 std::vector<uint8_t> interleave_q6_k_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb);
 

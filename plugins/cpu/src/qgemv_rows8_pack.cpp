@@ -69,6 +69,15 @@ std::vector<uint8_t> interleave_blocks8(const uint8_t* blocks, uint64_t row_byte
   return c;
 }
 
+// Q6_K copy (qgemv_rows8.hpp): where word slot k of half h, part `part` (0:
+// ql of runs 0 / 2, 1: ql of runs 1 / 3, 2: qh) of the eight rows starts in
+// a copy block, and where that row's 4 bytes sit in its stored block_q6_K
+// (ql[128] then qh[64]; half h's ql at 64 h, qh at 128 + 32 h).
+int64_t q6_word_offset(int64_t h, int64_t k, int64_t part) { return 144 + 96 * (8 * h + k) + 32 * part; }
+int64_t q6_stored_word(int64_t h, int64_t k, int64_t part) {
+  return part == 2 ? 128 + 32 * h + 4 * k : 64 * h + 32 * part + 4 * k;
+}
+
 }  // namespace
 
 std::vector<uint8_t> interleave_q4_k_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
@@ -94,9 +103,10 @@ std::vector<uint8_t> interleave_q6_k_rows8(const uint8_t* blocks, uint64_t row_b
                             [](uint8_t* out, const uint8_t* blk, int64_t j) {
                               std::memcpy(out + 2 * j, blk + 208, 2);
                               for (int64_t s = 0; s < 16; ++s) out[16 + 8 * s + j] = blk[192 + s];
-                              for (int64_t w = 0; w < 32; ++w) std::memcpy(out + 144 + 32 * w + 4 * j, blk + 4 * w, 4);
-                              for (int64_t w = 0; w < 16; ++w)
-                                std::memcpy(out + 1168 + 32 * w + 4 * j, blk + 128 + 4 * w, 4);
+                              for (int64_t h = 0; h < 2; ++h)
+                                for (int64_t k = 0; k < 8; ++k)
+                                  for (int64_t part = 0; part < 3; ++part)
+                                    std::memcpy(out + q6_word_offset(h, k, part) + 4 * j, blk + q6_stored_word(h, k, part), 4);
                             });
 }
 
@@ -128,8 +138,10 @@ void q6_k_row_from_rows8(const uint8_t* copy, int64_t r8, int64_t j, int64_t nb,
     const uint8_t* in = copy + (r8 * nb + b) * kQ6_KRows8Bytes;
     std::memcpy(out + 208, in + 2 * j, 2);
     for (int64_t s = 0; s < 16; ++s) out[192 + s] = in[16 + 8 * s + j];
-    for (int64_t w = 0; w < 32; ++w) std::memcpy(out + 4 * w, in + 144 + 32 * w + 4 * j, 4);
-    for (int64_t w = 0; w < 16; ++w) std::memcpy(out + 128 + 4 * w, in + 1168 + 32 * w + 4 * j, 4);
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t k = 0; k < 8; ++k)
+        for (int64_t part = 0; part < 3; ++part)
+          std::memcpy(out + q6_stored_word(h, k, part), in + q6_word_offset(h, k, part) + 4 * j, 4);
   }
 }
 
