@@ -19,7 +19,8 @@
 //               bar a prefill path must keep up with;
 //   w4a16 / w8a16 / w8a8 / w4a8 / q4_0 / q8_0 / q4_k / q6_k   QMATMUL as the engine calls it, with
 //               the provider's default prefill path (XQUANT_CPU_PREFILL unset);
-//   *-int8      the same weight prepared with XQUANT_CPU_PREFILL=int8.
+//   *-int8      the same weight prepared with XQUANT_CPU_PREFILL=int8;
+//   *-sgemm     and with XQUANT_CPU_PREFILL=sgemm (dequantized pieces + SGEMM).
 #include "core/runtime.hpp"
 #include "plugins/registry.hpp"
 
@@ -229,8 +230,11 @@ int main(int argc, char** argv) try {
     canons.push_back(make_canon(N, K, 4, 128, false));
     xq_qweight* w4 = prepare(canons.back(), nullptr);
     xq_qweight* w4i = prepare(canons.back(), "int8");
+    xq_qweight* w4s = prepare(canons.back(), "sgemm");
     canons.push_back(make_canon(N, K, 8, 0, false));
     xq_qweight* w8 = prepare(canons.back(), nullptr);
+    xq_qweight* w8i = prepare(canons.back(), "int8");
+    xq_qweight* w8s = prepare(canons.back(), "sgemm");
     canons.push_back(make_canon(N, K, 8, 0, true));
     xq_qweight* w8a8 = prepare(canons.back(), nullptr);
     canons.push_back(make_canon(N, K, 4, 128, true));
@@ -254,7 +258,10 @@ int main(int argc, char** argv) try {
                      }});
     cases.push_back({"w4a16 g128", [&] { qmatmul(w4); }});
     cases.push_back({"w4a16-int8", [&] { qmatmul(w4i); }});
+    cases.push_back({"w4a16-sgemm", [&] { qmatmul(w4s); }});
     cases.push_back({"w8a16", [&] { qmatmul(w8); }});
+    cases.push_back({"w8a16-int8", [&] { qmatmul(w8i); }});
+    cases.push_back({"w8a16-sgemm", [&] { qmatmul(w8s); }});
     cases.push_back({"w8a8", [&] { qmatmul(w8a8); }});
     cases.push_back({"w4a8 g128", [&] { qmatmul(w4a8); }});
     cases.push_back({"q4_0", [&] { qmatmul(q40); }});

@@ -7,13 +7,16 @@
 //      produced) for every activation-row count 1..8, INT8 codes and
 //      activations over the full range, -128 included (AVX2's vpmaddubsw
 //      would saturate on it: its INT8 panels widen to int16 instead).
+//      The weight-only integer prefill's panel kernel (per-block activation
+//      scales) against the scalar dot4_q8 / dot8_q8, bit for bit.
 //   2. QMATMUL through the plugin with M = 3, 17, 255 (3 takes the per-pair
 //      path, the rest the prefill paths), N not a multiple of 16, K not a
 //      multiple of the group or of 32: W8A8 on the integer path bit-identical
 //      to the per-pair path (XQUANT_CPU_GEMV_ROWS large) on every ISA the CPU
 //      has, W8A8 through SGEMM within float rounding of it; weight-
-//      only prefill bit-identical across ISAs and within float rounding of a
-//      double reference.
+//      only prefill through SGEMM bit-identical across ISAs and within float
+//      rounding of a double reference, through the integer panels the q8
+//      pair path's bits; which path each takes by default.
 // A path the CPU lacks is skipped with a message naming it.
 #include "../support/cpu_provider_fixture.hpp"
 #include "core/error.hpp"
@@ -179,6 +182,60 @@ TEST(CpuQGemmKernels, PanelsGiveThePairDotsBitForBit) {
                   const float ref = int4 ? pair.dot4_i8(w, a.data() + j * lda, bb.data(), G, sg)
                                          : pair.dot8_i8(reinterpret_cast<const int8_t*>(w), a.data() + j * lda,
                                                         bb.data(), G, sg);
+                  ASSERT_EQ(out[j * kPanelRows + i], ref) << where << ", " << mt << " rows, pair " << i << "," << j;
+                }
+            }
+          }
+        }
+      }
+    }
+}
+
+// The weight-only integer prefill's panel kernel (panel_q8): q8 activations
+// (int8 in [-127, 127], one float scale per 32-column block) against the same
+// panels, each output equal to the scalar GEMV table's dot4_q8 / dot8_q8 for
+// that pair, bit for bit, on every table that has the kernel.
+TEST(CpuQGemmKernels, Q8PanelsGiveTheQ8PairDotsBitForBit) {
+  const cpu::QKernels& pair = cpu::kScalarKernels;
+  for (bool int4 : {true, false})
+    for (int64_t nblk : {1, 3, 18, 48}) {
+      const int64_t Kp = nblk * kBlock, N = 21, row_bytes = int4 ? Kp / 2 : Kp;
+      auto codes = rnd_u8(static_cast<size_t>(N * row_bytes));
+      const int64_t lda = Kp + 5, ldsa = nblk + 3;  // odd strides
+      auto a = rnd_i8(static_cast<size_t>(cpu::kPanelActRows * lda), -127, 127);
+      auto sa = rnd_f(static_cast<size_t>(cpu::kPanelActRows * ldsa), 0.001f, 0.05f);
+      std::vector<int32_t> bsum(static_cast<size_t>(cpu::kPanelActRows * ldsa));
+      for (int64_t j = 0; j < cpu::kPanelActRows; ++j)
+        for (int64_t p = 0; p < Kp; ++p) bsum[j * ldsa + p / kBlock] += a[j * lda + p];
+      for (auto bb : {std::vector<int64_t>{0, nblk}, random_groups(nblk)}) {
+        const int64_t G = static_cast<int64_t>(bb.size()) - 1;
+        auto s = rnd_f(static_cast<size_t>(N * G));
+        for (int64_t n0 : {int64_t{0}, int64_t{16}}) {
+          const int64_t nr = std::min(kPanelRows, N - n0);
+          std::vector<uint8_t> panel(static_cast<size_t>(Kp * kPanelRows));
+          std::vector<float> ps(static_cast<size_t>(G * kPanelRows));
+          cpu::pack_panel_i8_scalar(codes.data(), row_bytes, int4, s.data(), G, Kp, n0, nr, panel.data(), ps.data());
+          for (Isa isa : every_isa()) {
+            const cpu::QGemmKernels& k = cpu::qgemm_kernels_of(isa);
+            const std::string where = std::string(cpu::isa_name(isa)) + (int4 ? " int4 " : " int8 ") +
+                                      std::to_string(nblk) + " blocks, " + std::to_string(G) + " groups, panel at " +
+                                      std::to_string(n0);
+            if (!k.panel_q8) {
+              std::printf("%s has no q8 panel kernel (integer prefill takes its tiles there)\n", where.c_str());
+              continue;
+            }
+            for (int64_t mt = 1; mt <= cpu::kPanelActRows; ++mt) {
+              std::vector<float> out(static_cast<size_t>(mt * kPanelRows));
+              k.panel_q8(panel.data(), ps.data(), a.data(), lda, sa.data(), ldsa, int4 ? nullptr : bsum.data(), mt,
+                         bb.data(), G, out.data());
+              for (int64_t j = 0; j < mt; ++j)
+                for (int64_t i = 0; i < nr; ++i) {
+                  const uint8_t* w = codes.data() + (n0 + i) * row_bytes;
+                  const float* sg = s.data() + (n0 + i) * G;
+                  const float ref =
+                      int4 ? pair.dot4_q8(w, a.data() + j * lda, sa.data() + j * ldsa, bb.data(), G, sg)
+                           : pair.dot8_q8(reinterpret_cast<const int8_t*>(w), a.data() + j * lda,
+                                          sa.data() + j * ldsa, bb.data(), G, sg);
                   ASSERT_EQ(out[j * kPanelRows + i], ref) << where << ", " << mt << " rows, pair " << i << "," << j;
                 }
             }
@@ -396,4 +453,74 @@ TEST(CpuQGemm, WeightOnlyPrefillMatchesReferenceOnEveryIsa) {
       }
     }
   }
+}
+
+namespace {
+
+// The numbers the q8 GEMV gives every row: the scalar table's pair dots
+// (dot4_q8 / dot8_q8) for every M, so the reference for integer prefill.
+std::vector<float> q8_pair_reference(const Canon& c, const std::vector<float>& x, const std::vector<float>& bias,
+                                     int64_t M) {
+  ScopedEnv isa("XQUANT_CPU_ISA", "scalar");
+  ScopedEnv gemv("XQUANT_CPU_GEMV", "q8");
+  ScopedEnv rows("XQUANT_CPU_GEMV_ROWS", "100000");
+  return qmatmul(c, x, bias, M);
+}
+
+}  // namespace
+
+// Integer weight-only prefill (XQUANT_CPU_PREFILL=int8) on the q8 panels:
+// bit for bit the q8 pair dots of every row on each table that has them
+// (scalar, AVX-512); AVX2's tiles within float rounding of them.
+TEST(CpuQGemm, IntegerPrefillOnPanelsIsTheQ8PairPathBitForBit) {
+  ScopedEnv int8("XQUANT_CPU_PREFILL", "int8");
+  for (const Case& cs : kCases) {
+    const Canon c = make_canon(kN, kK, cs.bits, cs.gs, cs.sym, cs.act_order);
+    const auto bias = rnd_f(kN);
+    for (int64_t M : {17, 255}) {
+      const auto x = rnd_f(static_cast<size_t>(M * kK), -3.0f, 3.0f);
+      const std::vector<float> want = q8_pair_reference(c, x, bias, M);
+      for (Isa isa : every_isa()) {
+        ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
+        ScopedEnv gemv("XQUANT_CPU_GEMV", "q8");
+        const auto got = qmatmul(c, x, bias, M);
+        if (cpu::qgemm_kernels_of(isa).panel_q8) {
+          EXPECT_EQ(got, want) << cpu::isa_name(isa) << " " << describe(cs, M);
+          continue;
+        }
+        float scale = 0.0f;
+        for (float v : want) scale = std::max(scale, std::fabs(v));
+        for (size_t i = 0; i < got.size(); ++i)
+          ASSERT_NEAR(got[i], want[i], 2e-6f * (1.0f + scale)) << cpu::isa_name(isa) << " " << describe(cs, M);
+      }
+    }
+  }
+}
+
+// Which way weight-only prefill goes by default (XQUANT_CPU_PREFILL unset):
+// the integer panels on AVX-512 for weights whose decode takes q8
+// activations (the q8 pair path's bits), dequantize + SGEMM otherwise (float
+// activations: different bits); an unknown value is refused, naming it.
+TEST(CpuQGemm, WeightOnlyPrefillDefaultPathPerIsa) {
+  for (uint32_t bits : {4u, 8u}) {
+    const Canon c = make_canon(kN, kK, bits, 32, true, false);
+    const auto bias = rnd_f(kN);
+    const int64_t M = 33;
+    const auto x = rnd_f(static_cast<size_t>(M * kK), -3.0f, 3.0f);
+    const std::vector<float> q8 = q8_pair_reference(c, x, bias, M);
+    for (Isa isa : every_isa()) {
+      ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
+      const bool integer_expected = isa == Isa::avx512;
+      EXPECT_EQ(qmatmul(c, x, bias, M) == q8, integer_expected)
+          << cpu::isa_name(isa) << " bits " << bits << (integer_expected ? ": integer panels expected" : ": SGEMM expected");
+      ScopedEnv f32("XQUANT_CPU_GEMV", "f32");  // float decode: float prefill too
+      EXPECT_NE(qmatmul(c, x, bias, M), q8) << cpu::isa_name(isa) << " bits " << bits << " with f32 decode";
+    }
+  }
+  ScopedEnv bad("XQUANT_CPU_PREFILL", "fast");
+  const Canon c = make_canon(kN, kK, 4, 32, true, false);
+  xq_qweight* w = nullptr;
+  EXPECT_EQ(fx().vt().qweight_prepare(fx().p->state, &c.t, &w), XQ_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(w, nullptr);
+  EXPECT_NE(xquant::last_error().find("XQUANT_CPU_PREFILL=fast"), std::string::npos) << xquant::last_error();
 }

@@ -6,6 +6,7 @@
 // what the byte budget counted), the other Linears quantized, and the
 // written checkpoint, reloaded by the engine, must score what the decision
 // evaluated in memory (BF16-rounded weights there too).
+#include "scoped_env.hpp"
 #include "test_files.hpp"
 
 #include <gtest/gtest.h>
@@ -55,6 +56,9 @@ std::map<std::string, std::string> stored_dtypes(const std::filesystem::path& di
 }  // namespace
 
 TEST(Bf16Rung, DenseGroupsAreWrittenInBf16AndReloadAsEvaluated) {
+  // The written checkpoint must score what the search evaluated with float
+  // activations (the CLI child inherits this).
+  const xquant::test::FloatPrefill float_prefill;
   xquant::test::TempDir dir;
   std::string log;
   const int status =

@@ -13,6 +13,7 @@
 //   - reloaded by our engine, it scores what the decision evaluated in
 //     memory (rtn only: data-free, so the runner writes exactly the weights
 //     the decision evaluated).
+#include "scoped_env.hpp"
 #include "moe_checkpoint.hpp"
 #include "test_files.hpp"
 
@@ -182,6 +183,9 @@ std::set<std::string> rungs_of(const AutoRun& r) {
 }  // namespace
 
 TEST(MoeAuto, Qwen3MoeExpertsDecidedPerLayerRoutersDense) {
+  // The written checkpoint must score what the search evaluated with float
+  // activations (the CLI child inherits this).
+  const xquant::test::FloatPrefill float_prefill;
   xquant::test::Cfg c{"qwen3_moe"};
   c.layers = 2;
   c.vocab = 512;  // stories260K's tokenizer reads the texts

@@ -5,6 +5,7 @@
 // engine must run every Linear quantized on the `cpu` provider, the
 // weight-only model's QMATMUL logits must equal the dequantize-on-load
 // path's, and perplexity must degrade in the expected order.
+#include "scoped_env.hpp"
 #include "core/runtime.hpp"
 #include "engine/evaluate.hpp"
 #include "engine/model.hpp"
@@ -37,6 +38,9 @@ std::vector<int32_t> eval_ids(Model& m) { return test::tinystories_eval_ids(m); 
 }  // namespace
 
 TEST(QuantizedModels, RtnInt4AndW8A8RunQuantizedOnTheProvider) {
+  // Packed kernels against dequantized F32 weights within float rounding:
+  // float activations for the 40-row prefill below.
+  const xquant::test::FloatPrefill float_prefill;
   fs::path int4 = make_quantized("rtn-int4-g32", "    weights:\n      bits: 4\n      symmetric: true\n      group_size: 32\n");
   fs::path w8a8 = make_quantized("w8a8", "    weights:\n      bits: 8\n      symmetric: true\n"
                                          "    activations:\n      bits: 8\n      strategy: token\n");

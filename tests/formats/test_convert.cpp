@@ -8,6 +8,7 @@
 // points, g_idx, bit for bit) and the same logits as the compressed-tensors
 // copy. The MLP stays dense: its width 172 is not a multiple of 8, which the
 // AWQ/GPTQ layouts need (convert refuses it, tested below).
+#include "scoped_env.hpp"
 #include "test_runtime.hpp"
 #include "core/error.hpp"
 #include "core/runtime.hpp"
@@ -195,6 +196,10 @@ TEST_F(Convert, InspectShowsTheAwqAndGptqSpecifics) {
 // A GGUF Q4_0 weight is symmetric 4-bit groups of 32 with an F16 scale: AWQ
 // and GPTQ hold it exactly, so the converted model computes the same logits.
 TEST_F(Convert, GgufQ4_0ConvertsToAwqAndGptqExactly) {
+  // GGUF blocks and packed AWQ/GPTQ codes give the same logits bit for bit
+  // only with float prefill on both (the default integer prefill takes
+  // int8 activations for packed codes, not for GGUF blocks).
+  const xquant::test::FloatPrefill float_prefill;
   auto r = run_cli({"convert", "--model", path("rtn-sym-ct").string(), "--out", path("q4_0.gguf").string(), "--format",
                     "gguf", "--param", "type=Q4_0,tokenizer=" + kVocab.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;

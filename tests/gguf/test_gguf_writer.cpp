@@ -11,6 +11,7 @@
 // the engine generates the same greedy text from the lossless GGUFs as from
 // the compressed-tensors checkpoints. Bad requests fail with a clear error
 // and leave no file.
+#include "scoped_env.hpp"
 #include "block_encode.hpp"
 #include "gguf_file.hpp"
 #include "gguf_types.hpp"
@@ -273,6 +274,9 @@ TEST(GgufWriter, F32IsTheCanonicalDequantizationAndCarriesTheGgufMetadata) {
 }
 
 TEST(GgufWriter, Q8_0FromInt8SymG32IsLosslessFromTheHfCopy) {
+  // GGUF blocks against packed codes within float rounding: float prefill
+  // on both (the default integer prefill is for packed codes only).
+  const xquant::test::FloatPrefill float_prefill;
   test::TempDir dir("xquant-gguf-writer");
   ASSERT_EQ(quantize(kHf, kInt8Sym, "gguf", dir / "q8.gguf", "{type: Q8_0, exact: true, tokenizer: " + kGguf.string() + "}"), "");
   ASSERT_EQ(quantize(kHf, kInt8Sym, "compressed-tensors", dir / "ct"), "");
@@ -308,6 +312,9 @@ TEST(GgufWriter, DenseTensorsFromTheHfCopyAreTheBytesLlamaCppsConverterWrote) {
 }
 
 TEST(GgufWriter, Q4_0FromInt4SymG32IsLosslessAndReadsBackAsTheSameCodes) {
+  // GGUF blocks against packed codes within float rounding: float prefill
+  // on both (the default integer prefill is for packed codes only).
+  const xquant::test::FloatPrefill float_prefill;
   test::TempDir dir("xquant-gguf-writer");
   ASSERT_EQ(quantize(kGguf, kInt4Sym, "gguf", dir / "q4.gguf", "{exact: true}"), "");
   ASSERT_EQ(quantize(kGguf, kInt4Sym, "compressed-tensors", dir / "ct"), "");

@@ -1,6 +1,8 @@
 // qgemm.cpp: the prefill drivers of qgemm.hpp: which pieces of the weight
-// each pool task takes, the per-thread buffers they fill, and the kernels of
-// the weight's qgemm table (qgemm_kernels.hpp).
+// each pool task takes (128-row pieces for SGEMM, 16-row panels for the
+// integer kernels, W8A8's and the weight-only q8 one sharing the panel
+// loop), the per-thread buffers they fill, and the kernels of the weight's
+// qgemm table (qgemm_kernels.hpp).
 #include "qgemm.hpp"
 
 #include "qgemm_kernels.hpp"
@@ -61,8 +63,15 @@ void qgemm_dequant_sgemm(const Host& host, const xq_qweight& w, const float* x, 
   }, y);
 }
 
-void qgemm_w8a8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const int32_t* qsum, int64_t M,
-                       PanelFinish finish) {
+namespace {
+
+// The panel loop both integer prefills share: each pool task packs panels of
+// 16 weight rows once (from the row-major codes, or rebuilt from the
+// eight-row decode copy when that is all the weight keeps:
+// qweight_codes.hpp) and runs every activation row against each, kPanelActRows
+// at a time, through multiply(panel, ps, m0, mt, acc).
+using PanelMultiply = FunctionRef<void(const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc)>;
+void for_each_panel(const Host& host, const xq_qweight& w, int64_t M, PanelMultiply multiply, PanelFinish finish) {
   const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups;
   const QGemmKernels& k = *w.gemm_kernels;
   const uint64_t panels = static_cast<uint64_t>((N + kPanelRows - 1) / kPanelRows);
@@ -72,19 +81,37 @@ void qgemm_w8a8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, 
     float* ps = sized(sc.ps, G * kPanelRows);
     float* acc = sized(sc.acc, kPanelActRows * kPanelRows);
     for (uint64_t p = b; p < e; ++p) {
-      // Packed once per panel, then reused by every activation row.
       const int64_t n0 = static_cast<int64_t>(p) * kPanelRows, nr = std::min(kPanelRows, N - n0);
-      // Rows from the weight's row-major codes, or rebuilt from its eight-row
-      // decode copy when that is all it keeps (qweight_codes.hpp).
       const uint8_t* codes = codes_of_rows(w, n0, nr, sc.codes);
       k.pack_panel_i8(codes, w.row_bytes, w.int4, w.scales + n0 * G, G, Kp, 0, nr, panel, ps);
       for (int64_t m0 = 0; m0 < M; m0 += kPanelActRows) {
         const int64_t mt = std::min(kPanelActRows, M - m0);
-        k.panel_i8(panel, ps, qx + m0 * Kp, Kp, qsum + m0 * G, mt, w.block_begin.data(), G, !w.int4, acc);
+        multiply(panel, ps, m0, mt, acc);
         finish(n0, nr, m0, mt, acc);
       }
     }
   });
+}
+
+}  // namespace
+
+void qgemm_w8a8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const int32_t* qsum, int64_t M,
+                       PanelFinish finish) {
+  const int64_t Kp = w.padded_cols, G = w.n_groups;
+  const QGemmKernels& k = *w.gemm_kernels;
+  for_each_panel(host, w, M, [&](const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc) {
+    k.panel_i8(panel, ps, qx + m0 * Kp, Kp, qsum + m0 * G, mt, w.block_begin.data(), G, !w.int4, acc);
+  }, finish);
+}
+
+void qgemm_q8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const float* sa, const int32_t* bsum,
+                     int64_t M, PanelFinish finish) {
+  const int64_t Kp = w.padded_cols, G = w.n_groups, nblk = w.block_begin[G];
+  const QGemmKernels& k = *w.gemm_kernels;
+  for_each_panel(host, w, M, [&](const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc) {
+    k.panel_q8(panel, ps, qx + m0 * Kp, Kp, sa + m0 * nblk, nblk, w.int4 ? nullptr : bsum + m0 * nblk, mt,
+               w.block_begin.data(), G, acc);
+  }, finish);
 }
 
 }  // namespace xquant::cpu

@@ -53,4 +53,12 @@ using PanelFinish = FunctionRef<void(int64_t n0, int64_t nr, int64_t m0, int64_t
 void qgemm_w8a8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const int32_t* qsum, int64_t M,
                        PanelFinish finish);
 
+// Weight-only integer prefill through the table's panel_q8 (the caller checks
+// it is not null): qx [M, Kp] int8 activations with one scale per 32-column
+// block, sa [M, nblk], and bsum [M, nblk] their per-block code sums (read
+// for INT8 codes only). acc[j * kPanelRows + i] is what dot4_q8 / dot8_q8
+// returns for that pair (bit for bit on the scalar table).
+void qgemm_q8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const float* sa, const int32_t* bsum,
+                     int64_t M, PanelFinish finish);
+
 }  // namespace xquant::cpu

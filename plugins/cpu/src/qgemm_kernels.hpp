@@ -22,6 +22,18 @@
 //   tot += ps[g * kPanelRows + i] * float(d) in group order. Every table
 //   has one (AVX2's in qgemm_panel_avx2.cpp); the field may be nullptr for a
 //   table without it (then W8A8 runs pair by pair).
+//
+// panel_q8: the weight-only integer prefill micro-kernel, on the same panels,
+//   for activations of the q8 GEMV's kind (int8 with one float scale per
+//   32-column block: row j at a + j * lda, its block scales at sa + j * ldsa).
+//   out[j * kPanelRows + i] is bit for bit what dot4_q8 (INT4 codes) or
+//   dot8_q8 (INT8 codes) returns for that pair: per block the exact int32
+//   sum (for INT8 less 128 * bsum[j * ldsa + b], the block's activation sum,
+//   so it is sum code * a; INT4 keeps the unsigned nibbles, whose offset the
+//   caller subtracts as it does after dot4_q8), then tot += (ps[g *
+//   kPanelRows + i] * sa[b]) * float(d) in block order, the float steps of
+//   the pair kernels. nullptr in a table without it (AVX2 today: the q8
+//   tiles serve integer prefill there).
 #pragma once
 
 #include "qkernels.hpp"
@@ -53,6 +65,8 @@ struct QGemmKernels {
   // panel_i8 is set): false where the pair-by-pair dots measured faster
   // (AVX2, qgemm_panel_avx2.cpp says why).
   bool panels_for_int8;
+  void (*panel_q8)(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa, int64_t ldsa,
+                   const int32_t* bsum, int64_t mt, const int64_t* bb, int64_t G, float* out) = nullptr;
 };
 
 // qgemm_kernels_scalar.cpp (also qgemm_kernels_of and the scalar panel

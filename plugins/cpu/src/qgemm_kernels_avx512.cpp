@@ -1,7 +1,8 @@
 // qgemm_kernels_avx512.cpp: the AVX-512 (F + BW + VL + VNNI) prefill
-// kernels: 16-column dequantization, and the W8A8 panel micro-kernel on
-// vpdpbusd (u8 x s8, four products summed into int32 lanes; a panel row per
-// lane, so no horizontal sums). Per-function target attributes, as in
+// kernels: 16-column dequantization, and the panel micro-kernels on vpdpbusd
+// (u8 x s8, four products summed into int32 lanes; a panel row per lane, so
+// no horizontal sums): W8A8's (per-token activations) and the weight-only
+// integer prefill's (per-block activation scales). Per-function target attributes, as in
 // qkernels_avx512.cpp.
 #include "qgemm_kernels.hpp"
 
@@ -115,8 +116,58 @@ XQ_AVX512 void panel_i8(const uint8_t* panel, const float* ps, const int8_t* a, 
   }
 }
 
+// MT activation rows of the q8 kind against one panel: each 32-column block's
+// exact int32 dot in registers (eight vpdpbusd per row), then scaled into
+// the float total as dot4_q8 / dot8_q8 do, (s_g * sa_b) * float(d), with a
+// separate multiply and add so the bits are the pair kernels' (the library
+// is built without contraction).
+template <int MT>
+XQ_AVX512 void panel_rows_q8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa,
+                             int64_t ldsa, const int32_t* bsum, const int64_t* bb, int64_t G, float* out) {
+  static_assert(kPanelRows == 16, "one panel row per 32-bit lane of a 512-bit vector");
+  __m512 tot[MT];
+  for (int j = 0; j < MT; ++j) tot[j] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    const __m512 sv = _mm512_loadu_ps(ps + g * kPanelRows);
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      __m512i acc[MT];
+      for (int j = 0; j < MT; ++j) acc[j] = _mm512_setzero_si512();
+      for (int64_t q = b * (kBlock / 4); q < (b + 1) * (kBlock / 4); ++q) {
+        const __m512i wv = _mm512_loadu_si512(panel + q * kPanelRows * 4);
+        for (int j = 0; j < MT; ++j) {
+          int32_t word;
+          std::memcpy(&word, a + j * lda + q * 4, 4);
+          acc[j] = _mm512_dpbusd_epi32(acc[j], wv, _mm512_set1_epi32(word));
+        }
+      }
+      for (int j = 0; j < MT; ++j) {
+        __m512i d = acc[j];
+        if (bsum) d = _mm512_sub_epi32(d, _mm512_set1_epi32(128 * bsum[j * ldsa + b]));
+        const __m512 scale = _mm512_mul_ps(sv, _mm512_set1_ps(sa[j * ldsa + b]));
+        tot[j] = _mm512_add_ps(tot[j], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(d)));
+      }
+    }
+  }
+  for (int j = 0; j < MT; ++j) _mm512_storeu_ps(out + j * kPanelRows, tot[j]);
+}
+
+XQ_AVX512 void panel_q8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa,
+                        int64_t ldsa, const int32_t* bsum, int64_t mt, const int64_t* bb, int64_t G, float* out) {
+  static_assert(kPanelActRows == 8, "panel_q8 dispatches 1..8 activation rows");
+  switch (mt) {
+    case 1: return panel_rows_q8<1>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
+    case 2: return panel_rows_q8<2>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
+    case 3: return panel_rows_q8<3>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
+    case 4: return panel_rows_q8<4>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
+    case 5: return panel_rows_q8<5>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
+    case 6: return panel_rows_q8<6>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
+    case 7: return panel_rows_q8<7>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
+    default: return panel_rows_q8<8>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
+  }
+}
+
 }  // namespace
 
-const QGemmKernels kAvx512QGemmKernels{"avx512", &pack_panel_i8, &dequant_rows, &panel_i8, true};
+const QGemmKernels kAvx512QGemmKernels{"avx512", &pack_panel_i8, &dequant_rows, &panel_i8, true, &panel_q8};
 
 }  // namespace xquant::cpu

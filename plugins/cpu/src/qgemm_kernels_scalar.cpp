@@ -43,6 +43,23 @@ void panel_i8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t ld
     }
 }
 
+void panel_q8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa, int64_t ldsa,
+              const int32_t* bsum, int64_t mt, const int64_t* bb, int64_t G, float* out) {
+  for (int64_t j = 0; j < mt; ++j)
+    for (int64_t i = 0; i < kPanelRows; ++i) {
+      float tot = 0.0f;
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+          int32_t d = 0;
+          for (int64_t p = b * kBlock; p < (b + 1) * kBlock; ++p)
+            d += panel[(p / 4 * kPanelRows + i) * 4 + p % 4] * a[j * lda + p];
+          if (bsum) d -= 128 * bsum[j * ldsa + b];
+          tot += ps[g * kPanelRows + i] * sa[j * ldsa + b] * static_cast<float>(d);
+        }
+      out[j * kPanelRows + i] = tot;
+    }
+}
+
 }  // namespace
 
 void pack_panel_i8_scalar(const uint8_t* codes, int64_t row_bytes, bool int4, const float* s, int64_t G, int64_t Kp,
@@ -58,7 +75,7 @@ void pack_panel_i8_scalar(const uint8_t* codes, int64_t row_bytes, bool int4, co
   }
 }
 
-const QGemmKernels kScalarQGemmKernels{"scalar", &pack_panel_i8_scalar, &dequant_rows, &panel_i8, true};
+const QGemmKernels kScalarQGemmKernels{"scalar", &pack_panel_i8_scalar, &dequant_rows, &panel_i8, true, &panel_q8};
 
 const QGemmKernels& qgemm_kernels_of(Isa isa) {
   switch (isa) {

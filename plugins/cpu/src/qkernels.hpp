@@ -114,11 +114,16 @@ GemvMode selected_gemv_mode();
 // decode kernels). A value that is not a positive integer throws.
 int64_t selected_gemv_max_rows();
 // How weight-only calls with more rows than that (prefill) run, from
-// XQUANT_CPU_PREFILL: sgemm (default: dequantize a tile of weight rows, then
-// OpenBLAS SGEMM, float activations) or int8 (each activation row quantized
-// once to int8 per 32-column block, as the q8 GEMV, then the integer tiles
-// above). An unknown value throws.
-enum class PrefillMode { sgemm, int8 };
+// XQUANT_CPU_PREFILL: sgemm (dequantize a tile of weight rows, then OpenBLAS
+// SGEMM, float activations), int8 (each activation row quantized once to
+// int8 per 32-column block, as the q8 GEMV, then the VNNI panels of
+// qgemm_kernels.hpp where the table has them, else the integer tiles
+// above), or unset / auto: int8 for a weight whose decode takes q8
+// activations on an ISA with the panels (AVX-512 VNNI), so prompt and
+// generated tokens see the same numerics; sgemm elsewhere (docs/engine.md,
+// "Integer prefill on AVX-512", measured both). GGUF blocks take int8 only
+// when it is set. An unknown value throws.
+enum class PrefillMode { automatic, sgemm, int8 };
 PrefillMode selected_prefill_mode();
 // How W8A8 calls with many activation rows (prefill) multiply, from
 // XQUANT_CPU_W8A8_PREFILL: integer (the exact int32 dot per group: panels

@@ -76,9 +76,11 @@ int64_t selected_gemv_max_rows() {
 
 PrefillMode selected_prefill_mode() {
   const char* env = std::getenv("XQUANT_CPU_PREFILL");
-  if (!env || !*env || std::string(env) == "sgemm") return PrefillMode::sgemm;
+  if (!env || !*env || std::string(env) == "auto") return PrefillMode::automatic;
+  if (std::string(env) == "sgemm") return PrefillMode::sgemm;
   if (std::string(env) == "int8") return PrefillMode::int8;
-  throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, std::string("cpu provider: XQUANT_CPU_PREFILL=") + env + " is not sgemm or int8");
+  throw sdk::Error(XQ_ERR_INVALID_ARGUMENT,
+                   std::string("cpu provider: XQUANT_CPU_PREFILL=") + env + " is not auto, sgemm or int8");
 }
 
 W8A8PrefillMode selected_w8a8_prefill_mode() {

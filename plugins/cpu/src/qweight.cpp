@@ -9,10 +9,13 @@
 //     and integer dot products (as llama.cpp's Q4_0 x Q8_0 path; the default,
 //     XQUANT_CPU_GEMV=q8), one activation row through the row-range GEMV of
 //     qgemv_rows.hpp;
-//   - weight-only prefill: dequantize pieces of 128 rows, each multiplied by
-//     OpenBLAS SGEMM while it is in cache (qgemm.cpp), or,
-//     with XQUANT_CPU_PREFILL=int8, the q8 activations of the GEMV and
-//     integer tiles of 4 weight rows x 2 activation rows (qkernels.hpp);
+//   - weight-only prefill: the q8 activations of the GEMV and, from 16 rows,
+//     VNNI panels of 16 weight rows (qgemm.cpp, the W8A8 panels with one
+//     activation scale per block), below that integer tiles of 4 weight rows
+//     x 2 activation rows (qkernels.hpp): by default where decode takes q8
+//     and the CPU has AVX-512 VNNI (XQUANT_CPU_PREFILL=auto); otherwise, or
+//     with XQUANT_CPU_PREFILL=sgemm, pieces of 128 rows dequantized and each
+//     multiplied by OpenBLAS SGEMM while it is in cache (qgemm.cpp);
 //   - W8A8 (any M): activations quantized per token (or with the static
 //     scale) to int8 and exact int32 dot products per group, so measured
 //     quality reflects real W8A8 numerics; prefill (M > 4) on AVX-512 VNNI
@@ -134,6 +137,13 @@ namespace {
 // The scalar ISA keeps f32 for INT8.
 bool auto_gemv_q8(bool int4, Isa isa) { return int4 || isa != Isa::scalar; }
 
+// XQUANT_CPU_PREFILL=auto: integer prefill where decode already multiplies
+// int8 activations and the table has the VNNI panels (not the scalar table's
+// plain loops, which OpenBLAS SGEMM outruns).
+bool auto_prefill_int8(bool gemv_q8, Isa isa, const QGemmKernels& k) {
+  return gemv_q8 && isa == Isa::avx512 && k.panel_q8 != nullptr;
+}
+
 // The fields every qweight has, from its geometry and description.
 std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, const xq_quant_tensor& q) {
   auto w = std::make_unique<xq_qweight>();
@@ -155,7 +165,9 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   const GemvMode mode = selected_gemv_mode();
   w->gemv_q8 = mode == GemvMode::q8 || (mode == GemvMode::automatic && auto_gemv_q8(g.int4, selected_isa()));
   w->gemv_max_rows = selected_gemv_max_rows();
-  w->prefill_int8 = selected_prefill_mode() == PrefillMode::int8;
+  const PrefillMode prefill = selected_prefill_mode();
+  w->prefill_int8 = prefill == PrefillMode::int8 ||
+                    (prefill == PrefillMode::automatic && auto_prefill_int8(w->gemv_q8, selected_isa(), *w->gemm_kernels));
   const W8A8PrefillMode w8a8 = selected_w8a8_prefill_mode();
   w->w8a8_prefill_sgemm = w8a8 == W8A8PrefillMode::sgemm ||
                           (w8a8 == W8A8PrefillMode::automatic && !g.int4 && !w->gemm_kernels->panels_for_int8);
@@ -378,6 +390,7 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
   float* xsum = sized(sc.xsum, M * G);
   int8_t* qx = q8 ? sized(sc.qa, M * Kp) : nullptr;
   float* sa = q8 ? sized(sc.sa, M * nblk) : nullptr;
+  int32_t* bsum = q8 ? sized(sc.qsum, M * nblk) : nullptr;  // per-block code sums (INT8 panels)
   for (int64_t m = 0; m < M; ++m) {
     if (qx) quantize_row_q8_blocks(x + m * Kp, nblk, qx + m * Kp, sa + m * nblk);
     for (int64_t g = 0; g < G; ++g) {
@@ -386,6 +399,7 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
         if (qx) {
           int32_t qs = 0;
           for (int i = 0; i < kBlock; ++i) qs += qx[m * Kp + b * kBlock + i];
+          bsum[m * nblk + b] = qs;
           s += sa[m * nblk + b] * static_cast<float>(qs);
         } else {
           for (int i = 0; i < kBlock; ++i) s += x[m * Kp + b * kBlock + i];
@@ -402,6 +416,17 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
       for (int64_t g = 0; g < G; ++g) acc -= s[g] * group_offset(w, z, g) * xsum[m * G + g];
     y[m * N + n] = acc + (bias ? bias[n] : 0.0f);
   };
+  const QGemmKernels& gk = *w.gemm_kernels;
+  if (qx && M >= kPanelMinActRows && gk.panel_q8) {
+    // Integer prefill: panels of 16 weight rows packed once and reused by
+    // every activation row (qgemm.cpp), each output what the pair's dot*_q8
+    // gives (bit for bit on the scalar table).
+    qgemm_q8_panels(host, w, qx, sa, bsum, M, [&](int64_t n0, int64_t nr, int64_t m0, int64_t mt, const float* acc) {
+      for (int64_t j = 0; j < mt; ++j)
+        for (int64_t i = 0; i < nr; ++i) finish(n0 + i, m0 + j, acc[j * kPanelRows + i]);
+    });
+    return;
+  }
   auto pair = [&](const uint8_t* c, int64_t n, int64_t m) {
     const int8_t* c8 = reinterpret_cast<const int8_t*>(c);
     const float* s = w.scales + n * G;
