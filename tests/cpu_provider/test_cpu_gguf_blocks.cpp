@@ -12,9 +12,11 @@
 //      since round-to-nearest puts every |x - d * q| <= d / 2.
 //   2. QMATMUL through the real plugin (qweight_prepare_blocks) for every
 //      supported type with each ISA forced (XQUANT_CPU_ISA), odd row counts,
-//      M = 1, 3, 17, through both the integer path and the dequantize +
-//      SGEMM prefill path (XQUANT_CPU_GEMV_ROWS), a stacked weight of mixed
-//      types, DEQUANTIZE and GET_ROWS bit-identical to the loader's decoder.
+//      M = 1, 3, 17, through both the integer path and the prefill paths
+//      (XQUANT_CPU_GEMV_ROWS; dequantize + SGEMM, or on AVX-512 the q8 panels
+//      for Q4_0 / Q8_0), a stacked weight of mixed types, Q4_0 / Q8_0 on the
+//      panels against the row kernels, DEQUANTIZE and GET_ROWS bit-identical
+//      to the loader's decoder.
 //   3. Bad input: wrong row_bytes, an unknown type, mismatched cols are
 //      refused with XQ_ERR_* naming the part.
 #include "../support/cpu_provider_fixture.hpp"
@@ -295,7 +297,7 @@ void check_all_types(Isa isa) {
   ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
   const uint32_t types[] = {gguf::kQ4_0, gguf::kQ4_1, gguf::kQ5_0, gguf::kQ5_1,
                             gguf::kQ8_0, gguf::kQ4_K, gguf::kQ5_K, gguf::kQ6_K};
-  for (const char* rows_env : {"4", "64"}) {  // 17 rows: dequantize + SGEMM, then the integer path
+  for (const char* rows_env : {"4", "64"}) {  // 17 rows: the prefill path, then the integer one
     ScopedEnv r("XQUANT_CPU_GEMV_ROWS", rows_env);
     for (uint32_t type : types) {
       const int64_t K = gguf::type_info(type)->block_size == 256 ? 512 : 96;
@@ -319,6 +321,64 @@ TEST(GgufBlocksQMatmul, Avx2) {
 TEST(GgufBlocksQMatmul, Avx512Vnni) {
   SKIP_UNLESS_CPU_HAS(Isa::avx512);
   check_all_types(Isa::avx512);
+}
+
+// y = x . W^T for `parts` through QMATMUL under the current environment.
+std::vector<float> blocks_qmatmul(const std::vector<Part>& parts, int64_t K, const std::vector<float>& x, int64_t M) {
+  std::vector<xq_block_tensor> desc;
+  for (const Part& p : parts) desc.push_back(describe(p, K));
+  Prepared w(desc);
+  EXPECT_EQ(w.status, XQ_OK);
+  int64_t N = 0;
+  for (const Part& p : parts) N += p.rows;
+  std::vector<float> y(static_cast<size_t>(M * N));
+  xq_op op = make_op(XQ_OP_QMATMUL);
+  op.qweight = w.w;
+  op.src[0] = dt(XQ_DTYPE_F32, {M, K}, x.data());
+  op.dst = dt(XQ_DTYPE_F32, {M, N}, y.data());
+  EXPECT_EQ(fx().vt().run_op(fx().p->state, &op), XQ_OK);
+  return y;
+}
+
+// Q4_0 / Q8_0 prefill on the q8 panels (gguf_blocks_panels.cpp; M >= 16,
+// XQUANT_CPU_PREFILL=int8, each table with the kernel) against the blocks'
+// own integer row kernels on the same quantized activations
+// (XQUANT_CPU_GEMV_ROWS large): exact block dots, so only the float
+// summation order differs (<= 1e-5 of sum |w x|). Stacked parts of one type
+// with a panel across their boundary (13 + 7 rows); check_all_types' stack of
+// mixed types keeps the older paths.
+TEST(GgufBlocksQMatmul, Q4_0AndQ8_0PrefillOnPanelsIsTheRowKernelsWithinRounding) {
+  for (Isa isa : {Isa::scalar, Isa::avx512}) {
+    if (!cpu::cpu_has(isa)) {
+      std::printf("this CPU lacks %s: its GGUF panel prefill not tested\n", cpu::isa_name(isa));
+      continue;
+    }
+    ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
+    for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0})
+      for (int64_t M : {17, 40}) {
+        const int64_t K = 160;
+        const std::vector<Part> parts = {random_part(type, 13, K), random_part(type, 7, K)};
+        const std::vector<float> x = random_x(M * K);
+        std::vector<float> rows, panels;
+        {
+          ScopedEnv r("XQUANT_CPU_GEMV_ROWS", "100000");
+          rows = blocks_qmatmul(parts, K, x, M);
+        }
+        {
+          ScopedEnv p("XQUANT_CPU_PREFILL", "int8");
+          panels = blocks_qmatmul(parts, K, x, M);
+        }
+        const std::vector<float> wf = dequantized(parts, K);
+        const int64_t N = 20;
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            double mag = 0;
+            for (int64_t k = 0; k < K; ++k) mag += std::fabs(wf[n * K + k] * x[m * K + k]);
+            ASSERT_NEAR(panels[m * N + n], rows[m * N + n], 1e-5 * mag + 1e-6)
+                << gguf::type_info(type)->name << " " << cpu::isa_name(isa) << " M=" << M << " m=" << m << " n=" << n;
+          }
+      }
+  }
 }
 
 // Q6_K and Q4_K parts of 13 and 9 rows: on AVX2 their first eight rows are

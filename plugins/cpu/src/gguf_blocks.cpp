@@ -8,8 +8,10 @@
 //     row quantized once (gguf_blocks.hpp), then threads split the weight's
 //     output rows and run the integer block kernel of the row's type,
 //     llama.cpp's scheme;
-//   - more rows (prefill, perplexity): dequantize a tile of weight rows with
-//     the ISA's vector decoder (gguf_dequant.hpp; the loader's scalar one
+//   - more rows (prefill, perplexity): for Q4_0-only and Q8_0-only weights
+//     on AVX-512 (XQUANT_CPU_PREFILL=auto) or with XQUANT_CPU_PREFILL=int8,
+//     the q8 panels of the packed weights (gguf_blocks_panels.hpp);
+//     otherwise dequantize a tile of weight rows with the ISA's vector decoder (gguf_dequant.hpp; the loader's scalar one
 //     under XQUANT_CPU_ISA=scalar, the same floats) and SGEMM it
 //     (sgemm_nt_blocked), the float path the canonical INT4/INT8 weights take.
 // Every block type the loader decodes has an integer kernel; others are
@@ -26,6 +28,7 @@
 
 #include "cpu.hpp"
 #include "gguf_blocks.hpp"
+#include "gguf_blocks_panels.hpp"
 #include "gguf_types.hpp"
 #include "qgemm.hpp"
 #include "qgemv_rows8.hpp"
@@ -314,7 +317,9 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
   w->rows = bw->rows;
   w->cols = bw->cols;
   w->gemv_max_rows = selected_gemv_max_rows();
-  w->prefill_int8 = selected_prefill_mode() == PrefillMode::int8;
+  const PrefillMode prefill = selected_prefill_mode();
+  w->prefill_int8 = prefill == PrefillMode::int8;
+  bw->panels = blocks_prefill_panels(*bw, prefill, selected_isa());
   w->block_bytes = bw->bytes;
   w->blocks = std::move(bw);
   return w.release();
@@ -331,6 +336,11 @@ void run_blocks_qmatmul(const Host& host, const xq_op& op) {
   // XQUANT_CPU_PREFILL=int8: prefill too quantizes its activation rows once
   // and runs the blocks' integer dot products (16 weight rows kept hot while
   // the rows stream past), as llama.cpp's mul_mat does.
+  if (M > q.gemv_max_rows && M >= kPanelMinActRows && w.panels) {
+    // Q4_0 / Q8_0 prefill on the q8 panels (int8, or auto on AVX-512).
+    const QuantizedRows a = quantize_rows(host, w, x, M);
+    return qmatmul_blocks_panels(host, w, *w.panels, a.q, a.d32, a.sum32, M, y, bias);
+  }
   if (M <= q.gemv_max_rows || q.prefill_int8) qmatmul_int(host, w, x, M, y, bias);
   else qmatmul_sgemm(host, w, x, M, y, bias);
 }

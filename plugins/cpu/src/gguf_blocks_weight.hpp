@@ -5,6 +5,7 @@
 #include "gguf_blocks.hpp"
 #include "gguf_dequant.hpp"
 #include "gguf_gemv_rows.hpp"
+#include "qgemm_kernels.hpp"
 
 #include <xquant/sdk/host.hpp>
 #include <xquant/xq_kernel.h>
@@ -40,6 +41,9 @@ struct BlockWeight {
   bool k_quants = false;  // some part runs a K-quant kernel (needs the 256-column activation blocks)
   uint64_t bytes = 0;
   uint64_t max_row_bytes = 0;  // the longest part row (scratch for rows rebuilt from a copy)
+  // Q4_0-only or Q8_0-only weights: the table whose q8 panels run prefill
+  // (gguf_blocks_panels.hpp), or null.
+  const QGemmKernels* panels = nullptr;
   const char* kernels_name = "";
   const char* layout = "";
   const BlockPart& part_of(int64_t row) const;

@@ -24,7 +24,7 @@ constexpr int64_t kSgemmBlockCols = 128;
 // allocates nothing once the largest shape has been seen.
 struct PanelScratch {
   std::vector<float> tile, ps, acc;
-  std::vector<uint8_t> panel, codes;  // codes: rows rebuilt by codes_of_rows
+  std::vector<uint8_t> panel;
 };
 PanelScratch& panel_scratch() {
   thread_local PanelScratch s;
@@ -63,17 +63,8 @@ void qgemm_dequant_sgemm(const Host& host, const xq_qweight& w, const float* x, 
   }, y);
 }
 
-namespace {
-
-// The panel loop both integer prefills share: each pool task packs panels of
-// 16 weight rows once (from the row-major codes, or rebuilt from the
-// eight-row decode copy when that is all the weight keeps:
-// qweight_codes.hpp) and runs every activation row against each, kPanelActRows
-// at a time, through multiply(panel, ps, m0, mt, acc).
-using PanelMultiply = FunctionRef<void(const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc)>;
-void for_each_panel(const Host& host, const xq_qweight& w, int64_t M, PanelMultiply multiply, PanelFinish finish) {
-  const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups;
-  const QGemmKernels& k = *w.gemm_kernels;
+void for_each_panel(const Host& host, int64_t N, int64_t Kp, int64_t G, int64_t M, PanelPack pack,
+                    PanelMultiply multiply, PanelFinish finish) {
   const uint64_t panels = static_cast<uint64_t>((N + kPanelRows - 1) / kPanelRows);
   host.parallel_for(panels, 1, [&](uint64_t b, uint64_t e) {
     PanelScratch& sc = panel_scratch();
@@ -82,8 +73,7 @@ void for_each_panel(const Host& host, const xq_qweight& w, int64_t M, PanelMulti
     float* acc = sized(sc.acc, kPanelActRows * kPanelRows);
     for (uint64_t p = b; p < e; ++p) {
       const int64_t n0 = static_cast<int64_t>(p) * kPanelRows, nr = std::min(kPanelRows, N - n0);
-      const uint8_t* codes = codes_of_rows(w, n0, nr, sc.codes);
-      k.pack_panel_i8(codes, w.row_bytes, w.int4, w.scales + n0 * G, G, Kp, 0, nr, panel, ps);
+      pack(n0, nr, panel, ps);
       for (int64_t m0 = 0; m0 < M; m0 += kPanelActRows) {
         const int64_t mt = std::min(kPanelActRows, M - m0);
         multiply(panel, ps, m0, mt, acc);
@@ -93,25 +83,41 @@ void for_each_panel(const Host& host, const xq_qweight& w, int64_t M, PanelMulti
   });
 }
 
+namespace {
+
+// A packed weight's panel: its rows from the row-major codes, or rebuilt
+// from the eight-row decode copy when that is all it keeps
+// (qweight_codes.hpp), in panel_i8's layout.
+void pack_weight_panel(const xq_qweight& w, int64_t n0, int64_t nr, uint8_t* panel, float* ps) {
+  thread_local std::vector<uint8_t> rows;
+  const uint8_t* codes = codes_of_rows(w, n0, nr, rows);
+  w.gemm_kernels->pack_panel_i8(codes, w.row_bytes, w.int4, w.scales + n0 * w.n_groups, w.n_groups, w.padded_cols, 0,
+                                nr, panel, ps);
+}
+
 }  // namespace
 
 void qgemm_w8a8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const int32_t* qsum, int64_t M,
                        PanelFinish finish) {
   const int64_t Kp = w.padded_cols, G = w.n_groups;
   const QGemmKernels& k = *w.gemm_kernels;
-  for_each_panel(host, w, M, [&](const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc) {
+  auto pack = [&](int64_t n0, int64_t nr, uint8_t* panel, float* ps) { pack_weight_panel(w, n0, nr, panel, ps); };
+  auto multiply = [&](const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc) {
     k.panel_i8(panel, ps, qx + m0 * Kp, Kp, qsum + m0 * G, mt, w.block_begin.data(), G, !w.int4, acc);
-  }, finish);
+  };
+  for_each_panel(host, w.rows, Kp, G, M, pack, multiply, finish);
 }
 
 void qgemm_q8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const float* sa, const int32_t* bsum,
                      int64_t M, PanelFinish finish) {
   const int64_t Kp = w.padded_cols, G = w.n_groups, nblk = w.block_begin[G];
   const QGemmKernels& k = *w.gemm_kernels;
-  for_each_panel(host, w, M, [&](const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc) {
-    k.panel_q8(panel, ps, qx + m0 * Kp, Kp, sa + m0 * nblk, nblk, w.int4 ? nullptr : bsum + m0 * nblk, mt,
+  auto pack = [&](int64_t n0, int64_t nr, uint8_t* panel, float* ps) { pack_weight_panel(w, n0, nr, panel, ps); };
+  auto multiply = [&](const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc) {
+    k.panel_q8(panel, ps, qx + m0 * Kp, Kp, sa + m0 * nblk, nblk, w.int4 ? nullptr : bsum + m0 * nblk, 128, mt,
                w.block_begin.data(), G, acc);
-  }, finish);
+  };
+  for_each_panel(host, w.rows, Kp, G, M, pack, multiply, finish);
 }
 
 }  // namespace xquant::cpu

@@ -44,12 +44,22 @@ void sgemm_dequantized_pieces(const Host& host, int64_t M, int64_t N, int64_t K,
 // table's dequant_rows, x in the weight's padded column order.
 void qgemm_dequant_sgemm(const Host& host, const xq_qweight& w, const float* x, int64_t M, float* y);
 
+// The integer prefills' loop: the N weight rows in panels of kPanelRows,
+// each pool task packing a panel once with pack(n0, nr, panel[Kp *
+// kPanelRows], ps[G * kPanelRows]) (panel_i8's layout) and running all M
+// activation rows against it, kPanelActRows at a time, through
+// multiply(panel, ps, m0, mt, acc), then finish(n0, nr, m0, mt, acc).
+using PanelPack = FunctionRef<void(int64_t n0, int64_t nr, uint8_t* panel, float* ps)>;
+using PanelMultiply = FunctionRef<void(const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc)>;
+using PanelFinish = FunctionRef<void(int64_t n0, int64_t nr, int64_t m0, int64_t mt, const float* acc)>;
+void for_each_panel(const Host& host, int64_t N, int64_t Kp, int64_t G, int64_t M, PanelPack pack,
+                    PanelMultiply multiply, PanelFinish finish);
+
 // W8A8 prefill through the table's panel_i8 (the caller checks it is not
 // null): qx [M, Kp] int8 activations, qsum [M, G] their per-group sums.
 // Calls finish(n0, nr, m0, mt, acc) for each piece of nr weight rows x mt
 // activation rows, acc[j * kPanelRows + i] being what dot*_i8 returns for
 // weight row n0 + i and activation row m0 + j (bit for bit).
-using PanelFinish = FunctionRef<void(int64_t n0, int64_t nr, int64_t m0, int64_t mt, const float* acc)>;
 void qgemm_w8a8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, const int32_t* qsum, int64_t M,
                        PanelFinish finish);
 

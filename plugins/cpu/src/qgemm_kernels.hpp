@@ -28,9 +28,11 @@
 //   32-column block: row j at a + j * lda, its block scales at sa + j * ldsa).
 //   out[j * kPanelRows + i] is bit for bit what dot4_q8 (INT4 codes) or
 //   dot8_q8 (INT8 codes) returns for that pair: per block the exact int32
-//   sum (for INT8 less 128 * bsum[j * ldsa + b], the block's activation sum,
-//   so it is sum code * a; INT4 keeps the unsigned nibbles, whose offset the
-//   caller subtracts as it does after dot4_q8), then tot += (ps[g *
+//   sum less offset * bsum[j * ldsa + b] when bsum is set (the block's
+//   activation sum: 128 for INT8 panels, so it is sum code * a; the packed
+//   INT4 weights pass no bsum and keep the unsigned nibbles, whose offset the
+//   caller subtracts as it does after dot4_q8; GGUF Q4_0 passes 8 and gets
+//   sum (u - 8) * a, llama.cpp's integer block dot), then tot += (ps[g *
 //   kPanelRows + i] * sa[b]) * float(d) in block order, the float steps of
 //   the pair kernels. nullptr in a table without it (AVX2 today: the q8
 //   tiles serve integer prefill there).
@@ -66,7 +68,8 @@ struct QGemmKernels {
   // (AVX2, qgemm_panel_avx2.cpp says why).
   bool panels_for_int8;
   void (*panel_q8)(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa, int64_t ldsa,
-                   const int32_t* bsum, int64_t mt, const int64_t* bb, int64_t G, float* out) = nullptr;
+                   const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb, int64_t G,
+                   float* out) = nullptr;
 };
 
 // qgemm_kernels_scalar.cpp (also qgemm_kernels_of and the scalar panel

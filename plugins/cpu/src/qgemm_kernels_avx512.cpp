@@ -123,7 +123,8 @@ XQ_AVX512 void panel_i8(const uint8_t* panel, const float* ps, const int8_t* a, 
 // is built without contraction).
 template <int MT>
 XQ_AVX512 void panel_rows_q8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa,
-                             int64_t ldsa, const int32_t* bsum, const int64_t* bb, int64_t G, float* out) {
+                             int64_t ldsa, const int32_t* bsum, int32_t offset, const int64_t* bb, int64_t G,
+                             float* out) {
   static_assert(kPanelRows == 16, "one panel row per 32-bit lane of a 512-bit vector");
   __m512 tot[MT];
   for (int j = 0; j < MT; ++j) tot[j] = _mm512_setzero_ps();
@@ -142,7 +143,7 @@ XQ_AVX512 void panel_rows_q8(const uint8_t* panel, const float* ps, const int8_t
       }
       for (int j = 0; j < MT; ++j) {
         __m512i d = acc[j];
-        if (bsum) d = _mm512_sub_epi32(d, _mm512_set1_epi32(128 * bsum[j * ldsa + b]));
+        if (bsum) d = _mm512_sub_epi32(d, _mm512_set1_epi32(offset * bsum[j * ldsa + b]));
         const __m512 scale = _mm512_mul_ps(sv, _mm512_set1_ps(sa[j * ldsa + b]));
         tot[j] = _mm512_add_ps(tot[j], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(d)));
       }
@@ -152,17 +153,18 @@ XQ_AVX512 void panel_rows_q8(const uint8_t* panel, const float* ps, const int8_t
 }
 
 XQ_AVX512 void panel_q8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa,
-                        int64_t ldsa, const int32_t* bsum, int64_t mt, const int64_t* bb, int64_t G, float* out) {
+                        int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb, int64_t G,
+                        float* out) {
   static_assert(kPanelActRows == 8, "panel_q8 dispatches 1..8 activation rows");
   switch (mt) {
-    case 1: return panel_rows_q8<1>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
-    case 2: return panel_rows_q8<2>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
-    case 3: return panel_rows_q8<3>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
-    case 4: return panel_rows_q8<4>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
-    case 5: return panel_rows_q8<5>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
-    case 6: return panel_rows_q8<6>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
-    case 7: return panel_rows_q8<7>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
-    default: return panel_rows_q8<8>(panel, ps, a, lda, sa, ldsa, bsum, bb, G, out);
+    case 1: return panel_rows_q8<1>(panel, ps, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 2: return panel_rows_q8<2>(panel, ps, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 3: return panel_rows_q8<3>(panel, ps, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 4: return panel_rows_q8<4>(panel, ps, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 5: return panel_rows_q8<5>(panel, ps, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 6: return panel_rows_q8<6>(panel, ps, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 7: return panel_rows_q8<7>(panel, ps, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    default: return panel_rows_q8<8>(panel, ps, a, lda, sa, ldsa, bsum, offset, bb, G, out);
   }
 }
 

@@ -44,7 +44,7 @@ void panel_i8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t ld
 }
 
 void panel_q8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa, int64_t ldsa,
-              const int32_t* bsum, int64_t mt, const int64_t* bb, int64_t G, float* out) {
+              const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb, int64_t G, float* out) {
   for (int64_t j = 0; j < mt; ++j)
     for (int64_t i = 0; i < kPanelRows; ++i) {
       float tot = 0.0f;
@@ -53,7 +53,7 @@ void panel_q8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t ld
           int32_t d = 0;
           for (int64_t p = b * kBlock; p < (b + 1) * kBlock; ++p)
             d += panel[(p / 4 * kPanelRows + i) * 4 + p % 4] * a[j * lda + p];
-          if (bsum) d -= 128 * bsum[j * ldsa + b];
+          if (bsum) d -= offset * bsum[j * ldsa + b];
           tot += ps[g * kPanelRows + i] * sa[j * ldsa + b] * static_cast<float>(d);
         }
       out[j * kPanelRows + i] = tot;
