@@ -8,10 +8,12 @@
 //     row quantized once (gguf_blocks.hpp), then threads split the weight's
 //     output rows and run the integer block kernel of the row's type,
 //     llama.cpp's scheme;
-//   - more rows (prefill, perplexity): for Q4_0-only and Q8_0-only weights
-//     on AVX-512 (XQUANT_CPU_PREFILL=auto) or with XQUANT_CPU_PREFILL=int8,
-//     the q8 panels of the packed weights (gguf_blocks_panels.hpp);
-//     otherwise dequantize a tile of weight rows with the ISA's vector decoder (gguf_dequant.hpp; the loader's scalar one
+//   - more rows (prefill, perplexity): for Q4_0-only weights on AVX-512
+//     (XQUANT_CPU_PREFILL=auto), and Q4_0- or Q8_0-only ones with
+//     XQUANT_CPU_PREFILL=int8, the q8 panels of the packed weights
+//     (gguf_blocks_panels.hpp);
+//     otherwise dequantize a tile of weight rows with the ISA's vector
+//     decoder (gguf_dequant.hpp; the loader's scalar one
 //     under XQUANT_CPU_ISA=scalar, the same floats) and SGEMM it
 //     (sgemm_nt_blocked), the float path the canonical INT4/INT8 weights take.
 // Every block type the loader decodes has an integer kernel; others are
@@ -333,14 +335,14 @@ void run_blocks_qmatmul(const Host& host, const xq_op& op) {
   const float* x = static_cast<const float*>(op.src[0].data);
   float* y = static_cast<float*>(op.dst.data);
   const float* bias = present(op.src[2]) ? static_cast<const float*>(op.src[2].data) : nullptr;
-  // XQUANT_CPU_PREFILL=int8: prefill too quantizes its activation rows once
-  // and runs the blocks' integer dot products (16 weight rows kept hot while
-  // the rows stream past), as llama.cpp's mul_mat does.
   if (M > q.gemv_max_rows && M >= kPanelMinActRows && w.panels) {
-    // Q4_0 / Q8_0 prefill on the q8 panels (int8, or auto on AVX-512).
+    // Q4_0 / Q8_0 prefill on the q8 panels (blocks_prefill_panels says when).
     const QuantizedRows a = quantize_rows(host, w, x, M);
     return qmatmul_blocks_panels(host, w, *w.panels, a.q, a.d32, a.sum32, M, y, bias);
   }
+  // XQUANT_CPU_PREFILL=int8: prefill too quantizes its activation rows once
+  // and runs the blocks' integer dot products (16 weight rows kept hot while
+  // the rows stream past), as llama.cpp's mul_mat does.
   if (M <= q.gemv_max_rows || q.prefill_int8) qmatmul_int(host, w, x, M, y, bias);
   else qmatmul_sgemm(host, w, x, M, y, bias);
 }

@@ -49,7 +49,13 @@ const QGemmKernels* blocks_prefill_panels(const BlockWeight& w, PrefillMode mode
   if (!k.panel_q8 || w.parts.empty() || w.cols % 32) return nullptr;
   if (mode == PrefillMode::sgemm || (mode == PrefillMode::automatic && isa != Isa::avx512)) return nullptr;
   const uint32_t type = w.parts.front().type;
-  if (type != gguf::kQ4_0 && type != gguf::kQ8_0) return nullptr;
+  // auto: Q4_0 only. Q8_0 blocks are also what the engine makes of a
+  // quantized model's embedding / lm_head tables (engine/compact_tables.cpp),
+  // and int8 activations on top of that requantized lm_head moved stories260K
+  // perplexity beyond 0.5% of llama.cpp's on the same files
+  // (tests/interop/llamacpp_interop.py: Q4_1 file 0.55%, Q6_K file 0.99%);
+  // XQUANT_CPU_PREFILL=int8 takes Q8_0 weights too.
+  if (type != gguf::kQ4_0 && !(type == gguf::kQ8_0 && mode == PrefillMode::int8)) return nullptr;
   for (const BlockPart& p : w.parts)
     if (p.type != type) return nullptr;
   return &k;

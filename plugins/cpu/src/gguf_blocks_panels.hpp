@@ -12,9 +12,9 @@
 
 namespace xquant::cpu {
 
-// The table whose panels this weight's prefill takes, or null: every part
-// Q4_0, or every part Q8_0 (a panel's rows share one code width), a table
-// with panel_q8, and XQUANT_CPU_PREFILL=int8, or auto on AVX-512.
+// The table whose panels this weight's prefill takes, or null: a table with
+// panel_q8, every part Q4_0 (XQUANT_CPU_PREFILL=int8, or auto on AVX-512) or
+// every part Q8_0 (int8 only; a panel's rows share one code width).
 const QGemmKernels* blocks_prefill_panels(const BlockWeight& w, PrefillMode mode, Isa isa);
 
 // y[M, N] (+ bias) from activation rows quantized as for the block kernels

@@ -121,10 +121,10 @@ int64_t selected_gemv_max_rows();
 // above), or unset / auto: int8 for a weight whose decode takes q8
 // activations on an ISA with the panels (AVX-512 VNNI), so prompt and
 // generated tokens see the same numerics; sgemm elsewhere (docs/engine.md,
-// "Integer prefill on AVX-512", measured both). GGUF blocks: Q4_0-only and
-// Q8_0-only weights take the same panels under auto on AVX-512 or int8
-// (gguf_blocks_panels.hpp); int8 sends the other types through their integer
-// row kernels. An unknown value throws.
+// "Integer prefill on AVX-512", measured both). GGUF blocks: Q4_0-only
+// weights take the same panels under auto on AVX-512 or int8, Q8_0-only ones
+// under int8 (gguf_blocks_panels.hpp); int8 sends the other types through
+// their integer row kernels. An unknown value throws.
 enum class PrefillMode { automatic, sgemm, int8 };
 PrefillMode selected_prefill_mode();
 // How W8A8 calls with many activation rows (prefill) multiply, from
