@@ -15,8 +15,8 @@
 //      M = 1, 3, 17, through both the integer path and the prefill paths
 //      (XQUANT_CPU_GEMV_ROWS; dequantize + SGEMM, or on AVX-512 the q8 panels
 //      for Q4_0 / Q8_0), a stacked weight of mixed types, Q4_0 / Q8_0 on the
-//      panels against the row kernels, DEQUANTIZE and GET_ROWS bit-identical
-//      to the loader's decoder.
+//      panels against the row kernels, which prefill each takes by default,
+//      DEQUANTIZE and GET_ROWS bit-identical to the loader's decoder.
 //   3. Bad input: wrong row_bytes, an unknown type, mismatched cols are
 //      refused with XQ_ERR_* naming the part.
 #include "../support/cpu_provider_fixture.hpp"
@@ -378,6 +378,34 @@ TEST(GgufBlocksQMatmul, Q4_0AndQ8_0PrefillOnPanelsIsTheRowKernelsWithinRounding)
                 << gguf::type_info(type)->name << " " << cpu::isa_name(isa) << " M=" << M << " m=" << m << " n=" << n;
           }
       }
+  }
+}
+
+// Which prefill GGUF blocks take by default (XQUANT_CPU_PREFILL unset): on
+// AVX-512, Q4_0 weights the q8 panels (the bits of XQUANT_CPU_PREFILL=int8),
+// Q8_0 weights dequantize + SGEMM (the bits of sgemm; they are also the
+// engine's own lm_head tables, gguf_blocks_panels.cpp says why); elsewhere
+// both SGEMM.
+TEST(GgufBlocksQMatmul, DefaultPrefillPathPerType) {
+  const int64_t K = 160, M = 17;
+  const std::vector<float> x = random_x(M * K);
+  for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0}) {
+    const std::vector<Part> parts = {random_part(type, 21, K)};
+    std::vector<float> panels, sgemm;
+    {
+      ScopedEnv p("XQUANT_CPU_PREFILL", "int8");
+      panels = blocks_qmatmul(parts, K, x, M);
+    }
+    {
+      ScopedEnv p("XQUANT_CPU_PREFILL", "sgemm");
+      sgemm = blocks_qmatmul(parts, K, x, M);
+    }
+    ASSERT_NE(panels, sgemm) << gguf::type_info(type)->name << ": the two paths gave the same bits";
+    const bool panels_expected = type == gguf::kQ4_0 && cpu::selected_isa() == Isa::avx512;
+    const std::vector<float> got = blocks_qmatmul(parts, K, x, M);
+    EXPECT_EQ(got, panels_expected ? panels : sgemm)
+        << gguf::type_info(type)->name << " on " << cpu::isa_name(cpu::selected_isa())
+        << (panels_expected ? ": q8 panels expected" : ": SGEMM expected");
   }
 }
 

@@ -332,14 +332,27 @@ Canon w8a8_canon(uint32_t bits, int64_t gs, bool sym, bool act_order) {
   return c;
 }
 
-// The numbers W8A8 has always produced: the scalar table, every M pair by
-// pair (exact int32 dots per group).
-std::vector<float> w8a8_pair_reference(const Canon& c, const std::vector<float>& x, const std::vector<float>& bias,
-                                       int64_t M) {
+// The scalar table, every M pair by pair (XQUANT_CPU_GEMV_ROWS large), with
+// one more setting naming which pair kernels (env=value).
+std::vector<float> scalar_pair_path(const Canon& c, const std::vector<float>& x, const std::vector<float>& bias,
+                                    int64_t M, const char* env, const char* value) {
   ScopedEnv isa("XQUANT_CPU_ISA", "scalar");
   ScopedEnv rows("XQUANT_CPU_GEMV_ROWS", "100000");
-  ScopedEnv integer("XQUANT_CPU_W8A8_PREFILL", "integer");
+  ScopedEnv kernels(env, value);
   return qmatmul(c, x, bias, M);
+}
+
+// The numbers W8A8 has always produced: exact int32 dots per group.
+std::vector<float> w8a8_pair_reference(const Canon& c, const std::vector<float>& x, const std::vector<float>& bias,
+                                       int64_t M) {
+  return scalar_pair_path(c, x, bias, M, "XQUANT_CPU_W8A8_PREFILL", "integer");
+}
+
+// The numbers the q8 GEMV gives every row (dot4_q8 / dot8_q8): the reference
+// for integer weight-only prefill.
+std::vector<float> q8_pair_reference(const Canon& c, const std::vector<float>& x, const std::vector<float>& bias,
+                                     int64_t M) {
+  return scalar_pair_path(c, x, bias, M, "XQUANT_CPU_GEMV", "q8");
 }
 
 }  // namespace
@@ -454,20 +467,6 @@ TEST(CpuQGemm, WeightOnlyPrefillMatchesReferenceOnEveryIsa) {
     }
   }
 }
-
-namespace {
-
-// The numbers the q8 GEMV gives every row: the scalar table's pair dots
-// (dot4_q8 / dot8_q8) for every M, so the reference for integer prefill.
-std::vector<float> q8_pair_reference(const Canon& c, const std::vector<float>& x, const std::vector<float>& bias,
-                                     int64_t M) {
-  ScopedEnv isa("XQUANT_CPU_ISA", "scalar");
-  ScopedEnv gemv("XQUANT_CPU_GEMV", "q8");
-  ScopedEnv rows("XQUANT_CPU_GEMV_ROWS", "100000");
-  return qmatmul(c, x, bias, M);
-}
-
-}  // namespace
 
 // Integer weight-only prefill (XQUANT_CPU_PREFILL=int8) on the q8 panels:
 // bit for bit the q8 pair dots of every row on each table that has them

@@ -32,6 +32,7 @@
 #include "gguf_blocks.hpp"
 #include "gguf_blocks_panels.hpp"
 #include "gguf_types.hpp"
+#include "grown_buffer.hpp"
 #include "qgemm.hpp"
 #include "qgemv_rows8.hpp"
 #include "qkernels.hpp"
@@ -66,12 +67,6 @@ const BlockKernels& block_kernels_of(Isa isa) {
     case Isa::scalar: break;
   }
   return kScalarBlockKernels;
-}
-
-template <class T>
-T* grown(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
 }
 
 struct BlockScratch {

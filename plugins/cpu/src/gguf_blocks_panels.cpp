@@ -9,6 +9,7 @@
 #include "gguf_blocks_panels.hpp"
 
 #include "gguf_types.hpp"
+#include "grown_buffer.hpp"
 #include "qgemm.hpp"
 
 #include <xquant/sdk/half.hpp>
@@ -19,12 +20,6 @@
 
 namespace xquant::cpu {
 namespace {
-
-template <class T>
-T* grown(std::vector<T>& v, int64_t n) {
-  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
 
 // Rows [n0, n0 + nr) of the weight as packed rows: code bytes block after
 // block, and their blocks' scales.

@@ -5,6 +5,7 @@
 // qgemm table (qgemm_kernels.hpp).
 #include "qgemm.hpp"
 
+#include "grown_buffer.hpp"
 #include "qgemm_kernels.hpp"
 #include "qweight_codes.hpp"
 
@@ -30,11 +31,6 @@ PanelScratch& panel_scratch() {
   thread_local PanelScratch s;
   return s;
 }
-template <class T>
-T* sized(std::vector<T>& v, int64_t n) {
-  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
 
 }  // namespace
 
@@ -42,7 +38,7 @@ void sgemm_dequantized_pieces(const Host& host, int64_t M, int64_t N, int64_t K,
                               DequantPiece dequant, float* y) {
   const uint64_t pieces = static_cast<uint64_t>((N + kSgemmBlockCols - 1) / kSgemmBlockCols);
   host.parallel_for(pieces, 1, [&](uint64_t b, uint64_t e) {
-    float* tile = sized(panel_scratch().tile, kSgemmBlockCols * K);
+    float* tile = grown(panel_scratch().tile, kSgemmBlockCols * K);
     for (uint64_t piece = b; piece < e; ++piece) {
       const int64_t n0 = static_cast<int64_t>(piece) * kSgemmBlockCols, nr = std::min(kSgemmBlockCols, N - n0);
       dequant(n0, nr, tile);
@@ -68,9 +64,9 @@ void for_each_panel(const Host& host, int64_t N, int64_t Kp, int64_t G, int64_t 
   const uint64_t panels = static_cast<uint64_t>((N + kPanelRows - 1) / kPanelRows);
   host.parallel_for(panels, 1, [&](uint64_t b, uint64_t e) {
     PanelScratch& sc = panel_scratch();
-    uint8_t* panel = sized(sc.panel, Kp * kPanelRows);
-    float* ps = sized(sc.ps, G * kPanelRows);
-    float* acc = sized(sc.acc, kPanelActRows * kPanelRows);
+    uint8_t* panel = grown(sc.panel, Kp * kPanelRows);
+    float* ps = grown(sc.ps, G * kPanelRows);
+    float* acc = grown(sc.acc, kPanelActRows * kPanelRows);
     for (uint64_t p = b; p < e; ++p) {
       const int64_t n0 = static_cast<int64_t>(p) * kPanelRows, nr = std::min(kPanelRows, N - n0);
       pack(n0, nr, panel, ps);

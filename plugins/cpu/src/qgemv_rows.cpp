@@ -2,20 +2,13 @@
 // one activation row quantized to int8 per 32-column block, with the
 // per-block lane vectors the ISA's row kernels read.
 #include "qgemv_rows.hpp"
+#include "grown_buffer.hpp"
 #include "int8_rounding.hpp"
 
 #include <algorithm>
 #include <cmath>
 
 namespace xquant::cpu {
-
-namespace {
-template <class T>
-T* grown(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-}  // namespace
 
 const GemvRowsKernels& gemv_rows_of(Isa isa) {
   switch (isa) {

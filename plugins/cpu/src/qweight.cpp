@@ -30,6 +30,7 @@
 // over whole blocks of contiguous groups, with no tail.
 #include "cpu.hpp"
 #include "gguf_blocks_weight.hpp"
+#include "grown_buffer.hpp"
 #include "int8_rounding.hpp"
 #include "qgemm.hpp"
 #include "qgemm_kernels.hpp"
@@ -86,17 +87,12 @@ Scratch& scratch() {
   thread_local Scratch s;
   return s;
 }
-template <class T>
-T* sized(std::vector<T>& v, int64_t n) {
-  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
 
 // x [M, cols] in the weight's column order, padded with zeros: x itself when
 // that is already the case (no act-order, every group a whole number of blocks).
 const float* gather_padded(const xq_qweight& w, const float* x, int64_t M, std::vector<float>& buf) {
   if (w.perm.empty() && w.padded_cols == w.cols) return x;
-  float* xp = sized(buf, M * w.padded_cols);
+  float* xp = grown(buf, M * w.padded_cols);
   std::fill(xp, xp + M * w.padded_cols, 0.0f);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t g = 0; g < w.n_groups; ++g) {
@@ -288,15 +284,15 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
   const int64_t N = w.rows, Kp = w.padded_cols, G = w.n_groups;
   const QKernels& k = *w.kernels;
   Scratch& sc = scratch();
-  int8_t* qx = sized(sc.qa, M * Kp);
-  float* sx = sized(sc.sa, M);
+  int8_t* qx = grown(sc.qa, M * Kp);
+  float* sx = grown(sc.sa, M);
   // Prefill where integer dots do not beat FMA (INT8 codes on AVX2): the
   // activations' int8 images, scaled back, times the dequantized weight by
   // SGEMM. Same quantization as the integer path; the products and sums are
   // rounded to F32 (relative ~1e-7 per term) instead of kept exact.
   const bool by_sgemm = M > w.gemv_max_rows && M >= kPanelMinActRows && w.w8a8_prefill_sgemm;
-  float* images = by_sgemm ? sized(sc.xq, M * Kp) : nullptr;
-  int32_t* qsum = by_sgemm ? nullptr : sized(sc.qsum, M * G);
+  float* images = by_sgemm ? grown(sc.xq, M * Kp) : nullptr;
+  int32_t* qsum = by_sgemm ? nullptr : grown(sc.qsum, M * G);
   const float st = w.act_scheme == XQ_ACT_STATIC_TENSOR ? w.input_scale : 0.0f;
   host.parallel_for(static_cast<uint64_t>(M), 16, [&](uint64_t b, uint64_t e) {
     for (uint64_t r = b; r < e; ++r) {
@@ -387,10 +383,10 @@ void qgemv_weight_only(const Host& host, const xq_qweight& w, const float* x, in
   Scratch& sc = scratch();
   // Per group: sum of the activations the offset multiplies (float path), or
   // of their int8 images times the block scales (q8 path).
-  float* xsum = sized(sc.xsum, M * G);
-  int8_t* qx = q8 ? sized(sc.qa, M * Kp) : nullptr;
-  float* sa = q8 ? sized(sc.sa, M * nblk) : nullptr;
-  int32_t* bsum = q8 ? sized(sc.qsum, M * nblk) : nullptr;  // per-block code sums (INT8 panels)
+  float* xsum = grown(sc.xsum, M * G);
+  int8_t* qx = q8 ? grown(sc.qa, M * Kp) : nullptr;
+  float* sa = q8 ? grown(sc.sa, M * nblk) : nullptr;
+  int32_t* bsum = q8 ? grown(sc.qsum, M * nblk) : nullptr;  // per-block code sums (INT8 panels)
   for (int64_t m = 0; m < M; ++m) {
     if (qx) quantize_row_q8_blocks(x + m * Kp, nblk, qx + m * Kp, sa + m * nblk);
     for (int64_t g = 0; g < G; ++g) {
