@@ -348,7 +348,7 @@ std::vector<float> blocks_qmatmul(const std::vector<Part>& parts, int64_t K, con
 // with a panel across their boundary (13 + 7 rows); check_all_types' stack of
 // mixed types keeps the older paths.
 TEST(GgufBlocksQMatmul, Q4_0AndQ8_0PrefillOnPanelsIsTheRowKernelsWithinRounding) {
-  for (Isa isa : {Isa::scalar, Isa::avx512}) {
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
     if (!cpu::cpu_has(isa)) {
       std::printf("this CPU lacks %s: its GGUF panel prefill not tested\n", cpu::isa_name(isa));
       continue;
@@ -382,30 +382,37 @@ TEST(GgufBlocksQMatmul, Q4_0AndQ8_0PrefillOnPanelsIsTheRowKernelsWithinRounding)
 }
 
 // Which prefill GGUF blocks take by default (XQUANT_CPU_PREFILL unset): on
-// AVX-512, Q4_0 weights the q8 panels (the bits of XQUANT_CPU_PREFILL=int8),
-// Q8_0 weights dequantize + SGEMM (the bits of sgemm; they are also the
-// engine's own lm_head tables, gguf_blocks_panels.cpp says why); elsewhere
-// both SGEMM.
+// AVX-512 and AVX2, Q4_0 weights the q8 panels (the bits of
+// XQUANT_CPU_PREFILL=int8), Q8_0 weights dequantize + SGEMM (the bits of
+// sgemm; they are also the engine's own lm_head tables, gguf_blocks_panels.cpp
+// says why); on the scalar ISA both SGEMM.
 TEST(GgufBlocksQMatmul, DefaultPrefillPathPerType) {
   const int64_t K = 160, M = 17;
   const std::vector<float> x = random_x(M * K);
-  for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0}) {
-    const std::vector<Part> parts = {random_part(type, 21, K)};
-    std::vector<float> panels, sgemm;
-    {
-      ScopedEnv p("XQUANT_CPU_PREFILL", "int8");
-      panels = blocks_qmatmul(parts, K, x, M);
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (!cpu::cpu_has(isa)) {
+      std::printf("this CPU lacks %s: its default GGUF prefill not tested\n", cpu::isa_name(isa));
+      continue;
     }
-    {
-      ScopedEnv p("XQUANT_CPU_PREFILL", "sgemm");
-      sgemm = blocks_qmatmul(parts, K, x, M);
+    ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
+    for (uint32_t type : {gguf::kQ4_0, gguf::kQ8_0}) {
+      const std::vector<Part> parts = {random_part(type, 21, K)};
+      std::vector<float> panels, sgemm;
+      {
+        ScopedEnv p("XQUANT_CPU_PREFILL", "int8");
+        panels = blocks_qmatmul(parts, K, x, M);
+      }
+      {
+        ScopedEnv p("XQUANT_CPU_PREFILL", "sgemm");
+        sgemm = blocks_qmatmul(parts, K, x, M);
+      }
+      ASSERT_NE(panels, sgemm) << gguf::type_info(type)->name << ": the two paths gave the same bits";
+      const bool panels_expected = type == gguf::kQ4_0 && isa != Isa::scalar;
+      const std::vector<float> got = blocks_qmatmul(parts, K, x, M);
+      EXPECT_EQ(got, panels_expected ? panels : sgemm)
+          << gguf::type_info(type)->name << " on " << cpu::isa_name(isa)
+          << (panels_expected ? ": q8 panels expected" : ": SGEMM expected");
     }
-    ASSERT_NE(panels, sgemm) << gguf::type_info(type)->name << ": the two paths gave the same bits";
-    const bool panels_expected = type == gguf::kQ4_0 && cpu::selected_isa() == Isa::avx512;
-    const std::vector<float> got = blocks_qmatmul(parts, K, x, M);
-    EXPECT_EQ(got, panels_expected ? panels : sgemm)
-        << gguf::type_info(type)->name << " on " << cpu::isa_name(cpu::selected_isa())
-        << (panels_expected ? ": q8 panels expected" : ": SGEMM expected");
   }
 }
 

@@ -227,7 +227,7 @@ TEST(CpuQGemmKernels, Q8PanelsGiveTheQ8PairDotsBitForBit) {
             for (int64_t mt = 1; mt <= cpu::kPanelActRows; ++mt) {
               std::vector<float> out(static_cast<size_t>(mt * kPanelRows));
               k.panel_q8(panel.data(), ps.data(), a.data(), lda, sa.data(), ldsa, int4 ? nullptr : bsum.data(), 128, mt,
-                         bb.data(), G, out.data());
+                         bb.data(), G, !int4, out.data());
               for (int64_t j = 0; j < mt; ++j)
                 for (int64_t i = 0; i < nr; ++i) {
                   const uint8_t* w = codes.data() + (n0 + i) * row_bytes;
@@ -497,9 +497,11 @@ TEST(CpuQGemm, IntegerPrefillOnPanelsIsTheQ8PairPathBitForBit) {
 }
 
 // Which way weight-only prefill goes by default (XQUANT_CPU_PREFILL unset):
-// the integer panels on AVX-512 for weights whose decode takes q8
-// activations (the q8 pair path's bits), dequantize + SGEMM otherwise (float
-// activations: different bits); an unknown value is refused, naming it.
+// the integer panels for weights whose decode takes q8 activations (the q8
+// pair path's bits) on AVX-512, and on AVX2 for INT4 codes only (its INT8
+// panels measured slower than SGEMM, qgemm_kernels_avx2.cpp); dequantize +
+// SGEMM otherwise (float activations: different bits); an unknown value is
+// refused, naming it.
 TEST(CpuQGemm, WeightOnlyPrefillDefaultPathPerIsa) {
   for (uint32_t bits : {4u, 8u}) {
     const Canon c = make_canon(kN, kK, bits, 32, true, false);
@@ -509,7 +511,7 @@ TEST(CpuQGemm, WeightOnlyPrefillDefaultPathPerIsa) {
     const std::vector<float> q8 = q8_pair_reference(c, x, bias, M);
     for (Isa isa : every_isa()) {
       ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
-      const bool integer_expected = isa == Isa::avx512;
+      const bool integer_expected = isa == Isa::avx512 || (isa == Isa::avx2 && bits == 4);
       EXPECT_EQ(qmatmul(c, x, bias, M) == q8, integer_expected)
           << cpu::isa_name(isa) << " bits " << bits << (integer_expected ? ": integer panels expected" : ": SGEMM expected");
       ScopedEnv f32("XQUANT_CPU_GEMV", "f32");  // float decode: float prefill too

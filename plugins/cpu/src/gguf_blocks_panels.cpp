@@ -1,5 +1,5 @@
 // gguf_blocks_panels.cpp: GGUF Q4_0 / Q8_0 prefill on the packed weights'
-// VNNI panels. A Q4_0 block (f16 d, 16 bytes: column c < 16 the low nibble
+// panels (qgemm_kernels.hpp). A Q4_0 block (f16 d, 16 bytes: column c < 16 the low nibble
 // of byte c, c >= 16 the high nibble of byte c - 16, value u - 8) holds its
 // codes in the packed INT4 layout of qkernels.hpp, and a Q8_0 block (f16 d,
 // 32 int8) in the packed INT8 one, so a panel is the blocks' code bytes
@@ -42,15 +42,16 @@ void gather_block_rows(const BlockWeight& w, bool int4, int64_t n0, int64_t nr, 
 const QGemmKernels* blocks_prefill_panels(const BlockWeight& w, PrefillMode mode, Isa isa) {
   const QGemmKernels& k = qgemm_kernels_of(isa);
   if (!k.panel_q8 || w.parts.empty() || w.cols % 32) return nullptr;
-  if (mode == PrefillMode::sgemm || (mode == PrefillMode::automatic && isa != Isa::avx512)) return nullptr;
+  if (mode == PrefillMode::sgemm) return nullptr;
   const uint32_t type = w.parts.front().type;
-  // auto: Q4_0 only. Q8_0 blocks are also what the engine makes of a
+  // auto: Q4_0 only, where the table takes INT4 panels by default. Q8_0 blocks are also what the engine makes of a
   // quantized model's embedding / lm_head tables (engine/compact_tables.cpp),
   // and int8 activations on top of that requantized lm_head moved stories260K
   // perplexity beyond 0.5% of llama.cpp's on the same files
   // (tests/interop/llamacpp_interop.py: Q4_1 file 0.55%, Q6_K file 0.99%);
   // XQUANT_CPU_PREFILL=int8 takes Q8_0 weights too.
-  if (type != gguf::kQ4_0 && !(type == gguf::kQ8_0 && mode == PrefillMode::int8)) return nullptr;
+  if (mode == PrefillMode::automatic && !(type == gguf::kQ4_0 && k.q8_panels_by_default_int4)) return nullptr;
+  if (type != gguf::kQ4_0 && type != gguf::kQ8_0) return nullptr;
   for (const BlockPart& p : w.parts)
     if (p.type != type) return nullptr;
   return &k;
@@ -78,7 +79,7 @@ void qmatmul_blocks_panels(const sdk::Host& host, const BlockWeight& w, const QG
   // offset times the block's activation sum off each exact block dot.
   const int32_t offset = int4 ? 8 : 128;
   auto multiply = [&](const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc) {
-    k.panel_q8(panel, ps, q + m0 * K, K, d32 + m0 * nblk, nblk, bsum + m0 * nblk, offset, mt, bb, nblk, acc);
+    k.panel_q8(panel, ps, q + m0 * K, K, d32 + m0 * nblk, nblk, bsum + m0 * nblk, offset, mt, bb, nblk, !int4, acc);
   };
   auto finish = [&](int64_t n0, int64_t nr, int64_t m0, int64_t mt, const float* acc) {
     for (int64_t j = 0; j < mt; ++j)

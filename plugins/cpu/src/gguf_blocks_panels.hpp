@@ -13,7 +13,8 @@
 namespace xquant::cpu {
 
 // The table whose panels this weight's prefill takes, or null: a table with
-// panel_q8, every part Q4_0 (XQUANT_CPU_PREFILL=int8, or auto on AVX-512) or
+// panel_q8, every part Q4_0 (XQUANT_CPU_PREFILL=int8, or auto where the table
+// takes INT4 panels by default) or
 // every part Q8_0 (int8 only; a panel's rows share one code width).
 const QGemmKernels* blocks_prefill_panels(const BlockWeight& w, PrefillMode mode, Isa isa);
 

@@ -34,8 +34,10 @@
 //   caller subtracts as it does after dot4_q8; GGUF Q4_0 passes 8 and gets
 //   sum (u - 8) * a, llama.cpp's integer block dot), then tot += (ps[g *
 //   kPanelRows + i] * sa[b]) * float(d) in block order, the float steps of
-//   the pair kernels. nullptr in a table without it (AVX2 today: the q8
-//   tiles serve integer prefill there).
+//   the pair kernels. int8_codes says which codes the panel holds (INT8,
+//   bytes up to 255, or 4-bit nibbles): only AVX2 reads it, whose INT4
+//   products sum in int16 and need bytes <= 15. nullptr in a table without
+//   it (then integer prefill takes the q8 tiles of qkernels.hpp).
 #pragma once
 
 #include "qkernels.hpp"
@@ -68,8 +70,13 @@ struct QGemmKernels {
   // (AVX2, qgemm_panel_avx2.cpp says why).
   bool panels_for_int8;
   void (*panel_q8)(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa, int64_t ldsa,
-                   const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb, int64_t G,
+                   const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb, int64_t G, bool int8_codes,
                    float* out) = nullptr;
+  // XQUANT_CPU_PREFILL=auto takes panel_q8 for a weight whose decode already
+  // multiplies q8 activations when the flag for its code width is set: where
+  // the panels measured faster than dequantize + SGEMM (qweight.cpp).
+  bool q8_panels_by_default_int4 = false;
+  bool q8_panels_by_default_int8 = false;
 };
 
 // qgemm_kernels_scalar.cpp (also qgemm_kernels_of and the scalar panel
@@ -81,11 +88,14 @@ extern const QGemmKernels kAvx512QGemmKernels;
 const QGemmKernels& qgemm_kernels_of(Isa isa);
 void pack_panel_i8_scalar(const uint8_t* codes, int64_t row_bytes, bool int4, const float* s, int64_t G, int64_t Kp,
                           int64_t n0, int64_t nr, uint8_t* panel, float* ps);
-// qgemm_panel_avx2.cpp: the AVX2 table's W8A8 panel kernel (vpmaddubsw for
-// INT4, vpmaddwd on widened operands for INT8) and its word-at-a-time packing
+// qgemm_panel_avx2.cpp: the AVX2 table's panel kernels (vpmaddubsw for INT4,
+// vpmaddwd on widened operands for INT8) and its word-at-a-time packing
 // (plain C++, the same bytes as pack_panel_i8_scalar).
 void panel_i8_avx2(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const int32_t* asum,
                    int64_t mt, const int64_t* bb, int64_t G, bool int8_codes, float* out);
+void panel_q8_avx2(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa, int64_t ldsa,
+                   const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb, int64_t G, bool int8_codes,
+                   float* out);
 void pack_panel_i8_words(const uint8_t* codes, int64_t row_bytes, bool int4, const float* s, int64_t G, int64_t Kp,
                          int64_t n0, int64_t nr, uint8_t* panel, float* ps);
 

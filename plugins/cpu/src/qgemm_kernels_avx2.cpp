@@ -48,6 +48,12 @@ XQ_AVX2 void dequant_rows(const uint8_t* codes, int64_t row_bytes, bool int4, co
 
 }  // namespace
 
-const QGemmKernels kAvx2QGemmKernels{"avx2", &pack_panel_i8_words, &dequant_rows, &panel_i8_avx2, false};
+// Integer prefill by default for INT4 codes only (bench_qgemm, AVX2 forced
+// on the AVX-512 EPYC, M = 256, x F32 SGEMM, 1 / 2 threads): W4A16 g128
+// panels 1.13-1.47x / 0.85-1.22x and GGUF Q4_0 1.10-1.52x / 0.92-1.31x,
+// where dequantize + SGEMM gives 0.94-1.03x; INT8 panels (W8A16) 0.59-0.90x,
+// so INT8 weights keep SGEMM (qgemm_panel_avx2.cpp says why).
+const QGemmKernels kAvx2QGemmKernels{"avx2", &pack_panel_i8_words, &dequant_rows, &panel_i8_avx2, false, &panel_q8_avx2,
+                                      true, false};
 
 }  // namespace xquant::cpu

@@ -44,7 +44,8 @@ void panel_i8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t ld
 }
 
 void panel_q8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa, int64_t ldsa,
-              const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb, int64_t G, float* out) {
+              const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb, int64_t G, bool /*int8_codes*/,
+              float* out) {
   for (int64_t j = 0; j < mt; ++j)
     for (int64_t i = 0; i < kPanelRows; ++i) {
       float tot = 0.0f;

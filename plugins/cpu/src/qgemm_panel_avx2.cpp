@@ -1,5 +1,6 @@
-// qgemm_panel_avx2.cpp: the AVX2 W8A8 prefill kernels of qgemm_kernels.hpp
-// (panel_i8 and its panel packing) for machines without VNNI. Same panel
+// qgemm_panel_avx2.cpp: the AVX2 panel kernels of qgemm_kernels.hpp (W8A8's
+// panel_i8, the weight-only panel_q8, and the panel packing) for machines
+// without VNNI. Same panel
 // layout and the same outputs, bit for bit, as the scalar reference and the
 // AVX-512 VNNI kernel; only the integer products are formed differently:
 //   - INT4 codes (panel bytes u = nibble, 0..15): vpmaddubsw (u8 x s8, pairs
@@ -22,6 +23,14 @@
 // trick), the rate of FMA: its panels measured 0.62-0.75x F32 against the
 // pair path's 0.62-0.85x, so the AVX2 table leaves INT8 pair by pair
 // (panels_for_int8 false); the kernel stays exact and tested for both.
+// panel_q8 (weight-only integer prefill, q8 activations with one scale per
+// 32-column block) takes the same products block by block, each block's
+// exact int32 sum scaled into a float total per row lane in the scalar
+// table's order, (s_g * sa_b) * float(d): the scalar pair dots dot4_q8 /
+// dot8_q8 bit for bit. AVX2's own pair dots keep eight float lanes per row
+// (qkernels_avx2.cpp), so on AVX2 the prompt's products and the generated
+// tokens' differ in float summation order only, as the row kernels of the
+// decode already do.
 // Eight panel rows per 256-bit vector (a row per int32 lane), so the two
 // halves of a 16-row panel run one after the other; up to 4 activation rows
 // at a time keep the accumulators in the 16 ymm registers.
@@ -52,59 +61,101 @@ XQ_AVX2 inline void add_scaled(float* out, const float* ps_g, int half, __m256i 
   _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), _mm256_mul_ps(s, _mm256_cvtepi32_ps(d))));
 }
 
-// INT4: MT activation rows (int8 at a + j * lda) against one half panel.
+// INT4: the exact int32 sums of 32-column block b of MT activation rows
+// (int8 at a + j * lda) against one half panel, a row per lane.
+template <int MT>
+XQ_AVX2 inline void int4_block(const uint8_t* panel, int half, const int8_t* a, int64_t lda, int64_t b, __m256i* d) {
+  __m256i s16[MT];
+  for (int j = 0; j < MT; ++j) s16[j] = _mm256_setzero_si256();
+  for (int64_t q = b * (kBlock / 4); q < (b + 1) * (kBlock / 4); ++q) {
+    const __m256i w = load_panel_half(panel, q, half);
+    for (int j = 0; j < MT; ++j) {
+      int32_t word;
+      std::memcpy(&word, a + j * lda + q * 4, 4);
+      s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(w, _mm256_set1_epi32(word)));
+    }
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int j = 0; j < MT; ++j) d[j] = _mm256_madd_epi16(s16[j], ones);
+}
+
+// INT8: the exact int32 sums of panel words [q0, q1) with int16 operands
+// (a16: the activation rows widened, row stride lda16). vpmaddwd on rows
+// 4r..4r+3 x 4 columns leaves two partial sums per row; vphaddd joins them,
+// in the lane order r0 r1 r4 r5 | r2 r3 r6 r7 that one 64-bit permute puts
+// back.
+template <int MT>
+XQ_AVX2 inline void int8_words(const uint8_t* panel, int half, const int16_t* a16, int64_t lda16, int64_t q0,
+                               int64_t q1, __m256i* d) {
+  __m256i lo[MT], hi[MT];
+  for (int j = 0; j < MT; ++j) lo[j] = hi[j] = _mm256_setzero_si256();
+  for (int64_t q = q0; q < q1; ++q) {
+    const __m256i w = load_panel_half(panel, q, half);
+    const __m256i w_lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(w));
+    const __m256i w_hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(w, 1));
+    for (int j = 0; j < MT; ++j) {
+      int64_t word;
+      std::memcpy(&word, a16 + j * lda16 + q * 4, 8);
+      const __m256i av = _mm256_set1_epi64x(word);
+      lo[j] = _mm256_add_epi32(lo[j], _mm256_madd_epi16(w_lo, av));
+      hi[j] = _mm256_add_epi32(hi[j], _mm256_madd_epi16(w_hi, av));
+    }
+  }
+  for (int j = 0; j < MT; ++j) d[j] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[j], hi[j]), 0xD8);
+}
+
+// W8A8, INT4 codes: per group the blocks' sums, then scaled into out.
 template <int MT>
 XQ_AVX2 void int4_half(const uint8_t* panel, int half, const float* ps, const int8_t* a, int64_t lda,
                        const int64_t* bb, int64_t G, float* out) {
-  const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t g = 0; g < G; ++g) {
-    __m256i acc[MT];
+    __m256i acc[MT], d[MT];
     for (int j = 0; j < MT; ++j) acc[j] = _mm256_setzero_si256();
     for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
-      __m256i s16[MT];
-      for (int j = 0; j < MT; ++j) s16[j] = _mm256_setzero_si256();
-      for (int64_t q = b * (kBlock / 4); q < (b + 1) * (kBlock / 4); ++q) {
-        const __m256i w = load_panel_half(panel, q, half);
-        for (int j = 0; j < MT; ++j) {
-          int32_t word;
-          std::memcpy(&word, a + j * lda + q * 4, 4);
-          s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(w, _mm256_set1_epi32(word)));
-        }
-      }
-      for (int j = 0; j < MT; ++j) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(s16[j], ones));
+      int4_block<MT>(panel, half, a, lda, b, d);
+      for (int j = 0; j < MT; ++j) acc[j] = _mm256_add_epi32(acc[j], d[j]);
     }
     for (int j = 0; j < MT; ++j) add_scaled(out + j * kPanelRows, ps + g * kPanelRows, half, acc[j]);
   }
 }
 
-// INT8: the same with int16 operands (a16: the activation rows widened, row
-// stride lda16). vpmaddwd on rows 4r..4r+3 x 4 columns leaves two partial
-// sums per row; vphaddd joins them, in the lane order r0 r1 r4 r5 | r2 r3 r6
-// r7 that one 64-bit permute puts back.
+// W8A8, INT8 codes: per group the words' sums less 128 * the group's
+// activation sum.
 template <int MT>
 XQ_AVX2 void int8_half(const uint8_t* panel, int half, const float* ps, const int16_t* a16, int64_t lda16,
                        const int32_t* asum, const int64_t* bb, int64_t G, float* out) {
   for (int64_t g = 0; g < G; ++g) {
-    __m256i lo[MT], hi[MT];
-    for (int j = 0; j < MT; ++j) lo[j] = hi[j] = _mm256_setzero_si256();
-    for (int64_t q = bb[g] * (kBlock / 4); q < bb[g + 1] * (kBlock / 4); ++q) {
-      const __m256i w = load_panel_half(panel, q, half);
-      const __m256i w_lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(w));
-      const __m256i w_hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(w, 1));
+    __m256i d[MT];
+    int8_words<MT>(panel, half, a16, lda16, bb[g] * (kBlock / 4), bb[g + 1] * (kBlock / 4), d);
+    for (int j = 0; j < MT; ++j)
+      add_scaled(out + j * kPanelRows, ps + g * kPanelRows, half,
+                 _mm256_sub_epi32(d[j], _mm256_set1_epi32(128 * asum[j * G + g])));
+  }
+}
+
+// Weight-only with q8 activations: every block's exact sum (less offset *
+// the block's activation sum when bsum is set) scaled by s_g * sa_b into a
+// float total per row lane, block after block as the scalar dot*_q8 add.
+template <int MT>
+XQ_AVX2 void q8_half(const uint8_t* panel, int half, const float* ps, const int8_t* a, int64_t lda,
+                     const int16_t* a16, int64_t lda16, const float* sa, int64_t ldsa, const int32_t* bsum,
+                     int32_t offset, const int64_t* bb, int64_t G, float* out) {
+  __m256 tot[MT];
+  for (int j = 0; j < MT; ++j) tot[j] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    const __m256 sv = _mm256_loadu_ps(ps + g * kPanelRows + kHalfRows * half);
+    for (int64_t b = bb[g]; b < bb[g + 1]; ++b) {
+      __m256i d[MT];
+      if (a16) int8_words<MT>(panel, half, a16, lda16, b * (kBlock / 4), (b + 1) * (kBlock / 4), d);
+      else int4_block<MT>(panel, half, a, lda, b, d);
       for (int j = 0; j < MT; ++j) {
-        int64_t word;
-        std::memcpy(&word, a16 + j * lda16 + q * 4, 8);
-        const __m256i av = _mm256_set1_epi64x(word);
-        lo[j] = _mm256_add_epi32(lo[j], _mm256_madd_epi16(w_lo, av));
-        hi[j] = _mm256_add_epi32(hi[j], _mm256_madd_epi16(w_hi, av));
+        if (bsum) d[j] = _mm256_sub_epi32(d[j], _mm256_set1_epi32(offset * bsum[j * ldsa + b]));
+        const __m256 scale = _mm256_mul_ps(sv, _mm256_set1_ps(sa[j * ldsa + b]));
+        tot[j] = _mm256_add_ps(tot[j], _mm256_mul_ps(scale, _mm256_cvtepi32_ps(d[j])));
       }
     }
-    for (int j = 0; j < MT; ++j) {
-      __m256i d = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[j], hi[j]), 0xD8);
-      d = _mm256_sub_epi32(d, _mm256_set1_epi32(128 * asum[j * G + g]));
-      add_scaled(out + j * kPanelRows, ps + g * kPanelRows, half, d);
-    }
   }
+  for (int j = 0; j < MT; ++j) _mm256_storeu_ps(out + j * kPanelRows + kHalfRows * half, tot[j]);
 }
 
 template <int MT>
@@ -148,6 +199,27 @@ XQ_AVX2 void panel_i8_avx2(const uint8_t* panel, const float* ps, const int8_t* 
       case 3: chunk<3>(panel, ps, aj, lda, a16j, Kp, sj, bb, G, int8_codes, oj); break;
       default: chunk<4>(panel, ps, aj, lda, a16j, Kp, sj, bb, G, int8_codes, oj); break;
     }
+  }
+}
+
+XQ_AVX2 void panel_q8_avx2(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const float* sa,
+                           int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb, int64_t G,
+                           bool int8_codes, float* out) {
+  const int64_t Kp = bb[G] * kBlock;
+  const int16_t* a16 = int8_codes ? widened(a, lda, mt, Kp) : nullptr;
+  for (int64_t j0 = 0; j0 < mt; j0 += kMaxChunk) {
+    const int64_t n = std::min<int64_t>(kMaxChunk, mt - j0);
+    const int8_t* aj = a + j0 * lda;
+    const int16_t* a16j = a16 ? a16 + j0 * Kp : nullptr;
+    const float* saj = sa + j0 * ldsa;
+    const int32_t* bsj = bsum ? bsum + j0 * ldsa : nullptr;
+    float* oj = out + j0 * kPanelRows;
+    for (int half = 0; half < 2; ++half) switch (n) {
+        case 1: q8_half<1>(panel, half, ps, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
+        case 2: q8_half<2>(panel, half, ps, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
+        case 3: q8_half<3>(panel, half, ps, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
+        default: q8_half<4>(panel, half, ps, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
+      }
   }
 }
 

@@ -134,10 +134,11 @@ namespace {
 bool auto_gemv_q8(bool int4, Isa isa) { return int4 || isa != Isa::scalar; }
 
 // XQUANT_CPU_PREFILL=auto: integer prefill where decode already multiplies
-// int8 activations and the table has the VNNI panels (not the scalar table's
-// plain loops, which OpenBLAS SGEMM outruns).
-bool auto_prefill_int8(bool gemv_q8, Isa isa, const QGemmKernels& k) {
-  return gemv_q8 && isa == Isa::avx512 && k.panel_q8 != nullptr;
+// int8 activations and the ISA's panels measured faster than dequantize +
+// SGEMM for the weight's code width (the table's flags; never the scalar
+// table's plain loops, which OpenBLAS SGEMM outruns).
+bool auto_prefill_int8(bool gemv_q8, bool int4, const QGemmKernels& k) {
+  return gemv_q8 && k.panel_q8 != nullptr && (int4 ? k.q8_panels_by_default_int4 : k.q8_panels_by_default_int8);
 }
 
 // The fields every qweight has, from its geometry and description.
@@ -163,7 +164,7 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   w->gemv_max_rows = selected_gemv_max_rows();
   const PrefillMode prefill = selected_prefill_mode();
   w->prefill_int8 = prefill == PrefillMode::int8 ||
-                    (prefill == PrefillMode::automatic && auto_prefill_int8(w->gemv_q8, selected_isa(), *w->gemm_kernels));
+                    (prefill == PrefillMode::automatic && auto_prefill_int8(w->gemv_q8, g.int4, *w->gemm_kernels));
   const W8A8PrefillMode w8a8 = selected_w8a8_prefill_mode();
   w->w8a8_prefill_sgemm = w8a8 == W8A8PrefillMode::sgemm ||
                           (w8a8 == W8A8PrefillMode::automatic && !g.int4 && !w->gemm_kernels->panels_for_int8);
