@@ -381,6 +381,56 @@ TEST(GgufBlocksQMatmul, Q4_0AndQ8_0PrefillOnPanelsIsTheRowKernelsWithinRounding)
   }
 }
 
+// Q4_K prefill on the q8 panels (the codes moved into the packed INT4
+// order, d * sc per 32-column sub-block as its scale, dmin * m taken off
+// with the block's activation sum) against the dequantized weights in
+// double. The activations are integers with a 127 in every 32-column block,
+// so their q8 quantization is exact and what is left is float rounding; a
+// nibble or sub-block out of place would be off by the product's magnitude.
+// Parts of 13 and 9 rows (a panel across their boundary; on AVX2 the first
+// eight rows of each are rebuilt from decode's interleaved copy). Also which
+// path Q4_K takes by default.
+TEST(GgufBlocksQMatmul, Q4_KPrefillOnPanelsIsTheDequantizedProduct) {
+  const int64_t K = 512, N = 22;
+  const std::vector<Part> parts = {random_part(gguf::kQ4_K, 13, K), random_part(gguf::kQ4_K, 9, K)};
+  const std::vector<float> wf = dequantized(parts, K);
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (!cpu::cpu_has(isa)) {
+      std::printf("this CPU lacks %s: its Q4_K panel prefill not tested\n", cpu::isa_name(isa));
+      continue;
+    }
+    ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
+    for (int64_t M : {17, 40}) {
+      std::vector<float> x(static_cast<size_t>(M * K));
+      std::uniform_int_distribution<int> code(-127, 127), column(0, 31);
+      for (auto& v : x) v = static_cast<float>(code(rng));
+      for (int64_t i = 0; i < M * K; i += 32) x[static_cast<size_t>(i + column(rng))] = 127.0f;
+      std::vector<float> panels, sgemm;
+      {
+        ScopedEnv p("XQUANT_CPU_PREFILL", "int8");
+        panels = blocks_qmatmul(parts, K, x, M);
+      }
+      {
+        ScopedEnv p("XQUANT_CPU_PREFILL", "sgemm");
+        sgemm = blocks_qmatmul(parts, K, x, M);
+      }
+      ASSERT_NE(panels, sgemm) << cpu::isa_name(isa) << ": the panel and SGEMM paths gave the same bits";
+      // By default Q4_K takes the panels where INT4 codes do (AVX2, AVX-512).
+      EXPECT_EQ(blocks_qmatmul(parts, K, x, M), isa == Isa::scalar ? sgemm : panels) << cpu::isa_name(isa);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double ref = 0, mag = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            ref += static_cast<double>(wf[n * K + k]) * x[m * K + k];
+            mag += std::fabs(static_cast<double>(wf[n * K + k]) * x[m * K + k]);
+          }
+          ASSERT_NEAR(panels[m * N + n], ref, 2e-5 * mag + 1e-4)
+              << cpu::isa_name(isa) << " M=" << M << " m=" << m << " n=" << n;
+        }
+    }
+  }
+}
+
 // Which prefill GGUF blocks take by default (XQUANT_CPU_PREFILL unset): on
 // AVX-512 and AVX2, Q4_0 weights the q8 panels (the bits of
 // XQUANT_CPU_PREFILL=int8), Q8_0 weights dequantize + SGEMM (the bits of

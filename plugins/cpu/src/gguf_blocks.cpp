@@ -109,14 +109,16 @@ struct QuantizedRows {
   }
 };
 
-QuantizedRows quantize_rows(const Host& host, const BlockWeight& w, const float* x, int64_t M) {
+// k_quant_blocks: also the 256-column blocks the K-quant row kernels read
+// (not the panels, which take the 32-column ones for every type).
+QuantizedRows quantize_rows(const Host& host, const BlockWeight& w, const float* x, int64_t M, bool k_quant_blocks) {
   BlockScratch& s = block_scratch();
   QuantizedRows r;
   r.K = w.cols;
   r.q = grown(s.q, M * w.cols);
   r.d32 = grown(s.d32, M * (w.cols / 32));
   r.sum32 = grown(s.sum32, M * (w.cols / 32));
-  if (w.k_quants) {
+  if (k_quant_blocks) {
     r.q256 = grown(s.q256, M * w.cols);
     r.d256 = grown(s.d256, M * (w.cols / 256));
     r.bsum = grown(s.bsum, M * (w.cols / 16));
@@ -131,16 +133,6 @@ QuantizedRows quantize_rows(const Host& host, const BlockWeight& w, const float*
     for (uint64_t m = b; m < e; ++m) one(static_cast<int64_t>(m));
   });
   return r;
-}
-
-// The stored bytes of part row `r`: in place, or, for a row in a whole group
-// of eight of a part whose interleaved copy replaced them (rows_from_copy),
-// rebuilt from the copy into `out` (row_bytes of room).
-const uint8_t* part_row(const BlockPart& p, int64_t r, uint8_t* out) {
-  if (!p.rows_from_copy || r >= p.rows / 8 * 8) return p.data + static_cast<uint64_t>(r) * p.row_bytes;
-  if (p.type == gguf::kQ4_K) q4_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
-  else q6_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
-  return out;
 }
 
 // y[m * N + n] for rows [n0, n1) of the weight and all M activation rows.
@@ -188,7 +180,7 @@ void gemv_one_row(const BlockWeight& w, const QuantizedRow& a, int64_t n0, int64
 }
 
 void qmatmul_int(const Host& host, const BlockWeight& w, const float* x, int64_t M, float* y, const float* bias) {
-  const QuantizedRows a = quantize_rows(host, w, x, M);
+  const QuantizedRows a = quantize_rows(host, w, x, M, w.k_quants);
   if (M == 1) {
     const QuantizedRow qa = a.row(0);
     // Units of eight rows, so the eight-row kernels see whole groups.
@@ -246,6 +238,16 @@ void release_pages(const uint8_t* p, uint64_t n) {
 }
 
 }  // namespace
+
+// The stored bytes of part row `r`: in place, or, for a row in a whole group
+// of eight of a part whose interleaved copy replaced them (rows_from_copy),
+// rebuilt from the copy into `out` (row_bytes of room).
+const uint8_t* part_row(const BlockPart& p, int64_t r, uint8_t* out) {
+  if (!p.rows_from_copy || r >= p.rows / 8 * 8) return p.data + static_cast<uint64_t>(r) * p.row_bytes;
+  if (p.type == gguf::kQ4_K) q4_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
+  else q6_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
+  return out;
+}
 
 const BlockPart& BlockWeight::part_of(int64_t r) const {
   for (const auto& p : parts)
@@ -331,8 +333,8 @@ void run_blocks_qmatmul(const Host& host, const xq_op& op) {
   float* y = static_cast<float*>(op.dst.data);
   const float* bias = present(op.src[2]) ? static_cast<const float*>(op.src[2].data) : nullptr;
   if (M > q.gemv_max_rows && M >= kPanelMinActRows && w.panels) {
-    // Q4_0 / Q8_0 prefill on the q8 panels (blocks_prefill_panels says when).
-    const QuantizedRows a = quantize_rows(host, w, x, M);
+    // Q4_0 / Q8_0 / Q4_K prefill on the q8 panels (blocks_prefill_panels says when).
+    const QuantizedRows a = quantize_rows(host, w, x, M, false);
     return qmatmul_blocks_panels(host, w, *w.panels, a.q, a.d32, a.sum32, M, y, bias);
   }
   // XQUANT_CPU_PREFILL=int8: prefill too quantizes its activation rows once

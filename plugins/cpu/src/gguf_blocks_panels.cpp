@@ -1,11 +1,20 @@
-// gguf_blocks_panels.cpp: GGUF Q4_0 / Q8_0 prefill on the packed weights'
-// panels (qgemm_kernels.hpp). A Q4_0 block (f16 d, 16 bytes: column c < 16 the low nibble
-// of byte c, c >= 16 the high nibble of byte c - 16, value u - 8) holds its
-// codes in the packed INT4 layout of qkernels.hpp, and a Q8_0 block (f16 d,
-// 32 int8) in the packed INT8 one, so a panel is the blocks' code bytes
-// copied out without their scales and packed by the table's pack_panel_i8,
-// with one group per block (the block's own scale). The integer block dots
-// are exact; the float sums differ from the row kernels' only in order.
+// gguf_blocks_panels.cpp: GGUF Q4_0 / Q8_0 / Q4_K prefill on the packed
+// weights' panels (qgemm_kernels.hpp). A Q4_0 block (f16 d, 16 bytes: column
+// c < 16 the low nibble of byte c, c >= 16 the high nibble of byte c - 16,
+// value u - 8) holds its codes in the packed INT4 layout of qkernels.hpp, and
+// a Q8_0 block (f16 d, 32 int8) in the packed INT8 one, so a panel is the
+// blocks' code bytes copied out without their scales and packed by the
+// table's pack_panel_i8, with one group per block (the block's own scale).
+// A Q4_K super-block (ggml-common.h block_q4_K: f16 d and dmin, 12 bytes of
+// 6-bit scales and mins, 128 bytes of nibbles; sub-block j = 2c + h of 32
+// columns is nibble h of bytes 32c..32c+31) is one group per 32-column
+// sub-block too, its nibbles moved into the packed INT4 order, its scale
+// d * sc_j and its min dmin * m_j, which the kernel takes off as
+// (dmin * m_j * sa_b) * (sum of the block's activation codes): llama.cpp's
+// ggml_vec_dot_q4_K_q8_K with the q8_0 activations of the other types (one
+// scale per 32 columns instead of per 256). The integer block dots are
+// exact; the float sums differ from the row kernels' only in order (and, for
+// Q4_K, in the activation blocks).
 #include "gguf_blocks_panels.hpp"
 
 #include "gguf_types.hpp"
@@ -21,18 +30,51 @@
 namespace xquant::cpu {
 namespace {
 
+// The packed INT4 bytes (16 per 32-column block) of Q4_K sub-block h of
+// 64-column chunk `qs` (32 bytes): byte k holds column k (low nibble) and
+// column k + 16 (high nibble).
+void q4_k_subblock_codes(const uint8_t* qs, int h, uint8_t* out) {
+  for (int k = 0; k < 16; ++k) {
+    const int lo = (qs[k] >> (4 * h)) & 0x0F, hi = (qs[k + 16] >> (4 * h)) & 0x0F;
+    out[k] = static_cast<uint8_t>(lo | (hi << 4));
+  }
+}
+
 // Rows [n0, n0 + nr) of the weight as packed rows: code bytes block after
-// block, and their blocks' scales.
-void gather_block_rows(const BlockWeight& w, bool int4, int64_t n0, int64_t nr, uint8_t* codes, float* scales) {
-  const int64_t nblk = w.cols / 32, code_bytes = int4 ? 16 : 32, block_bytes = code_bytes + 2;
+// block (32 columns each), and each block's scale and (Q4_K) min.
+void gather_block_rows(const BlockWeight& w, uint32_t type, int64_t n0, int64_t nr, uint8_t* codes, float* scales,
+                       float* mins) {
+  const int64_t nblk = w.cols / 32, code_bytes = type == gguf::kQ8_0 ? 32 : 16;
+  thread_local std::vector<uint8_t> rebuilt;
+  uint8_t* scratch = grown(rebuilt, static_cast<int64_t>(w.max_row_bytes));
   for (int64_t i = 0; i < nr; ++i) {
     const BlockPart& p = w.part_of(n0 + i);
-    const uint8_t* row = p.data + static_cast<uint64_t>(n0 + i - p.row0) * p.row_bytes;
+    const uint8_t* row = part_row(p, n0 + i - p.row0, scratch);
+    uint8_t* c = codes + i * nblk * code_bytes;
+    if (type == gguf::kQ4_K) {
+      for (int64_t sb = 0; sb < nblk / 8; ++sb) {
+        const uint8_t* blk = row + sb * 144;
+        uint16_t dh, mh;
+        std::memcpy(&dh, blk, 2);
+        std::memcpy(&mh, blk + 2, 2);
+        const float d = sdk::f16_to_f32(dh), dmin = sdk::f16_to_f32(mh);
+        for (int j = 0; j < 8; ++j) {
+          uint8_t sc, mn;
+          gguf::k_scale_min(j, blk + 4, &sc, &mn);
+          const int64_t b = sb * 8 + j;
+          scales[i * nblk + b] = d * static_cast<float>(sc);
+          mins[i * nblk + b] = dmin * static_cast<float>(mn);
+          q4_k_subblock_codes(blk + 16 + 32 * (j / 2), j % 2, c + b * 16);
+        }
+      }
+      continue;
+    }
+    const int64_t block_bytes = code_bytes + 2;
     for (int64_t b = 0; b < nblk; ++b) {
       uint16_t d;
       std::memcpy(&d, row + b * block_bytes, 2);
       scales[i * nblk + b] = sdk::f16_to_f32(d);
-      std::memcpy(codes + (i * nblk + b) * code_bytes, row + b * block_bytes + 2, static_cast<size_t>(code_bytes));
+      std::memcpy(c + b * code_bytes, row + b * block_bytes + 2, static_cast<size_t>(code_bytes));
     }
   }
 }
@@ -44,14 +86,17 @@ const QGemmKernels* blocks_prefill_panels(const BlockWeight& w, PrefillMode mode
   if (!k.panel_q8 || w.parts.empty() || w.cols % 32) return nullptr;
   if (mode == PrefillMode::sgemm) return nullptr;
   const uint32_t type = w.parts.front().type;
-  // auto: Q4_0 only, where the table takes INT4 panels by default. Q8_0 blocks are also what the engine makes of a
+  // auto: Q4_0 and Q4_K, where the table takes INT4 panels by default. Q8_0
+  // blocks are also what the engine makes of a
   // quantized model's embedding / lm_head tables (engine/compact_tables.cpp),
   // and int8 activations on top of that requantized lm_head moved stories260K
   // perplexity beyond 0.5% of llama.cpp's on the same files
   // (tests/interop/llamacpp_interop.py: Q4_1 file 0.55%, Q6_K file 0.99%);
   // XQUANT_CPU_PREFILL=int8 takes Q8_0 weights too.
-  if (mode == PrefillMode::automatic && !(type == gguf::kQ4_0 && k.q8_panels_by_default_int4)) return nullptr;
-  if (type != gguf::kQ4_0 && type != gguf::kQ8_0) return nullptr;
+  const bool int4_type = type == gguf::kQ4_0 || type == gguf::kQ4_K;
+  if (mode == PrefillMode::automatic && !(int4_type && k.q8_panels_by_default_int4)) return nullptr;
+  if (!int4_type && type != gguf::kQ8_0) return nullptr;
+  if (type == gguf::kQ4_K && w.cols % 256) return nullptr;
   for (const BlockPart& p : w.parts)
     if (p.type != type) return nullptr;
   return &k;
@@ -59,27 +104,38 @@ const QGemmKernels* blocks_prefill_panels(const BlockWeight& w, PrefillMode mode
 
 void qmatmul_blocks_panels(const sdk::Host& host, const BlockWeight& w, const QGemmKernels& k, const int8_t* q,
                            const float* d32, const int16_t* sum32, int64_t M, float* y, const float* bias) {
-  const bool int4 = w.parts.front().type == gguf::kQ4_0;
-  const int64_t N = w.rows, K = w.cols, nblk = K / 32, code_bytes = int4 ? 16 : 32;
+  const uint32_t type = w.parts.front().type;
+  const bool int8 = type == gguf::kQ8_0, k_quant = type == gguf::kQ4_K;
+  const int64_t N = w.rows, K = w.cols, nblk = K / 32, code_bytes = int8 ? 32 : 16;
   thread_local std::vector<int64_t> bb_buf;
   thread_local std::vector<int32_t> bsum_buf;
   int64_t* bb = grown(bb_buf, nblk + 1);
   std::iota(bb, bb + nblk + 1, int64_t{0});  // one group per block
   int32_t* bsum = grown(bsum_buf, M * nblk);
   for (int64_t i = 0; i < M * nblk; ++i) bsum[i] = sum32[i];
+  // Per pool thread: the panel's mins in ps's layout (Q4_K), beside the
+  // panel for_each_panel hands the kernel.
+  thread_local std::vector<float> pm_buf;
   auto pack = [&](int64_t n0, int64_t nr, uint8_t* panel, float* ps) {
     thread_local std::vector<uint8_t> codes;
-    thread_local std::vector<float> scales;
+    thread_local std::vector<float> scales, mins;
     uint8_t* c = grown(codes, kPanelRows * nblk * code_bytes);
     float* s = grown(scales, kPanelRows * nblk);
-    gather_block_rows(w, int4, n0, nr, c, s);
-    k.pack_panel_i8(c, nblk * code_bytes, int4, s, nblk, K, 0, nr, panel, ps);
+    float* mn = k_quant ? grown(mins, kPanelRows * nblk) : nullptr;
+    gather_block_rows(w, type, n0, nr, c, s, mn);
+    k.pack_panel_i8(c, nblk * code_bytes, !int8, s, nblk, K, 0, nr, panel, ps);
+    if (!k_quant) return;
+    float* pm = grown(pm_buf, nblk * kPanelRows);
+    for (int64_t b = 0; b < nblk; ++b)
+      for (int64_t i = 0; i < kPanelRows; ++i) pm[b * kPanelRows + i] = i < nr ? mn[i * nblk + b] : 0.0f;
   };
   // Q4_0's panels hold u = code + 8, Q8_0's code + 128: the kernel takes the
-  // offset times the block's activation sum off each exact block dot.
-  const int32_t offset = int4 ? 8 : 128;
+  // offset times the block's activation sum off each exact block dot. Q4_K's
+  // hold its unsigned codes (w = scale * u - min): no offset, the mins.
+  const int32_t offset = k_quant ? 0 : int8 ? 128 : 8;
   auto multiply = [&](const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc) {
-    k.panel_q8(panel, ps, q + m0 * K, K, d32 + m0 * nblk, nblk, bsum + m0 * nblk, offset, mt, bb, nblk, !int4, acc);
+    k.panel_q8(panel, ps, k_quant ? pm_buf.data() : nullptr, q + m0 * K, K, d32 + m0 * nblk, nblk, bsum + m0 * nblk,
+               offset, mt, bb, nblk, int8, acc);
   };
   auto finish = [&](int64_t n0, int64_t nr, int64_t m0, int64_t mt, const float* acc) {
     for (int64_t j = 0; j < mt; ++j)

@@ -35,13 +35,17 @@ struct BlockPart {
   bool rows_from_copy = false;
 };
 
+// The stored bytes of part row `r` (gguf_blocks.cpp): in place, or rebuilt
+// into `out` (row_bytes of room) from the interleaved copy that replaced them.
+const uint8_t* part_row(const BlockPart& p, int64_t r, uint8_t* out);
+
 struct BlockWeight {
   std::vector<BlockPart> parts;
   int64_t rows = 0, cols = 0;
   bool k_quants = false;  // some part runs a K-quant kernel (needs the 256-column activation blocks)
   uint64_t bytes = 0;
   uint64_t max_row_bytes = 0;  // the longest part row (scratch for rows rebuilt from a copy)
-  // Q4_0-only or Q8_0-only weights: the table whose q8 panels run prefill
+  // Q4_0-, Q8_0- or Q4_K-only weights: the table whose q8 panels run prefill
   // (gguf_blocks_panels.hpp), or null.
   const QGemmKernels* panels = nullptr;
   const char* kernels_name = "";
