@@ -155,7 +155,8 @@ XQ_AVX2 void q8_half(const uint8_t* panel, int half, const float* ps, const floa
         tot[j] = _mm256_add_ps(tot[j], _mm256_mul_ps(scale, _mm256_cvtepi32_ps(d[j])));
         if (pm) {
           const __m256 min_scale = _mm256_mul_ps(mv, _mm256_set1_ps(sa[j * ldsa + b]));
-          tot[j] = _mm256_sub_ps(tot[j], _mm256_mul_ps(min_scale, _mm256_set1_ps(static_cast<float>(bsum[j * ldsa + b]))));
+          const __m256 block_sum = _mm256_set1_ps(static_cast<float>(bsum[j * ldsa + b]));
+          tot[j] = _mm256_sub_ps(tot[j], _mm256_mul_ps(min_scale, block_sum));
         }
       }
     }
@@ -208,8 +209,8 @@ XQ_AVX2 void panel_i8_avx2(const uint8_t* panel, const float* ps, const int8_t* 
 }
 
 XQ_AVX2 void panel_q8_avx2(const uint8_t* panel, const float* ps, const float* pm, const int8_t* a, int64_t lda,
-                           const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb, int64_t G,
-                           bool int8_codes, float* out) {
+                           const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt,
+                           const int64_t* bb, int64_t G, bool int8_codes, float* out) {
   const int64_t Kp = bb[G] * kBlock;
   const int16_t* a16 = int8_codes ? widened(a, lda, mt, Kp) : nullptr;
   for (int64_t j0 = 0; j0 < mt; j0 += kMaxChunk) {
