@@ -226,7 +226,7 @@ TEST(CpuQGemmKernels, Q8PanelsGiveTheQ8PairDotsBitForBit) {
             }
             for (int64_t mt = 1; mt <= cpu::kPanelActRows; ++mt) {
               std::vector<float> out(static_cast<size_t>(mt * kPanelRows));
-              k.panel_q8(panel.data(), ps.data(), nullptr, a.data(), lda, sa.data(), ldsa, int4 ? nullptr : bsum.data(),
+              k.panel_q8(panel.data(), ps.data(), nullptr, nullptr, a.data(), lda, sa.data(), ldsa, int4 ? nullptr : bsum.data(),
                          128, mt, bb.data(), G, !int4, out.data());
               for (int64_t j = 0; j < mt; ++j)
                 for (int64_t i = 0; i < nr; ++i) {

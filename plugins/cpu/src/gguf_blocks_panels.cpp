@@ -10,7 +10,7 @@
 // columns is nibble h of bytes 32c..32c+31) is one group per 32-column
 // sub-block too, its nibbles moved into the packed INT4 order, its scale
 // d * sc_j and its min dmin * m_j, which the kernel takes off as
-// (dmin * m_j * sa_b) * (sum of the block's activation codes): llama.cpp's
+// dmin * m_j * (sa_b * the sum of the block's activation codes): llama.cpp's
 // ggml_vec_dot_q4_K_q8_K with the q8_0 activations of the other types (one
 // scale per 32 columns instead of per 256). The integer block dots are
 // exact; the float sums differ from the row kernels' only in order (and, for
@@ -113,6 +113,11 @@ void qmatmul_blocks_panels(const sdk::Host& host, const BlockWeight& w, const QG
   std::iota(bb, bb + nblk + 1, int64_t{0});  // one group per block
   int32_t* bsum = grown(bsum_buf, M * nblk);
   for (int64_t i = 0; i < M * nblk; ++i) bsum[i] = sum32[i];
+  // Q4_K: each activation block's d32 * (sum of its codes), the factor of
+  // the sub-block mins, once per call rather than per panel.
+  thread_local std::vector<float> am_buf;
+  float* am = k_quant ? grown(am_buf, M * nblk) : nullptr;
+  for (int64_t i = 0; am && i < M * nblk; ++i) am[i] = d32[i] * static_cast<float>(bsum[i]);
   // Per pool thread: the panel's mins in ps's layout (Q4_K), beside the
   // panel for_each_panel hands the kernel.
   thread_local std::vector<float> pm_buf;
@@ -134,8 +139,8 @@ void qmatmul_blocks_panels(const sdk::Host& host, const BlockWeight& w, const QG
   // hold its unsigned codes (w = scale * u - min): no offset, the mins.
   const int32_t offset = k_quant ? 0 : int8 ? 128 : 8;
   auto multiply = [&](const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc) {
-    k.panel_q8(panel, ps, k_quant ? pm_buf.data() : nullptr, q + m0 * K, K, d32 + m0 * nblk, nblk, bsum + m0 * nblk,
-               offset, mt, bb, nblk, int8, acc);
+    k.panel_q8(panel, ps, k_quant ? pm_buf.data() : nullptr, am ? am + m0 * nblk : nullptr, q + m0 * K, K,
+               d32 + m0 * nblk, nblk, bsum + m0 * nblk, offset, mt, bb, nblk, int8, acc);
   };
   auto finish = [&](int64_t n0, int64_t nr, int64_t m0, int64_t mt, const float* acc) {
     for (int64_t j = 0; j < mt; ++j)

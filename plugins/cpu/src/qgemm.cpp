@@ -110,8 +110,8 @@ void qgemm_q8_panels(const Host& host, const xq_qweight& w, const int8_t* qx, co
   const QGemmKernels& k = *w.gemm_kernels;
   auto pack = [&](int64_t n0, int64_t nr, uint8_t* panel, float* ps) { pack_weight_panel(w, n0, nr, panel, ps); };
   auto multiply = [&](const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc) {
-    k.panel_q8(panel, ps, nullptr, qx + m0 * Kp, Kp, sa + m0 * nblk, nblk, w.int4 ? nullptr : bsum + m0 * nblk, 128, mt,
-               w.block_begin.data(), G, !w.int4, acc);
+    k.panel_q8(panel, ps, nullptr, nullptr, qx + m0 * Kp, Kp, sa + m0 * nblk, nblk,
+               w.int4 ? nullptr : bsum + m0 * nblk, 128, mt, w.block_begin.data(), G, !w.int4, acc);
   };
   for_each_panel(host, w.rows, Kp, G, M, pack, multiply, finish);
 }

@@ -35,9 +35,10 @@
 //   sum (u - 8) * a, llama.cpp's integer block dot), then tot += (ps[g *
 //   kPanelRows + i] * sa[b]) * float(d) in block order, the float steps of
 //   the pair kernels. pm (null but for GGUF Q4_K, whose blocks carry a
-//   min: w = d * sc * q - dmin * m) holds per-row block mins in ps's layout;
-//   when set, each block also does tot -= (pm[g * kPanelRows + i] * sa[b]) *
-//   float(bsum[j * ldsa + b]) after its scaled dot. int8_codes says which
+//   min: w = d * sc * q - dmin * m) holds per-row block mins in ps's layout,
+//   and am the activation rows' sa[b] * (sum of their codes over block b),
+//   strided as sa; when set, each block also does tot -= pm[g * kPanelRows +
+//   i] * am[j * ldsa + b] after its scaled dot. int8_codes says which
 //   codes the panel holds (INT8, bytes up to 255, or 4-bit nibbles): only
 //   AVX2 reads it, whose INT4 products sum in int16 and need bytes <= 15.
 //   nullptr in a table without it (then integer prefill takes the q8 tiles
@@ -73,9 +74,9 @@ struct QGemmKernels {
   // panel_i8 is set): false where the pair-by-pair dots measured faster
   // (AVX2, qgemm_panel_avx2.cpp says why).
   bool panels_for_int8;
-  void (*panel_q8)(const uint8_t* panel, const float* ps, const float* pm, const int8_t* a, int64_t lda,
-                   const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb,
-                   int64_t G, bool int8_codes, float* out) = nullptr;
+  void (*panel_q8)(const uint8_t* panel, const float* ps, const float* pm, const float* am, const int8_t* a,
+                   int64_t lda, const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt,
+                   const int64_t* bb, int64_t G, bool int8_codes, float* out) = nullptr;
   // XQUANT_CPU_PREFILL=auto takes panel_q8 for a weight whose decode already
   // multiplies q8 activations when the flag for its code width is set: where
   // the panels measured faster than dequantize + SGEMM (qweight.cpp).
@@ -97,9 +98,9 @@ void pack_panel_i8_scalar(const uint8_t* codes, int64_t row_bytes, bool int4, co
 // (plain C++, the same bytes as pack_panel_i8_scalar).
 void panel_i8_avx2(const uint8_t* panel, const float* ps, const int8_t* a, int64_t lda, const int32_t* asum,
                    int64_t mt, const int64_t* bb, int64_t G, bool int8_codes, float* out);
-void panel_q8_avx2(const uint8_t* panel, const float* ps, const float* pm, const int8_t* a, int64_t lda,
-                   const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb,
-                   int64_t G, bool int8_codes, float* out);
+void panel_q8_avx2(const uint8_t* panel, const float* ps, const float* pm, const float* am, const int8_t* a,
+                   int64_t lda, const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt,
+                   const int64_t* bb, int64_t G, bool int8_codes, float* out);
 void pack_panel_i8_words(const uint8_t* codes, int64_t row_bytes, bool int4, const float* s, int64_t G, int64_t Kp,
                          int64_t n0, int64_t nr, uint8_t* panel, float* ps);
 

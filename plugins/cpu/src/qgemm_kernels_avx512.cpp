@@ -122,9 +122,9 @@ XQ_AVX512 void panel_i8(const uint8_t* panel, const float* ps, const int8_t* a, 
 // separate multiply and add so the bits are the pair kernels' (the library
 // is built without contraction).
 template <int MT>
-XQ_AVX512 void panel_rows_q8(const uint8_t* panel, const float* ps, const float* pm, const int8_t* a, int64_t lda,
-                             const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, const int64_t* bb,
-                             int64_t G, float* out) {
+XQ_AVX512 void panel_rows_q8(const uint8_t* panel, const float* ps, const float* pm, const float* am, const int8_t* a,
+                             int64_t lda, const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset,
+                             const int64_t* bb, int64_t G, float* out) {
   static_assert(kPanelRows == 16, "one panel row per 32-bit lane of a 512-bit vector");
   __m512 tot[MT];
   for (int j = 0; j < MT; ++j) tot[j] = _mm512_setzero_ps();
@@ -147,11 +147,7 @@ XQ_AVX512 void panel_rows_q8(const uint8_t* panel, const float* ps, const float*
         if (bsum) d = _mm512_sub_epi32(d, _mm512_set1_epi32(offset * bsum[j * ldsa + b]));
         const __m512 scale = _mm512_mul_ps(sv, _mm512_set1_ps(sa[j * ldsa + b]));
         tot[j] = _mm512_add_ps(tot[j], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(d)));
-        if (pm) {
-          const __m512 min_scale = _mm512_mul_ps(mv, _mm512_set1_ps(sa[j * ldsa + b]));
-          const __m512 block_sum = _mm512_set1_ps(static_cast<float>(bsum[j * ldsa + b]));
-          tot[j] = _mm512_sub_ps(tot[j], _mm512_mul_ps(min_scale, block_sum));
-        }
+        if (pm) tot[j] = _mm512_sub_ps(tot[j], _mm512_mul_ps(mv, _mm512_set1_ps(am[j * ldsa + b])));
       }
     }
   }
@@ -159,19 +155,19 @@ XQ_AVX512 void panel_rows_q8(const uint8_t* panel, const float* ps, const float*
 }
 
 // vpdpbusd takes any unsigned byte, so INT4 and INT8 panels run alike.
-XQ_AVX512 void panel_q8(const uint8_t* panel, const float* ps, const float* pm, const int8_t* a, int64_t lda,
-                        const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt,
+XQ_AVX512 void panel_q8(const uint8_t* panel, const float* ps, const float* pm, const float* am, const int8_t* a,
+                        int64_t lda, const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt,
                         const int64_t* bb, int64_t G, bool /*int8_codes*/, float* out) {
   static_assert(kPanelActRows == 8, "panel_q8 dispatches 1..8 activation rows");
   switch (mt) {
-    case 1: return panel_rows_q8<1>(panel, ps, pm, a, lda, sa, ldsa, bsum, offset, bb, G, out);
-    case 2: return panel_rows_q8<2>(panel, ps, pm, a, lda, sa, ldsa, bsum, offset, bb, G, out);
-    case 3: return panel_rows_q8<3>(panel, ps, pm, a, lda, sa, ldsa, bsum, offset, bb, G, out);
-    case 4: return panel_rows_q8<4>(panel, ps, pm, a, lda, sa, ldsa, bsum, offset, bb, G, out);
-    case 5: return panel_rows_q8<5>(panel, ps, pm, a, lda, sa, ldsa, bsum, offset, bb, G, out);
-    case 6: return panel_rows_q8<6>(panel, ps, pm, a, lda, sa, ldsa, bsum, offset, bb, G, out);
-    case 7: return panel_rows_q8<7>(panel, ps, pm, a, lda, sa, ldsa, bsum, offset, bb, G, out);
-    default: return panel_rows_q8<8>(panel, ps, pm, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 1: return panel_rows_q8<1>(panel, ps, pm, am, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 2: return panel_rows_q8<2>(panel, ps, pm, am, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 3: return panel_rows_q8<3>(panel, ps, pm, am, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 4: return panel_rows_q8<4>(panel, ps, pm, am, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 5: return panel_rows_q8<5>(panel, ps, pm, am, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 6: return panel_rows_q8<6>(panel, ps, pm, am, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    case 7: return panel_rows_q8<7>(panel, ps, pm, am, a, lda, sa, ldsa, bsum, offset, bb, G, out);
+    default: return panel_rows_q8<8>(panel, ps, pm, am, a, lda, sa, ldsa, bsum, offset, bb, G, out);
   }
 }
 

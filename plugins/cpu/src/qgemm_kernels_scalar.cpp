@@ -43,9 +43,9 @@ void panel_i8(const uint8_t* panel, const float* ps, const int8_t* a, int64_t ld
     }
 }
 
-void panel_q8(const uint8_t* panel, const float* ps, const float* pm, const int8_t* a, int64_t lda, const float* sa,
-              int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb, int64_t G,
-              bool /*int8_codes*/, float* out) {
+void panel_q8(const uint8_t* panel, const float* ps, const float* pm, const float* am, const int8_t* a, int64_t lda,
+              const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt, const int64_t* bb,
+              int64_t G, bool /*int8_codes*/, float* out) {
   for (int64_t j = 0; j < mt; ++j)
     for (int64_t i = 0; i < kPanelRows; ++i) {
       float tot = 0.0f;
@@ -56,7 +56,7 @@ void panel_q8(const uint8_t* panel, const float* ps, const float* pm, const int8
             d += panel[(p / 4 * kPanelRows + i) * 4 + p % 4] * a[j * lda + p];
           if (bsum) d -= offset * bsum[j * ldsa + b];
           tot += ps[g * kPanelRows + i] * sa[j * ldsa + b] * static_cast<float>(d);
-          if (pm) tot -= pm[g * kPanelRows + i] * sa[j * ldsa + b] * static_cast<float>(bsum[j * ldsa + b]);
+          if (pm) tot -= pm[g * kPanelRows + i] * am[j * ldsa + b];
         }
       out[j * kPanelRows + i] = tot;
     }

@@ -137,9 +137,9 @@ XQ_AVX2 void int8_half(const uint8_t* panel, int half, const float* ps, const in
 // the block's activation sum when bsum is set) scaled by s_g * sa_b into a
 // float total per row lane, block after block as the scalar dot*_q8 add.
 template <int MT>
-XQ_AVX2 void q8_half(const uint8_t* panel, int half, const float* ps, const float* pm, const int8_t* a, int64_t lda,
-                     const int16_t* a16, int64_t lda16, const float* sa, int64_t ldsa, const int32_t* bsum,
-                     int32_t offset, const int64_t* bb, int64_t G, float* out) {
+XQ_AVX2 void q8_half(const uint8_t* panel, int half, const float* ps, const float* pm, const float* am, const int8_t* a,
+                     int64_t lda, const int16_t* a16, int64_t lda16, const float* sa, int64_t ldsa,
+                     const int32_t* bsum, int32_t offset, const int64_t* bb, int64_t G, float* out) {
   __m256 tot[MT];
   for (int j = 0; j < MT; ++j) tot[j] = _mm256_setzero_ps();
   for (int64_t g = 0; g < G; ++g) {
@@ -153,11 +153,7 @@ XQ_AVX2 void q8_half(const uint8_t* panel, int half, const float* ps, const floa
         if (bsum) d[j] = _mm256_sub_epi32(d[j], _mm256_set1_epi32(offset * bsum[j * ldsa + b]));
         const __m256 scale = _mm256_mul_ps(sv, _mm256_set1_ps(sa[j * ldsa + b]));
         tot[j] = _mm256_add_ps(tot[j], _mm256_mul_ps(scale, _mm256_cvtepi32_ps(d[j])));
-        if (pm) {
-          const __m256 min_scale = _mm256_mul_ps(mv, _mm256_set1_ps(sa[j * ldsa + b]));
-          const __m256 block_sum = _mm256_set1_ps(static_cast<float>(bsum[j * ldsa + b]));
-          tot[j] = _mm256_sub_ps(tot[j], _mm256_mul_ps(min_scale, block_sum));
-        }
+        if (pm) tot[j] = _mm256_sub_ps(tot[j], _mm256_mul_ps(mv, _mm256_set1_ps(am[j * ldsa + b])));
       }
     }
   }
@@ -208,8 +204,8 @@ XQ_AVX2 void panel_i8_avx2(const uint8_t* panel, const float* ps, const int8_t* 
   }
 }
 
-XQ_AVX2 void panel_q8_avx2(const uint8_t* panel, const float* ps, const float* pm, const int8_t* a, int64_t lda,
-                           const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt,
+XQ_AVX2 void panel_q8_avx2(const uint8_t* panel, const float* ps, const float* pm, const float* am, const int8_t* a,
+                           int64_t lda, const float* sa, int64_t ldsa, const int32_t* bsum, int32_t offset, int64_t mt,
                            const int64_t* bb, int64_t G, bool int8_codes, float* out) {
   const int64_t Kp = bb[G] * kBlock;
   const int16_t* a16 = int8_codes ? widened(a, lda, mt, Kp) : nullptr;
@@ -219,12 +215,13 @@ XQ_AVX2 void panel_q8_avx2(const uint8_t* panel, const float* ps, const float* p
     const int16_t* a16j = a16 ? a16 + j0 * Kp : nullptr;
     const float* saj = sa + j0 * ldsa;
     const int32_t* bsj = bsum ? bsum + j0 * ldsa : nullptr;
+    const float* amj = am ? am + j0 * ldsa : nullptr;
     float* oj = out + j0 * kPanelRows;
     for (int half = 0; half < 2; ++half) switch (n) {
-        case 1: q8_half<1>(panel, half, ps, pm, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
-        case 2: q8_half<2>(panel, half, ps, pm, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
-        case 3: q8_half<3>(panel, half, ps, pm, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
-        default: q8_half<4>(panel, half, ps, pm, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
+        case 1: q8_half<1>(panel, half, ps, pm, amj, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
+        case 2: q8_half<2>(panel, half, ps, pm, amj, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
+        case 3: q8_half<3>(panel, half, ps, pm, amj, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
+        default: q8_half<4>(panel, half, ps, pm, amj, aj, lda, a16j, Kp, saj, ldsa, bsj, offset, bb, G, oj); break;
       }
   }
 }
