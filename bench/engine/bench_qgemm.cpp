@@ -242,11 +242,14 @@ int main(int argc, char** argv) try {
     xq_qweight* q40 = prepare_blocks(2, nullptr);
     xq_qweight* q80 = prepare_blocks(8, nullptr);
     xq_qweight* q40i = prepare_blocks(2, "int8");
+    xq_qweight* q40s = prepare_blocks(2, "sgemm");
+    xq_qweight* q80i = prepare_blocks(8, "int8");
     // Q4_K needs K a multiple of 256 (SmolLM2's 576 is not; its Q4_K_M
     // files hold those tensors in other types).
     const bool k_quants = K % 256 == 0;
     xq_qweight* q4k = k_quants ? prepare_blocks(12, nullptr) : nullptr;
     xq_qweight* q4ki = k_quants ? prepare_blocks(12, "int8") : nullptr;
+    xq_qweight* q4ks = k_quants ? prepare_blocks(12, "sgemm") : nullptr;
     xq_qweight* q6k = k_quants ? prepare_blocks(14, nullptr) : nullptr;
     cases.push_back({"f32 sgemm", [&] { matmul(wf.data(), N); }});
     cases.push_back({"deq+sgemm", [&] {
@@ -267,9 +270,12 @@ int main(int argc, char** argv) try {
     cases.push_back({"q4_0", [&] { qmatmul(q40); }});
     cases.push_back({"q8_0", [&] { qmatmul(q80); }});
     cases.push_back({"q4_0-int8", [&] { qmatmul(q40i); }});
+    cases.push_back({"q4_0-sgemm", [&] { qmatmul(q40s); }});
+    cases.push_back({"q8_0-int8", [&] { qmatmul(q80i); }});
     if (k_quants) {
       cases.push_back({"q4_k", [&] { qmatmul(q4k); }});
       cases.push_back({"q4_k-int8", [&] { qmatmul(q4ki); }});
+      cases.push_back({"q4_k-sgemm", [&] { qmatmul(q4ks); }});
       cases.push_back({"q6_k", [&] { qmatmul(q6k); }});
     }
     for (auto& c : cases) c.run();  // warm-up: scratch buffers, pages

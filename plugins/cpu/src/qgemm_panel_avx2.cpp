@@ -36,6 +36,8 @@
 // at a time keep the accumulators in the 16 ymm registers.
 #include "qgemm_kernels.hpp"
 
+#include "grown_buffer.hpp"
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -173,12 +175,12 @@ XQ_AVX2 void chunk(const uint8_t* panel, const float* ps, const int8_t* a, int64
 // grown on demand (no allocation once the largest shape has been seen).
 XQ_AVX2 const int16_t* widened(const int8_t* a, int64_t lda, int64_t mt, int64_t Kp) {
   thread_local std::vector<int16_t> buf;
-  if (buf.size() < static_cast<size_t>(mt * Kp)) buf.resize(static_cast<size_t>(mt * Kp));
+  int16_t* out = grown(buf, mt * Kp);
   for (int64_t j = 0; j < mt; ++j)
     for (int64_t p = 0; p < Kp; p += 16)  // Kp is whole 32-column blocks
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(buf.data() + j * Kp + p),
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j * Kp + p),
                           _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + j * lda + p))));
-  return buf.data();
+  return out;
 }
 
 }  // namespace
