@@ -17,8 +17,8 @@
 # LAYERS=32 is the whole Llama-3.1-8B config, the model issue 9 names (16 GB of
 # BF16 weights; each quantization takes about four times the 8-layer one's
 # time). SCHEMES (default all: "w4a16 w8a8 w4a16+lm fp8 w4afp8") picks the
-# quantized models made beside BF16 and W4A16 (both always made), so a
-# 32-layer call fits the device's 10-minute limit.
+# quantized models made beside BF16 and W4A16 (both always made unless
+# SKIP_W4=1), so a 32-layer call fits the device's 10-minute limit.
 set -euo pipefail
 cli=${1:?usage: gpu-decode-bench.sh XQUANT_CLI}
 layers=${LAYERS:-8}
@@ -66,8 +66,11 @@ PY
 # BF16_ONLY=1: the BF16 model and the copy rate only (scripts/gpu-pdl-bench.sh).
 if [ "${BF16_ONLY:-0}" != 1 ]; then
 t=$(date +%s)
+# SKIP_W4=1: no W4A16 model (a call about the other schemes only, e.g. scripts/gpu-w8-gemv.sh's A/B).
+if [ "${SKIP_W4:-0}" != 1 ]; then
 "$cli" quantize --model $dir/bf16 --out $dir/w4a16-g128 --bits 4 --group-size 128 --sym 2>&1 | tail -2
 echo "quantize: $(( $(date +%s) - t )) s"
+fi
 # W4_ONLY=1: only the BF16 and W4A16 models (bench/engine/gpu_load_time.sh).
 [ "${W4_ONLY:-0}" = 1 ] && exit 0
 if wants w8a8; then
@@ -119,7 +122,8 @@ PY
 echo "device-to-device copy: $gbs GB/s (read + write, median of 20, 4 GiB)"
 # SKIP_DECODE_SPEED=1: only make the models (for scripts/gpu-serve-bench.sh).
 [ "${SKIP_DECODE_SPEED:-0}" = 1 ] && exit 0
-models="bf16:$dir/bf16:bf16,w4a16-g128:$dir/w4a16-g128:bf16"
+models="bf16:$dir/bf16:bf16"
+[ -d $dir/w4a16-g128 ] && models="$models,w4a16-g128:$dir/w4a16-g128:bf16"
 [ -d $dir/w8a8 ] && models="$models,w8a8-int8:$dir/w8a8:bf16"
 [ -d $dir/fp8 ] && models="$models,fp8:$dir/fp8:bf16"
 [ -d $dir/w4a16-g128-lm ] && models="$models,w4a16+lm:$dir/w4a16-g128-lm:bf16"

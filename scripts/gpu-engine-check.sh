@@ -219,6 +219,11 @@ fi
 if [ "${GPUENG_W4GEMV:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-w4-gemv.sh" "$b" "$out" 2>&1 | tee "$out/w4-gemv.log"
 fi
+# Optional (GPUENG_W8GEMV=1): the few-row W8A8 kernel (INT8, FP8) QMATMUL takes at M <= 8
+# (scripts/gpu-w8-gemv.sh: its tests and the W8A8 suites, bench/cuda/bench_w8_gemv.py).
+if [ "${GPUENG_W8GEMV:-0}" = 1 ]; then
+  bash "$(dirname "$0")/gpu-w8-gemv.sh" "$b" "$out" 2>&1 | tee "$out/w8-gemv.log"
+fi
 # Optional (GPUENG_W4A8=1): the Hopper W4A8-FP8 GEMM (scripts/gpu-w4a8.sh: its tests, then
 # bench/cuda/bench_w4a8.py against W4A16 and torch bf16 at M = 1..4096 on four shapes).
 if [ "${GPUENG_W4A8:-0}" = 1 ]; then

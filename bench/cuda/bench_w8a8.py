@@ -36,6 +36,7 @@ from bench_cuda import BF16, F8, I8, Shim, bench, fmt, ncopies  # noqa: E402
 ROUTE_ENV = "XQUANT_CUDA_W8A8_GEMM"
 CONFIG_ENV = "XQUANT_CUDA_W8A8_CONFIG"
 ONE_READ_ENV = "XQUANT_CUDA_ACT_QUANT_ONE_READ"
+GEMV_ENV = "XQUANT_CUDA_W8_GEMV"
 # The CUTLASS configurations (plugins/cuda/src/cutlass_w8a8_configs.cpp).
 I8_CONFIGS = ["i8_64x64_c1x8", "i8_64x128_c2x1_pp", "i8_128x128_c2x1_coop", "i8_128x128_c1x1_sk",
               "i8_128x256_c2x1_coop", "i8_256x128_c2x1_coop", "i8_128x128_c2x1_pp"]
@@ -104,6 +105,12 @@ def main():
             os.environ.pop(ONE_READ_ENV, None)
             for route, tag in (("cublaslt", "lt"), ("cutlass", "cl"), ("auto", "auto")):
                 os.environ[ROUTE_ENV] = route  # read by the provider at every call
+                # The forced routes run their GEMM at every M; "auto" is the default dispatch, which takes
+                # the few-row kernel at M <= 8 (w8a8_gemv.hpp; bench_w8_gemv.py times it on its own).
+                if tag == "auto":
+                    os.environ.pop(GEMV_ENV, None)
+                else:
+                    os.environ[GEMV_ENV] = "0"
                 run(f"i8_q_{tag}", lambda i: chk(lib.xqc_qmatmul(w8[i], x.data_ptr(), y.data_ptr(), M, N, K,
                                                                  BF16, BF16, 0), "i8q"), n8)
                 run(f"i8_mm_{tag}", lambda i: chk(lib.xqc_matmul(xq.data_ptr(), wi8[i].data_ptr(), y.data_ptr(),

@@ -78,6 +78,7 @@ __attribute__((visibility("default"))) int xqc_init(const char* plugin_path) {
 
 // Canonical host arrays -> prepared weight. group 0 = per-channel.
 // act: 0 = W4A16 (bits 4), 2 = W8A8 dynamic per-token, 1 = static.
+// bits XQ_BITS_F8_E4M3 (3592): E4M3 codes with E4M3 activations (act 2).
 __attribute__((visibility("default"))) void* xqc_prepare(const int8_t* codes, const float* scales, const int8_t* zp,
                                                          int64_t N, int64_t K, int64_t group, int bits, int act,
                                                          float input_scale) {
@@ -95,7 +96,7 @@ __attribute__((visibility("default"))) void* xqc_prepare(const int8_t* codes, co
   q.zero_points = const_cast<int8_t*>(zp);
   q.scale_dtype = XQ_DTYPE_F32;
   q.act_scheme = static_cast<xq_act_scheme>(act);
-  q.act_bits = act ? 8 : 0;
+  q.act_bits = act ? (bits == XQ_BITS_F8_E4M3 ? XQ_BITS_F8_E4M3 : 8) : 0;
   q.input_scale = input_scale;
   xq_qweight* w = nullptr;
   if (g_vt->qweight_prepare(g_state, &q, &w) != XQ_OK) return nullptr;

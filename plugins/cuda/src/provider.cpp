@@ -7,6 +7,7 @@
 #include "moe_ops.hpp"
 
 #include "bf16_gemv.hpp"
+#include "w8a8_gemv.hpp"
 #include "decode_attention.hpp"
 #include "rope_kv.hpp"
 #include "decoder_ops.hpp"
@@ -546,6 +547,7 @@ void Provider::run_qmatmul_w8(const xq_op& op) {
   } else {
     XQ_CK(quantize_act(x.data, T, M, K, xq, DType::I8, nullptr, w.input_scale, stream_));
   }
+  if (run_w8a8_gemv(DType::I8, op, xq, sa, sa_const)) return;
   if (run_w8a8_cutlass(ScaledMM{DType::I8, Y, M, N, K, xq, w.w8, y.data, sa, sa_const, w.sw, 1.f}, op.src[2]))
     return;
   void* acc = s_acc_.get(static_cast<size_t>(M * N) * 4);
@@ -553,6 +555,36 @@ void Provider::run_qmatmul_w8(const xq_op& op) {
   DType bias_t = DType::F32;
   if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
   XQ_CK(scale_epilogue(acc, DType::I32, M, N, sa, sa_const, w.sw, 1.f, op.src[2].data, bias_t, y.data, Y, stream_));
+}
+
+bool Provider::run_w8a8_gemv(DType codes, const xq_op& op, const void* xq, const float* sa, float sa_const) {
+  const xq_qweight& w = *op.qweight;
+  W8Gemv g;
+  g.codes = codes;
+  g.xq = xq;
+  g.sa = sa;
+  g.sa_const = sa_const;
+  g.w = w.w8;
+  g.sw = w.sw;
+  if (present(op.src[2])) {
+    g.bias = op.src[2].data;
+    to_dtype(op.src[2].dtype, &g.bias_t);
+  }
+  g.M = leading(op.src[0]);
+  g.N = w.N;
+  g.K = w.K;
+  g.y = op.dst.data;
+  to_dtype(op.dst.dtype, &g.y_t);
+  if (!w8a8_gemv_fits(g, cc_major_, cc_minor_)) return false;
+  const int split = w8a8_gemv_split(), unroll = w8a8_gemv_unroll();
+  if (split == 0)
+    throw Error(XQ_ERR_INVALID_ARGUMENT,
+                format("cuda: XQUANT_CUDA_W8_GEMV_SPLIT=%s: expected 1, 2, 4 or 8", std::getenv("XQUANT_CUDA_W8_GEMV_SPLIT")));
+  if (unroll == 0)
+    throw Error(XQ_ERR_INVALID_ARGUMENT,
+                format("cuda: XQUANT_CUDA_W8_GEMV_UNROLL=%s: expected 4 or 8", std::getenv("XQUANT_CUDA_W8_GEMV_UNROLL")));
+  XQ_CK(w8a8_gemv(g, split, unroll, stream_));
+  return true;
 }
 
 void Provider::run_matmul(const xq_op& op) {
@@ -844,6 +876,7 @@ void Provider::run_qmatmul_fp8(const xq_op& op) {
   void* xq = s_x_.get(static_cast<size_t>(M * K));
   float* scales = static_cast<float*>(s_scale_.get(static_cast<size_t>(M + N) * 4));
   XQ_CK(quantize_act(x.data, T, M, K, xq, DType::F8E4M3, scales, 0.f, stream_));
+  if (run_w8a8_gemv(DType::F8E4M3, op, xq, scales, 1.f)) return;
   DType Y{};
   to_dtype(op.dst.dtype, &Y);
   if (run_w8a8_cutlass(ScaledMM{DType::F8E4M3, Y, M, N, K, xq, w.w8, op.dst.data, scales, 1.f, w.sw, 1.f},

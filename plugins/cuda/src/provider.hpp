@@ -155,6 +155,9 @@ class Provider : public xquant::sdk::PluginBase {
   // `bias` (any float type, or absent) converted to p.y_type for it; false:
   // the caller runs the cuBLASLt path.
   bool run_w8a8_cutlass(ScaledMM p, const xq_device_tensor& bias);
+  // The few-row kernel of w8a8_gemv.hpp on the quantized activation codes
+  // (decode at M <= 8) where it fits; false: the caller runs a GEMM route.
+  bool run_w8a8_gemv(DType codes, const xq_op& op, const void* xq, const float* sa, float sa_const);
   xq_qweight* prepare_fp8(const xq_quant_tensor& q, const std::vector<float>& row_scales);
   void run_matmul(const xq_op& op);
   void run_dequantize(const xq_op& op);

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common.cuh"
+#include "pdl.cuh"
 #include "vector_elementwise.hpp"
 
 namespace xqcuda {
@@ -109,6 +110,11 @@ template <typename T, int NV>
 __global__ void __launch_bounds__(kThreads) k_quantize_act16_regs(const T* __restrict__ x, int64_t K,
                                                                   void* __restrict__ q, bool fp8,
                                                                   float* __restrict__ scales, float static_scale) {
+  // PDL (pdl.cuh): launched early, this kernel waits for its producer before
+  // touching memory and lets its consumer (the few-row W8A8 kernel, which
+  // prefetches weights first) launch at once.
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t m = blockIdx.x;
   const uint4* xr = reinterpret_cast<const uint4*>(x + m * K);
   const int n8 = static_cast<int>(K / 8);
@@ -150,17 +156,19 @@ __global__ void __launch_bounds__(kThreads) k_quantize_act16_regs(const T* __res
   }
 }
 
-// The one-read kernel for rows of up to kThreads * 8 chunks of 8 (K <= 16384);
-// false for longer rows (the two-pass kernel takes them).
+// The one-read kernel for rows of up to kThreads * 8 chunks of 8 (K <= 16384),
+// its launch's status in *err; false for longer rows (the two-pass kernel
+// takes them).
 template <typename T>
 bool launch_quantize_act16_regs(const T* x, int64_t M, int64_t K, void* q, bool fp8, float* scales,
-                                float static_scale, cudaStream_t stream) {
+                                float static_scale, cudaStream_t stream, cudaError_t* err) {
   const int64_t chunks = (K / 8 + kThreads - 1) / kThreads;  // 16-byte chunks per thread
   const unsigned grid = static_cast<unsigned>(M);
-  if (chunks <= 1) k_quantize_act16_regs<T, 1><<<grid, kThreads, 0, stream>>>(x, K, q, fp8, scales, static_scale);
-  else if (chunks <= 2) k_quantize_act16_regs<T, 2><<<grid, kThreads, 0, stream>>>(x, K, q, fp8, scales, static_scale);
-  else if (chunks <= 4) k_quantize_act16_regs<T, 4><<<grid, kThreads, 0, stream>>>(x, K, q, fp8, scales, static_scale);
-  else if (chunks <= 8) k_quantize_act16_regs<T, 8><<<grid, kThreads, 0, stream>>>(x, K, q, fp8, scales, static_scale);
+  cudaError_t& e = *err;
+  if (chunks <= 1) e = launch_pdl(k_quantize_act16_regs<T, 1>, dim3(grid), dim3(kThreads), 0, stream, x, K, q, fp8, scales, static_scale);
+  else if (chunks <= 2) e = launch_pdl(k_quantize_act16_regs<T, 2>, dim3(grid), dim3(kThreads), 0, stream, x, K, q, fp8, scales, static_scale);
+  else if (chunks <= 4) e = launch_pdl(k_quantize_act16_regs<T, 4>, dim3(grid), dim3(kThreads), 0, stream, x, K, q, fp8, scales, static_scale);
+  else if (chunks <= 8) e = launch_pdl(k_quantize_act16_regs<T, 8>, dim3(grid), dim3(kThreads), 0, stream, x, K, q, fp8, scales, static_scale);
   else return false;
   return true;
 }
@@ -256,12 +264,13 @@ cudaError_t quantize_act(const void* x, DType in_type, int64_t M, int64_t K, voi
   if (K % 8 == 0 && aligned && (in_type == DType::BF16 || in_type == DType::F16)) {
     const bool fp8 = out_type == DType::F8E4M3;
     if (one_read_enabled()) {
+      cudaError_t err = cudaSuccess;
       const bool done = in_type == DType::BF16
                             ? launch_quantize_act16_regs(static_cast<const __nv_bfloat16*>(x), M, K, q, fp8, scales,
-                                                         static_scale, stream)
+                                                         static_scale, stream, &err)
                             : launch_quantize_act16_regs(static_cast<const __half*>(x), M, K, q, fp8, scales,
-                                                         static_scale, stream);
-      if (done) return cudaGetLastError();
+                                                         static_scale, stream, &err);
+      if (done) return err;
     }
     if (in_type == DType::BF16)
       k_quantize_act16<__nv_bfloat16><<<static_cast<unsigned>(M), kThreads, 0, stream>>>(

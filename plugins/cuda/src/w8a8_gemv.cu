@@ -1,0 +1,199 @@
+// w8a8_gemv.cu: the few-row W8A8 product of w8a8_gemv.hpp.
+#include "w8a8_gemv.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include "common.cuh"
+#include "pdl.cuh"
+
+namespace xqcuda {
+
+namespace {
+
+constexpr int kWarps = 8;      // warps per CTA
+constexpr int64_t kStep = 64;  // bytes of K per step: 4 lanes of a row x 16 bytes
+constexpr int kDefaultUnroll = 4;
+
+// One m16n8k32 tensor-core product, D = A.B + D (PTX ISA, "Warp-level matrix
+// multiply-accumulate instructions", mma.m16n8k32 with 8-bit inputs). Lane
+// (g = lane / 4, t = lane % 4) holds A's rows g and g + 8 at k = 4t..4t+3
+// (a[0], a[1]) and 16+4t..16+4t+3 (a[2], a[3]), B's column g at the same k
+// (b0, b1), and D's rows g, g + 8 at columns 2t, 2t + 1 (d[0..1], d[2..3]).
+__device__ __forceinline__ void mma_k32(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, int32_t (&d)[4]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_k32(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, float (&d)[4]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890  // e4m3 mma.sync: sm_89+ (w8a8_gemv_fits keeps FP8 on sm_90)
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// CTA: kWarps warps over kWarps / kSplit tiles of 16 weight rows; the kSplit
+// warps of a tile take its 64-byte K steps round robin and add up at the end.
+// kUnroll: the steps whose weight loads a lane has in flight at once (2 x 16
+// bytes each); 8 keeps 256 bytes a lane in flight and needs 2 CTAs an SM's
+// registers, 4 half that with 4 CTAs.
+//
+// The K order: lane (g, t) loads the 16 bytes at k0 = 64 s + 16 t of rows g
+// and g + 8 and of token g, and feeds bytes 0-7 to one mma and 8-15 to the
+// next, as fragment k = 4t..4t+3 (bytes 0-3, then 8-11) and 16+4t..16+4t+3
+// (bytes 4-7, then 12-15). A and B see the same permutation of the step's
+// 32 K positions, so each mma adds exactly the terms of those positions; the
+// rows are read with plain 16-byte loads, no repacked layout.
+//
+// Tokens m >= M are zero columns of B; rows past N do not exist (N % 16 == 0
+// makes a tile all in or all out), and a lane whose 16 bytes lie past K
+// (K % 16 == 0; K % 64 may not be) contributes zeros.
+//
+// PDL as bf16_gemv.cu: the weights are constants, so the first kUnroll steps'
+// loads go out before griddepcontrol.wait; the activation codes and their
+// scales (the quantization kernel's output) are read after it.
+template <int kSplit, int kUnroll, bool kFp8>
+__global__ void __launch_bounds__(kWarps * 32, kUnroll >= 8 ? 2 : 4)
+    w8a8_gemv_kernel(const uint8_t* __restrict__ x, const float* __restrict__ sa, float sa_const,
+                     const uint8_t* __restrict__ w, const float* __restrict__ sw, const void* __restrict__ bias,
+                     DType bias_t, int M, int64_t N, int64_t K, void* y, DType yt) {
+  using Acc = std::conditional_t<kFp8, float, int32_t>;
+  constexpr int kTiles = kWarps / kSplit;
+  pdl_launch_dependents();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int slice = warp % kSplit;
+  const int64_t row0 = (static_cast<int64_t>(blockIdx.x) * kTiles + warp / kSplit) * 16;
+  const bool rows_in = row0 < N;
+  const int64_t steps = (K + kStep - 1) / kStep;
+  const uint8_t* w_lo = w + (row0 + g) * K + t * 16;
+  const uint8_t* w_hi = w_lo + 8 * K;
+
+  uint4 lo[kUnroll], hi[kUnroll];
+  auto load = [&](int64_t s0) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t s = s0 + static_cast<int64_t>(u) * kSplit;
+      const bool in = rows_in && s < steps && s * kStep + t * 16 < K;
+      // Streamed once: evict first.
+      lo[u] = in ? __ldcs(reinterpret_cast<const uint4*>(w_lo + s * kStep)) : make_uint4(0, 0, 0, 0);
+      hi[u] = in ? __ldcs(reinterpret_cast<const uint4*>(w_hi + s * kStep)) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  load(slice);
+  pdl_wait();
+
+  const uint8_t* xg = x + static_cast<int64_t>(g) * K + t * 16;
+  const bool token_in = g < M;
+  Acc acc[4] = {};
+  for (int64_t s0 = slice; rows_in && s0 < steps; s0 += static_cast<int64_t>(kSplit) * kUnroll) {
+    if (s0 != slice) load(s0);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t s = s0 + static_cast<int64_t>(u) * kSplit;
+      if (s >= steps) break;  // the same for the whole warp: the mma needs every lane
+      const bool in = token_in && s * kStep + t * 16 < K;
+      const uint4 xv = in ? __ldg(reinterpret_cast<const uint4*>(xg + s * kStep)) : make_uint4(0, 0, 0, 0);
+      const uint32_t a0[4] = {lo[u].x, hi[u].x, lo[u].y, hi[u].y};
+      const uint32_t a1[4] = {lo[u].z, hi[u].z, lo[u].w, hi[u].w};
+      mma_k32(a0, xv.x, xv.y, acc);
+      mma_k32(a1, xv.z, xv.w, acc);
+    }
+  }
+
+  if constexpr (kSplit > 1) {
+    __shared__ Acc part[kWarps][4][32];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) part[warp][i][lane] = acc[i];
+    __syncthreads();
+    if (slice != 0) return;
+#pragma unroll
+    for (int p = 1; p < kSplit; ++p)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[i] += part[warp + p][i][lane];
+  }
+  if (!rows_in) return;
+  // (float(acc) * s_x) * s_w, then + bias, each step rounded on its own (the
+  // _rn intrinsics are never contracted into an FMA), so a host reference
+  // computes the same bits (tests/cuda/test_w8a8_gemv.cpp).
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int m = 2 * t + (i & 1);
+    if (m >= M) continue;
+    const int64_t n = row0 + g + (i >= 2 ? 8 : 0);
+    float r = __fmul_rn(__fmul_rn(static_cast<float>(acc[i]), sa ? sa[m] : sa_const), sw[n]);
+    if (bias) r = __fadd_rn(r, load_as_float(bias, bias_t, n));
+    store_from_float(y, yt, static_cast<int64_t>(m) * N + n, r);
+  }
+}
+
+template <int kSplit, int kUnroll, bool kFp8>
+cudaError_t launch(const W8Gemv& p, cudaStream_t stream) {
+  constexpr int64_t kTiles = kWarps / kSplit;
+  const int64_t ctas = (p.N / 16 + kTiles - 1) / kTiles;
+  return launch_pdl(w8a8_gemv_kernel<kSplit, kUnroll, kFp8>, dim3(static_cast<unsigned>(ctas)), dim3(kWarps * 32), 0, stream,
+                    static_cast<const uint8_t*>(p.xq), p.sa, p.sa_const, static_cast<const uint8_t*>(p.w), p.sw,
+                    p.bias, p.bias_t, static_cast<int>(p.M), p.N, p.K, p.y, p.y_t);
+}
+
+template <int kUnroll, bool kFp8>
+cudaError_t launch_split(const W8Gemv& p, int split, cudaStream_t stream) {
+  switch (split) {
+    case 1: return launch<1, kUnroll, kFp8>(p, stream);
+    case 2: return launch<2, kUnroll, kFp8>(p, stream);
+    case 4: return launch<4, kUnroll, kFp8>(p, stream);
+    case 8: return launch<8, kUnroll, kFp8>(p, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+template <bool kFp8>
+cudaError_t launch_unroll(const W8Gemv& p, int split, int unroll, cudaStream_t stream) {
+  return unroll == 8 ? launch_split<8, kFp8>(p, split, stream) : launch_split<4, kFp8>(p, split, stream);
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+bool w8a8_gemv_fits(const W8Gemv& p, int cc_major, int cc_minor) {
+  const char* e = std::getenv("XQUANT_CUDA_W8_GEMV");
+  if (e && std::strcmp(e, "0") == 0) return false;
+  const bool float_out = p.y_t == DType::F32 || p.y_t == DType::F16 || p.y_t == DType::BF16;
+  // FP8 needs the sm_89+ e4m3 mma.sync; of this build's cubins (sm_90a, sm_80:
+  // plugins/cuda/CMakeLists.txt) only sm_90a's has it: an sm_89 GPU runs the
+  // sm_80 one, so FP8 takes the GEMM route there.
+  const bool arch = p.codes == DType::I8 ? cc_major >= 8 : (p.codes == DType::F8E4M3 && cc_major == 9 && cc_minor == 0);
+  return arch && float_out && p.M >= 1 && p.M <= kW8GemvMaxRows && p.K > 0 && p.K % 16 == 0 && p.N > 0 &&
+         p.N % 16 == 0 && p.sw && aligned16(p.xq) && aligned16(p.w);
+}
+
+int w8a8_gemv_split() {
+  if (const char* e = std::getenv("XQUANT_CUDA_W8_GEMV_SPLIT")) {
+    const int s = std::atoi(e);
+    return s == 1 || s == 2 || s == 4 || s == 8 ? s : 0;
+  }
+  return kWarps;
+}
+
+int w8a8_gemv_unroll() {
+  if (const char* e = std::getenv("XQUANT_CUDA_W8_GEMV_UNROLL")) {
+    const int u = std::atoi(e);
+    return u == 4 || u == 8 ? u : 0;
+  }
+  return kDefaultUnroll;
+}
+
+cudaError_t w8a8_gemv(const W8Gemv& p, int split, int unroll, cudaStream_t stream) {
+  if (p.M < 1 || p.M > kW8GemvMaxRows || p.N % 16 != 0 || p.K % 16 != 0 || (unroll != 4 && unroll != 8))
+    return cudaErrorInvalidValue;
+  if (p.N == 0) return cudaSuccess;
+  return p.codes == DType::F8E4M3 ? launch_unroll<true>(p, split, unroll, stream)
+                                  : launch_unroll<false>(p, split, unroll, stream);
+}
+
+}  // namespace xqcuda
