@@ -48,6 +48,25 @@ def bench(fn, n_copies, reps=7, min_batch=20):
     return statistics.median(times)
 
 
+def copy_bandwidth(dev):
+    """Device-to-device copy rate on 1 GiB, bytes read + written per second, in TB/s."""
+    a = torch.empty(1 << 30, dtype=torch.uint8, device=dev)
+    b = torch.empty_like(a)
+    t = bench(lambda i: b.copy_(a), 1, reps=5, min_batch=5)
+    del a, b
+    return 2 * (1 << 30) / (t * 1e-6) / 1e12
+
+
+def write_results(out, stem, text, payload):
+    """Prints the markdown table and writes it to OUT/STEM.md, the payload to OUT/STEM.json."""
+    print("\n" + text, flush=True)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, stem + ".md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(out, stem + ".json"), "w") as f:
+        json.dump(payload, f, indent=1)
+
+
 class Shim:
     def __init__(self, shim_path, plugin_path):
         lib = ctypes.CDLL(shim_path)

@@ -26,7 +26,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cuda import BF16, F8, I8, Shim, bench, fmt, ncopies  # noqa: E402
+from bench_cuda import BF16, I8, Shim, bench, copy_bandwidth, fmt, ncopies, write_results  # noqa: E402
 
 GEMV_ENV = "XQUANT_CUDA_W8_GEMV"
 SPLIT_ENV = "XQUANT_CUDA_W8_GEMV_SPLIT"
@@ -50,10 +50,7 @@ def main():
     lib = shim.lib
     name = torch.cuda.get_device_name(0)
     print(f"device: {name}; torch {torch.__version__}; plugin: {shim.why}", flush=True)
-    a = torch.empty(1 << 30, dtype=torch.uint8, device=dev)
-    b = torch.empty_like(a)
-    copy_bw = 2 * (1 << 30) / (bench(lambda i: b.copy_(a), 1, reps=5, min_batch=5) * 1e-6) / 1e12
-    del a, b
+    copy_bw = copy_bandwidth(dev)
     print(f"copy bandwidth: {copy_bw:.2f} TB/s (read+write)", flush=True)
 
     rows = []
@@ -145,13 +142,8 @@ def main():
             f"{fmt(r['f8'])} ({x_(b, r['f8'])}, {pct(r['f8_copy_pct'])}) | {sp['f8']} | "
             f"{fmt(r['f8_u8'])} ({x_(b, r['f8_u8'])}) | "
             f"{fmt(r['f8_gemm'])} ({x_(b, r['f8_gemm'])}) | {r['diff_i8']:.1e} / {r['diff_f8']:.1e} |")
-    text = "\n".join(lines)
-    print("\n" + text, flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "w8_gemv.md"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(args.out, "w8_gemv.json"), "w") as f:
-        json.dump({"device": name, "torch": torch.__version__, "copy_TBps": copy_bw, "rows": rows}, f, indent=1)
+    write_results(args.out, "w8_gemv", "\n".join(lines),
+                  {"device": name, "torch": torch.__version__, "copy_TBps": copy_bw, "rows": rows})
 
 
 if __name__ == "__main__":
