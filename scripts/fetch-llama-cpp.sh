@@ -10,7 +10,8 @@
 #
 # Two builds of the same sources:
 # - the benchmark's (default, folder build/): every tool below at llama.cpp's
-#   own -O3, the speed baseline of bench/engine/llamacpp_compare.sh;
+#   own -O3, the speed baseline of bench/engine/llamacpp_compare.sh (without
+#   AMX on x86: below);
 # - the checks' (--checks, folder build-checks/): only what the interop checks
 #   run (llama-perplexity, llama-imatrix, llama-quantize, and the static
 #   libraries tests/interop/*.sh link their own drivers against), with the
@@ -43,10 +44,24 @@ root="$cache/llama-cpp/$version"
 bench_tools=(llama-completion llama-simple llama-perplexity llama-bench llama-tokenize llama-quantize llama-imatrix)
 check_tools=(llama-perplexity llama-imatrix llama-quantize)
 
+# llama.cpp's AMX matmul (ggml-cpu/amx, compiled in when -march=native
+# defines __AMX_INT8__) died with SIGSEGV in ggml_backend_amx_mul_mat on an
+# AMX Xeon VM (2026-12-04: llama-perplexity and tests/interop's greedy driver
+# on every quantized stories260K and SmolLM2 GGUF; F32 and F16 ran), so on
+# x86 both builds leave AMX out and llama.cpp runs its AVX-512 kernels there,
+# as our cpu provider does (it has no AMX path). The stamp file in a build
+# folder says it was configured so; a folder without it is configured again.
+amx_stamp=.xquant-no-amx
+no_amx=()
+if [[ "$(uname -m)" == x86_64 ]]; then
+  amx_off="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  no_amx=("-DCMAKE_C_FLAGS=$amx_off" "-DCMAKE_CXX_FLAGS=$amx_off")
+fi
+
 # built DIR TOOL...: DIR is a finished build of the patched sources with these tools.
 built() {
   local dir=$1 t; shift
-  [[ -f "$root/src/.xquant-log-flush" ]] || return 1
+  [[ -f "$root/src/.xquant-log-flush" && -f "$dir/$amx_stamp" ]] || return 1
   for t in "$@"; do [[ -x "$dir/bin/$t" ]] || return 1; done
 }
 
@@ -91,13 +106,15 @@ build_tools() {
   local dir=$1 flavour=$2 started=$SECONDS; shift 2
   local extra=()
   [[ "$flavour" == checks ]] && extra=("-DCMAKE_PROJECT_INCLUDE=$here/llama-cpp-checks.cmake")
+  [[ -f "$dir/CMakeCache.txt" && ! -f "$dir/$amx_stamp" ]] && rm -rf "$dir"  # configured before AMX was left out
   if [[ ! -f "$dir/CMakeCache.txt" ]]; then
     cmake -S "$root/src" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
       -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF \
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
       -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF \
-      -DGGML_OPENMP=ON "${extra[@]}" >"$dir.configure.log" 2>&1 \
+      -DGGML_OPENMP=ON "${no_amx[@]}" "${extra[@]}" >"$dir.configure.log" 2>&1 \
       || { tail -n 40 "$dir.configure.log" >&2; rm -rf "$dir"; exit 1; }
+    touch "$dir/$amx_stamp"
   fi
   if ! nice cmake --build "$dir" -j2 --target "$@" >"$dir.build.log" 2>&1; then
     tail -n 40 "$dir.build.log" >&2

@@ -251,6 +251,8 @@ int main(int argc, char** argv) try {
     xq_qweight* q4ki = k_quants ? prepare_blocks(12, "int8") : nullptr;
     xq_qweight* q4ks = k_quants ? prepare_blocks(12, "sgemm") : nullptr;
     xq_qweight* q6k = k_quants ? prepare_blocks(14, nullptr) : nullptr;
+    xq_qweight* q6ki = k_quants ? prepare_blocks(14, "int8") : nullptr;
+    xq_qweight* q6ks = k_quants ? prepare_blocks(14, "sgemm") : nullptr;
     cases.push_back({"f32 sgemm", [&] { matmul(wf.data(), N); }});
     cases.push_back({"deq+sgemm", [&] {
                        xq_op op = sdk::make_op(XQ_OP_DEQUANTIZE);
@@ -277,6 +279,8 @@ int main(int argc, char** argv) try {
       cases.push_back({"q4_k-int8", [&] { qmatmul(q4ki); }});
       cases.push_back({"q4_k-sgemm", [&] { qmatmul(q4ks); }});
       cases.push_back({"q6_k", [&] { qmatmul(q6k); }});
+      cases.push_back({"q6_k-int8", [&] { qmatmul(q6ki); }});
+      cases.push_back({"q6_k-sgemm", [&] { qmatmul(q6ks); }});
     }
     for (auto& c : cases) c.run();  // warm-up: scratch buffers, pages
     for (int r = 0; r < rounds; ++r)

@@ -381,15 +381,39 @@ TEST(GgufBlocksQMatmul, Q4_0AndQ8_0PrefillOnPanelsIsTheRowKernelsWithinRounding)
   }
 }
 
+// Integer activations with a 127 in every 32-column block, so their q8
+// quantization (per 32 or per 256 columns) is exact and what is left of a
+// GGUF product is float rounding.
+std::vector<float> exact_q8_activations(int64_t M, int64_t K) {
+  std::vector<float> x(static_cast<size_t>(M * K));
+  std::uniform_int_distribution<int> code(-127, 127), column(0, 31);
+  for (auto& v : x) v = static_cast<float>(code(rng));
+  for (int64_t i = 0; i < M * K; i += 32) x[static_cast<size_t>(i + column(rng))] = 127.0f;
+  return x;
+}
+
+// y [M, N] against the dequantized weights wf [N, K] in double, within 2e-5
+// of each product's magnitude: a code or sub-block out of place would be
+// off by the product's size.
+void expect_dequantized_product(const std::vector<float>& y, const std::vector<float>& wf, const std::vector<float>& x,
+                                int64_t M, int64_t N, int64_t K, const std::string& where) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double ref = 0, mag = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        ref += static_cast<double>(wf[n * K + k]) * x[m * K + k];
+        mag += std::fabs(static_cast<double>(wf[n * K + k]) * x[m * K + k]);
+      }
+      ASSERT_NEAR(y[m * N + n], ref, 2e-5 * mag + 1e-4) << where << " M=" << M << " m=" << m << " n=" << n;
+    }
+}
+
 // Q4_K prefill on the q8 panels (the codes moved into the packed INT4
 // order, d * sc per 32-column sub-block as its scale, dmin * m taken off
 // with the block's activation sum) against the dequantized weights in
-// double. The activations are integers with a 127 in every 32-column block,
-// so their q8 quantization is exact and what is left is float rounding; a
-// nibble or sub-block out of place would be off by the product's magnitude.
-// Parts of 13 and 9 rows (a panel across their boundary; on AVX2 the first
-// eight rows of each are rebuilt from decode's interleaved copy). Also which
-// path Q4_K takes by default.
+// double (exact_q8_activations). Parts of 13 and 9 rows (a panel across
+// their boundary; on AVX2 the first eight rows of each are rebuilt from
+// decode's interleaved copy). Also which path Q4_K takes by default.
 TEST(GgufBlocksQMatmul, Q4_KPrefillOnPanelsIsTheDequantizedProduct) {
   const int64_t K = 512, N = 22;
   const std::vector<Part> parts = {random_part(gguf::kQ4_K, 13, K), random_part(gguf::kQ4_K, 9, K)};
@@ -401,10 +425,7 @@ TEST(GgufBlocksQMatmul, Q4_KPrefillOnPanelsIsTheDequantizedProduct) {
     }
     ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
     for (int64_t M : {17, 40}) {
-      std::vector<float> x(static_cast<size_t>(M * K));
-      std::uniform_int_distribution<int> code(-127, 127), column(0, 31);
-      for (auto& v : x) v = static_cast<float>(code(rng));
-      for (int64_t i = 0; i < M * K; i += 32) x[static_cast<size_t>(i + column(rng))] = 127.0f;
+      const std::vector<float> x = exact_q8_activations(M, K);
       std::vector<float> panels, sgemm;
       {
         ScopedEnv p("XQUANT_CPU_PREFILL", "int8");
@@ -417,16 +438,43 @@ TEST(GgufBlocksQMatmul, Q4_KPrefillOnPanelsIsTheDequantizedProduct) {
       ASSERT_NE(panels, sgemm) << cpu::isa_name(isa) << ": the panel and SGEMM paths gave the same bits";
       // By default Q4_K takes the panels where INT4 codes do (AVX2, AVX-512).
       EXPECT_EQ(blocks_qmatmul(parts, K, x, M), isa == Isa::scalar ? sgemm : panels) << cpu::isa_name(isa);
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) {
-          double ref = 0, mag = 0;
-          for (int64_t k = 0; k < K; ++k) {
-            ref += static_cast<double>(wf[n * K + k]) * x[m * K + k];
-            mag += std::fabs(static_cast<double>(wf[n * K + k]) * x[m * K + k]);
-          }
-          ASSERT_NEAR(panels[m * N + n], ref, 2e-5 * mag + 1e-4)
-              << cpu::isa_name(isa) << " M=" << M << " m=" << m << " n=" << n;
-        }
+      expect_dequantized_product(panels, wf, x, M, N, K, cpu::isa_name(isa));
+    }
+  }
+}
+
+// Q6_K prefill on INT8 panels (panel_q6k: the six-bit codes, two 16-column
+// sub-block scales per 32-column block applied to the halves' integer dots,
+// d per super-block) against the dequantized weights in double, on the
+// scalar and AVX-512 tables, which have the kernel; AVX2's has none, so
+// XQUANT_CPU_PREFILL=int8 runs the Q6_K row kernels' integer dots there (also
+// checked). Parts of 13 and 9 rows, K = 768 (three super-blocks). Also which
+// path Q6_K takes by default.
+TEST(GgufBlocksQMatmul, Q6_KPrefillOnPanelsIsTheDequantizedProduct) {
+  const int64_t K = 768, N = 22;
+  const std::vector<Part> parts = {random_part(gguf::kQ6_K, 13, K), random_part(gguf::kQ6_K, 9, K)};
+  const std::vector<float> wf = dequantized(parts, K);
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (!cpu::cpu_has(isa)) {
+      std::printf("this CPU lacks %s: its Q6_K panel prefill not tested\n", cpu::isa_name(isa));
+      continue;
+    }
+    ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
+    for (int64_t M : {17, 40}) {
+      const std::vector<float> x = exact_q8_activations(M, K);
+      std::vector<float> int8, sgemm;
+      {
+        ScopedEnv p("XQUANT_CPU_PREFILL", "int8");
+        int8 = blocks_qmatmul(parts, K, x, M);
+      }
+      {
+        ScopedEnv p("XQUANT_CPU_PREFILL", "sgemm");
+        sgemm = blocks_qmatmul(parts, K, x, M);
+      }
+      ASSERT_NE(int8, sgemm) << cpu::isa_name(isa) << ": the integer and SGEMM paths gave the same bits";
+      // By default: the panels on AVX-512 (measured faster, qgemm_kernels_avx512.cpp), SGEMM elsewhere.
+      EXPECT_EQ(blocks_qmatmul(parts, K, x, M), isa == Isa::avx512 ? int8 : sgemm) << cpu::isa_name(isa);
+      expect_dequantized_product(int8, wf, x, M, N, K, cpu::isa_name(isa));
     }
   }
 }

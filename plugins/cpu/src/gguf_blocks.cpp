@@ -333,7 +333,7 @@ void run_blocks_qmatmul(const Host& host, const xq_op& op) {
   float* y = static_cast<float*>(op.dst.data);
   const float* bias = present(op.src[2]) ? static_cast<const float*>(op.src[2].data) : nullptr;
   if (M > q.gemv_max_rows && M >= kPanelMinActRows && w.panels) {
-    // Q4_0 / Q8_0 / Q4_K prefill on the q8 panels (blocks_prefill_panels says when).
+    // Q4_0 / Q8_0 / Q4_K / Q6_K prefill on the q8 panels (blocks_prefill_panels says when).
     const QuantizedRows a = quantize_rows(host, w, x, M, false);
     return qmatmul_blocks_panels(host, w, *w.panels, a.q, a.d32, a.sum32, M, y, bias);
   }

@@ -43,6 +43,19 @@
 //   AVX2 reads it, whose INT4 products sum in int16 and need bytes <= 15.
 //   nullptr in a table without it (then integer prefill takes the q8 tiles
 //   of qkernels.hpp).
+//
+// panel_q6k: GGUF Q6_K prefill on INT8 panels. Each 32-column block of a
+//   panel row holds the six-bit codes q (0..63, bytes as vpdpbusd reads
+//   them) of two 16-column sub-blocks h = 0, 1 with int8 scales psc[(2b + h)
+//   * kPanelRows + i] (block_q6_K's scales, as int32) and the super-block's
+//   d in ps[b * kPanelRows + i]. Per block: the exact int32 dots of each half
+//   with the activation row, less 32 times that half's code sum (sum16[j *
+//   2 * ldsa + 2b + h]), times the half's scale, added in int32 (|sum| <=
+//   2 * 16 * 32 * 128 * 128 = 2^24, so exact as a float too), then tot +=
+//   (ps * sa[j * ldsa + b]) * float(that): llama.cpp's
+//   ggml_vec_dot_q6_K_q8_K, with one activation scale per 32 columns as the
+//   other panels take instead of per 256. nullptr in a table without it
+//   (then Q6_K prefill is dequantize + SGEMM).
 #pragma once
 
 #include "qkernels.hpp"
@@ -82,6 +95,12 @@ struct QGemmKernels {
   // the panels measured faster than dequantize + SGEMM (qweight.cpp).
   bool q8_panels_by_default_int4 = false;
   bool q8_panels_by_default_int8 = false;
+  void (*panel_q6k)(const uint8_t* panel, const float* ps, const int32_t* psc, const int8_t* a, int64_t lda,
+                    const float* sa, int64_t ldsa, const int32_t* sum16, int64_t mt, int64_t nblk,
+                    float* out) = nullptr;
+  // XQUANT_CPU_PREFILL=auto takes panel_q6k for Q6_K weights (measured faster
+  // than dequantize + SGEMM).
+  bool q6k_panels_by_default = false;
 };
 
 // qgemm_kernels_scalar.cpp (also qgemm_kernels_of and the scalar panel

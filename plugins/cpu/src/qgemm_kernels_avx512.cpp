@@ -171,11 +171,71 @@ XQ_AVX512 void panel_q8(const uint8_t* panel, const float* ps, const float* pm, 
   }
 }
 
+// MT activation rows of the q8 kind against one Q6_K panel (panel_q6k of
+// qgemm_kernels.hpp): per block two int32 half dots (four vpdpbusd each),
+// each less 32 times its activation half sum, times its sub-block scale
+// (vpmulld), added, then scaled into the float total with a separate
+// multiply and add, as the scalar kernel.
+template <int MT>
+XQ_AVX512 void panel_rows_q6k(const uint8_t* panel, const float* ps, const int32_t* psc, const int8_t* a,
+                              int64_t lda, const float* sa, int64_t ldsa, const int32_t* sum16, int64_t nblk,
+                              float* out) {
+  static_assert(kPanelRows == 16, "one panel row per 32-bit lane of a 512-bit vector");
+  __m512 tot[MT];
+  for (int j = 0; j < MT; ++j) tot[j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nblk; ++b) {
+    __m512i dot[MT];
+    for (int j = 0; j < MT; ++j) dot[j] = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      __m512i acc[MT];
+      for (int j = 0; j < MT; ++j) acc[j] = _mm512_setzero_si512();
+      for (int64_t q = b * (kBlock / 4) + 4 * h; q < b * (kBlock / 4) + 4 * (h + 1); ++q) {
+        const __m512i wv = _mm512_loadu_si512(panel + q * kPanelRows * 4);
+        for (int j = 0; j < MT; ++j) {
+          int32_t word;
+          std::memcpy(&word, a + j * lda + q * 4, 4);
+          acc[j] = _mm512_dpbusd_epi32(acc[j], wv, _mm512_set1_epi32(word));
+        }
+      }
+      const __m512i sc = _mm512_loadu_si512(psc + (2 * b + h) * kPanelRows);
+      for (int j = 0; j < MT; ++j) {
+        const __m512i half = _mm512_sub_epi32(acc[j], _mm512_set1_epi32(32 * sum16[j * 2 * ldsa + 2 * b + h]));
+        dot[j] = _mm512_add_epi32(dot[j], _mm512_mullo_epi32(sc, half));
+      }
+    }
+    const __m512 sv = _mm512_loadu_ps(ps + b * kPanelRows);
+    for (int j = 0; j < MT; ++j) {
+      const __m512 scale = _mm512_mul_ps(sv, _mm512_set1_ps(sa[j * ldsa + b]));
+      tot[j] = _mm512_add_ps(tot[j], _mm512_mul_ps(scale, _mm512_cvtepi32_ps(dot[j])));
+    }
+  }
+  for (int j = 0; j < MT; ++j) _mm512_storeu_ps(out + j * kPanelRows, tot[j]);
+}
+
+XQ_AVX512 void panel_q6k(const uint8_t* panel, const float* ps, const int32_t* psc, const int8_t* a, int64_t lda,
+                         const float* sa, int64_t ldsa, const int32_t* sum16, int64_t mt, int64_t nblk, float* out) {
+  static_assert(kPanelActRows == 8, "panel_q6k dispatches 1..8 activation rows");
+  switch (mt) {
+    case 1: return panel_rows_q6k<1>(panel, ps, psc, a, lda, sa, ldsa, sum16, nblk, out);
+    case 2: return panel_rows_q6k<2>(panel, ps, psc, a, lda, sa, ldsa, sum16, nblk, out);
+    case 3: return panel_rows_q6k<3>(panel, ps, psc, a, lda, sa, ldsa, sum16, nblk, out);
+    case 4: return panel_rows_q6k<4>(panel, ps, psc, a, lda, sa, ldsa, sum16, nblk, out);
+    case 5: return panel_rows_q6k<5>(panel, ps, psc, a, lda, sa, ldsa, sum16, nblk, out);
+    case 6: return panel_rows_q6k<6>(panel, ps, psc, a, lda, sa, ldsa, sum16, nblk, out);
+    case 7: return panel_rows_q6k<7>(panel, ps, psc, a, lda, sa, ldsa, sum16, nblk, out);
+    default: return panel_rows_q6k<8>(panel, ps, psc, a, lda, sa, ldsa, sum16, nblk, out);
+  }
+}
+
 }  // namespace
 
 // Integer prefill by default for both code widths: W4A16 1.86 / 1.90x F32
 // and W8A16 2.48 / 2.16x at 1 / 2 threads on Qwen2.5-1.5B shapes, against
 // SGEMM's <= 1.0x (bench_qgemm, docs/engine.md).
-const QGemmKernels kAvx512QGemmKernels{"avx512", &pack_panel_i8, &dequant_rows, &panel_i8, true, &panel_q8, true, true};
+// GGUF Q6_K too (panel_q6k): 1.20-1.41x F32 where its dequantize + SGEMM gave
+// 0.90-0.99x (bench_qgemm, Qwen2.5-1.5B shapes, 1 / 2 threads, the Intel
+// Xeon of session twenty-six; docs/engine.md "GGUF Q6_K prefill on INT8 panels").
+const QGemmKernels kAvx512QGemmKernels{"avx512", &pack_panel_i8, &dequant_rows, &panel_i8, true, &panel_q8, true, true,
+                                        &panel_q6k, true};
 
 }  // namespace xquant::cpu

@@ -62,6 +62,26 @@ void panel_q8(const uint8_t* panel, const float* ps, const float* pm, const floa
     }
 }
 
+void panel_q6k(const uint8_t* panel, const float* ps, const int32_t* psc, const int8_t* a, int64_t lda,
+               const float* sa, int64_t ldsa, const int32_t* sum16, int64_t mt, int64_t nblk, float* out) {
+  for (int64_t j = 0; j < mt; ++j)
+    for (int64_t i = 0; i < kPanelRows; ++i) {
+      float tot = 0.0f;
+      for (int64_t b = 0; b < nblk; ++b) {
+        int32_t d = 0;
+        for (int h = 0; h < 2; ++h) {
+          int32_t half = 0;
+          for (int64_t p = b * kBlock + 16 * h; p < b * kBlock + 16 * (h + 1); ++p)
+            half += panel[(p / 4 * kPanelRows + i) * 4 + p % 4] * a[j * lda + p];
+          half -= 32 * sum16[j * 2 * ldsa + 2 * b + h];
+          d += psc[(2 * b + h) * kPanelRows + i] * half;
+        }
+        tot += ps[b * kPanelRows + i] * sa[j * ldsa + b] * static_cast<float>(d);
+      }
+      out[j * kPanelRows + i] = tot;
+    }
+}
+
 }  // namespace
 
 void pack_panel_i8_scalar(const uint8_t* codes, int64_t row_bytes, bool int4, const float* s, int64_t G, int64_t Kp,
@@ -77,7 +97,8 @@ void pack_panel_i8_scalar(const uint8_t* codes, int64_t row_bytes, bool int4, co
   }
 }
 
-const QGemmKernels kScalarQGemmKernels{"scalar", &pack_panel_i8_scalar, &dequant_rows, &panel_i8, true, &panel_q8};
+const QGemmKernels kScalarQGemmKernels{"scalar", &pack_panel_i8_scalar, &dequant_rows, &panel_i8, true, &panel_q8,
+                                        false, false, &panel_q6k, false};
 
 const QGemmKernels& qgemm_kernels_of(Isa isa) {
   switch (isa) {
