@@ -408,55 +408,21 @@ void expect_dequantized_product(const std::vector<float>& y, const std::vector<f
     }
 }
 
-// Q4_K prefill on the q8 panels (the codes moved into the packed INT4
-// order, d * sc per 32-column sub-block as its scale, dmin * m taken off
-// with the block's activation sum) against the dequantized weights in
-// double (exact_q8_activations). Parts of 13 and 9 rows (a panel across
-// their boundary; on AVX2 the first eight rows of each are rebuilt from
-// decode's interleaved copy). Also which path Q4_K takes by default.
-TEST(GgufBlocksQMatmul, Q4_KPrefillOnPanelsIsTheDequantizedProduct) {
-  const int64_t K = 512, N = 22;
-  const std::vector<Part> parts = {random_part(gguf::kQ4_K, 13, K), random_part(gguf::kQ4_K, 9, K)};
+// A K-quant weight's prefill with XQUANT_CPU_PREFILL=int8 (its panels, or on a
+// table without them its integer row kernels) against the dequantized weights
+// in double (exact_q8_activations), on every ISA the CPU has; and that the
+// default path gives the int8 bits where panels_by_default(isa) says so, the
+// SGEMM bits elsewhere. Parts of 13 and 9 rows (a panel across their
+// boundary; on AVX2 and AVX-512 the first eight rows of each are rebuilt
+// from decode's interleaved copy).
+void check_k_quant_prefill(uint32_t type, int64_t K, bool (*panels_by_default)(Isa)) {
+  const int64_t N = 22;
+  const std::vector<Part> parts = {random_part(type, 13, K), random_part(type, 9, K)};
   const std::vector<float> wf = dequantized(parts, K);
+  const std::string name = gguf::type_info(type)->name;
   for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
     if (!cpu::cpu_has(isa)) {
-      std::printf("this CPU lacks %s: its Q4_K panel prefill not tested\n", cpu::isa_name(isa));
-      continue;
-    }
-    ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
-    for (int64_t M : {17, 40}) {
-      const std::vector<float> x = exact_q8_activations(M, K);
-      std::vector<float> panels, sgemm;
-      {
-        ScopedEnv p("XQUANT_CPU_PREFILL", "int8");
-        panels = blocks_qmatmul(parts, K, x, M);
-      }
-      {
-        ScopedEnv p("XQUANT_CPU_PREFILL", "sgemm");
-        sgemm = blocks_qmatmul(parts, K, x, M);
-      }
-      ASSERT_NE(panels, sgemm) << cpu::isa_name(isa) << ": the panel and SGEMM paths gave the same bits";
-      // By default Q4_K takes the panels where INT4 codes do (AVX2, AVX-512).
-      EXPECT_EQ(blocks_qmatmul(parts, K, x, M), isa == Isa::scalar ? sgemm : panels) << cpu::isa_name(isa);
-      expect_dequantized_product(panels, wf, x, M, N, K, cpu::isa_name(isa));
-    }
-  }
-}
-
-// Q6_K prefill on INT8 panels (panel_q6k: the six-bit codes, two 16-column
-// sub-block scales per 32-column block applied to the halves' integer dots,
-// d per super-block) against the dequantized weights in double, on the
-// scalar and AVX-512 tables, which have the kernel; AVX2's has none, so
-// XQUANT_CPU_PREFILL=int8 runs the Q6_K row kernels' integer dots there (also
-// checked). Parts of 13 and 9 rows, K = 768 (three super-blocks). Also which
-// path Q6_K takes by default.
-TEST(GgufBlocksQMatmul, Q6_KPrefillOnPanelsIsTheDequantizedProduct) {
-  const int64_t K = 768, N = 22;
-  const std::vector<Part> parts = {random_part(gguf::kQ6_K, 13, K), random_part(gguf::kQ6_K, 9, K)};
-  const std::vector<float> wf = dequantized(parts, K);
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
-    if (!cpu::cpu_has(isa)) {
-      std::printf("this CPU lacks %s: its Q6_K panel prefill not tested\n", cpu::isa_name(isa));
+      std::printf("this CPU lacks %s: its %s prefill not tested\n", cpu::isa_name(isa), name.c_str());
       continue;
     }
     ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
@@ -471,12 +437,31 @@ TEST(GgufBlocksQMatmul, Q6_KPrefillOnPanelsIsTheDequantizedProduct) {
         ScopedEnv p("XQUANT_CPU_PREFILL", "sgemm");
         sgemm = blocks_qmatmul(parts, K, x, M);
       }
-      ASSERT_NE(int8, sgemm) << cpu::isa_name(isa) << ": the integer and SGEMM paths gave the same bits";
-      // By default: the panels on AVX-512 (measured faster, qgemm_kernels_avx512.cpp), SGEMM elsewhere.
-      EXPECT_EQ(blocks_qmatmul(parts, K, x, M), isa == Isa::avx512 ? int8 : sgemm) << cpu::isa_name(isa);
-      expect_dequantized_product(int8, wf, x, M, N, K, cpu::isa_name(isa));
+      const std::string where = name + " " + cpu::isa_name(isa);
+      ASSERT_NE(int8, sgemm) << where << ": the integer and SGEMM paths gave the same bits";
+      EXPECT_EQ(blocks_qmatmul(parts, K, x, M), panels_by_default(isa) ? int8 : sgemm) << where << ": default path";
+      expect_dequantized_product(int8, wf, x, M, N, K, where);
     }
   }
+}
+
+// Q4_K prefill on the q8 panels (the codes moved into the packed INT4
+// order, d * sc per 32-column sub-block as its scale, dmin * m taken off
+// with the block's activation sum). By default Q4_K takes the panels where
+// INT4 codes do (AVX2, AVX-512).
+TEST(GgufBlocksQMatmul, Q4_KPrefillOnPanelsIsTheDequantizedProduct) {
+  check_k_quant_prefill(gguf::kQ4_K, 512, [](Isa isa) { return isa != Isa::scalar; });
+}
+
+// Q6_K prefill on INT8 panels (panel_q6k: the six-bit codes, two 16-column
+// sub-block scales per 32-column block applied to the halves' integer dots,
+// d per super-block) on the scalar and AVX-512 tables, which have the
+// kernel; AVX2's has none, so XQUANT_CPU_PREFILL=int8 runs the Q6_K row
+// kernels' integer dots there (checked the same way). K = 768, three
+// super-blocks. By default the panels on AVX-512 (measured faster,
+// qgemm_kernels_avx512.cpp), SGEMM elsewhere.
+TEST(GgufBlocksQMatmul, Q6_KPrefillOnPanelsIsTheDequantizedProduct) {
+  check_k_quant_prefill(gguf::kQ6_K, 768, [](Isa isa) { return isa == Isa::avx512; });
 }
 
 // Which prefill GGUF blocks take by default (XQUANT_CPU_PREFILL unset): on
