@@ -52,7 +52,7 @@ struct W8Weight {
   std::vector<float> scales;
   float input_scale = 0.02f;
   xq_qweight* qw = nullptr;
-  W8Weight(const W8GemvCase& c) {
+  explicit W8Weight(const W8GemvCase& c) {
     codes.resize(c.N * c.K);
     for (auto& v : codes)
       v = c.fp8 ? static_cast<int8_t>(xquant::sdk::f32_to_e4m3(uniform(-448.f, 448.f) * uniform(0.f, 1.f)))
