@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_ATTN, GPUENG_ATTN_KERNELS, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W4A8 and GPUENG_AB add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_ATTN, GPUENG_ATTN_KERNELS, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W8GEMV, GPUENG_W4A8 and GPUENG_AB add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}

@@ -161,7 +161,7 @@ skipped+=("GPU fused W8A8 INT8 MoE (scripts/gpu-moe-w8a8.sh: its GPU tests, benc
 skipped+=("GPU W4A16 on Hopper, CUTLASS wgmma vs the mma.sync path vs torch (scripts/gpu-w4-hopper.sh: its GPU tests, bench/cuda/bench_w4_hopper.py, ncu at M=64): GPU machine only; GPUENG_KERNELS=1 scripts/gpu-engine-check.sh runs it (about 50 s on an H200)")
 skipped+=("GPU W4A8-FP8 on Hopper, INT4 x E4M3 CUTLASS GEMM vs W4A16 vs torch bf16 (scripts/gpu-w4a8.sh: its GPU tests, bench/cuda/bench_w4a8.py at M = 1..4096 on four shapes): GPU machine only; GPUENG_W4A8=1 scripts/gpu-engine-check.sh runs it (18 s on an H200)")
 skipped+=("GPU W4A16 GEMVs for M <= 8 (split v1/v2, streaming v3, TMA-ring v4: the default at M <= 4 on sm_90) vs the fused GEMM vs torch (scripts/gpu-w4-gemv.sh: Cuda/W4A16Gemv and W4A16 tests, bench/cuda/bench_w4_gemv.py at M = 1..8, fused/v1/v2/v3/v4 table): GPU machine only; GPUENG_W4GEMV=1 scripts/gpu-engine-check.sh runs it (not timed alone on an H200)")
-skipped+=("GPU W8A8 few-row kernel for decode batches, INT8 and FP8 (scripts/gpu-w8-gemv.sh: its GPU tests and the W8A8 suites, bench/cuda/bench_w8_gemv.py at M = 1..8 against the GEMM route and torch bf16): GPU machine only; GPUENG_W8GEMV=1 scripts/gpu-engine-check.sh runs it")
+skipped+=("GPU W8A8 few-row kernel for decode batches, INT8 and FP8 (scripts/gpu-w8-gemv.sh: its GPU tests and the W8A8 suites, bench/cuda/bench_w8_gemv.py at M = 1..8 against the GEMM route and torch bf16, then an engine A/B where the decode bench made W8A8 models): GPU machine only; GPUENG_W8GEMV=1 scripts/gpu-engine-check.sh runs it (not timed alone on an H200)")
 timed "installed-SDK checks" ./scripts/test-sdk.sh
 
 # Interop with the real compressed-tensors package, when the machine has the
