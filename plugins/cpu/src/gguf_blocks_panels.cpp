@@ -126,15 +126,14 @@ const QGemmKernels* blocks_prefill_panels(const BlockWeight& w, PrefillMode mode
   if (!k.panel_q8 || w.parts.empty() || w.cols % 32) return nullptr;
   if (mode == PrefillMode::sgemm) return nullptr;
   const uint32_t type = w.parts.front().type;
-  // auto: Q4_0 and Q4_K, where the table takes INT4 panels by default. Q8_0
-  // blocks are also what the engine makes of a
-  // quantized model's embedding / lm_head tables (engine/compact_tables.cpp),
-  // and int8 activations on top of that requantized lm_head moved stories260K
+  // auto: Q4_0 and Q4_K where the table takes INT4 panels by default, Q6_K
+  // where it has panel_q6k and q6k_panels_by_default (measured faster than
+  // SGEMM). Q8_0 blocks are also what the engine makes of a quantized model's
+  // embedding / lm_head tables (engine/compact_tables.cpp), and int8
+  // activations on top of that requantized lm_head moved stories260K
   // perplexity beyond 0.5% of llama.cpp's on the same files
-  // (tests/interop/llamacpp_interop.py: Q4_1 file 0.55%, Q6_K file 0.99%);
-  // XQUANT_CPU_PREFILL=int8 takes Q8_0 weights too.
-  // Q6_K: where the table has panel_q6k (by default where it measured
-  // faster than SGEMM).
+  // (tests/interop/llamacpp_interop.py: Q4_1 file 0.55%, Q6_K file 0.99%):
+  // only XQUANT_CPU_PREFILL=int8 takes Q8_0 weights.
   const bool int4_type = type == gguf::kQ4_0 || type == gguf::kQ4_K;
   if (type == gguf::kQ6_K) {
     if (!k.panel_q6k || w.cols % 256 || (mode == PrefillMode::automatic && !k.q6k_panels_by_default)) return nullptr;
@@ -158,8 +157,9 @@ void qmatmul_blocks_panels(const sdk::Host& host, const BlockWeight& w, const QG
   thread_local std::vector<int32_t> bsum_buf;
   int64_t* bb = grown(bb_buf, nblk + 1);
   std::iota(bb, bb + nblk + 1, int64_t{0});  // one group per block
-  int32_t* bsum = grown(bsum_buf, M * nblk);
-  for (int64_t i = 0; i < M * nblk; ++i) bsum[i] = sum32[i];
+  // panel_q8's block code sums (panel_q6k takes the half-block ones below).
+  int32_t* bsum = q6_k ? nullptr : grown(bsum_buf, M * nblk);
+  for (int64_t i = 0; bsum && i < M * nblk; ++i) bsum[i] = sum32[i];
   // Q4_K: each activation block's d32 * (sum of its codes), the factor of
   // the sub-block mins, once per call rather than per panel.
   thread_local std::vector<float> am_buf;
@@ -200,6 +200,7 @@ void qmatmul_blocks_panels(const sdk::Host& host, const BlockWeight& w, const QG
   // Q4_0's panels hold u = code + 8, Q8_0's code + 128: the kernel takes the
   // offset times the block's activation sum off each exact block dot. Q4_K's
   // hold its unsigned codes (w = scale * u - min): no offset, the mins.
+  // Q6_K's hold q = code + 32, which panel_q6k takes off per half block.
   const int32_t offset = k_quant ? 0 : int8 ? 128 : 8;
   auto multiply = [&](const uint8_t* panel, const float* ps, int64_t m0, int64_t mt, float* acc) {
     if (q6_k)

@@ -45,8 +45,8 @@ struct BlockWeight {
   bool k_quants = false;  // some part runs a K-quant kernel (needs the 256-column activation blocks)
   uint64_t bytes = 0;
   uint64_t max_row_bytes = 0;  // the longest part row (scratch for rows rebuilt from a copy)
-  // Q4_0-, Q8_0- or Q4_K-only weights: the table whose q8 panels run prefill
-  // (gguf_blocks_panels.hpp), or null.
+  // Q4_0-, Q8_0-, Q4_K- or Q6_K-only weights: the table whose panels run
+  // prefill (gguf_blocks_panels.hpp), or null.
   const QGemmKernels* panels = nullptr;
   const char* kernels_name = "";
   const char* layout = "";
