@@ -11,7 +11,9 @@
 //   bench_gemv_rows [--mb 256] [--rounds 5] [--shapes KxN,...]
 //     INT4 g128 in the cpu provider's layout (qgemv_rows.hpp's one-row
 //     kernels, qgemv_rows8.hpp's eight-row ones on the stored rows and on
-//     the interleaved copy), INT8 per-channel (the one-row kernels), GGUF Q4_0 and Q8_0
+//     the interleaved copy), INT8 per-channel (the one-row kernels and AVX-512's
+//     eight-row one on its copy, weight-only and W8A8), GGUF Q4_0 and Q8_0 (Q8_0 also
+//     eight rows at a time on its copy)
 //     (gguf_gemv_rows.hpp), every ISA the CPU has; GGUF Q4_K and Q6_K (K a
 //     multiple of 256) one row at a time (AVX2) and on their interleaved
 //     copies (AVX2 and AVX-512);
@@ -105,7 +107,8 @@ void run_entries(const char* what, std::vector<Entry>& entries, double bytes, in
 // INT4 g128 or INT8 per-channel rows in the cpu provider's layout
 // (qkernels.hpp; what RTN W4A16 g128 and W8A16 produce): copies of an N x K
 // weight until `mb` is filled. INT4 runs the one-row and both eight-row
-// kernels, INT8 the one-row kernels (the only ones it has).
+// kernels, INT8 the one-row kernels and AVX-512's eight-row one on its copy,
+// then W8A8's decode (one activation scale per token) both ways.
 void bench_int(const Shape& s, bool int4, int64_t mb, int rounds, std::mt19937& rng) {
   const int64_t nblk = (s.K + 31) / 32, group_blocks = int4 ? 4 : nblk, G = (nblk + group_blocks - 1) / group_blocks;
   const int64_t row_bytes = nblk * (int4 ? 16 : 32);
@@ -134,14 +137,17 @@ void bench_int(const Shape& s, bool int4, int64_t mb, int rounds, std::mt19937& 
   acts.reserve(6);
   // The interleaved copies (qgemv_rows8.hpp), made once as the provider does at prepare time.
   std::vector<cpu::Rows8Copy> copies8;
-  for (int64_t c = 0; int4 && c < copies; ++c)
-    copies8.push_back(cpu::interleave_rows8(codes[c].data(), row_bytes, reinterpret_cast<const float*>(scales[c].data()),
-                                            s.N, G, nblk));
+  for (int64_t c = 0; c < copies; ++c) {
+    const float* sc = reinterpret_cast<const float*>(scales[c].data());
+    copies8.push_back(int4 ? cpu::interleave_rows8(codes[c].data(), row_bytes, sc, s.N, G, nblk)
+                           : cpu::interleave_int8_rows8(codes[c].data(), row_bytes, sc, s.N, G, nblk));
+  }
   using cpu::Rows8Mode;
   for (Isa isa : {Isa::avx512, Isa::avx2}) {
     if (!cpu::cpu_has(isa)) continue;
     for (Rows8Mode mode : {Rows8Mode::off, Rows8Mode::transpose, Rows8Mode::interleaved}) {
-      if (!int4 && mode != Rows8Mode::off) continue;
+      // INT8: the one-row kernels, and AVX-512's eight-row one on its copy.
+      if (!int4 && !(mode == Rows8Mode::off || (mode == Rows8Mode::interleaved && isa == Isa::avx512))) continue;
       const cpu::GemvRowsKernels& t = cpu::gemv_rows_table(isa, mode);
       acts.push_back(cpu::quantize_acts(t, int4, x.data(), nblk, bb.data(), G, false, bufs[acts.size()]));
       const cpu::QuantizedActs* a = &acts.back();
@@ -157,6 +163,32 @@ void bench_int(const Shape& s, bool int4, int64_t mb, int rounds, std::mt19937& 
                            }
                          }});
     }
+  }
+  // W8A8 decode (one activation scale per token): dot8_i8 row by row, as the
+  // provider runs it without a copy, against the eight-row kernel on the copy.
+  std::vector<int8_t> q8(static_cast<size_t>(nblk * 32));
+  std::vector<int32_t> qsum(static_cast<size_t>(G));
+  if (!int4) {
+    for (size_t i = 0; i < q8.size(); ++i) q8[i] = static_cast<int8_t>(static_cast<int>(x[i] * 127.0f));
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t i = bb[g] * 32; i < bb[g + 1] * 32; ++i) qsum[g] += q8[i];
+  }
+  for (Isa isa : {Isa::avx512, Isa::avx2}) {
+    if (int4 || !cpu::cpu_has(isa)) continue;
+    const cpu::QKernels& k = cpu::kernels_of(isa);
+    entries.push_back({std::string(k.name) + " w8a8 per-row", [&, dot8 = k.dot8_i8_a127] {
+                         for (int64_t c = 0; c < copies; ++c)
+                           for (int64_t n = 0; n < s.N; ++n)
+                             y[n] = dot8(reinterpret_cast<const int8_t*>(codes[c].data() + n * row_bytes), q8.data(),
+                                         bb.data(), G, reinterpret_cast<const float*>(scales[c].data()) + n * G);
+                       }});
+    if (isa == Isa::avx512)
+      entries.push_back({"avx512 w8a8 rows8i", [&] {
+                           for (int64_t c = 0; c < copies; ++c)
+                             cpu::w8a8_rows8_interleaved_avx512(copies8[c].codes.data(), copies8[c].scales.data(),
+                                                                bb.data(), G, q8.data(), nblk * 32, qsum.data(), 1, 0,
+                                                                s.N / 8, y.data(), s.N);
+                         }});
   }
   char what[128];
   std::snprintf(what, sizeof what, "%s cpu.int-blocks, K %lld x N %lld, %lld copies", int4 ? "INT4 g128" : "INT8 channel",
@@ -263,7 +295,17 @@ void bench_q4_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
 // row-range kernels (gguf_gemv_rows.hpp).
 void bench_q8_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
   LegacyBlockBench b(s, 34, mb, rng);
-  if (cpu::cpu_has(Isa::avx512)) b.add("avx512 one-row", cpu::block_rows_kernel(Isa::avx512, 8, false));
+  std::vector<cpu::Q4_0Rows8Copy> copies8;  // made once, as the provider does at prepare time
+  for (const auto& m : b.w) copies8.push_back(cpu::interleave_q8_0_rows8(m.data(), b.row_bytes, s.N, b.nb));
+  if (cpu::cpu_has(Isa::avx512)) {
+    b.add("avx512 one-row", cpu::block_rows_kernel(Isa::avx512, 8, false));
+    cpu::BlockRows8Kernel k = cpu::block_rows8_kernel(Isa::avx512, 8);
+    b.entries.push_back({"avx512 rows8i", [&b, &copies8, k] {
+                           for (size_t c = 0; c < b.w.size(); ++c)
+                             k(b.w[c].data(), b.row_bytes, copies8[c].codes.data(), copies8[c].scales.data(), 0,
+                               b.s.N, b.a, b.nb, b.y.data(), nullptr);
+                         }});
+  }
   if (cpu::cpu_has(Isa::avx2)) {
     b.add_per_row("avx2 per-row", cpu::kAvx2BlockKernels.q8_0);
     if (cpu::BlockRowsKernel k = cpu::block_rows_kernel(Isa::avx2, 8, false)) b.add("avx2 row-range", k);

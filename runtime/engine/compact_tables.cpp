@@ -152,9 +152,15 @@ void Model::for_table_parts(const TensorEntry& t, const std::function<void(int64
   release_source(t);
 }
 
+// The bytes of a [rows, cols] table as Q8_0 blocks (cols a whole number of blocks).
+static uint64_t q8_0_bytes(const TensorEntry& t) {
+  return static_cast<uint64_t>(t.shape[0]) * static_cast<uint64_t>(t.shape[1] / kQ8Block * kQ8Bytes);
+}
+
 // The table's rows as Q8_0 blocks in `store`, prepared by the provider;
 // null (store cleared) when the provider does not run them or cols is not a
-// whole number of blocks.
+// whole number of blocks; store is also cleared when the provider holds its
+// own copy of the blocks (Kernels::borrows).
 xq_qweight* Model::q8_0_table(const TensorEntry& t, std::vector<uint8_t>& store) {
   const int64_t rows = t.shape[0], cols = t.shape[1];
   if (cols % kQ8Block != 0) return nullptr;
@@ -172,6 +178,7 @@ xq_qweight* Model::q8_0_table(const TensorEntry& t, std::vector<uint8_t>& store)
   b.cols = cols;
   b.row_bytes = row_bytes;
   b.data = store.data();
+  b.flags = XQ_BLOCKS_DISPOSABLE;  // ours alone: a provider that copies it may drop the pages it copied
   xq_qweight* q = kernels_->prepare_blocks({b}, t.name);
   if (!q) {
     // The provider runs no Q8_0 blocks: the table is read again as before
@@ -180,6 +187,9 @@ xq_qweight* Model::q8_0_table(const TensorEntry& t, std::vector<uint8_t>& store)
     return nullptr;
   }
   logger().debug("'{}': {} table held as Q8_0 blocks ({} bytes)", t.name, dtype_name(t.dtype), store.size());
+  // A provider that keeps its own copy of the blocks (the cpu provider's
+  // interleaved decode copy, qgemv_rows8.hpp) no longer reads ours.
+  if (!kernels_->borrows(q)) store = {};
   return q;
 }
 
@@ -234,7 +244,7 @@ bool Model::compact_embedding(const TensorEntry& et) {
          kernels_->name(), checkpoint_->path().string());
   }
   embed_q_ = q;
-  embed_bytes_ = embed_blocks_.size();
+  embed_bytes_ = q8_0_bytes(et);
   return true;
 }
 
@@ -255,7 +265,7 @@ bool Model::compact_lm_head(const LinearDesc& d) {
       return false;
     }
     lw.layout = kernels_->layout(lw.q);
-    lw.bytes = lm_head_blocks_.size();
+    lw.bytes = q8_0_bytes(*te);
   } else {
     // As stored: a BF16 or F16 tensor kept in its own dtype (exact); the
     // bf16 form rounds F32 and F16.

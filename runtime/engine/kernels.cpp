@@ -168,6 +168,12 @@ void Kernels::release(xq_qweight* w) const {
   if (w) plugin_->kernel().qweight_release(plugin_->state, w);
 }
 
+bool Kernels::borrows(const xq_qweight* w) const {
+  const xq_kernel_vtable& vt = plugin_->kernel();
+  if (!w || !XQ_HAS_FIELD(&vt, xq_kernel_vtable, qweight_borrows) || !vt.qweight_borrows) return true;
+  return vt.qweight_borrows(plugin_->state, w) != 0;
+}
+
 std::string Kernels::layout(const xq_qweight* w) const {
   const char* l = plugin_->kernel().qweight_layout(plugin_->state, w);
   return l ? l : "?";

@@ -86,6 +86,9 @@ class Kernels {
   // provider predates qweight_prepare_blocks).
   xq_qweight* prepare_blocks(const std::vector<xq_block_tensor>& parts, const std::string& name) const;
   void release(xq_qweight* w) const;
+  // Whether w still reads the bytes it was prepared or adopted from
+  // (xq_kernel_vtable.qweight_borrows; true when the provider has no entry).
+  bool borrows(const xq_qweight* w) const;
   // The provider's memory report (xq_kernel_vtable.memory_info); false when
   // the provider has none.
   bool memory_info(xq_memory_info* out) const;

@@ -23,6 +23,7 @@
 #include "core/error.hpp"
 #include "core/runtime.hpp"
 #include "gguf_blocks.hpp"
+#include "gguf_gemv_rows.hpp"
 #include "gguf_types.hpp"
 #include "plugins/registry.hpp"
 #include "qkernels.hpp"
@@ -548,3 +549,75 @@ TEST(GgufBlocksQWeight, BadDescriptionsAreRefusedNamingThePart) {
 }
 
 }  // namespace
+
+// qweight_borrows: a weight whose every part runs from its interleaved copy
+// (Q8_0 on AVX-512 VNNI, Q4_K and Q6_K on AVX2 and AVX-512) answers 0, and
+// then nothing of the caller's bytes is read again: with those bytes
+// overwritten after prepare, QMATMUL (decode, the M = 2..17 rows, prefill),
+// DEQUANTIZE and GET_ROWS give the bits they gave before. Rows 8k + 5 (a
+// tail after the whole groups). A part without such a copy (Q4_0, whose
+// stored blocks the prefill reads) answers 1; so does everything under
+// XQUANT_CPU_GEMV_ROWS8=off. The same with the bytes marked
+// XQ_BLOCKS_DISPOSABLE (the provider may drop the pages it copied; 300 rows:
+// two copy chunks and whole pages to drop).
+TEST(GgufBlocksQWeight, WeightsThatKeepTheirOwnCopyBorrowNothing) {
+  const int64_t K = 512;
+  for (uint32_t type : {gguf::kQ8_0, gguf::kQ4_K, gguf::kQ6_K, gguf::kQ4_0})
+    for (const char* rows8 : {"interleaved", "off"})
+      for (bool disposable : {false, true}) {
+        ScopedEnv e("XQUANT_CPU_GEMV_ROWS8", rows8);
+        const std::string where = std::string(gguf::type_info(type)->name) + " rows8 " + rows8 +
+                                  (disposable ? " disposable" : "");
+        Part part = random_part(type, disposable ? 300 : 21, K);
+        const Part original = part;
+        xq_block_tensor desc = describe(part, K);
+        if (disposable) desc.flags = XQ_BLOCKS_DISPOSABLE;
+        Prepared w({desc});
+        ASSERT_EQ(w.status, XQ_OK) << where;
+        const bool copy = std::string(rows8) == "interleaved" &&
+                          cpu::block_rows8_kernel(cpu::selected_isa(), type) != nullptr && type != gguf::kQ4_0;
+        EXPECT_EQ(fx().vt().qweight_borrows(fx().p->state, w.w), copy ? 0u : 1u) << where;
+        const int64_t Ms[3] = {1, 3, 17};
+        std::vector<float> xs[3];
+        for (int i = 0; i < 3; ++i) xs[i] = exact_q8_activations(Ms[i], K);
+        auto outputs = [&] {
+          std::vector<float> all;
+          for (int i = 0; i < 3; ++i) {
+            const int64_t M = Ms[i];
+            const std::vector<float>& x = xs[i];
+            std::vector<float> y(static_cast<size_t>(M * part.rows));
+            xq_op op = make_op(XQ_OP_QMATMUL);
+            op.qweight = w.w;
+            op.src[0] = dt(XQ_DTYPE_F32, {M, K}, x.data());
+            op.dst = dt(XQ_DTYPE_F32, {M, part.rows}, y.data());
+            EXPECT_EQ(fx().vt().run_op(fx().p->state, &op), XQ_OK) << where << " M=" << M;
+            all.insert(all.end(), y.begin(), y.end());
+          }
+          std::vector<float> deq(static_cast<size_t>(part.rows * K));
+          xq_op op = make_op(XQ_OP_DEQUANTIZE);
+          op.qweight = w.w;
+          op.dst = dt(XQ_DTYPE_F32, {part.rows, K}, deq.data());
+          EXPECT_EQ(fx().vt().run_op(fx().p->state, &op), XQ_OK) << where;
+          all.insert(all.end(), deq.begin(), deq.end());
+          const int32_t ids[3] = {static_cast<int32_t>(part.rows - 1), 3, 16};
+          std::vector<float> rows(3 * K);
+          xq_op g = make_op(XQ_OP_GET_ROWS);
+          g.qweight = w.w;
+          g.src[1] = dt(XQ_DTYPE_I32, {3}, ids);
+          g.dst = dt(XQ_DTYPE_F32, {3, K}, rows.data());
+          EXPECT_EQ(fx().vt().run_op(fx().p->state, &g), XQ_OK) << where;
+          all.insert(all.end(), rows.begin(), rows.end());
+          return all;
+        };
+        const std::vector<float> before = outputs();
+        EXPECT_EQ(0, std::memcmp(before.data() + before.size() - 3 * K - part.rows * K, dequantized({original}, K).data(),
+                                 part.rows * K * sizeof(float)))
+            << where << ": DEQUANTIZE is the loader's decoder";
+        if (!copy) continue;
+        std::fill(part.bytes.begin(), part.bytes.end(), uint8_t{0xFF});  // f16 NaN scales, were they read
+        const std::vector<float> after = outputs();
+        size_t first = 0;
+        while (first < before.size() && std::memcmp(&before[first], &after[first], sizeof(float)) == 0) ++first;
+        EXPECT_EQ(first, before.size()) << where << ": first output changed (QMATMUL M = 1, 3, 17, DEQUANTIZE, GET_ROWS)";
+      }
+}

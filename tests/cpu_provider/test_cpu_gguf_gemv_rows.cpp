@@ -174,11 +174,11 @@ TEST(CpuGgufGemvRows, Q4_0EightRowKernelsMatchTheDecoderAndThePerRowKernels) {
 }
 
 // The interleaved-copy kernels (qgemv_rows8.hpp interleave_q4_0_rows8,
-// interleave_q4_k_rows8, interleave_q6_k_rows8;
+// interleave_q4_k_rows8, interleave_q6_k_rows8, interleave_q8_0_rows8;
 // XQUANT_CPU_GEMV_ROWS8=interleaved): part rows
 // [r0, r1) for ranges that start and end inside or on a group of eight,
 // against the double product of the loader's decoder; outputs outside the
-// range untouched; the K-quant copies give back every row's stored bytes.
+// range untouched; the K-quant and Q8_0 copies give back every row's stored bytes.
 void expect_interleaved_kernel_matches(Isa isa, uint32_t type) {
   const gguf::TypeInfo* ti = gguf::type_info(type);
   const cpu::BlockRows8Kernel kernel = cpu::block_rows8_kernel(isa, type);
@@ -194,12 +194,14 @@ void expect_interleaved_kernel_matches(Isa isa, uint32_t type) {
         cpu::Q4_0Rows8Copy c;
         if (type == gguf::kQ4_K) c.codes = cpu::interleave_q4_k_rows8(w.data(), row_bytes, rows, nb);
         else if (type == gguf::kQ6_K) c.codes = cpu::interleave_q6_k_rows8(w.data(), row_bytes, rows, nb);
+        else if (type == gguf::kQ8_0) c = cpu::interleave_q8_0_rows8(w.data(), row_bytes, rows, nb);
         else c = cpu::interleave_q4_0_rows8(w.data(), row_bytes, rows, nb);
-        if (kq && r0 == 0 && r1 == rows)  // the copy gives back each row's stored bytes exactly
+        if (type != gguf::kQ4_0 && r0 == 0 && r1 == rows)  // the copy gives back each row's stored bytes exactly
           for (int64_t r = 0; r < rows / 8 * 8; ++r) {
             std::vector<uint8_t> back(row_bytes);
             if (type == gguf::kQ4_K) cpu::q4_k_row_from_rows8(c.codes.data(), r / 8, r % 8, nb, back.data());
-            else cpu::q6_k_row_from_rows8(c.codes.data(), r / 8, r % 8, nb, back.data());
+            else if (type == gguf::kQ6_K) cpu::q6_k_row_from_rows8(c.codes.data(), r / 8, r % 8, nb, back.data());
+            else cpu::q8_0_row_from_rows8(c.codes.data(), c.scales.data(), r / 8, r % 8, nb, back.data());
             EXPECT_EQ(0, std::memcmp(back.data(), w.data() + r * row_bytes, row_bytes)) << ti->name << " row " << r;
           }
         const Activation a = random_activation(K);
@@ -230,13 +232,14 @@ void expect_interleaved_kernel_matches(Isa isa, uint32_t type) {
 TEST(CpuGgufGemvRows, InterleavedKernelsMatchTheDecoder) {
   EXPECT_EQ(cpu::block_rows8_kernel(Isa::scalar, gguf::kQ4_0), nullptr);
   EXPECT_EQ(cpu::block_rows8_kernel(Isa::scalar, gguf::kQ4_K), nullptr);
-  for (Isa isa : {Isa::avx2, Isa::avx512}) EXPECT_EQ(cpu::block_rows8_kernel(isa, gguf::kQ8_0), nullptr);
+  EXPECT_EQ(cpu::block_rows8_kernel(Isa::avx2, gguf::kQ8_0), nullptr);  // AVX-512 VNNI only
   // Q4_K, Q6_K: an AVX-512 build of their own (Q6_K through vpdpbusd).
   for (uint32_t type : {gguf::kQ4_K, gguf::kQ6_K})
     EXPECT_NE(cpu::block_rows8_kernel(Isa::avx512, type), cpu::block_rows8_kernel(Isa::avx2, type));
   const std::pair<Isa, uint32_t> kernels[] = {{Isa::avx2, gguf::kQ4_0},   {Isa::avx512, gguf::kQ4_0},
                                               {Isa::avx2, gguf::kQ4_K},   {Isa::avx2, gguf::kQ6_K},
-                                              {Isa::avx512, gguf::kQ4_K}, {Isa::avx512, gguf::kQ6_K}};
+                                              {Isa::avx512, gguf::kQ4_K}, {Isa::avx512, gguf::kQ6_K},
+                                              {Isa::avx512, gguf::kQ8_0}};
   for (auto [isa, type] : kernels) {
     if (!cpu::cpu_has(isa)) {
       std::printf("this CPU lacks %s: its interleaved %s kernel not tested\n", cpu::isa_name(isa), gguf::type_info(type)->name);

@@ -156,8 +156,9 @@ void expect_table_matches_scalar(const cpu::GemvRowsKernels& t, bool interleaved
       for (bool int4 : {true, false})
         for (bool zeros : {false, true}) {
           Case c = make_case(int4, zeros, N, nblk);
-          if (interleaved && int4)
-            c.rows8 = cpu::interleave_rows8(c.codes.data(), c.row_bytes, c.scales.data(), N, c.G, nblk);
+          if (interleaved)
+            c.rows8 = int4 ? cpu::interleave_rows8(c.codes.data(), c.row_bytes, c.scales.data(), N, c.G, nblk)
+                           : cpu::interleave_int8_rows8(c.codes.data(), c.row_bytes, c.scales.data(), N, c.G, nblk);
           cpu::QuantizedActsBuffers bs, bt;
           const cpu::QuantizedActs as =
               cpu::quantize_acts(cpu::kScalarGemvRows, int4, c.x.data(), nblk, c.bb.data(), c.G, zeros, bs);
@@ -197,7 +198,8 @@ TEST(CpuQGemvRows, Avx512VnniMatchesScalar) {
 // The eight-row INT4 kernels (qgemv_rows8.hpp) through the tables the
 // provider takes with XQUANT_CPU_GEMV_ROWS8=transpose / interleaved (the
 // latter on interleave_rows8's copy, and without one: the transpose); their
-// INT8 entries are the one-row kernels.
+// INT8 entries are the one-row kernels, except AVX-512's interleaved table,
+// whose gemv8 reads interleave_int8_rows8's copy (the one-row kernel without).
 TEST(CpuQGemvRows, EightRowTablesMatchScalar) {
   using cpu::Rows8Mode;
   for (Rows8Mode m : {Rows8Mode::off, Rows8Mode::transpose, Rows8Mode::interleaved})
@@ -207,7 +209,8 @@ TEST(CpuQGemvRows, EightRowTablesMatchScalar) {
     for (Rows8Mode m : {Rows8Mode::transpose, Rows8Mode::interleaved}) {
       const cpu::GemvRowsKernels& t = cpu::gemv_rows_table(isa, m);
       EXPECT_NE(t.gemv4, cpu::gemv_rows_of(isa).gemv4) << t.name;
-      EXPECT_EQ(t.gemv8, cpu::gemv_rows_of(isa).gemv8) << t.name;
+      const bool int8_rows8 = isa == Isa::avx512 && m == Rows8Mode::interleaved;
+      EXPECT_EQ(t.gemv8 == cpu::gemv_rows_of(isa).gemv8, !int8_rows8) << t.name;
       if (!cpu::cpu_has(isa)) {
         std::printf("this CPU lacks %s: its eight-row INT4 GEMV %s not tested\n", cpu::isa_name(isa), t.name);
         continue;
@@ -240,3 +243,75 @@ TEST(CpuQGemvRows, InterleavedCopyIsTheStatedLayout) {
 }
 
 }  // namespace
+
+// interleave_int8_rows8's copy is the layout its header states, byte for
+// byte, and int8_row_from_rows8 gives every row of it back.
+TEST(CpuQGemvRows, Int8InterleavedCopyIsTheStatedLayout) {
+  for (int64_t N : {7, 8, 17, 24}) {
+    Case c = make_case(false, false, N, 5);
+    const cpu::Rows8Copy r = cpu::interleave_int8_rows8(c.codes.data(), c.row_bytes, c.scales.data(), N, c.G, c.nblk);
+    const int64_t groups = N / 8;
+    ASSERT_EQ(r.codes.size(), static_cast<size_t>(groups * c.nblk * 256)) << N;
+    ASSERT_EQ(r.scales.size(), static_cast<size_t>(groups * c.G * 8)) << N;
+    std::vector<uint8_t> back(static_cast<size_t>(c.row_bytes));
+    for (int64_t r8 = 0; r8 < groups; ++r8)
+      for (int64_t j = 0; j < 8; ++j) {
+        const uint8_t* row = c.codes.data() + (r8 * 8 + j) * c.row_bytes;
+        for (int64_t b = 0; b < c.nblk; ++b)
+          for (int64_t byte = 0; byte < 32; ++byte)
+            ASSERT_EQ(r.codes[(r8 * c.nblk + b) * 256 + 32 * (byte / 4) + 4 * j + byte % 4], row[b * 32 + byte] ^ 0x80)
+                << "rows " << N << " group " << r8 << " row " << j << " block " << b << " byte " << byte;
+        for (int64_t g = 0; g < c.G; ++g)
+          ASSERT_EQ(r.scales[(r8 * c.G + g) * 8 + j], c.scales[(r8 * 8 + j) * c.G + g]);
+        cpu::int8_row_from_rows8(r.codes.data(), c.nblk, r8, j, back.data());
+        EXPECT_EQ(0, std::memcmp(back.data(), row, back.size())) << "rows " << N << " group " << r8 << " row " << j;
+      }
+  }
+}
+
+// W8A8 decode on the INT8 copy (w8a8_rows8_interleaved_avx512) against the
+// scalar table's dot8_i8 per row, bit for bit (the same exact group integers,
+// scaled and summed in the same order): 1..9 activation rows (passes of
+// four, three and one), per-channel and grouped weights, codes -127..127,
+// activation codes the full -128..127 (static scales), 1 to 37 blocks;
+// only the whole groups' outputs written.
+TEST(CpuQGemvRows, W8A8EightRowKernelIsDot8BitForBit) {
+  if (!cpu::cpu_has(Isa::avx512)) GTEST_SKIP() << "this CPU lacks avx512: the eight-row W8A8 kernel not tested";
+  std::uniform_int_distribution<int> wcode(-127, 127), acode(-128, 127);
+  for (int64_t N : {8, 16, 27})
+    for (int64_t nblk : {1, 3, 10, 37})
+      for (bool grouped : {false, true})
+        for (int64_t M : {1, 4, 6, 9}) {
+          Case c = make_case(false, false, N, nblk);
+          if (!grouped) {
+            c.bb = {0, nblk};
+            c.G = 1;
+            c.scales.resize(static_cast<size_t>(N));
+          }
+          for (auto& b : c.codes) b = static_cast<uint8_t>(static_cast<int8_t>(wcode(rng)));
+          const int64_t Kp = nblk * 32;
+          std::vector<int8_t> q(static_cast<size_t>(M * Kp));
+          for (auto& v : q) v = static_cast<int8_t>(acode(rng));
+          std::vector<int32_t> qsum(static_cast<size_t>(M * c.G), 0);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t g = 0; g < c.G; ++g)
+              for (int64_t i = c.bb[g] * 32; i < c.bb[g + 1] * 32; ++i) qsum[m * c.G + g] += q[m * Kp + i];
+          const cpu::Rows8Copy r = cpu::interleave_int8_rows8(c.codes.data(), c.row_bytes, c.scales.data(), N, c.G, nblk);
+          std::vector<float> acc(static_cast<size_t>(M * N), -7.0f);
+          cpu::w8a8_rows8_interleaved_avx512(r.codes.data(), r.scales.data(), c.bb.data(), c.G, q.data(), Kp,
+                                             qsum.data(), M, 0, N / 8, acc.data(), N);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+              const std::string where = "N " + std::to_string(N) + " blocks " + std::to_string(nblk) + " groups " +
+                                        std::to_string(c.G) + " M " + std::to_string(M) + " row " + std::to_string(m) +
+                                        " col " + std::to_string(n);
+              if (n >= N / 8 * 8) {
+                EXPECT_EQ(acc[m * N + n], -7.0f) << where;
+                continue;
+              }
+              const float want = cpu::kScalarKernels.dot8_i8(reinterpret_cast<const int8_t*>(c.codes.data() + n * c.row_bytes),
+                                                             q.data() + m * Kp, c.bb.data(), c.G, c.scales.data() + n * c.G);
+              EXPECT_EQ(acc[m * N + n], want) << where;
+            }
+        }
+}

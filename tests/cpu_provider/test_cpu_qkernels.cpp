@@ -429,7 +429,7 @@ TEST(CpuQMatmul, Avx512VnniMatchesReference) {
   expect_qmatmul_matches_reference(Isa::avx512, "q8");
 }
 
-// INT4 decode eight rows at a time (qgemv_rows8.hpp): each XQUANT_CPU_GEMV_ROWS8
+// INT4 (and on AVX-512 INT8) decode eight rows at a time (qgemv_rows8.hpp): each XQUANT_CPU_GEMV_ROWS8
 // mode on every ISA the CPU has through QMATMUL (N = 23: two groups of eight
 // and a one-row tail; K = 300, act-order and asymmetric cases, M = 1, 3, 17),
 // the interleaved copy made only where that mode reads it, and an unknown
@@ -448,7 +448,8 @@ TEST(CpuQMatmul, EightRowDecodeModesMatchReference) {
         Canon c = make_canon(23, 300, bits, 128, true, true);
         QW qw(c.t);
         ASSERT_EQ(qw.status, XQ_OK);
-        const bool copy = bits == 4 && isa != Isa::scalar && std::string(mode) == "interleaved";
+        // INT8 weight-only weights have an eight-row kernel on AVX-512 VNNI only.
+        const bool copy = (bits == 4 ? isa != Isa::scalar : isa == Isa::avx512) && std::string(mode) == "interleaved";
         EXPECT_EQ(qw.w->codes8.empty(), !copy) << cpu::isa_name(isa) << " " << mode << " bits " << bits;
       }
     }
@@ -463,27 +464,31 @@ TEST(CpuQMatmul, W8A8IsBitIdenticalOnEveryPath) {
   // Per-token int8 activations are re-rounded at every Linear, so a float
   // summation difference between paths would grow into a different model
   // (it moved SmolLM2's W8A8 perplexity by 0.3% once): every ISA must give
-  // the scalar path's bits, for per-channel and grouped, INT8 and INT4.
-  const int64_t N = 19, K = 1536, M = 5;
-  for (auto [bits, gs, sym] : {std::tuple{8u, int64_t{0}, true}, std::tuple{8u, int64_t{128}, false},
-                               std::tuple{4u, int64_t{32}, false}}) {
-    Canon c = make_canon(N, K, bits, gs, sym, false);
-    c.t.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
-    c.t.act_bits = 8;
-    auto x = rnd_f(static_cast<size_t>(M * K));
-    std::vector<float> want;
-    {
-      ScopedEnv e("XQUANT_CPU_ISA", "scalar");
-      QW qw(c.t);
-      ASSERT_EQ(qw.status, XQ_OK);
-      want = qmatmul(qw, x, M, N, K);
-    }
-    for (Isa isa : {Isa::avx2, Isa::avx512}) {
-      if (!cpu::cpu_has(isa)) continue;  // Avx2/Avx512VnniMatchesReference report the skip
-      ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
-      QW qw(c.t);
-      ASSERT_EQ(qw.status, XQ_OK);
-      EXPECT_EQ(qmatmul(qw, x, M, N, K), want) << cpu::isa_name(isa) << " bits " << bits << " group " << gs;
+  // the scalar path's bits, for per-channel and grouped, INT8 and INT4;
+  // M = 1 and 3 take AVX-512's eight-row decode on the interleaved copy of
+  // symmetric INT8 weights (qgemv_rows8.hpp), M = 5 the per-row dots.
+  const int64_t N = 19, K = 1536;
+  for (int64_t M : {1, 3, 5}) {
+    for (auto [bits, gs, sym] : {std::tuple{8u, int64_t{0}, true}, std::tuple{8u, int64_t{128}, true},
+                                 std::tuple{8u, int64_t{128}, false}, std::tuple{4u, int64_t{32}, false}}) {
+      Canon c = make_canon(N, K, bits, gs, sym, false);
+      c.t.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
+      c.t.act_bits = 8;
+      auto x = rnd_f(static_cast<size_t>(M * K));
+      std::vector<float> want;
+      {
+        ScopedEnv e("XQUANT_CPU_ISA", "scalar");
+        QW qw(c.t);
+        ASSERT_EQ(qw.status, XQ_OK);
+        want = qmatmul(qw, x, M, N, K);
+      }
+      for (Isa isa : {Isa::avx2, Isa::avx512}) {
+        if (!cpu::cpu_has(isa)) continue;  // Avx2/Avx512VnniMatchesReference report the skip
+        ScopedEnv e("XQUANT_CPU_ISA", cpu::isa_name(isa));
+        QW qw(c.t);
+        ASSERT_EQ(qw.status, XQ_OK);
+        EXPECT_EQ(qmatmul(qw, x, M, N, K), want) << cpu::isa_name(isa) << " bits " << bits << " group " << gs;
+      }
     }
   }
 }

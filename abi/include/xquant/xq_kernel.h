@@ -253,6 +253,13 @@ typedef struct xq_kernel_vtable {
    * a host provider may loop over the experts. XQ_ERR_UNSUPPORTED (with a
    * message) for layouts or shapes it does not run this way. */
   xq_status (*moe_qmatmul)(void* state, const xq_moe_op* op);
+  /* Appended (read only when struct_size covers it; may be NULL): 1 when `w`
+   * still reads bytes its caller lent (qweight_adopt's data,
+   * qweight_prepare_blocks' parts), so the caller keeps them alive until
+   * qweight_release; 0 when the provider holds its own copy of everything
+   * `w` reads, so the caller may free them once prepare returns. A NULL
+   * entry means 1. */
+  uint32_t (*qweight_borrows)(void* state, const xq_qweight* w);
 } xq_kernel_vtable;
 
 #ifdef __cplusplus
@@ -273,6 +280,7 @@ XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_prepare_blocks) == 120, "ker
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_begin) == 128, "kernel.graph_begin moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_release) == 152, "kernel.graph_release moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, moe_qmatmul) == 160, "kernel.moe_qmatmul moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_borrows) == 168, "kernel.qweight_borrows moved");
 XQ_STATIC_ASSERT(sizeof(xq_moe_op) == 416, "xq_moe_op size changed");
 XQ_STATIC_ASSERT(offsetof(xq_moe_op, dense_experts) == 408, "xq_moe_op.dense_experts moved");
 #endif

@@ -110,14 +110,23 @@ typedef struct xq_quant_tensor {
  *
  * Ownership: borrowed. A provider that keeps `data` (the cpu provider runs
  * the bytes in place, e.g. from the loader's read-only mmap) may read it
- * until qweight_release; the caller keeps it alive that long. */
+ * until qweight_release; the caller keeps it alive that long, or frees it
+ * once xq_kernel_vtable.qweight_borrows answers 0.
+ *
+ * `flags` (was `reserved`, always 0 before; 0 = none):
+ * XQ_BLOCKS_DISPOSABLE: `data` is the caller's scratch copy (anonymous
+ * memory it neither reads nor writes after prepare): the provider may
+ * discard the pages of bytes it has copied and will not read again
+ * (madvise MADV_DONTNEED), so a copy and its source are not resident
+ * together. A provider that ignores the flag leaves the bytes as they are. */
 typedef enum xq_block_family { XQ_BLOCKS_GGML = 1 } xq_block_family;
+#define XQ_BLOCKS_DISPOSABLE 1u
 
 typedef struct xq_block_tensor {
   uint32_t struct_size;
   uint32_t family; /* xq_block_family */
   uint32_t type;   /* family's type id */
-  uint32_t reserved;
+  uint32_t flags;  /* XQ_BLOCKS_* */
   int64_t rows;
   int64_t cols;
   uint64_t row_bytes;

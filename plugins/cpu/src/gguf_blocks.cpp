@@ -20,8 +20,8 @@
 // refused at prepare (the engine then reads them as F32). A large
 //     XQUANT_CPU_GEMV_ROWS runs prefill through the integer kernels instead
 //     (bench_decode_formats compares the two).
-// Q4_K and Q6_K parts with an interleaved copy for decode (AVX2,
-// XQUANT_CPU_GEMV_ROWS8=interleaved) read every row in whole groups of eight
+// Q4_K, Q6_K and (AVX-512) Q8_0 parts with an interleaved copy for decode
+// (XQUANT_CPU_GEMV_ROWS8=interleaved) read every row in whole groups of eight
 // from it, the other readers through the stored bytes rebuilt per row
 // (part_row), and ask the kernel to release the stored bytes' pages, so the
 // model is not held twice.
@@ -158,12 +158,35 @@ void gemv_rows(const BlockWeight& w, const QuantizedRows& a, int64_t M, int64_t 
   }
 }
 
+// Part rows [r0, r1) of a part that runs from its interleaved copy alone
+// (rows_from_copy): whole groups of eight through the eight-row kernel, the
+// rows before the first (a range starting inside a group) and the tail rows
+// through the per-row kernel on their stored bytes (part_row). y and bias are
+// indexed by part row.
+void gemv_rows_from_copy(const BlockPart& p, const QuantizedRow& a, int64_t r0, int64_t r1, float* y,
+                         const float* bias) {
+  uint8_t* rebuilt = grown(block_scratch().rows, static_cast<int64_t>(p.row_bytes));
+  auto per_row = [&](int64_t s, int64_t e) {
+    for (int64_t r = s; r < e; ++r)
+      y[r] = p.kernel(part_row(p, r, rebuilt), a, p.blocks_per_row) + (bias ? bias[r] : 0.0f);
+  };
+  const int64_t whole = p.rows / 8 * 8, b0 = std::min(r1, (r0 + 7) / 8 * 8), b1 = std::max(b0, std::min(r1, whole) / 8 * 8);
+  per_row(r0, b0);
+  if (b0 < b1)  // no row outside whole groups: the stored bytes are not read
+    p.rows8_kernel(nullptr, p.row_bytes, p.codes8.data(), p.scales8.data(), b0, b1, a, p.blocks_per_row, y, bias);
+  per_row(b1, r1);
+}
+
 // Decode (one activation row): y[n] for rows [n0, n1), part by part, with
 // the part's row-range kernel where its type has one.
 void gemv_one_row(const BlockWeight& w, const QuantizedRow& a, int64_t n0, int64_t n1, float* y, const float* bias) {
   for (const BlockPart& p : w.parts) {
     const int64_t r0 = std::max(n0, p.row0), r1 = std::min(n1, p.row0 + p.rows);
     if (r0 >= r1) continue;
+    if (p.rows_from_copy) {
+      gemv_rows_from_copy(p, a, r0 - p.row0, r1 - p.row0, y + p.row0, bias ? bias + p.row0 : nullptr);
+      continue;
+    }
     if (p.rows8_kernel) {
       p.rows8_kernel(p.data, p.row_bytes, p.codes8.data(), p.scales8.data(), r0 - p.row0, r1 - p.row0, a,
                      p.blocks_per_row, y + p.row0, bias ? bias + p.row0 : nullptr);
@@ -223,7 +246,10 @@ void qmatmul_sgemm(const Host& host, const BlockWeight& w, const float* x, int64
 // K-quant parts would stay resident twice, mapped and copied (Qwen2.5-1.5B
 // Q4_K_M peak RSS 2217 MB, 1310 with it; the one-row kernels' 1017).
 // Best effort: an older kernel refuses it, and the pages then stay.
-void release_pages(const uint8_t* p, uint64_t n) {
+// Bytes the caller marked XQ_BLOCKS_DISPOSABLE (its scratch copy, e.g. the
+// engine's Q8_0 tables, anonymous memory that PAGEOUT cannot drop without
+// swap) are discarded instead (MADV_DONTNEED: they read as zeros after).
+void release_pages(const uint8_t* p, uint64_t n, bool disposable) {
 #ifdef __linux__
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21  // linux/mman.h (5.4)
@@ -231,10 +257,45 @@ void release_pages(const uint8_t* p, uint64_t n) {
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
   const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
-  if (e > b) (void)madvise(reinterpret_cast<void*>(b), e - b, MADV_PAGEOUT);
+  if (e > b) (void)madvise(reinterpret_cast<void*>(b), e - b, disposable ? MADV_DONTNEED : MADV_PAGEOUT);
 #else
-  (void)p, (void)n;
+  (void)p, (void)n, (void)disposable;
 #endif
+}
+
+template <class T>
+void append(std::vector<T>& to, const std::vector<T>& from) {
+  to.insert(to.end(), from.begin(), from.end());
+}
+
+// The interleaved copy of a Q4_K, Q6_K or Q8_0 part that then serves every
+// reader (rows_from_copy): made chunk by chunk, each chunk's stored bytes
+// released once copied, so the stored part and its copy are never both
+// resident in full; the rows after the last whole group copied as they are;
+// `data` not referenced after.
+void copy_part_rows8(BlockPart& p, bool disposable) {
+  constexpr int64_t kChunkRows = 256;
+  const int64_t whole = p.rows / 8 * 8, nb = p.blocks_per_row;
+  const int64_t block8_bytes = p.type == gguf::kQ4_K ? kQ4_KRows8Bytes : p.type == gguf::kQ6_K ? kQ6_KRows8Bytes : 256;
+  p.codes8.reserve(static_cast<size_t>(whole / 8 * nb * block8_bytes));  // appends never reallocate
+  if (p.type == gguf::kQ8_0) p.scales8.reserve(static_cast<size_t>(whole * nb));
+  for (int64_t r = 0; r < whole; r += kChunkRows) {
+    const int64_t n = std::min(kChunkRows, whole - r);
+    const uint8_t* src = p.data + static_cast<uint64_t>(r) * p.row_bytes;
+    if (p.type == gguf::kQ8_0) {
+      const Q4_0Rows8Copy c = interleave_q8_0_rows8(src, p.row_bytes, n, nb);
+      append(p.codes8, c.codes);
+      append(p.scales8, c.scales);
+    } else {
+      append(p.codes8, p.type == gguf::kQ4_K ? interleave_q4_k_rows8(src, p.row_bytes, n, nb)
+                                             : interleave_q6_k_rows8(src, p.row_bytes, n, nb));
+    }
+    release_pages(src, p.row_bytes * static_cast<uint64_t>(n), disposable);
+  }
+  p.tail.assign(p.data + p.row_bytes * static_cast<uint64_t>(whole), p.data + p.row_bytes * static_cast<uint64_t>(p.rows));
+  release_pages(p.data, p.row_bytes * static_cast<uint64_t>(p.rows), disposable);  // the pages chunks shared too
+  p.rows_from_copy = true;
+  p.data = nullptr;
 }
 
 }  // namespace
@@ -243,10 +304,19 @@ void release_pages(const uint8_t* p, uint64_t n) {
 // of eight of a part whose interleaved copy replaced them (rows_from_copy),
 // rebuilt from the copy into `out` (row_bytes of room).
 const uint8_t* part_row(const BlockPart& p, int64_t r, uint8_t* out) {
-  if (!p.rows_from_copy || r >= p.rows / 8 * 8) return p.data + static_cast<uint64_t>(r) * p.row_bytes;
+  if (!p.rows_from_copy) return p.data + static_cast<uint64_t>(r) * p.row_bytes;
+  const int64_t whole = p.rows / 8 * 8;
+  if (r >= whole) return p.tail.data() + static_cast<uint64_t>(r - whole) * p.row_bytes;
   if (p.type == gguf::kQ4_K) q4_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
-  else q6_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
+  else if (p.type == gguf::kQ6_K) q6_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
+  else q8_0_row_from_rows8(p.codes8.data(), p.scales8.data(), r / 8, r % 8, p.blocks_per_row, out);
   return out;
+}
+
+bool blocks_borrow(const BlockWeight& w) {
+  for (const auto& p : w.parts)
+    if (!p.rows_from_copy) return true;
+  return false;
 }
 
 const BlockPart& BlockWeight::part_of(int64_t r) const {
@@ -294,15 +364,14 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     p.dequant = dequant ? gguf_dequant_blocks(*dequant, t.type) : nullptr;
     if (use_rows_kernels && rows8 == Rows8Mode::interleaved) {
       p.rows8_kernel = block_rows8_kernel(selected_isa(), t.type);
-      if (p.rows8_kernel && (t.type == gguf::kQ4_K || t.type == gguf::kQ6_K)) {
-        p.codes8 = t.type == gguf::kQ4_K ? interleave_q4_k_rows8(p.data, p.row_bytes, p.rows, p.blocks_per_row)
-                                         : interleave_q6_k_rows8(p.data, p.row_bytes, p.rows, p.blocks_per_row);
-        p.rows_from_copy = true;
-        release_pages(p.data, p.row_bytes * static_cast<uint64_t>(p.rows / 8 * 8));
-      } else if (p.rows8_kernel) {
+      // Q4_0's copy holds the codes only: its stored blocks stay the prefill
+      // panels' and the tail's. The others' copies serve every reader.
+      if (p.rows8_kernel && t.type == gguf::kQ4_0) {
         Q4_0Rows8Copy c = interleave_q4_0_rows8(p.data, p.row_bytes, p.rows, p.blocks_per_row);
         p.codes8 = std::move(c.codes);
         p.scales8 = std::move(c.scales);
+      } else if (p.rows8_kernel) {
+        copy_part_rows8(p, (t.flags & XQ_BLOCKS_DISPOSABLE) != 0);
       }
     }
     if (p.kernel && ti->block_size == 256) bw->k_quants = true;

@@ -24,15 +24,18 @@ struct BlockPart {
   float (*kernel)(const uint8_t*, const QuantizedRow&, int64_t) = nullptr;  // the type's integer kernel
   BlockRowsKernel rows_kernel = nullptr;  // its row-range decode kernel, if any (gguf_gemv_rows.hpp)
   GgufDequantBlocks dequant = nullptr;    // its vector decoder (gguf_dequant.hpp), or null: the loader's scalar one
-  // Q4_0 (AVX2, AVX-512), Q4_K and Q6_K (AVX2) with XQUANT_CPU_GEMV_ROWS8=interleaved
-  // (the default): decode's copy of the whole groups of eight rows
-  // (qgemv_rows8.hpp) and the kernel that reads it.
+  // Q4_0, Q4_K and Q6_K (AVX2, AVX-512), Q8_0 (AVX-512) with
+  // XQUANT_CPU_GEMV_ROWS8=interleaved (the default): decode's copy of the
+  // whole groups of eight rows (qgemv_rows8.hpp) and the kernel that reads it.
   BlockRows8Kernel rows8_kernel = nullptr;
-  std::vector<uint8_t> codes8;    // Q4_0: the codes; Q4_K, Q6_K: the whole interleaved blocks
-  std::vector<uint16_t> scales8;  // Q4_0: f16 d, as stored; Q4_K, Q6_K: empty
-  // Q4_K, Q6_K: the copy serves every reader of the rows in whole groups of
-  // eight (gguf_blocks.cpp part_row); their stored bytes' pages are released.
+  std::vector<uint8_t> codes8;    // Q4_0, Q8_0: the codes; Q4_K, Q6_K: the whole interleaved blocks
+  std::vector<uint16_t> scales8;  // Q4_0, Q8_0: f16 d, as stored; Q4_K, Q6_K: empty
+  // Q4_K, Q6_K, Q8_0: the copy serves every reader of the rows in whole groups
+  // of eight (gguf_blocks.cpp part_row), `tail` holds the rows after them,
+  // copied, so the caller's bytes (`data`) are not read after prepare; their
+  // pages are released.
   bool rows_from_copy = false;
+  std::vector<uint8_t> tail;
 };
 
 // The stored bytes of part row `r` (gguf_blocks.cpp): in place, or rebuilt
@@ -54,6 +57,8 @@ struct BlockWeight {
 };
 
 xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n);
+// Whether some part still reads the caller's bytes (xq_kernel_vtable.qweight_borrows).
+bool blocks_borrow(const BlockWeight& w);
 void run_blocks_qmatmul(const sdk::Host& host, const xq_op& op);
 void run_blocks_dequantize(const sdk::Host& host, const xq_op& op);
 void check_blocks_get_rows(const xq_op& op);

@@ -31,6 +31,9 @@ BlockRows8Kernel block_rows8_kernel(Isa isa, uint32_t type) {
   // on that CPU; docs/engine.md).
   if (type == 12) return isa == Isa::avx2 ? kAvx2Q4_KRows8i : isa == Isa::avx512 ? kAvx512Q4_KRows8i : nullptr;
   if (type == 14) return isa == Isa::avx2 ? kAvx2Q6_KRows8i : isa == Isa::avx512 ? kAvx512Q6_KRows8i : nullptr;
+  // Q8_0: AVX-512 only (qgemv_rows8_int8_avx512.cpp); AVX2 keeps its per-row
+  // kernel (vpmaddubsw would saturate on unsigned 8-bit codes).
+  if (type == 8) return isa == Isa::avx512 ? kAvx512Q8_0Rows8i : nullptr;  // GGML_TYPE_Q8_0
   if (type != 2) return nullptr;                                         // GGML_TYPE_Q4_0
   return isa == Isa::avx2 ? kAvx2Q4_0Rows8i : isa == Isa::avx512 ? kAvx512Q4_0Rows8i : nullptr;
 }

@@ -69,6 +69,11 @@ class CpuProvider : public sdk::PluginBase {
   xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) const { return cpu::prepare_blocks(parts, n); }
   void moe_qmatmul(const xq_moe_op& op) const { run_moe_qmatmul(host, op); }
   void release(xq_qweight* w) const { delete w; }
+  // Block weights whose every part runs from its interleaved copy (and its
+  // copied tail rows) read nothing of the caller's after prepare
+  // (gguf_blocks.cpp); adopted weights read the stored bytes in place; the
+  // rest is packed here.
+  bool borrows(const xq_qweight* w) const { return w->blocks ? blocks_borrow(*w->blocks) : w->adopted; }
   const char* layout(const xq_qweight* w) const {
     if (w && w->blocks) return w->blocks->layout;
     if (w && w->fp8) return "cpu-fp8-f32";

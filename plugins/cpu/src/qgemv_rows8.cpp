@@ -19,7 +19,7 @@ const GemvRowsKernels& gemv_rows_table(Isa isa, Rows8Mode mode) {
   static const GemvRowsKernels avx2i{"avx2-rows8i", kAvx2GemvRows.offset4, kAvx2GemvRows.offset8,
                                      &gemv4_rows8_interleaved_avx2, kAvx2GemvRows.gemv8};
   static const GemvRowsKernels avx512i{"avx512-rows8i", kAvx512GemvRows.offset4, kAvx512GemvRows.offset8,
-                                       &gemv4_rows8_interleaved_avx512, kAvx512GemvRows.gemv8};
+                                       &gemv4_rows8_interleaved_avx512, &gemv8_rows8_interleaved_avx512};
   if (mode == Rows8Mode::transpose && isa == Isa::avx2) return avx2;
   if (mode == Rows8Mode::transpose && isa == Isa::avx512) return avx512;
   if (mode == Rows8Mode::interleaved && isa == Isa::avx2) return avx2i;

@@ -25,7 +25,8 @@
 // at most 2 * 15 * 127 each), the eight of a block added as int16 (at most
 // 16 * 15 * 127 = 30480 < 32767, exact), then one vpmaddwd by ones.
 // Row counts that are not a multiple of 8 leave their last rows to the ISA's
-// one-row kernel; INT8 weights keep the one-row kernels.
+// one-row kernel. INT8 weights: the AVX-512 VNNI kernels on their own
+// interleaved copy below (qgemv_rows8_int8_avx512.cpp); AVX2 keeps the one-row ones.
 #pragma once
 
 #include "qgemv_rows.hpp"
@@ -42,6 +43,20 @@ void gemv4_rows8_avx512(const PackedRows& w, const QuantizedActs& a, int64_t n0,
 void gemv4_rows8_avx2(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64_t n1, float* y);
 void gemv4_rows8_interleaved_avx512(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64_t n1, float* y);
 void gemv4_rows8_interleaved_avx2(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64_t n1, float* y);
+
+// INT8 codes on their interleaved copy (interleave_int8_rows8), AVX-512 VNNI
+// only (qgemv_rows8_int8_avx512.cpp): the rows8i table's gemv8 (weight-only,
+// q8 activations; the one-row kernel where w.codes8 is null), and W8A8's
+// decode with one activation scale per token: for M activation rows (codes
+// q + m * q_stride, their sums over group g at qsum[m * G + g]) and the
+// whole groups of eight r8 in [g0, g1),
+//   acc[m * acc_stride + 8 r8 + j] = sum_g s[g] * float(exact int32 dot of group g)
+// -- dot8_i8's value for that pair (qkernels.hpp), bit for bit; each block
+// of the copy is read once for up to four activation rows.
+void gemv8_rows8_interleaved_avx512(const PackedRows& w, const QuantizedActs& a, int64_t n0, int64_t n1, float* y);
+void w8a8_rows8_interleaved_avx512(const uint8_t* codes8, const float* scales8, const int64_t* bb, int64_t G,
+                                   const int8_t* q, int64_t q_stride, const int32_t* qsum, int64_t M, int64_t g0,
+                                   int64_t g1, float* acc, int64_t acc_stride);
 
 // How INT4 decode GEMVs run, from XQUANT_CPU_GEMV_ROWS8:
 //   off: the one-row kernels of qgemv_rows.hpp;
@@ -82,6 +97,27 @@ struct Q4_0Rows8Copy {
   std::vector<uint16_t> scales;
 };
 Q4_0Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb);
+
+// The same for INT8 codes (cpu.int-blocks rows of one signed byte per code,
+// 32 bytes a block): 256 bytes per block of eight rows, word k = 0..7 holding
+// columns 4k..4k+3, each code moved to unsigned (+ 128, XOR 0x80: the
+// operand vpdpbusd takes unsigned, so decode needs no conversion):
+//   codes[(r8 * nblk + b) * 256 + 32 k + 4 j + i] = (byte 4k + i of block b of row 8 r8 + j) ^ 0x80
+//   scales as interleave_rows8.
+Rows8Copy interleave_int8_rows8(const uint8_t* codes, int64_t row_bytes, const float* scales, int64_t rows, int64_t G,
+                                int64_t nblk);
+// Row j of group r8 of such a copy back as its stored codes (nblk * 32 bytes into out).
+void int8_row_from_rows8(const uint8_t* codes8, int64_t nblk, int64_t r8, int64_t j, uint8_t* out);
+
+// The same for a GGUF Q8_0 part (block_q8_0: f16 d, int8 qs[32]; 34 bytes
+// per 32 columns): codes as interleave_int8_rows8's (qs moved to unsigned),
+// scales[(r8 * nb + b) * 8 + j] block b's f16 d of row 8 r8 + j, kept f16
+// (the copy is the stored blocks' size), and row j of group r8 back as its
+// stored blocks (q8_0_row_from_rows8, nb * 34 bytes into out): the copy
+// replaces the stored rows for every reader (gguf_blocks.cpp part_row).
+Q4_0Rows8Copy interleave_q8_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb);
+void q8_0_row_from_rows8(const uint8_t* codes8, const uint16_t* scales8, int64_t r8, int64_t j, int64_t nb,
+                         uint8_t* out);
 
 // The same for a GGUF Q4_K part (block_q4_K rows of nb blocks of 256
 // columns, row_bytes = 144 nb; llama.cpp's block_q4_Kx8 idea, repack.cpp):

@@ -51,6 +51,72 @@ Q4_0Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, i
   return c;
 }
 
+Rows8Copy interleave_int8_rows8(const uint8_t* codes, int64_t row_bytes, const float* scales, int64_t rows, int64_t G,
+                                int64_t nblk) {
+  const int64_t groups = rows / 8;
+  Rows8Copy c;
+  c.codes.resize(static_cast<size_t>(groups * nblk * 256));
+  c.scales.resize(static_cast<size_t>(groups * G * 8));
+  for (int64_t r8 = 0; r8 < groups; ++r8)
+    for (int64_t j = 0; j < 8; ++j) {
+      const uint8_t* row = codes + (r8 * 8 + j) * row_bytes;
+      for (int64_t b = 0; b < nblk; ++b)
+        for (int64_t k = 0; k < 8; ++k)
+          for (int64_t i = 0; i < 4; ++i)
+            c.codes[static_cast<size_t>((r8 * nblk + b) * 256 + 32 * k + 4 * j + i)] = row[b * 32 + 4 * k + i] ^ 0x80;
+      for (int64_t g = 0; g < G; ++g)
+        c.scales[static_cast<size_t>((r8 * G + g) * 8 + j)] = scales[(r8 * 8 + j) * G + g];
+    }
+  return c;
+}
+
+namespace {
+
+// Four codes moved between signed and unsigned (XOR 0x80 each), as one word.
+void flip4(uint8_t* out, const uint8_t* in) {
+  uint32_t v;
+  std::memcpy(&v, in, 4);
+  v ^= 0x80808080u;
+  std::memcpy(out, &v, 4);
+}
+
+}  // namespace
+
+void int8_row_from_rows8(const uint8_t* codes8, int64_t nblk, int64_t r8, int64_t j, uint8_t* out) {
+  const uint8_t* c = codes8 + r8 * nblk * 256 + 4 * j;
+  for (int64_t b = 0; b < nblk; ++b)
+    for (int64_t k = 0; k < 8; ++k) flip4(out + b * 32 + 4 * k, c + b * 256 + 32 * k);
+}
+
+Q4_0Rows8Copy interleave_q8_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
+  constexpr int64_t kBytes = 34;  // ggml-common.h block_q8_0: f16 d, 32 int8 codes
+  const int64_t groups = rows / 8;
+  Q4_0Rows8Copy c;
+  c.codes.resize(static_cast<size_t>(groups * nb * 256));
+  c.scales.resize(static_cast<size_t>(groups * nb * 8));
+  for (int64_t r8 = 0; r8 < groups; ++r8)
+    for (int64_t j = 0; j < 8; ++j) {
+      const uint8_t* row = blocks + static_cast<uint64_t>(r8 * 8 + j) * row_bytes;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = row + b * kBytes;
+        std::memcpy(&c.scales[static_cast<size_t>((r8 * nb + b) * 8 + j)], blk, 2);
+        for (int64_t k = 0; k < 8; ++k)
+          for (int64_t i = 0; i < 4; ++i)
+            c.codes[static_cast<size_t>((r8 * nb + b) * 256 + 32 * k + 4 * j + i)] = blk[2 + 4 * k + i] ^ 0x80;
+      }
+    }
+  return c;
+}
+
+void q8_0_row_from_rows8(const uint8_t* codes8, const uint16_t* scales8, int64_t r8, int64_t j, int64_t nb,
+                         uint8_t* out) {
+  for (int64_t b = 0; b < nb; ++b, out += 34) {
+    std::memcpy(out, &scales8[(r8 * nb + b) * 8 + j], 2);
+    const uint8_t* c = codes8 + (r8 * nb + b) * 256 + 4 * j;
+    for (int64_t k = 0; k < 8; ++k) flip4(out + 2 + 4 * k, c + 32 * k);
+  }
+}
+
 namespace {
 
 // The interleaved copy of a K-quant part's whole groups of eight rows: block

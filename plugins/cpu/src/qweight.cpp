@@ -171,13 +171,24 @@ std::unique_ptr<xq_qweight> new_qweight(const sdk::cpu_layout::Geometry& g, cons
   return w;
 }
 
-// The interleaved copy of an INT4 weight-only weight whose decode table reads
-// one (qgemv_rows8.hpp), from the codes and scales just set.
+// Whether decode reads an interleaved copy of w (qgemv_rows8.hpp): INT4
+// weight-only weights where the ISA's table has an eight-row INT4 kernel,
+// and on AVX-512 VNNI INT8 ones, weight-only (the rows8i table's gemv8) and
+// W8A8 with symmetric weights and INT8 activations (qmatmul_w8a8's decode).
+bool decode_reads_rows8_copy(const xq_qweight& w) {
+  if (selected_gemv_rows8() != Rows8Mode::interleaved) return false;
+  if (w.act_scheme == XQ_ACT_NONE)
+    return w.gemv_q8 && w.gemv_rows != &gemv_rows_of(selected_isa()) && (w.int4 || selected_isa() == Isa::avx512);
+  return !w.int4 && !w.act_fp8 && !w.zeros && selected_isa() == Isa::avx512;
+}
+
+// The interleaved copy of a weight whose decode reads one, from the codes
+// and scales just set.
 void add_rows8_copy(xq_qweight& w) {
-  const bool table_reads_copy =
-      selected_gemv_rows8() == Rows8Mode::interleaved && w.gemv_rows != &gemv_rows_of(selected_isa());
-  if (!w.int4 || w.act_scheme != XQ_ACT_NONE || !w.gemv_q8 || !table_reads_copy) return;
-  Rows8Copy c = interleave_rows8(w.codes, w.row_bytes, w.scales, w.rows, w.n_groups, w.block_begin[w.n_groups]);
+  if (!decode_reads_rows8_copy(w)) return;
+  const int64_t nblk = w.block_begin[w.n_groups];
+  Rows8Copy c = w.int4 ? interleave_rows8(w.codes, w.row_bytes, w.scales, w.rows, w.n_groups, nblk)
+                       : interleave_int8_rows8(w.codes, w.row_bytes, w.scales, w.rows, w.n_groups, nblk);
   w.codes8 = std::move(c.codes);
   w.scales8 = std::move(c.scales);
   release_row_major_codes(w);
@@ -334,6 +345,22 @@ void qmatmul_w8a8(const Host& host, const xq_qweight& w, const float* x, int64_t
   const int64_t* bb = w.block_begin.data();
   // Dynamic scales keep the codes within [-127, 127] (quantize_row_i8).
   const auto dot8 = w.act_scheme == XQ_ACT_STATIC_TENSOR ? k.dot8_i8 : k.dot8_i8_a127;
+  if (M <= w.gemv_max_rows && !w.codes8.empty()) {
+    // Decode on the interleaved INT8 copy (qgemv_rows8.hpp, AVX-512 VNNI):
+    // whole groups of eight rows a task, dot8's values; the rows after the
+    // last whole group (codes_tail) through dot8.
+    const int64_t whole = N / 8;
+    host.parallel_for(static_cast<uint64_t>(whole), 2, [&](uint64_t b, uint64_t e) {
+      w8a8_rows8_interleaved_avx512(w.codes8.data(), w.scales8.data(), bb, G, qx, Kp, qsum, M, static_cast<int64_t>(b),
+                                    static_cast<int64_t>(e), y, N);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = static_cast<int64_t>(b) * 8; n < static_cast<int64_t>(e) * 8; ++n) finish(n, m, y[m * N + n]);
+    });
+    for (int64_t n = whole * 8; n < N; ++n)
+      for (int64_t m = 0; m < M; ++m)
+        finish(n, m, dot8(reinterpret_cast<const int8_t*>(row_codes(w, n)), qx + m * Kp, bb, G, w.scales + n * G));
+    return;
+  }
   host.parallel_for(static_cast<uint64_t>(N), 8, [&](uint64_t b, uint64_t e) {
     for (uint64_t n = b; n < e; ++n) {
       const uint8_t* c = row_codes(w, static_cast<int64_t>(n));

@@ -2,6 +2,8 @@
 // interleaved decode copy (qweight_codes.hpp).
 #include "qweight_codes.hpp"
 
+#include "qgemv_rows8.hpp"
+
 #include <cstring>
 
 namespace xquant::cpu {
@@ -10,9 +12,10 @@ namespace {
 
 // Row j of the eight-row group r8, undoing interleave_rows8: byte 4k + i of
 // block b sits at (r8 * nblk + b) * 128 + 32 k + 4 j + i, so each 4-byte word
-// of the row is one word of the copy.
+// of the row is one word of the copy (INT8: interleave_int8_rows8's).
 void rebuild_row(const xq_qweight& w, int64_t r8, int64_t j, uint8_t* out) {
   const int64_t nblk = w.block_begin[w.n_groups];
+  if (!w.int4) return int8_row_from_rows8(w.codes8.data(), nblk, r8, j, out);
   const uint8_t* c = w.codes8.data() + r8 * nblk * 128 + 4 * j;
   for (int64_t b = 0; b < nblk; ++b)
     for (int64_t k = 0; k < 4; ++k) std::memcpy(out + b * 16 + 4 * k, c + b * 128 + 32 * k, 4);

@@ -426,6 +426,19 @@ struct KernelAdapter {
       return XQ_ERR_UNSUPPORTED;
     }
   }
+  // Providers whose weights may stop reading their caller's bytes define
+  //   bool borrows(const xq_qweight* w) const;
+  // for the others the entry answers 1 (the caller keeps the bytes).
+  static uint32_t qweight_borrows(void* state, const xq_qweight* w) noexcept {
+    if constexpr (requires(const Impl& i) { i.borrows(w); }) {
+      if (!w) return 1;
+      uint32_t r = 1;
+      (void)call_with_status(ignore_message, [&] { r = self(state)->borrows(w) ? 1u : 0u; });
+      return r;
+    } else {
+      return 1;
+    }
+  }
   static constexpr xq_kernel_vtable vtable{sizeof(xq_kernel_vtable), 0, &score, &alloc, &free, &upload, &download,
                                            &synchronize, &supports_op, &run_op, &qweight_prepare, &qweight_release,
                                            &qweight_layout, &qweight_packed_layout, &qweight_adopt, &memory_info,
@@ -434,7 +447,7 @@ struct KernelAdapter {
                                            kGraphs ? &graph_end : nullptr,
                                            kGraphs ? &graph_launch : nullptr,
                                            kGraphs ? &graph_release : nullptr,
-                                           &moe_qmatmul};
+                                           &moe_qmatmul, &qweight_borrows};
 };
 
 }  // namespace xquant::sdk
