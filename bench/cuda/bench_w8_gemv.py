@@ -7,7 +7,10 @@ For every shape (K x N) and M, per-call µs of:
   bf16        torch.matmul with a BF16 weight (cuBLAS), the baseline of the ratios;
   act         the activation quantization alone (part of every QMATMUL below);
   i8 / f8     INT8 / FP8 E4M3 QMATMUL from BF16 activations, default dispatch
-              (the few-row kernel, K split picked by w8a8_gemv_split);
+              (the few-row kernel, K split picked by w8a8_gemv_split; where
+              M = 1 its fused form, which quantizes the row itself);
+  i8_sep/f8_sep the same with the separate quantization kernel first
+              (XQUANT_CUDA_W8_GEMV_FUSED=0);
   i8_sN/f8_sN the same with the K split forced to N (XQUANT_CUDA_W8_GEMV_SPLIT);
   i8_u8/f8_u8 the default split with 8 weight steps in flight a lane
               (XQUANT_CUDA_W8_GEMV_UNROLL=8; the default is 4);
@@ -31,8 +34,8 @@ from bench_cuda import BF16, I8, Shim, bench, copy_bandwidth, fmt, ncopies, writ
 GEMV_ENV = "XQUANT_CUDA_W8_GEMV"
 SPLIT_ENV = "XQUANT_CUDA_W8_GEMV_SPLIT"
 UNROLL_ENV = "XQUANT_CUDA_W8_GEMV_UNROLL"
+FUSED_ENV = "XQUANT_CUDA_W8_GEMV_FUSED"
 BITS_F8_E4M3 = (14 << 8) | 8  # XQ_BITS_F8_E4M3 (xq_tensor.h)
-SPLITS = (1, 2, 4, 8)
 
 
 def main():
@@ -41,9 +44,11 @@ def main():
     ap.add_argument("--plugin", required=True)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--ms", default="1,2,4,8")
+    ap.add_argument("--splits", default="1,2,4,8", help="K splits to force, comma-separated ('' = none)")
     # Llama-3.1-8B's q|k|v, o, gate|up, down, then issue 10's largest shape.
     ap.add_argument("--shapes", default="4096x6144,4096x4096,4096x28672,14336x4096,8192x28672")
     args = ap.parse_args()
+    splits = [int(v) for v in args.splits.split(",") if v]
     torch.manual_seed(0)
     dev = torch.device("cuda")
     shim = Shim(args.shim, args.plugin)
@@ -87,7 +92,10 @@ def main():
                                                                  BF16, I8), "act"), 1)
             for tag, ws in (("i8", w8), ("f8", wf8)):
                 run(tag, q(ws, tag), n8)
-                for s in SPLITS:
+                os.environ[FUSED_ENV] = "0"
+                run(f"{tag}_sep", q(ws, tag), n8)
+                os.environ.pop(FUSED_ENV, None)
+                for s in splits:
                     os.environ[SPLIT_ENV] = str(s)
                     run(f"{tag}_s{s}", q(ws, tag), n8)
                 os.environ.pop(SPLIT_ENV, None)
@@ -126,20 +134,23 @@ def main():
 
     lines = [f"Device: {name}; torch {torch.__version__}; copy bandwidth {copy_bw:.2f} TB/s; plugin: {shim.why}", "",
              "W8A8 QMATMUL from BF16 activations, µs per call (× = bf16 time / ours; % = weight bytes / time "
-             "as a share of the copy bandwidth; splits 1/2/4/8 forced; unroll 8 = XQUANT_CUDA_W8_GEMV_UNROLL=8; "
+             "as a share of the copy bandwidth; separate = XQUANT_CUDA_W8_GEMV_FUSED=0; splits "
+             f"{'/'.join(map(str, splits)) or '(none)'} forced; unroll 8 = XQUANT_CUDA_W8_GEMV_UNROLL=8; "
              "gemm = XQUANT_CUDA_W8_GEMV=0):", "",
-             "| K | N | M | bf16 | act quant | INT8 (×bf16, %copy) | INT8 splits 1/2/4/8 | INT8 unroll 8 (×bf16) | "
-             "INT8 GEMM route (×bf16) | FP8 (×bf16, %copy) | FP8 splits 1/2/4/8 | FP8 unroll 8 (×bf16) | "
-             "FP8 GEMM route (×bf16) | diff i8 / f8 |",
-             "|" + "---|" * 14]
+             "| K | N | M | bf16 | act quant | INT8 (×bf16, %copy) | INT8 separate quant (×bf16) | INT8 splits | "
+             "INT8 unroll 8 (×bf16) | INT8 GEMM route (×bf16) | FP8 (×bf16, %copy) | FP8 separate quant (×bf16) | "
+             "FP8 splits | FP8 unroll 8 (×bf16) | FP8 GEMM route (×bf16) | diff i8 / f8 |",
+             "|" + "---|" * 16]
     for r in rows:
         b = r["bf16"]
-        sp = {t: " / ".join(fmt(r.get(f"{t}_s{s}")) for s in SPLITS) for t in ("i8", "f8")}
+        sp = {t: " / ".join(fmt(r.get(f"{t}_s{s}")) for s in splits) or "–" for t in ("i8", "f8")}
         lines.append(
             f"| {r['K']} | {r['N']} | {r['M']} | {fmt(b)} | {fmt(r['act'])} | "
-            f"{fmt(r['i8'])} ({x_(b, r['i8'])}, {pct(r['i8_copy_pct'])}) | {sp['i8']} | "
+            f"{fmt(r['i8'])} ({x_(b, r['i8'])}, {pct(r['i8_copy_pct'])}) | {fmt(r['i8_sep'])} ({x_(b, r['i8_sep'])}) | "
+            f"{sp['i8']} | "
             f"{fmt(r['i8_u8'])} ({x_(b, r['i8_u8'])}) | {fmt(r['i8_gemm'])} ({x_(b, r['i8_gemm'])}) | "
-            f"{fmt(r['f8'])} ({x_(b, r['f8'])}, {pct(r['f8_copy_pct'])}) | {sp['f8']} | "
+            f"{fmt(r['f8'])} ({x_(b, r['f8'])}, {pct(r['f8_copy_pct'])}) | {fmt(r['f8_sep'])} ({x_(b, r['f8_sep'])}) | "
+            f"{sp['f8']} | "
             f"{fmt(r['f8_u8'])} ({x_(b, r['f8_u8'])}) | "
             f"{fmt(r['f8_gemm'])} ({x_(b, r['f8_gemm'])}) | {r['diff_i8']:.1e} / {r['diff_f8']:.1e} |")
     write_results(args.out, "w8_gemv", "\n".join(lines),

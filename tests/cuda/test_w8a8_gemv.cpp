@@ -15,6 +15,10 @@
 // a multiple of the kernel's 64-byte step, outputs poisoned with one row more
 // than M that must stay untouched; and which path runs (M <= 8 the kernel,
 // M = 9 a GEMM, XQUANT_CUDA_W8_GEMV=0 the GEMM for every M).
+// The fused form (the kernel quantizes the BF16/F16 row itself; M = 1 and
+// K + 16 <= 40 KB) is what QMATMUL runs by default there; each
+// call is repeated with XQUANT_CUDA_W8_GEMV_FUSED=0 (QUANTIZE_ACT's kernel
+// first) and the two outputs must be the same bytes, INT8 and FP8 alike.
 #include <cstdlib>
 #include <cstring>
 
@@ -140,23 +144,27 @@ std::vector<double> expected_fp8(const W8GemvCase& c, const W8Weight& wt, const 
 // Runs QMATMUL into a poisoned [M + 1, N] buffer; returns the first M rows'
 // raw bytes and checks the extra row kept its poison.
 // split / unroll: XQUANT_CUDA_W8_GEMV_SPLIT / _UNROLL for this call, or null.
+// fused: XQUANT_CUDA_W8_GEMV_FUSED=0 when false. x_t: the activation rows' type.
 std::vector<uint8_t> run_qmatmul(const W8GemvCase& c, const W8Weight& wt, DevBuf& dx, DevBuf* db, int64_t M,
-                                 const char* split, const char* unroll) {
+                                 const char* split, const char* unroll, bool fused = true,
+                                 xq_dtype x_t = XQ_DTYPE_BF16) {
   auto& P = Plugin::get();
   const size_t osz = c.out == XQ_DTYPE_F32 ? 4 : 2;
   DevBuf dy((M + 1) * c.N * osz);
   dy.poison();
   xq_op op = make_op(XQ_OP_QMATMUL);
   op.qweight = wt.qw;
-  op.src[0] = tensor2(XQ_DTYPE_BF16, M, c.K, dx.p);
+  op.src[0] = tensor2(x_t, M, c.K, dx.p);
   if (db) op.src[2] = tensor1(XQ_DTYPE_F32, c.N, db->p);
   op.dst = tensor2(c.out, M, c.N, dy.p);
   EXPECT_EQ(P.vt->supports_op(P.state, &op), 1u);
   if (split) setenv("XQUANT_CUDA_W8_GEMV_SPLIT", split, 1);
   if (unroll) setenv("XQUANT_CUDA_W8_GEMV_UNROLL", unroll, 1);
+  if (!fused) setenv("XQUANT_CUDA_W8_GEMV_FUSED", "0", 1);
   const xq_status st = P.vt->run_op(P.state, &op);
   unsetenv("XQUANT_CUDA_W8_GEMV_SPLIT");
   unsetenv("XQUANT_CUDA_W8_GEMV_UNROLL");
+  unsetenv("XQUANT_CUDA_W8_GEMV_FUSED");
   EXPECT_EQ(st, XQ_OK) << g_last_error;
   auto all = dy.get<uint8_t>((M + 1) * c.N * osz);
   size_t touched = 0;
@@ -229,6 +237,8 @@ TEST_P(W8A8Gemv, EveryRowCountAndKSplitAgainstTheReference) {
       auto got = run_qmatmul(c, wt, dx, c.bias ? &db : nullptr, M, split, unroll);
       const std::string where = "M=" + std::to_string(M) + " split=" + (split ? split : "default") +
                                 " unroll=" + (unroll ? unroll : "default");
+      EXPECT_EQ(got, run_qmatmul(c, wt, dx, c.bias ? &db : nullptr, M, split, unroll, false))
+          << where << ": fused and separate quantization differ";
       if (c.fp8) {
         auto y = as_floats(got, c.out);
         EXPECT_EQ(count_nan(y), 0u) << where;
@@ -299,6 +309,38 @@ TEST(W8A8GemvDispatch, KernelUpToEightRowsGemmAboveAndWhenSwitchedOff) {
       EXPECT_EQ(run(M, "0", "3"), XQ_OK) << "fp8=" << fp8 << " M=" << M << ": " << g_last_error;
     }
     EXPECT_EQ(run(9, nullptr, "3"), XQ_OK) << "fp8=" << fp8 << ": " << g_last_error;
+  }
+}
+
+// F16 activation rows (the BF16 ones above): the fused form against
+// QUANTIZE_ACT + the kernel, same bytes, dynamic and static INT8 and FP8,
+// every M (the fused form runs at M = 1; above, both calls take the
+// separate kernel, and must still agree).
+TEST(W8A8GemvFused, F16RowsGiveTheSeparateQuantizationsBytes) {
+  XQ_REQUIRE_GPU();
+  for (const W8GemvCase& c : {W8GemvCase{false, XQ_ACT_DYNAMIC_TOKEN, false, true, XQ_DTYPE_BF16, 4096, 128},
+                              W8GemvCase{false, XQ_ACT_STATIC_TENSOR, false, false, XQ_DTYPE_F16, 14336, 32},
+                              W8GemvCase{true, XQ_ACT_DYNAMIC_TOKEN, false, true, XQ_DTYPE_F32, 4096, 64}}) {
+    if (c.fp8 && !fp8_gemv_runs_here()) continue;
+    W8Weight wt(c);
+    ASSERT_NE(wt.qw, nullptr);
+    std::vector<float> bias(c.N);
+    for (auto& b : bias) b = uniform(-0.5f, 0.5f);
+    DevBuf db(c.N * 4);
+    db.put(bias);
+    for (int64_t M = 1; M <= 8; ++M) {
+      std::vector<float> x(M * c.K);
+      for (auto& v : x) v = uniform(-3.f, 3.f);
+      auto xbits = to_half_bits(x, XQ_DTYPE_F16, nullptr);
+      DevBuf dx(xbits.size() * 2);
+      dx.put(xbits);
+      const std::string where = std::string(c.fp8 ? "fp8" : "int8") + " K=" + std::to_string(c.K) +
+                                " M=" + std::to_string(M);
+      auto fused = run_qmatmul(c, wt, dx, c.bias ? &db : nullptr, M, nullptr, nullptr, true, XQ_DTYPE_F16);
+      auto separate = run_qmatmul(c, wt, dx, c.bias ? &db : nullptr, M, nullptr, nullptr, false, XQ_DTYPE_F16);
+      EXPECT_EQ(fused, separate) << where;
+      EXPECT_EQ(count_nan(as_floats(fused, c.out)), 0u) << where;
+    }
   }
 }
 

@@ -538,6 +538,8 @@ void Provider::run_qmatmul_w8(const xq_op& op) {
   to_dtype(x.dtype, &T);
   to_dtype(y.dtype, &Y);
   const int64_t M = leading(x), K = w.K, N = w.N;
+  // Decode: the few-row kernel quantizes the rows itself (w8a8_gemv.hpp).
+  if (run_w8a8_gemv_fused(DType::I8, op, w.act == XQ_ACT_DYNAMIC_TOKEN ? 0.f : w.input_scale)) return;
   void* xq = s_x_.get(static_cast<size_t>(M * K));
   float* sa = nullptr;
   float sa_const = w.input_scale;
@@ -557,13 +559,10 @@ void Provider::run_qmatmul_w8(const xq_op& op) {
   XQ_CK(scale_epilogue(acc, DType::I32, M, N, sa, sa_const, w.sw, 1.f, op.src[2].data, bias_t, y.data, Y, stream_));
 }
 
-bool Provider::run_w8a8_gemv(DType codes, const xq_op& op, const void* xq, const float* sa, float sa_const) {
+W8Gemv Provider::w8_gemv_problem(DType codes, const xq_op& op) const {
   const xq_qweight& w = *op.qweight;
   W8Gemv g;
   g.codes = codes;
-  g.xq = xq;
-  g.sa = sa;
-  g.sa_const = sa_const;
   g.w = w.w8;
   g.sw = w.sw;
   if (present(op.src[2])) {
@@ -575,7 +574,32 @@ bool Provider::run_w8a8_gemv(DType codes, const xq_op& op, const void* xq, const
   g.K = w.K;
   g.y = op.dst.data;
   to_dtype(op.dst.dtype, &g.y_t);
+  return g;
+}
+
+bool Provider::run_w8a8_gemv(DType codes, const xq_op& op, const void* xq, const float* sa, float sa_const) {
+  W8Gemv g = w8_gemv_problem(codes, op);
+  g.xq = xq;
+  g.sa = sa;
+  g.sa_const = sa_const;
   if (!w8a8_gemv_fits(g, cc_major_, cc_minor_)) return false;
+  launch_w8_gemv(g);
+  return true;
+}
+
+bool Provider::run_w8a8_gemv_fused(DType codes, const xq_op& op, float static_scale) {
+  W8Gemv g = w8_gemv_problem(codes, op);
+  DType x_t{};
+  to_dtype(op.src[0].dtype, &x_t);
+  if (!w8a8_gemv_fused_fits(g, x_t, op.src[0].data, cc_major_, cc_minor_)) return false;
+  g.x16 = op.src[0].data;
+  g.x16_t = x_t;
+  g.static_scale = static_scale;
+  launch_w8_gemv(g);
+  return true;
+}
+
+void Provider::launch_w8_gemv(const W8Gemv& g) {
   const int split = w8a8_gemv_split(), unroll = w8a8_gemv_unroll();
   if (split == 0)
     throw Error(XQ_ERR_INVALID_ARGUMENT,
@@ -584,7 +608,6 @@ bool Provider::run_w8a8_gemv(DType codes, const xq_op& op, const void* xq, const
     throw Error(XQ_ERR_INVALID_ARGUMENT,
                 format("cuda: XQUANT_CUDA_W8_GEMV_UNROLL=%s: expected 4 or 8", std::getenv("XQUANT_CUDA_W8_GEMV_UNROLL")));
   XQ_CK(w8a8_gemv(g, split, unroll, stream_));
-  return true;
 }
 
 void Provider::run_matmul(const xq_op& op) {
@@ -873,6 +896,7 @@ void Provider::run_qmatmul_fp8(const xq_op& op) {
   DType T;
   to_dtype(x.dtype, &T);
   const int64_t M = leading(x), K = w.K, N = w.N;
+  if (run_w8a8_gemv_fused(DType::F8E4M3, op, 0.f)) return;  // decode: quantized inside the few-row kernel
   void* xq = s_x_.get(static_cast<size_t>(M * K));
   float* scales = static_cast<float*>(s_scale_.get(static_cast<size_t>(M + N) * 4));
   XQ_CK(quantize_act(x.data, T, M, K, xq, DType::F8E4M3, scales, 0.f, stream_));

@@ -19,6 +19,7 @@
 #include "cublaslt.hpp"
 #include "w4a16_gemv.hpp"
 #include "cutlass_w8a8.hpp"
+#include "w8a8_gemv.hpp"
 #include "kernels.hpp"
 #include "op_timing.hpp"
 #include "w4a16_hopper.hpp"
@@ -158,6 +159,12 @@ class Provider : public xquant::sdk::PluginBase {
   // The few-row kernel of w8a8_gemv.hpp on the quantized activation codes
   // (decode at M <= 8) where it fits; false: the caller runs a GEMM route.
   bool run_w8a8_gemv(DType codes, const xq_op& op, const void* xq, const float* sa, float sa_const);
+  // The same from op's BF16/F16 rows, quantized inside the kernel (per token,
+  // or with static_scale when > 0): no separate quantization launch. False
+  // (nothing launched) where the fused form does not fit (w8a8_gemv.hpp).
+  bool run_w8a8_gemv_fused(DType codes, const xq_op& op, float static_scale);
+  W8Gemv w8_gemv_problem(DType codes, const xq_op& op) const;
+  void launch_w8_gemv(const W8Gemv& g);
   xq_qweight* prepare_fp8(const xq_quant_tensor& q, const std::vector<float>& row_scales);
   void run_matmul(const xq_op& op);
   void run_dequantize(const xq_op& op);

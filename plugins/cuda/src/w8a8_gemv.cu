@@ -15,6 +15,10 @@ namespace {
 constexpr int kWarps = 8;      // warps per CTA
 constexpr int64_t kStep = 64;  // bytes of K per step: 4 lanes of a row x 16 bytes
 constexpr int kDefaultUnroll = 4;
+// The fused form's shared rows: K + 16 bytes apart, so the two rows a
+// quarter-warp's 16-byte loads touch start 4 banks apart (K % 128 == 0 would
+// put them on the same banks).
+constexpr int64_t kRowPad = 16;
 
 // One m16n8k32 tensor-core product, D = A.B + D (PTX ISA, "Warp-level matrix
 // multiply-accumulate instructions", mma.m16n8k32 with 8-bit inputs). Lane
@@ -34,6 +38,65 @@ __device__ __forceinline__ void mma_k32(const uint32_t (&a)[4], uint32_t b0, uin
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 #endif
+}
+
+// The fused form (W8Gemv::x16): the CTA quantizes the M activation rows
+// itself into shared memory (stride K + kRowPad), their scales into sa_s,
+// with quantize_act's arithmetic (w8a8.cu k_quantize_act16_regs: the same
+// max, scale = max / 127 (448 for E4M3), 1 / scale, rounding and clamp), so
+// the codes and scales are the separate kernel's bit for bit. Each CTA reads
+// the rows (M x K x 2 bytes, from L2 after the first CTAs) instead of one
+// kernel writing and every CTA reading the codes: one launch and one
+// dependency less per Linear at decode.
+__device__ float cta_max(float v, float* red) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __syncthreads();  // red is reused token after token
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float r = 0.f;
+#pragma unroll
+  for (int i = 0; i < kWarps; ++i) r = fmaxf(r, red[i]);
+  return r;
+}
+
+template <typename T>
+__device__ void quantize_rows_to_shared(const T* __restrict__ x, int M, int64_t K, bool fp8, float static_scale,
+                                        uint8_t* xs, float* sa_s) {
+  __shared__ float red[kWarps];
+  const int n8 = static_cast<int>(K / 8);
+  for (int m = 0; m < M; ++m) {
+    const uint4* xr = reinterpret_cast<const uint4*>(x + static_cast<int64_t>(m) * K);
+    float scale = static_scale;
+    if (static_scale <= 0.f) {
+      float amax = 0.f;
+      for (int i = threadIdx.x; i < n8; i += kWarps * 32) {
+        const uint4 v = __ldg(xr + i);
+        const T* h = reinterpret_cast<const T*>(&v);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(static_cast<float>(h[e])));
+      }
+      amax = cta_max(amax, red);
+      scale = amax / (fp8 ? 448.f : 127.f);
+      if (!(scale > 0.f)) scale = 1.f;
+    }
+    if (threadIdx.x == 0) sa_s[m] = scale;
+    const float inv = 1.0f / scale;
+    uint2* qr = reinterpret_cast<uint2*>(xs + static_cast<int64_t>(m) * (K + kRowPad));
+    for (int i = threadIdx.x; i < n8; i += kWarps * 32) {
+      const uint4 v = __ldg(xr + i);
+      const T* h = reinterpret_cast<const T*>(&v);
+      uint8_t b[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float f = static_cast<float>(h[e]) * inv;
+        if (fp8) b[e] = __nv_cvt_float_to_fp8(f, __NV_SATFINITE, __NV_E4M3);
+        else b[e] = static_cast<uint8_t>(static_cast<int8_t>(fminf(fmaxf(rintf(f), -128.f), 127.f)));
+      }
+      qr[i] = *reinterpret_cast<const uint2*>(b);
+    }
+  }
+  __syncthreads();
 }
 
 // CTA: kWarps warps over kWarps / kSplit tiles of 16 weight rows; the kSplit
@@ -56,13 +119,19 @@ __device__ __forceinline__ void mma_k32(const uint32_t (&a)[4], uint32_t b0, uin
 // PDL as bf16_gemv.cu: the weights are constants, so the first kUnroll steps'
 // loads go out before griddepcontrol.wait; the activation codes and their
 // scales (the quantization kernel's output) are read after it.
-template <int kSplit, int kUnroll, bool kFp8>
+// kX16: 0 = the codes come quantized (x, sa / sa_const); 1 = BF16, 2 = F16
+// rows at x16 that the CTA quantizes itself (dynamic per token when
+// static_scale <= 0), its codes in dynamic shared memory.
+template <int kSplit, int kUnroll, bool kFp8, int kX16 = 0>
 __global__ void __launch_bounds__(kWarps * 32, kUnroll >= 8 ? 2 : 4)
     w8a8_gemv_kernel(const uint8_t* __restrict__ x, const float* __restrict__ sa, float sa_const,
                      const uint8_t* __restrict__ w, const float* __restrict__ sw, const void* __restrict__ bias,
-                     DType bias_t, int M, int64_t N, int64_t K, void* y, DType yt) {
+                     DType bias_t, int M, int64_t N, int64_t K, void* y, DType yt, const void* __restrict__ x16,
+                     float static_scale) {
   using Acc = std::conditional_t<kFp8, float, int32_t>;
   constexpr int kTiles = kWarps / kSplit;
+  extern __shared__ __align__(16) uint8_t xs[];
+  __shared__ float sa_s[kW8GemvMaxRows];
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
@@ -87,7 +156,15 @@ __global__ void __launch_bounds__(kWarps * 32, kUnroll >= 8 ? 2 : 4)
   load(slice);
   pdl_wait();
 
-  const uint8_t* xg = x + static_cast<int64_t>(g) * K + t * 16;
+  if constexpr (kX16 != 0) {
+    using T = std::conditional_t<kX16 == 1, __nv_bfloat16, __half>;
+    quantize_rows_to_shared(static_cast<const T*>(x16), M, K, kFp8, static_scale, xs, sa_s);
+  }
+  // The codes and scales: the CTA's own (shared) or the quantization kernel's.
+  const uint8_t* const codes = kX16 != 0 ? xs : x;
+  const float* const scales = kX16 != 0 ? sa_s : sa;
+  const int64_t x_stride = kX16 != 0 ? K + kRowPad : K;
+  const uint8_t* xg = codes + static_cast<int64_t>(g) * x_stride + t * 16;
   const bool token_in = g < M;
   Acc acc[4] = {};
   for (int64_t s0 = slice; rows_in && s0 < steps; s0 += static_cast<int64_t>(kSplit) * kUnroll) {
@@ -97,7 +174,12 @@ __global__ void __launch_bounds__(kWarps * 32, kUnroll >= 8 ? 2 : 4)
       const int64_t s = s0 + static_cast<int64_t>(u) * kSplit;
       if (s >= steps) break;  // the same for the whole warp: the mma needs every lane
       const bool in = token_in && s * kStep + t * 16 < K;
-      const uint4 xv = in ? __ldg(reinterpret_cast<const uint4*>(xg + s * kStep)) : make_uint4(0, 0, 0, 0);
+      uint4 xv = make_uint4(0, 0, 0, 0);
+      if constexpr (kX16 != 0) {
+        if (in) xv = *reinterpret_cast<const uint4*>(xg + s * kStep);
+      } else {
+        if (in) xv = __ldg(reinterpret_cast<const uint4*>(xg + s * kStep));
+      }
       const uint32_t a0[4] = {lo[u].x, hi[u].x, lo[u].y, hi[u].y};
       const uint32_t a1[4] = {lo[u].z, hi[u].z, lo[u].w, hi[u].w};
       mma_k32(a0, xv.x, xv.y, acc);
@@ -125,19 +207,27 @@ __global__ void __launch_bounds__(kWarps * 32, kUnroll >= 8 ? 2 : 4)
     const int m = 2 * t + (i & 1);
     if (m >= M) continue;
     const int64_t n = row0 + g + (i >= 2 ? 8 : 0);
-    float r = __fmul_rn(__fmul_rn(static_cast<float>(acc[i]), sa ? sa[m] : sa_const), sw[n]);
+    float r = __fmul_rn(__fmul_rn(static_cast<float>(acc[i]), scales ? scales[m] : sa_const), sw[n]);
     if (bias) r = __fadd_rn(r, load_as_float(bias, bias_t, n));
     store_from_float(y, yt, static_cast<int64_t>(m) * N + n, r);
   }
 }
 
-template <int kSplit, int kUnroll, bool kFp8>
-cudaError_t launch(const W8Gemv& p, cudaStream_t stream) {
+template <int kSplit, int kUnroll, bool kFp8, int kX16>
+cudaError_t launch_form(const W8Gemv& p, cudaStream_t stream) {
   constexpr int64_t kTiles = kWarps / kSplit;
   const int64_t ctas = (p.N / 16 + kTiles - 1) / kTiles;
-  return launch_pdl(w8a8_gemv_kernel<kSplit, kUnroll, kFp8>, dim3(static_cast<unsigned>(ctas)), dim3(kWarps * 32), 0, stream,
-                    static_cast<const uint8_t*>(p.xq), p.sa, p.sa_const, static_cast<const uint8_t*>(p.w), p.sw,
-                    p.bias, p.bias_t, static_cast<int>(p.M), p.N, p.K, p.y, p.y_t);
+  const size_t smem = kX16 != 0 ? static_cast<size_t>(p.M * (p.K + kRowPad)) : 0;
+  return launch_pdl(w8a8_gemv_kernel<kSplit, kUnroll, kFp8, kX16>, dim3(static_cast<unsigned>(ctas)), dim3(kWarps * 32),
+                    smem, stream, static_cast<const uint8_t*>(p.xq), p.sa, p.sa_const, static_cast<const uint8_t*>(p.w),
+                    p.sw, p.bias, p.bias_t, static_cast<int>(p.M), p.N, p.K, p.y, p.y_t, p.x16, p.static_scale);
+}
+
+template <int kSplit, int kUnroll, bool kFp8>
+cudaError_t launch(const W8Gemv& p, cudaStream_t stream) {
+  if (!p.x16) return launch_form<kSplit, kUnroll, kFp8, 0>(p, stream);
+  return p.x16_t == DType::BF16 ? launch_form<kSplit, kUnroll, kFp8, 1>(p, stream)
+                                : launch_form<kSplit, kUnroll, kFp8, 2>(p, stream);
 }
 
 template <int kUnroll, bool kFp8>
@@ -172,6 +262,17 @@ bool w8a8_gemv_fits(const W8Gemv& p, int cc_major, int cc_minor) {
          p.N % 16 == 0 && p.sw && aligned16(p.xq) && aligned16(p.w);
 }
 
+bool w8a8_gemv_fused_fits(const W8Gemv& p, DType x_t, const void* x16, int cc_major, int cc_minor) {
+  const char* e = std::getenv("XQUANT_CUDA_W8_GEMV_FUSED");
+  if (e && std::strcmp(e, "0") == 0) return false;
+  if (x_t != DType::BF16 && x_t != DType::F16) return false;
+  if (!x16 || !aligned16(x16) || p.M > kW8GemvFusedMaxRows || p.M * (p.K + kRowPad) > kW8GemvFusedSharedBytes)
+    return false;
+  W8Gemv codes = p;  // the rest as for quantized rows; codes live in shared memory
+  codes.xq = p.w;    // (an aligned stand-in: xq itself is not read)
+  return w8a8_gemv_fits(codes, cc_major, cc_minor);
+}
+
 int w8a8_gemv_split() {
   if (const char* e = std::getenv("XQUANT_CUDA_W8_GEMV_SPLIT")) {
     const int s = std::atoi(e);
@@ -190,6 +291,8 @@ int w8a8_gemv_unroll() {
 
 cudaError_t w8a8_gemv(const W8Gemv& p, int split, int unroll, cudaStream_t stream) {
   if (p.M < 1 || p.M > kW8GemvMaxRows || p.N % 16 != 0 || p.K % 16 != 0 || (unroll != 4 && unroll != 8))
+    return cudaErrorInvalidValue;
+  if (p.x16 && ((p.x16_t != DType::BF16 && p.x16_t != DType::F16) || p.M * (p.K + kRowPad) > kW8GemvFusedSharedBytes))
     return cudaErrorInvalidValue;
   if (p.N == 0) return cudaSuccess;
   return p.codes == DType::F8E4M3 ? launch_unroll<true>(p, split, unroll, stream)

@@ -28,6 +28,18 @@
 namespace xqcuda {
 
 constexpr int64_t kW8GemvMaxRows = 8;
+// The fused form's shared rows, M x (K + 16) bytes, at most this much (under
+// the 48 KB a CTA gets without opting in, beside the 4 KB of split sums;
+// with 4 CTAs an SM, 176 KB of the H200's 228): M = 1 up to K = 40944, M = 2
+// up to 20464, M = 8 up to 5104 -- decode's q|k|v, gate|up and o_proj rows
+// of Llama-3.1-8B at batch 1..8, its down_proj (K = 14336) at batch 1..2.
+constexpr int64_t kW8GemvFusedSharedBytes = 40 * 1024;
+// And only for one row: every CTA quantizes all M rows (M reductions over
+// the CTA, M x K x 2 bytes read), which at M = 4 and 8 cost more than the
+// separate kernel saves (H200, bench_w8_gemv.py: 4096 x 28672 at M = 8,
+// 75.7 us fused against 37.3 separate; M = 2 within +-10% either way; M = 1
+// 5-29% faster on every shape; docs/cuda.md "The fused activation quantization").
+constexpr int64_t kW8GemvFusedMaxRows = 1;
 
 struct W8Gemv {
   DType codes = DType::I8;  // I8 or F8E4M3, both operands
@@ -41,6 +53,12 @@ struct W8Gemv {
   int64_t M = 0, N = 0, K = 0;
   void* y = nullptr;  // [M, N] in y_t (F32, F16 or BF16)
   DType y_t = DType::BF16;
+  // The fused form: when x16 is set, xq / sa / sa_const are not read; the
+  // kernel quantizes the [M, K] BF16 or F16 rows at x16 itself (per token,
+  // or with static_scale when > 0), as quantize_act would, bit for bit.
+  const void* x16 = nullptr;
+  DType x16_t = DType::BF16;
+  float static_scale = 0.f;
 };
 
 // Whether the kernel runs this problem on a GPU of compute capability cc:
@@ -48,6 +66,12 @@ struct W8Gemv {
 // aligned, FP8 only from sm_89. XQUANT_CUDA_W8_GEMV=0 (read per call) keeps
 // every M on the GEMM route: the A/B switch of bench/cuda/bench_w8a8.py.
 bool w8a8_gemv_fits(const W8Gemv& p, int cc_major, int cc_minor);
+
+// Whether the fused form runs p (x16: the [M, K] activation rows of type
+// x_t): w8a8_gemv_fits, BF16/F16 rows 16-byte aligned, M <=
+// kW8GemvFusedMaxRows, M x (K + 16) <= kW8GemvFusedSharedBytes. XQUANT_CUDA_W8_GEMV_FUSED=0 (read per call) keeps
+// the separate quantization kernel (A/B switch).
+bool w8a8_gemv_fused_fits(const W8Gemv& p, DType x_t, const void* x16, int cc_major, int cc_minor);
 
 // How many of a CTA's 8 warps share one 16-row tile's K (1, 2, 4 or 8): 8,
 // the fastest on every shape and M = 1..8 measured on the H200 (docs/cuda.md,
