@@ -1,7 +1,9 @@
-// qgemv_rows8_pack.cpp: the interleaved copy the eight-row INT4 decode GEMV
-// reads (qgemv_rows8.hpp, interleave_rows8), made once when a weight is
-// prepared: the bytes the kernel's register transpose would produce, stored,
-// so decode reads one aligned stream instead of eight rows at once.
+// qgemv_rows8_pack.cpp: the interleaved copies the eight-row decode GEMVs
+// read (qgemv_rows8.hpp: INT4 and INT8 cpu.int-blocks rows, GGUF Q4_0, Q8_0,
+// Q4_K and Q6_K parts), made once when a weight is prepared: eight rows'
+// blocks side by side as the kernels' int32 lanes take them, so decode reads
+// one aligned stream instead of eight rows at once; and the rows back from
+// the copies that replace their stored bytes.
 #include "qgemv_rows8.hpp"
 
 #include "gguf_gemv_rows.hpp"
@@ -11,66 +13,50 @@
 
 namespace xquant::cpu {
 
-Rows8Copy interleave_rows8(const uint8_t* codes, int64_t row_bytes, const float* scales, int64_t rows, int64_t G,
-                           int64_t nblk) {
-  const int64_t groups = rows / 8;
-  Rows8Copy c;
-  c.codes.resize(static_cast<size_t>(groups * nblk * 128));
-  c.scales.resize(static_cast<size_t>(groups * G * 8));
-  for (int64_t r8 = 0; r8 < groups; ++r8) {
-    for (int64_t j = 0; j < 8; ++j) {
-      const uint8_t* row = codes + (r8 * 8 + j) * row_bytes;
-      for (int64_t b = 0; b < nblk; ++b)
-        for (int64_t k = 0; k < 4; ++k)
-          for (int64_t i = 0; i < 4; ++i)
-            c.codes[static_cast<size_t>((r8 * nblk + b) * 128 + 32 * k + 4 * j + i)] = row[b * 16 + 4 * k + i];
-      for (int64_t g = 0; g < G; ++g)
-        c.scales[static_cast<size_t>((r8 * G + g) * 8 + j)] = scales[(r8 * 8 + j) * G + g];
-    }
-  }
-  return c;
-}
-
-Q4_0Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
-  constexpr int64_t kBytes = 18;  // ggml-common.h block_q4_0: f16 d, 16 bytes of nibbles
-  const int64_t groups = rows / 8;
-  Q4_0Rows8Copy c;
-  c.codes.resize(static_cast<size_t>(groups * nb * 128));
-  c.scales.resize(static_cast<size_t>(groups * nb * 8));
-  for (int64_t r8 = 0; r8 < groups; ++r8)
-    for (int64_t j = 0; j < 8; ++j) {
-      const uint8_t* row = blocks + static_cast<uint64_t>(r8 * 8 + j) * row_bytes;
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* blk = row + b * kBytes;
-        std::memcpy(&c.scales[static_cast<size_t>((r8 * nb + b) * 8 + j)], blk, 2);
-        for (int64_t k = 0; k < 4; ++k)
-          for (int64_t i = 0; i < 4; ++i)
-            c.codes[static_cast<size_t>((r8 * nb + b) * 128 + 32 * k + 4 * j + i)] = blk[2 + 4 * k + i];
-      }
-    }
-  return c;
-}
-
-Rows8Copy interleave_int8_rows8(const uint8_t* codes, int64_t row_bytes, const float* scales, int64_t rows, int64_t G,
-                                int64_t nblk) {
-  const int64_t groups = rows / 8;
-  Rows8Copy c;
-  c.codes.resize(static_cast<size_t>(groups * nblk * 256));
-  c.scales.resize(static_cast<size_t>(groups * G * 8));
-  for (int64_t r8 = 0; r8 < groups; ++r8)
-    for (int64_t j = 0; j < 8; ++j) {
-      const uint8_t* row = codes + (r8 * 8 + j) * row_bytes;
-      for (int64_t b = 0; b < nblk; ++b)
-        for (int64_t k = 0; k < 8; ++k)
-          for (int64_t i = 0; i < 4; ++i)
-            c.codes[static_cast<size_t>((r8 * nblk + b) * 256 + 32 * k + 4 * j + i)] = row[b * 32 + 4 * k + i] ^ 0x80;
-      for (int64_t g = 0; g < G; ++g)
-        c.scales[static_cast<size_t>((r8 * G + g) * 8 + j)] = scales[(r8 * 8 + j) * G + g];
-    }
-  return c;
-}
-
 namespace {
+
+// The code words of every whole group of eight rows side by side: word k
+// (4 bytes) of block b of row 8 r8 + j at (r8 * nblk + b) * 32 * words +
+// 32 k + 4 j, each byte XOR `flip` (0x80 moves int8 codes to unsigned);
+// codes_of(r, b) points at the codes of block b of row r.
+template <class CodesOf>
+std::vector<uint8_t> interleave_words(CodesOf codes_of, int64_t rows, int64_t nblk, int64_t words, uint8_t flip) {
+  const int64_t groups = rows / 8, block8 = 32 * words;
+  std::vector<uint8_t> out(static_cast<size_t>(groups * nblk * block8));
+  for (int64_t r8 = 0; r8 < groups; ++r8)
+    for (int64_t j = 0; j < 8; ++j)
+      for (int64_t b = 0; b < nblk; ++b) {
+        const uint8_t* in = codes_of(r8 * 8 + j, b);
+        uint8_t* o = out.data() + (r8 * nblk + b) * block8 + 4 * j;
+        for (int64_t k = 0; k < words; ++k)
+          for (int64_t i = 0; i < 4; ++i) o[32 * k + i] = in[4 * k + i] ^ flip;
+      }
+  return out;
+}
+
+// The per-row group scales of every whole group of eight rows, eight a group:
+// scale g of row 8 r8 + j at (r8 * G + g) * 8 + j.
+std::vector<float> interleave_scales(const float* scales, int64_t rows, int64_t G) {
+  std::vector<float> out(static_cast<size_t>(rows / 8 * G * 8));
+  for (int64_t r8 = 0; r8 < rows / 8; ++r8)
+    for (int64_t j = 0; j < 8; ++j)
+      for (int64_t g = 0; g < G; ++g) out[static_cast<size_t>((r8 * G + g) * 8 + j)] = scales[(r8 * 8 + j) * G + g];
+  return out;
+}
+
+// A legacy GGUF part's copy (block_q4_0 / block_q8_0: f16 d, then the codes):
+// the code words as above, and each block's d kept f16, eight a block.
+Q4_0Rows8Copy interleave_ggml_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb,
+                                    int64_t block_bytes, int64_t words, uint8_t flip) {
+  auto block = [&](int64_t r, int64_t b) { return blocks + static_cast<uint64_t>(r) * row_bytes + b * block_bytes; };
+  Q4_0Rows8Copy c;
+  c.codes = interleave_words([&](int64_t r, int64_t b) { return block(r, b) + 2; }, rows, nb, words, flip);
+  c.scales.resize(static_cast<size_t>(rows / 8 * nb * 8));
+  for (int64_t r8 = 0; r8 < rows / 8; ++r8)
+    for (int64_t j = 0; j < 8; ++j)
+      for (int64_t b = 0; b < nb; ++b) std::memcpy(&c.scales[static_cast<size_t>((r8 * nb + b) * 8 + j)], block(r8 * 8 + j, b), 2);
+  return c;
+}
 
 // Four codes moved between signed and unsigned (XOR 0x80 each), as one word.
 void flip4(uint8_t* out, const uint8_t* in) {
@@ -82,31 +68,33 @@ void flip4(uint8_t* out, const uint8_t* in) {
 
 }  // namespace
 
+Rows8Copy interleave_rows8(const uint8_t* codes, int64_t row_bytes, const float* scales, int64_t rows, int64_t G,
+                           int64_t nblk) {
+  // cpu.int-blocks INT4: 16 bytes a block, unsigned nibbles.
+  auto codes_of = [&](int64_t r, int64_t b) { return codes + r * row_bytes + b * 16; };
+  return {interleave_words(codes_of, rows, nblk, 4, 0), interleave_scales(scales, rows, G)};
+}
+
+Rows8Copy interleave_int8_rows8(const uint8_t* codes, int64_t row_bytes, const float* scales, int64_t rows, int64_t G,
+                                int64_t nblk) {
+  auto codes_of = [&](int64_t r, int64_t b) { return codes + r * row_bytes + b * 32; };
+  return {interleave_words(codes_of, rows, nblk, 8, 0x80), interleave_scales(scales, rows, G)};
+}
+
+Q4_0Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
+  return interleave_ggml_rows8(blocks, row_bytes, rows, nb, 18, 4, 0);  // block_q4_0: f16 d, 16 bytes of nibbles
+}
+
+Q4_0Rows8Copy interleave_q8_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
+  return interleave_ggml_rows8(blocks, row_bytes, rows, nb, 34, 8, 0x80);  // block_q8_0: f16 d, 32 int8 codes
+}
+
 void int8_row_from_rows8(const uint8_t* codes8, int64_t nblk, int64_t r8, int64_t j, uint8_t* out) {
   const uint8_t* c = codes8 + r8 * nblk * 256 + 4 * j;
   for (int64_t b = 0; b < nblk; ++b)
     for (int64_t k = 0; k < 8; ++k) flip4(out + b * 32 + 4 * k, c + b * 256 + 32 * k);
 }
 
-Q4_0Rows8Copy interleave_q8_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb) {
-  constexpr int64_t kBytes = 34;  // ggml-common.h block_q8_0: f16 d, 32 int8 codes
-  const int64_t groups = rows / 8;
-  Q4_0Rows8Copy c;
-  c.codes.resize(static_cast<size_t>(groups * nb * 256));
-  c.scales.resize(static_cast<size_t>(groups * nb * 8));
-  for (int64_t r8 = 0; r8 < groups; ++r8)
-    for (int64_t j = 0; j < 8; ++j) {
-      const uint8_t* row = blocks + static_cast<uint64_t>(r8 * 8 + j) * row_bytes;
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* blk = row + b * kBytes;
-        std::memcpy(&c.scales[static_cast<size_t>((r8 * nb + b) * 8 + j)], blk, 2);
-        for (int64_t k = 0; k < 8; ++k)
-          for (int64_t i = 0; i < 4; ++i)
-            c.codes[static_cast<size_t>((r8 * nb + b) * 256 + 32 * k + 4 * j + i)] = blk[2 + 4 * k + i] ^ 0x80;
-      }
-    }
-  return c;
-}
 
 void q8_0_row_from_rows8(const uint8_t* codes8, const uint16_t* scales8, int64_t r8, int64_t j, int64_t nb,
                          uint8_t* out) {

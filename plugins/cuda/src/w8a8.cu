@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "act_quant.cuh"
 #include "common.cuh"
 #include "pdl.cuh"
 #include "vector_elementwise.hpp"
@@ -39,21 +40,12 @@ __global__ void __launch_bounds__(kThreads) k_quantize_act(const void* __restric
   if (static_scale <= 0.f) {
     float amax = 0.f;
     for (int64_t k = threadIdx.x; k < K; k += kThreads) amax = fmaxf(amax, fabsf(load_as_float(x, in_type, base + k)));
-    amax = block_max(amax);
-    scale = amax / (fp8 ? 448.f : 127.f);
-    if (!(scale > 0.f)) scale = 1.f;
+    scale = act_scale(block_max(amax), fp8);
     if (threadIdx.x == 0 && scales) scales[m] = scale;
   }
   const float inv = 1.0f / scale;
-  for (int64_t k = threadIdx.x; k < K; k += kThreads) {
-    const float v = load_as_float(x, in_type, base + k) * inv;
-    if (fp8) {
-      static_cast<__nv_fp8_storage_t*>(q)[base + k] = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
-    } else {
-      const float r = fminf(fmaxf(rintf(v), -128.f), 127.f);
-      static_cast<int8_t*>(q)[base + k] = static_cast<int8_t>(r);
-    }
-  }
+  for (int64_t k = threadIdx.x; k < K; k += kThreads)
+    static_cast<uint8_t*>(q)[base + k] = act_code(load_as_float(x, in_type, base + k) * inv, fp8);
 }
 
 
@@ -65,39 +57,16 @@ __global__ void __launch_bounds__(kThreads) k_quantize_act16(const T* __restrict
   const int64_t m = blockIdx.x;
   const uint4* xr = reinterpret_cast<const uint4*>(x + m * K);
   const int64_t n8 = K / 8;
-  auto unpack = [](const uint4& v, float (&f)[8]) {
-    const T* h = reinterpret_cast<const T*>(&v);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) f[e] = static_cast<float>(h[e]);
-  };
   float scale = static_scale;
   if (static_scale <= 0.f) {
     float amax = 0.f;
-    for (int64_t i = threadIdx.x; i < n8; i += kThreads) {
-      float f[8];
-      unpack(xr[i], f);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(f[e]));
-    }
-    amax = block_max(amax);
-    scale = amax / (fp8 ? 448.f : 127.f);
-    if (!(scale > 0.f)) scale = 1.f;
+    for (int64_t i = threadIdx.x; i < n8; i += kThreads) amax = act_amax8<T>(xr[i], amax);
+    scale = act_scale(block_max(amax), fp8);
     if (threadIdx.x == 0 && scales) scales[m] = scale;
   }
   const float inv = 1.0f / scale;
   uint2* qr = reinterpret_cast<uint2*>(static_cast<uint8_t*>(q) + m * K);
-  for (int64_t i = threadIdx.x; i < n8; i += kThreads) {
-    float f[8];
-    unpack(xr[i], f);
-    uint8_t b[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float v = f[e] * inv;
-      if (fp8) b[e] = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
-      else b[e] = static_cast<uint8_t>(static_cast<int8_t>(fminf(fmaxf(rintf(v), -128.f), 127.f)));
-    }
-    qr[i] = *reinterpret_cast<const uint2*>(b);
-  }
+  for (int64_t i = threadIdx.x; i < n8; i += kThreads) qr[i] = act_codes8<T>(xr[i], inv, fp8);
 }
 
 // One read of the row: each thread loads its NV 16-byte chunks of the row
@@ -128,14 +97,8 @@ __global__ void __launch_bounds__(kThreads) k_quantize_act16_regs(const T* __res
   if (static_scale <= 0.f) {
     float amax = 0.f;
 #pragma unroll
-    for (int j = 0; j < NV; ++j) {
-      const T* h = reinterpret_cast<const T*>(&v[j]);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(static_cast<float>(h[e])));
-    }
-    amax = block_max(amax);
-    scale = amax / (fp8 ? 448.f : 127.f);
-    if (!(scale > 0.f)) scale = 1.f;
+    for (int j = 0; j < NV; ++j) amax = act_amax8<T>(v[j], amax);
+    scale = act_scale(block_max(amax), fp8);
     if (threadIdx.x == 0 && scales) scales[m] = scale;
   }
   const float inv = 1.0f / scale;
@@ -144,15 +107,7 @@ __global__ void __launch_bounds__(kThreads) k_quantize_act16_regs(const T* __res
   for (int j = 0; j < NV; ++j) {
     const int i = threadIdx.x + j * kThreads;
     if (i >= n8) break;
-    const T* h = reinterpret_cast<const T*>(&v[j]);
-    uint8_t b[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float f = static_cast<float>(h[e]) * inv;
-      if (fp8) b[e] = __nv_cvt_float_to_fp8(f, __NV_SATFINITE, __NV_E4M3);
-      else b[e] = static_cast<uint8_t>(static_cast<int8_t>(fminf(fmaxf(rintf(f), -128.f), 127.f)));
-    }
-    qr[i] = *reinterpret_cast<const uint2*>(b);
+    qr[i] = act_codes8<T>(v[j], inv, fp8);
   }
 }
 

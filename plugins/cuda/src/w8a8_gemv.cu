@@ -5,6 +5,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "act_quant.cuh"
 #include "common.cuh"
 #include "pdl.cuh"
 
@@ -42,9 +43,8 @@ __device__ __forceinline__ void mma_k32(const uint32_t (&a)[4], uint32_t b0, uin
 
 // The fused form (W8Gemv::x16): the CTA quantizes the M activation rows
 // itself into shared memory (stride K + kRowPad), their scales into sa_s,
-// with quantize_act's arithmetic (w8a8.cu k_quantize_act16_regs: the same
-// max, scale = max / 127 (448 for E4M3), 1 / scale, rounding and clamp), so
-// the codes and scales are the separate kernel's bit for bit. Each CTA reads
+// with quantize_act's arithmetic (act_quant.cuh, which w8a8.cu's kernels
+// share), so the codes and scales are the separate kernel's bit for bit. Each CTA reads
 // the rows (M x K x 2 bytes, from L2 after the first CTAs) instead of one
 // kernel writing and every CTA reading the codes: one launch and one
 // dependency less per Linear at decode.
@@ -70,31 +70,13 @@ __device__ void quantize_rows_to_shared(const T* __restrict__ x, int M, int64_t 
     float scale = static_scale;
     if (static_scale <= 0.f) {
       float amax = 0.f;
-      for (int i = threadIdx.x; i < n8; i += kWarps * 32) {
-        const uint4 v = __ldg(xr + i);
-        const T* h = reinterpret_cast<const T*>(&v);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(static_cast<float>(h[e])));
-      }
-      amax = cta_max(amax, red);
-      scale = amax / (fp8 ? 448.f : 127.f);
-      if (!(scale > 0.f)) scale = 1.f;
+      for (int i = threadIdx.x; i < n8; i += kWarps * 32) amax = act_amax8<T>(__ldg(xr + i), amax);
+      scale = act_scale(cta_max(amax, red), fp8);
     }
     if (threadIdx.x == 0) sa_s[m] = scale;
     const float inv = 1.0f / scale;
     uint2* qr = reinterpret_cast<uint2*>(xs + static_cast<int64_t>(m) * (K + kRowPad));
-    for (int i = threadIdx.x; i < n8; i += kWarps * 32) {
-      const uint4 v = __ldg(xr + i);
-      const T* h = reinterpret_cast<const T*>(&v);
-      uint8_t b[8];
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const float f = static_cast<float>(h[e]) * inv;
-        if (fp8) b[e] = __nv_cvt_float_to_fp8(f, __NV_SATFINITE, __NV_E4M3);
-        else b[e] = static_cast<uint8_t>(static_cast<int8_t>(fminf(fmaxf(rintf(f), -128.f), 127.f)));
-      }
-      qr[i] = *reinterpret_cast<const uint2*>(b);
-    }
+    for (int i = threadIdx.x; i < n8; i += kWarps * 32) qr[i] = act_codes8<T>(__ldg(xr + i), inv, fp8);
   }
   __syncthreads();
 }
