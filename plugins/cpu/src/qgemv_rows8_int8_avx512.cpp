@@ -41,12 +41,7 @@
 namespace xquant::cpu {
 namespace {
 
-// The four activation codes of columns c..c+3 in every int32 lane.
-XQ_ROWS8 inline __m256i act4(const int8_t* q) {
-  int32_t v;
-  std::memcpy(&v, q, 4);
-  return _mm256_set1_epi32(v);
-}
+#include "rows8_nibbles.inc"  // act4: four activation codes broadcast to every int32 lane
 
 // One 256-byte block of eight rows against the block's 32 activation codes:
 // the exact int32 sum of u * q for row j in lane j (two chains of four).
