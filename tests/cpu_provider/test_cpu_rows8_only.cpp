@@ -42,8 +42,9 @@ test::Canon random_codes(uint32_t bits, int64_t rows, int64_t cols, int64_t grou
   q.n_groups = (cols + group - 1) / group;
   q.scale_dtype = XQ_DTYPE_F32;
   q.act_scheme = XQ_ACT_NONE;
-  const int half = 1 << (bits - 1);  // symmetric codes: -(2^(b-1) - 1) .. 2^(b-1) - 1, as the quantizers make them
-  std::uniform_int_distribution<int> code(-(half - 1), half - 1);
+  // INT4: the full -8..7; INT8: -127..127, as the symmetric quantizers make them.
+  const int half = 1 << (bits - 1);
+  std::uniform_int_distribution<int> code(bits == 8 ? -(half - 1) : -half, half - 1);
   std::uniform_real_distribution<float> u(0.01f, 0.1f);
   c.codes.resize(static_cast<size_t>(rows * cols));
   for (auto& v : c.codes) v = static_cast<int8_t>(code(rng));

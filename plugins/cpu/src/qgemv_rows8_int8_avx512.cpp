@@ -2,7 +2,7 @@
 // VNNI (vpdpbusd on 256-bit vectors), on the interleaved copies of
 // qgemv_rows8.hpp (interleave_int8_rows8, interleave_q8_0_rows8): 256 bytes
 // per 32-column block of eight rows, word k the columns 4k..4k+3 of row j in
-// int32 lane j, codes already unsigned (+ 128). Per block: eight aligned-
+// int32 lane j, codes already unsigned (+ 128). Per block: eight one-
 // stream loads, eight vpdpbusd against four activation codes broadcast, and
 // for all eight rows at once the offset (128 times the block's activation
 // code sum), the conversion and the scale; no per-row scalar work, no

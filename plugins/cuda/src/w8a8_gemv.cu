@@ -44,10 +44,11 @@ __device__ __forceinline__ void mma_k32(const uint32_t (&a)[4], uint32_t b0, uin
 // The fused form (W8Gemv::x16): the CTA quantizes the M activation rows
 // itself into shared memory (stride K + kRowPad), their scales into sa_s,
 // with quantize_act's arithmetic (act_quant.cuh, which w8a8.cu's kernels
-// share), so the codes and scales are the separate kernel's bit for bit. Each CTA reads
-// the rows (M x K x 2 bytes, from L2 after the first CTAs) instead of one
-// kernel writing and every CTA reading the codes: one launch and one
-// dependency less per Linear at decode.
+// share), so the codes and scales are the separate kernel's bit for bit.
+// Each CTA reads the rows (M x K x 2 bytes, from L2 after the first CTAs)
+// instead of one kernel writing and every CTA reading the codes: one launch
+// and one dependency less per Linear at decode (taken at M = 1 only,
+// w8a8_gemv.hpp kW8GemvFusedMaxRows says why).
 __device__ float cta_max(float v, float* red) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
