@@ -13,6 +13,7 @@ Ratios are bf16 cuBLAS (torch.nn.functional.linear) time / our time, so > 1
 means faster than the half-precision baseline.
 """
 import argparse
+import functools
 import ctypes
 import json
 import math
@@ -46,6 +47,16 @@ def bench(fn, n_copies, reps=7, min_batch=20):
         e.synchronize()
         times.append(s.elapsed_time(e) * 1000.0 / batch)
     return statistics.median(times)
+
+
+def bench_into(r, key, fn, n_copies):
+    """r[key] = bench(fn, n_copies); a case that fails is reported on stderr
+    (with r's "M") and recorded as None, and the sweep goes on."""
+    try:
+        r[key] = bench(fn, n_copies)
+    except Exception as ex:  # report, keep going
+        print(f"  {key} M={r.get('M')}: {ex}", file=sys.stderr, flush=True)
+        r[key] = None
 
 
 def copy_bandwidth(dev):
@@ -164,12 +175,7 @@ def main():
             yf = torch.empty(M, N, device=dev, dtype=torch.bfloat16)
             r = {"K": K, "N": N, "M": M}
 
-            def run(key, fn, copies):
-                try:
-                    r[key] = bench(fn, copies)
-                except Exception as ex:  # report, keep going
-                    print(f"  {key} M={M}: {ex}", file=sys.stderr, flush=True)
-                    r[key] = None
+            run = functools.partial(bench_into, r)
 
             run("bf16", lambda i: torch.matmul(x, wbf[i].t(), out=y), nb)
             run("w4", lambda i: shim.check(shim.lib.xqc_qmatmul(w4[i], x.data_ptr(), y.data_ptr(), M, N, K, BF16, BF16, 0), "w4"), n4)

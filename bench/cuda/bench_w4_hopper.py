@@ -15,6 +15,7 @@ asymmetric) against torch on the dequantized weight.
 --ncu-one runs only the Hopper kernel at one shape and M (for `ncu -k regex:device_kernel`).
 """
 import argparse
+import functools
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cuda import BF16, Shim, bench, fmt, ncopies, ratio  # noqa: E402
+from bench_cuda import BF16, Shim, bench_into, fmt, ncopies, ratio  # noqa: E402
 
 FORCE_FUSED, FORCE_DEQ_GEMM, FORCE_HOPPER = 1, 2, 3
 SCHEDULES = ("coop", "pingpong", "wide")
@@ -107,12 +108,7 @@ def main():
             y = torch.empty(M, N, device=dev, dtype=torch.bfloat16)
             r = {"K": K, "N": N, "M": M}
 
-            def run(key, fn, copies):
-                try:
-                    r[key] = bench(fn, copies)
-                except Exception as ex:  # report, keep going
-                    print(f"  {key} M={M}: {ex}", file=sys.stderr, flush=True)
-                    r[key] = None
+            run = functools.partial(bench_into, r)
 
             def q(force):
                 return lambda i: shim.check(

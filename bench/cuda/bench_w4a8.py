@@ -13,16 +13,17 @@ median of 7 batches of >= 20 calls. Before timing, each shape checks W4A8 agains
 the exactly dequantized weight (relative error, FP8 rounding included) and W4A16 beside it.
 """
 import argparse
+import functools
 import json
 import os
 import sys
 
 os.environ["XQUANT_CUDA_W4A8"] = "2"  # read once when the provider starts
 
-import torch  # noqa: E402
+import torch   # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cuda import BF16, F8, Shim, bench, fmt, ncopies, ratio  # noqa: E402
+from bench_cuda import BF16, F8, Shim, bench_into, fmt, ncopies, ratio  # noqa: E402
 
 FORCE_W4A8 = 6
 
@@ -80,12 +81,7 @@ def main():
             xs = torch.empty(M, device=dev, dtype=torch.float32)
             r = {"K": K, "N": N, "M": M}
 
-            def run(key, fn, copies):
-                try:
-                    r[key] = bench(fn, copies)
-                except Exception as ex:  # report, keep going
-                    print(f"  {key} M={M}: {ex}", file=sys.stderr, flush=True)
-                    r[key] = None
+            run = functools.partial(bench_into, r)
 
             def q(force):
                 return lambda i: shim.check(

@@ -22,6 +22,7 @@ a weight-streaming kernel can approach. Timing and L2 rotation are
 bench_cuda.py's. Ratios are bf16 time / ours. Writes w8_gemv.md and .json to --out.
 """
 import argparse
+import functools
 import json
 import os
 import sys
@@ -29,7 +30,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cuda import BF16, I8, Shim, bench, copy_bandwidth, fmt, ncopies, write_results  # noqa: E402
+from bench_cuda import BF16, I8, Shim, bench_into, copy_bandwidth, fmt, ncopies, write_results  # noqa: E402
 
 GEMV_ENV = "XQUANT_CUDA_W8_GEMV"
 SPLIT_ENV = "XQUANT_CUDA_W8_GEMV_SPLIT"
@@ -76,12 +77,7 @@ def main():
             sbuf = torch.empty(M, device=dev, dtype=torch.float32)
             r = {"K": K, "N": N, "M": M}
 
-            def run(key, fn, copies):
-                try:
-                    r[key] = bench(fn, copies)
-                except Exception as ex:  # report, keep going
-                    print(f"  {key} M={M}: {ex}", file=sys.stderr, flush=True)
-                    r[key] = None
+            run = functools.partial(bench_into, r)
 
             def q(ws, what):
                 return lambda i: shim.check(lib.xqc_qmatmul(ws[i], x.data_ptr(), y.data_ptr(), M, N, K, BF16, BF16, 0),

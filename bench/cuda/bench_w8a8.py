@@ -24,6 +24,7 @@ time / ours (> 1: faster than bf16). Prints markdown tables; writes
 w8a8.md and w8a8.json to --out.
 """
 import argparse
+import functools
 import json
 import os
 import sys
@@ -31,7 +32,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cuda import BF16, F8, I8, Shim, bench, fmt, ncopies  # noqa: E402
+from bench_cuda import BF16, F8, I8, Shim, bench, bench_into, fmt, ncopies  # noqa: E402
 
 ROUTE_ENV = "XQUANT_CUDA_W8A8_GEMM"
 CONFIG_ENV = "XQUANT_CUDA_W8A8_CONFIG"
@@ -87,12 +88,7 @@ def main():
             sb_row = sc[M:].view(1, N).contiguous()
             r = {"K": K, "N": N, "M": M}
 
-            def run(key, fn, copies):
-                try:
-                    r[key] = bench(fn, copies)
-                except Exception as ex:  # report, keep going
-                    print(f"  {key} M={M}: {ex}", file=sys.stderr, flush=True)
-                    r[key] = None
+            run = functools.partial(bench_into, r)
 
             def chk(rc, what):
                 shim.check(rc, what)

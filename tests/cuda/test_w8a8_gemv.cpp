@@ -203,6 +203,16 @@ std::vector<uint8_t> stored_bytes(const std::vector<float>& y, xq_dtype t) {
   return bytes;
 }
 
+// A bias of N values in [-0.5, 0.5], on the host and uploaded.
+struct RandomBias {
+  std::vector<float> host;
+  DevBuf dev;
+  explicit RandomBias(int64_t N) : host(static_cast<size_t>(N)), dev(static_cast<size_t>(N) * 4) {
+    for (auto& b : host) b = uniform(-0.5f, 0.5f);
+    dev.put(host);
+  }
+};
+
 class W8A8Gemv : public testing::TestWithParam<W8GemvCase> {};
 
 TEST_P(W8A8Gemv, EveryRowCountAndKSplitAgainstTheReference) {
@@ -211,10 +221,9 @@ TEST_P(W8A8Gemv, EveryRowCountAndKSplitAgainstTheReference) {
   if (c.fp8 && !fp8_gemv_runs_here()) GTEST_SKIP() << "the FP8 kernel runs on sm_90 only";
   W8Weight wt(c);
   ASSERT_NE(wt.qw, nullptr);
-  std::vector<float> bias(c.N);
-  for (auto& b : bias) b = uniform(-0.5f, 0.5f);
-  DevBuf db(c.N * 4);
-  db.put(bias);
+  RandomBias rb(c.N);
+  const std::vector<float>& bias = rb.host;
+  DevBuf& db = rb.dev;
   for (int64_t M = 1; M <= 8; ++M) {
     std::vector<float> x(M * c.K);
     for (int64_t m = 0; m < M; ++m) {
@@ -324,10 +333,7 @@ TEST(W8A8GemvFused, F16RowsGiveTheSeparateQuantizationsBytes) {
     if (c.fp8 && !fp8_gemv_runs_here()) continue;
     W8Weight wt(c);
     ASSERT_NE(wt.qw, nullptr);
-    std::vector<float> bias(c.N);
-    for (auto& b : bias) b = uniform(-0.5f, 0.5f);
-    DevBuf db(c.N * 4);
-    db.put(bias);
+    RandomBias rb(c.N);
     for (int64_t M = 1; M <= 8; ++M) {
       std::vector<float> x(M * c.K);
       for (auto& v : x) v = uniform(-3.f, 3.f);
@@ -336,8 +342,8 @@ TEST(W8A8GemvFused, F16RowsGiveTheSeparateQuantizationsBytes) {
       dx.put(xbits);
       const std::string where = std::string(c.fp8 ? "fp8" : "int8") + " K=" + std::to_string(c.K) +
                                 " M=" + std::to_string(M);
-      auto fused = run_qmatmul(c, wt, dx, c.bias ? &db : nullptr, M, nullptr, nullptr, true, XQ_DTYPE_F16);
-      auto separate = run_qmatmul(c, wt, dx, c.bias ? &db : nullptr, M, nullptr, nullptr, false, XQ_DTYPE_F16);
+      auto fused = run_qmatmul(c, wt, dx, c.bias ? &rb.dev : nullptr, M, nullptr, nullptr, true, XQ_DTYPE_F16);
+      auto separate = run_qmatmul(c, wt, dx, c.bias ? &rb.dev : nullptr, M, nullptr, nullptr, false, XQ_DTYPE_F16);
       EXPECT_EQ(fused, separate) << where;
       EXPECT_EQ(count_nan(as_floats(fused, c.out)), 0u) << where;
     }
