@@ -14,7 +14,9 @@
 //     the interleaved copy), INT8 per-channel (the one-row kernels and AVX-512's
 //     eight-row one on its copy, weight-only and W8A8), GGUF Q4_0 and Q8_0 (Q8_0 also
 //     eight rows at a time on its copy)
-//     (gguf_gemv_rows.hpp), every ISA the CPU has; GGUF Q4_K and Q6_K (K a
+//     (gguf_gemv_rows.hpp), every ISA the CPU has; GGUF Q4_1, Q5_0 and Q5_1
+//     one row at a time and on their interleaved copies (AVX2, AVX-512);
+//     GGUF Q4_K and Q6_K (K a
 //     multiple of 256) one row at a time (AVX2) and on their interleaved
 //     copies (AVX2 and AVX-512);
 //   bench_gemv_rows --read-bandwidth T [--mb 512]
@@ -230,10 +232,14 @@ struct LegacyBlockBench {
   cpu::QuantizedRow a{};
   std::vector<float> y;
   std::vector<Entry> entries;
+  std::vector<std::vector<uint8_t>> copies8;  // interleaved copies, if an entry reads them
 
-  LegacyBlockBench(const Shape& shape, uint64_t block_bytes, int64_t mb, std::mt19937& rng)
+  // with_min: the block holds a second f16 (m) after d (Q4_1, Q5_1).
+  LegacyBlockBench(const Shape& shape, uint64_t block_bytes, int64_t mb, std::mt19937& rng, bool with_min = false)
       : s(shape), nb(shape.K / 32), row_bytes(static_cast<uint64_t>(shape.K / 32) * block_bytes),
-        w(random_block_weights(shape.N, row_bytes, mb, block_bytes, {0}, rng)), q(static_cast<size_t>(shape.K)),
+        w(with_min ? random_block_weights(shape.N, row_bytes, mb, block_bytes, {0, 2}, rng)
+                   : random_block_weights(shape.N, row_bytes, mb, block_bytes, {0}, rng)),
+        q(static_cast<size_t>(shape.K)),
         d32(static_cast<size_t>(nb)), sum32(static_cast<size_t>(nb)), y(static_cast<size_t>(shape.N)) {
     std::vector<float> x(static_cast<size_t>(s.K));
     std::uniform_real_distribution<float> d(-1.0f, 1.0f);
@@ -254,6 +260,13 @@ struct LegacyBlockBench {
                          for (const auto& m : w)
                            for (int64_t r = 0; r < s.N; ++r)
                              y[r] = dot(m.data() + static_cast<uint64_t>(r) * row_bytes, a, nb);
+                       }});
+  }
+  // An eight-row kernel over every copy's interleaved copy (copies8).
+  void add_rows8(const std::string& label, cpu::BlockRows8Kernel k) {
+    entries.push_back({label, [this, k] {
+                         for (size_t c = 0; c < w.size(); ++c)
+                           k(w[c].data(), row_bytes, copies8[c].data(), nullptr, 0, s.N, a, nb, y.data(), nullptr);
                        }});
   }
   void run(const char* type, int rounds) {
@@ -311,6 +324,25 @@ void bench_q8_0(const Shape& s, int64_t mb, int rounds, std::mt19937& rng) {
     if (cpu::BlockRowsKernel k = cpu::block_rows_kernel(Isa::avx2, 8, false)) b.add("avx2 row-range", k);
   }
   b.run("Q8_0", rounds);
+}
+
+const char* gguf_name(uint32_t type) { return type == 3 ? "Q4_1" : type == 6 ? "Q5_0" : "Q5_1"; }
+
+// GGUF Q4_1, Q5_0 and Q5_1 rows (20, 22 and 24 bytes per 32 columns; what
+// llama.cpp's Q4_K_M / Q5_K_M files store the tensors whose rows are not a
+// multiple of 256 as): the per-row block kernels against the eight-row ones
+// on the interleaved copy (gguf_legacy_rows8.inc).
+void bench_legacy(const Shape& s, uint32_t type, int64_t mb, int rounds, std::mt19937& rng) {
+  const cpu::LegacyRows8Layout L = cpu::legacy_rows8_layout(type);
+  LegacyBlockBench b(s, static_cast<uint64_t>(L.stored_bytes), mb, rng, L.has_min);
+  for (const auto& m : b.w) b.copies8.push_back(cpu::interleave_legacy_rows8(type, m.data(), b.row_bytes, s.N, b.nb));
+  for (Isa isa : {Isa::avx512, Isa::avx2}) {
+    if (!cpu::cpu_has(isa)) continue;
+    b.add_per_row(std::string(cpu::isa_name(isa)) + " per-row",
+                  cpu::block_kernel(isa == Isa::avx512 ? cpu::kAvx512BlockKernels : cpu::kAvx2BlockKernels, type));
+    b.add_rows8(std::string(cpu::isa_name(isa)) + " rows8i", cpu::block_rows8_kernel(isa, type));
+  }
+  b.run(gguf_name(type), rounds);
 }
 
 // GGUF K-quant rows (Q4_K: 144 bytes, Q6_K: 210 bytes per 256 columns): the
@@ -417,6 +449,7 @@ int main(int argc, char** argv) {
     bench_int(s, false, mb, rounds, rng);
     bench_q4_0(s, mb, rounds, rng);
     bench_q8_0(s, mb, rounds, rng);
+    for (uint32_t type : {3u, 6u, 7u}) bench_legacy(s, type, mb, rounds, rng);  // Q4_1, Q5_0, Q5_1
     bench_k_quant(s, 12, mb, rounds, rng);
     bench_k_quant(s, 14, mb, rounds, rng);
   }

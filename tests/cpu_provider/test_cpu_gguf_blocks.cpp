@@ -551,7 +551,8 @@ TEST(GgufBlocksQWeight, BadDescriptionsAreRefusedNamingThePart) {
 }  // namespace
 
 // qweight_borrows: a weight whose every part runs from its interleaved copy
-// (Q8_0 on AVX-512 VNNI, Q4_K and Q6_K on AVX2 and AVX-512) answers 0, and
+// (Q8_0 on AVX-512 VNNI; Q4_1, Q5_0, Q5_1, Q4_K and Q6_K on AVX2 and
+// AVX-512) answers 0, and
 // then nothing of the caller's bytes is read again: with those bytes
 // overwritten after prepare, QMATMUL (decode, the M = 2..17 rows, prefill),
 // DEQUANTIZE and GET_ROWS give the bits they gave before. Rows 8k + 5 (a
@@ -562,7 +563,7 @@ TEST(GgufBlocksQWeight, BadDescriptionsAreRefusedNamingThePart) {
 // two copy chunks and whole pages to drop).
 TEST(GgufBlocksQWeight, WeightsThatKeepTheirOwnCopyBorrowNothing) {
   const int64_t K = 512;
-  for (uint32_t type : {gguf::kQ8_0, gguf::kQ4_K, gguf::kQ6_K, gguf::kQ4_0})
+  for (uint32_t type : {gguf::kQ8_0, gguf::kQ4_K, gguf::kQ6_K, gguf::kQ4_1, gguf::kQ5_0, gguf::kQ5_1, gguf::kQ4_0})
     for (const char* rows8 : {"interleaved", "off"})
       for (bool disposable : {false, true}) {
         ScopedEnv e("XQUANT_CPU_GEMV_ROWS8", rows8);

@@ -9,8 +9,8 @@
 // AVX-512 VNNI skips those kernels, naming them. The eight-row Q4_0 kernels
 // (qgemv_rows8.hpp's register transpose, AVX2 and AVX-512) take the same
 // checks with 8 and 16 rows added (whole groups of eight) beside 1, 3, 17;
-// the interleaved-copy kernels (Q4_0; Q4_K and Q6_K on AVX2) on row ranges
-// inside and on groups of eight.
+// the interleaved-copy kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K on
+// AVX2 and AVX-512, Q8_0 on AVX-512) on row ranges inside and on groups of eight.
 #include "../support/test_seed.hpp"
 #include "gguf_blocks.hpp"
 #include "gguf_gemv_rows.hpp"
@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <utility>
@@ -53,8 +54,8 @@ std::vector<uint8_t> random_rows(uint32_t type, int64_t rows, int64_t nb) {
     uint8_t* p = w.data() + b * ti->type_size;
     const uint16_t h = sdk::f32_to_f16(type == gguf::kQ4_K ? uniform(0.0f, 0.01f) : uniform(-0.05f, 0.05f));
     std::memcpy(type == gguf::kQ6_K ? p + 208 : p, &h, 2);  // Q6_K: ql, qh and scales first, d last
-    if (type == gguf::kQ4_K) {
-      const uint16_t hm = sdk::f32_to_f16(uniform(0.0f, 0.01f));
+    if (type == gguf::kQ4_K || type == gguf::kQ4_1 || type == gguf::kQ5_1) {  // dmin / m
+      const uint16_t hm = sdk::f32_to_f16(type == gguf::kQ4_K ? uniform(0.0f, 0.01f) : uniform(-0.05f, 0.05f));
       std::memcpy(p + 2, &hm, 2);
     }
     if (type == gguf::kQ8_0)  // ggml's quantize_row_q8_0 never writes -128
@@ -178,7 +179,8 @@ TEST(CpuGgufGemvRows, Q4_0EightRowKernelsMatchTheDecoderAndThePerRowKernels) {
 // XQUANT_CPU_GEMV_ROWS8=interleaved): part rows
 // [r0, r1) for ranges that start and end inside or on a group of eight,
 // against the double product of the loader's decoder; outputs outside the
-// range untouched; the K-quant and Q8_0 copies give back every row's stored bytes.
+// range untouched; the copies that replace the stored rows (all but Q4_0's)
+// give back every row's stored bytes.
 void expect_interleaved_kernel_matches(Isa isa, uint32_t type) {
   const gguf::TypeInfo* ti = gguf::type_info(type);
   const cpu::BlockRows8Kernel kernel = cpu::block_rows8_kernel(isa, type);
@@ -191,15 +193,18 @@ void expect_interleaved_kernel_matches(Isa isa, uint32_t type) {
         const int64_t K = nb * ti->block_size;
         const uint64_t row_bytes = ti->type_size * nb;
         const std::vector<uint8_t> w = random_rows(type, rows, nb);
+        const bool legacy = type == gguf::kQ4_1 || type == gguf::kQ5_0 || type == gguf::kQ5_1;
         cpu::Q4_0Rows8Copy c;
-        if (type == gguf::kQ4_K) c.codes = cpu::interleave_q4_k_rows8(w.data(), row_bytes, rows, nb);
+        if (legacy) c.codes = cpu::interleave_legacy_rows8(type, w.data(), row_bytes, rows, nb);
+        else if (type == gguf::kQ4_K) c.codes = cpu::interleave_q4_k_rows8(w.data(), row_bytes, rows, nb);
         else if (type == gguf::kQ6_K) c.codes = cpu::interleave_q6_k_rows8(w.data(), row_bytes, rows, nb);
         else if (type == gguf::kQ8_0) c = cpu::interleave_q8_0_rows8(w.data(), row_bytes, rows, nb);
         else c = cpu::interleave_q4_0_rows8(w.data(), row_bytes, rows, nb);
         if (type != gguf::kQ4_0 && r0 == 0 && r1 == rows)  // the copy gives back each row's stored bytes exactly
           for (int64_t r = 0; r < rows / 8 * 8; ++r) {
             std::vector<uint8_t> back(row_bytes);
-            if (type == gguf::kQ4_K) cpu::q4_k_row_from_rows8(c.codes.data(), r / 8, r % 8, nb, back.data());
+            if (legacy) cpu::legacy_row_from_rows8(type, c.codes.data(), r / 8, r % 8, nb, back.data());
+            else if (type == gguf::kQ4_K) cpu::q4_k_row_from_rows8(c.codes.data(), r / 8, r % 8, nb, back.data());
             else if (type == gguf::kQ6_K) cpu::q6_k_row_from_rows8(c.codes.data(), r / 8, r % 8, nb, back.data());
             else cpu::q8_0_row_from_rows8(c.codes.data(), c.scales.data(), r / 8, r % 8, nb, back.data());
             EXPECT_EQ(0, std::memcmp(back.data(), w.data() + r * row_bytes, row_bytes)) << ti->name << " row " << r;
@@ -232,6 +237,8 @@ void expect_interleaved_kernel_matches(Isa isa, uint32_t type) {
 TEST(CpuGgufGemvRows, InterleavedKernelsMatchTheDecoder) {
   EXPECT_EQ(cpu::block_rows8_kernel(Isa::scalar, gguf::kQ4_0), nullptr);
   EXPECT_EQ(cpu::block_rows8_kernel(Isa::scalar, gguf::kQ4_K), nullptr);
+  EXPECT_EQ(cpu::block_rows8_kernel(Isa::scalar, gguf::kQ5_0), nullptr);
+  EXPECT_EQ(cpu::block_rows8_kernel(Isa::avx2, gguf::kQ5_K), nullptr);  // no copy of its own
   EXPECT_EQ(cpu::block_rows8_kernel(Isa::avx2, gguf::kQ8_0), nullptr);  // AVX-512 VNNI only
   // Q4_K, Q6_K: an AVX-512 build of their own (Q6_K through vpdpbusd).
   for (uint32_t type : {gguf::kQ4_K, gguf::kQ6_K})
@@ -239,7 +246,10 @@ TEST(CpuGgufGemvRows, InterleavedKernelsMatchTheDecoder) {
   const std::pair<Isa, uint32_t> kernels[] = {{Isa::avx2, gguf::kQ4_0},   {Isa::avx512, gguf::kQ4_0},
                                               {Isa::avx2, gguf::kQ4_K},   {Isa::avx2, gguf::kQ6_K},
                                               {Isa::avx512, gguf::kQ4_K}, {Isa::avx512, gguf::kQ6_K},
-                                              {Isa::avx512, gguf::kQ8_0}};
+                                              {Isa::avx512, gguf::kQ8_0}, {Isa::avx2, gguf::kQ4_1},
+                                              {Isa::avx2, gguf::kQ5_0},   {Isa::avx2, gguf::kQ5_1},
+                                              {Isa::avx512, gguf::kQ4_1}, {Isa::avx512, gguf::kQ5_0},
+                                              {Isa::avx512, gguf::kQ5_1}};
   for (auto [isa, type] : kernels) {
     if (!cpu::cpu_has(isa)) {
       std::printf("this CPU lacks %s: its interleaved %s kernel not tested\n", cpu::isa_name(isa), gguf::type_info(type)->name);
@@ -251,19 +261,29 @@ TEST(CpuGgufGemvRows, InterleavedKernelsMatchTheDecoder) {
 
 // The AVX-512 Q4_K and Q6_K kernels form the AVX2 ones' integers another
 // way (vpdpbusd and one vpmulld per sub-block, gguf_q4_k_rows8.inc,
-// gguf_q6_k_rows8.inc): the same int32 sums, so the same floats bit for bit.
-TEST(CpuGgufGemvRows, Avx512KQuantsAreTheAvx2OnesBitForBit) {
+// gguf_q6_k_rows8.inc), the Q4_1 / Q5_0 / Q5_1 ones too (vpdpbusd against
+// vpmaddubsw, the fifth bits by a byte mask against a compare;
+// gguf_legacy_rows8.inc): the same int32 sums, so the same floats bit for bit.
+TEST(CpuGgufGemvRows, Avx512EightRowKernelsAreTheAvx2OnesBitForBit) {
   if (!cpu::cpu_has(Isa::avx512)) GTEST_SKIP() << "this CPU lacks avx512: its interleaved K-quant kernels not compared";
   struct Case {
     uint32_t type;
     uint64_t block_bytes;
-    std::vector<uint8_t> (*interleave)(const uint8_t*, uint64_t, int64_t, int64_t);
+    std::function<std::vector<uint8_t>(const uint8_t*, uint64_t, int64_t, int64_t)> interleave;
     cpu::BlockRows8Kernel avx2, avx512;
   };
+  auto legacy = [](uint32_t type) {
+    return [type](const uint8_t* w, uint64_t row_bytes, int64_t rows, int64_t nb) {
+      return cpu::interleave_legacy_rows8(type, w, row_bytes, rows, nb);
+    };
+  };
   for (const Case& c : {Case{gguf::kQ4_K, 144, cpu::interleave_q4_k_rows8, cpu::kAvx2Q4_KRows8i, cpu::kAvx512Q4_KRows8i},
-                        Case{gguf::kQ6_K, 210, cpu::interleave_q6_k_rows8, cpu::kAvx2Q6_KRows8i, cpu::kAvx512Q6_KRows8i}})
+                        Case{gguf::kQ6_K, 210, cpu::interleave_q6_k_rows8, cpu::kAvx2Q6_KRows8i, cpu::kAvx512Q6_KRows8i},
+                        Case{gguf::kQ4_1, 20, legacy(gguf::kQ4_1), cpu::kAvx2Q4_1Rows8i, cpu::kAvx512Q4_1Rows8i},
+                        Case{gguf::kQ5_0, 22, legacy(gguf::kQ5_0), cpu::kAvx2Q5_0Rows8i, cpu::kAvx512Q5_0Rows8i},
+                        Case{gguf::kQ5_1, 24, legacy(gguf::kQ5_1), cpu::kAvx2Q5_1Rows8i, cpu::kAvx512Q5_1Rows8i}})
     for (int64_t nb : {1, 3, 6}) {
-      const int64_t rows = 24, K = nb * 256;
+      const int64_t rows = 24, K = nb * gguf::type_info(c.type)->block_size;
       const uint64_t row_bytes = c.block_bytes * static_cast<uint64_t>(nb);
       const std::vector<uint8_t> w = random_rows(c.type, rows, nb);
       const std::vector<uint8_t> copy = c.interleave(w.data(), row_bytes, rows, nb);

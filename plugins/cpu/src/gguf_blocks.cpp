@@ -20,9 +20,9 @@
 // refused at prepare (the engine then reads them as F32). A large
 //     XQUANT_CPU_GEMV_ROWS runs prefill through the integer kernels instead
 //     (bench_decode_formats compares the two).
-// Q4_K, Q6_K and (AVX-512) Q8_0 parts with an interleaved copy for decode
-// (XQUANT_CPU_GEMV_ROWS8=interleaved) read every row in whole groups of eight
-// from it, the other readers through the stored bytes rebuilt per row
+// Q4_1, Q5_0, Q5_1, Q4_K, Q6_K and (AVX-512) Q8_0 parts with an interleaved
+// copy for decode (XQUANT_CPU_GEMV_ROWS8=interleaved) read every row in
+// whole groups of eight from it, the other readers through the stored bytes rebuilt per row
 // (part_row), and ask the kernel to release the stored bytes' pages, so the
 // model is not held twice.
 // Scratch is thread-local and grow-only: no allocation per call once warm.
@@ -268,15 +268,18 @@ void append(std::vector<T>& to, const std::vector<T>& from) {
   to.insert(to.end(), from.begin(), from.end());
 }
 
-// The interleaved copy of a Q4_K, Q6_K or Q8_0 part that then serves every
-// reader (rows_from_copy): made chunk by chunk, each chunk's stored bytes
-// released once copied, so the stored part and its copy are never both
-// resident in full; the rows after the last whole group copied as they are;
+// The interleaved copy of a Q4_1, Q5_0, Q5_1, Q8_0, Q4_K or Q6_K part that
+// then serves every reader (rows_from_copy): made chunk by chunk, each
+// chunk's stored bytes released once copied, so the stored part and its copy
+// are never both resident in full; the rows after the last whole group copied as they are;
 // `data` not referenced after.
 void copy_part_rows8(BlockPart& p, bool disposable) {
   constexpr int64_t kChunkRows = 256;
   const int64_t whole = p.rows / 8 * 8, nb = p.blocks_per_row;
-  const int64_t block8_bytes = p.type == gguf::kQ4_K ? kQ4_KRows8Bytes : p.type == gguf::kQ6_K ? kQ6_KRows8Bytes : 256;
+  const int64_t block8_bytes = p.type == gguf::kQ4_K   ? kQ4_KRows8Bytes
+                               : p.type == gguf::kQ6_K ? kQ6_KRows8Bytes
+                               : p.type == gguf::kQ8_0 ? 256
+                                                       : legacy_rows8_layout(p.type).block8_bytes;
   p.codes8.reserve(static_cast<size_t>(whole / 8 * nb * block8_bytes));  // appends never reallocate
   if (p.type == gguf::kQ8_0) p.scales8.reserve(static_cast<size_t>(whole * nb));
   for (int64_t r = 0; r < whole; r += kChunkRows) {
@@ -286,9 +289,12 @@ void copy_part_rows8(BlockPart& p, bool disposable) {
       const Q4_0Rows8Copy c = interleave_q8_0_rows8(src, p.row_bytes, n, nb);
       append(p.codes8, c.codes);
       append(p.scales8, c.scales);
+    } else if (p.type == gguf::kQ4_K) {
+      append(p.codes8, interleave_q4_k_rows8(src, p.row_bytes, n, nb));
+    } else if (p.type == gguf::kQ6_K) {
+      append(p.codes8, interleave_q6_k_rows8(src, p.row_bytes, n, nb));
     } else {
-      append(p.codes8, p.type == gguf::kQ4_K ? interleave_q4_k_rows8(src, p.row_bytes, n, nb)
-                                             : interleave_q6_k_rows8(src, p.row_bytes, n, nb));
+      append(p.codes8, interleave_legacy_rows8(p.type, src, p.row_bytes, n, nb));
     }
     release_pages(src, p.row_bytes * static_cast<uint64_t>(n), disposable);
   }
@@ -309,7 +315,8 @@ const uint8_t* part_row(const BlockPart& p, int64_t r, uint8_t* out) {
   if (r >= whole) return p.tail.data() + static_cast<uint64_t>(r - whole) * p.row_bytes;
   if (p.type == gguf::kQ4_K) q4_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
   else if (p.type == gguf::kQ6_K) q6_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
-  else q8_0_row_from_rows8(p.codes8.data(), p.scales8.data(), r / 8, r % 8, p.blocks_per_row, out);
+  else if (p.type == gguf::kQ8_0) q8_0_row_from_rows8(p.codes8.data(), p.scales8.data(), r / 8, r % 8, p.blocks_per_row, out);
+  else legacy_row_from_rows8(p.type, p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
   return out;
 }
 

@@ -24,13 +24,13 @@ struct BlockPart {
   float (*kernel)(const uint8_t*, const QuantizedRow&, int64_t) = nullptr;  // the type's integer kernel
   BlockRowsKernel rows_kernel = nullptr;  // its row-range decode kernel, if any (gguf_gemv_rows.hpp)
   GgufDequantBlocks dequant = nullptr;    // its vector decoder (gguf_dequant.hpp), or null: the loader's scalar one
-  // Q4_0, Q4_K and Q6_K (AVX2, AVX-512), Q8_0 (AVX-512) with
-  // XQUANT_CPU_GEMV_ROWS8=interleaved (the default): decode's copy of the
-  // whole groups of eight rows (qgemv_rows8.hpp) and the kernel that reads it.
+  // Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K (AVX2, AVX-512), Q8_0 (AVX-512)
+  // with XQUANT_CPU_GEMV_ROWS8=interleaved (the default): decode's copy of
+  // the whole groups of eight rows (qgemv_rows8.hpp) and the kernel that reads it.
   BlockRows8Kernel rows8_kernel = nullptr;
-  std::vector<uint8_t> codes8;    // Q4_0, Q8_0: the codes; Q4_K, Q6_K: the whole interleaved blocks
-  std::vector<uint16_t> scales8;  // Q4_0, Q8_0: f16 d, as stored; Q4_K, Q6_K: empty
-  // Q4_K, Q6_K, Q8_0: the copy serves every reader of the rows in whole groups
+  std::vector<uint8_t> codes8;    // Q4_0, Q8_0: the codes; the others: the whole interleaved blocks
+  std::vector<uint16_t> scales8;  // Q4_0, Q8_0: f16 d, as stored; the others: empty
+  // All but Q4_0: the copy serves every reader of the rows in whole groups
   // of eight (gguf_blocks.cpp part_row), `tail` holds the rows after them,
   // copied, so the caller's bytes (`data`) are not read after prepare; their
   // pages are released.

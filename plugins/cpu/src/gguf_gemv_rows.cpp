@@ -34,6 +34,11 @@ BlockRows8Kernel block_rows8_kernel(Isa isa, uint32_t type) {
   // Q8_0: AVX-512 only (qgemv_rows8_int8_avx512.cpp); AVX2 keeps its per-row
   // kernel (vpmaddubsw would saturate on unsigned 8-bit codes).
   if (type == 8) return isa == Isa::avx512 ? kAvx512Q8_0Rows8i : nullptr;  // GGML_TYPE_Q8_0
+  // Q4_1, Q5_0, Q5_1 (ggml type ids 3, 6, 7): gguf_legacy_rows8.inc.
+  const bool avx2 = isa == Isa::avx2, avx512 = isa == Isa::avx512;
+  if (type == 3) return avx2 ? kAvx2Q4_1Rows8i : avx512 ? kAvx512Q4_1Rows8i : nullptr;
+  if (type == 6) return avx2 ? kAvx2Q5_0Rows8i : avx512 ? kAvx512Q5_0Rows8i : nullptr;
+  if (type == 7) return avx2 ? kAvx2Q5_1Rows8i : avx512 ? kAvx512Q5_1Rows8i : nullptr;
   if (type != 2) return nullptr;                                         // GGML_TYPE_Q4_0
   return isa == Isa::avx2 ? kAvx2Q4_0Rows8i : isa == Isa::avx512 ? kAvx512Q4_0Rows8i : nullptr;
 }

@@ -68,6 +68,15 @@ extern const BlockRows8Kernel kAvx2Q4_KRows8i;
 extern const BlockRows8Kernel kAvx2Q6_KRows8i;
 extern const BlockRows8Kernel kAvx512Q4_KRows8i;  // the AVX2 source built for AVX-512 (gguf_gemv_rows_avx512.cpp)
 extern const BlockRows8Kernel kAvx512Q6_KRows8i;
+// Q4_1, Q5_0 and Q5_1 on their interleaved copies (interleave_legacy_rows8,
+// qgemv_rows8.hpp; gguf_legacy_rows8.inc): codes8 is that copy, scales8
+// unused (null).
+extern const BlockRows8Kernel kAvx2Q4_1Rows8i;
+extern const BlockRows8Kernel kAvx2Q5_0Rows8i;
+extern const BlockRows8Kernel kAvx2Q5_1Rows8i;
+extern const BlockRows8Kernel kAvx512Q4_1Rows8i;
+extern const BlockRows8Kernel kAvx512Q5_0Rows8i;
+extern const BlockRows8Kernel kAvx512Q5_1Rows8i;
 // Q8_0 on its interleaved copy (interleave_q8_0_rows8; qgemv_rows8_int8_avx512.cpp).
 extern const BlockRows8Kernel kAvx512Q8_0Rows8i;  // vpdpbusd (gguf_q6_k_rows8.inc, XQ_Q6K_VNNI)
 
@@ -80,8 +89,8 @@ BlockRowsKernel block_rows_kernel(Isa isa, uint32_t type, bool rows8);
 // = on (default) | off (the per-row kernels, for comparisons); another
 // value throws.
 bool selected_block_rows();
-// The interleaved-copy kernel of type `type` on `isa` (Q4_0, Q4_K and Q6_K
-// on AVX2 and AVX-512, Q8_0 on AVX-512), or null.
+// The interleaved-copy kernel of type `type` on `isa` (Q4_0, Q4_1, Q5_0,
+// Q5_1, Q4_K and Q6_K on AVX2 and AVX-512, Q8_0 on AVX-512), or null.
 BlockRows8Kernel block_rows8_kernel(Isa isa, uint32_t type);
 
 }  // namespace xquant::cpu

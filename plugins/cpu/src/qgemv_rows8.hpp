@@ -153,11 +153,42 @@ std::vector<uint8_t> interleave_q4_k_rows8(const uint8_t* blocks, uint64_t row_b
 inline constexpr int64_t kQ6_KRows8Bytes = 1680;
 std::vector<uint8_t> interleave_q6_k_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb);
 
+// The same for GGUF Q4_1, Q5_0 and Q5_1 parts, ggml's legacy blocks other
+// than Q4_0 (ggml-common.h: block_q4_1 {f16 d, m; qs[16]}, block_q5_0 {f16
+// d; qh[4]; qs[16]}, block_q5_1 {f16 d, m; qh[4]; qs[16]}; a weight is
+// d * c + m, or d * (c - 16) for Q5_0, c its nibble plus 16 times its qh
+// bit). Block b of rows 8 r8 .. 8 r8 + 7 sits at (r8 * nb + b) *
+// block8_bytes, eight times the stored block (the copy is the stored
+// size), its fields in this order, each where the type has it:
+//   d        16 bytes: f16 d of row j at 2 j
+//   m        16 bytes: f16 m of row j at 2 j (Q4_1, Q5_1)
+//   masks    32 bytes, eight uint32 (Q5_0, Q5_1): bit 4 j + i of mask 2 k + h
+//            is the qh bit of column 16 h + 4 k + i of row j. The kernel's
+//            nibble vector 2 k + h holds that column's code in byte 4 j + i,
+//            so each bit sits over its byte (a byte mask on AVX-512, ggml's
+//            bytes_from_bits_32 on AVX2) and the fifth bits cost no shuffle
+//   nibbles  128 bytes, interleave_q4_0_rows8's codes: byte 4 k + i of row
+//            j's qs at 32 k + 4 j + i (column 4 k + i low, 16 + 4 k + i high)
+struct LegacyRows8Layout {
+  int64_t stored_bytes, stored_qh, stored_qs;  // the ggml block: size, where qh and qs start
+  int64_t block8_bytes, m, masks, nibbles;     // the copy block: size, where its fields start
+  bool has_min, has_masks;
+};
+// ggml type ids 3 (Q4_1), 6 (Q5_0) and 7 (Q5_1); any other id is Q5_1's.
+constexpr LegacyRows8Layout legacy_rows8_layout(uint32_t type) {
+  if (type == 3) return {20, 0, 4, 160, 16, 0, 32, true, false};
+  if (type == 6) return {22, 2, 6, 176, 0, 16, 48, false, true};
+  return {24, 4, 8, 192, 16, 32, 64, true, true};
+}
+std::vector<uint8_t> interleave_legacy_rows8(uint32_t type, const uint8_t* blocks, uint64_t row_bytes, int64_t rows,
+                                             int64_t nb);
+
 // Row j (0..7) of group r8 of such a copy back as ggml's stored blocks (nb of
 // them, byte for byte, into out): the readers other than decode (prefill's
 // dequantization, DEQUANTIZE, GET_ROWS, the M = 2..17 GEMV) take the copy too,
 // so the stored blocks need not stay resident (gguf_blocks.cpp).
 void q4_k_row_from_rows8(const uint8_t* copy, int64_t r8, int64_t j, int64_t nb, uint8_t* out);
 void q6_k_row_from_rows8(const uint8_t* copy, int64_t r8, int64_t j, int64_t nb, uint8_t* out);
+void legacy_row_from_rows8(uint32_t type, const uint8_t* copy, int64_t r8, int64_t j, int64_t nb, uint8_t* out);
 
 }  // namespace xquant::cpu

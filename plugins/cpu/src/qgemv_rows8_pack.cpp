@@ -1,6 +1,6 @@
 // qgemv_rows8_pack.cpp: the interleaved copies the eight-row decode GEMVs
-// read (qgemv_rows8.hpp: INT4 and INT8 cpu.int-blocks rows, GGUF Q4_0, Q8_0,
-// Q4_K and Q6_K parts), made once when a weight is prepared: eight rows'
+// read (qgemv_rows8.hpp: INT4 and INT8 cpu.int-blocks rows, GGUF Q4_0, Q4_1,
+// Q5_0, Q5_1, Q8_0, Q4_K and Q6_K parts), made once when a weight is prepared: eight rows'
 // blocks side by side as the kernels' int32 lanes take them, so decode reads
 // one aligned stream instead of eight rows at once; and the rows back from
 // the copies that replace their stored bytes.
@@ -164,6 +164,29 @@ std::vector<uint8_t> interleave_q6_k_rows8(const uint8_t* blocks, uint64_t row_b
                             });
 }
 
+std::vector<uint8_t> interleave_legacy_rows8(uint32_t type, const uint8_t* blocks, uint64_t row_bytes, int64_t rows,
+                                             int64_t nb) {
+  const LegacyRows8Layout L = legacy_rows8_layout(type);
+  return interleave_blocks8(blocks, row_bytes, rows, nb, L.stored_bytes, L.block8_bytes,
+                            [&](uint8_t* out, const uint8_t* blk, int64_t j) {
+                              std::memcpy(out + 2 * j, blk, 2);
+                              if (L.has_min) std::memcpy(out + L.m + 2 * j, blk + 2, 2);
+                              if (L.has_masks) {
+                                uint32_t qh;
+                                std::memcpy(&qh, blk + L.stored_qh, 4);
+                                for (int64_t v = 0; v < 8; ++v) {  // v = 2 k + h: columns 16 h + 4 k .. + 3
+                                  const uint32_t bits = (qh >> (16 * (v % 2) + 4 * (v / 2))) & 0xFu;
+                                  uint32_t mask;
+                                  std::memcpy(&mask, out + L.masks + 4 * v, 4);
+                                  mask |= bits << (4 * j);
+                                  std::memcpy(out + L.masks + 4 * v, &mask, 4);
+                                }
+                              }
+                              for (int64_t k = 0; k < 4; ++k)
+                                std::memcpy(out + L.nibbles + 32 * k + 4 * j, blk + L.stored_qs + 4 * k, 4);
+                            });
+}
+
 void q4_k_row_from_rows8(const uint8_t* copy, int64_t r8, int64_t j, int64_t nb, uint8_t* out) {
   for (int64_t b = 0; b < nb; ++b, out += 144) {
     const uint8_t* in = copy + (r8 * nb + b) * kQ4_KRows8Bytes;
@@ -196,6 +219,26 @@ void q6_k_row_from_rows8(const uint8_t* copy, int64_t r8, int64_t j, int64_t nb,
       for (int64_t k = 0; k < 8; ++k)
         for (int64_t part = 0; part < 3; ++part)
           std::memcpy(out + q6_stored_word(h, k, part), in + q6_word_offset(h, k, part) + 4 * j, 4);
+  }
+}
+
+void legacy_row_from_rows8(uint32_t type, const uint8_t* copy, int64_t r8, int64_t j, int64_t nb, uint8_t* out) {
+  const LegacyRows8Layout L = legacy_rows8_layout(type);
+  for (int64_t b = 0; b < nb; ++b, out += L.stored_bytes) {
+    const uint8_t* in = copy + (r8 * nb + b) * L.block8_bytes;
+    std::memcpy(out, in + 2 * j, 2);
+    if (L.has_min) std::memcpy(out + 2, in + L.m + 2 * j, 2);
+    if (L.has_masks) {  // prefill rebuilds every row this way: masks 2 k and 2 k + 1 as one word
+      uint64_t pairs[4];
+      std::memcpy(pairs, in + L.masks, 32);
+      uint32_t qh = 0;
+      for (int k = 0; k < 4; ++k) {
+        const uint64_t x = pairs[k] >> (4 * j);  // row j's nibble of mask 2 k in bits 0..3, of 2 k + 1 in 32..35
+        qh |= static_cast<uint32_t>(x & 0xFu) << (4 * k) | static_cast<uint32_t>((x >> 32) & 0xFu) << (16 + 4 * k);
+      }
+      std::memcpy(out + L.stored_qh, &qh, 4);
+    }
+    for (int64_t k = 0; k < 4; ++k) std::memcpy(out + L.stored_qs + 4 * k, in + L.nibbles + 32 * k + 4 * j, 4);
   }
 }
 
