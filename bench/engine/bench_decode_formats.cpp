@@ -5,11 +5,12 @@
 // (round r runs every format once; each keeps its best round) with the same
 // thread pool, prompt and token count.
 //
-//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,blockrows=off][,rows8=MODE][,dequant] ...
+//   bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,blockrows=off][,rows8=MODE][,hugepages=off][,dequant] ...
 //       [--threads 1,2] [--decode 32] [--prefill 0] [--rounds 3] [--json]
 //
-// gemv=q8 / isa=NAME / rows=N / prefill=int8 / blockrows=off / rows8=MODE load that entry with XQUANT_CPU_GEMV /
-// XQUANT_CPU_ISA / XQUANT_CPU_GEMV_ROWS / XQUANT_CPU_PREFILL / XQUANT_CPU_BLOCK_ROWS / XQUANT_CPU_GEMV_ROWS8 set (the cpu provider reads them when
+// gemv=q8 / isa=NAME / rows=N / prefill=int8 / blockrows=off / rows8=MODE / hugepages=off load that entry with
+// XQUANT_CPU_GEMV / XQUANT_CPU_ISA / XQUANT_CPU_GEMV_ROWS / XQUANT_CPU_PREFILL / XQUANT_CPU_BLOCK_ROWS /
+// XQUANT_CPU_GEMV_ROWS8 / XQUANT_CPU_HUGE_PAGES set (the cpu provider reads them when
 // it prepares a weight), so the same checkpoint can be compared across decode
 // and prefill paths; `dequant` loads it with every Linear dequantized to F32
 // (ModelOptions::dequantize_all). So one run compares a GGUF file executed
@@ -44,6 +45,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace xquant;
@@ -51,8 +53,19 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// The per-entry options that set one cpu provider variable while the entry's
+// model is opened (the provider reads them when it prepares a weight).
+struct EnvOption {
+  const char *key, *variable;
+};
+constexpr EnvOption kEnvOptions[] = {{"gemv", "XQUANT_CPU_GEMV"},           {"isa", "XQUANT_CPU_ISA"},
+                                     {"rows", "XQUANT_CPU_GEMV_ROWS"},      {"prefill", "XQUANT_CPU_PREFILL"},
+                                     {"blockrows", "XQUANT_CPU_BLOCK_ROWS"}, {"rows8", "XQUANT_CPU_GEMV_ROWS8"},
+                                     {"hugepages", "XQUANT_CPU_HUGE_PAGES"}};
+
 struct Entry {
-  std::string label, path, gemv, isa, rows, prefill, blockrows, rows8;
+  std::string label, path;
+  std::vector<std::pair<const char*, std::string>> env;  // variable, value
   bool dequant = false;
   std::unique_ptr<Model> model;
   uint64_t bytes_per_token = 0;
@@ -82,35 +95,28 @@ Entry parse_entry(const std::string& spec) {
   std::string item;
   std::getline(ss, e.path, ',');
   while (std::getline(ss, item, ',')) {
-    if (item.rfind("gemv=", 0) == 0) e.gemv = item.substr(5);
-    else if (item.rfind("isa=", 0) == 0) e.isa = item.substr(4);
-    else if (item.rfind("rows=", 0) == 0) e.rows = item.substr(5);
-    else if (item.rfind("prefill=", 0) == 0) e.prefill = item.substr(8);
-    else if (item.rfind("blockrows=", 0) == 0) e.blockrows = item.substr(10);
-    else if (item.rfind("rows8=", 0) == 0) e.rows8 = item.substr(6);
-    else if (item == "dequant") e.dequant = true;
-    else throw std::runtime_error("--model " + spec + ": unknown option '" + item + "'");
+    if (item == "dequant") {
+      e.dequant = true;
+      continue;
+    }
+    const auto q = item.find('=');
+    const std::string key = item.substr(0, q);
+    const EnvOption* o = std::find_if(std::begin(kEnvOptions), std::end(kEnvOptions),
+                                      [&](const EnvOption& x) { return key == x.key; });
+    if (q == std::string::npos || o == std::end(kEnvOptions))
+      throw std::runtime_error("--model " + spec + ": unknown option '" + item + "'");
+    e.env.emplace_back(o->variable, item.substr(q + 1));
   }
   return e;
 }
 
 // Opens the entry's model with its provider settings in the environment.
 void open_entry(Runtime& rt, Entry& e) {
-  if (!e.gemv.empty()) setenv("XQUANT_CPU_GEMV", e.gemv.c_str(), 1);
-  if (!e.isa.empty()) setenv("XQUANT_CPU_ISA", e.isa.c_str(), 1);
-  if (!e.rows.empty()) setenv("XQUANT_CPU_GEMV_ROWS", e.rows.c_str(), 1);
-  if (!e.prefill.empty()) setenv("XQUANT_CPU_PREFILL", e.prefill.c_str(), 1);
-  if (!e.blockrows.empty()) setenv("XQUANT_CPU_BLOCK_ROWS", e.blockrows.c_str(), 1);
-  if (!e.rows8.empty()) setenv("XQUANT_CPU_GEMV_ROWS8", e.rows8.c_str(), 1);
+  for (const auto& [variable, value] : e.env) setenv(variable, value.c_str(), 1);
   ModelOptions mo;
   mo.dequantize_all = e.dequant;
   e.model = Model::open(rt, e.path, mo);
-  unsetenv("XQUANT_CPU_GEMV");
-  unsetenv("XQUANT_CPU_ISA");
-  unsetenv("XQUANT_CPU_GEMV_ROWS");
-  unsetenv("XQUANT_CPU_PREFILL");
-  unsetenv("XQUANT_CPU_BLOCK_ROWS");
-  unsetenv("XQUANT_CPU_GEMV_ROWS8");
+  for (const auto& [variable, value] : e.env) unsetenv(variable);
   uint64_t b = e.model->weight_bytes_per_token();
   auto packed = [&](const LinearWeights& lw) {
     if (lw.q && lw.layout.rfind("cpu-", 0) == 0) b = b - lw.bytes + lw.q->bytes();
@@ -180,7 +186,7 @@ int main(int argc, char** argv) {
       while (std::getline(ss, t, ',')) threads.push_back(static_cast<unsigned>(std::stoul(t)));
     } else {
       std::fprintf(stderr,
-                   "usage: bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,rows8=MODE][,dequant] ... "
+                   "usage: bench_decode_formats --model LABEL=PATH[,gemv=q8][,isa=NAME][,rows=N][,prefill=int8][,blockrows=off][,rows8=MODE][,hugepages=off][,dequant] ... "
                    "[--threads 1,2] [--decode N] [--prefill N] [--rounds R] [--json]\n");
       return 2;
     }

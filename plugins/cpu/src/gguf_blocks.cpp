@@ -32,15 +32,13 @@
 #include "gguf_blocks.hpp"
 #include "gguf_blocks_panels.hpp"
 #include "gguf_types.hpp"
+#include "page_advice.hpp"
 #include "grown_buffer.hpp"
 #include "qgemm.hpp"
 #include "qgemv_rows8.hpp"
 #include "qkernels.hpp"
 
 #include <xquant/sdk/half.hpp>
-
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -239,30 +237,6 @@ void qmatmul_sgemm(const Host& host, const BlockWeight& w, const float* x, int64
       for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
 }
 
-// Asks the kernel to drop the resident pages inside [p, p + n)
-// (MADV_PAGEOUT, Linux 5.4): clean pages of a mapped file are dropped (read
-// again from the file if touched), anonymous ones swapped out or left, so it
-// is safe whatever memory the loader handed over. Without it a GGUF model's
-// K-quant parts would stay resident twice, mapped and copied (Qwen2.5-1.5B
-// Q4_K_M peak RSS 2217 MB, 1310 with it; the one-row kernels' 1017).
-// Best effort: an older kernel refuses it, and the pages then stay.
-// Bytes the caller marked XQ_BLOCKS_DISPOSABLE (its scratch copy, e.g. the
-// engine's Q8_0 tables, anonymous memory that PAGEOUT cannot drop without
-// swap) are discarded instead (MADV_DONTNEED: they read as zeros after).
-void release_pages(const uint8_t* p, uint64_t n, bool disposable) {
-#ifdef __linux__
-#ifndef MADV_PAGEOUT
-#define MADV_PAGEOUT 21  // linux/mman.h (5.4)
-#endif
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
-  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
-  if (e > b) (void)madvise(reinterpret_cast<void*>(b), e - b, disposable ? MADV_DONTNEED : MADV_PAGEOUT);
-#else
-  (void)p, (void)n, (void)disposable;
-#endif
-}
-
 template <class T>
 void append(std::vector<T>& to, const std::vector<T>& from) {
   to.insert(to.end(), from.begin(), from.end());
@@ -280,7 +254,7 @@ void copy_part_rows8(BlockPart& p, bool disposable) {
                                : p.type == gguf::kQ6_K ? kQ6_KRows8Bytes
                                : p.type == gguf::kQ8_0 ? 256
                                                        : legacy_rows8_layout(p.type).block8_bytes;
-  p.codes8.reserve(static_cast<size_t>(whole / 8 * nb * block8_bytes));  // appends never reallocate
+  reserve_on_huge_pages(p.codes8, static_cast<size_t>(whole / 8 * nb * block8_bytes));  // appends never reallocate
   if (p.type == gguf::kQ8_0) p.scales8.reserve(static_cast<size_t>(whole * nb));
   for (int64_t r = 0; r < whole; r += kChunkRows) {
     const int64_t n = std::min(kChunkRows, whole - r);

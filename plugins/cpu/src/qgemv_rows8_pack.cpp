@@ -7,6 +7,7 @@
 #include "qgemv_rows8.hpp"
 
 #include "gguf_gemv_rows.hpp"
+#include "page_advice.hpp"
 
 #include <cstddef>
 #include <cstring>
@@ -22,7 +23,10 @@ namespace {
 template <class CodesOf>
 std::vector<uint8_t> interleave_words(CodesOf codes_of, int64_t rows, int64_t nblk, int64_t words, uint8_t flip) {
   const int64_t groups = rows / 8, block8 = 32 * words;
-  std::vector<uint8_t> out(static_cast<size_t>(groups * nblk * block8));
+  const auto bytes = static_cast<size_t>(groups * nblk * block8);
+  std::vector<uint8_t> out;
+  reserve_on_huge_pages(out, bytes);  // before the zero fill touches it
+  out.resize(bytes);
   for (int64_t r8 = 0; r8 < groups; ++r8)
     for (int64_t j = 0; j < 8; ++j)
       for (int64_t b = 0; b < nblk; ++b) {
@@ -114,7 +118,10 @@ template <class Pack>
 std::vector<uint8_t> interleave_blocks8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb,
                                         int64_t block_bytes, int64_t out_bytes, Pack pack) {
   const int64_t groups = rows / 8;
-  std::vector<uint8_t> c(static_cast<size_t>(groups * nb * out_bytes));
+  const auto bytes = static_cast<size_t>(groups * nb * out_bytes);
+  std::vector<uint8_t> c;
+  reserve_on_huge_pages(c, bytes);  // before the zero fill touches it
+  c.resize(bytes);
   for (int64_t r8 = 0; r8 < groups; ++r8)
     for (int64_t b = 0; b < nb; ++b)
       for (int64_t j = 0; j < 8; ++j)
