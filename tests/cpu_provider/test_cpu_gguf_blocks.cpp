@@ -551,19 +551,18 @@ TEST(GgufBlocksQWeight, BadDescriptionsAreRefusedNamingThePart) {
 }  // namespace
 
 // qweight_borrows: a weight whose every part runs from its interleaved copy
-// (Q8_0 on AVX-512 VNNI; Q4_1, Q5_0, Q5_1, Q4_K and Q6_K on AVX2 and
-// AVX-512) answers 0, and
-// then nothing of the caller's bytes is read again: with those bytes
-// overwritten after prepare, QMATMUL (decode, the M = 2..17 rows, prefill),
-// DEQUANTIZE and GET_ROWS give the bits they gave before. Rows 8k + 5 (a
-// tail after the whole groups). A part without such a copy (Q4_0, whose
-// stored blocks the prefill reads) answers 1; so does everything under
+// (Q8_0 on AVX-512 VNNI; Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K on AVX2 and
+// AVX-512) answers 0, and then nothing of the caller's bytes is read again:
+// with those bytes overwritten after prepare, QMATMUL (decode, the M = 2..17
+// rows, prefill), DEQUANTIZE and GET_ROWS give the bits they gave before.
+// Rows 8k + 5 (a tail after the whole groups). A part without such a copy
+// (Q5_K, run by its per-row kernel) answers 1; so does everything under
 // XQUANT_CPU_GEMV_ROWS8=off. The same with the bytes marked
 // XQ_BLOCKS_DISPOSABLE (the provider may drop the pages it copied; 300 rows:
 // two copy chunks and whole pages to drop).
 TEST(GgufBlocksQWeight, WeightsThatKeepTheirOwnCopyBorrowNothing) {
   const int64_t K = 512;
-  for (uint32_t type : {gguf::kQ8_0, gguf::kQ4_K, gguf::kQ6_K, gguf::kQ4_1, gguf::kQ5_0, gguf::kQ5_1, gguf::kQ4_0})
+  for (uint32_t type : {gguf::kQ8_0, gguf::kQ4_K, gguf::kQ6_K, gguf::kQ4_0, gguf::kQ4_1, gguf::kQ5_0, gguf::kQ5_1, gguf::kQ5_K})
     for (const char* rows8 : {"interleaved", "off"})
       for (bool disposable : {false, true}) {
         ScopedEnv e("XQUANT_CPU_GEMV_ROWS8", rows8);
@@ -576,7 +575,7 @@ TEST(GgufBlocksQWeight, WeightsThatKeepTheirOwnCopyBorrowNothing) {
         Prepared w({desc});
         ASSERT_EQ(w.status, XQ_OK) << where;
         const bool copy = std::string(rows8) == "interleaved" &&
-                          cpu::block_rows8_kernel(cpu::selected_isa(), type) != nullptr && type != gguf::kQ4_0;
+                          cpu::block_rows8_kernel(cpu::selected_isa(), type) != nullptr;
         EXPECT_EQ(fx().vt().qweight_borrows(fx().p->state, w.w), copy ? 0u : 1u) << where;
         const int64_t Ms[3] = {1, 3, 17};
         std::vector<float> xs[3];

@@ -179,8 +179,8 @@ TEST(CpuGgufGemvRows, Q4_0EightRowKernelsMatchTheDecoderAndThePerRowKernels) {
 // XQUANT_CPU_GEMV_ROWS8=interleaved): part rows
 // [r0, r1) for ranges that start and end inside or on a group of eight,
 // against the double product of the loader's decoder; outputs outside the
-// range untouched; the copies that replace the stored rows (all but Q4_0's)
-// give back every row's stored bytes.
+// range untouched; the copies, which replace the stored rows, give back every
+// row's stored bytes.
 void expect_interleaved_kernel_matches(Isa isa, uint32_t type) {
   const gguf::TypeInfo* ti = gguf::type_info(type);
   const cpu::BlockRows8Kernel kernel = cpu::block_rows8_kernel(isa, type);
@@ -200,13 +200,14 @@ void expect_interleaved_kernel_matches(Isa isa, uint32_t type) {
         else if (type == gguf::kQ6_K) c.codes = cpu::interleave_q6_k_rows8(w.data(), row_bytes, rows, nb);
         else if (type == gguf::kQ8_0) c = cpu::interleave_q8_0_rows8(w.data(), row_bytes, rows, nb);
         else c = cpu::interleave_q4_0_rows8(w.data(), row_bytes, rows, nb);
-        if (type != gguf::kQ4_0 && r0 == 0 && r1 == rows)  // the copy gives back each row's stored bytes exactly
+        if (r0 == 0 && r1 == rows)  // the copy gives back each row's stored bytes exactly
           for (int64_t r = 0; r < rows / 8 * 8; ++r) {
             std::vector<uint8_t> back(row_bytes);
             if (legacy) cpu::legacy_row_from_rows8(type, c.codes.data(), r / 8, r % 8, nb, back.data());
             else if (type == gguf::kQ4_K) cpu::q4_k_row_from_rows8(c.codes.data(), r / 8, r % 8, nb, back.data());
             else if (type == gguf::kQ6_K) cpu::q6_k_row_from_rows8(c.codes.data(), r / 8, r % 8, nb, back.data());
-            else cpu::q8_0_row_from_rows8(c.codes.data(), c.scales.data(), r / 8, r % 8, nb, back.data());
+            else if (type == gguf::kQ8_0) cpu::q8_0_row_from_rows8(c.codes.data(), c.scales.data(), r / 8, r % 8, nb, back.data());
+            else cpu::q4_0_row_from_rows8(c.codes.data(), c.scales.data(), r / 8, r % 8, nb, back.data());
             EXPECT_EQ(0, std::memcmp(back.data(), w.data() + r * row_bytes, row_bytes)) << ti->name << " row " << r;
           }
         const Activation a = random_activation(K);

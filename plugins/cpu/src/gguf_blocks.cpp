@@ -20,7 +20,7 @@
 // refused at prepare (the engine then reads them as F32). A large
 //     XQUANT_CPU_GEMV_ROWS runs prefill through the integer kernels instead
 //     (bench_decode_formats compares the two).
-// Q4_1, Q5_0, Q5_1, Q4_K, Q6_K and (AVX-512) Q8_0 parts with an interleaved
+// Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K and (AVX-512) Q8_0 parts with an interleaved
 // copy for decode (XQUANT_CPU_GEMV_ROWS8=interleaved) read every row in
 // whole groups of eight from it, the other readers through the stored bytes rebuilt per row
 // (part_row), and ask the kernel to release the stored bytes' pages, so the
@@ -242,25 +242,28 @@ void append(std::vector<T>& to, const std::vector<T>& from) {
   to.insert(to.end(), from.begin(), from.end());
 }
 
-// The interleaved copy of a Q4_1, Q5_0, Q5_1, Q8_0, Q4_K or Q6_K part that
-// then serves every reader (rows_from_copy): made chunk by chunk, each
+// The interleaved copy of a part (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K)
+// that then serves every reader (rows_from_copy): made chunk by chunk, each
 // chunk's stored bytes released once copied, so the stored part and its copy
 // are never both resident in full; the rows after the last whole group copied as they are;
 // `data` not referenced after.
 void copy_part_rows8(BlockPart& p, bool disposable) {
   constexpr int64_t kChunkRows = 256;
   const int64_t whole = p.rows / 8 * 8, nb = p.blocks_per_row;
+  const bool codes_and_scales = p.type == gguf::kQ4_0 || p.type == gguf::kQ8_0;  // Q4_0Rows8Copy
   const int64_t block8_bytes = p.type == gguf::kQ4_K   ? kQ4_KRows8Bytes
                                : p.type == gguf::kQ6_K ? kQ6_KRows8Bytes
                                : p.type == gguf::kQ8_0 ? 256
+                               : p.type == gguf::kQ4_0 ? 128
                                                        : legacy_rows8_layout(p.type).block8_bytes;
   reserve_on_huge_pages(p.codes8, static_cast<size_t>(whole / 8 * nb * block8_bytes));  // appends never reallocate
-  if (p.type == gguf::kQ8_0) p.scales8.reserve(static_cast<size_t>(whole * nb));
+  if (codes_and_scales) p.scales8.reserve(static_cast<size_t>(whole * nb));
   for (int64_t r = 0; r < whole; r += kChunkRows) {
     const int64_t n = std::min(kChunkRows, whole - r);
     const uint8_t* src = p.data + static_cast<uint64_t>(r) * p.row_bytes;
-    if (p.type == gguf::kQ8_0) {
-      const Q4_0Rows8Copy c = interleave_q8_0_rows8(src, p.row_bytes, n, nb);
+    if (codes_and_scales) {
+      const Q4_0Rows8Copy c = p.type == gguf::kQ8_0 ? interleave_q8_0_rows8(src, p.row_bytes, n, nb)
+                                                    : interleave_q4_0_rows8(src, p.row_bytes, n, nb);
       append(p.codes8, c.codes);
       append(p.scales8, c.scales);
     } else if (p.type == gguf::kQ4_K) {
@@ -290,6 +293,7 @@ const uint8_t* part_row(const BlockPart& p, int64_t r, uint8_t* out) {
   if (p.type == gguf::kQ4_K) q4_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
   else if (p.type == gguf::kQ6_K) q6_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
   else if (p.type == gguf::kQ8_0) q8_0_row_from_rows8(p.codes8.data(), p.scales8.data(), r / 8, r % 8, p.blocks_per_row, out);
+  else if (p.type == gguf::kQ4_0) q4_0_row_from_rows8(p.codes8.data(), p.scales8.data(), r / 8, r % 8, p.blocks_per_row, out);
   else legacy_row_from_rows8(p.type, p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
   return out;
 }
@@ -345,15 +349,7 @@ xq_qweight* prepare_blocks(const xq_block_tensor* parts, uint32_t n) {
     p.dequant = dequant ? gguf_dequant_blocks(*dequant, t.type) : nullptr;
     if (use_rows_kernels && rows8 == Rows8Mode::interleaved) {
       p.rows8_kernel = block_rows8_kernel(selected_isa(), t.type);
-      // Q4_0's copy holds the codes only: its stored blocks stay the prefill
-      // panels' and the tail's. The others' copies serve every reader.
-      if (p.rows8_kernel && t.type == gguf::kQ4_0) {
-        Q4_0Rows8Copy c = interleave_q4_0_rows8(p.data, p.row_bytes, p.rows, p.blocks_per_row);
-        p.codes8 = std::move(c.codes);
-        p.scales8 = std::move(c.scales);
-      } else if (p.rows8_kernel) {
-        copy_part_rows8(p, (t.flags & XQ_BLOCKS_DISPOSABLE) != 0);
-      }
+      if (p.rows8_kernel) copy_part_rows8(p, (t.flags & XQ_BLOCKS_DISPOSABLE) != 0);  // then serves every reader
     }
     if (p.kernel && ti->block_size == 256) bw->k_quants = true;
     bw->rows += t.rows;

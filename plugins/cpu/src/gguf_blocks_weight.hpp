@@ -30,7 +30,7 @@ struct BlockPart {
   BlockRows8Kernel rows8_kernel = nullptr;
   std::vector<uint8_t> codes8;    // Q4_0, Q8_0: the codes; the others: the whole interleaved blocks
   std::vector<uint16_t> scales8;  // Q4_0, Q8_0: f16 d, as stored; the others: empty
-  // All but Q4_0: the copy serves every reader of the rows in whole groups
+  // The copy serves every reader of the rows in whole groups
   // of eight (gguf_blocks.cpp part_row), `tail` holds the rows after them,
   // copied, so the caller's bytes (`data`) are not read after prepare; their
   // pages are released.

@@ -97,6 +97,11 @@ struct Q4_0Rows8Copy {
   std::vector<uint16_t> scales;
 };
 Q4_0Rows8Copy interleave_q4_0_rows8(const uint8_t* blocks, uint64_t row_bytes, int64_t rows, int64_t nb);
+// Row j of group r8 of such a copy back as its stored blocks (nb * 18 bytes
+// into out): the copy replaces the stored rows for every reader
+// (gguf_blocks.cpp part_row).
+void q4_0_row_from_rows8(const uint8_t* codes8, const uint16_t* scales8, int64_t r8, int64_t j, int64_t nb,
+                         uint8_t* out);
 
 // The same for INT8 codes (cpu.int-blocks rows of one signed byte per code,
 // 32 bytes a block): 256 bytes per block of eight rows, word k = 0..7 holding

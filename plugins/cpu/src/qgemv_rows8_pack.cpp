@@ -100,13 +100,34 @@ void int8_row_from_rows8(const uint8_t* codes8, int64_t nblk, int64_t r8, int64_
 }
 
 
+namespace {
+
+// Row j of group r8 of an interleave_ggml_rows8 copy back as its stored
+// blocks (block_bytes each: f16 d, then `words` code words, each XOR `flip`).
+void ggml_row_from_rows8(const uint8_t* codes8, const uint16_t* scales8, int64_t r8, int64_t j, int64_t nb,
+                         int64_t block_bytes, int64_t words, uint32_t flip, uint8_t* out) {
+  for (int64_t b = 0; b < nb; ++b, out += block_bytes) {
+    std::memcpy(out, &scales8[(r8 * nb + b) * 8 + j], 2);
+    const uint8_t* c = codes8 + (r8 * nb + b) * 32 * words + 4 * j;
+    for (int64_t k = 0; k < words; ++k) {
+      uint32_t v;
+      std::memcpy(&v, c + 32 * k, 4);
+      v ^= flip;
+      std::memcpy(out + 2 + 4 * k, &v, 4);
+    }
+  }
+}
+
+}  // namespace
+
 void q8_0_row_from_rows8(const uint8_t* codes8, const uint16_t* scales8, int64_t r8, int64_t j, int64_t nb,
                          uint8_t* out) {
-  for (int64_t b = 0; b < nb; ++b, out += 34) {
-    std::memcpy(out, &scales8[(r8 * nb + b) * 8 + j], 2);
-    const uint8_t* c = codes8 + (r8 * nb + b) * 256 + 4 * j;
-    for (int64_t k = 0; k < 8; ++k) flip4(out + 2 + 4 * k, c + 32 * k);
-  }
+  ggml_row_from_rows8(codes8, scales8, r8, j, nb, 34, 8, 0x80808080u, out);
+}
+
+void q4_0_row_from_rows8(const uint8_t* codes8, const uint16_t* scales8, int64_t r8, int64_t j, int64_t nb,
+                         uint8_t* out) {
+  ggml_row_from_rows8(codes8, scales8, r8, j, nb, 18, 4, 0, out);
 }
 
 namespace {
