@@ -20,11 +20,11 @@
 // refused at prepare (the engine then reads them as F32). A large
 //     XQUANT_CPU_GEMV_ROWS runs prefill through the integer kernels instead
 //     (bench_decode_formats compares the two).
-// Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K and (AVX-512) Q8_0 parts with an interleaved
-// copy for decode (XQUANT_CPU_GEMV_ROWS8=interleaved) read every row in
-// whole groups of eight from it, the other readers through the stored bytes rebuilt per row
-// (part_row), and ask the kernel to release the stored bytes' pages, so the
-// model is not held twice.
+// Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K and (AVX-512) Q8_0 parts with an
+// interleaved copy for decode (XQUANT_CPU_GEMV_ROWS8=interleaved) read every
+// row in whole groups of eight from it, the other readers through the stored
+// bytes rebuilt per row (part_row), and ask the kernel to release the stored
+// bytes' pages, so the model is not held twice.
 // Scratch is thread-local and grow-only: no allocation per call once warm.
 #include "gguf_blocks_weight.hpp"
 
@@ -32,8 +32,8 @@
 #include "gguf_blocks.hpp"
 #include "gguf_blocks_panels.hpp"
 #include "gguf_types.hpp"
-#include "page_advice.hpp"
 #include "grown_buffer.hpp"
+#include "page_advice.hpp"
 #include "qgemm.hpp"
 #include "qgemv_rows8.hpp"
 #include "qkernels.hpp"
@@ -185,11 +185,6 @@ void gemv_one_row(const BlockWeight& w, const QuantizedRow& a, int64_t n0, int64
       gemv_rows_from_copy(p, a, r0 - p.row0, r1 - p.row0, y + p.row0, bias ? bias + p.row0 : nullptr);
       continue;
     }
-    if (p.rows8_kernel) {
-      p.rows8_kernel(p.data, p.row_bytes, p.codes8.data(), p.scales8.data(), r0 - p.row0, r1 - p.row0, a,
-                     p.blocks_per_row, y + p.row0, bias ? bias + p.row0 : nullptr);
-      continue;
-    }
     const uint8_t* wr = p.data + static_cast<uint64_t>(r0 - p.row0) * p.row_bytes;
     if (p.rows_kernel) {
       p.rows_kernel(wr, p.row_bytes, r1 - r0, a, p.blocks_per_row, y + r0, bias ? bias + r0 : nullptr);
@@ -245,8 +240,9 @@ void append(std::vector<T>& to, const std::vector<T>& from) {
 // The interleaved copy of a part (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K)
 // that then serves every reader (rows_from_copy): made chunk by chunk, each
 // chunk's stored bytes released once copied, so the stored part and its copy
-// are never both resident in full; the rows after the last whole group copied as they are;
-// `data` not referenced after.
+// are never both resident in full; the rows after the last whole group
+// copied as they are; `data` not referenced after. The copy asks for huge
+// pages (page_advice.hpp): decode streams it.
 void copy_part_rows8(BlockPart& p, bool disposable) {
   constexpr int64_t kChunkRows = 256;
   const int64_t whole = p.rows / 8 * 8, nb = p.blocks_per_row;

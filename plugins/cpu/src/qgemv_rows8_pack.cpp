@@ -1,7 +1,8 @@
 // qgemv_rows8_pack.cpp: the interleaved copies the eight-row decode GEMVs
 // read (qgemv_rows8.hpp: INT4 and INT8 cpu.int-blocks rows, GGUF Q4_0, Q4_1,
-// Q5_0, Q5_1, Q8_0, Q4_K and Q6_K parts), made once when a weight is prepared: eight rows'
-// blocks side by side as the kernels' int32 lanes take them, so decode reads
+// Q5_0, Q5_1, Q8_0, Q4_K and Q6_K parts), made once when a weight is
+// prepared: eight rows' blocks side by side as the kernels' int32 lanes take
+// them (on huge pages, page_advice.hpp), so decode reads
 // one aligned stream instead of eight rows at once; and the rows back from
 // the copies that replace their stored bytes.
 #include "qgemv_rows8.hpp"
@@ -98,7 +99,6 @@ void int8_row_from_rows8(const uint8_t* codes8, int64_t nblk, int64_t r8, int64_
   for (int64_t b = 0; b < nblk; ++b)
     for (int64_t k = 0; k < 8; ++k) flip4(out + b * 32 + 4 * k, c + b * 256 + 32 * k);
 }
-
 
 namespace {
 
