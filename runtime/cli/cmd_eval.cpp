@@ -57,6 +57,7 @@ int cmd_eval(const RuntimeOptions& options, int argc, char** argv) {
   ModelOptions mo;
   mo.provider = args.get_or("provider", "cpu");
   mo.tokenizer_from = args.get_or("tokenizer", "");
+  mo.tokenizer_first = true;  // its load's heap given back before the weights (peak RSS)
   mo.device_weights = device_weights_from_name(args.get_or("device-weights", "auto"), "--device-weights");
   auto model = Model::open(runtime, *args.get("model"), mo);
   auto report = [](uint64_t done, uint64_t total) { Progress::report("eval", done, total, "tokens"); };

@@ -36,11 +36,10 @@ int cmd_generate(const RuntimeOptions& options, int argc, char** argv) {
   ModelOptions mo;
   mo.provider = args.get_or("provider", "cpu");
   mo.tokenizer_from = args.get_or("tokenizer", "");
+  mo.tokenizer_first = true;  // its load's heap given back before the weights (peak RSS)
   mo.device_weights = device_weights_from_name(args.get_or("device-weights", "auto"), "--device-weights");
   auto model = Model::open(runtime, *args.get("model"), mo);
   std::string prompt = args.get_or("prompt", "");
-  model->tokenizer();
-  load_phase("tokenizer");
   auto r = generate(*model, prompt, go);
   load_phase("generate (prefill and the new tokens)");
   if (args.flag("json")) {

@@ -55,6 +55,11 @@ std::unique_ptr<Model> Model::open(Runtime& runtime, const fs::path& path, const
   load_phase("checkpoint open");
   std::unique_ptr<Model> m(new Model(runtime, std::move(cp), options));
   load_phase("kernel provider");
+  if (options.tokenizer_first) {
+    m->tokenizer();
+    release_free_heap();  // the parse's freed nodes, before the weights fill the heap
+    load_phase("tokenizer");
+  }
   m->load_weights();
   load_phase("load end");
   return m;

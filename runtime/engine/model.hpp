@@ -60,6 +60,15 @@ struct ModelOptions {
   // layer at a time. Needs dequantize_all and a host-memory provider;
   // forward() and logits are refused in this mode.
   bool layers_on_demand = false;
+  // Build the tokenizer at open, before the weights (generate and eval set
+  // it): reading a tokenizer.json leaves tens of MB of freed JSON nodes in
+  // the heap, given back (release_free_heap) before the weights arrive
+  // instead of being resident beside them. SmolLM2-135M W8A8 `xquant
+  // generate`: peak RSS 203.5 MB with the tokenizer built after the weights,
+  // 172.4 MB with it first (docs/engine.md "The tokenizer before the
+  // weights"). A checkpoint without a vocabulary then fails at open, before
+  // any weight is read, with tokenizer()'s error.
+  bool tokenizer_first = false;
   // Decode-only paged steps replayed from per-batch-size recordings when the
   // provider records launches (engine/decode_graphs.hpp); the environment
   // variable XQUANT_DECODE_GRAPHS=0 turns this off for tools without the

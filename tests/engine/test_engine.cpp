@@ -120,6 +120,26 @@ TEST(Engine, Stories260KGreedyFromBos) {
   EXPECT_EQ(r.full_text.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << r.full_text;
 }
 
+// ModelOptions::tokenizer_first builds the tokenizer at open: stories260K-hf
+// has no vocabulary, so open then fails with tokenizer()'s NOT_FOUND naming
+// --tokenizer (before any weight is read); without the option it opens, and
+// with a vocabulary from elsewhere the tokenizer is there at once.
+TEST(Engine, TokenizerFirstBuildsTheTokenizerAtOpen) {
+  ModelOptions first;
+  first.tokenizer_first = true;
+  try {
+    (void)Model::open(rt(), kHf, first);
+    FAIL() << "a checkpoint without a vocabulary opened with tokenizer_first";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_NOT_FOUND) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--tokenizer"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW((void)Model::open(rt(), kHf, ModelOptions{}));
+  first.tokenizer_from = kGguf;
+  auto m = Model::open(rt(), kHf, first);
+  EXPECT_EQ(m->tokenizer().bos_id(), gguf().tokenizer().bos_id());
+}
+
 TEST(Engine, GgufAndHfGiveTheSameLogits) {
   // The greedy continuation from BOS (a real sequence), scored by both copies.
   GenerateOptions o;
