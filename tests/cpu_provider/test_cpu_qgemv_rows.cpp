@@ -21,6 +21,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -221,24 +223,38 @@ TEST(CpuQGemvRows, EightRowTablesMatchScalar) {
   }
 }
 
+// Whether copy r of case c is the layout qgemv_rows8.hpp states: every row's
+// code_bytes per block as 4-byte words side by side (row j's word k at
+// 32 k + 4 j of its group's block), each byte XOR flip, and the group
+// scales eight a group; row j of group r8 given back by back(r8, j) when
+// that is set.
+void expect_rows8_layout(const Case& c, const cpu::Rows8Copy& r, int64_t N, int64_t code_bytes, uint8_t flip,
+                         const std::function<const uint8_t*(int64_t, int64_t)>& back = nullptr) {
+  const int64_t groups = N / 8, block8 = 8 * code_bytes;
+  ASSERT_EQ(r.codes.size(), static_cast<size_t>(groups * c.nblk * block8)) << N;
+  ASSERT_EQ(r.scales.size(), static_cast<size_t>(groups * c.G * 8)) << N;
+  for (int64_t r8 = 0; r8 < groups; ++r8)
+    for (int64_t j = 0; j < 8; ++j) {
+      const uint8_t* row = c.codes.data() + (r8 * 8 + j) * c.row_bytes;
+      for (int64_t b = 0; b < c.nblk; ++b)
+        for (int64_t byte = 0; byte < code_bytes; ++byte)
+          ASSERT_EQ(r.codes[(r8 * c.nblk + b) * block8 + 32 * (byte / 4) + 4 * j + byte % 4],
+                    static_cast<uint8_t>(row[b * code_bytes + byte] ^ flip))
+              << "rows " << N << " group " << r8 << " row " << j << " block " << b << " byte " << byte;
+      for (int64_t g = 0; g < c.G; ++g)
+        ASSERT_EQ(r.scales[(r8 * c.G + g) * 8 + j], c.scales[(r8 * 8 + j) * c.G + g]);
+      if (back) {
+        EXPECT_EQ(0, std::memcmp(back(r8, j), row, static_cast<size_t>(c.row_bytes)))
+            << "rows " << N << " group " << r8 << " row " << j;
+      }
+    }
+}
+
 // interleave_rows8's copy is the layout its header states, byte for byte.
 TEST(CpuQGemvRows, InterleavedCopyIsTheStatedLayout) {
   for (int64_t N : {7, 8, 17, 24}) {
     Case c = make_case(true, false, N, 5);
-    const cpu::Rows8Copy r = cpu::interleave_rows8(c.codes.data(), c.row_bytes, c.scales.data(), N, c.G, c.nblk);
-    const int64_t groups = N / 8;
-    ASSERT_EQ(r.codes.size(), static_cast<size_t>(groups * c.nblk * 128)) << N;
-    ASSERT_EQ(r.scales.size(), static_cast<size_t>(groups * c.G * 8)) << N;
-    for (int64_t r8 = 0; r8 < groups; ++r8)
-      for (int64_t j = 0; j < 8; ++j) {
-        for (int64_t b = 0; b < c.nblk; ++b)
-          for (int64_t byte = 0; byte < 16; ++byte)
-            ASSERT_EQ(r.codes[(r8 * c.nblk + b) * 128 + 32 * (byte / 4) + 4 * j + byte % 4],
-                      c.codes[(r8 * 8 + j) * c.row_bytes + b * 16 + byte])
-                << "rows " << N << " group " << r8 << " row " << j << " block " << b << " byte " << byte;
-        for (int64_t g = 0; g < c.G; ++g)
-          ASSERT_EQ(r.scales[(r8 * c.G + g) * 8 + j], c.scales[(r8 * 8 + j) * c.G + g]);
-      }
+    expect_rows8_layout(c, cpu::interleave_rows8(c.codes.data(), c.row_bytes, c.scales.data(), N, c.G, c.nblk), N, 16, 0);
   }
 }
 
@@ -250,22 +266,11 @@ TEST(CpuQGemvRows, Int8InterleavedCopyIsTheStatedLayout) {
   for (int64_t N : {7, 8, 17, 24}) {
     Case c = make_case(false, false, N, 5);
     const cpu::Rows8Copy r = cpu::interleave_int8_rows8(c.codes.data(), c.row_bytes, c.scales.data(), N, c.G, c.nblk);
-    const int64_t groups = N / 8;
-    ASSERT_EQ(r.codes.size(), static_cast<size_t>(groups * c.nblk * 256)) << N;
-    ASSERT_EQ(r.scales.size(), static_cast<size_t>(groups * c.G * 8)) << N;
-    std::vector<uint8_t> back(static_cast<size_t>(c.row_bytes));
-    for (int64_t r8 = 0; r8 < groups; ++r8)
-      for (int64_t j = 0; j < 8; ++j) {
-        const uint8_t* row = c.codes.data() + (r8 * 8 + j) * c.row_bytes;
-        for (int64_t b = 0; b < c.nblk; ++b)
-          for (int64_t byte = 0; byte < 32; ++byte)
-            ASSERT_EQ(r.codes[(r8 * c.nblk + b) * 256 + 32 * (byte / 4) + 4 * j + byte % 4], row[b * 32 + byte] ^ 0x80)
-                << "rows " << N << " group " << r8 << " row " << j << " block " << b << " byte " << byte;
-        for (int64_t g = 0; g < c.G; ++g)
-          ASSERT_EQ(r.scales[(r8 * c.G + g) * 8 + j], c.scales[(r8 * 8 + j) * c.G + g]);
-        cpu::int8_row_from_rows8(r.codes.data(), c.nblk, r8, j, back.data());
-        EXPECT_EQ(0, std::memcmp(back.data(), row, back.size())) << "rows " << N << " group " << r8 << " row " << j;
-      }
+    std::vector<uint8_t> row(static_cast<size_t>(c.row_bytes));
+    expect_rows8_layout(c, r, N, 32, 0x80, [&](int64_t r8, int64_t j) {
+      cpu::int8_row_from_rows8(r.codes.data(), c.nblk, r8, j, row.data());
+      return row.data();
+    });
   }
 }
 

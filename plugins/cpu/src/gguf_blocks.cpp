@@ -181,7 +181,7 @@ void gemv_one_row(const BlockWeight& w, const QuantizedRow& a, int64_t n0, int64
   for (const BlockPart& p : w.parts) {
     const int64_t r0 = std::max(n0, p.row0), r1 = std::min(n1, p.row0 + p.rows);
     if (r0 >= r1) continue;
-    if (p.rows_from_copy) {
+    if (p.rows_from_copy()) {
       gemv_rows_from_copy(p, a, r0 - p.row0, r1 - p.row0, y + p.row0, bias ? bias + p.row0 : nullptr);
       continue;
     }
@@ -273,7 +273,6 @@ void copy_part_rows8(BlockPart& p, bool disposable) {
   }
   p.tail.assign(p.data + p.row_bytes * static_cast<uint64_t>(whole), p.data + p.row_bytes * static_cast<uint64_t>(p.rows));
   release_pages(p.data, p.row_bytes * static_cast<uint64_t>(p.rows), disposable);  // the pages chunks shared too
-  p.rows_from_copy = true;
   p.data = nullptr;
 }
 
@@ -283,7 +282,7 @@ void copy_part_rows8(BlockPart& p, bool disposable) {
 // of eight of a part whose interleaved copy replaced them (rows_from_copy),
 // rebuilt from the copy into `out` (row_bytes of room).
 const uint8_t* part_row(const BlockPart& p, int64_t r, uint8_t* out) {
-  if (!p.rows_from_copy) return p.data + static_cast<uint64_t>(r) * p.row_bytes;
+  if (!p.rows_from_copy()) return p.data + static_cast<uint64_t>(r) * p.row_bytes;
   const int64_t whole = p.rows / 8 * 8;
   if (r >= whole) return p.tail.data() + static_cast<uint64_t>(r - whole) * p.row_bytes;
   if (p.type == gguf::kQ4_K) q4_k_row_from_rows8(p.codes8.data(), r / 8, r % 8, p.blocks_per_row, out);
@@ -296,7 +295,7 @@ const uint8_t* part_row(const BlockPart& p, int64_t r, uint8_t* out) {
 
 bool blocks_borrow(const BlockWeight& w) {
   for (const auto& p : w.parts)
-    if (!p.rows_from_copy) return true;
+    if (!p.rows_from_copy()) return true;
   return false;
 }
 

@@ -30,12 +30,12 @@ struct BlockPart {
   BlockRows8Kernel rows8_kernel = nullptr;
   std::vector<uint8_t> codes8;    // Q4_0, Q8_0: the codes; the others: the whole interleaved blocks
   std::vector<uint16_t> scales8;  // Q4_0, Q8_0: f16 d, as stored; the others: empty
-  // The copy serves every reader of the rows in whole groups
-  // of eight (gguf_blocks.cpp part_row), `tail` holds the rows after them,
-  // copied, so the caller's bytes (`data`) are not read after prepare; their
-  // pages are released.
-  bool rows_from_copy = false;
+  // With a copy, the copy serves every reader of the rows in whole groups of
+  // eight (gguf_blocks.cpp part_row) and `tail` holds the rows after them,
+  // copied, so the caller's bytes (`data`, then null) are not read after
+  // prepare; their pages are released.
   std::vector<uint8_t> tail;
+  bool rows_from_copy() const { return rows8_kernel != nullptr; }
 };
 
 // The stored bytes of part row `r` (gguf_blocks.cpp): in place, or rebuilt
