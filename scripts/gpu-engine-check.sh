@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_ATTN, GPUENG_ATTN_KERNELS, GPUENG_DECODE_PROFILE, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W8GEMV, GPUENG_W4A8 and GPUENG_AB add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_ATTN, GPUENG_ATTN_KERNELS, GPUENG_DECODE_PROFILE, GPUENG_DECODE_KERNELS, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W8GEMV, GPUENG_W4A8 and GPUENG_AB add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -118,6 +118,13 @@ if [ "${GPUENG_DECODE_PROFILE:-0}" = 1 ]; then
   fi
   [ -d /tmp/gpueng-l31/w4a16-g128 ] || W4_ONLY=1 timeout 90 bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tail -4
   bash "$(dirname "$0")/gpu-decode-profile.sh" "$cli" "$out"
+fi
+# Optional (GPUENG_DECODE_KERNELS=1): every kernel of a graphed batch-1 decode step with its own device
+# time from Nsight Compute, beside the plain TPOT (scripts/gpu-decode-kernels.sh); makes the decode
+# bench's models first unless REUSE_MODELS=1 finds them (LAYERS, SCHEMES as gpu-decode-bench.sh).
+if [ "${GPUENG_DECODE_KERNELS:-0}" = 1 ]; then
+  SKIP_DECODE_SPEED=1 SCHEMES="${SCHEMES:-w8a8 fp8}" bash "$(dirname "$0")/gpu-decode-bench.sh" "$cli" 2>&1 | tail -6
+  bash "$(dirname "$0")/gpu-decode-kernels.sh" "$cli" "$out"
 fi
 # Optional (GPUENG_PAGED_OPS=1): the decode step's small ops (scripts/gpu-paged-ops-check.sh: ROPE_KV's
 # paged and q/k-norm forms, their kernel and engine tests, DeviceEngine, the paged engine and graphs, then

@@ -4,8 +4,12 @@
 // Llama 3's vocabulary (128,256), a width that leaves a partial tail of
 // loads (32,004), a short row (12), ties between far-apart columns (the
 // lower index wins), NaN never winning, an all-NaN row (id 0). Ids equal.
+// A long row is split over several CTAs whose last merges their winners:
+// winners in every CTA's share, launches one after another (the arrival
+// counters must be back to zero), and more rows than the split takes.
 #include "test_host.hpp"
 
+#include <algorithm>
 #include <cfloat>
 #include <cstdlib>
 
@@ -59,5 +63,34 @@ TEST(CudaArgmaxVec, EqualsTheScalarKernelAndTheHost) {
     for (int64_t m = 0; m < M; ++m) EXPECT_EQ(vec[m], host_argmax(&x[m * N], N)) << "row " << m;
     EXPECT_EQ(vec[1], static_cast<int32_t>(N / 3));
     EXPECT_EQ(vec[3], 0);
+  }
+}
+
+TEST(CudaArgmaxVec, SplitRowsFindTheWinnerInEveryShareAndLaunchAfterLaunch) {
+  XQ_REQUIRE_GPU();
+  const int64_t N = 128256, M = 8, share = 4096;  // logits per CTA (argmax_vec.cu)
+  for (int64_t cta = 0; cta * share < N; ++cta) {
+    SCOPED_TRACE("winner in CTA " + std::to_string(cta));
+    std::vector<float> x(static_cast<size_t>(M * N));
+    for (auto& v : x) v = uniform(-8.f, 8.f);
+    for (int64_t m = 0; m < M; ++m) {
+      const int64_t at = std::min(N - 1, cta * share + (m * 997) % share);
+      x[m * N + at] = 50.f + static_cast<float>(m);
+    }
+    const auto got = gpu_argmax(x, M, N);
+    for (int64_t m = 0; m < M; ++m) ASSERT_EQ(got[m], host_argmax(&x[m * N], N)) << "row " << m;
+  }
+}
+
+TEST(CudaArgmaxVec, ManyRowsKeepOneCtaEach) {
+  XQ_REQUIRE_GPU();
+  for (int64_t M : {256, 257, 300}) {
+    const int64_t N = 8196;  // two CTAs' shares when split
+    SCOPED_TRACE("M=" + std::to_string(M));
+    std::vector<float> x(static_cast<size_t>(M * N));
+    for (auto& v : x) v = uniform(-8.f, 8.f);
+    for (int64_t m = 0; m < M; m += 3) x[m * N + (m * 131) % N] = 9.f;
+    const auto got = gpu_argmax(x, M, N);
+    for (int64_t m = 0; m < M; ++m) ASSERT_EQ(got[m], host_argmax(&x[m * N], N)) << "row " << m;
   }
 }

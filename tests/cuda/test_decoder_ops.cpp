@@ -169,15 +169,18 @@ std::vector<float> bf16_to_f32(const std::vector<uint8_t>& b) {
 
 TEST(CudaDecoderOps, GetRowsGathersExactly) {
   XQ_REQUIRE_GPU_AND_CPU();
-  const int64_t V = 100, D = 72, T = 17;
-  std::vector<int32_t> ids(T);
-  for (auto& i : ids) i = uniform_int(0, V - 1);
-  Operands o;
-  o.f32(o.src[0], {V, D}, random_vec(V * D));
-  o.i32(o.src[1], {T}, ids);
-  o.f32(o.dst, {T, D}, std::vector<float>(T * D));
-  auto [c, g] = o.run(make_op(XQ_OP_GET_ROWS));
-  EXPECT_EQ(c, g);
+  // D = 4136: the kernel's 256-element CTAs of a row, the last one partial.
+  for (int64_t D : {72, 4136}) {
+    const int64_t V = 100, T = 17;
+    std::vector<int32_t> ids(T);
+    for (auto& i : ids) i = uniform_int(0, V - 1);
+    Operands o;
+    o.f32(o.src[0], {V, D}, random_vec(V * D));
+    o.i32(o.src[1], {T}, ids);
+    o.f32(o.dst, {T, D}, std::vector<float>(T * D));
+    auto [c, g] = o.run(make_op(XQ_OP_GET_ROWS));
+    EXPECT_EQ(c, g) << "D=" << D;
+  }
 }
 
 TEST(CudaDecoderOps, RmsNormMatchesCpu) {

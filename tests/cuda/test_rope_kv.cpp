@@ -97,7 +97,9 @@ TEST(CudaRopeKv, MatchesTheCpuProvider) {
   for (const Case& c :
        {Case{1, 32, 8, 128, 128, 300, 0, true, 0, XQ_DTYPE_BF16}, Case{1, 32, 8, 128, 128, 300, 0, true, 0, XQ_DTYPE_F32},
         Case{7, 5, 1, 64, 32, 20, 1, false, 3, XQ_DTYPE_BF16}, Case{3, 6, 3, 8, 8, 9, 0, false, 0, XQ_DTYPE_F32},
-        Case{4, 9, 3, 16, 12, 6, 1, true, 16, XQ_DTYPE_BF16}, Case{5, 4, 2, 96, 96, 40, 0, false, 8, XQ_DTYPE_F32}}) {
+        Case{4, 9, 3, 16, 12, 6, 1, true, 16, XQ_DTYPE_BF16}, Case{5, 4, 2, 96, 96, 40, 0, false, 8, XQ_DTYPE_F32},
+        // 48 rows x 48 heads: past rope_kv.cu's one-head-a-CTA limit, four heads a CTA.
+        Case{48, 32, 8, 128, 128, 300, 0, true, 0, XQ_DTYPE_BF16}}) {
     SCOPED_TRACE("T=" + std::to_string(c.T) + " H=" + std::to_string(c.H) + " KVH=" + std::to_string(c.KVH) +
                  " D=" + std::to_string(c.D) + " rot=" + std::to_string(c.rot) + (c.rows_t == XQ_DTYPE_BF16 ? " bf16" : " f32"));
     const int64_t ld = (c.H + 2 * c.KVH) * c.D + c.extra_cols;

@@ -5,7 +5,8 @@
 // step: for a 128,256-entry vocabulary that is 125 dependent steps of 1024
 // threads in the one CTA a batch-1 decode step has, each waiting on its
 // load. Here each step issues four float4 loads (16 logits) per thread
-// before comparing them, eight steps for that vocabulary. The order the
+// before comparing them, and a row is split over up to 64 CTAs whose last
+// merges their winners (argmax_vec.cu). The order the
 // candidates are compared in does not matter: the winner is the largest
 // value with the lowest index (NaN never wins), a total order, so the ids
 // are the scalar kernel's exactly.

@@ -34,13 +34,20 @@ __device__ float block_max(float v, float* red) {
   return m;
 }
 
+// One CTA per (row, kGetRowsThreads elements of it), one element a thread.
+// A CTA per row that looped over the row issued each load only after the
+// previous store (the two may alias): at batch 1, the embedding gather of a
+// decode step, 4096 elements were 32 round trips, 16.5 us on an H200
+// (Nsight Compute; docs/results.md "Session twenty-nine").
+constexpr int kGetRowsThreads = 256;
 __global__ void get_rows_kernel(const void* table, DType tt, int64_t V, int64_t D, const int32_t* ids, void* y,
                                 DType yt) {
   const int64_t t = blockIdx.x;
+  const int64_t i = static_cast<int64_t>(blockIdx.y) * kGetRowsThreads + threadIdx.x;
+  if (i >= D) return;
   const int32_t id = ids[t];
   const bool ok = id >= 0 && id < V;
-  for (int64_t i = threadIdx.x; i < D; i += blockDim.x)
-    store_from_float(y, yt, t * D + i, ok ? load_as_float(table, tt, static_cast<int64_t>(id) * D + i) : NAN);
+  store_from_float(y, yt, t * D + i, ok ? load_as_float(table, tt, static_cast<int64_t>(id) * D + i) : NAN);
 }
 
 __global__ void rms_norm_kernel(const void* x, DType xt, const void* w, DType wt, int64_t D, float eps, void* y,
@@ -135,7 +142,9 @@ constexpr int64_t kMaxAttentionSmem = 200 * 1024;  // under the H100/H200 (227 K
 cudaError_t get_rows(const void* table, DType tt, int64_t V, int64_t D, const int32_t* ids, int64_t T, void* y,
                      DType yt, cudaStream_t stream) {
   if (T <= 0) return cudaSuccess;
-  get_rows_kernel<<<static_cast<unsigned>(T), 128, 0, stream>>>(table, tt, V, D, ids, y, yt);
+  if (D <= 0) return cudaSuccess;
+  const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>((D + kGetRowsThreads - 1) / kGetRowsThreads));
+  get_rows_kernel<<<grid, kGetRowsThreads, 0, stream>>>(table, tt, V, D, ids, y, yt);
   return cudaGetLastError();
 }
 

@@ -1,5 +1,5 @@
 // rope_kv.cu: the XQ_OP_ROPE_KV kernel (rope_kv.hpp). One CTA per (row t,
-// group of kHeadsPerCta heads of the q|k|v row): the CTA's threads first put
+// group of heads_per_cta heads of the q|k|v row): the CTA's threads first put
 // cos and sin of each rotary pair's angle into shared memory, then rotate (q,
 // k heads) or copy (v heads) their heads. Heads [0, H) are q, written to the
 // F32 q; [H, H + KVH) k, written rotated to K cache row r = pos[t] (or
@@ -16,7 +16,16 @@ namespace xqcuda {
 
 namespace {
 
+// Heads a CTA takes one after another. Four share the angles a CTA computes,
+// which pays where rows are many (prefill); a decode step's few rows give
+// that few CTAs, each walking its four heads as a chain of load-then-store
+// round trips (Nsight Compute on an H200, Llama-3.1-8B heads at batch 1: 12
+// CTAs, 6.2 us a call; docs/results.md "Session twenty-nine"), so there each
+// CTA takes one head and all heads run at once.
 constexpr int kHeadsPerCta = 4;
+constexpr int64_t kOneHeadMaxCtas = 2048;
+
+int64_t heads_per_cta(int64_t T, int64_t heads) { return T * heads <= kOneHeadMaxCtas ? 1 : kHeadsPerCta; }
 
 // The sum of v over the CTA (blockDim.x a multiple of 32), in every thread.
 __device__ float cta_sum(float v, float* red) {
@@ -33,7 +42,7 @@ __device__ float cta_sum(float v, float* red) {
 // the host before the step's kernels) and the constant factors, so they are
 // computed before griddepcontrol.wait; qkv (the GEMV's output) is read, and q
 // and the caches written, only after it.
-__global__ void rope_kv_kernel(RopeKvArgs a) {
+__global__ void rope_kv_kernel(RopeKvArgs a, int per_cta) {
   extern __shared__ float trig[];  // cos[half], then sin[half]
   const int64_t t = blockIdx.x;
   const int64_t half = a.rot / 2;
@@ -58,8 +67,8 @@ __global__ void rope_kv_kernel(RopeKvArgs a) {
   const int64_t r = a.cache_rows ? a.cache_rows[t] : p;
   const bool cache_row = r >= 0 && r < a.S;
   const int64_t heads = a.H + 2 * a.KVH;
-  const int64_t h0 = static_cast<int64_t>(blockIdx.y) * kHeadsPerCta;
-  for (int64_t h = h0; h < h0 + kHeadsPerCta && h < heads; ++h) {
+  const int64_t h0 = static_cast<int64_t>(blockIdx.y) * per_cta;
+  for (int64_t h = h0; h < h0 + per_cta && h < heads; ++h) {
     const int64_t src = t * a.ld + h * a.D;
     void* out;
     DType out_type = a.cache_type;
@@ -109,12 +118,14 @@ __global__ void rope_kv_kernel(RopeKvArgs a) {
 cudaError_t rope_kv(const RopeKvArgs& a, cudaStream_t stream) {
   if (a.T <= 0) return cudaSuccess;
   const int64_t heads = a.H + 2 * a.KVH;
-  const unsigned groups = static_cast<unsigned>((heads + kHeadsPerCta - 1) / kHeadsPerCta);
+  const int64_t per_cta = heads_per_cta(a.T, heads);
+  const unsigned groups = static_cast<unsigned>((heads + per_cta - 1) / per_cta);
   const int64_t half = a.rot / 2;
   int threads = static_cast<int>((std::max<int64_t>(half, a.D / 2) + 31) / 32 * 32);
   threads = threads < 32 ? 32 : threads > 256 ? 256 : threads;
   const dim3 grid(static_cast<unsigned>(a.T), groups);
-  return launch_pdl(rope_kv_kernel, grid, dim3(threads), static_cast<size_t>(2 * half) * sizeof(float), stream, a);
+  return launch_pdl(rope_kv_kernel, grid, dim3(threads), static_cast<size_t>(2 * half) * sizeof(float), stream, a,
+                    static_cast<int>(per_cta));
 }
 
 }  // namespace xqcuda

@@ -34,24 +34,45 @@ __device__ __forceinline__ void store4(__nv_bfloat16* p, float4 v) {
 template <typename RT, typename YT>
 __global__ void row_norm_vec_kernel(float* x, const RT* r, const float* w, int64_t D, float eps, YT* y) {
   __shared__ float red[32];
+  const int64_t row = blockIdx.x;
+  const int64_t chunks = D / 4;
+  // The norm weights are constants: loaded before the wait, so the second
+  // pass does not wait on them after the reduction (at batch 1 a step's
+  // norms are one CTA each, a chain of round trips; Nsight Compute on an
+  // H200 put the call at 3.5-4.0 us, docs/results.md "Session twenty-nine").
+  float4 g[kMaxChunks];
+#pragma unroll
+  for (int j = 0; j < kMaxChunks; ++j) {
+    const int64_t c = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+    if (c < chunks) g[j] = load4(w + 4 * c);
+  }
   // PDL (pdl.cuh): x and r come from earlier kernels. Only then may the
   // next kernel (the q|k|v or gate|up GEMV at decode) launch and start on its
   // weights: triggering before the wait would let it launch while the GEMV
   // before this norm still streams its own weights (measured slower).
   pdl_wait();
   pdl_launch_dependents();
-  const int64_t row = blockIdx.x;
-  const int64_t chunks = D / 4;
   float* xr = x + row * D;
-  float4 v[kMaxChunks];
+  // Every load before the first store: the residual's store to x could
+  // alias the next chunk's loads, which the compiler would then not issue
+  // ahead of it.
+  float4 v[kMaxChunks], add[kMaxChunks];
+#pragma unroll
+  for (int j = 0; j < kMaxChunks; ++j) {
+    const int64_t c = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+    if (c < chunks) {
+      v[j] = load4(xr + 4 * c);
+      if (r) add[j] = load4(r + row * D + 4 * c);
+    }
+  }
   float ss = 0.f;
 #pragma unroll
   for (int j = 0; j < kMaxChunks; ++j) {
     const int64_t c = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
     if (c < chunks) {
-      float4 a = load4(xr + 4 * c);
+      float4 a = v[j];
       if (r) {
-        const float4 b = load4(r + row * D + 4 * c);
+        const float4 b = add[j];
         a = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
         store4(xr + 4 * c, a);
       }
@@ -70,8 +91,8 @@ __global__ void row_norm_vec_kernel(float* x, const RT* r, const float* w, int64
   for (int j = 0; j < kMaxChunks; ++j) {
     const int64_t c = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
     if (c < chunks) {
-      const float4 g = load4(w + 4 * c), a = v[j];
-      store4(y + row * D + 4 * c, make_float4(a.x * inv * g.x, a.y * inv * g.y, a.z * inv * g.z, a.w * inv * g.w));
+      const float4 a = v[j], b = g[j];
+      store4(y + row * D + 4 * c, make_float4(a.x * inv * b.x, a.y * inv * b.y, a.z * inv * b.z, a.w * inv * b.w));
     }
   }
 }

@@ -54,10 +54,8 @@ __global__ void __launch_bounds__(kWarps * 32, MIN_CTAS) dim_lanes_kernel(
   constexpr int kTileKeys = kKeysPerStep * kSteps;
   extern __shared__ float sm[];
   // PDL (pdl.cuh): the next kernel (o_proj's GEMV at decode) may launch
-  // and start on its weights; q and the caches come from earlier kernels.
+  // and start on its weights.
   pdl_launch_dependents();
-  pdl_wait();
-  if (keys.skipped(blockIdx.x)) return;
   float* s_ml = sm;                      // [kWarps][G][2]
   float* s_acc = s_ml + kWarps * G * 2;  // [kWarps][G][D]
   const int64_t t = blockIdx.x;
@@ -67,9 +65,20 @@ __global__ void __launch_bounds__(kWarps * 32, MIN_CTAS) dim_lanes_kernel(
   const int part = lane % kLanesPerKey;  // this lane's 8 elements of D
   const int key_in_step = lane / kLanesPerKey;
   const int64_t group = H / KVH;
+  // The row's position and block table, and the slots of this warp's first
+  // tile, before the wait: the host uploaded them ahead of the step's first
+  // kernel, so only q and the caches (ROPE_KV's writes) need the previous
+  // kernel done. At batch 1 a call is a chain of a few dependent round
+  // trips; this takes two of them off it (Nsight Compute on an H200:
+  // 11.0 us a call at 128-192 keys; docs/results.md "Session twenty-nine").
   const typename Keys::Row rows = keys.row(t);
   const int64_t k0 = split * keys_per_split;
   const int64_t k1 = min(rows.n_keys(), k0 + keys_per_split);
+  const int64_t first_tile = k0 + kTileKeys * warp;
+  int32_t slot[kSteps];
+  if (first_tile < k1) rows.template slots<kSteps, kKeysPerStep>(first_tile + key_in_step, k1, slot);
+  pdl_wait();
+  if (keys.skipped(blockIdx.x)) return;  // the prefill attention kernel's answer (same step)
 
   // This lane's 8 elements of each head's q, pre-scaled (base-2 scores).
   float qr[G][8];
@@ -85,10 +94,9 @@ __global__ void __launch_bounds__(kWarps * 32, MIN_CTAS) dim_lanes_kernel(
   init_softmax_state(acc, m, l);
   const int64_t row_elems = KVH * D;
   const int64_t col = kh * D + part * 8;
-  for (int64_t tile = k0 + kTileKeys * warp; tile < k1; tile += kTileKeys * kWarps) {
+  for (int64_t tile = first_tile; tile < k1; tile += kTileKeys * kWarps) {
     const int64_t first = tile + key_in_step;  // this lane's key at step s: first + s * kKeysPerStep
-    int32_t slot[kSteps];
-    rows.template slots<kSteps, kKeysPerStep>(first, k1, slot);
+    if (tile != first_tile) rows.template slots<kSteps, kKeysPerStep>(first, k1, slot);
     bool ok[kSteps];
     uint4 kc[kSteps], vc[kSteps];
 #pragma unroll

@@ -137,6 +137,11 @@ __global__ void __launch_bounds__(kWarps * 32, kUnroll >= 8 ? 2 : 4)
     }
   };
   load(slice);
+  // The weight scales of this lane's two output rows, also constants: read
+  // now rather than in the epilogue, where they were one more round trip
+  // after the last product.
+  float sw_lane[2] = {0.f, 0.f};
+  if (rows_in) sw_lane[0] = __ldg(sw + row0 + g), sw_lane[1] = __ldg(sw + row0 + g + 8);
   pdl_wait();
 
   if constexpr (kX16 != 0) {
@@ -190,7 +195,7 @@ __global__ void __launch_bounds__(kWarps * 32, kUnroll >= 8 ? 2 : 4)
     const int m = 2 * t + (i & 1);
     if (m >= M) continue;
     const int64_t n = row0 + g + (i >= 2 ? 8 : 0);
-    float r = __fmul_rn(__fmul_rn(static_cast<float>(acc[i]), scales ? scales[m] : sa_const), sw[n]);
+    float r = __fmul_rn(__fmul_rn(static_cast<float>(acc[i]), scales ? scales[m] : sa_const), sw_lane[i >= 2]);
     if (bias) r = __fadd_rn(r, load_as_float(bias, bias_t, n));
     store_from_float(y, yt, static_cast<int64_t>(m) * N + n, r);
   }
