@@ -5,6 +5,7 @@
 #include "plugins/call.hpp"
 
 #include <algorithm>
+#include <iterator>
 
 namespace fs = std::filesystem;
 
@@ -87,6 +88,15 @@ Checkpoint::Checkpoint(Runtime& runtime, fs::path path, LoadedPlugin& loader, vo
 }
 
 Checkpoint::~Checkpoint() { loader_->loader().close(handle_); }
+
+void Checkpoint::drop_vocabulary() {
+  for (auto it = config_.values.begin(); it != config_.values.end();) {
+    const bool vocabulary = it->first.rfind("tokenizer.", 0) == 0 &&
+                            (it->second.type() == XQ_VALUE_STRING_ARRAY || it->second.type() == XQ_VALUE_INT_ARRAY ||
+                             it->second.type() == XQ_VALUE_FLOAT_ARRAY || it->first == "tokenizer.huggingface_json");
+    it = vocabulary ? config_.values.erase(it) : std::next(it);
+  }
+}
 
 const TensorEntry* Checkpoint::find(const std::string& name) const {
   auto it = std::lower_bound(by_name_.begin(), by_name_.end(), name,

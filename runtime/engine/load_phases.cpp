@@ -39,6 +39,19 @@ double boot_seconds_now() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
+// proc(5)'s /proc/self/status "VmRSS" and "VmHWM" (resident now and at
+// its peak) in MB; negative when unreadable.
+void resident_mb(double& now, double& peak) {
+  now = peak = -1;
+  std::ifstream in("/proc/self/status");
+  std::string key;
+  double kb = 0;
+  while (in >> key) {
+    if (key == "VmRSS:" && in >> kb) now = kb / 1024.0;
+    else if (key == "VmHWM:" && in >> kb) peak = kb / 1024.0;
+  }
+}
+
 bool phases_at_info() {
   const char* e = std::getenv("XQUANT_LOAD_PHASES");
   return e && std::strcmp(e, "0") != 0 && *e;
@@ -59,7 +72,10 @@ void load_phase(const char* name) {
   std::lock_guard<std::mutex> lock(m);
   const double now = seconds_since_process_start();
   const auto level = phases_at_info() ? spdlog::level::info : spdlog::level::debug;
-  logger().log(level, "load phase '{}': {:.3f} s (at {:.3f} s)", name, now - last, now);
+  double rss = -1, hwm = -1;
+  resident_mb(rss, hwm);
+  logger().log(level, "load phase '{}': {:.3f} s (at {:.3f} s), resident {:.1f} MB (peak {:.1f} MB)", name, now - last,
+               now, rss, hwm);
   last = now;
 }
 

@@ -57,6 +57,7 @@ std::unique_ptr<Model> Model::open(Runtime& runtime, const fs::path& path, const
   load_phase("kernel provider");
   if (options.tokenizer_first) {
     m->tokenizer();
+    m->checkpoint_->drop_vocabulary();  // built: the config's copy of it is read no more
     release_free_heap();  // the parse's freed nodes, before the weights fill the heap
     load_phase("tokenizer");
   }

@@ -140,6 +140,25 @@ TEST(Engine, TokenizerFirstBuildsTheTokenizerAtOpen) {
   EXPECT_EQ(m->tokenizer().bos_id(), gguf().tokenizer().bos_id());
 }
 
+TEST(Engine, TokenizerFirstDropsTheVocabularyFromTheConfig) {
+  // Built at open, the tokenizer is the only reader of the config's
+  // vocabulary arrays: they go (Checkpoint::drop_vocabulary), the small
+  // tokenizer keys and the model's own stay, and it still tokenizes as a
+  // model opened the plain way.
+  ASSERT_NE(gguf().config().find("tokenizer.tokens"), nullptr);
+  ModelOptions first;
+  first.tokenizer_first = true;
+  auto m = Model::open(rt(), kGguf, first);
+  for (const auto& [key, v] : m->config().values) {
+    const bool array = v.type() == XQ_VALUE_STRING_ARRAY || v.type() == XQ_VALUE_INT_ARRAY || v.type() == XQ_VALUE_FLOAT_ARRAY;
+    EXPECT_FALSE(key.rfind("tokenizer.", 0) == 0 && array) << key << " kept";
+  }
+  EXPECT_NE(m->config().find("tokenizer.model"), nullptr);
+  EXPECT_EQ(m->config().get_int("vocab_size", 0), gguf().config().get_int("vocab_size", -1));
+  const std::string text = "Once upon a time, a little fox";
+  EXPECT_EQ(m->tokenizer().encode(text), gguf().tokenizer().encode(text));
+}
+
 TEST(Engine, GgufAndHfGiveTheSameLogits) {
   // The greedy continuation from BOS (a real sequence), scored by both copies.
   GenerateOptions o;

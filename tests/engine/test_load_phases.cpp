@@ -1,6 +1,7 @@
 // test_load_phases.cpp: with XQUANT_LOAD_PHASES=1 a model load logs each
 // phase (engine/load_phases.cpp) at info level, in order, every line with
-// its seconds and the seconds since the process started, which only grow.
+// its seconds, the seconds since the process started, which only grow, and
+// the resident memory then (never above the peak it gives beside it).
 #include "core/log.hpp"
 #include "core/runtime.hpp"
 #include "engine/load_phases.hpp"
@@ -36,7 +37,8 @@ TEST(LoadPhases, AModelLoadLogsItsPhasesInOrder) {
   EXPECT_GT(before, 0.0);
   EXPECT_LT(before, 24 * 3600.0) << "the process start time was misread";
   EXPECT_GE(after, before);
-  const std::regex line(R"(load phase '([^']+)': ([0-9.]+) s \(at ([0-9.]+) s\))");
+  const std::regex line(
+      R"(load phase '([^']+)': ([0-9.]+) s \(at ([0-9.]+) s\), resident ([0-9.]+) MB \(peak ([0-9.]+) MB\))");
   std::vector<std::string> names;
   double at = 0, sum = 0, first_at = -1;
   const std::string text = captured.str();
@@ -45,6 +47,10 @@ TEST(LoadPhases, AModelLoadLogsItsPhasesInOrder) {
     const double dt = std::stod((*it)[2]), t = std::stod((*it)[3]);
     EXPECT_GE(dt, 0.0);
     EXPECT_GE(t, at) << (*it)[1];
+    // Resident memory: positive, never above the peak so far.
+    const double rss = std::stod((*it)[4]), peak = std::stod((*it)[5]);
+    EXPECT_GT(rss, 0.0) << (*it)[1];
+    EXPECT_LE(rss, peak + 0.1) << (*it)[1];
     if (first_at < 0) first_at = t - dt;
     at = t;
     sum += dt;
