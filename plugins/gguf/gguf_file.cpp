@@ -75,15 +75,21 @@ struct Reader {
     return v;
   }
   std::string str(const std::string& field) {
+    const uint64_t len = str_length(field);
+    std::string s(reinterpret_cast<const char*>(base + pos), static_cast<size_t>(len));
+    pos += len;
+    return s;
+  }
+  // Checks a string as str() does and steps over it.
+  void skip_str(const std::string& field) { pos += str_length(field); }
+  uint64_t str_length(const std::string& field) {
     const uint64_t at = pos;
     const uint64_t len = get<uint64_t>(field + " length");
     if (len > left())
       malformed(at, field,
                 format("string length %llu runs past the end of the file (%llu bytes remain)",
                        static_cast<unsigned long long>(len), static_cast<unsigned long long>(left())));
-    std::string s(reinterpret_cast<const char*>(base + pos), static_cast<size_t>(len));
-    pos += len;
-    return s;
+    return len;
   }
 };
 
@@ -151,9 +157,15 @@ Value read_value(Reader& r, uint32_t raw_type, const std::string& key, uint64_t 
                   format("%llu elements of %s cannot fit in the %llu bytes left in the file",
                          static_cast<unsigned long long>(v.count), vtype_name(et),
                          static_cast<unsigned long long>(r.left())));
+    v.elements_at = r.pos;
     if (v.elem == VType::STRING) {
-      v.strings.reserve(static_cast<size_t>(v.count));
-      for (uint64_t k = 0; k < v.count; ++k) v.strings.push_back(r.str(format("element %llu of key '%s'", static_cast<unsigned long long>(k), key.c_str())));
+      const bool keep = v.count <= kKeptStrings;
+      if (keep) v.strings.reserve(static_cast<size_t>(v.count));
+      for (uint64_t k = 0; k < v.count; ++k) {
+        const std::string field = format("element %llu of key '%s'", static_cast<unsigned long long>(k), key.c_str());
+        if (keep) v.strings.push_back(r.str(field));
+        else r.skip_str(field);
+      }
     } else if (is_float_type(v.elem)) {
       v.floats.resize(static_cast<size_t>(v.count));
       int64_t dummy = 0;
@@ -183,6 +195,20 @@ bool File::has_magic(const std::string& path) {
 const Value* File::find(const std::string& key) const {
   auto it = kv_index_.find(key);
   return it == kv_index_.end() ? nullptr : &kv_[it->second].second;
+}
+
+std::vector<std::string> File::strings(const Value& v) const {
+  if (v.elem != VType::STRING || v.count <= kKeptStrings) return v.strings;
+  std::vector<std::string> out;
+  out.reserve(static_cast<size_t>(v.count));
+  uint64_t at = v.elements_at;  // every length was checked against the file's size by parse()
+  for (uint64_t k = 0; k < v.count; ++k) {
+    uint64_t len = 0;
+    std::memcpy(&len, base_ + at, sizeof len);
+    out.emplace_back(reinterpret_cast<const char*>(base_ + at + sizeof len), static_cast<size_t>(len));
+    at += sizeof len + len;
+  }
+  return out;
 }
 
 File::~File() {

@@ -21,6 +21,9 @@ enum class VType : uint32_t {
 };
 const char* vtype_name(uint32_t t);
 
+// String arrays longer than this are not kept in Value::strings.
+constexpr uint64_t kKeptStrings = 1024;
+
 struct Value {
   VType type = VType::U8;
   VType elem = VType::U8;  // ARRAY only
@@ -31,11 +34,16 @@ struct Value {
   double f = 0;
   std::string s;
   // Arrays: integer/bool elements in `ints`, float elements in `floats`,
-  // string elements in `strings`.
+  // string elements in `strings` -- up to kKeptStrings of them: longer
+  // string arrays (a vocabulary's tokens and merges) are checked at open but
+  // read from the mapping when asked (File::strings), so the parse keeps no
+  // second copy of them beside the one the runtime's configuration takes
+  // (SmolLM2: 49,152 tokens and 48,900 merges).
   uint64_t count = 0;
   std::vector<int64_t> ints;
   std::vector<double> floats;
   std::vector<std::string> strings;
+  uint64_t elements_at = 0;  // byte offset of the first element (arrays)
 
   bool is_int() const;
   bool is_float() const { return type == VType::F32 || type == VType::F64; }
@@ -73,6 +81,9 @@ class File {
   // Metadata in file order and by key.
   const std::vector<std::pair<std::string, Value>>& kv() const { return kv_; }
   const Value* find(const std::string& key) const;
+  // The elements of string array `v` of this file (kept or read again from
+  // the mapping, which the open already checked).
+  std::vector<std::string> strings(const Value& v) const;
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const uint8_t* tensor_data(const TensorInfo& t) const { return base_ + t.file_offset; }
 

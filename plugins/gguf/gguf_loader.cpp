@@ -576,7 +576,7 @@ void GgufModel::config(const sdk::KvWriter& out) const {
       else if (v.type == VType::BOOL) out.set_bool(k.c_str(), v.i != 0);
       else if (v.is_int()) out.set_int(k.c_str(), v.i);
       else if (v.is_float()) out.set_float(k.c_str(), v.f);
-      else if (v.elem == VType::STRING) out.set_strings(k.c_str(), v.strings);
+      else if (v.elem == VType::STRING) out.set_strings(k.c_str(), file_.strings(v));
       else if (v.elem == VType::F32 || v.elem == VType::F64) out.set_floats(k.c_str(), v.floats);
       else out.set_ints(k.c_str(), v.ints);
     }

@@ -22,7 +22,7 @@ sdk::hf_tokenizer::GgufVocabulary read_gguf_vocabulary(const std::string& path) 
   const Value& tokens = need("tokenizer.ggml.tokens");
   if (tokens.type != VType::ARRAY || tokens.elem != VType::STRING)
     throw sdk::Error(XQ_ERR_MALFORMED, path + ": 'tokenizer.ggml.tokens' is not an array of strings");
-  v.tokens = tokens.strings;
+  v.tokens = f.strings(tokens);
   if (const Value* x = f.find("tokenizer.ggml.pre")) v.pre = as_string("tokenizer.ggml.pre", *x);
   if (const Value* x = f.find("tokenizer.ggml.scores")) {
     if (x->type != VType::ARRAY || !(x->elem == VType::F32 || x->elem == VType::F64))
@@ -40,7 +40,7 @@ sdk::hf_tokenizer::GgufVocabulary read_gguf_vocabulary(const std::string& path) 
   if (const Value* x = f.find("tokenizer.ggml.merges")) {
     if (x->type != VType::ARRAY || x->elem != VType::STRING)
       throw sdk::Error(XQ_ERR_MALFORMED, path + ": 'tokenizer.ggml.merges' is not an array of strings");
-    v.merges = x->strings;
+    v.merges = f.strings(*x);
   }
   // Ids past the vocabulary (llama.cpp writes 0xFFFFFFFF for "none") mean none.
   auto id = [&](const char* key) -> int64_t {

@@ -50,8 +50,8 @@ class Checkpoint {
   // tokens, merges, scores, token types) and the HF tokenizer.json text,
   // for a caller whose tokenizer is built and who reads config() for
   // nothing else of it (Model::open with tokenizer_first); the small keys
-  // stay. SmolLM2's Q8_0 GGUF held 8 MB of them beside its 145 MB of weights
-  // (docs/engine.md, "The vocabulary dropped after the tokenizer").
+  // stay. SmolLM2's Q8_0 GGUF: 4 MB of the 182 its load held (docs/engine.md,
+  // "The vocabulary dropped after the tokenizer").
   void drop_vocabulary();
   const std::vector<TensorEntry>& tensors() const { return tensors_; }
   const TensorEntry* find(const std::string& name) const;

@@ -396,10 +396,10 @@ TEST(GgufWriter, AnHfBpeTokenizerBecomesGgufVocabulary) {
   gg::File f((dir / "out.gguf").string());
   EXPECT_EQ(f.find("tokenizer.ggml.model")->s, "gpt2");
   EXPECT_EQ(f.find("tokenizer.ggml.pre")->s, "llama-bpe");
-  EXPECT_EQ(f.find("tokenizer.ggml.tokens")->strings,
+  EXPECT_EQ(f.strings(*f.find("tokenizer.ggml.tokens")),
             (std::vector<std::string>{"h", "i", "hi", "\xC4\xA0", "\xC4\xA0hi", "<|end|>", "<tool>"}));
   EXPECT_EQ(f.find("tokenizer.ggml.token_type")->ints, (std::vector<int64_t>{1, 1, 1, 1, 1, 3, 4}));
-  EXPECT_EQ(f.find("tokenizer.ggml.merges")->strings, (std::vector<std::string>{"h i", "\xC4\xA0 hi"}));
+  EXPECT_EQ(f.strings(*f.find("tokenizer.ggml.merges")), (std::vector<std::string>{"h i", "\xC4\xA0 hi"}));
   EXPECT_EQ(f.find("tokenizer.ggml.add_bos_token")->i, 1);
   EXPECT_EQ(f.find("tokenizer.ggml.bos_token_id")->i, 1);  // config.json's
   EXPECT_FALSE(f.find("tokenizer.chat_template"));
