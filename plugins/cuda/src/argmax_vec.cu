@@ -57,12 +57,13 @@ __device__ void cta_best(float& v, int64_t& idx) {
 __global__ void argmax_vec_kernel(const float* x, int64_t N, int32_t* ids) {
   pdl_wait();  // PDL (pdl.cuh): x comes from the previous kernel
   pdl_launch_dependents();
-  const int64_t row = blockIdx.y;
+  const int64_t row = blockIdx.x;  // rows on x (up to 2^31 - 1), a row's CTAs on y
+  const unsigned split = blockIdx.y, splits = gridDim.y;
   const float4* r = reinterpret_cast<const float4*>(x + row * N);
   const int64_t chunks = N / 4;
   float v = -FLT_MAX;
   int64_t idx = N;
-  for (int64_t base = blockIdx.x * kChunksPerCta; base < chunks; base += gridDim.x * kChunksPerCta) {
+  for (int64_t base = split * kChunksPerCta; base < chunks; base += splits * kChunksPerCta) {
     float4 q[kInFlight];
 #pragma unroll
     for (int j = 0; j < kInFlight; ++j) {
@@ -81,20 +82,23 @@ __global__ void argmax_vec_kernel(const float* x, int64_t N, int32_t* ids) {
   }
   cta_best(v, idx);
   if (threadIdx.x != 0) return;
-  if (gridDim.x == 1) {
+  if (splits == 1) {
     ids[row] = static_cast<int32_t>(idx < N ? idx : 0);
     return;
   }
   // Split row: publish this CTA's winner; the row's last CTA merges them.
-  const int64_t at = row * kMaxCtas + blockIdx.x;
+  const int64_t at = row * kMaxCtas + split;
   g_part_v[at] = v;
   g_part_i[at] = idx;
   __threadfence();
-  if (atomicAdd(&g_tickets[row], 1u) != gridDim.x - 1) return;
+  if (atomicAdd(&g_tickets[row], 1u) != splits - 1) return;
   g_tickets[row] = 0;
   __threadfence();
-  for (unsigned b = 0; b < gridDim.x; ++b)
-    better(v, idx, __ldcg(&g_part_v[row * kMaxCtas + b]), static_cast<int64_t>(__ldcg(reinterpret_cast<const long long*>(&g_part_i[row * kMaxCtas + b]))));
+  for (unsigned b = 0; b < splits; ++b) {
+    const int64_t from = row * kMaxCtas + b;
+    const auto i = static_cast<int64_t>(__ldcg(reinterpret_cast<const long long*>(&g_part_i[from])));
+    better(v, idx, __ldcg(&g_part_v[from]), i);
+  }
   ids[row] = static_cast<int32_t>(idx < N ? idx : 0);
 }
 
@@ -110,7 +114,7 @@ cudaError_t argmax_vec(const float* x, int64_t M, int64_t N, int32_t* ids, cudaS
   if (M <= 0) return cudaSuccess;
   const int64_t rounds = (N / 4 + kChunksPerCta - 1) / kChunksPerCta;
   const int64_t ctas = M > kMaxSplitRows ? 1 : std::min<int64_t>(std::max<int64_t>(rounds, 1), kMaxCtas);
-  return launch_pdl(argmax_vec_kernel, dim3(static_cast<unsigned>(ctas), static_cast<unsigned>(M)), dim3(kThreads), 0,
+  return launch_pdl(argmax_vec_kernel, dim3(static_cast<unsigned>(M), static_cast<unsigned>(ctas)), dim3(kThreads), 0,
                     stream, x, N, ids);
 }
 
