@@ -45,7 +45,7 @@ uint32_t u32_key(const File& f, const char* key) {
 ImportanceMatrix read_gguf(const std::string& path) {
   const File f(path);
   ImportanceMatrix m;
-  if (const Value* d = f.find("imatrix.datasets"); d && d->type == VType::ARRAY) m.datasets = d->strings;
+  if (const Value* d = f.find("imatrix.datasets"); d && d->type == VType::ARRAY) m.datasets = f.strings(*d);
   m.chunk_count = u32_key(f, "imatrix.chunk_count");
   m.chunk_size = u32_key(f, "imatrix.chunk_size");
   std::map<std::string, std::pair<const TensorInfo*, const TensorInfo*>> parts;

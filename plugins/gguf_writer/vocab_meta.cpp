@@ -17,7 +17,9 @@ bool copy_gguf_tokenizer(Emitter& out, const std::string& path) {
   bool any = false;
   for (const auto& [key, v] : src.kv())
     if (key.rfind("tokenizer.", 0) == 0) {
-      out.set(key, v);
+      Value copy = v;
+      if (v.type == VType::ARRAY && v.elem == VType::STRING) copy.strings = src.strings(v);  // long ones stay in the file
+      out.set(key, std::move(copy));
       any = true;
     }
   return any;
