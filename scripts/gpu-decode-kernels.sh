@@ -16,9 +16,11 @@
 # its neighbours, no launch gap). `--cache-control none` leaves L2 as the
 # previous kernel left it, as in the real step (the default flush made every
 # small op read its input from HBM: 2026-12-04 on an H200, row norms 4.3 µs
-# a call flushed); KERNELS_NCU_ARGS adds or overrides options. The step's TPOT from a plain `xquant bench`
-# run of the same model minus the summed kernel times is then what the
-# launches, the dependencies between kernels and the host add.
+# a call flushed, 3.5 not); KERNELS_NCU_ARGS adds or overrides options.
+# The step's TPOT from a plain `xquant bench` run of the same model minus the
+# summed kernel times is what the launches, the dependencies between kernels
+# and the host add, less what PDL overlaps: negative where the overlap wins
+# (8 layers of the Llama-3.1-8B config on an H200: -6 to -12%).
 #
 # Per model: `xquant bench --concurrency 1 --lengths 128:64` plain (TPOT p50),
 # then the same under ncu with 128:KERNELS_STEPS (default 6) new tokens; the

@@ -6,8 +6,9 @@ at C = 1) and LABEL-ncu.csv (Nsight Compute's CSV, one gpu__time_duration per
 kernel, the step's kernels as graph nodes). A decode step ends with the
 greedy ARGMAX kernel; the last steps (replays of the recorded step) are
 averaged. Per model (an entry label=dir@VAR=VALUE... is a model run with
-those settings, gpu-decode-kernels.sh): kernels per step, their summed device time, TPOT, and
-what is left (launches, dependencies, host); then the kernels grouped by
+those settings, gpu-decode-kernels.sh): kernels per step, their summed
+device time, TPOT, and TPOT minus that sum (launches, dependencies and the host, less what PDL
+overlaps: negative where the overlap wins); then the kernels grouped by
 function and grid (the grid tells the Linears apart), by time per step.
 """
 import csv
@@ -71,7 +72,7 @@ def main():
         print(f"\n{label}: {len(ks)} kernels profiled; the last {len(steps)} decode steps have {sorted(counts)} kernels")
         line = f"  kernels' own time per step {per_step:.1f} µs"
         if tpot:
-            line += f"; TPOT p50 {tpot * 1e3:.1f} µs; rest (launches, dependencies, host) {tpot * 1e3 - per_step:.1f} µs"
+            line += f"; TPOT p50 {tpot * 1e3:.1f} µs; TPOT minus the kernels' times {tpot * 1e3 - per_step:.1f} µs"
             line += f" = {100 * (1 - per_step / (tpot * 1e3)):.1f}%"
         print(line)
         groups = {}

@@ -72,6 +72,10 @@ void load_phase(const char* name) {
   std::lock_guard<std::mutex> lock(m);
   const double now = seconds_since_process_start();
   const auto level = phases_at_info() ? spdlog::level::info : spdlog::level::debug;
+  if (!logger().should_log(level)) {  // no /proc read for a line nobody prints
+    last = now;
+    return;
+  }
   double rss = -1, hwm = -1;
   resident_mb(rss, hwm);
   logger().log(level, "load phase '{}': {:.3f} s (at {:.3f} s), resident {:.1f} MB (peak {:.1f} MB)", name, now - last,

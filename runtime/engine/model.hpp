@@ -66,8 +66,9 @@ struct ModelOptions {
   // instead of being resident beside them. SmolLM2-135M W8A8 `xquant
   // generate`: peak RSS 203.5 MB with the tokenizer built after the weights,
   // 172.4 MB with it first (docs/engine.md "The tokenizer before the
-  // weights"). A checkpoint without a vocabulary then fails at open, before
-  // any weight is read, with tokenizer()'s error.
+  // weights"). Once built, the configuration's copy of the vocabulary is
+  // dropped (Checkpoint::drop_vocabulary). A checkpoint without a vocabulary
+  // then fails at open, before any weight is read, with tokenizer()'s error.
   bool tokenizer_first = false;
   // Decode-only paged steps replayed from per-batch-size recordings when the
   // provider records launches (engine/decode_graphs.hpp); the environment
