@@ -2,8 +2,9 @@
 // the weight-streaming kernel of plugins/cuda/src/bf16_gemv.cu, through the
 // ABI on fresh random inputs against a float64 reference on the
 // BF16-rounded operands, with and without bias, beside cuBLASLt
-// (XQUANT_BF16_GEMV=0) on the same inputs; 5 rows and rows longer than
-// kGemvMaxK go to cuBLASLt either way. Outputs are poisoned before every run.
+// (XQUANT_BF16_GEMV=0) on the same inputs, a row read by 1, 2 and 4 warps
+// (XQUANT_BF16_GEMV_SPLIT); 5 rows and rows longer than the kernel's limit
+// go to cuBLASLt either way. Outputs are poisoned before every run.
 //
 // Bound (||gpu - ref|| / ||ref||): 5e-3, the BF16 output's rounding (2^-9
 // relative per element) with room for F32 summation order.
@@ -56,6 +57,14 @@ struct GemvSwitch {
   ~GemvSwitch() { ::unsetenv("XQUANT_BF16_GEMV"); }
 };
 
+// Sets XQUANT_BF16_GEMV_SPLIT for its lifetime (read per call); 0 leaves it unset.
+struct SplitSwitch {
+  explicit SplitSwitch(int split) {
+    if (split) ::setenv("XQUANT_BF16_GEMV_SPLIT", std::to_string(split).c_str(), 1);
+  }
+  ~SplitSwitch() { ::unsetenv("XQUANT_BF16_GEMV_SPLIT"); }
+};
+
 }  // namespace
 
 TEST(CudaBf16Gemv, MatchesFloat64ReferenceAndCublasLt) {
@@ -78,19 +87,21 @@ TEST(CudaBf16Gemv, MatchesFloat64ReferenceAndCublasLt) {
     db.put(bias);
     const std::string what = "M=" + std::to_string(g.M) + " N=" + std::to_string(g.N) + " K=" + std::to_string(g.K) +
                              (g.bias ? " bias" : "");
-    EXPECT_EQ(xqcuda::bf16_gemv_fits(g.M, g.K, dx.p, dw.p), g.M <= 4 && g.K <= xqcuda::kGemvMaxK) << what;
-    std::vector<float> on, off;
-    {
-      GemvSwitch s(true);
-      on = run_matmul(g, dx, 0, dw, g.bias ? &db : nullptr, dy);
-    }
+    std::vector<float> off;
     {
       GemvSwitch s(false);
       off = run_matmul(g, dx, 0, dw, g.bias ? &db : nullptr, dy);
     }
-    EXPECT_EQ(count_nan(on), 0u) << what;
-    EXPECT_LE(rel_error(on, ref), 5e-3) << what << " (gemv)";
     EXPECT_LE(rel_error(off, ref), 5e-3) << what << " (cuBLASLt)";
+    for (int split : {0, 1, 2, 4}) {  // 0: the default rule
+      SplitSwitch sp(split);
+      const int64_t max_k = xqcuda::bf16_gemv_split() > 1 ? xqcuda::kGemvMaxSplitK : xqcuda::kGemvMaxK;
+      EXPECT_EQ(xqcuda::bf16_gemv_fits(g.M, g.K, dx.p, dw.p), g.M <= 4 && g.K <= max_k) << what;
+      GemvSwitch s(true);
+      const std::vector<float> on = run_matmul(g, dx, 0, dw, g.bias ? &db : nullptr, dy);
+      EXPECT_EQ(count_nan(on), 0u) << what << " split " << split;
+      EXPECT_LE(rel_error(on, ref), 5e-3) << what << " (gemv, split " << split << ")";
+    }
     // An x off 16-byte alignment is not the gemv's (16-byte loads); the
     // provider refuses it up front (UnalignedHalfOperandsAreRefusedUpFront).
     EXPECT_FALSE(xqcuda::bf16_gemv_fits(g.M, g.K, static_cast<char*>(dx.p) + 2, dw.p));
@@ -148,7 +159,7 @@ TEST(CudaBf16Gemv, UnalignedHalfOperandsAreRefusedUpFront) {
 }
 
 // Weight-read rate of a batch-1 BF16 MATMUL at the 8-layer Llama-3.1-8B
-// bench's shapes, the gemv beside cuBLASLt: host time over 100 ops after a
+// bench's shapes, the gemv (1, 2 and 4 warps a row) beside cuBLASLt: host time over 100 ops after a
 // synchronisation (ops enqueue back to back, so launches overlap kernels).
 // Prints; asserts nothing about speed (--gtest_also_run_disabled_tests).
 TEST(CudaBf16Gemv, DISABLED_SpeedAtBatch1) {
@@ -168,18 +179,18 @@ TEST(CudaBf16Gemv, DISABLED_SpeedAtBatch1) {
     op.src[0] = tensor2(XQ_DTYPE_BF16, 1, s.K, dx.p);
     op.src[1] = tensor2(XQ_DTYPE_BF16, s.N, s.K, dw.p);
     op.dst = tensor2(XQ_DTYPE_BF16, 1, s.N, dy.p);
-    double us[2];
-    {  // the kernel itself (whatever K: the provider sends rows past kGemvMaxK to cuBLASLt)
+    double us[4];  // cuBLASLt, then the kernel with 1, 2 and 4 warps a row
+    for (int v = 1; v <= 3; ++v) {  // the kernel itself (whatever K: the provider sends long rows to cuBLASLt)
       auto launch = [&] {
         return xqcuda::bf16_gemv(dx.p, dw.p, nullptr, xqcuda::DType::BF16, 1, s.N, s.K, dy.p, xqcuda::DType::BF16,
-                                 nullptr);
+                                 nullptr, 1 << (v - 1));
       };
       for (int i = 0; i < 10; ++i) ASSERT_EQ(launch(), cudaSuccess);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < 100; ++i) launch();
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      us[1] = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / 100;
+      us[v] = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / 100;
     }
     {  // cuBLASLt through the provider
       GemvSwitch sw(false);
@@ -191,7 +202,8 @@ TEST(CudaBf16Gemv, DISABLED_SpeedAtBatch1) {
       us[0] = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / 100;
     }
     const double gb = static_cast<double>(s.N * s.K) * 2 / 1e9;
-    std::printf("BF16 MATMUL M=1 %-20s gemv %7.1f us (%5.0f GB/s)  cuBLASLt %7.1f us (%5.0f GB/s)  %.2fx\n", s.name,
-                us[1], gb / us[1] * 1e6, us[0], gb / us[0] * 1e6, us[0] / us[1]);
+    std::printf("BF16 MATMUL M=1 %-20s cuBLASLt %7.1f us (%5.0f GB/s); gemv 1 warp a row %7.1f us (%.2fx), 2 warps "
+                "%7.1f (%.2fx), 4 warps %7.1f (%.2fx)\n",
+                s.name, us[0], gb / us[0] * 1e6, us[1], us[0] / us[1], us[2], us[0] / us[2], us[3], us[0] / us[3]);
   }
 }
