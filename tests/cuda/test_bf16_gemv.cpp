@@ -159,8 +159,9 @@ TEST(CudaBf16Gemv, UnalignedHalfOperandsAreRefusedUpFront) {
 }
 
 // Weight-read rate of a batch-1 BF16 MATMUL at the 8-layer Llama-3.1-8B
-// bench's shapes, the gemv (1, 2 and 4 warps a row) beside cuBLASLt: host time over 100 ops after a
-// synchronisation (ops enqueue back to back, so launches overlap kernels).
+// bench's shapes, the gemv (1, 2 and 4 warps a row) beside cuBLASLt: host
+// time over 100 ops after a synchronisation (ops enqueue back to back, so
+// launches overlap kernels).
 // Prints; asserts nothing about speed (--gtest_also_run_disabled_tests).
 TEST(CudaBf16Gemv, DISABLED_SpeedAtBatch1) {
   XQ_REQUIRE_GPU();
