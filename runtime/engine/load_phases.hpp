@@ -5,9 +5,9 @@
 // (peak <MB> MB)", the time since the previous mark (the first: since the
 // process started) and since the process started, then the process's
 // resident memory now and its peak so far (Linux; -1 where unreadable), so
-// a load's memory can be placed phase by phase. At info level when the environment variable
-// XQUANT_LOAD_PHASES=1 (bench/engine/gpu_load_time.sh reads those lines),
-// else at debug.
+// a load's memory can be placed phase by phase. At info level when the
+// environment variable XQUANT_LOAD_PHASES=1 (bench/engine/gpu_load_time.sh
+// reads those lines), else at debug.
 #pragma once
 
 namespace xquant {

@@ -34,3 +34,10 @@ interop_venv_ensure torch
 work="$(mktemp -d "${TMPDIR:-/tmp}/xquant-ct-interop.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 "$venv/bin/python" "$here/ct_interop.py" --xquant "$xquant" --model "$model" --work "$work"
+
+# Our reader and writer against the reference library's own bytes: a small
+# checkpoint compressed-tensors writes here (make_ct_fixture.py: four Linear
+# modules, 3-, 4-, 5- and 8-bit), then test_compressed_tensors' check of it.
+"$venv/bin/python" "$here/make_ct_fixture.py" "$work/ct-fixture"
+XQUANT_CT_REFERENCE_FIXTURE="$work/ct-fixture" "$build/bin/test_compressed_tensors" \
+  --gtest_filter=CompressedTensors.ReadsCheckpointsWrittenByTheReferenceLibrary --gtest_brief=1

@@ -4,7 +4,8 @@
 Ground truth for the xquant compressed-tensors READER (no public sample
 checkpoint is small enough to commit, so generate one with the reference
 library, vllm-project/compressed-tensors).
-Writes into OUT_DIR (committed as tests/compressed_tensors/fixtures/ct-0.20.0):
+Writes into OUT_DIR (ct_interop.sh then runs test_compressed_tensors'
+ReadsCheckpointsWrittenByTheReferenceLibrary on it, XQUANT_CT_REFERENCE_FIXTURE):
   config.json        quantization_config exactly as ModelCompressor.update_config
                      writes it (model_dump + version/quant_method/...)
   model.safetensors  the reference compressors' output (PackedQuantizationCompressor,
