@@ -9,16 +9,26 @@
 // check: every case of tests/cuda/test_w4a16_gemv.cpp and more (BF16/F16,
 // groups 16/32/64/128/per-channel, sym/asym, act-order through the column
 // gather, odd N and K), M = 1..8, no bias / F32 bias / activation-type bias,
+// in every split mode of the plan (the default, stream-K, n-block parts
+// summed in a cluster where it fits, parts summed through the workspace),
 // outputs poisoned with NaN, a second identical call compared bit for bit
 // (the arrival counters reset), bounds as the plugin tests
 // (||y - ref|| / ||ref|| <= 1e-2 BF16, 3e-3 F16); the fused GEMM's error on
 // the same data is printed beside v4's.
+// sweep: per shape and M, the default plan beside pure reads, ring-only
+// probes and each split mode interleaved (W4T_SWEEP_STAGES=1: ring depths;
+// W4T_SWEEP_PARTS=1: every part count a n-block, with and without a cluster).
 // bench: K x N shapes at M = 1, 2, 4, 8 (group 128, symmetric, BF16):
 // median of 7 batches of 20 back-to-back calls (CUDA events), the weights
 // rotated over copies >= 3x L2, as bench/cuda/bench_cuda.py; the weight
 // stream (codes + bf16 scale words) as % of the copy bandwidth (1 GiB
 // device-to-device copy, bytes read + written).
-// usage: w4_gemv_tma_harness check | bench [shapes] [ms] | sweep [shapes] [ms]
+// trace (a build with -DXQ_W4T_TRACE, W4T_TRACE=1 in the script): per shape
+// and M, one launch after an idle device and three back to back, each
+// block's marks (globaltimer, ns) summarised as min / median / max over the
+// blocks relative to the launch's first block start: where a call's time
+// goes (PDL wait, first slot, math, flush), and the gap between launches.
+// usage: w4_gemv_tma_harness check | bench [shapes] [ms] | sweep [shapes] [ms] | trace [shapes] [ms]
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -37,6 +47,10 @@
 #include "w4a16_gemv_tma.hpp"
 
 namespace xqcuda {
+#if defined(XQ_W4T_TRACE)
+void w4_gemv_tma_set_trace(unsigned long long* buffer);  // w4a16_gemv_tma.cu, measurement builds
+constexpr int kTraceStride = 96, kTraceSlots = 16;        // as there (trace_mark)
+#endif
 __device__ __forceinline__ uint4 w4gemv_load(const uint4* p) {
   uint4 v;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
@@ -193,39 +207,45 @@ static void check_case(const Case& c) {
         }
         return std::sqrt(num / std::max(den, 1e-30));
       };
-      // v4, twice: both fully written, the same bytes.
-      const W4GemvTmaPlan plan = w4_gemv_tma_plan(L, M, c.f16, sms);
-      Dev part(std::max<int64_t>(1, plan.workspace_floats) * 4), cnt(std::max<int64_t>(1, plan.counters) * 4);
-      CK(cudaMemset(cnt.p, 0, cnt.n));
-      std::vector<uint16_t> y1(M * N), y2(M * N), yf(M * N);
-      for (int call = 0; call < 2; ++call) {
-        CK(cudaMemset(dy.p, 0xFF, M * N * 2));  // NaN in both formats
-        CK(w4_gemv_tma(L, plan, qw.as<uint4>(), sz, c.f16, dxs.p, K_pad, M, dy.p, bias_p, bias_t,
-                       part.as<float>(), cnt.as<int>(), 0));
-        CK(cudaDeviceSynchronize());
-        CK(cudaMemcpy(call ? y2.data() : y1.data(), dy.p, M * N * 2, cudaMemcpyDeviceToHost));
-      }
-      std::vector<int> zero(std::max<int64_t>(1, plan.counters));
-      CK(cudaMemcpy(zero.data(), cnt.p, zero.size() * 4, cudaMemcpyDeviceToHost));
-      const bool counters_reset = std::all_of(zero.begin(), zero.end(), [](int v) { return v == 0; });
       // The fused GEMM on the same data, for its error.
+      std::vector<uint16_t> y1(M * N), y2(M * N), yf(M * N);
       const W4GemmPlan fp = w4_gemm_plan(L, M, sms);
       Dev fpart(std::max<int64_t>(1, fp.workspace_floats) * 4);
       CK(cudaMemset(dy.p, 0xFF, M * N * 2));
       CK(w4_gemm(L, fp, qw.as<uint4>(), sz, c.f16, dxs.p, K_pad, M, dy.p, T, bias_p, bias_t, fpart.as<float>(), 0));
       CK(cudaDeviceSynchronize());
       CK(cudaMemcpy(yf.data(), dy.p, M * N * 2, cudaMemcpyDeviceToHost));
-      int nans = 0, fnans = 0;
-      const double err = rel(y1, &nans), ferr = rel(yf, &fnans);
-      const bool same = y1 == y2;
-      const bool ok = nans == 0 && err <= bound && same && counters_reset;
-      (ok ? g_pass : g_fail)++;
-      if (!ok || M == 1 || M == 8)
-        std::printf("%s %s g%d %s%s K=%lld N=%lld M=%lld bias=%d: v4 err %.2e (fused %.2e) nan=%d same=%d "
-                    "counters0=%d blocks=%d per_cta=%lld\n",
-                    ok ? "ok  " : "FAIL", c.f16 ? "f16 " : "bf16", c.group, c.asym ? "asym" : "sym",
-                    c.act_order ? " actorder" : "", (long long)K, (long long)N, (long long)M, bias_kind, err, ferr,
-                    nans, same, counters_reset, plan.blocks, (long long)plan.per_cta);
+      // v4 in each split mode (the default plan, stream-K, n-block parts summed in a cluster where
+      // it fits, parts summed through the workspace), twice each:
+      // both fully written, the same bytes.
+      for (W4GemvTmaSplit split : {W4GemvTmaSplit::kAuto, W4GemvTmaSplit::kStreamK, W4GemvTmaSplit::kParts,
+                                   W4GemvTmaSplit::kPartsGlobal}) {
+        const W4GemvTmaPlan plan = w4_gemv_tma_plan(L, M, c.f16, sms, 0, 0, split);
+        Dev part(std::max<int64_t>(1, plan.workspace_floats) * 4), cnt(std::max<int64_t>(1, plan.counters) * 4);
+        CK(cudaMemset(cnt.p, 0, cnt.n));
+        for (int call = 0; call < 2; ++call) {
+          CK(cudaMemset(dy.p, 0xFF, M * N * 2));  // NaN in both formats
+          CK(w4_gemv_tma(L, plan, qw.as<uint4>(), sz, c.f16, dxs.p, K_pad, M, dy.p, bias_p, bias_t,
+                         part.as<float>(), cnt.as<int>(), 0));
+          CK(cudaDeviceSynchronize());
+          CK(cudaMemcpy(call ? y2.data() : y1.data(), dy.p, M * N * 2, cudaMemcpyDeviceToHost));
+        }
+        std::vector<int> zero(std::max<int64_t>(1, plan.counters));
+        CK(cudaMemcpy(zero.data(), cnt.p, zero.size() * 4, cudaMemcpyDeviceToHost));
+        const bool counters_reset = std::all_of(zero.begin(), zero.end(), [](int v) { return v == 0; });
+        int nans = 0, fnans = 0;
+        const double err = rel(y1, &nans), ferr = rel(yf, &fnans);
+        const bool same = y1 == y2;
+        const bool ok = nans == 0 && err <= bound && same && counters_reset;
+        (ok ? g_pass : g_fail)++;
+        if (!ok || M == 1 || M == 8)
+          std::printf("%s %s g%d %s%s K=%lld N=%lld M=%lld bias=%d split=%d: v4 err %.2e (fused %.2e) nan=%d "
+                      "same=%d counters0=%d blocks=%d per_cta=%lld parts=%d dsmem=%d\n",
+                      ok ? "ok  " : "FAIL", c.f16 ? "f16 " : "bf16", c.group, c.asym ? "asym" : "sym",
+                      c.act_order ? " actorder" : "", (long long)K, (long long)N, (long long)M, bias_kind,
+                      static_cast<int>(split), err, ferr, nans, same, counters_reset, plan.blocks,
+                      (long long)plan.per_cta, plan.parts, plan.dsmem ? 1 : 0);
+      }
     }
   }
 }
@@ -420,8 +440,8 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
                   t_bf / t_4, t_f / t_4);
       std::fflush(stdout);
       if (sweep) {
-        std::printf("  v4 default: blocks %d per_cta %lld stages %d smem %d B\n", tp.blocks, (long long)tp.per_cta,
-                    tp.stages, tp.smem_bytes);
+        std::printf("  v4 default: blocks %d per_cta %lld parts %d dsmem %d stages %d smem %d B\n", tp.blocks,
+                    (long long)tp.per_cta, tp.parts, tp.dsmem ? 1 : 0, tp.stages, tp.smem_bytes);
         Dev flag(4);
         const int64_t n16 = qwords;
         for (int bpsm : {8}) {
@@ -442,8 +462,9 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
           std::printf("  pure read, one contiguous range per block, %d blocks per SM: %.1f us (%.0f%%)\n", bpsm, t,
                       pct(t));
         }
-        auto t4x = [&](int stages, int bps, int probe) {
-          W4GemvTmaPlan q = w4_gemv_tma_plan(L, M, false, sms, stages, bps);
+        auto t4x = [&](int stages, int bps, int probe, W4GemvTmaSplit split = W4GemvTmaSplit::kAuto, int parts = 0) {
+          W4GemvTmaPlan q = w4_gemv_tma_plan(L, M, false, sms, stages, bps, split, parts);
+          if (parts > 0 && q.parts != parts) return;  // that many parts do not fit
           q.probe = probe;
           Dev tpart(std::max<int64_t>(1, q.workspace_floats) * 4), tcnt(std::max<int64_t>(1, q.counters) * 4);
           CK(cudaMemset(tcnt.p, 0, tcnt.n));
@@ -453,14 +474,28 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
                                DType::F32, tpart.as<float>(), tcnt.as<int>(), 0));
               },
               n4);
-          std::printf("  v4 stages=%d blocks/SM<=%d%s (grid %d, smem %d): %.1f us (%.0f%%)\n", q.stages, bps,
-                      probe ? " PROBE(no math)" : "", q.blocks, q.smem_bytes, t, pct(t));
+          static const char* const kSplitNames[] = {"auto", "stream-K", "parts", "parts-global"};
+          std::printf("  v4 split=%s stages=%d blocks/SM<=%d%s (grid %d, parts %d, dsmem %d, %lld chunks a block, "
+                      "smem %d; clusters resident %d): %.1f us (%.0f%%)\n",
+                      kSplitNames[static_cast<int>(split)], q.stages, bps, probe ? " PROBE(no math)" : "", q.blocks,
+                      q.parts, q.dsmem ? 1 : 0, (long long)q.per_cta, q.smem_bytes, q.clusters_resident, t, pct(t));
           std::fflush(stdout);
         };
-        t4x(0, 0, 1);  // the default plan's ring
-        t4x(4, 0, 1);
-        for (int st : {2, 3, 4, 6}) t4x(st, 0, 0);
-        t4x(4, 1, 0);
+        t4x(0, 0, 1, W4GemvTmaSplit::kStreamK);  // the stream-K plan's ring
+        t4x(0, 0, 1, W4GemvTmaSplit::kParts);
+        if (std::getenv("W4T_SWEEP_STAGES"))
+          for (int st : {2, 3, 4, 6}) t4x(st, 0, 0);
+        for (int round = 0; round < 2; ++round) {  // the split modes, interleaved
+          t4x(0, 0, 0, W4GemvTmaSplit::kAuto);
+          t4x(0, 0, 0, W4GemvTmaSplit::kStreamK);
+          t4x(0, 0, 0, W4GemvTmaSplit::kParts);
+          t4x(0, 0, 0, W4GemvTmaSplit::kPartsGlobal);
+        }
+        if (std::getenv("W4T_SWEEP_PARTS"))  // every part count that fits, in a cluster where it can, else not
+          for (int parts = 1; parts <= 8; ++parts) {
+            t4x(0, 0, 0, W4GemvTmaSplit::kParts, parts);
+            t4x(0, 0, 0, W4GemvTmaSplit::kPartsGlobal, parts);
+          }
       }
     }
     for (auto* d : qws) delete d;
@@ -469,6 +504,131 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
   }
   if (have_cublas) cublasDestroy(h);
 }
+
+#if defined(XQ_W4T_TRACE)
+// The marks of w4a16_gemv_tma.cu (trace_mark).
+static const char* const kMarkNames[8] = {"block start",       "producer past PDL wait", "sum warp: 1st slot full",
+                                          "warp 0 past PDL wait", "warp 0: 1st slot ready", "warp 0: math done",
+                                          "warp 0: flushed",    "warp 7: flushed"};
+
+static void trace(const char* shapes_s, const char* ms_s) {
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  const int sms = prop.multiProcessorCount;
+  constexpr int kLaunches = 4;  // one after an idle device, then three back to back
+  for (const auto& shape : parse_shapes(shapes_s)) {
+    const int64_t K = shape.first, N = shape.second;
+    W4Layout L = layout_for(N, K, 128);
+    const int64_t qwords = L.n_blocks * 8 * L.chunks * 32, szw = L.n_groups * L.n_blocks * 64;
+    std::vector<Dev*> qws, szs;
+    for (int i = 0; i < kLaunches; ++i) {  // a copy each: no launch reads another's weights from L2
+      qws.push_back(new Dev(qwords * 16));
+      szs.push_back(new Dev(szw * 8));
+      k_fill<<<1024, 256>>>(qws.back()->as<uint32_t>(), qwords * 4, 17u + i);
+      k_fill_sz<<<1024, 256>>>(szs.back()->as<uint2>(), szw);
+    }
+    for (int64_t M : parse_ms(ms_s)) {
+      const int64_t K_pad = L.chunks * 64;
+      Dev x(M * K_pad * 2), y(M * N * 2);
+      k_fill_bf16<<<256, 256>>>(x.as<uint16_t>(), M * K_pad, 5u);
+      const W4GemvTmaPlan tp = w4_gemv_tma_plan(L, M, false, sms);
+      Dev tpart(std::max<int64_t>(1, tp.workspace_floats) * 4), tcnt(std::max<int64_t>(1, tp.counters) * 4);
+      CK(cudaMemset(tcnt.p, 0, tcnt.n));
+      const size_t per_launch = size_t(tp.blocks) * kTraceStride;
+      Dev marks(kLaunches * per_launch * 8);
+      std::vector<unsigned long long> h(kLaunches * per_launch);
+      auto run = [&](int i) {
+        w4_gemv_tma_set_trace(marks.as<unsigned long long>() + i * per_launch);
+        CK(w4_gemv_tma(L, tp, qws[i]->as<uint4>(), szs[i]->as<uint2>(), false, x.p, K_pad, M, y.p, nullptr,
+                       DType::F32, tpart.as<float>(), tcnt.as<int>(), 0));
+      };
+      for (int warm = 0; warm < 3; ++warm) run(0);  // first-launch costs out of the way
+      CK(cudaDeviceSynchronize());
+      CK(cudaMemset(marks.p, 0, marks.n));
+      run(0);
+      CK(cudaDeviceSynchronize());
+      for (int i = 1; i < kLaunches; ++i) run(i);
+      CK(cudaDeviceSynchronize());
+      w4_gemv_tma_set_trace(nullptr);
+      CK(cudaMemcpy(h.data(), marks.p, marks.n, cudaMemcpyDeviceToHost));
+      const double wbytes = double(N) * K / 2 + double(N) * L.n_groups * 4;
+      std::printf("\n%lld x %lld, M = %lld: %d blocks x %lld chunks, %d stages; weights %.1f MB\n", (long long)K,
+                  (long long)N, (long long)M, tp.blocks, (long long)tp.per_cta, tp.stages, wbytes / 1e6);
+      unsigned long long prev_end = 0, granule = ~0ull;
+      for (int i = 0; i < kLaunches; ++i) {
+        const unsigned long long* m = h.data() + i * per_launch;
+        unsigned long long t0 = ~0ull, end = 0;
+        for (int b = 0; b < tp.blocks; ++b) {
+          t0 = std::min(t0, m[b * kTraceStride]);
+          for (int k : {6, 7}) end = std::max(end, m[b * kTraceStride + k]);
+        }
+        std::printf("launch %d (%s): %.2f us from the first block's start to the last flush", i,
+                    i == 0 ? "after an idle device" : "back to back", (end - t0) / 1e3);
+        if (i > 0) std::printf("; first start %+.2f us after the previous launch's last flush", (double(t0) - double(prev_end)) / 1e3);
+        std::printf("\n");
+        for (int k = 0; k < 8; ++k) {
+          std::vector<double> v;
+          for (int b = 0; b < tp.blocks; ++b)
+            if (m[b * kTraceStride + k] != 0) {
+              v.push_back((double(m[b * kTraceStride + k]) - double(t0)) / 1e3);
+              if (m[b * kTraceStride + k] > t0) granule = std::min(granule, m[b * kTraceStride + k] - t0);
+            }
+          if (v.empty()) continue;
+          std::sort(v.begin(), v.end());
+          std::printf("  %-26s min %6.2f  median %6.2f  max %6.2f us  (%zu blocks)\n", kMarkNames[k], v.front(),
+                      v[v.size() / 2], v.back(), v.size());
+        }
+        // Per block, in this SM's cycles: the phases' own lengths (clock64; no cross-SM skew).
+        std::vector<double> wait_to_ready, ready_to_math, flush;
+        for (int b = 0; b < tp.blocks; ++b) {
+          const unsigned long long* c = m + b * kTraceStride + 8;
+          if (c[3] && c[4]) wait_to_ready.push_back(double(c[4]) - double(c[3]));
+          if (c[4] && c[5]) ready_to_math.push_back(double(c[5]) - double(c[4]));
+          if (c[5] && c[6]) flush.push_back(double(c[6]) - double(c[5]));
+        }
+        auto med = [](std::vector<double> v) {
+          if (v.empty()) return 0.0;
+          std::sort(v.begin(), v.end());
+          return v[v.size() / 2];
+        };
+        std::printf("  warp 0, median cycles: PDL wait -> 1st slot ready %.0f, 1st slot -> math done %.0f, flush %.0f\n",
+                    med(wait_to_ready), med(ready_to_math), med(flush));
+        // Ring rounds of block 0 .. and the median over blocks, cycles after warp 0's PDL wait: warp 0's
+        // wait began / slot ready / math done, the sum warp's slot full / sums written.
+        std::printf("  round: warp 0 wait-begin / ready / math-done, sum warp full / sums-done (median cycles after warp 0's PDL wait)\n");
+        for (int r = 0; r < kTraceSlots; ++r) {
+          double v[5];
+          bool any = false;
+          for (int q = 0; q < 5; ++q) {
+            std::vector<double> xs;
+            const int idx = q < 3 ? 16 + 3 * r + q : 64 + 2 * r + (q - 3);
+            for (int b = 0; b < tp.blocks; ++b) {
+              const unsigned long long* row = m + b * kTraceStride;
+              if (row[idx] && row[8 + 3]) xs.push_back(double(row[idx]) - double(row[8 + 3]));
+            }
+            v[q] = med(xs);
+            any = any || !xs.empty();
+          }
+          if (!any) break;
+          std::printf("    %2d: %7.0f %7.0f %7.0f | %7.0f %7.0f\n", r, v[0], v[1], v[2], v[3], v[4]);
+        }
+        {  // clock rate: cycles over ns between marks 0 and 6 of each block
+          std::vector<double> ghz;
+          for (int b = 0; b < tp.blocks; ++b) {
+            const unsigned long long* row = m + b * kTraceStride;
+            if (row[6] > row[0] + 2000) ghz.push_back((double(row[8 + 6]) - double(row[8])) / (double(row[6]) - double(row[0])));
+          }
+          std::printf("  SM clock over the call: %.2f GHz (median over blocks)\n", med(ghz));
+        }
+        prev_end = end;
+      }
+      std::printf("smallest nonzero mark offset seen: %llu ns (the timer's granularity, at most)\n", granule);
+    }
+    for (auto* d : qws) delete d;
+    for (auto* d : szs) delete d;
+  }
+}
+#endif
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "check";
@@ -498,12 +658,27 @@ int main(int argc, char** argv) {
       cases.push_back({f16, 128, true, true, 8256, 6144});   // unaligned ranges over full slots, a short last group
       cases.push_back({f16, 0, false, false, 8256, 3072});   // per-channel over full slots
     }
+    // N-block parts on a 132-SM H200 (264 blocks): 6 a n-block (40 n-blocks, the last one
+    // short of rows), 5 (48: Llama-3.1-8B's q|k|v), 8 (32), 1 (224: whole n-blocks, no reduction).
+    cases.push_back({false, 128, true, false, 1024, 5000});
+    cases.push_back({false, 128, false, false, 4096, 6144});
+    cases.push_back({false, 64, true, true, 2048, 4096});
+    cases.push_back({false, 128, false, false, 512, 28672});
     for (const Case& c : cases) check_case(c);
     std::printf("check: %d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
   }
   const char* shapes = argc > 2 ? argv[2] : "4096x4096,4096x14336,14336x4096,8192x28672";
   const char* ms = argc > 3 ? argv[3] : "1,2,4,8";
+  if (mode == "trace") {
+#if defined(XQ_W4T_TRACE)
+    trace(shapes, ms);
+    return 0;
+#else
+    std::fprintf(stderr, "trace needs a build with -DXQ_W4T_TRACE (scripts/gpu-w4-gemv-tma.sh with W4T_TRACE=1)\n");
+    return 2;
+#endif
+  }
   bench(shapes, ms, mode == "sweep");
   return 0;
 }

@@ -25,11 +25,21 @@
 // block at N = 25600), several blocks per n-block (K = 8192), full 8-chunk
 // slots from range starts inside an n-block (K = 1088 at N = 18432: 17
 // chunks per n-block, about 10 per block; g128 with a short last group,
-// asymmetric, act-order: the zero term through the x sums).
+// asymmetric, act-order: the zero term through the x sums). Every case
+// runs again in each split mode (XQUANT_CUDA_W4_GEMV_TMA_SPLIT: stream-K,
+// n-block parts summed in a thread-block cluster where they fit, parts summed
+// through the workspace); on a 132-SM H200 K = 4096 at N = 6144 takes 4
+// parts a n-block in a cluster, K = 1024 at N = 5000 four in a cluster or six
+// through the workspace (the last n-block short of rows), and the small cases
+// clusters of up to 8.
 //
 // Bounds as the W4A16 suite (test_w4a16.cpp): ||out-ref||/||ref|| <= 1e-2
 // for BF16, 3e-3 for F16.
 #include "test_host.hpp"
+
+#include <cuda_runtime.h>
+
+#include "w4a16_gemv_tma.hpp"
 
 using namespace xqtest;
 
@@ -107,6 +117,14 @@ GemvWeight make_weight(const GemvCase& c) {
 
 constexpr int64_t kForceGemv = 4, kForceStream = 5, kForceTma = 7;
 
+// XQUANT_CUDA_W4_GEMV_TMA_SPLIT for one scope (the provider reads it per op), unset after.
+struct TmaSplit {
+  explicit TmaSplit(const char* mode) { ::setenv("XQUANT_CUDA_W4_GEMV_TMA_SPLIT", mode, 1); }
+  TmaSplit(const TmaSplit&) = delete;
+  TmaSplit& operator=(const TmaSplit&) = delete;
+  ~TmaSplit() { ::unsetenv("XQUANT_CUDA_W4_GEMV_TMA_SPLIT"); }
+};
+
 class W4A16Gemv : public testing::TestWithParam<GemvCase> {};
 
 void check_small_batches(const GemvCase& c, int64_t force) {
@@ -177,6 +195,49 @@ TEST_P(W4A16Gemv, TmaRingMatchesTheReferenceAtEverySmallBatch) {
   check_small_batches(GetParam(), kForceTma);
 }
 
+// Each way the TMA-ring GEMV splits the weight over blocks
+// (XQUANT_CUDA_W4_GEMV_TMA_SPLIT, read per op): stream-K ranges, n-block
+// parts summed in a thread-block cluster where the clusters fit (through the
+// workspace elsewhere), n-block parts summed through the workspace.
+TEST_P(W4A16Gemv, TmaRingMatchesTheReferenceInEverySplitMode) {
+  XQ_REQUIRE_GPU();
+  for (const char* mode : {"streamk", "parts", "parts-global"}) {
+    SCOPED_TRACE(std::string("XQUANT_CUDA_W4_GEMV_TMA_SPLIT=") + mode);
+    TmaSplit split(mode);
+    check_small_batches(GetParam(), kForceTma);
+  }
+}
+
+// A value the switch does not know is an error naming it, not a silent default.
+TEST(W4A16GemvTmaSplit, UnknownModeIsAnErrorNamingIt) {
+  XQ_REQUIRE_GPU();
+  int dev = 0, major = 0;
+  ASSERT_EQ(cudaGetDevice(&dev), cudaSuccess);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (!xqcuda::w4_gemv_tma_supported(major)) GTEST_SKIP() << "the TMA-ring GEMV runs on sm_90 only";
+  auto& P = Plugin::get();
+  GemvWeight w = make_weight({XQ_DTYPE_BF16, 128, false, false, 256, 128});
+  xq_qweight* qw = nullptr;
+  XQ_OK_OR_FAIL(P.vt->qweight_prepare(P.state, &w.q, &qw));
+  DevBuf dx(256 * 2), dy(128 * 2);
+  dx.put(std::vector<uint16_t>(256, 0x3F80));  // 1.0
+  xq_op op = make_op(XQ_OP_QMATMUL);
+  op.qweight = qw;
+  op.src[0] = tensor2(XQ_DTYPE_BF16, 1, 256, dx.p);
+  op.dst = tensor2(XQ_DTYPE_BF16, 1, 128, dy.p);
+  op.i[7] = kForceTma;
+  {
+    TmaSplit split("streamk");
+    EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_OK) << g_last_error;
+  }
+  {
+    TmaSplit split("cluster");
+    EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(g_last_error.find("XQUANT_CUDA_W4_GEMV_TMA_SPLIT=cluster"), std::string::npos) << g_last_error;
+  }
+  P.vt->qweight_release(P.state, qw);
+}
+
 std::vector<GemvCase> gemv_cases() {
   std::vector<GemvCase> v;
   for (xq_dtype dt : {XQ_DTYPE_BF16, XQ_DTYPE_F16}) {
@@ -195,6 +256,8 @@ std::vector<GemvCase> gemv_cases() {
     v.push_back({dt, 64, false, false, 64, 38400});   // v4: whole n-blocks, two per block
     v.push_back({dt, 32, true, false, 320, 25600});   // v4: short slots at n-block ends, shared n-blocks
     v.push_back({dt, 128, true, true, 1088, 18432});  // v4: full 8-chunk slots from unaligned range starts
+    v.push_back({dt, 128, false, false, 4096, 6144});  // v4: Llama-3.1-8B's q|k|v, 4 parts in a cluster (H200)
+    v.push_back({dt, 128, true, false, 1024, 5000});   // v4: 4 or 6 parts a n-block, the last one short of rows
   }
   return v;
 }

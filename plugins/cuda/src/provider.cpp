@@ -94,6 +94,19 @@ bool env_on(const char* name) {
   return !e || std::strcmp(e, "0") != 0;
 }
 
+// XQUANT_CUDA_W4_GEMV_TMA_SPLIT (read per op, an A/B switch for one process): how the TMA-ring
+// GEMV splits the weight over blocks (w4a16_gemv_tma.hpp): auto (default), streamk, parts (n-block
+// parts, summed in a cluster where they fit) or parts-global (summed through the workspace).
+W4GemvTmaSplit w4_gemv_tma_split() {
+  const char* e = std::getenv("XQUANT_CUDA_W4_GEMV_TMA_SPLIT");
+  if (!e || !*e || std::strcmp(e, "auto") == 0) return W4GemvTmaSplit::kAuto;
+  if (std::strcmp(e, "streamk") == 0) return W4GemvTmaSplit::kStreamK;
+  if (std::strcmp(e, "parts") == 0) return W4GemvTmaSplit::kParts;
+  if (std::strcmp(e, "parts-global") == 0) return W4GemvTmaSplit::kPartsGlobal;
+  throw Error(XQ_ERR_INVALID_ARGUMENT,
+              format("cuda: XQUANT_CUDA_W4_GEMV_TMA_SPLIT=%s: expected auto, streamk, parts or parts-global", e));
+}
+
 int64_t leading(const xq_device_tensor& t) { return t.ndim ? xquant::sdk::rows_of(t) : 0; }
 int64_t numel(const xq_device_tensor& t) { return t.ndim ? xquant::sdk::numel(t) : 0; }
 
@@ -495,8 +508,8 @@ void Provider::run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType b
   const int64_t M = leading(op.src[0]);
   const uint2* sz = is_f16 ? w.sz_f16 : w.sz_bf16;
   if (variant == 4) {
-    const W4GemvTmaPlan plan =
-        w4_gemv_tma_plan(w.L, M, is_f16, sm_count_, w4_gemv_tma_stages_, w4_gemv_tma_blocks_per_sm_);
+    const W4GemvTmaPlan plan = w4_gemv_tma_plan(w.L, M, is_f16, sm_count_, w4_gemv_tma_stages_,
+                                                w4_gemv_tma_blocks_per_sm_, w4_gemv_tma_split());
     float* part = plan.workspace_floats ? static_cast<float*>(s_part_.get(plan.workspace_floats * 4)) : nullptr;
     int* counters = plan.counters ? gemv_counters(plan.counters) : nullptr;
     XQ_CK(w4_gemv_tma(w.L, plan, w.qw, sz, is_f16, xs, ldx, M, op.dst.data, op.src[2].data, bias_t, part, counters,

@@ -69,6 +69,18 @@
 //   per-tile counter that the arriving warp resets) sums the slots in order
 //   and writes y (+ bias): deterministic, one launch, no zeroed workspace
 //   (as w4a16_gemv_stream.cu).
+// - N-block parts (session thirty-one; the plan picks them or stream-K by a
+//   cost model): where there are no more n-blocks than blocks that fit at
+//   once, each n-block is cut into s equal parts, a block each, so a block
+//   flushes once (stream-K ranges cross up to two n-block boundaries, and a
+//   flush through global memory costs ~1.8 us at the end of a call: the
+//   stores, the acquire-release counter and the last block's reads, one
+//   round trip to L2 each). With s = 1 nothing is shared (gate|up of
+//   Llama-3.1-8B: 224 n-blocks); with s <= 8 the parts form a thread-block
+//   cluster and sum each tile through distributed shared memory
+//   (flush_tile_cluster); else through the workspace as above. Measured with
+//   per-block timestamps (-DXQ_W4T_TRACE) and in the engine: docs/cuda.md,
+//   "W4A16 GEMV v4: n-block parts".
 //
 // Measured on an H200 (bench/cuda/w4_gemv_tma_harness.cu; docs/cuda.md,
 // "W4A16 GEMV v4", sessions seventeen and earlier, raw output in
@@ -120,12 +132,22 @@ constexpr int kSumWarp = kConsumerWarps + 1;  // the per-slot x sums
 constexpr int kThreads = (kConsumerWarps + 2) * 32;  // + the producer and sum warps
 constexpr int kDefaultStages = 4;
 constexpr int kSumBytes = kSC * 4 * 8 * 4;  // a slot's x sums: [kSC chunks x <= 4 segments][8 tokens] F32
-// Barriers: [stages] full, [stages] empty, [stages] ready (sums written).
-__host__ __device__ constexpr int ring_offset(int stages) { return (3 * stages * 8 + 127) & ~127; }
+// Barriers: [stages] full, [stages] empty, [stages] ready (sums written),
+// then [kConsumerWarps] "partials in" of the cluster reduction; the
+// reduction's slots follow (red_bytes), then the ring.
+__host__ __device__ constexpr int barrier_bytes(int stages) { return ((3 * stages + kConsumerWarps) * 8 + 127) & ~127; }
 // Whether the zero point leaves the inner loop through per-segment x sums:
 // for groups >= 32 (at most 2 scale words a chunk; header comment).
 template <int GS>
 constexpr bool kZeroBySums = GS <= 2;
+constexpr int kMaxCluster = 8;  // n-block parts summed in one cluster at most (the portable cluster size)
+// The plan's cost model (H200, session thirty-one, bench/cuda/w4_gemv_tma_harness.cu sweep;
+// docs/cuda.md "W4A16 GEMV v4: n-block parts"), in chunks of math: a block's range costs its ring
+// slots, whole ones (range_cost: a slot cut short costs about as much as a full one, as its chunks
+// go one by one and it is one more round of the ring), each flush through global memory
+// (partials, an acquire-release counter, the last block's reads: ~1.8 us) about a slot of 8
+// chunks, one through a cluster's shared memory (~0.8 us) half of that.
+constexpr int64_t kGlobalFlushChunks = 9, kClusterFlushChunks = 4;
 constexpr int kMaxStages = 16;  // the plan's clamp; the producer keeps one early slot's (chunk, count) per stage
 constexpr int kXRowBytes = kSC * 128 + 16;  // one x row of a slot, padded
 
@@ -146,7 +168,40 @@ struct TmaArgs {
   int probe;
   int gs_shift;
   int stages, stage_bytes, sz_off, sum_off, x_off;
+  int parts;     // 0: stream-K ranges; >= 1: blocks per n-block (W4GemvTmaPlan::parts)
+  int dsmem;     // 1: the parts of an n-block are one cluster and sum its tiles in shared memory
+  int ring_off;  // barrier_bytes(stages) + the reduction's slots
+#if defined(XQ_W4T_TRACE)
+  unsigned long long* trace;  // [block][kTraceStride] (measurement builds only; trace_mark)
+#endif
 };
+
+// Measurement builds only (-DXQ_W4T_TRACE, bench/cuda/w4_gemv_tma_harness.cu
+// "trace"), to see where a call's time goes. A block's row of kTraceStride
+// words: mark k (start, the PDL wait, the first slot, the math, the flush)
+// as %globaltimer (ns, one clock for all SMs) at [k] and clock64 (this SM's
+// cycles) at [8 + k]; per ring round r < kTraceSlots, consumer warp 0's
+// clock64 before its wait, after it and after the slot's math at [16 + 3 r +
+// 0..2], the sum warp's after its full wait and after its arrival at [64 + 2
+// r + 0..1].
+#if defined(XQ_W4T_TRACE)
+constexpr int kTraceStride = 96, kTraceSlots = 16;
+__device__ __forceinline__ void trace_mark(const TmaArgs& p, int k) {
+  if (!p.trace) return;
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  p.trace[blockIdx.x * kTraceStride + k] = t;
+  p.trace[blockIdx.x * kTraceStride + 8 + k] = clock64();
+}
+__device__ __forceinline__ void trace_clock(const TmaArgs& p, int round, int base, int per, int k) {
+  if (p.trace && round < kTraceSlots) p.trace[blockIdx.x * kTraceStride + base + per * round + k] = clock64();
+}
+#define W4T_MARK(k) trace_mark(p, k)
+#define W4T_ROUND(round, base, per, k) trace_clock(p, round, base, per, k)
+#else
+#define W4T_MARK(k) ((void)0)
+#define W4T_ROUND(round, base, per, k) ((void)0)
+#endif
 
 // ---- sm_90 PTX: mbarriers and the bulk copy --------------------------------
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
@@ -177,15 +232,27 @@ __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
 #endif
 }
 
+// Waits for phase `parity` of this block's mbarrier; kCluster: acquiring at
+// cluster scope what arrivals from other blocks of the cluster released.
+template <bool kCluster = false>
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   uint32_t done = 0;
   do {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity), "r"(0x989680)  // suspend up to 10 ms per try (as CUTLASS's ClusterBarrier)
-        : "memory");
+    // Each try suspends up to 10 ms (0x989680 ns, as CUTLASS's ClusterBarrier).
+    if constexpr (kCluster)
+      asm volatile(
+          "{\n .reg .pred p;\n mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2, %3;\n"
+          " selp.u32 %0, 1, 0, p;\n}\n"
+          : "=r"(done)
+          : "r"(bar), "r"(parity), "r"(0x989680)
+          : "memory");
+    else
+      asm volatile(
+          "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n selp.u32 %0, 1, 0, p;\n}\n"
+          : "=r"(done)
+          : "r"(bar), "r"(parity), "r"(0x989680)
+          : "memory");
   } while (!done);
 #endif
 }
@@ -224,6 +291,52 @@ __device__ __forceinline__ void bulk_copy_hint(uint32_t dst, const void* src, ui
           "r"(dst),
       "l"(src), "r"(bytes), "r"(bar), "l"(pol)
       : "memory");
+#endif
+}
+
+// ---- sm_90 PTX: the thread-block cluster ----------------------------------
+// PTX ISA, "Parallel Synchronization and Communication Instructions":
+// barrier.cluster, mapa, mbarrier with .cluster scope; st.shared::cluster.
+__device__ __forceinline__ uint32_t cluster_rank() {
+  uint32_t r = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+#endif
+  return r;
+}
+
+// The address of the same shared-memory variable in block `rank` of the cluster.
+__device__ __forceinline__ uint32_t map_to_rank(uint32_t addr, uint32_t rank) {
+  uint32_t r = addr;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(addr), "r"(rank));
+#endif
+  return r;
+}
+
+__device__ __forceinline__ void cluster_arrive_release() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void cluster_wait_acquire() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void st_cluster_f32(uint32_t addr, float v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(addr), "f"(v) : "memory");
+#endif
+}
+
+// One arrival on an mbarrier of another block of the cluster (or this one),
+// releasing this thread's earlier writes at cluster scope.
+__device__ __forceinline__ void mbar_arrive_cluster(uint32_t remote_bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote_bar) : "memory");
 #endif
 }
 
@@ -400,27 +513,86 @@ __device__ __forceinline__ void flush_tile(const TmaArgs& p, int64_t nb, int war
                                                     lane);
 }
 
+// The end of block rank r's share of tile t = nb * 8 + warp when the
+// cluster's `s` blocks are the parts of n-block nb (plan.dsmem): the tile's reducer,
+// block warp % s, holds a slot of M x 16 F32 per contributor (its tiles in
+// order warp / s, then the contributor's rank); each lane stores its values
+// into the reducer's slot through distributed shared memory and arrives on
+// the reducer's "partials in" barrier for the tile (s x 32 arrivals,
+// release at cluster scope); the reducer's warp waits for them (acquire) and
+// sums the slots in rank order: deterministic, no global workspace, no
+// atomics. A block leaves only after its own tiles are summed, and the
+// blocks that write into it arrive after writing, so no block's shared
+// memory is written after it exits.
+template <typename T>
+__device__ __forceinline__ void flush_tile_cluster(const TmaArgs& p, int64_t nb, int warp, const float (&tot)[4],
+                                                   int lane, uint32_t red_u32, uint32_t red_bars_u32) {
+  const int s = p.parts, gid = lane >> 2, tig = lane & 3;
+  const uint32_t rank = cluster_rank(), reducer = static_cast<uint32_t>(warp % s);
+  const int local = warp / s;  // this tile among the reducer's
+  const int slot_floats = p.M * 16;
+  const uint32_t slot = map_to_rank(red_u32 + (local * s + rank) * slot_floats * 4, reducer);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const int m = 2 * tig + (e & 1);
+    if (m < p.M) st_cluster_f32(slot + (m * 16 + gid + (e >= 2 ? 8 : 0)) * 4, tot[e]);
+  }
+  mbar_arrive_cluster(map_to_rank(red_bars_u32 + local * 8, reducer));
+  if (rank != reducer) return;
+  mbar_wait<true>(red_bars_u32 + local * 8, 0);
+  const int64_t t = nb * kConsumerWarps + warp;
+  for (int i = lane; i < slot_floats; i += 32) {
+    const int64_t n = t * 16 + (i & 15);
+    if (n >= p.N) continue;
+    float v = 0.f;
+    for (int r = 0; r < s; ++r) {
+      float part;
+      asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(part) : "r"(red_u32 + ((local * s + r) * slot_floats + i) * 4));
+      v += part;
+    }
+    store_y<T>(p, i >> 4, n, v);
+  }
+}
+
 template <typename T, int GS>
 __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   __trap();  // sm_90 only (the bulk copies): the host launches it nowhere else (w4_gemv_tma_supported)
 #endif
   extern __shared__ __align__(128) unsigned char smem[];
-  // [stages] full, [stages] empty, [stages] ready barriers, then the slots (128-aligned).
+  // [stages] full, [stages] empty, [stages] ready, [8] partials-in barriers, the reduction's slots,
+  // then the ring slots (128-aligned).
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem);
-  unsigned char* ring = smem + ring_offset(p.stages);
+  unsigned char* ring = smem + p.ring_off;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t flo = static_cast<int64_t>(blockIdx.x) * p.per_cta, fhi = min64(flo + p.per_cta, p.total);
-  if (flo >= fhi) return;  // whole block: no barrier is reached
+  const bool clustered = p.dsmem != 0;
+  int64_t flo, fhi;
+  if (p.parts > 0) {  // part blockIdx % parts of n-block blockIdx / parts (the plan leaves none empty)
+    const int64_t nb = blockIdx.x / p.parts, first = nb * p.chunks;
+    flo = first + (blockIdx.x % p.parts) * p.per_cta;
+    fhi = min64(flo + p.per_cta, first + p.chunks);
+  } else {
+    flo = static_cast<int64_t>(blockIdx.x) * p.per_cta;
+    fhi = min64(flo + p.per_cta, p.total);
+    if (flo >= fhi) return;  // whole block: no barrier is reached
+  }
   if (threadIdx.x == 0) {
     for (int s = 0; s < p.stages; ++s) {
       mbar_init(smem_u32(bars + s), 1);                            // full: the producer's expect_tx
       mbar_init(smem_u32(bars + p.stages + s), kConsumerWarps);  // empty: one arrival per consumer warp
       mbar_init(smem_u32(bars + 2 * p.stages + s), 1);            // ready: the sum warp's lane 0
     }
+    if (clustered)  // partials in: every lane of the tile's p.parts contributors
+      for (int t = 0; t < kConsumerWarps; ++t) mbar_init(smem_u32(bars + 3 * p.stages + t), 32 * p.parts);
     mbar_init_fence();
   }
   __syncthreads();
+  // The other blocks may arrive on this one's barriers only once they are initialised: every thread
+  // arrives here, and the consumers wait before their first remote access (at their flush). Threads
+  // that exit without waiting do not hold the barrier up (barrier.cluster.wait waits for the
+  // non-exited threads).
+  if (clustered) cluster_arrive_release();
+  if (threadIdx.x == 0) W4T_MARK(0);
 
   if (warp == kProducerWarp) {  // producer
     if (lane != 0) return;
@@ -440,6 +612,7 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
     };
     const auto wait_then_copy_early_x = [&] {
       pdl_wait();
+      W4T_MARK(1);
       pdl_launch_dependents();  // after the wait: at most one kernel runs ahead (pdl.cuh)
       for (int i = 0; i < issued && i < p.stages; ++i) copy_x(i, early_c[i], early_n[i]);
       waited = true;
@@ -484,12 +657,14 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
   if (warp == kSumWarp) {  // the x sums of each slot's segments, for the consumers' zero term
     if constexpr (!kZeroBySums<GS>) return;
     // Nothing before the full barrier: x arrives after the producer's PDL wait.
-    int slot = 0;
+    int slot = 0, round = 0;  // round: the trace's only
     uint32_t phase = 0;
     Cursor cur;
     for (cur.start(p, flo, fhi); cur.f < cur.fhi;) {
       const int n = cur.slot_chunks(p);
       mbar_wait(smem_u32(bars + slot), phase);
+      if (lane == 0 && cur.f == flo) W4T_MARK(2);
+      if (lane == 0) W4T_ROUND(round, 64, 2, 0);
       const uint32_t xs = x_lane + slot * p.stage_bytes, dst = ring_u32 + slot * p.stage_bytes + p.sum_off;
       if (n == kSC) {  // a full slot: four chunks at a time
 #pragma unroll
@@ -499,6 +674,8 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
       }
       __syncwarp();
       if (lane == 0) mbar_arrive(smem_u32(bars + 2 * p.stages + slot));
+      if (lane == 0) W4T_ROUND(round, 64, 2, 1);
+      ++round;
       cur.advance(p, n);
       if (++slot == p.stages) {
         slot = 0;
@@ -512,20 +689,24 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
   // before x, which the producer copies after its wait; they wait too, before
   // the partials, counters and y of the flush, which earlier kernels use.
   pdl_wait();
+  if (warp == 0 && lane == 0) W4T_MARK(3);
   pdl_launch_dependents();
   // With the sums, a slot is ready once the sum warp has seen it full and
   // written its sums (its arrival releases what its wait acquired: the
   // copies' bytes and the sums).
   const int wait_bar = kZeroBySums<GS> ? 2 * p.stages : 0;
   float tot[4] = {0.f, 0.f, 0.f, 0.f};
-  int slot = 0;
+  int slot = 0, round = 0;  // round: the trace's only
   uint32_t phase = 0;
   Cursor cur;
   int cs = -1;  // first chunk of the current n-block in this block's range
   for (cur.start(p, flo, fhi); cur.f < cur.fhi;) {
     const int n = cur.slot_chunks(p);
     if (cs < 0) cs = cur.c;
+    if (warp == 0 && lane == 0) W4T_ROUND(round, 16, 3, 0);
     mbar_wait(smem_u32(bars + wait_bar + slot), phase);
+    if (warp == 0 && lane == 0) W4T_ROUND(round, 16, 3, 1);
+    if (warp == 0 && lane == 0 && cur.f == flo) W4T_MARK(4);
     if (!p.probe) {
       const uint32_t src = ring_u32 + slot * p.stage_bytes;
       const uint32_t qs = src + (warp * 32 + lane) * 16;
@@ -565,6 +746,8 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
     }
     __syncwarp();
     if (lane == 0) mbar_arrive(smem_u32(bars + p.stages + slot));
+    if (warp == 0 && lane == 0) W4T_ROUND(round, 16, 3, 2);
+    ++round;
     if (++slot == p.stages) {
       slot = 0;
       phase ^= 1;
@@ -573,7 +756,18 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
     const int ce = cur.c + n;
     cur.advance(p, n);
     if (ce == p.chunks || cur.f == cur.fhi) {
-      flush_tile<T>(p, nb, warp, cs, ce, tot, lane);
+      if (warp == 0 && lane == 0 && cur.f == cur.fhi) W4T_MARK(5);
+      if (clustered) {  // the range is one part of one n-block: this is its only flush
+        cluster_wait_acquire();
+        flush_tile_cluster<T>(p, nb, warp, tot, lane, smem_u32(smem + barrier_bytes(p.stages)),
+                              smem_u32(bars + 3 * p.stages));
+      } else if (p.parts > 0) {  // the same through the workspace: contributor = part, slots from n-block start
+        flush_split_tile<T, TmaArgs, SplitFlush::kAcqRel>(p, nb * 8 + warp, 0, p.per_cta, blockIdx.x % p.parts, cs, ce,
+                                                          tot, lane);
+      } else {
+        flush_tile<T>(p, nb, warp, cs, ce, tot, lane);
+      }
+      if (lane == 0 && cur.f == cur.fhi && (warp == 0 || warp == kConsumerWarps - 1)) W4T_MARK(warp == 0 ? 6 : 7);
 #pragma unroll
       for (int e = 0; e < 4; ++e) tot[e] = 0.f;
       cs = -1;
@@ -595,22 +789,44 @@ template <typename T>
 void* kernel_for_gs(int gsi) {
   return gsi == 0 ? kernel_ptr<T, 1>() : gsi == 1 ? kernel_ptr<T, 2>() : kernel_ptr<T, 4>();
 }
-// Launched with PDL where the device has it (pdl.cuh): the kernel prefetches
-// its first slots' codes before waiting for the kernel that writes x.
-template <typename T>
-cudaError_t launch_for_gs(int gsi, const TmaArgs& a, int blocks, int smem, cudaStream_t s) {
-  const dim3 grid(static_cast<unsigned>(blocks)), block(kThreads);
-  if (gsi == 0) return launch_pdl(k_w4_gemv_tma<T, 1>, grid, block, static_cast<size_t>(smem), s, a);
-  if (gsi == 1) return launch_pdl(k_w4_gemv_tma<T, 2>, grid, block, static_cast<size_t>(smem), s, a);
-  return launch_pdl(k_w4_gemv_tma<T, 4>, grid, block, static_cast<size_t>(smem), s, a);
-}
-cudaError_t launch(int kind, int gsi, const TmaArgs& a, int blocks, int smem, cudaStream_t s) {
-  return kind == 0 ? launch_for_gs<__half>(gsi, a, blocks, smem, s)
-                   : launch_for_gs<__nv_bfloat16>(gsi, a, blocks, smem, s);
-}
-
 void* kernel_for(int kind, int gsi) {
   return kind == 0 ? kernel_for_gs<__half>(gsi) : kernel_for_gs<__nv_bfloat16>(gsi);
+}
+
+// The launch configuration: `cluster` > 1 launches blocks in clusters of
+// that many (n-block parts summed in the cluster); with PDL where the device has it
+// (pdl.cuh), so the kernel prefetches its first slots' codes before waiting
+// for the kernel that writes x. attrs must outlive the config's use.
+cudaLaunchConfig_t launch_config(int blocks, int smem, int cluster, cudaStream_t s, cudaLaunchAttribute (&attrs)[2]) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(blocks));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+  cfg.stream = s;
+  cfg.attrs = attrs;
+  cfg.numAttrs = 0;
+  if (cluster > 1) {
+    attrs[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+    attrs[cfg.numAttrs].val.clusterDim.x = static_cast<unsigned>(cluster);
+    attrs[cfg.numAttrs].val.clusterDim.y = 1;
+    attrs[cfg.numAttrs].val.clusterDim.z = 1;
+    ++cfg.numAttrs;
+  }
+  if (pdl_enabled()) {
+    attrs[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
+    ++cfg.numAttrs;
+  }
+  return cfg;
+}
+
+cudaError_t launch(int kind, int gsi, const TmaArgs& a, int blocks, int smem, cudaStream_t s) {
+  cudaLaunchAttribute attrs[2];
+  const cudaLaunchConfig_t cfg = launch_config(blocks, smem, a.dsmem ? a.parts : 1, s, attrs);
+  void* args[] = {const_cast<TmaArgs*>(&a)};
+  const cudaError_t e = cudaLaunchKernelExC(&cfg, kernel_for(kind, gsi), args);
+  const cudaError_t last = cudaGetLastError();  // clears the launch error, as launch_pdl does
+  return e != cudaSuccess ? e : last;
 }
 
 // Raises each instantiation's dynamic shared-memory limit once (to the most
@@ -653,7 +869,38 @@ int resident_blocks_per_sm(int kind, int gsi, int smem_bytes) {
   return n;
 }
 
+// Clusters of `cluster` blocks of one instantiation at one shared-memory size
+// that can be resident at once (0 where the query fails), cached as above.
+int resident_clusters(int kind, int gsi, int smem_bytes, int cluster) {
+  struct Entry {
+    int kind, gsi, smem, cluster, clusters;
+  };
+  static std::mutex mu;
+  static std::vector<Entry> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  for (const Entry& e : cache)
+    if (e.kind == kind && e.gsi == gsi && e.smem == smem_bytes && e.cluster == cluster) return e.clusters;
+  int n = 0;
+  cudaLaunchAttribute attrs[2];
+  cudaLaunchConfig_t cfg = launch_config(cluster, smem_bytes, cluster, nullptr, attrs);
+  if (allow_smem(kind, gsi) != cudaSuccess ||
+      cudaOccupancyMaxActiveClusters(&n, kernel_for(kind, gsi), &cfg) != cudaSuccess) {
+    cudaGetLastError();
+    n = 0;
+  }
+  if (cache.size() < 256) cache.push_back({kind, gsi, smem_bytes, cluster, n});
+  return n;
+}
+
+#if defined(XQ_W4T_TRACE)
+unsigned long long* g_trace = nullptr;
+#endif
+
 }  // namespace
+
+#if defined(XQ_W4T_TRACE)
+void w4_gemv_tma_set_trace(unsigned long long* buffer) { g_trace = buffer; }
+#endif
 
 bool w4_gemv_tma_supported(int cc_major) {
   if (cc_major != 9) return false;
@@ -670,10 +917,89 @@ bool w4_gemv_tma_supported(int cc_major) {
   return built_for_90;
 }
 
+namespace {
+
+// A ring that fits: the deepest (<= kDefaultStages, >= 2) that keeps 2 blocks
+// on an SM by default, or the depth asked for cut to what fits one block,
+// after `head` bytes of barriers and reduction slots.
+// A range of `chunks` chunks in the cost model: its ring slots, whole.
+int64_t range_cost(int64_t chunks) { return (chunks + kSC - 1) / kSC * kSC; }
+
+struct RingFit {
+  int stages = 0, smem_bytes = 0, per_sm = 0;
+};
+RingFit fit_ring(int kind, int gsi, int stage_bytes, int extra_head, int stages_asked, int max_blocks_per_sm) {
+  RingFit r;
+  r.stages = stages_asked > 0 ? std::min(stages_asked, kMaxStages) : kDefaultStages;
+  const auto smem_of = [&](int st) { return barrier_bytes(st) + extra_head + st * stage_bytes; };
+  r.smem_bytes = smem_of(r.stages);
+  r.per_sm = resident_blocks_per_sm(kind, gsi, r.smem_bytes);
+  const int want = stages_asked > 0 ? 1 : 2;
+  while (r.per_sm < want && r.stages > want) {
+    --r.stages;
+    r.smem_bytes = smem_of(r.stages);
+    r.per_sm = resident_blocks_per_sm(kind, gsi, r.smem_bytes);
+  }
+  r.per_sm = std::max(r.per_sm, 1);
+  if (max_blocks_per_sm > 0) r.per_sm = std::min(r.per_sm, max_blocks_per_sm);
+  return r;
+}
+
+// Stream-K's ranges in the cost model: one flush per n-block boundary they
+// cross (none where they are whole n-blocks, one where they tile n-blocks
+// exactly) and a slot cut short at the boundary.
+int64_t stream_k_cost(int64_t per, int64_t chunks) {
+  const int64_t flushes = per % chunks == 0 ? 0 : (per < chunks && chunks % per == 0) ? 1 : 2;
+  return range_cost(per) + (flushes == 2 ? kSC : 0) + flushes * kGlobalFlushChunks;
+}
+
+// One way to cut every n-block into s equal parts, a block each.
+struct PartsChoice {
+  int s = 0;  // 0: none fits
+  int64_t per = 0, cost = 0;
+  bool dsmem = false;  // summed in a cluster of the s blocks
+  int red = 0, clusters = 0;
+  RingFit ring;
+};
+
+// The cheapest part count by the cost model (only `parts`, where > 0): with
+// s > 1 the parts sum in a cluster (s <= 8, `clusters` allowed) where all the
+// clusters fit at once with the reduction's slots and as many blocks on an SM
+// as without, else through the workspace.
+PartsChoice cheapest_parts(const W4Layout& L, int64_t M, int kind, int gsi, int stage_bytes, const RingFit& ring,
+                           int64_t slots, int stages, int max_blocks_per_sm, bool clusters, int parts) {
+  PartsChoice best;
+  const int max_s = static_cast<int>(std::min<int64_t>(L.chunks, slots / L.n_blocks));
+  for (int s = max_s; s >= 1; --s) {
+    const int64_t per = (L.chunks + s - 1) / s;
+    if ((L.chunks + per - 1) / per != s) continue;  // an empty part: a smaller s covers it
+    if (parts > 0 && s != parts) continue;
+    PartsChoice c;
+    c.s = s;
+    c.per = per;
+    c.ring = ring;
+    c.cost = range_cost(per) + (s > 1 ? kGlobalFlushChunks : 0);
+    if (clusters && s > 1 && s <= kMaxCluster) {
+      const int red = static_cast<int>((((kConsumerWarps + s - 1) / s) * s * M * 64 + 127) & ~127LL);
+      const RingFit cring = fit_ring(kind, gsi, stage_bytes, red, stages, max_blocks_per_sm);
+      c.clusters = resident_clusters(kind, gsi, cring.smem_bytes, s);
+      if (c.clusters >= L.n_blocks && cring.per_sm >= ring.per_sm) {
+        c.dsmem = true;
+        c.red = red;
+        c.ring = cring;
+        c.cost = range_cost(per) + kClusterFlushChunks;
+      }
+    }
+    if (best.s == 0 || c.cost < best.cost) best = c;
+  }
+  return best;
+}
+
+}  // namespace
+
 W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm_count, int stages,
-                               int max_blocks_per_sm) {
+                               int max_blocks_per_sm, W4GemvTmaSplit split, int parts) {
   W4GemvTmaPlan plan;
-  plan.stages = stages > 0 ? std::min(stages, kMaxStages) : kDefaultStages;
   // Scale-word groups one slot can touch: W = kSC x 64 columns meet at most
   // (W - 1) / G + 2 groups of G columns.
   const int64_t max_groups =
@@ -681,22 +1007,38 @@ W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm
   plan.x_off = static_cast<int>(kSC * 4096 + max_groups * 512 + kSumBytes);
   plan.stage_bytes = static_cast<int>(plan.x_off + ((M * kXRowBytes + 127) & ~127LL));
   const int kind = is_f16 ? 0 : 1, gsi = gs_index(scale_words_per_chunk(L));
-  plan.smem_bytes = ring_offset(plan.stages) + plan.stages * plan.stage_bytes;
-  int per_sm = resident_blocks_per_sm(kind, gsi, plan.smem_bytes);
-  // The default depth: the deepest ring (<= kDefaultStages, >= 2) that keeps 2 blocks on an SM; a
-  // depth asked for: at most what fits one block.
-  const int want = stages > 0 ? 1 : 2;
-  while (per_sm < want && plan.stages > want) {
-    --plan.stages;
-    plan.smem_bytes = ring_offset(plan.stages) + plan.stages * plan.stage_bytes;
-    per_sm = resident_blocks_per_sm(kind, gsi, plan.smem_bytes);
+  const int64_t total = L.n_blocks * L.chunks, tiles = L.n_blocks * kConsumerWarps;
+
+  // Stream-K: equal ranges of the flat (n-block, chunk) order over every block that fits at once.
+  const RingFit ring = fit_ring(kind, gsi, plan.stage_bytes, 0, stages, max_blocks_per_sm);
+  const int64_t slots = static_cast<int64_t>(std::max(sm_count, 1)) * ring.per_sm;
+  const int64_t per_sk = std::max<int64_t>(1, (total + slots - 1) / slots);
+
+  // N-block parts where there are no more n-blocks than blocks that fit at once, and where the cost
+  // model puts them before stream-K (or they are asked for).
+  if (split != W4GemvTmaSplit::kStreamK && L.n_blocks <= slots) {
+    const PartsChoice c = cheapest_parts(L, M, kind, gsi, plan.stage_bytes, ring, slots, stages, max_blocks_per_sm,
+                                         split != W4GemvTmaSplit::kPartsGlobal, parts);
+    const bool forced = split == W4GemvTmaSplit::kParts || split == W4GemvTmaSplit::kPartsGlobal;
+    if (c.s > 0 && (forced || c.cost < stream_k_cost(per_sk, L.chunks))) {
+      plan.parts = c.s;
+      plan.dsmem = c.dsmem;
+      plan.red_bytes = c.red;
+      plan.clusters_resident = c.clusters;
+      plan.per_cta = c.per;
+      plan.blocks = static_cast<int>(L.n_blocks * c.s);
+      plan.stages = c.ring.stages;
+      plan.smem_bytes = c.ring.smem_bytes;
+      plan.max_contrib = c.s;
+      const bool shared = c.s > 1 && !c.dsmem;  // summed through the workspace, slot = part
+      plan.workspace_floats = shared ? tiles * c.s * M * 16 : 0;
+      plan.counters = shared ? tiles : 0;
+      return plan;
+    }
   }
-  per_sm = std::max(per_sm, 1);
-  if (max_blocks_per_sm > 0) per_sm = std::min(per_sm, max_blocks_per_sm);
-  const int64_t blocks = static_cast<int64_t>(std::max(sm_count, 1)) * per_sm;
-  const int64_t total = L.n_blocks * L.chunks;
-  const int64_t tiles = L.n_blocks * kConsumerWarps;
-  plan.per_cta = std::max<int64_t>(1, (total + blocks - 1) / blocks);
+  plan.stages = ring.stages;
+  plan.smem_bytes = ring.smem_bytes;
+  plan.per_cta = per_sk;
   plan.blocks = static_cast<int>((total + plan.per_cta - 1) / plan.per_cta);
   // An n-block's chunks [b C, b C + C) meet at most ceil((C - 1) / P) + 1 ranges.
   plan.max_contrib = static_cast<int>((L.chunks - 1 + plan.per_cta - 1) / plan.per_cta + 1);
@@ -714,6 +1056,7 @@ cudaError_t w4_gemv_tma(const W4Layout& L, const W4GemvTmaPlan& plan, const uint
       L.gs_shift < 4)
     return cudaErrorInvalidValue;
   if (plan.counters > 0 && (!partial || !counters)) return cudaErrorInvalidValue;
+  if (plan.parts < 0 || (plan.dsmem && (plan.parts < 2 || plan.parts > kMaxCluster))) return cudaErrorInvalidValue;
   if ((reinterpret_cast<uintptr_t>(x) & 15) != 0 || (ldx & 7) != 0) return cudaErrorInvalidValue;
   TmaArgs a{};
   a.qw = qw;
@@ -740,6 +1083,12 @@ cudaError_t w4_gemv_tma(const W4Layout& L, const W4GemvTmaPlan& plan, const uint
   a.sz_off = kSC * 4096;
   a.sum_off = plan.x_off - kSumBytes;
   a.x_off = plan.x_off;
+  a.parts = plan.parts;
+  a.dsmem = plan.dsmem ? 1 : 0;
+  a.ring_off = barrier_bytes(plan.stages) + plan.red_bytes;
+#if defined(XQ_W4T_TRACE)
+  a.trace = g_trace;
+#endif
   const int kind = is_f16 ? 0 : 1, gsi = gs_index(scale_words_per_chunk(L));
   if (cudaError_t e = allow_smem(kind, gsi); e != cudaSuccess) return e;
   return launch(kind, gsi, a, plan.blocks, plan.smem_bytes, stream);

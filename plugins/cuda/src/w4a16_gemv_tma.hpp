@@ -19,9 +19,21 @@ namespace xqcuda {
 // block - first block of the n-block) of the workspace (written before read:
 // no zeroing), and the last block to arrive at each tile (one counter per
 // tile, zero before the launch, left zero) sums them in slot order.
+//
+// N-block parts (parts >= 1): block b takes part b % parts of n-block
+// b / parts, chunks [part * per_cta, min((part + 1) * per_cta, chunks)): at
+// most one flush a block. With one part every block writes its n-block
+// directly; with more, either the parts form a thread-block cluster whose
+// blocks sum each tile's partials through distributed shared memory (dsmem:
+// red_bytes of slots per block, no workspace or counters), or they use the
+// workspace and counters as stream-K does (slot = part).
 struct W4GemvTmaPlan {
   int blocks = 0;
   int64_t per_cta = 0;  // chunks per block
+  int parts = 0;        // 0: stream-K ranges; >= 1: blocks per n-block
+  bool dsmem = false;   // the parts of an n-block are one cluster (parts <= 8)
+  int red_bytes = 0;    // dsmem: the reduction's slots per block
+  int clusters_resident = 0;  // diagnostics: clusters of `parts` blocks that fit at once, where asked
   int max_contrib = 1;  // blocks that share one n-block at most
   int64_t workspace_floats = 0;
   int64_t counters = 0;  // ints
@@ -36,12 +48,21 @@ struct W4GemvTmaPlan {
 // (the kernel needs the bulk copies; the sm_80 build of it traps).
 bool w4_gemv_tma_supported(int cc_major);
 
+// How blocks split the weight: kAuto takes whichever of stream-K and n-block
+// parts the plan's cost model puts first (a block's range plus its flushes,
+// in chunks: w4a16_gemv_tma.cu, kGlobalFlushChunks); the others force a mode
+// (parts only where there are no more n-blocks than resident blocks; kParts
+// sums in a cluster where all the clusters fit at once, kPartsGlobal never).
+// parts > 0 (measurements) asks for that many parts a n-block, where it fits.
+enum class W4GemvTmaSplit { kAuto, kStreamK, kParts, kPartsGlobal };
+
 // stages: ring slots (0 = the default: the deepest ring of <= 4 that keeps 2
 // blocks on an SM; a depth asked for is cut to what fits one block);
 // max_blocks_per_sm: 0 = as many as fit at once. XQUANT_CUDA_W4_GEMV_TMA_STAGES / _TMA_BLOCKS_PER_SM set them
 // (provider.cpp), for measurements.
 W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm_count, int stages = 0,
-                               int max_blocks_per_sm = 0);
+                               int max_blocks_per_sm = 0, W4GemvTmaSplit split = W4GemvTmaSplit::kAuto,
+                               int parts = 0);
 
 // Same contract as w4_gemv (w4a16_gemv.hpp): y[M][N] = x · W^T (+ bias),
 // x T [M][ldx], ldx >= K_pad and a multiple of 8, zero beyond K, 16-byte
