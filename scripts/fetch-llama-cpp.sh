@@ -27,6 +27,11 @@
 #   XQUANT_LLAMA_CPP_VERSION   the llama-cpp-python release (default 0.3.36;
 #                              the same sdist tests/tokenizer/fetch-llama-vocabs.sh uses)
 #   XQUANT_LLAMA_CPP_OFFLINE=1 never download or build: exit 3 when the build is absent
+#   XQUANT_LLAMA_CPP_ISA=avx2  the benchmark's build limited to AVX2 (folder build-avx2/:
+#                              GGML_NATIVE off, AVX/AVX2/FMA/F16C/BMI2 on, no AVX-512), the
+#                              baseline bench/engine/llamacpp_compare.sh --isa avx2 sets beside
+#                              our XQUANT_CPU_ISA=avx2: the AVX2-only machine kind's kernels, on
+#                              this machine's memory (x86 only; not for --checks)
 set -euo pipefail
 checks=0
 if [[ "${1:-}" == --checks ]]; then checks=1; shift; fi
@@ -106,10 +111,14 @@ build_tools() {
   local dir=$1 flavour=$2 started=$SECONDS; shift 2
   local extra=()
   [[ "$flavour" == checks ]] && extra=("-DCMAKE_PROJECT_INCLUDE=$here/llama-cpp-checks.cmake")
+  local native=(-DGGML_NATIVE=ON)
+  [[ "$flavour" == bench-avx2 ]] && native=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
+    -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF
+    -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF)
   [[ -f "$dir/CMakeCache.txt" && ! -f "$dir/$amx_stamp" ]] && rm -rf "$dir"  # configured before AMX was left out
   if [[ ! -f "$dir/CMakeCache.txt" ]]; then
     cmake -S "$root/src" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
-      -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF \
+      "${native[@]}" -DBUILD_SHARED_LIBS=OFF \
       -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
       -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_OPENSSL=OFF \
       -DGGML_OPENMP=ON "${no_amx[@]}" "${extra[@]}" >"$dir.configure.log" 2>&1 \
@@ -127,8 +136,14 @@ build_tools() {
 if [[ $checks = 1 ]]; then
   tools=("${check_tools[@]}") build="$root/build" flavour=bench
   built "$build" "${tools[@]}" || build="$root/build-checks" flavour=checks
-else
+elif [[ "${XQUANT_LLAMA_CPP_ISA:-native}" == avx2 ]]; then
+  [[ "$(uname -m)" == x86_64 ]] || { echo "fetch-llama-cpp: XQUANT_LLAMA_CPP_ISA=avx2 is for x86-64" >&2; exit 2; }
+  tools=("${bench_tools[@]}") build="$root/build-avx2" flavour=bench-avx2
+elif [[ "${XQUANT_LLAMA_CPP_ISA:-native}" == native ]]; then
   tools=("${bench_tools[@]}") build="$root/build" flavour=bench
+else
+  echo "fetch-llama-cpp: XQUANT_LLAMA_CPP_ISA=${XQUANT_LLAMA_CPP_ISA}: expected native or avx2" >&2
+  exit 2
 fi
 bin="$build/bin"
 if ! built "$build" "${tools[@]}"; then

@@ -261,6 +261,8 @@ def main():
     ap.add_argument("--formats", default="all",
                     help="comma-separated format labels to run (e.g. 'GGUF Q4_K_M,W4A16 g128'; F32 always runs), or all")
     ap.add_argument("--bench-gemv-rows", default="", help="bench_gemv_rows binary: measures the read bandwidth for the floor")
+    ap.add_argument("--isa", default="native", choices=["native", "avx2"],
+                    help="avx2: the caller set XQUANT_CPU_ISA=avx2 and an AVX2-only llama.cpp (llamacpp_compare.sh --isa)")
     a = ap.parse_args()
     before = load_avg()
     print(f"load average before: {before}", flush=True)
@@ -273,7 +275,8 @@ def main():
     print(f"load average after: {after}", flush=True)
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                 if l.startswith("model name")), "unknown CPU")
-    meta = {"machine": f"{cpu}, {os.cpu_count()} CPUs", "load_before": before, "load_after": after,
+    meta = {"machine": f"{cpu}, {os.cpu_count()} CPUs" + ("; AVX2 only on both sides" if a.isa == "avx2" else ""),
+            "isa": a.isa, "load_before": before, "load_after": after,
             "read_bytes_per_s": {str(t): v for t, v in b.read_bps.items()},
             "valid": load_is_quiet(before, after, b.threads[-1]), "decode": a.decode, "prefill": a.prefill,
             "rounds": a.rounds, "seconds": round(time.monotonic() - t0, 1)}

@@ -8,6 +8,7 @@
 #   bench/engine/llamacpp_compare.sh [--threads 1,2] [--decode 64] [--prefill 512]
 #                                    [--rounds 3] [--out DIR] [--build DIR]
 #                                    [--formats 'GGUF Q4_K_M,W4A16 g128'] (default all; F32 always)
+#                                    [--isa avx2]
 #
 # Models: SmolLM2-135M-Instruct (scripts/fetch-smollm2.sh) always;
 # Qwen2.5-Coder-1.5B-Instruct Q4_K_M when XQUANT_QWEN25_GGUF names it or
@@ -15,6 +16,10 @@
 # (builds it once, ~7 CPU-minutes). The model files (F32 GGUF, W4A16 g128,
 # W8A16, W8A8 compressed-tensors, llama-quantize's Q4_0/Q8_0/Q4_K_M) are made
 # once into ${XQUANT_BENCH_CACHE:-~/.cache/xquant/bench-llamacpp}.
+# --isa avx2: both sides on AVX2 alone, for the AVX2-only machine kind's kernels on this
+# machine's memory: ours with XQUANT_CPU_ISA=avx2 and OpenBLAS's Haswell kernels
+# (OPENBLAS_CORETYPE), llama.cpp from its AVX2-only build
+# (scripts/fetch-llama-cpp.sh, XQUANT_LLAMA_CPP_ISA=avx2; built once, ~7 CPU-minutes).
 # Output: DIR/llamacpp_compare.{md,json} (default bench/results/llamacpp),
 # with each of our rows' bandwidth floor (weight bytes per token / the read
 # bandwidth bench_gemv_rows measures; build that target too).
@@ -30,7 +35,13 @@ while [[ $# -gt 0 ]]; do
     --build) build="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --threads|--decode|--prefill|--rounds|--formats) pass+=("$1" "$2"); shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --isa)
+      [[ "$2" == avx2 ]] || { echo "llamacpp_compare: --isa $2: only avx2 is known" >&2; exit 2; }
+      # OpenBLAS (our F32 prefill's SGEMM, and the quantized prefill's where it dequantizes to
+      # SGEMM) picks its kernels at run time too: Haswell's are its AVX2 ones.
+      export XQUANT_CPU_ISA=avx2 XQUANT_LLAMA_CPP_ISA=avx2 OPENBLAS_CORETYPE=Haswell
+      pass+=(--isa avx2); shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "llamacpp_compare: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
