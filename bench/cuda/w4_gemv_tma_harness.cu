@@ -564,7 +564,9 @@ static void trace(const char* shapes_s, const char* ms_s) {
         }
         std::printf("launch %d (%s): %.2f us from the first block's start to the last flush", i,
                     i == 0 ? "after an idle device" : "back to back", (end - t0) / 1e3);
-        if (i > 0) std::printf("; first start %+.2f us after the previous launch's last flush", (double(t0) - double(prev_end)) / 1e3);
+        if (i > 0)
+          std::printf("; first start %+.2f us after the previous launch's last flush",
+                      (double(t0) - double(prev_end)) / 1e3);
         std::printf("\n");
         for (int k = 0; k < 8; ++k) {
           std::vector<double> v;
@@ -593,8 +595,8 @@ static void trace(const char* shapes_s, const char* ms_s) {
         };
         std::printf("  warp 0, median cycles: PDL wait -> 1st slot ready %.0f, 1st slot -> math done %.0f, flush %.0f\n",
                     med(wait_to_ready), med(ready_to_math), med(flush));
-        // Ring rounds of block 0 .. and the median over blocks, cycles after warp 0's PDL wait: warp 0's
-        // wait began / slot ready / math done, the sum warp's slot full / sums written.
+        // Per ring round, the median over blocks in cycles after warp 0's PDL wait: warp 0's wait
+        // began / slot ready / math done, the sum warp's slot full / sums written.
         std::printf("  round: warp 0 wait-begin / ready / math-done, sum warp full / sums-done (median cycles after warp 0's PDL wait)\n");
         for (int r = 0; r < kTraceSlots; ++r) {
           double v[5];
@@ -658,8 +660,8 @@ int main(int argc, char** argv) {
       cases.push_back({f16, 128, true, true, 8256, 6144});   // unaligned ranges over full slots, a short last group
       cases.push_back({f16, 0, false, false, 8256, 3072});   // per-channel over full slots
     }
-    // N-block parts on a 132-SM H200 (264 blocks): 6 a n-block (40 n-blocks, the last one
-    // short of rows), 5 (48: Llama-3.1-8B's q|k|v), 8 (32), 1 (224: whole n-blocks, no reduction).
+    // N-block parts (the plan's choice, and each forced mode's) on 40 n-blocks with the last one
+    // short of rows, 48 (Llama-3.1-8B's q|k|v), 32, and 224 (whole n-blocks on a 132-SM H200).
     cases.push_back({false, 128, true, false, 1024, 5000});
     cases.push_back({false, 128, false, false, 4096, 6144});
     cases.push_back({false, 64, true, true, 2048, 4096});
