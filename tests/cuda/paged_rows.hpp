@@ -19,25 +19,6 @@
 
 namespace xqtest {
 
-// Sets an environment variable for its lifetime (the provider reads these
-// per op), then puts back what was there.
-class EnvSet {
- public:
-  EnvSet(const char* name, const char* value) : name_(name) {
-    if (const char* e = std::getenv(name)) had_ = true, old_ = e;
-    ::setenv(name, value, 1);
-  }
-  ~EnvSet() {
-    if (had_) ::setenv(name_, old_.c_str(), 1);
-    else ::unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
-
 struct Heads {
   int64_t H, KVH, D;
 };

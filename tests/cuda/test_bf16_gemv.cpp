@@ -95,8 +95,10 @@ TEST(CudaBf16Gemv, MatchesFloat64ReferenceAndCublasLt) {
     EXPECT_LE(rel_error(off, ref), 5e-3) << what << " (cuBLASLt)";
     for (int split : {0, 1, 2, 4}) {  // 0: the default rule
       SplitSwitch sp(split);
-      const int64_t max_k = xqcuda::bf16_gemv_split() > 1 ? xqcuda::kGemvMaxSplitK : xqcuda::kGemvMaxK;
-      EXPECT_EQ(xqcuda::bf16_gemv_fits(g.M, g.K, dx.p, dw.p), g.M <= 4 && g.K <= max_k) << what;
+      const int warps = xqcuda::bf16_gemv_split();
+      EXPECT_EQ(warps, split ? split : xqcuda::kDefaultSplit);
+      const int64_t max_k = warps > 1 ? xqcuda::kGemvMaxSplitK : xqcuda::kGemvMaxK;
+      EXPECT_EQ(xqcuda::bf16_gemv_fits(g.M, g.K, dx.p, dw.p, warps), g.M <= 4 && g.K <= max_k) << what;
       GemvSwitch s(true);
       const std::vector<float> on = run_matmul(g, dx, 0, dw, g.bias ? &db : nullptr, dy);
       EXPECT_EQ(count_nan(on), 0u) << what << " split " << split;
@@ -104,8 +106,33 @@ TEST(CudaBf16Gemv, MatchesFloat64ReferenceAndCublasLt) {
     }
     // An x off 16-byte alignment is not the gemv's (16-byte loads); the
     // provider refuses it up front (UnalignedHalfOperandsAreRefusedUpFront).
-    EXPECT_FALSE(xqcuda::bf16_gemv_fits(g.M, g.K, static_cast<char*>(dx.p) + 2, dw.p));
+    EXPECT_FALSE(xqcuda::bf16_gemv_fits(g.M, g.K, static_cast<char*>(dx.p) + 2, dw.p, xqcuda::kDefaultSplit));
   }
+}
+
+// A split the kernel does not have is an error naming the variable, not a
+// silent default; with the kernel switched off the variable is not read.
+TEST(CudaBf16Gemv, UnknownSplitIsAnErrorNamingIt) {
+  XQ_REQUIRE_GPU();
+  const Gemm g{1, 64, 256, false};
+  std::vector<float> x, w;
+  const auto xb = bf16_random(g.M * g.K, &x), wb = bf16_random(g.N * g.K, &w);
+  DevBuf dx(g.M * g.K * 2), dw(g.N * g.K * 2), dy(g.M * g.N * 2);
+  dx.put(xb);
+  dw.put(wb);
+  auto& P = Plugin::get();
+  xq_op op = make_op(XQ_OP_MATMUL);
+  op.src[0] = tensor2(XQ_DTYPE_BF16, g.M, g.K, dx.p);
+  op.src[1] = tensor2(XQ_DTYPE_BF16, g.N, g.K, dw.p);
+  op.dst = tensor2(XQ_DTYPE_BF16, g.M, g.N, dy.p);
+  EnvSet bad("XQUANT_BF16_GEMV_SPLIT", "3");
+  {
+    GemvSwitch on(true);
+    EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(g_last_error.find("XQUANT_BF16_GEMV_SPLIT=3"), std::string::npos) << g_last_error;
+  }
+  GemvSwitch off(false);
+  EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_OK) << g_last_error;
 }
 
 // A BF16 or F16 MATMUL with an operand off 16-byte alignment is refused by

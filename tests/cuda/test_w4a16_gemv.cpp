@@ -117,14 +117,6 @@ GemvWeight make_weight(const GemvCase& c) {
 
 constexpr int64_t kForceGemv = 4, kForceStream = 5, kForceTma = 7;
 
-// XQUANT_CUDA_W4_GEMV_TMA_SPLIT for one scope (the provider reads it per op), unset after.
-struct TmaSplit {
-  explicit TmaSplit(const char* mode) { ::setenv("XQUANT_CUDA_W4_GEMV_TMA_SPLIT", mode, 1); }
-  TmaSplit(const TmaSplit&) = delete;
-  TmaSplit& operator=(const TmaSplit&) = delete;
-  ~TmaSplit() { ::unsetenv("XQUANT_CUDA_W4_GEMV_TMA_SPLIT"); }
-};
-
 class W4A16Gemv : public testing::TestWithParam<GemvCase> {};
 
 void check_small_batches(const GemvCase& c, int64_t force) {
@@ -203,7 +195,7 @@ TEST_P(W4A16Gemv, TmaRingMatchesTheReferenceInEverySplitMode) {
   XQ_REQUIRE_GPU();
   for (const char* mode : {"streamk", "parts", "parts-global"}) {
     SCOPED_TRACE(std::string("XQUANT_CUDA_W4_GEMV_TMA_SPLIT=") + mode);
-    TmaSplit split(mode);
+    EnvSet split("XQUANT_CUDA_W4_GEMV_TMA_SPLIT", mode);
     check_small_batches(GetParam(), kForceTma);
   }
 }
@@ -227,11 +219,11 @@ TEST(W4A16GemvTmaSplit, UnknownModeIsAnErrorNamingIt) {
   op.dst = tensor2(XQ_DTYPE_BF16, 1, 128, dy.p);
   op.i[7] = kForceTma;
   {
-    TmaSplit split("streamk");
+    EnvSet split("XQUANT_CUDA_W4_GEMV_TMA_SPLIT", "streamk");
     EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_OK) << g_last_error;
   }
   {
-    TmaSplit split("cluster");
+    EnvSet split("XQUANT_CUDA_W4_GEMV_TMA_SPLIT", "cluster");
     EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_ERR_INVALID_ARGUMENT);
     EXPECT_NE(g_last_error.find("XQUANT_CUDA_W4_GEMV_TMA_SPLIT=cluster"), std::string::npos) << g_last_error;
   }

@@ -5,6 +5,7 @@
 #include "pdl.cuh"
 
 #include <cstdlib>
+#include <cstring>
 
 namespace xqcuda {
 
@@ -136,24 +137,23 @@ cudaError_t launch_split(int split, const void* x, const void* w, const void* bi
 }  // namespace
 
 int bf16_gemv_split() {
-  int split = kDefaultSplit;
-  if (const char* e = std::getenv("XQUANT_BF16_GEMV_SPLIT")) {
-    const int v = std::atoi(e);
-    split = v == 1 || v == 2 || v == 4 ? v : split;
-  }
-  return split;
+  const char* e = std::getenv("XQUANT_BF16_GEMV_SPLIT");
+  if (!e) return kDefaultSplit;
+  if (std::strcmp(e, "1") == 0) return 1;
+  if (std::strcmp(e, "2") == 0) return 2;
+  if (std::strcmp(e, "4") == 0) return 4;
+  return 0;
 }
 
-bool bf16_gemv_fits(int64_t M, int64_t K, const void* x, const void* w) {
+bool bf16_gemv_fits(int64_t M, int64_t K, const void* x, const void* w, int split) {
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  const int64_t max_k = bf16_gemv_split() > 1 ? kGemvMaxSplitK : kGemvMaxK;
+  const int64_t max_k = split > 1 ? kGemvMaxSplitK : kGemvMaxK;
   return M >= 1 && M <= kGemvMaxRows && K > 0 && K <= max_k && K % 8 == 0 && aligned(x) && aligned(w);
 }
 
 cudaError_t bf16_gemv(const void* x, const void* w, const void* bias, DType bias_t, int64_t M, int64_t N, int64_t K,
                       void* y, DType yt, cudaStream_t stream, int split) {
   if (N <= 0) return cudaSuccess;
-  if (split == 0) split = bf16_gemv_split();
   switch (M) {
     case 1: return launch_split<1>(split, x, w, bias, bias_t, N, K, y, yt, stream);
     case 2: return launch_split<2>(split, x, w, bias, bias_t, N, K, y, yt, stream);

@@ -28,9 +28,10 @@ constexpr int64_t kGemvMaxK = 8192;
 // With the row split over warps (bf16_gemv_split > 1) the 14336-wide rows
 // are the kernel's too.
 constexpr int64_t kGemvMaxSplitK = 16384;
-// The warps that read one row (1, 2 or 4), unless bf16_gemv is told:
-// XQUANT_BF16_GEMV_SPLIT (read per call, an A/B switch), else
-// kDefaultSplit. On an H200 (2026-12-04, tests/cuda/test_bf16_gemv.cpp's
+// The warps that read one row (1, 2 or 4): XQUANT_BF16_GEMV_SPLIT (read
+// per call, an A/B switch), kDefaultSplit where it is unset, 0 where it is
+// set to anything else (the provider refuses the op, naming the variable).
+// The provider reads it once per op and passes it to both calls below. On an H200 (2026-12-04, tests/cuda/test_bf16_gemv.cpp's
 // DISABLED_SpeedAtBatch1, M = 1) four warps a row read every Llama-3.1-8B
 // shape faster than one: q|k|v 6144 x 4096 13.1 vs 13.4 us, o_proj 4096 x
 // 4096 7.8 vs 10.0, gate|up 28672 x 4096 53.9 vs 57.3, down 4096 x 14336
@@ -40,14 +41,14 @@ constexpr int64_t kGemvMaxSplitK = 16384;
 constexpr int kDefaultSplit = 4;
 int bf16_gemv_split();
 
-// Whether the kernel runs this shape: 1 <= M <= kGemvMaxRows, K a multiple
-// of 8 up to kGemvMaxK (kGemvMaxSplitK where bf16_gemv_split() > 1), x
-// and w 16-byte aligned.
-bool bf16_gemv_fits(int64_t M, int64_t K, const void* x, const void* w);
+// Whether the kernel runs this shape with `split` warps a row:
+// 1 <= M <= kGemvMaxRows, K a multiple of 8 up to kGemvMaxK
+// (kGemvMaxSplitK where split > 1), x and w 16-byte aligned.
+bool bf16_gemv_fits(int64_t M, int64_t K, const void* x, const void* w, int split);
 // x [M, K] BF16, w [N, K] BF16, bias [N] (dtype bias_t) or null, y [M, N]
 // in yt (F32, F16 or BF16); F32 accumulation. split: warps per row (1, 2,
-// 4), 0 = bf16_gemv_split().
+// 4; else cudaErrorInvalidValue).
 cudaError_t bf16_gemv(const void* x, const void* w, const void* bias, DType bias_t, int64_t M, int64_t N, int64_t K,
-                      void* y, DType yt, cudaStream_t stream, int split = 0);
+                      void* y, DType yt, cudaStream_t stream, int split = kDefaultSplit);
 
 }  // namespace xqcuda

@@ -633,11 +633,17 @@ void Provider::run_matmul(const xq_op& op) {
   if (present(op.src[2])) to_dtype(op.src[2].dtype, &bias_t);
   // A few BF16 rows (decode): the weight-streaming kernel of bf16_gemv.hpp;
   // XQUANT_BF16_GEMV=0 keeps cuBLASLt (read per op: an A/B switch for
-  // benchmarks and tests within one process).
-  if (env_on("XQUANT_BF16_GEMV") && A == DType::BF16 && b.dtype == XQ_DTYPE_BF16 && bf16_gemv_fits(M, K, a.data, b.data)) {
-    const void* bias = bias_as(op.src[2], A, N);
-    XQ_CK(bf16_gemv(a.data, b.data, bias, A, M, N, K, y.data, Y, stream_));
-    return;
+  // benchmarks and tests within one process), as its split does.
+  if (env_on("XQUANT_BF16_GEMV") && A == DType::BF16 && b.dtype == XQ_DTYPE_BF16) {
+    const int split = bf16_gemv_split();
+    if (split == 0)
+      throw Error(XQ_ERR_INVALID_ARGUMENT, format("cuda: XQUANT_BF16_GEMV_SPLIT=%s: expected 1, 2 or 4",
+                                                  std::getenv("XQUANT_BF16_GEMV_SPLIT")));
+    if (bf16_gemv_fits(M, K, a.data, b.data, split)) {
+      const void* bias = bias_as(op.src[2], A, N);
+      XQ_CK(bf16_gemv(a.data, b.data, bias, A, M, N, K, y.data, Y, stream_, split));
+      return;
+    }
   }
   if (A == DType::BF16 || A == DType::F16 || A == DType::F32) {
     const void* bias = bias_as(op.src[2], A, N);
