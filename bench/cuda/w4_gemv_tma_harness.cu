@@ -8,7 +8,7 @@
 //
 // check: every case of tests/cuda/test_w4a16_gemv.cpp and more (BF16/F16,
 // groups 16/32/64/128/per-channel, sym/asym, act-order through the column
-// gather, odd N and K), M = 1..8, no bias / F32 bias / activation-type bias,
+// gather, odd N and K), M = 1..9, 12, 16, no bias / F32 bias / activation-type bias,
 // in every split mode of the plan (the default, stream-K, n-block parts
 // summed in a cluster where it fits, parts summed through the workspace),
 // outputs poisoned with NaN, a second identical call compared bit for bit
@@ -18,7 +18,7 @@
 // sweep: per shape and M, the default plan beside pure reads, ring-only
 // probes and each split mode interleaved (W4T_SWEEP_STAGES=1: ring depths;
 // W4T_SWEEP_PARTS=1: every part count a n-block, with and without a cluster).
-// bench: K x N shapes at M = 1, 2, 4, 8 (group 128, symmetric, BF16):
+// bench: K x N shapes at M = 1, 2, 4, 8, 16 (group 128, symmetric, BF16):
 // median of 7 batches of 20 back-to-back calls (CUDA events), the weights
 // rotated over copies >= 3x L2, as bench/cuda/bench_cuda.py; the weight
 // stream (codes + bf16 scale words) as % of the copy bandwidth (1 GiB
@@ -40,6 +40,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common.cuh"
@@ -163,9 +164,9 @@ static void check_case(const Case& c) {
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   const int64_t K_pad = L.chunks * 64;
   const double bound = c.f16 ? 3e-3 : 1e-2;
-  for (int64_t M = 1; M <= 8; ++M) {
+  for (int64_t M : {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16}) {  // M > 8: two token tiles
     for (int bias_kind : {0, 1, 2}) {
-      if (bias_kind != 0 && M != 3 && M != 8) continue;
+      if (bias_kind != 0 && M != 3 && M != 8 && M != 16) continue;
       std::vector<uint16_t> xb(M * K);
       std::vector<double> xr(M * K);
       for (int64_t i = 0; i < M * K; ++i) {
@@ -188,14 +189,21 @@ static void check_case(const Case& c) {
       const void* bias_p = bias_kind ? db.p : nullptr;
       const DType bias_t = bias_kind == 1 ? DType::F32 : T;
       std::vector<double> ref(M * N);
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) {
-          double acc = bias_kind ? bias_r[n] : 0.0;
-          const double* w = &dense[n * K];
-          const double* x = &xr[m * K];
-          for (int64_t k = 0; k < K; ++k) acc += x[k] * w[k];
-          ref[m * N + n] = acc;
-        }
+      // The reference over the host's cores (at M = 16 on the large cases one thread took minutes).
+      const unsigned n_threads = std::max(1u, std::min(16u, std::thread::hardware_concurrency()));
+      std::vector<std::thread> pool;
+      for (unsigned th = 0; th < n_threads; ++th)
+        pool.emplace_back([&, th] {
+          for (int64_t n = th; n < N; n += n_threads)
+            for (int64_t m = 0; m < M; ++m) {
+              double acc = bias_kind ? bias_r[n] : 0.0;
+              const double* w = &dense[n * K];
+              const double* x = &xr[m * K];
+              for (int64_t k = 0; k < K; ++k) acc += x[k] * w[k];
+              ref[m * N + n] = acc;
+            }
+        });
+      for (std::thread& t : pool) t.join();
       auto rel = [&](const std::vector<uint16_t>& yb, int* nans) {
         double num = 0, den = 0;
         *nans = 0;
@@ -238,7 +246,7 @@ static void check_case(const Case& c) {
         const bool same = y1 == y2;
         const bool ok = nans == 0 && err <= bound && same && counters_reset;
         (ok ? g_pass : g_fail)++;
-        if (!ok || M == 1 || M == 8)
+        if (!ok || M == 1 || M == 8 || M == 16)
           std::printf("%s %s g%d %s%s K=%lld N=%lld M=%lld bias=%d split=%d: v4 err %.2e (fused %.2e) nan=%d "
                       "same=%d counters0=%d blocks=%d per_cta=%lld parts=%d dsmem=%d\n",
                       ok ? "ok  " : "FAIL", c.f16 ? "f16 " : "bf16", c.group, c.asym ? "asym" : "sym",
@@ -411,15 +419,18 @@ static void bench(const char* shapes_s, const char* ms_s, bool sweep) {
                        nullptr, DType::F32, fpart.as<float>(), 0));
           },
           n4);
-      const W4GemvStreamPlan sp = w4_gemv_stream_plan(L, M, false, sms);
-      Dev spart(std::max<int64_t>(1, sp.workspace_floats) * 4), scnt(std::max<int64_t>(1, sp.counters) * 4);
-      CK(cudaMemset(scnt.p, 0, scnt.n));
-      const double t_3 = time_us(
-          [&](int i) {
-            CK(w4_gemv_stream(L, sp, qws[i]->as<uint4>(), szs[i]->as<uint2>(), false, x.p, K_pad, M, y.p, nullptr,
-                              DType::F32, spart.as<float>(), scnt.as<int>(), 0));
-          },
-          n4);
+      double t_3 = -1;  // v3 takes M <= 8 only
+      if (M <= kW4GemvMaxM) {
+        const W4GemvStreamPlan sp = w4_gemv_stream_plan(L, M, false, sms);
+        Dev spart(std::max<int64_t>(1, sp.workspace_floats) * 4), scnt(std::max<int64_t>(1, sp.counters) * 4);
+        CK(cudaMemset(scnt.p, 0, scnt.n));
+        t_3 = time_us(
+            [&](int i) {
+              CK(w4_gemv_stream(L, sp, qws[i]->as<uint4>(), szs[i]->as<uint2>(), false, x.p, K_pad, M, y.p, nullptr,
+                                DType::F32, spart.as<float>(), scnt.as<int>(), 0));
+            },
+            n4);
+      }
       auto t4_of = [&](int stages, int bps, W4GemvTmaPlan* out) {
         const W4GemvTmaPlan tp = w4_gemv_tma_plan(L, M, false, sms, stages, bps);
         if (out) *out = tp;
@@ -671,7 +682,7 @@ int main(int argc, char** argv) {
     return g_fail ? 1 : 0;
   }
   const char* shapes = argc > 2 ? argv[2] : "4096x4096,4096x14336,14336x4096,8192x28672";
-  const char* ms = argc > 3 ? argv[3] : "1,2,4,8";
+  const char* ms = argc > 3 ? argv[3] : "1,2,4,8,16";
   if (mode == "trace") {
 #if defined(XQ_W4T_TRACE)
     trace(shapes, ms);

@@ -31,7 +31,9 @@
 // through the workspace); on a 132-SM H200 K = 4096 at N = 6144 takes 4
 // parts a n-block in a cluster, K = 1024 at N = 5000 four in a cluster or six
 // through the workspace (the last n-block short of rows), and the small cases
-// clusters of up to 8.
+// clusters of up to 8. It also takes M = 9..16 (two token tiles of the
+// mma's 8 tokens): M = 12 and 16 run for it too, and 17 falls back to the
+// fused GEMM.
 //
 // Bounds as the W4A16 suite (test_w4a16.cpp): ||out-ref||/||ref|| <= 1e-2
 // for BF16, 3e-3 for F16.
@@ -126,9 +128,11 @@ void check_small_batches(const GemvCase& c, int64_t force) {
   xq_qweight* qw = nullptr;
   XQ_OK_OR_FAIL(P.vt->qweight_prepare(P.state, &w.q, &qw));
   const double bound = c.dtype == XQ_DTYPE_BF16 ? 1e-2 : 3e-3;
-  for (int64_t M : {1, 2, 3, 4, 5, 8, 9}) {
+  std::vector<int64_t> batches = {1, 2, 3, 4, 5, 8, 9};
+  if (force == kForceTma) batches.insert(batches.end(), {12, 16, 17});  // two token tiles, then the fallback
+  for (int64_t M : batches) {
     for (int bias_kind : {0, 1, 2}) {  // none, F32, the activation type
-      if (bias_kind != 0 && M != 3 && M != 8) continue;
+      if (bias_kind != 0 && M != 3 && M != 8 && M != 16) continue;
       std::vector<float> x(M * K), xr;
       for (auto& v : x) v = uniform(-1.f, 1.f);
       auto xbits = to_half_bits(x, c.dtype, &xr);

@@ -181,7 +181,7 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
     w4_gemv_variant_ = static_cast<int>(std::clamp(std::atol(env), 1L, 4L));
   if (w4_gemv_variant_ == 4 && !w4_gemv_tma_supported(cc_major_)) w4_gemv_variant_ = 2;  // v4 is sm_90 only
   if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_TMA_MAX_M"))
-    w4_gemv_tma_max_m_ = std::clamp<int64_t>(std::atol(env), 0, kW4GemvMaxM);
+    w4_gemv_tma_max_m_ = std::clamp<int64_t>(std::atol(env), 0, kW4GemvTmaMaxM);
   if (!w4_gemv_tma_supported(cc_major_)) w4_gemv_tma_max_m_ = 0;
   if (const char* env = std::getenv("XQUANT_CUDA_W4_GEMV_TMA_STAGES"))
     w4_gemv_tma_stages_ = static_cast<int>(std::clamp(std::atol(env), 0L, 16L));
@@ -458,7 +458,7 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   if (run_qmatmul_w4_hopper(op)) return;
   // Provider knob: 1 = fused kernel, 2 = dequant + cuBLASLt, 3 = Hopper wgmma, 4 = the GEMV (M <= 8;
   // variant XQUANT_CUDA_W4_GEMV_VARIANT), 5 = the streaming GEMV ("v3", M <= 8), 6 = W4A8-FP8 on
-  // Hopper (provider_w4a8.cpp; where the weight has that copy), 7 = the TMA-ring GEMV ("v4", M <= 8,
+  // Hopper (provider_w4a8.cpp; where the weight has that copy), 7 = the TMA-ring GEMV ("v4", M <= 16,
   // sm_90; elsewhere as 0). By default v4 takes BF16 and F16 at M <= w4_gemv_tma_max_m_ on sm_90, unless
   // XQUANT_CUDA_W4_GEMV_MAX_M asks for the GEMV of XQUANT_CUDA_W4_GEMV_VARIANT there.
   const int64_t force = op.i[7];
@@ -466,7 +466,7 @@ void Provider::run_qmatmul_w4(const xq_op& op) {
   const bool gemv = small && (force == 4 || force == 5 || (force == 0 && M <= w4_gemv_max_m_));
   // XQUANT_CUDA_W4_GEMV_TMA=0 (read per op: an A/B switch for one process, as XQUANT_BF16_GEMV)
   // keeps the fused kernel where v4 would be the default.
-  const bool tma = !gemv && small && w4_gemv_tma_supported(cc_major_) &&
+  const bool tma = !gemv && M <= kW4GemvTmaMaxM && w4_gemv_tma_supported(cc_major_) &&
                    (force == kForceW4GemvTma || (force == 0 && M <= w4_gemv_tma_max_m_ &&
                                                  env_on("XQUANT_CUDA_W4_GEMV_TMA")));
   const bool fused = gemv || tma || force == 1 || !lt_ok_ || (force != 2 && M <= w4_fused_max_m_);

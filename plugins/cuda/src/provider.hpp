@@ -195,14 +195,18 @@ class Provider : public xquant::sdk::PluginBase {
   int w4_gemv_stream_blocks_per_sm_ = 0;  // XQUANT_CUDA_W4_GEMV_STREAM_BLOCKS_PER_SM; 0 = all that fit
   static constexpr int64_t kForceW4GemvTma = 7;  // QMATMUL op.i[7]: the TMA-ring GEMV ("v4")
   // Batch sizes the TMA-ring GEMV (w4a16_gemv_tma.cu, "v4") serves by default on sm_90 with BF16
-  // or F16 activations (XQUANT_CUDA_W4_GEMV_TMA_MAX_M, 0..8; 0 turns it off): M <= 8. On an H200
+  // or F16 activations (XQUANT_CUDA_W4_GEMV_TMA_MAX_M, 0..16; 0 turns it off): M <= 12. On an H200
   // (bench/cuda/w4_gemv_tma_harness.cu; docs/cuda.md, "W4A16 GEMV v4" and its session-seventeen
   // subsection) the first v4 beat the fused GEMM at M = 1, 2, 4 on all four benchmark shapes and
   // lost at M = 8 on 4096x4096 and 4096x14336, so it served M <= 4; with the x sums and 8-chunk
   // slots (2026-12-02) it is ahead at M = 8 too, 1.06-1.28x the fused GEMM on the four shapes
   // (37.5 vs 53.1 us at M = 1 and 43.0 vs 54.9 at M = 8 on 8192x28672). F16 took v4 at M <= 4
   // by its own timing (bench_w4_gemv.py --act f16) and, since then, at M = 8 by the same rule.
-  int64_t w4_gemv_tma_max_m_ = 8;
+  // Session thirty-two gave it two token tiles (M <= 16): BF16, 1.03-1.37x the fused GEMM at M = 9
+  // and 12 on six shapes (Llama-3.1-8B's four and the two benchmark shapes besides), but at M = 16
+  // 0.94x and 0.97x on 4096x4096 and 4096x6144 (a cluster's reduction slots no longer fit beside
+  // the ring there), so the default stops at 12; F16 follows BF16's rule untimed above M = 8.
+  int64_t w4_gemv_tma_max_m_ = 12;
   int w4_gemv_tma_stages_ = 0;         // XQUANT_CUDA_W4_GEMV_TMA_STAGES; 0 = the plan's (4)
   int w4_gemv_tma_blocks_per_sm_ = 0;  // XQUANT_CUDA_W4_GEMV_TMA_BLOCKS_PER_SM; 0 = all that fit
   void run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType bias_t, int variant);

@@ -67,8 +67,9 @@ __device__ __forceinline__ void store_y(const Args& p, int m, int64_t n, float v
 
 // The end of one contributor's share of 16-row tile t in a split GEMV (the
 // streaming v3 splits per warp, the TMA-ring v4 per block): a holds the
-// tile's chunks [cs, ce) (rows gid (a[0], a[1]) and gid + 8 (a[2], a[3]),
-// tokens 2 tig and 2 tig + 1). A contributor that covered the whole tile
+// tile's chunks [cs, ce) for NA / 4 token tiles (tile j: rows gid (a[4 j],
+// a[4 j + 1]) and gid + 8 (a[4 j + 2], a[4 j + 3]), tokens 8 j + 2 tig and
+// 8 j + 2 tig + 1). A contributor that covered the whole tile
 // writes y. Otherwise a goes to its workspace slot, and the tile's last
 // contributor to arrive (a per-tile counter it resets for the next launch)
 // sums the slots in slot order and writes y: deterministic, one launch, no
@@ -95,16 +96,17 @@ __device__ __forceinline__ int atomic_add_acq_rel_gpu(int* counter, int v) {
   return old;
 }
 
-template <typename T, typename Args, SplitFlush kFlush = SplitFlush::kFences>
+template <typename T, typename Args, SplitFlush kFlush = SplitFlush::kFences, int NA>
 __device__ __forceinline__ void flush_split_tile(const Args& p, int64_t t, int64_t base, int64_t per,
-                                                 int64_t contributor, int64_t cs, int64_t ce, const float (&a)[4],
+                                                 int64_t contributor, int64_t cs, int64_t ce, const float (&a)[NA],
                                                  int lane) {
+  static_assert(NA % 4 == 0, "four values a token tile");
   const int gid = lane >> 2, tig = lane & 3;
   if (cs == 0 && ce == p.chunks) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t n = t * 16 + gid + (e >= 2 ? 8 : 0);
-      const int m = 2 * tig + (e & 1);
+    for (int e = 0; e < NA; ++e) {
+      const int64_t n = t * 16 + gid + ((e & 3) >= 2 ? 8 : 0);
+      const int m = (e >> 2) * 8 + 2 * tig + (e & 1);
       if (n < p.N && m < p.M) store_y<T>(p, m, n, a[e]);
     }
     return;
@@ -113,9 +115,9 @@ __device__ __forceinline__ void flush_split_tile(const Args& p, int64_t t, int64
   const int n_contrib = static_cast<int>((base + p.chunks - 1) / per - first + 1);
   float* slot = p.partial + (t * p.max_contrib + (contributor - first)) * p.M * 16;
 #pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const int m = 2 * tig + (e & 1);
-    if (m < p.M) slot[m * 16 + gid + (e >= 2 ? 8 : 0)] = a[e];
+  for (int e = 0; e < NA; ++e) {
+    const int m = (e >> 2) * 8 + 2 * tig + (e & 1);
+    if (m < p.M) slot[m * 16 + gid + ((e & 3) >= 2 ? 8 : 0)] = a[e];
   }
   if constexpr (kFlush == SplitFlush::kFences) __threadfence();  // partials visible before the arrival counts
   __syncwarp();

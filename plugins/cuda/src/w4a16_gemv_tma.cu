@@ -81,8 +81,16 @@
 //   (flush_tile_cluster); else through the workspace as above. Measured with
 //   per-block timestamps (-DXQ_W4T_TRACE) and in the engine: docs/cuda.md,
 //   "W4A16 GEMV v4: n-block parts".
+// - Token tiles (session thirty-two): the mma's n is 8 tokens; 9 <= M <= 16
+//   runs a second instantiation with two tiles (NT = 2), which makes each
+//   k-tile's A fragments once and feeds both tiles' mma, keeps two sets of
+//   accumulators and x sums, and reads x rows 8-15 with a second pair of
+//   ldmatrix. A slot's x grows with M (M x 1 KB beside 32 KB of codes), so
+//   at M = 16 the ring stays two slots deep and the ring alone streams 82%
+//   of the copy bandwidth against 93% at M = 8; the longer math a chunk is
+//   the rest (docs/cuda.md, "W4A16 GEMV v4: two token tiles").
 //
-// Measured on an H200 (bench/cuda/w4_gemv_tma_harness.cu; docs/cuda.md,
+// Measured at M <= 8 on an H200 (bench/cuda/w4_gemv_tma_harness.cu; docs/cuda.md,
 // "W4A16 GEMV v4", sessions seventeen and earlier, raw output in
 // bench/cuda/results/h200-w4-gemv-tma*.md): 37.3-37.6 us at M = 1 on
 // 8192x28672, 78% of the copy bandwidth, against 42.8-43.2 for the
@@ -131,7 +139,11 @@ constexpr int kProducerWarp = kConsumerWarps;
 constexpr int kSumWarp = kConsumerWarps + 1;  // the per-slot x sums
 constexpr int kThreads = (kConsumerWarps + 2) * 32;  // + the producer and sum warps
 constexpr int kDefaultStages = 4;
-constexpr int kSumBytes = kSC * 4 * 8 * 4;  // a slot's x sums: [kSC chunks x <= 4 segments][8 tokens] F32
+// Token tiles: the mma's n = 8 tokens; M <= 8 takes one tile, 9 <= M <= 16
+// two (the A fragments, dequantized once, feed both).
+__host__ __device__ constexpr int token_tiles(int64_t M) { return M > 8 ? 2 : 1; }
+// A slot's x sums: [kSC chunks x <= 4 segments][8 nt tokens] F32.
+__host__ __device__ constexpr int sum_bytes(int nt) { return kSC * 4 * 8 * nt * 4; }
 // Barriers: [stages] full, [stages] empty, [stages] ready (sums written),
 // then [kConsumerWarps] "partials in" of the cluster reduction; the
 // reduction's slots follow (red_bytes), then the ring.
@@ -413,14 +425,15 @@ __device__ __forceinline__ float scale_hi(uint32_t w) {
   else return __uint_as_float(w & 0xFFFF0000u);
 }
 
-// One chunk of one tile into acc (rows gid, gid + 8 x tokens 2 tig, +1):
-// GS scale words per chunk (1: groups >= 64; 2: 32; 4: 16), the k-tiles of
-// segment g (one group's columns in the chunk) in chain acc[g].
-// kZeroBySums<GS>: the A fragments are the pairs (nibbles | magic) = magic +
-// u as they are (one LOP3 a pair), so the chain sums (magic + u) x; else
-// they are centred, (magic + u) - zb, exact in 16 bits.
-template <typename T, int GS>
-__device__ __forceinline__ void chunk_chain(float (&acc)[GS][4], const uint4& q4, const uint32_t (&b)[8],
+// One chunk of one tile into acc (rows gid, gid + 8 x tokens 8 j + 2 tig,
+// +1 of token tile j < NT): GS scale words per chunk (1: groups >= 64; 2:
+// 32; 4: 16), the k-tiles of segment g (one group's columns in the chunk) in
+// chain acc[g][j]. kZeroBySums<GS>: the A fragments are the pairs (nibbles |
+// magic) = magic + u as they are (one LOP3 a pair), so the chain sums (magic
+// + u) x; else they are centred, (magic + u) - zb, exact in 16 bits. A
+// k-tile's A fragments are made once for all NT token tiles.
+template <typename T, int GS, int NT>
+__device__ __forceinline__ void chunk_chain(float (&acc)[GS][NT][4], const uint4& q4, const uint32_t (&b)[NT][8],
                                             const uint2 (&s)[GS]) {
   constexpr int kPerGroup = 4 / GS;
   const uint32_t magic = Magic<T>::kBits;
@@ -442,62 +455,74 @@ __device__ __forceinline__ void chunk_chain(float (&acc)[GS][4], const uint4& q4
       af[2] = centered_pair<T>(q >> 8, magic, zA);
       af[3] = centered_pair<T>(q >> 12, magic, zB);
     }
-    mma_16816<T>(acc[g], af, b[2 * kt], b[2 * kt + 1]);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) mma_16816<T>(acc[g][j], af, b[j][2 * kt], b[j][2 * kt + 1]);
   }
 }
 
 // The segments' chains into tot, in F32: tot += s (acc - zb sx)
-// (kZeroBySums; sx: the segment's x sums of tokens 2 tig, 2 tig + 1, from
-// the sum warp), or tot += s acc (centred codes).
-template <typename T, int GS>
-__device__ __forceinline__ void fold(float (&tot)[4], const float (&acc)[GS][4], const uint2 (&s)[GS],
-                                     const float2 (&sx)[GS]) {
+// (kZeroBySums; sx[c][j]: segment c's x sums of tokens 8 j + 2 tig, + 1,
+// from the sum warp), or tot += s acc (centred codes).
+template <typename T, int GS, int NT>
+__device__ __forceinline__ void fold(float (&tot)[NT][4], const float (&acc)[GS][NT][4], const uint2 (&s)[GS],
+                                     const float2 (&sx)[GS][NT]) {
 #pragma unroll
   for (int c = 0; c < GS; ++c) {
     const float sA = scale_lo<T>(s[c].x), sB = scale_hi<T>(s[c].x);
-    if constexpr (kZeroBySums<GS>) {
-      const float zA = scale_lo<T>(s[c].y), zB = scale_hi<T>(s[c].y);
-      tot[0] = fmaf(fmaf(-zA, sx[c].x, acc[c][0]), sA, tot[0]);
-      tot[1] = fmaf(fmaf(-zA, sx[c].y, acc[c][1]), sA, tot[1]);
-      tot[2] = fmaf(fmaf(-zB, sx[c].x, acc[c][2]), sB, tot[2]);
-      tot[3] = fmaf(fmaf(-zB, sx[c].y, acc[c][3]), sB, tot[3]);
-    } else {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) tot[e] = fmaf(acc[c][e], e < 2 ? sA : sB, tot[e]);
+    for (int j = 0; j < NT; ++j) {
+      if constexpr (kZeroBySums<GS>) {
+        const float zA = scale_lo<T>(s[c].y), zB = scale_hi<T>(s[c].y);
+        tot[j][0] = fmaf(fmaf(-zA, sx[c][j].x, acc[c][j][0]), sA, tot[j][0]);
+        tot[j][1] = fmaf(fmaf(-zA, sx[c][j].y, acc[c][j][1]), sA, tot[j][1]);
+        tot[j][2] = fmaf(fmaf(-zB, sx[c][j].x, acc[c][j][2]), sB, tot[j][2]);
+        tot[j][3] = fmaf(fmaf(-zB, sx[c][j].y, acc[c][j][3]), sB, tot[j][3]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) tot[j][e] = fmaf(acc[c][j][e], e < 2 ? sA : sB, tot[j][e]);
+      }
     }
   }
 }
 
 // The sum warp's share of NC chunks of a slot: the x sums of their GS
-// segments each, for all 8 tokens, through the tensor cores (A = ones: every
-// row of the product holds the column sums of B; exact products, F32 sums),
-// stored [chunk][segment][token]. All B fragments first, then the NC chains
-// interleaved (the asm statements keep their order): one slot's sums cost
-// about one chain's latency, not NC of them.
-template <typename T, int GS, int NC>
-__device__ __forceinline__ void chunk_sums(uint32_t xs, uint32_t dst, int lane) {
+// segments each, for all 8 NT tokens, through the tensor cores (A = ones:
+// every row of the product holds the column sums of B; exact products, F32
+// sums), stored [chunk][segment][token]. All B fragments first, then the NC
+// x NT chains interleaved (the asm statements keep their order): one slot's
+// sums cost about one chain's latency, not NC of them. xs[j]: token tile j's
+// ldmatrix address.
+template <typename T, int GS, int NC, int NT>
+__device__ __forceinline__ void chunk_sums(const uint32_t (&xs)[NT], uint32_t dst, int lane) {
   constexpr int kPerGroup = 4 / GS;
   const uint32_t one = std::is_same_v<T, __half> ? 0x3C003C00u : 0x3F803F80u;
   const uint32_t ones[4] = {one, one, one, one};
-  uint32_t b[NC][8];
+  uint32_t b[NC][NT][8];
 #pragma unroll
-  for (int ci = 0; ci < NC; ++ci) {
-    ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[ci][0]), xs + ci * 128);
-    ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[ci][4]), xs + ci * 128 + 64);
-  }
-  float acc[NC][GS][4] = {};
+  for (int ci = 0; ci < NC; ++ci)
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[ci][j][0]), xs[j] + ci * 128);
+      ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[ci][j][4]), xs[j] + ci * 128 + 64);
+    }
+  float acc[NC][NT][GS][4] = {};
 #pragma unroll
   for (int kt = 0; kt < 4; ++kt)
 #pragma unroll
-    for (int ci = 0; ci < NC; ++ci) mma_16816<T>(acc[ci][kt / kPerGroup], ones, b[ci][2 * kt], b[ci][2 * kt + 1]);
-  if (lane < 4) {  // row 0: tokens 2 lane, 2 lane + 1
+    for (int ci = 0; ci < NC; ++ci)
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+        mma_16816<T>(acc[ci][j][kt / kPerGroup], ones, b[ci][j][2 * kt], b[ci][j][2 * kt + 1]);
+  if (lane < 4) {  // row 0: tokens 8 j + 2 lane, + 1
 #pragma unroll
     for (int ci = 0; ci < NC; ++ci)
 #pragma unroll
       for (int c = 0; c < GS; ++c)
-        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(dst + ((ci * GS + c) * 8 + 2 * lane) * 4),
-                     "f"(acc[ci][c][0]), "f"(acc[ci][c][1])
-                     : "memory");
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+          asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(dst + (((ci * GS + c) * NT + j) * 8 + 2 * lane) * 4),
+                       "f"(acc[ci][j][c][0]), "f"(acc[ci][j][c][1])
+                       : "memory");
   }
 }
 
@@ -506,9 +531,9 @@ __device__ __forceinline__ void chunk_sums(uint32_t xs, uint32_t dst, int lane) 
 // chunks of n-blocks, the tile's those of n-block nb). Published with one
 // acquire-release atomic instead of two fences: 9% faster at M = 1 on
 // 4096 x 4096, 3% on 4096 x 14336 in session seventeen's harness.
-template <typename T>
+template <typename T, int NA>
 __device__ __forceinline__ void flush_tile(const TmaArgs& p, int64_t nb, int warp, int64_t cs, int64_t ce,
-                                           const float (&tot)[4], int lane) {
+                                           const float (&tot)[NA], int lane) {
   flush_split_tile<T, TmaArgs, SplitFlush::kAcqRel>(p, nb * 8 + warp, nb * p.chunks, p.per_cta, blockIdx.x, cs, ce, tot,
                                                     lane);
 }
@@ -524,8 +549,8 @@ __device__ __forceinline__ void flush_tile(const TmaArgs& p, int64_t nb, int war
 // atomics. A block leaves only after its own tiles are summed, and the
 // blocks that write into it arrive after writing, so no block's shared
 // memory is written after it exits.
-template <typename T>
-__device__ __forceinline__ void flush_tile_cluster(const TmaArgs& p, int64_t nb, int warp, const float (&tot)[4],
+template <typename T, int NA>
+__device__ __forceinline__ void flush_tile_cluster(const TmaArgs& p, int64_t nb, int warp, const float (&tot)[NA],
                                                    int lane, uint32_t red_u32, uint32_t red_bars_u32) {
   const int s = p.parts, gid = lane >> 2, tig = lane & 3;
   const uint32_t rank = cluster_rank(), reducer = static_cast<uint32_t>(warp % s);
@@ -533,9 +558,9 @@ __device__ __forceinline__ void flush_tile_cluster(const TmaArgs& p, int64_t nb,
   const int slot_floats = p.M * 16;
   const uint32_t slot = map_to_rank(red_u32 + (local * s + rank) * slot_floats * 4, reducer);
 #pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const int m = 2 * tig + (e & 1);
-    if (m < p.M) st_cluster_f32(slot + (m * 16 + gid + (e >= 2 ? 8 : 0)) * 4, tot[e]);
+  for (int e = 0; e < NA; ++e) {  // token tile e / 4 (flush_split_tile's order)
+    const int m = (e >> 2) * 8 + 2 * tig + (e & 1);
+    if (m < p.M) st_cluster_f32(slot + (m * 16 + gid + ((e & 3) >= 2 ? 8 : 0)) * 4, tot[e]);
   }
   mbar_arrive_cluster(map_to_rank(red_bars_u32 + local * 8, reducer));
   if (rank != reducer) return;
@@ -554,7 +579,7 @@ __device__ __forceinline__ void flush_tile_cluster(const TmaArgs& p, int64_t nb,
   }
 }
 
-template <typename T, int GS>
+template <typename T, int GS, int NT>
 __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   __trap();  // sm_90 only (the bulk copies): the host launches it nowhere else (w4_gemv_tma_supported)
@@ -651,8 +676,12 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
 
   const int gid = lane >> 2;
   const uint32_t ring_u32 = smem_u32(ring);
-  // ldmatrix rows: lane l reads x row min(l % 8, M - 1) of matrix l / 8 = (k-tile, half), 16 bytes apart.
-  const uint32_t x_lane = ring_u32 + p.x_off + min(lane & 7, p.M - 1) * kXRowBytes + (lane >> 3) * 16;
+  // ldmatrix rows: for token tile j, lane l reads x row min(8 j + l % 8, M - 1) of matrix l / 8 =
+  // (k-tile, half), 16 bytes apart.
+  uint32_t x_lane[NT];
+#pragma unroll
+  for (int j = 0; j < NT; ++j)
+    x_lane[j] = ring_u32 + p.x_off + min(8 * j + (lane & 7), p.M - 1) * kXRowBytes + (lane >> 3) * 16;
 
   if (warp == kSumWarp) {  // the x sums of each slot's segments, for the consumers' zero term
     if constexpr (!kZeroBySums<GS>) return;
@@ -665,12 +694,26 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
       mbar_wait(smem_u32(bars + slot), phase);
       if (lane == 0 && cur.f == flo) W4T_MARK(2);
       if (lane == 0) W4T_ROUND(round, 64, 2, 0);
-      const uint32_t xs = x_lane + slot * p.stage_bytes, dst = ring_u32 + slot * p.stage_bytes + p.sum_off;
-      if (n == kSC) {  // a full slot: four chunks at a time
+      const uint32_t dst = ring_u32 + slot * p.stage_bytes + p.sum_off;
+      uint32_t xs[NT];
 #pragma unroll
-        for (int ci = 0; ci < kSC; ci += 4) chunk_sums<T, GS, 4>(xs + ci * 128, dst + ci * GS * 32, lane);
+      for (int j = 0; j < NT; ++j) xs[j] = x_lane[j] + slot * p.stage_bytes;
+      constexpr int kNC = 4 / NT;  // chunks a batch: four chains interleaved
+      if (n == kSC) {  // a full slot: kNC chunks at a time
+#pragma unroll
+        for (int ci = 0; ci < kSC; ci += kNC) {
+          uint32_t a[NT];
+#pragma unroll
+          for (int j = 0; j < NT; ++j) a[j] = xs[j] + ci * 128;
+          chunk_sums<T, GS, kNC, NT>(a, dst + ci * GS * NT * 32, lane);
+        }
       } else {
-        for (int ci = 0; ci < n; ++ci) chunk_sums<T, GS, 1>(xs + ci * 128, dst + ci * GS * 32, lane);
+        for (int ci = 0; ci < n; ++ci) {
+          uint32_t a[NT];
+#pragma unroll
+          for (int j = 0; j < NT; ++j) a[j] = xs[j] + ci * 128;
+          chunk_sums<T, GS, 1, NT>(a, dst + ci * GS * NT * 32, lane);
+        }
       }
       __syncwarp();
       if (lane == 0) mbar_arrive(smem_u32(bars + 2 * p.stages + slot));
@@ -695,7 +738,7 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
   // written its sums (its arrival releases what its wait acquired: the
   // copies' bytes and the sums).
   const int wait_bar = kZeroBySums<GS> ? 2 * p.stages : 0;
-  float tot[4] = {0.f, 0.f, 0.f, 0.f};
+  float tot[NT][4] = {};
   int slot = 0, round = 0;  // round: the trace's only
   uint32_t phase = 0;
   Cursor cur;
@@ -711,29 +754,34 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
       const uint32_t src = ring_u32 + slot * p.stage_bytes;
       const uint32_t qs = src + (warp * 32 + lane) * 16;
       const uint32_t ss = src + p.sz_off + (warp * 8 + gid) * 8;
-      const uint32_t xs = x_lane + slot * p.stage_bytes;
-      const uint32_t sxs = src + p.sum_off + (lane & 3) * 8;  // tokens 2 tig, 2 tig + 1
+      const uint32_t sxs = src + p.sum_off + (lane & 3) * 8;  // tokens 8 j + 2 tig, + 1
       const int g0 = group_of(p, cur.c * 64);
       auto chunk = [&](int ci) {
         uint2 sw[GS];
 #pragma unroll
         for (int g = 0; g < GS; ++g) sw[g] = lds64(ss + (group_of(p, (cur.c + ci) * 64 + g * (64 / GS)) - g0) * 512);
-        uint32_t b[8];
-        ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[0]), xs + ci * 128);
-        ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[4]), xs + ci * 128 + 64);
-        float2 sx[GS];
+        uint32_t b[NT][8];
 #pragma unroll
-        for (int g = 0; g < GS; ++g) {
-          if constexpr (kZeroBySums<GS>) {
-            const uint2 v = lds64(sxs + (ci * GS + g) * 32);
-            sx[g] = make_float2(__uint_as_float(v.x), __uint_as_float(v.y));
-          } else {
-            sx[g] = make_float2(0.f, 0.f);
-          }
+        for (int j = 0; j < NT; ++j) {
+          const uint32_t xs = x_lane[j] + slot * p.stage_bytes + ci * 128;
+          ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[j][0]), xs);
+          ldmatrix_x4(*reinterpret_cast<uint32_t(*)[4]>(&b[j][4]), xs + 64);
         }
-        float acc[GS][4] = {};
-        chunk_chain<T, GS>(acc, lds128(qs + ci * 4096), b, sw);
-        fold<T, GS>(tot, acc, sw, sx);
+        float2 sx[GS][NT];
+#pragma unroll
+        for (int g = 0; g < GS; ++g)
+#pragma unroll
+          for (int j = 0; j < NT; ++j) {
+            if constexpr (kZeroBySums<GS>) {
+              const uint2 v = lds64(sxs + ((ci * GS + g) * NT + j) * 32);
+              sx[g][j] = make_float2(__uint_as_float(v.x), __uint_as_float(v.y));
+            } else {
+              sx[g][j] = make_float2(0.f, 0.f);
+            }
+          }
+        float acc[GS][NT][4] = {};
+        chunk_chain<T, GS, NT>(acc, lds128(qs + ci * 4096), b, sw);
+        fold<T, GS, NT>(tot, acc, sw, sx);
       };
       if (n == kSC) {  // a full slot: no per-chunk guards
 #pragma unroll
@@ -757,19 +805,22 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
     cur.advance(p, n);
     if (ce == p.chunks || cur.f == cur.fhi) {
       if (warp == 0 && lane == 0 && cur.f == cur.fhi) W4T_MARK(5);
+      const float(&flat)[4 * NT] = *reinterpret_cast<const float(*)[4 * NT]>(&tot[0][0]);  // token tile j at [4 j]
       if (clustered) {  // the range is one part of one n-block: this is its only flush
         cluster_wait_acquire();
-        flush_tile_cluster<T>(p, nb, warp, tot, lane, smem_u32(smem + barrier_bytes(p.stages)),
+        flush_tile_cluster<T>(p, nb, warp, flat, lane, smem_u32(smem + barrier_bytes(p.stages)),
                               smem_u32(bars + 3 * p.stages));
       } else if (p.parts > 0) {  // the same through the workspace: contributor = part, slots from n-block start
         flush_split_tile<T, TmaArgs, SplitFlush::kAcqRel>(p, nb * 8 + warp, 0, p.per_cta, blockIdx.x % p.parts, cs, ce,
-                                                          tot, lane);
+                                                          flat, lane);
       } else {
-        flush_tile<T>(p, nb, warp, cs, ce, tot, lane);
+        flush_tile<T>(p, nb, warp, cs, ce, flat, lane);
       }
       if (lane == 0 && cur.f == cur.fhi && (warp == 0 || warp == kConsumerWarps - 1)) W4T_MARK(warp == 0 ? 6 : 7);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) tot[e] = 0.f;
+      for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) tot[j][e] = 0.f;
       cs = -1;
     }
   }
@@ -777,20 +828,27 @@ __global__ void __launch_bounds__(kThreads, 2) k_w4_gemv_tma(const TmaArgs p) {
 
 int scale_words_per_chunk(const W4Layout& L) { return L.gs_shift >= 6 ? 1 : 64 >> L.gs_shift; }
 
-template <typename T, int GS>
-void* kernel_ptr() {
-  return reinterpret_cast<void*>(&k_w4_gemv_tma<T, GS>);
-}
-
 // Instantiations: kind 0 = F16, 1 = BF16; gsi 0, 1, 2 = one, two, four scale
-// words per chunk.
+// words per chunk; nt 1 or 2 token tiles (token_tiles(M)). One id per
+// instantiation, kind * 6 + gsi * 2 + nt - 1, keys the host's caches.
+constexpr int kKernels = 12;
+struct KernelId {
+  int id;
+  KernelId(int kind, int gsi, int nt) : id(kind * 6 + gsi * 2 + nt - 1) {}
+};
 int gs_index(int gs) { return gs == 1 ? 0 : gs == 2 ? 1 : 2; }
-template <typename T>
-void* kernel_for_gs(int gsi) {
-  return gsi == 0 ? kernel_ptr<T, 1>() : gsi == 1 ? kernel_ptr<T, 2>() : kernel_ptr<T, 4>();
+template <typename T, int GS>
+void* kernel_for_nt(int nt) {
+  return nt == 1 ? reinterpret_cast<void*>(&k_w4_gemv_tma<T, GS, 1>)
+                 : reinterpret_cast<void*>(&k_w4_gemv_tma<T, GS, 2>);
 }
-void* kernel_for(int kind, int gsi) {
-  return kind == 0 ? kernel_for_gs<__half>(gsi) : kernel_for_gs<__nv_bfloat16>(gsi);
+template <typename T>
+void* kernel_for_gs(int gsi, int nt) {
+  return gsi == 0 ? kernel_for_nt<T, 1>(nt) : gsi == 1 ? kernel_for_nt<T, 2>(nt) : kernel_for_nt<T, 4>(nt);
+}
+void* kernel_for(KernelId k) {
+  const int kind = k.id / 6, gsi = (k.id % 6) / 2, nt = k.id % 2 + 1;
+  return kind == 0 ? kernel_for_gs<__half>(gsi, nt) : kernel_for_gs<__nv_bfloat16>(gsi, nt);
 }
 
 // The launch configuration: `cluster` > 1 launches blocks in clusters of
@@ -820,20 +878,20 @@ cudaLaunchConfig_t launch_config(int blocks, int smem, int cluster, cudaStream_t
   return cfg;
 }
 
-cudaError_t launch(int kind, int gsi, const TmaArgs& a, int blocks, int smem, cudaStream_t s) {
+cudaError_t launch(KernelId k, const TmaArgs& a, int blocks, int smem, cudaStream_t s) {
   cudaLaunchAttribute attrs[2];
   const cudaLaunchConfig_t cfg = launch_config(blocks, smem, a.dsmem ? a.parts : 1, s, attrs);
   void* args[] = {const_cast<TmaArgs*>(&a)};
-  const cudaError_t e = cudaLaunchKernelExC(&cfg, kernel_for(kind, gsi), args);
+  const cudaError_t e = cudaLaunchKernelExC(&cfg, kernel_for(k), args);
   const cudaError_t last = cudaGetLastError();  // clears the launch error, as launch_pdl does
   return e != cudaSuccess ? e : last;
 }
 
 // Raises each instantiation's dynamic shared-memory limit once (to the most
 // a block may have), so plans of any size launch.
-cudaError_t allow_smem(int kind, int gsi) {
-  static std::atomic<bool> done[2][3];
-  std::atomic<bool>& d = done[kind][gsi];
+cudaError_t allow_smem(KernelId k) {
+  static std::atomic<bool> done[kKernels];
+  std::atomic<bool>& d = done[k.id];
   if (d.load(std::memory_order_acquire)) return cudaSuccess;
   int dev = 0, cap = 0;
   cudaGetDevice(&dev);
@@ -841,7 +899,7 @@ cudaError_t allow_smem(int kind, int gsi) {
     cudaGetLastError();
     cap = 48 << 10;
   }
-  const cudaError_t e = cudaFuncSetAttribute(kernel_for(kind, gsi), cudaFuncAttributeMaxDynamicSharedMemorySize, cap);
+  const cudaError_t e = cudaFuncSetAttribute(kernel_for(k), cudaFuncAttributeMaxDynamicSharedMemorySize, cap);
   if (e == cudaSuccess) d.store(true, std::memory_order_release);
   return e;
 }
@@ -849,46 +907,45 @@ cudaError_t allow_smem(int kind, int gsi) {
 // Blocks per SM of one instantiation at one shared-memory size (it depends
 // on M, the group size and the stages), cached: the occupancy query costs
 // microseconds and plans are made at every call.
-int resident_blocks_per_sm(int kind, int gsi, int smem_bytes) {
+int resident_blocks_per_sm(KernelId k, int smem_bytes) {
   struct Entry {
-    int kind, gsi, smem, blocks;
+    int id, smem, blocks;
   };
   static std::mutex mu;
   static std::vector<Entry> cache;
   std::lock_guard<std::mutex> lock(mu);
   for (const Entry& e : cache)
-    if (e.kind == kind && e.gsi == gsi && e.smem == smem_bytes) return e.blocks;
+    if (e.id == k.id && e.smem == smem_bytes) return e.blocks;
   int n = 0;
-  if (allow_smem(kind, gsi) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel_for(kind, gsi), kThreads,
+  if (allow_smem(k) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel_for(k), kThreads,
                                                     static_cast<size_t>(smem_bytes)) != cudaSuccess) {
     cudaGetLastError();
     n = 0;
   }
-  if (cache.size() < 256) cache.push_back({kind, gsi, smem_bytes, n});
+  if (cache.size() < 256) cache.push_back({k.id, smem_bytes, n});
   return n;
 }
 
 // Clusters of `cluster` blocks of one instantiation at one shared-memory size
 // that can be resident at once (0 where the query fails), cached as above.
-int resident_clusters(int kind, int gsi, int smem_bytes, int cluster) {
+int resident_clusters(KernelId k, int smem_bytes, int cluster) {
   struct Entry {
-    int kind, gsi, smem, cluster, clusters;
+    int id, smem, cluster, clusters;
   };
   static std::mutex mu;
   static std::vector<Entry> cache;
   std::lock_guard<std::mutex> lock(mu);
   for (const Entry& e : cache)
-    if (e.kind == kind && e.gsi == gsi && e.smem == smem_bytes && e.cluster == cluster) return e.clusters;
+    if (e.id == k.id && e.smem == smem_bytes && e.cluster == cluster) return e.clusters;
   int n = 0;
   cudaLaunchAttribute attrs[2];
   cudaLaunchConfig_t cfg = launch_config(cluster, smem_bytes, cluster, nullptr, attrs);
-  if (allow_smem(kind, gsi) != cudaSuccess ||
-      cudaOccupancyMaxActiveClusters(&n, kernel_for(kind, gsi), &cfg) != cudaSuccess) {
+  if (allow_smem(k) != cudaSuccess || cudaOccupancyMaxActiveClusters(&n, kernel_for(k), &cfg) != cudaSuccess) {
     cudaGetLastError();
     n = 0;
   }
-  if (cache.size() < 256) cache.push_back({kind, gsi, smem_bytes, cluster, n});
+  if (cache.size() < 256) cache.push_back({k.id, smem_bytes, cluster, n});
   return n;
 }
 
@@ -908,7 +965,7 @@ bool w4_gemv_tma_supported(int cc_major) {
   // would JIT the compute_80 PTX, where the kernel body is a trap.
   static const bool built_for_90 = [] {
     cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, kernel_for(1, 0)) != cudaSuccess) {
+    if (cudaFuncGetAttributes(&attr, kernel_for(KernelId(1, 0, 1))) != cudaSuccess) {
       cudaGetLastError();
       return false;
     }
@@ -928,17 +985,17 @@ int64_t range_cost(int64_t chunks) { return (chunks + kSC - 1) / kSC * kSC; }
 struct RingFit {
   int stages = 0, smem_bytes = 0, per_sm = 0;
 };
-RingFit fit_ring(int kind, int gsi, int stage_bytes, int extra_head, int stages_asked, int max_blocks_per_sm) {
+RingFit fit_ring(KernelId k, int stage_bytes, int extra_head, int stages_asked, int max_blocks_per_sm) {
   RingFit r;
   r.stages = stages_asked > 0 ? std::min(stages_asked, kMaxStages) : kDefaultStages;
   const auto smem_of = [&](int st) { return barrier_bytes(st) + extra_head + st * stage_bytes; };
   r.smem_bytes = smem_of(r.stages);
-  r.per_sm = resident_blocks_per_sm(kind, gsi, r.smem_bytes);
+  r.per_sm = resident_blocks_per_sm(k, r.smem_bytes);
   const int want = stages_asked > 0 ? 1 : 2;
   while (r.per_sm < want && r.stages > want) {
     --r.stages;
     r.smem_bytes = smem_of(r.stages);
-    r.per_sm = resident_blocks_per_sm(kind, gsi, r.smem_bytes);
+    r.per_sm = resident_blocks_per_sm(k, r.smem_bytes);
   }
   r.per_sm = std::max(r.per_sm, 1);
   if (max_blocks_per_sm > 0) r.per_sm = std::min(r.per_sm, max_blocks_per_sm);
@@ -966,7 +1023,7 @@ struct PartsChoice {
 // s > 1 the parts sum in a cluster (s <= 8, `clusters` allowed) where all the
 // clusters fit at once with the reduction's slots and as many blocks on an SM
 // as without, else through the workspace.
-PartsChoice cheapest_parts(const W4Layout& L, int64_t M, int kind, int gsi, int stage_bytes, const RingFit& ring,
+PartsChoice cheapest_parts(const W4Layout& L, int64_t M, KernelId k, int stage_bytes, const RingFit& ring,
                            int64_t slots, int stages, int max_blocks_per_sm, bool clusters, int parts) {
   PartsChoice best;
   const int max_s = static_cast<int>(std::min<int64_t>(L.chunks, slots / L.n_blocks));
@@ -981,8 +1038,8 @@ PartsChoice cheapest_parts(const W4Layout& L, int64_t M, int kind, int gsi, int 
     c.cost = range_cost(per) + (s > 1 ? kGlobalFlushChunks : 0);
     if (clusters && s > 1 && s <= kMaxCluster) {
       const int red = static_cast<int>((((kConsumerWarps + s - 1) / s) * s * M * 64 + 127) & ~127LL);
-      const RingFit cring = fit_ring(kind, gsi, stage_bytes, red, stages, max_blocks_per_sm);
-      c.clusters = resident_clusters(kind, gsi, cring.smem_bytes, s);
+      const RingFit cring = fit_ring(k, stage_bytes, red, stages, max_blocks_per_sm);
+      c.clusters = resident_clusters(k, cring.smem_bytes, s);
       if (c.clusters >= L.n_blocks && cring.per_sm >= ring.per_sm) {
         c.dsmem = true;
         c.red = red;
@@ -1004,20 +1061,20 @@ W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm
   // (W - 1) / G + 2 groups of G columns.
   const int64_t max_groups =
       L.gs_shift >= 30 ? 1 : std::min<int64_t>(L.n_groups, ((kSC * 64 - 1) >> L.gs_shift) + 2);
-  plan.x_off = static_cast<int>(kSC * 4096 + max_groups * 512 + kSumBytes);
+  plan.x_off = static_cast<int>(kSC * 4096 + max_groups * 512 + sum_bytes(token_tiles(M)));
   plan.stage_bytes = static_cast<int>(plan.x_off + ((M * kXRowBytes + 127) & ~127LL));
-  const int kind = is_f16 ? 0 : 1, gsi = gs_index(scale_words_per_chunk(L));
+  const KernelId k(is_f16 ? 0 : 1, gs_index(scale_words_per_chunk(L)), token_tiles(M));
   const int64_t total = L.n_blocks * L.chunks, tiles = L.n_blocks * kConsumerWarps;
 
   // Stream-K: equal ranges of the flat (n-block, chunk) order over every block that fits at once.
-  const RingFit ring = fit_ring(kind, gsi, plan.stage_bytes, 0, stages, max_blocks_per_sm);
+  const RingFit ring = fit_ring(k, plan.stage_bytes, 0, stages, max_blocks_per_sm);
   const int64_t slots = static_cast<int64_t>(std::max(sm_count, 1)) * ring.per_sm;
   const int64_t per_sk = std::max<int64_t>(1, (total + slots - 1) / slots);
 
   // N-block parts where there are no more n-blocks than blocks that fit at once, and where the cost
   // model puts them before stream-K (or they are asked for).
   if (split != W4GemvTmaSplit::kStreamK && L.n_blocks <= slots) {
-    const PartsChoice c = cheapest_parts(L, M, kind, gsi, plan.stage_bytes, ring, slots, stages, max_blocks_per_sm,
+    const PartsChoice c = cheapest_parts(L, M, k, plan.stage_bytes, ring, slots, stages, max_blocks_per_sm,
                                          split != W4GemvTmaSplit::kPartsGlobal, parts);
     const bool forced = split == W4GemvTmaSplit::kParts || split == W4GemvTmaSplit::kPartsGlobal;
     if (c.s > 0 && (forced || c.cost < stream_k_cost(per_sk, L.chunks))) {
@@ -1052,7 +1109,7 @@ W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm
 cudaError_t w4_gemv_tma(const W4Layout& L, const W4GemvTmaPlan& plan, const uint4* qw, const uint2* sz, bool is_f16,
                         const void* x, int64_t ldx, int64_t M, void* y, const void* bias, DType bias_type,
                         float* partial, int* counters, cudaStream_t stream) {
-  if (M < 1 || M > kW4GemvMaxM || plan.blocks < 1 || plan.per_cta < 1 || plan.stages < 1 || plan.stages > kMaxStages ||
+  if (M < 1 || M > kW4GemvTmaMaxM || plan.blocks < 1 || plan.per_cta < 1 || plan.stages < 1 || plan.stages > kMaxStages ||
       L.gs_shift < 4)
     return cudaErrorInvalidValue;
   if (plan.counters > 0 && (!partial || !counters)) return cudaErrorInvalidValue;
@@ -1081,7 +1138,7 @@ cudaError_t w4_gemv_tma(const W4Layout& L, const W4GemvTmaPlan& plan, const uint
   a.stages = plan.stages;
   a.stage_bytes = plan.stage_bytes;
   a.sz_off = kSC * 4096;
-  a.sum_off = plan.x_off - kSumBytes;
+  a.sum_off = plan.x_off - sum_bytes(token_tiles(M));
   a.x_off = plan.x_off;
   a.parts = plan.parts;
   a.dsmem = plan.dsmem ? 1 : 0;
@@ -1089,9 +1146,9 @@ cudaError_t w4_gemv_tma(const W4Layout& L, const W4GemvTmaPlan& plan, const uint
 #if defined(XQ_W4T_TRACE)
   a.trace = g_trace;
 #endif
-  const int kind = is_f16 ? 0 : 1, gsi = gs_index(scale_words_per_chunk(L));
-  if (cudaError_t e = allow_smem(kind, gsi); e != cudaSuccess) return e;
-  return launch(kind, gsi, a, plan.blocks, plan.smem_bytes, stream);
+  const KernelId k(is_f16 ? 0 : 1, gs_index(scale_words_per_chunk(L)), token_tiles(M));
+  if (cudaError_t e = allow_smem(k); e != cudaSuccess) return e;
+  return launch(k, a, plan.blocks, plan.smem_bytes, stream);
 }
 
 }  // namespace xqcuda

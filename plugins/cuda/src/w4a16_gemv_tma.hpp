@@ -1,5 +1,5 @@
 // w4a16_gemv_tma.hpp: the TMA-ring W4A16 GEMV ("v4") for decode batches
-// (M <= kW4GemvMaxM) on the stored "cuda-w4a16-mma" layout, sm_90 only: each
+// (M <= kW4GemvTmaMaxM) on the stored "cuda-w4a16-mma" layout, sm_90 only: each
 // thread block streams one contiguous byte range of the weight through a
 // shared-memory ring filled by 1-D bulk copies (cp.async.bulk). The provider
 // takes it for op.i[7] = 7 or XQUANT_CUDA_W4_GEMV_VARIANT=4 (provider.cpp,
@@ -10,6 +10,10 @@
 #include "w4a16_gemv.hpp"
 
 namespace xqcuda {
+
+// The most rows v4 takes: two token tiles of the mma's 8 (w4a16_gemv_tma.cu,
+// token_tiles), against kW4GemvMaxM = 8 of the other GEMVs.
+inline constexpr int64_t kW4GemvTmaMaxM = 16;
 
 // Work split of one launch. The weight's (n-block, 64-column chunk) pairs,
 // numbered f = n_block * chunks + chunk (4 KB each, contiguous in that
@@ -66,7 +70,7 @@ W4GemvTmaPlan w4_gemv_tma_plan(const W4Layout& L, int64_t M, bool is_f16, int sm
 
 // Same contract as w4_gemv (w4a16_gemv.hpp): y[M][N] = x · W^T (+ bias),
 // x T [M][ldx], ldx >= K_pad and a multiple of 8, zero beyond K, 16-byte
-// aligned; 1 <= M <= kW4GemvMaxM; groups of 16 or more (gs_shift >= 4).
+// aligned; 1 <= M <= kW4GemvTmaMaxM; groups of 16 or more (gs_shift >= 4).
 cudaError_t w4_gemv_tma(const W4Layout& L, const W4GemvTmaPlan& plan, const uint4* qw, const uint2* sz, bool is_f16,
                         const void* x, int64_t ldx, int64_t M, void* y, const void* bias, DType bias_type,
                         float* partial, int* counters, cudaStream_t stream);
