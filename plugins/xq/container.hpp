@@ -6,6 +6,7 @@
 
 #include <xquant/sdk/cpu_layout.hpp>
 #include <xquant/sdk/cuda_layout.hpp>
+#include <xquant/sdk/cuda_wgmma_layout.hpp>
 #include <xquant/sdk/error.hpp>
 #include <xquant/xq_tensor.h>
 
@@ -29,7 +30,8 @@ inline constexpr const char* kFileName = "model.xq";  // inside a checkpoint fol
 inline constexpr const char* kCanonical = "canonical";
 inline constexpr const char* kCpuLayout = sdk::cpu_layout::kName;
 inline bool known_layout(const std::string& name) {
-  return name == kCanonical || name == kCpuLayout || sdk::cuda_layout::is_layout_name(name);
+  return name == kCanonical || name == kCpuLayout || sdk::cuda_layout::is_layout_name(name) ||
+         name == sdk::cuda_wgmma_layout::kName;
 }
 
 // The first 64 bytes of the file (little-endian).

@@ -24,7 +24,8 @@ class Format : public sdk::PluginBase {
 
 constexpr const char* kCapabilities[] = {"write:xq", "layout:canonical", "layout:cpu.int-blocks.v1",
                                          "layout:cuda.w4a16-mma.v1", "layout:cuda.w8a8-int8-nk.v1",
-                                         "layout:cuda.w8a8-fp8-nk.v1", "bits:2-8", "type:float",
+                                         "layout:cuda.w8a8-fp8-nk.v1", "layout:cuda.w4a16-wgmma.v1", "bits:2-8",
+                                         "type:float",
                                          "strategy:tensor,channel,group",
                                          "act:int8-dynamic-token,int8-static-tensor,fp8-dynamic-token",
                                          "g_idx", "ragged-groups", nullptr};
@@ -38,7 +39,9 @@ constexpr xq_param_spec kParams[] = {
     {"layouts", XQ_VALUE_STRING, "cpu,cuda",
      "which providers' packed layouts provider_layouts stores: a comma-separated subset of cpu (cpu.int-blocks.v1) "
      "and cuda (cuda.w4a16-mma.v1, cuda.w8a8-int8-nk.v1, cuda.w8a8-fp8-nk.v1); each costs about the canonical "
-     "codes' size again"},
+     "codes' size again; cuda-wgmma (cuda.w4a16-wgmma.v1, not by default) adds the copy of W4A16 weights the "
+     "cuda provider's Hopper GEMM reads at 64 rows and more (without it a weight taken as stored runs the older "
+     "kernels there)"},
     {"pack_batch", XQ_VALUE_INT, "0",
      "quantized tensors packed together, one per thread of the pool (0: twice the threads; 1: each as it "
      "arrives); the file's bytes are the same for every value"},

@@ -226,6 +226,16 @@ class Checker {
       if (s.layout != sdk::cuda_layout::name_of(v.g.kind)) bad(sf, "holds another cuda layout");
       if (v.g.has_perm && !r.has_g_idx) bad(sf, "an act-order permutation, but the tensor has no g_idx");
     }
+    if (const SegmentRef* s = r.find(sdk::cuda_wgmma_layout::kName)) {
+      const std::string sf = field + ".segments[" + sdk::cuda_wgmma_layout::kName + "]";
+      sdk::cuda_wgmma_layout::View v;
+      try {
+        v = sdk::cuda_wgmma_layout::view(q, data_ + s->offset, s->size);
+      } catch (const sdk::Error& e) {
+        bad(sf, e.what());
+      }
+      if (v.g.sorted && !r.has_g_idx) bad(sf, "act-order columns, but the tensor has no g_idx");
+    }
   }
 
   void check_files() {

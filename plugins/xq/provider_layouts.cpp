@@ -4,6 +4,7 @@
 
 #include <xquant/sdk/cpu_layout.hpp>
 #include <xquant/sdk/cuda_layout.hpp>
+#include <xquant/sdk/cuda_wgmma_layout.hpp>
 #include <xquant/sdk/error.hpp>
 #include <xquant/sdk/fp8.hpp>
 
@@ -12,16 +13,18 @@
 namespace xquant::xqc {
 
 LayoutChoice parse_layout_choice(const std::string& text) {
-  LayoutChoice c{false, false};
+  LayoutChoice c{false, false, false};
   if (text.empty() || text == "none") return c;
   std::istringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
     if (item == "cpu") c.cpu = true;
     else if (item == "cuda") c.cuda = true;
+    else if (item == "cuda-wgmma") c.cuda_wgmma = true;
     else
-      throw sdk::Error(XQ_ERR_INVALID_ARGUMENT,
-                       "layouts: '" + item + "' is not a provider with a stored layout (cpu, cuda; e.g. \"cpu,cuda\")");
+      throw sdk::Error(XQ_ERR_INVALID_ARGUMENT, "layouts: '" + item +
+                                                    "' is not a provider with a stored layout (cpu, cuda, cuda-wgmma; "
+                                                    "e.g. \"cpu,cuda\")");
   }
   return c;
 }
@@ -46,6 +49,13 @@ std::vector<PackedSegment> pack_provider_layouts(const sdk::Host& host, const ch
       out.push_back({sdk::cuda_layout::name_of(p.g.kind), std::move(p.bytes)});
     } catch (const sdk::Error& err) {
       skipped("cuda", err);
+    }
+  }
+  if (choice.cuda_wgmma) {
+    try {
+      out.push_back({sdk::cuda_wgmma_layout::kName, sdk::cuda_wgmma_layout::pack(q)});
+    } catch (const sdk::Error& err) {
+      skipped(sdk::cuda_wgmma_layout::kName, err);
     }
   }
   return out;

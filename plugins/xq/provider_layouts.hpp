@@ -17,10 +17,11 @@ namespace xquant::xqc {
 struct LayoutChoice {
   bool cpu = true;
   bool cuda = true;
+  bool cuda_wgmma = false;  // the Hopper GEMM's copy of W4A16 weights (sdk/cuda_wgmma_layout.hpp): asked for
 };
 
 // Parses the writer's `layouts` parameter: a comma-separated subset of
-// "cpu,cuda" ("" or "none": canonical only).
+// "cpu,cuda,cuda-wgmma" ("" or "none": canonical only).
 LayoutChoice parse_layout_choice(const std::string& text);
 
 struct PackedSegment {

@@ -69,16 +69,19 @@ std::string awq_gptq_specifics(const std::string& format, const nlohmann::json& 
 std::string xq_specifics(const Checkpoint& cp) {
   if (cp.loader().name() != "xq") return "";
   const Kv& c = cp.config();
-  size_t quantized = 0, cpu = 0, cuda = 0;
+  size_t quantized = 0, cpu = 0, cuda = 0, hopper = 0;
   for (const auto& t : cp.tensors()) {
     quantized += t.has_quantized ? 1 : 0;
     cpu += t.storage_type.find("cpu.int-blocks.v1") != std::string::npos ? 1 : 0;
     cuda += t.storage_type.find(", cuda.") != std::string::npos ? 1 : 0;
+    hopper += t.storage_type.find("cuda.w4a16-wgmma.v1") != std::string::npos ? 1 : 0;
   }
   const auto* files = c.find("xq.files");
   return fmt::format("xq container v{}: segments aligned to {} bytes; {} quantized tensors, {} with the cpu layout "
-                     "cpu.int-blocks.v1, {} with a cuda layout (the rest canonical only); files: {}; recipe {}; report {}",
+                     "cpu.int-blocks.v1, {} with a cuda layout{} (the rest canonical only); files: {}; recipe {}; "
+                     "report {}",
                      c.get_int("xq.format_version", 0), c.get_int("xq.alignment", 0), quantized, cpu, cuda,
+                     hopper ? fmt::format(" ({} also with the Hopper GEMM's cuda.w4a16-wgmma.v1)", hopper) : "",
                      files && !files->as_strings().empty() ? fmt::format("{}", fmt::join(files->as_strings(), ", ")) : "none",
                      c.find("xq.recipe_yaml") ? "present" : "absent", c.find("xq.report_json") ? "present" : "absent");
 }

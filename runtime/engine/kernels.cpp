@@ -198,6 +198,21 @@ xq_qweight* Kernels::adopt(const xq_quant_tensor& desc, const std::string& layou
   return w;
 }
 
+std::string Kernels::extra_layout(const xq_qweight* w, const xq_quant_tensor& desc) const {
+  const auto& vt = plugin_->kernel();
+  if (!w || !XQ_HAS_FIELD(&vt, xq_kernel_vtable, qweight_attach) || !vt.qweight_extra_layout || !vt.qweight_attach)
+    return "";
+  const char* l = vt.qweight_extra_layout(plugin_->state, w, &desc);
+  return l ? l : "";
+}
+
+void Kernels::attach(xq_qweight* w, const xq_quant_tensor& desc, const std::string& layout,
+                     const xq_tensor_view& bytes, const std::string& name) const {
+  const xq_status s =
+      plugin_->kernel().qweight_attach(plugin_->state, w, &desc, layout.c_str(), bytes.data, bytes.nbytes);
+  check_plugin_call(s, fmt::format("kernel provider '{}' taking the stored '{}' copy of '{}'", plugin_->name(), layout, name));
+}
+
 }  // namespace xquant
 
 namespace xquant {

@@ -99,6 +99,12 @@ class Kernels {
   std::string packed_layout(const xq_quant_tensor& desc) const;
   xq_qweight* adopt(const xq_quant_tensor& desc, const std::string& layout, const xq_tensor_view& bytes,
                     const std::string& name) const;
+  // The second stored copy an adopted weight would also take ("" when none:
+  // xq_kernel_vtable.qweight_extra_layout), and handing it over (the
+  // provider keeps its own copy; throws on bad bytes).
+  std::string extra_layout(const xq_qweight* w, const xq_quant_tensor& desc) const;
+  void attach(xq_qweight* w, const xq_quant_tensor& desc, const std::string& layout, const xq_tensor_view& bytes,
+              const std::string& name) const;
 
  private:
   LoadedPlugin* plugin_;

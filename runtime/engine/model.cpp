@@ -427,9 +427,12 @@ void Model::load_weights() {
   logger().debug("model '{}': {} layers, hidden {}, {} Linears run quantized on '{}'", checkpoint_->path().string(),
                  a.n_layers, a.hidden, n_quantized_, kernels_->name());
   if (n_quantized_ > 0)
-    logger().info("quantized weights on '{}': {} bytes repacked at load ({} Linears), {} bytes taken as stored ({} Linears)",
+    logger().info("quantized weights on '{}': {} bytes repacked at load ({} Linears), {} bytes taken as stored ({} Linears{})",
                   kernels_->name(), load_stats_.repacked_bytes, load_stats_.repacked_linears, load_stats_.stored_bytes,
-                  load_stats_.stored_linears);
+                  load_stats_.stored_linears,
+                  load_stats_.stored_copies ? fmt::format("; {} with a second stored copy, {} bytes", load_stats_.stored_copies,
+                                                          load_stats_.stored_copy_bytes)
+                                            : std::string());
 }
 
 const Tokenizer& Model::tokenizer() {

@@ -227,6 +227,10 @@ class Model {
   struct LoadStats {
     uint64_t repacked_bytes = 0, stored_bytes = 0;
     int repacked_linears = 0, stored_linears = 0;
+    // Stored Linears that also took a second stored copy (qweight_attach:
+    // the cuda provider's Hopper GEMM copy), and its bytes.
+    int stored_copies = 0;
+    uint64_t stored_copy_bytes = 0;
     uint64_t source_bytes_released = 0;
     // Device providers: bytes of dense tables (embedding, lm_head) uploaded
     // from the file as stored (engine/device_tables.cpp).
@@ -314,6 +318,9 @@ class Model {
   // A quantized Linear whose checkpoint stores it in the provider's own
   // layout, taken as is (stored_weights.cpp); false when it stores none.
   bool adopt_stored(const TensorEntry& te, const LinearDesc& d, LinearWeights& lw);
+  // The provider's second stored copy of adopted `w`, where it takes one and
+  // the checkpoint stores it (stored_weights.cpp).
+  void attach_stored_copy(const TensorEntry& te, const xq_quant_tensor& desc, xq_qweight* w, const std::string& module);
   // The Linears `members` of layer desc `d` stacked into one (empty, desc
   // null, when they cannot be: mixed or incompatible quantization).
   LinearWeights load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,

@@ -3,7 +3,10 @@
 // provider names the layout it packs the tensor's description into; when the
 // checkpoint has that layout, the provider takes the stored bytes as they are
 // (qweight_adopt: checked, never repacked) and the load counts them as
-// stored, not repacked (Model::load_stats).
+// stored, not repacked (Model::load_stats). A provider that reads some of
+// its weights in a second layout (the cuda provider's Hopper GEMM copy)
+// names it after the adoption, and takes it from the checkpoint when stored
+// there (qweight_attach); otherwise the weight runs without it.
 #include "engine/model.hpp"
 #include "engine/stored_layouts.hpp"
 
@@ -23,6 +26,13 @@ bool Model::adopt_stored(const TensorEntry& te, const LinearDesc& d, LinearWeigh
   if (layout.empty() || !checkpoint_->read_packed(te, layout, desc, bytes)) return false;
   lw.q = kernels_->adopt(desc, layout, bytes, d.module);
   if (!lw.q) return false;
+  try {
+    attach_stored_copy(te, desc, lw.q, d.module);
+  } catch (...) {  // bytes that lie: nothing of this Linear stays allocated
+    kernels_->release(lw.q);
+    lw.q = nullptr;
+    throw;
+  }
   if (!choose_qmatmul_act(lw)) {
     kernels_->release(lw.q);
     lw.q = nullptr;
@@ -35,6 +45,22 @@ bool Model::adopt_stored(const TensorEntry& te, const LinearDesc& d, LinearWeigh
   ++load_stats_.stored_linears;
   logger().debug("{}: {} bytes taken as stored in '{}'", d.module, bytes.nbytes, layout);
   return true;
+}
+
+void Model::attach_stored_copy(const TensorEntry& te, const xq_quant_tensor& desc, xq_qweight* w,
+                               const std::string& module) {
+  const std::string extra = kernels_->extra_layout(w, desc);
+  if (extra.empty()) return;
+  auto d = desc;
+  auto bytes = sdk::make_struct<xq_tensor_view>();
+  if (!checkpoint_->read_packed(te, extra, d, bytes)) {
+    logger().debug("{}: no stored '{}' copy; its kernels there run without it", module, extra);
+    return;
+  }
+  kernels_->attach(w, desc, extra, bytes, module);
+  ++load_stats_.stored_copies;
+  load_stats_.stored_copy_bytes += bytes.nbytes;
+  logger().debug("{}: {} bytes of the stored '{}' copy taken", module, bytes.nbytes, extra);
 }
 
 bool stored_in_provider_layout(const Checkpoint& checkpoint, const Kernels& kernels, const LayerDesc& d,

@@ -10,16 +10,26 @@
 // bytes go through qweight_adopt and DEQUANTIZE of both weights must agree
 // bit for bit. Bytes that do not fit (truncated, another shape, a wrong
 // layout name) are refused with the status the ABI names.
+//
+// The Hopper GEMM's copy (sdk/cuda_wgmma_layout.hpp, where this build and
+// device have that GEMM: the prepared weight has one): cuda_wgmma_layout::
+// pack against the device's w4h_pack / w4h_pack_scales byte for byte; the
+// adopted weight names the copy (qweight_extra_layout), takes it
+// (qweight_attach), and QMATMUL forced to the Hopper GEMM (op.i[7] = 3) at
+// M = 64 and 200 gives the prepared weight's bits; a copy that does not fit
+// is refused and leaves the weight running without it.
 #include "test_host.hpp"
 
 #include <cuda_runtime.h>
 
 #include <xquant/sdk/cuda_layout.hpp>
+#include <xquant/sdk/cuda_wgmma_layout.hpp>
 
 #include "provider.hpp"  // xq_qweight's fields, to read the prepared device buffers back
 
 using namespace xqtest;
 namespace cl = xquant::sdk::cuda_layout;
+namespace cw = xquant::sdk::cuda_wgmma_layout;
 
 namespace {
 
@@ -233,6 +243,124 @@ TEST(StoredLayoutErrors, BytesThatDoNotFitAreRefused) {
   bad[0] = 'Y';
   EXPECT_EQ(P.vt->qweight_adopt(P.state, &desc, cl::kW4Name, bad.data(), bad.size(), &out), XQ_ERR_MALFORMED);
   EXPECT_EQ(out, nullptr);
+}
+
+// ---- the Hopper GEMM's copy ----------------------------------------------------
+
+xq_quant_tensor description_of(const xq_quant_tensor& q) {
+  xq_quant_tensor d = q;
+  d.codes = nullptr;
+  d.scales = nullptr;
+  d.zero_points = nullptr;
+  d.g_idx = nullptr;
+  return d;
+}
+
+// y = x W^T on `w` with QMATMUL forced to the Hopper GEMM (i[7] = 3), BF16 x [M, K] -> y [M, N] bits.
+std::vector<uint16_t> hopper_matmul(xq_qweight* w, const std::vector<uint16_t>& x, int64_t M, int64_t N, int64_t K) {
+  auto& P = Plugin::get();
+  DevBuf dx(static_cast<size_t>(M * K) * 2), dy(static_cast<size_t>(M * N) * 2);
+  dx.put(x);
+  dy.poison();
+  xq_op op = make_op(XQ_OP_QMATMUL);
+  op.qweight = w;
+  op.src[0] = tensor2(XQ_DTYPE_BF16, M, K, dx.p);
+  op.dst = tensor2(XQ_DTYPE_BF16, M, N, dy.p);
+  op.i[7] = 3;
+  EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_OK) << g_last_error;
+  return dy.get<uint16_t>(static_cast<size_t>(M * N));
+}
+
+class StoredWgmmaCopy : public testing::TestWithParam<Case> {};
+
+TEST_P(StoredWgmmaCopy, HostPackEqualsDevicePackAndAttachRunsTheSame) {
+  XQ_REQUIRE_GPU();
+  auto& P = Plugin::get();
+  const Case& c = GetParam();
+  Weight w = make(c);
+  xq_qweight* prepared = nullptr;
+  ASSERT_EQ(P.vt->qweight_prepare(P.state, &w.q, &prepared), XQ_OK) << g_last_error;
+  if (!prepared->hq) {
+    P.vt->qweight_release(P.state, prepared);
+    GTEST_SKIP() << "no Hopper W4A16 GEMM here (a build without CUTLASS, or not sm_90)";
+  }
+  const std::vector<uint8_t> copy = cw::pack(w.q);
+  const cw::View v = cw::view(w.q, copy.data(), copy.size());
+  const uint64_t scale_bytes = 2 * static_cast<uint64_t>(c.N * v.g.n_groups);
+  EXPECT_EQ(first_diff(device_bytes(prepared->hq, static_cast<uint64_t>(c.N * c.K / 2)), v.codes), -1) << "codes";
+  EXPECT_EQ(first_diff(device_bytes(prepared->hs, scale_bytes), v.scales), -1) << "scales";
+  EXPECT_EQ(first_diff(device_bytes(prepared->hz, scale_bytes), v.offsets), -1) << "offsets";
+  // Adopt the mma copy, then attach the wgmma one.
+  const xq_quant_tensor desc = description_of(w.q);
+  const cl::Packed mma = cl::pack(w.q);
+  xq_qweight* adopted = nullptr;
+  ASSERT_EQ(P.vt->qweight_adopt(P.state, &desc, cl::kW4Name, mma.bytes.data(), mma.bytes.size(), &adopted), XQ_OK)
+      << g_last_error;
+  ASSERT_TRUE(XQ_HAS_FIELD(P.vt, xq_kernel_vtable, qweight_attach) && P.vt->qweight_extra_layout && P.vt->qweight_attach);
+  const char* extra = P.vt->qweight_extra_layout(P.state, adopted, &desc);
+  ASSERT_NE(extra, nullptr);
+  EXPECT_STREQ(extra, cw::kName);
+  EXPECT_EQ(P.vt->qweight_extra_layout(P.state, prepared, &desc), nullptr) << "a prepared weight has its copy";
+  ASSERT_EQ(P.vt->qweight_attach(P.state, adopted, &desc, extra, copy.data(), copy.size()), XQ_OK) << g_last_error;
+  EXPECT_EQ(P.vt->qweight_extra_layout(P.state, adopted, &desc), nullptr) << "attached once, asked again";
+  for (int64_t M : {64, 200}) {
+    std::vector<uint16_t> x(static_cast<size_t>(M * c.K));
+    for (auto& b : x) b = xquant::sdk::f32_to_bf16(uniform(-1.f, 1.f));
+    EXPECT_TRUE(hopper_matmul(prepared, x, M, c.N, c.K) == hopper_matmul(adopted, x, M, c.N, c.K))
+        << "M=" << M << ": the attached copy gave other bits than the prepared one";
+  }
+  P.vt->qweight_release(P.state, adopted);
+  P.vt->qweight_release(P.state, prepared);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cuda, StoredWgmmaCopy,
+    testing::Values(Case{"w4_g128_asym_actorder", 4, XQ_STRATEGY_GROUP, 128, true, true, 256, 512, XQ_DTYPE_F32,
+                         XQ_ACT_NONE},
+                    Case{"w4_g64_sym", 4, XQ_STRATEGY_GROUP, 64, false, false, 96, 192, XQ_DTYPE_BF16, XQ_ACT_NONE},
+                    Case{"w4_g128_ragged_last_group", 4, XQ_STRATEGY_GROUP, 128, false, false, 64, 4160, XQ_DTYPE_F16,
+                         XQ_ACT_NONE},
+                    Case{"w4_channel_asym", 4, XQ_STRATEGY_CHANNEL, 0, true, false, 128, 256, XQ_DTYPE_F32, XQ_ACT_NONE},
+                    Case{"w3_g128_sym", 3, XQ_STRATEGY_GROUP, 128, false, false, 64, 256, XQ_DTYPE_F32, XQ_ACT_NONE}),
+    [](const testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
+
+TEST(StoredWgmmaCopyErrors, ACopyThatDoesNotFitIsRefusedAndTheWeightStillRuns) {
+  XQ_REQUIRE_GPU();
+  auto& P = Plugin::get();
+  Weight w = make({"w4", 4, XQ_STRATEGY_GROUP, 128, false, false, 64, 256, XQ_DTYPE_F32, XQ_ACT_NONE});
+  const xq_quant_tensor desc = description_of(w.q);
+  const cl::Packed mma = cl::pack(w.q);
+  xq_qweight* adopted = nullptr;
+  ASSERT_EQ(P.vt->qweight_adopt(P.state, &desc, cl::kW4Name, mma.bytes.data(), mma.bytes.size(), &adopted), XQ_OK)
+      << g_last_error;
+  const char* extra = P.vt->qweight_extra_layout(P.state, adopted, &desc);
+  if (!extra) {
+    P.vt->qweight_release(P.state, adopted);
+    GTEST_SKIP() << "no Hopper W4A16 GEMM here (a build without CUTLASS, or not sm_90)";
+  }
+  const std::vector<uint8_t> copy = cw::pack(w.q);
+  EXPECT_EQ(P.vt->qweight_attach(P.state, adopted, &desc, extra, copy.data(), copy.size() - 64), XQ_ERR_MALFORMED);
+  EXPECT_NE(g_last_error.find("size"), std::string::npos) << g_last_error;
+  EXPECT_EQ(P.vt->qweight_attach(P.state, adopted, &desc, cl::kW4Name, copy.data(), copy.size()), XQ_ERR_UNSUPPORTED);
+  // Columns sorted for act-order, but the adopted weight has no permutation.
+  std::vector<uint8_t> sorted = copy;
+  sorted[8] = 1;
+  Weight ao = make({"w4ao", 4, XQ_STRATEGY_GROUP, 128, false, true, 64, 256, XQ_DTYPE_F32, XQ_ACT_NONE});
+  const xq_quant_tensor ao_desc = description_of(ao.q);
+  EXPECT_EQ(P.vt->qweight_attach(P.state, adopted, &ao_desc, extra, sorted.data(), sorted.size()), XQ_ERR_MALFORMED);
+  EXPECT_NE(g_last_error.find("permutation"), std::string::npos) << g_last_error;
+  // Still no copy, and the weight runs (the older kernels at M = 64).
+  EXPECT_STREQ(P.vt->qweight_extra_layout(P.state, adopted, &desc), cw::kName);
+  const int64_t M = 64;
+  DevBuf dx(static_cast<size_t>(M * 256) * 2), dy(static_cast<size_t>(M * 64) * 2);
+  std::vector<uint16_t> x(static_cast<size_t>(M * 256), xquant::sdk::f32_to_bf16(0.5f));
+  dx.put(x);
+  xq_op op = make_op(XQ_OP_QMATMUL);
+  op.qweight = adopted;
+  op.src[0] = tensor2(XQ_DTYPE_BF16, M, 256, dx.p);
+  op.dst = tensor2(XQ_DTYPE_BF16, M, 64, dy.p);
+  EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_OK) << g_last_error;
+  P.vt->qweight_release(P.state, adopted);
 }
 
 }  // namespace

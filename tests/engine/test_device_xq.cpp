@@ -40,11 +40,12 @@ Runtime& runtime() {
   return r;
 }
 
-void quantize_to(const std::string& format, const fs::path& out) {
+void quantize_to(const std::string& format, const fs::path& out, int group_size = 32, const char* params = nullptr) {
   const std::string yaml = "model:\n  path: " + (kShared / "models/stories260K-hf").string() +
                            "\nquantize:\n  - targets: [Linear]\n    algorithm: rtn\n    weights:\n      bits: 4\n"
-                           "      symmetric: false\n      group_size: 32\nignore: [lm_head]\noutput:\n"
-                           "  format: " + format + "\n  path: " + out.string() + "\n";
+                           "      symmetric: false\n      group_size: " + std::to_string(group_size) +
+                           "\nignore: [lm_head]\noutput:\n  format: " + format + "\n  path: " + out.string() + "\n" +
+                           (params ? std::string("  params: ") + params + "\n" : std::string());
   xq_runtime* crt = nullptr;
   ASSERT_EQ(xq_runtime_create(nullptr, &crt), XQ_OK) << xq_last_error();
   ASSERT_EQ(xq_run_pipeline_string(crt, yaml.c_str(), nullptr), XQ_OK) << xq_last_error();
@@ -123,6 +124,47 @@ TEST(DeviceXq, StoredCudaLayoutsLoadWithNothingRepacked) {
   const auto pc = perplexity(*xq_cpu, ids, 256), pg = perplexity(*xq, ids, 256);
   EXPECT_LE(std::fabs(pg.perplexity / pc.perplexity - 1.0), 5e-3) << pg.perplexity << " vs " << pc.perplexity;
   std::printf("xq W4A16 g32 asym perplexity: cpu %.5f, cuda %.5f\n", pc.perplexity, pg.perplexity);
+  fs::remove_all(dir);
+}
+
+// The Hopper GEMM's copy stored beside the mma layout (`layouts` with
+// cuda-wgmma): stories260K's attention Linears (64 x 64, group 64) fit the
+// GEMM, the MLP ones (172 wide) do not. On a device and build with that GEMM
+// the adopted weights take the stored copy (counted in load_stats), nothing
+// is repacked, and prefill over 96 tokens (its Linears at M = 96, the Hopper
+// GEMM's range) matches the same file on cpu as the test above does; elsewhere
+// the copy is left in the file and the model runs the same.
+TEST(DeviceXq, TheStoredHopperCopyIsTakenAndRunsTheSame) {
+  const fs::path dir = fs::temp_directory_path() / ("xquant_device_xq_wgmma_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  {
+    std::string why;
+    auto probe = open_on(kGguf, "cuda", &why);
+    if (!probe) GTEST_SKIP() << "cuda provider unusable here: " << why;
+  }
+  quantize_to("xq", dir / "xq", 64, "{layouts: \"cpu,cuda,cuda-wgmma\"}");
+  std::string why;
+  auto xq = open_on(dir / "xq", "cuda", &why);
+  auto xq_cpu = open_on(dir / "xq", "cpu", &why);
+  ASSERT_TRUE(xq && xq_cpu) << why;
+  const auto& sx = xq->load_stats();
+  std::printf("xq with the Hopper copy on cuda: %llu repacked, %llu stored (%d Linears), %d second copies (%llu bytes)\n",
+              static_cast<unsigned long long>(sx.repacked_bytes), static_cast<unsigned long long>(sx.stored_bytes),
+              sx.stored_linears, sx.stored_copies, static_cast<unsigned long long>(sx.stored_copy_bytes));
+  testing::Test::RecordProperty("stored_copies", std::to_string(sx.stored_copies));
+  EXPECT_EQ(sx.repacked_bytes, 0u);
+  EXPECT_EQ(sx.stored_linears, xq->quantized_linears());
+  // 5 layers x q, k, v, o where the GEMM exists; none elsewhere.
+  EXPECT_TRUE(sx.stored_copies == 0 || sx.stored_copies == 20) << sx.stored_copies;
+  EXPECT_EQ(xq_cpu->load_stats().stored_copies, 0);
+  std::ifstream in(kShared / "data/tinystories/tinystories_val.subset.txt");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const auto ids = eval_tokens(*xq_cpu, ss.str(), 1024);
+  KvCache kc(*xq_cpu, 128), kg(*xq, 128);
+  const auto lc = xq_cpu->forward({SequenceInput{&kc, ids.data(), 96, true}});
+  const auto lg = xq->forward({SequenceInput{&kg, ids.data(), 96, true}});
+  EXPECT_LE(rel_diff(lg, lc), 3e-2);  // BF16 activations on the GPU, F32 on the CPU
   fs::remove_all(dir);
 }
 

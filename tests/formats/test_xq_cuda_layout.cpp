@@ -10,6 +10,11 @@
 //    only the chosen ones with `layouts`), the loader hands it out unchanged,
 //    a reader ignores a layout it does not know, and a cuda segment whose
 //    bytes lie about the tensor is refused at open, naming the segment.
+//  * The Hopper GEMM's copy (sdk::cuda_wgmma_layout): its nibble order
+//    against values CUTLASS's CuTe layout printed (the provider builds the
+//    order with CuTe), every code, scale and offset where that order puts
+//    them, the shapes the GEMM refuses, and the xq segment written only when
+//    `layouts` asks for cuda-wgmma, handed out unchanged, refused when it lies.
 #include "test_runtime.hpp"
 #include "checkpoint/checkpoint.hpp"
 #include "core/error.hpp"
@@ -18,6 +23,7 @@
 #include "test_files.hpp"
 
 #include <xquant/sdk/cuda_layout.hpp>
+#include <xquant/sdk/cuda_wgmma_layout.hpp>
 #include <xquant/sdk/half.hpp>
 
 #include <gtest/gtest.h>
@@ -29,6 +35,7 @@
 namespace fs = std::filesystem;
 using namespace xquant;
 namespace cl = xquant::sdk::cuda_layout;
+namespace cw = xquant::sdk::cuda_wgmma_layout;
 
 namespace {
 
@@ -152,6 +159,128 @@ TEST(CudaLayoutPack, RefusesWhatTheProviderRefuses) {
   EXPECT_THROW(cl::pack(b.q), sdk::Error);
 }
 
+// ---- the Hopper GEMM's copy ------------------------------------------------------
+
+// CuTe's layout (plugins/cuda/src/w4a16_hopper_gemm.cuh weight_layout, CUTLASS
+// 4.2.0, printed on the host by a program that instantiates it) at four
+// shapes: a hash of every offset in row-major (n, c) order, h = h * 1000003 +
+// offset mod 2^61, and ten offsets each.
+struct CuteShape {
+  int64_t N, K;
+  uint64_t hash;
+  int64_t at[10][3];  // n, c, offset
+};
+constexpr CuteShape kCute[] = {
+    {16, 16, 1406468177645746432ULL, {{0, 0, 0}, {1, 0, 32}, {0, 1, 4}, {7, 3, 236}, {8, 0, 1}, {15, 15, 255}, {15, 15, 255}, {11, 13, 119}, {15, 0, 225}, {0, 15, 30}}},
+    {32, 64, 1130345422792542208ULL, {{0, 0, 0}, {1, 0, 32}, {0, 1, 4}, {7, 3, 236}, {8, 0, 1}, {15, 15, 255}, {31, 63, 2047}, {19, 37, 1396}, {31, 0, 481}, {0, 63, 1566}}},
+    {48, 192, 1079871224694965248ULL, {{0, 0, 0}, {1, 0, 32}, {0, 1, 4}, {7, 3, 236}, {8, 0, 1}, {15, 15, 255}, {47, 191, 9215}, {27, 101, 4981}, {47, 0, 737}, {0, 191, 8478}}},
+    {128, 256, 746314217058762752ULL, {{0, 0, 0}, {1, 0, 32}, {0, 1, 4}, {7, 3, 236}, {8, 0, 1}, {15, 15, 255}, {127, 255, 32767}, {67, 133, 17524}, {127, 0, 2017}, {0, 255, 30750}}},
+};
+
+TEST(CudaWgmmaLayout, NibbleOrderIsCuTes) {
+  for (const CuteShape& s : kCute) {
+    SCOPED_TRACE(std::to_string(s.N) + "x" + std::to_string(s.K));
+    uint64_t h = 0;
+    std::vector<uint8_t> seen(static_cast<size_t>(s.N * s.K), 0);
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t c = 0; c < s.K; ++c) {
+        const int64_t at = cw::nibble_at(s.N, n, c);
+        ASSERT_TRUE(at >= 0 && at < s.N * s.K) << n << "," << c;
+        ++seen[static_cast<size_t>(at)];
+        h = static_cast<uint64_t>((static_cast<unsigned __int128>(h) * 1000003u + static_cast<uint64_t>(at)) %
+                                  (static_cast<unsigned __int128>(1) << 61));
+      }
+    EXPECT_EQ(h, s.hash);
+    EXPECT_TRUE(std::all_of(seen.begin(), seen.end(), [](uint8_t v) { return v == 1; })) << "not a permutation";
+    for (const auto& a : s.at) EXPECT_EQ(cw::nibble_at(s.N, a[0], a[1]), a[2]) << a[0] << "," << a[1];
+  }
+}
+
+class CudaWgmmaPack : public testing::TestWithParam<W4Case> {};
+
+// Each code at nibble_at(N, n, c) (native column c: canonical perm[c]), as a
+// signed nibble; scales and offsets bf16 [G][N], offset = -scale * zero point.
+TEST_P(CudaWgmmaPack, EveryCodeScaleAndOffsetSitsWhereTheLayoutSays) {
+  const W4Case& c = GetParam();
+  test::Canon w = random_w4(c.rows, c.cols, c.group, c.sym, c.act_order, 21);
+  const std::vector<uint8_t> bytes = cw::pack(w.q);
+  const cw::View v = cw::view(w.q, bytes.data(), bytes.size());
+  const cl::Packed mma = cl::pack(w.q);
+  const cl::View mv = cl::view(w.q, mma.bytes.data(), mma.bytes.size());
+  ASSERT_EQ(v.g.sorted, mv.perm != nullptr);  // the same column order as the mma copy
+  const int64_t N = c.rows, K = c.cols, G = v.g.n_groups;
+  int64_t bad = 0;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t col = 0; col < K; ++col) {
+      const int64_t at = cw::nibble_at(N, n, col);
+      const int nib = (v.codes[at >> 1] >> (4 * (at & 1))) & 0xF;
+      const int code = nib >= 8 ? nib - 16 : nib;
+      bad += code != w.codes[static_cast<size_t>(n * K + (mv.perm ? mv.perm[col] : col))];
+    }
+  EXPECT_EQ(bad, 0) << "codes out of place";
+  for (int64_t grp = 0; grp < G; ++grp)
+    for (int64_t n = 0; n < N; ++n) {
+      uint16_t s = 0, z = 0;
+      std::memcpy(&s, v.scales + 2 * (grp * N + n), 2);
+      std::memcpy(&z, v.offsets + 2 * (grp * N + n), 2);
+      const uint16_t want_s = sdk::f32_to_bf16(w.scales[static_cast<size_t>(n * G + grp)]);
+      const float zp = c.sym ? 0.f : static_cast<float>(w.zps[static_cast<size_t>(n * G + grp)]);
+      ASSERT_EQ(s, want_s) << n << "," << grp;
+      ASSERT_EQ(z, sdk::f32_to_bf16(-sdk::bf16_to_f32(want_s) * zp)) << n << "," << grp;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaWgmmaPack,
+                         testing::Values(W4Case{128, 256, 128, false, true}, W4Case{48, 192, 64, true, false},
+                                         W4Case{32, 128, 0, false, false}, W4Case{16, 4160, 128, true, false}),
+                         [](const testing::TestParamInfo<W4Case>& i) {
+                           const W4Case& c = i.param;
+                           return std::to_string(c.rows) + "x" + std::to_string(c.cols) + "_g" + std::to_string(c.group) +
+                                  (c.sym ? "_sym" : "_asym") + (c.act_order ? "_actorder" : "");
+                         });
+
+TEST(CudaWgmmaPack, RefusesWhatTheHopperGemmRefuses) {
+  const auto reason = [](const test::Canon& w) -> std::string {
+    try {
+      (void)cw::pack(w.q);
+    } catch (const sdk::Error& e) {
+      EXPECT_EQ(e.status(), XQ_ERR_UNSUPPORTED) << e.what();
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(reason(random_w4(40, 128, 64, true, false, 5)).find("multiple of 16"), std::string::npos);
+  EXPECT_NE(reason(random_w4(32, 96, 32, true, false, 5)).find("multiple of 64"), std::string::npos);
+  EXPECT_NE(reason(random_w4(32, 128, 32, true, false, 5)).find("group size"), std::string::npos);
+  test::Canon w8 = random_w4(32, 128, 64, true, false, 5);
+  w8.q.bits = 8;  // weight-only 8-bit: no W4A16 weight at all
+  EXPECT_NE(reason(w8), "");
+}
+
+TEST(CudaWgmmaPack, ViewRefusesBytesThatLie) {
+  test::Canon w = random_w4(32, 128, 64, false, false, 6);
+  const std::vector<uint8_t> good = cw::pack(w.q);
+  const auto refused = [&](std::vector<uint8_t> bytes, const xq_quant_tensor& q, const char* part) {
+    try {
+      (void)cw::view(q, bytes.data(), bytes.size());
+      ADD_FAILURE() << "accepted; expected a complaint about " << part;
+    } catch (const sdk::Error& e) {
+      EXPECT_EQ(e.status(), XQ_ERR_MALFORMED) << e.what();
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  refused(std::vector<uint8_t>(good.begin(), good.end() - 64), w.q, "size");
+  std::vector<uint8_t> magic = good;
+  magic[2] = 'X';
+  refused(magic, w.q, "header.magic");
+  std::vector<uint8_t> flags = good;
+  flags[8] = 2;  // a flag this reader does not know
+  refused(flags, w.q, "header.flags");
+  xq_quant_tensor taller = w.q;
+  taller.rows = 48;
+  refused(good, taller, "header");
+}
+
 // ---- the xq container ----------------------------------------------------------
 
 constexpr const char* kModule = "model.layers.0.self_attn.q_proj";
@@ -220,6 +349,42 @@ std::string replaced(std::string bytes, const std::string& from, const std::stri
     bytes.replace(at, from.size(), to);
   EXPECT_GT(n, 0u) << from;
   return bytes;
+}
+
+TEST(XqCudaSegment, TheWgmmaCopyIsStoredOnlyWhenAsked) {
+  test::TempDir dir("xq-cuda-wgmma");
+  test::Canon w = random_w4(64, 256, 128, false, true, 14);
+  write_xq(dir / "default.xq", w);
+  write_xq(dir / "wgmma.xq", w, "cuda,cuda-wgmma");
+  auto plain = Checkpoint::open(runtime(), dir / "default.xq");
+  EXPECT_FALSE(has_packed(*plain, cw::kName));
+  auto cp = Checkpoint::open(runtime(), dir / "wgmma.xq");
+  EXPECT_TRUE(has_packed(*cp, cl::kW4Name));
+  auto desc = sdk::make_struct<xq_quant_tensor>();
+  auto view = sdk::make_struct<xq_tensor_view>();
+  ASSERT_TRUE(cp->read_packed(cp->require(std::string(kModule) + ".weight"), cw::kName, desc, view));
+  const std::vector<uint8_t> want = cw::pack(w.q);
+  ASSERT_EQ(view.nbytes, want.size());
+  EXPECT_EQ(std::memcmp(view.data, want.data(), want.size()), 0);
+  // A weight the Hopper GEMM does not take gets no copy, and the file is still written.
+  test::Canon g32 = random_w4(64, 256, 32, true, false, 15);
+  write_xq(dir / "g32.xq", g32, "cuda,cuda-wgmma");
+  auto cp32 = Checkpoint::open(runtime(), dir / "g32.xq");
+  EXPECT_TRUE(has_packed(*cp32, cl::kW4Name));
+  EXPECT_FALSE(has_packed(*cp32, cw::kName));
+  // A copy whose header gives another row count is refused at open, naming the segment.
+  std::string lying = test::read_file(dir / "wgmma.xq");
+  const size_t at = lying.find(std::string(cw::kMagic, 8));
+  ASSERT_NE(at, std::string::npos);
+  const int64_t rows = 80;
+  std::memcpy(lying.data() + at + 16, &rows, 8);
+  test::write_file(dir / "lying.xq", lying);
+  try {
+    (void)Checkpoint::open(runtime(), dir / "lying.xq");
+    ADD_FAILURE() << "a wgmma segment with another shape opened";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(std::string("segments[") + cw::kName + "]"), std::string::npos) << e.what();
+  }
 }
 
 TEST(XqCudaSegment, AnUnknownLayoutIsIgnoredAndALyingOneRefused) {

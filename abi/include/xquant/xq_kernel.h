@@ -260,6 +260,21 @@ typedef struct xq_kernel_vtable {
    * `w` reads, so the caller may free them once prepare returns. A NULL
    * entry means 1. */
   uint32_t (*qweight_borrows)(void* state, const xq_qweight* w);
+  /* Appended (read only when struct_size covers them; may be NULL): a
+   * second stored copy of a weight, for a kernel that reads another layout
+   * than the one the weight was adopted in (the cuda provider's Hopper GEMM
+   * reads W4A16 weights at 64 rows and more in "cuda.w4a16-wgmma.v1").
+   * qweight_extra_layout: the versioned name of the copy `w` (made by
+   * qweight_adopt from the tensor `desc` describes; buffers may be NULL)
+   * would also take, or NULL when it takes none (this device, this weight,
+   * or it has one already). qweight_attach: adds that copy from `nbytes`
+   * bytes of `data`, checked against `desc` and `w` as qweight_adopt checks
+   * (XQ_ERR_MALFORMED naming the part) and kept by the provider (the bytes
+   * are not borrowed); XQ_ERR_UNSUPPORTED for a layout `w` does not take.
+   * A weight without the copy still runs every op, on other kernels. */
+  const char* (*qweight_extra_layout)(void* state, const xq_qweight* w, const xq_quant_tensor* desc);
+  xq_status (*qweight_attach)(void* state, xq_qweight* w, const xq_quant_tensor* desc, const char* layout,
+                              const void* data, uint64_t nbytes);
 } xq_kernel_vtable;
 
 #ifdef __cplusplus
@@ -281,6 +296,8 @@ XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_begin) == 128, "kernel.graph_b
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, graph_release) == 152, "kernel.graph_release moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, moe_qmatmul) == 160, "kernel.moe_qmatmul moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_borrows) == 168, "kernel.qweight_borrows moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_extra_layout) == 176, "kernel.qweight_extra_layout moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_attach) == 184, "kernel.qweight_attach moved");
 XQ_STATIC_ASSERT(sizeof(xq_moe_op) == 416, "xq_moe_op size changed");
 XQ_STATIC_ASSERT(offsetof(xq_moe_op, dense_experts) == 408, "xq_moe_op.dense_experts moved");
 #endif

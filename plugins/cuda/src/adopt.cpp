@@ -3,10 +3,14 @@
 // the host packing that equals prepare's device packing byte for byte).
 // packed_layout names the layout prepare would use for a description;
 // adopt checks the stored bytes against it and uploads every part as it is
-// (one cudaMemcpy each): nothing is unpacked or reshuffled.
+// (one cudaMemcpy each): nothing is unpacked or reshuffled. extra_layout and
+// attach do the same for the second copy a W4A16 weight has on Hopper, the
+// one the wgmma GEMM reads (sdk/cuda_wgmma_layout.hpp), which prepare packs
+// on the device (provider_w4_hopper.cpp).
 #include "provider.hpp"
 
 #include <xquant/sdk/cuda_layout.hpp>
+#include <xquant/sdk/cuda_wgmma_layout.hpp>
 
 #include <cuda_runtime.h>
 
@@ -16,6 +20,7 @@
 namespace xqcuda {
 
 namespace cl = xquant::sdk::cuda_layout;
+namespace cw = xquant::sdk::cuda_wgmma_layout;
 using xquant::sdk::Error;
 using xquant::sdk::format;
 
@@ -98,6 +103,49 @@ xq_qweight* Provider::adopt(const xq_quant_tensor& desc, const char* layout, con
     throw;
   }
   return w.release();
+}
+
+const char* Provider::extra_layout(const xq_qweight* w, const xq_quant_tensor&) const {
+  // Only adopted weights: prepare packs the copy itself. w4_hopper_ok_ is false without the CUTLASS build.
+  if (!w || !w->adopted || w->kind != xq_qweight::Kind::W4 || w->hq || !w4_hopper_ok_) return nullptr;
+  const int64_t group_size = w->L.gs_shift >= 31 ? w->K : (int64_t{1} << w->L.gs_shift);
+  return cw::unsupported_reason(w->N, w->K, group_size).empty() ? cw::kName : nullptr;
+}
+
+void Provider::attach(xq_qweight* w, const xq_quant_tensor& desc, const char* layout, const void* data,
+                      uint64_t nbytes) {
+  require_device();
+  const char* want = extra_layout(w, desc);
+  if (!want || std::strcmp(layout, want) != 0)
+    throw Error(XQ_ERR_UNSUPPORTED,
+                format("cuda: this weight takes no stored '%s' copy (%s)", layout, want ? want : "none here"));
+  const cw::View v = cw::view(desc, data, nbytes);
+  if (v.g.N != w->N || v.g.K != w->K)
+    cl::malformed(cw::kName, "header", format("shape [%lld,%lld], the adopted weight [%lld,%lld]", (long long)v.g.N,
+                                              (long long)v.g.K, (long long)w->N, (long long)w->K));
+  // Both copies index columns the same way: sorted by group (the mma copy's permutation) or as stored.
+  if (v.g.sorted != (w->perm != nullptr))
+    cl::malformed(cw::kName, "header.flags",
+                  v.g.sorted ? "columns in act-order order, but the adopted weight has no permutation"
+                             : "columns as stored, but the adopted weight has an act-order permutation");
+  W4HopperLayout H;
+  H.N = v.g.N;
+  H.K = v.g.K;
+  H.group_size = v.g.group_size;
+  H.n_groups = v.g.n_groups;
+  const uint64_t scale_bytes = 2 * static_cast<uint64_t>(H.N * H.n_groups);
+  try {
+    upload_part(w->hq, v.codes, static_cast<uint64_t>(H.N * H.K / 2), "wgmma codes");
+    upload_part(w->hs, v.scales, scale_bytes, "wgmma scales");
+    upload_part(w->hz, v.offsets, scale_bytes, "wgmma offsets");
+  } catch (...) {  // the weight stays as adopted, without the copy
+    for (void** p : {&w->hq, &w->hs, &w->hz}) {
+      if (*p) cudaFree(*p);
+      *p = nullptr;
+    }
+    throw;
+  }
+  w->HL = H;
 }
 
 }  // namespace xqcuda

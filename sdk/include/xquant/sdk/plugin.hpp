@@ -439,6 +439,28 @@ struct KernelAdapter {
       return 1;
     }
   }
+  // Providers that take a second stored copy of an adopted weight define
+  //   const char* extra_layout(const xq_qweight* w, const xq_quant_tensor& desc) const;  // nullptr: none
+  //   void attach(xq_qweight* w, const xq_quant_tensor& desc, const char* layout, const void* data, uint64_t n);
+  // the others get NULL entries.
+  static constexpr bool kAttaches = requires(Impl& i, const Impl& ci, xq_qweight* w, const xq_quant_tensor& q) {
+    ci.extra_layout(w, q);
+    i.attach(w, q, "", static_cast<const void*>(nullptr), uint64_t{0});
+  };
+  static const char* qweight_extra_layout(void* state, const xq_qweight* w, const xq_quant_tensor* desc) noexcept {
+    const char* name = nullptr;
+    if constexpr (kAttaches)
+      if (w && desc) (void)call_with_status(ignore_message, [&] { name = self(state)->extra_layout(w, *desc); });
+    return name;
+  }
+  static xq_status qweight_attach(void* state, xq_qweight* w, const xq_quant_tensor* desc, const char* layout,
+                                  const void* data, uint64_t nbytes) noexcept {
+    return guard(self(state)->host, [&] {
+      if (!w || !desc || !layout || (nbytes && !data)) fail(XQ_ERR_INVALID_ARGUMENT, "qweight_attach: NULL argument");
+      if constexpr (kAttaches) self(state)->attach(w, *desc, layout, data, nbytes);
+      else fail(XQ_ERR_UNSUPPORTED, "this provider takes no second stored copy");
+    });
+  }
   static constexpr xq_kernel_vtable vtable{sizeof(xq_kernel_vtable), 0, &score, &alloc, &free, &upload, &download,
                                            &synchronize, &supports_op, &run_op, &qweight_prepare, &qweight_release,
                                            &qweight_layout, &qweight_packed_layout, &qweight_adopt, &memory_info,
@@ -447,7 +469,9 @@ struct KernelAdapter {
                                            kGraphs ? &graph_end : nullptr,
                                            kGraphs ? &graph_launch : nullptr,
                                            kGraphs ? &graph_release : nullptr,
-                                           &moe_qmatmul, &qweight_borrows};
+                                           &moe_qmatmul, &qweight_borrows,
+                                           kAttaches ? &qweight_extra_layout : nullptr,
+                                           kAttaches ? &qweight_attach : nullptr};
 };
 
 }  // namespace xquant::sdk
