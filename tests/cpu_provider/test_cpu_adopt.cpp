@@ -11,6 +11,8 @@
 
 #include <xquant/sdk/cpu_layout.hpp>
 
+#include "../support/quant_description.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -60,15 +62,7 @@ test::Canon random_canon(int64_t rows, int64_t cols, uint32_t bits, int64_t grou
   return c;
 }
 
-// The description the xq loader hands over: no buffers.
-xq_quant_tensor description_of(const xq_quant_tensor& q) {
-  xq_quant_tensor d = q;
-  d.codes = nullptr;
-  d.scales = nullptr;
-  d.zero_points = nullptr;
-  d.g_idx = nullptr;
-  return d;
-}
+using xquant::test::description_of;  // the description the xq loader hands over: no buffers
 
 // 64-byte aligned bytes, as an mmapped segment is.
 struct Aligned {

@@ -26,10 +26,12 @@
 #include <xquant/sdk/cuda_wgmma_layout.hpp>
 
 #include "provider.hpp"  // xq_qweight's fields, to read the prepared device buffers back
+#include "../support/quant_description.hpp"
 
 using namespace xqtest;
 namespace cl = xquant::sdk::cuda_layout;
 namespace cw = xquant::sdk::cuda_wgmma_layout;
+using xquant::test::description_of;
 
 namespace {
 
@@ -191,11 +193,7 @@ TEST_P(StoredLayout, HostPackEqualsDevicePackAndAdoptRunsTheSame) {
         << "row scales";
   }
   // Adopt the bytes through the ABI with a description whose buffers are NULL.
-  xq_quant_tensor desc = w.q;
-  desc.codes = nullptr;
-  desc.scales = nullptr;
-  desc.zero_points = nullptr;
-  desc.g_idx = nullptr;
+  const xq_quant_tensor desc = description_of(w.q);
   const char* name = P.vt->qweight_packed_layout(P.state, &desc);
   ASSERT_NE(name, nullptr);
   EXPECT_STREQ(name, cl::name_of(g.kind));
@@ -219,9 +217,7 @@ TEST(StoredLayoutErrors, BytesThatDoNotFitAreRefused) {
   auto& P = Plugin::get();
   Weight w = make({"w4", 4, XQ_STRATEGY_GROUP, 32, false, false, 64, 128, XQ_DTYPE_F32, XQ_ACT_NONE});
   const cl::Packed packed = cl::pack(w.q);
-  xq_quant_tensor desc = w.q;
-  desc.codes = nullptr;
-  desc.scales = nullptr;
+  const xq_quant_tensor desc = description_of(w.q);
   xq_qweight* out = nullptr;
   // Truncated.
   EXPECT_EQ(P.vt->qweight_adopt(P.state, &desc, cl::kW4Name, packed.bytes.data(), packed.bytes.size() - 64, &out),
@@ -246,15 +242,6 @@ TEST(StoredLayoutErrors, BytesThatDoNotFitAreRefused) {
 }
 
 // ---- the Hopper GEMM's copy ----------------------------------------------------
-
-xq_quant_tensor description_of(const xq_quant_tensor& q) {
-  xq_quant_tensor d = q;
-  d.codes = nullptr;
-  d.scales = nullptr;
-  d.zero_points = nullptr;
-  d.g_idx = nullptr;
-  return d;
-}
 
 // y = x W^T on `w` with QMATMUL forced to the Hopper GEMM (i[7] = 3), BF16 x [M, K] -> y [M, N] bits.
 std::vector<uint16_t> hopper_matmul(xq_qweight* w, const std::vector<uint16_t>& x, int64_t M, int64_t N, int64_t K) {
