@@ -86,10 +86,13 @@ fi  # GPUENG_BASE
 # Optional, and first of the optional parts (a correctness check must not be the one a timeout cuts):
 # the engine against transformers (scripts/gpu-hf-compare.py): logits and greedy tokens on
 # random-weight checkpoints of real configs, HF generate beside `xquant bench` (decode graphs off and
-# on), prefill beside cuBLAS. GPUENG_HF_PARTS picks parts (default logits,generate,prefill).
+# on), prefill beside cuBLAS. GPUENG_HF_PARTS picks parts (default logits,generate,prefill);
+# GPUENG_HF_COMPILE=1 also times transformers' compiled generate (minutes of compile).
 if [ "${GPUENG_HF:-0}" = 1 ]; then
+  hf_compile=()
+  [ "${GPUENG_HF_COMPILE:-0}" = 1 ] && hf_compile=(--hf-compile)
   python3 "$(dirname "$0")/gpu-hf-compare.py" --cli "$cli" --out "$out" --parts "${GPUENG_HF_PARTS:-logits,generate,prefill}" \
-    --engine-logits "$(find "$b" -name xquant_engine_logits -type f | head -1)" 2>&1 | grep -v "^bench: " | tee "$out/hf-compare.log"
+    "${hf_compile[@]}" --engine-logits "$(find "$b" -name xquant_engine_logits -type f | head -1)" 2>&1 | grep -v "^bench: " | tee "$out/hf-compare.log"
 fi
 # Optional: the batch-1 decode kernels (scripts/gpu-decode-check.sh: split-K ATTENTION, BF16 few-row
 # MATMUL; their tests, engine A/B against the previous kernels, device times; ~15 s).

@@ -27,7 +27,8 @@ Parts (--parts, comma-separated; default all):
             largest logit error at that step (then either token is a
             faithful greedy pick); such stops are counted and printed.
   generate  transformers `generate` (bfloat16, static cache, greedy, not
-            compiled) at batch 1 and 8, 128 prompt tokens, 256 new, on the
+            compiled; with --hf-compile also compiled: its torch.compile'd
+            decode step) at batch 1 and 8, 128 prompt tokens, 256 new, on the
             Llama-3.1-8B config with 8 layers, next to `xquant bench` on the
             same checkpoint at the same shapes, with decode graphs off
             (XQUANT_DECODE_GRAPHS=0) and on: output tokens/s, TPOT, host
@@ -253,36 +254,55 @@ def xquant_bench(cli, model_dir, conc, lengths, graphs, json_path, extra=()):
     return json.load(open(json_path))
 
 
-def hf_generate_speed(model_dir, batch, prompt_len=128, new=256):
+_hf_models = {}
+
+
+def hf_generate_speed(model_dir, batch, prompt_len=128, new=256, compiled=False, device="cuda"):
+    """transformers `generate`, bfloat16, static cache, greedy, `new` tokens after `prompt_len`.
+    compiled=False: eager (disable_compile), as sessions before thirty-two measured it. compiled=True:
+    transformers' own compiled decode step (a static cache makes `generate` torch.compile the
+    forward with its CompileConfig, mode reduce-overhead: CUDA graphs on a GPU), with the cache
+    sized once for the longest call (max_cache_len) so every call reuses the one compiled graph;
+    the warm-up call compiles."""
     from transformers import AutoModelForCausalLM
-    global _hf_l31
-    if "_hf_l31" not in globals():
-        _hf_l31 = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to("cuda").eval()
-        _hf_l31.generation_config.eos_token_id = None
-        _hf_l31.generation_config.pad_token_id = 0
-    m = _hf_l31
-    ids = torch.randint(3, m.config.vocab_size, (batch, prompt_len), device="cuda")
+    key = (model_dir, device)
+    if key not in _hf_models:
+        m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to(device).eval()
+        m.generation_config.eos_token_id = None
+        m.generation_config.pad_token_id = 0
+        _hf_models[key] = m
+    m = _hf_models[key]
+    ids = torch.randint(3, m.config.vocab_size, (batch, prompt_len), device=device)
     kw = dict(do_sample=False, cache_implementation="static", attention_mask=torch.ones_like(ids))
+    if compiled:
+        kw["max_cache_len"] = prompt_len + new
 
     def gen(n):
+        if compiled:
+            return m.generate(ids, max_new_tokens=n, min_new_tokens=n, disable_compile=False, **kw)
         try:
             return m.generate(ids, max_new_tokens=n, min_new_tokens=n, disable_compile=True, **kw)
         except TypeError:  # a transformers without disable_compile
             return m.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)
 
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     def timed(n):
-        torch.cuda.synchronize()
+        sync()
         t = time.perf_counter()
         out = gen(n)
-        torch.cuda.synchronize()
+        sync()
         assert out.shape[1] == prompt_len + n
         return time.perf_counter() - t
     with torch.no_grad():
-        timed(4)  # warm-up: static cache allocation, kernels' first launches
+        warm = timed(4)  # warm-up: static cache allocation, kernels' first launches (and the compile)
         t1 = timed(1)
         tn = timed(new)
-    return {"batch": batch, "input_len": prompt_len, "output_len": new, "seconds": tn,
-            "output_tok_s": batch * new / tn, "tpot_ms": (tn - t1) / (new - 1) * 1e3, "ttft_ms": t1 * 1e3}
+    return {"batch": batch, "input_len": prompt_len, "output_len": new, "compiled": compiled, "seconds": tn,
+            "warm_up_seconds": warm, "output_tok_s": batch * new / tn, "tpot_ms": (tn - t1) / (new - 1) * 1e3,
+            "ttft_ms": t1 * 1e3}
 
 
 def part_generate(args, res):
@@ -298,6 +318,16 @@ def part_generate(args, res):
         ours["graphs" if graphs else "eager"] = rows
     hf = [hf_generate_speed(d, b) for b in (1, 8)]
     res["generate"] = {"hf_generate_bf16_static": hf, "xquant_bench": ours}
+    if args.hf_compile:
+        hfc = [hf_generate_speed(d, b, compiled=True) for b in (1, 8)]
+        res["generate"]["hf_generate_bf16_static_compiled"] = hfc
+        log("\n| batch | HF generate compiled out tok/s | TPOT ms | compile + warm-up s | xquant graphs tok/s "
+            "| graphs / HF compiled |")
+        log("|---|---|---|---|---|---|")
+        for h in hfc:
+            g = next(r for r in ours["graphs"] if r["concurrency"] == h["batch"])
+            log(f"| {h['batch']} | {h['output_tok_s']:.1f} | {h['tpot_ms']:.2f} | {h['warm_up_seconds']:.0f} | "
+                f"{g['output_tok_s']:.1f} | {g['output_tok_s'] / h['output_tok_s']:.2f} |")
     log("\n| batch | HF generate out tok/s | HF TPOT ms | xquant eager tok/s | launch share | xquant graphs tok/s "
         "| launch share | graphs / eager | graphs / HF |")
     log("|---|---|---|---|---|---|---|---|---|")
@@ -384,6 +414,9 @@ def main():
     ap.add_argument("--device", default="cuda", help="where transformers runs")
     ap.add_argument("--provider", default="cuda", help="the engine's kernel provider")
     ap.add_argument("--tiny", action="store_true", help="scaled-down configs (a CPU check of this script)")
+    ap.add_argument("--hf-compile", action="store_true",
+                    help="generate: also time transformers' compiled generate (torch.compile of the decode step; "
+                         "the compile takes minutes of device time)")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
