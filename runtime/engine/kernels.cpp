@@ -198,19 +198,62 @@ xq_qweight* Kernels::adopt(const xq_quant_tensor& desc, const std::string& layou
   return w;
 }
 
-std::string Kernels::extra_layout(const xq_qweight* w, const xq_quant_tensor& desc) const {
+namespace {
+
+// The parallel arrays qweight_attach and qweight_adopt_stacked take.
+struct PartArrays {
+  std::vector<xq_quant_tensor> descs;
+  std::vector<const void*> data;
+  std::vector<uint64_t> nbytes;
+  explicit PartArrays(const std::vector<Kernels::StoredTensor>& parts) {
+    for (const auto& p : parts) {
+      descs.push_back(p.desc);
+      data.push_back(p.bytes.data);
+      nbytes.push_back(p.bytes.nbytes);
+    }
+  }
+};
+
+}  // namespace
+
+std::string Kernels::extra_layout(const xq_qweight* w) const {
   const auto& vt = plugin_->kernel();
   if (!w || !XQ_HAS_FIELD(&vt, xq_kernel_vtable, qweight_attach) || !vt.qweight_extra_layout || !vt.qweight_attach)
     return "";
-  const char* l = vt.qweight_extra_layout(plugin_->state, w, &desc);
+  const char* l = vt.qweight_extra_layout(plugin_->state, w);
   return l ? l : "";
 }
 
-void Kernels::attach(xq_qweight* w, const xq_quant_tensor& desc, const std::string& layout,
-                     const xq_tensor_view& bytes, const std::string& name) const {
-  const xq_status s =
-      plugin_->kernel().qweight_attach(plugin_->state, w, &desc, layout.c_str(), bytes.data, bytes.nbytes);
+void Kernels::attach(xq_qweight* w, const std::string& layout, const std::vector<StoredTensor>& parts,
+                     const std::string& name) const {
+  const PartArrays a(parts);
+  const xq_status s = plugin_->kernel().qweight_attach(plugin_->state, w, layout.c_str(), a.descs.data(), a.data.data(),
+                                                       a.nbytes.data(), static_cast<uint32_t>(parts.size()));
   check_plugin_call(s, fmt::format("kernel provider '{}' taking the stored '{}' copy of '{}'", plugin_->name(), layout, name));
+}
+
+bool Kernels::adopts_stacked() const {
+  const auto& vt = plugin_->kernel();
+  return XQ_HAS_FIELD(&vt, xq_kernel_vtable, qweight_adopt_stacked) && vt.qweight_adopt_stacked;
+}
+
+xq_qweight* Kernels::adopt_stacked(const std::string& layout, const std::vector<StoredTensor>& parts,
+                                   const std::string& name, std::string* why) const {
+  if (!adopts_stacked()) {
+    *why = "the provider adopts no stacked stored weights";
+    return nullptr;
+  }
+  const PartArrays a(parts);
+  xq_qweight* w = nullptr;
+  const xq_status s = plugin_->kernel().qweight_adopt_stacked(plugin_->state, layout.c_str(), a.descs.data(), a.data.data(),
+                                                              a.nbytes.data(), static_cast<uint32_t>(parts.size()), &w);
+  if (s == XQ_ERR_UNSUPPORTED) {
+    *why = last_error();
+    set_last_error("");
+    return nullptr;
+  }
+  check_plugin_call(s, fmt::format("kernel provider '{}' taking the stored '{}' bytes of '{}'", plugin_->name(), layout, name));
+  return w;
 }
 
 }  // namespace xquant

@@ -99,12 +99,25 @@ class Kernels {
   std::string packed_layout(const xq_quant_tensor& desc) const;
   xq_qweight* adopt(const xq_quant_tensor& desc, const std::string& layout, const xq_tensor_view& bytes,
                     const std::string& name) const;
+  // A stored tensor as a checkpoint hands it over: its description (buffers
+  // NULL) and a view of its bytes in one layout.
+  struct StoredTensor {
+    xq_quant_tensor desc;
+    xq_tensor_view bytes;
+  };
   // The second stored copy an adopted weight would also take ("" when none:
-  // xq_kernel_vtable.qweight_extra_layout), and handing it over (the
-  // provider keeps its own copy; throws on bad bytes).
-  std::string extra_layout(const xq_qweight* w, const xq_quant_tensor& desc) const;
-  void attach(xq_qweight* w, const xq_quant_tensor& desc, const std::string& layout, const xq_tensor_view& bytes,
+  // xq_kernel_vtable.qweight_extra_layout), and handing over the copies of
+  // the tensors it was made of, in order (the provider keeps its own; throws
+  // on bad bytes).
+  std::string extra_layout(const xq_qweight* w) const;
+  void attach(xq_qweight* w, const std::string& layout, const std::vector<StoredTensor>& parts,
               const std::string& name) const;
+  // Several stored tensors as one weight, rows in order (qweight_adopt_stacked):
+  // whether the provider has the entry, and the weight; nullptr with *why set
+  // where it cannot stack them (throws on bad bytes).
+  bool adopts_stacked() const;
+  xq_qweight* adopt_stacked(const std::string& layout, const std::vector<StoredTensor>& parts, const std::string& name,
+                            std::string* why) const;
 
  private:
   LoadedPlugin* plugin_;

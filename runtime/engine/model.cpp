@@ -311,6 +311,19 @@ void Model::copy_floats(float* dst, const float* src, int64_t n, const char* wha
   kernels_->run(op, what);
 }
 
+namespace {
+
+// q, k, v and gate, up run inside w.qkv and w.gate_up: their entries say so.
+void mark_stacked(const LayerDesc& d, LayerWeights& w, std::vector<bool>& loaded) {
+  for (int i : {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp}) {
+    w.linears[static_cast<size_t>(i)].desc = &d.linears[static_cast<size_t>(i)];
+    w.linears[static_cast<size_t>(i)].layout = i <= LayerDesc::kV ? "stacked into q|k|v" : "stacked into gate|up";
+    loaded[static_cast<size_t>(i)] = true;
+  }
+}
+
+}  // namespace
+
 void Model::load_layer_weights(int l) {
   const auto& a = arch_;
   const LayerDesc& d = a.layers[static_cast<size_t>(l)];
@@ -324,10 +337,27 @@ void Model::load_layer_weights(int l) {
   w.linears.resize(d.linears.size());
   std::vector<bool> loaded(d.linears.size(), false);
   // Device providers run q|k|v and gate|up as one GEMM each when they stack.
-  // Weights stored in the provider's layout load as they are (one qweight
-  // per Linear) rather than stacked, which would repack them.
-  if (on_device() && !options_.dequantize_all && !d.moe &&
-      !stored_in_provider_layout(*checkpoint_, *kernels_, d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp})) {
+  // Weights stored in the provider's layout load as they are rather than
+  // stacked from canonical tensors, which would repack them: one qweight per
+  // Linear, or (XQUANT_STACK_STORED=1) the stored parts placed as one.
+  const bool stackable = on_device() && !options_.dequantize_all && !d.moe;
+  const bool stored = stackable && stored_in_provider_layout(*checkpoint_, *kernels_, d,
+                                                             {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp});
+  if (stored && stack_stored_weights() && kernels_->adopts_stacked()) {
+    StoredCounts cq, cg;
+    w.qkv = adopt_stored_stacked(d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, w, "q|k|v", cq);
+    if (w.qkv.desc) w.gate_up = adopt_stored_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up", cg);
+    if (w.qkv.desc && w.gate_up.desc) {
+      count_stored(cq);
+      count_stored(cg);
+      mark_stacked(d, w, loaded);
+    } else {  // both or neither: the members load one by one below
+      if (w.qkv.q) kernels_->release(w.qkv.q);
+      w.qkv = LinearWeights{};
+      w.gate_up = LinearWeights{};
+    }
+  }
+  if (stackable && !stored) {
     w.qkv = load_stacked(d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, w, "q|k|v");
     w.gate_up = load_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up");
     if (!w.qkv.desc || !w.gate_up.desc) {  // both or neither: run_layer_stacked needs both
@@ -344,11 +374,7 @@ void Model::load_layer_weights(int l) {
       discard(w.qkv, 3);
       discard(w.gate_up, 2);
     } else {
-      for (int i : {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp}) {
-        w.linears[static_cast<size_t>(i)].desc = &d.linears[static_cast<size_t>(i)];
-        w.linears[static_cast<size_t>(i)].layout = i <= LayerDesc::kV ? "stacked into q|k|v" : "stacked into gate|up";
-        loaded[static_cast<size_t>(i)] = true;
-      }
+      mark_stacked(d, w, loaded);
     }
   }
   if (!on_device() && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) stack_host_layer(d, w, loaded);

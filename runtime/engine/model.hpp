@@ -318,9 +318,24 @@ class Model {
   // A quantized Linear whose checkpoint stores it in the provider's own
   // layout, taken as is (stored_weights.cpp); false when it stores none.
   bool adopt_stored(const TensorEntry& te, const LinearDesc& d, LinearWeights& lw);
-  // The provider's second stored copy of adopted `w`, where it takes one and
-  // the checkpoint stores it (stored_weights.cpp).
-  void attach_stored_copy(const TensorEntry& te, const xq_quant_tensor& desc, xq_qweight* w, const std::string& module);
+  // What taking stored Linears adds to load_stats_ (counted once they are kept).
+  struct StoredCounts {
+    int linears = 0;
+    uint64_t bytes = 0;
+    int copies = 0;
+    uint64_t copy_bytes = 0;
+  };
+  void count_stored(const StoredCounts& c);
+  // The provider's second stored copy of adopted `w`, made of the tensors
+  // `entries` (described by `descs`), where it takes one and the checkpoint
+  // stores it for every part (stored_weights.cpp).
+  void attach_stored_copy(const std::vector<const TensorEntry*>& entries, const std::vector<xq_quant_tensor>& descs,
+                          xq_qweight* w, const std::string& module, StoredCounts& counts);
+  // The Linears `members` of layer `d`, stored in the provider's layout,
+  // adopted as one weight (empty when the provider cannot stack them); its
+  // counts in `counts`, not yet in load_stats_.
+  LinearWeights adopt_stored_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
+                                     const char* name, StoredCounts& counts);
   // The Linears `members` of layer desc `d` stacked into one (empty, desc
   // null, when they cannot be: mixed or incompatible quantization).
   LinearWeights load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,

@@ -6,12 +6,19 @@
 // stored, not repacked (Model::load_stats). A provider that reads some of
 // its weights in a second layout (the cuda provider's Hopper GEMM copy)
 // names it after the adoption, and takes it from the checkpoint when stored
-// there (qweight_attach); otherwise the weight runs without it.
+// there (qweight_attach); otherwise the weight runs without it. With
+// XQUANT_STACK_STORED=1 (not yet the default: its device half has not run
+// on a GPU) a device provider adopts q|k|v and gate|up as one weight each
+// (qweight_adopt_stacked: each part's bytes placed, nothing repacked), as it
+// stacks them when it packs canonical tensors.
 #include "engine/model.hpp"
 #include "engine/stored_layouts.hpp"
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+
+#include <cstdlib>
+#include <cstring>
 
 namespace xquant {
 
@@ -26,8 +33,9 @@ bool Model::adopt_stored(const TensorEntry& te, const LinearDesc& d, LinearWeigh
   if (layout.empty() || !checkpoint_->read_packed(te, layout, desc, bytes)) return false;
   lw.q = kernels_->adopt(desc, layout, bytes, d.module);
   if (!lw.q) return false;
+  StoredCounts counts{1, quantized_bytes(desc)};
   try {
-    attach_stored_copy(te, desc, lw.q, d.module);
+    attach_stored_copy({&te}, {desc}, lw.q, d.module, counts);
   } catch (...) {  // bytes that lie: nothing of this Linear stays allocated
     kernels_->release(lw.q);
     lw.q = nullptr;
@@ -39,28 +47,104 @@ bool Model::adopt_stored(const TensorEntry& te, const LinearDesc& d, LinearWeigh
     return false;
   }
   lw.layout = kernels_->layout(lw.q);
-  lw.bytes = quantized_bytes(desc);
-  ++n_quantized_;
-  load_stats_.stored_bytes += lw.bytes;
-  ++load_stats_.stored_linears;
+  lw.bytes = counts.bytes;
+  count_stored(counts);
   logger().debug("{}: {} bytes taken as stored in '{}'", d.module, bytes.nbytes, layout);
   return true;
 }
 
-void Model::attach_stored_copy(const TensorEntry& te, const xq_quant_tensor& desc, xq_qweight* w,
-                               const std::string& module) {
-  const std::string extra = kernels_->extra_layout(w, desc);
+void Model::count_stored(const StoredCounts& c) {
+  n_quantized_ += c.linears;
+  load_stats_.stored_linears += c.linears;
+  load_stats_.stored_bytes += c.bytes;
+  load_stats_.stored_copies += c.copies;
+  load_stats_.stored_copy_bytes += c.copy_bytes;
+}
+
+void Model::attach_stored_copy(const std::vector<const TensorEntry*>& entries, const std::vector<xq_quant_tensor>& descs,
+                               xq_qweight* w, const std::string& module, StoredCounts& counts) {
+  const std::string extra = kernels_->extra_layout(w);
   if (extra.empty()) return;
-  auto d = desc;
-  auto bytes = sdk::make_struct<xq_tensor_view>();
-  if (!checkpoint_->read_packed(te, extra, d, bytes)) {
-    logger().debug("{}: no stored '{}' copy; its kernels there run without it", module, extra);
-    return;
+  std::vector<Kernels::StoredTensor> parts;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Kernels::StoredTensor t{descs[i], sdk::make_struct<xq_tensor_view>()};
+    auto d = descs[i];
+    if (!checkpoint_->read_packed(*entries[i], extra, d, t.bytes)) {
+      logger().debug("{}: no stored '{}' copy; its kernels there run without it", module, extra);
+      return;
+    }
+    parts.push_back(t);
   }
-  kernels_->attach(w, desc, extra, bytes, module);
-  ++load_stats_.stored_copies;
-  load_stats_.stored_copy_bytes += bytes.nbytes;
-  logger().debug("{}: {} bytes of the stored '{}' copy taken", module, bytes.nbytes, extra);
+  kernels_->attach(w, extra, parts, module);
+  for (const auto& t : parts) {
+    ++counts.copies;
+    counts.copy_bytes += t.bytes.nbytes;
+  }
+  logger().debug("{}: the stored '{}' copy taken", module, extra);
+}
+
+LinearWeights Model::adopt_stored_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
+                                          const char* name, StoredCounts& counts) {
+  std::vector<const LinearDesc*> parts;
+  for (int i : members) parts.push_back(&d.linears[static_cast<size_t>(i)]);
+  auto desc = std::make_unique<LinearDesc>(*parts[0]);
+  desc->module = parts[0]->module + " (" + name + ")";
+  desc->out = 0;
+  for (const auto* p : parts) {
+    desc->out += p->out;
+    if (p->in != parts[0]->in || p->bias != parts[0]->bias) return {};
+  }
+  std::vector<const TensorEntry*> entries;
+  std::vector<xq_quant_tensor> descs;
+  std::vector<Kernels::StoredTensor> stored;
+  std::string layout;
+  counts = StoredCounts{};
+  for (const auto* p : parts) {
+    const TensorEntry* te = checkpoint_->find(p->weight_name());
+    Kernels::StoredTensor t{sdk::make_struct<xq_quant_tensor>(), sdk::make_struct<xq_tensor_view>()};
+    if (!te || !checkpoint_->read_packed(*te, "canonical", t.desc, t.bytes)) return {};
+    if (t.desc.rows != p->out || t.desc.cols != p->in) return {};  // load_linear reports it
+    const std::string l = kernels_->packed_layout(t.desc);
+    if (l.empty() || (!layout.empty() && l != layout) || !checkpoint_->read_packed(*te, l, t.desc, t.bytes)) return {};
+    layout = l;
+    entries.push_back(te);
+    descs.push_back(t.desc);
+    stored.push_back(t);
+    ++counts.linears;
+    counts.bytes += quantized_bytes(t.desc);
+  }
+  std::string why;
+  LinearWeights lw;
+  lw.desc = desc.get();
+  lw.q = kernels_->adopt_stacked(layout, stored, desc->module, &why);
+  if (!lw.q) {
+    logger().debug("{}: stored {} not stacked: {}", parts[0]->module, name, why);
+    return {};
+  }
+  try {
+    attach_stored_copy(entries, descs, lw.q, desc->module, counts);
+  } catch (...) {
+    kernels_->release(lw.q);
+    throw;
+  }
+  if (!choose_qmatmul_act(lw)) {
+    kernels_->release(lw.q);
+    return {};
+  }
+  lw.layout = kernels_->layout(lw.q);
+  lw.bytes = counts.bytes;
+  if (desc->bias)
+    for (const auto* p : parts) {
+      std::vector<float> b = read_vector(p->bias_name(), p->out);
+      lw.bias.insert(lw.bias.end(), b.begin(), b.end());
+    }
+  w.fused_desc.push_back(std::move(desc));
+  return lw;
+}
+
+bool stack_stored_weights() {
+  const char* v = std::getenv("XQUANT_STACK_STORED");
+  return v && std::strcmp(v, "1") == 0;
 }
 
 bool stored_in_provider_layout(const Checkpoint& checkpoint, const Kernels& kernels, const LayerDesc& d,

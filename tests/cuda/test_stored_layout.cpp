@@ -258,6 +258,15 @@ std::vector<uint16_t> hopper_matmul(xq_qweight* w, const std::vector<uint16_t>& 
   return dy.get<uint16_t>(static_cast<size_t>(M * N));
 }
 
+// qweight_attach with one part: `bytes` (its first n) as the copy of `w`, made from `desc`.
+xq_status attach_one(xq_qweight* w, const char* layout, const xq_quant_tensor& desc, const std::vector<uint8_t>& bytes,
+                     size_t n = SIZE_MAX) {
+  auto& P = Plugin::get();
+  const void* data = bytes.data();
+  const uint64_t nbytes = n == SIZE_MAX ? bytes.size() : n;
+  return P.vt->qweight_attach(P.state, w, layout, &desc, &data, &nbytes, 1);
+}
+
 class StoredWgmmaCopy : public testing::TestWithParam<Case> {};
 
 TEST_P(StoredWgmmaCopy, HostPackEqualsDevicePackAndAttachRunsTheSame) {
@@ -284,12 +293,12 @@ TEST_P(StoredWgmmaCopy, HostPackEqualsDevicePackAndAttachRunsTheSame) {
   ASSERT_EQ(P.vt->qweight_adopt(P.state, &desc, cl::kW4Name, mma.bytes.data(), mma.bytes.size(), &adopted), XQ_OK)
       << g_last_error;
   ASSERT_TRUE(XQ_HAS_FIELD(P.vt, xq_kernel_vtable, qweight_attach) && P.vt->qweight_extra_layout && P.vt->qweight_attach);
-  const char* extra = P.vt->qweight_extra_layout(P.state, adopted, &desc);
+  const char* extra = P.vt->qweight_extra_layout(P.state, adopted);
   ASSERT_NE(extra, nullptr);
   EXPECT_STREQ(extra, cw::kName);
-  EXPECT_EQ(P.vt->qweight_extra_layout(P.state, prepared, &desc), nullptr) << "a prepared weight has its copy";
-  ASSERT_EQ(P.vt->qweight_attach(P.state, adopted, &desc, extra, copy.data(), copy.size()), XQ_OK) << g_last_error;
-  EXPECT_EQ(P.vt->qweight_extra_layout(P.state, adopted, &desc), nullptr) << "attached once, asked again";
+  EXPECT_EQ(P.vt->qweight_extra_layout(P.state, prepared), nullptr) << "a prepared weight has its copy";
+  ASSERT_EQ(attach_one(adopted, extra, desc, copy), XQ_OK) << g_last_error;
+  EXPECT_EQ(P.vt->qweight_extra_layout(P.state, adopted), nullptr) << "attached once, asked again";
   for (int64_t M : {64, 200}) {
     std::vector<uint16_t> x(static_cast<size_t>(M * c.K));
     for (auto& b : x) b = xquant::sdk::f32_to_bf16(uniform(-1.f, 1.f));
@@ -320,24 +329,24 @@ TEST(StoredWgmmaCopyErrors, ACopyThatDoesNotFitIsRefusedAndTheWeightStillRuns) {
   xq_qweight* adopted = nullptr;
   ASSERT_EQ(P.vt->qweight_adopt(P.state, &desc, cl::kW4Name, mma.bytes.data(), mma.bytes.size(), &adopted), XQ_OK)
       << g_last_error;
-  const char* extra = P.vt->qweight_extra_layout(P.state, adopted, &desc);
+  const char* extra = P.vt->qweight_extra_layout(P.state, adopted);
   if (!extra) {
     P.vt->qweight_release(P.state, adopted);
     GTEST_SKIP() << "no Hopper W4A16 GEMM here (a build without CUTLASS, or not sm_90)";
   }
   const std::vector<uint8_t> copy = cw::pack(w.q);
-  EXPECT_EQ(P.vt->qweight_attach(P.state, adopted, &desc, extra, copy.data(), copy.size() - 64), XQ_ERR_MALFORMED);
+  EXPECT_EQ(attach_one(adopted, extra, desc, copy, copy.size() - 64), XQ_ERR_MALFORMED);
   EXPECT_NE(g_last_error.find("size"), std::string::npos) << g_last_error;
-  EXPECT_EQ(P.vt->qweight_attach(P.state, adopted, &desc, cl::kW4Name, copy.data(), copy.size()), XQ_ERR_UNSUPPORTED);
+  EXPECT_EQ(attach_one(adopted, cl::kW4Name, desc, copy), XQ_ERR_UNSUPPORTED);
   // Columns sorted for act-order, but the adopted weight has no permutation.
   std::vector<uint8_t> sorted = copy;
   sorted[8] = 1;
   Weight ao = make({"w4ao", 4, XQ_STRATEGY_GROUP, 128, false, true, 64, 256, XQ_DTYPE_F32, XQ_ACT_NONE});
   const xq_quant_tensor ao_desc = description_of(ao.q);
-  EXPECT_EQ(P.vt->qweight_attach(P.state, adopted, &ao_desc, extra, sorted.data(), sorted.size()), XQ_ERR_MALFORMED);
+  EXPECT_EQ(attach_one(adopted, extra, ao_desc, sorted), XQ_ERR_MALFORMED);
   EXPECT_NE(g_last_error.find("permutation"), std::string::npos) << g_last_error;
   // Still no copy, and the weight runs (the older kernels at M = 64).
-  EXPECT_STREQ(P.vt->qweight_extra_layout(P.state, adopted, &desc), cw::kName);
+  EXPECT_STREQ(P.vt->qweight_extra_layout(P.state, adopted), cw::kName);
   const int64_t M = 64;
   DevBuf dx(static_cast<size_t>(M * 256) * 2), dy(static_cast<size_t>(M * 64) * 2);
   std::vector<uint16_t> x(static_cast<size_t>(M * 256), xquant::sdk::f32_to_bf16(0.5f));
@@ -348,6 +357,175 @@ TEST(StoredWgmmaCopyErrors, ACopyThatDoesNotFitIsRefusedAndTheWeightStillRuns) {
   op.dst = tensor2(XQ_DTYPE_BF16, M, 64, dy.p);
   EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_OK) << g_last_error;
   P.vt->qweight_release(P.state, adopted);
+}
+
+// ---- several stored weights adopted as one -----------------------------------
+
+// The parts' rows stacked in the canonical form (what the engine's canonical stacking hands prepare).
+Weight stacked_rows(const std::vector<Weight>& parts) {
+  Weight s;
+  s.q = parts[0].q;
+  s.q.rows = 0;
+  for (const Weight& p : parts) {
+    s.q.rows += p.q.rows;
+    s.codes.insert(s.codes.end(), p.codes.begin(), p.codes.end());
+    s.scales.insert(s.scales.end(), p.scales.begin(), p.scales.end());
+    s.zp.insert(s.zp.end(), p.zp.begin(), p.zp.end());
+  }
+  s.q.codes = s.codes.data();
+  s.q.scales = s.scales.data();
+  s.q.zero_points = s.zp.empty() ? nullptr : s.zp.data();
+  return s;
+}
+
+// qweight_adopt_stacked over the parts' bytes in `layout`.
+xq_status adopt_stacked(const char* layout, const std::vector<xq_quant_tensor>& descs,
+                        const std::vector<std::vector<uint8_t>>& bytes, xq_qweight** out) {
+  auto& P = Plugin::get();
+  std::vector<const void*> data;
+  std::vector<uint64_t> nbytes;
+  for (const auto& b : bytes) {
+    data.push_back(b.data());
+    nbytes.push_back(b.size());
+  }
+  return P.vt->qweight_adopt_stacked(P.state, layout, descs.data(), data.data(), nbytes.data(),
+                                     static_cast<uint32_t>(bytes.size()), out);
+}
+
+struct StackCase {
+  const char* name;
+  std::vector<Case> parts;
+};
+
+class StoredStacked : public testing::TestWithParam<StackCase> {};
+
+// Each part's stored bytes placed (qweight_adopt_stacked) against prepare of the stacked canonical rows:
+// the same device bytes, the same DEQUANTIZE; and for W4 on a Hopper build, each part's stored copy of
+// the Hopper GEMM placed (qweight_attach with the parts) against the prepared weight's copy.
+TEST_P(StoredStacked, PlacedPartsEqualPreparingTheStackedRows) {
+  XQ_REQUIRE_GPU();
+  auto& P = Plugin::get();
+  const StackCase& c = GetParam();
+  std::vector<Weight> parts;
+  for (const Case& pc : c.parts) parts.push_back(make(pc));
+  for (Weight& p : parts) {  // copied into the vector: point the structs at the copies
+    p.q.codes = p.codes.data();
+    p.q.scales = p.scales.data();
+    p.q.zero_points = p.zp.empty() ? nullptr : p.zp.data();
+  }
+  Weight whole = stacked_rows(parts);
+  xq_qweight* prepared = nullptr;
+  const xq_status s = P.vt->qweight_prepare(P.state, &whole.q, &prepared);
+  if (s == XQ_ERR_UNSUPPORTED && whole.q.bits == XQ_BITS_F8_E4M3) GTEST_SKIP() << g_last_error;  // pre-sm_89
+  ASSERT_EQ(s, XQ_OK) << g_last_error;
+  std::vector<xq_quant_tensor> descs;
+  std::vector<std::vector<uint8_t>> bytes;
+  for (const Weight& p : parts) {
+    descs.push_back(description_of(p.q));
+    bytes.push_back(cl::pack(p.q).bytes);
+  }
+  const char* layout = P.vt->qweight_packed_layout(P.state, &descs[0]);
+  ASSERT_NE(layout, nullptr);
+  xq_qweight* adopted = nullptr;
+  ASSERT_EQ(adopt_stacked(layout, descs, bytes, &adopted), XQ_OK) << g_last_error;
+  const int64_t N = whole.q.rows, K = whole.q.cols;
+  if (prepared->kind == xq_qweight::Kind::W4) {
+    const cl::Packed want = cl::pack(whole.q);
+    const cl::View v = cl::view(whole.q, want.bytes.data(), want.bytes.size());
+    EXPECT_EQ(first_diff(device_bytes(adopted->qw, 16 * v.g.qw_words()), v.qw), -1) << "qw";
+    EXPECT_EQ(first_diff(device_bytes(adopted->sz_bf16, 8 * v.g.sz_words()), v.sz_bf16), -1) << "sz_bf16";
+    EXPECT_EQ(first_diff(device_bytes(adopted->sz_f16, 8 * v.g.sz_words()), v.sz_f16), -1) << "sz_f16";
+    EXPECT_EQ(adopted->f32_dequant_uses_f16, prepared->f32_dequant_uses_f16);
+  } else {
+    EXPECT_TRUE(device_bytes(adopted->w8, static_cast<uint64_t>(N * K)) ==
+                device_bytes(prepared->w8, static_cast<uint64_t>(N * K)))
+        << "codes";
+    EXPECT_TRUE(device_bytes(adopted->sw, 4 * static_cast<uint64_t>(N)) ==
+                device_bytes(prepared->sw, 4 * static_cast<uint64_t>(N)))
+        << "row scales";
+  }
+  for (xq_dtype t : {XQ_DTYPE_F32, XQ_DTYPE_BF16}) {
+    const auto a = dequantize(prepared, N, K, t), b = dequantize(adopted, N, K, t);
+    EXPECT_TRUE(a == b) << "DEQUANTIZE to " << xquant::sdk::dtype_name(t) << " differs";
+  }
+  if (prepared->hq) {  // a Hopper build, and the stacked shape fits its GEMM
+    const char* extra = P.vt->qweight_extra_layout(P.state, adopted);
+    ASSERT_NE(extra, nullptr);
+    std::vector<std::vector<uint8_t>> copies;
+    std::vector<const void*> data;
+    std::vector<uint64_t> nbytes;
+    for (const Weight& p : parts) copies.push_back(cw::pack(p.q));
+    for (const auto& b : copies) {
+      data.push_back(b.data());
+      nbytes.push_back(b.size());
+    }
+    ASSERT_EQ(P.vt->qweight_attach(P.state, adopted, extra, descs.data(), data.data(), nbytes.data(),
+                                   static_cast<uint32_t>(copies.size())),
+              XQ_OK)
+        << g_last_error;
+    const std::vector<uint8_t> want = cw::pack(whole.q);
+    const cw::View v = cw::view(whole.q, want.data(), want.size());
+    const uint64_t scale_bytes = 2 * static_cast<uint64_t>(N * v.g.n_groups);
+    EXPECT_EQ(first_diff(device_bytes(adopted->hq, static_cast<uint64_t>(N * K / 2)), v.codes), -1) << "wgmma codes";
+    EXPECT_EQ(first_diff(device_bytes(adopted->hs, scale_bytes), v.scales), -1) << "wgmma scales";
+    EXPECT_EQ(first_diff(device_bytes(adopted->hz, scale_bytes), v.offsets), -1) << "wgmma offsets";
+  }
+  P.vt->qweight_release(P.state, adopted);
+  P.vt->qweight_release(P.state, prepared);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cuda, StoredStacked,
+    testing::Values(
+        StackCase{"w4_g128_asym_qkv",
+                  {{"q", 4, XQ_STRATEGY_GROUP, 128, true, false, 256, 384, XQ_DTYPE_F32, XQ_ACT_NONE},
+                   {"k", 4, XQ_STRATEGY_GROUP, 128, true, false, 128, 384, XQ_DTYPE_F32, XQ_ACT_NONE},
+                   {"v", 4, XQ_STRATEGY_GROUP, 128, true, false, 48, 384, XQ_DTYPE_F32, XQ_ACT_NONE}}},
+        StackCase{"w4_channel_sym_last_part_odd",
+                  {{"gate", 4, XQ_STRATEGY_CHANNEL, 0, false, false, 128, 200, XQ_DTYPE_BF16, XQ_ACT_NONE},
+                   {"up", 4, XQ_STRATEGY_CHANNEL, 0, false, false, 37, 200, XQ_DTYPE_BF16, XQ_ACT_NONE}}},
+        StackCase{"w8a8_int8_dynamic",
+                  {{"q", 8, XQ_STRATEGY_CHANNEL, 0, false, false, 48, 80, XQ_DTYPE_F32, XQ_ACT_DYNAMIC_TOKEN},
+                   {"k", 8, XQ_STRATEGY_CHANNEL, 0, false, false, 80, 80, XQ_DTYPE_F32, XQ_ACT_DYNAMIC_TOKEN},
+                   {"v", 8, XQ_STRATEGY_CHANNEL, 0, false, false, 16, 80, XQ_DTYPE_F32, XQ_ACT_DYNAMIC_TOKEN}}},
+        StackCase{"w8a8_fp8_dynamic",
+                  {{"gate", XQ_BITS_F8_E4M3, XQ_STRATEGY_CHANNEL, 0, false, false, 64, 48, XQ_DTYPE_F32,
+                    XQ_ACT_DYNAMIC_TOKEN},
+                   {"up", XQ_BITS_F8_E4M3, XQ_STRATEGY_CHANNEL, 0, false, false, 32, 48, XQ_DTYPE_F32,
+                    XQ_ACT_DYNAMIC_TOKEN}}}),
+    [](const testing::TestParamInfo<StackCase>& i) { return std::string(i.param.name); });
+
+TEST(StoredStackedErrors, WhatPlacementCannotStackIsRefusedWithAReason) {
+  XQ_REQUIRE_GPU();
+  const auto refused = [](const std::vector<Case>& cases, const char* why) {
+    std::vector<Weight> parts;
+    for (const Case& c : cases) parts.push_back(make(c));
+    std::vector<xq_quant_tensor> descs;
+    std::vector<std::vector<uint8_t>> bytes;
+    float input_scale = 0.05f;
+    for (Weight& p : parts) {
+      p.q.codes = p.codes.data();
+      p.q.scales = p.scales.data();
+      p.q.zero_points = p.zp.empty() ? nullptr : p.zp.data();
+      p.q.g_idx = p.g_idx.empty() ? nullptr : p.g_idx.data();
+      if (p.q.act_scheme == XQ_ACT_STATIC_TENSOR) p.q.input_scale = (input_scale += 0.02f);  // one per part
+      descs.push_back(description_of(p.q));
+      bytes.push_back(cl::pack(p.q).bytes);
+    }
+    xq_qweight* out = nullptr;
+    EXPECT_EQ(adopt_stacked(cl::name_of(cl::pack(parts[0].q).g.kind), descs, bytes, &out), XQ_ERR_UNSUPPORTED);
+    EXPECT_NE(g_last_error.find(why), std::string::npos) << g_last_error;
+    EXPECT_EQ(out, nullptr);
+  };
+  refused({{"a", 4, XQ_STRATEGY_GROUP, 64, false, false, 100, 128, XQ_DTYPE_F32, XQ_ACT_NONE},
+           {"b", 4, XQ_STRATEGY_GROUP, 64, false, false, 128, 128, XQ_DTYPE_F32, XQ_ACT_NONE}},
+          "n-block");
+  refused({{"a", 4, XQ_STRATEGY_GROUP, 64, false, true, 128, 128, XQ_DTYPE_F32, XQ_ACT_NONE},
+           {"b", 4, XQ_STRATEGY_GROUP, 64, false, false, 128, 128, XQ_DTYPE_F32, XQ_ACT_NONE}},
+          "act-order");
+  refused({{"a", 8, XQ_STRATEGY_TENSOR, 0, false, false, 32, 64, XQ_DTYPE_F32, XQ_ACT_STATIC_TENSOR},
+           {"b", 8, XQ_STRATEGY_TENSOR, 0, false, false, 32, 64, XQ_DTYPE_F32, XQ_ACT_STATIC_TENSOR}},
+          "activation");
 }
 
 }  // namespace

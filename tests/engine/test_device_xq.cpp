@@ -15,6 +15,9 @@
 
 #include <xquant/xquant.h>
 
+#include "../support/hf_test_checkpoint.hpp"
+#include "../support/scoped_env.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -40,8 +43,9 @@ Runtime& runtime() {
   return r;
 }
 
-void quantize_to(const std::string& format, const fs::path& out, int group_size = 32, const char* params = nullptr) {
-  const std::string yaml = "model:\n  path: " + (kShared / "models/stories260K-hf").string() +
+void quantize_to(const std::string& format, const fs::path& out, int group_size = 32, const char* params = nullptr,
+                 const fs::path& model = kShared / "models/stories260K-hf") {
+  const std::string yaml = "model:\n  path: " + model.string() +
                            "\nquantize:\n  - targets: [Linear]\n    algorithm: rtn\n    weights:\n      bits: 4\n"
                            "      symmetric: false\n      group_size: " + std::to_string(group_size) +
                            "\nignore: [lm_head]\noutput:\n  format: " + format + "\n  path: " + out.string() + "\n" +
@@ -165,6 +169,53 @@ TEST(DeviceXq, TheStoredHopperCopyIsTakenAndRunsTheSame) {
   const auto lc = xq_cpu->forward({SequenceInput{&kc, ids.data(), 96, true}});
   const auto lg = xq->forward({SequenceInput{&kg, ids.data(), 96, true}});
   EXPECT_LE(rel_diff(lg, lc), 3e-2);  // BF16 activations on the GPU, F32 on the CPU
+  fs::remove_all(dir);
+}
+
+// XQUANT_STACK_STORED=1: q|k|v and gate|up stored in the provider's layout
+// are adopted as one weight each (qweight_adopt_stacked, each part's bytes
+// placed). A random Llama-shaped checkpoint whose q, k, v and gate, up fill
+// whole 128-row n-blocks (stories260K's do not: 64-row q, 172-row gate):
+// nothing repacked either way, the stacked load names the stacking, and its
+// logits match the one-by-one load's (the GEMMs' N differs, so their split
+// and sum order may too).
+TEST(DeviceXq, StoredQkvAndGateUpAdoptedStackedRunTheSame) {
+  {
+    std::string why;
+    auto probe = open_on(kGguf, "cuda", &why);
+    if (!probe) GTEST_SKIP() << "cuda provider unusable here: " << why;
+  }
+  xqtest_hf::Cfg c;
+  c.type = "llama";
+  c.hidden = 256, c.inter = 512, c.layers = 2, c.heads = 4, c.kv = 2, c.hd = 64, c.vocab = 64;
+  const fs::path src = xqtest_hf::write_checkpoint(c, xqtest_hf::make_weights(c, 7));
+  const fs::path dir = fs::temp_directory_path() / ("xquant_device_xq_stacked_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  quantize_to("xq", dir / "xq", 128, nullptr, src);
+  std::string why;
+  auto plain = open_on(dir / "xq", "cuda", &why);
+  ASSERT_TRUE(plain) << why;
+  std::unique_ptr<Model> stacked;
+  {
+    xquant::test::ScopedEnv on("XQUANT_STACK_STORED", "1");
+    stacked = open_on(dir / "xq", "cuda", &why);
+  }
+  ASSERT_TRUE(stacked) << why;
+  for (const Model* m : {plain.get(), stacked.get()}) {
+    EXPECT_EQ(m->load_stats().repacked_bytes, 0u);
+    EXPECT_EQ(m->load_stats().stored_linears, 14);
+    EXPECT_EQ(m->quantized_linears(), 14);
+  }
+  EXPECT_NE(plain->layer(0).linears[0].layout.find("stored, not repacked"), std::string::npos)
+      << plain->layer(0).linears[0].layout;
+  EXPECT_EQ(stacked->layer(0).linears[0].layout, "stacked into q|k|v");
+  EXPECT_EQ(stacked->layer(1).linears[3].layout.find("stacked"), std::string::npos) << "o_proj stays alone";
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 12; ++i) ids.push_back(3 + (i * 7) % 60);
+  KvCache kp(*plain, 32), ks(*stacked, 32);
+  const auto lp = plain->forward({SequenceInput{&kp, ids.data(), static_cast<int>(ids.size()), true}});
+  const auto ls = stacked->forward({SequenceInput{&ks, ids.data(), static_cast<int>(ids.size()), true}});
+  EXPECT_LE(rel_diff(ls, lp), 2e-3);
   fs::remove_all(dir);
 }
 

@@ -15,6 +15,11 @@
 //    order with CuTe), every code, scale and offset where that order puts
 //    them, the shapes the GEMM refuses, and the xq segment written only when
 //    `layouts` asks for cuda-wgmma, handed out unchanged, refused when it lies.
+//  * Several stored weights adopted as one (q|k|v, gate|up): placing each
+//    part's bytes (cuda_layout::stack, cuda_wgmma_layout::stack) gives the
+//    bytes pack() gives for the rows stacked in the canonical form, for W4,
+//    W8A8 INT8 and FP8 and the Hopper copy; what placement cannot stack is
+//    refused with a reason.
 #include "test_runtime.hpp"
 #include "checkpoint/checkpoint.hpp"
 #include "core/error.hpp"
@@ -279,6 +284,130 @@ TEST(CudaWgmmaPack, ViewRefusesBytesThatLie) {
   xq_quant_tensor taller = w.q;
   taller.rows = 48;
   refused(good, taller, "header");
+}
+
+// ---- several stored weights as one ------------------------------------------------
+
+test::Canon random_w8(int64_t rows, int64_t cols, bool fp8, uint32_t seed) {
+  std::mt19937 rng(seed);
+  test::Canon c;
+  xq_quant_tensor& q = c.q;
+  q.bits = fp8 ? XQ_BITS_F8_E4M3 : 8;
+  q.symmetric = 1;
+  q.strategy = XQ_STRATEGY_CHANNEL;
+  q.rows = rows;
+  q.cols = cols;
+  q.group_size = cols;
+  q.n_groups = 1;
+  q.scale_dtype = XQ_DTYPE_F32;
+  q.act_scheme = XQ_ACT_DYNAMIC_TOKEN;
+  q.act_bits = fp8 ? XQ_BITS_F8_E4M3 : 8;
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.001f, 0.1f);
+  c.codes.resize(static_cast<size_t>(rows * cols));
+  for (auto& v : c.codes) {
+    int b = byte(rng);
+    if (fp8 && (b & 0x7F) == 0x7F) b = 0;  // no NaN
+    v = static_cast<int8_t>(fp8 ? b : b - 128);
+  }
+  c.scales.resize(static_cast<size_t>(rows));
+  for (auto& x : c.scales) x = scale(rng);
+  c.bind();
+  return c;
+}
+
+// The parts' rows stacked in the canonical form (what the engine's canonical stacking builds).
+test::Canon stacked_rows(const std::vector<test::Canon>& parts) {
+  test::Canon s;
+  s.q = parts[0].q;
+  s.q.rows = 0;
+  for (const test::Canon& p : parts) {
+    s.q.rows += p.q.rows;
+    s.codes.insert(s.codes.end(), p.codes.begin(), p.codes.end());
+    s.scales.insert(s.scales.end(), p.scales.begin(), p.scales.end());
+    s.zps.insert(s.zps.end(), p.zps.begin(), p.zps.end());
+  }
+  s.bind();
+  return s;
+}
+
+std::vector<cl::View> views_of(const std::vector<cl::Packed>& packed, const std::vector<test::Canon>& parts) {
+  std::vector<cl::View> v;
+  for (size_t i = 0; i < parts.size(); ++i) v.push_back(cl::view(parts[i].q, packed[i].bytes.data(), packed[i].bytes.size()));
+  return v;
+}
+
+TEST(CudaLayoutStack, PlacementEqualsPackingTheStackedRows) {
+  struct Shape {
+    const char* name;
+    std::vector<test::Canon> parts;
+  };
+  std::vector<Shape> shapes;
+  // q|k|v-like: whole n-blocks, then a last part with a partial one; asymmetric groups of 128.
+  shapes.push_back({"w4_g128_asym", {random_w4(256, 384, 128, false, false, 31), random_w4(128, 384, 128, false, false, 32),
+                                     random_w4(37, 384, 128, false, false, 33)}});
+  shapes.push_back({"w4_channel_sym", {random_w4(128, 200, 0, true, false, 34), random_w4(300, 200, 0, true, false, 35)}});
+  shapes.push_back({"w8a8_int8", {random_w8(48, 80, false, 36), random_w8(80, 80, false, 37), random_w8(16, 80, false, 38)}});
+  shapes.push_back({"w8a8_fp8", {random_w8(32, 64, true, 39), random_w8(96, 64, true, 40)}});
+  for (Shape& sh : shapes) {
+    SCOPED_TRACE(sh.name);
+    for (test::Canon& p : sh.parts) p.bind();  // copied into the list: point the structs at the copies
+    std::vector<cl::Packed> packed;
+    for (const test::Canon& p : sh.parts) packed.push_back(cl::pack(p.q));
+    const std::vector<cl::View> views = views_of(packed, sh.parts);
+    const cl::StackPlan plan = cl::stack_plan(views);
+    const cl::Packed placed = cl::stack(views, plan);
+    const test::Canon whole = stacked_rows(sh.parts);
+    const cl::Packed want = cl::pack(whole.q);
+    ASSERT_EQ(placed.bytes.size(), want.bytes.size());
+    EXPECT_EQ(placed.flags, want.flags);
+    EXPECT_TRUE(placed.bytes == want.bytes) << "placed bytes differ from packing the stacked rows";
+    // And the stacked bytes are a valid stored weight for the stacked description.
+    EXPECT_NO_THROW((void)cl::view(whole.q, placed.bytes.data(), placed.bytes.size()));
+  }
+}
+
+TEST(CudaLayoutStack, RefusesWhatPlacementCannotStack) {
+  const auto refused = [](std::vector<test::Canon> parts, const char* why) {
+    for (test::Canon& p : parts) p.bind();
+    std::vector<cl::Packed> packed;
+    for (const test::Canon& p : parts) packed.push_back(cl::pack(p.q));
+    try {
+      (void)cl::stack_plan(views_of(packed, parts));
+      ADD_FAILURE() << "stacked; expected: " << why;
+    } catch (const sdk::Error& e) {
+      EXPECT_EQ(e.status(), XQ_ERR_UNSUPPORTED) << e.what();
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  refused({random_w4(100, 128, 64, true, false, 41), random_w4(128, 128, 64, true, false, 42)}, "n-block");
+  refused({random_w4(128, 128, 64, true, false, 43), random_w4(128, 128, 64, true, true, 44)}, "act-order");
+  refused({random_w4(128, 128, 64, true, false, 45), random_w4(128, 192, 64, true, false, 46)}, "column count");
+  refused({random_w4(128, 128, 64, true, false, 47), random_w8(128, 128, false, 48)}, "kind");
+}
+
+TEST(CudaWgmmaStack, PlacementEqualsPackingTheStackedRows) {
+  std::vector<test::Canon> parts = {random_w4(64, 256, 128, false, false, 51), random_w4(32, 256, 128, false, false, 52),
+                                    random_w4(48, 256, 128, false, false, 53)};
+  for (test::Canon& p : parts) p.bind();
+  std::vector<std::vector<uint8_t>> packed;
+  std::vector<cw::View> views;
+  for (const test::Canon& p : parts) packed.push_back(cw::pack(p.q));
+  for (size_t i = 0; i < parts.size(); ++i) views.push_back(cw::view(parts[i].q, packed[i].data(), packed[i].size()));
+  const cw::StackPlan plan = cw::stack_plan(views);
+  EXPECT_EQ(plan.row0, (std::vector<int64_t>{0, 64, 96}));
+  const test::Canon whole = stacked_rows(parts);
+  EXPECT_TRUE(cw::stack(views, plan) == cw::pack(whole.q)) << "placed bytes differ from packing the stacked rows";
+  // Act-order columns: each part has its own order.
+  test::Canon ao = random_w4(64, 256, 128, false, true, 54);
+  const std::vector<uint8_t> ao_bytes = cw::pack(ao.q);
+  views.push_back(cw::view(ao.q, ao_bytes.data(), ao_bytes.size()));
+  try {
+    (void)cw::stack_plan(views);
+    ADD_FAILURE() << "stacked act-order columns";
+  } catch (const sdk::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("act-order"), std::string::npos) << e.what();
+  }
 }
 
 // ---- the xq container ----------------------------------------------------------

@@ -265,16 +265,31 @@ typedef struct xq_kernel_vtable {
    * than the one the weight was adopted in (the cuda provider's Hopper GEMM
    * reads W4A16 weights at 64 rows and more in "cuda.w4a16-wgmma.v1").
    * qweight_extra_layout: the versioned name of the copy `w` (made by
-   * qweight_adopt from the tensor `desc` describes; buffers may be NULL)
-   * would also take, or NULL when it takes none (this device, this weight,
-   * or it has one already). qweight_attach: adds that copy from `nbytes`
-   * bytes of `data`, checked against `desc` and `w` as qweight_adopt checks
-   * (XQ_ERR_MALFORMED naming the part) and kept by the provider (the bytes
-   * are not borrowed); XQ_ERR_UNSUPPORTED for a layout `w` does not take.
-   * A weight without the copy still runs every op, on other kernels. */
-  const char* (*qweight_extra_layout)(void* state, const xq_qweight* w, const xq_quant_tensor* desc);
-  xq_status (*qweight_attach)(void* state, xq_qweight* w, const xq_quant_tensor* desc, const char* layout,
-                              const void* data, uint64_t nbytes);
+   * qweight_adopt or qweight_adopt_stacked) would also take, or NULL when it
+   * takes none (this device, this weight, or it has one already).
+   * qweight_attach: adds that copy from the stored copies of the n_parts
+   * tensors `w` was made of, in the same order (one for a weight adopted
+   * alone): descs[i] their descriptions (buffers NULL), data[i] / nbytes[i]
+   * their bytes in `layout`. Checked against the descriptions and `w` as
+   * qweight_adopt checks (XQ_ERR_MALFORMED naming the part), placed and
+   * kept by the provider (nothing borrowed); XQ_ERR_UNSUPPORTED for a layout
+   * `w` does not take. A weight without the copy still runs every op, on
+   * other kernels. */
+  const char* (*qweight_extra_layout)(void* state, const xq_qweight* w);
+  xq_status (*qweight_attach)(void* state, xq_qweight* w, const char* layout, const xq_quant_tensor* descs,
+                              const void* const* data, const uint64_t* nbytes, uint32_t n_parts);
+  /* Appended (read only when struct_size covers it; may be NULL): one
+   * weight whose rows are the rows of n_parts stored tensors in order (a
+   * q|k|v or gate|up GEMM), each given by its description (buffers NULL) and
+   * its bytes in `layout` (qweight_packed_layout's name for each). The
+   * provider places each part's bytes where the stacked weight has them
+   * (nothing re-encoded) and keeps its own copy; XQ_ERR_UNSUPPORTED, with
+   * the reason, where placement cannot stack them (the caller adopts them
+   * one by one), XQ_ERR_MALFORMED naming the part for bytes that do not
+   * fit. */
+  xq_status (*qweight_adopt_stacked)(void* state, const char* layout, const xq_quant_tensor* descs,
+                                     const void* const* data, const uint64_t* nbytes, uint32_t n_parts,
+                                     xq_qweight** out);
 } xq_kernel_vtable;
 
 #ifdef __cplusplus
@@ -298,6 +313,7 @@ XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, moe_qmatmul) == 160, "kernel.moe_qma
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_borrows) == 168, "kernel.qweight_borrows moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_extra_layout) == 176, "kernel.qweight_extra_layout moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_attach) == 184, "kernel.qweight_attach moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_adopt_stacked) == 192, "kernel.qweight_adopt_stacked moved");
 XQ_STATIC_ASSERT(sizeof(xq_moe_op) == 416, "xq_moe_op size changed");
 XQ_STATIC_ASSERT(offsetof(xq_moe_op, dense_experts) == 408, "xq_moe_op.dense_experts moved");
 #endif

@@ -104,11 +104,14 @@ class Provider : public xquant::sdk::PluginBase {
   // cuda.*.v1 segments): uploaded as they are, never repacked (adopt.cpp).
   const char* packed_layout(const xq_quant_tensor& desc) const;
   xq_qweight* adopt(const xq_quant_tensor& desc, const char* layout, const void* data, uint64_t nbytes);
+  // Several stored weights as one (q|k|v, gate|up: xq_kernel_vtable.qweight_adopt_stacked): each
+  // part's bytes placed where the stacked weight has them (sdk/cuda_layout.hpp, stack_plan).
+  xq_qweight* adopt_stacked(const char* layout, const xquant::sdk::StoredParts& parts);
   // An adopted W4A16 weight's Hopper GEMM copy, stored as sdk/cuda_wgmma_layout.hpp writes it
   // (xq_kernel_vtable.qweight_extra_layout / qweight_attach; adopt.cpp): named where this build and
-  // device run that GEMM and the weight fits it, uploaded as it is.
-  const char* extra_layout(const xq_qweight* w, const xq_quant_tensor& desc) const;
-  void attach(xq_qweight* w, const xq_quant_tensor& desc, const char* layout, const void* data, uint64_t nbytes);
+  // device run that GEMM and the weight fits it; each part's copy placed as it is.
+  const char* extra_layout(const xq_qweight* w) const;
+  void attach(xq_qweight* w, const char* layout, const xquant::sdk::StoredParts& parts);
   void release(xq_qweight* w);
   const char* layout(const xq_qweight* w) const { return w ? (w->adopted ? w->adopted_layout : w->layout) : ""; }
   void memory_info(xq_memory_info& out);

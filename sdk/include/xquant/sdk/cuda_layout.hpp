@@ -367,4 +367,81 @@ inline View view(const xq_quant_tensor& desc, const void* data, uint64_t nbytes)
   return v;
 }
 
+// ---- several stored weights as one, by placement --------------------------
+// The weight whose rows are parts[0]'s, then parts[1]'s, ... (a q|k|v or
+// gate|up GEMM) in this layout is the parts' arrays placed one after another:
+// W4 weights are n-block-major (tile words [n_blocks][chunks][8][32], scale
+// words [n_blocks][n_groups][8][8]), so a part whose rows fill whole n-blocks
+// (a multiple of 128) ends where the next begins; W8A8 weights are row-major.
+// So a provider adopts stored parts stacked by copying each to its offset,
+// nothing re-encoded, and gets the bytes pack() gives for the rows stacked in
+// the canonical form (tests/formats/test_xq_cuda_layout.cpp checks that).
+// Refused (Error XQ_ERR_UNSUPPORTED naming why) where placement cannot do
+// it: different kinds, columns or groups; an act-order permutation (one per
+// part, as the engine's canonical stacking refuses too); a part before the
+// last whose rows end inside an n-block.
+struct StackPlan {
+  Geometry g;                 // the stacked weight
+  uint32_t flags = 0;         // its header flags
+  std::vector<int64_t> row0;  // each part's first row in it
+};
+
+inline StackPlan stack_plan(const std::vector<View>& parts) {
+  if (parts.empty()) unsupported("stacking: no parts");
+  const Geometry& a = parts[0].g;
+  StackPlan plan;
+  plan.g = a;
+  plan.g.N = 0;
+  plan.flags = parts[0].flags;
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const Geometry& g = parts[p].g;
+    const std::string at = "stacking part " + std::to_string(p) + ": ";
+    if (g.kind != a.kind || g.K != a.K || g.n_groups != a.n_groups || g.gs_shift != a.gs_shift)
+      unsupported(at + "another kind, column count or grouping than part 0");
+    if (parts[p].flags & kFlagPerm) unsupported(at + "an act-order permutation (each part has its own)");
+    if (a.kind == Kind::W4 && p + 1 < parts.size() && g.N % 128 != 0)
+      unsupported(at + std::to_string(g.N) + " rows end inside a 128-row n-block");
+    plan.row0.push_back(plan.g.N);
+    plan.g.N += g.N;
+    plan.flags &= parts[p].flags;  // F32 DEQUANTIZE reads the f16 words only where every part's fit
+  }
+  plan.g.n_tiles = (plan.g.N + 15) / 16;
+  plan.g.n_blocks = (plan.g.n_tiles + 7) / 8;
+  return plan;
+}
+
+// Where part p's arrays start inside the stacked weight's (bytes from the
+// start of each array, not of the serialized form).
+inline uint64_t stacked_qw_offset(const Geometry& g, int64_t row0) {
+  return static_cast<uint64_t>(row0 / 128 * g.chunks * 8 * 32) * 16;
+}
+inline uint64_t stacked_sz_offset(const Geometry& g, int64_t row0) {
+  return static_cast<uint64_t>(row0 / 128 * g.n_groups * 64) * 8;
+}
+
+// The stacked weight serialized, by placement (the host reference of what a
+// provider does on its device with the same offsets).
+inline Packed stack(const std::vector<View>& parts, const StackPlan& plan) {
+  const Geometry& g = plan.g;
+  Packed out;
+  out.g = g;
+  out.flags = plan.flags;
+  out.bytes.assign(g.total_bytes(), 0);
+  uint8_t* b = out.bytes.data();
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const View& v = parts[p];
+    const int64_t r0 = plan.row0[p];
+    if (g.kind == Kind::W4) {
+      std::memcpy(b + g.qw_at() + stacked_qw_offset(g, r0), v.qw, 16 * v.g.qw_words());
+      std::memcpy(b + g.sz_bf16_at() + stacked_sz_offset(g, r0), v.sz_bf16, 8 * v.g.sz_words());
+      std::memcpy(b + g.sz_f16_at() + stacked_sz_offset(g, r0), v.sz_f16, 8 * v.g.sz_words());
+    } else {
+      std::memcpy(b + g.codes_at() + static_cast<uint64_t>(r0 * g.K), v.codes, static_cast<size_t>(v.g.N * v.g.K));
+      std::memcpy(b + g.row_scales_at() + 4 * static_cast<uint64_t>(r0), v.row_scales, 4 * static_cast<size_t>(v.g.N));
+    }
+  }
+  detail::write_header(g, plan.flags, b);
+  return out;
+}
+
 }  // namespace xquant::sdk::cuda_layout

@@ -191,4 +191,65 @@ inline View view(const xq_quant_tensor& desc, const void* data, uint64_t nbytes)
   return v;
 }
 
+// ---- several stored copies as one, by placement ----------------------------
+// The copy of the weight whose rows are parts[0]'s, then parts[1]'s, ...:
+// for each 16-column block the codes are a run of N / 16 atoms of 128 bytes
+// (8 N bytes), rows in order, and scales and offsets are [G][N], so part p
+// (rows from row0, a multiple of 16) is a 2-D placement: its run of 8 N_p
+// bytes a column block into the stacked run at 8 row0 (pitch 8 N), its
+// scales' and offsets' rows of 2 N_p bytes at 2 row0 (pitch 2 N). Refused
+// (Error XQ_ERR_UNSUPPORTED) for other columns or groups, act-order columns,
+// or a stacked shape the GEMM does not take.
+struct StackPlan {
+  Geometry g;
+  std::vector<int64_t> row0;
+};
+
+inline StackPlan stack_plan(const std::vector<View>& parts) {
+  if (parts.empty()) cuda_layout::unsupported(std::string(kName) + " stacking: no parts");
+  const Geometry& a = parts[0].g;
+  StackPlan plan;
+  plan.g = a;
+  plan.g.N = 0;
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const Geometry& g = parts[p].g;
+    const std::string at = std::string(kName) + " stacking part " + std::to_string(p) + ": ";
+    if (g.K != a.K || g.n_groups != a.n_groups || g.group_size != a.group_size)
+      cuda_layout::unsupported(at + "another column count or grouping than part 0");
+    if (g.sorted) cuda_layout::unsupported(at + "act-order columns (each part has its own order)");
+    plan.row0.push_back(plan.g.N);
+    plan.g.N += g.N;
+  }
+  if (const std::string why = unsupported_reason(plan.g.N, plan.g.K, plan.g.group_size); !why.empty())
+    cuda_layout::unsupported(std::string(kName) + " stacked: " + why);
+  return plan;
+}
+
+// The stacked copy serialized, by placement (the host reference of the
+// provider's 2-D copies).
+inline std::vector<uint8_t> stack(const std::vector<View>& parts, const StackPlan& plan) {
+  const Geometry& g = plan.g;
+  std::vector<uint8_t> out(g.total_bytes(), 0);
+  Header h{};
+  std::memcpy(h.magic, kMagic, sizeof kMagic);
+  h.rows = g.N;
+  h.cols = g.K;
+  h.n_groups = g.n_groups;
+  h.group_size = g.group_size;
+  std::memcpy(out.data(), &h, sizeof h);
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const View& v = parts[p];
+    const int64_t r0 = plan.row0[p], n = v.g.N;
+    for (int64_t cb = 0; cb < g.K / 16; ++cb)
+      std::memcpy(out.data() + g.codes_at() + static_cast<uint64_t>(8 * g.N * cb + 8 * r0), v.codes + 8 * n * cb,
+                  static_cast<size_t>(8 * n));
+    for (int64_t grp = 0; grp < g.n_groups; ++grp) {
+      const uint64_t dst = 2 * static_cast<uint64_t>(grp * g.N + r0), src = 2 * static_cast<uint64_t>(grp * n);
+      std::memcpy(out.data() + g.scales_at() + dst, v.scales + src, static_cast<size_t>(2 * n));
+      std::memcpy(out.data() + g.offsets_at() + dst, v.offsets + src, static_cast<size_t>(2 * n));
+    }
+  }
+  return out;
+}
+
 }  // namespace xquant::sdk::cuda_wgmma_layout

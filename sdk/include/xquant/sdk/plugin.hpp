@@ -23,6 +23,8 @@
 
 #include <concepts>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace xquant::sdk {
 
@@ -276,6 +278,29 @@ struct FormatAdapter {
 // qweight_layout) answer "no" / do nothing when the Impl throws, as the ABI
 // says they never fail; NULL pointers the ABI forbids are refused with
 // XQ_ERR_INVALID_ARGUMENT before the Impl sees them.
+
+// Stored tensors handed to a provider together (qweight_attach,
+// qweight_adopt_stacked): each part's description (buffers NULL) and its
+// bytes, borrowed for the call.
+struct StoredPart {
+  const xq_quant_tensor* desc;
+  const void* data;
+  uint64_t nbytes;
+};
+using StoredParts = std::vector<StoredPart>;
+
+inline StoredParts stored_parts(const char* entry, const xq_quant_tensor* descs, const void* const* data,
+                                const uint64_t* nbytes, uint32_t n) {
+  if (n == 0 || !descs || !data || !nbytes) fail(XQ_ERR_INVALID_ARGUMENT, std::string(entry) + ": no parts, or NULL arrays");
+  StoredParts parts;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (nbytes[i] && !data[i])
+      fail(XQ_ERR_INVALID_ARGUMENT, std::string(entry) + ": part " + std::to_string(i) + " has bytes but no data");
+    parts.push_back({&descs[i], data[i], nbytes[i]});
+  }
+  return parts;
+}
+
 template <class Impl>
 struct KernelAdapter {
   static Impl* self(void* state) noexcept { return static_cast<Impl*>(state); }
@@ -440,25 +465,42 @@ struct KernelAdapter {
     }
   }
   // Providers that take a second stored copy of an adopted weight define
-  //   const char* extra_layout(const xq_qweight* w, const xq_quant_tensor& desc) const;  // nullptr: none
-  //   void attach(xq_qweight* w, const xq_quant_tensor& desc, const char* layout, const void* data, uint64_t n);
+  //   const char* extra_layout(const xq_qweight* w) const;  // nullptr: none
+  //   void attach(xq_qweight* w, const char* layout, const StoredParts& parts);
+  // and providers that adopt several stored tensors as one weight
+  //   xq_qweight* adopt_stacked(const char* layout, const StoredParts& parts);
   // the others get NULL entries.
-  static constexpr bool kAttaches = requires(Impl& i, const Impl& ci, xq_qweight* w, const xq_quant_tensor& q) {
-    ci.extra_layout(w, q);
-    i.attach(w, q, "", static_cast<const void*>(nullptr), uint64_t{0});
+  static constexpr bool kAttaches = requires(Impl& i, const Impl& ci, xq_qweight* w, const StoredParts& p) {
+    ci.extra_layout(w);
+    i.attach(w, "", p);
   };
-  static const char* qweight_extra_layout(void* state, const xq_qweight* w, const xq_quant_tensor* desc) noexcept {
+  static constexpr bool kAdoptsStacked = requires(Impl& i, const StoredParts& p) {
+    { i.adopt_stacked("", p) } -> std::same_as<xq_qweight*>;
+  };
+  static const char* qweight_extra_layout(void* state, const xq_qweight* w) noexcept {
     const char* name = nullptr;
     if constexpr (kAttaches)
-      if (w && desc) (void)call_with_status(ignore_message, [&] { name = self(state)->extra_layout(w, *desc); });
+      if (w) (void)call_with_status(ignore_message, [&] { name = self(state)->extra_layout(w); });
     return name;
   }
-  static xq_status qweight_attach(void* state, xq_qweight* w, const xq_quant_tensor* desc, const char* layout,
-                                  const void* data, uint64_t nbytes) noexcept {
+  static xq_status qweight_attach(void* state, xq_qweight* w, const char* layout, const xq_quant_tensor* descs,
+                                  const void* const* data, const uint64_t* nbytes, uint32_t n) noexcept {
     return guard(self(state)->host, [&] {
-      if (!w || !desc || !layout || (nbytes && !data)) fail(XQ_ERR_INVALID_ARGUMENT, "qweight_attach: NULL argument");
-      if constexpr (kAttaches) self(state)->attach(w, *desc, layout, data, nbytes);
+      if (!w || !layout) fail(XQ_ERR_INVALID_ARGUMENT, "qweight_attach: NULL weight or layout");
+      const StoredParts parts = stored_parts("qweight_attach", descs, data, nbytes, n);
+      if constexpr (kAttaches) self(state)->attach(w, layout, parts);
       else fail(XQ_ERR_UNSUPPORTED, "this provider takes no second stored copy");
+    });
+  }
+  static xq_status qweight_adopt_stacked(void* state, const char* layout, const xq_quant_tensor* descs,
+                                         const void* const* data, const uint64_t* nbytes, uint32_t n,
+                                         xq_qweight** out) noexcept {
+    if (out) *out = nullptr;
+    return guard(self(state)->host, [&] {
+      if (!layout || !out) fail(XQ_ERR_INVALID_ARGUMENT, "qweight_adopt_stacked: NULL layout or out");
+      const StoredParts parts = stored_parts("qweight_adopt_stacked", descs, data, nbytes, n);
+      if constexpr (kAdoptsStacked) *out = self(state)->adopt_stacked(layout, parts);
+      else fail(XQ_ERR_UNSUPPORTED, "this provider adopts no stacked stored weights");
     });
   }
   static constexpr xq_kernel_vtable vtable{sizeof(xq_kernel_vtable), 0, &score, &alloc, &free, &upload, &download,
@@ -471,7 +513,8 @@ struct KernelAdapter {
                                            kGraphs ? &graph_release : nullptr,
                                            &moe_qmatmul, &qweight_borrows,
                                            kAttaches ? &qweight_extra_layout : nullptr,
-                                           kAttaches ? &qweight_attach : nullptr};
+                                           kAttaches ? &qweight_attach : nullptr,
+                                           kAdoptsStacked ? &qweight_adopt_stacked : nullptr};
 };
 
 }  // namespace xquant::sdk
