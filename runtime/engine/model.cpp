@@ -144,17 +144,24 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
   return lw;
 }
 
-LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
-                                  const char* name) {
-  std::vector<const LinearDesc*> parts;
+std::unique_ptr<LinearDesc> Model::stacked_desc(const LayerDesc& d, std::initializer_list<int> members,
+                                                const char* name, std::vector<const LinearDesc*>& parts) {
   for (int i : members) parts.push_back(&d.linears[static_cast<size_t>(i)]);
   auto desc = std::make_unique<LinearDesc>(*parts[0]);
   desc->module = parts[0]->module + " (" + name + ")";
   desc->out = 0;
   for (const auto* p : parts) {
     desc->out += p->out;
-    if (p->in != parts[0]->in || p->bias != parts[0]->bias) return {};
+    if (p->in != parts[0]->in || p->bias != parts[0]->bias) return nullptr;
   }
+  return desc;
+}
+
+LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
+                                  const char* name) {
+  std::vector<const LinearDesc*> parts;
+  auto desc = stacked_desc(d, members, name, parts);
+  if (!desc) return {};
   std::vector<std::optional<QuantTensor>> qs;
   int n_quant = 0;
   for (const auto* p : parts) {
@@ -201,13 +208,18 @@ LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int>
     lw.layout = "f32";
     lw.bytes = lw.w.size() * sizeof(float);
   }
+  keep_stacked(std::move(desc), parts, lw, w);
+  return lw;
+}
+
+void Model::keep_stacked(std::unique_ptr<LinearDesc> desc, const std::vector<const LinearDesc*>& parts,
+                         LinearWeights& lw, LayerWeights& w) {
   if (desc->bias)
     for (const auto* p : parts) {
       std::vector<float> b = read_vector(p->bias_name(), p->out);
       lw.bias.insert(lw.bias.end(), b.begin(), b.end());
     }
   w.fused_desc.push_back(std::move(desc));
-  return lw;
 }
 
 bool Model::choose_qmatmul_act(LinearWeights& lw) const {

@@ -340,6 +340,14 @@ class Model {
   // null, when they cannot be: mixed or incompatible quantization).
   LinearWeights load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
                              const char* name);
+  // The description of the Linears `members` of `d` run as one (rows in
+  // order; null when their inputs or biases differ), `parts` theirs.
+  static std::unique_ptr<LinearDesc> stacked_desc(const LayerDesc& d, std::initializer_list<int> members,
+                                                  const char* name, std::vector<const LinearDesc*>& parts);
+  // A stacked Linear's last steps: the parts' biases in order, its
+  // description kept with the layer (lw.desc points at it).
+  void keep_stacked(std::unique_ptr<LinearDesc> desc, const std::vector<const LinearDesc*>& parts, LinearWeights& lw,
+                    LayerWeights& w);
   bool choose_qmatmul_act(LinearWeights& lw) const;
   // Foreign (GGUF) blocks run in place by the provider (engine/foreign_blocks.cpp).
   bool load_foreign_linear(LinearWeights& lw, const std::vector<const LinearDesc*>& parts);

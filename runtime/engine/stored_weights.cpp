@@ -86,14 +86,8 @@ void Model::attach_stored_copy(const std::vector<const TensorEntry*>& entries, c
 LinearWeights Model::adopt_stored_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
                                           const char* name, StoredCounts& counts) {
   std::vector<const LinearDesc*> parts;
-  for (int i : members) parts.push_back(&d.linears[static_cast<size_t>(i)]);
-  auto desc = std::make_unique<LinearDesc>(*parts[0]);
-  desc->module = parts[0]->module + " (" + name + ")";
-  desc->out = 0;
-  for (const auto* p : parts) {
-    desc->out += p->out;
-    if (p->in != parts[0]->in || p->bias != parts[0]->bias) return {};
-  }
+  auto desc = stacked_desc(d, members, name, parts);
+  if (!desc) return {};
   std::vector<const TensorEntry*> entries;
   std::vector<xq_quant_tensor> descs;
   std::vector<Kernels::StoredTensor> stored;
@@ -133,12 +127,7 @@ LinearWeights Model::adopt_stored_stacked(const LayerDesc& d, std::initializer_l
   }
   lw.layout = kernels_->layout(lw.q);
   lw.bytes = counts.bytes;
-  if (desc->bias)
-    for (const auto* p : parts) {
-      std::vector<float> b = read_vector(p->bias_name(), p->out);
-      lw.bias.insert(lw.bias.end(), b.begin(), b.end());
-    }
-  w.fused_desc.push_back(std::move(desc));
+  keep_stacked(std::move(desc), parts, lw, w);
   return lw;
 }
 

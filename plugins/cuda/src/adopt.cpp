@@ -74,49 +74,11 @@ const char* Provider::packed_layout(const xq_quant_tensor& desc) const {
 }
 
 xq_qweight* Provider::adopt(const xq_quant_tensor& desc, const char* layout, const void* data, uint64_t nbytes) {
-  require_device();
-  const char* want = packed_layout(desc);
-  if (!want || std::strcmp(layout, want) != 0)
-    throw Error(XQ_ERR_UNSUPPORTED, format("cuda: layout '%s' is not the one this weight runs in (%s)", layout,
-                                           want ? want : "none"));
-  const cl::View v = cl::view(desc, data, nbytes);
-  const cl::Geometry& g = v.g;
-  auto w = std::make_unique<xq_qweight>();
-  w->N = g.N;
-  w->K = g.K;
-  w->act = desc.act_scheme;
-  w->input_scale = desc.input_scale;
-  w->adopted = true;
-  w->adopted_layout = adopted_name(g.kind);
-  try {
-    if (g.kind == cl::Kind::W4) {
-      w->kind = xq_qweight::Kind::W4;
-      w->layout = kLayoutW4;
-      w->f32_dequant_uses_f16 = (v.flags & cl::kFlagF32DequantF16) != 0;
-      W4Layout& L = w->L;
-      L.N = g.N;
-      L.K = g.K;
-      L.n_tiles = g.n_tiles;
-      L.n_blocks = g.n_blocks;
-      L.chunks = g.chunks;
-      L.n_groups = g.n_groups;
-      L.gs_shift = g.gs_shift;
-      upload_part(w->qw, v.qw, 16 * g.qw_words(), "W4 codes");
-      upload_part(w->sz_bf16, v.sz_bf16, 8 * g.sz_words(), "bf16 scale words");
-      upload_part(w->sz_f16, v.sz_f16, 8 * g.sz_words(), "f16 scale words");
-      if (v.perm) upload_part(w->perm, v.perm, 4 * static_cast<uint64_t>(g.K), "act-order permutation");
-    } else {
-      w->kind = xq_qweight::Kind::W8;
-      w->fp8 = g.kind == cl::Kind::Fp8;
-      w->layout = w->fp8 ? kLayoutFp8 : kLayoutW8;
-      upload_part(w->w8, v.codes, static_cast<uint64_t>(g.N * g.K), "codes");
-      upload_part(w->sw, v.row_scales, 4 * static_cast<uint64_t>(g.N), "row scales");
-    }
-  } catch (...) {
-    release(w.release());
-    throw;
-  }
-  return w.release();
+  return adopt_parts(layout, {{&desc, data, nbytes}});
+}
+
+xq_qweight* Provider::adopt_stacked(const char* layout, const xquant::sdk::StoredParts& parts) {
+  return adopt_parts(layout, parts);
 }
 
 namespace {
@@ -132,18 +94,28 @@ void check_same_activations(const xquant::sdk::StoredParts& parts) {
 
 }  // namespace
 
-xq_qweight* Provider::adopt_stacked(const char* layout, const xquant::sdk::StoredParts& parts) {
+// One weight from the stored bytes of one tensor, or of several whose rows it stacks: each part's
+// arrays placed where the weight has them (sdk/cuda_layout.hpp stack_plan; one part: as they are).
+xq_qweight* Provider::adopt_parts(const char* layout, const xquant::sdk::StoredParts& parts) {
   require_device();
   std::vector<cl::View> views;
   for (size_t i = 0; i < parts.size(); ++i) {
     const char* want = packed_layout(*parts[i].desc);
     if (!want || std::strcmp(layout, want) != 0)
-      throw Error(XQ_ERR_UNSUPPORTED, format("cuda: stacking part %zu: layout '%s' is not the one it runs in (%s)", i,
-                                             layout, want ? want : "none"));
+      throw Error(XQ_ERR_UNSUPPORTED, format("cuda: layout '%s' is not the one %s runs in (%s)", layout,
+                                             parts.size() == 1 ? "this weight" : format("part %zu", i).c_str(),
+                                             want ? want : "none"));
     views.push_back(cl::view(*parts[i].desc, parts[i].data, parts[i].nbytes));
   }
-  check_same_activations(parts);
-  const cl::StackPlan plan = cl::stack_plan(views);  // what placement cannot stack: XQ_ERR_UNSUPPORTED
+  cl::StackPlan plan;
+  if (views.size() == 1) {  // alone: an act-order permutation is fine
+    plan.g = views[0].g;
+    plan.flags = views[0].flags;
+    plan.row0 = {0};
+  } else {
+    check_same_activations(parts);
+    plan = cl::stack_plan(views);  // what placement cannot stack: XQ_ERR_UNSUPPORTED
+  }
   const cl::Geometry& g = plan.g;
   const xq_quant_tensor& d0 = *parts[0].desc;
   auto w = std::make_unique<xq_qweight>();
@@ -179,6 +151,7 @@ xq_qweight* Provider::adopt_stacked(const char* layout, const xquant::sdk::Store
         place(reinterpret_cast<uint8_t*>(w->sz_f16) + cl::stacked_sz_offset(g, r0), sz, v.sz_f16, sz, sz, 1,
               "f16 scale words");
       }
+      if (views[0].perm) upload_part(w->perm, views[0].perm, 4 * static_cast<uint64_t>(g.K), "act-order permutation");
     } else {
       w->kind = xq_qweight::Kind::W8;
       w->fp8 = g.kind == cl::Kind::Fp8;

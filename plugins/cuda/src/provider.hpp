@@ -146,6 +146,8 @@ class Provider : public xquant::sdk::PluginBase {
   // provider_w4_hopper.cpp
   void init_w4_hopper();
   void prepare_w4_hopper(xq_qweight* w, const int8_t* d_codes, const float* d_scales, const int8_t* d_zp);
+  // adopt and adopt_stacked: one weight from the stored bytes of one tensor or of several (adopt.cpp).
+  xq_qweight* adopt_parts(const char* layout, const xquant::sdk::StoredParts& parts);
   bool run_qmatmul_w4_hopper(const xq_op& op);
   // provider_w4a8.cpp
   static constexpr int64_t kForceW4A8 = 6;  // QMATMUL op.i[7]
