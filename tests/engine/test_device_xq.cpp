@@ -137,7 +137,9 @@ TEST(DeviceXq, StoredCudaLayoutsLoadWithNothingRepacked) {
 // the adopted weights take the stored copy (counted in load_stats), nothing
 // is repacked, and prefill over 96 tokens (its Linears at M = 96, the Hopper
 // GEMM's range) matches the same file on cpu as the test above does; elsewhere
-// the copy is left in the file and the model runs the same.
+// the copy is left in the file and the model runs the same. Whether this
+// device and build take the copy is asked of the provider on the same
+// quantization written without it (qweight_extra_layout of its q_proj).
 TEST(DeviceXq, TheStoredHopperCopyIsTakenAndRunsTheSame) {
   const fs::path dir = fs::temp_directory_path() / ("xquant_device_xq_wgmma_" + std::to_string(::getpid()));
   fs::remove_all(dir);
@@ -147,7 +149,15 @@ TEST(DeviceXq, TheStoredHopperCopyIsTakenAndRunsTheSame) {
     if (!probe) GTEST_SKIP() << "cuda provider unusable here: " << why;
   }
   quantize_to("xq", dir / "xq", 64, "{layouts: \"cpu,cuda,cuda-wgmma\"}");
+  quantize_to("xq", dir / "without", 64);
   std::string why;
+  bool takes_copy = false;
+  {
+    auto without = open_on(dir / "without", "cuda", &why);
+    ASSERT_TRUE(without) << why;
+    takes_copy = !without->kernels().extra_layout(without->layer(0).linears[0].q).empty();
+    EXPECT_EQ(without->load_stats().stored_copies, 0);
+  }
   auto xq = open_on(dir / "xq", "cuda", &why);
   auto xq_cpu = open_on(dir / "xq", "cpu", &why);
   ASSERT_TRUE(xq && xq_cpu) << why;
@@ -159,7 +169,9 @@ TEST(DeviceXq, TheStoredHopperCopyIsTakenAndRunsTheSame) {
   EXPECT_EQ(sx.repacked_bytes, 0u);
   EXPECT_EQ(sx.stored_linears, xq->quantized_linears());
   // 5 layers x q, k, v, o where the GEMM exists; none elsewhere.
-  EXPECT_TRUE(sx.stored_copies == 0 || sx.stored_copies == 20) << sx.stored_copies;
+  EXPECT_EQ(sx.stored_copies, takes_copy ? 20 : 0) << (takes_copy ? "a Hopper GEMM here" : "no Hopper GEMM here");
+  if (takes_copy)
+    EXPECT_TRUE(xq->kernels().extra_layout(xq->layer(0).linears[0].q).empty()) << "q_proj still asks for its copy";
   EXPECT_EQ(xq_cpu->load_stats().stored_copies, 0);
   std::ifstream in(kShared / "data/tinystories/tinystories_val.subset.txt");
   std::stringstream ss;

@@ -31,7 +31,8 @@ constexpr int64_t kGemvMaxSplitK = 16384;
 // The warps that read one row (1, 2 or 4): XQUANT_BF16_GEMV_SPLIT (read
 // per call, an A/B switch), kDefaultSplit where it is unset, 0 where it is
 // set to anything else (the provider refuses the op, naming the variable).
-// The provider reads it once per op and passes it to both calls below. On an H200 (2026-12-04, tests/cuda/test_bf16_gemv.cpp's
+// The provider reads it once per op and passes it to both calls below. On
+// an H200 (2026-12-04, tests/cuda/test_bf16_gemv.cpp's
 // DISABLED_SpeedAtBatch1, M = 1) four warps a row read every Llama-3.1-8B
 // shape faster than one: q|k|v 6144 x 4096 13.1 vs 13.4 us, o_proj 4096 x
 // 4096 7.8 vs 10.0, gate|up 28672 x 4096 53.9 vs 57.3, down 4096 x 14336

@@ -261,24 +261,6 @@ struct FormatAdapter {
                                            set_report_entry(), set_importance_entry()};
 };
 
-// ---- kernel provider ---------------------------------------------------------
-// Impl provides (the C contract of each is in xq_kernel.h):
-//   uint32_t score(const char** why);               // 0 = unusable here
-//   void* alloc(uint64_t nbytes);  void free(void* p);   // free must not throw
-//   void upload(void* dst, const void* src, uint64_t n);
-//   void download(void* dst, const void* src, uint64_t n);
-//   void synchronize();
-//   bool supports(const xq_op& op);                 // may throw: counts as "no"
-//   void run(const xq_op& op);
-//   xq_qweight* prepare(const xq_quant_tensor& q);
-//   void release(xq_qweight* w);                    // accepts NULL, must not throw
-//   const char* layout(const xq_qweight* w);        // a static string
-//   void memory_info(xq_memory_info& out);           // optional
-// Entries that return no status (score, supports_op, free, qweight_release,
-// qweight_layout) answer "no" / do nothing when the Impl throws, as the ABI
-// says they never fail; NULL pointers the ABI forbids are refused with
-// XQ_ERR_INVALID_ARGUMENT before the Impl sees them.
-
 // Stored tensors handed to a provider together (qweight_attach,
 // qweight_adopt_stacked): each part's description (buffers NULL) and its
 // bytes, borrowed for the call.
@@ -301,6 +283,23 @@ inline StoredParts stored_parts(const char* entry, const xq_quant_tensor* descs,
   return parts;
 }
 
+// ---- kernel provider ---------------------------------------------------------
+// Impl provides (the C contract of each is in xq_kernel.h):
+//   uint32_t score(const char** why);               // 0 = unusable here
+//   void* alloc(uint64_t nbytes);  void free(void* p);   // free must not throw
+//   void upload(void* dst, const void* src, uint64_t n);
+//   void download(void* dst, const void* src, uint64_t n);
+//   void synchronize();
+//   bool supports(const xq_op& op);                 // may throw: counts as "no"
+//   void run(const xq_op& op);
+//   xq_qweight* prepare(const xq_quant_tensor& q);
+//   void release(xq_qweight* w);                    // accepts NULL, must not throw
+//   const char* layout(const xq_qweight* w);        // a static string
+//   void memory_info(xq_memory_info& out);           // optional
+// Entries that return no status (score, supports_op, free, qweight_release,
+// qweight_layout) answer "no" / do nothing when the Impl throws, as the ABI
+// says they never fail; NULL pointers the ABI forbids are refused with
+// XQ_ERR_INVALID_ARGUMENT before the Impl sees them.
 template <class Impl>
 struct KernelAdapter {
   static Impl* self(void* state) noexcept { return static_cast<Impl*>(state); }
