@@ -706,12 +706,26 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
   run_mlp(layer, x, rows, h, g, u, tap);
 }
 
+void Model::post_attention_norm(int layer, const float* x, int64_t rows, float* h) const {
+  const LayerWeights& W = layers_.at(static_cast<size_t>(layer));
+  rms_norm(*kernels_, x, rows, arch_.hidden, at(W.post_norm, W.d_post_norm), arch_.rms_eps, h,
+           "RMS_NORM (post-attention)");
+}
+
+void Model::mlp_input(int layer, const float* x, int64_t rows, float* h) const {
+  require_layer(layer);
+  if (on_device()) fail(XQ_ERR_UNSUPPORTED, "mlp_input reads host memory; kernel provider '{}' keeps it on its device",
+                        kernels_->name());
+  post_attention_norm(layer, x, rows, h);
+  if (input_transform_) input_transform_(layer, LayerDesc::kMlpIn, h, rows, arch_.hidden);
+}
+
 void Model::run_mlp(int layer, float* x, int64_t rows, float* h, float* g, float* u, const GroupInputTap& tap) const {
   const auto& a = arch_;
   const LayerWeights& W = layers_.at(static_cast<size_t>(layer));
   const int64_t H = a.hidden, I = a.intermediate, n_h = rows * H;
   const Kernels& k = *kernels_;
-  rms_norm(k, x, rows, H, at(W.post_norm, W.d_post_norm), a.rms_eps, h, "RMS_NORM (post-attention)");
+  post_attention_norm(layer, x, rows, h);
   if (tap) tap(LayerDesc::kMlpIn, h, rows, H);
   if (input_transform_) input_transform_(layer, LayerDesc::kMlpIn, h, rows, H);
   if (a.layers[static_cast<size_t>(layer)].moe) {

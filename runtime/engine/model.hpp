@@ -267,6 +267,11 @@ class Model {
                      const GroupInputTap& tap = nullptr, LayerPart part = LayerPart::Whole) const;
   // Installs (or, empty, removes) the input transform every forward applies.
   void set_input_transform(GroupInputTransform t) { input_transform_ = std::move(t); }
+  // The input the MLP (or MoE block) of `layer` reads for the residual
+  // stream x [rows, hidden] after the attention half: the post-attention
+  // norm's output, then the input transform, as layer_forward computes it.
+  // Host providers.
+  void mlp_input(int layer, const float* x, int64_t rows, float* h) const;
   // Final norm + lm_head of `rows` hidden rows into logits [rows, vocab].
   void logits_from_hidden(const float* x, int64_t rows, float* logits) const;
   // Pointers are host memory on host providers and provider memory on
@@ -282,6 +287,9 @@ class Model {
   void moe_forward(int layer, const float* h, int64_t rows, float* out, const GroupInputTap& tap = nullptr) const;
   // The routing decisions of `layer` for h [rows, hidden].
   MoeRouting moe_routing(int layer, const float* h, int64_t rows) const;
+  // Expert `expert`'s down_proj input for rows x [rows, hidden] of the
+  // block's input: silu(x G^T) * (x U^T), out [rows, expert_intermediate].
+  void expert_down_input(int layer, int64_t expert, const float* x, int64_t rows, float* out) const;
   // Calibration: experts whose down_proj input tap covers every token (that
   // expert run on all rows for its statistics only; the layer's output
   // stays routed). Empty = none; applies to every MoE layer run.
@@ -405,6 +413,8 @@ class Model {
   void embed_ids(const int32_t* ids, int64_t n, float* out) const;  // ids in provider memory
   void run_layer(int layer, float* x, int64_t rows, const std::vector<SequenceSpan>& spans, const int32_t* pos,
                  const GroupInputTap& tap, LayerPart part = LayerPart::Whole) const;
+  // h [rows, hidden] = the post-attention RMSNorm of x (provider memory).
+  void post_attention_norm(int layer, const float* x, int64_t rows, float* h) const;
   // run_layer's MLP half; h, g, u its temporaries ([rows, hidden], 2 x [rows, intermediate]).
   void run_mlp(int layer, float* x, int64_t rows, float* h, float* g, float* u, const GroupInputTap& tap) const;
   // A layer whose q|k|v and gate|up run stacked (device providers): 13 ops

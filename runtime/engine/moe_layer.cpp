@@ -39,6 +39,19 @@ MoeRouting Model::moe_routing(int layer, const float* h, int64_t rows) const {
   return moe_route(logits.data(), rows, m.n_experts, m.top_k, m.norm_topk_prob);
 }
 
+void Model::expert_down_input(int layer, int64_t expert, const float* x, int64_t rows, float* out) const {
+  const LayerDesc& d = arch_.layers.at(static_cast<size_t>(layer));
+  if (!d.moe) fail(XQ_ERR_INVALID_ARGUMENT, "layer {} has no Mixture-of-Experts block", layer);
+  if (expert < 0 || expert >= d.experts.n_experts)
+    fail(XQ_ERR_INVALID_ARGUMENT, "layer {} has {} experts; expert {} does not exist", layer, d.experts.n_experts,
+         expert);
+  const auto& linears = layers_[static_cast<size_t>(layer)].linears;
+  std::vector<float> u(static_cast<size_t>(rows * d.experts.expert_intermediate));
+  linear(linears[static_cast<size_t>(d.experts.gate[expert])], x, rows, out, "expert gate_proj");
+  linear(linears[static_cast<size_t>(d.experts.up[expert])], x, rows, u.data(), "expert up_proj");
+  swiglu_inplace(*kernels_, out, u.data(), rows, d.experts.expert_intermediate);
+}
+
 void Model::moe_forward(int layer, const float* h, int64_t rows, float* out, const GroupInputTap& tap) const {
   if (on_device()) fail(XQ_ERR_UNSUPPORTED, "Mixture-of-Experts layers run on host-memory kernel providers only");
   const LayerDesc& d = arch_.layers.at(static_cast<size_t>(layer));
@@ -56,10 +69,7 @@ void Model::moe_forward(int layer, const float* h, int64_t rows, float* out, con
     const bool all_tokens = tap && static_cast<size_t>(e) < all_token_down_.size() && all_token_down_[e];
     if (all_tokens) {  // statistics only: this expert's down_proj input over every row
       g.resize(static_cast<size_t>(rows * I));
-      u.resize(g.size());
-      linear(lin(m.gate[e]), h, rows, g.data(), "expert gate_proj (all tokens)");
-      linear(lin(m.up[e]), h, rows, u.data(), "expert up_proj (all tokens)");
-      swiglu_inplace(*kernels_, g.data(), u.data(), rows, I);
+      expert_down_input(layer, e, h, rows, g.data());
       tap(m.expert_out_group[e], g.data(), rows, I);
     }
     if (n == 0) continue;
@@ -67,10 +77,7 @@ void Model::moe_forward(int layer, const float* h, int64_t rows, float* out, con
     for (int64_t i = 0; i < n; ++i) std::memcpy(xe.data() + i * H, h + idx[i] * H, static_cast<size_t>(H) * sizeof(float));
     if (tap) tap(m.expert_in_group[e], xe.data(), n, H);
     g.resize(static_cast<size_t>(n * I));
-    u.resize(g.size());
-    linear(lin(m.gate[e]), xe.data(), n, g.data(), "expert gate_proj");
-    linear(lin(m.up[e]), xe.data(), n, u.data(), "expert up_proj");
-    swiglu_inplace(*kernels_, g.data(), u.data(), n, I);
+    expert_down_input(layer, e, xe.data(), n, g.data());
     if (tap && !all_tokens) tap(m.expert_out_group[e], g.data(), n, I);
     y.resize(static_cast<size_t>(n * H));
     linear(lin(m.down[e]), g.data(), n, y.data(), "expert down_proj");

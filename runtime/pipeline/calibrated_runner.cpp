@@ -8,6 +8,7 @@
 #include "engine/model.hpp"
 #include "checkpoint/linear_modules.hpp"
 #include "pipeline/group_forward.hpp"
+#include "pipeline/moe_block_rows.hpp"
 #include "pipeline/prev_op.hpp"
 #include "pipeline/resume_checkpoint.hpp"
 #include "pipeline/stages.hpp"
@@ -22,6 +23,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -183,6 +185,7 @@ class LayerQuantizer {
     const LayerDesc& desc = model_.arch().layers[static_cast<size_t>(layer)];
     const int g = stats.active_group;
     if (desc.moe && g == LayerDesc::kMlpIn) record_experts(stats);
+    if (GroupForward::expert_of_down_group(desc, g) < 0) block_rows_.reset();  // this group may change them
     for (auto& [rule, members] : members_by_rule(desc, g, stats)) quantize_group(layer, g, *rule, members, stats, lw);
     if (g + 1 == desc.quant_groups()) flush_layer(desc, lw);
   }
@@ -224,11 +227,10 @@ class LayerQuantizer {
     const std::vector<float> prev_before = prev.values ? *prev.values : std::vector<float>();
 
     GroupInputs in = group_inputs(rule, members, stats, lw);
-    // The layer re-run AWQ's loss needs; built only for algorithms that use
-    // it (its input capture runs the layer once: 129 times per layer for
-    // 128 experts' down_proj groups).
+    // The module re-run AWQ's loss needs; built only for algorithms that use
+    // it (its input capture runs the module once).
     std::optional<GroupForward> forward;
-    if (needs_forward(rule)) forward.emplace(model_, layer, g, members, stats);
+    if (needs_forward(rule)) forward.emplace(model_, layer, g, members, stats, block_rows_for(layer, desc, g, stats));
     const std::string group_name = group_name_of(desc, layer, g);
     xq_layer_group group{};
     group.struct_size = sizeof(group);
@@ -255,6 +257,17 @@ class LayerQuantizer {
     if (rescaled && prev.cols) fold_into_previous_op(desc, g, prev, prev_before, group_name);
 
     keep_quantized(rule, members, in, in_stats, divisor, result, lw);
+  }
+
+  // A MoE layer's block input and routing on AWQ's trial samples, shared by
+  // its experts' down_proj groups (they run one after another and change
+  // neither; on_group drops it at any other group); null for other groups.
+  const MoeBlockRows* block_rows_for(int layer, const LayerDesc& desc, int g, const LayerStats& stats) {
+    if (GroupForward::expert_of_down_group(desc, g) < 0) return nullptr;
+    if (!block_rows_ || block_rows_->layer() != layer)
+      block_rows_ = std::make_unique<MoeBlockRows>(model_, layer, stats.layer_input,
+                                                   TrialSamples::choose(*stats.offsets, GroupForward::kMaxRows));
+    return block_rows_.get();
   }
 
   // The ABI inputs of a rule's members of a group: views of the engine's
@@ -416,6 +429,7 @@ class LayerQuantizer {
   OutputWriter& writer_;
   RunReport& report_;
   std::vector<std::pair<std::string, QuantTensor>> pending_;
+  std::unique_ptr<MoeBlockRows> block_rows_;
   std::map<std::string, std::pair<std::vector<float>, uint64_t>> importance_;  // module -> (sum x^2, tokens)
 };
 

@@ -170,8 +170,9 @@ TEST(DeviceXq, TheStoredHopperCopyIsTakenAndRunsTheSame) {
   EXPECT_EQ(sx.stored_linears, xq->quantized_linears());
   // 5 layers x q, k, v, o where the GEMM exists; none elsewhere.
   EXPECT_EQ(sx.stored_copies, takes_copy ? 20 : 0) << (takes_copy ? "a Hopper GEMM here" : "no Hopper GEMM here");
-  if (takes_copy)
+  if (takes_copy) {
     EXPECT_TRUE(xq->kernels().extra_layout(xq->layer(0).linears[0].q).empty()) << "q_proj still asks for its copy";
+  }
   EXPECT_EQ(xq_cpu->load_stats().stored_copies, 0);
   std::ifstream in(kShared / "data/tinystories/tinystories_val.subset.txt");
   std::stringstream ss;
