@@ -17,7 +17,9 @@ namespace xquant {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr double kKeepFinishedLine = 1.0;  // seconds
+// Steps shorter than this leave no line: erased on a terminal, never
+// written to a log.
+constexpr double kQuietFor = 1.0;  // seconds
 
 // Each task keeps its own clock: the runners nest tasks (a plugin's "gptq"
 // blocks inside the host's "calibration" layers), and switching between them
@@ -55,14 +57,15 @@ void draw_on_terminal(Tracker& t, const ProgressState& s, bool finished, Clock::
   std::fprintf(stderr, "\r\033[K%s", render_progress_bar_line(s).c_str());
   // A finished step keeps its line when it took long enough to matter; a
   // short one (a plugin's per-Linear step) is erased so the screen stays calm.
-  if (finished) std::fputs(s.elapsed >= kKeepFinishedLine ? "\n" : "\r\033[K", stderr);
+  if (finished) std::fputs(s.elapsed >= kQuietFor ? "\n" : "\r\033[K", stderr);
   std::fflush(stderr);
 }
 
 void log_plain_line(TaskClock& c, const ProgressState& s) {
-  if (s.total == 0) return;  // unknown totals have no deciles to report
-  int decile = static_cast<int>(10 * std::min(s.done, s.total) / s.total);
-  if (decile == c.last_decile) return;
+  // -v: every step's lines, short ones too.
+  const double quiet_for = log_level() <= XQ_LOG_DEBUG ? 0.0 : kQuietFor;
+  const int decile = plain_line_decile(s, c.last_decile, quiet_for);
+  if (decile < 0) return;
   c.last_decile = decile;
   logger().info("{}", render_progress_plain_line(s));
 }

@@ -3,8 +3,8 @@
 // On a terminal: one line with a bar, the rate and the ETA, redrawn in place
 // at most ~10 times a second; a finished step's line stays when it took a
 // second or more, shorter ones are erased. Otherwise (CI logs): a plain line every 10% so
-// logs stay short. Silent below info level (-q). The wording is
-// progress_format.hpp's.
+// logs stay short, none for a step shorter than a second (with -v, those
+// too). Silent below info level (-q). The wording is progress_format.hpp's.
 //
 // Every long loop reports here, so this is also where a Ctrl-C is noticed:
 // report() throws Error(XQ_ERR_CANCELLED) once a stop was requested

@@ -75,6 +75,12 @@ std::string render_progress_bar_line(const ProgressState& s, int bar_width) {
                      percent(s), rate_text, eta);
 }
 
+int plain_line_decile(const ProgressState& s, int last_decile, double quiet_for) {
+  if (s.total == 0 || s.elapsed < quiet_for) return -1;
+  const int decile = static_cast<int>(10 * std::min(s.done, s.total) / s.total);
+  return decile == last_decile ? -1 : decile;
+}
+
 std::string render_progress_plain_line(const ProgressState& s) {
   double rate = progress_rate(s);
   std::string rate_text = rate < 0 ? "" : ", " + format_rate(rate, s.unit);

@@ -31,6 +31,12 @@ std::string progress_bar(uint64_t done, uint64_t total, int width);
 // A terminal line (no "\r", no newline):
 //   "calibration [#####.....]  3/5 layers  60%  1.20 layers/s  ETA 2s"
 std::string render_progress_bar_line(const ProgressState& s, int bar_width = 24);
+// Logs (non-terminals) get a line at each new decile of a task: the decile
+// due now, or -1 (none: unknown total, the same decile as the last line, or
+// the task has run less than `quiet_for` seconds). So a short step, such as
+// a plugin's per-group search run hundreds of times a layer, leaves no line,
+// and a long one's lines start at the decile it has reached by then.
+int plain_line_decile(const ProgressState& s, int last_decile, double quiet_for);
 // A log line for non-terminals:
 //   "calibration: 3/5 layers (60%), 1.20 layers/s, ETA 2s"
 std::string render_progress_plain_line(const ProgressState& s);

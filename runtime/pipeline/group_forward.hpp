@@ -60,6 +60,7 @@ class GroupForward {
 
  private:
   enum class Module { Layer, MlpHalf, ExpertDown };
+  class SwappedIn;
 
   static xq_status run(void* ctx, const float* const* weights, float* out);
   void forward(const float* const* weights, float* out);
@@ -80,6 +81,7 @@ class GroupForward {
   int expert_ = -1;                // ExpertDown: the expert
   std::vector<float> row_weight_;  // ExpertDown: each input row's combine weight
   std::vector<float> kbuf_, vbuf_;
+  std::vector<std::vector<float>> trial_;  // the candidate weights while a forward runs, else the model's
   xq_group_forward abi_{};
 };
 

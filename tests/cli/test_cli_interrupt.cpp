@@ -51,9 +51,10 @@ long dead_pid() {
 }
 
 // A calibrated GPTQ run of a few seconds: five layers, each long enough that
-// a signal sent after the first one lands well before the last.
+// a signal sent after the first one lands well before the last. -v: its
+// progress lines even for steps under a second (the test waits for one).
 std::vector<std::string> gptq_run(const fs::path& out) {
-  return {XQUANT_CLI, "quantize", "--model", kModel, "--tokenizer", kVocab, "--out", out.string(),
+  return {XQUANT_CLI, "-v", "quantize", "--model", kModel, "--tokenizer", kVocab, "--out", out.string(),
           "--algorithm", "gptq", "--group-size", "32", "--calibration", kText, "--samples", "128", "--seq-len", "256"};
 }
 
@@ -61,7 +62,7 @@ void interrupt_after_first_layer(int signo, int expected_exit) {
   TempDir dir("xquant-cli-sigint");
   const fs::path out = dir / "out";
   Subprocess run(gptq_run(out));
-  // Non-terminal stderr: progress is a log line per 10%, the first after layer 0.
+  // Non-terminal stderr with -v: progress is a log line per 10%, the first after layer 0.
   ASSERT_TRUE(run.read_until([](const std::string& err) { return err.find("calibration: 1/5") != std::string::npos; }))
       << "the run ended before its first layer finished:\n" << run.err();
   EXPECT_FALSE(dot_files(out).empty()) << "no temporary was open when the signal was sent";

@@ -79,3 +79,14 @@ TEST(ProgressFormat, PlainLine) {
   EXPECT_EQ(render_progress_plain_line(state(1, 5, 0.0, "layers", 1)), "calibration: 1/5 layers (20%), ETA --");
   EXPECT_EQ(render_progress_plain_line(state(12, 12, 2.0, "", 0)), "calibration: 12/12 (100%), 6.00/s, in 2s");
 }
+
+TEST(ProgressFormat, PlainLinesAtNewDecilesOfStepsLongerThanTheQuietTime) {
+  EXPECT_EQ(plain_line_decile(state(3, 20, 0.4), -1, 1.0), -1) << "a step under a second so far: no line";
+  EXPECT_EQ(plain_line_decile(state(20, 20, 0.9), -1, 1.0), -1) << "a step done in under a second leaves no line";
+  EXPECT_EQ(plain_line_decile(state(7, 20, 1.5), -1, 1.0), 3) << "a long step's first line: the decile it reached";
+  EXPECT_EQ(plain_line_decile(state(7, 20, 1.6), 3, 1.0), -1) << "each decile once";
+  EXPECT_EQ(plain_line_decile(state(8, 20, 2.0), 3, 1.0), 4);
+  EXPECT_EQ(plain_line_decile(state(20, 20, 5.0), 9, 1.0), 10) << "the finished line";
+  EXPECT_EQ(plain_line_decile(state(40, 0, 5.0, "tokens"), -1, 1.0), -1) << "no total, no deciles";
+  EXPECT_EQ(plain_line_decile(state(0, 5, 0.0), -1, 0.0), 0) << "quiet_for 0: every decile from the first report";
+}
