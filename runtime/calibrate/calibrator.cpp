@@ -279,8 +279,11 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
         all_token_down[static_cast<size_t>(e.expert)] = e.all_tokens;
       }
       model_.set_all_token_down_taps(all_token_down);
-      // Statistics (and, when not propagating updates, the outputs).
+      // Statistics (and, when not propagating updates, the outputs). A pass
+      // over a large model's layer takes minutes: it reports its samples.
+      const std::string pass_task = fmt::format("layer {} statistics, pass {} of {}", l, pass + 1, passes);
       for (size_t s = 0; s < samples_.size(); ++s) {
+        Progress::report(pass_task, s, samples_.size(), "samples");
         int64_t n = offset[s + 1] - offset[s];
         float* xs = X.data() + offset[s] * H;
         float* run_on = xs;
@@ -290,6 +293,7 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
         }
         model_.layer_forward(static_cast<int>(l), run_on, n, {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}}, tap);
       }
+      Progress::report(pass_task, samples_.size(), samples_.size(), "samples");
       model_.set_all_token_down_taps({});
       for (size_t g = 0; g < acc.size(); ++g)
         if (acc[g].st) acc[g].finish();
@@ -318,12 +322,16 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
       }
     }
     // The next layer's inputs through the (possibly updated) layer.
-    if (propagate)
+    if (propagate) {
+      const std::string output_task = fmt::format("layer {} output", l);
       for (size_t s = 0; s < samples_.size(); ++s) {
+        Progress::report(output_task, s, samples_.size(), "samples");
         int64_t n = offset[s + 1] - offset[s];
         model_.layer_forward(static_cast<int>(l), X.data() + offset[s] * H, n,
                              {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}});
       }
+      Progress::report(output_task, samples_.size(), samples_.size(), "samples");
+    }
     if (options.after_layer) options.after_layer(static_cast<int>(l), X);
     if (on_demand) {
       model_.release_layer(static_cast<int>(l));

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 namespace xquant::decide {
 
@@ -177,7 +178,10 @@ class GroupTrial {
       li[i].stats = &st[i];
       li[i].scheme = scheme_of(ws, rule.activations, w.desc->in, scale_dtype_for(ws, model_.config()));
     }
-    GroupForward forward(model_, layer_, g_, members_, stats_);
+    // Built only for a rule that reruns its module (AWQ): its capture runs
+    // the layer, for nothing in the others' trials.
+    std::optional<GroupForward> forward;
+    if (rule_needs_forward(runtime_, rule)) forward.emplace(model_, layer_, g_, members_, stats_);
     const std::string name = group_name(model_.arch().layers[static_cast<size_t>(layer_)], g_);
     xq_layer_group group{};
     group.struct_size = sizeof(group);
@@ -189,7 +193,7 @@ class GroupTrial {
       group.prev_op = prev.cols ? sdk::f32_view(*prev.values, {prev.rows, prev.cols})
                                   : sdk::f32_view(*prev.values, {int64_t(prev.values->size())});
     group.role = role_of(model_.arch().layers[static_cast<size_t>(layer_)], g_);
-    group.forward = forward.abi();
+    group.forward = forward ? forward->abi() : nullptr;
     return run_stages(runtime_, rule, group);
   }
 

@@ -230,7 +230,7 @@ class LayerQuantizer {
     // The module re-run AWQ's loss needs; built only for algorithms that use
     // it (its input capture runs the module once).
     std::optional<GroupForward> forward;
-    if (needs_forward(rule)) forward.emplace(model_, layer, g, members, stats, block_rows_for(layer, desc, g, stats));
+    if (rule_needs_forward(runtime_, rule)) forward.emplace(model_, layer, g, members, stats, block_rows_for(layer, desc, g, stats));
     const std::string group_name = group_name_of(desc, layer, g);
     xq_layer_group group{};
     group.struct_size = sizeof(group);
@@ -333,12 +333,6 @@ class LayerQuantizer {
     importance_[module] = {std::move(sum_sq), st.tokens};
   }
 
-
-  bool needs_forward(const QuantRule& rule) const {
-    for (const auto& st : rule.stages)
-      if (runtime_.plugins().require(XQ_PLUGIN_ALGORITHM, st.name).has_capability("needs:forward")) return true;
-    return false;
-  }
 
   // Whether every Linear of group g outside `members` stays dense (a MoE
   // router, shared_expert_gate: ignored by the example rules).

@@ -20,6 +20,12 @@ uint32_t rule_needs(Runtime& runtime, const QuantRule& rule) {
   return needs;
 }
 
+bool rule_needs_forward(Runtime& runtime, const QuantRule& rule) {
+  for (const auto& st : rule.stages)
+    if (runtime.plugins().require(XQ_PLUGIN_ALGORITHM, st.name).has_capability("needs:forward")) return true;
+  return false;
+}
+
 uint32_t abi_bits(const std::string& type, int bits) {
   return type == "float" ? XQ_BITS_F8_E4M3 : static_cast<uint32_t>(bits);
 }

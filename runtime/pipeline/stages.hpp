@@ -22,6 +22,9 @@ struct GroupResult {
 
 // Union of the XQ_NEED_* bits of the rule's stages.
 uint32_t rule_needs(Runtime& runtime, const QuantRule& rule);
+// Whether a stage of the rule reruns its module (capability
+// "needs:forward": AWQ), so the caller builds a GroupForward for it.
+bool rule_needs_forward(Runtime& runtime, const QuantRule& rule);
 
 // Fills each linear's scheme from the rule (scale dtype resolved by the
 // caller) and runs the stages. Throws with the failing stage named.
