@@ -134,6 +134,27 @@ uint64_t held_bytes(const LayerStats& stats) {
   return b;
 }
 
+// How far a statistics pass whose outputs are thrown away runs the layer:
+// to the last input a group of the pass taps (Model's LayerPart::To*).
+// Sequential calibration's pass for attn_in needs the input norm only, the
+// one for mlp_in no expert at all, the one for the down projections no
+// down projection: on a MoE layer that skips 2 of every 3 expert GEMMs of
+// the passes before the last (docs/pipeline.md "Statistics passes").
+LayerPart statistics_pass_part(const LayerDesc& desc, const std::function<bool(size_t)>& in_pass) {
+  // Ascending reach; a group's reach is the part through its tap.
+  static constexpr LayerPart kReach[] = {LayerPart::ToAttentionInput, LayerPart::Attention, LayerPart::ToMlpInput,
+                                         LayerPart::ToDownInputs};
+  size_t furthest = 0;
+  for (size_t g = 0; g < desc.groups.size(); ++g) {
+    if (!in_pass(g)) continue;
+    // Every other group (down projections; MoE: an expert's gathered
+    // gate/up rows, tapped inside the block) is read inside the MLP.
+    const size_t reach = g == LayerDesc::kAttnIn ? 0 : g == LayerDesc::kAttnOut ? 1 : g == LayerDesc::kMlpIn ? 2 : 3;
+    furthest = std::max(furthest, reach);
+  }
+  return kReach[furthest];
+}
+
 }  // namespace
 
 std::vector<float> LayerwiseCalibrator::first_hidden_states(const std::vector<int64_t>& offset,
@@ -281,7 +302,10 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
       model_.set_all_token_down_taps(all_token_down);
       // Statistics (and, when not propagating updates, the outputs). A pass
       // over a large model's layer takes minutes: it reports its samples.
+      // When the outputs come from a pass of their own (propagate), this
+      // one runs the layer only as far as its taps.
       const std::string pass_task = fmt::format("layer {} statistics, pass {} of {}", l, pass + 1, passes);
+      const LayerPart part = propagate ? statistics_pass_part(desc, in_pass) : LayerPart::Whole;
       for (size_t s = 0; s < samples_.size(); ++s) {
         Progress::report(pass_task, s, samples_.size(), "samples");
         int64_t n = offset[s + 1] - offset[s];
@@ -291,7 +315,8 @@ void LayerwiseCalibrator::run(uint32_t needs, const Callback& callback, const Ca
           tmp.assign(xs, xs + n * H);
           run_on = tmp.data();
         }
-        model_.layer_forward(static_cast<int>(l), run_on, n, {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}}, tap);
+        model_.layer_forward(static_cast<int>(l), run_on, n, {SequenceSpan{0, n, 0, kbuf.data(), vbuf.data()}}, tap,
+                             part);
       }
       Progress::report(pass_task, samples_.size(), samples_.size(), "samples");
       model_.set_all_token_down_taps({});

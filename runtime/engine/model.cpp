@@ -654,10 +654,11 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
   float* att = vv + n_kv;
   float* g = att + n_q;
   float* u = g + n_i;
-  if (part == LayerPart::Mlp) return run_mlp(layer, x, rows, h, g, u, tap);
+  if (part == LayerPart::Mlp) return run_mlp(layer, x, rows, h, g, u, tap, part);
 
   rms_norm(k, x, rows, H, at(W.input_norm, W.d_input_norm), a.rms_eps, h, "RMS_NORM (input)");
   if (tap) tap(LayerDesc::kAttnIn, h, rows, H);
+  if (part == LayerPart::ToAttentionInput) return;
   if (input_transform_) input_transform_(layer, LayerDesc::kAttnIn, h, rows, H);
   if (W.qkv.desc) {
     linear_stacked(W.qkv, h, rows, {{q, NH * HD}, {kk, KVH * HD}, {vv, KVH * HD}}, "q|k|v_proj");
@@ -703,7 +704,7 @@ void Model::run_layer(int layer, float* x, int64_t rows, const std::vector<Seque
   linear(W.linears[LayerDesc::kO], att, rows, h, "o_proj");
   add_inplace(k, x, h, rows, H);
   if (part == LayerPart::Attention) return;
-  run_mlp(layer, x, rows, h, g, u, tap);
+  run_mlp(layer, x, rows, h, g, u, tap, part);
 }
 
 void Model::post_attention_norm(int layer, const float* x, int64_t rows, float* h) const {
@@ -720,15 +721,18 @@ void Model::mlp_input(int layer, const float* x, int64_t rows, float* h) const {
   if (input_transform_) input_transform_(layer, LayerDesc::kMlpIn, h, rows, arch_.hidden);
 }
 
-void Model::run_mlp(int layer, float* x, int64_t rows, float* h, float* g, float* u, const GroupInputTap& tap) const {
+void Model::run_mlp(int layer, float* x, int64_t rows, float* h, float* g, float* u, const GroupInputTap& tap,
+                    LayerPart part) const {
   const auto& a = arch_;
   const LayerWeights& W = layers_.at(static_cast<size_t>(layer));
   const int64_t H = a.hidden, I = a.intermediate, n_h = rows * H;
   const Kernels& k = *kernels_;
   post_attention_norm(layer, x, rows, h);
   if (tap) tap(LayerDesc::kMlpIn, h, rows, H);
+  if (part == LayerPart::ToMlpInput) return;
   if (input_transform_) input_transform_(layer, LayerDesc::kMlpIn, h, rows, H);
   if (a.layers[static_cast<size_t>(layer)].moe) {
+    if (part == LayerPart::ToDownInputs) return moe_forward(layer, h, rows, nullptr, tap, true);
     if (on_device() || (options_.moe_provider_ops && !tap)) return moe_forward_device(layer, h, rows, x);
     std::vector<float> moe_out(static_cast<size_t>(n_h));  // the host path (device blocks returned above)
     moe_forward(layer, h, rows, moe_out.data(), tap);
@@ -749,6 +753,7 @@ void Model::run_mlp(int layer, float* x, int64_t rows, float* h, float* g, float
     k.run(op, "SWIGLU");
   }
   if (tap) tap(LayerDesc::kMlpOut, g, rows, I);
+  if (part == LayerPart::ToDownInputs) return;
   if (input_transform_) input_transform_(layer, LayerDesc::kMlpOut, g, rows, I);
   linear(W.linears[LayerDesc::kDown], g, rows, h, "down_proj");
   add_inplace(k, x, h, rows, H);

@@ -189,7 +189,17 @@ using GroupInputTap = std::function<void(int group, const float* x, int64_t rows
 // norm .. down_proj and its residual add), or both; the two halves in turn
 // give the whole layer bit for bit (host providers; AWQ's trials of the MLP
 // groups rerun only their half, pipeline/group_forward.cpp).
-enum class LayerPart { Whole, Attention, Mlp };
+//
+// The To* parts run the layer from its start only as far as a tap needs:
+// through the tap of the attention's input (the input norm), of the MLP's
+// input (the attention half, then the post-attention norm), or of every
+// down projection's input (dense down_proj; each MoE expert's and the
+// shared expert's; no down projection runs). Their taps see the bytes the
+// whole layer's taps see; x is left as it stands at that point (unchanged,
+// or after the attention half). Calibration's statistics pass for one stage
+// needs nothing further (calibrate/calibrator.cpp): on a MoE layer the
+// experts' down projections and combine, or all its experts, are skipped.
+enum class LayerPart { Whole, Attention, Mlp, ToAttentionInput, ToMlpInput, ToDownInputs };
 // Rewrites the input of a layer's Linear group in place just before that
 // group's Linears run (after any tap): the decision engine's fake-quantized
 // W8A8 activations (decide/activation_sim.hpp). Host providers only.
@@ -284,7 +294,10 @@ class Model {
   // The MoE block of `layer` on its input h [rows, hidden] (the
   // post-attention norm's output): out [rows, hidden]. Taps (calibration)
   // see each expert's gathered input rows and its down_proj input.
-  void moe_forward(int layer, const float* h, int64_t rows, float* out, const GroupInputTap& tap = nullptr) const;
+  // With down_inputs_only, the block stops at its down projections' inputs
+  // (their taps): no down_proj, no combine, `out` untouched (may be null).
+  void moe_forward(int layer, const float* h, int64_t rows, float* out, const GroupInputTap& tap = nullptr,
+                   bool down_inputs_only = false) const;
   // The routing decisions of `layer` for h [rows, hidden].
   MoeRouting moe_routing(int layer, const float* h, int64_t rows) const;
   // Expert `expert`'s down_proj input for rows x [rows, hidden] of the
@@ -416,7 +429,8 @@ class Model {
   // h [rows, hidden] = the post-attention RMSNorm of x (provider memory).
   void post_attention_norm(int layer, const float* x, int64_t rows, float* h) const;
   // run_layer's MLP half; h, g, u its temporaries ([rows, hidden], 2 x [rows, intermediate]).
-  void run_mlp(int layer, float* x, int64_t rows, float* h, float* g, float* u, const GroupInputTap& tap) const;
+  void run_mlp(int layer, float* x, int64_t rows, float* h, float* g, float* u, const GroupInputTap& tap,
+               LayerPart part) const;
   // A layer whose q|k|v and gate|up run stacked (device providers): 13 ops
   // at batch 1. `pending` (provider memory, `pending_dtype`), when not null,
   // is the previous layer's last residual addend, added to x here (fused

@@ -52,7 +52,8 @@ void Model::expert_down_input(int layer, int64_t expert, const float* x, int64_t
   swiglu_inplace(*kernels_, out, u.data(), rows, d.experts.expert_intermediate);
 }
 
-void Model::moe_forward(int layer, const float* h, int64_t rows, float* out, const GroupInputTap& tap) const {
+void Model::moe_forward(int layer, const float* h, int64_t rows, float* out, const GroupInputTap& tap,
+                        bool down_inputs_only) const {
   if (on_device()) fail(XQ_ERR_UNSUPPORTED, "Mixture-of-Experts layers run on host-memory kernel providers only");
   const LayerDesc& d = arch_.layers.at(static_cast<size_t>(layer));
   const MoeDesc& m = d.experts;
@@ -61,7 +62,7 @@ void Model::moe_forward(int layer, const float* h, int64_t rows, float* out, con
   auto lin = [&](int i) -> const LinearWeights& { return W.linears[static_cast<size_t>(i)]; };
 
   const ExpertRows routed = rows_per_expert(moe_routing(layer, h, rows), m.n_experts);
-  std::memset(out, 0, static_cast<size_t>(rows * H) * sizeof(float));
+  if (!down_inputs_only) std::memset(out, 0, static_cast<size_t>(rows * H) * sizeof(float));
   std::vector<float> xe, g, u, y;
   for (int64_t e = 0; e < m.n_experts; ++e) {
     const auto& idx = routed.rows[static_cast<size_t>(e)];
@@ -79,6 +80,7 @@ void Model::moe_forward(int layer, const float* h, int64_t rows, float* out, con
     g.resize(static_cast<size_t>(n * I));
     expert_down_input(layer, e, xe.data(), n, g.data());
     if (tap && !all_tokens) tap(m.expert_out_group[e], g.data(), n, I);
+    if (down_inputs_only) continue;
     y.resize(static_cast<size_t>(n * H));
     linear(lin(m.down[e]), g.data(), n, y.data(), "expert down_proj");
     const auto& w = routed.weight[static_cast<size_t>(e)];
@@ -96,6 +98,7 @@ void Model::moe_forward(int layer, const float* h, int64_t rows, float* out, con
   linear(lin(m.shared_up), h, rows, u.data(), "shared_expert.up_proj");
   swiglu_inplace(*kernels_, g.data(), u.data(), rows, S);
   if (tap) tap(m.shared_out_group, g.data(), rows, S);
+  if (down_inputs_only) return;
   y.resize(static_cast<size_t>(rows * H));
   linear(lin(m.shared_down), g.data(), rows, y.data(), "shared_expert.down_proj");
   std::vector<float> gate(static_cast<size_t>(rows));
