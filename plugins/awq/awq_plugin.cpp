@@ -148,8 +148,8 @@ class AwqAlgorithm : public PluginBase {
 
   // w_mean[j]: |W| normalised by its quantization group's max, averaged over
   // all rows of all linears (AutoAWQ / llm-compressor _compute_layer_means).
-  static std::vector<double> weight_means(const xq_layer_group& group, const std::vector<quant::Scheme>& schemes,
-                                          int64_t cols) {
+  std::vector<double> weight_means(const xq_layer_group& group, const std::vector<quant::Scheme>& schemes,
+                                   int64_t cols) const {
     std::vector<double> sum(static_cast<size_t>(cols), 0.0);
     int64_t total_rows = 0;
     for (uint64_t i = 0; i < group.n_linears; ++i) {
@@ -162,19 +162,52 @@ class AwqAlgorithm : public PluginBase {
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t j = 0; j < cols; ++j) sum[j] += std::fabs(w[r * cols + j]) / (m + 1e-6f);
       } else {
+        // Column groups over the threads: each column still sums its rows
+        // in order (the same doubles as one thread).
         const int64_t gs = sc.group_cols(cols);
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c0 = 0; c0 < cols; c0 += gs) {
-            const int64_t n = std::min(gs, cols - c0);
-            float m = 0.0f;
-            for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(w[r * cols + c0 + j]));
-            for (int64_t j = 0; j < n; ++j) sum[c0 + j] += std::fabs(w[r * cols + c0 + j]) / (m + 1e-6f);
-          }
+        host.parallel_for(static_cast<uint64_t>(sc.groups(cols)), 1, [&](uint64_t g0, uint64_t g1) {
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c0 = static_cast<int64_t>(g0) * gs; c0 < std::min(cols, static_cast<int64_t>(g1) * gs);
+                 c0 += gs) {
+              const int64_t n = std::min(gs, cols - c0);
+              float m = 0.0f;
+              for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(w[r * cols + c0 + j]));
+              for (int64_t j = 0; j < n; ++j) sum[c0 + j] += std::fabs(w[r * cols + c0 + j]) / (m + 1e-6f);
+            }
+        });
       }
       total_rows += rows;
     }
     for (auto& v : sum) v /= static_cast<double>(total_rows);
     return sum;
+  }
+
+  // out = Q(w * s) / s for w [rows, cols] (a scale-search trial). Channel
+  // and group schemes: each block of rows scaled, fake-quantized and
+  // unscaled by one thread while it is in cache (a MoE mlp_in group trial
+  // covers every expert's gate/up: 400 M weights on Qwen3-30B-A3B).
+  void scaled_fake_quantize(const quant::Scheme& sc, const float* w, int64_t rows, int64_t cols,
+                            const std::vector<float>& s, float* out) const {
+    auto scale = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t j = 0; j < cols; ++j) out[r * cols + j] = w[r * cols + j] * s[j];
+    };
+    auto unscale = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t j = 0; j < cols; ++j) out[r * cols + j] /= s[j];
+    };
+    if (sc.strategy == XQ_STRATEGY_TENSOR) {  // one scale over the whole matrix
+      scale(0, rows);
+      quant::fake_quantize(host, sc, out, rows, cols, out);
+      unscale(0, rows);
+      return;
+    }
+    host.parallel_for(static_cast<uint64_t>(rows), 16, [&](uint64_t b, uint64_t e) {
+      const auto r0 = static_cast<int64_t>(b), r1 = static_cast<int64_t>(e);
+      scale(r0, r1);
+      quant::rtn_rows(sc, out, cols, r0, r1, nullptr, nullptr, nullptr, out);
+      unscale(r0, r1);
+    });
   }
 
   std::vector<float> run_forward(const xq_layer_group& group, const std::vector<const float*>& weights) {
@@ -224,16 +257,8 @@ class AwqAlgorithm : public PluginBase {
       trial[i] = scratch[i].data();
     }
     auto loss_of = [&](const std::vector<float>& s) {
-      for (uint64_t i = 0; i < n; ++i) {
-        const int64_t rows = group.linears[i].weight.shape[0];
-        const float* w = fp[i];
-        float* out = scratch[i].data();
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t j = 0; j < cols; ++j) out[r * cols + j] = w[r * cols + j] * s[j];
-        quant::fake_quantize(host, schemes[i], out, rows, cols, out);
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t j = 0; j < cols; ++j) out[r * cols + j] /= s[j];
-      }
+      for (uint64_t i = 0; i < n; ++i) scaled_fake_quantize(schemes[i], fp[i], group.linears[i].weight.shape[0], cols,
+                                                            s, scratch[i].data());
       const std::vector<float> y = run_forward(group, trial);
       double acc = 0;
       for (size_t e = 0; e < y.size(); ++e) {
@@ -282,7 +307,7 @@ class AwqAlgorithm : public PluginBase {
     return best;
   }
 
-  static void apply_scales(xq_layer_group& group, const std::vector<float>& s, int64_t cols) {
+  void apply_scales(xq_layer_group& group, const std::vector<float>& s, int64_t cols) const {
     xq_tensor_view& p = group.prev_op;
     float* pd = static_cast<float*>(p.data);
     if (p.ndim == 1) {
@@ -294,9 +319,10 @@ class AwqAlgorithm : public PluginBase {
     }
     for (uint64_t i = 0; i < group.n_linears; ++i) {
       float* w = static_cast<float*>(group.linears[i].weight.data);
-      const int64_t rows = group.linears[i].weight.shape[0];
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < cols; ++j) w[r * cols + j] *= s[j];
+      host.parallel_for(static_cast<uint64_t>(group.linears[i].weight.shape[0]), 64, [&](uint64_t r0, uint64_t r1) {
+        for (auto r = static_cast<int64_t>(r0); r < static_cast<int64_t>(r1); ++r)
+          for (int64_t j = 0; j < cols; ++j) w[r * cols + j] *= s[j];
+      });
     }
   }
 
@@ -319,8 +345,10 @@ class AwqAlgorithm : public PluginBase {
     std::vector<double> best_err(static_cast<size_t>(rows)), acc(static_cast<size_t>(rows));
     for (int64_t g = 0; g < ng; ++g) {
       const int64_t c0 = g * gs, n = std::min(gs, cols - c0);
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t j = 0; j < n; ++j) xg[t * n + j] = in.stats->samples[(t * step) * cols + c0 + j] / s[c0 + j];
+      host.parallel_for(static_cast<uint64_t>(T), 64, [&](uint64_t t0, uint64_t t1) {
+        for (auto t = static_cast<int64_t>(t0); t < static_cast<int64_t>(t1); ++t)
+          for (int64_t j = 0; j < n; ++j) xg[t * n + j] = in.stats->samples[(t * step) * cols + c0 + j] / s[c0 + j];
+      });
       for (int64_t r = 0; r < rows; ++r) {
         float m = 0.0f;
         for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(w[r * cols + c0 + j]));
@@ -344,16 +372,20 @@ class AwqAlgorithm : public PluginBase {
         // E[T, rows] = Xg[T, n] * D[rows, n]^T: each token's partial-dot error.
         xq_status st = api->sgemm(api->ctx, 0, 1, T, rows, n, 1.0f, xg.data(), n, d.data(), n, 0.0f, e.data(), rows);
         if (st != XQ_OK) fail(st, format("%s: the AWQ clip search's sgemm failed", in.name));
-        std::fill(acc.begin(), acc.end(), 0.0);
-        for (int64_t t = 0; t < T; ++t)
-          for (int64_t r = 0; r < rows; ++r) acc[r] += static_cast<double>(e[t * rows + r]) * e[t * rows + r];
-        for (int64_t r = 0; r < rows; ++r) {
-          const double err = acc[r] / static_cast<double>(T);
-          if (err < best_err[r]) {
-            best_err[r] = err;
-            best_max[r] = org_max[r] * shrink;
+        // Each row's squared errors summed over the tokens in order.
+        host.parallel_for(static_cast<uint64_t>(rows), 64, [&](uint64_t rb, uint64_t re) {
+          const auto r0 = static_cast<int64_t>(rb), r1 = static_cast<int64_t>(re);
+          std::fill(acc.begin() + r0, acc.begin() + r1, 0.0);
+          for (int64_t t = 0; t < T; ++t)
+            for (int64_t r = r0; r < r1; ++r) acc[r] += static_cast<double>(e[t * rows + r]) * e[t * rows + r];
+          for (int64_t r = r0; r < r1; ++r) {
+            const double err = acc[r] / static_cast<double>(T);
+            if (err < best_err[r]) {
+              best_err[r] = err;
+              best_max[r] = org_max[r] * shrink;
+            }
           }
-        }
+        });
       }
       for (int64_t r = 0; r < rows; ++r) {
         float* row = w + r * cols + c0;
