@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_ATTN, GPUENG_ATTN_KERNELS, GPUENG_DECODE_PROFILE, GPUENG_DECODE_KERNELS, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W8GEMV, GPUENG_W4A8 and GPUENG_AB add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_ATTN, GPUENG_ATTN_KERNELS, GPUENG_DECODE_PROFILE, GPUENG_DECODE_KERNELS, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W8GEMV, GPUENG_W4A8, GPUENG_STORED and GPUENG_AB add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -83,6 +83,10 @@ if [ -d "$w4" ]; then
   done
 fi
 fi  # GPUENG_BASE
+# Optional (GPUENG_STORED=1): what the stored cuda layouts buy an xq W4A16 file: compressed-tensors
+# against xq with and without the Hopper GEMM's copy (`cuda-wgmma`), and stacked adoption
+# (scripts/gpu-stored-layouts.sh: TTFT at 2048 tokens, TPOT, open to first token; ~3 min with 8 layers).
+if [ "${GPUENG_STORED:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-stored-layouts.sh" "$cli" "$out" 2>&1 | tee "$out/stored-layouts.log"; fi
 # Optional, and first of the optional parts (a correctness check must not be the one a timeout cuts):
 # the engine against transformers (scripts/gpu-hf-compare.py): logits and greedy tokens on
 # random-weight checkpoints of real configs, HF generate beside `xquant bench` (decode graphs off and

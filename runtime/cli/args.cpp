@@ -9,6 +9,27 @@
 
 namespace xquant::cli {
 
+std::vector<std::pair<std::string, std::string>> split_params(const std::string& list) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    const std::string item = list.substr(start, comma - start);
+    start = comma + 1;
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos && !out.empty()) {
+      out.back().second += "," + item;
+    } else if (eq == std::string::npos || eq == 0) {
+      throw UsageError(fmt::format("--param expects KEY=VALUE[,KEY=VALUE...], got '{}'", item));
+    } else {
+      out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+    }
+  }
+  return out;
+}
+
 std::string nearest(const std::string& word, const std::vector<std::string>& candidates) {
   return nearest_word(word, candidates);
 }

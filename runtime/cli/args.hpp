@@ -10,6 +10,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace xquant::cli {
@@ -55,6 +56,12 @@ class Args {
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// The KEY=VALUE items of a --param list ("a=1,b=2"). A piece without '='
+// continues the value before it, so a value may hold commas itself
+// ("layouts=cpu,cuda,b=2" gives layouts = "cpu,cuda" and b = "2"); a first
+// piece without '=' (or one starting with it) is a UsageError naming it.
+std::vector<std::pair<std::string, std::string>> split_params(const std::string& list);
 
 // The closest candidate within a small edit distance, or "".
 std::string nearest(const std::string& word, const std::vector<std::string>& candidates);

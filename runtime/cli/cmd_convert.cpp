@@ -52,13 +52,9 @@ Target target_of(const std::string& f) {
 }
 
 // --param k=v, typed by the writer's parameter specs (defaults filled in).
-Kv writer_params(const LoadedPlugin& plugin, const std::vector<std::string>& given) {
+Kv writer_params(const LoadedPlugin& plugin, const std::vector<std::pair<std::string, std::string>>& given) {
   std::map<std::string, std::string> values;
-  for (const auto& kv : given) {
-    auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) throw UsageError("--param expects KEY=VALUE, got '" + kv + "'");
-    values[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
+  for (const auto& [key, value] : given) values[key] = value;
   Kv out;
   std::vector<std::string> names;
   for (const auto* s = plugin.descriptor->params; s && s->name; ++s) {
@@ -235,23 +231,15 @@ int cmd_convert(const RuntimeOptions& options, int argc, char** argv) {
              {"format", "F", "compressed-tensors, awq, gptq, gguf (or another format plugin), or f32, f16, bf16 "
                              "(dense, dequantized)", true},
              {"param", "KEY=VALUE", "a parameter of the output format, e.g. checkpoint_format=gptq_v2 (gptq) or "
-                                    "type=Q4_0 (gguf); comma-separated or repeated for several",
+                                    "type=Q4_0 (gguf), layouts=cpu,cuda,cuda-wgmma (xq); comma-separated or repeated for several",
               false, 0, true},
              {"json", "", "print the report as JSON"}});
   if (!args.parse(argc, argv)) return 0;
   Runtime runtime(options);
   const Target target = target_of(*args.get("format"));
   LoadedPlugin& f = runtime.plugins().require(XQ_PLUGIN_FORMAT, target.format);
-  std::vector<std::string> given;
-  if (auto p = args.get("param")) {
-    size_t start = 0;
-    while (start <= p->size()) {
-      size_t comma = p->find(',', start);
-      if (comma == std::string::npos) comma = p->size();
-      if (comma > start) given.push_back(p->substr(start, comma - start));
-      start = comma + 1;
-    }
-  }
+  const auto given = args.get("param") ? split_params(*args.get("param"))
+                                       : std::vector<std::pair<std::string, std::string>>{};
   const Kv params = writer_params(f, given);
   auto cp = Checkpoint::open(runtime, *args.get("model"));
 

@@ -174,13 +174,7 @@ Scheme resolve_scheme(const Args& args, const SchemeDefaults& plugin) {
 
 std::vector<std::pair<std::string, std::string>> algorithm_params(const Args& args) {
   std::vector<std::pair<std::string, std::string>> params;
-  if (auto list = args.get("param"))
-    for (const auto& item : split_list(*list)) {
-      auto eq = item.find('=');
-      if (eq == std::string::npos || eq == 0)
-        throw UsageError(fmt::format("--param expects KEY=VALUE[,KEY=VALUE...], got '{}'", item));
-      params.emplace_back(item.substr(0, eq), item.substr(eq + 1));
-    }
+  if (auto list = args.get("param")) params = split_params(*list);
   if (args.flag("act-order")) params.emplace_back("act_order", "true");
   if (auto d = args.get("damp")) params.emplace_back("damp", *d);
   if (auto a = args.get("alpha")) params.emplace_back("alpha", *a);

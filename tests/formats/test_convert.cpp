@@ -180,6 +180,30 @@ TEST_F(Convert, RefusesWhatTheTargetCannotHoldAndWritesNothing) {
   EXPECT_FALSE(fs::exists(path("refused")));
 }
 
+// A writer parameter whose value is itself a comma list (xq's `layouts`)
+// goes through --param beside others: a piece without '=' continues the
+// value before it.
+TEST_F(Convert, AParamValueMayHoldCommas) {
+  const auto has_packed = [](const fs::path& file, const std::string& layout) {
+    auto cp = Checkpoint::open(runtime(), file);
+    auto desc = sdk::make_struct<xq_quant_tensor>();
+    auto view = sdk::make_struct<xq_tensor_view>();
+    return cp->read_packed(cp->require("model.layers.0.self_attn.q_proj.weight"), layout, desc, view);
+  };
+  convert("rtn-sym-ct", "both.xq", "xq", "layouts=cuda,cpu,alignment=4096");
+  EXPECT_TRUE(has_packed(path("both.xq"), "cpu.int-blocks.v1"));
+  EXPECT_TRUE(has_packed(path("both.xq"), "cuda.w4a16-mma.v1"));
+  convert("rtn-sym-ct", "cpu.xq", "xq", "alignment=4096,layouts=cpu");
+  EXPECT_TRUE(has_packed(path("cpu.xq"), "cpu.int-blocks.v1"));
+  EXPECT_FALSE(has_packed(path("cpu.xq"), "cuda.w4a16-mma.v1"));
+  // A list that starts without KEY= is still refused, naming the piece.
+  auto r = run_cli({"convert", "--model", path("rtn-sym-ct").string(), "--out", path("refused.xq").string(), "--format",
+                    "xq", "--param", "cpu,layouts=cuda"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--param expects KEY=VALUE[,KEY=VALUE...], got 'cpu'"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("refused.xq")));
+}
+
 TEST_F(Convert, InspectShowsTheAwqAndGptqSpecifics) {
   convert("gptq-asym-ct", "inspect-gptq", "gptq");
   auto r = run_cli({"inspect", path("inspect-gptq").string()});
