@@ -43,10 +43,11 @@ for r in "${runs[@]}"; do
     tail -5 "$out/stored-layouts/$label.err"
   grep -h "taken as stored\|repacked at load" "$out/stored-layouts/$label.err" | tail -1
 done
-one_run() {  # env... -- path: wall seconds of generate -n 1
-  local s e
+one_run() {  # PATH [VAR=VALUE...]: wall seconds of `generate -n 1` on PATH with those variables set
+  local model=$1 s e
+  shift
   s=$(date +%s.%N)
-  env "$@" "$cli" generate --model "$path" --tokenizer "$vocab" --prompt "Once upon a time" -n 1 --provider cuda \
+  env "$@" "$cli" generate --model "$model" --tokenizer "$vocab" --prompt "Once upon a time" -n 1 --provider cuda \
     > /dev/null 2> "$out/stored-layouts/generate.err" || { tail -3 "$out/stored-layouts/generate.err"; echo "nan"; return; }
   e=$(date +%s.%N)
   awk -v a="$e" -v b="$s" 'BEGIN {printf "%.3f", a - b}'
@@ -54,8 +55,10 @@ one_run() {  # env... -- path: wall seconds of generate -n 1
 if [ -s "$vocab" ]; then
   for r in "${runs[@]}"; do
     IFS='|' read -r label envs path <<< "$r"
-    one_run XQUANT_DEVICE_WEIGHTS=bf16 $envs > /dev/null
-    echo "open -> first token, $label: $(one_run XQUANT_DEVICE_WEIGHTS=bf16 $envs) s, $(one_run XQUANT_DEVICE_WEIGHTS=bf16 $envs) s"
+    # shellcheck disable=SC2086
+    one_run "$path" XQUANT_DEVICE_WEIGHTS=bf16 $envs > /dev/null
+    # shellcheck disable=SC2086
+    echo "open -> first token, $label: $(one_run "$path" XQUANT_DEVICE_WEIGHTS=bf16 $envs) s, $(one_run "$path" XQUANT_DEVICE_WEIGHTS=bf16 $envs) s"
   done
 else
   echo "open -> first token: skipped (no tokenizer at $vocab)"
@@ -68,8 +71,6 @@ print("|---|---|---|---|---|---|")
 for label in ("ct", "xq", "xq-wgmma", "xq-wgmma-stacked"):
     p = f"{d}/{label}.json"
     if not os.path.exists(p): continue
-    rows = json.load(open(p))
-    rows = rows if isinstance(rows, list) else rows.get("rows", [])
-    for r in rows:
+    for r in json.load(open(p)):  # `xquant bench --json` writes a list of rows
         print(f"| {label} | {r['concurrency']} | {r['ttft_ms']['p50']:.1f} | {r['tpot_ms']['p50']:.3f} | {r['output_tok_s']:.0f} | {r['peak_device_gib']:.2f} |")
 PY
