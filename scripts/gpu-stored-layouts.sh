@@ -6,8 +6,8 @@
 # the Hopper GEMM's copy made by the provider), as xq with the default layouts
 # (cpu,cuda: taken as stored, no Hopper copy, so 64 rows and more run the
 # older kernels) and as xq with `cuda-wgmma` too (the Hopper copy taken from
-# the file), each loaded one by one and, with XQUANT_STACK_STORED=1, q|k|v and
-# gate|up adopted stacked. For each: `xquant bench` (prefill-heavy TTFT at
+# the file), with q|k|v and gate|up adopted stacked (the default) and the
+# default-layout file also one by one (XQUANT_STACK_STORED=0). For each: `xquant bench` (prefill-heavy TTFT at
 # 2048 prompt tokens and decode TPOT, concurrency 1 and 16) and the wall time
 # of `generate -n 1` (open to first token, one warm-up first). Needs the
 # tokenizer gpu-engine-bundle.sh carries (Llama 3's vocabulary).
@@ -34,7 +34,7 @@ for v in default:cpu,cuda wgmma:cpu,cuda,cuda-wgmma; do
 done
 echo "compressed-tensors: $(du -sb "$ct" | cut -f1) bytes"
 # label|environment|path: one model per bench process, so XQUANT_STACK_STORED applies at its load.
-runs=("ct||$ct" "xq||$dir/w4-default.xq" "xq-wgmma||$dir/w4-wgmma.xq" "xq-wgmma-stacked|XQUANT_STACK_STORED=1|$dir/w4-wgmma.xq")
+runs=("ct||$ct" "xq||$dir/w4-default.xq" "xq-unstacked|XQUANT_STACK_STORED=0|$dir/w4-default.xq" "xq-wgmma||$dir/w4-wgmma.xq")
 for r in "${runs[@]}"; do
   IFS='|' read -r label envs path <<< "$r"
   # shellcheck disable=SC2086
@@ -68,7 +68,7 @@ import json, os, sys
 d = sys.argv[1]
 print("| model | C | TTFT p50 ms | TPOT p50 ms | output tok/s | peak GiB |")
 print("|---|---|---|---|---|---|")
-for label in ("ct", "xq", "xq-wgmma", "xq-wgmma-stacked"):
+for label in ("ct", "xq", "xq-unstacked", "xq-wgmma"):
     p = f"{d}/{label}.json"
     if not os.path.exists(p): continue
     for r in json.load(open(p)):  # `xquant bench --json` writes a list of rows

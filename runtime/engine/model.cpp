@@ -349,9 +349,10 @@ void Model::load_layer_weights(int l) {
   w.linears.resize(d.linears.size());
   std::vector<bool> loaded(d.linears.size(), false);
   // Device providers run q|k|v and gate|up as one GEMM each when they stack.
-  // Weights stored in the provider's layout load as they are rather than
-  // stacked from canonical tensors, which would repack them: one qweight per
-  // Linear, or (XQUANT_STACK_STORED=1) the stored parts placed as one.
+  // Weights stored in the provider's layout are adopted as they are rather
+  // than stacked from canonical tensors, which would repack them: q|k|v and
+  // gate|up each one weight whose parts' stored bytes are placed (one qweight
+  // per Linear with XQUANT_STACK_STORED=0, or where placement refuses).
   const bool stackable = on_device() && !options_.dequantize_all && !d.moe;
   const bool stored = stackable && stored_in_provider_layout(*checkpoint_, *kernels_, d,
                                                              {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp});

@@ -17,9 +17,9 @@ namespace xquant {
 bool stored_in_provider_layout(const Checkpoint& checkpoint, const Kernels& kernels, const LayerDesc& d,
                                std::initializer_list<int> members);
 
-// XQUANT_STACK_STORED=1: a device provider with qweight_adopt_stacked takes
-// stored q|k|v and gate|up as one weight each (Model::adopt_stored_stacked)
-// rather than one by one.
+// Whether a device provider with qweight_adopt_stacked takes stored q|k|v
+// and gate|up as one weight each (Model::adopt_stored_stacked): yes unless
+// XQUANT_STACK_STORED=0 (any other value than 0 or 1 is an error naming it).
 bool stack_stored_weights();
 
 }  // namespace xquant

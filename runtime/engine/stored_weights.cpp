@@ -6,11 +6,13 @@
 // stored, not repacked (Model::load_stats). A provider that reads some of
 // its weights in a second layout (the cuda provider's Hopper GEMM copy)
 // names it after the adoption, and takes it from the checkpoint when stored
-// there (qweight_attach); otherwise the weight runs without it. With
-// XQUANT_STACK_STORED=1 (not yet the default: its device half has not run
-// on a GPU) a device provider adopts q|k|v and gate|up as one weight each
-// (qweight_adopt_stacked: each part's bytes placed, nothing repacked), as it
-// stacks them when it packs canonical tensors.
+// there (qweight_attach); otherwise the weight runs without it. A device
+// provider adopts q|k|v and gate|up as one weight each (qweight_adopt_stacked:
+// each part's bytes placed, nothing repacked), as it stacks them when it
+// packs canonical tensors: two GEMMs a layer where one by one runs five (on
+// the H200, a Llama-3.1-8B-shaped W4A16 xq file decodes at 0.93 ms a token
+// stacked against 1.27 one by one; docs/results.md, session thirty-six).
+// XQUANT_STACK_STORED=0 loads them one by one.
 #include "engine/model.hpp"
 #include "engine/stored_layouts.hpp"
 
@@ -133,7 +135,9 @@ LinearWeights Model::adopt_stored_stacked(const LayerDesc& d, std::initializer_l
 
 bool stack_stored_weights() {
   const char* v = std::getenv("XQUANT_STACK_STORED");
-  return v && std::strcmp(v, "1") == 0;
+  if (!v || !*v || std::strcmp(v, "1") == 0) return true;
+  if (std::strcmp(v, "0") == 0) return false;
+  fail(XQ_ERR_INVALID_ARGUMENT, "XQUANT_STACK_STORED must be 0 or 1, got '{}'", v);
 }
 
 bool stored_in_provider_layout(const Checkpoint& checkpoint, const Kernels& kernels, const LayerDesc& d,

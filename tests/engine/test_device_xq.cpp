@@ -12,6 +12,7 @@
 #include "core/runtime.hpp"
 #include "engine/evaluate.hpp"
 #include "engine/model.hpp"
+#include "engine/stored_layouts.hpp"
 
 #include <xquant/xquant.h>
 
@@ -185,9 +186,9 @@ TEST(DeviceXq, TheStoredHopperCopyIsTakenAndRunsTheSame) {
   fs::remove_all(dir);
 }
 
-// XQUANT_STACK_STORED=1: q|k|v and gate|up stored in the provider's layout
-// are adopted as one weight each (qweight_adopt_stacked, each part's bytes
-// placed). A random Llama-shaped checkpoint whose q, k, v and gate, up fill
+// By default q|k|v and gate|up stored in the provider's layout are adopted
+// as one weight each (qweight_adopt_stacked, each part's bytes placed);
+// XQUANT_STACK_STORED=0 adopts them one by one. A random Llama-shaped checkpoint whose q, k, v and gate, up fill
 // whole 128-row n-blocks (stories260K's do not: 64-row q, 172-row gate):
 // nothing repacked either way, the stacked load names the stacking, and its
 // logits match the one-by-one load's (the GEMMs' N differs, so their split
@@ -206,13 +207,13 @@ TEST(DeviceXq, StoredQkvAndGateUpAdoptedStackedRunTheSame) {
   fs::remove_all(dir);
   quantize_to("xq", dir / "xq", 128, nullptr, src);
   std::string why;
-  auto plain = open_on(dir / "xq", "cuda", &why);
-  ASSERT_TRUE(plain) << why;
-  std::unique_ptr<Model> stacked;
+  std::unique_ptr<Model> plain;
   {
-    xquant::test::ScopedEnv on("XQUANT_STACK_STORED", "1");
-    stacked = open_on(dir / "xq", "cuda", &why);
+    xquant::test::ScopedEnv off("XQUANT_STACK_STORED", "0");
+    plain = open_on(dir / "xq", "cuda", &why);
   }
+  ASSERT_TRUE(plain) << why;
+  auto stacked = open_on(dir / "xq", "cuda", &why);
   ASSERT_TRUE(stacked) << why;
   for (const Model* m : {plain.get(), stacked.get()}) {
     EXPECT_EQ(m->load_stats().repacked_bytes, 0u);
@@ -230,6 +231,34 @@ TEST(DeviceXq, StoredQkvAndGateUpAdoptedStackedRunTheSame) {
   const auto ls = stacked->forward({SequenceInput{&ks, ids.data(), static_cast<int>(ids.size()), true}});
   EXPECT_LE(rel_diff(ls, lp), 2e-3);
   fs::remove_all(dir);
+}
+
+// The switch itself, on any machine: stacking is the default, 0 turns it
+// off, and any other value is refused by name (it is read while a device
+// model loads, where a typo would otherwise go unnoticed).
+TEST(StoredStackingSwitch, OnByDefaultOffWithZeroAnythingElseRefused) {
+  {
+    xquant::test::ScopedEnv empty("XQUANT_STACK_STORED", "");
+    EXPECT_TRUE(stack_stored_weights());
+    unsetenv("XQUANT_STACK_STORED");  // restored when the scope ends
+    EXPECT_TRUE(stack_stored_weights());
+  }
+  {
+    xquant::test::ScopedEnv on("XQUANT_STACK_STORED", "1");
+    EXPECT_TRUE(stack_stored_weights());
+  }
+  {
+    xquant::test::ScopedEnv off("XQUANT_STACK_STORED", "0");
+    EXPECT_FALSE(stack_stored_weights());
+  }
+  xquant::test::ScopedEnv typo("XQUANT_STACK_STORED", "yes");
+  try {
+    stack_stored_weights();
+    ADD_FAILURE() << "XQUANT_STACK_STORED=yes was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("XQUANT_STACK_STORED must be 0 or 1, got 'yes'"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace test_device_xq
