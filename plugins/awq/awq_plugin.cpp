@@ -120,21 +120,32 @@ class AwqAlgorithm : public PluginBase {
     }
 
     const bool skip_qk = group.role && std::string(group.role) == "attn_qkv";
+    auto clipped = [&](uint64_t i) {
+      return o.clip && !(skip_qk && is_query_or_key(group.linears[i].name)) &&
+             schemes[i].strategy != XQ_STRATEGY_TENSOR;
+    };
+    // A MoE layer's gate/up group is 2 x n_experts Linears, a minute of
+    // clipping and quantizing on a small machine: reported like the search.
+    uint64_t steps = o.quantize ? group.n_linears : 0, done = 0;
+    for (uint64_t i = 0; i < group.n_linears; ++i) steps += clipped(i) ? 1 : 0;
     for (uint64_t i = 0; i < group.n_linears; ++i) {
+      if (!clipped(i)) continue;
       const xq_linear_input& in = group.linears[i];
-      if (!o.clip || (skip_qk && is_query_or_key(in.name)) || schemes[i].strategy == XQ_STRATEGY_TENSOR) continue;
       if (!in.stats->samples || in.stats->n_samples <= 0)
         fail(XQ_ERR_INVALID_ARGUMENT,
              format("%s: the awq clip search needs sampled input rows; none were given (or set clip: false)", in.name));
       clip_linear(in, schemes[i], s, o, cols);
+      host.progress("awq clip search and quantization", ++done, steps);
     }
 
     if (!o.quantize) {
       for (uint64_t i = 0; i < group.n_linears; ++i) outs[i].rel_error = 0.0;
       return;  // transform-only
     }
-    for (uint64_t i = 0; i < group.n_linears; ++i)
+    for (uint64_t i = 0; i < group.n_linears; ++i) {
       quantize_one(group.linears[i], schemes[i], s, originals[i].data(), cols, outs[i]);
+      host.progress("awq clip search and quantization", ++done, steps);
+    }
   }
 
  private:

@@ -5,6 +5,7 @@
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/progress.hpp"
 #include "engine/model.hpp"
 #include "checkpoint/linear_modules.hpp"
 #include "pipeline/group_forward.hpp"
@@ -185,8 +186,14 @@ class LayerQuantizer {
     const LayerDesc& desc = model_.arch().layers[static_cast<size_t>(layer)];
     const int g = stats.active_group;
     if (desc.moe && g == LayerDesc::kMlpIn) record_experts(stats);
-    if (GroupForward::expert_of_down_group(desc, g) < 0) block_rows_.reset();  // this group may change them
+    const int down_of = GroupForward::expert_of_down_group(desc, g);
+    if (down_of < 0) block_rows_.reset();  // this group may change them
     for (auto& [rule, members] : members_by_rule(desc, g, stats)) quantize_group(layer, g, *rule, members, stats, lw);
+    // A MoE layer's down_proj groups come one after another, one per expert:
+    // each is short, together they take as long as a statistics pass.
+    if (down_of >= 0)
+      Progress::report(fmt::format("layer {} experts' down_proj quantized", layer), static_cast<uint64_t>(down_of + 1),
+                       static_cast<uint64_t>(desc.experts.n_experts), "experts");
     if (g + 1 == desc.quant_groups()) flush_layer(desc, lw);
   }
 
