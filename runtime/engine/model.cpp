@@ -543,6 +543,7 @@ void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float*
   op.src[0] = f32({rows, in}, x);
   if (lw.q) op.qweight = lw.q;
   else if (lw.dw) op.src[1] = f32({out, in}, lw.dw.f32());
+  else if (lw.w_candidate) op.src[1] = f32({out, in}, lw.w_candidate);
   else if (!lw.w.empty()) op.src[1] = f32({out, in}, lw.w.data());
   else if (!lw.w16.empty()) op.src[1] = dtensor(lw.w16_dtype, {out, in}, lw.w16.data());
   else op.src[1] = embedding_table();  // tied lm_head

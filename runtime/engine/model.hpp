@@ -92,6 +92,9 @@ struct ModelOptions {
 struct LinearWeights {
   const LinearDesc* desc = nullptr;
   std::vector<float> w;     // [out, in] F32; empty when `q` runs it
+  // While set, the F32 host forward runs this [out, in] weight in place of
+  // w (not owned): a calibration trial's candidate (pipeline/group_forward.cpp).
+  const float* w_candidate = nullptr;
   std::vector<float> bias;  // [out] or empty
   // Device providers: w and bias uploaded (w is then dropped on the host).
   DeviceBuffer dw, dbias;

@@ -117,29 +117,27 @@ xq_status GroupForward::run(void* ctx, const float* const* weights, float* out) 
   }
 }
 
-// The candidate weights go into the model by swapping buffers with trial_,
-// and back when the forward ends (thrown or not): the model's own buffers,
-// which the group's weight views point at, are never written. One copy a
-// trial instead of three (keep, copy in, copy back): a MoE mlp_in group
-// moves all experts' gate/up, 1.6 GB on Qwen3-30B-A3B, 21 times.
+// The candidate weights run in the model's place (LinearWeights::w_candidate)
+// until the forward ends, thrown or not: the model's own buffers, which the
+// group's weight views point at, are never written, and nothing is copied
+// (a MoE mlp_in group's candidates are all experts' gate/up, 1.6 GB on
+// Qwen3-30B-A3B, 21 trials; a copy a trial was a third of the trial's time
+// on a 2-core VM).
 class GroupForward::SwappedIn {
  public:
-  SwappedIn(LayerWeights& lw, const std::vector<int>& linears, const float* const* weights,
-            std::vector<std::vector<float>>& trial)
-      : lw_(lw), linears_(linears), trial_(trial) {
-    trial_.resize(linears_.size());
-    swapped_.assign(linears_.size(), false);
+  SwappedIn(LayerWeights& lw, const std::vector<int>& linears, const float* const* weights)
+      : lw_(lw), linears_(linears) {
     for (size_t i = 0; i < linears_.size(); ++i) {
+      auto& target = lw_.linears[static_cast<size_t>(linears_[i])];
       if (!weights || !weights[i]) continue;
-      auto& w = lw_.linears[static_cast<size_t>(linears_[i])].w;
-      trial_[i].assign(weights[i], weights[i] + w.size());
-      w.swap(trial_[i]);
-      swapped_[i] = true;
+      if (target.q || target.dw)  // Model::linear would run those, not the candidate
+        fail(XQ_ERR_INTERNAL, "a candidate for '{}', which the forward runs prepared by its provider",
+             target.desc ? target.desc->module : std::string("?"));
+      target.w_candidate = weights[i];
     }
   }
   ~SwappedIn() {
-    for (size_t i = 0; i < linears_.size(); ++i)
-      if (swapped_[i]) lw_.linears[static_cast<size_t>(linears_[i])].w.swap(trial_[i]);
+    for (int li : linears_) lw_.linears[static_cast<size_t>(li)].w_candidate = nullptr;
   }
   SwappedIn(const SwappedIn&) = delete;
   SwappedIn& operator=(const SwappedIn&) = delete;
@@ -147,13 +145,11 @@ class GroupForward::SwappedIn {
  private:
   LayerWeights& lw_;
   const std::vector<int>& linears_;
-  std::vector<std::vector<float>>& trial_;
-  std::vector<bool> swapped_;
 };
 
 void GroupForward::forward(const float* const* weights, float* out) {
   const int64_t H = model_.arch().hidden;
-  const SwappedIn candidates(model_.layer(layer_), linears_, weights, trial_);
+  const SwappedIn candidates(model_.layer(layer_), linears_, weights);
   if (module_ == Module::ExpertDown) {
     forward_expert_down(out);
   } else {

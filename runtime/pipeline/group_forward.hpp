@@ -81,7 +81,6 @@ class GroupForward {
   int expert_ = -1;                // ExpertDown: the expert
   std::vector<float> row_weight_;  // ExpertDown: each input row's combine weight
   std::vector<float> kbuf_, vbuf_;
-  std::vector<std::vector<float>> trial_;  // the candidate weights while a forward runs, else the model's
   xq_group_forward abi_{};
 };
 
