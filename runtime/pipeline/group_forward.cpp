@@ -121,11 +121,11 @@ xq_status GroupForward::run(void* ctx, const float* const* weights, float* out) 
 // until the forward ends, thrown or not: the model's own buffers, which the
 // group's weight views point at, are never written, and nothing is copied
 // (a MoE mlp_in group's candidates are all experts' gate/up, 1.6 GB on
-// Qwen3-30B-A3B, 21 trials; a copy a trial was a third of the trial's time
-// on a 2-core VM).
-class GroupForward::SwappedIn {
+// Qwen3-30B-A3B, 21 trials; the copy a trial was about 30% of a trial's
+// time on a 2-core VM, docs/algorithms.md).
+class GroupForward::CandidatesInPlace {
  public:
-  SwappedIn(LayerWeights& lw, const std::vector<int>& linears, const float* const* weights)
+  CandidatesInPlace(LayerWeights& lw, const std::vector<int>& linears, const float* const* weights)
       : lw_(lw), linears_(linears) {
     for (size_t i = 0; i < linears_.size(); ++i) {
       auto& target = lw_.linears[static_cast<size_t>(linears_[i])];
@@ -136,11 +136,11 @@ class GroupForward::SwappedIn {
       target.w_candidate = weights[i];
     }
   }
-  ~SwappedIn() {
+  ~CandidatesInPlace() {
     for (int li : linears_) lw_.linears[static_cast<size_t>(li)].w_candidate = nullptr;
   }
-  SwappedIn(const SwappedIn&) = delete;
-  SwappedIn& operator=(const SwappedIn&) = delete;
+  CandidatesInPlace(const CandidatesInPlace&) = delete;
+  CandidatesInPlace& operator=(const CandidatesInPlace&) = delete;
 
  private:
   LayerWeights& lw_;
@@ -149,7 +149,7 @@ class GroupForward::SwappedIn {
 
 void GroupForward::forward(const float* const* weights, float* out) {
   const int64_t H = model_.arch().hidden;
-  const SwappedIn candidates(model_.layer(layer_), linears_, weights);
+  const CandidatesInPlace candidates(model_.layer(layer_), linears_, weights);
   if (module_ == Module::ExpertDown) {
     forward_expert_down(out);
   } else {

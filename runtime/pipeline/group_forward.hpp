@@ -60,7 +60,7 @@ class GroupForward {
 
  private:
   enum class Module { Layer, MlpHalf, ExpertDown };
-  class SwappedIn;
+  class CandidatesInPlace;
 
   static xq_status run(void* ctx, const float* const* weights, float* out);
   void forward(const float* const* weights, float* out);
