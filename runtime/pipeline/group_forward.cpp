@@ -127,14 +127,15 @@ class GroupForward::CandidatesInPlace {
  public:
   CandidatesInPlace(LayerWeights& lw, const std::vector<int>& linears, const float* const* weights)
       : lw_(lw), linears_(linears) {
-    for (size_t i = 0; i < linears_.size(); ++i) {
-      auto& target = lw_.linears[static_cast<size_t>(linears_[i])];
-      if (!weights || !weights[i]) continue;
-      if (target.q || target.dw)  // Model::linear would run those, not the candidate
+    if (!weights) return;
+    for (size_t i = 0; i < linears_.size(); ++i) {  // all checked before any is set
+      const auto& target = lw_.linears[static_cast<size_t>(linears_[i])];
+      if (weights[i] && (target.q || target.dw))  // Model::linear would run those, not the candidate
         fail(XQ_ERR_INTERNAL, "a candidate for '{}', which the forward runs prepared by its provider",
              target.desc ? target.desc->module : std::string("?"));
-      target.w_candidate = weights[i];
     }
+    for (size_t i = 0; i < linears_.size(); ++i)
+      if (weights[i]) lw_.linears[static_cast<size_t>(linears_[i])].w_candidate = weights[i];
   }
   ~CandidatesInPlace() {
     for (int li : linears_) lw_.linears[static_cast<size_t>(li)].w_candidate = nullptr;

@@ -188,11 +188,12 @@ TEST(DeviceXq, TheStoredHopperCopyIsTakenAndRunsTheSame) {
 
 // By default q|k|v and gate|up stored in the provider's layout are adopted
 // as one weight each (qweight_adopt_stacked, each part's bytes placed);
-// XQUANT_STACK_STORED=0 adopts them one by one. A random Llama-shaped checkpoint whose q, k, v and gate, up fill
-// whole 128-row n-blocks (stories260K's do not: 64-row q, 172-row gate):
-// nothing repacked either way, the stacked load names the stacking, and its
-// logits match the one-by-one load's (the GEMMs' N differs, so their split
-// and sum order may too).
+// XQUANT_STACK_STORED=0 adopts them one by one. A random Llama-shaped
+// checkpoint whose q, k, v and gate, up fill whole 128-row n-blocks
+// (stories260K's do not: 64-row q, 172-row gate): nothing repacked either
+// way, the stacked load names the stacking, and its logits match the
+// one-by-one load's (the GEMMs' N differs, so their split and sum order may
+// too).
 TEST(DeviceXq, StoredQkvAndGateUpAdoptedStackedRunTheSame) {
   {
     std::string why;
