@@ -10,7 +10,8 @@
 # default-layout file also one by one (XQUANT_STACK_STORED=0). For each:
 # `xquant bench` (prefill-heavy TTFT at 2048 prompt tokens and decode TPOT,
 # concurrency 1 and 16) and the wall time of `generate -n 1` (open to first
-# token, one warm-up first). Needs the tokenizer gpu-engine-bundle.sh carries (Llama 3's vocabulary).
+# token, one warm-up first). Needs the tokenizer gpu-engine-bundle.sh carries
+# (Llama 3's vocabulary).
 set -uo pipefail
 cli=${1:?usage: gpu-stored-layouts.sh XQUANT_CLI OUT_DIR}
 out=${2:?usage: gpu-stored-layouts.sh XQUANT_CLI OUT_DIR}
