@@ -351,26 +351,40 @@ void Model::load_layer_weights(int l) {
   // Device providers run q|k|v and gate|up as one GEMM each when they stack.
   // Weights stored in the provider's layout are adopted as they are rather
   // than stacked from canonical tensors, which would repack them: q|k|v and
-  // gate|up each one weight whose parts' stored bytes are placed (one qweight
-  // per Linear with XQUANT_STACK_STORED=0, or where placement refuses).
+  // gate|up each one weight whose parts' stored bytes are placed. Where
+  // placement refuses (a part's rows end inside the layout's row block:
+  // SmolLM2-135M's 576-row q, stories260K's 64-row q), they are stacked from
+  // the canonical tensors instead, repacked at load: one by one, a layer runs
+  // five GEMMs for two and decoded 1.35x slower at batch 1 (H100, session
+  // thirty-seven, docs/results.md). XQUANT_STACK_STORED=0 adopts every stored
+  // Linear one by one, nothing repacked.
   const bool stackable = on_device() && !options_.dequantize_all && !d.moe;
   const bool stored = stackable && stored_in_provider_layout(*checkpoint_, *kernels_, d,
                                                              {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp});
-  if (stored && stack_stored_weights() && kernels_->adopts_stacked()) {
+  const bool stack = stackable && (!stored || stack_stored_weights());
+  bool stacked = false;
+  if (stored && stack && kernels_->adopts_stacked()) {
     StoredCounts cq, cg;
-    w.qkv = adopt_stored_stacked(d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, w, "q|k|v", cq);
-    if (w.qkv.desc) w.gate_up = adopt_stored_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up", cg);
-    if (w.qkv.desc && w.gate_up.desc) {
+    std::string refused;
+    w.qkv = adopt_stored_stacked(d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, w, "q|k|v", cq, &refused);
+    if (w.qkv.desc) w.gate_up = adopt_stored_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up", cg, &refused);
+    stacked = w.qkv.desc && w.gate_up.desc;
+    if (stacked) {
       count_stored(cq);
       count_stored(cg);
       mark_stacked(d, w, loaded);
-    } else {  // both or neither: the members load one by one below
+    } else {  // both or neither: stacked from canonical tensors below
       if (w.qkv.q) kernels_->release(w.qkv.q);
       w.qkv = LinearWeights{};
       w.gate_up = LinearWeights{};
+      // Once a model at info (its layers share their shapes), every layer at debug.
+      logger().log(l == 0 ? spdlog::level::info : spdlog::level::debug,
+                   "layer {}: stored q|k|v and gate|up not placed as one weight each ({}): stacked from the canonical "
+                   "tensors, repacked at load",
+                   l, refused.empty() ? "the stored parts differ" : refused);
     }
   }
-  if (stackable && !stored) {
+  if (stack && !stacked) {
     w.qkv = load_stacked(d, {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV}, w, "q|k|v");
     w.gate_up = load_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up");
     if (!w.qkv.desc || !w.gate_up.desc) {  // both or neither: run_layer_stacked needs both

@@ -356,10 +356,11 @@ class Model {
   void attach_stored_copy(const std::vector<const TensorEntry*>& entries, const std::vector<xq_quant_tensor>& descs,
                           xq_qweight* w, const std::string& module, StoredCounts& counts);
   // The Linears `members` of layer `d`, stored in the provider's layout,
-  // adopted as one weight (empty when the provider cannot stack them); its
-  // counts in `counts`, not yet in load_stats_.
+  // adopted as one weight (empty when the provider cannot stack them, the
+  // provider's reason in *refused); its counts in `counts`, not yet in
+  // load_stats_.
   LinearWeights adopt_stored_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
-                                     const char* name, StoredCounts& counts);
+                                     const char* name, StoredCounts& counts, std::string* refused);
   // The Linears `members` of layer desc `d` stacked into one (empty, desc
   // null, when they cannot be: mixed or incompatible quantization).
   LinearWeights load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,

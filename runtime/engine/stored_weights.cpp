@@ -86,7 +86,7 @@ void Model::attach_stored_copy(const std::vector<const TensorEntry*>& entries, c
 }
 
 LinearWeights Model::adopt_stored_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
-                                          const char* name, StoredCounts& counts) {
+                                          const char* name, StoredCounts& counts, std::string* refused) {
   std::vector<const LinearDesc*> parts;
   auto desc = stacked_desc(d, members, name, parts);
   if (!desc) return {};
@@ -109,12 +109,11 @@ LinearWeights Model::adopt_stored_stacked(const LayerDesc& d, std::initializer_l
     ++counts.linears;
     counts.bytes += quantized_bytes(t.desc);
   }
-  std::string why;
   LinearWeights lw;
   lw.desc = desc.get();
-  lw.q = kernels_->adopt_stacked(layout, stored, desc->module, &why);
+  lw.q = kernels_->adopt_stacked(layout, stored, desc->module, refused);
   if (!lw.q) {
-    logger().debug("{}: stored {} not stacked: {}", parts[0]->module, name, why);
+    logger().debug("{}: stored {} not stacked: {}", parts[0]->module, name, *refused);
     return {};
   }
   try {

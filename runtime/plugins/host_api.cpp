@@ -22,7 +22,11 @@ void* host_alloc_fn(void*, size_t nbytes) { return host_alloc(nbytes); }
 void host_free_fn(void*, void* p) { host_free(p); }
 
 xq_status host_set_error(void* ctx, xq_status status, const char* message) {
-  set_last_error(fmt::format("{}: {}", self(ctx).name(), message ? message : status_name(status)));
+  // The message is named after the plugin, once: the cuda provider's own
+  // messages already begin "cuda: " (sdk/cuda_layout.hpp's unsupported()).
+  const std::string name = self(ctx).name();
+  const std::string text = message ? message : status_name(status);
+  set_last_error(text.starts_with(name + ": ") ? text : fmt::format("{}: {}", name, text));
   return status;
 }
 

@@ -85,6 +85,18 @@ TEST(AbiNegotiation, FailingInitIsSkippedWithPluginMessage) {
   EXPECT_NE(why.find("the widget driver is missing"), std::string::npos) << why;
 }
 
+// The host names a plugin's message after the plugin, once: a message that
+// begins with the name already keeps it as it is.
+TEST(AbiNegotiation, PluginMessageIsNamedOnce) {
+  auto l = load_test_plugins();
+  EXPECT_NE(l.skip_reason("failing_init").find("init failed (device error): failing_init: the widget driver is missing"),
+            std::string::npos)
+      << l.skip_reason("failing_init");
+  const auto why = l.skip_reason("failing_named");
+  EXPECT_NE(why.find("init failed (device error): failing_named: the widget driver is missing"), std::string::npos) << why;
+  EXPECT_EQ(why.find("failing_named: failing_named:"), std::string::npos) << why;
+}
+
 TEST(AbiNegotiation, UndersizedVtableIsSkipped) {
   auto l = load_test_plugins();
   EXPECT_EQ(l.find("small_vtable"), nullptr);
@@ -109,7 +121,7 @@ TEST(AbiNegotiation, DuplicateNameIsSkipped) {
 TEST(AbiNegotiation, DiscoveryContinuesPastBrokenPlugins) {
   auto l = load_test_plugins();
   EXPECT_EQ(l.rt->plugins().plugins().size(), 2u);  // current, newer_minor
-  EXPECT_EQ(l.rt->plugins().skipped().size(), 7u);
+  EXPECT_EQ(l.rt->plugins().skipped().size(), 8u);
 }
 
 TEST(AbiLayout, CAndCxxAgreeOnDescriptorSize) { EXPECT_EQ(xq_test_descriptor_size(), sizeof(xq_plugin_descriptor)); }

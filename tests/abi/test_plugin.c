@@ -30,7 +30,11 @@ static const xq_host_api* g_host; /* plain pointer: constant-initialised */
 static xq_status init(const xq_host_api* host, uint32_t abi, void** state) {
   g_host = host;
   *state = NULL;
-#ifdef FAIL_INIT
+#if defined(FAIL_INIT_NAMED)
+  (void)abi;
+  /* A message that names its plugin already (the cuda provider's do). */
+  return host->set_error(host->ctx, XQ_ERR_DEVICE, PLUGIN_NAME ": the widget driver is missing");
+#elif defined(FAIL_INIT)
   (void)abi;
   return host->set_error(host->ctx, XQ_ERR_DEVICE, "the widget driver is missing");
 #else

@@ -1,7 +1,8 @@
 // test_device_xq.cpp: an xq checkpoint whose quantized weights are stored in
-// the cuda provider's layouts (cuda.w4a16-mma.v1) loads on `cuda` with zero
-// bytes repacked, every quantized Linear taken as stored (the
-// compressed-tensors copy of the quantization is repacked at load), and runs
+// the cuda provider's layouts (cuda.w4a16-mma.v1) loads on `cuda` with every
+// quantized Linear taken as stored (the compressed-tensors copy of the
+// quantization is repacked at load) or, where q|k|v and gate|up cannot be
+// placed as one weight each, those stacked and repacked at load, and runs
 // like the same file on `cpu` (which takes its cpu.int-blocks.v1 segments):
 // logits within BF16-activation noise, perplexity within 0.5%. (The two
 // formats' quantizations differ where a Linear's input columns are not a
@@ -81,7 +82,12 @@ double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
 
 }  // namespace
 
-TEST(DeviceXq, StoredCudaLayoutsLoadWithNothingRepacked) {
+// stories260K's q|k|v and gate|up cannot be placed as one weight each (its
+// 64-row q ends inside a 128-row n-block), so by default they are stacked
+// from the canonical tensors (25 Linears repacked, o_proj and down_proj
+// taken as stored); with XQUANT_STACK_STORED=0 every Linear is taken as
+// stored, nothing repacked. Both run like the file on cpu.
+TEST(DeviceXq, StoredCudaLayoutsTakenAsStoredOrStackedWherePlacementRefuses) {
   const fs::path dir = fs::temp_directory_path() / ("xquant_device_xq_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   {
@@ -94,15 +100,24 @@ TEST(DeviceXq, StoredCudaLayoutsLoadWithNothingRepacked) {
   quantize_to("xq", dir / "xq");
   std::string why;
   auto ct = open_on(dir / "ct", "cuda", &why);
-  auto xq = open_on(dir / "xq", "cuda", &why);
+  std::unique_ptr<Model> xq;
+  {
+    xquant::test::ScopedEnv off("XQUANT_STACK_STORED", "0");
+    xq = open_on(dir / "xq", "cuda", &why);
+  }
+  auto xq_stacked = open_on(dir / "xq", "cuda", &why);
   auto xq_cpu = open_on(dir / "xq", "cpu", &why);
-  ASSERT_TRUE(ct && xq && xq_cpu) << why;
+  ASSERT_TRUE(ct && xq && xq_stacked && xq_cpu) << why;
   const auto& sc = ct->load_stats();
   const auto& sx = xq->load_stats();
-  std::printf("compressed-tensors on cuda: %llu bytes repacked (%d Linears); xq: %llu repacked (%d), %llu stored (%d)\n",
+  const auto& ss_ = xq_stacked->load_stats();
+  std::printf("compressed-tensors on cuda: %llu bytes repacked (%d Linears); xq one by one: %llu repacked (%d), %llu stored "
+              "(%d); xq stacked: %llu repacked (%d), %llu stored (%d)\n",
               static_cast<unsigned long long>(sc.repacked_bytes), sc.repacked_linears,
               static_cast<unsigned long long>(sx.repacked_bytes), sx.repacked_linears,
-              static_cast<unsigned long long>(sx.stored_bytes), sx.stored_linears);
+              static_cast<unsigned long long>(sx.stored_bytes), sx.stored_linears,
+              static_cast<unsigned long long>(ss_.repacked_bytes), ss_.repacked_linears,
+              static_cast<unsigned long long>(ss_.stored_bytes), ss_.stored_linears);
   EXPECT_GT(sc.repacked_bytes, 0u);
   EXPECT_EQ(sx.repacked_bytes, 0u);
   EXPECT_EQ(sx.repacked_linears, 0);
@@ -111,6 +126,12 @@ TEST(DeviceXq, StoredCudaLayoutsLoadWithNothingRepacked) {
   EXPECT_EQ(xq->dequantized_linears(), 0);
   EXPECT_NE(xq->layer(0).linears[0].layout.find("stored, not repacked"), std::string::npos)
       << xq->layer(0).linears[0].layout;
+  EXPECT_EQ(ss_.repacked_linears, 25);  // 5 layers x q, k, v, gate, up
+  EXPECT_EQ(ss_.stored_linears, 10);    // 5 layers x o, down
+  EXPECT_EQ(xq_stacked->quantized_linears(), 35);
+  EXPECT_EQ(xq_stacked->layer(0).linears[0].layout, "stacked into q|k|v");
+  EXPECT_NE(xq_stacked->layer(0).linears[3].layout.find("stored, not repacked"), std::string::npos)
+      << xq_stacked->layer(0).linears[3].layout;
   // The same file on cuda and on cpu.
   GenerateOptions o;
   o.n_tokens = 32;
@@ -123,12 +144,17 @@ TEST(DeviceXq, StoredCudaLayoutsLoadWithNothingRepacked) {
   ss << in.rdbuf();
   const auto ids = eval_tokens(*xq_cpu, ss.str(), 1024);
   KvCache kc(*xq_cpu, 64), kg(*xq, 64);
+  KvCache ks(*xq_stacked, 64);
   const auto lc = xq_cpu->forward({SequenceInput{&kc, ids.data(), 32, true}});
   const auto lg = xq->forward({SequenceInput{&kg, ids.data(), 32, true}});
+  const auto ls = xq_stacked->forward({SequenceInput{&ks, ids.data(), 32, true}});
   EXPECT_LE(rel_diff(lg, lc), 3e-2);  // BF16 activations on the GPU, F32 on the CPU
-  const auto pc = perplexity(*xq_cpu, ids, 256), pg = perplexity(*xq, ids, 256);
+  EXPECT_LE(rel_diff(ls, lc), 3e-2);
+  const auto pc = perplexity(*xq_cpu, ids, 256), pg = perplexity(*xq, ids, 256), ps = perplexity(*xq_stacked, ids, 256);
   EXPECT_LE(std::fabs(pg.perplexity / pc.perplexity - 1.0), 5e-3) << pg.perplexity << " vs " << pc.perplexity;
-  std::printf("xq W4A16 g32 asym perplexity: cpu %.5f, cuda %.5f\n", pc.perplexity, pg.perplexity);
+  EXPECT_LE(std::fabs(ps.perplexity / pc.perplexity - 1.0), 5e-3) << ps.perplexity << " vs " << pc.perplexity;
+  std::printf("xq W4A16 g32 asym perplexity: cpu %.5f, cuda one by one %.5f, cuda stacked %.5f\n", pc.perplexity,
+              pg.perplexity, ps.perplexity);
   fs::remove_all(dir);
 }
 
@@ -153,6 +179,9 @@ TEST(DeviceXq, TheStoredHopperCopyIsTakenAndRunsTheSame) {
   quantize_to("xq", dir / "without", 64);
   std::string why;
   bool takes_copy = false;
+  // One by one: stories260K's q|k|v would otherwise be stacked and repacked
+  // (test above), which makes the provider's own copy.
+  xquant::test::ScopedEnv one_by_one("XQUANT_STACK_STORED", "0");
   {
     auto without = open_on(dir / "without", "cuda", &why);
     ASSERT_TRUE(without) << why;
