@@ -6,7 +6,8 @@
 // pins it bit for bit against a host quantizer), so what is checked here is
 // the product:
 // - INT8: bit for bit. The int32 sum is exact and the kernel rounds
-//   (float(acc) * s_x) * s_w + bias one step at a time, as the host does.
+//   (float(acc) * s_w) * s_x + bias one step at a time, as the host does
+//   (the CUTLASS epilogues' order, so the fused MoE GEMM gives the same bits).
 // - FP8: against the exact products summed in double, test_fp8_qweight.cpp's
 //   bounds (BF16 out 1e-2, F32 out 5e-4 relative L2: Hopper's FP8 tensor
 //   cores accumulate with fewer mantissa bits than f32).
@@ -119,8 +120,8 @@ std::vector<float> expected_int8(const W8GemvCase& c, const W8Weight& wt, const 
       int64_t acc = 0;
       for (int64_t k = 0; k < c.K; ++k)
         acc += static_cast<int64_t>(static_cast<int8_t>(xq[m * c.K + k])) * wt.codes[n * c.K + k];
-      float r = static_cast<float>(acc) * sa[m];
-      r = r * wt.sw(n);
+      float r = static_cast<float>(acc) * wt.sw(n);
+      r = r * sa[m];
       if (c.bias) r = r + bias[n];
       y[m * c.N + n] = r;
     }

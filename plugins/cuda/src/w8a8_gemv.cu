@@ -187,15 +187,19 @@ __global__ void __launch_bounds__(kWarps * 32, kUnroll >= 8 ? 2 : 4)
       for (int i = 0; i < 4; ++i) acc[i] += part[warp + p][i][lane];
   }
   if (!rows_in) return;
-  // (float(acc) * s_x) * s_w, then + bias, each step rounded on its own (the
+  // (float(acc) * s_w) * s_x, then + bias, each step rounded on its own (the
   // _rn intrinsics are never contracted into an FMA), so a host reference
-  // computes the same bits (tests/cuda/test_w8a8_gemv.cpp).
+  // computes the same bits (tests/cuda/test_w8a8_gemv.cpp). The products in
+  // the order of the CUTLASS epilogues (cutlass_w8a8_sm90.cuh and the fused
+  // MoE GEMM's moe_w8a8_sm90.cuh: s_x * (s_w * acc)), so an expert's few
+  // rows give the fused MoE GEMM's bits: with s_x first, one output in ~10^4
+  // rounded the other way (MoeW8a8 on an H100, 2026-12-05).
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int m = 2 * t + (i & 1);
     if (m >= M) continue;
     const int64_t n = row0 + g + (i >= 2 ? 8 : 0);
-    float r = __fmul_rn(__fmul_rn(static_cast<float>(acc[i]), scales ? scales[m] : sa_const), sw_lane[i >= 2]);
+    float r = __fmul_rn(__fmul_rn(static_cast<float>(acc[i]), sw_lane[i >= 2]), scales ? scales[m] : sa_const);
     if (bias) r = __fadd_rn(r, load_as_float(bias, bias_t, n));
     store_from_float(y, yt, static_cast<int64_t>(m) * N + n, r);
   }

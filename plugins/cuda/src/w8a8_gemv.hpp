@@ -15,7 +15,7 @@
 // activation bytes of the same K positions (w8a8_gemv.cu says how they map
 // onto the fragments). The warps of a CTA split one tile's K.
 //
-// INT8 sums are exact in int32, scaled as (float(acc) * s_x) * s_w + bias with
+// INT8 sums are exact in int32, scaled as (float(acc) * s_w) * s_x + bias with
 // every step rounded (no FMA contraction), so the results are a host
 // reference's bit for bit. FP8 accumulates in the tensor cores' f32, as the
 // FP8 GEMMs do.
