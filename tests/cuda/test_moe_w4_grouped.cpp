@@ -18,7 +18,9 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
+#include <tuple>
 
 using namespace xqtest;
 
@@ -370,6 +372,57 @@ TEST(MoeW4GroupedRouting, OutOfRangeIdsAddNothing) {
     ids[t * k + 1] = t % 3 == 0 ? -1 : t % 3 == 1 ? E : static_cast<int32_t>((t + 1) % E);
   }
   check_routing(ex, ids, weights, k, N, K);
+}
+
+// The output bytes of one call in a mode (slots per expert: `tpe`, k = 2).
+std::vector<uint16_t> run_in_mode(const Experts& ex, const char* mode, int tpe, int64_t N, int64_t K) {
+  auto& P = Plugin::get();
+  const int E = static_cast<int>(ex.q.size()), k = 2;
+  // Slot j of token t to expert (t k + j) mod E: tpe slots each, the same
+  // routing and x (a fixed seed) for every mode.
+  const int64_t S = static_cast<int64_t>(E) * tpe, T = S / k;
+  std::vector<int32_t> ids(S);
+  for (int64_t s = 0; s < S; ++s) ids[s] = static_cast<int32_t>(s % E);
+  const std::vector<float> weights(S, 0.5f);
+  std::mt19937 fixed(7);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> x(T * K), xr;
+  for (auto& v : x) v = u(fixed);
+  DevBuf dx(T * K * 2), dids(S * 4), dw(S * 4), dy(T * N * 2);
+  dx.put(to_half_bits(x, XQ_DTYPE_BF16, &xr));
+  dids.put(ids);
+  dw.put(weights);
+  xq_moe_op op = moe_op(ex.q, k);
+  op.x = tensor2(XQ_DTYPE_BF16, T, K, dx.p);
+  op.expert_ids = tensor2(XQ_DTYPE_I32, T, k, dids.p);
+  op.weights = tensor2(XQ_DTYPE_F32, T, k, dw.p);
+  op.dst = tensor2(XQ_DTYPE_BF16, T, N, dy.p);
+  W4Mode m(mode);
+  dy.poison();
+  EXPECT_EQ(P.vt->moe_qmatmul(P.state, &op), XQ_OK) << mode << ": " << g_last_error;
+  return dy.get<uint16_t>(T * N);
+}
+
+// `auto` takes the grouped GEMM from 16 slots per expert for experts of
+// K >= 8192 (Mixtral's down_proj: kMoeW4GroupedDeepK in
+// moe_w4a16_provider.cpp) and from 48 for shallower ones: its bytes are the
+// forced grouped GEMM's there and the mma.sync kernel's below. The routing
+// and x are the same for every mode of one case, so equal bytes mean the same
+// kernel ran.
+TEST(MoeW4GroupedAuto, DeepExpertsTakeTheGroupedGemmFrom16SlotsPerExpert) {
+  XQ_REQUIRE_GPU();
+  const int64_t N = 128;
+  for (const auto& [K, tpe, grouped] : std::vector<std::tuple<int64_t, int, bool>>{
+           {8192, 16, true}, {8192, 8, false}, {4096, 16, false}, {4096, 48, true}}) {
+    SCOPED_TRACE("K " + std::to_string(K) + ", " + std::to_string(tpe) + " slots per expert");
+    Experts ex(4, N, K, 128, false);
+    XQ_REQUIRE_W4_GROUPED(ex, N, K);
+    const auto fused = run_in_mode(ex, "fused", tpe, N, K), forced = run_in_mode(ex, "grouped", tpe, N, K),
+               chosen = run_in_mode(ex, "auto", tpe, N, K);
+    ASSERT_NE(fused, forced) << "the two kernels gave the same bytes: this case cannot tell them apart";
+    EXPECT_EQ(chosen, grouped ? forced : fused) << (grouped ? "auto did not take the grouped GEMM"
+                                                            : "auto did not keep the mma.sync kernel");
+  }
 }
 
 TEST(MoeW4GroupedErrors, ForcedGroupedRefusesWhatItCannotRun) {

@@ -12,8 +12,8 @@
 //   auto (default)  the grouped GEMM from XQUANT_CUDA_MOE_W4_GROUPED_MIN_TPE
 //                   routing slots per expert on average, where this build and
 //                   GPU have it; without that variable from 48
-//                   (kMoeW4GroupedMinTpe, measured: docs/cuda.md "MoE
-//                   benchmark");
+//                   (kMoeW4GroupedMinTpe), from 16 for experts of K >= 8192
+//                   (measured: docs/cuda.md "MoE benchmark");
 //   fused           always the mma.sync kernel;
 //   grouped         always the grouped GEMM; refused (XQ_ERR_UNSUPPORTED,
 //                   naming why) where it cannot run.
@@ -41,6 +41,16 @@ namespace {
 // kernel on Qwen3-30B-A3B and Mixtral gate|up and down, at 32 it is
 // 0.86-1.61x (it loses on both gate|up GEMMs), below that 0.58-1.32x.
 constexpr int64_t kMoeW4GroupedMinTpe = 48;
+// Experts this deep (K, the input columns) take the grouped GEMM from 16
+// slots per expert: on Mixtral's down_proj (K = 14336, N = 4096, 8 experts)
+// the mma.sync kernel took 216 us at 16 tokens per expert against the grouped
+// GEMM's 164 on the H200 (2026-12-02, bench/cuda/results/h200-moe-bench-sort-rows.md)
+// and 215 / 267 us against 167 / 165 at 16 / 32 on the H100 (2026-12-05,
+// h100-moe-bench-s37.md); below 16 they tie (161 / 160 us at 4 on the H100).
+// The shallower GEMMs measured (K = 768, 2048, 4096) keep the mma.sync kernel
+// to 32 slots per expert.
+constexpr int64_t kMoeW4GroupedDeepK = 8192;
+constexpr int64_t kMoeW4GroupedDeepKMinTpe = 16;
 
 enum class MoeW4Mode { Auto, Fused, Grouped };
 
@@ -52,9 +62,10 @@ MoeW4Mode mode_from_env() {
   throw Error(XQ_ERR_INVALID_ARGUMENT, format("cuda: XQUANT_CUDA_MOE_W4=%s: expected auto, fused or grouped", e));
 }
 
-int64_t min_tpe_from_env() {
+// The variable, or the measured default for experts of K input columns.
+int64_t min_tpe_for(int64_t K) {
   const char* e = std::getenv("XQUANT_CUDA_MOE_W4_GROUPED_MIN_TPE");
-  if (!e || !*e) return kMoeW4GroupedMinTpe;
+  if (!e || !*e) return K >= kMoeW4GroupedDeepK ? kMoeW4GroupedDeepKMinTpe : kMoeW4GroupedMinTpe;
   char* end = nullptr;
   const long long v = std::strtoll(e, &end, 10);
   if (*end || v < 1)
@@ -98,7 +109,7 @@ bool Provider::moe_w4a16_grouped(const xq_moe_op& op) {
   const MoeW4Mode mode = mode_from_env();
   if (mode == MoeW4Mode::Fused) return false;
   const int64_t T = op.expert_ids.shape[0], slots = T * op.top_k, E = op.n_experts;
-  if (mode == MoeW4Mode::Auto && slots / E < min_tpe_from_env()) return false;
+  if (mode == MoeW4Mode::Auto && slots / E < min_tpe_for(op.experts[0]->K)) return false;
   if (const char* why = moe_w4a16_grouped_refusal(op)) {
     if (mode == MoeW4Mode::Auto) return false;
     throw Error(XQ_ERR_UNSUPPORTED, format("cuda: moe_qmatmul XQUANT_CUDA_MOE_W4=grouped: %s", why));
