@@ -355,9 +355,10 @@ void Model::load_layer_weights(int l) {
   // placement refuses (a part's rows end inside the layout's row block:
   // SmolLM2-135M's 576-row q, stories260K's 64-row q), they are stacked from
   // the canonical tensors instead, repacked at load: one by one, a layer runs
-  // five GEMMs for two and decoded 1.35x slower at batch 1 (H100, session
-  // thirty-seven, docs/results.md). XQUANT_STACK_STORED=0 adopts every stored
-  // Linear one by one, nothing repacked.
+  // five GEMMs for two and decoded 1.35x (Llama-3.1-8B shapes) to 1.97x
+  // (SmolLM2-135M shapes) slower at batch 1 (H100, session thirty-seven,
+  // docs/results.md). XQUANT_STACK_STORED=0 adopts every stored Linear one
+  // by one, nothing repacked.
   const bool stackable = on_device() && !options_.dequantize_all && !d.moe;
   const bool stored = stackable && stored_in_provider_layout(*checkpoint_, *kernels_, d,
                                                              {LayerDesc::kQ, LayerDesc::kK, LayerDesc::kV, LayerDesc::kGate, LayerDesc::kUp});
