@@ -34,6 +34,7 @@
 #include <cctype>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -98,13 +99,6 @@ class AwqAlgorithm : public PluginBase {
       schemes.push_back(quant::scheme_from(in.scheme, in.name));
     }
 
-    // Originals, for rel_error in the unscaled basis.
-    std::vector<std::vector<float>> originals;
-    for (uint64_t i = 0; i < group.n_linears; ++i) {
-      const float* w = static_cast<const float*>(group.linears[i].weight.data);
-      originals.emplace_back(w, w + group.linears[i].weight.shape[0] * cols);
-    }
-
     std::vector<float> s(static_cast<size_t>(cols), 1.0f);
     const bool has_prev = group.prev_op.data != nullptr;
     if (has_prev) {
@@ -114,7 +108,7 @@ class AwqAlgorithm : public PluginBase {
              format("%s: awq needs calibration (the host's forward of the compared module); none was given",
                     group.name));
       s = search_scales(group, schemes, o, cols);
-      apply_scales(group, s, cols);
+      fold_into_prev_op(group, s, cols);
     } else {
       host.debug(format("%s: no prev op to fold scales into; clip and quantize only", group.name));
     }
@@ -124,26 +118,36 @@ class AwqAlgorithm : public PluginBase {
       return o.clip && !(skip_qk && is_query_or_key(group.linears[i].name)) &&
              schemes[i].strategy != XQ_STRATEGY_TENSOR;
     };
-    // A MoE layer's gate/up group is 2 x n_experts Linears, a minute of
-    // clipping and quantizing on a small machine: reported like the search.
-    uint64_t steps = o.quantize ? group.n_linears : 0, done = 0;
-    for (uint64_t i = 0; i < group.n_linears; ++i) steps += clipped(i) ? 1 : 0;
     for (uint64_t i = 0; i < group.n_linears; ++i) {
-      if (!clipped(i)) continue;
       const xq_linear_input& in = group.linears[i];
-      if (!in.stats->samples || in.stats->n_samples <= 0)
+      if (clipped(i) && (!in.stats->samples || in.stats->n_samples <= 0))
         fail(XQ_ERR_INVALID_ARGUMENT,
              format("%s: the awq clip search needs sampled input rows; none were given (or set clip: false)", in.name));
-      clip_linear(in, schemes[i], s, o, cols);
-      host.progress("awq clip search and quantization", ++done, steps);
     }
-
-    if (!o.quantize) {
-      for (uint64_t i = 0; i < group.n_linears; ++i) outs[i].rel_error = 0.0;
-      return;  // transform-only
-    }
+    // Linear by linear: scaled in place, clipped, quantized against its
+    // original (rel_error is in the unscaled basis), so one Linear's
+    // original is held at a time, not the group's (a MoE layer's gate/up
+    // group is 2 x n_experts Linears: 1.6 GB on Qwen3-30B-A3B's shapes).
+    // The same arithmetic, element by element, as scaling the whole group
+    // first. A minute of clipping and quantizing on a small machine for such
+    // a group: reported like the search.
+    uint64_t steps = o.quantize ? group.n_linears : 0, done = 0;
+    for (uint64_t i = 0; i < group.n_linears; ++i) steps += clipped(i) ? 1 : 0;
+    std::vector<float> original;
     for (uint64_t i = 0; i < group.n_linears; ++i) {
-      quantize_one(group.linears[i], schemes[i], s, originals[i].data(), cols, outs[i]);
+      const xq_linear_input& in = group.linears[i];
+      float* w = static_cast<float*>(in.weight.data);
+      if (o.quantize) original.assign(w, w + in.weight.shape[0] * cols);
+      if (has_prev) scale_columns(in, s, cols);
+      if (clipped(i)) {
+        clip_linear(in, schemes[i], s, o, cols);
+        host.progress("awq clip search and quantization", ++done, steps);
+      }
+      if (!o.quantize) {
+        outs[i].rel_error = 0.0;  // transform-only
+        continue;
+      }
+      quantize_one(in, schemes[i], s, original.data(), cols, outs[i]);
       host.progress("awq clip search and quantization", ++done, steps);
     }
   }
@@ -261,15 +265,17 @@ class AwqAlgorithm : public PluginBase {
     for (auto& v : x_mean) v = total > 0 ? v / total : v;
     const std::vector<double> w_mean = o.duo_scaling ? weight_means(group, schemes, cols) : std::vector<double>();
 
-    std::vector<std::vector<float>> scratch(n);
+    // Not zero-filled (make_unique_for_overwrite): every trial writes all of
+    // it before the forward reads it, and a MoE mlp_in group's is 1.6 GB.
+    std::vector<std::unique_ptr<float[]>> scratch(n);
     std::vector<const float*> trial(n);
     for (uint64_t i = 0; i < n; ++i) {
-      scratch[i].resize(static_cast<size_t>(group.linears[i].weight.shape[0] * cols));
-      trial[i] = scratch[i].data();
+      scratch[i] = std::make_unique_for_overwrite<float[]>(static_cast<size_t>(group.linears[i].weight.shape[0] * cols));
+      trial[i] = scratch[i].get();
     }
     auto loss_of = [&](const std::vector<float>& s) {
       for (uint64_t i = 0; i < n; ++i) scaled_fake_quantize(schemes[i], fp[i], group.linears[i].weight.shape[0], cols,
-                                                            s, scratch[i].data());
+                                                            s, scratch[i].get());
       const std::vector<float> y = run_forward(group, trial);
       double acc = 0;
       for (size_t e = 0; e < y.size(); ++e) {
@@ -318,7 +324,8 @@ class AwqAlgorithm : public PluginBase {
     return best;
   }
 
-  void apply_scales(xq_layer_group& group, const std::vector<float>& s, int64_t cols) const {
+  // The prev op (a norm, or a previous Linear's output rows) divided by s.
+  static void fold_into_prev_op(xq_layer_group& group, const std::vector<float>& s, int64_t cols) {
     xq_tensor_view& p = group.prev_op;
     float* pd = static_cast<float*>(p.data);
     if (p.ndim == 1) {
@@ -328,13 +335,15 @@ class AwqAlgorithm : public PluginBase {
       for (int64_t j = 0; j < cols; ++j)
         for (int64_t c = 0; c < in; ++c) pd[j * in + c] /= s[j];
     }
-    for (uint64_t i = 0; i < group.n_linears; ++i) {
-      float* w = static_cast<float*>(group.linears[i].weight.data);
-      host.parallel_for(static_cast<uint64_t>(group.linears[i].weight.shape[0]), 64, [&](uint64_t r0, uint64_t r1) {
-        for (auto r = static_cast<int64_t>(r0); r < static_cast<int64_t>(r1); ++r)
-          for (int64_t j = 0; j < cols; ++j) w[r * cols + j] *= s[j];
-      });
-    }
+  }
+
+  // One Linear's input column j times s[j], in place.
+  void scale_columns(const xq_linear_input& in, const std::vector<float>& s, int64_t cols) const {
+    float* w = static_cast<float*>(in.weight.data);
+    host.parallel_for(static_cast<uint64_t>(in.weight.shape[0]), 64, [&](uint64_t r0, uint64_t r1) {
+      for (auto r = static_cast<int64_t>(r0); r < static_cast<int64_t>(r1); ++r)
+        for (int64_t j = 0; j < cols; ++j) w[r * cols + j] *= s[j];
+    });
   }
 
   // The clip search of one (already scaled) linear; clamps its weight in place.

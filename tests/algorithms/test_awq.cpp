@@ -254,6 +254,54 @@ TEST(Awq, ClipSkipsQueryAndKey) {
   EXPECT_GT(clamped(v, v0), 0) << "v_proj's outliers should be clipped";
 }
 
+// Quantizing scales and clips every Linear of the group in place as the
+// transform-only call does (Linear by Linear since 2026-12-05, so that one
+// Linear's original is held at a time), and its codes are RTN of exactly
+// those weights: a group of three with outliers, clipped, over two runs.
+TEST(Awq, QuantizingLeavesTheTransformOnlyWeightsAndQuantizesThem) {
+  std::mt19937 rng(25);
+  const int64_t T = 64, cols = 32;
+  std::vector<float> x = salient_inputs(T, cols, rng);
+  auto group = [&](std::vector<Linear>& ls) {
+    ls.clear();
+    ls.emplace_back("model.layers.0.mlp.gate_proj", 16, cols);
+    ls.emplace_back("model.layers.0.mlp.up_proj", 16, cols);
+    ls.emplace_back("model.layers.0.mlp.other_proj", 8, cols);
+  };
+  std::vector<Linear> a, b;
+  group(a);
+  group(b);
+  for (size_t i = 0; i < a.size(); ++i) {
+    a[i].w = randn(static_cast<size_t>(a[i].rows * cols), rng, 0.05f);
+    for (int64_t r = 0; r < a[i].rows; ++r) a[i].w[size_t(r * cols + (r % cols))] = 0.8f;  // weight outliers
+    b[i].w = a[i].w;
+    for (Linear* l : {&a[i], &b[i]}) {
+      l->set_inputs(x, T);
+      l->set_scheme(4, true, XQ_STRATEGY_GROUP, 16);
+    }
+  }
+  std::vector<float> norm_a(static_cast<size_t>(cols), 1.0f), norm_b = norm_a;
+  ConcatModule ma({&a[0], &a[1], &a[2]}, x, T), mb({&b[0], &b[1], &b[2]}, x, T);
+  Params transform_only;
+  transform_only.set_bool("quantize", false);
+  Result ra = run("awq", transform_only, {&a[0], &a[1], &a[2]}, &norm_a, 0, "mlp_gate_up", &ma.fwd);
+  Result rb = run("awq", Params(), {&b[0], &b[1], &b[2]}, &norm_b, 0, "mlp_gate_up", &mb.fwd);
+  ASSERT_EQ(ra.status, XQ_OK) << ra.error;
+  ASSERT_EQ(rb.status, XQ_OK) << rb.error;
+  EXPECT_EQ(norm_a, norm_b);
+  for (size_t i = 0; i < a.size(); ++i) {
+    SCOPED_TRACE(a[i].name);
+    EXPECT_EQ(a[i].w, b[i].w);  // scaled and clipped the same, bit for bit
+    Linear t(a[i].name, a[i].rows, cols);
+    t.w = a[i].w;
+    t.scheme = a[i].scheme;
+    Result q = run("rtn", Params(), {&t});
+    ASSERT_EQ(q.status, XQ_OK) << q.error;
+    EXPECT_EQ(dequantize(q.quant[0].get()), dequantize(rb.quant[i].get()));
+    EXPECT_GT(rb.rel_error[i], 0.0);
+  }
+}
+
 TEST(Awq, ClipLowersThePartialDotError) {
   std::mt19937 rng(24);
   const int64_t T = 128, cols = 64, rows = 24;
