@@ -110,14 +110,14 @@ TEST(DeviceXq, StoredCudaLayoutsTakenAsStoredOrStackedWherePlacementRefuses) {
   ASSERT_TRUE(ct && xq && xq_stacked && xq_cpu) << why;
   const auto& sc = ct->load_stats();
   const auto& sx = xq->load_stats();
-  const auto& ss_ = xq_stacked->load_stats();
+  const auto& s_stacked = xq_stacked->load_stats();
   std::printf("compressed-tensors on cuda: %llu bytes repacked (%d Linears); xq one by one: %llu repacked (%d), %llu stored "
               "(%d); xq stacked: %llu repacked (%d), %llu stored (%d)\n",
               static_cast<unsigned long long>(sc.repacked_bytes), sc.repacked_linears,
               static_cast<unsigned long long>(sx.repacked_bytes), sx.repacked_linears,
               static_cast<unsigned long long>(sx.stored_bytes), sx.stored_linears,
-              static_cast<unsigned long long>(ss_.repacked_bytes), ss_.repacked_linears,
-              static_cast<unsigned long long>(ss_.stored_bytes), ss_.stored_linears);
+              static_cast<unsigned long long>(s_stacked.repacked_bytes), s_stacked.repacked_linears,
+              static_cast<unsigned long long>(s_stacked.stored_bytes), s_stacked.stored_linears);
   EXPECT_GT(sc.repacked_bytes, 0u);
   EXPECT_EQ(sx.repacked_bytes, 0u);
   EXPECT_EQ(sx.repacked_linears, 0);
@@ -126,8 +126,8 @@ TEST(DeviceXq, StoredCudaLayoutsTakenAsStoredOrStackedWherePlacementRefuses) {
   EXPECT_EQ(xq->dequantized_linears(), 0);
   EXPECT_NE(xq->layer(0).linears[0].layout.find("stored, not repacked"), std::string::npos)
       << xq->layer(0).linears[0].layout;
-  EXPECT_EQ(ss_.repacked_linears, 25);  // 5 layers x q, k, v, gate, up
-  EXPECT_EQ(ss_.stored_linears, 10);    // 5 layers x o, down
+  EXPECT_EQ(s_stacked.repacked_linears, 25);  // 5 layers x q, k, v, gate, up
+  EXPECT_EQ(s_stacked.stored_linears, 10);    // 5 layers x o, down
   EXPECT_EQ(xq_stacked->quantized_linears(), 35);
   EXPECT_EQ(xq_stacked->layer(0).linears[0].layout, "stacked into q|k|v");
   EXPECT_NE(xq_stacked->layer(0).linears[3].layout.find("stored, not repacked"), std::string::npos)
