@@ -8,7 +8,7 @@
 # Env: XQ_CUDA_BUILD (build dir, default build-cuda; used when it runs here,
 #      else the suite builds in build-cuda-device, needing googletest source in
 #      .gtest/ when GTest is not installed), XQ_SANITIZE=1 (memcheck subset),
-#      XQ_PROFILE=1 (ncu on W4A16 M=1/64), XQ_TEST_FILTER, XQ_BENCH_ARGS.
+#      XQ_PROFILE=1 (ncu on W4A16 M=1/64, XQ_PROFILE_MS), XQ_TEST_FILTER, XQ_BENCH_ARGS.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/gpu-suite-out}
@@ -65,10 +65,12 @@ if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
   grep -vE '^  \{' "$OUT/bench.log" | tail -60
 fi
 if [ "${XQ_PROFILE:-0}" = 1 ] && command -v ncu > /dev/null; then
-  ncu --clock-control none --kernel-name regex:k_w4_gemm --launch-count 2 \
-    --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
-    --section LaunchStats python3 "$ROOT/bench/cuda/profile_w4.py" "$BUILD/$SHIM_REL" "$BUILD/$PLUGIN_REL" \
-    > "$OUT/ncu.txt" 2>&1
-  grep -E "k_w4_gemm|DRAM Throughput|Memory Throughput|Duration|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Stall|Warp Cycles Per Issued|L2 Hit|Mem Busy|Max Bandwidth" "$OUT/ncu.txt" | head -60
+  # The default dispatch's kernels (the TMA-ring GEMV, the fused mma.sync GEMM, CUTLASS's wgmma
+  # device_kernel), two calls per M (XQ_PROFILE_MS, default 1,64) on 8192x28672.
+  ncu --clock-control none --kernel-name regex:'k_w4_gemv|k_w4_gemm|device_kernel' \
+    --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section WarpStateStats \
+    --section Occupancy --section LaunchStats python3 "$ROOT/bench/cuda/profile_w4.py" "$BUILD/$SHIM_REL" "$BUILD/$PLUGIN_REL" \
+    "${XQ_PROFILE_MS:-1,64}" > "$OUT/ncu.txt" 2>&1
+  grep -E "^  [a-z].*\(|DRAM Throughput|Memory Throughput|Duration|Issue Slots Busy|Issued Ipc|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|L2 Hit|Mem Busy|Max Bandwidth" "$OUT/ncu.txt" | head -80
 fi
 exit $status

@@ -87,6 +87,8 @@ class Shim:
         lib.xqc_why.restype = ctypes.c_char_p
         lib.xqc_prepare.argtypes = [vp, vp, vp, i64, i64, i64, c_int, c_int, c_float]
         lib.xqc_prepare.restype = vp
+        lib.xqc_prepare_gidx.argtypes = [vp, vp, vp, vp, i64, i64, i64, c_int]
+        lib.xqc_prepare_gidx.restype = vp
         lib.xqc_release.argtypes = [vp]
         lib.xqc_qmatmul.argtypes = [vp, vp, vp, i64, i64, i64, c_int, c_int, c_int]
         lib.xqc_matmul.argtypes = [vp, vp, vp, i64, i64, i64, c_int, c_int, c_int, vp, c_float, c_float]
@@ -108,6 +110,14 @@ class Shim:
             raise RuntimeError("prepare: " + self.lib.xqc_last_error().decode())
         return w
 
+    def prepare_gidx(self, codes, scales, zp, g_idx, N, K, group, bits):
+        """A weight-only weight with act-order columns (g_idx[K]: each column's group)."""
+        w = self.lib.xqc_prepare_gidx(codes.data_ptr(), scales.data_ptr(), zp.data_ptr() if zp is not None else None,
+                                      g_idx.data_ptr(), N, K, group, bits)
+        if not w:
+            raise RuntimeError("prepare (act-order): " + self.lib.xqc_last_error().decode())
+        return w
+
 
 def fmt(v):
     return "err" if v is None else ("–" if v == "-" else f"{v:.1f}")
@@ -122,7 +132,7 @@ def main():
     ap.add_argument("--shim", required=True)
     ap.add_argument("--plugin", required=True)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
-    ap.add_argument("--ms", default="1,16,64,128,256,1024,4096")
+    ap.add_argument("--ms", default="1,16,32,64,128,256,1024,4096")
     ap.add_argument("--shapes", default="4096x4096,4096x14336,14336x4096,8192x28672")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -149,6 +159,12 @@ def main():
         scales4 = (torch.rand(N, G) * 0.01 + 0.001).float()
         n4 = ncopies(N * K // 2)
         w4 = [shim.prepare(codes4, scales4, None, N, K, 128, 4, 0) for _ in range(n4)]
+        # Asymmetric (a zero point per group) and act-order (g_idx scatters each
+        # group's 128 columns over K, as GPTQ's desc_act does) copies of it.
+        zp4 = torch.randint(-8, 8, (N, G), dtype=torch.int8)
+        w4a = [shim.prepare(codes4, scales4, zp4, N, K, 128, 4, 0) for _ in range(n4)]
+        g_idx = (torch.arange(K, dtype=torch.int32) // 128)[torch.randperm(K)].contiguous()
+        w4o = [shim.prepare_gidx(codes4, scales4, None, g_idx, N, K, 128, 4) for _ in range(n4)]
         codes8 = torch.randint(-127, 128, (N, K), dtype=torch.int8)
         scales8 = (torch.rand(N) * 0.01 + 0.001).float()
         n8 = ncopies(N * K)
@@ -159,15 +175,19 @@ def main():
         wf8 = [(torch.randn(N, K, device=dev) * 100).to(torch.float8_e4m3fn) for _ in range(n8)]
         sw8 = scales8.to(dev)
 
-        # Sanity: W4A16 against torch on the dequantized weight (M = 16).
-        deq = (codes4.float().view(N, G, 128) * scales4.view(N, G, 1)).view(N, K).to(dev)
+        # Sanity: each W4A16 form against torch on its dequantized weight (M = 16).
         xs = torch.randn(16, K, device=dev, dtype=torch.bfloat16)
         ys = torch.empty(16, N, device=dev, dtype=torch.bfloat16)
-        shim.check(shim.lib.xqc_qmatmul(w4[0], xs.data_ptr(), ys.data_ptr(), 16, N, K, BF16, BF16, 0), "qmatmul")
-        ref = xs.float() @ deq.t()
-        sanity = ((ys.float() - ref).norm() / ref.norm()).item()
-        del deq, ref
-        print(f"K={K} N={N}: W4A16 sanity rel err {sanity:.2e}", flush=True)
+        by_group = torch.arange(K) // 128
+        for label, w, zp, grp in (("sym", w4, None, by_group), ("asym", w4a, zp4, by_group),
+                                  ("act-order", w4o, None, g_idx.long())):
+            z = zp[:, grp].float() if zp is not None else 0.0
+            deq = ((codes4.float() - z) * scales4[:, grp]).to(dev)
+            shim.check(shim.lib.xqc_qmatmul(w[0], xs.data_ptr(), ys.data_ptr(), 16, N, K, BF16, BF16, 0), "qmatmul")
+            ref = xs.float() @ deq.t()
+            sanity = ((ys.float() - ref).norm() / ref.norm()).item()
+            del deq, ref
+            print(f"K={K} N={N}: W4A16 {label} sanity rel err {sanity:.2e}", flush=True)
 
         for M in ms:
             x = torch.randn(M, K, device=dev, dtype=torch.bfloat16)
@@ -179,6 +199,8 @@ def main():
 
             run("bf16", lambda i: torch.matmul(x, wbf[i].t(), out=y), nb)
             run("w4", lambda i: shim.check(shim.lib.xqc_qmatmul(w4[i], x.data_ptr(), y.data_ptr(), M, N, K, BF16, BF16, 0), "w4"), n4)
+            run("w4_asym", lambda i: shim.check(shim.lib.xqc_qmatmul(w4a[i], x.data_ptr(), y.data_ptr(), M, N, K, BF16, BF16, 0), "w4a"), n4)
+            run("w4_act", lambda i: shim.check(shim.lib.xqc_qmatmul(w4o[i], x.data_ptr(), y.data_ptr(), M, N, K, BF16, BF16, 0), "w4o"), n4)
             run("w4_fused", lambda i: shim.check(shim.lib.xqc_qmatmul(w4[i], x.data_ptr(), y.data_ptr(), M, N, K, BF16, BF16, 1), "w4f"), n4)
             if M >= 16:
                 run("w4_gemm", lambda i: shim.check(shim.lib.xqc_qmatmul(w4[i], x.data_ptr(), y.data_ptr(), M, N, K, BF16, BF16, 2), "w4g"), n4)
@@ -207,19 +229,20 @@ def main():
                 r["w4_GBs"] = (N * K / 2 + N * G * 4) / (r["w4"] * 1e-6) / 1e9
             rows.append(r)
             print("  " + json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
-        for w in w4 + w8:
+        for w in w4 + w4a + w4o + w8:
             shim.lib.xqc_release(w)
         del wbf, wi8, wf8
         torch.cuda.empty_cache()
 
-    hdr = ("| K | N | M | bf16 µs | W4A16 µs (×bf16) | W4 fused µs | W4 deq+GEMM µs | INT8 W8A8 µs incl. act-quant (×) "
+    hdr = ("| K | N | M | bf16 µs | W4A16 µs (×bf16) | W4A16 asym µs (×) | W4A16 act-order µs (×) | W4 fused µs | W4 deq+GEMM µs | INT8 W8A8 µs incl. act-quant (×) "
            "| INT8 GEMM+epi µs (×) | torch _int_mm µs | FP8 µs (×) | torch _scaled_mm µs | FP8 rowwise µs | torch rowwise µs |")
     lines = [f"Device: {name}; torch {torch.__version__}; copy bandwidth {copy_bw:.2f} TB/s; plugin: {shim.why}", "",
-             hdr, "|" + "---|" * 14]
+             hdr, "|" + "---|" * 16]
     for r in rows:
         b = r["bf16"]
         lines.append(
-            f"| {r['K']} | {r['N']} | {r['M']} | {fmt(b)} | {fmt(r['w4'])} ({ratio(b, r['w4'])}) | {fmt(r['w4_fused'])} | "
+            f"| {r['K']} | {r['N']} | {r['M']} | {fmt(b)} | {fmt(r['w4'])} ({ratio(b, r['w4'])}) | "
+            f"{fmt(r['w4_asym'])} ({ratio(b, r['w4_asym'])}) | {fmt(r['w4_act'])} ({ratio(b, r['w4_act'])}) | {fmt(r['w4_fused'])} | "
             f"{fmt(r['w4_gemm'])} | {fmt(r['i8_q'])} ({ratio(b, r['i8_q'])}) | {fmt(r['i8_mm'])} ({ratio(b, r['i8_mm'])}) | "
             f"{fmt(r['t_int_mm'])} | {fmt(r['f8'])} ({ratio(b, r['f8'])}) | {fmt(r['t_f8'])} | {fmt(r['f8_row'])} | "
             f"{fmt(r['t_f8_row'])} |")

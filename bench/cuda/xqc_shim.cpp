@@ -103,6 +103,30 @@ __attribute__((visibility("default"))) void* xqc_prepare(const int8_t* codes, co
   return w;
 }
 
+// The same with act-order: g_idx[K] gives each column's group (GPTQ desc_act;
+// the provider sorts the columns by group and gathers x to match).
+__attribute__((visibility("default"))) void* xqc_prepare_gidx(const int8_t* codes, const float* scales, const int8_t* zp,
+                                                              const int32_t* g_idx, int64_t N, int64_t K, int64_t group,
+                                                              int bits) {
+  xq_quant_tensor q{};
+  q.struct_size = sizeof(q);
+  q.bits = static_cast<uint32_t>(bits);
+  q.symmetric = zp ? 0 : 1;
+  q.strategy = XQ_STRATEGY_GROUP;
+  q.rows = N;
+  q.cols = K;
+  q.group_size = group;
+  q.n_groups = (K + group - 1) / group;
+  q.codes = const_cast<int8_t*>(codes);
+  q.scales = const_cast<float*>(scales);
+  q.zero_points = const_cast<int8_t*>(zp);
+  q.g_idx = const_cast<int32_t*>(g_idx);
+  q.scale_dtype = XQ_DTYPE_F32;
+  xq_qweight* w = nullptr;
+  if (g_vt->qweight_prepare(g_state, &q, &w) != XQ_OK) return nullptr;
+  return w;
+}
+
 __attribute__((visibility("default"))) void xqc_release(void* w) {
   g_vt->qweight_release(g_state, static_cast<xq_qweight*>(w));
 }
