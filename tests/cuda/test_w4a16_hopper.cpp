@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <tuple>
 
 #include "w4a16_hopper.hpp"
 
@@ -246,22 +247,16 @@ struct AbiCase {
   xq_dtype dtype;
 };
 
-class W4HopperAbi : public testing::TestWithParam<AbiCase> {};
-
-TEST_P(W4HopperAbi, ForcedAndDefaultDispatchMatchReference) {
-  XQ_REQUIRE_GPU();
+// The canonical weight `w` of case `c` prepared by the plugin (qweight_prepare).
+xq_qweight* prepare_through_abi(const HopperCase& c, Weight& w) {
   auto& P = Plugin::get();
-  const AbiCase a = GetParam();
-  const HopperCase& c = a.shape;
-  const int64_t N = c.N, K = c.K;
-  Weight w = make_weight(c);
   xq_quant_tensor q{};
   q.struct_size = sizeof(q);
   q.bits = 4;
   q.symmetric = c.asym ? 0 : 1;
   q.strategy = c.group ? XQ_STRATEGY_GROUP : XQ_STRATEGY_CHANNEL;
-  q.rows = N;
-  q.cols = K;
+  q.rows = c.N;
+  q.cols = c.K;
   q.group_size = w.gs;
   q.n_groups = w.G;
   q.codes = w.codes.data();
@@ -271,7 +266,21 @@ TEST_P(W4HopperAbi, ForcedAndDefaultDispatchMatchReference) {
   q.scale_dtype = XQ_DTYPE_F32;
   q.act_scheme = XQ_ACT_NONE;
   xq_qweight* qw = nullptr;
-  XQ_OK_OR_FAIL(P.vt->qweight_prepare(P.state, &q, &qw));
+  EXPECT_EQ(P.vt->qweight_prepare(P.state, &q, &qw), XQ_OK) << g_last_error;
+  return qw;
+}
+
+class W4HopperAbi : public testing::TestWithParam<AbiCase> {};
+
+TEST_P(W4HopperAbi, ForcedAndDefaultDispatchMatchReference) {
+  XQ_REQUIRE_GPU();
+  auto& P = Plugin::get();
+  const AbiCase a = GetParam();
+  const HopperCase& c = a.shape;
+  const int64_t N = c.N, K = c.K;
+  Weight w = make_weight(c);
+  xq_qweight* qw = prepare_through_abi(c, w);
+  ASSERT_NE(qw, nullptr);
   const double bound = a.dtype == XQ_DTYPE_BF16 ? 1e-2 : 3e-3;
   struct Run {
     int64_t M, force;
@@ -319,5 +328,57 @@ INSTANTIATE_TEST_SUITE_P(Cuda, W4HopperAbi,
                                          AbiCase{{4096, 256, 32, false, false}, XQ_DTYPE_BF16},  // group 32: fallback
                                          AbiCase{{4096, 256, 128, true, false}, XQ_DTYPE_F16}),  // f16: fallback
                          abi_case_name);
+
+// QMATMUL output bits of `qw` at M rows of `x` with op.i[7] = `force`.
+std::vector<uint16_t> qmatmul_bits(xq_qweight* qw, const std::vector<uint16_t>& x, int64_t M, int64_t N, int64_t K,
+                                   int64_t force) {
+  auto& P = Plugin::get();
+  DevBuf dx(M * K * 2), dy(M * N * 2);
+  dx.put(std::vector<uint16_t>(x.begin(), x.begin() + M * K));
+  dy.poison();
+  xq_op op = make_op(XQ_OP_QMATMUL);
+  op.qweight = qw;
+  op.src[0] = tensor2(XQ_DTYPE_BF16, M, K, dx.p);
+  op.dst = tensor2(XQ_DTYPE_BF16, M, N, dy.p);
+  op.i[7] = force;
+  EXPECT_EQ(P.vt->run_op(P.state, &op), XQ_OK) << g_last_error;
+  return dy.get<uint16_t>(M * N);
+}
+
+// The default dispatch gives the Hopper GEMM batches from 17 rows to weights of
+// 8192 rows and more, from 33 to the others (default_min_m in
+// plugins/cuda/src/provider_w4_hopper.cpp), the mma.sync GEMM below that
+// (from 13 rows; the TMA-ring GEMV serves up to 12): its bytes equal the
+// forced kernel's (op.i[7] = 3 or 1) on the same x, and the two forced
+// kernels' bytes differ in every case.
+TEST(W4HopperDispatch, TallWeightsTakeTheHopperGemmFrom17RowsOthersFrom33) {
+  XQ_REQUIRE_GPU();
+#ifdef XQUANT_CUDA_HOPPER_W4
+  if (!device_is_sm90()) GTEST_SKIP() << "needs an sm_90 GPU";
+#else
+  GTEST_SKIP() << "a build without CUTLASS has no Hopper GEMM";
+#endif
+  // K 4096: 32 groups, so the two kernels' sums of the groups' products round
+  // differently (with 4 groups of exact products their bytes came out equal).
+  const int64_t K = 4096;
+  for (const auto& [N, M, hopper] : std::vector<std::tuple<int64_t, int64_t, bool>>{
+           {8192, 16, false}, {8192, 17, true}, {8192, 24, true}, {4096, 24, false}, {4096, 32, false},
+           {4096, 33, true}, {4096, 48, true}}) {
+    SCOPED_TRACE("N " + std::to_string(N) + ", M " + std::to_string(M));
+    const HopperCase c{K, N, 128, false, false};
+    Weight w = make_weight(c);
+    xq_qweight* qw = prepare_through_abi(c, w);
+    ASSERT_NE(qw, nullptr);
+    std::vector<float> xf(M * K), xr;
+    for (auto& v : xf) v = uniform(-1.f, 1.f);
+    const auto x = to_half_bits(xf, XQ_DTYPE_BF16, &xr);
+    const auto mma = qmatmul_bits(qw, x, M, N, K, 1), wgmma = qmatmul_bits(qw, x, M, N, K, 3),
+               chosen = qmatmul_bits(qw, x, M, N, K, 0);
+    Plugin::get().vt->qweight_release(Plugin::get().state, qw);
+    ASSERT_NE(mma, wgmma) << "the two kernels gave the same bytes: this case cannot tell them apart";
+    EXPECT_EQ(chosen, hopper ? wgmma : mma) << (hopper ? "the default did not take the Hopper GEMM"
+                                                       : "the default did not keep the mma.sync GEMM");
+  }
+}
 
 }  // namespace

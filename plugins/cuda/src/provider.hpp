@@ -222,10 +222,12 @@ class Provider : public xquant::sdk::PluginBase {
   void run_w4_gemv(const xq_op& op, const void* xs, int64_t ldx, DType bias_t, int variant);
   int* gemv_counters(int64_t n);
   bool w4_hopper_ok_ = false;  // the wgmma W4A16 kernel is built and this is sm_90
-  // Batch sizes the wgmma kernel serves by default: on an H200 (bench/cuda/bench_w4_hopper.py,
-  // bench/cuda/results/h200-w4-hopper-schedules.md) it beats the mma.sync kernel from M = 64,
-  // and with the 128x256 tile dequant + cuBLASLt at M = 1024 and 4096 on all four shapes.
-  int64_t w4_hopper_min_m_ = 64, w4_hopper_max_m_ = INT64_MAX;
+  // Batch sizes the wgmma kernel serves by default: from 33 rows, or 17 for weights of 8192
+  // rows and more (default_min_m in provider_w4_hopper.cpp says what was measured), unless
+  // XQUANT_CUDA_W4_HOPPER_MIN_M sets one threshold (w4_hopper_min_m_ > 0); with the 128x256
+  // tile it beats dequant + cuBLASLt at M = 1024 and 4096 on all four shapes (H200,
+  // bench/cuda/results/h200-w4-hopper-schedules.md), so there is no upper bound by default.
+  int64_t w4_hopper_min_m_ = 0, w4_hopper_max_m_ = INT64_MAX;
   CublasLt lt_;
   cudaStream_t stream_ = nullptr;
   GraphHolds graphs_;

@@ -6,8 +6,9 @@
 //
 // Knobs (environment, read once): XQUANT_CUDA_W4_HOPPER=0 turns the path off
 // (no second copy is made); XQUANT_CUDA_W4_HOPPER_MIN_M / _MAX_M bound the
-// batch sizes it serves by default. QMATMUL's op.i[7] = 3 forces it where the
-// weight has the copy (1 and 2 force the older paths). The copy is skipped,
+// batch sizes it serves by default (unset: from default_min_m(N) rows, below).
+// QMATMUL's op.i[7] = 3 forces it where the weight has the copy (1 and 2
+// force the older paths). The copy is skipped,
 // not an error, when the device has no room for it.
 // Read at each call (for A/B runs in one process, as bench/cuda/bench_w4_hopper.py
 // does): XQUANT_CUDA_W4_HOPPER_SCHEDULE = auto (default) | coop | pingpong |
@@ -47,6 +48,21 @@ bool cached_params_from_env() {
   const char* v = std::getenv("XQUANT_CUDA_W4_HOPPER_PLAN");
   return !(v && std::atol(v) == 0);
 }
+
+// The smallest batch the default dispatch gives this kernel for a weight of N
+// output rows (below it the TMA-ring GEMV or the mma.sync GEMM), unless
+// XQUANT_CUDA_W4_HOPPER_MIN_M sets one threshold for every N. On an H100
+// (2026-12-05, bench/cuda/bench_w4_mid.py; docs/cuda.md, "W4A16 between the
+// GEMV and the Hopper GEMM") the mma.sync GEMM slows down past 32 rows on every
+// shape (48 rows: 1.13-1.20x bf16 cuBLAS on 14336x4096 and 8192x28672 against
+// this kernel's 1.59-2.05x), and from 24 rows this kernel leads on the three
+// weights of 14336 rows and more (8192x28672 at 32: 84.9 against 96.4 us;
+// 4096x28672: 46.1 against 58.7), while on 4096 and 6144 rows the mma.sync
+// GEMM keeps 24 and 32 (4096x4096: 16.3 against 19.8 us).
+constexpr int64_t kMinM = 33;
+constexpr int64_t kTallN = 8192;  // weights this tall take it from kTallMinM rows
+constexpr int64_t kTallMinM = 17;
+int64_t default_min_m(int64_t N) { return N >= kTallN ? kTallMinM : kMinM; }
 
 }  // namespace
 #endif
@@ -96,7 +112,8 @@ bool Provider::run_qmatmul_w4_hopper(const xq_op& op) {
   const xq_device_tensor &x = op.src[0], &y = op.dst;
   const int64_t M = x.ndim ? xquant::sdk::rows_of(x) : 0, K = w.K, N = w.N;
   const int64_t force = op.i[7];
-  const bool wanted = force == 3 || (force == 0 && M >= w4_hopper_min_m_ && M <= w4_hopper_max_m_);
+  const int64_t min_m = w4_hopper_min_m_ > 0 ? w4_hopper_min_m_ : default_min_m(N);
+  const bool wanted = force == 3 || (force == 0 && M >= min_m && M <= w4_hopper_max_m_);
   // bf16 only (the f16 instantiation would double the compile); the TMA store needs 16-byte rows.
   if (!w.hq || !wanted || x.dtype != XQ_DTYPE_BF16 || !aligned16(y.data)) return false;
   const void* xs = x.data;
