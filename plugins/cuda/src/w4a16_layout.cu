@@ -213,6 +213,67 @@ __global__ void k_gather(const void* __restrict__ x, DType t, int64_t M, int64_t
   }
 }
 
+// The same for 2-byte activations (BF16, F16) into rows whose length `ld` is
+// a multiple of 8 and 16-byte aligned, for batches of few rows: one thread
+// writes 8 output columns with one 16-byte store, the row's blocks on
+// blockIdx.x, rows on blockIdx.y. The per-element kernel above spends a
+// 64-bit division and a dtype switch on every element.
+__global__ void k_gather16(const uint16_t* __restrict__ x, int64_t M, int64_t K, int64_t ldx,
+                           const int32_t* __restrict__ perm, uint16_t* __restrict__ xs, int64_t ld) {
+  const int64_t c0 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
+  if (c0 >= ld) return;
+  for (int64_t m = blockIdx.y; m < M; m += gridDim.y) {
+    const uint16_t* row = x + m * ldx;
+    alignas(16) uint16_t v[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int64_t c = c0 + j;
+      v[j] = c < K ? row[perm ? perm[c] : c] : uint16_t{0};
+    }
+    *reinterpret_cast<uint4*>(xs + m * ld + c0) = *reinterpret_cast<const uint4*>(v);
+  }
+}
+
+// The same gather for batches of rows (kGatherRowsMinM and more): one block
+// per row at a time copies the row into shared memory with coalesced loads
+// (16 bytes a thread where the row allows), then gathers from there, so a
+// row's bytes are read once; in k_gather16 each of a row's ld / 2048 blocks
+// reads scattered elements from all of it. On the H100 (bench_cuda.py's
+// act-order column against the symmetric one, 2026-12-05) the per-element
+// kernel cost 93-386 us more than the symmetric weight's call at M = 4096,
+// k_gather16 83-316 us.
+__global__ void k_gather16_rows(const uint16_t* __restrict__ x, int64_t M, int64_t K, int64_t ldx,
+                                const int32_t* __restrict__ perm, uint16_t* __restrict__ xs, int64_t ld, bool vec) {
+  extern __shared__ uint4 row_words[];
+  uint16_t* row_s = reinterpret_cast<uint16_t*>(row_words);
+  for (int64_t m = blockIdx.x; m < M; m += gridDim.x) {
+    const uint16_t* row = x + m * ldx;
+    if (vec) {
+      for (int64_t w = threadIdx.x; w < K / 8; w += blockDim.x) row_words[w] = reinterpret_cast<const uint4*>(row)[w];
+    } else {
+      for (int64_t c = threadIdx.x; c < K; c += blockDim.x) row_s[c] = row[c];
+    }
+    __syncthreads();
+    for (int64_t c0 = threadIdx.x * 8; c0 < ld; c0 += blockDim.x * 8) {
+      alignas(16) uint16_t v[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int64_t c = c0 + j;
+        v[j] = c < K ? row_s[perm ? perm[c] : c] : uint16_t{0};
+      }
+      *reinterpret_cast<uint4*>(xs + m * ld + c0) = *reinterpret_cast<const uint4*>(v);
+    }
+    __syncthreads();  // the next row overwrites row_s
+  }
+}
+
+// Batches from this many rows take k_gather16_rows (one block a row); fewer
+// rows take k_gather16, whose blocks split a row's columns.
+constexpr int64_t kGatherRowsMinM = 32;
+// The most shared memory a row may take there (K up to 49,152): raised once
+// from the 48 KB default.
+constexpr int64_t kGatherRowsMaxBytes = 96 << 10;
+
 }  // namespace
 
 cudaError_t w4_pack(const W4Layout& L, const int8_t* codes, const int32_t* perm, uint4* qw, cudaStream_t stream) {
@@ -244,6 +305,24 @@ cudaError_t w4_dequant(const W4Layout& L, const uint4* qw, const uint2* sz, bool
 
 cudaError_t gather_columns(const void* x, DType t, int64_t M, int64_t K, int64_t ldx, const int32_t* perm, void* xs,
                            int64_t ld, cudaStream_t stream) {
+  const bool two_bytes = t == DType::BF16 || t == DType::F16;
+  if (two_bytes && ld % 8 == 0 && (reinterpret_cast<uintptr_t>(xs) & 15) == 0 && M >= kGatherRowsMinM &&
+      K * 2 <= kGatherRowsMaxBytes) {
+    static const cudaError_t raised = cudaFuncSetAttribute(k_gather16_rows, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                           static_cast<int>(kGatherRowsMaxBytes));
+    if (raised != cudaSuccess) return raised;
+    const bool vec = K % 8 == 0 && ldx % 8 == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
+    const size_t smem = static_cast<size_t>((K + 7) / 8) * 16;
+    k_gather16_rows<<<static_cast<unsigned>(M < 65535 ? M : 65535), 256, smem, stream>>>(
+        static_cast<const uint16_t*>(x), M, K, ldx, perm, static_cast<uint16_t*>(xs), ld, vec);
+    return cudaGetLastError();
+  }
+  if (two_bytes && ld % 8 == 0 && (reinterpret_cast<uintptr_t>(xs) & 15) == 0 && M > 0) {
+    const dim3 grid(static_cast<unsigned>((ld / 8 + 255) / 256), static_cast<unsigned>(M < 65535 ? M : 65535));
+    k_gather16<<<grid, 256, 0, stream>>>(static_cast<const uint16_t*>(x), M, K, ldx, perm, static_cast<uint16_t*>(xs),
+                                         ld);
+    return cudaGetLastError();
+  }
   k_gather<<<blocks_for(M * ld, 256), 256, 0, stream>>>(x, t, M, K, ldx, perm, xs, ld);
   return cudaGetLastError();
 }
