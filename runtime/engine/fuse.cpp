@@ -24,6 +24,19 @@ bool same_description(const xq_quant_tensor& a, const xq_quant_tensor& b, std::s
   return true;
 }
 
+// Whether a and b order their columns into groups the same way: both without
+// g_idx, or both with the same g_idx. GPTQ's act-order sorts a Linear's
+// columns by the diagonal of its inputs' Hessian (Frantar et al. 2022,
+// "GPTQ", section 4 and the reference gptq.py's `actorder`), so Linears that
+// read the same input (q|k|v, gate|up) get the same permutation; vLLM keeps
+// one g_idx for its merged q|k|v and gate|up layers on that premise
+// (vllm/model_executor/layers/quantization/gptq.py).
+bool same_g_idx(const xq_quant_tensor& a, const xq_quant_tensor& b) {
+  if ((a.g_idx == nullptr) != (b.g_idx == nullptr)) return false;
+  return !a.g_idx || a.g_idx == b.g_idx ||
+         std::memcmp(a.g_idx, b.g_idx, static_cast<size_t>(a.cols) * sizeof(int32_t)) == 0;
+}
+
 template <class T>
 T* stacked(const std::vector<const xq_quant_tensor*>& parts, T* xq_quant_tensor::*field, int64_t per_row) {
   int64_t total = 0;
@@ -48,8 +61,8 @@ std::optional<QuantTensor> stack_rows(const std::vector<const xq_quant_tensor*>&
   const xq_quant_tensor& first = *parts[0];
   for (const auto* p : parts) {
     if (!same_description(first, *p, why)) return std::nullopt;
-    if (p->g_idx) {
-      if (why) *why = "act-order g_idx (one column permutation per part)";
+    if (!same_g_idx(first, *p)) {
+      if (why) *why = "act-order g_idx differs between the parts (one column permutation per weight)";
       return std::nullopt;
     }
     if (p->strategy != XQ_STRATEGY_GROUP && p->strategy != XQ_STRATEGY_CHANNEL) {
@@ -66,7 +79,11 @@ std::optional<QuantTensor> stack_rows(const std::vector<const xq_quant_tensor*>&
   o.codes = stacked(parts, &xq_quant_tensor::codes, first.cols);
   o.scales = stacked(parts, &xq_quant_tensor::scales, first.n_groups);
   if (first.zero_points) o.zero_points = stacked(parts, &xq_quant_tensor::zero_points, first.n_groups);
-  if (!o.codes || !o.scales || (first.zero_points && !o.zero_points)) {
+  if (first.g_idx) {  // the parts' one permutation, owned by the stacked tensor
+    o.g_idx = static_cast<int32_t*>(host_alloc(static_cast<size_t>(first.cols) * sizeof(int32_t)));
+    if (o.g_idx) std::memcpy(o.g_idx, first.g_idx, static_cast<size_t>(first.cols) * sizeof(int32_t));
+  }
+  if (!o.codes || !o.scales || (first.zero_points && !o.zero_points) || (first.g_idx && !o.g_idx)) {
     if (why) *why = "out of host memory";
     return std::nullopt;
   }

@@ -14,7 +14,9 @@ namespace xquant {
 // into one tensor owning its buffers; nullopt with the reason in *why when
 // they cannot share one description: different bits, symmetry, strategy,
 // group size, columns, scale dtype or activation scheme, a per-tensor scale
-// (one value per part), or act-order g_idx (a permutation per part).
+// (one value per part), or act-order g_idx that differ (one permutation per
+// weight; parts with the same g_idx, as GPTQ gives Linears that read the same
+// input, stack with it).
 std::optional<QuantTensor> stack_rows(const std::vector<const xq_quant_tensor*>& parts, std::string* why);
 
 }  // namespace xquant

@@ -1,8 +1,9 @@
 // test_device_engine.cpp: the engine on a device-memory kernel provider
 // (`cuda`) against the same engine on `cpu`, on the real stories260K
 // weights: greedy text identical for 64 tokens, perplexity within 0.5%,
-// prefill logits and batched decoding close, a host KV cache refused, and a
-// compressed-tensors W4A16 checkpoint (RTN int4 g32) generating on the GPU.
+// prefill logits and batched decoding close, a host KV cache refused, a
+// compressed-tensors W4A16 checkpoint (RTN int4 g32) generating on the GPU,
+// and a GPTQ act-order one running q|k|v and gate|up stacked.
 // Every test skips when the cuda provider is not built or has no GPU here.
 #include "core/error.hpp"
 #include "core/runtime.hpp"
@@ -213,19 +214,31 @@ TEST(DeviceEngine, RefusesAHostKvCache) {
   }
 }
 
+// stories260K-hf quantized by the pipeline with the YAML `quantize` list
+// `rules` (and `extra` top-level lines) into a compressed-tensors checkpoint
+// at `out`, replaced if there; false with the reason in *why on failure.
+bool write_quantized_stories(const fs::path& out, const std::string& rules, const std::string& extra, std::string* why) {
+  fs::remove_all(out);
+  const std::string yaml = "model:\n  path: " + (kShared / "models/stories260K-hf").string() + "\nquantize:\n" + rules +
+                           "ignore: [lm_head]\n" + extra + "output:\n  format: compressed-tensors\n  path: " +
+                           out.string() + "\n";
+  xq_runtime* crt = nullptr;
+  if (xq_runtime_create(nullptr, &crt) != XQ_OK) return *why = xq_last_error(), false;
+  const bool ok = xq_run_pipeline_string(crt, yaml.c_str(), nullptr) == XQ_OK;
+  if (!ok) *why = xq_last_error();
+  xq_runtime_destroy(crt);
+  return ok;
+}
+
 TEST(DeviceEngine, CompressedTensorsW4A16GeneratesOnTheGpu) {
   REQUIRE_GPU_MODEL(g);
   const fs::path out = fs::temp_directory_path() / ("xquant_device_test_" + std::to_string(::getpid())) / "w4a16-g32";
-  fs::remove_all(out);
-  const std::string yaml = "model:\n  path: " + (kShared / "models/stories260K-hf").string() +
-                           "\nquantize:\n  - targets: [Linear]\n    algorithm: rtn\n    weights:\n      bits: 4\n"
-                           "      symmetric: true\n      group_size: 32\nignore: [lm_head]\noutput:\n"
-                           "  format: compressed-tensors\n  path: " + out.string() + "\n";
-  xq_runtime* crt = nullptr;
-  ASSERT_EQ(xq_runtime_create(nullptr, &crt), XQ_OK) << xq_last_error();
-  ASSERT_EQ(xq_run_pipeline_string(crt, yaml.c_str(), nullptr), XQ_OK) << xq_last_error();
-  xq_runtime_destroy(crt);
   std::string why;
+  ASSERT_TRUE(write_quantized_stories(out,
+                                      "  - targets: [Linear]\n    algorithm: rtn\n    weights:\n      bits: 4\n"
+                                      "      symmetric: true\n      group_size: 32\n",
+                                      "", &why))
+      << why;
   auto q = open_on(out, "cuda", &why, kGguf);
   ASSERT_TRUE(q) << why;
   EXPECT_EQ(q->quantized_linears() + q->dequantized_linears(), 35);
@@ -254,6 +267,44 @@ TEST(DeviceEngine, CompressedTensorsW4A16GeneratesOnTheGpu) {
   const auto pc = perplexity(*qc, eval_ids(*qc, 1024), 256), pg = perplexity(*q, eval_ids(*qc, 1024), 256);
   EXPECT_LE(std::fabs(pg.perplexity / pc.perplexity - 1.0), 0.02) << pg.perplexity << " vs " << pc.perplexity;
   std::printf("W4A16 perplexity cpu %.5f cuda %.5f\n", pc.perplexity, pg.perplexity);
+  fs::remove_all(out.parent_path());
+}
+
+// A GPTQ act-order checkpoint (W4A16 g32, asymmetric, every Linear but
+// lm_head): q|k|v and gate|up share one g_idx each (GPTQ sorts the columns of
+// Linears that read one input the same way), so on the device they run as one
+// stacked weight each (engine/fuse.cpp), and the logits and perplexity follow
+// the cpu engine's on the same file within BF16 noise.
+TEST(DeviceEngine, GptqActOrderRunsStackedAndMatchesCpu) {
+  REQUIRE_GPU_MODEL(g);
+  const fs::path out = fs::temp_directory_path() / ("xquant_device_test_" + std::to_string(::getpid())) / "gptq-act";
+  std::string why;
+  ASSERT_TRUE(write_quantized_stories(
+      out,
+      "  - targets: [Linear]\n    algorithm: gptq\n    params: {act_order: true}\n    weights:\n      bits: 4\n"
+      "      symmetric: false\n      group_size: 32\n",
+      "calibration: {text: " + (kShared / "data/tinystories/tinystories_val.subset.txt").string() +
+          ", samples: 4, seq_len: 64, tokenizer: " + kGguf.string() + "}\n",
+      &why))
+      << why;
+  auto q = open_on(out, "cuda", &why, kGguf);
+  ASSERT_TRUE(q) << why;
+  for (int l = 0; l < q->arch().n_layers; ++l) {
+    EXPECT_NE(q->layer(l).qkv.desc, nullptr) << "layer " << l << ": q|k|v not stacked";
+    EXPECT_NE(q->layer(l).gate_up.desc, nullptr) << "layer " << l << ": gate|up not stacked";
+  }
+  ModelOptions mo;
+  mo.tokenizer_from = kGguf;
+  auto qc = Model::open(rt(), out, mo);
+  const auto ids = eval_ids(*qc, 33);
+  KvCache cc(*qc, 64), gc(*q, 64);
+  const auto lc = qc->forward({SequenceInput{&cc, ids.data(), 32, true}});
+  const auto lg = q->forward({SequenceInput{&gc, ids.data(), 32, true}});
+  EXPECT_LE(rel_diff(lg, lc), 3e-2);
+  const auto pc = perplexity(*qc, eval_ids(*qc, 1024), 256), pg = perplexity(*q, eval_ids(*qc, 1024), 256);
+  EXPECT_LE(std::fabs(pg.perplexity / pc.perplexity - 1.0), 0.02) << pg.perplexity << " vs " << pc.perplexity;
+  std::printf("GPTQ act-order, q|k|v and gate|up stacked on cuda: logits rel diff %.4f, perplexity cpu %.5f cuda %.5f\n",
+              rel_diff(lg, lc), pc.perplexity, pg.perplexity);
   fs::remove_all(out.parent_path());
 }
 

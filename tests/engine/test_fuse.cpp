@@ -67,18 +67,42 @@ TEST(StackRows, RefusesPartsThatCannotShareOneDescription) {
   Part c(2, 64, 32, 1, true);
   EXPECT_FALSE(stack_rows({&a.t, &c.t}, &why));
   EXPECT_NE(why.find("symmetry"), std::string::npos) << why;
-  Part d(2, 64, 32, 1, false);
-  d.g_idx.assign(64, 0);
-  for (int i = 0; i < 64; ++i) d.g_idx[i] = (i * 7 % 64) / 32;
-  d.t.g_idx = d.g_idx.data();
-  Part e(2, 64, 32, 1, false);
-  e.t.g_idx = d.g_idx.data();
-  EXPECT_FALSE(stack_rows({&d.t, &e.t}, &why));
-  EXPECT_NE(why.find("act-order"), std::string::npos) << why;
   Part f(2, 64, 32, 1, false);
   f.t.strategy = XQ_STRATEGY_TENSOR;
   Part g(2, 64, 32, 1, false);
   g.t.strategy = XQ_STRATEGY_TENSOR;
   EXPECT_FALSE(stack_rows({&f.t, &g.t}, &why));
   EXPECT_NE(why.find("per-tensor"), std::string::npos) << why;
+}
+
+// Act-order parts stack when they share one column permutation (GPTQ gives
+// Linears that read the same input the same g_idx); the stacked tensor owns a
+// copy of it. Parts whose g_idx differ, or where one has none, are refused.
+TEST(StackRows, ActOrderPartsStackWhenTheyShareOneGIdx) {
+  std::vector<int32_t> g_idx(64), other(64);
+  for (int i = 0; i < 64; ++i) g_idx[i] = (i * 7 % 64) / 32, other[i] = (i * 5 % 64) / 32;
+  Part q(4, 64, 32, 1, false), k(2, 64, 32, 3, false), v(2, 64, 32, -2, false);
+  q.g_idx = g_idx, k.g_idx = g_idx, v.g_idx = g_idx;  // equal values in separate buffers, as read from a file
+  for (Part* p : {&q, &k, &v}) p->t.g_idx = p->g_idx.data();
+  std::string why;
+  auto st = stack_rows({&q.t, &k.t, &v.t}, &why);
+  ASSERT_TRUE(st) << why;
+  const xq_quant_tensor& s = st->get();
+  EXPECT_EQ(s.rows, 8);
+  ASSERT_NE(s.g_idx, nullptr);
+  EXPECT_NE(s.g_idx, q.t.g_idx) << "the stacked tensor must own its g_idx";
+  EXPECT_EQ(std::vector<int32_t>(s.g_idx, s.g_idx + 64), g_idx);
+  std::vector<int8_t> codes(s.codes, s.codes + 8 * 64), want;
+  for (const Part* p : {&q, &k, &v}) want.insert(want.end(), p->codes.begin(), p->codes.end());
+  EXPECT_EQ(codes, want);
+
+  Part d(2, 64, 32, 1, false);
+  d.g_idx = other;
+  d.t.g_idx = d.g_idx.data();
+  EXPECT_FALSE(stack_rows({&q.t, &d.t}, &why));
+  EXPECT_NE(why.find("act-order g_idx differs"), std::string::npos) << why;
+  Part e(2, 64, 32, 1, false);  // no g_idx
+  EXPECT_FALSE(stack_rows({&q.t, &e.t}, &why));
+  EXPECT_NE(why.find("act-order"), std::string::npos) << why;
+  EXPECT_FALSE(stack_rows({&e.t, &q.t}, &why));
 }
