@@ -214,6 +214,25 @@ TEST(DeviceEngine, RefusesAHostKvCache) {
   }
 }
 
+namespace {
+
+// The same quantized file on cuda and on cpu: BF16 activations on the GPU
+// against F32 on the CPU, the prompt's logits and the perplexity within BF16
+// noise.
+void expect_cuda_follows_cpu(Model& on_cuda, Model& on_cpu, const char* label) {
+  const auto ids = eval_ids(on_cpu, 33);
+  KvCache cc(on_cpu, 64), gc(on_cuda, 64);
+  const auto lc = on_cpu.forward({SequenceInput{&cc, ids.data(), 32, true}});
+  const auto lg = on_cuda.forward({SequenceInput{&gc, ids.data(), 32, true}});
+  EXPECT_LE(rel_diff(lg, lc), 3e-2) << label;
+  const auto eval = eval_ids(on_cpu, 1024);
+  const auto pc = perplexity(on_cpu, eval, 256), pg = perplexity(on_cuda, eval, 256);
+  EXPECT_LE(std::fabs(pg.perplexity / pc.perplexity - 1.0), 0.02)
+      << label << ": " << pg.perplexity << " vs " << pc.perplexity;
+  std::printf("%s: logits rel diff %.4f, perplexity cpu %.5f cuda %.5f\n", label, rel_diff(lg, lc), pc.perplexity,
+              pg.perplexity);
+}
+
 // stories260K-hf quantized by the pipeline with the YAML `quantize` list
 // `rules` (and `extra` top-level lines) into a compressed-tensors checkpoint
 // at `out`, replaced if there; false with the reason in *why on failure.
@@ -229,6 +248,8 @@ bool write_quantized_stories(const fs::path& out, const std::string& rules, cons
   xq_runtime_destroy(crt);
   return ok;
 }
+
+}  // namespace
 
 TEST(DeviceEngine, CompressedTensorsW4A16GeneratesOnTheGpu) {
   REQUIRE_GPU_MODEL(g);
@@ -258,15 +279,7 @@ TEST(DeviceEngine, CompressedTensorsW4A16GeneratesOnTheGpu) {
   auto rc = generate(*qc, "Once upon a time", o);
   EXPECT_EQ(rg.tokens.size(), 32u);
   std::printf("W4A16 cuda: %s\nW4A16 cpu:  %s\n", rg.text.c_str(), rc.text.c_str());
-  // BF16 activations on the GPU vs F32 on the CPU: logits within BF16 noise.
-  const auto ids = eval_ids(*qc, 33);
-  KvCache cc(*qc, 64), gc(*q, 64);
-  const auto lc = qc->forward({SequenceInput{&cc, ids.data(), 32, true}});
-  const auto lg = q->forward({SequenceInput{&gc, ids.data(), 32, true}});
-  EXPECT_LE(rel_diff(lg, lc), 3e-2);
-  const auto pc = perplexity(*qc, eval_ids(*qc, 1024), 256), pg = perplexity(*q, eval_ids(*qc, 1024), 256);
-  EXPECT_LE(std::fabs(pg.perplexity / pc.perplexity - 1.0), 0.02) << pg.perplexity << " vs " << pc.perplexity;
-  std::printf("W4A16 perplexity cpu %.5f cuda %.5f\n", pc.perplexity, pg.perplexity);
+  expect_cuda_follows_cpu(*q, *qc, "W4A16");
   fs::remove_all(out.parent_path());
 }
 
@@ -296,15 +309,7 @@ TEST(DeviceEngine, GptqActOrderRunsStackedAndMatchesCpu) {
   ModelOptions mo;
   mo.tokenizer_from = kGguf;
   auto qc = Model::open(rt(), out, mo);
-  const auto ids = eval_ids(*qc, 33);
-  KvCache cc(*qc, 64), gc(*q, 64);
-  const auto lc = qc->forward({SequenceInput{&cc, ids.data(), 32, true}});
-  const auto lg = q->forward({SequenceInput{&gc, ids.data(), 32, true}});
-  EXPECT_LE(rel_diff(lg, lc), 3e-2);
-  const auto pc = perplexity(*qc, eval_ids(*qc, 1024), 256), pg = perplexity(*q, eval_ids(*qc, 1024), 256);
-  EXPECT_LE(std::fabs(pg.perplexity / pc.perplexity - 1.0), 0.02) << pg.perplexity << " vs " << pc.perplexity;
-  std::printf("GPTQ act-order, q|k|v and gate|up stacked on cuda: logits rel diff %.4f, perplexity cpu %.5f cuda %.5f\n",
-              rel_diff(lg, lc), pc.perplexity, pg.perplexity);
+  expect_cuda_follows_cpu(*q, *qc, "GPTQ act-order, q|k|v and gate|up stacked");
   fs::remove_all(out.parent_path());
 }
 
