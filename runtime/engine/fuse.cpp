@@ -26,11 +26,11 @@ bool same_description(const xq_quant_tensor& a, const xq_quant_tensor& b, std::s
 
 // Whether a and b order their columns into groups the same way: both without
 // g_idx, or both with the same g_idx. GPTQ's act-order sorts a Linear's
-// columns by the diagonal of its inputs' Hessian (Frantar et al. 2022,
-// "GPTQ", section 4 and the reference gptq.py's `actorder`), so Linears that
-// read the same input (q|k|v, gate|up) get the same permutation; vLLM keeps
-// one g_idx for its merged q|k|v and gate|up layers on that premise
-// (vllm/model_executor/layers/quantization/gptq.py).
+// columns by the diagonal of its inputs' Hessian (IST-DASLab/gptq, gptq.py,
+// `fasterquant(actorder=True)`: perm = argsort(diag(H), descending)), so
+// Linears that read the same input (q|k|v, gate|up) get the same permutation;
+// vLLM keeps one g_idx for its merged q|k|v and gate|up layers on that
+// premise (vllm/model_executor/layers/quantization/gptq.py).
 bool same_g_idx(const xq_quant_tensor& a, const xq_quant_tensor& b) {
   if ((a.g_idx == nullptr) != (b.g_idx == nullptr)) return false;
   return !a.g_idx || a.g_idx == b.g_idx ||
