@@ -360,15 +360,24 @@ class AwqAlgorithm : public PluginBase {
     const int64_t n_shrink = static_cast<int64_t>(o.clip_max_shrink * static_cast<double>(o.clip_n_grid));
     if (n_shrink <= 1) return;  // only i = 0 (no clipping) would be tried
 
-    std::vector<float> xg(static_cast<size_t>(T * gs)), d(static_cast<size_t>(rows * gs)),
-        e(static_cast<size_t>(T * rows)), org_max(static_cast<size_t>(rows)), best_max(static_cast<size_t>(rows));
-    std::vector<double> best_err(static_cast<size_t>(rows)), acc(static_cast<size_t>(rows));
+    std::vector<float> xg(static_cast<size_t>(T * gs)), gram(static_cast<size_t>(gs * gs)),
+        d(static_cast<size_t>(rows * gs)), dg(static_cast<size_t>(rows * gs)), org_max(static_cast<size_t>(rows)),
+        best_max(static_cast<size_t>(rows));
+    std::vector<double> best_err(static_cast<size_t>(rows));
     for (int64_t g = 0; g < ng; ++g) {
       const int64_t c0 = g * gs, n = std::min(gs, cols - c0);
       host.parallel_for(static_cast<uint64_t>(T), 64, [&](uint64_t t0, uint64_t t1) {
         for (auto t = static_cast<int64_t>(t0); t < static_cast<int64_t>(t1); ++t)
           for (int64_t j = 0; j < n; ++j) xg[t * n + j] = in.stats->samples[(t * step) * cols + c0 + j] / s[c0 + j];
       });
+      // AutoAWQ's error of a row r of the group (auto_clip.py: the mean over the
+      // tokens of the squared partial dot (x_t . d_r), d_r the row's clipped and
+      // quantized segment minus the original) is d_r^T G d_r with
+      // G = Xg^T Xg / T, the tokens' mean outer product: G once per group, then
+      // each shrink costs rows * n^2 instead of T * rows * n (T up to
+      // clip_tokens = 512, n the group size).
+      xq_status st = api->ssyrk(api->ctx, n, T, 1.0f / static_cast<float>(T), xg.data(), n, 0.0f, gram.data(), n);
+      if (st != XQ_OK) fail(st, format("%s: the AWQ clip search's ssyrk failed", in.name));
       for (int64_t r = 0; r < rows; ++r) {
         float m = 0.0f;
         for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(w[r * cols + c0 + j]));
@@ -389,17 +398,13 @@ class AwqAlgorithm : public PluginBase {
             for (int64_t j = 0; j < n; ++j) d[r * n + j] = tmp[j] - src[j];
           }
         });
-        // E[T, rows] = Xg[T, n] * D[rows, n]^T: each token's partial-dot error.
-        xq_status st = api->sgemm(api->ctx, 0, 1, T, rows, n, 1.0f, xg.data(), n, d.data(), n, 0.0f, e.data(), rows);
+        // DG[rows, n] = D[rows, n] * G (G symmetric), then each row's d_r . (G d_r).
+        st = api->sgemm(api->ctx, 0, 0, rows, n, n, 1.0f, d.data(), n, gram.data(), n, 0.0f, dg.data(), n);
         if (st != XQ_OK) fail(st, format("%s: the AWQ clip search's sgemm failed", in.name));
-        // Each row's squared errors summed over the tokens in order.
         host.parallel_for(static_cast<uint64_t>(rows), 64, [&](uint64_t rb, uint64_t re) {
-          const auto r0 = static_cast<int64_t>(rb), r1 = static_cast<int64_t>(re);
-          std::fill(acc.begin() + r0, acc.begin() + r1, 0.0);
-          for (int64_t t = 0; t < T; ++t)
-            for (int64_t r = r0; r < r1; ++r) acc[r] += static_cast<double>(e[t * rows + r]) * e[t * rows + r];
-          for (int64_t r = r0; r < r1; ++r) {
-            const double err = acc[r] / static_cast<double>(T);
+          for (auto r = static_cast<int64_t>(rb); r < static_cast<int64_t>(re); ++r) {
+            double err = 0.0;
+            for (int64_t j = 0; j < n; ++j) err += static_cast<double>(d[r * n + j]) * dg[r * n + j];
             if (err < best_err[r]) {
               best_err[r] = err;
               best_max[r] = org_max[r] * shrink;
