@@ -39,6 +39,31 @@ xq_op op0(xq_op_type type) {
   o.type = type;
   return o;
 }
+
+// The weight-only description of canonical host arrays (group 0 = per-channel).
+xq_quant_tensor weight_description(const int8_t* codes, const float* scales, const int8_t* zp, int64_t N, int64_t K,
+                                   int64_t group, int bits) {
+  xq_quant_tensor q{};
+  q.struct_size = sizeof(q);
+  q.bits = static_cast<uint32_t>(bits);
+  q.symmetric = zp ? 0 : 1;
+  q.strategy = group ? XQ_STRATEGY_GROUP : XQ_STRATEGY_CHANNEL;
+  q.rows = N;
+  q.cols = K;
+  q.group_size = group ? group : K;
+  q.n_groups = group ? (K + group - 1) / group : 1;
+  q.codes = const_cast<int8_t*>(codes);
+  q.scales = const_cast<float*>(scales);
+  q.zero_points = const_cast<int8_t*>(zp);
+  q.scale_dtype = XQ_DTYPE_F32;
+  return q;
+}
+
+void* prepared(const xq_quant_tensor& q) {
+  xq_qweight* w = nullptr;
+  if (g_vt->qweight_prepare(g_state, &q, &w) != XQ_OK) return nullptr;
+  return w;
+}
 }  // namespace
 
 extern "C" {
@@ -82,49 +107,22 @@ __attribute__((visibility("default"))) int xqc_init(const char* plugin_path) {
 __attribute__((visibility("default"))) void* xqc_prepare(const int8_t* codes, const float* scales, const int8_t* zp,
                                                          int64_t N, int64_t K, int64_t group, int bits, int act,
                                                          float input_scale) {
-  xq_quant_tensor q{};
-  q.struct_size = sizeof(q);
-  q.bits = static_cast<uint32_t>(bits);
-  q.symmetric = zp ? 0 : 1;
-  q.strategy = group ? XQ_STRATEGY_GROUP : XQ_STRATEGY_CHANNEL;
-  q.rows = N;
-  q.cols = K;
-  q.group_size = group ? group : K;
-  q.n_groups = group ? (K + group - 1) / group : 1;
-  q.codes = const_cast<int8_t*>(codes);
-  q.scales = const_cast<float*>(scales);
-  q.zero_points = const_cast<int8_t*>(zp);
-  q.scale_dtype = XQ_DTYPE_F32;
+  xq_quant_tensor q = weight_description(codes, scales, zp, N, K, group, bits);
   q.act_scheme = static_cast<xq_act_scheme>(act);
   q.act_bits = act ? (bits == XQ_BITS_F8_E4M3 ? XQ_BITS_F8_E4M3 : 8) : 0;
   q.input_scale = input_scale;
-  xq_qweight* w = nullptr;
-  if (g_vt->qweight_prepare(g_state, &q, &w) != XQ_OK) return nullptr;
-  return w;
+  return prepared(q);
 }
 
-// The same with act-order: g_idx[K] gives each column's group (GPTQ desc_act;
-// the provider sorts the columns by group and gathers x to match).
+// The same with act-order (weight-only, groups of `group` > 0 columns):
+// g_idx[K] gives each column's group (GPTQ desc_act; the provider sorts the
+// columns by group and gathers x to match).
 __attribute__((visibility("default"))) void* xqc_prepare_gidx(const int8_t* codes, const float* scales, const int8_t* zp,
                                                               const int32_t* g_idx, int64_t N, int64_t K, int64_t group,
                                                               int bits) {
-  xq_quant_tensor q{};
-  q.struct_size = sizeof(q);
-  q.bits = static_cast<uint32_t>(bits);
-  q.symmetric = zp ? 0 : 1;
-  q.strategy = XQ_STRATEGY_GROUP;
-  q.rows = N;
-  q.cols = K;
-  q.group_size = group;
-  q.n_groups = (K + group - 1) / group;
-  q.codes = const_cast<int8_t*>(codes);
-  q.scales = const_cast<float*>(scales);
-  q.zero_points = const_cast<int8_t*>(zp);
+  xq_quant_tensor q = weight_description(codes, scales, zp, N, K, group, bits);
   q.g_idx = const_cast<int32_t*>(g_idx);
-  q.scale_dtype = XQ_DTYPE_F32;
-  xq_qweight* w = nullptr;
-  if (g_vt->qweight_prepare(g_state, &q, &w) != XQ_OK) return nullptr;
-  return w;
+  return prepared(q);
 }
 
 __attribute__((visibility("default"))) void xqc_release(void* w) {
