@@ -119,6 +119,23 @@ class Shim:
         return w
 
 
+def open_bench(ap):
+    """The benchmarks' common start: adds --shim, --plugin and --out to `ap`
+    (which holds the script's own options), parses the command line, seeds
+    torch, opens the plugin through the shim and prints the device line.
+    Returns (args, shim, torch device, device name)."""
+    ap.add_argument("--shim", required=True)
+    ap.add_argument("--plugin", required=True)
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    shim = Shim(args.shim, args.plugin)
+    name = torch.cuda.get_device_name(0)
+    print(f"device: {name}; torch {torch.__version__}; plugin: {shim.why}", flush=True)
+    return args, shim, dev, name
+
+
 def fmt(v):
     return "err" if v is None else ("–" if v == "-" else f"{v:.1f}")
 
@@ -129,17 +146,9 @@ def ratio(base, v):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shim", required=True)
-    ap.add_argument("--plugin", required=True)
-    ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--ms", default="1,16,32,64,128,256,1024,4096")
     ap.add_argument("--shapes", default="4096x4096,4096x14336,14336x4096,8192x28672")
-    args = ap.parse_args()
-    torch.manual_seed(0)
-    dev = torch.device("cuda")
-    shim = Shim(args.shim, args.plugin)
-    name = torch.cuda.get_device_name(0)
-    print(f"device: {name}; torch {torch.__version__}; plugin: {shim.why}", flush=True)
+    args, shim, dev, name = open_bench(ap)
 
     # Copy bandwidth (bytes read + written) on 1 GiB.
     a = torch.empty(1 << 30, dtype=torch.uint8, device=dev)

@@ -14,24 +14,16 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cuda import BF16, Shim, bench_into, fmt, ncopies, ratio, write_results  # noqa: E402
+from bench_cuda import BF16, bench_into, fmt, ncopies, open_bench, ratio, write_results  # noqa: E402
 
 FORCES = (("auto", 0), ("v4", 7), ("fused", 1), ("hopper", 3))
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shim", required=True)
-    ap.add_argument("--plugin", required=True)
-    ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--ms", default="9,12,13,16,24,32,48,64")
     ap.add_argument("--shapes", default="4096x4096,4096x6144,4096x14336,4096x28672,14336x4096,8192x28672")
-    args = ap.parse_args()
-    torch.manual_seed(0)
-    dev = torch.device("cuda")
-    shim = Shim(args.shim, args.plugin)
-    name = torch.cuda.get_device_name(0)
-    print(f"device: {name}; torch {torch.__version__}; plugin: {shim.why}", flush=True)
+    args, shim, dev, name = open_bench(ap)
     rows = []
     for shape in args.shapes.split(","):
         K, N = (int(v) for v in shape.split("x"))

@@ -357,8 +357,8 @@ class Model {
                           xq_qweight* w, const std::string& module, StoredCounts& counts);
   // The Linears `members` of layer `d`, stored in the provider's layout,
   // adopted as one weight (empty when the provider cannot stack them, the
-  // provider's reason in *refused); its counts in `counts`, not yet in
-  // load_stats_.
+  // provider's reason in *refused when `refused` is not null); its counts in
+  // `counts`, not yet in load_stats_.
   LinearWeights adopt_stored_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
                                      const char* name, StoredCounts& counts, std::string* refused);
   // The Linears `members` of layer desc `d` stacked into one (empty, desc

@@ -111,9 +111,11 @@ LinearWeights Model::adopt_stored_stacked(const LayerDesc& d, std::initializer_l
   }
   LinearWeights lw;
   lw.desc = desc.get();
-  lw.q = kernels_->adopt_stacked(layout, stored, desc->module, refused);
+  std::string why;  // the provider's reason; the caller's copy where it asks for it
+  lw.q = kernels_->adopt_stacked(layout, stored, desc->module, &why);
   if (!lw.q) {
-    logger().debug("{}: stored {} not stacked: {}", parts[0]->module, name, *refused);
+    logger().debug("{}: stored {} not stacked: {}", parts[0]->module, name, why);
+    if (refused) *refused = why;
     return {};
   }
   try {
