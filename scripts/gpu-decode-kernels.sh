@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# gpu-decode-kernels.sh XQUANT_CLI OUT_DIR: every kernel of a batch-1 decode
-# step replayed from its CUDA graph, with its device time, for each model in
+# gpu-decode-kernels.sh XQUANT_CLI OUT_DIR: every kernel of a decode step
+# (batch 1, or KERNELS_CONCURRENCY requests at once: steps of that many rows)
+# replayed from its CUDA graph, with its device time, for each model in
 # KERNELS_MODELS (label=dir,...; default the bf16, w4a16-g128, w8a8 and fp8
 # models scripts/gpu-decode-bench.sh made in /tmp/gpueng-l31). An entry may
 # carry environment settings after '@' (label=dir@VAR=VALUE@VAR=VALUE), so
@@ -22,7 +23,7 @@
 # and the host add, less what PDL overlaps: negative where the overlap wins
 # (8 layers of the Llama-3.1-8B config on an H200: -6 to -12%).
 #
-# Per model: `xquant bench --concurrency 1 --lengths 128:64` plain (TPOT p50),
+# Per model: `xquant bench --concurrency C --lengths 128:64` plain (TPOT p50),
 # then the same under ncu with 128:KERNELS_STEPS (default 6) new tokens; the
 # table (bench/engine/decode_kernels_table.py) averages the last steps (the
 # first decode step runs eagerly and records).
@@ -32,6 +33,7 @@ out=${2:?usage: gpu-decode-kernels.sh XQUANT_CLI OUT_DIR}
 dir=/tmp/gpueng-l31
 models=${KERNELS_MODELS:-bf16=$dir/bf16,w4a16-g128=$dir/w4a16-g128,w8a8=$dir/w8a8,fp8=$dir/fp8}
 steps=${KERNELS_STEPS:-6}
+concurrency=${KERNELS_CONCURRENCY:-1}
 ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 [ -n "$ncu_bin" ] || { echo "decode kernels: no ncu on this machine, nothing measured"; exit 1; }
 mkdir -p "$out/decode-kernels"
@@ -43,12 +45,12 @@ for spec in "${specs[@]}"; do
   envs=()
   [ "$rest" != "$path" ] && IFS='@' read -ra envs <<< "${rest#*@}"
   [ -d "$path" ] || { echo "decode kernels: $label: $path missing, skipped"; continue; }
-  timeout 120 env ${envs[@]+"${envs[@]}"} "$cli" bench --provider cuda --models "$label=$path" --concurrency 1 --lengths 128:64 \
+  timeout 120 env ${envs[@]+"${envs[@]}"} "$cli" bench --provider cuda --models "$label=$path" --concurrency "$concurrency" --lengths 128:64 \
     --json "$out/decode-kernels/$label-plain.json" > /dev/null 2> "$out/decode-kernels/$label-plain.err" ||
     tail -3 "$out/decode-kernels/$label-plain.err"
   timeout 240 env ${envs[@]+"${envs[@]}"} "$ncu_bin" --graph-profiling node --clock-control none --cache-control none ${KERNELS_NCU_ARGS:-} --metrics gpu__time_duration.sum --csv \
     --print-units base --print-kernel-base function --log-file "$out/decode-kernels/$label-ncu.csv" \
-    "$cli" bench --provider cuda --models "$label=$path" --concurrency 1 --lengths "128:$steps" \
+    "$cli" bench --provider cuda --models "$label=$path" --concurrency "$concurrency" --lengths "128:$steps" \
     > /dev/null 2> "$out/decode-kernels/$label-ncu.err" || tail -3 "$out/decode-kernels/$label-ncu.err"
 done
 python3 "$(dirname "$0")/../bench/engine/decode_kernels_table.py" "$out/decode-kernels" "$models" 2>&1 |

@@ -3,7 +3,8 @@
 Hopper GEMM's range (M = 9..64 by default), per shape, in one process: the
 default dispatch, the TMA-ring GEMV ("v4", QMATMUL op.i[7] = 7, M <= 16),
 the fused mma.sync GEMM (op.i[7] = 1) and the Hopper wgmma GEMM (op.i[7] =
-3, schedule auto), beside bf16 cuBLAS. Same method as bench_cuda.py (median
+3, schedule auto), and with --schedules the Hopper GEMM under each named
+XQUANT_CUDA_W4_HOPPER_SCHEDULE (read at each call), beside bf16 cuBLAS. Same method as bench_cuda.py (median
 of 7 batches, weight copies rotated past L2). The dispatch thresholds in
 plugins/cuda/src/provider*.cpp come from this table (docs/cuda.md)."""
 import argparse
@@ -23,7 +24,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ms", default="9,12,13,16,24,32,48,64")
     ap.add_argument("--shapes", default="4096x4096,4096x6144,4096x14336,4096x28672,14336x4096,8192x28672")
+    ap.add_argument("--schedules", default="",
+                    help="comma list of Hopper schedules to time forced as extra columns (e.g. coop,narrow,narrowk128)")
     args, shim, dev, name = open_bench(ap)
+    schedules = [v for v in args.schedules.split(",") if v]
     rows = []
     for shape in args.shapes.split(","):
         K, N = (int(v) for v in shape.split("x"))
@@ -51,6 +55,16 @@ def main():
                 if r[label] is not None:
                     call(0)
                     outs[label] = y.clone()
+            for sched in schedules:
+                label = "h:" + sched
+                if sched.startswith("narrow") and M > 32:
+                    r[label] = "-"
+                    continue
+                os.environ["XQUANT_CUDA_W4_HOPPER_SCHEDULE"] = sched
+                def call(i, label=label):
+                    shim.check(shim.lib.xqc_qmatmul(w4[i], x.data_ptr(), y.data_ptr(), M, N, K, BF16, BF16, 3), label)
+                run(label, call, n4)
+                os.environ.pop("XQUANT_CUDA_W4_HOPPER_SCHEDULE")
             # Which kernel the default took: the forced output it equals bit for bit.
             r["auto_is"] = next((k for k in ("v4", "fused", "hopper") if k in outs and "auto" in outs and
                                  torch.equal(outs["auto"], outs[k])), "?")
@@ -61,12 +75,15 @@ def main():
         del wbf
         torch.cuda.empty_cache()
     lines = [f"Device: {name}; torch {torch.__version__}; plugin: {shim.why}", "",
-             "| K | N | M | bf16 µs | default µs (×bf16) | default took | v4 µs (×) | fused mma.sync µs (×) | Hopper wgmma µs (×) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| K | N | M | bf16 µs | default µs (×bf16) | default took | v4 µs (×) | fused mma.sync µs (×) | Hopper wgmma µs (×) |"
+             + "".join(f" Hopper {s} µs (×) |" for s in schedules),
+             "|---|---|---|---|---|---|---|---|---|" + "---|" * len(schedules)]
     for r in rows:
         b = r["bf16"]
-        cells = [f"{fmt(r[k])} ({ratio(b, r[k])})" if r[k] != "-" else "–" for k in ("auto", "v4", "fused", "hopper")]
-        lines.append(f"| {r['K']} | {r['N']} | {r['M']} | {fmt(b)} | {cells[0]} | {r['auto_is']} | {cells[1]} | {cells[2]} | {cells[3]} |")
+        keys = ("auto", "v4", "fused", "hopper") + tuple("h:" + s for s in schedules)
+        cells = [f"{fmt(r[k])} ({ratio(b, r[k])})" if r[k] != "-" else "–" for k in keys]
+        lines.append(f"| {r['K']} | {r['N']} | {r['M']} | {fmt(b)} | {cells[0]} | {r['auto_is']} | "
+                     + " | ".join(cells[1:]) + " |")
     write_results(args.out, "w4-mid", "\n".join(lines), {"device": name, "rows": rows})
 
 

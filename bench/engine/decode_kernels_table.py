@@ -2,7 +2,7 @@
 """decode_kernels_table.py DIR MODELS: the table of scripts/gpu-decode-kernels.sh.
 
 DIR holds, per model label, LABEL-plain.json (`xquant bench --json`, TPOT p50
-at C = 1) and LABEL-ncu.csv (Nsight Compute's CSV, one gpu__time_duration per
+at the script's concurrency) and LABEL-ncu.csv (Nsight Compute's CSV, one gpu__time_duration per
 kernel, the step's kernels as graph nodes). A decode step ends with the
 greedy ARGMAX kernel; the last steps (replays of the recorded step) are
 averaged. Per model (an entry label=dir@VAR=VALUE... is a model run with

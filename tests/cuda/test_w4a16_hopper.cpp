@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <numeric>
 #include <tuple>
+#include <vector>
 
 #include "w4a16_hopper.hpp"
 
@@ -113,7 +114,8 @@ TEST_P(W4Hopper, RepackAndGemmMatchReference) {
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
 
-  for (int64_t M : {int64_t{64}, int64_t{65}, int64_t{128}, int64_t{255}, int64_t{1024}, int64_t{4096}}) {
+  for (int64_t M : {int64_t{1}, int64_t{16}, int64_t{17}, int64_t{32}, int64_t{64}, int64_t{65}, int64_t{128},
+                    int64_t{255}, int64_t{1024}, int64_t{4096}}) {
     if (M * N * K > int64_t{1024} * 4096 * 384) continue;  // keep the double reference short
     std::vector<float> x(M * K), xr;
     for (auto& v : x) v = uniform(-1.f, 1.f);
@@ -125,7 +127,11 @@ TEST_P(W4Hopper, RepackAndGemmMatchReference) {
     const auto ref = ref_matmul(xr, w.dense, M, N, K, nullptr);
     void* d_y = nullptr;
     ASSERT_EQ(cudaMalloc(&d_y, M * N * 2), cudaSuccess);
-    for (W4HSchedule schedule : {W4HSchedule::Coop, W4HSchedule::Pingpong, W4HSchedule::Wide, W4HSchedule::Auto}) {
+    for (W4HSchedule schedule : {W4HSchedule::Coop, W4HSchedule::Pingpong, W4HSchedule::Wide, W4HSchedule::Narrow,
+                                 W4HSchedule::K128, W4HSchedule::Auto}) {
+      // Above their token tiles they stand for Coop, which ran already.
+      const bool narrow = schedule == W4HSchedule::Narrow || schedule == W4HSchedule::K128;
+      if (narrow && M > xqcuda::kNarrowTokenTileMaxM) continue;
       const std::string what = std::string("M=") + std::to_string(M) + " schedule " +
                                xqcuda::w4h_schedule_name(xqcuda::w4h_resolve(L, M, sms, schedule));
       ASSERT_EQ(cudaMemset(d_y, 0xFF, M * N * 2), cudaSuccess);  // NaN in bf16
@@ -188,13 +194,20 @@ TEST(W4HopperPlan, CachedParamsFollowNewBuffers) {
   ASSERT_EQ(xqcuda::w4h_pack_scales(L, d_scales, d_zp, s, z, nullptr), cudaSuccess);
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  const std::vector<W4HSchedule> schedules{W4HSchedule::Coop, W4HSchedule::Pingpong, W4HSchedule::Wide,
+                                           W4HSchedule::Narrow, W4HSchedule::K128};
+  // Each schedule at two sizes of M inside its own token tiles.
+  auto sizes = [](W4HSchedule sc) {
+    if (sc == W4HSchedule::Narrow || sc == W4HSchedule::K128) return std::vector<int64_t>{13, 32};
+    return std::vector<int64_t>{64, 200};
+  };
   size_t ws_bytes = 0;
-  for (W4HSchedule sc : {W4HSchedule::Coop, W4HSchedule::Pingpong, W4HSchedule::Wide})
-    for (int64_t M : {int64_t{64}, int64_t{200}}) ws_bytes = std::max(ws_bytes, xqcuda::w4h_workspace_bytes(L, M, sms, sc));
+  for (W4HSchedule sc : schedules)
+    for (int64_t M : sizes(sc)) ws_bytes = std::max(ws_bytes, xqcuda::w4h_workspace_bytes(L, M, sms, sc));
   ASSERT_EQ(cudaMalloc(&ws, ws_bytes ? ws_bytes : 16), cudaSuccess);
-  for (W4HSchedule sc : {W4HSchedule::Coop, W4HSchedule::Pingpong, W4HSchedule::Wide})
+  for (W4HSchedule sc : schedules)
     for (int round = 0; round < 3; ++round)
-      for (int64_t M : {int64_t{64}, int64_t{200}}) {
+      for (int64_t M : sizes(sc)) {
         std::vector<float> x(M * K), xr;
         for (auto& v : x) v = uniform(-1.f, 1.f);
         auto xbits = to_half_bits(x, XQ_DTYPE_BF16, &xr);
@@ -237,6 +250,16 @@ TEST(W4HopperPlan, AutoScheduleByShape) {
   EXPECT_EQ(w4h_resolve(g64, 64, 132, A), W4HSchedule::Coop);
   EXPECT_EQ(w4h_resolve(g64, 64, 132, W4HSchedule::Pingpong), W4HSchedule::Coop);
   EXPECT_EQ(w4h_resolve(g64, 128, 132, W4HSchedule::Pingpong), W4HSchedule::Pingpong);  // K step 64 there
+  // The narrow tiles end at 32 tokens; K128's K step needs groups of 128 too.
+  EXPECT_EQ(w4h_resolve(n4096, 32, 132, W4HSchedule::Narrow), W4HSchedule::Narrow);
+  EXPECT_EQ(w4h_resolve(n4096, 33, 132, W4HSchedule::Narrow), W4HSchedule::Coop);
+  EXPECT_EQ(w4h_resolve(n4096, 32, 132, W4HSchedule::K128), W4HSchedule::K128);
+  EXPECT_EQ(w4h_resolve(n4096, 33, 132, W4HSchedule::K128), W4HSchedule::Coop);
+  EXPECT_EQ(w4h_resolve(g64, 16, 132, W4HSchedule::K128), W4HSchedule::Narrow);
+  // Up to 32 rows auto takes the K-128 tiles (Narrow for group 64).
+  EXPECT_EQ(w4h_resolve(n28672, 13, 132, A), W4HSchedule::K128);
+  EXPECT_EQ(w4h_resolve(n4096, 32, 132, A), W4HSchedule::K128);
+  EXPECT_EQ(w4h_resolve(g64, 32, 132, A), W4HSchedule::Narrow);
 }
 #endif  // XQUANT_CUDA_HOPPER_W4
 
@@ -345,26 +368,28 @@ std::vector<uint16_t> qmatmul_bits(xq_qweight* qw, const std::vector<uint16_t>& 
   return dy.get<uint16_t>(M * N);
 }
 
-// The default dispatch gives the Hopper GEMM batches from 17 rows to weights of
-// 8192 rows and more, from 33 to the others (default_min_m in
-// plugins/cuda/src/provider_w4_hopper.cpp), the mma.sync GEMM below that
-// (from 13 rows; the TMA-ring GEMV serves up to 12): its bytes equal the
-// forced kernel's (op.i[7] = 3 or 1) on the same x, and the two forced
-// kernels' bytes differ in every case.
-TEST(W4HopperDispatch, TallWeightsTakeTheHopperGemmFrom17RowsOthersFrom33) {
+// The default dispatch hands W4A16 products to the Hopper GEMM from 13 rows on
+// weights of 8192 rows and more, from 33 on the others (default_min_m in
+// plugins/cuda/src/provider_w4_hopper.cpp); below that the TMA-ring GEMV (up
+// to 12 rows) or the mma.sync GEMM. Its bytes equal the expected kernel's,
+// forced (op.i[7] = 3 Hopper, 1 mma.sync, 7 GEMV), on the same x, and differ
+// from another kernel's in every case (else the case could not tell).
+TEST(W4HopperDispatch, TallWeightsTakeTheHopperGemmFrom13RowsOthersFrom33) {
   XQ_REQUIRE_GPU();
 #ifdef XQUANT_CUDA_HOPPER_W4
   if (!device_is_sm90()) GTEST_SKIP() << "needs an sm_90 GPU";
 #else
   GTEST_SKIP() << "a build without CUTLASS has no Hopper GEMM";
 #endif
-  // K 4096: 32 groups, so the two kernels' sums of the groups' products round
+  // K 4096: 32 groups, so the kernels' sums of the groups' products round
   // differently (with 4 groups of exact products their bytes came out equal).
   const int64_t K = 4096;
-  for (const auto& [N, M, hopper] : std::vector<std::tuple<int64_t, int64_t, bool>>{
-           {8192, 16, false}, {8192, 17, true}, {8192, 24, true}, {4096, 24, false}, {4096, 32, false},
-           {4096, 33, true}, {4096, 48, true}}) {
-    SCOPED_TRACE("N " + std::to_string(N) + ", M " + std::to_string(M));
+  constexpr int64_t kHopper = 3, kMma = 1, kGemv = 7;
+  for (const auto& [N, M, expected] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {8192, 12, kGemv}, {8192, 13, kHopper}, {8192, 24, kHopper}, {8192, 32, kHopper}, {4096, 16, kMma},
+           {4096, 32, kMma}, {4096, 33, kHopper}, {4096, 48, kHopper}}) {
+    SCOPED_TRACE("N " + std::to_string(N) + ", M " + std::to_string(M) + ", expected op.i[7] = " +
+                 std::to_string(expected));
     const HopperCase c{K, N, 128, false, false};
     Weight w = make_weight(c);
     xq_qweight* qw = prepare_through_abi(c, w);
@@ -372,12 +397,12 @@ TEST(W4HopperDispatch, TallWeightsTakeTheHopperGemmFrom17RowsOthersFrom33) {
     std::vector<float> xf(M * K), xr;
     for (auto& v : xf) v = uniform(-1.f, 1.f);
     const auto x = to_half_bits(xf, XQ_DTYPE_BF16, &xr);
-    const auto mma = qmatmul_bits(qw, x, M, N, K, 1), wgmma = qmatmul_bits(qw, x, M, N, K, 3),
+    const auto want = qmatmul_bits(qw, x, M, N, K, expected),
+               other = qmatmul_bits(qw, x, M, N, K, expected == kHopper ? kMma : kHopper),
                chosen = qmatmul_bits(qw, x, M, N, K, 0);
     Plugin::get().vt->qweight_release(Plugin::get().state, qw);
-    ASSERT_NE(mma, wgmma) << "the two kernels gave the same bytes: this case cannot tell them apart";
-    EXPECT_EQ(chosen, hopper ? wgmma : mma) << (hopper ? "the default did not take the Hopper GEMM"
-                                                       : "the default did not keep the mma.sync GEMM");
+    ASSERT_NE(want, other) << "two kernels gave the same bytes: this case cannot tell them apart";
+    EXPECT_EQ(chosen, want) << "the default did not take the expected kernel";
   }
 }
 

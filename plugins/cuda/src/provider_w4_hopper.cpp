@@ -12,7 +12,7 @@
 // not an error, when the device has no room for it.
 // Read at each call (for A/B runs in one process, as bench/cuda/bench_w4_hopper.py
 // does): XQUANT_CUDA_W4_HOPPER_SCHEDULE = auto (default) | coop | pingpong |
-// wide picks the schedule (w4a16_hopper.hpp); XQUANT_CUDA_W4_HOPPER_PLAN=0
+// wide | narrow | k128 picks the schedule (w4a16_hopper.hpp); XQUANT_CUDA_W4_HOPPER_PLAN=0
 // rebuilds the kernel parameters on every call instead of reusing them.
 #include "provider.hpp"
 
@@ -36,11 +36,12 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 W4HSchedule schedule_from_env() {
   const char* v = std::getenv("XQUANT_CUDA_W4_HOPPER_SCHEDULE");
   if (!v || !*v || std::strcmp(v, "auto") == 0) return W4HSchedule::Auto;
-  for (W4HSchedule s : {W4HSchedule::Coop, W4HSchedule::Pingpong, W4HSchedule::Wide})
+  for (W4HSchedule s : {W4HSchedule::Coop, W4HSchedule::Pingpong, W4HSchedule::Wide, W4HSchedule::Narrow,
+                        W4HSchedule::K128})
     if (std::strcmp(v, w4h_schedule_name(s)) == 0) return s;
   throw xquant::sdk::Error(XQ_ERR_INVALID_ARGUMENT,
                            xquant::sdk::format("cuda: XQUANT_CUDA_W4_HOPPER_SCHEDULE=%s: expected auto, coop, "
-                                               "pingpong or wide",
+                                               "pingpong, wide, narrow or k128",
                                                v));
 }
 
@@ -58,10 +59,14 @@ bool cached_params_from_env() {
 // this kernel's 1.59-2.05x), and from 24 rows this kernel leads on the three
 // weights of 14336 rows and more (8192x28672 at 32: 84.9 against 96.4 us;
 // 4096x28672: 46.1 against 58.7), while on 4096 and 6144 rows the mma.sync
-// GEMM keeps 24 and 32 (4096x4096: 16.3 against 19.8 us).
+// GEMM keeps 24 and 32 (4096x4096: 16.3 against 19.8 us). With the K-128
+// tiles of 16 and 32 tokens (w4h_resolve) this kernel also leads on those
+// three tall weights from 13 rows (at 16: 8192x28672 66.3 against 67.3 us,
+// 4096x28672 37.2 against 40.6, 4096x14336 20.8 against 24.8), while on
+// 4096 rows the mma.sync GEMM still keeps 32 (15.2 against 16.3 us).
 constexpr int64_t kMinM = 33;
 constexpr int64_t kTallN = 8192;  // weights this tall take it from kTallMinM rows
-constexpr int64_t kTallMinM = 17;
+constexpr int64_t kTallMinM = 13;
 int64_t default_min_m(int64_t N) { return N >= kTallN ? kTallMinM : kMinM; }
 
 }  // namespace

@@ -93,6 +93,8 @@ const char* w4h_schedule_name(W4HSchedule s) {
     case W4HSchedule::Coop: return "coop";
     case W4HSchedule::Pingpong: return "pingpong";
     case W4HSchedule::Wide: return "wide";
+    case W4HSchedule::Narrow: return "narrow";
+    case W4HSchedule::K128: return "k128";
   }
   return "?";
 }
@@ -103,17 +105,24 @@ const char* w4h_schedule_name(W4HSchedule s) {
 // (N = 14336, 28672), losing where they do not (N = 4096: 32 tiles); ping-pong won only
 // at M = 64 on those same shapes (3-4%), lost by up to 2.3x where its tiles are few
 // (it has no stream-K to spread K), and lost at M = 128; cooperative stream-K won the rest.
+// Up to 32 rows, from bench/cuda/bench_w4_mid.py on an H100 (docs/cuda.md, "Narrow token
+// tiles"): the K-128 cooperative tile of 16 or 32 tokens beat the 64-token ones on every
+// shape where this kernel is the default there (8192x28672 at 32 rows: 70.8 against 83.5 us).
+// Group 64 cannot take K steps of 128; Narrow is the same tile with K 64.
 W4HSchedule w4h_resolve(const W4HopperLayout& L, int64_t M, int sm_count, W4HSchedule s) {
   const int64_t row_tiles = (L.N + 127) / 128, enough = int64_t{sm_count} * 3 / 4;
   if (s == W4HSchedule::Auto) {
-    if (M >= kWideMinM || (M > 128 && row_tiles * ((M + 255) / 256) >= enough)) s = W4HSchedule::Wide;
+    if (M <= kNarrowTokenTileMaxM) s = W4HSchedule::K128;
+    else if (M >= kWideMinM || (M > 128 && row_tiles * ((M + 255) / 256) >= enough)) s = W4HSchedule::Wide;
     else if (M <= kSmallTokenTileMaxM && row_tiles >= enough) s = W4HSchedule::Pingpong;
     else s = W4HSchedule::Coop;
   }
   // The 64-token ping-pong steps K by 128; the collective needs each group to span whole
   // K steps (CUTLASS can_implement), so group 64 takes the cooperative tile instead.
-  if (s == W4HSchedule::Pingpong && M <= kSmallTokenTileMaxM && L.group_size % 128 != 0 && L.group_size != L.K)
-    s = W4HSchedule::Coop;
+  const bool k128_fits = L.group_size % 128 == 0 || L.group_size == L.K;
+  if (s == W4HSchedule::Pingpong && M <= kSmallTokenTileMaxM && !k128_fits) s = W4HSchedule::Coop;
+  if ((s == W4HSchedule::Narrow || s == W4HSchedule::K128) && M > kNarrowTokenTileMaxM) s = W4HSchedule::Coop;
+  if (s == W4HSchedule::K128 && !k128_fits) s = W4HSchedule::Narrow;
   return s;
 }
 
@@ -132,6 +141,10 @@ Launcher launcher(const W4HopperLayout& L, int64_t M, int sm_count, W4HSchedule 
     case W4HSchedule::Pingpong:
       return small ? Launcher{pingpong64_workspace, pingpong64_run} : Launcher{pingpong128_workspace, pingpong128_run};
     case W4HSchedule::Wide: return Launcher{wide256_workspace, wide256_run};
+    case W4HSchedule::Narrow:
+      return M <= 16 ? Launcher{narrow16_workspace, narrow16_run} : Launcher{narrow32_workspace, narrow32_run};
+    case W4HSchedule::K128:
+      return M <= 16 ? Launcher{k128x16_workspace, k128x16_run} : Launcher{k128x32_workspace, k128x32_run};
     default: return small ? Launcher{coop64_workspace, coop64_run} : Launcher{coop128_workspace, coop128_run};
   }
 }

@@ -58,12 +58,17 @@ cudaError_t w4h_pack_scales(const W4HopperLayout& L, const float* scales, const 
 // - Pingpong: ping-pong (one warp group converts while the other multiplies),
 //   persistent; 128 x 64 x K 128 (M <= 64) or 128 x 128 x K 64.
 // - Wide: cooperative, stream-K; 128 x 256 tokens x K 64.
-// - Auto (measured, see w4h_resolve): Wide for M >= kWideMinM, and for
+// - Narrow: cooperative, stream-K; 128 weight rows x 16 tokens (M <= 16) or
+//   x 32 (M <= 32), K step 64; above 32 rows it stands for Coop.
+// - K128: the same tiles as Narrow with K step 128; above 32 rows it stands
+//   for Coop.
+// - Auto (measured, see w4h_resolve): K128 for M <= 32; Wide for M >= kWideMinM, and for
 //   M > 128 where its tiles fill 3/4 of the SMs; Pingpong for M <= 64 where
 //   its tiles do (it has no stream-K); Coop otherwise.
-// Ping-pong at M <= 64 (K step 128) takes groups that are a multiple of 128
-// (or K); for group 64 it resolves to Coop.
-enum class W4HSchedule : int { Auto = 0, Coop = 1, Pingpong = 2, Wide = 3 };
+// Ping-pong at M <= 64 and K128 (K step 128) take groups that are a multiple
+// of 128 (or K); for group 64 they resolve to Coop and Narrow.
+enum class W4HSchedule : int { Auto = 0, Coop = 1, Pingpong = 2, Wide = 3, Narrow = 4, K128 = 5 };
+constexpr int64_t kNarrowTokenTileMaxM = 32;  // Narrow's and K128's largest token tile
 constexpr int64_t kSmallTokenTileMaxM = 64;  // token tile 64 up to here, 128 (or 256) above
 constexpr int64_t kWideMinM = 1024;
 const char* w4h_schedule_name(W4HSchedule s);

@@ -24,6 +24,11 @@ XQ_W4H_SCHEDULE(pingpong64)
 XQ_W4H_SCHEDULE(pingpong128)
 // w4a16_hopper_wide.cu: cooperative, stream-K, 128 x 256 x 64.
 XQ_W4H_SCHEDULE(wide256)
+// w4a16_hopper_narrow.cu: cooperative, stream-K, 128 x 16 and 128 x 32, K 64 and K 128.
+XQ_W4H_SCHEDULE(narrow16)
+XQ_W4H_SCHEDULE(narrow32)
+XQ_W4H_SCHEDULE(k128x16)
+XQ_W4H_SCHEDULE(k128x32)
 
 #undef XQ_W4H_SCHEDULE
 
