@@ -4,8 +4,9 @@ Hopper GEMM's range (M = 9..64 by default), per shape, in one process: the
 default dispatch, the TMA-ring GEMV ("v4", QMATMUL op.i[7] = 7, M <= 16),
 the fused mma.sync GEMM (op.i[7] = 1) and the Hopper wgmma GEMM (op.i[7] =
 3, schedule auto), and with --schedules the Hopper GEMM under each named
-XQUANT_CUDA_W4_HOPPER_SCHEDULE (read at each call), beside bf16 cuBLAS. Same method as bench_cuda.py (median
-of 7 batches, weight copies rotated past L2). The dispatch thresholds in
+XQUANT_CUDA_W4_HOPPER_SCHEDULE (read at each call), beside bf16 cuBLAS.
+Same method as bench_cuda.py (median of 7 batches, weight copies rotated
+past L2). The dispatch thresholds in
 plugins/cuda/src/provider*.cpp come from this table (docs/cuda.md)."""
 import argparse
 import functools
@@ -25,7 +26,7 @@ def main():
     ap.add_argument("--ms", default="9,12,13,16,24,32,48,64")
     ap.add_argument("--shapes", default="4096x4096,4096x6144,4096x14336,4096x28672,14336x4096,8192x28672")
     ap.add_argument("--schedules", default="",
-                    help="comma list of Hopper schedules to time forced as extra columns (e.g. coop,narrow,narrowk128)")
+                    help="comma list of Hopper schedules to time forced as extra columns (e.g. coop,pingpong,narrow,k128)")
     args, shim, dev, name = open_bench(ap)
     schedules = [v for v in args.schedules.split(",") if v]
     rows = []
@@ -57,7 +58,7 @@ def main():
                     outs[label] = y.clone()
             for sched in schedules:
                 label = "h:" + sched
-                if sched.startswith("narrow") and M > 32:
+                if sched in ("narrow", "k128") and M > 32:  # they stand for coop there
                     r[label] = "-"
                     continue
                 os.environ["XQUANT_CUDA_W4_HOPPER_SCHEDULE"] = sched
