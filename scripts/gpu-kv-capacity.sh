@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# gpu-kv-capacity.sh XQUANT_CLI OUT_DIR: issue 9's KV-capacity case on the
+# Qwen3-32B config (64 layers, hidden 5120, 64 query / 8 KV heads of 128,
+# intermediate 25600, vocabulary 151,936, q/k norms): how many concurrent
+# 16k-token sequences fit a memory budget (weights + BF16 KV, `xquant bench
+# --memory-budget-gb`, BUDGETS default "40 80": the issue's 40 GB, and an 80 GB card) with W4A16 g128 and W8A8 INT8
+# weights, against BF16.
+#
+# The GPU machine's 64 GB disk cannot hold the 65.5 GB BF16 model, so a
+# 2-layer random-weight model is generated with torch, quantized with
+# `xquant quantize` (RTN; the files our writer makes), inflated to 64 layers
+# by repeating its layers (scripts/inflate-layers.py) and loaded by `xquant
+# bench` (random prompt ids, no tokenizer needed), whose JSON holds the
+# device memory resident after load and the 16k-token sequences that fit.
+# W4A16 is loaded twice: as is, and with XQUANT_CUDA_W4_HOPPER=0 (no second,
+# Hopper-layout copy of each weight, docs/cuda.md "cuda-w4a16-wgmma"). BF16
+# is loaded at 2 layers only; its 64-layer residency is that plus 62 layers'
+# weight bytes, an estimate the table marks as such. One model on disk at a
+# time (the 64-layer W8A8 file is about 35 GB). About 4 minutes.
+set -uo pipefail
+cli=${1:?usage: gpu-kv-capacity.sh XQUANT_CLI OUT_DIR}
+out=${2:?usage: gpu-kv-capacity.sh XQUANT_CLI OUT_DIR}/kv-capacity
+here=$(cd "$(dirname "$0")" && pwd)
+dir=/tmp/gpueng-qwen3-32b
+layers=64
+budgets=${BUDGETS:-40 80}
+rm -rf "$dir" && mkdir -p "$dir/bf16-2" "$out"
+
+python3 - "$dir/bf16-2" <<'PY' || { echo "kv capacity: generating the 2-layer model failed"; exit 1; }
+import json, sys, torch
+from safetensors.torch import save_file
+out = sys.argv[1]
+# Qwen3-32B's config.json (Qwen/Qwen3-32B), with 2 layers.
+H, I, NH, KVH, HD, V, L = 5120, 25600, 64, 8, 128, 151936, 2
+cfg = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": H, "intermediate_size": I,
+       "num_hidden_layers": L, "num_attention_heads": NH, "num_key_value_heads": KVH, "head_dim": HD,
+       "vocab_size": V, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 40960,
+       "tie_word_embeddings": False, "torch_dtype": "bfloat16", "hidden_act": "silu", "attention_bias": False,
+       "bos_token_id": 151643, "eos_token_id": 151645}
+json.dump(cfg, open(f"{out}/config.json", "w"), indent=1)
+g = torch.Generator(device="cuda").manual_seed(0)
+def w(*shape, std=0.02):
+    return (torch.randn(*shape, generator=g, device="cuda", dtype=torch.float32) * std).to(torch.bfloat16).cpu()
+ones = lambda n: torch.ones(n, dtype=torch.bfloat16)
+t = {"model.embed_tokens.weight": w(V, H), "lm_head.weight": w(V, H), "model.norm.weight": ones(H)}
+for l in range(L):
+    p = f"model.layers.{l}."
+    t[p + "input_layernorm.weight"] = ones(H)
+    t[p + "post_attention_layernorm.weight"] = ones(H)
+    t[p + "self_attn.q_norm.weight"] = ones(HD)
+    t[p + "self_attn.k_norm.weight"] = ones(HD)
+    t[p + "self_attn.q_proj.weight"] = w(NH * HD, H)
+    t[p + "self_attn.k_proj.weight"] = w(KVH * HD, H)
+    t[p + "self_attn.v_proj.weight"] = w(KVH * HD, H)
+    t[p + "self_attn.o_proj.weight"] = w(H, NH * HD)
+    t[p + "mlp.gate_proj.weight"] = w(I, H)
+    t[p + "mlp.up_proj.weight"] = w(I, H)
+    t[p + "mlp.down_proj.weight"] = w(H, I)
+save_file(t, f"{out}/model.safetensors", metadata={"format": "pt"})
+layer = sum(v.numel() for k, v in t.items() if k.startswith("model.layers.0."))
+rest = sum(v.numel() for k, v in t.items() if not k.startswith("model.layers."))
+print(f"2-layer Qwen3-32B-shaped model: {layer / 1e6:.1f} M parameters a layer, {rest / 1e6:.1f} M outside the layers;"
+      f" 64 layers in BF16: {2 * (64 * layer + rest) / 1e9:.2f} GB")
+json.dump({"layer_params": layer, "other_params": rest}, open(f"{out}/../params.json", "w"))
+PY
+
+"$cli" quantize --model "$dir/bf16-2" --out "$dir/w4a16-2" --bits 4 --group-size 128 --sym 2>&1 | tail -1
+"$cli" quantize --model "$dir/bf16-2" --out "$dir/w8a8-2" --w8a8 dynamic --sym 2>&1 | tail -1
+
+# bench LABEL DIR [VAR=VALUE...]: one `xquant bench` per budget, JSON into $out.
+bench() {
+  local label=$1 path=$2
+  shift 2
+  for b in $budgets; do
+    timeout 300 env "$@" "$cli" bench --provider cuda --models "$label=$path" --concurrency 1 --lengths 128:4 \
+      --memory-budget-gb "$b" --json "$out/$label-$b.json" > /dev/null 2> "$out/$label-$b.err" ||
+      { echo "kv capacity: $label at $b GB failed:"; tail -3 "$out/$label-$b.err"; }
+  done
+}
+
+bench bf16-2layers "$dir/bf16-2"
+python3 "$here/inflate-layers.py" "$dir/w4a16-2" "$dir/w4a16" $layers && {
+  bench w4a16 "$dir/w4a16"
+  bench w4a16-no-hopper-copy "$dir/w4a16" XQUANT_CUDA_W4_HOPPER=0
+}
+rm -rf "$dir/w4a16"
+python3 "$here/inflate-layers.py" "$dir/w8a8-2" "$dir/w8a8" $layers && bench w8a8 "$dir/w8a8"
+rm -rf "$dir/w8a8"
+
+python3 - "$out" "$dir/params.json" "$budgets" <<'PY' | tee "$out.txt"
+import json, os, sys
+out, params, budgets = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3].split()
+GIB = 1 << 30
+# BF16 KV of one 16k-token sequence: layers x (K and V) x KV heads x head_dim x 2 bytes x tokens.
+kv16k = 64 * 2 * 8 * 128 * 2 * 16384
+print(f"Qwen3-32B config, 64 layers; one 16k-token sequence's BF16 KV: {kv16k / 1e9:.2f} GB")
+print("| weights | budget GB | resident after load GB | 16k-token sequences that fit | × BF16 |")
+print("|---|---|---|---|---|")
+rows = {}
+for label in ("bf16", "w4a16", "w4a16-no-hopper-copy", "w8a8"):
+    for b in budgets:
+        name = "bf16-2layers" if label == "bf16" else label
+        path = os.path.join(out, f"{name}-{b}.json")
+        if not os.path.exists(path):
+            print(f"| {label} | {b} | (no run) | | |")
+            continue
+        r = json.load(open(path))[0]
+        resident = r["resident_after_load_gib"] * GIB
+        if label == "bf16":
+            # 62 more layers of BF16 weights on top of the measured 2-layer residency.
+            resident += 62 * params["layer_params"] * 2
+            fit = max(0, int((float(b) * 1e9 - resident) // kv16k))
+            note = " (2 layers measured + 62 layers' bytes)"
+        else:
+            fit, note = r["kv_budget_max_seqs_16k"], ""
+        rows[(label, b)] = fit
+        base = rows.get(("bf16", b))
+        ratio = "–" if label == "bf16" else ("BF16 fits none" if not base else f"{fit / base:.2f}×")
+        print(f"| {label} | {b} | {resident / 1e9:.2f}{note} | {fit} | {ratio} |")
+PY
