@@ -73,10 +73,33 @@ class GptqAlgorithm : public PluginBase {
       fail(XQ_ERR_INVALID_ARGUMENT,
            format("%s: gptq needs damp > 0 and damp_limit >= damp (got %g, %g)", group.name, o.damp, o.damp_limit));
     if (o.block <= 0) fail(XQ_ERR_INVALID_ARGUMENT, format("%s: gptq block_size must be > 0", group.name));
-    for (uint64_t i = 0; i < group.n_linears; ++i) quantize_one(group.linears[i], outs[i], o);
+    // Linears that read one input (q, k, v; gate and up; a MoE expert's gate
+    // and up) are handed one Hessian: its factorisation is computed for the
+    // first and reused by the ones right after it.
+    Factorisation shared;
+    for (uint64_t i = 0; i < group.n_linears; ++i) quantize_one(group.linears[i], outs[i], o, shared);
   }
 
  private:
+  // What GPTQ derives from a Hessian alone (the weights play no part): its
+  // dead columns, the column order, the damping that made it factorisable and
+  // U = chol_upper(H^-1). `hessian` names the buffer it came from; the
+  // pipeline keeps that buffer alive and unchanged for the whole group.
+  struct Factorisation {
+    const float* hessian = nullptr;
+    int64_t cols = 0;
+    uint64_t tokens = 0;
+    std::string from;  // the Linear it was computed for
+    std::vector<char> dead;
+    int64_t n_dead = 0;
+    std::vector<int64_t> perm;
+    double damp = 0;
+    std::vector<float> U;
+    bool serves(const xq_linear_stats& st) const {
+      return hessian == st.hessian && cols == st.cols && tokens == st.tokens;
+    }
+  };
+
   // H = (2/N) X^T X with dead columns fixed and act-order applied:
   // Hp[a][b] = H[perm[a]][perm[b]].
   static void build_hessian(const float* hs, double scale, int64_t n, const std::vector<int64_t>& perm,
@@ -162,7 +185,39 @@ class GptqAlgorithm : public PluginBase {
     }
   }
 
-  void quantize_one(const xq_linear_input& in, xq_linear_output& out, const Options& o) {
+  // Dead columns, the column order and U for `in`, into f (computed unless f
+  // already holds them for this Hessian).
+  void factorise(const xq_linear_input& in, const Options& o, Factorisation& f) {
+    const xq_linear_stats& st = *in.stats;
+    const int64_t cols = st.cols;
+    // Release the previous one first: U is this Linear's memory peak.
+    f = Factorisation{};
+    for (int64_t e = 0; e < cols * cols; ++e)
+      if (!std::isfinite(st.hessian[e]))
+        fail(XQ_ERR_INVALID_ARGUMENT, format("%s: Hessian entry (%lld, %lld) is not finite", in.name,
+                                             static_cast<long long>(e / cols), static_cast<long long>(e % cols)));
+    // Dead columns and the column order (from H alone).
+    f.dead.assign(static_cast<size_t>(cols), 0);
+    for (int64_t j = 0; j < cols; ++j)
+      if (st.hessian[j * cols + j] == 0.0f) {
+        f.dead[j] = 1;
+        ++f.n_dead;
+      }
+    f.perm.resize(static_cast<size_t>(cols));
+    std::iota(f.perm.begin(), f.perm.end(), 0);
+    if (o.act_order) {
+      // Dead columns count with diag 1 (as the reference sorts after fixing them).
+      auto diag = [&](int64_t j) { return f.dead[j] ? 1.0f : st.hessian[j * cols + j]; };
+      std::stable_sort(f.perm.begin(), f.perm.end(), [&](int64_t a, int64_t b) { return diag(a) > diag(b); });
+    }
+    f.damp = inverse_factor(in, o, 2.0 / static_cast<double>(st.tokens), f.perm, f.dead, f.U);
+    f.hessian = st.hessian;
+    f.cols = cols;
+    f.tokens = st.tokens;
+    f.from = in.name;
+  }
+
+  void quantize_one(const xq_linear_input& in, xq_linear_output& out, const Options& o, Factorisation& f) {
     quant::check_weight(in);
     const quant::Scheme sc = quant::scheme_from(in.scheme, in.name);
     const int64_t rows = in.weight.shape[0], cols = in.weight.shape[1];
@@ -173,40 +228,24 @@ class GptqAlgorithm : public PluginBase {
       fail(XQ_ERR_INVALID_ARGUMENT, format("%s: the Hessian is for %lld columns, the weight has %lld", in.name,
                                            static_cast<long long>(st->cols), static_cast<long long>(cols)));
     if (st->tokens == 0) fail(XQ_ERR_INVALID_ARGUMENT, format("%s: the Hessian was built from 0 tokens", in.name));
-    for (int64_t e = 0; e < cols * cols; ++e)
-      if (!std::isfinite(st->hessian[e]))
-        fail(XQ_ERR_INVALID_ARGUMENT, format("%s: Hessian entry (%lld, %lld) is not finite", in.name,
-                                             static_cast<long long>(e / cols), static_cast<long long>(e % cols)));
-    const double hscale = 2.0 / static_cast<double>(st->tokens);
 
     const float* w_in = static_cast<const float*>(in.weight.data);
     const bool grouped = sc.strategy == XQ_STRATEGY_GROUP && sc.groups(cols) > 1;
     const int64_t gs = sc.group_cols(cols), ng = sc.groups(cols);
     const bool static_groups = grouped && o.static_groups;
 
-    // Dead columns and the column order (from H alone).
-    std::vector<char> dead(static_cast<size_t>(cols), 0);
-    int64_t n_dead = 0;
-    for (int64_t j = 0; j < cols; ++j)
-      if (st->hessian[j * cols + j] == 0.0f) {
-        dead[j] = 1;
-        ++n_dead;
-      }
-    std::vector<int64_t> perm(static_cast<size_t>(cols));
-    std::iota(perm.begin(), perm.end(), 0);
-    if (o.act_order) {
-      // Dead columns count with diag 1 (as the reference sorts after fixing them).
-      auto diag = [&](int64_t j) { return dead[j] ? 1.0f : st->hessian[j * cols + j]; };
-      std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return diag(a) > diag(b); });
-    }
-
     // The factorisation first: it is the memory peak (H's working copy plus
     // whatever the host's LAPACK needs), so nothing else of ours is alive yet.
-    std::vector<float> U;
     using Clock = std::chrono::steady_clock;
     const auto t_factor = Clock::now();
-    const double damp = inverse_factor(in, o, hscale, perm, dead, U);
+    const bool reused = f.serves(*st);
+    if (!reused) factorise(in, o, f);
     const double factor_s = std::chrono::duration<double>(Clock::now() - t_factor).count();
+    const std::vector<char>& dead = f.dead;
+    const std::vector<int64_t>& perm = f.perm;
+    const std::vector<float>& U = f.U;
+    const double damp = f.damp;
+    const int64_t n_dead = f.n_dead;
 
     QuantTensor owner(host);  // frees the buffers if anything below throws
     xq_quant_tensor& q = owner.get();
@@ -251,10 +290,13 @@ class GptqAlgorithm : public PluginBase {
       }
     out.quant = owner.release();
     out.rel_error = r2 > 0 ? std::sqrt(d2 / r2) : 0.0;
+    const std::string factor_note =
+        reused ? "factorisation shared with " + f.from : format("factorisation %.2f s", factor_s);
     host.info(format("%s: GPTQ objective %.6g, rel. weight error %.5f (damp %g%s%s, %lld dead columns; "
-                     "factorisation %.2f s, column loop %.2f s)",
+                     "%s, column loop %.2f s)",
                      in.name, loss, out.rel_error, damp, o.act_order ? ", act_order" : "",
-                     static_groups ? ", static groups" : "", static_cast<long long>(n_dead), factor_s, loop_s));
+                     static_groups ? ", static groups" : "", static_cast<long long>(n_dead), factor_note.c_str(),
+                     loop_s));
   }
 
   // The lazy-batch loop. W (permuted) holds the dequantized result on return;

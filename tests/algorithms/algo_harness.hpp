@@ -51,6 +51,9 @@ struct Linear {
   xq_quant_scheme scheme{};
   xq_linear_stats stats{};
   bool with_stats = true;
+  // Hand this Linear the other's Hessian buffer itself (as the pipeline does
+  // for Linears that read one input), not a copy of it.
+  const Linear* hessian_of = nullptr;
 
   Linear(std::string n, int64_t r, int64_t c) : name(std::move(n)), rows(r), cols(c), w(static_cast<size_t>(r * c)) {
     scheme.struct_size = sizeof(scheme);
@@ -94,7 +97,7 @@ struct Linear {
     stats.tokens = tokens;
     stats.absmax = absmax.empty() ? nullptr : absmax.data();
     stats.mean_abs = mean_abs.empty() ? nullptr : mean_abs.data();
-    stats.hessian = hessian.empty() ? nullptr : hessian.data();
+    stats.hessian = hessian_of ? hessian_of->hessian.data() : hessian.empty() ? nullptr : hessian.data();
     stats.samples = samples.empty() ? nullptr : samples.data();
     stats.n_samples = n_samples;
     auto in = xquant::sdk::make_struct<xq_linear_input>();

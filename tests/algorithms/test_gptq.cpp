@@ -376,6 +376,48 @@ TEST(Gptq, DampingIncreasesOnAnIndefiniteHessian) {
   EXPECT_EQ(r.quant[0]->codes, nullptr) << "a failed call attaches nothing";
 }
 
+// Linears handed one Hessian buffer (q/k/v, gate/up) share its
+// factorisation: the outputs are the bytes of quantizing each alone, and the
+// log says which Linear's factorisation the others took.
+TEST(Gptq, LinearsOfOneHessianShareItsFactorisation) {
+  std::mt19937 rng(11);
+  const int64_t T = 256, cols = 64;
+  std::vector<float> x = correlated_inputs(T, cols, rng);
+  for (bool act_order : {false, true}) {
+    Linear gate("model.layers.0.mlp.gate_proj", 24, cols), up("model.layers.0.mlp.up_proj", 40, cols);
+    for (Linear* l : {&gate, &up}) {
+      l->w = randn(static_cast<size_t>(l->rows * cols), rng, 0.1f);
+      l->set_inputs(x, T);
+      l->set_scheme(4, false, XQ_STRATEGY_GROUP, 16);
+    }
+    Params p;
+    p.set_bool("act_order", act_order);
+    Result alone_gate = run("gptq", p, {&gate}), alone_up = run("gptq", p, {&up});
+    ASSERT_EQ(alone_gate.status, XQ_OK) << alone_gate.error;
+    ASSERT_EQ(alone_up.status, XQ_OK) << alone_up.error;
+    up.hessian_of = &gate;
+    LogCapture log;
+    Result together = run("gptq", p, {&gate, &up});
+    ASSERT_EQ(together.status, XQ_OK) << together.error;
+    EXPECT_NE(log.text().find("model.layers.0.mlp.up_proj: GPTQ objective"), std::string::npos) << log.text();
+    EXPECT_NE(log.text().find("factorisation shared with model.layers.0.mlp.gate_proj"), std::string::npos)
+        << log.text();
+    for (auto [shared, alone] : {std::pair{&together.quant[0], &alone_gate.quant[0]},
+                                 std::pair{&together.quant[1], &alone_up.quant[0]}}) {
+      const xq_quant_tensor &a = shared->get(), &b = alone->get();
+      const size_t n = size_t(a.rows * a.cols), ns = size_t(a.rows * a.n_groups);
+      EXPECT_TRUE(std::equal(a.codes, a.codes + n, b.codes)) << "act_order " << act_order;
+      EXPECT_TRUE(std::equal(a.scales, a.scales + ns, b.scales)) << "act_order " << act_order;
+      EXPECT_TRUE(std::equal(a.zero_points, a.zero_points + ns, b.zero_points)) << "act_order " << act_order;
+      if (act_order) {
+        EXPECT_TRUE(std::equal(a.g_idx, a.g_idx + a.cols, b.g_idx));
+      }
+    }
+    EXPECT_EQ(together.rel_error[0], alone_gate.rel_error[0]);
+    EXPECT_EQ(together.rel_error[1], alone_up.rel_error[0]);
+  }
+}
+
 TEST(Gptq, ErrorsNameTheProblem) {
   Linear g("model.layers.1.self_attn.o_proj", 4, 8);
   Result r = run("gptq", Params(), {&g});  // no Hessian
