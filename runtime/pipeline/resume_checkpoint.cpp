@@ -23,7 +23,8 @@ namespace xquant {
 namespace {
 
 // Version 2: the layer's MoE expert lines follow its report lines.
-constexpr char kLayerMagic[8] = {'X', 'Q', 'R', 'S', 'L', 'A', 'Y', '2'};
+// Version 3: codes of 2- to 4-bit tensors two to a byte (write_quantized).
+constexpr char kLayerMagic[8] = {'X', 'Q', 'R', 'S', 'L', 'A', 'Y', '3'};
 constexpr char kHiddenMagic[8] = {'X', 'Q', 'R', 'S', 'H', 'I', 'D', '1'};
 constexpr char kEndMagic[8] = {'X', 'Q', 'R', 'S', 'E', 'N', 'D', '1'};
 constexpr const char* kRunFile = "run.txt";
@@ -62,6 +63,19 @@ class ByteWriter {
     value(n);
     align();
     if (n) out_.append(static_cast<const char*>(p), static_cast<size_t>(n));
+  }
+  // n signed 4-bit codes two to a byte, low nibble first, as a blob of
+  // (n + 1) / 2 bytes (every code must lie in [-8, 7]).
+  void nibbles(const int8_t* codes, uint64_t n) {
+    const uint64_t bytes = (n + 1) / 2;
+    value(bytes);
+    align();
+    const size_t at = out_.size();
+    out_.resize(at + static_cast<size_t>(bytes));
+    auto* o = reinterpret_cast<unsigned char*>(out_.data() + at);
+    for (uint64_t i = 0; i + 1 < n; i += 2)
+      o[i / 2] = static_cast<unsigned char>((codes[i] & 0xF) | ((codes[i + 1] & 0xF) << 4));
+    if (n % 2) o[n / 2] = static_cast<unsigned char>(codes[n - 1] & 0xF);
   }
   void align() { out_.append((8 - out_.size() % 8) % 8, '\0'); }
   std::string& bytes() { return out_; }
@@ -246,7 +260,17 @@ void write_quantized(ByteWriter& w, const std::string& module, const xq_quant_te
   w.value(q.act_bits);
   w.value(q.input_scale);
   const uint64_t n_scales = q.strategy == XQ_STRATEGY_TENSOR ? 1 : static_cast<uint64_t>(q.rows * q.n_groups);
-  w.blob(q.codes, static_cast<uint64_t>(q.rows * q.cols));
+  // Codes of 4 bits or fewer two to a byte: a layer's record is held in
+  // memory until it is committed and stays on disk until the run succeeds
+  // (one Qwen3-30B-A3B layer: 0.6 GB of int8 codes).
+  const uint64_t n_codes = static_cast<uint64_t>(q.rows * q.cols);
+  const bool packed = q.bits >= 2 && q.bits <= 4 &&
+                      std::all_of(q.codes, q.codes + n_codes, [](int8_t c) { return c >= -8 && c <= 7; });
+  w.value(static_cast<uint8_t>(packed));
+  if (packed)
+    w.nibbles(q.codes, n_codes);
+  else
+    w.blob(q.codes, n_codes);
   w.blob(q.scales, n_scales * sizeof(float));
   w.blob(q.zero_points, q.zero_points ? n_scales : 0);
   w.blob(q.g_idx, q.g_idx ? static_cast<uint64_t>(q.cols) * sizeof(int32_t) : 0);
@@ -283,7 +307,18 @@ void replay_tensor(ByteReader& r, OutputWriter& writer) {
   q.act_bits = r.value<uint32_t>();
   q.input_scale = r.value<float>();
   // The writer only reads the buffers.
-  q.codes = static_cast<int8_t*>(const_cast<void*>(r.blob(&n)));
+  std::vector<int8_t> unpacked;
+  if (r.value<uint8_t>()) {
+    const auto* p = static_cast<const unsigned char*>(r.blob(&n));
+    const uint64_t count = static_cast<uint64_t>(q.rows * q.cols);
+    if (q.rows <= 0 || q.cols <= 0 || n != (count + 1) / 2) fail(XQ_ERR_IO, "bad resume record for '{}'", name);
+    unpacked.resize(static_cast<size_t>(count));
+    auto sign4 = [](unsigned v) { return static_cast<int8_t>(static_cast<int>(v ^ 8u) - 8); };  // two's complement
+    for (uint64_t i = 0; i < count; ++i) unpacked[i] = sign4((p[i / 2] >> (4 * (i % 2))) & 0xFu);
+    q.codes = unpacked.data();
+  } else {
+    q.codes = static_cast<int8_t*>(const_cast<void*>(r.blob(&n)));
+  }
   q.scales = static_cast<float*>(const_cast<void*>(r.blob(&n)));
   q.zero_points = static_cast<int8_t*>(const_cast<void*>(r.blob(&n)));
   if (!n) q.zero_points = nullptr;

@@ -42,10 +42,11 @@ const fs::path kModel = fs::path(XQUANT_SHARED_DIR) / "models" / "stories260K-hf
 const fs::path kTokenizer = fs::path(XQUANT_SHARED_DIR) / "models" / "stories260K" / "stories260K.gguf";
 const fs::path kText = fs::path(XQUANT_SHARED_DIR) / "data" / "tinystories" / "tinystories_val.subset.txt";
 
-std::string pipeline_yaml(const std::string& algorithm, int samples, const fs::path& out) {
+std::string pipeline_yaml(const std::string& algorithm, int samples, const fs::path& out, int bits = 4) {
   return "model: {path: " + kModel.string() + "}\n" + "calibration: {text: " + kText.string() +
          ", tokenizer: " + kTokenizer.string() + ", samples: " + std::to_string(samples) + ", seq_len: 256}\n" +
-         "quantize:\n  - {algorithm: " + algorithm + ", weights: {bits: 4, group_size: 32}}\n" +
+         "quantize:\n  - {algorithm: " + algorithm + ", weights: {bits: " + std::to_string(bits) +
+         ", group_size: 32}}\n" +
          "ignore: [lm_head]\noutput: {path: " + out.string() + "}\n";
 }
 
@@ -88,11 +89,16 @@ bool run_and_kill_after_layer(const fs::path& yaml, const fs::path& resume_dir, 
 
 }  // namespace
 
-TEST(Resume, KilledRunResumesToTheSameBytes) {
+// 4-bit codes are recorded two to a byte, 8-bit ones as they are
+// (write_quantized in resume_checkpoint.cpp): both replay to the same bytes.
+class ResumeBits : public testing::TestWithParam<int> {};
+
+TEST_P(ResumeBits, KilledRunResumesToTheSameBytes) {
+  const int bits = GetParam();
   TempDir dir("xquant-resume");
-  write_file(dir / "ref.yaml", pipeline_yaml("gptq", 48, dir / "ref"));
-  write_file(dir / "out.yaml", pipeline_yaml("gptq", 48, dir / "out"));
-  write_file(dir / "other.yaml", pipeline_yaml("gptq", 40, dir / "out"));
+  write_file(dir / "ref.yaml", pipeline_yaml("gptq", 48, dir / "ref", bits));
+  write_file(dir / "out.yaml", pipeline_yaml("gptq", 48, dir / "out", bits));
+  write_file(dir / "other.yaml", pipeline_yaml("gptq", 40, dir / "out", bits));
   ASSERT_EQ(run_cli({"run", (dir / "ref.yaml").string()}, dir / "ref.log"), 0) << read_file(dir / "ref.log");
   EXPECT_FALSE(fs::exists(dir / "ref.resume")) << "the checkpoint outlived a successful run";
 
@@ -136,6 +142,9 @@ TEST(Resume, KilledRunResumesToTheSameBytes) {
   expect_same_files(dir / "ref", dir / "out");
   EXPECT_FALSE(fs::exists(ckpt)) << "the checkpoint outlived a successful run";
 }
+
+INSTANTIATE_TEST_SUITE_P(Bits, ResumeBits, testing::Values(4, 8),
+                         [](const testing::TestParamInfo<int>& i) { return "W" + std::to_string(i.param); });
 
 // The resumed run replays the finished layers' tensors and report lines,
 // the experts' calibration lines included (routed tokens, fallback).
