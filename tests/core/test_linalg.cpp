@@ -80,6 +80,26 @@ TEST(Linalg, NotPositiveDefiniteFailsAndLeavesInputUnchanged) {
   EXPECT_EQ(a, before);
 }
 
+// Across the 64-column tiles the symmetry check walks: a symmetric
+// indefinite matrix and the same with one far entry off by a little (not
+// symmetric: the full-copy path) both fail and come back unchanged.
+TEST(Linalg, NotPositiveDefiniteFailsUnchangedAcrossTiles) {
+  const int64_t n = 150;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> sym(static_cast<size_t>(n * n));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j <= i; ++j) sym[i * n + j] = sym[j * n + i] = u(rng);  // indefinite: random symmetric
+  auto skew = sym;
+  skew[3 * n + 140] += 1e-3f;
+  for (bool upper : {true, false})
+    for (const auto* m : {&sym, &skew}) {
+      auto a = *m;
+      EXPECT_THROW(linalg::spotrf(upper, n, a.data(), n), Error) << "upper " << upper;
+      EXPECT_EQ(a, *m) << "upper " << upper << (m == &sym ? ", symmetric" : ", not symmetric");
+    }
+}
+
 TEST(Linalg, TriangularSolve) {
   const int64_t n = 20, m = 7;
   auto h = spd(n, 3);
