@@ -11,7 +11,9 @@
 # `xquant quantize` (RTN; the files our writer makes), inflated to 64 layers
 # by repeating its layers (scripts/inflate-layers.py) and loaded by `xquant
 # bench` (random prompt ids, no tokenizer needed), whose JSON holds the
-# device memory resident after load and the 16k-token sequences that fit.
+# device memory resident after load and the 16k-token sequences that fit
+# (each model loaded once; every budget derived from that load with the same
+# formula as `xquant bench`, and checked against its own figure).
 # W4A16 is loaded twice: as is, and with XQUANT_CUDA_W4_HOPPER=0 (no second,
 # Hopper-layout copy of each weight, docs/cuda.md "cuda-w4a16-wgmma"). BF16
 # is loaded at 2 layers only; its 64-layer residency is that plus 62 layers'
@@ -67,15 +69,15 @@ PY
 "$cli" quantize --model "$dir/bf16-2" --out "$dir/w4a16-2" --bits 4 --group-size 128 --sym 2>&1 | tail -1
 "$cli" quantize --model "$dir/bf16-2" --out "$dir/w8a8-2" --w8a8 dynamic --sym 2>&1 | tail -1
 
-# bench LABEL DIR [VAR=VALUE...]: one `xquant bench` per budget, JSON into $out.
+# bench LABEL DIR [VAR=VALUE...]: one `xquant bench` (one load of the model), JSON
+# into $out; the summary derives every budget from its resident bytes.
+first_budget=${budgets%% *}
 bench() {
   local label=$1 path=$2
   shift 2
-  for b in $budgets; do
-    timeout 300 env "$@" "$cli" bench --provider cuda --models "$label=$path" --concurrency 1 --lengths 128:4 \
-      --memory-budget-gb "$b" --json "$out/$label-$b.json" > /dev/null 2> "$out/$label-$b.err" ||
-      { echo "kv capacity: $label at $b GB failed:"; tail -3 "$out/$label-$b.err"; }
-  done
+  timeout 300 env "$@" "$cli" bench --provider cuda --models "$label=$path" --concurrency 1 --lengths 128:4 \
+    --memory-budget-gb "$first_budget" --json "$out/$label.json" > /dev/null 2> "$out/$label.err" ||
+    { echo "kv capacity: $label failed:"; tail -3 "$out/$label.err"; }
 }
 
 bench bf16-2layers "$dir/bf16-2"
@@ -91,30 +93,40 @@ python3 - "$out" "$dir/params.json" "$budgets" <<'PY' | tee "$out.txt"
 import json, os, sys
 out, params, budgets = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3].split()
 GIB = 1 << 30
-# BF16 KV of one 16k-token sequence: layers x (K and V) x KV heads x head_dim x 2 bytes x tokens.
-kv16k = 64 * 2 * 8 * 128 * 2 * 16384
-print(f"Qwen3-32B config, 64 layers; one 16k-token sequence's BF16 KV: {kv16k / 1e9:.2f} GB")
+
+
+def seqs_16k(budget_gb, resident, per_block, block_size):
+    # runtime/cli/cmd_bench.cpp: the budget less the resident bytes, in whole
+    # KV blocks, over the blocks of one 16k-token sequence.
+    blocks = max(0, int((budget_gb * 1e9 - resident) // per_block))
+    return blocks // -(-16384 // block_size)
+
+
+print("Qwen3-32B config, 64 layers, BF16 KV in the engine's blocks")
 print("| weights | budget GB | resident after load GB | 16k-token sequences that fit | × BF16 |")
 print("|---|---|---|---|---|")
-rows = {}
+runs = {}
 for label in ("bf16", "w4a16", "w4a16-no-hopper-copy", "w8a8"):
+    path = os.path.join(out, ("bf16-2layers" if label == "bf16" else label) + ".json")
+    runs[label] = json.load(open(path))[0] if os.path.exists(path) else None
+# The 64-layer model's KV block (every quantized run has one; the 2-layer BF16 run's is 32 times smaller).
+quant = next((r for k, r in runs.items() if k != "bf16" and r), None)
+for label, r in runs.items():
     for b in budgets:
-        name = "bf16-2layers" if label == "bf16" else label
-        path = os.path.join(out, f"{name}-{b}.json")
-        if not os.path.exists(path):
+        if not r or not quant:
             print(f"| {label} | {b} | (no run) | | |")
             continue
-        r = json.load(open(path))[0]
-        resident = r["resident_after_load_gib"] * GIB
+        resident, note = r["resident_after_load_gib"] * GIB, ""
         if label == "bf16":
             # 62 more layers of BF16 weights on top of the measured 2-layer residency.
             resident += 62 * params["layer_params"] * 2
-            fit = max(0, int((float(b) * 1e9 - resident) // kv16k))
             note = " (2 layers measured + 62 layers' bytes)"
-        else:
-            fit, note = r["kv_budget_max_seqs_16k"], ""
-        rows[(label, b)] = fit
-        base = rows.get(("bf16", b))
+        fit = seqs_16k(float(b), resident, quant["kv_bytes_per_block"], quant["kv_block_size"])
+        if label != "bf16" and float(b) == r["kv_budget_gb"] and fit != r["kv_budget_max_seqs_16k"]:
+            note += f" (xquant bench said {r['kv_budget_max_seqs_16k']})"
+        base = None if not runs["bf16"] else seqs_16k(
+            float(b), runs["bf16"]["resident_after_load_gib"] * GIB + 62 * params["layer_params"] * 2,
+            quant["kv_bytes_per_block"], quant["kv_block_size"])
         ratio = "–" if label == "bf16" else ("BF16 fits none" if not base else f"{fit / base:.2f}×")
         print(f"| {label} | {b} | {resident / 1e9:.2f}{note} | {fit} | {ratio} |")
 PY

@@ -23,7 +23,7 @@ os.environ["XQUANT_CUDA_W4A8"] = "2"  # read once when the provider starts
 import torch   # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cuda import BF16, F8, Shim, bench_into, fmt, ncopies, ratio  # noqa: E402
+from bench_cuda import BF16, F8, bench_into, fmt, ncopies, open_bench, ratio  # noqa: E402
 
 FORCE_W4A8 = 6
 
@@ -46,17 +46,9 @@ def sanity(shim, dev, N, K, G, M):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shim", required=True)
-    ap.add_argument("--plugin", required=True)
-    ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--ms", default="1,16,32,64,128,256,1024,4096")
     ap.add_argument("--shapes", default="4096x4096,4096x14336,14336x4096,8192x28672")
-    args = ap.parse_args()
-    torch.manual_seed(0)
-    dev = torch.device("cuda")
-    shim = Shim(args.shim, args.plugin)
-    name = torch.cuda.get_device_name(0)
-    print(f"device: {name}; torch {torch.__version__}; plugin: {shim.why}", flush=True)
+    args, shim, dev, name = open_bench(ap)
     ms = [int(m) for m in args.ms.split(",")]
     rows, checks = [], []
     for shape in args.shapes.split(","):

@@ -32,7 +32,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cuda import BF16, F8, I8, Shim, bench, bench_into, fmt, ncopies  # noqa: E402
+from bench_cuda import BF16, F8, I8, bench, bench_into, fmt, ncopies, open_bench  # noqa: E402
 
 ROUTE_ENV = "XQUANT_CUDA_W8A8_GEMM"
 CONFIG_ENV = "XQUANT_CUDA_W8A8_CONFIG"
@@ -47,18 +47,10 @@ F8_CONFIGS = ["f8_64x64_c1x8", "f8_64x128_c2x1_pp", "f8_128x128_c2x1_coop", "f8_
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shim", required=True)
-    ap.add_argument("--plugin", required=True)
-    ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--ms", default="1,16,32,64,128,256,1024,4096")
     ap.add_argument("--shapes", default="4096x4096,4096x14336,14336x4096,8192x28672")
     ap.add_argument("--no-configs", action="store_true", help="skip the per-configuration sweep")
-    args = ap.parse_args()
-    torch.manual_seed(0)
-    dev = torch.device("cuda")
-    shim = Shim(args.shim, args.plugin)
-    name = torch.cuda.get_device_name(0)
-    print(f"device: {name}; torch {torch.__version__}; plugin: {shim.why}", flush=True)
+    args, shim, dev, name = open_bench(ap)
     lib = shim.lib
 
     rows = []
