@@ -32,37 +32,7 @@ if [ "${REUSE_MODELS:-0}" = 1 ] && [ -f $dir/bf16/config.json ]; then
   echo "reusing the models in $dir"
 else
 rm -rf $dir && mkdir -p $dir/bf16
-python3 - $dir/bf16 $layers <<'PY'
-import json, sys, torch
-from safetensors.torch import save_file
-out, L = sys.argv[1], int(sys.argv[2])
-H, I, NH, KVH, V, HD = 4096, 14336, 32, 8, 128256, 128
-cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": H, "intermediate_size": I,
-       "num_hidden_layers": L, "num_attention_heads": NH, "num_key_value_heads": KVH, "vocab_size": V,
-       "head_dim": HD, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 131072,
-       "rope_scaling": {"rope_type": "llama3", "type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                        "original_max_position_embeddings": 8192},
-       "tie_word_embeddings": False, "torch_dtype": "bfloat16", "bos_token_id": 128000, "eos_token_id": 128001,
-       "hidden_act": "silu", "attention_bias": False, "mlp_bias": False}
-json.dump(cfg, open(f"{out}/config.json", "w"), indent=1)
-g = torch.Generator(device="cuda").manual_seed(0)
-def w(*shape, std=0.02):
-    return (torch.randn(*shape, generator=g, device="cuda", dtype=torch.float32) * std).to(torch.bfloat16).cpu()
-t = {"model.embed_tokens.weight": w(V, H), "lm_head.weight": w(V, H), "model.norm.weight": torch.ones(H, dtype=torch.bfloat16)}
-for l in range(L):
-    p = f"model.layers.{l}."
-    t[p + "input_layernorm.weight"] = torch.ones(H, dtype=torch.bfloat16)
-    t[p + "post_attention_layernorm.weight"] = torch.ones(H, dtype=torch.bfloat16)
-    t[p + "self_attn.q_proj.weight"] = w(NH * HD, H)
-    t[p + "self_attn.k_proj.weight"] = w(KVH * HD, H)
-    t[p + "self_attn.v_proj.weight"] = w(KVH * HD, H)
-    t[p + "self_attn.o_proj.weight"] = w(H, NH * HD)
-    t[p + "mlp.gate_proj.weight"] = w(I, H)
-    t[p + "mlp.up_proj.weight"] = w(I, H)
-    t[p + "mlp.down_proj.weight"] = w(H, I)
-save_file(t, f"{out}/model.safetensors", metadata={"format": "pt"})
-print(f"wrote {L}-layer Llama-3.1-8B-shaped model, {sum(v.numel() for v in t.values())/1e9:.2f} G params")
-PY
+python3 "$(dirname "$0")/random_checkpoint.py" llama-3.1-8b $dir/bf16 --layers $layers
 # BF16_ONLY=1: the BF16 model and the copy rate only (scripts/gpu-pdl-bench.sh).
 if [ "${BF16_ONLY:-0}" != 1 ]; then
 t=$(date +%s)

@@ -55,35 +55,12 @@ import torch
 STEPS = 16
 PROMPT_LENS = (5, 17, 33, 64)
 
-# Real configs (the published config.json fields the engine and transformers
-# read), with num_hidden_layers set by --layers.
-CONFIGS = {
-    "llama-3.1-8b": {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
-        "intermediate_size": 14336, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
-        "vocab_size": 128256, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 131072,
-        "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                         "original_max_position_embeddings": 8192},
-        "tie_word_embeddings": False, "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
-        "bos_token_id": 128000, "eos_token_id": 128001},
-    "qwen2-7b": {
-        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584,
-        "intermediate_size": 18944, "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
-        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 32768,
-        "tie_word_embeddings": False, "hidden_act": "silu", "use_sliding_window": False, "sliding_window": None,
-        "max_window_layers": 28, "bos_token_id": 151643, "eos_token_id": 151643},
-    "qwen3-8b": {
-        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 4096,
-        "intermediate_size": 12288, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
-        "vocab_size": 151936, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 40960,
-        "tie_word_embeddings": False, "hidden_act": "silu", "attention_bias": False, "use_sliding_window": False,
-        "sliding_window": None, "max_window_layers": 36, "bos_token_id": 151643, "eos_token_id": 151645},
-    "mistral-7b": {
-        "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 4096,
-        "intermediate_size": 14336, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000,
-        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 32768, "sliding_window": None,
-        "tie_word_embeddings": False, "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2},
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from random_checkpoint import CONFIGS, write_checkpoint  # noqa: E402  (the scripts' shared configs and generator)
+
+# The real configs the logits part checks (scripts/random_checkpoint.py), with
+# num_hidden_layers set by --layers.
+LOGITS_CONFIGS = ("llama-3.1-8b", "qwen2-7b", "qwen3-8b", "mistral-7b")
 
 
 def log(*a):
@@ -215,32 +192,9 @@ def copy_bandwidth_gbs():
 
 
 def make_l31(layers, out_dir):
-    """The 8-layer Llama-3.1-8B-shaped BF16 checkpoint (random weights), written directly."""
-    from safetensors.torch import save_file
-    if os.path.exists(os.path.join(out_dir, "model.safetensors")):
-        return
-    os.makedirs(out_dir, exist_ok=True)
-    cfg = dict(CONFIGS["llama-3.1-8b"], num_hidden_layers=layers, torch_dtype="bfloat16")
-    json.dump(cfg, open(os.path.join(out_dir, "config.json"), "w"), indent=1)
-    H, I, NH, KVH, V, HD = 4096, 14336, 32, 8, 128256, 128
-    g = torch.Generator(device="cuda").manual_seed(0)
-
-    def w(*shape):
-        return (torch.randn(*shape, generator=g, device="cuda") * 0.02).to(torch.bfloat16).cpu()
-    t = {"model.embed_tokens.weight": w(V, H), "lm_head.weight": w(V, H),
-         "model.norm.weight": torch.ones(H, dtype=torch.bfloat16)}
-    for l in range(layers):
-        p = f"model.layers.{l}."
-        t[p + "input_layernorm.weight"] = torch.ones(H, dtype=torch.bfloat16)
-        t[p + "post_attention_layernorm.weight"] = torch.ones(H, dtype=torch.bfloat16)
-        t[p + "self_attn.q_proj.weight"] = w(NH * HD, H)
-        t[p + "self_attn.k_proj.weight"] = w(KVH * HD, H)
-        t[p + "self_attn.v_proj.weight"] = w(KVH * HD, H)
-        t[p + "self_attn.o_proj.weight"] = w(H, NH * HD)
-        t[p + "mlp.gate_proj.weight"] = w(I, H)
-        t[p + "mlp.up_proj.weight"] = w(I, H)
-        t[p + "mlp.down_proj.weight"] = w(H, I)
-    save_file(t, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    """The Llama-3.1-8B-shaped BF16 checkpoint (random weights, scripts/random_checkpoint.py), once."""
+    if not os.path.exists(os.path.join(out_dir, "model.safetensors")):
+        write_checkpoint("llama-3.1-8b", out_dir, layers)
 
 
 def xquant_bench(cli, model_dir, conc, lengths, graphs, json_path, extra=()):
@@ -410,7 +364,7 @@ def main():
     ap.add_argument("--work", default="/tmp/hf-compare")
     ap.add_argument("--parts", default="logits,generate,prefill")
     ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--configs", default=",".join(LOGITS_CONFIGS))
     ap.add_argument("--device", default="cuda", help="where transformers runs")
     ap.add_argument("--provider", default="cuda", help="the engine's kernel provider")
     ap.add_argument("--tiny", action="store_true", help="scaled-down configs (a CPU check of this script)")

@@ -28,43 +28,8 @@ layers=64
 budgets=${BUDGETS:-40 80}
 rm -rf "$dir" && mkdir -p "$dir/bf16-2" "$out"
 
-python3 - "$dir/bf16-2" <<'PY' || { echo "kv capacity: generating the 2-layer model failed"; exit 1; }
-import json, sys, torch
-from safetensors.torch import save_file
-out = sys.argv[1]
-# Qwen3-32B's config.json (Qwen/Qwen3-32B), with 2 layers.
-H, I, NH, KVH, HD, V, L = 5120, 25600, 64, 8, 128, 151936, 2
-cfg = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": H, "intermediate_size": I,
-       "num_hidden_layers": L, "num_attention_heads": NH, "num_key_value_heads": KVH, "head_dim": HD,
-       "vocab_size": V, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 40960,
-       "tie_word_embeddings": False, "torch_dtype": "bfloat16", "hidden_act": "silu", "attention_bias": False,
-       "bos_token_id": 151643, "eos_token_id": 151645}
-json.dump(cfg, open(f"{out}/config.json", "w"), indent=1)
-g = torch.Generator(device="cuda").manual_seed(0)
-def w(*shape, std=0.02):
-    return (torch.randn(*shape, generator=g, device="cuda", dtype=torch.float32) * std).to(torch.bfloat16).cpu()
-ones = lambda n: torch.ones(n, dtype=torch.bfloat16)
-t = {"model.embed_tokens.weight": w(V, H), "lm_head.weight": w(V, H), "model.norm.weight": ones(H)}
-for l in range(L):
-    p = f"model.layers.{l}."
-    t[p + "input_layernorm.weight"] = ones(H)
-    t[p + "post_attention_layernorm.weight"] = ones(H)
-    t[p + "self_attn.q_norm.weight"] = ones(HD)
-    t[p + "self_attn.k_norm.weight"] = ones(HD)
-    t[p + "self_attn.q_proj.weight"] = w(NH * HD, H)
-    t[p + "self_attn.k_proj.weight"] = w(KVH * HD, H)
-    t[p + "self_attn.v_proj.weight"] = w(KVH * HD, H)
-    t[p + "self_attn.o_proj.weight"] = w(H, NH * HD)
-    t[p + "mlp.gate_proj.weight"] = w(I, H)
-    t[p + "mlp.up_proj.weight"] = w(I, H)
-    t[p + "mlp.down_proj.weight"] = w(H, I)
-save_file(t, f"{out}/model.safetensors", metadata={"format": "pt"})
-layer = sum(v.numel() for k, v in t.items() if k.startswith("model.layers.0."))
-rest = sum(v.numel() for k, v in t.items() if not k.startswith("model.layers."))
-print(f"2-layer Qwen3-32B-shaped model: {layer / 1e6:.1f} M parameters a layer, {rest / 1e6:.1f} M outside the layers;"
-      f" 64 layers in BF16: {2 * (64 * layer + rest) / 1e9:.2f} GB")
-json.dump({"layer_params": layer, "other_params": rest}, open(f"{out}/../params.json", "w"))
-PY
+python3 "$here/random_checkpoint.py" qwen3-32b "$dir/bf16-2" --layers 2 --params-json "$dir/params.json" ||
+  { echo "kv capacity: generating the 2-layer model failed"; exit 1; }
 
 "$cli" quantize --model "$dir/bf16-2" --out "$dir/w4a16-2" --bits 4 --group-size 128 --sym 2>&1 | tail -1
 "$cli" quantize --model "$dir/bf16-2" --out "$dir/w8a8-2" --w8a8 dynamic --sym 2>&1 | tail -1

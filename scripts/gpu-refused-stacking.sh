@@ -18,32 +18,10 @@ cli=${1:?usage: gpu-refused-stacking.sh XQUANT_CLI OUT_DIR}
 out=${2:?usage: gpu-refused-stacking.sh XQUANT_CLI OUT_DIR}/refused-stacking
 dir=/tmp/gpueng-smol
 vocab=/work/shared/models/llama-vocabs/ggml-vocab-llama-bpe.gguf
-mkdir -p "$out" "$dir/bf16"
-python3 - "$dir/bf16" <<'PY'
-import json, sys, torch
-from safetensors.torch import save_file
-out = sys.argv[1]
-L, H, I, NH, KVH, HD, V = 30, 576, 1536, 9, 3, 64, 128256
-cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": H, "intermediate_size": I,
-       "num_hidden_layers": L, "num_attention_heads": NH, "num_key_value_heads": KVH, "vocab_size": V,
-       "head_dim": HD, "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "max_position_embeddings": 8192,
-       "tie_word_embeddings": False, "torch_dtype": "bfloat16", "bos_token_id": 128000, "eos_token_id": 128001,
-       "hidden_act": "silu", "attention_bias": False, "mlp_bias": False}
-json.dump(cfg, open(f"{out}/config.json", "w"), indent=1)
-g = torch.Generator().manual_seed(0)
-def w(*shape, std=0.02):
-    return (torch.randn(*shape, generator=g) * std).to(torch.bfloat16)
-t = {"model.embed_tokens.weight": w(V, H), "lm_head.weight": w(V, H), "model.norm.weight": torch.ones(H, dtype=torch.bfloat16)}
-for l in range(L):
-    p = f"model.layers.{l}."
-    t[p + "input_layernorm.weight"] = torch.ones(H, dtype=torch.bfloat16)
-    t[p + "post_attention_layernorm.weight"] = torch.ones(H, dtype=torch.bfloat16)
-    for name, shape in (("self_attn.q_proj", (NH * HD, H)), ("self_attn.k_proj", (KVH * HD, H)),
-                        ("self_attn.v_proj", (KVH * HD, H)), ("self_attn.o_proj", (H, NH * HD)),
-                        ("mlp.gate_proj", (I, H)), ("mlp.up_proj", (I, H)), ("mlp.down_proj", (H, I))):
-        t[p + name + ".weight"] = w(*shape)
-save_file(t, f"{out}/model.safetensors", metadata={"format": "pt"})
-PY
+rm -rf "$dir" && mkdir -p "$out"
+# SmolLM2-135M's shapes with Llama 3's vocabulary (untied: an lm_head of its own), weights drawn on the CPU.
+python3 "$(dirname "$0")/random_checkpoint.py" smollm2-135m "$dir/bf16" --vocab 128256 --set tie_word_embeddings=false \
+  --set bos_token_id=128000 --set eos_token_id=128001 --device cpu
 for f in compressed-tensors:ct xq:xq; do
   "$cli" quantize --model "$dir/bf16" --out "$dir/${f#*:}" --format "${f%%:*}" --bits 4 --group-size 64 --sym \
     > /dev/null 2> "$out/quantize-${f#*:}.err" || { echo "quantize ${f%%:*} failed"; tail -3 "$out/quantize-${f#*:}.err"; exit 1; }

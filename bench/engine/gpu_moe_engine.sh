@@ -29,41 +29,7 @@ vocab=${MOE_VOCAB:-512}
 dir=${MOE_DIR:-/tmp/gpueng-moe}
 rm -rf "$dir" && mkdir -p "$dir/bf16"
 t=$(date +%s)
-python3 - "$dir/bf16" "$layers" "$vocab" <<'PY'
-import json, sys, torch
-from safetensors.torch import save_file
-out, L, V = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-H, E, I, K, NH, KVH, HD = 2048, 128, 768, 8, 32, 4, 128
-cfg = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": H,
-       "intermediate_size": 6144, "moe_intermediate_size": I, "num_experts": E, "num_experts_per_tok": K,
-       "norm_topk_prob": True, "decoder_sparse_step": 1, "mlp_only_layers": [], "num_hidden_layers": L,
-       "num_attention_heads": NH, "num_key_value_heads": KVH, "head_dim": HD, "vocab_size": V,
-       "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 40960,
-       "tie_word_embeddings": False, "torch_dtype": "bfloat16", "hidden_act": "silu", "attention_bias": False}
-json.dump(cfg, open(f"{out}/config.json", "w"), indent=1)
-g = torch.Generator(device="cuda").manual_seed(0)
-def w(*shape, std=0.02):
-    return (torch.randn(*shape, generator=g, device="cuda", dtype=torch.float32) * std).to(torch.bfloat16).cpu()
-ones = lambda n: torch.ones(n, dtype=torch.bfloat16)
-t = {"model.embed_tokens.weight": w(V, H), "lm_head.weight": w(V, H), "model.norm.weight": ones(H)}
-for l in range(L):
-    p = f"model.layers.{l}."
-    t[p + "input_layernorm.weight"] = ones(H)
-    t[p + "post_attention_layernorm.weight"] = ones(H)
-    t[p + "self_attn.q_proj.weight"] = w(NH * HD, H)
-    t[p + "self_attn.k_proj.weight"] = w(KVH * HD, H)
-    t[p + "self_attn.v_proj.weight"] = w(KVH * HD, H)
-    t[p + "self_attn.o_proj.weight"] = w(H, NH * HD)
-    t[p + "self_attn.q_norm.weight"] = ones(HD)
-    t[p + "self_attn.k_norm.weight"] = ones(HD)
-    t[p + "mlp.gate.weight"] = w(E, H)
-    for e in range(E):
-        t[p + f"mlp.experts.{e}.gate_proj.weight"] = w(I, H)
-        t[p + f"mlp.experts.{e}.up_proj.weight"] = w(I, H)
-        t[p + f"mlp.experts.{e}.down_proj.weight"] = w(H, I)
-save_file(t, f"{out}/model.safetensors", metadata={"format": "pt"})
-print(f"wrote {L}-layer Qwen3-30B-A3B-shaped model (vocab {V}), {sum(v.numel() for v in t.values())/1e9:.2f} G params")
-PY
+python3 "$(dirname "$0")/../../scripts/random_checkpoint.py" qwen3-30b-a3b "$dir/bf16" --layers "$layers" --vocab "$vocab"
 echo "model: $(( $(date +%s) - t )) s"
 t=$(date +%s)
 "$cli" quantize --model "$dir/bf16" --out "$dir/w4a16-g128" --bits 4 --group-size 128 --sym 2>&1 | tail -2
