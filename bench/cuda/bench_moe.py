@@ -17,7 +17,8 @@ both W4A16 kernels forced: "mma" (XQUANT_CUDA_MOE_W4=fused, the mma.sync
 kernel of w4a16_gemm.cu) and "grouped" (XQUANT_CUDA_MOE_W4=grouped, the
 CUTLASS ptr-array mixed-input GEMM of moe_w4a16_sm90.cuh on the experts'
 cuda-w4a16-wgmma copies, the row gather inside the time), which is where
-the switch point comes from.
+the switch point comes from; and the grouped GEMM with its 64-token tile
+forced (XQUANT_CUDA_MOE_W4_TILE=64) beside its own choice of tile.
 Baselines, BF16 on the same (dequantized) weights, both given the tokens
 already sorted by expert and without any combine (in their favour):
   - loop: one cuBLAS GEMM per expert (torch.mm from Python, so with 128 experts
@@ -173,13 +174,18 @@ def main():
                     shim.check(lib.xqc_moe_qmatmul(table, E, k, x.data_ptr(), x.shape[0], K, ids.data_ptr(), T,
                                                    wts.data_ptr() if per_slot else None, y.data_ptr(), N, BF16), "moe")
 
-                def with_w4_mode(mode):
+                def with_w4_mode(mode, tile=None):
+                    env = {"XQUANT_CUDA_MOE_W4": mode}
+                    if tile:
+                        env["XQUANT_CUDA_MOE_W4_TILE"] = tile
+
                     def run(_):
-                        os.environ["XQUANT_CUDA_MOE_W4"] = mode
+                        os.environ.update(env)
                         try:
                             ours(0)
                         finally:
-                            os.environ.pop("XQUANT_CUDA_MOE_W4", None)
+                            for key in env:
+                                os.environ.pop(key, None)
                     return run
 
                 def ours_w8(_):
@@ -198,7 +204,8 @@ def main():
                     torch._grouped_mm(xs, w_t, offs=offs, out_dtype=torch.bfloat16)
 
                 methods = [("w4_fused", ours), ("bf16_fused", ours_bf16), ("bf16_loop", loop), ("bf16_grouped", grouped)]
-                methods += [("w4_mma", with_w4_mode("fused")), ("w4_grouped", with_w4_mode("grouped"))]
+                methods += [("w4_mma", with_w4_mode("fused")), ("w4_grouped", with_w4_mode("grouped")),
+                            ("w4_grouped64", with_w4_mode("grouped", "64"))]
                 if w8:
                     methods.append(("w8_fused", ours_w8))
 
@@ -285,12 +292,14 @@ def main():
     if any(r.get("w4_grouped") is not None for r in rows):
         lines += ["", "W4A16, both kernels forced (mma: XQUANT_CUDA_MOE_W4=fused; grouped: =grouped, the CUTLASS "
                   "ptr-array mixed-input GEMM) against torch grouped BF16:", "",
-                  "| model | GEMM | tokens/expert | W4A16 auto µs | mma µs | grouped µs | BF16 grouped µs | "
-                  "grouped BF16 / auto | grouped BF16 / mma | grouped BF16 / grouped | rel err grouped |",
-                  "|" + "---|" * 11]
+                  "| model | GEMM | tokens/expert | W4A16 auto µs | mma µs | grouped µs | grouped, 64-token tile µs | "
+                  "BF16 grouped µs | grouped BF16 / auto | grouped BF16 / mma | grouped BF16 / grouped | "
+                  "rel err grouped |",
+                  "|" + "---|" * 12]
         for r in rows:
             lines.append(f"| {r['model']} | {r['proj']} | {r['tokens_per_expert']} | {f(r['w4_fused'])} | "
-                         f"{f(r['w4_mma'])} | {f(r['w4_grouped'])} | {f(r['bf16_grouped'])} | "
+                         f"{f(r['w4_mma'])} | {f(r['w4_grouped'])} | {f(r.get('w4_grouped64'))} | "
+                         f"{f(r['bf16_grouped'])} | "
                          f"{times(r['bf16_grouped'], r['w4_fused'])} | {times(r['bf16_grouped'], r['w4_mma'])} | "
                          f"{times(r['bf16_grouped'], r['w4_grouped'])} | {err(r['rel_err_w4_grouped'])} |")
     if any(r["w8_fused"] is not None for r in rows):

@@ -6,7 +6,8 @@
 //     (combined rows summed with the router weights); bound as the other
 //     MoE suites, BF16 1e-2;
 //   - the mma.sync kernel (XQUANT_CUDA_MOE_W4=fused) on the same call, 1e-2.
-// Experts with 0, 1, 7 and 300 routed slots, both token tiles (64 and 128),
+// Experts with 0, 1, 7 and 300 routed slots, every token tile (32 with K
+// step 128, its fallback to 64 for groups of 64, 64 and 128),
 // 3 column tiles, groups of 64 and 128, per-channel, a ragged last group,
 // zero points, both x forms, with and without the combine, poisoned outputs,
 // ids outside [0, E) (rows left unwritten, nothing added), each call
@@ -271,7 +272,7 @@ void check_routing(const Experts& ex, const std::vector<int32_t>& ids, const std
   }
 }
 
-// The child of grouped_runs_in_a_child: one grouped call (both token tiles),
+// The child of grouped_runs_in_a_child: one grouped call (each token tile),
 // synchronized and compared with the mma.sync kernel. Skips unless started
 // as that child.
 TEST(MoeW4GroupedProbe, OneCallInAChild) {
@@ -283,7 +284,7 @@ TEST(MoeW4GroupedProbe, OneCallInAChild) {
   Experts ex(E, N, K, 128, true);
   std::string why;
   if (!grouped_here(ex.q, N, K, &why)) GTEST_SKIP() << why;
-  for (int64_t T : {40, 300}) {  // 64- and 128-token tiles
+  for (int64_t T : {40, 100, 300}) {  // 32-, 64- and 128-token tiles (mean 20, 50, 150 per expert)
     std::vector<int32_t> ids(T);
     for (int64_t t = 0; t < T; ++t) ids[t] = static_cast<int32_t>(t % E);
     std::vector<float> x(T * K);
@@ -346,8 +347,14 @@ std::vector<GroupedCase> grouped_cases() {
       {2, 256, 512, 128, false, {0, 1, 7, 300, 64, 130}},
       // 3 column tiles, groups of 64 with zero points, mean 75: 128-token tiles
       {4, 384, 1024, 64, true, {75, 0, 150, 75, 75, 1, 74, 150, 75, 75, 75, 25, 125, 75, 75, 75}},
-      // per-channel with zero points, mean 25: 64-token tiles
+      // per-channel with zero points, mean 25: 32-token tiles, K step 128
       {2, 128, 768, 768, true, {25, 0, 50, 7, 1, 43, 49, 25}},
+      // groups of 128, mean 21: 32-token tiles over experts of 0-40 rows
+      {2, 256, 1024, 128, false, {20, 0, 40, 31, 1, 33}},
+      // groups of 64 with zero points, mean 16: the 32-token tile needs K steps of 128, so 64-token tiles
+      {2, 256, 512, 64, true, {10, 50, 0, 4}},
+      // mean 34.5: 64-token tiles
+      {2, 128, 512, 128, false, {60, 30, 48, 0}},
       // a ragged last group (K = 576 = 4.5 groups of 128); an odd expert count (the pointer lists' alignment)
       {1, 128, 576, 128, false, {200, 3, 0, 97, 11}},
       // 9,000 slots: the many-block sort (moe_w8a8_sort past 8,192 slots)
@@ -450,6 +457,15 @@ TEST(MoeW4GroupedErrors, ForcedGroupedRefusesWhatItCannotRun) {
     W4Mode mode("sideways");
     EXPECT_EQ(P.vt->moe_qmatmul(P.state, &op), XQ_ERR_INVALID_ARGUMENT);
     EXPECT_NE(g_last_error.find("XQUANT_CUDA_MOE_W4"), std::string::npos) << g_last_error;
+  }
+  {
+    // A token tile the grouped GEMM does not have.
+    op.x.dtype = op.dst.dtype = XQ_DTYPE_BF16;
+    W4Mode mode("grouped");
+    ::setenv("XQUANT_CUDA_MOE_W4_TILE", "48", 1);
+    EXPECT_EQ(P.vt->moe_qmatmul(P.state, &op), XQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(g_last_error.find("XQUANT_CUDA_MOE_W4_TILE=48"), std::string::npos) << g_last_error;
+    ::unsetenv("XQUANT_CUDA_MOE_W4_TILE");
   }
 }
 

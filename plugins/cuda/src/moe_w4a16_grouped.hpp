@@ -34,8 +34,9 @@ namespace xqcuda {
 cudaError_t moe_w4a16_gather_rows(const void* x, int64_t K, int64_t x_div, const int32_t* row_slot,
                                   const int32_t* offsets, int E, int64_t n_slots, void* xs, cudaStream_t stream);
 
-// The token tile of the grouped GEMM (its wgmma N): 64 or 128 tokens.
-enum class MoeW4Tile : int { T64 = 64, T128 = 128 };
+// The token tile of the grouped GEMM (its wgmma N): 32 (K step 128; groups
+// of a multiple of 128 or K, else it runs as T64), 64 or 128 tokens.
+enum class MoeW4Tile : int { T32 = 32, T64 = 64, T128 = 128 };
 
 // One grouped GEMM: expert e multiplies its sorted rows xs[offsets[e] ..
 // offsets[e+1]) by its dequantized weights, y rows [rows][N] BF16 in the
@@ -64,8 +65,10 @@ const char* moe_w4a16_tile_name(MoeW4Tile t);
 cudaError_t moe_w4a16_grouped_gemm(const MoeW4Gemm& p, void* tables, void* (*workspace)(void*, size_t),
                                    void* workspace_ctx, int sm_count, cudaStream_t stream);
 
-// The two instantiations (moe_w4a16_sm90_t64.cu, moe_w4a16_sm90_t128.cu)
-// behind moe_w4a16_grouped_gemm.
+// The three instantiations (moe_w4a16_sm90_t32.cu, moe_w4a16_sm90_t64.cu,
+// moe_w4a16_sm90_t128.cu) behind moe_w4a16_grouped_gemm.
+cudaError_t moe_w4a16_grouped_gemm_t32(const MoeW4Gemm& p, void* tables, void* (*workspace)(void*, size_t),
+                                       void* ctx, int sm_count, cudaStream_t stream);
 cudaError_t moe_w4a16_grouped_gemm_t64(const MoeW4Gemm& p, void* tables, void* (*workspace)(void*, size_t),
                                        void* ctx, int sm_count, cudaStream_t stream);
 cudaError_t moe_w4a16_grouped_gemm_t128(const MoeW4Gemm& p, void* tables, void* (*workspace)(void*, size_t),

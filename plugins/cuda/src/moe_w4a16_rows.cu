@@ -33,7 +33,12 @@ cudaError_t moe_w4a16_gather_rows(const void* x, int64_t K, int64_t x_div, const
 }
 
 const char* moe_w4a16_tile_name(MoeW4Tile t) {
-  return t == MoeW4Tile::T64 ? "128x64x64 ptr-array cooperative" : "128x128x64 ptr-array cooperative";
+  switch (t) {
+    case MoeW4Tile::T32: return "128x32x128 ptr-array cooperative";
+    case MoeW4Tile::T64: return "128x64x64 ptr-array cooperative";
+    case MoeW4Tile::T128: return "128x128x64 ptr-array cooperative";
+  }
+  return "?";
 }
 
 // shapes, x/y pointers, x/y/scale strides, weight layouts: 7 arrays, each
@@ -47,8 +52,15 @@ cudaError_t moe_w4a16_grouped_gemm(const MoeW4Gemm& p, void* tables, void* (*wor
     return cudaErrorNotSupported;
   if (reinterpret_cast<uintptr_t>(p.xs) % 16 != 0 || reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
     return cudaErrorNotSupported;
-  return p.tile == MoeW4Tile::T64 ? moe_w4a16_grouped_gemm_t64(p, tables, workspace, workspace_ctx, sm_count, stream)
-                                  : moe_w4a16_grouped_gemm_t128(p, tables, workspace, workspace_ctx, sm_count, stream);
+  const bool k128_fits = p.group_size % 128 == 0 || p.group_size == p.K;
+  switch (p.tile) {
+    case MoeW4Tile::T32:
+      if (k128_fits) return moe_w4a16_grouped_gemm_t32(p, tables, workspace, workspace_ctx, sm_count, stream);
+      [[fallthrough]];
+    case MoeW4Tile::T64: return moe_w4a16_grouped_gemm_t64(p, tables, workspace, workspace_ctx, sm_count, stream);
+    case MoeW4Tile::T128: break;
+  }
+  return moe_w4a16_grouped_gemm_t128(p, tables, workspace, workspace_ctx, sm_count, stream);
 }
 
 }  // namespace xqcuda

@@ -142,11 +142,12 @@ struct ScaleAndZeroMainloop : Base {
   }
 };
 
-template <int TokenTile>
+template <int TokenTile, int KTile>
 struct GroupedW4 {
-  // 128 weight rows x TokenTile tokens x K 64: the dense kernel's
-  // cooperative tiles (K step 64 takes every group size its copy has).
-  using TileShape = Shape<_128, Int<TokenTile>, _64>;
+  // 128 weight rows x TokenTile tokens x KTile: the dense kernel's
+  // cooperative tiles (K step 64 takes every group size its copy has; 128
+  // takes groups of a multiple of 128 or K, w4a16_hopper_narrow.cu).
+  using TileShape = Shape<_128, Int<TokenTile>, Int<KTile>>;
   using Cluster = Shape<_1, _1, _1>;
   using ProblemShape = cutlass::gemm::GroupProblemShape<Shape<int, int, int>>;
   using LayoutX = cutlass::layout::ColumnMajor;  // x^T: K-major rows
@@ -207,10 +208,10 @@ __global__ void k_group_tables(int E, int N, int K, int G_, const int32_t* __res
   wls[e] = wl;
 }
 
-template <int TokenTile>
+template <int TokenTile, int KTile = 64>
 cudaError_t run(const MoeW4Gemm& p, void* tables, void* (*workspace)(void*, size_t), void* ctx, int sm_count,
                 cudaStream_t stream) {
-  using G = GroupedW4<TokenTile>;
+  using G = GroupedW4<TokenTile, KTile>;
   static_assert(sizeof(typename G::StrideX) <= 16 && sizeof(typename G::StrideY) <= 16 &&
                     sizeof(typename G::StrideS) <= 16 && sizeof(typename G::Shape3) <= 12 &&
                     sizeof(WeightLayout) <= 256,
