@@ -240,45 +240,51 @@ bool Model::choose_qmatmul_act(LinearWeights& lw) const {
   return false;
 }
 
-// Device providers: one upload of every float weight; the big host copies
-// are dropped (the norms stay: they are small and weight_bytes_per_token
-// counts them).
+// Device providers: a layer's float weights go up as soon as it is loaded
+// (load_weights) and their host copies are dropped, so a load holds one
+// layer's F32 on the host rather than the whole model's (a BF16 Qwen3-32B
+// would need 131 GB of host memory before its first upload); the norms stay
+// on the host too (they are small and weight_bytes_per_token counts them).
+void Model::upload_linear(LinearWeights& lw) {
+  const Kernels& k = *kernels_;
+  if (!lw.w.empty() && options_.device_weights == XQ_DTYPE_BF16 && bf16_matmul_runs(lw)) {
+    std::vector<uint16_t> h(lw.w.size());
+    for (size_t i = 0; i < h.size(); ++i) h[i] = sdk::f32_to_bf16(lw.w[i]);
+    lw.dw = upload_copy(k, h.data(), h.size(), "a BF16 Linear weight");
+    lw.act = XQ_DTYPE_BF16;
+    lw.bytes = h.size() * 2;
+    lw.layout = "bf16";
+  } else if (!lw.w.empty()) {
+    lw.dw = upload_copy(k, lw.w.data(), lw.w.size(), "a Linear weight");
+  }
+  lw.w.clear();
+  lw.w.shrink_to_fit();
+  if (!lw.bias.empty() && !lw.dbias) lw.dbias = upload_copy(k, lw.bias.data(), lw.bias.size(), "a Linear bias");
+}
+
+void Model::upload_layer(LayerWeights& l) {
+  const Kernels& k = *kernels_;
+  auto up = [&](const std::vector<float>& v) { return upload_copy(k, v.data(), v.size(), "a norm weight"); };
+  l.d_input_norm = up(l.input_norm);
+  l.d_post_norm = up(l.post_norm);
+  if (!l.q_norm.empty()) l.d_q_norm = up(l.q_norm);
+  if (!l.k_norm.empty()) l.d_k_norm = up(l.k_norm);
+  for (auto& lw : l.linears) upload_linear(lw);
+  if (l.qkv.desc) upload_linear(l.qkv);
+  if (l.gate_up.desc) upload_linear(l.gate_up);
+}
+
+// The rest once every layer is up: the embeddings (unless uploaded as stored,
+// device_tables.cpp), the final norm, RoPE factors and lm_head.
 void Model::upload_weights() {
   const Kernels& k = *kernels_;
   auto up = [&](const std::vector<float>& v, const char* what) { return upload_copy(k, v.data(), v.size(), what); };
-  const bool bf16 = options_.device_weights == XQ_DTYPE_BF16;
-  auto up_linear = [&](LinearWeights& lw) {
-    if (!lw.w.empty() && bf16 && bf16_matmul_runs(lw)) {
-      std::vector<uint16_t> h(lw.w.size());
-      for (size_t i = 0; i < h.size(); ++i) h[i] = sdk::f32_to_bf16(lw.w[i]);
-      lw.dw = upload_copy(k, h.data(), h.size(), "a BF16 Linear weight");
-      lw.act = XQ_DTYPE_BF16;
-      lw.bytes = h.size() * 2;
-      lw.layout = "bf16";
-      lw.w.clear();
-      lw.w.shrink_to_fit();
-    } else if (!lw.w.empty()) {
-      lw.dw = up(lw.w, "a Linear weight");
-      lw.w.clear();
-      lw.w.shrink_to_fit();
-    }
-    if (!lw.bias.empty()) lw.dbias = up(lw.bias, "a Linear bias");
-  };
-  if (!d_embed_ && !d_embed16_) d_embed_ = up(embed_, "the embeddings");  // else uploaded as stored (device_tables.cpp)
+  if (!d_embed_ && !d_embed16_) d_embed_ = up(embed_, "the embeddings");
   embed_.clear();
   embed_.shrink_to_fit();
   d_final_norm_ = up(final_norm_, "the final norm");
   if (!rope_factors_.empty()) d_rope_factors_ = up(rope_factors_, "the RoPE frequency factors");
-  for (auto& l : layers_) {
-    l.d_input_norm = up(l.input_norm, "a norm weight");
-    l.d_post_norm = up(l.post_norm, "a norm weight");
-    if (!l.q_norm.empty()) l.d_q_norm = up(l.q_norm, "a norm weight");
-    if (!l.k_norm.empty()) l.d_k_norm = up(l.k_norm, "a norm weight");
-    for (auto& lw : l.linears) up_linear(lw);
-    if (l.qkv.desc) up_linear(l.qkv);
-    if (l.gate_up.desc) up_linear(l.gate_up);
-  }
-  up_linear(lm_head_);
+  upload_linear(lm_head_);
 }
 
 bool Model::bf16_matmul_runs(const LinearWeights& lw) const {
@@ -438,8 +444,11 @@ void Model::load_weights() {
     }
   }
   load_phase("embedding");
+  const uint64_t available = weight_memory_available();
   for (int64_t l = 0; l < a.n_layers; ++l) {
     load_layer_weights(static_cast<int>(l));
+    if (on_device()) upload_layer(layers_[static_cast<size_t>(l)]);
+    if (l == 0) refuse_layers_beyond(available);
     // glibc raises its mmap threshold to the size of each mapped block
     // freed (up to 32 MiB; mallopt(3) M_MMAP_THRESHOLD), so after the first
     // Linear the 8-32 MiB transients (unpacked codes, the stacked gate|up
@@ -467,7 +476,7 @@ void Model::load_weights() {
     lm_head_.bytes = embed_.size() * sizeof(float) + embed_bf16_.size() * sizeof(uint16_t) + d_embed_.bytes();
   load_phase("lm_head");
   if (on_device()) upload_weights();
-  load_phase("upload of float weights");
+  load_phase("upload of float weights");  // the layers went up as they loaded
   for (int64_t l = 0; on_device() && l < a.n_layers; ++l)
     if (a.layers[static_cast<size_t>(l)].moe) layers_[static_cast<size_t>(l)].experts_fused = moe_experts_fuse(static_cast<int>(l));
   if (const char* e = std::getenv("XQUANT_DECODE_GRAPHS")) options_.decode_graphs = std::string(e) != "0";
@@ -512,21 +521,24 @@ uint64_t Model::weight_bytes_per_token() const { return counted_weight_bytes(tru
 
 uint64_t Model::counted_weight_bytes(bool top_k_experts_only) const {
   uint64_t b = lm_head_.bytes + final_norm_.size() * 4 + static_cast<uint64_t>(arch_.hidden) * 4;
-  for (size_t li = 0; li < layers_.size(); ++li) {
-    const LayerWeights& l = layers_[li];
-    b += (l.input_norm.size() + l.post_norm.size() + l.q_norm.size() + l.k_norm.size()) * 4;
-    std::vector<char> routed(l.linears.size(), 0);
-    const MoeDesc& m = arch_.layers[li].experts;
-    if (arch_.layers[li].moe)
-      for (const auto* set : {&m.gate, &m.up, &m.down})
-        for (int i : *set) routed[static_cast<size_t>(i)] = 1;
-    uint64_t experts = 0;
-    for (size_t i = 0; i < l.linears.size(); ++i)
-      (routed[i] ? experts : b) += l.linears[i].bytes + l.linears[i].bias.size() * 4;
-    // A token runs top_k of the n_experts (all experts of a layer have one shape).
-    b += top_k_experts_only && m.n_experts > 0 ? experts * static_cast<uint64_t>(m.top_k) / m.n_experts : experts;
-    for (const LinearWeights* lw : {&l.qkv, &l.gate_up}) b += lw->bytes + lw->bias.size() * 4;
-  }
+  for (size_t li = 0; li < layers_.size(); ++li) b += layer_weight_bytes(li, top_k_experts_only);
+  return b;
+}
+
+uint64_t Model::layer_weight_bytes(size_t li, bool top_k_experts_only) const {
+  const LayerWeights& l = layers_[li];
+  uint64_t b = (l.input_norm.size() + l.post_norm.size() + l.q_norm.size() + l.k_norm.size()) * 4;
+  std::vector<char> routed(l.linears.size(), 0);
+  const MoeDesc& m = arch_.layers[li].experts;
+  if (arch_.layers[li].moe)
+    for (const auto* set : {&m.gate, &m.up, &m.down})
+      for (int i : *set) routed[static_cast<size_t>(i)] = 1;
+  uint64_t experts = 0;
+  for (size_t i = 0; i < l.linears.size(); ++i)
+    (routed[i] ? experts : b) += l.linears[i].bytes + l.linears[i].bias.size() * 4;
+  // A token runs top_k of the n_experts (all experts of a layer have one shape).
+  b += top_k_experts_only && m.n_experts > 0 ? experts * static_cast<uint64_t>(m.top_k) / m.n_experts : experts;
+  for (const LinearWeights* lw : {&l.qkv, &l.gate_up}) b += lw->bytes + lw->bias.size() * 4;
   return b;
 }
 

@@ -86,6 +86,12 @@ struct ModelOptions {
   // too, as a device provider always runs them; a forward with layer taps
   // (calibration) keeps the host block of engine/moe_layer.cpp.
   bool moe_provider_ops = false;
+  // Bytes of the kernel provider's memory the weights may take; 0: no limit
+  // beyond a device provider's free memory at open. Once layer 0 is loaded,
+  // a model whose layers would need more (layer 0's bytes times the layers
+  // of its kind) is refused with XQ_ERR_OUT_OF_MEMORY, before the other
+  // layers are read or uploaded (engine/weight_fit.cpp).
+  uint64_t weight_memory_limit = 0;
 };
 
 // One Linear's weights as the engine runs them.
@@ -332,6 +338,7 @@ class Model {
   // forward's body: logits into *logits, or (ids != null) their argmax per row.
   void step(const std::vector<SequenceInput>& batch, std::vector<float>* logits, std::vector<int32_t>* ids);
   uint64_t counted_weight_bytes(bool top_k_experts_only) const;
+  uint64_t layer_weight_bytes(size_t layer, bool top_k_experts_only) const;  // as counted_weight_bytes
   void load_weights();
   void load_layer_weights(int layer);  // layer `layer` from the checkpoint into layers_
   void begin_on_demand();             // load_weights' end in layers_on_demand mode
@@ -388,7 +395,17 @@ class Model {
   void release_source(const TensorEntry& t);
   void release_module_source(const std::string& module);
   bool bf16_matmul_runs(const LinearWeights& lw) const;
-  void upload_weights();
+  void upload_linear(LinearWeights& lw);  // its float weight and bias to the device; host copy dropped
+  void upload_layer(LayerWeights& l);     // a loaded layer's float weights and norms
+  void upload_weights();                  // the embeddings, final norm, RoPE factors and lm_head
+  // The provider memory the weights may take (weight_fit.cpp): the device's
+  // free memory at open on a device provider, ModelOptions::weight_memory_limit
+  // where set (the smaller of the two); UINT64_MAX: no limit known.
+  uint64_t weight_memory_available() const;
+  // Called once layer 0 is loaded: refuses the model (XQ_ERR_OUT_OF_MEMORY,
+  // what was loaded released by the caller's unwinding) when its layers
+  // alone, at layer 0's bytes, need more than `available`.
+  void refuse_layers_beyond(uint64_t available) const;
   std::vector<float> read_vector(const std::string& name, int64_t expect) const;
 
   // Grow-only provider buffers of a device provider, one per use.

@@ -114,6 +114,30 @@ TEST(DeviceEngine, ProviderWithoutADeviceIsRefusedAtOpenWithItsReason) {
   }
 }
 
+// A model whose layers need more than the weight memory limit (or the
+// device's free memory) is refused once layer 0 is up, and what it had
+// uploaded is freed: the device's memory in use is back where it was.
+TEST(DeviceEngine, AModelThatDoesNotFitIsRefusedAndLeavesNothingAllocated) {
+  REQUIRE_GPU_MODEL(g);
+  xq_memory_info before{}, after{};
+  ASSERT_TRUE(g->kernels().memory_info(&before));
+  ModelOptions o;
+  o.provider = "cuda";
+  o.weight_memory_limit = 1;
+  try {
+    Model::open(rt(), kGguf, o);
+    FAIL() << "a model above the weight memory limit opened on cuda";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_OUT_OF_MEMORY);
+    const std::string what = e.what();
+    for (const char* part : {"does not fit", "on kernel provider 'cuda'", "the weight memory limit is", "nothing was kept"})
+      EXPECT_NE(what.find(part), std::string::npos) << part << " in: " << what;
+  }
+  ASSERT_TRUE(g->kernels().memory_info(&after));
+  EXPECT_LE(after.in_use, before.in_use + (2u << 20)) << "bytes in use before " << before.in_use << ", after "
+                                                      << after.in_use;
+}
+
 TEST(DeviceEngine, UnknownDeviceWeightsSettingIsRefused) {
   ::setenv("XQUANT_DEVICE_WEIGHTS", "fp8", 1);
   try {

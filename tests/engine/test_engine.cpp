@@ -250,3 +250,29 @@ TEST(Engine, PerplexityProtocolAndSanity) {
   EXPECT_NEAR(r1.mean_nll, s / 511, 1e-9);
   std::printf("stories260K perplexity (first 2000 tokens, ctx 512): %.4f\n", r.perplexity);
 }
+
+// ModelOptions::weight_memory_limit (engine/weight_fit.cpp): a model whose
+// layers need more is refused once layer 0 is loaded, with the sizes and the
+// limit named; one at the limit of its whole weight bytes opens and runs as
+// without the limit.
+TEST(Engine, WeightMemoryLimitRefusesAModelWhoseLayersDoNotFit) {
+  const uint64_t all = gguf().weight_bytes();
+  ModelOptions tight;
+  tight.weight_memory_limit = all / 2;  // five equal layers hold most of it
+  try {
+    Model::open(rt(), kGguf, tight);
+    FAIL() << "a model above the weight memory limit opened";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_OUT_OF_MEMORY);
+    const std::string what = e.what();
+    for (const char* part : {"does not fit", "its 5 layers need at least", "kernel provider 'cpu'",
+                             "as layer 0 loaded", "the weight memory limit is", "nothing was kept"})
+      EXPECT_NE(what.find(part), std::string::npos) << part << " in: " << what;
+  }
+  ModelOptions enough;
+  enough.weight_memory_limit = all;
+  auto m = Model::open(rt(), kGguf, enough);
+  GenerateOptions o;
+  o.n_tokens = 16;
+  EXPECT_EQ(generate(*m, "", o).full_text, generate(gguf(), "", o).full_text);
+}
