@@ -410,17 +410,18 @@ std::vector<uint16_t> run_in_mode(const Experts& ex, const char* mode, int tpe, 
   return dy.get<uint16_t>(T * N);
 }
 
-// `auto` takes the grouped GEMM from 16 slots per expert for experts of
-// K >= 8192 (Mixtral's down_proj: kMoeW4GroupedDeepK in
-// moe_w4a16_provider.cpp) and from 48 for shallower ones: its bytes are the
-// forced grouped GEMM's there and the mma.sync kernel's below. The routing
-// and x are the same for every mode of one case, so equal bytes mean the same
-// kernel ran.
-TEST(MoeW4GroupedAuto, DeepExpertsTakeTheGroupedGemmFrom16SlotsPerExpert) {
+// `auto` takes the grouped GEMM at any slots per expert for experts of
+// K >= 8192 (Mixtral's down_proj), from 32 for K <= 1024 (Qwen3-30B-A3B's
+// down_proj) and from 48 between (kMoeW4GroupedDeepK, kMoeW4GroupedShallowK
+// in moe_w4a16_provider.cpp): its bytes are the forced grouped GEMM's there
+// and the mma.sync kernel's below. The routing and x are the same for every
+// mode of one case, so equal bytes mean the same kernel ran.
+TEST(MoeW4GroupedAuto, DeepExpertsAlwaysShallowFrom32OthersFrom48SlotsPerExpert) {
   XQ_REQUIRE_GPU();
   const int64_t N = 128;
   for (const auto& [K, tpe, grouped] : std::vector<std::tuple<int64_t, int, bool>>{
-           {8192, 16, true}, {8192, 8, false}, {4096, 16, false}, {4096, 48, true}}) {
+           {8192, 4, true}, {8192, 16, true}, {1024, 16, false}, {1024, 32, true}, {4096, 32, false},
+           {4096, 48, true}}) {
     SCOPED_TRACE("K " + std::to_string(K) + ", " + std::to_string(tpe) + " slots per expert");
     Experts ex(4, N, K, 128, false);
     XQ_REQUIRE_W4_GROUPED(ex, N, K);

@@ -374,7 +374,7 @@ std::vector<uint16_t> qmatmul_bits(xq_qweight* qw, const std::vector<uint16_t>& 
 // to 12 rows) or the mma.sync GEMM. Its bytes equal the expected kernel's,
 // forced (op.i[7] = 3 Hopper, 1 mma.sync, 7 GEMV), on the same x, and differ
 // from another kernel's in every case (else the case could not tell).
-TEST(W4HopperDispatch, TallWeightsTakeTheHopperGemmFrom13RowsOthersFrom33) {
+TEST(W4HopperDispatch, TallWeightsTakeTheHopperGemmFrom17RowsOthersFrom33) {
   XQ_REQUIRE_GPU();
 #ifdef XQUANT_CUDA_HOPPER_W4
   if (!device_is_sm90()) GTEST_SKIP() << "needs an sm_90 GPU";
@@ -386,7 +386,7 @@ TEST(W4HopperDispatch, TallWeightsTakeTheHopperGemmFrom13RowsOthersFrom33) {
   const int64_t K = 4096;
   constexpr int64_t kHopper = 3, kMma = 1, kGemv = 7;
   for (const auto& [N, M, expected] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-           {8192, 12, kGemv}, {8192, 13, kHopper}, {8192, 24, kHopper}, {8192, 32, kHopper}, {4096, 16, kMma},
+           {8192, 12, kGemv}, {8192, 16, kMma}, {8192, 17, kHopper}, {8192, 24, kHopper}, {8192, 32, kHopper}, {4096, 16, kMma},
            {4096, 32, kMma}, {4096, 33, kHopper}, {4096, 48, kHopper}}) {
     SCOPED_TRACE("N " + std::to_string(N) + ", M " + std::to_string(M) + ", expected op.i[7] = " +
                  std::to_string(expected));

@@ -12,8 +12,8 @@
 //   auto (default)  the grouped GEMM from XQUANT_CUDA_MOE_W4_GROUPED_MIN_TPE
 //                   routing slots per expert on average, where this build and
 //                   GPU have it; without that variable from 48
-//                   (kMoeW4GroupedMinTpe), from 16 for experts of K >= 8192
-//                   (measured: docs/cuda.md "MoE benchmark");
+//                   (kMoeW4GroupedMinTpe), from 32 for experts of K <= 1024,
+//                   always for experts of K >= 8192 (measured, below);
 //   fused           always the mma.sync kernel;
 //   grouped         always the grouped GEMM; refused (XQ_ERR_UNSUPPORTED,
 //                   naming why) where it cannot run.
@@ -36,21 +36,21 @@ using xquant::sdk::format;
 namespace {
 
 // Mean routing slots per expert from which `auto` takes the grouped GEMM,
-// from bench_moe.py on the H200 (2026-12-01, docs/cuda.md "MoE benchmark"):
-// at 64 tokens per expert the grouped GEMM is 1.35-1.63x the mma.sync
-// kernel on Qwen3-30B-A3B and Mixtral gate|up and down, at 32 it is
-// 0.86-1.61x (it loses on both gate|up GEMMs), below that 0.58-1.32x.
+// by the experts' depth K (input columns), from bench_moe.py on an H100 with
+// the 32-token tile (2026-12-05, session forty; bench/cuda/results/
+// h100-moe-t32-s40.md; docs/cuda.md "MoE benchmark"), grouped / mma.sync us:
+//  - K >= 8192 (Mixtral down_proj, K = 14336): the grouped GEMM leads from 4
+//    slots per expert (134.9 / 162.5; 137.3 / 215.9 at 16): always;
+//  - K <= 1024 (Qwen3-30B-A3B down_proj, K = 768): from 32 (107.1 / 124.2;
+//    98.6 / 82.8 at 16);
+//  - between (Qwen3 gate|up, K = 2048; Mixtral gate|up, K = 4096): from 48
+//    (184.6 / 244.7 and 340.6 / 512.0 at 48; at 32 156.3 / 148.7 and
+//    276.0 / 285.0, a tie at best).
 constexpr int64_t kMoeW4GroupedMinTpe = 48;
-// Experts this deep (K, the input columns) take the grouped GEMM from 16
-// slots per expert: on Mixtral's down_proj (K = 14336, N = 4096, 8 experts)
-// the mma.sync kernel took 216 us at 16 tokens per expert against the grouped
-// GEMM's 164 on the H200 (2026-12-02, bench/cuda/results/h200-moe-bench-sort-rows.md)
-// and 215 / 267 us against 167 / 165 at 16 / 32 on the H100 (2026-12-05,
-// h100-moe-bench-s37.md); below 16 they tie (161 / 160 us at 4 on the H100).
-// The shallower GEMMs measured (K = 768, 2048, 4096) keep the mma.sync kernel
-// to 32 slots per expert.
-constexpr int64_t kMoeW4GroupedDeepK = 8192;
-constexpr int64_t kMoeW4GroupedDeepKMinTpe = 16;
+constexpr int64_t kMoeW4GroupedShallowK = 1024;  // experts this shallow take it from kMoeW4GroupedShallowKMinTpe
+constexpr int64_t kMoeW4GroupedShallowKMinTpe = 32;
+constexpr int64_t kMoeW4GroupedDeepK = 8192;  // experts this deep take it from kMoeW4GroupedDeepKMinTpe
+constexpr int64_t kMoeW4GroupedDeepKMinTpe = 1;
 
 enum class MoeW4Mode { Auto, Fused, Grouped };
 
@@ -82,7 +82,10 @@ MoeW4Tile tile_for(int64_t slots, int64_t E) {
 // The variable, or the measured default for experts of K input columns.
 int64_t min_tpe_for(int64_t K) {
   const char* e = std::getenv("XQUANT_CUDA_MOE_W4_GROUPED_MIN_TPE");
-  if (!e || !*e) return K >= kMoeW4GroupedDeepK ? kMoeW4GroupedDeepKMinTpe : kMoeW4GroupedMinTpe;
+  if (!e || !*e)
+    return K >= kMoeW4GroupedDeepK      ? kMoeW4GroupedDeepKMinTpe
+           : K <= kMoeW4GroupedShallowK ? kMoeW4GroupedShallowKMinTpe
+                                        : kMoeW4GroupedMinTpe;
   char* end = nullptr;
   const long long v = std::strtoll(e, &end, 10);
   if (*end || v < 1)

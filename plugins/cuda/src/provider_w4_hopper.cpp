@@ -61,12 +61,17 @@ bool cached_params_from_env() {
 // 4096x28672: 46.1 against 58.7), while on 4096 and 6144 rows the mma.sync
 // GEMM keeps 24 and 32 (4096x4096: 16.3 against 19.8 us). With the K-128
 // tiles of 16 and 32 tokens (w4h_resolve) this kernel also leads on those
-// three tall weights from 13 rows (at 16: 8192x28672 66.3 against 67.3 us,
+// three tall weights from 13 rows alone (at 16: 8192x28672 66.3 against 67.3 us,
 // 4096x28672 37.2 against 40.6, 4096x14336 20.8 against 24.8), while on
-// 4096 rows the mma.sync GEMM still keeps 32 (15.2 against 16.3 us).
+// 4096 rows the mma.sync GEMM still keeps 32 (15.2 against 16.3 us). In the
+// engine it does not (8 layers of the Llama-3.1-8B config, W4A16 g128,
+// `xquant bench --concurrency 16`, H100, session forty: TPOT 1.311 / 1.316 ms
+// from 13 rows against 1.298 / 1.300 from 17, both rounds), while from 17 rows
+// it does (concurrency 32: 1.527 / 1.534 against 1.568 / 1.561 with the
+// 64-token tiles there): the tall weights take it from 17 rows.
 constexpr int64_t kMinM = 33;
 constexpr int64_t kTallN = 8192;  // weights this tall take it from kTallMinM rows
-constexpr int64_t kTallMinM = 13;
+constexpr int64_t kTallMinM = 17;
 int64_t default_min_m(int64_t N) { return N >= kTallN ? kTallMinM : kMinM; }
 
 }  // namespace
