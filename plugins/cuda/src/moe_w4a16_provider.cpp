@@ -62,23 +62,6 @@ MoeW4Mode mode_from_env() {
   throw Error(XQ_ERR_INVALID_ARGUMENT, format("cuda: XQUANT_CUDA_MOE_W4=%s: expected auto, fused or grouped", e));
 }
 
-// XQUANT_CUDA_MOE_W4_TILE = 32 | 64 | 128 forces the grouped GEMM's token
-// tile (for A/B runs, bench/cuda/bench_moe.py); unset or `auto`: by the mean
-// slots per expert (tile_for below).
-MoeW4Tile tile_for(int64_t slots, int64_t E) {
-  const char* e = std::getenv("XQUANT_CUDA_MOE_W4_TILE");
-  if (e && *e && std::strcmp(e, "auto") != 0) {
-    if (std::strcmp(e, "32") == 0) return MoeW4Tile::T32;
-    if (std::strcmp(e, "64") == 0) return MoeW4Tile::T64;
-    if (std::strcmp(e, "128") == 0) return MoeW4Tile::T128;
-    throw Error(XQ_ERR_INVALID_ARGUMENT, format("cuda: XQUANT_CUDA_MOE_W4_TILE=%s: expected auto, 32, 64 or 128", e));
-  }
-  // The smallest tile the mean expert fits: fewer padded tokens per weight
-  // tile below 64, fewer weight re-reads per token above.
-  if (slots <= 32 * E) return MoeW4Tile::T32;
-  return slots <= 64 * E ? MoeW4Tile::T64 : MoeW4Tile::T128;
-}
-
 // The variable, or the measured default for experts of K input columns.
 int64_t min_tpe_for(int64_t K) {
   const char* e = std::getenv("XQUANT_CUDA_MOE_W4_GROUPED_MIN_TPE");
@@ -96,6 +79,23 @@ int64_t min_tpe_for(int64_t K) {
 
 #ifdef XQ_HAVE_MOE_W4_GROUPED
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// XQUANT_CUDA_MOE_W4_TILE = 32 | 64 | 128 forces the grouped GEMM's token
+// tile (for A/B runs, bench/cuda/bench_moe.py); unset or `auto`: by the mean
+// slots per expert (tile_for below).
+MoeW4Tile tile_for(int64_t slots, int64_t E) {
+  const char* e = std::getenv("XQUANT_CUDA_MOE_W4_TILE");
+  if (e && *e && std::strcmp(e, "auto") != 0) {
+    if (std::strcmp(e, "32") == 0) return MoeW4Tile::T32;
+    if (std::strcmp(e, "64") == 0) return MoeW4Tile::T64;
+    if (std::strcmp(e, "128") == 0) return MoeW4Tile::T128;
+    throw Error(XQ_ERR_INVALID_ARGUMENT, format("cuda: XQUANT_CUDA_MOE_W4_TILE=%s: expected auto, 32, 64 or 128", e));
+  }
+  // The smallest tile the mean expert fits: fewer padded tokens per weight
+  // tile below 64, fewer weight re-reads per token above.
+  if (slots <= 32 * E) return MoeW4Tile::T32;
+  return slots <= 64 * E ? MoeW4Tile::T64 : MoeW4Tile::T128;
+}
 
 #define XQ_MOE_W4G_CK(expr)                                                                           \
   do {                                                                                                \
