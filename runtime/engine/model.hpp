@@ -87,7 +87,7 @@ struct ModelOptions {
   // (calibration) keeps the host block of engine/moe_layer.cpp.
   bool moe_provider_ops = false;
   // Bytes of the kernel provider's memory the weights may take; 0: no limit
-  // beyond a device provider's free memory at open. Once layer 0 is loaded,
+  // beyond a device provider's free memory. Once layer 0 is loaded,
   // a model whose layers would need more (layer 0's bytes times the layers
   // of its kind) is refused with XQ_ERR_OUT_OF_MEMORY, before the other
   // layers are read or uploaded (engine/weight_fit.cpp).
@@ -398,8 +398,8 @@ class Model {
   void upload_linear(LinearWeights& lw);  // its float weight and bias to the device; host copy dropped
   void upload_layer(LayerWeights& l);     // a loaded layer's float weights and norms
   void upload_weights();                  // the embeddings, final norm, RoPE factors and lm_head
-  // The provider memory the weights may take (weight_fit.cpp): the device's
-  // free memory at open on a device provider, ModelOptions::weight_memory_limit
+  // The provider memory the layers may take (weight_fit.cpp): the device's
+  // free memory once the embeddings are up, ModelOptions::weight_memory_limit
   // where set (the smaller of the two); UINT64_MAX: no limit known.
   uint64_t weight_memory_available() const;
   // Called once layer 0 is loaded: refuses the model (XQ_ERR_OUT_OF_MEMORY,

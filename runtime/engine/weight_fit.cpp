@@ -47,7 +47,7 @@ void Model::refuse_layers_beyond(uint64_t available) const {
   const uint64_t need = per_layer * static_cast<uint64_t>(alike);
   if (need <= available) return;
   const bool device_bound = on_device() && (!options_.weight_memory_limit || available < options_.weight_memory_limit);
-  const std::string room = device_bound ? "only " + size_text(available) + " were free on the device at open"
+  const std::string room = device_bound ? "only " + size_text(available) + " were free on the device for the layers"
                                         : "the weight memory limit is " + size_text(available);
   fail(XQ_ERR_OUT_OF_MEMORY,
        "model '{}' does not fit: its {} {}layers need at least {} on kernel provider '{}' ({} each, as "
