@@ -10,6 +10,7 @@
 #include "core/runtime.hpp"
 #include "engine/device_weights.hpp"
 #include "engine/model.hpp"
+#include "../support/safetensors_file.hpp"
 
 #include <xquant/sdk/half.hpp>
 
@@ -36,39 +37,24 @@ const fs::path kHf = fs::path(XQUANT_SHARED_DIR) / "models/stories260K-hf";
 void write_rounded_copy(const fs::path& dir, bool bf16) {
   fs::create_directories(dir);
   fs::copy_file(kHf / "config.json", dir / "config.json", fs::copy_options::overwrite_existing);
-  std::ifstream in(kHf / "model.safetensors", std::ios::binary);
-  uint64_t n = 0;
-  in.read(reinterpret_cast<char*>(&n), 8);
-  std::string head(n, '\0');
-  in.read(head.data(), static_cast<std::streamsize>(n));
-  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nlohmann::json src = nlohmann::json::parse(head), out = nlohmann::json::object();
-  std::string body;
-  for (auto& [name, t] : src.items()) {
+  const test::SafetensorsFile src = test::read_safetensors(kHf / "model.safetensors");
+  test::SafetensorsWriter out;
+  for (auto& [name, t] : src.header.items()) {
     if (name == "__metadata__") continue;
     ASSERT_EQ(t["dtype"], "F32") << name;
-    const uint64_t b = t["data_offsets"][0], e = t["data_offsets"][1];
-    const size_t begin = body.size();
-    for (uint64_t i = b; i < e; i += 4) {
-      float v;
-      std::memcpy(&v, data.data() + i, 4);
+    std::string bytes;
+    for (float v : src.f32(t)) {
       const uint16_t h = sdk::f32_to_bf16(v);
       if (bf16) {
-        body.append(reinterpret_cast<const char*>(&h), 2);
+        bytes.append(reinterpret_cast<const char*>(&h), 2);
       } else {
         const float r = sdk::bf16_to_f32(h);
-        body.append(reinterpret_cast<const char*>(&r), 4);
+        bytes.append(reinterpret_cast<const char*>(&r), 4);
       }
     }
-    out[name] = {{"dtype", bf16 ? "BF16" : "F32"}, {"shape", t["shape"]}, {"data_offsets", {begin, body.size()}}};
+    out.add(name, bf16 ? "BF16" : "F32", t["shape"], bytes.data(), bytes.size());
   }
-  std::string h = out.dump();
-  h.append((8 - h.size() % 8) % 8, ' ');
-  std::ofstream f(dir / "model.safetensors", std::ios::binary);
-  const uint64_t hn = h.size();
-  f.write(reinterpret_cast<const char*>(&hn), 8);
-  f.write(h.data(), static_cast<std::streamsize>(h.size()));
-  f.write(body.data(), static_cast<std::streamsize>(body.size()));
+  out.write(dir / "model.safetensors");
 }
 
 }  // namespace

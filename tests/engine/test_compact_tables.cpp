@@ -12,6 +12,7 @@
 #include "core/runtime.hpp"
 #include "engine/compact_tables.hpp"
 #include "engine/model.hpp"
+#include "../support/safetensors_file.hpp"
 
 #include <xquant/sdk/dtype.hpp>
 #include <xquant/sdk/half.hpp>
@@ -87,41 +88,25 @@ std::vector<float> decode_logits(Model& m) {
 void write_rounded_copy(const fs::path& dir, xq_dtype t, bool stored16, bool untied) {
   fs::create_directories(dir);
   fs::copy_file(kHf / "config.json", dir / "config.json", fs::copy_options::overwrite_existing);
-  std::ifstream in(kHf / "model.safetensors", std::ios::binary);
-  uint64_t n = 0;
-  in.read(reinterpret_cast<char*>(&n), 8);
-  std::string head(n, '\0');
-  in.read(head.data(), static_cast<std::streamsize>(n));
-  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nlohmann::json src = nlohmann::json::parse(head), out = nlohmann::json::object();
-  std::string body;
+  const test::SafetensorsFile src = test::read_safetensors(kHf / "model.safetensors");
+  test::SafetensorsWriter out;
   auto put = [&](const std::string& name, const nlohmann::json& ti) {
-    const uint64_t b = ti["data_offsets"][0], e = ti["data_offsets"][1];
-    const size_t begin = body.size();
-    for (uint64_t i = b; i < e; i += 4) {
-      float v;
-      std::memcpy(&v, data.data() + i, 4);
+    std::string bytes;
+    for (float v : src.f32(ti)) {
       const uint16_t h = t == XQ_DTYPE_F16 ? sdk::f32_to_f16(v) : sdk::f32_to_bf16(v);
       if (stored16) {
-        body.append(reinterpret_cast<const char*>(&h), 2);
+        bytes.append(reinterpret_cast<const char*>(&h), 2);
       } else {
         const float r = t == XQ_DTYPE_F16 ? sdk::f16_to_f32(h) : sdk::bf16_to_f32(h);
-        body.append(reinterpret_cast<const char*>(&r), 4);
+        bytes.append(reinterpret_cast<const char*>(&r), 4);
       }
     }
-    out[name] = {{"dtype", stored16 ? sdk::dtype_name(t) : "F32"}, {"shape", ti["shape"]},
-                 {"data_offsets", {begin, body.size()}}};
+    out.add(name, stored16 ? sdk::dtype_name(t) : "F32", ti["shape"], bytes.data(), bytes.size());
   };
-  for (auto& [name, ti] : src.items())
+  for (auto& [name, ti] : src.header.items())
     if (name != "__metadata__") put(name, ti);
-  if (untied) put("lm_head.weight", src["model.embed_tokens.weight"]);
-  std::string h = out.dump();
-  h.append((8 - h.size() % 8) % 8, ' ');
-  std::ofstream f(dir / "model.safetensors", std::ios::binary);
-  const uint64_t hn = h.size();
-  f.write(reinterpret_cast<const char*>(&hn), 8);
-  f.write(h.data(), static_cast<std::streamsize>(h.size()));
-  f.write(body.data(), static_cast<std::streamsize>(body.size()));
+  if (untied) put("lm_head.weight", src.header["model.embed_tokens.weight"]);
+  out.write(dir / "model.safetensors");
 }
 
 }  // namespace

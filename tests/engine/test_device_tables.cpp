@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/runtime.hpp"
 #include "engine/model.hpp"
+#include "../support/safetensors_file.hpp"
 
 #include <xquant/sdk/half.hpp>
 
@@ -50,43 +51,23 @@ void write_bf16_copy(const fs::path& dir, bool own_lm_head) {
   config["tie_word_embeddings"] = !own_lm_head;
   config["torch_dtype"] = "bfloat16";
   std::ofstream(dir / "config.json") << config.dump(2);
-  std::ifstream in(kHf / "model.safetensors", std::ios::binary);
-  uint64_t n = 0;
-  in.read(reinterpret_cast<char*>(&n), 8);
-  std::string head(n, '\0');
-  in.read(head.data(), static_cast<std::streamsize>(n));
-  std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nlohmann::json src = nlohmann::json::parse(head), out = nlohmann::json::object();
-  std::string body;
-  auto add = [&](const std::string& name, const nlohmann::json& shape, const std::vector<uint16_t>& v) {
-    body.append(reinterpret_cast<const char*>(v.data()), v.size() * 2);
-    out[name] = {{"dtype", "BF16"}, {"shape", shape}, {"data_offsets", {body.size() - v.size() * 2, body.size()}}};
-  };
-  for (auto& [name, t] : src.items()) {
+  const test::SafetensorsFile src = test::read_safetensors(kHf / "model.safetensors");
+  test::SafetensorsWriter out;
+  for (auto& [name, t] : src.header.items()) {
     if (name == "__metadata__") continue;
-    const uint64_t b = t["data_offsets"][0], e = t["data_offsets"][1];
-    std::vector<uint16_t> v((e - b) / 4);
-    for (size_t i = 0; i < v.size(); ++i) {
-      float f;
-      std::memcpy(&f, data.data() + b + i * 4, 4);
-      v[i] = sdk::f32_to_bf16(f);
-    }
-    add(name, t["shape"], v);
+    const std::vector<float> f = src.f32(t);
+    std::vector<uint16_t> v(f.size());
+    for (size_t i = 0; i < v.size(); ++i) v[i] = sdk::f32_to_bf16(f[i]);
+    out.add(name, "BF16", t["shape"], v.data(), v.size() * 2);
     if (own_lm_head && name == "model.embed_tokens.weight") {
       const int64_t rows = t["shape"][0], cols = t["shape"][1];
       std::vector<uint16_t> r(v.size());
       for (int64_t i = 0; i < rows; ++i)
         std::memcpy(&r[static_cast<size_t>(i * cols)], &v[static_cast<size_t>((rows - 1 - i) * cols)], static_cast<size_t>(cols) * 2);
-      add("lm_head.weight", t["shape"], r);
+      out.add("lm_head.weight", "BF16", t["shape"], r.data(), r.size() * 2);
     }
   }
-  std::string h = out.dump();
-  h.append((8 - h.size() % 8) % 8, ' ');
-  std::ofstream f(dir / "model.safetensors", std::ios::binary);
-  const uint64_t hn = h.size();
-  f.write(reinterpret_cast<const char*>(&hn), 8);
-  f.write(h.data(), static_cast<std::streamsize>(h.size()));
-  f.write(body.data(), static_cast<std::streamsize>(body.size()));
+  out.write(dir / "model.safetensors");
 }
 
 // The model on cuda with the tables taken by `route` (stored or host) and

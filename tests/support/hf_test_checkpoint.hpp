@@ -8,6 +8,7 @@
 #pragma once
 
 #include "process_temp_dir.hpp"
+#include "safetensors_file.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -31,7 +32,7 @@ struct Cfg {
   double theta = 10000.0, eps = 1e-6;
 };
 
-using Tensors = std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>>;
+using Tensors = xquant::test::F32Tensors;
 
 inline Tensors make_weights(const Cfg& c, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -93,20 +94,7 @@ inline fs::path write_checkpoint(const Cfg& c, const Tensors& t) {
                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 16}};
   if (c.rope == "linear") cfg["rope_scaling"] = {{"type", "linear"}, {"factor", 4.0}};
   std::ofstream(dir / "config.json") << cfg.dump(2);
-  nlohmann::json header = nlohmann::json::object();
-  uint64_t off = 0;
-  for (const auto& [name, v] : t) {
-    uint64_t n = v.second.size() * 4;
-    header[name] = {{"dtype", "F32"}, {"shape", v.first}, {"data_offsets", {off, off + n}}};
-    off += n;
-  }
-  std::string h = header.dump();
-  while (h.size() % 8) h += ' ';
-  std::ofstream f(dir / "model.safetensors", std::ios::binary);
-  uint64_t hl = h.size();
-  f.write(reinterpret_cast<const char*>(&hl), 8);
-  f.write(h.data(), static_cast<std::streamsize>(h.size()));
-  for (const auto& [name, v] : t) f.write(reinterpret_cast<const char*>(v.second.data()), static_cast<std::streamsize>(v.second.size() * 4));
+  xquant::test::write_f32_safetensors(dir / "model.safetensors", t);
   return dir;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "process_temp_dir.hpp"
+#include "safetensors_file.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -25,7 +26,7 @@ struct Cfg {
   bool norm_topk = false;
 };
 
-using Tensors = std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>>;
+using Tensors = F32Tensors;
 
 inline std::string block(const Cfg& c, int64_t l) {
   return "model.layers." + std::to_string(l) + (c.type == "mixtral" ? ".block_sparse_moe." : ".mlp.");
@@ -104,21 +105,7 @@ inline std::filesystem::path write_checkpoint(const Cfg& c, const Tensors& t, co
   if (c.type != "mixtral") cfg["moe_intermediate_size"] = c.moe_inter;
   if (c.type == "qwen2_moe") cfg["shared_expert_intermediate_size"] = c.shared;
   std::ofstream(dir / "config.json") << cfg.dump(2);
-  nlohmann::json header = nlohmann::json::object();
-  uint64_t off = 0;
-  for (const auto& [name, v] : t) {
-    uint64_t n = v.second.size() * 4;
-    header[name] = {{"dtype", "F32"}, {"shape", v.first}, {"data_offsets", {off, off + n}}};
-    off += n;
-  }
-  std::string h = header.dump();
-  while (h.size() % 8) h += ' ';
-  std::ofstream f(dir / "model.safetensors", std::ios::binary);
-  uint64_t hl = h.size();
-  f.write(reinterpret_cast<const char*>(&hl), 8);
-  f.write(h.data(), static_cast<std::streamsize>(h.size()));
-  for (const auto& [name, v] : t)
-    f.write(reinterpret_cast<const char*>(v.second.data()), static_cast<std::streamsize>(v.second.size() * 4));
+  write_f32_safetensors(dir / "model.safetensors", t);
   return dir;
 }
 
