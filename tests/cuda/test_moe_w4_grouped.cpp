@@ -410,13 +410,13 @@ std::vector<uint16_t> run_in_mode(const Experts& ex, const char* mode, int tpe, 
   return dy.get<uint16_t>(T * N);
 }
 
-// `auto` takes the grouped GEMM at any slots per expert for experts of
+// `auto` takes the grouped GEMM from 1 slot per expert for experts of
 // K >= 8192 (Mixtral's down_proj), from 32 for K <= 1024 (Qwen3-30B-A3B's
 // down_proj) and from 48 between (kMoeW4GroupedDeepK, kMoeW4GroupedShallowK
 // in moe_w4a16_provider.cpp): its bytes are the forced grouped GEMM's there
 // and the mma.sync kernel's below. The routing and x are the same for every
 // mode of one case, so equal bytes mean the same kernel ran.
-TEST(MoeW4GroupedAuto, DeepExpertsAlwaysShallowFrom32OthersFrom48SlotsPerExpert) {
+TEST(MoeW4GroupedAuto, DeepExpertsFrom1ShallowFrom32OthersFrom48SlotsPerExpert) {
   XQ_REQUIRE_GPU();
   const int64_t N = 128;
   for (const auto& [K, tpe, grouped] : std::vector<std::tuple<int64_t, int, bool>>{

@@ -13,7 +13,7 @@
 //                   routing slots per expert on average, where this build and
 //                   GPU have it; without that variable from 48
 //                   (kMoeW4GroupedMinTpe), from 32 for experts of K <= 1024,
-//                   always for experts of K >= 8192 (measured, below);
+//                   from 1 for experts of K >= 8192 (measured, below);
 //   fused           always the mma.sync kernel;
 //   grouped         always the grouped GEMM; refused (XQ_ERR_UNSUPPORTED,
 //                   naming why) where it cannot run.
@@ -40,7 +40,8 @@ namespace {
 // the 32-token tile (2026-12-05, session forty; bench/cuda/results/
 // h100-moe-t32-s40.md; docs/cuda.md "MoE benchmark"), grouped / mma.sync us:
 //  - K >= 8192 (Mixtral down_proj, K = 14336): the grouped GEMM leads from 4
-//    slots per expert (134.9 / 162.5; 137.3 / 215.9 at 16): always;
+//    slots per expert (134.9 / 162.5; 137.3 / 215.9 at 16): from 1 (fewer
+//    slots than experts, decode's, stay on the mma.sync kernel: not measured);
 //  - K <= 1024 (Qwen3-30B-A3B down_proj, K = 768): from 32 (107.1 / 124.2;
 //    98.6 / 82.8 at 16);
 //  - between (Qwen3 gate|up, K = 2048; Mixtral gate|up, K = 4096): from 48
