@@ -368,7 +368,7 @@ std::vector<uint16_t> qmatmul_bits(xq_qweight* qw, const std::vector<uint16_t>& 
   return dy.get<uint16_t>(M * N);
 }
 
-// The default dispatch hands W4A16 products to the Hopper GEMM from 13 rows on
+// The default dispatch hands W4A16 products to the Hopper GEMM from 17 rows on
 // weights of 8192 rows and more, from 33 on the others (default_min_m in
 // plugins/cuda/src/provider_w4_hopper.cpp); below that the TMA-ring GEMV (up
 // to 12 rows) or the mma.sync GEMM. Its bytes equal the expected kernel's,
@@ -386,8 +386,8 @@ TEST(W4HopperDispatch, TallWeightsTakeTheHopperGemmFrom17RowsOthersFrom33) {
   const int64_t K = 4096;
   constexpr int64_t kHopper = 3, kMma = 1, kGemv = 7;
   for (const auto& [N, M, expected] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-           {8192, 12, kGemv}, {8192, 16, kMma}, {8192, 17, kHopper}, {8192, 24, kHopper}, {8192, 32, kHopper}, {4096, 16, kMma},
-           {4096, 32, kMma}, {4096, 33, kHopper}, {4096, 48, kHopper}}) {
+           {8192, 12, kGemv}, {8192, 16, kMma}, {8192, 17, kHopper}, {8192, 24, kHopper}, {8192, 32, kHopper},
+           {4096, 16, kMma}, {4096, 32, kMma}, {4096, 33, kHopper}, {4096, 48, kHopper}}) {
     SCOPED_TRACE("N " + std::to_string(N) + ", M " + std::to_string(M) + ", expected op.i[7] = " +
                  std::to_string(expected));
     const HopperCase c{K, N, 128, false, false};
