@@ -1,11 +1,13 @@
 // model_api.cpp: the model half of the embedding C API (xquant.h):
-// xq_model_open/close/perplexity/generate and xq_string_free, over the
+// xq_model_open/open_ex/close/perplexity/generate and xq_string_free, over the
 // inference engine. Every call goes through capi::boundary, so failures are
 // a status plus xq_last_error(), never an exception across the C boundary.
 #include "capi/runtime_api.hpp"
+#include "engine/device_weights.hpp"
 #include "engine/evaluate.hpp"
 #include "engine/model.hpp"
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -17,6 +19,29 @@ struct xq_model {
 
 using namespace xquant;
 
+namespace {
+
+// ModelOptions from the C struct: the fields its struct_size covers, the
+// CLI's defaults for the rest (device weights as stored).
+ModelOptions model_options(const xq_model_options* options) {
+  ModelOptions mo;
+  mo.device_weights = XQ_DTYPE_INVALID;  // as stored: `xquant generate --device-weights auto`
+  if (!options) return mo;
+  if (options->struct_size < offsetof(xq_model_options, provider) + sizeof(options->provider))
+    fail(XQ_ERR_INVALID_ARGUMENT, "xq_model_options.struct_size is {}: set it to sizeof(xq_model_options)",
+         options->struct_size);
+  if (options->provider && *options->provider) mo.provider = options->provider;
+  if (XQ_HAS_FIELD(options, xq_model_options, tokenizer_from) && options->tokenizer_from)
+    mo.tokenizer_from = options->tokenizer_from;
+  if (XQ_HAS_FIELD(options, xq_model_options, device_weights) && options->device_weights && *options->device_weights)
+    mo.device_weights = device_weights_from_name(options->device_weights, "xq_model_options.device_weights");
+  if (XQ_HAS_FIELD(options, xq_model_options, weight_memory_limit))
+    mo.weight_memory_limit = options->weight_memory_limit;
+  return mo;
+}
+
+}  // namespace
+
 extern "C" {
 
 XQ_API xq_status xq_model_open(xq_runtime* runtime, const char* path, xq_model** out) {
@@ -25,6 +50,19 @@ XQ_API xq_status xq_model_open(xq_runtime* runtime, const char* path, xq_model**
       fail(XQ_ERR_INVALID_ARGUMENT, "xq_model_open: runtime, path and out must not be NULL");
     auto m = std::make_unique<xq_model>();
     m->model = Model::open(*runtime->runtime, path);
+    *out = m.release();
+  });
+}
+
+XQ_API xq_status xq_model_open_ex(xq_runtime* runtime, const char* path, const xq_model_options* options,
+                                  xq_model** out) {
+  return capi::boundary([&] {
+    if (!runtime || !runtime->runtime || !path || !out)
+      fail(XQ_ERR_INVALID_ARGUMENT, "xq_model_open_ex: runtime, path and out must not be NULL");
+    *out = nullptr;
+    const ModelOptions mo = model_options(options);
+    auto m = std::make_unique<xq_model>();
+    m->model = Model::open(*runtime->runtime, path, mo);
     *out = m.release();
   });
 }

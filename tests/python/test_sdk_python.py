@@ -39,6 +39,22 @@ output: {{path: {out}}}
                                  "tinystories_val.subset.txt")
         r = m.perplexity(text_path, ctx=256, max_tokens=2048)
         assert r["tokens_scored"] > 1000 and 1.0 < r["perplexity"] < 20.0, r
+    # Options of xq_model_open_ex: the vocabulary of another checkpoint, a weight memory limit.
+    with rt.open_model(os.path.join(os.path.dirname(model), "stories260K-hf"), provider="cpu",
+                       tokenizer_from=gguf, weight_memory_limit=1 << 30) as m:
+        assert m.generate("", n_tokens=16) == text, "stories260K-hf with the GGUF's vocabulary differs"
+    try:
+        rt.open_model(gguf, weight_memory_limit=1000)
+    except xquant.XquantError as e:
+        assert e.status_name == "out of memory" and "does not fit" in str(e), (e.status_name, str(e))
+    else:
+        raise AssertionError("a model above its weight memory limit must raise")
+    try:
+        rt.open_model(gguf, provider="no-such-provider")
+    except xquant.XquantError as e:
+        assert "no-such-provider" in str(e), str(e)
+    else:
+        raise AssertionError("an unknown provider must raise")
     try:
         rt.open_model(os.path.join(work, "no-such-model"))
     except xquant.XquantError as e:

@@ -69,8 +69,35 @@ XQ_API const char* xq_runtime_plugin_json(const xq_runtime* runtime, uint32_t in
 XQ_API xq_status xq_run_pipeline_file(xq_runtime* runtime, const char* path);
 XQ_API xq_status xq_run_pipeline_string(xq_runtime* runtime, const char* yaml, const char* base_dir);
 
-/* Models (the inference engine). */
+/* Models (the inference engine). xq_model_open: on the `cpu` provider. */
 XQ_API xq_status xq_model_open(xq_runtime* runtime, const char* path, xq_model** out);
+
+/* What xq_model_open_ex takes besides the path. Zero it, set struct_size to
+ * sizeof(xq_model_options); fields left NULL/0 keep their defaults, and a
+ * caller built against an older, shorter struct gets the defaults of the
+ * fields appended since. */
+typedef struct xq_model_options {
+  uint32_t struct_size;
+  uint32_t reserved;
+  /* Kernel provider plugin to run on ("cpu", "cuda"); NULL or "" = "cpu". A
+   * device provider keeps weights, activations and the KV cache in its
+   * memory; one that cannot run here is refused with its reason. */
+  const char* provider;
+  /* A checkpoint whose vocabulary the model uses when its own has none
+   * (the CLI's --tokenizer); NULL = the model's own. */
+  const char* tokenizer_from;
+  /* Dense weights on a device provider: "auto" (NULL, the default: as
+   * stored, BF16 for a BF16 checkpoint), "bf16" or "f32". */
+  const char* device_weights;
+  /* Bytes of the provider's memory the weights may take; 0 = no limit
+   * beyond a device's free memory. A model whose layers need more is
+   * refused after its first layer (XQ_ERR_OUT_OF_MEMORY), nothing kept. */
+  uint64_t weight_memory_limit;
+} xq_model_options;
+
+/* `options` may be NULL (the defaults above). */
+XQ_API xq_status xq_model_open_ex(xq_runtime* runtime, const char* path, const xq_model_options* options,
+                                  xq_model** out);
 XQ_API void xq_model_close(xq_model* model); /* accepts NULL */
 /* Perplexity of a text file with the protocol of docs/engine.md: ctx-token
  * windows (0 = 512), max_tokens 0 = all. Any out pointer may be NULL. */

@@ -45,6 +45,17 @@ class _RuntimeOptions(ctypes.Structure):
     ]
 
 
+class _ModelOptions(ctypes.Structure):  # xquant.h's xq_model_options
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("provider", ctypes.c_char_p),
+        ("tokenizer_from", ctypes.c_char_p),
+        ("device_weights", ctypes.c_char_p),
+        ("weight_memory_limit", ctypes.c_uint64),
+    ]
+
+
 def library_path() -> str:
     """The libxquant this package will load (see the module docstring)."""
     env = os.environ.get("XQUANT_LIBRARY")
@@ -89,6 +100,9 @@ def _load():
     lib.xq_run_pipeline_string.restype = ctypes.c_int
     lib.xq_model_open.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     lib.xq_model_open.restype = ctypes.c_int
+    lib.xq_model_open_ex.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(_ModelOptions),
+                                     ctypes.POINTER(ctypes.c_void_p)]
+    lib.xq_model_open_ex.restype = ctypes.c_int
     lib.xq_model_close.argtypes = [ctypes.c_void_p]
     lib.xq_model_close.restype = None
     lib.xq_model_perplexity.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint64,
@@ -169,9 +183,20 @@ class Runtime:
         base = os.fsencode(str(base_dir)) if base_dir is not None else None
         _check(_load().xq_run_pipeline_string(self._live(), yaml_text.encode(), base))
 
-    def open_model(self, path: str) -> "Model":
+    def open_model(self, path: str, provider: Optional[str] = None, tokenizer_from: Optional[str] = None,
+                   device_weights: Optional[str] = None, weight_memory_limit: int = 0) -> "Model":
+        """Opens a model on `provider` ("cpu" by default, "cuda" on a GPU). tokenizer_from: a
+        checkpoint whose vocabulary to use when the model has none; device_weights: "auto"
+        (as stored), "bf16" or "f32" for dense weights on a device; weight_memory_limit: bytes
+        the weights may take (0: the device's free memory). xquant.h, xq_model_open_ex."""
+        o = _ModelOptions()
+        o.struct_size = ctypes.sizeof(_ModelOptions)
+        o.provider = provider.encode() if provider else None
+        o.tokenizer_from = os.fsencode(str(tokenizer_from)) if tokenizer_from else None
+        o.device_weights = device_weights.encode() if device_weights else None
+        o.weight_memory_limit = weight_memory_limit
         handle = ctypes.c_void_p()
-        _check(_load().xq_model_open(self._live(), os.fsencode(str(path)), ctypes.byref(handle)))
+        _check(_load().xq_model_open_ex(self._live(), os.fsencode(str(path)), ctypes.byref(o), ctypes.byref(handle)))
         return Model(handle, self)
 
 
