@@ -117,7 +117,7 @@ def main():
     try:
         with open(st_path, "rb") as fin, open(os.path.join(out, "model.safetensors"), "wb") as fout:
             fout.write(struct.pack("<Q", len(blob)) + blob)
-            for i, (name, e) in enumerate(entries):
+            for name, e in entries:
                 begin, end = e["data_offsets"]
                 fin.seek(data_start + begin)
                 left = end - begin

@@ -40,31 +40,31 @@ ModelOptions model_options(const xq_model_options* options) {
   return mo;
 }
 
+// Both open calls: the arguments checked, *out NULL until the model is open
+// (NULL options: the defaults, the `cpu` provider).
+xq_status open_model(const char* fn, xq_runtime* runtime, const char* path, const xq_model_options* options,
+                     xq_model** out) {
+  return capi::boundary([&] {
+    if (!runtime || !runtime->runtime || !path || !out)
+      fail(XQ_ERR_INVALID_ARGUMENT, "{}: runtime, path and out must not be NULL", fn);
+    *out = nullptr;
+    auto m = std::make_unique<xq_model>();
+    m->model = Model::open(*runtime->runtime, path, model_options(options));
+    *out = m.release();
+  });
+}
+
 }  // namespace
 
 extern "C" {
 
 XQ_API xq_status xq_model_open(xq_runtime* runtime, const char* path, xq_model** out) {
-  return capi::boundary([&] {
-    if (!runtime || !runtime->runtime || !path || !out)
-      fail(XQ_ERR_INVALID_ARGUMENT, "xq_model_open: runtime, path and out must not be NULL");
-    auto m = std::make_unique<xq_model>();
-    m->model = Model::open(*runtime->runtime, path);
-    *out = m.release();
-  });
+  return open_model("xq_model_open", runtime, path, nullptr, out);
 }
 
 XQ_API xq_status xq_model_open_ex(xq_runtime* runtime, const char* path, const xq_model_options* options,
                                   xq_model** out) {
-  return capi::boundary([&] {
-    if (!runtime || !runtime->runtime || !path || !out)
-      fail(XQ_ERR_INVALID_ARGUMENT, "xq_model_open_ex: runtime, path and out must not be NULL");
-    *out = nullptr;
-    const ModelOptions mo = model_options(options);
-    auto m = std::make_unique<xq_model>();
-    m->model = Model::open(*runtime->runtime, path, mo);
-    *out = m.release();
-  });
+  return open_model("xq_model_open_ex", runtime, path, options, out);
 }
 
 XQ_API void xq_model_close(xq_model* model) { delete model; }

@@ -31,6 +31,8 @@ std::string size_text(uint64_t bytes) {
 
 }  // namespace
 
+// (memory_info also restarts the provider's peak window; the benchmark opens
+// its own window after the load, serve_bench.cpp.)
 uint64_t Model::weight_memory_available() const {
   uint64_t available = options_.weight_memory_limit ? options_.weight_memory_limit : UINT64_MAX;
   xq_memory_info mi{};
