@@ -119,6 +119,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--models", default="qwen3-30b-a3b,mixtral-8x7b")
     ap.add_argument("--tokens-per-expert", default="4,16,32,64,128,256,512,1024")
+    ap.add_argument("--projs", default="gate_up,down", help="projections to time: gate_up, down or both")
     ap.add_argument("--no-w8", action="store_true", help="skip the W8A8 INT8 experts")
     ap.add_argument("--skip", default="", help="methods (columns) not to time, comma-separated, e.g. bf16_loop,w8_coop")
     ap.add_argument("--probe", choices=("w4_grouped", "w8_pingpong"), help=argparse.SUPPRESS)
@@ -146,6 +147,8 @@ def main():
     for model in args.models.split(","):
         H, I, E, k = MODELS[model]
         for proj, (K, N) in (("gate_up", (H, 2 * I)), ("down", (I, H))):
+            if proj not in args.projs.split(","):
+                continue
             handles, dense = prepare_experts(shim, E, N, K, dev)
             w8 = [] if args.no_w8 else prepare_w8_experts(shim, dense)
             w8_arr = (ctypes.c_void_p * E)(*w8) if w8 else None

@@ -27,6 +27,14 @@ inline xq_device_tensor dtensor(xq_dtype dtype, std::initializer_list<int64_t> s
 inline xq_device_tensor f32(std::initializer_list<int64_t> shape, const float* data) {
   return sdk::device_tensor(XQ_DTYPE_F32, shape, data);
 }
+// A [rows, cols] column slice starting at `data` of a row-major matrix with
+// `ld` elements per row.
+inline xq_device_tensor column_slice(xq_dtype t, int64_t rows, int64_t cols, int64_t ld, const void* data) {
+  xq_device_tensor v = dtensor(t, {rows, cols}, data);
+  v.strides[0] = ld;
+  v.strides[1] = 1;
+  return v;
+}
 
 // Where an op built only to ask supports() points its operands. Providers
 // check operand alignment there (the cuda provider refuses a BF16/F16

@@ -82,6 +82,7 @@ Model::~Model() {
   if (!kernels_) return;
   for (auto& l : layers_) {
     for (auto& lw : l.linears) kernels_->release(lw.q);
+    for (auto& lw : l.expert_gate_up) kernels_->release(lw.q);
     kernels_->release(l.qkv.q);
     kernels_->release(l.gate_up.q);
   }
@@ -144,7 +145,7 @@ LinearWeights Model::load_linear(const LinearDesc& d) {
   return lw;
 }
 
-std::unique_ptr<LinearDesc> Model::stacked_desc(const LayerDesc& d, std::initializer_list<int> members,
+std::unique_ptr<LinearDesc> Model::stacked_desc(const LayerDesc& d, const std::vector<int>& members,
                                                 const char* name, std::vector<const LinearDesc*>& parts) {
   for (int i : members) parts.push_back(&d.linears[static_cast<size_t>(i)]);
   auto desc = std::make_unique<LinearDesc>(*parts[0]);
@@ -157,7 +158,7 @@ std::unique_ptr<LinearDesc> Model::stacked_desc(const LayerDesc& d, std::initial
   return desc;
 }
 
-LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
+LinearWeights Model::load_stacked(const LayerDesc& d, const std::vector<int>& members, LayerWeights& w,
                                   const char* name) {
   std::vector<const LinearDesc*> parts;
   auto desc = stacked_desc(d, members, name, parts);
@@ -210,6 +211,16 @@ LinearWeights Model::load_stacked(const LayerDesc& d, std::initializer_list<int>
   }
   keep_stacked(std::move(desc), parts, lw, w);
   return lw;
+}
+
+void Model::discard_stacked(LinearWeights& s, int members) {
+  if (s.q) {
+    kernels_->release(s.q);
+    n_quantized_ -= members;
+    load_stats_.repacked_bytes -= s.bytes;
+    load_stats_.repacked_linears -= members;
+  }
+  s = LinearWeights{};
 }
 
 void Model::keep_stacked(std::unique_ptr<LinearDesc> desc, const std::vector<const LinearDesc*>& parts,
@@ -272,6 +283,7 @@ void Model::upload_layer(LayerWeights& l) {
   for (auto& lw : l.linears) upload_linear(lw);
   if (l.qkv.desc) upload_linear(l.qkv);
   if (l.gate_up.desc) upload_linear(l.gate_up);
+  for (auto& lw : l.expert_gate_up) upload_linear(lw);
 }
 
 // The rest once every layer is up: the embeddings (unless uploaded as stored,
@@ -396,21 +408,14 @@ void Model::load_layer_weights(int l) {
     w.gate_up = load_stacked(d, {LayerDesc::kGate, LayerDesc::kUp}, w, "gate|up");
     if (!w.qkv.desc || !w.gate_up.desc) {  // both or neither: run_layer_stacked needs both
       // The members load one by one below and count themselves there.
-      auto discard = [&](LinearWeights& s, int members) {
-        if (s.q) {
-          kernels_->release(s.q);
-          n_quantized_ -= members;
-          load_stats_.repacked_bytes -= s.bytes;
-          load_stats_.repacked_linears -= members;
-        }
-        s = LinearWeights{};
-      };
-      discard(w.qkv, 3);
-      discard(w.gate_up, 2);
+      discard_stacked(w.qkv, 3);
+      discard_stacked(w.gate_up, 2);
     } else {
       mark_stacked(d, w, loaded);
     }
   }
+  if (d.moe && on_device() && !options_.dequantize_all && !options_.layers_on_demand)
+    stack_expert_gate_up(l, d, w, loaded);
   if (!on_device() && d.linears.size() > static_cast<size_t>(LayerDesc::kDown)) stack_host_layer(d, w, loaded);
   for (size_t i = 0; i < d.linears.size(); ++i)
     if (!loaded[i]) w.linears[i] = load_linear(d.linears[i]);
@@ -536,6 +541,7 @@ uint64_t Model::layer_weight_bytes(size_t li, bool top_k_experts_only) const {
   uint64_t experts = 0;
   for (size_t i = 0; i < l.linears.size(); ++i)
     (routed[i] ? experts : b) += l.linears[i].bytes + l.linears[i].bias.size() * 4;
+  for (const LinearWeights& lw : l.expert_gate_up) experts += lw.bytes + lw.bias.size() * 4;
   // A token runs top_k of the n_experts (all experts of a layer have one shape).
   b += top_k_experts_only && m.n_experts > 0 ? experts * static_cast<uint64_t>(m.top_k) / m.n_experts : experts;
   for (const LinearWeights* lw : {&l.qkv, &l.gate_up}) b += lw->bytes + lw->bias.size() * 4;
@@ -791,15 +797,6 @@ void Model::run_mlp(int layer, float* x, int64_t rows, float* h, float* g, float
 namespace {
 
 uint64_t element_bytes(xq_dtype t) { return t == XQ_DTYPE_F32 ? 4 : 2; }
-
-// A [rows, cols] column slice starting at `data` of a row-major matrix with
-// `ld` elements per row.
-xq_device_tensor column_slice(xq_dtype t, int64_t rows, int64_t cols, int64_t ld, const void* data) {
-  xq_device_tensor v = dtensor(t, {rows, cols}, data);
-  v.strides[0] = ld;
-  v.strides[1] = 1;
-  return v;
-}
 
 }  // namespace
 

@@ -127,6 +127,13 @@ struct LayerWeights {
   std::vector<std::unique_ptr<LinearDesc>> fused_desc;
   // Device providers: copies of the norm weights.
   DeviceBuffer d_input_norm, d_post_norm, d_q_norm, d_k_norm;
+  // Device providers, MoE layers: each routed expert's gate and up stacked
+  // along rows into one [2 x expert_intermediate, hidden] weight, so a step
+  // runs one moe_qmatmul (one sort, one activation quantization, one grouped
+  // GEMM) for both (engine/moe_stacking.cpp); empty when they are not
+  // stacked. Then the experts' gate and up entries in `linears` keep only
+  // their desc (layout "stacked into expert gate|up").
+  std::vector<LinearWeights> expert_gate_up;
   // Device providers, MoE layers: the routed experts run through the
   // provider's moe_qmatmul (else one GEMM per expert; engine/moe_device.cpp).
   bool experts_fused = false;
@@ -366,20 +373,26 @@ class Model {
   // adopted as one weight (empty when the provider cannot stack them, the
   // provider's reason in *refused when `refused` is not null); its counts in
   // `counts`, not yet in load_stats_.
-  LinearWeights adopt_stored_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
+  LinearWeights adopt_stored_stacked(const LayerDesc& d, const std::vector<int>& members, LayerWeights& w,
                                      const char* name, StoredCounts& counts, std::string* refused);
   // The Linears `members` of layer desc `d` stacked into one (empty, desc
   // null, when they cannot be: mixed or incompatible quantization).
-  LinearWeights load_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
+  LinearWeights load_stacked(const LayerDesc& d, const std::vector<int>& members, LayerWeights& w,
                              const char* name);
   // The description of the Linears `members` of `d` run as one (rows in
   // order; null when their inputs or biases differ), `parts` theirs.
-  static std::unique_ptr<LinearDesc> stacked_desc(const LayerDesc& d, std::initializer_list<int> members,
+  static std::unique_ptr<LinearDesc> stacked_desc(const LayerDesc& d, const std::vector<int>& members,
                                                   const char* name, std::vector<const LinearDesc*>& parts);
   // A stacked Linear's last steps: the parts' biases in order, its
   // description kept with the layer (lw.desc points at it).
   void keep_stacked(std::unique_ptr<LinearDesc> desc, const std::vector<const LinearDesc*>& parts, LinearWeights& lw,
                     LayerWeights& w);
+  // A stacked weight given up after load_stacked kept it: the provider's
+  // copy released and the load counts of its `members` Linears taken back.
+  void discard_stacked(LinearWeights& s, int members);
+  // Device providers, MoE layer `d`: every routed expert's gate|up stacked
+  // into w.expert_gate_up, or none of them (engine/moe_stacking.cpp).
+  void stack_expert_gate_up(int layer, const LayerDesc& d, LayerWeights& w, std::vector<bool>& loaded);
   bool choose_qmatmul_act(LinearWeights& lw) const;
   // Foreign (GGUF) blocks run in place by the provider (engine/foreign_blocks.cpp).
   bool load_foreign_linear(LinearWeights& lw, const std::vector<const LinearDesc*>& parts);

@@ -25,6 +25,7 @@ uint64_t linear_float_bytes(const LinearWeights& lw) { return floats(lw.w) + flo
 uint64_t layer_float_bytes(const LayerWeights& w) {
   uint64_t b = floats(w.input_norm) + floats(w.post_norm) + floats(w.q_norm) + floats(w.k_norm);
   for (const auto& lw : w.linears) b += linear_float_bytes(lw);
+  for (const auto& lw : w.expert_gate_up) b += linear_float_bytes(lw);
   return b + linear_float_bytes(w.qkv) + linear_float_bytes(w.gate_up);
 }
 
@@ -59,6 +60,7 @@ void Model::release_layer(int layer) {
     fail(XQ_ERR_INVALID_ARGUMENT, "release_layer: layer {} outside 0..{}", layer, arch_.n_layers - 1);
   LayerWeights& w = layers_[static_cast<size_t>(layer)];
   for (auto& lw : w.linears) kernels_->release(lw.q);
+  for (auto& lw : w.expert_gate_up) kernels_->release(lw.q);
   kernels_->release(w.qkv.q);
   kernels_->release(w.gate_up.q);
   w = LayerWeights{};  // a fresh object: the vectors' memory goes back

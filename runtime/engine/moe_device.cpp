@@ -73,14 +73,29 @@ struct ExpertSet {
   std::vector<const void*> dense;
 };
 
+void add_expert(ExpertSet& s, const LinearWeights& lw) {
+  if (lw.q) s.q.push_back(lw.q);
+  else s.dense.push_back(lw.dw.data());
+}
+
 ExpertSet expert_set(const LayerWeights& W, const std::vector<int>& linears) {
   ExpertSet s;
-  for (int i : linears) {
-    const LinearWeights& lw = W.linears[static_cast<size_t>(i)];
-    if (lw.q) s.q.push_back(lw.q);
-    else s.dense.push_back(lw.dw.data());
-  }
+  for (int i : linears) add_expert(s, W.linears[static_cast<size_t>(i)]);
   return s;
+}
+
+ExpertSet expert_set(const std::vector<LinearWeights>& experts) {
+  ExpertSet s;
+  for (const LinearWeights& lw : experts) add_expert(s, lw);
+  return s;
+}
+
+// The weights expert e's forward reads: its stacked gate|up and down, or
+// gate, up and down (engine/moe_stacking.cpp).
+std::vector<const LinearWeights*> expert_weights(const LayerWeights& W, const MoeDesc& m, int64_t e) {
+  auto lin = [&](int i) { return &W.linears[static_cast<size_t>(i)]; };
+  if (!W.expert_gate_up.empty()) return {&W.expert_gate_up[static_cast<size_t>(e)], lin(m.down[e])};
+  return {lin(m.gate[e]), lin(m.up[e]), lin(m.down[e])};
 }
 
 xq_moe_op moe_op(const ExpertSet& set, int64_t top_k) {
@@ -98,12 +113,11 @@ xq_moe_op moe_op(const ExpertSet& set, int64_t top_k) {
 bool Model::moe_experts_fuse(int layer) const {
   const MoeDesc& m = arch_.layers.at(static_cast<size_t>(layer)).experts;
   const LayerWeights& W = layers_[static_cast<size_t>(layer)];
-  const LinearWeights& g0 = W.linears[static_cast<size_t>(m.gate[0])];
+  const LinearWeights& g0 = *expert_weights(W, m, 0).front();
   const char* no = nullptr;
   for (int64_t e = 0; e < m.n_experts && !no; ++e)
-    for (int i : {m.gate[e], m.up[e], m.down[e]}) {
-      const LinearWeights& lw = W.linears[static_cast<size_t>(i)];
-      if (!lw.q != !g0.q || lw.act != g0.act || !lw.bias.empty() || (!lw.q && !lw.dw.data()))
+    for (const LinearWeights* lw : expert_weights(W, m, e)) {
+      if (!lw->q != !g0.q || lw->act != g0.act || !lw->bias.empty() || (!lw->q && !lw->dw.data()))
         no = "not all quantized or all dense on the device, with one activation dtype and no bias";
     }
   if (!no && !g0.q && g0.act == XQ_DTYPE_F32) no = "dense F32 experts (the grouped GEMM takes BF16/F16)";
@@ -116,14 +130,14 @@ bool Model::moe_experts_fuse(int layer) const {
     // operands' dtypes and returns before touching memory.
     float* const probe = support_probe();
     const int64_t H = arch_.hidden, I = m.expert_intermediate, k = m.top_k;
-    for (const auto* set : {&m.gate, &m.down}) {
-      const ExpertSet experts = expert_set(W, *set);
-      const bool down = set == &m.down;
+    const bool stacked = !W.expert_gate_up.empty();
+    for (const bool down : {false, true}) {
+      const ExpertSet experts = down ? expert_set(W, m.down) : stacked ? expert_set(W.expert_gate_up) : expert_set(W, m.gate);
       xq_moe_op op = moe_op(experts, k);
       op.x = dtensor(g0.act, {0, down ? I : H}, probe);
       op.expert_ids = dtensor(XQ_DTYPE_I32, {0, k}, probe);
       if (down) op.weights = dtensor(XQ_DTYPE_F32, {0, k}, probe);
-      op.dst = dtensor(g0.act, {0, down ? H : I}, probe);
+      op.dst = dtensor(g0.act, {0, down ? H : stacked ? 2 * I : I}, probe);
       if (kernels_->try_moe(op, &why) != XQ_OK) {
         no = "refused by the provider's moe_qmatmul";
         break;
@@ -153,7 +167,7 @@ void Model::moe_forward_device(int layer, const float* h, int64_t rows, float* x
   op.i[0] = m.norm_topk_prob ? 1 : 0;
   kernels_->run(op, "MOE_ROUTE");
 
-  if (W.experts_fused && fused_pays(W.linears[static_cast<size_t>(m.gate[0])], rows * k, E))
+  if (W.experts_fused && fused_pays(*expert_weights(W, m, 0).front(), rows * k, E))
     moe_experts_fused(layer, h, rows, ids, weights, x);
   else
     moe_experts_looped(layer, h, rows, ids, weights, x);
@@ -165,13 +179,15 @@ void Model::moe_experts_fused(int layer, const float* h, int64_t rows, const int
   const MoeDesc& m = arch_.layers.at(static_cast<size_t>(layer)).experts;
   const LayerWeights& W = layers_[static_cast<size_t>(layer)];
   const int64_t H = arch_.hidden, I = m.expert_intermediate, k = m.top_k, slots = rows * k;
-  const xq_dtype t = W.linears[static_cast<size_t>(m.gate[0])].act;  // the experts' QMATMUL activation dtype
-  const ExpertSet gate = expert_set(W, m.gate), up = expert_set(W, m.up), down = expert_set(W, m.down);
+  const xq_dtype t = expert_weights(W, m, 0).front()->act;  // the experts' QMATMUL activation dtype
+  const bool stacked = !W.expert_gate_up.empty();
   const int64_t eb = t == XQ_DTYPE_F32 ? 4 : 2;  // bytes per activation element
-  Carve c(static_cast<char*>(scratch(kMoeExperts, aligned(rows * H * eb) * 2 + 2 * aligned(slots * I * eb))));
+  // gu: gate's and up's outputs, [slots, 2I] from the stacked experts (the
+  // halves side by side in each row) or [slots, I] each, one after the other.
+  Carve c(static_cast<char*>(scratch(kMoeExperts, aligned(rows * H * eb) * 2 + aligned(2 * slots * I * eb) +
+                                                      (stacked ? aligned(slots * I * eb) : 0))));
   void* xb = c.take<char>(rows * H * eb);
-  void* g = c.take<char>(slots * I * eb);
-  void* u = c.take<char>(slots * I * eb);
+  char* gu = c.take<char>(2 * slots * I * eb);
   void* y = c.take<char>(rows * H * eb);
 
   xq_op cv = Kernels::op(XQ_OP_CONVERT);
@@ -179,21 +195,30 @@ void Model::moe_experts_fused(int layer, const float* h, int64_t rows, const int
   cv.dst = dtensor(t, {rows * H}, xb);
   kernels_->run(cv, "CONVERT (experts' input)");
   const xq_device_tensor id_t = dtensor(XQ_DTYPE_I32, {rows, k}, ids);
-  for (const auto& [set, out, what] : {std::tuple{&gate, g, "moe_qmatmul (experts' gate_proj)"},
-                                       std::tuple{&up, u, "moe_qmatmul (experts' up_proj)"}}) {
-    xq_moe_op op = moe_op(*set, k);
+  auto gate_or_up = [&](const ExpertSet& set, int64_t n, void* out, const char* what) {
+    xq_moe_op op = moe_op(set, k);
     op.x = dtensor(t, {rows, H}, xb);
     op.expert_ids = id_t;
-    op.dst = dtensor(t, {slots, I}, out);
+    op.dst = dtensor(t, {slots, n}, out);
     kernels_->run_moe(op, what);
-  }
+  };
   xq_op sw = Kernels::op(XQ_OP_SWIGLU);
-  sw.src[0] = dtensor(t, {slots, I}, g);
-  sw.src[1] = dtensor(t, {slots, I}, u);
-  sw.dst = sw.src[0];
+  if (stacked) {
+    gate_or_up(expert_set(W.expert_gate_up), 2 * I, gu, "moe_qmatmul (experts' gate|up_proj)");
+    sw.src[0] = column_slice(t, slots, I, 2 * I, gu);
+    sw.src[1] = column_slice(t, slots, I, 2 * I, gu + I * eb);
+    sw.dst = dtensor(t, {slots, I}, c.take<char>(slots * I * eb));
+  } else {
+    gate_or_up(expert_set(W, m.gate), I, gu, "moe_qmatmul (experts' gate_proj)");
+    gate_or_up(expert_set(W, m.up), I, gu + slots * I * eb, "moe_qmatmul (experts' up_proj)");
+    sw.src[0] = dtensor(t, {slots, I}, gu);
+    sw.src[1] = dtensor(t, {slots, I}, gu + slots * I * eb);
+    sw.dst = sw.src[0];
+  }
   kernels_->run(sw, "SWIGLU (experts)");
+  const ExpertSet down = expert_set(W, m.down);
   xq_moe_op op = moe_op(down, k);
-  op.x = dtensor(t, {slots, I}, g);
+  op.x = sw.dst;
   op.expert_ids = id_t;
   op.weights = f32({rows, k}, weights);
   op.dst = dtensor(t, {rows, H}, y);
@@ -223,13 +248,16 @@ void Model::moe_experts_looped(int layer, const float* h, int64_t rows, const in
     meta[static_cast<size_t>(r)] = static_cast<int32_t>(s / k);
     meta[static_cast<size_t>(slots + s)] = static_cast<int32_t>(r);
   }
-  Carve c(static_cast<char*>(
-      scratch(kMoeExperts, aligned(2 * slots * 4) + 2 * aligned(slots * H * 4) + 2 * aligned(slots * I * 4))));
+  const bool stacked = !W.expert_gate_up.empty();
+  Carve c(static_cast<char*>(scratch(kMoeExperts, aligned(2 * slots * 4) + 2 * aligned(slots * H * 4) +
+                                                      aligned(2 * slots * I * 4) + (stacked ? aligned(slots * I * 4) : 0))));
   auto* d_meta = c.take<int32_t>(2 * slots);
   float* xs = c.take<float>(slots * H);
-  float* g = c.take<float>(slots * I);
-  float* u = c.take<float>(slots * I);
+  // gu: [slots, 2I] from the stacked experts (gate's and up's halves side by
+  // side in each row), or gate's [slots, I] then up's.
+  float* gu = c.take<float>(2 * slots * I);
   float* ys = c.take<float>(slots * H);
+  float* act = stacked ? c.take<float>(slots * I) : gu;  // down_proj's input
   kernels_->upload(d_meta, meta.data(), meta.size() * sizeof(int32_t));
 
   xq_op gather = Kernels::op(XQ_OP_GET_ROWS);
@@ -241,17 +269,21 @@ void Model::moe_experts_looped(int layer, const float* h, int64_t rows, const in
   for (int64_t e = 0; e < E; ++e) {
     const int64_t r0 = begin[e], n = begin[e + 1] - r0;
     if (n == 0) continue;
-    linear(lin(m.gate[e]), xs + r0 * H, n, g + r0 * I, "expert gate_proj");
-    linear(lin(m.up[e]), xs + r0 * H, n, u + r0 * I, "expert up_proj");
+    if (stacked) {
+      linear(W.expert_gate_up[static_cast<size_t>(e)], xs + r0 * H, n, gu + r0 * 2 * I, "expert gate|up_proj");
+    } else {
+      linear(lin(m.gate[e]), xs + r0 * H, n, gu + r0 * I, "expert gate_proj");
+      linear(lin(m.up[e]), xs + r0 * H, n, gu + (slots + r0) * I, "expert up_proj");
+    }
   }
   xq_op sw = Kernels::op(XQ_OP_SWIGLU);
-  sw.src[0] = f32({slots, I}, g);
-  sw.src[1] = f32({slots, I}, u);
-  sw.dst = sw.src[0];
+  sw.src[0] = stacked ? column_slice(XQ_DTYPE_F32, slots, I, 2 * I, gu) : f32({slots, I}, gu);
+  sw.src[1] = stacked ? column_slice(XQ_DTYPE_F32, slots, I, 2 * I, gu + I) : f32({slots, I}, gu + slots * I);
+  sw.dst = f32({slots, I}, act);
   kernels_->run(sw, "SWIGLU (experts)");
   for (int64_t e = 0; e < E; ++e) {
     const int64_t r0 = begin[e], n = begin[e + 1] - r0;
-    if (n > 0) linear(lin(m.down[e]), g + r0 * I, n, ys + r0 * H, "expert down_proj");
+    if (n > 0) linear(lin(m.down[e]), act + r0 * I, n, ys + r0 * H, "expert down_proj");
   }
   xq_op comb = Kernels::op(XQ_OP_MOE_COMBINE);
   comb.dst = f32({rows, H}, x);

@@ -6,7 +6,7 @@
 #include "checkpoint/checkpoint.hpp"
 #include "engine/kernels.hpp"
 
-#include <initializer_list>
+#include <vector>
 
 namespace xquant {
 
@@ -15,7 +15,7 @@ namespace xquant {
 // stored (Model::adopt_stored) instead of stacking q|k|v and gate|up from
 // canonical tensors, which would repack them.
 bool stored_in_provider_layout(const Checkpoint& checkpoint, const Kernels& kernels, const LayerDesc& d,
-                               std::initializer_list<int> members);
+                               const std::vector<int>& members);
 
 // Whether a device provider with qweight_adopt_stacked takes stored q|k|v
 // and gate|up as one weight each (Model::adopt_stored_stacked): yes unless

@@ -85,7 +85,7 @@ void Model::attach_stored_copy(const std::vector<const TensorEntry*>& entries, c
   logger().debug("{}: the stored '{}' copy taken", module, extra);
 }
 
-LinearWeights Model::adopt_stored_stacked(const LayerDesc& d, std::initializer_list<int> members, LayerWeights& w,
+LinearWeights Model::adopt_stored_stacked(const LayerDesc& d, const std::vector<int>& members, LayerWeights& w,
                                           const char* name, StoredCounts& counts, std::string* refused) {
   std::vector<const LinearDesc*> parts;
   auto desc = stacked_desc(d, members, name, parts);
@@ -142,7 +142,7 @@ bool stack_stored_weights() {
 }
 
 bool stored_in_provider_layout(const Checkpoint& checkpoint, const Kernels& kernels, const LayerDesc& d,
-                               std::initializer_list<int> members) {
+                               const std::vector<int>& members) {
   for (int i : members) {
     if (i < 0 || static_cast<size_t>(i) >= d.linears.size()) return false;
     const TensorEntry* te = checkpoint.find(d.linears[static_cast<size_t>(i)].weight_name());

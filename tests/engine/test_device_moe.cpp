@@ -36,6 +36,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <utility>
 
 using namespace xquant;
 namespace fs = std::filesystem;
@@ -296,7 +297,11 @@ TEST_P(MoeDevice, W4A16ExpertsRunFusedAndMatchCpu) {
   ASSERT_TRUE(g) << why;
   for (int l = 0; l < g->arch().n_layers; ++l) EXPECT_TRUE(g->layer(l).experts_fused) << "layer " << l;
   const MoeDesc& m = g->arch().layers[0].experts;
-  EXPECT_NE(g->layer(0).linears[static_cast<size_t>(m.gate[0])].layout.find("w4a16"), std::string::npos);
+  // Each expert's gate and up run as one stacked weight (engine/moe_stacking.cpp).
+  ASSERT_EQ(g->layer(0).expert_gate_up.size(), static_cast<size_t>(m.n_experts));
+  EXPECT_EQ(g->layer(0).linears[static_cast<size_t>(m.gate[0])].layout, "stacked into expert gate|up");
+  EXPECT_NE(g->layer(0).expert_gate_up[0].layout.find("w4a16"), std::string::npos);
+  EXPECT_NE(g->layer(0).linears[static_cast<size_t>(m.down[0])].layout.find("w4a16"), std::string::npos);
   EXPECT_EQ(g->layer(0).linears[static_cast<size_t>(m.router)].q, nullptr);  // the router stays dense
   // The device runs W4A16 on BF16 activations; the cpu reference keeps
   // float activations (its INT4 decode default quantizes them to int8 per
@@ -332,8 +337,9 @@ TEST_P(MoeDevice, W8A8ExpertsMatchCpuAndReplayFromGraphs) {
   auto g = on_cuda(q, XQ_DTYPE_BF16, &why);
   ASSERT_TRUE(g) << why;
   const MoeDesc& m = g->arch().layers[0].experts;
-  EXPECT_NE(g->layer(0).linears[static_cast<size_t>(m.gate[0])].layout.find("w8a8-int8"), std::string::npos)
-      << g->layer(0).linears[static_cast<size_t>(m.gate[0])].layout;
+  ASSERT_EQ(g->layer(0).expert_gate_up.size(), static_cast<size_t>(m.n_experts));
+  EXPECT_NE(g->layer(0).expert_gate_up[0].layout.find("w8a8-int8"), std::string::npos)
+      << g->layer(0).expert_gate_up[0].layout;
   std::printf("%s W8A8 experts: %s\n", GetParam().c_str(),
               g->layer(0).experts_fused ? "fused (grouped INT8 GEMM)" : "per-expert loop (no fused W8A8 path here)");
   auto c = Model::open(rt(), q);
@@ -358,6 +364,46 @@ TEST_P(MoeDevice, W8A8ExpertsMatchCpuAndReplayFromGraphs) {
   auto eager = on_cuda(q, XQ_DTYPE_BF16, &why, false);
   ASSERT_TRUE(graphed && eager) << why;
   expect_graphs_replay_eager(*graphed, *eager, GetParam() + " W8A8 experts");
+}
+
+// Each expert's gate and up stacked into one weight at load, one
+// moe_qmatmul for both (engine/moe_stacking.cpp), against the two calls of
+// XQUANT_STACK_EXPERTS=0 on the same file, for BF16, W4A16 and W8A8
+// experts. The same rows meet the same weights; only a kernel's tiling of
+// the wider N may change the order of a sum, so logits within 1e-2 (BF16
+// noise) and the same greedy tokens (compare()). F32 experts stack too and
+// take the per-expert loop (F32AndBf16DenseExpertsMatchCpu).
+TEST_P(MoeDevice, StackedGateUpMatchesTwoCalls) {
+  std::string why;
+  if (!on_cuda(checkpoint(GetParam()), XQ_DTYPE_F32, &why)) GTEST_SKIP() << "cuda provider unusable here: " << why;
+  const std::pair<const char*, fs::path> files[] = {{"BF16", checkpoint(GetParam())},
+                                                    {"W4A16", rtn_w4a16(checkpoint(GetParam()))},
+                                                    {"W8A8", rtn_w8a8(checkpoint(GetParam()))}};
+  for (const auto& [label, path] : files) {
+    auto stacked = on_cuda(path, XQ_DTYPE_BF16, &why);
+    setenv("XQUANT_STACK_EXPERTS", "0", 1);
+    auto two_calls = on_cuda(path, XQ_DTYPE_BF16, &why);
+    unsetenv("XQUANT_STACK_EXPERTS");
+    ASSERT_TRUE(stacked && two_calls) << why;
+    const MoeDesc& m = stacked->arch().layers[0].experts;
+    for (int l = 0; l < stacked->arch().n_layers; ++l) {
+      EXPECT_EQ(stacked->layer(l).expert_gate_up.size(), static_cast<size_t>(m.n_experts)) << label << " layer " << l;
+      EXPECT_TRUE(two_calls->layer(l).expert_gate_up.empty()) << label << " layer " << l;
+      EXPECT_EQ(stacked->layer(l).experts_fused, two_calls->layer(l).experts_fused) << label << " layer " << l;
+    }
+    // Both hold the same weight bytes, counted the same way.
+    EXPECT_EQ(stacked->weight_bytes_per_token(), two_calls->weight_bytes_per_token()) << label;
+    compare(*two_calls, *stacked, 1e-2, (GetParam() + " " + label + " experts, gate|up stacked vs two calls").c_str());
+  }
+  setenv("XQUANT_STACK_EXPERTS", "yes", 1);
+  try {
+    on_cuda(checkpoint(GetParam()), XQ_DTYPE_BF16, &why);
+    ADD_FAILURE() << "XQUANT_STACK_EXPERTS=yes was not refused";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), XQ_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(e.what()).find("XQUANT_STACK_EXPERTS"), std::string::npos) << e.what();
+  }
+  unsetenv("XQUANT_STACK_EXPERTS");
 }
 
 TEST_P(MoeDevice, FusedDecodeStepsReplayFromGraphs) {
