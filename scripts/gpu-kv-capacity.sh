@@ -18,7 +18,8 @@
 # Hopper-layout copy of each weight, docs/cuda.md "cuda-w4a16-wgmma"). BF16
 # is loaded at 2 layers only; its 64-layer residency is that plus 62 layers'
 # weight bytes, an estimate the table marks as such. One model on disk at a
-# time (the 64-layer W8A8 file is about 35 GB). About 4 minutes.
+# time (the 64-layer W8A8 file is about 35 GB). More than 5 minutes on an H100 (2026-12-06: a
+# 300 s guard cut it in the W8A8 load; KV_SCHEMES=w4a16 about halves it).
 set -uo pipefail
 cli=${1:?usage: gpu-kv-capacity.sh XQUANT_CLI OUT_DIR}
 out=${2:?usage: gpu-kv-capacity.sh XQUANT_CLI OUT_DIR}/kv-capacity

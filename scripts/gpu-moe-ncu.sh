@@ -42,10 +42,11 @@ profile() {  # LABEL PROJECTION KEEP_COLUMN KERNEL_REGEX LAUNCHES [bench_moe.py 
 # The first W8A8 call of a projection: the sort (1 or 3 kernels), the row quantization (1 or 2), the
 # GEMM, the scatter (gate|up) or the combine (down): at most 7 launches (moe_w8a8_rows.cu, moe_w8a8_sm90.cuh).
 w8_kernels='k_sort|k_quantize|k_gather|k_scatter|k_combine|device_kernel'
-# torch's grouped GEMM: the first launch whose name looks like a GEMM (the columns skipped, --no-w8:
-# only elementwise kernels run before it).
+# torch's grouped GEMM: the first two launches whose names look like a GEMM (the columns skipped,
+# --no-w8: only elementwise kernels run before them): torch 2.11's prepare_grouped_gemm_data, then the
+# CUTLASS kernel (H100, 2026-12-06).
 bf16_kernels='device_kernel|grouped|Grouped|gemm|Gemm'
 for proj in ${MOE_NCU_PROJS:-gate_up down}; do
   profile "w8a8-$proj" "$proj" w8_fused "$w8_kernels" 7
-  profile "bf16-grouped-$proj" "$proj" bf16_grouped "$bf16_kernels" 1 --no-w8
+  profile "bf16-grouped-$proj" "$proj" bf16_grouped "$bf16_kernels" 2 --no-w8
 done

@@ -171,7 +171,9 @@ void compare(Model& cpu, Model& gpu, double bound, const char* what) {
     std::partial_sort(order.begin(), order.begin() + 2, order.end(), [&](int32_t a, int32_t b) { return rc[a] > rc[b]; });
     const int32_t tc = order[0];
     const int32_t tg = static_cast<int32_t>(std::max_element(rg.begin(), rg.end()) - rg.begin());
-    if (rc[order[0]] - rc[order[1]] < 2 * prompt_max_abs) {
+    // `<=`: an exact tie (two equal top logits; identical runs have a
+    // threshold of 0) has no argmax to judge.
+    if (rc[order[0]] - rc[order[1]] <= 2 * prompt_max_abs) {
       ++near_ties;
     } else {
       ++compared;
