@@ -8,9 +8,10 @@
 //   2. routed experts, one of two ways:
 //      - fused (experts the provider's moe_qmatmul takes: quantized ones,
 //        e.g. cuda-w4a16-mma, or dense BF16/F16 device weights passed as
-//        xq_moe_op.dense_experts): gate and up as one moe_qmatmul each over
-//        all experts, SWIGLU, down with the weighted combine inside, added
-//        to the residual stream; no host round trip, so a decode step can be
+//        xq_moe_op.dense_experts): gate and up as one moe_qmatmul over all
+//        experts (each expert's two weights stacked at load,
+//        engine/moe_stacking.cpp; else one call each), SWIGLU, down with
+//        the weighted combine inside, added to the residual stream; no host round trip, so a decode step can be
 //        recorded as a CUDA graph (vLLM's fused_moe scheme,
 //        vllm/model_executor/layers/fused_moe/fused_moe.py);
 //      - looped (F32 experts, or quantized ones moe_qmatmul refuses):
