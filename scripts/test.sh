@@ -277,8 +277,10 @@ if [ -x "$vllm_venv/bin/python" ]; then
   [ -n "$vllm_variants" ] && skipped+=("vLLM CPU interop: only $vllm_variants ran (CI budget; XQUANT_VLLM_VARIANTS=all runs every output); FP8 outputs are not covered (vLLM CPU runs FP8 only with AMX)")
   XQUANT_VLLM_INSTALL=0 XQUANT_VLLM_VARIANTS="$vllm_variants" light_interop "vLLM CPU interop" \
     tests/interop/vllm_cpu_interop.sh build
+  # Our MoE outputs (W4A16, W8A8 experts of a tiny qwen3_moe) served by vLLM's CPU MoE kernels (~1 min).
+  light_interop "vLLM CPU MoE interop" tests/interop/moe_vllm_interop.sh build
 elif [ "${XQUANT_SKIP_INTEROP:-0}" = 1 ]; then
-  skipped+=("vLLM CPU interop (tests/interop/vllm_cpu_interop.sh): XQUANT_SKIP_INTEROP=1")
+  skipped+=("vLLM CPU interop (tests/interop/vllm_cpu_interop.sh, moe_vllm_interop.sh): XQUANT_SKIP_INTEROP=1")
 else
-  skipped+=("vLLM CPU interop (tests/interop/vllm_cpu_interop.sh): no cached venv at $vllm_venv (its install, ~20 min, is not run in CI; run the script by hand once)")
+  skipped+=("vLLM CPU interop (tests/interop/vllm_cpu_interop.sh, moe_vllm_interop.sh): no cached venv at $vllm_venv (its install, ~20 min, is not run in CI; run vllm_cpu_interop.sh by hand once)")
 fi
