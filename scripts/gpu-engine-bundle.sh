@@ -32,6 +32,8 @@ for b in "${bins[@]}"; do
   mkdir -p "$stage/build/$(dirname "$rel")"
   cp "$f" "$stage/build/$rel"
 done
+# Optional: FlashInfer's decode attention against ours (bench/cuda/flashinfer_decode.cu), where built.
+[ -x "$build/bin/flashinfer_decode" ] && cp "$build/bin/flashinfer_decode" "$stage/build/bin/"
 # Plugins too: the registry reads the entry symbol from the dynamic symbol
 # table (runtime/plugins/elf_symbols.cpp), which strip keeps.
 find "$stage/build" -type f \( -perm -u+x -o -name '*.so*' \) -exec strip --strip-unneeded {} + 2>/dev/null || true

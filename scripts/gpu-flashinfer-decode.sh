@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# gpu-flashinfer-decode.sh BUILD_DIR OUT_DIR: on a GPU machine, FlashInfer's
+# paged decode attention against ours (bench/cuda/flashinfer_decode.cu: both
+# outputs compared first, then µs per call, K/V GB/s and the ratio) at
+# Llama-3.1-8B heads, FLASHINFER_ROWS (default 1,8,32,128) decode rows of
+# FLASHINFER_KEYS (default 128,1024,4096) keys. The binary is built where
+# scripts/fetch-flashinfer.sh put FlashInfer's headers and is bundled by
+# scripts/gpu-engine-bundle.sh. About 20 s on an H100 (2 GB pools).
+set -uo pipefail
+b=${1:?usage: gpu-flashinfer-decode.sh BUILD_DIR OUT_DIR}
+out=${2:?usage: gpu-flashinfer-decode.sh BUILD_DIR OUT_DIR}
+mkdir -p "$out"
+exe=$b/bin/flashinfer_decode
+[ -x "$exe" ] || { echo "flashinfer decode: $exe not built (scripts/fetch-flashinfer.sh, then reconfigure): NOT RUN"; exit 3; }
+timeout "${FLASHINFER_S:-120}" "$exe" --rows "${FLASHINFER_ROWS:-1,8,32,128}" --keys "${FLASHINFER_KEYS:-128,1024,4096}" \
+  2>&1 | tee "$out/flashinfer-decode.txt"
+exit "${PIPESTATUS[0]}"
