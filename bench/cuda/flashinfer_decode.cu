@@ -7,21 +7,30 @@
 //               PAGED_ATTENTION (its default kernel choice and split rule,
 //               plugins/cuda/src/split_k_launch.cuh); q F32, output F32;
 //   flashinfer  BatchDecodeWithPagedKVCacheDispatched (include/flashinfer/
-//               attention/decode.cuh) after DecodePlan (scheduler.cuh), as
-//               FlashInfer's own BatchDecodeWithPagedKVCacheRun drives it
-//               (csrc/batch_decode.cu): its work estimation chooses split-KV
-//               and the chunk size; q and output BF16, PDL off (our launch
-//               here has none either).
+//               attention/decode.cuh: its CUDA-core decode kernel, not the
+//               tensor-core path some servers take for GQA) after DecodePlan
+//               (scheduler.cuh), as FlashInfer's own
+//               BatchDecodeWithPagedKVCacheRun drives it (csrc/batch_decode.cu):
+//               its work estimation chooses split-KV and the chunk size; q
+//               and output BF16.
 //
 // Shapes: Llama-3.1-8B's heads (32 query over 8 KV heads, D 128), BF16 K and
 // V in 16-slot pages laid out [pages, 16, 8, 128] (NHD: the layout both
-// read, so the same pool serves both), 1 to 128 decode rows of 128 to 4096
-// keys each on shuffled pages. Before timing, both outputs are compared
-// (relative L2 error <= 1e-2: FlashInfer rounds q and its output to BF16,
-// ours keeps F32; q's values are BF16-representable so both read the same q).
-// Time: CUDA events over 100 back-to-back calls after 5, per call; the plan
-// is made once per shape outside the timing (FlashInfer plans on the host
-// once per step; vLLM does the same), and our split count likewise.
+// read, so the same pools serve both), 1 to 128 decode rows of 128 to 4096
+// keys each on shuffled pages. K and V are different index-hashed values
+// (so swapped pools or a wrong page show). Before timing, both outputs are
+// compared (relative L2 error <= 1e-2: FlashInfer rounds q and its output to
+// BF16, ours keeps F32; q's values are BF16-representable so both read the
+// same q). Time: CUDA events over 100 back-to-back eager launches after 5,
+// per call, each call on the next of several disjoint page sets (together
+// more than twice the L2), so a small shape streams from HBM as in a real
+// step; both with PDL (each library's default on Hopper: FlashInfer's Python
+// API passes enable_pdl on sm_90, our launcher uses it unless
+// XQUANT_CUDA_PDL=0) and both without. The plan is made once per shape outside
+// the timing (FlashInfer plans on the host once per step), our split count
+// likewise. Eager launches: at small shapes the host's launch path is in the
+// time for both (FlashInfer's dispatch also sets the kernel's shared-memory
+// attribute at every call); a server would replay CUDA graphs.
 //
 //   flashinfer_decode [--rows 1,8,32,128] [--keys 128,1024,4096]
 //
@@ -47,6 +56,7 @@
 #include <flashinfer/attention/variants.cuh>
 
 #include "paged_attention.hpp"
+#include "pdl.cuh"
 
 namespace {
 
@@ -84,6 +94,18 @@ struct Dev {
 };
 
 float bf16_round(float x) { return __bfloat162float(__float2bfloat16(x)); }
+
+// BF16 values in about [-2, 2) from a hash of (seed, index): a pool of any
+// size with no repeats a page-index error could hide behind.
+__global__ void fill_hashed(__nv_bfloat16* p, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ static_cast<uint32_t>(i >> 32) * 0x85EBCA77u ^ seed;
+    h ^= h >> 15;
+    h *= 0x2C1B3C6Du;
+    h ^= h >> 12;
+    p[i] = __float2bfloat16(static_cast<float>(h >> 8) * (4.f / 16777216.f) - 2.f);
+  }
+}
 
 template <class Launch>
 double us_per_call(const Launch& launch) {
@@ -154,19 +176,13 @@ int main(int argc, char** argv) {
   std::printf("device: %s (%d SMs); FlashInfer decode vs ours, %u/%u heads, D %u, BF16 K/V pages of %u\n", prop.name,
               prop.multiProcessorCount, kHeads, kKvHeads, kHeadDim, kPage);
 
-  // Pools and q, filled once: random BF16 values (q kept BF16-representable).
+  // Pools (K and V from different seeds) and q, filled once (q kept BF16-representable).
   std::mt19937 rng(1234);
   std::normal_distribution<float> normal(0.f, 1.f);
   Dev<__nv_bfloat16> k_pool(pool_pages * page_elems), v_pool(pool_pages * page_elems);
-  {
-    std::vector<__nv_bfloat16> chunk(1 << 22);
-    for (auto& x : chunk) x = __float2bfloat16(normal(rng));
-    for (Dev<__nv_bfloat16>* pool : {&k_pool, &v_pool})
-      for (int64_t at = 0; at < pool_pages * page_elems; at += static_cast<int64_t>(chunk.size())) {
-        const int64_t n = std::min<int64_t>(static_cast<int64_t>(chunk.size()), pool_pages * page_elems - at);
-        check(cudaMemcpy(pool->p + at, chunk.data(), n * 2, cudaMemcpyHostToDevice), "pool upload");
-      }
-  }
+  fill_hashed<<<1024, 256>>>(k_pool.p, pool_pages * page_elems, 0x1234u);
+  fill_hashed<<<1024, 256>>>(v_pool.p, pool_pages * page_elems, 0xBEEFu);
+  check(cudaDeviceSynchronize(), "pool fill");
   std::vector<float> q_h(static_cast<size_t>(q_elems));
   std::vector<__nv_bfloat16> q16_h(q_h.size());
   for (size_t i = 0; i < q_h.size(); ++i) q16_h[i] = __float2bfloat16(q_h[i] = bf16_round(normal(rng)));
@@ -184,17 +200,25 @@ int main(int argc, char** argv) {
   for (int64_t rows : row_counts)
     for (int64_t keys : key_counts) {
       const int64_t pages = (keys + kPage - 1) / kPage;
-      // Ours: per row its position (keys - 1) then its block ids (n_seq = 0, paged_attention.hpp).
-      std::vector<int32_t> table(static_cast<size_t>(rows * (1 + pages)));
-      // FlashInfer: CSR page lists and the last page's fill.
-      std::vector<int32_t> indptr(static_cast<size_t>(rows + 1)), indices, last_len(static_cast<size_t>(rows));
-      for (int64_t r = 0; r < rows; ++r) {
-        table[static_cast<size_t>(r * (1 + pages))] = static_cast<int32_t>(keys - 1);
-        for (int64_t p = 0; p < pages; ++p) {
-          const int32_t page = shuffled[static_cast<size_t>(r * max_pages + p)];
-          table[static_cast<size_t>(r * (1 + pages) + 1 + p)] = page;
-          indices.push_back(page);
+      // Disjoint page sets, enough that one pass over them is more than twice the L2.
+      const int64_t set_bytes = rows * pages * page_elems * 2 * 2;  // K and V
+      const int64_t sets = std::max<int64_t>(
+          1, std::min<int64_t>(pool_pages / (rows * pages), (2 * int64_t{prop.l2CacheSize}) / set_bytes + 1));
+      // Ours: per row its position (keys - 1) then its block ids (n_seq = 0, paged_attention.hpp), per set.
+      // FlashInfer: CSR page lists (the same indptr and last-page fill for every set), indices per set.
+      std::vector<int32_t> table(static_cast<size_t>(sets * rows * (1 + pages))), indices;
+      std::vector<int32_t> indptr(static_cast<size_t>(rows + 1)), last_len(static_cast<size_t>(rows));
+      for (int64_t set = 0; set < sets; ++set)
+        for (int64_t r = 0; r < rows; ++r) {
+          int32_t* row = table.data() + (set * rows + r) * (1 + pages);
+          row[0] = static_cast<int32_t>(keys - 1);
+          for (int64_t p = 0; p < pages; ++p) {
+            const int32_t page = shuffled[static_cast<size_t>((set * rows + r) * pages + p)];
+            row[1 + p] = page;
+            indices.push_back(page);
+          }
         }
+      for (int64_t r = 0; r < rows; ++r) {
         indptr[static_cast<size_t>(r + 1)] = static_cast<int32_t>((r + 1) * pages);
         last_len[static_cast<size_t>(r)] = static_cast<int32_t>(keys - (pages - 1) * kPage);
       }
@@ -210,7 +234,11 @@ int main(int argc, char** argv) {
       a.T = rows, a.H = kHeads, a.KVH = kKvHeads, a.D = kHeadDim, a.BS = kPage, a.max_keys = pages * kPage;
       a.scale = scale, a.out = out_ours.p, a.out_type = xqcuda::DType::F32;
       const int splits = xqcuda::paged_attention_splits(rows, kKvHeads, a.max_keys, prop.multiProcessorCount);
-      auto ours = [&] { check(xqcuda::paged_attention(a, splits, our_ws.p, nullptr), "our paged_attention"); };
+      int64_t call = 0;
+      auto ours = [&] {
+        a.table = table_d.p + (call++ % sets) * rows * (1 + pages);
+        check(xqcuda::paged_attention(a, splits, our_ws.p, nullptr), "our paged_attention");
+      };
 
       FlashInferPlan plan(indptr, static_cast<uint32_t>(rows));
       flashinfer::paged_kv_t<__nv_bfloat16, int32_t> kv(kKvHeads, kPage, kHeadDim, static_cast<uint32_t>(rows),
@@ -231,17 +259,21 @@ int main(int argc, char** argv) {
         tmp_s = flashinfer::GetPtrFromBaseOffset<float>(plan.float_ws.p, plan.info.s_offset);
       }
       params.padded_batch_size = static_cast<uint32_t>(plan.info.padded_batch_size);
+      bool fi_pdl = true;
       auto theirs = [&] {
+        params.paged_kv.indices = indices_d.p + (call++ % sets) * rows * pages;
         check(flashinfer::BatchDecodeWithPagedKVCacheDispatched<kHeadDim, kNoRope, Variant>(params, tmp_v, tmp_s,
-                                                                                          /*enable_pdl=*/false, nullptr),
+                                                                                          fi_pdl, nullptr),
               "FlashInfer BatchDecodeWithPagedKVCache");
       };
 
-      // Agreement first (outputs poisoned, then one call each).
+      // Agreement first (outputs poisoned, then one call each on set 0).
       const size_t n_out = static_cast<size_t>(rows * kHeads * kHeadDim);
       check(cudaMemset(out_ours.p, 0xff, n_out * 4), "poison");
       check(cudaMemset(out_fi.p, 0xff, n_out * 2), "poison");
+      call = 0;
       ours();
+      call = 0;
       theirs();
       check(cudaDeviceSynchronize(), "first calls");
       const std::vector<float> mine = out_ours.get(n_out);
@@ -254,13 +286,21 @@ int main(int argc, char** argv) {
       const bool agree = std::isfinite(err) && err <= 1e-2;
       failures += !agree;
 
-      const double us_ours = us_per_call(ours), us_fi = us_per_call(theirs);
+      double us[2][2];  // [pdl on, off][ours, FlashInfer]
+      for (int off = 0; off < 2; ++off) {
+        xqcuda::pdl_override(off ? 0 : -1);
+        fi_pdl = !off && prop.major >= 9;
+        us[off][0] = us_per_call(ours);
+        us[off][1] = us_per_call(theirs);
+      }
+      xqcuda::pdl_override(-1);
       const double gb = static_cast<double>(rows * keys) * kKvHeads * kHeadDim * 2 * 2 / 1e9;  // K and V bytes
-      std::printf("%3lld rows x %4lld keys: ours %8.2f us (%4.0f GB/s, %2d splits), FlashInfer %8.2f us (%4.0f GB/s, "
-                  "split-KV %s, padded batch %lld); FlashInfer / ours %.2fx; rel diff %.2e%s\n",
-                  static_cast<long long>(rows), static_cast<long long>(keys), us_ours, gb / us_ours * 1e6, splits,
-                  us_fi, gb / us_fi * 1e6, plan.info.split_kv ? "on" : "off",
-                  static_cast<long long>(plan.info.padded_batch_size), us_fi / us_ours, err,
+      std::printf("%3lld rows x %4lld keys (%3lld page sets): PDL on: ours %8.2f us (%4.0f GB/s, %2d splits), FlashInfer "
+                  "%8.2f us (%4.0f GB/s, split-KV %s), FlashInfer / ours %.2fx; PDL off: ours %8.2f, FlashInfer %8.2f, "
+                  "%.2fx; rel diff %.2e%s\n",
+                  static_cast<long long>(rows), static_cast<long long>(keys), static_cast<long long>(sets), us[0][0],
+                  gb / us[0][0] * 1e6, splits, us[0][1], gb / us[0][1] * 1e6, plan.info.split_kv ? "on" : "off",
+                  us[0][1] / us[0][0], us[1][0], us[1][1], us[1][1] / us[1][0], err,
                   agree ? "" : "  DISAGREE (bound 1e-2)");
       std::fflush(stdout);
     }

@@ -206,6 +206,8 @@ LinearWeights Model::load_stacked(const LayerDesc& d, const std::vector<int>& me
       std::vector<float> part = checkpoint_->read_f32(te);
       lw.w.insert(lw.w.end(), part.begin(), part.end());
     }
+    // Copied to F32: the mapped pages are not read again (as load_linear).
+    for (const auto* p : parts) release_module_source(p->module);
     lw.layout = "f32";
     lw.bytes = lw.w.size() * sizeof(float);
   }
@@ -549,6 +551,11 @@ uint64_t Model::layer_weight_bytes(size_t li, bool top_k_experts_only) const {
 }
 
 void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float* y, const char* what) const {
+  // A member of a stacked weight holds only its desc; run alone it would
+  // fall through to the tied-embedding lm_head below.
+  if (!lw.q && lw.w.empty() && !lw.dw && lw.w16.empty() && lw.layout.rfind("stacked into", 0) == 0)
+    fail(XQ_ERR_INTERNAL, "{}: '{}' runs inside its stacked weight ({}), not alone", what,
+         lw.desc ? lw.desc->module : std::string("?"), lw.layout);
   const int64_t out = lw.desc->out ? lw.desc->out : arch_.vocab, in = lw.desc->in ? lw.desc->in : arch_.hidden;
   const float* bias = at(lw.bias, lw.dbias);
   if (lw.act != XQ_DTYPE_F32) {

@@ -184,11 +184,13 @@ void Model::moe_experts_fused(int layer, const float* h, int64_t rows, const int
   const bool stacked = !W.expert_gate_up.empty();
   const int64_t eb = t == XQ_DTYPE_F32 ? 4 : 2;  // bytes per activation element
   // gu: gate's and up's outputs, [slots, 2I] from the stacked experts (the
-  // halves side by side in each row) or [slots, I] each, one after the other.
-  Carve c(static_cast<char*>(scratch(kMoeExperts, aligned(rows * H * eb) * 2 + aligned(2 * slots * I * eb) +
+  // halves side by side in each row) or [slots, I] each, up's 256-byte
+  // aligned after gate's (the grouped GEMMs take 16-byte aligned outputs).
+  const int64_t half = static_cast<int64_t>(aligned(slots * I * eb));
+  Carve c(static_cast<char*>(scratch(kMoeExperts, aligned(rows * H * eb) * 2 + aligned(2 * half) +
                                                       (stacked ? aligned(slots * I * eb) : 0))));
   void* xb = c.take<char>(rows * H * eb);
-  char* gu = c.take<char>(2 * slots * I * eb);
+  char* gu = c.take<char>(2 * half);
   void* y = c.take<char>(rows * H * eb);
 
   xq_op cv = Kernels::op(XQ_OP_CONVERT);
@@ -211,9 +213,9 @@ void Model::moe_experts_fused(int layer, const float* h, int64_t rows, const int
     sw.dst = dtensor(t, {slots, I}, c.take<char>(slots * I * eb));
   } else {
     gate_or_up(expert_set(W, m.gate), I, gu, "moe_qmatmul (experts' gate_proj)");
-    gate_or_up(expert_set(W, m.up), I, gu + slots * I * eb, "moe_qmatmul (experts' up_proj)");
+    gate_or_up(expert_set(W, m.up), I, gu + half, "moe_qmatmul (experts' up_proj)");
     sw.src[0] = dtensor(t, {slots, I}, gu);
-    sw.src[1] = dtensor(t, {slots, I}, gu + slots * I * eb);
+    sw.src[1] = dtensor(t, {slots, I}, gu + half);
     sw.dst = sw.src[0];
   }
   kernels_->run(sw, "SWIGLU (experts)");

@@ -26,6 +26,7 @@
 #include "engine/paged_kv.hpp"
 
 #include "../support/moe_checkpoint.hpp"
+#include "../support/scoped_env.hpp"
 
 #include <xquant/xquant.h>
 
@@ -372,8 +373,9 @@ TEST_P(MoeDevice, W8A8ExpertsMatchCpuAndReplayFromGraphs) {
 // moe_qmatmul for both (engine/moe_stacking.cpp), against the two calls of
 // XQUANT_STACK_EXPERTS=0 on the same file, for BF16, W4A16 and W8A8
 // experts. The same rows meet the same weights; only a kernel's tiling of
-// the wider N may change the order of a sum, so logits within 1e-2 (BF16
-// noise) and the same greedy tokens (compare()). F32 experts stack too and
+// the wider N could change the order of a sum, so logits within 1e-3 and the
+// same greedy tokens (compare()). Measured on the H100 (2026-12-06): every
+// logit bit-identical, for all three. F32 experts stack too and
 // take the per-expert loop (F32AndBf16DenseExpertsMatchCpu).
 TEST_P(MoeDevice, StackedGateUpMatchesTwoCalls) {
   std::string why;
@@ -383,9 +385,11 @@ TEST_P(MoeDevice, StackedGateUpMatchesTwoCalls) {
                                                     {"W8A8", rtn_w8a8(checkpoint(GetParam()))}};
   for (const auto& [label, path] : files) {
     auto stacked = on_cuda(path, XQ_DTYPE_BF16, &why);
-    setenv("XQUANT_STACK_EXPERTS", "0", 1);
-    auto two_calls = on_cuda(path, XQ_DTYPE_BF16, &why);
-    unsetenv("XQUANT_STACK_EXPERTS");
+    std::unique_ptr<Model> two_calls;
+    {
+      xquant::test::ScopedEnv one_by_one("XQUANT_STACK_EXPERTS", "0");
+      two_calls = on_cuda(path, XQ_DTYPE_BF16, &why);
+    }
     ASSERT_TRUE(stacked && two_calls) << why;
     const MoeDesc& m = stacked->arch().layers[0].experts;
     for (int l = 0; l < stacked->arch().n_layers; ++l) {
@@ -395,9 +399,9 @@ TEST_P(MoeDevice, StackedGateUpMatchesTwoCalls) {
     }
     // Both hold the same weight bytes, counted the same way.
     EXPECT_EQ(stacked->weight_bytes_per_token(), two_calls->weight_bytes_per_token()) << label;
-    compare(*two_calls, *stacked, 1e-2, (GetParam() + " " + label + " experts, gate|up stacked vs two calls").c_str());
+    compare(*two_calls, *stacked, 1e-3, (GetParam() + " " + label + " experts, gate|up stacked vs two calls").c_str());
   }
-  setenv("XQUANT_STACK_EXPERTS", "yes", 1);
+  xquant::test::ScopedEnv bad("XQUANT_STACK_EXPERTS", "yes");
   try {
     on_cuda(checkpoint(GetParam()), XQ_DTYPE_BF16, &why);
     ADD_FAILURE() << "XQUANT_STACK_EXPERTS=yes was not refused";
@@ -405,7 +409,6 @@ TEST_P(MoeDevice, StackedGateUpMatchesTwoCalls) {
     EXPECT_EQ(e.status(), XQ_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(e.what()).find("XQUANT_STACK_EXPERTS"), std::string::npos) << e.what();
   }
-  unsetenv("XQUANT_STACK_EXPERTS");
 }
 
 TEST_P(MoeDevice, FusedDecodeStepsReplayFromGraphs) {

@@ -223,7 +223,12 @@ def main():
         failures += not ok
         bad_dir = os.path.join(args.work, name + "-swapped")
         swap_two_experts(q_dir, bad_dir)
-        _, bad_lp = in_vllm(args, bad_dir, os.path.join(args.work, name + "-swapped.npy"))
+        try:
+            _, bad_lp = in_vllm(args, bad_dir, os.path.join(args.work, name + "-swapped.npy"))
+        except RuntimeError as e:
+            print(f"FAIL negative control ({name}): vLLM did not run the swapped file:\n{str(e)[-1500:]}")
+            failures += 1
+            continue
         passed, bad_stats = judge(ours_lp, bad_lp)
         print(f"{'FAIL' if passed else 'PASS'} negative control ({name}, layer 0's experts 0 and 1 swapped in the "
               f"file vLLM reads): {bad_stats} {'does NOT break' if passed else 'breaks'} the bounds")
