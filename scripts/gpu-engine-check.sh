@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_ATTN, GPUENG_ATTN_KERNELS, GPUENG_DECODE_PROFILE, GPUENG_DECODE_KERNELS, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_KV_CAPACITY, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W8GEMV, GPUENG_W4A8, GPUENG_STORED and GPUENG_AB add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_ATTN, GPUENG_ATTN_KERNELS, GPUENG_DECODE_PROFILE, GPUENG_DECODE_KERNELS, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_KV_CAPACITY, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W8GEMV, GPUENG_W4A8, GPUENG_FLASHINFER, GPUENG_STORED and GPUENG_AB add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -246,5 +246,10 @@ fi
 # bench/cuda/bench_w4a8.py against W4A16 and torch bf16 at M = 1..4096 on four shapes).
 if [ "${GPUENG_W4A8:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-w4a8.sh" "$b" "$out" 2>&1 | tee "$out/w4a8.log"
+fi
+# Optional (GPUENG_FLASHINFER=1): FlashInfer's paged decode attention against ours
+# (scripts/gpu-flashinfer-decode.sh: bench/cuda/flashinfer_decode.cu, bundled where it was built).
+if [ "${GPUENG_FLASHINFER:-0}" = 1 ]; then
+  bash "$(dirname "$0")/gpu-flashinfer-decode.sh" "$b" "$out" 2>&1 | tee "$out/flashinfer.log"
 fi
 echo "== wall $(( $(date +%s) - t0 )) s"
