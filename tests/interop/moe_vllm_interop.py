@@ -133,6 +133,15 @@ def in_vllm(args, folder, out):
     return json.loads(line[len("VLLM_RESULT "):]), np.load(out)
 
 
+def vllm_or_report(args, folder, out, what):
+    """in_vllm, or None after printing a FAIL line with vLLM's reason."""
+    try:
+        return in_vllm(args, folder, out)
+    except RuntimeError as e:
+        print(f"FAIL {what}: vLLM did not run it:\n{str(e)[-1500:]}")
+        return None
+
+
 def judge(ours_lp, vllm_lp):
     """Per position: max |diff| over our ten most likely tokens; argmax equal where our top two are apart."""
     worst, compared, agree = [], 0, 0
@@ -206,12 +215,11 @@ def main():
         run([args.xquant, "-q", "quantize", "--model", float_dir, "--out", q_dir] + qargs)
         mine = json.loads(run([args.dump, q_dir, ",".join(map(str, ids))]))
         ours_lp = log_softmax(np.array(mine["logits"], dtype=np.float64))[:-1]
-        try:
-            info, vllm_lp = in_vllm(args, q_dir, os.path.join(args.work, name + ".npy"))
-        except RuntimeError as e:
-            print(f"FAIL qwen3_moe {name}: vLLM did not run it:\n{str(e)[-1500:]}")
+        got = vllm_or_report(args, q_dir, os.path.join(args.work, name + ".npy"), f"qwen3_moe {name}")
+        if got is None:
             failures += 1
             continue
+        info, vllm_lp = got
         ok, stats = judge(ours_lp, vllm_lp)
         moe_methods = {k: v for k, v in info["kernels"].items() if "MoE" in k}
         if not moe_methods:
@@ -223,12 +231,12 @@ def main():
         failures += not ok
         bad_dir = os.path.join(args.work, name + "-swapped")
         swap_two_experts(q_dir, bad_dir)
-        try:
-            _, bad_lp = in_vllm(args, bad_dir, os.path.join(args.work, name + "-swapped.npy"))
-        except RuntimeError as e:
-            print(f"FAIL negative control ({name}): vLLM did not run the swapped file:\n{str(e)[-1500:]}")
+        got = vllm_or_report(args, bad_dir, os.path.join(args.work, name + "-swapped.npy"),
+                             f"negative control ({name})")
+        if got is None:
             failures += 1
             continue
+        bad_lp = got[1]
         passed, bad_stats = judge(ours_lp, bad_lp)
         print(f"{'FAIL' if passed else 'PASS'} negative control ({name}, layer 0's experts 0 and 1 swapped in the "
               f"file vLLM reads): {bad_stats} {'does NOT break' if passed else 'breaks'} the bounds")
