@@ -46,8 +46,13 @@ bench() {
   local label=$1 path=$2
   shift 2
   timeout 300 env "$@" "$cli" bench --provider cuda --models "$label=$path" --concurrency 1 --lengths 128:4 \
-    --memory-budget-gb "$first_budget" --json "$out/$label.json" > /dev/null 2> "$out/$label.err" ||
-    { echo "kv capacity: $label failed:"; tail -3 "$out/$label.err"; }
+    --memory-budget-gb "$first_budget" --json "$out/$label.json" > /dev/null 2>> "$out/bench.err" ||
+    { echo "kv capacity: $label failed:"; tail -3 "$out/bench.err"; return; }
+  # Each result on stdout as soon as it is measured: a call that is cut short, or that returns
+  # only some of its files, still has it (2026-12-06: the W4A16 JSON was left out that way).
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1]))[0]; print('kv capacity:', sys.argv[2], 'resident after load',
+round(d['resident_after_load_gib'] * 2**30 / 1e9, 2), 'GB; 16k-token sequences in', d['kv_budget_gb'], 'GB:',
+d['kv_budget_max_seqs_16k'])" "$out/$label.json" "$label" || true
 }
 
 bench bf16-2layers "$dir/bf16-2"
