@@ -551,11 +551,6 @@ uint64_t Model::layer_weight_bytes(size_t li, bool top_k_experts_only) const {
 }
 
 void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float* y, const char* what) const {
-  // A member of a stacked weight holds only its desc; run alone it would
-  // fall through to the tied-embedding lm_head below.
-  if (!lw.q && lw.w.empty() && !lw.dw && lw.w16.empty() && lw.layout.rfind("stacked into", 0) == 0)
-    fail(XQ_ERR_INTERNAL, "{}: '{}' runs inside its stacked weight ({}), not alone", what,
-         lw.desc ? lw.desc->module : std::string("?"), lw.layout);
   const int64_t out = lw.desc->out ? lw.desc->out : arch_.vocab, in = lw.desc->in ? lw.desc->in : arch_.hidden;
   const float* bias = at(lw.bias, lw.dbias);
   if (lw.act != XQ_DTYPE_F32) {
@@ -586,7 +581,10 @@ void Model::linear(const LinearWeights& lw, const float* x, int64_t rows, float*
   else if (lw.w_candidate) op.src[1] = f32({out, in}, lw.w_candidate);
   else if (!lw.w.empty()) op.src[1] = f32({out, in}, lw.w.data());
   else if (!lw.w16.empty()) op.src[1] = dtensor(lw.w16_dtype, {out, in}, lw.w16.data());
-  else op.src[1] = embedding_table();  // tied lm_head
+  else if (&lw == &lm_head_) op.src[1] = embedding_table();  // tied lm_head
+  else  // e.g. a member of a stacked weight ("stacked into ..."): it runs inside that weight only
+    fail(XQ_ERR_INTERNAL, "{}: '{}' holds no weight of its own (layout '{}')", what,
+         lw.desc ? lw.desc->module : std::string("?"), lw.layout);
   if (bias) op.src[2] = f32({out}, bias);
   op.dst = f32({rows, out}, y);
   kernels_->run(op, what);
