@@ -19,6 +19,10 @@
 # time). SCHEMES (default all: "w4a16 w8a8 w4a16+lm fp8 w4afp8") picks the
 # quantized models made beside BF16 and W4A16 (both always made unless
 # SKIP_W4=1), so a 32-layer call fits the device's 10-minute limit.
+# FROM_LAYERS=N (N < LAYERS): make and quantize an N-layer model, then repeat
+# its layers up to LAYERS (scripts/inflate-layers.py, each model in its own
+# format): the same shapes and bytes as quantizing the whole random model
+# (the weights are random either way), in a fraction of the time.
 set -euo pipefail
 cli=${1:?usage: gpu-decode-bench.sh XQUANT_CLI}
 layers=${LAYERS:-8}
@@ -32,20 +36,23 @@ if [ "${REUSE_MODELS:-0}" = 1 ] && [ -f $dir/bf16/config.json ]; then
   echo "reusing the models in $dir"
 else
 rm -rf $dir && mkdir -p $dir/bf16
-python3 "$(dirname "$0")/random_checkpoint.py" llama-3.1-8b $dir/bf16 --layers $layers
+from_layers=${FROM_LAYERS:-$layers}
+src=$dir
+[ "$from_layers" -lt "$layers" ] && src=$dir/small-$from_layers && mkdir -p $src/bf16
+python3 "$(dirname "$0")/random_checkpoint.py" llama-3.1-8b $src/bf16 --layers $from_layers
 # BF16_ONLY=1: the BF16 model and the copy rate only (scripts/gpu-pdl-bench.sh).
 if [ "${BF16_ONLY:-0}" != 1 ]; then
 t=$(date +%s)
 # SKIP_W4=1: no W4A16 model (a call about the other schemes only, e.g. scripts/gpu-w8-gemv.sh's A/B).
 if [ "${SKIP_W4:-0}" != 1 ]; then
-"$cli" quantize --model $dir/bf16 --out $dir/w4a16-g128 --bits 4 --group-size 128 --sym 2>&1 | tail -2
+"$cli" quantize --model $src/bf16 --out $src/w4a16-g128 --bits 4 --group-size 128 --sym 2>&1 | tail -2
 echo "quantize: $(( $(date +%s) - t )) s"
 fi
 # W4_ONLY=1: only the BF16 and W4A16 models (bench/engine/gpu_load_time.sh).
 [ "${W4_ONLY:-0}" = 1 ] && exit 0
 if wants w8a8; then
 t=$(date +%s)
-"$cli" quantize --model $dir/bf16 --out $dir/w8a8 --w8a8 dynamic --sym 2>&1 | tail -2
+"$cli" quantize --model $src/bf16 --out $src/w8a8 --w8a8 dynamic --sym 2>&1 | tail -2
 echo "quantize W8A8: $(( $(date +%s) - t )) s"
 fi
 # FP8 W8A8 (E4M3 per-channel weights, dynamic per-token activations) where this build's CLI has it.
@@ -56,24 +63,35 @@ fi
 # here): the BF16 lm_head is 1.05 of the 1.98 GB a W4A16 step reads.
 t=$(date +%s)
 # (A failure here leaves the other models' numbers standing.)
-if wants w4a16+lm && ! "$cli" quantize --model $dir/bf16 --out $dir/w4a16-g128-lm --bits 4 --group-size 128 --sym \
-  --ignore 're:.*mlp\.gate$' > $dir/quantize-lm.log 2>&1; then
-  echo "quantize W4A16 + lm_head FAILED:"; rm -rf $dir/w4a16-g128-lm
+if wants w4a16+lm && ! "$cli" quantize --model $src/bf16 --out $src/w4a16-g128-lm --bits 4 --group-size 128 --sym \
+  --ignore 're:.*mlp\.gate$' > $src/quantize-lm.log 2>&1; then
+  echo "quantize W4A16 + lm_head FAILED:"; rm -rf $src/w4a16-g128-lm
 fi
-[ -f $dir/quantize-lm.log ] && tail -2 $dir/quantize-lm.log && echo "quantize W4A16 + lm_head: $(( $(date +%s) - t )) s"
+[ -f $src/quantize-lm.log ] && tail -2 $src/quantize-lm.log && echo "quantize W4A16 + lm_head: $(( $(date +%s) - t )) s"
 if wants fp8 && "$cli" quantize --help 2>&1 | grep FP8_DYNAMIC > /dev/null; then
   t=$(date +%s)
-  "$cli" quantize --model $dir/bf16 --out $dir/fp8 --scheme FP8_DYNAMIC 2>&1 | tail -2
+  "$cli" quantize --model $src/bf16 --out $src/fp8 --scheme FP8_DYNAMIC 2>&1 | tail -2
   echo "quantize FP8: $(( $(date +%s) - t )) s"
 fi
 # W4AFP8 (int4 g128 weights, dynamic per-token FP8 activations: the cuda provider runs the
 # W4A8-FP8 Hopper GEMM from 64 rows, W4A16 below), when this CLI has the preset.
 if [ "${GPUENG_W4AFP8:-1}" = 1 ] && wants w4afp8 && "$cli" quantize --help 2>&1 | grep W4AFP8 > /dev/null; then  # not grep -q: its early exit fails the pipe under pipefail
   t=$(date +%s)
-  "$cli" quantize --model $dir/bf16 --out $dir/w4afp8 --scheme W4AFP8 2>&1 | tail -2
+  "$cli" quantize --model $src/bf16 --out $src/w4afp8 --scheme W4AFP8 2>&1 | tail -2
   echo "quantize W4AFP8: $(( $(date +%s) - t )) s"
 fi
 fi  # BF16_ONLY
+if [ "$src" != "$dir" ]; then
+  t=$(date +%s)
+  for m in "$src"/*/; do
+    m=$(basename "$m")
+    [ -f "$src/$m/config.json" ] || continue
+    rm -rf "$dir/$m"
+    python3 "$(dirname "$0")/inflate-layers.py" "$src/$m" "$dir/$m" $layers > /dev/null || { echo "inflate $m FAILED"; rm -rf "$dir/$m"; }
+  done
+  rm -rf "$src"
+  echo "inflated to $layers layers: $(( $(date +%s) - t )) s"
+fi
 fi  # REUSE_MODELS
 gbs=$(python3 - <<'PY'
 import torch

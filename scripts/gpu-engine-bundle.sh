@@ -17,6 +17,8 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/build/lib" "$stage/build/bin" "$stage/deps" "$stage/shared/models" "$stage/shared/data/tinystories"
 cp -a "$build/lib/." "$stage/build/lib/"
+# Static libraries are link inputs only (the GPU machine builds nothing): 40 MB of the 64 MB a call may carry.
+find "$stage/build/lib" -name '*.a' -delete
 bins=(xquant test_cuda_provider test_device_engine test_device_fp8 test_engine test_paged_engine test_decode_graphs
       xquant_engine_logits)
 for b in "${bins[@]}"; do

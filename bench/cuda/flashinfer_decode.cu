@@ -12,7 +12,15 @@
 //               (scheduler.cuh), as FlashInfer's own
 //               BatchDecodeWithPagedKVCacheRun drives it (csrc/batch_decode.cu):
 //               its work estimation chooses split-KV and the chunk size; q
-//               and output BF16.
+//               and output BF16;
+//   flashinfer  FlashInfer's tensor-core decode ("use_tensor_cores=True" in
+//   (tensor     its Python BatchDecodeWithPagedKVCacheWrapper, which servers
+//   cores)      take for grouped-query heads): its FA2 batch-prefill kernel
+//               (prefill.cuh, BatchPrefillWithPagedKVCacheDispatched) with one
+//               query row per request and no mask, after PrefillPlan, driven
+//               as its csrc/batch_prefill_paged.cuh drives it and planned as
+//               its flashinfer/decode.py plans it (qo_indptr = 0..rows,
+//               fixed_split_size -1, uniform_q_len 1); q and output BF16.
 //
 // Shapes: Llama-3.1-8B's heads (32 query over 8 KV heads, D 128), BF16 K and
 // V in 16-slot pages laid out [pages, 16, 8, 128] (NHD: the layout both
@@ -52,6 +60,8 @@
 
 #include <flashinfer/attention/decode.cuh>
 #include <flashinfer/attention/default_decode_params.cuh>
+#include <flashinfer/attention/default_prefill_params.cuh>
+#include <flashinfer/attention/prefill.cuh>
 #include <flashinfer/attention/scheduler.cuh>
 #include <flashinfer/attention/variants.cuh>
 
@@ -65,6 +75,10 @@ using Params = flashinfer::BatchDecodeParams<__nv_bfloat16, __nv_bfloat16, __nv_
 using Variant = flashinfer::DefaultAttention</*custom_mask=*/false, /*sliding_window=*/false,
                                              /*logits_soft_cap=*/false, /*alibi=*/false>;
 constexpr auto kNoRope = flashinfer::PosEncodingMode::kNone;
+using PrefillParams = flashinfer::BatchPrefillPagedParams<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, int32_t>;
+// One query row per request packs group-size (4) rows per KV head: the plan
+// picks FlashInfer's smallest query tile, the one instantiation built here.
+constexpr uint32_t kTcTileQ = 16;
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) {
@@ -151,6 +165,32 @@ struct FlashInferPlan {
   }
 };
 
+// FlashInfer's tensor-core decode plan: PrefillPlan over `rows` requests of one
+// query row each, as flashinfer/decode.py's plan() calls it with
+// use_tensor_cores (fixed_split_size -1, split-KV allowed, uniform_q_len 1).
+struct FlashInferTcPlan {
+  flashinfer::PrefillPlanInfo info;
+  Dev<char> float_ws{128u << 20}, int_ws{8u << 20};
+  std::vector<char> pinned_int = std::vector<char>(8u << 20);
+
+  FlashInferTcPlan(std::vector<int32_t>& qo_indptr_h, std::vector<int32_t>& kv_indptr_h, uint32_t rows) {
+    check(flashinfer::PrefillPlan<int32_t>(float_ws.p, 128u << 20, int_ws.p, pinned_int.data(), 8u << 20, info,
+                                           qo_indptr_h.data(), kv_indptr_h.data(), /*total_num_rows=*/rows, rows,
+                                           kHeads, kKvHeads, kHeadDim, kHeadDim, kPage, /*enable_cuda_graph=*/false,
+                                           /*sizeof_dtype_o=*/2, /*window_left=*/-1, /*fixed_split_size=*/-1,
+                                           /*disable_split_kv=*/false, /*num_colocated_ctas=*/0,
+                                           /*uniform_q_len=*/1, /*fixed_uniform_q_len=*/true, /*stream=*/nullptr,
+                                           /*kv_dtype_bytes=*/2),
+          "FlashInfer PrefillPlan (tensor-core decode)");
+    check(cudaDeviceSynchronize(), "FlashInfer tensor-core plan upload");
+    if (info.cta_tile_q != kTcTileQ) {
+      std::fprintf(stderr, "flashinfer_decode: the tensor-core plan chose a query tile of %lld, built for %u\n",
+                   static_cast<long long>(info.cta_tile_q), kTcTileQ);
+      std::exit(1);
+    }
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -175,6 +215,8 @@ int main(int argc, char** argv) {
   const int64_t page_elems = int64_t{kPage} * kKvHeads * kHeadDim, q_elems = max_rows * kHeads * kHeadDim;
   std::printf("device: %s (%d SMs); FlashInfer decode vs ours, %u/%u heads, D %u, BF16 K/V pages of %u\n", prop.name,
               prop.multiProcessorCount, kHeads, kKvHeads, kHeadDim, kPage);
+  std::printf("FI = FlashInfer's CUDA-core decode, FI-TC = its tensor-core decode; each ratio is FlashInfer's time / "
+              "ours (> 1: ours is faster)\n");
 
   // Pools (K and V from different seeds) and q, filled once (q kept BF16-representable).
   std::mt19937 rng(1234);
@@ -187,7 +229,7 @@ int main(int argc, char** argv) {
   std::vector<__nv_bfloat16> q16_h(q_h.size());
   for (size_t i = 0; i < q_h.size(); ++i) q16_h[i] = __float2bfloat16(q_h[i] = bf16_round(normal(rng)));
   Dev<float> q(q_h.size()), out_ours(q_h.size());
-  Dev<__nv_bfloat16> q16(q_h.size()), out_fi(q_h.size());
+  Dev<__nv_bfloat16> q16(q_h.size()), out_fi(q_h.size()), out_tc(q_h.size());
   q.put(q_h);
   q16.put(q16_h);
   Dev<char> our_ws(256u << 20);
@@ -208,6 +250,8 @@ int main(int argc, char** argv) {
       // FlashInfer: CSR page lists (the same indptr and last-page fill for every set), indices per set.
       std::vector<int32_t> table(static_cast<size_t>(sets * rows * (1 + pages))), indices;
       std::vector<int32_t> indptr(static_cast<size_t>(rows + 1)), last_len(static_cast<size_t>(rows));
+      std::vector<int32_t> qo_indptr(static_cast<size_t>(rows + 1));
+      std::iota(qo_indptr.begin(), qo_indptr.end(), 0);
       for (int64_t set = 0; set < sets; ++set)
         for (int64_t r = 0; r < rows; ++r) {
           int32_t* row = table.data() + (set * rows + r) * (1 + pages);
@@ -223,6 +267,8 @@ int main(int argc, char** argv) {
         last_len[static_cast<size_t>(r)] = static_cast<int32_t>(keys - (pages - 1) * kPage);
       }
       Dev<int32_t> table_d(table.size()), indptr_d(indptr.size()), indices_d(indices.size()), last_d(last_len.size());
+      Dev<int32_t> qo_indptr_d(qo_indptr.size());
+      qo_indptr_d.put(qo_indptr);
       table_d.put(table);
       indptr_d.put(indptr);
       indices_d.put(indices);
@@ -267,40 +313,75 @@ int main(int argc, char** argv) {
               "FlashInfer BatchDecodeWithPagedKVCache");
       };
 
+      FlashInferTcPlan tc_plan(qo_indptr, indptr, static_cast<uint32_t>(rows));
+      PrefillParams tc(q16.p, kv, /*maybe_custom_mask=*/nullptr, qo_indptr_d.p, /*maybe_mask_indptr=*/nullptr,
+                       /*maybe_q_rope_offset=*/nullptr, out_tc.p, /*lse=*/nullptr, /*maybe_alibi_slopes=*/nullptr,
+                       kHeads, /*q_stride_n=*/kHeads * kHeadDim, /*q_stride_h=*/kHeadDim, /*window_left=*/-1,
+                       /*logits_soft_cap=*/0.f, scale, /*rope_scale=*/1.f, /*rope_theta=*/1e4f);
+      tc.request_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.request_indices_offset);
+      tc.qo_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.qo_tile_indices_offset);
+      tc.kv_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.kv_tile_indices_offset);
+      tc.o_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.o_indptr_offset);
+      tc.kv_chunk_size_ptr =
+          flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.kv_chunk_size_ptr_offset);
+      __nv_bfloat16* tc_tmp_v = nullptr;
+      float* tc_tmp_s = nullptr;
+      if (tc_plan.info.split_kv) {
+        tc.merge_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.merge_indptr_offset);
+        tc_tmp_v = flashinfer::GetPtrFromBaseOffset<__nv_bfloat16>(tc_plan.float_ws.p, tc_plan.info.v_offset);
+        tc_tmp_s = flashinfer::GetPtrFromBaseOffset<float>(tc_plan.float_ws.p, tc_plan.info.s_offset);
+      }
+      tc.padded_batch_size = static_cast<uint32_t>(tc_plan.info.padded_batch_size);
+      tc.max_total_num_rows = static_cast<uint32_t>(tc_plan.info.total_num_rows);
+      auto tensor_cores = [&] {
+        tc.paged_kv.indices = indices_d.p + (call++ % sets) * rows * pages;
+        check(flashinfer::BatchPrefillWithPagedKVCacheDispatched<
+                  /*SAME_KV_STRIDES=*/true, kTcTileQ, kHeadDim, kHeadDim, kNoRope, /*use_fp16_qk_reduction=*/false,
+                  flashinfer::MaskMode::kNone, /*USE_TOKEN_HEAD_SF=*/false, Variant>(tc, tc_tmp_v, tc_tmp_s, fi_pdl,
+                                                                                    nullptr),
+              "FlashInfer BatchPrefillWithPagedKVCache (tensor-core decode)");
+      };
+
       // Agreement first (outputs poisoned, then one call each on set 0).
       const size_t n_out = static_cast<size_t>(rows * kHeads * kHeadDim);
       check(cudaMemset(out_ours.p, 0xff, n_out * 4), "poison");
       check(cudaMemset(out_fi.p, 0xff, n_out * 2), "poison");
+      check(cudaMemset(out_tc.p, 0xff, n_out * 2), "poison");
       call = 0;
       ours();
       call = 0;
       theirs();
+      call = 0;
+      tensor_cores();
       check(cudaDeviceSynchronize(), "first calls");
       const std::vector<float> mine = out_ours.get(n_out);
-      std::vector<float> fi(n_out);
-      {
-        const auto raw = out_fi.get(n_out);
-        for (size_t i = 0; i < n_out; ++i) fi[i] = __bfloat162float(raw[i]);
-      }
-      const double err = rel_l2(fi, mine);
-      const bool agree = std::isfinite(err) && err <= 1e-2;
+      auto bf16_to_float = [&](const Dev<__nv_bfloat16>& d) {
+        const auto raw = d.get(n_out);
+        std::vector<float> f(n_out);
+        for (size_t i = 0; i < n_out; ++i) f[i] = __bfloat162float(raw[i]);
+        return f;
+      };
+      const double err = rel_l2(bf16_to_float(out_fi), mine), err_tc = rel_l2(bf16_to_float(out_tc), mine);
+      const bool agree = std::isfinite(err) && err <= 1e-2 && std::isfinite(err_tc) && err_tc <= 1e-2;
       failures += !agree;
 
-      double us[2][2];  // [pdl on, off][ours, FlashInfer]
+      double us[2][3];  // [pdl on, off][ours, FlashInfer CUDA cores, FlashInfer tensor cores]
       for (int off = 0; off < 2; ++off) {
         xqcuda::pdl_override(off ? 0 : -1);
         fi_pdl = !off && prop.major >= 9;
         us[off][0] = us_per_call(ours);
         us[off][1] = us_per_call(theirs);
+        us[off][2] = us_per_call(tensor_cores);
       }
       xqcuda::pdl_override(-1);
       const double gb = static_cast<double>(rows * keys) * kKvHeads * kHeadDim * 2 * 2 / 1e9;  // K and V bytes
-      std::printf("%3lld rows x %4lld keys (%3lld page sets): PDL on: ours %8.2f us (%4.0f GB/s, %2d splits), FlashInfer "
-                  "%8.2f us (%4.0f GB/s, split-KV %s), FlashInfer / ours %.2fx; PDL off: ours %8.2f, FlashInfer %8.2f, "
-                  "%.2fx; rel diff %.2e%s\n",
+      std::printf("%3lld rows x %4lld keys (%3lld sets): PDL on: ours %7.2f us (%4.0f GB/s, %2d splits), FI %7.2f us "
+                  "(split %s) %.2fx, FI-TC %7.2f us (split %s) %.2fx; PDL off: ours %7.2f, FI %7.2f %.2fx, FI-TC "
+                  "%7.2f %.2fx; rel diff %.1e / %.1e%s\n",
                   static_cast<long long>(rows), static_cast<long long>(keys), static_cast<long long>(sets), us[0][0],
-                  gb / us[0][0] * 1e6, splits, us[0][1], gb / us[0][1] * 1e6, plan.info.split_kv ? "on" : "off",
-                  us[0][1] / us[0][0], us[1][0], us[1][1], us[1][1] / us[1][0], err,
+                  gb / us[0][0] * 1e6, splits, us[0][1], plan.info.split_kv ? "on" : "off", us[0][1] / us[0][0],
+                  us[0][2], tc_plan.info.split_kv ? "on" : "off", us[0][2] / us[0][0], us[1][0], us[1][1],
+                  us[1][1] / us[1][0], us[1][2], us[1][2] / us[1][0], err, err_tc,
                   agree ? "" : "  DISAGREE (bound 1e-2)");
       std::fflush(stdout);
     }
