@@ -3,7 +3,9 @@
 # paged decode attention against ours (bench/cuda/flashinfer_decode.cu: both
 # outputs compared first, then µs per call, K/V GB/s and the ratio) at
 # Llama-3.1-8B heads, FLASHINFER_ROWS (default 1,8,32,128) decode rows of
-# FLASHINFER_KEYS (default 128,1024,4096) keys. The binary is built where
+# FLASHINFER_KEYS (default 128,1024,4096) keys; then FlashInfer's FA2 prefill
+# against our prompt path on one causal prompt of each of FLASHINFER_PREFILL
+# (default 2048,8192) tokens ("none" skips it). The binary is built where
 # scripts/fetch-flashinfer.sh put FlashInfer's headers and is bundled by
 # scripts/gpu-engine-bundle.sh. About 20 s on an H100 (2 GB pools).
 set -uo pipefail
@@ -14,4 +16,9 @@ exe=$b/bin/flashinfer_decode
 [ -x "$exe" ] || { echo "flashinfer decode: $exe not built (scripts/fetch-flashinfer.sh, then reconfigure): NOT RUN"; exit 3; }
 timeout "${FLASHINFER_S:-120}" "$exe" --rows "${FLASHINFER_ROWS:-1,8,32,128}" --keys "${FLASHINFER_KEYS:-128,1024,4096}" \
   2>&1 | tee "$out/flashinfer-decode.txt"
-exit "${PIPESTATUS[0]}"
+rc=${PIPESTATUS[0]}
+if [ "${FLASHINFER_PREFILL:-2048,8192}" != none ]; then
+  timeout "${FLASHINFER_S:-120}" "$exe" --prefill "${FLASHINFER_PREFILL:-2048,8192}" 2>&1 | tee "$out/flashinfer-prefill.txt"
+  [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+fi
+exit "$rc"

@@ -41,6 +41,7 @@
 // attribute at every call); a server would replay CUDA graphs.
 //
 //   flashinfer_decode [--rows 1,8,32,128] [--keys 128,1024,4096]
+//   flashinfer_decode --prefill 2048,8192     (prompts instead: run_prefill)
 //
 // Built only where CMake finds FlashInfer's headers (scripts/fetch-flashinfer.sh)
 // and the cuda provider is built to run; scripts/gpu-flashinfer-decode.sh
@@ -66,6 +67,7 @@
 #include <flashinfer/attention/variants.cuh>
 
 #include "paged_attention.hpp"
+#include "prefill_attention.hpp"
 #include "pdl.cuh"
 
 namespace {
@@ -76,9 +78,6 @@ using Variant = flashinfer::DefaultAttention</*custom_mask=*/false, /*sliding_wi
                                              /*logits_soft_cap=*/false, /*alibi=*/false>;
 constexpr auto kNoRope = flashinfer::PosEncodingMode::kNone;
 using PrefillParams = flashinfer::BatchPrefillPagedParams<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, int32_t>;
-// One query row per request packs group-size (4) rows per KV head: the plan
-// picks FlashInfer's smallest query tile, the one instantiation built here.
-constexpr uint32_t kTcTileQ = 16;
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) {
@@ -165,42 +164,186 @@ struct FlashInferPlan {
   }
 };
 
-// FlashInfer's tensor-core decode plan: PrefillPlan over `rows` requests of one
-// query row each, as flashinfer/decode.py's plan() calls it with
-// use_tensor_cores (fixed_split_size -1, split-KV allowed, uniform_q_len 1).
-struct FlashInferTcPlan {
+// A FlashInfer FA2 batch-prefill plan (PrefillPlan), and the kernel's
+// parameters pointed into its workspaces as csrc/batch_prefill_paged.cuh
+// points them. Its tensor-core decode is this with one query row a request,
+// planned as flashinfer/decode.py's plan() plans it with use_tensor_cores
+// (fixed_split_size -1, split-KV allowed, uniform_q_len 1); a prefill is one
+// request of T rows (uniform_q_len 0, as the prefill wrapper plans it).
+struct FlashInferPrefillPlan {
   flashinfer::PrefillPlanInfo info;
   Dev<char> float_ws{128u << 20}, int_ws{8u << 20};
   std::vector<char> pinned_int = std::vector<char>(8u << 20);
 
-  FlashInferTcPlan(std::vector<int32_t>& qo_indptr_h, std::vector<int32_t>& kv_indptr_h, uint32_t rows) {
+  FlashInferPrefillPlan(std::vector<int32_t>& qo_indptr_h, std::vector<int32_t>& kv_indptr_h, uint32_t total_rows,
+                        uint32_t requests, int64_t uniform_q_len) {
     check(flashinfer::PrefillPlan<int32_t>(float_ws.p, 128u << 20, int_ws.p, pinned_int.data(), 8u << 20, info,
-                                           qo_indptr_h.data(), kv_indptr_h.data(), /*total_num_rows=*/rows, rows,
-                                           kHeads, kKvHeads, kHeadDim, kHeadDim, kPage, /*enable_cuda_graph=*/false,
+                                           qo_indptr_h.data(), kv_indptr_h.data(), total_rows, requests, kHeads,
+                                           kKvHeads, kHeadDim, kHeadDim, kPage, /*enable_cuda_graph=*/false,
                                            /*sizeof_dtype_o=*/2, /*window_left=*/-1, /*fixed_split_size=*/-1,
-                                           /*disable_split_kv=*/false, /*num_colocated_ctas=*/0,
-                                           /*uniform_q_len=*/1, /*fixed_uniform_q_len=*/true, /*stream=*/nullptr,
+                                           /*disable_split_kv=*/false, /*num_colocated_ctas=*/0, uniform_q_len,
+                                           /*fixed_uniform_q_len=*/uniform_q_len > 0, /*stream=*/nullptr,
                                            /*kv_dtype_bytes=*/2),
-          "FlashInfer PrefillPlan (tensor-core decode)");
-    check(cudaDeviceSynchronize(), "FlashInfer tensor-core plan upload");
-    if (info.cta_tile_q != kTcTileQ) {
-      std::fprintf(stderr, "flashinfer_decode: the tensor-core plan chose a query tile of %lld, built for %u\n",
-                   static_cast<long long>(info.cta_tile_q), kTcTileQ);
-      std::exit(1);
+          "FlashInfer PrefillPlan");
+    check(cudaDeviceSynchronize(), "FlashInfer prefill plan upload");
+  }
+
+  // params' plan-made pointers; tmp_v / tmp_s are the split-KV partials (null without splits).
+  void point(PrefillParams& p, __nv_bfloat16** tmp_v, float** tmp_s) {
+    p.request_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(int_ws.p, info.request_indices_offset);
+    p.qo_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(int_ws.p, info.qo_tile_indices_offset);
+    p.kv_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(int_ws.p, info.kv_tile_indices_offset);
+    p.o_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(int_ws.p, info.o_indptr_offset);
+    p.kv_chunk_size_ptr = flashinfer::GetPtrFromBaseOffset<int32_t>(int_ws.p, info.kv_chunk_size_ptr_offset);
+    *tmp_v = nullptr;
+    *tmp_s = nullptr;
+    if (info.split_kv) {
+      p.merge_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(int_ws.p, info.merge_indptr_offset);
+      *tmp_v = flashinfer::GetPtrFromBaseOffset<__nv_bfloat16>(float_ws.p, info.v_offset);
+      *tmp_s = flashinfer::GetPtrFromBaseOffset<float>(float_ws.p, info.s_offset);
     }
+    p.padded_batch_size = static_cast<uint32_t>(info.padded_batch_size);
+    p.max_total_num_rows = static_cast<uint32_t>(info.total_num_rows);
   }
 };
+
+// FlashInfer's FA2 paged prefill kernel at the query tile its plan chose, for
+// the tiles built here (16 for decode rows, 64 and 128 for prompts).
+template <flashinfer::MaskMode kMask>
+cudaError_t flashinfer_prefill(int64_t cta_tile_q, const PrefillParams& p, __nv_bfloat16* tmp_v, float* tmp_s,
+                               bool pdl) {
+  auto run = [&](auto tile) {
+    return flashinfer::BatchPrefillWithPagedKVCacheDispatched</*SAME_KV_STRIDES=*/true, decltype(tile)::value,
+                                                              kHeadDim, kHeadDim, kNoRope,
+                                                              /*use_fp16_qk_reduction=*/false, kMask,
+                                                              /*USE_TOKEN_HEAD_SF=*/false, Variant>(p, tmp_v, tmp_s,
+                                                                                                    pdl, nullptr);
+  };
+  if constexpr (kMask == flashinfer::MaskMode::kNone) {
+    if (cta_tile_q == 16) return run(std::integral_constant<uint32_t, 16>{});
+  } else {
+    if (cta_tile_q == 64) return run(std::integral_constant<uint32_t, 64>{});
+    if (cta_tile_q == 128) return run(std::integral_constant<uint32_t, 128>{});
+  }
+  std::fprintf(stderr, "flashinfer_decode: FlashInfer's plan chose a query tile of %lld, not built here\n",
+               static_cast<long long>(cta_tile_q));
+  std::exit(1);
+}
+
+// Prefill: one sequence's prompt of T tokens attending causally to itself, in
+// one call each. Ours is PAGED_ATTENTION's prompt path as run_paged_op runs it
+// (paged_attention_check.cpp: the tensor-core kernel over the prefill tiles,
+// then the decode kernel told to skip them; q and output F32); FlashInfer's
+// is its FA2 paged prefill kernel (causal, q and output BF16) after its plan.
+// The engine cuts a long prompt into chunks of --max-step-tokens rows; one
+// whole-prompt call is the kernel-to-kernel comparison. Returns whether the
+// two outputs agree.
+bool run_prefill(const cudaDeviceProp& prop, int64_t T, std::mt19937& rng) {
+  const int64_t pages = (T + kPage - 1) / kPage, page_elems = int64_t{kPage} * kKvHeads * kHeadDim;
+  const int64_t n_q = T * kHeads * kHeadDim;
+  const float scale = 1.f / std::sqrt(static_cast<float>(kHeadDim));
+  Dev<__nv_bfloat16> k_pool(pages * page_elems), v_pool(pages * page_elems);
+  fill_hashed<<<1024, 256>>>(k_pool.p, pages * page_elems, 0x5EEDu);
+  fill_hashed<<<1024, 256>>>(v_pool.p, pages * page_elems, 0xFACEu);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<float> q_h(static_cast<size_t>(n_q));
+  std::vector<__nv_bfloat16> q16_h(q_h.size());
+  for (size_t i = 0; i < q_h.size(); ++i) q16_h[i] = __float2bfloat16(q_h[i] = bf16_round(normal(rng)));
+  Dev<float> q(q_h.size()), out_ours(q_h.size());
+  Dev<__nv_bfloat16> q16(q_h.size()), out_fi(q_h.size());
+  q.put(q_h);
+  q16.put(q16_h);
+  std::vector<int32_t> order(static_cast<size_t>(pages));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+
+  // Ours: n_seq = 1, the table [2T + pages]: each row's position, its sequence (0), then the block ids.
+  std::vector<int32_t> table(static_cast<size_t>(2 * T + pages));
+  for (int64_t t = 0; t < T; ++t) table[static_cast<size_t>(t)] = static_cast<int32_t>(t), table[static_cast<size_t>(T + t)] = 0;
+  std::copy(order.begin(), order.end(), table.begin() + 2 * T);
+  Dev<int32_t> table_d(table.size());
+  table_d.put(table);
+  xqcuda::PagedAttentionArgs a;
+  a.q = q.p, a.kpool = k_pool.p, a.vpool = v_pool.p, a.pool_type = xqcuda::DType::BF16;
+  a.table = table_d.p, a.table_ld = pages, a.n_seq = 1;
+  a.T = T, a.H = kHeads, a.KVH = kKvHeads, a.D = kHeadDim, a.BS = kPage, a.max_keys = pages * kPage;
+  a.scale = scale, a.out = out_ours.p, a.out_type = xqcuda::DType::F32;
+  if (!xqcuda::prefill_attention_applies(a, T)) {
+    std::printf("prefill %lld tokens: our tensor-core prefill path does not apply here: not compared\n",
+                static_cast<long long>(T));
+    return true;
+  }
+  const int splits = xqcuda::paged_attention_splits(T, kKvHeads, a.max_keys, prop.multiProcessorCount);
+  Dev<char> split_ws(std::max<size_t>(xqcuda::paged_attention_workspace(T, kHeads, kHeadDim, splits), 1));
+  Dev<char> flags(xqcuda::prefill_attention_workspace(T));
+  auto ours = [&] {
+    check(xqcuda::prefill_attention(a, reinterpret_cast<int32_t*>(flags.p), nullptr), "our prefill attention");
+    xqcuda::PagedAttentionArgs rest = a;
+    rest.skip_tiles = reinterpret_cast<const int32_t*>(flags.p);
+    rest.skip_tile_rows = xqcuda::kPrefillTileRows;
+    check(xqcuda::paged_attention(rest, splits, splits > 1 ? split_ws.p : nullptr, nullptr), "our paged attention");
+  };
+
+  // FlashInfer: one request of T rows over `pages` pages (CSR lists), causal.
+  std::vector<int32_t> qo_indptr = {0, static_cast<int32_t>(T)}, kv_indptr = {0, static_cast<int32_t>(pages)};
+  std::vector<int32_t> last_len = {static_cast<int32_t>(T - (pages - 1) * kPage)};
+  Dev<int32_t> qo_indptr_d(2), kv_indptr_d(2), last_d(1), indices_d(order.size());
+  qo_indptr_d.put(qo_indptr);
+  kv_indptr_d.put(kv_indptr);
+  last_d.put(last_len);
+  indices_d.put(order);
+  FlashInferPrefillPlan plan(qo_indptr, kv_indptr, static_cast<uint32_t>(T), 1, /*uniform_q_len=*/0);
+  flashinfer::paged_kv_t<__nv_bfloat16, int32_t> kv(kKvHeads, kPage, kHeadDim, 1, flashinfer::QKVLayout::kNHD,
+                                                    k_pool.p, v_pool.p, indices_d.p, kv_indptr_d.p, last_d.p);
+  PrefillParams p(q16.p, kv, /*maybe_custom_mask=*/nullptr, qo_indptr_d.p, /*maybe_mask_indptr=*/nullptr,
+                  /*maybe_q_rope_offset=*/nullptr, out_fi.p, /*lse=*/nullptr, /*maybe_alibi_slopes=*/nullptr, kHeads,
+                  /*q_stride_n=*/kHeads * kHeadDim, /*q_stride_h=*/kHeadDim, /*window_left=*/-1,
+                  /*logits_soft_cap=*/0.f, scale, /*rope_scale=*/1.f, /*rope_theta=*/1e4f);
+  __nv_bfloat16* tmp_v = nullptr;
+  float* tmp_s = nullptr;
+  plan.point(p, &tmp_v, &tmp_s);
+  const bool pdl = prop.major >= 9;
+  auto theirs = [&] {
+    check(flashinfer_prefill<flashinfer::MaskMode::kCausal>(plan.info.cta_tile_q, p, tmp_v, tmp_s, pdl),
+          "FlashInfer BatchPrefillWithPagedKVCache (causal prompt)");
+  };
+
+  check(cudaMemset(out_ours.p, 0xff, static_cast<size_t>(n_q) * 4), "poison");
+  check(cudaMemset(out_fi.p, 0xff, static_cast<size_t>(n_q) * 2), "poison");
+  ours();
+  theirs();
+  check(cudaDeviceSynchronize(), "first prefill calls");
+  const std::vector<float> mine = out_ours.get(static_cast<size_t>(n_q));
+  std::vector<float> fi(static_cast<size_t>(n_q));
+  {
+    const auto raw = out_fi.get(static_cast<size_t>(n_q));
+    for (size_t i = 0; i < fi.size(); ++i) fi[i] = __bfloat162float(raw[i]);
+  }
+  const double err = rel_l2(fi, mine);
+  const bool agree = std::isfinite(err) && err <= 1e-2;
+  const double us_ours = us_per_call(ours), us_fi = us_per_call(theirs);
+  // Causal: row t sees t + 1 keys; QK^T and PV are 2 multiply-adds a key, head dim and head.
+  const double flop = 4.0 * kHeads * kHeadDim * (static_cast<double>(T) * (T + 1) / 2);
+  std::printf("prefill %5lld tokens (causal, one call): ours %9.1f us (%5.0f TFLOP/s), FlashInfer FA2 %9.1f us (%5.0f "
+              "TFLOP/s, query tile %lld, split-KV %s), FlashInfer / ours %.2fx; rel diff %.1e%s\n",
+              static_cast<long long>(T), us_ours, flop / us_ours / 1e6, us_fi, flop / us_fi / 1e6,
+              static_cast<long long>(plan.info.cta_tile_q), plan.info.split_kv ? "on" : "off", us_fi / us_ours, err,
+              agree ? "" : "  DISAGREE (bound 1e-2)");
+  std::fflush(stdout);
+  return agree;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<int64_t> row_counts = {1, 8, 32, 128}, key_counts = {128, 1024, 4096};
+  std::vector<int64_t> row_counts = {1, 8, 32, 128}, key_counts = {128, 1024, 4096}, prompts;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--rows") row_counts = parse_list(argv[i + 1]);
     else if (flag == "--keys") key_counts = parse_list(argv[i + 1]);
+    else if (flag == "--prefill") prompts = parse_list(argv[i + 1]);
     else {
-      std::fprintf(stderr, "usage: flashinfer_decode [--rows 1,8,32,128] [--keys 128,1024,4096]\n");
+      std::fprintf(stderr, "usage: flashinfer_decode [--rows 1,8,32,128] [--keys 128,1024,4096] | --prefill 2048,8192\n");
       return 2;
     }
   }
@@ -208,6 +351,15 @@ int main(int argc, char** argv) {
   if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
     std::fprintf(stderr, "flashinfer_decode: no CUDA device\n");
     return 3;
+  }
+  if (!prompts.empty()) {  // --prefill: prompts only
+    std::printf("device: %s (%d SMs); FlashInfer prefill vs ours, %u/%u heads, D %u, BF16 K/V pages of %u\n",
+                prop.name, prop.multiProcessorCount, kHeads, kKvHeads, kHeadDim, kPage);
+    std::mt19937 rng(99);
+    int disagree = 0;
+    for (int64_t T : prompts) disagree += !run_prefill(prop, T, rng);
+    if (disagree) std::printf("%d prompt length(s) where the two outputs disagree\n", disagree);
+    return disagree ? 1 : 0;
   }
   const int64_t max_rows = *std::max_element(row_counts.begin(), row_counts.end());
   const int64_t max_keys = *std::max_element(key_counts.begin(), key_counts.end());
@@ -313,32 +465,18 @@ int main(int argc, char** argv) {
               "FlashInfer BatchDecodeWithPagedKVCache");
       };
 
-      FlashInferTcPlan tc_plan(qo_indptr, indptr, static_cast<uint32_t>(rows));
+      FlashInferPrefillPlan tc_plan(qo_indptr, indptr, static_cast<uint32_t>(rows), static_cast<uint32_t>(rows),
+                                    /*uniform_q_len=*/1);
       PrefillParams tc(q16.p, kv, /*maybe_custom_mask=*/nullptr, qo_indptr_d.p, /*maybe_mask_indptr=*/nullptr,
                        /*maybe_q_rope_offset=*/nullptr, out_tc.p, /*lse=*/nullptr, /*maybe_alibi_slopes=*/nullptr,
                        kHeads, /*q_stride_n=*/kHeads * kHeadDim, /*q_stride_h=*/kHeadDim, /*window_left=*/-1,
                        /*logits_soft_cap=*/0.f, scale, /*rope_scale=*/1.f, /*rope_theta=*/1e4f);
-      tc.request_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.request_indices_offset);
-      tc.qo_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.qo_tile_indices_offset);
-      tc.kv_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.kv_tile_indices_offset);
-      tc.o_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.o_indptr_offset);
-      tc.kv_chunk_size_ptr =
-          flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.kv_chunk_size_ptr_offset);
       __nv_bfloat16* tc_tmp_v = nullptr;
       float* tc_tmp_s = nullptr;
-      if (tc_plan.info.split_kv) {
-        tc.merge_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(tc_plan.int_ws.p, tc_plan.info.merge_indptr_offset);
-        tc_tmp_v = flashinfer::GetPtrFromBaseOffset<__nv_bfloat16>(tc_plan.float_ws.p, tc_plan.info.v_offset);
-        tc_tmp_s = flashinfer::GetPtrFromBaseOffset<float>(tc_plan.float_ws.p, tc_plan.info.s_offset);
-      }
-      tc.padded_batch_size = static_cast<uint32_t>(tc_plan.info.padded_batch_size);
-      tc.max_total_num_rows = static_cast<uint32_t>(tc_plan.info.total_num_rows);
+      tc_plan.point(tc, &tc_tmp_v, &tc_tmp_s);
       auto tensor_cores = [&] {
         tc.paged_kv.indices = indices_d.p + (call++ % sets) * rows * pages;
-        check(flashinfer::BatchPrefillWithPagedKVCacheDispatched<
-                  /*SAME_KV_STRIDES=*/true, kTcTileQ, kHeadDim, kHeadDim, kNoRope, /*use_fp16_qk_reduction=*/false,
-                  flashinfer::MaskMode::kNone, /*USE_TOKEN_HEAD_SF=*/false, Variant>(tc, tc_tmp_v, tc_tmp_s, fi_pdl,
-                                                                                    nullptr),
+        check(flashinfer_prefill<flashinfer::MaskMode::kNone>(tc_plan.info.cta_tile_q, tc, tc_tmp_v, tc_tmp_s, fi_pdl),
               "FlashInfer BatchPrefillWithPagedKVCache (tensor-core decode)");
       };
 
