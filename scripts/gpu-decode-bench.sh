@@ -35,10 +35,29 @@ eng=$(dirname "$cli")/test_device_engine
 if [ "${REUSE_MODELS:-0}" = 1 ] && [ -f $dir/bf16/config.json ]; then
   echo "reusing the models in $dir"
 else
-rm -rf $dir && mkdir -p $dir/bf16
 from_layers=${FROM_LAYERS:-$layers}
+[[ "$from_layers" =~ ^[1-9][0-9]*$ ]] || { echo "gpu-decode-bench: FROM_LAYERS=$from_layers is not a layer count" >&2; exit 2; }
+rm -rf $dir && mkdir -p $dir/bf16
 src=$dir
-[ "$from_layers" -lt "$layers" ] && src=$dir/small-$from_layers && mkdir -p $src/bf16
+if [ "$from_layers" -lt "$layers" ]; then src=$dir/small-$from_layers && mkdir -p $src/bf16; fi
+# With FROM_LAYERS: each model made in $src, repeated up to $layers layers into $dir
+# (a BF16 model that cannot be is an error: every benchmark below needs it).
+inflate_models() {
+  [ "$src" != "$dir" ] || return 0
+  local t=$(date +%s) m
+  for m in "$src"/*/; do
+    m=$(basename "$m")
+    [ -f "$src/$m/config.json" ] || continue
+    rm -rf "$dir/$m"
+    if ! python3 "$(dirname "$0")/inflate-layers.py" "$src/$m" "$dir/$m" $layers > /dev/null; then
+      echo "inflate $m FAILED"; rm -rf "$dir/$m"
+      [ "$m" != bf16 ] || exit 1
+    fi
+  done
+  mv "$src"/*.log "$dir/" 2>/dev/null || true
+  rm -rf "$src"
+  echo "inflated to $layers layers: $(( $(date +%s) - t )) s"
+}
 python3 "$(dirname "$0")/random_checkpoint.py" llama-3.1-8b $src/bf16 --layers $from_layers
 # BF16_ONLY=1: the BF16 model and the copy rate only (scripts/gpu-pdl-bench.sh).
 if [ "${BF16_ONLY:-0}" != 1 ]; then
@@ -49,7 +68,7 @@ if [ "${SKIP_W4:-0}" != 1 ]; then
 echo "quantize: $(( $(date +%s) - t )) s"
 fi
 # W4_ONLY=1: only the BF16 and W4A16 models (bench/engine/gpu_load_time.sh).
-[ "${W4_ONLY:-0}" = 1 ] && exit 0
+[ "${W4_ONLY:-0}" = 1 ] && { inflate_models; exit 0; }
 if wants w8a8; then
 t=$(date +%s)
 "$cli" quantize --model $src/bf16 --out $src/w8a8 --w8a8 dynamic --sym 2>&1 | tail -2
@@ -81,17 +100,7 @@ if [ "${GPUENG_W4AFP8:-1}" = 1 ] && wants w4afp8 && "$cli" quantize --help 2>&1 
   echo "quantize W4AFP8: $(( $(date +%s) - t )) s"
 fi
 fi  # BF16_ONLY
-if [ "$src" != "$dir" ]; then
-  t=$(date +%s)
-  for m in "$src"/*/; do
-    m=$(basename "$m")
-    [ -f "$src/$m/config.json" ] || continue
-    rm -rf "$dir/$m"
-    python3 "$(dirname "$0")/inflate-layers.py" "$src/$m" "$dir/$m" $layers > /dev/null || { echo "inflate $m FAILED"; rm -rf "$dir/$m"; }
-  done
-  rm -rf "$src"
-  echo "inflated to $layers layers: $(( $(date +%s) - t )) s"
-fi
+inflate_models
 fi  # REUSE_MODELS
 gbs=$(python3 - <<'PY'
 import torch

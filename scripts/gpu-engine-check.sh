@@ -247,8 +247,8 @@ fi
 if [ "${GPUENG_W4A8:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-w4a8.sh" "$b" "$out" 2>&1 | tee "$out/w4a8.log"
 fi
-# Optional (GPUENG_FLASHINFER=1): FlashInfer's paged decode attention against ours
-# (scripts/gpu-flashinfer-decode.sh: bench/cuda/flashinfer_decode.cu, bundled where it was built).
+# Optional (GPUENG_FLASHINFER=1): FlashInfer's paged decode (CUDA-core and tensor-core) and FA2 prefill
+# attention against ours (scripts/gpu-flashinfer-decode.sh: bench/cuda/flashinfer_decode.cu, bundled where it was built).
 if [ "${GPUENG_FLASHINFER:-0}" = 1 ]; then
   bash "$(dirname "$0")/gpu-flashinfer-decode.sh" "$b" "$out" 2>&1 | tee "$out/flashinfer.log"
 fi

@@ -1,14 +1,15 @@
 // flashinfer_decode.cu: issue 9 asks that where a well-kept kernel library
 // already does an op well (for attention, FlashInfer's header-only kernels)
 // it be measured against ours and the faster taken. This is that measurement
-// for decode attention over a paged KV cache, one binary, one GPU run:
+// for attention over a paged KV cache (decode rows, and with --prefill one
+// causal prompt: run_prefill), one binary, one GPU run:
 //
 //   ours        xqcuda::paged_attention, the launcher behind the engine's
 //               PAGED_ATTENTION (its default kernel choice and split rule,
 //               plugins/cuda/src/split_k_launch.cuh); q F32, output F32;
 //   flashinfer  BatchDecodeWithPagedKVCacheDispatched (include/flashinfer/
-//               attention/decode.cuh: its CUDA-core decode kernel, not the
-//               tensor-core path some servers take for GQA) after DecodePlan
+//               attention/decode.cuh: its CUDA-core decode kernel) after
+//               DecodePlan
 //               (scheduler.cuh), as FlashInfer's own
 //               BatchDecodeWithPagedKVCacheRun drives it (csrc/batch_decode.cu):
 //               its work estimation chooses split-KV and the chunk size; q
@@ -24,19 +25,21 @@
 //
 // Shapes: Llama-3.1-8B's heads (32 query over 8 KV heads, D 128), BF16 K and
 // V in 16-slot pages laid out [pages, 16, 8, 128] (NHD: the layout both
-// read, so the same pools serve both), 1 to 128 decode rows of 128 to 4096
-// keys each on shuffled pages. K and V are different index-hashed values
-// (so swapped pools or a wrong page show). Before timing, both outputs are
-// compared (relative L2 error <= 1e-2: FlashInfer rounds q and its output to
-// BF16, ours keeps F32; q's values are BF16-representable so both read the
-// same q). Time: CUDA events over 100 back-to-back eager launches after 5,
-// per call, each call on the next of several disjoint page sets (together
-// more than twice the L2), so a small shape streams from HBM as in a real
-// step; both with PDL (each library's default on Hopper: FlashInfer's Python
-// API passes enable_pdl on sm_90, our launcher uses it unless
-// XQUANT_CUDA_PDL=0) and both without. The plan is made once per shape outside
-// the timing (FlashInfer plans on the host once per step), our split count
-// likewise. Eager launches: at small shapes the host's launch path is in the
+// read, so the same pools serve both), decode rows (default 1 to 128) of
+// 128 to 4096 keys each (--rows, --keys) on shuffled pages. K and V are
+// different index-hashed values (so swapped pools or a wrong page show).
+// Before timing, FlashInfer's two outputs are compared with ours (relative
+// L2 error <= 1e-2: it rounds q and its output to BF16, ours keeps F32; q's
+// values are BF16-representable so all read the same q). Time: CUDA events
+// over 100 back-to-back eager launches after 5, per call, each call on the
+// next of several disjoint page sets (together more than twice the L2), so
+// a small shape streams from HBM as in a real step; all with PDL (each
+// library's default on Hopper: FlashInfer's Python API passes enable_pdl on
+// sm_90, our launcher uses it unless XQUANT_CUDA_PDL=0) and all without.
+// FlashInfer's plans are its eager ones (enable_cuda_graph false: its graph
+// mode pads the batch and may split differently), made once per shape
+// outside the timing (FlashInfer plans on the host once per step), our split
+// count likewise. Eager launches: at small shapes the host's launch path is in the
 // time for both (FlashInfer's dispatch also sets the kernel's shared-memory
 // attribute at every call); a server would replay CUDA graphs.
 //
@@ -53,6 +56,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -237,7 +241,7 @@ cudaError_t flashinfer_prefill(int64_t cta_tile_q, const PrefillParams& p, __nv_
 // is its FA2 paged prefill kernel (causal, q and output BF16) after its plan.
 // The engine cuts a long prompt into chunks of --max-step-tokens rows; one
 // whole-prompt call is the kernel-to-kernel comparison. Returns whether the
-// two outputs agree.
+// two outputs were compared and agree.
 bool run_prefill(const cudaDeviceProp& prop, int64_t T, std::mt19937& rng) {
   const int64_t pages = (T + kPage - 1) / kPage, page_elems = int64_t{kPage} * kKvHeads * kHeadDim;
   const int64_t n_q = T * kHeads * kHeadDim;
@@ -268,10 +272,10 @@ bool run_prefill(const cudaDeviceProp& prop, int64_t T, std::mt19937& rng) {
   a.table = table_d.p, a.table_ld = pages, a.n_seq = 1;
   a.T = T, a.H = kHeads, a.KVH = kKvHeads, a.D = kHeadDim, a.BS = kPage, a.max_keys = pages * kPage;
   a.scale = scale, a.out = out_ours.p, a.out_type = xqcuda::DType::F32;
-  if (!xqcuda::prefill_attention_applies(a, T)) {
-    std::printf("prefill %lld tokens: our tensor-core prefill path does not apply here: not compared\n",
+  if (!xqcuda::prefill_attention_applies(a, T)) {  // e.g. XQUANT_PREFILL_ATTENTION=0: nothing to compare
+    std::printf("prefill %lld tokens: our tensor-core prefill path does not apply here: NOT COMPARED\n",
                 static_cast<long long>(T));
-    return true;
+    return false;
   }
   const int splits = xqcuda::paged_attention_splits(T, kKvHeads, a.max_keys, prop.multiProcessorCount);
   Dev<char> split_ws(std::max<size_t>(xqcuda::paged_attention_workspace(T, kHeads, kHeadDim, splits), 1));
@@ -335,7 +339,7 @@ bool run_prefill(const cudaDeviceProp& prop, int64_t T, std::mt19937& rng) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   std::vector<int64_t> row_counts = {1, 8, 32, 128}, key_counts = {128, 1024, 4096}, prompts;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
@@ -358,7 +362,7 @@ int main(int argc, char** argv) {
     std::mt19937 rng(99);
     int disagree = 0;
     for (int64_t T : prompts) disagree += !run_prefill(prop, T, rng);
-    if (disagree) std::printf("%d prompt length(s) where the two outputs disagree\n", disagree);
+    if (disagree) std::printf("%d prompt length(s) not compared or where the two outputs disagree\n", disagree);
     return disagree ? 1 : 0;
   }
   const int64_t max_rows = *std::max_element(row_counts.begin(), row_counts.end());
@@ -457,7 +461,7 @@ int main(int argc, char** argv) {
         tmp_s = flashinfer::GetPtrFromBaseOffset<float>(plan.float_ws.p, plan.info.s_offset);
       }
       params.padded_batch_size = static_cast<uint32_t>(plan.info.padded_batch_size);
-      bool fi_pdl = true;
+      bool fi_pdl = prop.major >= 9;
       auto theirs = [&] {
         params.paged_kv.indices = indices_d.p + (call++ % sets) * rows * pages;
         check(flashinfer::BatchDecodeWithPagedKVCacheDispatched<kHeadDim, kNoRope, Variant>(params, tmp_v, tmp_s,
@@ -523,6 +527,17 @@ int main(int argc, char** argv) {
                   agree ? "" : "  DISAGREE (bound 1e-2)");
       std::fflush(stdout);
     }
-  if (failures) std::printf("%d shape(s) where the two outputs disagree\n", failures);
+  if (failures) std::printf("%d shape(s) where an output of FlashInfer's disagrees with ours\n", failures);
   return failures ? 1 : 0;
+}
+
+// FlashInfer reports a refused plan or launch by throwing (FLASHINFER_ERROR):
+// said, with a non-zero exit, instead of an abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "flashinfer_decode: %s\n", e.what());
+    return 1;
+  }
 }
