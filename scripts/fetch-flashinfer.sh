@@ -28,15 +28,24 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/xq-flashinfer.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "flashinfer-python==$version" >&2
 wheel=$(ls "$tmp"/flashinfer_python-*.whl)
+# The headers, CCCL and the wheel's license files (Apache-2.0; unzip's globs cannot
+# name the dist-info folder's license files, which vary by wheel, so Python picks them).
 python3 - "$wheel" "$tmp/unpacked" <<'PY'
-import sys, zipfile
+import os, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as z:
     for name in z.namelist():
         if name.startswith(("flashinfer/data/include/", "flashinfer/data/cccl/")):
             z.extract(name, sys.argv[2])
+        elif ".dist-info/" in name and "LICENSE" in os.path.basename(name).upper():
+            with open(os.path.join(sys.argv[2], os.path.basename(name)), "wb") as f:
+                f.write(z.read(name))
 PY
-rm -rf "$root"
-mkdir -p "$root"
-mv "$tmp/unpacked/flashinfer/data/include" "$tmp/unpacked/flashinfer/data/cccl" "$root/"
-[ -f "$root/include/flashinfer/attention/decode.cuh" ] || { echo "fetch-flashinfer: the wheel had no decode.cuh" >&2; exit 1; }
+[ -f "$tmp/unpacked/flashinfer/data/include/flashinfer/attention/decode.cuh" ] ||
+  { echo "fetch-flashinfer: the wheel had no include/flashinfer/attention/decode.cuh" >&2; exit 1; }
+# Unpacked beside, then moved into place (as fetch-cutlass.sh): an interrupted fetch leaves no half-written root.
+mkdir -p "$(dirname "$root")"
+rm -rf "$root.partial" && mkdir -p "$root.partial"
+mv "$tmp/unpacked/flashinfer/data/include" "$tmp/unpacked/flashinfer/data/cccl" "$root.partial/"
+find "$tmp/unpacked" -maxdepth 1 -type f -name '*LICENSE*' -exec mv {} "$root.partial/" \;
+rm -rf "$root" && mv "$root.partial" "$root"
 echo "$root"

@@ -150,6 +150,17 @@ double rel_l2(const std::vector<float>& got, const std::vector<float>& ref) {
   return std::sqrt(num / den);
 }
 
+// Every comparison's bound (FlashInfer rounds q and its output to BF16, ours keeps F32).
+bool agrees(double rel) { return std::isfinite(rel) && rel <= 1e-2; }
+
+// A BF16 output read back as floats, for rel_l2 against ours.
+std::vector<float> to_floats(const Dev<__nv_bfloat16>& d, size_t n) {
+  const auto raw = d.get(n);
+  std::vector<float> f(n);
+  for (size_t i = 0; i < n; ++i) f[i] = __bfloat162float(raw[i]);
+  return f;
+}
+
 // FlashInfer's plan for `rows` sequences of `pages` pages each (its workspaces
 // sized as its Python wrapper sizes them: 128 MB float, 8 MB int).
 struct FlashInferPlan {
@@ -210,6 +221,16 @@ struct FlashInferPrefillPlan {
     p.max_total_num_rows = static_cast<uint32_t>(info.total_num_rows);
   }
 };
+
+// The FA2 kernel's parameters for BF16 q [rows, kHeads, kHeadDim] and output
+// over `kv`, with no RoPE, mask, soft cap or ALiBi (both uses here).
+PrefillParams prefill_params(__nv_bfloat16* q, const flashinfer::paged_kv_t<__nv_bfloat16, int32_t>& kv,
+                             int32_t* qo_indptr, __nv_bfloat16* out, float scale) {
+  return PrefillParams(q, kv, /*maybe_custom_mask=*/nullptr, qo_indptr, /*maybe_mask_indptr=*/nullptr,
+                       /*maybe_q_rope_offset=*/nullptr, out, /*lse=*/nullptr, /*maybe_alibi_slopes=*/nullptr, kHeads,
+                       /*q_stride_n=*/kHeads * kHeadDim, /*q_stride_h=*/kHeadDim, /*window_left=*/-1,
+                       /*logits_soft_cap=*/0.f, scale, /*rope_scale=*/1.f, /*rope_theta=*/1e4f);
+}
 
 // FlashInfer's FA2 paged prefill kernel at the query tile its plan chose, for
 // the tiles built here (16 for decode rows, 64 and 128 for prompts).
@@ -299,10 +320,7 @@ bool run_prefill(const cudaDeviceProp& prop, int64_t T, std::mt19937& rng) {
   FlashInferPrefillPlan plan(qo_indptr, kv_indptr, static_cast<uint32_t>(T), 1, /*uniform_q_len=*/0);
   flashinfer::paged_kv_t<__nv_bfloat16, int32_t> kv(kKvHeads, kPage, kHeadDim, 1, flashinfer::QKVLayout::kNHD,
                                                     k_pool.p, v_pool.p, indices_d.p, kv_indptr_d.p, last_d.p);
-  PrefillParams p(q16.p, kv, /*maybe_custom_mask=*/nullptr, qo_indptr_d.p, /*maybe_mask_indptr=*/nullptr,
-                  /*maybe_q_rope_offset=*/nullptr, out_fi.p, /*lse=*/nullptr, /*maybe_alibi_slopes=*/nullptr, kHeads,
-                  /*q_stride_n=*/kHeads * kHeadDim, /*q_stride_h=*/kHeadDim, /*window_left=*/-1,
-                  /*logits_soft_cap=*/0.f, scale, /*rope_scale=*/1.f, /*rope_theta=*/1e4f);
+  PrefillParams p = prefill_params(q16.p, kv, qo_indptr_d.p, out_fi.p, scale);
   __nv_bfloat16* tmp_v = nullptr;
   float* tmp_s = nullptr;
   plan.point(p, &tmp_v, &tmp_s);
@@ -317,14 +335,8 @@ bool run_prefill(const cudaDeviceProp& prop, int64_t T, std::mt19937& rng) {
   ours();
   theirs();
   check(cudaDeviceSynchronize(), "first prefill calls");
-  const std::vector<float> mine = out_ours.get(static_cast<size_t>(n_q));
-  std::vector<float> fi(static_cast<size_t>(n_q));
-  {
-    const auto raw = out_fi.get(static_cast<size_t>(n_q));
-    for (size_t i = 0; i < fi.size(); ++i) fi[i] = __bfloat162float(raw[i]);
-  }
-  const double err = rel_l2(fi, mine);
-  const bool agree = std::isfinite(err) && err <= 1e-2;
+  const double err = rel_l2(to_floats(out_fi, static_cast<size_t>(n_q)), out_ours.get(static_cast<size_t>(n_q)));
+  const bool agree = agrees(err);
   const double us_ours = us_per_call(ours), us_fi = us_per_call(theirs);
   // Causal: row t sees t + 1 keys; QK^T and PV are 2 multiply-adds a key, head dim and head.
   const double flop = 4.0 * kHeads * kHeadDim * (static_cast<double>(T) * (T + 1) / 2);
@@ -471,10 +483,7 @@ int run(int argc, char** argv) {
 
       FlashInferPrefillPlan tc_plan(qo_indptr, indptr, static_cast<uint32_t>(rows), static_cast<uint32_t>(rows),
                                     /*uniform_q_len=*/1);
-      PrefillParams tc(q16.p, kv, /*maybe_custom_mask=*/nullptr, qo_indptr_d.p, /*maybe_mask_indptr=*/nullptr,
-                       /*maybe_q_rope_offset=*/nullptr, out_tc.p, /*lse=*/nullptr, /*maybe_alibi_slopes=*/nullptr,
-                       kHeads, /*q_stride_n=*/kHeads * kHeadDim, /*q_stride_h=*/kHeadDim, /*window_left=*/-1,
-                       /*logits_soft_cap=*/0.f, scale, /*rope_scale=*/1.f, /*rope_theta=*/1e4f);
+      PrefillParams tc = prefill_params(q16.p, kv, qo_indptr_d.p, out_tc.p, scale);
       __nv_bfloat16* tc_tmp_v = nullptr;
       float* tc_tmp_s = nullptr;
       tc_plan.point(tc, &tc_tmp_v, &tc_tmp_s);
@@ -497,14 +506,8 @@ int run(int argc, char** argv) {
       tensor_cores();
       check(cudaDeviceSynchronize(), "first calls");
       const std::vector<float> mine = out_ours.get(n_out);
-      auto bf16_to_float = [&](const Dev<__nv_bfloat16>& d) {
-        const auto raw = d.get(n_out);
-        std::vector<float> f(n_out);
-        for (size_t i = 0; i < n_out; ++i) f[i] = __bfloat162float(raw[i]);
-        return f;
-      };
-      const double err = rel_l2(bf16_to_float(out_fi), mine), err_tc = rel_l2(bf16_to_float(out_tc), mine);
-      const bool agree = std::isfinite(err) && err <= 1e-2 && std::isfinite(err_tc) && err_tc <= 1e-2;
+      const double err = rel_l2(to_floats(out_fi, n_out), mine), err_tc = rel_l2(to_floats(out_tc, n_out), mine);
+      const bool agree = agrees(err) && agrees(err_tc);
       failures += !agree;
 
       double us[2][3];  // [pdl on, off][ours, FlashInfer CUDA cores, FlashInfer tensor cores]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# moe_vllm_interop.sh: vLLM's CPU build serves our compressed-tensors MoE output
-# (a tiny random qwen3_moe, W4A16 g128 experts) with logits matching our
-# engine's; moe_vllm_interop.py says what is compared and with which bounds.
+# moe_vllm_interop.sh: vLLM's CPU build serves our compressed-tensors MoE outputs
+# (a tiny random qwen3_moe: W4A16 g128 experts by RTN and by GPTQ, W8A8 INT8
+# experts) with logits matching our engine's; moe_vllm_interop.py says what is
+# compared and with which bounds.
 #
 #   tests/interop/moe_vllm_interop.sh [BUILD_DIR]         (default: build)
 #
