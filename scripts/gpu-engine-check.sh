@@ -6,7 +6,7 @@
 # CPU provider), the device-engine tests (GPU vs CPU on stories260K, W4A16),
 # and `xquant generate/eval --provider cuda` next to `--provider cpu`; with
 # GPUENG_HF=1 also scripts/gpu-hf-compare.py (the engine against transformers);
-# GPUENG_DECODE, GPUENG_ATTN, GPUENG_ATTN_KERNELS, GPUENG_DECODE_PROFILE, GPUENG_DECODE_KERNELS, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_KV_CAPACITY, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W8GEMV, GPUENG_W4A8, GPUENG_FLASHINFER, GPUENG_STORED and GPUENG_AB add the checks and benchmarks below.
+# GPUENG_DECODE, GPUENG_ATTN, GPUENG_ATTN_KERNELS, GPUENG_DECODE_PROFILE, GPUENG_DECODE_KERNELS, GPUENG_PAGED_OPS, GPUENG_PDL, GPUENG_BENCH, GPUENG_SERVE, GPUENG_KV_CAPACITY, GPUENG_PREFILL, GPUENG_MOE, GPUENG_MOE_W8A8, GPUENG_KERNELS, GPUENG_W4GEMV, GPUENG_W8GEMV, GPUENG_W4A8, GPUENG_FLASHINFER, GPUENG_FLASHINFER_ENGINE, GPUENG_STORED and GPUENG_AB add the checks and benchmarks below.
 # Logs land in $OUT (default /tmp/gpu-engine-out).
 set -uo pipefail
 bundle=${1:-$(cd "$(dirname "$0")/.." && pwd)/.gpueng/bundle.tar.xz}
@@ -171,6 +171,10 @@ fi
 if [ "${GPUENG_LOADTIME:-0}" = 1 ]; then
   bash "$(dirname "$0")/../bench/engine/gpu_load_time.sh" "$cli" 2>&1 | tee "$out/load_time.log"
 fi
+# Optional (GPUENG_FLASHINFER_ENGINE=1): FlashInfer's decode as the engine's PAGED_ATTENTION
+# (scripts/gpu-flashinfer-engine.sh: its tests, the engine suites and transformers comparison, the
+# 32-layer bench with it off and on; 290 s on an H100, bounded by FI_BUDGET_S).
+if [ "${GPUENG_FLASHINFER_ENGINE:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-flashinfer-engine.sh" "$b" "$out" 2>&1 | tee "$out/flashinfer-engine.log"; fi
 # Optional: the serving benchmark (scripts/gpu-serve-bench.sh) over the models the decode bench made.
 if [ "${GPUENG_SERVE:-0}" = 1 ]; then
   XQUANT_BENCH_COPY_GBS=$(grep -o "copy: [0-9]*" "$out/bench.log" 2>/dev/null | grep -o "[0-9]*" || echo 0) \

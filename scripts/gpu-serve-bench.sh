@@ -17,9 +17,11 @@ for m in w4a16-g128:w4a16-g128 w8a8-int8:w8a8 fp8:fp8 w4afp8:w4afp8; do
 done
 gbs=${XQUANT_BENCH_COPY_GBS:-0}
 t=$(date +%s)
+set +e  # a failed run (e.g. a KV cache that does not fit) is reported below, not a silent exit
 "$cli" bench --models "$models" --concurrency "${SERVE_CONC:-1,8,32,128,256}" --lengths "${SERVE_LENGTHS:-1024:1024}" \
   --provider cuda --kv-dtype bf16 --memory-budget-gb 40 --copy-gbs "$gbs" --json "$out/serve-bench.json" \
   2> "$out/serve-bench.err" | tee "$out/serve-bench.txt"
 rc=${PIPESTATUS[0]}
+set -e
 grep -v "^bench: .* step " "$out/serve-bench.err" | tail -5
 echo "serve bench: rc=$rc, $(( $(date +%s) - t )) s"

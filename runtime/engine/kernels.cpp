@@ -232,6 +232,19 @@ void Kernels::attach(xq_qweight* w, const std::string& layout, const std::vector
   check_plugin_call(s, fmt::format("kernel provider '{}' taking the stored '{}' copy of '{}'", plugin_->name(), layout, name));
 }
 
+bool Kernels::plans_paged_steps() const {
+  const auto& vt = plugin_->kernel();
+  return XQ_HAS_FIELD(&vt, xq_kernel_vtable, plan_paged_step) && vt.plan_paged_step;
+}
+
+bool Kernels::plan_paged_step(xq_paged_plan& plan) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  const xq_status s = plugin_->kernel().plan_paged_step(plugin_->state, &plan);
+  run_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  check_plugin_call(s, fmt::format("kernel provider '{}' planning a decode step's attention", plugin_->name()));
+  return plan.taken != 0;
+}
+
 bool Kernels::adopts_stacked() const {
   const auto& vt = plugin_->kernel();
   return XQ_HAS_FIELD(&vt, xq_kernel_vtable, qweight_adopt_stacked) && vt.qweight_adopt_stacked;

@@ -61,6 +61,32 @@ void Model::attend_paged(int layer, const float* q, const float* kf, const xq_de
   kernels_->run(op, "PAGED_ATTENTION");
 }
 
+// Hands a provider that plans attention per step (FlashInfer's decode on
+// `cuda`) this step's decode rows: each row's keys are its position + 1,
+// padding rows of a recorded bucket included (position 0). `positions`
+// null: not a decode step, and the provider drops its previous plan. Every
+// device step calls it, so a recording made under a plan is always
+// launched after the plan of its own step (xq_kernel.h's contract).
+void Model::plan_attention(const PagedKvCache& cache, int64_t rows, const int32_t* positions, int64_t table_ld) {
+  if (!kernels_->plans_paged_steps()) return;
+  xq_paged_plan plan{};
+  plan.struct_size = sizeof(plan);
+  std::vector<int32_t> lens;
+  if (positions) {
+    lens.resize(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) lens[static_cast<size_t>(r)] = positions[r] + 1;
+    plan.rows = rows;
+    plan.kv_lens = lens.data();
+  }
+  plan.table_ld = table_ld;
+  plan.block_size = cache.block_size();
+  plan.heads = arch_.n_heads;
+  plan.kv_heads = arch_.n_kv_heads;
+  plan.head_dim = arch_.head_dim;
+  plan.kv_dtype = cache.dtype();
+  kernels_->plan_paged_step(plan);
+}
+
 // A provider that predates i[1] refuses the 1-D src[3] by its shape, so
 // supports_op is the capability check (it judges shapes and dtypes only,
 // never reads the tensors, so the pools stand in for q and dst here).
@@ -210,6 +236,7 @@ void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch
     kernels_->upload(d, meta.get(), static_cast<uint64_t>(n_meta) * sizeof(int32_t));
     dmeta = static_cast<const int32_t*>(d);
   }
+  if (on_device()) plan_attention(cache, step_rows, per_seq || rows != n_seq ? nullptr : pos, ld);
   const int32_t* d_slots = dmeta + step_rows;
   const int32_t* d_last = d_slots + step_rows;
   const int32_t* d_pos = d_last + out_rows;

@@ -25,15 +25,16 @@ namespace xqtest {
 
 inline thread_local std::string g_last_error;
 
-// Sets an environment variable for its lifetime (the provider reads these
-// per op), then puts back what was there.
+// Sets an environment variable (value null: unsets it) for its lifetime
+// (the provider reads these per op), then puts back what was there.
 class EnvSet {
  public:
   EnvSet(const EnvSet&) = delete;
   EnvSet& operator=(const EnvSet&) = delete;
   EnvSet(const char* name, const char* value) : name_(name) {
     if (const char* e = std::getenv(name)) had_ = true, old_ = e;
-    ::setenv(name, value, 1);
+    if (value) ::setenv(name, value, 1);
+    else ::unsetenv(name);
   }
   ~EnvSet() {
     if (had_) ::setenv(name_, old_.c_str(), 1);

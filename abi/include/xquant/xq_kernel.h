@@ -174,6 +174,30 @@ typedef struct xq_moe_op {
   const void* const* dense_experts;
 } xq_moe_op;
 
+/* One decode step's PAGED_ATTENTION rows, described on the host before the
+ * step runs (xq_kernel_vtable.plan_paged_step): what a kernel that plans its
+ * work from each row's length needs (FlashInfer's split-KV decode,
+ * include/flashinfer/attention/scheduler.cuh DecodePlan), which the ops
+ * themselves only carry in device memory. */
+typedef struct xq_paged_plan {
+  uint32_t struct_size;
+  /* Out: 1 when the provider planned kernels for these rows (the step's
+   * matching PAGED_ATTENTION ops will use them), 0 when it runs them as
+   * without a plan. */
+  uint32_t taken;
+  /* The ops' query rows, one per sequence: src[0] is [rows, heads,
+   * head_dim], src[3] the per-row form [rows, table_ld] (i[1] = 0) and
+   * i[0] <= 1. 0: the step has no such plan (prefill or mixed rows). */
+  int64_t rows;
+  /* Host [rows], read during the call only: the keys row r attends to (its
+   * position + 1, at most (table_ld - 1) * block_size). */
+  const int32_t* kv_lens;
+  int64_t table_ld;
+  int64_t block_size;
+  int64_t heads, kv_heads, head_dim;
+  xq_dtype kv_dtype; /* the pools' element type */
+} xq_paged_plan;
+
 typedef struct xq_kernel_vtable {
   uint32_t struct_size;
   uint32_t reserved;
@@ -290,6 +314,20 @@ typedef struct xq_kernel_vtable {
   xq_status (*qweight_adopt_stacked)(void* state, const char* layout, const xq_quant_tensor* descs,
                                      const void* const* data, const uint64_t* nbytes, uint32_t n_parts,
                                      xq_qweight** out);
+  /* Appended (read only when struct_size covers it; may be NULL): the next
+   * step's decode rows (xq_paged_plan). Called before the step's ops run or
+   * a recording of them is launched, never while recording. Until the next
+   * call, a PAGED_ATTENTION op whose rows, heads, head_dim, table_ld,
+   * block_size and pool type match the plan may run kernels planned from
+   * it; the provider writes the plan into its own buffers in order with its
+   * other work, so a recording made under one plan reads the plan of the
+   * step it is launched in. The caller therefore calls it before every step
+   * on a provider that has it: with rows = 0 when the step is not one
+   * decode row per sequence (so no stale plan is used), and before each
+   * launch of a recording made under a plan with the same rows, heads,
+   * table_ld and block_size (new lengths). A provider that cannot use the
+   * plan leaves taken = 0; errors only for bad arguments or a failed copy. */
+  xq_status (*plan_paged_step)(void* state, xq_paged_plan* plan);
 } xq_kernel_vtable;
 
 #ifdef __cplusplus
@@ -314,6 +352,8 @@ XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_borrows) == 168, "kernel.qwe
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_extra_layout) == 176, "kernel.qweight_extra_layout moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_attach) == 184, "kernel.qweight_attach moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_adopt_stacked) == 192, "kernel.qweight_adopt_stacked moved");
+XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, plan_paged_step) == 200, "kernel.plan_paged_step moved");
+XQ_STATIC_ASSERT(sizeof(xq_paged_plan) == 72, "xq_paged_plan size changed");
 XQ_STATIC_ASSERT(sizeof(xq_moe_op) == 416, "xq_moe_op size changed");
 XQ_STATIC_ASSERT(offsetof(xq_moe_op, dense_experts) == 408, "xq_moe_op.dense_experts moved");
 #endif

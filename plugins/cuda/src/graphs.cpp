@@ -15,6 +15,10 @@
 
 struct xq_graph {
   cudaGraphExec_t exec = nullptr;
+  // Recorded with kernels planned per step (FlashInfer's decode, planned for
+  // this shape): each launch needs the current step's plan of that shape.
+  bool planned = false;
+  xq_paged_plan planned_shape{};
 };
 
 namespace xqcuda {
@@ -37,6 +41,7 @@ void Provider::graph_begin() {
     throw Error(XQ_ERR_DEVICE, format("cuda: cudaStreamBeginCapture failed: %s", cudaGetErrorString(e)));
   }
   graphs_.recording = true;
+  graphs_.recording_planned = false;
 }
 
 xq_graph* Provider::graph_end() {
@@ -61,12 +66,29 @@ xq_graph* Provider::graph_end() {
     throw Error(XQ_ERR_DEVICE, format("cuda: cudaGraphInstantiate failed: %s", cudaGetErrorString(e)));
   }
   ++graphs_.live;
-  return new xq_graph{exec};
+  return new xq_graph{exec, graphs_.recording_planned, graphs_.planned_shape};
 }
+
+namespace {
+
+bool same_plan_shape(const xq_paged_plan& a, const xq_paged_plan& b) {
+  return a.rows == b.rows && a.table_ld == b.table_ld && a.block_size == b.block_size && a.heads == b.heads &&
+         a.kv_heads == b.kv_heads && a.head_dim == b.head_dim && a.kv_dtype == b.kv_dtype;
+}
+
+}  // namespace
 
 void Provider::graph_launch(xq_graph* g) {
   require_device();
   refuse_while_recording("graph_launch");
+  // A recording that reads a per-step plan would otherwise read a stale one
+  // (xq_kernel.h, plan_paged_step: the caller plans each step it launches).
+  const xq_paged_plan* plan = flashinfer_ ? flashinfer_->current() : nullptr;
+  if (g->planned && !(plan && same_plan_shape(*plan, g->planned_shape)))
+    throw Error(XQ_ERR_INVALID_ARGUMENT,
+                format("cuda: this recording runs attention planned for %lld decode rows (table width %lld); "
+                       "plan_paged_step must describe a step of that shape before each launch",
+                       static_cast<long long>(g->planned_shape.rows), static_cast<long long>(g->planned_shape.table_ld)));
   const cudaError_t e = cudaGraphLaunch(g->exec, stream_);
   if (e != cudaSuccess) {
     cudaGetLastError();

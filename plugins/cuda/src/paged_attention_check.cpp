@@ -2,6 +2,7 @@
 // PAGED_ATTENTION on the `cuda` provider (paged_attention.hpp). One check
 // answers both supports_op and run_op.
 #include "paged_attention.hpp"
+#include "flashinfer_decode.hpp"
 #include "prefill_attention.hpp"
 
 #include <xquant/sdk/host.hpp>
@@ -119,7 +120,8 @@ bool check_paged_op(const xq_op& op, std::string* why) {
   return need.ok;
 }
 
-void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void*, size_t), void* ctx, cudaStream_t stream) {
+void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void*, size_t), void* ctx, cudaStream_t stream,
+                  FlashInferDecode* planned) {
   std::string why;
   if (!check_paged_op(op, &why)) throw Error(XQ_ERR_UNSUPPORTED, why);
   const auto& d = op.dst;
@@ -153,6 +155,11 @@ void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void*, size_
     a.out = d.data;
     float_type(d.dtype, &ot);
     a.out_type = ot;
+#if XQUANT_CUDA_FLASHINFER
+    if (planned && planned->run(a, stream)) return;
+#else
+    (void)planned;
+#endif
     const int splits = paged_attention_splits(a.T, a.KVH, a.max_keys, sm_count);
     // Prefill tiles (many rows of one sequence) go to the tensor-core kernel
     // first; the decode kernel then skips their rows. op.i[0] is the engine's

@@ -167,7 +167,7 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
     return;
   }
   for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_, &s_moe_sorted_,
-                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_})
+                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_, &s_flashinfer_})
     s->keep = &graphs_;
   lt_ok_ = lt_.load(&lt_why_);
   if (const char* env = std::getenv("XQUANT_CUDA_W4_FUSED_MAX_M")) w4_fused_max_m_ = std::max(1L, std::atol(env));
@@ -393,6 +393,39 @@ bool Provider::supports(const xq_op& op, std::string* why) {
   }
 }
 
+// ---- per-step attention plan -------------------------------------------------
+
+void Provider::plan_paged(xq_paged_plan& plan) {
+  refuse_while_recording("plan_paged_step");  // its copy would be recorded, not run
+  require_device();
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+#if XQUANT_CUDA_FLASHINFER
+  // Built for sm_90a only (plugins/cuda/CMakeLists.txt).
+  if (cc_major_ != 9 || !env_on("XQUANT_FLASHINFER_DECODE")) return;
+  if (!flashinfer_) {
+    if (plan.rows == 0) return;
+    flashinfer_ = std::make_unique<FlashInferDecode>();
+  }
+  // Where it is faster in the engine (H100, session forty-three, docs/cuda.md "FlashInfer's decode in
+  // the engine"): per-step TPOT at 8 rows 0.98x ours (BF16) and 0.965x (W4A16 g128), at 64 rows 1.00x,
+  // but at 1 and 2 rows BF16 1.05x and 1.06x (not profiled; its kernels release the next one only at
+  // their end, so a likely cause is the BF16 o_proj GEMV no longer streaming weights under attention's
+  // tail, and graph mode launches a padded grid). Below 8 rows ours runs;
+  // XQUANT_FLASHINFER_DECODE_MIN_ROWS moves the line (read per step, as the tests need).
+  int64_t min_rows = 8;
+  if (const char* env = std::getenv("XQUANT_FLASHINFER_DECODE_MIN_ROWS")) min_rows = std::max(1L, std::atol(env));
+  xq_paged_plan described = plan;
+  if (described.rows < min_rows) described.rows = 0;  // drops the previous step's plan
+  std::string why;
+  plan.taken = flashinfer_->plan(described, stream_,
+                                 [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_flashinfer_, &why)
+                   ? 1
+                   : 0;
+#else
+  (void)plan;
+#endif
+}
+
 // ---- run --------------------------------------------------------------------
 
 void Provider::run(const xq_op& op) {
@@ -417,9 +450,15 @@ void Provider::run(const xq_op& op) {
       break;
     default:
       if (is_decoder_op(op.type)) run_decoder_op(op, stream_);
-      if (is_paged_op(op.type))
+      if (is_paged_op(op.type)) {
+        const uint64_t planned_runs = flashinfer_ ? flashinfer_->runs() : 0;
         run_paged_op(op, sm_count_, [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_paged_,
-                     stream_);
+                     stream_, flashinfer_.get());
+        if (graphs_.recording && flashinfer_ && flashinfer_->runs() != planned_runs) {
+          graphs_.recording_planned = true;
+          graphs_.planned_shape = *flashinfer_->current();
+        }
+      }
       if (is_moe_op(op.type)) run_moe_op(op, stream_);
       if (op.type == XQ_OP_ROPE_KV) run_rope_kv_op(op, stream_);
       break;

@@ -12,6 +12,7 @@
 #include <xquant/xq_kernel.h>
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "cublaslt.hpp"
 #include "w4a16_gemv.hpp"
 #include "cutlass_w8a8.hpp"
+#include "flashinfer_decode.hpp"
 #include "w8a8_gemv.hpp"
 #include "kernels.hpp"
 #include "op_timing.hpp"
@@ -73,6 +75,10 @@ inline constexpr const char* kLayoutFp8 = "cuda-w8a8-fp8-nk";
 struct GraphHolds {
   int live = 0;
   bool recording = false;
+  // The recording in progress ran kernels planned per step (FlashInfer's
+  // decode) for this shape: its launches need a plan of the same shape.
+  bool recording_planned = false;
+  xq_paged_plan planned_shape{};
   std::vector<void*> retired;
   bool holds() const { return live > 0 || recording; }
 };
@@ -122,6 +128,10 @@ class Provider : public xquant::sdk::PluginBase {
   void graph_release(xq_graph* g);
   // One mixture-of-experts Linear over all experts (moe_provider.cpp).
   void moe_qmatmul(const xq_moe_op& op);
+  // A decode step's rows (xq_kernel_vtable.plan_paged_step): FlashInfer's
+  // decode planned for them where this build has it and the shape fits
+  // (flashinfer_decode.hpp; XQUANT_FLASHINFER_DECODE=0 turns it off).
+  void plan_paged(xq_paged_plan& plan);
 
  private:
   void refuse_while_recording(const char* what) const;
@@ -235,6 +245,10 @@ class Provider : public xquant::sdk::PluginBase {
   std::recursive_mutex mu_;
   Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_, s_paged_;
   Scratch s_moe_sorted_, s_moe_blocks_, s_moe_y_;
+  // FlashInfer's decode and its split-KV partial outputs (created at the
+  // first plan; null in a build without FlashInfer's headers).
+  std::unique_ptr<FlashInferDecode> flashinfer_;
+  Scratch s_flashinfer_;
   // The W4A16 GEMV's split-K arrival counters: zeroed when (re)allocated,
   // left zero by every launch.
   Scratch s_gemv_counters_;

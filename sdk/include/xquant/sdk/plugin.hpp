@@ -502,6 +502,18 @@ struct KernelAdapter {
       else fail(XQ_ERR_UNSUPPORTED, "this provider adopts no stacked stored weights");
     });
   }
+  // Providers that plan attention per decode step define
+  //   void plan_paged(xq_paged_plan& plan);  // sets plan.taken
+  // the others get a NULL entry.
+  static constexpr bool kPlansPaged = requires(Impl& i, xq_paged_plan& p) { i.plan_paged(p); };
+  static xq_status plan_paged_step(void* state, xq_paged_plan* plan) noexcept {
+    return guard(self(state)->host, [&] {
+      if (!plan || plan->struct_size < sizeof(xq_paged_plan) || (plan->rows > 0 && !plan->kv_lens) || plan->rows < 0)
+        fail(XQ_ERR_INVALID_ARGUMENT, "plan_paged_step: NULL plan, short struct_size, or rows without kv_lens");
+      plan->taken = 0;
+      if constexpr (kPlansPaged) self(state)->plan_paged(*plan);
+    });
+  }
   static constexpr xq_kernel_vtable vtable{sizeof(xq_kernel_vtable), 0, &score, &alloc, &free, &upload, &download,
                                            &synchronize, &supports_op, &run_op, &qweight_prepare, &qweight_release,
                                            &qweight_layout, &qweight_packed_layout, &qweight_adopt, &memory_info,
@@ -513,7 +525,8 @@ struct KernelAdapter {
                                            &moe_qmatmul, &qweight_borrows,
                                            kAttaches ? &qweight_extra_layout : nullptr,
                                            kAttaches ? &qweight_attach : nullptr,
-                                           kAdoptsStacked ? &qweight_adopt_stacked : nullptr};
+                                           kAdoptsStacked ? &qweight_adopt_stacked : nullptr,
+                                           kPlansPaged ? &plan_paged_step : nullptr};
 };
 
 }  // namespace xquant::sdk

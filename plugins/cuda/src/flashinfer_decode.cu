@@ -1,0 +1,178 @@
+// flashinfer_decode.cu: FlashInferDecode (flashinfer_decode.hpp): the plan,
+// made as FlashInfer's DecodePlan makes it in CUDA-graph mode, and the
+// launch with BF16 output (F32: flashinfer_decode_f32.cu).
+#include "flashinfer_decode.hpp"
+
+#include <xquant/sdk/error.hpp>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "flashinfer_decode.cuh"
+#include "pdl.cuh"
+
+namespace xqcuda {
+
+using xquant::sdk::Error;
+using xquant::sdk::format;
+
+namespace {
+
+// FlashInfer's plan arrays (request and tile indices, o_indptr, the chunk
+// size, the valid mask: padded batch x 13 bytes) fit well within this; our
+// per-row length arrays follow it.
+constexpr size_t kPlanBytes = size_t{1} << 20;
+constexpr int64_t kMaxRows = 16384;
+constexpr size_t kIntBytes = kPlanBytes + (2 * kMaxRows + 1) * sizeof(int32_t);
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw Error(XQ_ERR_DEVICE, format("cuda: FlashInfer decode: %s: %s", what, cudaGetErrorString(e)));
+}
+
+// FlashInfer's work estimation (the occupancy its launch shape comes from)
+// is instantiated per GQA group; `f` gets the group as a constant.
+template <uint32_t G>
+constexpr auto kEstimate = &flashinfer::BatchDecodeWithPagedKVCacheWorkEstimationDispatched<
+    G, fi::kHeadDim, fi::kNoRope, fi::Variant, fi::Params<__nv_bfloat16>>;
+
+template <class F>
+cudaError_t with_group(int64_t group, F&& f) {
+  switch (group) {
+    case 1: return f(std::integral_constant<uint32_t, 1>{});
+    case 2: return f(std::integral_constant<uint32_t, 2>{});
+    case 4: return f(std::integral_constant<uint32_t, 4>{});
+    default: return f(std::integral_constant<uint32_t, 8>{});
+  }
+}
+
+std::string refusal(const xq_paged_plan& p) {
+  const int64_t group = p.kv_heads > 0 && p.heads % p.kv_heads == 0 ? p.heads / p.kv_heads : 0;
+  if (p.head_dim != fi::kHeadDim) return format("head_dim %lld (it is built for 128)", static_cast<long long>(p.head_dim));
+  if (group != 1 && group != 2 && group != 4 && group != 8)
+    return format("%lld query heads over %lld KV heads (groups 1, 2, 4, 8)", static_cast<long long>(p.heads),
+                  static_cast<long long>(p.kv_heads));
+  if (p.kv_dtype != XQ_DTYPE_BF16) return "a pool that is not BF16";
+  if (p.rows > kMaxRows) return format("%lld rows (at most %lld)", static_cast<long long>(p.rows), static_cast<long long>(kMaxRows));
+  if (p.block_size <= 0 || p.table_ld < 2) return "no block table";
+  for (int64_t r = 0; r < p.rows; ++r)
+    if (p.kv_lens[r] < 1 || p.kv_lens[r] > (p.table_ld - 1) * p.block_size)
+      return format("row %lld's %d keys outside [1, %lld]", static_cast<long long>(r), p.kv_lens[r],
+                    static_cast<long long>((p.table_ld - 1) * p.block_size));
+  return "";
+}
+
+}  // namespace
+
+struct FlashInferDecode::State {
+  ~State() {
+    if (copied) cudaEventSynchronize(copied), cudaEventDestroy(copied);
+    cudaFreeHost(pinned);
+    cudaFree(device);
+  }
+  // Plan arrays: device and page-locked host copies of the same kIntBytes
+  // (FlashInfer's region, then indptr and last_page_len), allocated once:
+  // recorded graphs keep their addresses.
+  char* device = nullptr;
+  char* pinned = nullptr;
+  cudaEvent_t copied = nullptr;  // the last plan's copy out of `pinned`
+  void* tmp = nullptr;           // split-KV partial outputs: the provider's workspace
+  flashinfer::DecodePlanInfo info;
+  xq_paged_plan shape{};  // rows = 0: no plan
+  uint64_t runs = 0;
+  std::vector<int32_t> page_indptr;
+};
+
+FlashInferDecode::FlashInferDecode() : s_(std::make_unique<State>()) {}
+FlashInferDecode::~FlashInferDecode() = default;
+
+bool FlashInferDecode::plan(const xq_paged_plan& p, cudaStream_t stream, void* (*workspace)(void* ctx, size_t bytes),
+                            void* ctx, std::string* why) {
+  State& s = *s_;
+  s.shape.rows = 0;
+  if (p.rows == 0) return false;
+  *why = refusal(p);
+  if (!why->empty()) return false;
+  if (!s.device) {
+    check(cudaMalloc(&s.device, kIntBytes), "plan buffer");
+    check(cudaMallocHost(&s.pinned, kIntBytes), "page-locked plan buffer");
+    check(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming), "event");
+  } else {
+    check(cudaEventSynchronize(s.copied), "previous plan's copy");  // `pinned` is rewritten below
+  }
+  const auto rows = static_cast<uint32_t>(p.rows), heads = static_cast<uint32_t>(p.heads),
+             page = static_cast<uint32_t>(p.block_size);
+  const int64_t group = p.heads / p.kv_heads;
+  // Pages per row, as FlashInfer's plan reads them (a CSR offset array).
+  s.page_indptr.assign(rows + 1, 0);
+  for (uint32_t r = 0; r < rows; ++r)
+    s.page_indptr[r + 1] = s.page_indptr[r] + static_cast<int32_t>((p.kv_lens[r] + page - 1) / page);
+  using P = fi::Params<__nv_bfloat16>;
+  size_t float_bytes = 0, int_bytes = 0;
+  check(with_group(group,
+                   [&](auto g) {
+                     return flashinfer::DecodePlanWorkspaceSize<fi::kHeadDim, fi::kNoRope, fi::Variant, P>(
+                         float_bytes, int_bytes, s.page_indptr.data(), rows, heads, page, /*enable_cuda_graph=*/true,
+                         stream, kEstimate<decltype(g)::value>);
+                   }),
+        "workspace size");
+  if (int_bytes > kPlanBytes) {
+    *why = format("a plan of %zu bytes (at most %zu)", int_bytes, kPlanBytes);
+    return false;
+  }
+  s.tmp = workspace(ctx, std::max<size_t>(float_bytes, 256));
+  check(with_group(group,
+                   [&](auto g) {
+                     return flashinfer::DecodePlan<fi::kHeadDim, fi::kNoRope, fi::Variant, P>(
+                         s.tmp, float_bytes, s.device, s.pinned, kPlanBytes, s.info, s.page_indptr.data(), rows, heads,
+                         page, /*enable_cuda_graph=*/true, stream, kEstimate<decltype(g)::value>);
+                   }),
+        "plan");
+  // Our table as FlashInfer's page list (flashinfer_decode.hpp).
+  auto* indptr = reinterpret_cast<int32_t*>(s.pinned + kPlanBytes);
+  int32_t* last = indptr + rows + 1;
+  for (uint32_t r = 0; r <= rows; ++r) indptr[r] = static_cast<int32_t>(r * p.table_ld);
+  for (uint32_t r = 0; r < rows; ++r)
+    last[r] = p.kv_lens[r] - static_cast<int32_t>((p.table_ld - 1) * p.block_size);
+  check(cudaMemcpyAsync(s.device + kPlanBytes, s.pinned + kPlanBytes, (2 * size_t{rows} + 1) * sizeof(int32_t),
+                        cudaMemcpyHostToDevice, stream),
+        "plan copy");
+  check(cudaEventRecord(s.copied, stream), "event");
+  s.shape = p;
+  s.shape.kv_lens = nullptr;
+  return true;
+}
+
+const xq_paged_plan* FlashInferDecode::current() const { return s_->shape.rows ? &s_->shape : nullptr; }
+uint64_t FlashInferDecode::runs() const { return s_->runs; }
+
+bool FlashInferDecode::run(const PagedAttentionArgs& a, cudaStream_t stream) {
+  State& s = *s_;
+  const xq_paged_plan& p = s.shape;
+  if (p.rows == 0 || a.n_seq != 0 || a.skip_tiles || a.T != p.rows || a.table_ld != p.table_ld ||
+      a.BS != p.block_size || a.H != p.heads || a.KVH != p.kv_heads || a.D != p.head_dim ||
+      a.pool_type != DType::BF16 || (a.out_type != DType::F32 && a.out_type != DType::BF16))
+    return false;
+  const auto& i = s.info;
+  fi::Planned planned{};
+  planned.request_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.request_indices_offset);
+  planned.kv_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.kv_tile_indices_offset);
+  planned.o_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.o_indptr_offset);
+  planned.kv_chunk_size = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.kv_chunk_size_ptr_offset);
+  planned.indptr = reinterpret_cast<int32_t*>(s.device + kPlanBytes);
+  planned.last_page_len = planned.indptr + p.rows + 1;
+  planned.padded_batch_size = static_cast<uint32_t>(i.padded_batch_size);
+  if (i.split_kv) {
+    planned.block_valid_mask = flashinfer::GetPtrFromBaseOffset<bool>(s.device, i.block_valid_mask_offset);
+    planned.tmp_v = static_cast<char*>(s.tmp) + i.v_offset;
+    planned.tmp_s = reinterpret_cast<float*>(static_cast<char*>(s.tmp) + i.s_offset);
+  }
+  const bool pdl = pdl_enabled();
+  const cudaError_t e = a.out_type == DType::F32 ? fi::launch_f32(a, planned, pdl, stream)
+                                                 : fi::launch<__nv_bfloat16>(a, planned, pdl, stream);
+  check(e, "launch");
+  ++s.runs;
+  return true;
+}
+
+}  // namespace xqcuda
