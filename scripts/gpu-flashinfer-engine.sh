@@ -10,9 +10,12 @@
 #      Qwen3 / Mistral configs (scripts/gpu-hf-compare.py --parts logits:
 #      prefill, then 16 decode steps from CUDA graphs; FlashInfer serves the
 #      group-4 configs, ours Qwen2-7B's group of 7);
+#   (2 and 3 run 4-row steps or fewer: XQUANT_FLASHINFER_DECODE_MIN_ROWS=1
+#   there, so FlashInfer serves them as it serves 8 rows and more by default)
 #   4. `xquant bench` on the 32-layer Llama-3.1-8B config (BF16, W4A16 g128),
-#      XQUANT_FLASHINFER_DECODE=0 (our kernels) and 1, interleaved per model,
-#      at C = FI_CONC (default 1,8,64), FI_LENGTHS (default 1024:256).
+#      XQUANT_FLASHINFER_DECODE=0 (our kernels) and 1 at every row count
+#      (MIN_ROWS=1), interleaved per model, at C = FI_CONC (default 1,8,64),
+#      FI_LENGTHS (default 1024:256).
 set -uo pipefail
 b=${1:?usage: gpu-flashinfer-engine.sh BUILD OUT}
 out=${2:?usage: gpu-flashinfer-engine.sh BUILD OUT}
@@ -31,10 +34,10 @@ echo "== 1. FlashInfer decode kernel tests + paged attention tests ($(left) s le
 bounded 90 "$b/bin/test_cuda_provider" --gtest_filter='CudaFlashInferDecode.*:CudaPagedAttention*:CudaSplitKOnePass.*:CudaSplitKKernels.*' \
   2>&1 | tee "$out/fi-ops.log" | summary
 echo "== 2. paged engine + decode graphs ($(left) s left)"
-bounded 60 "$b/bin/test_paged_engine" 2>&1 | summary
-bounded 40 "$b/bin/test_decode_graphs" 2>&1 | summary
+XQUANT_FLASHINFER_DECODE_MIN_ROWS=1 bounded 60 "$b/bin/test_paged_engine" 2>&1 | summary
+XQUANT_FLASHINFER_DECODE_MIN_ROWS=1 bounded 40 "$b/bin/test_decode_graphs" 2>&1 | summary
 echo "== 3. engine vs transformers, logits + greedy ($(left) s left)"
-bounded 200 python3 "$here/gpu-hf-compare.py" --cli "$b/bin/xquant" --out "$out" --parts logits \
+XQUANT_FLASHINFER_DECODE_MIN_ROWS=1 bounded 200 python3 "$here/gpu-hf-compare.py" --cli "$b/bin/xquant" --out "$out" --parts logits \
   --engine-logits "$b/bin/xquant_engine_logits" 2>&1 | grep -v "^bench: " | tail -14
 echo "== 4. xquant bench, FlashInfer decode off / on ($(left) s left)"
 dir=/tmp/gpueng-l31
@@ -42,10 +45,10 @@ if [ ! -f $dir/w4a16-g128/config.json ] || [ "$(python3 -c "import json;print(js
   LAYERS=32 FROM_LAYERS=2 SCHEMES="w4a16" W4_ONLY=1 bounded 120 bash "$here/gpu-decode-bench.sh" "$b/bin/xquant" 2>&1 | tail -3
 fi
 for m in bf16=$dir/bf16 w4a16-g128=$dir/w4a16-g128; do
-  for fi in 0 1; do
-    echo "-- ${m%%=*}, XQUANT_FLASHINFER_DECODE=$fi ($(left) s left)"
-    XQUANT_FLASHINFER_DECODE=$fi bounded 150 "$b/bin/xquant" bench --models "$m" --concurrency "${FI_CONC:-1,8,64}" \
-      --lengths "${FI_LENGTHS:-1024:256}" --provider cuda --kv-dtype bf16 --json "$out/bench-${m%%=*}-fi$fi.json" \
+  for use_fi in 0 1; do
+    echo "-- ${m%%=*}, XQUANT_FLASHINFER_DECODE=$use_fi ($(left) s left)"
+    XQUANT_FLASHINFER_DECODE=$use_fi XQUANT_FLASHINFER_DECODE_MIN_ROWS=1 bounded 150 "$b/bin/xquant" bench --models "$m" --concurrency "${FI_CONC:-1,8,64}" \
+      --lengths "${FI_LENGTHS:-1024:256}" --provider cuda --kv-dtype bf16 --json "$out/bench-${m%%=*}-fi$use_fi.json" \
       2> /tmp/fi-bench.err | grep -v "^model "
     grep -iE "error|fail" /tmp/fi-bench.err | tail -2
   done

@@ -3,7 +3,7 @@
 # Llama-3.1-8B config (32 layers, random weights), split into parts that each
 # fit one device call and can follow each other on the same warm machine:
 #   models      make BF16, W4A16 g128, W8A8 INT8 and FP8 (RTN) unless an earlier
-#               call on this machine left them in /tmp/gpueng-l32 (a 2-layer model
+#               call on this machine left them in /tmp/gpueng-l31 (a 2-layer model
 #               quantized, then its layers repeated: scripts/gpu-decode-bench.sh
 #               FROM_LAYERS=2), and measure the device copy rate for the floor
 #   batch1      `xquant bench` 128:256 at C = 1 (decode graphs, paged BF16 KV), with the HBM floor
@@ -26,8 +26,11 @@ make_models() {
   LAYERS=32 FROM_LAYERS=2 SCHEMES="w4a16 w8a8 fp8" SKIP_DECODE_SPEED=1 bash "$here/gpu-decode-bench.sh" "$cli" > "$out/models.log" 2>&1
   local rc=$?
   grep -E "quantize|inflate|copy:|FAILED" "$out/models.log"
-  grep -o "copy: [0-9]*" "$out/models.log" | grep -o "[0-9]*" > $dir/copy-gbs
-  echo "models: rc=$rc, $(( $(date +%s) - t )) s; $(du -sh $dir | cut -f1) in $dir"
+  local gbs
+  gbs=$(grep -o "copy: [0-9]*" "$out/models.log" | grep -o "[0-9]*")
+  echo "models: rc=$rc, $(( $(date +%s) - t )) s; $(du -sh $dir 2>/dev/null | cut -f1) in $dir"
+  # Only a complete set counts as made (have_models): a failed run is made again next part.
+  if [ "$rc" = 0 ] && [ -n "$gbs" ]; then echo "$gbs" > $dir/copy-gbs; else echo "gpu-sweep-l32: making the models failed" >&2; exit 1; fi
 }
 serve() {  # serve NAME CONC LENGTHS
   local name=$1

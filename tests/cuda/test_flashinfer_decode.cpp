@@ -9,6 +9,7 @@
 // shape; the op falls back to our kernels (still
 // matching the reference) when the plan is dropped or does not describe it;
 // and by default the provider plans only steps of 8 rows and more.
+// The SDK adapter's argument checks are tested on the CPU (tests/sdk).
 // Bounds (||gpu - ref|| / ||ref||, reference on the BF16-rounded K/V): F32
 // output 2e-5 (FlashInfer keeps q and its arithmetic in F32; its split-KV
 // merge and exp2 differ from ours in rounding only), BF16 output 8e-3 (the
@@ -48,10 +49,23 @@ uint32_t plan(const PagedRows& c, bool rows = true) {
   return p.taken;
 }
 
+// No test leaves a plan behind for the tests after it in this process
+// (an op of the planned shape would run on it).
+struct DropPlanOnExit {
+  ~DropPlanOnExit() {
+    auto& P = Plugin::get();
+    if (!P.usable() || !has_plan_entry()) return;
+    xq_paged_plan none{};
+    none.struct_size = sizeof(none);
+    P.vt->plan_paged_step(P.state, &none);
+  }
+};
+
 // Skips unless FlashInfer's decode is in this build and runs on this device.
 // The tests plan from one row (the engine's default starts at 8 rows).
 #define REQUIRE_FLASHINFER()                                                                   \
   EnvSet from_one_row("XQUANT_FLASHINFER_DECODE_MIN_ROWS", "1");                               \
+  DropPlanOnExit drop_plan_on_exit;                                                            \
   do {                                                                                         \
     XQ_REQUIRE_GPU();                                                                          \
     ASSERT_TRUE(has_plan_entry()) << "the cuda provider has no plan_paged_step entry";        \
@@ -108,14 +122,20 @@ TEST(CudaFlashInferDecode, MatchesTheReferenceAcrossGroupsLengthsAndOutputs) {
                                                     << (out_t == XQ_DTYPE_F32 ? " out F32" : " out BF16");
     }
   }
-  // 64 decode rows of 1 to 3000 keys: many rows, FlashInfer's plan without split-KV.
-  std::vector<int64_t> lens(64);
-  for (auto& n : lens) n = uniform_int(1, 3000);
-  PagedRows c{{32, 8, 128}, lens, 16, XQ_DTYPE_BF16};
-  c.setup();
-  PagedRun r(c, scale);
-  ASSERT_EQ(plan(c), 1u);
-  EXPECT_LE(rel_error(run_as(r, XQ_DTYPE_F32, c.q.size()), c.reference(scale)), bound(XQ_DTYPE_F32));
+  // Many rows: 64 (still split-KV on an H100, 132 SMs) and 256 (rows x KV
+  // heads fill the GPU: its plan launches without split-KV, the output written
+  // by the decode kernel itself, no merge), both outputs.
+  for (int64_t rows : {64, 256}) {
+    std::vector<int64_t> lens(static_cast<size_t>(rows));
+    for (auto& n : lens) n = uniform_int(1, rows == 64 ? 3000 : 400);
+    PagedRows c{{32, 8, 128}, lens, 16, XQ_DTYPE_BF16};
+    c.setup();
+    PagedRun r(c, scale);
+    const auto ref = c.reference(scale);
+    ASSERT_EQ(plan(c), 1u) << rows << " rows";
+    for (xq_dtype out_t : {XQ_DTYPE_F32, XQ_DTYPE_BF16})
+      EXPECT_LE(rel_error(run_as(r, out_t, c.q.size()), ref), bound(out_t)) << rows << " rows";
+  }
 }
 
 // The engine records a decode step once per bucket and launches it for later
@@ -186,7 +206,21 @@ TEST(CudaFlashInferDecode, OpsThePlanDoesNotDescribeRunOurKernels) {
   const auto ref = c.reference(scale);
   ASSERT_EQ(plan(c), 1u);
   EXPECT_EQ(plan(c, /*rows=*/false), 0u);  // dropped
-  EXPECT_LE(rel_error(run_as(r, XQ_DTYPE_F32, c.q.size()), ref), 1e-5);
+  // Other lengths in the same buffers (same blocks and table width): run on
+  // the dropped plan, the rows would keep the old lengths and miss the reference.
+  PagedRows moved{{32, 8, 128}, {2100, 700, 3}, 16, XQ_DTYPE_BF16};
+  moved.setup();
+  ASSERT_EQ(moved.width, c.width);
+  ASSERT_EQ(moved.NB, c.NB);
+  r.dq.put(moved.q);
+  r.dk.put(moved.kpool);
+  r.dv.put(moved.vpool);
+  r.dt.put(moved.table);
+  EXPECT_LE(rel_error(run_as(r, XQ_DTYPE_F32, moved.q.size()), moved.reference(scale)), 1e-5);
+  r.dq.put(c.q);
+  r.dk.put(c.kpool);
+  r.dv.put(c.vpool);
+  r.dt.put(c.table);
   PagedRows other{{32, 8, 128}, {700, 3}, 16, XQ_DTYPE_BF16};
   other.setup();
   ASSERT_EQ(plan(other), 1u);  // two rows planned, three in the op
@@ -205,7 +239,7 @@ TEST(CudaFlashInferDecode, OpsThePlanDoesNotDescribeRunOurKernels) {
     eight.setup();
     EXPECT_EQ(plan(eight), 1u);
   }
-  // Bad arguments are refused with a message, whatever the build.
+  // Bad arguments are refused with a message.
   auto& P = Plugin::get();
   xq_paged_plan bad{};
   bad.struct_size = sizeof(bad);

@@ -51,7 +51,56 @@ struct FakeProvider : sdk::PluginBase {
 
 using Kernel = sdk::KernelAdapter<FakeProvider>;
 
+// A provider that plans attention per step (xq_kernel_vtable.plan_paged_step).
+struct PlanningProvider : FakeProvider {
+  using FakeProvider::FakeProvider;
+  int64_t planned_rows = -1;
+  void plan_paged(xq_paged_plan& plan) {
+    planned_rows = plan.rows;
+    plan.taken = plan.rows > 0 ? 1 : 0;
+  }
+};
+
 }  // namespace
+
+TEST(SdkKernelAdapter, PlanPagedStepIsFilledOnlyForProvidersThatPlanAndChecksItsArguments) {
+  EXPECT_EQ(Kernel::vtable.plan_paged_step, nullptr) << "a provider without plan_paged gets a NULL entry";
+  const xq_kernel_vtable& vt = sdk::KernelAdapter<PlanningProvider>::vtable;
+  ASSERT_NE(vt.plan_paged_step, nullptr);
+  FakeHost fake;
+  PlanningProvider p{sdk::Host(&fake.api)};
+  const int32_t lens[2] = {5, 9};
+  xq_paged_plan plan{};
+  plan.struct_size = sizeof(plan);
+  plan.rows = 2;
+  plan.kv_lens = lens;
+  plan.table_ld = 2, plan.block_size = 16, plan.heads = 32, plan.kv_heads = 8, plan.head_dim = 128;
+  plan.kv_dtype = XQ_DTYPE_BF16;
+  plan.taken = 7;  // an out field: reset before the provider sees it
+  ASSERT_EQ(vt.plan_paged_step(&p, &plan), XQ_OK);
+  EXPECT_EQ(p.planned_rows, 2);
+  EXPECT_EQ(plan.taken, 1u);
+
+  EXPECT_EQ(vt.plan_paged_step(&p, nullptr), XQ_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(fake.last_message.find("plan_paged_step"), std::string::npos) << fake.last_message;
+  auto refused = [&](auto change) {
+    xq_paged_plan bad = plan;
+    change(bad);
+    p.planned_rows = -1;
+    return vt.plan_paged_step(&p, &bad) == XQ_ERR_INVALID_ARGUMENT && p.planned_rows == -1;
+  };
+  EXPECT_TRUE(refused([](xq_paged_plan& b) { b.struct_size = 8; }));
+  EXPECT_TRUE(refused([](xq_paged_plan& b) { b.kv_lens = nullptr; }));
+  EXPECT_TRUE(refused([](xq_paged_plan& b) { b.rows = -1; }));
+  EXPECT_TRUE(refused([](xq_paged_plan& b) { b.kv_heads = 0; }));
+  EXPECT_TRUE(refused([](xq_paged_plan& b) { b.heads = -32, b.kv_heads = -8; }));
+  // rows = 0 (no plan for this step) needs nothing else.
+  xq_paged_plan none{};
+  none.struct_size = sizeof(none);
+  ASSERT_EQ(vt.plan_paged_step(&p, &none), XQ_OK);
+  EXPECT_EQ(p.planned_rows, 0);
+  EXPECT_EQ(none.taken, 0u);
+}
 
 TEST(SdkKernelAdapter, ForwardsToTheProviderAndMapsFailures) {
   FakeHost fake;

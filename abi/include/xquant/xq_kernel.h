@@ -196,6 +196,7 @@ typedef struct xq_paged_plan {
   int64_t block_size;
   int64_t heads, kv_heads, head_dim;
   xq_dtype kv_dtype; /* the pools' element type */
+  uint32_t reserved; /* 0 */
 } xq_paged_plan;
 
 typedef struct xq_kernel_vtable {
@@ -324,9 +325,11 @@ typedef struct xq_kernel_vtable {
    * step it is launched in. The caller therefore calls it before every step
    * on a provider that has it: with rows = 0 when the step is not one
    * decode row per sequence (so no stale plan is used), and before each
-   * launch of a recording made under a plan with the same rows, heads,
-   * table_ld and block_size (new lengths). A provider that cannot use the
-   * plan leaves taken = 0; errors only for bad arguments or a failed copy. */
+   * launch of a recording made under a plan with the same shape (rows,
+   * table_ld, block_size, heads, kv_heads, head_dim, kv_dtype; new
+   * lengths): a provider may refuse the launch otherwise. A provider that
+   * cannot use the plan leaves taken = 0; errors only for bad arguments or a
+   * failed copy. One caller at a time: the plan is state between calls. */
   xq_status (*plan_paged_step)(void* state, xq_paged_plan* plan);
 } xq_kernel_vtable;
 
@@ -354,6 +357,9 @@ XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_attach) == 184, "kernel.qwei
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_adopt_stacked) == 192, "kernel.qweight_adopt_stacked moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, plan_paged_step) == 200, "kernel.plan_paged_step moved");
 XQ_STATIC_ASSERT(sizeof(xq_paged_plan) == 72, "xq_paged_plan size changed");
+XQ_STATIC_ASSERT(offsetof(xq_paged_plan, kv_lens) == 16, "xq_paged_plan.kv_lens moved");
+XQ_STATIC_ASSERT(offsetof(xq_paged_plan, table_ld) == 24, "xq_paged_plan.table_ld moved");
+XQ_STATIC_ASSERT(offsetof(xq_paged_plan, kv_dtype) == 64, "xq_paged_plan.kv_dtype moved");
 XQ_STATIC_ASSERT(sizeof(xq_moe_op) == 416, "xq_moe_op size changed");
 XQ_STATIC_ASSERT(offsetof(xq_moe_op, dense_experts) == 408, "xq_moe_op.dense_experts moved");
 #endif

@@ -6,11 +6,11 @@
 #include <xquant/sdk/error.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
 #include "flashinfer_decode.cuh"
-#include "pdl.cuh"
 
 namespace xqcuda {
 
@@ -55,6 +55,10 @@ std::string refusal(const xq_paged_plan& p) {
   if (p.kv_dtype != XQ_DTYPE_BF16) return "a pool that is not BF16";
   if (p.rows > kMaxRows) return format("%lld rows (at most %lld)", static_cast<long long>(p.rows), static_cast<long long>(kMaxRows));
   if (p.block_size <= 0 || p.table_ld < 2) return "no block table";
+  // Its page offsets: indptr in int32, indptr x page size in uint32 (decode.cuh).
+  if (p.rows * p.table_ld > INT32_MAX || p.rows * p.table_ld * p.block_size > UINT32_MAX)
+    return format("%lld rows x %lld table entries x %lld slots (past its 32-bit page offsets)",
+                  static_cast<long long>(p.rows), static_cast<long long>(p.table_ld), static_cast<long long>(p.block_size));
   for (int64_t r = 0; r < p.rows; ++r)
     if (p.kv_lens[r] < 1 || p.kv_lens[r] > (p.table_ld - 1) * p.block_size)
       return format("row %lld's %d keys outside [1, %lld]", static_cast<long long>(r), p.kv_lens[r],
@@ -128,12 +132,19 @@ bool FlashInferDecode::plan(const xq_paged_plan& p, cudaStream_t stream, void* (
                          page, /*enable_cuda_graph=*/true, stream, kEstimate<decltype(g)::value>);
                    }),
         "plan");
-  // Our table as FlashInfer's page list (flashinfer_decode.hpp).
+  // Our table as FlashInfer's page list (flashinfer_decode.hpp). The last
+  // row's list stops one entry short (its table row has table_ld - 1
+  // blocks after the position, the others reach the next row's position
+  // entry, never read as a page of theirs): indptr[rows] bounds every index
+  // FlashInfer reads, its prefetch included, so none falls past the table.
   auto* indptr = reinterpret_cast<int32_t*>(s.pinned + kPlanBytes);
   int32_t* last = indptr + rows + 1;
-  for (uint32_t r = 0; r <= rows; ++r) indptr[r] = static_cast<int32_t>(r * p.table_ld);
-  for (uint32_t r = 0; r < rows; ++r)
-    last[r] = p.kv_lens[r] - static_cast<int32_t>((p.table_ld - 1) * p.block_size);
+  for (uint32_t r = 0; r < rows; ++r) indptr[r] = static_cast<int32_t>(r * p.table_ld);
+  indptr[rows] = static_cast<int32_t>(rows * p.table_ld - 1);
+  for (uint32_t r = 0; r < rows; ++r) {
+    const int64_t listed = indptr[r + 1] - indptr[r];  // pages FlashInfer counts for row r
+    last[r] = p.kv_lens[r] - static_cast<int32_t>((listed - 1) * p.block_size);
+  }
   check(cudaMemcpyAsync(s.device + kPlanBytes, s.pinned + kPlanBytes, (2 * size_t{rows} + 1) * sizeof(int32_t),
                         cudaMemcpyHostToDevice, stream),
         "plan copy");
@@ -167,9 +178,8 @@ bool FlashInferDecode::run(const PagedAttentionArgs& a, cudaStream_t stream) {
     planned.tmp_v = static_cast<char*>(s.tmp) + i.v_offset;
     planned.tmp_s = reinterpret_cast<float*>(static_cast<char*>(s.tmp) + i.s_offset);
   }
-  const bool pdl = pdl_enabled();
-  const cudaError_t e = a.out_type == DType::F32 ? fi::launch_f32(a, planned, pdl, stream)
-                                                 : fi::launch<__nv_bfloat16>(a, planned, pdl, stream);
+  const cudaError_t e = a.out_type == DType::F32 ? fi::launch_f32(a, planned, stream)
+                                                 : fi::launch<__nv_bfloat16>(a, planned, stream);
   check(e, "launch");
   ++s.runs;
   return true;

@@ -14,6 +14,7 @@
 #include <flashinfer/attention/variants.cuh>
 
 #include "paged_attention.hpp"
+#include "pdl.cuh"
 
 namespace xqcuda::fi {
 
@@ -39,24 +40,14 @@ struct Planned {
   uint32_t padded_batch_size;
 };
 
-// A kernel launch as FlashInfer launches them: with programmatic stream
-// serialization when `pdl` (its kernels wait with griddepcontrol).
+// A launch as FlashInfer makes it: the kernel's dynamic shared memory
+// allowed first, then launch_pdl (pdl.cuh: programmatic stream
+// serialization where the provider's kernels use it; FlashInfer's kernels
+// wait with griddepcontrol before reading what earlier kernels wrote).
 template <class Kernel, class... Args>
-cudaError_t launch_kernel(Kernel kernel, dim3 grid, dim3 block, size_t smem, bool pdl, cudaStream_t stream,
-                          Args... args) {
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-  if (e != cudaSuccess) return e;
-  cudaLaunchAttribute attribute[1];
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
-  config.attrs = attribute;
-  config.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernel, args...);
+cudaError_t launch_with_smem(Kernel kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
+  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  return e != cudaSuccess ? e : launch_pdl(kernel, grid, block, smem, stream, args...);
 }
 
 // FlashInfer's decode over our pools and per-row table: the launch of
@@ -66,7 +57,7 @@ cudaError_t launch_kernel(Kernel kernel, dim3 grid, dim3 block, size_t smem, boo
 // knows, and the merge's 512-wide instantiation does not compile for F32
 // partial outputs; the constants below are theirs at 128.)
 template <class O, uint32_t G>
-cudaError_t launch_group(Params<O> params, O* tmp_v, float* tmp_s, bool pdl, cudaStream_t stream) {
+cudaError_t launch_group(Params<O> params, O* tmp_v, float* tmp_s, cudaStream_t stream) {
   using KV = __nv_bfloat16;
   constexpr uint32_t vec_size = std::max<uint32_t>(16 / sizeof(KV), kHeadDim / 32);
   constexpr uint32_t bdx = kHeadDim / vec_size, bdy = G;
@@ -82,13 +73,13 @@ cudaError_t launch_group(Params<O> params, O* tmp_v, float* tmp_s, bool pdl, cud
   const dim3 grid(params.padded_batch_size, kv_heads), block(bdx, bdy, bdz);
   if (!tmp_v) {
     params.partition_kv = false;
-    return launch_kernel(decode, grid, block, smem, pdl, stream, params);
+    return launch_with_smem(decode, grid, block, smem, stream, params);
   }
   params.partition_kv = true;
   O* const o = params.o;
   params.o = tmp_v;
   params.lse = tmp_s;
-  cudaError_t e = launch_kernel(decode, grid, block, smem, pdl, stream, params);
+  cudaError_t e = launch_with_smem(decode, grid, block, smem, stream, params);
   if (e != cudaSuccess) return e;
   constexpr uint32_t m_vec = std::max<uint32_t>(16 / sizeof(O), kHeadDim / 32), m_bdx = kHeadDim / m_vec;
   constexpr uint32_t m_threads = 128, m_bdy = m_threads / m_bdx, m_stages = 4;
@@ -103,12 +94,12 @@ cudaError_t launch_group(Params<O> params, O* tmp_v, float* tmp_s, bool pdl, cud
     return e;
   const uint32_t heads = params.num_qo_heads;
   per_sm = std::min<int>(per_sm, static_cast<int>(flashinfer::ceil_div(rows * heads, static_cast<uint32_t>(sms))));
-  return launch_kernel(merge, dim3(sms * per_sm), dim3(m_bdx, m_bdy), m_smem, pdl, stream, tmp_v, tmp_s,
-                       params.o_indptr, o, static_cast<float*>(nullptr), rows, static_cast<uint32_t*>(nullptr), heads);
+  return launch_pdl(merge, dim3(sms * per_sm), dim3(m_bdx, m_bdy), m_smem, stream, tmp_v, tmp_s, params.o_indptr, o,
+                    static_cast<float*>(nullptr), rows, static_cast<uint32_t*>(nullptr), heads);
 }
 
 template <class O>
-cudaError_t launch(const PagedAttentionArgs& a, const Planned& p, bool pdl, cudaStream_t stream) {
+cudaError_t launch(const PagedAttentionArgs& a, const Planned& p, cudaStream_t stream) {
   using KV = __nv_bfloat16;
   flashinfer::paged_kv_t<KV, int32_t> kv(
       static_cast<uint32_t>(a.KVH), static_cast<uint32_t>(a.BS), static_cast<uint32_t>(a.D),
@@ -126,14 +117,14 @@ cudaError_t launch(const PagedAttentionArgs& a, const Planned& p, bool pdl, cuda
   params.padded_batch_size = p.padded_batch_size;
   O* tmp_v = static_cast<O*>(p.tmp_v);
   switch (a.H / a.KVH) {
-    case 1: return launch_group<O, 1>(params, tmp_v, p.tmp_s, pdl, stream);
-    case 2: return launch_group<O, 2>(params, tmp_v, p.tmp_s, pdl, stream);
-    case 4: return launch_group<O, 4>(params, tmp_v, p.tmp_s, pdl, stream);
-    case 8: return launch_group<O, 8>(params, tmp_v, p.tmp_s, pdl, stream);
+    case 1: return launch_group<O, 1>(params, tmp_v, p.tmp_s, stream);
+    case 2: return launch_group<O, 2>(params, tmp_v, p.tmp_s, stream);
+    case 4: return launch_group<O, 4>(params, tmp_v, p.tmp_s, stream);
+    case 8: return launch_group<O, 8>(params, tmp_v, p.tmp_s, stream);
     default: return cudaErrorInvalidValue;  // never planned (flashinfer_decode.cu's refusal)
   }
 }
 
-cudaError_t launch_f32(const PagedAttentionArgs& a, const Planned& p, bool pdl, cudaStream_t stream);
+cudaError_t launch_f32(const PagedAttentionArgs& a, const Planned& p, cudaStream_t stream);
 
 }  // namespace xqcuda::fi

@@ -3,20 +3,23 @@
 // as the cuda provider's PAGED_ATTENTION for the decode steps the engine
 // describes before running them (xq_kernel_vtable.plan_paged_step).
 //
-// Why: on the same BF16 pages FlashInfer's decode takes 0.64-0.99x our
-// split-K kernel's time on an H100 (bench/cuda/flashinfer_decode.cu, docs/
-// cuda.md "FlashInfer's attention beside ours"). Its kernel needs a plan
+// Why: on the same BF16 pages this kernel of FlashInfer's takes 0.64-1.00x
+// our split-K kernel's time on an H100 (bench/cuda/flashinfer_decode.cu,
+// docs/cuda.md "FlashInfer's attention beside ours"), and in the engine's
+// step 0.965-0.98x at 8 rows (the provider plans it from 8 rows: below, it
+// measured slower there). Its kernel needs a plan
 // made on the host from each row's length (scheduler.cuh DecodePlan: the
 // KV chunk size and which (row, chunk) each block takes), which the op
 // alone cannot give: the engine hands the lengths over once per step.
 //
 // How it reads our cache with no conversion: the pools are FlashInfer's NHD
 // layout ([blocks, slots, kv heads, D]); its page list is our per-row table
-// itself (indices = table + 1, row r's pages at indptr[r] = r * table_ld),
-// and last_page_len[r] = len_r - (table_ld - 1) * block_size makes its
-// length formula, (indptr[r+1] - indptr[r] - 1) * page_size +
+// itself (indices = table + 1, row r's pages at indptr[r] = r * table_ld;
+// indptr[rows] one short, so nothing past the table is read), and
+// last_page_len[r] = len_r - (indptr[r+1] - indptr[r] - 1) * block_size
+// makes its length formula, (indptr[r+1] - indptr[r] - 1) * page_size +
 // last_page_len[r], give len_r (page.cuh paged_kv_t::get_length; the value
-// is never used otherwise). The plan is made in FlashInfer's CUDA-graph mode
+// is never used otherwise, and may be negative). The plan is made in FlashInfer's CUDA-graph mode
 // (launch shape from rows and heads only; lengths reach the kernels through
 // device arrays), so a recorded step replays with the next step's plan.
 //

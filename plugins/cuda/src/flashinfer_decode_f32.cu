@@ -4,8 +4,8 @@
 
 namespace xqcuda::fi {
 
-cudaError_t launch_f32(const PagedAttentionArgs& a, const Planned& p, bool pdl, cudaStream_t stream) {
-  return launch<float>(a, p, pdl, stream);
+cudaError_t launch_f32(const PagedAttentionArgs& a, const Planned& p, cudaStream_t stream) {
+  return launch<float>(a, p, stream);
 }
 
 }  // namespace xqcuda::fi

@@ -80,10 +80,11 @@ bool same_plan_shape(const xq_paged_plan& a, const xq_paged_plan& b) {
 
 void Provider::graph_launch(xq_graph* g) {
   require_device();
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   refuse_while_recording("graph_launch");
   // A recording that reads a per-step plan would otherwise read a stale one
   // (xq_kernel.h, plan_paged_step: the caller plans each step it launches).
-  const xq_paged_plan* plan = flashinfer_ ? flashinfer_->current() : nullptr;
+  const xq_paged_plan* plan = flashinfer_plan();
   if (g->planned && !(plan && same_plan_shape(*plan, g->planned_shape)))
     throw Error(XQ_ERR_INVALID_ARGUMENT,
                 format("cuda: this recording runs attention planned for %lld decode rows (table width %lld); "

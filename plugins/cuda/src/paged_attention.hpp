@@ -51,10 +51,10 @@ cudaError_t paged_attention(const PagedAttentionArgs& a, int splits, void* works
 // xquant::sdk::Error; `workspace` grows the provider's scratch.
 bool is_paged_op(xq_op_type t);
 bool check_paged_op(const xq_op& op, std::string* why);
-// `planned` (may be null): FlashInfer's decode with the step's plan
+// `flashinfer` (may be null): FlashInfer's decode with the step's plan
 // (flashinfer_decode.hpp), offered each PAGED_ATTENTION first.
 class FlashInferDecode;
 void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void* ctx, size_t bytes), void* ctx,
-                  cudaStream_t stream, FlashInferDecode* planned = nullptr);
+                  cudaStream_t stream, FlashInferDecode* flashinfer = nullptr);
 
 }  // namespace xqcuda

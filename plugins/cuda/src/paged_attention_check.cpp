@@ -121,7 +121,7 @@ bool check_paged_op(const xq_op& op, std::string* why) {
 }
 
 void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void*, size_t), void* ctx, cudaStream_t stream,
-                  FlashInferDecode* planned) {
+                  FlashInferDecode* flashinfer) {
   std::string why;
   if (!check_paged_op(op, &why)) throw Error(XQ_ERR_UNSUPPORTED, why);
   const auto& d = op.dst;
@@ -156,9 +156,9 @@ void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void*, size_
     float_type(d.dtype, &ot);
     a.out_type = ot;
 #if XQUANT_CUDA_FLASHINFER
-    if (planned && planned->run(a, stream)) return;
+    if (flashinfer && flashinfer->run(a, stream)) return;
 #else
-    (void)planned;
+    (void)flashinfer;
 #endif
     const int splits = paged_attention_splits(a.T, a.KVH, a.max_keys, sm_count);
     // Prefill tiles (many rows of one sequence) go to the tensor-core kernel

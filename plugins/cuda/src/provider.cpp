@@ -196,8 +196,11 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
 Provider::~Provider() {
   if (device_count_ == 0) return;
   cudaDeviceSynchronize();
+#if XQUANT_CUDA_FLASHINFER
+  flashinfer_.reset();
+#endif
   for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_, &s_moe_sorted_,
-                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_})
+                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_, &s_flashinfer_})
     s->release();
   for (auto& [key, table] : moe_tables_) cudaFree(table);
   for (void* p : graphs_.retired) cudaFree(p);
@@ -395,34 +398,69 @@ bool Provider::supports(const xq_op& op, std::string* why) {
 
 // ---- per-step attention plan -------------------------------------------------
 
+namespace {
+
+// XQUANT_FLASHINFER_DECODE_MIN_ROWS: a positive count, else the default.
+int64_t flashinfer_min_rows() {
+  constexpr int64_t kDefault = 8;
+  const char* env = std::getenv("XQUANT_FLASHINFER_DECODE_MIN_ROWS");
+  if (!env) return kDefault;
+  char* end = nullptr;
+  const long v = std::strtol(env, &end, 10);
+  return end != env && *end == '\0' && v > 0 ? v : kDefault;
+}
+
+}  // namespace
+
 void Provider::plan_paged(xq_paged_plan& plan) {
-  refuse_while_recording("plan_paged_step");  // its copy would be recorded, not run
   require_device();
   std::lock_guard<std::recursive_mutex> lock(mu_);
+  refuse_while_recording("plan_paged_step");  // its copy would be recorded, not run
 #if XQUANT_CUDA_FLASHINFER
-  // Built for sm_90a only (plugins/cuda/CMakeLists.txt).
-  if (cc_major_ != 9 || !env_on("XQUANT_FLASHINFER_DECODE")) return;
-  if (!flashinfer_) {
-    if (plan.rows == 0) return;
-    flashinfer_ = std::make_unique<FlashInferDecode>();
-  }
   // Where it is faster in the engine (H100, session forty-three, docs/cuda.md "FlashInfer's decode in
   // the engine"): per-step TPOT at 8 rows 0.98x ours (BF16) and 0.965x (W4A16 g128), at 64 rows 1.00x,
   // but at 1 and 2 rows BF16 1.05x and 1.06x (not profiled; its kernels release the next one only at
   // their end, so a likely cause is the BF16 o_proj GEMV no longer streaming weights under attention's
-  // tail, and graph mode launches a padded grid). Below 8 rows ours runs;
-  // XQUANT_FLASHINFER_DECODE_MIN_ROWS moves the line (read per step, as the tests need).
-  int64_t min_rows = 8;
-  if (const char* env = std::getenv("XQUANT_FLASHINFER_DECODE_MIN_ROWS")) min_rows = std::max(1L, std::atol(env));
-  xq_paged_plan described = plan;
-  if (described.rows < min_rows) described.rows = 0;  // drops the previous step's plan
+  // tail, and graph mode launches a padded grid). Below 8 rows (the step's rows, a recorded bucket's
+  // padding included) ours runs; XQUANT_FLASHINFER_DECODE_MIN_ROWS moves the line (read per step).
+  const bool wanted = cc_major_ == 9 && env_on("XQUANT_FLASHINFER_DECODE") && plan.rows >= flashinfer_min_rows();
+  if (!flashinfer_) {
+    if (!wanted) return;
+    flashinfer_ = std::make_unique<FlashInferDecode>();
+  }
+  xq_paged_plan effective = plan;
+  if (!wanted) effective.rows = 0;  // drops the previous step's plan, so no op runs on it
   std::string why;
-  plan.taken = flashinfer_->plan(described, stream_,
+  plan.taken = flashinfer_->plan(effective, stream_,
                                  [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_flashinfer_, &why)
                    ? 1
                    : 0;
 #else
   (void)plan;
+#endif
+}
+
+FlashInferDecode* Provider::flashinfer() const {
+#if XQUANT_CUDA_FLASHINFER
+  return flashinfer_.get();
+#else
+  return nullptr;
+#endif
+}
+
+const xq_paged_plan* Provider::flashinfer_plan() const {
+#if XQUANT_CUDA_FLASHINFER
+  return flashinfer_ ? flashinfer_->current() : nullptr;
+#else
+  return nullptr;
+#endif
+}
+
+uint64_t Provider::flashinfer_runs() const {
+#if XQUANT_CUDA_FLASHINFER
+  return flashinfer_ ? flashinfer_->runs() : 0;
+#else
+  return 0;
 #endif
 }
 
@@ -451,12 +489,12 @@ void Provider::run(const xq_op& op) {
     default:
       if (is_decoder_op(op.type)) run_decoder_op(op, stream_);
       if (is_paged_op(op.type)) {
-        const uint64_t planned_runs = flashinfer_ ? flashinfer_->runs() : 0;
+        const uint64_t planned_runs = flashinfer_runs();
         run_paged_op(op, sm_count_, [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_paged_,
-                     stream_, flashinfer_.get());
-        if (graphs_.recording && flashinfer_ && flashinfer_->runs() != planned_runs) {
+                     stream_, flashinfer());
+        if (graphs_.recording && flashinfer_runs() != planned_runs) {  // the recording reads the plan
           graphs_.recording_planned = true;
-          graphs_.planned_shape = *flashinfer_->current();
+          graphs_.planned_shape = *flashinfer_plan();
         }
       }
       if (is_moe_op(op.type)) run_moe_op(op, stream_);

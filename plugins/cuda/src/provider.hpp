@@ -245,10 +245,16 @@ class Provider : public xquant::sdk::PluginBase {
   std::recursive_mutex mu_;
   Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_, s_paged_;
   Scratch s_moe_sorted_, s_moe_blocks_, s_moe_y_;
-  // FlashInfer's decode and its split-KV partial outputs (created at the
-  // first plan; null in a build without FlashInfer's headers).
+  // FlashInfer's decode (created at the first plan, only in a build with
+  // FlashInfer's headers: its definitions are compiled there alone) and its
+  // split-KV partial outputs. The accessors answer null / 0 in other builds.
+#if XQUANT_CUDA_FLASHINFER
   std::unique_ptr<FlashInferDecode> flashinfer_;
+#endif
   Scratch s_flashinfer_;
+  FlashInferDecode* flashinfer() const;
+  const xq_paged_plan* flashinfer_plan() const;  // the current plan's shape, or null
+  uint64_t flashinfer_runs() const;
   // The W4A16 GEMV's split-K arrival counters: zeroed when (re)allocated,
   // left zero by every launch.
   Scratch s_gemv_counters_;

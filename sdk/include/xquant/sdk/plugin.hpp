@@ -508,8 +508,13 @@ struct KernelAdapter {
   static constexpr bool kPlansPaged = requires(Impl& i, xq_paged_plan& p) { i.plan_paged(p); };
   static xq_status plan_paged_step(void* state, xq_paged_plan* plan) noexcept {
     return guard(self(state)->host, [&] {
-      if (!plan || plan->struct_size < sizeof(xq_paged_plan) || (plan->rows > 0 && !plan->kv_lens) || plan->rows < 0)
-        fail(XQ_ERR_INVALID_ARGUMENT, "plan_paged_step: NULL plan, short struct_size, or rows without kv_lens");
+      if (!plan || plan->struct_size < sizeof(xq_paged_plan))
+        fail(XQ_ERR_INVALID_ARGUMENT, "plan_paged_step: NULL plan or short struct_size");
+      if (plan->rows < 0 || (plan->rows > 0 && (!plan->kv_lens || plan->heads <= 0 || plan->kv_heads <= 0 ||
+                                                plan->head_dim <= 0 || plan->table_ld <= 0 || plan->block_size <= 0)))
+        fail(XQ_ERR_INVALID_ARGUMENT,
+             "plan_paged_step: negative rows, or rows without kv_lens or with a non-positive table_ld, "
+             "block_size, heads, kv_heads or head_dim");
       plan->taken = 0;
       if constexpr (kPlansPaged) self(state)->plan_paged(*plan);
     });
