@@ -33,7 +33,7 @@ struct Planned {
   int32_t* o_indptr;
   int32_t* kv_chunk_size;
   bool* block_valid_mask;  // null without split-KV
-  int32_t* indptr;         // [rows + 1]: r * table_ld
+  int32_t* indptr;         // [rows + 1]: r * table_ld, the last rows * table_ld - 1
   int32_t* last_page_len;  // [rows]
   void* tmp_v;             // split-KV partial outputs (O), null without split-KV
   float* tmp_s;
