@@ -3,13 +3,16 @@
 // throughput of each model at each concurrency and length (engine/serve_bench.hpp):
 // output tokens/s, TTFT and TPOT p50/p99, peak device memory, the KV pool,
 // and the KV capacity a memory budget leaves beside the weights, as a table
-// (stdout), JSON (--json) and a progress line per few seconds (stderr).
+// (stdout), JSON (--json) and a progress line per few seconds (stderr). A
+// configuration that runs out of memory gets a "does not fit" row (an
+// "error" entry in the JSON) and the rest still run; the exit status is then 1.
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "engine/model.hpp"
 #include "engine/serve_bench.hpp"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -17,7 +20,10 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <new>
+#include <string>
 #include <unistd.h>
+#include <vector>
 
 namespace xquant::cli {
 
@@ -101,6 +107,7 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
   Runtime runtime(options);
   nlohmann::json rows = nlohmann::json::array();
   std::map<std::string, double> baseline;  // "in:out:c" -> first model's output tok/s
+  std::vector<std::string> did_not_fit;     // configurations whose memory ran out
   std::printf("%-12s %11s %5s %10s %6s %10s %10s %9s %9s %8s %9s %7s %9s %9s\n", "model", "in:out", "conc", "out tok/s",
               "x base", "total t/s", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "peak GiB", "launch", "KV seqs",
               "KV seq16k");
@@ -162,19 +169,50 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
                        static_cast<long long>(want), static_cast<long long>(s.running()),
                        static_cast<long long>(s.waiting()), s.now(), tty ? "   " : "\n");
         };
-        ServeBenchResult r = run_serve_bench(*model, cfg, progress);
+        // This configuration's KV cache (or a workspace) not fitting beside
+        // the weights: its row says so and the sweep goes on (the exit
+        // status says some rows have no numbers).
+        auto does_not_fit = [&](const std::string& why) {
+          if (tty) std::fprintf(stderr, "\n");
+          std::printf("%-12s %5lld:%-5lld %5lld  does not fit: %s\n", spec.label.c_str(), static_cast<long long>(in),
+                      static_cast<long long>(out), static_cast<long long>(c), why.c_str());
+          std::fflush(stdout);
+          rows.push_back({{"model", spec.label},
+                          {"path", spec.path},
+                          {"provider", provider},
+                          {"input_len", in},
+                          {"output_len", out},
+                          {"concurrency", c},
+                          {"error", why}});
+          did_not_fit.push_back(fmt::format("{} {}:{} at concurrency {}", spec.label, in, out, c));
+        };
+        ServeBenchResult r;
+        try {
+          r = run_serve_bench(*model, cfg, progress);
+        } catch (const Error& e) {
+          if (e.status() != XQ_ERR_OUT_OF_MEMORY) throw;
+          does_not_fit(e.what());
+          continue;
+        } catch (const std::bad_alloc&) {  // host memory (host providers' KV pools)
+          does_not_fit(fmt::format("out of host memory for {} sequences of {} tokens", c, in + out));
+          continue;
+        }
         if (tty) std::fprintf(stderr, "\n");
         // KV capacity within the budget: what the weights leave, in blocks.
         const uint64_t per_block = r.kv_bytes / static_cast<uint64_t>(std::max<int64_t>(r.kv_blocks, 1));
         const double left = budget_gb * 1e9 - static_cast<double>(resident);
         const int64_t budget_blocks = left > 0 ? static_cast<int64_t>(left / static_cast<double>(per_block)) : 0;
         auto seqs_of = [&](int64_t len) { return budget_blocks / ((len + cfg.block_size - 1) / cfg.block_size); };
+        // Ratios are to the first model only: where it has no row (it did
+        // not fit), the others have no ratio rather than one to each other.
         const std::string key = std::to_string(in) + ":" + std::to_string(out) + ":" + std::to_string(c);
-        if (!baseline.count(key)) baseline[key] = r.output_tok_s;
-        const double ratio = baseline[key] > 0 ? r.output_tok_s / baseline[key] : 0;
-        std::printf("%-12s %5lld:%-5lld %5lld %10.1f %6.2f %10.1f %8.1fms %7.1fms %7.2fms %7.2fms %8.1f %8.0f%% %9lld %9lld\n",
+        if (&spec == &models.front()) baseline[key] = r.output_tok_s;
+        const bool has_base = baseline.count(key) && baseline[key] > 0;
+        const double ratio = has_base ? r.output_tok_s / baseline[key] : 0;
+        const std::string ratio_text = has_base ? fmt::format("{:6.2f}", ratio) : "     -";
+        std::printf("%-12s %5lld:%-5lld %5lld %10.1f %s %10.1f %8.1fms %7.1fms %7.2fms %7.2fms %8.1f %8.0f%% %9lld %9lld\n",
                     spec.label.c_str(), static_cast<long long>(in), static_cast<long long>(out),
-                    static_cast<long long>(c), r.output_tok_s, ratio, r.total_tok_s, r.ttft_p50 * 1e3, r.ttft_p99 * 1e3,
+                    static_cast<long long>(c), r.output_tok_s, ratio_text.c_str(), r.total_tok_s, r.ttft_p50 * 1e3, r.ttft_p99 * 1e3,
                     r.tpot_p50 * 1e3, r.tpot_p99 * 1e3, gib(r.peak_device_bytes), r.launch_share * 100,
                     static_cast<long long>(seqs_of(in + out)), static_cast<long long>(seqs_of(16384)));
         std::fflush(stdout);
@@ -187,7 +225,7 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
                          {"seconds", r.seconds},
                          {"output_tokens", r.output_tokens},
                          {"output_tok_s", r.output_tok_s},
-                         {"ratio_to_first_model", ratio},
+                         {"ratio_to_first_model", has_base ? nlohmann::json(ratio) : nlohmann::json(nullptr)},
                          {"total_tok_s", r.total_tok_s},
                          {"ttft_ms", {{"p50", r.ttft_p50 * 1e3}, {"p99", r.ttft_p99 * 1e3}}},
                          {"tpot_ms", {{"p50", r.tpot_p50 * 1e3}, {"p99", r.tpot_p99 * 1e3}}},
@@ -217,6 +255,11 @@ int cmd_bench(const RuntimeOptions& options, int argc, char** argv) {
     std::ofstream f(*path);
     if (!f) fail(XQ_ERR_IO, "cannot write '{}'", *path);
     f << rows.dump(2) << "\n";
+  }
+  if (!did_not_fit.empty()) {
+    std::fprintf(stderr, "xquant: error: %zu configuration(s) did not fit and have no numbers:\n", did_not_fit.size());
+    for (const auto& d : did_not_fit) std::fprintf(stderr, "  %s\n", d.c_str());
+    return 1;
   }
   return 0;
 }
