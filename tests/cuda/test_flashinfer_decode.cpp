@@ -6,9 +6,9 @@
 // each sequence's keys in order, GQA groups 1, 2, 4, 8, F32 and BF16 output;
 // a recording made under one plan, launched after the plan of other lengths,
 // answers the new lengths, and is refused by name without a plan of its
-// shape; the op falls back to our kernels (still
-// matching the reference) when the plan is dropped or does not describe it;
-// and by default the provider plans only steps of 8 rows and more.
+// shape; the op falls back to our kernels (still matching the reference)
+// when the plan is dropped or does not describe it; and by default the
+// provider plans only steps of 8 rows and more.
 // The SDK adapter's argument checks are tested on the CPU (tests/sdk).
 // Bounds (||gpu - ref|| / ||ref||, reference on the BF16-rounded K/V): F32
 // output 2e-5 (FlashInfer keeps q and its arithmetic in F32; its split-KV
