@@ -97,6 +97,18 @@ std::vector<float> run_as(PagedRun& r, xq_dtype out_t, size_t n) {
 
 double bound(xq_dtype out_t) { return out_t == XQ_DTYPE_F32 ? 2e-5 : 8e-3; }
 
+// Another case's inputs into a run's buffers (the same blocks and table
+// width: the op, or a recording of it, reads them at the same addresses).
+void put_case(PagedRun& r, const PagedRows& c) {
+  ASSERT_EQ(c.q.size() * 4, r.dq.n);
+  ASSERT_EQ(c.kpool.size(), r.dk.n);
+  ASSERT_EQ(c.table.size() * 4, r.dt.n);
+  r.dq.put(c.q);
+  r.dk.put(c.kpool);
+  r.dv.put(c.vpool);
+  r.dt.put(c.table);
+}
+
 }  // namespace
 
 TEST(CudaFlashInferDecode, MatchesTheReferenceAcrossGroupsLengthsAndOutputs) {
@@ -162,10 +174,7 @@ TEST(CudaFlashInferDecode, ARecordingAnswersThePlanOfTheStepItIsLaunchedIn) {
     c.setup();
     ASSERT_EQ(c.width, first.width);
     ASSERT_EQ(c.NB, first.NB);
-    r.dq.put(c.q);
-    r.dk.put(c.kpool);
-    r.dv.put(c.vpool);
-    r.dt.put(c.table);
+    put_case(r, c);
     ASSERT_EQ(plan(c), 1u);
     r.dout.poison();
     XQ_OK_OR_FAIL(P.vt->graph_launch(P.state, g));
@@ -212,15 +221,9 @@ TEST(CudaFlashInferDecode, OpsThePlanDoesNotDescribeRunOurKernels) {
   moved.setup();
   ASSERT_EQ(moved.width, c.width);
   ASSERT_EQ(moved.NB, c.NB);
-  r.dq.put(moved.q);
-  r.dk.put(moved.kpool);
-  r.dv.put(moved.vpool);
-  r.dt.put(moved.table);
+  put_case(r, moved);
   EXPECT_LE(rel_error(run_as(r, XQ_DTYPE_F32, moved.q.size()), moved.reference(scale)), 1e-5);
-  r.dq.put(c.q);
-  r.dk.put(c.kpool);
-  r.dv.put(c.vpool);
-  r.dt.put(c.table);
+  put_case(r, c);
   PagedRows other{{32, 8, 128}, {700, 3}, 16, XQ_DTYPE_BF16};
   other.setup();
   ASSERT_EQ(plan(other), 1u);  // two rows planned, three in the op
