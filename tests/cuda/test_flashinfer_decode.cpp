@@ -163,12 +163,8 @@ TEST(CudaFlashInferDecode, ARecordingAnswersThePlanOfTheStepItIsLaunchedIn) {
   first.setup();
   PagedRun r(first, scale);
   ASSERT_EQ(plan(first), 1u);
-  xq_graph* g = nullptr;
-  XQ_OK_OR_FAIL(P.vt->graph_begin(P.state));
-  const xq_status recorded = P.vt->run_op(P.state, &r.op);
-  const std::string record_error = g_last_error;
-  XQ_OK_OR_FAIL(P.vt->graph_end(P.state, &g));
-  ASSERT_EQ(recorded, XQ_OK) << record_error;
+  xq_graph* g = record_op(r.op);
+  ASSERT_NE(g, nullptr);
   for (const auto& lens : steps) {
     PagedRows c{{32, 8, 128}, lens, 16, XQ_DTYPE_BF16};
     c.setup();

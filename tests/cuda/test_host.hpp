@@ -157,6 +157,26 @@ struct DevBuf {
   }
 };
 
+// `op` recorded into a graph (graph_begin, run_op, graph_end); null, with a
+// test failure naming the step, when it could not be recorded.
+inline xq_graph* record_op(const xq_op& op) {
+  auto& P = Plugin::get();
+  xq_graph* g = nullptr;
+  if (P.vt->graph_begin(P.state) != XQ_OK) {
+    ADD_FAILURE() << "graph_begin: " << g_last_error;
+    return nullptr;
+  }
+  const xq_status recorded = P.vt->run_op(P.state, &op);
+  const std::string record_error = g_last_error;
+  if (P.vt->graph_end(P.state, &g) != XQ_OK) ADD_FAILURE() << "graph_end: " << g_last_error;
+  if (recorded != XQ_OK) {
+    ADD_FAILURE() << "run_op while recording: " << record_error;
+    P.vt->graph_release(P.state, g);
+    return nullptr;
+  }
+  return g;
+}
+
 inline xq_device_tensor tensor2(xq_dtype t, int64_t rows, int64_t cols, void* data) {
   return xquant::sdk::device_tensor(t, {rows, cols}, data);
 }

@@ -112,12 +112,8 @@ TEST(CudaSplitKOnePass, GraphReplaysResetTheCounters) {
   const double scale = 1.0 / std::sqrt(128.0);
   PagedRun r(c, scale);
   ASSERT_GT(xqcuda::paged_attention_splits(4, 8, 5008, 132), 1);  // the merge runs
-  xq_graph* g = nullptr;
-  XQ_OK_OR_FAIL(P.vt->graph_begin(P.state));
-  const xq_status recorded = P.vt->run_op(P.state, &r.op);
-  const std::string record_error = g_last_error;
-  XQ_OK_OR_FAIL(P.vt->graph_end(P.state, &g));
-  ASSERT_EQ(recorded, XQ_OK) << record_error;
+  xq_graph* g = record_op(r.op);
+  ASSERT_NE(g, nullptr);
   for (int replay = 0; replay < 3; ++replay) {
     c.q = random_values(static_cast<int64_t>(c.q.size()));
     r.dq.put(c.q);

@@ -82,6 +82,12 @@ struct FlashInferDecode::State {
   cudaEvent_t copied = nullptr;  // the last plan's copy out of `pinned`
   void* tmp = nullptr;           // split-KV partial outputs: the provider's workspace
   flashinfer::DecodePlanInfo info;
+  // Workspace sizes of the last shape sized (rows, heads, block size): in
+  // CUDA-graph mode they do not depend on the lengths (scheduler.cuh: split-KV
+  // and the padded batch follow from rows and heads), so a step of the same
+  // shape skips FlashInfer's sizing pass (a second work estimation).
+  xq_paged_plan sized{};
+  size_t float_bytes = 0, int_bytes = 0;
   xq_paged_plan shape{};  // rows = 0: no plan
   uint64_t runs = 0;
   std::vector<int32_t> page_indptr;
@@ -97,10 +103,20 @@ bool FlashInferDecode::plan(const xq_paged_plan& p, cudaStream_t stream, void* (
   if (p.rows == 0) return false;
   *why = refusal(p);
   if (!why->empty()) return false;
-  if (!s.device) {
-    check(cudaMalloc(&s.device, kIntBytes), "plan buffer");
-    check(cudaMallocHost(&s.pinned, kIntBytes), "page-locked plan buffer");
-    check(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming), "event");
+  if (!s.copied) {  // all three or none (a failed allocation leaves nothing behind)
+    char* device = nullptr;
+    char* pinned = nullptr;
+    cudaEvent_t copied = nullptr;
+    cudaError_t e = cudaMalloc(&device, kIntBytes);
+    if (e == cudaSuccess) e = cudaMallocHost(&pinned, kIntBytes);
+    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&copied, cudaEventDisableTiming);
+    if (e != cudaSuccess) {
+      cudaFree(device);
+      cudaFreeHost(pinned);
+      cudaGetLastError();
+      check(e, "plan buffers");
+    }
+    s.device = device, s.pinned = pinned, s.copied = copied;
   } else {
     check(cudaEventSynchronize(s.copied), "previous plan's copy");  // `pinned` is rewritten below
   }
@@ -112,24 +128,28 @@ bool FlashInferDecode::plan(const xq_paged_plan& p, cudaStream_t stream, void* (
   for (uint32_t r = 0; r < rows; ++r)
     s.page_indptr[r + 1] = s.page_indptr[r] + static_cast<int32_t>((p.kv_lens[r] + page - 1) / page);
   using P = fi::Params<__nv_bfloat16>;
-  size_t float_bytes = 0, int_bytes = 0;
-  check(with_group(group,
-                   [&](auto g) {
-                     return flashinfer::DecodePlanWorkspaceSize<fi::kHeadDim, fi::kNoRope, fi::Variant, P>(
-                         float_bytes, int_bytes, s.page_indptr.data(), rows, heads, page, /*enable_cuda_graph=*/true,
-                         stream, kEstimate<decltype(g)::value>);
-                   }),
-        "workspace size");
-  if (int_bytes > kPlanBytes) {
-    *why = format("a plan of %zu bytes (at most %zu)", int_bytes, kPlanBytes);
+  if (s.sized.rows != p.rows || s.sized.heads != p.heads || s.sized.kv_heads != p.kv_heads ||
+      s.sized.block_size != p.block_size) {
+    s.sized.rows = 0;
+    check(with_group(group,
+                     [&](auto g) {
+                       return flashinfer::DecodePlanWorkspaceSize<fi::kHeadDim, fi::kNoRope, fi::Variant, P>(
+                           s.float_bytes, s.int_bytes, s.page_indptr.data(), rows, heads, page,
+                           /*enable_cuda_graph=*/true, stream, kEstimate<decltype(g)::value>);
+                     }),
+          "workspace size");
+    s.sized = p;
+  }
+  if (s.int_bytes > kPlanBytes) {
+    *why = format("a plan of %zu bytes (at most %zu)", s.int_bytes, kPlanBytes);
     return false;
   }
-  s.tmp = workspace(ctx, std::max<size_t>(float_bytes, 256));
+  s.tmp = workspace(ctx, std::max<size_t>(s.float_bytes, 256));
   check(with_group(group,
                    [&](auto g) {
                      return flashinfer::DecodePlan<fi::kHeadDim, fi::kNoRope, fi::Variant, P>(
-                         s.tmp, float_bytes, s.device, s.pinned, kPlanBytes, s.info, s.page_indptr.data(), rows, heads,
-                         page, /*enable_cuda_graph=*/true, stream, kEstimate<decltype(g)::value>);
+                         s.tmp, s.float_bytes, s.device, s.pinned, kPlanBytes, s.info, s.page_indptr.data(), rows,
+                         heads, page, /*enable_cuda_graph=*/true, stream, kEstimate<decltype(g)::value>);
                    }),
         "plan");
   // Our table as FlashInfer's page list (flashinfer_decode.hpp). The last
