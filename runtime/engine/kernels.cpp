@@ -241,7 +241,7 @@ bool Kernels::plan_paged_step(xq_paged_plan& plan) const {
   const auto t0 = std::chrono::steady_clock::now();
   const xq_status s = plugin_->kernel().plan_paged_step(plugin_->state, &plan);
   run_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  check_plugin_call(s, fmt::format("kernel provider '{}' planning a decode step's attention", plugin_->name()));
+  check_plugin_call(s, fmt::format("kernel provider '{}' planning a step's attention", plugin_->name()));
   return plan.taken != 0;
 }
 

@@ -504,9 +504,11 @@ class Model {
   // Whether the provider takes PAGED_ATTENTION's per-sequence tables for a
   // step of `rows` rows over `n_seq` sequences of at most `mb` blocks.
   bool takes_sequence_tables(const PagedKvCache& cache, int64_t rows, int64_t n_seq, int64_t mb) const;
-  // The step's decode rows to a provider that plans attention per step
-  // (positions null: not a decode step). paged_forward.cpp.
-  void plan_attention(const PagedKvCache& cache, int64_t rows, const int32_t* positions, int64_t table_ld);
+  // The step's rows to a provider that plans attention per step: decode
+  // rows' positions, or the sequences of a step with one table per sequence
+  // (both null: no plan). paged_forward.cpp.
+  void plan_attention(const PagedKvCache& cache, int64_t table_ld, int64_t rows, const int32_t* positions,
+                      const std::vector<PagedInput>* sequences);
   void step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch, std::vector<float>* logits,
                   std::vector<int32_t>* ids);
   // A paged step's ops after its metadata is on the device: embedding,

@@ -61,22 +61,34 @@ void Model::attend_paged(int layer, const float* q, const float* kf, const xq_de
   kernels_->run(op, "PAGED_ATTENTION");
 }
 
-// Hands a provider that plans attention per step (FlashInfer's decode on
-// `cuda`) this step's decode rows: each row's keys are its position + 1,
-// padding rows of a recorded bucket included (position 0). `positions`
-// null: not a decode step, and the provider drops its previous plan. Every
-// device step calls it, so a recording made under a plan is always
-// launched after the plan of its own step (xq_kernel.h's contract).
-void Model::plan_attention(const PagedKvCache& cache, int64_t rows, const int32_t* positions, int64_t table_ld) {
+// Hands a provider that plans attention per step (FlashInfer's kernels on
+// `cuda`) this step's rows. A decode step (`positions`, one row per
+// sequence): each row's keys are its position + 1, padding rows of a
+// recorded bucket included (position 0). A step whose ops take one table
+// per sequence (`sequences`: prefill chunks, with or without decode rows):
+// each sequence's rows and the keys its last row sees. Neither: the
+// provider drops its previous plan. Every device step calls it, so a
+// recording made under a plan is always launched after the plan of its own
+// step (xq_kernel.h's contract).
+void Model::plan_attention(const PagedKvCache& cache, int64_t table_ld, int64_t rows, const int32_t* positions,
+                           const std::vector<PagedInput>* sequences) {
   if (!kernels_->plans_paged_steps()) return;
   xq_paged_plan plan{};
   plan.struct_size = sizeof(plan);
-  std::vector<int32_t> lens;
+  std::vector<int32_t> lens, seq_rows;
   if (positions) {
     lens.resize(static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; ++r) lens[static_cast<size_t>(r)] = positions[r] + 1;
     plan.rows = rows;
     plan.kv_lens = lens.data();
+  } else if (sequences) {
+    for (const auto& s : *sequences) {
+      seq_rows.push_back(static_cast<int32_t>(s.n));
+      lens.push_back(static_cast<int32_t>(s.seq->size + s.n));
+    }
+    plan.seqs = static_cast<int64_t>(sequences->size());
+    plan.seq_rows = seq_rows.data();
+    plan.seq_kv_lens = lens.data();
   }
   plan.table_ld = table_ld;
   plan.block_size = cache.block_size();
@@ -236,7 +248,7 @@ void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch
     kernels_->upload(d, meta.get(), static_cast<uint64_t>(n_meta) * sizeof(int32_t));
     dmeta = static_cast<const int32_t*>(d);
   }
-  if (on_device()) plan_attention(cache, step_rows, per_seq || rows != n_seq ? nullptr : pos, ld);
+  if (on_device()) plan_attention(cache, ld, step_rows, per_seq || rows != n_seq ? nullptr : pos, per_seq ? &batch : nullptr);
   const int32_t* d_slots = dmeta + step_rows;
   const int32_t* d_last = d_slots + step_rows;
   const int32_t* d_pos = d_last + out_rows;

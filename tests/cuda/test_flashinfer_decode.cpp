@@ -17,6 +17,7 @@
 // relative).
 #include "test_host.hpp"
 #include "paged_rows.hpp"
+#include "flashinfer_plan.hpp"
 
 #include <xquant/sdk/half.hpp>
 
@@ -25,11 +26,6 @@
 using namespace xqtest;
 
 namespace {
-
-bool has_plan_entry() {
-  auto& P = Plugin::get();
-  return XQ_HAS_FIELD(P.vt, xq_kernel_vtable, plan_paged_step) && P.vt->plan_paged_step;
-}
 
 // plan_paged_step for a PagedRows case (rows = 0: drop the plan).
 uint32_t plan(const PagedRows& c, bool rows = true) {
@@ -48,39 +44,6 @@ uint32_t plan(const PagedRows& c, bool rows = true) {
   EXPECT_EQ(P.vt->plan_paged_step(P.state, &p), XQ_OK) << g_last_error;
   return p.taken;
 }
-
-// No test leaves a plan behind for the tests after it in this process
-// (an op of the planned shape would run on it).
-struct DropPlanOnExit {
-  ~DropPlanOnExit() {
-    auto& P = Plugin::get();
-    if (!P.usable() || !has_plan_entry()) return;
-    xq_paged_plan none{};
-    none.struct_size = sizeof(none);
-    P.vt->plan_paged_step(P.state, &none);
-  }
-};
-
-// Skips unless FlashInfer's decode is in this build and runs on this device.
-// The tests plan from one row (the engine's default starts at 8 rows).
-#define REQUIRE_FLASHINFER()                                                                   \
-  EnvSet from_one_row("XQUANT_FLASHINFER_DECODE_MIN_ROWS", "1");                               \
-  DropPlanOnExit drop_plan_on_exit;                                                            \
-  do {                                                                                         \
-    XQ_REQUIRE_GPU();                                                                          \
-    ASSERT_TRUE(has_plan_entry()) << "the cuda provider has no plan_paged_step entry";        \
-    if (!kBuilt) GTEST_SKIP() << "built without FlashInfer's headers (scripts/fetch-flashinfer.sh)"; \
-    int dev = 0, major = 0;                                                                    \
-    cudaGetDevice(&dev);                                                                       \
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);                    \
-    if (major != 9) GTEST_SKIP() << "FlashInfer's decode is built for sm_90a only";            \
-  } while (0)
-
-#if XQUANT_CUDA_FLASHINFER
-constexpr bool kBuilt = true;
-#else
-constexpr bool kBuilt = false;
-#endif
 
 // The op's output read back as floats (BF16 or F32 dst).
 std::vector<float> run_as(PagedRun& r, xq_dtype out_t, size_t n) {

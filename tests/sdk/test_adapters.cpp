@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -54,10 +55,11 @@ using Kernel = sdk::KernelAdapter<FakeProvider>;
 // A provider that plans attention per step (xq_kernel_vtable.plan_paged_step).
 struct PlanningProvider : FakeProvider {
   using FakeProvider::FakeProvider;
-  int64_t planned_rows = -1;
+  int64_t planned_rows = -1, planned_seqs = -1;
   void plan_paged(xq_paged_plan& plan) {
     planned_rows = plan.rows;
-    plan.taken = plan.rows > 0 ? 1 : 0;
+    planned_seqs = plan.seqs;
+    plan.taken = plan.rows > 0 || plan.seqs > 0 ? 1 : 0;
   }
 };
 
@@ -100,6 +102,40 @@ TEST(SdkKernelAdapter, PlanPagedStepIsFilledOnlyForProvidersThatPlanAndChecksIts
   ASSERT_EQ(vt.plan_paged_step(&p, &none), XQ_OK);
   EXPECT_EQ(p.planned_rows, 0);
   EXPECT_EQ(none.taken, 0u);
+
+  // A step with prefill rows: its sequences' rows and keys (the appended fields).
+  const int32_t seq_rows[2] = {300, 1}, seq_lens[2] = {500, 9};
+  xq_paged_plan mixed = plan;
+  mixed.rows = 0, mixed.kv_lens = nullptr;
+  mixed.seqs = 2, mixed.seq_rows = seq_rows, mixed.seq_kv_lens = seq_lens;
+  ASSERT_EQ(vt.plan_paged_step(&p, &mixed), XQ_OK);
+  EXPECT_EQ(p.planned_seqs, 2);
+  EXPECT_EQ(mixed.taken, 1u);
+  auto refused_mixed = [&](auto change) {
+    xq_paged_plan bad = mixed;
+    change(bad);
+    p.planned_seqs = -1;
+    return vt.plan_paged_step(&p, &bad) == XQ_ERR_INVALID_ARGUMENT && p.planned_seqs == -1;
+  };
+  EXPECT_TRUE(refused_mixed([](xq_paged_plan& b) { b.seqs = -1; }));
+  EXPECT_TRUE(refused_mixed([](xq_paged_plan& b) { b.seq_rows = nullptr; }));
+  EXPECT_TRUE(refused_mixed([](xq_paged_plan& b) { b.seq_kv_lens = nullptr; }));
+  EXPECT_TRUE(refused_mixed([&](xq_paged_plan& b) { b.rows = 2, b.kv_lens = lens; }));  // one kind of step or the other
+  EXPECT_TRUE(refused_mixed([](xq_paged_plan& b) { b.table_ld = 0; }));
+  const int32_t fewer_keys[2] = {299, 9}, no_rows[2] = {0, 1};
+  EXPECT_TRUE(refused_mixed([&](xq_paged_plan& b) { b.seq_kv_lens = fewer_keys; }));
+  EXPECT_TRUE(refused_mixed([&](xq_paged_plan& b) { b.seq_rows = no_rows; }));
+  EXPECT_NE(fake.last_message.find("sequence 0"), std::string::npos) << fake.last_message;
+
+  // A caller built before the seqs fields (struct_size 72): the provider sees them zeroed, whatever
+  // lies past the caller's struct.
+  xq_paged_plan older = mixed;
+  older.struct_size = offsetof(xq_paged_plan, seqs);
+  older.rows = 2, older.kv_lens = lens;
+  ASSERT_EQ(vt.plan_paged_step(&p, &older), XQ_OK);
+  EXPECT_EQ(p.planned_rows, 2);
+  EXPECT_EQ(p.planned_seqs, 0);
+  EXPECT_EQ(older.taken, 1u);
 }
 
 TEST(SdkKernelAdapter, ForwardsToTheProviderAndMapsFailures) {

@@ -197,6 +197,16 @@ typedef struct xq_paged_plan {
   int64_t heads, kv_heads, head_dim;
   xq_dtype kv_dtype; /* the pools' element type */
   uint32_t reserved; /* 0 */
+  /* Appended (read only when struct_size covers them; 0 / NULL otherwise):
+   * a step with prefill rows (rows = 0 above), its ops' src[3] in the
+   * per-sequence form with i[1] = seqs. The ops' rows are the sequences'
+   * rows in order, sequence s's seq_rows[s] rows consecutive and at
+   * consecutive positions, its last row seeing seq_kv_lens[s] keys (its
+   * position + 1): a causal prompt chunk, or one decode row. Host arrays,
+   * read during the call only. 0: no such description. */
+  int64_t seqs;
+  const int32_t* seq_rows;
+  const int32_t* seq_kv_lens;
 } xq_paged_plan;
 
 typedef struct xq_kernel_vtable {
@@ -316,7 +326,8 @@ typedef struct xq_kernel_vtable {
                                      const void* const* data, const uint64_t* nbytes, uint32_t n_parts,
                                      xq_qweight** out);
   /* Appended (read only when struct_size covers it; may be NULL): the next
-   * step's decode rows (xq_paged_plan). Called before the step's ops run or
+   * step's decode rows, or (appended fields) its prefill and mixed rows
+   * (xq_paged_plan). Called before the step's ops run or
    * a recording of them is launched, never while recording. Until the next
    * call, a PAGED_ATTENTION op whose rows, heads, head_dim, table_ld,
    * block_size and pool type match the plan may run kernels planned from
@@ -324,7 +335,10 @@ typedef struct xq_kernel_vtable {
    * other work, so a recording made under one plan reads the plan of the
    * step it is launched in. The caller therefore calls it before every step
    * on a provider that has it: with rows = 0 when the step is not one
-   * decode row per sequence (so no stale plan is used), and before each
+   * decode row per sequence (so no stale plan is used; seqs describes such
+   * a step's sequences where its ops take one table per sequence: a
+   * PAGED_ATTENTION op of sum(seq_rows) rows with i[1] = seqs matches that
+   * plan; such steps are never recorded), and before each
    * launch of a recording made under a plan with the same shape (rows,
    * table_ld, block_size, heads, kv_heads, head_dim, kv_dtype; new
    * lengths): a provider may refuse the launch otherwise. A provider that
@@ -356,10 +370,12 @@ XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_extra_layout) == 176, "kerne
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_attach) == 184, "kernel.qweight_attach moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, qweight_adopt_stacked) == 192, "kernel.qweight_adopt_stacked moved");
 XQ_STATIC_ASSERT(offsetof(xq_kernel_vtable, plan_paged_step) == 200, "kernel.plan_paged_step moved");
-XQ_STATIC_ASSERT(sizeof(xq_paged_plan) == 72, "xq_paged_plan size changed");
+XQ_STATIC_ASSERT(sizeof(xq_paged_plan) == 96, "xq_paged_plan size changed");
 XQ_STATIC_ASSERT(offsetof(xq_paged_plan, kv_lens) == 16, "xq_paged_plan.kv_lens moved");
 XQ_STATIC_ASSERT(offsetof(xq_paged_plan, table_ld) == 24, "xq_paged_plan.table_ld moved");
 XQ_STATIC_ASSERT(offsetof(xq_paged_plan, kv_dtype) == 64, "xq_paged_plan.kv_dtype moved");
+XQ_STATIC_ASSERT(offsetof(xq_paged_plan, seqs) == 72, "xq_paged_plan.seqs moved");
+XQ_STATIC_ASSERT(offsetof(xq_paged_plan, seq_kv_lens) == 88, "xq_paged_plan.seq_kv_lens moved");
 XQ_STATIC_ASSERT(sizeof(xq_moe_op) == 416, "xq_moe_op size changed");
 XQ_STATIC_ASSERT(offsetof(xq_moe_op, dense_experts) == 408, "xq_moe_op.dense_experts moved");
 #endif

@@ -3,6 +3,7 @@
 // answers both supports_op and run_op.
 #include "paged_attention.hpp"
 #include "flashinfer_decode.hpp"
+#include "flashinfer_prefill.hpp"
 #include "prefill_attention.hpp"
 
 #include <xquant/sdk/host.hpp>
@@ -121,7 +122,7 @@ bool check_paged_op(const xq_op& op, std::string* why) {
 }
 
 void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void*, size_t), void* ctx, cudaStream_t stream,
-                  FlashInferDecode* flashinfer) {
+                  FlashInferDecode* flashinfer, FlashInferPrefill* flashinfer_prefill) {
   std::string why;
   if (!check_paged_op(op, &why)) throw Error(XQ_ERR_UNSUPPORTED, why);
   const auto& d = op.dst;
@@ -148,6 +149,7 @@ void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void*, size_
     a.D = s[0].shape[2];
     a.KVH = s[1].shape[2];
     a.BS = s[1].shape[1];
+    a.blocks = s[1].shape[0];
     // table_ld: one table's width (MB) per sequence, a row's (1 + MB) per row.
     a.table_ld = a.n_seq > 0 ? (s[3].shape[0] - 2 * a.T) / a.n_seq : s[3].shape[1];
     a.max_keys = (a.n_seq > 0 ? a.table_ld : a.table_ld - 1) * a.BS;
@@ -157,8 +159,9 @@ void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void*, size_
     a.out_type = ot;
 #if XQUANT_CUDA_FLASHINFER
     if (flashinfer && flashinfer->run(a, stream)) return;
+    if (flashinfer_prefill && flashinfer_prefill->run(a, stream)) return;
 #else
-    (void)flashinfer;
+    (void)flashinfer, (void)flashinfer_prefill;
 #endif
     const int splits = paged_attention_splits(a.T, a.KVH, a.max_keys, sm_count);
     // Prefill tiles (many rows of one sequence) go to the tensor-core kernel

@@ -167,7 +167,7 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
     return;
   }
   for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_, &s_moe_sorted_,
-                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_, &s_flashinfer_})
+                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_, &s_flashinfer_, &s_flashinfer_prefill_})
     s->keep = &graphs_;
   lt_ok_ = lt_.load(&lt_why_);
   if (const char* env = std::getenv("XQUANT_CUDA_W4_FUSED_MAX_M")) w4_fused_max_m_ = std::max(1L, std::atol(env));
@@ -198,9 +198,10 @@ Provider::~Provider() {
   cudaDeviceSynchronize();
 #if XQUANT_CUDA_FLASHINFER
   flashinfer_.reset();
+  flashinfer_prefill_.reset();
 #endif
   for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_, &s_moe_sorted_,
-                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_, &s_flashinfer_})
+                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_, &s_flashinfer_, &s_flashinfer_prefill_})
     s->release();
   for (auto& [key, table] : moe_tables_) cudaFree(table);
   for (void* p : graphs_.retired) cudaFree(p);
@@ -417,24 +418,31 @@ void Provider::plan_paged(xq_paged_plan& plan) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   refuse_while_recording("plan_paged_step");  // its copy would be recorded, not run
 #if XQUANT_CUDA_FLASHINFER
-  // Where it is faster in the engine (H100, session forty-three, docs/cuda.md "FlashInfer's decode in
-  // the engine"): per-step TPOT at 8 rows 0.98x ours (BF16) and 0.965x (W4A16 g128), at 64 rows 1.00x,
-  // but at 1 and 2 rows BF16 1.05x and 1.06x (not profiled; its kernels release the next one only at
-  // their end, so a likely cause is the BF16 o_proj GEMV no longer streaming weights under attention's
-  // tail, and graph mode launches a padded grid). Below 8 rows (the step's rows, a recorded bucket's
-  // padding included) ours runs; XQUANT_FLASHINFER_DECODE_MIN_ROWS moves the line (read per step).
-  const bool wanted = cc_major_ == 9 && env_on("XQUANT_FLASHINFER_DECODE") && plan.rows >= flashinfer_min_rows();
-  if (!flashinfer_) {
-    if (!wanted) return;
-    flashinfer_ = std::make_unique<FlashInferDecode>();
-  }
-  xq_paged_plan effective = plan;
-  if (!wanted) effective.rows = 0;  // drops the previous step's plan, so no op runs on it
+  auto workspace = [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); };
   std::string why;
-  plan.taken = flashinfer_->plan(effective, stream_,
-                                 [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_flashinfer_, &why)
-                   ? 1
-                   : 0;
+  // Decode: where it is faster in the engine (H100, session forty-three, docs/cuda.md "FlashInfer's
+  // decode in the engine"): per-step TPOT at 8 rows 0.98x ours (BF16) and 0.965x (W4A16 g128), at 64
+  // rows 1.00x, but at 1 and 2 rows BF16 1.05x and 1.06x (not profiled; its kernels release the next
+  // one only at their end, so a likely cause is the BF16 o_proj GEMV no longer streaming weights under
+  // attention's tail, and graph mode launches a padded grid). Below 8 rows (the step's rows, a
+  // recorded bucket's padding included) ours runs; XQUANT_FLASHINFER_DECODE_MIN_ROWS moves the line
+  // (read per step).
+  const bool decode = cc_major_ == 9 && env_on("XQUANT_FLASHINFER_DECODE") && plan.rows >= flashinfer_min_rows();
+  if (decode && !flashinfer_) flashinfer_ = std::make_unique<FlashInferDecode>();
+  if (flashinfer_) {
+    xq_paged_plan effective = plan;
+    if (!decode) effective.rows = 0;  // drops the previous step's plan, so no op runs on it
+    if (flashinfer_->plan(effective, stream_, workspace, &s_flashinfer_, &why)) plan.taken = 1;
+  }
+  // Prefill and mixed steps: its FA2 kernel (flashinfer_prefill.hpp; measured in the engine in
+  // docs/cuda.md "FlashInfer's prefill in the engine").
+  const bool prefill = cc_major_ == 9 && env_on("XQUANT_FLASHINFER_PREFILL") && plan.seqs > 0;
+  if (prefill && !flashinfer_prefill_) flashinfer_prefill_ = std::make_unique<FlashInferPrefill>();
+  if (flashinfer_prefill_) {
+    xq_paged_plan effective = plan;
+    if (!prefill) effective.seqs = 0;
+    if (flashinfer_prefill_->plan(effective, stream_, workspace, &s_flashinfer_prefill_, &why)) plan.taken = 1;
+  }
 #else
   (void)plan;
 #endif
@@ -443,6 +451,14 @@ void Provider::plan_paged(xq_paged_plan& plan) {
 FlashInferDecode* Provider::flashinfer() const {
 #if XQUANT_CUDA_FLASHINFER
   return flashinfer_.get();
+#else
+  return nullptr;
+#endif
+}
+
+FlashInferPrefill* Provider::flashinfer_prefill() const {
+#if XQUANT_CUDA_FLASHINFER
+  return graphs_.recording ? nullptr : flashinfer_prefill_.get();  // its plan is per step: never recorded
 #else
   return nullptr;
 #endif
@@ -491,7 +507,7 @@ void Provider::run(const xq_op& op) {
       if (is_paged_op(op.type)) {
         const uint64_t planned_runs = flashinfer_runs();
         run_paged_op(op, sm_count_, [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_paged_,
-                     stream_, flashinfer());
+                     stream_, flashinfer(), flashinfer_prefill());
         if (graphs_.recording && flashinfer_runs() != planned_runs) {  // the recording reads the plan
           graphs_.recording_planned = true;
           graphs_.planned_shape = *flashinfer_plan();

@@ -21,6 +21,7 @@
 #include "w4a16_gemv.hpp"
 #include "cutlass_w8a8.hpp"
 #include "flashinfer_decode.hpp"
+#include "flashinfer_prefill.hpp"
 #include "w8a8_gemv.hpp"
 #include "kernels.hpp"
 #include "op_timing.hpp"
@@ -128,9 +129,11 @@ class Provider : public xquant::sdk::PluginBase {
   void graph_release(xq_graph* g);
   // One mixture-of-experts Linear over all experts (moe_provider.cpp).
   void moe_qmatmul(const xq_moe_op& op);
-  // A decode step's rows (xq_kernel_vtable.plan_paged_step): FlashInfer's
-  // decode planned for them where this build has it and the shape fits
-  // (flashinfer_decode.hpp; XQUANT_FLASHINFER_DECODE=0 turns it off).
+  // A step's rows (xq_kernel_vtable.plan_paged_step): FlashInfer's decode
+  // (decode steps) or prefill (steps with prefill rows) planned for them
+  // where this build has it and the shape fits (flashinfer_decode.hpp,
+  // flashinfer_prefill.hpp; XQUANT_FLASHINFER_DECODE=0 and
+  // XQUANT_FLASHINFER_PREFILL=0 turn them off).
   void plan_paged(xq_paged_plan& plan);
 
  private:
@@ -245,14 +248,18 @@ class Provider : public xquant::sdk::PluginBase {
   std::recursive_mutex mu_;
   Scratch s_x_, s_w_, s_acc_, s_part_, s_scale_, s_bias_, s_ws_, s_paged_;
   Scratch s_moe_sorted_, s_moe_blocks_, s_moe_y_;
-  // FlashInfer's decode (created at the first plan, only in a build with
-  // FlashInfer's headers: its definitions are compiled there alone) and its
-  // split-KV partial outputs. The accessors answer null / 0 in other builds.
+  // FlashInfer's decode and prefill (each created at its first plan, only in
+  // a build with FlashInfer's headers: their definitions are compiled there
+  // alone), the decode's split-KV partial outputs, the prefill's BF16
+  // queries and partial outputs. The accessors answer null / 0 in other
+  // builds; flashinfer_prefill() also while recording.
 #if XQUANT_CUDA_FLASHINFER
   std::unique_ptr<FlashInferDecode> flashinfer_;
+  std::unique_ptr<FlashInferPrefill> flashinfer_prefill_;
 #endif
-  Scratch s_flashinfer_;
+  Scratch s_flashinfer_, s_flashinfer_prefill_;
   FlashInferDecode* flashinfer() const;
+  FlashInferPrefill* flashinfer_prefill() const;
   const xq_paged_plan* flashinfer_plan() const;  // the current plan's shape, or null
   uint64_t flashinfer_runs() const;
   // The W4A16 GEMV's split-K arrival counters: zeroed when (re)allocated,

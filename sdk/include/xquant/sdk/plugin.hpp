@@ -21,7 +21,10 @@
 #include <xquant/xq_kernel.h>
 #include <xquant/xq_loader.h>
 
+#include <algorithm>
 #include <concepts>
+#include <cstddef>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -502,21 +505,40 @@ struct KernelAdapter {
       else fail(XQ_ERR_UNSUPPORTED, "this provider adopts no stacked stored weights");
     });
   }
-  // Providers that plan attention per decode step define
+  // Providers that plan attention per step define
   //   void plan_paged(xq_paged_plan& plan);  // sets plan.taken
-  // the others get a NULL entry.
+  // the others get a NULL entry. The provider sees the whole current struct:
+  // a caller built before the seqs fields were appended (struct_size 72)
+  // gets them zeroed.
   static constexpr bool kPlansPaged = requires(Impl& i, xq_paged_plan& p) { i.plan_paged(p); };
+  static constexpr uint32_t kFirstPagedPlanSize = offsetof(xq_paged_plan, seqs);
   static xq_status plan_paged_step(void* state, xq_paged_plan* plan) noexcept {
     return guard(self(state)->host, [&] {
-      if (!plan || plan->struct_size < sizeof(xq_paged_plan))
+      if (!plan || plan->struct_size < kFirstPagedPlanSize)
         fail(XQ_ERR_INVALID_ARGUMENT, "plan_paged_step: NULL plan or short struct_size");
-      if (plan->rows < 0 || (plan->rows > 0 && (!plan->kv_lens || plan->heads <= 0 || plan->kv_heads <= 0 ||
-                                                plan->head_dim <= 0 || plan->table_ld <= 0 || plan->block_size <= 0)))
+      xq_paged_plan p{};
+      std::memcpy(&p, plan, std::min<size_t>(plan->struct_size, sizeof(p)));
+      p.struct_size = sizeof(p);
+      const bool shape_ok = p.heads > 0 && p.kv_heads > 0 && p.head_dim > 0 && p.table_ld > 0 && p.block_size > 0;
+      if (p.rows < 0 || (p.rows > 0 && (!p.kv_lens || !shape_ok)))
         fail(XQ_ERR_INVALID_ARGUMENT,
              "plan_paged_step: negative rows, or rows without kv_lens or with a non-positive table_ld, "
              "block_size, heads, kv_heads or head_dim");
+      if (p.seqs < 0 || (p.seqs > 0 && (p.rows > 0 || !p.seq_rows || !p.seq_kv_lens || !shape_ok)))
+        fail(XQ_ERR_INVALID_ARGUMENT,
+             "plan_paged_step: negative seqs, or seqs with rows > 0, without seq_rows or seq_kv_lens, or with a "
+             "non-positive table_ld, block_size, heads, kv_heads or head_dim");
+      for (int64_t s = 0; s < p.seqs; ++s)
+        if (p.seq_rows[s] < 1 || p.seq_kv_lens[s] < p.seq_rows[s])
+          fail(XQ_ERR_INVALID_ARGUMENT, "plan_paged_step: sequence " + std::to_string(s) + " has " +
+                                            std::to_string(p.seq_rows[s]) + " rows and " +
+                                            std::to_string(p.seq_kv_lens[s]) +
+                                            " keys (at least 1 row, at least as many keys as rows)");
       plan->taken = 0;
-      if constexpr (kPlansPaged) self(state)->plan_paged(*plan);
+      if constexpr (kPlansPaged) {
+        self(state)->plan_paged(p);
+        plan->taken = p.taken;
+      }
     });
   }
   static constexpr xq_kernel_vtable vtable{sizeof(xq_kernel_vtable), 0, &score, &alloc, &free, &upload, &download,
