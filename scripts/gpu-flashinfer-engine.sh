@@ -8,11 +8,15 @@
 #      attention tests;
 #   2. the paged engine and decode-graph suites (cpu and cuda);
 #   3. the engine against transformers on random-weight Llama-3.1 / Qwen2 /
-#      Qwen3 / Mistral configs (scripts/gpu-hf-compare.py --parts logits:
-#      prefill, then 16 decode steps from CUDA graphs; FlashInfer serves the
-#      group-4 configs, ours Qwen2-7B's group of 7);
-#   (2 and 3 run 4-row steps or fewer: XQUANT_FLASHINFER_DECODE_MIN_ROWS=1
-#   there, so FlashInfer serves them as it serves 8 rows and more by default)
+#      Qwen3 / Mistral configs (scripts/gpu-hf-compare.py --parts logits
+#      --kv-dtype bf16: BF16 pools, which FlashInfer's kernels need; a
+#      prefill step of four prompts through its FA2 prefill, then 16 decode
+#      steps from CUDA graphs through its decode for the group-4 configs,
+#      ours for Qwen2-7B's group of 7);
+#   (3 runs 4-row decode steps: XQUANT_FLASHINFER_DECODE_MIN_ROWS=1 there, so
+#   FlashInfer serves them as it serves 8 rows and more by default; 2 runs
+#   stories260K, whose head_dim of 8 FlashInfer's kernels do not take: it
+#   checks that the plans leave our kernels' steps as they were)
 #   4. `xquant bench` on the 32-layer Llama-3.1-8B config (BF16, W4A16 g128),
 #      XQUANT_FLASHINFER_DECODE=0 (our kernels) and 1 at every row count
 #      (MIN_ROWS=1), interleaved per model, at C = FI_CONC (default 1,8,64),
@@ -41,7 +45,7 @@ echo "== 2. paged engine + decode graphs ($(left) s left)"
 XQUANT_FLASHINFER_DECODE_MIN_ROWS=1 bounded 60 "$b/bin/test_paged_engine" 2>&1 | summary
 XQUANT_FLASHINFER_DECODE_MIN_ROWS=1 bounded 40 "$b/bin/test_decode_graphs" 2>&1 | summary
 echo "== 3. engine vs transformers, logits + greedy ($(left) s left)"
-XQUANT_FLASHINFER_DECODE_MIN_ROWS=1 bounded 200 python3 "$here/gpu-hf-compare.py" --cli "$b/bin/xquant" --out "$out" --parts logits \
+XQUANT_FLASHINFER_DECODE_MIN_ROWS=1 bounded 200 python3 "$here/gpu-hf-compare.py" --cli "$b/bin/xquant" --out "$out" --parts logits --kv-dtype bf16 \
   --engine-logits "$b/bin/xquant_engine_logits" 2>&1 | grep -v "^bench: " | tail -14
 fi
 if [ "${FI_BENCH:-1}" = 0 ]; then echo "gpu-flashinfer-engine: $(( $(date +%s) - t0 )) s (part 4 left out: FI_BENCH=0)"; exit 0; fi

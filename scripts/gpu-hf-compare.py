@@ -14,7 +14,9 @@ Parts (--parts, comma-separated; default all):
             the paged engine (tests/interop/engine_logits.cpp: one prefill
             step, then STEPS decode steps replayed from CUDA graphs), with
             dense weights on the device as F32 and as BF16
-            (XQUANT_DEVICE_WEIGHTS=bf16). transformers runs the same weights
+            (XQUANT_DEVICE_WEIGHTS=bf16), F32 KV pools (--kv-dtype bf16:
+            BF16 pools, which the cuda provider's FlashInfer and tensor-core
+            attention paths need). transformers runs the same weights
             in float32 (the BF16 values, exactly) teacher-forced on the
             engine's tokens, and in bfloat16 for the noise BF16 arithmetic
             alone makes.
@@ -99,8 +101,8 @@ def build_checkpoint(name, cfg, layers, out_dir, device):
     return model
 
 
-def engine_run(tool, provider, model_dir, prompts_file, out_prefix, device_weights):
-    env = dict(os.environ, XQUANT_DEVICE_WEIGHTS=device_weights)
+def engine_run(tool, provider, model_dir, prompts_file, out_prefix, device_weights, kv_dtype):
+    env = dict(os.environ, XQUANT_DEVICE_WEIGHTS=device_weights, XQUANT_ENGINE_LOGITS_KV=kv_dtype)
     t = time.time()
     r = subprocess.run([tool, model_dir, provider, prompts_file, str(STEPS), out_prefix], env=env,
                        capture_output=True, text=True)
@@ -113,7 +115,7 @@ def engine_run(tool, provider, model_dir, prompts_file, out_prefix, device_weigh
     return meta, torch.from_numpy(logits), time.time() - t
 
 
-def compare_logits(name, model32, model_dir, tool, provider, workdir, device):
+def compare_logits(name, model32, model_dir, tool, provider, workdir, device, kv_dtype):
     import copy
     V = model32.config.vocab_size
     g = torch.Generator().manual_seed(7)
@@ -126,7 +128,8 @@ def compare_logits(name, model32, model_dir, tool, provider, workdir, device):
     result = {"config": name, "layers": model32.config.num_hidden_layers, "steps": STEPS + 1, "variants": {}}
     ok = True
     for dw in (("f32", "bf16") if provider != "cpu" else ("f32",)):
-        meta, ours, secs = engine_run(tool, provider, model_dir, pfile, os.path.join(workdir, f"{name}-{dw}"), dw)
+        meta, ours, secs = engine_run(tool, provider, model_dir, pfile, os.path.join(workdir, f"{name}-{dw}"), dw,
+                                      kv_dtype)
         num = den = num16 = 0.0
         max_abs = 0.0
         greedy_equal_steps, near_ties, mismatches = [], 0, 0
@@ -166,7 +169,7 @@ def compare_logits(name, model32, model_dir, tool, provider, workdir, device):
             "rel_rms_vs_hf_f32": rel, "hf_bf16_rel_rms_vs_hf_f32": rel16, "bound": bound, "max_abs": max_abs,
             "greedy_equal_steps": greedy_equal_steps, "near_tie_stops": near_ties, "greedy_mismatches": mismatches,
             "decode_graphs": meta.get("decode_graphs"), "engine_seconds": secs, "pass": passed}
-        log(f"{name} [{dw} device weights]: logits rel RMS {rel:.2e} (bound {bound:.2e}; HF bf16 {rel16:.2e}), "
+        log(f"{name} [{dw} device weights, {kv_dtype} KV]: logits rel RMS {rel:.2e} (bound {bound:.2e}; HF bf16 {rel16:.2e}), "
             f"max |d| {max_abs:.3e}; greedy equal steps {greedy_equal_steps} of {STEPS + 1}, near-tie stops "
             f"{near_ties}, mismatches {mismatches}; graphs {meta.get('decode_graphs')} -> {'PASS' if passed else 'FAIL'}")
     del model16
@@ -342,7 +345,8 @@ def part_logits(args, res, out_json):
                 cfg.update(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2,
                            head_dim=64, vocab_size=1000)
             model32 = build_checkpoint(name, cfg, args.layers, d, args.device)
-            r, good = compare_logits(name, model32, d, args.engine_logits, args.provider, args.work, args.device)
+            r, good = compare_logits(name, model32, d, args.engine_logits, args.provider, args.work, args.device,
+                                     args.kv_dtype)
             del model32
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -367,6 +371,9 @@ def main():
     ap.add_argument("--configs", default=",".join(LOGITS_CONFIGS))
     ap.add_argument("--device", default="cuda", help="where transformers runs")
     ap.add_argument("--provider", default="cuda", help="the engine's kernel provider")
+    ap.add_argument("--kv-dtype", default="f32", choices=("f32", "bf16"),
+                    help="the logits part's KV pools (bf16: the cuda provider's BF16 attention paths, FlashInfer's "
+                         "where built)")
     ap.add_argument("--tiny", action="store_true", help="scaled-down configs (a CPU check of this script)")
     ap.add_argument("--hf-compile", action="store_true",
                     help="generate: also time transformers' compiled generate (torch.compile of the decode step; "

@@ -5,8 +5,8 @@
 // fresh random inputs (prefill_problem.hpp: shuffled blocks, float64
 // reference): prompt chunks at position 0 and mid-sequence, alone or beside
 // decode rows of other sequences, GQA groups 1 to 8, 8- and 16-slot blocks,
-// many short chunks (its small query tile) and a long sequence's chunk (its
-// split-KV path and merge). Each planned op must match the reference and
+// each of its three query tiles (16, 64, 128 rows) and a long sequence's
+// chunk (its split-KV path and merge). Each planned op must match the reference and
 // differ in bits from the same op without a plan (so the planned kernel ran,
 // not ours); an op the plan does not describe, and every op after the plan
 // is dropped or refused, runs ours and still matches.
@@ -116,11 +116,19 @@ TEST(CudaFlashInferPrefill, MatchesTheReferenceAcrossChunksGroupsAndBlocks) {
 
 TEST(CudaFlashInferPrefill, ManyShortChunksAndALongSequence) {
   REQUIRE_FLASHINFER();
-  // 48 sequences of 1 to 24 rows at scattered positions: an average query
-  // length that picks its 16-row tile, decode rows among them.
+  // Its query tile follows the step's average (row, head) pairs a sequence
+  // (scheduler.cuh PrefillSplitQOKVIndptr, utils.cuh FA2DetermineCtaTileQ:
+  // 128 above 64, 64 above 16, else 16). 48 sequences of 1 to 24 rows at
+  // scattered positions, decode rows among them: ~9 rows x group 4, its
+  // 64 tile. 40 decode rows beside one 20-row chunk: 60 x 4 / 41 = 5, its
+  // 16 tile (a serving step of mostly decode rows).
   std::vector<Chunk> many;
   for (int i = 0; i < 48; ++i) many.push_back({uniform_int(0, 400), i % 3 == 0 ? 1 : uniform_int(2, 24)});
   check_planned(8, 2, 16, many);
+  std::vector<Chunk> mostly_decode;
+  for (int i = 0; i < 40; ++i) mostly_decode.push_back({uniform_int(0, 600), 1});
+  mostly_decode.push_back({300, 20});
+  check_planned(8, 2, 16, mostly_decode);
   // One short chunk of a long sequence: few query tiles over 6000 keys, so
   // its plan splits the keys over blocks and merges their partial outputs.
   check_planned(8, 2, 16, {{6000, 40}});

@@ -53,13 +53,16 @@ struct FakeProvider : sdk::PluginBase {
 using Kernel = sdk::KernelAdapter<FakeProvider>;
 
 // A provider that plans attention per step (xq_kernel_vtable.plan_paged_step).
+// With `declines`, it never writes `taken` (as a provider that cannot plan
+// this step leaves it).
 struct PlanningProvider : FakeProvider {
   using FakeProvider::FakeProvider;
   int64_t planned_rows = -1, planned_seqs = -1;
+  bool declines = false;
   void plan_paged(xq_paged_plan& plan) {
     planned_rows = plan.rows;
     planned_seqs = plan.seqs;
-    plan.taken = plan.rows > 0 || plan.seqs > 0 ? 1 : 0;
+    if (!declines) plan.taken = plan.rows > 0 || plan.seqs > 0 ? 1 : 0;
   }
 };
 
@@ -136,6 +139,13 @@ TEST(SdkKernelAdapter, PlanPagedStepIsFilledOnlyForProvidersThatPlanAndChecksIts
   EXPECT_EQ(p.planned_rows, 2);
   EXPECT_EQ(p.planned_seqs, 0);
   EXPECT_EQ(older.taken, 1u);
+
+  // A provider that leaves `taken` alone answers 0, whatever the caller's struct held.
+  p.declines = true;
+  xq_paged_plan again = plan;
+  again.taken = 1;
+  ASSERT_EQ(vt.plan_paged_step(&p, &again), XQ_OK);
+  EXPECT_EQ(again.taken, 0u);
 }
 
 TEST(SdkKernelAdapter, ForwardsToTheProviderAndMapsFailures) {

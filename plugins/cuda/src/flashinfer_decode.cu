@@ -182,8 +182,7 @@ bool FlashInferDecode::run(const PagedAttentionArgs& a, cudaStream_t stream) {
   const xq_paged_plan& p = s.shape;
   if (p.rows == 0 || a.n_seq != 0 || a.skip_tiles || a.T != p.rows || a.table_ld != p.table_ld ||
       a.BS != p.block_size || a.H != p.heads || a.KVH != p.kv_heads || a.D != p.head_dim ||
-      a.pool_type != DType::BF16 || (a.out_type != DType::F32 && a.out_type != DType::BF16) ||
-      !fits_32bit_page_offsets(a))
+      a.pool_type != DType::BF16 || (a.out_type != DType::F32 && a.out_type != DType::BF16))
     return false;
   const auto& i = s.info;
   fi::Planned planned{};

@@ -54,11 +54,14 @@ std::string refusal(const xq_paged_plan& p, int64_t total_rows) {
   if (p.seqs > kMaxSeqs)
     return format("%lld sequences (at most %lld)", static_cast<long long>(p.seqs), static_cast<long long>(kMaxSeqs));
   if (p.block_size <= 0 || p.table_ld < 1) return "no block table";
-  // Its offsets: page indices and indptr in int32, (row, head) pairs packed in uint32.
-  if (p.seqs * p.table_ld > INT32_MAX || total_rows * p.heads > UINT32_MAX)
-    return format("%lld sequences x %lld table entries, %lld rows x %lld heads (past its 32-bit offsets)",
-                  static_cast<long long>(p.seqs), static_cast<long long>(p.table_ld),
-                  static_cast<long long>(total_rows), static_cast<long long>(p.heads));
+  // Its 32-bit offsets (prefill.cuh): indptr in int32; a request's first key
+  // as indptr x page size + chunk start, q and output rows as q_indptr x
+  // heads x head_dim, in uint32. Our indptr runs to seqs x table_ld.
+  if (p.seqs * p.table_ld * p.block_size > UINT32_MAX || total_rows * p.heads * p.head_dim > UINT32_MAX)
+    return format("%lld sequences x %lld table entries x %lld slots, %lld rows x %lld heads x %lld (past its 32-bit "
+                  "offsets)",
+                  static_cast<long long>(p.seqs), static_cast<long long>(p.table_ld), static_cast<long long>(p.block_size),
+                  static_cast<long long>(total_rows), static_cast<long long>(p.heads), static_cast<long long>(p.head_dim));
   for (int64_t s = 0; s < p.seqs; ++s)
     if (p.seq_kv_lens[s] > p.table_ld * p.block_size)
       return format("sequence %lld's %d keys past its table of %lld blocks", static_cast<long long>(s),
@@ -172,8 +175,8 @@ bool FlashInferPrefill::plan(const xq_paged_plan& p, cudaStream_t stream, void* 
   int32_t* last = indptr + seqs + 1;
   std::copy(s.qo_indptr.begin(), s.qo_indptr.end(), qo);
   for (uint32_t i = 0; i <= seqs; ++i) indptr[i] = static_cast<int32_t>(i * p.table_ld);
-  for (uint32_t i = 0; i < seqs; ++i)
-    last[i] = p.seq_kv_lens[i] - static_cast<int32_t>((p.table_ld - 1) * p.block_size);
+  for (uint32_t i = 0; i < seqs; ++i)  // in int32: seqs x table_ld x block_size is within 2^32 (refusal)
+    last[i] = static_cast<int32_t>(p.seq_kv_lens[i] - (p.table_ld - 1) * p.block_size);
   check(cudaMemcpyAsync(s.device + kPlanBytes, s.pinned + kPlanBytes, (3 * size_t{seqs} + 2) * sizeof(int32_t),
                         cudaMemcpyHostToDevice, stream),
         "plan copy");
@@ -192,7 +195,7 @@ bool FlashInferPrefill::run(const PagedAttentionArgs& a, cudaStream_t stream) {
   const xq_paged_plan& p = s.shape;
   if (p.seqs == 0 || a.n_seq != p.seqs || a.skip_tiles || a.T != s.total_rows || a.table_ld != p.table_ld ||
       a.BS != p.block_size || a.H != p.heads || a.KVH != p.kv_heads || a.D != p.head_dim ||
-      a.pool_type != DType::BF16 || a.out_type != DType::BF16 || !fits_32bit_page_offsets(a))
+      a.pool_type != DType::BF16 || a.out_type != DType::BF16)
     return false;
   KV* q = reinterpret_cast<KV*>(s.ws);
   check(convert(a.q, DType::F32, q, DType::BF16, a.T * a.H * a.D, stream), "queries to BF16");

@@ -6,7 +6,6 @@
 
 #include <xquant/xq_kernel.h>
 
-#include <cstdint>
 #include <string>
 
 #include "kernels.hpp"
@@ -30,7 +29,6 @@ struct PagedAttentionArgs {
   int64_t table_ld = 0;
   int64_t n_seq = 0;
   int64_t T = 0, H = 0, KVH = 0, D = 0, BS = 0;
-  int64_t blocks = 0;    // the pools' blocks (NB)
   int64_t max_keys = 0;  // MB * BS: the most keys any row sees
   float scale = 1.f;
   void* out = nullptr;  // [T, H, D]
@@ -40,13 +38,6 @@ struct PagedAttentionArgs {
   const int32_t* skip_tiles = nullptr;
   int64_t skip_tile_rows = 1;
 };
-
-// Whether every element offset into the pools fits 32 bits: FlashInfer
-// computes page index x page stride in 32-bit arithmetic (page.cuh,
-// paged_kv_t::get_elem_offset).
-inline bool fits_32bit_page_offsets(const PagedAttentionArgs& a) {
-  return a.blocks * a.BS * a.KVH * a.D <= int64_t{UINT32_MAX};
-}
 
 // How many key splits (flash-decoding) a launch uses, and the F32 workspace
 // they need (0 for one split): the rule of split_k_plan.hpp, which the

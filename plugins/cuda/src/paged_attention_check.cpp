@@ -149,7 +149,6 @@ void run_paged_op(const xq_op& op, int sm_count, void* (*workspace)(void*, size_
     a.D = s[0].shape[2];
     a.KVH = s[1].shape[2];
     a.BS = s[1].shape[1];
-    a.blocks = s[1].shape[0];
     // table_ld: one table's width (MB) per sequence, a row's (1 + MB) per row.
     a.table_ld = a.n_seq > 0 ? (s[3].shape[0] - 2 * a.T) / a.n_seq : s[3].shape[1];
     a.max_keys = (a.n_seq > 0 ? a.table_ld : a.table_ld - 1) * a.BS;

@@ -166,8 +166,10 @@ Provider::Provider(const xquant::sdk::Host& h) : PluginBase(h) {
     device_count_ = 0;
     return;
   }
+  // FlashInfer's prefill workspace is left out: prefill steps are never recorded, so no graph
+  // holds it, and its old buffers are freed as it grows.
   for (Scratch* s : {&s_x_, &s_w_, &s_acc_, &s_part_, &s_scale_, &s_bias_, &s_ws_, &s_paged_, &s_moe_sorted_,
-                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_, &s_flashinfer_, &s_flashinfer_prefill_})
+                     &s_moe_blocks_, &s_moe_y_, &s_gemv_counters_, &s_flashinfer_})
     s->keep = &graphs_;
   lt_ok_ = lt_.load(&lt_why_);
   if (const char* env = std::getenv("XQUANT_CUDA_W4_FUSED_MAX_M")) w4_fused_max_m_ = std::max(1L, std::atol(env));

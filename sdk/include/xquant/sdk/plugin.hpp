@@ -519,6 +519,7 @@ struct KernelAdapter {
       xq_paged_plan p{};
       std::memcpy(&p, plan, std::min<size_t>(plan->struct_size, sizeof(p)));
       p.struct_size = sizeof(p);
+      p.taken = 0;  // an out field: 0 unless the provider plans
       const bool shape_ok = p.heads > 0 && p.kv_heads > 0 && p.head_dim > 0 && p.table_ld > 0 && p.block_size > 0;
       if (p.rows < 0 || (p.rows > 0 && (!p.kv_lens || !shape_ok)))
         fail(XQ_ERR_INVALID_ARGUMENT,
