@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "flashinfer_decode.cuh"
+#include "flashinfer_plan_buffers.hpp"
 
 namespace xqcuda {
 
@@ -69,18 +70,9 @@ std::string refusal(const xq_paged_plan& p) {
 }  // namespace
 
 struct FlashInferDecode::State {
-  ~State() {
-    if (copied) cudaEventSynchronize(copied), cudaEventDestroy(copied);
-    cudaFreeHost(pinned);
-    cudaFree(device);
-  }
-  // Plan arrays: device and page-locked host copies of the same kIntBytes
-  // (FlashInfer's region, then indptr and last_page_len), allocated once:
-  // recorded graphs keep their addresses.
-  char* device = nullptr;
-  char* pinned = nullptr;
-  cudaEvent_t copied = nullptr;  // the last plan's copy out of `pinned`
-  void* tmp = nullptr;           // split-KV partial outputs: the provider's workspace
+  // Plan arrays, kIntBytes (FlashInfer's region, then indptr and last_page_len).
+  PlanBuffers buffers;
+  void* tmp = nullptr;  // split-KV partial outputs: the provider's workspace
   flashinfer::DecodePlanInfo info;
   // Workspace sizes of the last shape sized (rows, heads, block size): in
   // CUDA-graph mode they do not depend on the lengths (scheduler.cuh: split-KV
@@ -103,23 +95,10 @@ bool FlashInferDecode::plan(const xq_paged_plan& p, cudaStream_t stream, void* (
   if (p.rows == 0) return false;
   *why = refusal(p);
   if (!why->empty()) return false;
-  if (!s.copied) {  // all three or none (a failed allocation leaves nothing behind)
-    char* device = nullptr;
-    char* pinned = nullptr;
-    cudaEvent_t copied = nullptr;
-    cudaError_t e = cudaMalloc(&device, kIntBytes);
-    if (e == cudaSuccess) e = cudaMallocHost(&pinned, kIntBytes);
-    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&copied, cudaEventDisableTiming);
-    if (e != cudaSuccess) {
-      cudaFree(device);
-      cudaFreeHost(pinned);
-      cudaGetLastError();
-      check(e, "plan buffers");
-    }
-    s.device = device, s.pinned = pinned, s.copied = copied;
-  } else {
-    check(cudaEventSynchronize(s.copied), "previous plan's copy");  // `pinned` is rewritten below
-  }
+  // The host copy is rewritten below: the previous plan's copy out of it must have run.
+  check(s.buffers.prepare(kIntBytes), "plan buffers, or the previous plan's copy");
+  char* const dev = s.buffers.device();
+  char* const host = s.buffers.pinned();
   const auto rows = static_cast<uint32_t>(p.rows), heads = static_cast<uint32_t>(p.heads),
              page = static_cast<uint32_t>(p.block_size);
   const int64_t group = p.heads / p.kv_heads;
@@ -148,7 +127,7 @@ bool FlashInferDecode::plan(const xq_paged_plan& p, cudaStream_t stream, void* (
   check(with_group(group,
                    [&](auto g) {
                      return flashinfer::DecodePlan<fi::kHeadDim, fi::kNoRope, fi::Variant, P>(
-                         s.tmp, s.float_bytes, s.device, s.pinned, kPlanBytes, s.info, s.page_indptr.data(), rows,
+                         s.tmp, s.float_bytes, dev, host, kPlanBytes, s.info, s.page_indptr.data(), rows,
                          heads, page, /*enable_cuda_graph=*/true, stream, kEstimate<decltype(g)::value>);
                    }),
         "plan");
@@ -157,7 +136,7 @@ bool FlashInferDecode::plan(const xq_paged_plan& p, cudaStream_t stream, void* (
   // blocks after the position, the others reach the next row's position
   // entry, never read as a page of theirs): indptr[rows] bounds every index
   // FlashInfer reads, its prefetch included, so none falls past the table.
-  auto* indptr = reinterpret_cast<int32_t*>(s.pinned + kPlanBytes);
+  auto* indptr = reinterpret_cast<int32_t*>(host + kPlanBytes);
   int32_t* last = indptr + rows + 1;
   for (uint32_t r = 0; r < rows; ++r) indptr[r] = static_cast<int32_t>(r * p.table_ld);
   indptr[rows] = static_cast<int32_t>(rows * p.table_ld - 1);
@@ -165,10 +144,10 @@ bool FlashInferDecode::plan(const xq_paged_plan& p, cudaStream_t stream, void* (
     const int64_t listed = indptr[r + 1] - indptr[r];  // pages FlashInfer counts for row r
     last[r] = p.kv_lens[r] - static_cast<int32_t>((listed - 1) * p.block_size);
   }
-  check(cudaMemcpyAsync(s.device + kPlanBytes, s.pinned + kPlanBytes, (2 * size_t{rows} + 1) * sizeof(int32_t),
+  check(cudaMemcpyAsync(dev + kPlanBytes, host + kPlanBytes, (2 * size_t{rows} + 1) * sizeof(int32_t),
                         cudaMemcpyHostToDevice, stream),
         "plan copy");
-  check(cudaEventRecord(s.copied, stream), "event");
+  check(s.buffers.copied(stream), "event");
   s.shape = p;
   s.shape.kv_lens = nullptr;
   return true;
@@ -179,6 +158,7 @@ uint64_t FlashInferDecode::runs() const { return s_->runs; }
 
 bool FlashInferDecode::run(const PagedAttentionArgs& a, cudaStream_t stream) {
   State& s = *s_;
+  char* const dev = s.buffers.device();
   const xq_paged_plan& p = s.shape;
   if (p.rows == 0 || a.n_seq != 0 || a.skip_tiles || a.T != p.rows || a.table_ld != p.table_ld ||
       a.BS != p.block_size || a.H != p.heads || a.KVH != p.kv_heads || a.D != p.head_dim ||
@@ -186,15 +166,15 @@ bool FlashInferDecode::run(const PagedAttentionArgs& a, cudaStream_t stream) {
     return false;
   const auto& i = s.info;
   fi::Planned planned{};
-  planned.request_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.request_indices_offset);
-  planned.kv_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.kv_tile_indices_offset);
-  planned.o_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.o_indptr_offset);
-  planned.kv_chunk_size = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.kv_chunk_size_ptr_offset);
-  planned.indptr = reinterpret_cast<int32_t*>(s.device + kPlanBytes);
+  planned.request_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(dev, i.request_indices_offset);
+  planned.kv_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(dev, i.kv_tile_indices_offset);
+  planned.o_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(dev, i.o_indptr_offset);
+  planned.kv_chunk_size = flashinfer::GetPtrFromBaseOffset<int32_t>(dev, i.kv_chunk_size_ptr_offset);
+  planned.indptr = reinterpret_cast<int32_t*>(dev + kPlanBytes);
   planned.last_page_len = planned.indptr + p.rows + 1;
   planned.padded_batch_size = static_cast<uint32_t>(i.padded_batch_size);
   if (i.split_kv) {
-    planned.block_valid_mask = flashinfer::GetPtrFromBaseOffset<bool>(s.device, i.block_valid_mask_offset);
+    planned.block_valid_mask = flashinfer::GetPtrFromBaseOffset<bool>(dev, i.block_valid_mask_offset);
     planned.tmp_v = static_cast<char*>(s.tmp) + i.v_offset;
     planned.tmp_s = reinterpret_cast<float*>(static_cast<char*>(s.tmp) + i.s_offset);
   }

@@ -15,7 +15,9 @@
 #include <flashinfer/attention/prefill.cuh>
 #include <flashinfer/attention/scheduler.cuh>
 #include <flashinfer/attention/variants.cuh>
+#include <flashinfer/exception.h>
 
+#include "flashinfer_plan_buffers.hpp"
 #include "pdl.cuh"
 
 namespace xqcuda {
@@ -90,16 +92,9 @@ cudaError_t launch_causal(int64_t cta_tile_q, const Params& p, KV* tmp_v, float*
 }  // namespace
 
 struct FlashInferPrefill::State {
-  ~State() {
-    if (copied) cudaEventSynchronize(copied), cudaEventDestroy(copied);
-    cudaFreeHost(pinned);
-    cudaFree(device);
-  }
-  // Device and page-locked host copies of the plan arrays, allocated once.
-  char* device = nullptr;
-  char* pinned = nullptr;
-  cudaEvent_t copied = nullptr;  // the last plan's copies out of `pinned`
-  char* ws = nullptr;            // the provider's workspace: BF16 queries, then split-KV partials
+  // Plan arrays, kIntBytes (FlashInfer's region, then qo_indptr, indptr, last_page_len).
+  PlanBuffers buffers;
+  char* ws = nullptr;  // the provider's workspace: BF16 queries, then split-KV partials
   size_t q_bytes = 0;
   flashinfer::PrefillPlanInfo info;
   xq_paged_plan shape{};  // seqs = 0: no plan
@@ -120,23 +115,23 @@ bool FlashInferPrefill::plan(const xq_paged_plan& p, cudaStream_t stream, void* 
   for (int64_t i = 0; i < p.seqs; ++i) total_rows += p.seq_rows[i];
   *why = refusal(p, total_rows);
   if (!why->empty()) return false;
-  if (!s.copied) {  // all three or none (a failed allocation leaves nothing behind)
-    char* device = nullptr;
-    char* pinned = nullptr;
-    cudaEvent_t copied = nullptr;
-    cudaError_t e = cudaMalloc(&device, kIntBytes);
-    if (e == cudaSuccess) e = cudaMallocHost(&pinned, kIntBytes);
-    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&copied, cudaEventDisableTiming);
-    if (e != cudaSuccess) {
-      cudaFree(device);
-      cudaFreeHost(pinned);
-      cudaGetLastError();
-      check(e, "plan buffers");
-    }
-    s.device = device, s.pinned = pinned, s.copied = copied;
-  } else {
-    check(cudaEventSynchronize(s.copied), "previous plan's copy");  // `pinned` is rewritten below
+  // The host copy is rewritten below: the previous plan's copy out of it must have run.
+  check(s.buffers.prepare(kIntBytes), "plan buffers, or the previous plan's copy");
+  // FlashInfer's own checks throw flashinfer::Error: then this step runs ours, with its reason.
+  try {
+    return plan_arrays(p, total_rows, stream, workspace, ctx, why);
+  } catch (const flashinfer::Error& e) {
+    s.shape.seqs = 0;
+    *why = std::string("FlashInfer's plan: ") + e.what();
+    return false;
   }
+}
+
+bool FlashInferPrefill::plan_arrays(const xq_paged_plan& p, int64_t total_rows, cudaStream_t stream,
+                                    void* (*workspace)(void* ctx, size_t bytes), void* ctx, std::string* why) {
+  State& s = *s_;
+  char* const dev = s.buffers.device();
+  char* const host = s.buffers.pinned();
   const auto seqs = static_cast<uint32_t>(p.seqs), page = static_cast<uint32_t>(p.block_size);
   // Query rows and pages per request, as FlashInfer's plan reads them (CSR offsets).
   s.qo_indptr.assign(seqs + 1, 0);
@@ -159,7 +154,7 @@ bool FlashInferPrefill::plan(const xq_paged_plan& p, cudaStream_t stream, void* 
   }
   s.q_bytes = align256(static_cast<size_t>(total_rows * p.heads * p.head_dim) * sizeof(KV));
   s.ws = static_cast<char*>(workspace(ctx, s.q_bytes + std::max<size_t>(float_bytes, 256)));
-  check(flashinfer::PrefillPlan<int32_t>(s.ws + s.q_bytes, float_bytes, s.device, s.pinned, kPlanBytes, s.info,
+  check(flashinfer::PrefillPlan<int32_t>(s.ws + s.q_bytes, float_bytes, dev, host, kPlanBytes, s.info,
                                          s.qo_indptr.data(), s.page_indptr.data(), static_cast<uint32_t>(total_rows),
                                          seqs, static_cast<uint32_t>(p.heads), static_cast<uint32_t>(p.kv_heads),
                                          kHeadDim, kHeadDim, page, /*enable_cuda_graph=*/false,
@@ -170,17 +165,17 @@ bool FlashInferPrefill::plan(const xq_paged_plan& p, cudaStream_t stream, void* 
   // Our per-sequence tables as FlashInfer's page list (flashinfer_prefill.hpp):
   // qo_indptr, then indptr (sequence s's pages from s * table_ld), then
   // last_page_len, so that (table_ld - 1) * block_size + last = len_s.
-  auto* qo = reinterpret_cast<int32_t*>(s.pinned + kPlanBytes);
+  auto* qo = reinterpret_cast<int32_t*>(host + kPlanBytes);
   int32_t* indptr = qo + seqs + 1;
   int32_t* last = indptr + seqs + 1;
   std::copy(s.qo_indptr.begin(), s.qo_indptr.end(), qo);
   for (uint32_t i = 0; i <= seqs; ++i) indptr[i] = static_cast<int32_t>(i * p.table_ld);
   for (uint32_t i = 0; i < seqs; ++i)  // in int32: seqs x table_ld x block_size is within 2^32 (refusal)
     last[i] = static_cast<int32_t>(p.seq_kv_lens[i] - (p.table_ld - 1) * p.block_size);
-  check(cudaMemcpyAsync(s.device + kPlanBytes, s.pinned + kPlanBytes, (3 * size_t{seqs} + 2) * sizeof(int32_t),
+  check(cudaMemcpyAsync(dev + kPlanBytes, host + kPlanBytes, (3 * size_t{seqs} + 2) * sizeof(int32_t),
                         cudaMemcpyHostToDevice, stream),
         "plan copy");
-  check(cudaEventRecord(s.copied, stream), "event");
+  check(s.buffers.copied(stream), "event");
   s.shape = p;
   s.shape.seq_rows = s.shape.seq_kv_lens = nullptr;
   s.total_rows = total_rows;
@@ -192,6 +187,7 @@ uint64_t FlashInferPrefill::runs() const { return s_->runs; }
 
 bool FlashInferPrefill::run(const PagedAttentionArgs& a, cudaStream_t stream) {
   State& s = *s_;
+  char* const dev = s.buffers.device();
   const xq_paged_plan& p = s.shape;
   if (p.seqs == 0 || a.n_seq != p.seqs || a.skip_tiles || a.T != s.total_rows || a.table_ld != p.table_ld ||
       a.BS != p.block_size || a.H != p.heads || a.KVH != p.kv_heads || a.D != p.head_dim ||
@@ -200,7 +196,7 @@ bool FlashInferPrefill::run(const PagedAttentionArgs& a, cudaStream_t stream) {
   KV* q = reinterpret_cast<KV*>(s.ws);
   check(convert(a.q, DType::F32, q, DType::BF16, a.T * a.H * a.D, stream), "queries to BF16");
   const auto seqs = static_cast<uint32_t>(p.seqs);
-  auto* qo_indptr = reinterpret_cast<int32_t*>(s.device + kPlanBytes);
+  auto* qo_indptr = reinterpret_cast<int32_t*>(dev + kPlanBytes);
   int32_t* indptr = qo_indptr + seqs + 1;
   int32_t* last = indptr + seqs + 1;
   flashinfer::paged_kv_t<KV, int32_t> kv(
@@ -213,18 +209,18 @@ bool FlashInferPrefill::run(const PagedAttentionArgs& a, cudaStream_t stream) {
                 /*q_stride_h=*/static_cast<int32_t>(a.D), /*window_left=*/-1, /*logits_soft_cap=*/0.f, a.scale,
                 /*rope_scale=*/1.f, /*rope_theta=*/1e4f);
   const auto& i = s.info;
-  params.request_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.request_indices_offset);
-  params.qo_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.qo_tile_indices_offset);
-  params.kv_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.kv_tile_indices_offset);
-  params.o_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.o_indptr_offset);
-  params.kv_chunk_size_ptr = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.kv_chunk_size_ptr_offset);
+  params.request_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(dev, i.request_indices_offset);
+  params.qo_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(dev, i.qo_tile_indices_offset);
+  params.kv_tile_indices = flashinfer::GetPtrFromBaseOffset<int32_t>(dev, i.kv_tile_indices_offset);
+  params.o_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(dev, i.o_indptr_offset);
+  params.kv_chunk_size_ptr = flashinfer::GetPtrFromBaseOffset<int32_t>(dev, i.kv_chunk_size_ptr_offset);
   params.padded_batch_size = static_cast<uint32_t>(i.padded_batch_size);
   params.max_total_num_rows = static_cast<uint32_t>(i.total_num_rows);
   KV* tmp_v = nullptr;
   float* tmp_s = nullptr;
   if (i.split_kv) {
     char* partials = s.ws + s.q_bytes;
-    params.merge_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(s.device, i.merge_indptr_offset);
+    params.merge_indptr = flashinfer::GetPtrFromBaseOffset<int32_t>(dev, i.merge_indptr_offset);
     tmp_v = flashinfer::GetPtrFromBaseOffset<KV>(partials, i.v_offset);
     tmp_s = flashinfer::GetPtrFromBaseOffset<float>(partials, i.s_offset);
   }

@@ -65,6 +65,9 @@ class FlashInferPrefill {
   uint64_t runs() const;
 
  private:
+  // plan() after its checks: FlashInfer's plan and ours, into the buffers.
+  bool plan_arrays(const xq_paged_plan& p, int64_t total_rows, cudaStream_t stream,
+                   void* (*workspace)(void* ctx, size_t bytes), void* ctx, std::string* why);
   struct State;
   std::unique_ptr<State> s_;
 };

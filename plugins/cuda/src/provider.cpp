@@ -435,6 +435,7 @@ void Provider::plan_paged(xq_paged_plan& plan) {
     xq_paged_plan effective = plan;
     if (!decode) effective.rows = 0;  // drops the previous step's plan, so no op runs on it
     if (flashinfer_->plan(effective, stream_, workspace, &s_flashinfer_, &why)) plan.taken = 1;
+    else if (decode) note_flashinfer_refusal("decode", why);
   }
   // Prefill and mixed steps: its FA2 kernel (flashinfer_prefill.hpp; measured in the engine in
   // docs/cuda.md "FlashInfer's prefill in the engine").
@@ -443,11 +444,23 @@ void Provider::plan_paged(xq_paged_plan& plan) {
   if (flashinfer_prefill_) {
     xq_paged_plan effective = plan;
     if (!prefill) effective.seqs = 0;
+    why.clear();
     if (flashinfer_prefill_->plan(effective, stream_, workspace, &s_flashinfer_prefill_, &why)) plan.taken = 1;
+    else if (prefill) note_flashinfer_refusal("prefill", why);
   }
 #else
   (void)plan;
 #endif
+}
+
+// Why a step FlashInfer could have served runs ours (a pool that is not
+// BF16, a head_dim it is not built for, ...): logged at debug level when the
+// reason changes, not every step.
+void Provider::note_flashinfer_refusal(const char* kernel, const std::string& why) {
+  const std::string line = std::string("cuda: FlashInfer's ") + kernel + " not planned for this step: " + why;
+  if (why.empty() || line == flashinfer_refusal_) return;
+  flashinfer_refusal_ = line;
+  host.debug(line + " (our kernels serve it)");
 }
 
 FlashInferDecode* Provider::flashinfer() const {

@@ -260,6 +260,8 @@ class Provider : public xquant::sdk::PluginBase {
   Scratch s_flashinfer_, s_flashinfer_prefill_;
   FlashInferDecode* flashinfer() const;
   FlashInferPrefill* flashinfer_prefill() const;
+  void note_flashinfer_refusal(const char* kernel, const std::string& why);
+  std::string flashinfer_refusal_;  // the last refusal logged
   const xq_paged_plan* flashinfer_plan() const;  // the current plan's shape, or null
   uint64_t flashinfer_runs() const;
   // The W4A16 GEMV's split-K arrival counters: zeroed when (re)allocated,
