@@ -248,7 +248,10 @@ void Model::step_paged(PagedKvCache& cache, const std::vector<PagedInput>& batch
     kernels_->upload(d, meta.get(), static_cast<uint64_t>(n_meta) * sizeof(int32_t));
     dmeta = static_cast<const int32_t*>(d);
   }
-  if (on_device()) plan_attention(cache, ld, step_rows, per_seq || rows != n_seq ? nullptr : pos, per_seq ? &batch : nullptr);
+  if (on_device()) {
+    const bool decode_step = !per_seq && rows == n_seq;
+    plan_attention(cache, ld, step_rows, decode_step ? pos : nullptr, per_seq ? &batch : nullptr);
+  }
   const int32_t* d_slots = dmeta + step_rows;
   const int32_t* d_last = d_slots + step_rows;
   const int32_t* d_pos = d_last + out_rows;

@@ -99,7 +99,6 @@ struct FlashInferPrefill::State {
   flashinfer::PrefillPlanInfo info;
   xq_paged_plan shape{};  // seqs = 0: no plan
   int64_t total_rows = 0;
-  uint64_t runs = 0;
   std::vector<int32_t> qo_indptr, page_indptr;
 };
 
@@ -182,9 +181,6 @@ bool FlashInferPrefill::plan_arrays(const xq_paged_plan& p, int64_t total_rows, 
   return true;
 }
 
-bool FlashInferPrefill::planned() const { return s_->shape.seqs > 0; }
-uint64_t FlashInferPrefill::runs() const { return s_->runs; }
-
 bool FlashInferPrefill::run(const PagedAttentionArgs& a, cudaStream_t stream) {
   State& s = *s_;
   char* const dev = s.buffers.device();
@@ -225,7 +221,6 @@ bool FlashInferPrefill::run(const PagedAttentionArgs& a, cudaStream_t stream) {
     tmp_s = flashinfer::GetPtrFromBaseOffset<float>(partials, i.s_offset);
   }
   check(launch_causal(i.cta_tile_q, params, tmp_v, tmp_s, stream), "launch");
-  ++s.runs;
   return true;
 }
 

@@ -60,9 +60,6 @@ class FlashInferPrefill {
   // Runs `a` on the current plan; false (nothing launched) when `a` is not
   // the planned step. Throws on a failed launch.
   bool run(const PagedAttentionArgs& a, cudaStream_t stream);
-  // Whether a plan is current, and how many launches run() made.
-  bool planned() const;
-  uint64_t runs() const;
 
  private:
   // plan() after its checks: FlashInfer's plan and ours, into the buffers.
