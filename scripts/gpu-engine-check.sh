@@ -171,7 +171,7 @@ fi
 if [ "${GPUENG_LOADTIME:-0}" = 1 ]; then
   bash "$(dirname "$0")/../bench/engine/gpu_load_time.sh" "$cli" 2>&1 | tee "$out/load_time.log"
 fi
-# Optional (GPUENG_FLASHINFER_ENGINE=1): FlashInfer's decode as the engine's PAGED_ATTENTION
+# Optional (GPUENG_FLASHINFER_ENGINE=1): FlashInfer's decode and prefill as the engine's PAGED_ATTENTION
 # (scripts/gpu-flashinfer-engine.sh: its tests, the engine suites and transformers comparison, the
 # 32-layer bench with it off and on; 290 s on an H100, bounded by FI_BUDGET_S).
 if [ "${GPUENG_FLASHINFER_ENGINE:-0}" = 1 ]; then bash "$(dirname "$0")/gpu-flashinfer-engine.sh" "$b" "$out" 2>&1 | tee "$out/flashinfer-engine.log"; fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# gpu-flashinfer-engine.sh BUILD OUT: FlashInfer's decode as the engine's
-# PAGED_ATTENTION (plugins/cuda/src/flashinfer_decode.hpp), on the GPU machine
+# gpu-flashinfer-engine.sh BUILD OUT: FlashInfer's decode and prefill as the
+# engine's PAGED_ATTENTION (plugins/cuda/src/flashinfer_decode.hpp,
+# flashinfer_prefill.hpp), on the GPU machine
 # after scripts/gpu-engine-check.sh unpacked the bundle, most important first,
 # each part bounded by the time left of FI_BUDGET_S (default 480):
 #   1. its kernel tests through the ABI (plan_paged_step, run_op, a recording
@@ -38,7 +39,7 @@ bounded() {  # bounded SECONDS CMD...: at most SECONDS, never past the budget
 }
 summary() { grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|Failure|tests ran|error" | tail -25; }
 if [ "${FI_CHECKS:-1}" != 0 ]; then  # FI_CHECKS=0: part 4 alone (a call after one that ran 1-3)
-echo "== 1. FlashInfer decode kernel tests + paged attention tests ($(left) s left)"
+echo "== 1. FlashInfer decode and prefill kernel tests + paged attention tests ($(left) s left)"
 bounded 90 "$b/bin/test_cuda_provider" --gtest_filter='CudaFlashInferDecode.*:CudaFlashInferPrefill.*:CudaPagedAttention*:CudaSplitKOnePass.*:CudaSplitKKernels.*' \
   2>&1 | tee "$out/fi-ops.log" | summary
 echo "== 2. paged engine + decode graphs ($(left) s left)"

@@ -81,7 +81,7 @@ class Kernels {
   // provider's status and message (XQ_ERR_UNSUPPORTED when it has no entry).
   void run_moe(const xq_moe_op& op, const char* what) const;
   xq_status try_moe(const xq_moe_op& op, std::string* why) const;
-  // A decode step's rows, for a provider that plans its attention per step
+  // A step's rows, for a provider that plans its attention per step
   // (xq_kernel_vtable.plan_paged_step): whether it has the entry, and the
   // call (true when it planned kernels for these rows; throws on failure).
   // Its host time counts in run_seconds(), as a launch's does.

@@ -3,7 +3,8 @@
 // xq_kernel_vtable.plan_paged_step with the rows' lengths, then run_op. On
 // fresh random inputs (paged_rows.hpp: shuffled blocks, NaN in every unused
 // slot): decode rows of 1 to 5000 keys match a float64 softmax attention over
-// each sequence's keys in order, GQA groups 1, 2, 4, 8, F32 and BF16 output;
+// each sequence's keys in order, GQA groups 1, 2, 4, 8, F32 and BF16 output,
+// and differ in bits from our kernels' output (so FlashInfer's ran);
 // a recording made under one plan, launched after the plan of other lengths,
 // answers the new lengths, and is refused by name without a plan of its
 // shape; the op falls back to our kernels (still matching the reference)
@@ -90,11 +91,20 @@ TEST(CudaFlashInferDecode, MatchesTheReferenceAcrossGroupsLengthsAndOutputs) {
     PagedRun r(c, scale);
     const auto ref = c.reference(scale);
     ASSERT_EQ(plan(c), 1u) << describe(heads, c.pool_t, lens);
+    std::vector<float> planned_f32;
     for (xq_dtype out_t : {XQ_DTYPE_F32, XQ_DTYPE_BF16}) {
       const auto got = run_as(r, out_t, c.q.size());
       ASSERT_EQ(count_nan(got), 0u) << describe(heads, c.pool_t, lens);
       EXPECT_LE(rel_error(got, ref), bound(out_t)) << describe(heads, c.pool_t, lens)
                                                     << (out_t == XQ_DTYPE_F32 ? " out F32" : " out BF16");
+      if (out_t == XQ_DTYPE_F32) planned_f32 = got;
+    }
+    // FlashInfer's kernel ran, not ours: over many keys their F32 roundings
+    // differ (one row of one key is that key's V row in both).
+    if (lens.size() > 1) {
+      ASSERT_EQ(plan(c, /*rows=*/false), 0u);
+      EXPECT_NE(run_as(r, XQ_DTYPE_F32, c.q.size()), planned_f32)
+          << describe(heads, c.pool_t, lens) << ": the planned op gave our kernels' bits";
     }
   }
   // Many rows: 64 (still split-KV on an H100, 132 SMs) and 256 (rows x KV

@@ -16,8 +16,8 @@
 struct xq_graph {
   cudaGraphExec_t exec = nullptr;
   // Recorded with kernels planned per step (FlashInfer's decode, planned for
-  // this shape): each launch needs the current step's plan of that shape.
-  bool planned = false;
+  // this shape; rows = 0: none): each launch needs the current step's plan
+  // of that shape.
   xq_paged_plan planned_shape{};
 };
 
@@ -41,7 +41,7 @@ void Provider::graph_begin() {
     throw Error(XQ_ERR_DEVICE, format("cuda: cudaStreamBeginCapture failed: %s", cudaGetErrorString(e)));
   }
   graphs_.recording = true;
-  graphs_.recording_planned = false;
+  graphs_.planned_shape = {};
 }
 
 xq_graph* Provider::graph_end() {
@@ -66,7 +66,7 @@ xq_graph* Provider::graph_end() {
     throw Error(XQ_ERR_DEVICE, format("cuda: cudaGraphInstantiate failed: %s", cudaGetErrorString(e)));
   }
   ++graphs_.live;
-  return new xq_graph{exec, graphs_.recording_planned, graphs_.planned_shape};
+  return new xq_graph{exec, graphs_.planned_shape};
 }
 
 namespace {
@@ -85,7 +85,7 @@ void Provider::graph_launch(xq_graph* g) {
   // A recording that reads a per-step plan would otherwise read a stale one
   // (xq_kernel.h, plan_paged_step: the caller plans each step it launches).
   const xq_paged_plan* plan = flashinfer_plan();
-  if (g->planned && !(plan && same_plan_shape(*plan, g->planned_shape)))
+  if (g->planned_shape.rows > 0 && !(plan && same_plan_shape(*plan, g->planned_shape)))
     throw Error(XQ_ERR_INVALID_ARGUMENT,
                 format("cuda: this recording runs attention planned for %lld decode rows (table width %lld); "
                        "plan_paged_step must describe a step of that shape before each launch",

@@ -523,10 +523,8 @@ void Provider::run(const xq_op& op) {
         const uint64_t planned_runs = flashinfer_runs();
         run_paged_op(op, sm_count_, [](void* p, size_t n) { return static_cast<Scratch*>(p)->get(n); }, &s_paged_,
                      stream_, flashinfer(), flashinfer_prefill());
-        if (graphs_.recording && flashinfer_runs() != planned_runs) {  // the recording reads the plan
-          graphs_.recording_planned = true;
+        if (graphs_.recording && flashinfer_runs() != planned_runs)  // the recording reads the plan
           graphs_.planned_shape = *flashinfer_plan();
-        }
       }
       if (is_moe_op(op.type)) run_moe_op(op, stream_);
       if (op.type == XQ_OP_ROPE_KV) run_rope_kv_op(op, stream_);

@@ -77,8 +77,8 @@ struct GraphHolds {
   int live = 0;
   bool recording = false;
   // The recording in progress ran kernels planned per step (FlashInfer's
-  // decode) for this shape: its launches need a plan of the same shape.
-  bool recording_planned = false;
+  // decode) for this shape (rows = 0: none): its launches need a plan of the
+  // same shape.
   xq_paged_plan planned_shape{};
   std::vector<void*> retired;
   bool holds() const { return live > 0 || recording; }
